@@ -1,0 +1,219 @@
+//! Content-addressed blobs (modules, inputs, outputs) through the `object_store` crate: a local
+//! directory by default, any S3-compatible store for scale-out.
+//!
+//! Invariants:
+//! - A blob is stored under the BLAKE3 hash of its bytes and nothing else: every upload is
+//!   hashed as it streams in and is made visible only if the hash matches the name it was sent
+//!   under. A mismatch leaves nothing behind.
+//! - Blobs are immutable; storing one that exists is a no-op.
+//! - No blob is held in memory whole on the way in; reads stream too.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+
+use wire::BlobHash;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} is not stored; upload it first")]
+    NotFound(BlobHash),
+    #[error("the bytes hash to {actual}, not to {claimed}: the upload was corrupted or names the wrong hash")]
+    HashMismatch { claimed: BlobHash, actual: BlobHash },
+    #[error("the blob is larger than the {max_bytes} bytes allowed")]
+    TooLarge { max_bytes: u64 },
+    #[error("the upload stream failed: {0}")]
+    Upload(String),
+    #[error("blob storage failed: {0}; check the blob directory or object store")]
+    Storage(String),
+}
+
+impl From<object_store::Error> for BlobError {
+    fn from(error: object_store::Error) -> Self {
+        BlobError::Storage(error.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobStore({})", self.store)
+    }
+}
+
+/// Parts of a streamed upload are gathered to this size before they are written.
+const UPLOAD_CHUNK_BYTES: usize = 8 << 20;
+
+impl BlobStore {
+    /// Blobs in files under `dir`, created if needed.
+    pub fn local(dir: &Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            BlobError::Storage(format!("cannot create {}: {error}", dir.display()))
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir)?;
+        Ok(Self::new(Arc::new(store)))
+    }
+
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    fn path(hash: &BlobHash) -> ObjectPath {
+        let hex = hash.to_hex();
+        ObjectPath::from(format!("{}/{}", &hex[..2], hex))
+    }
+
+    pub async fn exists(&self, hash: &BlobHash) -> Result<bool, BlobError> {
+        match self.store.head(&Self::path(hash)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Stores `bytes` as `hash`, after checking that they hash to it.
+    pub async fn put(&self, hash: BlobHash, bytes: Bytes) -> Result<u64, BlobError> {
+        let actual = BlobHash::of(&bytes);
+        if actual != hash {
+            return Err(BlobError::HashMismatch {
+                claimed: hash,
+                actual,
+            });
+        }
+        let size = bytes.len() as u64;
+        if !self.exists(&hash).await? {
+            self.store.put(&Self::path(&hash), bytes.into()).await?;
+        }
+        Ok(size)
+    }
+
+    /// Stores a streamed upload as `hash`; refuses it past `max_bytes` or if the bytes do not
+    /// hash to `hash`. Returns the size.
+    pub async fn put_stream<S, E>(
+        &self,
+        hash: BlobHash,
+        mut body: S,
+        max_bytes: u64,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let upload = self.store.put_multipart(&Self::path(&hash)).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK_BYTES);
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        let failure = loop {
+            match body.next().await {
+                None => break None,
+                Some(Err(error)) => break Some(BlobError::Upload(error.to_string())),
+                Some(Ok(chunk)) => {
+                    size += chunk.len() as u64;
+                    if size > max_bytes {
+                        break Some(BlobError::TooLarge { max_bytes });
+                    }
+                    hasher.update(&chunk);
+                    if let Err(error) = writer.wait_for_capacity(2).await {
+                        break Some(error.into());
+                    }
+                    writer.write(&chunk);
+                }
+            }
+        };
+        let failure = failure.or_else(|| {
+            let actual = BlobHash::from(hasher.finalize());
+            (actual != hash).then_some(BlobError::HashMismatch {
+                claimed: hash,
+                actual,
+            })
+        });
+        match failure {
+            Some(error) => {
+                if let Err(abort_error) = writer.abort().await {
+                    tracing::warn!(%abort_error, "could not discard a refused upload");
+                }
+                Err(error)
+            }
+            None => {
+                writer.finish().await?;
+                Ok(size)
+            }
+        }
+    }
+
+    /// The whole blob in memory; for blobs known to be small.
+    pub async fn get(&self, hash: &BlobHash) -> Result<Bytes, BlobError> {
+        match self.store.get(&Self::path(hash)).await {
+            Ok(result) => Ok(result.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(*hash)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The blob's size and a stream of its bytes.
+    pub async fn get_stream(
+        &self,
+        hash: &BlobHash,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, BlobError>>), BlobError> {
+        match self.store.get(&Self::path(hash)).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                Ok((size, result.into_stream().map_err(BlobError::from).boxed()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(*hash)),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin + Send {
+        futures::stream::iter(parts.iter().map(|part| Ok(Bytes::from_static(part))).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn a_streamed_upload_is_stored_under_its_hash_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::local(dir.path()).unwrap();
+        let hash = BlobHash::of(b"hello world");
+        let size = blobs.put_stream(hash, chunks(&[b"hello ", b"world"]), 100).await.unwrap();
+        assert_eq!(size, 11);
+        assert_eq!(blobs.get(&hash).await.unwrap(), Bytes::from_static(b"hello world"));
+        let (size, stream) = blobs.get_stream(&hash).await.unwrap();
+        assert_eq!(size, 11);
+        let read: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(read.concat(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_mismatched_or_oversize_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::local(dir.path()).unwrap();
+        let claimed = BlobHash::of(b"something else");
+        let error = blobs.put_stream(claimed, chunks(&[b"hello"]), 100).await.unwrap_err();
+        assert!(matches!(error, BlobError::HashMismatch { .. }), "{error}");
+        assert!(!blobs.exists(&claimed).await.unwrap());
+        let hash = BlobHash::of(b"hello");
+        let error = blobs.put_stream(hash, chunks(&[b"hel", b"lo"]), 4).await.unwrap_err();
+        assert!(matches!(error, BlobError::TooLarge { max_bytes: 4 }), "{error}");
+        assert!(!blobs.exists(&hash).await.unwrap());
+        assert!(matches!(blobs.get(&hash).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            blobs.put(claimed, Bytes::from_static(b"hello")).await,
+            Err(BlobError::HashMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,129 @@
+//! Blob routes: upload (verified against the hash in the path), existence, download. Who may
+//! read what is checked on every request.
+
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use blobstore::BlobError;
+use store::Write;
+use wire::{ApiError, BlobHash, ErrorCode};
+
+use super::{ApiResult, AppState, Caller, Failure, Requester, parse_path};
+
+fn blob_failure(error: BlobError) -> Failure {
+    match error {
+        BlobError::HashMismatch { .. } => Failure::new(ErrorCode::HashMismatch, error.to_string()),
+        BlobError::TooLarge { .. } => Failure::new(ErrorCode::PayloadTooLarge, error.to_string()),
+        BlobError::NotFound(_) => Failure::new(ErrorCode::NotFound, error.to_string()),
+        BlobError::Upload(_) => Failure::bad_request(error.to_string()),
+        BlobError::Storage(_) => Failure::storage(error),
+    }
+}
+
+#[utoipa::path(put, path = "/v1/blobs/{hash}", tag = "blobs",
+    params(("hash" = String, Path, description = "BLAKE3 hash of the bytes, 64 hex digits")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "stored; the uploader may read it and name it in jobs"),
+        (status = 400, body = ApiError, description = "the bytes do not hash to the name"),
+        (status = 413, body = ApiError),
+    ),
+    security(("requester" = []), ("node" = [])))]
+pub(crate) async fn put(
+    State(shared): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+    request: Request,
+) -> ApiResult<StatusCode> {
+    let hash: BlobHash = parse_path(&hash)?;
+    let (max_bytes, reader) = match caller {
+        Caller::Requester(requester) => (shared.config.blob_upload_bytes_max, Some(requester)),
+        Caller::Node(node) => {
+            let max = shared.read(|state, _| state.node_upload_bytes_max(node));
+            if max == 0 {
+                return Err(Failure::new(
+                    ErrorCode::Forbidden,
+                    "a node may upload only the outputs of attempts it holds",
+                ));
+            }
+            (max, None)
+        }
+    };
+    if let Some(length) = content_length(request.headers())
+        && length > max_bytes
+    {
+        return Err(Failure::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the blob is {length} bytes, more than the {max_bytes} allowed"),
+        ));
+    }
+    let body = request.into_body().into_data_stream();
+    let size_bytes = shared
+        .blobs
+        .put_stream(hash, body, max_bytes)
+        .await
+        .map_err(blob_failure)?;
+    let commit = shared.store.enqueue(vec![Write::InsertBlob {
+        hash,
+        size_bytes,
+        at_ms: shared.now_ms(),
+        reader,
+    }]);
+    shared.committed(commit).await?;
+    Ok(StatusCode::CREATED)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+#[utoipa::path(head, path = "/v1/blobs/{hash}", tag = "blobs",
+    params(("hash" = String, Path, description = "BLAKE3 hash")),
+    responses((status = 200, description = "stored and readable by the caller; no need to upload"), (status = 404)),
+    security(("requester" = [])))]
+pub(crate) async fn head(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(hash): Path<String>,
+) -> ApiResult<Response> {
+    let hash: BlobHash = parse_path(&hash)?;
+    match shared.store.readable_blob(&hash, requester).await? {
+        Some(size) => Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response()),
+        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/blobs/{hash}", tag = "blobs",
+    params(("hash" = String, Path, description = "BLAKE3 hash")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ApiError)),
+    security(("requester" = []), ("node" = [])))]
+pub(crate) async fn get(
+    State(shared): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<Response> {
+    let hash: BlobHash = parse_path(&hash)?;
+    let allowed = match caller {
+        Caller::Requester(requester) => shared.store.readable_blob(&hash, requester).await?.is_some(),
+        Caller::Node(node) => shared.read(|state, _| state.node_may_read(node, &hash)),
+    };
+    if !allowed {
+        // The same answer whether the blob exists or not: its existence is not the caller's
+        // business unless it may read it.
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            format!("no blob {hash} that you may read"),
+        ));
+    }
+    let (size, stream) = shared.blobs.get_stream(&hash).await.map_err(blob_failure)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        HttpBody::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,258 @@
+//! Requester routes for jobs: submit, list, status, wait, tasks, why, cancel.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use wasmparser::{Encoding, Parser, Payload, Validator};
+
+use wire::{
+    ApiError, BlobHash, ErrorCode, JobId, JobList, JobStatus, JobSubmission, JobSubmitted,
+    TaskPage, WhyResponse,
+};
+
+use super::{ApiResult, AppState, Body, Failure, Requester, parse_path};
+use crate::pool::NewJob;
+
+/// Longest a `wait` request holds.
+const WAIT_MS_MAX: u64 = 60_000;
+/// Tasks per page of `tasks`.
+const TASK_PAGE_MAX: u32 = 1000;
+
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = JobSubmission,
+    responses(
+        (status = 201, body = JobSubmitted, description = "the job is stored and its tasks are queued"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn submit(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Body(submission): Body<JobSubmission>,
+) -> ApiResult<(StatusCode, Json<JobSubmitted>)> {
+    wire::validate::job_submission(&submission)?;
+    if shared.overloaded() {
+        return Err(Failure::new(
+            ErrorCode::Unavailable,
+            "the coordinator is catching up with its writes; retry in a moment",
+        ));
+    }
+    let missing = shared
+        .store
+        .unreadable_blobs(&blobs_of(&submission), requester)
+        .await?;
+    if let Some(hash) = missing.first() {
+        return Err(Failure::bad_request(format!(
+            "blob {hash} (and {} more) is not uploaded; upload it with PUT /v1/blobs/{hash} first",
+            missing.len() - 1
+        )));
+    }
+    check_module(&shared, submission.module).await?;
+    let (submitted, commit) = shared.mutate(|state, now_ms, entropy, out| {
+        let id = loop {
+            let id = JobId(entropy.next_u64());
+            if !state.has_job(id) {
+                break id;
+            }
+        };
+        state.add_job(
+            NewJob {
+                id,
+                requester,
+                submission,
+            },
+            now_ms,
+            out,
+        )
+    });
+    shared.committed(commit).await?;
+    tracing::info!(job = %submitted.job_id, tasks = submitted.tasks, "job submitted");
+    Ok((StatusCode::CREATED, Json(submitted)))
+}
+
+fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
+    let mut hashes = vec![submission.module];
+    for mount in &submission.mounts {
+        hashes.extend(mount.files.iter().map(|file| file.blob));
+    }
+    for task in &submission.tasks {
+        hashes.extend(task.stdin);
+        hashes.extend(task.inputs.iter().map(|input| input.blob));
+    }
+    hashes
+}
+
+/// Refuses a module that is not a valid WebAssembly core module, before any node sees it.
+async fn check_module(shared: &AppState, module: BlobHash) -> ApiResult<()> {
+    if shared.valid_modules.lock().contains(&module) {
+        return Ok(());
+    }
+    let size = shared.store.blob_size(&module).await?.unwrap_or(0);
+    if size > wire::limits::MODULE_BYTES_MAX {
+        return Err(Failure::bad_request(format!(
+            "the module is {size} bytes; modules may be at most {} bytes",
+            wire::limits::MODULE_BYTES_MAX
+        )));
+    }
+    let bytes = shared
+        .blobs
+        .get(&module)
+        .await
+        .map_err(|error| Failure::storage(error))?;
+    let verdict = tokio::task::spawn_blocking(move || validate_module(&bytes))
+        .await
+        .map_err(|error| Failure::new(ErrorCode::Internal, error.to_string()))?;
+    verdict.map_err(|problem| Failure::bad_request(format!("the module is {problem}")))?;
+    shared.valid_modules.lock().insert(module);
+    Ok(())
+}
+
+fn validate_module(bytes: &[u8]) -> Result<(), String> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err(
+            "not WebAssembly (it does not start with \\0asm); build it for wasm32-wasip1".to_owned(),
+        );
+    }
+    if let Some(Ok(Payload::Version {
+        encoding: Encoding::Component,
+        ..
+    })) = Parser::new(0).parse_all(bytes).next()
+    {
+        return Err(
+            "a WebAssembly component; submit a WASI preview 1 core module (wasm32-wasip1)"
+                .to_owned(),
+        );
+    }
+    Validator::new()
+        .validate_all(bytes)
+        .map(|_| ())
+        .map_err(|error| format!("not valid WebAssembly: {error}"))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ListQuery {
+    /// How many jobs, newest first (default 100).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 401, body = ApiError)),
+    security(("requester" = [])))]
+pub(crate) async fn list(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Query(query): Query<ListQuery>,
+) -> Json<JobList> {
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    Json(JobList {
+        jobs: shared.read(|state, _| state.list_jobs(requester, limit)),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}", tag = "jobs",
+    params(("job" = String, Path, description = "job id")),
+    responses((status = 200, body = JobStatus), (status = 404, body = ApiError)),
+    security(("requester" = [])))]
+pub(crate) async fn status(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+) -> ApiResult<Json<JobStatus>> {
+    let job: JobId = parse_path(&job)?;
+    Ok(Json(shared.read(|state, _| state.job_status(job, requester))?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct WaitQuery {
+    /// Answer once the job's version is past this.
+    after: Option<u64>,
+    /// Answer after this long at the latest (at most 60000).
+    timeout_ms: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}/wait", tag = "jobs",
+    params(("job" = String, Path, description = "job id"), WaitQuery),
+    responses((status = 200, body = JobStatus, description = "the job after it changed, or as it is at the timeout")),
+    security(("requester" = [])))]
+pub(crate) async fn wait(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> ApiResult<Json<JobStatus>> {
+    let job: JobId = parse_path(&job)?;
+    let mut versions = shared.read(|state, _| state.watch_job(job, requester))?;
+    let after = query.after.unwrap_or(0);
+    let timeout = Duration::from_millis(query.timeout_ms.unwrap_or(WAIT_MS_MAX).min(WAIT_MS_MAX));
+    let mut stopping = shared.stopping.subscribe();
+    let changed = versions.wait_for(|version| *version > after);
+    tokio::select! {
+        _ = changed => {}
+        () = tokio::time::sleep(timeout) => {}
+        _ = stopping.wait_for(|stopping| *stopping) => {}
+    }
+    Ok(Json(shared.read(|state, _| state.job_status(job, requester))?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct PageQuery {
+    /// The first task index (default 0).
+    offset: Option<u32>,
+    /// Tasks per page (default and most 1000).
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}/tasks", tag = "jobs",
+    params(("job" = String, Path, description = "job id"), PageQuery),
+    responses((status = 200, body = TaskPage), (status = 404, body = ApiError)),
+    security(("requester" = [])))]
+pub(crate) async fn tasks(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<TaskPage>> {
+    let job: JobId = parse_path(&job)?;
+    shared.read(|state, _| state.check_owner(job, requester))?;
+    // Everything the pool did before this request is in the store after the flush.
+    shared.store.flush().await?;
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(TASK_PAGE_MAX).clamp(1, TASK_PAGE_MAX);
+    let tasks = shared.store.task_page(job, offset, limit).await?;
+    let next_offset = (tasks.len() as u32 == limit).then(|| offset + limit);
+    Ok(Json(TaskPage { tasks, next_offset }))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}/why", tag = "jobs",
+    params(("job" = String, Path, description = "job id")),
+    responses((status = 200, body = WhyResponse), (status = 404, body = ApiError)),
+    security(("requester" = [])))]
+pub(crate) async fn why(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+) -> ApiResult<Json<WhyResponse>> {
+    let job: JobId = parse_path(&job)?;
+    Ok(Json(shared.read(|state, now_ms| state.why(job, requester, now_ms))?))
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{job}/cancel", tag = "jobs",
+    params(("job" = String, Path, description = "job id")),
+    responses((status = 200, body = JobStatus), (status = 404, body = ApiError), (status = 409, body = ApiError)),
+    security(("requester" = [])))]
+pub(crate) async fn cancel(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+) -> ApiResult<Json<JobStatus>> {
+    let job: JobId = parse_path(&job)?;
+    let (result, commit) =
+        shared.mutate(|state, now_ms, _, out| state.cancel_job(job, requester, now_ms, out));
+    result?;
+    shared.committed(commit).await?;
+    tracing::info!(%job, "job cancelled");
+    Ok(Json(shared.read(|state, _| state.job_status(job, requester))?))
+}

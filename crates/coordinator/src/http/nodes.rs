@@ -1,0 +1,256 @@
+//! The node protocol (register, lease, heartbeat, report, release, job runtime) and the node
+//! list requesters read.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use futures::StreamExt;
+use tokio::sync::oneshot;
+
+use wire::auth::{TokenKind, token_hash, verify_registration};
+use wire::{
+    ApiError, BlobHash, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId, JobRuntime,
+    LeaseRequest, LeaseResponse, NodeId, NodeList, RegisterRequest, RegisterResponse,
+    ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse,
+};
+
+use super::{ApiResult, AppState, Body, Failure, Node, Requester, parse_path};
+use crate::pool::NewNode;
+use crate::service::Shared;
+
+/// How far a node's clock may be from the coordinator's when it signs its registration.
+const CLOCK_SKEW_MS_MAX: u64 = 10 * 60 * 1000;
+
+/// Blob existence checks a report runs at once.
+const BLOB_CHECKS_IN_FLIGHT: usize = 16;
+
+#[utoipa::path(post, path = "/v1/nodes/register", tag = "nodes",
+    request_body = RegisterRequest,
+    responses((status = 200, body = RegisterResponse), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+pub(crate) async fn register(
+    State(shared): State<AppState>,
+    Body(request): Body<RegisterRequest>,
+) -> ApiResult<Json<RegisterResponse>> {
+    wire::validate::registration(&request)?;
+    let join_hash = token_hash(&request.join_token);
+    if TokenKind::of(&request.join_token) != Some(TokenKind::Join)
+        || !shared.read(|state, _| state.is_join_token(&join_hash))
+    {
+        return Err(Failure::new(
+            ErrorCode::Unauthorized,
+            "the join token is not valid for this pool; ask the pool owner for one (`crowdcloud up` prints it)",
+        ));
+    }
+    let now_ms = shared.now_ms();
+    if request.issued_at_ms.abs_diff(now_ms) > CLOCK_SKEW_MS_MAX {
+        return Err(Failure::bad_request(format!(
+            "the node's clock is {} s off the coordinator's; set the clock right (e.g. enable NTP)",
+            request.issued_at_ms.abs_diff(now_ms) / 1000
+        )));
+    }
+    let node_id = verify_registration(&request)?;
+    let node_token = TokenKind::Node.token_from_secret(shared.entropy().secret());
+    let new = NewNode {
+        id: node_id,
+        public_key: request.public_key,
+        token_hash: token_hash(&node_token),
+        name: request.name,
+        capabilities: request.capabilities,
+        labels: request.labels,
+        slots: request.slots,
+        agent_version: request.agent_version,
+    };
+    let name = new.name.clone();
+    let (_, commit) = shared.mutate(|state, now_ms, _, out| state.register(new, now_ms, out));
+    shared.committed(commit).await?;
+    tracing::info!(node = %node_id, %name, "node registered");
+    let (lease_ms, heartbeat_ms, pool_name) =
+        shared.read(|state, _| (state.lease_ms, state.heartbeat_ms, state.pool_name.clone()));
+    Ok(Json(RegisterResponse {
+        node_id,
+        node_token,
+        lease_ms,
+        heartbeat_ms,
+        pool_name,
+    }))
+}
+
+/// Removes a parked lease request when its HTTP request goes away unanswered (the node
+/// disconnected, or the wait ran out).
+struct ParkedRequest {
+    shared: Arc<Shared>,
+    node: NodeId,
+    request: u64,
+    answered: bool,
+}
+
+impl Drop for ParkedRequest {
+    fn drop(&mut self) {
+        if !self.answered {
+            let (node, request) = (self.node, self.request);
+            self.shared
+                .mutate(|state, _, _, _| state.remove_waiter(node, request));
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/v1/nodes/lease", tag = "nodes",
+    request_body = LeaseRequest,
+    responses((status = 200, body = LeaseResponse, description = "attempts granted now, or none when the wait ran out")),
+    security(("node" = [])))]
+pub(crate) async fn lease(
+    State(shared): State<AppState>,
+    Node(node): Node,
+    Body(request): Body<LeaseRequest>,
+) -> ApiResult<Json<LeaseResponse>> {
+    wire::validate::lease_request(&request)?;
+    let request_id = shared.next_request();
+    let (sender, mut receiver) = oneshot::channel::<LeaseResponse>();
+    let (granted, _commit) = shared.mutate(|state, now_ms, entropy, out| {
+        let response = state.take_work(node, request.slots_free, now_ms, entropy, out);
+        if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
+            state.add_waiter(node, request_id, request.slots_free, sender);
+        }
+        response
+    });
+    // Grants are written behind: a grant lost in a crash only makes its task run again.
+    if !granted.attempts.is_empty() || request.wait_ms == 0 {
+        return Ok(Json(granted));
+    }
+    let mut parked = ParkedRequest {
+        shared: Arc::clone(&shared),
+        node,
+        request: request_id,
+        answered: false,
+    };
+    let mut stopping = shared.stopping.subscribe();
+    tokio::select! {
+        response = &mut receiver => {
+            parked.answered = true;
+            return Ok(Json(response.unwrap_or_default()));
+        }
+        () = tokio::time::sleep(Duration::from_millis(request.wait_ms.into())) => {}
+        _ = stopping.wait_for(|stopping| *stopping) => {}
+    }
+    drop(parked);
+    // Work may have been handed over between the timeout and the removal of the waiter.
+    Ok(Json(receiver.try_recv().unwrap_or_default()))
+}
+
+#[utoipa::path(post, path = "/v1/nodes/heartbeat", tag = "nodes",
+    request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse)),
+    security(("node" = [])))]
+pub(crate) async fn heartbeat(
+    State(shared): State<AppState>,
+    Node(node): Node,
+    Body(request): Body<HeartbeatRequest>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    wire::validate::heartbeat(&request)?;
+    let (response, commit) =
+        shared.mutate(|state, now_ms, _, out| state.heartbeat(node, &request, now_ms, out));
+    shared.committed(commit).await?;
+    Ok(Json(response))
+}
+
+#[utoipa::path(post, path = "/v1/nodes/report", tag = "nodes",
+    request_body = ReportRequest,
+    responses((status = 200, body = ReportResponse, description = "per report: taken, or refused and why")),
+    security(("node" = [])))]
+pub(crate) async fn report(
+    State(shared): State<AppState>,
+    Node(node): Node,
+    Body(request): Body<ReportRequest>,
+) -> ApiResult<Json<ReportResponse>> {
+    wire::validate::report_request(&request)?;
+    let stored = stored_blobs(&shared, &request).await?;
+    let (acks, commit) = shared
+        .mutate(|state, now_ms, _, out| state.report(node, request.reports, &stored, now_ms, out));
+    shared.committed(commit).await?;
+    Ok(Json(ReportResponse { acks }))
+}
+
+/// Of the blobs the reports name, those in the blob store.
+async fn stored_blobs(shared: &Shared, request: &ReportRequest) -> ApiResult<HashSet<BlobHash>> {
+    let named: HashSet<BlobHash> = request
+        .reports
+        .iter()
+        .flat_map(|report| {
+            report
+                .stdout
+                .iter()
+                .chain(report.stderr.iter())
+                .map(|blob| blob.hash)
+                .chain(report.outputs.iter().map(|file| file.hash))
+        })
+        .collect();
+    let checks = futures::stream::iter(named)
+        .map(|hash| async move { (hash, shared.blobs.exists(&hash).await) })
+        .buffer_unordered(BLOB_CHECKS_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    let mut stored = HashSet::new();
+    for (hash, exists) in checks {
+        if exists.map_err(Failure::storage)? {
+            stored.insert(hash);
+        }
+    }
+    Ok(stored)
+}
+
+#[utoipa::path(post, path = "/v1/nodes/release", tag = "nodes",
+    request_body = ReleaseRequest,
+    responses((status = 200, body = ReleaseResponse)),
+    security(("node" = [])))]
+pub(crate) async fn release(
+    State(shared): State<AppState>,
+    Node(node): Node,
+    Body(request): Body<ReleaseRequest>,
+) -> ApiResult<Json<ReleaseResponse>> {
+    if request.attempts.len() > wire::limits::ATTEMPTS_PER_HEARTBEAT_MAX {
+        return Err(Failure::bad_request(format!(
+            "release at most {} attempts at once",
+            wire::limits::ATTEMPTS_PER_HEARTBEAT_MAX
+        )));
+    }
+    let (released, commit) = shared
+        .mutate(|state, now_ms, _, out| state.release(node, &request.attempts, now_ms, out));
+    shared.committed(commit).await?;
+    if !released.is_empty() {
+        tracing::info!(node = %node, released = released.len(), reason = %request.reason, "attempts released");
+    }
+    Ok(Json(ReleaseResponse { released }))
+}
+
+#[utoipa::path(get, path = "/v1/nodes/jobs/{job}/runtime", tag = "nodes",
+    params(("job" = String, Path, description = "job id")),
+    responses((status = 200, body = JobRuntime), (status = 404, body = ApiError)),
+    security(("node" = [])))]
+pub(crate) async fn job_runtime(
+    State(shared): State<AppState>,
+    Node(node): Node,
+    Path(job): Path<String>,
+) -> ApiResult<Json<JobRuntime>> {
+    let job: JobId = parse_path(&job)?;
+    shared
+        .read(|state, _| state.job_runtime_for_node(node, job))
+        .map(Json)
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("this node holds no attempt of job {job}"),
+            )
+        })
+}
+
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+    responses((status = 200, body = NodeList)),
+    security(("requester" = [])))]
+pub(crate) async fn list(State(shared): State<AppState>, _requester: Requester) -> Json<NodeList> {
+    Json(NodeList {
+        nodes: shared.read(|state, now_ms| state.list_nodes(now_ms)),
+    })
+}

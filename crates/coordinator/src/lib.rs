@@ -1,0 +1,123 @@
+//! The coordinator: the pool's central allocator, served over HTTP + JSON under `/v1/`.
+//!
+//! It matches pending tasks to nodes that long-poll for work, keeps every attempt under a lease
+//! that the node's heartbeat extends, takes reports and keeps accounts. This is the only crate
+//! that serves HTTP.
+//!
+//! Code map:
+//! - [`pool`]: the live pool in memory and every rule of how it changes; no I/O.
+//! - `service`: the lock around the pool, the order of writes to the store, long-poll waiting
+//!   and the lease reaper.
+//! - `http`: the axum routes, authentication, request limits and the OpenAPI document.
+//!
+//! Invariants:
+//! - Every change is made to the pool under its lock and its writes are queued to the store
+//!   under the same lock, so the store applies them in the order they happened.
+//! - Anything acknowledged to a client that it could lose (a submitted job, a taken report, a
+//!   cancellation, a registration, an upload) is committed before the response is sent.
+//! - A failed commit stops the coordinator: memory would be ahead of disk. A restart loads the
+//!   last committed state.
+//! - The coordinator never trusts its caller: every route authenticates (requester token, node
+//!   token or join token) except health, the OpenAPI document and the dashboard page.
+
+mod env;
+mod http;
+mod pool;
+mod service;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
+pub use store::Durability;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Blobs(#[from] blobstore::BlobError),
+    #[error("cannot serve HTTP: {0}")]
+    Serve(std::io::Error),
+    #[error("a bootstrap token is malformed: {0}; tokens start with ccr_ (requester) or ccj_ (join)")]
+    BadToken(String),
+}
+
+/// A token the coordinator accepts from its first start on: the owner's API token and the
+/// pool's join token made by `crowdcloud up`.
+#[derive(Debug, Clone)]
+pub struct BootstrapToken {
+    pub token: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub pool_name: String,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    pub durability: Durability,
+    pub blob_dir: PathBuf,
+    /// A lease lasts this long past a node's last request.
+    pub lease_ms: u64,
+    /// Largest blob a requester may upload.
+    pub blob_upload_bytes_max: u64,
+    /// Writes queued to the store beyond this make new work wait with 503.
+    pub write_queue_max: usize,
+    /// Tokens to accept; created in the store if new.
+    pub bootstrap: Vec<BootstrapToken>,
+}
+
+impl CoordinatorConfig {
+    /// A coordinator keeping everything under `data_dir`: `state.db` and `blobs/`.
+    pub fn in_dir(data_dir: &std::path::Path, pool_name: &str) -> Self {
+        Self {
+            pool_name: pool_name.to_owned(),
+            database_url: format!("sqlite://{}", data_dir.join("state.db").display()),
+            durability: Durability::Full,
+            blob_dir: data_dir.join("blobs"),
+            lease_ms: 15_000,
+            blob_upload_bytes_max: wire::limits::BLOB_BYTES_MAX,
+            write_queue_max: 200_000,
+            bootstrap: Vec::new(),
+        }
+    }
+}
+
+/// An opened coordinator: state loaded, ready to serve.
+pub struct Coordinator {
+    shared: Arc<service::Shared>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// Opens the state store and blob store, loads the pool and accepts the bootstrap tokens.
+    pub async fn open(
+        config: CoordinatorConfig,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Result<Self, CoordinatorError> {
+        let shared = service::Shared::open(config, clock, entropy).await?;
+        Ok(Self { shared })
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves (or storage fails), then stops
+    /// taking requests, lets in-flight ones finish and commits what is queued.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CoordinatorError> {
+        service::serve(self.shared, listener, shutdown).await
+    }
+
+    pub fn pool_name(&self) -> &str {
+        &self.shared.config.pool_name
+    }
+}

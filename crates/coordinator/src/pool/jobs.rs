@@ -1,0 +1,379 @@
+//! Jobs in the pool: submission, cancellation, completion and what requesters read of them.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use store::{JobRow, TaskRow, Write};
+use wire::{
+    JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare, RequesterId,
+    TaskCounts, TaskState, WhyResponse,
+};
+
+use super::{Job, Outbox, PoolError, PoolState, Slot, Task, count_of};
+
+/// A job accepted by the API layer: validated, its blobs checked.
+pub(crate) struct NewJob {
+    pub(crate) id: JobId,
+    pub(crate) requester: RequesterId,
+    pub(crate) submission: JobSubmission,
+}
+
+fn sorted_labels(labels: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts) -> Job {
+    let spec = &row.spec;
+    let mut shared_blobs: HashSet<_> = spec
+        .mounts
+        .iter()
+        .flat_map(|mount| mount.files.iter().map(|file| file.blob))
+        .collect();
+    shared_blobs.insert(spec.module);
+    Job {
+        id: row.id,
+        requester: row.requester_id,
+        runtime: Arc::new(JobRuntime {
+            job_id: row.id,
+            name: spec.name.clone(),
+            module: spec.module,
+            env: spec.env.clone(),
+            mounts: spec.mounts.clone(),
+            limits: spec.limits,
+            deterministic: spec.deterministic,
+        }),
+        shared_blobs,
+        requirements: spec.requirements.clone(),
+        labels_sorted: sorted_labels(&spec.requirements.labels),
+        max_attempts: spec.max_attempts,
+        state: row.state,
+        tasks,
+        pending: VecDeque::new(),
+        counts,
+        attempts_total: 0,
+        fuel_total: 0,
+        node_shares: HashMap::new(),
+        submitted_seq: row.submitted_seq,
+        created_at_ms: row.created_at_ms,
+        finished_at_ms: row.finished_at_ms,
+        version: watch::Sender::new(1),
+    }
+}
+
+impl Job {
+    /// Moves task `index` to `slot`, keeping counts and the pending queue true. The caller
+    /// keeps `ready` true (see [`PoolState::sync_ready`]).
+    pub(crate) fn set_slot(&mut self, index: u32, slot: Slot) {
+        let task = &mut self.tasks[index as usize];
+        debug_assert!(
+            !matches!(task.slot, Slot::Ended(_)),
+            "an ended task never changes again"
+        );
+        *count_of(&mut self.counts, task.slot.state()) -= 1;
+        *count_of(&mut self.counts, slot.state()) += 1;
+        task.slot = slot;
+        match slot {
+            Slot::Pending => self.pending.push_back(index),
+            Slot::Ended(_) => task.spec = None,
+            Slot::Running(_) => {}
+        }
+    }
+
+    pub(crate) fn bump(&self) {
+        self.version.send_modify(|version| *version += 1);
+    }
+}
+
+impl PoolState {
+    /// Adds a submitted job; its tasks are pending at once.
+    pub(crate) fn add_job(&mut self, new: NewJob, now_ms: u64, out: &mut Outbox) -> JobSubmitted {
+        let NewJob {
+            id,
+            requester,
+            mut submission,
+        } = new;
+        let task_specs = std::mem::take(&mut submission.tasks);
+        let task_count = task_specs.len() as u32;
+        let row = JobRow {
+            id,
+            requester_id: requester,
+            spec: submission,
+            task_count,
+            state: JobState::Running,
+            submitted_seq: self.next_submitted_seq,
+            created_at_ms: now_ms,
+            finished_at_ms: None,
+        };
+        self.next_submitted_seq += 1;
+        let tasks: Vec<Task> = task_specs
+            .iter()
+            .map(|spec| Task {
+                spec: Some(spec.clone()),
+                slot: Slot::Pending,
+                attempts: 0,
+            })
+            .collect();
+        let counts = TaskCounts {
+            total: task_count,
+            pending: task_count,
+            ..TaskCounts::default()
+        };
+        let mut job = new_job(&row, tasks, counts);
+        job.pending = (0..task_count).collect();
+        out.push(Write::InsertJob {
+            job: row,
+            tasks: task_specs,
+        });
+        self.ready.insert(job.submitted_seq, id);
+        self.jobs.insert(id, job);
+        JobSubmitted {
+            job_id: id,
+            tasks: task_count,
+        }
+    }
+
+    pub(crate) fn restore_jobs(
+        &mut self,
+        rows: Vec<JobRow>,
+        task_counts: Vec<(JobId, TaskState, u32)>,
+        open_tasks: Vec<TaskRow>,
+        _now_ms: u64,
+    ) {
+        let mut counts: HashMap<JobId, TaskCounts> = HashMap::new();
+        for (job_id, state, count) in task_counts {
+            let entry = counts.entry(job_id).or_default();
+            *count_of(entry, state) += count;
+            entry.total += count;
+        }
+        let mut tasks_of: HashMap<JobId, Vec<Task>> = HashMap::new();
+        for task in open_tasks {
+            tasks_of.entry(task.job_id).or_default().push(Task {
+                spec: task.spec,
+                slot: match task.state {
+                    TaskState::Pending | TaskState::Running => Slot::Pending,
+                    ended => Slot::Ended(ended),
+                },
+                attempts: task.attempts,
+            });
+        }
+        for row in rows {
+            let tasks = tasks_of.remove(&row.id).unwrap_or_default();
+            let job_counts = counts.get(&row.id).copied().unwrap_or_default();
+            self.next_submitted_seq = self.next_submitted_seq.max(row.submitted_seq + 1);
+            self.jobs.insert(row.id, new_job(&row, tasks, job_counts));
+        }
+    }
+
+    /// Rebuilds the pending queue of a restored job from its tasks.
+    pub(crate) fn requeue_pending_of(&mut self, job_id: JobId) {
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        job.pending = job
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, task)| task.slot == Slot::Pending)
+            .map(|(index, _)| index as u32)
+            .collect();
+        self.sync_ready(job_id);
+    }
+
+    /// Puts the job in `ready` exactly when it runs and has pending tasks.
+    pub(crate) fn sync_ready(&mut self, job_id: JobId) {
+        let Some(job) = self.jobs.get(&job_id) else {
+            return;
+        };
+        if job.state == JobState::Running && !job.pending.is_empty() {
+            self.ready.insert(job.submitted_seq, job_id);
+        } else {
+            self.ready.remove(&job.submitted_seq);
+        }
+    }
+
+    /// Ends the job once every task has ended.
+    pub(crate) fn finish_job_if_done(&mut self, job_id: JobId, now_ms: u64, out: &mut Outbox) {
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        if job.state != JobState::Running || job.counts.ended() < job.counts.total {
+            return;
+        }
+        job.state = if job.counts.succeeded == job.counts.total {
+            JobState::Completed
+        } else {
+            JobState::Failed
+        };
+        job.finished_at_ms = Some(now_ms);
+        job.bump();
+        out.push(Write::FinishJob {
+            job_id,
+            state: job.state,
+            at_ms: now_ms,
+        });
+        self.sync_ready(job_id);
+    }
+
+    fn owned_job(&self, job_id: JobId, requester: RequesterId) -> Result<&Job, PoolError> {
+        match self.jobs.get(&job_id) {
+            Some(job) if job.requester == requester => Ok(job),
+            // Another requester's job is reported as missing: ids are not secrets, but
+            // whether a job exists is not for others to learn.
+            _ => Err(PoolError::NotFound(format!(
+                "no job {job_id}; list your jobs with `crowdcloud status`"
+            ))),
+        }
+    }
+
+    pub(crate) fn cancel_job(
+        &mut self,
+        job_id: JobId,
+        requester: RequesterId,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<(), PoolError> {
+        let state = self.owned_job(job_id, requester)?.state;
+        if state.is_terminal() {
+            return Err(PoolError::Conflict(format!(
+                "job {job_id} already ended ({state}); nothing to cancel"
+            )));
+        }
+        let job = self.jobs.get_mut(&job_id).expect("checked above");
+        for index in 0..job.tasks.len() as u32 {
+            match job.tasks[index as usize].slot {
+                Slot::Pending => job.set_slot(index, Slot::Ended(TaskState::Cancelled)),
+                Slot::Running(attempt_id) => {
+                    if let Some(attempt) = self.attempts.remove(&attempt_id)
+                        && let Some(node) = self.nodes.get_mut(&attempt.node)
+                    {
+                        node.running.remove(&attempt_id);
+                    }
+                    job.set_slot(index, Slot::Ended(TaskState::Cancelled));
+                }
+                Slot::Ended(_) => {}
+            }
+        }
+        job.pending.clear();
+        job.state = JobState::Cancelled;
+        job.finished_at_ms = Some(now_ms);
+        job.bump();
+        out.push(Write::CancelJob {
+            job_id,
+            at_ms: now_ms,
+        });
+        self.sync_ready(job_id);
+        Ok(())
+    }
+
+    pub(crate) fn job_status(
+        &self,
+        job_id: JobId,
+        requester: RequesterId,
+    ) -> Result<JobStatus, PoolError> {
+        Ok(self.status_of(self.owned_job(job_id, requester)?))
+    }
+
+    fn status_of(&self, job: &Job) -> JobStatus {
+        let mut nodes: Vec<NodeShare> = job
+            .node_shares
+            .iter()
+            .map(|(node_id, count)| NodeShare {
+                node_id: *node_id,
+                node_name: self
+                    .nodes
+                    .get(node_id)
+                    .map(|node| node.name.clone())
+                    .unwrap_or_default(),
+                tasks_succeeded: *count,
+            })
+            .collect();
+        nodes.sort_by(|a, b| {
+            b.tasks_succeeded
+                .cmp(&a.tasks_succeeded)
+                .then(a.node_id.cmp(&b.node_id))
+        });
+        JobStatus {
+            job_id: job.id,
+            name: job.runtime.name.clone(),
+            state: job.state,
+            tasks: job.counts,
+            attempts: job.attempts_total,
+            fuel_used: job.fuel_total,
+            created_at_ms: job.created_at_ms,
+            finished_at_ms: job.finished_at_ms,
+            version: *job.version.borrow(),
+            nodes,
+        }
+    }
+
+    /// The requester's jobs, newest first.
+    pub(crate) fn list_jobs(&self, requester: RequesterId, limit: usize) -> Vec<JobStatus> {
+        let mut jobs: Vec<&Job> = self
+            .jobs
+            .values()
+            .filter(|job| job.requester == requester)
+            .collect();
+        jobs.sort_by(|a, b| b.submitted_seq.cmp(&a.submitted_seq));
+        jobs.into_iter()
+            .take(limit)
+            .map(|job| self.status_of(job))
+            .collect()
+    }
+
+    pub(crate) fn watch_job(
+        &self,
+        job_id: JobId,
+        requester: RequesterId,
+    ) -> Result<watch::Receiver<u64>, PoolError> {
+        Ok(self.owned_job(job_id, requester)?.version.subscribe())
+    }
+
+    /// Checks the requester owns the job; for reads served from the store.
+    pub(crate) fn check_owner(&self, job_id: JobId, requester: RequesterId) -> Result<(), PoolError> {
+        self.owned_job(job_id, requester).map(|_| ())
+    }
+
+    pub(crate) fn why(
+        &self,
+        job_id: JobId,
+        requester: RequesterId,
+        now_ms: u64,
+    ) -> Result<WhyResponse, PoolError> {
+        let job = self.owned_job(job_id, requester)?;
+        let offers = self.all_node_offers();
+        let demand = job_demand(job);
+        let reasons = scheduler::explain(&demand, &offers, now_ms)
+            .into_iter()
+            .map(|reason| reason.to_string())
+            .collect();
+        Ok(WhyResponse {
+            job_id,
+            pending: job.counts.pending,
+            reasons,
+        })
+    }
+}
+
+pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
+    scheduler::JobDemand {
+        job: job.id.0,
+        pending: job.pending.len() as u32,
+        running: job.counts.running,
+        submitted_seq: job.submitted_seq,
+        requirements: scheduler::Requirements {
+            memory_bytes_min: job.requirements.memory_bytes_min,
+            cores_min: job.requirements.cores_min,
+            arch: job.requirements.arch.as_deref(),
+            os: job.requirements.os.as_deref(),
+            labels: &job.labels_sorted,
+        },
+    }
+}
+
+impl PoolState {
+    pub(crate) fn has_job(&self, job_id: JobId) -> bool {
+        self.jobs.contains_key(&job_id)
+    }
+}

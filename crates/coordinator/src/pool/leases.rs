@@ -1,0 +1,584 @@
+//! Leases: placing pending tasks on nodes (on request or to waiting nodes), heartbeats, reports,
+//! releases and expiry.
+//!
+//! A grant creates an attempt whose id is the lease's fencing token. Exactly one of these ends
+//! it: its report (accepted only from the node that holds it, while it holds it), its release,
+//! the expiry of its node's lease, or the cancellation of its job. After that, anything that
+//! names the attempt is refused.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio::sync::oneshot;
+
+use store::{AttemptEnd, AttemptEndState, AttemptRow, TaskEnd, Write};
+use wire::{
+    AttemptGrant, AttemptId, AttemptReport, BlobHash, HeartbeatRequest, HeartbeatResponse, JobId,
+    JobState, LeaseResponse, NodeActivity, NodeId, Outcome, ReportAck, TaskState,
+};
+
+use super::jobs::job_demand;
+use super::nodes::node_offer;
+use super::{Attempt, Outbox, PoolState, Slot, Waiter};
+use crate::env::Entropy;
+
+/// Why a node's attempts end without a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// No heartbeat for a whole lease.
+    LeaseRanOut,
+    /// The node registered again: its earlier process is gone.
+    Restarted,
+    /// The node's heartbeat no longer lists it.
+    Forgotten,
+}
+
+impl PoolState {
+    /// Work for a node that asks for up to `slots_free` attempts now.
+    pub(crate) fn take_work(
+        &mut self,
+        node_id: NodeId,
+        slots_free: u32,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) -> LeaseResponse {
+        self.touch(node_id, now_ms);
+        let Some(node) = self.nodes.get(&node_id) else {
+            return LeaseResponse::default();
+        };
+        if slots_free == 0 || self.ready.is_empty() || node.activity != NodeActivity::Active {
+            return LeaseResponse::default();
+        }
+        let assignments = {
+            let offers = [node_offer(node, slots_free)];
+            let demands: Vec<_> = self
+                .ready
+                .values()
+                .filter_map(|job_id| self.jobs.get(job_id))
+                .map(job_demand)
+                .collect();
+            scheduler::assign(
+                &scheduler::Snapshot {
+                    nodes: &offers,
+                    jobs: &demands,
+                },
+                now_ms,
+            )
+        };
+        let mut response = LeaseResponse::default();
+        let mut rows = Vec::new();
+        for assignment in assignments {
+            self.grant(
+                node_id,
+                JobId(assignment.job),
+                assignment.count,
+                now_ms,
+                entropy,
+                &mut response,
+                &mut rows,
+            );
+        }
+        if !rows.is_empty() {
+            out.push(Write::GrantAttempts(rows));
+        }
+        response
+    }
+
+    /// Parks a lease request that found no work; a newer request of the same node replaces it.
+    pub(crate) fn add_waiter(
+        &mut self,
+        node_id: NodeId,
+        request: u64,
+        slots_free: u32,
+        sender: oneshot::Sender<LeaseResponse>,
+    ) {
+        self.waiting.insert(
+            node_id,
+            Waiter {
+                request,
+                slots_free,
+                sender,
+            },
+        );
+    }
+
+    /// Removes the waiter of `request` if it is still parked; false if it was served already.
+    pub(crate) fn remove_waiter(&mut self, node_id: NodeId, request: u64) -> bool {
+        match self.waiting.get(&node_id) {
+            Some(waiter) if waiter.request == request => {
+                self.waiting.remove(&node_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Places pending tasks on the nodes waiting for work and answers their requests.
+    pub(crate) fn dispatch(&mut self, now_ms: u64, entropy: &dyn Entropy, out: &mut Outbox) {
+        self.waiting.retain(|_, waiter| !waiter.sender.is_closed());
+        if self.waiting.is_empty() || self.ready.is_empty() {
+            return;
+        }
+        let assignments = {
+            let offers: Vec<_> = self
+                .waiting
+                .iter()
+                .filter_map(|(node_id, waiter)| {
+                    let node = self.nodes.get(node_id)?;
+                    (node.activity == NodeActivity::Active)
+                        .then(|| node_offer(node, waiter.slots_free))
+                })
+                .collect();
+            let demands: Vec<_> = self
+                .ready
+                .values()
+                .filter_map(|job_id| self.jobs.get(job_id))
+                .map(job_demand)
+                .collect();
+            scheduler::assign(
+                &scheduler::Snapshot {
+                    nodes: &offers,
+                    jobs: &demands,
+                },
+                now_ms,
+            )
+        };
+        let mut by_node: HashMap<NodeId, Vec<(JobId, u32)>> = HashMap::new();
+        for assignment in assignments {
+            by_node
+                .entry(NodeId(assignment.node))
+                .or_default()
+                .push((JobId(assignment.job), assignment.count));
+        }
+        for (node_id, work) in by_node {
+            let Some(waiter) = self.waiting.remove(&node_id) else {
+                continue;
+            };
+            let mut response = LeaseResponse::default();
+            let mut rows = Vec::new();
+            for (job_id, count) in work {
+                self.grant(node_id, job_id, count, now_ms, entropy, &mut response, &mut rows);
+            }
+            match waiter.sender.send(response) {
+                Ok(()) => out.push(Write::GrantAttempts(rows)),
+                Err(response) => self.revert(node_id, &response),
+            }
+        }
+    }
+
+    /// Starts `count` pending tasks of `job_id` on `node_id`.
+    #[allow(clippy::too_many_arguments)]
+    fn grant(
+        &mut self,
+        node_id: NodeId,
+        job_id: JobId,
+        count: u32,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        response: &mut LeaseResponse,
+        rows: &mut Vec<AttemptRow>,
+    ) {
+        let (Some(job), Some(node)) = (self.jobs.get_mut(&job_id), self.nodes.get_mut(&node_id))
+        else {
+            return;
+        };
+        if node.jobs_sent.insert(job_id) {
+            response.jobs.push((*job.runtime).clone());
+        }
+        for _ in 0..count {
+            let Some(index) = job.pending.pop_front() else {
+                break;
+            };
+            let attempt_id = AttemptId(entropy.next_u64());
+            job.set_slot(index, Slot::Running(attempt_id));
+            let task = &mut job.tasks[index as usize];
+            task.attempts += 1;
+            job.attempts_total += 1;
+            let spec = task.spec.as_ref().expect("a pending task has its spec");
+            response.attempts.push(AttemptGrant {
+                attempt_id,
+                job_id,
+                task_index: index,
+                args: spec.args.clone(),
+                stdin: spec.stdin,
+                inputs: spec.inputs.clone(),
+            });
+            rows.push(AttemptRow {
+                id: attempt_id,
+                job_id,
+                task_index: index,
+                node_id,
+                granted_at_ms: now_ms,
+            });
+            node.running.insert(attempt_id);
+            self.attempts.insert(
+                attempt_id,
+                Attempt {
+                    job: job_id,
+                    task: index,
+                    node: node_id,
+                    granted_at_ms: now_ms,
+                },
+            );
+        }
+        node.lease_until_ms = node.lease_until_ms.max(now_ms + self.lease_ms);
+        job.bump();
+        self.sync_ready(job_id);
+    }
+
+    /// Undoes grants that never reached their node (its request went away).
+    fn revert(&mut self, node_id: NodeId, response: &LeaseResponse) {
+        for grant in &response.attempts {
+            let Some(attempt) = self.attempts.remove(&grant.attempt_id) else {
+                continue;
+            };
+            if let Some(node) = self.nodes.get_mut(&attempt.node) {
+                node.running.remove(&grant.attempt_id);
+            }
+            let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+            job.set_slot(attempt.task, Slot::Pending);
+            job.tasks[attempt.task as usize].attempts -= 1;
+            job.attempts_total -= 1;
+            // The task goes back to the front: it was next in line.
+            job.pending.pop_back();
+            job.pending.push_front(attempt.task);
+            self.sync_ready(attempt.job);
+        }
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            for runtime in &response.jobs {
+                node.jobs_sent.remove(&runtime.job_id);
+            }
+        }
+    }
+
+    pub(crate) fn heartbeat(
+        &mut self,
+        node_id: NodeId,
+        request: &HeartbeatRequest,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> HeartbeatResponse {
+        self.touch(node_id, now_ms);
+        let listed: HashSet<AttemptId> = request.running.iter().copied().collect();
+        let cancel = request
+            .running
+            .iter()
+            .copied()
+            .filter(|attempt_id| {
+                self.attempts
+                    .get(attempt_id)
+                    .is_none_or(|attempt| attempt.node != node_id)
+            })
+            .collect();
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            node.activity = request.activity.clone();
+            // An attempt the node no longer lists, granted longer than a lease ago (so its
+            // grant has surely arrived), was lost on the node.
+            let forgotten: Vec<AttemptId> = node
+                .running
+                .iter()
+                .copied()
+                .filter(|attempt_id| {
+                    !listed.contains(attempt_id)
+                        && self.attempts.get(attempt_id).is_some_and(|attempt| {
+                            attempt.granted_at_ms + self.lease_ms < now_ms
+                        })
+                })
+                .collect();
+            for attempt_id in forgotten {
+                self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
+            }
+        }
+        HeartbeatResponse {
+            cancel,
+            lease_ms: self.lease_ms,
+            heartbeat_ms: self.heartbeat_ms,
+        }
+    }
+
+    /// Takes the reports of attempts a node ended. `stored` holds the blob hashes found in the
+    /// blob store; a report naming any other blob is refused.
+    pub(crate) fn report(
+        &mut self,
+        node_id: NodeId,
+        reports: Vec<AttemptReport>,
+        stored: &HashSet<BlobHash>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Vec<ReportAck> {
+        self.touch(node_id, now_ms);
+        let mut ends = Vec::new();
+        let mut acks = Vec::with_capacity(reports.len());
+        let mut finished_jobs = HashSet::new();
+        for report in reports {
+            let attempt_id = report.attempt_id;
+            match self.take_report(node_id, report, stored, now_ms, out) {
+                Ok((end, job_id)) => {
+                    ends.push(end);
+                    finished_jobs.insert(job_id);
+                    acks.push(ReportAck {
+                        attempt_id,
+                        accepted: true,
+                        message: None,
+                    });
+                }
+                Err(message) => acks.push(ReportAck {
+                    attempt_id,
+                    accepted: false,
+                    message: Some(message),
+                }),
+            }
+        }
+        if !ends.is_empty() {
+            out.push(Write::EndAttempts(ends));
+        }
+        for job_id in finished_jobs {
+            self.finish_job_if_done(job_id, now_ms, out);
+        }
+        acks
+    }
+
+    fn held_attempt(&self, node_id: NodeId, attempt_id: AttemptId) -> Result<Attempt, String> {
+        match self.attempts.get(&attempt_id) {
+            Some(attempt) if attempt.node == node_id => Ok(*attempt),
+            Some(_) => Err(format!("attempt {attempt_id} is not held by this node")),
+            None => Err(format!(
+                "attempt {attempt_id} is not current: its lease expired, it was released or its \
+                 job was cancelled, so the task runs elsewhere or no longer runs"
+            )),
+        }
+    }
+
+    fn take_report(
+        &mut self,
+        node_id: NodeId,
+        report: AttemptReport,
+        stored: &HashSet<BlobHash>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<(AttemptEnd, JobId), String> {
+        let attempt = self.held_attempt(node_id, report.attempt_id)?;
+        let blobs: Vec<(BlobHash, u64)> = report
+            .stdout
+            .iter()
+            .chain(report.stderr.iter())
+            .map(|blob| (blob.hash, blob.size_bytes))
+            .chain(report.outputs.iter().map(|file| (file.hash, file.size_bytes)))
+            .collect();
+        if let Some((missing, _)) = blobs.iter().find(|(hash, _)| !stored.contains(hash)) {
+            return Err(format!(
+                "blob {missing} named in the report was not uploaded; upload outputs before reporting"
+            ));
+        }
+        let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+        let task = &job.tasks[attempt.task as usize];
+        let task_end = if report.outcome.is_success() {
+            Some(TaskState::Succeeded)
+        } else if (report.outcome.is_retryable() || report.outcome == Outcome::Cancelled)
+            && task.attempts < job.max_attempts
+        {
+            None
+        } else {
+            Some(TaskState::Failed)
+        };
+        self.attempts.remove(&report.attempt_id);
+        let node = self.nodes.get_mut(&node_id).expect("the node holds the attempt");
+        node.running.remove(&report.attempt_id);
+        job.fuel_total += report.usage.fuel_used;
+        match task_end {
+            Some(state) => {
+                job.set_slot(attempt.task, Slot::Ended(state));
+                if state == TaskState::Succeeded {
+                    *job.node_shares.entry(node_id).or_default() += 1;
+                    node.tasks_succeeded += 1;
+                }
+            }
+            None => job.set_slot(attempt.task, Slot::Pending),
+        }
+        job.bump();
+        if !blobs.is_empty() {
+            out.push(Write::AddBlobReaders {
+                hashes: blobs,
+                reader: job.requester,
+                at_ms: now_ms,
+            });
+        }
+        let job_id = attempt.job;
+        self.sync_ready(job_id);
+        let end = AttemptEnd {
+            attempt_id: report.attempt_id,
+            job_id,
+            task_index: attempt.task,
+            state: if report.outcome.is_success() {
+                AttemptEndState::Succeeded
+            } else {
+                AttemptEndState::Failed
+            },
+            at_ms: now_ms,
+            task_end: task_end.map(|state| TaskEnd {
+                state,
+                outcome: report.outcome.clone(),
+            }),
+            outcome: Some(report.outcome),
+            usage: Some(report.usage),
+            stdout: report.stdout,
+            stderr: report.stderr,
+            outputs: report.outputs,
+        };
+        Ok((end, job_id))
+    }
+
+    /// Gives attempts back unfinished: their tasks run again elsewhere, not counted as attempts.
+    pub(crate) fn release(
+        &mut self,
+        node_id: NodeId,
+        attempts: &[AttemptId],
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Vec<AttemptId> {
+        self.touch(node_id, now_ms);
+        let mut ends = Vec::new();
+        for attempt_id in attempts {
+            let Ok(attempt) = self.held_attempt(node_id, *attempt_id) else {
+                continue;
+            };
+            self.attempts.remove(attempt_id);
+            if let Some(node) = self.nodes.get_mut(&node_id) {
+                node.running.remove(attempt_id);
+            }
+            let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+            job.set_slot(attempt.task, Slot::Pending);
+            job.tasks[attempt.task as usize].attempts -= 1;
+            job.attempts_total -= 1;
+            job.bump();
+            self.sync_ready(attempt.job);
+            ends.push(AttemptEnd {
+                attempt_id: *attempt_id,
+                job_id: attempt.job,
+                task_index: attempt.task,
+                state: AttemptEndState::Released,
+                at_ms: now_ms,
+                outcome: None,
+                usage: None,
+                stdout: None,
+                stderr: None,
+                outputs: Vec::new(),
+                task_end: None,
+            });
+        }
+        let released = ends.iter().map(|end| end.attempt_id).collect();
+        if !ends.is_empty() {
+            out.push(Write::EndAttempts(ends));
+        }
+        released
+    }
+
+    /// Ends the attempts of every node whose lease ran out; returns how many.
+    pub(crate) fn expire(&mut self, now_ms: u64, out: &mut Outbox) -> usize {
+        let lapsed: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| node.lease_until_ms <= now_ms)
+            .filter(|node| !node.running.is_empty() || self.waiting.contains_key(&node.id))
+            .map(|node| node.id)
+            .collect();
+        let mut expired = 0;
+        for node_id in lapsed {
+            self.waiting.remove(&node_id);
+            expired += self.expire_node(node_id, now_ms, Expiry::LeaseRanOut, out);
+        }
+        expired
+    }
+
+    pub(crate) fn expire_node(
+        &mut self,
+        node_id: NodeId,
+        now_ms: u64,
+        why: Expiry,
+        out: &mut Outbox,
+    ) -> usize {
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return 0;
+        };
+        // A node that comes back must be sent the runtimes of its jobs again.
+        node.jobs_sent.clear();
+        let attempts: Vec<AttemptId> = node.running.iter().copied().collect();
+        for attempt_id in &attempts {
+            self.expire_attempt(*attempt_id, now_ms, why, out);
+        }
+        attempts.len()
+    }
+
+    fn expire_attempt(&mut self, attempt_id: AttemptId, now_ms: u64, why: Expiry, out: &mut Outbox) {
+        let Some(attempt) = self.attempts.remove(&attempt_id) else {
+            return;
+        };
+        if let Some(node) = self.nodes.get_mut(&attempt.node) {
+            node.running.remove(&attempt_id);
+        }
+        let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+        let attempts_made = job.tasks[attempt.task as usize].attempts;
+        let task_end = (attempts_made >= job.max_attempts).then(|| TaskEnd {
+            state: TaskState::Failed,
+            outcome: Outcome::Lost {
+                attempts: attempts_made,
+            },
+        });
+        match &task_end {
+            Some(end) => job.set_slot(attempt.task, Slot::Ended(end.state)),
+            None => job.set_slot(attempt.task, Slot::Pending),
+        }
+        job.bump();
+        tracing::info!(
+            attempt = %attempt_id,
+            job = %attempt.job,
+            task = attempt.task,
+            node = %attempt.node,
+            ?why,
+            requeued = task_end.is_none(),
+            "attempt expired"
+        );
+        out.push(Write::EndAttempts(vec![AttemptEnd {
+            attempt_id,
+            job_id: attempt.job,
+            task_index: attempt.task,
+            state: AttemptEndState::Expired,
+            at_ms: now_ms,
+            outcome: None,
+            usage: None,
+            stdout: None,
+            stderr: None,
+            outputs: Vec::new(),
+            task_end,
+        }]));
+        self.sync_ready(attempt.job);
+        self.finish_job_if_done(attempt.job, now_ms, out);
+    }
+
+    /// Puts back a lease that was live when the coordinator stopped.
+    pub(crate) fn restore_attempt(&mut self, row: AttemptRow) {
+        let Some(job) = self.jobs.get_mut(&row.job_id) else {
+            return;
+        };
+        let Some(node) = self.nodes.get_mut(&row.node_id) else {
+            return;
+        };
+        if job.state != JobState::Running
+            || job.tasks.get(row.task_index as usize).map(|task| task.slot) != Some(Slot::Pending)
+        {
+            return;
+        }
+        // The pending queue is rebuilt from the slots once every attempt is restored.
+        job.set_slot(row.task_index, Slot::Running(row.id));
+        node.running.insert(row.id);
+        self.attempts.insert(
+            row.id,
+            Attempt {
+                job: row.job_id,
+                task: row.task_index,
+                node: row.node_id,
+                granted_at_ms: row.granted_at_ms,
+            },
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The live pool in memory: jobs and their tasks, nodes, leases, and the nodes waiting for work.
+//!
+//! This is the coordinator's authority while it runs; the state store is its durable log. Every
+//! method takes `now_ms` and, where it makes ids, an [`Entropy`]; none does I/O. Each change that
+//! must survive a restart is pushed as a [`Write`] to the caller's outbox, which the caller
+//! queues to the store while still holding the lock around this state, so the store applies
+//! writes in the order the changes happened here.
+//!
+//! Invariants:
+//! - A task is `Running(a)` exactly when attempt `a` is in `attempts` and in its node's
+//!   `running` set; the attempt id is the only key a report is accepted under.
+//! - A job's `counts` always equal the tally of its tasks' slots; `pending` holds exactly the
+//!   indices of its `Pending` tasks, and the job is in `ready` exactly when `pending` is not
+//!   empty and the job runs.
+//! - Once a task has ended it never changes again.
+
+mod jobs;
+mod leases;
+mod nodes;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, watch};
+
+use store::{PoolImage, TokenRole, Write};
+use wire::{
+    AttemptId, BlobHash, Capabilities, JobId, JobRuntime, JobState, LeaseResponse, NodeActivity,
+    NodeId, RequesterId, TaskCounts, TaskSpec, TaskState,
+};
+
+pub(crate) use jobs::NewJob;
+pub(crate) use nodes::NewNode;
+
+/// What went wrong with a request against the pool; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PoolError {
+    NotFound(String),
+    Conflict(String),
+}
+
+/// Writes to queue to the store, in order.
+pub(crate) type Outbox = Vec<Write>;
+
+pub(crate) struct PoolState {
+    pub(crate) pool_name: String,
+    pub(crate) lease_ms: u64,
+    pub(crate) heartbeat_ms: u64,
+    jobs: HashMap<JobId, Job>,
+    /// Running jobs with pending tasks, in submission order.
+    ready: BTreeMap<u64, JobId>,
+    nodes: HashMap<NodeId, Node>,
+    attempts: HashMap<AttemptId, Attempt>,
+    waiting: HashMap<NodeId, Waiter>,
+    requester_tokens: HashMap<String, RequesterId>,
+    join_tokens: HashSet<String>,
+    node_tokens: HashMap<String, NodeId>,
+    next_submitted_seq: u64,
+}
+
+pub(crate) struct Job {
+    pub(crate) id: JobId,
+    pub(crate) requester: RequesterId,
+    pub(crate) runtime: Arc<JobRuntime>,
+    /// The module and every mount file: what any node running the job may read.
+    pub(crate) shared_blobs: HashSet<BlobHash>,
+    pub(crate) requirements: wire::Requirements,
+    pub(crate) labels_sorted: Vec<(String, String)>,
+    pub(crate) max_attempts: u32,
+    pub(crate) state: JobState,
+    pub(crate) tasks: Vec<Task>,
+    pub(crate) pending: VecDeque<u32>,
+    pub(crate) counts: TaskCounts,
+    pub(crate) attempts_total: u64,
+    pub(crate) fuel_total: u64,
+    pub(crate) node_shares: HashMap<NodeId, u32>,
+    pub(crate) submitted_seq: u64,
+    pub(crate) created_at_ms: u64,
+    pub(crate) finished_at_ms: Option<u64>,
+    /// Bumped on every change; `wait` requests watch it.
+    pub(crate) version: watch::Sender<u64>,
+}
+
+pub(crate) struct Task {
+    /// Absent once the task ended: nothing needs it any more.
+    pub(crate) spec: Option<TaskSpec>,
+    pub(crate) slot: Slot,
+    /// Attempts counted against the job's max attempts.
+    pub(crate) attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Pending,
+    Running(AttemptId),
+    Ended(TaskState),
+}
+
+impl Slot {
+    fn state(self) -> TaskState {
+        match self {
+            Slot::Pending => TaskState::Pending,
+            Slot::Running(_) => TaskState::Running,
+            Slot::Ended(state) => state,
+        }
+    }
+}
+
+pub(crate) struct Node {
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) token_hash: String,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) labels_sorted: Vec<(String, String)>,
+    pub(crate) slots: u32,
+    pub(crate) agent_version: String,
+    pub(crate) activity: NodeActivity,
+    pub(crate) lease_until_ms: u64,
+    pub(crate) last_seen_ms: u64,
+    pub(crate) running: HashSet<AttemptId>,
+    pub(crate) tasks_succeeded: u64,
+    /// Jobs whose runtime this node was sent since it registered.
+    pub(crate) jobs_sent: HashSet<JobId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    pub(crate) job: JobId,
+    pub(crate) task: u32,
+    pub(crate) node: NodeId,
+    pub(crate) granted_at_ms: u64,
+}
+
+/// A node's lease request that found no work and waits for some.
+pub(crate) struct Waiter {
+    pub(crate) request: u64,
+    pub(crate) slots_free: u32,
+    pub(crate) sender: oneshot::Sender<LeaseResponse>,
+}
+
+impl PoolState {
+    pub(crate) fn new(pool_name: String, lease_ms: u64) -> Self {
+        Self {
+            pool_name,
+            lease_ms,
+            heartbeat_ms: (lease_ms / 3).max(1),
+            jobs: HashMap::new(),
+            ready: BTreeMap::new(),
+            nodes: HashMap::new(),
+            attempts: HashMap::new(),
+            waiting: HashMap::new(),
+            requester_tokens: HashMap::new(),
+            join_tokens: HashSet::new(),
+            node_tokens: HashMap::new(),
+            next_submitted_seq: 1,
+        }
+    }
+
+    /// Rebuilds the pool from the store after a start. Nodes keep their credentials and their
+    /// leases get a fresh term, so agents that kept running through a coordinator restart carry
+    /// on and their attempts still count; jobs whose tasks had all ended are finished.
+    pub(crate) fn restore(&mut self, image: PoolImage, now_ms: u64, out: &mut Outbox) {
+        for token in image.tokens.iter().filter(|t| t.revoked_at_ms.is_none()) {
+            match token.role {
+                TokenRole::Requester(id) => {
+                    self.requester_tokens.insert(token.hash.clone(), id);
+                }
+                TokenRole::Join => {
+                    self.join_tokens.insert(token.hash.clone());
+                }
+            }
+        }
+        for row in image.nodes {
+            self.insert_node_row(row, now_ms);
+        }
+        self.restore_jobs(image.jobs, image.task_counts, image.open_tasks, now_ms);
+        for (job_id, attempts, fuel) in image.job_usage {
+            if let Some(job) = self.jobs.get_mut(&job_id) {
+                job.attempts_total = attempts;
+                job.fuel_total = fuel;
+            }
+        }
+        for (job_id, node_id, count) in image.node_shares {
+            if let Some(job) = self.jobs.get_mut(&job_id) {
+                job.node_shares.insert(node_id, count);
+            }
+            if let Some(node) = self.nodes.get_mut(&node_id) {
+                node.tasks_succeeded += u64::from(count);
+            }
+        }
+        for row in image.live_attempts {
+            self.restore_attempt(row);
+        }
+        let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for job_id in job_ids {
+            self.requeue_pending_of(job_id);
+            self.finish_job_if_done(job_id, now_ms, out);
+        }
+    }
+
+    pub(crate) fn add_requester_token(&mut self, hash: String, requester: RequesterId) {
+        self.requester_tokens.insert(hash, requester);
+    }
+
+    pub(crate) fn add_join_token(&mut self, hash: String) {
+        self.join_tokens.insert(hash);
+    }
+
+    pub(crate) fn requester_by_token(&self, token_hash: &str) -> Option<RequesterId> {
+        self.requester_tokens.get(token_hash).copied()
+    }
+
+    pub(crate) fn node_by_token(&self, token_hash: &str) -> Option<NodeId> {
+        self.node_tokens.get(token_hash).copied()
+    }
+
+    pub(crate) fn is_join_token(&self, token_hash: &str) -> bool {
+        self.join_tokens.contains(token_hash)
+    }
+
+    /// Attempts held by nodes, for metrics and tests.
+    pub(crate) fn attempts_live(&self) -> usize {
+        self.attempts.len()
+    }
+
+    pub(crate) fn nodes_online(&self, now_ms: u64) -> usize {
+        self.nodes
+            .values()
+            .filter(|node| node.lease_until_ms > now_ms)
+            .count()
+    }
+
+    /// Tasks waiting for a node, across jobs.
+    pub(crate) fn tasks_pending(&self) -> usize {
+        self.ready
+            .values()
+            .filter_map(|id| self.jobs.get(id))
+            .map(|job| job.pending.len())
+            .sum()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        for (attempt_id, attempt) in &self.attempts {
+            let job = &self.jobs[&attempt.job];
+            assert_eq!(job.tasks[attempt.task as usize].slot, Slot::Running(*attempt_id));
+            assert!(self.nodes[&attempt.node].running.contains(attempt_id));
+        }
+        for node in self.nodes.values() {
+            for attempt in &node.running {
+                assert_eq!(self.attempts[attempt].node, node.id);
+            }
+        }
+        for job in self.jobs.values() {
+            let mut counts = TaskCounts {
+                total: job.tasks.len() as u32,
+                ..TaskCounts::default()
+            };
+            for task in &job.tasks {
+                *count_of(&mut counts, task.slot.state()) += 1;
+                if let Slot::Running(attempt) = task.slot {
+                    assert!(self.attempts.contains_key(&attempt));
+                }
+            }
+            assert_eq!(counts, job.counts, "counts of {}", job.id);
+            assert_eq!(job.pending.len() as u32, job.counts.pending);
+            let in_ready = self.ready.get(&job.submitted_seq) == Some(&job.id);
+            assert_eq!(in_ready, job.state == JobState::Running && !job.pending.is_empty());
+        }
+    }
+}
+
+pub(crate) fn count_of(counts: &mut TaskCounts, state: TaskState) -> &mut u32 {
+    match state {
+        TaskState::Pending => &mut counts.pending,
+        TaskState::Running => &mut counts.running,
+        TaskState::Succeeded => &mut counts.succeeded,
+        TaskState::Failed => &mut counts.failed,
+        TaskState::Cancelled => &mut counts.cancelled,
+    }
+}
+
+#[cfg(test)]
+mod tests;

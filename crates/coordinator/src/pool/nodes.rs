@@ -1,0 +1,204 @@
+//! Nodes in the pool: registration, liveness, and what they may read.
+
+use std::collections::{BTreeMap, HashSet};
+
+use store::{NodeRow, Write};
+use wire::{
+    BlobHash, Capabilities, JobId, JobRuntime, NodeActivity, NodeId, NodeState, NodeView,
+};
+
+use super::{Node, Outbox, PoolState};
+use crate::pool::leases::Expiry;
+
+/// A node that proved its key and presented a valid join token.
+pub(crate) struct NewNode {
+    pub(crate) id: NodeId,
+    pub(crate) public_key: String,
+    pub(crate) token_hash: String,
+    pub(crate) name: String,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) slots: u32,
+    pub(crate) agent_version: String,
+}
+
+impl PoolState {
+    /// Registers a node, or re-registers one that restarted: a new registration starts a new
+    /// session, so the attempts of the old one are lost (their work died with the old process)
+    /// and its old token stops working.
+    pub(crate) fn register(&mut self, new: NewNode, now_ms: u64, out: &mut Outbox) {
+        if self.nodes.contains_key(&new.id) {
+            self.expire_node(new.id, now_ms, Expiry::Restarted, out);
+            let old = self.nodes.remove(&new.id).expect("checked above");
+            self.node_tokens.remove(&old.token_hash);
+            self.waiting.remove(&new.id);
+        }
+        let row = NodeRow {
+            id: new.id,
+            public_key: new.public_key,
+            token_hash: new.token_hash,
+            name: new.name,
+            capabilities: new.capabilities,
+            labels: new.labels,
+            slots: new.slots,
+            agent_version: new.agent_version,
+            registered_at_ms: now_ms,
+        };
+        out.push(Write::UpsertNode(row.clone()));
+        self.insert_node_row(row, now_ms);
+        self.touch(new.id, now_ms);
+    }
+
+    pub(crate) fn insert_node_row(&mut self, row: NodeRow, now_ms: u64) {
+        self.node_tokens.insert(row.token_hash.clone(), row.id);
+        let labels_sorted = row.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.nodes.insert(
+            row.id,
+            Node {
+                id: row.id,
+                name: row.name,
+                token_hash: row.token_hash,
+                capabilities: row.capabilities,
+                labels: row.labels,
+                labels_sorted,
+                slots: row.slots,
+                agent_version: row.agent_version,
+                activity: NodeActivity::Active,
+                // A restored node gets one lease term to come back before its attempts expire.
+                lease_until_ms: now_ms + self.lease_ms,
+                last_seen_ms: now_ms,
+                running: HashSet::new(),
+                tasks_succeeded: 0,
+                jobs_sent: HashSet::new(),
+            },
+        );
+    }
+
+    /// Any authenticated request of a node shows it is alive and extends its leases.
+    pub(crate) fn touch(&mut self, node_id: NodeId, now_ms: u64) {
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            node.last_seen_ms = now_ms;
+            node.lease_until_ms = now_ms + self.lease_ms;
+        }
+    }
+
+    pub(crate) fn list_nodes(&self, now_ms: u64) -> Vec<NodeView> {
+        let mut views: Vec<NodeView> = self
+            .nodes
+            .values()
+            .map(|node| {
+                let (state, state_reason) = if node.lease_until_ms <= now_ms {
+                    (NodeState::Offline, None)
+                } else {
+                    match &node.activity {
+                        NodeActivity::Active => (NodeState::Online, None),
+                        NodeActivity::Draining => (NodeState::Draining, None),
+                        NodeActivity::Paused { reason } => {
+                            (NodeState::Paused, Some(reason.clone()))
+                        }
+                    }
+                };
+                NodeView {
+                    node_id: node.id,
+                    name: node.name.clone(),
+                    state,
+                    state_reason,
+                    slots: node.slots,
+                    running: node.running.len() as u32,
+                    capabilities: node.capabilities.clone(),
+                    labels: node.labels.clone(),
+                    last_seen_ms_ago: now_ms.saturating_sub(node.last_seen_ms),
+                    tasks_succeeded: node.tasks_succeeded,
+                    agent_version: node.agent_version.clone(),
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name).then(a.node_id.cmp(&b.node_id)));
+        views
+    }
+
+    /// Every node as the scheduler's `explain` sees it.
+    pub(crate) fn all_node_offers(&self) -> Vec<scheduler::NodeOffer<'_>> {
+        self.nodes
+            .values()
+            .map(|node| {
+                let running = node.running.len() as u32;
+                let taking_work = node.activity == NodeActivity::Active;
+                node_offer(
+                    node,
+                    if taking_work { node.slots.saturating_sub(running) } else { 0 },
+                )
+            })
+            .collect()
+    }
+
+    /// A node may read the blobs of the attempts it holds, and nothing else.
+    pub(crate) fn node_may_read(&self, node_id: NodeId, hash: &BlobHash) -> bool {
+        let Some(node) = self.nodes.get(&node_id) else {
+            return false;
+        };
+        node.running.iter().any(|attempt_id| {
+            let Some(attempt) = self.attempts.get(attempt_id) else {
+                return false;
+            };
+            let Some(job) = self.jobs.get(&attempt.job) else {
+                return false;
+            };
+            if job.shared_blobs.contains(hash) {
+                return true;
+            }
+            job.tasks[attempt.task as usize]
+                .spec
+                .as_ref()
+                .is_some_and(|spec| {
+                    spec.stdin.as_ref() == Some(hash)
+                        || spec.inputs.iter().any(|input| &input.blob == hash)
+                })
+        })
+    }
+
+    /// The largest upload a node may make now: the most output any attempt it holds may leave.
+    pub(crate) fn node_upload_bytes_max(&self, node_id: NodeId) -> u64 {
+        let Some(node) = self.nodes.get(&node_id) else {
+            return 0;
+        };
+        node.running
+            .iter()
+            .filter_map(|attempt_id| self.attempts.get(attempt_id))
+            .filter_map(|attempt| self.jobs.get(&attempt.job))
+            .map(|job| {
+                let limits = job.runtime.limits;
+                limits
+                    .output_bytes_max
+                    .max(limits.stdout_bytes_max)
+                    .max(limits.stderr_bytes_max)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A job's runtime, for a node that holds one of its attempts.
+    pub(crate) fn job_runtime_for_node(&self, node_id: NodeId, job_id: JobId) -> Option<JobRuntime> {
+        let node = self.nodes.get(&node_id)?;
+        let holds = node
+            .running
+            .iter()
+            .any(|attempt_id| self.attempts.get(attempt_id).is_some_and(|a| a.job == job_id));
+        holds.then(|| self.jobs.get(&job_id).map(|job| (*job.runtime).clone()))?
+    }
+}
+
+pub(crate) fn node_offer(node: &Node, slots_free: u32) -> scheduler::NodeOffer<'_> {
+    scheduler::NodeOffer {
+        node: node.id.0,
+        slots_free,
+        slots_total: node.slots,
+        running: node.running.len() as u32,
+        cores: node.capabilities.cores,
+        memory_bytes: node.capabilities.memory_bytes,
+        arch: &node.capabilities.arch,
+        os: &node.capabilities.os,
+        labels: &node.labels_sorted,
+        lease_until_ms: node.lease_until_ms,
+    }
+}

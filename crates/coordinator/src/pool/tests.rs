@@ -1,0 +1,376 @@
+//! The pool's rules, driven directly: no HTTP, no database, a fixed clock and seed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use store::Write;
+use wire::{
+    AttemptReport, BlobHash, BlobRef, Capabilities, HeartbeatRequest, JobId, JobState,
+    JobSubmission, NodeActivity, NodeId, Outcome, RequesterId, TaskSpec, TaskState, Usage,
+};
+
+use super::*;
+use crate::env::{Entropy, SeededEntropy};
+
+const OWNER: RequesterId = RequesterId(1);
+const LEASE_MS: u64 = 1000;
+
+struct Harness {
+    pool: PoolState,
+    entropy: SeededEntropy,
+    now_ms: u64,
+    writes: Vec<Write>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self {
+            pool: PoolState::new("test".to_owned(), LEASE_MS),
+            entropy: SeededEntropy::from_seed(7),
+            now_ms: 1_000_000,
+            writes: Vec::new(),
+        }
+    }
+
+    fn node(&mut self, id: u64, slots: u32) -> NodeId {
+        let node = NodeId(id);
+        self.pool.register(
+            NewNode {
+                id: node,
+                public_key: format!("key{id}"),
+                token_hash: format!("token{id}"),
+                name: format!("node{id}"),
+                capabilities: Capabilities {
+                    cores: 4,
+                    memory_bytes: 8 << 30,
+                    disk_free_bytes: 1 << 40,
+                    arch: "x86_64".to_owned(),
+                    os: "linux".to_owned(),
+                },
+                labels: BTreeMap::new(),
+                slots,
+                agent_version: "test".to_owned(),
+            },
+            self.now_ms,
+            &mut self.writes,
+        );
+        node
+    }
+
+    fn job(&mut self, tasks: usize, max_attempts: u32) -> JobId {
+        let id = JobId(self.entropy.next_u64());
+        let submission = JobSubmission {
+            name: "job".to_owned(),
+            module: BlobHash::of(b"module"),
+            env: BTreeMap::new(),
+            mounts: vec![],
+            requirements: Default::default(),
+            limits: Default::default(),
+            max_attempts,
+            deterministic: None,
+            tasks: (0..tasks)
+                .map(|i| TaskSpec {
+                    args: vec![i.to_string()],
+                    ..TaskSpec::default()
+                })
+                .collect(),
+        };
+        self.pool.add_job(
+            NewJob {
+                id,
+                requester: OWNER,
+                submission,
+            },
+            self.now_ms,
+            &mut self.writes,
+        );
+        id
+    }
+
+    fn take(&mut self, node: NodeId, slots: u32) -> Vec<wire::AttemptGrant> {
+        self.pool
+            .take_work(node, slots, self.now_ms, &self.entropy, &mut self.writes)
+            .attempts
+    }
+
+    fn report(&mut self, node: NodeId, attempt: AttemptId, outcome: Outcome) -> bool {
+        let acks = self.pool.report(
+            node,
+            vec![AttemptReport {
+                attempt_id: attempt,
+                outcome,
+                usage: Usage {
+                    fuel_used: 10,
+                    ..Usage::default()
+                },
+                stdout: None,
+                stderr: None,
+                outputs: vec![],
+            }],
+            &HashSet::new(),
+            self.now_ms,
+            &mut self.writes,
+        );
+        self.pool.check_invariants();
+        acks[0].accepted
+    }
+
+    fn status(&self, job: JobId) -> wire::JobStatus {
+        self.pool.job_status(job, OWNER).unwrap()
+    }
+}
+
+#[test]
+fn tasks_are_granted_up_to_free_slots_and_each_succeeds_once() {
+    let mut h = Harness::new();
+    let node = h.node(1, 4);
+    let job = h.job(6, 3);
+    let first = h.take(node, 4);
+    assert_eq!(first.len(), 4);
+    assert_eq!(h.status(job).tasks.running, 4);
+    for grant in &first {
+        assert!(h.report(node, grant.attempt_id, Outcome::Succeeded));
+        assert!(
+            !h.report(node, grant.attempt_id, Outcome::Succeeded),
+            "a second report of the same attempt is refused"
+        );
+    }
+    let rest = h.take(node, 4);
+    assert_eq!(rest.len(), 2);
+    for grant in &rest {
+        assert!(h.report(node, grant.attempt_id, Outcome::Succeeded));
+    }
+    let status = h.status(job);
+    assert_eq!(status.state, JobState::Completed);
+    assert_eq!(status.tasks.succeeded, 6);
+    assert_eq!(status.nodes[0].tasks_succeeded, 6);
+    assert_eq!(status.fuel_used, 60);
+    assert!(h.writes.iter().any(|w| matches!(w, Write::FinishJob { state: JobState::Completed, .. })));
+}
+
+#[test]
+fn an_expired_lease_requeues_its_task_and_its_late_report_is_refused() {
+    let mut h = Harness::new();
+    let dead = h.node(1, 1);
+    let alive = h.node(2, 1);
+    let job = h.job(1, 3);
+    let grant = h.take(dead, 1).remove(0);
+    h.now_ms += LEASE_MS / 2;
+    h.pool.touch(alive, h.now_ms);
+    h.now_ms += LEASE_MS / 2 + 1;
+    assert_eq!(h.pool.expire(h.now_ms, &mut h.writes), 1);
+    h.pool.check_invariants();
+    assert_eq!(h.status(job).tasks.pending, 1);
+    let again = h.take(alive, 1).remove(0);
+    assert_eq!(again.task_index, grant.task_index);
+    assert_ne!(again.attempt_id, grant.attempt_id);
+    assert!(!h.report(dead, grant.attempt_id, Outcome::Succeeded), "the fencing token is stale");
+    assert_eq!(h.status(job).tasks.succeeded, 0, "the refused report changed nothing");
+    assert!(h.report(alive, again.attempt_id, Outcome::Succeeded));
+    let status = h.status(job);
+    assert_eq!((status.state, status.tasks.succeeded, status.attempts), (JobState::Completed, 1, 2));
+}
+
+#[test]
+fn a_task_whose_nodes_keep_vanishing_fails_as_lost_after_max_attempts() {
+    let mut h = Harness::new();
+    let job = h.job(1, 2);
+    for round in 0..2 {
+        let node = h.node(10 + round, 1);
+        assert_eq!(h.take(node, 1).len(), 1);
+        h.now_ms += LEASE_MS + 1;
+        h.pool.expire(h.now_ms, &mut h.writes);
+        h.pool.check_invariants();
+    }
+    let status = h.status(job);
+    assert_eq!((status.state, status.tasks.failed), (JobState::Failed, 1));
+    let lost = h.writes.iter().any(|w| match w {
+        Write::EndAttempts(ends) => ends.iter().any(|end| {
+            end.task_end.as_ref().is_some_and(|t| t.outcome == Outcome::Lost { attempts: 2 })
+        }),
+        _ => false,
+    });
+    assert!(lost);
+}
+
+#[test]
+fn guest_failures_are_final_and_node_errors_are_retried() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let job = h.job(2, 3);
+    let grants = h.take(node, 2);
+    assert!(h.report(node, grants[0].attempt_id, Outcome::OutOfFuel));
+    assert!(h.report(node, grants[1].attempt_id, Outcome::NodeError { message: "disk".into() }));
+    let status = h.status(job);
+    assert_eq!((status.tasks.failed, status.tasks.pending), (1, 1));
+    let retry = h.take(node, 2);
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].task_index, grants[1].task_index);
+}
+
+#[test]
+fn a_report_from_another_node_is_refused() {
+    let mut h = Harness::new();
+    let holder = h.node(1, 1);
+    let thief = h.node(2, 1);
+    h.job(1, 3);
+    let grant = h.take(holder, 1).remove(0);
+    assert!(!h.report(thief, grant.attempt_id, Outcome::Succeeded));
+    assert!(h.report(holder, grant.attempt_id, Outcome::Succeeded));
+}
+
+#[test]
+fn released_attempts_run_again_without_counting() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let job = h.job(1, 1);
+    let grant = h.take(node, 1).remove(0);
+    let released = h.pool.release(node, &[grant.attempt_id], h.now_ms, &mut h.writes);
+    assert_eq!(released, vec![grant.attempt_id]);
+    h.pool.check_invariants();
+    assert_eq!(h.status(job).attempts, 0);
+    let again = h.take(node, 1).remove(0);
+    assert!(h.report(node, again.attempt_id, Outcome::Succeeded), "max_attempts 1 still allows it");
+}
+
+#[test]
+fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let job = h.job(5, 3);
+    let grants = h.take(node, 2);
+    h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.writes).unwrap();
+    h.pool.check_invariants();
+    let status = h.status(job);
+    assert_eq!((status.state, status.tasks.cancelled), (JobState::Cancelled, 5));
+    assert!(h.take(node, 2).is_empty());
+    let response = h.pool.heartbeat(
+        node,
+        &HeartbeatRequest {
+            running: grants.iter().map(|g| g.attempt_id).collect(),
+            slots_free: 0,
+            activity: NodeActivity::Active,
+        },
+        h.now_ms,
+        &mut h.writes,
+    );
+    assert_eq!(response.cancel.len(), 2);
+    assert!(!h.report(node, grants[0].attempt_id, Outcome::Succeeded));
+    assert_eq!(
+        h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.writes),
+        Err(PoolError::Conflict(format!("job {job} already ended (cancelled); nothing to cancel")))
+    );
+}
+
+#[test]
+fn another_requesters_job_is_not_found() {
+    let mut h = Harness::new();
+    let job = h.job(1, 1);
+    assert!(matches!(h.pool.job_status(job, RequesterId(99)), Err(PoolError::NotFound(_))));
+    assert!(h.pool.cancel_job(job, RequesterId(99), h.now_ms, &mut h.writes).is_err());
+    assert_eq!(h.status(job).state, JobState::Running);
+}
+
+#[test]
+fn waiting_nodes_get_work_when_it_arrives_spread_across_them() {
+    let mut h = Harness::new();
+    let mut receivers = Vec::new();
+    for id in 1..=3 {
+        let node = h.node(id, 2);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        h.pool.add_waiter(node, id, 2, sender);
+        receivers.push(receiver);
+    }
+    h.job(3, 1);
+    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.pool.check_invariants();
+    for mut receiver in receivers {
+        assert_eq!(receiver.try_recv().unwrap().attempts.len(), 1, "one task per node");
+    }
+}
+
+#[test]
+fn work_for_a_waiter_that_went_away_goes_back_to_the_queue() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    h.pool.add_waiter(node, 1, 2, sender);
+    drop(receiver);
+    let job = h.job(2, 1);
+    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.pool.check_invariants();
+    assert_eq!(h.status(job).tasks.pending, 2);
+    assert_eq!(h.take(node, 2).len(), 2);
+}
+
+#[test]
+fn a_node_that_stops_listing_an_attempt_loses_it_after_a_lease() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let job = h.job(1, 3);
+    h.take(node, 1);
+    h.now_ms += LEASE_MS + 1;
+    let heartbeat = HeartbeatRequest {
+        running: vec![],
+        slots_free: 1,
+        activity: NodeActivity::Active,
+    };
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.pool.check_invariants();
+    assert_eq!(h.status(job).tasks.pending, 1);
+}
+
+#[test]
+fn a_re_registered_node_loses_the_attempts_of_its_previous_run() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let job = h.job(1, 3);
+    let grant = h.take(node, 1).remove(0);
+    h.node(1, 1);
+    h.pool.check_invariants();
+    assert_eq!(h.status(job).tasks.pending, 1);
+    assert!(!h.report(node, grant.attempt_id, Outcome::Succeeded));
+}
+
+#[test]
+fn a_paused_node_gets_no_work() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    h.job(1, 3);
+    h.pool.heartbeat(
+        node,
+        &HeartbeatRequest {
+            running: vec![],
+            slots_free: 1,
+            activity: NodeActivity::Paused { reason: "owner is typing".into() },
+        },
+        h.now_ms,
+        &mut h.writes,
+    );
+    assert!(h.take(node, 1).is_empty());
+}
+
+#[test]
+fn outputs_must_be_uploaded_before_the_report() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let job = h.job(1, 3);
+    let grant = h.take(node, 1).remove(0);
+    let stdout = BlobRef { hash: BlobHash::of(b"out"), size_bytes: 3 };
+    let report = AttemptReport {
+        attempt_id: grant.attempt_id,
+        outcome: Outcome::Succeeded,
+        usage: Usage::default(),
+        stdout: Some(stdout),
+        stderr: None,
+        outputs: vec![],
+    };
+    let acks = h.pool.report(node, vec![report.clone()], &HashSet::new(), h.now_ms, &mut h.writes);
+    assert!(!acks[0].accepted);
+    assert_eq!(h.status(job).tasks.running, 1);
+    let stored: HashSet<_> = [stdout.hash].into();
+    let acks = h.pool.report(node, vec![report], &stored, h.now_ms, &mut h.writes);
+    assert!(acks[0].accepted);
+    assert!(h.writes.iter().any(|w| matches!(w, Write::AddBlobReaders { reader, .. } if *reader == OWNER)));
+    assert_eq!(h.status(job).state, JobState::Completed);
+    let _ = TaskState::Succeeded;
+}

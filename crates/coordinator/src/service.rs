@@ -1,0 +1,206 @@
+//! The pool behind its lock, the store behind it, and the tasks that keep it moving: serving
+//! HTTP, expiring leases, stopping cleanly.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+use blobstore::BlobStore;
+use store::{Commit, RequesterRow, Store, StoreError, TokenRole, TokenRow, Write};
+use wire::RequesterId;
+use wire::auth::{TokenKind, token_hash};
+
+use crate::env::{Clock, Entropy};
+use crate::pool::{Outbox, PoolState};
+use crate::{CoordinatorConfig, CoordinatorError};
+
+pub(crate) struct Shared {
+    pub(crate) config: CoordinatorConfig,
+    state: Mutex<PoolState>,
+    pub(crate) store: Store,
+    pub(crate) blobs: BlobStore,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    next_request: AtomicU64,
+    /// Modules that passed validation once; they need not be read and parsed again.
+    pub(crate) valid_modules: Mutex<HashSet<wire::BlobHash>>,
+    /// Set when the coordinator stops; long-polls return at once.
+    pub(crate) stopping: watch::Sender<bool>,
+    storage_failed: Notify,
+}
+
+impl Shared {
+    pub(crate) async fn open(
+        config: CoordinatorConfig,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Result<Arc<Self>, CoordinatorError> {
+        let store = Store::open(&config.database_url, config.durability).await?;
+        let blobs = BlobStore::local(&config.blob_dir)?;
+        let image = store.load().await?;
+        let now_ms = clock.now_ms();
+        let mut state = PoolState::new(config.pool_name.clone(), config.lease_ms);
+        let known_tokens: HashSet<String> = image.tokens.iter().map(|t| t.hash.clone()).collect();
+        let mut out = Outbox::new();
+        state.restore(image, now_ms, &mut out);
+        bootstrap(&config, &mut state, &known_tokens, now_ms, entropy.as_ref(), &mut out)?;
+        store.write(out).await?;
+        Ok(Arc::new(Self {
+            config,
+            state: Mutex::new(state),
+            store,
+            blobs,
+            clock,
+            entropy,
+            next_request: AtomicU64::new(1),
+            valid_modules: Mutex::new(HashSet::new()),
+            stopping: watch::Sender::new(false),
+            storage_failed: Notify::new(),
+        }))
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn entropy(&self) -> &dyn Entropy {
+        self.entropy.as_ref()
+    }
+
+    pub(crate) fn next_request(&self) -> u64 {
+        self.next_request.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reads the pool under its lock.
+    pub(crate) fn read<R>(&self, read: impl FnOnce(&PoolState, u64) -> R) -> R {
+        let state = self.state.lock();
+        read(&state, self.now_ms())
+    }
+
+    /// Changes the pool under its lock, hands pending work to waiting nodes, and queues the
+    /// writes the change produced (in order, still under the lock). Wait on the returned
+    /// [`Commit`] before acknowledging anything a client could lose.
+    pub(crate) fn mutate<R>(
+        &self,
+        change: impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> R,
+    ) -> (R, Commit) {
+        let mut state = self.state.lock();
+        let now_ms = self.now_ms();
+        let mut out = Outbox::new();
+        let result = change(&mut state, now_ms, self.entropy.as_ref(), &mut out);
+        state.dispatch(now_ms, self.entropy.as_ref(), &mut out);
+        let commit = self.store.enqueue(out);
+        (result, commit)
+    }
+
+    /// Whether the store is too far behind to take more work now.
+    pub(crate) fn overloaded(&self) -> bool {
+        self.store.queued() > self.config.write_queue_max
+    }
+
+    /// Waits for a commit; on failure, stops the coordinator (its memory is ahead of its disk).
+    pub(crate) async fn committed(&self, commit: Commit) -> Result<(), StoreError> {
+        let result = commit.wait().await;
+        if let Err(error) = &result {
+            tracing::error!(%error, "a commit failed; the coordinator stops");
+            self.storage_failed.notify_one();
+        }
+        result
+    }
+
+    fn lease_check_every(&self) -> Duration {
+        Duration::from_millis((self.config.lease_ms / 4).clamp(20, 1000))
+    }
+}
+
+fn bootstrap(
+    config: &CoordinatorConfig,
+    state: &mut PoolState,
+    known_tokens: &HashSet<String>,
+    now_ms: u64,
+    entropy: &dyn Entropy,
+    out: &mut Outbox,
+) -> Result<(), CoordinatorError> {
+    for bootstrap in &config.bootstrap {
+        let hash = token_hash(&bootstrap.token);
+        let role = match TokenKind::of(&bootstrap.token) {
+            Some(TokenKind::Requester) => {
+                let requester = RequesterId(entropy.next_u64());
+                if !known_tokens.contains(&hash) {
+                    out.push(Write::InsertRequester(RequesterRow {
+                        id: requester,
+                        name: bootstrap.name.clone(),
+                        created_at_ms: now_ms,
+                    }));
+                }
+                TokenRole::Requester(requester)
+            }
+            Some(TokenKind::Join) => TokenRole::Join,
+            _ => return Err(CoordinatorError::BadToken(bootstrap.name.clone())),
+        };
+        if known_tokens.contains(&hash) {
+            continue;
+        }
+        out.push(Write::InsertToken(TokenRow {
+            hash: hash.clone(),
+            role,
+            name: bootstrap.name.clone(),
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        }));
+        match role {
+            TokenRole::Requester(requester) => state.add_requester_token(hash, requester),
+            TokenRole::Join => state.add_join_token(hash),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
+    let stopper = {
+        let shared = Arc::clone(&shared);
+        async move {
+            tokio::select! {
+                () = shutdown => tracing::info!("coordinator stopping"),
+                () = shared.storage_failed.notified() => {}
+            }
+            // Long-polls answer now instead of holding the graceful shutdown for a minute.
+            shared.stopping.send_replace(true);
+        }
+    };
+    let app = crate::http::router(Arc::clone(&shared));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stopper)
+        .await;
+    reaper.abort();
+    shared.store.close().await;
+    served.map_err(CoordinatorError::Serve)
+}
+
+/// Ends the attempts of nodes that stopped heartbeating, so their tasks run elsewhere.
+async fn expire_leases(shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.subscribe();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(shared.lease_check_every()) => {}
+            _ = stopping.changed() => return,
+        }
+        let (expired, commit) = shared.mutate(|state, now_ms, _, out| state.expire(now_ms, out));
+        if expired > 0 {
+            tracing::info!(expired, "leases ran out; their tasks are queued again");
+        }
+        if shared.committed(commit).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! One attempt: a fresh `Store` with its WASI context, limits and epoch callback; the guest's
+//! `_start` run to the end; and the end classified as a typed [`Outcome`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::clock::{AttemptClock, GuestMonotonicClock, GuestWallClock, SeededRandom};
+use crate::control::AttemptControl;
+use crate::limiter::AttemptLimiter;
+use crate::module::Prepared;
+use crate::pipe::CappedPipe;
+use crate::workdir::{self, AttemptDir, CollectError, Exceeded, Outputs};
+
+/// Epoch ticks between two measurements of what the guest wrote to disk.
+const DISK_CHECK_EVERY_TICKS: u32 = 10;
+
+/// A trap message is cut to this many bytes in the report.
+const MESSAGE_BYTES_MAX: usize = 2048;
+
+/// The limits one attempt runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    pub memory_bytes_max: u64,
+    pub fuel_max: u64,
+    pub deadline: Duration,
+    /// `/output` and `/scratch` together.
+    pub output_bytes_max: u64,
+    pub output_files_max: u32,
+    pub stdout_bytes_max: u64,
+    pub stderr_bytes_max: u64,
+}
+
+/// Whether the attempt sees the real (coarse) clock and random bytes, or virtual ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Determinism {
+    Off,
+    /// A virtual clock and random bytes from this seed: the same output on any node.
+    Seeded(u64),
+}
+
+/// Everything one attempt needs; the paths are on the host.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Created by the attempt, removed when its [`Outputs`] are dropped; must not exist.
+    pub work_dir: PathBuf,
+    /// `argv[0]`.
+    pub program_name: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Vec<u8>,
+    /// `(file name in /input, host file)`.
+    pub inputs: Vec<(String, PathBuf)>,
+    /// `(guest path, host directory)`, seen read-only.
+    pub mounts: Vec<(String, PathBuf)>,
+    pub limits: AttemptLimits,
+    pub determinism: Determinism,
+    pub control: Arc<AttemptControl>,
+}
+
+/// How the attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    ExitCode(i32),
+    Trap(String),
+    OutOfFuel,
+    DeadlineExceeded,
+    MemoryLimit,
+    /// What overflowed: `stdout`, `stderr`, `/output`, `/output file count`.
+    OutputTooLarge(String),
+    InvalidOutput(String),
+    ModuleRejected(String),
+    Cancelled,
+    /// The host could not set the attempt up (disk full, permissions).
+    SetupFailed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub fuel_used: u64,
+    pub wall: Duration,
+    pub memory_peak_bytes: u64,
+    pub output_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub usage: Usage,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub outputs: Outputs,
+}
+
+/// Why the host stopped a guest; carried inside the trap error so it can be told apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Cancelled,
+    Deadline,
+    OutputTooLarge(&'static str),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Cancelled => f.write_str("attempt cancelled"),
+            Stop::Deadline => f.write_str("deadline exceeded"),
+            Stop::OutputTooLarge(what) => write!(f, "too much written to {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
+/// The data of one attempt's `Store`.
+pub(crate) struct AttemptState {
+    wasi: WasiP1Ctx,
+    limiter: AttemptLimiter,
+    pub(crate) clock: AttemptClock,
+    control: Arc<AttemptControl>,
+    started: Instant,
+    deadline: Duration,
+    disk: DiskWatch,
+}
+
+struct DiskWatch {
+    roots: Vec<PathBuf>,
+    bytes_max: u64,
+    entries_max: u64,
+    ticks_until_check: u32,
+}
+
+impl AttemptState {
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
+
+    /// Err when the guest must stop now; blocks while the attempt is paused.
+    pub(crate) fn check_running(&self) -> Result<(), Stop> {
+        if self.control.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        self.control.wait_while_paused();
+        if self.control.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        let running = self.started.elapsed().saturating_sub(self.control.paused_total());
+        if running > self.deadline {
+            return Err(Stop::Deadline);
+        }
+        Ok(())
+    }
+
+    fn check_disk(&mut self) -> Result<(), Stop> {
+        self.disk.ticks_until_check = self.disk.ticks_until_check.saturating_sub(1);
+        if self.disk.ticks_until_check > 0 {
+            return Ok(());
+        }
+        self.disk.ticks_until_check = DISK_CHECK_EVERY_TICKS;
+        match workdir::measure(&self.disk.roots, self.disk.bytes_max, self.disk.entries_max) {
+            Ok(_) => Ok(()),
+            Err(Exceeded::Bytes) => Err(Stop::OutputTooLarge("/output")),
+            Err(Exceeded::Entries) => Err(Stop::OutputTooLarge("/output file count")),
+        }
+    }
+}
+
+fn on_epoch(mut context: StoreContextMut<'_, AttemptState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = context.data_mut();
+    state.check_running()?;
+    state.check_disk()?;
+    Ok(UpdateDeadline::Continue(1))
+}
+
+/// Runs `attempt` to its end. Never panics on anything the guest does.
+pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attempt) -> RunReport {
+    let started = Instant::now();
+    let dir = match prepare_dir(&attempt) {
+        Ok(dir) => dir,
+        Err(message) => return failed_before_start(Outcome::SetupFailed(message), started, None),
+    };
+    let stdout = CappedPipe::new(attempt.limits.stdout_bytes_max);
+    let stderr = CappedPipe::new(attempt.limits.stderr_bytes_max);
+    let state = match attempt_state(&attempt, &dir, &stdout, &stderr, started) {
+        Ok(state) => state,
+        Err(message) => return failed_before_start(Outcome::SetupFailed(message), started, Some(dir)),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store
+        .set_fuel(attempt.limits.fuel_max)
+        .expect("fuel metering is enabled in the engine config");
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(on_epoch);
+
+    let result = run_start(&mut store, prepared);
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let limit_hit = store.data().limiter.limit_hit;
+    let memory_peak_bytes = store.data().limiter.memory_peak_bytes as u64;
+    drop(store);
+
+    let mut outcome = classify(result, limit_hit, &stdout, &stderr);
+    let mut outputs = Outputs::none(None);
+    match workdir::collect(
+        &dir.output(),
+        attempt.limits.output_bytes_max,
+        u64::from(attempt.limits.output_files_max),
+    ) {
+        Ok(files) => outputs.files = files,
+        Err(error) if outcome == Outcome::Succeeded => {
+            outcome = match error {
+                CollectError::TooLarge(what) => Outcome::OutputTooLarge(what.to_owned()),
+                CollectError::Invalid(message) => Outcome::InvalidOutput(message),
+            }
+        }
+        Err(_) => {}
+    }
+    outputs._dir = Some(dir);
+    RunReport {
+        usage: Usage {
+            fuel_used: attempt.limits.fuel_max - fuel_left.min(attempt.limits.fuel_max),
+            wall: started.elapsed(),
+            memory_peak_bytes,
+            output_bytes: outputs.total_bytes(),
+        },
+        outcome,
+        stdout: stdout.take(),
+        stderr: stderr.take(),
+        outputs,
+    }
+}
+
+fn failed_before_start(outcome: Outcome, started: Instant, dir: Option<AttemptDir>) -> RunReport {
+    RunReport {
+        outcome,
+        usage: Usage {
+            wall: started.elapsed(),
+            ..Usage::default()
+        },
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        outputs: Outputs::none(dir),
+    }
+}
+
+fn prepare_dir(attempt: &Attempt) -> Result<AttemptDir, String> {
+    let dir = AttemptDir::create(&attempt.work_dir).map_err(|error| {
+        format!(
+            "cannot create the attempt directory {}: {error}",
+            attempt.work_dir.display()
+        )
+    })?;
+    for (name, source) in &attempt.inputs {
+        dir.place_input(name, source)
+            .map_err(|error| format!("cannot place input {name:?}: {error}"))?;
+    }
+    Ok(dir)
+}
+
+fn attempt_state(
+    attempt: &Attempt,
+    dir: &AttemptDir,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+    started: Instant,
+) -> Result<AttemptState, String> {
+    let clock = match attempt.determinism {
+        Determinism::Off => AttemptClock::real(),
+        Determinism::Seeded(_) => AttemptClock::virtual_clock(),
+    };
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .allow_blocking_current_thread(true)
+        .arg(&attempt.program_name)
+        .args(&attempt.args)
+        .envs(&attempt.env)
+        .stdin(MemoryInputPipe::new(attempt.stdin.clone()))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .wall_clock(GuestWallClock(clock.clone()))
+        .monotonic_clock(GuestMonotonicClock(clock.clone()));
+    if let Determinism::Seeded(seed) = attempt.determinism {
+        builder
+            .secure_random(SeededRandom::new(seed))
+            .insecure_random(SeededRandom::new(seed ^ 0x5eed))
+            .insecure_random_seed(u128::from(seed));
+    }
+    let preopen = |builder: &mut WasiCtxBuilder, host: &PathBuf, guest: &str, perms| {
+        builder
+            .preopened_dir(host, guest, perms)
+            .map(|_| ())
+            .map_err(|error| format!("cannot open {} for {guest}: {error}", host.display()))
+    };
+    preopen(&mut builder, &dir.input(), "/input", FsPerms::ReadOnly)?;
+    preopen(&mut builder, &dir.output(), "/output", FsPerms::ReadWrite)?;
+    preopen(&mut builder, &dir.scratch(), "/scratch", FsPerms::ReadWrite)?;
+    for (guest, host) in &attempt.mounts {
+        preopen(&mut builder, host, guest, FsPerms::ReadOnly)?;
+    }
+    Ok(AttemptState {
+        wasi: builder.build_p1(),
+        limiter: AttemptLimiter::new(attempt.limits.memory_bytes_max),
+        clock,
+        control: Arc::clone(&attempt.control),
+        started,
+        deadline: attempt.limits.deadline,
+        disk: DiskWatch {
+            roots: vec![dir.output(), dir.scratch()],
+            bytes_max: attempt.limits.output_bytes_max,
+            // Directories count as entries too, so an empty-directory flood is caught.
+            entries_max: u64::from(attempt.limits.output_files_max) * 2 + 16,
+            ticks_until_check: DISK_CHECK_EVERY_TICKS,
+        },
+    })
+}
+
+/// Why the guest did not get to run, or how its `_start` returned.
+enum RunError {
+    Instantiate(wasmtime::Error),
+    NoStart,
+    Call(wasmtime::Error),
+}
+
+fn run_start(store: &mut Store<AttemptState>, prepared: &Prepared) -> Result<(), RunError> {
+    let instance = prepared
+        .instance_pre
+        .instantiate(&mut *store)
+        .map_err(RunError::Instantiate)?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut *store, "_start")
+        .map_err(|_| RunError::NoStart)?;
+    start.call(&mut *store, ()).map_err(RunError::Call)
+}
+
+fn classify(
+    result: Result<(), RunError>,
+    limit_hit: bool,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+) -> Outcome {
+    let error = match result {
+        Ok(()) => return Outcome::Succeeded,
+        Err(RunError::NoStart) => {
+            return Outcome::ModuleRejected(
+                "the module exports no `_start() -> ()`; build it as a WASI command".to_owned(),
+            );
+        }
+        Err(RunError::Instantiate(_)) if limit_hit => return Outcome::MemoryLimit,
+        Err(RunError::Instantiate(error)) => {
+            return Outcome::ModuleRejected(cut(format!("cannot instantiate: {error:#}")));
+        }
+        Err(RunError::Call(error)) => error,
+    };
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return match exit.0 {
+            0 => Outcome::Succeeded,
+            _ if limit_hit => Outcome::MemoryLimit,
+            code => Outcome::ExitCode(code),
+        };
+    }
+    if stdout.overflowed() {
+        return Outcome::OutputTooLarge("stdout".to_owned());
+    }
+    if stderr.overflowed() {
+        return Outcome::OutputTooLarge("stderr".to_owned());
+    }
+    if let Some(stop) = error.downcast_ref::<Stop>() {
+        return match stop {
+            Stop::Cancelled => Outcome::Cancelled,
+            Stop::Deadline => Outcome::DeadlineExceeded,
+            Stop::OutputTooLarge(what) => Outcome::OutputTooLarge((*what).to_owned()),
+        };
+    }
+    if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
+        return Outcome::OutOfFuel;
+    }
+    if limit_hit {
+        return Outcome::MemoryLimit;
+    }
+    Outcome::Trap(cut(format!("{error:#}")))
+}
+
+fn cut(mut message: String) -> String {
+    if message.len() > MESSAGE_BYTES_MAX {
+        let mut end = MESSAGE_BYTES_MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}

@@ -1,0 +1,240 @@
+//! The sandbox of one agent: one wasmtime `Engine`, the WASI linker, the epoch ticker and the
+//! cache of compiled modules keyed by blob hash.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use wasmtime::{Config, Engine, Linker, Module};
+
+use crate::SandboxError;
+use crate::attempt::{self, Attempt, AttemptState, RunReport};
+use crate::module::{self, ModuleLimits, Prepared};
+use crate::poll;
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// How often running guests are interrupted to check deadline, cancellation, pause and disk
+    /// use. Shorter stops a runaway sooner and costs a little more.
+    pub epoch_tick: Duration,
+    /// Compiled modules kept in memory.
+    pub compiled_modules_max: usize,
+    pub module_limits: ModuleLimits,
+    /// Native stack a guest may use before it traps with stack exhaustion.
+    pub wasm_stack_bytes_max: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            epoch_tick: Duration::from_millis(5),
+            compiled_modules_max: 64,
+            module_limits: ModuleLimits::default(),
+            wasm_stack_bytes_max: 1 << 20,
+        }
+    }
+}
+
+/// One per agent. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<AttemptState>,
+    config: SandboxConfig,
+    compiled: Mutex<ModuleCache>,
+    ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let linker = wasi_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            engine,
+            linker,
+            compiled: Mutex::new(ModuleCache::new(config.compiled_modules_max)),
+            config,
+            ticker,
+        })
+    }
+
+    /// The module compiled and linked before, if it is still cached.
+    pub fn cached(&self, key: &[u8; 32]) -> Option<Prepared> {
+        self.compiled.lock().get(key)
+    }
+
+    /// Compiles (or finds in the cache) the module `wasm`, whose blob hash is `key`, and links
+    /// it against WASI. `Err` says why the module is refused, for people.
+    pub fn prepare(&self, key: [u8; 32], wasm: &[u8]) -> Result<Prepared, String> {
+        if let Some(prepared) = self.cached(&key) {
+            return Ok(prepared);
+        }
+        module::admit(wasm, &self.config.module_limits)?;
+        let module = Module::new(&self.engine, wasm)
+            .map_err(|error| format!("does not compile: {error:#}"))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|error| format!("cannot link: {error:#}"))?;
+        let prepared = Prepared {
+            instance_pre: Arc::new(instance_pre),
+        };
+        self.compiled.lock().insert(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Runs one attempt on the calling thread until it ends. Blocking: call it from a thread
+    /// meant for it (e.g. `tokio::task::spawn_blocking`).
+    pub fn run(&self, prepared: &Prepared, attempt: Attempt) -> RunReport {
+        let _ticking = self.ticker.hold();
+        attempt::run(&self.engine, prepared, attempt)
+    }
+}
+
+fn engine_config(config: &SandboxConfig) -> Config {
+    let mut engine = Config::new();
+    // Both flags change the compiled code, so they hold for every module of this engine and
+    // every entry of its cache.
+    engine.consume_fuel(true);
+    engine.epoch_interruption(true);
+    // Deterministic mode (DESIGN.md decision 4) needs the same NaN bits on every CPU.
+    engine.cranelift_nan_canonicalization(true);
+    engine.relaxed_simd_deterministic(true);
+    // No `threads` feature is compiled in, so shared memories and atomics.wait never validate.
+    engine.max_wasm_stack(config.wasm_stack_bytes_max);
+    engine
+}
+
+fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<AttemptState>> {
+    let mut wasi_only = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_only, AttemptState::wasi)?;
+    let mut linker = wasi_only.clone();
+    poll::install(&mut linker, Arc::new(wasi_only))?;
+    Ok(linker)
+}
+
+/// A least-recently-used map of compiled modules; small, so eviction scans.
+struct ModuleCache {
+    entries: HashMap<[u8; 32], (Prepared, u64)>,
+    capacity: usize,
+    clock: u64,
+}
+
+impl ModuleCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            capacity: capacity.max(1),
+            clock: 0,
+        }
+    }
+
+    fn get(&mut self, key: &[u8; 32]) -> Option<Prepared> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(prepared, used)| {
+            *used = clock;
+            prepared.clone()
+        })
+    }
+
+    fn insert(&mut self, key: [u8; 32], prepared: Prepared) {
+        self.clock += 1;
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| *key);
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.insert(key, (prepared, self.clock));
+    }
+}
+
+/// Advances the engine's epoch every tick, but only while attempts run, so an idle agent does
+/// not wake its CPU (it may be a laptop on battery).
+struct EpochTicker {
+    shared: Arc<TickerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct TickerShared {
+    running: Mutex<usize>,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let shared = Arc::new(TickerShared {
+            running: Mutex::new(0),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("sandbox-epoch".to_owned())
+            .spawn(move || tick_while_running(&thread_shared, &engine, tick))
+            .expect("spawning the epoch thread");
+        Self {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    fn hold(&self) -> TickerHold<'_> {
+        *self.shared.running.lock() += 1;
+        self.shared.wake.notify_all();
+        TickerHold(&self.shared)
+    }
+}
+
+fn tick_while_running(shared: &TickerShared, engine: &Engine, tick: Duration) {
+    loop {
+        {
+            let mut running = shared.running.lock();
+            while *running == 0 && !shared.stop.load(Ordering::Acquire) {
+                shared.wake.wait(&mut running);
+            }
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        std::thread::sleep(tick);
+        engine.increment_epoch();
+    }
+}
+
+struct TickerHold<'a>(&'a TickerShared);
+
+impl Drop for TickerHold<'_> {
+    fn drop(&mut self) {
+        *self.0.running.lock() -= 1;
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        {
+            let _running = self.shared.running.lock();
+            self.shared.wake.notify_all();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

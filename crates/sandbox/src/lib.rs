@@ -1,0 +1,45 @@
+//! The sandbox: runs untrusted WebAssembly (WASI preview 1 commands) on a provider node.
+//!
+//! This is the only crate that touches wasmtime. It owns one [`wasmtime::Engine`] per agent
+//! ([`Sandbox`]), a cache of compiled modules keyed by blob hash, and one [`wasmtime::Store`]
+//! per attempt ([`Sandbox::run`]).
+//!
+//! What a task can see is exactly: its args, the env vars its job declares, stdin, `/input`
+//! (read-only), `/output` and `/scratch` (writable, size-capped) and the job's read-only mounts,
+//! all under a per-attempt directory that is removed when the attempt ends, whatever the outcome.
+//! No network (preview 1 has no socket creation and none are preopened), no host env, no host
+//! files, clocks no finer than a millisecond (or a virtual clock in deterministic mode).
+//!
+//! Limits on everything: linear memory and tables ([`limiter`]), fuel, a wall-clock deadline by
+//! epoch interruption, stdout/stderr caps ([`pipe`]), output bytes and files ([`workdir`]),
+//! module size and function count before compiling ([`module`]). Every failure comes back as a
+//! typed [`Outcome`], never as a panic of the host.
+
+mod attempt;
+mod clock;
+mod control;
+mod engine;
+mod limiter;
+mod module;
+mod pipe;
+mod poll;
+mod workdir;
+
+pub use attempt::{Attempt, AttemptLimits, Determinism, Outcome, RunReport, Usage};
+pub use control::AttemptControl;
+pub use engine::{Sandbox, SandboxConfig};
+pub use module::{ModuleLimits, Prepared};
+pub use workdir::{OutputFile, Outputs};
+
+/// Failures of the sandbox itself, as opposed to failures of a guest (those are [`Outcome`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot set up the WebAssembly engine: {0}; check the sandbox configuration")]
+    Engine(String),
+    #[error("cannot prepare the attempt directory {path}: {source}; check free disk space and permissions of the agent's data dir")]
+    WorkDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

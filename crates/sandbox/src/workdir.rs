@@ -1,0 +1,262 @@
+//! The per-attempt directory on the host: `input/`, `output/` and `scratch/` under one root that
+//! is removed when the attempt's [`Outputs`] are dropped, whatever the outcome.
+//!
+//! The guest can write only to `output/` and `scratch/`; their size and entry count are measured
+//! while it runs and again at the end. Only regular files and directories count as output:
+//! anything else (a symlink, a fifo) makes the output invalid rather than being followed.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Directory depth the walker follows; deeper trees are refused as output.
+const DEPTH_MAX: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct AttemptDir {
+    root: PathBuf,
+}
+
+impl AttemptDir {
+    /// Creates the attempt's directories; `root` must not exist yet.
+    pub(crate) fn create(root: &Path) -> io::Result<Self> {
+        fs::create_dir(root)?;
+        let dir = Self {
+            root: root.to_owned(),
+        };
+        for sub in ["input", "output", "scratch"] {
+            fs::create_dir(root.join(sub))?;
+        }
+        Ok(dir)
+    }
+
+    pub(crate) fn input(&self) -> PathBuf {
+        self.root.join("input")
+    }
+
+    pub(crate) fn output(&self) -> PathBuf {
+        self.root.join("output")
+    }
+
+    pub(crate) fn scratch(&self) -> PathBuf {
+        self.root.join("scratch")
+    }
+
+    /// Places input files by hard link where the filesystem allows it (no copy of large
+    /// inputs), by copy otherwise. The guest sees `/input` read-only, so it cannot change the
+    /// linked file.
+    pub(crate) fn place_input(&self, name: &str, source: &Path) -> io::Result<()> {
+        let target = self.input().join(name);
+        match fs::hard_link(source, &target) {
+            Ok(()) => Ok(()),
+            Err(_) => fs::copy(source, &target).map(|_| ()),
+        }
+    }
+}
+
+impl Drop for AttemptDir {
+    fn drop(&mut self) {
+        // remove_dir_all does not follow symlinks, so a link the guest planted cannot make it
+        // delete anything outside the attempt's root.
+        if let Err(error) = fs::remove_dir_all(&self.root)
+            && error.kind() != io::ErrorKind::NotFound
+        {
+            tracing::error!(path = %self.root.display(), %error, "could not remove an attempt directory");
+        }
+    }
+}
+
+/// What the guest has written, as measured by [`measure`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DiskUsage {
+    pub(crate) bytes: u64,
+    pub(crate) entries: u64,
+}
+
+/// A limit the written data ran past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Exceeded {
+    Bytes,
+    Entries,
+}
+
+/// Walks `roots` (not following symlinks), stopping as soon as a limit is passed, so a flood of
+/// files cannot make the walk itself expensive.
+pub(crate) fn measure(
+    roots: &[PathBuf],
+    bytes_max: u64,
+    entries_max: u64,
+) -> Result<DiskUsage, Exceeded> {
+    let mut usage = DiskUsage::default();
+    let mut pending: Vec<PathBuf> = roots.to_vec();
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            usage.entries += 1;
+            if usage.entries > entries_max {
+                return Err(Exceeded::Entries);
+            }
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else {
+                usage.bytes = usage.bytes.saturating_add(metadata.len());
+                if usage.bytes > bytes_max {
+                    return Err(Exceeded::Bytes);
+                }
+            }
+        }
+    }
+    Ok(usage)
+}
+
+/// A file the guest left in `/output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative to `/output`, `/`-separated.
+    pub path: String,
+    pub size_bytes: u64,
+    /// Where to read it on the host until the [`Outputs`] are dropped.
+    pub host_path: PathBuf,
+}
+
+/// The files an attempt produced. Holding this keeps the attempt directory; dropping it removes
+/// the directory with everything in it.
+#[derive(Debug)]
+pub struct Outputs {
+    pub files: Vec<OutputFile>,
+    pub(crate) _dir: Option<AttemptDir>,
+}
+
+impl Outputs {
+    pub(crate) fn none(dir: Option<AttemptDir>) -> Self {
+        Self {
+            files: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|file| file.size_bytes).sum()
+    }
+}
+
+/// Why the output directory cannot be taken as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CollectError {
+    TooLarge(&'static str),
+    Invalid(String),
+}
+
+/// Lists the regular files under `output`, sorted by path, checking every limit.
+pub(crate) fn collect(
+    output: &Path,
+    bytes_max: u64,
+    files_max: u64,
+) -> Result<Vec<OutputFile>, CollectError> {
+    let mut files = Vec::new();
+    let mut bytes = 0u64;
+    let mut pending = vec![(output.to_owned(), String::new(), 0usize)];
+    while let Some((dir, prefix, depth)) = pending.pop() {
+        if depth > DEPTH_MAX {
+            return Err(CollectError::Invalid(format!(
+                "directories nested deeper than {DEPTH_MAX} levels"
+            )));
+        }
+        let entries = fs::read_dir(&dir)
+            .map_err(|error| CollectError::Invalid(format!("cannot list /output/{prefix}: {error}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| CollectError::Invalid(error.to_string()))?;
+            let name = entry.file_name().into_string().map_err(|name| {
+                CollectError::Invalid(format!("file name {name:?} is not UTF-8"))
+            })?;
+            let path = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let file_type = entry
+                .file_type()
+                .map_err(|error| CollectError::Invalid(error.to_string()))?;
+            if file_type.is_dir() {
+                pending.push((entry.path(), path, depth + 1));
+            } else if file_type.is_file() {
+                let size_bytes = entry
+                    .metadata()
+                    .map_err(|error| CollectError::Invalid(error.to_string()))?
+                    .len();
+                bytes = bytes.saturating_add(size_bytes);
+                if bytes > bytes_max {
+                    return Err(CollectError::TooLarge("/output"));
+                }
+                if files.len() as u64 >= files_max {
+                    return Err(CollectError::TooLarge("/output file count"));
+                }
+                files.push(OutputFile {
+                    path,
+                    size_bytes,
+                    host_path: entry.path(),
+                });
+            } else {
+                return Err(CollectError::Invalid(format!(
+                    "/output/{path} is not a regular file or directory"
+                )));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attempt_dir_is_removed_on_drop_even_with_planted_symlinks() {
+        let base = tempfile::tempdir().unwrap();
+        let precious = base.path().join("precious");
+        fs::write(&precious, b"keep me").unwrap();
+        let root = base.path().join("attempt");
+        let dir = AttemptDir::create(&root).unwrap();
+        std::os::unix::fs::symlink(&precious, dir.output().join("link")).unwrap();
+        std::os::unix::fs::symlink(base.path(), dir.scratch().join("up")).unwrap();
+        drop(dir);
+        assert!(!root.exists());
+        assert_eq!(fs::read(&precious).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn measure_stops_at_the_first_limit() {
+        let base = tempfile::tempdir().unwrap();
+        fs::create_dir(base.path().join("d")).unwrap();
+        fs::write(base.path().join("d/a"), [0u8; 100]).unwrap();
+        fs::write(base.path().join("b"), [0u8; 50]).unwrap();
+        let roots = [base.path().to_owned()];
+        assert_eq!(
+            measure(&roots, 1000, 10),
+            Ok(DiskUsage { bytes: 150, entries: 3 })
+        );
+        assert_eq!(measure(&roots, 120, 10), Err(Exceeded::Bytes));
+        assert_eq!(measure(&roots, 1000, 2), Err(Exceeded::Entries));
+    }
+
+    #[test]
+    fn collect_lists_nested_files_and_refuses_symlinks() {
+        let base = tempfile::tempdir().unwrap();
+        fs::create_dir(base.path().join("sub")).unwrap();
+        fs::write(base.path().join("sub/x.txt"), b"x").unwrap();
+        fs::write(base.path().join("a.txt"), b"aa").unwrap();
+        let files = collect(base.path(), 100, 10).unwrap();
+        let listed: Vec<_> = files.iter().map(|f| (f.path.as_str(), f.size_bytes)).collect();
+        assert_eq!(listed, [("a.txt", 2), ("sub/x.txt", 1)]);
+        assert_eq!(collect(base.path(), 2, 10), Err(CollectError::TooLarge("/output")));
+        assert_eq!(collect(base.path(), 100, 1), Err(CollectError::TooLarge("/output file count")));
+        std::os::unix::fs::symlink("/etc/passwd", base.path().join("link")).unwrap();
+        assert!(matches!(collect(base.path(), 100, 10), Err(CollectError::Invalid(_))));
+    }
+}

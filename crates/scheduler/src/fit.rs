@@ -1,0 +1,132 @@
+//! Whether a node can run a job at all, judged on its fixed capabilities (memory, cores, arch, os
+//! and owner labels). Availability (lease, free slots) is not part of fitting.
+
+use crate::snapshot::{NodeOffer, Requirements};
+
+/// True when `node` meets every requirement in `req`: at least the memory and cores asked for,
+/// the same arch and os when one is named, and every required label with the same value.
+pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
+    // Cheapest and most selective checks first: this runs nodes × requirement sets times.
+    node.memory_bytes >= req.memory_bytes_min
+        && node.cores >= req.cores_min
+        && req.arch.is_none_or(|arch| arch == node.arch)
+        && req.os.is_none_or(|os| os == node.os)
+        && has_labels(node.labels, req.labels)
+}
+
+/// True when every `(key, value)` of `wanted` is in `labels` with the same value.
+///
+/// `labels` must be sorted by key with unique keys; `wanted` may come in any order.
+pub(crate) fn has_labels(labels: &[(String, String)], wanted: &[(String, String)]) -> bool {
+    debug_assert!(
+        labels.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "node labels must be sorted by key with unique keys"
+    );
+    wanted
+        .iter()
+        .all(|(key, value)| label_value(labels, key) == Some(value.as_str()))
+}
+
+/// The value of `key` in `labels` (sorted by key), if present.
+pub(crate) fn label_value<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    labels
+        .binary_search_by(|(label_key, _)| label_key.as_str().cmp(key))
+        .ok()
+        .map(|index| labels[index].1.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each requirement on its own, at its boundary.
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    fn node(labels: &[(String, String)]) -> NodeOffer<'_> {
+        NodeOffer {
+            node: 1,
+            slots_free: 1,
+            slots_total: 1,
+            running: 0,
+            cores: 4,
+            memory_bytes: 8 << 30,
+            arch: "x86_64",
+            os: "linux",
+            labels,
+            lease_until_ms: 100,
+        }
+    }
+
+    #[test]
+    fn empty_requirements_fit_any_node() {
+        assert!(fits(&node(&[]), &Requirements::default()));
+    }
+
+    #[test]
+    fn memory_minimum_is_inclusive() {
+        let node = node(&[]);
+        let mut req = Requirements {
+            memory_bytes_min: 8 << 30,
+            ..Requirements::default()
+        };
+        assert!(fits(&node, &req));
+        req.memory_bytes_min += 1;
+        assert!(!fits(&node, &req));
+    }
+
+    #[test]
+    fn cores_minimum_is_inclusive() {
+        let node = node(&[]);
+        let mut req = Requirements {
+            cores_min: 4,
+            ..Requirements::default()
+        };
+        assert!(fits(&node, &req));
+        req.cores_min = 5;
+        assert!(!fits(&node, &req));
+    }
+
+    #[test]
+    fn arch_and_os_must_match_exactly_when_named() {
+        let node = node(&[]);
+        let arch = |arch| Requirements {
+            arch: Some(arch),
+            ..Requirements::default()
+        };
+        let os = |os| Requirements {
+            os: Some(os),
+            ..Requirements::default()
+        };
+        assert!(fits(&node, &arch("x86_64")));
+        assert!(!fits(&node, &arch("aarch64")));
+        assert!(fits(&node, &os("linux")));
+        assert!(!fits(&node, &os("windows")));
+    }
+
+    #[test]
+    fn every_required_label_must_match_in_value() {
+        let have = labels(&[("gpu", "yes"), ("region", "eu"), ("tier", "gold")]);
+        let node = node(&have);
+        let want = |pairs: &[(&str, &str)]| labels(pairs);
+        let check = |wanted: Vec<(String, String)>| {
+            fits(
+                &node,
+                &Requirements {
+                    labels: &wanted,
+                    ..Requirements::default()
+                },
+            )
+        };
+        assert!(check(want(&[("region", "eu")])));
+        assert!(check(want(&[("tier", "gold"), ("gpu", "yes")])));
+        assert!(!check(want(&[("region", "us")])));
+        assert!(!check(want(&[("zone", "a")])));
+        assert!(!check(want(&[("gpu", "yes"), ("zone", "a")])));
+    }
+}

@@ -1,0 +1,68 @@
+//! The scheduler's view of the pool: plain borrowed data the coordinator assembles per call, and
+//! the assignments it gets back.
+//!
+//! Invariants the caller upholds (checked with `debug_assert!` where it is cheap): node keys are
+//! unique, job keys are unique, `submitted_seq` is unique per job, and every label list is sorted
+//! by key with unique keys.
+
+/// A node that can take work now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeOffer<'a> {
+    /// Opaque node key.
+    pub node: u64,
+    /// How many more attempts it will accept now.
+    pub slots_free: u32,
+    pub slots_total: u32,
+    /// Attempts it runs now.
+    pub running: u32,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    /// For example "x86_64" or "aarch64"; compared exactly, so the caller normalises spelling.
+    pub arch: &'a str,
+    /// For example "linux", "macos" or "windows"; compared exactly.
+    pub os: &'a str,
+    /// Owner labels, sorted by key, unique keys.
+    pub labels: &'a [(String, String)],
+    /// Its lease runs out then unless it heartbeats again.
+    pub lease_until_ms: u64,
+}
+
+/// What a job needs of a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Requirements<'a> {
+    pub memory_bytes_min: u64,
+    pub cores_min: u32,
+    pub arch: Option<&'a str>,
+    pub os: Option<&'a str>,
+    /// Every one must be present with the same value on the node.
+    pub labels: &'a [(String, String)],
+}
+
+/// A job with tasks waiting to be placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobDemand<'a> {
+    /// Opaque job key.
+    pub job: u64,
+    /// Tasks waiting for a node.
+    pub pending: u32,
+    /// Attempts of this job running now, anywhere.
+    pub running: u32,
+    /// Lower means submitted earlier; unique per job.
+    pub submitted_seq: u64,
+    pub requirements: Requirements<'a>,
+}
+
+/// The pool as one call of [`assign`](crate::assign()) sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    pub nodes: &'a [NodeOffer<'a>],
+    pub jobs: &'a [JobDemand<'a>],
+}
+
+/// Start `count` tasks of `job` on `node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Assignment {
+    pub node: u64,
+    pub job: u64,
+    pub count: u32,
+}

@@ -1,0 +1,201 @@
+//! Durable state of the coordinator through sqlx, with one code path for SQLite (the embedded
+//! default, in WAL mode) and PostgreSQL.
+//!
+//! The coordinator keeps the live pool in memory and uses this crate as its log and its memory
+//! across restarts: every change is a [`Write`], applied in order by one writer task that groups
+//! whatever is queued into one transaction (group commit), and [`Store::load`] rebuilds the pool
+//! after a restart.
+//!
+//! Invariants:
+//! - The store never makes ids or timestamps: every [`Write`] carries them (Nomad's rule), so
+//!   the coordinator's injected clock and random source are the only ones.
+//! - Writes are applied in the order they were queued, across batches: a report written after
+//!   the lease it ends always finds the lease's row.
+//! - `write` returns only after the transaction holding the write committed.
+
+mod load;
+mod read;
+mod rows;
+mod schema;
+mod writer;
+
+pub use load::PoolImage;
+pub use rows::*;
+pub use writer::Write;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use tokio::sync::{mpsc, oneshot};
+
+/// Failures of durable storage. A coordinator cannot go on safely after a failed write: its
+/// memory would be ahead of its disk.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {message}; check the path or URL and that the server runs")]
+    Open { url: String, message: String },
+    #[error("cannot migrate the database schema: {0}; the database may belong to a newer crowdcloud")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the state store is shut down")]
+    Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+/// Which database is behind the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives a power cut: fsync on every commit (group commit shares one fsync among all
+    /// writes queued together).
+    #[default]
+    Full,
+    /// Survives a crash of the coordinator process, not of the machine (SQLite
+    /// `synchronous=NORMAL` in WAL mode).
+    Process,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    writes: mpsc::UnboundedSender<writer::Request>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The commit of writes queued with [`Store::enqueue`]; dropping it does not cancel them.
+#[derive(Debug)]
+pub struct Commit(Option<oneshot::Receiver<Result<(), StoreError>>>);
+
+impl Commit {
+    /// Returns once the transaction holding the writes committed.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            None => Ok(()),
+            Some(receiver) => receiver.await.map_err(|_| StoreError::Closed)?,
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH` or
+    /// `postgres://…`.
+    pub async fn open(url: &str, durability: Durability) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Open {
+                url: url.to_owned(),
+                message: "the URL must start with sqlite: or postgres:".to_owned(),
+            });
+        };
+        let open_error = |error: sqlx::Error| StoreError::Open {
+            url: url.to_owned(),
+            message: error.to_string(),
+        };
+        let url_with_create = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url_with_create)
+            .map_err(open_error)?
+            .disable_statement_logging();
+        let pragmas = match (backend, durability) {
+            (Backend::Sqlite, Durability::Full) => Some("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"),
+            (Backend::Sqlite, Durability::Process) => Some("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"),
+            (Backend::Postgres, _) => None,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _meta| {
+                Box::pin(async move {
+                    if let Some(pragmas) = pragmas {
+                        connection.execute(pragmas).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        schema::migrate(&pool).await?;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writes = writer::spawn(pool.clone(), Arc::clone(&queued));
+        Ok(Store {
+            pool,
+            backend,
+            writes,
+            queued,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Queues `writes` behind everything queued before and returns at once; the order of
+    /// `enqueue` calls is the order of application. Call it while holding whatever lock orders
+    /// the changes the writes record.
+    pub fn enqueue(&self, writes: Vec<Write>) -> Commit {
+        if writes.is_empty() {
+            return Commit(None);
+        }
+        let (done, committed) = oneshot::channel();
+        self.queued.fetch_add(writes.len(), Ordering::Relaxed);
+        match self.writes.send(writer::Request { writes, done }) {
+            Ok(()) => Commit(Some(committed)),
+            Err(_) => {
+                let (failed, receiver) = oneshot::channel();
+                let _ = failed.send(Err(StoreError::Closed));
+                Commit(Some(receiver))
+            }
+        }
+    }
+
+    /// Writes queued and not yet committed; callers refuse new work when it grows too large.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Applies `writes` and returns once they committed.
+    pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.enqueue(writes).wait().await
+    }
+
+    /// Waits until everything queued so far is committed: a read after it sees every change
+    /// queued before it.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(vec![Write::Nothing]).await
+    }
+
+    /// Commits what is queued and closes the database.
+    pub async fn close(&self) {
+        let _ = self.flush().await;
+        self.pool.close().await;
+    }
+}

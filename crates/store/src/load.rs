@@ -1,0 +1,273 @@
+//! Rebuilding the pool after a restart: everything the coordinator keeps in memory, read back in
+//! a handful of queries.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use wire::{JobId, JobState, NodeId, RequesterId, TaskState};
+
+use crate::rows::{AttemptRow, JobRow, NodeRow, RequesterRow, TaskRow, TokenRole, TokenRow};
+use crate::{Store, StoreError};
+
+/// The durable state of a pool, as loaded at start.
+#[derive(Debug, Default)]
+pub struct PoolImage {
+    pub meta: BTreeMap<String, String>,
+    pub requesters: Vec<RequesterRow>,
+    pub tokens: Vec<TokenRow>,
+    pub nodes: Vec<NodeRow>,
+    pub jobs: Vec<JobRow>,
+    /// Tasks per job and state, for every job.
+    pub task_counts: Vec<(JobId, TaskState, u32)>,
+    /// Every task of every running job, by job then index.
+    pub open_tasks: Vec<TaskRow>,
+    /// Attempts whose leases were live when the coordinator stopped.
+    pub live_attempts: Vec<AttemptRow>,
+    /// Attempts made and fuel used, per job.
+    pub job_usage: Vec<(JobId, u64, u64)>,
+    /// Tasks each node finished, per job.
+    pub node_shares: Vec<(JobId, NodeId, u32)>,
+}
+
+pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+pub(crate) fn u64_at(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
+    Ok(row.try_get::<i64, _>(column)? as u64)
+}
+
+pub(crate) fn opt_u64_at(row: &AnyRow, column: &str) -> Result<Option<u64>, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v as u64))
+}
+
+pub(crate) fn json_at<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|error| corrupt(column, error))
+}
+
+pub(crate) fn opt_json_at<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    match row.try_get::<Option<String>, _>(column)? {
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| corrupt(column, error)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn job_state(text: &str) -> Result<JobState, StoreError> {
+    Ok(match text {
+        "running" => JobState::Running,
+        "completed" => JobState::Completed,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        other => return Err(corrupt("job state", other)),
+    })
+}
+
+pub(crate) fn task_state(text: &str) -> Result<TaskState, StoreError> {
+    Ok(match text {
+        "pending" => TaskState::Pending,
+        "running" => TaskState::Running,
+        "succeeded" => TaskState::Succeeded,
+        "failed" => TaskState::Failed,
+        "cancelled" => TaskState::Cancelled,
+        other => return Err(corrupt("task state", other)),
+    })
+}
+
+impl Store {
+    pub async fn load(&self) -> Result<PoolImage, StoreError> {
+        let mut image = PoolImage::default();
+        for row in sqlx::query("SELECT key, value FROM meta").fetch_all(&self.pool).await? {
+            image.meta.insert(row.try_get("key")?, row.try_get("value")?);
+        }
+        for row in sqlx::query("SELECT id, name, created_at_ms FROM requesters")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            image.requesters.push(RequesterRow {
+                id: RequesterId::from_db(row.try_get("id")?),
+                name: row.try_get("name")?,
+                created_at_ms: u64_at(&row, "created_at_ms")?,
+            });
+        }
+        image.tokens = self.tokens().await?;
+        image.nodes = self.nodes().await?;
+        image.jobs = self.jobs().await?;
+        for row in sqlx::query(
+            "SELECT job_id, state, COUNT(*) AS n FROM tasks GROUP BY job_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            image.task_counts.push((
+                JobId::from_db(row.try_get("job_id")?),
+                task_state(&row.try_get::<String, _>("state")?)?,
+                u64_at(&row, "n")? as u32,
+            ));
+        }
+        image.open_tasks = self.open_tasks().await?;
+        for row in sqlx::query(
+            "SELECT id, job_id, task_idx, node_id, granted_at_ms FROM attempts WHERE state = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            image.live_attempts.push(AttemptRow {
+                id: wire::AttemptId::from_db(row.try_get("id")?),
+                job_id: JobId::from_db(row.try_get("job_id")?),
+                task_index: u64_at(&row, "task_idx")? as u32,
+                node_id: NodeId::from_db(row.try_get("node_id")?),
+                granted_at_ms: u64_at(&row, "granted_at_ms")?,
+            });
+        }
+        for row in sqlx::query(
+            "SELECT job_id, COUNT(*) AS n, CAST(COALESCE(SUM(fuel_used), 0) AS BIGINT) AS fuel \
+             FROM attempts WHERE state <> 'released' GROUP BY job_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            image.job_usage.push((
+                JobId::from_db(row.try_get("job_id")?),
+                u64_at(&row, "n")?,
+                u64_at(&row, "fuel")?,
+            ));
+        }
+        for row in sqlx::query(
+            "SELECT job_id, node_id, COUNT(*) AS n FROM attempts WHERE state = 'succeeded' \
+             GROUP BY job_id, node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            image.node_shares.push((
+                JobId::from_db(row.try_get("job_id")?),
+                NodeId::from_db(row.try_get("node_id")?),
+                u64_at(&row, "n")? as u32,
+            ));
+        }
+        Ok(image)
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hash, kind, requester_id, name, created_at_ms, revoked_at_ms FROM tokens",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role = match row.try_get::<String, _>("kind")?.as_str() {
+                    "join" => TokenRole::Join,
+                    "requester" => TokenRole::Requester(RequesterId::from_db(
+                        row.try_get::<Option<i64>, _>("requester_id")?
+                            .ok_or_else(|| corrupt("token", "requester token without requester"))?,
+                    )),
+                    other => return Err(corrupt("token kind", other)),
+                };
+                Ok(TokenRow {
+                    hash: row.try_get("hash")?,
+                    role,
+                    name: row.try_get("name")?,
+                    created_at_ms: u64_at(row, "created_at_ms")?,
+                    revoked_at_ms: opt_u64_at(row, "revoked_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, public_key, token_hash, name, capabilities, labels, slots, agent_version, \
+             registered_at_ms FROM nodes",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeRow {
+                    id: NodeId::from_db(row.try_get("id")?),
+                    public_key: row.try_get("public_key")?,
+                    token_hash: row.try_get("token_hash")?,
+                    name: row.try_get("name")?,
+                    capabilities: json_at(row, "capabilities")?,
+                    labels: json_at(row, "labels")?,
+                    slots: u64_at(row, "slots")? as u32,
+                    agent_version: row.try_get("agent_version")?,
+                    registered_at_ms: u64_at(row, "registered_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
+             finished_at_ms FROM jobs ORDER BY submitted_seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobRow {
+                    id: JobId::from_db(row.try_get("id")?),
+                    requester_id: RequesterId::from_db(row.try_get("requester_id")?),
+                    spec: json_at(row, "spec")?,
+                    task_count: u64_at(row, "task_count")? as u32,
+                    state: job_state(&row.try_get::<String, _>("state")?)?,
+                    submitted_seq: u64_at(row, "submitted_seq")?,
+                    created_at_ms: u64_at(row, "created_at_ms")?,
+                    finished_at_ms: opt_u64_at(row, "finished_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn open_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        let mut attempts: BTreeMap<(i64, i64), u32> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT a.job_id, a.task_idx, COUNT(*) AS n FROM attempts a \
+             JOIN jobs j ON j.id = a.job_id \
+             WHERE j.state = 'running' AND a.state <> 'released' GROUP BY a.job_id, a.task_idx",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            attempts.insert(
+                (row.try_get("job_id")?, row.try_get("task_idx")?),
+                u64_at(&row, "n")? as u32,
+            );
+        }
+        let rows = sqlx::query(
+            "SELECT t.job_id, t.idx, t.state, \
+             CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
+             FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE j.state = 'running' ORDER BY t.job_id, t.idx",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let job: i64 = row.try_get("job_id")?;
+                let index: i64 = row.try_get("idx")?;
+                Ok(TaskRow {
+                    job_id: JobId::from_db(job),
+                    index: index as u32,
+                    spec: opt_json_at(row, "spec")?,
+                    state: task_state(&row.try_get::<String, _>("state")?)?,
+                    attempts: attempts.get(&(job, index)).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}

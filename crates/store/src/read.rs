@@ -1,0 +1,142 @@
+//! Reads that serve requesters directly from the database: task results page by page, and
+//! whether a requester may read a blob.
+
+use sqlx::Row;
+
+use wire::{AttemptId, BlobHash, JobId, NodeId, RequesterId, TaskSpec, TaskStatus, Usage};
+
+use crate::load::{opt_json_at, opt_u64_at, task_state, u64_at};
+use crate::{Store, StoreError};
+
+/// Hashes per `IN (…)` query.
+const HASHES_PER_QUERY: usize = 500;
+
+impl Store {
+    /// Tasks `offset..offset+limit` of a job with the result of the attempt that ended each.
+    pub async fn task_page(
+        &self,
+        job_id: JobId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<TaskStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.idx, t.spec, t.state, t.outcome AS task_outcome, t.result_attempt_id, \
+             a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, \
+             a.stdout, a.stderr, a.outputs, \
+             (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
+               AND c.state <> 'released') AS attempts, \
+             (SELECT r.id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
+               AND r.state = 'running' LIMIT 1) AS running_attempt, \
+             (SELECT r.node_id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
+               AND r.state = 'running' LIMIT 1) AS running_node \
+             FROM tasks t LEFT JOIN attempts a ON a.id = t.result_attempt_id \
+             WHERE t.job_id = $1 AND t.idx >= $2 ORDER BY t.idx LIMIT $3",
+        )
+        .bind(job_id.as_db())
+        .bind(i64::from(offset))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let spec: TaskSpec = crate::load::json_at(row, "spec")?;
+                let mut state = task_state(&row.try_get::<String, _>("state")?)?;
+                let running_attempt = row.try_get::<Option<i64>, _>("running_attempt")?;
+                if state == wire::TaskState::Pending && running_attempt.is_some() {
+                    state = wire::TaskState::Running;
+                }
+                let (attempt_id, node_id) = match row.try_get::<Option<i64>, _>("result_attempt_id")? {
+                    Some(id) => (
+                        Some(AttemptId::from_db(id)),
+                        row.try_get::<Option<i64>, _>("node_id")?.map(NodeId::from_db),
+                    ),
+                    None => (
+                        running_attempt.map(AttemptId::from_db),
+                        row.try_get::<Option<i64>, _>("running_node")?.map(NodeId::from_db),
+                    ),
+                };
+                let usage = match opt_u64_at(row, "fuel_used")? {
+                    Some(fuel_used) => Some(Usage {
+                        fuel_used,
+                        wall_ms: opt_u64_at(row, "wall_ms")?.unwrap_or(0),
+                        memory_peak_bytes: opt_u64_at(row, "memory_peak_bytes")?.unwrap_or(0),
+                        output_bytes: opt_u64_at(row, "output_bytes")?.unwrap_or(0),
+                    }),
+                    None => None,
+                };
+                Ok(TaskStatus {
+                    index: u64_at(row, "idx")? as u32,
+                    state,
+                    args: spec.args,
+                    attempts: u64_at(row, "attempts")? as u32,
+                    attempt_id,
+                    node_id,
+                    outcome: opt_json_at(row, "task_outcome")?,
+                    usage,
+                    stdout: opt_json_at(row, "stdout")?,
+                    stderr: opt_json_at(row, "stderr")?,
+                    outputs: opt_json_at(row, "outputs")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The blob's size if it exists and `reader` may read it.
+    pub async fn readable_blob(
+        &self,
+        hash: &BlobHash,
+        reader: RequesterId,
+    ) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.size_bytes FROM blobs b JOIN blob_refs r ON r.hash = b.hash \
+             WHERE b.hash = $1 AND r.requester_id = $2",
+        )
+        .bind(hash.to_hex())
+        .bind(reader.as_db())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| u64_at(&row, "size_bytes")).transpose()
+    }
+
+    /// Of `hashes`, those `reader` may not read (never uploaded by it, or unknown).
+    pub async fn unreadable_blobs(
+        &self,
+        hashes: &[BlobHash],
+        reader: RequesterId,
+    ) -> Result<Vec<BlobHash>, StoreError> {
+        let mut unique: Vec<BlobHash> = hashes.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut readable = std::collections::HashSet::new();
+        for chunk in unique.chunks(HASHES_PER_QUERY) {
+            let mut sql = String::from("SELECT hash FROM blob_refs WHERE requester_id = $1 AND hash IN (");
+            for index in 0..chunk.len() {
+                if index > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", index + 2));
+            }
+            sql.push(')');
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(reader.as_db());
+            for hash in chunk {
+                query = query.bind(hash.to_hex());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                readable.insert(row.try_get::<String, _>("hash")?);
+            }
+        }
+        Ok(unique
+            .into_iter()
+            .filter(|hash| !readable.contains(&hash.to_hex()))
+            .collect())
+    }
+
+    /// The size of a stored blob, whoever may read it.
+    pub async fn blob_size(&self, hash: &BlobHash) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT size_bytes FROM blobs WHERE hash = $1")
+            .bind(hash.to_hex())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| u64_at(&row, "size_bytes")).transpose()
+    }
+}

@@ -1,0 +1,139 @@
+//! The records the store writes and reads back, in the coordinator's terms.
+
+use std::collections::BTreeMap;
+
+use wire::{
+    AttemptId, BlobHash, BlobRef, Capabilities, JobId, JobState, JobSubmission, NodeId, Outcome,
+    OutputFile, RequesterId, TaskSpec, TaskState, Usage,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequesterRow {
+    pub id: RequesterId,
+    pub name: String,
+    pub created_at_ms: u64,
+}
+
+/// What a stored token lets its bearer do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRole {
+    /// Acts as this requester.
+    Requester(RequesterId),
+    /// Lets a node join the pool.
+    Join,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// BLAKE3 of the token.
+    pub hash: String,
+    pub role: TokenRole,
+    pub name: String,
+    pub created_at_ms: u64,
+    pub revoked_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub id: NodeId,
+    pub public_key: String,
+    /// BLAKE3 of the node's bearer token.
+    pub token_hash: String,
+    pub name: String,
+    pub capabilities: Capabilities,
+    pub labels: BTreeMap<String, String>,
+    pub slots: u32,
+    pub agent_version: String,
+    pub registered_at_ms: u64,
+}
+
+/// A job as stored; its `spec` has no tasks (they are rows of their own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: JobId,
+    pub requester_id: RequesterId,
+    pub spec: JobSubmission,
+    pub task_count: u32,
+    pub state: JobState,
+    /// Order of submission across the pool; the scheduler's tie-breaker.
+    pub submitted_seq: u64,
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}
+
+/// A task of a running job as recovered after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub job_id: JobId,
+    pub index: u32,
+    /// Present for tasks that have not ended.
+    pub spec: Option<TaskSpec>,
+    pub state: TaskState,
+    /// Attempts counted against max attempts (released ones are not).
+    pub attempts: u32,
+}
+
+/// A lease granted to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub id: AttemptId,
+    pub job_id: JobId,
+    pub task_index: u32,
+    pub node_id: NodeId,
+    pub granted_at_ms: u64,
+}
+
+/// How an attempt ended, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEndState {
+    Succeeded,
+    Failed,
+    /// Its lease ran out; counted against max attempts.
+    Expired,
+    /// Given back by its node; not counted.
+    Released,
+    /// Its job was cancelled.
+    Cancelled,
+}
+
+impl AttemptEndState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptEndState::Succeeded => "succeeded",
+            AttemptEndState::Failed => "failed",
+            AttemptEndState::Expired => "expired",
+            AttemptEndState::Released => "released",
+            AttemptEndState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The end of an attempt and what it does to its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptEnd {
+    pub attempt_id: AttemptId,
+    pub job_id: JobId,
+    pub task_index: u32,
+    pub state: AttemptEndState,
+    pub at_ms: u64,
+    pub outcome: Option<Outcome>,
+    pub usage: Option<Usage>,
+    pub stdout: Option<BlobRef>,
+    pub stderr: Option<BlobRef>,
+    pub outputs: Vec<OutputFile>,
+    /// Set when this attempt ends its task; absent when the task goes back to the queue.
+    pub task_end: Option<TaskEnd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnd {
+    pub state: TaskState,
+    pub outcome: Outcome,
+}
+
+/// A blob some requester may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRow {
+    pub hash: BlobHash,
+    pub size_bytes: u64,
+}

@@ -1,0 +1,33 @@
+//! Versioned migrations, embedded in the binary so a coordinator needs no files beside it.
+
+use std::borrow::Cow;
+
+use sqlx::{AnyPool, SqlSafeStr};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::StoreError;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/0001_initial.sql"),
+)];
+
+pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+        .run(pool)
+        .await
+        .map_err(|error| StoreError::Migrate(error.to_string()))
+}

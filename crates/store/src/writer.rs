@@ -1,0 +1,429 @@
+//! The single writer: applies queued [`Write`]s in order, grouping whatever is queued into one
+//! transaction so that many writes share one commit (and one fsync).
+
+use sqlx::{Any, AnyPool, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use wire::{BlobHash, JobState, Outcome, RequesterId, TaskSpec, TaskState};
+
+use crate::rows::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRole, TokenRow};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::StoreError;
+
+/// One change of durable state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Changes nothing; used to wait for everything queued before it.
+    Nothing,
+    SetMeta { key: String, value: String },
+    InsertRequester(RequesterRow),
+    InsertToken(TokenRow),
+    RevokeToken { hash: String, at_ms: u64 },
+    UpsertNode(NodeRow),
+    /// Records a blob (if new) and lets `reader` read it.
+    InsertBlob {
+        hash: BlobHash,
+        size_bytes: u64,
+        at_ms: u64,
+        reader: Option<RequesterId>,
+    },
+    /// Lets `reader` read blobs that already exist (outputs of the reader's job).
+    AddBlobReaders {
+        hashes: Vec<(BlobHash, u64)>,
+        reader: RequesterId,
+        at_ms: u64,
+    },
+    InsertJob { job: JobRow, tasks: Vec<TaskSpec> },
+    GrantAttempts(Vec<AttemptRow>),
+    EndAttempts(Vec<AttemptEnd>),
+    /// Marks the job cancelled with every task that has not ended and every running attempt.
+    CancelJob { job_id: wire::JobId, at_ms: u64 },
+    FinishJob {
+        job_id: wire::JobId,
+        state: JobState,
+        at_ms: u64,
+    },
+}
+
+pub(crate) struct Request {
+    pub(crate) writes: Vec<Write>,
+    pub(crate) done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Writes grouped into one transaction at most; bounds how long one commit holds the database.
+const WRITES_PER_COMMIT_MAX: usize = 20_000;
+
+/// Rows per multi-row INSERT; well under SQLite's and PostgreSQL's bound-parameter limits.
+const ROWS_PER_INSERT: usize = 200;
+
+pub(crate) fn spawn(pool: AnyPool, queued: Arc<AtomicUsize>) -> mpsc::UnboundedSender<Request> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(run(pool, queued, receiver));
+    sender
+}
+
+async fn run(pool: AnyPool, queued: Arc<AtomicUsize>, mut queue: mpsc::UnboundedReceiver<Request>) {
+    // After one failed commit nothing more is applied: later writes may depend on the lost ones.
+    let mut failure: Option<StoreError> = None;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        let mut writes = batch[0].writes.len();
+        while writes < WRITES_PER_COMMIT_MAX {
+            let Ok(next) = queue.try_recv() else { break };
+            writes += next.writes.len();
+            batch.push(next);
+        }
+        let result = match &failure {
+            Some(error) => Err(error.clone()),
+            None => apply(&pool, &batch).await,
+        };
+        if let Err(error) = &result
+            && failure.is_none()
+        {
+            tracing::error!(%error, "a state store commit failed; no further writes will be applied");
+            failure = Some(error.clone());
+        }
+        queued.fetch_sub(writes, Ordering::Relaxed);
+        for request in batch {
+            let _ = request.done.send(result.clone());
+        }
+    }
+}
+
+async fn apply(pool: &AnyPool, batch: &[Request]) -> Result<(), StoreError> {
+    let mut transaction = pool.begin().await?;
+    for request in batch {
+        for write in &request.writes {
+            apply_one(&mut transaction, write).await?;
+        }
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+pub(crate) fn db(value: u64) -> i64 {
+    value as i64
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("wire types serialize to JSON")
+}
+
+async fn apply_one(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::Nothing => {}
+        Write::SetMeta { key, value } => {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key.clone())
+            .bind(value.clone())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Write::InsertRequester(row) => {
+            sqlx::query("INSERT INTO requesters (id, name, created_at_ms) VALUES ($1, $2, $3)")
+                .bind(row.id.as_db())
+                .bind(row.name.clone())
+                .bind(db(row.created_at_ms))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Write::InsertToken(row) => {
+            let (kind, requester) = match row.role {
+                TokenRole::Requester(id) => ("requester", Some(id.as_db())),
+                TokenRole::Join => ("join", None),
+            };
+            sqlx::query(
+                "INSERT INTO tokens (hash, kind, requester_id, name, created_at_ms, revoked_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(row.hash.clone())
+            .bind(kind)
+            .bind(requester)
+            .bind(row.name.clone())
+            .bind(db(row.created_at_ms))
+            .bind(row.revoked_at_ms.map(db))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Write::RevokeToken { hash, at_ms } => {
+            sqlx::query("UPDATE tokens SET revoked_at_ms = $2 WHERE hash = $1 AND revoked_at_ms IS NULL")
+                .bind(hash.clone())
+                .bind(db(*at_ms))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Write::UpsertNode(row) => upsert_node(tx, row).await?,
+        Write::InsertBlob {
+            hash,
+            size_bytes,
+            at_ms,
+            reader,
+        } => {
+            insert_blob(tx, hash, *size_bytes, *at_ms, *reader).await?;
+        }
+        Write::AddBlobReaders {
+            hashes,
+            reader,
+            at_ms,
+        } => {
+            for (hash, size_bytes) in hashes {
+                insert_blob(tx, hash, *size_bytes, *at_ms, Some(*reader)).await?;
+            }
+        }
+        Write::InsertJob { job, tasks } => insert_job(tx, job, tasks).await?,
+        Write::GrantAttempts(rows) => grant_attempts(tx, rows).await?,
+        Write::EndAttempts(ends) => {
+            for end in ends {
+                end_attempt(tx, end).await?;
+            }
+        }
+        Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
+        Write::FinishJob {
+            job_id,
+            state,
+            at_ms,
+        } => {
+            sqlx::query("UPDATE jobs SET state = $2, finished_at_ms = $3 WHERE id = $1")
+                .bind(job_id.as_db())
+                .bind(state.as_str())
+                .bind(db(*at_ms))
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn upsert_node(tx: &mut Transaction<'static, Any>, row: &NodeRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO nodes (id, public_key, token_hash, name, capabilities, labels, slots, \
+         agent_version, registered_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key, \
+         token_hash = excluded.token_hash, name = excluded.name, \
+         capabilities = excluded.capabilities, labels = excluded.labels, slots = excluded.slots, \
+         agent_version = excluded.agent_version, registered_at_ms = excluded.registered_at_ms",
+    )
+    .bind(row.id.as_db())
+    .bind(row.public_key.clone())
+    .bind(row.token_hash.clone())
+    .bind(row.name.clone())
+    .bind(json(&row.capabilities))
+    .bind(json(&row.labels))
+    .bind(i64::from(row.slots))
+    .bind(row.agent_version.clone())
+    .bind(db(row.registered_at_ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_blob(
+    tx: &mut Transaction<'static, Any>,
+    hash: &BlobHash,
+    size_bytes: u64,
+    at_ms: u64,
+    reader: Option<RequesterId>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO blobs (hash, size_bytes, created_at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash.to_hex())
+    .bind(db(size_bytes))
+    .bind(db(at_ms))
+    .execute(&mut **tx)
+    .await?;
+    if let Some(reader) = reader {
+        sqlx::query(
+            "INSERT INTO blob_refs (hash, requester_id) VALUES ($1, $2) \
+             ON CONFLICT (hash, requester_id) DO NOTHING",
+        )
+        .bind(hash.to_hex())
+        .bind(reader.as_db())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_job(
+    tx: &mut Transaction<'static, Any>,
+    job: &JobRow,
+    tasks: &[TaskSpec],
+) -> Result<(), StoreError> {
+    debug_assert!(job.spec.tasks.is_empty(), "tasks are stored as rows of their own");
+    debug_assert_eq!(job.task_count as usize, tasks.len());
+    sqlx::query(
+        "INSERT INTO jobs (id, requester_id, name, spec, task_count, state, submitted_seq, \
+         created_at_ms, finished_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(job.id.as_db())
+    .bind(job.requester_id.as_db())
+    .bind(job.spec.name.clone())
+    .bind(json(&job.spec))
+    .bind(i64::from(job.task_count))
+    .bind(job.state.as_str())
+    .bind(db(job.submitted_seq))
+    .bind(db(job.created_at_ms))
+    .bind(job.finished_at_ms.map(db))
+    .execute(&mut **tx)
+    .await?;
+    for (chunk_index, chunk) in tasks.chunks(ROWS_PER_INSERT).enumerate() {
+        let sql = values_sql(
+            "INSERT INTO tasks (job_id, idx, spec, state) VALUES ",
+            chunk.len(),
+            &["", "", "", "'pending'"],
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (offset, task) in chunk.iter().enumerate() {
+            let index = chunk_index * ROWS_PER_INSERT + offset;
+            query = query
+                .bind(job.id.as_db())
+                .bind(index as i64)
+                .bind(json(task));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `prefix` followed by `rows` tuples; a column given as a literal in `literals` takes no
+/// parameter.
+pub(crate) fn values_sql(prefix: &str, rows: usize, literals: &[&str]) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * literals.len() * 6);
+    sql.push_str(prefix);
+    let mut parameter = 0;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for (column, literal) in literals.iter().enumerate() {
+            if column > 0 {
+                sql.push(',');
+            }
+            if literal.is_empty() {
+                parameter += 1;
+                sql.push('$');
+                sql.push_str(&parameter.to_string());
+            } else {
+                sql.push_str(literal);
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+async fn grant_attempts(
+    tx: &mut Transaction<'static, Any>,
+    rows: &[AttemptRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(
+            "INSERT INTO attempts (id, job_id, task_idx, node_id, granted_at_ms, state) VALUES ",
+            chunk.len(),
+            &["", "", "", "", "", "'running'"],
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = query
+                .bind(row.id.as_db())
+                .bind(row.job_id.as_db())
+                .bind(i64::from(row.task_index))
+                .bind(row.node_id.as_db())
+                .bind(db(row.granted_at_ms));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn end_attempt(tx: &mut Transaction<'static, Any>, end: &AttemptEnd) -> Result<(), StoreError> {
+    let usage = end.usage.unwrap_or_default();
+    sqlx::query(
+        "UPDATE attempts SET state = $2, finished_at_ms = $3, outcome = $4, fuel_used = $5, \
+         wall_ms = $6, memory_peak_bytes = $7, output_bytes = $8, stdout = $9, stderr = $10, \
+         outputs = $11 WHERE id = $1",
+    )
+    .bind(end.attempt_id.as_db())
+    .bind(end.state.as_str())
+    .bind(db(end.at_ms))
+    .bind(end.outcome.as_ref().map(json))
+    .bind(end.usage.map(|_| db(usage.fuel_used)))
+    .bind(end.usage.map(|_| db(usage.wall_ms)))
+    .bind(end.usage.map(|_| db(usage.memory_peak_bytes)))
+    .bind(end.usage.map(|_| db(usage.output_bytes)))
+    .bind(end.stdout.as_ref().map(json))
+    .bind(end.stderr.as_ref().map(json))
+    .bind((!end.outputs.is_empty()).then(|| json(&end.outputs)))
+    .execute(&mut **tx)
+    .await?;
+    if let Some(task_end) = &end.task_end {
+        sqlx::query(
+            "UPDATE tasks SET state = $3, outcome = $4, result_attempt_id = $5, \
+             finished_at_ms = $6 WHERE job_id = $1 AND idx = $2",
+        )
+        .bind(end.job_id.as_db())
+        .bind(i64::from(end.task_index))
+        .bind(task_end.state.as_str())
+        .bind(json(&task_end.outcome))
+        .bind(end.attempt_id.as_db())
+        .bind(db(end.at_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn cancel_job(
+    tx: &mut Transaction<'static, Any>,
+    job_id: wire::JobId,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE jobs SET state = $2, finished_at_ms = $3 WHERE id = $1 AND state = $4")
+        .bind(job_id.as_db())
+        .bind(JobState::Cancelled.as_str())
+        .bind(db(at_ms))
+        .bind(JobState::Running.as_str())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE tasks SET state = $2, outcome = $3, finished_at_ms = $4 \
+         WHERE job_id = $1 AND state = $5",
+    )
+    .bind(job_id.as_db())
+    .bind(TaskState::Cancelled.as_str())
+    .bind(json(&Outcome::Cancelled))
+    .bind(db(at_ms))
+    .bind(TaskState::Pending.as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE attempts SET state = $2, finished_at_ms = $3 WHERE job_id = $1 AND state = 'running'",
+    )
+    .bind(job_id.as_db())
+    .bind(crate::rows::AttemptEndState::Cancelled.as_str())
+    .bind(db(at_ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_sql_numbers_parameters_and_keeps_literals() {
+        assert_eq!(
+            values_sql("INSERT INTO t VALUES ", 2, &["", "'x'", ""]),
+            "INSERT INTO t VALUES ($1,'x',$2),($3,'x',$4)"
+        );
+    }
+}

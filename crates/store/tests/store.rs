@@ -1,0 +1,213 @@
+//! The store against a real SQLite database: what is written is what a restart loads.
+
+use store::{
+    AttemptEnd, AttemptEndState, AttemptRow, Durability, JobRow, NodeRow, RequesterRow, Store,
+    TaskEnd, TokenRole, TokenRow, Write,
+};
+use wire::{
+    AttemptId, BlobHash, BlobRef, JobId, JobState, JobSubmission, NodeId, Outcome, RequesterId,
+    TaskSpec, TaskState, Usage,
+};
+
+async fn open(dir: &tempfile::TempDir) -> Store {
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    Store::open(&url, Durability::Full).await.unwrap()
+}
+
+fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
+    let spec = JobSubmission {
+        name: "demo".to_owned(),
+        module: BlobHash::of(b"module"),
+        env: Default::default(),
+        mounts: vec![],
+        requirements: Default::default(),
+        limits: Default::default(),
+        max_attempts: 3,
+        deterministic: None,
+        tasks: vec![],
+    };
+    let tasks = (0..tasks)
+        .map(|i| TaskSpec {
+            args: vec![format!("{i}")],
+            ..TaskSpec::default()
+        })
+        .collect();
+    (
+        JobRow {
+            id,
+            requester_id: RequesterId(1),
+            spec,
+            task_count: 5,
+            state: JobState::Running,
+            submitted_seq: 1,
+            created_at_ms: 10,
+            finished_at_ms: None,
+        },
+        tasks,
+    )
+}
+
+#[tokio::test]
+async fn a_reopened_store_loads_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let job_id = JobId(u64::MAX - 7);
+    let node_id = NodeId(42);
+    let (job_row, tasks) = job(job_id, 5);
+    store
+        .write(vec![
+            Write::InsertRequester(RequesterRow {
+                id: RequesterId(1),
+                name: "owner".to_owned(),
+                created_at_ms: 1,
+            }),
+            Write::InsertToken(TokenRow {
+                hash: "h".to_owned(),
+                role: TokenRole::Requester(RequesterId(1)),
+                name: "owner".to_owned(),
+                created_at_ms: 1,
+                revoked_at_ms: None,
+            }),
+            Write::UpsertNode(NodeRow {
+                id: node_id,
+                public_key: "pk".to_owned(),
+                token_hash: "nh".to_owned(),
+                name: "box".to_owned(),
+                capabilities: Default::default(),
+                labels: [("region".to_owned(), "eu".to_owned())].into(),
+                slots: 2,
+                agent_version: "1".to_owned(),
+                registered_at_ms: 2,
+            }),
+            Write::InsertJob {
+                job: job_row,
+                tasks,
+            },
+        ])
+        .await
+        .unwrap();
+    let attempts: Vec<AttemptRow> = (0..3)
+        .map(|i| AttemptRow {
+            id: AttemptId(100 + i),
+            job_id,
+            task_index: i as u32,
+            node_id,
+            granted_at_ms: 20,
+        })
+        .collect();
+    let grant = store.enqueue(vec![Write::GrantAttempts(attempts)]);
+    let stdout = BlobRef {
+        hash: BlobHash::of(b"out"),
+        size_bytes: 3,
+    };
+    store
+        .write(vec![Write::EndAttempts(vec![
+            AttemptEnd {
+                attempt_id: AttemptId(100),
+                job_id,
+                task_index: 0,
+                state: AttemptEndState::Succeeded,
+                at_ms: 30,
+                outcome: Some(Outcome::Succeeded),
+                usage: Some(Usage {
+                    fuel_used: 1234,
+                    wall_ms: 5,
+                    memory_peak_bytes: 65536,
+                    output_bytes: 0,
+                }),
+                stdout: Some(stdout),
+                stderr: None,
+                outputs: vec![],
+                task_end: Some(TaskEnd {
+                    state: TaskState::Succeeded,
+                    outcome: Outcome::Succeeded,
+                }),
+            },
+            AttemptEnd {
+                attempt_id: AttemptId(101),
+                job_id,
+                task_index: 1,
+                state: AttemptEndState::Expired,
+                at_ms: 30,
+                outcome: None,
+                usage: None,
+                stdout: None,
+                stderr: None,
+                outputs: vec![],
+                task_end: None,
+            },
+        ])])
+        .await
+        .unwrap();
+    grant.wait().await.unwrap();
+    assert_eq!(store.queued(), 0);
+    store.close().await;
+
+    let store = open(&dir).await;
+    let image = store.load().await.unwrap();
+    assert_eq!(image.requesters.len(), 1);
+    assert_eq!(image.tokens[0].role, TokenRole::Requester(RequesterId(1)));
+    assert_eq!(image.nodes[0].labels["region"], "eu");
+    assert_eq!(image.jobs[0].id, job_id);
+    assert_eq!(image.open_tasks.len(), 5);
+    let task = |i: u32| image.open_tasks.iter().find(|t| t.index == i).unwrap();
+    assert_eq!(task(0).state, TaskState::Succeeded);
+    assert_eq!(task(0).spec, None);
+    assert_eq!(task(1).state, TaskState::Pending);
+    assert_eq!(task(1).attempts, 1, "an expired attempt counts");
+    assert_eq!(task(1).spec.as_ref().unwrap().args, ["1"]);
+    assert_eq!(image.live_attempts.len(), 1);
+    assert_eq!(image.live_attempts[0].id, AttemptId(102));
+    assert_eq!(image.job_usage, vec![(job_id, 3, 1234)]);
+    assert_eq!(image.node_shares, vec![(job_id, node_id, 1)]);
+
+    let page = store.task_page(job_id, 0, 10).await.unwrap();
+    assert_eq!(page.len(), 5);
+    assert_eq!(page[0].stdout, Some(stdout));
+    assert_eq!(page[0].usage.unwrap().fuel_used, 1234);
+    assert_eq!(page[0].node_id, Some(node_id));
+    assert_eq!(page[2].state, TaskState::Running);
+    assert_eq!(page[2].attempt_id, Some(AttemptId(102)));
+    assert_eq!(page[3].state, TaskState::Pending);
+
+    store
+        .write(vec![Write::CancelJob {
+            job_id,
+            at_ms: 40,
+        }])
+        .await
+        .unwrap();
+    let image = store.load().await.unwrap();
+    assert_eq!(image.jobs[0].state, JobState::Cancelled);
+    assert!(image.live_attempts.is_empty());
+    assert!(image.open_tasks.is_empty(), "a cancelled job is not open");
+}
+
+#[tokio::test]
+async fn blobs_are_readable_only_by_their_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let hash = BlobHash::of(b"data");
+    store
+        .write(vec![Write::InsertBlob {
+            hash,
+            size_bytes: 4,
+            at_ms: 1,
+            reader: Some(RequesterId(1)),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.readable_blob(&hash, RequesterId(1)).await.unwrap(), Some(4));
+    assert_eq!(store.readable_blob(&hash, RequesterId(2)).await.unwrap(), None);
+    assert_eq!(store.blob_size(&hash).await.unwrap(), Some(4));
+    assert_eq!(
+        store.unreadable_blobs(&[hash, BlobHash::of(b"x")], RequesterId(1)).await.unwrap(),
+        vec![BlobHash::of(b"x")]
+    );
+}
+
+#[tokio::test]
+async fn a_url_of_another_kind_is_refused_with_a_clear_error() {
+    let error = Store::open("mysql://x", Durability::Full).await.unwrap_err();
+    assert!(error.to_string().contains("sqlite: or postgres:"), "{error}");
+}

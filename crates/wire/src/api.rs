@@ -1,0 +1,76 @@
+//! The envelope of the API: the error body every non-2xx response carries, and the health check.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What went wrong, as a stable machine-readable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or breaks a rule; nothing was changed.
+    BadRequest,
+    /// No credentials, or credentials that are not valid.
+    Unauthorized,
+    /// Valid credentials that may not do this.
+    Forbidden,
+    NotFound,
+    /// The request conflicts with the current state, e.g. a report of an expired attempt.
+    Conflict,
+    /// The body is larger than the endpoint accepts.
+    PayloadTooLarge,
+    /// A blob's bytes do not hash to the name they were sent under.
+    HashMismatch,
+    /// The coordinator cannot serve now (shutting down, storage failure); retry later.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::HashMismatch => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// A sentence for people: what is wrong and what to do about it.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `GET /v1/health`: answered without credentials, so clients can tell a crowdcloud coordinator
+/// from anything else listening on a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `"crowdcloud"`.
+    pub service: String,
+    pub version: String,
+    pub pool_name: String,
+}
+
+pub const SERVICE_NAME: &str = "crowdcloud";

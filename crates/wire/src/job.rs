@@ -1,0 +1,186 @@
+//! What a requester submits: a job, its tasks, what they need of a node and the limits they run
+//! under.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{BlobHash, JobId};
+use crate::limits::default;
+
+/// `POST /v1/jobs`: one WebAssembly module and its tasks. Every blob it names must have been
+/// uploaded by the same requester first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmission {
+    /// A name for people; need not be unique.
+    pub name: String,
+    /// The WASI preview 1 command module every task runs.
+    pub module: BlobHash,
+    /// The only environment variables a task sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Read-only data shared by all tasks, mounted at guest paths the job names.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub requirements: Requirements,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Attempts per task, the first included: a task whose node vanishes runs again elsewhere
+    /// until this many attempts were made.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Run every task deterministically: the same output bytes and fuel on any node.
+    #[serde(default)]
+    pub deterministic: Option<Deterministic>,
+    pub tasks: Vec<TaskSpec>,
+}
+
+fn default_max_attempts() -> u32 {
+    default::MAX_ATTEMPTS
+}
+
+/// Options of deterministic mode (DESIGN.md decision 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deterministic {
+    /// The seed of the task's random source (combined with the task index).
+    pub seed: u64,
+}
+
+/// One unit of work: its own arguments, standard input and input files.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// `argv[1..]`; `argv[0]` is the job's name.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The bytes on standard input; empty when absent.
+    #[serde(default)]
+    pub stdin: Option<BlobHash>,
+    /// Files placed in the read-only `/input` directory.
+    #[serde(default)]
+    pub inputs: Vec<InputFile>,
+}
+
+/// A file in a task's `/input` directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    /// A plain file name: no `/`, not `.` or `..`.
+    pub name: String,
+    pub blob: BlobHash,
+}
+
+/// A read-only directory tree shared by all tasks of a job, seen by the guest at `guest_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// An absolute guest path such as `/share`; not `/`, `/input`, `/output` or `/scratch`.
+    pub guest_path: String,
+    pub files: Vec<MountFile>,
+}
+
+/// One file of a mount, at a relative path below the mount point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MountFile {
+    /// A relative path with `/` separators, e.g. `models/small.bin`.
+    pub path: String,
+    pub blob: BlobHash,
+}
+
+/// What a node must offer to run a task of the job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    #[serde(default)]
+    pub memory_bytes_min: u64,
+    #[serde(default)]
+    pub cores_min: u32,
+    /// e.g. `x86_64`, `aarch64`; any when absent.
+    #[serde(default)]
+    pub arch: Option<String>,
+    /// e.g. `linux`, `macos`, `windows`; any when absent.
+    #[serde(default)]
+    pub os: Option<String>,
+    /// Owner labels the node must carry with these values, e.g. `region = "eu"`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The sandbox limits every attempt of the job runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory of the instance.
+    #[serde(default = "d_memory")]
+    pub memory_bytes_max: u64,
+    /// Deterministic CPU metering: roughly one unit per WebAssembly instruction.
+    #[serde(default = "d_fuel")]
+    pub fuel_max: u64,
+    /// Wall-clock time an attempt may run.
+    #[serde(default = "d_deadline")]
+    pub deadline_ms: u64,
+    /// All files written under `/output` together.
+    #[serde(default = "d_output")]
+    pub output_bytes_max: u64,
+    #[serde(default = "d_output_files")]
+    pub output_files_max: u32,
+    #[serde(default = "d_stdout")]
+    pub stdout_bytes_max: u64,
+    #[serde(default = "d_stderr")]
+    pub stderr_bytes_max: u64,
+}
+
+fn d_memory() -> u64 {
+    default::MEMORY_BYTES_MAX
+}
+fn d_fuel() -> u64 {
+    default::FUEL_MAX
+}
+fn d_deadline() -> u64 {
+    default::DEADLINE_MS
+}
+fn d_output() -> u64 {
+    default::OUTPUT_BYTES_MAX
+}
+fn d_output_files() -> u32 {
+    default::OUTPUT_FILES_MAX
+}
+fn d_stdout() -> u64 {
+    default::STDOUT_BYTES_MAX
+}
+fn d_stderr() -> u64 {
+    default::STDERR_BYTES_MAX
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes_max: d_memory(),
+            fuel_max: d_fuel(),
+            deadline_ms: d_deadline(),
+            output_bytes_max: d_output(),
+            output_files_max: d_output_files(),
+            stdout_bytes_max: d_stdout(),
+            stderr_bytes_max: d_stderr(),
+        }
+    }
+}
+
+/// The answer to a job submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobSubmitted {
+    pub job_id: JobId,
+    pub tasks: u32,
+}
+
+/// A blob with its size, as reported for outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlobRef {
+    pub hash: BlobHash,
+    pub size_bytes: u64,
+}

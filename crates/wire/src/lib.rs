@@ -1,0 +1,53 @@
+//! The wire types of crowdcloud: every request and response body of the `/v1/` HTTP API, shared
+//! by the coordinator, the agent and the requester CLI.
+//!
+//! This crate is the only contract between the agent and the coordinator: neither depends on the
+//! other. Every type here is plain data with `serde` and `utoipa` derives, so the OpenAPI document
+//! the coordinator serves is generated from the same definitions the code uses.
+//!
+//! Invariants:
+//! - Identifiers travel as prefixed strings (`j-…`, `n-…`, `a-…`), never as JSON numbers, so that
+//!   JavaScript clients (the dashboard) do not lose precision.
+//! - Everything a requester submits is checked by [`validate`] before it touches any state; the
+//!   limits it enforces are the constants in [`limits`].
+
+pub mod api;
+pub mod auth;
+pub mod ids;
+pub mod job;
+pub mod limits;
+pub mod node;
+pub mod status;
+pub mod validate;
+
+pub use api::{ApiError, ErrorCode, HealthResponse};
+pub use ids::{AttemptId, BlobHash, JobId, NodeId, RequesterId};
+pub use job::{
+    BlobRef, Deterministic, InputFile, JobSubmission, JobSubmitted, Limits, Mount, MountFile,
+    Requirements, TaskSpec,
+};
+pub use node::{
+    AttemptGrant, AttemptReport, Capabilities, HeartbeatRequest, HeartbeatResponse, JobRuntime,
+    LeaseRequest, LeaseResponse, NodeActivity, Outcome, OutputFile, RegisterRequest,
+    RegisterResponse, ReleaseRequest, ReleaseResponse, ReportAck, ReportRequest, ReportResponse,
+    Usage,
+};
+pub use status::{
+    JobList, JobState, JobStatus, NodeList, NodeShare, NodeState, NodeView, TaskCounts, TaskPage,
+    TaskState, TaskStatus, WhyResponse,
+};
+
+/// Errors of the wire crate: malformed identifiers, hashes, tokens and signatures.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("malformed {what} {value:?}: expected {expected}")]
+    Malformed {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("signature does not verify: the request was not signed by the key it names")]
+    BadSignature,
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+}

@@ -1,0 +1,267 @@
+//! The protocol between a provider node (the agent) and the coordinator: registration, leases,
+//! heartbeats, reports and releases.
+//!
+//! The agent always dials out and pulls. A lease request long-polls, so a task starts the moment
+//! it is submitted; it is answered with up to the node's free slots at once. Each attempt holds a
+//! lease that the node's heartbeat extends; the attempt id is the lease's fencing token, so a
+//! report of an attempt the coordinator no longer counts as current is refused.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{AttemptId, BlobHash, JobId, NodeId};
+use crate::job::{BlobRef, Deterministic, InputFile, Limits, Mount};
+
+/// What a node has to offer, as measured by its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub cores: u32,
+    pub memory_bytes: u64,
+    /// Free space where the agent keeps task data.
+    pub disk_free_bytes: u64,
+    /// `std::env::consts::ARCH` of the agent, e.g. `x86_64`.
+    pub arch: String,
+    /// `std::env::consts::OS` of the agent, e.g. `linux`.
+    pub os: String,
+}
+
+/// `POST /v1/nodes/register`: a node proves it holds its key and presents the pool's join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub join_token: String,
+    /// The node's ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// ed25519 signature, 128 hex digits, of [`crate::auth::registration_message`].
+    pub signature: String,
+    /// When the node signed, in milliseconds since the Unix epoch; bounds replays.
+    pub issued_at_ms: u64,
+    /// A name for people, e.g. the host name.
+    pub name: String,
+    pub capabilities: Capabilities,
+    /// Owner labels such as `region = "eu"`, matched against job requirements.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub slots: u32,
+    pub agent_version: String,
+}
+
+/// The node's credentials for every later request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegisterResponse {
+    pub node_id: NodeId,
+    /// Bearer token bound to this node; send it as `Authorization: Bearer …`.
+    pub node_token: String,
+    /// A lease lasts this long past the last heartbeat.
+    pub lease_ms: u64,
+    /// Heartbeat at least this often.
+    pub heartbeat_ms: u64,
+    pub pool_name: String,
+}
+
+/// `POST /v1/nodes/lease`: ask for up to `slots_free` attempts, waiting up to `wait_ms` for work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub slots_free: u32,
+    pub wait_ms: u32,
+}
+
+/// Attempts granted to the node, with what it needs to know of their jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    pub jobs: Vec<JobRuntime>,
+    pub attempts: Vec<AttemptGrant>,
+}
+
+/// The parts of a job every attempt of it shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobRuntime {
+    pub job_id: JobId,
+    pub name: String,
+    pub module: BlobHash,
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<Mount>,
+    pub limits: Limits,
+    pub deterministic: Option<Deterministic>,
+}
+
+/// One attempt the node now holds a lease on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptGrant {
+    pub attempt_id: AttemptId,
+    pub job_id: JobId,
+    pub task_index: u32,
+    pub args: Vec<String>,
+    pub stdin: Option<BlobHash>,
+    pub inputs: Vec<InputFile>,
+}
+
+/// What the agent is doing as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NodeActivity {
+    /// Taking work.
+    #[default]
+    Active,
+    /// Shutting down: finishing what it runs, taking nothing new.
+    Draining,
+    /// The owner's policy stopped work for now; attempts are kept but do not advance.
+    Paused { reason: String },
+}
+
+/// `POST /v1/nodes/heartbeat`: extends the leases of every attempt the node still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub running: Vec<AttemptId>,
+    pub slots_free: u32,
+    #[serde(default)]
+    pub activity: NodeActivity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// Attempts the node should stop: cancelled, expired or unknown to the coordinator. Their
+    /// reports would be refused.
+    pub cancel: Vec<AttemptId>,
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `_start` returned or the guest exited with code 0.
+    Succeeded,
+    /// The guest exited with a non-zero code.
+    ExitCode { code: i32 },
+    /// The guest trapped: unreachable, out-of-bounds access, stack overflow, …
+    Trap { message: String },
+    /// It used all the fuel the job allows.
+    OutOfFuel,
+    /// It ran past the job's wall-clock deadline.
+    DeadlineExceeded,
+    /// It tried to grow memory or tables past the job's limit.
+    MemoryLimit,
+    /// It wrote more than the job allows to `what` (stdout, stderr, /output).
+    OutputTooLarge { what: String },
+    /// It left something in /output that is not a regular file or directory.
+    InvalidOutput { message: String },
+    /// The module could not be compiled or instantiated on the node (invalid, missing imports,
+    /// too large).
+    ModuleRejected { message: String },
+    /// The node failed to run it for reasons of its own (a blob could not be fetched, the disk
+    /// is full); another node may succeed.
+    NodeError { message: String },
+    /// The job was cancelled while the attempt ran.
+    Cancelled,
+    /// Set by the coordinator, never reported: every attempt's node vanished before it finished.
+    Lost { attempts: u32 },
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Succeeded)
+    }
+
+    /// Whether another attempt elsewhere could end differently. Failures of the guest itself
+    /// are final: the same module and inputs fail the same way on any node.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Outcome::NodeError { .. })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Succeeded => f.write_str("succeeded"),
+            Outcome::ExitCode { code } => write!(f, "exited with code {code}"),
+            Outcome::Trap { message } => write!(f, "trapped: {message}"),
+            Outcome::OutOfFuel => f.write_str("out of fuel"),
+            Outcome::DeadlineExceeded => f.write_str("deadline exceeded"),
+            Outcome::MemoryLimit => f.write_str("memory limit reached"),
+            Outcome::OutputTooLarge { what } => write!(f, "too much output on {what}"),
+            Outcome::InvalidOutput { message } => write!(f, "invalid output: {message}"),
+            Outcome::ModuleRejected { message } => write!(f, "module rejected: {message}"),
+            Outcome::NodeError { message } => write!(f, "node error: {message}"),
+            Outcome::Cancelled => f.write_str("cancelled"),
+            Outcome::Lost { attempts } => {
+                write!(f, "lost: the nodes of all {attempts} attempts vanished")
+            }
+        }
+    }
+}
+
+/// What an attempt used, as measured by the node's sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    pub fuel_used: u64,
+    pub wall_ms: u64,
+    pub memory_peak_bytes: u64,
+    pub output_bytes: u64,
+}
+
+/// A file the attempt left in `/output`, uploaded as a blob before the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFile {
+    /// Relative to `/output`, with `/` separators.
+    pub path: String,
+    pub hash: BlobHash,
+    pub size_bytes: u64,
+}
+
+/// The end of one attempt. Its blobs (stdout, stderr, outputs) are uploaded first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptReport {
+    pub attempt_id: AttemptId,
+    pub outcome: Outcome,
+    pub usage: Usage,
+    pub stdout: Option<BlobRef>,
+    pub stderr: Option<BlobRef>,
+    #[serde(default)]
+    pub outputs: Vec<OutputFile>,
+}
+
+/// `POST /v1/nodes/report`: reports of attempts that ended, batched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    pub reports: Vec<AttemptReport>,
+}
+
+/// Whether each report was taken. A refused report changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportAck {
+    pub attempt_id: AttemptId,
+    pub accepted: bool,
+    /// Why it was refused, e.g. the lease expired and the task runs elsewhere.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReportResponse {
+    pub acks: Vec<ReportAck>,
+}
+
+/// `POST /v1/nodes/release`: give attempts back unfinished (the node is shutting down or its
+/// owner wants the machine); they run again elsewhere without counting against max attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub attempts: Vec<AttemptId>,
+    pub reason: String,
+}
+
+/// Which of the released attempts were taken back; the others were no longer held.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseResponse {
+    pub released: Vec<AttemptId>,
+}

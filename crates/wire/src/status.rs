@@ -1,0 +1,206 @@
+//! What requesters and the dashboard read back: jobs, tasks, nodes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{AttemptId, JobId, NodeId};
+use crate::job::BlobRef;
+use crate::node::{Capabilities, Outcome, OutputFile, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Some tasks have not ended yet.
+    Running,
+    /// Every task succeeded.
+    Completed,
+    /// Every task ended and at least one did not succeed.
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for a node.
+    Pending,
+    /// An attempt holds a lease on a node.
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct TaskCounts {
+    pub total: u32,
+    pub pending: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl TaskCounts {
+    pub fn ended(&self) -> u32 {
+        self.succeeded + self.failed + self.cancelled
+    }
+}
+
+/// How many tasks of a job a node finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeShare {
+    pub node_id: NodeId,
+    pub node_name: String,
+    pub tasks_succeeded: u32,
+}
+
+/// `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobStatus {
+    pub job_id: JobId,
+    pub name: String,
+    pub state: JobState,
+    pub tasks: TaskCounts,
+    /// Attempts made so far, retries included.
+    pub attempts: u64,
+    /// Fuel of all finished attempts.
+    pub fuel_used: u64,
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    /// Grows with every change of this job; `GET /v1/jobs/{id}/wait?after=V` waits for a
+    /// version past V.
+    pub version: u64,
+    /// Who did the work, most first.
+    pub nodes: Vec<NodeShare>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobStatus>,
+}
+
+/// One task with its latest attempt's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskStatus {
+    pub index: u32,
+    pub state: TaskState,
+    pub args: Vec<String>,
+    /// Attempts made, retries included.
+    pub attempts: u32,
+    /// The attempt that holds it now or that ended it.
+    pub attempt_id: Option<AttemptId>,
+    pub node_id: Option<NodeId>,
+    pub outcome: Option<Outcome>,
+    pub usage: Option<Usage>,
+    pub stdout: Option<BlobRef>,
+    pub stderr: Option<BlobRef>,
+    pub outputs: Vec<OutputFile>,
+}
+
+/// `GET /v1/jobs/{id}/tasks?offset=&limit=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskStatus>,
+    /// Where the next page starts; absent on the last page.
+    pub next_offset: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Online,
+    Draining,
+    Paused,
+    /// Its lease ran out: no heartbeat for longer than the lease.
+    Offline,
+}
+
+impl NodeState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Draining => "draining",
+            NodeState::Paused => "paused",
+            NodeState::Offline => "offline",
+        }
+    }
+}
+
+/// `GET /v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub node_id: NodeId,
+    pub name: String,
+    pub state: NodeState,
+    /// Why it is paused, when it is.
+    pub state_reason: Option<String>,
+    pub slots: u32,
+    pub running: u32,
+    pub capabilities: Capabilities,
+    pub labels: BTreeMap<String, String>,
+    pub last_seen_ms_ago: u64,
+    pub tasks_succeeded: u64,
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<NodeView>,
+}
+
+/// `GET /v1/jobs/{id}/why`: why pending tasks are not placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhyResponse {
+    pub job_id: JobId,
+    pub pending: u32,
+    pub reasons: Vec<String>,
+}

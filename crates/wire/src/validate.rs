@@ -1,0 +1,579 @@
+//! Checks of everything a requester or a node sends, before it touches any state.
+//!
+//! Each check returns the first problem as [`WireError::Invalid`] naming the field
+//! (`tasks[3].inputs[0].name`) and what to do, so a bad spec is fixed in one look.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::WireError;
+use crate::job::{JobSubmission, Limits, Mount, Requirements, TaskSpec};
+use crate::limits::{self, ceiling};
+use crate::node::{HeartbeatRequest, LeaseRequest, Outcome, RegisterRequest, ReportRequest};
+
+/// Guest paths the sandbox owns; mounts may not shadow them.
+pub const RESERVED_GUEST_DIRS: [&str; 3] = ["/input", "/output", "/scratch"];
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> WireError {
+    WireError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
+    if job.name.is_empty() || job.name.len() > limits::JOB_NAME_BYTES_MAX {
+        return Err(invalid(
+            "name",
+            format!(
+                "give the job a name of 1 to {} bytes",
+                limits::JOB_NAME_BYTES_MAX
+            ),
+        ));
+    }
+    if job.name.chars().any(char::is_control) {
+        return Err(invalid("name", "remove control characters from the name"));
+    }
+    env(&job.env)?;
+    if job.mounts.len() > limits::MOUNTS_PER_JOB_MAX {
+        return Err(invalid(
+            "mounts",
+            format!("at most {} mounts per job", limits::MOUNTS_PER_JOB_MAX),
+        ));
+    }
+    mounts(&job.mounts)?;
+    requirements(&job.requirements, "requirements")?;
+    job_limits(&job.limits)?;
+    if !(1..=limits::ATTEMPTS_MAX).contains(&job.max_attempts) {
+        return Err(invalid(
+            "max_attempts",
+            format!("must be between 1 and {}", limits::ATTEMPTS_MAX),
+        ));
+    }
+    if job.tasks.is_empty() {
+        return Err(invalid("tasks", "a job needs at least one task"));
+    }
+    if job.tasks.len() > limits::TASKS_PER_JOB_MAX {
+        return Err(invalid(
+            "tasks",
+            format!(
+                "{} tasks is more than the {} a job may have; split the work into several jobs",
+                job.tasks.len(),
+                limits::TASKS_PER_JOB_MAX
+            ),
+        ));
+    }
+    for (index, task) in job.tasks.iter().enumerate() {
+        task_spec(task, &format!("tasks[{index}]"))?;
+    }
+    Ok(())
+}
+
+fn env(vars: &BTreeMap<String, String>) -> Result<(), WireError> {
+    if vars.len() > limits::ENV_VARS_MAX {
+        return Err(invalid(
+            "env",
+            format!("at most {} variables", limits::ENV_VARS_MAX),
+        ));
+    }
+    for (name, value) in vars {
+        let field = format!("env.{name}");
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(invalid(
+                field,
+                "a variable name must be non-empty, without '=' or NUL",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(field, "a value may not contain NUL"));
+        }
+        if name.len() + value.len() > limits::ENV_VAR_BYTES_MAX {
+            return Err(invalid(
+                field,
+                format!(
+                    "name and value together exceed {} bytes",
+                    limits::ENV_VAR_BYTES_MAX
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A single file name: what may appear in `/input`.
+pub fn file_name(name: &str, field: &str) -> Result<(), WireError> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.contains('\0')
+        || name.len() > limits::NAME_BYTES_MAX
+    {
+        return Err(invalid(
+            field,
+            format!(
+                "{name:?} is not a plain file name (1 to {} bytes, no '/', '\\', NUL, '.' or '..')",
+                limits::NAME_BYTES_MAX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A relative path of plain names joined by `/`: what may appear in a mount or in `/output`.
+pub fn relative_path(path: &str, field: &str) -> Result<(), WireError> {
+    if path.is_empty() || path.len() > limits::PATH_BYTES_MAX || path.starts_with('/') {
+        return Err(invalid(
+            field,
+            format!(
+                "{path:?} must be a relative path of 1 to {} bytes",
+                limits::PATH_BYTES_MAX
+            ),
+        ));
+    }
+    for component in path.split('/') {
+        file_name(component, field)?;
+    }
+    Ok(())
+}
+
+fn guest_path(path: &str, field: &str) -> Result<(), WireError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(invalid(
+            field,
+            format!("{path:?} must be an absolute path such as \"/share\""),
+        ));
+    };
+    relative_path(rest, field)?;
+    for reserved in RESERVED_GUEST_DIRS {
+        if path == reserved || path.starts_with(&format!("{reserved}/")) {
+            return Err(invalid(
+                field,
+                format!("{path:?} is reserved for the sandbox; mount somewhere else"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn mounts(mounts: &[Mount]) -> Result<(), WireError> {
+    let mut files_total = 0usize;
+    let mut seen: Vec<&str> = Vec::with_capacity(mounts.len());
+    for (index, mount) in mounts.iter().enumerate() {
+        let field = format!("mounts[{index}]");
+        guest_path(&mount.guest_path, &format!("{field}.guest_path"))?;
+        for other in &seen {
+            let nested = |outer: &str, inner: &str| inner.starts_with(&format!("{outer}/"));
+            if *other == mount.guest_path
+                || nested(other, &mount.guest_path)
+                || nested(&mount.guest_path, other)
+            {
+                return Err(invalid(
+                    format!("{field}.guest_path"),
+                    format!("{:?} overlaps the mount at {other:?}", mount.guest_path),
+                ));
+            }
+        }
+        seen.push(&mount.guest_path);
+        files_total += mount.files.len();
+        if files_total > limits::MOUNT_FILES_MAX {
+            return Err(invalid(
+                "mounts",
+                format!("more than {} files in all mounts", limits::MOUNT_FILES_MAX),
+            ));
+        }
+        let mut paths = BTreeSet::new();
+        for (file_index, file) in mount.files.iter().enumerate() {
+            let file_field = format!("{field}.files[{file_index}].path");
+            relative_path(&file.path, &file_field)?;
+            if !paths.insert(file.path.as_str()) {
+                return Err(invalid(
+                    file_field,
+                    format!("{:?} appears twice", file.path),
+                ));
+            }
+        }
+        // A file may not also be a directory of another file ("a" and "a/b").
+        for path in &paths {
+            let prefix = format!("{path}/");
+            if paths
+                .range(prefix.as_str()..)
+                .next()
+                .is_some_and(|next| next.starts_with(&prefix))
+            {
+                return Err(invalid(
+                    format!("{field}.files"),
+                    format!("{path:?} is both a file and a directory"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), WireError> {
+    if labels.len() > limits::LABELS_MAX {
+        return Err(invalid(
+            field,
+            format!("at most {} labels", limits::LABELS_MAX),
+        ));
+    }
+    for (key, value) in labels {
+        let ok = |text: &str| {
+            !text.is_empty()
+                && text.len() <= limits::LABEL_BYTES_MAX
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b))
+        };
+        if !ok(key) || !ok(value) {
+            return Err(invalid(
+                format!("{field}.{key}"),
+                format!(
+                    "labels are 1 to {} characters of letters, digits and - _ . / :",
+                    limits::LABEL_BYTES_MAX
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn requirements(req: &Requirements, field: &str) -> Result<(), WireError> {
+    labels(&req.labels, &format!("{field}.labels"))?;
+    for (name, value) in [("arch", &req.arch), ("os", &req.os)] {
+        if let Some(value) = value
+            && (value.is_empty()
+                || value.len() > 32
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(invalid(
+                format!("{field}.{name}"),
+                format!("{value:?} is not a {name} name such as \"x86_64\" or \"linux\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn job_limits(limits: &Limits) -> Result<(), WireError> {
+    let checks: [(&str, u64, u64); 7] = [
+        (
+            "limits.memory_bytes_max",
+            limits.memory_bytes_max,
+            ceiling::MEMORY_BYTES_MAX,
+        ),
+        ("limits.fuel_max", limits.fuel_max, ceiling::FUEL_MAX),
+        (
+            "limits.deadline_ms",
+            limits.deadline_ms,
+            ceiling::DEADLINE_MS,
+        ),
+        (
+            "limits.output_bytes_max",
+            limits.output_bytes_max,
+            ceiling::OUTPUT_BYTES_MAX,
+        ),
+        (
+            "limits.output_files_max",
+            limits.output_files_max.into(),
+            crate::limits::OUTPUT_FILES_MAX.into(),
+        ),
+        (
+            "limits.stdout_bytes_max",
+            limits.stdout_bytes_max,
+            ceiling::STDOUT_BYTES_MAX,
+        ),
+        (
+            "limits.stderr_bytes_max",
+            limits.stderr_bytes_max,
+            ceiling::STDERR_BYTES_MAX,
+        ),
+    ];
+    for (field, value, max) in checks {
+        if value == 0 || value > max {
+            return Err(invalid(
+                field,
+                format!("{value} is out of range: give 1 to {max}"),
+            ));
+        }
+    }
+    // A WebAssembly page is 64 KiB; less than one page cannot run anything.
+    if limits.memory_bytes_max < 65_536 {
+        return Err(invalid(
+            "limits.memory_bytes_max",
+            "give at least 65536 bytes (one WebAssembly page)",
+        ));
+    }
+    Ok(())
+}
+
+fn task_spec(task: &TaskSpec, field: &str) -> Result<(), WireError> {
+    if task.args.len() > limits::ARGS_PER_TASK_MAX {
+        return Err(invalid(
+            format!("{field}.args"),
+            format!("at most {} arguments", limits::ARGS_PER_TASK_MAX),
+        ));
+    }
+    let mut args_bytes = 0usize;
+    for arg in &task.args {
+        if arg.contains('\0') {
+            return Err(invalid(
+                format!("{field}.args"),
+                "an argument may not contain NUL",
+            ));
+        }
+        args_bytes += arg.len();
+    }
+    if args_bytes > limits::ARGS_BYTES_PER_TASK_MAX {
+        return Err(invalid(
+            format!("{field}.args"),
+            format!(
+                "arguments total {args_bytes} bytes, more than {}; pass large data as input files",
+                limits::ARGS_BYTES_PER_TASK_MAX
+            ),
+        ));
+    }
+    if task.inputs.len() > limits::INPUTS_PER_TASK_MAX {
+        return Err(invalid(
+            format!("{field}.inputs"),
+            format!("at most {} input files", limits::INPUTS_PER_TASK_MAX),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (index, input) in task.inputs.iter().enumerate() {
+        let input_field = format!("{field}.inputs[{index}].name");
+        file_name(&input.name, &input_field)?;
+        if !names.insert(input.name.as_str()) {
+            return Err(invalid(
+                input_field,
+                format!("{:?} appears twice", input.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn registration(request: &RegisterRequest) -> Result<(), WireError> {
+    if request.name.is_empty() || request.name.len() > limits::NAME_BYTES_MAX {
+        return Err(invalid(
+            "name",
+            format!("a node name has 1 to {} bytes", limits::NAME_BYTES_MAX),
+        ));
+    }
+    if request.name.chars().any(char::is_control) {
+        return Err(invalid("name", "remove control characters from the name"));
+    }
+    if !(1..=limits::SLOTS_PER_NODE_MAX).contains(&request.slots) {
+        return Err(invalid(
+            "slots",
+            format!("offer 1 to {} slots", limits::SLOTS_PER_NODE_MAX),
+        ));
+    }
+    labels(&request.labels, "labels")?;
+    if request.agent_version.len() > 64 {
+        return Err(invalid("agent_version", "at most 64 bytes"));
+    }
+    let caps = &request.capabilities;
+    if caps.arch.len() > 32 || caps.os.len() > 32 {
+        return Err(invalid(
+            "capabilities",
+            "arch and os names are at most 32 bytes",
+        ));
+    }
+    Ok(())
+}
+
+pub fn lease_request(request: &LeaseRequest) -> Result<(), WireError> {
+    if request.slots_free > limits::SLOTS_PER_NODE_MAX {
+        return Err(invalid(
+            "slots_free",
+            format!("at most {}", limits::SLOTS_PER_NODE_MAX),
+        ));
+    }
+    if request.wait_ms > limits::LEASE_WAIT_MS_MAX {
+        return Err(invalid(
+            "wait_ms",
+            format!("at most {}", limits::LEASE_WAIT_MS_MAX),
+        ));
+    }
+    Ok(())
+}
+
+pub fn heartbeat(request: &HeartbeatRequest) -> Result<(), WireError> {
+    if request.running.len() > limits::ATTEMPTS_PER_HEARTBEAT_MAX {
+        return Err(invalid(
+            "running",
+            format!("at most {} attempts", limits::ATTEMPTS_PER_HEARTBEAT_MAX),
+        ));
+    }
+    Ok(())
+}
+
+pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
+    if request.reports.len() > limits::REPORTS_PER_REQUEST_MAX {
+        return Err(invalid(
+            "reports",
+            format!(
+                "at most {} reports per request",
+                limits::REPORTS_PER_REQUEST_MAX
+            ),
+        ));
+    }
+    for (index, report) in request.reports.iter().enumerate() {
+        let field = format!("reports[{index}]");
+        if matches!(report.outcome, Outcome::Lost { .. }) {
+            return Err(invalid(
+                format!("{field}.outcome"),
+                "\"lost\" is set by the coordinator, not reported",
+            ));
+        }
+        if report.outputs.len() > limits::OUTPUT_FILES_MAX as usize {
+            return Err(invalid(format!("{field}.outputs"), "too many output files"));
+        }
+        let mut paths = BTreeSet::new();
+        for (output_index, output) in report.outputs.iter().enumerate() {
+            let output_field = format!("{field}.outputs[{output_index}].path");
+            relative_path(&output.path, &output_field)?;
+            if !paths.insert(output.path.as_str()) {
+                return Err(invalid(output_field, "appears twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::BlobHash;
+    use crate::job::{InputFile, MountFile};
+
+    fn job() -> JobSubmission {
+        JobSubmission {
+            name: "sweep".to_owned(),
+            module: BlobHash::of(b"module"),
+            env: BTreeMap::new(),
+            mounts: vec![],
+            requirements: Requirements::default(),
+            limits: Limits::default(),
+            max_attempts: 3,
+            deterministic: None,
+            tasks: vec![TaskSpec::default()],
+        }
+    }
+
+    fn problem(job: &JobSubmission) -> String {
+        job_submission(job).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_plain_job_is_valid() {
+        assert_eq!(job_submission(&job()), Ok(()));
+    }
+
+    #[test]
+    fn a_job_without_tasks_or_name_is_refused() {
+        let mut no_tasks = job();
+        no_tasks.tasks.clear();
+        assert!(problem(&no_tasks).starts_with("tasks:"));
+        let mut no_name = job();
+        no_name.name.clear();
+        assert!(problem(&no_name).starts_with("name:"));
+    }
+
+    #[test]
+    fn input_names_that_climb_or_repeat_are_refused() {
+        for name in ["..", "a/b", "", ".", "x\0y"] {
+            let mut bad = job();
+            bad.tasks[0].inputs = vec![InputFile {
+                name: name.to_owned(),
+                blob: BlobHash::of(b""),
+            }];
+            assert!(
+                problem(&bad).starts_with("tasks[0].inputs[0].name"),
+                "{name:?}"
+            );
+        }
+        let mut twice = job();
+        let input = InputFile {
+            name: "a".to_owned(),
+            blob: BlobHash::of(b""),
+        };
+        twice.tasks[0].inputs = vec![input.clone(), input];
+        assert!(problem(&twice).contains("appears twice"));
+    }
+
+    #[test]
+    fn mounts_may_not_shadow_sandbox_dirs_overlap_or_climb() {
+        let mount = |path: &str, file: &str| Mount {
+            guest_path: path.to_owned(),
+            files: vec![MountFile {
+                path: file.to_owned(),
+                blob: BlobHash::of(b""),
+            }],
+        };
+        for (path, file) in [
+            ("/output", "a"),
+            ("/input/x", "a"),
+            ("share", "a"),
+            ("/", "a"),
+            ("/share", "../a"),
+            ("/share", "/a"),
+            ("/a/../b", "x"),
+        ] {
+            let mut bad = job();
+            bad.mounts = vec![mount(path, file)];
+            assert!(job_submission(&bad).is_err(), "{path} {file}");
+        }
+        let mut nested = job();
+        nested.mounts = vec![mount("/share", "a"), mount("/share/deep", "b")];
+        assert!(problem(&nested).contains("overlaps"));
+        let mut file_and_dir = job();
+        file_and_dir.mounts = vec![Mount {
+            guest_path: "/share".to_owned(),
+            files: vec![
+                MountFile {
+                    path: "a".to_owned(),
+                    blob: BlobHash::of(b""),
+                },
+                MountFile {
+                    path: "a/b".to_owned(),
+                    blob: BlobHash::of(b""),
+                },
+            ],
+        }];
+        assert!(problem(&file_and_dir).contains("both a file and a directory"));
+        let mut fine = job();
+        fine.mounts = vec![mount("/share", "models/small.bin"), mount("/data", "x")];
+        assert_eq!(job_submission(&fine), Ok(()));
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused() {
+        let mut zero_fuel = job();
+        zero_fuel.limits.fuel_max = 0;
+        assert!(problem(&zero_fuel).starts_with("limits.fuel_max"));
+        let mut huge_memory = job();
+        huge_memory.limits.memory_bytes_max = u64::MAX;
+        assert!(problem(&huge_memory).starts_with("limits.memory_bytes_max"));
+        let mut attempts = job();
+        attempts.max_attempts = 0;
+        assert!(problem(&attempts).starts_with("max_attempts"));
+    }
+
+    #[test]
+    fn env_and_labels_are_checked() {
+        let mut bad_env = job();
+        bad_env.env.insert("A=B".to_owned(), "x".to_owned());
+        assert!(problem(&bad_env).starts_with("env."));
+        let mut bad_label = job();
+        bad_label
+            .requirements
+            .labels
+            .insert("region".to_owned(), "eu west".to_owned());
+        assert!(problem(&bad_label).starts_with("requirements.labels.region"));
+    }
+}
