@@ -1,0 +1,159 @@
+//! The example and test guest programs, embedded as bytes so tests, benchmarks and the demo need
+//! no files at run time.
+//!
+//! The Rust guests in `guests/` are compiled for `wasm32-wasip1` by this crate's build script, or
+//! taken from the committed copies in `prebuilt/` when that target is not installed (see
+//! [`BUILT_FROM_SOURCE`]). The WAT modules are hostile programs that need no toolchain at all.
+
+/// The ray tracer guest: `render --width W --height H --x0 X --y0 Y --w TW --h TH [--samples S]
+/// [--out PATH]` writes that tile of the demo image as a binary PPM (default
+/// `/output/tile.ppm`) and prints `tile X Y TW TH`. The output is bit-identical on every host.
+pub const RENDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/render.wasm"));
+
+/// A `wc`-like guest: prints `LINES WORDS BYTES NAME` for each regular file in `/input`, then a
+/// `total` line (or counts stdin as `-` when there are none), and copies the report to
+/// `/output/counts.txt` when `/output` exists.
+pub const WORDCOUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount.wasm"));
+
+/// The diagnostic and hostile guest: `probe MODE [ARGS...]`, with modes such as `echo`, `env`,
+/// `read`, `write`, `sleep`, `spin`, `alloc`, `stdout-flood`, `recurse`, `escape` and `floats`.
+/// Exit codes: 0 success, 1 unexpected failure, 2 bad arguments, 3 denied, 4 escaped.
+pub const PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.wasm"));
+
+/// True if the modules above were compiled from `guests/` in this build, false if the committed
+/// prebuilt copies were used.
+pub const BUILT_FROM_SOURCE: bool = include!(concat!(env!("OUT_DIR"), "/built_from_source.rs"));
+
+/// A `_start` that loops forever without calling the host.
+pub const SPIN_WAT: &str = include_str!("../wat/spin.wat");
+
+/// A `_start` that grows linear memory 1 MiB at a time until `memory.grow` fails, then traps.
+pub const MEMORY_GROW_WAT: &str = include_str!("../wat/memory_grow.wat");
+
+/// A `_start` that grows a funcref table until `table.grow` fails, then traps.
+pub const TABLE_GROW_WAT: &str = include_str!("../wat/table_grow.wat");
+
+/// Exports `memory` and an empty `_start`.
+pub const NOOP_WAT: &str = include_str!("../wat/noop.wat");
+
+/// Imports `env.does_not_exist` and calls it from `_start`, so instantiation must fail.
+pub const MISSING_IMPORT_WAT: &str = include_str!("../wat/missing_import.wat");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODULES: [(&str, &[u8]); 3] = [
+        ("render", RENDER),
+        ("wordcount", WORDCOUNT),
+        ("probe", PROBE),
+    ];
+
+    const WATS: [(&str, &str); 5] = [
+        ("spin", SPIN_WAT),
+        ("memory_grow", MEMORY_GROW_WAT),
+        ("table_grow", TABLE_GROW_WAT),
+        ("noop", NOOP_WAT),
+        ("missing_import", MISSING_IMPORT_WAT),
+    ];
+
+    fn leb_u32(bytes: &[u8], pos: &mut usize) -> u32 {
+        let mut value = 0u32;
+        let mut shift = 0;
+        loop {
+            let b = bytes[*pos];
+            *pos += 1;
+            value |= u32::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+
+    fn name(bytes: &[u8], pos: &mut usize) -> String {
+        let len = leb_u32(bytes, pos) as usize;
+        let s = String::from_utf8(bytes[*pos..*pos + len].to_vec()).expect("utf-8 name");
+        *pos += len;
+        s
+    }
+
+    /// Imported modules and exported names, read from the module's sections: just enough of
+    /// the binary format to check the WASI command convention without a wasm dependency.
+    fn imports_and_exports(module: &[u8]) -> (Vec<String>, Vec<String>) {
+        let mut imports = Vec::new();
+        let mut exports = Vec::new();
+        let mut pos = 8;
+        while pos < module.len() {
+            let id = module[pos];
+            pos += 1;
+            let size = leb_u32(module, &mut pos) as usize;
+            let end = pos + size;
+            let mut p = pos;
+            match id {
+                2 => {
+                    for _ in 0..leb_u32(module, &mut p) {
+                        let from = name(module, &mut p);
+                        let _field = name(module, &mut p);
+                        assert_eq!(module[p], 0, "only function imports are expected");
+                        p += 1;
+                        leb_u32(module, &mut p);
+                        imports.push(from);
+                    }
+                }
+                7 => {
+                    for _ in 0..leb_u32(module, &mut p) {
+                        exports.push(name(module, &mut p));
+                        p += 1;
+                        leb_u32(module, &mut p);
+                    }
+                }
+                _ => {}
+            }
+            pos = end;
+        }
+        (imports, exports)
+    }
+
+    #[test]
+    fn embedded_modules_are_wasm() {
+        for (guest, bytes) in MODULES {
+            assert!(bytes.starts_with(b"\0asm"), "{guest} lacks the wasm magic");
+            assert_eq!(&bytes[4..8], &[1, 0, 0, 0], "{guest} is not wasm version 1");
+        }
+    }
+
+    #[test]
+    fn embedded_modules_are_wasi_commands() {
+        for (guest, bytes) in MODULES {
+            let (imports, exports) = imports_and_exports(bytes);
+            assert!(
+                imports.iter().all(|m| m == "wasi_snapshot_preview1"),
+                "{guest} imports from outside WASI preview 1: {imports:?}"
+            );
+            for export in ["_start", "memory"] {
+                assert!(
+                    exports.iter().any(|e| e == export),
+                    "{guest} does not export {export}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wat_modules_are_wasi_commands() {
+        for (module, text) in WATS {
+            assert!(!text.trim().is_empty(), "{module} is empty");
+            assert!(text.contains("(module"), "{module} is not a module");
+            assert!(
+                text.contains("(export \"_start\")"),
+                "{module} has no _start"
+            );
+            assert!(
+                text.contains("(export \"memory\")"),
+                "{module} has no memory"
+            );
+        }
+        assert!(MISSING_IMPORT_WAT.contains("(import \"env\" \"does_not_exist\""));
+    }
+}
