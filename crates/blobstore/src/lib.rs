@@ -24,7 +24,9 @@ use wire::BlobHash;
 pub enum BlobError {
     #[error("blob {0} is not stored; upload it first")]
     NotFound(BlobHash),
-    #[error("the bytes hash to {actual}, not to {claimed}: the upload was corrupted or names the wrong hash")]
+    #[error(
+        "the bytes hash to {actual}, not to {claimed}: the upload was corrupted or names the wrong hash"
+    )]
     HashMismatch { claimed: BlobHash, actual: BlobHash },
     #[error("the blob is larger than the {max_bytes} bytes allowed")]
     TooLarge { max_bytes: u64 },
@@ -181,7 +183,12 @@ mod tests {
     use super::*;
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin + Send {
-        futures::stream::iter(parts.iter().map(|part| Ok(Bytes::from_static(part))).collect::<Vec<_>>())
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|part| Ok(Bytes::from_static(part)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
@@ -189,9 +196,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::local(dir.path()).unwrap();
         let hash = BlobHash::of(b"hello world");
-        let size = blobs.put_stream(hash, chunks(&[b"hello ", b"world"]), 100).await.unwrap();
+        let size = blobs
+            .put_stream(hash, chunks(&[b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
         assert_eq!(size, 11);
-        assert_eq!(blobs.get(&hash).await.unwrap(), Bytes::from_static(b"hello world"));
+        assert_eq!(
+            blobs.get(&hash).await.unwrap(),
+            Bytes::from_static(b"hello world")
+        );
         let (size, stream) = blobs.get_stream(&hash).await.unwrap();
         assert_eq!(size, 11);
         let read: Vec<Bytes> = stream.try_collect().await.unwrap();
@@ -203,14 +216,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::local(dir.path()).unwrap();
         let claimed = BlobHash::of(b"something else");
-        let error = blobs.put_stream(claimed, chunks(&[b"hello"]), 100).await.unwrap_err();
+        let error = blobs
+            .put_stream(claimed, chunks(&[b"hello"]), 100)
+            .await
+            .unwrap_err();
         assert!(matches!(error, BlobError::HashMismatch { .. }), "{error}");
         assert!(!blobs.exists(&claimed).await.unwrap());
         let hash = BlobHash::of(b"hello");
-        let error = blobs.put_stream(hash, chunks(&[b"hel", b"lo"]), 4).await.unwrap_err();
-        assert!(matches!(error, BlobError::TooLarge { max_bytes: 4 }), "{error}");
+        let error = blobs
+            .put_stream(hash, chunks(&[b"hel", b"lo"]), 4)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, BlobError::TooLarge { max_bytes: 4 }),
+            "{error}"
+        );
         assert!(!blobs.exists(&hash).await.unwrap());
-        assert!(matches!(blobs.get(&hash).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            blobs.get(&hash).await,
+            Err(BlobError::NotFound(_))
+        ));
         assert!(matches!(
             blobs.put(claimed, Bytes::from_static(b"hello")).await,
             Err(BlobError::HashMismatch { .. })

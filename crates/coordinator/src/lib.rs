@@ -40,7 +40,9 @@ pub enum CoordinatorError {
     Blobs(#[from] blobstore::BlobError),
     #[error("cannot serve HTTP: {0}")]
     Serve(std::io::Error),
-    #[error("a bootstrap token is malformed: {0}; tokens start with ccr_ (requester) or ccj_ (join)")]
+    #[error(
+        "a bootstrap token is malformed: {0}; tokens start with ccr_ (requester) or ccj_ (join)"
+    )]
     BadToken(String),
 }
 

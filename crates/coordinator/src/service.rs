@@ -48,7 +48,14 @@ impl Shared {
         let known_tokens: HashSet<String> = image.tokens.iter().map(|t| t.hash.clone()).collect();
         let mut out = Outbox::new();
         state.restore(image, now_ms, &mut out);
-        bootstrap(&config, &mut state, &known_tokens, now_ms, entropy.as_ref(), &mut out)?;
+        bootstrap(
+            &config,
+            &mut state,
+            &known_tokens,
+            now_ms,
+            entropy.as_ref(),
+            &mut out,
+        )?;
         store.write(out).await?;
         Ok(Arc::new(Self {
             config,

@@ -150,7 +150,10 @@ impl AttemptState {
         if self.control.is_cancelled() {
             return Err(Stop::Cancelled);
         }
-        let running = self.started.elapsed().saturating_sub(self.control.paused_total());
+        let running = self
+            .started
+            .elapsed()
+            .saturating_sub(self.control.paused_total());
         if running > self.deadline {
             return Err(Stop::Deadline);
         }
@@ -189,7 +192,9 @@ pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attem
     let stderr = CappedPipe::new(attempt.limits.stderr_bytes_max);
     let state = match attempt_state(&attempt, &dir, &stdout, &stderr, started) {
         Ok(state) => state,
-        Err(message) => return failed_before_start(Outcome::SetupFailed(message), started, Some(dir)),
+        Err(message) => {
+            return failed_before_start(Outcome::SetupFailed(message), started, Some(dir));
+        }
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -377,13 +382,19 @@ fn classify(
             Stop::OutputTooLarge(what) => Outcome::OutputTooLarge((*what).to_owned()),
         };
     }
-    if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
+    let trap = error.downcast_ref::<Trap>();
+    if let Some(Trap::OutOfFuel) = trap {
         return Outcome::OutOfFuel;
     }
     if limit_hit {
         return Outcome::MemoryLimit;
     }
-    Outcome::Trap(cut(format!("{error:#}")))
+    // The trap's own sentence, without the wasm backtrace around it.
+    let message = match trap {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    Outcome::Trap(cut(message))
 }
 
 fn cut(mut message: String) -> String {

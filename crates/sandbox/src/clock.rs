@@ -160,7 +160,10 @@ mod tests {
         let second = clock.monotonic_ns();
         assert_eq!(second - first, VIRTUAL_READ_STEP_NS);
         assert!(clock.skip_forward(5_000_000));
-        assert_eq!(clock.monotonic_ns() - second, 5_000_000 + VIRTUAL_READ_STEP_NS);
+        assert_eq!(
+            clock.monotonic_ns() - second,
+            5_000_000 + VIRTUAL_READ_STEP_NS
+        );
     }
 
     #[test]

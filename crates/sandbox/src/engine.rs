@@ -49,7 +49,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,7 +59,8 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let engine = Engine::new(&engine_config(&config))
             .map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
-        let linker = wasi_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let linker =
+            wasi_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             engine,

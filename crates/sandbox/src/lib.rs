@@ -36,7 +36,9 @@ pub use workdir::{OutputFile, Outputs};
 pub enum SandboxError {
     #[error("cannot set up the WebAssembly engine: {0}; check the sandbox configuration")]
     Engine(String),
-    #[error("cannot prepare the attempt directory {path}: {source}; check free disk space and permissions of the agent's data dir")]
+    #[error(
+        "cannot prepare the attempt directory {path}: {source}; check free disk space and permissions of the agent's data dir"
+    )]
     WorkDir {
         path: std::path::PathBuf,
         #[source]

@@ -53,7 +53,8 @@ impl ResourceLimiter for AttemptLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.table_elements_max && maximum.is_none_or(|max| desired <= max);
+        let allowed =
+            desired <= self.table_elements_max && maximum.is_none_or(|max| desired <= max);
         if !allowed {
             self.limit_hit = true;
         }

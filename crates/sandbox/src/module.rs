@@ -58,7 +58,10 @@ pub(crate) fn admit(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|error| format!("malformed module: {error}"))?;
         match payload {
-            Payload::Version { encoding: Encoding::Component, .. } => {
+            Payload::Version {
+                encoding: Encoding::Component,
+                ..
+            } => {
                 return Err("this is a component; nodes run WASI preview 1 core modules".to_owned());
             }
             Payload::FunctionSection(section) => functions += u64::from(section.count()),
@@ -90,10 +93,25 @@ mod tests {
     #[test]
     fn non_wasm_and_oversize_modules_are_refused_before_compiling() {
         let limits = ModuleLimits::default();
-        assert!(admit(b"#!/bin/sh\necho hi", &limits).unwrap_err().contains("not a WebAssembly"));
-        let small = ModuleLimits { module_bytes_max: 4, ..limits };
-        assert!(admit(b"\0asm\x01\0\0\0", &small).unwrap_err().contains("bytes"));
+        assert!(
+            admit(b"#!/bin/sh\necho hi", &limits)
+                .unwrap_err()
+                .contains("not a WebAssembly")
+        );
+        let small = ModuleLimits {
+            module_bytes_max: 4,
+            ..limits
+        };
+        assert!(
+            admit(b"\0asm\x01\0\0\0", &small)
+                .unwrap_err()
+                .contains("bytes")
+        );
         assert!(admit(b"\0asm\x01\0\0\0", &limits).is_ok());
-        assert!(admit(b"\0asm\x01\0\0\0\x01\xff", &limits).unwrap_err().contains("malformed"));
+        assert!(
+            admit(b"\0asm\x01\0\0\0\x01\xff", &limits)
+                .unwrap_err()
+                .contains("malformed")
+        );
     }
 }

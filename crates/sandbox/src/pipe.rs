@@ -110,7 +110,9 @@ impl tokio::io::AsyncWrite for CappedPipe {
         if self.append(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {
-            Poll::Ready(Err(io::Error::other("output stream exceeded its byte limit")))
+            Poll::Ready(Err(io::Error::other(
+                "output stream exceeded its byte limit",
+            )))
         }
     }
 

@@ -101,7 +101,8 @@ fn poll_clocks(
     );
     let waits = {
         let data = memory.data(&*caller);
-        let Some(input) = data.get(subscriptions..subscriptions + count * SUBSCRIPTION_BYTES) else {
+        let Some(input) = data.get(subscriptions..subscriptions + count * SUBSCRIPTION_BYTES)
+        else {
             return Ok(Some(ERRNO_FAULT));
         };
         let mut waits = Vec::with_capacity(count);
@@ -131,7 +132,10 @@ fn poll_clocks(
     wait(caller.data(), shortest_ns)?;
 
     let data = memory.data_mut(&mut *caller);
-    let ready: Vec<&ClockWait> = waits.iter().filter(|w| w.timeout_ns == shortest_ns).collect();
+    let ready: Vec<&ClockWait> = waits
+        .iter()
+        .filter(|w| w.timeout_ns == shortest_ns)
+        .collect();
     let Some(output) = data.get_mut(events..events + ready.len() * EVENT_BYTES) else {
         return Ok(Some(ERRNO_FAULT));
     };

@@ -167,8 +167,9 @@ pub(crate) fn collect(
                 "directories nested deeper than {DEPTH_MAX} levels"
             )));
         }
-        let entries = fs::read_dir(&dir)
-            .map_err(|error| CollectError::Invalid(format!("cannot list /output/{prefix}: {error}")))?;
+        let entries = fs::read_dir(&dir).map_err(|error| {
+            CollectError::Invalid(format!("cannot list /output/{prefix}: {error}"))
+        })?;
         for entry in entries {
             let entry = entry.map_err(|error| CollectError::Invalid(error.to_string()))?;
             let name = entry.file_name().into_string().map_err(|name| {
@@ -239,7 +240,10 @@ mod tests {
         let roots = [base.path().to_owned()];
         assert_eq!(
             measure(&roots, 1000, 10),
-            Ok(DiskUsage { bytes: 150, entries: 3 })
+            Ok(DiskUsage {
+                bytes: 150,
+                entries: 3
+            })
         );
         assert_eq!(measure(&roots, 120, 10), Err(Exceeded::Bytes));
         assert_eq!(measure(&roots, 1000, 2), Err(Exceeded::Entries));
@@ -252,11 +256,23 @@ mod tests {
         fs::write(base.path().join("sub/x.txt"), b"x").unwrap();
         fs::write(base.path().join("a.txt"), b"aa").unwrap();
         let files = collect(base.path(), 100, 10).unwrap();
-        let listed: Vec<_> = files.iter().map(|f| (f.path.as_str(), f.size_bytes)).collect();
+        let listed: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.size_bytes))
+            .collect();
         assert_eq!(listed, [("a.txt", 2), ("sub/x.txt", 1)]);
-        assert_eq!(collect(base.path(), 2, 10), Err(CollectError::TooLarge("/output")));
-        assert_eq!(collect(base.path(), 100, 1), Err(CollectError::TooLarge("/output file count")));
+        assert_eq!(
+            collect(base.path(), 2, 10),
+            Err(CollectError::TooLarge("/output"))
+        );
+        assert_eq!(
+            collect(base.path(), 100, 1),
+            Err(CollectError::TooLarge("/output file count"))
+        );
         std::os::unix::fs::symlink("/etc/passwd", base.path().join("link")).unwrap();
-        assert!(matches!(collect(base.path(), 100, 10), Err(CollectError::Invalid(_))));
+        assert!(matches!(
+            collect(base.path(), 100, 10),
+            Err(CollectError::Invalid(_))
+        ));
     }
 }

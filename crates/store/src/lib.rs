@@ -36,9 +36,13 @@ use tokio::sync::{mpsc, oneshot};
 /// memory would be ahead of its disk.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum StoreError {
-    #[error("cannot open the database {url}: {message}; check the path or URL and that the server runs")]
+    #[error(
+        "cannot open the database {url}: {message}; check the path or URL and that the server runs"
+    )]
     Open { url: String, message: String },
-    #[error("cannot migrate the database schema: {0}; the database may belong to a newer crowdcloud")]
+    #[error(
+        "cannot migrate the database schema: {0}; the database may belong to a newer crowdcloud"
+    )]
     Migrate(String),
     #[error("database error: {0}")]
     Database(String),
@@ -122,8 +126,12 @@ impl Store {
             .map_err(open_error)?
             .disable_statement_logging();
         let pragmas = match (backend, durability) {
-            (Backend::Sqlite, Durability::Full) => Some("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"),
-            (Backend::Sqlite, Durability::Process) => Some("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"),
+            (Backend::Sqlite, Durability::Full) => Some(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
+            ),
+            (Backend::Sqlite, Durability::Process) => Some(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
+            ),
             (Backend::Postgres, _) => None,
         };
         let pool = AnyPoolOptions::new()

@@ -87,8 +87,13 @@ pub(crate) fn task_state(text: &str) -> Result<TaskState, StoreError> {
 impl Store {
     pub async fn load(&self) -> Result<PoolImage, StoreError> {
         let mut image = PoolImage::default();
-        for row in sqlx::query("SELECT key, value FROM meta").fetch_all(&self.pool).await? {
-            image.meta.insert(row.try_get("key")?, row.try_get("value")?);
+        for row in sqlx::query("SELECT key, value FROM meta")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            image
+                .meta
+                .insert(row.try_get("key")?, row.try_get("value")?);
         }
         for row in sqlx::query("SELECT id, name, created_at_ms FROM requesters")
             .fetch_all(&self.pool)
@@ -103,11 +108,10 @@ impl Store {
         image.tokens = self.tokens().await?;
         image.nodes = self.nodes().await?;
         image.jobs = self.jobs().await?;
-        for row in sqlx::query(
-            "SELECT job_id, state, COUNT(*) AS n FROM tasks GROUP BY job_id, state",
-        )
-        .fetch_all(&self.pool)
-        .await?
+        for row in
+            sqlx::query("SELECT job_id, state, COUNT(*) AS n FROM tasks GROUP BY job_id, state")
+                .fetch_all(&self.pool)
+                .await?
         {
             image.task_counts.push((
                 JobId::from_db(row.try_get("job_id")?),

@@ -45,16 +45,19 @@ impl Store {
                 if state == wire::TaskState::Pending && running_attempt.is_some() {
                     state = wire::TaskState::Running;
                 }
-                let (attempt_id, node_id) = match row.try_get::<Option<i64>, _>("result_attempt_id")? {
-                    Some(id) => (
-                        Some(AttemptId::from_db(id)),
-                        row.try_get::<Option<i64>, _>("node_id")?.map(NodeId::from_db),
-                    ),
-                    None => (
-                        running_attempt.map(AttemptId::from_db),
-                        row.try_get::<Option<i64>, _>("running_node")?.map(NodeId::from_db),
-                    ),
-                };
+                let (attempt_id, node_id) =
+                    match row.try_get::<Option<i64>, _>("result_attempt_id")? {
+                        Some(id) => (
+                            Some(AttemptId::from_db(id)),
+                            row.try_get::<Option<i64>, _>("node_id")?
+                                .map(NodeId::from_db),
+                        ),
+                        None => (
+                            running_attempt.map(AttemptId::from_db),
+                            row.try_get::<Option<i64>, _>("running_node")?
+                                .map(NodeId::from_db),
+                        ),
+                    };
                 let usage = match opt_u64_at(row, "fuel_used")? {
                     Some(fuel_used) => Some(Usage {
                         fuel_used,
@@ -109,7 +112,8 @@ impl Store {
         unique.dedup();
         let mut readable = std::collections::HashSet::new();
         for chunk in unique.chunks(HASHES_PER_QUERY) {
-            let mut sql = String::from("SELECT hash FROM blob_refs WHERE requester_id = $1 AND hash IN (");
+            let mut sql =
+                String::from("SELECT hash FROM blob_refs WHERE requester_id = $1 AND hash IN (");
             for index in 0..chunk.len() {
                 if index > 0 {
                     sql.push(',');

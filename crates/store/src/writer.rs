@@ -17,10 +17,16 @@ use crate::StoreError;
 pub enum Write {
     /// Changes nothing; used to wait for everything queued before it.
     Nothing,
-    SetMeta { key: String, value: String },
+    SetMeta {
+        key: String,
+        value: String,
+    },
     InsertRequester(RequesterRow),
     InsertToken(TokenRow),
-    RevokeToken { hash: String, at_ms: u64 },
+    RevokeToken {
+        hash: String,
+        at_ms: u64,
+    },
     UpsertNode(NodeRow),
     /// Records a blob (if new) and lets `reader` read it.
     InsertBlob {
@@ -35,11 +41,17 @@ pub enum Write {
         reader: RequesterId,
         at_ms: u64,
     },
-    InsertJob { job: JobRow, tasks: Vec<TaskSpec> },
+    InsertJob {
+        job: JobRow,
+        tasks: Vec<TaskSpec>,
+    },
     GrantAttempts(Vec<AttemptRow>),
     EndAttempts(Vec<AttemptEnd>),
     /// Marks the job cancelled with every task that has not ended and every running attempt.
-    CancelJob { job_id: wire::JobId, at_ms: u64 },
+    CancelJob {
+        job_id: wire::JobId,
+        at_ms: u64,
+    },
     FinishJob {
         job_id: wire::JobId,
         state: JobState,
@@ -151,11 +163,13 @@ async fn apply_one(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<
             .await?;
         }
         Write::RevokeToken { hash, at_ms } => {
-            sqlx::query("UPDATE tokens SET revoked_at_ms = $2 WHERE hash = $1 AND revoked_at_ms IS NULL")
-                .bind(hash.clone())
-                .bind(db(*at_ms))
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE tokens SET revoked_at_ms = $2 WHERE hash = $1 AND revoked_at_ms IS NULL",
+            )
+            .bind(hash.clone())
+            .bind(db(*at_ms))
+            .execute(&mut **tx)
+            .await?;
         }
         Write::UpsertNode(row) => upsert_node(tx, row).await?,
         Write::InsertBlob {
@@ -256,7 +270,10 @@ async fn insert_job(
     job: &JobRow,
     tasks: &[TaskSpec],
 ) -> Result<(), StoreError> {
-    debug_assert!(job.spec.tasks.is_empty(), "tasks are stored as rows of their own");
+    debug_assert!(
+        job.spec.tasks.is_empty(),
+        "tasks are stored as rows of their own"
+    );
     debug_assert_eq!(job.task_count as usize, tasks.len());
     sqlx::query(
         "INSERT INTO jobs (id, requester_id, name, spec, task_count, state, submitted_seq, \
@@ -344,7 +361,10 @@ async fn grant_attempts(
     Ok(())
 }
 
-async fn end_attempt(tx: &mut Transaction<'static, Any>, end: &AttemptEnd) -> Result<(), StoreError> {
+async fn end_attempt(
+    tx: &mut Transaction<'static, Any>,
+    end: &AttemptEnd,
+) -> Result<(), StoreError> {
     let usage = end.usage.unwrap_or_default();
     sqlx::query(
         "UPDATE attempts SET state = $2, finished_at_ms = $3, outcome = $4, fuel_used = $5, \

@@ -171,10 +171,7 @@ async fn a_reopened_store_loads_what_was_committed() {
     assert_eq!(page[3].state, TaskState::Pending);
 
     store
-        .write(vec![Write::CancelJob {
-            job_id,
-            at_ms: 40,
-        }])
+        .write(vec![Write::CancelJob { job_id, at_ms: 40 }])
         .await
         .unwrap();
     let image = store.load().await.unwrap();
@@ -197,17 +194,31 @@ async fn blobs_are_readable_only_by_their_readers() {
         }])
         .await
         .unwrap();
-    assert_eq!(store.readable_blob(&hash, RequesterId(1)).await.unwrap(), Some(4));
-    assert_eq!(store.readable_blob(&hash, RequesterId(2)).await.unwrap(), None);
+    assert_eq!(
+        store.readable_blob(&hash, RequesterId(1)).await.unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        store.readable_blob(&hash, RequesterId(2)).await.unwrap(),
+        None
+    );
     assert_eq!(store.blob_size(&hash).await.unwrap(), Some(4));
     assert_eq!(
-        store.unreadable_blobs(&[hash, BlobHash::of(b"x")], RequesterId(1)).await.unwrap(),
+        store
+            .unreadable_blobs(&[hash, BlobHash::of(b"x")], RequesterId(1))
+            .await
+            .unwrap(),
         vec![BlobHash::of(b"x")]
     );
 }
 
 #[tokio::test]
 async fn a_url_of_another_kind_is_refused_with_a_clear_error() {
-    let error = Store::open("mysql://x", Durability::Full).await.unwrap_err();
-    assert!(error.to_string().contains("sqlite: or postgres:"), "{error}");
+    let error = Store::open("mysql://x", Durability::Full)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("sqlite: or postgres:"),
+        "{error}"
+    );
 }

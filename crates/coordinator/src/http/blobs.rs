@@ -76,7 +76,12 @@ pub(crate) async fn put(
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 #[utoipa::path(head, path = "/v1/blobs/{hash}", tag = "blobs",
@@ -90,7 +95,9 @@ pub(crate) async fn head(
 ) -> ApiResult<Response> {
     let hash: BlobHash = parse_path(&hash)?;
     match shared.store.readable_blob(&hash, requester).await? {
-        Some(size) => Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response()),
+        Some(size) => {
+            Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response())
+        }
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
 }
@@ -106,7 +113,11 @@ pub(crate) async fn get(
 ) -> ApiResult<Response> {
     let hash: BlobHash = parse_path(&hash)?;
     let allowed = match caller {
-        Caller::Requester(requester) => shared.store.readable_blob(&hash, requester).await?.is_some(),
+        Caller::Requester(requester) => shared
+            .store
+            .readable_blob(&hash, requester)
+            .await?
+            .is_some(),
         Caller::Node(node) => shared.read(|state, _| state.node_may_read(node, &hash)),
     };
     if !allowed {

@@ -113,7 +113,8 @@ async fn check_module(shared: &AppState, module: BlobHash) -> ApiResult<()> {
 fn validate_module(bytes: &[u8]) -> Result<(), String> {
     if !bytes.starts_with(b"\0asm") {
         return Err(
-            "not WebAssembly (it does not start with \\0asm); build it for wasm32-wasip1".to_owned(),
+            "not WebAssembly (it does not start with \\0asm); build it for wasm32-wasip1"
+                .to_owned(),
         );
     }
     if let Some(Ok(Payload::Version {
@@ -162,7 +163,9 @@ pub(crate) async fn status(
     Path(job): Path<String>,
 ) -> ApiResult<Json<JobStatus>> {
     let job: JobId = parse_path(&job)?;
-    Ok(Json(shared.read(|state, _| state.job_status(job, requester))?))
+    Ok(Json(
+        shared.read(|state, _| state.job_status(job, requester))?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -194,7 +197,9 @@ pub(crate) async fn wait(
         () = tokio::time::sleep(timeout) => {}
         _ = stopping.wait_for(|stopping| *stopping) => {}
     }
-    Ok(Json(shared.read(|state, _| state.job_status(job, requester))?))
+    Ok(Json(
+        shared.read(|state, _| state.job_status(job, requester))?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -236,7 +241,9 @@ pub(crate) async fn why(
     Path(job): Path<String>,
 ) -> ApiResult<Json<WhyResponse>> {
     let job: JobId = parse_path(&job)?;
-    Ok(Json(shared.read(|state, now_ms| state.why(job, requester, now_ms))?))
+    Ok(Json(
+        shared.read(|state, now_ms| state.why(job, requester, now_ms))?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{job}/cancel", tag = "jobs",
@@ -254,5 +261,7 @@ pub(crate) async fn cancel(
     result?;
     shared.committed(commit).await?;
     tracing::info!(%job, "job cancelled");
-    Ok(Json(shared.read(|state, _| state.job_status(job, requester))?))
+    Ok(Json(
+        shared.read(|state, _| state.job_status(job, requester))?,
+    ))
 }

@@ -69,17 +69,40 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 /// Gauges of the pool in the Prometheus text format.
 pub(crate) async fn metrics(State(shared): State<AppState>) -> impl IntoResponse {
     let (nodes_online, tasks_pending, attempts_live) = shared.read(|state, now_ms| {
-        (state.nodes_online(now_ms), state.tasks_pending(), state.attempts_live())
+        (
+            state.nodes_online(now_ms),
+            state.tasks_pending(),
+            state.attempts_live(),
+        )
     });
     let gauges = [
-        ("crowdcloud_nodes_online", "Nodes whose lease is current.", nodes_online),
-        ("crowdcloud_tasks_pending", "Tasks waiting for a node.", tasks_pending),
-        ("crowdcloud_attempts_running", "Attempts held by nodes.", attempts_live),
-        ("crowdcloud_store_writes_queued", "Writes queued to the state store, not yet committed.", shared.store.queued()),
+        (
+            "crowdcloud_nodes_online",
+            "Nodes whose lease is current.",
+            nodes_online,
+        ),
+        (
+            "crowdcloud_tasks_pending",
+            "Tasks waiting for a node.",
+            tasks_pending,
+        ),
+        (
+            "crowdcloud_attempts_running",
+            "Attempts held by nodes.",
+            attempts_live,
+        ),
+        (
+            "crowdcloud_store_writes_queued",
+            "Writes queued to the state store, not yet committed.",
+            shared.store.queued(),
+        ),
     ];
     let mut text = String::new();
     for (name, help, value) in gauges {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -180,7 +180,9 @@ impl FromRequestParts<AppState> for Requester {
 
     async fn from_request_parts(parts: &mut Parts, shared: &AppState) -> Result<Self, Failure> {
         let token = bearer(parts).ok_or_else(|| {
-            unauthorized("send your API token as `Authorization: Bearer ccr_…`; `crowdcloud up` prints one")
+            unauthorized(
+                "send your API token as `Authorization: Bearer ccr_…`; `crowdcloud up` prints one",
+            )
         })?;
         if TokenKind::of(token) != Some(TokenKind::Requester) {
             return Err(unauthorized(
@@ -191,7 +193,9 @@ impl FromRequestParts<AppState> for Requester {
         shared
             .read(|state, _| state.requester_by_token(&hash))
             .map(Requester)
-            .ok_or_else(|| unauthorized("the API token is not valid for this pool (unknown or revoked)"))
+            .ok_or_else(|| {
+                unauthorized("the API token is not valid for this pool (unknown or revoked)")
+            })
     }
 }
 

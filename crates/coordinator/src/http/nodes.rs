@@ -216,8 +216,8 @@ pub(crate) async fn release(
             wire::limits::ATTEMPTS_PER_HEARTBEAT_MAX
         )));
     }
-    let (released, commit) = shared
-        .mutate(|state, now_ms, _, out| state.release(node, &request.attempts, now_ms, out));
+    let (released, commit) =
+        shared.mutate(|state, now_ms, _, out| state.release(node, &request.attempts, now_ms, out));
     shared.committed(commit).await?;
     if !released.is_empty() {
         tracing::info!(node = %node, released = released.len(), reason = %request.reason, "attempts released");

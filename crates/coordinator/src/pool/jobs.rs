@@ -331,7 +331,11 @@ impl PoolState {
     }
 
     /// Checks the requester owns the job; for reads served from the store.
-    pub(crate) fn check_owner(&self, job_id: JobId, requester: RequesterId) -> Result<(), PoolError> {
+    pub(crate) fn check_owner(
+        &self,
+        job_id: JobId,
+        requester: RequesterId,
+    ) -> Result<(), PoolError> {
         self.owned_job(job_id, requester).map(|_| ())
     }
 

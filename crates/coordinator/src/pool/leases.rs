@@ -157,7 +157,15 @@ impl PoolState {
             let mut response = LeaseResponse::default();
             let mut rows = Vec::new();
             for (job_id, count) in work {
-                self.grant(node_id, job_id, count, now_ms, entropy, &mut response, &mut rows);
+                self.grant(
+                    node_id,
+                    job_id,
+                    count,
+                    now_ms,
+                    entropy,
+                    &mut response,
+                    &mut rows,
+                );
             }
             match waiter.sender.send(response) {
                 Ok(()) => out.push(Write::GrantAttempts(rows)),
@@ -235,7 +243,10 @@ impl PoolState {
             if let Some(node) = self.nodes.get_mut(&attempt.node) {
                 node.running.remove(&grant.attempt_id);
             }
-            let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+            let job = self
+                .jobs
+                .get_mut(&attempt.job)
+                .expect("attempts belong to jobs");
             job.set_slot(attempt.task, Slot::Pending);
             job.tasks[attempt.task as usize].attempts -= 1;
             job.attempts_total -= 1;
@@ -270,21 +281,25 @@ impl PoolState {
                     .is_none_or(|attempt| attempt.node != node_id)
             })
             .collect();
+        if request.activity != NodeActivity::Active {
+            // A parked lease request of a node that stops taking work answers now, empty.
+            self.waiting.remove(&node_id);
+        }
         if let Some(node) = self.nodes.get_mut(&node_id) {
             node.activity = request.activity.clone();
             // An attempt the node no longer lists, granted longer than a lease ago (so its
             // grant has surely arrived), was lost on the node.
-            let forgotten: Vec<AttemptId> = node
-                .running
-                .iter()
-                .copied()
-                .filter(|attempt_id| {
-                    !listed.contains(attempt_id)
-                        && self.attempts.get(attempt_id).is_some_and(|attempt| {
-                            attempt.granted_at_ms + self.lease_ms < now_ms
-                        })
-                })
-                .collect();
+            let forgotten: Vec<AttemptId> =
+                node.running
+                    .iter()
+                    .copied()
+                    .filter(|attempt_id| {
+                        !listed.contains(attempt_id)
+                            && self.attempts.get(attempt_id).is_some_and(|attempt| {
+                                attempt.granted_at_ms + self.lease_ms < now_ms
+                            })
+                    })
+                    .collect();
             for attempt_id in forgotten {
                 self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
             }
@@ -363,14 +378,22 @@ impl PoolState {
             .iter()
             .chain(report.stderr.iter())
             .map(|blob| (blob.hash, blob.size_bytes))
-            .chain(report.outputs.iter().map(|file| (file.hash, file.size_bytes)))
+            .chain(
+                report
+                    .outputs
+                    .iter()
+                    .map(|file| (file.hash, file.size_bytes)),
+            )
             .collect();
         if let Some((missing, _)) = blobs.iter().find(|(hash, _)| !stored.contains(hash)) {
             return Err(format!(
                 "blob {missing} named in the report was not uploaded; upload outputs before reporting"
             ));
         }
-        let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+        let job = self
+            .jobs
+            .get_mut(&attempt.job)
+            .expect("attempts belong to jobs");
         let task = &job.tasks[attempt.task as usize];
         let task_end = if report.outcome.is_success() {
             Some(TaskState::Succeeded)
@@ -382,7 +405,10 @@ impl PoolState {
             Some(TaskState::Failed)
         };
         self.attempts.remove(&report.attempt_id);
-        let node = self.nodes.get_mut(&node_id).expect("the node holds the attempt");
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .expect("the node holds the attempt");
         node.running.remove(&report.attempt_id);
         job.fuel_total += report.usage.fuel_used;
         match task_end {
@@ -446,7 +472,10 @@ impl PoolState {
             if let Some(node) = self.nodes.get_mut(&node_id) {
                 node.running.remove(attempt_id);
             }
-            let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+            let job = self
+                .jobs
+                .get_mut(&attempt.job)
+                .expect("attempts belong to jobs");
             job.set_slot(attempt.task, Slot::Pending);
             job.tasks[attempt.task as usize].attempts -= 1;
             job.attempts_total -= 1;
@@ -509,14 +538,23 @@ impl PoolState {
         attempts.len()
     }
 
-    fn expire_attempt(&mut self, attempt_id: AttemptId, now_ms: u64, why: Expiry, out: &mut Outbox) {
+    fn expire_attempt(
+        &mut self,
+        attempt_id: AttemptId,
+        now_ms: u64,
+        why: Expiry,
+        out: &mut Outbox,
+    ) {
         let Some(attempt) = self.attempts.remove(&attempt_id) else {
             return;
         };
         if let Some(node) = self.nodes.get_mut(&attempt.node) {
             node.running.remove(&attempt_id);
         }
-        let job = self.jobs.get_mut(&attempt.job).expect("attempts belong to jobs");
+        let job = self
+            .jobs
+            .get_mut(&attempt.job)
+            .expect("attempts belong to jobs");
         let attempts_made = job.tasks[attempt.task as usize].attempts;
         let task_end = (attempts_made >= job.max_attempts).then(|| TaskEnd {
             state: TaskState::Failed,

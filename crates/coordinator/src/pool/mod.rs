@@ -244,7 +244,10 @@ impl PoolState {
     pub(crate) fn check_invariants(&self) {
         for (attempt_id, attempt) in &self.attempts {
             let job = &self.jobs[&attempt.job];
-            assert_eq!(job.tasks[attempt.task as usize].slot, Slot::Running(*attempt_id));
+            assert_eq!(
+                job.tasks[attempt.task as usize].slot,
+                Slot::Running(*attempt_id)
+            );
             assert!(self.nodes[&attempt.node].running.contains(attempt_id));
         }
         for node in self.nodes.values() {
@@ -266,7 +269,10 @@ impl PoolState {
             assert_eq!(counts, job.counts, "counts of {}", job.id);
             assert_eq!(job.pending.len() as u32, job.counts.pending);
             let in_ready = self.ready.get(&job.submitted_seq) == Some(&job.id);
-            assert_eq!(in_ready, job.state == JobState::Running && !job.pending.is_empty());
+            assert_eq!(
+                in_ready,
+                job.state == JobState::Running && !job.pending.is_empty()
+            );
         }
     }
 }

@@ -3,9 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use store::{NodeRow, Write};
-use wire::{
-    BlobHash, Capabilities, JobId, JobRuntime, NodeActivity, NodeId, NodeState, NodeView,
-};
+use wire::{BlobHash, Capabilities, JobId, JobRuntime, NodeActivity, NodeId, NodeState, NodeView};
 
 use super::{Node, Outbox, PoolState};
 use crate::pool::leases::Expiry;
@@ -51,7 +49,11 @@ impl PoolState {
 
     pub(crate) fn insert_node_row(&mut self, row: NodeRow, now_ms: u64) {
         self.node_tokens.insert(row.token_hash.clone(), row.id);
-        let labels_sorted = row.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let labels_sorted = row
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         self.nodes.insert(
             row.id,
             Node {
@@ -126,7 +128,11 @@ impl PoolState {
                 let taking_work = node.activity == NodeActivity::Active;
                 node_offer(
                     node,
-                    if taking_work { node.slots.saturating_sub(running) } else { 0 },
+                    if taking_work {
+                        node.slots.saturating_sub(running)
+                    } else {
+                        0
+                    },
                 )
             })
             .collect()
@@ -178,12 +184,17 @@ impl PoolState {
     }
 
     /// A job's runtime, for a node that holds one of its attempts.
-    pub(crate) fn job_runtime_for_node(&self, node_id: NodeId, job_id: JobId) -> Option<JobRuntime> {
+    pub(crate) fn job_runtime_for_node(
+        &self,
+        node_id: NodeId,
+        job_id: JobId,
+    ) -> Option<JobRuntime> {
         let node = self.nodes.get(&node_id)?;
-        let holds = node
-            .running
-            .iter()
-            .any(|attempt_id| self.attempts.get(attempt_id).is_some_and(|a| a.job == job_id));
+        let holds = node.running.iter().any(|attempt_id| {
+            self.attempts
+                .get(attempt_id)
+                .is_some_and(|a| a.job == job_id)
+        });
         holds.then(|| self.jobs.get(&job_id).map(|job| (*job.runtime).clone()))?
     }
 }

@@ -144,7 +144,13 @@ fn tasks_are_granted_up_to_free_slots_and_each_succeeds_once() {
     assert_eq!(status.tasks.succeeded, 6);
     assert_eq!(status.nodes[0].tasks_succeeded, 6);
     assert_eq!(status.fuel_used, 60);
-    assert!(h.writes.iter().any(|w| matches!(w, Write::FinishJob { state: JobState::Completed, .. })));
+    assert!(h.writes.iter().any(|w| matches!(
+        w,
+        Write::FinishJob {
+            state: JobState::Completed,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -163,11 +169,21 @@ fn an_expired_lease_requeues_its_task_and_its_late_report_is_refused() {
     let again = h.take(alive, 1).remove(0);
     assert_eq!(again.task_index, grant.task_index);
     assert_ne!(again.attempt_id, grant.attempt_id);
-    assert!(!h.report(dead, grant.attempt_id, Outcome::Succeeded), "the fencing token is stale");
-    assert_eq!(h.status(job).tasks.succeeded, 0, "the refused report changed nothing");
+    assert!(
+        !h.report(dead, grant.attempt_id, Outcome::Succeeded),
+        "the fencing token is stale"
+    );
+    assert_eq!(
+        h.status(job).tasks.succeeded,
+        0,
+        "the refused report changed nothing"
+    );
     assert!(h.report(alive, again.attempt_id, Outcome::Succeeded));
     let status = h.status(job);
-    assert_eq!((status.state, status.tasks.succeeded, status.attempts), (JobState::Completed, 1, 2));
+    assert_eq!(
+        (status.state, status.tasks.succeeded, status.attempts),
+        (JobState::Completed, 1, 2)
+    );
 }
 
 #[test]
@@ -185,7 +201,9 @@ fn a_task_whose_nodes_keep_vanishing_fails_as_lost_after_max_attempts() {
     assert_eq!((status.state, status.tasks.failed), (JobState::Failed, 1));
     let lost = h.writes.iter().any(|w| match w {
         Write::EndAttempts(ends) => ends.iter().any(|end| {
-            end.task_end.as_ref().is_some_and(|t| t.outcome == Outcome::Lost { attempts: 2 })
+            end.task_end
+                .as_ref()
+                .is_some_and(|t| t.outcome == Outcome::Lost { attempts: 2 })
         }),
         _ => false,
     });
@@ -199,7 +217,13 @@ fn guest_failures_are_final_and_node_errors_are_retried() {
     let job = h.job(2, 3);
     let grants = h.take(node, 2);
     assert!(h.report(node, grants[0].attempt_id, Outcome::OutOfFuel));
-    assert!(h.report(node, grants[1].attempt_id, Outcome::NodeError { message: "disk".into() }));
+    assert!(h.report(
+        node,
+        grants[1].attempt_id,
+        Outcome::NodeError {
+            message: "disk".into()
+        }
+    ));
     let status = h.status(job);
     assert_eq!((status.tasks.failed, status.tasks.pending), (1, 1));
     let retry = h.take(node, 2);
@@ -224,12 +248,17 @@ fn released_attempts_run_again_without_counting() {
     let node = h.node(1, 1);
     let job = h.job(1, 1);
     let grant = h.take(node, 1).remove(0);
-    let released = h.pool.release(node, &[grant.attempt_id], h.now_ms, &mut h.writes);
+    let released = h
+        .pool
+        .release(node, &[grant.attempt_id], h.now_ms, &mut h.writes);
     assert_eq!(released, vec![grant.attempt_id]);
     h.pool.check_invariants();
     assert_eq!(h.status(job).attempts, 0);
     let again = h.take(node, 1).remove(0);
-    assert!(h.report(node, again.attempt_id, Outcome::Succeeded), "max_attempts 1 still allows it");
+    assert!(
+        h.report(node, again.attempt_id, Outcome::Succeeded),
+        "max_attempts 1 still allows it"
+    );
 }
 
 #[test]
@@ -238,10 +267,15 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
     let node = h.node(1, 2);
     let job = h.job(5, 3);
     let grants = h.take(node, 2);
-    h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.writes).unwrap();
+    h.pool
+        .cancel_job(job, OWNER, h.now_ms, &mut h.writes)
+        .unwrap();
     h.pool.check_invariants();
     let status = h.status(job);
-    assert_eq!((status.state, status.tasks.cancelled), (JobState::Cancelled, 5));
+    assert_eq!(
+        (status.state, status.tasks.cancelled),
+        (JobState::Cancelled, 5)
+    );
     assert!(h.take(node, 2).is_empty());
     let response = h.pool.heartbeat(
         node,
@@ -257,7 +291,9 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
     assert!(!h.report(node, grants[0].attempt_id, Outcome::Succeeded));
     assert_eq!(
         h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.writes),
-        Err(PoolError::Conflict(format!("job {job} already ended (cancelled); nothing to cancel")))
+        Err(PoolError::Conflict(format!(
+            "job {job} already ended (cancelled); nothing to cancel"
+        )))
     );
 }
 
@@ -265,8 +301,15 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
 fn another_requesters_job_is_not_found() {
     let mut h = Harness::new();
     let job = h.job(1, 1);
-    assert!(matches!(h.pool.job_status(job, RequesterId(99)), Err(PoolError::NotFound(_))));
-    assert!(h.pool.cancel_job(job, RequesterId(99), h.now_ms, &mut h.writes).is_err());
+    assert!(matches!(
+        h.pool.job_status(job, RequesterId(99)),
+        Err(PoolError::NotFound(_))
+    ));
+    assert!(
+        h.pool
+            .cancel_job(job, RequesterId(99), h.now_ms, &mut h.writes)
+            .is_err()
+    );
     assert_eq!(h.status(job).state, JobState::Running);
 }
 
@@ -284,7 +327,11 @@ fn waiting_nodes_get_work_when_it_arrives_spread_across_them() {
     h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
     h.pool.check_invariants();
     for mut receiver in receivers {
-        assert_eq!(receiver.try_recv().unwrap().attempts.len(), 1, "one task per node");
+        assert_eq!(
+            receiver.try_recv().unwrap().attempts.len(),
+            1,
+            "one task per node"
+        );
     }
 }
 
@@ -341,7 +388,9 @@ fn a_paused_node_gets_no_work() {
         &HeartbeatRequest {
             running: vec![],
             slots_free: 1,
-            activity: NodeActivity::Paused { reason: "owner is typing".into() },
+            activity: NodeActivity::Paused {
+                reason: "owner is typing".into(),
+            },
         },
         h.now_ms,
         &mut h.writes,
@@ -355,7 +404,10 @@ fn outputs_must_be_uploaded_before_the_report() {
     let node = h.node(1, 1);
     let job = h.job(1, 3);
     let grant = h.take(node, 1).remove(0);
-    let stdout = BlobRef { hash: BlobHash::of(b"out"), size_bytes: 3 };
+    let stdout = BlobRef {
+        hash: BlobHash::of(b"out"),
+        size_bytes: 3,
+    };
     let report = AttemptReport {
         attempt_id: grant.attempt_id,
         outcome: Outcome::Succeeded,
@@ -364,13 +416,25 @@ fn outputs_must_be_uploaded_before_the_report() {
         stderr: None,
         outputs: vec![],
     };
-    let acks = h.pool.report(node, vec![report.clone()], &HashSet::new(), h.now_ms, &mut h.writes);
+    let acks = h.pool.report(
+        node,
+        vec![report.clone()],
+        &HashSet::new(),
+        h.now_ms,
+        &mut h.writes,
+    );
     assert!(!acks[0].accepted);
     assert_eq!(h.status(job).tasks.running, 1);
     let stored: HashSet<_> = [stdout.hash].into();
-    let acks = h.pool.report(node, vec![report], &stored, h.now_ms, &mut h.writes);
+    let acks = h
+        .pool
+        .report(node, vec![report], &stored, h.now_ms, &mut h.writes);
     assert!(acks[0].accepted);
-    assert!(h.writes.iter().any(|w| matches!(w, Write::AddBlobReaders { reader, .. } if *reader == OWNER)));
+    assert!(
+        h.writes
+            .iter()
+            .any(|w| matches!(w, Write::AddBlobReaders { reader, .. } if *reader == OWNER))
+    );
     assert_eq!(h.status(job).state, JobState::Completed);
     let _ = TaskState::Succeeded;
 }

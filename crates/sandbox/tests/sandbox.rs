@@ -1,0 +1,326 @@
+//! The sandbox against real guests: what a task can see, and every limit a hostile one runs into.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sandbox::{
+    Attempt, AttemptControl, AttemptLimits, Determinism, Outcome, Prepared, RunReport, Sandbox,
+    SandboxConfig,
+};
+
+fn limits() -> AttemptLimits {
+    AttemptLimits {
+        memory_bytes_max: 64 << 20,
+        fuel_max: 5_000_000_000,
+        deadline: Duration::from_secs(20),
+        output_bytes_max: 4 << 20,
+        output_files_max: 50,
+        stdout_bytes_max: 1 << 20,
+        stderr_bytes_max: 1 << 20,
+    }
+}
+
+struct Bench {
+    sandbox: Sandbox,
+    dir: tempfile::TempDir,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl Bench {
+    fn new() -> Self {
+        Self {
+            sandbox: Sandbox::new(SandboxConfig::default()).unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            next: Default::default(),
+        }
+    }
+
+    fn prepare(&self, wasm: &[u8]) -> Prepared {
+        self.sandbox
+            .prepare(*blake3::hash(wasm).as_bytes(), wasm)
+            .unwrap()
+    }
+
+    fn wat(&self, text: &str) -> Prepared {
+        self.prepare(&wat::parse_str(text).unwrap())
+    }
+
+    fn attempt(&self, args: &[&str]) -> Attempt {
+        let index = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Attempt {
+            work_dir: self.dir.path().join(format!("attempt-{index}")),
+            program_name: "guest".to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: vec![],
+            stdin: vec![],
+            inputs: vec![],
+            mounts: vec![],
+            limits: limits(),
+            determinism: Determinism::Off,
+            control: Arc::new(AttemptControl::new()),
+        }
+    }
+
+    fn probe(&self, args: &[&str]) -> RunReport {
+        let prepared = self.prepare(guests::PROBE);
+        self.sandbox.run(&prepared, self.attempt(args))
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_task_sees_its_args_declared_env_stdin_and_inputs_and_nothing_of_the_host() {
+    let bench = Bench::new();
+    let prepared = bench.prepare(guests::PROBE);
+    let echo = bench
+        .sandbox
+        .run(&prepared, bench.attempt(&["echo", "a b", "c"]));
+    assert_eq!(echo.outcome, Outcome::Succeeded);
+    assert_eq!(text(&echo.stdout), "a b c\n");
+    assert!(echo.usage.fuel_used > 0);
+
+    let mut env = bench.attempt(&["env"]);
+    env.env = vec![("GREETING".into(), "hello".into())];
+    let env = bench.sandbox.run(&prepared, env);
+    assert_eq!(
+        text(&env.stdout),
+        "GREETING=hello\n",
+        "only the declared env"
+    );
+
+    let mut cat = bench.attempt(&["cat"]);
+    cat.stdin = b"from stdin".to_vec();
+    assert_eq!(
+        text(&bench.sandbox.run(&prepared, cat).stdout),
+        "from stdin"
+    );
+
+    let input = bench.dir.path().join("source.txt");
+    std::fs::write(&input, b"abc").unwrap();
+    let mut copy = bench.attempt(&["copy-inputs"]);
+    copy.inputs = vec![("data.txt".into(), input.clone())];
+    let copied = bench.sandbox.run(&prepared, copy);
+    assert_eq!(
+        copied.outcome,
+        Outcome::Succeeded,
+        "{}",
+        text(&copied.stderr)
+    );
+    let file = &copied.outputs.files[0];
+    assert_eq!(file.path, "data.txt");
+    assert_eq!(std::fs::read(&file.host_path).unwrap(), b"cba");
+    let mut write_input = bench.attempt(&["write", "/input/data.txt", "10"]);
+    write_input.inputs = vec![("data.txt".into(), input.clone())];
+    let denied = bench.sandbox.run(&prepared, write_input);
+    assert_eq!(denied.outcome, Outcome::ExitCode(3), "/input is read-only");
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        b"abc",
+        "the host file is untouched"
+    );
+}
+
+#[test]
+fn host_files_parent_dirs_symlinks_and_proc_are_out_of_reach() {
+    let bench = Bench::new();
+    let passwd = bench.probe(&["read", "/etc/passwd"]);
+    assert_eq!(passwd.outcome, Outcome::ExitCode(3));
+    assert!(text(&passwd.stdout).starts_with("denied"));
+    let escape = bench.probe(&["escape"]);
+    assert_eq!(
+        escape.outcome,
+        Outcome::Succeeded,
+        "{}",
+        text(&escape.stdout)
+    );
+    assert!(!text(&escape.stdout).contains("ESCAPED"));
+    let up = bench.probe(&["ls", "/output/../.."]);
+    assert_eq!(up.outcome, Outcome::ExitCode(3), "{}", text(&up.stdout));
+}
+
+#[test]
+fn the_attempt_directory_is_gone_once_the_outputs_are_dropped() {
+    let bench = Bench::new();
+    let report = bench.probe(&["files", "3"]);
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    assert_eq!(report.outputs.files.len(), 3);
+    let root = report.outputs.files[0]
+        .host_path
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    assert!(root.exists());
+    drop(report);
+    assert!(!root.exists());
+    let failed = bench.probe(&["output-flood"]);
+    drop(failed);
+    assert_eq!(
+        std::fs::read_dir(bench.dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_its_deadline_or_its_fuel() {
+    let bench = Bench::new();
+    let spin = bench.wat(guests::SPIN_WAT);
+    let mut by_deadline = bench.attempt(&[]);
+    by_deadline.limits.fuel_max = u64::MAX / 2;
+    by_deadline.limits.deadline = Duration::from_millis(200);
+    assert_eq!(
+        bench.sandbox.run(&spin, by_deadline).outcome,
+        Outcome::DeadlineExceeded
+    );
+    let mut by_fuel = bench.attempt(&[]);
+    by_fuel.limits.fuel_max = 10_000_000;
+    let report = bench.sandbox.run(&spin, by_fuel);
+    assert_eq!(report.outcome, Outcome::OutOfFuel);
+    assert_eq!(report.usage.fuel_used, 10_000_000);
+    let mut asleep = bench.attempt(&["sleep", "3600000"]);
+    asleep.limits.deadline = Duration::from_millis(200);
+    let prepared = bench.prepare(guests::PROBE);
+    assert_eq!(
+        bench.sandbox.run(&prepared, asleep).outcome,
+        Outcome::DeadlineExceeded,
+        "even inside a host sleep"
+    );
+}
+
+#[test]
+fn memory_and_table_bombs_stop_at_their_caps() {
+    let bench = Bench::new();
+    let grow = bench
+        .sandbox
+        .run(&bench.wat(guests::MEMORY_GROW_WAT), bench.attempt(&[]));
+    assert_eq!(grow.outcome, Outcome::MemoryLimit);
+    assert!(grow.usage.memory_peak_bytes <= limits().memory_bytes_max);
+    let table = bench
+        .sandbox
+        .run(&bench.wat(guests::TABLE_GROW_WAT), bench.attempt(&[]));
+    assert_eq!(table.outcome, Outcome::MemoryLimit);
+    let alloc = bench.probe(&["alloc", "1024"]);
+    assert_eq!(alloc.outcome, Outcome::MemoryLimit);
+    let huge_minimum =
+        bench.wat("(module (memory (export \"memory\") 60000) (func (export \"_start\")))");
+    assert_eq!(
+        bench.sandbox.run(&huge_minimum, bench.attempt(&[])).outcome,
+        Outcome::MemoryLimit
+    );
+}
+
+#[test]
+fn floods_of_stdout_stderr_and_files_are_capped() {
+    let bench = Bench::new();
+    let stdout = bench.probe(&["stdout-flood"]);
+    assert_eq!(stdout.outcome, Outcome::OutputTooLarge("stdout".into()));
+    assert_eq!(
+        stdout.stdout.len() as u64,
+        limits().stdout_bytes_max,
+        "kept up to the cap"
+    );
+    assert_eq!(
+        bench.probe(&["stderr-flood"]).outcome,
+        Outcome::OutputTooLarge("stderr".into())
+    );
+    assert_eq!(
+        bench.probe(&["output-flood"]).outcome,
+        Outcome::OutputTooLarge("/output".into())
+    );
+    assert!(matches!(
+        bench.probe(&["files", "500"]).outcome,
+        Outcome::OutputTooLarge(_)
+    ));
+}
+
+#[test]
+fn a_native_stack_overflow_traps_and_the_host_survives() {
+    let bench = Bench::new();
+    let recursion = bench.wat(
+        "(module (memory (export \"memory\") 1)
+           (func $down (param i64) (result i64)
+             (i64.add (call $down (i64.add (local.get 0) (i64.const 1))) (i64.const 1)))
+           (func (export \"_start\") (drop (call $down (i64.const 0)))))",
+    );
+    match bench.sandbox.run(&recursion, bench.attempt(&[])).outcome {
+        Outcome::Trap(message) => assert!(message.contains("call stack exhausted"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(bench.probe(&["echo", "ok"]).outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn bad_modules_are_refused_with_a_reason() {
+    let bench = Bench::new();
+    let refused = |bytes: &[u8]| {
+        bench
+            .sandbox
+            .prepare(*blake3::hash(bytes).as_bytes(), bytes)
+            .unwrap_err()
+    };
+    assert!(refused(b"MZ\x90\x00").contains("not a WebAssembly"));
+    let missing = refused(&wat::parse_str(guests::MISSING_IMPORT_WAT).unwrap());
+    assert!(missing.contains("does_not_exist"), "{missing}");
+    let no_start = bench.wat("(module (memory (export \"memory\") 1))");
+    assert!(matches!(
+        bench.sandbox.run(&no_start, bench.attempt(&[])).outcome,
+        Outcome::ModuleRejected(_)
+    ));
+}
+
+#[test]
+fn a_running_attempt_can_be_cancelled_from_another_thread() {
+    let bench = Bench::new();
+    let spin = bench.wat(guests::SPIN_WAT);
+    let mut attempt = bench.attempt(&[]);
+    attempt.limits.fuel_max = u64::MAX / 2;
+    let control = Arc::clone(&attempt.control);
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        control.cancel();
+    });
+    assert_eq!(
+        bench.sandbox.run(&spin, attempt).outcome,
+        Outcome::Cancelled
+    );
+    canceller.join().unwrap();
+}
+
+#[test]
+fn deterministic_mode_repeats_output_and_fuel_exactly() {
+    let bench = Bench::new();
+    let prepared = bench.prepare(guests::PROBE);
+    let run = |args: &[&str], seed: u64| {
+        let mut attempt = bench.attempt(args);
+        attempt.determinism = Determinism::Seeded(seed);
+        let report = bench.sandbox.run(&prepared, attempt);
+        assert_eq!(report.outcome, Outcome::Succeeded, "{args:?}");
+        (report.stdout, report.usage.fuel_used)
+    };
+    for args in [&["random", "32"][..], &["clock"], &["floats"]] {
+        assert_eq!(run(args, 5), run(args, 5), "{args:?}");
+    }
+    assert_ne!(run(&["random", "32"], 5).0, run(&["random", "32"], 6).0);
+    let mut sleeper = bench.attempt(&["sleep", "3600000"]);
+    sleeper.determinism = Determinism::Seeded(1);
+    sleeper.limits.deadline = Duration::from_secs(5);
+    assert_eq!(
+        bench.sandbox.run(&prepared, sleeper).outcome,
+        Outcome::Succeeded,
+        "virtual time sleeps at once"
+    );
+}
+
+#[test]
+fn compiled_modules_are_cached_by_key() {
+    let bench = Bench::new();
+    let key = *blake3::hash(guests::WORDCOUNT).as_bytes();
+    assert!(bench.sandbox.cached(&key).is_none());
+    bench.sandbox.prepare(key, guests::WORDCOUNT).unwrap();
+    assert!(bench.sandbox.cached(&key).is_some());
+}
