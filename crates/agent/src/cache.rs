@@ -1,0 +1,219 @@
+//! The node's cache of blobs (modules, inputs, mount files) and of mounted directory trees.
+//!
+//! A blob is downloaded once, checked against its hash on the way in, and kept as a file named
+//! by its hash; attempts get hard links to it, never the file itself writable. The cache has a
+//! size cap and forgets the least recently used blobs past it; a link an attempt holds keeps
+//! working after eviction.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use client::Client;
+use wire::{BlobHash, Mount};
+
+use crate::AgentError;
+
+pub(crate) struct BlobCache {
+    blobs_dir: PathBuf,
+    mounts_dir: PathBuf,
+    bytes_max: u64,
+    index: Mutex<Index>,
+    /// One download per blob at a time; others wait for it.
+    fetching: Mutex<HashMap<BlobHash, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Default)]
+struct Index {
+    entries: HashMap<BlobHash, Entry>,
+    bytes: u64,
+    clock: u64,
+}
+
+struct Entry {
+    size_bytes: u64,
+    used: u64,
+}
+
+/// Why a blob could not be made available; the attempt fails as a node error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    #[error("cannot fetch blob {hash}: {message}")]
+    Download { hash: BlobHash, message: String },
+    #[error("cannot write to the cache: {0}")]
+    Disk(String),
+}
+
+impl BlobCache {
+    pub(crate) fn open(cache_dir: &Path, bytes_max: u64) -> Result<Self, AgentError> {
+        let blobs_dir = cache_dir.join("blobs");
+        let mounts_dir = cache_dir.join("mounts");
+        for dir in [&blobs_dir, &mounts_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| AgentError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut index = Index::default();
+        for entry in std::fs::read_dir(&blobs_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match (name.parse::<BlobHash>(), entry.metadata()) {
+                (Ok(hash), Ok(metadata)) => {
+                    index.bytes += metadata.len();
+                    index.entries.insert(
+                        hash,
+                        Entry {
+                            size_bytes: metadata.len(),
+                            used: 0,
+                        },
+                    );
+                }
+                // Partial downloads of a previous run.
+                _ => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(Self {
+            blobs_dir,
+            mounts_dir,
+            bytes_max,
+            index: Mutex::new(index),
+            fetching: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn path(&self, hash: &BlobHash) -> PathBuf {
+        self.blobs_dir.join(hash.to_hex())
+    }
+
+    fn touch(&self, hash: &BlobHash) -> bool {
+        let mut index = self.index.lock();
+        index.clock += 1;
+        let clock = index.clock;
+        match index.entries.get_mut(hash) {
+            Some(entry) => {
+                entry.used = clock;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The blob as a file in the cache, downloaded first if needed.
+    pub(crate) async fn file(
+        &self,
+        client: &Client,
+        hash: &BlobHash,
+    ) -> Result<PathBuf, FetchError> {
+        let path = self.path(hash);
+        if self.touch(hash) {
+            return Ok(path);
+        }
+        let lock = Arc::clone(self.fetching.lock().entry(*hash).or_default());
+        let _fetching = lock.lock().await;
+        if self.touch(hash) {
+            return Ok(path);
+        }
+        let size_bytes =
+            client
+                .download_to(hash, &path)
+                .await
+                .map_err(|error| FetchError::Download {
+                    hash: *hash,
+                    message: error.to_string(),
+                })?;
+        {
+            let mut index = self.index.lock();
+            index.clock += 1;
+            let used = index.clock;
+            index.bytes += size_bytes;
+            index.entries.insert(*hash, Entry { size_bytes, used });
+        }
+        self.fetching.lock().remove(hash);
+        self.evict(hash);
+        Ok(path)
+    }
+
+    pub(crate) async fn bytes(
+        &self,
+        client: &Client,
+        hash: &BlobHash,
+    ) -> Result<Vec<u8>, FetchError> {
+        let path = self.file(client, hash).await?;
+        tokio::fs::read(&path)
+            .await
+            .map_err(|error| FetchError::Disk(format!("{}: {error}", path.display())))
+    }
+
+    /// A read-only directory tree with the mount's files, built once per distinct mount.
+    pub(crate) async fn mount(
+        &self,
+        client: &Client,
+        mount: &Mount,
+    ) -> Result<PathBuf, FetchError> {
+        let mut hasher = blake3::Hasher::new();
+        for file in &mount.files {
+            hasher.update(file.path.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(&file.blob.0);
+        }
+        let key = hasher.finalize().to_hex().to_string();
+        let dir = self.mounts_dir.join(&key);
+        if dir.exists() {
+            return Ok(dir);
+        }
+        let building = self
+            .mounts_dir
+            .join(format!("{key}.building-{}", std::process::id()));
+        let disk =
+            |error: std::io::Error| FetchError::Disk(format!("{}: {error}", building.display()));
+        let _ = std::fs::remove_dir_all(&building);
+        std::fs::create_dir_all(&building).map_err(disk)?;
+        for file in &mount.files {
+            let source = self.file(client, &file.blob).await?;
+            // The paths were validated by the coordinator: relative, no `..`.
+            let target = building.join(&file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(disk)?;
+            }
+            if std::fs::hard_link(&source, &target).is_err() {
+                std::fs::copy(&source, &target).map_err(disk)?;
+            }
+        }
+        match std::fs::rename(&building, &dir) {
+            Ok(()) => Ok(dir),
+            // Another attempt built the same mount meanwhile.
+            Err(_) if dir.exists() => {
+                let _ = std::fs::remove_dir_all(&building);
+                Ok(dir)
+            }
+            Err(error) => Err(disk(error)),
+        }
+    }
+
+    /// Forgets least recently used blobs until the cache fits its cap, keeping `keep`.
+    fn evict(&self, keep: &BlobHash) {
+        let mut index = self.index.lock();
+        while index.bytes > self.bytes_max {
+            let victim = index
+                .entries
+                .iter()
+                .filter(|(hash, _)| *hash != keep)
+                .min_by_key(|(_, entry)| entry.used)
+                .map(|(hash, entry)| (*hash, entry.size_bytes));
+            let Some((hash, size_bytes)) = victim else {
+                break;
+            };
+            index.entries.remove(&hash);
+            index.bytes -= size_bytes;
+            let _ = std::fs::remove_file(self.path(&hash));
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The provider agent: runs on a node, dials out to a coordinator, pulls work and runs it in the
+//! sandbox, within the slots its owner gives.
+//!
+//! Loops, all stopped by the shutdown signal:
+//! - leasing: asks for up to its free slots at once with a long poll, and starts each attempt
+//!   on its own task;
+//! - heartbeat: extends the leases of what runs and stops what the coordinator says to stop;
+//! - reporting: sends ended attempts in batches and retries while the coordinator is away.
+//!
+//! Invariants:
+//! - An attempt's directory exists only while it runs and its outputs upload; the work dir is
+//!   wiped at start, so a crash leaves nothing behind past the next start.
+//! - On shutdown the agent takes no new work, lets running attempts finish for a grace period,
+//!   then stops the rest and releases them, so their tasks run elsewhere without counting as
+//!   failed attempts.
+//! - A 401 means the coordinator no longer knows this session: the agent registers again and
+//!   drops the attempts of the old session (their reports would be refused).
+
+mod cache;
+mod identity;
+mod runner;
+mod system;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use client::{Client, ClientError};
+use sandbox::{AttemptControl, Sandbox, SandboxConfig};
+use wire::{
+    AttemptGrant, AttemptId, AttemptReport, Capabilities, ErrorCode, HeartbeatRequest, JobId,
+    JobRuntime, LeaseRequest, NodeActivity, NodeId, Outcome, RegisterRequest, ReleaseRequest,
+    ReportRequest, Usage,
+};
+
+use crate::cache::BlobCache;
+use crate::identity::Identity;
+use crate::runner::{Ended, Runner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the identity key {path} is damaged; move it away to make a new identity (the node will join as a new node)"
+    )]
+    Identity { path: String },
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("the coordinator refused to register this node: {0}")]
+    Refused(String),
+    #[error("stopped before the coordinator at {0} could be reached")]
+    NeverConnected(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `http://host:port` of the coordinator.
+    pub coordinator_url: String,
+    pub join_token: String,
+    /// Identity, blob cache and attempt directories live here.
+    pub data_dir: PathBuf,
+    /// A name for people; the host name by default.
+    pub name: String,
+    /// Attempts run at once.
+    pub slots: u32,
+    /// Owner labels such as `region=eu`.
+    pub labels: BTreeMap<String, String>,
+    /// How long a lease request waits for work before asking again.
+    pub lease_wait_ms: u32,
+    /// How long running attempts may take to finish on shutdown before they are released.
+    pub drain_timeout: Duration,
+    /// Size cap of the blob cache.
+    pub cache_bytes_max: u64,
+    pub sandbox: SandboxConfig,
+}
+
+impl AgentConfig {
+    pub fn new(coordinator_url: &str, join_token: &str, data_dir: PathBuf) -> Self {
+        Self {
+            coordinator_url: coordinator_url.to_owned(),
+            join_token: join_token.to_owned(),
+            data_dir,
+            name: system::host_name(),
+            slots: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            labels: BTreeMap::new(),
+            lease_wait_ms: 25_000,
+            drain_timeout: Duration::from_secs(10),
+            cache_bytes_max: 4 << 30,
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+/// What the agent did, returned when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentSummary {
+    pub node_id: NodeId,
+    pub attempts_reported: u64,
+    pub attempts_released: u64,
+}
+
+struct Session {
+    client: Client,
+    node_id: NodeId,
+    generation: u64,
+    heartbeat_ms: u64,
+}
+
+enum Disposition {
+    Report,
+    Release,
+    Drop,
+}
+
+struct Running {
+    control: Arc<AttemptControl>,
+    disposition: Disposition,
+}
+
+enum Finished {
+    Report(AttemptReport),
+    Release(AttemptId),
+}
+
+struct Agent {
+    config: AgentConfig,
+    identity: Identity,
+    capabilities: Capabilities,
+    runner: Runner,
+    anonymous: Client,
+    session: RwLock<Session>,
+    registering: tokio::sync::Mutex<()>,
+    running: Mutex<HashMap<AttemptId, Running>>,
+    runtimes: Mutex<HashMap<JobId, Arc<JobRuntime>>>,
+    slots: Arc<Semaphore>,
+    finished: Mutex<Option<mpsc::UnboundedSender<Finished>>>,
+    stopping: watch::Sender<bool>,
+    idle: Notify,
+    reported: AtomicU64,
+    released: AtomicU64,
+}
+
+/// Runs the agent until `shutdown` resolves, then drains and returns what it did.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<AgentSummary, AgentError> {
+    let agent = Arc::new(Agent::open(config)?);
+    let (finished, finished_queue) = mpsc::unbounded_channel();
+    *agent.finished.lock() = Some(finished);
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        registered = agent.register() => registered?,
+        () = &mut shutdown => {
+            return Err(AgentError::NeverConnected(agent.config.coordinator_url.clone()));
+        }
+    }
+    let reporter = tokio::spawn(Arc::clone(&agent).report_loop(finished_queue));
+    let heartbeat = tokio::spawn(Arc::clone(&agent).heartbeat_loop());
+    let leasing = tokio::spawn(Arc::clone(&agent).lease_loop());
+    shutdown.await;
+    tracing::info!("agent stopping: finishing running attempts");
+    agent.stopping.send_replace(true);
+    agent.send_heartbeat().await;
+    let _ = leasing.await;
+    agent.drain().await;
+    heartbeat.abort();
+    agent.finished.lock().take();
+    let _ = tokio::time::timeout(Duration::from_secs(30), reporter).await;
+    let node_id = agent.session.read().node_id;
+    Ok(AgentSummary {
+        node_id,
+        attempts_reported: agent.reported.load(Ordering::Relaxed),
+        attempts_released: agent.released.load(Ordering::Relaxed),
+    })
+}
+
+impl Agent {
+    fn open(config: AgentConfig) -> Result<Self, AgentError> {
+        let io = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| AgentError::Io { path, source }
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        let work_dir = config.data_dir.join("work");
+        // Attempt directories of a previous run that did not end cleanly.
+        if work_dir.exists() {
+            std::fs::remove_dir_all(&work_dir).map_err(io(&work_dir))?;
+        }
+        std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
+        let identity = Identity::load_or_create(&config.data_dir)?;
+        let cache = BlobCache::open(&config.data_dir.join("cache"), config.cache_bytes_max)?;
+        let sandbox = Sandbox::new(config.sandbox.clone())?;
+        let anonymous = Client::new(&config.coordinator_url, None)
+            .map_err(|error| AgentError::Refused(error.to_string()))?;
+        let capabilities = system::capabilities(&config.data_dir);
+        Ok(Self {
+            identity,
+            capabilities,
+            runner: Runner {
+                cache: Arc::new(cache),
+                sandbox: Arc::new(sandbox),
+                work_dir,
+            },
+            session: RwLock::new(Session {
+                client: anonymous.clone(),
+                node_id: NodeId(0),
+                generation: 0,
+                heartbeat_ms: 5000,
+            }),
+            anonymous,
+            registering: tokio::sync::Mutex::new(()),
+            running: Mutex::new(HashMap::new()),
+            runtimes: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(config.slots as usize)),
+            finished: Mutex::new(None),
+            stopping: watch::Sender::new(false),
+            idle: Notify::new(),
+            reported: AtomicU64::new(0),
+            released: AtomicU64::new(0),
+            config,
+        })
+    }
+
+    fn client(&self) -> (Client, u64) {
+        let session = self.session.read();
+        (session.client.clone(), session.generation)
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Registers, retrying while the coordinator cannot be reached.
+    async fn register(&self) -> Result<(), AgentError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.try_register().await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(%error, "cannot register yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(AgentError::Refused(error.to_string())),
+            }
+        }
+    }
+
+    async fn try_register(&self) -> Result<(), ClientError> {
+        let public_key = self.identity.public_key_hex();
+        let issued_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_millis() as u64)
+            .unwrap_or(0);
+        let message = wire::auth::registration_message(
+            &public_key,
+            issued_at_ms,
+            &self.config.join_token,
+            &self.config.name,
+            self.config.slots,
+        );
+        let request = RegisterRequest {
+            join_token: self.config.join_token.clone(),
+            signature: self.identity.sign_hex(&message),
+            public_key,
+            issued_at_ms,
+            name: self.config.name.clone(),
+            capabilities: self.capabilities.clone(),
+            labels: self.config.labels.clone(),
+            slots: self.config.slots,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let response = self.anonymous.register(&request).await?;
+        debug_assert_eq!(response.node_id, self.identity.node_id());
+        let mut session = self.session.write();
+        session.client = self.anonymous.with_token(response.node_token);
+        session.node_id = response.node_id;
+        session.generation += 1;
+        session.heartbeat_ms = response.heartbeat_ms;
+        tracing::info!(node = %response.node_id, pool = %response.pool_name, slots = self.config.slots, "registered");
+        Ok(())
+    }
+
+    /// Registers again after the coordinator forgot this session (seen as `generation`), and
+    /// drops the attempts of the old session.
+    async fn reregister(&self, generation: u64) {
+        let _one_at_a_time = self.registering.lock().await;
+        if self.session.read().generation != generation {
+            return;
+        }
+        tracing::warn!("the coordinator no longer knows this node's session; registering again");
+        if let Err(error) = self.register().await {
+            tracing::error!(%error, "cannot register again");
+            return;
+        }
+        for running in self.running.lock().values_mut() {
+            running.disposition = Disposition::Drop;
+            running.control.cancel();
+        }
+    }
+
+    async fn lease_loop(self: Arc<Self>) {
+        let mut stopping = self.stopping.subscribe();
+        let mut delay = Duration::from_millis(100);
+        while !self.is_stopping() {
+            let first = tokio::select! {
+                permit = Arc::clone(&self.slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = stopping.changed() => break,
+            };
+            let mut permits = vec![first];
+            while let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+                permits.push(permit);
+            }
+            let (client, generation) = self.client();
+            let request = LeaseRequest {
+                slots_free: permits.len() as u32,
+                wait_ms: self.config.lease_wait_ms,
+            };
+            match client.lease(&request).await {
+                Ok(response) => {
+                    delay = Duration::from_millis(100);
+                    for runtime in response.jobs {
+                        self.runtimes
+                            .lock()
+                            .insert(runtime.job_id, Arc::new(runtime));
+                    }
+                    for grant in response.attempts {
+                        match permits.pop() {
+                            Some(permit) if !self.is_stopping() => {
+                                self.start(client.clone(), grant, permit);
+                            }
+                            // Granted while stopping (or beyond what was asked): give it back.
+                            _ => self.give_back(grant.attempt_id),
+                        }
+                    }
+                }
+                Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
+                    self.reregister(generation).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "lease request failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stopping.changed() => break,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn give_back(&self, attempt_id: AttemptId) {
+        if let Some(finished) = self.finished.lock().as_ref() {
+            let _ = finished.send(Finished::Release(attempt_id));
+        }
+    }
+
+    fn start(self: &Arc<Self>, client: Client, grant: AttemptGrant, permit: OwnedSemaphorePermit) {
+        let control = Arc::new(AttemptControl::new());
+        self.running.lock().insert(
+            grant.attempt_id,
+            Running {
+                control: Arc::clone(&control),
+                disposition: Disposition::Report,
+            },
+        );
+        let agent = Arc::clone(self);
+        tokio::spawn(async move {
+            let ended = match agent.runtime(&client, grant.job_id).await {
+                Ok(runtime) => agent.runner.run(&client, &runtime, &grant, control).await,
+                Err(error) => Ended::Report(AttemptReport {
+                    attempt_id: grant.attempt_id,
+                    outcome: Outcome::NodeError {
+                        message: format!("cannot get the job's runtime: {error}"),
+                    },
+                    usage: Usage::default(),
+                    stdout: None,
+                    stderr: None,
+                    outputs: Vec::new(),
+                }),
+            };
+            agent.finish(grant.attempt_id, ended);
+            drop(permit);
+        });
+    }
+
+    async fn runtime(&self, client: &Client, job: JobId) -> Result<Arc<JobRuntime>, ClientError> {
+        if let Some(runtime) = self.runtimes.lock().get(&job) {
+            return Ok(Arc::clone(runtime));
+        }
+        let runtime = Arc::new(client.job_runtime(job).await?);
+        self.runtimes.lock().insert(job, Arc::clone(&runtime));
+        Ok(runtime)
+    }
+
+    fn finish(&self, attempt_id: AttemptId, ended: Ended) {
+        let running = self.running.lock().remove(&attempt_id);
+        let disposition = running.map(|r| r.disposition).unwrap_or(Disposition::Drop);
+        let message = match (disposition, ended) {
+            (Disposition::Drop, _) => None,
+            // A result that arrived is worth more than giving the task back.
+            (_, Ended::Report(report)) => Some(Finished::Report(report)),
+            (_, Ended::Stopped) => Some(Finished::Release(attempt_id)),
+        };
+        if let Some(message) = message
+            && let Some(finished) = self.finished.lock().as_ref()
+        {
+            let _ = finished.send(message);
+        }
+        if self.running.lock().is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        loop {
+            let interval = Duration::from_millis(self.session.read().heartbeat_ms.max(50));
+            tokio::time::sleep(interval).await;
+            self.send_heartbeat().await;
+        }
+    }
+
+    async fn send_heartbeat(&self) {
+        let (client, generation) = self.client();
+        let request = HeartbeatRequest {
+            running: self.running.lock().keys().copied().collect(),
+            slots_free: self.slots.available_permits() as u32,
+            activity: if self.is_stopping() {
+                NodeActivity::Draining
+            } else {
+                NodeActivity::Active
+            },
+        };
+        match client.heartbeat(&request).await {
+            Ok(response) => {
+                let mut running = self.running.lock();
+                for attempt_id in response.cancel {
+                    if let Some(attempt) = running.get_mut(&attempt_id) {
+                        tracing::info!(attempt = %attempt_id, "the coordinator stopped this attempt");
+                        attempt.disposition = Disposition::Drop;
+                        attempt.control.cancel();
+                    }
+                }
+            }
+            Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
+                self.reregister(generation).await;
+            }
+            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+    }
+
+    async fn drain(&self) {
+        let everything_ended = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.running.lock().is_empty() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(self.config.drain_timeout, everything_ended)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let releasing = {
+            let mut running = self.running.lock();
+            for attempt in running.values_mut() {
+                attempt.disposition = Disposition::Release;
+                attempt.control.cancel();
+            }
+            running.len()
+        };
+        tracing::info!(
+            releasing,
+            "drain timeout: stopping and releasing the remaining attempts"
+        );
+        let stopped = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.running.lock().is_empty() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), stopped).await;
+    }
+
+    async fn report_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finished>) {
+        while let Some(first) = queue.recv().await {
+            let mut reports = Vec::new();
+            let mut releases = Vec::new();
+            let mut next = Some(first);
+            while let Some(finished) = next {
+                match finished {
+                    Finished::Report(report) => reports.push(report),
+                    Finished::Release(attempt_id) => releases.push(attempt_id),
+                }
+                if reports.len() + releases.len() >= wire::limits::REPORTS_PER_REQUEST_MAX {
+                    break;
+                }
+                next = queue.try_recv().ok();
+            }
+            if !releases.is_empty() {
+                self.send_release(releases).await;
+            }
+            if !reports.is_empty() {
+                self.send_reports(reports).await;
+            }
+        }
+    }
+
+    async fn send_reports(&self, reports: Vec<AttemptReport>) {
+        let request = ReportRequest { reports };
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let (client, generation) = self.client();
+            match client.report(&request).await {
+                Ok(response) => {
+                    for ack in response.acks {
+                        if ack.accepted {
+                            self.reported.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            tracing::info!(attempt = %ack.attempt_id, reason = ack.message.as_deref().unwrap_or(""), "report refused");
+                        }
+                    }
+                    return;
+                }
+                Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
+                    // These attempts belong to a session the coordinator forgot.
+                    self.reregister(generation).await;
+                    return;
+                }
+                Err(error) if error.is_transient() && delay < Duration::from_secs(120) => {
+                    tracing::warn!(%error, "cannot report yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5)) + Duration::from_millis(1);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reports dropped");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn send_release(&self, attempts: Vec<AttemptId>) {
+        let request = ReleaseRequest {
+            attempts,
+            reason: "the node is shutting down".to_owned(),
+        };
+        let (client, _) = self.client();
+        match client.release(&request).await {
+            Ok(response) => {
+                self.released
+                    .fetch_add(response.released.len() as u64, Ordering::Relaxed);
+            }
+            Err(error) => tracing::warn!(%error, "release failed; the leases will expire instead"),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! One attempt on this node: fetch what it needs, run it in the sandbox, upload what it left,
+//! and say how it ended.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::Client;
+use sandbox::{Attempt, AttemptControl, AttemptLimits, Determinism, RunReport, Sandbox};
+use wire::{
+    AttemptGrant, AttemptReport, BlobHash, BlobRef, JobRuntime, Outcome, OutputFile, Usage,
+};
+
+use crate::cache::BlobCache;
+
+/// What became of an attempt.
+pub(crate) enum Ended {
+    /// It ran to an outcome; report it.
+    Report(AttemptReport),
+    /// It was stopped before its end (cancelled); the agent decides what to tell.
+    Stopped,
+}
+
+pub(crate) struct Runner {
+    pub(crate) cache: Arc<BlobCache>,
+    pub(crate) sandbox: Arc<Sandbox>,
+    pub(crate) work_dir: PathBuf,
+}
+
+/// Attempts of uploading an output before the attempt is reported as a node error.
+const UPLOAD_TRIES: u32 = 3;
+
+impl Runner {
+    pub(crate) async fn run(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        grant: &AttemptGrant,
+        control: Arc<AttemptControl>,
+    ) -> Ended {
+        let report = match self.prepare_and_run(client, runtime, grant, control).await {
+            Ok(report) => report,
+            Err(outcome) => return Ended::Report(bare_report(grant, outcome, Usage::default())),
+        };
+        if report.outcome == sandbox::Outcome::Cancelled {
+            return Ended::Stopped;
+        }
+        Ended::Report(self.upload_and_report(client, grant, report).await)
+    }
+
+    async fn prepare_and_run(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        grant: &AttemptGrant,
+        control: Arc<AttemptControl>,
+    ) -> Result<RunReport, Outcome> {
+        let node_error = |message: String| Outcome::NodeError { message };
+        let prepared = match self.sandbox.cached(&runtime.module.0) {
+            Some(prepared) => prepared,
+            None => {
+                let wasm = self
+                    .cache
+                    .bytes(client, &runtime.module)
+                    .await
+                    .map_err(|error| node_error(error.to_string()))?;
+                let sandbox = Arc::clone(&self.sandbox);
+                let key = runtime.module.0;
+                tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm))
+                    .await
+                    .map_err(|error| node_error(error.to_string()))?
+                    .map_err(|message| Outcome::ModuleRejected { message })?
+            }
+        };
+        let stdin = match &grant.stdin {
+            Some(hash) => self
+                .cache
+                .bytes(client, hash)
+                .await
+                .map_err(|error| node_error(error.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut inputs = Vec::with_capacity(grant.inputs.len());
+        for input in &grant.inputs {
+            let path = self
+                .cache
+                .file(client, &input.blob)
+                .await
+                .map_err(|error| node_error(error.to_string()))?;
+            inputs.push((input.name.clone(), path));
+        }
+        let mut mounts = Vec::with_capacity(runtime.mounts.len());
+        for mount in &runtime.mounts {
+            let dir = self
+                .cache
+                .mount(client, mount)
+                .await
+                .map_err(|error| node_error(error.to_string()))?;
+            mounts.push((mount.guest_path.clone(), dir));
+        }
+        let limits = runtime.limits;
+        let attempt = Attempt {
+            work_dir: self.work_dir.join(grant.attempt_id.to_string()),
+            program_name: runtime.name.clone(),
+            args: grant.args.clone(),
+            env: runtime
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            stdin,
+            inputs,
+            mounts,
+            limits: AttemptLimits {
+                memory_bytes_max: limits.memory_bytes_max,
+                fuel_max: limits.fuel_max,
+                deadline: Duration::from_millis(limits.deadline_ms),
+                output_bytes_max: limits.output_bytes_max,
+                output_files_max: limits.output_files_max,
+                stdout_bytes_max: limits.stdout_bytes_max,
+                stderr_bytes_max: limits.stderr_bytes_max,
+            },
+            determinism: match runtime.deterministic {
+                Some(options) => Determinism::Seeded(task_seed(options.seed, grant.task_index)),
+                None => Determinism::Off,
+            },
+            control,
+        };
+        let sandbox = Arc::clone(&self.sandbox);
+        tokio::task::spawn_blocking(move || sandbox.run(&prepared, attempt))
+            .await
+            .map_err(|error| node_error(format!("the sandbox thread failed: {error}")))
+    }
+
+    async fn upload_and_report(
+        &self,
+        client: &Client,
+        grant: &AttemptGrant,
+        run: RunReport,
+    ) -> AttemptReport {
+        let usage = Usage {
+            fuel_used: run.usage.fuel_used,
+            wall_ms: run.usage.wall.as_millis() as u64,
+            memory_peak_bytes: run.usage.memory_peak_bytes,
+            output_bytes: run.usage.output_bytes,
+        };
+        let outcome = outcome_of(run.outcome);
+        let uploaded: Result<_, String> = async {
+            let stdout = upload_bytes(client, run.stdout).await?;
+            let stderr = upload_bytes(client, run.stderr).await?;
+            let mut outputs = Vec::with_capacity(run.outputs.files.len());
+            for file in &run.outputs.files {
+                let hash = upload_file(client, &file.host_path).await?;
+                outputs.push(OutputFile {
+                    path: file.path.clone(),
+                    hash,
+                    size_bytes: file.size_bytes,
+                });
+            }
+            Ok((stdout, stderr, outputs))
+        }
+        .await;
+        // The attempt directory goes as soon as its outputs are uploaded.
+        drop(run.outputs);
+        match uploaded {
+            Ok((stdout, stderr, outputs)) => AttemptReport {
+                attempt_id: grant.attempt_id,
+                outcome,
+                usage,
+                stdout,
+                stderr,
+                outputs,
+            },
+            Err(message) => bare_report(
+                grant,
+                Outcome::NodeError {
+                    message: format!("could not upload the outputs: {message}"),
+                },
+                usage,
+            ),
+        }
+    }
+}
+
+fn bare_report(grant: &AttemptGrant, outcome: Outcome, usage: Usage) -> AttemptReport {
+    AttemptReport {
+        attempt_id: grant.attempt_id,
+        outcome,
+        usage,
+        stdout: None,
+        stderr: None,
+        outputs: Vec::new(),
+    }
+}
+
+async fn upload_bytes(client: &Client, bytes: Vec<u8>) -> Result<Option<BlobRef>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let bytes = bytes::Bytes::from(bytes);
+    let hash = BlobHash::of(&bytes);
+    let size_bytes = bytes.len() as u64;
+    retry(|| client.put_blob(hash, bytes.clone())).await?;
+    Ok(Some(BlobRef { hash, size_bytes }))
+}
+
+async fn upload_file(client: &Client, path: &Path) -> Result<BlobHash, String> {
+    let (hash, _) = client::hash_file(path)
+        .await
+        .map_err(|error| error.to_string())?;
+    retry(|| client.put_file(hash, path)).await?;
+    Ok(hash)
+}
+
+async fn retry<F, Fut>(mut call: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = client::Result<()>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=UPLOAD_TRIES {
+        match call().await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && attempt < UPLOAD_TRIES => {
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    unreachable!("the last try returns")
+}
+
+/// Each task of a deterministic job gets its own seed, the same on every node.
+fn task_seed(job_seed: u64, task_index: u32) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&job_seed.to_le_bytes());
+    hasher.update(&task_index.to_le_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+fn outcome_of(outcome: sandbox::Outcome) -> Outcome {
+    match outcome {
+        sandbox::Outcome::Succeeded => Outcome::Succeeded,
+        sandbox::Outcome::ExitCode(code) => Outcome::ExitCode { code },
+        sandbox::Outcome::Trap(message) => Outcome::Trap { message },
+        sandbox::Outcome::OutOfFuel => Outcome::OutOfFuel,
+        sandbox::Outcome::DeadlineExceeded => Outcome::DeadlineExceeded,
+        sandbox::Outcome::MemoryLimit => Outcome::MemoryLimit,
+        sandbox::Outcome::OutputTooLarge(what) => Outcome::OutputTooLarge { what },
+        sandbox::Outcome::InvalidOutput(message) => Outcome::InvalidOutput { message },
+        sandbox::Outcome::ModuleRejected(message) => Outcome::ModuleRejected { message },
+        sandbox::Outcome::Cancelled => Outcome::Cancelled,
+        sandbox::Outcome::SetupFailed(message) => Outcome::NodeError { message },
+    }
+}

@@ -1,0 +1,448 @@
+//! The HTTP client of the `/v1/` API, shared by the requester CLI and the provider agent.
+//!
+//! Typed calls in, typed results out: every non-2xx answer becomes [`ClientError::Api`] with the
+//! coordinator's [`ApiError`], so callers can show its sentence or act on its code. Blob
+//! transfers stream from and to files and are checked against their hash.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+
+use wire::{
+    ApiError, BlobHash, ErrorCode, HealthResponse, HeartbeatRequest, HeartbeatResponse, JobId,
+    JobList, JobRuntime, JobStatus, JobSubmission, JobSubmitted, LeaseRequest, LeaseResponse,
+    NodeList, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest,
+    ReportResponse, TaskPage, TaskStatus, WhyResponse,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{error}")]
+    Api { status: u16, error: ApiError },
+    #[error("cannot reach the coordinator at {url}: {message}; is it running (`crowdcloud up`)?")]
+    Unreachable { url: String, message: String },
+    #[error(
+        "the coordinator's answer is not understood: {0}; are client and coordinator the same version?"
+    )]
+    Decode(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the downloaded bytes of blob {0} do not match its hash; try again")]
+    Corrupt(BlobHash),
+    #[error("the coordinator URL {0:?} is not valid; give it as http://HOST:PORT")]
+    BadUrl(String),
+}
+
+impl ClientError {
+    /// The coordinator's error code, if the coordinator answered.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Extra time a long-poll request gets beyond its own wait, for the answer to arrive.
+const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
+/// How long any other request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of the coordinator at `base_url` (`http://host:port`), authenticating with
+    /// `token` (an API token or a node token) where one is given.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
+        // The ring provider is installed once per process; later calls find it in place.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(base_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
+        Ok(Client { http, base, token })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The same connection pool with another token.
+    pub fn with_token(&self, token: String) -> Client {
+        Client {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, builder: RequestBuilder) -> Result<reqwest::Response> {
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: error_chain(&error),
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        let error = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+            ApiError::new(
+                code_of(status),
+                format!(
+                    "the coordinator answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
+            )
+        });
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            error,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T> {
+        let response = self.send(builder).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: error_chain(&error),
+            })?;
+        serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.json(self.request(Method::GET, path)).await
+    }
+
+    pub async fn health(&self) -> Result<HealthResponse> {
+        self.get("/v1/health").await
+    }
+
+    // Requester calls.
+
+    pub async fn submit(&self, job: &JobSubmission) -> Result<JobSubmitted> {
+        self.post("/v1/jobs", job).await
+    }
+
+    pub async fn jobs(&self, limit: usize) -> Result<JobList> {
+        self.get(&format!("/v1/jobs?limit={limit}")).await
+    }
+
+    pub async fn job(&self, job: JobId) -> Result<JobStatus> {
+        self.get(&format!("/v1/jobs/{job}")).await
+    }
+
+    /// The job once its version passes `after`, or as it is after `timeout`.
+    pub async fn wait_job(&self, job: JobId, after: u64, timeout: Duration) -> Result<JobStatus> {
+        let path = format!(
+            "/v1/jobs/{job}/wait?after={after}&timeout_ms={}",
+            timeout.as_millis()
+        );
+        self.json(
+            self.request(Method::GET, &path)
+                .timeout(timeout + LONG_POLL_SLACK),
+        )
+        .await
+    }
+
+    pub async fn tasks(&self, job: JobId, offset: u32, limit: u32) -> Result<TaskPage> {
+        self.get(&format!(
+            "/v1/jobs/{job}/tasks?offset={offset}&limit={limit}"
+        ))
+        .await
+    }
+
+    /// Every task of a job, page by page.
+    pub async fn all_tasks(&self, job: JobId) -> Result<Vec<TaskStatus>> {
+        let mut tasks = Vec::new();
+        let mut offset = Some(0);
+        while let Some(start) = offset {
+            let page = self.tasks(job, start, 1000).await?;
+            tasks.extend(page.tasks);
+            offset = page.next_offset;
+        }
+        Ok(tasks)
+    }
+
+    pub async fn why(&self, job: JobId) -> Result<WhyResponse> {
+        self.get(&format!("/v1/jobs/{job}/why")).await
+    }
+
+    pub async fn cancel(&self, job: JobId) -> Result<JobStatus> {
+        self.post(&format!("/v1/jobs/{job}/cancel"), &()).await
+    }
+
+    pub async fn nodes(&self) -> Result<NodeList> {
+        self.get("/v1/nodes").await
+    }
+
+    /// Whether the coordinator holds the blob and this caller may use it.
+    pub async fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
+        match self
+            .send(self.request(Method::HEAD, &format!("/v1/blobs/{hash}")))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api { status: 404, .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Uploads `bytes` under their hash (skipped when the coordinator has them for us).
+    pub async fn upload_bytes(&self, bytes: Bytes) -> Result<BlobHash> {
+        let hash = BlobHash::of(&bytes);
+        self.put_blob(hash, bytes).await?;
+        Ok(hash)
+    }
+
+    /// Uploads a blob, which must hash to `hash`.
+    pub async fn put_blob(&self, hash: BlobHash, body: impl Into<reqwest::Body>) -> Result<()> {
+        let builder = self
+            .request(Method::PUT, &format!("/v1/blobs/{hash}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.send(builder).await.map(|_| ())
+    }
+
+    /// Uploads a file as a blob, streaming it; skips the upload when the coordinator has it for
+    /// us already. Returns its hash and size.
+    pub async fn upload_file(&self, path: &Path) -> Result<(BlobHash, u64)> {
+        let (hash, size) = hash_file(path).await?;
+        if !self.has_blob(&hash).await? {
+            self.put_file(hash, path).await?;
+        }
+        Ok((hash, size))
+    }
+
+    /// Uploads a file, which must hash to `hash`, streaming it.
+    pub async fn put_file(&self, hash: BlobHash, path: &Path) -> Result<()> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| io_error(path, source))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|source| io_error(path, source))?
+            .len();
+        let stream = tokio_util::io::ReaderStream::new(file);
+        let builder = self
+            .request(Method::PUT, &format!("/v1/blobs/{hash}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .timeout(REQUEST_TIMEOUT * 10)
+            .body(reqwest::Body::wrap_stream(stream));
+        self.send(builder).await.map(|_| ())
+    }
+
+    /// A whole blob in memory, checked against its hash.
+    pub async fn download(&self, hash: &BlobHash) -> Result<Bytes> {
+        let response = self
+            .send(self.request(Method::GET, &format!("/v1/blobs/{hash}")))
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: error_chain(&error),
+            })?;
+        if BlobHash::of(&bytes) != *hash {
+            return Err(ClientError::Corrupt(*hash));
+        }
+        Ok(bytes)
+    }
+
+    /// Streams a blob into `path` (through a temporary file beside it, renamed only once the
+    /// hash matched); returns the size.
+    pub async fn download_to(&self, hash: &BlobHash, path: &Path) -> Result<u64> {
+        let response = self
+            .send(
+                self.request(Method::GET, &format!("/v1/blobs/{hash}"))
+                    .timeout(REQUEST_TIMEOUT * 10),
+            )
+            .await?;
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|source| io_error(&partial, source))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        let mut stream = response.bytes_stream();
+        let written: Result<()> = async {
+            while let Some(chunk) =
+                stream
+                    .try_next()
+                    .await
+                    .map_err(|error| ClientError::Unreachable {
+                        url: self.base.clone(),
+                        message: error_chain(&error),
+                    })?
+            {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|source| io_error(&partial, source))?;
+            }
+            file.flush()
+                .await
+                .map_err(|source| io_error(&partial, source))
+        }
+        .await;
+        drop(file);
+        let verified = written.and_then(|()| {
+            if BlobHash::from(hasher.finalize()) == *hash {
+                Ok(())
+            } else {
+                Err(ClientError::Corrupt(*hash))
+            }
+        });
+        if let Err(error) = verified {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(error);
+        }
+        tokio::fs::rename(&partial, path)
+            .await
+            .map_err(|source| io_error(path, source))?;
+        Ok(size)
+    }
+
+    // Node calls.
+
+    pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse> {
+        self.post("/v1/nodes/register", request).await
+    }
+
+    /// Asks for work, waiting up to `request.wait_ms` for some.
+    pub async fn lease(&self, request: &LeaseRequest) -> Result<LeaseResponse> {
+        let timeout = Duration::from_millis(request.wait_ms.into()) + LONG_POLL_SLACK;
+        self.json(
+            self.request(Method::POST, "/v1/nodes/lease")
+                .json(request)
+                .timeout(timeout),
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<HeartbeatResponse> {
+        self.post("/v1/nodes/heartbeat", request).await
+    }
+
+    pub async fn report(&self, request: &ReportRequest) -> Result<ReportResponse> {
+        self.post("/v1/nodes/report", request).await
+    }
+
+    pub async fn release(&self, request: &ReleaseRequest) -> Result<ReleaseResponse> {
+        self.post("/v1/nodes/release", request).await
+    }
+
+    pub async fn job_runtime(&self, job: JobId) -> Result<JobRuntime> {
+        self.get(&format!("/v1/nodes/jobs/{job}/runtime")).await
+    }
+}
+
+/// BLAKE3 and size of a file, read in chunks.
+pub async fn hash_file(path: &Path) -> Result<(BlobHash, u64)> {
+    let path_owned = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut hasher = blake3::Hasher::new();
+        let size = hasher
+            .update_reader(std::fs::File::open(&path_owned)?)?
+            .count();
+        Ok::<_, std::io::Error>((BlobHash::from(hasher.finalize()), size))
+    })
+    .await
+    .map_err(|error| io_error(path, std::io::Error::other(error)))?
+    .map_err(|source| io_error(path, source))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> ClientError {
+    ClientError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn code_of(status: StatusCode) -> ErrorCode {
+    match status.as_u16() {
+        400 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        503 => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// An error with its causes, which reqwest keeps in its source chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
