@@ -1,0 +1,57 @@
+//! Job specs as people write them: a TOML file (or the quick forms of `crowdcloud submit`)
+//! turned into a [`JobPlan`] that names local files, ready to upload and submit.
+//!
+//! This crate reads and checks the spec; it does no network I/O. Sizes are written as numbers
+//! or with a unit (`"256MiB"`, `"1.5GB"`), durations as milliseconds or with a unit (`"90s"`,
+//! `"10m"`). Paths are relative to the spec file. Everything the coordinator would refuse is
+//! refused here first, with the field that is wrong.
+
+mod quantity;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use quantity::{parse_bytes, parse_duration_ms};
+pub use spec::{parse, per_input, sweep};
+
+use wire::{Deterministic, Limits, Requirements};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+}
+
+/// A job ready to be uploaded: the wire submission's shape, with local paths for its blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPlan {
+    pub name: String,
+    pub module: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<MountPlan>,
+    pub requirements: Requirements,
+    pub limits: Limits,
+    pub max_attempts: u32,
+    pub deterministic: Option<Deterministic>,
+    pub tasks: Vec<TaskPlan>,
+}
+
+/// A local directory whose files are mounted read-only at `guest_path` for every task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub guest_path: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskPlan {
+    pub args: Vec<String>,
+    pub stdin: Option<PathBuf>,
+    /// `(name in /input, local file)`.
+    pub inputs: Vec<(String, PathBuf)>,
+}

@@ -1,0 +1,497 @@
+//! The TOML job spec and the quick forms (`--tasks N`, `--inputs DIR`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use wire::limits::default;
+use wire::{Deterministic, Limits, Requirements};
+
+use crate::quantity::{parse_bytes, parse_duration_ms};
+use crate::{JobPlan, MountPlan, SpecError, TaskPlan};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: Option<String>,
+    module: String,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    requirements: RequirementsFile,
+    #[serde(default)]
+    limits: LimitsFile,
+    max_attempts: Option<u32>,
+    deterministic: Option<DeterministicFile>,
+    #[serde(default)]
+    mounts: Vec<MountFile>,
+    #[serde(default)]
+    tasks: Vec<TaskFile>,
+    sweep: Option<SweepFile>,
+    per_input: Option<PerInputFile>,
+}
+
+/// A number, or text with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Quantity {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsFile {
+    memory: Option<Quantity>,
+    cores: Option<u32>,
+    arch: Option<String>,
+    os: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    memory: Option<Quantity>,
+    fuel: Option<u64>,
+    deadline: Option<Quantity>,
+    output: Option<Quantity>,
+    output_files: Option<u32>,
+    stdout: Option<Quantity>,
+    stderr: Option<Quantity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeterministicFile {
+    seed: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MountFile {
+    guest_path: String,
+    dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFile {
+    #[serde(default)]
+    args: Vec<String>,
+    stdin: Option<String>,
+    #[serde(default)]
+    inputs: Vec<InputFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum InputFile {
+    /// A path; the file keeps its name in `/input`.
+    Path(String),
+    Named {
+        name: String,
+        path: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    count: u32,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerInputFile {
+    dir: String,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        field: field.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+fn bytes_of(quantity: &Option<Quantity>, field: &str, default: u64) -> Result<u64, SpecError> {
+    match quantity {
+        None => Ok(default),
+        Some(Quantity::Number(value)) => Ok(*value),
+        Some(Quantity::Text(text)) => parse_bytes(text, field),
+    }
+}
+
+fn ms_of(quantity: &Option<Quantity>, field: &str, default: u64) -> Result<u64, SpecError> {
+    match quantity {
+        None => Ok(default),
+        Some(Quantity::Number(value)) => Ok(*value),
+        Some(Quantity::Text(text)) => parse_duration_ms(text, field),
+    }
+}
+
+/// Reads a TOML job spec; relative paths in it are taken from `base_dir`.
+pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
+    let file: SpecFile =
+        toml::from_str(text).map_err(|error| SpecError::Syntax(error.to_string()))?;
+    let resolve = |path: &str| base_dir.join(path);
+    let module = resolve(&file.module);
+    let name = match file.name {
+        Some(name) => name,
+        None => default_name(&module),
+    };
+    let limits = Limits {
+        memory_bytes_max: bytes_of(
+            &file.limits.memory,
+            "limits.memory",
+            default::MEMORY_BYTES_MAX,
+        )?,
+        fuel_max: file.limits.fuel.unwrap_or(default::FUEL_MAX),
+        deadline_ms: ms_of(
+            &file.limits.deadline,
+            "limits.deadline",
+            default::DEADLINE_MS,
+        )?,
+        output_bytes_max: bytes_of(
+            &file.limits.output,
+            "limits.output",
+            default::OUTPUT_BYTES_MAX,
+        )?,
+        output_files_max: file
+            .limits
+            .output_files
+            .unwrap_or(default::OUTPUT_FILES_MAX),
+        stdout_bytes_max: bytes_of(
+            &file.limits.stdout,
+            "limits.stdout",
+            default::STDOUT_BYTES_MAX,
+        )?,
+        stderr_bytes_max: bytes_of(
+            &file.limits.stderr,
+            "limits.stderr",
+            default::STDERR_BYTES_MAX,
+        )?,
+    };
+    let requirements = Requirements {
+        memory_bytes_min: bytes_of(&file.requirements.memory, "requirements.memory", 0)?,
+        cores_min: file.requirements.cores.unwrap_or(0),
+        arch: file.requirements.arch,
+        os: file.requirements.os,
+        labels: file.requirements.labels,
+    };
+    let sources = usize::from(!file.tasks.is_empty())
+        + usize::from(file.sweep.is_some())
+        + usize::from(file.per_input.is_some());
+    if sources != 1 {
+        return Err(invalid(
+            "tasks",
+            "give the tasks in exactly one way: [[tasks]] entries, a [sweep] or a [per_input]",
+        ));
+    }
+    let tasks = if let Some(sweep) = &file.sweep {
+        sweep_tasks(sweep.count, &sweep.args)?
+    } else if let Some(per_input) = &file.per_input {
+        per_input_tasks(&resolve(&per_input.dir), &per_input.args)?
+    } else {
+        file.tasks
+            .iter()
+            .map(|task| TaskPlan {
+                args: task.args.clone(),
+                stdin: task.stdin.as_deref().map(resolve),
+                inputs: task
+                    .inputs
+                    .iter()
+                    .map(|input| match input {
+                        InputFile::Path(path) => (file_name_of(path), resolve(path)),
+                        InputFile::Named { name, path } => (name.clone(), resolve(path)),
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let plan = JobPlan {
+        name,
+        module,
+        env: file.env,
+        mounts: file
+            .mounts
+            .iter()
+            .map(|mount| MountPlan {
+                guest_path: mount.guest_path.clone(),
+                dir: resolve(&mount.dir),
+            })
+            .collect(),
+        requirements,
+        limits,
+        max_attempts: file.max_attempts.unwrap_or(default::MAX_ATTEMPTS),
+        deterministic: file.deterministic.map(|d| Deterministic { seed: d.seed }),
+        tasks,
+    };
+    check(&plan)?;
+    Ok(plan)
+}
+
+fn default_name(module: &Path) -> String {
+    module
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "job".to_owned())
+}
+
+fn file_name_of(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn expand(template: &[String], index: u32, name: &str) -> Vec<String> {
+    template
+        .iter()
+        .map(|arg| {
+            arg.replace("{i}", &index.to_string())
+                .replace("{name}", name)
+        })
+        .collect()
+}
+
+fn sweep_tasks(count: u32, args: &[String]) -> Result<Vec<TaskPlan>, SpecError> {
+    if count == 0 || count as usize > wire::limits::TASKS_PER_JOB_MAX {
+        return Err(invalid(
+            "sweep.count",
+            format!("give 1 to {} tasks", wire::limits::TASKS_PER_JOB_MAX),
+        ));
+    }
+    Ok((0..count)
+        .map(|index| TaskPlan {
+            args: expand(args, index, ""),
+            ..TaskPlan::default()
+        })
+        .collect())
+}
+
+fn per_input_tasks(dir: &Path, args: &[String]) -> Result<Vec<TaskPlan>, SpecError> {
+    let file_error = |problem: String| SpecError::File {
+        path: dir.display().to_string(),
+        problem,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|error| file_error(error.to_string()))?;
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| file_error(error.to_string()))?;
+        if entry
+            .file_type()
+            .map_err(|error| file_error(error.to_string()))?
+            .is_file()
+        {
+            let name = entry.file_name().into_string().map_err(|name| {
+                file_error(format!("the file name {name:?} is not UTF-8; rename it"))
+            })?;
+            files.push((name, entry.path()));
+        }
+    }
+    if files.is_empty() {
+        return Err(file_error(
+            "holds no files: one task is made per file".to_owned(),
+        ));
+    }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .enumerate()
+        .map(|(index, (name, path))| TaskPlan {
+            args: expand(args, index as u32, &name),
+            stdin: None,
+            inputs: vec![(name, path)],
+        })
+        .collect())
+}
+
+/// `crowdcloud submit MODULE --tasks N -- ARGS…`: N tasks with `{i}` in the args replaced by the
+/// task index.
+pub fn sweep(module: PathBuf, count: u32, args: &[String]) -> Result<JobPlan, SpecError> {
+    let plan = JobPlan {
+        name: default_name(&module),
+        module,
+        env: BTreeMap::new(),
+        mounts: Vec::new(),
+        requirements: Requirements::default(),
+        limits: Limits::default(),
+        max_attempts: default::MAX_ATTEMPTS,
+        deterministic: None,
+        tasks: sweep_tasks(count, args)?,
+    };
+    check(&plan)?;
+    Ok(plan)
+}
+
+/// `crowdcloud submit MODULE --inputs DIR -- ARGS…`: one task per file of DIR, the file in its
+/// `/input`; `{name}` in the args is the file's name, `{i}` the task index.
+pub fn per_input(module: PathBuf, dir: &Path, args: &[String]) -> Result<JobPlan, SpecError> {
+    let plan = JobPlan {
+        name: default_name(&module),
+        module,
+        env: BTreeMap::new(),
+        mounts: Vec::new(),
+        requirements: Requirements::default(),
+        limits: Limits::default(),
+        max_attempts: default::MAX_ATTEMPTS,
+        deterministic: None,
+        tasks: per_input_tasks(dir, args)?,
+    };
+    check(&plan)?;
+    Ok(plan)
+}
+
+/// Runs the coordinator's own checks on the plan (with stand-in hashes for the files), so a
+/// spec that would be refused is refused before anything is uploaded.
+fn check(plan: &JobPlan) -> Result<(), SpecError> {
+    let stand_in = wire::BlobHash([0; 32]);
+    let submission = wire::JobSubmission {
+        name: plan.name.clone(),
+        module: stand_in,
+        env: plan.env.clone(),
+        mounts: plan
+            .mounts
+            .iter()
+            .map(|mount| wire::Mount {
+                guest_path: mount.guest_path.clone(),
+                files: vec![wire::MountFile {
+                    path: "stand-in".to_owned(),
+                    blob: stand_in,
+                }],
+            })
+            .collect(),
+        requirements: plan.requirements.clone(),
+        limits: plan.limits,
+        max_attempts: plan.max_attempts,
+        deterministic: plan.deterministic,
+        tasks: plan
+            .tasks
+            .iter()
+            .map(|task| wire::TaskSpec {
+                args: task.args.clone(),
+                stdin: task.stdin.as_ref().map(|_| stand_in),
+                inputs: task
+                    .inputs
+                    .iter()
+                    .map(|(name, _)| wire::InputFile {
+                        name: name.clone(),
+                        blob: stand_in,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    wire::validate::job_submission(&submission).map_err(|error| match error {
+        wire::WireError::Invalid { field, problem } => SpecError::Invalid { field, problem },
+        other => SpecError::Syntax(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_spec_parses_with_units_and_relative_paths() {
+        let spec = r#"
+            name = "count words"
+            module = "wc.wasm"
+            max_attempts = 5
+            deterministic = { seed = 7 }
+            [env]
+            LANG = "C"
+            [requirements]
+            memory = "1GiB"
+            cores = 2
+            labels = { region = "eu" }
+            [limits]
+            memory = "128MiB"
+            deadline = "90s"
+            fuel = 1_000_000
+            [[mounts]]
+            guest_path = "/share"
+            dir = "data"
+            [[tasks]]
+            args = ["-l"]
+            stdin = "in.txt"
+            inputs = ["texts/a.txt", { name = "b", path = "other/b.txt" }]
+        "#;
+        let plan = parse(spec, Path::new("/jobs")).unwrap();
+        assert_eq!(plan.name, "count words");
+        assert_eq!(plan.module, PathBuf::from("/jobs/wc.wasm"));
+        assert_eq!(plan.limits.memory_bytes_max, 128 << 20);
+        assert_eq!(plan.limits.deadline_ms, 90_000);
+        assert_eq!(plan.limits.fuel_max, 1_000_000);
+        assert_eq!(plan.limits.stdout_bytes_max, default::STDOUT_BYTES_MAX);
+        assert_eq!(plan.requirements.memory_bytes_min, 1 << 30);
+        assert_eq!(plan.requirements.labels["region"], "eu");
+        assert_eq!(plan.deterministic, Some(Deterministic { seed: 7 }));
+        assert_eq!(plan.mounts[0].dir, PathBuf::from("/jobs/data"));
+        let task = &plan.tasks[0];
+        assert_eq!(task.stdin, Some(PathBuf::from("/jobs/in.txt")));
+        assert_eq!(
+            task.inputs,
+            vec![
+                ("a.txt".to_owned(), PathBuf::from("/jobs/texts/a.txt")),
+                ("b".to_owned(), PathBuf::from("/jobs/other/b.txt")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sweep_expands_the_task_index() {
+        let plan = parse(
+            "module = \"m.wasm\"\n[sweep]\ncount = 3\nargs = [\"--seed\", \"s{i}\"]",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(plan.name, "m");
+        let args: Vec<_> = plan.tasks.iter().map(|t| t.args[1].as_str()).collect();
+        assert_eq!(args, ["s0", "s1", "s2"]);
+    }
+
+    #[test]
+    fn per_input_makes_one_task_per_file_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.txt", "a.txt"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let plan = per_input(PathBuf::from("m.wasm"), dir.path(), &["{name}".to_owned()]).unwrap();
+        assert_eq!(plan.tasks.len(), 2);
+        assert_eq!(plan.tasks[0].args, ["a.txt"]);
+        assert_eq!(plan.tasks[0].inputs[0].0, "a.txt");
+    }
+
+    #[test]
+    fn bad_specs_name_what_is_wrong() {
+        let problem = |text: &str| parse(text, Path::new(".")).unwrap_err().to_string();
+        assert!(problem("module = \"m.wasm\"").contains("exactly one way"));
+        assert!(problem("module = \"m.wasm\"\nbogus = 1\n[sweep]\ncount = 1").contains("bogus"));
+        assert!(problem("modul = 3").contains("modul"));
+        assert!(
+            problem("module = \"m.wasm\"\n[limits]\nmemory = \"lots\"\n[sweep]\ncount = 1")
+                .starts_with("limits.memory")
+        );
+        assert!(
+            problem("module = \"m.wasm\"\n[limits]\nmemory = 0\n[sweep]\ncount = 1")
+                .starts_with("limits.memory_bytes_max")
+        );
+        assert!(problem("module = \"m.wasm\"\n[[mounts]]\nguest_path = \"/output\"\ndir = \"d\"\n[sweep]\ncount = 1")
+            .contains("reserved"));
+        assert!(problem("module = \"m.wasm\"\n[sweep]\ncount = 0").starts_with("sweep.count"));
+        assert!(
+            problem("module = [").contains("line 1"),
+            "{}",
+            problem("module = [")
+        );
+    }
+}
