@@ -1,0 +1,193 @@
+//! `status`, `watch`, `cancel`, `nodes`: reading and steering jobs and the pool.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use wire::{JobId, JobStatus, TaskStatus};
+
+use crate::cli::{JobArgs, NodesArgs, StatusArgs};
+use crate::commands::submit::{exit_code, follow, print_summary};
+use crate::local;
+use crate::output::{self, human_bytes, print_json, print_table};
+
+pub(crate) fn parse_job(text: &str) -> anyhow::Result<JobId> {
+    text.parse()
+        .with_context(|| format!("{text:?} is not a job id (they look like j-0123456789abcdef)"))
+}
+
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = local::connect(&args.connection).await?;
+    let Some(job) = &args.job else {
+        let jobs = client.jobs(100).await?;
+        if args.connection.json {
+            print_json(&jobs)?;
+        } else {
+            let rows: Vec<Vec<String>> = jobs
+                .jobs
+                .iter()
+                .map(|job| {
+                    vec![
+                        job.job_id.to_string(),
+                        job.name.clone(),
+                        job.state.to_string(),
+                        format!("{}/{}", job.tasks.ended(), job.tasks.total),
+                    ]
+                })
+                .collect();
+            print_table(&["JOB", "NAME", "STATE", "ENDED"], &rows);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let job = parse_job(job)?;
+    let status = client.job(job).await?;
+    let why = if args.why {
+        Some(client.why(job).await?)
+    } else {
+        None
+    };
+    let tasks = if args.tasks {
+        Some(client.all_tasks(job).await?)
+    } else {
+        None
+    };
+    if args.connection.json {
+        print_json(&serde_json::json!({ "job": status, "why": why, "tasks": tasks }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_status(&status);
+    if let Some(why) = why {
+        println!("why {} tasks wait:", why.pending);
+        for reason in why.reasons {
+            println!("  - {reason}");
+        }
+    }
+    if let Some(tasks) = tasks {
+        print_tasks(&tasks);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(status: &JobStatus) {
+    println!("job {}  {}", status.job_id, status.name);
+    println!("  state:    {}", status.state);
+    println!(
+        "  tasks:    {} of {} ended ({})",
+        status.tasks.ended(),
+        status.tasks.total,
+        output::counts_line(&status.tasks)
+    );
+    println!("  attempts: {}", status.attempts);
+    println!("  fuel:     {}", status.fuel_used);
+    if let Some(finished) = status.finished_at_ms {
+        println!(
+            "  took:     {:.1} s",
+            finished.saturating_sub(status.created_at_ms) as f64 / 1000.0
+        );
+    }
+    for share in &status.nodes {
+        println!(
+            "  node {} ({}): {} tasks",
+            share.node_name, share.node_id, share.tasks_succeeded
+        );
+    }
+}
+
+fn print_tasks(tasks: &[TaskStatus]) {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|task| {
+            let usage = task.usage.unwrap_or_default();
+            vec![
+                task.index.to_string(),
+                task.state.to_string(),
+                task.outcome
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
+                task.attempts.to_string(),
+                usage.fuel_used.to_string(),
+                format!("{} ms", usage.wall_ms),
+                human_bytes(usage.memory_peak_bytes),
+                task.node_id.map(|n| n.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TASK",
+            "STATE",
+            "OUTCOME",
+            "ATTEMPTS",
+            "FUEL",
+            "WALL",
+            "PEAK MEMORY",
+            "NODE",
+        ],
+        &rows,
+    );
+}
+
+pub(crate) async fn watch(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let client = local::connect(&args.connection).await?;
+    let job = parse_job(&args.job)?;
+    let status = follow(&client, job, !args.connection.json).await?;
+    if args.connection.json {
+        print_json(&status)?;
+    } else {
+        print_summary(&status);
+    }
+    Ok(exit_code(status.state))
+}
+
+pub(crate) async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let client = local::connect(&args.connection).await?;
+    let job = parse_job(&args.job)?;
+    let status = client.cancel(job).await?;
+    if args.connection.json {
+        print_json(&status)?;
+    } else {
+        print_summary(&status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let client = local::connect(&args.connection).await?;
+    let nodes = client.nodes().await?;
+    if args.connection.json {
+        print_json(&nodes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .nodes
+        .iter()
+        .map(|node| {
+            vec![
+                node.node_id.to_string(),
+                node.name.clone(),
+                match &node.state_reason {
+                    Some(reason) => format!("{} ({reason})", node.state.as_str()),
+                    None => node.state.as_str().to_owned(),
+                },
+                format!("{}/{}", node.running, node.slots),
+                node.capabilities.cores.to_string(),
+                human_bytes(node.capabilities.memory_bytes),
+                format!("{}/{}", node.capabilities.os, node.capabilities.arch),
+                node.tasks_succeeded.to_string(),
+                node.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "NODE", "NAME", "STATE", "RUNNING", "CORES", "MEMORY", "PLATFORM", "DONE", "LABELS",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,43 @@
+//! The subcommands. Each takes its parsed arguments and returns the process exit code.
+
+mod agent;
+mod demo;
+mod jobs;
+mod results;
+mod service;
+mod submit;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => service::up(args).await,
+        Command::Coordinator(args) => service::coordinator(args).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Submit(args) => submit::run(args).await,
+        Command::Status(args) => jobs::status(args).await,
+        Command::Watch(args) => jobs::watch(args).await,
+        Command::Results(args) => results::run(args).await,
+        Command::Cancel(args) => jobs::cancel(args).await,
+        Command::Nodes(args) => jobs::nodes(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

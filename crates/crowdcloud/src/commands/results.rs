@@ -1,0 +1,79 @@
+//! `results`: download every task's stdout, stderr and output files into a directory.
+
+use std::path::{Component, Path};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use client::Client;
+use wire::{BlobHash, TaskStatus};
+
+use crate::cli::ResultsArgs;
+use crate::commands::jobs::parse_job;
+use crate::local;
+use crate::output::print_json;
+
+pub(crate) async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
+    let client = local::connect(&args.connection).await?;
+    let job = parse_job(&args.job)?;
+    let tasks = client.all_tasks(job).await?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut files = 0usize;
+    for task in &tasks {
+        files += download_task(&client, task, &args.out).await?;
+    }
+    if args.connection.json {
+        print_json(&tasks)?;
+    } else {
+        let ended = tasks.iter().filter(|t| t.state.is_terminal()).count();
+        println!(
+            "wrote {files} files of {ended}/{} ended tasks to {}",
+            tasks.len(),
+            args.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `OUT/INDEX/{stdout,stderr,output/…}` for one task; returns how many files.
+pub(crate) async fn download_task(
+    client: &Client,
+    task: &TaskStatus,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let dir = out.join(task.index.to_string());
+    let mut wanted: Vec<(std::path::PathBuf, BlobHash)> = Vec::new();
+    if let Some(stdout) = &task.stdout {
+        wanted.push((dir.join("stdout"), stdout.hash));
+    }
+    if let Some(stderr) = &task.stderr {
+        wanted.push((dir.join("stderr"), stderr.hash));
+    }
+    for file in &task.outputs {
+        // Output paths come from a node; refuse anything that could leave the directory.
+        let relative = Path::new(&file.path);
+        if relative
+            .components()
+            .any(|component| !matches!(component, Component::Normal(_)))
+        {
+            bail!(
+                "task {} reports an output path {:?} outside its directory",
+                task.index,
+                file.path
+            );
+        }
+        wanted.push((dir.join("output").join(relative), file.hash));
+    }
+    for (path, hash) in &wanted {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        client
+            .download_to(hash, path)
+            .await
+            .with_context(|| format!("cannot download {}", path.display()))?;
+    }
+    Ok(wanted.len())
+}

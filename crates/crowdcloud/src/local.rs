@@ -1,0 +1,135 @@
+//! The machine-local side of a pool: the data dir, the tokens `up` makes on first start, and the
+//! file through which requester commands on the same machine find a running `up`.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use client::Client;
+use wire::auth::TokenKind;
+
+use crate::cli::Connection;
+
+const OWNER_TOKEN_FILE: &str = "owner.token";
+const JOIN_TOKEN_FILE: &str = "join.token";
+const DISCOVERY_FILE: &str = "coordinator.json";
+
+/// `$XDG_DATA_HOME/crowdcloud`, or `~/.local/share/crowdcloud`.
+pub(crate) fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from(".local/share"))
+        .join("crowdcloud")
+}
+
+pub(crate) fn data_dir_or_default(data_dir: &Option<PathBuf>) -> PathBuf {
+    data_dir.clone().unwrap_or_else(default_data_dir)
+}
+
+/// The owner's API token and the pool's join token, made on the first start and kept (readable
+/// by the owner only) in the data dir.
+pub(crate) fn tokens(data_dir: &Path) -> anyhow::Result<(String, String)> {
+    fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    Ok((
+        token_file(&data_dir.join(OWNER_TOKEN_FILE), TokenKind::Requester)?,
+        token_file(&data_dir.join(JOIN_TOKEN_FILE), TokenKind::Join)?,
+    ))
+}
+
+fn token_file(path: &Path, kind: TokenKind) -> anyhow::Result<String> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim().to_owned();
+            if TokenKind::of(&token) != Some(kind) {
+                bail!(
+                    "{} does not hold a {} token; remove it to make a new one",
+                    path.display(),
+                    kind.prefix()
+                );
+            }
+            Ok(token)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let token = kind.token_from_secret(rand::rng().random());
+            write_private(path, token.as_bytes())?;
+            Ok(token)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Where a local coordinator serves, written by `up` and `coordinator` while they run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) url: String,
+    pub(crate) pool_name: String,
+    pub(crate) pid: u32,
+}
+
+pub(crate) fn announce(data_dir: &Path, url: &str, pool_name: &str) -> anyhow::Result<()> {
+    let discovery = Discovery {
+        url: url.to_owned(),
+        pool_name: pool_name.to_owned(),
+        pid: std::process::id(),
+    };
+    write_private(
+        &data_dir.join(DISCOVERY_FILE),
+        serde_json::to_string_pretty(&discovery)?.as_bytes(),
+    )
+}
+
+pub(crate) fn withdraw(data_dir: &Path) {
+    let _ = fs::remove_file(data_dir.join(DISCOVERY_FILE));
+}
+
+/// A client for requester commands: from `--coordinator`/`--token`, or from the local `up`.
+pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
+    let data_dir = data_dir_or_default(&connection.data_dir);
+    let url = match &connection.coordinator {
+        Some(url) => url.clone(),
+        None => {
+            let path = data_dir.join(DISCOVERY_FILE);
+            let text = fs::read_to_string(&path).map_err(|_| {
+                anyhow::anyhow!(
+                    "no coordinator given and none running here; start one with `crowdcloud up` \
+                     or pass --coordinator URL"
+                )
+            })?;
+            let discovery: Discovery = serde_json::from_str(&text).with_context(|| {
+                format!("{} is damaged; restart `crowdcloud up`", path.display())
+            })?;
+            discovery.url
+        }
+    };
+    let token = match &connection.token {
+        Some(token) => token.clone(),
+        None => fs::read_to_string(data_dir.join(OWNER_TOKEN_FILE))
+            .map(|text| text.trim().to_owned())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no API token given; pass --token ccr_… (or set CROWDCLOUD_TOKEN), or run \
+                     this on the machine of `crowdcloud up`"
+                )
+            })?,
+    };
+    let client = Client::new(&url, Some(token))?;
+    client.health().await?;
+    Ok(client)
+}

@@ -1,0 +1,32 @@
+//! `crowdcloud`: one binary for the whole pool. `main` parses the command line, sets up logging
+//! and the runtime, and hands over to a command in [`commands`].
+
+mod cli;
+mod commands;
+mod local;
+mod output;
+mod picture;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    output::init_logging(cli.command.is_daemon(), cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

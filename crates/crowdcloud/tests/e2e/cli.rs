@@ -1,0 +1,136 @@
+//! The requester CLI against a real pool: submit a spec, follow it, read it, fetch its results.
+
+use std::process::Output;
+use tokio::process::Command;
+
+use crate::harness::{BINARY, Pool};
+
+async fn cli(pool: &Pool, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .env("CROWDCLOUD_COORDINATOR", &pool.url)
+        .env("CROWDCLOUD_TOKEN", &pool.owner_token)
+        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
+        .output()
+        .await
+        .expect("running the CLI")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
+    let pool = Pool::start(5_000).await;
+    let _agent = pool.agent("worker", 2).await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("wordcount.wasm"), guests::WORDCOUNT).unwrap();
+    std::fs::create_dir(work.path().join("texts")).unwrap();
+    for (name, text) in [
+        ("one.txt", "a b c\n"),
+        ("two.txt", "d e\nf\n"),
+        ("three.txt", ""),
+    ] {
+        std::fs::write(work.path().join("texts").join(name), text).unwrap();
+    }
+    std::fs::write(
+        work.path().join("job.toml"),
+        "name = \"count\"\nmodule = \"wordcount.wasm\"\n[limits]\nmemory = \"64MiB\"\ndeadline = \"30s\"\n\
+         [per_input]\ndir = \"texts\"\n",
+    )
+    .unwrap();
+    let spec = work.path().join("job.toml");
+    let submitted = cli(
+        &pool,
+        &["submit", spec.to_str().unwrap(), "--wait", "--json"],
+    )
+    .await;
+    assert!(submitted.status.success(), "{submitted:?}");
+    let status: wire::JobStatus = serde_json::from_slice(&submitted.stdout).unwrap();
+    assert_eq!(status.state, wire::JobState::Completed);
+    assert_eq!(status.tasks.succeeded, 3);
+    let job = status.job_id.to_string();
+
+    let shown = cli(&pool, &["status", &job, "--tasks"]).await;
+    assert!(shown.status.success());
+    assert!(
+        stdout(&shown).contains("3 of 3 ended"),
+        "{}",
+        stdout(&shown)
+    );
+
+    let out = work.path().join("results");
+    let fetched = cli(&pool, &["results", &job, "--out", out.to_str().unwrap()]).await;
+    assert!(fetched.status.success(), "{fetched:?}");
+    // Tasks follow the files in name order: one, three, two.
+    let read = |task: &str, file: &str| std::fs::read_to_string(out.join(task).join(file)).unwrap();
+    assert_eq!(read("0", "stdout"), "1 3 6 one.txt\n1 3 6 total\n");
+    assert_eq!(
+        read("2", "output/counts.txt"),
+        "2 3 6 two.txt\n2 3 6 total\n"
+    );
+    assert_eq!(read("1", "stdout"), "0 0 0 three.txt\n0 0 0 total\n");
+
+    let nodes = cli(&pool, &["nodes", "--json"]).await;
+    let nodes: wire::NodeList = serde_json::from_slice(&nodes.stdout).unwrap();
+    assert_eq!(nodes.nodes[0].name, "worker");
+    assert_eq!(nodes.nodes[0].tasks_succeeded, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_sweep_can_be_cancelled_and_bad_specs_are_refused_before_upload() {
+    let pool = Pool::start(5_000).await;
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("probe.wasm");
+    std::fs::write(&module, guests::PROBE).unwrap();
+    let submitted = cli(
+        &pool,
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--tasks",
+            "5",
+            "--",
+            "echo",
+            "{i}",
+        ],
+    )
+    .await;
+    assert!(submitted.status.success(), "{submitted:?}");
+    let job = stdout(&submitted).trim().to_owned();
+    let status = pool.owner.job(job.parse().unwrap()).await.unwrap();
+    assert_eq!(status.tasks.pending, 5, "no agent: every task waits");
+    let why = cli(&pool, &["status", &job, "--why"]).await;
+    assert!(
+        stdout(&why).contains("no nodes are online"),
+        "{}",
+        stdout(&why)
+    );
+    let cancelled = cli(&pool, &["cancel", &job]).await;
+    assert!(cancelled.status.success());
+    assert!(
+        stdout(&cancelled).contains("cancelled"),
+        "{}",
+        stdout(&cancelled)
+    );
+    let again = cli(&pool, &["cancel", &job]).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already ended"));
+
+    std::fs::write(
+        work.path().join("bad.toml"),
+        "module = \"probe.wasm\"\n[limits]\nmemory = \"lots\"\n[sweep]\ncount = 2\n",
+    )
+    .unwrap();
+    let refused = cli(
+        &pool,
+        &["submit", work.path().join("bad.toml").to_str().unwrap()],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("limits.memory"), "{message}");
+    let jobs = pool.owner.jobs(10).await.unwrap();
+    assert_eq!(jobs.jobs.len(), 1, "the bad spec made no job");
+}

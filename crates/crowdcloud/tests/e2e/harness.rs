@@ -1,0 +1,267 @@
+//! A real pool for tests: the `crowdcloud` binary as coordinator and agent processes on
+//! loopback, each with its own data dir, and a requester client.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::process::{Child, Command};
+
+use client::Client;
+use wire::{BlobHash, JobId, JobStatus, JobSubmission, Limits, NodeState, TaskSpec};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_crowdcloud");
+
+/// Waits for `check` to give `Some`, polling, for at most `limit`; panics with `what` after.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Pool {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub port: u16,
+    pub lease_ms: u64,
+    coordinator: Option<Child>,
+    pub owner: Client,
+    pub owner_token: String,
+    pub join_token: String,
+}
+
+pub struct Agent {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    /// SIGKILL: the process dies at once, holding whatever it held.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("killing an agent");
+    }
+
+    /// SIGTERM: the agent drains and exits; returns its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(&self.child, rustix::process::Signal::TERM);
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the agent exits after SIGTERM")
+            .expect("waiting for the agent")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+}
+
+fn signal(child: &Child, signal: rustix::process::Signal) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+    {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+impl Pool {
+    pub async fn start(lease_ms: u64) -> Pool {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let coordinator = spawn_coordinator(dir.path(), 0, lease_ms);
+        let url = read_url(dir.path()).await;
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let owner_token = read_token(dir.path(), "owner.token");
+        let join_token = read_token(dir.path(), "join.token");
+        let owner = Client::new(&url, Some(owner_token.clone())).unwrap();
+        Pool {
+            dir,
+            url,
+            port,
+            lease_ms,
+            coordinator: Some(coordinator),
+            owner,
+            owner_token,
+            join_token,
+        }
+    }
+
+    fn coordinator_dir(&self) -> PathBuf {
+        self.dir.path().join("coordinator")
+    }
+
+    /// SIGKILL the coordinator process, then start it again on the same data dir and port.
+    pub async fn restart_coordinator_hard(&mut self) {
+        let mut old = self.coordinator.take().expect("a running coordinator");
+        old.kill().await.expect("killing the coordinator");
+        let _ = std::fs::remove_file(self.coordinator_dir().join("coordinator.json"));
+        self.coordinator = Some(spawn_coordinator(self.dir.path(), self.port, self.lease_ms));
+        let url = read_url(self.dir.path()).await;
+        assert_eq!(url, self.url, "the coordinator came back on its port");
+    }
+
+    pub fn coordinator_log(&self) -> String {
+        std::fs::read_to_string(self.coordinator_dir().join("coordinator.log")).unwrap_or_default()
+    }
+
+    pub async fn agent(&self, name: &str, slots: u32) -> Agent {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+        let child = Command::new(BINARY)
+            .args([
+                "agent",
+                "--coordinator",
+                &self.url,
+                "--join-token",
+                &self.join_token,
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args([
+                "--slots",
+                &slots.to_string(),
+                "--name",
+                name,
+                "--drain-secs",
+                "5",
+            ])
+            .env("CROWDCLOUD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting an agent");
+        Agent { dir, child }
+    }
+
+    /// Waits until the named nodes are online.
+    pub async fn wait_online(&self, names: &[&str]) {
+        let owner = &self.owner;
+        eventually(
+            "agents to come online",
+            Duration::from_secs(60),
+            || async move {
+                let nodes = owner.nodes().await.ok()?;
+                let online = |name: &&str| {
+                    nodes
+                        .nodes
+                        .iter()
+                        .any(|node| node.name == *name && node.state == NodeState::Online)
+                };
+                names.iter().all(online).then_some(())
+            },
+        )
+        .await
+    }
+
+    pub async fn upload_wasm(&self, wasm: &[u8]) -> BlobHash {
+        self.owner
+            .upload_bytes(Bytes::copy_from_slice(wasm))
+            .await
+            .expect("uploading a module")
+    }
+
+    pub async fn submit(&self, module: BlobHash, tasks: Vec<TaskSpec>, limits: Limits) -> JobId {
+        let submission = JobSubmission {
+            name: "test".to_owned(),
+            module,
+            env: Default::default(),
+            mounts: vec![],
+            requirements: Default::default(),
+            limits,
+            max_attempts: 5,
+            deterministic: None,
+            tasks,
+        };
+        self.owner
+            .submit(&submission)
+            .await
+            .expect("submitting a job")
+            .job_id
+    }
+
+    /// Waits for the job to end, for at most `limit`.
+    pub async fn finish(&self, job: JobId, limit: Duration) -> JobStatus {
+        let owner = &self.owner;
+        eventually("the job to end", limit, || async move {
+            let status = owner
+                .wait_job(job, 0, Duration::from_millis(500))
+                .await
+                .ok()?;
+            status.state.is_terminal().then_some(status)
+        })
+        .await
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- coordinator log ---\n{}", self.coordinator_log());
+        }
+    }
+}
+
+fn spawn_coordinator(dir: &Path, port: u16, lease_ms: u64) -> Child {
+    let data_dir = dir.join("coordinator");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("coordinator.log"))
+        .unwrap();
+    Command::new(BINARY)
+        .arg("coordinator")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--lease-ms", &lease_ms.to_string()])
+        .env("CROWDCLOUD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the coordinator")
+}
+
+async fn read_url(dir: &Path) -> String {
+    let path = dir.join("coordinator").join("coordinator.json");
+    let path = &path;
+    eventually(
+        "the coordinator to announce itself",
+        Duration::from_secs(30),
+        || async move {
+            let text = std::fs::read_to_string(path).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some(value["url"].as_str()?.to_owned())
+        },
+    )
+    .await
+}
+
+fn read_token(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join("coordinator").join(file))
+        .expect("the coordinator wrote its tokens")
+        .trim()
+        .to_owned()
+}
+
+/// A task of the probe guest.
+pub fn probe(args: &[&str]) -> TaskSpec {
+    TaskSpec {
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        ..TaskSpec::default()
+    }
+}

@@ -1,0 +1,323 @@
+//! Jobs across several agents, and what the pool does when agents or the coordinator die.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+
+use client::Client;
+use wire::{
+    AttemptReport, InputFile, JobState, LeaseRequest, Limits, Outcome, RegisterRequest,
+    ReportRequest, TaskSpec, TaskState, Usage,
+};
+
+use crate::harness::{Pool, eventually, probe};
+
+/// What `wc` would print for one file: the same rules as the wordcount guest.
+fn word_count(name: &str, bytes: &[u8]) -> String {
+    let lines = bytes.iter().filter(|b| **b == b'\n').count();
+    let words = bytes
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|word| !word.is_empty())
+        .count();
+    format!(
+        "{lines} {words} {} {name}\n{lines} {words} {} total\n",
+        bytes.len(),
+        bytes.len()
+    )
+}
+
+fn text_for(index: usize) -> Vec<u8> {
+    let mut text = String::new();
+    for line in 0..(index % 7 + 1) {
+        for word in 0..(index * 3 + line) % 11 {
+            text.push_str(&format!("w{index}x{word} "));
+        }
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_tasks_on_three_agents_give_the_exact_outputs() {
+    let pool = Pool::start(5_000).await;
+    let _agents = [
+        pool.agent("a", 2).await,
+        pool.agent("b", 2).await,
+        pool.agent("c", 2).await,
+    ];
+    pool.wait_online(&["a", "b", "c"]).await;
+    let module = pool.upload_wasm(guests::WORDCOUNT).await;
+    let mut tasks = Vec::new();
+    let mut expected = Vec::new();
+    for index in 0..60 {
+        let text = text_for(index);
+        let name = format!("part-{index:02}.txt");
+        let blob = pool.owner.upload_bytes(text.clone().into()).await.unwrap();
+        expected.push(word_count(&name, &text));
+        tasks.push(TaskSpec {
+            inputs: vec![InputFile { name, blob }],
+            ..TaskSpec::default()
+        });
+    }
+    let job = pool.submit(module, tasks, Limits::default()).await;
+    let status = pool.finish(job, Duration::from_secs(180)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    assert_eq!(status.tasks.succeeded, 60);
+    assert_eq!(status.attempts, 60, "no task ran twice");
+    assert!(
+        status.nodes.len() >= 2,
+        "the work was spread: {:?}",
+        status.nodes
+    );
+    assert_eq!(
+        status.nodes.iter().map(|n| n.tasks_succeeded).sum::<u32>(),
+        60
+    );
+    let results = pool.owner.all_tasks(job).await.unwrap();
+    for task in &results {
+        let want = &expected[task.index as usize];
+        let stdout = pool
+            .owner
+            .download(&task.stdout.unwrap().hash)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&stdout).unwrap(),
+            want,
+            "stdout of task {}",
+            task.index
+        );
+        let counts = task
+            .outputs
+            .iter()
+            .find(|f| f.path == "counts.txt")
+            .expect("counts.txt");
+        let file = pool.owner.download(&counts.hash).await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&file).unwrap(),
+            want,
+            "counts.txt of task {}",
+            task.index
+        );
+        assert!(
+            task.usage.unwrap().fuel_used > 0,
+            "fuel is measured and stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_job_loses_its_tasks_to_the_others_and_each_task_counts_once() {
+    let pool = Pool::start(1_500).await;
+    let mut doomed = pool.agent("doomed", 3).await;
+    let _survivor = pool.agent("survivor", 3).await;
+    pool.wait_online(&["doomed", "survivor"]).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let tasks: Vec<TaskSpec> = (0..24).map(|_| probe(&["sleep", "400"])).collect();
+    let job = pool.submit(module, tasks, Limits::default()).await;
+    let owner = &pool.owner;
+    // Kill it while it holds work, after it has finished some.
+    eventually(
+        "the doomed agent to finish a task and hold more",
+        Duration::from_secs(60),
+        || async move {
+            let nodes = owner.nodes().await.ok()?;
+            let doomed = nodes.nodes.iter().find(|n| n.name == "doomed")?;
+            (doomed.tasks_succeeded >= 1 && doomed.running >= 1).then_some(())
+        },
+    )
+    .await;
+    doomed.kill().await;
+    let status = pool.finish(job, Duration::from_secs(120)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    assert_eq!(status.tasks.succeeded, 24);
+    assert!(
+        status.attempts > 24,
+        "the killed agent's attempts ran again: {}",
+        status.attempts
+    );
+    assert_eq!(
+        status.nodes.iter().map(|n| n.tasks_succeeded).sum::<u32>(),
+        24,
+        "each task succeeded exactly once"
+    );
+    let results = pool.owner.all_tasks(job).await.unwrap();
+    assert_eq!(results.len(), 24);
+    for task in &results {
+        assert_eq!(task.state, TaskState::Succeeded);
+        let stdout = pool
+            .owner
+            .download(&task.stdout.unwrap().hash)
+            .await
+            .unwrap();
+        assert_eq!(&stdout[..], b"slept 400\n");
+    }
+    let retried = results.iter().filter(|t| t.attempts > 1).count();
+    assert!(retried >= 1, "some task was retried after the kill");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_killed_and_restarted_mid_job_finishes_it_exactly_once() {
+    let mut pool = Pool::start(4_000).await;
+    let _agents = [pool.agent("a", 3).await, pool.agent("b", 3).await];
+    pool.wait_online(&["a", "b"]).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let tasks: Vec<TaskSpec> = (0..30)
+        .map(|i| probe(&["echo", &format!("task {i}")]))
+        .collect();
+    let slow: Vec<TaskSpec> = (0..12).map(|_| probe(&["sleep", "500"])).collect();
+    let job = pool
+        .submit(
+            module,
+            slow.into_iter().chain(tasks).collect(),
+            Limits::default(),
+        )
+        .await;
+    let owner = &pool.owner;
+    eventually(
+        "some tasks to finish and others to run",
+        Duration::from_secs(60),
+        || async move {
+            let status = owner.job(job).await.ok()?;
+            (status.tasks.succeeded >= 2 && status.tasks.running >= 1).then_some(())
+        },
+    )
+    .await;
+    pool.restart_coordinator_hard().await;
+    let status = pool.finish(job, Duration::from_secs(120)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    assert_eq!(status.tasks.succeeded, 42);
+    assert_eq!(
+        status.nodes.iter().map(|n| n.tasks_succeeded).sum::<u32>(),
+        42
+    );
+    for task in pool.owner.all_tasks(job).await.unwrap() {
+        let stdout = pool
+            .owner
+            .download(&task.stdout.unwrap().hash)
+            .await
+            .unwrap();
+        let want = if task.index < 12 {
+            "slept 500\n".to_owned()
+        } else {
+            format!("task {}\n", task.index - 12)
+        };
+        assert_eq!(std::str::from_utf8(&stdout).unwrap(), want);
+    }
+}
+
+/// A node that speaks the protocol by hand, to send what a real agent would not.
+async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let public_key = hex::encode(key.verifying_key().to_bytes());
+    let issued_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let message =
+        wire::auth::registration_message(&public_key, issued_at_ms, &pool.join_token, "by-hand", 1);
+    let request = RegisterRequest {
+        join_token: pool.join_token.clone(),
+        public_key,
+        signature: hex::encode(key.sign(&message).to_bytes()),
+        issued_at_ms,
+        name: "by-hand".to_owned(),
+        capabilities: wire::Capabilities {
+            cores: 1,
+            memory_bytes: 1 << 30,
+            disk_free_bytes: 1 << 30,
+            arch: std::env::consts::ARCH.to_owned(),
+            os: std::env::consts::OS.to_owned(),
+        },
+        labels: BTreeMap::new(),
+        slots: 1,
+        agent_version: "test".to_owned(),
+    };
+    let anonymous = Client::new(&pool.url, None).unwrap();
+    let registered = anonymous.register(&request).await.unwrap();
+    anonymous.with_token(registered.node_token)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_report_of_an_expired_attempt_is_refused_and_changes_nothing() {
+    let pool = Pool::start(600).await;
+    let stale = register_by_hand(&pool, 9).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let job = pool
+        .submit(module, vec![probe(&["echo", "real"])], Limits::default())
+        .await;
+    let lease = stale
+        .lease(&LeaseRequest {
+            slots_free: 1,
+            wait_ms: 5_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(lease.attempts.len(), 1, "the hand-made node got the task");
+    let attempt = lease.attempts[0].attempt_id;
+    // It goes silent; its lease runs out and a real agent does the task.
+    let _agent = pool.agent("real", 1).await;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(status.state, JobState::Completed);
+    let before = pool.owner.all_tasks(job).await.unwrap();
+    assert_ne!(before[0].attempt_id, Some(attempt));
+
+    let late = ReportRequest {
+        reports: vec![AttemptReport {
+            attempt_id: attempt,
+            outcome: Outcome::ExitCode { code: 1 },
+            usage: Usage {
+                fuel_used: 1,
+                ..Usage::default()
+            },
+            stdout: None,
+            stderr: None,
+            outputs: vec![],
+        }],
+    };
+    let response = stale.report(&late).await.unwrap();
+    assert!(!response.acks[0].accepted, "the stale report is refused");
+    assert!(
+        response.acks[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("not current")
+    );
+    let after = pool.owner.all_tasks(job).await.unwrap();
+    assert_eq!(before, after, "the refused report changed nothing");
+    let status_after = pool.owner.job(job).await.unwrap();
+    assert_eq!(
+        (status_after.state, status_after.fuel_used),
+        (JobState::Completed, status.fuel_used)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_stopped_gracefully_gives_its_unfinished_attempts_back() {
+    let pool = Pool::start(5_000).await;
+    let mut leaving = pool.agent("leaving", 2).await;
+    pool.wait_online(&["leaving"]).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let tasks = vec![probe(&["sleep", "60000"]), probe(&["sleep", "60000"])];
+    let job = pool.submit(module, tasks, Limits::default()).await;
+    let owner = &pool.owner;
+    eventually(
+        "both tasks to run",
+        Duration::from_secs(60),
+        || async move { (owner.job(job).await.ok()?.tasks.running == 2).then_some(()) },
+    )
+    .await;
+    let exit = leaving.terminate().await;
+    assert!(exit.success(), "a drained agent exits cleanly");
+    let status = pool.owner.job(job).await.unwrap();
+    assert_eq!(
+        status.tasks.pending, 2,
+        "released at once, not after a lease timeout: {status:?}"
+    );
+    assert_eq!(status.attempts, 0, "released attempts do not count");
+    assert!(leaving.log().contains("released=2"), "{}", leaving.log());
+    let work_left = std::fs::read_dir(leaving.dir.join("work")).unwrap().count();
+    assert_eq!(work_left, 0, "no attempt directory is left behind");
+}

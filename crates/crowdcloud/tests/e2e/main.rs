@@ -1,0 +1,8 @@
+//! End-to-end tests: a real coordinator and real agents (processes of the `crowdcloud` binary)
+//! on loopback, driven through the HTTP API and the CLI.
+
+mod bad_input;
+mod cli;
+mod harness;
+mod hostile;
+mod jobs;
