@@ -56,7 +56,8 @@ impl Runner {
         control: Arc<AttemptControl>,
     ) -> Result<RunReport, Outcome> {
         let node_error = |message: String| Outcome::NodeError { message };
-        let prepared = match self.sandbox.cached(&runtime.module.0) {
+        let deterministic = runtime.deterministic.is_some();
+        let prepared = match self.sandbox.cached(&runtime.module.0, deterministic) {
             Some(prepared) => prepared,
             None => {
                 let wasm = self
@@ -66,7 +67,7 @@ impl Runner {
                     .map_err(|error| node_error(error.to_string()))?;
                 let sandbox = Arc::clone(&self.sandbox);
                 let key = runtime.module.0;
-                tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm))
+                tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm, deterministic))
                     .await
                     .map_err(|error| node_error(error.to_string()))?
                     .map_err(|message| Outcome::ModuleRejected { message })?

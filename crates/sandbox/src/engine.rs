@@ -2,8 +2,8 @@
 //! cache of compiled modules keyed by blob hash.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -39,12 +39,23 @@ impl Default for SandboxConfig {
 }
 
 /// One per agent. Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// It holds two engines: NaN canonicalisation, which deterministic mode needs, is compiled into
+/// the code and slows float-heavy guests several times over, so only deterministic jobs pay for
+/// it. Each engine has its own module cache; the deterministic one is made on first use.
 pub struct Sandbox {
+    config: SandboxConfig,
+    plain: Arc<Flavor>,
+    deterministic: OnceLock<Arc<Flavor>>,
+}
+
+/// One engine with everything tied to its configuration.
+pub(crate) struct Flavor {
     engine: Engine,
     linker: Linker<AttemptState>,
-    config: SandboxConfig,
     compiled: Mutex<ModuleCache>,
     ticker: EpochTicker,
+    deterministic: bool,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -55,9 +66,9 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-impl Sandbox {
-    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let engine = Engine::new(&engine_config(&config))
+impl Flavor {
+    fn new(config: &SandboxConfig, deterministic: bool) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(config, deterministic))
             .map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
         let linker =
             wasi_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
@@ -66,53 +77,97 @@ impl Sandbox {
             engine,
             linker,
             compiled: Mutex::new(ModuleCache::new(config.compiled_modules_max)),
-            config,
             ticker,
+            deterministic,
+        })
+    }
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        Ok(Self {
+            plain: Arc::new(Flavor::new(&config, false)?),
+            deterministic: OnceLock::new(),
+            config,
         })
     }
 
-    /// The module compiled and linked before, if it is still cached.
-    pub fn cached(&self, key: &[u8; 32]) -> Option<Prepared> {
-        self.compiled.lock().get(key)
+    fn flavor(&self, deterministic: bool) -> Result<&Arc<Flavor>, String> {
+        if !deterministic {
+            return Ok(&self.plain);
+        }
+        if let Some(flavor) = self.deterministic.get() {
+            return Ok(flavor);
+        }
+        let flavor = Flavor::new(&self.config, true).map_err(|error| error.to_string())?;
+        Ok(self.deterministic.get_or_init(|| Arc::new(flavor)))
     }
 
-    /// Compiles (or finds in the cache) the module `wasm`, whose blob hash is `key`, and links
-    /// it against WASI. `Err` says why the module is refused, for people.
-    pub fn prepare(&self, key: [u8; 32], wasm: &[u8]) -> Result<Prepared, String> {
-        if let Some(prepared) = self.cached(&key) {
+    /// The module compiled and linked before for this mode, if it is still cached.
+    pub fn cached(&self, key: &[u8; 32], deterministic: bool) -> Option<Prepared> {
+        let flavor = if deterministic {
+            self.deterministic.get()?
+        } else {
+            &self.plain
+        };
+        flavor.compiled.lock().get(key)
+    }
+
+    /// Compiles (or finds in the cache) the module `wasm`, whose blob hash is `key`, for plain
+    /// or deterministic runs, and links it against WASI. `Err` says why the module is refused,
+    /// for people.
+    pub fn prepare(
+        &self,
+        key: [u8; 32],
+        wasm: &[u8],
+        deterministic: bool,
+    ) -> Result<Prepared, String> {
+        if let Some(prepared) = self.cached(&key, deterministic) {
             return Ok(prepared);
         }
         module::admit(wasm, &self.config.module_limits)?;
-        let module = Module::new(&self.engine, wasm)
+        let flavor = self.flavor(deterministic)?;
+        let module = Module::new(&flavor.engine, wasm)
             .map_err(|error| format!("does not compile: {error:#}"))?;
-        let instance_pre = self
+        let instance_pre = flavor
             .linker
             .instantiate_pre(&module)
             .map_err(|error| format!("cannot link: {error:#}"))?;
         let prepared = Prepared {
             instance_pre: Arc::new(instance_pre),
+            flavor: Arc::clone(flavor),
         };
-        self.compiled.lock().insert(key, prepared.clone());
+        flavor.compiled.lock().insert(key, prepared.clone());
         Ok(prepared)
     }
 
     /// Runs one attempt on the calling thread until it ends. Blocking: call it from a thread
     /// meant for it (e.g. `tokio::task::spawn_blocking`).
+    ///
+    /// # Panics
+    ///
+    /// If the attempt is deterministic and the module was prepared for plain runs: that is a
+    /// bug of the caller, whose output would silently differ between nodes.
     pub fn run(&self, prepared: &Prepared, attempt: Attempt) -> RunReport {
-        let _ticking = self.ticker.hold();
-        attempt::run(&self.engine, prepared, attempt)
+        let deterministic = matches!(attempt.determinism, crate::Determinism::Seeded(_));
+        assert_eq!(
+            deterministic, prepared.flavor.deterministic,
+            "a module must be prepared for the mode it runs in"
+        );
+        let _ticking = prepared.flavor.ticker.hold();
+        attempt::run(&prepared.flavor.engine, prepared, attempt)
     }
 }
 
-fn engine_config(config: &SandboxConfig) -> Config {
+fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {
     let mut engine = Config::new();
     // Both flags change the compiled code, so they hold for every module of this engine and
     // every entry of its cache.
     engine.consume_fuel(true);
     engine.epoch_interruption(true);
     // Deterministic mode (DESIGN.md decision 4) needs the same NaN bits on every CPU.
-    engine.cranelift_nan_canonicalization(true);
-    engine.relaxed_simd_deterministic(true);
+    engine.cranelift_nan_canonicalization(deterministic);
+    engine.relaxed_simd_deterministic(deterministic);
     // No `threads` feature is compiled in, so shared memories and atomics.wait never validate.
     engine.max_wasm_stack(config.wasm_stack_bytes_max);
     engine

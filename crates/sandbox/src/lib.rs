@@ -1,8 +1,8 @@
 //! The sandbox: runs untrusted WebAssembly (WASI preview 1 commands) on a provider node.
 //!
-//! This is the only crate that touches wasmtime. It owns one [`wasmtime::Engine`] per agent
-//! ([`Sandbox`]), a cache of compiled modules keyed by blob hash, and one [`wasmtime::Store`]
-//! per attempt ([`Sandbox::run`]).
+//! This is the only crate that touches wasmtime. It owns the agent's engines ([`Sandbox`]: one
+//! for plain runs, one with NaN canonicalisation for deterministic ones), a cache of compiled
+//! modules keyed by blob hash, and one [`wasmtime::Store`] per attempt ([`Sandbox::run`]).
 //!
 //! What a task can see is exactly: its args, the env vars its job declares, stdin, `/input`
 //! (read-only), `/output` and `/scratch` (writable, size-capped) and the job's read-only mounts,

@@ -34,6 +34,7 @@ impl Default for ModuleLimits {
 #[derive(Clone)]
 pub struct Prepared {
     pub(crate) instance_pre: Arc<wasmtime::InstancePre<AttemptState>>,
+    pub(crate) flavor: Arc<crate::engine::Flavor>,
 }
 
 impl std::fmt::Debug for Prepared {

@@ -37,7 +37,13 @@ impl Bench {
 
     fn prepare(&self, wasm: &[u8]) -> Prepared {
         self.sandbox
-            .prepare(*blake3::hash(wasm).as_bytes(), wasm)
+            .prepare(*blake3::hash(wasm).as_bytes(), wasm, false)
+            .unwrap()
+    }
+
+    fn prepare_deterministic(&self, wasm: &[u8]) -> Prepared {
+        self.sandbox
+            .prepare(*blake3::hash(wasm).as_bytes(), wasm, true)
             .unwrap()
     }
 
@@ -260,7 +266,7 @@ fn bad_modules_are_refused_with_a_reason() {
     let refused = |bytes: &[u8]| {
         bench
             .sandbox
-            .prepare(*blake3::hash(bytes).as_bytes(), bytes)
+            .prepare(*blake3::hash(bytes).as_bytes(), bytes, false)
             .unwrap_err()
     };
     assert!(refused(b"MZ\x90\x00").contains("not a WebAssembly"));
@@ -294,7 +300,7 @@ fn a_running_attempt_can_be_cancelled_from_another_thread() {
 #[test]
 fn deterministic_mode_repeats_output_and_fuel_exactly() {
     let bench = Bench::new();
-    let prepared = bench.prepare(guests::PROBE);
+    let prepared = bench.prepare_deterministic(guests::PROBE);
     let run = |args: &[&str], seed: u64| {
         let mut attempt = bench.attempt(args);
         attempt.determinism = Determinism::Seeded(seed);
@@ -320,7 +326,14 @@ fn deterministic_mode_repeats_output_and_fuel_exactly() {
 fn compiled_modules_are_cached_by_key() {
     let bench = Bench::new();
     let key = *blake3::hash(guests::WORDCOUNT).as_bytes();
-    assert!(bench.sandbox.cached(&key).is_none());
-    bench.sandbox.prepare(key, guests::WORDCOUNT).unwrap();
-    assert!(bench.sandbox.cached(&key).is_some());
+    assert!(bench.sandbox.cached(&key, false).is_none());
+    bench
+        .sandbox
+        .prepare(key, guests::WORDCOUNT, false)
+        .unwrap();
+    assert!(bench.sandbox.cached(&key, false).is_some());
+    assert!(
+        bench.sandbox.cached(&key, true).is_none(),
+        "deterministic runs compile their own code"
+    );
 }

@@ -47,7 +47,7 @@ pub const ATTEMPTS_PER_HEARTBEAT_MAX: usize = 4096;
 /// How long a lease request may wait for work, in milliseconds.
 pub const LEASE_WAIT_MS_MAX: u32 = 60_000;
 /// Size of one blob: a module, an input, an output.
-pub const BLOB_BYTES_MAX: u64 = 1 * GIB;
+pub const BLOB_BYTES_MAX: u64 = GIB;
 /// Size of a WebAssembly module.
 pub const MODULE_BYTES_MAX: u64 = 256 * MIB;
 /// Size of a JSON request body such as a job submission with a million tasks.
@@ -74,6 +74,6 @@ pub mod default {
     pub const OUTPUT_BYTES_MAX: u64 = 64 * MIB;
     pub const OUTPUT_FILES_MAX: u32 = 1000;
     pub const STDOUT_BYTES_MAX: u64 = 16 * MIB;
-    pub const STDERR_BYTES_MAX: u64 = 1 * MIB;
+    pub const STDERR_BYTES_MAX: u64 = MIB;
     pub const MAX_ATTEMPTS: u32 = 3;
 }

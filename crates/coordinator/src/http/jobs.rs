@@ -97,11 +97,7 @@ async fn check_module(shared: &AppState, module: BlobHash) -> ApiResult<()> {
             wire::limits::MODULE_BYTES_MAX
         )));
     }
-    let bytes = shared
-        .blobs
-        .get(&module)
-        .await
-        .map_err(|error| Failure::storage(error))?;
+    let bytes = shared.blobs.get(&module).await.map_err(Failure::storage)?;
     let verdict = tokio::task::spawn_blocking(move || validate_module(&bytes))
         .await
         .map_err(|error| Failure::new(ErrorCode::Internal, error.to_string()))?;

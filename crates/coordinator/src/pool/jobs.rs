@@ -315,7 +315,7 @@ impl PoolState {
             .values()
             .filter(|job| job.requester == requester)
             .collect();
-        jobs.sort_by(|a, b| b.submitted_seq.cmp(&a.submitted_seq));
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.submitted_seq));
         jobs.into_iter()
             .take(limit)
             .map(|job| self.status_of(job))

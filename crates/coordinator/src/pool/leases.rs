@@ -556,7 +556,7 @@ impl PoolState {
             .get_mut(&attempt.job)
             .expect("attempts belong to jobs");
         let attempts_made = job.tasks[attempt.task as usize].attempts;
-        let task_end = (attempts_made >= job.max_attempts).then(|| TaskEnd {
+        let task_end = (attempts_made >= job.max_attempts).then_some(TaskEnd {
             state: TaskState::Failed,
             outcome: Outcome::Lost {
                 attempts: attempts_made,

@@ -32,6 +32,10 @@ impl Harness {
     }
 
     fn node(&mut self, id: u64, slots: u32) -> NodeId {
+        self.labeled_node(id, slots, &[])
+    }
+
+    fn labeled_node(&mut self, id: u64, slots: u32, labels: &[(&str, &str)]) -> NodeId {
         let node = NodeId(id);
         self.pool.register(
             NewNode {
@@ -46,7 +50,10 @@ impl Harness {
                     arch: "x86_64".to_owned(),
                     os: "linux".to_owned(),
                 },
-                labels: BTreeMap::new(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 slots,
                 agent_version: "test".to_owned(),
             },
@@ -437,4 +444,50 @@ fn outputs_must_be_uploaded_before_the_report() {
     );
     assert_eq!(h.status(job).state, JobState::Completed);
     let _ = TaskState::Succeeded;
+}
+
+#[test]
+fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
+    let mut h = Harness::new();
+    let one = h.labeled_node(1, 1, &[("box", "one")]);
+    let two = h.labeled_node(2, 1, &[("box", "two")]);
+    let mut receivers = Vec::new();
+    for (request, node) in [one, two].into_iter().enumerate() {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        h.pool.add_waiter(node, request as u64, 1, sender);
+        receivers.push(receiver);
+    }
+    let id = JobId(h.entropy.next_u64());
+    let mut submission = JobSubmission {
+        name: "pinned".to_owned(),
+        module: BlobHash::of(b"module"),
+        env: BTreeMap::new(),
+        mounts: vec![],
+        requirements: Default::default(),
+        limits: Default::default(),
+        max_attempts: 1,
+        deterministic: None,
+        tasks: vec![TaskSpec::default(); 3],
+    };
+    submission
+        .requirements
+        .labels
+        .insert("box".to_owned(), "one".to_owned());
+    h.pool.add_job(
+        NewJob {
+            id,
+            requester: OWNER,
+            submission,
+        },
+        h.now_ms,
+        &mut h.writes,
+    );
+    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.pool.check_invariants();
+    assert_eq!(receivers[0].try_recv().unwrap().attempts.len(), 1);
+    assert!(
+        receivers[1].try_recv().is_err(),
+        "the node that does not fit still waits"
+    );
+    assert_eq!(h.take(two, 1).len(), 0);
 }

@@ -40,6 +40,43 @@ async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
          [per_input]\ndir = \"texts\"\n",
     )
     .unwrap();
+    std::fs::create_dir_all(work.path().join("data/nested")).unwrap();
+    std::fs::write(work.path().join("data/nested/table.csv"), "x,y\n1,2\n").unwrap();
+    std::fs::write(work.path().join("probe.wasm"), guests::PROBE).unwrap();
+    std::fs::write(
+        work.path().join("mounts.toml"),
+        "module = \"probe.wasm\"\n[[mounts]]\nguest_path = \"/share\"\ndir = \"data\"\n\
+         [[tasks]]\nargs = [\"read\", \"/share/nested/table.csv\"]\n\
+         [[tasks]]\nargs = [\"write\", \"/share/nested/table.csv\", \"3\"]\n",
+    )
+    .unwrap();
+    let mounted = cli(
+        &pool,
+        &[
+            "submit",
+            work.path().join("mounts.toml").to_str().unwrap(),
+            "--wait",
+            "--json",
+        ],
+    )
+    .await;
+    let mounted: wire::JobStatus = serde_json::from_slice(&mounted.stdout).unwrap();
+    let tasks = pool.owner.all_tasks(mounted.job_id).await.unwrap();
+    let read = pool
+        .owner
+        .download(&tasks[0].stdout.unwrap().hash)
+        .await
+        .unwrap();
+    assert_eq!(
+        &read[..],
+        b"ok 8\n",
+        "the mount is readable at its guest path"
+    );
+    assert_eq!(
+        tasks[1].outcome,
+        Some(wire::Outcome::ExitCode { code: 3 }),
+        "and read-only"
+    );
     let spec = work.path().join("job.toml");
     let submitted = cli(
         &pool,
@@ -75,7 +112,10 @@ async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
     let nodes = cli(&pool, &["nodes", "--json"]).await;
     let nodes: wire::NodeList = serde_json::from_slice(&nodes.stdout).unwrap();
     assert_eq!(nodes.nodes[0].name, "worker");
-    assert_eq!(nodes.nodes[0].tasks_succeeded, 3);
+    assert_eq!(
+        nodes.nodes[0].tasks_succeeded, 4,
+        "3 counts and 1 mount read"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -114,6 +114,11 @@ impl Pool {
     }
 
     pub async fn agent(&self, name: &str, slots: u32) -> Agent {
+        self.agent_labeled(name, slots, &[]).await
+    }
+
+    /// An agent with owner labels such as `region=eu`.
+    pub async fn agent_labeled(&self, name: &str, slots: u32, labels: &[&str]) -> Agent {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("agent.log")).unwrap();
@@ -135,6 +140,7 @@ impl Pool {
                 "--drain-secs",
                 "5",
             ])
+            .args(labels.iter().flat_map(|label| ["--label", label]))
             .env("CROWDCLOUD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -209,6 +215,16 @@ impl Drop for Pool {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- coordinator log ---\n{}", self.coordinator_log());
+            for entry in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let log = entry.path().join("agent.log");
+                if let Ok(text) = std::fs::read_to_string(&log) {
+                    eprintln!("--- {} ---\n{text}", log.display());
+                }
+            }
         }
     }
 }

@@ -7,6 +7,9 @@ use wire::{JobState, Limits, Outcome, TaskState};
 
 use crate::harness::{Pool, probe};
 
+/// Whether an outcome is the one a case expects.
+type Expect = fn(&Outcome) -> bool;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_tasks_fail_with_their_reasons_and_the_agent_carries_on() {
     let pool = Pool::start(5_000).await;
@@ -22,7 +25,7 @@ async fn hostile_tasks_fail_with_their_reasons_and_the_agent_carries_on() {
         output_bytes_max: 8 << 20,
         output_files_max: 100,
     };
-    let cases: Vec<(&[&str], fn(&Outcome) -> bool)> = vec![
+    let cases: Vec<(&[&str], Expect)> = vec![
         (&["spin"], |o| {
             matches!(o, Outcome::DeadlineExceeded | Outcome::OutOfFuel)
         }),

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real coordinator and real agents (processes of the `crowdcloud` binary)
 //! on loopback, driven through the HTTP API and the CLI.
 
+mod api;
 mod bad_input;
 mod cli;
 mod harness;
