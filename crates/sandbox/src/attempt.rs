@@ -124,6 +124,7 @@ pub(crate) struct AttemptState {
     limiter: AttemptLimiter,
     pub(crate) clock: AttemptClock,
     control: Arc<AttemptControl>,
+    fuel_max: u64,
     started: Instant,
     deadline: Duration,
     disk: DiskWatch,
@@ -175,7 +176,12 @@ impl AttemptState {
 }
 
 fn on_epoch(mut context: StoreContextMut<'_, AttemptState>) -> wasmtime::Result<UpdateDeadline> {
+    // Recorded before a pause blocks, so progress read from outside stands still while paused.
+    let fuel_left = context.get_fuel().unwrap_or(0);
     let state = context.data_mut();
+    state
+        .control
+        .record_fuel_used(state.fuel_max.saturating_sub(fuel_left));
     state.check_running()?;
     state.check_disk()?;
     Ok(UpdateDeadline::Continue(1))
@@ -313,6 +319,7 @@ fn attempt_state(
         limiter: AttemptLimiter::new(attempt.limits.memory_bytes_max),
         clock,
         control: Arc::clone(&attempt.control),
+        fuel_max: attempt.limits.fuel_max,
         started,
         deadline: attempt.limits.deadline,
         disk: DiskWatch {

@@ -3,7 +3,7 @@
 //! The guest runs on its own thread; the epoch callback (every tick) is where it looks at these
 //! flags. A paused guest blocks inside the callback, so it uses no CPU and keeps its memory.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -11,6 +11,8 @@ use parking_lot::{Condvar, Mutex};
 #[derive(Debug, Default)]
 pub struct AttemptControl {
     cancelled: AtomicBool,
+    /// Fuel consumed as of the guest's last epoch tick.
+    fuel_used: AtomicU64,
     paused: Mutex<PauseState>,
     changed: Condvar,
 }
@@ -53,6 +55,16 @@ impl AttemptControl {
 
     pub fn paused_total(&self) -> Duration {
         self.paused.lock().paused_total
+    }
+
+    /// Fuel the guest has consumed so far, as of its last epoch tick (every few milliseconds
+    /// while it runs); it stands still while the attempt is paused.
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_fuel_used(&self, fuel_used: u64) {
+        self.fuel_used.store(fuel_used, Ordering::Relaxed);
     }
 
     /// Blocks the calling (guest) thread while paused and not cancelled.
