@@ -15,9 +15,12 @@
 //!   failed attempts.
 //! - A 401 means the coordinator no longer knows this session: the agent registers again and
 //!   drops the attempts of the old session (their reports would be refused).
+//! - The owner's policy wins (see [`owner`]): while it says stop, attempts are paused, no work
+//!   is asked for, and the lease loop never asks for more than the policy's slots.
 
 mod cache;
 mod identity;
+pub mod owner;
 mod runner;
 mod system;
 
@@ -41,7 +44,12 @@ use wire::{
 
 use crate::cache::BlobCache;
 use crate::identity::Identity;
+use crate::owner::signals::{Sensors, Signals};
+use crate::owner::status::AgentState;
+use crate::owner::steward::{Gate, OwnerState};
 use crate::runner::{Ended, Runner};
+
+pub use crate::owner::policy::{OwnerPolicy, PolicyOverrides};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -61,6 +69,20 @@ pub enum AgentError {
     Refused(String),
     #[error("stopped before the coordinator at {0} could be reached")]
     NeverConnected(String),
+    #[error("{origin}: {field}: {problem}")]
+    Policy {
+        origin: String,
+        field: String,
+        problem: String,
+    },
+    #[error("{origin}: not a valid policy file: {message}")]
+    PolicySyntax { origin: String, message: String },
+    #[error(
+        "{what} is not in the owner's allow-list (pools = [{allowed}]); add it to the policy's pools to join"
+    )]
+    PoolNotAllowed { what: String, allowed: String },
+    #[error("{path}: cannot read the agent's status: {message}")]
+    Status { path: String, message: String },
 }
 
 #[derive(Debug, Clone)]
@@ -80,9 +102,17 @@ pub struct AgentConfig {
     pub lease_wait_ms: u32,
     /// How long running attempts may take to finish on shutdown before they are released.
     pub drain_timeout: Duration,
-    /// Size cap of the blob cache.
+    /// Size cap of the blob cache (the policy's `disk` caps it further).
     pub cache_bytes_max: u64,
     pub sandbox: SandboxConfig,
+    /// The owner's policy at start; the most attempts ever run at once is still `slots`.
+    pub policy: OwnerPolicy,
+    /// Where the policy came from, reloaded when it changes or on SIGHUP.
+    pub policy_file: Option<PathBuf>,
+    /// Applied on top of every reload of `policy_file`, such as command-line flags.
+    pub policy_overrides: PolicyOverrides,
+    /// What the machine says about its owner; the real sensors unless a test stands in.
+    pub signals: Arc<dyn Signals>,
 }
 
 impl AgentConfig {
@@ -100,6 +130,10 @@ impl AgentConfig {
             drain_timeout: Duration::from_secs(10),
             cache_bytes_max: 4 << 30,
             sandbox: SandboxConfig::default(),
+            policy: OwnerPolicy::default(),
+            policy_file: None,
+            policy_overrides: PolicyOverrides::default(),
+            signals: Arc::new(Sensors::system()),
         }
     }
 }
@@ -128,12 +162,21 @@ enum Disposition {
 struct Running {
     control: Arc<AttemptControl>,
     disposition: Disposition,
+    job_id: JobId,
+    task_index: u32,
+    /// The attempt's memory limit, counted against the policy's memory.
+    memory_bytes: u64,
 }
 
 enum Finished {
     Report(AttemptReport),
-    Release(AttemptId),
+    Release(AttemptId, &'static str),
 }
+
+const RELEASE_SHUTDOWN: &str = "the node is shutting down";
+const RELEASE_PAUSED: &str =
+    "the node's owner paused it for longer than its policy's release_after";
+const RELEASE_UNWANTED: &str = "the node is not taking work now";
 
 struct Agent {
     config: AgentConfig,
@@ -149,6 +192,14 @@ struct Agent {
     finished: Mutex<Option<mpsc::UnboundedSender<Finished>>>,
     stopping: watch::Sender<bool>,
     idle: Notify,
+    /// Woken when an attempt ends, so the lease loop can ask for more.
+    capacity: Notify,
+    gate: watch::Sender<Gate>,
+    owner: Mutex<OwnerState>,
+    /// The pool's name as the coordinator gave it at registration.
+    pool_name: Mutex<Option<String>>,
+    /// The machine's memory, for the policy's memory cap.
+    machine_memory_bytes: u64,
     reported: AtomicU64,
     released: AtomicU64,
 }
@@ -158,16 +209,26 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<AgentSummary, AgentError> {
+    if !config.policy.may_allow_url(&config.coordinator_url) {
+        return Err(AgentError::PoolNotAllowed {
+            what: format!("the coordinator {}", config.coordinator_url),
+            allowed: config.policy.pools.join(", "),
+        });
+    }
     let agent = Arc::new(Agent::open(config)?);
     let (finished, finished_queue) = mpsc::unbounded_channel();
     *agent.finished.lock() = Some(finished);
+    agent.write_status_file_as(Some(AgentState::Starting));
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         registered = agent.register() => registered?,
         () = &mut shutdown => {
+            agent.write_status_file_as(Some(AgentState::Stopped));
             return Err(AgentError::NeverConnected(agent.config.coordinator_url.clone()));
         }
     }
+    tracing::info!(policy = %agent.owner.lock().policy.summary(), "owner's policy");
+    let governor = tokio::spawn(Arc::clone(&agent).govern_loop());
     let reporter = tokio::spawn(Arc::clone(&agent).report_loop(finished_queue));
     let heartbeat = tokio::spawn(Arc::clone(&agent).heartbeat_loop());
     let leasing = tokio::spawn(Arc::clone(&agent).lease_loop());
@@ -177,9 +238,11 @@ pub async fn run(
     agent.send_heartbeat().await;
     let _ = leasing.await;
     agent.drain().await;
+    governor.abort();
     heartbeat.abort();
     agent.finished.lock().take();
     let _ = tokio::time::timeout(Duration::from_secs(30), reporter).await;
+    agent.write_status_file_as(Some(AgentState::Stopped));
     let node_id = agent.session.read().node_id;
     Ok(AgentSummary {
         node_id,
@@ -202,11 +265,19 @@ impl Agent {
         }
         std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
         let identity = Identity::load_or_create(&config.data_dir)?;
-        let cache = BlobCache::open(&config.data_dir.join("cache"), config.cache_bytes_max)?;
+        let cache_bytes_max = config
+            .policy
+            .disk_max_bytes
+            .map_or(config.cache_bytes_max, |disk| {
+                disk.min(config.cache_bytes_max)
+            });
+        let cache = BlobCache::open(&config.data_dir.join("cache"), cache_bytes_max)?;
         let sandbox = Sandbox::new(config.sandbox.clone())?;
         let anonymous = Client::new(&config.coordinator_url, None)
             .map_err(|error| AgentError::Refused(error.to_string()))?;
-        let capabilities = system::capabilities(&config.data_dir);
+        let machine = system::capabilities(&config.data_dir);
+        let machine_memory_bytes = machine.memory_bytes;
+        let capabilities = system::lent(machine, &config.policy);
         Ok(Self {
             identity,
             capabilities,
@@ -229,6 +300,11 @@ impl Agent {
             finished: Mutex::new(None),
             stopping: watch::Sender::new(false),
             idle: Notify::new(),
+            capacity: Notify::new(),
+            gate: watch::Sender::new(Gate::closed()),
+            owner: Mutex::new(OwnerState::new(config.policy.clone())),
+            pool_name: Mutex::new(None),
+            machine_memory_bytes,
             reported: AtomicU64::new(0),
             released: AtomicU64::new(0),
             config,
@@ -249,7 +325,7 @@ impl Agent {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.try_register().await {
-                Ok(()) => return Ok(()),
+                Ok(pool_name) => return self.check_pool(pool_name),
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "cannot register yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -260,7 +336,34 @@ impl Agent {
         }
     }
 
-    async fn try_register(&self) -> Result<(), ClientError> {
+    /// Refuses a pool the owner's allow-list does not name.
+    fn check_pool(&self, pool_name: String) -> Result<(), AgentError> {
+        let policy = self.owner.lock().policy.clone();
+        let allowed = policy.allows_pool(&self.config.coordinator_url, Some(&pool_name));
+        *self.pool_name.lock() = Some(pool_name.clone());
+        if allowed {
+            return Ok(());
+        }
+        Err(AgentError::PoolNotAllowed {
+            what: format!("the pool {pool_name:?} at {}", self.config.coordinator_url),
+            allowed: policy.pools.join(", "),
+        })
+    }
+
+    /// Slots announced at registration: the policy's, within the configured most.
+    fn registered_slots(&self) -> u32 {
+        let machine_cores = self.config.signals.read().machine_cores;
+        self.owner
+            .lock()
+            .policy
+            .slots_for(machine_cores)
+            .min(self.config.slots)
+            .max(1)
+    }
+
+    /// Registers; gives the pool's name.
+    async fn try_register(&self) -> Result<String, ClientError> {
+        let slots = self.registered_slots();
         let public_key = self.identity.public_key_hex();
         let issued_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -271,7 +374,7 @@ impl Agent {
             issued_at_ms,
             &self.config.join_token,
             &self.config.name,
-            self.config.slots,
+            slots,
         );
         let request = RegisterRequest {
             join_token: self.config.join_token.clone(),
@@ -281,7 +384,7 @@ impl Agent {
             name: self.config.name.clone(),
             capabilities: self.capabilities.clone(),
             labels: self.config.labels.clone(),
-            slots: self.config.slots,
+            slots,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let response = self.anonymous.register(&request).await?;
@@ -291,8 +394,8 @@ impl Agent {
         session.node_id = response.node_id;
         session.generation += 1;
         session.heartbeat_ms = response.heartbeat_ms;
-        tracing::info!(node = %response.node_id, pool = %response.pool_name, slots = self.config.slots, "registered");
-        Ok(())
+        tracing::info!(node = %response.node_id, pool = %response.pool_name, slots, "registered");
+        Ok(response.pool_name)
     }
 
     /// Registers again after the coordinator forgot this session (seen as `generation`), and
@@ -313,16 +416,51 @@ impl Agent {
         }
     }
 
+    /// Attempts the agent may ask for now: none while the policy says stop or the memory lent
+    /// is taken, else the policy's slots less what runs.
+    fn lease_allowance(&self) -> usize {
+        let (run, slots) = {
+            let gate = self.gate.borrow();
+            (gate.run, gate.slots as usize)
+        };
+        if !run {
+            return 0;
+        }
+        let memory_max_bytes = self
+            .owner
+            .lock()
+            .policy
+            .memory_max
+            .of(self.machine_memory_bytes);
+        let running = self.running.lock();
+        let memory_held_bytes: u64 = running.values().map(|r| r.memory_bytes).sum();
+        if !running.is_empty() && memory_held_bytes >= memory_max_bytes {
+            return 0;
+        }
+        slots
+            .saturating_sub(running.len())
+            .min(self.slots.available_permits())
+    }
+
     async fn lease_loop(self: Arc<Self>) {
         let mut stopping = self.stopping.subscribe();
+        let mut gate = self.gate.subscribe();
         let mut delay = Duration::from_millis(100);
         while !self.is_stopping() {
-            let first = tokio::select! {
-                permit = Arc::clone(&self.slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-                _ = stopping.changed() => break,
-            };
-            let mut permits = vec![first];
-            while let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            gate.borrow_and_update();
+            let wanted = self.lease_allowance();
+            if wanted == 0 {
+                tokio::select! {
+                    () = self.capacity.notified() => {}
+                    _ = gate.changed() => {}
+                    _ = stopping.changed() => break,
+                }
+                continue;
+            }
+            let mut permits = Vec::with_capacity(wanted);
+            while permits.len() < wanted
+                && let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned()
+            {
                 permits.push(permit);
             }
             let (client, generation) = self.client();
@@ -338,12 +476,21 @@ impl Agent {
                             .lock()
                             .insert(runtime.job_id, Arc::new(runtime));
                     }
+                    // The policy may have stopped work or cut slots while the request was parked.
+                    let mut accepted = if self.gate.borrow().run {
+                        (self.gate.borrow().slots as usize)
+                            .saturating_sub(self.running.lock().len())
+                    } else {
+                        0
+                    };
                     for grant in response.attempts {
                         match permits.pop() {
-                            Some(permit) if !self.is_stopping() => {
+                            Some(permit) if !self.is_stopping() && accepted > 0 => {
+                                accepted -= 1;
                                 self.start(client.clone(), grant, permit);
                             }
-                            // Granted while stopping (or beyond what was asked): give it back.
+                            // Granted while stopping or paused (or beyond what was asked):
+                            // give it back.
                             _ => self.give_back(grant.attempt_id),
                         }
                     }
@@ -364,20 +511,41 @@ impl Agent {
     }
 
     fn give_back(&self, attempt_id: AttemptId) {
+        let reason = if self.is_stopping() {
+            RELEASE_SHUTDOWN
+        } else {
+            RELEASE_UNWANTED
+        };
         if let Some(finished) = self.finished.lock().as_ref() {
-            let _ = finished.send(Finished::Release(attempt_id));
+            let _ = finished.send(Finished::Release(attempt_id, reason));
         }
     }
 
     fn start(self: &Arc<Self>, client: Client, grant: AttemptGrant, permit: OwnedSemaphorePermit) {
         let control = Arc::new(AttemptControl::new());
-        self.running.lock().insert(
-            grant.attempt_id,
-            Running {
-                control: Arc::clone(&control),
-                disposition: Disposition::Report,
-            },
-        );
+        let memory_bytes = self
+            .runtimes
+            .lock()
+            .get(&grant.job_id)
+            .map_or(0, |runtime| runtime.limits.memory_bytes_max);
+        {
+            let mut running = self.running.lock();
+            running.insert(
+                grant.attempt_id,
+                Running {
+                    control: Arc::clone(&control),
+                    disposition: Disposition::Report,
+                    job_id: grant.job_id,
+                    task_index: grant.task_index,
+                    memory_bytes,
+                },
+            );
+            // Checked under the lock the governor pauses attempts under, so an attempt
+            // started as the policy stops work is paused too.
+            if !self.gate.borrow().run {
+                control.pause();
+            }
+        }
         let agent = Arc::clone(self);
         tokio::spawn(async move {
             let ended = match agent.runtime(&client, grant.job_id).await {
@@ -410,17 +578,23 @@ impl Agent {
     fn finish(&self, attempt_id: AttemptId, ended: Ended) {
         let running = self.running.lock().remove(&attempt_id);
         let disposition = running.map(|r| r.disposition).unwrap_or(Disposition::Drop);
+        let release_reason = if self.is_stopping() {
+            RELEASE_SHUTDOWN
+        } else {
+            RELEASE_PAUSED
+        };
         let message = match (disposition, ended) {
             (Disposition::Drop, _) => None,
             // A result that arrived is worth more than giving the task back.
             (_, Ended::Report(report)) => Some(Finished::Report(report)),
-            (_, Ended::Stopped) => Some(Finished::Release(attempt_id)),
+            (_, Ended::Stopped) => Some(Finished::Release(attempt_id, release_reason)),
         };
         if let Some(message) = message
             && let Some(finished) = self.finished.lock().as_ref()
         {
             let _ = finished.send(message);
         }
+        self.capacity.notify_one();
         if self.running.lock().is_empty() {
             self.idle.notify_waiters();
         }
@@ -442,7 +616,14 @@ impl Agent {
             activity: if self.is_stopping() {
                 NodeActivity::Draining
             } else {
-                NodeActivity::Active
+                let gate = self.gate.borrow();
+                if gate.run {
+                    NodeActivity::Active
+                } else {
+                    NodeActivity::Paused {
+                        reason: gate.reason.clone(),
+                    }
+                }
             },
         };
         match client.heartbeat(&request).await {
@@ -473,9 +654,12 @@ impl Agent {
                 idle.await;
             }
         };
-        if tokio::time::timeout(self.config.drain_timeout, everything_ended)
-            .await
-            .is_ok()
+        // Paused attempts would not finish in the grace period: give them back at once.
+        let paused = !self.gate.borrow().run;
+        if !paused
+            && tokio::time::timeout(self.config.drain_timeout, everything_ended)
+                .await
+                .is_ok()
         {
             return;
         }
@@ -506,20 +690,23 @@ impl Agent {
     async fn report_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finished>) {
         while let Some(first) = queue.recv().await {
             let mut reports = Vec::new();
-            let mut releases = Vec::new();
+            let mut releases: BTreeMap<&'static str, Vec<AttemptId>> = BTreeMap::new();
             let mut next = Some(first);
             while let Some(finished) = next {
                 match finished {
                     Finished::Report(report) => reports.push(report),
-                    Finished::Release(attempt_id) => releases.push(attempt_id),
+                    Finished::Release(attempt_id, reason) => {
+                        releases.entry(reason).or_default().push(attempt_id);
+                    }
                 }
-                if reports.len() + releases.len() >= wire::limits::REPORTS_PER_REQUEST_MAX {
+                let releasing: usize = releases.values().map(Vec::len).sum();
+                if reports.len() + releasing >= wire::limits::REPORTS_PER_REQUEST_MAX {
                     break;
                 }
                 next = queue.try_recv().ok();
             }
-            if !releases.is_empty() {
-                self.send_release(releases).await;
+            for (reason, attempts) in releases {
+                self.send_release(attempts, reason).await;
             }
             if !reports.is_empty() {
                 self.send_reports(reports).await;
@@ -561,10 +748,10 @@ impl Agent {
         }
     }
 
-    async fn send_release(&self, attempts: Vec<AttemptId>) {
+    async fn send_release(&self, attempts: Vec<AttemptId>, reason: &str) {
         let request = ReleaseRequest {
             attempts,
-            reason: "the node is shutting down".to_owned(),
+            reason: reason.to_owned(),
         };
         let (client, _) = self.client();
         match client.release(&request).await {

@@ -6,6 +6,8 @@ use sysinfo::{Disks, System};
 
 use wire::Capabilities;
 
+use crate::owner::policy::OwnerPolicy;
+
 pub(crate) fn capabilities(data_dir: &Path) -> Capabilities {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
@@ -22,6 +24,20 @@ pub(crate) fn capabilities(data_dir: &Path) -> Capabilities {
         disk_free_bytes: free_disk(data_dir),
         arch: std::env::consts::ARCH.to_owned(),
         os: std::env::consts::OS.to_owned(),
+    }
+}
+
+/// What the owner lends of `machine`: its cores, memory and disk within the policy's caps.
+pub(crate) fn lent(machine: Capabilities, policy: &OwnerPolicy) -> Capabilities {
+    Capabilities {
+        cores: policy.cores_max.of(u64::from(machine.cores)) as u32,
+        memory_bytes: policy.memory_max.of(machine.memory_bytes),
+        disk_free_bytes: policy
+            .disk_max_bytes
+            .map_or(machine.disk_free_bytes, |disk| {
+                disk.min(machine.disk_free_bytes)
+            }),
+        ..machine
     }
 }
 

@@ -43,7 +43,9 @@ impl Command {
     pub(crate) fn is_daemon(&self) -> bool {
         matches!(
             self,
-            Command::Up(_) | Command::Coordinator(_) | Command::Agent(_)
+            Command::Up(_)
+                | Command::Coordinator(_)
+                | Command::Agent(AgentArgs { command: None, .. })
         )
     }
 }
@@ -103,17 +105,48 @@ pub(crate) struct CoordinatorArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct AgentArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<AgentCommand>,
+    #[command(flatten)]
+    pub(crate) run: Box<AgentRunArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Show what the agent on this machine is doing and why (running, paused and why, or not
+    /// running).
+    Status(AgentStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentStatusArgs {
+    /// The agent's data dir [default: the XDG data dir]
+    #[arg(long, env = "CROWDCLOUD_AGENT_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentRunArgs {
     /// The coordinator to join, e.g. http://192.168.1.10:7878.
-    #[arg(long, env = "CROWDCLOUD_COORDINATOR")]
-    pub(crate) coordinator: String,
+    #[arg(long, env = "CROWDCLOUD_COORDINATOR", required = true)]
+    pub(crate) coordinator: Option<String>,
     /// The pool's join token (ccj_…), printed by `crowdcloud up`.
-    #[arg(long, env = "CROWDCLOUD_JOIN_TOKEN", hide_env_values = true)]
-    pub(crate) join_token: String,
+    #[arg(
+        long,
+        env = "CROWDCLOUD_JOIN_TOKEN",
+        hide_env_values = true,
+        required = true
+    )]
+    pub(crate) join_token: Option<String>,
     /// Where the node keeps its identity and cache [default: the XDG data dir]
     #[arg(long, env = "CROWDCLOUD_AGENT_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Attempts to run at once [default: the number of cores]
+    /// Attempts to run at once (the policy's `slots`) [default: one per lent core]
     #[arg(long)]
     pub(crate) slots: Option<u32>,
     /// A name for people [default: the host name]
@@ -125,6 +158,43 @@ pub(crate) struct AgentArgs {
     /// Seconds running attempts may take to finish on shutdown before they are given back.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_secs: u64,
+    /// The owner's policy (TOML), reloaded when it changes or on SIGHUP; the flags below win
+    /// over it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Cores lent: a count, a share such as 50%, or off [policy: cores]
+    #[arg(long, value_name = "N|N%")]
+    pub(crate) max_cores: Option<String>,
+    /// Memory lent to tasks, e.g. 4GiB or 25% [policy: memory]
+    #[arg(long, value_name = "SIZE|N%")]
+    pub(crate) max_memory: Option<String>,
+    /// Disk kept for task data, e.g. 10GiB [policy: disk]
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_disk: Option<String>,
+    /// Run only after no keyboard or mouse input for this long, e.g. 5m, or off [policy: idle_for]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) only_when_idle: Option<String>,
+    /// Run only on AC power [policy: ac_only]
+    #[arg(long)]
+    pub(crate) only_on_ac: bool,
+    /// Pause while the owner's own programs use more CPU than this, e.g. 30%, or off
+    /// [policy: owner_cpu_max]
+    #[arg(long, value_name = "N%")]
+    pub(crate) pause_above_cpu: Option<String>,
+    /// Local hours work may run in, e.g. 22:00-07:00 (repeatable) [policy: hours]
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub(crate) hours: Vec<String>,
+    /// A pool name or coordinator URL this agent may join (repeatable) [policy: pools]
+    #[arg(long = "pool", value_name = "NAME|URL")]
+    pub(crate) pools: Vec<String>,
+    /// Give running attempts back when a pause lasts longer than this, e.g. 15m
+    /// [policy: release_after]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) release_after: Option<String>,
+    /// This machine is the pool's: run whatever the owner is doing (no idle, power, owner CPU
+    /// or hours conditions, no core or memory caps).
+    #[arg(long)]
+    pub(crate) dedicated: bool,
 }
 
 #[derive(Debug, Args)]

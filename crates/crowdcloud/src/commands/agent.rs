@@ -1,30 +1,41 @@
-//! `agent`: lend this machine to a pool until stopped.
+//! `agent`: lend this machine to a pool until stopped, within the owner's policy; and
+//! `agent status`: what the agent on this machine is doing and why.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
-use crate::cli::AgentArgs;
+use agent::{OwnerPolicy, PolicyOverrides};
+
+use crate::cli::{AgentArgs, AgentCommand, AgentRunArgs, AgentStatusArgs};
 use crate::commands::shutdown_signal;
 use crate::local;
+use crate::output::print_json;
 
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(AgentCommand::Status(status_args)) => status(status_args),
+        None => serve(*args.run).await,
+    }
+}
+
+async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
+    let (Some(coordinator), Some(join_token)) = (&args.coordinator, &args.join_token) else {
+        bail!("give --coordinator URL and --join-token ccj_… (printed by `crowdcloud up`)");
+    };
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| local::default_data_dir().join("agent"));
-    let mut config = agent::AgentConfig::new(&args.coordinator, &args.join_token, data_dir);
-    if let Some(slots) = args.slots {
-        if slots == 0 || slots > wire::limits::SLOTS_PER_NODE_MAX {
-            bail!(
-                "--slots {slots}: give 1 to {}",
-                wire::limits::SLOTS_PER_NODE_MAX
-            );
-        }
-        config.slots = slots;
-    }
+    let mut config = agent::AgentConfig::new(coordinator, join_token, data_dir);
+    let overrides = overrides(&args)?;
+    config.policy = OwnerPolicy::load(args.policy.as_deref(), &overrides)?;
+    config.policy_file = args.policy.clone();
+    config.policy_overrides = overrides;
+    // The policy decides the slots; this is only the ceiling no reload can pass.
+    config.slots = wire::limits::SLOTS_PER_NODE_MAX;
     if let Some(name) = args.name {
         config.name = name;
     }
@@ -38,6 +49,108 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         "agent stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy fields the flags set, written as they would be in the policy file.
+fn overrides(args: &AgentRunArgs) -> anyhow::Result<PolicyOverrides> {
+    let mut overrides = PolicyOverrides::default();
+    if args.dedicated {
+        overrides.dedicated();
+    }
+    if let Some(slots) = args.slots {
+        if slots == 0 || slots > wire::limits::SLOTS_PER_NODE_MAX {
+            bail!(
+                "--slots {slots}: give 1 to {}",
+                wire::limits::SLOTS_PER_NODE_MAX
+            );
+        }
+        overrides.set("slots", i64::from(slots));
+    }
+    let text_fields = [
+        ("cores", &args.max_cores),
+        ("memory", &args.max_memory),
+        ("disk", &args.max_disk),
+        ("idle_for", &args.only_when_idle),
+        ("owner_cpu_max", &args.pause_above_cpu),
+        ("release_after", &args.release_after),
+    ];
+    for (field, value) in text_fields {
+        if let Some(text) = value {
+            overrides.set(field, flag_value(text));
+        }
+    }
+    if args.only_on_ac {
+        overrides.set("ac_only", true);
+    }
+    let list = |items: &[String]| {
+        toml::Value::Array(items.iter().map(|item| item.clone().into()).collect())
+    };
+    if !args.hours.is_empty() {
+        overrides.set("hours", list(&args.hours));
+    }
+    if !args.pools.is_empty() {
+        overrides.set("pools", list(&args.pools));
+    }
+    Ok(overrides)
+}
+
+/// A flag's text as the policy file would hold it: a bare number is a number.
+fn flag_value(text: &str) -> toml::Value {
+    match text.trim().parse::<i64>() {
+        Ok(number) => toml::Value::Integer(number),
+        Err(_) => toml::Value::String(text.to_owned()),
+    }
+}
+
+fn status(args: AgentStatusArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| local::default_data_dir().join("agent"));
+    let status = agent::owner::status::read_status(&data_dir)
+        .with_context(|| format!("reading the agent's status in {}", data_dir.display()))?;
+    let now_ms = agent::owner::status::now_ms();
+    let live = status.as_ref().is_some_and(|status| status.is_live(now_ms));
+    let headline = status.as_ref().map_or_else(
+        || "not running".to_owned(),
+        |status| status.headline(now_ms),
+    );
+    if args.json {
+        print_json(&serde_json::json!({
+            "running": live,
+            "headline": headline,
+            "status": status,
+        }))?;
+    } else {
+        println!("{headline}");
+        if let Some(status) = status.as_ref().filter(|_| live) {
+            if !status.reason.is_empty() && !headline.contains(&status.reason) {
+                println!("  why:     {}", status.reason);
+            }
+            println!(
+                "  pool:    {} at {}",
+                status.pool_name.as_deref().unwrap_or("(joining)"),
+                status.coordinator
+            );
+            println!("  slots:   {}", status.slots);
+            println!("  policy:  {}", status.policy);
+            for attempt in &status.running {
+                println!(
+                    "  {} job {} task {}{}: fuel used {}",
+                    attempt.attempt_id,
+                    attempt.job_id,
+                    attempt.task_index,
+                    if attempt.paused { " (paused)" } else { "" },
+                    attempt.fuel_used
+                );
+            }
+        }
+    }
+    // Scripts can tell a running agent by the exit code.
+    Ok(if live {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

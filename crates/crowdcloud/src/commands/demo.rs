@@ -115,6 +115,8 @@ fn spawn_agent(
             &slots.to_string(),
             "--name",
             &format!("demo-agent-{index}"),
+            // The demo borrows this machine on purpose, whoever is at it.
+            "--dedicated",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

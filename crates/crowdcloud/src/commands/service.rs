@@ -136,6 +136,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .map(|n| n.get() as u32)
         .unwrap_or(1);
     let slots = args.slots.unwrap_or(default_slots);
+    // The machine that serves the pool is given over to it: no owner conditions.
+    let mut overrides = agent::PolicyOverrides::default();
+    overrides.dedicated();
+    overrides.set("slots", i64::from(slots.max(1)));
+    let policy = agent::OwnerPolicy::load(None, &overrides)?;
     let (stop_agent, agent_stopped) = oneshot::channel::<()>();
     let local_agent = (slots > 0).then(|| {
         let mut config = agent::AgentConfig::new(
@@ -144,6 +149,8 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             options.data_dir.join("local-agent"),
         );
         config.slots = slots;
+        config.policy = policy;
+        config.policy_overrides = overrides;
         tokio::spawn(agent::run(config, async move {
             let _ = agent_stopped.await;
         }))

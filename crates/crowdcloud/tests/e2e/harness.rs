@@ -139,6 +139,8 @@ impl Pool {
                 name,
                 "--drain-secs",
                 "5",
+                // Test machines have no owner at the keyboard to wait for.
+                "--dedicated",
             ])
             .args(labels.iter().flat_map(|label| ["--label", label]))
             .env("CROWDCLOUD_LOG", "info")

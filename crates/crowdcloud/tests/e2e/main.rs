@@ -7,3 +7,4 @@ mod cli;
 mod harness;
 mod hostile;
 mod jobs;
+mod owner;
