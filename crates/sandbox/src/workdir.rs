@@ -45,7 +45,17 @@ impl AttemptDir {
     /// Places input files by hard link where the filesystem allows it (no copy of large
     /// inputs), by copy otherwise. The guest sees `/input` read-only, so it cannot change the
     /// linked file.
+    ///
+    /// `name` must be a plain file name. It comes from the coordinator, and joining a name
+    /// such as `../../x` or `/home/owner/x` would link the file anywhere the agent can write,
+    /// outside the attempt directory and beyond its removal.
     pub(crate) fn place_input(&self, name: &str, source: &Path) -> io::Result<()> {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a plain file name; name inputs without '/', '\\', NUL, '.' or '..'",
+            ));
+        }
         let target = self.input().join(name);
         match fs::hard_link(source, &target) {
             Ok(()) => Ok(()),
@@ -229,6 +239,31 @@ mod tests {
         drop(dir);
         assert!(!root.exists());
         assert_eq!(fs::read(&precious).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn inputs_are_placed_only_under_plain_names() {
+        let base = tempfile::tempdir().unwrap();
+        let source = base.path().join("source");
+        fs::write(&source, b"data").unwrap();
+        let dir = AttemptDir::create(&base.path().join("attempt")).unwrap();
+        let outside = base.path().join("escaped");
+        let absolute = outside.to_str().unwrap();
+        for name in [
+            "../escaped",
+            "../../attempt/escaped",
+            absolute,
+            "sub/x",
+            "..",
+            ".",
+            "",
+        ] {
+            let error = dir.place_input(name, &source).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+        assert!(!outside.exists());
+        dir.place_input("data.txt", &source).unwrap();
+        assert_eq!(fs::read(dir.input().join("data.txt")).unwrap(), b"data");
     }
 
     #[test]
