@@ -72,7 +72,8 @@ pub enum Outcome {
     OutOfFuel,
     DeadlineExceeded,
     MemoryLimit,
-    /// What overflowed: `stdout`, `stderr`, `/output`, `/output file count`.
+    /// What overflowed: `stdout`, `stderr`, `/output`, `/output file count`, `/output depth`
+    /// (each `/output` limit counts `/scratch` too).
     OutputTooLarge(String),
     InvalidOutput(String),
     ModuleRejected(String),
@@ -171,6 +172,7 @@ impl AttemptState {
             Ok(_) => Ok(()),
             Err(Exceeded::Bytes) => Err(Stop::OutputTooLarge("/output")),
             Err(Exceeded::Entries) => Err(Stop::OutputTooLarge("/output file count")),
+            Err(Exceeded::Depth) => Err(Stop::OutputTooLarge("/output depth")),
         }
     }
 }

@@ -88,20 +88,32 @@ pub(crate) struct DiskUsage {
 pub(crate) enum Exceeded {
     Bytes,
     Entries,
+    /// Directories nested deeper than [`DEPTH_MAX`], or a directory the host cannot list.
+    Depth,
 }
 
 /// Walks `roots` (not following symlinks), stopping as soon as a limit is passed, so a flood of
 /// files cannot make the walk itself expensive.
+///
+/// A directory that cannot be listed fails the measurement instead of being skipped: the walk
+/// lists by path, and a guest can nest long names until the path is longer than the host
+/// accepts (`PATH_MAX`), which would otherwise hide everything below from the count. Only a
+/// directory that vanished since its parent was listed (the guest removed it) is skipped.
 pub(crate) fn measure(
     roots: &[PathBuf],
     bytes_max: u64,
     entries_max: u64,
 ) -> Result<DiskUsage, Exceeded> {
     let mut usage = DiskUsage::default();
-    let mut pending: Vec<PathBuf> = roots.to_vec();
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
+    let mut pending: Vec<(PathBuf, usize)> = roots.iter().map(|root| (root.clone(), 0)).collect();
+    while let Some((dir, depth)) = pending.pop() {
+        if depth > DEPTH_MAX {
+            return Err(Exceeded::Depth);
+        }
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => return Err(Exceeded::Depth),
         };
         for entry in entries.flatten() {
             usage.entries += 1;
@@ -112,7 +124,7 @@ pub(crate) fn measure(
                 continue;
             };
             if metadata.is_dir() {
-                pending.push(entry.path());
+                pending.push((entry.path(), depth + 1));
             } else {
                 usage.bytes = usage.bytes.saturating_add(metadata.len());
                 if usage.bytes > bytes_max {
@@ -282,6 +294,51 @@ mod tests {
         );
         assert_eq!(measure(&roots, 120, 10), Err(Exceeded::Bytes));
         assert_eq!(measure(&roots, 1000, 2), Err(Exceeded::Entries));
+    }
+
+    #[test]
+    fn measure_refuses_trees_too_deep_to_count() {
+        let base = tempfile::tempdir().unwrap();
+        let mut deep = base.path().to_owned();
+        for _ in 0..=DEPTH_MAX {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        let roots = [base.path().to_owned()];
+        assert_eq!(measure(&roots, 1000, 1000), Err(Exceeded::Depth));
+
+        // Names of 250 bytes pass PATH_MAX (4096) in 17 levels, well within the depth limit,
+        // so the bytes at the bottom cannot be reached by path: the measurement must fail
+        // rather than count nothing.
+        let long = base.path().join("long");
+        fs::create_dir(&long).unwrap();
+        let bottom = nest_by_renaming(&long, &"n".repeat(250), 17);
+        assert!(bottom.as_os_str().len() > 4096);
+        assert!(
+            fs::metadata(&bottom).is_err(),
+            "the host cannot reach it by path"
+        );
+        assert_eq!(measure(&[long], 1000, 1000), Err(Exceeded::Depth));
+    }
+
+    /// Makes `parent/chain/name/name/.../payload` with `levels` directories called `name` and
+    /// returns the deepest one. Each level is made at the top and renamed into the next, so no
+    /// path used is long: this is how a guest, working from descriptors, outgrows host paths.
+    fn nest_by_renaming(parent: &Path, name: &str, levels: usize) -> PathBuf {
+        let chain = parent.join("chain");
+        fs::create_dir(&chain).unwrap();
+        fs::write(chain.join("payload"), [0u8; 100]).unwrap();
+        for _ in 0..levels {
+            let next = parent.join("next");
+            fs::create_dir(&next).unwrap();
+            fs::rename(&chain, next.join(name)).unwrap();
+            fs::rename(&next, &chain).unwrap();
+        }
+        let mut bottom = chain;
+        for _ in 0..levels {
+            bottom.push(name);
+        }
+        bottom
     }
 
     #[test]
