@@ -66,12 +66,55 @@ impl AttemptDir {
 
 impl Drop for AttemptDir {
     fn drop(&mut self) {
-        // remove_dir_all does not follow symlinks, so a link the guest planted cannot make it
-        // delete anything outside the attempt's root.
-        if let Err(error) = fs::remove_dir_all(&self.root)
+        if let Err(error) = remove_tree(&self.root)
             && error.kind() != io::ErrorKind::NotFound
         {
             tracing::error!(path = %self.root.display(), %error, "could not remove an attempt directory");
+        }
+    }
+}
+
+/// Removes `root` and everything under it, however deep, without following symlinks.
+///
+/// `std::fs::remove_dir_all` keeps a descriptor open for every level it descends, so a guest
+/// that nests directories deeper than the agent's descriptor limit (often 1024) would leave
+/// its tree behind for good. Instead, each pass empties the directories directly under `root`
+/// by deleting their files and moving their subdirectories up into `root`, so every path used
+/// is at most two names below `root` and every directory moves up at most once. A symlink is
+/// removed as a file, never followed.
+fn remove_tree(root: &Path) -> io::Result<()> {
+    let mut hoisted = 0u64;
+    loop {
+        let mut moved_up = false;
+        for entry in fs::read_dir(root)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                fs::remove_file(entry.path())?;
+                continue;
+            }
+            let dir = entry.path();
+            for child in fs::read_dir(&dir)? {
+                let child = child?;
+                if !child.file_type()?.is_dir() {
+                    fs::remove_file(child.path())?;
+                    continue;
+                }
+                // A name not taken in `root`: renaming onto an existing empty directory would
+                // silently replace it.
+                let target = loop {
+                    hoisted += 1;
+                    let target = root.join(format!(".hoisted-{hoisted}"));
+                    if fs::symlink_metadata(&target).is_err() {
+                        break target;
+                    }
+                };
+                fs::rename(child.path(), target)?;
+                moved_up = true;
+            }
+            fs::remove_dir(&dir)?;
+        }
+        if !moved_up {
+            return fs::remove_dir(root);
         }
     }
 }
@@ -319,6 +362,30 @@ mod tests {
             "the host cannot reach it by path"
         );
         assert_eq!(measure(&[long], 1000, 1000), Err(Exceeded::Depth));
+    }
+
+    #[test]
+    fn trees_deeper_than_the_descriptor_limit_are_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("attempt");
+        fs::create_dir(&root).unwrap();
+        // Deeper than the usual soft limit of 1024 descriptors, with a side branch, a file at
+        // every kind of level and a symlink that must not be followed.
+        let bottom = nest_by_renaming(&root, "d", 2100);
+        assert!(
+            fs::metadata(&bottom).is_err(),
+            "deeper than a host path reaches"
+        );
+        fs::create_dir_all(root.join("chain/d/side/branch")).unwrap();
+        fs::write(root.join("chain/d/side/file"), b"x").unwrap();
+        fs::write(root.join("top"), b"x").unwrap();
+        let precious = base.path().join("precious");
+        fs::create_dir(&precious).unwrap();
+        fs::write(precious.join("keep"), b"keep me").unwrap();
+        std::os::unix::fs::symlink(&precious, root.join("chain/d/link")).unwrap();
+        remove_tree(&root).unwrap();
+        assert!(!root.exists());
+        assert_eq!(fs::read(precious.join("keep")).unwrap(), b"keep me");
     }
 
     /// Makes `parent/chain/name/name/.../payload` with `levels` directories called `name` and
