@@ -168,13 +168,25 @@ impl AttemptState {
             return Ok(());
         }
         self.disk.ticks_until_check = DISK_CHECK_EVERY_TICKS;
-        match workdir::measure(&self.disk.roots, self.disk.bytes_max, self.disk.entries_max) {
-            Ok(_) => Ok(()),
-            Err(Exceeded::Bytes) => Err(Stop::OutputTooLarge("/output")),
-            Err(Exceeded::Entries) => Err(Stop::OutputTooLarge("/output file count")),
-            Err(Exceeded::Depth) => Err(Stop::OutputTooLarge("/output depth")),
-        }
+        workdir::measure(&self.disk.roots, self.disk.bytes_max, self.disk.entries_max)
+            .map(|_| ())
+            .map_err(|exceeded| Stop::OutputTooLarge(overflowed(&exceeded)))
     }
+}
+
+/// The name an [`Outcome::OutputTooLarge`] gives a disk limit.
+fn overflowed(exceeded: &Exceeded) -> &'static str {
+    match exceeded {
+        Exceeded::Bytes => "/output",
+        Exceeded::Entries => "/output file count",
+        Exceeded::Depth => "/output depth",
+    }
+}
+
+/// Entries (files and directories) `/output` and `/scratch` may hold together: directories
+/// count too, so a flood of empty directories is caught.
+fn disk_entries_max(limits: &AttemptLimits) -> u64 {
+    u64::from(limits.output_files_max) * 2 + 16
 }
 
 fn on_epoch(mut context: StoreContextMut<'_, AttemptState>) -> wasmtime::Result<UpdateDeadline> {
@@ -219,6 +231,19 @@ pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attem
     drop(store);
 
     let mut outcome = classify(result, limit_hit, &stdout, &stderr);
+    // Disk use is checked only every few ticks while the guest runs, so a guest that writes
+    // fast and ends at once is never checked, and collecting /output below sees neither
+    // /scratch nor empty directories: measure both once more, now that nothing writes.
+    if matches!(
+        outcome,
+        Outcome::Succeeded | Outcome::ExitCode(_) | Outcome::Trap(_)
+    ) && let Err(exceeded) = workdir::measure(
+        &[dir.output(), dir.scratch()],
+        attempt.limits.output_bytes_max,
+        disk_entries_max(&attempt.limits),
+    ) {
+        outcome = Outcome::OutputTooLarge(overflowed(&exceeded).to_owned());
+    }
     let mut outputs = Outputs::none(None);
     match workdir::collect(
         &dir.output(),
@@ -327,8 +352,7 @@ fn attempt_state(
         disk: DiskWatch {
             roots: vec![dir.output(), dir.scratch()],
             bytes_max: attempt.limits.output_bytes_max,
-            // Directories count as entries too, so an empty-directory flood is caught.
-            entries_max: u64::from(attempt.limits.output_files_max) * 2 + 16,
+            entries_max: disk_entries_max(&attempt.limits),
             ticks_until_check: DISK_CHECK_EVERY_TICKS,
         },
     })
