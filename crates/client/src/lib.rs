@@ -3,6 +3,13 @@
 //! Typed calls in, typed results out: every non-2xx answer becomes [`ClientError::Api`] with the
 //! coordinator's [`ApiError`], so callers can show its sentence or act on its code. Blob
 //! transfers stream from and to files and are checked against their hash.
+//!
+//! Over `https://`, a client made with [`Client::pinned`] trusts exactly one certificate, named
+//! by its SHA-256 fingerprint; a different one fails with [`ClientError::WrongCertificate`],
+//! which says what to do.
+
+mod pinned;
+mod trust;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,12 +21,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
+pub use wire::Fingerprint;
 use wire::{
     ApiError, BlobHash, ErrorCode, HealthResponse, HeartbeatRequest, HeartbeatResponse, JobId,
     JobList, JobRuntime, JobStatus, JobSubmission, JobSubmitted, LeaseRequest, LeaseResponse,
     NodeList, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest,
     ReportResponse, TaskPage, TaskStatus, WhyResponse,
 };
+
+use crate::pinned::Pin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -41,6 +51,16 @@ pub enum ClientError {
     Corrupt(BlobHash),
     #[error("the coordinator URL {0:?} is not valid; give it as http://HOST:PORT")]
     BadUrl(String),
+    #[error(
+        "the coordinator at {url} presented certificate {presented}, not the pinned {pinned}: \
+         someone on the network may be impersonating it, or its owner made a new certificate; \
+         if the owner confirms the new fingerprint, run `crowdcloud join` again (or pass --fingerprint)"
+    )]
+    WrongCertificate {
+        url: String,
+        pinned: Fingerprint,
+        presented: Fingerprint,
+    },
 }
 
 impl ClientError {
@@ -74,6 +94,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    pin: Option<Pin>,
 }
 
 impl Client {
@@ -86,13 +107,107 @@ impl Client {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(base_url.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let http = Self::builder()
+            .build()
+            .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
+        Ok(Client {
+            http,
+            base,
+            token,
+            pin: None,
+        })
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
+    }
+
+    /// A client of the coordinator at `base_url` (`https://host:port`) that trusts exactly the
+    /// certificate with `fingerprint`, whatever its names or issuer.
+    pub fn pinned(
+        base_url: &str,
+        token: Option<String>,
+        fingerprint: Fingerprint,
+    ) -> Result<Client> {
+        Self::with_pin(base_url, token, Some(fingerprint))
+    }
+
+    fn with_pin(
+        base_url: &str,
+        token: Option<String>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<Client> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") {
+            return Err(ClientError::BadUrl(format!(
+                "{base_url} (a pinned certificate needs an https:// URL)"
+            )));
+        }
+        let pin = Pin {
+            pinned: fingerprint,
+            presented: Default::default(),
+        };
+        let config = pinned::client_config(pin.clone())
+            .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
+        let http = Self::builder()
+            .tls_backend_preconfigured(config)
             .build()
             .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base,
+            token: None,
+            pin: Some(pin),
+        }
+        .with_optional_token(token))
+    }
+
+    fn with_optional_token(self, token: Option<String>) -> Client {
+        Client { token, ..self }
+    }
+
+    /// Asks the coordinator at `base_url` (`https://…`) for its health, accepting whatever
+    /// certificate it presents, and returns that certificate's fingerprint. Sends no token.
+    /// Trusting the answer is the caller's decision: `crowdcloud join` binds the fingerprint
+    /// into its code exchange, which fails if anyone stood in between.
+    pub async fn learn_fingerprint(base_url: &str) -> Result<(HealthResponse, Fingerprint)> {
+        let client = Self::with_pin(base_url, None, None)?;
+        let health = client.health().await?;
+        let presented = client
+            .pin
+            .as_ref()
+            .and_then(Pin::presented)
+            .ok_or_else(|| ClientError::Unreachable {
+                url: client.base.clone(),
+                message: "no certificate was presented".to_owned(),
+            })?;
+        Ok((health, presented))
+    }
+
+    /// The certificate this client pins, if any.
+    pub fn pinned_fingerprint(&self) -> Option<Fingerprint> {
+        self.pin.as_ref().and_then(|pin| pin.pinned)
+    }
+
+    /// A request that failed before an answer: a refused certificate, or the network.
+    fn connection_error(&self, error: &reqwest::Error) -> ClientError {
+        if let Some(pin) = &self.pin
+            && let (Some(pinned), Some(presented)) = (pin.pinned, pin.presented())
+            && pinned != presented
+        {
+            return ClientError::WrongCertificate {
+                url: self.base.clone(),
+                pinned,
+                presented,
+            };
+        }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            message: error_chain(error),
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -122,10 +237,7 @@ impl Client {
         let response = builder
             .send()
             .await
-            .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
-                message: error_chain(&error),
-            })?;
+            .map_err(|error| self.connection_error(&error))?;
         if response.status().is_success() {
             return Ok(response);
         }

@@ -22,8 +22,10 @@
 
 mod env;
 mod http;
+mod join;
 mod pool;
 mod service;
+mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -31,6 +33,11 @@ use std::sync::Arc;
 
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
 pub use store::Durability;
+pub use tls::TlsIdentity;
+
+/// The name of the owner's API token among the bootstrap tokens: it may also manage tokens and
+/// make join codes.
+pub const OWNER_TOKEN_NAME: &str = "owner";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -40,6 +47,8 @@ pub enum CoordinatorError {
     Blobs(#[from] blobstore::BlobError),
     #[error("cannot serve HTTP: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(
         "a bootstrap token is malformed: {0}; tokens start with ccr_ (requester) or ccj_ (join)"
     )]
@@ -106,6 +115,16 @@ impl Coordinator {
         entropy: Arc<dyn Entropy>,
     ) -> Result<Self, CoordinatorError> {
         let shared = service::Shared::open(config, clock, entropy).await?;
+        for bootstrap in &shared.config.bootstrap {
+            if bootstrap.name == OWNER_TOKEN_NAME
+                && wire::auth::TokenKind::of(&bootstrap.token)
+                    == Some(wire::auth::TokenKind::Requester)
+            {
+                shared
+                    .join
+                    .add_owner_token(wire::auth::token_hash(&bootstrap.token));
+            }
+        }
         Ok(Self { shared })
     }
 
@@ -116,7 +135,19 @@ impl Coordinator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
-        service::serve(self.shared, listener, shutdown).await
+        service::serve(self.shared, listener, None, shutdown).await
+    }
+
+    /// Like [`Coordinator::serve`], over TLS with `tls`; the only way to serve a listener that
+    /// is not loopback. Join codes can be exchanged only over TLS, bound to this certificate.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: TlsIdentity,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CoordinatorError> {
+        self.shared.join.set_fingerprint(tls.fingerprint());
+        service::serve(self.shared, listener, Some(tls), shutdown).await
     }
 
     pub fn pool_name(&self) -> &str {

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
     storage_failed: Notify,
+    /// Join codes, code exchanges in flight, the served certificate and the owner's tokens.
+    pub(crate) join: crate::join::JoinDesk,
 }
 
 impl Shared {
@@ -68,6 +70,7 @@ impl Shared {
             valid_modules: Mutex::new(HashSet::new()),
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
+            join: crate::join::JoinDesk::default(),
         }))
     }
 
@@ -171,6 +174,7 @@ fn bootstrap(
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
     let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
@@ -186,9 +190,14 @@ pub(crate) async fn serve(
         }
     };
     let app = crate::http::router(Arc::clone(&shared));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stopper)
-        .await;
+    let served = match &tls {
+        Some(identity) => crate::tls::serve(listener, identity, app, stopper).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopper)
+                .await
+        }
+    };
     reaper.abort();
     shared.store.close().await;
     served.map_err(CoordinatorError::Serve)

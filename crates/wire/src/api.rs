@@ -71,6 +71,10 @@ pub struct HealthResponse {
     pub service: String,
     pub version: String,
     pub pool_name: String,
+    /// The coordinator's clock, in milliseconds since the Unix epoch; `crowdcloud doctor`
+    /// compares it with the local one (registration refuses nodes whose clock is far off).
+    #[serde(default)]
+    pub time_ms: u64,
 }
 
 pub const SERVICE_NAME: &str = "crowdcloud";

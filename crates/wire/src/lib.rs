@@ -13,14 +13,18 @@
 
 pub mod api;
 pub mod auth;
+pub mod fingerprint;
 pub mod ids;
 pub mod job;
 pub mod limits;
 pub mod node;
+pub mod pairing;
 pub mod status;
+pub mod tokens;
 pub mod validate;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
+pub use fingerprint::Fingerprint;
 pub use ids::{AttemptId, BlobHash, JobId, NodeId, RequesterId};
 pub use job::{
     BlobRef, Deterministic, InputFile, JobSubmission, JobSubmitted, Limits, Mount, MountFile,

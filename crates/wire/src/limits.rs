@@ -77,3 +77,8 @@ pub mod default {
     pub const STDERR_BYTES_MAX: u64 = MIB;
     pub const MAX_ATTEMPTS: u32 = 3;
 }
+
+/// Length of a device or token name, in bytes.
+pub const DEVICE_NAME_BYTES_MAX: usize = 128;
+/// Tokens one pool keeps (live and revoked together); the owner revokes, nothing deletes.
+pub const TOKENS_MAX: usize = 10_000;

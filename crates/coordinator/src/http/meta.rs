@@ -23,6 +23,8 @@ use super::AppState;
         super::nodes::register, super::nodes::lease, super::nodes::heartbeat,
         super::nodes::report, super::nodes::release, super::nodes::job_runtime, super::nodes::list,
         super::blobs::put, super::blobs::head, super::blobs::get,
+        super::trust::list, super::trust::create, super::trust::revoke,
+        super::trust::new_code, super::trust::start, super::trust::finish,
     ),
     modifiers(&Security),
 )]
@@ -59,6 +61,7 @@ pub(crate) async fn health(State(shared): State<AppState>) -> Json<HealthRespons
         service: wire::api::SERVICE_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pool_name: shared.config.pool_name.clone(),
+        time_ms: shared.now_ms(),
     })
 }
 

@@ -8,6 +8,7 @@ mod blobs;
 mod jobs;
 mod meta;
 mod nodes;
+mod trust;
 
 use std::sync::Arc;
 
@@ -58,6 +59,11 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/jobs/{job}/runtime", get(nodes::job_runtime))
+        .route("/v1/tokens", get(trust::list).post(trust::create))
+        .route("/v1/tokens/{token}/revoke", post(trust::revoke))
+        .route("/v1/join/codes", post(trust::new_code))
+        .route("/v1/join/start", post(trust::start))
+        .route("/v1/join/finish", post(trust::finish))
         .route("/v1/health", get(meta::health))
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))

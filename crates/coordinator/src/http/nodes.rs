@@ -64,7 +64,26 @@ pub(crate) async fn register(
         agent_version: request.agent_version,
     };
     let name = new.name.clone();
-    let (_, commit) = shared.mutate(|state, now_ms, _, out| state.register(new, now_ms, out));
+    // Checked and registered under one lock, so two clones racing cannot both get in.
+    let (clash, commit) = shared.mutate(|state, now_ms, _, out| {
+        let clash = state.node_online_elsewhere(node_id, now_ms);
+        if clash.is_none() {
+            state.register(new, now_ms, out);
+        }
+        clash
+    });
+    if let Some(silent_ms) = clash {
+        tracing::warn!(node = %node_id, %name, "refused a second process with an identity that is online");
+        return Err(Failure::new(
+            ErrorCode::Conflict,
+            format!(
+                "node id {node_id} is already online from another process (it was heard from {silent_ms} ms ago); \
+                 if this data dir was copied from another machine, delete identity.key here to give this machine its own identity; \
+                 if the agent just restarted, it is let in once the old process has been silent for {} heartbeats",
+                crate::pool::CLONE_SILENCE_HEARTBEATS
+            ),
+        ));
+    }
     shared.committed(commit).await?;
     tracing::info!(node = %node_id, %name, "node registered");
     let (lease_ms, heartbeat_ms, pool_name) =

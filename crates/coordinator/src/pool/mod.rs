@@ -17,6 +17,7 @@
 mod jobs;
 mod leases;
 mod nodes;
+mod trust;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use wire::{
 
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::NewNode;
+pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 
 /// What went wrong with a request against the pool; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

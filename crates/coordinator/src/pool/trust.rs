@@ -1,0 +1,89 @@
+//! Credentials in the pool: the tokens the owner creates and revokes, and the rule that one node
+//! identity is online from one process at a time.
+
+use store::{RequesterRow, TokenRole, TokenRow, Write};
+use wire::{NodeActivity, NodeId, RequesterId};
+
+use super::{Outbox, PoolState};
+
+/// Heartbeat intervals of silence after which a node's process counts as gone, so that the same
+/// identity may register from another process (an agent restarted after a crash).
+pub(crate) const CLONE_SILENCE_HEARTBEATS: u64 = 2;
+
+impl PoolState {
+    /// Tokens that work now: API tokens and join tokens.
+    pub(crate) fn live_token_count(&self) -> usize {
+        self.requester_tokens.len() + self.join_tokens.len()
+    }
+
+    /// A new requester with one API token.
+    pub(crate) fn create_requester_token(
+        &mut self,
+        token_hash: String,
+        name: &str,
+        requester: RequesterId,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        out.push(Write::InsertRequester(RequesterRow {
+            id: requester,
+            name: name.to_owned(),
+            created_at_ms: now_ms,
+        }));
+        out.push(Write::InsertToken(TokenRow {
+            hash: token_hash.clone(),
+            role: TokenRole::Requester(requester),
+            name: name.to_owned(),
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        }));
+        self.requester_tokens.insert(token_hash, requester);
+    }
+
+    /// A new join token.
+    pub(crate) fn create_join_token(
+        &mut self,
+        token_hash: String,
+        name: &str,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        out.push(Write::InsertToken(TokenRow {
+            hash: token_hash.clone(),
+            role: TokenRole::Join,
+            name: name.to_owned(),
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        }));
+        self.join_tokens.insert(token_hash);
+    }
+
+    /// Revokes a token: from this moment no request carrying it is accepted. Whether it was live.
+    pub(crate) fn revoke_token(&mut self, token_hash: &str, now_ms: u64, out: &mut Outbox) -> bool {
+        let was_live = self.requester_tokens.remove(token_hash).is_some()
+            | self.join_tokens.remove(token_hash);
+        if was_live {
+            out.push(Write::RevokeToken {
+                hash: token_hash.to_owned(),
+                at_ms: now_ms,
+            });
+        }
+        was_live
+    }
+
+    /// When `node_id` is online from a process that heartbeats (seen within
+    /// [`CLONE_SILENCE_HEARTBEATS`] heartbeat intervals), how long ago it was seen: a second
+    /// registration of the same identity now comes from another process, most likely a copied
+    /// data dir.
+    pub(crate) fn node_online_elsewhere(&self, node_id: NodeId, now_ms: u64) -> Option<u64> {
+        let node = self.nodes.get(&node_id)?;
+        // A node that said it is shutting down is leaving: its successor may come in at once.
+        if node.activity == NodeActivity::Draining {
+            return None;
+        }
+        let silent_ms = now_ms.saturating_sub(node.last_seen_ms);
+        // A lease term is three heartbeat intervals past the node's last request.
+        let heartbeat_ms = node.lease_until_ms.saturating_sub(node.last_seen_ms) / 3;
+        (silent_ms < CLONE_SILENCE_HEARTBEATS * heartbeat_ms.max(1)).then_some(silent_ms)
+    }
+}
