@@ -54,6 +54,19 @@ impl Identity {
         }
     }
 
+    /// The node id of the key in `data_dir`, without making one.
+    pub(crate) fn load_existing(data_dir: &Path) -> Option<NodeId> {
+        let text = fs::read_to_string(data_dir.join(KEY_FILE)).ok()?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed).ok()?;
+        Some(
+            Self {
+                key: SigningKey::from_bytes(&seed),
+            }
+            .node_id(),
+        )
+    }
+
     pub(crate) fn public_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
     }

@@ -83,6 +83,13 @@ pub enum AgentError {
     PoolNotAllowed { what: String, allowed: String },
     #[error("{path}: cannot read the agent's status: {message}")]
     Status { path: String, message: String },
+    /// The coordinator kept refusing this node id as online from another process.
+    #[error("{0}")]
+    IdentityClash(String),
+    #[error(
+        "another agent is running with the data dir {path}; stop it, or give this one its own --data-dir"
+    )]
+    DataDirInUse { path: String },
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +120,14 @@ pub struct AgentConfig {
     pub policy_overrides: PolicyOverrides,
     /// What the machine says about its owner; the real sensors unless a test stands in.
     pub signals: Arc<dyn Signals>,
+    /// The coordinator's certificate, pinned when its URL is `https://` (from `crowdcloud join`,
+    /// discovery or `--fingerprint`).
+    pub coordinator_fingerprint: Option<wire::Fingerprint>,
+    /// How long registration keeps trying while the coordinator says this node id is online
+    /// from another process. A restart after a crash gets in once the old process has been
+    /// silent a little while; a copied data dir never does, and the agent gives up with the
+    /// coordinator's explanation.
+    pub identity_clash_wait: Duration,
 }
 
 impl AgentConfig {
@@ -134,6 +149,8 @@ impl AgentConfig {
             policy_file: None,
             policy_overrides: PolicyOverrides::default(),
             signals: Arc::new(Sensors::system()),
+            coordinator_fingerprint: None,
+            identity_clash_wait: Duration::from_secs(30),
         }
     }
 }
@@ -202,6 +219,11 @@ struct Agent {
     machine_memory_bytes: u64,
     reported: AtomicU64,
     released: AtomicU64,
+    /// An error that ends the agent from inside a loop (this identity is online elsewhere).
+    fatal: Mutex<Option<AgentError>>,
+    fatal_raised: Notify,
+    /// Held while the agent runs: one agent per data dir (and so per identity) on a machine.
+    _data_dir_lock: std::fs::File,
 }
 
 /// Runs the agent until `shutdown` resolves, then drains and returns what it did.
@@ -232,7 +254,10 @@ pub async fn run(
     let reporter = tokio::spawn(Arc::clone(&agent).report_loop(finished_queue));
     let heartbeat = tokio::spawn(Arc::clone(&agent).heartbeat_loop());
     let leasing = tokio::spawn(Arc::clone(&agent).lease_loop());
-    shutdown.await;
+    tokio::select! {
+        () = &mut shutdown => {}
+        () = agent.fatal_raised.notified() => {}
+    }
     tracing::info!("agent stopping: finishing running attempts");
     agent.stopping.send_replace(true);
     agent.send_heartbeat().await;
@@ -243,6 +268,9 @@ pub async fn run(
     agent.finished.lock().take();
     let _ = tokio::time::timeout(Duration::from_secs(30), reporter).await;
     agent.write_status_file_as(Some(AgentState::Stopped));
+    if let Some(error) = agent.fatal.lock().take() {
+        return Err(error);
+    }
     let node_id = agent.session.read().node_id;
     Ok(AgentSummary {
         node_id,
@@ -258,6 +286,7 @@ impl Agent {
             move |source| AgentError::Io { path, source }
         };
         std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let work_dir = config.data_dir.join("work");
         // Attempt directories of a previous run that did not end cleanly.
         if work_dir.exists() {
@@ -273,8 +302,11 @@ impl Agent {
             });
         let cache = BlobCache::open(&config.data_dir.join("cache"), cache_bytes_max)?;
         let sandbox = Sandbox::new(config.sandbox.clone())?;
-        let anonymous = Client::new(&config.coordinator_url, None)
-            .map_err(|error| AgentError::Refused(error.to_string()))?;
+        let anonymous = match config.coordinator_fingerprint {
+            Some(fingerprint) => Client::pinned(&config.coordinator_url, None, fingerprint),
+            None => Client::new(&config.coordinator_url, None),
+        }
+        .map_err(|error| AgentError::Refused(error.to_string()))?;
         let machine = system::capabilities(&config.data_dir);
         let machine_memory_bytes = machine.memory_bytes;
         let capabilities = system::lent(machine, &config.policy);
@@ -307,6 +339,9 @@ impl Agent {
             machine_memory_bytes,
             reported: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            fatal: Mutex::new(None),
+            fatal_raised: Notify::new(),
+            _data_dir_lock: data_dir_lock,
             config,
         })
     }
@@ -323,9 +358,18 @@ impl Agent {
     /// Registers, retrying while the coordinator cannot be reached.
     async fn register(&self) -> Result<(), AgentError> {
         let mut delay = Duration::from_millis(100);
+        let started = std::time::Instant::now();
         loop {
             match self.try_register().await {
                 Ok(pool_name) => return self.check_pool(pool_name),
+                Err(error) if error.code() == Some(ErrorCode::Conflict) => {
+                    if started.elapsed() >= self.config.identity_clash_wait {
+                        return Err(AgentError::IdentityClash(error.to_string()));
+                    }
+                    tracing::warn!(%error, "this node id is online elsewhere; retrying, in case that is this agent's previous process");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "cannot register yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -406,9 +450,18 @@ impl Agent {
             return;
         }
         tracing::warn!("the coordinator no longer knows this node's session; registering again");
-        if let Err(error) = self.register().await {
-            tracing::error!(%error, "cannot register again");
-            return;
+        match self.register().await {
+            Ok(()) => {}
+            Err(error @ AgentError::IdentityClash(_)) => {
+                tracing::error!(%error, "this node id is online from another process; stopping");
+                *self.fatal.lock() = Some(error);
+                self.fatal_raised.notify_one();
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot register again");
+                return;
+            }
         }
         for running in self.running.lock().values_mut() {
             running.disposition = Disposition::Drop;
@@ -762,4 +815,48 @@ impl Agent {
             Err(error) => tracing::warn!(%error, "release failed; the leases will expire instead"),
         }
     }
+}
+
+/// Takes the data dir's lock file, so that a second agent on the same data dir (and identity)
+/// on this machine stops at once instead of fighting the first for the node id.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    let path = data_dir.join(DATA_DIR_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AgentError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::DataDirInUse {
+            path: data_dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(AgentError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The lock file an agent holds in its data dir while it runs.
+pub const DATA_DIR_LOCK_FILE: &str = "agent.lock";
+
+/// Whether an agent runs on this machine with `data_dir` (it holds the data dir's lock).
+pub fn agent_running_in(data_dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(data_dir.join(DATA_DIR_LOCK_FILE)) else {
+        return false;
+    };
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
+}
+
+/// The node id of the identity kept in `data_dir`, if one was made there.
+pub fn node_id_in(data_dir: &std::path::Path) -> Option<NodeId> {
+    identity::Identity::load_existing(data_dir)
 }
