@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, ResourceTableError, WasiCtxBuilder, WasiView};
 
 use crate::clock::{AttemptClock, GuestMonotonicClock, GuestWallClock, SeededRandom};
 use crate::control::AttemptControl;
@@ -22,6 +22,14 @@ const DISK_CHECK_EVERY_TICKS: u32 = 10;
 
 /// A trap message is cut to this many bytes in the report.
 const MESSAGE_BYTES_MAX: usize = 2048;
+
+/// Files and directories a guest may hold open at once. Each is a descriptor of the agent's
+/// own process, which it shares with every other attempt and its network connections.
+const OPEN_FILES_MAX: usize = 256;
+
+/// Entries of the WASI resource table besides the guest's open files: the preopens other than
+/// mounts, stdio, and the streams a single call opens for a moment.
+const RESOURCE_TABLE_OVERHEAD: usize = 16;
 
 /// The limits one attempt runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,8 +349,15 @@ fn attempt_state(
     for (guest, host) in &attempt.mounts {
         preopen(&mut builder, host, guest, FsPerms::ReadOnly)?;
     }
+    let mut wasi = builder.build_p1();
+    // Without a bound a guest could open descriptors until the agent's process has none left
+    // (it got to 19984 in a test), and every other attempt and the agent's own connections
+    // would fail. A full table traps the guest; `classify` says why.
+    wasi.ctx()
+        .table
+        .set_max_capacity(OPEN_FILES_MAX + RESOURCE_TABLE_OVERHEAD + attempt.mounts.len());
     Ok(AttemptState {
-        wasi: builder.build_p1(),
+        wasi,
         limiter: AttemptLimiter::new(attempt.limits.memory_bytes_max),
         clock,
         control: Arc::clone(&attempt.control),
@@ -421,6 +436,11 @@ fn classify(
     }
     if limit_hit {
         return Outcome::MemoryLimit;
+    }
+    if let Some(ResourceTableError::Full) = error.root_cause().downcast_ref() {
+        return Outcome::Trap(format!(
+            "the task holds more than {OPEN_FILES_MAX} files open at once; close files it no longer needs"
+        ));
     }
     // The trap's own sentence, without the wasm backtrace around it.
     let message = match trap {
