@@ -49,6 +49,9 @@ pub(crate) struct OwnerState {
     paused_since: Option<Instant>,
     /// The policy file as last read: its modification time and size.
     file_seen: Option<(SystemTime, u64)>,
+    /// Whether the governor has decided once: the first decision is announced like a change,
+    /// since the coordinator takes a newly registered node as taking work.
+    decided: bool,
 }
 
 impl OwnerState {
@@ -58,6 +61,7 @@ impl OwnerState {
             governor: GovernorState::default(),
             paused_since: None,
             file_seen: None,
+            decided: false,
         }
     }
 }
@@ -145,10 +149,11 @@ impl Agent {
             slots: decision.slots.min(self.config.slots),
         };
         let was_running = self.gate.borrow().run;
-        if gate == *self.gate.borrow() {
+        let first = !std::mem::replace(&mut owner.decided, true);
+        if gate == *self.gate.borrow() && !first {
             return self.release_if_paused_too_long(owner);
         }
-        let flipped = gate.run != was_running;
+        let flipped = gate.run != was_running || first;
         let run = gate.run;
         if flipped {
             if run {
