@@ -663,9 +663,12 @@ impl Agent {
 
     async fn send_heartbeat(&self) {
         let (client, generation) = self.client();
+        // What the policy lets it take now, not the semaphore's ceiling. Read before the
+        // running list: both take the running lock.
+        let slots_free = self.lease_allowance() as u32;
         let request = HeartbeatRequest {
             running: self.running.lock().keys().copied().collect(),
-            slots_free: self.slots.available_permits() as u32,
+            slots_free,
             activity: if self.is_stopping() {
                 NodeActivity::Draining
             } else {
