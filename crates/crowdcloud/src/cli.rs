@@ -36,6 +36,15 @@ pub(crate) enum Command {
     Nodes(NodesArgs),
     /// Render a picture across several local agents: the pool end to end on one machine.
     Demo(DemoArgs),
+    /// Join a pool on the LAN from this device, with the code its owner's `up` shows.
+    Join(JoinArgs),
+    /// Make a fresh join code for a new device (on the owner's machine).
+    JoinCode(JoinCodeArgs),
+    /// Create, list and revoke the pool's API and join tokens (on the owner's machine).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Say what this machine sees: interfaces, pools, reachability, certificate, clock, node id.
+    Doctor(DoctorArgs),
 }
 
 impl Command {
@@ -59,6 +68,9 @@ pub(crate) struct Connection {
     /// Your API token (ccr_…); read from the local `up` when absent.
     #[arg(long, env = "CROWDCLOUD_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// The certificate to pin for an https:// --coordinator (sha256:…, printed by `up`).
+    #[arg(long, env = "CROWDCLOUD_FINGERPRINT")]
+    pub(crate) fingerprint: Option<String>,
     /// Where a local `up` keeps its state [default: the XDG data dir]
     #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
@@ -84,6 +96,25 @@ pub(crate) struct ServiceArgs {
     /// Commit durability: `full` survives a power cut, `process` survives a crash of the process.
     #[arg(long, default_value = "full")]
     pub(crate) durability: String,
+    /// Serve the family: listen on every address (0.0.0.0:7878, with TLS) and advertise the
+    /// pool on the LAN.
+    #[arg(long)]
+    pub(crate) lan: bool,
+    /// Serve TLS on loopback too (it is always on for every other address).
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// A certificate chain (PEM) to serve instead of the self-signed one, e.g. for the internet.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Do not advertise the pool on the LAN by mDNS.
+    #[arg(long)]
+    pub(crate) no_advertise: bool,
+    /// Advertise on this interface only (repeatable) [default: every LAN interface]
+    #[arg(long = "interface", value_name = "NAME")]
+    pub(crate) interfaces: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,17 +163,20 @@ pub(crate) struct AgentStatusArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentRunArgs {
-    /// The coordinator to join, e.g. http://192.168.1.10:7878.
-    #[arg(long, env = "CROWDCLOUD_COORDINATOR", required = true)]
+    /// The coordinator to join, e.g. https://192.168.1.10:7878 [default: the pool joined with
+    /// `crowdcloud join`]
+    #[arg(long, env = "CROWDCLOUD_COORDINATOR")]
     pub(crate) coordinator: Option<String>,
-    /// The pool's join token (ccj_…), printed by `crowdcloud up`.
-    #[arg(
-        long,
-        env = "CROWDCLOUD_JOIN_TOKEN",
-        hide_env_values = true,
-        required = true
-    )]
+    /// The pool's join token (ccj_…) [default: the one `crowdcloud join` got]
+    #[arg(long, env = "CROWDCLOUD_JOIN_TOKEN", hide_env_values = true)]
     pub(crate) join_token: Option<String>,
+    /// The certificate to pin for an https:// --coordinator (sha256:…, printed by `up`).
+    #[arg(long, env = "CROWDCLOUD_FINGERPRINT")]
+    pub(crate) fingerprint: Option<String>,
+    /// Seconds to keep trying while the coordinator says this node id is online from another
+    /// process (a restart after a crash gets in; a copied data dir does not).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) identity_wait_secs: u64,
     /// Where the node keeps its identity and cache [default: the XDG data dir]
     #[arg(long, env = "CROWDCLOUD_AGENT_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
@@ -282,6 +316,94 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
     /// Print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    /// The pool to join when several answer on the LAN.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) pool: Option<String>,
+    /// The code `crowdcloud up` shows (e.g. 4821-0937) [default: asked for]
+    #[arg(long)]
+    pub(crate) code: Option<String>,
+    /// Skip the code and remember this join token (ccj_…) instead.
+    #[arg(long, hide_env_values = true, env = "CROWDCLOUD_JOIN_TOKEN")]
+    pub(crate) join_token: Option<String>,
+    /// The coordinator's URL, when discovery cannot reach it (another subnet, the internet).
+    #[arg(long)]
+    pub(crate) coordinator: Option<String>,
+    /// The certificate to expect (sha256:…); with a code it is checked by the exchange anyway.
+    #[arg(long)]
+    pub(crate) fingerprint: Option<String>,
+    /// This device's name in the pool [default: the host name]
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Where to remember the pool [default: the XDG data dir]
+    #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// How long to look for pools on the LAN, in ms.
+    #[arg(long, default_value_t = 3000)]
+    pub(crate) discovery_ms: u64,
+    /// Browse on this interface only (repeatable) [default: every LAN interface]
+    #[arg(long = "interface", value_name = "NAME")]
+    pub(crate) interfaces: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JoinCodeArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    /// Also let the device submit jobs: it gets an API token of its own.
+    #[arg(long)]
+    pub(crate) requests: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// Make a token; its secret is shown this once.
+    Create {
+        #[command(flatten)]
+        connection: Connection,
+        /// A name for people, e.g. the person or script that will use it.
+        name: String,
+        /// `requester` (an API token, ccr_…) or `join` (a join token, ccj_…).
+        #[arg(long, default_value = "requester")]
+        kind: String,
+    },
+    /// List the tokens: names, kinds, dates; never the secrets.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Revoke a token by its id or name; it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        connection: Connection,
+        /// The token's id (from `tokens list`) or its name.
+        token: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Where this machine keeps its state [default: the XDG data dir]
+    #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The agent's data dir, for the node id check [default: DATA_DIR/agent]
+    #[arg(long, env = "CROWDCLOUD_AGENT_DIR")]
+    pub(crate) agent_dir: Option<PathBuf>,
+    /// How long to look for pools on the LAN, in ms.
+    #[arg(long, default_value_t = 3000)]
+    pub(crate) discovery_ms: u64,
+    /// Browse on this interface only (repeatable) [default: every LAN interface]
+    #[arg(long = "interface", value_name = "NAME")]
+    pub(crate) interfaces: Vec<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -62,7 +62,7 @@ fn token_file(path: &Path, kind: TokenKind) -> anyhow::Result<String> {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -81,13 +81,23 @@ pub(crate) struct Discovery {
     pub(crate) url: String,
     pub(crate) pool_name: String,
     pub(crate) pid: u32,
+    /// The certificate to pin when `url` is `https://`.
+    #[serde(default)]
+    pub(crate) fingerprint: Option<wire::Fingerprint>,
 }
 
-pub(crate) fn announce(data_dir: &Path, url: &str, pool_name: &str) -> anyhow::Result<()> {
+/// Writes where the local coordinator serves and, for TLS, the certificate to pin.
+pub(crate) fn announce_pinned(
+    data_dir: &Path,
+    url: &str,
+    pool_name: &str,
+    fingerprint: Option<wire::Fingerprint>,
+) -> anyhow::Result<()> {
     let discovery = Discovery {
         url: url.to_owned(),
         pool_name: pool_name.to_owned(),
         pid: std::process::id(),
+        fingerprint,
     };
     write_private(
         &data_dir.join(DISCOVERY_FILE),
@@ -99,13 +109,18 @@ pub(crate) fn withdraw(data_dir: &Path) {
     let _ = fs::remove_file(data_dir.join(DISCOVERY_FILE));
 }
 
-/// A client for requester commands: from `--coordinator`/`--token`, or from the local `up`.
+/// A client for requester commands: from `--coordinator`/`--token`, from the local `up`, or
+/// from the pool this machine joined (when its owner granted an API token).
 pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
     let data_dir = data_dir_or_default(&connection.data_dir);
-    let url = match &connection.coordinator {
-        Some(url) => url.clone(),
+    let local_up = data_dir.join(DISCOVERY_FILE);
+    if connection.coordinator.is_none() && !local_up.exists() {
+        return connect_remembered(connection, &data_dir).await;
+    }
+    let (url, pinned) = match &connection.coordinator {
+        Some(url) => (url.clone(), None),
         None => {
-            let path = data_dir.join(DISCOVERY_FILE);
+            let path = local_up;
             let text = fs::read_to_string(&path).map_err(|_| {
                 anyhow::anyhow!(
                     "no coordinator given and none running here; start one with `crowdcloud up` \
@@ -115,8 +130,12 @@ pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
             let discovery: Discovery = serde_json::from_str(&text).with_context(|| {
                 format!("{} is damaged; restart `crowdcloud up`", path.display())
             })?;
-            discovery.url
+            (discovery.url, discovery.fingerprint)
         }
+    };
+    let pinned = match (&connection.fingerprint, pinned) {
+        (Some(text), _) => Some(text.parse::<wire::Fingerprint>().context("--fingerprint")?),
+        (None, pinned) => pinned,
     };
     let token = match &connection.token {
         Some(token) => token.clone(),
@@ -129,7 +148,31 @@ pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
                 )
             })?,
     };
-    let client = Client::new(&url, Some(token))?;
+    let client = match pinned {
+        Some(fingerprint) => Client::pinned(&url, Some(token), fingerprint)?,
+        None if url.starts_with("https://") => bail!(
+            "give --fingerprint sha256:… with an https:// coordinator (`crowdcloud up` prints it), or run `crowdcloud join`"
+        ),
+        None => Client::new(&url, Some(token))?,
+    };
     client.health().await?;
     Ok(client)
+}
+
+/// The pool joined with `crowdcloud join`, with the API token it granted (or `--token`).
+async fn connect_remembered(connection: &Connection, data_dir: &Path) -> anyhow::Result<Client> {
+    let Some(mut pool) = crate::remembered::load(data_dir)? else {
+        bail!(
+            "no coordinator given, none running here, and this machine has not joined a pool; \
+             run `crowdcloud join`, start one with `crowdcloud up`, or pass --coordinator URL --token ccr_…"
+        );
+    };
+    let Some(token) = connection.token.clone().or(pool.api_token.clone()) else {
+        bail!(
+            "this machine joined the pool {:?} as a node only; ask its owner for a code that grants requests \
+             (`crowdcloud join-code --requests`) and run `crowdcloud join` again, or pass --token ccr_…",
+            pool.pool_name
+        );
+    };
+    crate::remembered::reach(data_dir, &mut pool, Some(token)).await
 }

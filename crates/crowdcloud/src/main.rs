@@ -6,6 +6,7 @@ mod commands;
 mod local;
 mod output;
 mod picture;
+mod remembered;
 
 use clap::Parser;
 

@@ -22,14 +22,20 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
-    let (Some(coordinator), Some(join_token)) = (&args.coordinator, &args.join_token) else {
-        bail!("give --coordinator URL and --join-token ccj_… (printed by `crowdcloud up`)");
-    };
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| local::default_data_dir().join("agent"));
-    let mut config = agent::AgentConfig::new(coordinator, join_token, data_dir);
+        .unwrap_or_else(|| crate::remembered::base_dir(&None).join("agent"));
+    let target = crate::remembered::agent_target(
+        args.coordinator.as_ref(),
+        args.join_token.as_ref(),
+        args.fingerprint.as_ref(),
+        &data_dir,
+    )
+    .await?;
+    let mut config = agent::AgentConfig::new(&target.url, &target.join_token, data_dir);
+    config.coordinator_fingerprint = target.fingerprint;
+    config.identity_clash_wait = Duration::from_secs(args.identity_wait_secs);
     let overrides = overrides(&args)?;
     config.policy = OwnerPolicy::load(args.policy.as_deref(), &overrides)?;
     config.policy_file = args.policy.clone();

@@ -2,10 +2,14 @@
 
 mod agent;
 mod demo;
+mod doctor;
+mod join;
 mod jobs;
 mod results;
 mod service;
 mod submit;
+mod tokens;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -23,6 +27,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => jobs::cancel(args).await,
         Command::Nodes(args) => jobs::nodes(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Join(args) => join::join(args).await,
+        Command::JoinCode(args) => join::join_code(args).await,
+        Command::Tokens(command) => tokens::run(command).await,
+        Command::Doctor(args) => doctor::run(args).await,
     }
 }
 

@@ -15,13 +15,19 @@ use coordinator::{
 
 use crate::cli::{CoordinatorArgs, ServiceArgs, UpArgs};
 use crate::commands::shutdown_signal;
+use crate::commands::trust;
 use crate::local;
 
 /// A coordinator serving in this process.
 pub(crate) struct Served {
+    /// Where clients on this machine reach it (loopback when it listens on every address).
     pub(crate) url: String,
     pub(crate) owner_token: String,
     pub(crate) join_token: String,
+    /// The certificate it serves, when it serves TLS.
+    pub(crate) fingerprint: Option<wire::Fingerprint>,
+    /// The address it listens on.
+    pub(crate) address: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
 }
@@ -34,6 +40,15 @@ impl Served {
         }
         self.task.await.context("the coordinator task failed")??;
         Ok(())
+    }
+
+    /// A client for the owner on this machine: pinned to the certificate when TLS is on.
+    pub(crate) fn owner_client(&self) -> anyhow::Result<client::Client> {
+        let token = Some(self.owner_token.clone());
+        Ok(match self.fingerprint {
+            Some(fingerprint) => client::Client::pinned(&self.url, token, fingerprint)?,
+            None => client::Client::new(&self.url, token)?,
+        })
     }
 }
 
@@ -57,7 +72,11 @@ fn durability(text: &str) -> anyhow::Result<Durability> {
 fn options(args: &ServiceArgs, database_url: Option<String>) -> anyhow::Result<ServiceOptions> {
     Ok(ServiceOptions {
         data_dir: local::data_dir_or_default(&args.data_dir),
-        listen: args.listen.clone(),
+        listen: if args.lan {
+            trust::LAN_LISTEN.to_owned()
+        } else {
+            args.listen.clone()
+        },
         pool_name: args.pool_name.clone(),
         lease_ms: args.lease_ms,
         durability: durability(&args.durability)?,
@@ -65,8 +84,17 @@ fn options(args: &ServiceArgs, database_url: Option<String>) -> anyhow::Result<S
     })
 }
 
-/// Opens the coordinator on `options.data_dir` and serves it in the background.
+/// Opens the coordinator on `options.data_dir` and serves it in the background: plain HTTP on
+/// loopback, TLS with the data dir's self-signed certificate anywhere else.
 pub(crate) async fn serve(options: &ServiceOptions) -> anyhow::Result<Served> {
+    serve_with(options, &trust::TlsOptions::default()).await
+}
+
+/// Like [`serve`], with the owner's TLS choices.
+pub(crate) async fn serve_with(
+    options: &ServiceOptions,
+    tls: &trust::TlsOptions,
+) -> anyhow::Result<Served> {
     let (owner_token, join_token) = local::tokens(&options.data_dir)?;
     let mut config = CoordinatorConfig::in_dir(&options.data_dir, &options.pool_name);
     config.lease_ms = options.lease_ms;
@@ -99,15 +127,22 @@ pub(crate) async fn serve(options: &ServiceOptions) -> anyhow::Result<Served> {
             )
         })?;
     let address = listener.local_addr()?;
-    let url = format!("http://{address}");
+    let identity = tls.identity_for(&address, &options.data_dir)?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(coordinator.serve(listener, async move {
+    let stopped = async move {
         let _ = stopped.await;
-    }));
+    };
+    let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
+    let task = match identity {
+        Some(identity) => tokio::spawn(coordinator.serve_tls(listener, identity, stopped)),
+        None => tokio::spawn(coordinator.serve(listener, stopped)),
+    };
     Ok(Served {
-        url,
+        url: trust::local_url(&address, fingerprint.is_some()),
         owner_token,
         join_token,
+        fingerprint,
+        address,
         stop: Some(stop),
         task,
     })
@@ -119,19 +154,32 @@ fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
         "  dashboard:   {}/#token={}",
         served.url, served.owner_token
     );
-    println!(
-        "  join a node: crowdcloud agent --coordinator {} --join-token {}",
-        served.url, served.join_token
-    );
+    match served.fingerprint {
+        Some(fingerprint) => {
+            println!("  certificate: {fingerprint}");
+            println!("  join a node: `crowdcloud join` on the new device, with the code below");
+        }
+        None => println!(
+            "  join a node: crowdcloud agent --coordinator {} --join-token {}",
+            served.url, served.join_token
+        ),
+    }
     println!("  state:       {}", data_dir.display());
     println!("Stop with Ctrl-C.");
 }
 
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let options = options(&args.service, None)?;
-    let served = serve(&options).await?;
-    local::announce(&options.data_dir, &served.url, &options.pool_name)?;
+    let tls = trust::TlsOptions::from_args(&args.service);
+    let served = serve_with(&options, &tls).await?;
+    local::announce_pinned(
+        &options.data_dir,
+        &served.url,
+        &options.pool_name,
+        served.fingerprint,
+    )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
+    let _advert = trust::advertise_and_show_code(&served, &args.service, &options.pool_name).await;
     let default_slots = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -149,6 +197,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             options.data_dir.join("local-agent"),
         );
         config.slots = slots;
+        config.coordinator_fingerprint = served.fingerprint;
         config.policy = policy;
         config.policy_overrides = overrides;
         tokio::spawn(agent::run(config, async move {
@@ -175,9 +224,16 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     let options = options(&args.service, args.database_url.clone())?;
-    let served = serve(&options).await?;
-    local::announce(&options.data_dir, &served.url, &options.pool_name)?;
+    let tls = trust::TlsOptions::from_args(&args.service);
+    let served = serve_with(&options, &tls).await?;
+    local::announce_pinned(
+        &options.data_dir,
+        &served.url,
+        &options.pool_name,
+        served.fingerprint,
+    )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
+    let _advert = trust::advertise_and_show_code(&served, &args.service, &options.pool_name).await;
     shutdown_signal().await;
     local::withdraw(&options.data_dir);
     served.stop().await?;

@@ -7,4 +7,6 @@ mod cli;
 mod harness;
 mod hostile;
 mod jobs;
+mod lan;
 mod owner;
+mod trust;

@@ -1,0 +1,408 @@
+//! A family LAN made of network namespaces: a switch namespace holding a bridge, and one
+//! namespace per machine joined to it by a veth pair, with 10.77.0.x addresses that exist only
+//! inside these namespaces. The coordinator runs `up --lan` in one; the other machines find it
+//! by mDNS with no address given, join with the code, lend themselves, and run a job.
+//!
+//! The namespaces are made by the test (`ip netns`, which needs root or CAP_SYS_ADMIN) and
+//! removed when it ends. Where they cannot be made, the test says why and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::harness::{BINARY, eventually};
+
+/// Namespaces of one test; removed (with every process inside) on drop.
+struct Lan {
+    prefix: String,
+    namespaces: Vec<String>,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|error| format!("cannot run `ip`: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+impl Lan {
+    /// A LAN of `machines` (each gets 10.77.0.N, N from 1), or why one cannot be made here.
+    fn create(machines: &[&str]) -> Result<Lan, String> {
+        let prefix = format!("cc{}x{}", std::process::id(), rand_suffix());
+        let mut lan = Lan {
+            prefix: prefix.clone(),
+            namespaces: Vec::new(),
+            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            children: Vec::new(),
+        };
+        let switch = format!("{prefix}-sw");
+        ip(&["netns", "add", &switch])?;
+        lan.namespaces.push(switch.clone());
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
+        for (index, machine) in machines.iter().enumerate() {
+            let namespace = lan.namespace(machine);
+            ip(&["netns", "add", &namespace])?;
+            lan.namespaces.push(namespace.clone());
+            let port = format!("p{index}");
+            // The machine's end is called lan0: a veth* name would be skipped by discovery.
+            ip(&[
+                "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "lan0",
+                "netns", &namespace,
+            ])?;
+            ip(&["-n", &switch, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &switch, "link", "set", &port, "up"])?;
+            let address = format!("10.77.0.{}/24", index + 1);
+            ip(&["-n", &namespace, "addr", "add", &address, "dev", "lan0"])?;
+            ip(&["-n", &namespace, "link", "set", "lan0", "up"])?;
+            ip(&["-n", &namespace, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+
+    fn namespace(&self, machine: &str) -> String {
+        format!("{}-{machine}", self.prefix)
+    }
+
+    fn data_dir(&self, machine: &str) -> PathBuf {
+        let dir = self.dir.path().join(machine);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `crowdcloud ARGS` on `machine`, with its data dir.
+    fn command(&self, machine: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.namespace(machine), BINARY])
+            .args(args)
+            .env("CROWDCLOUD_DATA_DIR", self.data_dir(machine))
+            .env("CROWDCLOUD_LOG", "info")
+            .env_remove("CROWDCLOUD_COORDINATOR")
+            .env_remove("CROWDCLOUD_TOKEN")
+            .env_remove("CROWDCLOUD_AGENT_DIR")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs a command to its end; panics with its output if it fails.
+    async fn run(&self, machine: &str, args: &[&str]) -> String {
+        let output = self.command(machine, args).output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "{machine}: crowdcloud {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Starts a long-running command; its stdout and stderr go to files in its data dir.
+    fn spawn(&mut self, machine: &str, args: &[&str], log: &str) -> PathBuf {
+        let dir = self.data_dir(machine);
+        let stdout = dir.join(format!("{log}.out"));
+        let mut command = self.command(machine, args);
+        command
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("{log}.err"))).unwrap());
+        self.children.push(command.spawn().unwrap());
+        stdout
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for entry in walk(self.dir.path()) {
+            if entry.extension().is_some_and(|e| e == "err" || e == "out") {
+                text.push_str(&format!(
+                    "--- {} ---\n{}\n",
+                    entry.display(),
+                    std::fs::read_to_string(&entry).unwrap_or_default()
+                ));
+            }
+        }
+        text
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 100_000
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+        for namespace in &self.namespaces {
+            // Anything still running inside goes with its namespace.
+            if let Ok(output) = std::process::Command::new("ip")
+                .args(["netns", "pids", namespace])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                    if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+            let _ = ip(&["netns", "del", namespace]);
+        }
+    }
+}
+
+/// The LAN, or `None` after saying why it cannot be made on this machine.
+fn lan_or_skip(machines: &[&str]) -> Option<Lan> {
+    match Lan::create(machines) {
+        Ok(lan) => Some(lan),
+        Err(reason) => {
+            eprintln!(
+                "SKIPPED: network namespaces cannot be made here ({reason}); this test needs root or CAP_SYS_ADMIN and the `ip` tool"
+            );
+            None
+        }
+    }
+}
+
+/// Waits for `up`'s banner line that starts with `label` and returns the rest of it.
+async fn banner_line(stdout: &Path, label: &str) -> String {
+    eventually(label, Duration::from_secs(60), || async move {
+        let text = std::fs::read_to_string(stdout).ok()?;
+        text.lines()
+            .find_map(|line| line.trim_start().strip_prefix(label))
+            .map(|rest| rest.trim().to_owned())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_on_a_lan_find_the_pool_join_with_a_code_and_run_a_job_across_it() {
+    let Some(mut lan) = lan_or_skip(&["home", "laptop", "desktop"]) else {
+        return;
+    };
+    let up_out = lan.spawn(
+        "home",
+        &["up", "--lan", "--slots", "0", "--lease-ms", "3000"],
+        "up",
+    );
+    let code = banner_line(&up_out, "join code:").await;
+    let code = code.split_whitespace().next().unwrap().to_owned();
+    let fingerprint = banner_line(&up_out, "certificate:").await;
+
+    // The laptop joins as a node, with no address given: discovery finds the pool.
+    let started = Instant::now();
+    let joined = lan
+        .run(
+            "laptop",
+            &["join", "--code", &code, "--json", "--name", "laptop"],
+        )
+        .await;
+    let joined: serde_json::Value = serde_json::from_str(&joined).unwrap();
+    let laptop_join_ms = started.elapsed().as_millis();
+    assert_eq!(joined["fingerprint"].as_str().unwrap(), fingerprint);
+    assert_eq!(joined["url"], "https://10.77.0.1:7878");
+    let laptop_discovery_ms = joined["discovery_ms"].as_u64().unwrap();
+    assert!(
+        laptop_discovery_ms < 5_000,
+        "discovery took {laptop_discovery_ms} ms"
+    );
+
+    // The owner makes a second code that also grants requests; the desktop joins with it.
+    let issued = lan
+        .run("home", &["join-code", "--requests", "--json"])
+        .await;
+    let issued: serde_json::Value = serde_json::from_str(&issued).unwrap();
+    let joined = lan
+        .run(
+            "desktop",
+            &[
+                "join",
+                "--code",
+                issued["code"].as_str().unwrap(),
+                "--json",
+                "--name",
+                "desktop",
+            ],
+        )
+        .await;
+    let joined: serde_json::Value = serde_json::from_str(&joined).unwrap();
+    let desktop_discovery_ms = joined["discovery_ms"].as_u64().unwrap();
+    assert!(desktop_discovery_ms < 5_000);
+    assert_eq!(joined["requests"], true);
+    eprintln!(
+        "discovery across namespaces: laptop {laptop_discovery_ms} ms, desktop {desktop_discovery_ms} ms (whole join {laptop_join_ms} ms)"
+    );
+
+    // Both lend themselves with no flags but the owner's policy.
+    for machine in ["laptop", "desktop"] {
+        lan.spawn(
+            machine,
+            &["agent", "--dedicated", "--slots", "1", "--name", machine],
+            "agent",
+        );
+    }
+    // The desktop submits a job with no address or token given: the pool it joined.
+    let module = lan.data_dir("desktop").join("probe.wasm");
+    std::fs::write(&module, guests::PROBE).unwrap();
+    let lan = &lan;
+    eventually(
+        "both nodes online",
+        Duration::from_secs(60),
+        || async move {
+            let nodes = lan
+                .command("desktop", &["nodes", "--json"])
+                .output()
+                .await
+                .ok()?;
+            let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).ok()?;
+            let online = nodes["nodes"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["state"] == "online")
+                .count();
+            (online == 2).then_some(())
+        },
+    )
+    .await;
+    let submitted = lan
+        .run(
+            "desktop",
+            &[
+                "submit",
+                module.to_str().unwrap(),
+                "--tasks",
+                "8",
+                "--wait",
+                "--json",
+                "--",
+                "sleep",
+                "300",
+            ],
+        )
+        .await;
+    let status: serde_json::Value = serde_json::from_str(&submitted).unwrap();
+    assert_eq!(status["state"], "completed", "{status}");
+    let ran_on: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        ran_on.contains(&"laptop") && ran_on.contains(&"desktop"),
+        "the job ran across the LAN: {ran_on:?}"
+    );
+
+    // The doctor on the laptop sees the pool, the same certificate, and no clash.
+    let doctor = lan
+        .run("laptop", &["doctor", "--json", "--discovery-ms", "1500"])
+        .await;
+    let doctor: serde_json::Value = serde_json::from_str(&doctor).unwrap();
+    assert_eq!(doctor["problems"], 0, "{doctor}");
+    assert_eq!(
+        doctor["pools"][0]["fingerprint"].as_str().unwrap(),
+        fingerprint
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_impostor_pool_on_the_lan_learns_nothing_and_a_wrong_pin_is_refused() {
+    let Some(mut lan) = lan_or_skip(&["home", "impostor", "guest"]) else {
+        return;
+    };
+    let home = lan.spawn("home", &["up", "--lan", "--slots", "0"], "up");
+    let impostor = lan.spawn(
+        "impostor",
+        &["up", "--lan", "--slots", "0", "--pool-name", "family"],
+        "up",
+    );
+    let code = banner_line(&home, "join code:").await;
+    let code = code.split_whitespace().next().unwrap().to_owned();
+    let home_fingerprint = banner_line(&home, "certificate:").await;
+    banner_line(&impostor, "discovery:").await;
+
+    // Two pools called "family" answer; a script must choose, and is told how.
+    let output = lan
+        .command("guest", &["join", "--code", &code, "--pool", "family"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    // Whichever answered first: the impostor's exchange fails without the code; the home
+    // pool's succeeds. The guest never accepts the impostor.
+    if output.status.success() {
+        assert!(stdout.contains(&home_fingerprint), "{stdout}");
+    } else {
+        assert!(stderr.contains("does not match the code"), "{stderr}");
+        let again = lan
+            .run(
+                "guest",
+                &[
+                    "join",
+                    "--code",
+                    &code,
+                    "--coordinator",
+                    "https://10.77.0.1:7878",
+                    "--json",
+                ],
+            )
+            .await;
+        assert!(again.contains(&home_fingerprint));
+    }
+
+    // An agent pinned to the home pool's certificate refuses the impostor's address.
+    let output = lan
+        .command(
+            "guest",
+            &[
+                "agent",
+                "--coordinator",
+                "https://10.77.0.2:7878",
+                "--fingerprint",
+                &home_fingerprint,
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("not the pinned") && stderr.contains("impersonating"),
+        "{stderr}"
+    );
+}
