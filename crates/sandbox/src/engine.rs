@@ -174,10 +174,9 @@ fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {
 }
 
 fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<AttemptState>> {
-    let mut wasi_only = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_only, AttemptState::wasi)?;
-    let mut linker = wasi_only.clone();
-    poll::install(&mut linker, Arc::new(wasi_only))?;
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, AttemptState::wasi)?;
+    poll::install(&mut linker)?;
     Ok(linker)
 }
 

@@ -5,15 +5,16 @@
 //! neither cancel it nor enforce the deadline, and where a virtual clock would not advance. The
 //! replacement waits in short slices that check cancellation, pause and deadline, and skips
 //! virtual time forward instantly in deterministic mode. Polls that include file descriptors go
-//! to wasmtime-wasi's own implementation (every descriptor a task has is always ready).
+//! to wasmtime-wasi's own implementation, called with the guest's memory; every descriptor a
+//! task can have is always ready, so those never wait on their clocks.
 //!
 //! Links and symlinks are refused outright: tasks rarely need them and they are the usual
 //! material of escapes and of tricks on whoever reads `/output` afterwards.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Caller, Extern, Linker};
+use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
 use crate::attempt::{AttemptState, Stop};
 
@@ -32,12 +33,8 @@ const SLEEP_SLICE: Duration = Duration::from_millis(5);
 
 const WASI: &str = "wasi_snapshot_preview1";
 
-/// Replaces the functions above in `linker`, which already holds wasmtime-wasi's; `wasi_only`
-/// keeps the originals for polls this module does not handle itself.
-pub(crate) fn install(
-    linker: &mut Linker<AttemptState>,
-    wasi_only: Arc<Linker<AttemptState>>,
-) -> wasmtime::Result<()> {
+/// Replaces the functions above in `linker`, which already holds wasmtime-wasi's.
+pub(crate) fn install(linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     linker.func_wrap(
         WASI,
@@ -51,13 +48,7 @@ pub(crate) fn install(
             if let Some(errno) = poll_clocks(&mut caller, subscriptions, events, count, written)? {
                 return Ok(errno);
             }
-            let original = wasi_only.get(&mut caller, WASI, "poll_oneoff")?;
-            let Extern::Func(original) = original else {
-                wasmtime::bail!("wasi poll_oneoff is not a function");
-            };
-            original
-                .typed::<(i32, i32, i32, i32), i32>(&caller)?
-                .call(&mut caller, (subscriptions, events, count, written))
+            poll_descriptors(&mut caller, subscriptions, events, count, written)
         },
     )?;
     linker.func_wrap(
@@ -72,6 +63,37 @@ pub(crate) fn install(
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// wasmtime-wasi's `poll_oneoff`, for a poll that includes a descriptor.
+///
+/// It is called directly, the way wasmtime-wasi's own linker entry calls it, and not through a
+/// `Func` taken from the linker: a host function called from the host sees no caller, so it
+/// found no memory and trapped, and every such `Func` stayed in the store until the end.
+fn poll_descriptors(
+    caller: &mut Caller<'_, AttemptState>,
+    subscriptions: i32,
+    events: i32,
+    count: i32,
+    written: i32,
+) -> wasmtime::Result<i32> {
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return Ok(ERRNO_FAULT);
+    };
+    // The bound on what one call may make the host copy, as wasmtime-wasi's entry sets it.
+    let fuel = caller.as_context_mut().hostcall_fuel();
+    let (data, state) = memory.data_and_store_mut(&mut *caller);
+    let wasi = state.wasi();
+    wasi.set_hostcall_fuel(fuel);
+    let mut memory = wiggle::GuestMemory::Unshared(data);
+    wasmtime_wasi::runtime::in_tokio(p1::poll_oneoff(
+        wasi,
+        &mut memory,
+        subscriptions,
+        events,
+        count,
+        written,
+    ))
 }
 
 struct ClockWait {
