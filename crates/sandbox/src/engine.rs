@@ -13,7 +13,7 @@ use wasmtime::{Config, Engine, Linker, Module};
 use crate::SandboxError;
 use crate::attempt::{self, Attempt, AttemptState, RunReport};
 use crate::module::{self, ModuleLimits, Prepared};
-use crate::poll;
+use crate::{poll, writes};
 
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -177,6 +177,7 @@ fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<AttemptState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, AttemptState::wasi)?;
     poll::install(&mut linker)?;
+    writes::install(&mut linker)?;
     Ok(linker)
 }
 

@@ -24,6 +24,7 @@ mod module;
 mod pipe;
 mod poll;
 mod workdir;
+mod writes;
 
 pub use attempt::{Attempt, AttemptLimits, Determinism, Outcome, RunReport, Usage};
 pub use control::AttemptControl;

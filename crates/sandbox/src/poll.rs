@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
 use crate::attempt::{AttemptState, Stop};
@@ -23,15 +24,15 @@ const EVENT_BYTES: usize = 32;
 const EVENTTYPE_CLOCK: u8 = 0;
 const CLOCKID_REALTIME: u32 = 0;
 const SUBCLOCKFLAG_ABSTIME: u16 = 1;
-const ERRNO_SUCCESS: i32 = 0;
-const ERRNO_FAULT: i32 = 21;
+pub(crate) const ERRNO_SUCCESS: i32 = 0;
+pub(crate) const ERRNO_FAULT: i32 = 21;
 const ERRNO_INVAL: i32 = 28;
 const ERRNO_NOTSUP: i32 = 58;
 
 /// How long a real sleep waits before looking at the attempt's control flags again.
 const SLEEP_SLICE: Duration = Duration::from_millis(5);
 
-const WASI: &str = "wasi_snapshot_preview1";
+pub(crate) const WASI: &str = "wasi_snapshot_preview1";
 
 /// Replaces the functions above in `linker`, which already holds wasmtime-wasi's.
 pub(crate) fn install(linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
@@ -77,23 +78,34 @@ fn poll_descriptors(
     count: i32,
     written: i32,
 ) -> wasmtime::Result<i32> {
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+    let Some((wasi, memory)) = guest_wasi(caller) else {
         return Ok(ERRNO_FAULT);
     };
-    // The bound on what one call may make the host copy, as wasmtime-wasi's entry sets it.
-    let fuel = caller.as_context_mut().hostcall_fuel();
-    let (data, state) = memory.data_and_store_mut(&mut *caller);
-    let wasi = state.wasi();
-    wasi.set_hostcall_fuel(fuel);
-    let mut memory = wiggle::GuestMemory::Unshared(data);
     wasmtime_wasi::runtime::in_tokio(p1::poll_oneoff(
         wasi,
-        &mut memory,
+        &mut wiggle::GuestMemory::Unshared(memory),
         subscriptions,
         events,
         count,
         written,
     ))
+}
+
+/// The guest's WASI context and memory, the way wasmtime-wasi's own linker entries take them,
+/// for calling wasmtime-wasi's implementation of a function this crate wraps; `None` if the
+/// guest exports no memory.
+pub(crate) fn guest_wasi<'a>(
+    caller: &'a mut Caller<'_, AttemptState>,
+) -> Option<(&'a mut WasiP1Ctx, &'a mut [u8])> {
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return None;
+    };
+    // The bound on what one call may make the host copy, as wasmtime-wasi's entries set it.
+    let fuel = caller.as_context_mut().hostcall_fuel();
+    let (data, state) = memory.data_and_store_mut(caller);
+    let wasi = state.wasi();
+    wasi.set_hostcall_fuel(fuel);
+    Some((wasi, data))
 }
 
 struct ClockWait {
