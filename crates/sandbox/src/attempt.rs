@@ -430,6 +430,15 @@ fn classify(
             );
         }
         Err(RunError::Instantiate(_)) if limit_hit => return Outcome::MemoryLimit,
+        // A module's start function runs while it is instantiated, under every limit: if the
+        // host stopped it or it exited, classify that like any run, not as a bad module.
+        Err(RunError::Instantiate(error))
+            if error.downcast_ref::<Stop>().is_some()
+                || error.downcast_ref::<I32Exit>().is_some()
+                || matches!(error.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) =>
+        {
+            error
+        }
         Err(RunError::Instantiate(error)) => {
             return Outcome::ModuleRejected(cut(format!("cannot instantiate: {error:#}")));
         }
