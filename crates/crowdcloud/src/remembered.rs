@@ -163,7 +163,16 @@ pub(crate) async fn agent_target(
             "this machine has not joined a pool: run `crowdcloud join` (or give --coordinator URL --join-token ccj_…)"
         );
     };
-    reach(&dir, &mut pool, None).await?;
+    if let Err(error) = reach(&dir, &mut pool, None).await {
+        if matches!(
+            error.downcast_ref::<ClientError>(),
+            Some(ClientError::WrongCertificate { .. })
+        ) {
+            return Err(error);
+        }
+        // The pool may simply be down for now: the agent keeps trying its last address.
+        tracing::warn!("{error:#}; trying its last address until it answers");
+    }
     Ok(AgentTarget {
         url: pool.url.clone(),
         join_token: join_token.cloned().unwrap_or(pool.join_token),

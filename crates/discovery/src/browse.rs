@@ -24,9 +24,10 @@ pub struct BrowseOptions {
     pub deadline: Duration,
     /// Once a pool has answered, wait this much longer for others (with no filter).
     pub settle: Duration,
-    /// Stop as soon as a pool of this name answers.
+    /// Keep only pools of this name (several pools may share one: the owner names them).
     pub pool_name: Option<String>,
-    /// Stop as soon as a pool with this certificate answers.
+    /// Keep only the pool with this certificate, and stop as soon as it answers: a certificate
+    /// names exactly one pool.
     pub fingerprint: Option<Fingerprint>,
     /// Use exactly these interfaces (empty: the suitable ones).
     pub interfaces: Vec<String>,
@@ -113,7 +114,7 @@ pub fn browse(options: &BrowseOptions) -> Result<Browsed, DiscoveryError> {
     daemon.enable_interface(used.into_iter().map(IfKind::Name).collect::<Vec<_>>())?;
     let events = daemon.browse(SERVICE_TYPE)?;
     let deadline = started + options.deadline;
-    let filtered = options.pool_name.is_some() || options.fingerprint.is_some();
+    let wanted_one = options.fingerprint.is_some();
     let mut found: BTreeMap<String, FoundPool> = BTreeMap::new();
     let mut settle_until: Option<Instant> = None;
     loop {
@@ -154,7 +155,7 @@ pub fn browse(options: &BrowseOptions) -> Result<Browsed, DiscoveryError> {
             }
             None => {}
         }
-        if filtered && !found.is_empty() {
+        if wanted_one && !found.is_empty() {
             break;
         }
         settle_until.get_or_insert_with(|| Instant::now() + options.settle);

@@ -138,9 +138,16 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
 
 /// Browses the LAN and picks the pool: the one asked for, the only one, or the person's choice.
 async fn discover(args: &JoinArgs) -> anyhow::Result<Candidate> {
+    let expected = args
+        .fingerprint
+        .as_deref()
+        .map(str::parse::<Fingerprint>)
+        .transpose()
+        .context("--fingerprint")?;
     let browsed = remembered::browse(discovery::BrowseOptions {
         deadline: Duration::from_millis(args.discovery_ms),
         pool_name: args.pool.clone(),
+        fingerprint: expected,
         interfaces: args.interfaces.clone(),
         ..Default::default()
     })
@@ -188,18 +195,20 @@ fn choose<'a>(pools: &[&'a discovery::FoundPool]) -> anyhow::Result<&'a discover
         .iter()
         .enumerate()
         .map(|(index, pool)| {
-            let short = pool.fingerprint.map(|f| f.short()).unwrap_or_default();
             format!(
-                "  {}. {:?} at {} (certificate {short})",
+                "  {}. {:?} at {}, certificate {}",
                 index + 1,
                 pool.pool_name,
-                pool.urls().first().cloned().unwrap_or_default()
+                pool.urls().first().cloned().unwrap_or_default(),
+                pool.fingerprint
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| "none".to_owned())
             )
         })
         .collect();
     if !std::io::stdin().is_terminal() {
         bail!(
-            "{} pools answered; choose one with --pool NAME:\n{}",
+            "{} pools answered; choose one with --pool NAME, or --fingerprint sha256:… when names repeat (`crowdcloud up` prints its certificate):\n{}",
             pools.len(),
             listing.join("\n")
         );

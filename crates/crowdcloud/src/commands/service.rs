@@ -165,7 +165,6 @@ fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
         ),
     }
     println!("  state:       {}", data_dir.display());
-    println!("Stop with Ctrl-C.");
 }
 
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -180,6 +179,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
     let _advert = trust::advertise_and_show_code(&served, &args.service, &options.pool_name).await;
+    println!("Stop with Ctrl-C.");
     let default_slots = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -234,6 +234,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCod
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
     let _advert = trust::advertise_and_show_code(&served, &args.service, &options.pool_name).await;
+    println!("Stop with Ctrl-C.");
     shutdown_signal().await;
     local::withdraw(&options.data_dir);
     served.stop().await?;

@@ -77,7 +77,7 @@ fn print_tokens(tokens: &[TokenInfo]) {
                     token.kind.as_str(),
                     if token.owner { " (owner)" } else { "" }
                 ),
-                age(token.created_at_ms),
+                format!("{} ago", age(token.created_at_ms)),
                 token
                     .revoked_at_ms
                     .map(|at| format!("revoked {} ago", age(at)))

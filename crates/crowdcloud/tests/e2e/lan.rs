@@ -344,6 +344,7 @@ async fn an_impostor_pool_on_the_lan_learns_nothing_and_a_wrong_pin_is_refused()
         return;
     };
     let home = lan.spawn("home", &["up", "--lan", "--slots", "0"], "up");
+    // The impostor is a real coordinator with its own certificate, advertising the same name.
     let impostor = lan.spawn(
         "impostor",
         &["up", "--lan", "--slots", "0", "--pool-name", "family"],
@@ -352,37 +353,61 @@ async fn an_impostor_pool_on_the_lan_learns_nothing_and_a_wrong_pin_is_refused()
     let code = banner_line(&home, "join code:").await;
     let code = code.split_whitespace().next().unwrap().to_owned();
     let home_fingerprint = banner_line(&home, "certificate:").await;
+    let impostor_fingerprint = banner_line(&impostor, "certificate:").await;
     banner_line(&impostor, "discovery:").await;
 
-    // Two pools called "family" answer; a script must choose, and is told how.
+    // Two pools called "family" answer; the guest is told to choose by certificate.
     let output = lan
         .command("guest", &["join", "--code", &code, "--pool", "family"])
         .output()
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    // Whichever answered first: the impostor's exchange fails without the code; the home
-    // pool's succeeds. The guest never accepts the impostor.
-    if output.status.success() {
-        assert!(stdout.contains(&home_fingerprint), "{stdout}");
-    } else {
-        assert!(stderr.contains("does not match the code"), "{stderr}");
-        let again = lan
-            .run(
-                "guest",
-                &[
-                    "join",
-                    "--code",
-                    &code,
-                    "--coordinator",
-                    "https://10.77.0.1:7878",
-                    "--json",
-                ],
-            )
-            .await;
-        assert!(again.contains(&home_fingerprint));
-    }
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("2 pools answered")
+            && stderr.contains(&home_fingerprint)
+            && stderr.contains(&impostor_fingerprint),
+        "{stderr}"
+    );
+
+    // Choosing the impostor: it cannot confirm the owner's code, so the guest stops before
+    // sending anything that depends on it, and remembers nothing.
+    let output = lan
+        .command(
+            "guest",
+            &[
+                "join",
+                "--code",
+                &code,
+                "--fingerprint",
+                &impostor_fingerprint,
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!output.status.success());
+    assert!(stderr.contains("does not match the code"), "{stderr}");
+    assert!(!lan.data_dir("guest").join("pool.json").exists());
+
+    // The real pool, by its certificate: the same code still works.
+    let joined = lan
+        .run(
+            "guest",
+            &[
+                "join",
+                "--code",
+                &code,
+                "--fingerprint",
+                &home_fingerprint,
+                "--json",
+            ],
+        )
+        .await;
+    let joined: serde_json::Value = serde_json::from_str(&joined).unwrap();
+    assert_eq!(joined["url"], "https://10.77.0.1:7878");
 
     // An agent pinned to the home pool's certificate refuses the impostor's address.
     let output = lan
