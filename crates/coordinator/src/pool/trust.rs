@@ -87,3 +87,73 @@ impl PoolState {
         (silent_ms < CLONE_SILENCE_HEARTBEATS * heartbeat_ms.max(1)).then_some(silent_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::NewNode;
+
+    const LEASE_MS: u64 = 3_000;
+
+    fn pool_with_node(now_ms: u64) -> (PoolState, NodeId) {
+        let mut pool = PoolState::new("test".to_owned(), LEASE_MS);
+        let node = NodeId(42);
+        pool.register(
+            NewNode {
+                id: node,
+                public_key: "key".to_owned(),
+                token_hash: "node-token".to_owned(),
+                name: "box".to_owned(),
+                capabilities: wire::Capabilities::default(),
+                labels: Default::default(),
+                slots: 1,
+                agent_version: "test".to_owned(),
+            },
+            now_ms,
+            &mut Outbox::new(),
+        );
+        (pool, node)
+    }
+
+    #[test]
+    fn an_identity_counts_as_online_elsewhere_until_it_has_been_silent_two_heartbeats() {
+        let (mut pool, node) = pool_with_node(10_000);
+        let heartbeat_ms = LEASE_MS / 3;
+        assert_eq!(pool.node_online_elsewhere(node, 10_500), Some(500));
+        let silent_enough = 10_000 + CLONE_SILENCE_HEARTBEATS * heartbeat_ms;
+        assert_eq!(
+            pool.node_online_elsewhere(node, silent_enough - 1),
+            Some(silent_enough - 10_001)
+        );
+        assert_eq!(pool.node_online_elsewhere(node, silent_enough), None);
+        assert_eq!(
+            pool.node_online_elsewhere(NodeId(7), 10_500),
+            None,
+            "unknown ids are free"
+        );
+        // A node that said it is draining is on its way out.
+        pool.nodes.get_mut(&node).unwrap().activity = NodeActivity::Draining;
+        assert_eq!(pool.node_online_elsewhere(node, 10_500), None);
+    }
+
+    #[test]
+    fn a_revoked_token_is_gone_from_the_maps_in_the_same_change() {
+        let (mut pool, _) = pool_with_node(0);
+        let mut out = Outbox::new();
+        pool.create_requester_token("api".to_owned(), "alice", RequesterId(9), 1, &mut out);
+        pool.create_join_token("join".to_owned(), "laptop", 1, &mut out);
+        assert_eq!(pool.live_token_count(), 2);
+        assert_eq!(pool.requester_by_token("api"), Some(RequesterId(9)));
+        out.clear();
+        assert!(pool.revoke_token("api", 5, &mut out));
+        assert!(pool.revoke_token("join", 5, &mut out));
+        assert_eq!(pool.requester_by_token("api"), None);
+        assert!(!pool.is_join_token("join"));
+        assert_eq!(out.len(), 2, "each revocation is written");
+        assert!(
+            !pool.revoke_token("api", 6, &mut out),
+            "revoking twice changes nothing"
+        );
+        assert_eq!(out.len(), 2);
+    }
+}
