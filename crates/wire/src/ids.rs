@@ -51,7 +51,8 @@ macro_rules! prefixed_id {
                     expected: concat!("\"", $prefix, "\" and 16 hex digits"),
                 };
                 let hex = text.strip_prefix($prefix).ok_or_else(malformed)?;
-                if hex.len() != 16 {
+                // from_str_radix alone would take a leading '+'.
+                if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(malformed());
                 }
                 u64::from_str_radix(hex, 16).map(Self).map_err(|_| malformed())
