@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
-const GUESTS: [&str; 3] = ["render", "wordcount", "probe"];
+const GUESTS: [&str; 4] = ["render", "wordcount", "probe", "kernels"];
 const PREBUILT_ENV: &str = "CROWDCLOUD_GUESTS_PREBUILT";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -59,6 +59,11 @@ fn main() {
             guests_dir.join(guest).display()
         );
     }
+    // The kernels guest compiles the workspace's `kernels` crate.
+    println!(
+        "cargo:rerun-if-changed={}",
+        repo.join("crates/kernels").display()
+    );
 
     let built = if env::var_os(PREBUILT_ENV).is_some_and(|v| v == "1") {
         Err(format!(

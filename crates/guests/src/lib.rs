@@ -20,6 +20,10 @@ pub const WORDCOUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount
 /// Exit codes: 0 success, 1 unexpected failure, 2 bad arguments, 3 denied, 4 escaped.
 pub const PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.wasm"));
 
+/// The CPU-bound kernels of the `kernels` crate as a guest: `kernels mandelbrot|sha256|nbody
+/// [SIZE]` prints `NAME SIZE CHECKSUM`, the same checksum the native build computes.
+pub const KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.wasm"));
+
 /// True if the modules above were compiled from `guests/` in this build, false if the committed
 /// prebuilt copies were used.
 pub const BUILT_FROM_SOURCE: bool = include!(concat!(env!("OUT_DIR"), "/built_from_source.rs"));
@@ -39,22 +43,71 @@ pub const NOOP_WAT: &str = include_str!("../wat/noop.wat");
 /// Imports `env.does_not_exist` and calls it from `_start`, so instantiation must fail.
 pub const MISSING_IMPORT_WAT: &str = include_str!("../wat/missing_import.wat");
 
+/// Calls `sock_send`, `sock_recv`, `sock_accept` and `sock_shutdown` on descriptors 0 to 63 and
+/// writes each call's errno to stdout as one byte (256 bytes).
+pub const SOCKETS_WAT: &str = include_str!("../wat/sockets.wat");
+
+/// Reads every clock's resolution and time and writes the raw results to stdout (144 bytes;
+/// the layout is in the file).
+pub const CLOCKS_WAT: &str = include_str!("../wat/clocks.wat");
+
+/// Opens `/input` again and again without closing, up to 100 000 times, then writes how many
+/// opens worked and the errno that stopped it to stdout.
+pub const DESCRIPTOR_HOG_WAT: &str = include_str!("../wat/descriptor_hog.wat");
+
+/// Renumbers, closes, links, renames and writes through its preopens in 25 steps and writes
+/// each step's errno to stdout as one byte (the steps are listed in the file).
+pub const PREOPEN_TRICKS_WAT: &str = include_str!("../wat/preopen_tricks.wat");
+
+/// Makes one WASI call with pointers or lengths outside its memory, picked by the first letter
+/// of `argv[1]` (the calls are listed in the file), and writes its errno to stdout if it
+/// returns.
+pub const HOST_CALL_ABUSE_WAT: &str = include_str!("../wat/host_call_abuse.wat");
+
+/// Creates 200 empty directories in `/output` as fast as it can and returns.
+pub const DIR_FLOOD_WAT: &str = include_str!("../wat/dir_flood.wat");
+
+/// Nests 24 directories with 200-byte names in `/scratch`, past the host's PATH_MAX, writes
+/// 8 MiB at the bottom and returns.
+pub const HIDDEN_FLOOD_WAT: &str = include_str!("../wat/hidden_flood.wat");
+
+/// Nests directories called `d` in `/scratch` as deep as it can, up to 100 000 levels.
+pub const DEEP_TREE_WAT: &str = include_str!("../wat/deep_tree.wat");
+
+/// Writes half of `/output/partial.txt` and traps.
+pub const TRAP_MID_OUTPUT_WAT: &str = include_str!("../wat/trap_mid_output.wat");
+
+/// Polls a one-hour clock together with stdin, stdout and a directory, and writes each poll's
+/// errno and event count to stdout.
+pub const MIXED_POLL_WAT: &str = include_str!("../wat/mixed_poll.wat");
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MODULES: [(&str, &[u8]); 3] = [
+    const MODULES: [(&str, &[u8]); 4] = [
         ("render", RENDER),
         ("wordcount", WORDCOUNT),
         ("probe", PROBE),
+        ("kernels", KERNELS),
     ];
 
-    const WATS: [(&str, &str); 5] = [
+    const WATS: [(&str, &str); 15] = [
         ("spin", SPIN_WAT),
         ("memory_grow", MEMORY_GROW_WAT),
         ("table_grow", TABLE_GROW_WAT),
         ("noop", NOOP_WAT),
         ("missing_import", MISSING_IMPORT_WAT),
+        ("sockets", SOCKETS_WAT),
+        ("clocks", CLOCKS_WAT),
+        ("descriptor_hog", DESCRIPTOR_HOG_WAT),
+        ("preopen_tricks", PREOPEN_TRICKS_WAT),
+        ("host_call_abuse", HOST_CALL_ABUSE_WAT),
+        ("dir_flood", DIR_FLOOD_WAT),
+        ("hidden_flood", HIDDEN_FLOOD_WAT),
+        ("deep_tree", DEEP_TREE_WAT),
+        ("trap_mid_output", TRAP_MID_OUTPUT_WAT),
+        ("mixed_poll", MIXED_POLL_WAT),
     ];
 
     fn leb_u32(bytes: &[u8], pos: &mut usize) -> u32 {
