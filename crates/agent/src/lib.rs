@@ -684,6 +684,8 @@ impl Agent {
         };
         match client.heartbeat(&request).await {
             Ok(response) => {
+                // The interval grows with the pool; follow what the coordinator asks now.
+                self.session.write().heartbeat_ms = response.heartbeat_ms;
                 let mut running = self.running.lock();
                 for attempt_id in response.cancel {
                     if let Some(attempt) = running.get_mut(&attempt_id) {

@@ -316,6 +316,19 @@ impl Client {
         .await
     }
 
+    /// The job once it has ended, or as it is after `timeout`.
+    pub async fn wait_job_end(&self, job: JobId, timeout: Duration) -> Result<JobStatus> {
+        let path = format!(
+            "/v1/jobs/{job}/wait?until=ended&timeout_ms={}",
+            timeout.as_millis()
+        );
+        self.json(
+            self.request(Method::GET, &path)
+                .timeout(timeout + LONG_POLL_SLACK),
+        )
+        .await
+    }
+
     pub async fn tasks(&self, job: JobId, offset: u32, limit: u32) -> Result<TaskPage> {
         self.get(&format!(
             "/v1/jobs/{job}/tasks?offset={offset}&limit={limit}"

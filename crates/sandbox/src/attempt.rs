@@ -249,14 +249,23 @@ pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attem
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    store
-        .set_fuel(attempt.limits.fuel_max)
-        .expect("fuel metering is enabled in the engine config");
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(on_epoch);
+    let metering = prepared.flavor.metering;
+    if metering.fuel {
+        store
+            .set_fuel(attempt.limits.fuel_max)
+            .expect("fuel metering is enabled in the engine config");
+    }
+    if metering.epoch {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(on_epoch);
+    }
 
     let result = run_start(&mut store, prepared);
-    let fuel_left = store.get_fuel().unwrap_or(0);
+    // Without fuel metering (a benchmark's choice) nothing was counted.
+    let fuel_left = match metering.fuel {
+        true => store.get_fuel().unwrap_or(0),
+        false => attempt.limits.fuel_max,
+    };
     let limit_hit = store.data().limiter.limit_hit;
     let memory_peak_bytes = store.data().limiter.memory_peak_bytes as u64;
     drop(store);
@@ -267,7 +276,7 @@ pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attem
     // /scratch nor empty directories: measure both once more, now that nothing writes.
     if matches!(
         outcome,
-        Outcome::Succeeded | Outcome::ExitCode(_) | Outcome::Trap(_)
+        Outcome::Cancelled
     ) && let Err(exceeded) = workdir::measure(
         &[dir.output(), dir.scratch()],
         attempt.limits.output_bytes_max,

@@ -25,6 +25,26 @@ pub struct SandboxConfig {
     pub module_limits: ModuleLimits,
     /// Native stack a guest may use before it traps with stack exhaustion.
     pub wasm_stack_bytes_max: usize,
+    /// Fuel metering and epoch interruption. Agents always run with both: without fuel there is
+    /// no CPU limit or count, without epochs no deadline, cancellation, pause or disk check
+    /// while guest code runs. Switching them off is only for measuring what they cost.
+    pub metering: Metering,
+}
+
+/// See [`SandboxConfig::metering`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    pub fuel: bool,
+    pub epoch: bool,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Self {
+            fuel: true,
+            epoch: true,
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -34,6 +54,7 @@ impl Default for SandboxConfig {
             compiled_modules_max: 64,
             module_limits: ModuleLimits::default(),
             wasm_stack_bytes_max: 1 << 20,
+            metering: Metering::default(),
         }
     }
 }
@@ -56,6 +77,7 @@ pub(crate) struct Flavor {
     compiled: Mutex<ModuleCache>,
     ticker: EpochTicker,
     deterministic: bool,
+    pub(crate) metering: Metering,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -79,6 +101,7 @@ impl Flavor {
             compiled: Mutex::new(ModuleCache::new(config.compiled_modules_max)),
             ticker,
             deterministic,
+            metering: config.metering,
         })
     }
 }
@@ -163,8 +186,8 @@ fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {
     let mut engine = Config::new();
     // Both flags change the compiled code, so they hold for every module of this engine and
     // every entry of its cache.
-    engine.consume_fuel(true);
-    engine.epoch_interruption(true);
+    engine.consume_fuel(config.metering.fuel);
+    engine.epoch_interruption(config.metering.epoch);
     // Deterministic mode (DESIGN.md decision 4) needs the same NaN bits on every CPU.
     engine.cranelift_nan_canonicalization(deterministic);
     engine.relaxed_simd_deterministic(deterministic);

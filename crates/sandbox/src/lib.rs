@@ -28,7 +28,7 @@ mod writes;
 
 pub use attempt::{Attempt, AttemptLimits, Determinism, Outcome, RunReport, Usage};
 pub use control::AttemptControl;
-pub use engine::{Sandbox, SandboxConfig};
+pub use engine::{Metering, Sandbox, SandboxConfig};
 pub use module::{ModuleLimits, Prepared};
 pub use workdir::{OutputFile, Outputs};
 

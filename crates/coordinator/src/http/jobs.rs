@@ -168,6 +168,8 @@ pub(crate) async fn status(
 pub(crate) struct WaitQuery {
     /// Answer once the job's version is past this.
     after: Option<u64>,
+    /// `ended`: answer only once the job has ended (or at the timeout), whatever its version.
+    until: Option<String>,
     /// Answer after this long at the latest (at most 60000).
     timeout_ms: Option<u64>,
 }
@@ -185,11 +187,36 @@ pub(crate) async fn wait(
     let job: JobId = parse_path(&job)?;
     let mut versions = shared.read(|state, _| state.watch_job(job, requester))?;
     let after = query.after.unwrap_or(0);
+    let until_ended = match query.until.as_deref() {
+        None => false,
+        Some("ended") => true,
+        Some(other) => {
+            return Err(Failure::bad_request(format!(
+                "until={other:?} is not known; the only value is `ended`"
+            )));
+        }
+    };
     let timeout = Duration::from_millis(query.timeout_ms.unwrap_or(WAIT_MS_MAX).min(WAIT_MS_MAX));
     let mut stopping = shared.stopping.subscribe();
-    let changed = versions.wait_for(|version| *version > after);
+    let reached = async {
+        loop {
+            // The watch's lock is released before the pool's is taken: the pool bumps versions
+            // while holding its own lock.
+            let version = *versions.borrow_and_update();
+            let done = version > after
+                && (!until_ended
+                    || shared.read(|state, _| {
+                        state
+                            .job_status(job, requester)
+                            .map_or(true, |status| status.state.is_terminal())
+                    }));
+            if done || versions.changed().await.is_err() {
+                return;
+            }
+        }
+    };
     tokio::select! {
-        _ = changed => {}
+        () = reached => {}
         () = tokio::time::sleep(timeout) => {}
         _ = stopping.wait_for(|stopping| *stopping) => {}
     }

@@ -86,8 +86,13 @@ pub(crate) async fn register(
     }
     shared.committed(commit).await?;
     tracing::info!(node = %node_id, %name, "node registered");
-    let (lease_ms, heartbeat_ms, pool_name) =
-        shared.read(|state, _| (state.lease_ms, state.heartbeat_ms, state.pool_name.clone()));
+    let (lease_ms, heartbeat_ms, pool_name) = shared.read(|state, _| {
+        (
+            state.lease_term_ms(),
+            state.heartbeat_interval_ms(),
+            state.pool_name.clone(),
+        )
+    });
     Ok(Json(RegisterResponse {
         node_id,
         node_token,

@@ -186,6 +186,7 @@ impl PoolState {
         response: &mut LeaseResponse,
         rows: &mut Vec<AttemptRow>,
     ) {
+        let lease_ms = self.lease_term_ms();
         let (Some(job), Some(node)) = (self.jobs.get_mut(&job_id), self.nodes.get_mut(&node_id))
         else {
             return;
@@ -229,7 +230,7 @@ impl PoolState {
                 },
             );
         }
-        node.lease_until_ms = node.lease_until_ms.max(now_ms + self.lease_ms);
+        node.lease_until_ms = node.lease_until_ms.max(now_ms + lease_ms);
         job.bump();
         self.sync_ready(job_id);
     }
@@ -270,6 +271,7 @@ impl PoolState {
         out: &mut Outbox,
     ) -> HeartbeatResponse {
         self.touch(node_id, now_ms);
+        let lease_ms = self.lease_term_ms();
         let listed: HashSet<AttemptId> = request.running.iter().copied().collect();
         let cancel = request
             .running
@@ -289,25 +291,26 @@ impl PoolState {
             node.activity = request.activity.clone();
             // An attempt the node no longer lists, granted longer than a lease ago (so its
             // grant has surely arrived), was lost on the node.
-            let forgotten: Vec<AttemptId> =
-                node.running
-                    .iter()
-                    .copied()
-                    .filter(|attempt_id| {
-                        !listed.contains(attempt_id)
-                            && self.attempts.get(attempt_id).is_some_and(|attempt| {
-                                attempt.granted_at_ms + self.lease_ms < now_ms
-                            })
-                    })
-                    .collect();
+            let forgotten: Vec<AttemptId> = node
+                .running
+                .iter()
+                .copied()
+                .filter(|attempt_id| {
+                    !listed.contains(attempt_id)
+                        && self
+                            .attempts
+                            .get(attempt_id)
+                            .is_some_and(|attempt| attempt.granted_at_ms + lease_ms < now_ms)
+                })
+                .collect();
             for attempt_id in forgotten {
                 self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
             }
         }
         HeartbeatResponse {
             cancel,
-            lease_ms: self.lease_ms,
-            heartbeat_ms: self.heartbeat_ms,
+            lease_ms: self.lease_term_ms(),
+            heartbeat_ms: self.heartbeat_interval_ms(),
         }
     }
 

@@ -41,13 +41,16 @@ pub(crate) enum PoolError {
     Conflict(String),
 }
 
+/// The heartbeat rate a pool of any size asks of its nodes together.
+pub(crate) const HEARTBEATS_PER_S_MAX: u64 = 2_000;
+
 /// Writes to queue to the store, in order.
 pub(crate) type Outbox = Vec<Write>;
 
 pub(crate) struct PoolState {
     pub(crate) pool_name: String,
-    pub(crate) lease_ms: u64,
-    pub(crate) heartbeat_ms: u64,
+    /// The shortest lease; it grows with the pool (see [`PoolState::lease_term_ms`]).
+    lease_ms_min: u64,
     jobs: HashMap<JobId, Job>,
     /// Running jobs with pending tasks, in submission order.
     ready: BTreeMap<u64, JobId>,
@@ -145,8 +148,7 @@ impl PoolState {
     pub(crate) fn new(pool_name: String, lease_ms: u64) -> Self {
         Self {
             pool_name,
-            lease_ms,
-            heartbeat_ms: (lease_ms / 3).max(1),
+            lease_ms_min: lease_ms,
             jobs: HashMap::new(),
             ready: BTreeMap::new(),
             nodes: HashMap::new(),
@@ -199,6 +201,19 @@ impl PoolState {
             self.requeue_pending_of(job_id);
             self.finish_job_if_done(job_id, now_ms, out);
         }
+    }
+
+    /// How often nodes heartbeat: a third of the lease in a small pool, and longer as the pool
+    /// grows, so heartbeats never exceed [`HEARTBEATS_PER_S_MAX`] (Nomad's approach to large
+    /// clusters).
+    pub(crate) fn heartbeat_interval_ms(&self) -> u64 {
+        let spread_ms = self.nodes.len() as u64 * 1000 / HEARTBEATS_PER_S_MAX;
+        (self.lease_ms_min / 3).max(spread_ms).max(1)
+    }
+
+    /// How long a lease lasts past a node's last request: at least three heartbeats.
+    pub(crate) fn lease_term_ms(&self) -> u64 {
+        self.lease_ms_min.max(3 * self.heartbeat_interval_ms())
     }
 
     pub(crate) fn add_requester_token(&mut self, hash: String, requester: RequesterId) {

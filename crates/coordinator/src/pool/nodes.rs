@@ -67,7 +67,7 @@ impl PoolState {
                 agent_version: row.agent_version,
                 activity: NodeActivity::Active,
                 // A restored node gets one lease term to come back before its attempts expire.
-                lease_until_ms: now_ms + self.lease_ms,
+                lease_until_ms: now_ms + self.lease_term_ms(),
                 last_seen_ms: now_ms,
                 running: HashSet::new(),
                 tasks_succeeded: 0,
@@ -78,9 +78,10 @@ impl PoolState {
 
     /// Any authenticated request of a node shows it is alive and extends its leases.
     pub(crate) fn touch(&mut self, node_id: NodeId, now_ms: u64) {
+        let lease_ms = self.lease_term_ms();
         if let Some(node) = self.nodes.get_mut(&node_id) {
             node.last_seen_ms = now_ms;
-            node.lease_until_ms = now_ms + self.lease_ms;
+            node.lease_until_ms = now_ms + lease_ms;
         }
     }
 
