@@ -45,6 +45,8 @@ pub(crate) enum Command {
     Tokens(TokensCommand),
     /// Say what this machine sees: interfaces, pools, reachability, certificate, clock, node id.
     Doctor(DoctorArgs),
+    /// Measure the pool: dispatch, sandbox, scale, recover.
+    Bench(BenchArgs),
 }
 
 impl Command {
@@ -318,6 +320,78 @@ pub(crate) struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    pub(crate) which: BenchCommand,
+    /// Also write the report as JSON to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// No-op tasks through a real coordinator and agents: throughput and round-trip latency.
+    Dispatch {
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u32,
+        #[arg(long, default_value_t = 2)]
+        agents: u32,
+        #[arg(long, default_value_t = 16)]
+        slots: u32,
+        /// Sequential one-task round trips timed for latency.
+        #[arg(long, default_value_t = 1000)]
+        round_trips: u32,
+        /// The coordinator's commit durability: full or process.
+        #[arg(long, default_value = "full")]
+        durability: String,
+        /// A Python with ray==2.60.0 installed: measure Ray side by side.
+        #[arg(long, value_name = "PYTHON")]
+        ray: Option<PathBuf>,
+    },
+    /// Sandbox start-up, and CPU-bound kernels in the sandbox against native code.
+    Sandbox {
+        #[arg(long, default_value_t = 2000)]
+        instantiations: u32,
+        /// Kernel sizes times this (below 1 for a quick run).
+        #[arg(long, default_value_t = 1.0)]
+        kernel_scale: f64,
+        /// Runs of each kernel in each mode; the fastest counts.
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
+    },
+    /// Many simulated nodes heartbeating while tasks are dispatched.
+    Scale {
+        /// Pool sizes, growing, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        nodes: Vec<u32>,
+        /// How long heartbeats are measured at each size, in ms.
+        #[arg(long, default_value_t = 10_000)]
+        window_ms: u64,
+        /// No-op tasks dispatched during each window.
+        #[arg(long, default_value_t = 2000)]
+        tasks: u32,
+    },
+    /// Agents killed mid-run: time until their tasks run elsewhere, and work lost.
+    Recover {
+        #[arg(long, default_value_t = 200)]
+        tasks: u32,
+        #[arg(long, default_value_t = 4)]
+        agents: u32,
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        /// Agents killed once the run is under way.
+        #[arg(long, default_value_t = 2)]
+        kill: u32,
+        /// How long each task runs, in ms.
+        #[arg(long, default_value_t = 500)]
+        task_ms: u32,
+        /// The coordinator's lease: how long a silent node keeps its work.
+        #[arg(long, default_value_t = 3000)]
+        lease_ms: u64,
+    },
 }
 
 #[derive(Debug, Args)]

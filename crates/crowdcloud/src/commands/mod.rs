@@ -1,10 +1,11 @@
 //! The subcommands. Each takes its parsed arguments and returns the process exit code.
 
 mod agent;
+mod bench;
 mod demo;
 mod doctor;
-mod join;
 mod jobs;
+mod join;
 mod results;
 mod service;
 mod submit;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::JoinCode(args) => join::join_code(args).await,
         Command::Tokens(command) => tokens::run(command).await,
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

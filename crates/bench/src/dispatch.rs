@@ -1,0 +1,213 @@
+//! `crowdcloud bench dispatch`: how fast the pool turns no-op tasks around, end to end.
+//!
+//! A real coordinator (durable SQLite, as `up` runs it) and agents, all processes, on
+//! loopback. Throughput: one job of N no-op tasks, from the submit to the end of the last task.
+//! Latency: R sequential round trips of a one-task job, submit to result. Ray runs the same
+//! two measurements side by side when a Python with Ray is given.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use wire::{JobState, JobSubmission, Limits, TaskSpec};
+
+use crate::pool::{CoordinatorOptions, LocalPool};
+use crate::report::{Better, Machine};
+use crate::{BenchError, Check, Figure, Percentiles, Report};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchOptions {
+    pub tasks: u32,
+    pub agents: u32,
+    pub slots: u32,
+    pub round_trips: u32,
+    pub durability: String,
+    /// A Python interpreter with Ray 2.60 installed, to measure Ray side by side.
+    pub ray_python: Option<PathBuf>,
+}
+
+/// What Ray 2.60 measured on a 2-core machine of this kind (STACK-NOTES), used when Ray is not
+/// run side by side.
+const RAY_REFERENCE_TASKS_PER_S: f64 = 1194.0;
+const RAY_REFERENCE_P50_MS: f64 = 2.05;
+const RAY_REFERENCE_P99_MS: f64 = 4.95;
+
+#[derive(Debug, serde::Deserialize)]
+struct RayFigures {
+    tasks_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn noop_job(module: wire::BlobHash, tasks: u32) -> JobSubmission {
+    JobSubmission {
+        name: "bench-noop".to_owned(),
+        module,
+        env: Default::default(),
+        mounts: vec![],
+        requirements: Default::default(),
+        limits: Limits::default(),
+        max_attempts: 3,
+        deterministic: None,
+        tasks: vec![TaskSpec::default(); tasks as usize],
+    }
+}
+
+pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, BenchError> {
+    let mut pool = LocalPool::start(
+        binary,
+        &CoordinatorOptions {
+            durability: options.durability.clone(),
+            ..CoordinatorOptions::default()
+        },
+    )
+    .await?;
+    for index in 0..options.agents {
+        pool.spawn_agent(&format!("bench-{index}"), options.slots)?;
+    }
+    let measured = measure(&pool, options).await;
+    pool.stop().await;
+    let (throughput, latency, checks) = measured?;
+    let ray = match &options.ray_python {
+        Some(python) => Some(run_ray(python, options).await?),
+        None => None,
+    };
+    let (ray_name, ray_tasks, ray_p50, ray_p99) = match &ray {
+        Some(ray) => (
+            "ray 2.60, side by side",
+            ray.tasks_per_s,
+            ray.p50_ms,
+            ray.p99_ms,
+        ),
+        None => (
+            "ray 2.60 (reference)",
+            RAY_REFERENCE_TASKS_PER_S,
+            RAY_REFERENCE_P50_MS,
+            RAY_REFERENCE_P99_MS,
+        ),
+    };
+    Ok(Report {
+        benchmark: "dispatch".to_owned(),
+        machine: Machine::this(),
+        parameters: serde_json::to_value(options).unwrap_or_default(),
+        figures: vec![
+            Figure::new(
+                "throughput, no-op tasks",
+                throughput,
+                "tasks/s",
+                Better::Higher,
+            )
+            .target(15_000.0)
+            .baseline(ray_name, Some(ray_tasks)),
+            Figure::new("round trip p50", latency.p50_ms, "ms", Better::Lower)
+                .target(1.0)
+                .baseline(ray_name, Some(ray_p50)),
+            Figure::new("round trip p99", latency.p99_ms, "ms", Better::Lower)
+                .target(5.0)
+                .baseline(ray_name, Some(ray_p99)),
+            Figure::new("round trip max", latency.max_ms, "ms", Better::Lower),
+        ],
+        checks,
+    })
+}
+
+async fn measure(
+    pool: &LocalPool,
+    options: &DispatchOptions,
+) -> Result<(f64, Percentiles, Vec<Check>), BenchError> {
+    pool.wait_online(options.agents as usize).await?;
+    let module = pool
+        .owner
+        .upload_bytes(
+            wat::parse_str(guests::NOOP_WAT)
+                .map_err(|e| BenchError::Setup(e.to_string()))?
+                .into(),
+        )
+        .await?;
+    let owner = &pool.owner;
+    // Every agent compiles and caches the module before anything is timed.
+    let warm_up = owner
+        .submit(&noop_job(module, options.agents * options.slots * 4))
+        .await?;
+    owner
+        .wait_job_end(warm_up.job_id, Duration::from_secs(60))
+        .await?;
+
+    let started = Instant::now();
+    let job = owner.submit(&noop_job(module, options.tasks)).await?;
+    let status = wait_end(pool, job.job_id).await?;
+    let throughput = f64::from(options.tasks) / started.elapsed().as_secs_f64();
+    let mut checks = vec![
+        Check::new(
+            format!("all {} tasks succeeded", options.tasks),
+            status.state == JobState::Completed && status.tasks.succeeded == options.tasks,
+        ),
+        Check::new(
+            "every task ran exactly once",
+            status.attempts == u64::from(options.tasks)
+                && status.nodes.iter().map(|n| n.tasks_succeeded).sum::<u32>() == options.tasks,
+        ),
+    ];
+
+    let mut samples = Vec::with_capacity(options.round_trips as usize);
+    let mut completed = 0;
+    for _ in 0..options.round_trips {
+        let began = Instant::now();
+        let job = owner.submit(&noop_job(module, 1)).await?;
+        let status = wait_end(pool, job.job_id).await?;
+        samples.push(began.elapsed());
+        completed += u32::from(status.state == JobState::Completed);
+    }
+    checks.push(Check::new(
+        format!("all {} round trips completed", options.round_trips),
+        completed == options.round_trips,
+    ));
+    Ok((throughput, Percentiles::of(&mut samples), checks))
+}
+
+async fn wait_end(pool: &LocalPool, job: wire::JobId) -> Result<wire::JobStatus, BenchError> {
+    loop {
+        let status = pool
+            .owner
+            .wait_job_end(job, Duration::from_secs(60))
+            .await?;
+        if status.state.is_terminal() {
+            return Ok(status);
+        }
+    }
+}
+
+async fn run_ray(python: &Path, options: &DispatchOptions) -> Result<RayFigures, BenchError> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/ray_baseline.py");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let output = tokio::process::Command::new(python)
+        .arg(&script)
+        .args([
+            options.tasks.to_string(),
+            options.round_trips.to_string(),
+            cores.to_string(),
+        ])
+        .output()
+        .await
+        .map_err(BenchError::io(format!("running {}", python.display())))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .ok_or_else(|| {
+            BenchError::Setup(format!(
+                "the Ray baseline printed no figures (is ray==2.60.0 installed for {}?): {}",
+                python.display(),
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            ))
+        })?;
+    serde_json::from_str(line)
+        .map_err(|error| BenchError::Setup(format!("the Ray baseline's figures: {error}")))
+}

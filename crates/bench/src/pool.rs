@@ -1,0 +1,224 @@
+//! A pool of real processes on loopback for the benchmarks: the `crowdcloud` binary as the
+//! coordinator (durable SQLite, as `up` runs it) and as agents, each with its own data dir.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use client::Client;
+use wire::NodeState;
+
+use crate::BenchError;
+
+pub struct LocalPool {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    pub url: String,
+    pub owner: Client,
+    pub join_token: String,
+    coordinator: Child,
+    agents: Vec<Child>,
+}
+
+/// How the coordinator of a benchmark pool runs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorOptions {
+    pub lease_ms: u64,
+    /// `full` or `process`, as `crowdcloud coordinator --durability`.
+    pub durability: String,
+}
+
+impl Default for CoordinatorOptions {
+    fn default() -> Self {
+        Self {
+            lease_ms: 15_000,
+            durability: "full".to_owned(),
+        }
+    }
+}
+
+impl LocalPool {
+    pub async fn start(
+        binary: &Path,
+        options: &CoordinatorOptions,
+    ) -> Result<LocalPool, BenchError> {
+        let dir = tempfile::tempdir().map_err(BenchError::io("a temporary directory"))?;
+        let data_dir = dir.path().join("coordinator");
+        std::fs::create_dir_all(&data_dir).map_err(BenchError::io("the coordinator's data dir"))?;
+        let log = std::fs::File::create(data_dir.join("coordinator.log"))
+            .map_err(BenchError::io("the coordinator's log"))?;
+        let coordinator = Command::new(binary)
+            .arg("coordinator")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--lease-ms", &options.lease_ms.to_string()])
+            .args(["--durability", &options.durability])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(BenchError::io("starting the coordinator"))?;
+        let url = wait_for_url(&data_dir).await?;
+        let read = |file: &str| {
+            std::fs::read_to_string(data_dir.join(file))
+                .map(|text| text.trim().to_owned())
+                .map_err(BenchError::io(format!("reading {file}")))
+        };
+        let owner = Client::new(&url, Some(read("owner.token")?))?;
+        Ok(LocalPool {
+            binary: binary.to_owned(),
+            join_token: read("join.token")?,
+            dir,
+            url,
+            owner,
+            coordinator,
+            agents: Vec::new(),
+        })
+    }
+
+    pub fn coordinator_pid(&self) -> Option<u32> {
+        self.coordinator.id()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts an agent process; returns its index.
+    pub fn spawn_agent(&mut self, name: &str, slots: u32) -> Result<usize, BenchError> {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).map_err(BenchError::io("an agent's data dir"))?;
+        let log = std::fs::File::create(dir.join("agent.log"))
+            .map_err(BenchError::io("an agent's log"))?;
+        let child = Command::new(&self.binary)
+            .args([
+                "agent",
+                "--coordinator",
+                &self.url,
+                "--join-token",
+                &self.join_token,
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args([
+                "--slots",
+                &slots.to_string(),
+                "--name",
+                name,
+                "--drain-secs",
+                "2",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(BenchError::io("starting an agent"))?;
+        self.agents.push(child);
+        Ok(self.agents.len() - 1)
+    }
+
+    /// Waits until `count` nodes are online.
+    pub async fn wait_online(&self, count: usize) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let nodes = self.owner.nodes().await?;
+            let online = nodes
+                .nodes
+                .iter()
+                .filter(|node| node.state == NodeState::Online)
+                .count();
+            if online >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(format!(
+                    "only {online} of {count} agents came online within two minutes; their logs end:\n{}",
+                    self.log_tails()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of every process's log, for errors (the data dir goes with the pool).
+    fn log_tails(&self) -> String {
+        let mut tails = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            for name in ["agent.log", "coordinator.log"] {
+                if let Ok(text) = std::fs::read_to_string(entry.path().join(name)) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(3)..].join("\n");
+                    tails.push_str(&format!("{}:\n{tail}\n", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+        tails
+    }
+
+    /// SIGKILL: the agent dies holding what it holds.
+    pub async fn kill_agent(&mut self, index: usize) {
+        let _ = self.agents[index].kill().await;
+    }
+
+    /// Stops every process gracefully (SIGTERM), then the coordinator.
+    pub async fn stop(mut self) {
+        for agent in &mut self.agents {
+            terminate(agent).await;
+        }
+        terminate(&mut self.coordinator).await;
+    }
+}
+
+async fn terminate(child: &mut Child) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+async fn wait_for_url(data_dir: &Path) -> Result<String, BenchError> {
+    let path = data_dir.join("coordinator.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = value["url"].as_str()
+        {
+            return Ok(url.to_owned());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(format!(
+                "the coordinator did not start within a minute; see {}",
+                data_dir.join("coordinator.log").display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

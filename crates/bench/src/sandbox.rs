@@ -1,0 +1,202 @@
+//! `crowdcloud bench sandbox`: what the sandbox costs the provider.
+//!
+//! Start-up: a cached module instantiated with WASI set up and its per-attempt directories
+//! made and removed, as every attempt does. CPU: kernels of the `kernels` crate run in the
+//! sandbox against the same code compiled natively in this process, with fuel metering and
+//! epoch interruption measured apart and together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use kernels::Kernel;
+use sandbox::{
+    Attempt, AttemptControl, AttemptLimits, Determinism, Metering, Outcome, Sandbox, SandboxConfig,
+};
+
+use crate::report::{Better, Machine};
+use crate::{BenchError, Check, Figure, Percentiles, Report};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxOptions {
+    pub instantiations: u32,
+    /// Kernel sizes are their defaults times this (below 1 for a quick run).
+    pub kernel_scale: f64,
+    /// Runs of each kernel and mode; the best is kept.
+    pub repeats: u32,
+}
+
+fn limits() -> AttemptLimits {
+    AttemptLimits {
+        memory_bytes_max: 256 << 20,
+        fuel_max: u64::MAX / 4,
+        deadline: Duration::from_secs(600),
+        output_bytes_max: 1 << 20,
+        output_files_max: 16,
+        stdout_bytes_max: 1 << 20,
+        stderr_bytes_max: 1 << 20,
+    }
+}
+
+pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
+    let work = tempfile::tempdir().map_err(BenchError::io("a temporary directory"))?;
+    let mut figures = Vec::new();
+    let mut checks = Vec::new();
+
+    let (start, start_checks) = instantiation(work.path(), options.instantiations)?;
+    figures.push(
+        Figure::new(
+            "start, cached module, WASI + dirs: p50",
+            start.p50_ms * 1000.0,
+            "µs",
+            Better::Lower,
+        )
+        .target(50.0)
+        .baseline("wasmtime on-demand instantiate (STACK-NOTES)", Some(20.0)),
+    );
+    figures.push(Figure::new(
+        "start p99",
+        start.p99_ms * 1000.0,
+        "µs",
+        Better::Lower,
+    ));
+    checks.extend(start_checks);
+
+    let modes = [
+        ("plain", false, false),
+        ("fuel", true, false),
+        ("epoch", false, true),
+        ("fuel + epoch (as agents run)", true, true),
+    ];
+    for kernel in Kernel::ALL {
+        let size = ((f64::from(kernel.default_size()) * options.kernel_scale) as u32).max(1);
+        let (native, native_checksum) = best_of(options.repeats, || {
+            let began = Instant::now();
+            let checksum = std::hint::black_box(kernel.run(size));
+            (began.elapsed(), checksum)
+        });
+        for (mode, fuel, epoch) in modes {
+            let sandbox = Sandbox::new(SandboxConfig {
+                metering: Metering { fuel, epoch },
+                ..SandboxConfig::default()
+            })?;
+            let prepared = sandbox
+                .prepare(
+                    *blake3::hash(guests::KERNELS).as_bytes(),
+                    guests::KERNELS,
+                    false,
+                )
+                .map_err(BenchError::Setup)?;
+            let mut index = 0;
+            let (wasm, stdout) = best_of(options.repeats, || {
+                index += 1;
+                let attempt = Attempt {
+                    work_dir: work
+                        .path()
+                        .join(format!("{}-{mode}-{index}", kernel.name())),
+                    program_name: "kernels".to_owned(),
+                    args: vec![kernel.name().to_owned(), size.to_string()],
+                    env: vec![],
+                    stdin: vec![],
+                    inputs: vec![],
+                    mounts: vec![],
+                    limits: limits(),
+                    determinism: Determinism::Off,
+                    control: Arc::new(AttemptControl::new()),
+                };
+                let began = Instant::now();
+                let report = sandbox.run(&prepared, attempt);
+                let elapsed = began.elapsed();
+                let text = match report.outcome {
+                    Outcome::Succeeded => String::from_utf8_lossy(&report.stdout).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                (elapsed, text)
+            });
+            let expected = format!("{} {size} {native_checksum}\n", kernel.name());
+            checks.push(Check::new(
+                format!("{} ({mode}) gives the native checksum", kernel.name()),
+                stdout == expected,
+            ));
+            let ratio = wasm.as_secs_f64() / native.as_secs_f64();
+            let mut figure = Figure::new(
+                &format!("{} in the sandbox, {mode} / native", kernel.name()),
+                ratio,
+                "x",
+                Better::Lower,
+            );
+            if mode.starts_with("fuel + epoch") {
+                figure = figure
+                    .target(1.25)
+                    .baseline("browsers' wasm (DESIGN.md)", Some(1.5));
+            }
+            figures.push(figure);
+        }
+    }
+    Ok(Report {
+        benchmark: "sandbox".to_owned(),
+        machine: Machine::this(),
+        parameters: serde_json::to_value(options).unwrap_or_default(),
+        figures,
+        checks,
+    })
+}
+
+/// The fastest of `repeats` runs, with that run's result.
+fn best_of<T>(repeats: u32, mut run: impl FnMut() -> (Duration, T)) -> (Duration, T) {
+    let mut best = run();
+    for _ in 1..repeats.max(1) {
+        let next = run();
+        if next.0 < best.0 {
+            best = next;
+        }
+    }
+    best
+}
+
+fn instantiation(
+    dir: &std::path::Path,
+    count: u32,
+) -> Result<(Percentiles, Vec<Check>), BenchError> {
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let noop =
+        wat::parse_str(guests::NOOP_WAT).map_err(|error| BenchError::Setup(error.to_string()))?;
+    let prepared = sandbox
+        .prepare(*blake3::hash(&noop).as_bytes(), &noop, false)
+        .map_err(BenchError::Setup)?;
+    let mut samples = Vec::with_capacity(count as usize);
+    let mut succeeded = 0u32;
+    for index in 0..count.max(1) {
+        let attempt = Attempt {
+            work_dir: dir.join(format!("start-{index}")),
+            program_name: "noop".to_owned(),
+            args: vec![],
+            env: vec![],
+            stdin: vec![],
+            inputs: vec![],
+            mounts: vec![],
+            limits: limits(),
+            determinism: Determinism::Off,
+            control: Arc::new(AttemptControl::new()),
+        };
+        let began = Instant::now();
+        let report = sandbox.run(&prepared, attempt);
+        drop(report.outputs);
+        samples.push(began.elapsed());
+        succeeded += u32::from(report.outcome == Outcome::Succeeded);
+    }
+    let left = std::fs::read_dir(dir)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    Ok((
+        Percentiles::of(&mut samples),
+        vec![
+            Check::new(
+                format!("all {count} starts succeeded"),
+                succeeded == count.max(1),
+            ),
+            Check::new("no attempt directory was left behind", left == 0),
+        ],
+    ))
+}

@@ -1,0 +1,108 @@
+//! A short run of each benchmark, so they never rot: only correctness is asserted (every task
+//! done, counts right), never speed.
+
+use std::process::Output;
+
+use tokio::process::Command;
+
+use crate::harness::BINARY;
+
+async fn bench(args: &[&str]) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(BINARY)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .await
+        .expect("running the benchmark");
+    let report = std::fs::read_to_string(&json)
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    (output, report)
+}
+
+fn assert_checks_pass(output: &Output, report: &serde_json::Value) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let checks = report["checks"].as_array().expect("the report has checks");
+    assert!(!checks.is_empty());
+    for check in checks {
+        assert_eq!(check["ok"], true, "{check}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_dispatch_benchmark_runs_every_task_once() {
+    let (output, report) = bench(&[
+        "dispatch",
+        "--tasks",
+        "300",
+        "--agents",
+        "2",
+        "--slots",
+        "4",
+        "--round-trips",
+        "20",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+    assert!(report["figures"][0]["value"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_sandbox_benchmark_matches_native_checksums() {
+    let (output, report) = bench(&[
+        "sandbox",
+        "--instantiations",
+        "50",
+        "--kernel-scale",
+        "0.01",
+        "--repeats",
+        "1",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_scale_benchmark_keeps_every_node_answered() {
+    let (output, report) = bench(&[
+        "scale",
+        "--nodes",
+        "50,200",
+        "--window-ms",
+        "1000",
+        "--tasks",
+        "100",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_recover_benchmark_reruns_the_killed_agents_tasks() {
+    let (output, report) = bench(&[
+        "recover",
+        "--tasks",
+        "40",
+        "--agents",
+        "3",
+        "--slots",
+        "2",
+        "--kill",
+        "1",
+        "--task-ms",
+        "300",
+        "--lease-ms",
+        "1500",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
