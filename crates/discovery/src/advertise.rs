@@ -75,6 +75,7 @@ impl Advertiser {
                 }
                 .to_owned(),
             ),
+            (txt::PORT, advert.port.to_string()),
             (txt::VERSION, advert.version.clone()),
         ];
         if let Some(fingerprint) = &advert.fingerprint {

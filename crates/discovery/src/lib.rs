@@ -33,6 +33,8 @@ pub mod txt {
     pub const POOL: &str = "pool";
     /// `https` or `http`.
     pub const SCHEME: &str = "scheme";
+    /// The API's TCP port (the SRV record carries it too; this is for people reading adverts).
+    pub const PORT: &str = "port";
     /// The certificate fingerprint, `sha256:` and 64 hex digits; absent for plain HTTP.
     pub const FINGERPRINT: &str = "fp";
     /// The coordinator's crowdcloud version.

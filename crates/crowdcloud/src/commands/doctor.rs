@@ -375,9 +375,9 @@ fn print_report(report: &Report, discovery_error: Option<&str>) {
             report.discovery_ms
         ),
         None => println!(
-            "discovery: {} pool(s) in {} ms",
-            report.pools.len(),
-            report.discovery_ms
+            "discovery: listened {} ms on the used interfaces; {} pool(s) answered",
+            report.discovery_ms,
+            report.pools.len()
         ),
     }
     for pool in &report.pools {
