@@ -191,11 +191,7 @@ async fn apply_one(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<
         }
         Write::InsertJob { job, tasks } => insert_job(tx, job, tasks).await?,
         Write::GrantAttempts(rows) => grant_attempts(tx, rows).await?,
-        Write::EndAttempts(ends) => {
-            for end in ends {
-                end_attempt(tx, end).await?;
-            }
-        }
+        Write::EndAttempts(ends) => end_attempts(tx, ends).await?,
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
         Write::FinishJob {
             job_id,
@@ -361,42 +357,66 @@ async fn grant_attempts(
     Ok(())
 }
 
-async fn end_attempt(
+/// Rows per multi-row UPDATE; each attempt row binds 11 parameters.
+const ROWS_PER_UPDATE: usize = 64;
+
+/// Ends attempts (and the tasks they end) with one `UPDATE … FROM (VALUES …)` per chunk rather
+/// than two statements per attempt: the same SQL runs on SQLite (3.33+) and PostgreSQL, whose
+/// `VALUES` columns are both named column1, column2, ….
+async fn end_attempts(
     tx: &mut Transaction<'static, Any>,
-    end: &AttemptEnd,
+    ends: &[AttemptEnd],
 ) -> Result<(), StoreError> {
-    let usage = end.usage.unwrap_or_default();
-    sqlx::query(
-        "UPDATE attempts SET state = $2, finished_at_ms = $3, outcome = $4, fuel_used = $5, \
-         wall_ms = $6, memory_peak_bytes = $7, output_bytes = $8, stdout = $9, stderr = $10, \
-         outputs = $11 WHERE id = $1",
-    )
-    .bind(end.attempt_id.as_db())
-    .bind(end.state.as_str())
-    .bind(db(end.at_ms))
-    .bind(end.outcome.as_ref().map(json))
-    .bind(end.usage.map(|_| db(usage.fuel_used)))
-    .bind(end.usage.map(|_| db(usage.wall_ms)))
-    .bind(end.usage.map(|_| db(usage.memory_peak_bytes)))
-    .bind(end.usage.map(|_| db(usage.output_bytes)))
-    .bind(end.stdout.as_ref().map(json))
-    .bind(end.stderr.as_ref().map(json))
-    .bind((!end.outputs.is_empty()).then(|| json(&end.outputs)))
-    .execute(&mut **tx)
-    .await?;
-    if let Some(task_end) = &end.task_end {
-        sqlx::query(
-            "UPDATE tasks SET state = $3, outcome = $4, result_attempt_id = $5, \
-             finished_at_ms = $6 WHERE job_id = $1 AND idx = $2",
-        )
-        .bind(end.job_id.as_db())
-        .bind(i64::from(end.task_index))
-        .bind(task_end.state.as_str())
-        .bind(json(&task_end.outcome))
-        .bind(end.attempt_id.as_db())
-        .bind(db(end.at_ms))
-        .execute(&mut **tx)
-        .await?;
+    for chunk in ends.chunks(ROWS_PER_UPDATE) {
+        let sql = values_sql(
+            "UPDATE attempts SET state = v.column2, finished_at_ms = v.column3, \
+             outcome = v.column4, fuel_used = v.column5, wall_ms = v.column6, \
+             memory_peak_bytes = v.column7, output_bytes = v.column8, stdout = v.column9, \
+             stderr = v.column10, outputs = v.column11 FROM (VALUES ",
+            chunk.len(),
+            &[""; 11],
+        ) + ") AS v WHERE attempts.id = v.column1";
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for end in chunk {
+            let usage = end.usage.unwrap_or_default();
+            query = query
+                .bind(end.attempt_id.as_db())
+                .bind(end.state.as_str())
+                .bind(db(end.at_ms))
+                .bind(end.outcome.as_ref().map(json))
+                .bind(end.usage.map(|_| db(usage.fuel_used)))
+                .bind(end.usage.map(|_| db(usage.wall_ms)))
+                .bind(end.usage.map(|_| db(usage.memory_peak_bytes)))
+                .bind(end.usage.map(|_| db(usage.output_bytes)))
+                .bind(end.stdout.as_ref().map(json))
+                .bind(end.stderr.as_ref().map(json))
+                .bind((!end.outputs.is_empty()).then(|| json(&end.outputs)));
+        }
+        query.execute(&mut **tx).await?;
+        let task_ends: Vec<(&AttemptEnd, &crate::rows::TaskEnd)> = chunk
+            .iter()
+            .filter_map(|end| end.task_end.as_ref().map(|task_end| (end, task_end)))
+            .collect();
+        if task_ends.is_empty() {
+            continue;
+        }
+        let sql = values_sql(
+            "UPDATE tasks SET state = v.column3, outcome = v.column4, \
+             result_attempt_id = v.column5, finished_at_ms = v.column6 FROM (VALUES ",
+            task_ends.len(),
+            &[""; 6],
+        ) + ") AS v WHERE tasks.job_id = v.column1 AND tasks.idx = v.column2";
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (end, task_end) in task_ends {
+            query = query
+                .bind(end.job_id.as_db())
+                .bind(i64::from(end.task_index))
+                .bind(task_end.state.as_str())
+                .bind(json(&task_end.outcome))
+                .bind(end.attempt_id.as_db())
+                .bind(db(end.at_ms));
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

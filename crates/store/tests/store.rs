@@ -222,3 +222,70 @@ async fn a_url_of_another_kind_is_refused_with_a_clear_error() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn many_attempts_ended_in_one_write_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let job_id = JobId(9);
+    let (mut job_row, tasks) = job(job_id, 150);
+    job_row.task_count = 150;
+    store
+        .write(vec![Write::InsertJob {
+            job: job_row,
+            tasks,
+        }])
+        .await
+        .unwrap();
+    let grants: Vec<AttemptRow> = (0..150)
+        .map(|i| AttemptRow {
+            id: AttemptId(1000 + i),
+            job_id,
+            task_index: i as u32,
+            node_id: NodeId(1),
+            granted_at_ms: 5,
+        })
+        .collect();
+    let ends: Vec<AttemptEnd> = (0..150u64)
+        .map(|i| AttemptEnd {
+            attempt_id: AttemptId(1000 + i),
+            job_id,
+            task_index: i as u32,
+            state: if i % 3 == 0 {
+                AttemptEndState::Expired
+            } else {
+                AttemptEndState::Succeeded
+            },
+            at_ms: 10 + i,
+            outcome: (i % 3 != 0).then_some(Outcome::Succeeded),
+            usage: (i % 3 != 0).then_some(Usage {
+                fuel_used: i,
+                ..Usage::default()
+            }),
+            stdout: None,
+            stderr: None,
+            outputs: vec![],
+            task_end: (i % 3 != 0).then_some(TaskEnd {
+                state: TaskState::Succeeded,
+                outcome: Outcome::Succeeded,
+            }),
+        })
+        .collect();
+    store
+        .write(vec![Write::GrantAttempts(grants), Write::EndAttempts(ends)])
+        .await
+        .unwrap();
+    let image = store.load().await.unwrap();
+    let succeeded = image
+        .open_tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Succeeded)
+        .count();
+    assert_eq!(succeeded, 100);
+    assert!(image.live_attempts.is_empty());
+    let fuel: u64 = (0..150u64).filter(|i| i % 3 != 0).sum();
+    assert_eq!(image.job_usage, vec![(job_id, 150, fuel)]);
+    let page = store.task_page(job_id, 140, 10).await.unwrap();
+    assert_eq!(page[0].usage.unwrap().fuel_used, 140);
+    assert_eq!(page[0].attempt_id, Some(AttemptId(1140)));
+}
