@@ -117,9 +117,8 @@ fn check_nesting(body: &FunctionBody<'_>) -> Result<(), String> {
                 loops += 1;
             }
             Operator::End | Operator::Delegate { .. } => {
-                if open.pop() == Some(true) {
-                    loops -= 1;
-                }
+                let closed_a_loop = open.pop() == Some(true);
+                loops -= usize::from(closed_a_loop);
             }
             _ => {}
         }
