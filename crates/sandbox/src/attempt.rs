@@ -276,7 +276,7 @@ pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attem
     // /scratch nor empty directories: measure both once more, now that nothing writes.
     if matches!(
         outcome,
-        Outcome::Cancelled
+        Outcome::Succeeded | Outcome::ExitCode(_) | Outcome::Trap(_)
     ) && let Err(exceeded) = workdir::measure(
         &[dir.output(), dir.scratch()],
         attempt.limits.output_bytes_max,
