@@ -1,4 +1,5 @@
-//! The sandbox against real guests: what a task can see, and every limit a hostile one runs into.
+//! The sandbox against real guests: what a task can see, its attempt directory, cancellation,
+//! deterministic runs and the module cache. Guests that attack the sandbox are in `hostile.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,24 +131,6 @@ fn a_task_sees_its_args_declared_env_stdin_and_inputs_and_nothing_of_the_host() 
 }
 
 #[test]
-fn host_files_parent_dirs_symlinks_and_proc_are_out_of_reach() {
-    let bench = Bench::new();
-    let passwd = bench.probe(&["read", "/etc/passwd"]);
-    assert_eq!(passwd.outcome, Outcome::ExitCode(3));
-    assert!(text(&passwd.stdout).starts_with("denied"));
-    let escape = bench.probe(&["escape"]);
-    assert_eq!(
-        escape.outcome,
-        Outcome::Succeeded,
-        "{}",
-        text(&escape.stdout)
-    );
-    assert!(!text(&escape.stdout).contains("ESCAPED"));
-    let up = bench.probe(&["ls", "/output/../.."]);
-    assert_eq!(up.outcome, Outcome::ExitCode(3), "{}", text(&up.stdout));
-}
-
-#[test]
 fn the_attempt_directory_is_gone_once_the_outputs_are_dropped() {
     let bench = Bench::new();
     let report = bench.probe(&["files", "3"]);
@@ -170,113 +153,6 @@ fn the_attempt_directory_is_gone_once_the_outputs_are_dropped() {
         0,
         "nothing left behind"
     );
-}
-
-#[test]
-fn an_endless_loop_is_stopped_by_its_deadline_or_its_fuel() {
-    let bench = Bench::new();
-    let spin = bench.wat(guests::SPIN_WAT);
-    let mut by_deadline = bench.attempt(&[]);
-    by_deadline.limits.fuel_max = u64::MAX / 2;
-    by_deadline.limits.deadline = Duration::from_millis(200);
-    assert_eq!(
-        bench.sandbox.run(&spin, by_deadline).outcome,
-        Outcome::DeadlineExceeded
-    );
-    let mut by_fuel = bench.attempt(&[]);
-    by_fuel.limits.fuel_max = 10_000_000;
-    let report = bench.sandbox.run(&spin, by_fuel);
-    assert_eq!(report.outcome, Outcome::OutOfFuel);
-    assert_eq!(report.usage.fuel_used, 10_000_000);
-    let mut asleep = bench.attempt(&["sleep", "3600000"]);
-    asleep.limits.deadline = Duration::from_millis(200);
-    let prepared = bench.prepare(guests::PROBE);
-    assert_eq!(
-        bench.sandbox.run(&prepared, asleep).outcome,
-        Outcome::DeadlineExceeded,
-        "even inside a host sleep"
-    );
-}
-
-#[test]
-fn memory_and_table_bombs_stop_at_their_caps() {
-    let bench = Bench::new();
-    let grow = bench
-        .sandbox
-        .run(&bench.wat(guests::MEMORY_GROW_WAT), bench.attempt(&[]));
-    assert_eq!(grow.outcome, Outcome::MemoryLimit);
-    assert!(grow.usage.memory_peak_bytes <= limits().memory_bytes_max);
-    let table = bench
-        .sandbox
-        .run(&bench.wat(guests::TABLE_GROW_WAT), bench.attempt(&[]));
-    assert_eq!(table.outcome, Outcome::MemoryLimit);
-    let alloc = bench.probe(&["alloc", "1024"]);
-    assert_eq!(alloc.outcome, Outcome::MemoryLimit);
-    let huge_minimum =
-        bench.wat("(module (memory (export \"memory\") 60000) (func (export \"_start\")))");
-    assert_eq!(
-        bench.sandbox.run(&huge_minimum, bench.attempt(&[])).outcome,
-        Outcome::MemoryLimit
-    );
-}
-
-#[test]
-fn floods_of_stdout_stderr_and_files_are_capped() {
-    let bench = Bench::new();
-    let stdout = bench.probe(&["stdout-flood"]);
-    assert_eq!(stdout.outcome, Outcome::OutputTooLarge("stdout".into()));
-    assert_eq!(
-        stdout.stdout.len() as u64,
-        limits().stdout_bytes_max,
-        "kept up to the cap"
-    );
-    assert_eq!(
-        bench.probe(&["stderr-flood"]).outcome,
-        Outcome::OutputTooLarge("stderr".into())
-    );
-    assert_eq!(
-        bench.probe(&["output-flood"]).outcome,
-        Outcome::OutputTooLarge("/output".into())
-    );
-    assert!(matches!(
-        bench.probe(&["files", "500"]).outcome,
-        Outcome::OutputTooLarge(_)
-    ));
-}
-
-#[test]
-fn a_native_stack_overflow_traps_and_the_host_survives() {
-    let bench = Bench::new();
-    let recursion = bench.wat(
-        "(module (memory (export \"memory\") 1)
-           (func $down (param i64) (result i64)
-             (i64.add (call $down (i64.add (local.get 0) (i64.const 1))) (i64.const 1)))
-           (func (export \"_start\") (drop (call $down (i64.const 0)))))",
-    );
-    match bench.sandbox.run(&recursion, bench.attempt(&[])).outcome {
-        Outcome::Trap(message) => assert!(message.contains("call stack exhausted"), "{message}"),
-        other => panic!("expected a trap, got {other:?}"),
-    }
-    assert_eq!(bench.probe(&["echo", "ok"]).outcome, Outcome::Succeeded);
-}
-
-#[test]
-fn bad_modules_are_refused_with_a_reason() {
-    let bench = Bench::new();
-    let refused = |bytes: &[u8]| {
-        bench
-            .sandbox
-            .prepare(*blake3::hash(bytes).as_bytes(), bytes, false)
-            .unwrap_err()
-    };
-    assert!(refused(b"MZ\x90\x00").contains("not a WebAssembly"));
-    let missing = refused(&wat::parse_str(guests::MISSING_IMPORT_WAT).unwrap());
-    assert!(missing.contains("does_not_exist"), "{missing}");
-    let no_start = bench.wat("(module (memory (export \"memory\") 1))");
-    assert!(matches!(
-        bench.sandbox.run(&no_start, bench.attempt(&[])).outcome,
-        Outcome::ModuleRejected(_)
-    ));
 }
 
 #[test]
