@@ -30,7 +30,7 @@ pub use attempt::{Attempt, AttemptLimits, Determinism, Outcome, RunReport, Usage
 pub use control::AttemptControl;
 pub use engine::{Metering, Sandbox, SandboxConfig};
 pub use module::{ModuleLimits, Prepared};
-pub use workdir::{OutputFile, Outputs};
+pub use workdir::{OutputFile, Outputs, remove_tree};
 
 /// Failures of the sandbox itself, as opposed to failures of a guest (those are [`Outcome`]s).
 #[derive(Debug, thiserror::Error)]

@@ -74,7 +74,9 @@ impl Drop for AttemptDir {
     }
 }
 
-/// Removes `root` and everything under it, however deep, without following symlinks.
+/// Removes `root` and everything under it, however deep, without following symlinks. Use it
+/// for whatever may hold an attempt's tree, such as the work directory an agent wipes after a
+/// crash.
 ///
 /// `std::fs::remove_dir_all` keeps a descriptor open for every level it descends, so a guest
 /// that nests directories deeper than the agent's descriptor limit (often 1024) would leave
@@ -82,7 +84,7 @@ impl Drop for AttemptDir {
 /// by deleting their files and moving their subdirectories up into `root`, so every path used
 /// is at most two names below `root` and every directory moves up at most once. A symlink is
 /// removed as a file, never followed.
-fn remove_tree(root: &Path) -> io::Result<()> {
+pub fn remove_tree(root: &Path) -> io::Result<()> {
     let mut hoisted = 0u64;
     loop {
         let mut moved_up = false;
