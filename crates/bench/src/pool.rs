@@ -112,6 +112,8 @@ impl LocalPool {
                 "--drain-secs",
                 "2",
             ])
+            // A benchmark machine is the pool's: no owner to make way for.
+            .arg("--dedicated")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -148,12 +150,19 @@ impl LocalPool {
     /// The last lines of every process's log, for errors (the data dir goes with the pool).
     fn log_tails(&self) -> String {
         let mut tails = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             for name in ["agent.log", "coordinator.log"] {
                 if let Ok(text) = std::fs::read_to_string(entry.path().join(name)) {
                     let lines: Vec<&str> = text.lines().collect();
                     let tail = lines[lines.len().saturating_sub(3)..].join("\n");
-                    tails.push_str(&format!("{}:\n{tail}\n", entry.file_name().to_string_lossy()));
+                    tails.push_str(&format!(
+                        "{}:\n{tail}\n",
+                        entry.file_name().to_string_lossy()
+                    ));
                 }
             }
         }

@@ -170,8 +170,7 @@ pub fn sha256_rounds(rounds: u32) -> [u8; 32] {
 
 /// Energy of the five-body system after `steps` steps of 0.01 days.
 pub fn nbody(steps: u32) -> f64 {
-    const PI: f64 = 3.141_592_653_589_793;
-    const SOLAR_MASS: f64 = 4.0 * PI * PI;
+    const SOLAR_MASS: f64 = 4.0 * std::f64::consts::PI * std::f64::consts::PI;
     const DAYS_PER_YEAR: f64 = 365.24;
     const DT: f64 = 0.01;
     let mut bodies: [[f64; 7]; 5] = [
