@@ -288,11 +288,13 @@ impl Agent {
         std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let work_dir = config.data_dir.join("work");
-        // Attempt directories of a previous run that did not end cleanly.
+        // Attempt directories of a previous run that did not end cleanly; a hostile task may
+        // have nested them deeper than std's remove_dir_all can follow.
         if work_dir.exists() {
-            std::fs::remove_dir_all(&work_dir).map_err(io(&work_dir))?;
+            sandbox::remove_tree(&work_dir).map_err(io(&work_dir))?;
         }
         std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
+        raise_open_files_limit();
         let identity = Identity::load_or_create(&config.data_dir)?;
         let cache_bytes_max = config
             .policy
@@ -301,7 +303,12 @@ impl Agent {
                 disk.min(config.cache_bytes_max)
             });
         let cache = BlobCache::open(&config.data_dir.join("cache"), cache_bytes_max)?;
-        let sandbox = Sandbox::new(config.sandbox.clone())?;
+        let mut sandbox_config = config.sandbox.clone();
+        // Beside the work dir, on its filesystem: attempt trees are renamed in and out.
+        sandbox_config
+            .recycle_dir
+            .get_or_insert_with(|| config.data_dir.join("recycled"));
+        let sandbox = Sandbox::new(sandbox_config)?;
         let anonymous = match config.coordinator_fingerprint {
             Some(fingerprint) => Client::pinned(&config.coordinator_url, None, fingerprint),
             None => Client::new(&config.coordinator_url, None),
@@ -864,4 +871,20 @@ pub fn agent_running_in(data_dir: &std::path::Path) -> bool {
 /// The node id of the identity kept in `data_dir`, if one was made there.
 pub fn node_id_in(data_dir: &std::path::Path) -> Option<NodeId> {
     identity::Identity::load_existing(data_dir)
+}
+
+/// Raises the soft limit on open files to the hard limit: every slot may hold up to 256 files
+/// of its task open, which the common soft limit of 1024 does not fit.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open files limit; many slots may run out of descriptors");
+        }
+    }
 }

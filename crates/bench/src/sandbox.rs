@@ -44,10 +44,10 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
     let mut figures = Vec::new();
     let mut checks = Vec::new();
 
-    let (start, start_checks) = instantiation(work.path(), options.instantiations)?;
+    let (start, start_checks) = instantiation(work.path(), options.instantiations, true)?;
     figures.push(
         Figure::new(
-            "start, cached module, WASI + dirs: p50",
+            "start, cached module, WASI + dirs (recycled, as agents run): p50",
             start.p50_ms * 1000.0,
             "µs",
             Better::Lower,
@@ -56,12 +56,20 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
         .baseline("wasmtime on-demand instantiate (STACK-NOTES)", Some(20.0)),
     );
     figures.push(Figure::new(
-        "start p99",
+        "start (recycled) p99",
         start.p99_ms * 1000.0,
         "µs",
         Better::Lower,
     ));
     checks.extend(start_checks);
+    let (fresh, fresh_checks) = instantiation(work.path(), options.instantiations, false)?;
+    figures.push(Figure::new(
+        "start with fresh dirs made and removed each time: p50",
+        fresh.p50_ms * 1000.0,
+        "µs",
+        Better::Lower,
+    ));
+    checks.extend(fresh_checks);
 
     let modes = [
         ("plain", false, false),
@@ -156,10 +164,20 @@ fn best_of<T>(repeats: u32, mut run: impl FnMut() -> (Duration, T)) -> (Duration
 }
 
 fn instantiation(
-    dir: &std::path::Path,
+    base: &std::path::Path,
     count: u32,
+    recycle: bool,
 ) -> Result<(Percentiles, Vec<Check>), BenchError> {
-    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let dir = &base.join(if recycle {
+        "recycled-starts"
+    } else {
+        "fresh-starts"
+    });
+    std::fs::create_dir_all(dir).map_err(BenchError::io("the attempts' directory"))?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        recycle_dir: recycle.then(|| base.join("recycled")),
+        ..SandboxConfig::default()
+    })?;
     let noop =
         wat::parse_str(guests::NOOP_WAT).map_err(|error| BenchError::Setup(error.to_string()))?;
     let prepared = sandbox

@@ -15,7 +15,7 @@ use crate::control::AttemptControl;
 use crate::limiter::AttemptLimiter;
 use crate::module::Prepared;
 use crate::pipe::CappedPipe;
-use crate::workdir::{self, AttemptDir, CollectError, Exceeded, Outputs};
+use crate::workdir::{self, AttemptDir, CollectError, Exceeded, Outputs, RecycleBin};
 
 /// Epoch ticks between two measurements of what the guest wrote to disk.
 const DISK_CHECK_EVERY_TICKS: u32 = 10;
@@ -233,9 +233,14 @@ fn on_epoch(mut context: StoreContextMut<'_, AttemptState>) -> wasmtime::Result<
 }
 
 /// Runs `attempt` to its end. Never panics on anything the guest does.
-pub(crate) fn run(engine: &wasmtime::Engine, prepared: &Prepared, attempt: Attempt) -> RunReport {
+pub(crate) fn run(
+    engine: &wasmtime::Engine,
+    prepared: &Prepared,
+    attempt: Attempt,
+    bin: Option<&Arc<RecycleBin>>,
+) -> RunReport {
     let started = Instant::now();
-    let dir = match prepare_dir(&attempt) {
+    let dir = match prepare_dir(&attempt, bin) {
         Ok(dir) => dir,
         Err(message) => return failed_before_start(Outcome::SetupFailed(message), started, None),
     };
@@ -327,8 +332,8 @@ fn failed_before_start(outcome: Outcome, started: Instant, dir: Option<AttemptDi
     }
 }
 
-fn prepare_dir(attempt: &Attempt) -> Result<AttemptDir, String> {
-    let dir = AttemptDir::create(&attempt.work_dir).map_err(|error| {
+fn prepare_dir(attempt: &Attempt, bin: Option<&Arc<RecycleBin>>) -> Result<AttemptDir, String> {
+    let dir = AttemptDir::create(&attempt.work_dir, bin).map_err(|error| {
         format!(
             "cannot create the attempt directory {}: {error}",
             attempt.work_dir.display()

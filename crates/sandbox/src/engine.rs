@@ -2,6 +2,7 @@
 //! cache of compiled modules keyed by blob hash.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -13,6 +14,7 @@ use wasmtime::{Config, Engine, Linker, Module};
 use crate::SandboxError;
 use crate::attempt::{self, Attempt, AttemptState, RunReport};
 use crate::module::{self, ModuleLimits, Prepared};
+use crate::workdir::RecycleBin;
 use crate::{poll, writes};
 
 #[derive(Debug, Clone)]
@@ -29,7 +31,13 @@ pub struct SandboxConfig {
     /// no CPU limit or count, without epochs no deadline, cancellation, pause or disk check
     /// while guest code runs. Switching them off is only for measuring what they cost.
     pub metering: Metering,
+    /// Where emptied attempt trees wait for the next attempts; it must be on the filesystem of
+    /// the attempts' work dirs. Without one, every attempt makes and removes its own tree.
+    pub recycle_dir: Option<PathBuf>,
 }
+
+/// Emptied attempt trees kept at most; one per slot is enough.
+const RECYCLED_TREES_MAX: usize = 256;
 
 /// See [`SandboxConfig::metering`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +63,7 @@ impl Default for SandboxConfig {
             module_limits: ModuleLimits::default(),
             wasm_stack_bytes_max: 1 << 20,
             metering: Metering::default(),
+            recycle_dir: None,
         }
     }
 }
@@ -68,6 +77,7 @@ pub struct Sandbox {
     config: SandboxConfig,
     plain: Arc<Flavor>,
     deterministic: OnceLock<Arc<Flavor>>,
+    bin: Option<Arc<RecycleBin>>,
 }
 
 /// One engine with everything tied to its configuration.
@@ -108,10 +118,20 @@ impl Flavor {
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let bin = match &config.recycle_dir {
+            Some(dir) => Some(RecycleBin::open(dir, RECYCLED_TREES_MAX).map_err(|source| {
+                SandboxError::WorkDir {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         Ok(Self {
             plain: Arc::new(Flavor::new(&config, false)?),
             deterministic: OnceLock::new(),
             config,
+            bin,
         })
     }
 
@@ -178,7 +198,12 @@ impl Sandbox {
             "a module must be prepared for the mode it runs in"
         );
         let _ticking = prepared.flavor.ticker.hold();
-        attempt::run(&prepared.flavor.engine, prepared, attempt)
+        attempt::run(
+            &prepared.flavor.engine,
+            prepared,
+            attempt,
+            self.bin.as_ref(),
+        )
     }
 }
 
@@ -277,8 +302,12 @@ impl EpochTicker {
     }
 
     fn hold(&self) -> TickerHold<'_> {
-        *self.shared.running.lock() += 1;
-        self.shared.wake.notify_all();
+        let mut running = self.shared.running.lock();
+        *running += 1;
+        // Only an idle ticker sleeps on the condvar; waking it costs a syscall per attempt.
+        if *running == 1 {
+            self.shared.wake.notify_all();
+        }
         TickerHold(&self.shared)
     }
 }

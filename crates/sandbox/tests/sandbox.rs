@@ -213,3 +213,74 @@ fn compiled_modules_are_cached_by_key() {
         "deterministic runs compile their own code"
     );
 }
+
+#[test]
+fn recycled_attempt_trees_carry_nothing_from_one_attempt_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("recycled");
+    let sandbox = Sandbox::new(SandboxConfig {
+        recycle_dir: Some(bin.clone()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let prepared = sandbox
+        .prepare(
+            *blake3::hash(guests::PROBE).as_bytes(),
+            guests::PROBE,
+            false,
+        )
+        .unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, b"secret input").unwrap();
+    let run = |index: u32, args: &[&str]| {
+        let attempt = Attempt {
+            work_dir: work.join(format!("attempt-{index}")),
+            program_name: "probe".to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: vec![],
+            stdin: vec![],
+            inputs: if index == 0 {
+                vec![("given.txt".to_owned(), input.clone())]
+            } else {
+                vec![]
+            },
+            mounts: vec![],
+            limits: limits(),
+            determinism: Determinism::Off,
+            control: Arc::new(AttemptControl::new()),
+        };
+        let report = sandbox.run(&prepared, attempt);
+        let stdout = text(&report.stdout);
+        let outcome = report.outcome.clone();
+        drop(report);
+        assert!(
+            !work.join(format!("attempt-{index}")).exists(),
+            "the attempt's path is gone"
+        );
+        (outcome, stdout)
+    };
+    assert_eq!(run(0, &["files", "7"]).0, Outcome::Succeeded);
+    assert_eq!(
+        run(1, &["write", "/scratch/left-behind", "4096"]).0,
+        Outcome::Succeeded
+    );
+    for (index, dir) in [(2, "/output"), (3, "/scratch"), (4, "/input")] {
+        let (outcome, listing) = run(index, &["ls", dir]);
+        assert_eq!(outcome, Outcome::Succeeded);
+        assert_eq!(listing, "", "{dir} starts empty on a recycled tree");
+    }
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "no attempt path is left"
+    );
+    let kept = std::fs::read_dir(&bin).unwrap().count();
+    assert_eq!(kept, 1, "sequential attempts reuse one tree");
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        b"secret input",
+        "the linked input is untouched"
+    );
+}
