@@ -153,7 +153,7 @@ impl Store {
             .map_err(open_error)?;
         schema::migrate(&pool).await?;
         let queued = Arc::new(AtomicUsize::new(0));
-        let writes = writer::spawn(pool.clone(), Arc::clone(&queued));
+        let writes = writer::spawn(pool.clone(), backend, Arc::clone(&queued));
         Ok(Store {
             pool,
             backend,

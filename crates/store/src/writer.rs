@@ -10,7 +10,7 @@ use crate::rows::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRo
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::StoreError;
+use crate::{Backend, StoreError};
 
 /// One change of durable state.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,13 +70,22 @@ const WRITES_PER_COMMIT_MAX: usize = 20_000;
 /// Rows per multi-row INSERT; well under SQLite's and PostgreSQL's bound-parameter limits.
 const ROWS_PER_INSERT: usize = 200;
 
-pub(crate) fn spawn(pool: AnyPool, queued: Arc<AtomicUsize>) -> mpsc::UnboundedSender<Request> {
+pub(crate) fn spawn(
+    pool: AnyPool,
+    backend: Backend,
+    queued: Arc<AtomicUsize>,
+) -> mpsc::UnboundedSender<Request> {
     let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run(pool, queued, receiver));
+    tokio::spawn(run(pool, backend, queued, receiver));
     sender
 }
 
-async fn run(pool: AnyPool, queued: Arc<AtomicUsize>, mut queue: mpsc::UnboundedReceiver<Request>) {
+async fn run(
+    pool: AnyPool,
+    backend: Backend,
+    queued: Arc<AtomicUsize>,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+) {
     // After one failed commit nothing more is applied: later writes may depend on the lost ones.
     let mut failure: Option<StoreError> = None;
     while let Some(first) = queue.recv().await {
@@ -89,7 +98,7 @@ async fn run(pool: AnyPool, queued: Arc<AtomicUsize>, mut queue: mpsc::Unbounded
         }
         let result = match &failure {
             Some(error) => Err(error.clone()),
-            None => apply(&pool, &batch).await,
+            None => apply(&pool, backend, &batch).await,
         };
         if let Err(error) = &result
             && failure.is_none()
@@ -104,11 +113,11 @@ async fn run(pool: AnyPool, queued: Arc<AtomicUsize>, mut queue: mpsc::Unbounded
     }
 }
 
-async fn apply(pool: &AnyPool, batch: &[Request]) -> Result<(), StoreError> {
+async fn apply(pool: &AnyPool, backend: Backend, batch: &[Request]) -> Result<(), StoreError> {
     let mut transaction = pool.begin().await?;
     for request in batch {
         for write in &request.writes {
-            apply_one(&mut transaction, write).await?;
+            apply_one(&mut transaction, backend, write).await?;
         }
     }
     transaction.commit().await?;
@@ -123,7 +132,11 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("wire types serialize to JSON")
 }
 
-async fn apply_one(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<(), StoreError> {
+async fn apply_one(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    write: &Write,
+) -> Result<(), StoreError> {
     match write {
         Write::Nothing => {}
         Write::SetMeta { key, value } => {
@@ -189,9 +202,9 @@ async fn apply_one(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<
                 insert_blob(tx, hash, *size_bytes, *at_ms, Some(*reader)).await?;
             }
         }
-        Write::InsertJob { job, tasks } => insert_job(tx, job, tasks).await?,
-        Write::GrantAttempts(rows) => grant_attempts(tx, rows).await?,
-        Write::EndAttempts(ends) => end_attempts(tx, ends).await?,
+        Write::InsertJob { job, tasks } => insert_job(tx, backend, job, tasks).await?,
+        Write::GrantAttempts(rows) => grant_attempts(tx, backend, rows).await?,
+        Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
         Write::FinishJob {
             job_id,
@@ -263,6 +276,7 @@ async fn insert_blob(
 
 async fn insert_job(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     job: &JobRow,
     tasks: &[TaskSpec],
 ) -> Result<(), StoreError> {
@@ -288,6 +302,7 @@ async fn insert_job(
     .await?;
     for (chunk_index, chunk) in tasks.chunks(ROWS_PER_INSERT).enumerate() {
         let sql = values_sql(
+            backend,
             "INSERT INTO tasks (job_id, idx, spec, state) VALUES ",
             chunk.len(),
             &["", "", "", "'pending'"],
@@ -307,7 +322,10 @@ async fn insert_job(
 
 /// `prefix` followed by `rows` tuples; a column given as a literal in `literals` takes no
 /// parameter.
-pub(crate) fn values_sql(prefix: &str, rows: usize, literals: &[&str]) -> String {
+/// Parameters are `$n` on PostgreSQL and `?` on SQLite: SQLite finds a named parameter by a
+/// linear search, so binding a statement of hundreds of `$n`s costs time quadratic in their
+/// number, while plain `?`s bind in order.
+pub(crate) fn values_sql(backend: Backend, prefix: &str, rows: usize, literals: &[&str]) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * literals.len() * 6);
     sql.push_str(prefix);
     let mut parameter = 0;
@@ -322,8 +340,13 @@ pub(crate) fn values_sql(prefix: &str, rows: usize, literals: &[&str]) -> String
             }
             if literal.is_empty() {
                 parameter += 1;
-                sql.push('$');
-                sql.push_str(&parameter.to_string());
+                match backend {
+                    Backend::Postgres => {
+                        sql.push('$');
+                        sql.push_str(&parameter.to_string());
+                    }
+                    Backend::Sqlite => sql.push('?'),
+                }
             } else {
                 sql.push_str(literal);
             }
@@ -335,10 +358,12 @@ pub(crate) fn values_sql(prefix: &str, rows: usize, literals: &[&str]) -> String
 
 async fn grant_attempts(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     rows: &[AttemptRow],
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = values_sql(
+            backend,
             "INSERT INTO attempts (id, job_id, task_idx, node_id, granted_at_ms, state) VALUES ",
             chunk.len(),
             &["", "", "", "", "", "'running'"],
@@ -365,10 +390,12 @@ const ROWS_PER_UPDATE: usize = 64;
 /// `VALUES` columns are both named column1, column2, ….
 async fn end_attempts(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     ends: &[AttemptEnd],
 ) -> Result<(), StoreError> {
     for chunk in ends.chunks(ROWS_PER_UPDATE) {
         let sql = values_sql(
+            backend,
             "UPDATE attempts SET state = v.column2, finished_at_ms = v.column3, \
              outcome = v.column4, fuel_used = v.column5, wall_ms = v.column6, \
              memory_peak_bytes = v.column7, output_bytes = v.column8, stdout = v.column9, \
@@ -401,6 +428,7 @@ async fn end_attempts(
             continue;
         }
         let sql = values_sql(
+            backend,
             "UPDATE tasks SET state = v.column3, outcome = v.column4, \
              result_attempt_id = v.column5, finished_at_ms = v.column6 FROM (VALUES ",
             task_ends.len(),
@@ -462,8 +490,22 @@ mod tests {
     #[test]
     fn values_sql_numbers_parameters_and_keeps_literals() {
         assert_eq!(
-            values_sql("INSERT INTO t VALUES ", 2, &["", "'x'", ""]),
+            values_sql(
+                Backend::Postgres,
+                "INSERT INTO t VALUES ",
+                2,
+                &["", "'x'", ""]
+            ),
             "INSERT INTO t VALUES ($1,'x',$2),($3,'x',$4)"
+        );
+        assert_eq!(
+            values_sql(
+                Backend::Sqlite,
+                "INSERT INTO t VALUES ",
+                2,
+                &["", "'x'", ""]
+            ),
+            "INSERT INTO t VALUES (?,'x',?),(?,'x',?)"
         );
     }
 }
