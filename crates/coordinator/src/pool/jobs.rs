@@ -63,8 +63,9 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts) -> Job {
 }
 
 impl Job {
-    /// Moves task `index` to `slot`, keeping counts and the pending queue true. The caller
-    /// keeps `ready` true (see [`PoolState::sync_ready`]).
+    /// Moves task `index` to `slot`, keeping counts and the pending queue true; a task moved
+    /// back to pending is queued first. The caller keeps `ready` true (see
+    /// [`PoolState::sync_ready`]).
     pub(crate) fn set_slot(&mut self, index: u32, slot: Slot) {
         let task = &mut self.tasks[index as usize];
         debug_assert!(
@@ -75,7 +76,9 @@ impl Job {
         *count_of(&mut self.counts, slot.state()) += 1;
         task.slot = slot;
         match slot {
-            Slot::Pending => self.pending.push_back(index),
+            // A task back in the queue already waited its turn (and may hold up the end of
+            // the job): it goes first.
+            Slot::Pending => self.pending.push_front(index),
             Slot::Ended(_) => task.spec = None,
             Slot::Running(_) => {}
         }

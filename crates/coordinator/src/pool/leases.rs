@@ -251,9 +251,6 @@ impl PoolState {
             job.set_slot(attempt.task, Slot::Pending);
             job.tasks[attempt.task as usize].attempts -= 1;
             job.attempts_total -= 1;
-            // The task goes back to the front: it was next in line.
-            job.pending.pop_back();
-            job.pending.push_front(attempt.task);
             self.sync_ready(attempt.job);
         }
         if let Some(node) = self.nodes.get_mut(&node_id) {

@@ -491,3 +491,18 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
     );
     assert_eq!(h.take(two, 1).len(), 0);
 }
+
+#[test]
+fn a_task_whose_node_vanished_runs_before_the_tasks_still_waiting() {
+    let mut h = Harness::new();
+    let dead = h.node(1, 1);
+    let alive = h.node(2, 1);
+    h.job(5, 3);
+    let lost = h.take(dead, 1).remove(0);
+    h.now_ms += LEASE_MS / 2;
+    h.pool.touch(alive, h.now_ms);
+    h.now_ms += LEASE_MS / 2 + 1;
+    h.pool.expire(h.now_ms, &mut h.writes);
+    let next = h.take(alive, 1).remove(0);
+    assert_eq!(next.task_index, lost.task_index, "the lost task goes first");
+}
