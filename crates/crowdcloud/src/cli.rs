@@ -358,8 +358,8 @@ pub(crate) enum BenchCommand {
         /// Kernel sizes times this (below 1 for a quick run).
         #[arg(long, default_value_t = 1.0)]
         kernel_scale: f64,
-        /// Runs of each kernel in each mode; the fastest counts.
-        #[arg(long, default_value_t = 3)]
+        /// Runs of each kernel in each mode, taking turns with native; the fastest counts.
+        #[arg(long, default_value_t = 5)]
         repeats: u32,
     },
     /// Many simulated nodes heartbeating while tasks are dispatched.
