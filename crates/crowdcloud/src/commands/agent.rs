@@ -11,7 +11,6 @@ use agent::{OwnerPolicy, PolicyOverrides};
 
 use crate::cli::{AgentArgs, AgentCommand, AgentRunArgs, AgentStatusArgs};
 use crate::commands::shutdown_signal;
-use crate::local;
 use crate::output::print_json;
 
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -109,9 +108,10 @@ fn flag_value(text: &str) -> toml::Value {
 }
 
 fn status(args: AgentStatusArgs) -> anyhow::Result<ExitCode> {
+    // The same default as the running agent's, so both look in one place.
     let data_dir = args
         .data_dir
-        .unwrap_or_else(|| local::default_data_dir().join("agent"));
+        .unwrap_or_else(|| crate::remembered::base_dir(&None).join("agent"));
     let status = agent::owner::status::read_status(&data_dir)
         .with_context(|| format!("reading the agent's status in {}", data_dir.display()))?;
     let now_ms = agent::owner::status::now_ms();
