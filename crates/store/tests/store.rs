@@ -9,9 +9,47 @@ use wire::{
     TaskSpec, TaskState, Usage,
 };
 
-async fn open(dir: &tempfile::TempDir) -> Store {
-    let url = format!("sqlite://{}", dir.path().join("state.db").display());
-    Store::open(&url, Durability::Full).await.unwrap()
+async fn open(url: &str) -> Store {
+    Store::open(url, Durability::Full).await.unwrap()
+}
+
+/// The databases every test runs against: SQLite always, and PostgreSQL when the test script
+/// started a server (`CROWDCLOUD_TEST_POSTGRES_URL`, an admin URL), each test in a database of
+/// its own. `scripts/test` sets `CROWDCLOUD_REQUIRE_POSTGRES` so the PostgreSQL side cannot be
+/// skipped there by accident.
+async fn databases(dir: &tempfile::TempDir) -> Vec<String> {
+    let mut urls = vec![format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    )];
+    match std::env::var("CROWDCLOUD_TEST_POSTGRES_URL") {
+        Ok(admin) => urls.push(fresh_postgres_database(&admin).await),
+        Err(_) => assert!(
+            std::env::var_os("CROWDCLOUD_REQUIRE_POSTGRES").is_none(),
+            "CROWDCLOUD_TEST_POSTGRES_URL is not set; run the tests through scripts/test, which starts a PostgreSQL server"
+        ),
+    }
+    urls
+}
+
+async fn fresh_postgres_database(admin: &str) -> String {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "store_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut connection = sqlx::AnyConnection::connect(admin).await.unwrap();
+    connection
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
 }
 
 fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
@@ -50,7 +88,13 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
 #[tokio::test]
 async fn a_reopened_store_loads_what_was_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+    for url in databases(&dir).await {
+        reopened_store_loads_what_was_committed(&url).await;
+    }
+}
+
+async fn reopened_store_loads_what_was_committed(url: &str) {
+    let store = open(url).await;
     let job_id = JobId(u64::MAX - 7);
     let node_id = NodeId(42);
     let (job_row, tasks) = job(job_id, 5);
@@ -143,7 +187,7 @@ async fn a_reopened_store_loads_what_was_committed() {
     assert_eq!(store.queued(), 0);
     store.close().await;
 
-    let store = open(&dir).await;
+    let store = open(url).await;
     let image = store.load().await.unwrap();
     assert_eq!(image.requesters.len(), 1);
     assert_eq!(image.tokens[0].role, TokenRole::Requester(RequesterId(1)));
@@ -183,7 +227,13 @@ async fn a_reopened_store_loads_what_was_committed() {
 #[tokio::test]
 async fn blobs_are_readable_only_by_their_readers() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+    for url in databases(&dir).await {
+        blob_readers_on(&url).await;
+    }
+}
+
+async fn blob_readers_on(url: &str) {
+    let store = open(url).await;
     let hash = BlobHash::of(b"data");
     store
         .write(vec![Write::InsertBlob {
@@ -226,7 +276,13 @@ async fn a_url_of_another_kind_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn many_attempts_ended_in_one_write_all_land() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+    for url in databases(&dir).await {
+        many_attempts_ended_on(&url).await;
+    }
+}
+
+async fn many_attempts_ended_on(url: &str) {
+    let store = open(url).await;
     let job_id = JobId(9);
     let (mut job_row, tasks) = job(job_id, 150);
     job_row.task_count = 150;

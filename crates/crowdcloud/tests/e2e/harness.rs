@@ -34,6 +34,7 @@ pub struct Pool {
     pub url: String,
     pub port: u16,
     pub lease_ms: u64,
+    database_url: Option<String>,
     coordinator: Option<Child>,
     pub owner: Client,
     pub owner_token: String,
@@ -76,8 +77,14 @@ fn signal(child: &Child, signal: rustix::process::Signal) {
 
 impl Pool {
     pub async fn start(lease_ms: u64) -> Pool {
+        Pool::start_on(lease_ms, None).await
+    }
+
+    /// A pool whose coordinator keeps its state in the database at `database_url` (SQLite in
+    /// its data dir when `None`).
+    pub async fn start_on(lease_ms: u64, database_url: Option<String>) -> Pool {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let coordinator = spawn_coordinator(dir.path(), 0, lease_ms);
+        let coordinator = spawn_coordinator(dir.path(), 0, lease_ms, database_url.as_deref());
         let url = read_url(dir.path()).await;
         let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
         let owner_token = read_token(dir.path(), "owner.token");
@@ -88,6 +95,7 @@ impl Pool {
             url,
             port,
             lease_ms,
+            database_url,
             coordinator: Some(coordinator),
             owner,
             owner_token,
@@ -104,7 +112,12 @@ impl Pool {
         let mut old = self.coordinator.take().expect("a running coordinator");
         old.kill().await.expect("killing the coordinator");
         let _ = std::fs::remove_file(self.coordinator_dir().join("coordinator.json"));
-        self.coordinator = Some(spawn_coordinator(self.dir.path(), self.port, self.lease_ms));
+        self.coordinator = Some(spawn_coordinator(
+            self.dir.path(),
+            self.port,
+            self.lease_ms,
+            self.database_url.as_deref(),
+        ));
         let url = read_url(self.dir.path()).await;
         assert_eq!(url, self.url, "the coordinator came back on its port");
     }
@@ -231,7 +244,7 @@ impl Drop for Pool {
     }
 }
 
-fn spawn_coordinator(dir: &Path, port: u16, lease_ms: u64) -> Child {
+fn spawn_coordinator(dir: &Path, port: u16, lease_ms: u64, database_url: Option<&str>) -> Child {
     let data_dir = dir.join("coordinator");
     std::fs::create_dir_all(&data_dir).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -245,6 +258,7 @@ fn spawn_coordinator(dir: &Path, port: u16, lease_ms: u64) -> Child {
         .arg(&data_dir)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--lease-ms", &lease_ms.to_string()])
+        .args(database_url.iter().flat_map(|url| ["--database-url", url]))
         .env("CROWDCLOUD_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -10,4 +10,5 @@ mod hostile;
 mod jobs;
 mod lan;
 mod owner;
+mod postgres;
 mod trust;
