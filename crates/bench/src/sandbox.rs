@@ -39,6 +39,22 @@ fn limits() -> AttemptLimits {
     }
 }
 
+/// An attempt with nothing but arguments, under the benchmark's limits.
+fn plain_attempt(work_dir: std::path::PathBuf, program_name: &str, args: Vec<String>) -> Attempt {
+    Attempt {
+        work_dir,
+        program_name: program_name.to_owned(),
+        args,
+        env: vec![],
+        stdin: vec![],
+        inputs: vec![],
+        mounts: vec![],
+        limits: limits(),
+        determinism: Determinism::Off,
+        control: Arc::new(AttemptControl::new()),
+    }
+}
+
 pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
     let work = tempfile::tempdir().map_err(BenchError::io("a temporary directory"))?;
     let mut figures = Vec::new();
@@ -110,20 +126,12 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
             native_checksum = std::hint::black_box(kernel.run(size));
             native = native.min(began.elapsed());
             for (mode, (sandbox, prepared)) in sandboxes.iter().enumerate() {
-                let attempt = Attempt {
-                    work_dir: work
-                        .path()
+                let attempt = plain_attempt(
+                    work.path()
                         .join(format!("{}-{mode}-{repeat}", kernel.name())),
-                    program_name: "kernels".to_owned(),
-                    args: vec![kernel.name().to_owned(), size.to_string()],
-                    env: vec![],
-                    stdin: vec![],
-                    inputs: vec![],
-                    mounts: vec![],
-                    limits: limits(),
-                    determinism: Determinism::Off,
-                    control: Arc::new(AttemptControl::new()),
-                };
+                    "kernels",
+                    vec![kernel.name().to_owned(), size.to_string()],
+                );
                 let began = Instant::now();
                 let report = sandbox.run(prepared, attempt);
                 wasm[mode] = wasm[mode].min(began.elapsed());
@@ -192,18 +200,7 @@ fn instantiation(
     let mut samples = Vec::with_capacity(count as usize);
     let mut succeeded = 0u32;
     for index in 0..count.max(1) {
-        let attempt = Attempt {
-            work_dir: dir.join(format!("start-{index}")),
-            program_name: "noop".to_owned(),
-            args: vec![],
-            env: vec![],
-            stdin: vec![],
-            inputs: vec![],
-            mounts: vec![],
-            limits: limits(),
-            determinism: Determinism::Off,
-            control: Arc::new(AttemptControl::new()),
-        };
+        let attempt = plain_attempt(dir.join(format!("start-{index}")), "noop", vec![]);
         let began = Instant::now();
         let report = sandbox.run(&prepared, attempt);
         drop(report.outputs);

@@ -49,22 +49,7 @@ impl PoolState {
         if slots_free == 0 || self.ready.is_empty() || node.activity != NodeActivity::Active {
             return LeaseResponse::default();
         }
-        let assignments = {
-            let offers = [node_offer(node, slots_free)];
-            let demands: Vec<_> = self
-                .ready
-                .values()
-                .filter_map(|job_id| self.jobs.get(job_id))
-                .map(job_demand)
-                .collect();
-            scheduler::assign(
-                &scheduler::Snapshot {
-                    nodes: &offers,
-                    jobs: &demands,
-                },
-                now_ms,
-            )
-        };
+        let assignments = self.assign_ready(&[node_offer(node, slots_free)], now_ms);
         let mut response = LeaseResponse::default();
         let mut rows = Vec::new();
         for assignment in assignments {
@@ -82,6 +67,27 @@ impl PoolState {
             out.push(Write::GrantAttempts(rows));
         }
         response
+    }
+
+    /// What the scheduler places of the ready jobs on `offers`.
+    fn assign_ready(
+        &self,
+        offers: &[scheduler::NodeOffer<'_>],
+        now_ms: u64,
+    ) -> Vec<scheduler::Assignment> {
+        let demands: Vec<_> = self
+            .ready
+            .values()
+            .filter_map(|job_id| self.jobs.get(job_id))
+            .map(job_demand)
+            .collect();
+        scheduler::assign(
+            &scheduler::Snapshot {
+                nodes: offers,
+                jobs: &demands,
+            },
+            now_ms,
+        )
     }
 
     /// Parks a lease request that found no work; a newer request of the same node replaces it.
@@ -129,19 +135,7 @@ impl PoolState {
                         .then(|| node_offer(node, waiter.slots_free))
                 })
                 .collect();
-            let demands: Vec<_> = self
-                .ready
-                .values()
-                .filter_map(|job_id| self.jobs.get(job_id))
-                .map(job_demand)
-                .collect();
-            scheduler::assign(
-                &scheduler::Snapshot {
-                    nodes: &offers,
-                    jobs: &demands,
-                },
-                now_ms,
-            )
+            self.assign_ready(&offers, now_ms)
         };
         let mut by_node: HashMap<NodeId, Vec<(JobId, u32)>> = HashMap::new();
         for assignment in assignments {
