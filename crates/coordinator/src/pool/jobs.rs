@@ -87,6 +87,20 @@ impl Job {
     pub(crate) fn bump(&self) {
         self.version.send_modify(|version| *version += 1);
     }
+
+    /// Frees what only a running job needs once it has ended: the per-task table and the blob
+    /// list nodes fetch under. Results are read from the store, and the counts stay, so an
+    /// ended job costs the same few hundred bytes however many tasks it had, as it does when
+    /// loaded after a restart.
+    fn release_ended(&mut self) {
+        debug_assert!(
+            self.state.is_terminal(),
+            "only an ended job lets go of its tasks"
+        );
+        self.tasks = Vec::new();
+        self.pending = VecDeque::new();
+        self.shared_blobs = HashSet::new();
+    }
 }
 
 impl PoolState {
@@ -210,6 +224,7 @@ impl PoolState {
             JobState::Failed
         };
         job.finished_at_ms = Some(now_ms);
+        job.release_ended();
         job.bump();
         out.push(Write::FinishJob {
             job_id,
@@ -258,9 +273,9 @@ impl PoolState {
                 Slot::Ended(_) => {}
             }
         }
-        job.pending.clear();
         job.state = JobState::Cancelled;
         job.finished_at_ms = Some(now_ms);
+        job.release_ended();
         job.bump();
         out.push(Write::CancelJob {
             job_id,

@@ -181,6 +181,7 @@ impl PoolState {
         rows: &mut Vec<AttemptRow>,
     ) {
         let lease_ms = self.lease_term_ms();
+        self.forget_ended_jobs_sent(node_id);
         let (Some(job), Some(node)) = (self.jobs.get_mut(&job_id), self.nodes.get_mut(&node_id))
         else {
             return;
@@ -230,6 +231,20 @@ impl PoolState {
     }
 
     /// Undoes grants that never reached their node (its request went away).
+    /// Keeps a node's sent-runtimes set from growing with every job it ever ran: past a bound,
+    /// the ended jobs leave it (a job that ended is never sent again).
+    fn forget_ended_jobs_sent(&mut self, node_id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return;
+        };
+        if node.jobs_sent.len() < super::JOBS_SENT_MAX {
+            return;
+        }
+        let jobs = &self.jobs;
+        node.jobs_sent
+            .retain(|job_id| jobs.get(job_id).is_some_and(|job| !job.state.is_terminal()));
+    }
+
     fn revert(&mut self, node_id: NodeId, response: &LeaseResponse) {
         for grant in &response.attempts {
             let Some(attempt) = self.attempts.remove(&grant.attempt_id) else {

@@ -41,6 +41,9 @@ pub(crate) enum PoolError {
     Conflict(String),
 }
 
+/// Jobs a node's sent-runtimes set holds before the ended ones are dropped from it.
+const JOBS_SENT_MAX: usize = 256;
+
 /// The heartbeat rate a pool of any size asks of its nodes together.
 pub(crate) const HEARTBEATS_PER_S_MAX: u64 = 2_000;
 
@@ -273,6 +276,11 @@ impl PoolState {
             }
         }
         for job in self.jobs.values() {
+            if job.state.is_terminal() {
+                assert!(job.tasks.is_empty() && job.pending.is_empty());
+                assert_eq!(job.counts.ended(), job.counts.total, "counts of {}", job.id);
+                continue;
+            }
             let mut counts = TaskCounts {
                 total: job.tasks.len() as u32,
                 ..TaskCounts::default()

@@ -506,3 +506,37 @@ fn a_task_whose_node_vanished_runs_before_the_tasks_still_waiting() {
     let next = h.take(alive, 1).remove(0);
     assert_eq!(next.task_index, lost.task_index, "the lost task goes first");
 }
+
+#[test]
+fn ended_jobs_keep_their_counts_but_not_their_task_tables() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let jobs_run = JOBS_SENT_MAX * 2 + 10;
+    for _ in 0..jobs_run {
+        let job = h.job(1, 1);
+        let response = h
+            .pool
+            .take_work(node, 1, h.now_ms, &h.entropy, &mut h.writes);
+        assert_eq!(
+            response.jobs.len(),
+            1,
+            "a node is sent the runtime of a job new to it"
+        );
+        assert!(h.report(node, response.attempts[0].attempt_id, Outcome::Succeeded));
+        let status = h.status(job);
+        assert_eq!(status.state, JobState::Completed);
+        assert_eq!(status.tasks.succeeded, 1);
+        assert!(h.pool.jobs[&job].tasks.is_empty());
+    }
+    assert!(
+        h.pool.nodes[&node].jobs_sent.len() <= JOBS_SENT_MAX,
+        "a node's sent-runtimes set is bounded, not one entry per job it ever ran"
+    );
+    let cancelled = h.job(3, 1);
+    h.pool
+        .cancel_job(cancelled, OWNER, h.now_ms, &mut h.writes)
+        .unwrap();
+    assert!(h.pool.jobs[&cancelled].tasks.is_empty());
+    assert_eq!(h.status(cancelled).tasks.cancelled, 3);
+    h.pool.check_invariants();
+}
