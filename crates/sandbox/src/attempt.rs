@@ -183,10 +183,29 @@ impl AttemptState {
         self.measure_disk()
     }
 
+    /// Whether a write of up to `bytes` surely keeps the disk within its limit, judged from
+    /// the last measurement and what was written since, without touching the file system.
+    pub(crate) fn write_surely_fits(&self, bytes: u64) -> bool {
+        let room = self.disk.bytes_max.saturating_sub(self.disk.measured_bytes);
+        self.disk.written_since.saturating_add(bytes) <= room
+    }
+
+    /// Stops the attempt before a write that would grow its files by `growth_bytes` past the
+    /// limit, so not a byte of the write that crosses it lands on the provider's disk.
+    pub(crate) fn reserve_growth(&mut self, growth_bytes: u64) -> Result<(), Stop> {
+        if self.write_surely_fits(growth_bytes) {
+            return Ok(());
+        }
+        self.measure_disk()?;
+        if self.disk.measured_bytes.saturating_add(growth_bytes) > self.disk.bytes_max {
+            return Err(Stop::OutputTooLarge(overflowed(&Exceeded::Bytes)));
+        }
+        Ok(())
+    }
+
     /// Counts bytes a guest's write call has just written. Between two ticks a guest can write
     /// far past the limit (over 100 MiB in 50 ms in a test), so once the bytes written since
-    /// the last measurement could have taken the total past the limit, it is measured at once:
-    /// a guest overshoots by at most the one write that crossed it.
+    /// the last measurement could have taken the total past the limit, it is measured at once.
     pub(crate) fn note_written(&mut self, bytes: u64) -> Result<(), Stop> {
         self.disk.written_since = self.disk.written_since.saturating_add(bytes);
         let room = self.disk.bytes_max.saturating_sub(self.disk.measured_bytes);

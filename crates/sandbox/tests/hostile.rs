@@ -448,38 +448,126 @@ fn a_stderr_flood_is_cut_at_its_cap() {
 fn an_output_flood_by_bytes_stops_at_the_cap() {
     let bench = Bench::new();
     let probe = bench.prepare(guests::PROBE);
-    // Watch the flood from outside: the file may pass the cap by the one write (1 MiB) that
-    // crossed it, never by what the guest could write between two periodic checks.
+    // Watched from outside, the flood never passes the cap on disk: the write (1 MiB) that
+    // would cross it is refused before a byte of it lands.
     let flood = bench.attempt(&["output-flood"]);
-    let flood_file = flood.work_dir.join("output/flood.bin");
+    let largest_seen = largest_file_while_running(&bench, &probe, flood, "output/flood.bin");
+    assert!(
+        largest_seen <= limits().output_bytes_max,
+        "the flood reached {largest_seen} bytes on disk"
+    );
+    assert!(largest_seen > 0, "the watcher saw the flood");
+
+    // /scratch counts too, even when the guest writes it all at once and returns before any
+    // periodic check.
+    let burst = (limits().output_bytes_max + (2 << 20)).to_string();
+    let burst = bench.attempt(&["write", "/scratch/burst", &burst]);
+    let largest_seen = largest_file_while_running(&bench, &probe, burst, "scratch/burst");
+    assert!(
+        largest_seen <= limits().output_bytes_max,
+        "the burst reached {largest_seen} bytes on disk"
+    );
+    bench.still_serves();
+}
+
+#[test]
+fn a_guest_at_its_output_cap_may_still_rewrite_what_it_wrote() {
+    let bench = Bench::new();
+    let cap = limits().output_bytes_max;
+    // Fills /output/f to exactly the cap in one write, then overwrites its first MiB with
+    // pwrite, and again after seeking back: nothing grows, so nothing is refused. Any errno
+    // becomes the exit code.
+    let guest = bench.wat(&format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "path_open"
+            (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_pwrite"
+            (func $pwrite (param i32 i32 i32 i64 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_seek" (func $seek (param i32 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") {pages})
+          (data (i32.const 16) "f")
+          (func $check (param i32) (if (local.get 0) (then (call $exit (local.get 0)))))
+          (func (export "_start")
+            ;; /output is descriptor 4; the new file's descriptor goes to 0.
+            (call $check (call $open (i32.const 4) (i32.const 0) (i32.const 16) (i32.const 1)
+              (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 0)))
+            ;; An iovec at 32: the whole cap, taken from address 4096.
+            (i32.store (i32.const 32) (i32.const 4096))
+            (i32.store (i32.const 36) (i32.const {cap}))
+            (call $check (call $write (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 8)))
+            (i32.store (i32.const 36) (i32.const {mib}))
+            (call $check (call $pwrite (i32.load (i32.const 0)) (i32.const 32) (i32.const 1)
+              (i64.const 0) (i32.const 8)))
+            (call $check (call $seek (i32.load (i32.const 0)) (i64.const 0) (i32.const 0) (i32.const 8)))
+            (call $check (call $write (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 8)))))"#,
+        pages = cap / 65536 + 2,
+        mib = 1 << 20,
+    ));
+    let ended = bench.run(&guest, bench.attempt(&[]));
+    assert_eq!(*ended.outcome(), Outcome::Succeeded);
+    let sizes: Vec<u64> = ended
+        .report
+        .outputs
+        .files
+        .iter()
+        .map(|file| file.size_bytes)
+        .collect();
+    assert_eq!(sizes, vec![cap]);
+    ended.discard();
+
+    // One byte more than the cap, in one write, is refused before it lands.
+    let over = bench.wat(&format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "path_open"
+            (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") {pages})
+          (data (i32.const 16) "f")
+          (func (export "_start")
+            (drop (call $open (i32.const 4) (i32.const 0) (i32.const 16) (i32.const 1)
+              (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 0)))
+            (i32.store (i32.const 32) (i32.const 4096))
+            (i32.store (i32.const 36) (i32.const {over}))
+            (drop (call $write (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 8)))
+            (unreachable)))"#,
+        pages = cap / 65536 + 2,
+        over = cap + 1,
+    ));
+    let over_attempt = bench.attempt(&[]);
+    let largest_seen = largest_file_while_running(&bench, &over, over_attempt, "output/f");
+    assert_eq!(
+        largest_seen, 0,
+        "the refused write left {largest_seen} bytes"
+    );
+    bench.still_serves();
+}
+
+/// Runs `attempt`, which must end with `/output` over its cap, while watching the size of the
+/// file at `relative` in its work dir; returns the largest size seen.
+fn largest_file_while_running(
+    bench: &Bench,
+    probe: &Prepared,
+    attempt: Attempt,
+    relative: &str,
+) -> u64 {
+    let file = attempt.work_dir.join(relative);
     let done = AtomicBool::new(false);
-    let largest_seen = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
             let mut largest = 0;
             while !done.load(Ordering::Relaxed) {
-                if let Ok(metadata) = fs::metadata(&flood_file) {
+                if let Ok(metadata) = fs::metadata(&file) {
                     largest = largest.max(metadata.len());
                 }
             }
             largest
         });
-        bench.expect(&probe, flood, Outcome::OutputTooLarge("/output".into()));
+        bench.expect(probe, attempt, Outcome::OutputTooLarge("/output".into()));
         done.store(true, Ordering::Relaxed);
         watcher.join().unwrap()
-    });
-    assert!(
-        largest_seen <= limits().output_bytes_max + (1 << 20),
-        "the flood reached {largest_seen} bytes on disk"
-    );
-
-    // /scratch counts too, even when the guest writes it all at once and returns.
-    let burst = (limits().output_bytes_max + (2 << 20)).to_string();
-    bench.expect(
-        &probe,
-        bench.attempt(&["write", "/scratch/burst", &burst]),
-        Outcome::OutputTooLarge("/output".into()),
-    );
-    bench.still_serves();
+    })
 }
 
 #[test]
