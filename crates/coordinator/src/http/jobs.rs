@@ -10,7 +10,7 @@ use wasmparser::{Encoding, Parser, Payload, Validator};
 
 use wire::{
     ApiError, BlobHash, ErrorCode, JobId, JobList, JobStatus, JobSubmission, JobSubmitted,
-    TaskPage, WhyResponse,
+    RequesterId, TaskPage, WhyResponse,
 };
 
 use super::{ApiResult, AppState, Body, Failure, Requester, parse_path};
@@ -142,11 +142,12 @@ pub(crate) async fn list(
     State(shared): State<AppState>,
     Requester(requester): Requester,
     Query(query): Query<ListQuery>,
-) -> Json<JobList> {
+) -> ApiResult<Json<JobList>> {
     let limit = query.limit.unwrap_or(100).min(10_000);
-    Json(JobList {
-        jobs: shared.read(|state, _| state.list_jobs(requester, limit)),
-    })
+    let jobs = shared.read(|state, _| state.list_jobs(requester, limit));
+    // As for one job's status: what is shown is committed first.
+    shared.store.flush().await?;
+    Ok(Json(JobList { jobs }))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{job}", tag = "jobs",
@@ -159,9 +160,19 @@ pub(crate) async fn status(
     Path(job): Path<String>,
 ) -> ApiResult<Json<JobStatus>> {
     let job: JobId = parse_path(&job)?;
-    Ok(Json(
-        shared.read(|state, _| state.job_status(job, requester))?,
-    ))
+    Ok(Json(durable_status(&shared, job, requester).await?))
+}
+
+/// A job's status as a requester may be told it: read, then held back until every change it
+/// shows is committed, so nothing a requester was shown can be lost with the coordinator.
+async fn durable_status(
+    shared: &AppState,
+    job: JobId,
+    requester: RequesterId,
+) -> ApiResult<JobStatus> {
+    let status = shared.read(|state, _| state.job_status(job, requester))?;
+    shared.store.flush().await?;
+    Ok(status)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -220,9 +231,7 @@ pub(crate) async fn wait(
         () = tokio::time::sleep(timeout) => {}
         _ = stopping.wait_for(|stopping| *stopping) => {}
     }
-    Ok(Json(
-        shared.read(|state, _| state.job_status(job, requester))?,
-    ))
+    Ok(Json(durable_status(&shared, job, requester).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -284,7 +293,5 @@ pub(crate) async fn cancel(
     result?;
     shared.committed(commit).await?;
     tracing::info!(%job, "job cancelled");
-    Ok(Json(
-        shared.read(|state, _| state.job_status(job, requester))?,
-    ))
+    Ok(Json(durable_status(&shared, job, requester).await?))
 }
