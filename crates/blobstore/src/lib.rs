@@ -7,8 +7,10 @@
 //!   under. A mismatch leaves nothing behind.
 //! - Blobs are immutable; storing one that exists is a no-op.
 //! - No blob is held in memory whole on the way in; reads stream too.
+//! - In a local directory, a stored blob is on disk (file and directory entry synced) before
+//!   `put` returns, so a blob the state store records survives a power cut as the record does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,6 +47,8 @@ impl From<object_store::Error> for BlobError {
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local store, whose files `object_store` writes without syncing.
+    local_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -63,11 +67,41 @@ impl BlobStore {
             BlobError::Storage(format!("cannot create {}: {error}", dir.display()))
         })?;
         let store = LocalFileSystem::new_with_prefix(dir)?;
-        Ok(Self::new(Arc::new(store)))
+        Ok(Self {
+            store: Arc::new(store),
+            local_dir: Some(dir.to_owned()),
+        })
     }
 
+    /// Blobs in any object store; durability is the store's.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            local_dir: None,
+        }
+    }
+
+    /// Syncs a blob just stored in a local directory: its file, then the directory entries
+    /// that name it (the rename that made it visible lives in them).
+    async fn sync_stored(&self, hash: &BlobHash) -> Result<(), BlobError> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(());
+        };
+        let hex = hash.to_hex();
+        let shard = dir.join(&hex[..2]);
+        let paths = [shard.join(&hex), shard, dir.clone()];
+        tokio::task::spawn_blocking(move || {
+            for path in &paths {
+                std::fs::File::open(path)
+                    .and_then(|file| file.sync_all())
+                    .map_err(|error| {
+                        BlobError::Storage(format!("cannot sync {}: {error}", path.display()))
+                    })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|error| BlobError::Storage(format!("syncing a blob stopped: {error}")))?
     }
 
     fn path(hash: &BlobHash) -> ObjectPath {
@@ -95,6 +129,7 @@ impl BlobStore {
         let size = bytes.len() as u64;
         if !self.exists(&hash).await? {
             self.store.put(&Self::path(&hash), bytes.into()).await?;
+            self.sync_stored(&hash).await?;
         }
         Ok(size)
     }
@@ -148,6 +183,7 @@ impl BlobStore {
             }
             None => {
                 writer.finish().await?;
+                self.sync_stored(&hash).await?;
                 Ok(size)
             }
         }
