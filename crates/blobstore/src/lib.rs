@@ -189,6 +189,14 @@ impl BlobStore {
         }
     }
 
+    /// Deletes a blob; one that is not there counts as deleted.
+    pub async fn delete(&self, hash: &BlobHash) -> Result<(), BlobError> {
+        match self.store.delete(&Self::path(hash)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The whole blob in memory; for blobs known to be small.
     pub async fn get(&self, hash: &BlobHash) -> Result<Bytes, BlobError> {
         match self.store.get(&Self::path(hash)).await {

@@ -8,6 +8,7 @@
 //! - [`pool`]: the live pool in memory and every rule of how it changes; no I/O.
 //! - `service`: the lock around the pool, the order of writes to the store, long-poll waiting
 //!   and the lease reaper.
+//! - `retention`: deleting ended jobs, their results and unused blobs once their time is up.
 //! - `http`: the axum routes, authentication, request limits and the OpenAPI document.
 //!
 //! Invariants:
@@ -24,6 +25,7 @@ mod env;
 mod http;
 mod join;
 mod pool;
+mod retention;
 mod service;
 mod tls;
 
@@ -78,7 +80,13 @@ pub struct CoordinatorConfig {
     pub write_queue_max: usize,
     /// Tokens to accept; created in the store if new.
     pub bootstrap: Vec<BootstrapToken>,
+    /// How long ended jobs and their results are kept, and blobs no job uses after they were
+    /// last stored or asked for; then they are deleted.
+    pub keep_results_ms: u64,
 }
+
+/// Results are kept a month unless the owner says otherwise.
+pub const KEEP_RESULTS_MS_DEFAULT: u64 = 30 * 24 * 3_600_000;
 
 impl CoordinatorConfig {
     /// A coordinator keeping everything under `data_dir`: `state.db` and `blobs/`.
@@ -92,6 +100,7 @@ impl CoordinatorConfig {
             blob_upload_bytes_max: wire::limits::BLOB_BYTES_MAX,
             write_queue_max: 200_000,
             bootstrap: Vec::new(),
+            keep_results_ms: KEEP_RESULTS_MS_DEFAULT,
         }
     }
 }

@@ -34,6 +34,10 @@ pub(crate) struct Shared {
     storage_failed: Notify,
     /// Join codes, code exchanges in flight, the served certificate and the owner's tokens.
     pub(crate) join: crate::join::JoinDesk,
+    /// Held shared by everything that brings a blob in or relies on one being there (uploads,
+    /// upload checks, submissions) and exclusively while retention deletes blobs, so a blob
+    /// is never deleted between being found present and being recorded as used.
+    pub(crate) blob_gate: tokio::sync::RwLock<()>,
 }
 
 impl Shared {
@@ -71,6 +75,7 @@ impl Shared {
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
             join: crate::join::JoinDesk::default(),
+            blob_gate: tokio::sync::RwLock::new(()),
         }))
     }
 
@@ -178,6 +183,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
     let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
+    let sweeper = tokio::spawn(crate::retention::sweep(Arc::clone(&shared)));
     let stopper = {
         let shared = Arc::clone(&shared);
         async move {
@@ -199,6 +205,7 @@ pub(crate) async fn serve(
         }
     };
     reaper.abort();
+    sweeper.abort();
     shared.store.close().await;
     served.map_err(CoordinatorError::Serve)
 }

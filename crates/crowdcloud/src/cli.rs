@@ -98,6 +98,10 @@ pub(crate) struct ServiceArgs {
     /// Commit durability: `full` survives a power cut, `process` survives a crash of the process.
     #[arg(long, default_value = "full")]
     pub(crate) durability: String,
+    /// How long ended jobs and their results are kept (e.g. 30d, 12h), and uploads no job
+    /// uses; then they are deleted.
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub(crate) keep_results: String,
     /// Serve the family: listen on every address (0.0.0.0:7878, with TLS) and advertise the
     /// pool on the LAN.
     #[arg(long)]

@@ -15,6 +15,7 @@
 
 mod load;
 mod read;
+mod retention;
 mod rows;
 mod schema;
 mod writer;
@@ -152,6 +153,7 @@ impl Store {
             .await
             .map_err(open_error)?;
         schema::migrate(&pool).await?;
+        retention::fill_job_blobs(&pool, backend).await?;
         let queued = Arc::new(AtomicUsize::new(0));
         let writes = writer::spawn(pool.clone(), backend, Arc::clone(&queued));
         Ok(Store {

@@ -7,8 +7,14 @@ use sqlx::{AnyPool, SqlSafeStr};
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "retention",
+        include_str!("../migrations/0002_retention.sql"),
+    ),
+];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
     let migrations = MIGRATIONS

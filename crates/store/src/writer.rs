@@ -10,7 +10,7 @@ use crate::rows::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRo
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{Backend, StoreError};
+use crate::{Backend, StoreError, retention};
 
 /// One change of durable state.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +56,19 @@ pub enum Write {
         job_id: wire::JobId,
         state: JobState,
         at_ms: u64,
+    },
+    /// Marks blobs as asked for at `at_ms`, which keeps retention off them for a while.
+    TouchBlobs {
+        hashes: Vec<BlobHash>,
+        at_ms: u64,
+    },
+    /// Deletes ended jobs with their tasks, attempts and blob uses.
+    PurgeJobs(Vec<wire::JobId>),
+    /// Deletes the records of those blobs that are still unused: named by no job, neither
+    /// stored nor asked for since `used_before_ms`.
+    ForgetBlobs {
+        hashes: Vec<BlobHash>,
+        used_before_ms: u64,
     },
 }
 
@@ -218,6 +231,20 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
+        Write::TouchBlobs { hashes, at_ms } => {
+            for hash in hashes {
+                sqlx::query("UPDATE blobs SET used_at_ms = $2 WHERE hash = $1")
+                    .bind(hash.to_hex())
+                    .bind(db(*at_ms))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Write::PurgeJobs(job_ids) => retention::purge_jobs(tx, backend, job_ids).await?,
+        Write::ForgetBlobs {
+            hashes,
+            used_before_ms,
+        } => retention::forget_blobs(tx, backend, hashes, *used_before_ms).await?,
     }
     Ok(())
 }
@@ -253,8 +280,8 @@ async fn insert_blob(
     reader: Option<RequesterId>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO blobs (hash, size_bytes, created_at_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT (hash) DO NOTHING",
+        "INSERT INTO blobs (hash, size_bytes, created_at_ms, used_at_ms) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (hash) DO UPDATE SET used_at_ms = excluded.used_at_ms",
     )
     .bind(hash.to_hex())
     .bind(db(size_bytes))
@@ -317,6 +344,11 @@ async fn insert_job(
         }
         query.execute(&mut **tx).await?;
     }
+    let uses: Vec<(wire::JobId, BlobHash)> = retention::submission_blobs(&job.spec, tasks)
+        .into_iter()
+        .map(|hash| (job.id, hash))
+        .collect();
+    retention::insert_job_blobs(tx, backend, &uses).await?;
     Ok(())
 }
 
@@ -393,6 +425,11 @@ async fn end_attempts(
     backend: Backend,
     ends: &[AttemptEnd],
 ) -> Result<(), StoreError> {
+    let uses: Vec<(wire::JobId, BlobHash)> = ends
+        .iter()
+        .flat_map(|end| retention::attempt_blobs(end).map(|hash| (end.job_id, hash)))
+        .collect();
+    retention::insert_job_blobs(tx, backend, &uses).await?;
     for chunk in ends.chunks(ROWS_PER_UPDATE) {
         let sql = values_sql(
             backend,

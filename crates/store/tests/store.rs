@@ -345,3 +345,139 @@ async fn many_attempts_ended_on(url: &str) {
     assert_eq!(page[0].usage.unwrap().fuel_used, 140);
     assert_eq!(page[0].attempt_id, Some(AttemptId(1140)));
 }
+
+#[tokio::test]
+async fn retention_deletes_only_blobs_no_job_uses_and_nobody_used_lately() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        retention_deletes_only_unused_blobs(&url).await;
+    }
+}
+
+async fn retention_deletes_only_unused_blobs(url: &str) {
+    let store = open(url).await;
+    let owner = RequesterId(1);
+    let job_id = JobId(77);
+    let (mut job_row, mut tasks) = job(job_id, 2);
+    let module = job_row.spec.module;
+    let input = BlobHash::of(b"input");
+    let output = BlobHash::of(b"output");
+    let orphan = BlobHash::of(b"uploaded, never used");
+    let fresh = BlobHash::of(b"uploaded just now");
+    job_row.task_count = 2;
+    tasks[0].inputs = vec![wire::InputFile {
+        name: "in.txt".to_owned(),
+        blob: input,
+    }];
+    let blob = |hash, at_ms, reader| Write::InsertBlob {
+        hash,
+        size_bytes: 1,
+        at_ms,
+        reader,
+    };
+    store
+        .write(vec![
+            blob(module, 1_000, Some(owner)),
+            blob(input, 1_000, Some(owner)),
+            blob(orphan, 1_000, Some(owner)),
+            blob(fresh, 9_000, Some(owner)),
+            Write::InsertJob {
+                job: job_row,
+                tasks,
+            },
+            Write::GrantAttempts(vec![AttemptRow {
+                id: AttemptId(5),
+                job_id,
+                task_index: 0,
+                node_id: NodeId(3),
+                granted_at_ms: 1_100,
+            }]),
+            blob(output, 1_200, None),
+            Write::EndAttempts(vec![AttemptEnd {
+                attempt_id: AttemptId(5),
+                job_id,
+                task_index: 0,
+                state: AttemptEndState::Succeeded,
+                at_ms: 1_300,
+                outcome: Some(Outcome::Succeeded),
+                usage: Some(Usage::default()),
+                stdout: None,
+                stderr: None,
+                outputs: vec![wire::OutputFile {
+                    path: "out.txt".to_owned(),
+                    hash: output,
+                    size_bytes: 1,
+                }],
+                task_end: Some(TaskEnd {
+                    state: TaskState::Succeeded,
+                    outcome: Outcome::Succeeded,
+                }),
+            }]),
+        ])
+        .await
+        .unwrap();
+    let unused = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let mut hashes = store.unused_blobs(5_000, 100).await.unwrap();
+            hashes.sort();
+            hashes
+        }
+    };
+    assert_eq!(
+        unused(&store).await,
+        vec![orphan],
+        "the job's module, input and output are in use, and a fresh upload is kept"
+    );
+
+    // A store opened on a database written before job_blobs existed names the old jobs' blobs.
+    forget_job_blob_uses(url).await;
+    let store = open(url).await;
+    assert_eq!(unused(&store).await, vec![orphan]);
+
+    store
+        .write(vec![
+            Write::PurgeJobs(vec![job_id]),
+            Write::TouchBlobs {
+                hashes: vec![module],
+                at_ms: 6_000,
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(store.load().await.unwrap().jobs.is_empty());
+    let mut expected = vec![input, output, orphan];
+    expected.sort();
+    assert_eq!(unused(&store).await, expected, "a touched module stays");
+
+    let mut candidates = expected.clone();
+    candidates.push(module);
+    store
+        .write(vec![Write::ForgetBlobs {
+            hashes: candidates,
+            used_before_ms: 5_000,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unused_blobs(u64::MAX / 2, 100).await.unwrap().len(),
+        2
+    );
+    assert_eq!(store.readable_blob(&input, owner).await.unwrap(), None);
+    assert_eq!(store.readable_blob(&orphan, owner).await.unwrap(), None);
+    assert_eq!(store.readable_blob(&module, owner).await.unwrap(), Some(1));
+    assert_eq!(store.readable_blob(&fresh, owner).await.unwrap(), Some(1));
+}
+
+/// Makes the database look as one written before job_blobs existed.
+async fn forget_job_blob_uses(url: &str) {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(url).await.unwrap();
+    connection.execute("DELETE FROM job_blobs").await.unwrap();
+    connection
+        .execute("DELETE FROM meta WHERE key = 'job_blobs_filled'")
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+}

@@ -38,6 +38,7 @@ pub(crate) async fn put(
     request: Request,
 ) -> ApiResult<StatusCode> {
     let hash: BlobHash = parse_path(&hash)?;
+    let _gate = shared.blob_gate.read().await;
     let (max_bytes, reader) = match caller {
         Caller::Requester(requester) => (shared.config.blob_upload_bytes_max, Some(requester)),
         Caller::Node(node) => {
@@ -94,8 +95,14 @@ pub(crate) async fn head(
     Path(hash): Path<String>,
 ) -> ApiResult<Response> {
     let hash: BlobHash = parse_path(&hash)?;
+    let _gate = shared.blob_gate.read().await;
     match shared.store.readable_blob(&hash, requester).await? {
         Some(size) => {
+            // A requester who finds a blob present will not upload it again: keep it a while.
+            let _ = shared.store.enqueue(vec![Write::TouchBlobs {
+                hashes: vec![hash],
+                at_ms: shared.now_ms(),
+            }]);
             Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response())
         }
         None => Ok(StatusCode::NOT_FOUND.into_response()),

@@ -40,6 +40,8 @@ pub(crate) async fn submit(
             "the coordinator is catching up with its writes; retry in a moment",
         ));
     }
+    // No blob the job names is deleted between this check and the job's commit.
+    let _gate = shared.blob_gate.read().await;
     let missing = shared
         .store
         .unreadable_blobs(&blobs_of(&submission), requester)

@@ -234,6 +234,33 @@ impl PoolState {
         self.sync_ready(job_id);
     }
 
+    /// Forgets up to `max` jobs that ended before `ended_before_ms`, oldest first, here and
+    /// (through `out`) in the store; returns how many.
+    pub(crate) fn purge_ended(
+        &mut self,
+        ended_before_ms: u64,
+        max: usize,
+        out: &mut Outbox,
+    ) -> usize {
+        let mut expired: Vec<(u64, JobId)> = self
+            .jobs
+            .values()
+            .filter(|job| job.state.is_terminal())
+            .filter_map(|job| job.finished_at_ms.map(|at_ms| (at_ms, job.id)))
+            .filter(|(at_ms, _)| *at_ms < ended_before_ms)
+            .collect();
+        expired.sort_unstable();
+        expired.truncate(max);
+        let job_ids: Vec<JobId> = expired.into_iter().map(|(_, job_id)| job_id).collect();
+        for job_id in &job_ids {
+            self.jobs.remove(job_id);
+        }
+        if !job_ids.is_empty() {
+            out.push(Write::PurgeJobs(job_ids.clone()));
+        }
+        job_ids.len()
+    }
+
     fn owned_job(&self, job_id: JobId, requester: RequesterId) -> Result<&Job, PoolError> {
         match self.jobs.get(&job_id) {
             Some(job) if job.requester == requester => Ok(job),

@@ -540,3 +540,39 @@ fn ended_jobs_keep_their_counts_but_not_their_task_tables() {
     assert_eq!(h.status(cancelled).tasks.cancelled, 3);
     h.pool.check_invariants();
 }
+
+#[test]
+fn only_jobs_that_ended_before_the_cutoff_are_purged() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let finish_one = |h: &mut Harness| {
+        let job = h.job(1, 1);
+        let grant = h.take(node, 1);
+        assert!(h.report(node, grant[0].attempt_id, Outcome::Succeeded));
+        job
+    };
+    let old = finish_one(&mut h);
+    h.now_ms += 10_000;
+    let recent = finish_one(&mut h);
+    let running = h.job(1, 1);
+    h.writes.clear();
+
+    let purged = h.pool.purge_ended(h.now_ms - 5_000, 100, &mut h.writes);
+    assert_eq!(purged, 1);
+    assert_eq!(h.writes, vec![Write::PurgeJobs(vec![old])]);
+    assert!(matches!(
+        h.pool.job_status(old, OWNER),
+        Err(PoolError::NotFound(_))
+    ));
+    assert_eq!(h.status(recent).state, JobState::Completed);
+    assert_eq!(h.status(running).state, JobState::Running);
+    h.pool.check_invariants();
+
+    h.now_ms += 1_000_000;
+    assert_eq!(h.pool.purge_ended(h.now_ms, 100, &mut h.writes), 1);
+    assert_eq!(
+        h.status(running).state,
+        JobState::Running,
+        "a running job is never purged"
+    );
+}

@@ -48,6 +48,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         lease_ms: 5_000,
         durability: coordinator::Durability::Full,
         database_url: None,
+        keep_results_ms: coordinator::KEEP_RESULTS_MS_DEFAULT,
     })
     .await?;
     if !args.json {

@@ -59,6 +59,7 @@ pub(crate) struct ServiceOptions {
     pub(crate) lease_ms: u64,
     pub(crate) durability: Durability,
     pub(crate) database_url: Option<String>,
+    pub(crate) keep_results_ms: u64,
 }
 
 fn durability(text: &str) -> anyhow::Result<Durability> {
@@ -81,7 +82,17 @@ fn options(args: &ServiceArgs, database_url: Option<String>) -> anyhow::Result<S
         lease_ms: args.lease_ms,
         durability: durability(&args.durability)?,
         database_url,
+        keep_results_ms: keep_results_ms(&args.keep_results)?,
     })
+}
+
+fn keep_results_ms(text: &str) -> anyhow::Result<u64> {
+    let ms = jobspec::parse_duration_ms(text, "--keep-results")
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    if ms < 1_000 {
+        bail!("--keep-results {text:?} is under a second; give a duration such as 30d or 12h");
+    }
+    Ok(ms)
 }
 
 /// Opens the coordinator on `options.data_dir` and serves it in the background: plain HTTP on
@@ -99,6 +110,7 @@ pub(crate) async fn serve_with(
     let mut config = CoordinatorConfig::in_dir(&options.data_dir, &options.pool_name);
     config.lease_ms = options.lease_ms;
     config.durability = options.durability;
+    config.keep_results_ms = options.keep_results_ms;
     if let Some(url) = &options.database_url {
         config.database_url = url.clone();
     }

@@ -35,6 +35,8 @@ pub struct Pool {
     pub port: u16,
     pub lease_ms: u64,
     database_url: Option<String>,
+    /// More arguments for every start of the coordinator.
+    coordinator_args: Vec<String>,
     coordinator: Option<Child>,
     pub owner: Client,
     pub owner_token: String,
@@ -83,8 +85,27 @@ impl Pool {
     /// A pool whose coordinator keeps its state in the database at `database_url` (SQLite in
     /// its data dir when `None`).
     pub async fn start_on(lease_ms: u64, database_url: Option<String>) -> Pool {
+        Pool::start_with(lease_ms, database_url, &[]).await
+    }
+
+    /// A pool whose coordinator is started with `coordinator_args` as well.
+    pub async fn start_with(
+        lease_ms: u64,
+        database_url: Option<String>,
+        coordinator_args: &[&str],
+    ) -> Pool {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let coordinator = spawn_coordinator(dir.path(), 0, lease_ms, database_url.as_deref());
+        let coordinator_args: Vec<String> = coordinator_args
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect();
+        let coordinator = spawn_coordinator(
+            dir.path(),
+            0,
+            lease_ms,
+            database_url.as_deref(),
+            &coordinator_args,
+        );
         let url = read_url(dir.path()).await;
         let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
         let owner_token = read_token(dir.path(), "owner.token");
@@ -96,6 +117,7 @@ impl Pool {
             port,
             lease_ms,
             database_url,
+            coordinator_args,
             coordinator: Some(coordinator),
             owner,
             owner_token,
@@ -103,7 +125,7 @@ impl Pool {
         }
     }
 
-    fn coordinator_dir(&self) -> PathBuf {
+    pub fn coordinator_dir(&self) -> PathBuf {
         self.dir.path().join("coordinator")
     }
 
@@ -117,6 +139,7 @@ impl Pool {
             self.port,
             self.lease_ms,
             self.database_url.as_deref(),
+            &self.coordinator_args,
         ));
         let url = read_url(self.dir.path()).await;
         assert_eq!(url, self.url, "the coordinator came back on its port");
@@ -244,7 +267,13 @@ impl Drop for Pool {
     }
 }
 
-fn spawn_coordinator(dir: &Path, port: u16, lease_ms: u64, database_url: Option<&str>) -> Child {
+fn spawn_coordinator(
+    dir: &Path,
+    port: u16,
+    lease_ms: u64,
+    database_url: Option<&str>,
+    extra_args: &[String],
+) -> Child {
     let data_dir = dir.join("coordinator");
     std::fs::create_dir_all(&data_dir).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -259,6 +288,7 @@ fn spawn_coordinator(dir: &Path, port: u16, lease_ms: u64, database_url: Option<
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--lease-ms", &lease_ms.to_string()])
         .args(database_url.iter().flat_map(|url| ["--database-url", url]))
+        .args(extra_args)
         .env("CROWDCLOUD_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

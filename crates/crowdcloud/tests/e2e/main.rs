@@ -11,4 +11,5 @@ mod jobs;
 mod lan;
 mod owner;
 mod postgres;
+mod retention;
 mod trust;

@@ -1,0 +1,232 @@
+//! Retention: which blobs each job uses, and deleting the jobs and blobs whose time is up.
+//!
+//! `job_blobs` names every blob a job uses: its module, mount files, task stdin and inputs
+//! (written with the job) and what its attempts left (written with their ends). A blob may go
+//! only when no job names it and it was neither stored nor asked for since the cutoff the
+//! caller gives. The coordinator holds uploads and submissions back while it deletes, which
+//! is what makes looking for unused blobs and then deleting them safe.
+
+use std::collections::BTreeSet;
+
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use wire::{BlobHash, JobId, JobSubmission, OutputFile, TaskSpec};
+
+use crate::load::{corrupt, opt_json_at};
+use crate::rows::AttemptEnd;
+use crate::writer::values_sql;
+use crate::{Backend, Store, StoreError};
+
+/// Set in `meta` once `job_blobs` names the blobs of every job stored before it existed.
+const JOB_BLOBS_FILLED: &str = "job_blobs_filled";
+
+/// Rows per multi-row statement.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// The blobs a job names in its submission: module, mount files, and its tasks' stdin and
+/// input files.
+pub(crate) fn submission_blobs(spec: &JobSubmission, tasks: &[TaskSpec]) -> BTreeSet<BlobHash> {
+    let mut hashes = BTreeSet::from([spec.module]);
+    for mount in &spec.mounts {
+        hashes.extend(mount.files.iter().map(|file| file.blob));
+    }
+    for task in tasks {
+        hashes.extend(task_blobs(task));
+    }
+    hashes
+}
+
+fn task_blobs(task: &TaskSpec) -> impl Iterator<Item = BlobHash> + '_ {
+    task.stdin
+        .into_iter()
+        .chain(task.inputs.iter().map(|input| input.blob))
+}
+
+/// The blobs an ended attempt left: stdout, stderr and output files.
+pub(crate) fn attempt_blobs(end: &AttemptEnd) -> impl Iterator<Item = BlobHash> + '_ {
+    end.stdout
+        .iter()
+        .chain(&end.stderr)
+        .map(|blob| blob.hash)
+        .chain(end.outputs.iter().map(|output| output.hash))
+}
+
+/// Records that `job_id` uses each of `hashes`.
+pub(crate) async fn insert_job_blobs(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    pairs: &[(JobId, BlobHash)],
+) -> Result<(), StoreError> {
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let sql = values_sql(
+            backend,
+            "INSERT INTO job_blobs (job_id, hash) VALUES ",
+            chunk.len(),
+            &["", ""],
+        ) + " ON CONFLICT (job_id, hash) DO NOTHING";
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (job_id, hash) in chunk {
+            query = query.bind(job_id.as_db()).bind(hash.to_hex());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `(p1, p2, …)` for `count` parameters numbered from `first`.
+fn parameter_list(backend: Backend, first: usize, count: usize) -> String {
+    let parameters: Vec<String> = (first..first + count)
+        .map(|number| match backend {
+            Backend::Postgres => format!("${number}"),
+            Backend::Sqlite => "?".to_owned(),
+        })
+        .collect();
+    format!("({})", parameters.join(","))
+}
+
+/// Deletes jobs with their tasks, attempts and blob uses.
+pub(crate) async fn purge_jobs(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    job_ids: &[JobId],
+) -> Result<(), StoreError> {
+    for chunk in job_ids.chunks(ROWS_PER_STATEMENT) {
+        let list = parameter_list(backend, 1, chunk.len());
+        for table_and_column in [
+            "attempts WHERE job_id",
+            "tasks WHERE job_id",
+            "job_blobs WHERE job_id",
+            "jobs WHERE id",
+        ] {
+            let sql = format!("DELETE FROM {table_and_column} IN {list}");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for job_id in chunk {
+                query = query.bind(job_id.as_db());
+            }
+            query.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the records of those `hashes` that are still unused (no job names them, not stored
+/// or asked for since `used_before_ms`), with who may read them.
+pub(crate) async fn forget_blobs(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    hashes: &[BlobHash],
+    used_before_ms: u64,
+) -> Result<(), StoreError> {
+    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+        let list = parameter_list(backend, 2, chunk.len());
+        let first = match backend {
+            Backend::Postgres => "$1",
+            Backend::Sqlite => "?",
+        };
+        let sql = format!(
+            "DELETE FROM blobs WHERE COALESCE(used_at_ms, created_at_ms) < {first} \
+             AND hash IN {list} \
+             AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = blobs.hash)"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(used_before_ms as i64);
+        for hash in chunk {
+            query = query.bind(hash.to_hex());
+        }
+        query.execute(&mut **tx).await?;
+        let list = parameter_list(backend, 1, chunk.len());
+        let sql = format!(
+            "DELETE FROM blob_refs WHERE hash IN {list} \
+             AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = blob_refs.hash)"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for hash in chunk {
+            query = query.bind(hash.to_hex());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Names the blobs of the jobs stored before `job_blobs` existed, once, so that no blob a job
+/// still uses looks unused.
+pub(crate) async fn fill_job_blobs(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let filled = sqlx::query("SELECT value FROM meta WHERE key = $1")
+        .bind(JOB_BLOBS_FILLED)
+        .fetch_optional(pool)
+        .await?;
+    if filled.is_some() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    let mut pairs: BTreeSet<(JobId, BlobHash)> = BTreeSet::new();
+    for row in sqlx::query("SELECT id, spec FROM jobs")
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let job_id = JobId::from_db(row.try_get("id")?);
+        let spec: JobSubmission = crate::load::json_at(&row, "spec")?;
+        pairs.extend(
+            submission_blobs(&spec, &[])
+                .into_iter()
+                .map(|hash| (job_id, hash)),
+        );
+    }
+    for row in sqlx::query("SELECT job_id, spec FROM tasks")
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let job_id = JobId::from_db(row.try_get("job_id")?);
+        let task: TaskSpec = crate::load::json_at(&row, "spec")?;
+        pairs.extend(task_blobs(&task).map(|hash| (job_id, hash)));
+    }
+    for row in sqlx::query(
+        "SELECT job_id, stdout, stderr, outputs FROM attempts \
+         WHERE stdout IS NOT NULL OR stderr IS NOT NULL OR outputs IS NOT NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let job_id = JobId::from_db(row.try_get("job_id")?);
+        for column in ["stdout", "stderr"] {
+            if let Some(blob) = opt_json_at::<wire::BlobRef>(&row, column)? {
+                pairs.insert((job_id, blob.hash));
+            }
+        }
+        let outputs: Vec<OutputFile> = opt_json_at(&row, "outputs")?.unwrap_or_default();
+        pairs.extend(outputs.iter().map(|output| (job_id, output.hash)));
+    }
+    let pairs: Vec<(JobId, BlobHash)> = pairs.into_iter().collect();
+    insert_job_blobs(&mut tx, backend, &pairs).await?;
+    sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+        .bind(JOB_BLOBS_FILLED)
+        .bind(pairs.len().to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Store {
+    /// Up to `limit` blobs no job names that were neither stored nor asked for since
+    /// `used_before_ms`: what retention may delete.
+    pub async fn unused_blobs(
+        &self,
+        used_before_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<BlobHash>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hash FROM blobs b WHERE COALESCE(b.used_at_ms, b.created_at_ms) < $1 \
+             AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = b.hash) LIMIT $2",
+        )
+        .bind(used_before_ms as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let hex: String = row.try_get("hash")?;
+                hex.parse().map_err(|error| corrupt("blob hash", error))
+            })
+            .collect()
+    }
+}
