@@ -100,3 +100,32 @@ async fn ended_jobs_and_unused_uploads_go_after_keep_results_while_running_jobs_
         JobState::Completed
     );
 }
+
+#[tokio::test]
+async fn a_bad_keep_results_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, expected) in [
+        ("soon", "--keep-results"),
+        ("500ms", "under a second"),
+        ("-3d", "--keep-results"),
+    ] {
+        let output = tokio::process::Command::new(crate::harness::BINARY)
+            .args(["coordinator", "--listen", "127.0.0.1:0"])
+            .arg(format!("--keep-results={value}"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--keep-results {value} was taken");
+        assert!(
+            stderr.contains(expected),
+            "--keep-results {value}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("state.db").exists(),
+        "nothing was created for a refused start"
+    );
+}
