@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Failures of durable storage. A coordinator cannot go on safely after a failed write: its
 /// memory would be ahead of its disk.
@@ -82,7 +82,11 @@ pub enum Durability {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The number of the last request queued, held while it is sent so numbers follow the
+    /// queue's order.
+    sequence: Arc<std::sync::Mutex<u64>>,
     writes: mpsc::UnboundedSender<writer::Request>,
+    progress: watch::Receiver<writer::Progress>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -155,11 +159,13 @@ impl Store {
         schema::migrate(&pool).await?;
         retention::fill_job_blobs(&pool, backend).await?;
         let queued = Arc::new(AtomicUsize::new(0));
-        let writes = writer::spawn(pool.clone(), backend, Arc::clone(&queued));
+        let (writes, progress) = writer::spawn(pool.clone(), backend, Arc::clone(&queued));
         Ok(Store {
             pool,
             backend,
+            sequence: Arc::new(std::sync::Mutex::new(0)),
             writes,
+            progress,
             queued,
         })
     }
@@ -177,7 +183,17 @@ impl Store {
         }
         let (done, committed) = oneshot::channel();
         self.queued.fetch_add(writes.len(), Ordering::Relaxed);
-        match self.writes.send(writer::Request { writes, done }) {
+        let mut sequence = self
+            .sequence
+            .lock()
+            .expect("no panic while holding the sequence");
+        *sequence += 1;
+        let request = writer::Request {
+            sequence: *sequence,
+            writes,
+            done,
+        };
+        match self.writes.send(request) {
             Ok(()) => Commit(Some(committed)),
             Err(_) => {
                 let (failed, receiver) = oneshot::channel();
@@ -198,13 +214,21 @@ impl Store {
     }
 
     /// Waits until everything queued so far is committed: a read after it sees every change
-    /// queued before it. Free when nothing is queued: a write leaves the count only once it
-    /// committed.
+    /// queued before it. It waits for the commits already under way and adds none.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        if self.queued() == 0 {
-            return Ok(());
+        let target = *self
+            .sequence
+            .lock()
+            .expect("no panic while holding the sequence");
+        let mut progress = self.progress.clone();
+        let reached = progress
+            .wait_for(|progress| progress.sequence >= target || progress.failure.is_some())
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match &reached.failure {
+            Some(failure) => Err(failure.clone()),
+            None => Ok(()),
         }
-        self.write(vec![Write::Nothing]).await
     }
 
     /// Commits what is queued and closes the database.

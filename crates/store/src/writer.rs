@@ -2,7 +2,7 @@
 //! transaction so that many writes share one commit (and one fsync).
 
 use sqlx::{Any, AnyPool, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use wire::{BlobHash, JobState, Outcome, RequesterId, TaskSpec, TaskState};
 
@@ -15,8 +15,6 @@ use crate::{Backend, StoreError, retention};
 /// One change of durable state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    /// Changes nothing; used to wait for everything queued before it.
-    Nothing,
     SetMeta {
         key: String,
         value: String,
@@ -73,8 +71,17 @@ pub enum Write {
 }
 
 pub(crate) struct Request {
+    /// Requests are numbered from 1 in the order they are queued.
+    pub(crate) sequence: u64,
     pub(crate) writes: Vec<Write>,
     pub(crate) done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// How far the writer got: every request up to `sequence` is committed, unless it failed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    pub(crate) sequence: u64,
+    pub(crate) failure: Option<StoreError>,
 }
 
 /// Writes grouped into one transaction at most; bounds how long one commit holds the database.
@@ -87,10 +94,11 @@ pub(crate) fn spawn(
     pool: AnyPool,
     backend: Backend,
     queued: Arc<AtomicUsize>,
-) -> mpsc::UnboundedSender<Request> {
+) -> (mpsc::UnboundedSender<Request>, watch::Receiver<Progress>) {
     let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run(pool, backend, queued, receiver));
-    sender
+    let (progress, watcher) = watch::channel(Progress::default());
+    tokio::spawn(run(pool, backend, queued, receiver, progress));
+    (sender, watcher)
 }
 
 async fn run(
@@ -98,6 +106,7 @@ async fn run(
     backend: Backend,
     queued: Arc<AtomicUsize>,
     mut queue: mpsc::UnboundedReceiver<Request>,
+    progress: watch::Sender<Progress>,
 ) {
     // After one failed commit nothing more is applied: later writes may depend on the lost ones.
     let mut failure: Option<StoreError> = None;
@@ -120,6 +129,11 @@ async fn run(
             failure = Some(error.clone());
         }
         queued.fetch_sub(writes, Ordering::Relaxed);
+        let last = batch.last().map_or(0, |request| request.sequence);
+        progress.send_replace(Progress {
+            sequence: last,
+            failure: failure.clone(),
+        });
         for request in batch {
             let _ = request.done.send(result.clone());
         }
@@ -151,7 +165,6 @@ async fn apply_one(
     write: &Write,
 ) -> Result<(), StoreError> {
     match write {
-        Write::Nothing => {}
         Write::SetMeta { key, value } => {
             sqlx::query(
                 "INSERT INTO meta (key, value) VALUES ($1, $2) \

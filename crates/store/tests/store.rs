@@ -481,3 +481,27 @@ async fn forget_job_blob_uses(url: &str) {
         .unwrap();
     connection.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_flush_returns_once_everything_queued_before_it_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        let store = open(&url).await;
+        store.flush().await.unwrap();
+        let job_id = JobId(9);
+        let (mut job_row, tasks) = job(job_id, 20_000);
+        job_row.task_count = 20_000;
+        // Not waited for: only the flush says when it is in.
+        let _ = store.enqueue(vec![Write::InsertJob {
+            job: job_row,
+            tasks,
+        }]);
+        store.flush().await.unwrap();
+        let page = store.task_page(job_id, 19_990, 100).await.unwrap();
+        assert_eq!(
+            page.len(),
+            10,
+            "{url}: the queued job is there after the flush"
+        );
+    }
+}
