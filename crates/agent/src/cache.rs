@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -19,7 +20,8 @@ use crate::AgentError;
 pub(crate) struct BlobCache {
     blobs_dir: PathBuf,
     mounts_dir: PathBuf,
-    bytes_max: u64,
+    /// The owner's policy may change it while the agent runs.
+    bytes_max: AtomicU64,
     index: Mutex<Index>,
     /// One download per blob at a time; others wait for it.
     fetching: Mutex<HashMap<BlobHash, Arc<tokio::sync::Mutex<()>>>>,
@@ -83,7 +85,7 @@ impl BlobCache {
         Ok(Self {
             blobs_dir,
             mounts_dir,
-            bytes_max,
+            bytes_max: AtomicU64::new(bytes_max),
             index: Mutex::new(index),
             fetching: Mutex::new(HashMap::new()),
         })
@@ -137,7 +139,7 @@ impl BlobCache {
             index.entries.insert(*hash, Entry { size_bytes, used });
         }
         self.fetching.lock().remove(hash);
-        self.evict(hash);
+        self.evict(Some(hash));
         Ok(path)
     }
 
@@ -198,14 +200,21 @@ impl BlobCache {
         }
     }
 
+    /// A new cap, from a changed policy; the cache shrinks to it at once.
+    pub(crate) fn set_bytes_max(&self, bytes_max: u64) {
+        self.bytes_max.store(bytes_max, Ordering::Relaxed);
+        self.evict(None);
+    }
+
     /// Forgets least recently used blobs until the cache fits its cap, keeping `keep`.
-    fn evict(&self, keep: &BlobHash) {
+    fn evict(&self, keep: Option<&BlobHash>) {
+        let bytes_max = self.bytes_max.load(Ordering::Relaxed);
         let mut index = self.index.lock();
-        while index.bytes > self.bytes_max {
+        while index.bytes > bytes_max {
             let victim = index
                 .entries
                 .iter()
-                .filter(|(hash, _)| *hash != keep)
+                .filter(|(hash, _)| Some(*hash) != keep)
                 .min_by_key(|(_, entry)| entry.used)
                 .map(|(hash, entry)| (*hash, entry.size_bytes));
             let Some((hash, size_bytes)) = victim else {
@@ -215,5 +224,27 @@ impl BlobCache {
             index.bytes -= size_bytes;
             let _ = std::fs::remove_file(self.path(&hash));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lower_cap_from_the_owner_shrinks_the_cache_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs_dir = dir.path().join("blobs");
+        std::fs::create_dir_all(&blobs_dir).unwrap();
+        for index in 0..3u8 {
+            let bytes = vec![index; 1000];
+            std::fs::write(blobs_dir.join(BlobHash::of(&bytes).to_hex()), &bytes).unwrap();
+        }
+        let cache = BlobCache::open(dir.path(), 10_000).unwrap();
+        let on_disk = || std::fs::read_dir(&blobs_dir).unwrap().count();
+        assert_eq!(on_disk(), 3);
+        cache.set_bytes_max(1_500);
+        assert_eq!(on_disk(), 1);
+        assert_eq!(cache.index.lock().bytes, 1000);
     }
 }

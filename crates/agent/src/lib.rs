@@ -198,7 +198,10 @@ const RELEASE_UNWANTED: &str = "the node is not taking work now";
 struct Agent {
     config: AgentConfig,
     identity: Identity,
-    capabilities: Capabilities,
+    /// The machine as measured at start; the policy in force decides how much of it is lent.
+    machine: Capabilities,
+    /// What the coordinator was last told the node lends.
+    capabilities_told: Mutex<Capabilities>,
     runner: Runner,
     anonymous: Client,
     session: RwLock<Session>,
@@ -296,13 +299,10 @@ impl Agent {
         std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
         raise_open_files_limit();
         let identity = Identity::load_or_create(&config.data_dir)?;
-        let cache_bytes_max = config
-            .policy
-            .disk_max_bytes
-            .map_or(config.cache_bytes_max, |disk| {
-                disk.min(config.cache_bytes_max)
-            });
-        let cache = BlobCache::open(&config.data_dir.join("cache"), cache_bytes_max)?;
+        let cache = BlobCache::open(
+            &config.data_dir.join("cache"),
+            cache_bytes_max(&config, &config.policy),
+        )?;
         let mut sandbox_config = config.sandbox.clone();
         // Beside the work dir, on its filesystem: attempt trees are renamed in and out.
         sandbox_config
@@ -316,10 +316,11 @@ impl Agent {
         .map_err(|error| AgentError::Refused(error.to_string()))?;
         let machine = system::capabilities(&config.data_dir);
         let machine_memory_bytes = machine.memory_bytes;
-        let capabilities = system::lent(machine, &config.policy);
+        let capabilities = system::lent(machine.clone(), &config.policy);
         Ok(Self {
             identity,
-            capabilities,
+            machine,
+            capabilities_told: Mutex::new(capabilities),
             runner: Runner {
                 cache: Arc::new(cache),
                 sandbox: Arc::new(sandbox),
@@ -402,6 +403,11 @@ impl Agent {
     }
 
     /// Slots announced at registration: the policy's, within the configured most.
+    /// What the node lends under the policy in force now.
+    fn lent_now(&self) -> Capabilities {
+        system::lent(self.machine.clone(), &self.owner.lock().policy)
+    }
+
     fn registered_slots(&self) -> u32 {
         let machine_cores = self.config.signals.read().machine_cores;
         self.owner
@@ -433,7 +439,11 @@ impl Agent {
             public_key,
             issued_at_ms,
             name: self.config.name.clone(),
-            capabilities: self.capabilities.clone(),
+            capabilities: {
+                let lent = self.lent_now();
+                *self.capabilities_told.lock() = lent.clone();
+                lent
+            },
             labels: self.config.labels.clone(),
             slots,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -673,6 +683,8 @@ impl Agent {
         // What the policy lets it take now, not the semaphore's ceiling. Read before the
         // running list: both take the running lock.
         let slots_free = self.lease_allowance() as u32;
+        let lent = self.lent_now();
+        let capabilities = (lent != *self.capabilities_told.lock()).then_some(lent);
         let request = HeartbeatRequest {
             running: self.running.lock().keys().copied().collect(),
             slots_free,
@@ -688,9 +700,18 @@ impl Agent {
                     }
                 }
             },
+            capabilities,
         };
         match client.heartbeat(&request).await {
             Ok(response) => {
+                if let Some(lent) = request.capabilities {
+                    tracing::info!(
+                        cores = lent.cores,
+                        memory_bytes = lent.memory_bytes,
+                        "the coordinator was told what the node lends now"
+                    );
+                    *self.capabilities_told.lock() = lent;
+                }
                 // The interval grows with the pool; follow what the coordinator asks now.
                 self.session.write().heartbeat_ms = response.heartbeat_ms;
                 let mut running = self.running.lock();
@@ -831,6 +852,15 @@ impl Agent {
 
 /// Takes the data dir's lock file, so that a second agent on the same data dir (and identity)
 /// on this machine stops at once instead of fighting the first for the node id.
+/// The blob cache's cap: the policy's disk limit, within the agent's own.
+fn cache_bytes_max(config: &AgentConfig, policy: &OwnerPolicy) -> u64 {
+    policy
+        .disk_max_bytes
+        .map_or(config.cache_bytes_max, |disk| {
+            disk.min(config.cache_bytes_max)
+        })
+}
+
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
     let path = data_dir.join(DATA_DIR_LOCK_FILE);
     let file = std::fs::OpenOptions::new()

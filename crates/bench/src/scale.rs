@@ -215,6 +215,7 @@ async fn heartbeat_window(
         running: vec![],
         slots_free: 4,
         activity: NodeActivity::Active,
+        capabilities: None,
     };
     let interval_ms = nodes[0]
         .client

@@ -26,6 +26,11 @@ pub enum Write {
         at_ms: u64,
     },
     UpsertNode(NodeRow),
+    /// What a registered node lends now.
+    SetNodeCapabilities {
+        node_id: wire::NodeId,
+        capabilities: wire::Capabilities,
+    },
     /// Records a blob (if new) and lets `reader` read it.
     InsertBlob {
         hash: BlobHash,
@@ -211,6 +216,16 @@ async fn apply_one(
             .await?;
         }
         Write::UpsertNode(row) => upsert_node(tx, row).await?,
+        Write::SetNodeCapabilities {
+            node_id,
+            capabilities,
+        } => {
+            sqlx::query("UPDATE nodes SET capabilities = $2 WHERE id = $1")
+                .bind(node_id.as_db())
+                .bind(json(capabilities))
+                .execute(&mut **tx)
+                .await?;
+        }
         Write::InsertBlob {
             hash,
             size_bytes,

@@ -121,6 +121,10 @@ pub struct HeartbeatRequest {
     pub slots_free: u32,
     #[serde(default)]
     pub activity: NodeActivity,
+    /// What the node lends now, sent when its owner's policy changed it since the node last
+    /// said; the coordinator schedules by it from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::WireError;
 use crate::job::{JobSubmission, Limits, Mount, Requirements, TaskSpec};
 use crate::limits::{self, ceiling};
-use crate::node::{HeartbeatRequest, LeaseRequest, Outcome, RegisterRequest, ReportRequest};
+use crate::node::{
+    Capabilities, HeartbeatRequest, LeaseRequest, Outcome, RegisterRequest, ReportRequest,
+};
 
 /// Guest paths the sandbox owns; mounts may not shadow them.
 pub const RESERVED_GUEST_DIRS: [&str; 3] = ["/input", "/output", "/scratch"];
@@ -376,7 +378,10 @@ pub fn registration(request: &RegisterRequest) -> Result<(), WireError> {
     if request.agent_version.len() > 64 {
         return Err(invalid("agent_version", "at most 64 bytes"));
     }
-    let caps = &request.capabilities;
+    capabilities(&request.capabilities)
+}
+
+fn capabilities(caps: &Capabilities) -> Result<(), WireError> {
     if caps.arch.len() > 32 || caps.os.len() > 32 {
         return Err(invalid(
             "capabilities",
@@ -409,7 +414,10 @@ pub fn heartbeat(request: &HeartbeatRequest) -> Result<(), WireError> {
             format!("at most {} attempts", limits::ATTEMPTS_PER_HEARTBEAT_MAX),
         ));
     }
-    Ok(())
+    match &request.capabilities {
+        Some(caps) => capabilities(caps),
+        None => Ok(()),
+    }
 }
 
 pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {

@@ -244,18 +244,10 @@ impl Agent {
                 if policy == owner.policy {
                     return;
                 }
-                if (policy.cores_max, policy.memory_max, policy.disk_max_bytes)
-                    != (
-                        owner.policy.cores_max,
-                        owner.policy.memory_max,
-                        owner.policy.disk_max_bytes,
-                    )
-                {
-                    tracing::info!(
-                        "the cores, memory and disk the coordinator was told about change at the next start; slots and every condition apply now"
-                    );
-                }
                 tracing::info!(policy = %policy.summary(), file = %path.display(), "owner's policy reloaded");
+                self.runner
+                    .cache
+                    .set_bytes_max(crate::cache_bytes_max(&self.config, &policy));
                 owner.policy = policy;
             }
             Err(error) => {

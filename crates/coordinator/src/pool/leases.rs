@@ -295,6 +295,16 @@ impl PoolState {
         }
         if let Some(node) = self.nodes.get_mut(&node_id) {
             node.activity = request.activity.clone();
+            if let Some(capabilities) = &request.capabilities
+                && *capabilities != node.capabilities
+            {
+                // The owner changed what the node lends; work is matched to it from now on.
+                node.capabilities = capabilities.clone();
+                out.push(Write::SetNodeCapabilities {
+                    node_id,
+                    capabilities: capabilities.clone(),
+                });
+            }
             // An attempt the node no longer lists, granted longer than a lease ago (so its
             // grant has surely arrived), was lost on the node.
             let forgotten: Vec<AttemptId> = node

@@ -290,6 +290,7 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
             running: grants.iter().map(|g| g.attempt_id).collect(),
             slots_free: 0,
             activity: NodeActivity::Active,
+            capabilities: None,
         },
         h.now_ms,
         &mut h.writes,
@@ -367,6 +368,7 @@ fn a_node_that_stops_listing_an_attempt_loses_it_after_a_lease() {
         running: vec![],
         slots_free: 1,
         activity: NodeActivity::Active,
+        capabilities: None,
     };
     h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
     h.pool.check_invariants();
@@ -398,6 +400,7 @@ fn a_paused_node_gets_no_work() {
             activity: NodeActivity::Paused {
                 reason: "owner is typing".into(),
             },
+            capabilities: None,
         },
         h.now_ms,
         &mut h.writes,
@@ -575,4 +578,51 @@ fn only_jobs_that_ended_before_the_cutoff_are_purged() {
         JobState::Running,
         "a running job is never purged"
     );
+}
+
+#[test]
+fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let job = h.job(2, 1);
+    h.pool
+        .jobs
+        .get_mut(&job)
+        .unwrap()
+        .requirements
+        .memory_bytes_min = 4 << 30;
+    let mut lent = h.pool.nodes[&node].capabilities.clone();
+    lent.memory_bytes = 2 << 30;
+    let heartbeat = HeartbeatRequest {
+        running: vec![],
+        slots_free: 2,
+        activity: NodeActivity::Active,
+        capabilities: Some(lent.clone()),
+    };
+    h.writes.clear();
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    assert_eq!(
+        h.writes,
+        vec![Write::SetNodeCapabilities {
+            node_id: node,
+            capabilities: lent.clone(),
+        }]
+    );
+    assert!(
+        h.take(node, 2).is_empty(),
+        "4 GiB tasks do not fit 2 GiB lent"
+    );
+
+    lent.memory_bytes = 8 << 30;
+    let heartbeat = HeartbeatRequest {
+        capabilities: Some(lent),
+        ..heartbeat
+    };
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    assert_eq!(
+        h.take(node, 2).len(),
+        2,
+        "they fit once the owner lends more"
+    );
+    h.pool.check_invariants();
 }

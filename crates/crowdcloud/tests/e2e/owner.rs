@@ -383,3 +383,43 @@ async fn an_agent_refuses_a_pool_its_owner_did_not_allow() {
         .to_string();
     assert!(refused.contains("the pool \"family\""), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_owner_lends_reaches_the_coordinator_without_a_restart() {
+    let pool = Pool::start(3_000).await;
+    let dir = pool.dir.path().join("desk");
+    let policy_file = pool.dir.path().join("policy.toml");
+    write_policy(&policy_file, "cores = 1\nmemory = \"1GiB\"\n");
+    let mut config = AgentConfig::new(&pool.url, &pool.join_token, dir);
+    config.name = "desk".to_owned();
+    config.policy = OwnerPolicy::load(Some(&policy_file), &PolicyOverrides::default()).unwrap();
+    config.policy_file = Some(policy_file.clone());
+    config.signals = Arc::new(ScriptedOwner::away()) as Arc<dyn Signals>;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let desk = tokio::spawn(agent::run(config, async move {
+        let _ = stopped.await;
+    }));
+    pool.wait_online(&["desk"]).await;
+
+    let lent = || async {
+        let nodes = pool.owner.nodes().await.ok()?;
+        let node = nodes.nodes.into_iter().find(|node| node.name == "desk")?;
+        Some((node.capabilities.cores, node.capabilities.memory_bytes))
+    };
+    assert_eq!(lent().await, Some((1, 1 << 30)));
+
+    write_policy(&policy_file, "cores = 2\nmemory = \"2GiB\"\n");
+    eventually(
+        "the coordinator to see what the node lends now",
+        Duration::from_secs(20),
+        || async { (lent().await == Some((2, 2 << 30))).then_some(()) },
+    )
+    .await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(60), desk)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+}
