@@ -86,9 +86,10 @@ pub(crate) struct ServiceArgs {
     /// Where state, blobs and tokens live [default: the XDG data dir, e.g. ~/.local/share/crowdcloud]
     #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Address to serve the API and dashboard on.
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    pub(crate) listen: String,
+    /// Address to serve the API and dashboard on [default: `up` serves the LAN, see --lan;
+    /// `coordinator` serves 127.0.0.1:7878]
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
     /// The pool's name, shown to those who join it.
     #[arg(long, default_value = "family")]
     pub(crate) pool_name: String,
@@ -103,7 +104,7 @@ pub(crate) struct ServiceArgs {
     #[arg(long, default_value = "30d", value_name = "DURATION")]
     pub(crate) keep_results: String,
     /// Serve the family: listen on every address (0.0.0.0:7878, with TLS) and advertise the
-    /// pool on the LAN.
+    /// pool on the LAN. What `up` does unless given --local or --listen.
     #[arg(long)]
     pub(crate) lan: bool,
     /// Serve TLS on loopback too (it is always on for every other address).
@@ -130,6 +131,9 @@ pub(crate) struct UpArgs {
     /// Slots of the local agent (0: no local agent).
     #[arg(long)]
     pub(crate) slots: Option<u32>,
+    /// Serve this machine only: plain HTTP on 127.0.0.1:7878, not advertised.
+    #[arg(long, conflicts_with = "lan")]
+    pub(crate) local: bool,
 }
 
 #[derive(Debug, Args)]

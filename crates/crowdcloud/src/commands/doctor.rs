@@ -183,7 +183,7 @@ async fn reachable(
         checks.push(check(
             "reachable",
             false,
-            "the pool serves plain HTTP and cannot be pinned; its owner should start it with `crowdcloud up --lan`",
+            "the pool serves plain HTTP and cannot be pinned; its owner should start it with `crowdcloud up` (not --local)",
         ));
         return None;
     };
@@ -274,7 +274,7 @@ async fn joined_pool_check(mine: &RememberedPool, found: &[discovery::FoundPool]
         checks.push(check(
             "discovered",
             false,
-            "not advertised on the LAN now; is `crowdcloud up --lan` running on the owner's machine?",
+            "not advertised on the LAN now; is `crowdcloud up` running on the owner's machine?",
         ));
     }
     if let Some(client) = client {
@@ -371,7 +371,7 @@ fn print_report(report: &Report, discovery_error: Option<&str>) {
     match discovery_error {
         Some(error) => println!("discovery\n  FAIL {error}"),
         None if report.pools.is_empty() => println!(
-            "discovery\n  FAIL no pool answered in {} ms: is `crowdcloud up --lan` running on this LAN? if it is, check that both machines use the same network (not a guest Wi-Fi) and that UDP port 5353 is open",
+            "discovery\n  FAIL no pool answered in {} ms: is `crowdcloud up` running on this LAN? if it is, check that both machines use the same network (not a guest Wi-Fi) and that UDP port 5353 is open",
             report.discovery_ms
         ),
         None => println!(

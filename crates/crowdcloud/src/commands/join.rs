@@ -166,7 +166,7 @@ async fn discover(args: &JoinArgs) -> anyhow::Result<Candidate> {
                 .map(|i| i.name.clone())
                 .collect();
             bail!(
-                "no pool{} answered on the LAN within {} ms (looked on: {}); is `crowdcloud up --lan` running? `crowdcloud doctor` shows why, or give --coordinator URL",
+                "no pool{} answered on the LAN within {} ms (looked on: {}); is `crowdcloud up` running? `crowdcloud doctor` shows why, or give --coordinator URL",
                 args.pool
                     .as_ref()
                     .map(|name| format!(" named {name:?}"))
@@ -231,7 +231,7 @@ async fn connect(candidate: &Candidate) -> anyhow::Result<(String, Fingerprint, 
     for url in &candidate.urls {
         if !url.starts_with("https://") {
             failures.push(format!(
-                "{url}: joining needs TLS (https://); the owner starts the pool with `crowdcloud up --lan`"
+                "{url}: joining needs TLS (https://); the owner starts the pool with `crowdcloud up` (not --local)"
             ));
             continue;
         }

@@ -52,6 +52,9 @@ impl Served {
     }
 }
 
+/// Where a service for this machine only listens.
+const LOOPBACK_LISTEN: &str = "127.0.0.1:7878";
+
 pub(crate) struct ServiceOptions {
     pub(crate) data_dir: PathBuf,
     pub(crate) listen: String,
@@ -70,14 +73,28 @@ fn durability(text: &str) -> anyhow::Result<Durability> {
     }
 }
 
-fn options(args: &ServiceArgs, database_url: Option<String>) -> anyhow::Result<ServiceOptions> {
+/// Where a service listens when it is not told: `up` serves the family on the LAN, a bare
+/// `coordinator` this machine until its owner says otherwise.
+#[derive(Debug, Clone, Copy)]
+enum DefaultListen {
+    Lan,
+    Loopback,
+}
+
+fn options(
+    args: &ServiceArgs,
+    database_url: Option<String>,
+    default_listen: DefaultListen,
+) -> anyhow::Result<ServiceOptions> {
+    let listen = match (&args.listen, args.lan, default_listen) {
+        (_, true, _) => trust::LAN_LISTEN.to_owned(),
+        (Some(listen), false, _) => listen.clone(),
+        (None, false, DefaultListen::Lan) => trust::LAN_LISTEN.to_owned(),
+        (None, false, DefaultListen::Loopback) => LOOPBACK_LISTEN.to_owned(),
+    };
     Ok(ServiceOptions {
         data_dir: local::data_dir_or_default(&args.data_dir),
-        listen: if args.lan {
-            trust::LAN_LISTEN.to_owned()
-        } else {
-            args.listen.clone()
-        },
+        listen,
         pool_name: args.pool_name.clone(),
         lease_ms: args.lease_ms,
         durability: durability(&args.durability)?,
@@ -180,7 +197,12 @@ fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
 }
 
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let options = options(&args.service, None)?;
+    let default_listen = if args.local {
+        DefaultListen::Loopback
+    } else {
+        DefaultListen::Lan
+    };
+    let options = options(&args.service, None, default_listen)?;
     let tls = trust::TlsOptions::from_args(&args.service);
     let served = serve_with(&options, &tls).await?;
     local::announce_pinned(
@@ -235,7 +257,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
-    let options = options(&args.service, args.database_url.clone())?;
+    let options = options(
+        &args.service,
+        args.database_url.clone(),
+        DefaultListen::Loopback,
+    )?;
     let tls = trust::TlsOptions::from_args(&args.service);
     let served = serve_with(&options, &tls).await?;
     local::announce_pinned(

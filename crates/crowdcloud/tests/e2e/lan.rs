@@ -219,11 +219,8 @@ async fn devices_on_a_lan_find_the_pool_join_with_a_code_and_run_a_job_across_it
     let Some(mut lan) = lan_or_skip(&["home", "laptop", "desktop"]) else {
         return;
     };
-    let up_out = lan.spawn(
-        "home",
-        &["up", "--lan", "--slots", "0", "--lease-ms", "3000"],
-        "up",
-    );
+    // No --lan: serving the family on the LAN is what `up` does by default.
+    let up_out = lan.spawn("home", &["up", "--slots", "0", "--lease-ms", "3000"], "up");
     let code = banner_line(&up_out, "join code:").await;
     let code = code.split_whitespace().next().unwrap().to_owned();
     let fingerprint = banner_line(&up_out, "certificate:").await;
