@@ -86,6 +86,9 @@ pub enum AgentError {
     /// The coordinator kept refusing this node id as online from another process.
     #[error("{0}")]
     IdentityClash(String),
+    /// The pool's owner removed this node; it may not register again.
+    #[error("{0}")]
+    Removed(String),
     #[error(
         "another agent is running with the data dir {path}; stop it, or give this one its own --data-dir"
     )]
@@ -383,6 +386,9 @@ impl Agent {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
+                Err(error) if error.code() == Some(ErrorCode::Forbidden) => {
+                    return Err(AgentError::Removed(error.to_string()));
+                }
                 Err(error) => return Err(AgentError::Refused(error.to_string())),
             }
         }
@@ -402,12 +408,12 @@ impl Agent {
         })
     }
 
-    /// Slots announced at registration: the policy's, within the configured most.
     /// What the node lends under the policy in force now.
     fn lent_now(&self) -> Capabilities {
         system::lent(self.machine.clone(), &self.owner.lock().policy)
     }
 
+    /// Slots announced at registration: the policy's, within the configured most.
     fn registered_slots(&self) -> u32 {
         let machine_cores = self.config.signals.read().machine_cores;
         self.owner
@@ -469,8 +475,8 @@ impl Agent {
         tracing::warn!("the coordinator no longer knows this node's session; registering again");
         match self.register().await {
             Ok(()) => {}
-            Err(error @ AgentError::IdentityClash(_)) => {
-                tracing::error!(%error, "this node id is online from another process; stopping");
+            Err(error @ (AgentError::IdentityClash(_) | AgentError::Removed(_))) => {
+                tracing::error!(%error, "this node may not rejoin the pool; stopping");
                 *self.fatal.lock() = Some(error);
                 self.fatal_raised.notify_one();
                 return;

@@ -360,6 +360,11 @@ impl Client {
         self.get("/v1/nodes").await
     }
 
+    /// Takes a node out of the pool for good (owner only).
+    pub async fn remove_node(&self, node: wire::NodeId) -> Result<wire::NodeRemoved> {
+        self.post(&format!("/v1/nodes/{node}/remove"), &()).await
+    }
+
     /// Whether the coordinator holds the blob and this caller may use it.
     pub async fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
         match self

@@ -297,6 +297,18 @@ pub(crate) struct ResultsArgs {
 pub(crate) struct NodesArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
+    #[command(subcommand)]
+    pub(crate) action: Option<NodesAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodesAction {
+    /// Take a node out of the pool for good (owner only): its tasks run elsewhere, and its
+    /// identity may not join again. Revoke the join token it used too.
+    Remove {
+        /// The node's id (n-…), as `crowdcloud nodes` lists it.
+        node: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,10 @@ pub enum Write {
         at_ms: u64,
     },
     UpsertNode(NodeRow),
+    /// Forgets a node the owner removed.
+    DeleteNode {
+        node_id: wire::NodeId,
+    },
     /// What a registered node lends now.
     SetNodeCapabilities {
         node_id: wire::NodeId,
@@ -216,6 +220,12 @@ async fn apply_one(
             .await?;
         }
         Write::UpsertNode(row) => upsert_node(tx, row).await?,
+        Write::DeleteNode { node_id } => {
+            sqlx::query("DELETE FROM nodes WHERE id = $1")
+                .bind(node_id.as_db())
+                .execute(&mut **tx)
+                .await?;
+        }
         Write::SetNodeCapabilities {
             node_id,
             capabilities,

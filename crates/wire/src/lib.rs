@@ -37,8 +37,8 @@ pub use node::{
     Usage,
 };
 pub use status::{
-    JobList, JobState, JobStatus, NodeList, NodeShare, NodeState, NodeView, TaskCounts, TaskPage,
-    TaskState, TaskStatus, WhyResponse,
+    JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState, NodeView,
+    TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
 };
 
 /// Errors of the wire crate: malformed identifiers, hashes, tokens and signatures.

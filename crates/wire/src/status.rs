@@ -197,6 +197,14 @@ pub struct NodeList {
     pub nodes: Vec<NodeView>,
 }
 
+/// `POST /v1/nodes/{id}/remove`: the node is out of the pool for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeRemoved {
+    pub node_id: NodeId,
+    /// Attempts it held, back in the queue without counting against their tasks.
+    pub attempts_requeued: u32,
+}
+
 /// `GET /v1/jobs/{id}/why`: why pending tasks are not placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WhyResponse {

@@ -22,6 +22,7 @@ use super::AppState;
         super::jobs::tasks, super::jobs::why, super::jobs::cancel,
         super::nodes::register, super::nodes::lease, super::nodes::heartbeat,
         super::nodes::report, super::nodes::release, super::nodes::job_runtime, super::nodes::list,
+        super::nodes::remove,
         super::blobs::put, super::blobs::head, super::blobs::get,
         super::trust::list, super::trust::create, super::trust::revoke,
         super::trust::new_code, super::trust::start, super::trust::finish,

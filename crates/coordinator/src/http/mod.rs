@@ -58,6 +58,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs/{job}/why", get(jobs::why))
         .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{node}/remove", post(nodes::remove))
         .route("/v1/nodes/jobs/{job}/runtime", get(nodes::job_runtime))
         .route("/v1/tokens", get(trust::list).post(trust::create))
         .route("/v1/tokens/{token}/revoke", post(trust::revoke))

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use wire::auth::{TokenKind, token_hash, verify_registration};
 use wire::{
     ApiError, BlobHash, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId, JobRuntime,
-    LeaseRequest, LeaseResponse, NodeId, NodeList, RegisterRequest, RegisterResponse,
+    LeaseRequest, LeaseResponse, NodeId, NodeList, NodeRemoved, RegisterRequest, RegisterResponse,
     ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse,
 };
 
@@ -52,6 +52,16 @@ pub(crate) async fn register(
         )));
     }
     let node_id = verify_registration(&request)?;
+    if shared.read(|state, _| state.is_removed(node_id)) {
+        return Err(Failure::new(
+            ErrorCode::Forbidden,
+            format!(
+                "node {node_id} was removed from this pool by its owner; to lend this machine \
+                 again, ask the owner, then delete identity.key in the agent's data dir so it \
+                 joins as a new node"
+            ),
+        ));
+    }
     let node_token = TokenKind::Node.token_from_secret(shared.entropy().secret());
     let new = NewNode {
         id: node_id,
@@ -268,6 +278,27 @@ pub(crate) async fn job_runtime(
                 format!("this node holds no attempt of job {job}"),
             )
         })
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/remove", tag = "nodes",
+    params(("node" = String, Path, description = "node id (n-…)")),
+    responses((status = 200, body = NodeRemoved), (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    security(("requester" = [])))]
+pub(crate) async fn remove(
+    State(shared): State<AppState>,
+    _owner: super::trust::Owner,
+    Path(node): Path<String>,
+) -> ApiResult<Json<NodeRemoved>> {
+    let node_id: NodeId = parse_path(&node)?;
+    let (removed, commit) =
+        shared.mutate(|state, now_ms, _, out| state.remove_node(node_id, now_ms, out));
+    let attempts_requeued = removed? as u32;
+    shared.committed(commit).await?;
+    tracing::info!(node = %node_id, attempts_requeued, "node removed by the owner");
+    Ok(Json(NodeRemoved {
+        node_id,
+        attempts_requeued,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes",

@@ -63,6 +63,8 @@ pub(crate) struct PoolState {
     requester_tokens: HashMap<String, RequesterId>,
     join_tokens: HashSet<String>,
     node_tokens: HashMap<String, NodeId>,
+    /// Identities the owner removed from the pool; they may not register again.
+    removed_nodes: HashSet<NodeId>,
     next_submitted_seq: u64,
 }
 
@@ -160,6 +162,7 @@ impl PoolState {
             requester_tokens: HashMap::new(),
             join_tokens: HashSet::new(),
             node_tokens: HashMap::new(),
+            removed_nodes: HashSet::new(),
             next_submitted_seq: 1,
         }
     }
@@ -178,6 +181,7 @@ impl PoolState {
                 }
             }
         }
+        self.removed_nodes = trust::removed_nodes_in(&image.meta);
         for row in image.nodes {
             self.insert_node_row(row, now_ms);
         }

@@ -626,3 +626,37 @@ fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
     );
     h.pool.check_invariants();
 }
+
+#[test]
+fn a_removed_node_gives_back_its_attempts_uncounted_and_stays_removed_after_a_restart() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let job = h.job(2, 1);
+    assert_eq!(h.take(node, 2).len(), 2);
+    h.writes.clear();
+    assert_eq!(h.pool.remove_node(node, h.now_ms, &mut h.writes), Ok(2));
+    h.pool.check_invariants();
+    assert!(h.pool.is_removed(node));
+    assert!(!h.pool.nodes.contains_key(&node));
+    let status = h.status(job);
+    assert_eq!((status.tasks.pending, status.attempts), (2, 0));
+    assert!(h.writes.contains(&Write::DeleteNode { node_id: node }));
+    assert!(matches!(
+        h.pool.remove_node(node, h.now_ms, &mut h.writes),
+        Err(PoolError::NotFound(_))
+    ));
+
+    let meta: BTreeMap<String, String> = h
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::SetMeta { key, value } => Some((key.clone(), value.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        trust::removed_nodes_in(&meta),
+        HashSet::from([node]),
+        "what a restart reads back"
+    );
+}

@@ -1,10 +1,12 @@
-//! Credentials in the pool: the tokens the owner creates and revokes, and the rule that one node
-//! identity is online from one process at a time.
+//! Credentials in the pool: the tokens the owner creates and revokes, the node identities the
+//! owner removed, and the rule that one node identity is online from one process at a time.
+
+use std::collections::{BTreeMap, HashSet};
 
 use store::{RequesterRow, TokenRole, TokenRow, Write};
-use wire::{NodeActivity, NodeId, RequesterId};
+use wire::{AttemptId, NodeActivity, NodeId, RequesterId};
 
-use super::{Outbox, PoolState};
+use super::{Outbox, PoolError, PoolState};
 
 /// Heartbeat intervals of silence after which a node's process counts as gone, so that the same
 /// identity may register from another process (an agent restarted after a crash).
@@ -71,6 +73,39 @@ impl PoolState {
         was_live
     }
 
+    /// Takes a node out of the pool at its owner's word: the attempts it holds go back to the
+    /// queue without counting against their tasks, its token stops working, and its identity
+    /// may not register again. Returns how many attempts went back.
+    pub(crate) fn remove_node(
+        &mut self,
+        node_id: NodeId,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<usize, PoolError> {
+        let Some(node) = self.nodes.get(&node_id) else {
+            return Err(PoolError::NotFound(format!(
+                "no node {node_id} in the pool; list them with `crowdcloud nodes`"
+            )));
+        };
+        let held: Vec<AttemptId> = node.running.iter().copied().collect();
+        let released = self.release(node_id, &held, now_ms, out).len();
+        let node = self.nodes.remove(&node_id).expect("checked above");
+        self.node_tokens.remove(&node.token_hash);
+        self.waiting.remove(&node_id);
+        self.removed_nodes.insert(node_id);
+        out.push(Write::SetMeta {
+            key: removed_node_key(node_id),
+            value: now_ms.to_string(),
+        });
+        out.push(Write::DeleteNode { node_id });
+        Ok(released)
+    }
+
+    /// Whether the owner removed this identity from the pool.
+    pub(crate) fn is_removed(&self, node_id: NodeId) -> bool {
+        self.removed_nodes.contains(&node_id)
+    }
+
     /// When `node_id` is online from a process that heartbeats (seen within
     /// [`CLONE_SILENCE_HEARTBEATS`] heartbeat intervals), how long ago it was seen: a second
     /// registration of the same identity now comes from another process, most likely a copied
@@ -86,6 +121,20 @@ impl PoolState {
         let heartbeat_ms = node.lease_until_ms.saturating_sub(node.last_seen_ms) / 3;
         (silent_ms < CLONE_SILENCE_HEARTBEATS * heartbeat_ms.max(1)).then_some(silent_ms)
     }
+}
+
+/// Removed identities are kept in `meta`, one key each.
+const REMOVED_NODE_PREFIX: &str = "removed_node:";
+
+fn removed_node_key(node_id: NodeId) -> String {
+    format!("{REMOVED_NODE_PREFIX}{node_id}")
+}
+
+pub(crate) fn removed_nodes_in(meta: &BTreeMap<String, String>) -> HashSet<NodeId> {
+    meta.keys()
+        .filter_map(|key| key.strip_prefix(REMOVED_NODE_PREFIX))
+        .filter_map(|id| id.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]

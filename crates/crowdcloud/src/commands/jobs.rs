@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use wire::{JobId, JobStatus, TaskStatus};
 
-use crate::cli::{JobArgs, NodesArgs, StatusArgs};
+use crate::cli::{JobArgs, NodesAction, NodesArgs, StatusArgs};
 use crate::commands::submit::{exit_code, follow, print_summary};
 use crate::local;
 use crate::output::{self, human_bytes, print_json, print_table};
@@ -154,6 +154,22 @@ pub(crate) async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
     let client = local::connect(&args.connection).await?;
+    if let Some(NodesAction::Remove { node }) = &args.action {
+        let node: wire::NodeId = node.parse().map_err(|_| {
+            anyhow::anyhow!("{node:?} is not a node id; `crowdcloud nodes` lists them (n-…)")
+        })?;
+        let removed = client.remove_node(node).await?;
+        if args.connection.json {
+            print_json(&removed)?;
+        } else {
+            println!(
+                "removed {}; {} of its tasks went back to the queue. It may not join again; \
+                 revoke the join token it used with `crowdcloud tokens revoke NAME`",
+                removed.node_id, removed.attempts_requeued
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let nodes = client.nodes().await?;
     if args.connection.json {
         print_json(&nodes)?;

@@ -63,6 +63,14 @@ impl Agent {
             .expect("waiting for the agent")
     }
 
+    /// Waits for the agent to exit on its own, for at most `limit`.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the agent exits on its own")
+            .expect("waiting for the agent")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }

@@ -503,3 +503,89 @@ async fn a_cloned_data_dir_is_refused_while_the_original_runs_and_a_restart_gets
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_the_owner_removes_gives_its_work_back_and_cannot_join_again() {
+    let mut pool = Pool::start(5_000).await;
+    let mut stolen = pool.agent("stolen", 1).await;
+    pool.wait_online(&["stolen"]).await;
+    let node_id = pool
+        .owner
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .iter()
+        .find(|node| node.name == "stolen")
+        .unwrap()
+        .node_id;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let job = pool
+        .submit(module, vec![probe(&["sleep", "4000"])], Limits::default())
+        .await;
+    let owner = &pool.owner;
+    eventually(
+        "the task to run on the node",
+        Duration::from_secs(30),
+        || async move { (owner.job(job).await.ok()?.tasks.running == 1).then_some(()) },
+    )
+    .await;
+
+    // Only the owner may remove a node.
+    let created = pool
+        .owner
+        .create_token(&TokenCreateRequest {
+            name: "guest".to_owned(),
+            kind: ManagedTokenKind::Requester,
+        })
+        .await
+        .unwrap();
+    let guest = Client::new(&pool.url, Some(created.token)).unwrap();
+    let refused = guest.remove_node(node_id).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+
+    let removed = pool.owner.remove_node(node_id).await.unwrap();
+    assert_eq!(removed.attempts_requeued, 1);
+    let again = pool.owner.remove_node(node_id).await.unwrap_err();
+    assert_eq!(again.code(), Some(ErrorCode::NotFound), "{again}");
+
+    // The removed agent finds itself refused and stops, saying why.
+    let status = stolen.exited(Duration::from_secs(30)).await;
+    assert!(!status.success());
+    assert!(
+        stolen
+            .log()
+            .contains("was removed from this pool by its owner"),
+        "{}",
+        stolen.log()
+    );
+
+    // Its task runs elsewhere, without counting the removed node's attempt.
+    let _spare = pool.agent("spare", 1).await;
+    let finished = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(finished.state, wire::JobState::Completed);
+    let tasks = pool.owner.all_tasks(job).await.unwrap();
+    assert_eq!(
+        tasks[0].attempts, 1,
+        "the given-back attempt does not count"
+    );
+    let names: Vec<String> = pool
+        .owner
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .map(|node| node.name)
+        .collect();
+    assert_eq!(names, vec!["spare".to_owned()]);
+
+    // The removal outlives a restart of the coordinator.
+    pool.restart_coordinator_hard().await;
+    let mut back = pool.agent("stolen", 1).await;
+    assert!(!back.exited(Duration::from_secs(30)).await.success());
+    assert!(
+        back.log()
+            .contains("was removed from this pool by its owner")
+    );
+}
