@@ -61,23 +61,24 @@ impl Command {
     }
 }
 
-/// How requester commands find the coordinator.
+/// How requester commands find the coordinator. Global, so a subcommand (`nodes remove`)
+/// takes them after its name too.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct Connection {
     /// The coordinator, e.g. http://192.168.1.10:7878; found from a local `up` when absent.
-    #[arg(long, env = "CROWDCLOUD_COORDINATOR")]
+    #[arg(long, global = true, env = "CROWDCLOUD_COORDINATOR")]
     pub(crate) coordinator: Option<String>,
     /// Your API token (ccr_…); read from the local `up` when absent.
-    #[arg(long, env = "CROWDCLOUD_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "CROWDCLOUD_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
     /// The certificate to pin for an https:// --coordinator (sha256:…, printed by `up`).
-    #[arg(long, env = "CROWDCLOUD_FINGERPRINT")]
+    #[arg(long, global = true, env = "CROWDCLOUD_FINGERPRINT")]
     pub(crate) fingerprint: Option<String>,
     /// Where a local `up` keeps its state [default: the XDG data dir]
-    #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
+    #[arg(long, global = true, env = "CROWDCLOUD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     /// Print JSON instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) json: bool,
 }
 

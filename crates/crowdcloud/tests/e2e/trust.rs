@@ -544,8 +544,18 @@ async fn a_node_the_owner_removes_gives_its_work_back_and_cannot_join_again() {
     let refused = guest.remove_node(node_id).await.unwrap_err();
     assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
 
-    let removed = pool.owner.remove_node(node_id).await.unwrap();
-    assert_eq!(removed.attempts_requeued, 1);
+    // The owner removes it with the CLI.
+    let output = Command::new(BINARY)
+        .args(["nodes", "remove", &node_id.to_string(), "--json"])
+        .env("CROWDCLOUD_COORDINATOR", &pool.url)
+        .env("CROWDCLOUD_TOKEN", &pool.owner_token)
+        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let removed: wire::NodeRemoved = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((removed.node_id, removed.attempts_requeued), (node_id, 1));
     let again = pool.owner.remove_node(node_id).await.unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::NotFound), "{again}");
 
