@@ -560,6 +560,7 @@ fn code_of(status: StatusCode) -> ErrorCode {
         404 => ErrorCode::NotFound,
         409 => ErrorCode::Conflict,
         413 => ErrorCode::PayloadTooLarge,
+        429 => ErrorCode::TooManyRequests,
         503 => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     }

@@ -83,6 +83,10 @@ pub struct CoordinatorConfig {
     /// How long ended jobs and their results are kept, and blobs no job uses after they were
     /// last stored or asked for; then they are deleted.
     pub keep_results_ms: u64,
+    /// Tasks that may be unfinished (waiting or running) in the pool at once, and per
+    /// requester: each holds its spec in memory until it ends.
+    pub unfinished_tasks_max: u64,
+    pub unfinished_tasks_per_requester_max: u64,
 }
 
 /// Results are kept a month unless the owner says otherwise.
@@ -101,6 +105,15 @@ impl CoordinatorConfig {
             write_queue_max: 200_000,
             bootstrap: Vec::new(),
             keep_results_ms: KEEP_RESULTS_MS_DEFAULT,
+            unfinished_tasks_max: 5_000_000,
+            unfinished_tasks_per_requester_max: 2_000_000,
+        }
+    }
+
+    pub(crate) fn unfinished_max(&self) -> pool::UnfinishedMax {
+        pool::UnfinishedMax {
+            pool: self.unfinished_tasks_max,
+            per_requester: self.unfinished_tasks_per_requester_max,
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// A blob's bytes do not hash to the name they were sent under.
     HashMismatch,
+    /// The caller has as much unfinished work as the pool takes from it; retry once some has
+    /// ended.
+    TooManyRequests,
     /// The coordinator cannot serve now (shutting down, storage failure); retry later.
     Unavailable,
     Internal,
@@ -34,6 +37,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }

@@ -53,14 +53,16 @@ pub(crate) async fn submit(
         )));
     }
     check_module(&shared, submission.module).await?;
+    let unfinished_max = shared.config.unfinished_max();
     let (submitted, commit) = shared.mutate(|state, now_ms, entropy, out| {
+        state.admit(requester, submission.tasks.len() as u64, unfinished_max)?;
         let id = loop {
             let id = JobId(entropy.next_u64());
             if !state.has_job(id) {
                 break id;
             }
         };
-        state.add_job(
+        Ok::<_, crate::pool::PoolError>(state.add_job(
             NewJob {
                 id,
                 requester,
@@ -68,8 +70,9 @@ pub(crate) async fn submit(
             },
             now_ms,
             out,
-        )
+        ))
     });
+    let submitted = submitted?;
     shared.committed(commit).await?;
     tracing::info!(job = %submitted.job_id, tasks = submitted.tasks, "job submitted");
     Ok((StatusCode::CREATED, Json(submitted)))

@@ -118,6 +118,9 @@ impl From<PoolError> for Failure {
         match error {
             PoolError::NotFound(message) => Failure::new(ErrorCode::NotFound, message),
             PoolError::Conflict(message) => Failure::new(ErrorCode::Conflict, message),
+            PoolError::TooMuchUnfinished(message) => {
+                Failure::new(ErrorCode::TooManyRequests, message)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use wire::{
     TaskCounts, TaskState, WhyResponse,
 };
 
-use super::{Job, Outbox, PoolError, PoolState, Slot, Task, count_of};
+use super::{Job, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of};
 
 /// A job accepted by the API layer: validated, its blobs checked.
 pub(crate) struct NewJob {
@@ -145,6 +145,7 @@ impl PoolState {
         });
         self.ready.insert(job.submitted_seq, id);
         self.jobs.insert(id, job);
+        self.open_jobs.insert(id);
         JobSubmitted {
             job_id: id,
             tasks: task_count,
@@ -179,6 +180,9 @@ impl PoolState {
             let tasks = tasks_of.remove(&row.id).unwrap_or_default();
             let job_counts = counts.get(&row.id).copied().unwrap_or_default();
             self.next_submitted_seq = self.next_submitted_seq.max(row.submitted_seq + 1);
+            if row.state == JobState::Running {
+                self.open_jobs.insert(row.id);
+            }
             self.jobs.insert(row.id, new_job(&row, tasks, job_counts));
         }
     }
@@ -226,12 +230,44 @@ impl PoolState {
         job.finished_at_ms = Some(now_ms);
         job.release_ended();
         job.bump();
+        self.open_jobs.remove(&job_id);
         out.push(Write::FinishJob {
             job_id,
             state: job.state,
             at_ms: now_ms,
         });
         self.sync_ready(job_id);
+    }
+
+    /// Refuses `tasks` more from `requester` when they would take the unfinished tasks of the
+    /// pool or of the requester past their bound.
+    pub(crate) fn admit(
+        &self,
+        requester: RequesterId,
+        tasks: u64,
+        max: UnfinishedMax,
+    ) -> Result<(), PoolError> {
+        let (mut pool, mut mine) = (0u64, 0u64);
+        for job in self.open_jobs.iter().filter_map(|id| self.jobs.get(id)) {
+            let unfinished = u64::from(job.counts.total - job.counts.ended());
+            pool += unfinished;
+            if job.requester == requester {
+                mine += unfinished;
+            }
+        }
+        if mine + tasks > max.per_requester {
+            return Err(PoolError::TooMuchUnfinished(format!(
+                "you have {mine} tasks unfinished and a requester may have {}; submit these {tasks} once some have ended, or cancel a job",
+                max.per_requester
+            )));
+        }
+        if pool + tasks > max.pool {
+            return Err(PoolError::TooMuchUnfinished(format!(
+                "the pool has {pool} tasks unfinished and takes at most {}; submit these {tasks} once some have ended",
+                max.pool
+            )));
+        }
+        Ok(())
     }
 
     /// Forgets up to `max` jobs that ended before `ended_before_ms`, oldest first, here and
@@ -304,6 +340,7 @@ impl PoolState {
         job.finished_at_ms = Some(now_ms);
         job.release_ended();
         job.bump();
+        self.open_jobs.remove(&job_id);
         out.push(Write::CancelJob {
             job_id,
             at_ms: now_ms,

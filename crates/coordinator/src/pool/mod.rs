@@ -39,6 +39,15 @@ pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 pub(crate) enum PoolError {
     NotFound(String),
     Conflict(String),
+    /// Taking this would pass a bound on unfinished tasks.
+    TooMuchUnfinished(String),
+}
+
+/// How many tasks may wait or run at once: each holds its spec in memory until it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnfinishedMax {
+    pub(crate) pool: u64,
+    pub(crate) per_requester: u64,
 }
 
 /// Jobs a node's sent-runtimes set holds before the ended ones are dropped from it.
@@ -57,6 +66,8 @@ pub(crate) struct PoolState {
     jobs: HashMap<JobId, Job>,
     /// Running jobs with pending tasks, in submission order.
     ready: BTreeMap<u64, JobId>,
+    /// Jobs that have not ended.
+    open_jobs: HashSet<JobId>,
     nodes: HashMap<NodeId, Node>,
     attempts: HashMap<AttemptId, Attempt>,
     waiting: HashMap<NodeId, Waiter>,
@@ -156,6 +167,7 @@ impl PoolState {
             lease_ms_min: lease_ms,
             jobs: HashMap::new(),
             ready: BTreeMap::new(),
+            open_jobs: HashSet::new(),
             nodes: HashMap::new(),
             attempts: HashMap::new(),
             waiting: HashMap::new(),
@@ -297,6 +309,10 @@ impl PoolState {
             }
             assert_eq!(counts, job.counts, "counts of {}", job.id);
             assert_eq!(job.pending.len() as u32, job.counts.pending);
+            assert_eq!(
+                self.open_jobs.contains(&job.id),
+                job.state == JobState::Running
+            );
             let in_ready = self.ready.get(&job.submitted_seq) == Some(&job.id);
             assert_eq!(
                 in_ready,

@@ -660,3 +660,32 @@ fn a_removed_node_gives_back_its_attempts_uncounted_and_stays_removed_after_a_re
         "what a restart reads back"
     );
 }
+
+#[test]
+fn unfinished_tasks_are_bounded_per_requester_and_for_the_pool() {
+    let mut h = Harness::new();
+    let node = h.node(1, 4);
+    let max = UnfinishedMax {
+        pool: 10,
+        per_requester: 6,
+    };
+    let job = h.job(4, 1);
+    assert_eq!(h.pool.admit(OWNER, 2, max), Ok(()));
+    assert!(matches!(
+        h.pool.admit(OWNER, 3, max),
+        Err(PoolError::TooMuchUnfinished(message)) if message.contains("you have 4 tasks unfinished")
+    ));
+    // Another requester still fits, up to the pool's bound.
+    let other = RequesterId(2);
+    assert_eq!(h.pool.admit(other, 6, max), Ok(()));
+    assert!(matches!(
+        h.pool.admit(other, 7, max),
+        Err(PoolError::TooMuchUnfinished(_))
+    ));
+    // Tasks that end make room.
+    for grant in h.take(node, 4) {
+        assert!(h.report(node, grant.attempt_id, Outcome::Succeeded));
+    }
+    assert_eq!(h.status(job).state, JobState::Completed);
+    assert_eq!(h.pool.admit(OWNER, 6, max), Ok(()));
+}
