@@ -196,14 +196,15 @@ fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
     println!("  state:       {}", data_dir.display());
 }
 
-pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let default_listen = if args.local {
-        DefaultListen::Loopback
-    } else {
-        DefaultListen::Lan
-    };
-    let options = options(&args.service, None, default_listen)?;
-    let tls = trust::TlsOptions::from_args(&args.service);
+/// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,
+/// prints the banner, and advertises it on the LAN when it serves there.
+async fn start(
+    args: &ServiceArgs,
+    database_url: Option<String>,
+    default_listen: DefaultListen,
+) -> anyhow::Result<(ServiceOptions, Served, Option<discovery::Advertiser>)> {
+    let options = options(args, database_url, default_listen)?;
+    let tls = trust::TlsOptions::from_args(args);
     let served = serve_with(&options, &tls).await?;
     local::announce_pinned(
         &options.data_dir,
@@ -212,8 +213,18 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         served.fingerprint,
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
-    let _advert = trust::advertise_and_show_code(&served, &args.service, &options.pool_name).await;
+    let advert = trust::advertise_and_show_code(&served, args, &options.pool_name).await;
     println!("Stop with Ctrl-C.");
+    Ok((options, served, advert))
+}
+
+pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let default_listen = if args.local {
+        DefaultListen::Loopback
+    } else {
+        DefaultListen::Lan
+    };
+    let (options, served, _advert) = start(&args.service, None, default_listen).await?;
     let default_slots = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -257,22 +268,12 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
-    let options = options(
+    let (options, served, _advert) = start(
         &args.service,
         args.database_url.clone(),
         DefaultListen::Loopback,
-    )?;
-    let tls = trust::TlsOptions::from_args(&args.service);
-    let served = serve_with(&options, &tls).await?;
-    local::announce_pinned(
-        &options.data_dir,
-        &served.url,
-        &options.pool_name,
-        served.fingerprint,
-    )?;
-    print_banner(&served, &options.pool_name, &options.data_dir);
-    let _advert = trust::advertise_and_show_code(&served, &args.service, &options.pool_name).await;
-    println!("Stop with Ctrl-C.");
+    )
+    .await?;
     shutdown_signal().await;
     local::withdraw(&options.data_dir);
     served.stop().await?;
