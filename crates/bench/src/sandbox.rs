@@ -5,15 +5,12 @@
 //! sandbox against the same code compiled natively in this process, with fuel metering and
 //! epoch interruption measured apart and together.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use kernels::Kernel;
-use sandbox::{
-    Attempt, AttemptControl, AttemptLimits, Determinism, Metering, Outcome, Sandbox, SandboxConfig,
-};
+use sandbox::{Attempt, AttemptLimits, Metering, Outcome, Sandbox, SandboxConfig};
 
 use crate::report::{Better, Machine};
 use crate::{BenchError, Check, Figure, Percentiles, Report};
@@ -41,18 +38,7 @@ fn limits() -> AttemptLimits {
 
 /// An attempt with nothing but arguments, under the benchmark's limits.
 fn plain_attempt(work_dir: std::path::PathBuf, program_name: &str, args: Vec<String>) -> Attempt {
-    Attempt {
-        work_dir,
-        program_name: program_name.to_owned(),
-        args,
-        env: vec![],
-        stdin: vec![],
-        inputs: vec![],
-        mounts: vec![],
-        limits: limits(),
-        determinism: Determinism::Off,
-        control: Arc::new(AttemptControl::new()),
-    }
+    Attempt::plain(work_dir, program_name, args, limits())
 }
 
 pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {

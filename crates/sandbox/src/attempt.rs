@@ -71,6 +71,30 @@ pub struct Attempt {
     pub control: Arc<AttemptControl>,
 }
 
+impl Attempt {
+    /// An attempt with nothing but arguments: no env, stdin, inputs or mounts, not
+    /// deterministic, and a control of its own.
+    pub fn plain(
+        work_dir: PathBuf,
+        program_name: &str,
+        args: Vec<String>,
+        limits: AttemptLimits,
+    ) -> Self {
+        Self {
+            work_dir,
+            program_name: program_name.to_owned(),
+            args,
+            env: vec![],
+            stdin: vec![],
+            inputs: vec![],
+            mounts: vec![],
+            limits,
+            determinism: Determinism::Off,
+            control: Arc::new(AttemptControl::new()),
+        }
+    }
+}
+
 /// How the attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sandbox::{
-    Attempt, AttemptControl, AttemptLimits, Determinism, ModuleLimits, Outcome, Prepared,
-    RunReport, Sandbox, SandboxConfig,
+    Attempt, AttemptLimits, Determinism, ModuleLimits, Outcome, Prepared, RunReport, Sandbox,
+    SandboxConfig,
 };
 
 fn limits() -> AttemptLimits {
@@ -109,18 +109,12 @@ impl Bench {
 
     fn attempt(&self, args: &[&str]) -> Attempt {
         let index = self.next.fetch_add(1, Ordering::Relaxed);
-        Attempt {
-            work_dir: self.attempts.path().join(format!("attempt-{index}")),
-            program_name: "guest".to_owned(),
-            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
-            env: vec![],
-            stdin: vec![],
-            inputs: vec![],
-            mounts: vec![],
-            limits: limits(),
-            determinism: Determinism::Off,
-            control: Arc::new(AttemptControl::new()),
-        }
+        Attempt::plain(
+            self.attempts.path().join(format!("attempt-{index}")),
+            "guest",
+            args.iter().map(|arg| (*arg).to_owned()).collect(),
+            limits(),
+        )
     }
 
     fn run(&self, prepared: &Prepared, attempt: Attempt) -> Ended {

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sandbox::{
-    Attempt, AttemptControl, AttemptLimits, Determinism, Outcome, Prepared, RunReport, Sandbox,
-    SandboxConfig,
+    Attempt, AttemptLimits, Determinism, Outcome, Prepared, RunReport, Sandbox, SandboxConfig,
 };
 
 fn limits() -> AttemptLimits {
@@ -54,18 +53,12 @@ impl Bench {
 
     fn attempt(&self, args: &[&str]) -> Attempt {
         let index = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Attempt {
-            work_dir: self.dir.path().join(format!("attempt-{index}")),
-            program_name: "guest".to_owned(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            env: vec![],
-            stdin: vec![],
-            inputs: vec![],
-            mounts: vec![],
-            limits: limits(),
-            determinism: Determinism::Off,
-            control: Arc::new(AttemptControl::new()),
-        }
+        Attempt::plain(
+            self.dir.path().join(format!("attempt-{index}")),
+            "guest",
+            args.iter().map(|a| (*a).to_owned()).collect(),
+            limits(),
+        )
     }
 
     fn probe(&self, args: &[&str]) -> RunReport {
@@ -235,22 +228,15 @@ fn recycled_attempt_trees_carry_nothing_from_one_attempt_to_the_next() {
     let input = dir.path().join("input.txt");
     std::fs::write(&input, b"secret input").unwrap();
     let run = |index: u32, args: &[&str]| {
-        let attempt = Attempt {
-            work_dir: work.join(format!("attempt-{index}")),
-            program_name: "probe".to_owned(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            env: vec![],
-            stdin: vec![],
-            inputs: if index == 0 {
-                vec![("given.txt".to_owned(), input.clone())]
-            } else {
-                vec![]
-            },
-            mounts: vec![],
-            limits: limits(),
-            determinism: Determinism::Off,
-            control: Arc::new(AttemptControl::new()),
-        };
+        let mut attempt = Attempt::plain(
+            work.join(format!("attempt-{index}")),
+            "probe",
+            args.iter().map(|a| (*a).to_owned()).collect(),
+            limits(),
+        );
+        if index == 0 {
+            attempt.inputs = vec![("given.txt".to_owned(), input.clone())];
+        }
         let report = sandbox.run(&prepared, attempt);
         let stdout = text(&report.stdout);
         let outcome = report.outcome.clone();
