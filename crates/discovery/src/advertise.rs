@@ -7,7 +7,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 
 use wire::Fingerprint;
 
-use crate::interfaces::{InterfaceChoice, interfaces};
+use crate::interfaces::{ChosenDaemon, InterfaceChoice, daemon_on};
 use crate::{DiscoveryError, SERVICE_TYPE, txt};
 
 /// What a coordinator tells the LAN about itself.
@@ -41,22 +41,11 @@ const GOODBYE_WAIT: Duration = Duration::from_millis(500);
 impl Advertiser {
     /// Advertises `advert` on the interfaces [`interfaces`] chooses (or exactly `asked`).
     pub fn start(advert: &Advert, asked: &[String]) -> Result<Self, DiscoveryError> {
-        let interfaces = interfaces(asked)?;
-        let used: Vec<String> = interfaces
-            .iter()
-            .filter(|i| i.used)
-            .map(|i| i.name.clone())
-            .collect();
-        if used.is_empty() {
-            return Err(DiscoveryError::NoInterface);
-        }
-        let daemon = ServiceDaemon::new()?;
-        daemon.disable_interface(IfKind::All)?;
-        daemon.enable_interface(
-            used.iter()
-                .map(|name| IfKind::Name(name.clone()))
-                .collect::<Vec<_>>(),
-        )?;
+        let ChosenDaemon {
+            daemon,
+            interfaces,
+            used,
+        } = daemon_on(asked)?;
         // The instance name must be unique on the LAN: two pools may both be called "family".
         let tag = match &advert.fingerprint {
             Some(fingerprint) => hex_prefix(fingerprint),

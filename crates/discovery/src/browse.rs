@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
+use mdns_sd::ServiceEvent;
 
 use wire::Fingerprint;
 
-use crate::interfaces::{InterfaceChoice, interfaces};
+use crate::interfaces::{ChosenDaemon, InterfaceChoice, daemon_on};
 use crate::{DiscoveryError, SERVICE_TYPE, txt};
 
 /// Pools one browse keeps; more answers than this on one LAN are ignored.
@@ -100,18 +100,9 @@ pub struct Browsed {
 /// Browses the LAN for pools, blocking for at most `options.deadline`.
 pub fn browse(options: &BrowseOptions) -> Result<Browsed, DiscoveryError> {
     let started = Instant::now();
-    let interfaces = interfaces(&options.interfaces)?;
-    let used: Vec<String> = interfaces
-        .iter()
-        .filter(|i| i.used)
-        .map(|i| i.name.clone())
-        .collect();
-    if used.is_empty() {
-        return Err(DiscoveryError::NoInterface);
-    }
-    let daemon = ServiceDaemon::new()?;
-    daemon.disable_interface(IfKind::All)?;
-    daemon.enable_interface(used.into_iter().map(IfKind::Name).collect::<Vec<_>>())?;
+    let ChosenDaemon {
+        daemon, interfaces, ..
+    } = daemon_on(&options.interfaces)?;
     let events = daemon.browse(SERVICE_TYPE)?;
     let deadline = started + options.deadline;
     let wanted_one = options.fingerprint.is_some();

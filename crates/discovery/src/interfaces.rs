@@ -113,6 +113,38 @@ fn judge(name: String, addresses: Vec<IpAddr>, up: bool, asked: &[String]) -> In
     verdict(true, format!("LAN address {}", shown.join(", ")))
 }
 
+/// An mDNS daemon that speaks only on the interfaces [`interfaces`] chooses (or exactly
+/// `asked`), with every verdict and the names of the interfaces used.
+pub(crate) struct ChosenDaemon {
+    pub(crate) daemon: mdns_sd::ServiceDaemon,
+    pub(crate) interfaces: Vec<InterfaceChoice>,
+    pub(crate) used: Vec<String>,
+}
+
+pub(crate) fn daemon_on(asked: &[String]) -> Result<ChosenDaemon, DiscoveryError> {
+    let interfaces = interfaces(asked)?;
+    let used: Vec<String> = interfaces
+        .iter()
+        .filter(|i| i.used)
+        .map(|i| i.name.clone())
+        .collect();
+    if used.is_empty() {
+        return Err(DiscoveryError::NoInterface);
+    }
+    let daemon = mdns_sd::ServiceDaemon::new()?;
+    daemon.disable_interface(mdns_sd::IfKind::All)?;
+    daemon.enable_interface(
+        used.iter()
+            .map(|name| mdns_sd::IfKind::Name(name.clone()))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(ChosenDaemon {
+        daemon,
+        interfaces,
+        used,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
