@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use wire::{JobState, JobSubmission, Limits, TaskSpec};
+use wire::JobState;
 
 use crate::pool::{CoordinatorOptions, LocalPool};
 use crate::report::{Better, Machine};
@@ -40,18 +40,8 @@ struct RayFigures {
     p99_ms: f64,
 }
 
-fn noop_job(module: wire::BlobHash, tasks: u32) -> JobSubmission {
-    JobSubmission {
-        name: "bench-noop".to_owned(),
-        module,
-        env: Default::default(),
-        mounts: vec![],
-        requirements: Default::default(),
-        limits: Limits::default(),
-        max_attempts: 3,
-        deterministic: None,
-        tasks: vec![TaskSpec::default(); tasks as usize],
-    }
+fn noop_job(module: wire::BlobHash, tasks: u32) -> wire::JobSubmission {
+    crate::pool::noop_job("bench-noop", module, tasks)
 }
 
 pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, BenchError> {
@@ -117,14 +107,7 @@ async fn measure(
     options: &DispatchOptions,
 ) -> Result<(f64, Percentiles, Vec<Check>), BenchError> {
     pool.wait_online(options.agents as usize).await?;
-    let module = pool
-        .owner
-        .upload_bytes(
-            wat::parse_str(guests::NOOP_WAT)
-                .map_err(|e| BenchError::Setup(e.to_string()))?
-                .into(),
-        )
-        .await?;
+    let module = pool.upload_noop().await?;
     let owner = &pool.owner;
     // Every agent compiles and caches the module before anything is timed.
     let warm_up = owner

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 use client::Client;
-use wire::NodeState;
+use wire::{BlobHash, JobSubmission, Limits, NodeState, TaskSpec};
 
 use crate::BenchError;
 
@@ -20,6 +20,21 @@ pub struct LocalPool {
     pub join_token: String,
     coordinator: Child,
     agents: Vec<Child>,
+}
+
+/// A job of `tasks` runs of the no-op module, which ends at once.
+pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
+    JobSubmission {
+        name: name.to_owned(),
+        module,
+        env: Default::default(),
+        mounts: vec![],
+        requirements: Default::default(),
+        limits: Limits::default(),
+        max_attempts: 3,
+        deterministic: None,
+        tasks: vec![TaskSpec::default(); tasks as usize],
+    }
 }
 
 /// How the coordinator of a benchmark pool runs.
@@ -122,6 +137,13 @@ impl LocalPool {
             .map_err(BenchError::io("starting an agent"))?;
         self.agents.push(child);
         Ok(self.agents.len() - 1)
+    }
+
+    /// Uploads the no-op module as the owner.
+    pub async fn upload_noop(&self) -> Result<BlobHash, BenchError> {
+        let wasm =
+            wat::parse_str(guests::NOOP_WAT).map_err(|e| BenchError::Setup(e.to_string()))?;
+        Ok(self.owner.upload_bytes(wasm.into()).await?)
     }
 
     /// Waits until `count` nodes are online.

@@ -17,12 +17,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use client::Client;
-use wire::{
-    Capabilities, HeartbeatRequest, JobState, JobSubmission, Limits, NodeActivity, RegisterRequest,
-    TaskSpec,
-};
+use wire::{Capabilities, HeartbeatRequest, JobState, NodeActivity, RegisterRequest};
 
-use crate::pool::{CoordinatorOptions, LocalPool, rss_bytes};
+use crate::pool::{CoordinatorOptions, LocalPool, noop_job, rss_bytes};
 use crate::report::{Better, Machine};
 use crate::{BenchError, Check, Figure, Percentiles, Report};
 
@@ -64,14 +61,7 @@ async fn measure(
     options: &ScaleOptions,
 ) -> Result<(Vec<Figure>, Vec<Check>), BenchError> {
     pool.wait_online(2).await?;
-    let module = pool
-        .owner
-        .upload_bytes(
-            wat::parse_str(guests::NOOP_WAT)
-                .map_err(|e| BenchError::Setup(e.to_string()))?
-                .into(),
-        )
-        .await?;
+    let module = pool.upload_noop().await?;
     let anonymous = Client::new(&pool.url, None)?;
     let pid = pool
         .coordinator_pid()
@@ -228,17 +218,7 @@ async fn heartbeat_window(
     let beats_per_s = nodes.len() as f64 * 1000.0 / interval_ms as f64;
     let beat_count = ((beats_per_s * window.as_secs_f64()) as usize).max(1);
     let spacing = window / beat_count as u32;
-    let job = JobSubmission {
-        name: "bench-scale".to_owned(),
-        module,
-        env: Default::default(),
-        mounts: vec![],
-        requirements: Default::default(),
-        limits: Limits::default(),
-        max_attempts: 3,
-        deterministic: None,
-        tasks: vec![TaskSpec::default(); options.tasks as usize],
-    };
+    let job = noop_job("bench-scale", module, options.tasks);
     let dispatching = async {
         let started = Instant::now();
         let job = pool.owner.submit(&job).await?.job_id;
