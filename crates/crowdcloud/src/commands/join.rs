@@ -60,7 +60,7 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
             advertised: expected,
             discovery_ms: None,
         },
-        None => discover(&args).await?,
+        None => discover(&args, expected).await?,
     };
     let (url, fingerprint, pool_name) = connect(&candidate).await?;
     if let Some(expected) = expected
@@ -137,13 +137,7 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Browses the LAN and picks the pool: the one asked for, the only one, or the person's choice.
-async fn discover(args: &JoinArgs) -> anyhow::Result<Candidate> {
-    let expected = args
-        .fingerprint
-        .as_deref()
-        .map(str::parse::<Fingerprint>)
-        .transpose()
-        .context("--fingerprint")?;
+async fn discover(args: &JoinArgs, expected: Option<Fingerprint>) -> anyhow::Result<Candidate> {
     let browsed = remembered::browse(discovery::BrowseOptions {
         deadline: Duration::from_millis(args.discovery_ms),
         pool_name: args.pool.clone(),
