@@ -6,6 +6,7 @@ use sqlx::Row;
 use wire::{AttemptId, BlobHash, JobId, NodeId, RequesterId, TaskSpec, TaskStatus, Usage};
 
 use crate::load::{opt_json_at, opt_u64_at, task_state, u64_at};
+use crate::writer::{placeholder, placeholder_list};
 use crate::{Store, StoreError};
 
 /// Hashes per `IN (…)` query.
@@ -112,15 +113,11 @@ impl Store {
         unique.dedup();
         let mut readable = std::collections::HashSet::new();
         for chunk in unique.chunks(HASHES_PER_QUERY) {
-            let mut sql =
-                String::from("SELECT hash FROM blob_refs WHERE requester_id = $1 AND hash IN (");
-            for index in 0..chunk.len() {
-                if index > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", index + 2));
-            }
-            sql.push(')');
+            let sql = format!(
+                "SELECT hash FROM blob_refs WHERE requester_id = {} AND hash IN {}",
+                placeholder(self.backend, 1),
+                placeholder_list(self.backend, 2, chunk.len())
+            );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(reader.as_db());
             for hash in chunk {
                 query = query.bind(hash.to_hex());

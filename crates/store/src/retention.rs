@@ -14,7 +14,7 @@ use wire::{BlobHash, JobId, JobSubmission, OutputFile, TaskSpec};
 
 use crate::load::{corrupt, opt_json_at};
 use crate::rows::AttemptEnd;
-use crate::writer::values_sql;
+use crate::writer::{placeholder, placeholder_list, values_sql};
 use crate::{Backend, Store, StoreError};
 
 /// Set in `meta` once `job_blobs` names the blobs of every job stored before it existed.
@@ -73,17 +73,6 @@ pub(crate) async fn insert_job_blobs(
     Ok(())
 }
 
-/// `(p1, p2, …)` for `count` parameters numbered from `first`.
-fn parameter_list(backend: Backend, first: usize, count: usize) -> String {
-    let parameters: Vec<String> = (first..first + count)
-        .map(|number| match backend {
-            Backend::Postgres => format!("${number}"),
-            Backend::Sqlite => "?".to_owned(),
-        })
-        .collect();
-    format!("({})", parameters.join(","))
-}
-
 /// Deletes jobs with their tasks, attempts and blob uses.
 pub(crate) async fn purge_jobs(
     tx: &mut Transaction<'static, Any>,
@@ -91,7 +80,7 @@ pub(crate) async fn purge_jobs(
     job_ids: &[JobId],
 ) -> Result<(), StoreError> {
     for chunk in job_ids.chunks(ROWS_PER_STATEMENT) {
-        let list = parameter_list(backend, 1, chunk.len());
+        let list = placeholder_list(backend, 1, chunk.len());
         for table_and_column in [
             "attempts WHERE job_id",
             "tasks WHERE job_id",
@@ -118,11 +107,8 @@ pub(crate) async fn forget_blobs(
     used_before_ms: u64,
 ) -> Result<(), StoreError> {
     for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-        let list = parameter_list(backend, 2, chunk.len());
-        let first = match backend {
-            Backend::Postgres => "$1",
-            Backend::Sqlite => "?",
-        };
+        let list = placeholder_list(backend, 2, chunk.len());
+        let first = placeholder(backend, 1);
         let sql = format!(
             "DELETE FROM blobs WHERE COALESCE(used_at_ms, created_at_ms) < {first} \
              AND hash IN {list} \
@@ -133,7 +119,7 @@ pub(crate) async fn forget_blobs(
             query = query.bind(hash.to_hex());
         }
         query.execute(&mut **tx).await?;
-        let list = parameter_list(backend, 1, chunk.len());
+        let list = placeholder_list(backend, 1, chunk.len());
         let sql = format!(
             "DELETE FROM blob_refs WHERE hash IN {list} \
              AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = blob_refs.hash)"

@@ -410,13 +410,7 @@ pub(crate) fn values_sql(backend: Backend, prefix: &str, rows: usize, literals: 
             }
             if literal.is_empty() {
                 parameter += 1;
-                match backend {
-                    Backend::Postgres => {
-                        sql.push('$');
-                        sql.push_str(&parameter.to_string());
-                    }
-                    Backend::Sqlite => sql.push('?'),
-                }
+                sql.push_str(&placeholder(backend, parameter));
             } else {
                 sql.push_str(literal);
             }
@@ -424,6 +418,23 @@ pub(crate) fn values_sql(backend: Backend, prefix: &str, rows: usize, literals: 
         sql.push(')');
     }
     sql
+}
+
+/// The `number`th parameter of a statement (from 1): `$n` on PostgreSQL, a plain `?` on
+/// SQLite, which binds them in order (see [`values_sql`]).
+pub(crate) fn placeholder(backend: Backend, number: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("${number}"),
+        Backend::Sqlite => "?".to_owned(),
+    }
+}
+
+/// `(…)` of `count` parameters numbered from `first`, for `IN` lists.
+pub(crate) fn placeholder_list(backend: Backend, first: usize, count: usize) -> String {
+    let placeholders: Vec<String> = (first..first + count)
+        .map(|number| placeholder(backend, number))
+        .collect();
+    format!("({})", placeholders.join(","))
 }
 
 async fn grant_attempts(
