@@ -10,6 +10,8 @@
 //!   and the lease reaper.
 //! - `retention`: deleting ended jobs, their results and unused blobs once their time is up.
 //! - `http`: the axum routes, authentication, request limits and the OpenAPI document.
+//! - `connections`: accepting and serving connections (plain or TLS), their cap, timeouts and
+//!   shedding.
 //!
 //! Invariants:
 //! - Every change is made to the pool under its lock and its writes are queued to the store
@@ -21,6 +23,7 @@
 //! - The coordinator never trusts its caller: every route authenticates (requester token, node
 //!   token or join token) except health, the OpenAPI document and the dashboard page.
 
+mod connections;
 mod env;
 mod http;
 mod join;
@@ -33,6 +36,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use connections::ConnectionLimits;
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
 pub use store::Durability;
 pub use tls::TlsIdentity;
@@ -87,6 +91,8 @@ pub struct CoordinatorConfig {
     /// requester: each holds its spec in memory until it ends.
     pub unfinished_tasks_max: u64,
     pub unfinished_tasks_per_requester_max: u64,
+    /// How many connections may be open and how long they may take or sit idle.
+    pub connections: ConnectionLimits,
 }
 
 /// Results are kept a month unless the owner says otherwise.
@@ -107,6 +113,7 @@ impl CoordinatorConfig {
             keep_results_ms: KEEP_RESULTS_MS_DEFAULT,
             unfinished_tasks_max: 5_000_000,
             unfinished_tasks_per_requester_max: 2_000_000,
+            connections: ConnectionLimits::default(),
         }
     }
 

@@ -196,14 +196,9 @@ pub(crate) async fn serve(
         }
     };
     let app = crate::http::router(Arc::clone(&shared));
-    let served = match &tls {
-        Some(identity) => crate::tls::serve(listener, identity, app, stopper).await,
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopper)
-                .await
-        }
-    };
+    let tls = tls.as_ref().map(crate::tls::TlsIdentity::server_config);
+    let served =
+        crate::connections::serve(listener, tls, app, &shared.config.connections, stopper).await;
     reaper.abort();
     sweeper.abort();
     shared.store.close().await;

@@ -1,29 +1,19 @@
 //! TLS for every listener that is not loopback: the certificate (made on first start and kept,
-//! or given by the owner), and serving the API over it.
+//! or given by the owner) and the rustls configuration that `connections` serves it with.
 //!
-//! axum's own `serve` speaks plain TCP only, so TLS connections are accepted here with
-//! tokio-rustls and served by hyper's HTTP/1 connection with the same axum router as the
-//! service. Clients do not use certificate authorities on a LAN: they pin the certificate's
-//! SHA-256 fingerprint, so a self-signed certificate is as good as a bought one.
+//! Clients do not use certificate authorities on a LAN: they pin the certificate's SHA-256
+//! fingerprint, so a self-signed certificate is as good as a bought one.
 //!
-//! Invariants:
-//! - The private key is written readable by the owner only, before the certificate, and a
-//!   half-written pair is never used (the key and certificate are written to temporary names
-//!   and renamed).
-//! - A client that stalls in the handshake holds nothing past [`HANDSHAKE_TIMEOUT`].
+//! Invariant: the private key is written readable by the owner only, before the certificate,
+//! and a half-written pair is never used (the key and certificate are written to temporary
+//! names and renamed).
 
-use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 
 use wire::Fingerprint;
 
@@ -31,10 +21,6 @@ use crate::CoordinatorError;
 
 const CERT_FILE: &str = "cert.pem";
 const KEY_FILE: &str = "key.pem";
-/// A TLS handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long stopping waits for open connections to finish their requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A certificate and its key, ready to serve, with the fingerprint clients pin.
 #[derive(Clone)]
@@ -119,6 +105,10 @@ impl TlsIdentity {
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
+
+    pub(crate) fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.config)
+    }
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CoordinatorError> {
@@ -136,61 +126,6 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CoordinatorErro
     written
         .and_then(|()| std::fs::rename(&partial, path))
         .map_err(|error| tls_error(path, error))
-}
-
-/// Serves `app` over TLS on `listener` until `stop` resolves, then lets open connections finish
-/// (for at most [`DRAIN_TIMEOUT`]).
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    identity: &TlsIdentity,
-    app: axum::Router,
-    stop: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(Arc::clone(&identity.config));
-    let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut stop => break,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            // Out of file descriptors and the like: the listener itself is fine; breathe.
-            Err(error) => {
-                tracing::warn!(%error, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout; closing them");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

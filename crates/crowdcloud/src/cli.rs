@@ -123,6 +123,15 @@ pub(crate) struct ServiceArgs {
     /// Advertise on this interface only (repeatable) [default: every LAN interface]
     #[arg(long = "interface", value_name = "NAME")]
     pub(crate) interfaces: Vec<String>,
+    /// Connections open at once [default: derived from the open-files limit]
+    #[arg(long, hide = true)]
+    pub(crate) connections_max: Option<usize>,
+    /// Time a client has for the TLS handshake and a request's headers, in ms [default: 10000]
+    #[arg(long, hide = true)]
+    pub(crate) header_timeout_ms: Option<u64>,
+    /// Time a connection with no request in flight stays open, in ms [default: 60000]
+    #[arg(long, hide = true)]
+    pub(crate) idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,7 @@ pub(crate) struct ServiceOptions {
     pub(crate) durability: Durability,
     pub(crate) database_url: Option<String>,
     pub(crate) keep_results_ms: u64,
+    pub(crate) connections: coordinator::ConnectionLimits,
 }
 
 fn durability(text: &str) -> anyhow::Result<Durability> {
@@ -100,7 +101,17 @@ fn options(
         durability: durability(&args.durability)?,
         database_url,
         keep_results_ms: keep_results_ms(&args.keep_results)?,
+        connections: connection_limits(args),
     })
+}
+
+fn connection_limits(args: &ServiceArgs) -> coordinator::ConnectionLimits {
+    let default = coordinator::ConnectionLimits::default();
+    coordinator::ConnectionLimits {
+        connections_max: args.connections_max,
+        header_timeout_ms: args.header_timeout_ms.unwrap_or(default.header_timeout_ms),
+        idle_timeout_ms: args.idle_timeout_ms.unwrap_or(default.idle_timeout_ms),
+    }
 }
 
 fn keep_results_ms(text: &str) -> anyhow::Result<u64> {
@@ -128,6 +139,7 @@ pub(crate) async fn serve_with(
     config.lease_ms = options.lease_ms;
     config.durability = options.durability;
     config.keep_results_ms = options.keep_results_ms;
+    config.connections = options.connections;
     if let Some(url) = &options.database_url {
         config.database_url = url.clone();
     }

@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod bench;
 mod cli;
+mod edge;
 mod harness;
 mod hostile;
 mod jobs;
