@@ -5,23 +5,28 @@
 //! The protocol, over TLS to the certificate the joiner pinned (from discovery):
 //! 1. The joiner starts SPAKE2 (side A) with the code as password and sends its message.
 //!    Side B's identity is `crowdcloud coordinator sha256:<fingerprint as the joiner sees it>`.
-//! 2. The coordinator answers with its SPAKE2 message (side B, identity built from its own
-//!    certificate's fingerprint) and its key confirmation, an HMAC over the transcript.
-//! 3. The joiner checks that confirmation and only then sends its own.
-//! 4. The coordinator checks the joiner's confirmation and answers with the credentials sealed
-//!    (ChaCha20-Poly1305) under a key derived from the SPAKE2 key.
+//! 2. The coordinator answers with its SPAKE2 message only (side B, identity built from its own
+//!    certificate's fingerprint). Nothing in it depends on the code in a way anyone can test.
+//! 3. The joiner derives the keys and sends its key confirmation, an HMAC over the transcript.
+//! 4. The coordinator checks that confirmation. This is the one place where a guess of the code
+//!    is tested, so the coordinator counts a failure here as a wrong try. On success it answers
+//!    with its own confirmation and the credentials sealed (ChaCha20-Poly1305) under a key
+//!    derived from the SPAKE2 key.
+//! 5. The joiner checks the coordinator's confirmation before it opens and uses the credentials.
 //!
 //! Why this holds against someone on the LAN:
-//! - An impostor coordinator (its own certificate, advertised by mDNS) runs SPAKE2 with at most
-//!   one guess of the code per exchange; its confirmation fails unless it guessed right, and the
-//!   joiner then stops without sending anything that depends on the code. It learns nothing.
+//! - An impostor joiner tests exactly one guess per exchange, at step 4, where it is counted
+//!   against the code's few tries (see the coordinator's join desk): five tries at 10^8 codes.
+//!   An exchange abandoned before step 4 has tested nothing, so abandoning costs the code
+//!   nothing and gains the impostor nothing.
+//! - An impostor coordinator (its own certificate, advertised by mDNS) gets one guess per
+//!   exchange the joiner runs with it: the joiner's confirmation tests only the code the
+//!   impostor's own message was made with. It cannot produce a confirmation or a seal that the
+//!   joiner accepts unless it guessed right, so the joiner ends up with nothing.
 //! - A relay that terminates the joiner's TLS with its own certificate and forwards the SPAKE2
 //!   messages to the real coordinator fails: the joiner binds the relay's fingerprint into the
 //!   identities and the coordinator binds its own, so the two sides derive different keys and
-//!   the coordinator's confirmation does not verify.
-//! - An impostor joiner gets one guess per exchange, and the coordinator counts every started
-//!   exchange against the code's few tries (see the coordinator's join desk), so 8 digits are
-//!   plenty: five tries at 10^8 codes.
+//!   the joiner's confirmation does not verify.
 //!
 //! This crate is pure computation: no I/O, and every random choice comes from a seed the caller
 //! draws, so the coordinator's injected entropy stays its only source.
@@ -50,7 +55,7 @@ pub enum PairingError {
     )]
     MalformedMessage,
     #[error(
-        "the pool's answer does not match the code: the code was mistyped, expired or already used, or the machine that answered is not the pool (someone on the network may be impersonating it); get a fresh code with `crowdcloud join-code` on the owner's machine and try again"
+        "the machine that answered does not prove it knows the code, so it may not be the pool (someone on the network may be impersonating it); check the pool's certificate with the owner and try again"
     )]
     CoordinatorNotConfirmed,
     #[error("the joiner did not prove it knows the code")]
@@ -163,13 +168,12 @@ impl Joiner {
         &self.message
     }
 
-    /// Checks the coordinator's confirmation (step 3). Only on success does the joiner get its
-    /// own confirmation to send, so an impostor gets nothing that depends on the code.
+    /// Step 3: derives the keys from the coordinator's message and makes the joiner's
+    /// confirmation. The coordinator's own confirmation comes with the credentials, in step 5.
     pub fn confirm(
         self,
         session: &str,
         coordinator_message: &[u8],
-        coordinator_confirmation: &[u8],
     ) -> Result<JoinerKeys, PairingError> {
         let shared = self
             .spake
@@ -177,25 +181,23 @@ impl Joiner {
             .map_err(|_| PairingError::MalformedMessage)?;
         let keys = Keys::derive(&shared, session);
         let transcript = transcript(session, &self.message, coordinator_message);
-        hmac::verify(
-            &keys.coordinator_confirm,
-            &transcript,
-            coordinator_confirmation,
-        )
-        .map_err(|_| PairingError::CoordinatorNotConfirmed)?;
         Ok(JoinerKeys {
             confirmation: hmac::sign(&keys.joiner_confirm, &transcript)
                 .as_ref()
                 .to_vec(),
+            coordinator_confirm: keys.coordinator_confirm,
+            transcript,
             seal: keys.seal,
             session: session.to_owned(),
         })
     }
 }
 
-/// The joiner after it confirmed the coordinator.
+/// The joiner's keys after step 3.
 pub struct JoinerKeys {
     confirmation: Vec<u8>,
+    coordinator_confirm: hmac::Key,
+    transcript: Vec<u8>,
     seal: [u8; 32],
     session: String,
 }
@@ -212,8 +214,19 @@ impl JoinerKeys {
         &self.confirmation
     }
 
-    /// Opens the coordinator's sealed answer (step 4).
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, PairingError> {
+    /// Step 5: checks the coordinator's confirmation, then opens its sealed answer. Nothing is
+    /// opened from a coordinator that did not prove it knows the code.
+    pub fn open(
+        &self,
+        coordinator_confirmation: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, PairingError> {
+        hmac::verify(
+            &self.coordinator_confirm,
+            &self.transcript,
+            coordinator_confirmation,
+        )
+        .map_err(|_| PairingError::CoordinatorNotConfirmed)?;
         if sealed.len() < NONCE_BYTES {
             return Err(PairingError::Unsealing);
         }
@@ -235,10 +248,9 @@ fn aead_key(key: &[u8; 32]) -> aead::LessSafeKey {
     )
 }
 
-/// The coordinator's answer to step 1.
+/// The coordinator's answer to step 1: its message, and what it keeps for step 4.
 pub struct Responded {
     pub message: Vec<u8>,
-    pub confirmation: Vec<u8>,
     pub pending: AwaitingJoiner,
 }
 
@@ -263,8 +275,9 @@ impl std::fmt::Debug for AwaitingJoiner {
     }
 }
 
-/// The coordinator's step 2: its SPAKE2 message and confirmation for the joiner's `message`,
-/// under `code` and its own certificate's fingerprint.
+/// The coordinator's step 2: its SPAKE2 message for the joiner's `message`, under `code` and its
+/// own certificate's fingerprint. A malformed joiner message fails here, before any guess of
+/// the code can be tested.
 pub fn respond(
     code: &str,
     own: &Fingerprint,
@@ -284,12 +297,8 @@ pub fn respond(
         .map_err(|_| PairingError::MalformedMessage)?;
     let keys = Keys::derive(&shared, session);
     let transcript = transcript(session, joiner_message, &message);
-    let confirmation = hmac::sign(&keys.coordinator_confirm, &transcript)
-        .as_ref()
-        .to_vec();
     Ok(Responded {
         message,
-        confirmation,
         pending: AwaitingJoiner {
             keys,
             transcript,
@@ -299,8 +308,9 @@ pub fn respond(
 }
 
 impl AwaitingJoiner {
-    /// Step 4, first half: checks the joiner's confirmation. The caller makes the credentials
-    /// only after this holds, and seals them with the returned [`Sealer`].
+    /// Step 4, first half: checks the joiner's confirmation; a failure is a wrong guess of the
+    /// code. The caller makes the credentials only after this holds, and seals them with the
+    /// returned [`Sealer`], which also carries the coordinator's confirmation.
     pub fn check(self, joiner_confirmation: &[u8]) -> Result<Sealer, PairingError> {
         hmac::verify(
             &self.keys.joiner_confirm,
@@ -309,6 +319,9 @@ impl AwaitingJoiner {
         )
         .map_err(|_| PairingError::JoinerNotConfirmed)?;
         Ok(Sealer {
+            confirmation: hmac::sign(&self.keys.coordinator_confirm, &self.transcript)
+                .as_ref()
+                .to_vec(),
             seal: self.keys.seal,
             session: self.session,
         })
@@ -317,6 +330,7 @@ impl AwaitingJoiner {
 
 /// Seals the credentials for a joiner that confirmed.
 pub struct Sealer {
+    confirmation: Vec<u8>,
     seal: [u8; 32],
     session: String,
 }
@@ -328,6 +342,12 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
+    /// The coordinator's confirmation for step 5: HMAC by its confirmation key over the
+    /// transcript.
+    pub fn confirmation(&self) -> &[u8] {
+        &self.confirmation
+    }
+
     /// `grant` sealed with a nonce the caller drew: nonce, then ciphertext and tag.
     pub fn seal(&self, grant: &[u8], nonce: [u8; NONCE_BYTES]) -> Vec<u8> {
         let mut buffer = grant.to_vec();

@@ -1,5 +1,5 @@
 //! The exchange end to end in memory: the honest case, a wrong code, a relay with another
-//! certificate, and tampering.
+//! certificate, an abandoned exchange, and tampering.
 
 use super::*;
 
@@ -18,9 +18,9 @@ fn exchange(
 ) -> Result<Vec<u8>, PairingError> {
     let joiner = Joiner::start(joiner_code, &seen, [1; 32])?;
     let responded = respond(coordinator_code, &own, SESSION, joiner.message(), [2; 32])?;
-    let keys = joiner.confirm(SESSION, &responded.message, &responded.confirmation)?;
+    let keys = joiner.confirm(SESSION, &responded.message)?;
     let sealer = responded.pending.check(keys.confirmation())?;
-    keys.open(&sealer.seal(b"ccj_secret", [3; 12]))
+    keys.open(sealer.confirmation(), &sealer.seal(b"ccj_secret", [3; 12]))
 }
 
 #[test]
@@ -32,10 +32,10 @@ fn the_right_code_on_the_right_certificate_hands_over_the_grant() {
 }
 
 #[test]
-fn a_wrong_code_fails_at_the_coordinators_confirmation_before_the_joiner_reveals_anything() {
+fn a_wrong_code_fails_at_the_joiners_confirmation_where_the_coordinator_counts_it() {
     assert_eq!(
         exchange("1234-5679", "1234-5678", fingerprint(7), fingerprint(7)),
-        Err(PairingError::CoordinatorNotConfirmed)
+        Err(PairingError::JoinerNotConfirmed)
     );
 }
 
@@ -45,6 +45,26 @@ fn a_relay_with_its_own_certificate_fails_even_with_the_right_code() {
     // the real coordinator (fingerprint 7), which binds its own certificate.
     assert_eq!(
         exchange("1234-5678", "1234-5678", fingerprint(9), fingerprint(7)),
+        Err(PairingError::JoinerNotConfirmed)
+    );
+}
+
+#[test]
+fn the_joiner_opens_nothing_from_a_coordinator_that_does_not_confirm() {
+    let joiner = Joiner::start("1234-5678", &fingerprint(7), [1; 32]).unwrap();
+    let responded = respond(
+        "1234-5678",
+        &fingerprint(7),
+        SESSION,
+        joiner.message(),
+        [2; 32],
+    )
+    .unwrap();
+    let keys = joiner.confirm(SESSION, &responded.message).unwrap();
+    let sealer = responded.pending.check(keys.confirmation()).unwrap();
+    let sealed = sealer.seal(b"ccj_secret", [3; 12]);
+    assert_eq!(
+        keys.open(&[0u8; 32], &sealed),
         Err(PairingError::CoordinatorNotConfirmed)
     );
 }
@@ -61,9 +81,7 @@ fn a_forged_joiner_confirmation_or_a_tampered_seal_is_refused() {
         [5; 32],
     )
     .unwrap();
-    let keys = joiner
-        .confirm(SESSION, &responded.message, &responded.confirmation)
-        .unwrap();
+    let keys = joiner.confirm(SESSION, &responded.message).unwrap();
     assert_eq!(
         respond(
             "11112222",
@@ -76,15 +94,19 @@ fn a_forged_joiner_confirmation_or_a_tampered_seal_is_refused() {
         .err(),
         Some(PairingError::JoinerNotConfirmed)
     );
-    let mut sealed = responded
-        .pending
-        .check(keys.confirmation())
-        .unwrap()
-        .seal(b"grant", [6; 12]);
+    let sealer = responded.pending.check(keys.confirmation()).unwrap();
+    let mut sealed = sealer.seal(b"grant", [6; 12]);
     let last = sealed.len() - 1;
     sealed[last] ^= 1;
-    assert_eq!(keys.open(&sealed), Err(PairingError::Unsealing));
-    assert_eq!(keys.open(&[1, 2, 3]), Err(PairingError::Unsealing));
+    let confirmation = sealer.confirmation();
+    assert_eq!(
+        keys.open(confirmation, &sealed),
+        Err(PairingError::Unsealing)
+    );
+    assert_eq!(
+        keys.open(confirmation, &[1, 2, 3]),
+        Err(PairingError::Unsealing)
+    );
 }
 
 #[test]

@@ -39,8 +39,8 @@ pub struct JoinStartRequest {
     pub message: String,
 }
 
-/// The coordinator's SPAKE2 message and its key confirmation, sent first so that a joiner
-/// talking to an impostor stops before it sends anything that depends on the code.
+/// The coordinator's SPAKE2 message alone: nothing in it lets the joiner test a guess of the
+/// code, so an exchange abandoned here costs the code no try.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JoinStartResponse {
     /// Names this exchange in `finish`.
@@ -48,11 +48,10 @@ pub struct JoinStartResponse {
     pub pool_name: String,
     /// The coordinator's SPAKE2 message, hex.
     pub message: String,
-    /// HMAC by the coordinator's confirmation key over the transcript, hex.
-    pub confirmation: String,
 }
 
-/// `POST /v1/join/finish`: the joiner's key confirmation.
+/// `POST /v1/join/finish`: the joiner's key confirmation. A wrong one is a wrong guess of the
+/// code and spends one of its tries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinFinishRequest {
@@ -61,9 +60,13 @@ pub struct JoinFinishRequest {
     pub confirmation: String,
 }
 
-/// What the joiner gets: a [`JoinGrant`] sealed under the exchange's key, hex.
+/// What the joiner gets once it confirmed: the coordinator's key confirmation, which the joiner
+/// checks first, and a [`JoinGrant`] sealed under the exchange's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JoinFinishResponse {
+    /// HMAC by the coordinator's confirmation key over the transcript, hex.
+    pub confirmation: String,
+    /// The sealed grant, hex.
     pub sealed: String,
 }
 

@@ -3,10 +3,12 @@
 //!
 //! Token management and join codes take the owner's API token. The exchange itself takes no
 //! token (the joiner has none yet): it is bounded by the join desk instead (one live code, a few
-//! tries, spaced starts, few exchanges in flight).
+//! wrong tries, limits per source address, few exchanges in flight).
+
+use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 
 use wire::auth::{TokenKind, token_hash};
@@ -20,7 +22,7 @@ use wire::tokens::{
 use wire::{ApiError, ErrorCode, RequesterId};
 
 use super::{ApiResult, AppState, Body, Failure, bearer};
-use crate::join::{CODE_TRIES, CODE_TTL_MS, JoinRefusal};
+use crate::join::{CODE_TRIES, CODE_TTL_MS, JoinRefusal, Source};
 
 /// Hex digits of a SPAKE2 message (a side byte and a 32-byte point).
 const MESSAGE_HEX_MAX: usize = 2 * 64;
@@ -282,6 +284,7 @@ fn refusal(refusal: JoinRefusal) -> Failure {
             ErrorCode::Unauthorized,
             "no join code is live (it expired, was used, or too many wrong tries burned it); get a fresh one with `crowdcloud join-code` on the owner's machine",
         ),
+        JoinRefusal::Malformed(message) => Failure::bad_request(message),
         JoinRefusal::Busy(message) => Failure::new(ErrorCode::Unavailable, message),
         JoinRefusal::Failed(message) => Failure::new(ErrorCode::Unauthorized, message),
     }
@@ -299,25 +302,26 @@ fn hex_field(text: &str, what: &str, max: usize) -> ApiResult<Vec<u8>> {
     responses((status = 200, body = JoinStartResponse), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
 pub(crate) async fn start(
     State(shared): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(request): Body<JoinStartRequest>,
 ) -> ApiResult<Json<JoinStartResponse>> {
     check_name(&request.device_name, "device_name")?;
     let message = hex_field(&request.message, "message", MESSAGE_HEX_MAX)?;
-    let (session, message, confirmation) = shared
+    let started = shared
         .join
         .start(
+            Source::of(peer.ip()),
             &request.device_name,
             &message,
             shared.now_ms(),
             shared.entropy(),
         )
         .map_err(refusal)?;
-    tracing::info!(device = %request.device_name, "join exchange started");
+    tracing::info!(device = %request.device_name, %peer, "join exchange started");
     Ok(Json(JoinStartResponse {
-        session,
+        session: started.session,
         pool_name: shared.config.pool_name.clone(),
-        message: hex::encode(message),
-        confirmation: hex::encode(confirmation),
+        message: hex::encode(started.message),
     }))
 }
 
@@ -336,7 +340,7 @@ pub(crate) async fn finish(
         .join
         .finish(&request.session, &confirmation, shared.now_ms())
         .map_err(|refused| {
-            tracing::warn!("a join exchange failed: the joiner did not prove the code");
+            tracing::warn!(?refused, "a join exchange failed");
             refusal(refused)
         })?;
     let (join_token, _) = mint(
@@ -369,6 +373,7 @@ pub(crate) async fn finish(
     nonce.copy_from_slice(&shared.entropy().secret()[..12]);
     tracing::info!(device = %joined.device_name, api = joined.grants_api_token, "a device joined the pool");
     Ok(Json(JoinFinishResponse {
+        confirmation: hex::encode(joined.sealer.confirmation()),
         sealed: hex::encode(joined.sealer.seal(&plaintext, nonce)),
     }))
 }

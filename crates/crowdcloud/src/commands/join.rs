@@ -3,7 +3,7 @@
 //!
 //! The code never crosses the network: the `pairing` exchange proves it, bound to the
 //! certificate this device sees, so a machine on the LAN that advertises itself as the pool (or
-//! relays to it) fails the exchange and learns nothing about the code.
+//! relays to it) fails the exchange, tests at most one guess of the code, and gets nothing.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -268,18 +268,14 @@ async fn exchange(
         .await?;
     let decode =
         |text: &str| hex::decode(text).map_err(|_| pairing::PairingError::MalformedMessage);
-    let keys = joiner.confirm(
-        &started.session,
-        &decode(&started.message)?,
-        &decode(&started.confirmation)?,
-    )?;
+    let keys = joiner.confirm(&started.session, &decode(&started.message)?)?;
     let finished = client
         .join_finish(&JoinFinishRequest {
             session: started.session,
             confirmation: hex::encode(keys.confirmation()),
         })
         .await?;
-    let plain = keys.open(&decode(&finished.sealed)?)?;
+    let plain = keys.open(&decode(&finished.confirmation)?, &decode(&finished.sealed)?)?;
     serde_json::from_slice(&plain)
         .context("the pool's grant is not understood; are both sides the same crowdcloud version?")
 }

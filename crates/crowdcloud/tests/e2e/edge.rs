@@ -1,6 +1,7 @@
 //! The coordinator's serving edge under abuse from the network: a flood of half-sent requests
-//! past the connection cap.
+//! past the connection cap, and a flood of join exchanges from one host.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,6 +10,7 @@ use tokio::net::TcpStream;
 use wire::{JobState, Limits};
 
 use crate::harness::{Pool, probe};
+use crate::trust::TlsPool;
 
 /// Half-sent requests opened at once: several times the cap the coordinator is given.
 const HALF_SENT: usize = 300;
@@ -55,4 +57,91 @@ async fn half_sent_requests_are_closed_and_keep_neither_nodes_nor_uploads_out() 
             "half-sent request {index} is still open: {read:?}"
         );
     }
+}
+
+/// A client that starts join exchanges from `127.0.0.2`, another host as far as the coordinator
+/// can tell, and trusts whatever certificate it is shown.
+fn flood_client() -> reqwest::Client {
+    // The TLS provider of this process, as the pool's own client installs it.
+    let _ = client::Client::new("http://127.0.0.1:1", None);
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+/// One flood round: a start with a wrong code, finished with its (wrong) confirmation when the
+/// coordinator lets it start, and a malformed start.
+async fn flood_round(flood: &reqwest::Client, url: &str, fingerprint: &wire::Fingerprint) {
+    let guess = pairing::Joiner::start("0000-0000", fingerprint, [7; 32]).unwrap();
+    let started = flood
+        .post(format!("{url}/v1/join/start"))
+        .json(&serde_json::json!({"device_name": "flood", "message": hex::encode(guess.message())}))
+        .send()
+        .await
+        .unwrap();
+    if started.status().is_success() {
+        let started: serde_json::Value = started.json().await.unwrap();
+        let session = started["session"].as_str().unwrap();
+        let message = hex::decode(started["message"].as_str().unwrap()).unwrap();
+        let keys = guess.confirm(session, &message).unwrap();
+        let finished = flood
+            .post(format!("{url}/v1/join/finish"))
+            .json(&serde_json::json!({"session": session, "confirmation": hex::encode(keys.confirmation())}))
+            .send()
+            .await
+            .unwrap();
+        assert!(!finished.status().is_success(), "a wrong guess is refused");
+    }
+    let malformed = flood
+        .post(format!("{url}/v1/join/start"))
+        .json(&serde_json::json!({"device_name": "flood", "message": hex::encode([0u8; 33])}))
+        .send()
+        .await
+        .unwrap();
+    assert!(!malformed.status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_join_exchanges_from_one_host_does_not_keep_another_from_joining() {
+    let pool = TlsPool::start().await;
+    let issued = pool.cli(&["join-code", "--json"], pool.dir.path()).await;
+    assert!(issued.status.success());
+    let issued: serde_json::Value = serde_json::from_slice(&issued.stdout).unwrap();
+    let code = issued["code"].as_str().unwrap().to_owned();
+
+    // For a few seconds one host starts exchanges as fast as it is answered: wrong guesses,
+    // abandoned and malformed starts.
+    let flood = flood_client();
+    let flooding = Instant::now();
+    let mut rounds = 0;
+    while flooding.elapsed() < Duration::from_secs(3) {
+        flood_round(&flood, &pool.url, &pool.fingerprint).await;
+        rounds += 1;
+    }
+    assert!(rounds > 10, "the flood ran {rounds} rounds");
+
+    // The owner's device on another host still joins with the code, at its first try.
+    let device = tempfile::tempdir().unwrap();
+    let joined = pool
+        .cli(
+            &[
+                "join",
+                "--coordinator",
+                &pool.url,
+                "--code",
+                &code,
+                "--json",
+                "--name",
+                "laptop",
+            ],
+            device.path(),
+        )
+        .await;
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
 }
