@@ -701,8 +701,9 @@ impl Agent {
                 if gate.run {
                     NodeActivity::Active
                 } else {
+                    // The coordinator refuses a reason it would not show as it is.
                     NodeActivity::Paused {
-                        reason: gate.reason.clone(),
+                        reason: wire::validate::fit_reason(&gate.reason),
                     }
                 }
             },
@@ -806,7 +807,11 @@ impl Agent {
         }
     }
 
-    async fn send_reports(&self, reports: Vec<AttemptReport>) {
+    async fn send_reports(&self, mut reports: Vec<AttemptReport>) {
+        // One report the coordinator refuses would drop the whole batch.
+        for report in &mut reports {
+            wire::validate::fit_outcome(&mut report.outcome);
+        }
         let request = ReportRequest { reports };
         let mut delay = Duration::from_millis(100);
         loop {

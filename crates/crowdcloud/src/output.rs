@@ -1,5 +1,10 @@
 //! How commands talk to people: logging, tables, progress bars, JSON.
+//!
+//! Text that came from a node or another requester (names, reasons, outcome messages, output
+//! paths) goes through [`visible`] before it reaches a terminal, so escape sequences in it are
+//! shown, not obeyed. Tables take cells of any length.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -85,24 +90,84 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Prints rows as aligned columns.
+/// `text` as it may reach a terminal: control characters (ESC, BEL, C1 controls such as CSI,
+/// newlines) written out as Rust escapes such as `\u{1b}` or `\n`; everything else, including
+/// any other Unicode, kept as it is.
+pub(crate) fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for character in text.chars() {
+        if character.is_control() {
+            shown.extend(character.escape_default());
+        } else {
+            shown.push(character);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// Prints rows as aligned columns, every cell through [`visible`].
 pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    print!("{}", table(header, rows));
+}
+
+/// The lines of [`print_table`].
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let header: Vec<Cow<'_, str>> = header.iter().map(|cell| visible(cell)).collect();
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| visible(cell)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row.clone());
+    let mut text = String::new();
+    for cells in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, width) in cells.iter().zip(&widths) {
+            // Padded by hand: a format width (`{:<width$}`) panics past 65,535.
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_and_other_text_kept() {
+        assert!(matches!(visible("plain ünïcode ✓"), Cow::Borrowed(_)));
+        assert_eq!(
+            visible("\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31mred\nnext"),
+            "\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{9b}31mred\\nnext"
+        );
+    }
+
+    #[test]
+    fn a_table_takes_cells_of_any_length_and_escapes_them() {
+        let huge = format!("\u{1b}]0;x\u{7}{}\u{1b}[2J", "é".repeat(70_000));
+        let rows = vec![
+            vec!["n-1".to_owned(), huge, "online".to_owned()],
+            vec!["n-2".to_owned(), "short".to_owned(), "paused".to_owned()],
+        ];
+        let text = table(&["NODE", "NAME", "STATE"], &rows);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].contains(&"é".repeat(70_000)));
+        assert!(lines[1].starts_with("n-1   \\u{1b}]0;x\\u{7}é"));
+        let state_column = |line: &str| line.chars().count() - "paused".len();
+        assert_eq!(state_column(lines[2]), state_column(lines[1]));
+        assert!(lines[0].starts_with("NODE  NAME"));
     }
 }

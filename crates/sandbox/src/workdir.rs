@@ -345,6 +345,14 @@ pub(crate) fn collect(
             let name = entry.file_name().into_string().map_err(|name| {
                 CollectError::Invalid(format!("file name {name:?} is not UTF-8"))
             })?;
+            // The coordinator refuses such names (a terminal would obey the controls), and a
+            // refused report loses the whole attempt; failing it here says why.
+            if name.chars().any(|c| c.is_control() || c == '\\') {
+                return Err(CollectError::Invalid(format!(
+                    "the name {name:?} in /output/{prefix} holds a control character or '\\'; \
+                     name output files with printable characters"
+                )));
+            }
             let path = if prefix.is_empty() {
                 name
             } else {
@@ -538,5 +546,19 @@ mod tests {
             collect(base.path(), 100, 10),
             Err(CollectError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn collect_refuses_names_a_terminal_would_obey() {
+        for name in ["\u{1b}]0;owned\u{7}", "a\u{9b}2J", "back\\slash"] {
+            let base = tempfile::tempdir().unwrap();
+            fs::create_dir(base.path().join("sub")).unwrap();
+            fs::write(base.path().join("sub").join(name), b"x").unwrap();
+            let refused = collect(base.path(), 100, 10);
+            assert!(
+                matches!(&refused, Err(CollectError::Invalid(message)) if message.contains("printable")),
+                "{name:?}: {refused:?}"
+            );
+        }
     }
 }

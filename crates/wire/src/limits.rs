@@ -78,6 +78,15 @@ pub mod default {
     pub const MAX_ATTEMPTS: u32 = 3;
 }
 
+/// A node's agent version string, in bytes.
+pub const AGENT_VERSION_BYTES_MAX: usize = 64;
+/// A node's architecture or operating system name, in bytes.
+pub const PLATFORM_NAME_BYTES_MAX: usize = 32;
+/// Why a node paused or gave attempts back, in bytes: one line for people.
+pub const REASON_BYTES_MAX: usize = 1024;
+/// The message of an attempt's outcome (a trap, a node error, a rejected module), in bytes.
+/// The sandbox keeps trap messages to 2 KiB; the rest is headroom for the node's own words.
+pub const OUTCOME_MESSAGE_BYTES_MAX: usize = 4 * KIB as usize;
 /// Length of a device or token name, in bytes.
 pub const DEVICE_NAME_BYTES_MAX: usize = 128;
 /// Tokens one pool keeps (live and revoked together); the owner revokes, nothing deletes.

@@ -2,6 +2,12 @@
 //!
 //! Each check returns the first problem as [`WireError::Invalid`] naming the field
 //! (`tasks[3].inputs[0].name`) and what to do, so a bad spec is fixed in one look.
+//!
+//! Every string a client sends has a byte bound, since the coordinator keeps it and shows it to
+//! everyone (`crowdcloud nodes`, the dashboard). Names and one-line reasons may not hold
+//! control characters, which a terminal would obey; free-text messages (a trap's backtrace) may,
+//! and the CLI shows them escaped. The `fit_*` functions are the sender's side of the same rules:
+//! the agent cuts what it says to fit, so an honest node is never refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +15,8 @@ use crate::WireError;
 use crate::job::{JobSubmission, Limits, Mount, Requirements, TaskSpec};
 use crate::limits::{self, ceiling};
 use crate::node::{
-    Capabilities, HeartbeatRequest, LeaseRequest, Outcome, RegisterRequest, ReportRequest,
+    Capabilities, HeartbeatRequest, LeaseRequest, NodeActivity, Outcome, RegisterRequest,
+    ReleaseRequest, ReportRequest,
 };
 
 /// Guest paths the sandbox owns; mounts may not shadow them.
@@ -19,6 +26,102 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> WireError {
     WireError::Invalid {
         field: field.into(),
         problem: problem.into(),
+    }
+}
+
+/// A line of text for people (a name, a reason): at most `bytes_max` bytes, no control
+/// characters.
+fn line(text: &str, field: &str, bytes_max: usize) -> Result<(), WireError> {
+    if text.len() > bytes_max {
+        return Err(invalid(
+            field,
+            format!(
+                "{} bytes is more than the {bytes_max} allowed; shorten it",
+                text.len()
+            ),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid(field, "remove control characters from it"));
+    }
+    Ok(())
+}
+
+/// Free text such as a trap's message: any characters, at most `bytes_max` bytes.
+fn message(text: &str, field: &str, bytes_max: usize) -> Result<(), WireError> {
+    if text.len() > bytes_max {
+        return Err(invalid(
+            field,
+            format!(
+                "{} bytes is more than the {bytes_max} allowed; cut the message",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts `text` to at most `bytes_max` bytes (at least 3) on a character boundary, ending it
+/// with `…` when anything was cut.
+pub fn cut_to_bytes(text: &mut String, bytes_max: usize) {
+    if text.len() <= bytes_max {
+        return;
+    }
+    let mut end = bytes_max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+}
+
+/// A reason as [`heartbeat`] and [`release_request`] take it: control characters written out
+/// as escapes, cut to [`limits::REASON_BYTES_MAX`].
+pub fn fit_reason(reason: &str) -> String {
+    let mut fitted = String::with_capacity(reason.len().min(limits::REASON_BYTES_MAX));
+    for character in reason.chars() {
+        if character.is_control() {
+            fitted.extend(character.escape_default());
+        } else {
+            fitted.push(character);
+        }
+        if fitted.len() > limits::REASON_BYTES_MAX {
+            break;
+        }
+    }
+    cut_to_bytes(&mut fitted, limits::REASON_BYTES_MAX);
+    fitted
+}
+
+/// Cuts the outcome's message, if it has one, to [`limits::OUTCOME_MESSAGE_BYTES_MAX`].
+pub fn fit_outcome(outcome: &mut Outcome) {
+    match outcome {
+        Outcome::Trap { message }
+        | Outcome::InvalidOutput { message }
+        | Outcome::ModuleRejected { message }
+        | Outcome::NodeError { message }
+        | Outcome::OutputTooLarge { what: message } => {
+            cut_to_bytes(message, limits::OUTCOME_MESSAGE_BYTES_MAX);
+        }
+        _ => {}
+    }
+}
+
+/// The text an outcome carries. Every variant is named, so a new one with text is bounded too.
+fn outcome_text(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Trap { message }
+        | Outcome::InvalidOutput { message }
+        | Outcome::ModuleRejected { message }
+        | Outcome::NodeError { message }
+        | Outcome::OutputTooLarge { what: message } => Some(message),
+        Outcome::Succeeded
+        | Outcome::ExitCode { .. }
+        | Outcome::OutOfFuel
+        | Outcome::DeadlineExceeded
+        | Outcome::MemoryLimit
+        | Outcome::Cancelled
+        | Outcome::Lost { .. } => None,
     }
 }
 
@@ -108,13 +211,14 @@ pub fn file_name(name: &str, field: &str) -> Result<(), WireError> {
         || name == ".."
         || name.contains('/')
         || name.contains('\\')
-        || name.contains('\0')
+        || name.chars().any(char::is_control)
         || name.len() > limits::NAME_BYTES_MAX
     {
         return Err(invalid(
             field,
             format!(
-                "{name:?} is not a plain file name (1 to {} bytes, no '/', '\\', NUL, '.' or '..')",
+                "{name:?} is not a plain file name (1 to {} bytes, no '/', '\\', control \
+                 characters, '.' or '..')",
                 limits::NAME_BYTES_MAX
             ),
         ));
@@ -359,15 +463,13 @@ fn task_spec(task: &TaskSpec, field: &str) -> Result<(), WireError> {
 }
 
 pub fn registration(request: &RegisterRequest) -> Result<(), WireError> {
-    if request.name.is_empty() || request.name.len() > limits::NAME_BYTES_MAX {
+    if request.name.is_empty() {
         return Err(invalid(
             "name",
             format!("a node name has 1 to {} bytes", limits::NAME_BYTES_MAX),
         ));
     }
-    if request.name.chars().any(char::is_control) {
-        return Err(invalid("name", "remove control characters from the name"));
-    }
+    line(&request.name, "name", limits::NAME_BYTES_MAX)?;
     if !(1..=limits::SLOTS_PER_NODE_MAX).contains(&request.slots) {
         return Err(invalid(
             "slots",
@@ -375,20 +477,25 @@ pub fn registration(request: &RegisterRequest) -> Result<(), WireError> {
         ));
     }
     labels(&request.labels, "labels")?;
-    if request.agent_version.len() > 64 {
-        return Err(invalid("agent_version", "at most 64 bytes"));
-    }
-    capabilities(&request.capabilities)
+    line(
+        &request.agent_version,
+        "agent_version",
+        limits::AGENT_VERSION_BYTES_MAX,
+    )?;
+    capabilities(&request.capabilities, "capabilities")
 }
 
-fn capabilities(caps: &Capabilities) -> Result<(), WireError> {
-    if caps.arch.len() > 32 || caps.os.len() > 32 {
-        return Err(invalid(
-            "capabilities",
-            "arch and os names are at most 32 bytes",
-        ));
-    }
-    Ok(())
+fn capabilities(caps: &Capabilities, field: &str) -> Result<(), WireError> {
+    line(
+        &caps.arch,
+        &format!("{field}.arch"),
+        limits::PLATFORM_NAME_BYTES_MAX,
+    )?;
+    line(
+        &caps.os,
+        &format!("{field}.os"),
+        limits::PLATFORM_NAME_BYTES_MAX,
+    )
 }
 
 pub fn lease_request(request: &LeaseRequest) -> Result<(), WireError> {
@@ -414,10 +521,26 @@ pub fn heartbeat(request: &HeartbeatRequest) -> Result<(), WireError> {
             format!("at most {} attempts", limits::ATTEMPTS_PER_HEARTBEAT_MAX),
         ));
     }
+    if let NodeActivity::Paused { reason } = &request.activity {
+        line(reason, "activity.reason", limits::REASON_BYTES_MAX)?;
+    }
     match &request.capabilities {
-        Some(caps) => capabilities(caps),
+        Some(caps) => capabilities(caps, "capabilities"),
         None => Ok(()),
     }
+}
+
+pub fn release_request(request: &ReleaseRequest) -> Result<(), WireError> {
+    if request.attempts.len() > limits::ATTEMPTS_PER_HEARTBEAT_MAX {
+        return Err(invalid(
+            "attempts",
+            format!(
+                "release at most {} attempts at once",
+                limits::ATTEMPTS_PER_HEARTBEAT_MAX
+            ),
+        ));
+    }
+    line(&request.reason, "reason", limits::REASON_BYTES_MAX)
 }
 
 pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
@@ -437,6 +560,13 @@ pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
                 format!("{field}.outcome"),
                 "\"lost\" is set by the coordinator, not reported",
             ));
+        }
+        if let Some(text) = outcome_text(&report.outcome) {
+            message(
+                text,
+                &format!("{field}.outcome"),
+                limits::OUTCOME_MESSAGE_BYTES_MAX,
+            )?;
         }
         if report.outputs.len() > limits::OUTPUT_FILES_MAX as usize {
             return Err(invalid(format!("{field}.outputs"), "too many output files"));
@@ -583,5 +713,136 @@ mod tests {
             .labels
             .insert("region".to_owned(), "eu west".to_owned());
         assert!(problem(&bad_label).starts_with("requirements.labels.region"));
+    }
+
+    fn heartbeat_paused(reason: &str) -> HeartbeatRequest {
+        HeartbeatRequest {
+            running: vec![],
+            slots_free: 1,
+            activity: NodeActivity::Paused {
+                reason: reason.to_owned(),
+            },
+            capabilities: None,
+        }
+    }
+
+    fn report(outcome: Outcome, output_path: &str) -> ReportRequest {
+        ReportRequest {
+            reports: vec![crate::node::AttemptReport {
+                attempt_id: crate::ids::AttemptId(1),
+                outcome,
+                usage: crate::node::Usage::default(),
+                stdout: None,
+                stderr: None,
+                outputs: vec![crate::node::OutputFile {
+                    path: output_path.to_owned(),
+                    hash: BlobHash::of(b""),
+                    size_bytes: 0,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn pause_reasons_are_one_bounded_line() {
+        assert_eq!(heartbeat(&heartbeat_paused("on battery at 41 %")), Ok(()));
+        let long = "x".repeat(limits::REASON_BYTES_MAX + 1);
+        let escapes = "\u{1b}]0;owned\u{7}\u{1b}[2J";
+        for reason in [long.as_str(), escapes, "two\nlines"] {
+            let refused = heartbeat(&heartbeat_paused(reason)).unwrap_err();
+            assert!(
+                refused.to_string().starts_with("activity.reason"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn release_reasons_are_one_bounded_line() {
+        let release = |reason: &str| ReleaseRequest {
+            attempts: vec![],
+            reason: reason.to_owned(),
+        };
+        assert_eq!(release_request(&release("shutting down")), Ok(()));
+        assert!(release_request(&release("\u{1b}[31mred")).is_err());
+        let long = "x".repeat(limits::REASON_BYTES_MAX + 1);
+        assert!(release_request(&release(&long)).is_err());
+    }
+
+    #[test]
+    fn outcome_messages_are_bounded_but_may_span_lines() {
+        let trap = |message: String| Outcome::Trap { message };
+        let backtrace = "wasm trap: unreachable\n  0: func[3]\n  1: _start".to_owned();
+        assert_eq!(report_request(&report(trap(backtrace), "out.txt")), Ok(()));
+        let huge = "\u{1b}[2J".repeat(20_000);
+        let refused = report_request(&report(trap(huge.clone()), "out.txt")).unwrap_err();
+        assert!(
+            refused.to_string().starts_with("reports[0].outcome"),
+            "{refused}"
+        );
+        let node_error = Outcome::NodeError { message: huge };
+        assert!(report_request(&report(node_error, "out.txt")).is_err());
+    }
+
+    #[test]
+    fn fitted_outcomes_and_reasons_pass_their_checks() {
+        let mut trap = Outcome::Trap {
+            message: "é".repeat(limits::OUTCOME_MESSAGE_BYTES_MAX),
+        };
+        fit_outcome(&mut trap);
+        assert_eq!(report_request(&report(trap.clone(), "a")), Ok(()));
+        assert!(trap.to_string().ends_with('…'));
+        let reason = fit_reason(&"\u{1b}]0;x\u{7}".repeat(1000));
+        assert!(reason.len() <= limits::REASON_BYTES_MAX);
+        assert!(reason.starts_with("\\u{1b}]0;x\\u{7}"), "{reason}");
+        assert_eq!(heartbeat(&heartbeat_paused(&reason)), Ok(()));
+        assert_eq!(fit_reason("on battery"), "on battery");
+    }
+
+    #[test]
+    fn output_names_with_control_characters_are_refused() {
+        for path in ["a\u{1b}[2J.txt", "dir/\u{9b}31m", "tab\there"] {
+            let refused = report_request(&report(Outcome::Succeeded, path)).unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .starts_with("reports[0].outputs[0].path"),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            report_request(&report(Outcome::Succeeded, "frames/ünïcode 1.png")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn node_names_versions_and_platforms_hold_no_control_characters() {
+        let request = |name: &str, version: &str, os: &str| RegisterRequest {
+            join_token: String::new(),
+            public_key: String::new(),
+            signature: String::new(),
+            nonce: String::new(),
+            name: name.to_owned(),
+            capabilities: Capabilities {
+                os: os.to_owned(),
+                arch: "x86_64".to_owned(),
+                ..Capabilities::default()
+            },
+            labels: BTreeMap::new(),
+            slots: 1,
+            agent_version: version.to_owned(),
+        };
+        assert_eq!(registration(&request("laptop", "0.1.0", "linux")), Ok(()));
+        for (bad, field) in [
+            (request("\u{1b}[2Jlaptop", "0.1.0", "linux"), "name"),
+            (request("laptop", "0.1\u{1b}[0m", "linux"), "agent_version"),
+            (request("laptop", "0.1.0", "li\u{7}nux"), "capabilities.os"),
+            (request("laptop", &"9".repeat(65), "linux"), "agent_version"),
+            (request(&"n".repeat(256), "0.1.0", "linux"), "name"),
+        ] {
+            let refused = registration(&bad).unwrap_err().to_string();
+            assert!(refused.starts_with(field), "{refused}");
+        }
     }
 }

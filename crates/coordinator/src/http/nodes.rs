@@ -244,12 +244,7 @@ pub(crate) async fn release(
     Node(node): Node,
     Body(request): Body<ReleaseRequest>,
 ) -> ApiResult<Json<ReleaseResponse>> {
-    if request.attempts.len() > wire::limits::ATTEMPTS_PER_HEARTBEAT_MAX {
-        return Err(Failure::bad_request(format!(
-            "release at most {} attempts at once",
-            wire::limits::ATTEMPTS_PER_HEARTBEAT_MAX
-        )));
-    }
+    wire::validate::release_request(&request)?;
     let (released, commit) =
         shared.mutate(|state, now_ms, _, out| state.release(node, &request.attempts, now_ms, out));
     shared.committed(commit).await?;

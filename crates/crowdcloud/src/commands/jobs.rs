@@ -59,7 +59,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(why) = why {
         println!("why {} tasks wait:", why.pending);
         for reason in why.reasons {
-            println!("  - {reason}");
+            println!("  - {}", output::visible(&reason));
         }
     }
     if let Some(tasks) = tasks {
@@ -69,7 +69,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_status(status: &JobStatus) {
-    println!("job {}  {}", status.job_id, status.name);
+    println!("job {}  {}", status.job_id, output::visible(&status.name));
     println!("  state:    {}", status.state);
     println!(
         "  tasks:    {} of {} ended ({})",
@@ -88,7 +88,9 @@ fn print_status(status: &JobStatus) {
     for share in &status.nodes {
         println!(
             "  node {} ({}): {} tasks",
-            share.node_name, share.node_id, share.tasks_succeeded
+            output::visible(&share.node_name),
+            share.node_id,
+            share.tasks_succeeded
         );
     }
 }

@@ -3,7 +3,12 @@
 use std::process::Output;
 use tokio::process::Command;
 
-use crate::harness::{BINARY, Pool};
+use wire::{
+    AttemptReport, ErrorCode, HeartbeatRequest, LeaseRequest, Limits, NodeActivity, Outcome,
+    ReportRequest, Usage,
+};
+
+use crate::harness::{BINARY, Pool, probe};
 
 async fn cli(pool: &Pool, args: &[&str]) -> Output {
     Command::new(BINARY)
@@ -173,4 +178,70 @@ async fn a_module_sweep_can_be_cancelled_and_bad_specs_are_refused_before_upload
     assert!(message.contains("limits.memory"), "{message}");
     let jobs = pool.owner.jobs(10).await.unwrap();
     assert_eq!(jobs.jobs.len(), 1, "the bad spec made no job");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_node_can_neither_break_nor_steer_the_terminal_of_nodes_and_status() {
+    let pool = Pool::start(5_000).await;
+    let node = pool.raw_node(7, "hostile", 1).await;
+    // Sets the window title, clears the screen, turns text red (by ESC and by C1 CSI).
+    let escapes = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m";
+    let huge = format!("{escapes}{}", "x".repeat(70_000));
+    for reason in [huge.clone(), escapes.to_owned()] {
+        let paused = HeartbeatRequest {
+            running: vec![],
+            slots_free: 1,
+            activity: NodeActivity::Paused { reason },
+            capabilities: None,
+        };
+        let refused = node.heartbeat(&paused).await.unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::BadRequest), "{refused}");
+    }
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let job = pool
+        .submit(module, vec![probe(&["echo", "x"])], Limits::default())
+        .await;
+    let lease = node
+        .lease(&LeaseRequest {
+            slots_free: 1,
+            wait_ms: 5_000,
+        })
+        .await
+        .unwrap();
+    let trap = |message: String| ReportRequest {
+        reports: vec![AttemptReport {
+            attempt_id: lease.attempts[0].attempt_id,
+            outcome: Outcome::Trap { message },
+            usage: Usage::default(),
+            stdout: None,
+            stderr: None,
+            outputs: vec![],
+        }],
+    };
+    let refused = node.report(&trap(huge)).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::BadRequest), "{refused}");
+    // A trap's message is free text: it is taken, and shown with its escapes written out.
+    let taken = node.report(&trap(format!("boom {escapes}"))).await.unwrap();
+    assert!(taken.acks[0].accepted, "{taken:?}");
+
+    let nodes = cli(&pool, &["nodes"]).await;
+    assert!(nodes.status.success(), "{nodes:?}");
+    assert!(stdout(&nodes).contains("hostile"), "{}", stdout(&nodes));
+    let status = cli(&pool, &["status", &job.to_string(), "--tasks"]).await;
+    assert!(status.status.success(), "{status:?}");
+    assert!(
+        stdout(&status).contains("boom \\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{9b}31m"),
+        "{}",
+        stdout(&status)
+    );
+    for output in [&nodes, &status] {
+        let controls: Vec<char> = stdout(output)
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(
+            controls.is_empty(),
+            "raw controls reach the terminal: {controls:?}"
+        );
+    }
 }
