@@ -10,6 +10,8 @@
 //! Invariants:
 //! - An attempt's directory exists only while it runs and its outputs upload; the work dir is
 //!   wiped at start, so a crash leaves nothing behind past the next start.
+//! - The data dir (identity, cache, work dir and every attempt's tree under it) is readable
+//!   by the owner only (0700), made so or tightened at start.
 //! - On shutdown the agent takes no new work, lets running attempts finish for a grace period,
 //!   then stops the rest and releases them, so their tasks run elsewhere without counting as
 //!   failed attempts.
@@ -291,7 +293,7 @@ impl Agent {
             let path = path.display().to_string();
             move |source| AgentError::Io { path, source }
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        private_dir(&config.data_dir).map_err(io(&config.data_dir))?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let work_dir = config.data_dir.join("work");
         // Attempt directories of a previous run that did not end cleanly; a hostile task may
@@ -861,8 +863,18 @@ impl Agent {
     }
 }
 
-/// Takes the data dir's lock file, so that a second agent on the same data dir (and identity)
-/// on this machine stops at once instead of fighting the first for the node id.
+/// Makes the data dir if needed and leaves it readable by the owner only, also when an older
+/// version made it open to everyone: the cache and the work dir under it hold other people's
+/// job data.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// The blob cache's cap: the policy's disk limit, within the agent's own.
 fn cache_bytes_max(config: &AgentConfig, policy: &OwnerPolicy) -> u64 {
     policy
@@ -872,6 +884,8 @@ fn cache_bytes_max(config: &AgentConfig, policy: &OwnerPolicy) -> u64 {
         })
 }
 
+/// Takes the data dir's lock file, so that a second agent on the same data dir (and identity)
+/// on this machine stops at once instead of fighting the first for the node id.
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
     let path = data_dir.join(DATA_DIR_LOCK_FILE);
     let file = std::fs::OpenOptions::new()

@@ -9,6 +9,8 @@
 //! - No blob is held in memory whole on the way in; reads stream too.
 //! - In a local directory, a stored blob is on disk (file and directory entry synced) before
 //!   `put` returns, so a blob the state store records survives a power cut as the record does.
+//! - A local directory is readable by its owner only (0700, tightened if it was not), and so
+//!   is every blob file (0600) and shard directory (0700): blobs are other people's data.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,15 +59,26 @@ impl std::fmt::Debug for BlobStore {
     }
 }
 
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
 /// Parts of a streamed upload are gathered to this size before they are written.
 const UPLOAD_CHUNK_BYTES: usize = 8 << 20;
 
 impl BlobStore {
     /// Blobs in files under `dir`, created if needed.
     pub fn local(dir: &Path) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            BlobError::Storage(format!("cannot create {}: {error}", dir.display()))
-        })?;
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| set_mode(dir, 0o700))
+            .map_err(|error| {
+                BlobError::Storage(format!("cannot create {}: {error}", dir.display()))
+            })?;
         let store = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self {
             store: Arc::new(store),
@@ -89,10 +102,16 @@ impl BlobStore {
         };
         let hex = hash.to_hex();
         let shard = dir.join(&hex[..2]);
-        let paths = [shard.join(&hex), shard, dir.clone()];
+        // `object_store` makes them with the process's umask, often open to everyone.
+        let paths = [
+            (shard.join(&hex), 0o600),
+            (shard, 0o700),
+            (dir.clone(), 0o700),
+        ];
         tokio::task::spawn_blocking(move || {
-            for path in &paths {
-                std::fs::File::open(path)
+            for (path, mode) in &paths {
+                set_mode(path, *mode)
+                    .and_then(|()| std::fs::File::open(path))
                     .and_then(|file| file.sync_all())
                     .map_err(|error| {
                         BlobError::Storage(format!("cannot sync {}: {error}", path.display()))
@@ -253,6 +272,34 @@ mod tests {
         assert_eq!(size, 11);
         let read: Vec<Bytes> = stream.try_collect().await.unwrap();
         assert_eq!(read.concat(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_local_store_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("blobs");
+        std::fs::create_dir(&dir).unwrap();
+        // As an older version, or a umask of 022, would have left it.
+        set_mode(&dir, 0o755).unwrap();
+        let blobs = BlobStore::local(&dir).unwrap();
+        let hash = BlobHash::of(b"private");
+        blobs
+            .put(hash, Bytes::from_static(b"private"))
+            .await
+            .unwrap();
+        let streamed = BlobHash::of(b"streamed");
+        blobs
+            .put_stream(streamed, chunks(&[b"stream", b"ed"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for stored in [hash, streamed] {
+            let hex = stored.to_hex();
+            assert_eq!(mode(&dir.join(&hex[..2])), 0o700);
+            assert_eq!(mode(&dir.join(&hex[..2]).join(&hex)), 0o600);
+        }
     }
 
     #[tokio::test]

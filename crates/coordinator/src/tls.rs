@@ -61,7 +61,7 @@ impl TlsIdentity {
                 made.signing_key.serialize_pem().as_bytes(),
                 0o600,
             )?;
-            write_new(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
+            write_new(&cert_path, made.cert.pem().as_bytes(), 0o600)?;
             tracing::info!(cert = %cert_path.display(), "made a self-signed TLS certificate");
         }
         Self::from_pem_files(&cert_path, &key_path)

@@ -32,8 +32,7 @@ pub(crate) fn data_dir_or_default(data_dir: &Option<PathBuf>) -> PathBuf {
 /// The owner's API token and the pool's join token, made on the first start and kept (readable
 /// by the owner only) in the data dir.
 pub(crate) fn tokens(data_dir: &Path) -> anyhow::Result<(String, String)> {
-    fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    private_dir(data_dir)?;
     Ok((
         token_file(&data_dir.join(OWNER_TOKEN_FILE), TokenKind::Requester)?,
         token_file(&data_dir.join(JOIN_TOKEN_FILE), TokenKind::Join)?,
@@ -62,14 +61,39 @@ fn token_file(path: &Path, kind: TokenKind) -> anyhow::Result<String> {
     }
 }
 
+/// Makes `dir` (and its parents) if needed and leaves it readable by the owner only, also when
+/// an older version made it open to everyone: it holds every job's spec, env and data.
+pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| {
+        format!(
+            "cannot make the data dir {} private; check that you own it",
+            dir.display()
+        )
+    })
+}
+
+/// Everything a long-running service (`up`, `coordinator`, `agent`) makes is for its owner
+/// alone, whatever umask it was started with: the SQLite files, the blobs and the agent's cache
+/// are created by libraries that take the process's umask.
+pub(crate) fn keep_files_private() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.write(true).create(true).truncate(true).mode(0o600);
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // The mode above applies only to a new file.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())

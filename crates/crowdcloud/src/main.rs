@@ -13,6 +13,9 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     output::init_logging(cli.command.is_daemon(), cli.verbose);
+    if cli.command.is_daemon() {
+        local::keep_files_private();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

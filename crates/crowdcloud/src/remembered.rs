@@ -50,8 +50,7 @@ pub(crate) fn load(base_dir: &Path) -> anyhow::Result<Option<RememberedPool>> {
 }
 
 pub(crate) fn save(base_dir: &Path, pool: &RememberedPool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(base_dir)
-        .with_context(|| format!("cannot create the data dir {}", base_dir.display()))?;
+    local::private_dir(base_dir)?;
     local::write_private(
         &pool_file(base_dir),
         serde_json::to_string_pretty(pool)?.as_bytes(),

@@ -104,6 +104,35 @@ impl Commit {
     }
 }
 
+/// Makes the SQLite database and its WAL and shared-memory files readable by the owner only,
+/// also when an older version made them open to everyone. SQLite gives the WAL and
+/// shared-memory files it makes later the database file's mode.
+fn keep_sqlite_files_private(url: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Open {
+                    url: url.to_owned(),
+                    message: format!("cannot make {file} private: {error}"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH` or
     /// `postgres://…`.
@@ -156,6 +185,9 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_error)?;
+        if backend == Backend::Sqlite {
+            keep_sqlite_files_private(url)?;
+        }
         schema::migrate(&pool).await?;
         retention::fill_job_blobs(&pool, backend).await?;
         let queued = Arc::new(AtomicUsize::new(0));
@@ -235,5 +267,28 @@ impl Store {
     pub async fn close(&self) {
         let _ = self.flush().await;
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_files_are_readable_by_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        // As an older version, or a umask of 022, would have left it.
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let url = format!("sqlite://{}", path.display());
+        let _store = Store::open(&url, Durability::Full).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
     }
 }

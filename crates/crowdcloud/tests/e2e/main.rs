@@ -2,6 +2,7 @@
 //! on loopback, driven through the HTTP API and the CLI.
 
 mod api;
+mod at_rest;
 mod bad_input;
 mod bench;
 mod cli;
