@@ -9,6 +9,8 @@
 //! - `service`: the lock around the pool, the order of writes to the store, long-poll waiting
 //!   and the lease reaper.
 //! - `retention`: deleting ended jobs, their results and unused blobs once their time is up.
+//! - `modules`: whether a blob is a module nodes can run, decided once per blob while
+//!   streaming it.
 //! - `http`: the axum routes, authentication, request limits and the OpenAPI document.
 //! - `connections`: accepting and serving connections (plain or TLS), their cap, timeouts and
 //!   shedding.
@@ -27,6 +29,7 @@ mod connections;
 mod env;
 mod http;
 mod join;
+mod modules;
 mod pool;
 mod retention;
 mod service;
@@ -91,12 +94,28 @@ pub struct CoordinatorConfig {
     /// requester: each holds its spec in memory until it ends.
     pub unfinished_tasks_max: u64,
     pub unfinished_tasks_per_requester_max: u64,
+    /// Bytes the unfinished tasks' specs and their jobs' runtimes may hold in memory, in the
+    /// pool and per requester.
+    pub unfinished_bytes_max: u64,
+    pub unfinished_bytes_per_requester_max: u64,
+    /// Bytes of uploads a requester may keep stored (what retention has not deleted).
+    pub upload_quota_bytes: u64,
     /// How many connections may be open and how long they may take or sit idle.
     pub connections: ConnectionLimits,
 }
 
 /// Results are kept a month unless the owner says otherwise.
 pub const KEEP_RESULTS_MS_DEFAULT: u64 = 30 * 24 * 3_600_000;
+
+/// What unfinished work may hold in memory in all: a family server's coordinator stays within
+/// a couple of GiB.
+pub const UNFINISHED_BYTES_MAX_DEFAULT: u64 = wire::limits::GIB;
+/// What one requester's unfinished work may hold in memory: a quarter of the pool's, so one
+/// requester cannot fill it alone.
+pub const UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT: u64 = 256 * wire::limits::MIB;
+/// Bytes of uploads one requester may keep stored: room for modules and inputs of real work on
+/// a shared family disk.
+pub const UPLOAD_QUOTA_BYTES_DEFAULT: u64 = 10 * wire::limits::GIB;
 
 impl CoordinatorConfig {
     /// A coordinator keeping everything under `data_dir`: `state.db` and `blobs/`.
@@ -113,6 +132,9 @@ impl CoordinatorConfig {
             keep_results_ms: KEEP_RESULTS_MS_DEFAULT,
             unfinished_tasks_max: 5_000_000,
             unfinished_tasks_per_requester_max: 2_000_000,
+            unfinished_bytes_max: UNFINISHED_BYTES_MAX_DEFAULT,
+            unfinished_bytes_per_requester_max: UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT,
+            upload_quota_bytes: UPLOAD_QUOTA_BYTES_DEFAULT,
             connections: ConnectionLimits::default(),
         }
     }
@@ -121,6 +143,8 @@ impl CoordinatorConfig {
         pool::UnfinishedMax {
             pool: self.unfinished_tasks_max,
             per_requester: self.unfinished_tasks_per_requester_max,
+            pool_bytes: self.unfinished_bytes_max,
+            per_requester_bytes: self.unfinished_bytes_per_requester_max,
         }
     }
 }

@@ -56,7 +56,7 @@ async fn sweep_once(shared: &Shared) -> Result<(), String> {
     }
     for hash in &unused {
         shared.blobs.delete(hash).await.map_err(|e| e.to_string())?;
-        shared.valid_modules.lock().remove(hash);
+        shared.module_verdicts.forget(hash);
     }
     let commit = shared.store.enqueue(vec![store::Write::ForgetBlobs {
         hashes: unused.clone(),

@@ -27,8 +27,10 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     next_request: AtomicU64,
-    /// Modules that passed validation once; they need not be read and parsed again.
-    pub(crate) valid_modules: Mutex<HashSet<wire::BlobHash>>,
+    /// Verdicts on modules, each reached once; they need not be read and parsed again.
+    pub(crate) module_verdicts: crate::modules::ModuleVerdicts,
+    /// Room reserved by requesters' uploads in flight, against their quotas.
+    pub(crate) uploads_in_flight: crate::http::quota::UploadsInFlight,
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
     storage_failed: Notify,
@@ -71,7 +73,8 @@ impl Shared {
             clock,
             entropy,
             next_request: AtomicU64::new(1),
-            valid_modules: Mutex::new(HashSet::new()),
+            module_verdicts: crate::modules::ModuleVerdicts::default(),
+            uploads_in_flight: crate::http::quota::UploadsInFlight::default(),
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
             join: crate::join::JoinDesk::default(),

@@ -104,6 +104,17 @@ pub(crate) struct ServiceArgs {
     /// uses; then they are deleted.
     #[arg(long, default_value = "30d", value_name = "DURATION")]
     pub(crate) keep_results: String,
+    /// Memory one requester's unfinished jobs may hold in the coordinator (their tasks' args
+    /// and inputs, env, mounts); a submission past it is refused with 429.
+    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
+    pub(crate) unfinished_bytes_per_requester: String,
+    /// Memory the unfinished jobs of every requester may hold together.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE")]
+    pub(crate) unfinished_bytes_max: String,
+    /// Bytes of uploads one requester may keep stored (until retention deletes those no job
+    /// uses); an upload past it is refused with 413.
+    #[arg(long, default_value = "10GiB", value_name = "SIZE")]
+    pub(crate) upload_quota: String,
     /// Serve the family: listen on every address (0.0.0.0:7878, with TLS) and advertise the
     /// pool on the LAN. What `up` does unless given --local or --listen.
     #[arg(long)]

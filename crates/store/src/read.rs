@@ -132,6 +132,19 @@ impl Store {
             .collect())
     }
 
+    /// The bytes of the stored blobs `uploader` uploaded: what counts against its quota.
+    pub async fn uploaded_bytes(&self, uploader: RequesterId) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(b.size_bytes), 0) AS BIGINT) AS total \
+             FROM blob_refs r JOIN blobs b ON b.hash = r.hash \
+             WHERE r.requester_id = $1 AND r.uploaded = 1",
+        )
+        .bind(uploader.as_db())
+        .fetch_one(&self.pool)
+        .await?;
+        u64_at(&row, "total")
+    }
+
     /// The size of a stored blob, whoever may read it.
     pub async fn blob_size(&self, hash: &BlobHash) -> Result<Option<u64>, StoreError> {
         let row = sqlx::query("SELECT size_bytes FROM blobs WHERE hash = $1")

@@ -14,6 +14,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../migrations/0002_retention.sql"),
     ),
+    (
+        5,
+        "upload quota",
+        include_str!("../migrations/0005_upload_quota.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -35,7 +35,8 @@ pub enum Write {
         node_id: wire::NodeId,
         capabilities: wire::Capabilities,
     },
-    /// Records a blob (if new) and lets `reader` read it.
+    /// Records a blob (if new) and lets `reader` read it; a reader is the blob's uploader, whose
+    /// quota it counts against.
     InsertBlob {
         hash: BlobHash,
         size_bytes: u64,
@@ -243,6 +244,14 @@ async fn apply_one(
             reader,
         } => {
             insert_blob(tx, hash, *size_bytes, *at_ms, *reader).await?;
+            if let Some(uploader) = reader {
+                // Its uploads count against the reader's quota; results of its jobs do not.
+                sqlx::query("UPDATE blob_refs SET uploaded = 1 WHERE hash = $1 AND requester_id = $2")
+                    .bind(hash.to_hex())
+                    .bind(uploader.as_db())
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
         Write::AddBlobReaders {
             hashes,

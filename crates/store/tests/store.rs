@@ -505,3 +505,53 @@ async fn a_flush_returns_once_everything_queued_before_it_committed() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_requesters_uploads_count_against_its_quota_and_its_results_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        let store = open(&url).await;
+        let (owner, other) = (RequesterId(1), RequesterId(2));
+        let upload = |hash, size_bytes, uploader| Write::InsertBlob {
+            hash,
+            size_bytes,
+            at_ms: 1_000,
+            reader: Some(uploader),
+        };
+        let module = BlobHash::of(b"module");
+        let input = BlobHash::of(b"input");
+        let result = BlobHash::of(b"result");
+        store
+            .write(vec![
+                upload(module, 300, owner),
+                upload(input, 200, owner),
+                // The same bytes uploaded by another requester count for each of them.
+                upload(module, 300, other),
+                Write::InsertBlob {
+                    hash: result,
+                    size_bytes: 5_000,
+                    at_ms: 1_000,
+                    reader: None,
+                },
+                Write::AddBlobReaders {
+                    hashes: vec![(result, 5_000)],
+                    reader: owner,
+                    at_ms: 1_000,
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.uploaded_bytes(owner).await.unwrap(), 500, "{url}");
+        assert_eq!(store.uploaded_bytes(other).await.unwrap(), 300, "{url}");
+        assert_eq!(store.uploaded_bytes(RequesterId(3)).await.unwrap(), 0);
+        // What retention deleted counts no more.
+        store
+            .write(vec![Write::ForgetBlobs {
+                hashes: vec![input],
+                used_before_ms: 2_000,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.uploaded_bytes(owner).await.unwrap(), 300, "{url}");
+    }
+}

@@ -12,7 +12,7 @@ use wire::{ApiError, BlobHash, ErrorCode};
 
 use super::{ApiResult, AppState, Caller, Failure, Requester, parse_path};
 
-fn blob_failure(error: BlobError) -> Failure {
+pub(super) fn blob_failure(error: BlobError) -> Failure {
     match error {
         BlobError::HashMismatch { .. } => Failure::new(ErrorCode::HashMismatch, error.to_string()),
         BlobError::TooLarge { .. } => Failure::new(ErrorCode::PayloadTooLarge, error.to_string()),
@@ -40,7 +40,9 @@ pub(crate) async fn put(
     let hash: BlobHash = parse_path(&hash)?;
     let _gate = shared.blob_gate.read().await;
     let (max_bytes, reader) = match caller {
-        Caller::Requester(requester) => (shared.config.blob_upload_bytes_max, Some(requester)),
+        Caller::Requester(requester) => {
+            return super::quota::put_upload(&shared, requester, hash, request).await;
+        }
         Caller::Node(node) => {
             let max = shared.read(|state, _| state.node_upload_bytes_max(node));
             if max == 0 {
@@ -76,7 +78,7 @@ pub(crate) async fn put(
     Ok(StatusCode::CREATED)
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

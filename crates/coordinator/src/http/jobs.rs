@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use wasmparser::{Encoding, Parser, Payload, Validator};
 
 use wire::{
     ApiError, BlobHash, ErrorCode, JobId, JobList, JobStatus, JobSubmission, JobSubmitted,
@@ -14,7 +13,7 @@ use wire::{
 };
 
 use super::{ApiResult, AppState, Body, Failure, Requester, parse_path};
-use crate::pool::NewJob;
+use crate::pool::{Held, NewJob};
 
 /// Longest a `wait` request holds.
 const WAIT_MS_MAX: u64 = 60_000;
@@ -54,8 +53,10 @@ pub(crate) async fn submit(
     }
     check_module(&shared, submission.module).await?;
     let unfinished_max = shared.config.unfinished_max();
+    // Counted before the lock is taken: a million tasks' args take a while to add up.
+    let adding = Held::of_submission(&submission);
     let (submitted, commit) = shared.mutate(|state, now_ms, entropy, out| {
-        state.admit(requester, submission.tasks.len() as u64, unfinished_max)?;
+        state.admit(requester, adding, unfinished_max)?;
         let id = loop {
             let id = JobId(entropy.next_u64());
             if !state.has_job(id) {
@@ -92,46 +93,12 @@ fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
 
 /// Refuses a module that is not a valid WebAssembly core module, before any node sees it.
 async fn check_module(shared: &AppState, module: BlobHash) -> ApiResult<()> {
-    if shared.valid_modules.lock().contains(&module) {
-        return Ok(());
-    }
-    let size = shared.store.blob_size(&module).await?.unwrap_or(0);
-    if size > wire::limits::MODULE_BYTES_MAX {
-        return Err(Failure::bad_request(format!(
-            "the module is {size} bytes; modules may be at most {} bytes",
-            wire::limits::MODULE_BYTES_MAX
-        )));
-    }
-    let bytes = shared.blobs.get(&module).await.map_err(Failure::storage)?;
-    let verdict = tokio::task::spawn_blocking(move || validate_module(&bytes))
+    let verdict = shared
+        .module_verdicts
+        .verdict(&shared.blobs, module)
         .await
-        .map_err(|error| Failure::new(ErrorCode::Internal, error.to_string()))?;
-    verdict.map_err(|problem| Failure::bad_request(format!("the module is {problem}")))?;
-    shared.valid_modules.lock().insert(module);
-    Ok(())
-}
-
-fn validate_module(bytes: &[u8]) -> Result<(), String> {
-    if !bytes.starts_with(b"\0asm") {
-        return Err(
-            "not WebAssembly (it does not start with \\0asm); build it for wasm32-wasip1"
-                .to_owned(),
-        );
-    }
-    if let Some(Ok(Payload::Version {
-        encoding: Encoding::Component,
-        ..
-    })) = Parser::new(0).parse_all(bytes).next()
-    {
-        return Err(
-            "a WebAssembly component; submit a WASI preview 1 core module (wasm32-wasip1)"
-                .to_owned(),
-        );
-    }
-    Validator::new()
-        .validate_all(bytes)
-        .map(|_| ())
-        .map_err(|error| format!("not valid WebAssembly: {error}"))
+        .map_err(Failure::storage)?;
+    verdict.map_err(|problem| Failure::bad_request(format!("the module is {problem}")))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

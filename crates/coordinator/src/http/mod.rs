@@ -8,6 +8,7 @@ mod blobs;
 mod jobs;
 mod meta;
 mod nodes;
+pub(crate) mod quota;
 mod trust;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use wire::{
     TaskCounts, TaskState, WhyResponse,
 };
 
+use super::held::{Charge, Held, human_bytes, job_bytes, task_bytes};
 use super::{Job, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of};
 
 /// A job accepted by the API layer: validated, its blobs checked.
@@ -24,8 +25,25 @@ fn sorted_labels(labels: &std::collections::BTreeMap<String, String>) -> Vec<(St
     labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts) -> Job {
+/// The job of `row`, with its unfinished tasks and (while it runs) its runtime charged to
+/// `charge`.
+fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -> Job {
     let spec = &row.spec;
+    let runtime_bytes = if row.state == JobState::Running {
+        job_bytes(spec)
+    } else {
+        0
+    };
+    charge.add(Held {
+        tasks: 0,
+        bytes: runtime_bytes,
+    });
+    for spec in tasks.iter().filter_map(|task| task.spec.as_ref()) {
+        charge.add(Held {
+            tasks: 1,
+            bytes: task_bytes(spec),
+        });
+    }
     let mut shared_blobs: HashSet<_> = spec
         .mounts
         .iter()
@@ -59,6 +77,8 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts) -> Job {
         created_at_ms: row.created_at_ms,
         finished_at_ms: row.finished_at_ms,
         version: watch::Sender::new(1),
+        charge,
+        runtime_bytes,
     }
 }
 
@@ -79,7 +99,14 @@ impl Job {
             // A task back in the queue already waited its turn (and may hold up the end of
             // the job): it goes first.
             Slot::Pending => self.pending.push_front(index),
-            Slot::Ended(_) => task.spec = None,
+            Slot::Ended(_) => {
+                if let Some(spec) = task.spec.take() {
+                    self.charge.release(Held {
+                        tasks: 1,
+                        bytes: task_bytes(&spec),
+                    });
+                }
+            }
             Slot::Running(_) => {}
         }
     }
@@ -100,6 +127,16 @@ impl Job {
         self.tasks = Vec::new();
         self.pending = VecDeque::new();
         self.shared_blobs = HashSet::new();
+        // Status shows only the name; env and mounts were for nodes running its tasks.
+        self.runtime = Arc::new(JobRuntime {
+            env: Default::default(),
+            mounts: Vec::new(),
+            ..(*self.runtime).clone()
+        });
+        self.charge.release(Held {
+            tasks: 0,
+            bytes: std::mem::take(&mut self.runtime_bytes),
+        });
     }
 }
 
@@ -137,7 +174,8 @@ impl PoolState {
             pending: task_count,
             ..TaskCounts::default()
         };
-        let mut job = new_job(&row, tasks, counts);
+        let charge = self.held.charge_for(requester);
+        let mut job = new_job(&row, tasks, counts, charge);
         job.pending = (0..task_count).collect();
         out.push(Write::InsertJob {
             job: row,
@@ -167,12 +205,14 @@ impl PoolState {
         }
         let mut tasks_of: HashMap<JobId, Vec<Task>> = HashMap::new();
         for task in open_tasks {
+            let slot = match task.state {
+                TaskState::Pending | TaskState::Running => Slot::Pending,
+                ended => Slot::Ended(ended),
+            };
             tasks_of.entry(task.job_id).or_default().push(Task {
-                spec: task.spec,
-                slot: match task.state {
-                    TaskState::Pending | TaskState::Running => Slot::Pending,
-                    ended => Slot::Ended(ended),
-                },
+                // An ended task needs its spec no more, here as in a running pool.
+                spec: task.spec.filter(|_| slot == Slot::Pending),
+                slot,
                 attempts: task.attempts,
             });
         }
@@ -183,7 +223,9 @@ impl PoolState {
             if row.state == JobState::Running {
                 self.open_jobs.insert(row.id);
             }
-            self.jobs.insert(row.id, new_job(&row, tasks, job_counts));
+            let charge = self.held.charge_for(row.requester_id);
+            self.jobs
+                .insert(row.id, new_job(&row, tasks, job_counts, charge));
         }
     }
 
@@ -239,32 +281,43 @@ impl PoolState {
         self.sync_ready(job_id);
     }
 
-    /// Refuses `tasks` more from `requester` when they would take the unfinished tasks of the
-    /// pool or of the requester past their bound.
+    /// Refuses a job holding `adding` from `requester` when it would take the unfinished
+    /// tasks of the pool or of the requester, or the bytes they hold, past their bound.
     pub(crate) fn admit(
         &self,
         requester: RequesterId,
-        tasks: u64,
+        adding: Held,
         max: UnfinishedMax,
     ) -> Result<(), PoolError> {
-        let (mut pool, mut mine) = (0u64, 0u64);
-        for job in self.open_jobs.iter().filter_map(|id| self.jobs.get(id)) {
-            let unfinished = u64::from(job.counts.total - job.counts.ended());
-            pool += unfinished;
-            if job.requester == requester {
-                mine += unfinished;
-            }
-        }
-        if mine + tasks > max.per_requester {
+        let mine = self.held.of_requester(requester);
+        let pool = self.held.of_pool();
+        let tasks = adding.tasks;
+        if mine.tasks + tasks > max.per_requester {
             return Err(PoolError::TooMuchUnfinished(format!(
-                "you have {mine} tasks unfinished and a requester may have {}; submit these {tasks} once some have ended, or cancel a job",
-                max.per_requester
+                "you have {} tasks unfinished and a requester may have {}; submit these {tasks} once some have ended, or cancel a job",
+                mine.tasks, max.per_requester
             )));
         }
-        if pool + tasks > max.pool {
+        if pool.tasks + tasks > max.pool {
             return Err(PoolError::TooMuchUnfinished(format!(
-                "the pool has {pool} tasks unfinished and takes at most {}; submit these {tasks} once some have ended",
-                max.pool
+                "the pool has {} tasks unfinished and takes at most {}; submit these {tasks} once some have ended",
+                pool.tasks, max.pool
+            )));
+        }
+        if mine.bytes + adding.bytes > max.per_requester_bytes {
+            return Err(PoolError::TooMuchUnfinished(format!(
+                "your unfinished jobs hold {} of the coordinator's memory and a requester may hold {}; this job needs {} more: submit it once some tasks have ended, cancel a job, or make its args smaller",
+                human_bytes(mine.bytes),
+                human_bytes(max.per_requester_bytes),
+                human_bytes(adding.bytes)
+            )));
+        }
+        if pool.bytes + adding.bytes > max.pool_bytes {
+            return Err(PoolError::TooMuchUnfinished(format!(
+                "the pool's unfinished jobs hold {} of the coordinator's memory and it takes at most {}; this job needs {} more: submit it once some tasks have ended",
+                human_bytes(pool.bytes),
+                human_bytes(max.pool_bytes),
+                human_bytes(adding.bytes)
             )));
         }
         Ok(())

@@ -14,6 +14,7 @@
 //!   empty and the job runs.
 //! - Once a task has ended it never changes again.
 
+mod held;
 mod jobs;
 mod leases;
 mod nodes;
@@ -30,6 +31,7 @@ use wire::{
     NodeId, RequesterId, TaskCounts, TaskSpec, TaskState,
 };
 
+pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::NewNode;
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
@@ -43,11 +45,14 @@ pub(crate) enum PoolError {
     TooMuchUnfinished(String),
 }
 
-/// How many tasks may wait or run at once: each holds its spec in memory until it ends.
+/// How many tasks may wait or run at once, and how many bytes of specs and runtimes they may
+/// hold: each task holds its spec in memory until it ends, each job its runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UnfinishedMax {
     pub(crate) pool: u64,
     pub(crate) per_requester: u64,
+    pub(crate) pool_bytes: u64,
+    pub(crate) per_requester_bytes: u64,
 }
 
 /// Jobs a node's sent-runtimes set holds before the ended ones are dropped from it.
@@ -77,6 +82,8 @@ pub(crate) struct PoolState {
     /// Identities the owner removed from the pool; they may not register again.
     removed_nodes: HashSet<NodeId>,
     next_submitted_seq: u64,
+    /// What unfinished work holds, per requester and in all.
+    held: held::Ledger,
 }
 
 pub(crate) struct Job {
@@ -100,6 +107,10 @@ pub(crate) struct Job {
     pub(crate) finished_at_ms: Option<u64>,
     /// Bumped on every change; `wait` requests watch it.
     pub(crate) version: watch::Sender<u64>,
+    /// Where the job's unfinished tasks and runtime are counted; see [`held`].
+    pub(crate) charge: held::Charge,
+    /// What the runtime holds while the job runs; released when it ends.
+    pub(crate) runtime_bytes: u64,
 }
 
 pub(crate) struct Task {
@@ -176,6 +187,7 @@ impl PoolState {
             node_tokens: HashMap::new(),
             removed_nodes: HashSet::new(),
             next_submitted_seq: 1,
+            held: held::Ledger::default(),
         }
     }
 
@@ -319,6 +331,7 @@ impl PoolState {
                 job.state == JobState::Running && !job.pending.is_empty()
             );
         }
+        self.check_held();
     }
 }
 

@@ -668,18 +668,21 @@ fn unfinished_tasks_are_bounded_per_requester_and_for_the_pool() {
     let max = UnfinishedMax {
         pool: 10,
         per_requester: 6,
+        pool_bytes: u64::MAX,
+        per_requester_bytes: u64::MAX,
     };
+    let tasks = |tasks| Held { tasks, bytes: 0 };
     let job = h.job(4, 1);
-    assert_eq!(h.pool.admit(OWNER, 2, max), Ok(()));
+    assert_eq!(h.pool.admit(OWNER, tasks(2), max), Ok(()));
     assert!(matches!(
-        h.pool.admit(OWNER, 3, max),
+        h.pool.admit(OWNER, tasks(3), max),
         Err(PoolError::TooMuchUnfinished(message)) if message.contains("you have 4 tasks unfinished")
     ));
     // Another requester still fits, up to the pool's bound.
     let other = RequesterId(2);
-    assert_eq!(h.pool.admit(other, 6, max), Ok(()));
+    assert_eq!(h.pool.admit(other, tasks(6), max), Ok(()));
     assert!(matches!(
-        h.pool.admit(other, 7, max),
+        h.pool.admit(other, tasks(7), max),
         Err(PoolError::TooMuchUnfinished(_))
     ));
     // Tasks that end make room.
@@ -687,5 +690,105 @@ fn unfinished_tasks_are_bounded_per_requester_and_for_the_pool() {
         assert!(h.report(node, grant.attempt_id, Outcome::Succeeded));
     }
     assert_eq!(h.status(job).state, JobState::Completed);
-    assert_eq!(h.pool.admit(OWNER, 6, max), Ok(()));
+    assert_eq!(h.pool.admit(OWNER, tasks(6), max), Ok(()));
+}
+
+/// A submission of `tasks` tasks with `arg_bytes` bytes of args each.
+fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
+    JobSubmission {
+        name: "heavy".to_owned(),
+        module: BlobHash::of(b"module"),
+        env: BTreeMap::from([("MODE".to_owned(), "x".repeat(1000))]),
+        mounts: vec![],
+        requirements: Default::default(),
+        limits: Default::default(),
+        max_attempts: 1,
+        deterministic: None,
+        tasks: (0..tasks)
+            .map(|_| TaskSpec {
+                args: vec!["a".repeat(arg_bytes)],
+                ..TaskSpec::default()
+            })
+            .collect(),
+    }
+}
+
+fn add(h: &mut Harness, requester: RequesterId, submission: JobSubmission) -> JobId {
+    let id = JobId(h.entropy.next_u64());
+    h.pool.add_job(
+        NewJob {
+            id,
+            requester,
+            submission,
+        },
+        h.now_ms,
+        &mut h.writes,
+    );
+    h.pool.check_invariants();
+    id
+}
+
+#[test]
+fn bytes_of_unfinished_work_are_bounded_and_released_as_tasks_end() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let heavy = args_heavy(4, 100_000);
+    let held = Held::of_submission(&heavy);
+    assert!(held.bytes > 400_000, "args are counted: {held:?}");
+    let max = UnfinishedMax {
+        pool: u64::MAX,
+        per_requester: u64::MAX,
+        pool_bytes: 3 * held.bytes,
+        per_requester_bytes: 2 * held.bytes - 1,
+    };
+    assert_eq!(h.pool.admit(OWNER, held, max), Ok(()));
+    let job = add(&mut h, OWNER, heavy.clone());
+    assert_eq!(h.pool.held.of_requester(OWNER), held);
+    let refused = h.pool.admit(OWNER, held, max);
+    assert!(
+        matches!(&refused, Err(PoolError::TooMuchUnfinished(message))
+            if message.contains("your unfinished jobs hold") && message.contains("a requester may hold")),
+        "{refused:?}"
+    );
+
+    // Tasks that end, however they end, give their bytes back; running ones keep them.
+    let grants = h.take(node, 2);
+    assert_eq!(
+        h.pool.held.of_requester(OWNER),
+        held,
+        "running tasks still hold their specs"
+    );
+    assert!(h.report(node, grants[0].attempt_id, Outcome::Succeeded));
+    assert!(h.report(node, grants[1].attempt_id, Outcome::ExitCode { code: 1 }));
+    h.pool.check_invariants();
+    let left = h.pool.held.of_requester(OWNER);
+    assert_eq!(left.tasks, 2);
+    assert!(left.bytes < held.bytes - 200_000, "{left:?} of {held:?}");
+
+    // Other requesters fit until the pool's bound.
+    let other = RequesterId(2);
+    add(&mut h, other, heavy.clone());
+    let refused = h.pool.admit(other, held, max);
+    assert!(
+        matches!(&refused, Err(PoolError::TooMuchUnfinished(message)) if message.contains("a requester may hold")),
+        "{refused:?}"
+    );
+    add(&mut h, RequesterId(3), heavy.clone());
+    let refused = h.pool.admit(RequesterId(4), held, max);
+    assert!(
+        matches!(&refused, Err(PoolError::TooMuchUnfinished(message)) if message.contains("the pool's unfinished jobs hold")),
+        "{refused:?}"
+    );
+    assert_eq!(h.pool.admit(RequesterId(4), args_small(), max), Ok(()));
+    // A cancelled job gives back its tasks and its runtime: nothing is left held.
+    h.pool
+        .cancel_job(job, OWNER, h.now_ms, &mut h.writes)
+        .unwrap();
+    h.pool.check_invariants();
+    assert_eq!(h.pool.held.of_requester(OWNER), Held::default());
+    assert_eq!(h.pool.admit(OWNER, held, max), Ok(()));
+}
+
+fn args_small() -> Held {
+    Held::of_submission(&args_heavy(1, 10))
 }

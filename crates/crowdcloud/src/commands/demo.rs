@@ -49,6 +49,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         durability: coordinator::Durability::Full,
         database_url: None,
         keep_results_ms: coordinator::KEEP_RESULTS_MS_DEFAULT,
+        bounds: Default::default(),
         connections: coordinator::ConnectionLimits::default(),
     })
     .await?;

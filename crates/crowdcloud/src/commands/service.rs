@@ -63,6 +63,7 @@ pub(crate) struct ServiceOptions {
     pub(crate) durability: Durability,
     pub(crate) database_url: Option<String>,
     pub(crate) keep_results_ms: u64,
+    pub(crate) bounds: ServiceBounds,
     pub(crate) connections: coordinator::ConnectionLimits,
 }
 
@@ -101,6 +102,7 @@ fn options(
         durability: durability(&args.durability)?,
         database_url,
         keep_results_ms: keep_results_ms(&args.keep_results)?,
+        bounds: ServiceBounds::of(args)?,
         connections: connection_limits(args),
     })
 }
@@ -139,6 +141,7 @@ pub(crate) async fn serve_with(
     config.lease_ms = options.lease_ms;
     config.durability = options.durability;
     config.keep_results_ms = options.keep_results_ms;
+    options.bounds.apply_to(&mut config);
     config.connections = options.connections;
     if let Some(url) = &options.database_url {
         config.database_url = url.clone();
@@ -290,4 +293,45 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCod
     local::withdraw(&options.data_dir);
     served.stop().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the coordinator lets requesters hold: memory for unfinished jobs, disk for uploads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServiceBounds {
+    unfinished_bytes_max: u64,
+    unfinished_bytes_per_requester_max: u64,
+    upload_quota_bytes: u64,
+}
+
+impl Default for ServiceBounds {
+    fn default() -> Self {
+        Self {
+            unfinished_bytes_max: coordinator::UNFINISHED_BYTES_MAX_DEFAULT,
+            unfinished_bytes_per_requester_max:
+                coordinator::UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT,
+            upload_quota_bytes: coordinator::UPLOAD_QUOTA_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl ServiceBounds {
+    fn of(args: &ServiceArgs) -> anyhow::Result<Self> {
+        let size = |text: &str, flag: &str| {
+            jobspec::parse_bytes(text, flag).map_err(|error| anyhow::anyhow!("{error}"))
+        };
+        Ok(Self {
+            unfinished_bytes_max: size(&args.unfinished_bytes_max, "--unfinished-bytes-max")?,
+            unfinished_bytes_per_requester_max: size(
+                &args.unfinished_bytes_per_requester,
+                "--unfinished-bytes-per-requester",
+            )?,
+            upload_quota_bytes: size(&args.upload_quota, "--upload-quota")?,
+        })
+    }
+
+    fn apply_to(self, config: &mut CoordinatorConfig) {
+        config.unfinished_bytes_max = self.unfinished_bytes_max;
+        config.unfinished_bytes_per_requester_max = self.unfinished_bytes_per_requester_max;
+        config.upload_quota_bytes = self.upload_quota_bytes;
+    }
 }

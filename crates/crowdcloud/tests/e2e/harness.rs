@@ -133,6 +133,14 @@ impl Pool {
         }
     }
 
+    /// The coordinator's process id, to read its memory use from `/proc`.
+    pub fn coordinator_pid(&self) -> u32 {
+        self.coordinator
+            .as_ref()
+            .and_then(Child::id)
+            .expect("a running coordinator")
+    }
+
     pub fn coordinator_dir(&self) -> PathBuf {
         self.dir.path().join("coordinator")
     }

@@ -5,6 +5,7 @@ mod api;
 mod at_rest;
 mod bad_input;
 mod bench;
+mod bounds;
 mod cli;
 mod edge;
 mod harness;

@@ -1,0 +1,504 @@
+//! Whether a blob is a WebAssembly core module a node can run: decided once per blob, while
+//! streaming it, and remembered.
+//!
+//! A submission names its module by hash. Reading the module whole for every submission let
+//! parallel submissions of one large module hold a copy each; here the first submission to
+//! need a verdict streams the blob through `wasmparser`'s incremental parser and validator,
+//! the others wait for that verdict, and later ones read it from a bounded cache. Custom
+//! sections (names, debug info) are skipped as they stream by: nothing validates them. What
+//! stays in memory is one chunk plus one section being parsed (one function body for code).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::{OnceCell, Semaphore};
+use wasmparser::{
+    Chunk, Encoding, FuncValidatorAllocations, Parser, Payload, ValidPayload, Validator,
+};
+
+use blobstore::{BlobError, BlobStore};
+use wire::BlobHash;
+
+/// A module's verdict: `Err` says what is wrong with it, for the requester.
+pub(crate) type Verdict = Result<(), String>;
+
+/// Verdicts remembered; past this the oldest is forgotten (and found again if asked for).
+const VERDICTS_MAX: usize = 4096;
+/// Modules validated at once: each takes a core and holds a section in memory.
+const VALIDATIONS_AT_ONCE: usize = 2;
+
+/// Verdicts by module hash, each decided by one validation however many ask at once.
+pub(crate) struct ModuleVerdicts {
+    cells: Mutex<Cells>,
+    validations: Semaphore,
+}
+
+#[derive(Default)]
+struct Cells {
+    by_hash: HashMap<BlobHash, Arc<OnceCell<Verdict>>>,
+    /// Hashes in the order they were first asked for, to forget the oldest.
+    order: VecDeque<BlobHash>,
+}
+
+impl Default for ModuleVerdicts {
+    fn default() -> Self {
+        Self {
+            cells: Mutex::new(Cells::default()),
+            validations: Semaphore::new(VALIDATIONS_AT_ONCE),
+        }
+    }
+}
+
+impl ModuleVerdicts {
+    /// The verdict on `module`, validating it if nobody has yet. A storage error is returned,
+    /// not remembered: the next submission tries again.
+    pub(crate) async fn verdict(
+        &self,
+        blobs: &BlobStore,
+        module: BlobHash,
+    ) -> Result<Verdict, BlobError> {
+        let cell = self.cell(module);
+        let verdict = cell
+            .get_or_try_init(|| async {
+                let _permit = self
+                    .validations
+                    .acquire()
+                    .await
+                    .map_err(|error| BlobError::Storage(error.to_string()))?;
+                validate_blob(blobs, module).await
+            })
+            .await?;
+        Ok(verdict.clone())
+    }
+
+    fn cell(&self, module: BlobHash) -> Arc<OnceCell<Verdict>> {
+        let mut cells = self.cells.lock();
+        if let Some(cell) = cells.by_hash.get(&module) {
+            return Arc::clone(cell);
+        }
+        if cells.order.len() >= VERDICTS_MAX
+            && let Some(oldest) = cells.order.pop_front()
+        {
+            cells.by_hash.remove(&oldest);
+        }
+        cells.order.push_back(module);
+        Arc::clone(cells.by_hash.entry(module).or_default())
+    }
+
+    /// Forgets the verdict on a deleted blob: bytes uploaded again under its hash are the same,
+    /// but the cache need not hold what is gone.
+    pub(crate) fn forget(&self, module: &BlobHash) {
+        let mut cells = self.cells.lock();
+        if cells.by_hash.remove(module).is_some() {
+            cells.order.retain(|hash| hash != module);
+        }
+    }
+}
+
+/// Streams the blob through the validator on a blocking thread, pulling chunks as it goes.
+async fn validate_blob(blobs: &BlobStore, module: BlobHash) -> Result<Verdict, BlobError> {
+    let (size_bytes, mut stream) = blobs.get_stream(&module).await?;
+    if size_bytes > wire::limits::MODULE_BYTES_MAX {
+        return Ok(Err(format!(
+            "{size_bytes} bytes; modules may be at most {} bytes",
+            wire::limits::MODULE_BYTES_MAX
+        )));
+    }
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        validate_chunks(
+            size_bytes,
+            std::iter::from_fn(|| runtime.block_on(stream.next())),
+        )
+    })
+    .await
+    .map_err(|error| BlobError::Storage(format!("validating a module stopped: {error}")))?
+}
+
+/// The verdict on a module of `size_bytes`, whose bytes `chunks` yield in order.
+pub(crate) fn validate_chunks(
+    size_bytes: u64,
+    chunks: impl Iterator<Item = Result<Bytes, BlobError>>,
+) -> Result<Verdict, BlobError> {
+    let mut module = StreamingModule::new(size_bytes);
+    for chunk in chunks {
+        if let Err(problem) = module.push(&chunk?) {
+            return Ok(Err(problem));
+        }
+    }
+    Ok(module.finish())
+}
+
+/// A module being validated as its bytes arrive.
+struct StreamingModule {
+    sections: SectionFilter,
+    /// Bytes past the filter that the parser has not consumed yet.
+    pending: Vec<u8>,
+    parser: Parser,
+    validator: Validator,
+    allocations: FuncValidatorAllocations,
+    ended: bool,
+}
+
+fn not_valid(error: impl std::fmt::Display) -> String {
+    format!("not valid WebAssembly: {error}")
+}
+
+impl StreamingModule {
+    fn new(size_bytes: u64) -> Self {
+        Self {
+            sections: SectionFilter::new(size_bytes),
+            pending: Vec::new(),
+            parser: Parser::new(0),
+            validator: Validator::new(),
+            allocations: FuncValidatorAllocations::default(),
+            ended: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> Verdict {
+        self.sections.pass(chunk, &mut self.pending)?;
+        self.parse(false)
+    }
+
+    fn finish(mut self) -> Verdict {
+        self.sections.finish()?;
+        self.parse(true)?;
+        if self.ended {
+            Ok(())
+        } else {
+            Err(not_valid("the module ends early"))
+        }
+    }
+
+    /// Parses and validates every whole payload in `pending`, then drops the bytes it used.
+    fn parse(&mut self, eof: bool) -> Verdict {
+        let mut consumed_total = 0;
+        while !self.ended {
+            let chunk = self
+                .parser
+                .parse(&self.pending[consumed_total..], eof)
+                .map_err(not_valid)?;
+            let (consumed, payload) = match chunk {
+                Chunk::NeedMoreData(_) => break,
+                Chunk::Parsed { consumed, payload } => (consumed, payload),
+            };
+            if let Payload::Version {
+                encoding: Encoding::Component,
+                ..
+            } = payload
+            {
+                return Err(
+                    "a WebAssembly component; submit a WASI preview 1 core module (wasm32-wasip1)"
+                        .to_owned(),
+                );
+            }
+            match self.validator.payload(&payload).map_err(not_valid)? {
+                ValidPayload::Func(to_validate, body) => {
+                    let allocations = std::mem::take(&mut self.allocations);
+                    let mut function = to_validate.into_validator(allocations);
+                    function.validate(&body).map_err(not_valid)?;
+                    self.allocations = function.into_allocations();
+                }
+                ValidPayload::End(_) => self.ended = true,
+                ValidPayload::Ok | ValidPayload::Parser(_) => {}
+            }
+            consumed_total += consumed;
+        }
+        self.pending.drain(..consumed_total);
+        Ok(())
+    }
+}
+
+/// Passes a module's bytes on to the parser without its custom sections, so that a large one
+/// (debug info) streams by instead of being held whole, and refuses at once a section the
+/// parser would otherwise wait for to the end of the blob: one of an unknown kind, or one that
+/// claims more bytes than the module has left.
+#[derive(Debug)]
+struct SectionFilter {
+    framing: Framing,
+    /// Bytes of the module not yet seen.
+    left_bytes: u64,
+}
+
+#[derive(Debug)]
+enum Framing {
+    /// The first 8 bytes: magic and version.
+    Preamble(Vec<u8>),
+    /// A section's id and size (LEB128, at most 5 bytes) being read.
+    Header(Vec<u8>),
+    /// Inside a section that goes to the parser.
+    Pass(u64),
+    /// Inside a custom section, dropped.
+    Skip(u64),
+    /// Not a core module, or a header that is not well formed: everything goes to the parser,
+    /// which says why.
+    Raw,
+}
+
+/// Magic and version of a WebAssembly binary.
+const PREAMBLE_BYTES: usize = 8;
+/// The version field of a core module (a component's differs).
+const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+/// A section id byte and a size of at most 5 LEB128 bytes.
+const SECTION_HEADER_BYTES_MAX: usize = 6;
+/// The highest section id of a core module (13: tags).
+const SECTION_ID_MAX: u8 = 13;
+
+impl SectionFilter {
+    fn new(size_bytes: u64) -> Self {
+        Self {
+            framing: Framing::Preamble(Vec::with_capacity(PREAMBLE_BYTES)),
+            left_bytes: size_bytes,
+        }
+    }
+
+    /// Appends what the parser must see of `chunk` to `out`.
+    fn pass(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Verdict {
+        self.left_bytes = self.left_bytes.saturating_sub(chunk.len() as u64);
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let left_after_rest = self.left_bytes + rest.len() as u64;
+            match &mut self.framing {
+                Framing::Preamble(seen) => {
+                    let take = rest.len().min(PREAMBLE_BYTES - seen.len());
+                    seen.extend_from_slice(&rest[..take]);
+                    out.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    check_magic(seen, false)?;
+                    if seen.len() == PREAMBLE_BYTES {
+                        self.framing = if seen[4..] == CORE_VERSION {
+                            Framing::Header(Vec::new())
+                        } else {
+                            Framing::Raw
+                        };
+                    }
+                }
+                Framing::Header(header) => {
+                    header.push(rest[0]);
+                    rest = &rest[1..];
+                    if let Some(next) = after_header(header, left_after_rest - 1)? {
+                        if !matches!(next, Framing::Skip(_)) {
+                            out.extend_from_slice(header);
+                        }
+                        self.framing = next;
+                    }
+                }
+                Framing::Pass(left) => {
+                    out.extend_from_slice(take_section(&mut rest, left));
+                    if *left == 0 {
+                        self.framing = Framing::Header(Vec::new());
+                    }
+                }
+                Framing::Skip(left) => {
+                    take_section(&mut rest, left);
+                    if *left == 0 {
+                        self.framing = Framing::Header(Vec::new());
+                    }
+                }
+                Framing::Raw => {
+                    out.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a module that ends where the parser cannot see it: in its preamble, a section
+    /// header or a custom section.
+    fn finish(&self) -> Verdict {
+        match &self.framing {
+            Framing::Preamble(seen) => check_magic(seen, true),
+            Framing::Header(header) if !header.is_empty() => {
+                Err(not_valid("the module ends inside a section header"))
+            }
+            Framing::Skip(_) => Err(not_valid("the module ends inside a custom section")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The bytes of `chunk` that belong to the section with `left` bytes to go; moves both on.
+fn take_section<'a>(chunk: &mut &'a [u8], left: &mut u64) -> &'a [u8] {
+    let take = chunk
+        .len()
+        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+    let (taken, rest) = chunk.split_at(take);
+    *chunk = rest;
+    *left -= take as u64;
+    taken
+}
+
+/// Refuses bytes that do not start as WebAssembly; `complete` once no more will come.
+fn check_magic(seen: &[u8], complete: bool) -> Verdict {
+    let magic = b"\0asm";
+    let common = seen.len().min(magic.len());
+    if seen[..common] != magic[..common] || (complete && seen.len() < magic.len()) {
+        return Err(
+            "not WebAssembly (it does not start with \\0asm); build it for wasm32-wasip1"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// What follows a section header read so far (`None` while it is incomplete), given the bytes
+/// of the module after the header.
+fn after_header(header: &[u8], left_bytes: u64) -> Result<Option<Framing>, String> {
+    let id = header[0];
+    if id > SECTION_ID_MAX {
+        return Err(not_valid(format!("unknown section id {id}")));
+    }
+    let Some(last) = header[1..].last() else {
+        return Ok(None);
+    };
+    if last & 0x80 != 0 {
+        return Ok((header.len() >= SECTION_HEADER_BYTES_MAX).then_some(Framing::Raw));
+    }
+    let size = header[1..]
+        .iter()
+        .enumerate()
+        .fold(0u64, |size, (index, byte)| {
+            size | (u64::from(byte & 0x7f) << (7 * index))
+        });
+    if size > u64::from(u32::MAX) {
+        return Ok(Some(Framing::Raw));
+    }
+    if size > left_bytes {
+        return Err(not_valid(format!(
+            "a section claims {size} bytes and only {left_bytes} follow"
+        )));
+    }
+    Ok(Some(match id {
+        0 => Framing::Skip(size),
+        _ => Framing::Pass(size),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verdict on `bytes` fed in chunks of `chunk_bytes`.
+    fn verdict_in_chunks(bytes: &[u8], chunk_bytes: usize) -> Verdict {
+        let chunks = bytes
+            .chunks(chunk_bytes)
+            .map(|chunk| Ok(Bytes::copy_from_slice(chunk)));
+        validate_chunks(bytes.len() as u64, chunks).unwrap()
+    }
+
+    fn whole_verdict(bytes: &[u8]) -> bool {
+        Validator::new().validate_all(bytes).is_ok()
+    }
+
+    /// A module with a function, a data segment and custom sections around them.
+    fn module_with_custom_sections() -> Vec<u8> {
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        let custom = |name: &str, payload: &[u8]| {
+            let mut contents = vec![name.len() as u8];
+            contents.extend_from_slice(name.as_bytes());
+            contents.extend_from_slice(payload);
+            let mut section = vec![0u8];
+            leb(&mut section, contents.len() as u64);
+            section.extend(contents);
+            section
+        };
+        bytes.extend(custom("first", &[7; 300]));
+        // type: () -> (); function 0 of type 0; memory of 1 page; code: one empty body.
+        bytes.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
+        bytes.extend([0x03, 0x02, 0x01, 0x00]);
+        bytes.extend([0x05, 0x03, 0x01, 0x00, 0x01]);
+        bytes.extend(custom("between", &[9; 200]));
+        bytes.extend([0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]);
+        // data: one active segment at offset 0 with 3 bytes.
+        bytes.extend([0x0b, 0x09, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x03, 1, 2, 3]);
+        bytes.extend(custom("last", b"debug"));
+        bytes
+    }
+
+    fn leb(out: &mut Vec<u8>, mut value: u64) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn a_valid_module_passes_in_chunks_of_any_size() {
+        let bytes = module_with_custom_sections();
+        assert!(whole_verdict(&bytes), "the test module is valid");
+        for chunk_bytes in [1, 2, 3, 7, 64, 4096, bytes.len()] {
+            assert_eq!(
+                verdict_in_chunks(&bytes, chunk_bytes),
+                Ok(()),
+                "{chunk_bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_judged_as_the_whole_module_validator_does() {
+        let bytes = module_with_custom_sections();
+        for end in 0..bytes.len() {
+            let cut = &bytes[..end];
+            assert_eq!(
+                verdict_in_chunks(cut, 5).is_ok(),
+                whole_verdict(cut),
+                "cut at {end}"
+            );
+        }
+        // Flipping a byte outside custom sections' payloads must be judged the same.
+        for index in 0..bytes.len() {
+            let mut broken = bytes.clone();
+            broken[index] ^= 0x55;
+            let streamed = verdict_in_chunks(&broken, 9).is_ok();
+            if streamed != whole_verdict(&broken) {
+                // Only a custom section's contents (its name included) may differ: nothing
+                // validates them.
+                assert!(streamed, "byte {index}: the streamed verdict is stricter");
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_the_bytes_are() {
+        let not_wasm = verdict_in_chunks(b"#!/bin/sh\nrm -rf /\n", 4).unwrap_err();
+        assert!(not_wasm.starts_with("not WebAssembly"), "{not_wasm}");
+        assert!(
+            verdict_in_chunks(b"", 4)
+                .unwrap_err()
+                .contains("not WebAssembly")
+        );
+        let component = verdict_in_chunks(b"\0asm\x0d\0\x01\0", 3).unwrap_err();
+        assert!(component.contains("component"), "{component}");
+        let broken = verdict_in_chunks(b"\0asm\x01\0\0\0\x01\x05", 3).unwrap_err();
+        assert!(broken.starts_with("not valid WebAssembly"), "{broken}");
+    }
+
+    #[test]
+    fn a_large_custom_section_streams_by_without_being_held() {
+        // A custom section of 64 MiB, fed in 64 KiB chunks.
+        let mut header = vec![0u8];
+        leb(&mut header, 64 << 20);
+        let mut module = StreamingModule::new(8 + header.len() as u64 + (64 << 20));
+        module.push(b"\0asm\x01\0\0\0").unwrap();
+        module.push(&header).unwrap();
+        module.push(&[0]).unwrap(); // an empty name
+        let chunk = vec![0u8; 64 << 10];
+        for _ in 0..1023 {
+            module.push(&chunk).unwrap();
+            assert!(module.pending.len() < 16, "{}", module.pending.len());
+        }
+        module.push(&chunk[..(64 << 10) - 1]).unwrap();
+        assert_eq!(module.finish(), Ok(()));
+    }
+}
