@@ -246,11 +246,13 @@ async fn apply_one(
             insert_blob(tx, hash, *size_bytes, *at_ms, *reader).await?;
             if let Some(uploader) = reader {
                 // Its uploads count against the reader's quota; results of its jobs do not.
-                sqlx::query("UPDATE blob_refs SET uploaded = 1 WHERE hash = $1 AND requester_id = $2")
-                    .bind(hash.to_hex())
-                    .bind(uploader.as_db())
-                    .execute(&mut **tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE blob_refs SET uploaded = 1 WHERE hash = $1 AND requester_id = $2",
+                )
+                .bind(hash.to_hex())
+                .bind(uploader.as_db())
+                .execute(&mut **tx)
+                .await?;
             }
         }
         Write::AddBlobReaders {
