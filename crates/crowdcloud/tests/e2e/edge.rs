@@ -1,7 +1,9 @@
-//! The coordinator's serving edge under abuse from the network: a flood of half-sent requests
-//! past the connection cap, and a flood of join exchanges from one host.
+//! The coordinator's serving edge under abuse from the network: floods of half-sent requests
+//! and stalled TLS handshakes past the connection cap, and a flood of join exchanges from one
+//! host.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,7 +11,7 @@ use tokio::net::TcpStream;
 
 use wire::{JobState, Limits};
 
-use crate::harness::{Pool, probe};
+use crate::harness::{BINARY, Pool, eventually, probe};
 use crate::trust::TlsPool;
 
 /// Half-sent requests opened at once: several times the cap the coordinator is given.
@@ -28,15 +30,11 @@ async fn half_sent_requests_are_closed_and_keep_neither_nodes_nor_uploads_out() 
 
     // Requests with no credentials that never finish their headers, as slowloris sends them.
     let address = format!("127.0.0.1:{}", pool.port);
-    let mut half_sent = Vec::with_capacity(HALF_SENT);
-    for _ in 0..HALF_SENT {
-        let mut stream = TcpStream::connect(&address).await.unwrap();
-        stream
-            .write_all(b"PUT /v1/blobs/x HTTP/1.1\r\nHost: coordinator\r\nContent-Le")
-            .await
-            .unwrap();
-        half_sent.push(stream);
-    }
+    let half_sent = open_half_sent(
+        &address,
+        b"PUT /v1/blobs/x HTTP/1.1\r\nHost: coordinator\r\nContent-Le",
+    )
+    .await;
 
     // With all of them open, a requester uploads and submits, and the node leases, heartbeats
     // and reports.
@@ -47,16 +45,78 @@ async fn half_sent_requests_are_closed_and_keep_neither_nodes_nor_uploads_out() 
     let status = pool.finish(job, Duration::from_secs(60)).await;
     assert_eq!(status.state, JobState::Completed, "{status:?}");
 
-    // Every half-sent request is closed by the coordinator, none left hanging.
+    assert_all_closed(half_sent).await;
+}
+
+/// [`HALF_SENT`] connections to `address` that each send `bytes` and nothing more.
+async fn open_half_sent(address: &str, bytes: &[u8]) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(HALF_SENT);
+    for _ in 0..HALF_SENT {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        streams.push(stream);
+    }
+    streams
+}
+
+/// Every stream is closed by the coordinator, none left hanging.
+async fn assert_all_closed(streams: Vec<TcpStream>) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (index, mut stream) in half_sent.into_iter().enumerate() {
+    for (index, mut stream) in streams.into_iter().enumerate() {
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout_at(deadline.into(), stream.read(&mut byte)).await;
         assert!(
             matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-            "half-sent request {index} is still open: {read:?}"
+            "connection {index} is still open: {read:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_tls_handshakes_are_closed_and_do_not_keep_the_owner_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("coordinator.log")).unwrap();
+    let _coordinator = tokio::process::Command::new(BINARY)
+        .args(["coordinator", "--listen", "127.0.0.1:0", "--tls"])
+        .args(["--connections-max", "32", "--header-timeout-ms", "1000"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let announced = dir.path().join("coordinator.json");
+    let announced = &announced;
+    let (url, fingerprint) = eventually(
+        "the TLS coordinator",
+        Duration::from_secs(30),
+        || async move {
+            let value: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(announced).ok()?).ok()?;
+            Some((
+                value["url"].as_str()?.to_owned(),
+                value["fingerprint"]
+                    .as_str()?
+                    .parse::<wire::Fingerprint>()
+                    .ok()?,
+            ))
+        },
+    )
+    .await;
+    let owner_token = std::fs::read_to_string(dir.path().join("owner.token")).unwrap();
+    let owner =
+        client::Client::pinned(&url, Some(owner_token.trim().to_owned()), fingerprint).unwrap();
+
+    // Handshakes that stop a few bytes into the client's hello.
+    let stalled = open_half_sent(url.trim_start_matches("https://"), &[0x16, 0x03, 0x01]).await;
+    let tokens = owner
+        .tokens()
+        .await
+        .expect("the owner gets in past the stalled handshakes");
+    assert!(!tokens.tokens.is_empty());
+    assert_all_closed(stalled).await;
 }
 
 /// A client that starts join exchanges from `127.0.0.2`, another host as far as the coordinator
