@@ -81,10 +81,17 @@ struct Limits {
 
 impl Limits {
     fn resolve(limits: &ConnectionLimits) -> Self {
+        // Raised whatever the cap: blob files and the store need descriptors too.
+        let open_files_max = raise_open_files_limit();
         let connections_max = limits
             .connections_max
-            .unwrap_or_else(|| connections_max_for(raise_open_files_limit()))
+            .unwrap_or_else(|| connections_max_for(open_files_max))
             .max(1);
+        tracing::info!(
+            connections_max,
+            open_files_max = open_files_max.unwrap_or(u64::MAX),
+            "accepting connections"
+        );
         Self {
             connections_max,
             header_timeout: Duration::from_millis(limits.header_timeout_ms.max(1)),
@@ -324,7 +331,6 @@ pub(crate) async fn serve(
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = Limits::resolve(limits);
-    tracing::info!(connections_max = limits.connections_max, "serving");
     let registry = Registry::new(limits);
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
