@@ -224,8 +224,12 @@ impl PoolState {
                 self.open_jobs.insert(row.id);
             }
             let charge = self.held.charge_for(row.requester_id);
-            self.jobs
-                .insert(row.id, new_job(&row, tasks, job_counts, charge));
+            let mut job = new_job(&row, tasks, job_counts, charge);
+            if job.state.is_terminal() {
+                // As when it ended in this process: only its counts and name stay.
+                job.release_ended();
+            }
+            self.jobs.insert(row.id, job);
         }
     }
 
