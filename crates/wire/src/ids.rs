@@ -74,7 +74,11 @@ macro_rules! prefixed_id {
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                string_schema(concat!($what, ": \"", $prefix, "\" followed by 16 hex digits"))
+                string_schema(
+                    concat!($what, ": \"", $prefix, "\" followed by 16 hex digits"),
+                    // Written out in lowercase; parsing takes either case.
+                    concat!("^", $prefix, "[0-9a-fA-F]{16}$"),
+                )
             }
         }
 
@@ -99,10 +103,16 @@ prefixed_id!(
     RequesterId, "r-", "requester id"
 );
 
-fn string_schema(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+/// A string schema with the pattern its parser enforces, so clients (and contract tests) know
+/// what is accepted before they send it.
+fn string_schema(
+    description: &str,
+    pattern: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .description(Some(description))
+        .pattern(Some(pattern))
         .into()
 }
 
@@ -173,7 +183,10 @@ impl<'de> Deserialize<'de> for BlobHash {
 
 impl utoipa::PartialSchema for BlobHash {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        string_schema("blob hash: 64 lowercase hex digits of the BLAKE3 hash of the bytes")
+        string_schema(
+            "blob hash: 64 lowercase hex digits of the BLAKE3 hash of the bytes",
+            "^[0-9a-f]{64}$",
+        )
     }
 }
 

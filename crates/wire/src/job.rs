@@ -14,7 +14,12 @@ use crate::limits::default;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSubmission {
-    /// A name for people; need not be unique.
+    /// A name for people; need not be unique. 1 to 200 bytes, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// The WASI preview 1 command module every task runs.
     pub module: BlobHash,
@@ -23,6 +28,7 @@ pub struct JobSubmission {
     pub env: BTreeMap<String, String>,
     /// Read-only data shared by all tasks, mounted at guest paths the job names.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub mounts: Vec<Mount>,
     #[serde(default)]
     pub requirements: Requirements,
@@ -31,10 +37,12 @@ pub struct JobSubmission {
     /// Attempts per task, the first included: a task whose node vanishes runs again elsewhere
     /// until this many attempts were made.
     #[serde(default = "default_max_attempts")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// Run every task deterministically: the same output bytes and fuel on any node.
     #[serde(default)]
     pub deterministic: Option<Deterministic>,
+    #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -117,21 +125,28 @@ pub struct Requirements {
 pub struct Limits {
     /// Linear memory of the instance.
     #[serde(default = "d_memory")]
+    #[schema(minimum = 65536, maximum = 4_294_967_296_u64)]
     pub memory_bytes_max: u64,
     /// Deterministic CPU metering: roughly one unit per WebAssembly instruction.
     #[serde(default = "d_fuel")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_u64)]
     pub fuel_max: u64,
     /// Wall-clock time an attempt may run.
     #[serde(default = "d_deadline")]
+    #[schema(minimum = 1, maximum = 604800000)]
     pub deadline_ms: u64,
     /// All files written under `/output` together.
     #[serde(default = "d_output")]
+    #[schema(minimum = 1, maximum = 1073741824)]
     pub output_bytes_max: u64,
     #[serde(default = "d_output_files")]
+    #[schema(minimum = 1, maximum = 100000)]
     pub output_files_max: u32,
     #[serde(default = "d_stdout")]
+    #[schema(minimum = 1, maximum = 268435456)]
     pub stdout_bytes_max: u64,
     #[serde(default = "d_stderr")]
+    #[schema(minimum = 1, maximum = 67108864)]
     pub stderr_bytes_max: u64,
 }
 
@@ -183,4 +198,45 @@ pub struct JobSubmitted {
 pub struct BlobRef {
     pub hash: BlobHash,
     pub size_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    use super::*;
+    use crate::limits::{self, ceiling};
+
+    fn schema_of<T: PartialSchema>() -> serde_json::Value {
+        serde_json::to_value(T::schema()).unwrap()
+    }
+
+    /// The bounds in the OpenAPI document are literals (the derive takes no paths); they must say
+    /// what `validate` enforces.
+    #[test]
+    fn the_documented_bounds_are_the_limits() {
+        let job = schema_of::<JobSubmission>();
+        let field = |name: &str| job["properties"][name].clone();
+        assert_eq!(field("name")["maxLength"], limits::JOB_NAME_BYTES_MAX);
+        assert_eq!(field("max_attempts")["maximum"], limits::ATTEMPTS_MAX);
+        assert_eq!(field("tasks")["maxItems"], limits::TASKS_PER_JOB_MAX);
+        assert_eq!(field("mounts")["maxItems"], limits::MOUNTS_PER_JOB_MAX);
+        let job_limits = schema_of::<Limits>();
+        for (name, max) in [
+            ("memory_bytes_max", ceiling::MEMORY_BYTES_MAX),
+            ("fuel_max", ceiling::FUEL_MAX),
+            ("deadline_ms", ceiling::DEADLINE_MS),
+            ("output_bytes_max", ceiling::OUTPUT_BYTES_MAX),
+            ("output_files_max", limits::OUTPUT_FILES_MAX.into()),
+            ("stdout_bytes_max", ceiling::STDOUT_BYTES_MAX),
+            ("stderr_bytes_max", ceiling::STDERR_BYTES_MAX),
+        ] {
+            assert_eq!(job_limits["properties"][name]["maximum"], max, "{name}");
+        }
+        let token = schema_of::<crate::tokens::TokenCreateRequest>();
+        assert_eq!(
+            token["properties"]["name"]["maxLength"],
+            limits::DEVICE_NAME_BYTES_MAX
+        );
+    }
 }

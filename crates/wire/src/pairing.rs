@@ -33,9 +33,15 @@ pub struct JoinCodeIssued {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinStartRequest {
-    /// A name for people: the joining device's host name.
+    /// A name for people: the joining device's host name; 1 to 128 bytes of printable text.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub device_name: String,
     /// The joiner's SPAKE2 message, hex.
+    #[schema(pattern = r"^([0-9a-fA-F]{2}){0,64}$")]
     pub message: String,
 }
 
@@ -55,8 +61,10 @@ pub struct JoinStartResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinFinishRequest {
+    #[schema(max_length = 64)]
     pub session: String,
     /// HMAC by the joiner's confirmation key over the transcript, hex.
+    #[schema(pattern = r"^([0-9a-fA-F]{2}){0,64}$")]
     pub confirmation: String,
 }
 

@@ -23,12 +23,14 @@ pub(super) fn blob_failure(error: BlobError) -> Failure {
 }
 
 #[utoipa::path(put, path = "/v1/blobs/{hash}", tag = "blobs",
-    params(("hash" = String, Path, description = "BLAKE3 hash of the bytes, 64 hex digits")),
+    params(("hash" = BlobHash, Path, description = "BLAKE3 hash of the bytes, 64 lowercase hex digits")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "stored; the uploader may read it and name it in jobs"),
-        (status = 400, body = ApiError, description = "the bytes do not hash to the name"),
-        (status = 413, body = ApiError),
+        (status = 400, body = ApiError, description = "the hash is malformed, or the bytes do not hash to it"),
+        (status = 401, body = ApiError, description = "no valid API or node token"),
+        (status = 403, body = ApiError, description = "a node holding no attempt may not upload"),
+        (status = 413, body = ApiError, description = "the blob is larger than the caller may upload"),
     ),
     security(("requester" = []), ("node" = [])))]
 pub(crate) async fn put(
@@ -88,8 +90,13 @@ pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 #[utoipa::path(head, path = "/v1/blobs/{hash}", tag = "blobs",
-    params(("hash" = String, Path, description = "BLAKE3 hash")),
-    responses((status = 200, description = "stored and readable by the caller; no need to upload"), (status = 404)),
+    params(("hash" = BlobHash, Path, description = "BLAKE3 hash of the bytes, 64 lowercase hex digits")),
+    responses(
+        (status = 200, description = "stored and readable by the caller; no need to upload"),
+        (status = 400, description = "the hash is malformed"),
+        (status = 401, description = "no valid API token"),
+        (status = 404, description = "not stored, or not readable by the caller: upload it"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn head(
     State(shared): State<AppState>,
@@ -112,8 +119,13 @@ pub(crate) async fn head(
 }
 
 #[utoipa::path(get, path = "/v1/blobs/{hash}", tag = "blobs",
-    params(("hash" = String, Path, description = "BLAKE3 hash")),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ApiError)),
+    params(("hash" = BlobHash, Path, description = "BLAKE3 hash of the bytes, 64 lowercase hex digits")),
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = ApiError, description = "the hash is malformed"),
+        (status = 401, body = ApiError, description = "no valid API or node token"),
+        (status = 404, body = ApiError, description = "no blob with this hash that the caller may read"),
+    ),
     security(("requester" = []), ("node" = [])))]
 pub(crate) async fn get(
     State(shared): State<AppState>,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
@@ -12,7 +12,7 @@ use wire::{
     RequesterId, TaskPage, WhyResponse,
 };
 
-use super::{ApiResult, AppState, Body, Failure, Requester, parse_path};
+use super::{ApiResult, AppState, Body, Failure, Query, Requester, parse_path};
 use crate::pool::{Held, NewJob};
 
 /// Longest a `wait` request holds.
@@ -24,7 +24,11 @@ const TASK_PAGE_MAX: u32 = 1000;
     request_body = JobSubmission,
     responses(
         (status = 201, body = JobSubmitted, description = "the job is stored and its tasks are queued"),
-        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError),
+        (status = 400, body = ApiError, description = "the submission breaks a rule, names a blob not uploaded, or its module is not a WASI preview 1 module"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 413, body = ApiError, description = "the body is larger than a submission may be"),
+        (status = 429, body = ApiError, description = "the pool or the requester has as many unfinished tasks as it takes"),
+        (status = 503, body = ApiError, description = "the coordinator is catching up with its writes; retry"),
     ),
     security(("requester" = [])))]
 pub(crate) async fn submit(
@@ -102,13 +106,18 @@ async fn check_module(shared: &AppState, module: BlobHash) -> ApiResult<()> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// How many jobs, newest first (default 100).
     limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = JobList), (status = 401, body = ApiError)),
+    responses(
+        (status = 200, body = JobList),
+        (status = 400, body = ApiError, description = "a query parameter is not valid"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn list(
     State(shared): State<AppState>,
@@ -123,8 +132,13 @@ pub(crate) async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{job}", tag = "jobs",
-    params(("job" = String, Path, description = "job id")),
-    responses((status = 200, body = JobStatus), (status = 404, body = ApiError)),
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = JobStatus),
+        (status = 400, body = ApiError, description = "the job id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn status(
     State(shared): State<AppState>,
@@ -148,18 +162,26 @@ async fn durable_status(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WaitQuery {
     /// Answer once the job's version is past this.
     after: Option<u64>,
     /// `ended`: answer only once the job has ended (or at the timeout), whatever its version.
+    #[param(pattern = "^ended$")]
     until: Option<String>,
     /// Answer after this long at the latest (at most 60000).
+    #[param(maximum = 60000)]
     timeout_ms: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{job}/wait", tag = "jobs",
-    params(("job" = String, Path, description = "job id"), WaitQuery),
-    responses((status = 200, body = JobStatus, description = "the job after it changed, or as it is at the timeout")),
+    params(("job" = JobId, Path, description = "job id (j-…)"), WaitQuery),
+    responses(
+        (status = 200, body = JobStatus, description = "the job after it changed, or as it is at the timeout"),
+        (status = 400, body = ApiError, description = "the job id or a query parameter is not valid"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn wait(
     State(shared): State<AppState>,
@@ -207,6 +229,7 @@ pub(crate) async fn wait(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// The first task index (default 0).
     offset: Option<u32>,
@@ -215,8 +238,13 @@ pub(crate) struct PageQuery {
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{job}/tasks", tag = "jobs",
-    params(("job" = String, Path, description = "job id"), PageQuery),
-    responses((status = 200, body = TaskPage), (status = 404, body = ApiError)),
+    params(("job" = JobId, Path, description = "job id (j-…)"), PageQuery),
+    responses(
+        (status = 200, body = TaskPage),
+        (status = 400, body = ApiError, description = "the job id or a query parameter is not valid"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn tasks(
     State(shared): State<AppState>,
@@ -236,8 +264,13 @@ pub(crate) async fn tasks(
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{job}/why", tag = "jobs",
-    params(("job" = String, Path, description = "job id")),
-    responses((status = 200, body = WhyResponse), (status = 404, body = ApiError)),
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = WhyResponse),
+        (status = 400, body = ApiError, description = "the job id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn why(
     State(shared): State<AppState>,
@@ -251,8 +284,14 @@ pub(crate) async fn why(
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{job}/cancel", tag = "jobs",
-    params(("job" = String, Path, description = "job id")),
-    responses((status = 200, body = JobStatus), (status = 404, body = ApiError), (status = 409, body = ApiError)),
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = JobStatus),
+        (status = 400, body = ApiError, description = "the job id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+        (status = 409, body = ApiError, description = "the job has already ended"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn cancel(
     State(shared): State<AppState>,

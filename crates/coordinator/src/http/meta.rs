@@ -9,15 +9,15 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use utoipa::OpenApi;
 
-use wire::HealthResponse;
+use wire::{ApiError, HealthResponse};
 
-use super::AppState;
+use super::{AppState, Requester};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "crowdcloud", description = "A cloud made of idle computers: the coordinator's API."),
     paths(
-        health,
+        health, metrics,
         super::jobs::submit, super::jobs::list, super::jobs::status, super::jobs::wait,
         super::jobs::tasks, super::jobs::why, super::jobs::cancel,
         super::nodes::register, super::nodes::lease, super::nodes::heartbeat,
@@ -70,8 +70,20 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi_document())
 }
 
-/// Gauges of the pool in the Prometheus text format.
-pub(crate) async fn metrics(State(shared): State<AppState>) -> impl IntoResponse {
+/// Gauges of the pool in the Prometheus text format. They tell how busy the pool is, so they
+/// take an API token like the node list does; a scraper gets a token of its own
+/// (`crowdcloud tokens create`) and sends it as a bearer token.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, content_type = "text/plain; version=0.0.4", body = String,
+            description = "gauges in the Prometheus text exposition format"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn metrics(
+    State(shared): State<AppState>,
+    _requester: Requester,
+) -> impl IntoResponse {
     let (nodes_online, tasks_pending, attempts_live) = shared.read(|state, now_ms| {
         (
             state.nodes_online(now_ms),
@@ -113,4 +125,83 @@ pub(crate) async fn metrics(State(shared): State<AppState>) -> impl IntoResponse
 
 pub(crate) async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::to_value(super::openapi_document()).unwrap()
+    }
+
+    fn parameter<'a>(document: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} has parameters"))
+            .iter()
+            .find(|parameter| parameter["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has the parameter {name}"))
+    }
+
+    #[test]
+    fn query_parameters_are_optional_and_in_the_query() {
+        let document = document();
+        for (path, names) in [
+            ("/v1/jobs", &["limit"][..]),
+            ("/v1/jobs/{job}/wait", &["after", "until", "timeout_ms"][..]),
+            ("/v1/jobs/{job}/tasks", &["offset", "limit"][..]),
+        ] {
+            for name in names {
+                let parameter = parameter(&document, path, "get", name);
+                assert_eq!(parameter["in"], "query", "{path} {name}");
+                assert_ne!(parameter["required"], true, "{path} {name}");
+            }
+        }
+    }
+
+    /// The pattern of a parameter's schema, through its reference to the components.
+    fn pattern<'a>(document: &'a Value, parameter: &'a Value) -> &'a str {
+        let schema = &parameter["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.rsplit('/').next().unwrap();
+                &document["components"]["schemas"][name]
+            }
+            None => schema,
+        };
+        schema["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{parameter} has a pattern"))
+    }
+
+    #[test]
+    fn ids_and_hashes_carry_their_patterns() {
+        let document = document();
+        let job = parameter(&document, "/v1/jobs/{job}", "get", "job");
+        assert_eq!(job["in"], "path");
+        assert_eq!(pattern(&document, job), "^j-[0-9a-fA-F]{16}$");
+        let hash = parameter(&document, "/v1/blobs/{hash}", "put", "hash");
+        assert_eq!(pattern(&document, hash), "^[0-9a-f]{64}$");
+        let node = parameter(&document, "/v1/nodes/{node}/remove", "post", "node");
+        assert_eq!(pattern(&document, node), "^n-[0-9a-fA-F]{16}$");
+    }
+
+    #[test]
+    fn metrics_are_documented_and_take_a_token() {
+        let document = document();
+        let metrics = &document["paths"]["/metrics"]["get"];
+        assert!(metrics["security"].to_string().contains("requester"));
+        assert!(metrics["responses"].get("401").is_some());
+    }
+
+    #[test]
+    fn refusals_are_documented_with_the_error_body() {
+        let document = document();
+        let submit = &document["paths"]["/v1/jobs"]["post"]["responses"];
+        for status in ["400", "401", "413", "429"] {
+            let body = submit[status].to_string();
+            assert!(body.contains("ApiError"), "{status}: {body}");
+        }
+    }
 }

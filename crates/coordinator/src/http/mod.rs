@@ -62,7 +62,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/nodes/{node}/remove", post(nodes::remove))
         .route("/v1/nodes/jobs/{job}/runtime", get(nodes::job_runtime))
         .route("/v1/tokens", get(trust::list).post(trust::create))
-        .route("/v1/tokens/{token}/revoke", post(trust::revoke))
+        .route("/v1/tokens/{id}/revoke", post(trust::revoke))
         .route("/v1/join/codes", post(trust::new_code))
         .route("/v1/join/start", post(trust::start))
         .route("/v1/join/finish", post(trust::finish))
@@ -171,6 +171,28 @@ fn json_rejection(rejection: JsonRejection) -> Failure {
             Failure::bad_request("send the body as JSON with `content-type: application/json`")
         }
         _ => Failure::bad_request(format!("the body is not a valid request: {detail}")),
+    }
+}
+
+/// Query parameters whose rejections (a value of the wrong type) are [`ApiError`]s like every
+/// other refusal, rather than axum's plain-text answer.
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(Failure::bad_request(format!(
+                "the query string is not valid: {}; see /v1/openapi.json for the parameters",
+                rejection.body_text()
+            ))),
+        }
     }
 }
 

@@ -29,7 +29,14 @@ const BLOB_CHECKS_IN_FLIGHT: usize = 16;
 
 #[utoipa::path(post, path = "/v1/nodes/register", tag = "nodes",
     request_body = RegisterRequest,
-    responses((status = 200, body = RegisterResponse), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+    responses(
+        (status = 200, body = RegisterResponse),
+        (status = 400, body = ApiError, description = "the body is not valid, the signature does not verify, or the node's clock is far off"),
+        (status = 401, body = ApiError, description = "the join token is not valid for this pool"),
+        (status = 403, body = ApiError, description = "the owner removed this node"),
+        (status = 409, body = ApiError, description = "the node's identity is online from another process"),
+        (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts"),
+    ))]
 pub(crate) async fn register(
     State(shared): State<AppState>,
     Body(request): Body<RegisterRequest>,
@@ -133,7 +140,10 @@ impl Drop for ParkedRequest {
 
 #[utoipa::path(post, path = "/v1/nodes/lease", tag = "nodes",
     request_body = LeaseRequest,
-    responses((status = 200, body = LeaseResponse, description = "attempts granted now, or none when the wait ran out")),
+    responses(
+        (status = 200, body = LeaseResponse, description = "attempts granted now, or none when the wait ran out"),
+        (status = 400, body = ApiError, description = "the body is not a valid request"), (status = 401, body = ApiError, description = "no valid node token"), (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts"),
+    ),
     security(("node" = [])))]
 pub(crate) async fn lease(
     State(shared): State<AppState>,
@@ -176,7 +186,7 @@ pub(crate) async fn lease(
 
 #[utoipa::path(post, path = "/v1/nodes/heartbeat", tag = "nodes",
     request_body = HeartbeatRequest,
-    responses((status = 200, body = HeartbeatResponse)),
+    responses((status = 200, body = HeartbeatResponse), (status = 400, body = ApiError, description = "the body is not a valid request"), (status = 401, body = ApiError, description = "no valid node token"), (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts")),
     security(("node" = [])))]
 pub(crate) async fn heartbeat(
     State(shared): State<AppState>,
@@ -192,7 +202,10 @@ pub(crate) async fn heartbeat(
 
 #[utoipa::path(post, path = "/v1/nodes/report", tag = "nodes",
     request_body = ReportRequest,
-    responses((status = 200, body = ReportResponse, description = "per report: taken, or refused and why")),
+    responses(
+        (status = 200, body = ReportResponse, description = "per report: taken, or refused and why"),
+        (status = 400, body = ApiError, description = "the body is not a valid request"), (status = 401, body = ApiError, description = "no valid node token"), (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts"),
+    ),
     security(("node" = [])))]
 pub(crate) async fn report(
     State(shared): State<AppState>,
@@ -237,7 +250,7 @@ async fn stored_blobs(shared: &Shared, request: &ReportRequest) -> ApiResult<Has
 
 #[utoipa::path(post, path = "/v1/nodes/release", tag = "nodes",
     request_body = ReleaseRequest,
-    responses((status = 200, body = ReleaseResponse)),
+    responses((status = 200, body = ReleaseResponse), (status = 400, body = ApiError, description = "the body is not a valid request"), (status = 401, body = ApiError, description = "no valid node token"), (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts")),
     security(("node" = [])))]
 pub(crate) async fn release(
     State(shared): State<AppState>,
@@ -255,8 +268,13 @@ pub(crate) async fn release(
 }
 
 #[utoipa::path(get, path = "/v1/nodes/jobs/{job}/runtime", tag = "nodes",
-    params(("job" = String, Path, description = "job id")),
-    responses((status = 200, body = JobRuntime), (status = 404, body = ApiError)),
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = JobRuntime),
+        (status = 400, body = ApiError, description = "the job id is malformed"),
+        (status = 401, body = ApiError, description = "no valid node token"),
+        (status = 404, body = ApiError, description = "this node holds no attempt of the job"),
+    ),
     security(("node" = [])))]
 pub(crate) async fn job_runtime(
     State(shared): State<AppState>,
@@ -276,8 +294,14 @@ pub(crate) async fn job_runtime(
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/remove", tag = "nodes",
-    params(("node" = String, Path, description = "node id (n-…)")),
-    responses((status = 200, body = NodeRemoved), (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    params(("node" = NodeId, Path, description = "node id (n-…)")),
+    responses(
+        (status = 200, body = NodeRemoved),
+        (status = 400, body = ApiError, description = "the node id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 403, body = ApiError, description = "only the pool owner may remove nodes"),
+        (status = 404, body = ApiError, description = "no such node"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn remove(
     State(shared): State<AppState>,
@@ -297,7 +321,10 @@ pub(crate) async fn remove(
 }
 
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
-    responses((status = 200, body = NodeList)),
+    responses(
+        (status = 200, body = NodeList),
+        (status = 401, body = ApiError, description = "no valid API token"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn list(State(shared): State<AppState>, _requester: Requester) -> Json<NodeList> {
     Json(NodeList {

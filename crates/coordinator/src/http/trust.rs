@@ -107,7 +107,7 @@ async fn stored_tokens(shared: &AppState) -> ApiResult<Vec<store::TokenRow>> {
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
-    responses((status = 200, body = TokenList), (status = 403, body = ApiError)),
+    responses((status = 200, body = TokenList), (status = 401, body = ApiError, description = "no valid API token"), (status = 403, body = ApiError, description = "only the pool owner may do this")),
     security(("requester" = [])))]
 pub(crate) async fn list(
     State(shared): State<AppState>,
@@ -121,7 +121,13 @@ pub(crate) async fn list(
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
     request_body = TokenCreateRequest,
-    responses((status = 200, body = TokenCreated), (status = 400, body = ApiError), (status = 403, body = ApiError)),
+    responses(
+        (status = 200, body = TokenCreated),
+        (status = 400, body = ApiError, description = "the body is not valid, or the name is empty, too long or `owner`"),
+        (status = 401, body = ApiError, description = "no valid API token"), (status = 403, body = ApiError, description = "only the pool owner may do this"),
+        (status = 409, body = ApiError, description = "the pool has as many live tokens as it keeps"),
+        (status = 413, body = ApiError, description = "the body is larger than this route accepts"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn create(
     State(shared): State<AppState>,
@@ -186,9 +192,15 @@ async fn mint(
     Ok((token, hash))
 }
 
-#[utoipa::path(post, path = "/v1/tokens/{token}/revoke", tag = "tokens",
-    params(("token" = String, Path, description = "the token's id (16 hex digits) or its name, if no other live token has it")),
-    responses((status = 200, body = TokenInfo), (status = 404, body = ApiError), (status = 409, body = ApiError)),
+#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens",
+    // Named `id`, not `token`: it is never the secret, which must not travel in a URL.
+    params(("id" = String, Path, description = "the token's id (16 hex digits) or its name, if no other live token has it")),
+    responses(
+        (status = 200, body = TokenInfo),
+        (status = 401, body = ApiError, description = "no valid API token"), (status = 403, body = ApiError, description = "only the pool owner may do this"),
+        (status = 404, body = ApiError, description = "no token has this id, and no live token this name"),
+        (status = 409, body = ApiError, description = "the token is already revoked, is the caller's own, or its name is not unique"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn revoke(
     State(shared): State<AppState>,
@@ -251,7 +263,13 @@ pub(crate) async fn revoke(
 
 #[utoipa::path(post, path = "/v1/join/codes", tag = "join",
     request_body = JoinCodeRequest,
-    responses((status = 200, body = JoinCodeIssued), (status = 403, body = ApiError)),
+    responses(
+        (status = 200, body = JoinCodeIssued),
+        (status = 400, body = ApiError, description = "the body is not a valid request"),
+        (status = 401, body = ApiError, description = "no valid API token"), (status = 403, body = ApiError, description = "only the pool owner may do this"),
+        (status = 409, body = ApiError, description = "the coordinator serves plain HTTP; joining needs TLS"),
+        (status = 413, body = ApiError, description = "the body is larger than this route accepts"),
+    ),
     security(("requester" = [])))]
 pub(crate) async fn new_code(
     State(shared): State<AppState>,
@@ -299,7 +317,14 @@ fn hex_field(text: &str, what: &str, max: usize) -> ApiResult<Vec<u8>> {
 
 #[utoipa::path(post, path = "/v1/join/start", tag = "join",
     request_body = JoinStartRequest,
-    responses((status = 200, body = JoinStartResponse), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
+    responses(
+        (status = 200, body = JoinStartResponse),
+        (status = 400, body = ApiError, description = "the body is not valid: device name or message"),
+        (status = 401, body = ApiError, description = "no join code is live"),
+        (status = 409, body = ApiError, description = "the coordinator serves plain HTTP; joining needs TLS"),
+        (status = 413, body = ApiError, description = "the body is larger than this route accepts"),
+        (status = 503, body = ApiError, description = "too many exchanges at once, or starts too close together; retry shortly"),
+    ))]
 pub(crate) async fn start(
     State(shared): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -327,7 +352,13 @@ pub(crate) async fn start(
 
 #[utoipa::path(post, path = "/v1/join/finish", tag = "join",
     request_body = JoinFinishRequest,
-    responses((status = 200, body = JoinFinishResponse), (status = 401, body = ApiError)))]
+    responses(
+        (status = 200, body = JoinFinishResponse),
+        (status = 400, body = ApiError, description = "the body is not valid: session or confirmation"),
+        (status = 401, body = ApiError, description = "the exchange is unknown, or the joiner did not prove the code"),
+        (status = 409, body = ApiError, description = "the pool already has as many live tokens as it keeps"),
+        (status = 413, body = ApiError, description = "the body is larger than this route accepts"),
+    ))]
 pub(crate) async fn finish(
     State(shared): State<AppState>,
     Body(request): Body<JoinFinishRequest>,

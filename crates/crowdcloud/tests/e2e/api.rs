@@ -32,8 +32,21 @@ async fn the_openapi_document_metrics_and_dashboard_are_served() {
             .get("JobSubmission")
             .is_some()
     );
+    assert!(
+        openapi["paths"].get("/metrics").is_some(),
+        "/metrics is documented"
+    );
+    // The gauges tell how busy the pool is: they take an API token, as a Prometheus scraper
+    // sends one.
+    let anonymous = http
+        .get(format!("{}/metrics", pool.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     let metrics = http
         .get(format!("{}/metrics", pool.url))
+        .bearer_auth(&pool.owner_token)
         .send()
         .await
         .unwrap()
