@@ -383,7 +383,10 @@ impl Agent {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
-                Err(error) if error.is_transient() => {
+                // The pool may ask a join token's nodes to register more slowly.
+                Err(error)
+                    if error.is_transient() || error.code() == Some(ErrorCode::TooManyRequests) =>
+                {
                     tracing::warn!(%error, "cannot register yet; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -426,26 +429,15 @@ impl Agent {
             .max(1)
     }
 
-    /// Registers; gives the pool's name.
+    /// Registers with a fresh challenge's nonce; gives the pool's name.
     async fn try_register(&self) -> Result<String, ClientError> {
         let slots = self.registered_slots();
-        let public_key = self.identity.public_key_hex();
-        let issued_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| since.as_millis() as u64)
-            .unwrap_or(0);
-        let message = wire::auth::registration_message(
-            &public_key,
-            issued_at_ms,
-            &self.config.join_token,
-            &self.config.name,
-            slots,
-        );
-        let request = RegisterRequest {
+        let challenge = self.anonymous.challenge(&self.config.join_token).await?;
+        let mut request = RegisterRequest {
             join_token: self.config.join_token.clone(),
-            signature: self.identity.sign_hex(&message),
-            public_key,
-            issued_at_ms,
+            public_key: self.identity.public_key_hex(),
+            signature: String::new(),
+            nonce: challenge.nonce,
             name: self.config.name.clone(),
             capabilities: {
                 let lent = self.lent_now();
@@ -456,6 +448,10 @@ impl Agent {
             slots,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
+        // The signature covers every other field, so it is made last.
+        request.signature = self
+            .identity
+            .sign_hex(&wire::auth::registration_message(&request));
         let response = self.anonymous.register(&request).await?;
         debug_assert_eq!(response.node_id, self.identity.node_id());
         let mut session = self.session.write();

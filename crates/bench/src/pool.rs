@@ -43,6 +43,8 @@ pub struct CoordinatorOptions {
     pub lease_ms: u64,
     /// `full` or `process`, as `crowdcloud coordinator --durability`.
     pub durability: String,
+    /// `crowdcloud coordinator --nodes-per-join-token`; the coordinator's default if `None`.
+    pub nodes_per_join_token: Option<u32>,
 }
 
 impl Default for CoordinatorOptions {
@@ -50,6 +52,7 @@ impl Default for CoordinatorOptions {
         Self {
             lease_ms: 15_000,
             durability: "full".to_owned(),
+            nodes_per_join_token: None,
         }
     }
 }
@@ -64,8 +67,12 @@ impl LocalPool {
         std::fs::create_dir_all(&data_dir).map_err(BenchError::io("the coordinator's data dir"))?;
         let log = std::fs::File::create(data_dir.join("coordinator.log"))
             .map_err(BenchError::io("the coordinator's log"))?;
-        let coordinator = Command::new(binary)
-            .arg("coordinator")
+        let mut command = Command::new(binary);
+        command.arg("coordinator");
+        if let Some(nodes) = options.nodes_per_join_token {
+            command.args(["--nodes-per-join-token", &nodes.to_string()]);
+        }
+        let coordinator = command
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])

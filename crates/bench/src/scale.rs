@@ -41,7 +41,15 @@ struct SimulatedNode {
 }
 
 pub async fn run(binary: &Path, options: &ScaleOptions) -> Result<Report, BenchError> {
-    let mut pool = LocalPool::start(binary, &CoordinatorOptions::default()).await?;
+    let largest = options.nodes.iter().copied().max().unwrap_or(0);
+    let coordinator = CoordinatorOptions {
+        // The simulated nodes all register with the pool's join token, as fast as they can:
+        // its bound, and so its rate, is set far above what they need, so the benchmark
+        // measures registration, not the limit on it.
+        nodes_per_join_token: Some(largest.saturating_mul(20).max(1_000)),
+        ..CoordinatorOptions::default()
+    };
+    let mut pool = LocalPool::start(binary, &coordinator).await?;
     pool.spawn_agent("worker-0", 4)?;
     pool.spawn_agent("worker-1", 4)?;
     let measured = measure(&pool, options).await;
@@ -141,25 +149,13 @@ async fn register(
                 seed[..4].copy_from_slice(&index.to_le_bytes());
                 seed[4] = 0x5c;
                 let key = SigningKey::from_bytes(&seed);
-                let public_key = hex::encode(key.verifying_key().to_bytes());
-                let name = format!("sim-{index}");
-                let issued_at_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|since| since.as_millis() as u64)
-                    .unwrap_or(0);
-                let message = wire::auth::registration_message(
-                    &public_key,
-                    issued_at_ms,
-                    &join_token,
-                    &name,
-                    4,
-                );
-                let request = RegisterRequest {
+                let challenge = anonymous.challenge(&join_token).await?;
+                let mut request = RegisterRequest {
                     join_token,
-                    signature: hex::encode(key.sign(&message).to_bytes()),
-                    public_key,
-                    issued_at_ms,
-                    name,
+                    public_key: hex::encode(key.verifying_key().to_bytes()),
+                    signature: String::new(),
+                    nonce: challenge.nonce,
+                    name: format!("sim-{index}"),
                     capabilities: Capabilities {
                         cores: 4,
                         memory_bytes: 8 << 30,
@@ -171,6 +167,8 @@ async fn register(
                     slots: 4,
                     agent_version: "bench".to_owned(),
                 };
+                let message = wire::auth::registration_message(&request);
+                request.signature = hex::encode(key.sign(&message).to_bytes());
                 let registered = anonymous.register(&request).await?;
                 Ok::<_, BenchError>(SimulatedNode {
                     client: anonymous.with_token(registered.node_token),

@@ -23,10 +23,11 @@ use tokio::io::AsyncWriteExt;
 
 pub use wire::Fingerprint;
 use wire::{
-    ApiError, BlobHash, ErrorCode, HealthResponse, HeartbeatRequest, HeartbeatResponse, JobId,
-    JobList, JobRuntime, JobStatus, JobSubmission, JobSubmitted, LeaseRequest, LeaseResponse,
-    NodeList, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest,
-    ReportResponse, TaskPage, TaskStatus, WhyResponse,
+    ApiError, BlobHash, ChallengeRequest, ChallengeResponse, ErrorCode, HealthResponse,
+    HeartbeatRequest, HeartbeatResponse, JobId, JobList, JobRuntime, JobStatus, JobSubmission,
+    JobSubmitted, LeaseRequest, LeaseResponse, NodeList, RegisterRequest, RegisterResponse,
+    ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse, TaskPage, TaskStatus,
+    WhyResponse,
 };
 
 use crate::pinned::Pin;
@@ -498,6 +499,15 @@ impl Client {
 
     // Node calls.
 
+    /// A nonce for one registration with `join_token`, to put in the request and sign.
+    pub async fn challenge(&self, join_token: &str) -> Result<ChallengeResponse> {
+        let request = ChallengeRequest {
+            join_token: join_token.to_owned(),
+        };
+        self.post("/v1/nodes/challenge", &request).await
+    }
+
+    /// Registers with a request signed over a nonce from [`Client::challenge`].
     pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse> {
         self.post("/v1/nodes/register", request).await
     }

@@ -94,6 +94,11 @@ pub struct CoordinatorConfig {
     /// requester: each holds its spec in memory until it ends.
     pub unfinished_tasks_max: u64,
     pub unfinished_tasks_per_requester_max: u64,
+    /// Distinct nodes one join token may bring; its registrations are rate-limited in
+    /// proportion (a tenth of it at once, a hundredth of it per second).
+    pub nodes_per_join_token_max: u32,
+    /// A node not heard from for this long, holding no attempts, is forgotten.
+    pub silent_node_purge_ms: u64,
     /// Bytes the unfinished tasks' specs and their jobs' runtimes may hold in memory, in the
     /// pool and per requester.
     pub unfinished_bytes_max: u64,
@@ -106,6 +111,13 @@ pub struct CoordinatorConfig {
 
 /// Results are kept a month unless the owner says otherwise.
 pub const KEEP_RESULTS_MS_DEFAULT: u64 = 30 * 24 * 3_600_000;
+
+/// Distinct nodes one join token may bring unless the owner says otherwise: far more than a
+/// family or a lab lends, far fewer than a flood of made-up identities.
+pub const NODES_PER_JOIN_TOKEN_MAX_DEFAULT: u32 = pool::NODES_PER_JOIN_TOKEN_MAX_DEFAULT;
+
+/// Nodes silent this long are forgotten unless the owner says otherwise.
+pub const SILENT_NODE_PURGE_MS_DEFAULT: u64 = pool::SILENT_NODE_PURGE_MS_DEFAULT;
 
 /// What unfinished work may hold in memory in all: a family server's coordinator stays within
 /// a couple of GiB.
@@ -132,6 +144,8 @@ impl CoordinatorConfig {
             keep_results_ms: KEEP_RESULTS_MS_DEFAULT,
             unfinished_tasks_max: 5_000_000,
             unfinished_tasks_per_requester_max: 2_000_000,
+            nodes_per_join_token_max: NODES_PER_JOIN_TOKEN_MAX_DEFAULT,
+            silent_node_purge_ms: SILENT_NODE_PURGE_MS_DEFAULT,
             unfinished_bytes_max: UNFINISHED_BYTES_MAX_DEFAULT,
             unfinished_bytes_per_requester_max: UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT,
             upload_quota_bytes: UPLOAD_QUOTA_BYTES_DEFAULT,

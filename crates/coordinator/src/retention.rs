@@ -1,7 +1,7 @@
 //! Retention: a pool that runs for years keeps a bounded amount of state. Jobs that ended more
 //! than `keep_results_ms` ago go, with their tasks, attempts and results; then blobs that no
 //! job uses and that nobody stored or asked for within `keep_results_ms` go from disk and from
-//! the store.
+//! the store. Nodes not heard from within `silent_node_purge_ms` go from memory and the store.
 //!
 //! Blob files are deleted before their records: a sweep stopped half-way leaves records of
 //! missing blobs, which the next sweep finds unused again and finishes, never files without
@@ -16,6 +16,8 @@ use crate::service::Shared;
 const JOBS_PER_ROUND_MAX: usize = 1_000;
 /// Blobs deleted per round.
 const BLOBS_PER_ROUND_MAX: u32 = 1_000;
+/// Silent nodes forgotten per round, and nodes whose last-heard time is written per round.
+const NODES_PER_ROUND_MAX: usize = 10_000;
 
 /// Sweeps now and then every quarter of the retention time, at least every ten minutes.
 pub(crate) async fn sweep(shared: Arc<Shared>) {
@@ -32,6 +34,24 @@ pub(crate) async fn sweep(shared: Arc<Shared>) {
     }
 }
 
+/// Forgets nodes silent for `silent_node_purge_ms`, after writing down when the others were
+/// last heard from (often enough that a restart misjudges silence by an eighth of it at most).
+async fn purge_silent_nodes(shared: &Shared) -> Result<(), String> {
+    let silent_ms = shared.config.silent_node_purge_ms;
+    let (purged, commit) = shared.mutate(|state, now_ms, _, out| {
+        state.store_heard(silent_ms / 8, NODES_PER_ROUND_MAX, out);
+        state.purge_silent_nodes(now_ms.saturating_sub(silent_ms), NODES_PER_ROUND_MAX, out)
+    });
+    shared.committed(commit).await.map_err(|e| e.to_string())?;
+    if purged > 0 {
+        tracing::info!(
+            nodes = purged,
+            "nodes silent past --purge-silent-nodes forgotten"
+        );
+    }
+    Ok(())
+}
+
 async fn sweep_once(shared: &Shared) -> Result<(), String> {
     let keep_ms = shared.config.keep_results_ms;
     let (purged, commit) = shared.mutate(|state, now_ms, _, out| {
@@ -41,6 +61,7 @@ async fn sweep_once(shared: &Shared) -> Result<(), String> {
     if purged > 0 {
         tracing::info!(jobs = purged, "ended jobs past their retention deleted");
     }
+    purge_silent_nodes(shared).await?;
 
     let _gate = shared.blob_gate.write().await;
     // Uploads and checks queued before the gate closed count as uses.

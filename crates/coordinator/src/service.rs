@@ -53,6 +53,7 @@ impl Shared {
         let image = store.load().await?;
         let now_ms = clock.now_ms();
         let mut state = PoolState::new(config.pool_name.clone(), config.lease_ms);
+        state.set_nodes_per_join_token_max(config.nodes_per_join_token_max);
         let known_tokens: HashSet<String> = image.tokens.iter().map(|t| t.hash.clone()).collect();
         let mut out = Outbox::new();
         state.restore(image, now_ms, &mut out);
@@ -216,7 +217,12 @@ async fn expire_leases(shared: Arc<Shared>) {
             () = tokio::time::sleep(shared.lease_check_every()) => {}
             _ = stopping.changed() => return,
         }
-        let (expired, commit) = shared.mutate(|state, now_ms, _, out| state.expire(now_ms, out));
+        let (expired, commit) = shared.mutate(|state, now_ms, _, out| {
+            let expired = state.expire(now_ms, out);
+            // Nodes whose lease ran out stop stretching everyone's heartbeat interval.
+            state.recount_live_nodes(now_ms);
+            expired
+        });
         if expired > 0 {
             tracing::info!(expired, "leases ran out; their tasks are queued again");
         }

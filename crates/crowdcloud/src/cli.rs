@@ -104,6 +104,14 @@ pub(crate) struct ServiceArgs {
     /// uses; then they are deleted.
     #[arg(long, default_value = "30d", value_name = "DURATION")]
     pub(crate) keep_results: String,
+    /// Distinct nodes one join token may bring. Its nodes may register a tenth of this at
+    /// once, then a hundredth of it per second.
+    #[arg(long, default_value_t = coordinator::NODES_PER_JOIN_TOKEN_MAX_DEFAULT, value_name = "COUNT")]
+    pub(crate) nodes_per_join_token: u32,
+    /// Forget nodes not heard from for this long (e.g. 7d, 12h) that hold no work; one that
+    /// comes back joins again as a new node.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub(crate) purge_silent_nodes: String,
     /// Memory one requester's unfinished jobs may hold in the coordinator (their tasks' args
     /// and inputs, env, mounts); a submission past it is refused with 429.
     #[arg(long, default_value = "256MiB", value_name = "SIZE")]

@@ -193,6 +193,7 @@ impl Store {
     async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, public_key, token_hash, name, capabilities, labels, slots, agent_version, \
+             join_token_hash, COALESCE(seen_at_ms, registered_at_ms) AS seen_at_ms, \
              registered_at_ms FROM nodes",
         )
         .fetch_all(&self.pool)
@@ -208,6 +209,8 @@ impl Store {
                     labels: json_at(row, "labels")?,
                     slots: u64_at(row, "slots")? as u32,
                     agent_version: row.try_get("agent_version")?,
+                    join_token_hash: row.try_get("join_token_hash")?,
+                    seen_at_ms: u64_at(row, "seen_at_ms")?,
                     registered_at_ms: u64_at(row, "registered_at_ms")?,
                 })
             })

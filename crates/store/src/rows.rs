@@ -44,6 +44,10 @@ pub struct NodeRow {
     pub labels: BTreeMap<String, String>,
     pub slots: u32,
     pub agent_version: String,
+    /// BLAKE3 of the join token it registered with; absent for nodes from before it was kept.
+    pub join_token_hash: Option<String>,
+    /// When the node was last heard from, as last written (at least its registration).
+    pub seen_at_ms: u64,
     pub registered_at_ms: u64,
 }
 

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upload quota",
         include_str!("../migrations/0005_upload_quota.sql"),
     ),
+    (
+        4,
+        "node admission",
+        include_str!("../migrations/0004_node_admission.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -26,10 +26,12 @@ pub enum Write {
         at_ms: u64,
     },
     UpsertNode(NodeRow),
-    /// Forgets a node the owner removed.
+    /// Forgets a node the owner removed, or one silent for a long time.
     DeleteNode {
         node_id: wire::NodeId,
     },
+    /// When nodes were last heard from.
+    SetNodesSeen(Vec<(wire::NodeId, u64)>),
     /// What a registered node lends now.
     SetNodeCapabilities {
         node_id: wire::NodeId,
@@ -227,6 +229,15 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
+        Write::SetNodesSeen(seen) => {
+            for (node_id, at_ms) in seen {
+                sqlx::query("UPDATE nodes SET seen_at_ms = $2 WHERE id = $1")
+                    .bind(node_id.as_db())
+                    .bind(db(*at_ms))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
         Write::SetNodeCapabilities {
             node_id,
             capabilities,
@@ -301,11 +312,13 @@ async fn apply_one(
 async fn upsert_node(tx: &mut Transaction<'static, Any>, row: &NodeRow) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO nodes (id, public_key, token_hash, name, capabilities, labels, slots, \
-         agent_version, registered_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         agent_version, join_token_hash, seen_at_ms, registered_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key, \
          token_hash = excluded.token_hash, name = excluded.name, \
          capabilities = excluded.capabilities, labels = excluded.labels, slots = excluded.slots, \
-         agent_version = excluded.agent_version, registered_at_ms = excluded.registered_at_ms",
+         agent_version = excluded.agent_version, join_token_hash = excluded.join_token_hash, \
+         seen_at_ms = excluded.seen_at_ms, registered_at_ms = excluded.registered_at_ms",
     )
     .bind(row.id.as_db())
     .bind(row.public_key.clone())
@@ -315,6 +328,8 @@ async fn upsert_node(tx: &mut Transaction<'static, Any>, row: &NodeRow) -> Resul
     .bind(json(&row.labels))
     .bind(i64::from(row.slots))
     .bind(row.agent_version.clone())
+    .bind(row.join_token_hash.clone())
+    .bind(db(row.seen_at_ms))
     .bind(db(row.registered_at_ms))
     .execute(&mut **tx)
     .await?;

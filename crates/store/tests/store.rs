@@ -121,6 +121,8 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
                 labels: [("region".to_owned(), "eu".to_owned())].into(),
                 slots: 2,
                 agent_version: "1".to_owned(),
+                join_token_hash: Some("jh".to_owned()),
+                seen_at_ms: 2,
                 registered_at_ms: 2,
             }),
             Write::InsertJob {
@@ -259,6 +261,53 @@ async fn blob_readers_on(url: &str) {
             .await
             .unwrap(),
         vec![BlobHash::of(b"x")]
+    );
+}
+
+#[tokio::test]
+async fn a_nodes_join_token_and_when_it_was_heard_from_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        node_admission_on(&url).await;
+    }
+}
+
+async fn node_admission_on(url: &str) {
+    let store = open(url).await;
+    let node = |id: u64, join_token_hash: Option<&str>| NodeRow {
+        id: NodeId(id),
+        public_key: format!("pk{id}"),
+        token_hash: format!("nh{id}"),
+        name: format!("box{id}"),
+        capabilities: Default::default(),
+        labels: Default::default(),
+        slots: 1,
+        agent_version: "1".to_owned(),
+        join_token_hash: join_token_hash.map(str::to_owned),
+        seen_at_ms: 5,
+        registered_at_ms: 5,
+    };
+    store
+        .write(vec![
+            Write::UpsertNode(node(1, Some("jh"))),
+            Write::UpsertNode(node(2, None)),
+            Write::UpsertNode(node(3, Some("jh"))),
+            Write::SetNodesSeen(vec![(NodeId(1), 900)]),
+            Write::DeleteNode { node_id: NodeId(3) },
+        ])
+        .await
+        .unwrap();
+    store.close().await;
+
+    let mut nodes = open(url).await.load().await.unwrap().nodes;
+    nodes.sort_by_key(|node| node.id);
+    let seen: Vec<(NodeId, Option<&str>, u64)> = nodes
+        .iter()
+        .map(|node| (node.id, node.join_token_hash.as_deref(), node.seen_at_ms))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(NodeId(1), Some("jh"), 900), (NodeId(2), None, 5)]
     );
 }
 

@@ -3,13 +3,18 @@
 //! Tokens are random and carry a kind prefix so a join token pasted where an API token belongs
 //! is recognised. The coordinator keeps only their BLAKE3 hash. A node's id is derived from its
 //! ed25519 public key, and registration is signed with that key, so a node id cannot be claimed
-//! by anyone who does not hold the key.
+//! by anyone who does not hold the key. The signature covers every field of the registration
+//! and a nonce the coordinator hands out once, so a captured registration cannot be replayed,
+//! neither as it was nor with other labels or capabilities.
+
+use std::collections::BTreeMap;
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Serialize;
 
 use crate::WireError;
 use crate::ids::NodeId;
-use crate::node::RegisterRequest;
+use crate::node::{Capabilities, RegisterRequest};
 
 /// The kinds of bearer tokens, told apart by their prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,21 +64,38 @@ pub fn node_id_of(public_key: &[u8; 32]) -> NodeId {
     NodeId(u64::from_le_bytes(first))
 }
 
-/// The exact bytes a node signs to register. Binding the join token's hash, the time and the
-/// offer means a captured registration cannot be replayed with other values or much later.
-pub fn registration_message(
-    public_key_hex: &str,
-    issued_at_ms: u64,
-    join_token: &str,
-    name: &str,
+/// What a registration signs: every field of the request but the signature, in a fixed order.
+/// The join token is signed as its hash, so the message could be logged without leaking it.
+#[derive(Serialize)]
+struct SignedRegistration<'a> {
+    nonce: &'a str,
+    join_token_hash: String,
+    public_key: &'a str,
+    name: &'a str,
+    capabilities: &'a Capabilities,
+    labels: &'a BTreeMap<String, String>,
     slots: u32,
-) -> Vec<u8> {
-    format!(
-        "crowdcloud-register-v1\npublic_key={public_key_hex}\nissued_at_ms={issued_at_ms}\n\
-         join={}\nname={name}\nslots={slots}\n",
-        token_hash(join_token)
-    )
-    .into_bytes()
+    agent_version: &'a str,
+}
+
+/// The exact bytes a node signs to register: a domain tag, then the JSON of every field of
+/// `request` except its signature. JSON quotes and escapes every string and a struct keeps its
+/// field order (labels are sorted by the map), so two different requests never give the same
+/// bytes. Signing the challenge's nonce makes each signature good for one registration.
+pub fn registration_message(request: &RegisterRequest) -> Vec<u8> {
+    let signed = SignedRegistration {
+        nonce: &request.nonce,
+        join_token_hash: token_hash(&request.join_token),
+        public_key: &request.public_key,
+        name: &request.name,
+        capabilities: &request.capabilities,
+        labels: &request.labels,
+        slots: request.slots,
+        agent_version: &request.agent_version,
+    };
+    let mut message = b"crowdcloud-register-v2\n".to_vec();
+    serde_json::to_writer(&mut message, &signed).expect("strings and numbers always serialize");
+    message
 }
 
 /// Checks that `request` is signed by the key it names; returns that key's node id.
@@ -86,15 +108,11 @@ pub fn verify_registration(request: &RegisterRequest) -> Result<NodeId, WireErro
             value: request.public_key.chars().take(80).collect(),
             expected: "a valid ed25519 public key",
         })?;
-    let message = registration_message(
-        &request.public_key,
-        request.issued_at_ms,
-        &request.join_token,
-        &request.name,
-        request.slots,
-    );
     verifying_key
-        .verify_strict(&message, &Signature::from_bytes(&signature))
+        .verify_strict(
+            &registration_message(request),
+            &Signature::from_bytes(&signature),
+        )
         .map_err(|_| WireError::BadSignature)?;
     Ok(node_id_of(&public_key))
 }
@@ -118,22 +136,27 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
 
     use super::*;
-    use crate::node::Capabilities;
 
     fn signed_request(key: &SigningKey, join_token: &str) -> RegisterRequest {
-        let public_key = hex::encode(key.verifying_key().to_bytes());
-        let message = registration_message(&public_key, 1_000, join_token, "box", 4);
-        RegisterRequest {
+        let mut request = RegisterRequest {
             join_token: join_token.to_owned(),
-            public_key,
-            signature: hex::encode(key.sign(&message).to_bytes()),
-            issued_at_ms: 1_000,
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            signature: String::new(),
+            nonce: "ab".repeat(32),
             name: "box".to_owned(),
-            capabilities: Capabilities::default(),
-            labels: Default::default(),
+            capabilities: Capabilities {
+                cores: 4,
+                memory_bytes: 8 << 30,
+                disk_free_bytes: 1 << 30,
+                arch: "x86_64".to_owned(),
+                os: "linux".to_owned(),
+            },
+            labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,
             agent_version: "test".to_owned(),
-        }
+        };
+        request.signature = hex::encode(key.sign(&registration_message(&request)).to_bytes());
+        request
     }
 
     #[test]
@@ -147,15 +170,54 @@ mod tests {
     }
 
     #[test]
-    fn a_registration_changed_after_signing_or_signed_by_another_key_is_refused() {
+    fn changing_any_signed_field_of_a_registration_breaks_its_signature() {
         let key = SigningKey::from_bytes(&[7u8; 32]);
-        let mut more_slots = signed_request(&key, "ccj_secret");
-        more_slots.slots = 64;
-        assert_eq!(
-            verify_registration(&more_slots),
-            Err(WireError::BadSignature)
-        );
+        type Change = fn(&mut RegisterRequest);
+        let changes: Vec<(&str, Change)> = vec![
+            ("join token", |r| r.join_token = "ccj_other".to_owned()),
+            ("nonce", |r| r.nonce = "cd".repeat(32)),
+            ("name", |r| r.name = "other".to_owned()),
+            ("cores", |r| r.capabilities.cores = 64),
+            ("memory", |r| r.capabilities.memory_bytes += 1),
+            ("disk", |r| r.capabilities.disk_free_bytes += 1),
+            ("arch", |r| r.capabilities.arch = "aarch64".to_owned()),
+            ("os", |r| r.capabilities.os = "macos".to_owned()),
+            ("label value", |r| {
+                r.labels.insert("region".to_owned(), "us".to_owned());
+            }),
+            ("label added", |r| {
+                r.labels.insert("gpu".to_owned(), "yes".to_owned());
+            }),
+            ("labels removed", |r| r.labels.clear()),
+            ("slots", |r| r.slots = 64),
+            ("agent version", |r| r.agent_version = "9.9.9".to_owned()),
+        ];
+        for (what, change) in changes {
+            let mut request = signed_request(&key, "ccj_secret");
+            change(&mut request);
+            assert_eq!(
+                verify_registration(&request),
+                Err(WireError::BadSignature),
+                "a changed {what} must not verify"
+            );
+        }
+    }
 
+    #[test]
+    fn fields_cannot_trade_bytes_to_keep_the_signed_message() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let mut first = signed_request(&key, "ccj_secret");
+        first.labels = BTreeMap::from([("a".to_owned(), "b=c".to_owned())]);
+        let mut second = first.clone();
+        second.labels = BTreeMap::from([("a=b".to_owned(), "c".to_owned())]);
+        second.signature = first.signature.clone();
+        assert_eq!(verify_registration(&second), Err(WireError::BadSignature));
+        assert_ne!(registration_message(&first), registration_message(&second));
+    }
+
+    #[test]
+    fn a_registration_signed_by_another_key_or_malformed_is_refused() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
         let other = SigningKey::from_bytes(&[8u8; 32]);
         let mut stolen_id = signed_request(&other, "ccj_secret");
         stolen_id.public_key = hex::encode(key.verifying_key().to_bytes());

@@ -31,10 +31,10 @@ pub use job::{
     Requirements, TaskSpec,
 };
 pub use node::{
-    AttemptGrant, AttemptReport, Capabilities, HeartbeatRequest, HeartbeatResponse, JobRuntime,
-    LeaseRequest, LeaseResponse, NodeActivity, Outcome, OutputFile, RegisterRequest,
-    RegisterResponse, ReleaseRequest, ReleaseResponse, ReportAck, ReportRequest, ReportResponse,
-    Usage,
+    AttemptGrant, AttemptReport, Capabilities, ChallengeRequest, ChallengeResponse,
+    HeartbeatRequest, HeartbeatResponse, JobRuntime, LeaseRequest, LeaseResponse, NodeActivity,
+    Outcome, OutputFile, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse,
+    ReportAck, ReportRequest, ReportResponse, Usage,
 };
 pub use status::{
     JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState, NodeView,

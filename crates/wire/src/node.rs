@@ -28,6 +28,22 @@ pub struct Capabilities {
     pub os: String,
 }
 
+/// `POST /v1/nodes/challenge`: a node about to register asks for a nonce to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    pub join_token: String,
+}
+
+/// A nonce that one registration with the same join token may sign and spend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// 64 hex digits; put it in [`RegisterRequest::nonce`].
+    pub nonce: String,
+    /// The nonce is refused after this long.
+    pub expires_in_ms: u64,
+}
+
 /// `POST /v1/nodes/register`: a node proves it holds its key and presents the pool's join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,10 +51,12 @@ pub struct RegisterRequest {
     pub join_token: String,
     /// The node's ed25519 public key, 64 hex digits.
     pub public_key: String,
-    /// ed25519 signature, 128 hex digits, of [`crate::auth::registration_message`].
+    /// ed25519 signature, 128 hex digits, of [`crate::auth::registration_message`]: every other
+    /// field of this request.
     pub signature: String,
-    /// When the node signed, in milliseconds since the Unix epoch; bounds replays.
-    pub issued_at_ms: u64,
+    /// The nonce of a fresh challenge (`POST /v1/nodes/challenge`); each is spent by one
+    /// registration, so a captured registration cannot be replayed.
+    pub nonce: String,
     /// A name for people, e.g. the host name.
     pub name: String,
     pub capabilities: Capabilities,

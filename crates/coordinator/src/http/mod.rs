@@ -39,6 +39,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .layer(DefaultBodyLimit::max(wire::limits::JSON_BODY_BYTES_MAX));
     let node_protocol = Router::new()
+        .route("/v1/nodes/challenge", post(nodes::challenge))
         .route("/v1/nodes/register", post(nodes::register))
         .route("/v1/nodes/lease", post(nodes::lease))
         .route("/v1/nodes/heartbeat", post(nodes::heartbeat))
@@ -119,9 +120,11 @@ impl From<PoolError> for Failure {
         match error {
             PoolError::NotFound(message) => Failure::new(ErrorCode::NotFound, message),
             PoolError::Conflict(message) => Failure::new(ErrorCode::Conflict, message),
-            PoolError::TooMuchUnfinished(message) => {
+            PoolError::TooMuchUnfinished(message) | PoolError::TooManyRequests(message) => {
                 Failure::new(ErrorCode::TooManyRequests, message)
             }
+            PoolError::Unauthorized(message) => Failure::new(ErrorCode::Unauthorized, message),
+            PoolError::Forbidden(message) => Failure::new(ErrorCode::Forbidden, message),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The node protocol (register, lease, heartbeat, report, release, job runtime) and the node
-//! list requesters read.
+//! The node protocol (challenge and register, lease, heartbeat, report, release, job runtime)
+//! and the node list requesters read.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,17 +12,50 @@ use tokio::sync::oneshot;
 
 use wire::auth::{TokenKind, token_hash, verify_registration};
 use wire::{
-    ApiError, BlobHash, ErrorCode, HeartbeatRequest, HeartbeatResponse, JobId, JobRuntime,
-    LeaseRequest, LeaseResponse, NodeId, NodeList, NodeRemoved, RegisterRequest, RegisterResponse,
-    ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse,
+    ApiError, BlobHash, ChallengeRequest, ChallengeResponse, ErrorCode, HeartbeatRequest,
+    HeartbeatResponse, JobId, JobRuntime, LeaseRequest, LeaseResponse, NodeId, NodeList,
+    NodeRemoved, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest,
+    ReportResponse,
 };
 
 use super::{ApiResult, AppState, Body, Failure, Node, Requester, parse_path};
 use crate::pool::NewNode;
 use crate::service::Shared;
 
-/// How far a node's clock may be from the coordinator's when it signs its registration.
-const CLOCK_SKEW_MS_MAX: u64 = 10 * 60 * 1000;
+/// The hash of a join token this pool accepts, or the refusal to send.
+fn accepted_join_token(shared: &Shared, join_token: &str) -> ApiResult<String> {
+    let join_hash = token_hash(join_token);
+    if TokenKind::of(join_token) != Some(TokenKind::Join)
+        || !shared.read(|state, _| state.is_join_token(&join_hash))
+    {
+        return Err(Failure::new(
+            ErrorCode::Unauthorized,
+            "the join token is not valid for this pool; ask the pool owner for one (`crowdcloud up` prints it)",
+        ));
+    }
+    Ok(join_hash)
+}
+
+#[utoipa::path(post, path = "/v1/nodes/challenge", tag = "nodes",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, body = ChallengeResponse, description = "a nonce for one registration, soon"),
+        (status = 401, body = ApiError, description = "the join token is not valid for this pool"),
+        (status = 429, body = ApiError, description = "this join token registers too fast, or too many registrations are under way"),
+    ))]
+pub(crate) async fn challenge(
+    State(shared): State<AppState>,
+    Body(request): Body<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    let join_hash = accepted_join_token(&shared, &request.join_token)?;
+    let nonce = hex::encode(shared.entropy().secret());
+    let (issued, _) = shared
+        .mutate(|state, now_ms, _, _| state.issue_challenge(&join_hash, nonce.clone(), now_ms));
+    Ok(Json(ChallengeResponse {
+        nonce,
+        expires_in_ms: issued?,
+    }))
+}
 
 /// Blob existence checks a report runs at once.
 const BLOB_CHECKS_IN_FLIGHT: usize = 16;
@@ -42,22 +75,7 @@ pub(crate) async fn register(
     Body(request): Body<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     wire::validate::registration(&request)?;
-    let join_hash = token_hash(&request.join_token);
-    if TokenKind::of(&request.join_token) != Some(TokenKind::Join)
-        || !shared.read(|state, _| state.is_join_token(&join_hash))
-    {
-        return Err(Failure::new(
-            ErrorCode::Unauthorized,
-            "the join token is not valid for this pool; ask the pool owner for one (`crowdcloud up` prints it)",
-        ));
-    }
-    let now_ms = shared.now_ms();
-    if request.issued_at_ms.abs_diff(now_ms) > CLOCK_SKEW_MS_MAX {
-        return Err(Failure::bad_request(format!(
-            "the node's clock is {} s off the coordinator's; set the clock right (e.g. enable NTP)",
-            request.issued_at_ms.abs_diff(now_ms) / 1000
-        )));
-    }
+    let join_hash = accepted_join_token(&shared, &request.join_token)?;
     let node_id = verify_registration(&request)?;
     if shared.read(|state, _| state.is_removed(node_id)) {
         return Err(Failure::new(
@@ -79,17 +97,20 @@ pub(crate) async fn register(
         labels: request.labels,
         slots: request.slots,
         agent_version: request.agent_version,
+        join_token_hash: join_hash.clone(),
     };
     let name = new.name.clone();
-    // Checked and registered under one lock, so two clones racing cannot both get in.
-    let (clash, commit) = shared.mutate(|state, now_ms, _, out| {
+    // Checked and registered under one lock, so two clones racing cannot both get in, and a
+    // nonce cannot be spent twice.
+    let (admitted, commit) = shared.mutate(|state, now_ms, _, out| {
+        state.admit_registration(&join_hash, &request.nonce, node_id, now_ms)?;
         let clash = state.node_online_elsewhere(node_id, now_ms);
         if clash.is_none() {
             state.register(new, now_ms, out);
         }
-        clash
+        Ok::<_, crate::pool::PoolError>(clash)
     });
-    if let Some(silent_ms) = clash {
+    if let Some(silent_ms) = admitted? {
         tracing::warn!(node = %node_id, %name, "refused a second process with an identity that is online");
         return Err(Failure::new(
             ErrorCode::Conflict,

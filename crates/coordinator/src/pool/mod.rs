@@ -14,6 +14,7 @@
 //!   empty and the job runs.
 //! - Once a task has ended it never changes again.
 
+mod admission;
 mod held;
 mod jobs;
 mod leases;
@@ -31,6 +32,7 @@ use wire::{
     NodeId, RequesterId, TaskCounts, TaskSpec, TaskState,
 };
 
+pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::NewNode;
@@ -43,6 +45,12 @@ pub(crate) enum PoolError {
     Conflict(String),
     /// Taking this would pass a bound on unfinished tasks.
     TooMuchUnfinished(String),
+    /// The credentials do not (or no longer) admit this.
+    Unauthorized(String),
+    /// The caller may not do this, whatever it retries.
+    Forbidden(String),
+    /// The caller asks too often; it may retry later.
+    TooManyRequests(String),
 }
 
 /// How many tasks may wait or run at once, and how many bytes of specs and runtimes they may
@@ -81,6 +89,8 @@ pub(crate) struct PoolState {
     node_tokens: HashMap<String, NodeId>,
     /// Identities the owner removed from the pool; they may not register again.
     removed_nodes: HashSet<NodeId>,
+    /// Challenges, registration rates and node counts per join token, and live nodes.
+    admission: admission::Admission,
     next_submitted_seq: u64,
     /// What unfinished work holds, per requester and in all.
     held: held::Ledger,
@@ -150,6 +160,15 @@ pub(crate) struct Node {
     pub(crate) activity: NodeActivity,
     pub(crate) lease_until_ms: u64,
     pub(crate) last_seen_ms: u64,
+    /// When the node was last heard from, across restarts of the coordinator (unlike
+    /// `last_seen_ms`, which a restart sets to its start); a node silent long enough is purged.
+    pub(crate) heard_ms: u64,
+    /// The `heard_ms` the store holds.
+    pub(crate) heard_stored_ms: u64,
+    /// The hash of the join token the node registered with.
+    pub(crate) join_token_hash: String,
+    /// Whether the node is in the live count behind the heartbeat interval.
+    pub(crate) counted_live: bool,
     pub(crate) running: HashSet<AttemptId>,
     pub(crate) tasks_succeeded: u64,
     /// Jobs whose runtime this node was sent since it registered.
@@ -186,6 +205,7 @@ impl PoolState {
             join_tokens: HashSet::new(),
             node_tokens: HashMap::new(),
             removed_nodes: HashSet::new(),
+            admission: admission::Admission::default(),
             next_submitted_seq: 1,
             held: held::Ledger::default(),
         }
@@ -234,11 +254,12 @@ impl PoolState {
         }
     }
 
-    /// How often nodes heartbeat: a third of the lease in a small pool, and longer as the pool
-    /// grows, so heartbeats never exceed [`HEARTBEATS_PER_S_MAX`] (Nomad's approach to large
-    /// clusters).
+    /// How often nodes heartbeat: a third of the lease in a small pool, and longer as the live
+    /// nodes grow, so heartbeats never exceed [`HEARTBEATS_PER_S_MAX`] (Nomad's approach to
+    /// large clusters). Only live nodes count: nodes gone silent send nothing, and must not
+    /// slow down the ones that remain.
     pub(crate) fn heartbeat_interval_ms(&self) -> u64 {
-        let spread_ms = self.nodes.len() as u64 * 1000 / HEARTBEATS_PER_S_MAX;
+        let spread_ms = self.admission.live_nodes * 1000 / HEARTBEATS_PER_S_MAX;
         (self.lease_ms_min / 3).max(spread_ms).max(1)
     }
 

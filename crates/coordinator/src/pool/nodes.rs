@@ -1,4 +1,4 @@
-//! Nodes in the pool: registration, liveness, and what they may read.
+//! Nodes in the pool: registration, liveness, purging the long silent, and what they may read.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -18,6 +18,8 @@ pub(crate) struct NewNode {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) slots: u32,
     pub(crate) agent_version: String,
+    /// The hash of the join token it registered with.
+    pub(crate) join_token_hash: String,
 }
 
 impl PoolState {
@@ -27,9 +29,7 @@ impl PoolState {
     pub(crate) fn register(&mut self, new: NewNode, now_ms: u64, out: &mut Outbox) {
         if self.nodes.contains_key(&new.id) {
             self.expire_node(new.id, now_ms, Expiry::Restarted, out);
-            let old = self.nodes.remove(&new.id).expect("checked above");
-            self.node_tokens.remove(&old.token_hash);
-            self.waiting.remove(&new.id);
+            self.forget_node(new.id);
         }
         let row = NodeRow {
             id: new.id,
@@ -40,6 +40,8 @@ impl PoolState {
             labels: new.labels,
             slots: new.slots,
             agent_version: new.agent_version,
+            join_token_hash: Some(new.join_token_hash),
+            seen_at_ms: now_ms,
             registered_at_ms: now_ms,
         };
         out.push(Write::UpsertNode(row.clone()));
@@ -49,6 +51,10 @@ impl PoolState {
 
     pub(crate) fn insert_node_row(&mut self, row: NodeRow, now_ms: u64) {
         self.node_tokens.insert(row.token_hash.clone(), row.id);
+        // Nodes from before join tokens were recorded count under no token.
+        let join_token_hash = row.join_token_hash.unwrap_or_default();
+        self.admission.count_node(&join_token_hash);
+        self.admission.live_nodes += 1;
         let labels_sorted = row
             .labels
             .iter()
@@ -69,6 +75,10 @@ impl PoolState {
                 // A restored node gets one lease term to come back before its attempts expire.
                 lease_until_ms: now_ms + self.lease_term_ms(),
                 last_seen_ms: now_ms,
+                heard_ms: row.seen_at_ms,
+                heard_stored_ms: row.seen_at_ms,
+                join_token_hash,
+                counted_live: true,
                 running: HashSet::new(),
                 tasks_succeeded: 0,
                 jobs_sent: HashSet::new(),
@@ -81,7 +91,67 @@ impl PoolState {
         let lease_ms = self.lease_term_ms();
         if let Some(node) = self.nodes.get_mut(&node_id) {
             node.last_seen_ms = now_ms;
+            node.heard_ms = now_ms;
             node.lease_until_ms = now_ms + lease_ms;
+            if !node.counted_live {
+                node.counted_live = true;
+                self.admission.live_nodes += 1;
+            }
+        }
+    }
+
+    /// Takes a node out of memory (not the store) with its token, its parked request and its
+    /// place in the counts; the caller ended or released its attempts first.
+    pub(crate) fn forget_node(&mut self, node_id: NodeId) -> Option<Node> {
+        let node = self.nodes.remove(&node_id)?;
+        self.node_tokens.remove(&node.token_hash);
+        self.waiting.remove(&node_id);
+        self.admission.uncount_node(&node.join_token_hash);
+        if node.counted_live {
+            self.admission.live_nodes -= 1;
+        }
+        Some(node)
+    }
+
+    /// Forgets, in memory and in the store, up to `nodes_max` nodes not heard from since
+    /// `heard_before_ms` that hold no attempts; returns how many. Such a node that comes back
+    /// registers again, as a new node of its join token.
+    pub(crate) fn purge_silent_nodes(
+        &mut self,
+        heard_before_ms: u64,
+        nodes_max: usize,
+        out: &mut Outbox,
+    ) -> usize {
+        let silent: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| node.heard_ms < heard_before_ms && node.running.is_empty())
+            .map(|node| node.id)
+            .take(nodes_max)
+            .collect();
+        for &node_id in &silent {
+            self.forget_node(node_id);
+            out.push(Write::DeleteNode { node_id });
+        }
+        silent.len()
+    }
+
+    /// Writes when nodes were last heard from, for those heard from at least `every_ms` after
+    /// the time the store holds (up to `nodes_max` of them), so that silence is measured across
+    /// restarts while a heartbeat never costs a write.
+    pub(crate) fn store_heard(&mut self, every_ms: u64, nodes_max: usize, out: &mut Outbox) {
+        let mut seen = Vec::new();
+        for node in self.nodes.values_mut() {
+            if seen.len() >= nodes_max {
+                break;
+            }
+            if node.heard_ms >= node.heard_stored_ms.saturating_add(every_ms) {
+                node.heard_stored_ms = node.heard_ms;
+                seen.push((node.id, node.heard_ms));
+            }
+        }
+        if !seen.is_empty() {
+            out.push(Write::SetNodesSeen(seen));
         }
     }
 

@@ -56,6 +56,7 @@ impl Harness {
                     .collect(),
                 slots,
                 agent_version: "test".to_owned(),
+                join_token_hash: "join".to_owned(),
             },
             self.now_ms,
             &mut self.writes,

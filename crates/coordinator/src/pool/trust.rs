@@ -89,9 +89,7 @@ impl PoolState {
         };
         let held: Vec<AttemptId> = node.running.iter().copied().collect();
         let released = self.release(node_id, &held, now_ms, out).len();
-        let node = self.nodes.remove(&node_id).expect("checked above");
-        self.node_tokens.remove(&node.token_hash);
-        self.waiting.remove(&node_id);
+        self.forget_node(node_id);
         self.removed_nodes.insert(node_id);
         out.push(Write::SetMeta {
             key: removed_node_key(node_id),
@@ -157,6 +155,7 @@ mod tests {
                 labels: Default::default(),
                 slots: 1,
                 agent_version: "test".to_owned(),
+                join_token_hash: "join".to_owned(),
             },
             now_ms,
             &mut Outbox::new(),

@@ -49,6 +49,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         durability: coordinator::Durability::Full,
         database_url: None,
         keep_results_ms: coordinator::KEEP_RESULTS_MS_DEFAULT,
+        nodes_per_join_token_max: coordinator::NODES_PER_JOIN_TOKEN_MAX_DEFAULT,
+        silent_node_purge_ms: coordinator::SILENT_NODE_PURGE_MS_DEFAULT,
         bounds: Default::default(),
         connections: coordinator::ConnectionLimits::default(),
     })

@@ -63,6 +63,8 @@ pub(crate) struct ServiceOptions {
     pub(crate) durability: Durability,
     pub(crate) database_url: Option<String>,
     pub(crate) keep_results_ms: u64,
+    pub(crate) nodes_per_join_token_max: u32,
+    pub(crate) silent_node_purge_ms: u64,
     pub(crate) bounds: ServiceBounds,
     pub(crate) connections: coordinator::ConnectionLimits,
 }
@@ -102,6 +104,8 @@ fn options(
         durability: durability(&args.durability)?,
         database_url,
         keep_results_ms: keep_results_ms(&args.keep_results)?,
+        nodes_per_join_token_max: nodes_per_join_token(args.nodes_per_join_token)?,
+        silent_node_purge_ms: silent_node_purge_ms(&args.purge_silent_nodes)?,
         bounds: ServiceBounds::of(args)?,
         connections: connection_limits(args),
     })
@@ -114,6 +118,24 @@ fn connection_limits(args: &ServiceArgs) -> coordinator::ConnectionLimits {
         header_timeout_ms: args.header_timeout_ms.unwrap_or(default.header_timeout_ms),
         idle_timeout_ms: args.idle_timeout_ms.unwrap_or(default.idle_timeout_ms),
     }
+}
+
+fn nodes_per_join_token(nodes: u32) -> anyhow::Result<u32> {
+    if nodes == 0 {
+        bail!("--nodes-per-join-token 0 would let no node join; give at least 1");
+    }
+    Ok(nodes)
+}
+
+fn silent_node_purge_ms(text: &str) -> anyhow::Result<u64> {
+    let ms = jobspec::parse_duration_ms(text, "--purge-silent-nodes")
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    // A node is silent for a lease before its work moves on; purging sooner forgets nodes
+    // that merely restart.
+    if ms < 3_600_000 {
+        bail!("--purge-silent-nodes {text:?} is under an hour; give a duration such as 7d or 12h");
+    }
+    Ok(ms)
 }
 
 fn keep_results_ms(text: &str) -> anyhow::Result<u64> {
@@ -141,6 +163,8 @@ pub(crate) async fn serve_with(
     config.lease_ms = options.lease_ms;
     config.durability = options.durability;
     config.keep_results_ms = options.keep_results_ms;
+    config.nodes_per_join_token_max = options.nodes_per_join_token_max;
+    config.silent_node_purge_ms = options.silent_node_purge_ms;
     options.bounds.apply_to(&mut config);
     config.connections = options.connections;
     if let Some(url) = &options.database_url {

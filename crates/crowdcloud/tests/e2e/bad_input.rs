@@ -165,7 +165,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         join_token: "ccj_wrong".to_owned(),
         public_key: "00".repeat(32),
         signature: "00".repeat(64),
-        issued_at_ms: 0,
+        nonce: "00".repeat(32),
         name: "intruder".to_owned(),
         capabilities: Default::default(),
         labels: Default::default(),
@@ -177,10 +177,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert!(message.contains("join token"), "{message}");
     let mut forged = register.clone();
     forged.join_token = pool.join_token.clone();
-    forged.issued_at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    forged.nonce = anonymous.challenge(&pool.join_token).await.unwrap().nonce;
     assert_eq!(
         api_error(anonymous.register(&forged).await).0,
         400,
@@ -228,28 +225,21 @@ async fn another_requesters_blobs_and_jobs_are_out_of_reach() {
     let anonymous = Client::new(&pool.url, None).unwrap();
     let key_seed = [3u8; 32];
     let key = ed25519_dalek::SigningKey::from_bytes(&key_seed);
-    let public_key = hex::encode(key.verifying_key().to_bytes());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let message =
-        wire::auth::registration_message(&public_key, now, &pool.join_token, "curious", 1);
+    let mut request = wire::RegisterRequest {
+        join_token: pool.join_token.clone(),
+        public_key: hex::encode(key.verifying_key().to_bytes()),
+        signature: String::new(),
+        nonce: anonymous.challenge(&pool.join_token).await.unwrap().nonce,
+        name: "curious".to_owned(),
+        capabilities: Default::default(),
+        labels: Default::default(),
+        slots: 1,
+        agent_version: "x".to_owned(),
+    };
     use ed25519_dalek::Signer;
-    let registered = anonymous
-        .register(&wire::RegisterRequest {
-            join_token: pool.join_token.clone(),
-            public_key,
-            signature: hex::encode(key.sign(&message).to_bytes()),
-            issued_at_ms: now,
-            name: "curious".to_owned(),
-            capabilities: Default::default(),
-            labels: Default::default(),
-            slots: 1,
-            agent_version: "x".to_owned(),
-        })
-        .await
-        .unwrap();
+    let message = wire::auth::registration_message(&request);
+    request.signature = hex::encode(key.sign(&message).to_bytes());
+    let registered = anonymous.register(&request).await.unwrap();
     let node = anonymous.with_token(registered.node_token);
     let (status, _, _) = api_error(node.download(&secret).await);
     assert_eq!(

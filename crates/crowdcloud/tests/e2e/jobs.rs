@@ -210,18 +210,13 @@ async fn a_coordinator_killed_and_restarted_mid_job_finishes_it_exactly_once() {
 /// A node that speaks the protocol by hand, to send what a real agent would not.
 async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
     let key = SigningKey::from_bytes(&[seed; 32]);
-    let public_key = hex::encode(key.verifying_key().to_bytes());
-    let issued_at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let message =
-        wire::auth::registration_message(&public_key, issued_at_ms, &pool.join_token, "by-hand", 1);
-    let request = RegisterRequest {
+    let anonymous = Client::new(&pool.url, None).unwrap();
+    let challenge = anonymous.challenge(&pool.join_token).await.unwrap();
+    let mut request = RegisterRequest {
         join_token: pool.join_token.clone(),
-        public_key,
-        signature: hex::encode(key.sign(&message).to_bytes()),
-        issued_at_ms,
+        public_key: hex::encode(key.verifying_key().to_bytes()),
+        signature: String::new(),
+        nonce: challenge.nonce,
         name: "by-hand".to_owned(),
         capabilities: wire::Capabilities {
             cores: 1,
@@ -234,7 +229,8 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
         slots: 1,
         agent_version: "test".to_owned(),
     };
-    let anonymous = Client::new(&pool.url, None).unwrap();
+    let message = wire::auth::registration_message(&request);
+    request.signature = hex::encode(key.sign(&message).to_bytes());
     let registered = anonymous.register(&request).await.unwrap();
     anonymous.with_token(registered.node_token)
 }

@@ -14,5 +14,6 @@ mod jobs;
 mod lan;
 mod owner;
 mod postgres;
+mod registration;
 mod retention;
 mod trust;

@@ -20,29 +20,25 @@ use wire::{
 
 use crate::harness::{BINARY, Pool, eventually, probe};
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// A registration of the key `seed` (signed by `signer`, which is the same key unless a test
-/// forges).
-fn registration(
+/// A registration of `key` over a fresh nonce (signed by `signer`, which is the same key unless
+/// a test forges).
+async fn registration(
+    client: &Client,
     join_token: &str,
     key: &SigningKey,
     signer: &SigningKey,
     name: &str,
 ) -> RegisterRequest {
-    let public_key = hex::encode(key.verifying_key().to_bytes());
-    let issued_at_ms = now_ms();
-    let message = wire::auth::registration_message(&public_key, issued_at_ms, join_token, name, 1);
-    RegisterRequest {
+    // A revoked join token gets no nonce; its registration is refused for the token anyway.
+    let nonce = match client.challenge(join_token).await {
+        Ok(challenge) => challenge.nonce,
+        Err(_) => "00".repeat(32),
+    };
+    let mut request = RegisterRequest {
         join_token: join_token.to_owned(),
-        public_key,
-        signature: hex::encode(signer.sign(&message).to_bytes()),
-        issued_at_ms,
+        public_key: hex::encode(key.verifying_key().to_bytes()),
+        signature: String::new(),
+        nonce,
         name: name.to_owned(),
         capabilities: wire::Capabilities {
             cores: 1,
@@ -54,7 +50,10 @@ fn registration(
         labels: BTreeMap::new(),
         slots: 1,
         agent_version: "test".to_owned(),
-    }
+    };
+    let message = wire::auth::registration_message(&request);
+    request.signature = hex::encode(signer.sign(&message).to_bytes());
+    request
 }
 
 fn api_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, String) {
@@ -71,7 +70,7 @@ async fn a_registration_for_another_nodes_id_or_signed_with_the_wrong_key_is_ref
     let victim = SigningKey::from_bytes(&[1; 32]);
     let thief = SigningKey::from_bytes(&[2; 32]);
     anonymous
-        .register(&registration(&pool.join_token, &victim, &victim, "victim"))
+        .register(&registration(&anonymous, &pool.join_token, &victim, &victim, "victim").await)
         .await
         .unwrap();
     let before = pool.owner.nodes().await.unwrap();
@@ -79,13 +78,13 @@ async fn a_registration_for_another_nodes_id_or_signed_with_the_wrong_key_is_ref
     // The thief names the victim's key (and so its node id) but can only sign with its own.
     let (code, message) = api_error(
         anonymous
-            .register(&registration(&pool.join_token, &victim, &thief, "thief"))
+            .register(&registration(&anonymous, &pool.join_token, &victim, &thief, "thief").await)
             .await,
     );
     assert_eq!(code, ErrorCode::BadRequest);
     assert!(message.contains("signature does not verify"), "{message}");
     // A signature over other values than those sent does not verify either.
-    let mut changed = registration(&pool.join_token, &thief, &thief, "thief");
+    let mut changed = registration(&anonymous, &pool.join_token, &thief, &thief, "thief").await;
     changed.slots = 64;
     let (code, _) = api_error(anonymous.register(&changed).await);
     assert_eq!(code, ErrorCode::BadRequest);
@@ -107,7 +106,7 @@ async fn one_node_cannot_report_release_or_read_for_another() {
     for (seed, name) in [(1u8, "holder"), (2, "other")] {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let registered = anonymous
-            .register(&registration(&pool.join_token, &key, &key, name))
+            .register(&registration(&anonymous, &pool.join_token, &key, &key, name).await)
             .await
             .unwrap();
         nodes.push(anonymous.with_token(registered.node_token));
@@ -212,12 +211,9 @@ async fn tokens_are_listed_without_secrets_and_a_revoked_one_stops_working_at_on
     // Revoking the pool's join token keeps new nodes out.
     pool.owner.revoke_token("join").await.unwrap();
     let key = SigningKey::from_bytes(&[5; 32]);
-    let (code, _) = api_error(
-        Client::new(&pool.url, None)
-            .unwrap()
-            .register(&registration(&pool.join_token, &key, &key, "late"))
-            .await,
-    );
+    let anonymous = Client::new(&pool.url, None).unwrap();
+    let late = registration(&anonymous, &pool.join_token, &key, &key, "late").await;
+    let (code, _) = api_error(anonymous.register(&late).await);
     assert_eq!(code, ErrorCode::Unauthorized);
 }
 
