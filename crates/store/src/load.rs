@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use wire::{JobId, JobState, NodeId, RequesterId, TaskState};
+use wire::{BlobHash, JobId, JobState, NodeId, RequesterId, TaskState};
 
 use crate::rows::{AttemptRow, JobRow, NodeRow, RequesterRow, TaskRow, TokenRole, TokenRow};
 use crate::{Store, StoreError};
@@ -29,7 +29,12 @@ pub struct PoolImage {
     pub job_usage: Vec<(JobId, u64, u64)>,
     /// Tasks each node finished, per job.
     pub node_shares: Vec<(JobId, NodeId, u32)>,
+    /// What the nodes of live attempts uploaded for them: attempt, blob, measured size.
+    pub attempt_uploads: Vec<(wire::AttemptId, BlobHash, u64)>,
 }
+
+/// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
+const FUEL_LOW_BITS_SPAN: u64 = 1 << 20;
 
 pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
@@ -134,19 +139,29 @@ impl Store {
                 granted_at_ms: u64_at(&row, "granted_at_ms")?,
             });
         }
+        // A plain SUM of fuel overflows a BIGINT long before a job's attempts run out (a million
+        // tasks at the fuel ceiling), and an overflow there would keep the pool from starting. So
+        // the database sums the high and the low bits apart, neither of which can overflow, and
+        // they are joined here, saturating.
         for row in sqlx::query(
-            "SELECT job_id, COUNT(*) AS n, CAST(COALESCE(SUM(fuel_used), 0) AS BIGINT) AS fuel \
+            "SELECT job_id, COUNT(*) AS n, \
+             CAST(COALESCE(SUM(fuel_used / 1048576), 0) AS BIGINT) AS fuel_high, \
+             CAST(COALESCE(SUM(fuel_used % 1048576), 0) AS BIGINT) AS fuel_low \
              FROM attempts WHERE state <> 'released' GROUP BY job_id",
         )
         .fetch_all(&self.pool)
         .await?
         {
+            let fuel = u64_at(&row, "fuel_high")?
+                .saturating_mul(FUEL_LOW_BITS_SPAN)
+                .saturating_add(u64_at(&row, "fuel_low")?);
             image.job_usage.push((
                 JobId::from_db(row.try_get("job_id")?),
                 u64_at(&row, "n")?,
-                u64_at(&row, "fuel")?,
+                fuel,
             ));
         }
+        image.attempt_uploads = self.live_attempt_uploads().await?;
         for row in sqlx::query(
             "SELECT job_id, node_id, COUNT(*) AS n FROM attempts WHERE state = 'succeeded' \
              GROUP BY job_id, node_id",
@@ -161,6 +176,28 @@ impl Store {
             ));
         }
         Ok(image)
+    }
+
+    async fn live_attempt_uploads(
+        &self,
+    ) -> Result<Vec<(wire::AttemptId, BlobHash, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.attempt_id, u.hash, u.size_bytes FROM attempt_uploads u \
+             JOIN attempts a ON a.id = u.attempt_id WHERE a.state = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let hash: String = row.try_get("hash")?;
+                Ok((
+                    wire::AttemptId::from_db(row.try_get("attempt_id")?),
+                    hash.parse()
+                        .map_err(|error| corrupt("upload hash", error))?,
+                    u64_at(row, "size_bytes")?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {

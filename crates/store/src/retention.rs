@@ -83,6 +83,7 @@ pub(crate) async fn purge_jobs(
         let list = placeholder_list(backend, 1, chunk.len());
         for table_and_column in [
             "attempts WHERE job_id",
+            "attempt_uploads WHERE job_id",
             "tasks WHERE job_id",
             "job_blobs WHERE job_id",
             "jobs WHERE id",

@@ -15,14 +15,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_retention.sql"),
     ),
     (
-        5,
-        "upload quota",
-        include_str!("../migrations/0005_upload_quota.sql"),
+        3,
+        "attempt uploads",
+        include_str!("../migrations/0003_attempt_uploads.sql"),
     ),
     (
         4,
         "node admission",
         include_str!("../migrations/0004_node_admission.sql"),
+    ),
+    (
+        5,
+        "upload quota",
+        include_str!("../migrations/0005_upload_quota.sql"),
     ),
 ];
 

@@ -51,6 +51,15 @@ pub enum Write {
         reader: RequesterId,
         at_ms: u64,
     },
+    /// Records a blob a node uploaded for an attempt it holds, with the size the coordinator
+    /// measured; the attempt's report may name it.
+    RecordAttemptUpload {
+        attempt_id: wire::AttemptId,
+        job_id: wire::JobId,
+        hash: BlobHash,
+        size_bytes: u64,
+        at_ms: u64,
+    },
     InsertJob {
         job: JobRow,
         tasks: Vec<TaskSpec>,
@@ -274,6 +283,25 @@ async fn apply_one(
             for (hash, size_bytes) in hashes {
                 insert_blob(tx, hash, *size_bytes, *at_ms, Some(*reader)).await?;
             }
+        }
+        Write::RecordAttemptUpload {
+            attempt_id,
+            job_id,
+            hash,
+            size_bytes,
+            at_ms,
+        } => {
+            insert_blob(tx, hash, *size_bytes, *at_ms, None).await?;
+            sqlx::query(
+                "INSERT INTO attempt_uploads (attempt_id, job_id, hash, size_bytes) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (attempt_id, hash) DO NOTHING",
+            )
+            .bind(attempt_id.as_db())
+            .bind(job_id.as_db())
+            .bind(hash.to_hex())
+            .bind(db(*size_bytes))
+            .execute(&mut **tx)
+            .await?;
         }
         Write::InsertJob { job, tasks } => insert_job(tx, backend, job, tasks).await?,
         Write::GrantAttempts(rows) => grant_attempts(tx, backend, rows).await?,
@@ -506,6 +534,17 @@ async fn end_attempts(
         .collect();
     retention::insert_job_blobs(tx, backend, &uses).await?;
     for chunk in ends.chunks(ROWS_PER_UPDATE) {
+        // An ended attempt takes no more reports, so what its node uploaded for it is no longer
+        // needed to check one.
+        let sql = format!(
+            "DELETE FROM attempt_uploads WHERE attempt_id IN {}",
+            placeholder_list(backend, 1, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for end in chunk {
+            query = query.bind(end.attempt_id.as_db());
+        }
+        query.execute(&mut **tx).await?;
         let sql = values_sql(
             backend,
             "UPDATE attempts SET state = v.column2, finished_at_ms = v.column3, \
@@ -584,6 +623,10 @@ async fn cancel_job(
     .bind(TaskState::Pending.as_str())
     .execute(&mut **tx)
     .await?;
+    sqlx::query("DELETE FROM attempt_uploads WHERE job_id = $1")
+        .bind(job_id.as_db())
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE attempts SET state = $2, finished_at_ms = $3 WHERE job_id = $1 AND state = 'running'",
     )

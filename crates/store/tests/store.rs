@@ -556,6 +556,85 @@ async fn a_flush_returns_once_everything_queued_before_it_committed() {
 }
 
 #[tokio::test]
+async fn fuel_sums_past_a_bigint_load_saturated_and_uploads_of_live_attempts_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        fuel_sums_and_uploads_on(&url).await;
+    }
+}
+
+/// A database that already holds fuel figures whose sum passes a BIGINT (written before reports
+/// were bounded, or by many honest attempts at the ceiling) must still load.
+async fn fuel_sums_and_uploads_on(url: &str) {
+    let store = open(url).await;
+    let job_id = JobId(77);
+    let (mut job_row, tasks) = job(job_id, 3);
+    job_row.task_count = 3;
+    let grants: Vec<AttemptRow> = (0..3)
+        .map(|i| AttemptRow {
+            id: AttemptId(500 + i),
+            job_id,
+            task_index: i as u32,
+            node_id: NodeId(1),
+            granted_at_ms: 5,
+        })
+        .collect();
+    let huge = i64::MAX as u64;
+    let ends: Vec<AttemptEnd> = (0..2u64)
+        .map(|i| AttemptEnd {
+            attempt_id: AttemptId(500 + i),
+            job_id,
+            task_index: i as u32,
+            state: AttemptEndState::Failed,
+            at_ms: 10,
+            outcome: Some(Outcome::ExitCode { code: 1 }),
+            usage: Some(Usage {
+                fuel_used: huge,
+                ..Usage::default()
+            }),
+            stdout: None,
+            stderr: None,
+            outputs: vec![],
+            task_end: None,
+        })
+        .collect();
+    let upload = |attempt: u64, bytes: &[u8]| Write::RecordAttemptUpload {
+        attempt_id: AttemptId(attempt),
+        job_id,
+        hash: BlobHash::of(bytes),
+        size_bytes: bytes.len() as u64,
+        at_ms: 8,
+    };
+    store
+        .write(vec![
+            Write::InsertJob {
+                job: job_row,
+                tasks,
+            },
+            Write::GrantAttempts(grants),
+            upload(500, b"ended attempt's"),
+            upload(502, b"live attempt's"),
+            upload(502, b"live attempt's"),
+            Write::EndAttempts(ends),
+        ])
+        .await
+        .unwrap();
+    store.close().await;
+
+    let image = open(url).await.load().await.unwrap();
+    assert_eq!(
+        image.job_usage,
+        vec![(job_id, 3, huge.saturating_mul(2))],
+        "the fuel total saturates instead of failing the load"
+    );
+    assert_eq!(
+        image.attempt_uploads,
+        vec![(AttemptId(502), BlobHash::of(b"live attempt's"), 14)],
+        "only live attempts' uploads load, each once"
+    );
+}
+
+#[tokio::test]
 async fn a_requesters_uploads_count_against_its_quota_and_its_results_do_not() {
     let dir = tempfile::tempdir().unwrap();
     for url in databases(&dir).await {
