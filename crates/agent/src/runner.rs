@@ -8,7 +8,8 @@ use std::time::Duration;
 use client::Client;
 use sandbox::{Attempt, AttemptControl, AttemptLimits, Determinism, RunReport, Sandbox};
 use wire::{
-    AttemptGrant, AttemptReport, BlobHash, BlobRef, JobRuntime, Outcome, OutputFile, Usage,
+    AttemptGrant, AttemptId, AttemptReport, BlobHash, BlobRef, JobRuntime, Outcome, OutputFile,
+    Usage,
 };
 
 use crate::cache::BlobCache;
@@ -27,8 +28,11 @@ pub(crate) struct Runner {
     pub(crate) work_dir: PathBuf,
 }
 
-/// Attempts of uploading an output before the attempt is reported as a node error.
-const UPLOAD_TRIES: u32 = 3;
+/// How long an upload is retried while the coordinator cannot take it. Uploads stop sooner
+/// when the coordinator ends the attempt (its lease ran out): only then is the work lost.
+const UPLOAD_RETRY_FOR: Duration = Duration::from_secs(3600);
+/// The longest wait between two tries of an upload.
+const UPLOAD_RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 
 impl Runner {
     pub(crate) async fn run(
@@ -38,14 +42,20 @@ impl Runner {
         grant: &AttemptGrant,
         control: Arc<AttemptControl>,
     ) -> Ended {
-        let report = match self.prepare_and_run(client, runtime, grant, control).await {
+        let report = match self
+            .prepare_and_run(client, runtime, grant, Arc::clone(&control))
+            .await
+        {
             Ok(report) => report,
             Err(outcome) => return Ended::Report(bare_report(grant, outcome, Usage::default())),
         };
         if report.outcome == sandbox::Outcome::Cancelled {
             return Ended::Stopped;
         }
-        Ended::Report(self.upload_and_report(client, grant, report).await)
+        Ended::Report(
+            self.upload_and_report(client, grant, report, &control)
+                .await,
+        )
     }
 
     async fn prepare_and_run(
@@ -138,6 +148,7 @@ impl Runner {
         client: &Client,
         grant: &AttemptGrant,
         run: RunReport,
+        control: &AttemptControl,
     ) -> AttemptReport {
         let usage = Usage {
             fuel_used: run.usage.fuel_used,
@@ -146,12 +157,17 @@ impl Runner {
             output_bytes: run.usage.output_bytes,
         };
         let outcome = outcome_of(run.outcome);
+        let uploader = Uploader {
+            client,
+            attempt: grant.attempt_id,
+            control,
+        };
         let uploaded: Result<_, String> = async {
-            let stdout = upload_bytes(client, run.stdout).await?;
-            let stderr = upload_bytes(client, run.stderr).await?;
+            let stdout = uploader.bytes(run.stdout).await?;
+            let stderr = uploader.bytes(run.stderr).await?;
             let mut outputs = Vec::with_capacity(run.outputs.files.len());
             for file in &run.outputs.files {
-                let hash = upload_file(client, &file.host_path).await?;
+                let hash = uploader.file(&file.host_path).await?;
                 outputs.push(OutputFile {
                     path: file.path.clone(),
                     hash,
@@ -194,42 +210,60 @@ fn bare_report(grant: &AttemptGrant, outcome: Outcome, usage: Usage) -> AttemptR
     }
 }
 
-async fn upload_bytes(client: &Client, bytes: Vec<u8>) -> Result<Option<BlobRef>, String> {
-    if bytes.is_empty() {
-        return Ok(None);
+/// Uploads the outputs of one attempt, for that attempt.
+struct Uploader<'a> {
+    client: &'a Client,
+    attempt: AttemptId,
+    control: &'a AttemptControl,
+}
+
+impl Uploader<'_> {
+    async fn bytes(&self, bytes: Vec<u8>) -> Result<Option<BlobRef>, String> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let bytes = bytes::Bytes::from(bytes);
+        let hash = BlobHash::of(&bytes);
+        let size_bytes = bytes.len() as u64;
+        self.retry(|| self.client.put_output(self.attempt, hash, bytes.clone()))
+            .await?;
+        Ok(Some(BlobRef { hash, size_bytes }))
     }
-    let bytes = bytes::Bytes::from(bytes);
-    let hash = BlobHash::of(&bytes);
-    let size_bytes = bytes.len() as u64;
-    retry(|| client.put_blob(hash, bytes.clone())).await?;
-    Ok(Some(BlobRef { hash, size_bytes }))
-}
 
-async fn upload_file(client: &Client, path: &Path) -> Result<BlobHash, String> {
-    let (hash, _) = client::hash_file(path)
-        .await
-        .map_err(|error| error.to_string())?;
-    retry(|| client.put_file(hash, path)).await?;
-    Ok(hash)
-}
+    async fn file(&self, path: &Path) -> Result<BlobHash, String> {
+        let (hash, _) = client::hash_file(path)
+            .await
+            .map_err(|error| error.to_string())?;
+        self.retry(|| self.client.put_output_file(self.attempt, hash, path))
+            .await?;
+        Ok(hash)
+    }
 
-async fn retry<F, Fut>(mut call: F) -> Result<(), String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = client::Result<()>>,
-{
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=UPLOAD_TRIES {
-        match call().await {
-            Ok(()) => return Ok(()),
-            Err(error) if error.is_transient() && attempt < UPLOAD_TRIES => {
-                tokio::time::sleep(delay).await;
-                delay *= 4;
+    /// Retries an upload the coordinator could not take (it is down or restarting), backing
+    /// off, until it takes it, refuses it for good, or ends the attempt.
+    async fn retry<F, Fut>(&self, mut call: F) -> Result<(), String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = client::Result<()>>,
+    {
+        let give_up_at = tokio::time::Instant::now() + UPLOAD_RETRY_FOR;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Ok(()) => return Ok(()),
+                Err(error)
+                    if error.is_transient()
+                        && !self.control.is_cancelled()
+                        && tokio::time::Instant::now() + delay < give_up_at =>
+                {
+                    tracing::warn!(attempt = %self.attempt, %error, "cannot upload an output yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(UPLOAD_RETRY_DELAY_MAX);
+                }
+                Err(error) => return Err(error.to_string()),
             }
-            Err(error) => return Err(error.to_string()),
         }
     }
-    unreachable!("the last try returns")
 }
 
 /// Each task of a deterministic job gets its own seed, the same on every node.

@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 pub use wire::Fingerprint;
 use wire::{
-    ApiError, BlobHash, ChallengeRequest, ChallengeResponse, ErrorCode, HealthResponse,
+    ApiError, AttemptId, BlobHash, ChallengeRequest, ChallengeResponse, ErrorCode, HealthResponse,
     HeartbeatRequest, HeartbeatResponse, JobId, JobList, JobRuntime, JobStatus, JobSubmission,
     JobSubmitted, LeaseRequest, LeaseResponse, NodeList, RegisterRequest, RegisterResponse,
     ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse, TaskPage, TaskStatus,
@@ -387,8 +387,34 @@ impl Client {
 
     /// Uploads a blob, which must hash to `hash`.
     pub async fn put_blob(&self, hash: BlobHash, body: impl Into<reqwest::Body>) -> Result<()> {
+        self.put_bytes_at(&format!("/v1/blobs/{hash}"), body).await
+    }
+
+    /// A node uploads an output of `attempt`, which it holds; it must hash to `hash`.
+    pub async fn put_output(
+        &self,
+        attempt: AttemptId,
+        hash: BlobHash,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<()> {
+        self.put_bytes_at(&format!("/v1/blobs/{hash}?attempt={attempt}"), body)
+            .await
+    }
+
+    /// A node uploads an output file of `attempt`, streaming it; it must hash to `hash`.
+    pub async fn put_output_file(
+        &self,
+        attempt: AttemptId,
+        hash: BlobHash,
+        path: &Path,
+    ) -> Result<()> {
+        self.put_file_at(&format!("/v1/blobs/{hash}?attempt={attempt}"), path)
+            .await
+    }
+
+    async fn put_bytes_at(&self, url_path: &str, body: impl Into<reqwest::Body>) -> Result<()> {
         let builder = self
-            .request(Method::PUT, &format!("/v1/blobs/{hash}"))
+            .request(Method::PUT, url_path)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
         self.send(builder).await.map(|_| ())
@@ -406,6 +432,10 @@ impl Client {
 
     /// Uploads a file, which must hash to `hash`, streaming it.
     pub async fn put_file(&self, hash: BlobHash, path: &Path) -> Result<()> {
+        self.put_file_at(&format!("/v1/blobs/{hash}"), path).await
+    }
+
+    async fn put_file_at(&self, url_path: &str, path: &Path) -> Result<()> {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|source| io_error(path, source))?;
@@ -416,7 +446,7 @@ impl Client {
             .len();
         let stream = tokio_util::io::ReaderStream::new(file);
         let builder = self
-            .request(Method::PUT, &format!("/v1/blobs/{hash}"))
+            .request(Method::PUT, url_path)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
             .timeout(REQUEST_TIMEOUT * 10)

@@ -299,19 +299,24 @@ fn mounts(mounts: &[Mount]) -> Result<(), WireError> {
                 ));
             }
         }
-        // A file may not also be a directory of another file ("a" and "a/b").
-        for path in &paths {
-            let prefix = format!("{path}/");
-            if paths
-                .range(prefix.as_str()..)
-                .next()
-                .is_some_and(|next| next.starts_with(&prefix))
-            {
-                return Err(invalid(
-                    format!("{field}.files"),
-                    format!("{path:?} is both a file and a directory"),
-                ));
-            }
+        no_file_is_a_directory(&paths, &format!("{field}.files"))?;
+    }
+    Ok(())
+}
+
+/// A file may not also be the directory of another ("a" and "a/b"): no tree holds both.
+fn no_file_is_a_directory(paths: &BTreeSet<&str>, field: &str) -> Result<(), WireError> {
+    for path in paths {
+        let prefix = format!("{path}/");
+        if paths
+            .range(prefix.as_str()..)
+            .next()
+            .is_some_and(|next| next.starts_with(&prefix))
+        {
+            return Err(invalid(
+                field,
+                format!("{path:?} is both a file and a directory"),
+            ));
         }
     }
     Ok(())
@@ -579,6 +584,7 @@ pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
                 return Err(invalid(output_field, "appears twice"));
             }
         }
+        no_file_is_a_directory(&paths, &format!("{field}.outputs"))?;
     }
     Ok(())
 }

@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 
 use blobstore::BlobError;
 use store::Write;
-use wire::{ApiError, BlobHash, ErrorCode};
+use wire::{ApiError, AttemptId, BlobHash, ErrorCode, NodeId};
 
-use super::{ApiResult, AppState, Caller, Failure, Requester, parse_path};
+use crate::service::Shared;
+
+use super::{ApiResult, AppState, Caller, Failure, Query, Requester, parse_path};
 
 pub(super) fn blob_failure(error: BlobError) -> Failure {
     match error {
@@ -23,39 +25,47 @@ pub(super) fn blob_failure(error: BlobError) -> Failure {
 }
 
 #[utoipa::path(put, path = "/v1/blobs/{hash}", tag = "blobs",
-    params(("hash" = BlobHash, Path, description = "BLAKE3 hash of the bytes, 64 lowercase hex digits")),
+    params(("hash" = BlobHash, Path, description = "BLAKE3 hash of the bytes, 64 lowercase hex digits"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "stored; the uploader may read it and name it in jobs"),
         (status = 400, body = ApiError, description = "the hash is malformed, or the bytes do not hash to it"),
         (status = 401, body = ApiError, description = "no valid API or node token"),
-        (status = 403, body = ApiError, description = "a node holding no attempt may not upload"),
-        (status = 413, body = ApiError, description = "the blob is larger than the caller may upload"),
+        (status = 403, body = ApiError, description = "a node may upload only for an attempt it holds, within that attempt's output caps"),
+        (status = 413, body = ApiError, description = "the blob is larger than the caller may upload, or would pass the requester's storage quota"),
     ),
     security(("requester" = []), ("node" = [])))]
 pub(crate) async fn put(
     State(shared): State<AppState>,
     caller: Caller,
     Path(hash): Path<String>,
+    Query(upload): Query<UploadQuery>,
     request: Request,
 ) -> ApiResult<StatusCode> {
     let hash: BlobHash = parse_path(&hash)?;
     let _gate = shared.blob_gate.read().await;
-    let (max_bytes, reader) = match caller {
+    match caller {
         Caller::Requester(requester) => {
-            return super::quota::put_upload(&shared, requester, hash, request).await;
+            super::quota::put_upload(&shared, requester, hash, request).await
         }
         Caller::Node(node) => {
-            let max = shared.read(|state, _| state.node_upload_bytes_max(node));
-            if max == 0 {
-                return Err(Failure::new(
-                    ErrorCode::Forbidden,
-                    "a node may upload only the outputs of attempts it holds",
-                ));
-            }
-            (max, None)
+            let attempt = node_upload_attempt(&upload)?;
+            put_output(&shared, node, attempt, hash, request).await
         }
-    };
+    }
+}
+
+/// A node's upload of an output of `attempt`, within what the attempt has left of its caps.
+async fn put_output(
+    shared: &Shared,
+    node: NodeId,
+    attempt: AttemptId,
+    hash: BlobHash,
+    request: Request,
+) -> ApiResult<StatusCode> {
+    let max_bytes = shared
+        .read(|state, _| state.upload_bytes_max(node, attempt))
+        .map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
     if let Some(length) = content_length(request.headers())
         && length > max_bytes
     {
@@ -70,14 +80,39 @@ pub(crate) async fn put(
         .put_stream(hash, body, max_bytes)
         .await
         .map_err(blob_failure)?;
-    let commit = shared.store.enqueue(vec![Write::InsertBlob {
-        hash,
-        size_bytes,
-        at_ms: shared.now_ms(),
-        reader,
-    }]);
+    let (recorded, commit) = shared.mutate(|state, now_ms, _, out| {
+        let recorded = state.record_upload(node, attempt, hash, size_bytes, now_ms, out);
+        if recorded.is_err() {
+            // Recorded all the same, read by no one, so that retention finds the bytes.
+            out.push(Write::InsertBlob {
+                hash,
+                size_bytes,
+                at_ms: now_ms,
+                reader: None,
+            });
+        }
+        recorded
+    });
     shared.committed(commit).await?;
+    recorded.map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
     Ok(StatusCode::CREATED)
+}
+
+/// `PUT /v1/blobs/{hash}?attempt=a-…`: a node uploads only for an attempt it holds.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UploadQuery {
+    /// The attempt a node uploads this output for (`a-…`); nodes must give it, requesters not.
+    attempt: Option<String>,
+}
+
+fn node_upload_attempt(upload: &UploadQuery) -> ApiResult<AttemptId> {
+    let Some(attempt) = &upload.attempt else {
+        return Err(Failure::bad_request(
+            "a node uploads only for an attempt it holds: name it with ?attempt=a-… in the URL",
+        ));
+    };
+    parse_path(attempt)
 }
 
 pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {

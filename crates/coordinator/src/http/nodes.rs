@@ -1,21 +1,18 @@
 //! The node protocol (challenge and register, lease, heartbeat, report, release, job runtime)
 //! and the node list requesters read.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use futures::StreamExt;
 use tokio::sync::oneshot;
 
 use wire::auth::{TokenKind, token_hash, verify_registration};
 use wire::{
-    ApiError, BlobHash, ChallengeRequest, ChallengeResponse, ErrorCode, HeartbeatRequest,
-    HeartbeatResponse, JobId, JobRuntime, LeaseRequest, LeaseResponse, NodeId, NodeList,
-    NodeRemoved, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest,
-    ReportResponse,
+    ApiError, ChallengeRequest, ChallengeResponse, ErrorCode, HeartbeatRequest, HeartbeatResponse,
+    JobId, JobRuntime, LeaseRequest, LeaseResponse, NodeId, NodeList, NodeRemoved, RegisterRequest,
+    RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse,
 };
 
 use super::{ApiResult, AppState, Body, Failure, Node, Requester, parse_path};
@@ -40,7 +37,9 @@ fn accepted_join_token(shared: &Shared, join_token: &str) -> ApiResult<String> {
     request_body = ChallengeRequest,
     responses(
         (status = 200, body = ChallengeResponse, description = "a nonce for one registration, soon"),
+        (status = 400, body = ApiError, description = "the body is not a valid request"),
         (status = 401, body = ApiError, description = "the join token is not valid for this pool"),
+        (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts"),
         (status = 429, body = ApiError, description = "this join token registers too fast, or too many registrations are under way"),
     ))]
 pub(crate) async fn challenge(
@@ -57,16 +56,13 @@ pub(crate) async fn challenge(
     }))
 }
 
-/// Blob existence checks a report runs at once.
-const BLOB_CHECKS_IN_FLIGHT: usize = 16;
-
 #[utoipa::path(post, path = "/v1/nodes/register", tag = "nodes",
     request_body = RegisterRequest,
     responses(
         (status = 200, body = RegisterResponse),
-        (status = 400, body = ApiError, description = "the body is not valid, the signature does not verify, or the node's clock is far off"),
-        (status = 401, body = ApiError, description = "the join token is not valid for this pool"),
-        (status = 403, body = ApiError, description = "the owner removed this node"),
+        (status = 400, body = ApiError, description = "the body is not valid, or the signature does not verify"),
+        (status = 401, body = ApiError, description = "the join token is not valid for this pool, or the nonce is not one it was given"),
+        (status = 403, body = ApiError, description = "the owner removed this node, or the join token may not register it"),
         (status = 409, body = ApiError, description = "the node's identity is online from another process"),
         (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts"),
     ))]
@@ -234,39 +230,10 @@ pub(crate) async fn report(
     Body(request): Body<ReportRequest>,
 ) -> ApiResult<Json<ReportResponse>> {
     wire::validate::report_request(&request)?;
-    let stored = stored_blobs(&shared, &request).await?;
-    let (acks, commit) = shared
-        .mutate(|state, now_ms, _, out| state.report(node, request.reports, &stored, now_ms, out));
+    let (acks, commit) =
+        shared.mutate(|state, now_ms, _, out| state.report(node, request.reports, now_ms, out));
     shared.committed(commit).await?;
     Ok(Json(ReportResponse { acks }))
-}
-
-/// Of the blobs the reports name, those in the blob store.
-async fn stored_blobs(shared: &Shared, request: &ReportRequest) -> ApiResult<HashSet<BlobHash>> {
-    let named: HashSet<BlobHash> = request
-        .reports
-        .iter()
-        .flat_map(|report| {
-            report
-                .stdout
-                .iter()
-                .chain(report.stderr.iter())
-                .map(|blob| blob.hash)
-                .chain(report.outputs.iter().map(|file| file.hash))
-        })
-        .collect();
-    let checks = futures::stream::iter(named)
-        .map(|hash| async move { (hash, shared.blobs.exists(&hash).await) })
-        .buffer_unordered(BLOB_CHECKS_IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    let mut stored = HashSet::new();
-    for (hash, exists) in checks {
-        if exists.map_err(Failure::storage)? {
-            stored.insert(hash);
-        }
-    }
-    Ok(stored)
 }
 
 #[utoipa::path(post, path = "/v1/nodes/release", tag = "nodes",

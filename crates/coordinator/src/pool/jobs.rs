@@ -383,10 +383,14 @@ impl PoolState {
             match job.tasks[index as usize].slot {
                 Slot::Pending => job.set_slot(index, Slot::Ended(TaskState::Cancelled)),
                 Slot::Running(attempt_id) => {
-                    if let Some(attempt) = self.attempts.remove(&attempt_id)
-                        && let Some(node) = self.nodes.get_mut(&attempt.node)
-                    {
-                        node.running.remove(&attempt_id);
+                    // `remove_attempt` by hand: the job is borrowed.
+                    let attempt = self.attempts.remove(&attempt_id);
+                    self.uploads.remove(&attempt_id);
+                    if let Some(attempt) = attempt {
+                        self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
+                        if let Some(node) = self.nodes.get_mut(&attempt.node) {
+                            node.running.remove(&attempt_id);
+                        }
                     }
                     job.set_slot(index, Slot::Ended(TaskState::Cancelled));
                 }

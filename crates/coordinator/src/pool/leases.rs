@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use store::{AttemptEnd, AttemptEndState, AttemptRow, TaskEnd, Write};
 use wire::{
-    AttemptGrant, AttemptId, AttemptReport, BlobHash, HeartbeatRequest, HeartbeatResponse, JobId,
-    JobState, LeaseResponse, NodeActivity, NodeId, Outcome, ReportAck, TaskState,
+    AttemptGrant, AttemptId, HeartbeatRequest, HeartbeatResponse, JobId, JobState, LeaseResponse,
+    NodeActivity, NodeId, Outcome, TaskState,
 };
 
 use super::jobs::job_demand;
@@ -30,6 +30,26 @@ pub(crate) enum Expiry {
     Restarted,
     /// The node's heartbeat no longer lists it.
     Forgotten,
+    /// It ran past its deadline and grace.
+    Overdue,
+}
+
+/// The slowest uplink an attempt's grace allows for: a home connection's upstream.
+const UPLOAD_BYTES_PER_S_MIN: u64 = 1 << 20;
+
+/// When an attempt granted at `granted_at_ms` must have ended, pauses aside: its deadline, then
+/// three lease terms (fetching its inputs, noticing a cancellation, reporting), and the time to
+/// upload all it may leave on a slow uplink.
+pub(super) fn attempt_ends_by_ms(limits: &wire::Limits, granted_at_ms: u64, lease_ms: u64) -> u64 {
+    let upload_bytes_max = limits
+        .output_bytes_max
+        .saturating_add(limits.stdout_bytes_max)
+        .saturating_add(limits.stderr_bytes_max);
+    let upload_ms = upload_bytes_max.saturating_mul(1000) / UPLOAD_BYTES_PER_S_MIN;
+    granted_at_ms
+        .saturating_add(limits.deadline_ms)
+        .saturating_add(lease_ms.saturating_mul(3))
+        .saturating_add(upload_ms)
 }
 
 impl PoolState {
@@ -186,6 +206,8 @@ impl PoolState {
         else {
             return;
         };
+        let ends_by_ms = attempt_ends_by_ms(&job.runtime.limits, now_ms, lease_ms);
+        let paused_ms_at_grant = node.pauses.total_ms(now_ms);
         if node.jobs_sent.insert(job_id) {
             response.jobs.push((*job.runtime).clone());
         }
@@ -215,6 +237,7 @@ impl PoolState {
                 granted_at_ms: now_ms,
             });
             node.running.insert(attempt_id);
+            self.deadlines.insert((ends_by_ms, attempt_id));
             self.attempts.insert(
                 attempt_id,
                 Attempt {
@@ -222,6 +245,9 @@ impl PoolState {
                     task: index,
                     node: node_id,
                     granted_at_ms: now_ms,
+                    ends_by_ms,
+                    paused_ms_at_grant,
+                    check_at_ms: ends_by_ms,
                 },
             );
         }
@@ -247,7 +273,7 @@ impl PoolState {
 
     fn revert(&mut self, node_id: NodeId, response: &LeaseResponse) {
         for grant in &response.attempts {
-            let Some(attempt) = self.attempts.remove(&grant.attempt_id) else {
+            let Some(attempt) = self.remove_attempt(grant.attempt_id) else {
                 continue;
             };
             if let Some(node) = self.nodes.get_mut(&attempt.node) {
@@ -294,6 +320,8 @@ impl PoolState {
             self.waiting.remove(&node_id);
         }
         if let Some(node) = self.nodes.get_mut(&node_id) {
+            let paused = matches!(request.activity, NodeActivity::Paused { .. });
+            node.pauses.set_paused(paused, now_ms);
             node.activity = request.activity.clone();
             if let Some(capabilities) = &request.capabilities
                 && *capabilities != node.capabilities
@@ -330,49 +358,11 @@ impl PoolState {
         }
     }
 
-    /// Takes the reports of attempts a node ended. `stored` holds the blob hashes found in the
-    /// blob store; a report naming any other blob is refused.
-    pub(crate) fn report(
-        &mut self,
+    pub(super) fn held_attempt(
+        &self,
         node_id: NodeId,
-        reports: Vec<AttemptReport>,
-        stored: &HashSet<BlobHash>,
-        now_ms: u64,
-        out: &mut Outbox,
-    ) -> Vec<ReportAck> {
-        self.touch(node_id, now_ms);
-        let mut ends = Vec::new();
-        let mut acks = Vec::with_capacity(reports.len());
-        let mut finished_jobs = HashSet::new();
-        for report in reports {
-            let attempt_id = report.attempt_id;
-            match self.take_report(node_id, report, stored, now_ms, out) {
-                Ok((end, job_id)) => {
-                    ends.push(end);
-                    finished_jobs.insert(job_id);
-                    acks.push(ReportAck {
-                        attempt_id,
-                        accepted: true,
-                        message: None,
-                    });
-                }
-                Err(message) => acks.push(ReportAck {
-                    attempt_id,
-                    accepted: false,
-                    message: Some(message),
-                }),
-            }
-        }
-        if !ends.is_empty() {
-            out.push(Write::EndAttempts(ends));
-        }
-        for job_id in finished_jobs {
-            self.finish_job_if_done(job_id, now_ms, out);
-        }
-        acks
-    }
-
-    fn held_attempt(&self, node_id: NodeId, attempt_id: AttemptId) -> Result<Attempt, String> {
+        attempt_id: AttemptId,
+    ) -> Result<Attempt, String> {
         match self.attempts.get(&attempt_id) {
             Some(attempt) if attempt.node == node_id => Ok(*attempt),
             Some(_) => Err(format!("attempt {attempt_id} is not held by this node")),
@@ -381,96 +371,6 @@ impl PoolState {
                  job was cancelled, so the task runs elsewhere or no longer runs"
             )),
         }
-    }
-
-    fn take_report(
-        &mut self,
-        node_id: NodeId,
-        report: AttemptReport,
-        stored: &HashSet<BlobHash>,
-        now_ms: u64,
-        out: &mut Outbox,
-    ) -> Result<(AttemptEnd, JobId), String> {
-        let attempt = self.held_attempt(node_id, report.attempt_id)?;
-        let blobs: Vec<(BlobHash, u64)> = report
-            .stdout
-            .iter()
-            .chain(report.stderr.iter())
-            .map(|blob| (blob.hash, blob.size_bytes))
-            .chain(
-                report
-                    .outputs
-                    .iter()
-                    .map(|file| (file.hash, file.size_bytes)),
-            )
-            .collect();
-        if let Some((missing, _)) = blobs.iter().find(|(hash, _)| !stored.contains(hash)) {
-            return Err(format!(
-                "blob {missing} named in the report was not uploaded; upload outputs before reporting"
-            ));
-        }
-        let job = self
-            .jobs
-            .get_mut(&attempt.job)
-            .expect("attempts belong to jobs");
-        let task = &job.tasks[attempt.task as usize];
-        let task_end = if report.outcome.is_success() {
-            Some(TaskState::Succeeded)
-        } else if (report.outcome.is_retryable() || report.outcome == Outcome::Cancelled)
-            && task.attempts < job.max_attempts
-        {
-            None
-        } else {
-            Some(TaskState::Failed)
-        };
-        self.attempts.remove(&report.attempt_id);
-        let node = self
-            .nodes
-            .get_mut(&node_id)
-            .expect("the node holds the attempt");
-        node.running.remove(&report.attempt_id);
-        job.fuel_total += report.usage.fuel_used;
-        match task_end {
-            Some(state) => {
-                job.set_slot(attempt.task, Slot::Ended(state));
-                if state == TaskState::Succeeded {
-                    *job.node_shares.entry(node_id).or_default() += 1;
-                    node.tasks_succeeded += 1;
-                }
-            }
-            None => job.set_slot(attempt.task, Slot::Pending),
-        }
-        job.bump();
-        if !blobs.is_empty() {
-            out.push(Write::AddBlobReaders {
-                hashes: blobs,
-                reader: job.requester,
-                at_ms: now_ms,
-            });
-        }
-        let job_id = attempt.job;
-        self.sync_ready(job_id);
-        let end = AttemptEnd {
-            attempt_id: report.attempt_id,
-            job_id,
-            task_index: attempt.task,
-            state: if report.outcome.is_success() {
-                AttemptEndState::Succeeded
-            } else {
-                AttemptEndState::Failed
-            },
-            at_ms: now_ms,
-            task_end: task_end.map(|state| TaskEnd {
-                state,
-                outcome: report.outcome.clone(),
-            }),
-            outcome: Some(report.outcome),
-            usage: Some(report.usage),
-            stdout: report.stdout,
-            stderr: report.stderr,
-            outputs: report.outputs,
-        };
-        Ok((end, job_id))
     }
 
     /// Gives attempts back unfinished: their tasks run again elsewhere, not counted as attempts.
@@ -487,7 +387,7 @@ impl PoolState {
             let Ok(attempt) = self.held_attempt(node_id, *attempt_id) else {
                 continue;
             };
-            self.attempts.remove(attempt_id);
+            self.remove_attempt(*attempt_id);
             if let Some(node) = self.nodes.get_mut(&node_id) {
                 node.running.remove(attempt_id);
             }
@@ -535,7 +435,47 @@ impl PoolState {
             self.waiting.remove(&node_id);
             expired += self.expire_node(node_id, now_ms, Expiry::LeaseRanOut, out);
         }
+        expired + self.expire_overdue(now_ms, out)
+    }
+
+    /// Ends the attempts that are past their deadline and grace, whatever their nodes'
+    /// heartbeats say: a node cannot hold a task longer than the job allows by staying alive.
+    fn expire_overdue(&mut self, now_ms: u64, out: &mut Outbox) -> usize {
+        let mut expired = 0;
+        while let Some(&(check_at_ms, attempt_id)) = self.deadlines.first()
+            && check_at_ms <= now_ms
+        {
+            let attempt = self.attempts[&attempt_id];
+            let paused_ms = self.nodes.get(&attempt.node).map_or(0, |node| {
+                node.pauses
+                    .total_ms(now_ms)
+                    .saturating_sub(attempt.paused_ms_at_grant)
+            });
+            let end_ms = attempt
+                .ends_by_ms
+                .saturating_add(paused_ms.min(super::PAUSE_ALLOWANCE_MS));
+            if end_ms > now_ms {
+                // The node was paused, and the sandbox's deadline stood still meanwhile.
+                self.deadlines.remove(&(check_at_ms, attempt_id));
+                self.deadlines.insert((end_ms, attempt_id));
+                self.attempts
+                    .get_mut(&attempt_id)
+                    .expect("checked above")
+                    .check_at_ms = end_ms;
+                continue;
+            }
+            self.expire_attempt(attempt_id, now_ms, Expiry::Overdue, out);
+            expired += 1;
+        }
         expired
+    }
+
+    /// Takes an attempt out of the pool's indexes; its task and node are the caller's to update.
+    pub(super) fn remove_attempt(&mut self, attempt_id: AttemptId) -> Option<Attempt> {
+        let attempt = self.attempts.remove(&attempt_id)?;
+        self.uploads.remove(&attempt_id);
+        self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
+        Some(attempt)
     }
 
     pub(crate) fn expire_node(
@@ -564,7 +504,7 @@ impl PoolState {
         why: Expiry,
         out: &mut Outbox,
     ) {
-        let Some(attempt) = self.attempts.remove(&attempt_id) else {
+        let Some(attempt) = self.remove_attempt(attempt_id) else {
             return;
         };
         if let Some(node) = self.nodes.get_mut(&attempt.node) {
@@ -613,7 +553,7 @@ impl PoolState {
     }
 
     /// Puts back a lease that was live when the coordinator stopped.
-    pub(crate) fn restore_attempt(&mut self, row: AttemptRow) {
+    pub(crate) fn restore_attempt(&mut self, row: AttemptRow, now_ms: u64) {
         let Some(job) = self.jobs.get_mut(&row.job_id) else {
             return;
         };
@@ -628,6 +568,11 @@ impl PoolState {
         // The pending queue is rebuilt from the slots once every attempt is restored.
         job.set_slot(row.task_index, Slot::Running(row.id));
         node.running.insert(row.id);
+        // A report held back by the restart still gets a lease term to arrive.
+        let lease_ms = self.lease_ms_min;
+        let ends_by_ms = attempt_ends_by_ms(&job.runtime.limits, row.granted_at_ms, lease_ms)
+            .max(now_ms.saturating_add(lease_ms));
+        self.deadlines.insert((ends_by_ms, row.id));
         self.attempts.insert(
             row.id,
             Attempt {
@@ -635,6 +580,9 @@ impl PoolState {
                 task: row.task_index,
                 node: row.node_id,
                 granted_at_ms: row.granted_at_ms,
+                ends_by_ms,
+                paused_ms_at_grant: 0,
+                check_at_ms: ends_by_ms,
             },
         );
     }

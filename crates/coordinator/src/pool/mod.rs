@@ -19,9 +19,10 @@ mod held;
 mod jobs;
 mod leases;
 mod nodes;
+mod reports;
 mod trust;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch};
@@ -83,6 +84,12 @@ pub(crate) struct PoolState {
     open_jobs: HashSet<JobId>,
     nodes: HashMap<NodeId, Node>,
     attempts: HashMap<AttemptId, Attempt>,
+    /// What each live attempt's node uploaded for it, with the sizes measured on upload: the
+    /// only blobs its report may name.
+    uploads: HashMap<AttemptId, HashMap<BlobHash, u64>>,
+    /// Live attempts by when they are next checked against their deadline (see
+    /// [`Attempt::check_at_ms`]).
+    deadlines: BTreeSet<(u64, AttemptId)>,
     waiting: HashMap<NodeId, Waiter>,
     requester_tokens: HashMap<String, RequesterId>,
     join_tokens: HashSet<String>,
@@ -170,6 +177,8 @@ pub(crate) struct Node {
     /// Whether the node is in the live count behind the heartbeat interval.
     pub(crate) counted_live: bool,
     pub(crate) running: HashSet<AttemptId>,
+    /// How long the node has said it was paused, for attempts' deadlines.
+    pub(crate) pauses: PauseClock,
     pub(crate) tasks_succeeded: u64,
     /// Jobs whose runtime this node was sent since it registered.
     pub(crate) jobs_sent: HashSet<JobId>,
@@ -181,6 +190,45 @@ pub(crate) struct Attempt {
     pub(crate) task: u32,
     pub(crate) node: NodeId,
     pub(crate) granted_at_ms: u64,
+    /// When the attempt must have ended, pauses aside: its deadline plus a grace period for
+    /// uploading and reporting. Heartbeats do not move it.
+    pub(crate) ends_by_ms: u64,
+    /// The node's paused time when the attempt was granted; pauses after it (up to
+    /// [`PAUSE_ALLOWANCE_MS`]) push the end back, since the sandbox stops the deadline's clock.
+    pub(crate) paused_ms_at_grant: u64,
+    /// Its key in [`PoolState::deadlines`].
+    pub(crate) check_at_ms: u64,
+}
+
+/// How much paused time an attempt's end may be pushed back by, in total: the agent's default
+/// `release_after`, past which an agent gives paused attempts back anyway.
+pub(crate) const PAUSE_ALLOWANCE_MS: u64 = 15 * 60_000;
+
+/// Time a node has spent paused, as its heartbeats said.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PauseClock {
+    closed_ms: u64,
+    since_ms: Option<u64>,
+}
+
+impl PauseClock {
+    pub(crate) fn total_ms(&self, now_ms: u64) -> u64 {
+        let open = self
+            .since_ms
+            .map_or(0, |since| now_ms.saturating_sub(since));
+        self.closed_ms.saturating_add(open)
+    }
+
+    pub(crate) fn set_paused(&mut self, paused: bool, now_ms: u64) {
+        match (self.since_ms, paused) {
+            (None, true) => self.since_ms = Some(now_ms),
+            (Some(since), false) => {
+                self.closed_ms = self.closed_ms.saturating_add(now_ms.saturating_sub(since));
+                self.since_ms = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A node's lease request that found no work and waits for some.
@@ -200,6 +248,8 @@ impl PoolState {
             open_jobs: HashSet::new(),
             nodes: HashMap::new(),
             attempts: HashMap::new(),
+            uploads: HashMap::new(),
+            deadlines: BTreeSet::new(),
             waiting: HashMap::new(),
             requester_tokens: HashMap::new(),
             join_tokens: HashSet::new(),
@@ -245,7 +295,15 @@ impl PoolState {
             }
         }
         for row in image.live_attempts {
-            self.restore_attempt(row);
+            self.restore_attempt(row, now_ms);
+        }
+        for (attempt_id, hash, size_bytes) in image.attempt_uploads {
+            if self.attempts.contains_key(&attempt_id) {
+                self.uploads
+                    .entry(attempt_id)
+                    .or_default()
+                    .insert(hash, size_bytes);
+            }
         }
         let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for job_id in job_ids {
@@ -323,6 +381,21 @@ impl PoolState {
             for attempt in &node.running {
                 assert_eq!(self.attempts[attempt].node, node.id);
             }
+            assert!(
+                node.running.len() <= node.slots as usize,
+                "node {} holds more attempts than its slots",
+                node.id
+            );
+        }
+        for attempt_id in self.uploads.keys() {
+            assert!(
+                self.attempts.contains_key(attempt_id),
+                "uploads of a live attempt"
+            );
+        }
+        assert_eq!(self.deadlines.len(), self.attempts.len());
+        for (check_at_ms, attempt_id) in &self.deadlines {
+            assert_eq!(self.attempts[attempt_id].check_at_ms, *check_at_ms);
         }
         for job in self.jobs.values() {
             if job.state.is_terminal() {

@@ -80,6 +80,7 @@ impl PoolState {
                 join_token_hash,
                 counted_live: true,
                 running: HashSet::new(),
+                pauses: super::PauseClock::default(),
                 tasks_succeeded: 0,
                 jobs_sent: HashSet::new(),
             },
@@ -234,26 +235,6 @@ impl PoolState {
         })
     }
 
-    /// The largest upload a node may make now: the most output any attempt it holds may leave.
-    pub(crate) fn node_upload_bytes_max(&self, node_id: NodeId) -> u64 {
-        let Some(node) = self.nodes.get(&node_id) else {
-            return 0;
-        };
-        node.running
-            .iter()
-            .filter_map(|attempt_id| self.attempts.get(attempt_id))
-            .filter_map(|attempt| self.jobs.get(&attempt.job))
-            .map(|job| {
-                let limits = job.runtime.limits;
-                limits
-                    .output_bytes_max
-                    .max(limits.stdout_bytes_max)
-                    .max(limits.stderr_bytes_max)
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
     /// A job's runtime, for a node that holds one of its attempts.
     pub(crate) fn job_runtime_for_node(
         &self,
@@ -270,10 +251,13 @@ impl PoolState {
     }
 }
 
-pub(crate) fn node_offer(node: &Node, slots_free: u32) -> scheduler::NodeOffer<'_> {
+/// What a node can take now. Whatever the node asks for, it gets no more than the slots it
+/// registered less the attempts it holds.
+pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<'_> {
+    let slots_left = node.slots.saturating_sub(node.running.len() as u32);
     scheduler::NodeOffer {
         node: node.id.0,
-        slots_free,
+        slots_free: slots_asked.min(slots_left),
         slots_total: node.slots,
         running: node.running.len() as u32,
         cores: node.capabilities.cores,

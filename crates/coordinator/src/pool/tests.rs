@@ -1,11 +1,12 @@
 //! The pool's rules, driven directly: no HTTP, no database, a fixed clock and seed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use store::Write;
 use wire::{
     AttemptReport, BlobHash, BlobRef, Capabilities, HeartbeatRequest, JobId, JobState,
-    JobSubmission, NodeActivity, NodeId, Outcome, RequesterId, TaskSpec, TaskState, Usage,
+    JobSubmission, NodeActivity, NodeId, Outcome, RequesterId, TaskSpec, Usage,
 };
 
 use super::*;
@@ -114,12 +115,40 @@ impl Harness {
                 stderr: None,
                 outputs: vec![],
             }],
-            &HashSet::new(),
             self.now_ms,
             &mut self.writes,
         );
         self.pool.check_invariants();
         acks[0].accepted
+    }
+
+    fn upload(&mut self, node: NodeId, attempt: AttemptId, bytes: &[u8]) -> Result<(), String> {
+        self.pool.record_upload(
+            node,
+            attempt,
+            BlobHash::of(bytes),
+            bytes.len() as u64,
+            self.now_ms,
+            &mut self.writes,
+        )
+    }
+
+    fn job_limited(&mut self, tasks: usize, limits: wire::Limits) -> JobId {
+        let id = self.job(tasks, 3);
+        // Limits are part of the runtime every attempt of the job shares.
+        let job = self.pool.jobs.get_mut(&id).unwrap();
+        let mut runtime = (*job.runtime).clone();
+        runtime.limits = limits;
+        job.runtime = Arc::new(runtime);
+        id
+    }
+
+    fn send(&mut self, node: NodeId, report: AttemptReport) -> wire::ReportAck {
+        let acks = self
+            .pool
+            .report(node, vec![report], self.now_ms, &mut self.writes);
+        self.pool.check_invariants();
+        acks.into_iter().next().unwrap()
     }
 
     fn status(&self, job: JobId) -> wire::JobStatus {
@@ -410,44 +439,290 @@ fn a_paused_node_gets_no_work() {
 }
 
 #[test]
-fn outputs_must_be_uploaded_before_the_report() {
+fn a_report_may_name_only_blobs_this_node_uploaded_for_this_attempt() {
     let mut h = Harness::new();
-    let node = h.node(1, 1);
-    let job = h.job(1, 3);
-    let grant = h.take(node, 1).remove(0);
-    let stdout = BlobRef {
-        hash: BlobHash::of(b"out"),
-        size_bytes: 3,
+    let node = h.node(1, 2);
+    let other = h.node(2, 1);
+    let job = h.job(3, 3);
+    let grants = h.take(node, 2);
+    let (mine, sibling) = (grants[0].attempt_id, grants[1].attempt_id);
+    let elsewhere = h.take(other, 1).remove(0).attempt_id;
+    let stdout = |bytes: &[u8]| BlobRef {
+        hash: BlobHash::of(bytes),
+        size_bytes: bytes.len() as u64,
     };
-    let report = AttemptReport {
-        attempt_id: grant.attempt_id,
+    let report = |attempt, blob: BlobRef| AttemptReport {
+        attempt_id: attempt,
         outcome: Outcome::Succeeded,
         usage: Usage::default(),
-        stdout: Some(stdout),
+        stdout: Some(blob),
         stderr: None,
         outputs: vec![],
     };
-    let acks = h.pool.report(
-        node,
-        vec![report.clone()],
-        &HashSet::new(),
-        h.now_ms,
-        &mut h.writes,
-    );
-    assert!(!acks[0].accepted);
-    assert_eq!(h.status(job).tasks.running, 1);
-    let stored: HashSet<_> = [stdout.hash].into();
-    let acks = h
-        .pool
-        .report(node, vec![report], &stored, h.now_ms, &mut h.writes);
-    assert!(acks[0].accepted);
+    // Uploaded by this node for its other attempt, by another node, or by no one: all refused.
+    h.upload(node, sibling, b"sibling's").unwrap();
+    h.upload(other, elsewhere, b"the other node's").unwrap();
     assert!(
-        h.writes
-            .iter()
-            .any(|w| matches!(w, Write::AddBlobReaders { reader, .. } if *reader == OWNER))
+        h.upload(other, mine, b"x").is_err(),
+        "no uploads for attempts held elsewhere"
     );
-    assert_eq!(h.status(job).state, JobState::Completed);
-    let _ = TaskState::Succeeded;
+    for named in [
+        &b"sibling's"[..],
+        b"the other node's",
+        b"the requester's input",
+    ] {
+        let ack = h.send(node, report(mine, stdout(named)));
+        assert!(
+            !ack.accepted,
+            "{:?} is not this attempt's",
+            String::from_utf8_lossy(named)
+        );
+        assert!(ack.message.unwrap().contains("not uploaded by this node"));
+    }
+    assert_eq!(
+        h.status(job).tasks.running,
+        3,
+        "a refused report changes nothing"
+    );
+
+    h.upload(node, mine, b"out").unwrap();
+    let mut claimed = stdout(b"out");
+    claimed.size_bytes = 1 << 40;
+    assert!(h.send(node, report(mine, claimed)).accepted);
+    let end = h
+        .writes
+        .iter()
+        .rev()
+        .find_map(|w| match w {
+            Write::EndAttempts(ends) => ends.first().cloned(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        end.stdout.unwrap().size_bytes,
+        3,
+        "sizes are the measured ones"
+    );
+    assert!(h.writes.iter().any(|w| matches!(
+        w,
+        Write::AddBlobReaders { reader, hashes, .. } if *reader == OWNER && hashes == &[(BlobHash::of(b"out"), 3)]
+    )));
+    assert!(
+        h.upload(node, mine, b"late").is_err(),
+        "an ended attempt takes no uploads"
+    );
+}
+
+#[test]
+fn reports_keep_the_jobs_output_limits_with_sizes_as_uploaded() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let limits = wire::Limits {
+        output_bytes_max: 1 << 20,
+        output_files_max: 10,
+        stdout_bytes_max: 4 << 20,
+        stderr_bytes_max: 1 << 10,
+        ..wire::Limits::default()
+    };
+    let job = h.job_limited(1, limits);
+    let attempt = h.take(node, 1).remove(0).attempt_id;
+    let big = vec![7u8; 4 << 20];
+    h.upload(node, attempt, &big).unwrap();
+    let output = |path: String| wire::OutputFile {
+        path,
+        hash: BlobHash::of(&big),
+        size_bytes: 1,
+    };
+    let outputs = |count: usize| (0..count).map(|i| output(format!("f{i}"))).collect();
+    let base = AttemptReport {
+        attempt_id: attempt,
+        outcome: Outcome::Succeeded,
+        usage: Usage::default(),
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+    };
+    let too_many = AttemptReport {
+        outputs: outputs(2_000),
+        ..base.clone()
+    };
+    assert!(
+        h.send(node, too_many)
+            .message
+            .unwrap()
+            .contains("output files")
+    );
+    let too_large = AttemptReport {
+        outputs: outputs(1),
+        ..base.clone()
+    };
+    assert!(h.send(node, too_large).message.unwrap().contains("bytes"));
+    let stderr_too_large = AttemptReport {
+        stderr: Some(BlobRef {
+            hash: BlobHash::of(&big),
+            size_bytes: 1,
+        }),
+        ..base.clone()
+    };
+    assert!(
+        h.send(node, stderr_too_large)
+            .message
+            .unwrap()
+            .contains("stderr")
+    );
+    assert!(
+        h.upload(node, attempt, &vec![1u8; 2 << 20]).is_err(),
+        "uploads stop at the caps of stdout, stderr and /output together"
+    );
+    assert_eq!(h.status(job).tasks.running, 1, "nothing was taken");
+    let fits = AttemptReport {
+        stdout: Some(BlobRef {
+            hash: BlobHash::of(&big),
+            size_bytes: 1,
+        }),
+        ..base
+    };
+    assert!(h.send(node, fits).accepted);
+}
+
+#[test]
+fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let limits = wire::Limits {
+        fuel_max: wire::limits::ceiling::FUEL_MAX,
+        ..wire::Limits::default()
+    };
+    let job = h.job_limited(40, limits);
+    let claim = |attempt, fuel_used| AttemptReport {
+        attempt_id: attempt,
+        outcome: Outcome::ExitCode { code: 1 },
+        usage: Usage {
+            fuel_used,
+            wall_ms: u64::MAX,
+            memory_peak_bytes: u64::MAX,
+            output_bytes: u64::MAX,
+        },
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+    };
+    let attempt = h.take(node, 1).remove(0).attempt_id;
+    let ack = h.send(node, claim(attempt, i64::MAX as u64));
+    assert!(!ack.accepted && ack.message.unwrap().contains("fuel"));
+    assert!(h.send(node, claim(attempt, limits.fuel_max)).accepted);
+    let usage = h
+        .writes
+        .iter()
+        .rev()
+        .find_map(|w| match w {
+            Write::EndAttempts(ends) => ends[0].usage,
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(usage.wall_ms, 0, "no longer than since the grant");
+    assert_eq!(usage.memory_peak_bytes, limits.memory_bytes_max);
+    assert_eq!(usage.output_bytes, 0, "output bytes are the measured ones");
+    // Honest attempts at the ceiling, many times over, saturate rather than wrap.
+    h.pool.jobs.get_mut(&job).unwrap().fuel_total = u64::MAX - 1;
+    let attempt = h.take(node, 1).remove(0).attempt_id;
+    assert!(h.send(node, claim(attempt, limits.fuel_max)).accepted);
+    assert_eq!(h.pool.jobs[&job].fuel_total, u64::MAX);
+}
+
+#[test]
+fn a_node_gets_no_more_attempts_than_the_slots_it_registered() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    h.job(300, 3);
+    assert_eq!(
+        h.take(node, 1024).len(),
+        1,
+        "asking for more slots gets one"
+    );
+    assert!(h.take(node, 1024).is_empty(), "and nothing while it runs");
+    let (sender, _receiver) = tokio::sync::oneshot::channel();
+    h.pool.add_waiter(node, 1, 1024, sender);
+    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.pool.check_invariants();
+    assert_eq!(h.pool.attempts_live(), 1, "nor by waiting for work");
+}
+
+#[test]
+fn an_attempt_past_its_deadline_and_grace_ends_whatever_the_heartbeats_say() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let limits = wire::Limits {
+        deadline_ms: 2_000,
+        output_bytes_max: 0,
+        stdout_bytes_max: 0,
+        stderr_bytes_max: 0,
+        ..wire::Limits::default()
+    };
+    let job = h.job_limited(1, limits);
+    let attempt = h.take(node, 1).remove(0).attempt_id;
+    let grace_ms = 3 * LEASE_MS;
+    let heartbeat = |h: &mut Harness, activity: NodeActivity| {
+        let request = HeartbeatRequest {
+            running: vec![attempt],
+            slots_free: 0,
+            activity,
+            capabilities: None,
+        };
+        h.pool.heartbeat(node, &request, h.now_ms, &mut h.writes);
+        h.pool.expire(h.now_ms, &mut h.writes);
+        h.pool.check_invariants();
+    };
+    // Paused for 5 s: the sandbox's deadline stood still, so the end moves back by as much.
+    heartbeat(
+        &mut h,
+        NodeActivity::Paused {
+            reason: "owner".to_owned(),
+        },
+    );
+    h.now_ms += 5_000;
+    heartbeat(&mut h, NodeActivity::Active);
+    let end_ms = h.now_ms - 5_000 + 2_000 + grace_ms + 5_000;
+    while h.now_ms + 250 < end_ms {
+        h.now_ms += 250;
+        heartbeat(&mut h, NodeActivity::Active);
+        assert_eq!(
+            h.status(job).tasks.running,
+            1,
+            "still within its time at {}",
+            h.now_ms
+        );
+    }
+    h.now_ms = end_ms;
+    heartbeat(&mut h, NodeActivity::Active);
+    assert_eq!(
+        h.pool.attempts_live(),
+        0,
+        "heartbeats do not keep it past its time"
+    );
+    assert_eq!(h.status(job).tasks.pending, 1, "its task runs again");
+    assert!(
+        !h.report(node, attempt, Outcome::Succeeded),
+        "a late report is refused"
+    );
+
+    // A node that claims to be paused for ever holds an attempt at most the pause allowance.
+    let attempt = h.take(node, 1).remove(0).attempt_id;
+    let granted_ms = h.now_ms;
+    heartbeat(
+        &mut h,
+        NodeActivity::Paused {
+            reason: "owner".to_owned(),
+        },
+    );
+    h.now_ms = granted_ms + 2_000 + grace_ms + PAUSE_ALLOWANCE_MS;
+    heartbeat(
+        &mut h,
+        NodeActivity::Paused {
+            reason: "owner".to_owned(),
+        },
+    );
+    assert!(!h.pool.attempts.contains_key(&attempt));
 }
 
 #[test]

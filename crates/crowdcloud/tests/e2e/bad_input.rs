@@ -257,6 +257,19 @@ async fn another_requesters_blobs_and_jobs_are_out_of_reach() {
     );
     assert_eq!(
         (status, code),
+        (400, ErrorCode::BadRequest),
+        "a node names the attempt it uploads for"
+    );
+    let (status, code, _) = api_error(
+        node.put_output(
+            wire::AttemptId(7),
+            BlobHash::of(b"x"),
+            Bytes::from_static(b"x"),
+        )
+        .await,
+    );
+    assert_eq!(
+        (status, code),
         (403, ErrorCode::Forbidden),
         "a node holding nothing uploads nothing"
     );

@@ -147,8 +147,19 @@ impl Pool {
 
     /// SIGKILL the coordinator process, then start it again on the same data dir and port.
     pub async fn restart_coordinator_hard(&mut self) {
+        self.kill_coordinator().await;
+        self.start_coordinator_again().await;
+    }
+
+    /// SIGKILL the coordinator process and leave it down.
+    pub async fn kill_coordinator(&mut self) {
         let mut old = self.coordinator.take().expect("a running coordinator");
         old.kill().await.expect("killing the coordinator");
+    }
+
+    /// Starts the coordinator again on the same data dir and port after [`Pool::kill_coordinator`].
+    pub async fn start_coordinator_again(&mut self) {
+        assert!(self.coordinator.is_none(), "the coordinator is down");
         let _ = std::fs::remove_file(self.coordinator_dir().join("coordinator.json"));
         self.coordinator = Some(spawn_coordinator(
             self.dir.path(),
@@ -233,7 +244,52 @@ impl Pool {
     }
 
     pub async fn submit(&self, module: BlobHash, tasks: Vec<TaskSpec>, limits: Limits) -> JobId {
-        let submission = JobSubmission {
+        let submission = self.submission(module, tasks, limits);
+        self.owner
+            .submit(&submission)
+            .await
+            .expect("submitting a job")
+            .job_id
+    }
+
+    /// A node that speaks the node protocol by hand (no agent behind it), registered with the
+    /// key made from `seed`; it claims whatever a test makes it claim.
+    pub async fn raw_node(&self, seed: u8, name: &str, slots: u32) -> Client {
+        use ed25519_dalek::{Signer, SigningKey};
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let anonymous = Client::new(&self.url, None).unwrap();
+        let challenge = anonymous
+            .challenge(&self.join_token)
+            .await
+            .expect("a registration challenge");
+        let mut request = wire::RegisterRequest {
+            join_token: self.join_token.clone(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            signature: String::new(),
+            nonce: challenge.nonce,
+            name: name.to_owned(),
+            capabilities: wire::Capabilities {
+                cores: 1,
+                memory_bytes: 1 << 30,
+                disk_free_bytes: 1 << 30,
+                arch: std::env::consts::ARCH.to_owned(),
+                os: std::env::consts::OS.to_owned(),
+            },
+            labels: Default::default(),
+            slots,
+            agent_version: "by hand".to_owned(),
+        };
+        let message = wire::auth::registration_message(&request);
+        request.signature = hex::encode(key.sign(&message).to_bytes());
+        let registered = anonymous
+            .register(&request)
+            .await
+            .expect("registering a node by hand");
+        anonymous.with_token(registered.node_token)
+    }
+
+    fn submission(&self, module: BlobHash, tasks: Vec<TaskSpec>, limits: Limits) -> JobSubmission {
+        JobSubmission {
             name: "test".to_owned(),
             module,
             env: Default::default(),
@@ -243,12 +299,61 @@ impl Pool {
             max_attempts: 5,
             deterministic: None,
             tasks,
-        };
+        }
+    }
+
+    /// A requester of its own, with an API token the owner made for it.
+    pub async fn requester(&self, name: &str) -> Client {
+        let created = self
+            .owner
+            .create_token(&wire::tokens::TokenCreateRequest {
+                name: name.to_owned(),
+                kind: wire::tokens::ManagedTokenKind::Requester,
+            })
+            .await
+            .expect("the owner makes a requester token");
+        self.owner.with_token(created.token)
+    }
+
+    /// Submits a job of `tasks` as `requester`, with default limits.
+    pub async fn submit_as(
+        &self,
+        requester: &Client,
+        module: BlobHash,
+        tasks: Vec<TaskSpec>,
+    ) -> JobId {
+        let mut submission = self.submission(module, tasks, Limits::default());
+        submission.name = "theirs".to_owned();
+        requester
+            .submit(&submission)
+            .await
+            .expect("submitting a job")
+            .job_id
+    }
+
+    /// Submits a job whose tasks may be tried at most `max_attempts` times.
+    pub async fn submit_with_attempts(
+        &self,
+        module: BlobHash,
+        tasks: Vec<TaskSpec>,
+        max_attempts: u32,
+    ) -> JobId {
+        let mut submission = self.submission(module, tasks, Limits::default());
+        submission.max_attempts = max_attempts;
         self.owner
             .submit(&submission)
             .await
             .expect("submitting a job")
             .job_id
+    }
+
+    /// What a task that ended wrote to stdout, as the owner downloads it.
+    pub async fn stdout(&self, task: &wire::TaskStatus) -> Bytes {
+        let blob = task.stdout.expect("the task wrote to stdout");
+        self.owner
+            .download(&blob.hash)
+            .await
+            .expect("downloading stdout")
     }
 
     /// Waits for the job to end, for at most `limit`.

@@ -146,12 +146,7 @@ async fn an_agent_killed_mid_job_loses_its_tasks_to_the_others_and_each_task_cou
     assert_eq!(results.len(), 24);
     for task in &results {
         assert_eq!(task.state, TaskState::Succeeded);
-        let stdout = pool
-            .owner
-            .download(&task.stdout.unwrap().hash)
-            .await
-            .unwrap();
-        assert_eq!(&stdout[..], b"slept 400\n");
+        assert_eq!(&pool.stdout(task).await[..], b"slept 400\n");
     }
     let retried = results.iter().filter(|t| t.attempts > 1).count();
     assert!(retried >= 1, "some task was retried after the kill");

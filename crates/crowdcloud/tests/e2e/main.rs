@@ -10,6 +10,7 @@ mod cli;
 mod edge;
 mod harness;
 mod hostile;
+mod hostile_nodes;
 mod jobs;
 mod lan;
 mod owner;

@@ -1,0 +1,312 @@
+//! What a node may upload for an attempt it holds, and the reports that end attempts.
+//!
+//! A node's report is a claim; the pool believes of it only what it can check. It may name only
+//! blobs this node uploaded for this attempt, their sizes are the ones measured on upload, and
+//! the job's limits (file count, bytes of stdout, stderr and `/output`) hold on what it names.
+//! No number in it is taken beyond what the attempt allowed: fuel past the job's fuel refuses
+//! the report, and wall time and memory are cut to what the attempt could have used.
+
+use std::collections::{HashMap, HashSet};
+
+use store::{AttemptEnd, AttemptEndState, TaskEnd, Write};
+use wire::{
+    AttemptId, AttemptReport, BlobHash, JobId, Limits, NodeId, Outcome, ReportAck, TaskState,
+};
+
+use super::{Attempt, Outbox, PoolState, Slot};
+
+impl PoolState {
+    /// The largest blob `node_id` may upload for `attempt_id` now: the most the attempt may
+    /// leave in one stream, within what it has left of its stdout, stderr and output caps.
+    pub(crate) fn upload_bytes_max(
+        &self,
+        node_id: NodeId,
+        attempt_id: AttemptId,
+    ) -> Result<u64, String> {
+        let attempt = self.held_attempt(node_id, attempt_id)?;
+        let limits = self.jobs[&attempt.job].runtime.limits;
+        let uploads = self.uploads.get(&attempt_id);
+        if uploads.map_or(0, HashMap::len) >= uploads_per_attempt_max(&limits) {
+            return Err(format!(
+                "attempt {attempt_id} uploaded as many blobs as its job allows outputs ({} files \
+                 plus stdout and stderr)",
+                limits.output_files_max
+            ));
+        }
+        let uploaded_bytes = uploads.map_or(0, |uploads| {
+            uploads
+                .values()
+                .fold(0u64, |total, size| total.saturating_add(*size))
+        });
+        let blob_bytes_max = limits
+            .output_bytes_max
+            .max(limits.stdout_bytes_max)
+            .max(limits.stderr_bytes_max);
+        Ok(blob_bytes_max.min(upload_bytes_total_max(&limits).saturating_sub(uploaded_bytes)))
+    }
+
+    /// Records a blob `node_id` uploaded for `attempt_id`, `size_bytes` as measured; its report
+    /// may name it from now on.
+    pub(crate) fn record_upload(
+        &mut self,
+        node_id: NodeId,
+        attempt_id: AttemptId,
+        hash: BlobHash,
+        size_bytes: u64,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<(), String> {
+        let bytes_max = self.upload_bytes_max(node_id, attempt_id);
+        let attempt = self.held_attempt(node_id, attempt_id)?;
+        let known = self
+            .uploads
+            .get(&attempt_id)
+            .is_some_and(|uploads| uploads.contains_key(&hash));
+        if known {
+            return Ok(());
+        }
+        // Checked again after the stream: uploads of one attempt may run side by side.
+        if size_bytes > bytes_max? {
+            return Err(format!(
+                "attempt {attempt_id} may not upload {size_bytes} more bytes: that passes its \
+                 job's caps on stdout, stderr and /output"
+            ));
+        }
+        self.uploads
+            .entry(attempt_id)
+            .or_default()
+            .insert(hash, size_bytes);
+        out.push(Write::RecordAttemptUpload {
+            attempt_id,
+            job_id: attempt.job,
+            hash,
+            size_bytes,
+            at_ms: now_ms,
+        });
+        Ok(())
+    }
+
+    /// Takes the reports of attempts a node ended; each is taken or refused on its own, and a
+    /// refused one changes nothing.
+    pub(crate) fn report(
+        &mut self,
+        node_id: NodeId,
+        reports: Vec<AttemptReport>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Vec<ReportAck> {
+        self.touch(node_id, now_ms);
+        let mut ends = Vec::new();
+        let mut acks = Vec::with_capacity(reports.len());
+        let mut finished_jobs = HashSet::new();
+        for report in reports {
+            let attempt_id = report.attempt_id;
+            let (accepted, message) = match self.take_report(node_id, report, now_ms, out) {
+                Ok((end, job_id)) => {
+                    ends.push(end);
+                    finished_jobs.insert(job_id);
+                    (true, None)
+                }
+                Err(message) => (false, Some(message)),
+            };
+            acks.push(ReportAck {
+                attempt_id,
+                accepted,
+                message,
+            });
+        }
+        if !ends.is_empty() {
+            out.push(Write::EndAttempts(ends));
+        }
+        for job_id in finished_jobs {
+            self.finish_job_if_done(job_id, now_ms, out);
+        }
+        acks
+    }
+
+    fn take_report(
+        &mut self,
+        node_id: NodeId,
+        report: AttemptReport,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<(AttemptEnd, JobId), String> {
+        let attempt = self.held_attempt(node_id, report.attempt_id)?;
+        let limits = self.jobs[&attempt.job].runtime.limits;
+        let empty = HashMap::new();
+        let uploads = self.uploads.get(&report.attempt_id).unwrap_or(&empty);
+        let report = checked_report(report, &limits, uploads, &attempt, now_ms)?;
+        let blobs: Vec<(BlobHash, u64)> = named_blobs(&report).collect();
+        let job = self
+            .jobs
+            .get_mut(&attempt.job)
+            .expect("attempts belong to jobs");
+        let task = &job.tasks[attempt.task as usize];
+        let task_end = if report.outcome.is_success() {
+            Some(TaskState::Succeeded)
+        } else if (report.outcome.is_retryable() || report.outcome == Outcome::Cancelled)
+            && task.attempts < job.max_attempts
+        {
+            None
+        } else {
+            Some(TaskState::Failed)
+        };
+        job.fuel_total = job.fuel_total.saturating_add(report.usage.fuel_used);
+        match task_end {
+            Some(state) => job.set_slot(attempt.task, Slot::Ended(state)),
+            None => job.set_slot(attempt.task, Slot::Pending),
+        }
+        if task_end == Some(TaskState::Succeeded) {
+            *job.node_shares.entry(node_id).or_default() += 1;
+        }
+        job.bump();
+        if !blobs.is_empty() {
+            out.push(Write::AddBlobReaders {
+                hashes: blobs,
+                reader: job.requester,
+                at_ms: now_ms,
+            });
+        }
+        self.remove_attempt(report.attempt_id);
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .expect("the node holds the attempt");
+        node.running.remove(&report.attempt_id);
+        if task_end == Some(TaskState::Succeeded) {
+            node.tasks_succeeded += 1;
+        }
+        self.sync_ready(attempt.job);
+        Ok((attempt_end(report, &attempt, task_end, now_ms), attempt.job))
+    }
+}
+
+/// Blobs an attempt may upload: one per output file, plus stdout and stderr.
+fn uploads_per_attempt_max(limits: &Limits) -> usize {
+    (limits.output_files_max as usize).saturating_add(2)
+}
+
+/// Bytes an attempt may upload in all: its stdout, stderr and `/output` caps together.
+fn upload_bytes_total_max(limits: &Limits) -> u64 {
+    limits
+        .output_bytes_max
+        .saturating_add(limits.stdout_bytes_max)
+        .saturating_add(limits.stderr_bytes_max)
+}
+
+fn named_blobs(report: &AttemptReport) -> impl Iterator<Item = (BlobHash, u64)> + '_ {
+    report
+        .stdout
+        .iter()
+        .chain(report.stderr.iter())
+        .map(|blob| (blob.hash, blob.size_bytes))
+        .chain(
+            report
+                .outputs
+                .iter()
+                .map(|file| (file.hash, file.size_bytes)),
+        )
+}
+
+/// The report as the pool believes it: every blob one this attempt uploaded, with its measured
+/// size, within the job's limits, and its usage within what the attempt allowed.
+fn checked_report(
+    mut report: AttemptReport,
+    limits: &Limits,
+    uploads: &HashMap<BlobHash, u64>,
+    attempt: &Attempt,
+    now_ms: u64,
+) -> Result<AttemptReport, String> {
+    let measured = |hash: &BlobHash| {
+        uploads.get(hash).copied().ok_or_else(|| {
+            format!(
+                "blob {hash} was not uploaded by this node for attempt {}; upload each output \
+                 for the attempt before reporting it",
+                report.attempt_id
+            )
+        })
+    };
+    let stream_caps = [
+        ("stdout", limits.stdout_bytes_max),
+        ("stderr", limits.stderr_bytes_max),
+    ];
+    for ((what, cap), blob) in stream_caps
+        .into_iter()
+        .zip([report.stdout.as_ref(), report.stderr.as_ref()])
+    {
+        if let Some(blob) = blob
+            && measured(&blob.hash)? > cap
+        {
+            return Err(format!("{what} is larger than the job's {cap} bytes"));
+        }
+    }
+    if report.outputs.len() > limits.output_files_max as usize {
+        return Err(format!(
+            "the report names {} output files; the job allows {}",
+            report.outputs.len(),
+            limits.output_files_max
+        ));
+    }
+    let mut output_bytes: u64 = 0;
+    for file in &report.outputs {
+        output_bytes = output_bytes.saturating_add(measured(&file.hash)?);
+    }
+    if output_bytes > limits.output_bytes_max {
+        return Err(format!(
+            "the outputs come to {output_bytes} bytes; the job allows {}",
+            limits.output_bytes_max
+        ));
+    }
+    if report.usage.fuel_used > limits.fuel_max {
+        return Err(format!(
+            "the report claims {} fuel; the job allows {}",
+            report.usage.fuel_used, limits.fuel_max
+        ));
+    }
+    measure_blobs(&mut report, uploads);
+    report.usage.output_bytes = output_bytes;
+    report.usage.memory_peak_bytes = report.usage.memory_peak_bytes.min(limits.memory_bytes_max);
+    report.usage.wall_ms = report
+        .usage
+        .wall_ms
+        .min(now_ms.saturating_sub(attempt.granted_at_ms));
+    Ok(report)
+}
+
+/// Replaces the sizes the node claimed with the ones measured on upload.
+fn measure_blobs(report: &mut AttemptReport, uploads: &HashMap<BlobHash, u64>) {
+    for blob in report.stdout.iter_mut().chain(report.stderr.iter_mut()) {
+        blob.size_bytes = uploads[&blob.hash];
+    }
+    for file in &mut report.outputs {
+        file.size_bytes = uploads[&file.hash];
+    }
+}
+
+fn attempt_end(
+    report: AttemptReport,
+    attempt: &Attempt,
+    task_end: Option<TaskState>,
+    now_ms: u64,
+) -> AttemptEnd {
+    AttemptEnd {
+        attempt_id: report.attempt_id,
+        job_id: attempt.job,
+        task_index: attempt.task,
+        state: if report.outcome.is_success() {
+            AttemptEndState::Succeeded
+        } else {
+            AttemptEndState::Failed
+        },
+        at_ms: now_ms,
+        task_end: task_end.map(|state| TaskEnd {
+            state,
+            outcome: report.outcome.clone(),
+        }),
+        outcome: Some(report.outcome),
+        usage: Some(report.usage),
+        stdout: report.stdout,
+        stderr: report.stderr,
+        outputs: report.outputs,
+    }
+}
