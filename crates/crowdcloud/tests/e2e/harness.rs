@@ -255,32 +255,20 @@ impl Pool {
     /// A node that speaks the node protocol by hand (no agent behind it), registered with the
     /// key made from `seed`; it claims whatever a test makes it claim.
     pub async fn raw_node(&self, seed: u8, name: &str, slots: u32) -> Client {
-        use ed25519_dalek::{Signer, SigningKey};
-        let key = SigningKey::from_bytes(&[seed; 32]);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
         let anonymous = Client::new(&self.url, None).unwrap();
         let challenge = anonymous
             .challenge(&self.join_token)
             .await
             .expect("a registration challenge");
-        let mut request = wire::RegisterRequest {
-            join_token: self.join_token.clone(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
-            signature: String::new(),
-            nonce: challenge.nonce,
-            name: name.to_owned(),
-            capabilities: wire::Capabilities {
-                cores: 1,
-                memory_bytes: 1 << 30,
-                disk_free_bytes: 1 << 30,
-                arch: std::env::consts::ARCH.to_owned(),
-                os: std::env::consts::OS.to_owned(),
-            },
-            labels: Default::default(),
+        let request = signed_registration(
+            &self.join_token,
+            challenge.nonce,
+            (&key, &key),
+            name,
             slots,
-            agent_version: "by hand".to_owned(),
-        };
-        let message = wire::auth::registration_message(&request);
-        request.signature = hex::encode(key.sign(&message).to_bytes());
+            Default::default(),
+        );
         let registered = anonymous
             .register(&request)
             .await
@@ -442,6 +430,40 @@ fn read_token(dir: &Path, file: &str) -> String {
 }
 
 /// A task of the probe guest.
+/// A registration of `keys.0` over `nonce`, signed by `keys.1` (the same key unless a test
+/// forges).
+pub fn signed_registration(
+    join_token: &str,
+    nonce: String,
+    keys: (&ed25519_dalek::SigningKey, &ed25519_dalek::SigningKey),
+    name: &str,
+    slots: u32,
+    labels: std::collections::BTreeMap<String, String>,
+) -> wire::RegisterRequest {
+    use ed25519_dalek::Signer;
+    let (key, signer) = keys;
+    let mut request = wire::RegisterRequest {
+        join_token: join_token.to_owned(),
+        public_key: hex::encode(key.verifying_key().to_bytes()),
+        signature: String::new(),
+        nonce,
+        name: name.to_owned(),
+        capabilities: wire::Capabilities {
+            cores: 1,
+            memory_bytes: 1 << 30,
+            disk_free_bytes: 1 << 30,
+            arch: std::env::consts::ARCH.to_owned(),
+            os: std::env::consts::OS.to_owned(),
+        },
+        labels,
+        slots,
+        agent_version: "test".to_owned(),
+    };
+    let message = wire::auth::registration_message(&request);
+    request.signature = hex::encode(signer.sign(&message).to_bytes());
+    request
+}
+
 pub fn probe(args: &[&str]) -> TaskSpec {
     TaskSpec {
         args: args.iter().map(|arg| (*arg).to_owned()).collect(),

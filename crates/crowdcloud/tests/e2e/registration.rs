@@ -4,36 +4,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 
 use client::{Client, ClientError};
-use wire::{Capabilities, ErrorCode, HeartbeatRequest, NodeActivity, NodeState, RegisterRequest};
+use wire::{ErrorCode, HeartbeatRequest, NodeActivity, NodeState, RegisterRequest};
 
-use crate::harness::{Pool, eventually};
+use crate::harness::{Pool, eventually, signed_registration};
 
 /// A registration of `key` over a fresh nonce, signed.
 async fn signed(client: &Client, join_token: &str, key: &SigningKey) -> RegisterRequest {
     let challenge = client.challenge(join_token).await.unwrap();
-    let mut request = RegisterRequest {
-        join_token: join_token.to_owned(),
-        public_key: hex::encode(key.verifying_key().to_bytes()),
-        signature: String::new(),
-        nonce: challenge.nonce,
-        name: "victim".to_owned(),
-        capabilities: Capabilities {
-            cores: 1,
-            memory_bytes: 1 << 30,
-            disk_free_bytes: 1 << 30,
-            arch: std::env::consts::ARCH.to_owned(),
-            os: std::env::consts::OS.to_owned(),
-        },
-        labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
-        slots: 1,
-        agent_version: "test".to_owned(),
-    };
-    let message = wire::auth::registration_message(&request);
-    request.signature = hex::encode(key.sign(&message).to_bytes());
-    request
+    let labels = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
+    signed_registration(join_token, challenge.nonce, (key, key), "victim", 1, labels)
 }
 
 fn api_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, String) {

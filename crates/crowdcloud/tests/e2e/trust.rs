@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use tokio::process::Command;
 
 use client::{Client, ClientError};
@@ -18,7 +18,7 @@ use wire::{
     RegisterRequest, ReleaseRequest, ReportRequest, Usage,
 };
 
-use crate::harness::{BINARY, Pool, eventually, probe};
+use crate::harness::{BINARY, Pool, eventually, probe, signed_registration};
 
 /// A registration of `key` over a fresh nonce (signed by `signer`, which is the same key unless
 /// a test forges).
@@ -34,26 +34,7 @@ async fn registration(
         Ok(challenge) => challenge.nonce,
         Err(_) => "00".repeat(32),
     };
-    let mut request = RegisterRequest {
-        join_token: join_token.to_owned(),
-        public_key: hex::encode(key.verifying_key().to_bytes()),
-        signature: String::new(),
-        nonce,
-        name: name.to_owned(),
-        capabilities: wire::Capabilities {
-            cores: 1,
-            memory_bytes: 1 << 30,
-            disk_free_bytes: 1 << 30,
-            arch: std::env::consts::ARCH.to_owned(),
-            os: std::env::consts::OS.to_owned(),
-        },
-        labels: BTreeMap::new(),
-        slots: 1,
-        agent_version: "test".to_owned(),
-    };
-    let message = wire::auth::registration_message(&request);
-    request.signature = hex::encode(signer.sign(&message).to_bytes());
-    request
+    signed_registration(join_token, nonce, (key, signer), name, 1, BTreeMap::new())
 }
 
 fn api_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, String) {
