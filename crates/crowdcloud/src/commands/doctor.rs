@@ -14,7 +14,8 @@ use crate::cli::DoctorArgs;
 use crate::output::print_json;
 use crate::remembered::{self, RememberedPool};
 
-/// How far the clocks may be apart before the doctor warns (registration refuses 10 minutes).
+/// How far the clocks may be apart before the doctor warns. Registration no longer depends on
+/// the clock (it signs a challenge), but logs and times compared across machines do.
 const CLOCK_SKEW_WARN_MS: i64 = 60_000;
 
 #[derive(Debug, Serialize)]
@@ -248,7 +249,7 @@ async fn clock_check(client: &Client, checks: &mut Vec<Check>) {
             format!("{skew_ms:+} ms off the coordinator's")
         } else {
             format!(
-                "{} s off the coordinator's; registration refuses more than 10 minutes: set the clock right (enable NTP)",
+                "{} s off the coordinator's, so times in logs and status disagree across machines; set the clock right (enable NTP)",
                 skew_ms / 1000
             )
         },
