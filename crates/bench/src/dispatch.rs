@@ -27,8 +27,8 @@ pub struct DispatchOptions {
     pub ray_python: Option<PathBuf>,
 }
 
-/// What Ray 2.60 measured on a 2-core machine of this kind (STACK-NOTES), used when Ray is not
-/// run side by side.
+/// What Ray 2.60 measured on a 2-core machine of this kind (see ARCHITECTURE.md, "Outside
+/// facts"), used when Ray is not run side by side.
 const RAY_REFERENCE_TASKS_PER_S: f64 = 1194.0;
 const RAY_REFERENCE_P50_MS: f64 = 2.05;
 const RAY_REFERENCE_P99_MS: f64 = 4.95;

@@ -55,7 +55,7 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
             Better::Lower,
         )
         .target(50.0)
-        .baseline("wasmtime on-demand instantiate (STACK-NOTES)", Some(20.0)),
+        .baseline("wasmtime on-demand instantiate", Some(20.0)),
     );
     figures.push(Figure::new(
         "start (recycled) p99",
@@ -147,9 +147,7 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
                 Better::Lower,
             );
             if mode.starts_with("fuel + epoch") {
-                figure = figure
-                    .target(1.25)
-                    .baseline("browsers' wasm (DESIGN.md)", Some(1.5));
+                figure = figure.target(1.25).baseline("browsers' wasm", Some(1.5));
             }
             figures.push(figure);
         }

@@ -213,7 +213,7 @@ fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {
     // every entry of its cache.
     engine.consume_fuel(config.metering.fuel);
     engine.epoch_interruption(config.metering.epoch);
-    // Deterministic mode (DESIGN.md decision 4) needs the same NaN bits on every CPU.
+    // Deterministic mode needs the same NaN bits on every CPU.
     engine.cranelift_nan_canonicalization(deterministic);
     engine.relaxed_simd_deterministic(deterministic);
     // No `threads` feature is compiled in, so shared memories and atomics.wait never validate.

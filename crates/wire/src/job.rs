@@ -50,7 +50,8 @@ fn default_max_attempts() -> u32 {
     default::MAX_ATTEMPTS
 }
 
-/// Options of deterministic mode (DESIGN.md decision 4).
+/// Options of deterministic mode: the same task gives the same output bytes and fuel on any
+/// hardware, so results can be compared by hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deterministic {
