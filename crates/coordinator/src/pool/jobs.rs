@@ -7,8 +7,8 @@ use tokio::sync::watch;
 
 use store::{JobRow, TaskRow, Write};
 use wire::{
-    JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare, RequesterId,
-    TaskCounts, TaskState, WhyResponse,
+    AttemptId, JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare,
+    RequesterId, TaskCounts, TaskState, WhyResponse,
 };
 
 use super::held::{Charge, Held, human_bytes, job_bytes, task_bytes};
@@ -378,23 +378,25 @@ impl PoolState {
                 "job {job_id} already ended ({state}); nothing to cancel"
             )));
         }
+        let running: Vec<AttemptId> = self.jobs[&job_id]
+            .tasks
+            .iter()
+            .filter_map(|task| match task.slot {
+                Slot::Running(attempt_id) => Some(attempt_id),
+                _ => None,
+            })
+            .collect();
+        for attempt_id in running {
+            if let Some(attempt) = self.remove_attempt(attempt_id)
+                && let Some(node) = self.nodes.get_mut(&attempt.node)
+            {
+                node.running.remove(&attempt_id);
+            }
+        }
         let job = self.jobs.get_mut(&job_id).expect("checked above");
         for index in 0..job.tasks.len() as u32 {
-            match job.tasks[index as usize].slot {
-                Slot::Pending => job.set_slot(index, Slot::Ended(TaskState::Cancelled)),
-                Slot::Running(attempt_id) => {
-                    // `remove_attempt` by hand: the job is borrowed.
-                    let attempt = self.attempts.remove(&attempt_id);
-                    self.uploads.remove(&attempt_id);
-                    if let Some(attempt) = attempt {
-                        self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
-                        if let Some(node) = self.nodes.get_mut(&attempt.node) {
-                            node.running.remove(&attempt_id);
-                        }
-                    }
-                    job.set_slot(index, Slot::Ended(TaskState::Cancelled));
-                }
-                Slot::Ended(_) => {}
+            if !matches!(job.tasks[index as usize].slot, Slot::Ended(_)) {
+                job.set_slot(index, Slot::Ended(TaskState::Cancelled));
             }
         }
         job.state = JobState::Cancelled;

@@ -24,6 +24,12 @@ impl PoolState {
         attempt_id: AttemptId,
     ) -> Result<u64, String> {
         let attempt = self.held_attempt(node_id, attempt_id)?;
+        self.upload_room(attempt_id, &attempt)
+    }
+
+    /// What `attempt_id` may still upload in one blob; refused once it uploaded as many blobs
+    /// as its job allows outputs.
+    fn upload_room(&self, attempt_id: AttemptId, attempt: &Attempt) -> Result<u64, String> {
         let limits = self.jobs[&attempt.job].runtime.limits;
         let uploads = self.uploads.get(&attempt_id);
         if uploads.map_or(0, HashMap::len) >= uploads_per_attempt_max(&limits) {
@@ -56,7 +62,6 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<(), String> {
-        let bytes_max = self.upload_bytes_max(node_id, attempt_id);
         let attempt = self.held_attempt(node_id, attempt_id)?;
         let known = self
             .uploads
@@ -66,7 +71,7 @@ impl PoolState {
             return Ok(());
         }
         // Checked again after the stream: uploads of one attempt may run side by side.
-        if size_bytes > bytes_max? {
+        if size_bytes > self.upload_room(attempt_id, &attempt)? {
             return Err(format!(
                 "attempt {attempt_id} may not upload {size_bytes} more bytes: that passes its \
                  job's caps on stdout, stderr and /output"
