@@ -43,9 +43,26 @@ struct Entry {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FetchError {
     #[error("cannot fetch blob {hash}: {message}")]
-    Download { hash: BlobHash, message: String },
+    Download {
+        hash: BlobHash,
+        message: String,
+        /// The coordinator could not answer now (down or restarting); a later try may work.
+        transient: bool,
+    },
     #[error("cannot write to the cache: {0}")]
     Disk(String),
+}
+
+impl FetchError {
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Download {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 impl BlobCache {
@@ -130,6 +147,7 @@ impl BlobCache {
                 .map_err(|error| FetchError::Download {
                     hash: *hash,
                     message: error.to_string(),
+                    transient: error.is_transient(),
                 })?;
         {
             let mut index = self.index.lock();

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::Client;
+use client::{Client, ClientError};
 use sandbox::{Attempt, AttemptControl, AttemptLimits, Determinism, RunReport, Sandbox};
 use wire::{
     AttemptGrant, AttemptId, AttemptReport, BlobHash, BlobRef, JobRuntime, Outcome, OutputFile,
     Usage,
 };
 
-use crate::cache::BlobCache;
+use crate::cache::{BlobCache, FetchError};
 
 /// What became of an attempt.
 pub(crate) enum Ended {
@@ -28,11 +28,11 @@ pub(crate) struct Runner {
     pub(crate) work_dir: PathBuf,
 }
 
-/// How long an upload is retried while the coordinator cannot take it. Uploads stop sooner
-/// when the coordinator ends the attempt (its lease ran out): only then is the work lost.
-const UPLOAD_RETRY_FOR: Duration = Duration::from_secs(3600);
-/// The longest wait between two tries of an upload.
-const UPLOAD_RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+/// How long a fetch or an upload is retried while the coordinator cannot answer. It stops
+/// sooner when the coordinator ends the attempt (its lease ran out).
+const RETRY_FOR: Duration = Duration::from_secs(3600);
+/// The longest wait between two tries.
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 
 impl Runner {
     pub(crate) async fn run(
@@ -66,15 +66,19 @@ impl Runner {
         control: Arc<AttemptControl>,
     ) -> Result<RunReport, Outcome> {
         let node_error = |message: String| Outcome::NodeError { message };
+        let held = ForAttempt {
+            client,
+            attempt: grant.attempt_id,
+            control: &control,
+        };
         let deterministic = runtime.deterministic.is_some();
         let prepared = match self.sandbox.cached(&runtime.module.0, deterministic) {
             Some(prepared) => prepared,
             None => {
-                let wasm = self
-                    .cache
-                    .bytes(client, &runtime.module)
+                let wasm = held
+                    .fetch(|| self.cache.bytes(client, &runtime.module))
                     .await
-                    .map_err(|error| node_error(error.to_string()))?;
+                    .map_err(node_error)?;
                 let sandbox = Arc::clone(&self.sandbox);
                 let key = runtime.module.0;
                 tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm, deterministic))
@@ -84,29 +88,26 @@ impl Runner {
             }
         };
         let stdin = match &grant.stdin {
-            Some(hash) => self
-                .cache
-                .bytes(client, hash)
+            Some(hash) => held
+                .fetch(|| self.cache.bytes(client, hash))
                 .await
-                .map_err(|error| node_error(error.to_string()))?,
+                .map_err(node_error)?,
             None => Vec::new(),
         };
         let mut inputs = Vec::with_capacity(grant.inputs.len());
         for input in &grant.inputs {
-            let path = self
-                .cache
-                .file(client, &input.blob)
+            let path = held
+                .fetch(|| self.cache.file(client, &input.blob))
                 .await
-                .map_err(|error| node_error(error.to_string()))?;
+                .map_err(node_error)?;
             inputs.push((input.name.clone(), path));
         }
         let mut mounts = Vec::with_capacity(runtime.mounts.len());
         for mount in &runtime.mounts {
-            let dir = self
-                .cache
-                .mount(client, mount)
+            let dir = held
+                .fetch(|| self.cache.mount(client, mount))
                 .await
-                .map_err(|error| node_error(error.to_string()))?;
+                .map_err(node_error)?;
             mounts.push((mount.guest_path.clone(), dir));
         }
         let limits = runtime.limits;
@@ -157,7 +158,7 @@ impl Runner {
             output_bytes: run.usage.output_bytes,
         };
         let outcome = outcome_of(run.outcome);
-        let uploader = Uploader {
+        let uploader = ForAttempt {
             client,
             attempt: grant.attempt_id,
             control,
@@ -210,14 +211,25 @@ fn bare_report(grant: &AttemptGrant, outcome: Outcome, usage: Usage) -> AttemptR
     }
 }
 
-/// Uploads the outputs of one attempt, for that attempt.
-struct Uploader<'a> {
+/// What one attempt fetches from and uploads to the coordinator, retried with backoff while
+/// the coordinator cannot answer (it is down or restarting) and the attempt is still held: only
+/// when the coordinator ends the attempt (its lease ran out) is the work given up.
+struct ForAttempt<'a> {
     client: &'a Client,
     attempt: AttemptId,
     control: &'a AttemptControl,
 }
 
-impl Uploader<'_> {
+impl ForAttempt<'_> {
+    async fn fetch<T, F, Fut>(&self, call: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, FetchError>>,
+    {
+        self.retry("fetch an input", FetchError::is_transient, call)
+            .await
+    }
+
     async fn bytes(&self, bytes: Vec<u8>) -> Result<Option<BlobRef>, String> {
         if bytes.is_empty() {
             return Ok(None);
@@ -225,7 +237,7 @@ impl Uploader<'_> {
         let bytes = bytes::Bytes::from(bytes);
         let hash = BlobHash::of(&bytes);
         let size_bytes = bytes.len() as u64;
-        self.retry(|| self.client.put_output(self.attempt, hash, bytes.clone()))
+        self.upload(|| self.client.put_output(self.attempt, hash, bytes.clone()))
             .await?;
         Ok(Some(BlobRef { hash, size_bytes }))
     }
@@ -234,31 +246,44 @@ impl Uploader<'_> {
         let (hash, _) = client::hash_file(path)
             .await
             .map_err(|error| error.to_string())?;
-        self.retry(|| self.client.put_output_file(self.attempt, hash, path))
+        self.upload(|| self.client.put_output_file(self.attempt, hash, path))
             .await?;
         Ok(hash)
     }
 
-    /// Retries an upload the coordinator could not take (it is down or restarting), backing
-    /// off, until it takes it, refuses it for good, or ends the attempt.
-    async fn retry<F, Fut>(&self, mut call: F) -> Result<(), String>
+    async fn upload<F, Fut>(&self, call: F) -> Result<(), String>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = client::Result<()>>,
     {
-        let give_up_at = tokio::time::Instant::now() + UPLOAD_RETRY_FOR;
+        self.retry("upload an output", ClientError::is_transient, call)
+            .await
+    }
+
+    async fn retry<T, E, F, Fut>(
+        &self,
+        what: &str,
+        transient: fn(&E) -> bool,
+        mut call: F,
+    ) -> Result<T, String>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let give_up_at = tokio::time::Instant::now() + RETRY_FOR;
         let mut delay = Duration::from_millis(100);
         loop {
             match call().await {
-                Ok(()) => return Ok(()),
+                Ok(value) => return Ok(value),
                 Err(error)
-                    if error.is_transient()
+                    if transient(&error)
                         && !self.control.is_cancelled()
                         && tokio::time::Instant::now() + delay < give_up_at =>
                 {
-                    tracing::warn!(attempt = %self.attempt, %error, "cannot upload an output yet; retrying");
+                    tracing::warn!(attempt = %self.attempt, %error, "cannot {what} yet; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(UPLOAD_RETRY_DELAY_MAX);
+                    delay = (delay * 2).min(RETRY_DELAY_MAX);
                 }
                 Err(error) => return Err(error.to_string()),
             }

@@ -1,8 +1,8 @@
 //! Hostile nodes against a real coordinator: a node speaks the node protocol by hand and claims
 //! what it likes. It gets no more than its lease allows: no read of blobs it did not upload, no
 //! output past the job's limits, no attempts past its slots or its deadline, and no number that
-//! stops the coordinator from starting again. An honest agent loses no finished work to a short
-//! coordinator outage.
+//! stops the coordinator from starting again. An honest agent loses no work in flight (fetching,
+//! running or uploading) to a short coordinator outage.
 
 use std::time::Duration;
 
@@ -244,11 +244,18 @@ async fn a_node_holds_no_more_than_its_slots_and_nothing_past_the_deadline() {
     let tasks = (0..50).map(|_| probe(&["sleep", "100"])).collect();
     let job = pool.submit(module, tasks, limits).await;
     let attempts = lease(&node, 1024).await;
+    let granted = std::time::Instant::now();
     assert_eq!(attempts.len(), 1, "a node of 1 slot gets 1 attempt");
-    assert!(
-        lease(&node, 1024).await.is_empty(),
-        "and no more while it holds it"
-    );
+    // Asked without waiting: a node parked on a long poll longer than its lease, with no
+    // heartbeat beside it, would lose its lease instead of meeting its deadline.
+    let more = node
+        .lease(&LeaseRequest {
+            slots_free: 1024,
+            wait_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert!(more.attempts.is_empty(), "and no more while it holds it");
     let held = attempts[0].attempt_id;
     // It heartbeats as if it ran the attempt for ever.
     let heartbeat = HeartbeatRequest {
@@ -270,6 +277,15 @@ async fn a_node_holds_no_more_than_its_slots_and_nothing_past_the_deadline() {
         },
     )
     .await;
+    assert!(
+        granted.elapsed() >= Duration::from_millis(2_000),
+        "the attempt was not ended before its deadline"
+    );
+    let log = pool.coordinator_log();
+    assert!(
+        log.contains("why=Overdue") && !log.contains("why=LeaseRanOut"),
+        "it ended for being overdue, not for a lapsed lease:\n{log}"
+    );
     let status = pool.owner.job(job).await.unwrap();
     assert_eq!(status.tasks.running, 0);
     assert_eq!(status.state, JobState::Running);
@@ -278,7 +294,7 @@ async fn a_node_holds_no_more_than_its_slots_and_nothing_past_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn finished_work_survives_a_coordinator_outage_during_its_upload() {
+async fn work_in_flight_survives_a_short_coordinator_outage() {
     let mut pool = Pool::start(3_000).await;
     let agent = pool.agent("patient", 4).await;
     pool.wait_online(&["patient"]).await;
@@ -286,29 +302,47 @@ async fn finished_work_survives_a_coordinator_outage_during_its_upload() {
     let tasks = (0..4).map(|_| probe(&["sleep", "2000"])).collect();
     let job = pool.submit_with_attempts(module, tasks, 1).await;
     let owner = pool.owner.clone();
-    eventually("all four tasks to run", Duration::from_secs(60), || {
-        let owner = owner.clone();
-        async move { (owner.job(job).await.ok()?.tasks.running == 4).then_some(()) }
-    })
+    eventually(
+        "all four tasks to be granted",
+        Duration::from_secs(60),
+        || {
+            let owner = owner.clone();
+            async move { (owner.job(job).await.ok()?.tasks.running == 4).then_some(()) }
+        },
+    )
     .await;
     pool.kill_coordinator().await;
-    // The tasks end while the coordinator is down, so their uploads find no one.
+    // Each attempt meets the outage where it is: fetching its module, or uploading its stdout
+    // once its guest has ended. Before these were retried, the report of the failure did.
     eventually(
-        "the agent to meet the outage with finished work",
+        "the agent to meet the outage with work in flight",
         Duration::from_secs(60),
         || {
             let log = agent.log();
             async move {
-                (log.contains("cannot upload an output yet") || log.contains("cannot report yet"))
-                    .then_some(())
+                [
+                    "cannot fetch an input yet",
+                    "cannot upload an output yet",
+                    "cannot report yet",
+                ]
+                .iter()
+                .any(|line| log.contains(line))
+                .then_some(())
             }
         },
     )
     .await;
     pool.start_coordinator_again().await;
     let status = pool.finish(job, Duration::from_secs(120)).await;
-    assert_eq!(status.state, JobState::Completed, "{status:?}");
-    for task in pool.owner.all_tasks(job).await.unwrap() {
+    let tasks = pool.owner.all_tasks(job).await.unwrap();
+    let outcomes: Vec<_> = tasks.iter().map(|task| &task.outcome).collect();
+    assert_eq!(
+        status.state,
+        JobState::Completed,
+        "{outcomes:?}\n{}",
+        agent.log()
+    );
+    for task in tasks {
         assert_eq!(task.state, TaskState::Succeeded);
         assert_eq!(&pool.stdout(&task).await[..], b"slept 2000\n");
     }
