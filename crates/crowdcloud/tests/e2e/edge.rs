@@ -3,7 +3,6 @@
 //! host.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,7 +10,7 @@ use tokio::net::TcpStream;
 
 use wire::{JobState, Limits};
 
-use crate::harness::{BINARY, Pool, eventually, probe};
+use crate::harness::{Pool, probe};
 use crate::trust::TlsPool;
 
 /// Half-sent requests opened at once: several times the cap the coordinator is given.
@@ -74,40 +73,10 @@ async fn assert_all_closed(streams: Vec<TcpStream>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_tls_handshakes_are_closed_and_do_not_keep_the_owner_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("coordinator.log")).unwrap();
-    let _coordinator = tokio::process::Command::new(BINARY)
-        .args(["coordinator", "--listen", "127.0.0.1:0", "--tls"])
-        .args(["--connections-max", "32", "--header-timeout-ms", "1000"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let announced = dir.path().join("coordinator.json");
-    let announced = &announced;
-    let (url, fingerprint) = eventually(
-        "the TLS coordinator",
-        Duration::from_secs(30),
-        || async move {
-            let value: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(announced).ok()?).ok()?;
-            Some((
-                value["url"].as_str()?.to_owned(),
-                value["fingerprint"]
-                    .as_str()?
-                    .parse::<wire::Fingerprint>()
-                    .ok()?,
-            ))
-        },
-    )
-    .await;
-    let owner_token = std::fs::read_to_string(dir.path().join("owner.token")).unwrap();
-    let owner =
-        client::Client::pinned(&url, Some(owner_token.trim().to_owned()), fingerprint).unwrap();
+    let pool =
+        TlsPool::start_with(&["--connections-max", "32", "--header-timeout-ms", "1000"]).await;
+    let (url, fingerprint) = (&pool.url, pool.fingerprint);
+    let owner = client::Client::pinned(url, Some(pool.owner_token.clone()), fingerprint).unwrap();
 
     // Handshakes that stop a few bytes into the client's hello.
     let stalled = open_half_sent(url.trim_start_matches("https://"), &[0x16, 0x03, 0x01]).await;

@@ -209,6 +209,11 @@ pub struct TlsPool {
 
 impl TlsPool {
     pub async fn start() -> TlsPool {
+        TlsPool::start_with(&[]).await
+    }
+
+    /// A TLS coordinator started with `coordinator_args` as well.
+    pub async fn start_with(coordinator_args: &[&str]) -> TlsPool {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("coordinator.log")).unwrap();
         let child = Command::new(BINARY)
@@ -220,6 +225,7 @@ impl TlsPool {
                 "--lease-ms",
                 "3000",
             ])
+            .args(coordinator_args)
             .arg("--data-dir")
             .arg(dir.path())
             .stdin(Stdio::null())
