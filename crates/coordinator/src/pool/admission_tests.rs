@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use store::Write;
-use wire::{Capabilities, JobId, JobSubmission, NodeId, RequesterId, TaskSpec};
+use wire::{JobId, JobSubmission, NodeId, RequesterId, TaskSpec};
 
 use super::*;
 use crate::env::SeededEntropy;
@@ -18,23 +18,7 @@ fn pool() -> PoolState {
 }
 
 fn new_node(id: u64, join_token_hash: &str) -> NewNode {
-    NewNode {
-        id: NodeId(id),
-        public_key: format!("key{id}"),
-        token_hash: format!("node-token{id}"),
-        name: format!("node{id}"),
-        capabilities: Capabilities {
-            cores: 4,
-            memory_bytes: 8 << 30,
-            disk_free_bytes: 1 << 40,
-            arch: "x86_64".to_owned(),
-            os: "linux".to_owned(),
-        },
-        labels: BTreeMap::new(),
-        slots: 1,
-        agent_version: "test".to_owned(),
-        join_token_hash: join_token_hash.to_owned(),
-    }
+    crate::pool::tests::new_node(id, 1, &[], join_token_hash)
 }
 
 /// Registers as the coordinator does: a challenge, then the registration that spends it.
@@ -202,9 +186,9 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
     let purged = pool.purge_silent_nodes(later_ms - 7 * day_ms, 100, &mut out);
     assert_eq!(purged, 1);
     assert_eq!(out, vec![Write::DeleteNode { node_id: NodeId(1) }]);
-    assert!(pool.node_by_token("node-token1").is_none());
-    assert!(pool.node_by_token("node-token2").is_some(), "it holds work");
-    assert!(pool.node_by_token("node-token3").is_some(), "it was heard");
+    assert!(pool.node_by_token("token1").is_none());
+    assert!(pool.node_by_token("token2").is_some(), "it holds work");
+    assert!(pool.node_by_token("token3").is_some(), "it was heard");
     assert_eq!(pool.nodes_of_join_token("join"), 2);
     pool.check_invariants();
 }

@@ -15,6 +15,35 @@ use crate::env::{Entropy, SeededEntropy};
 const OWNER: RequesterId = RequesterId(1);
 const LEASE_MS: u64 = 1000;
 
+/// A node of 4 cores and 8 GiB on x86_64 Linux, registered with `join_token_hash`.
+pub(super) fn new_node(
+    id: u64,
+    slots: u32,
+    labels: &[(&str, &str)],
+    join_token_hash: &str,
+) -> NewNode {
+    NewNode {
+        id: NodeId(id),
+        public_key: format!("key{id}"),
+        token_hash: format!("token{id}"),
+        name: format!("node{id}"),
+        capabilities: Capabilities {
+            cores: 4,
+            memory_bytes: 8 << 30,
+            disk_free_bytes: 1 << 40,
+            arch: "x86_64".to_owned(),
+            os: "linux".to_owned(),
+        },
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        slots,
+        agent_version: "test".to_owned(),
+        join_token_hash: join_token_hash.to_owned(),
+    }
+}
+
 struct Harness {
     pool: PoolState,
     entropy: SeededEntropy,
@@ -37,32 +66,12 @@ impl Harness {
     }
 
     fn labeled_node(&mut self, id: u64, slots: u32, labels: &[(&str, &str)]) -> NodeId {
-        let node = NodeId(id);
         self.pool.register(
-            NewNode {
-                id: node,
-                public_key: format!("key{id}"),
-                token_hash: format!("token{id}"),
-                name: format!("node{id}"),
-                capabilities: Capabilities {
-                    cores: 4,
-                    memory_bytes: 8 << 30,
-                    disk_free_bytes: 1 << 40,
-                    arch: "x86_64".to_owned(),
-                    os: "linux".to_owned(),
-                },
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                slots,
-                agent_version: "test".to_owned(),
-                join_token_hash: "join".to_owned(),
-            },
+            new_node(id, slots, labels, "join"),
             self.now_ms,
             &mut self.writes,
         );
-        node
+        NodeId(id)
     }
 
     fn job(&mut self, tasks: usize, max_attempts: u32) -> JobId {
