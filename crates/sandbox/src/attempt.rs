@@ -5,20 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
-use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime::{InstancePre, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, ResourceTableError, WasiCtxBuilder, WasiView};
 
 use crate::clock::{AttemptClock, GuestMonotonicClock, GuestWallClock, SeededRandom};
 use crate::control::AttemptControl;
-use crate::limiter::AttemptLimiter;
-use crate::module::Prepared;
 use crate::pipe::CappedPipe;
-use crate::workdir::{self, AttemptDir, CollectError, Exceeded, Outputs, RecycleBin};
-
-/// Epoch ticks between two measurements of what the guest wrote to disk.
-const DISK_CHECK_EVERY_TICKS: u32 = 10;
+use crate::state::{AttemptState, Bounds, Stop, on_epoch, overflowed};
+use crate::workdir::{self, AttemptDir, CollectError, Outputs, RecycleBin};
 
 /// A trap message is cut to this many bytes in the report.
 const MESSAGE_BYTES_MAX: usize = 2048;
@@ -42,6 +37,23 @@ pub struct AttemptLimits {
     pub output_files_max: u32,
     pub stdout_bytes_max: u64,
     pub stderr_bytes_max: u64,
+}
+
+/// Fuel metering and epoch interruption, as an engine is configured with them; see
+/// [`crate::SandboxConfig::metering`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    pub fuel: bool,
+    pub epoch: bool,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Self {
+            fuel: true,
+            epoch: true,
+        }
+    }
 }
 
 /// Whether the attempt sees the real (coarse) clock and random bytes, or virtual ones.
@@ -131,154 +143,18 @@ pub struct RunReport {
     pub outputs: Outputs,
 }
 
-/// Why the host stopped a guest; carried inside the trap error so it can be told apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Cancelled,
-    Deadline,
-    OutputTooLarge(&'static str),
-}
-
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stop::Cancelled => f.write_str("attempt cancelled"),
-            Stop::Deadline => f.write_str("deadline exceeded"),
-            Stop::OutputTooLarge(what) => write!(f, "too much written to {what}"),
-        }
-    }
-}
-
-impl std::error::Error for Stop {}
-
-/// The data of one attempt's `Store`.
-pub(crate) struct AttemptState {
-    wasi: WasiP1Ctx,
-    limiter: AttemptLimiter,
-    pub(crate) clock: AttemptClock,
-    control: Arc<AttemptControl>,
-    fuel_max: u64,
-    started: Instant,
-    deadline: Duration,
-    disk: DiskWatch,
-}
-
-struct DiskWatch {
-    roots: Vec<PathBuf>,
-    bytes_max: u64,
-    entries_max: u64,
-    ticks_until_check: u32,
-    /// Bytes found by the last measurement.
-    measured_bytes: u64,
-    /// Bytes the guest has written to any descriptor since then.
-    written_since: u64,
-}
-
-impl AttemptState {
-    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
-        &mut self.wasi
-    }
-
-    /// Err when the guest must stop now; blocks while the attempt is paused.
-    pub(crate) fn check_running(&self) -> Result<(), Stop> {
-        if self.control.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        self.control.wait_while_paused();
-        if self.control.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        let running = self
-            .started
-            .elapsed()
-            .saturating_sub(self.control.paused_total());
-        if running > self.deadline {
-            return Err(Stop::Deadline);
-        }
-        Ok(())
-    }
-
-    fn check_disk(&mut self) -> Result<(), Stop> {
-        self.disk.ticks_until_check = self.disk.ticks_until_check.saturating_sub(1);
-        if self.disk.ticks_until_check > 0 {
-            return Ok(());
-        }
-        self.disk.ticks_until_check = DISK_CHECK_EVERY_TICKS;
-        self.measure_disk()
-    }
-
-    /// Whether a write of up to `bytes` surely keeps the disk within its limit, judged from
-    /// the last measurement and what was written since, without touching the file system.
-    pub(crate) fn write_surely_fits(&self, bytes: u64) -> bool {
-        let room = self.disk.bytes_max.saturating_sub(self.disk.measured_bytes);
-        self.disk.written_since.saturating_add(bytes) <= room
-    }
-
-    /// Stops the attempt before a write that would grow its files by `growth_bytes` past the
-    /// limit, so not a byte of the write that crosses it lands on the provider's disk.
-    pub(crate) fn reserve_growth(&mut self, growth_bytes: u64) -> Result<(), Stop> {
-        if self.write_surely_fits(growth_bytes) {
-            return Ok(());
-        }
-        self.measure_disk()?;
-        if self.disk.measured_bytes.saturating_add(growth_bytes) > self.disk.bytes_max {
-            return Err(Stop::OutputTooLarge(overflowed(&Exceeded::Bytes)));
-        }
-        Ok(())
-    }
-
-    /// Counts bytes a guest's write call has just written. Between two ticks a guest can write
-    /// far past the limit (over 100 MiB in 50 ms in a test), so once the bytes written since
-    /// the last measurement could have taken the total past the limit, it is measured at once.
-    pub(crate) fn note_written(&mut self, bytes: u64) -> Result<(), Stop> {
-        self.disk.written_since = self.disk.written_since.saturating_add(bytes);
-        let room = self.disk.bytes_max.saturating_sub(self.disk.measured_bytes);
-        if self.disk.written_since <= room {
-            return Ok(());
-        }
-        self.measure_disk()
-    }
-
-    fn measure_disk(&mut self) -> Result<(), Stop> {
-        let usage = workdir::measure(&self.disk.roots, self.disk.bytes_max, self.disk.entries_max)
-            .map_err(|exceeded| Stop::OutputTooLarge(overflowed(&exceeded)))?;
-        self.disk.measured_bytes = usage.bytes;
-        self.disk.written_since = 0;
-        Ok(())
-    }
-}
-
-/// The name an [`Outcome::OutputTooLarge`] gives a disk limit.
-fn overflowed(exceeded: &Exceeded) -> &'static str {
-    match exceeded {
-        Exceeded::Bytes => "/output",
-        Exceeded::Entries => "/output file count",
-        Exceeded::Depth => "/output depth",
-    }
-}
-
 /// Entries (files and directories) `/output` and `/scratch` may hold together: directories
 /// count too, so a flood of empty directories is caught.
 fn disk_entries_max(limits: &AttemptLimits) -> u64 {
     u64::from(limits.output_files_max) * 2 + 16
 }
 
-fn on_epoch(mut context: StoreContextMut<'_, AttemptState>) -> wasmtime::Result<UpdateDeadline> {
-    // Recorded before a pause blocks, so progress read from outside stands still while paused.
-    let fuel_left = context.get_fuel().unwrap_or(0);
-    let state = context.data_mut();
-    state
-        .control
-        .record_fuel_used(state.fuel_max.saturating_sub(fuel_left));
-    state.check_running()?;
-    state.check_disk()?;
-    Ok(UpdateDeadline::Continue(1))
-}
-
-/// Runs `attempt` to its end. Never panics on anything the guest does.
+/// Runs `attempt` to its end. Never panics on anything the guest does. `metering` must be
+/// what `engine` was configured with.
 pub(crate) fn run(
     engine: &wasmtime::Engine,
-    prepared: &Prepared,
+    instance_pre: &InstancePre<AttemptState>,
+    metering: Metering,
     attempt: Attempt,
     bin: Option<&Arc<RecycleBin>>,
 ) -> RunReport {
@@ -297,7 +173,6 @@ pub(crate) fn run(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    let metering = prepared.flavor.metering;
     if metering.fuel {
         store
             .set_fuel(attempt.limits.fuel_max)
@@ -308,7 +183,7 @@ pub(crate) fn run(
         store.epoch_deadline_callback(on_epoch);
     }
 
-    let result = run_start(&mut store, prepared);
+    let result = run_start(&mut store, instance_pre);
     // Without fuel metering (a benchmark's choice) nothing was counted.
     let fuel_left = match metering.fuel {
         true => store.get_fuel().unwrap_or(0),
@@ -436,23 +311,21 @@ fn attempt_state(
     wasi.ctx()
         .table
         .set_max_capacity(OPEN_FILES_MAX + RESOURCE_TABLE_OVERHEAD + attempt.mounts.len());
-    Ok(AttemptState {
-        wasi,
-        limiter: AttemptLimiter::new(attempt.limits.memory_bytes_max),
-        clock,
-        control: Arc::clone(&attempt.control),
+    let bounds = Bounds {
+        memory_bytes_max: attempt.limits.memory_bytes_max,
         fuel_max: attempt.limits.fuel_max,
         started,
         deadline: attempt.limits.deadline,
-        disk: DiskWatch {
-            roots: vec![dir.output(), dir.scratch()],
-            bytes_max: attempt.limits.output_bytes_max,
-            entries_max: disk_entries_max(&attempt.limits),
-            ticks_until_check: DISK_CHECK_EVERY_TICKS,
-            measured_bytes: 0,
-            written_since: 0,
-        },
-    })
+        disk_roots: vec![dir.output(), dir.scratch()],
+        disk_bytes_max: attempt.limits.output_bytes_max,
+        disk_entries_max: disk_entries_max(&attempt.limits),
+    };
+    Ok(AttemptState::new(
+        wasi,
+        clock,
+        Arc::clone(&attempt.control),
+        bounds,
+    ))
 }
 
 /// Why the guest did not get to run, or how its `_start` returned.
@@ -462,9 +335,11 @@ enum RunError {
     Call(wasmtime::Error),
 }
 
-fn run_start(store: &mut Store<AttemptState>, prepared: &Prepared) -> Result<(), RunError> {
-    let instance = prepared
-        .instance_pre
+fn run_start(
+    store: &mut Store<AttemptState>,
+    instance_pre: &InstancePre<AttemptState>,
+) -> Result<(), RunError> {
+    let instance = instance_pre
         .instantiate(&mut *store)
         .map_err(RunError::Instantiate)?;
     let start = instance

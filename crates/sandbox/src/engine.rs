@@ -9,11 +9,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use wasmtime::{Config, Engine, Linker, Module};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 
 use crate::SandboxError;
-use crate::attempt::{self, Attempt, AttemptState, RunReport};
-use crate::module::{self, ModuleLimits, Prepared};
+use crate::attempt::{self, Attempt, Metering, RunReport};
+use crate::module::{self, ModuleLimits};
+use crate::state::AttemptState;
 use crate::workdir::RecycleBin;
 use crate::{poll, writes};
 
@@ -38,22 +39,6 @@ pub struct SandboxConfig {
 
 /// Emptied attempt trees kept at most; one per slot is enough.
 const RECYCLED_TREES_MAX: usize = 256;
-
-/// See [`SandboxConfig::metering`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Metering {
-    pub fuel: bool,
-    pub epoch: bool,
-}
-
-impl Default for Metering {
-    fn default() -> Self {
-        Self {
-            fuel: true,
-            epoch: true,
-        }
-    }
-}
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -80,14 +65,27 @@ pub struct Sandbox {
     bin: Option<Arc<RecycleBin>>,
 }
 
+/// A module compiled by this node and linked against WASI: instantiating it is cheap.
+#[derive(Clone)]
+pub struct Prepared {
+    instance_pre: Arc<InstancePre<AttemptState>>,
+    flavor: Arc<Flavor>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").finish_non_exhaustive()
+    }
+}
+
 /// One engine with everything tied to its configuration.
-pub(crate) struct Flavor {
+struct Flavor {
     engine: Engine,
     linker: Linker<AttemptState>,
     compiled: Mutex<ModuleCache>,
     ticker: EpochTicker,
     deterministic: bool,
-    pub(crate) metering: Metering,
+    metering: Metering,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -200,7 +198,8 @@ impl Sandbox {
         let _ticking = prepared.flavor.ticker.hold();
         attempt::run(
             &prepared.flavor.engine,
-            prepared,
+            &prepared.instance_pre,
+            prepared.flavor.metering,
             attempt,
             self.bin.as_ref(),
         )

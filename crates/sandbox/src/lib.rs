@@ -14,6 +14,14 @@
 //! epoch interruption, stdout/stderr caps ([`pipe`]), output bytes and files ([`workdir`]),
 //! module size and function count before compiling ([`module`]). Every failure comes back as a
 //! typed [`Outcome`], never as a panic of the host.
+//!
+//! The modules import one another in one order only, so their imports form no circle. First
+//! the leaves, which import none of the others: `clock`, `control`, `limiter`, `pipe`,
+//! `workdir` and `module` (admission before compiling). Then `state`, the data of an attempt's
+//! `Store` and the checks its epoch callback makes; `poll` and then `writes`, the WASI calls
+//! the sandbox replaces, which reach the attempt only through `state`; `attempt`, which sets up
+//! and runs one attempt and classifies its end; and last `engine`, which compiles, caches and
+//! links modules and runs attempts through all of them.
 
 mod attempt;
 mod clock;
@@ -23,13 +31,14 @@ mod limiter;
 mod module;
 mod pipe;
 mod poll;
+mod state;
 mod workdir;
 mod writes;
 
-pub use attempt::{Attempt, AttemptLimits, Determinism, Outcome, RunReport, Usage};
+pub use attempt::{Attempt, AttemptLimits, Determinism, Metering, Outcome, RunReport, Usage};
 pub use control::AttemptControl;
-pub use engine::{Metering, Sandbox, SandboxConfig};
-pub use module::{ModuleLimits, Prepared};
+pub use engine::{Prepared, Sandbox, SandboxConfig};
+pub use module::ModuleLimits;
 pub use workdir::{OutputFile, Outputs, remove_tree};
 
 /// Failures of the sandbox itself, as opposed to failures of a guest (those are [`Outcome`]s).

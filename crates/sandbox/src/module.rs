@@ -1,14 +1,11 @@
 //! Admission of a module before compilation: size, function count and kind checks that keep a
 //! hostile module (a "compile bomb") from tying up the node in the compiler.
 //!
-//! Compilation itself is the engine's job ([`crate::Sandbox::prepare`]); this module decides
-//! what is worth compiling and carries the result, linked against WASI and ready to instantiate.
-
-use std::sync::Arc;
+//! Compilation itself is the engine's job ([`crate::Sandbox::prepare`]), and so is the result,
+//! linked against WASI and ready to instantiate ([`crate::Prepared`]); this module decides
+//! what is worth compiling. It imports none of the crate's other modules.
 
 use wasmparser::{Encoding, FunctionBody, Operator, Parser, Payload};
-
-use crate::attempt::AttemptState;
 
 /// Control blocks (`block`, `loop`, `if`, `try`) open inside one another in one function.
 /// Compile time grows with the square of the nesting: 40 000 nested blocks in a 120 KB module
@@ -37,19 +34,6 @@ impl Default for ModuleLimits {
             functions_max: 200_000,
             function_bytes_max: 4 << 20,
         }
-    }
-}
-
-/// A module compiled by this node and linked against WASI: instantiating it is cheap.
-#[derive(Clone)]
-pub struct Prepared {
-    pub(crate) instance_pre: Arc<wasmtime::InstancePre<AttemptState>>,
-    pub(crate) flavor: Arc<crate::engine::Flavor>,
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").finish_non_exhaustive()
     }
 }
 

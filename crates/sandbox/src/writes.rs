@@ -13,8 +13,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
 use wasmtime_wasi::runtime::in_tokio;
 
-use crate::attempt::AttemptState;
 use crate::poll::{ERRNO_FAULT, ERRNO_SUCCESS, WASI, guest_wasi};
+use crate::state::AttemptState;
 
 /// Replaces wasmtime-wasi's `fd_write` and `fd_pwrite` in `linker`, which already holds them.
 pub(crate) fn install(linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
