@@ -26,10 +26,12 @@
 //!   token or join token) except health, the OpenAPI document and the dashboard page.
 
 mod connections;
+mod credentials;
 mod env;
 mod http;
 mod join;
 mod modules;
+mod parked;
 mod pool;
 mod retention;
 mod service;

@@ -7,21 +7,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::sync::{Notify, watch};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, oneshot, watch};
 
 use blobstore::BlobStore;
 use store::{Commit, RequesterRow, Store, StoreError, TokenRole, TokenRow, Write};
-use wire::RequesterId;
 use wire::auth::{TokenKind, token_hash};
+use wire::{JobId, LeaseResponse, NodeId, RequesterId};
 
+use crate::credentials::Credentials;
 use crate::env::{Clock, Entropy};
-use crate::pool::{Outbox, PoolState};
+use crate::parked::Parked;
+use crate::pool::{Outbox, PoolError, PoolState};
 use crate::{CoordinatorConfig, CoordinatorError};
+
+/// The pool and what waits on it, behind one lock.
+struct Core {
+    pool: PoolState,
+    parked: Parked,
+}
 
 pub(crate) struct Shared {
     pub(crate) config: CoordinatorConfig,
-    state: Mutex<PoolState>,
+    core: Mutex<Core>,
+    /// The credentials that work now, read by every request without the pool's lock.
+    credentials: RwLock<Credentials>,
     pub(crate) store: Store,
     pub(crate) blobs: BlobStore,
     clock: Arc<dyn Clock>,
@@ -66,9 +76,14 @@ impl Shared {
             &mut out,
         )?;
         store.write(out).await?;
+        let credentials = RwLock::new(state.credentials());
         Ok(Arc::new(Self {
             config,
-            state: Mutex::new(state),
+            core: Mutex::new(Core {
+                pool: state,
+                parked: Parked::default(),
+            }),
+            credentials,
             store,
             blobs,
             clock,
@@ -97,8 +112,8 @@ impl Shared {
 
     /// Reads the pool under its lock.
     pub(crate) fn read<R>(&self, read: impl FnOnce(&PoolState, u64) -> R) -> R {
-        let state = self.state.lock();
-        read(&state, self.now_ms())
+        let core = self.core.lock();
+        read(&core.pool, self.now_ms())
     }
 
     /// Changes the pool under its lock, hands pending work to waiting nodes, and queues the
@@ -108,13 +123,91 @@ impl Shared {
         &self,
         change: impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> R,
     ) -> (R, Commit) {
-        let mut state = self.state.lock();
+        self.mutate_parked(|pool, _, now_ms, entropy, out| change(pool, now_ms, entropy, out))
+    }
+
+    /// [`Shared::mutate`], for changes that also park or unpark lease requests.
+    fn mutate_parked<R>(
+        &self,
+        change: impl FnOnce(&mut PoolState, &mut Parked, u64, &dyn Entropy, &mut Outbox) -> R,
+    ) -> (R, Commit) {
+        let mut core = self.core.lock();
+        let Core { pool, parked } = &mut *core;
         let now_ms = self.now_ms();
+        let entropy = self.entropy.as_ref();
         let mut out = Outbox::new();
-        let result = change(&mut state, now_ms, self.entropy.as_ref(), &mut out);
-        state.dispatch(now_ms, self.entropy.as_ref(), &mut out);
+        let result = change(pool, parked, now_ms, entropy, &mut out);
+        parked.follow(pool, now_ms, entropy, &mut out);
+        self.credentials.write().follow(&out);
+        #[cfg(debug_assertions)]
+        {
+            pool.check_invariants();
+            assert!(
+                *self.credentials.read() == pool.credentials(),
+                "the credentials index follows the pool"
+            );
+        }
         let commit = self.store.enqueue(out);
         (result, commit)
+    }
+
+    /// A node's lease request: work now, or (when it may wait and found none) parked until
+    /// work comes; `None` when parked.
+    pub(crate) fn lease_or_park(
+        &self,
+        node: NodeId,
+        request: &wire::LeaseRequest,
+        request_id: u64,
+        sender: oneshot::Sender<LeaseResponse>,
+    ) -> Option<LeaseResponse> {
+        let (granted, _commit) = self.mutate_parked(|pool, parked, now_ms, entropy, out| {
+            let response = pool.take_work(node, request.slots_free, now_ms, entropy, out);
+            if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
+                parked.park(node, request_id, request.slots_free, sender);
+                return None;
+            }
+            Some(response)
+        });
+        // Grants are written behind: a grant lost in a crash only makes its task run again.
+        granted
+    }
+
+    /// Takes back a parked lease request that went unanswered; false if it was answered.
+    pub(crate) fn unpark(&self, node: NodeId, request_id: u64) -> bool {
+        self.core.lock().parked.unpark(node, request_id)
+    }
+
+    /// Answers a node's parked request now, empty: it stopped taking work.
+    pub(crate) fn unpark_node(&self, node: NodeId) {
+        self.core.lock().parked.unpark_node(node);
+    }
+
+    /// Lease requests parked now, for metrics.
+    pub(crate) fn waiting(&self) -> usize {
+        self.core.lock().parked.waiting()
+    }
+
+    /// A receiver of the job's version, for a requester who waits on it to change.
+    pub(crate) fn watch_job(
+        &self,
+        job: JobId,
+        requester: RequesterId,
+    ) -> Result<watch::Receiver<u64>, PoolError> {
+        let mut core = self.core.lock();
+        let version = core.pool.job_version(job, requester)?;
+        Ok(core.parked.watch(job, version))
+    }
+
+    pub(crate) fn requester_by_token(&self, token_hash: &str) -> Option<RequesterId> {
+        self.credentials.read().requester(token_hash)
+    }
+
+    pub(crate) fn node_by_token(&self, token_hash: &str) -> Option<NodeId> {
+        self.credentials.read().node(token_hash)
+    }
+
+    pub(crate) fn is_join_token(&self, token_hash: &str) -> bool {
+        self.credentials.read().is_join(token_hash)
     }
 
     /// Whether the store is too far behind to take more work now.

@@ -190,7 +190,7 @@ pub(crate) async fn wait(
     Query(query): Query<WaitQuery>,
 ) -> ApiResult<Json<JobStatus>> {
     let job: JobId = parse_path(&job)?;
-    let mut versions = shared.read(|state, _| state.watch_job(job, requester))?;
+    let mut versions = shared.watch_job(job, requester)?;
     let after = query.after.unwrap_or(0);
     let until_ended = match query.until.as_deref() {
         None => false,

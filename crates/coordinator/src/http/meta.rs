@@ -108,6 +108,11 @@ pub(crate) async fn metrics(
             attempts_live,
         ),
         (
+            "crowdcloud_lease_requests_parked",
+            "Lease requests of nodes waiting for work.",
+            shared.waiting(),
+        ),
+        (
             "crowdcloud_store_writes_queued",
             "Writes queued to the state store, not yet committed.",
             shared.store.queued(),

@@ -227,7 +227,7 @@ impl FromRequestParts<AppState> for Requester {
         }
         let hash = token_hash(token);
         shared
-            .read(|state, _| state.requester_by_token(&hash))
+            .requester_by_token(&hash)
             .map(Requester)
             .ok_or_else(|| {
                 unauthorized("the API token is not valid for this pool (unknown or revoked)")
@@ -247,7 +247,7 @@ impl FromRequestParts<AppState> for Node {
         })?;
         let hash = token_hash(token);
         shared
-            .read(|state, _| state.node_by_token(&hash))
+            .node_by_token(&hash)
             .map(Node)
             .ok_or_else(|| {
                 unauthorized("the node token is not valid (the node re-registered elsewhere or was removed); register again")

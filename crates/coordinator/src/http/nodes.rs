@@ -22,9 +22,7 @@ use crate::service::Shared;
 /// The hash of a join token this pool accepts, or the refusal to send.
 fn accepted_join_token(shared: &Shared, join_token: &str) -> ApiResult<String> {
     let join_hash = token_hash(join_token);
-    if TokenKind::of(join_token) != Some(TokenKind::Join)
-        || !shared.read(|state, _| state.is_join_token(&join_hash))
-    {
+    if TokenKind::of(join_token) != Some(TokenKind::Join) || !shared.is_join_token(&join_hash) {
         return Err(Failure::new(
             ErrorCode::Unauthorized,
             "the join token is not valid for this pool; ask the pool owner for one (`crowdcloud up` prints it)",
@@ -149,8 +147,7 @@ impl Drop for ParkedRequest {
     fn drop(&mut self) {
         if !self.answered {
             let (node, request) = (self.node, self.request);
-            self.shared
-                .mutate(|state, _, _, _| state.remove_waiter(node, request));
+            self.shared.unpark(node, request);
         }
     }
 }
@@ -170,15 +167,7 @@ pub(crate) async fn lease(
     wire::validate::lease_request(&request)?;
     let request_id = shared.next_request();
     let (sender, mut receiver) = oneshot::channel::<LeaseResponse>();
-    let (granted, _commit) = shared.mutate(|state, now_ms, entropy, out| {
-        let response = state.take_work(node, request.slots_free, now_ms, entropy, out);
-        if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
-            state.add_waiter(node, request_id, request.slots_free, sender);
-        }
-        response
-    });
-    // Grants are written behind: a grant lost in a crash only makes its task run again.
-    if !granted.attempts.is_empty() || request.wait_ms == 0 {
+    if let Some(granted) = shared.lease_or_park(node, &request, request_id, sender) {
         return Ok(Json(granted));
     }
     let mut parked = ParkedRequest {
@@ -211,6 +200,10 @@ pub(crate) async fn heartbeat(
     Body(request): Body<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     wire::validate::heartbeat(&request)?;
+    if request.activity != wire::NodeActivity::Active {
+        // A parked lease request of a node that stops taking work answers now, empty.
+        shared.unpark_node(node);
+    }
     let (response, commit) =
         shared.mutate(|state, now_ms, _, out| state.heartbeat(node, &request, now_ms, out));
     shared.committed(commit).await?;

@@ -36,7 +36,7 @@ impl Held {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, debug_assertions))]
     fn plus(self, other: Held) -> Held {
         Held {
             tasks: self.tasks + other.tasks,
@@ -178,7 +178,7 @@ impl Ledger {
     }
 
     /// Every requester's tally, for the invariant checks.
-    #[cfg(test)]
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn requesters(&self) -> impl Iterator<Item = (RequesterId, Held)> + '_ {
         self.by_requester
             .iter()
@@ -187,7 +187,7 @@ impl Ledger {
 }
 
 /// What an open job holds now, counted from its tasks: what the tallies must equal.
-#[cfg(test)]
+#[cfg(any(test, debug_assertions))]
 pub(crate) fn recount(job: &Job) -> Held {
     job.tasks
         .iter()
@@ -218,7 +218,7 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
 
 impl super::PoolState {
     /// Admission reads the tallies, never the tasks: checks that they equal a recount.
-    #[cfg(test)]
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn check_held(&self) {
         let mut expected: HashMap<RequesterId, Held> = HashMap::new();
         for job in self.jobs.values() {

@@ -3,8 +3,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use store::{JobRow, TaskRow, Write};
 use wire::{
     AttemptId, JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare,
@@ -12,7 +10,7 @@ use wire::{
 };
 
 use super::held::{Charge, Held, human_bytes, job_bytes, task_bytes};
-use super::{Job, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of};
+use super::{Changes, Job, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of};
 
 /// A job accepted by the API layer: validated, its blobs checked.
 pub(crate) struct NewJob {
@@ -76,7 +74,8 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         submitted_seq: row.submitted_seq,
         created_at_ms: row.created_at_ms,
         finished_at_ms: row.finished_at_ms,
-        version: watch::Sender::new(1),
+        version: 1,
+        queued: true,
         charge,
         runtime_bytes,
     }
@@ -98,7 +97,10 @@ impl Job {
         match slot {
             // A task back in the queue already waited its turn (and may hold up the end of
             // the job): it goes first.
-            Slot::Pending => self.pending.push_front(index),
+            Slot::Pending => {
+                self.pending.push_front(index);
+                self.queued = true;
+            }
             Slot::Ended(_) => {
                 if let Some(spec) = task.spec.take() {
                     self.charge.release(Held {
@@ -111,8 +113,10 @@ impl Job {
         }
     }
 
-    pub(crate) fn bump(&self) {
-        self.version.send_modify(|version| *version += 1);
+    /// Marks a change a requester can see, for those who wait on the job.
+    pub(crate) fn bump(&mut self, changes: &mut Changes) {
+        self.version += 1;
+        changes.jobs.push(self.id);
     }
 
     /// Frees what only a running job needs once it has ended: the per-task table and the blob
@@ -175,15 +179,14 @@ impl PoolState {
             ..TaskCounts::default()
         };
         let charge = self.held.charge_for(requester);
-        let mut job = new_job(&row, tasks, counts, charge);
-        job.pending = (0..task_count).collect();
+        let job = new_job(&row, tasks, counts, charge);
         out.push(Write::InsertJob {
             job: row,
             tasks: task_specs,
         });
-        self.ready.insert(job.submitted_seq, id);
         self.jobs.insert(id, job);
         self.open_jobs.insert(id);
+        self.requeue_pending_of(id);
         JobSubmitted {
             job_id: id,
             tasks: task_count,
@@ -248,12 +251,14 @@ impl PoolState {
         self.sync_ready(job_id);
     }
 
-    /// Puts the job in `ready` exactly when it runs and has pending tasks.
+    /// Puts the job in `ready` exactly when it runs and has pending tasks, and says when tasks
+    /// joined its queue.
     pub(crate) fn sync_ready(&mut self, job_id: JobId) {
-        let Some(job) = self.jobs.get(&job_id) else {
+        let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
         if job.state == JobState::Running && !job.pending.is_empty() {
+            self.changes.tasks_queued |= std::mem::take(&mut job.queued);
             self.ready.insert(job.submitted_seq, job_id);
         } else {
             self.ready.remove(&job.submitted_seq);
@@ -275,7 +280,7 @@ impl PoolState {
         };
         job.finished_at_ms = Some(now_ms);
         job.release_ended();
-        job.bump();
+        job.bump(&mut self.changes);
         self.open_jobs.remove(&job_id);
         out.push(Write::FinishJob {
             job_id,
@@ -347,6 +352,7 @@ impl PoolState {
         let job_ids: Vec<JobId> = expired.into_iter().map(|(_, job_id)| job_id).collect();
         for job_id in &job_ids {
             self.jobs.remove(job_id);
+            self.changes.jobs.push(*job_id);
         }
         if !job_ids.is_empty() {
             out.push(Write::PurgeJobs(job_ids.clone()));
@@ -387,11 +393,7 @@ impl PoolState {
             })
             .collect();
         for attempt_id in running {
-            if let Some(attempt) = self.remove_attempt(attempt_id)
-                && let Some(node) = self.nodes.get_mut(&attempt.node)
-            {
-                node.running.remove(&attempt_id);
-            }
+            self.remove_attempt(attempt_id);
         }
         let job = self.jobs.get_mut(&job_id).expect("checked above");
         for index in 0..job.tasks.len() as u32 {
@@ -402,7 +404,7 @@ impl PoolState {
         job.state = JobState::Cancelled;
         job.finished_at_ms = Some(now_ms);
         job.release_ended();
-        job.bump();
+        job.bump(&mut self.changes);
         self.open_jobs.remove(&job_id);
         out.push(Write::CancelJob {
             job_id,
@@ -448,7 +450,7 @@ impl PoolState {
             fuel_used: job.fuel_total,
             created_at_ms: job.created_at_ms,
             finished_at_ms: job.finished_at_ms,
-            version: *job.version.borrow(),
+            version: job.version,
             nodes,
         }
     }
@@ -467,12 +469,18 @@ impl PoolState {
             .collect()
     }
 
-    pub(crate) fn watch_job(
+    /// The job's version, whoever asks; `None` once it is gone from memory.
+    pub(crate) fn job_version_now(&self, job_id: JobId) -> Option<u64> {
+        self.jobs.get(&job_id).map(|job| job.version)
+    }
+
+    /// The job's version now, for a requester who waits on it to change.
+    pub(crate) fn job_version(
         &self,
         job_id: JobId,
         requester: RequesterId,
-    ) -> Result<watch::Receiver<u64>, PoolError> {
-        Ok(self.owned_job(job_id, requester)?.version.subscribe())
+    ) -> Result<u64, PoolError> {
+        Ok(self.owned_job(job_id, requester)?.version)
     }
 
     /// Checks the requester owns the job; for reads served from the store.

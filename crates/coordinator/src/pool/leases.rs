@@ -6,9 +6,7 @@
 //! the expiry of its node's lease, or the cancellation of its job. After that, anything that
 //! names the attempt is refused.
 
-use std::collections::{HashMap, HashSet};
-
-use tokio::sync::oneshot;
+use std::collections::{BTreeMap, HashSet};
 
 use store::{AttemptEnd, AttemptEndState, AttemptRow, TaskEnd, Write};
 use wire::{
@@ -18,7 +16,7 @@ use wire::{
 
 use super::jobs::job_demand;
 use super::nodes::node_offer;
-use super::{Attempt, Outbox, PoolState, Slot, Waiter};
+use super::{Attempt, Outbox, PoolState, Slot};
 use crate::env::Entropy;
 
 /// Why a node's attempts end without a report.
@@ -110,64 +108,37 @@ impl PoolState {
         )
     }
 
-    /// Parks a lease request that found no work; a newer request of the same node replaces it.
-    pub(crate) fn add_waiter(
+    /// Places pending tasks on nodes that wait for work, each offering up to its `slots_free`;
+    /// returns the grants per node, with the rows to write once the node has them. Grants the
+    /// caller cannot deliver go back with [`PoolState::revert`].
+    pub(crate) fn place(
         &mut self,
-        node_id: NodeId,
-        request: u64,
-        slots_free: u32,
-        sender: oneshot::Sender<LeaseResponse>,
-    ) {
-        self.waiting.insert(
-            node_id,
-            Waiter {
-                request,
-                slots_free,
-                sender,
-            },
-        );
-    }
-
-    /// Removes the waiter of `request` if it is still parked; false if it was served already.
-    pub(crate) fn remove_waiter(&mut self, node_id: NodeId, request: u64) -> bool {
-        match self.waiting.get(&node_id) {
-            Some(waiter) if waiter.request == request => {
-                self.waiting.remove(&node_id);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Places pending tasks on the nodes waiting for work and answers their requests.
-    pub(crate) fn dispatch(&mut self, now_ms: u64, entropy: &dyn Entropy, out: &mut Outbox) {
-        self.waiting.retain(|_, waiter| !waiter.sender.is_closed());
-        if self.waiting.is_empty() || self.ready.is_empty() {
-            return;
+        waiting: &[(NodeId, u32)],
+        now_ms: u64,
+        entropy: &dyn Entropy,
+    ) -> Vec<(NodeId, LeaseResponse, Vec<AttemptRow>)> {
+        if waiting.is_empty() || self.ready.is_empty() {
+            return Vec::new();
         }
         let assignments = {
-            let offers: Vec<_> = self
-                .waiting
+            let offers: Vec<_> = waiting
                 .iter()
-                .filter_map(|(node_id, waiter)| {
-                    let node = self.nodes.get(node_id)?;
-                    (node.activity == NodeActivity::Active)
-                        .then(|| node_offer(node, waiter.slots_free))
+                .filter_map(|&(node_id, slots_free)| {
+                    let node = self.nodes.get(&node_id)?;
+                    (node.activity == NodeActivity::Active).then(|| node_offer(node, slots_free))
                 })
                 .collect();
             self.assign_ready(&offers, now_ms)
         };
-        let mut by_node: HashMap<NodeId, Vec<(JobId, u32)>> = HashMap::new();
+        let mut by_node: BTreeMap<NodeId, Vec<(JobId, u32)>> = BTreeMap::new();
         for assignment in assignments {
             by_node
                 .entry(NodeId(assignment.node))
                 .or_default()
                 .push((JobId(assignment.job), assignment.count));
         }
+        let mut placed = Vec::with_capacity(by_node.len());
         for (node_id, work) in by_node {
-            let Some(waiter) = self.waiting.remove(&node_id) else {
-                continue;
-            };
             let mut response = LeaseResponse::default();
             let mut rows = Vec::new();
             for (job_id, count) in work {
@@ -181,11 +152,9 @@ impl PoolState {
                     &mut rows,
                 );
             }
-            match waiter.sender.send(response) {
-                Ok(()) => out.push(Write::GrantAttempts(rows)),
-                Err(response) => self.revert(node_id, &response),
-            }
+            placed.push((node_id, response, rows));
         }
+        placed
     }
 
     /// Starts `count` pending tasks of `job_id` on `node_id`.
@@ -252,11 +221,10 @@ impl PoolState {
             );
         }
         node.lease_until_ms = node.lease_until_ms.max(now_ms + lease_ms);
-        job.bump();
+        job.bump(&mut self.changes);
         self.sync_ready(job_id);
     }
 
-    /// Undoes grants that never reached their node (its request went away).
     /// Keeps a node's sent-runtimes set from growing with every job it ever ran: past a bound,
     /// the ended jobs leave it (a job that ended is never sent again).
     fn forget_ended_jobs_sent(&mut self, node_id: NodeId) {
@@ -271,14 +239,12 @@ impl PoolState {
             .retain(|job_id| jobs.get(job_id).is_some_and(|job| !job.state.is_terminal()));
     }
 
-    fn revert(&mut self, node_id: NodeId, response: &LeaseResponse) {
+    /// Undoes grants that never reached their node (its request went away).
+    pub(crate) fn revert(&mut self, node_id: NodeId, response: &LeaseResponse) {
         for grant in &response.attempts {
             let Some(attempt) = self.remove_attempt(grant.attempt_id) else {
                 continue;
             };
-            if let Some(node) = self.nodes.get_mut(&attempt.node) {
-                node.running.remove(&grant.attempt_id);
-            }
             let job = self
                 .jobs
                 .get_mut(&attempt.job)
@@ -315,19 +281,19 @@ impl PoolState {
                     .is_none_or(|attempt| attempt.node != node_id)
             })
             .collect();
-        if request.activity != NodeActivity::Active {
-            // A parked lease request of a node that stops taking work answers now, empty.
-            self.waiting.remove(&node_id);
-        }
         if let Some(node) = self.nodes.get_mut(&node_id) {
             let paused = matches!(request.activity, NodeActivity::Paused { .. });
             node.pauses.set_paused(paused, now_ms);
+            if request.activity == NodeActivity::Active && node.activity != NodeActivity::Active {
+                self.changes.nodes_freed.push(node_id);
+            }
             node.activity = request.activity.clone();
             if let Some(capabilities) = &request.capabilities
                 && *capabilities != node.capabilities
             {
                 // The owner changed what the node lends; work is matched to it from now on.
                 node.capabilities = capabilities.clone();
+                self.changes.nodes_freed.push(node_id);
                 out.push(Write::SetNodeCapabilities {
                     node_id,
                     capabilities: capabilities.clone(),
@@ -388,9 +354,6 @@ impl PoolState {
                 continue;
             };
             self.remove_attempt(*attempt_id);
-            if let Some(node) = self.nodes.get_mut(&node_id) {
-                node.running.remove(attempt_id);
-            }
             let job = self
                 .jobs
                 .get_mut(&attempt.job)
@@ -398,7 +361,7 @@ impl PoolState {
             job.set_slot(attempt.task, Slot::Pending);
             job.tasks[attempt.task as usize].attempts -= 1;
             job.attempts_total -= 1;
-            job.bump();
+            job.bump(&mut self.changes);
             self.sync_ready(attempt.job);
             ends.push(AttemptEnd {
                 attempt_id: *attempt_id,
@@ -427,12 +390,11 @@ impl PoolState {
             .nodes
             .values()
             .filter(|node| node.lease_until_ms <= now_ms)
-            .filter(|node| !node.running.is_empty() || self.waiting.contains_key(&node.id))
+            .filter(|node| !node.running.is_empty())
             .map(|node| node.id)
             .collect();
         let mut expired = 0;
         for node_id in lapsed {
-            self.waiting.remove(&node_id);
             expired += self.expire_node(node_id, now_ms, Expiry::LeaseRanOut, out);
         }
         expired + self.expire_overdue(now_ms, out)
@@ -470,11 +432,16 @@ impl PoolState {
         expired
     }
 
-    /// Takes an attempt out of the pool's indexes; its task and node are the caller's to update.
+    /// Takes an attempt out of the pool's indexes and its node's slots; its task is the
+    /// caller's to update.
     pub(super) fn remove_attempt(&mut self, attempt_id: AttemptId) -> Option<Attempt> {
         let attempt = self.attempts.remove(&attempt_id)?;
         self.uploads.remove(&attempt_id);
         self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
+        if let Some(node) = self.nodes.get_mut(&attempt.node) {
+            node.running.remove(&attempt_id);
+            self.changes.nodes_freed.push(attempt.node);
+        }
         Some(attempt)
     }
 
@@ -507,9 +474,6 @@ impl PoolState {
         let Some(attempt) = self.remove_attempt(attempt_id) else {
             return;
         };
-        if let Some(node) = self.nodes.get_mut(&attempt.node) {
-            node.running.remove(&attempt_id);
-        }
         let job = self
             .jobs
             .get_mut(&attempt.job)
@@ -525,7 +489,7 @@ impl PoolState {
             Some(end) => job.set_slot(attempt.task, Slot::Ended(end.state)),
             None => job.set_slot(attempt.task, Slot::Pending),
         }
-        job.bump();
+        job.bump(&mut self.changes);
         tracing::info!(
             attempt = %attempt_id,
             job = %attempt.job,

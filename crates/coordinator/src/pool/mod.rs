@@ -25,12 +25,10 @@ mod trust;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{oneshot, watch};
-
 use store::{PoolImage, TokenRole, Write};
 use wire::{
-    AttemptId, BlobHash, Capabilities, JobId, JobRuntime, JobState, LeaseResponse, NodeActivity,
-    NodeId, RequesterId, TaskCounts, TaskSpec, TaskState,
+    AttemptId, BlobHash, Capabilities, JobId, JobRuntime, JobState, NodeActivity, NodeId,
+    RequesterId, TaskCounts, TaskSpec, TaskState,
 };
 
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
@@ -90,7 +88,8 @@ pub(crate) struct PoolState {
     /// Live attempts by when they are next checked against their deadline (see
     /// [`Attempt::check_at_ms`]).
     deadlines: BTreeSet<(u64, AttemptId)>,
-    waiting: HashMap<NodeId, Waiter>,
+    /// What changed since the caller last looked (see [`Changes`]).
+    changes: Changes,
     requester_tokens: HashMap<String, RequesterId>,
     join_tokens: HashSet<String>,
     node_tokens: HashMap<String, NodeId>,
@@ -122,8 +121,10 @@ pub(crate) struct Job {
     pub(crate) submitted_seq: u64,
     pub(crate) created_at_ms: u64,
     pub(crate) finished_at_ms: Option<u64>,
-    /// Bumped on every change; `wait` requests watch it.
-    pub(crate) version: watch::Sender<u64>,
+    /// Bumped on every change a requester can see; `wait` requests watch it.
+    pub(crate) version: u64,
+    /// Tasks joined `pending` since [`PoolState::sync_ready`] last looked.
+    pub(crate) queued: bool,
     /// Where the job's unfinished tasks and runtime are counted; see [`held`].
     pub(crate) charge: held::Charge,
     /// What the runtime holds while the job runs; released when it ends.
@@ -231,11 +232,22 @@ impl PauseClock {
     }
 }
 
-/// A node's lease request that found no work and waits for some.
-pub(crate) struct Waiter {
-    pub(crate) request: u64,
-    pub(crate) slots_free: u32,
-    pub(crate) sender: oneshot::Sender<LeaseResponse>,
+/// What a change did that the service acts on: handing work to waiting nodes and waking the
+/// requesters who wait on a job. Taken (and so cleared) with [`PoolState::take_changes`]; its
+/// size is that of the change, never of the pool.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// Tasks joined the queue (a job came, or tasks were requeued): any waiting node may now
+    /// get work.
+    pub(crate) tasks_queued: bool,
+    /// Nodes that may take more than before: a slot freed, or they became active or changed
+    /// what they lend.
+    pub(crate) nodes_freed: Vec<NodeId>,
+    /// Nodes forgotten (removed, purged or registered again as a new session): what waits on
+    /// their behalf goes.
+    pub(crate) nodes_gone: Vec<NodeId>,
+    /// Jobs whose version was bumped.
+    pub(crate) jobs: Vec<JobId>,
 }
 
 impl PoolState {
@@ -250,7 +262,7 @@ impl PoolState {
             attempts: HashMap::new(),
             uploads: HashMap::new(),
             deadlines: BTreeSet::new(),
-            waiting: HashMap::new(),
+            changes: Changes::default(),
             requester_tokens: HashMap::new(),
             join_tokens: HashSet::new(),
             node_tokens: HashMap::new(),
@@ -334,16 +346,35 @@ impl PoolState {
         self.join_tokens.insert(hash);
     }
 
+    #[cfg(test)]
     pub(crate) fn requester_by_token(&self, token_hash: &str) -> Option<RequesterId> {
         self.requester_tokens.get(token_hash).copied()
     }
 
+    #[cfg(test)]
     pub(crate) fn node_by_token(&self, token_hash: &str) -> Option<NodeId> {
         self.node_tokens.get(token_hash).copied()
     }
 
+    #[cfg(test)]
     pub(crate) fn is_join_token(&self, token_hash: &str) -> bool {
         self.join_tokens.contains(token_hash)
+    }
+
+    /// Every credential that works now, for the service's lock-free index of them.
+    pub(crate) fn credentials(&self) -> crate::credentials::Credentials {
+        crate::credentials::Credentials::new(
+            self.requester_tokens.clone(),
+            self.join_tokens.clone(),
+            self.nodes
+                .values()
+                .map(|node| (node.id, node.token_hash.clone())),
+        )
+    }
+
+    /// What changed since the last call; see [`Changes`].
+    pub(crate) fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
 
     /// Attempts held by nodes, for metrics and tests.
@@ -367,7 +398,8 @@ impl PoolState {
             .sum()
     }
 
-    #[cfg(test)]
+    /// Asserts every invariant above; the service runs it after each change in debug builds.
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn check_invariants(&self) {
         for (attempt_id, attempt) in &self.attempts {
             let job = &self.jobs[&attempt.job];

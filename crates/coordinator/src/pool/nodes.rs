@@ -106,7 +106,7 @@ impl PoolState {
     pub(crate) fn forget_node(&mut self, node_id: NodeId) -> Option<Node> {
         let node = self.nodes.remove(&node_id)?;
         self.node_tokens.remove(&node.token_hash);
-        self.waiting.remove(&node_id);
+        self.changes.nodes_gone.push(node_id);
         self.admission.uncount_node(&node.join_token_hash);
         if node.counted_live {
             self.admission.live_nodes -= 1;

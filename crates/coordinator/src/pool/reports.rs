@@ -164,7 +164,7 @@ impl PoolState {
         if task_end == Some(TaskState::Succeeded) {
             *job.node_shares.entry(node_id).or_default() += 1;
         }
-        job.bump();
+        job.bump(&mut self.changes);
         if !blobs.is_empty() {
             out.push(Write::AddBlobReaders {
                 hashes: blobs,
@@ -177,7 +177,6 @@ impl PoolState {
             .nodes
             .get_mut(&node_id)
             .expect("the node holds the attempt");
-        node.running.remove(&report.attempt_id);
         if task_end == Some(TaskState::Succeeded) {
             node.tasks_succeeded += 1;
         }

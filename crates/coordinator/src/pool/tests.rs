@@ -46,6 +46,8 @@ pub(super) fn new_node(
 
 struct Harness {
     pool: PoolState,
+    /// Lease requests parked as the service parks them.
+    parked: crate::parked::Parked,
     entropy: SeededEntropy,
     now_ms: u64,
     writes: Vec<Write>,
@@ -55,10 +57,29 @@ impl Harness {
     fn new() -> Self {
         Self {
             pool: PoolState::new("test".to_owned(), LEASE_MS),
+            parked: crate::parked::Parked::default(),
             entropy: SeededEntropy::from_seed(7),
             now_ms: 1_000_000,
             writes: Vec::new(),
         }
+    }
+
+    /// Parks a lease request of `node` for up to `slots_free` attempts.
+    fn park(
+        &mut self,
+        node: NodeId,
+        request: u64,
+        slots_free: u32,
+    ) -> tokio::sync::oneshot::Receiver<wire::LeaseResponse> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.parked.park(node, request, slots_free, sender);
+        receiver
+    }
+
+    /// What the service does after each change: hands work to the parked requests it reaches.
+    fn follow(&mut self) {
+        self.parked
+            .follow(&mut self.pool, self.now_ms, &self.entropy, &mut self.writes);
     }
 
     fn node(&mut self, id: u64, slots: u32) -> NodeId {
@@ -366,12 +387,11 @@ fn waiting_nodes_get_work_when_it_arrives_spread_across_them() {
     let mut receivers = Vec::new();
     for id in 1..=3 {
         let node = h.node(id, 2);
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        h.pool.add_waiter(node, id, 2, sender);
+        let receiver = h.park(node, id, 2);
         receivers.push(receiver);
     }
     h.job(3, 1);
-    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.follow();
     h.pool.check_invariants();
     for mut receiver in receivers {
         assert_eq!(
@@ -386,11 +406,10 @@ fn waiting_nodes_get_work_when_it_arrives_spread_across_them() {
 fn work_for_a_waiter_that_went_away_goes_back_to_the_queue() {
     let mut h = Harness::new();
     let node = h.node(1, 2);
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    h.pool.add_waiter(node, 1, 2, sender);
+    let receiver = h.park(node, 1, 2);
     drop(receiver);
     let job = h.job(2, 1);
-    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.follow();
     h.pool.check_invariants();
     assert_eq!(h.status(job).tasks.pending, 2);
     assert_eq!(h.take(node, 2).len(), 2);
@@ -650,9 +669,8 @@ fn a_node_gets_no_more_attempts_than_the_slots_it_registered() {
         "asking for more slots gets one"
     );
     assert!(h.take(node, 1024).is_empty(), "and nothing while it runs");
-    let (sender, _receiver) = tokio::sync::oneshot::channel();
-    h.pool.add_waiter(node, 1, 1024, sender);
-    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    let _receiver = h.park(node, 1, 1024);
+    h.follow();
     h.pool.check_invariants();
     assert_eq!(h.pool.attempts_live(), 1, "nor by waiting for work");
 }
@@ -741,8 +759,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
     let two = h.labeled_node(2, 1, &[("box", "two")]);
     let mut receivers = Vec::new();
     for (request, node) in [one, two].into_iter().enumerate() {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        h.pool.add_waiter(node, request as u64, 1, sender);
+        let receiver = h.park(node, request as u64, 1);
         receivers.push(receiver);
     }
     let id = JobId(h.entropy.next_u64());
@@ -770,7 +787,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         h.now_ms,
         &mut h.writes,
     );
-    h.pool.dispatch(h.now_ms, &h.entropy, &mut h.writes);
+    h.follow();
     h.pool.check_invariants();
     assert_eq!(receivers[0].try_recv().unwrap().attempts.len(), 1);
     assert!(
@@ -1076,4 +1093,56 @@ fn bytes_of_unfinished_work_are_bounded_and_released_as_tasks_end() {
 
 fn args_small() -> Held {
     Held::of_submission(&args_heavy(1, 10))
+}
+
+#[test]
+fn each_change_names_only_what_it_may_give_waiting_nodes() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let other = h.node(2, 2);
+    h.pool.take_changes();
+    let job = h.job(3, 2);
+    let changes = h.pool.take_changes();
+    assert!(changes.tasks_queued, "a new job's tasks join the queue");
+    assert!(
+        changes.jobs.is_empty(),
+        "nobody can wait on a job not yet returned"
+    );
+
+    let granted = h.take(node, 2);
+    let changes = h.pool.take_changes();
+    assert!(!changes.tasks_queued && changes.nodes_freed.is_empty());
+    assert_eq!(changes.jobs, vec![job], "a grant changes the job");
+
+    let idle = HeartbeatRequest {
+        running: granted.iter().map(|grant| grant.attempt_id).collect(),
+        slots_free: 0,
+        activity: NodeActivity::Active,
+        capabilities: None,
+    };
+    h.pool.heartbeat(node, &idle, h.now_ms, &mut h.writes);
+    assert_eq!(
+        h.pool.take_changes(),
+        Changes::default(),
+        "a heartbeat that changes nothing asks nothing of the waiting nodes"
+    );
+
+    assert!(h.report(node, granted[0].attempt_id, Outcome::Succeeded));
+    let changes = h.pool.take_changes();
+    assert!(!changes.tasks_queued, "a success queues nothing");
+    assert_eq!(
+        changes.nodes_freed,
+        vec![node],
+        "only the freed node may take more"
+    );
+
+    let mut receiver = h.park(other, 1, 2);
+    h.pool
+        .release(node, &[granted[1].attempt_id], h.now_ms, &mut h.writes);
+    h.follow();
+    assert_eq!(
+        receiver.try_recv().unwrap().attempts.len(),
+        2,
+        "a released task joins the queue again, and a parked node gets it with the rest"
+    );
 }
