@@ -806,6 +806,8 @@ impl ClockReadings {
     }
 }
 
+// Compares the guest's wall clock with the host's.
+#[allow(clippy::disallowed_methods)]
 #[test]
 fn clocks_do_not_fingerprint_the_host() {
     const MILLISECOND: u64 = 1_000_000;

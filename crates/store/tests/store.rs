@@ -32,6 +32,8 @@ async fn databases(dir: &tempfile::TempDir) -> Vec<String> {
     urls
 }
 
+// The clock only makes a database name no other run uses.
+#[allow(clippy::disallowed_methods)]
 async fn fresh_postgres_database(admin: &str) -> String {
     use sqlx::{Connection, Executor};
     sqlx::any::install_default_drivers();

@@ -106,10 +106,7 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         join_token: grant.join_token,
         api_token: grant.api_token,
         device_name,
-        joined_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| since.as_millis() as u64)
-            .unwrap_or(0),
+        joined_at_ms: now_ms(),
     };
     remembered::save(&base, &pool)?;
     let requests = pool.api_token.is_some();
@@ -134,6 +131,15 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         println!("  submit jobs:        crowdcloud submit job.toml --wait");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// A remembered pool is stamped with when this machine joined it, by its own clock.
+#[allow(clippy::disallowed_methods)]
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Browses the LAN and picks the pool: the one asked for, the only one, or the person's choice.

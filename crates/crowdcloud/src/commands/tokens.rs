@@ -89,6 +89,8 @@ fn print_tokens(tokens: &[TokenInfo]) {
 }
 
 /// How long ago `at_ms` was, roughly, for people.
+// An age shown to people is measured on their machine's clock.
+#[allow(clippy::disallowed_methods)]
 fn age(at_ms: u64) -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

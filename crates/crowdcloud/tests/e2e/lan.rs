@@ -151,6 +151,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+// The clock is only a source of a suffix no other run uses at once.
+#[allow(clippy::disallowed_methods)]
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
