@@ -59,6 +59,10 @@ impl Shared {
         entropy: Arc<dyn Entropy>,
     ) -> Result<Arc<Self>, CoordinatorError> {
         let store = Store::open(&config.database_url, config.durability).await?;
+        tracing::info!(
+            epoch = store.epoch(),
+            "took over the state store; a coordinator opened on it earlier can write no more"
+        );
         let blobs = BlobStore::local(&config.blob_dir)?;
         let image = store.load().await?;
         let now_ms = clock.now_ms();

@@ -13,6 +13,7 @@
 //!   the lease it ends always finds the lease's row.
 //! - `write` returns only after the transaction holding the write committed.
 
+mod epoch;
 mod load;
 mod read;
 mod retention;
@@ -51,6 +52,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the state store is shut down")]
     Closed,
+    #[error(
+        "another coordinator took over this database (this one holds epoch {epoch}, an older \
+         one); this coordinator stops writing so two never change one pool: run one \
+         coordinator per database"
+    )]
+    Fenced { epoch: u64 },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -82,6 +89,7 @@ pub enum Durability {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    epoch: u64,
     /// The number of the last request queued, held while it is sent so numbers follow the
     /// queue's order.
     sequence: Arc<std::sync::Mutex<u64>>,
@@ -190,11 +198,18 @@ impl Store {
         }
         schema::migrate(&pool).await?;
         retention::fill_job_blobs(&pool, backend).await?;
+        let epoch = epoch::take_over(&pool).await?;
         let queued = Arc::new(AtomicUsize::new(0));
-        let (writes, progress) = writer::spawn(pool.clone(), backend, Arc::clone(&queued));
+        let target = writer::Target {
+            pool: pool.clone(),
+            backend,
+            epoch,
+        };
+        let (writes, progress) = writer::spawn(target, Arc::clone(&queued));
         Ok(Store {
             pool,
             backend,
+            epoch,
             sequence: Arc::new(std::sync::Mutex::new(0)),
             writes,
             progress,
@@ -204,6 +219,12 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The epoch this store took the database over at: one more than any store opened on it
+    /// before. Writes are refused once a newer store has opened it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Queues `writes` behind everything queued before and returns at once; the order of

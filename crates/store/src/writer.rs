@@ -111,20 +111,26 @@ const WRITES_PER_COMMIT_MAX: usize = 20_000;
 /// Rows per multi-row INSERT; well under SQLite's and PostgreSQL's bound-parameter limits.
 const ROWS_PER_INSERT: usize = 200;
 
+/// Who writes: the database, its kind, and the epoch this store took it over at.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    pub(crate) epoch: u64,
+}
+
 pub(crate) fn spawn(
-    pool: AnyPool,
-    backend: Backend,
+    target: Target,
     queued: Arc<AtomicUsize>,
 ) -> (mpsc::UnboundedSender<Request>, watch::Receiver<Progress>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     let (progress, watcher) = watch::channel(Progress::default());
-    tokio::spawn(run(pool, backend, queued, receiver, progress));
+    tokio::spawn(run(target, queued, receiver, progress));
     (sender, watcher)
 }
 
 async fn run(
-    pool: AnyPool,
-    backend: Backend,
+    target: Target,
     queued: Arc<AtomicUsize>,
     mut queue: mpsc::UnboundedReceiver<Request>,
     progress: watch::Sender<Progress>,
@@ -141,7 +147,7 @@ async fn run(
         }
         let result = match &failure {
             Some(error) => Err(error.clone()),
-            None => apply(&pool, backend, &batch).await,
+            None => apply(&target, &batch).await,
         };
         if let Err(error) = &result
             && failure.is_none()
@@ -161,11 +167,12 @@ async fn run(
     }
 }
 
-async fn apply(pool: &AnyPool, backend: Backend, batch: &[Request]) -> Result<(), StoreError> {
-    let mut transaction = pool.begin().await?;
+async fn apply(target: &Target, batch: &[Request]) -> Result<(), StoreError> {
+    let mut transaction = target.pool.begin().await?;
+    crate::epoch::fence(&mut transaction, target.epoch).await?;
     for request in batch {
         for write in &request.writes {
-            apply_one(&mut transaction, backend, write).await?;
+            apply_one(&mut transaction, target.backend, write).await?;
         }
     }
     transaction.commit().await?;

@@ -685,3 +685,52 @@ async fn a_requesters_uploads_count_against_its_quota_and_its_results_do_not() {
         assert_eq!(store.uploaded_bytes(owner).await.unwrap(), 300, "{url}");
     }
 }
+
+fn join_token(hash: &str) -> Write {
+    Write::InsertToken(TokenRow {
+        hash: hash.to_owned(),
+        role: TokenRole::Join,
+        name: hash.to_owned(),
+        created_at_ms: 1,
+        revoked_at_ms: None,
+    })
+}
+
+#[tokio::test]
+async fn a_store_opened_later_fences_the_earlier_one_out_of_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        let earlier = open(&url).await;
+        earlier.write(vec![join_token("before")]).await.unwrap();
+        let later = open(&url).await;
+        assert_eq!(
+            later.epoch(),
+            earlier.epoch() + 1,
+            "{url}: each opening raises the epoch"
+        );
+        let refused = earlier.write(vec![join_token("stale")]).await;
+        assert!(
+            matches!(refused, Err(store::StoreError::Fenced { epoch }) if epoch == earlier.epoch()),
+            "{url}: the replaced store may not write: {refused:?}"
+        );
+        later.write(vec![join_token("after")]).await.unwrap();
+        earlier.close().await;
+        later.close().await;
+        let reopened = open(&url).await;
+        let mut hashes: Vec<String> = reopened
+            .load()
+            .await
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|token| token.hash)
+            .collect();
+        hashes.sort();
+        assert_eq!(
+            hashes,
+            ["after", "before"],
+            "{url}: nothing of the stale write landed"
+        );
+        assert_eq!(reopened.epoch(), later.epoch() + 1);
+    }
+}

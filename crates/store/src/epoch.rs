@@ -1,0 +1,50 @@
+//! The epoch that fences a coordinator that has been replaced.
+//!
+//! Opening a store takes the database over: it raises the `epoch` row of `meta` by one in a
+//! single atomic statement, so two stores opened at once get different epochs. Every commit
+//! then first checks, in its own transaction, that the row still holds its epoch; a store that
+//! finds a newer one writes nothing more (`StoreError::Fenced`). A coordinator that froze, or
+//! one started by mistake on the same database, can so never interleave its writes with the
+//! newer one's, whatever the timing: the check and the writes commit or fail together.
+
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use crate::StoreError;
+
+/// Raises the database's epoch and returns it.
+pub(crate) async fn take_over(pool: &AnyPool) -> Result<u64, StoreError> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('epoch', '0') ON CONFLICT (key) DO NOTHING")
+        .execute(&mut *transaction)
+        .await?;
+    let row = sqlx::query(
+        "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) \
+         WHERE key = 'epoch' RETURNING value",
+    )
+    .fetch_one(&mut *transaction)
+    .await?;
+    let value: String = row.try_get(0)?;
+    let epoch = value
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("the epoch {value:?} is not a number")))?;
+    transaction.commit().await?;
+    Ok(epoch)
+}
+
+/// Refuses the transaction unless the database's epoch is still `epoch`; it holds the row
+/// until the transaction ends, so a newer store's take-over waits for it or comes first.
+pub(crate) async fn fence(
+    transaction: &mut Transaction<'static, Any>,
+    epoch: u64,
+) -> Result<(), StoreError> {
+    let touched = sqlx::query("UPDATE meta SET value = value WHERE key = 'epoch' AND value = $1")
+        .bind(epoch.to_string())
+        .execute(&mut **transaction)
+        .await?
+        .rows_affected();
+    if touched == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { epoch })
+    }
+}
