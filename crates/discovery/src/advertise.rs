@@ -39,7 +39,8 @@ impl std::fmt::Debug for Advertiser {
 const GOODBYE_WAIT: Duration = Duration::from_millis(500);
 
 impl Advertiser {
-    /// Advertises `advert` on the interfaces [`interfaces`] chooses (or exactly `asked`).
+    /// Advertises `advert` on the interfaces [`interfaces`](fn@crate::interfaces) chooses (or
+    /// exactly `asked`).
     pub fn start(advert: &Advert, asked: &[String]) -> Result<Self, DiscoveryError> {
         let ChosenDaemon {
             daemon,

@@ -10,9 +10,9 @@
 //! No network (preview 1 has no socket creation and none are preopened), no host env, no host
 //! files, clocks no finer than a millisecond (or a virtual clock in deterministic mode).
 //!
-//! Limits on everything: linear memory and tables ([`limiter`]), fuel, a wall-clock deadline by
-//! epoch interruption, stdout/stderr caps ([`pipe`]), output bytes and files ([`workdir`]),
-//! module size and function count before compiling ([`module`]). Every failure comes back as a
+//! Limits on everything: linear memory and tables (`limiter`), fuel, a wall-clock deadline by
+//! epoch interruption, stdout/stderr caps (`pipe`), output bytes and files (`workdir`),
+//! module size and function count before compiling (`module`). Every failure comes back as a
 //! typed [`Outcome`], never as a panic of the host.
 //!
 //! The modules import one another in one order only, so their imports form no circle. First
