@@ -133,6 +133,10 @@ pub(crate) async fn dashboard() -> Html<&'static str> {
 }
 
 #[cfg(test)]
+#[path = "openapi_tests.rs"]
+mod openapi_tests;
+
+#[cfg(test)]
 mod tests {
     use serde_json::Value;
 
