@@ -193,36 +193,8 @@ pub(crate) fn run(
     let memory_peak_bytes = store.data().limiter.memory_peak_bytes as u64;
     drop(store);
 
-    let mut outcome = classify(result, limit_hit, &stdout, &stderr);
-    // Disk use is checked only every few ticks while the guest runs, so a guest that writes
-    // fast and ends at once is never checked, and collecting /output below sees neither
-    // /scratch nor empty directories: measure both once more, now that nothing writes.
-    if matches!(
-        outcome,
-        Outcome::Succeeded | Outcome::ExitCode(_) | Outcome::Trap(_)
-    ) && let Err(exceeded) = workdir::measure(
-        &[dir.output(), dir.scratch()],
-        attempt.limits.output_bytes_max,
-        disk_entries_max(&attempt.limits),
-    ) {
-        outcome = Outcome::OutputTooLarge(overflowed(&exceeded).to_owned());
-    }
-    let mut outputs = Outputs::none(None);
-    match workdir::collect(
-        &dir.output(),
-        attempt.limits.output_bytes_max,
-        u64::from(attempt.limits.output_files_max),
-    ) {
-        Ok(files) => outputs.files = files,
-        Err(error) if outcome == Outcome::Succeeded => {
-            outcome = match error {
-                CollectError::TooLarge(what) => Outcome::OutputTooLarge(what.to_owned()),
-                CollectError::Invalid(message) => Outcome::InvalidOutput(message),
-            }
-        }
-        Err(_) => {}
-    }
-    outputs._dir = Some(dir);
+    let outcome = classify(result, limit_hit, &stdout, &stderr);
+    let (outcome, outputs) = settle(outcome, dir, &attempt.limits);
     RunReport {
         usage: Usage {
             fuel_used: attempt.limits.fuel_max - fuel_left.min(attempt.limits.fuel_max),
@@ -235,6 +207,41 @@ pub(crate) fn run(
         stderr: stderr.take(),
         outputs,
     }
+}
+
+/// The outcome once what the guest left on disk is measured and `/output` collected, and the
+/// outputs, which own `dir` from then on.
+fn settle(mut outcome: Outcome, dir: AttemptDir, limits: &AttemptLimits) -> (Outcome, Outputs) {
+    // Disk use is checked only every few ticks while the guest runs, so a guest that writes
+    // fast and ends at once is never checked, and collecting /output below sees neither
+    // /scratch nor empty directories: measure both once more, now that nothing writes.
+    if matches!(
+        outcome,
+        Outcome::Succeeded | Outcome::ExitCode(_) | Outcome::Trap(_)
+    ) && let Err(exceeded) = workdir::measure(
+        &[dir.output(), dir.scratch()],
+        limits.output_bytes_max,
+        disk_entries_max(limits),
+    ) {
+        outcome = Outcome::OutputTooLarge(overflowed(&exceeded).to_owned());
+    }
+    let mut outputs = Outputs::none(None);
+    match workdir::collect(
+        &dir.output(),
+        limits.output_bytes_max,
+        u64::from(limits.output_files_max),
+    ) {
+        Ok(files) => outputs.files = files,
+        Err(error) if outcome == Outcome::Succeeded => {
+            outcome = match error {
+                CollectError::TooLarge(what) => Outcome::OutputTooLarge(what.to_owned()),
+                CollectError::Invalid(message) => Outcome::InvalidOutput(message),
+            }
+        }
+        Err(_) => {}
+    }
+    outputs._dir = Some(dir);
+    (outcome, outputs)
 }
 
 fn failed_before_start(outcome: Outcome, started: Instant, dir: Option<AttemptDir>) -> RunReport {
