@@ -386,13 +386,15 @@ impl PoolState {
 
     /// Ends the attempts of every node whose lease ran out; returns how many.
     pub(crate) fn expire(&mut self, now_ms: u64, out: &mut Outbox) -> usize {
-        let lapsed: Vec<NodeId> = self
+        let mut lapsed: Vec<NodeId> = self
             .nodes
             .values()
             .filter(|node| node.lease_until_ms <= now_ms)
             .filter(|node| !node.running.is_empty())
             .map(|node| node.id)
             .collect();
+        // In id order: requeued tasks and the writes come out the same in every run.
+        lapsed.sort_unstable();
         let mut expired = 0;
         for node_id in lapsed {
             expired += self.expire_node(node_id, now_ms, Expiry::LeaseRanOut, out);

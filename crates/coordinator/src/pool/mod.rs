@@ -177,7 +177,9 @@ pub(crate) struct Node {
     pub(crate) join_token_hash: String,
     /// Whether the node is in the live count behind the heartbeat interval.
     pub(crate) counted_live: bool,
-    pub(crate) running: HashSet<AttemptId>,
+    /// Ordered, so that what is done to each (expiry, release) happens in the same order in
+    /// every run.
+    pub(crate) running: BTreeSet<AttemptId>,
     /// How long the node has said it was paused, for attempts' deadlines.
     pub(crate) pauses: PauseClock,
     pub(crate) tasks_succeeded: u64,
@@ -317,7 +319,9 @@ impl PoolState {
                     .insert(hash, size_bytes);
             }
         }
-        let job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        // In id order: the writes (jobs that finished) come out the same in every run.
+        let mut job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        job_ids.sort_unstable();
         for job_id in job_ids {
             self.requeue_pending_of(job_id);
             self.finish_job_if_done(job_id, now_ms, out);

@@ -1,6 +1,6 @@
 //! Nodes in the pool: registration, liveness, purging the long silent, and what they may read.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use store::{NodeRow, Write};
 use wire::{BlobHash, Capabilities, JobId, JobRuntime, NodeActivity, NodeId, NodeState, NodeView};
@@ -79,7 +79,7 @@ impl PoolState {
                 heard_stored_ms: row.seen_at_ms,
                 join_token_hash,
                 counted_live: true,
-                running: HashSet::new(),
+                running: BTreeSet::new(),
                 pauses: super::PauseClock::default(),
                 tasks_succeeded: 0,
                 jobs_sent: HashSet::new(),
@@ -123,13 +123,17 @@ impl PoolState {
         nodes_max: usize,
         out: &mut Outbox,
     ) -> usize {
-        let silent: Vec<NodeId> = self
+        let mut silent: Vec<(u64, NodeId)> = self
             .nodes
             .values()
             .filter(|node| node.heard_ms < heard_before_ms && node.running.is_empty())
-            .map(|node| node.id)
-            .take(nodes_max)
+            .map(|node| (node.heard_ms, node.id))
             .collect();
+        // The longest silent first, ties by id: the same nodes go, in the same order, in every
+        // run.
+        silent.sort_unstable();
+        silent.truncate(nodes_max);
+        let silent: Vec<NodeId> = silent.into_iter().map(|(_, node_id)| node_id).collect();
         for &node_id in &silent {
             self.forget_node(node_id);
             out.push(Write::DeleteNode { node_id });
@@ -141,15 +145,21 @@ impl PoolState {
     /// the time the store holds (up to `nodes_max` of them), so that silence is measured across
     /// restarts while a heartbeat never costs a write.
     pub(crate) fn store_heard(&mut self, every_ms: u64, nodes_max: usize, out: &mut Outbox) {
-        let mut seen = Vec::new();
-        for node in self.nodes.values_mut() {
-            if seen.len() >= nodes_max {
-                break;
-            }
-            if node.heard_ms >= node.heard_stored_ms.saturating_add(every_ms) {
-                node.heard_stored_ms = node.heard_ms;
-                seen.push((node.id, node.heard_ms));
-            }
+        let mut due: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| node.heard_ms >= node.heard_stored_ms.saturating_add(every_ms))
+            .map(|node| node.id)
+            .collect();
+        // In id order: the write, and the nodes a full round leaves to the next, are the same in
+        // every run.
+        due.sort_unstable();
+        due.truncate(nodes_max);
+        let mut seen = Vec::with_capacity(due.len());
+        for node_id in due {
+            let node = self.nodes.get_mut(&node_id).expect("listed above");
+            node.heard_stored_ms = node.heard_ms;
+            seen.push((node_id, node.heard_ms));
         }
         if !seen.is_empty() {
             out.push(Write::SetNodesSeen(seen));

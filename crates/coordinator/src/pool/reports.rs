@@ -6,7 +6,7 @@
 //! No number in it is taken beyond what the attempt allowed: fuel past the job's fuel refuses
 //! the report, and wall time and memory are cut to what the attempt could have used.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use store::{AttemptEnd, AttemptEndState, TaskEnd, Write};
 use wire::{
@@ -103,7 +103,8 @@ impl PoolState {
         self.touch(node_id, now_ms);
         let mut ends = Vec::new();
         let mut acks = Vec::with_capacity(reports.len());
-        let mut finished_jobs = HashSet::new();
+        // In id order: jobs that finish are written in the same order in every run.
+        let mut finished_jobs = BTreeSet::new();
         for report in reports {
             let attempt_id = report.attempt_id;
             let (accepted, message) = match self.take_report(node_id, report, now_ms, out) {
