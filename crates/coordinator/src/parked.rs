@@ -108,7 +108,10 @@ impl Parked {
                     continue;
                 };
                 match waiter.sender.send(response) {
-                    Ok(()) => out.push(Write::GrantAttempts(rows)),
+                    Ok(()) => {
+                        pool.delivered(node, now_ms);
+                        out.push(Write::GrantAttempts(rows));
+                    }
                     Err(response) => {
                         pool.revert(node, &response);
                         undelivered = true;

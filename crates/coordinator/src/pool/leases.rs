@@ -220,9 +220,19 @@ impl PoolState {
                 },
             );
         }
-        node.lease_until_ms = node.lease_until_ms.max(now_ms + lease_ms);
         job.bump(&mut self.changes);
         self.sync_ready(job_id);
+    }
+
+    /// Grants placed for a waiting node reached it: its lease runs a whole term from now, so it
+    /// has time to heartbeat the new attempts. Only a delivered grant extends the lease (a
+    /// reverted one leaves it as the node's last request set it); a lease request that is
+    /// answered at once was a request, so `touch` extended it already.
+    pub(crate) fn delivered(&mut self, node_id: NodeId, now_ms: u64) {
+        let lease_ms = self.lease_term_ms();
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            node.lease_until_ms = node.lease_until_ms.max(now_ms + lease_ms);
+        }
     }
 
     /// Keeps a node's sent-runtimes set from growing with every job it ever ran: past a bound,

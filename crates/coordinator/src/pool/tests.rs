@@ -415,6 +415,34 @@ fn work_for_a_waiter_that_went_away_goes_back_to_the_queue() {
     assert_eq!(h.take(node, 2).len(), 2);
 }
 
+/// Found by the simulator: a grant that never reached its waiter was reverted, but
+/// the lease it had extended stayed extended, so a node whose request went away kept its other
+/// attempts past its lease.
+#[test]
+fn only_a_delivered_grant_extends_the_lease_of_a_waiting_node() {
+    let mut h = Harness::new();
+    let node = h.node(1, 2);
+    let lease_until_ms = h.pool.nodes[&node].lease_until_ms;
+    drop(h.park(node, 1, 2));
+    h.now_ms += LEASE_MS / 2;
+    h.job(2, 1);
+    h.follow();
+    assert_eq!(
+        h.pool.nodes[&node].lease_until_ms, lease_until_ms,
+        "a reverted grant leaves the lease as it was"
+    );
+    let mut receiver = h.park(node, 2, 2);
+    h.job(1, 1);
+    h.follow();
+    h.pool.check_invariants();
+    assert_eq!(receiver.try_recv().unwrap().attempts.len(), 2);
+    assert_eq!(
+        h.pool.nodes[&node].lease_until_ms,
+        h.now_ms + LEASE_MS,
+        "a delivered grant gives the node a whole term"
+    );
+}
+
 #[test]
 fn a_node_that_stops_listing_an_attempt_loses_it_after_a_lease() {
     let mut h = Harness::new();
