@@ -217,6 +217,7 @@ impl PoolState {
                     ends_by_ms,
                     paused_ms_at_grant,
                     check_at_ms: ends_by_ms,
+                    unlisted_since_ms: None,
                 },
             );
         }
@@ -309,29 +310,48 @@ impl PoolState {
                     capabilities: capabilities.clone(),
                 });
             }
-            // An attempt the node no longer lists, granted longer than a lease ago (so its
-            // grant has surely arrived), was lost on the node.
-            let forgotten: Vec<AttemptId> = node
-                .running
-                .iter()
-                .copied()
-                .filter(|attempt_id| {
-                    !listed.contains(attempt_id)
-                        && self
-                            .attempts
-                            .get(attempt_id)
-                            .is_some_and(|attempt| attempt.granted_at_ms + lease_ms < now_ms)
-                })
-                .collect();
-            for attempt_id in forgotten {
-                self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
-            }
+        }
+        for attempt_id in self.forgotten(node_id, &listed, now_ms, lease_ms) {
+            self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
         }
         HeartbeatResponse {
             cancel,
             lease_ms: self.lease_term_ms(),
             heartbeat_ms: self.heartbeat_interval_ms(),
         }
+    }
+
+    /// The attempts of `node_id` lost on the node: those its heartbeats have not listed for a
+    /// whole lease term. An agent lists only the attempts it still runs, so an attempt whose
+    /// report is on its way (or retried through an outage) is unlisted for a while and must not
+    /// be taken for lost at once; nor is one granted less than a lease ago, whose grant may not
+    /// have arrived yet.
+    fn forgotten(
+        &mut self,
+        node_id: NodeId,
+        listed: &HashSet<AttemptId>,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Vec<AttemptId> {
+        let Some(node) = self.nodes.get(&node_id) else {
+            return Vec::new();
+        };
+        let mut forgotten = Vec::new();
+        for attempt_id in &node.running {
+            let Some(attempt) = self.attempts.get_mut(attempt_id) else {
+                continue;
+            };
+            if listed.contains(attempt_id) || attempt.granted_at_ms + lease_ms >= now_ms {
+                attempt.unlisted_since_ms = None;
+                continue;
+            }
+            match attempt.unlisted_since_ms {
+                None => attempt.unlisted_since_ms = Some(now_ms),
+                Some(since_ms) if since_ms + lease_ms < now_ms => forgotten.push(*attempt_id),
+                Some(_) => {}
+            }
+        }
+        forgotten
     }
 
     pub(super) fn held_attempt(
@@ -559,6 +579,7 @@ impl PoolState {
                 ends_by_ms,
                 paused_ms_at_grant: 0,
                 check_at_ms: ends_by_ms,
+                unlisted_since_ms: None,
             },
         );
     }

@@ -201,6 +201,8 @@ pub(crate) struct Attempt {
     pub(crate) paused_ms_at_grant: u64,
     /// Its key in [`PoolState::deadlines`].
     pub(crate) check_at_ms: u64,
+    /// Since when the node's heartbeats have not listed it (see `PoolState::forgotten`).
+    pub(crate) unlisted_since_ms: Option<u64>,
 }
 
 /// How much paused time an attempt's end may be pushed back by, in total: the agent's default

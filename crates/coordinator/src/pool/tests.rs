@@ -444,7 +444,7 @@ fn only_a_delivered_grant_extends_the_lease_of_a_waiting_node() {
 }
 
 #[test]
-fn a_node_that_stops_listing_an_attempt_loses_it_after_a_lease() {
+fn a_node_that_stops_listing_an_attempt_loses_it_once_unlisted_for_a_lease() {
     let mut h = Harness::new();
     let node = h.node(1, 1);
     let job = h.job(1, 3);
@@ -458,7 +458,39 @@ fn a_node_that_stops_listing_an_attempt_loses_it_after_a_lease() {
     };
     h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
     h.pool.check_invariants();
+    assert_eq!(
+        h.status(job).tasks.running,
+        1,
+        "its report may be on its way"
+    );
+    h.now_ms += LEASE_MS + 1;
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.pool.check_invariants();
     assert_eq!(h.status(job).tasks.pending, 1);
+}
+
+/// Found by the simulator: an agent lists in its heartbeats only the attempts that still run,
+/// so a heartbeat that overtook the report of a finished attempt had the attempt expired as
+/// lost and its report refused; with one attempt allowed, a task that succeeded failed.
+#[test]
+fn a_report_that_a_heartbeat_overtook_is_taken() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    let job = h.job(1, 1);
+    let attempt = h.take(node, 1)[0].attempt_id;
+    h.now_ms += 2 * LEASE_MS;
+    let heartbeat = HeartbeatRequest {
+        running: vec![],
+        slots_free: 1,
+        activity: NodeActivity::Active,
+        capabilities: None,
+    };
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.now_ms += LEASE_MS / 2;
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    assert!(h.report(node, attempt, Outcome::Succeeded));
+    h.pool.check_invariants();
+    assert_eq!(h.status(job).state, JobState::Completed);
 }
 
 #[test]
