@@ -35,6 +35,8 @@ mod parked;
 mod pool;
 mod retention;
 mod service;
+#[cfg(test)]
+mod sim;
 mod tls;
 
 use std::future::Future;

@@ -1,0 +1,137 @@
+//! Simulated requesters: while faults are on, each now and then submits a job (checked as the
+//! route checks it, then admitted by the pool or refused for its bounds) or cancels one it was
+//! told about. A reply lost on the way leaves the job running unknown to its requester, which
+//! is fine: the simulation follows every job through the pool's writes.
+
+use std::collections::BTreeMap;
+
+use wire::{JobId, JobSubmission, Limits, RequesterId, TaskSpec};
+
+use super::agent::CALL_TIMEOUT_MS;
+use super::net::{Party, Reply, Request};
+use super::world::{Event, World};
+
+pub(super) struct Requester {
+    pub(super) id: RequesterId,
+    pub(super) token: String,
+    /// Jobs it was told it submitted.
+    pub(super) jobs: Vec<JobId>,
+    /// Calls it waits on, each a submission (`None`) or the cancellation of a job.
+    pub(super) calls: BTreeMap<u64, Option<JobId>>,
+}
+
+impl World {
+    pub(super) fn requester_timer(&mut self, requester: usize) {
+        if !self.chaos_on {
+            return;
+        }
+        match self.dice.below(1_000) {
+            0..600 => self.submit(requester),
+            600..750 => self.cancel(requester),
+            750..765 if requester == 0 => self.remove_node(requester),
+            _ => {}
+        }
+        let delay_ms = self.dice.between(300, 4_000);
+        self.schedule(delay_ms, Event::Requester { requester });
+    }
+
+    fn requester_call(&mut self, requester: usize, job: Option<JobId>, request: Request) {
+        let call = self.next_call();
+        self.requesters[requester].calls.insert(call, job);
+        let event = Event::RequesterTimeout { requester, call };
+        self.schedule(CALL_TIMEOUT_MS, event);
+        self.send_request(Party::Requester(requester), call, request);
+    }
+
+    fn submit(&mut self, requester: usize) {
+        let tasks = self.dice.between(1, 6);
+        let mut submission = JobSubmission {
+            name: format!("job-{}", self.stats.submissions),
+            module: wire::BlobHash::of(b"the simulated module"),
+            env: BTreeMap::new(),
+            mounts: Vec::new(),
+            requirements: Default::default(),
+            limits: Limits {
+                fuel_max: 1_000_000,
+                deadline_ms: self.dice.between(1_000, 20_000),
+                output_bytes_max: 4_096,
+                output_files_max: 2,
+                stdout_bytes_max: 4_096,
+                stderr_bytes_max: 1_024,
+                ..Limits::default()
+            },
+            max_attempts: self.dice.between(1, 3) as u32,
+            deterministic: None,
+            tasks: (0..tasks)
+                .map(|index| TaskSpec {
+                    args: vec![index.to_string()],
+                    ..TaskSpec::default()
+                })
+                .collect(),
+        };
+        if self.setup.labels_required && self.dice.chance(0.2) {
+            let zone = if self.dice.chance(0.5) { "a" } else { "b" };
+            submission
+                .requirements
+                .labels
+                .insert("zone".to_owned(), zone.to_owned());
+        }
+        self.stats.submissions += 1;
+        let token = self.requesters[requester].token.clone();
+        self.requester_call(requester, None, Request::Submit { token, submission });
+    }
+
+    fn cancel(&mut self, requester: usize) {
+        let jobs = &self.requesters[requester].jobs;
+        if jobs.is_empty() {
+            return;
+        }
+        let job = jobs[self.dice.below(jobs.len())];
+        let token = self.requesters[requester].token.clone();
+        self.requester_call(requester, Some(job), Request::Cancel { token, job });
+    }
+
+    /// The owner removes a node, while enough others remain for the work to finish.
+    fn remove_node(&mut self, requester: usize) {
+        let staying: Vec<usize> = (0..self.agents.len())
+            .filter(|agent| !self.agents[*agent].removed)
+            .collect();
+        if self.setup.labels_required || staying.len() <= 2 {
+            return;
+        }
+        let agent = staying[self.dice.below(staying.len())];
+        self.agents[agent].removed = true;
+        let node = self.agents[agent].node;
+        let token = self.requesters[requester].token.clone();
+        self.requester_call(requester, None, Request::RemoveNode { token, node });
+    }
+
+    pub(super) fn requester_reply(&mut self, requester: usize, call: u64, reply: Reply) {
+        let Some(cancelling) = self.requesters[requester].calls.remove(&call) else {
+            return;
+        };
+        match reply {
+            Reply::Submitted(submitted) => self.requesters[requester].jobs.push(submitted.job_id),
+            Reply::Cancelled(job) => {
+                assert_eq!(Some(job), cancelling, "a cancellation answers for its job");
+                self.stats.cancels += 1;
+            }
+            Reply::Refused(reason) => {
+                self.stats.refusals += 1;
+                self.trace.record(self.now_ms(), || {
+                    format!("requester {requester} refused: {reason}")
+                });
+            }
+            Reply::Removed(requeued) => {
+                self.stats.nodes_removed += 1;
+                self.stats.requeued_by_removal += requeued as u64;
+            }
+            Reply::Unavailable => {}
+            other => panic!("requester {requester}: unexpected {other:?}"),
+        }
+    }
+
+    pub(super) fn requester_timeout(&mut self, requester: usize, call: u64) {
+        self.requesters[requester].calls.remove(&call);
+    }
+}

@@ -1,0 +1,437 @@
+//! The coordinator's side of each request, as its HTTP route does it: which pool methods it
+//! calls, under one change, and whether its reply waits for the commit (see `http/nodes.rs`,
+//! `http/jobs.rs` and `http/blobs.rs`). The HTTP-level checks that are not the pool's (the
+//! registration's signature, blob bytes and their hashes, modules) are left out; the pool's are
+//! all made. Routes also check what only the simulation knows: an accepted report, upload or
+//! release came from the node that held the attempt.
+
+use wire::{
+    AttemptId, HeartbeatRequest, JobId, JobSubmission, LeaseRequest, NodeActivity, NodeId,
+    ReleaseRequest, ReportRequest,
+};
+
+use super::coord::ParkedLease;
+use super::net::{Party, Reply, Request};
+use super::world::{Event, World};
+use crate::pool::{Held, NewJob, NewNode, PoolError};
+
+/// The join token's hash every simulated agent registers with.
+pub(super) const JOIN_HASH: &str = "sim-join-token";
+
+/// Whether a report's refusal is for what the report claims (blobs, sizes, fuel), not for
+/// whom the attempt belongs to.
+fn is_about_the_report(message: &str) -> bool {
+    [
+        "was not uploaded",
+        "fuel",
+        "larger than",
+        "output files",
+        "outputs come to",
+    ]
+    .iter()
+    .any(|reason| message.contains(reason))
+}
+
+fn refusal(error: PoolError) -> Reply {
+    match error {
+        PoolError::Unauthorized(_) => Reply::Unauthorized,
+        other => Reply::Refused(format!("{other:?}")),
+    }
+}
+
+impl World {
+    /// A request reaches the coordinator.
+    pub(super) fn at_coordinator(&mut self, from: Party, call: u64, request: Request) {
+        if !self.coord.up {
+            self.send_reply(from, call, Reply::Unavailable);
+            return;
+        }
+        match (from, request) {
+            (Party::Agent(agent), request) => self.node_route(agent, call, request),
+            (Party::Requester(requester), Request::Submit { token, submission }) => {
+                self.submit_route(requester, call, &token, submission);
+            }
+            (Party::Requester(requester), Request::Cancel { token, job }) => {
+                self.cancel_route(requester, call, &token, job);
+            }
+            (Party::Requester(requester), Request::RemoveNode { token, node }) => {
+                self.remove_node_route(requester, call, &token, node);
+            }
+            (Party::Requester(_), other) => panic!("requesters do not send {other:?}"),
+        }
+    }
+
+    fn node_route(&mut self, agent: usize, call: u64, request: Request) {
+        let to = Party::Agent(agent);
+        let token = match &request {
+            Request::Challenge => return self.challenge_route(to, call),
+            Request::Register {
+                nonce,
+                slots,
+                labels,
+            } => return self.register_route(agent, call, nonce, *slots, labels.clone()),
+            Request::Lease { token, .. }
+            | Request::Heartbeat { token, .. }
+            | Request::Runtime { token, .. }
+            | Request::Upload { token, .. }
+            | Request::Report { token, .. }
+            | Request::Release { token, .. } => token,
+            other => panic!("agents do not send {other:?}"),
+        };
+        let Some(node) = self.coord.pool.node_by_token(token) else {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        };
+        assert_eq!(node, self.agents[agent].node, "a token names its own node");
+        match request {
+            Request::Lease {
+                slots_free,
+                wait_ms,
+                ..
+            } => self.lease_route(
+                to,
+                call,
+                node,
+                LeaseRequest {
+                    slots_free,
+                    wait_ms,
+                },
+            ),
+            Request::Heartbeat { request, .. } => self.heartbeat_route(to, call, node, request),
+            Request::Runtime { job, .. } => {
+                let runtime = self.coord.pool.job_runtime_for_node(node, job);
+                self.send_reply(to, call, Reply::Runtime(runtime));
+            }
+            Request::Upload {
+                attempt,
+                hash,
+                size_bytes,
+                ..
+            } => self.upload_route(to, call, node, attempt, hash, size_bytes),
+            Request::Report { reports, .. } => {
+                self.report_route(to, call, node, ReportRequest { reports });
+            }
+            Request::Release { attempts, .. } => self.release_route(to, call, node, attempts),
+            _ => unreachable!("matched above"),
+        }
+    }
+
+    fn challenge_route(&mut self, to: Party, call: u64) {
+        let nonce = hex::encode(crate::env::Entropy::secret(&self.entropy));
+        let (issued, _) = self
+            .mutate(|pool, _, now_ms, _, _| pool.issue_challenge(JOIN_HASH, nonce.clone(), now_ms));
+        let reply = match issued {
+            Ok(_) => Reply::Challenge { nonce },
+            Err(error) => refusal(error),
+        };
+        self.send_reply(to, call, reply);
+    }
+
+    fn register_route(
+        &mut self,
+        agent: usize,
+        call: u64,
+        nonce: &str,
+        slots: u32,
+        labels: std::collections::BTreeMap<String, String>,
+    ) {
+        let node_id = self.agents[agent].node;
+        if self.coord.pool.is_removed(node_id) {
+            return self.send_reply(Party::Agent(agent), call, Reply::Gone);
+        }
+        let token = hex::encode(crate::env::Entropy::secret(&self.entropy));
+        let new = NewNode {
+            id: node_id,
+            public_key: format!("key-{node_id}"),
+            token_hash: token.clone(),
+            name: format!("agent-{agent}"),
+            capabilities: super::agent::capabilities(),
+            labels,
+            slots,
+            agent_version: "sim".to_owned(),
+            join_token_hash: JOIN_HASH.to_owned(),
+        };
+        let (admitted, after) = self.mutate(|pool, _, now_ms, _, out| {
+            pool.admit_registration(JOIN_HASH, nonce, node_id, now_ms)?;
+            let clash = pool.node_online_elsewhere(node_id, now_ms);
+            if clash.is_none() {
+                pool.register(new, now_ms, out);
+            }
+            Ok::<_, PoolError>(clash)
+        });
+        let to = Party::Agent(agent);
+        match admitted {
+            Err(error) => self.send_reply(to, call, refusal(error)),
+            Ok(Some(_)) => self.send_reply(to, call, Reply::Conflict),
+            Ok(None) => {
+                let heartbeat_ms = self.coord.pool.heartbeat_interval_ms();
+                let reply = Reply::Registered {
+                    token,
+                    heartbeat_ms,
+                };
+                self.reply_after(after, to, call, reply);
+            }
+        }
+    }
+
+    fn lease_route(&mut self, to: Party, call: u64, node: NodeId, request: LeaseRequest) {
+        wire::validate::lease_request(&request).expect("agents ask within the bounds");
+        let request_id = self.coord.next_request;
+        self.coord.next_request += 1;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (granted, _) = self.mutate(|pool, parked, now_ms, entropy, out| {
+            let response = pool.take_work(node, request.slots_free, now_ms, entropy, out);
+            if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
+                parked.park(node, request_id, request.slots_free, sender);
+                return None;
+            }
+            Some(response)
+        });
+        match granted {
+            // Grants are written behind: the reply does not wait for their commit.
+            Some(response) => self.send_reply(to, call, Reply::Lease(response)),
+            None => {
+                let lease = ParkedLease {
+                    node,
+                    to,
+                    call,
+                    receiver,
+                };
+                self.coord.leases.insert(request_id, lease);
+                let generation = self.coord.generation;
+                let event = Event::ParkTimeout {
+                    generation,
+                    request: request_id,
+                };
+                self.schedule(request.wait_ms.into(), event);
+            }
+        }
+    }
+
+    fn heartbeat_route(&mut self, to: Party, call: u64, node: NodeId, request: HeartbeatRequest) {
+        wire::validate::heartbeat(&request).expect("agents send valid heartbeats");
+        if request.activity != NodeActivity::Active {
+            self.coord.parked.unpark_node(node);
+        }
+        let held_before: Vec<AttemptId> = self.held_by(node);
+        let (response, after) =
+            self.mutate(|pool, _, now_ms, _, out| pool.heartbeat(node, &request, now_ms, out));
+        for attempt in &response.cancel {
+            assert_ne!(
+                self.memory.holder(*attempt),
+                Some(node),
+                "the heartbeat told the node to stop {attempt}, which it holds"
+            );
+        }
+        if let Party::Agent(agent) = to {
+            // Attempts the agent finished and is reporting are not in its heartbeat: count
+            // those the heartbeat ended as forgotten, whose reports will be refused.
+            let forgotten = held_before
+                .iter()
+                .filter(|attempt| self.memory.holder(**attempt).is_none())
+                .filter(|attempt| self.agents[agent].ending.contains_key(attempt))
+                .count();
+            self.stats.forgotten_while_reporting += forgotten as u64;
+        }
+        self.reply_after(after, to, call, Reply::Heartbeat(response));
+    }
+
+    fn upload_route(
+        &mut self,
+        to: Party,
+        call: u64,
+        node: NodeId,
+        attempt: AttemptId,
+        hash: wire::BlobHash,
+        size_bytes: u64,
+    ) {
+        let room = self.coord.pool.upload_bytes_max(node, attempt);
+        if let Err(message) = &room {
+            let held = self.memory.holder(attempt) == Some(node);
+            assert!(
+                !held || !(message.contains("not current") || message.contains("not held")),
+                "an upload for {attempt}, held by its node, was refused: {message}"
+            );
+        }
+        match room {
+            Err(message) => return self.send_reply(to, call, Reply::Uploaded(Err(message))),
+            Ok(max) if size_bytes > max => {
+                let message = format!("{size_bytes} bytes is more than the {max} allowed");
+                return self.send_reply(to, call, Reply::Uploaded(Err(message)));
+            }
+            Ok(_) => {}
+        }
+        let holder = self.memory.holder(attempt);
+        let (recorded, after) = self.mutate(|pool, _, now_ms, _, out| {
+            let recorded = pool.record_upload(node, attempt, hash, size_bytes, now_ms, out);
+            if recorded.is_err() {
+                out.push(store::Write::InsertBlob {
+                    hash,
+                    size_bytes,
+                    at_ms: now_ms,
+                    reader: None,
+                });
+            }
+            recorded
+        });
+        if recorded.is_ok() {
+            assert_eq!(
+                holder,
+                Some(node),
+                "an upload for {attempt} was taken from a node that does not hold it"
+            );
+        }
+        self.reply_after(after, to, call, Reply::Uploaded(recorded));
+    }
+
+    fn report_route(&mut self, to: Party, call: u64, node: NodeId, request: ReportRequest) {
+        wire::validate::report_request(&request).expect("agents send valid reports");
+        let holders: Vec<_> = request
+            .reports
+            .iter()
+            .map(|report| self.memory.holder(report.attempt_id))
+            .collect();
+        let (acks, after) =
+            self.mutate(|pool, _, now_ms, _, out| pool.report(node, request.reports, now_ms, out));
+        for (ack, holder) in acks.iter().zip(holders) {
+            let message = ack.message.as_deref().unwrap_or_default();
+            if ack.accepted {
+                assert_eq!(
+                    holder,
+                    Some(node),
+                    "the report of {} was accepted from a node that does not hold it",
+                    ack.attempt_id
+                );
+                self.stats.reports_accepted += 1;
+            } else {
+                // A node's report of an attempt it holds (restored ones included) is refused
+                // only for what the report says.
+                assert!(
+                    holder != Some(node) || is_about_the_report(message),
+                    "the report of {}, held by its node, was refused: {message}",
+                    ack.attempt_id
+                );
+                self.count_refusal(message);
+            }
+        }
+        self.reply_after(after, to, call, Reply::Reported(acks));
+    }
+
+    fn release_route(&mut self, to: Party, call: u64, node: NodeId, attempts: Vec<AttemptId>) {
+        let request = ReleaseRequest {
+            attempts,
+            reason: "sim".to_owned(),
+        };
+        wire::validate::release_request(&request).expect("agents release within the bounds");
+        let holders: Vec<_> = request
+            .attempts
+            .iter()
+            .map(|attempt| (*attempt, self.memory.holder(*attempt)))
+            .collect();
+        let (released, after) = self
+            .mutate(|pool, _, now_ms, _, out| pool.release(node, &request.attempts, now_ms, out));
+        for attempt in &released {
+            let holder = holders
+                .iter()
+                .find(|(id, _)| id == attempt)
+                .and_then(|(_, h)| *h);
+            assert_eq!(
+                holder,
+                Some(node),
+                "{attempt} was released by a node that does not hold it"
+            );
+        }
+        self.reply_after(after, to, call, Reply::Released(released));
+    }
+
+    fn submit_route(
+        &mut self,
+        requester: usize,
+        call: u64,
+        token: &str,
+        submission: JobSubmission,
+    ) {
+        let to = Party::Requester(requester);
+        let Some(requester_id) = self.coord.pool.requester_by_token(token) else {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        };
+        wire::validate::job_submission(&submission).expect("requesters submit valid jobs");
+        let unfinished_max = self.setup.unfinished_max();
+        let adding = Held::of_submission(&submission);
+        let (submitted, after) = self.mutate(|pool, _, now_ms, entropy, out| {
+            pool.admit(requester_id, adding, unfinished_max)?;
+            let id = loop {
+                let id = JobId(entropy.next_u64());
+                if !pool.has_job(id) {
+                    break id;
+                }
+            };
+            let new = NewJob {
+                id,
+                requester: requester_id,
+                submission,
+            };
+            Ok::<_, PoolError>(pool.add_job(new, now_ms, out))
+        });
+        match submitted {
+            Err(error) => self.send_reply(to, call, refusal(error)),
+            Ok(submitted) => self.reply_after(after, to, call, Reply::Submitted(submitted)),
+        }
+    }
+
+    fn cancel_route(&mut self, requester: usize, call: u64, token: &str, job: JobId) {
+        let to = Party::Requester(requester);
+        let Some(requester_id) = self.coord.pool.requester_by_token(token) else {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        };
+        let (result, _) =
+            self.mutate(|pool, _, now_ms, _, out| pool.cancel_job(job, requester_id, now_ms, out));
+        match result {
+            Err(error) => self.send_reply(to, call, refusal(error)),
+            // The status it answers with is read, then flushed: it waits for every write queued
+            // so far.
+            Ok(()) => {
+                let flushed = Some(self.coord.queued_seq).filter(|seq| *seq > 0);
+                self.reply_after(flushed, to, call, Reply::Cancelled(job));
+            }
+        }
+    }
+
+    /// Counts a refused report by its reason, for the summary.
+    fn count_refusal(&mut self, message: &str) {
+        let stats = &mut self.stats;
+        stats.reports_refused += 1;
+        if message.contains("is not current") {
+            stats.refused_not_current += 1;
+        } else if message.contains("not held by this node") {
+            stats.refused_not_held += 1;
+        } else if message.contains("was not uploaded") {
+            stats.refused_blob += 1;
+        } else if message.contains("fuel") {
+            stats.refused_fuel += 1;
+        }
+    }
+
+    fn held_by(&self, node: NodeId) -> Vec<AttemptId> {
+        self.memory
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.node == node)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The owner removes a node (the route's owner check is the first requester here).
+    fn remove_node_route(&mut self, requester: usize, call: u64, token: &str, node: NodeId) {
+        let to = Party::Requester(requester);
+        let owner = self.requesters[0].id;
+        if self.coord.pool.requester_by_token(token) != Some(owner) {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        }
+        let (removed, after) =
+            self.mutate(|pool, _, now_ms, _, out| pool.remove_node(node, now_ms, out));
+        match removed {
+            Err(error) => self.send_reply(to, call, refusal(error)),
+            Ok(requeued) => self.reply_after(after, to, call, Reply::Removed(requeued)),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The pool as its writes tell it. The simulation follows every write the pool queues (the
+//! memory shadow) and every write that reached the store (the durable shadow), and checks each
+//! against the rules of the pool: an attempt is granted only for a pending task of a running
+//! job and ends once, a task that ended never changes, a job finishes only when every task has
+//! ended (completed exactly when all succeeded), only ended jobs are purged, and a node holds
+//! no attempt when it registers again or is deleted. The checks in `checks` then compare the
+//! live pool with the memory shadow; after a crash, the restored pool with the durable one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use store::{AttemptEnd, AttemptEndState, AttemptRow, Write};
+use wire::{AttemptId, JobId, JobState, NodeId, Outcome, RequesterId, TaskCounts, TaskState};
+
+use crate::pool::count_of;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Slot {
+    Pending,
+    Running(AttemptId),
+    Ended(TaskState),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ShadowJob {
+    pub(super) requester: RequesterId,
+    pub(super) state: JobState,
+    pub(super) tasks: Vec<Slot>,
+    /// Attempts counted against the job: grants less releases.
+    pub(super) attempts: u64,
+    pub(super) fuel: u64,
+    /// Tasks each node ended in success.
+    pub(super) shares: BTreeMap<NodeId, u32>,
+}
+
+impl ShadowJob {
+    pub(super) fn counts(&self) -> TaskCounts {
+        let mut counts = TaskCounts {
+            total: self.tasks.len() as u32,
+            ..TaskCounts::default()
+        };
+        for slot in &self.tasks {
+            let state = match slot {
+                Slot::Pending => TaskState::Pending,
+                Slot::Running(_) => TaskState::Running,
+                Slot::Ended(state) => *state,
+            };
+            *count_of(&mut counts, state) += 1;
+        }
+        counts
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ShadowAttempt {
+    pub(super) job: JobId,
+    pub(super) task: u32,
+    pub(super) node: NodeId,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Shadow {
+    pub(super) jobs: BTreeMap<JobId, ShadowJob>,
+    pub(super) attempts: BTreeMap<AttemptId, ShadowAttempt>,
+    /// Nodes in the store, with when each was last granted an attempt (which extends a lease).
+    pub(super) nodes: BTreeMap<NodeId, u64>,
+    pub(super) purged: BTreeSet<JobId>,
+    /// Every attempt id ever granted: an id is never granted twice.
+    granted: BTreeSet<AttemptId>,
+    /// Jobs that have not ended.
+    open: usize,
+}
+
+impl Shadow {
+    pub(super) fn open_jobs(&self) -> usize {
+        self.open
+    }
+
+    /// The node that holds `attempt` now, if it is live.
+    pub(super) fn holder(&self, attempt: AttemptId) -> Option<NodeId> {
+        self.attempts.get(&attempt).map(|a| a.node)
+    }
+
+    pub(super) fn apply_all(&mut self, writes: &[Write]) {
+        for write in writes {
+            self.apply(write);
+        }
+    }
+
+    pub(super) fn apply(&mut self, write: &Write) {
+        match write {
+            Write::InsertJob { job, tasks } => {
+                assert!(
+                    !self.jobs.contains_key(&job.id) && !self.purged.contains(&job.id),
+                    "job {} inserted twice",
+                    job.id
+                );
+                assert_eq!(job.state, JobState::Running);
+                self.open += 1;
+                let shadow = ShadowJob {
+                    requester: job.requester_id,
+                    state: job.state,
+                    tasks: vec![Slot::Pending; tasks.len()],
+                    attempts: 0,
+                    fuel: 0,
+                    shares: BTreeMap::new(),
+                };
+                self.jobs.insert(job.id, shadow);
+            }
+            Write::GrantAttempts(rows) => rows.iter().for_each(|row| self.grant(row)),
+            Write::EndAttempts(ends) => ends.iter().for_each(|end| self.end(end)),
+            Write::CancelJob { job_id, .. } => self.cancel(*job_id),
+            Write::FinishJob { job_id, state, .. } => self.finish(*job_id, *state),
+            Write::PurgeJobs(job_ids) => job_ids.iter().for_each(|job| self.purge(*job)),
+            Write::UpsertNode(row) => {
+                self.assert_idle(row.id, "registers again");
+                self.nodes.insert(row.id, 0);
+            }
+            Write::DeleteNode { node_id } => {
+                self.assert_idle(*node_id, "is deleted");
+                self.nodes.remove(node_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn assert_idle(&self, node: NodeId, what: &str) {
+        let held: Vec<AttemptId> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.node == node)
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(
+            held.is_empty(),
+            "node {node} {what} while it holds {held:?}"
+        );
+    }
+
+    fn grant(&mut self, row: &AttemptRow) {
+        assert!(
+            self.granted.insert(row.id),
+            "attempt id {} granted twice",
+            row.id
+        );
+        let job = self
+            .jobs
+            .get_mut(&row.job_id)
+            .expect("grants name known jobs");
+        assert_eq!(
+            job.state,
+            JobState::Running,
+            "attempt {} granted for job {} that ended",
+            row.id,
+            row.job_id
+        );
+        let slot = &mut job.tasks[row.task_index as usize];
+        assert_eq!(
+            *slot,
+            Slot::Pending,
+            "attempt {} granted for task {}/{} that is not pending",
+            row.id,
+            row.job_id,
+            row.task_index
+        );
+        *slot = Slot::Running(row.id);
+        job.attempts += 1;
+        if let Some(last_grant_ms) = self.nodes.get_mut(&row.node_id) {
+            *last_grant_ms = (*last_grant_ms).max(row.granted_at_ms);
+        }
+        let attempt = ShadowAttempt {
+            job: row.job_id,
+            task: row.task_index,
+            node: row.node_id,
+        };
+        self.attempts.insert(row.id, attempt);
+    }
+
+    fn end(&mut self, end: &AttemptEnd) {
+        let attempt = self.attempts.remove(&end.attempt_id).unwrap_or_else(|| {
+            panic!(
+                "attempt {} ended but it is not live (ended twice?)",
+                end.attempt_id
+            )
+        });
+        assert_eq!((attempt.job, attempt.task), (end.job_id, end.task_index));
+        let job = self
+            .jobs
+            .get_mut(&end.job_id)
+            .expect("live attempts have jobs");
+        let slot = &mut job.tasks[end.task_index as usize];
+        assert_eq!(
+            *slot,
+            Slot::Running(end.attempt_id),
+            "attempt {} ended, but its task {}/{} does not run it",
+            end.attempt_id,
+            end.job_id,
+            end.task_index
+        );
+        let task_end = end.task_end.as_ref().map(|task_end| task_end.state);
+        match end.state {
+            AttemptEndState::Released => {
+                assert_eq!(task_end, None, "a release never ends its task");
+                job.attempts -= 1;
+            }
+            AttemptEndState::Expired => {
+                let lost = end
+                    .task_end
+                    .as_ref()
+                    .is_none_or(|e| matches!(e.outcome, Outcome::Lost { .. }));
+                assert!(lost && task_end.is_none_or(|s| s == TaskState::Failed));
+            }
+            AttemptEndState::Succeeded => {
+                assert_eq!(task_end, Some(TaskState::Succeeded));
+                *job.shares.entry(attempt.node).or_default() += 1;
+            }
+            AttemptEndState::Failed => {
+                assert!(task_end.is_none_or(|s| s == TaskState::Failed));
+            }
+            AttemptEndState::Cancelled => panic!("cancellations are written as CancelJob"),
+        }
+        if let Some(usage) = end.usage {
+            job.fuel = job.fuel.saturating_add(usage.fuel_used);
+        }
+        *slot = task_end.map_or(Slot::Pending, Slot::Ended);
+    }
+
+    fn cancel(&mut self, job_id: JobId) {
+        let job = self
+            .jobs
+            .get_mut(&job_id)
+            .expect("cancelled jobs are known");
+        assert_eq!(
+            job.state,
+            JobState::Running,
+            "job {job_id} cancelled after it ended"
+        );
+        for slot in &mut job.tasks {
+            if let Slot::Running(attempt) = *slot {
+                self.attempts.remove(&attempt);
+            }
+            if !matches!(slot, Slot::Ended(_)) {
+                *slot = Slot::Ended(TaskState::Cancelled);
+            }
+        }
+        job.state = JobState::Cancelled;
+        self.open -= 1;
+    }
+
+    fn finish(&mut self, job_id: JobId, state: JobState) {
+        let job = self.jobs.get_mut(&job_id).expect("finished jobs are known");
+        assert_eq!(job.state, JobState::Running, "job {job_id} finished twice");
+        let counts = job.counts();
+        assert_eq!(counts.ended(), counts.total, "job {job_id} finished early");
+        let completed = counts.succeeded == counts.total;
+        assert_eq!(
+            state == JobState::Completed,
+            completed,
+            "job {job_id} finished as {state} with {counts:?}"
+        );
+        assert!(matches!(state, JobState::Completed | JobState::Failed));
+        job.state = state;
+        self.open -= 1;
+    }
+
+    fn purge(&mut self, job_id: JobId) {
+        let job = self.jobs.remove(&job_id).expect("purged jobs are known");
+        assert!(job.state.is_terminal(), "job {job_id} purged while it runs");
+        self.purged.insert(job_id);
+    }
+
+    /// What a restart makes of the store: a live attempt whose node is gone from the store is
+    /// not restored, and its task waits again.
+    pub(super) fn restored(&mut self) {
+        let orphans: Vec<(AttemptId, ShadowAttempt)> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| !self.nodes.contains_key(&attempt.node))
+            .map(|(id, attempt)| (*id, *attempt))
+            .collect();
+        for (id, attempt) in orphans {
+            self.attempts.remove(&id);
+            let job = self
+                .jobs
+                .get_mut(&attempt.job)
+                .expect("live attempts have jobs");
+            job.tasks[attempt.task as usize] = Slot::Pending;
+        }
+    }
+}

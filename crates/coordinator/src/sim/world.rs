@@ -1,0 +1,507 @@
+//! The event loop of one seed: a queue of timed events (messages arriving, timers of agents and
+//! requesters, the lease reaper, the retention sweep, commits, crashes and restarts) taken in
+//! time order on a manual clock, the checks run after each. A run has a phase with faults
+//! (`chaos`), then a calm one in which every agent comes back and the pool must drain, then a
+//! last restart that lost no write and a retention sweep past every job's time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use store::{RequesterRow, TokenRole, TokenRow, Write};
+use wire::{AttemptId, JobId, NodeId, RequesterId};
+
+use super::agent::{Agent, AgentTimer};
+use super::checks::{Due, Replayed};
+use super::coord::Coord;
+use super::dice::Dice;
+use super::net::{Faults, Party, Reply, Request};
+use super::requester::Requester;
+use super::routes::JOIN_HASH;
+use super::shadow::Shadow;
+use super::trace::{Trace, TraceMode};
+use crate::env::{Clock, Entropy, ManualClock, SeededEntropy};
+use crate::pool::UnfinishedMax;
+
+/// When the simulated clock starts.
+const START_MS: u64 = 1_700_000_000_000;
+/// How long the pool may take to drain once the faults stop.
+const DRAIN_MS_MAX: u64 = 30 * 60_000;
+/// Jobs and nodes the retention sweep forgets per round (as `retention` does).
+const JOBS_PER_ROUND_MAX: usize = 1_000;
+const NODES_PER_ROUND_MAX: usize = 10_000;
+
+/// What one seed's pool looks like and how hard it is treated.
+#[derive(Debug, Clone)]
+pub(super) struct Setup {
+    pub(super) agents: usize,
+    pub(super) requesters: usize,
+    pub(super) lease_ms: u64,
+    pub(super) keep_results_ms: u64,
+    pub(super) silent_purge_ms: u64,
+    /// How long faults go on.
+    pub(super) chaos_ms: u64,
+    pub(super) crashes: u64,
+    pub(super) faults: Faults,
+    pub(super) commit_delay_max_ms: u64,
+    pub(super) nodes_per_join_token_max: u32,
+    pub(super) unfinished_tasks_max: u64,
+    pub(super) unfinished_tasks_per_requester_max: u64,
+    /// Chances in a thousand, per fault and per agent tick, of each agent fault.
+    pub(super) agent_fault_per_mille: u64,
+    /// Whether jobs may require a zone label (only when every agent can join).
+    pub(super) labels_required: bool,
+}
+
+impl Setup {
+    fn draw(dice: &mut Dice) -> Self {
+        let agents = dice.between(2, 20) as usize;
+        let nodes_per_join_token_max =
+            dice.pick(&[1_000, agents as u32 + 1, (agents as u32 / 2).max(1)]);
+        Self {
+            agents,
+            requesters: dice.between(1, 3) as usize,
+            lease_ms: dice.between(1_500, 6_000),
+            keep_results_ms: dice.between(10_000, 120_000),
+            silent_purge_ms: dice.between(20_000, 120_000),
+            chaos_ms: dice.between(20_000, 60_000),
+            crashes: dice.between(0, 3),
+            faults: Faults {
+                drop: dice.pick(&[0.0, 0.01, 0.05, 0.1]),
+                duplicate: dice.pick(&[0.0, 0.02, 0.08]),
+                delay_max_ms: dice.between(1, 300),
+            },
+            commit_delay_max_ms: dice.between(0, 40),
+            nodes_per_join_token_max,
+            unfinished_tasks_max: dice.between(10, 80),
+            unfinished_tasks_per_requester_max: dice.between(5, 40),
+            agent_fault_per_mille: dice.between(0, 60),
+            labels_required: nodes_per_join_token_max as usize >= agents,
+        }
+    }
+
+    pub(super) fn unfinished_max(&self) -> UnfinishedMax {
+        UnfinishedMax {
+            pool: self.unfinished_tasks_max,
+            per_requester: self.unfinished_tasks_per_requester_max,
+            pool_bytes: crate::UNFINISHED_BYTES_MAX_DEFAULT,
+            per_requester_bytes: crate::UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT,
+        }
+    }
+}
+
+macro_rules! stats {
+    ($($field:ident),* $(,)?) => {
+        /// What happened in a run, for the summary the tests print.
+        #[derive(Debug, Default, Clone)]
+        pub(super) struct Stats {
+            $(pub(super) $field: u64,)*
+        }
+
+        impl Stats {
+            pub(super) fn add(&mut self, other: &Stats) {
+                $(self.$field += other.$field;)*
+            }
+        }
+    };
+}
+
+stats!(
+    events,
+    requests,
+    messages_lost,
+    messages_doubled,
+    writes,
+    commits,
+    crashes,
+    writes_lost,
+    replays_checked,
+    agent_crashes,
+    sessions_forgotten,
+    grants_delivered,
+    reports_accepted,
+    reports_refused,
+    refused_not_current,
+    refused_not_held,
+    refused_blob,
+    refused_fuel,
+    forgotten_while_reporting,
+    uploads_refused,
+    released,
+    refusals,
+    forged,
+    agent_restarts,
+    nodes_removed,
+    requeued_by_removal,
+    submissions,
+    cancels,
+    expired,
+    jobs,
+    tasks,
+    tasks_succeeded,
+    tasks_failed,
+    tasks_cancelled,
+    simulated_ms,
+);
+
+/// A run's outcome: the digest of its trace, and what happened.
+#[derive(Debug, Clone)]
+pub(super) struct Summary {
+    pub(super) digest: u64,
+    pub(super) lines: u64,
+    pub(super) stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Event {
+    AtCoordinator {
+        from: Party,
+        call: u64,
+        request: Request,
+    },
+    AtParty {
+        to: Party,
+        call: u64,
+        reply: Reply,
+    },
+    Agent {
+        agent: usize,
+        life: u64,
+        timer: AgentTimer,
+    },
+    Requester {
+        requester: usize,
+    },
+    RequesterTimeout {
+        requester: usize,
+        call: u64,
+    },
+    ParkTimeout {
+        generation: u64,
+        request: u64,
+    },
+    Reaper {
+        generation: u64,
+    },
+    Sweep {
+        generation: u64,
+    },
+    Commit {
+        generation: u64,
+    },
+    Crash,
+    Restart,
+    EndChaos,
+}
+
+pub(super) struct World {
+    pub(super) setup: Setup,
+    pub(super) dice: Dice,
+    clock: ManualClock,
+    pub(super) entropy: SeededEntropy,
+    pub(super) trace: Trace,
+    events: BTreeMap<(u64, u64), Event>,
+    next_event: u64,
+    next_call: u64,
+    pub(super) faults: Faults,
+    pub(super) chaos_on: bool,
+    pub(super) coord: Coord,
+    /// The pool as the writes queued so far tell it.
+    pub(super) memory: Shadow,
+    /// The pool as the committed writes tell it.
+    pub(super) durable: Shadow,
+    pub(super) agents: Vec<Agent>,
+    pub(super) requesters: Vec<Requester>,
+    /// Recent grants delivered and the nodes they went to.
+    pub(super) grants_seen: VecDeque<(AttemptId, NodeId)>,
+    pub(super) stats: Stats,
+    /// Job statuses before a crash that lost no write: the restored pool must show them.
+    replay: Option<BTreeMap<JobId, Replayed>>,
+    pub(super) checks: Due,
+    /// A crash waits for writes to be queued, so that it may lose some.
+    pub(super) crash_armed: bool,
+}
+
+/// Runs one seed to its end; panics on the first broken rule.
+pub(super) async fn run_seed(seed: u64, dir: &Path, mode: TraceMode) -> Summary {
+    let mut world = World::new(seed, dir, mode).await;
+    world.start().await;
+    world.run().await;
+    world.finish().await;
+    world.stats.simulated_ms = world.now_ms() - START_MS;
+    Summary {
+        digest: world.trace.digest(),
+        lines: world.trace.lines(),
+        stats: world.stats.clone(),
+    }
+}
+
+impl World {
+    async fn new(seed: u64, dir: &Path, mode: TraceMode) -> Self {
+        let mut dice = Dice::new(seed);
+        let setup = Setup::draw(&mut dice);
+        let url = format!("sqlite://{}", dir.join("state.db").display());
+        let coord = Coord::new(url, setup.lease_ms).await;
+        let agents = (0..setup.agents)
+            .map(|index| {
+                let zone = if index % 2 == 0 { "a" } else { "b" };
+                Agent::new(NodeId(dice.bits()), dice.between(1, 4) as u32, zone)
+            })
+            .collect();
+        let entropy = SeededEntropy::from_seed(seed ^ 0x5eed_0f1d);
+        let requesters = (0..setup.requesters)
+            .map(|index| Requester {
+                id: RequesterId(entropy.next_u64()),
+                token: format!("sim-requester-{index}"),
+                jobs: Vec::new(),
+                calls: BTreeMap::new(),
+            })
+            .collect();
+        let mut trace = Trace::new(mode);
+        trace.record(START_MS, || format!("seed {seed}: {setup:?}"));
+        Self {
+            faults: setup.faults,
+            setup,
+            dice,
+            clock: ManualClock::new(START_MS),
+            entropy,
+            trace,
+            events: BTreeMap::new(),
+            next_event: 0,
+            next_call: 0,
+            chaos_on: true,
+            coord,
+            memory: Shadow::default(),
+            durable: Shadow::default(),
+            agents,
+            requesters,
+            grants_seen: VecDeque::new(),
+            stats: Stats::default(),
+            replay: None,
+            checks: Due::default(),
+            crash_armed: false,
+        }
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub(super) fn next_call(&mut self) -> u64 {
+        self.next_call += 1;
+        self.next_call
+    }
+
+    pub(super) fn schedule(&mut self, delay_ms: u64, event: Event) {
+        let at_ms = self.now_ms() + delay_ms;
+        self.events.insert((at_ms, self.next_event), event);
+        self.next_event += 1;
+    }
+
+    /// The pool's tokens (as `crowdcloud up` makes them), then the coordinator's first start,
+    /// and every party's first step.
+    async fn start(&mut self) {
+        let now_ms = self.now_ms();
+        let mut writes = vec![Write::InsertToken(token_row(
+            JOIN_HASH,
+            TokenRole::Join,
+            now_ms,
+        ))];
+        for requester in &self.requesters {
+            writes.push(Write::InsertRequester(RequesterRow {
+                id: requester.id,
+                name: requester.token.clone(),
+                created_at_ms: now_ms,
+            }));
+            let role = TokenRole::Requester(requester.id);
+            writes.push(Write::InsertToken(token_row(
+                &requester.token,
+                role,
+                now_ms,
+            )));
+        }
+        self.coord
+            .store()
+            .write(writes)
+            .await
+            .expect("the tokens are written");
+        self.start_coordinator().await;
+        for agent in 0..self.agents.len() {
+            let delay_ms = self.dice.between(0, 3_000);
+            self.agent_timer_at(agent, delay_ms, AgentTimer::Wake);
+        }
+        for requester in 0..self.requesters.len() {
+            let delay_ms = self.dice.between(0, 2_000);
+            self.schedule(delay_ms, Event::Requester { requester });
+        }
+        for _ in 0..self.setup.crashes {
+            let delay_ms = self.dice.between(1_000, self.setup.chaos_ms);
+            self.schedule(delay_ms, Event::Crash);
+        }
+        self.schedule(self.setup.chaos_ms, Event::EndChaos);
+    }
+
+    /// Takes events in time order until the faults are over and the pool has drained.
+    async fn run(&mut self) {
+        let deadline_ms = START_MS + self.setup.chaos_ms + DRAIN_MS_MAX;
+        while self.chaos_on || !self.drained() {
+            let ((at_ms, _), event) = self.events.pop_first().expect("agents always have timers");
+            assert!(
+                at_ms <= deadline_ms,
+                "the pool did not drain in {DRAIN_MS_MAX} ms after the faults stopped; open jobs: {:?}",
+                self.open_job_statuses()
+            );
+            self.clock.advance(at_ms - self.now_ms());
+            self.stats.events += 1;
+            if !matches!(event, Event::AtCoordinator { .. } | Event::AtParty { .. }) {
+                self.trace.record(at_ms, || format!("{event:?}"));
+            }
+            self.handle(event).await;
+            if self.coord.up {
+                self.deliver_parked();
+                self.check_step();
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        // The reaper, sweep, commit and parked requests of a process that crashed are gone.
+        let (generation, up) = (self.coord.generation, self.coord.up);
+        let live = |of: u64| up && of == generation;
+        match event {
+            Event::AtCoordinator {
+                from,
+                call,
+                request,
+            } => self.at_coordinator(from, call, request),
+            Event::AtParty {
+                to: Party::Agent(agent),
+                call,
+                reply,
+            } => self.agent_reply(agent, call, reply),
+            Event::AtParty {
+                to: Party::Requester(requester),
+                call,
+                reply,
+            } => self.requester_reply(requester, call, reply),
+            // Timers of an agent's earlier life died with it.
+            Event::Agent { agent, life, timer } if life == self.agents[agent].life => {
+                self.agent_timer(agent, timer);
+            }
+            Event::Requester { requester } => self.requester_timer(requester),
+            Event::RequesterTimeout { requester, call } => self.requester_timeout(requester, call),
+            Event::ParkTimeout {
+                generation,
+                request,
+            } if live(generation) => {
+                self.park_timeout(request);
+            }
+            Event::Reaper { generation } if live(generation) => self.reap(),
+            Event::Sweep { generation } if live(generation) => self.sweep(),
+            Event::Commit { generation } if live(generation) => self.commit().await,
+            Event::Crash => self.crash().await,
+            Event::Restart => self.restart().await,
+            Event::EndChaos => {
+                self.trace
+                    .record(self.now_ms(), || "the faults stop".to_owned());
+                self.chaos_on = false;
+                self.crash_armed = false;
+                self.faults = Faults::none();
+            }
+            _ => {}
+        }
+    }
+
+    /// The lease reaper's round.
+    fn reap(&mut self) {
+        let (expired, _) = self.mutate(|pool, _, now_ms, _, out| {
+            let expired = pool.expire(now_ms, out);
+            pool.recount_live_nodes(now_ms);
+            expired
+        });
+        self.stats.expired += expired as u64;
+        let generation = self.coord.generation;
+        self.schedule(self.reaper_period_ms(), Event::Reaper { generation });
+    }
+
+    /// The retention sweep's round, its blobs aside: ended jobs past their time, then nodes
+    /// silent too long.
+    fn sweep(&mut self) {
+        let keep_ms = self.setup.keep_results_ms;
+        self.mutate(|pool, _, now_ms, _, out| {
+            pool.purge_ended(now_ms.saturating_sub(keep_ms), JOBS_PER_ROUND_MAX, out)
+        });
+        let silent_ms = self.setup.silent_purge_ms;
+        self.mutate(|pool, _, now_ms, _, out| {
+            pool.store_heard(silent_ms / 8, NODES_PER_ROUND_MAX, out);
+            let heard_before_ms = now_ms.saturating_sub(silent_ms);
+            pool.purge_silent_nodes(heard_before_ms, NODES_PER_ROUND_MAX, out)
+        });
+        let generation = self.coord.generation;
+        self.schedule(
+            (keep_ms / 4).clamp(100, 600_000),
+            Event::Sweep { generation },
+        );
+    }
+
+    async fn crash(&mut self) {
+        if !self.coord.up {
+            return;
+        }
+        if self.coord.queued_seq == self.coord.committed_seq && self.dice.chance(0.7) {
+            // A crash with nothing queued loses nothing: wait for the next writes instead.
+            self.crash_armed = true;
+            return;
+        }
+        let before = self.statuses();
+        let nothing_lost = self.crash_coordinator().await;
+        self.replay = nothing_lost.then_some(before);
+        let down_ms = self.dice.between(0, 3_000);
+        self.schedule(down_ms, Event::Restart);
+    }
+
+    async fn restart(&mut self) {
+        self.start_coordinator().await;
+        if let Some(before) = self.replay.take() {
+            self.check_replay(&before);
+        }
+    }
+
+    /// Whether the pool is done: every job ended, no attempt held, no submission on its way,
+    /// and every agent back.
+    fn drained(&self) -> bool {
+        self.coord.up
+            && self.memory.open_jobs() == 0
+            && self.coord.pool.attempts_live() == 0
+            && self.requesters.iter().all(|r| r.calls.is_empty())
+            && self.agents.iter().all(|a| a.removed || !a.down)
+    }
+
+    /// The drained pool checked, then restarted with nothing lost, then swept past every job's
+    /// retention.
+    async fn finish(&mut self) {
+        self.check_drained();
+        self.commit().await;
+        let before = self.statuses();
+        assert!(self.crash_coordinator().await, "nothing was queued");
+        self.start_coordinator().await;
+        self.check_replay(&before);
+        self.clock.advance(self.setup.keep_results_ms + 1);
+        self.sweep();
+        self.commit().await;
+        self.check_step();
+        assert!(
+            self.memory.jobs.is_empty(),
+            "every ended job is purged once its results' time is up"
+        );
+    }
+}
+
+fn token_row(hash: &str, role: TokenRole, now_ms: u64) -> TokenRow {
+    TokenRow {
+        hash: hash.to_owned(),
+        role,
+        name: hash.to_owned(),
+        created_at_ms: now_ms,
+        revoked_at_ms: None,
+    }
+}
