@@ -5,9 +5,11 @@
 //! that serves HTTP.
 //!
 //! Code map:
-//! - [`pool`]: the live pool in memory and every rule of how it changes; no I/O.
-//! - `service`: the lock around the pool, the order of writes to the store, long-poll waiting
-//!   and the lease reaper.
+//! - `pool`: the live pool in memory and every rule of how it changes; no I/O.
+//! - `service`: the lock around the pool, the order of writes to the store, and the lease
+//!   reaper.
+//! - `parked`: lease requests waiting for work and requesters waiting on a job, beside the pool.
+//! - `credentials`: the tokens that work now, read without the pool's lock.
 //! - `retention`: deleting ended jobs, their results and unused blobs once their time is up.
 //! - `modules`: whether a blob is a module nodes can run, decided once per blob while
 //!   streaming it.
