@@ -14,6 +14,7 @@ use wire::{LeaseResponse, NodeId};
 
 use super::net::{Party, Reply};
 use super::world::{Event, World};
+use crate::credentials::Credentials;
 use crate::env::Entropy;
 use crate::parked::Parked;
 use crate::pool::{Outbox, PoolState};
@@ -42,6 +43,8 @@ pub(super) struct Coord {
     store: Option<Store>,
     pub(super) pool: PoolState,
     pub(super) parked: Parked,
+    /// The index requests are authenticated by, following the writes as the service's does.
+    pub(super) credentials: Credentials,
     pub(super) up: bool,
     /// Bumped at each start: the reaper, sweep and commit events of an earlier process are
     /// ignored.
@@ -66,6 +69,7 @@ impl Coord {
             store: Some(store),
             pool: PoolState::new(POOL_NAME.to_owned(), lease_ms),
             parked: Parked::default(),
+            credentials: Credentials::default(),
             up: false,
             generation: 0,
             queue: VecDeque::new(),
@@ -107,6 +111,11 @@ impl World {
             .parked
             .follow(&mut coord.pool, now_ms, &self.entropy, &mut out);
         coord.pool.check_invariants();
+        coord.credentials.follow(&out);
+        assert!(
+            coord.credentials == coord.pool.credentials(),
+            "the credentials index follows the pool"
+        );
         (result, self.enqueue(out))
     }
 
@@ -248,6 +257,7 @@ impl World {
             .await
             .expect("the restore's writes commit");
         let coord = &mut self.coord;
+        coord.credentials = pool.credentials();
         coord.pool = pool;
         coord.parked = Parked::default();
         coord.up = true;

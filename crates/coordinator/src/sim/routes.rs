@@ -78,7 +78,7 @@ impl World {
             | Request::Release { token, .. } => token,
             other => panic!("agents do not send {other:?}"),
         };
-        let Some(node) = self.coord.pool.node_by_token(token) else {
+        let Some(node) = self.coord.credentials.node(token) else {
             return self.send_reply(to, call, Reply::Unauthorized);
         };
         assert_eq!(node, self.agents[agent].node, "a token names its own node");
@@ -351,7 +351,7 @@ impl World {
         submission: JobSubmission,
     ) {
         let to = Party::Requester(requester);
-        let Some(requester_id) = self.coord.pool.requester_by_token(token) else {
+        let Some(requester_id) = self.coord.credentials.requester(token) else {
             return self.send_reply(to, call, Reply::Unauthorized);
         };
         wire::validate::job_submission(&submission).expect("requesters submit valid jobs");
@@ -380,7 +380,7 @@ impl World {
 
     fn cancel_route(&mut self, requester: usize, call: u64, token: &str, job: JobId) {
         let to = Party::Requester(requester);
-        let Some(requester_id) = self.coord.pool.requester_by_token(token) else {
+        let Some(requester_id) = self.coord.credentials.requester(token) else {
             return self.send_reply(to, call, Reply::Unauthorized);
         };
         let (result, _) =
@@ -424,7 +424,7 @@ impl World {
     fn remove_node_route(&mut self, requester: usize, call: u64, token: &str, node: NodeId) {
         let to = Party::Requester(requester);
         let owner = self.requesters[0].id;
-        if self.coord.pool.requester_by_token(token) != Some(owner) {
+        if self.coord.credentials.requester(token) != Some(owner) {
             return self.send_reply(to, call, Reply::Unauthorized);
         }
         let (removed, after) =
