@@ -443,6 +443,10 @@ impl World {
             ending.in_flight = true;
             reports.push(ending.report.clone());
         }
+        if self.dice.chance(0.02) {
+            // A careless agent names an attempt twice in one request: it ends once.
+            reports.push(reports[0].clone());
+        }
         let request = Request::Report { token, reports };
         self.agent_call(agent, Call::Report(ready), request, CALL_TIMEOUT_MS);
     }

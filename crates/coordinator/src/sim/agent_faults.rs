@@ -3,7 +3,7 @@
 //! owner pauses it, it gives an attempt back, it restarts gracefully (draining first, so it may
 //! register again at once), or it reports or uploads for an attempt granted to another node.
 
-use wire::{AttemptId, AttemptReport, Outcome, Usage};
+use wire::{AttemptId, AttemptReport, HeartbeatRequest, NodeActivity, Outcome, Usage};
 
 use super::agent::{AgentTimer, CALL_TIMEOUT_MS, Call, blob_hash};
 use super::net::{Party, Request};
@@ -132,25 +132,40 @@ impl World {
         }
         let attempt = others[self.dice.below(others.len())];
         self.stats.forged += 1;
-        let request = if self.dice.chance(0.5) {
-            let report = AttemptReport {
-                attempt_id: attempt,
-                outcome: Outcome::Succeeded,
-                usage: Usage::default(),
-                stdout: None,
-                stderr: None,
-                outputs: Vec::new(),
-            };
-            Request::Report {
+        let request = match self.dice.below(4) {
+            0 => Request::Report {
                 token,
-                reports: vec![report],
-            }
-        } else {
-            Request::Upload {
+                reports: vec![AttemptReport {
+                    attempt_id: attempt,
+                    outcome: Outcome::Succeeded,
+                    usage: Usage::default(),
+                    stdout: None,
+                    stderr: None,
+                    outputs: Vec::new(),
+                }],
+            },
+            1 => Request::Upload {
                 token,
                 attempt,
                 hash: blob_hash(&mut self.dice),
                 size_bytes: 1,
+            },
+            2 => Request::Release {
+                token,
+                attempts: vec![attempt],
+            },
+            // A heartbeat that claims it: it must neither extend nor end it.
+            _ => {
+                let state = &self.agents[agent];
+                let mut running = state.listed();
+                running.push(attempt);
+                let request = HeartbeatRequest {
+                    running,
+                    slots_free: state.slots_free(),
+                    activity: NodeActivity::Active,
+                    capabilities: None,
+                };
+                Request::Heartbeat { token, request }
             }
         };
         self.agent_call(agent, Call::Other, request, CALL_TIMEOUT_MS);

@@ -285,10 +285,16 @@ impl World {
 
     fn report_route(&mut self, to: Party, call: u64, node: NodeId, request: ReportRequest) {
         wire::validate::report_request(&request).expect("agents send valid reports");
+        // Who held each attempt as the request came; an attempt named again in the same
+        // request counts as held by no one, since its first report may have ended it.
+        let mut named = std::collections::BTreeSet::new();
         let holders: Vec<_> = request
             .reports
             .iter()
-            .map(|report| self.memory.holder(report.attempt_id))
+            .map(|report| {
+                let first = named.insert(report.attempt_id);
+                self.memory.holder(report.attempt_id).filter(|_| first)
+            })
             .collect();
         let (acks, after) =
             self.mutate(|pool, _, now_ms, _, out| pool.report(node, request.reports, now_ms, out));
