@@ -6,11 +6,11 @@
 //! loses the rest, with every reply still waiting and every parked request; a restart rebuilds
 //! the pool with `PoolState::restore` from what the store holds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use store::{Durability, Store, Write};
 use tokio::sync::oneshot;
-use wire::{LeaseResponse, NodeId};
+use wire::{AttemptId, LeaseResponse, NodeId};
 
 use super::net::{Party, Reply};
 use super::world::{Event, World};
@@ -57,6 +57,8 @@ pub(super) struct Coord {
     held: Vec<HeldReply>,
     pub(super) leases: BTreeMap<u64, ParkedLease>,
     pub(super) next_request: u64,
+    /// Attempts the last start restored: their reports still count.
+    pub(super) restored: BTreeSet<AttemptId>,
 }
 
 impl Coord {
@@ -79,6 +81,7 @@ impl Coord {
             held: Vec::new(),
             leases: BTreeMap::new(),
             next_request: 1,
+            restored: BTreeSet::new(),
         }
     }
 
@@ -257,6 +260,7 @@ impl World {
             .await
             .expect("the restore's writes commit");
         let coord = &mut self.coord;
+        coord.restored = self.memory.attempts.keys().copied().collect();
         coord.credentials = pool.credentials();
         coord.pool = pool;
         coord.parked = Parked::default();

@@ -308,6 +308,9 @@ impl World {
                     ack.attempt_id
                 );
                 self.stats.reports_accepted += 1;
+                if self.coord.restored.contains(&ack.attempt_id) {
+                    self.stats.reports_of_restored += 1;
+                }
             } else {
                 // A node's report of an attempt it holds (restored ones included) is refused
                 // only for what the report says.

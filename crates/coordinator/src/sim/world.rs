@@ -115,6 +115,7 @@ stats!(
     crashes,
     writes_lost,
     replays_checked,
+    reports_of_restored,
     agent_crashes,
     sessions_forgotten,
     grants_delivered,
