@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use wire::{
-    AttemptId, AttemptReport, BlobHash, BlobRef, Capabilities, HeartbeatRequest, JobId, Limits,
-    NodeActivity, NodeId, Outcome, OutputFile, Usage,
+    AttemptId, AttemptReport, BlobHash, Capabilities, HeartbeatRequest, JobId, Limits,
+    NodeActivity, NodeId,
 };
 
 use super::net::{Party, Request};
@@ -21,8 +21,6 @@ use super::world::{Event, World};
 
 /// How long an agent waits for a reply besides a lease's own wait.
 pub(super) const CALL_TIMEOUT_MS: u64 = 3_000;
-/// How long the real agent goes on retrying a report.
-const REPORT_RETRY_MS: u64 = 120_000;
 
 /// What every simulated node lends.
 pub(super) fn capabilities() -> Capabilities {
@@ -318,162 +316,4 @@ impl World {
         let timeout_ms = u64::from(wait_ms) + CALL_TIMEOUT_MS;
         self.agent_call(agent, Call::Lease, request, timeout_ms);
     }
-
-    /// An attempt's run is over: it uploads what it left, then reports.
-    fn attempt_ended(&mut self, agent: usize, attempt: AttemptId) {
-        let Some(run) = self.agents[agent].running.remove(&attempt) else {
-            return;
-        };
-        let limits = self.agents[agent]
-            .runtimes
-            .get(&run.job)
-            .copied()
-            .unwrap_or_default();
-        let ending = self.ending_of(attempt, &run, &limits);
-        self.agents[agent].ending.insert(attempt, ending);
-        self.send_ending(agent, attempt);
-        self.try_lease(agent);
-    }
-
-    /// What an attempt ends with: mostly success, sometimes a failure of the guest or the node,
-    /// and now and then a report the pool must refuse (too much fuel, a blob never uploaded).
-    fn ending_of(&mut self, attempt: AttemptId, run: &Run, limits: &Limits) -> Ending {
-        let roll = self.dice.below(100);
-        let outcome = match roll {
-            _ if run.past_deadline => Outcome::DeadlineExceeded,
-            0..80 => Outcome::Succeeded,
-            80..88 => Outcome::ExitCode { code: 1 },
-            88..96 => Outcome::NodeError {
-                message: "the disk is full".to_owned(),
-            },
-            _ => Outcome::Trap {
-                message: "unreachable".to_owned(),
-            },
-        };
-        let mut uploads = BTreeMap::new();
-        let mut blob = |dice: &mut super::dice::Dice, size_max: u64| {
-            let hash = blob_hash(dice);
-            let size = dice.between(1, size_max.max(1));
-            uploads.insert(hash, size);
-            (hash, size)
-        };
-        let stdout = self.dice.chance(0.5).then(|| {
-            let (hash, size_bytes) = blob(&mut self.dice, limits.stdout_bytes_max);
-            BlobRef { hash, size_bytes }
-        });
-        let files = self
-            .dice
-            .between(0, u64::from(limits.output_files_max.min(2)));
-        let per_file = limits.output_bytes_max / 2;
-        let outputs = (0..files)
-            .map(|index| {
-                let (hash, size_bytes) = blob(&mut self.dice, per_file);
-                OutputFile {
-                    path: format!("out-{index}"),
-                    hash,
-                    size_bytes,
-                }
-            })
-            .collect();
-        let fuel_used = if self.dice.chance(0.02) {
-            limits.fuel_max + 1
-        } else {
-            self.dice.between(0, limits.fuel_max)
-        };
-        if self.dice.chance(0.02) {
-            // A blob it names but never uploads: the pool must refuse the report.
-            uploads.pop_first();
-        }
-        let report = AttemptReport {
-            attempt_id: attempt,
-            outcome,
-            usage: Usage {
-                fuel_used,
-                wall_ms: self.dice.between(0, 10_000),
-                memory_peak_bytes: self.dice.between(0, 1 << 20),
-                output_bytes: 0,
-            },
-            stdout,
-            stderr: None,
-            outputs,
-        };
-        Ending {
-            report,
-            uploads,
-            in_flight: false,
-            since_ms: self.now_ms(),
-        }
-    }
-
-    /// Sends what an ended attempt needs next: its uploads, else its report (with any other
-    /// reports ready, in one request).
-    pub(super) fn send_ending(&mut self, agent: usize, attempt: AttemptId) {
-        let state = &mut self.agents[agent];
-        let (Some(token), Some(ending)) = (state.token.clone(), state.ending.get_mut(&attempt))
-        else {
-            return;
-        };
-        if ending.in_flight {
-            return;
-        }
-        ending.in_flight = true;
-        if !ending.uploads.is_empty() {
-            let uploads: Vec<(BlobHash, u64)> =
-                ending.uploads.iter().map(|(h, s)| (*h, *s)).collect();
-            for (hash, size_bytes) in uploads {
-                let request = Request::Upload {
-                    token: token.clone(),
-                    attempt,
-                    hash,
-                    size_bytes,
-                };
-                self.agent_call(agent, Call::Upload(attempt, hash), request, CALL_TIMEOUT_MS);
-            }
-            return;
-        }
-        let ready: Vec<AttemptId> = state
-            .ending
-            .iter()
-            .filter(|(id, e)| **id == attempt || (!e.in_flight && e.uploads.is_empty()))
-            .map(|(id, _)| *id)
-            .collect();
-        let mut reports = Vec::new();
-        for id in &ready {
-            let ending = state.ending.get_mut(id).expect("listed above");
-            ending.in_flight = true;
-            reports.push(ending.report.clone());
-        }
-        if self.dice.chance(0.02) {
-            // A careless agent names an attempt twice in one request: it ends once.
-            reports.push(reports[0].clone());
-        }
-        let request = Request::Report { token, reports };
-        self.agent_call(agent, Call::Report(ready), request, CALL_TIMEOUT_MS);
-    }
-
-    /// Sends again the uploads and reports that went unanswered; drops those retried too long.
-    fn resend(&mut self, agent: usize) {
-        let now_ms = self.now_ms();
-        let state = &mut self.agents[agent];
-        state
-            .ending
-            .retain(|_, ending| now_ms.saturating_sub(ending.since_ms) < REPORT_RETRY_MS);
-        let waiting: Vec<AttemptId> = state
-            .ending
-            .iter()
-            .filter(|(_, ending)| !ending.in_flight)
-            .map(|(id, _)| *id)
-            .collect();
-        for attempt in waiting {
-            self.send_ending(agent, attempt);
-        }
-    }
-}
-
-pub(super) fn blob_hash(dice: &mut super::dice::Dice) -> BlobHash {
-    let mut bytes = [0u8; 32];
-    for chunk in bytes.chunks_mut(8) {
-        chunk.copy_from_slice(&dice.bits().to_le_bytes());
-    }
-    BlobHash(bytes)
 }

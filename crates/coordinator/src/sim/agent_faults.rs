@@ -5,7 +5,8 @@
 
 use wire::{AttemptId, AttemptReport, HeartbeatRequest, NodeActivity, Outcome, Usage};
 
-use super::agent::{AgentTimer, CALL_TIMEOUT_MS, Call, blob_hash};
+use super::agent::{AgentTimer, CALL_TIMEOUT_MS, Call};
+use super::agent_endings::blob_hash;
 use super::net::{Party, Request};
 use super::world::World;
 

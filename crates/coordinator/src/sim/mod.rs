@@ -14,14 +14,17 @@
 //! from the writes alone (`shadow`, `checks`); at a crash, that the restore through the real
 //! store gives back what was committed; at the end, that the pool drained.
 //!
-//! The parts: `world` (the event loop and the run's phases), `net` (messages and the network),
-//! `coord` (the coordinator process: the write queue, commits, crashes and restarts), `routes`
-//! (each request as its route makes it), `agent`, `agent_io` and `agent_faults` (agents),
+//! The parts: `world` (the event loop and the run's phases), `setup` (what a seed draws, and
+//! the summary), `net` (messages and the network), `coord` (the coordinator process: the write
+//! queue, commits, crashes and restarts), `routes` and `requester_routes` (each request as its
+//! route makes it), `agent`, `agent_io`, `agent_endings` and `agent_faults` (agents),
 //! `requester`, `shadow`, `checks`, `trace` (the digest and the tail printed on failure) and
-//! `dice` (the seeded choices). A new command is a `Request` (and its `Reply`) in `net`, a route in
-//! `routes`, and a party that sends it (a timer arm in `agent` or `requester`).
+//! `dice` (the seeded choices). A new command is a `Request` (and its `Reply`) in `net`, a
+//! route in `routes` or `requester_routes`, and a party that sends it (a timer or a reply of an
+//! agent or a requester); a new write needs its rule in `shadow`.
 
 mod agent;
+mod agent_endings;
 mod agent_faults;
 mod agent_io;
 mod checks;
@@ -29,15 +32,17 @@ mod coord;
 mod dice;
 mod net;
 mod requester;
+mod requester_routes;
 mod routes;
+mod setup;
 mod shadow;
 mod trace;
 mod world;
 
 use std::panic::AssertUnwindSafe;
 
+use setup::{Stats, Summary};
 use trace::TraceMode;
-use world::{Stats, Summary};
 
 /// Seeds a plain test run takes: about a minute in a debug build on two cores.
 const SEEDS_DEFAULT: u64 = 300;
