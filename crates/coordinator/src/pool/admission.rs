@@ -19,7 +19,7 @@ use wire::NodeId;
 /// How long a challenge's nonce may be used.
 pub(crate) const CHALLENGE_TTL_MS: u64 = 60_000;
 
-/// Challenges outstanding at once, across join tokens.
+/// Challenges outstanding (issued, neither spent nor expired) at once, across join tokens.
 pub(crate) const CHALLENGES_MAX: usize = 10_000;
 
 /// Distinct nodes one join token may bring, unless the owner says otherwise.
@@ -150,7 +150,15 @@ impl PoolState {
     ) -> Result<u64, PoolError> {
         let admission = &mut self.admission;
         admission.drop_expired_challenges(now_ms);
-        if admission.challenge_order.len() >= CHALLENGES_MAX {
+        if admission.challenge_order.len() >= 2 * CHALLENGES_MAX {
+            // Spent nonces wait here for their expiry; dropping them once the queue holds twice
+            // the cap keeps it bounded at a cost spread over as many challenges.
+            let challenges = &admission.challenges;
+            admission
+                .challenge_order
+                .retain(|(_, nonce)| challenges.contains_key(nonce));
+        }
+        if admission.challenges.len() >= CHALLENGES_MAX {
             return Err(PoolError::TooManyRequests(format!(
                 "{CHALLENGES_MAX} registrations are under way; retry in a minute"
             )));

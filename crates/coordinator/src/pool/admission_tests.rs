@@ -254,3 +254,29 @@ fn the_heartbeat_interval_follows_the_live_nodes_not_every_node_ever_seen() {
         4_000 * 1000 / HEARTBEATS_PER_S_MAX
     );
 }
+
+#[test]
+fn spent_challenges_do_not_count_against_those_outstanding() {
+    let mut pool = pool();
+    pool.set_nodes_per_join_token_max(u32::MAX);
+    // Three times the cap of outstanding challenges, each spent at once, within one lifetime
+    // of a challenge: a large pool joining, not a flood.
+    let joining = 3 * CHALLENGES_MAX as u64;
+    for id in 1..=joining {
+        join(&mut pool, id, "join", START_MS).unwrap();
+    }
+    assert_eq!(pool.nodes_of_join_token("join"), joining as u32);
+    assert!(
+        pool.admission.challenge_order.len() <= 2 * CHALLENGES_MAX,
+        "spent nonces are dropped from the expiry queue as it grows"
+    );
+    // Unspent ones are still bounded.
+    for n in 0..CHALLENGES_MAX {
+        pool.issue_challenge("join", format!("open{n}"), START_MS)
+            .unwrap();
+    }
+    assert!(matches!(
+        pool.issue_challenge("join", "one-too-many".to_owned(), START_MS),
+        Err(PoolError::TooManyRequests(_))
+    ));
+}
