@@ -45,6 +45,8 @@ pub struct CoordinatorOptions {
     pub durability: String,
     /// `crowdcloud coordinator --nodes-per-join-token`; the coordinator's default if `None`.
     pub nodes_per_join_token: Option<u32>,
+    /// `crowdcloud coordinator --connections-max`; derived from the open-files limit if `None`.
+    pub connections_max: Option<usize>,
 }
 
 impl Default for CoordinatorOptions {
@@ -53,6 +55,7 @@ impl Default for CoordinatorOptions {
             lease_ms: 15_000,
             durability: "full".to_owned(),
             nodes_per_join_token: None,
+            connections_max: None,
         }
     }
 }
@@ -71,6 +74,9 @@ impl LocalPool {
         command.arg("coordinator");
         if let Some(nodes) = options.nodes_per_join_token {
             command.args(["--nodes-per-join-token", &nodes.to_string()]);
+        }
+        if let Some(connections) = options.connections_max {
+            command.args(["--connections-max", &connections.to_string()]);
         }
         let coordinator = command
             .arg("--data-dir")

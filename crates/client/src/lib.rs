@@ -11,6 +11,7 @@
 mod pinned;
 mod trust;
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -115,6 +116,26 @@ impl Client {
             http,
             base,
             token,
+            pin: None,
+        })
+    }
+
+    /// A client that opens its connections from `local_address` and keeps up to `idle_max` of
+    /// them open between requests: for a benchmark that plays many nodes from one process,
+    /// where one source address has too few ports and closed connections would pile up in
+    /// TIME_WAIT.
+    pub fn many_from(base_url: &str, local_address: IpAddr, idle_max: usize) -> Result<Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = base_url.trim_end_matches('/').to_owned();
+        let http = Self::builder()
+            .local_address(local_address)
+            .pool_max_idle_per_host(idle_max)
+            .build()
+            .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
+        Ok(Client {
+            http,
+            base,
+            token: None,
             pin: None,
         })
     }

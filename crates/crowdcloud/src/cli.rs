@@ -411,7 +411,7 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeats: u32,
     },
-    /// Many simulated nodes heartbeating while tasks are dispatched.
+    /// Many simulated nodes parked on lease requests and heartbeating while tasks are dispatched.
     Scale {
         /// Pool sizes, growing, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
@@ -420,8 +420,12 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         window_ms: u64,
         /// No-op tasks dispatched during each window.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 10_000)]
         tasks: u32,
+        /// Another `crowdcloud` binary (the code before a change) measured the same way in
+        /// the same run, side by side.
+        #[arg(long, value_name = "BINARY")]
+        baseline: Option<std::path::PathBuf>,
     },
     /// Agents killed mid-run: time until their tasks run elsewhere, and work lost.
     Recover {

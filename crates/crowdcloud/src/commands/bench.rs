@@ -14,7 +14,22 @@ use crate::cli::{BenchArgs, BenchCommand};
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let binary = std::env::current_exe().context("cannot find this program's path")?;
-    let report = match args.which {
+    let report = measure(&binary, args.which).await?;
+    print!("{}", report.to_table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if report.all_checks_pass() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs the benchmark `which` names with this program as its pool's processes.
+async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<bench::Report> {
+    Ok(match which {
         BenchCommand::Dispatch {
             tasks,
             agents,
@@ -23,18 +38,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             durability,
             ray,
         } => {
-            bench::dispatch::run(
-                &binary,
-                &DispatchOptions {
-                    tasks,
-                    agents,
-                    slots,
-                    round_trips,
-                    durability,
-                    ray_python: ray,
-                },
-            )
-            .await?
+            let options = DispatchOptions {
+                tasks,
+                agents,
+                slots,
+                round_trips,
+                durability,
+                ray_python: ray,
+            };
+            bench::dispatch::run(binary, &options).await?
         }
         BenchCommand::Sandbox {
             instantiations,
@@ -52,16 +64,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             nodes,
             window_ms,
             tasks,
+            baseline,
         } => {
-            bench::scale::run(
-                &binary,
-                &ScaleOptions {
-                    nodes,
-                    window_ms,
-                    tasks,
-                },
-            )
-            .await?
+            let options = ScaleOptions {
+                nodes,
+                window_ms,
+                tasks,
+                baseline,
+            };
+            bench::scale::run(binary, &options).await?
         }
         BenchCommand::Recover {
             tasks,
@@ -71,28 +82,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             task_ms,
             lease_ms,
         } => {
-            bench::recover::run(
-                &binary,
-                &RecoverOptions {
-                    tasks,
-                    agents,
-                    slots,
-                    kill,
-                    task_ms,
-                    lease_ms,
-                },
-            )
-            .await?
+            let options = RecoverOptions {
+                tasks,
+                agents,
+                slots,
+                kill,
+                task_ms,
+                lease_ms,
+            };
+            bench::recover::run(binary, &options).await?
         }
-    };
-    print!("{}", report.to_table());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(if report.all_checks_pass() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     })
 }
