@@ -141,6 +141,51 @@ fn keep_sqlite_files_private(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A pool of connections to the database at `url`, set up for `durability`.
+async fn connect(
+    url: &str,
+    backend: Backend,
+    durability: Durability,
+) -> Result<AnyPool, StoreError> {
+    let open_error = |error: sqlx::Error| StoreError::Open {
+        url: url.to_owned(),
+        message: error.to_string(),
+    };
+    let url_with_create = match backend {
+        Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+        _ => url.to_owned(),
+    };
+    let options = AnyConnectOptions::from_str(&url_with_create)
+        .map_err(open_error)?
+        .disable_statement_logging();
+    let pragmas = match (backend, durability) {
+        (Backend::Sqlite, Durability::Full) => Some(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
+        ),
+        (Backend::Sqlite, Durability::Process) => Some(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
+        ),
+        (Backend::Postgres, _) => None,
+    };
+    AnyPoolOptions::new()
+        .max_connections(match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        })
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |connection, _meta| {
+            Box::pin(async move {
+                if let Some(pragmas) = pragmas {
+                    connection.execute(pragmas).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(open_error)
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH` or
     /// `postgres://…`.
@@ -156,43 +201,7 @@ impl Store {
                 message: "the URL must start with sqlite: or postgres:".to_owned(),
             });
         };
-        let open_error = |error: sqlx::Error| StoreError::Open {
-            url: url.to_owned(),
-            message: error.to_string(),
-        };
-        let url_with_create = match backend {
-            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
-            _ => url.to_owned(),
-        };
-        let options = AnyConnectOptions::from_str(&url_with_create)
-            .map_err(open_error)?
-            .disable_statement_logging();
-        let pragmas = match (backend, durability) {
-            (Backend::Sqlite, Durability::Full) => Some(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
-            ),
-            (Backend::Sqlite, Durability::Process) => Some(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
-            ),
-            (Backend::Postgres, _) => None,
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 8,
-            })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |connection, _meta| {
-                Box::pin(async move {
-                    if let Some(pragmas) = pragmas {
-                        connection.execute(pragmas).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
+        let pool = connect(url, backend, durability).await?;
         if backend == Backend::Sqlite {
             keep_sqlite_files_private(url)?;
         }
