@@ -302,8 +302,11 @@ pub(crate) async fn serve(
         crate::connections::serve(listener, tls, app, &shared.config.connections, stopper).await;
     reaper.abort();
     sweeper.abort();
+    // A coordinator that stopped because its store failed ends with that failure.
+    let stored = shared.store.flush().await;
     shared.store.close().await;
-    served.map_err(CoordinatorError::Serve)
+    served.map_err(CoordinatorError::Serve)?;
+    Ok(stored?)
 }
 
 /// Ends the attempts of nodes that stopped heartbeating, so their tasks run elsewhere.

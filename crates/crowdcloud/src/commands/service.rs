@@ -30,6 +30,8 @@ pub(crate) struct Served {
     pub(crate) address: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
+    /// How the coordinator ended, once it ended on its own.
+    ended: Option<Result<Result<(), coordinator::CoordinatorError>, tokio::task::JoinError>>,
 }
 
 impl Served {
@@ -38,8 +40,27 @@ impl Served {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.task.await.context("the coordinator task failed")??;
+        let ended = match self.ended.take() {
+            Some(ended) => ended,
+            None => self.task.await,
+        };
+        ended.context("the coordinator task failed")??;
         Ok(())
+    }
+
+    /// Returns once the coordinator stopped on its own (its store failed, or another
+    /// coordinator took its database over), so the process exits instead of idling.
+    async fn ended(&mut self) {
+        let ended = (&mut self.task).await;
+        self.ended = Some(ended);
+    }
+
+    /// Waits for the owner's signal to stop, or for the coordinator to stop on its own.
+    pub(crate) async fn until_stopped(&mut self) {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = self.ended() => tracing::error!("the coordinator stopped; so does this process"),
+        }
     }
 
     /// A client for the owner on this machine: pinned to the certificate when TLS is on.
@@ -213,6 +234,7 @@ pub(crate) async fn serve_with(
         address,
         stop: Some(stop),
         task,
+        ended: None,
     })
 }
 
@@ -263,7 +285,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         DefaultListen::Lan
     };
-    let (options, served, _advert) = start(&args.service, None, default_listen).await?;
+    let (options, mut served, _advert) = start(&args.service, None, default_listen).await?;
     let default_slots = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -288,7 +310,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             let _ = agent_stopped.await;
         }))
     });
-    shutdown_signal().await;
+    served.until_stopped().await;
     let _ = stop_agent.send(());
     if let Some(local_agent) = local_agent {
         match local_agent.await {
@@ -307,13 +329,13 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
-    let (options, served, _advert) = start(
+    let (options, mut served, _advert) = start(
         &args.service,
         args.database_url.clone(),
         DefaultListen::Loopback,
     )
     .await?;
-    shutdown_signal().await;
+    served.until_stopped().await;
     local::withdraw(&options.data_dir);
     served.stop().await?;
     Ok(ExitCode::SUCCESS)

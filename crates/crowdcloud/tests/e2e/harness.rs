@@ -151,6 +151,15 @@ impl Pool {
         self.start_coordinator_again().await;
     }
 
+    /// Waits for the coordinator to exit on its own, for at most `limit`.
+    pub async fn coordinator_exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let coordinator = self.coordinator.as_mut().expect("a running coordinator");
+        tokio::time::timeout(limit, coordinator.wait())
+            .await
+            .expect("the coordinator exits on its own")
+            .expect("waiting for the coordinator")
+    }
+
     /// SIGKILL the coordinator process and leave it down.
     pub async fn kill_coordinator(&mut self) {
         let mut old = self.coordinator.take().expect("a running coordinator");

@@ -17,4 +17,5 @@ mod owner;
 mod postgres;
 mod registration;
 mod retention;
+mod takeover;
 mod trust;
