@@ -301,7 +301,12 @@ pub(crate) async fn cancel(
     let job: JobId = parse_path(&job)?;
     let (result, commit) =
         shared.mutate(|state, now_ms, _, out| state.cancel_job(job, requester, now_ms, out));
-    result?;
+    if let Err(error) = result {
+        // "Already ended" must not be said before the write that ended the job is durable, or
+        // a crash could bring back a job its requester was told had ended.
+        shared.store.flush().await?;
+        return Err(error.into());
+    }
     shared.committed(commit).await?;
     tracing::info!(%job, "job cancelled");
     Ok(Json(durable_status(&shared, job, requester).await?))
