@@ -56,8 +56,11 @@ const CONNECTIONS_PER_SOURCE: usize = 20_000;
 const REGISTER_WAIT_MAX: Duration = Duration::from_secs(900);
 /// How long a job of no-op tasks may take before the pool counts as not keeping up.
 const DISPATCH_WAIT_MAX: Duration = Duration::from_secs(300);
-/// Open files besides the connections: the store, the runtime, logs.
-const FILES_SPARE: u64 = 4_096;
+/// Connections besides the parked ones: registrations, heartbeats and reports in flight, and
+/// those the clients keep open between them, so the coordinator never sheds one in use.
+const CONNECTIONS_SPARE: usize = 4_096;
+/// Open files besides the parked connections: the other connections, the store, logs.
+const FILES_SPARE: u64 = 2 * CONNECTIONS_SPARE as u64;
 
 /// Counters the simulated nodes keep together.
 #[derive(Default)]
@@ -146,7 +149,7 @@ async fn measure_binary(
         // its bound, and so its rate, is set far above what they need, so the benchmark
         // measures registration, not the limit on it.
         nodes_per_join_token: Some(largest.saturating_mul(20).max(1_000)),
-        connections_max: Some(largest.min(parked_max) as usize + 1_024),
+        connections_max: Some(largest.min(parked_max) as usize + CONNECTIONS_SPARE),
         ..CoordinatorOptions::default()
     };
     let mut pool = LocalPool::start(binary, &coordinator).await?;
@@ -176,7 +179,7 @@ async fn measure(
         let registering = Instant::now();
         let added = simulated.grow(&pool.join_token, size).await?;
         let registered_per_s = added as f64 / registering.elapsed().as_secs_f64().max(1e-9);
-        let listed = pool.owner.nodes().await?.nodes.len();
+        let listed = listed_nodes(pool).await?;
         let parked = simulated.wait_parked().await;
         checks.push(Check::new(
             format!(
@@ -349,6 +352,19 @@ async fn register_one(
     Ok(SimulatedNode {
         client: anonymous.with_token(registered.node_token),
     })
+}
+
+/// How many nodes the pool lists; asked again if a kept-alive connection closes under the
+/// request, as a client of a busy coordinator would.
+async fn listed_nodes(pool: &LocalPool) -> Result<usize, BenchError> {
+    let mut tries = 0;
+    loop {
+        match pool.owner.nodes().await {
+            Ok(list) => return Ok(list.nodes.len()),
+            Err(error) if tries >= 3 => return Err(error.into()),
+            Err(_) => tries += 1,
+        }
+    }
 }
 
 /// A challenge to register with, asked again (as an agent does) while the coordinator says
