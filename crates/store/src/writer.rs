@@ -169,7 +169,7 @@ async fn run(
 
 async fn apply(target: &Target, batch: &[Request]) -> Result<(), StoreError> {
     let mut transaction = target.pool.begin().await?;
-    crate::epoch::fence(&mut transaction, target.epoch).await?;
+    crate::epoch::fence(&mut transaction, target.backend, target.epoch).await?;
     for request in batch {
         for write in &request.writes {
             apply_one(&mut transaction, target.backend, write).await?;
