@@ -207,6 +207,16 @@ async fn measure(
             interval_ms,
             &dispatch,
         ));
+        // The open-files limit may keep some nodes from parking; the report says how many did.
+        figures.push(
+            Figure::new(
+                &format!("{size} nodes: lease requests parked"),
+                parked as f64,
+                "",
+                Better::Higher,
+            )
+            .target(f64::from(size)),
+        );
         figures.push(Figure::new(
             &format!("{size} nodes: registrations"),
             registered_per_s,
