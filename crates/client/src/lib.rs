@@ -103,21 +103,7 @@ impl Client {
     /// A client of the coordinator at `base_url` (`http://host:port`), authenticating with
     /// `token` (an API token or a node token) where one is given.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
-        // The ring provider is installed once per process; later calls find it in place.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let base = base_url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::BadUrl(base_url.to_owned()));
-        }
-        let http = Self::builder()
-            .build()
-            .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
-        Ok(Client {
-            http,
-            base,
-            token,
-            pin: None,
-        })
+        Self::plain(base_url, token, Self::builder())
     }
 
     /// A client that opens its connections from `local_address` and keeps up to `idle_max` of
@@ -125,17 +111,31 @@ impl Client {
     /// where one source address has too few ports and closed connections would pile up in
     /// TIME_WAIT.
     pub fn many_from(base_url: &str, local_address: IpAddr, idle_max: usize) -> Result<Client> {
+        let builder = Self::builder()
+            .local_address(local_address)
+            .pool_max_idle_per_host(idle_max);
+        Self::plain(base_url, None, builder)
+    }
+
+    /// A client without a pinned certificate, its connections made by `builder`.
+    fn plain(
+        base_url: &str,
+        token: Option<String>,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Client> {
+        // The ring provider is installed once per process; later calls find it in place.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = base_url.trim_end_matches('/').to_owned();
-        let http = Self::builder()
-            .local_address(local_address)
-            .pool_max_idle_per_host(idle_max)
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(base_url.to_owned()));
+        }
+        let http = builder
             .build()
             .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
         Ok(Client {
             http,
             base,
-            token: None,
+            token,
             pin: None,
         })
     }
