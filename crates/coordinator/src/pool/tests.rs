@@ -64,6 +64,18 @@ impl Harness {
         }
     }
 
+    /// A heartbeat of an active `node` that lists `running` and changes nothing else.
+    fn beat(&mut self, node: NodeId, running: Vec<AttemptId>) -> wire::HeartbeatResponse {
+        let request = HeartbeatRequest {
+            running,
+            slots_free: 0,
+            activity: NodeActivity::Active,
+            capabilities: None,
+        };
+        self.pool
+            .heartbeat(node, &request, self.now_ms, &mut self.writes)
+    }
+
     /// Parks a lease request of `node` for up to `slots_free` attempts.
     fn park(
         &mut self,
@@ -344,17 +356,7 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
         (JobState::Cancelled, 5)
     );
     assert!(h.take(node, 2).is_empty());
-    let response = h.pool.heartbeat(
-        node,
-        &HeartbeatRequest {
-            running: grants.iter().map(|g| g.attempt_id).collect(),
-            slots_free: 0,
-            activity: NodeActivity::Active,
-            capabilities: None,
-        },
-        h.now_ms,
-        &mut h.writes,
-    );
+    let response = h.beat(node, grants.iter().map(|g| g.attempt_id).collect());
     assert_eq!(response.cancel.len(), 2);
     assert!(!h.report(node, grants[0].attempt_id, Outcome::Succeeded));
     assert_eq!(
@@ -450,13 +452,7 @@ fn a_node_that_stops_listing_an_attempt_loses_it_once_unlisted_for_a_lease() {
     let job = h.job(1, 3);
     h.take(node, 1);
     h.now_ms += LEASE_MS + 1;
-    let heartbeat = HeartbeatRequest {
-        running: vec![],
-        slots_free: 1,
-        activity: NodeActivity::Active,
-        capabilities: None,
-    };
-    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.beat(node, vec![]);
     h.pool.check_invariants();
     assert_eq!(
         h.status(job).tasks.running,
@@ -464,7 +460,7 @@ fn a_node_that_stops_listing_an_attempt_loses_it_once_unlisted_for_a_lease() {
         "its report may be on its way"
     );
     h.now_ms += LEASE_MS + 1;
-    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.beat(node, vec![]);
     h.pool.check_invariants();
     assert_eq!(h.status(job).tasks.pending, 1);
 }
@@ -479,15 +475,9 @@ fn a_report_that_a_heartbeat_overtook_is_taken() {
     let job = h.job(1, 1);
     let attempt = h.take(node, 1)[0].attempt_id;
     h.now_ms += 2 * LEASE_MS;
-    let heartbeat = HeartbeatRequest {
-        running: vec![],
-        slots_free: 1,
-        activity: NodeActivity::Active,
-        capabilities: None,
-    };
-    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.beat(node, vec![]);
     h.now_ms += LEASE_MS / 2;
-    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.beat(node, vec![]);
     assert!(h.report(node, attempt, Outcome::Succeeded));
     h.pool.check_invariants();
     assert_eq!(h.status(job).state, JobState::Completed);
@@ -1174,13 +1164,7 @@ fn each_change_names_only_what_it_may_give_waiting_nodes() {
     assert!(!changes.tasks_queued && changes.nodes_freed.is_empty());
     assert_eq!(changes.jobs, vec![job], "a grant changes the job");
 
-    let idle = HeartbeatRequest {
-        running: granted.iter().map(|grant| grant.attempt_id).collect(),
-        slots_free: 0,
-        activity: NodeActivity::Active,
-        capabilities: None,
-    };
-    h.pool.heartbeat(node, &idle, h.now_ms, &mut h.writes);
+    h.beat(node, granted.iter().map(|grant| grant.attempt_id).collect());
     assert_eq!(
         h.pool.take_changes(),
         Changes::default(),
