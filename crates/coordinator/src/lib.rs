@@ -30,6 +30,7 @@
 mod connections;
 mod credentials;
 mod env;
+mod gate;
 mod http;
 mod join;
 mod modules;
@@ -68,6 +69,14 @@ pub enum CoordinatorError {
         "a bootstrap token is malformed: {0}; tokens start with ccr_ (requester) or ccj_ (join)"
     )]
     BadToken(String),
+    #[error(
+        "an event is not valid JSON of a known event: {0}; run the same version of crowdcloud where events are written and read"
+    )]
+    EventMalformed(String),
+    #[error(
+        "an event is of version {found} and this coordinator reads version {reads}; run the same version of crowdcloud where events are written and read"
+    )]
+    EventVersion { found: u32, reads: u32 },
 }
 
 /// A token the coordinator accepts from its first start on: the owner's API token and the

@@ -12,11 +12,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use tokio::sync::{oneshot, watch};
 
-use store::Write;
 use wire::{JobId, LeaseResponse, NodeId};
 
 use crate::env::Entropy;
-use crate::pool::{Changes, Outbox, PoolState};
+use crate::pool::{Changes, Deliver, Outbox, Place, PoolState, Withdraw};
 
 /// A node's lease request that found no work and waits for some.
 struct Waiter {
@@ -102,18 +101,16 @@ impl Parked {
                 return;
             }
             let mut undelivered = false;
-            for (node, response, rows) in pool.place(&offers, now_ms, entropy) {
+            let placed = pool.apply(Place { waiting: offers }, now_ms, entropy, out);
+            for (node, response, rows) in placed {
                 let Some(waiter) = self.waiters.remove(&node) else {
-                    pool.revert(node, &response);
+                    pool.apply(Withdraw { node, response }, now_ms, entropy, out);
                     continue;
                 };
                 match waiter.sender.send(response) {
-                    Ok(()) => {
-                        pool.delivered(node, now_ms);
-                        out.push(Write::GrantAttempts(rows));
-                    }
+                    Ok(()) => pool.apply(Deliver { node, rows }, now_ms, entropy, out),
                     Err(response) => {
-                        pool.revert(node, &response);
+                        pool.apply(Withdraw { node, response }, now_ms, entropy, out);
                         undelivered = true;
                     }
                 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pool::{PurgeEnded, PurgeSilentNodes};
 use crate::service::Shared;
 
 /// Jobs forgotten per round; more wait for the next round.
@@ -38,9 +39,10 @@ pub(crate) async fn sweep(shared: Arc<Shared>) {
 /// last heard from (often enough that a restart misjudges silence by an eighth of it at most).
 async fn purge_silent_nodes(shared: &Shared) -> Result<(), String> {
     let silent_ms = shared.config.silent_node_purge_ms;
-    let (purged, commit) = shared.mutate(|state, now_ms, _, out| {
-        state.store_heard(silent_ms / 8, NODES_PER_ROUND_MAX, out);
-        state.purge_silent_nodes(now_ms.saturating_sub(silent_ms), NODES_PER_ROUND_MAX, out)
+    let (purged, commit) = shared.apply(PurgeSilentNodes {
+        silent_ms,
+        store_every_ms: silent_ms / 8,
+        nodes_max: NODES_PER_ROUND_MAX,
     });
     shared.committed(commit).await.map_err(|e| e.to_string())?;
     if purged > 0 {
@@ -54,8 +56,9 @@ async fn purge_silent_nodes(shared: &Shared) -> Result<(), String> {
 
 async fn sweep_once(shared: &Shared) -> Result<(), String> {
     let keep_ms = shared.config.keep_results_ms;
-    let (purged, commit) = shared.mutate(|state, now_ms, _, out| {
-        state.purge_ended(now_ms.saturating_sub(keep_ms), JOBS_PER_ROUND_MAX, out)
+    let (purged, commit) = shared.apply(PurgeEnded {
+        keep_ms,
+        jobs_max: JOBS_PER_ROUND_MAX,
     });
     shared.committed(commit).await.map_err(|e| e.to_string())?;
     if purged > 0 {

@@ -11,20 +11,25 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
 
 use blobstore::BlobStore;
-use store::{Commit, RequesterRow, Store, StoreError, TokenRole, TokenRow, Write};
+use store::{Commit, Store, StoreError};
 use wire::auth::{TokenKind, token_hash};
 use wire::{JobId, LeaseResponse, NodeId, RequesterId};
 
 use crate::credentials::Credentials;
 use crate::env::{Clock, Entropy};
 use crate::parked::Parked;
-use crate::pool::{Outbox, PoolError, PoolState};
+use crate::pool::{Command, CreateToken, Expire, Lease, NewToken, Outbox, PoolError, PoolState};
 use crate::{CoordinatorConfig, CoordinatorError};
 
 /// The pool and what waits on it, behind one lock.
 struct Core {
     pool: PoolState,
     parked: Parked,
+    /// A copy of the pool that changes only by the events of each change, serialized and read
+    /// back, checked against the pool after every change: debug builds prove on every test
+    /// that the events say all that happened.
+    #[cfg(debug_assertions)]
+    follower: PoolState,
 }
 
 pub(crate) struct Shared {
@@ -46,6 +51,8 @@ pub(crate) struct Shared {
     storage_failed: Notify,
     /// Join codes, code exchanges in flight, the served certificate and the owner's tokens.
     pub(crate) join: crate::join::JoinDesk,
+    /// The challenges of registrations under way, and how fast each join token may register.
+    pub(crate) gate: Mutex<crate::gate::Gate>,
     /// Held shared by everything that brings a blob in or relies on one being there (uploads,
     /// upload checks, submissions) and exclusively while retention deletes blobs, so a blob
     /// is never deleted between being found present and being recorded as used.
@@ -66,6 +73,7 @@ impl Shared {
         let blobs = BlobStore::local(&config.blob_dir)?;
         let image = store.load().await?;
         let now_ms = clock.now_ms();
+        let config_nodes_max = config.nodes_per_join_token_max;
         let mut state = PoolState::new(config.pool_name.clone(), config.lease_ms);
         state.set_nodes_per_join_token_max(config.nodes_per_join_token_max);
         let known_tokens: HashSet<String> = image.tokens.iter().map(|t| t.hash.clone()).collect();
@@ -79,11 +87,13 @@ impl Shared {
             entropy.as_ref(),
             &mut out,
         )?;
-        store.write(out).await?;
+        store.write(out.writes).await?;
         let credentials = RwLock::new(state.credentials());
         Ok(Arc::new(Self {
             config,
             core: Mutex::new(Core {
+                #[cfg(debug_assertions)]
+                follower: state.replica(),
                 pool: state,
                 parked: Parked::default(),
             }),
@@ -98,6 +108,7 @@ impl Shared {
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
             join: crate::join::JoinDesk::default(),
+            gate: Mutex::new(crate::gate::Gate::new(config_nodes_max)),
             blob_gate: tokio::sync::RwLock::new(()),
         }))
     }
@@ -120,6 +131,11 @@ impl Shared {
         read(&core.pool, self.now_ms())
     }
 
+    /// Runs a command on the pool; see [`Shared::mutate`].
+    pub(crate) fn apply<C: Command>(&self, command: C) -> (C::Reply, Commit) {
+        self.mutate(|pool, now_ms, entropy, out| pool.apply(command, now_ms, entropy, out))
+    }
+
     /// Changes the pool under its lock, hands pending work to waiting nodes, and queues the
     /// writes the change produced (in order, still under the lock). Wait on the returned
     /// [`Commit`] before acknowledging anything a client could lose.
@@ -135,23 +151,26 @@ impl Shared {
         &self,
         change: impl FnOnce(&mut PoolState, &mut Parked, u64, &dyn Entropy, &mut Outbox) -> R,
     ) -> (R, Commit) {
-        let mut core = self.core.lock();
-        let Core { pool, parked } = &mut *core;
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
         let now_ms = self.now_ms();
         let entropy = self.entropy.as_ref();
         let mut out = Outbox::new();
-        let result = change(pool, parked, now_ms, entropy, &mut out);
-        parked.follow(pool, now_ms, entropy, &mut out);
-        self.credentials.write().follow(&out);
+        let result = change(&mut core.pool, &mut core.parked, now_ms, entropy, &mut out);
+        core.parked
+            .follow(&mut core.pool, now_ms, entropy, &mut out);
+        self.credentials.write().follow(&out.writes);
         #[cfg(debug_assertions)]
         {
-            pool.check_invariants();
+            core.pool.check_invariants();
+            core.follower
+                .follow_events(self.store.epoch(), &out.events, &core.pool);
             assert!(
-                *self.credentials.read() == pool.credentials(),
+                *self.credentials.read() == core.pool.credentials(),
                 "the credentials index follows the pool"
             );
         }
-        let commit = self.store.enqueue(out);
+        let commit = self.store.enqueue(out.writes);
         (result, commit)
     }
 
@@ -165,7 +184,11 @@ impl Shared {
         sender: oneshot::Sender<LeaseResponse>,
     ) -> Option<LeaseResponse> {
         let (granted, _commit) = self.mutate_parked(|pool, parked, now_ms, entropy, out| {
-            let response = pool.take_work(node, request.slots_free, now_ms, entropy, out);
+            let lease = Lease {
+                node,
+                slots_free: request.slots_free,
+            };
+            let response = pool.apply(lease, now_ms, entropy, out);
             if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
                 parked.park(node, request_id, request.slots_free, sender);
                 return None;
@@ -244,35 +267,22 @@ fn bootstrap(
 ) -> Result<(), CoordinatorError> {
     for bootstrap in &config.bootstrap {
         let hash = token_hash(&bootstrap.token);
-        let role = match TokenKind::of(&bootstrap.token) {
-            Some(TokenKind::Requester) => {
-                let requester = RequesterId(entropy.next_u64());
-                if !known_tokens.contains(&hash) {
-                    out.push(Write::InsertRequester(RequesterRow {
-                        id: requester,
-                        name: bootstrap.name.clone(),
-                        created_at_ms: now_ms,
-                    }));
-                }
-                TokenRole::Requester(requester)
-            }
-            Some(TokenKind::Join) => TokenRole::Join,
+        let kind = match TokenKind::of(&bootstrap.token) {
+            Some(TokenKind::Requester) => NewToken::Requester,
+            Some(TokenKind::Join) => NewToken::Join,
             _ => return Err(CoordinatorError::BadToken(bootstrap.name.clone())),
         };
         if known_tokens.contains(&hash) {
             continue;
         }
-        out.push(Write::InsertToken(TokenRow {
-            hash: hash.clone(),
-            role,
+        let create = CreateToken {
+            hash,
             name: bootstrap.name.clone(),
-            created_at_ms: now_ms,
-            revoked_at_ms: None,
-        }));
-        match role {
-            TokenRole::Requester(requester) => state.add_requester_token(hash, requester),
-            TokenRole::Join => state.add_join_token(hash),
-        }
+            kind,
+            // The owner's own tokens are made whatever the pool holds.
+            live_max: usize::MAX,
+        };
+        state.apply(create, now_ms, entropy, out);
     }
     Ok(())
 }
@@ -317,12 +327,7 @@ async fn expire_leases(shared: Arc<Shared>) {
             () = tokio::time::sleep(shared.lease_check_every()) => {}
             _ = stopping.changed() => return,
         }
-        let (expired, commit) = shared.mutate(|state, now_ms, _, out| {
-            let expired = state.expire(now_ms, out);
-            // Nodes whose lease ran out stop stretching everyone's heartbeat interval.
-            state.recount_live_nodes(now_ms);
-            expired
-        });
+        let (expired, commit) = shared.apply(Expire {});
         if expired > 0 {
             tracing::info!(expired, "leases ran out; their tasks are queued again");
         }

@@ -7,7 +7,7 @@ use wire::{
     OutputFile, RequesterId, TaskSpec, TaskState, Usage,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RequesterRow {
     pub id: RequesterId,
     pub name: String,
@@ -15,7 +15,7 @@ pub struct RequesterRow {
 }
 
 /// What a stored token lets its bearer do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TokenRole {
     /// Acts as this requester.
     Requester(RequesterId),
@@ -23,7 +23,7 @@ pub enum TokenRole {
     Join,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenRow {
     /// BLAKE3 of the token.
     pub hash: String,
@@ -33,7 +33,7 @@ pub struct TokenRow {
     pub revoked_at_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeRow {
     pub id: NodeId,
     pub public_key: String,
@@ -52,7 +52,7 @@ pub struct NodeRow {
 }
 
 /// A job as stored; its `spec` has no tasks (they are rows of their own).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobRow {
     pub id: JobId,
     pub requester_id: RequesterId,
@@ -78,7 +78,7 @@ pub struct TaskRow {
 }
 
 /// A lease granted to a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptRow {
     pub id: AttemptId,
     pub job_id: JobId,
@@ -88,7 +88,7 @@ pub struct AttemptRow {
 }
 
 /// How an attempt ended, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AttemptEndState {
     Succeeded,
     Failed,
@@ -113,7 +113,7 @@ impl AttemptEndState {
 }
 
 /// The end of an attempt and what it does to its task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptEnd {
     pub attempt_id: AttemptId,
     pub job_id: JobId,
@@ -129,7 +129,7 @@ pub struct AttemptEnd {
     pub task_end: Option<TaskEnd>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskEnd {
     pub state: TaskState,
     pub outcome: Outcome,

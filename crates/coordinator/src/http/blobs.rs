@@ -10,6 +10,7 @@ use blobstore::BlobError;
 use store::Write;
 use wire::{ApiError, AttemptId, BlobHash, ErrorCode, NodeId};
 
+use crate::pool::RecordUpload;
 use crate::service::Shared;
 
 use super::{ApiResult, AppState, Caller, Failure, Query, Requester, parse_path};
@@ -80,11 +81,18 @@ async fn put_output(
         .put_stream(hash, body, max_bytes)
         .await
         .map_err(blob_failure)?;
-    let (recorded, commit) = shared.mutate(|state, now_ms, _, out| {
-        let recorded = state.record_upload(node, attempt, hash, size_bytes, now_ms, out);
+    let (recorded, commit) = shared.mutate(|state, now_ms, entropy, out| {
+        let upload = RecordUpload {
+            node,
+            attempt,
+            hash,
+            size_bytes,
+        };
+        let recorded = state.apply(upload, now_ms, entropy, out);
         if recorded.is_err() {
-            // Recorded all the same, read by no one, so that retention finds the bytes.
-            out.push(Write::InsertBlob {
+            // Recorded all the same, read by no one, so that retention finds the bytes: a
+            // blob's record is the store's, not the pool's, so it is written beside the events.
+            out.writes.push(Write::InsertBlob {
                 hash,
                 size_bytes,
                 at_ms: now_ms,

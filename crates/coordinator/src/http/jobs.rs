@@ -13,7 +13,7 @@ use wire::{
 };
 
 use super::{ApiResult, AppState, Body, Failure, Query, Requester, parse_path};
-use crate::pool::{Held, NewJob};
+use crate::pool::{Cancel, Held, Submit};
 
 /// Longest a `wait` request holds.
 const WAIT_MS_MAX: u64 = 60_000;
@@ -59,23 +59,11 @@ pub(crate) async fn submit(
     let unfinished_max = shared.config.unfinished_max();
     // Counted before the lock is taken: a million tasks' args take a while to add up.
     let adding = Held::of_submission(&submission);
-    let (submitted, commit) = shared.mutate(|state, now_ms, entropy, out| {
-        state.admit(requester, adding, unfinished_max)?;
-        let id = loop {
-            let id = JobId(entropy.next_u64());
-            if !state.has_job(id) {
-                break id;
-            }
-        };
-        Ok::<_, crate::pool::PoolError>(state.add_job(
-            NewJob {
-                id,
-                requester,
-                submission,
-            },
-            now_ms,
-            out,
-        ))
+    let (submitted, commit) = shared.apply(Submit {
+        requester,
+        submission,
+        adding,
+        unfinished_max,
     });
     let submitted = submitted?;
     shared.committed(commit).await?;
@@ -299,8 +287,7 @@ pub(crate) async fn cancel(
     Path(job): Path<String>,
 ) -> ApiResult<Json<JobStatus>> {
     let job: JobId = parse_path(&job)?;
-    let (result, commit) =
-        shared.mutate(|state, now_ms, _, out| state.cancel_job(job, requester, now_ms, out));
+    let (result, commit) = shared.apply(Cancel { job, requester });
     if let Err(error) = result {
         // "Already ended" must not be said before the write that ended the job is durable, or
         // a crash could bring back a job its requester was told had ended.

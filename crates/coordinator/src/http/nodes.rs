@@ -16,7 +16,7 @@ use wire::{
 };
 
 use super::{ApiResult, AppState, Body, Failure, Node, Requester, parse_path};
-use crate::pool::NewNode;
+use crate::pool::{Heartbeat, NewNode, Register, Release, RemoveNode, Report};
 use crate::service::Shared;
 
 /// The hash of a join token this pool accepts, or the refusal to send.
@@ -46,8 +46,10 @@ pub(crate) async fn challenge(
 ) -> ApiResult<Json<ChallengeResponse>> {
     let join_hash = accepted_join_token(&shared, &request.join_token)?;
     let nonce = hex::encode(shared.entropy().secret());
-    let (issued, _) = shared
-        .mutate(|state, now_ms, _, _| state.issue_challenge(&join_hash, nonce.clone(), now_ms));
+    let issued = shared
+        .gate
+        .lock()
+        .issue(&join_hash, nonce.clone(), shared.now_ms());
     Ok(Json(ChallengeResponse {
         nonce,
         expires_in_ms: issued?,
@@ -94,16 +96,14 @@ pub(crate) async fn register(
         join_token_hash: join_hash.clone(),
     };
     let name = new.name.clone();
-    // Checked and registered under one lock, so two clones racing cannot both get in, and a
-    // nonce cannot be spent twice.
-    let (admitted, commit) = shared.mutate(|state, now_ms, _, out| {
-        state.admit_registration(&join_hash, &request.nonce, node_id, now_ms)?;
-        let clash = state.node_online_elsewhere(node_id, now_ms);
-        if clash.is_none() {
-            state.register(new, now_ms, out);
-        }
-        Ok::<_, crate::pool::PoolError>(clash)
-    });
+    // The nonce is spent under the gate's lock, so it cannot be spent twice; the token's bound
+    // and the clone check are taken under the pool's with the registration, so two clones
+    // racing cannot both get in.
+    shared
+        .gate
+        .lock()
+        .spend(&join_hash, &request.nonce, shared.now_ms())?;
+    let (admitted, commit) = shared.apply(Register { node: new });
     if let Some(silent_ms) = admitted? {
         tracing::warn!(node = %node_id, %name, "refused a second process with an identity that is online");
         return Err(Failure::new(
@@ -204,8 +204,7 @@ pub(crate) async fn heartbeat(
         // A parked lease request of a node that stops taking work answers now, empty.
         shared.unpark_node(node);
     }
-    let (response, commit) =
-        shared.mutate(|state, now_ms, _, out| state.heartbeat(node, &request, now_ms, out));
+    let (response, commit) = shared.apply(Heartbeat { node, request });
     shared.committed(commit).await?;
     Ok(Json(response))
 }
@@ -223,8 +222,10 @@ pub(crate) async fn report(
     Body(request): Body<ReportRequest>,
 ) -> ApiResult<Json<ReportResponse>> {
     wire::validate::report_request(&request)?;
-    let (acks, commit) =
-        shared.mutate(|state, now_ms, _, out| state.report(node, request.reports, now_ms, out));
+    let (acks, commit) = shared.apply(Report {
+        node,
+        reports: request.reports,
+    });
     shared.committed(commit).await?;
     Ok(Json(ReportResponse { acks }))
 }
@@ -239,8 +240,10 @@ pub(crate) async fn release(
     Body(request): Body<ReleaseRequest>,
 ) -> ApiResult<Json<ReleaseResponse>> {
     wire::validate::release_request(&request)?;
-    let (released, commit) =
-        shared.mutate(|state, now_ms, _, out| state.release(node, &request.attempts, now_ms, out));
+    let (released, commit) = shared.apply(Release {
+        node,
+        attempts: request.attempts,
+    });
     shared.committed(commit).await?;
     if !released.is_empty() {
         tracing::info!(node = %node, released = released.len(), reason = %request.reason, "attempts released");
@@ -290,8 +293,7 @@ pub(crate) async fn remove(
     Path(node): Path<String>,
 ) -> ApiResult<Json<NodeRemoved>> {
     let node_id: NodeId = parse_path(&node)?;
-    let (removed, commit) =
-        shared.mutate(|state, now_ms, _, out| state.remove_node(node_id, now_ms, out));
+    let (removed, commit) = shared.apply(RemoveNode { node: node_id });
     let attempts_requeued = removed? as u32;
     shared.committed(commit).await?;
     tracing::info!(node = %node_id, attempts_requeued, "node removed by the owner");

@@ -19,10 +19,11 @@ use wire::pairing::{
 use wire::tokens::{
     ManagedTokenKind, TokenCreateRequest, TokenCreated, TokenInfo, TokenList, token_id,
 };
-use wire::{ApiError, ErrorCode, RequesterId};
+use wire::{ApiError, ErrorCode};
 
 use super::{ApiResult, AppState, Body, Failure, bearer};
 use crate::join::{CODE_TRIES, CODE_TTL_MS, JoinRefusal, Source};
+use crate::pool::{CreateToken, NewToken, RevokeToken};
 
 /// Hex digits of a SPAKE2 message (a side byte and a 32-byte point).
 const MESSAGE_HEX_MAX: usize = 2 * 64;
@@ -164,18 +165,14 @@ async fn mint(
     };
     let token = token_kind.token_from_secret(shared.entropy().secret());
     let hash = token_hash(&token);
-    let (made, commit) = shared.mutate(|state, now_ms, entropy, out| {
-        if state.live_token_count() >= wire::limits::TOKENS_MAX {
-            return false;
-        }
-        match kind {
-            ManagedTokenKind::Requester => {
-                let requester = RequesterId(entropy.next_u64());
-                state.create_requester_token(hash.clone(), name, requester, now_ms, out);
-            }
-            ManagedTokenKind::Join => state.create_join_token(hash.clone(), name, now_ms, out),
-        }
-        true
+    let (made, commit) = shared.apply(CreateToken {
+        hash: hash.clone(),
+        name: name.to_owned(),
+        kind: match kind {
+            ManagedTokenKind::Requester => NewToken::Requester,
+            ManagedTokenKind::Join => NewToken::Join,
+        },
+        live_max: wire::limits::TOKENS_MAX,
     });
     if !made {
         return Err(Failure::new(
@@ -244,8 +241,7 @@ pub(crate) async fn revoke(
         ));
     }
     let hash = row.hash.clone();
-    let (revoked, commit) =
-        shared.mutate(|state, now_ms, _, out| state.revoke_token(&hash, now_ms, out));
+    let (revoked, commit) = shared.apply(RevokeToken { hash: hash.clone() });
     shared.committed(commit).await?;
     if !revoked {
         return Err(Failure::new(

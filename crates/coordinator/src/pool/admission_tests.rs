@@ -1,5 +1,6 @@
-//! Registration admission, driven directly: nonces spent once, the nodes and the rate of each
-//! join token bounded, silent nodes purged, and the heartbeat interval following live nodes.
+//! Registration admission, driven directly through the gate and the pool: nonces spent once,
+//! the nodes and the rate of each join token bounded, silent nodes purged, and the heartbeat
+//! interval following live nodes.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,8 @@ use wire::{JobId, JobSubmission, NodeId, RequesterId, TaskSpec};
 
 use super::*;
 use crate::env::SeededEntropy;
+use crate::gate::{CHALLENGE_TTL_MS, CHALLENGES_MAX, Gate};
+use crate::pool::events::{Event, NodeGone};
 use crate::pool::{HEARTBEATS_PER_S_MAX, NewJob, NewNode, Outbox};
 
 const LEASE_MS: u64 = 3_000;
@@ -21,48 +24,67 @@ fn new_node(id: u64, join_token_hash: &str) -> NewNode {
     crate::pool::tests::new_node(id, 1, &[], join_token_hash)
 }
 
-/// Registers as the coordinator does: a challenge, then the registration that spends it.
-fn join(pool: &mut PoolState, id: u64, join: &str, now_ms: u64) -> Result<(), PoolError> {
+/// Registers as the coordinator does: a challenge, then the registration that spends it and
+/// that the join token's bound admits.
+fn join(
+    gate: &mut Gate,
+    pool: &mut PoolState,
+    id: u64,
+    join: &str,
+    now_ms: u64,
+) -> Result<(), PoolError> {
     let nonce = format!("nonce-{id}-{now_ms}");
-    pool.issue_challenge(join, nonce.clone(), now_ms)?;
-    pool.admit_registration(join, &nonce, NodeId(id), now_ms)?;
+    gate.issue(join, nonce.clone(), now_ms)?;
+    gate.spend(join, &nonce, now_ms)?;
+    pool.may_bring(join, NodeId(id))?;
     pool.register(new_node(id, join), now_ms, &mut Outbox::new());
     Ok(())
 }
 
+/// A request of the node reached the coordinator.
+fn heard(pool: &mut PoolState, node: u64, at_ms: u64) {
+    let event = Event::NodeHeard {
+        node: NodeId(node),
+        at_ms,
+    };
+    pool.record(event, &mut Outbox::new());
+}
+
+fn forget(pool: &mut PoolState, node: u64) {
+    let event = Event::NodeGone {
+        node: NodeId(node),
+        why: NodeGone::Silent,
+        at_ms: START_MS,
+    };
+    pool.record(event, &mut Outbox::new());
+}
+
 #[test]
 fn a_nonce_admits_one_registration_with_its_own_join_token_within_its_time() {
-    let mut pool = pool();
-    let ttl_ms = pool
-        .issue_challenge("join", "n1".to_owned(), START_MS)
-        .unwrap();
+    let mut gate = Gate::new(NODES_PER_JOIN_TOKEN_MAX_DEFAULT);
+    let ttl_ms = gate.issue("join", "n1".to_owned(), START_MS).unwrap();
     assert_eq!(ttl_ms, CHALLENGE_TTL_MS);
-    assert_eq!(
-        pool.admit_registration("join", "n1", NodeId(1), START_MS + 10),
-        Ok(())
-    );
+    assert_eq!(gate.spend("join", "n1", START_MS + 10), Ok(()));
     assert!(
         matches!(
-            pool.admit_registration("join", "n1", NodeId(1), START_MS + 20),
+            gate.spend("join", "n1", START_MS + 20),
             Err(PoolError::Unauthorized(_))
         ),
         "a replayed nonce is refused"
     );
 
-    pool.issue_challenge("join", "n2".to_owned(), START_MS)
-        .unwrap();
+    gate.issue("join", "n2".to_owned(), START_MS).unwrap();
     assert!(matches!(
-        pool.admit_registration("other", "n2", NodeId(1), START_MS + 10),
+        gate.spend("other", "n2", START_MS + 10),
         Err(PoolError::Unauthorized(_))
     ));
-    pool.issue_challenge("join", "n3".to_owned(), START_MS)
-        .unwrap();
+    gate.issue("join", "n3".to_owned(), START_MS).unwrap();
     assert!(matches!(
-        pool.admit_registration("join", "n3", NodeId(1), START_MS + CHALLENGE_TTL_MS),
+        gate.spend("join", "n3", START_MS + CHALLENGE_TTL_MS),
         Err(PoolError::Unauthorized(_))
     ));
     assert!(matches!(
-        pool.admit_registration("join", "never-issued", NodeId(1), START_MS),
+        gate.spend("join", "never-issued", START_MS),
         Err(PoolError::Unauthorized(_))
     ));
 }
@@ -71,10 +93,11 @@ fn a_nonce_admits_one_registration_with_its_own_join_token_within_its_time() {
 fn a_join_token_brings_at_most_its_bound_of_distinct_nodes() {
     let mut pool = pool();
     pool.set_nodes_per_join_token_max(3);
+    let mut gate = Gate::new(3);
     for id in 1..=3 {
-        join(&mut pool, id, "join", START_MS).unwrap();
+        join(&mut gate, &mut pool, id, "join", START_MS).unwrap();
     }
-    let refused = join(&mut pool, 4, "join", START_MS);
+    let refused = join(&mut gate, &mut pool, 4, "join", START_MS);
     let Err(PoolError::Forbidden(message)) = refused else {
         panic!("a fourth node must be refused, got {refused:?}");
     };
@@ -82,14 +105,14 @@ fn a_join_token_brings_at_most_its_bound_of_distinct_nodes() {
     assert_eq!(pool.nodes_of_join_token("join"), 3);
 
     // A node of the token registering again is no new node; another token has its own bound.
-    join(&mut pool, 2, "join", START_MS + 1).unwrap();
-    join(&mut pool, 4, "other", START_MS + 1).unwrap();
+    join(&mut gate, &mut pool, 2, "join", START_MS + 1).unwrap();
+    join(&mut gate, &mut pool, 4, "other", START_MS + 1).unwrap();
     assert_eq!(pool.nodes_of_join_token("join"), 3);
     assert_eq!(pool.nodes_of_join_token("other"), 1);
 
     // A node forgotten frees its place.
-    pool.forget_node(NodeId(1));
-    join(&mut pool, 5, "join", START_MS + 2).unwrap();
+    forget(&mut pool, 1);
+    join(&mut gate, &mut pool, 5, "join", START_MS + 2).unwrap();
     assert_eq!(pool.nodes_of_join_token("join"), 3);
 }
 
@@ -97,36 +120,35 @@ fn a_join_token_brings_at_most_its_bound_of_distinct_nodes() {
 fn a_join_token_registers_in_bursts_then_at_a_steady_rate() {
     let mut pool = pool();
     pool.set_nodes_per_join_token_max(1_000);
+    let mut gate = Gate::new(1_000);
     // A tenth of the bound at once...
     for n in 0..100 {
-        pool.issue_challenge("join", format!("n{n}"), START_MS)
-            .unwrap();
+        gate.issue("join", format!("n{n}"), START_MS).unwrap();
     }
     assert!(matches!(
-        pool.issue_challenge("join", "over".to_owned(), START_MS),
+        gate.issue("join", "over".to_owned(), START_MS),
         Err(PoolError::TooManyRequests(_))
     ));
     // ...while other tokens are not slowed down...
-    pool.issue_challenge("other", "o".to_owned(), START_MS)
-        .unwrap();
+    gate.issue("other", "o".to_owned(), START_MS).unwrap();
     // ...then a hundredth of it per second: one every 100 ms.
     assert!(
-        pool.issue_challenge("join", "early".to_owned(), START_MS + 99)
+        gate.issue("join", "early".to_owned(), START_MS + 99)
             .is_err()
     );
-    pool.issue_challenge("join", "on-time".to_owned(), START_MS + 100)
+    gate.issue("join", "on-time".to_owned(), START_MS + 100)
         .unwrap();
     assert!(
-        pool.issue_challenge("join", "again".to_owned(), START_MS + 150)
+        gate.issue("join", "again".to_owned(), START_MS + 150)
             .is_err()
     );
     let second_later = START_MS + 1_100;
     for n in 0..10 {
-        pool.issue_challenge("join", format!("later{n}"), second_later)
+        gate.issue("join", format!("later{n}"), second_later)
             .unwrap();
     }
     assert!(
-        pool.issue_challenge("join", "later-over".to_owned(), second_later)
+        gate.issue("join", "later-over".to_owned(), second_later)
             .is_err()
     );
 }
@@ -135,25 +157,26 @@ fn a_join_token_registers_in_bursts_then_at_a_steady_rate() {
 fn outstanding_challenges_are_bounded_and_expired_ones_make_room() {
     let mut pool = pool();
     pool.set_nodes_per_join_token_max(u32::MAX);
+    let mut gate = Gate::new(u32::MAX);
     for n in 0..CHALLENGES_MAX {
-        pool.issue_challenge("join", format!("n{n}"), START_MS)
-            .unwrap();
+        gate.issue("join", format!("n{n}"), START_MS).unwrap();
     }
     assert!(matches!(
-        pool.issue_challenge("other", "o".to_owned(), START_MS + 1),
+        gate.issue("other", "o".to_owned(), START_MS + 1),
         Err(PoolError::TooManyRequests(_))
     ));
-    pool.issue_challenge("other", "o".to_owned(), START_MS + CHALLENGE_TTL_MS)
+    gate.issue("other", "o".to_owned(), START_MS + CHALLENGE_TTL_MS)
         .unwrap();
-    assert_eq!(pool.admission.challenges.len(), 1);
+    assert_eq!(gate.outstanding(), 1);
 }
 
 #[test]
 fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
     let mut pool = pool();
+    let mut gate = Gate::new(NODES_PER_JOIN_TOKEN_MAX_DEFAULT);
     let entropy = SeededEntropy::from_seed(3);
     for id in 1..=3 {
-        join(&mut pool, id, "join", START_MS).unwrap();
+        join(&mut gate, &mut pool, id, "join", START_MS).unwrap();
     }
     let mut out = Outbox::new();
     let job = JobId(77);
@@ -180,12 +203,12 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
     assert_eq!(granted.attempts.len(), 1, "node 2 holds an attempt");
     let day_ms = 24 * 3_600_000;
     let later_ms = START_MS + 8 * day_ms;
-    pool.touch(NodeId(3), later_ms - day_ms);
+    heard(&mut pool, 3, later_ms - day_ms);
 
-    out.clear();
-    let purged = pool.purge_silent_nodes(later_ms - 7 * day_ms, 100, &mut out);
+    out = Outbox::new();
+    let purged = pool.purge_silent_nodes(later_ms, later_ms - 7 * day_ms, 100, &mut out);
     assert_eq!(purged, 1);
-    assert_eq!(out, vec![Write::DeleteNode { node_id: NodeId(1) }]);
+    assert_eq!(out.writes, vec![Write::DeleteNode { node_id: NodeId(1) }]);
     assert!(pool.node_by_token("token1").is_none());
     assert!(pool.node_by_token("token2").is_some(), "it holds work");
     assert!(pool.node_by_token("token3").is_some(), "it was heard");
@@ -196,21 +219,22 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
 #[test]
 fn when_nodes_were_heard_is_written_only_when_it_moved_enough() {
     let mut pool = pool();
-    join(&mut pool, 1, "join", START_MS).unwrap();
-    join(&mut pool, 2, "join", START_MS).unwrap();
+    let mut gate = Gate::new(NODES_PER_JOIN_TOKEN_MAX_DEFAULT);
+    join(&mut gate, &mut pool, 1, "join", START_MS).unwrap();
+    join(&mut gate, &mut pool, 2, "join", START_MS).unwrap();
     let mut out = Outbox::new();
-    pool.touch(NodeId(1), START_MS + 500);
+    heard(&mut pool, 1, START_MS + 500);
     pool.store_heard(1_000, 100, &mut out);
-    assert!(out.is_empty(), "half a step is not worth a write");
-    pool.touch(NodeId(1), START_MS + 1_000);
+    assert!(out.writes.is_empty(), "half a step is not worth a write");
+    heard(&mut pool, 1, START_MS + 1_000);
     pool.store_heard(1_000, 100, &mut out);
     assert_eq!(
-        out,
+        out.writes,
         vec![Write::SetNodesSeen(vec![(NodeId(1), START_MS + 1_000)])]
     );
-    out.clear();
+    out = Outbox::new();
     pool.store_heard(1_000, 100, &mut out);
-    assert!(out.is_empty(), "written once");
+    assert!(out.writes.is_empty(), "written once");
 }
 
 #[test]
@@ -230,25 +254,25 @@ fn the_heartbeat_interval_follows_the_live_nodes_not_every_node_ever_seen() {
 
     // One node keeps heartbeating; the rest fall silent and their leases run out.
     let lapsed_ms = START_MS + 30_001;
-    pool.touch(NodeId(0), START_MS + 29_000);
-    pool.recount_live_nodes(lapsed_ms);
+    heard(&mut pool, 0, START_MS + 29_000);
+    pool.recount_live_nodes(lapsed_ms, &mut Outbox::new());
     assert_eq!(pool.heartbeat_interval_ms(), base_ms);
     assert_eq!(pool.lease_term_ms(), LEASE_MS);
 
     // Nodes heard from count again at once, before the next recount.
     for id in 1..4_001 {
-        pool.touch(NodeId(id), lapsed_ms + 1);
+        heard(&mut pool, id, lapsed_ms + 1);
     }
     assert_eq!(
         pool.heartbeat_interval_ms(),
         4_001 * 1000 / HEARTBEATS_PER_S_MAX
     );
-    pool.recount_live_nodes(lapsed_ms + 2);
+    pool.recount_live_nodes(lapsed_ms + 2, &mut Outbox::new());
     assert_eq!(
         pool.heartbeat_interval_ms(),
         4_001 * 1000 / HEARTBEATS_PER_S_MAX
     );
-    pool.forget_node(NodeId(1));
+    forget(&mut pool, 1);
     assert_eq!(
         pool.heartbeat_interval_ms(),
         4_000 * 1000 / HEARTBEATS_PER_S_MAX
@@ -259,24 +283,24 @@ fn the_heartbeat_interval_follows_the_live_nodes_not_every_node_ever_seen() {
 fn spent_challenges_do_not_count_against_those_outstanding() {
     let mut pool = pool();
     pool.set_nodes_per_join_token_max(u32::MAX);
+    let mut gate = Gate::new(u32::MAX);
     // Three times the cap of outstanding challenges, each spent at once, within one lifetime
     // of a challenge: a large pool joining, not a flood.
     let joining = 3 * CHALLENGES_MAX as u64;
     for id in 1..=joining {
-        join(&mut pool, id, "join", START_MS).unwrap();
+        join(&mut gate, &mut pool, id, "join", START_MS).unwrap();
     }
     assert_eq!(pool.nodes_of_join_token("join"), joining as u32);
     assert!(
-        pool.admission.challenge_order.len() <= 2 * CHALLENGES_MAX,
+        gate.queued_nonces() <= 2 * CHALLENGES_MAX,
         "spent nonces are dropped from the expiry queue as it grows"
     );
     // Unspent ones are still bounded.
     for n in 0..CHALLENGES_MAX {
-        pool.issue_challenge("join", format!("open{n}"), START_MS)
-            .unwrap();
+        gate.issue("join", format!("open{n}"), START_MS).unwrap();
     }
     assert!(matches!(
-        pool.issue_challenge("join", "one-too-many".to_owned(), START_MS),
+        gate.issue("join", "one-too-many".to_owned(), START_MS),
         Err(PoolError::TooManyRequests(_))
     ));
 }

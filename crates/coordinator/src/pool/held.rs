@@ -139,6 +139,13 @@ pub(crate) struct Charge {
     pool: Arc<Tally>,
 }
 
+/// Two charges are alike when they count the same: a copy of the pool has tallies of its own.
+impl PartialEq for Charge {
+    fn eq(&self, other: &Self) -> bool {
+        self.requester.get() == other.requester.get() && self.pool.get() == other.pool.get()
+    }
+}
+
 impl Charge {
     pub(crate) fn add(&self, held: Held) {
         self.requester.add(held);
@@ -159,6 +166,20 @@ pub(crate) struct Ledger {
     by_requester: HashMap<RequesterId, Arc<Tally>>,
 }
 
+/// Two ledgers are alike when every tally counts the same.
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Self) -> bool {
+        self.pool.get() == other.pool.get()
+            && self.by_requester.len() == other.by_requester.len()
+            && self.by_requester.iter().all(|(requester, tally)| {
+                other
+                    .by_requester
+                    .get(requester)
+                    .is_some_and(|theirs| theirs.get() == tally.get())
+            })
+    }
+}
+
 impl Ledger {
     pub(crate) fn charge_for(&mut self, requester: RequesterId) -> Charge {
         Charge {
@@ -175,6 +196,24 @@ impl Ledger {
 
     pub(crate) fn of_pool(&self) -> Held {
         self.pool.get()
+    }
+
+    /// A ledger with tallies of its own, counting what this one counts.
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn copy(&self) -> Ledger {
+        let copied = |tally: &Tally| {
+            let copy = Tally::default();
+            copy.add(tally.get());
+            Arc::new(copy)
+        };
+        Ledger {
+            pool: copied(&self.pool),
+            by_requester: self
+                .by_requester
+                .iter()
+                .map(|(requester, tally)| (*requester, copied(tally)))
+                .collect(),
+        }
     }
 
     /// Every requester's tally, for the invariant checks.

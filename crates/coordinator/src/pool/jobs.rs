@@ -3,12 +3,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use store::{JobRow, TaskRow, Write};
+use store::{JobRow, TaskRow};
 use wire::{
-    AttemptId, JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare,
-    RequesterId, TaskCounts, TaskState, WhyResponse,
+    JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare, RequesterId,
+    TaskCounts, TaskState, WhyResponse,
 };
 
+use super::events::Event;
 use super::held::{Charge, Held, human_bytes, job_bytes, task_bytes};
 use super::{Changes, Job, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of};
 
@@ -123,7 +124,7 @@ impl Job {
     /// list nodes fetch under. Results are read from the store, and the counts stay, so an
     /// ended job costs the same few hundred bytes however many tasks it had, as it does when
     /// loaded after a restart.
-    fn release_ended(&mut self) {
+    pub(super) fn release_ended(&mut self) {
         debug_assert!(
             self.state.is_terminal(),
             "only an ended job lets go of its tasks"
@@ -152,9 +153,9 @@ impl PoolState {
             requester,
             mut submission,
         } = new;
-        let task_specs = std::mem::take(&mut submission.tasks);
-        let task_count = task_specs.len() as u32;
-        let row = JobRow {
+        let tasks = std::mem::take(&mut submission.tasks);
+        let task_count = tasks.len() as u32;
+        let job = JobRow {
             id,
             requester_id: requester,
             spec: submission,
@@ -164,7 +165,16 @@ impl PoolState {
             created_at_ms: now_ms,
             finished_at_ms: None,
         };
-        self.next_submitted_seq += 1;
+        self.record(Event::JobSubmitted { job, tasks }, out);
+        JobSubmitted {
+            job_id: id,
+            tasks: task_count,
+        }
+    }
+
+    /// A submitted job joins the pool, its tasks pending.
+    pub(super) fn insert_job(&mut self, row: &JobRow, task_specs: &[wire::TaskSpec]) {
+        self.next_submitted_seq = self.next_submitted_seq.max(row.submitted_seq + 1);
         let tasks: Vec<Task> = task_specs
             .iter()
             .map(|spec| Task {
@@ -174,23 +184,15 @@ impl PoolState {
             })
             .collect();
         let counts = TaskCounts {
-            total: task_count,
-            pending: task_count,
+            total: row.task_count,
+            pending: row.task_count,
             ..TaskCounts::default()
         };
-        let charge = self.held.charge_for(requester);
-        let job = new_job(&row, tasks, counts, charge);
-        out.push(Write::InsertJob {
-            job: row,
-            tasks: task_specs,
-        });
-        self.jobs.insert(id, job);
-        self.open_jobs.insert(id);
-        self.requeue_pending_of(id);
-        JobSubmitted {
-            job_id: id,
-            tasks: task_count,
-        }
+        let charge = self.held.charge_for(row.requester_id);
+        let job = new_job(row, tasks, counts, charge);
+        self.jobs.insert(row.id, job);
+        self.open_jobs.insert(row.id);
+        self.requeue_pending_of(row.id);
     }
 
     pub(crate) fn restore_jobs(
@@ -267,27 +269,23 @@ impl PoolState {
 
     /// Ends the job once every task has ended.
     pub(crate) fn finish_job_if_done(&mut self, job_id: JobId, now_ms: u64, out: &mut Outbox) {
-        let Some(job) = self.jobs.get_mut(&job_id) else {
+        let Some(job) = self.jobs.get(&job_id) else {
             return;
         };
         if job.state != JobState::Running || job.counts.ended() < job.counts.total {
             return;
         }
-        job.state = if job.counts.succeeded == job.counts.total {
+        let state = if job.counts.succeeded == job.counts.total {
             JobState::Completed
         } else {
             JobState::Failed
         };
-        job.finished_at_ms = Some(now_ms);
-        job.release_ended();
-        job.bump(&mut self.changes);
-        self.open_jobs.remove(&job_id);
-        out.push(Write::FinishJob {
-            job_id,
-            state: job.state,
+        let event = Event::JobFinished {
+            job: job_id,
+            state,
             at_ms: now_ms,
-        });
-        self.sync_ready(job_id);
+        };
+        self.record(event, out);
     }
 
     /// Refuses a job holding `adding` from `requester` when it would take the unfinished
@@ -349,15 +347,12 @@ impl PoolState {
             .collect();
         expired.sort_unstable();
         expired.truncate(max);
-        let job_ids: Vec<JobId> = expired.into_iter().map(|(_, job_id)| job_id).collect();
-        for job_id in &job_ids {
-            self.jobs.remove(job_id);
-            self.changes.jobs.push(*job_id);
+        let jobs: Vec<JobId> = expired.into_iter().map(|(_, job_id)| job_id).collect();
+        let purged = jobs.len();
+        if purged > 0 {
+            self.record(Event::JobsPurged { jobs }, out);
         }
-        if !job_ids.is_empty() {
-            out.push(Write::PurgeJobs(job_ids.clone()));
-        }
-        job_ids.len()
+        purged
     }
 
     fn owned_job(&self, job_id: JobId, requester: RequesterId) -> Result<&Job, PoolError> {
@@ -384,33 +379,11 @@ impl PoolState {
                 "job {job_id} already ended ({state}); nothing to cancel"
             )));
         }
-        let running: Vec<AttemptId> = self.jobs[&job_id]
-            .tasks
-            .iter()
-            .filter_map(|task| match task.slot {
-                Slot::Running(attempt_id) => Some(attempt_id),
-                _ => None,
-            })
-            .collect();
-        for attempt_id in running {
-            self.remove_attempt(attempt_id);
-        }
-        let job = self.jobs.get_mut(&job_id).expect("checked above");
-        for index in 0..job.tasks.len() as u32 {
-            if !matches!(job.tasks[index as usize].slot, Slot::Ended(_)) {
-                job.set_slot(index, Slot::Ended(TaskState::Cancelled));
-            }
-        }
-        job.state = JobState::Cancelled;
-        job.finished_at_ms = Some(now_ms);
-        job.release_ended();
-        job.bump(&mut self.changes);
-        self.open_jobs.remove(&job_id);
-        out.push(Write::CancelJob {
-            job_id,
+        let event = Event::JobCancelled {
+            job: job_id,
             at_ms: now_ms,
-        });
-        self.sync_ready(job_id);
+        };
+        self.record(event, out);
         Ok(())
     }
 

@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use store::{AttemptEnd, AttemptEndState, AttemptRow, TaskEnd, Write};
+use store::{AttemptEnd, AttemptEndState, AttemptRow, TaskEnd};
 use wire::{
     AttemptGrant, AttemptId, HeartbeatRequest, HeartbeatResponse, JobId, JobState, LeaseResponse,
     NodeActivity, NodeId, Outcome, TaskState,
 };
 
+use super::events::Event;
 use super::jobs::job_demand;
 use super::nodes::node_offer;
 use super::{Attempt, Outbox, PoolState, Slot};
@@ -60,7 +61,7 @@ impl PoolState {
         entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> LeaseResponse {
-        self.touch(node_id, now_ms);
+        self.heard(node_id, now_ms, out);
         let Some(node) = self.nodes.get(&node_id) else {
             return LeaseResponse::default();
         };
@@ -71,18 +72,19 @@ impl PoolState {
         let mut response = LeaseResponse::default();
         let mut rows = Vec::new();
         for assignment in assignments {
-            self.grant(
-                node_id,
-                JobId(assignment.job),
-                assignment.count,
-                now_ms,
-                entropy,
-                &mut response,
-                &mut rows,
-            );
+            let job_id = JobId(assignment.job);
+            let grant = self.grant(node_id, job_id, assignment.count, now_ms, entropy, out);
+            self.respond(grant, now_ms, &mut response, &mut rows);
         }
         if !rows.is_empty() {
-            out.push(Write::GrantAttempts(rows));
+            self.record(
+                Event::GrantsDelivered {
+                    node: node_id,
+                    at_ms: now_ms,
+                    attempts: rows,
+                },
+                out,
+            );
         }
         response
     }
@@ -109,13 +111,15 @@ impl PoolState {
     }
 
     /// Places pending tasks on nodes that wait for work, each offering up to its `slots_free`;
-    /// returns the grants per node, with the rows to write once the node has them. Grants the
-    /// caller cannot deliver go back with [`PoolState::revert`].
+    /// returns the grants per node, with the rows to write once the node has them. Grants
+    /// that reach their node are recorded with [`PoolState::delivered`]; those that do not go
+    /// back with [`PoolState::revert`].
     pub(crate) fn place(
         &mut self,
         waiting: &[(NodeId, u32)],
         now_ms: u64,
         entropy: &dyn Entropy,
+        out: &mut Outbox,
     ) -> Vec<(NodeId, LeaseResponse, Vec<AttemptRow>)> {
         if waiting.is_empty() || self.ready.is_empty() {
             return Vec::new();
@@ -142,23 +146,16 @@ impl PoolState {
             let mut response = LeaseResponse::default();
             let mut rows = Vec::new();
             for (job_id, count) in work {
-                self.grant(
-                    node_id,
-                    job_id,
-                    count,
-                    now_ms,
-                    entropy,
-                    &mut response,
-                    &mut rows,
-                );
+                let grant = self.grant(node_id, job_id, count, now_ms, entropy, out);
+                self.respond(grant, now_ms, &mut response, &mut rows);
             }
             placed.push((node_id, response, rows));
         }
         placed
     }
 
-    /// Starts `count` pending tasks of `job_id` on `node_id`.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts up to `count` pending tasks of `job_id` on `node_id`, in queue order; returns
+    /// what was granted, as recorded.
     fn grant(
         &mut self,
         node_id: NodeId,
@@ -166,33 +163,64 @@ impl PoolState {
         count: u32,
         now_ms: u64,
         entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) -> Option<Grant> {
+        let (Some(job), Some(node)) = (self.jobs.get(&job_id), self.nodes.get(&node_id)) else {
+            return None;
+        };
+        let attempts: Vec<(AttemptId, u32)> = job
+            .pending
+            .iter()
+            .take(count as usize)
+            .map(|index| (AttemptId(entropy.next_u64()), *index))
+            .collect();
+        if attempts.is_empty() {
+            return None;
+        }
+        let send_runtime = !node.jobs_sent.contains(&job_id);
+        let grant = Grant {
+            node: node_id,
+            job: job_id,
+            send_runtime,
+            attempts: attempts.clone(),
+        };
+        self.record(
+            Event::AttemptsGranted {
+                node: node_id,
+                job: job_id,
+                at_ms: now_ms,
+                send_runtime,
+                attempts,
+            },
+            out,
+        );
+        Some(grant)
+    }
+
+    /// Adds what `grant` started to a node's lease response and to the rows that make it
+    /// durable once delivered.
+    fn respond(
+        &self,
+        grant: Option<Grant>,
+        now_ms: u64,
         response: &mut LeaseResponse,
         rows: &mut Vec<AttemptRow>,
     ) {
-        let lease_ms = self.lease_term_ms();
-        self.forget_ended_jobs_sent(node_id);
-        let (Some(job), Some(node)) = (self.jobs.get_mut(&job_id), self.nodes.get_mut(&node_id))
-        else {
+        let Some(grant) = grant else {
             return;
         };
-        let ends_by_ms = attempt_ends_by_ms(&job.runtime.limits, now_ms, lease_ms);
-        let paused_ms_at_grant = node.pauses.total_ms(now_ms);
-        if node.jobs_sent.insert(job_id) {
+        let job = &self.jobs[&grant.job];
+        if grant.send_runtime {
             response.jobs.push((*job.runtime).clone());
         }
-        for _ in 0..count {
-            let Some(index) = job.pending.pop_front() else {
-                break;
-            };
-            let attempt_id = AttemptId(entropy.next_u64());
-            job.set_slot(index, Slot::Running(attempt_id));
-            let task = &mut job.tasks[index as usize];
-            task.attempts += 1;
-            job.attempts_total += 1;
-            let spec = task.spec.as_ref().expect("a pending task has its spec");
+        for (attempt_id, index) in grant.attempts {
+            let spec = job.tasks[index as usize]
+                .spec
+                .as_ref()
+                .expect("a running task has its spec");
             response.attempts.push(AttemptGrant {
                 attempt_id,
-                job_id,
+                job_id: grant.job,
                 task_index: index,
                 args: spec.args.clone(),
                 stdin: spec.stdin,
@@ -200,75 +228,56 @@ impl PoolState {
             });
             rows.push(AttemptRow {
                 id: attempt_id,
-                job_id,
+                job_id: grant.job,
                 task_index: index,
-                node_id,
+                node_id: grant.node,
                 granted_at_ms: now_ms,
             });
-            node.running.insert(attempt_id);
-            self.deadlines.insert((ends_by_ms, attempt_id));
-            self.attempts.insert(
-                attempt_id,
-                Attempt {
-                    job: job_id,
-                    task: index,
-                    node: node_id,
-                    granted_at_ms: now_ms,
-                    ends_by_ms,
-                    paused_ms_at_grant,
-                    check_at_ms: ends_by_ms,
-                    unlisted_since_ms: None,
-                },
-            );
         }
-        job.bump(&mut self.changes);
-        self.sync_ready(job_id);
     }
 
     /// Grants placed for a waiting node reached it: its lease runs a whole term from now, so it
-    /// has time to heartbeat the new attempts. Only a delivered grant extends the lease (a
-    /// reverted one leaves it as the node's last request set it); a lease request that is
-    /// answered at once was a request, so `touch` extended it already.
-    pub(crate) fn delivered(&mut self, node_id: NodeId, now_ms: u64) {
-        let lease_ms = self.lease_term_ms();
-        if let Some(node) = self.nodes.get_mut(&node_id) {
-            node.lease_until_ms = node.lease_until_ms.max(now_ms + lease_ms);
-        }
-    }
-
-    /// Keeps a node's sent-runtimes set from growing with every job it ever ran: past a bound,
-    /// the ended jobs leave it (a job that ended is never sent again).
-    fn forget_ended_jobs_sent(&mut self, node_id: NodeId) {
-        let Some(node) = self.nodes.get_mut(&node_id) else {
-            return;
+    /// has time to heartbeat the new attempts, and they are written. Only a delivered grant
+    /// extends the lease (a reverted one leaves it as the node's last request set it).
+    pub(crate) fn delivered(
+        &mut self,
+        node_id: NodeId,
+        rows: Vec<AttemptRow>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        let event = Event::GrantsDelivered {
+            node: node_id,
+            at_ms: now_ms,
+            attempts: rows,
         };
-        if node.jobs_sent.len() < super::JOBS_SENT_MAX {
-            return;
-        }
-        let jobs = &self.jobs;
-        node.jobs_sent
-            .retain(|job_id| jobs.get(job_id).is_some_and(|job| !job.state.is_terminal()));
+        self.record(event, out);
     }
 
     /// Undoes grants that never reached their node (its request went away).
-    pub(crate) fn revert(&mut self, node_id: NodeId, response: &LeaseResponse) {
-        for grant in &response.attempts {
-            let Some(attempt) = self.remove_attempt(grant.attempt_id) else {
-                continue;
-            };
-            let job = self
-                .jobs
-                .get_mut(&attempt.job)
-                .expect("attempts belong to jobs");
-            job.set_slot(attempt.task, Slot::Pending);
-            job.tasks[attempt.task as usize].attempts -= 1;
-            job.attempts_total -= 1;
-            self.sync_ready(attempt.job);
-        }
-        if let Some(node) = self.nodes.get_mut(&node_id) {
-            for runtime in &response.jobs {
-                node.jobs_sent.remove(&runtime.job_id);
-            }
+    pub(crate) fn revert(&mut self, node_id: NodeId, response: &LeaseResponse, out: &mut Outbox) {
+        let event = Event::GrantsWithdrawn {
+            node: node_id,
+            attempts: response
+                .attempts
+                .iter()
+                .map(|grant| grant.attempt_id)
+                .collect(),
+            runtimes: response.jobs.iter().map(|runtime| runtime.job_id).collect(),
+        };
+        self.record(event, out);
+    }
+
+    /// A request of `node_id` came: it is alive.
+    pub(super) fn heard(&mut self, node_id: NodeId, now_ms: u64, out: &mut Outbox) {
+        if self.nodes.contains_key(&node_id) {
+            self.record(
+                Event::NodeHeard {
+                    node: node_id,
+                    at_ms: now_ms,
+                },
+                out,
+            );
         }
     }
 
@@ -279,7 +288,7 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) -> HeartbeatResponse {
-        self.touch(node_id, now_ms);
+        self.heard(node_id, now_ms, out);
         let lease_ms = self.lease_term_ms();
         let listed: HashSet<AttemptId> = request.running.iter().copied().collect();
         let cancel = request
@@ -292,26 +301,27 @@ impl PoolState {
                     .is_none_or(|attempt| attempt.node != node_id)
             })
             .collect();
-        if let Some(node) = self.nodes.get_mut(&node_id) {
-            let paused = matches!(request.activity, NodeActivity::Paused { .. });
-            node.pauses.set_paused(paused, now_ms);
-            if request.activity == NodeActivity::Active && node.activity != NodeActivity::Active {
-                self.changes.nodes_freed.push(node_id);
+        if let Some(node) = self.nodes.get(&node_id) {
+            if request.activity != node.activity {
+                let event = Event::NodeActivitySet {
+                    node: node_id,
+                    activity: request.activity.clone(),
+                    at_ms: now_ms,
+                };
+                self.record(event, out);
             }
-            node.activity = request.activity.clone();
             if let Some(capabilities) = &request.capabilities
-                && *capabilities != node.capabilities
+                && *capabilities != self.nodes[&node_id].capabilities
             {
                 // The owner changed what the node lends; work is matched to it from now on.
-                node.capabilities = capabilities.clone();
-                self.changes.nodes_freed.push(node_id);
-                out.push(Write::SetNodeCapabilities {
-                    node_id,
+                let event = Event::NodeCapabilitiesSet {
+                    node: node_id,
                     capabilities: capabilities.clone(),
-                });
+                };
+                self.record(event, out);
             }
         }
-        for attempt_id in self.forgotten(node_id, &listed, now_ms, lease_ms) {
+        for attempt_id in self.forgotten(node_id, &listed, now_ms, lease_ms, out) {
             self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
         }
         HeartbeatResponse {
@@ -332,24 +342,30 @@ impl PoolState {
         listed: &HashSet<AttemptId>,
         now_ms: u64,
         lease_ms: u64,
+        out: &mut Outbox,
     ) -> Vec<AttemptId> {
         let Some(node) = self.nodes.get(&node_id) else {
             return Vec::new();
         };
         let mut forgotten = Vec::new();
+        let mut unlisted = Vec::new();
         for attempt_id in &node.running {
-            let Some(attempt) = self.attempts.get_mut(attempt_id) else {
-                continue;
-            };
+            let attempt = &self.attempts[attempt_id];
+            let since_ms = attempt.unlisted_since_ms;
             if listed.contains(attempt_id) || attempt.granted_at_ms + lease_ms >= now_ms {
-                attempt.unlisted_since_ms = None;
+                if since_ms.is_some() {
+                    unlisted.push((*attempt_id, None));
+                }
                 continue;
             }
-            match attempt.unlisted_since_ms {
-                None => attempt.unlisted_since_ms = Some(now_ms),
+            match since_ms {
+                None => unlisted.push((*attempt_id, Some(now_ms))),
                 Some(since_ms) if since_ms + lease_ms < now_ms => forgotten.push(*attempt_id),
                 Some(_) => {}
             }
+        }
+        for (attempt, since_ms) in unlisted {
+            self.record(Event::AttemptUnlisted { attempt, since_ms }, out);
         }
         forgotten
     }
@@ -377,39 +393,21 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Vec<AttemptId> {
-        self.touch(node_id, now_ms);
-        let mut ends = Vec::new();
+        self.heard(node_id, now_ms, out);
+        let mut released = Vec::new();
         for attempt_id in attempts {
             let Ok(attempt) = self.held_attempt(node_id, *attempt_id) else {
                 continue;
             };
-            self.remove_attempt(*attempt_id);
-            let job = self
-                .jobs
-                .get_mut(&attempt.job)
-                .expect("attempts belong to jobs");
-            job.set_slot(attempt.task, Slot::Pending);
-            job.tasks[attempt.task as usize].attempts -= 1;
-            job.attempts_total -= 1;
-            job.bump(&mut self.changes);
-            self.sync_ready(attempt.job);
-            ends.push(AttemptEnd {
-                attempt_id: *attempt_id,
-                job_id: attempt.job,
-                task_index: attempt.task,
-                state: AttemptEndState::Released,
-                at_ms: now_ms,
-                outcome: None,
-                usage: None,
-                stdout: None,
-                stderr: None,
-                outputs: Vec::new(),
-                task_end: None,
-            });
-        }
-        let released = ends.iter().map(|end| end.attempt_id).collect();
-        if !ends.is_empty() {
-            out.push(Write::EndAttempts(ends));
+            let end = unreported_end(
+                *attempt_id,
+                &attempt,
+                AttemptEndState::Released,
+                None,
+                now_ms,
+            );
+            self.record(Event::AttemptEnded { end }, out);
+            released.push(*attempt_id);
         }
         released
     }
@@ -450,31 +448,17 @@ impl PoolState {
                 .saturating_add(paused_ms.min(super::PAUSE_ALLOWANCE_MS));
             if end_ms > now_ms {
                 // The node was paused, and the sandbox's deadline stood still meanwhile.
-                self.deadlines.remove(&(check_at_ms, attempt_id));
-                self.deadlines.insert((end_ms, attempt_id));
-                self.attempts
-                    .get_mut(&attempt_id)
-                    .expect("checked above")
-                    .check_at_ms = end_ms;
+                let event = Event::AttemptDeadlineMoved {
+                    attempt: attempt_id,
+                    check_at_ms: end_ms,
+                };
+                self.record(event, out);
                 continue;
             }
             self.expire_attempt(attempt_id, now_ms, Expiry::Overdue, out);
             expired += 1;
         }
         expired
-    }
-
-    /// Takes an attempt out of the pool's indexes and its node's slots; its task is the
-    /// caller's to update.
-    pub(super) fn remove_attempt(&mut self, attempt_id: AttemptId) -> Option<Attempt> {
-        let attempt = self.attempts.remove(&attempt_id)?;
-        self.uploads.remove(&attempt_id);
-        self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
-        if let Some(node) = self.nodes.get_mut(&attempt.node) {
-            node.running.remove(&attempt_id);
-            self.changes.nodes_freed.push(attempt.node);
-        }
-        Some(attempt)
     }
 
     pub(crate) fn expire_node(
@@ -484,12 +468,12 @@ impl PoolState {
         why: Expiry,
         out: &mut Outbox,
     ) -> usize {
-        let Some(node) = self.nodes.get_mut(&node_id) else {
+        if !self.nodes.contains_key(&node_id) {
             return 0;
-        };
+        }
         // A node that comes back must be sent the runtimes of its jobs again.
-        node.jobs_sent.clear();
-        let attempts: Vec<AttemptId> = node.running.iter().copied().collect();
+        self.record(Event::NodeRuntimesUnsent { node: node_id }, out);
+        let attempts: Vec<AttemptId> = self.nodes[&node_id].running.iter().copied().collect();
         for attempt_id in &attempts {
             self.expire_attempt(*attempt_id, now_ms, why, out);
         }
@@ -503,13 +487,10 @@ impl PoolState {
         why: Expiry,
         out: &mut Outbox,
     ) {
-        let Some(attempt) = self.remove_attempt(attempt_id) else {
+        let Some(attempt) = self.attempts.get(&attempt_id).copied() else {
             return;
         };
-        let job = self
-            .jobs
-            .get_mut(&attempt.job)
-            .expect("attempts belong to jobs");
+        let job = &self.jobs[&attempt.job];
         let attempts_made = job.tasks[attempt.task as usize].attempts;
         let task_end = (attempts_made >= job.max_attempts).then_some(TaskEnd {
             state: TaskState::Failed,
@@ -517,11 +498,6 @@ impl PoolState {
                 attempts: attempts_made,
             },
         });
-        match &task_end {
-            Some(end) => job.set_slot(attempt.task, Slot::Ended(end.state)),
-            None => job.set_slot(attempt.task, Slot::Pending),
-        }
-        job.bump(&mut self.changes);
         tracing::info!(
             attempt = %attempt_id,
             job = %attempt.job,
@@ -531,20 +507,14 @@ impl PoolState {
             requeued = task_end.is_none(),
             "attempt expired"
         );
-        out.push(Write::EndAttempts(vec![AttemptEnd {
+        let end = unreported_end(
             attempt_id,
-            job_id: attempt.job,
-            task_index: attempt.task,
-            state: AttemptEndState::Expired,
-            at_ms: now_ms,
-            outcome: None,
-            usage: None,
-            stdout: None,
-            stderr: None,
-            outputs: Vec::new(),
+            &attempt,
+            AttemptEndState::Expired,
             task_end,
-        }]));
-        self.sync_ready(attempt.job);
+            now_ms,
+        );
+        self.record(Event::AttemptEnded { end }, out);
         self.finish_job_if_done(attempt.job, now_ms, out);
     }
 
@@ -583,4 +553,35 @@ impl PoolState {
             },
         );
     }
+}
+
+/// The end of an attempt its node did not report: released or expired.
+fn unreported_end(
+    attempt_id: AttemptId,
+    attempt: &Attempt,
+    state: AttemptEndState,
+    task_end: Option<TaskEnd>,
+    now_ms: u64,
+) -> AttemptEnd {
+    AttemptEnd {
+        attempt_id,
+        job_id: attempt.job,
+        task_index: attempt.task,
+        state,
+        at_ms: now_ms,
+        outcome: None,
+        usage: None,
+        stdout: None,
+        stderr: None,
+        outputs: Vec::new(),
+        task_end,
+    }
+}
+
+/// What one grant started, to answer the node with.
+struct Grant {
+    node: NodeId,
+    job: JobId,
+    send_runtime: bool,
+    attempts: Vec<(AttemptId, u32)>,
 }

@@ -15,10 +15,15 @@
 //! - Once a task has ended it never changes again.
 
 mod admission;
+mod apply;
+mod commands;
+pub(crate) mod events;
 mod held;
 mod jobs;
 mod leases;
 mod nodes;
+#[cfg(any(test, debug_assertions))]
+mod replica;
 mod reports;
 mod trust;
 
@@ -32,6 +37,11 @@ use wire::{
 };
 
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
+pub(crate) use commands::{
+    Cancel, Command, CreateToken, Deliver, Expire, Heartbeat, Lease, NewToken, Place, PurgeEnded,
+    PurgeSilentNodes, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken, Submit,
+    Withdraw,
+};
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::NewNode;
@@ -68,8 +78,19 @@ const JOBS_SENT_MAX: usize = 256;
 /// The heartbeat rate a pool of any size asks of its nodes together.
 pub(crate) const HEARTBEATS_PER_S_MAX: u64 = 2_000;
 
-/// Writes to queue to the store, in order.
-pub(crate) type Outbox = Vec<Write>;
+/// What a change did: its events in the order they were applied, and the rows they imply, to
+/// queue to the store in that order.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) events: Vec<events::Event>,
+    pub(crate) writes: Vec<Write>,
+}
+
+impl Outbox {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+}
 
 pub(crate) struct PoolState {
     pub(crate) pool_name: String,
@@ -95,13 +116,14 @@ pub(crate) struct PoolState {
     node_tokens: HashMap<String, NodeId>,
     /// Identities the owner removed from the pool; they may not register again.
     removed_nodes: HashSet<NodeId>,
-    /// Challenges, registration rates and node counts per join token, and live nodes.
-    admission: admission::Admission,
+    /// Nodes per join token, and live nodes.
+    node_counts: admission::NodeCounts,
     next_submitted_seq: u64,
     /// What unfinished work holds, per requester and in all.
     held: held::Ledger,
 }
 
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Job {
     pub(crate) id: JobId,
     pub(crate) requester: RequesterId,
@@ -131,6 +153,7 @@ pub(crate) struct Job {
     pub(crate) runtime_bytes: u64,
 }
 
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Task {
     /// Absent once the task ended: nothing needs it any more.
     pub(crate) spec: Option<TaskSpec>,
@@ -156,6 +179,7 @@ impl Slot {
     }
 }
 
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
     pub(crate) id: NodeId,
     pub(crate) name: String,
@@ -187,7 +211,7 @@ pub(crate) struct Node {
     pub(crate) jobs_sent: HashSet<JobId>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Attempt {
     pub(crate) job: JobId,
     pub(crate) task: u32,
@@ -210,7 +234,7 @@ pub(crate) struct Attempt {
 pub(crate) const PAUSE_ALLOWANCE_MS: u64 = 15 * 60_000;
 
 /// Time a node has spent paused, as its heartbeats said.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PauseClock {
     closed_ms: u64,
     since_ms: Option<u64>,
@@ -271,7 +295,7 @@ impl PoolState {
             join_tokens: HashSet::new(),
             node_tokens: HashMap::new(),
             removed_nodes: HashSet::new(),
-            admission: admission::Admission::default(),
+            node_counts: admission::NodeCounts::default(),
             next_submitted_seq: 1,
             held: held::Ledger::default(),
         }
@@ -335,21 +359,13 @@ impl PoolState {
     /// large clusters). Only live nodes count: nodes gone silent send nothing, and must not
     /// slow down the ones that remain.
     pub(crate) fn heartbeat_interval_ms(&self) -> u64 {
-        let spread_ms = self.admission.live_nodes * 1000 / HEARTBEATS_PER_S_MAX;
+        let spread_ms = self.node_counts.live_nodes * 1000 / HEARTBEATS_PER_S_MAX;
         (self.lease_ms_min / 3).max(spread_ms).max(1)
     }
 
     /// How long a lease lasts past a node's last request: at least three heartbeats.
     pub(crate) fn lease_term_ms(&self) -> u64 {
         self.lease_ms_min.max(3 * self.heartbeat_interval_ms())
-    }
-
-    pub(crate) fn add_requester_token(&mut self, hash: String, requester: RequesterId) {
-        self.requester_tokens.insert(hash, requester);
-    }
-
-    pub(crate) fn add_join_token(&mut self, hash: String) {
-        self.join_tokens.insert(hash);
     }
 
     #[cfg(test)]

@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use store::{NodeRow, Write};
+use store::NodeRow;
 use wire::{BlobHash, Capabilities, JobId, JobRuntime, NodeActivity, NodeId, NodeState, NodeView};
 
+use super::events::{Event, NodeGone};
 use super::{Node, Outbox, PoolState};
 use crate::pool::leases::Expiry;
 
@@ -29,9 +30,14 @@ impl PoolState {
     pub(crate) fn register(&mut self, new: NewNode, now_ms: u64, out: &mut Outbox) {
         if self.nodes.contains_key(&new.id) {
             self.expire_node(new.id, now_ms, Expiry::Restarted, out);
-            self.forget_node(new.id);
+            let event = Event::NodeGone {
+                node: new.id,
+                why: NodeGone::Restarted,
+                at_ms: now_ms,
+            };
+            self.record(event, out);
         }
-        let row = NodeRow {
+        let node = NodeRow {
             id: new.id,
             public_key: new.public_key,
             token_hash: new.token_hash,
@@ -44,17 +50,15 @@ impl PoolState {
             seen_at_ms: now_ms,
             registered_at_ms: now_ms,
         };
-        out.push(Write::UpsertNode(row.clone()));
-        self.insert_node_row(row, now_ms);
-        self.touch(new.id, now_ms);
+        self.record(Event::NodeRegistered { node }, out);
     }
 
     pub(crate) fn insert_node_row(&mut self, row: NodeRow, now_ms: u64) {
         self.node_tokens.insert(row.token_hash.clone(), row.id);
         // Nodes from before join tokens were recorded count under no token.
         let join_token_hash = row.join_token_hash.unwrap_or_default();
-        self.admission.count_node(&join_token_hash);
-        self.admission.live_nodes += 1;
+        self.node_counts.count_node(&join_token_hash);
+        self.node_counts.live_nodes += 1;
         let labels_sorted = row
             .labels
             .iter()
@@ -87,38 +91,12 @@ impl PoolState {
         );
     }
 
-    /// Any authenticated request of a node shows it is alive and extends its leases.
-    pub(crate) fn touch(&mut self, node_id: NodeId, now_ms: u64) {
-        let lease_ms = self.lease_term_ms();
-        if let Some(node) = self.nodes.get_mut(&node_id) {
-            node.last_seen_ms = now_ms;
-            node.heard_ms = now_ms;
-            node.lease_until_ms = now_ms + lease_ms;
-            if !node.counted_live {
-                node.counted_live = true;
-                self.admission.live_nodes += 1;
-            }
-        }
-    }
-
-    /// Takes a node out of memory (not the store) with its token, its parked request and its
-    /// place in the counts; the caller ended or released its attempts first.
-    pub(crate) fn forget_node(&mut self, node_id: NodeId) -> Option<Node> {
-        let node = self.nodes.remove(&node_id)?;
-        self.node_tokens.remove(&node.token_hash);
-        self.changes.nodes_gone.push(node_id);
-        self.admission.uncount_node(&node.join_token_hash);
-        if node.counted_live {
-            self.admission.live_nodes -= 1;
-        }
-        Some(node)
-    }
-
     /// Forgets, in memory and in the store, up to `nodes_max` nodes not heard from since
     /// `heard_before_ms` that hold no attempts; returns how many. Such a node that comes back
     /// registers again, as a new node of its join token.
     pub(crate) fn purge_silent_nodes(
         &mut self,
+        now_ms: u64,
         heard_before_ms: u64,
         nodes_max: usize,
         out: &mut Outbox,
@@ -134,9 +112,13 @@ impl PoolState {
         silent.sort_unstable();
         silent.truncate(nodes_max);
         let silent: Vec<NodeId> = silent.into_iter().map(|(_, node_id)| node_id).collect();
-        for &node_id in &silent {
-            self.forget_node(node_id);
-            out.push(Write::DeleteNode { node_id });
+        for &node in &silent {
+            let event = Event::NodeGone {
+                node,
+                why: NodeGone::Silent,
+                at_ms: now_ms,
+            };
+            self.record(event, out);
         }
         silent.len()
     }
@@ -155,14 +137,12 @@ impl PoolState {
         // every run.
         due.sort_unstable();
         due.truncate(nodes_max);
-        let mut seen = Vec::with_capacity(due.len());
-        for node_id in due {
-            let node = self.nodes.get_mut(&node_id).expect("listed above");
-            node.heard_stored_ms = node.heard_ms;
-            seen.push((node_id, node.heard_ms));
-        }
-        if !seen.is_empty() {
-            out.push(Write::SetNodesSeen(seen));
+        let nodes: Vec<(NodeId, u64)> = due
+            .into_iter()
+            .map(|node_id| (node_id, self.nodes[&node_id].heard_ms))
+            .collect();
+        if !nodes.is_empty() {
+            self.record(Event::NodesHeardStored { nodes }, out);
         }
     }
 

@@ -8,12 +8,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use store::{AttemptEnd, AttemptEndState, TaskEnd, Write};
-use wire::{
-    AttemptId, AttemptReport, BlobHash, JobId, Limits, NodeId, Outcome, ReportAck, TaskState,
-};
+use store::{AttemptEnd, AttemptEndState, TaskEnd};
+use wire::{AttemptId, AttemptReport, BlobHash, Limits, NodeId, Outcome, ReportAck, TaskState};
 
-use super::{Attempt, Outbox, PoolState, Slot};
+use super::events::Event;
+use super::{Attempt, Outbox, PoolState};
 
 impl PoolState {
     /// The largest blob `node_id` may upload for `attempt_id` now: the most the attempt may
@@ -77,17 +76,13 @@ impl PoolState {
                  job's caps on stdout, stderr and /output"
             ));
         }
-        self.uploads
-            .entry(attempt_id)
-            .or_default()
-            .insert(hash, size_bytes);
-        out.push(Write::RecordAttemptUpload {
-            attempt_id,
-            job_id: attempt.job,
+        let event = Event::UploadRecorded {
+            attempt: attempt_id,
             hash,
             size_bytes,
             at_ms: now_ms,
-        });
+        };
+        self.record(event, out);
         Ok(())
     }
 
@@ -100,17 +95,16 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Vec<ReportAck> {
-        self.touch(node_id, now_ms);
-        let mut ends = Vec::new();
+        self.heard(node_id, now_ms, out);
         let mut acks = Vec::with_capacity(reports.len());
         // In id order: jobs that finish are written in the same order in every run.
         let mut finished_jobs = BTreeSet::new();
         for report in reports {
             let attempt_id = report.attempt_id;
-            let (accepted, message) = match self.take_report(node_id, report, now_ms, out) {
-                Ok((end, job_id)) => {
-                    ends.push(end);
-                    finished_jobs.insert(job_id);
+            let (accepted, message) = match self.checked_end(node_id, report, now_ms) {
+                Ok(end) => {
+                    finished_jobs.insert(end.job_id);
+                    self.record(Event::AttemptEnded { end }, out);
                     (true, None)
                 }
                 Err(message) => (false, Some(message)),
@@ -121,32 +115,26 @@ impl PoolState {
                 message,
             });
         }
-        if !ends.is_empty() {
-            out.push(Write::EndAttempts(ends));
-        }
         for job_id in finished_jobs {
             self.finish_job_if_done(job_id, now_ms, out);
         }
         acks
     }
 
-    fn take_report(
-        &mut self,
+    /// The end a report makes of its attempt, once checked: refused unless the node holds the
+    /// attempt and the report stays within what it allowed.
+    fn checked_end(
+        &self,
         node_id: NodeId,
         report: AttemptReport,
         now_ms: u64,
-        out: &mut Outbox,
-    ) -> Result<(AttemptEnd, JobId), String> {
+    ) -> Result<AttemptEnd, String> {
         let attempt = self.held_attempt(node_id, report.attempt_id)?;
-        let limits = self.jobs[&attempt.job].runtime.limits;
+        let job = &self.jobs[&attempt.job];
+        let limits = job.runtime.limits;
         let empty = HashMap::new();
         let uploads = self.uploads.get(&report.attempt_id).unwrap_or(&empty);
         let report = checked_report(report, &limits, uploads, &attempt, now_ms)?;
-        let blobs: Vec<(BlobHash, u64)> = named_blobs(&report).collect();
-        let job = self
-            .jobs
-            .get_mut(&attempt.job)
-            .expect("attempts belong to jobs");
         let task = &job.tasks[attempt.task as usize];
         let task_end = if report.outcome.is_success() {
             Some(TaskState::Succeeded)
@@ -157,32 +145,7 @@ impl PoolState {
         } else {
             Some(TaskState::Failed)
         };
-        job.fuel_total = job.fuel_total.saturating_add(report.usage.fuel_used);
-        match task_end {
-            Some(state) => job.set_slot(attempt.task, Slot::Ended(state)),
-            None => job.set_slot(attempt.task, Slot::Pending),
-        }
-        if task_end == Some(TaskState::Succeeded) {
-            *job.node_shares.entry(node_id).or_default() += 1;
-        }
-        job.bump(&mut self.changes);
-        if !blobs.is_empty() {
-            out.push(Write::AddBlobReaders {
-                hashes: blobs,
-                reader: job.requester,
-                at_ms: now_ms,
-            });
-        }
-        self.remove_attempt(report.attempt_id);
-        let node = self
-            .nodes
-            .get_mut(&node_id)
-            .expect("the node holds the attempt");
-        if task_end == Some(TaskState::Succeeded) {
-            node.tasks_succeeded += 1;
-        }
-        self.sync_ready(attempt.job);
-        Ok((attempt_end(report, &attempt, task_end, now_ms), attempt.job))
+        Ok(attempt_end(report, &attempt, task_end, now_ms))
     }
 }
 
@@ -197,20 +160,6 @@ fn upload_bytes_total_max(limits: &Limits) -> u64 {
         .output_bytes_max
         .saturating_add(limits.stdout_bytes_max)
         .saturating_add(limits.stderr_bytes_max)
-}
-
-fn named_blobs(report: &AttemptReport) -> impl Iterator<Item = (BlobHash, u64)> + '_ {
-    report
-        .stdout
-        .iter()
-        .chain(report.stderr.iter())
-        .map(|blob| (blob.hash, blob.size_bytes))
-        .chain(
-            report
-                .outputs
-                .iter()
-                .map(|file| (file.hash, file.size_bytes)),
-        )
 }
 
 /// The report as the pool believes it: every blob one this attempt uploaded, with its measured

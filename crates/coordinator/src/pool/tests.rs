@@ -1,7 +1,6 @@
 //! The pool's rules, driven directly: no HTTP, no database, a fixed clock and seed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use store::Write;
 use wire::{
@@ -44,23 +43,64 @@ pub(super) fn new_node(
     }
 }
 
+#[path = "rules_tests.rs"]
+mod rules;
+
 struct Harness {
     pool: PoolState,
     /// Lease requests parked as the service parks them.
     parked: crate::parked::Parked,
     entropy: SeededEntropy,
     now_ms: u64,
-    writes: Vec<Write>,
+    out: Outbox,
+    /// A copy of the pool as it started, which the events of every change are applied to: at
+    /// the end of each test it must equal the pool.
+    follower: PoolState,
+    /// The kinds of the events replayed so far.
+    kinds: std::collections::BTreeSet<&'static str>,
+}
+
+/// Every test's events, replayed, rebuild its pool.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.settle();
+        }
+    }
 }
 
 impl Harness {
+    /// Applies the events recorded since the last call to the follower, which must then equal
+    /// the pool.
+    fn settle(&mut self) -> Vec<&'static str> {
+        let events = std::mem::take(&mut self.out.events);
+        self.follower.follow_events(1, &events, &self.pool);
+        let kinds: Vec<_> = events.iter().map(events::Event::kind).collect();
+        self.kinds.extend(kinds.iter().copied());
+        kinds
+    }
+
+    /// Runs `command` now, and replays its events on the pool as it was before: its reply and
+    /// the kinds of its events, in order.
+    fn run<C: Command>(&mut self, command: C) -> (C::Reply, Vec<&'static str>) {
+        self.settle();
+        let reply = self
+            .pool
+            .apply(command, self.now_ms, &self.entropy, &mut self.out);
+        self.pool.check_invariants();
+        (reply, self.settle())
+    }
+
     fn new() -> Self {
+        let pool = PoolState::new("test".to_owned(), LEASE_MS);
         Self {
-            pool: PoolState::new("test".to_owned(), LEASE_MS),
+            follower: pool.replica(),
+            pool,
             parked: crate::parked::Parked::default(),
             entropy: SeededEntropy::from_seed(7),
             now_ms: 1_000_000,
-            writes: Vec::new(),
+            out: Outbox::new(),
+            kinds: Default::default(),
         }
     }
 
@@ -73,7 +113,7 @@ impl Harness {
             capabilities: None,
         };
         self.pool
-            .heartbeat(node, &request, self.now_ms, &mut self.writes)
+            .heartbeat(node, &request, self.now_ms, &mut self.out)
     }
 
     /// Parks a lease request of `node` for up to `slots_free` attempts.
@@ -91,7 +131,7 @@ impl Harness {
     /// What the service does after each change: hands work to the parked requests it reaches.
     fn follow(&mut self) {
         self.parked
-            .follow(&mut self.pool, self.now_ms, &self.entropy, &mut self.writes);
+            .follow(&mut self.pool, self.now_ms, &self.entropy, &mut self.out);
     }
 
     fn node(&mut self, id: u64, slots: u32) -> NodeId {
@@ -102,14 +142,28 @@ impl Harness {
         self.pool.register(
             new_node(id, slots, labels, "join"),
             self.now_ms,
-            &mut self.writes,
+            &mut self.out,
         );
         NodeId(id)
     }
 
     fn job(&mut self, tasks: usize, max_attempts: u32) -> JobId {
+        self.job_with(tasks, max_attempts, wire::Limits::default())
+    }
+
+    fn job_with(&mut self, tasks: usize, max_attempts: u32, limits: wire::Limits) -> JobId {
+        self.job_from(tasks, max_attempts, |submission| submission.limits = limits)
+    }
+
+    /// A job of `tasks` tasks, its submission as `edit` leaves it.
+    fn job_from(
+        &mut self,
+        tasks: usize,
+        max_attempts: u32,
+        edit: impl FnOnce(&mut JobSubmission),
+    ) -> JobId {
         let id = JobId(self.entropy.next_u64());
-        let submission = JobSubmission {
+        let mut submission = JobSubmission {
             name: "job".to_owned(),
             module: BlobHash::of(b"module"),
             env: BTreeMap::new(),
@@ -125,6 +179,7 @@ impl Harness {
                 })
                 .collect(),
         };
+        edit(&mut submission);
         self.pool.add_job(
             NewJob {
                 id,
@@ -132,14 +187,14 @@ impl Harness {
                 submission,
             },
             self.now_ms,
-            &mut self.writes,
+            &mut self.out,
         );
         id
     }
 
     fn take(&mut self, node: NodeId, slots: u32) -> Vec<wire::AttemptGrant> {
         self.pool
-            .take_work(node, slots, self.now_ms, &self.entropy, &mut self.writes)
+            .take_work(node, slots, self.now_ms, &self.entropy, &mut self.out)
             .attempts
     }
 
@@ -158,7 +213,7 @@ impl Harness {
                 outputs: vec![],
             }],
             self.now_ms,
-            &mut self.writes,
+            &mut self.out,
         );
         self.pool.check_invariants();
         acks[0].accepted
@@ -171,24 +226,18 @@ impl Harness {
             BlobHash::of(bytes),
             bytes.len() as u64,
             self.now_ms,
-            &mut self.writes,
+            &mut self.out,
         )
     }
 
     fn job_limited(&mut self, tasks: usize, limits: wire::Limits) -> JobId {
-        let id = self.job(tasks, 3);
-        // Limits are part of the runtime every attempt of the job shares.
-        let job = self.pool.jobs.get_mut(&id).unwrap();
-        let mut runtime = (*job.runtime).clone();
-        runtime.limits = limits;
-        job.runtime = Arc::new(runtime);
-        id
+        self.job_with(tasks, 3, limits)
     }
 
     fn send(&mut self, node: NodeId, report: AttemptReport) -> wire::ReportAck {
         let acks = self
             .pool
-            .report(node, vec![report], self.now_ms, &mut self.writes);
+            .report(node, vec![report], self.now_ms, &mut self.out);
         self.pool.check_invariants();
         acks.into_iter().next().unwrap()
     }
@@ -223,7 +272,7 @@ fn tasks_are_granted_up_to_free_slots_and_each_succeeds_once() {
     assert_eq!(status.tasks.succeeded, 6);
     assert_eq!(status.nodes[0].tasks_succeeded, 6);
     assert_eq!(status.fuel_used, 60);
-    assert!(h.writes.iter().any(|w| matches!(
+    assert!(h.out.writes.iter().any(|w| matches!(
         w,
         Write::FinishJob {
             state: JobState::Completed,
@@ -240,9 +289,9 @@ fn an_expired_lease_requeues_its_task_and_its_late_report_is_refused() {
     let job = h.job(1, 3);
     let grant = h.take(dead, 1).remove(0);
     h.now_ms += LEASE_MS / 2;
-    h.pool.touch(alive, h.now_ms);
+    h.pool.heard(alive, h.now_ms, &mut h.out);
     h.now_ms += LEASE_MS / 2 + 1;
-    assert_eq!(h.pool.expire(h.now_ms, &mut h.writes), 1);
+    assert_eq!(h.pool.expire(h.now_ms, &mut h.out), 1);
     h.pool.check_invariants();
     assert_eq!(h.status(job).tasks.pending, 1);
     let again = h.take(alive, 1).remove(0);
@@ -273,12 +322,12 @@ fn a_task_whose_nodes_keep_vanishing_fails_as_lost_after_max_attempts() {
         let node = h.node(10 + round, 1);
         assert_eq!(h.take(node, 1).len(), 1);
         h.now_ms += LEASE_MS + 1;
-        h.pool.expire(h.now_ms, &mut h.writes);
+        h.pool.expire(h.now_ms, &mut h.out);
         h.pool.check_invariants();
     }
     let status = h.status(job);
     assert_eq!((status.state, status.tasks.failed), (JobState::Failed, 1));
-    let lost = h.writes.iter().any(|w| match w {
+    let lost = h.out.writes.iter().any(|w| match w {
         Write::EndAttempts(ends) => ends.iter().any(|end| {
             end.task_end
                 .as_ref()
@@ -329,7 +378,7 @@ fn released_attempts_run_again_without_counting() {
     let grant = h.take(node, 1).remove(0);
     let released = h
         .pool
-        .release(node, &[grant.attempt_id], h.now_ms, &mut h.writes);
+        .release(node, &[grant.attempt_id], h.now_ms, &mut h.out);
     assert_eq!(released, vec![grant.attempt_id]);
     h.pool.check_invariants();
     assert_eq!(h.status(job).attempts, 0);
@@ -346,9 +395,7 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
     let node = h.node(1, 2);
     let job = h.job(5, 3);
     let grants = h.take(node, 2);
-    h.pool
-        .cancel_job(job, OWNER, h.now_ms, &mut h.writes)
-        .unwrap();
+    h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.out).unwrap();
     h.pool.check_invariants();
     let status = h.status(job);
     assert_eq!(
@@ -360,7 +407,7 @@ fn cancelling_a_job_ends_its_tasks_and_heartbeats_tell_nodes_to_stop() {
     assert_eq!(response.cancel.len(), 2);
     assert!(!h.report(node, grants[0].attempt_id, Outcome::Succeeded));
     assert_eq!(
-        h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.writes),
+        h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.out),
         Err(PoolError::Conflict(format!(
             "job {job} already ended (cancelled); nothing to cancel"
         )))
@@ -377,7 +424,7 @@ fn another_requesters_job_is_not_found() {
     ));
     assert!(
         h.pool
-            .cancel_job(job, RequesterId(99), h.now_ms, &mut h.writes)
+            .cancel_job(job, RequesterId(99), h.now_ms, &mut h.out)
             .is_err()
     );
     assert_eq!(h.status(job).state, JobState::Running);
@@ -511,7 +558,7 @@ fn a_paused_node_gets_no_work() {
             capabilities: None,
         },
         h.now_ms,
-        &mut h.writes,
+        &mut h.out,
     );
     assert!(h.take(node, 1).is_empty());
 }
@@ -567,21 +614,17 @@ fn a_report_may_name_only_blobs_this_node_uploaded_for_this_attempt() {
     let mut claimed = stdout(b"out");
     claimed.size_bytes = 1 << 40;
     assert!(h.send(node, report(mine, claimed)).accepted);
-    let end = h
-        .writes
-        .iter()
-        .rev()
-        .find_map(|w| match w {
-            Write::EndAttempts(ends) => ends.first().cloned(),
-            _ => None,
-        })
-        .unwrap();
+    let writes = &h.out.writes;
+    let end = writes.iter().rev().find_map(|w| match w {
+        Write::EndAttempts(ends) => ends.first().cloned(),
+        _ => None,
+    });
     assert_eq!(
-        end.stdout.unwrap().size_bytes,
+        end.unwrap().stdout.unwrap().size_bytes,
         3,
         "sizes are the measured ones"
     );
-    assert!(h.writes.iter().any(|w| matches!(
+    assert!(h.out.writes.iter().any(|w| matches!(
         w,
         Write::AddBlobReaders { reader, hashes, .. } if *reader == OWNER && hashes == &[(BlobHash::of(b"out"), 3)]
     )));
@@ -690,6 +733,7 @@ fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
     assert!(!ack.accepted && ack.message.unwrap().contains("fuel"));
     assert!(h.send(node, claim(attempt, limits.fuel_max)).accepted);
     let usage = h
+        .out
         .writes
         .iter()
         .rev()
@@ -702,7 +746,10 @@ fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
     assert_eq!(usage.memory_peak_bytes, limits.memory_bytes_max);
     assert_eq!(usage.output_bytes, 0, "output bytes are the measured ones");
     // Honest attempts at the ceiling, many times over, saturate rather than wrap.
+    // Set on both sides: the test goes on from a job that used that much.
+    h.settle();
     h.pool.jobs.get_mut(&job).unwrap().fuel_total = u64::MAX - 1;
+    h.follower.jobs.get_mut(&job).unwrap().fuel_total = u64::MAX - 1;
     let attempt = h.take(node, 1).remove(0).attempt_id;
     assert!(h.send(node, claim(attempt, limits.fuel_max)).accepted);
     assert_eq!(h.pool.jobs[&job].fuel_total, u64::MAX);
@@ -746,8 +793,8 @@ fn an_attempt_past_its_deadline_and_grace_ends_whatever_the_heartbeats_say() {
             activity,
             capabilities: None,
         };
-        h.pool.heartbeat(node, &request, h.now_ms, &mut h.writes);
-        h.pool.expire(h.now_ms, &mut h.writes);
+        h.pool.heartbeat(node, &request, h.now_ms, &mut h.out);
+        h.pool.expire(h.now_ms, &mut h.out);
         h.pool.check_invariants();
     };
     // Paused for 5 s: the sandbox's deadline stood still, so the end moves back by as much.
@@ -835,7 +882,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
             submission,
         },
         h.now_ms,
-        &mut h.writes,
+        &mut h.out,
     );
     h.follow();
     h.pool.check_invariants();
@@ -855,9 +902,9 @@ fn a_task_whose_node_vanished_runs_before_the_tasks_still_waiting() {
     h.job(5, 3);
     let lost = h.take(dead, 1).remove(0);
     h.now_ms += LEASE_MS / 2;
-    h.pool.touch(alive, h.now_ms);
+    h.pool.heard(alive, h.now_ms, &mut h.out);
     h.now_ms += LEASE_MS / 2 + 1;
-    h.pool.expire(h.now_ms, &mut h.writes);
+    h.pool.expire(h.now_ms, &mut h.out);
     let next = h.take(alive, 1).remove(0);
     assert_eq!(next.task_index, lost.task_index, "the lost task goes first");
 }
@@ -869,9 +916,7 @@ fn ended_jobs_keep_their_counts_but_not_their_task_tables() {
     let jobs_run = JOBS_SENT_MAX * 2 + 10;
     for _ in 0..jobs_run {
         let job = h.job(1, 1);
-        let response = h
-            .pool
-            .take_work(node, 1, h.now_ms, &h.entropy, &mut h.writes);
+        let response = h.pool.take_work(node, 1, h.now_ms, &h.entropy, &mut h.out);
         assert_eq!(
             response.jobs.len(),
             1,
@@ -889,7 +934,7 @@ fn ended_jobs_keep_their_counts_but_not_their_task_tables() {
     );
     let cancelled = h.job(3, 1);
     h.pool
-        .cancel_job(cancelled, OWNER, h.now_ms, &mut h.writes)
+        .cancel_job(cancelled, OWNER, h.now_ms, &mut h.out)
         .unwrap();
     assert!(h.pool.jobs[&cancelled].tasks.is_empty());
     assert_eq!(h.status(cancelled).tasks.cancelled, 3);
@@ -910,11 +955,11 @@ fn only_jobs_that_ended_before_the_cutoff_are_purged() {
     h.now_ms += 10_000;
     let recent = finish_one(&mut h);
     let running = h.job(1, 1);
-    h.writes.clear();
+    h.out.writes.clear();
 
-    let purged = h.pool.purge_ended(h.now_ms - 5_000, 100, &mut h.writes);
+    let purged = h.pool.purge_ended(h.now_ms - 5_000, 100, &mut h.out);
     assert_eq!(purged, 1);
-    assert_eq!(h.writes, vec![Write::PurgeJobs(vec![old])]);
+    assert_eq!(h.out.writes, vec![Write::PurgeJobs(vec![old])]);
     assert!(matches!(
         h.pool.job_status(old, OWNER),
         Err(PoolError::NotFound(_))
@@ -924,7 +969,7 @@ fn only_jobs_that_ended_before_the_cutoff_are_purged() {
     h.pool.check_invariants();
 
     h.now_ms += 1_000_000;
-    assert_eq!(h.pool.purge_ended(h.now_ms, 100, &mut h.writes), 1);
+    assert_eq!(h.pool.purge_ended(h.now_ms, 100, &mut h.out), 1);
     assert_eq!(
         h.status(running).state,
         JobState::Running,
@@ -936,13 +981,9 @@ fn only_jobs_that_ended_before_the_cutoff_are_purged() {
 fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
     let mut h = Harness::new();
     let node = h.node(1, 2);
-    let job = h.job(2, 1);
-    h.pool
-        .jobs
-        .get_mut(&job)
-        .unwrap()
-        .requirements
-        .memory_bytes_min = 4 << 30;
+    h.job_from(2, 1, |submission| {
+        submission.requirements.memory_bytes_min = 4 << 30;
+    });
     let mut lent = h.pool.nodes[&node].capabilities.clone();
     lent.memory_bytes = 2 << 30;
     let heartbeat = HeartbeatRequest {
@@ -951,10 +992,10 @@ fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
         activity: NodeActivity::Active,
         capabilities: Some(lent.clone()),
     };
-    h.writes.clear();
-    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.out.writes.clear();
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.out);
     assert_eq!(
-        h.writes,
+        h.out.writes,
         vec![Write::SetNodeCapabilities {
             node_id: node,
             capabilities: lent.clone(),
@@ -970,7 +1011,7 @@ fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
         capabilities: Some(lent),
         ..heartbeat
     };
-    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.writes);
+    h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.out);
     assert_eq!(
         h.take(node, 2).len(),
         2,
@@ -985,20 +1026,21 @@ fn a_removed_node_gives_back_its_attempts_uncounted_and_stays_removed_after_a_re
     let node = h.node(1, 2);
     let job = h.job(2, 1);
     assert_eq!(h.take(node, 2).len(), 2);
-    h.writes.clear();
-    assert_eq!(h.pool.remove_node(node, h.now_ms, &mut h.writes), Ok(2));
+    h.out.writes.clear();
+    assert_eq!(h.pool.remove_node(node, h.now_ms, &mut h.out), Ok(2));
     h.pool.check_invariants();
     assert!(h.pool.is_removed(node));
     assert!(!h.pool.nodes.contains_key(&node));
     let status = h.status(job);
     assert_eq!((status.tasks.pending, status.attempts), (2, 0));
-    assert!(h.writes.contains(&Write::DeleteNode { node_id: node }));
+    assert!(h.out.writes.contains(&Write::DeleteNode { node_id: node }));
     assert!(matches!(
-        h.pool.remove_node(node, h.now_ms, &mut h.writes),
+        h.pool.remove_node(node, h.now_ms, &mut h.out),
         Err(PoolError::NotFound(_))
     ));
 
     let meta: BTreeMap<String, String> = h
+        .out
         .writes
         .iter()
         .filter_map(|write| match write {
@@ -1074,7 +1116,7 @@ fn add(h: &mut Harness, requester: RequesterId, submission: JobSubmission) -> Jo
             submission,
         },
         h.now_ms,
-        &mut h.writes,
+        &mut h.out,
     );
     h.pool.check_invariants();
     id
@@ -1133,9 +1175,7 @@ fn bytes_of_unfinished_work_are_bounded_and_released_as_tasks_end() {
     );
     assert_eq!(h.pool.admit(RequesterId(4), args_small(), max), Ok(()));
     // A cancelled job gives back its tasks and its runtime: nothing is left held.
-    h.pool
-        .cancel_job(job, OWNER, h.now_ms, &mut h.writes)
-        .unwrap();
+    h.pool.cancel_job(job, OWNER, h.now_ms, &mut h.out).unwrap();
     h.pool.check_invariants();
     assert_eq!(h.pool.held.of_requester(OWNER), Held::default());
     assert_eq!(h.pool.admit(OWNER, held, max), Ok(()));
@@ -1182,7 +1222,7 @@ fn each_change_names_only_what_it_may_give_waiting_nodes() {
 
     let mut receiver = h.park(other, 1, 2);
     h.pool
-        .release(node, &[granted[1].attempt_id], h.now_ms, &mut h.writes);
+        .release(node, &[granted[1].attempt_id], h.now_ms, &mut h.out);
     h.follow();
     assert_eq!(
         receiver.try_recv().unwrap().attempts.len(),

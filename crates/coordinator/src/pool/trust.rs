@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use store::{RequesterRow, TokenRole, TokenRow, Write};
+use store::{RequesterRow, TokenRole, TokenRow};
 use wire::{AttemptId, NodeActivity, NodeId, RequesterId};
 
+use super::events::{Event, NodeGone};
 use super::{Outbox, PoolError, PoolState};
 
 /// Heartbeat intervals of silence after which a node's process counts as gone, so that the same
@@ -27,19 +28,21 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) {
-        out.push(Write::InsertRequester(RequesterRow {
-            id: requester,
-            name: name.to_owned(),
-            created_at_ms: now_ms,
-        }));
-        out.push(Write::InsertToken(TokenRow {
-            hash: token_hash.clone(),
-            role: TokenRole::Requester(requester),
-            name: name.to_owned(),
-            created_at_ms: now_ms,
-            revoked_at_ms: None,
-        }));
-        self.requester_tokens.insert(token_hash, requester);
+        let event = Event::TokenCreated {
+            token: TokenRow {
+                hash: token_hash,
+                role: TokenRole::Requester(requester),
+                name: name.to_owned(),
+                created_at_ms: now_ms,
+                revoked_at_ms: None,
+            },
+            requester: Some(RequesterRow {
+                id: requester,
+                name: name.to_owned(),
+                created_at_ms: now_ms,
+            }),
+        };
+        self.record(event, out);
     }
 
     /// A new join token.
@@ -50,27 +53,31 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) {
-        out.push(Write::InsertToken(TokenRow {
-            hash: token_hash.clone(),
-            role: TokenRole::Join,
-            name: name.to_owned(),
-            created_at_ms: now_ms,
-            revoked_at_ms: None,
-        }));
-        self.join_tokens.insert(token_hash);
+        let event = Event::TokenCreated {
+            token: TokenRow {
+                hash: token_hash,
+                role: TokenRole::Join,
+                name: name.to_owned(),
+                created_at_ms: now_ms,
+                revoked_at_ms: None,
+            },
+            requester: None,
+        };
+        self.record(event, out);
     }
 
     /// Revokes a token: from this moment no request carrying it is accepted. Whether it was live.
     pub(crate) fn revoke_token(&mut self, token_hash: &str, now_ms: u64, out: &mut Outbox) -> bool {
-        let was_live = self.requester_tokens.remove(token_hash).is_some()
-            | self.join_tokens.remove(token_hash);
-        if was_live {
-            out.push(Write::RevokeToken {
+        let live =
+            self.requester_tokens.contains_key(token_hash) || self.join_tokens.contains(token_hash);
+        if live {
+            let event = Event::TokenRevoked {
                 hash: token_hash.to_owned(),
                 at_ms: now_ms,
-            });
+            };
+            self.record(event, out);
         }
-        was_live
+        live
     }
 
     /// Takes a node out of the pool at its owner's word: the attempts it holds go back to the
@@ -89,13 +96,12 @@ impl PoolState {
         };
         let held: Vec<AttemptId> = node.running.iter().copied().collect();
         let released = self.release(node_id, &held, now_ms, out).len();
-        self.forget_node(node_id);
-        self.removed_nodes.insert(node_id);
-        out.push(Write::SetMeta {
-            key: removed_node_key(node_id),
-            value: now_ms.to_string(),
-        });
-        out.push(Write::DeleteNode { node_id });
+        let event = Event::NodeGone {
+            node: node_id,
+            why: NodeGone::Removed,
+            at_ms: now_ms,
+        };
+        self.record(event, out);
         Ok(released)
     }
 
@@ -124,7 +130,7 @@ impl PoolState {
 /// Removed identities are kept in `meta`, one key each.
 const REMOVED_NODE_PREFIX: &str = "removed_node:";
 
-fn removed_node_key(node_id: NodeId) -> String {
+pub(super) fn removed_node_key(node_id: NodeId) -> String {
     format!("{REMOVED_NODE_PREFIX}{node_id}")
 }
 
@@ -192,16 +198,16 @@ mod tests {
         pool.create_join_token("join".to_owned(), "laptop", 1, &mut out);
         assert_eq!(pool.live_token_count(), 2);
         assert_eq!(pool.requester_by_token("api"), Some(RequesterId(9)));
-        out.clear();
+        out = Outbox::new();
         assert!(pool.revoke_token("api", 5, &mut out));
         assert!(pool.revoke_token("join", 5, &mut out));
         assert_eq!(pool.requester_by_token("api"), None);
         assert!(!pool.is_join_token("join"));
-        assert_eq!(out.len(), 2, "each revocation is written");
+        assert_eq!(out.writes.len(), 2, "each revocation is written");
         assert!(
             !pool.revoke_token("api", 6, &mut out),
             "revoking twice changes nothing"
         );
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.writes.len(), 2);
     }
 }

@@ -16,8 +16,9 @@ use super::net::{Party, Reply};
 use super::world::{Event, World};
 use crate::credentials::Credentials;
 use crate::env::Entropy;
+use crate::gate::Gate;
 use crate::parked::Parked;
-use crate::pool::{Outbox, PoolState};
+use crate::pool::{Command, Outbox, PoolState};
 
 /// The pool's name, as the store keeps nothing of it.
 pub(super) const POOL_NAME: &str = "sim";
@@ -42,7 +43,12 @@ pub(super) struct Coord {
     url: String,
     store: Option<Store>,
     pub(super) pool: PoolState,
+    /// A copy of the pool that changes only by the events of each change, read back from their
+    /// serialized form, as the service keeps one in debug builds.
+    pub(super) follower: PoolState,
     pub(super) parked: Parked,
+    /// Registration challenges, lost at a crash as the service's are.
+    pub(super) gate: Gate,
     /// The index requests are authenticated by, following the writes as the service's does.
     pub(super) credentials: Credentials,
     pub(super) up: bool,
@@ -70,7 +76,9 @@ impl Coord {
             url,
             store: Some(store),
             pool: PoolState::new(POOL_NAME.to_owned(), lease_ms),
+            follower: PoolState::new(POOL_NAME.to_owned(), lease_ms),
             parked: Parked::default(),
+            gate: Gate::new(1),
             credentials: Credentials::default(),
             up: false,
             generation: 0,
@@ -114,16 +122,24 @@ impl World {
             .parked
             .follow(&mut coord.pool, now_ms, &self.entropy, &mut out);
         coord.pool.check_invariants();
-        coord.credentials.follow(&out);
+        coord
+            .follower
+            .follow_events(coord.generation, &out.events, &coord.pool);
+        coord.credentials.follow(&out.writes);
         assert!(
             coord.credentials == coord.pool.credentials(),
             "the credentials index follows the pool"
         );
-        (result, self.enqueue(out))
+        (result, self.enqueue(out.writes))
+    }
+
+    /// Runs a command on the pool as [`World::mutate`] changes it.
+    pub(super) fn apply<C: Command>(&mut self, command: C) -> (C::Reply, Option<u64>) {
+        self.mutate(|pool, _, now_ms, entropy, out| pool.apply(command, now_ms, entropy, out))
     }
 
     /// Queues writes behind those queued before, and has them committed soon.
-    pub(super) fn enqueue(&mut self, out: Outbox) -> Option<u64> {
+    pub(super) fn enqueue(&mut self, out: Vec<Write>) -> Option<u64> {
         if out.is_empty() {
             return None;
         }
@@ -247,22 +263,24 @@ impl World {
         pool.restore(image, now_ms, &mut out);
         pool.check_invariants();
         self.durable.restored();
-        self.durable.apply_all(&out);
+        self.durable.apply_all(&out.writes);
         self.memory = self.durable.clone();
         self.checks.jobs_due = true;
-        for write in &out {
+        for write in &out.writes {
             self.trace
                 .record(now_ms, || format!("restore writes {write:?}"));
         }
         self.coord
             .store()
-            .write(out)
+            .write(out.writes)
             .await
             .expect("the restore's writes commit");
         let coord = &mut self.coord;
         coord.restored = self.memory.attempts.keys().copied().collect();
         coord.credentials = pool.credentials();
+        coord.follower = pool.replica();
         coord.pool = pool;
+        coord.gate = Gate::new(self.setup.nodes_per_join_token_max);
         coord.parked = Parked::default();
         coord.up = true;
         coord.generation += 1;

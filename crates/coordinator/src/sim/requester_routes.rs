@@ -7,7 +7,7 @@ use wire::{JobId, JobSubmission, NodeId};
 use super::net::{Party, Reply};
 use super::routes::refusal;
 use super::world::World;
-use crate::pool::{Held, NewJob, PoolError};
+use crate::pool::{Cancel, Held, RemoveNode, Submit};
 
 impl World {
     pub(super) fn submit_route(
@@ -24,20 +24,11 @@ impl World {
         wire::validate::job_submission(&submission).expect("requesters submit valid jobs");
         let unfinished_max = self.setup.unfinished_max();
         let adding = Held::of_submission(&submission);
-        let (submitted, after) = self.mutate(|pool, _, now_ms, entropy, out| {
-            pool.admit(requester_id, adding, unfinished_max)?;
-            let id = loop {
-                let id = JobId(entropy.next_u64());
-                if !pool.has_job(id) {
-                    break id;
-                }
-            };
-            let new = NewJob {
-                id,
-                requester: requester_id,
-                submission,
-            };
-            Ok::<_, PoolError>(pool.add_job(new, now_ms, out))
+        let (submitted, after) = self.apply(Submit {
+            requester: requester_id,
+            submission,
+            adding,
+            unfinished_max,
         });
         match submitted {
             Err(error) => self.send_reply(to, call, refusal(error)),
@@ -50,8 +41,10 @@ impl World {
         let Some(requester_id) = self.coord.credentials.requester(token) else {
             return self.send_reply(to, call, Reply::Unauthorized);
         };
-        let (result, _) =
-            self.mutate(|pool, _, now_ms, _, out| pool.cancel_job(job, requester_id, now_ms, out));
+        let (result, _) = self.apply(Cancel {
+            job,
+            requester: requester_id,
+        });
         match result {
             Err(error) => self.send_reply(to, call, refusal(error)),
             // The status it answers with is read, then flushed: it waits for every write queued
@@ -76,8 +69,7 @@ impl World {
         if self.coord.credentials.requester(token) != Some(owner) {
             return self.send_reply(to, call, Reply::Unauthorized);
         }
-        let (removed, after) =
-            self.mutate(|pool, _, now_ms, _, out| pool.remove_node(node, now_ms, out));
+        let (removed, after) = self.apply(RemoveNode { node });
         match removed {
             Err(error) => self.send_reply(to, call, refusal(error)),
             Ok(requeued) => self.reply_after(after, to, call, Reply::Removed(requeued)),

@@ -12,7 +12,7 @@ use wire::{
 use super::coord::ParkedLease;
 use super::net::{Party, Reply, Request};
 use super::world::{Event, World};
-use crate::pool::{NewNode, PoolError};
+use crate::pool::{Heartbeat, Lease, NewNode, PoolError, RecordUpload, Register, Release, Report};
 
 /// The join token's hash every simulated agent registers with.
 pub(super) const JOIN_HASH: &str = "sim-join-token";
@@ -116,8 +116,8 @@ impl World {
 
     fn challenge_route(&mut self, to: Party, call: u64) {
         let nonce = hex::encode(crate::env::Entropy::secret(&self.entropy));
-        let (issued, _) = self
-            .mutate(|pool, _, now_ms, _, _| pool.issue_challenge(JOIN_HASH, nonce.clone(), now_ms));
+        let now_ms = self.now_ms();
+        let issued = self.coord.gate.issue(JOIN_HASH, nonce.clone(), now_ms);
         let reply = match issued {
             Ok(_) => Reply::Challenge { nonce },
             Err(error) => refusal(error),
@@ -149,14 +149,11 @@ impl World {
             agent_version: "sim".to_owned(),
             join_token_hash: JOIN_HASH.to_owned(),
         };
-        let (admitted, after) = self.mutate(|pool, _, now_ms, _, out| {
-            pool.admit_registration(JOIN_HASH, nonce, node_id, now_ms)?;
-            let clash = pool.node_online_elsewhere(node_id, now_ms);
-            if clash.is_none() {
-                pool.register(new, now_ms, out);
-            }
-            Ok::<_, PoolError>(clash)
-        });
+        let now_ms = self.now_ms();
+        let (admitted, after) = match self.coord.gate.spend(JOIN_HASH, nonce, now_ms) {
+            Ok(()) => self.apply(Register { node: new }),
+            Err(error) => (Err(error), None),
+        };
         let to = Party::Agent(agent);
         match admitted {
             Err(error) => self.send_reply(to, call, refusal(error)),
@@ -178,7 +175,11 @@ impl World {
         self.coord.next_request += 1;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (granted, _) = self.mutate(|pool, parked, now_ms, entropy, out| {
-            let response = pool.take_work(node, request.slots_free, now_ms, entropy, out);
+            let lease = Lease {
+                node,
+                slots_free: request.slots_free,
+            };
+            let response = pool.apply(lease, now_ms, entropy, out);
             if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
                 parked.park(node, request_id, request.slots_free, sender);
                 return None;
@@ -212,8 +213,7 @@ impl World {
             self.coord.parked.unpark_node(node);
         }
         let held_before: Vec<AttemptId> = self.held_by(node);
-        let (response, after) =
-            self.mutate(|pool, _, now_ms, _, out| pool.heartbeat(node, &request, now_ms, out));
+        let (response, after) = self.apply(Heartbeat { node, request });
         for attempt in &response.cancel {
             assert_ne!(
                 self.memory.holder(*attempt),
@@ -260,10 +260,16 @@ impl World {
             Ok(_) => {}
         }
         let holder = self.memory.holder(attempt);
-        let (recorded, after) = self.mutate(|pool, _, now_ms, _, out| {
-            let recorded = pool.record_upload(node, attempt, hash, size_bytes, now_ms, out);
+        let (recorded, after) = self.mutate(|pool, _, now_ms, entropy, out| {
+            let upload = RecordUpload {
+                node,
+                attempt,
+                hash,
+                size_bytes,
+            };
+            let recorded = pool.apply(upload, now_ms, entropy, out);
             if recorded.is_err() {
-                out.push(store::Write::InsertBlob {
+                out.writes.push(store::Write::InsertBlob {
                     hash,
                     size_bytes,
                     at_ms: now_ms,
@@ -295,8 +301,10 @@ impl World {
                 self.memory.holder(report.attempt_id).filter(|_| first)
             })
             .collect();
-        let (acks, after) =
-            self.mutate(|pool, _, now_ms, _, out| pool.report(node, request.reports, now_ms, out));
+        let (acks, after) = self.apply(Report {
+            node,
+            reports: request.reports,
+        });
         for (ack, holder) in acks.iter().zip(holders) {
             let message = ack.message.as_deref().unwrap_or_default();
             if ack.accepted {
@@ -335,8 +343,10 @@ impl World {
             .iter()
             .map(|attempt| (*attempt, self.memory.holder(*attempt)))
             .collect();
-        let (released, after) = self
-            .mutate(|pool, _, now_ms, _, out| pool.release(node, &request.attempts, now_ms, out));
+        let (released, after) = self.apply(Release {
+            node,
+            attempts: request.attempts.clone(),
+        });
         for attempt in &released {
             let holder = holders
                 .iter()

@@ -21,6 +21,7 @@ use super::setup::{Setup, Stats, Summary};
 use super::shadow::Shadow;
 use super::trace::{Trace, TraceMode};
 use crate::env::{Clock, Entropy, ManualClock, SeededEntropy};
+use crate::pool::{Expire, PurgeEnded, PurgeSilentNodes};
 
 /// When the simulated clock starts.
 const START_MS: u64 = 1_700_000_000_000;
@@ -292,11 +293,7 @@ impl World {
 
     /// The lease reaper's round.
     fn reap(&mut self) {
-        let (expired, _) = self.mutate(|pool, _, now_ms, _, out| {
-            let expired = pool.expire(now_ms, out);
-            pool.recount_live_nodes(now_ms);
-            expired
-        });
+        let (expired, _) = self.apply(Expire {});
         self.stats.expired += expired as u64;
         let generation = self.coord.generation;
         self.schedule(self.reaper_period_ms(), Event::Reaper { generation });
@@ -306,14 +303,15 @@ impl World {
     /// silent too long.
     fn sweep(&mut self) {
         let keep_ms = self.setup.keep_results_ms;
-        self.mutate(|pool, _, now_ms, _, out| {
-            pool.purge_ended(now_ms.saturating_sub(keep_ms), JOBS_PER_ROUND_MAX, out)
+        self.apply(PurgeEnded {
+            keep_ms,
+            jobs_max: JOBS_PER_ROUND_MAX,
         });
         let silent_ms = self.setup.silent_purge_ms;
-        self.mutate(|pool, _, now_ms, _, out| {
-            pool.store_heard(silent_ms / 8, NODES_PER_ROUND_MAX, out);
-            let heard_before_ms = now_ms.saturating_sub(silent_ms);
-            pool.purge_silent_nodes(heard_before_ms, NODES_PER_ROUND_MAX, out)
+        self.apply(PurgeSilentNodes {
+            silent_ms,
+            store_every_ms: silent_ms / 8,
+            nodes_max: NODES_PER_ROUND_MAX,
         });
         let generation = self.coord.generation;
         self.schedule(

@@ -1,0 +1,440 @@
+//! Applying events: the one place the pool's state changes, and the rows each event implies in
+//! the store.
+//!
+//! Commands read the pool, decide, and [`PoolState::record`] what happened; nothing else writes
+//! to the pool's fields (restoring from the store aside, which builds the snapshot events are
+//! applied to). An apply reads no clock and draws no entropy: everything it needs is in the
+//! event or follows from the pool, so the same events on the same pool give the same pool.
+
+use store::{AttemptEndState, TokenRole, Write};
+use wire::{AttemptId, JobId, JobState, NodeActivity, NodeId, TaskState};
+
+use super::events::{Event, NodeGone};
+use super::leases::attempt_ends_by_ms;
+use super::{Attempt, Outbox, PoolState, Slot};
+
+impl PoolState {
+    /// Applies `event` and queues it, behind the rows it implies.
+    pub(super) fn record(&mut self, event: Event, out: &mut Outbox) {
+        self.push_writes(&event, &mut out.writes);
+        self.apply_event(&event);
+        out.events.push(event);
+    }
+
+    /// Changes the pool as `event` says happened.
+    pub(crate) fn apply_event(&mut self, event: &Event) {
+        match event {
+            Event::TokenCreated { token, .. } => match token.role {
+                TokenRole::Requester(requester) => {
+                    self.requester_tokens.insert(token.hash.clone(), requester);
+                }
+                TokenRole::Join => {
+                    self.join_tokens.insert(token.hash.clone());
+                }
+            },
+            Event::TokenRevoked { hash, .. } => {
+                self.requester_tokens.remove(hash);
+                self.join_tokens.remove(hash);
+            }
+            Event::JobSubmitted { job, tasks } => self.insert_job(job, tasks),
+            Event::JobFinished { job, state, at_ms } => self.end_job(*job, *state, *at_ms),
+            Event::JobCancelled { job, at_ms } => self.cancel(*job, *at_ms),
+            Event::JobsPurged { jobs } => {
+                for job in jobs {
+                    self.jobs.remove(job);
+                    self.changes.jobs.push(*job);
+                }
+            }
+            Event::AttemptsGranted {
+                node,
+                job,
+                at_ms,
+                attempts,
+                ..
+            } => self.start_attempts(*node, *job, *at_ms, attempts),
+            Event::GrantsWithdrawn {
+                node,
+                attempts,
+                runtimes,
+            } => self.withdraw(*node, attempts, runtimes),
+            Event::AttemptEnded { end } => self.end_attempt(end),
+            _ => self.apply_node_event(event),
+        }
+    }
+
+    /// The events about nodes and the attempts they hold.
+    fn apply_node_event(&mut self, event: &Event) {
+        match event {
+            Event::NodeRegistered { node } => {
+                self.insert_node_row(node.clone(), node.registered_at_ms);
+                self.touch(node.id, node.registered_at_ms);
+            }
+            Event::NodeGone { node, why, .. } => {
+                self.forget_node(*node);
+                if *why == NodeGone::Removed {
+                    self.removed_nodes.insert(*node);
+                }
+            }
+            Event::NodeHeard { node, at_ms } => self.touch(*node, *at_ms),
+            Event::NodeActivitySet {
+                node,
+                activity,
+                at_ms,
+            } => self.set_activity(*node, activity, *at_ms),
+            Event::NodeCapabilitiesSet { node, capabilities } => {
+                let node = self.nodes.get_mut(node).expect("events name live nodes");
+                node.capabilities = capabilities.clone();
+                self.changes.nodes_freed.push(node.id);
+            }
+            Event::NodeRuntimesUnsent { node } => {
+                if let Some(node) = self.nodes.get_mut(node) {
+                    node.jobs_sent.clear();
+                }
+            }
+            Event::NodesLiveRecounted { at_ms } => self.recount_live(*at_ms),
+            Event::NodesHeardStored { nodes } => {
+                for (node, heard_ms) in nodes {
+                    let node = self.nodes.get_mut(node).expect("events name live nodes");
+                    node.heard_stored_ms = *heard_ms;
+                }
+            }
+            Event::GrantsDelivered { node, at_ms, .. } => {
+                let lease_ms = self.lease_term_ms();
+                if let Some(node) = self.nodes.get_mut(node) {
+                    node.lease_until_ms = node.lease_until_ms.max(at_ms + lease_ms);
+                }
+            }
+            Event::AttemptUnlisted { attempt, since_ms } => {
+                let attempt = self
+                    .attempts
+                    .get_mut(attempt)
+                    .expect("events name live attempts");
+                attempt.unlisted_since_ms = *since_ms;
+            }
+            Event::AttemptDeadlineMoved {
+                attempt,
+                check_at_ms,
+            } => self.move_deadline(*attempt, *check_at_ms),
+            Event::UploadRecorded {
+                attempt,
+                hash,
+                size_bytes,
+                ..
+            } => {
+                self.uploads
+                    .entry(*attempt)
+                    .or_default()
+                    .insert(*hash, *size_bytes);
+            }
+            _ => unreachable!("apply_event applies the others"),
+        }
+    }
+
+    /// The rows `event` implies in the store, read before it is applied.
+    fn push_writes(&self, event: &Event, writes: &mut Vec<Write>) {
+        match event {
+            Event::TokenCreated { token, requester } => {
+                if let Some(requester) = requester {
+                    writes.push(Write::InsertRequester(requester.clone()));
+                }
+                writes.push(Write::InsertToken(token.clone()));
+            }
+            Event::TokenRevoked { hash, at_ms } => writes.push(Write::RevokeToken {
+                hash: hash.clone(),
+                at_ms: *at_ms,
+            }),
+            Event::NodeRegistered { node } => writes.push(Write::UpsertNode(node.clone())),
+            Event::NodeGone { node, why, at_ms } => {
+                if *why == NodeGone::Removed {
+                    writes.push(Write::SetMeta {
+                        key: super::trust::removed_node_key(*node),
+                        value: at_ms.to_string(),
+                    });
+                }
+                if *why != NodeGone::Restarted {
+                    writes.push(Write::DeleteNode { node_id: *node });
+                }
+            }
+            Event::NodeCapabilitiesSet { node, capabilities } => {
+                writes.push(Write::SetNodeCapabilities {
+                    node_id: *node,
+                    capabilities: capabilities.clone(),
+                });
+            }
+            Event::NodesHeardStored { nodes } => writes.push(Write::SetNodesSeen(nodes.clone())),
+            Event::JobSubmitted { job, tasks } => writes.push(Write::InsertJob {
+                job: job.clone(),
+                tasks: tasks.clone(),
+            }),
+            Event::JobFinished { job, state, at_ms } => writes.push(Write::FinishJob {
+                job_id: *job,
+                state: *state,
+                at_ms: *at_ms,
+            }),
+            Event::JobCancelled { job, at_ms } => writes.push(Write::CancelJob {
+                job_id: *job,
+                at_ms: *at_ms,
+            }),
+            Event::JobsPurged { jobs } => writes.push(Write::PurgeJobs(jobs.clone())),
+            Event::GrantsDelivered { attempts, .. } if !attempts.is_empty() => {
+                writes.push(Write::GrantAttempts(attempts.clone()));
+            }
+            Event::UploadRecorded {
+                attempt,
+                hash,
+                size_bytes,
+                at_ms,
+            } => writes.push(Write::RecordAttemptUpload {
+                attempt_id: *attempt,
+                job_id: self.attempts[attempt].job,
+                hash: *hash,
+                size_bytes: *size_bytes,
+                at_ms: *at_ms,
+            }),
+            Event::AttemptEnded { end } => self.push_end_writes(end, writes),
+            _ => {}
+        }
+    }
+
+    /// An attempt's end, and the requester's right to read what it left. Ends queued one after
+    /// another share one write, so a report of many attempts is one statement in the store.
+    fn push_end_writes(&self, end: &store::AttemptEnd, writes: &mut Vec<Write>) {
+        let blobs: Vec<_> = end
+            .stdout
+            .iter()
+            .chain(end.stderr.iter())
+            .map(|blob| (blob.hash, blob.size_bytes))
+            .chain(end.outputs.iter().map(|file| (file.hash, file.size_bytes)))
+            .collect();
+        let batch = writes
+            .iter()
+            .rposition(|write| !matches!(write, Write::AddBlobReaders { .. }))
+            .filter(|at| matches!(writes[*at], Write::EndAttempts(_)));
+        match batch {
+            // Readers and ends touch different rows, so an end may join an earlier batch over
+            // readers queued since.
+            Some(at) => match &mut writes[at] {
+                Write::EndAttempts(ends) => ends.push(end.clone()),
+                _ => unreachable!("matched above"),
+            },
+            None => writes.push(Write::EndAttempts(vec![end.clone()])),
+        }
+        if !blobs.is_empty() {
+            writes.push(Write::AddBlobReaders {
+                hashes: blobs,
+                reader: self.jobs[&end.job_id].requester,
+                at_ms: end.at_ms,
+            });
+        }
+    }
+
+    fn set_activity(&mut self, node_id: NodeId, activity: &NodeActivity, at_ms: u64) {
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .expect("events name live nodes");
+        node.pauses
+            .set_paused(matches!(activity, NodeActivity::Paused { .. }), at_ms);
+        if *activity == NodeActivity::Active && node.activity != NodeActivity::Active {
+            self.changes.nodes_freed.push(node_id);
+        }
+        node.activity = activity.clone();
+    }
+
+    fn recount_live(&mut self, at_ms: u64) {
+        let mut live = 0;
+        for node in self.nodes.values_mut() {
+            node.counted_live = node.lease_until_ms > at_ms;
+            live += u64::from(node.counted_live);
+        }
+        self.node_counts.live_nodes = live;
+    }
+
+    fn end_job(&mut self, job_id: JobId, state: JobState, at_ms: u64) {
+        let job = self.jobs.get_mut(&job_id).expect("events name known jobs");
+        job.state = state;
+        job.finished_at_ms = Some(at_ms);
+        job.release_ended();
+        job.bump(&mut self.changes);
+        self.open_jobs.remove(&job_id);
+        self.sync_ready(job_id);
+    }
+
+    fn cancel(&mut self, job_id: JobId, at_ms: u64) {
+        let running: Vec<AttemptId> = self.jobs[&job_id]
+            .tasks
+            .iter()
+            .filter_map(|task| match task.slot {
+                Slot::Running(attempt_id) => Some(attempt_id),
+                _ => None,
+            })
+            .collect();
+        for attempt_id in running {
+            self.remove_attempt(attempt_id);
+        }
+        let job = self.jobs.get_mut(&job_id).expect("events name known jobs");
+        for index in 0..job.tasks.len() as u32 {
+            if !matches!(job.tasks[index as usize].slot, Slot::Ended(_)) {
+                job.set_slot(index, Slot::Ended(TaskState::Cancelled));
+            }
+        }
+        self.end_job(job_id, JobState::Cancelled, at_ms);
+    }
+
+    fn start_attempts(
+        &mut self,
+        node_id: NodeId,
+        job_id: JobId,
+        at_ms: u64,
+        attempts: &[(AttemptId, u32)],
+    ) {
+        let lease_ms = self.lease_term_ms();
+        self.forget_ended_jobs_sent(node_id);
+        let job = self.jobs.get_mut(&job_id).expect("events name known jobs");
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .expect("events name live nodes");
+        let ends_by_ms = attempt_ends_by_ms(&job.runtime.limits, at_ms, lease_ms);
+        let paused_ms_at_grant = node.pauses.total_ms(at_ms);
+        node.jobs_sent.insert(job_id);
+        for &(attempt_id, index) in attempts {
+            let at = job.pending.iter().position(|pending| *pending == index);
+            job.pending.remove(at.expect("a granted task was pending"));
+            job.set_slot(index, Slot::Running(attempt_id));
+            job.tasks[index as usize].attempts += 1;
+            job.attempts_total += 1;
+            node.running.insert(attempt_id);
+            self.deadlines.insert((ends_by_ms, attempt_id));
+            let attempt = Attempt {
+                job: job_id,
+                task: index,
+                node: node_id,
+                granted_at_ms: at_ms,
+                ends_by_ms,
+                paused_ms_at_grant,
+                check_at_ms: ends_by_ms,
+                unlisted_since_ms: None,
+            };
+            self.attempts.insert(attempt_id, attempt);
+        }
+        job.bump(&mut self.changes);
+        self.sync_ready(job_id);
+    }
+
+    /// Keeps a node's sent-runtimes set from growing with every job it ever ran: past a bound,
+    /// the ended jobs leave it (a job that ended is never sent again).
+    fn forget_ended_jobs_sent(&mut self, node_id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return;
+        };
+        if node.jobs_sent.len() < super::JOBS_SENT_MAX {
+            return;
+        }
+        let jobs = &self.jobs;
+        node.jobs_sent
+            .retain(|job_id| jobs.get(job_id).is_some_and(|job| !job.state.is_terminal()));
+    }
+
+    fn withdraw(&mut self, node_id: NodeId, attempts: &[AttemptId], runtimes: &[JobId]) {
+        for attempt_id in attempts {
+            let attempt = self
+                .remove_attempt(*attempt_id)
+                .expect("only live grants are withdrawn");
+            let job = self
+                .jobs
+                .get_mut(&attempt.job)
+                .expect("attempts belong to jobs");
+            job.set_slot(attempt.task, Slot::Pending);
+            job.tasks[attempt.task as usize].attempts -= 1;
+            job.attempts_total -= 1;
+            self.sync_ready(attempt.job);
+        }
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            for job_id in runtimes {
+                node.jobs_sent.remove(job_id);
+            }
+        }
+    }
+
+    fn move_deadline(&mut self, attempt_id: AttemptId, check_at_ms: u64) {
+        let attempt = self
+            .attempts
+            .get_mut(&attempt_id)
+            .expect("events name live attempts");
+        self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
+        self.deadlines.insert((check_at_ms, attempt_id));
+        attempt.check_at_ms = check_at_ms;
+    }
+
+    fn end_attempt(&mut self, end: &store::AttemptEnd) {
+        let attempt = self
+            .remove_attempt(end.attempt_id)
+            .expect("events end live attempts");
+        let job = self
+            .jobs
+            .get_mut(&attempt.job)
+            .expect("attempts belong to jobs");
+        let task_state = end.task_end.as_ref().map(|task_end| task_end.state);
+        job.set_slot(attempt.task, task_state.map_or(Slot::Pending, Slot::Ended));
+        if end.state == AttemptEndState::Released {
+            // Given back unfinished: it does not count against the task's attempts.
+            job.tasks[attempt.task as usize].attempts -= 1;
+            job.attempts_total -= 1;
+        }
+        if let Some(usage) = &end.usage {
+            job.fuel_total = job.fuel_total.saturating_add(usage.fuel_used);
+        }
+        if task_state == Some(TaskState::Succeeded) {
+            *job.node_shares.entry(attempt.node).or_default() += 1;
+            if let Some(node) = self.nodes.get_mut(&attempt.node) {
+                node.tasks_succeeded += 1;
+            }
+        }
+        job.bump(&mut self.changes);
+        self.sync_ready(attempt.job);
+    }
+
+    /// Takes an attempt out of the pool's indexes and its node's slots; its task is the
+    /// caller's to update.
+    fn remove_attempt(&mut self, attempt_id: AttemptId) -> Option<Attempt> {
+        let attempt = self.attempts.remove(&attempt_id)?;
+        self.uploads.remove(&attempt_id);
+        self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
+        if let Some(node) = self.nodes.get_mut(&attempt.node) {
+            node.running.remove(&attempt_id);
+            self.changes.nodes_freed.push(attempt.node);
+        }
+        Some(attempt)
+    }
+
+    /// Any authenticated request of a node shows it is alive and extends its leases.
+    fn touch(&mut self, node_id: NodeId, now_ms: u64) {
+        let lease_ms = self.lease_term_ms();
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            node.last_seen_ms = now_ms;
+            node.heard_ms = now_ms;
+            node.lease_until_ms = now_ms + lease_ms;
+            if !node.counted_live {
+                node.counted_live = true;
+                self.node_counts.live_nodes += 1;
+            }
+        }
+    }
+
+    /// Takes a node out of memory with its token and its place in the counts; its attempts
+    /// ended first.
+    fn forget_node(&mut self, node_id: NodeId) {
+        let node = self.nodes.remove(&node_id).expect("events name live nodes");
+        debug_assert!(
+            node.running.is_empty(),
+            "a node goes once its attempts ended"
+        );
+        self.node_tokens.remove(&node.token_hash);
+        self.changes.nodes_gone.push(node_id);
+        self.node_counts.uncount_node(&node.join_token_hash);
+        if node.counted_live {
+            self.node_counts.live_nodes -= 1;
+        }
+    }
+}

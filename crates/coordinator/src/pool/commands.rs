@@ -1,0 +1,247 @@
+//! The commands the pool takes: what clients ask for and what the coordinator's own rounds
+//! (the lease reaper, retention) do. [`PoolState::apply`] is the one way in.
+//!
+//! A command reads the pool, checks its rules, and records the events of what it did (see
+//! [`super::events`]); its reply is what the caller answers with. A command refused changes
+//! nothing and records nothing. Each takes `now_ms` and, where it makes ids or chooses, the
+//! [`Entropy`] from the caller, so a command's events are the same in every run with the same
+//! seed.
+
+use store::AttemptRow;
+use wire::{
+    AttemptId, AttemptReport, BlobHash, HeartbeatRequest, HeartbeatResponse, JobId, JobSubmission,
+    JobSubmitted, LeaseResponse, NodeId, ReportAck, RequesterId,
+};
+
+use super::held::Held;
+use super::{NewJob, NewNode, Outbox, PoolError, PoolState, UnfinishedMax};
+use crate::env::Entropy;
+
+/// Something asked of the pool; see the module's doc.
+pub(crate) trait Command {
+    type Reply;
+
+    fn run(
+        self,
+        pool: &mut PoolState,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) -> Self::Reply;
+}
+
+impl PoolState {
+    /// Runs `command` at `now_ms`: the pool changes by the events it records in `out`, and
+    /// only by them.
+    pub(crate) fn apply<C: Command>(
+        &mut self,
+        command: C,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) -> C::Reply {
+        command.run(self, now_ms, entropy, out)
+    }
+}
+
+/// Defines a command: its fields, its reply, and how it runs.
+macro_rules! command {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $reply:ty,
+        |$this:pat_param, $pool:ident, $now:pat_param, $entropy:pat_param, $out:ident| $body:block
+    ) => {
+        $(#[$doc])*
+        pub(crate) struct $name {
+            $(pub(crate) $field: $ty),*
+        }
+
+        impl Command for $name {
+            type Reply = $reply;
+
+            fn run(
+                self,
+                $pool: &mut PoolState,
+                $now: u64,
+                $entropy: &dyn Entropy,
+                $out: &mut Outbox,
+            ) -> $reply {
+                let $this = self;
+                $body
+            }
+        }
+    };
+}
+
+command! {
+    /// A requester's new job, admitted when the unfinished work it adds stays within bounds.
+    Submit {
+        requester: RequesterId,
+        submission: JobSubmission,
+        adding: Held,
+        unfinished_max: UnfinishedMax,
+    } -> Result<JobSubmitted, PoolError>,
+    |this, pool, now_ms, entropy, out| {
+        pool.admit(this.requester, this.adding, this.unfinished_max)?;
+        let id = loop {
+            let id = JobId(entropy.next_u64());
+            if !pool.has_job(id) {
+                break id;
+            }
+        };
+        let new = NewJob {
+            id,
+            requester: this.requester,
+            submission: this.submission,
+        };
+        Ok(pool.add_job(new, now_ms, out))
+    }
+}
+
+command! {
+    /// A requester cancels a job of theirs that runs.
+    Cancel { job: JobId, requester: RequesterId } -> Result<(), PoolError>,
+    |this, pool, now_ms, _, out| { pool.cancel_job(this.job, this.requester, now_ms, out) }
+}
+
+command! {
+    /// A node asks for up to `slots_free` attempts now.
+    Lease { node: NodeId, slots_free: u32 } -> LeaseResponse,
+    |this, pool, now_ms, entropy, out| {
+        pool.take_work(this.node, this.slots_free, now_ms, entropy, out)
+    }
+}
+
+command! {
+    /// Pending work for the nodes that wait for some, each offering so many slots; the grants
+    /// are the caller's to deliver ([`Deliver`]) or take back ([`Withdraw`]).
+    Place { waiting: Vec<(NodeId, u32)> } -> Vec<(NodeId, LeaseResponse, Vec<AttemptRow>)>,
+    |this, pool, now_ms, entropy, out| { pool.place(&this.waiting, now_ms, entropy, out) }
+}
+
+command! {
+    /// Placed grants reached their waiting node.
+    Deliver { node: NodeId, rows: Vec<AttemptRow> } -> (),
+    |this, pool, now_ms, _, out| { pool.delivered(this.node, this.rows, now_ms, out) }
+}
+
+command! {
+    /// Placed grants never reached their node: its request went away.
+    Withdraw { node: NodeId, response: LeaseResponse } -> (),
+    |this, pool, _, _, out| { pool.revert(this.node, &this.response, out) }
+}
+
+command! {
+    /// A node says it is alive, what it runs, and whether it takes work.
+    Heartbeat { node: NodeId, request: HeartbeatRequest } -> HeartbeatResponse,
+    |this, pool, now_ms, _, out| { pool.heartbeat(this.node, &this.request, now_ms, out) }
+}
+
+command! {
+    /// A node reports attempts it ended.
+    Report { node: NodeId, reports: Vec<AttemptReport> } -> Vec<ReportAck>,
+    |this, pool, now_ms, _, out| { pool.report(this.node, this.reports, now_ms, out) }
+}
+
+command! {
+    /// A node gives attempts back unfinished; the reply names those it held.
+    Release { node: NodeId, attempts: Vec<AttemptId> } -> Vec<AttemptId>,
+    |this, pool, now_ms, _, out| { pool.release(this.node, &this.attempts, now_ms, out) }
+}
+
+command! {
+    /// A node uploaded a blob for an attempt it holds; `size_bytes` as measured.
+    RecordUpload {
+        node: NodeId,
+        attempt: AttemptId,
+        hash: BlobHash,
+        size_bytes: u64,
+    } -> Result<(), String>,
+    |this, pool, now_ms, _, out| {
+        pool.record_upload(this.node, this.attempt, this.hash, this.size_bytes, now_ms, out)
+    }
+}
+
+command! {
+    /// A node that proved its key and spent a challenge registers. Refused when its join token
+    /// may bring no more nodes; when its identity is online from another process, nothing
+    /// happens and the reply says how long ago that process was heard from.
+    Register { node: NewNode } -> Result<Option<u64>, PoolError>,
+    |this, pool, now_ms, _, out| {
+        pool.may_bring(&this.node.join_token_hash, this.node.id)?;
+        let clash = pool.node_online_elsewhere(this.node.id, now_ms);
+        if clash.is_none() {
+            pool.register(this.node, now_ms, out);
+        }
+        Ok(clash)
+    }
+}
+
+command! {
+    /// The owner takes a node out of the pool; the reply counts the attempts that went back.
+    RemoveNode { node: NodeId } -> Result<usize, PoolError>,
+    |this, pool, now_ms, _, out| { pool.remove_node(this.node, now_ms, out) }
+}
+
+/// Which token [`CreateToken`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewToken {
+    /// An API token of a new requester.
+    Requester,
+    Join,
+}
+
+command! {
+    /// A new token, unless the pool holds `live_max` live tokens already; whether it was made.
+    CreateToken { hash: String, name: String, kind: NewToken, live_max: usize } -> bool,
+    |this, pool, now_ms, entropy, out| {
+        if pool.live_token_count() >= this.live_max {
+            return false;
+        }
+        match this.kind {
+            NewToken::Requester => {
+                let requester = RequesterId(entropy.next_u64());
+                pool.create_requester_token(this.hash, &this.name, requester, now_ms, out);
+            }
+            NewToken::Join => pool.create_join_token(this.hash, &this.name, now_ms, out),
+        }
+        true
+    }
+}
+
+command! {
+    /// The owner revokes a token; whether it was live.
+    RevokeToken { hash: String } -> bool,
+    |this, pool, now_ms, _, out| { pool.revoke_token(&this.hash, now_ms, out) }
+}
+
+command! {
+    /// The lease reaper's round: attempts of nodes whose lease ran out and attempts past their
+    /// deadline end, and the live nodes are counted again. The reply counts the attempts.
+    Expire {} -> usize,
+    |_, pool, now_ms, _, out| {
+        let expired = pool.expire(now_ms, out);
+        // Nodes whose lease ran out stop stretching everyone's heartbeat interval.
+        pool.recount_live_nodes(now_ms, out);
+        expired
+    }
+}
+
+command! {
+    /// Retention forgets up to `jobs_max` jobs that ended more than `keep_ms` ago.
+    PurgeEnded { keep_ms: u64, jobs_max: usize } -> usize,
+    |this, pool, now_ms, _, out| {
+        pool.purge_ended(now_ms.saturating_sub(this.keep_ms), this.jobs_max, out)
+    }
+}
+
+command! {
+    /// Retention writes down when nodes were heard from (when it moved by `store_every_ms`),
+    /// then forgets up to `nodes_max` nodes silent for `silent_ms` that hold nothing.
+    PurgeSilentNodes { silent_ms: u64, store_every_ms: u64, nodes_max: usize } -> usize,
+    |this, pool, now_ms, _, out| {
+        pool.store_heard(this.store_every_ms, this.nodes_max, out);
+        let heard_before_ms = now_ms.saturating_sub(this.silent_ms);
+        pool.purge_silent_nodes(now_ms, heard_before_ms, this.nodes_max, out)
+    }
+}

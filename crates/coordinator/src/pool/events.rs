@@ -1,0 +1,263 @@
+//! What happened in the pool: the events commands produce, the only things that change its
+//! state (see [`super::apply`]), and their serialized form.
+//!
+//! An event says what happened, not what to do: every id, time and choice in it was made by the
+//! command that produced it, so applying it needs neither a clock nor entropy, and applying the
+//! same events to the same pool gives the same pool. The store keeps the rows they imply
+//! ([`super::PoolState::writes_of`]); the serialized form ([`Envelope`]) is what the events of
+//! one coordinator are shipped and replayed as, and it carries the coordinator's epoch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoordinatorError;
+use store::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRow};
+use wire::{AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, TaskSpec};
+
+/// The version of the events' serialized form; raised whenever an event changes shape, so a
+/// reader never applies an event it would misread.
+pub(crate) const EVENTS_VERSION: u32 = 1;
+
+/// Why a node left the pool's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum NodeGone {
+    /// It registered again: a new session replaces the old one.
+    Restarted,
+    /// It was silent past the purge age and held nothing.
+    Silent,
+    /// Its owner removed it; the identity may not come back.
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Event {
+    /// A token was created; a requester token comes with its new requester.
+    TokenCreated {
+        token: TokenRow,
+        requester: Option<RequesterRow>,
+    },
+    TokenRevoked {
+        hash: String,
+        at_ms: u64,
+    },
+    /// A node registered, at `node.registered_at_ms`.
+    NodeRegistered {
+        node: NodeRow,
+    },
+    NodeGone {
+        node: NodeId,
+        why: NodeGone,
+        at_ms: u64,
+    },
+    /// A node's request reached the coordinator: it is alive, and its lease runs a term from
+    /// now.
+    NodeHeard {
+        node: NodeId,
+        at_ms: u64,
+    },
+    NodeActivitySet {
+        node: NodeId,
+        activity: NodeActivity,
+        at_ms: u64,
+    },
+    NodeCapabilitiesSet {
+        node: NodeId,
+        capabilities: Capabilities,
+    },
+    /// A node's process may be gone: it must be sent the runtimes of its jobs again.
+    NodeRuntimesUnsent {
+        node: NodeId,
+    },
+    /// The live nodes behind the heartbeat interval were counted again.
+    NodesLiveRecounted {
+        at_ms: u64,
+    },
+    /// When these nodes were last heard from is now in the store.
+    NodesHeardStored {
+        nodes: Vec<(NodeId, u64)>,
+    },
+    JobSubmitted {
+        job: JobRow,
+        tasks: Vec<TaskSpec>,
+    },
+    /// Every task ended; `state` says whether all succeeded.
+    JobFinished {
+        job: JobId,
+        state: JobState,
+        at_ms: u64,
+    },
+    /// Its requester cancelled it: its live attempts end, and its tasks that had not ended.
+    JobCancelled {
+        job: JobId,
+        at_ms: u64,
+    },
+    /// Ended jobs were forgotten, here and in the store.
+    JobsPurged {
+        jobs: Vec<JobId>,
+    },
+    /// Pending tasks of a job started on a node, each as a new attempt.
+    AttemptsGranted {
+        node: NodeId,
+        job: JobId,
+        at_ms: u64,
+        /// The node had not been sent the job's runtime; it is sent with these.
+        send_runtime: bool,
+        attempts: Vec<(AttemptId, u32)>,
+    },
+    /// Grants reached their node: its lease runs a term from now, and they are durable.
+    GrantsDelivered {
+        node: NodeId,
+        at_ms: u64,
+        attempts: Vec<AttemptRow>,
+    },
+    /// Grants that never reached their node are undone, as if never made.
+    GrantsWithdrawn {
+        node: NodeId,
+        attempts: Vec<AttemptId>,
+        runtimes: Vec<JobId>,
+    },
+    /// The node's heartbeats stopped (`Some`) or started again (`None`) listing the attempt.
+    AttemptUnlisted {
+        attempt: AttemptId,
+        since_ms: Option<u64>,
+    },
+    /// The node was paused, so the attempt's deadline is checked again later.
+    AttemptDeadlineMoved {
+        attempt: AttemptId,
+        check_at_ms: u64,
+    },
+    UploadRecorded {
+        attempt: AttemptId,
+        hash: BlobHash,
+        size_bytes: u64,
+        at_ms: u64,
+    },
+    /// An attempt ended (reported, released, expired); `end.task_end` says whether its task
+    /// ended with it.
+    AttemptEnded {
+        end: AttemptEnd,
+    },
+}
+
+/// Every kind of event, for tests that must cover each.
+#[cfg(test)]
+pub(crate) const EVENT_KINDS: [&str; 21] = [
+    "TokenCreated",
+    "TokenRevoked",
+    "NodeRegistered",
+    "NodeGone",
+    "NodeHeard",
+    "NodeActivitySet",
+    "NodeCapabilitiesSet",
+    "NodeRuntimesUnsent",
+    "NodesLiveRecounted",
+    "NodesHeardStored",
+    "JobSubmitted",
+    "JobFinished",
+    "JobCancelled",
+    "JobsPurged",
+    "AttemptsGranted",
+    "GrantsDelivered",
+    "GrantsWithdrawn",
+    "AttemptUnlisted",
+    "AttemptDeadlineMoved",
+    "UploadRecorded",
+    "AttemptEnded",
+];
+
+#[cfg(test)]
+impl Event {
+    /// The event's kind, as named in [`EVENT_KINDS`].
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Event::TokenCreated { .. } => "TokenCreated",
+            Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::NodeRegistered { .. } => "NodeRegistered",
+            Event::NodeGone { .. } => "NodeGone",
+            Event::NodeHeard { .. } => "NodeHeard",
+            Event::NodeActivitySet { .. } => "NodeActivitySet",
+            Event::NodeCapabilitiesSet { .. } => "NodeCapabilitiesSet",
+            Event::NodeRuntimesUnsent { .. } => "NodeRuntimesUnsent",
+            Event::NodesLiveRecounted { .. } => "NodesLiveRecounted",
+            Event::NodesHeardStored { .. } => "NodesHeardStored",
+            Event::JobSubmitted { .. } => "JobSubmitted",
+            Event::JobFinished { .. } => "JobFinished",
+            Event::JobCancelled { .. } => "JobCancelled",
+            Event::JobsPurged { .. } => "JobsPurged",
+            Event::AttemptsGranted { .. } => "AttemptsGranted",
+            Event::GrantsDelivered { .. } => "GrantsDelivered",
+            Event::GrantsWithdrawn { .. } => "GrantsWithdrawn",
+            Event::AttemptUnlisted { .. } => "AttemptUnlisted",
+            Event::AttemptDeadlineMoved { .. } => "AttemptDeadlineMoved",
+            Event::UploadRecorded { .. } => "UploadRecorded",
+            Event::AttemptEnded { .. } => "AttemptEnded",
+        }
+    }
+}
+
+/// One event as shipped: the version of its form and the epoch of the coordinator that made
+/// it, so a reader refuses a form it does not know and events of a coordinator that was taken
+/// over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    pub(crate) version: u32,
+    pub(crate) epoch: u64,
+    pub(crate) event: Event,
+}
+
+impl Envelope {
+    pub(crate) fn encode(epoch: u64, event: &Event) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            version: u32,
+            epoch: u64,
+            event: &'a Event,
+        }
+        serde_json::to_vec(&Borrowed {
+            version: EVENTS_VERSION,
+            epoch,
+            event,
+        })
+        .expect("events serialize: every field is plain data")
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope, CoordinatorError> {
+        let envelope: Envelope = serde_json::from_slice(bytes)
+            .map_err(|error| CoordinatorError::EventMalformed(error.to_string()))?;
+        if envelope.version != EVENTS_VERSION {
+            return Err(CoordinatorError::EventVersion {
+                found: envelope.version,
+                reads: EVENTS_VERSION,
+            });
+        }
+        Ok(envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_reads_back_with_its_epoch_and_other_forms_are_refused() {
+        let event = Event::NodeHeard {
+            node: NodeId(7),
+            at_ms: 42,
+        };
+        let bytes = Envelope::encode(3, &event);
+        let envelope = Envelope::decode(&bytes).unwrap();
+        assert_eq!((envelope.epoch, envelope.event), (3, event));
+
+        let newer = String::from_utf8(bytes)
+            .unwrap()
+            .replace(&format!("\"version\":{EVENTS_VERSION}"), "\"version\":999");
+        assert!(matches!(
+            Envelope::decode(newer.as_bytes()),
+            Err(CoordinatorError::EventVersion { found: 999, .. })
+        ));
+        let unknown = br#"{"version":1,"epoch":1,"event":{"NodeExploded":{}}}"#;
+        assert!(matches!(
+            Envelope::decode(unknown),
+            Err(CoordinatorError::EventMalformed(_))
+        ));
+    }
+}
