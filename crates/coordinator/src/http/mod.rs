@@ -111,7 +111,16 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.0)).into_response()
+        let mut response = (status, axum::Json(self.0)).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body was refused unread, or read only in part: the client must not send its
+            // next request on this connection, or it reads the rest of this body as one.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
