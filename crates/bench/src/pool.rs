@@ -32,6 +32,7 @@ pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
         requirements: Default::default(),
         limits: Limits::default(),
         max_attempts: 3,
+        replicas: 1,
         deterministic: None,
         tasks: vec![TaskSpec::default(); tasks as usize],
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use wire::{JobState, JobSubmission, Limits, NodeId, TaskSpec, TaskState};
+use wire::{JobState, JobSubmission, NodeId, TaskSpec, TaskState};
 
 use crate::pool::{CoordinatorOptions, LocalPool};
 use crate::report::{Better, Machine};
@@ -98,22 +98,16 @@ async fn measure(pool: &mut LocalPool, options: &RecoverOptions) -> Result<Measu
     let module = owner
         .upload_bytes(bytes::Bytes::from_static(guests::PROBE))
         .await?;
+    let tasks = vec![
+        TaskSpec {
+            args: vec!["sleep".to_owned(), options.task_ms.to_string()],
+            ..TaskSpec::default()
+        };
+        options.tasks as usize
+    ];
     let submission = JobSubmission {
-        name: "bench-recover".to_owned(),
-        module,
-        env: Default::default(),
-        mounts: vec![],
-        requirements: Default::default(),
-        limits: Limits::default(),
         max_attempts: 5,
-        deterministic: None,
-        tasks: vec![
-            TaskSpec {
-                args: vec!["sleep".to_owned(), options.task_ms.to_string()],
-                ..TaskSpec::default()
-            };
-            options.tasks as usize
-        ],
+        ..JobSubmission::new("bench-recover", module, tasks)
     };
     let started = Instant::now();
     let job = owner.submit(&submission).await?.job_id;

@@ -89,9 +89,10 @@ impl Parked {
         entropy: &dyn Entropy,
         out: &mut Outbox,
     ) {
-        // Each round either ends or removes at least one waiter whose request went away.
+        // A round goes on only after one that answered or dropped a waiter, so rounds are
+        // bounded by the waiters.
+        let mut changes = pool.take_changes();
         loop {
-            let changes = pool.take_changes();
             self.wake(pool, &changes.jobs);
             for node in &changes.nodes_gone {
                 self.waiters.remove(node);
@@ -100,7 +101,6 @@ impl Parked {
             if offers.is_empty() {
                 return;
             }
-            let mut undelivered = false;
             let placed = pool.apply(Place { waiting: offers }, now_ms, entropy, out);
             for (node, response, rows) in placed {
                 let Some(waiter) = self.waiters.remove(&node) else {
@@ -109,15 +109,14 @@ impl Parked {
                 };
                 match waiter.sender.send(response) {
                     Ok(()) => pool.apply(Deliver { node, rows }, now_ms, entropy, out),
-                    Err(response) => {
-                        pool.apply(Withdraw { node, response }, now_ms, entropy, out);
-                        undelivered = true;
-                    }
+                    Err(response) => pool.apply(Withdraw { node, response }, now_ms, entropy, out),
                 }
             }
-            if !undelivered {
-                // Grants change their jobs; their watchers hear of it now.
-                let changes = pool.take_changes();
+            // Grants change their jobs, whose watchers hear of it. Grants that went back, and
+            // tasks granted short of their replicas, are queued work for the nodes still
+            // waiting: another round.
+            changes = pool.take_changes();
+            if !changes.tasks_queued {
                 self.wake(pool, &changes.jobs);
                 return;
             }

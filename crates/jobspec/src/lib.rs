@@ -37,6 +37,8 @@ pub struct JobPlan {
     pub requirements: Requirements,
     pub limits: Limits,
     pub max_attempts: u32,
+    /// Copies of each task run at once on different nodes; the first success wins.
+    pub replicas: u32,
     pub deterministic: Option<Deterministic>,
     pub tasks: Vec<TaskPlan>,
 }

@@ -23,6 +23,7 @@ struct SpecFile {
     #[serde(default)]
     limits: LimitsFile,
     max_attempts: Option<u32>,
+    replicas: Option<u32>,
     deterministic: Option<DeterministicFile>,
     #[serde(default)]
     mounts: Vec<MountFile>,
@@ -146,38 +147,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
         Some(name) => name,
         None => default_name(&module),
     };
-    let limits = Limits {
-        memory_bytes_max: bytes_of(
-            &file.limits.memory,
-            "limits.memory",
-            default::MEMORY_BYTES_MAX,
-        )?,
-        fuel_max: file.limits.fuel.unwrap_or(default::FUEL_MAX),
-        deadline_ms: ms_of(
-            &file.limits.deadline,
-            "limits.deadline",
-            default::DEADLINE_MS,
-        )?,
-        output_bytes_max: bytes_of(
-            &file.limits.output,
-            "limits.output",
-            default::OUTPUT_BYTES_MAX,
-        )?,
-        output_files_max: file
-            .limits
-            .output_files
-            .unwrap_or(default::OUTPUT_FILES_MAX),
-        stdout_bytes_max: bytes_of(
-            &file.limits.stdout,
-            "limits.stdout",
-            default::STDOUT_BYTES_MAX,
-        )?,
-        stderr_bytes_max: bytes_of(
-            &file.limits.stderr,
-            "limits.stderr",
-            default::STDERR_BYTES_MAX,
-        )?,
-    };
+    let limits = limits_of(&file.limits)?;
     let requirements = Requirements {
         memory_bytes_min: bytes_of(&file.requirements.memory, "requirements.memory", 0)?,
         cores_min: file.requirements.cores.unwrap_or(0),
@@ -230,11 +200,25 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
         requirements,
         limits,
         max_attempts: file.max_attempts.unwrap_or(default::MAX_ATTEMPTS),
+        replicas: file.replicas.unwrap_or(default::REPLICAS),
         deterministic: file.deterministic.map(|d| Deterministic { seed: d.seed }),
         tasks,
     };
     check(&plan)?;
     Ok(plan)
+}
+
+/// The limits a spec file sets, with the defaults for those it leaves out.
+fn limits_of(limits: &LimitsFile) -> Result<Limits, SpecError> {
+    Ok(Limits {
+        memory_bytes_max: bytes_of(&limits.memory, "limits.memory", default::MEMORY_BYTES_MAX)?,
+        fuel_max: limits.fuel.unwrap_or(default::FUEL_MAX),
+        deadline_ms: ms_of(&limits.deadline, "limits.deadline", default::DEADLINE_MS)?,
+        output_bytes_max: bytes_of(&limits.output, "limits.output", default::OUTPUT_BYTES_MAX)?,
+        output_files_max: limits.output_files.unwrap_or(default::OUTPUT_FILES_MAX),
+        stdout_bytes_max: bytes_of(&limits.stdout, "limits.stdout", default::STDOUT_BYTES_MAX)?,
+        stderr_bytes_max: bytes_of(&limits.stderr, "limits.stderr", default::STDERR_BYTES_MAX)?,
+    })
 }
 
 fn default_name(module: &Path) -> String {
@@ -324,6 +308,7 @@ pub fn sweep(module: PathBuf, count: u32, args: &[String]) -> Result<JobPlan, Sp
         requirements: Requirements::default(),
         limits: Limits::default(),
         max_attempts: default::MAX_ATTEMPTS,
+        replicas: default::REPLICAS,
         deterministic: None,
         tasks: sweep_tasks(count, args)?,
     };
@@ -342,6 +327,7 @@ pub fn per_input(module: PathBuf, dir: &Path, args: &[String]) -> Result<JobPlan
         requirements: Requirements::default(),
         limits: Limits::default(),
         max_attempts: default::MAX_ATTEMPTS,
+        replicas: default::REPLICAS,
         deterministic: None,
         tasks: per_input_tasks(dir, args)?,
     };
@@ -371,6 +357,7 @@ fn check(plan: &JobPlan) -> Result<(), SpecError> {
         requirements: plan.requirements.clone(),
         limits: plan.limits,
         max_attempts: plan.max_attempts,
+        replicas: plan.replicas,
         deterministic: plan.deterministic,
         tasks: plan
             .tasks
@@ -405,6 +392,7 @@ mod tests {
             name = "count words"
             module = "wc.wasm"
             max_attempts = 5
+            replicas = 2
             deterministic = { seed = 7 }
             [env]
             LANG = "C"
@@ -434,6 +422,7 @@ mod tests {
         assert_eq!(plan.requirements.memory_bytes_min, 1 << 30);
         assert_eq!(plan.requirements.labels["region"], "eu");
         assert_eq!(plan.deterministic, Some(Deterministic { seed: 7 }));
+        assert_eq!((plan.max_attempts, plan.replicas), (5, 2));
         assert_eq!(plan.mounts[0].dir, PathBuf::from("/jobs/data"));
         let task = &plan.tasks[0];
         assert_eq!(task.stdin, Some(PathBuf::from("/jobs/in.txt")));

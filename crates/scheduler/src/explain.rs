@@ -45,6 +45,9 @@ pub enum Reason {
     },
     /// Each requirement is met by some online node, but none meets them all.
     NoNodeMeetsAll { nodes_online: usize },
+    /// Some online nodes would fit, but each runs another replica of the task or shares an
+    /// owner or a network with one.
+    KeptApart { nodes_kept_apart: usize },
     /// Some online nodes fit, but none has a free slot.
     FittingNodesBusy { nodes_fitting: usize },
     /// Some online nodes fit and have free slots: the job is only waiting for the next round.
@@ -133,7 +136,17 @@ fn standing_of_fitting_nodes(requirements: &Requirements<'_>, online: &[&NodeOff
     let fitting = || online.iter().filter(|node| fits(node, requirements));
     let nodes_fitting = fitting().count();
     let nodes_fitting_free = fitting().filter(|node| node.slots_free > 0).count();
-    if nodes_fitting == 0 {
+    let unexcluded = Requirements {
+        excluded: Default::default(),
+        ..*requirements
+    };
+    let nodes_kept_apart = online
+        .iter()
+        .filter(|node| fits(node, &unexcluded) && !fits(node, requirements))
+        .count();
+    if nodes_fitting == 0 && nodes_kept_apart > 0 {
+        Reason::KeptApart { nodes_kept_apart }
+    } else if nodes_fitting == 0 {
         Reason::NoNodeMeetsAll {
             nodes_online: online.len(),
         }
@@ -147,6 +160,25 @@ fn standing_of_fitting_nodes(requirements: &Requirements<'_>, online: &[&NodeOff
 fn sorted_unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     let unique: BTreeSet<&str> = values.collect();
     unique.into_iter().map(str::to_string).collect()
+}
+
+fn label_unavailable(
+    out: &mut fmt::Formatter<'_>,
+    key: &str,
+    value: &str,
+    values_online: &[String],
+) -> fmt::Result {
+    write!(out, "no node has label {key}={value}")?;
+    if !values_online.is_empty() {
+        let pairs: Vec<String> = values_online
+            .iter()
+            .map(|other| format!("{key}={other}"))
+            .collect();
+        out.write_str(" (nodes have ")?;
+        format::list(out, &pairs)?;
+        out.write_str(")")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Reason {
@@ -183,23 +215,16 @@ impl fmt::Display for Reason {
                 key,
                 value,
                 values_online,
-            } => {
-                write!(out, "no node has label {key}={value}")?;
-                if !values_online.is_empty() {
-                    let pairs: Vec<String> = values_online
-                        .iter()
-                        .map(|other| format!("{key}={other}"))
-                        .collect();
-                    out.write_str(" (nodes have ")?;
-                    format::list(out, &pairs)?;
-                    out.write_str(")")?;
-                }
-                Ok(())
-            }
+            } => label_unavailable(out, key, value, values_online),
             Self::NoNodeMeetsAll { nodes_online } => write!(
                 out,
                 "no online node meets all the requirements at once, though each is met by \
                  some of the {nodes_online} online nodes"
+            ),
+            Self::KeptApart { nodes_kept_apart } => write!(
+                out,
+                "the {nodes_kept_apart} online nodes that fit run another replica of the task, \
+                 or share its owner or network; it waits for a node apart from them"
             ),
             Self::FittingNodesBusy { nodes_fitting: 1 } => out.write_str(
                 "the only node that fits is busy (0 free slots); tasks start as slots free up",
@@ -239,6 +264,8 @@ mod tests {
             os: "linux",
             labels: &[],
             lease_until_ms: 1_000,
+            owner: None,
+            network: None,
         }
     }
 
@@ -392,6 +419,26 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_that_only_excluded_nodes_fit_is_kept_apart() {
+        let waiting = job(Requirements {
+            excluded: crate::Excluded {
+                nodes: &[1],
+                owners: &[],
+                networks: &[],
+            },
+            ..Requirements::default()
+        });
+        let reasons = explain(&waiting, &[node(1, 1, 4, 8 << 30)], 0);
+        assert_eq!(
+            reasons,
+            vec![Reason::KeptApart {
+                nodes_kept_apart: 1
+            }]
+        );
+        assert!(sentences(&reasons)[0].contains("another replica"));
+    }
+
+    #[test]
     fn every_unmet_requirement_is_reported_in_order() {
         let wanted = labels(&[("region", "eu")]);
         let waiting = job(Requirements {
@@ -400,6 +447,7 @@ mod tests {
             arch: Some("riscv64"),
             os: Some("windows"),
             labels: &wanted,
+            excluded: Default::default(),
         });
         let reasons = explain(&waiting, &[node(1, 1, 4, 1 << 30)], 0);
         let kinds: Vec<std::mem::Discriminant<Reason>> =
@@ -513,6 +561,8 @@ mod tests {
         });
         let expired_big = NodeOffer {
             lease_until_ms: 10,
+            owner: None,
+            network: None,
             ..node(1, 1, 16, 1 << 30)
         };
         let live_small = node(2, 1, 4, 1 << 30);

@@ -1,10 +1,12 @@
 //! Whether a node can run a job at all, judged on its fixed capabilities (memory, cores, arch, os
-//! and owner labels). Availability (lease, free slots) is not part of fitting.
+//! and owner labels) and on the nodes the demand must keep away from. Availability (lease, free
+//! slots) is not part of fitting.
 
 use crate::snapshot::{NodeOffer, Requirements};
 
 /// True when `node` meets every requirement in `req`: at least the memory and cores asked for,
-/// the same arch and os when one is named, and every required label with the same value.
+/// the same arch and os when one is named, every required label with the same value, and none
+/// of the exclusions.
 pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
     // Cheapest and most selective checks first: this runs nodes × requirement sets times.
     node.memory_bytes >= req.memory_bytes_min
@@ -12,6 +14,7 @@ pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
         && req.arch.is_none_or(|arch| arch == node.arch)
         && req.os.is_none_or(|os| os == node.os)
         && has_labels(node.labels, req.labels)
+        && !req.excluded.excludes(node)
 }
 
 /// True when every `(key, value)` of `wanted` is in `labels` with the same value.
@@ -60,6 +63,8 @@ mod tests {
             os: "linux",
             labels,
             lease_until_ms: 100,
+            owner: Some(10),
+            network: Some(20),
         }
     }
 
@@ -107,6 +112,44 @@ mod tests {
         assert!(!fits(&node, &arch("aarch64")));
         assert!(fits(&node, &os("linux")));
         assert!(!fits(&node, &os("windows")));
+    }
+
+    #[test]
+    fn a_node_is_kept_away_by_its_key_its_owner_or_its_network() {
+        use crate::snapshot::Excluded;
+        let node = node(&[]);
+        let away = |nodes: &[u64], owners: &[u64], networks: &[u64]| {
+            let req = Requirements {
+                excluded: Excluded {
+                    nodes,
+                    owners,
+                    networks,
+                },
+                ..Requirements::default()
+            };
+            !fits(&node, &req)
+        };
+        assert!(!away(&[2], &[11], &[21]), "others' keys keep nothing away");
+        assert!(away(&[1], &[], &[]));
+        assert!(away(&[], &[10], &[]));
+        assert!(away(&[], &[], &[20]));
+        let unknown = NodeOffer {
+            owner: None,
+            network: None,
+            ..node
+        };
+        let req = Requirements {
+            excluded: Excluded {
+                nodes: &[],
+                owners: &[10],
+                networks: &[20],
+            },
+            ..Requirements::default()
+        };
+        assert!(
+            fits(&unknown, &req),
+            "an unknown owner or network matches nothing"
+        );
     }
 
     #[test]

@@ -70,6 +70,8 @@
 //!     os: "linux",
 //!     labels: &[],
 //!     lease_until_ms: 60_000,
+//!     owner: None,
+//!     network: None,
 //! };
 //! let nodes = [idle(1), idle(2)];
 //! let jobs = [JobDemand {
@@ -107,4 +109,4 @@ mod testing;
 pub use assign::assign;
 pub use explain::{Reason, explain};
 pub use fit::fits;
-pub use snapshot::{Assignment, JobDemand, NodeOffer, Requirements, Snapshot};
+pub use snapshot::{Assignment, Excluded, JobDemand, NodeOffer, Requirements, Snapshot};

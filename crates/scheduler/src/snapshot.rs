@@ -25,6 +25,12 @@ pub struct NodeOffer<'a> {
     pub labels: &'a [(String, String)],
     /// Its lease runs out then unless it heartbeats again.
     pub lease_until_ms: u64,
+    /// Opaque key of whoever brought the node; `None` when not known, which no exclusion
+    /// matches.
+    pub owner: Option<u64>,
+    /// Opaque key of the network the node is seen from; `None` when not known, which no
+    /// exclusion matches.
+    pub network: Option<u64>,
 }
 
 /// What a job needs of a node.
@@ -36,6 +42,28 @@ pub struct Requirements<'a> {
     pub os: Option<&'a str>,
     /// Every one must be present with the same value on the node.
     pub labels: &'a [(String, String)],
+    /// Nodes the demand must not go to.
+    pub excluded: Excluded<'a>,
+}
+
+/// Nodes a demand must keep away from: typically those running another replica of its task,
+/// and, when the replicas must be independent, every node of their owners and networks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Excluded<'a> {
+    pub nodes: &'a [u64],
+    pub owners: &'a [u64],
+    pub networks: &'a [u64],
+}
+
+impl Excluded<'_> {
+    /// Whether `node` is one of the excluded nodes, or of an excluded owner or network.
+    pub fn excludes(&self, node: &NodeOffer<'_>) -> bool {
+        self.nodes.contains(&node.node)
+            || node.owner.is_some_and(|owner| self.owners.contains(&owner))
+            || node
+                .network
+                .is_some_and(|network| self.networks.contains(&network))
+    }
 }
 
 /// A job with tasks waiting to be placed.

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::fit::fits;
-use crate::snapshot::{Assignment, JobDemand, NodeOffer, Requirements, Snapshot};
+use crate::snapshot::{Assignment, Excluded, JobDemand, NodeOffer, Requirements, Snapshot};
 
 /// The `now_ms` every test uses.
 pub(crate) const NOW_MS: u64 = 1_000_000;
@@ -78,6 +78,8 @@ pub(crate) struct OwnedNode {
     pub os: &'static str,
     pub labels: Vec<(String, String)>,
     pub lease_until_ms: u64,
+    pub owner: Option<u64>,
+    pub network: Option<u64>,
 }
 
 impl OwnedNode {
@@ -94,6 +96,8 @@ impl OwnedNode {
             os: "linux",
             labels: Vec::new(),
             lease_until_ms: NOW_MS + 30_000,
+            owner: Some(node),
+            network: Some(node),
         }
     }
 
@@ -118,6 +122,8 @@ impl OwnedNode {
             os: self.os,
             labels: &self.labels,
             lease_until_ms: self.lease_until_ms,
+            owner: self.owner,
+            network: self.network,
         }
     }
 }
@@ -134,6 +140,9 @@ pub(crate) struct OwnedJob {
     pub arch: Option<&'static str>,
     pub os: Option<&'static str>,
     pub labels: Vec<(String, String)>,
+    pub excluded_nodes: Vec<u64>,
+    pub excluded_owners: Vec<u64>,
+    pub excluded_networks: Vec<u64>,
 }
 
 impl OwnedJob {
@@ -149,6 +158,9 @@ impl OwnedJob {
             arch: None,
             os: None,
             labels: Vec::new(),
+            excluded_nodes: Vec::new(),
+            excluded_owners: Vec::new(),
+            excluded_networks: Vec::new(),
         }
     }
 
@@ -164,6 +176,11 @@ impl OwnedJob {
                 arch: self.arch,
                 os: self.os,
                 labels: &self.labels,
+                excluded: Excluded {
+                    nodes: &self.excluded_nodes,
+                    owners: &self.excluded_owners,
+                    networks: &self.excluded_networks,
+                },
             },
         }
     }
@@ -234,6 +251,9 @@ pub(crate) fn random_nodes(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedNode> 
                 os: rng.pick(&["linux", "macos"]),
                 labels: labels(&node_labels),
                 lease_until_ms,
+                // Few owners and networks, some unknown, so exclusions bite and miss.
+                owner: (!rng.one_in(5)).then(|| rng.below(3)),
+                network: (!rng.one_in(5)).then(|| rng.below(3)),
             }
         })
         .collect()
@@ -262,7 +282,10 @@ pub(crate) fn random_jobs(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedJob> {
 }
 
 fn add_random_requirement(rng: &mut XorShift, demand: &mut OwnedJob) {
-    match rng.below(6) {
+    match rng.below(9) {
+        6 => demand.excluded_nodes = (0..rng.below(4)).map(|_| rng.below(20)).collect(),
+        7 => demand.excluded_owners = vec![rng.below(3)],
+        8 => demand.excluded_networks = vec![rng.below(3)],
         0 => demand.memory_bytes_min = rng.pick(&[2u64, 8, 12]) << 30,
         1 => demand.cores_min = rng.pick(&[2, 4, 8]),
         2 => demand.arch = Some(rng.pick(&["x86_64", "aarch64"])),

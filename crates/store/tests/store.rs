@@ -63,6 +63,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         requirements: Default::default(),
         limits: Default::default(),
         max_attempts: 3,
+        replicas: 1,
         deterministic: None,
         tasks: vec![],
     };

@@ -39,6 +39,13 @@ pub struct JobSubmission {
     #[serde(default = "default_max_attempts")]
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
+    /// Copies of each task run at once, on different nodes; the first to succeed gives the
+    /// task its result and the others are stopped. More than one beats slow and vanishing
+    /// nodes at the price of the extra runs, each counted as an attempt. At most
+    /// `max_attempts`.
+    #[serde(default = "default_replicas")]
+    #[schema(minimum = 1, maximum = 4)]
+    pub replicas: u32,
     /// Run every task deterministically: the same output bytes and fuel on any node.
     #[serde(default)]
     pub deterministic: Option<Deterministic>,
@@ -46,8 +53,31 @@ pub struct JobSubmission {
     pub tasks: Vec<TaskSpec>,
 }
 
+impl JobSubmission {
+    /// A job of `tasks` running `module`, everything else at its default: no env or mounts,
+    /// no requirements, the default limits, attempts and replicas, not deterministic.
+    pub fn new(name: impl Into<String>, module: BlobHash, tasks: Vec<TaskSpec>) -> Self {
+        Self {
+            name: name.into(),
+            module,
+            env: BTreeMap::new(),
+            mounts: Vec::new(),
+            requirements: Requirements::default(),
+            limits: Limits::default(),
+            max_attempts: default::MAX_ATTEMPTS,
+            replicas: default::REPLICAS,
+            deterministic: None,
+            tasks,
+        }
+    }
+}
+
 fn default_max_attempts() -> u32 {
     default::MAX_ATTEMPTS
+}
+
+fn default_replicas() -> u32 {
+    default::REPLICAS
 }
 
 /// Options of deterministic mode: the same task gives the same output bytes and fuel on any

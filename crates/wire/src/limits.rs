@@ -36,6 +36,8 @@ pub const LABELS_MAX: usize = 64;
 pub const LABEL_BYTES_MAX: usize = 128;
 /// Attempts of one task, including the first.
 pub const ATTEMPTS_MAX: u32 = 100;
+/// Attempts of one task running at once.
+pub const REPLICAS_MAX: u32 = 4;
 /// Concurrent attempts (slots) one node may offer.
 pub const SLOTS_PER_NODE_MAX: u32 = 1024;
 /// Output files one attempt may report.
@@ -76,6 +78,8 @@ pub mod default {
     pub const STDOUT_BYTES_MAX: u64 = 16 * MIB;
     pub const STDERR_BYTES_MAX: u64 = MIB;
     pub const MAX_ATTEMPTS: u32 = 3;
+    /// One attempt of a task at a time.
+    pub const REPLICAS: u32 = 1;
 }
 
 /// A node's agent version string, in bytes.

@@ -154,6 +154,16 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
             format!("must be between 1 and {}", limits::ATTEMPTS_MAX),
         ));
     }
+    if !(1..=limits::REPLICAS_MAX.min(job.max_attempts)).contains(&job.replicas) {
+        return Err(invalid(
+            "replicas",
+            format!(
+                "must be between 1 and {}, and at most max_attempts ({})",
+                limits::REPLICAS_MAX,
+                job.max_attempts
+            ),
+        ));
+    }
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }
@@ -604,6 +614,7 @@ mod tests {
             requirements: Requirements::default(),
             limits: Limits::default(),
             max_attempts: 3,
+            replicas: 1,
             deterministic: None,
             tasks: vec![TaskSpec::default()],
         }
@@ -706,6 +717,14 @@ mod tests {
         let mut attempts = job();
         attempts.max_attempts = 0;
         assert!(problem(&attempts).starts_with("max_attempts"));
+        let mut replicas = job();
+        replicas.replicas = 0;
+        assert!(problem(&replicas).starts_with("replicas"));
+        replicas.replicas = replicas.max_attempts + 1;
+        assert!(problem(&replicas).starts_with("replicas"));
+        replicas.replicas = limits::REPLICAS_MAX + 1;
+        replicas.max_attempts = limits::ATTEMPTS_MAX;
+        assert!(problem(&replicas).starts_with("replicas"));
     }
 
     #[test]

@@ -192,6 +192,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 requirements: Default::default(),
                 limits: Default::default(),
                 max_attempts: 3,
+                replicas: 1,
                 deterministic: None,
                 tasks: vec![TaskSpec::default()],
             },

@@ -264,10 +264,7 @@ impl PoolState {
         let running: Vec<AttemptId> = self.jobs[&job_id]
             .tasks
             .iter()
-            .filter_map(|task| match task.slot {
-                Slot::Running(attempt_id) => Some(attempt_id),
-                _ => None,
-            })
+            .flat_map(|task| task.live.iter().copied())
             .collect();
         for attempt_id in running {
             self.remove_attempt(attempt_id);
@@ -299,11 +296,17 @@ impl PoolState {
         let paused_ms_at_grant = node.pauses.total_ms(at_ms);
         node.jobs_sent.insert(job_id);
         for &(attempt_id, index) in attempts {
-            let at = job.pending.iter().position(|pending| *pending == index);
-            job.pending.remove(at.expect("a granted task was pending"));
-            job.set_slot(index, Slot::Running(attempt_id));
-            job.tasks[index as usize].attempts += 1;
+            // A first attempt leaves the queue; a replica joins a task that runs already.
+            if job.tasks[index as usize].slot == Slot::Pending {
+                let at = job.pending.iter().position(|pending| *pending == index);
+                job.pending.remove(at.expect("a pending task is queued"));
+                job.set_slot(index, Slot::Running);
+            }
+            let task = &mut job.tasks[index as usize];
+            task.attempts += 1;
+            task.live.push(attempt_id);
             job.attempts_total += 1;
+            job.sync_short(index);
             node.running.insert(attempt_id);
             self.deadlines.insert((ends_by_ms, attempt_id));
             let attempt = Attempt {
@@ -345,9 +348,9 @@ impl PoolState {
                 .jobs
                 .get_mut(&attempt.job)
                 .expect("attempts belong to jobs");
-            job.set_slot(attempt.task, Slot::Pending);
             job.tasks[attempt.task as usize].attempts -= 1;
             job.attempts_total -= 1;
+            job.settle_task(attempt.task, None);
             self.sync_ready(attempt.job);
         }
         if let Some(node) = self.nodes.get_mut(&node_id) {
@@ -376,12 +379,12 @@ impl PoolState {
             .get_mut(&attempt.job)
             .expect("attempts belong to jobs");
         let task_state = end.task_end.as_ref().map(|task_end| task_end.state);
-        job.set_slot(attempt.task, task_state.map_or(Slot::Pending, Slot::Ended));
         if end.state == AttemptEndState::Released {
             // Given back unfinished: it does not count against the task's attempts.
             job.tasks[attempt.task as usize].attempts -= 1;
             job.attempts_total -= 1;
         }
+        job.settle_task(attempt.task, task_state);
         if let Some(usage) = &end.usage {
             job.fuel_total = job.fuel_total.saturating_add(usage.fuel_used);
         }
@@ -399,6 +402,13 @@ impl PoolState {
     /// caller's to update.
     fn remove_attempt(&mut self, attempt_id: AttemptId) -> Option<Attempt> {
         let attempt = self.attempts.remove(&attempt_id)?;
+        if let Some(task) = self
+            .jobs
+            .get_mut(&attempt.job)
+            .and_then(|job| job.tasks.get_mut(attempt.task as usize))
+        {
+            task.live.retain(|live| *live != attempt_id);
+        }
         self.uploads.remove(&attempt_id);
         self.deadlines.remove(&(attempt.check_at_ms, attempt_id));
         if let Some(node) = self.nodes.get_mut(&attempt.node) {

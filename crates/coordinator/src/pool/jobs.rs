@@ -1,6 +1,6 @@
 //! Jobs in the pool: submission, cancellation, completion and what requesters read of them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use store::{JobRow, TaskRow};
@@ -65,9 +65,11 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         requirements: spec.requirements.clone(),
         labels_sorted: sorted_labels(&spec.requirements.labels),
         max_attempts: spec.max_attempts,
+        replicas: spec.replicas,
         state: row.state,
         tasks,
         pending: VecDeque::new(),
+        short: BTreeSet::new(),
         counts,
         attempts_total: 0,
         fuel_total: 0,
@@ -110,7 +112,46 @@ impl Job {
                     });
                 }
             }
-            Slot::Running(_) => {}
+            // The caller adds the live attempt, then keeps `short` true.
+            Slot::Running => return,
+        }
+        self.short.remove(&index);
+    }
+
+    /// Task `index` lost a live attempt: it ends as `ended` says, or else goes back to the queue
+    /// when no replica of it runs any more.
+    pub(crate) fn settle_task(&mut self, index: u32, ended: Option<TaskState>) {
+        let task = &self.tasks[index as usize];
+        match ended {
+            Some(state) => {
+                debug_assert!(task.live.is_empty(), "a task ends once its replicas have");
+                self.set_slot(index, Slot::Ended(state));
+            }
+            None if task.live.is_empty() => self.set_slot(index, Slot::Pending),
+            None => self.sync_short(index),
+        }
+    }
+
+    /// Whether task `index` wants another replica: it runs, on fewer nodes than the job's
+    /// replicas, and may be tried again.
+    pub(crate) fn wants_replica(&self, index: u32) -> bool {
+        let task = &self.tasks[index as usize];
+        task.slot == Slot::Running
+            && (task.live.len() as u32) < self.replicas
+            && task.attempts < self.max_attempts
+    }
+
+    /// Whether any task waits for a node: a pending one, or one short of its replicas.
+    pub(crate) fn wants_placement(&self) -> bool {
+        !self.pending.is_empty() || !self.short.is_empty()
+    }
+
+    /// Keeps `short` true for task `index`; a task newly short is queued work.
+    pub(crate) fn sync_short(&mut self, index: u32) {
+        if self.wants_replica(index) {
+            self.queued |= self.short.insert(index);
+        } else {
+            self.short.remove(&index);
         }
     }
 
@@ -131,6 +172,7 @@ impl Job {
         );
         self.tasks = Vec::new();
         self.pending = VecDeque::new();
+        self.short = BTreeSet::new();
         self.shared_blobs = HashSet::new();
         // Status shows only the name; env and mounts were for nodes running its tasks.
         self.runtime = Arc::new(JobRuntime {
@@ -181,6 +223,7 @@ impl PoolState {
                 spec: Some(spec.clone()),
                 slot: Slot::Pending,
                 attempts: 0,
+                live: Vec::new(),
             })
             .collect();
         let counts = TaskCounts {
@@ -219,6 +262,7 @@ impl PoolState {
                 spec: task.spec.filter(|_| slot == Slot::Pending),
                 slot,
                 attempts: task.attempts,
+                live: Vec::new(),
             });
         }
         for row in rows {
@@ -250,16 +294,19 @@ impl PoolState {
             .filter(|(_, task)| task.slot == Slot::Pending)
             .map(|(index, _)| index as u32)
             .collect();
+        for index in 0..job.tasks.len() as u32 {
+            job.sync_short(index);
+        }
         self.sync_ready(job_id);
     }
 
-    /// Puts the job in `ready` exactly when it runs and has pending tasks, and says when tasks
-    /// joined its queue.
+    /// Puts the job in `ready` exactly when it runs and has tasks waiting for a node (pending,
+    /// or short of replicas), and says when tasks joined its queue.
     pub(crate) fn sync_ready(&mut self, job_id: JobId) {
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
-        if job.state == JobState::Running && !job.pending.is_empty() {
+        if job.state == JobState::Running && job.wants_placement() {
             self.changes.tasks_queued |= std::mem::take(&mut job.queued);
             self.ready.insert(job.submitted_seq, job_id);
         } else {
@@ -498,6 +545,7 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
             arch: job.requirements.arch.as_deref(),
             os: job.requirements.os.as_deref(),
             labels: &job.labels_sorted,
+            excluded: scheduler::Excluded::default(),
         },
     }
 }

@@ -71,9 +71,8 @@ impl PoolState {
         let assignments = self.assign_ready(&[node_offer(node, slots_free)], now_ms);
         let mut response = LeaseResponse::default();
         let mut rows = Vec::new();
-        for assignment in assignments {
-            let job_id = JobId(assignment.job);
-            let grant = self.grant(node_id, job_id, assignment.count, now_ms, entropy, out);
+        for (_, wanted, count) in assignments {
+            let grant = self.grant(node_id, wanted, count, now_ms, entropy, out);
             self.respond(grant, now_ms, &mut response, &mut rows);
         }
         if !rows.is_empty() {
@@ -89,25 +88,67 @@ impl PoolState {
         response
     }
 
-    /// What the scheduler places of the ready jobs on `offers`.
+    /// What the scheduler places of the ready jobs on `offers`: how many of what each node
+    /// gets. A job's pending tasks are one demand; each task short of replicas is one more,
+    /// kept away from the nodes that run it.
     fn assign_ready(
         &self,
         offers: &[scheduler::NodeOffer<'_>],
         now_ms: u64,
-    ) -> Vec<scheduler::Assignment> {
-        let demands: Vec<_> = self
+    ) -> Vec<(NodeId, Wanted, u32)> {
+        let mut wanted = Vec::new();
+        for job in self
             .ready
             .values()
             .filter_map(|job_id| self.jobs.get(job_id))
-            .map(job_demand)
+        {
+            if !job.pending.is_empty() {
+                wanted.push(Wanted {
+                    job: job.id,
+                    task: None,
+                });
+            }
+            let replicas = job.short.iter().map(|index| Wanted {
+                job: job.id,
+                task: Some(*index),
+            });
+            wanted.extend(replicas);
+        }
+        let apart: Vec<Vec<u64>> = wanted.iter().map(|w| self.nodes_running(w)).collect();
+        let demands: Vec<_> = wanted
+            .iter()
+            .zip(&apart)
+            .enumerate()
+            .map(|(key, (w, nodes))| {
+                let mut demand = job_demand(&self.jobs[&w.job]);
+                demand.job = key as u64;
+                if w.task.is_some() {
+                    demand.pending = 1;
+                    demand.requirements.excluded.nodes = nodes;
+                }
+                demand
+            })
             .collect();
-        scheduler::assign(
-            &scheduler::Snapshot {
-                nodes: offers,
-                jobs: &demands,
-            },
-            now_ms,
-        )
+        let snapshot = scheduler::Snapshot {
+            nodes: offers,
+            jobs: &demands,
+        };
+        scheduler::assign(&snapshot, now_ms)
+            .into_iter()
+            .map(|a| (NodeId(a.node), wanted[a.job as usize], a.count))
+            .collect()
+    }
+
+    /// The nodes that run a replica of the task `wanted` names, as scheduler keys.
+    fn nodes_running(&self, wanted: &Wanted) -> Vec<u64> {
+        let Some(index) = wanted.task else {
+            return Vec::new();
+        };
+        self.jobs[&wanted.job].tasks[index as usize]
+            .live
+            .iter()
+            .map(|attempt| self.attempts[attempt].node.0)
+            .collect()
     }
 
     /// Places pending tasks on nodes that wait for work, each offering up to its `slots_free`;
@@ -134,19 +175,16 @@ impl PoolState {
                 .collect();
             self.assign_ready(&offers, now_ms)
         };
-        let mut by_node: BTreeMap<NodeId, Vec<(JobId, u32)>> = BTreeMap::new();
-        for assignment in assignments {
-            by_node
-                .entry(NodeId(assignment.node))
-                .or_default()
-                .push((JobId(assignment.job), assignment.count));
+        let mut by_node: BTreeMap<NodeId, Vec<(Wanted, u32)>> = BTreeMap::new();
+        for (node, wanted, count) in assignments {
+            by_node.entry(node).or_default().push((wanted, count));
         }
         let mut placed = Vec::with_capacity(by_node.len());
         for (node_id, work) in by_node {
             let mut response = LeaseResponse::default();
             let mut rows = Vec::new();
-            for (job_id, count) in work {
-                let grant = self.grant(node_id, job_id, count, now_ms, entropy, out);
+            for (wanted, count) in work {
+                let grant = self.grant(node_id, wanted, count, now_ms, entropy, out);
                 self.respond(grant, now_ms, &mut response, &mut rows);
             }
             placed.push((node_id, response, rows));
@@ -154,26 +192,30 @@ impl PoolState {
         placed
     }
 
-    /// Starts up to `count` pending tasks of `job_id` on `node_id`, in queue order; returns
-    /// what was granted, as recorded.
+    /// Starts what `wanted` names on `node_id`: up to `count` pending tasks of its job in queue
+    /// order, or one more replica of its task; returns what was granted, as recorded.
     fn grant(
         &mut self,
         node_id: NodeId,
-        job_id: JobId,
+        wanted: Wanted,
         count: u32,
         now_ms: u64,
         entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> Option<Grant> {
+        let job_id = wanted.job;
         let (Some(job), Some(node)) = (self.jobs.get(&job_id), self.nodes.get(&node_id)) else {
             return None;
         };
-        let attempts: Vec<(AttemptId, u32)> = job
-            .pending
-            .iter()
-            .take(count as usize)
-            .map(|index| (AttemptId(entropy.next_u64()), *index))
-            .collect();
+        let attempts: Vec<(AttemptId, u32)> = match wanted.task {
+            None => job
+                .pending
+                .iter()
+                .take(count as usize)
+                .map(|index| (AttemptId(entropy.next_u64()), *index))
+                .collect(),
+            Some(index) => vec![(AttemptId(entropy.next_u64()), index)],
+        };
         if attempts.is_empty() {
             return None;
         }
@@ -491,8 +533,11 @@ impl PoolState {
             return;
         };
         let job = &self.jobs[&attempt.job];
-        let attempts_made = job.tasks[attempt.task as usize].attempts;
-        let task_end = (attempts_made >= job.max_attempts).then_some(TaskEnd {
+        let task = &job.tasks[attempt.task as usize];
+        let attempts_made = task.attempts;
+        // Another replica running carries the task on.
+        let last = task.live.len() == 1;
+        let task_end = (last && attempts_made >= job.max_attempts).then_some(TaskEnd {
             state: TaskState::Failed,
             outcome: Outcome::Lost {
                 attempts: attempts_made,
@@ -526,13 +571,22 @@ impl PoolState {
         let Some(node) = self.nodes.get_mut(&row.node_id) else {
             return;
         };
+        let Some(task) = job.tasks.get(row.task_index as usize) else {
+            return;
+        };
+        let on_node = task.live.iter().any(|live| node.running.contains(live));
         if job.state != JobState::Running
-            || job.tasks.get(row.task_index as usize).map(|task| task.slot) != Some(Slot::Pending)
+            || matches!(task.slot, Slot::Ended(_))
+            || task.live.len() >= job.replicas as usize
+            || on_node
         {
             return;
         }
-        // The pending queue is rebuilt from the slots once every attempt is restored.
-        job.set_slot(row.task_index, Slot::Running(row.id));
+        // The pending queue and the short tasks are rebuilt once every attempt is restored.
+        if task.slot == Slot::Pending {
+            job.set_slot(row.task_index, Slot::Running);
+        }
+        job.tasks[row.task_index as usize].live.push(row.id);
         node.running.insert(row.id);
         // A report held back by the restart still gets a lease term to arrive.
         let lease_ms = self.lease_ms_min;
@@ -555,8 +609,9 @@ impl PoolState {
     }
 }
 
-/// The end of an attempt its node did not report: released or expired.
-fn unreported_end(
+/// The end of an attempt its node did not report: released, expired, or stopped because
+/// another replica ended its task.
+pub(super) fn unreported_end(
     attempt_id: AttemptId,
     attempt: &Attempt,
     state: AttemptEndState,
@@ -576,6 +631,13 @@ fn unreported_end(
         outputs: Vec::new(),
         task_end,
     }
+}
+
+/// What the scheduler is asked to place: a job's pending tasks, or one more replica of a task.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wanted {
+    job: JobId,
+    task: Option<u32>,
 }
 
 /// What one grant started, to answer the node with.

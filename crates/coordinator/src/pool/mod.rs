@@ -7,11 +7,14 @@
 //! writes in the order the changes happened here.
 //!
 //! Invariants:
-//! - A task is `Running(a)` exactly when attempt `a` is in `attempts` and in its node's
-//!   `running` set; the attempt id is the only key a report is accepted under.
+//! - A task is `Running` exactly when it has live attempts (`Task::live`, at most its job's
+//!   `replicas`, on distinct nodes), each in `attempts` and in its node's `running` set; an
+//!   attempt id is the only key a report is accepted under.
+//! - A job's `short` holds exactly its running tasks with fewer live attempts than `replicas`
+//!   and attempts left: those that want another replica.
 //! - A job's `counts` always equal the tally of its tasks' slots; `pending` holds exactly the
-//!   indices of its `Pending` tasks, and the job is in `ready` exactly when `pending` is not
-//!   empty and the job runs.
+//!   indices of its `Pending` tasks, and the job is in `ready` exactly when `pending` or `short`
+//!   is not empty and the job runs.
 //! - Once a task has ended it never changes again.
 
 mod admission;
@@ -133,9 +136,13 @@ pub(crate) struct Job {
     pub(crate) requirements: wire::Requirements,
     pub(crate) labels_sorted: Vec<(String, String)>,
     pub(crate) max_attempts: u32,
+    /// Attempts of one task that run at once (see `wire::JobSubmission::replicas`).
+    pub(crate) replicas: u32,
     pub(crate) state: JobState,
     pub(crate) tasks: Vec<Task>,
     pub(crate) pending: VecDeque<u32>,
+    /// Running tasks that want another replica, in index order.
+    pub(crate) short: BTreeSet<u32>,
     pub(crate) counts: TaskCounts,
     pub(crate) attempts_total: u64,
     pub(crate) fuel_total: u64,
@@ -160,12 +167,14 @@ pub(crate) struct Task {
     pub(crate) slot: Slot,
     /// Attempts counted against the job's max attempts.
     pub(crate) attempts: u32,
+    /// Its live attempts, oldest first: one per replica running.
+    pub(crate) live: Vec<AttemptId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
     Pending,
-    Running(AttemptId),
+    Running,
     Ended(TaskState),
 }
 
@@ -173,7 +182,7 @@ impl Slot {
     fn state(self) -> TaskState {
         match self {
             Slot::Pending => TaskState::Pending,
-            Slot::Running(_) => TaskState::Running,
+            Slot::Running => TaskState::Running,
             Slot::Ended(state) => state,
         }
     }
@@ -199,6 +208,8 @@ pub(crate) struct Node {
     pub(crate) heard_stored_ms: u64,
     /// The hash of the join token the node registered with.
     pub(crate) join_token_hash: String,
+    /// Who brought the node, as the scheduler keeps replicas apart by: its join token.
+    pub(crate) owner: Option<u64>,
     /// Whether the node is in the live count behind the heartbeat interval.
     pub(crate) counted_live: bool,
     /// Ordered, so that what is done to each (expiry, release) happens in the same order in
@@ -424,11 +435,9 @@ impl PoolState {
     #[cfg(any(test, debug_assertions))]
     pub(crate) fn check_invariants(&self) {
         for (attempt_id, attempt) in &self.attempts {
-            let job = &self.jobs[&attempt.job];
-            assert_eq!(
-                job.tasks[attempt.task as usize].slot,
-                Slot::Running(*attempt_id)
-            );
+            let task = &self.jobs[&attempt.job].tasks[attempt.task as usize];
+            assert_eq!(task.slot, Slot::Running);
+            assert!(task.live.contains(attempt_id));
             assert!(self.nodes[&attempt.node].running.contains(attempt_id));
         }
         for node in self.nodes.values() {
@@ -461,11 +470,15 @@ impl PoolState {
                 total: job.tasks.len() as u32,
                 ..TaskCounts::default()
             };
-            for task in &job.tasks {
+            for (index, task) in job.tasks.iter().enumerate() {
                 *count_of(&mut counts, task.slot.state()) += 1;
-                if let Slot::Running(attempt) = task.slot {
-                    assert!(self.attempts.contains_key(&attempt));
-                }
+                check_live(task, job, &self.attempts);
+                assert_eq!(
+                    job.short.contains(&(index as u32)),
+                    job.wants_replica(index as u32),
+                    "short tasks of {}",
+                    job.id
+                );
             }
             assert_eq!(counts, job.counts, "counts of {}", job.id);
             assert_eq!(job.pending.len() as u32, job.counts.pending);
@@ -476,11 +489,27 @@ impl PoolState {
             let in_ready = self.ready.get(&job.submitted_seq) == Some(&job.id);
             assert_eq!(
                 in_ready,
-                job.state == JobState::Running && !job.pending.is_empty()
+                job.state == JobState::Running && job.wants_placement()
             );
         }
         self.check_held();
     }
+}
+
+/// A task runs exactly when it has live attempts, at most one per replica and each on its own
+/// node.
+#[cfg(any(test, debug_assertions))]
+fn check_live(task: &Task, job: &Job, attempts: &HashMap<AttemptId, Attempt>) {
+    assert_eq!(task.slot == Slot::Running, !task.live.is_empty());
+    assert!(task.live.len() <= job.replicas as usize);
+    let mut nodes: Vec<NodeId> = task.live.iter().map(|id| attempts[id].node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    assert_eq!(
+        nodes.len(),
+        task.live.len(),
+        "replicas of one task share a node"
+    );
 }
 
 pub(crate) fn count_of(counts: &mut TaskCounts, state: TaskState) -> &mut u32 {

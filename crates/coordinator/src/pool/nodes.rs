@@ -81,6 +81,7 @@ impl PoolState {
                 last_seen_ms: now_ms,
                 heard_ms: row.seen_at_ms,
                 heard_stored_ms: row.seen_at_ms,
+                owner: owner_key(&join_token_hash),
                 join_token_hash,
                 counted_live: true,
                 running: BTreeSet::new(),
@@ -256,5 +257,13 @@ pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<
         os: &node.capabilities.os,
         labels: &node.labels_sorted,
         lease_until_ms: node.lease_until_ms,
+        owner: node.owner,
+        // Where nodes connect from is not recorded yet: no exclusion keeps them apart by it.
+        network: None,
     }
+}
+
+/// The scheduler's key for whoever brought a node: the first 64 bits of its join token's hash.
+fn owner_key(join_token_hash: &str) -> Option<u64> {
+    u64::from_str_radix(join_token_hash.get(..16)?, 16).ok()
 }

@@ -104,6 +104,9 @@ impl PoolState {
             let (accepted, message) = match self.checked_end(node_id, report, now_ms) {
                 Ok(end) => {
                     finished_jobs.insert(end.job_id);
+                    if end.task_end.is_some() {
+                        self.stop_replicas(&end, now_ms, out);
+                    }
                     self.record(Event::AttemptEnded { end }, out);
                     (true, None)
                 }
@@ -136,16 +139,37 @@ impl PoolState {
         let uploads = self.uploads.get(&report.attempt_id).unwrap_or(&empty);
         let report = checked_report(report, &limits, uploads, &attempt, now_ms)?;
         let task = &job.tasks[attempt.task as usize];
+        // Another replica running, or an attempt left, may still give the task a result.
+        let may_go_on = task.live.len() > 1 || task.attempts < job.max_attempts;
         let task_end = if report.outcome.is_success() {
             Some(TaskState::Succeeded)
         } else if (report.outcome.is_retryable() || report.outcome == Outcome::Cancelled)
-            && task.attempts < job.max_attempts
+            && may_go_on
         {
             None
         } else {
             Some(TaskState::Failed)
         };
         Ok(attempt_end(report, &attempt, task_end, now_ms))
+    }
+}
+
+impl PoolState {
+    /// The task of `end` ends with it: its other replicas stop first (their nodes hear so at
+    /// their next heartbeat), so a task never ends while attempts of it run.
+    fn stop_replicas(&mut self, end: &AttemptEnd, now_ms: u64, out: &mut Outbox) {
+        let others: Vec<AttemptId> = self.jobs[&end.job_id].tasks[end.task_index as usize]
+            .live
+            .iter()
+            .copied()
+            .filter(|attempt_id| *attempt_id != end.attempt_id)
+            .collect();
+        for attempt_id in others {
+            let attempt = self.attempts[&attempt_id];
+            let state = AttemptEndState::Cancelled;
+            let end = super::leases::unreported_end(attempt_id, &attempt, state, None, now_ms);
+            self.record(Event::AttemptEnded { end }, out);
+        }
     }
 }
 

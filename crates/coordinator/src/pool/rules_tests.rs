@@ -98,6 +98,18 @@ fn report_rules() {
             let (_, job, attempt) = holding(h, 1, 3);
             reporting((h.node(2, 1), job, attempt), SUCCEEDED)
         }, &["NodeHeard"]),
+        ("the first replica to succeed stops the others", |h| {
+            let (node, _, attempt, _) = replicated(h);
+            reporting((node, JobId(0), attempt), SUCCEEDED)
+        }, &["NodeHeard", "AttemptEnded", "AttemptEnded", "JobFinished"]),
+        ("a replica's node error leaves the task to the other", |h| {
+            let (node, _, attempt, _) = replicated(h);
+            reporting((node, JobId(0), attempt), Outcome::NodeError { message: "oom".to_owned() })
+        }, &["NodeHeard", "AttemptEnded"]),
+        ("a replica's guest failure is final, and stops the others", |h| {
+            let (node, _, attempt, _) = replicated(h);
+            reporting((node, JobId(0), attempt), Outcome::ExitCode { code: 2 })
+        }, &["NodeHeard", "AttemptEnded", "AttemptEnded", "JobFinished"]),
         ("a report of an attempt that ended is refused", |h| {
             let (node, job, attempt) = holding(h, 2, 3);
             h.report(node, attempt, SUCCEEDED);
@@ -151,6 +163,24 @@ fn register_and_lease_rules() {
             Lease { node: h.node(1, 1), slots_free: 1 }
         }, &["NodeHeard", "AttemptsGranted", "GrantsDelivered"]),
         ("nothing queued, nothing granted", |h| Lease { node: h.node(1, 1), slots_free: 1 }, &["NodeHeard"]),
+        ("a task short of replicas goes to another node", |h| {
+            let node = h.node(1, 1);
+            h.job_from(1, 3, |job| job.replicas = 2);
+            h.take(node, 1);
+            Lease { node: h.node(2, 1), slots_free: 1 }
+        }, &["NodeHeard", "AttemptsGranted", "GrantsDelivered"]),
+        ("never to the node that runs it", |h| {
+            let node = h.node(1, 2);
+            h.job_from(1, 3, |job| job.replicas = 2);
+            h.take(node, 1);
+            Lease { node, slots_free: 1 }
+        }, &["NodeHeard"]),
+        ("nor past the attempts the task may make", |h| {
+            let node = h.node(1, 1);
+            h.job_from(1, 1, |job| job.replicas = 1);
+            h.take(node, 1);
+            Lease { node: h.node(2, 1), slots_free: 1 }
+        }, &["NodeHeard"]),
         ("a paused node gets none", |h| {
             h.job(1, 1);
             let node = h.node(1, 1);
@@ -165,6 +195,12 @@ fn register_and_lease_rules() {
 fn expire_rules() {
     table::<Expire>(&[
         ("nothing lapsed: only the live nodes are counted", |h| { holding(h, 1, 1); Expire {} }, &["NodesLiveRecounted"]),
+        ("a replica whose node lapsed leaves the task to the other", |h| {
+            let (_, other, _, other_attempt) = replicated(h);
+            h.now_ms += 2 * LEASE_MS;
+            h.beat(other, vec![other_attempt]);
+            Expire {}
+        }, &["NodeRuntimesUnsent", "AttemptEnded", "NodesLiveRecounted"]),
         ("a lapsed lease ends its node's attempts", |h| {
             holding(h, 2, 3);
             h.now_ms += 2 * LEASE_MS;
@@ -185,6 +221,16 @@ fn expire_rules() {
             Expire {}
         }, &["AttemptDeadlineMoved", "NodesLiveRecounted"]),
     ]);
+}
+
+/// A pool with a one-task job that runs two replicas (three attempts allowed), one on node 1
+/// and one on node 2: the nodes and their attempts.
+fn replicated(h: &mut Harness) -> (NodeId, NodeId, AttemptId, AttemptId) {
+    let (first, second) = (h.node(1, 1), h.node(2, 1));
+    h.job_from(1, 3, |job| job.replicas = 2);
+    let a = h.take(first, 1)[0].attempt_id;
+    let b = h.take(second, 1)[0].attempt_id;
+    (first, second, a, b)
 }
 
 /// A heartbeat of `node` that lends `cores` cores now.

@@ -171,6 +171,7 @@ impl Harness {
             requirements: Default::default(),
             limits: Default::default(),
             max_attempts,
+            replicas: 1,
             deterministic: None,
             tasks: (0..tasks)
                 .map(|i| TaskSpec {
@@ -868,6 +869,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         requirements: Default::default(),
         limits: Default::default(),
         max_attempts: 1,
+        replicas: 1,
         deterministic: None,
         tasks: vec![TaskSpec::default(); 3],
     };
@@ -1097,6 +1099,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
         requirements: Default::default(),
         limits: Default::default(),
         max_attempts: 1,
+        replicas: 1,
         deterministic: None,
         tasks: (0..tasks)
             .map(|_| TaskSpec {
@@ -1228,5 +1231,49 @@ fn each_change_names_only_what_it_may_give_waiting_nodes() {
         receiver.try_recv().unwrap().attempts.len(),
         2,
         "a released task joins the queue again, and a parked node gets it with the rest"
+    );
+}
+
+#[test]
+fn replicas_run_on_different_waiting_nodes_and_the_first_success_stops_the_rest() {
+    let mut h = Harness::new();
+    let nodes = [h.node(1, 2), h.node(2, 2), h.node(3, 2)];
+    let mut waiting: Vec<_> = nodes
+        .iter()
+        .zip(1..)
+        .map(|(node, request)| (*node, h.park(*node, request, 2)))
+        .collect();
+    let job = h.job_from(1, 3, |job| job.replicas = 2);
+    h.follow();
+    let grants: Vec<(NodeId, AttemptId)> = waiting
+        .iter_mut()
+        .filter_map(|(node, receiver)| {
+            let response = receiver.try_recv().ok()?;
+            Some((*node, response.attempts.first()?.attempt_id))
+        })
+        .collect();
+    assert_eq!(grants.len(), 2, "two replicas at once, one per node");
+    assert_ne!(grants[0].0, grants[1].0);
+    assert_eq!(
+        (h.status(job).tasks.running, h.status(job).attempts),
+        (1, 2)
+    );
+
+    let ((loser, stopped), (winner, first)) = (grants[0], grants[1]);
+    assert!(h.report(winner, first, Outcome::Succeeded));
+    let response = h.beat(loser, vec![stopped]);
+    assert_eq!(
+        response.cancel,
+        vec![stopped],
+        "the other replica is told to stop"
+    );
+    assert!(
+        !h.report(loser, stopped, Outcome::Succeeded),
+        "its late report is refused"
+    );
+    let status = h.status(job);
+    assert_eq!(
+        (status.state, status.tasks.succeeded),
+        (JobState::Completed, 1)
     );
 }

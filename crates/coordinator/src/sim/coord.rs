@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use store::{Durability, Store, Write};
+use store::{AttemptEndState, Durability, Store, Write};
 use tokio::sync::oneshot;
 use wire::{AttemptId, LeaseResponse, NodeId};
 
@@ -148,6 +148,12 @@ impl World {
         for write in &out {
             self.trace
                 .record(self.now_ms(), || format!("queued {write:?}"));
+            if let Write::EndAttempts(ends) = write {
+                let stopped = ends
+                    .iter()
+                    .filter(|end| end.state == AttemptEndState::Cancelled);
+                self.stats.replicas_stopped += stopped.count() as u64;
+            }
         }
         self.stats.writes += out.len() as u64;
         let coord = &mut self.coord;

@@ -143,6 +143,8 @@ mod tests {
                 "{stats:?}"
             );
             assert!(stats.forged > 0 && stats.agent_crashes > 0, "{stats:?}");
+            // Replicas ran side by side, and the first to succeed stopped the others.
+            assert!(stats.replicas_stopped > 0, "{stats:?}");
         }
     }
 

@@ -45,6 +45,13 @@ impl World {
 
     fn submit(&mut self, requester: usize) {
         let tasks = self.dice.between(1, 6);
+        let max_attempts = self.dice.between(1, 3) as u32;
+        // Some jobs run two replicas of each task at once, where their attempts allow.
+        let replicas = if self.dice.chance(0.3) {
+            max_attempts.min(2)
+        } else {
+            1
+        };
         let mut submission = JobSubmission {
             name: format!("job-{}", self.stats.submissions),
             module: wire::BlobHash::of(b"the simulated module"),
@@ -60,7 +67,8 @@ impl World {
                 stderr_bytes_max: 1_024,
                 ..Limits::default()
             },
-            max_attempts: self.dice.between(1, 3) as u32,
+            max_attempts,
+            replicas,
             deterministic: None,
             tasks: (0..tasks)
                 .map(|index| TaskSpec {

@@ -116,6 +116,7 @@ stats!(
     tasks_succeeded,
     tasks_failed,
     tasks_cancelled,
+    replicas_stopped,
     simulated_ms,
 );
 

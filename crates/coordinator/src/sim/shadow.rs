@@ -1,7 +1,8 @@
 //! The pool as its writes tell it. The simulation follows every write the pool queues (the
 //! memory shadow) and every write that reached the store (the durable shadow), and checks each
 //! against the rules of the pool: an attempt is granted only for a pending task of a running
-//! job and ends once, a task that ended never changes, a job finishes only when every task has
+//! job (or one running short of its replicas, on a node that runs none of them) and ends once,
+//! a task ends only once none of its replicas runs, a task that ended never changes, a job finishes only when every task has
 //! ended (completed exactly when all succeeded), only ended jobs are purged, and a node holds
 //! no attempt when it registers again or is deleted. The checks in `checks` then compare the
 //! live pool with the memory shadow; after a crash, the restored pool with the durable one.
@@ -13,10 +14,11 @@ use wire::{AttemptId, JobId, JobState, NodeId, Outcome, RequesterId, TaskCounts,
 
 use crate::pool::count_of;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Slot {
     Pending,
-    Running(AttemptId),
+    /// Its live attempts, one per replica.
+    Running(Vec<AttemptId>),
     Ended(TaskState),
 }
 
@@ -25,6 +27,7 @@ pub(super) struct ShadowJob {
     pub(super) requester: RequesterId,
     pub(super) state: JobState,
     pub(super) tasks: Vec<Slot>,
+    pub(super) replicas: u32,
     /// Attempts counted against the job: grants less releases.
     pub(super) attempts: u64,
     pub(super) fuel: u64,
@@ -100,6 +103,7 @@ impl Shadow {
                     requester: job.requester_id,
                     state: job.state,
                     tasks: vec![Slot::Pending; tasks.len()],
+                    replicas: job.spec.replicas,
                     attempts: 0,
                     fuel: 0,
                     shares: BTreeMap::new(),
@@ -153,16 +157,23 @@ impl Shadow {
             row.id,
             row.job_id
         );
+        let on_node: Vec<NodeId> = match &job.tasks[row.task_index as usize] {
+            Slot::Running(live) => live.iter().map(|id| self.attempts[id].node).collect(),
+            _ => Vec::new(),
+        };
+        let replicas = job.replicas as usize;
         let slot = &mut job.tasks[row.task_index as usize];
-        assert_eq!(
-            *slot,
-            Slot::Pending,
-            "attempt {} granted for task {}/{} that is not pending",
-            row.id,
-            row.job_id,
-            row.task_index
-        );
-        *slot = Slot::Running(row.id);
+        match slot {
+            Slot::Pending => *slot = Slot::Running(vec![row.id]),
+            Slot::Running(live) if live.len() < replicas && !on_node.contains(&row.node_id) => {
+                live.push(row.id);
+            }
+            _ => panic!(
+                "attempt {} granted for task {}/{} that is neither pending nor short of replicas \
+                 on another node ({slot:?})",
+                row.id, row.job_id, row.task_index
+            ),
+        }
         job.attempts += 1;
         if let Some(last_grant_ms) = self.nodes.get_mut(&row.node_id) {
             *last_grant_ms = (*last_grant_ms).max(row.granted_at_ms);
@@ -188,40 +199,44 @@ impl Shadow {
             .get_mut(&end.job_id)
             .expect("live attempts have jobs");
         let slot = &mut job.tasks[end.task_index as usize];
-        assert_eq!(
-            *slot,
-            Slot::Running(end.attempt_id),
+        let Slot::Running(live) = slot else {
+            panic!(
+                "attempt {} ended, but its task {}/{} does not run ({slot:?})",
+                end.attempt_id, end.job_id, end.task_index
+            );
+        };
+        assert!(
+            live.contains(&end.attempt_id),
             "attempt {} ended, but its task {}/{} does not run it",
             end.attempt_id,
             end.job_id,
             end.task_index
         );
+        live.retain(|id| *id != end.attempt_id);
+        let others_live = !live.is_empty();
         let task_end = end.task_end.as_ref().map(|task_end| task_end.state);
+        check_end_state(end, task_end, others_live);
         match end.state {
-            AttemptEndState::Released => {
-                assert_eq!(task_end, None, "a release never ends its task");
-                job.attempts -= 1;
-            }
-            AttemptEndState::Expired => {
-                let lost = end
-                    .task_end
-                    .as_ref()
-                    .is_none_or(|e| matches!(e.outcome, Outcome::Lost { .. }));
-                assert!(lost && task_end.is_none_or(|s| s == TaskState::Failed));
-            }
-            AttemptEndState::Succeeded => {
-                assert_eq!(task_end, Some(TaskState::Succeeded));
-                *job.shares.entry(attempt.node).or_default() += 1;
-            }
-            AttemptEndState::Failed => {
-                assert!(task_end.is_none_or(|s| s == TaskState::Failed));
-            }
-            AttemptEndState::Cancelled => panic!("cancellations are written as CancelJob"),
+            AttemptEndState::Released => job.attempts -= 1,
+            AttemptEndState::Succeeded => *job.shares.entry(attempt.node).or_default() += 1,
+            _ => {}
         }
         if let Some(usage) = end.usage {
             job.fuel = job.fuel.saturating_add(usage.fuel_used);
         }
-        *slot = task_end.map_or(Slot::Pending, Slot::Ended);
+        let slot = &mut job.tasks[end.task_index as usize];
+        match task_end {
+            Some(state) => {
+                assert!(
+                    !others_live,
+                    "task {}/{} ended while replicas of it run",
+                    end.job_id, end.task_index
+                );
+                *slot = Slot::Ended(state);
+            }
+            None if !others_live => *slot = Slot::Pending,
+            None => {}
+        }
     }
 
     fn cancel(&mut self, job_id: JobId) {
@@ -235,8 +250,10 @@ impl Shadow {
             "job {job_id} cancelled after it ended"
         );
         for slot in &mut job.tasks {
-            if let Slot::Running(attempt) = *slot {
-                self.attempts.remove(&attempt);
+            if let Slot::Running(live) = slot {
+                for attempt in live.iter() {
+                    self.attempts.remove(attempt);
+                }
             }
             if !matches!(slot, Slot::Ended(_)) {
                 *slot = Slot::Ended(TaskState::Cancelled);
@@ -283,7 +300,36 @@ impl Shadow {
                 .jobs
                 .get_mut(&attempt.job)
                 .expect("live attempts have jobs");
-            job.tasks[attempt.task as usize] = Slot::Pending;
+            let slot = &mut job.tasks[attempt.task as usize];
+            if let Slot::Running(live) = slot {
+                live.retain(|live| *live != id);
+                if live.is_empty() {
+                    *slot = Slot::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// An end's state agrees with what it does to its task.
+fn check_end_state(end: &AttemptEnd, task_end: Option<TaskState>, others_live: bool) {
+    match end.state {
+        AttemptEndState::Released => {
+            assert_eq!(task_end, None, "a release never ends its task");
+        }
+        AttemptEndState::Expired => {
+            let lost = end
+                .task_end
+                .as_ref()
+                .is_none_or(|e| matches!(e.outcome, Outcome::Lost { .. }));
+            assert!(lost && task_end.is_none_or(|s| s == TaskState::Failed));
+        }
+        AttemptEndState::Succeeded => assert_eq!(task_end, Some(TaskState::Succeeded)),
+        AttemptEndState::Failed => assert!(task_end.is_none_or(|s| s == TaskState::Failed)),
+        // Stopped because another replica is ending its task; jobs are cancelled with
+        // CancelJob.
+        AttemptEndState::Cancelled => {
+            assert!(others_live && task_end.is_none(), "a replica stopped alone");
         }
     }
 }

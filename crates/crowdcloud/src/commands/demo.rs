@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use client::Client;
-use wire::{JobState, JobSubmission, Limits, TaskSpec};
+use wire::{JobState, JobSubmission, TaskSpec};
 
 use crate::cli::DemoArgs;
 use crate::commands::service::{ServiceOptions, serve};
@@ -209,17 +209,7 @@ async fn render(client: &Client, args: &DemoArgs) -> anyhow::Result<Summary> {
             tiles.push(TileJob { x0, y0 });
         }
     }
-    let submission = JobSubmission {
-        name: "demo-render".to_owned(),
-        module,
-        env: Default::default(),
-        mounts: vec![],
-        requirements: Default::default(),
-        limits: Limits::default(),
-        max_attempts: 3,
-        deterministic: None,
-        tasks,
-    };
+    let submission = JobSubmission::new("demo-render", module, tasks);
     let started = Instant::now();
     let submitted = client.submit(&submission).await?;
     let status = follow(client, submitted.job_id, !args.json).await?;

@@ -110,6 +110,7 @@ pub(crate) async fn upload(client: &Client, plan: &JobPlan) -> anyhow::Result<Jo
         requirements: plan.requirements.clone(),
         limits: plan.limits,
         max_attempts: plan.max_attempts,
+        replicas: plan.replicas,
         deterministic: plan.deterministic,
         tasks,
     })

@@ -25,6 +25,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         requirements: Default::default(),
         limits: Limits::default(),
         max_attempts: 1,
+        replicas: 1,
         deterministic: None,
         tasks: vec![TaskSpec::default()],
     }

@@ -28,6 +28,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         requirements: Default::default(),
         limits: Limits::default(),
         max_attempts: 1,
+        replicas: 1,
         deterministic: None,
         tasks,
     }

@@ -63,6 +63,16 @@ impl Agent {
             .expect("waiting for the agent")
     }
 
+    /// SIGSTOP: the agent stands still, as a machine that hangs or sleeps, holding its work.
+    pub fn freeze(&self) {
+        signal(&self.child, rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT: a frozen agent goes on.
+    pub fn thaw(&self) {
+        signal(&self.child, rustix::process::Signal::CONT);
+    }
+
     /// Waits for the agent to exit on its own, for at most `limit`.
     pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(limit, self.child.wait())
@@ -285,7 +295,12 @@ impl Pool {
         anonymous.with_token(registered.node_token)
     }
 
-    fn submission(&self, module: BlobHash, tasks: Vec<TaskSpec>, limits: Limits) -> JobSubmission {
+    pub fn submission(
+        &self,
+        module: BlobHash,
+        tasks: Vec<TaskSpec>,
+        limits: Limits,
+    ) -> JobSubmission {
         JobSubmission {
             name: "test".to_owned(),
             module,
@@ -294,6 +309,7 @@ impl Pool {
             requirements: Default::default(),
             limits,
             max_attempts: 5,
+            replicas: 1,
             deterministic: None,
             tasks,
         }

@@ -312,3 +312,61 @@ async fn an_agent_stopped_gracefully_gives_its_unfinished_attempts_back() {
     let work_left = std::fs::read_dir(leaving.dir.join("work")).unwrap().count();
     assert_eq!(work_left, 0, "no attempt directory is left behind");
 }
+
+/// A machine that hangs holding work holds up no task that runs replicas: the other replica's
+/// success ends each task, and the job completes while the frozen node's lease still runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_finish_a_job_while_a_frozen_node_still_holds_its_copies() {
+    // A lease of a minute: without replicas the job would wait that long for the frozen node.
+    let pool = Pool::start(60_000).await;
+    let frozen = pool.agent("frozen", 4).await;
+    let _healthy = pool.agent("healthy", 4).await;
+    pool.wait_online(&["frozen", "healthy"]).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let tasks: Vec<TaskSpec> = (0..4).map(|_| probe(&["sleep", "3000"])).collect();
+    let mut submission = pool.submission(module, tasks, Limits::default());
+    submission.replicas = 2;
+    let job = pool.owner.submit(&submission).await.unwrap().job_id;
+    let owner = &pool.owner;
+    let running = |name: &'static str| async move {
+        let nodes = owner.nodes().await.ok()?;
+        nodes.nodes.into_iter().find(|node| node.name == name)
+    };
+    eventually(
+        "both nodes to run a copy of every task",
+        Duration::from_secs(60),
+        || async {
+            let (frozen, healthy) = (running("frozen").await?, running("healthy").await?);
+            (frozen.running == 4 && healthy.running == 4).then_some(())
+        },
+    )
+    .await;
+    frozen.freeze();
+    let status = pool.finish(job, Duration::from_secs(50)).await;
+    let frozen_now = running("frozen").await.unwrap();
+    frozen.thaw();
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    assert_eq!((status.tasks.succeeded, status.attempts), (4, 8));
+    assert_eq!(
+        frozen_now.state,
+        wire::NodeState::Online,
+        "the job ended before the frozen node's lease ran out"
+    );
+    let won: BTreeMap<String, u32> = status
+        .nodes
+        .iter()
+        .map(|share| (share.node_name.clone(), share.tasks_succeeded))
+        .collect();
+    assert_eq!(
+        won.values().sum::<u32>(),
+        4,
+        "each task succeeded once: {won:?}"
+    );
+    assert!(won.get("healthy").is_some_and(|won| *won >= 1), "{won:?}");
+    eventually(
+        "the thawed node to stop its stopped copies",
+        Duration::from_secs(60),
+        || async { (running("frozen").await?.running == 0).then_some(()) },
+    )
+    .await;
+}
