@@ -43,7 +43,10 @@ pub struct JobSubmission {
     /// task its result and the others are stopped. More than one beats slow and vanishing
     /// nodes at the price of the extra runs, each counted as an attempt. At most
     /// `max_attempts`.
-    #[serde(default = "default_replicas")]
+    #[serde(
+        default = "default_replicas",
+        skip_serializing_if = "is_default_replicas"
+    )]
     #[schema(minimum = 1, maximum = 4)]
     pub replicas: u32,
     /// Run every task deterministically: the same output bytes and fuel on any node.
@@ -78,6 +81,12 @@ fn default_max_attempts() -> u32 {
 
 fn default_replicas() -> u32 {
     default::REPLICAS
+}
+
+/// A job that runs one attempt at a time says nothing of replicas, so a coordinator from
+/// before them takes it.
+fn is_default_replicas(replicas: &u32) -> bool {
+    *replicas == default::REPLICAS
 }
 
 /// Options of deterministic mode: the same task gives the same output bytes and fuel on any
@@ -250,6 +259,7 @@ mod tests {
         let field = |name: &str| job["properties"][name].clone();
         assert_eq!(field("name")["maxLength"], limits::JOB_NAME_BYTES_MAX);
         assert_eq!(field("max_attempts")["maximum"], limits::ATTEMPTS_MAX);
+        assert_eq!(field("replicas")["maximum"], limits::REPLICAS_MAX);
         assert_eq!(field("tasks")["maxItems"], limits::TASKS_PER_JOB_MAX);
         assert_eq!(field("mounts")["maxItems"], limits::MOUNTS_PER_JOB_MAX);
         let job_limits = schema_of::<Limits>();
@@ -269,5 +279,19 @@ mod tests {
             token["properties"]["name"]["maxLength"],
             limits::DEVICE_NAME_BYTES_MAX
         );
+    }
+
+    #[test]
+    fn replicas_travel_only_when_asked_for_and_default_to_one() {
+        let one = JobSubmission::new("one", BlobHash::of(b"m"), vec![TaskSpec::default()]);
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(json.get("replicas").is_none(), "{json}");
+        let two = JobSubmission { replicas: 2, ..one };
+        let json = serde_json::to_value(&two).unwrap();
+        assert_eq!(json["replicas"], 2);
+        let mut without = json;
+        without.as_object_mut().unwrap().remove("replicas");
+        let read: JobSubmission = serde_json::from_value(without).unwrap();
+        assert_eq!(read.replicas, 1);
     }
 }
