@@ -7,8 +7,14 @@
 //! newly active node only to itself, and a job's watchers are woken only when it changed. A
 //! request that goes away takes its waiter with it ([`Parked::unpark`]), so nothing scans for
 //! abandoned ones.
+//!
+//! Offering queued work to every waiting node is a sweep over them in node order, at most
+//! [`OFFERS_PER_ROUND_MAX`] at a time: `follow` does one round and says whether the sweep goes
+//! on, and the service lets other requests take the lock between rounds. So a job of 10,000
+//! tasks arriving at 100,000 waiting nodes holds up a heartbeat for one round, not for the
+//! whole placement.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::{oneshot, watch};
 
@@ -24,9 +30,18 @@ struct Waiter {
     sender: oneshot::Sender<LeaseResponse>,
 }
 
+/// Waiting nodes offered queued work in one round of a sweep.
+pub(crate) const OFFERS_PER_ROUND_MAX: usize = 256;
+
 #[derive(Default)]
 pub(crate) struct Parked {
-    waiters: HashMap<NodeId, Waiter>,
+    /// In node order, which a sweep follows.
+    waiters: BTreeMap<NodeId, Waiter>,
+    /// Where the sweep offering queued work to every waiting node goes on from; `None` when
+    /// none is under way.
+    sweep: Option<NodeId>,
+    /// Work was queued during a sweep, by its own grants: sweep again once it ends.
+    sweep_again: bool,
     /// Jobs someone waits on; a sender goes when its last receiver has.
     watches: HashMap<JobId, watch::Sender<u64>>,
 }
@@ -80,27 +95,28 @@ impl Parked {
     }
 
     /// Acts on what a change did: wakes the watchers of changed jobs and hands work to the
-    /// waiting nodes it may now reach. Grants that cannot be delivered go back to the queue,
-    /// and are offered again to the nodes still waiting.
+    /// waiting nodes it may now reach, in one round of at most [`OFFERS_PER_ROUND_MAX`] nodes
+    /// besides those whose room grew. Returns whether a sweep is under way: call again, after
+    /// letting others take the lock, until it says no. Grants that cannot be delivered go back
+    /// to the queue and are offered again.
     pub(crate) fn follow(
         &mut self,
         pool: &mut PoolState,
         now_ms: u64,
         entropy: &dyn Entropy,
         out: &mut Outbox,
-    ) {
-        // A round goes on only after one that answered or dropped a waiter, so rounds are
-        // bounded by the waiters.
-        let mut changes = pool.take_changes();
-        loop {
-            self.wake(pool, &changes.jobs);
-            for node in &changes.nodes_gone {
-                self.waiters.remove(node);
-            }
-            let offers = self.offers(&changes);
-            if offers.is_empty() {
-                return;
-            }
+    ) -> bool {
+        let changes = pool.take_changes();
+        self.note(pool, &changes);
+        // Work queued while a sweep is under way waits for the next one, so a stream of
+        // submissions cannot keep a sweep from reaching the last waiting nodes.
+        if changes.tasks_queued && self.sweep.is_none() {
+            self.sweep = Some(NodeId(0));
+        } else {
+            self.sweep_again |= changes.tasks_queued;
+        }
+        let offers = self.offers(&changes);
+        if !offers.is_empty() {
             let placed = pool.apply(Place { waiting: offers }, now_ms, entropy, out);
             for (node, response, rows) in placed {
                 let Some(waiter) = self.waiters.remove(&node) else {
@@ -112,32 +128,46 @@ impl Parked {
                     Err(response) => pool.apply(Withdraw { node, response }, now_ms, entropy, out),
                 }
             }
-            // Grants change their jobs, whose watchers hear of it. Grants that went back, and
-            // tasks granted short of their replicas, are queued work for the nodes still
-            // waiting: another round.
-            changes = pool.take_changes();
-            if !changes.tasks_queued {
-                self.wake(pool, &changes.jobs);
-                return;
-            }
+        }
+        // Grants change their jobs, whose watchers hear of it now. Grants that went back, and
+        // tasks granted short of their replicas, are queued work for the next sweep.
+        let granted = pool.take_changes();
+        self.note(pool, &granted);
+        self.sweep_again |= granted.tasks_queued;
+        if self.sweep.is_none() && std::mem::take(&mut self.sweep_again) {
+            self.sweep = Some(NodeId(0));
+        }
+        if !pool.has_queued_work() {
+            self.sweep = None;
+            self.sweep_again = false;
+        }
+        self.sweep.is_some()
+    }
+
+    /// Wakes the watchers of the jobs that changed, and lets go of the waiters of nodes gone.
+    fn note(&mut self, pool: &PoolState, changes: &Changes) {
+        self.wake(pool, &changes.jobs);
+        for node in &changes.nodes_gone {
+            self.waiters.remove(node);
         }
     }
 
-    /// The waiting nodes a change may give work: all of them when tasks joined the queue,
-    /// else those whose room grew.
-    fn offers(&self, changes: &Changes) -> Vec<(NodeId, u32)> {
-        if changes.tasks_queued {
-            return self
-                .waiters
-                .iter()
-                .map(|(node, waiter)| (*node, waiter.slots_free))
-                .collect();
+    /// The waiting nodes a round offers work: those whose room grew, and the next of the sweep
+    /// (which moves on past them, or ends at the last waiting node).
+    fn offers(&mut self, changes: &Changes) -> Vec<(NodeId, u32)> {
+        let mut offered: BTreeMap<NodeId, u32> = changes
+            .nodes_freed
+            .iter()
+            .filter_map(|node| Some((*node, self.waiters.get(node)?.slots_free)))
+            .collect();
+        if let Some(from) = self.sweep {
+            let mut next = self.waiters.range(from..);
+            for (node, waiter) in next.by_ref().take(OFFERS_PER_ROUND_MAX) {
+                offered.insert(*node, waiter.slots_free);
+            }
+            self.sweep = next.next().map(|(node, _)| *node);
         }
-        let freed: BTreeSet<NodeId> = changes.nodes_freed.iter().copied().collect();
-        freed
-            .into_iter()
-            .filter_map(|node| Some((node, self.waiters.get(&node)?.slots_free)))
-            .collect()
+        offered.into_iter().collect()
     }
 
     fn wake(&mut self, pool: &PoolState, jobs: &[JobId]) {

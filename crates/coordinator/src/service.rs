@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
 
 use blobstore::BlobStore;
@@ -154,10 +154,29 @@ impl Shared {
         let mut guard = self.core.lock();
         let core = &mut *guard;
         let now_ms = self.now_ms();
-        let entropy = self.entropy.as_ref();
         let mut out = Outbox::new();
-        let result = change(&mut core.pool, &mut core.parked, now_ms, entropy, &mut out);
-        core.parked
+        let result = change(
+            &mut core.pool,
+            &mut core.parked,
+            now_ms,
+            self.entropy.as_ref(),
+            &mut out,
+        );
+        let (commit, sweeping) = self.settle(core, now_ms, out);
+        if sweeping {
+            MutexGuard::unlock_fair(guard);
+            self.sweep();
+        }
+        (result, commit)
+    }
+
+    /// What follows every change, still under the lock: a round of handing work to waiting
+    /// nodes, the credentials index, the checks of debug builds, and the writes queued in
+    /// order. Also says whether a sweep of the waiting nodes goes on.
+    fn settle(&self, core: &mut Core, now_ms: u64, mut out: Outbox) -> (Commit, bool) {
+        let entropy = self.entropy.as_ref();
+        let sweeping = core
+            .parked
             .follow(&mut core.pool, now_ms, entropy, &mut out);
         self.credentials.write().follow(&out.writes);
         #[cfg(debug_assertions)]
@@ -170,8 +189,20 @@ impl Shared {
                 "the credentials index follows the pool"
             );
         }
-        let commit = self.store.enqueue(out.writes);
-        (result, commit)
+        (self.store.enqueue(out.writes), sweeping)
+    }
+
+    /// Goes on with a sweep of the waiting nodes, one round per hold of the lock, handing the
+    /// lock to waiting requests between rounds. Its grants are written behind, as every grant.
+    fn sweep(&self) {
+        loop {
+            let mut guard = self.core.lock();
+            let (_commit, sweeping) = self.settle(&mut guard, self.now_ms(), Outbox::new());
+            if !sweeping {
+                return;
+            }
+            MutexGuard::unlock_fair(guard);
+        }
     }
 
     /// A node's lease request: work now, or (when it may wait and found none) parked until

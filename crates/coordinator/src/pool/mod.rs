@@ -422,6 +422,11 @@ impl PoolState {
             .count()
     }
 
+    /// Whether any task waits for a node (pending, or short of replicas).
+    pub(crate) fn has_queued_work(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// Tasks waiting for a node, across jobs.
     pub(crate) fn tasks_pending(&self) -> usize {
         self.ready

@@ -130,8 +130,10 @@ impl Harness {
 
     /// What the service does after each change: hands work to the parked requests it reaches.
     fn follow(&mut self) {
-        self.parked
-            .follow(&mut self.pool, self.now_ms, &self.entropy, &mut self.out);
+        while self
+            .parked
+            .follow(&mut self.pool, self.now_ms, &self.entropy, &mut self.out)
+        {}
     }
 
     fn node(&mut self, id: u64, slots: u32) -> NodeId {
@@ -1276,4 +1278,37 @@ fn replicas_run_on_different_waiting_nodes_and_the_first_success_stops_the_rest(
         (status.state, status.tasks.succeeded),
         (JobState::Completed, 1)
     );
+}
+
+#[test]
+fn queued_work_reaches_many_waiting_nodes_a_bounded_round_at_a_time() {
+    use crate::parked::OFFERS_PER_ROUND_MAX;
+    let mut h = Harness::new();
+    let count = 2 * OFFERS_PER_ROUND_MAX + 10;
+    let mut receivers: Vec<_> = (1..=count as u64)
+        .map(|id| {
+            let node = h.node(id, 1);
+            h.park(node, id, 1)
+        })
+        .collect();
+    h.job(count, 1);
+    let mut granted_by_round = Vec::new();
+    loop {
+        let before = h.pool.attempts_live();
+        let sweeping = h
+            .parked
+            .follow(&mut h.pool, h.now_ms, &h.entropy, &mut h.out);
+        granted_by_round.push(h.pool.attempts_live() - before);
+        if !sweeping {
+            break;
+        }
+    }
+    assert_eq!(
+        granted_by_round,
+        [OFFERS_PER_ROUND_MAX, OFFERS_PER_ROUND_MAX, 10],
+        "each round offers work to at most its share of the waiting nodes"
+    );
+    for receiver in &mut receivers {
+        assert_eq!(receiver.try_recv().unwrap().attempts.len(), 1);
+    }
 }

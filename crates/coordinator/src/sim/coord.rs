@@ -118,9 +118,11 @@ impl World {
             &self.entropy,
             &mut out,
         );
-        coord
+        // The sweep's rounds, one after another: nothing else runs between them here.
+        while coord
             .parked
-            .follow(&mut coord.pool, now_ms, &self.entropy, &mut out);
+            .follow(&mut coord.pool, now_ms, &self.entropy, &mut out)
+        {}
         coord.pool.check_invariants();
         coord
             .follower
