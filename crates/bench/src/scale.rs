@@ -189,8 +189,11 @@ async fn measure(
             listed == size as usize + 2 && parked == simulated.parking(),
         ));
         let failed_before = simulated.counters.failed.load(Ordering::Relaxed);
+        let counted_before = heartbeat_buckets(pool).await;
         let (latency, beats, interval_ms, dispatch) =
             heartbeat_window(&simulated.nodes, pool, module, options).await?;
+        let counted = heartbeat_buckets(pool).await;
+        figures.extend(inside_figures(size, &counted_before, &counted));
         let failed = simulated.counters.failed.load(Ordering::Relaxed) - failed_before;
         checks.push(Check::new(
             format!(
@@ -225,6 +228,60 @@ async fn measure(
         ));
     }
     Ok((figures, checks))
+}
+
+/// Heartbeats the coordinator answered, cumulative per bucket bound in seconds, as its
+/// `/metrics` counts them; empty from a coordinator that does not count them.
+async fn heartbeat_buckets(pool: &LocalPool) -> Vec<(f64, u64)> {
+    let Ok(text) = pool.owner.metrics().await else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("crowdcloud_heartbeat_seconds_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = match bound {
+                "+Inf" => f64::INFINITY,
+                bound => bound.parse().ok()?,
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The heartbeat latency inside the coordinator over a window, from its counts before and
+/// after: the bound of the bucket each percentile falls in. Apart from the latency the
+/// simulated nodes see, it leaves out the benchmark's own share of the machine.
+fn inside_figures(size: u32, before: &[(f64, u64)], after: &[(f64, u64)]) -> Vec<Figure> {
+    let counted: Vec<(f64, u64)> = after
+        .iter()
+        .enumerate()
+        .map(|(at, (bound, count))| {
+            let earlier = before.get(at).map_or(0, |(_, count)| *count);
+            (*bound, count.saturating_sub(earlier))
+        })
+        .collect();
+    let total = counted.last().map_or(0, |(_, count)| *count);
+    if total == 0 {
+        return Vec::new();
+    }
+    let bound_ms = |quantile: f64| {
+        let wanted = (quantile * total as f64).ceil() as u64;
+        let (bound, _) = counted.iter().find(|(_, count)| *count >= wanted)?;
+        Some(bound * 1000.0)
+    };
+    [("p50", 0.5), ("p99", 0.99)]
+        .into_iter()
+        .filter_map(|(name, quantile)| {
+            let label = format!("{size} nodes: heartbeat {name} inside the coordinator (at most)");
+            let figure = Figure::new(&label, bound_ms(quantile)?, "ms", Better::Lower);
+            Some(if name == "p99" {
+                figure.target(5.0)
+            } else {
+                figure
+            })
+        })
+        .collect()
 }
 
 fn size_figures(

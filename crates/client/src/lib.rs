@@ -311,6 +311,18 @@ impl Client {
         self.get("/v1/health").await
     }
 
+    /// The coordinator's metrics, in the Prometheus text format.
+    pub async fn metrics(&self) -> Result<String> {
+        let response = self.send(self.request(Method::GET, "/metrics")).await?;
+        response
+            .text()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: error_chain(&error),
+            })
+    }
+
     // Requester calls.
 
     pub async fn submit(&self, job: &JobSubmission) -> Result<JobSubmitted> {

@@ -33,6 +33,7 @@ mod env;
 mod gate;
 mod http;
 mod join;
+mod latency;
 mod modules;
 mod parked;
 mod pool;

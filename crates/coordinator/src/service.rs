@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) module_verdicts: crate::modules::ModuleVerdicts,
     /// Room reserved by requesters' uploads in flight, against their quotas.
     pub(crate) uploads_in_flight: crate::http::quota::UploadsInFlight,
+    /// How long heartbeats take to answer, inside the coordinator.
+    pub(crate) heartbeat_latency: crate::latency::Histogram,
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
     storage_failed: Notify,
@@ -105,6 +107,7 @@ impl Shared {
             next_request: AtomicU64::new(1),
             module_verdicts: crate::modules::ModuleVerdicts::default(),
             uploads_in_flight: crate::http::quota::UploadsInFlight::default(),
+            heartbeat_latency: crate::latency::Histogram::default(),
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
             join: crate::join::JoinDesk::default(),

@@ -125,6 +125,11 @@ pub(crate) async fn metrics(
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    shared.heartbeat_latency.render(
+        "crowdcloud_heartbeat_seconds",
+        "How long heartbeats took to answer, inside the coordinator.",
+        &mut text,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

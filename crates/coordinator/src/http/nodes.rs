@@ -199,6 +199,7 @@ pub(crate) async fn heartbeat(
     Node(node): Node,
     Body(request): Body<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
+    let started = std::time::Instant::now();
     wire::validate::heartbeat(&request)?;
     if request.activity != wire::NodeActivity::Active {
         // A parked lease request of a node that stops taking work answers now, empty.
@@ -206,6 +207,7 @@ pub(crate) async fn heartbeat(
     }
     let (response, commit) = shared.apply(Heartbeat { node, request });
     shared.committed(commit).await?;
+    shared.heartbeat_latency.observe(started.elapsed());
     Ok(Json(response))
 }
 

@@ -54,6 +54,10 @@ async fn the_openapi_document_metrics_and_dashboard_are_served() {
         .await
         .unwrap();
     assert!(metrics.contains("crowdcloud_nodes_online 0"), "{metrics}");
+    assert!(
+        metrics.contains("crowdcloud_heartbeat_seconds_count 0"),
+        "{metrics}"
+    );
     let page = http
         .get(&pool.url)
         .send()
