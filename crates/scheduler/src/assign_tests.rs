@@ -484,3 +484,47 @@ fn ten_thousand_nodes_and_one_job_with_fewer_tasks_than_slots() {
         assert_eq!(placed, 12_345, "{tuning:?}");
     }
 }
+
+/// Replicas kept apart, over every pool of a small universe: three nodes, each of owner 0 or 1,
+/// network 0 or 1, and none or one free slot; a job with none or one task pending; and a
+/// replica kept away from every subset of the nodes, the owners and the networks. Every path
+/// agrees with the reference and keeps every promise (work conserving included), and no replica
+/// goes to a node it must keep away from.
+#[test]
+fn replicas_keep_apart_in_every_small_pool() {
+    let mut pools = 0;
+    for layout in 0..(1u32 << 9) {
+        let bit = |at: u32| u64::from((layout >> at) & 1);
+        let nodes: Vec<OwnedNode> = (0..3)
+            .map(|i| OwnedNode {
+                owner: Some(bit(3 * i)),
+                network: Some(bit(3 * i + 1)),
+                slots_free: bit(3 * i + 2) as u32,
+                ..OwnedNode::idle(u64::from(i), 1)
+            })
+            .collect();
+        for apart in 0..(1u64 << 7) {
+            let kept = |from: u64, count: u64| -> Vec<u64> {
+                (0..count)
+                    .filter(|i| (apart >> (from + i)) & 1 == 1)
+                    .collect()
+            };
+            let mut replica = OwnedJob::new(10, 1, 1, 2);
+            replica.excluded_nodes = kept(0, 3);
+            replica.excluded_owners = kept(3, 2);
+            replica.excluded_networks = kept(5, 2);
+            for pending in 0..2 {
+                let jobs = [OwnedJob::new(20, pending, 0, 1), replica.clone()];
+                for assignment in checked_assign(&nodes, &jobs, NOW_MS) {
+                    let node = &nodes[assignment.node as usize];
+                    let near = replica.excluded_nodes.contains(&node.node)
+                        || replica.excluded_owners.contains(&node.owner.unwrap())
+                        || replica.excluded_networks.contains(&node.network.unwrap());
+                    assert!(assignment.job != 10 || !near, "{assignment:?} in {nodes:?}");
+                }
+                pools += 1;
+            }
+        }
+    }
+    assert_eq!(pools, 512 * 128 * 2);
+}

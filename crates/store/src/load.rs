@@ -231,7 +231,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, public_key, token_hash, name, capabilities, labels, slots, agent_version, \
              join_token_hash, COALESCE(seen_at_ms, registered_at_ms) AS seen_at_ms, \
-             registered_at_ms FROM nodes",
+             registered_at_ms, network FROM nodes",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -247,6 +247,7 @@ impl Store {
                     slots: u64_at(row, "slots")? as u32,
                     agent_version: row.try_get("agent_version")?,
                     join_token_hash: row.try_get("join_token_hash")?,
+                    network: row.try_get("network")?,
                     seen_at_ms: u64_at(row, "seen_at_ms")?,
                     registered_at_ms: u64_at(row, "registered_at_ms")?,
                 })

@@ -46,6 +46,9 @@ pub struct NodeRow {
     pub agent_version: String,
     /// BLAKE3 of the join token it registered with; absent for nodes from before it was kept.
     pub join_token_hash: Option<String>,
+    /// The network it registered from, an IPv4 /24 or an IPv6 /48 (`203.0.113.0/24`); absent
+    /// for nodes from before it was kept.
+    pub network: Option<String>,
     /// When the node was last heard from, as last written (at least its registration).
     pub seen_at_ms: u64,
     pub registered_at_ms: u64,

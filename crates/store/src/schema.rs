@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upload quota",
         include_str!("../migrations/0005_upload_quota.sql"),
     ),
+    (
+        6,
+        "node network",
+        include_str!("../migrations/0006_node_network.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -347,13 +347,14 @@ async fn apply_one(
 async fn upsert_node(tx: &mut Transaction<'static, Any>, row: &NodeRow) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO nodes (id, public_key, token_hash, name, capabilities, labels, slots, \
-         agent_version, join_token_hash, seen_at_ms, registered_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         agent_version, join_token_hash, seen_at_ms, registered_at_ms, network) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key, \
          token_hash = excluded.token_hash, name = excluded.name, \
          capabilities = excluded.capabilities, labels = excluded.labels, slots = excluded.slots, \
          agent_version = excluded.agent_version, join_token_hash = excluded.join_token_hash, \
-         seen_at_ms = excluded.seen_at_ms, registered_at_ms = excluded.registered_at_ms",
+         seen_at_ms = excluded.seen_at_ms, registered_at_ms = excluded.registered_at_ms, \
+         network = excluded.network",
     )
     .bind(row.id.as_db())
     .bind(row.public_key.clone())
@@ -366,6 +367,7 @@ async fn upsert_node(tx: &mut Transaction<'static, Any>, row: &NodeRow) -> Resul
     .bind(row.join_token_hash.clone())
     .bind(db(row.seen_at_ms))
     .bind(db(row.registered_at_ms))
+    .bind(row.network.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())

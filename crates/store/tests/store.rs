@@ -116,17 +116,8 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
                 revoked_at_ms: None,
             }),
             Write::UpsertNode(NodeRow {
-                id: node_id,
-                public_key: "pk".to_owned(),
-                token_hash: "nh".to_owned(),
-                name: "box".to_owned(),
-                capabilities: Default::default(),
                 labels: [("region".to_owned(), "eu".to_owned())].into(),
-                slots: 2,
-                agent_version: "1".to_owned(),
-                join_token_hash: Some("jh".to_owned()),
-                seen_at_ms: 2,
-                registered_at_ms: 2,
+                ..node_row(node_id.0, Some("jh"))
             }),
             Write::InsertJob {
                 job: job_row,
@@ -197,6 +188,7 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
     assert_eq!(image.requesters.len(), 1);
     assert_eq!(image.tokens[0].role, TokenRole::Requester(RequesterId(1)));
     assert_eq!(image.nodes[0].labels["region"], "eu");
+    assert_eq!(image.nodes[0].network.as_deref(), Some("203.0.113.0/24"));
     assert_eq!(image.jobs[0].id, job_id);
     assert_eq!(image.open_tasks.len(), 5);
     let task = |i: u32| image.open_tasks.iter().find(|t| t.index == i).unwrap();
@@ -275,9 +267,9 @@ async fn a_nodes_join_token_and_when_it_was_heard_from_survive_a_restart() {
     }
 }
 
-async fn node_admission_on(url: &str) {
-    let store = open(url).await;
-    let node = |id: u64, join_token_hash: Option<&str>| NodeRow {
+/// A node registered at 5 ms from 203.0.113.0/24 with the join token of `join_token_hash`.
+fn node_row(id: u64, join_token_hash: Option<&str>) -> NodeRow {
+    NodeRow {
         id: NodeId(id),
         public_key: format!("pk{id}"),
         token_hash: format!("nh{id}"),
@@ -287,14 +279,19 @@ async fn node_admission_on(url: &str) {
         slots: 1,
         agent_version: "1".to_owned(),
         join_token_hash: join_token_hash.map(str::to_owned),
+        network: Some("203.0.113.0/24".to_owned()),
         seen_at_ms: 5,
         registered_at_ms: 5,
-    };
+    }
+}
+
+async fn node_admission_on(url: &str) {
+    let store = open(url).await;
     store
         .write(vec![
-            Write::UpsertNode(node(1, Some("jh"))),
-            Write::UpsertNode(node(2, None)),
-            Write::UpsertNode(node(3, Some("jh"))),
+            Write::UpsertNode(node_row(1, Some("jh"))),
+            Write::UpsertNode(node_row(2, None)),
+            Write::UpsertNode(node_row(3, Some("jh"))),
             Write::SetNodesSeen(vec![(NodeId(1), 900)]),
             Write::DeleteNode { node_id: NodeId(3) },
         ])

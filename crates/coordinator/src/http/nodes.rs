@@ -1,11 +1,12 @@
 //! The node protocol (challenge and register, lease, heartbeat, report, release, job runtime)
 //! and the node list requesters read.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use tokio::sync::oneshot;
 
 use wire::auth::{TokenKind, token_hash, verify_registration};
@@ -68,6 +69,7 @@ pub(crate) async fn challenge(
     ))]
 pub(crate) async fn register(
     State(shared): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(request): Body<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     wire::validate::registration(&request)?;
@@ -94,6 +96,7 @@ pub(crate) async fn register(
         slots: request.slots,
         agent_version: request.agent_version,
         join_token_hash: join_hash.clone(),
+        network: Some(crate::pool::network_of(peer.ip())),
     };
     let name = new.name.clone();
     // The nonce is spent under the gate's lock, so it cannot be spent twice; the token's bound

@@ -15,7 +15,7 @@ use wire::{AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, Nod
 
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
-pub(crate) const EVENTS_VERSION: u32 = 1;
+pub(crate) const EVENTS_VERSION: u32 = 2;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ pub(crate) use commands::{
 };
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
-pub(crate) use nodes::NewNode;
+pub(crate) use nodes::{NewNode, network_of};
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 
 /// What went wrong with a request against the pool; nothing was changed.
@@ -210,6 +210,8 @@ pub(crate) struct Node {
     pub(crate) join_token_hash: String,
     /// Who brought the node, as the scheduler keeps replicas apart by: its join token.
     pub(crate) owner: Option<u64>,
+    /// The network it registered from, as the scheduler keeps replicas apart by.
+    pub(crate) network: Option<u64>,
     /// Whether the node is in the live count behind the heartbeat interval.
     pub(crate) counted_live: bool,
     /// Ordered, so that what is done to each (expiry, release) happens in the same order in

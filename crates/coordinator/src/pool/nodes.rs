@@ -1,6 +1,7 @@
 //! Nodes in the pool: registration, liveness, purging the long silent, and what they may read.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use store::NodeRow;
 use wire::{BlobHash, Capabilities, JobId, JobRuntime, NodeActivity, NodeId, NodeState, NodeView};
@@ -21,6 +22,8 @@ pub(crate) struct NewNode {
     pub(crate) agent_version: String,
     /// The hash of the join token it registered with.
     pub(crate) join_token_hash: String,
+    /// The network it registered from (see [`network_of`]).
+    pub(crate) network: Option<String>,
 }
 
 impl PoolState {
@@ -47,6 +50,7 @@ impl PoolState {
             slots: new.slots,
             agent_version: new.agent_version,
             join_token_hash: Some(new.join_token_hash),
+            network: new.network,
             seen_at_ms: now_ms,
             registered_at_ms: now_ms,
         };
@@ -82,6 +86,7 @@ impl PoolState {
                 heard_ms: row.seen_at_ms,
                 heard_stored_ms: row.seen_at_ms,
                 owner: owner_key(&join_token_hash),
+                network: row.network.as_deref().and_then(network_key),
                 join_token_hash,
                 counted_live: true,
                 running: BTreeSet::new(),
@@ -258,12 +263,70 @@ pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<
         labels: &node.labels_sorted,
         lease_until_ms: node.lease_until_ms,
         owner: node.owner,
-        // Where nodes connect from is not recorded yet: no exclusion keeps them apart by it.
-        network: None,
+        network: node.network,
+    }
+}
+
+/// The network a node connects from, as replicas are kept apart by: its IPv4 /24, or its IPv6
+/// /48 (an IPv4 address mapped into IPv6 counts as IPv4), written as `203.0.113.0/24`.
+pub(crate) fn network_of(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{}/24", Ipv4Addr::new(a, b, c, 0))
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, c, ..] = v6.segments();
+            format!("{}/48", Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0))
+        }
+    }
+}
+
+/// The scheduler's key for a network as [`network_of`] writes it: its prefix's bits and its
+/// family, so no two networks share a key.
+fn network_key(network: &str) -> Option<u64> {
+    match network.split_once('/')? {
+        (prefix, "24") => {
+            let v4: Ipv4Addr = prefix.parse().ok()?;
+            Some((4 << 32) | u64::from(v4.to_bits() >> 8))
+        }
+        (prefix, "48") => {
+            let v6: Ipv6Addr = prefix.parse().ok()?;
+            Some((6 << 48) | (v6.to_bits() >> 80) as u64)
+        }
+        _ => None,
     }
 }
 
 /// The scheduler's key for whoever brought a node: the first 64 bits of its join token's hash.
 fn owner_key(join_token_hash: &str) -> Option<u64> {
     u64::from_str_radix(join_token_hash.get(..16)?, 16).ok()
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn a_network_is_the_v4_slash_24_or_the_v6_slash_48_and_keys_tell_them_apart() {
+        let of = |ip: &str| network_of(ip.parse().unwrap());
+        assert_eq!(of("203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(
+            of("::ffff:203.0.113.9"),
+            "203.0.113.0/24",
+            "mapped v4 is v4"
+        );
+        assert_eq!(of("2001:db8:abcd:12::1"), "2001:db8:abcd::/48");
+        assert_eq!(of("127.0.0.1"), of("127.0.0.200"));
+        let key = |ip: &str| network_key(&of(ip)).unwrap();
+        assert_eq!(key("198.51.100.1"), key("198.51.100.254"));
+        assert_ne!(key("198.51.100.1"), key("198.51.101.1"));
+        assert_ne!(key("0.0.0.1"), key("::1"), "families never share a key");
+        assert_eq!(
+            network_key("10.0.0.0/8"),
+            None,
+            "only the prefixes written here"
+        );
+        assert_eq!(network_key("not a network"), None);
+    }
 }

@@ -40,6 +40,7 @@ pub(super) fn new_node(
         slots,
         agent_version: "test".to_owned(),
         join_token_hash: join_token_hash.to_owned(),
+        network: None,
     }
 }
 

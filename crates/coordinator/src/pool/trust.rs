@@ -162,6 +162,7 @@ mod tests {
                 slots: 1,
                 agent_version: "test".to_owned(),
                 join_token_hash: "join".to_owned(),
+                network: None,
             },
             now_ms,
             &mut Outbox::new(),

@@ -148,6 +148,7 @@ impl World {
             slots,
             agent_version: "sim".to_owned(),
             join_token_hash: JOIN_HASH.to_owned(),
+            network: None,
         };
         let now_ms = self.now_ms();
         let (admitted, after) = match self.coord.gate.spend(JOIN_HASH, nonce, now_ms) {
