@@ -18,7 +18,9 @@ use wire::{JobId, LeaseResponse, NodeId, RequesterId};
 use crate::credentials::Credentials;
 use crate::env::{Clock, Entropy};
 use crate::parked::Parked;
-use crate::pool::{Command, CreateToken, Expire, Lease, NewToken, Outbox, PoolError, PoolState};
+use crate::pool::{
+    Command, CreateToken, Expire, Lease, NewToken, Outbox, PoolError, PoolState, RecordUpload,
+};
 use crate::{CoordinatorConfig, CoordinatorError};
 
 /// The pool and what waits on it, behind one lock.
@@ -217,20 +219,9 @@ impl Shared {
         request_id: u64,
         sender: oneshot::Sender<LeaseResponse>,
     ) -> Option<LeaseResponse> {
-        let (granted, _commit) = self.mutate_parked(|pool, parked, now_ms, entropy, out| {
-            let lease = Lease {
-                node,
-                slots_free: request.slots_free,
-            };
-            let response = pool.apply(lease, now_ms, entropy, out);
-            if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
-                parked.park(node, request_id, request.slots_free, sender);
-                return None;
-            }
-            Some(response)
-        });
+        let change = lease_or_park(node, request, request_id, sender);
         // Grants are written behind: a grant lost in a crash only makes its task run again.
-        granted
+        self.mutate_parked(change).0
     }
 
     /// Takes back a parked lease request that went unanswered; false if it was answered.
@@ -288,6 +279,51 @@ impl Shared {
 
     fn lease_check_every(&self) -> Duration {
         Duration::from_millis((self.config.lease_ms / 4).clamp(20, 1000))
+    }
+}
+
+/// The change a node's lease request makes: work now, or (when it may wait and found none) its
+/// request parked until work comes, answered `None`. The simulator makes the same change.
+pub(crate) fn lease_or_park(
+    node: NodeId,
+    request: &wire::LeaseRequest,
+    request_id: u64,
+    sender: oneshot::Sender<LeaseResponse>,
+) -> impl FnOnce(&mut PoolState, &mut Parked, u64, &dyn Entropy, &mut Outbox) -> Option<LeaseResponse>
+{
+    move |pool, parked, now_ms, entropy, out| {
+        let lease = Lease {
+            node,
+            slots_free: request.slots_free,
+        };
+        let response = pool.apply(lease, now_ms, entropy, out);
+        if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
+            parked.park(node, request_id, request.slots_free, sender);
+            return None;
+        }
+        Some(response)
+    }
+}
+
+/// The change a blob uploaded for an attempt makes: recorded as the attempt's, or refused and
+/// then recorded read by no one, so that retention finds the bytes (a blob's record is the
+/// store's, not the pool's, so it is written beside the events). The simulator makes the same
+/// change.
+pub(crate) fn record_upload(
+    upload: RecordUpload,
+) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<(), String> {
+    move |pool, now_ms, entropy, out| {
+        let (hash, size_bytes) = (upload.hash, upload.size_bytes);
+        let recorded = pool.apply(upload, now_ms, entropy, out);
+        if recorded.is_err() {
+            out.writes.push(store::Write::InsertBlob {
+                hash,
+                size_bytes,
+                at_ms: now_ms,
+                reader: None,
+            });
+        }
+        recorded
     }
 }
 

@@ -81,26 +81,13 @@ async fn put_output(
         .put_stream(hash, body, max_bytes)
         .await
         .map_err(blob_failure)?;
-    let (recorded, commit) = shared.mutate(|state, now_ms, entropy, out| {
-        let upload = RecordUpload {
-            node,
-            attempt,
-            hash,
-            size_bytes,
-        };
-        let recorded = state.apply(upload, now_ms, entropy, out);
-        if recorded.is_err() {
-            // Recorded all the same, read by no one, so that retention finds the bytes: a
-            // blob's record is the store's, not the pool's, so it is written beside the events.
-            out.writes.push(Write::InsertBlob {
-                hash,
-                size_bytes,
-                at_ms: now_ms,
-                reader: None,
-            });
-        }
-        recorded
-    });
+    let upload = RecordUpload {
+        node,
+        attempt,
+        hash,
+        size_bytes,
+    };
+    let (recorded, commit) = shared.mutate(crate::service::record_upload(upload));
     shared.committed(commit).await?;
     recorded.map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
     Ok(StatusCode::CREATED)

@@ -12,7 +12,7 @@ use wire::{
 use super::coord::ParkedLease;
 use super::net::{Party, Reply, Request};
 use super::world::{Event, World};
-use crate::pool::{Heartbeat, Lease, NewNode, PoolError, RecordUpload, Register, Release, Report};
+use crate::pool::{Heartbeat, NewNode, PoolError, RecordUpload, Register, Release, Report};
 
 /// The join token's hash every simulated agent registers with.
 pub(super) const JOIN_HASH: &str = "sim-join-token";
@@ -175,18 +175,8 @@ impl World {
         let request_id = self.coord.next_request;
         self.coord.next_request += 1;
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let (granted, _) = self.mutate(|pool, parked, now_ms, entropy, out| {
-            let lease = Lease {
-                node,
-                slots_free: request.slots_free,
-            };
-            let response = pool.apply(lease, now_ms, entropy, out);
-            if response.attempts.is_empty() && request.wait_ms > 0 && request.slots_free > 0 {
-                parked.park(node, request_id, request.slots_free, sender);
-                return None;
-            }
-            Some(response)
-        });
+        let change = crate::service::lease_or_park(node, &request, request_id, sender);
+        let (granted, _) = self.mutate(change);
         match granted {
             // Grants are written behind: the reply does not wait for their commit.
             Some(response) => self.send_reply(to, call, Reply::Lease(response)),
@@ -261,24 +251,15 @@ impl World {
             Ok(_) => {}
         }
         let holder = self.memory.holder(attempt);
-        let (recorded, after) = self.mutate(|pool, _, now_ms, entropy, out| {
-            let upload = RecordUpload {
-                node,
-                attempt,
-                hash,
-                size_bytes,
-            };
-            let recorded = pool.apply(upload, now_ms, entropy, out);
-            if recorded.is_err() {
-                out.writes.push(store::Write::InsertBlob {
-                    hash,
-                    size_bytes,
-                    at_ms: now_ms,
-                    reader: None,
-                });
-            }
-            recorded
-        });
+        let upload = RecordUpload {
+            node,
+            attempt,
+            hash,
+            size_bytes,
+        };
+        let change = crate::service::record_upload(upload);
+        let (recorded, after) =
+            self.mutate(|pool, _, now_ms, entropy, out| change(pool, now_ms, entropy, out));
         if recorded.is_ok() {
             assert_eq!(
                 holder,
