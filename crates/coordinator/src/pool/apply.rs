@@ -14,11 +14,14 @@ use super::leases::attempt_ends_by_ms;
 use super::{Attempt, Outbox, PoolState, Slot};
 
 impl PoolState {
-    /// Applies `event` and queues it, behind the rows it implies.
+    /// Applies `event` and queues the rows it implies, and the event itself where something
+    /// replays it (see [`Outbox::events`]).
     pub(super) fn record(&mut self, event: Event, out: &mut Outbox) {
-        self.push_writes(&event, &mut out.writes);
         self.apply_event(&event);
-        out.events.push(event);
+        if Outbox::KEEPS_EVENTS {
+            out.events.push(event.clone());
+        }
+        self.push_writes(event, &mut out.writes);
     }
 
     /// Changes the pool as `event` says happened.
@@ -130,54 +133,47 @@ impl PoolState {
         }
     }
 
-    /// The rows `event` implies in the store, read before it is applied.
-    fn push_writes(&self, event: &Event, writes: &mut Vec<Write>) {
+    /// The rows `event` implies in the store, made from it once it is applied.
+    fn push_writes(&self, event: Event, writes: &mut Vec<Write>) {
         match event {
             Event::TokenCreated { token, requester } => {
                 if let Some(requester) = requester {
-                    writes.push(Write::InsertRequester(requester.clone()));
+                    writes.push(Write::InsertRequester(requester));
                 }
-                writes.push(Write::InsertToken(token.clone()));
+                writes.push(Write::InsertToken(token));
             }
-            Event::TokenRevoked { hash, at_ms } => writes.push(Write::RevokeToken {
-                hash: hash.clone(),
-                at_ms: *at_ms,
-            }),
-            Event::NodeRegistered { node } => writes.push(Write::UpsertNode(node.clone())),
+            Event::TokenRevoked { hash, at_ms } => writes.push(Write::RevokeToken { hash, at_ms }),
+            Event::NodeRegistered { node } => writes.push(Write::UpsertNode(node)),
             Event::NodeGone { node, why, at_ms } => {
-                if *why == NodeGone::Removed {
+                if why == NodeGone::Removed {
                     writes.push(Write::SetMeta {
-                        key: super::trust::removed_node_key(*node),
+                        key: super::trust::removed_node_key(node),
                         value: at_ms.to_string(),
                     });
                 }
-                if *why != NodeGone::Restarted {
-                    writes.push(Write::DeleteNode { node_id: *node });
+                if why != NodeGone::Restarted {
+                    writes.push(Write::DeleteNode { node_id: node });
                 }
             }
             Event::NodeCapabilitiesSet { node, capabilities } => {
                 writes.push(Write::SetNodeCapabilities {
-                    node_id: *node,
-                    capabilities: capabilities.clone(),
+                    node_id: node,
+                    capabilities,
                 });
             }
-            Event::NodesHeardStored { nodes } => writes.push(Write::SetNodesSeen(nodes.clone())),
-            Event::JobSubmitted { job, tasks } => writes.push(Write::InsertJob {
-                job: job.clone(),
-                tasks: tasks.clone(),
-            }),
+            Event::NodesHeardStored { nodes } => writes.push(Write::SetNodesSeen(nodes)),
+            Event::JobSubmitted { job, tasks } => writes.push(Write::InsertJob { job, tasks }),
             Event::JobFinished { job, state, at_ms } => writes.push(Write::FinishJob {
-                job_id: *job,
-                state: *state,
-                at_ms: *at_ms,
+                job_id: job,
+                state,
+                at_ms,
             }),
-            Event::JobCancelled { job, at_ms } => writes.push(Write::CancelJob {
-                job_id: *job,
-                at_ms: *at_ms,
-            }),
-            Event::JobsPurged { jobs } => writes.push(Write::PurgeJobs(jobs.clone())),
+            Event::JobCancelled { job, at_ms } => {
+                writes.push(Write::CancelJob { job_id: job, at_ms });
+            }
+            Event::JobsPurged { jobs } => writes.push(Write::PurgeJobs(jobs)),
             Event::GrantsDelivered { attempts, .. } if !attempts.is_empty() => {
-                writes.push(Write::GrantAttempts(attempts.clone()));
+                writes.push(Write::GrantAttempts(attempts));
             }
             Event::UploadRecorded {
                 attempt,
@@ -185,11 +181,11 @@ impl PoolState {
                 size_bytes,
                 at_ms,
             } => writes.push(Write::RecordAttemptUpload {
-                attempt_id: *attempt,
-                job_id: self.attempts[attempt].job,
-                hash: *hash,
-                size_bytes: *size_bytes,
-                at_ms: *at_ms,
+                attempt_id: attempt,
+                job_id: self.attempts[&attempt].job,
+                hash,
+                size_bytes,
+                at_ms,
             }),
             Event::AttemptEnded { end } => self.push_end_writes(end, writes),
             _ => {}
@@ -198,7 +194,7 @@ impl PoolState {
 
     /// An attempt's end, and the requester's right to read what it left. Ends queued one after
     /// another share one write, so a report of many attempts is one statement in the store.
-    fn push_end_writes(&self, end: &store::AttemptEnd, writes: &mut Vec<Write>) {
+    fn push_end_writes(&self, end: store::AttemptEnd, writes: &mut Vec<Write>) {
         let blobs: Vec<_> = end
             .stdout
             .iter()
@@ -206,6 +202,7 @@ impl PoolState {
             .map(|blob| (blob.hash, blob.size_bytes))
             .chain(end.outputs.iter().map(|file| (file.hash, file.size_bytes)))
             .collect();
+        let (reader, at_ms) = (self.jobs[&end.job_id].requester, end.at_ms);
         let batch = writes
             .iter()
             .rposition(|write| !matches!(write, Write::AddBlobReaders { .. }))
@@ -214,16 +211,16 @@ impl PoolState {
             // Readers and ends touch different rows, so an end may join an earlier batch over
             // readers queued since.
             Some(at) => match &mut writes[at] {
-                Write::EndAttempts(ends) => ends.push(end.clone()),
+                Write::EndAttempts(ends) => ends.push(end),
                 _ => unreachable!("matched above"),
             },
-            None => writes.push(Write::EndAttempts(vec![end.clone()])),
+            None => writes.push(Write::EndAttempts(vec![end])),
         }
         if !blobs.is_empty() {
             writes.push(Write::AddBlobReaders {
                 hashes: blobs,
-                reader: self.jobs[&end.job_id].requester,
-                at_ms: end.at_ms,
+                reader,
+                at_ms,
             });
         }
     }

@@ -81,15 +81,21 @@ const JOBS_SENT_MAX: usize = 256;
 /// The heartbeat rate a pool of any size asks of its nodes together.
 pub(crate) const HEARTBEATS_PER_S_MAX: u64 = 2_000;
 
-/// What a change did: its events in the order they were applied, and the rows they imply, to
-/// queue to the store in that order.
+/// What a change did: the rows its events imply, to queue to the store in order, and (where
+/// something replays them) the events themselves.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
+    /// The change's events in the order they were applied. Kept only by builds that replay
+    /// them ([`Outbox::KEEPS_EVENTS`]): debug builds, and so every test and seed, apply them to
+    /// a copy of the pool. A release build makes each event's rows from the event itself and
+    /// keeps no copy, so a large submission is not held twice more.
     pub(crate) events: Vec<events::Event>,
     pub(crate) writes: Vec<Write>,
 }
 
 impl Outbox {
+    pub(crate) const KEEPS_EVENTS: bool = cfg!(debug_assertions);
+
     pub(crate) fn new() -> Self {
         Self::default()
     }
