@@ -3,18 +3,21 @@
 //!
 //! An event says what happened, not what to do: every id, time and choice in it was made by the
 //! command that produced it, so applying it needs neither a clock nor entropy, and applying the
-//! same events to the same pool gives the same pool. The store keeps the rows they imply
-//! ([`super::PoolState::writes_of`]); the serialized form ([`Envelope`]) is what the events of
-//! one coordinator are shipped and replayed as, and it carries the coordinator's epoch.
+//! same events to the same pool gives the same pool. The store keeps the rows they imply (made
+//! in `apply`); the serialized form (`Envelope`) is what the events of one coordinator are
+//! shipped and replayed as, and it carries the coordinator's epoch. Only the replay of debug
+//! builds reads that form so far, so release builds leave it out.
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(any(test, debug_assertions))]
 use crate::CoordinatorError;
 use store::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRow};
 use wire::{AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, TaskSpec};
 
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
+#[cfg(any(test, debug_assertions))]
 pub(crate) const EVENTS_VERSION: u32 = 2;
 
 /// Why a node left the pool's memory.
@@ -197,6 +200,7 @@ impl Event {
 /// One event as shipped: the version of its form and the epoch of the coordinator that made
 /// it, so a reader refuses a form it does not know and events of a coordinator that was taken
 /// over.
+#[cfg(any(test, debug_assertions))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Envelope {
     pub(crate) version: u32,
@@ -204,6 +208,7 @@ pub(crate) struct Envelope {
     pub(crate) event: Event,
 }
 
+#[cfg(any(test, debug_assertions))]
 impl Envelope {
     pub(crate) fn encode(epoch: u64, event: &Event) -> Vec<u8> {
         #[derive(Serialize)]

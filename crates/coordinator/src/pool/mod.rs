@@ -1,10 +1,11 @@
-//! The live pool in memory: jobs and their tasks, nodes, leases, and the nodes waiting for work.
+//! The live pool in memory: jobs and their tasks, nodes, attempts and credentials.
 //!
-//! This is the coordinator's authority while it runs; the state store is its durable log. Every
-//! method takes `now_ms` and, where it makes ids, an [`Entropy`]; none does I/O. Each change that
-//! must survive a restart is pushed as a [`Write`] to the caller's outbox, which the caller
-//! queues to the store while still holding the lock around this state, so the store applies
-//! writes in the order the changes happened here.
+//! This is the coordinator's authority while it runs; the state store keeps the rows its events
+//! imply. It changes only through [`PoolState::apply`]: a command records events (see
+//! [`events`]), each applied at once and its rows pushed as [`Write`]s to the caller's
+//! [`Outbox`], which the caller queues to the store while still holding the lock around this
+//! state, so the store applies writes in the order the changes happened here. Every command
+//! takes `now_ms` and, where it makes ids, the caller's [`crate::env::Entropy`]; none does I/O.
 //!
 //! Invariants:
 //! - A task is `Running` exactly when it has live attempts (`Task::live`, at most its job's
