@@ -300,25 +300,17 @@ fn per_input_tasks(dir: &Path, args: &[String]) -> Result<Vec<TaskPlan>, SpecErr
 /// `crowdcloud submit MODULE --tasks N -- ARGS…`: N tasks with `{i}` in the args replaced by the
 /// task index.
 pub fn sweep(module: PathBuf, count: u32, args: &[String]) -> Result<JobPlan, SpecError> {
-    let plan = JobPlan {
-        name: default_name(&module),
-        module,
-        env: BTreeMap::new(),
-        mounts: Vec::new(),
-        requirements: Requirements::default(),
-        limits: Limits::default(),
-        max_attempts: default::MAX_ATTEMPTS,
-        replicas: default::REPLICAS,
-        deterministic: None,
-        tasks: sweep_tasks(count, args)?,
-    };
-    check(&plan)?;
-    Ok(plan)
+    plain(module, sweep_tasks(count, args)?)
 }
 
 /// `crowdcloud submit MODULE --inputs DIR -- ARGS…`: one task per file of DIR, the file in its
 /// `/input`; `{name}` in the args is the file's name, `{i}` the task index.
 pub fn per_input(module: PathBuf, dir: &Path, args: &[String]) -> Result<JobPlan, SpecError> {
+    plain(module, per_input_tasks(dir, args)?)
+}
+
+/// A job of `tasks` running `module`, named after it, everything else at its default.
+fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
     let plan = JobPlan {
         name: default_name(&module),
         module,
@@ -329,7 +321,7 @@ pub fn per_input(module: PathBuf, dir: &Path, args: &[String]) -> Result<JobPlan
         max_attempts: default::MAX_ATTEMPTS,
         replicas: default::REPLICAS,
         deterministic: None,
-        tasks: per_input_tasks(dir, args)?,
+        tasks,
     };
     check(&plan)?;
     Ok(plan)
