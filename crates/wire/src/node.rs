@@ -184,6 +184,9 @@ pub enum Outcome {
     Cancelled,
     /// Set by the coordinator, never reported: every attempt's node vanished before it finished.
     Lost { attempts: u32 },
+    /// Set by the coordinator, never reported: the task's results disagreed past the pool's
+    /// bound, so none was accepted.
+    Inconclusive { results: u32 },
 }
 
 impl Outcome {
@@ -215,6 +218,10 @@ impl std::fmt::Display for Outcome {
             Outcome::Lost { attempts } => {
                 write!(f, "lost: the nodes of all {attempts} attempts vanished")
             }
+            Outcome::Inconclusive { results } => write!(
+                f,
+                "inconclusive: its {results} results disagreed, so none was accepted"
+            ),
         }
     }
 }

@@ -121,7 +121,8 @@ fn outcome_text(outcome: &Outcome) -> Option<&str> {
         | Outcome::DeadlineExceeded
         | Outcome::MemoryLimit
         | Outcome::Cancelled
-        | Outcome::Lost { .. } => None,
+        | Outcome::Lost { .. }
+        | Outcome::Inconclusive { .. } => None,
     }
 }
 
@@ -570,10 +571,13 @@ pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
     }
     for (index, report) in request.reports.iter().enumerate() {
         let field = format!("reports[{index}]");
-        if matches!(report.outcome, Outcome::Lost { .. }) {
+        if matches!(
+            report.outcome,
+            Outcome::Lost { .. } | Outcome::Inconclusive { .. }
+        ) {
             return Err(invalid(
                 format!("{field}.outcome"),
-                "\"lost\" is set by the coordinator, not reported",
+                "\"lost\" and \"inconclusive\" are set by the coordinator, not reported",
             ));
         }
         if let Some(text) = outcome_text(&report.outcome) {

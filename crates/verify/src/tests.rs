@@ -1,0 +1,247 @@
+//! The policy's rules, case by case.
+
+use super::*;
+use wire::{BlobHash, BlobRef, Outcome, OutputFile};
+
+fn digest(byte: u8) -> Digest {
+    Digest([byte; 32])
+}
+
+fn claims(of: &[(u64, u8)]) -> Vec<Claim> {
+    of.iter()
+        .map(|&(owner, byte)| Claim {
+            owner,
+            digest: digest(byte),
+        })
+        .collect()
+}
+
+#[test]
+fn two_owners_agreeing_verify_and_one_owner_twice_does_not() {
+    let policy = Policy::PUBLIC;
+    assert_eq!(
+        tally(&claims(&[(1, 7)]), &policy),
+        Tally::Wanting { more: 1 }
+    );
+    assert_eq!(
+        tally(&claims(&[(1, 7), (1, 7)]), &policy),
+        Tally::Wanting { more: 1 },
+        "one owner's nodes are one witness"
+    );
+    assert_eq!(
+        tally(&claims(&[(1, 7), (2, 7)]), &policy),
+        Tally::Agreed {
+            digest: digest(7),
+            agreeing: vec![0, 1],
+            dissenting: vec![],
+        }
+    );
+}
+
+#[test]
+fn a_disagreement_raises_the_quorum_so_two_colluders_cannot_outvote_an_honest_node() {
+    let policy = Policy::PUBLIC;
+    // Honest 7 first, then a colluder's 9: both need a third voice.
+    assert_eq!(
+        tally(&claims(&[(1, 7), (2, 9)]), &policy),
+        Tally::Wanting { more: 2 }
+    );
+    // A second colluder agrees with the first: still not enough.
+    assert_eq!(
+        tally(&claims(&[(1, 7), (2, 9), (3, 9)]), &policy),
+        Tally::Wanting { more: 1 }
+    );
+    assert_eq!(
+        tally(&claims(&[(1, 7), (2, 9), (3, 7), (4, 7)]), &policy),
+        Tally::Agreed {
+            digest: digest(7),
+            agreeing: vec![0, 2, 3],
+            dissenting: vec![1],
+        }
+    );
+}
+
+#[test]
+fn a_task_split_past_the_bound_is_inconclusive() {
+    let policy = Policy {
+        results_max: 4,
+        ..Policy::PUBLIC
+    };
+    assert_eq!(
+        tally(&claims(&[(1, 1), (2, 2), (3, 3)]), &policy),
+        Tally::Inconclusive,
+        "two more could at best make a pair, and the bound is 4"
+    );
+    assert_eq!(
+        tally(&claims(&[(1, 1), (2, 2), (3, 1)]), &policy),
+        Tally::Wanting { more: 1 }
+    );
+    assert_eq!(
+        tally(&claims(&[(1, 1), (2, 2), (3, 1), (4, 2)]), &policy),
+        Tally::Inconclusive
+    );
+}
+
+#[test]
+fn probation_replicates_and_a_trusted_node_is_audited_at_the_rate_or_when_it_holds_too_much() {
+    let policy = Policy::PUBLIC;
+    let new = Record::default();
+    assert_eq!(first(&new, 0, 0, &policy), First::Replicate);
+    let trusted = Record {
+        verified: 100,
+        ..Record::default()
+    };
+    assert_eq!(trusted.standing(&policy), Standing::Trusted);
+    let audited = (0..1_000_000u64)
+        .filter(|roll| first(&trusted, 0, *roll, &policy) == First::Audit)
+        .count();
+    assert_eq!(audited, 50_000, "5 % of the rolls");
+    assert_eq!(first(&trusted, 0, 999_999, &policy), First::Hold);
+    assert_eq!(
+        first(&trusted, policy.held_max as usize, 999_999, &policy),
+        First::Audit
+    );
+    let banned = Record {
+        banned: true,
+        ..trusted
+    };
+    assert_eq!(banned.standing(&policy), Standing::Banned);
+    assert_eq!(first(&banned, 0, 999_999, &policy), First::Replicate);
+}
+
+#[test]
+fn bad_knobs_are_refused_with_the_one_to_change() {
+    let bad = [
+        Policy {
+            audit_per_million: 1_000_001,
+            ..Policy::PUBLIC
+        },
+        Policy {
+            quorum: 1,
+            ..Policy::PUBLIC
+        },
+        Policy {
+            results_max: 2,
+            ..Policy::PUBLIC
+        },
+        Policy {
+            results_max: RESULTS_MAX + 1,
+            ..Policy::PUBLIC
+        },
+        Policy {
+            held_max: 0,
+            ..Policy::PUBLIC
+        },
+    ];
+    for policy in bad {
+        assert!(policy.check().is_err(), "{policy:?}");
+    }
+    assert_eq!(Policy::PUBLIC.check(), Ok(()));
+}
+
+fn blob(byte: u8) -> BlobRef {
+    BlobRef {
+        hash: BlobHash([byte; 32]),
+        size_bytes: 1,
+    }
+}
+
+fn file(path: &str, byte: u8) -> OutputFile {
+    OutputFile {
+        path: path.to_owned(),
+        hash: BlobHash([byte; 32]),
+        size_bytes: 1,
+    }
+}
+
+#[test]
+fn the_digest_covers_every_part_of_a_result_but_not_the_order_outputs_were_listed_in() {
+    let outputs = [file("a", 1), file("b", 2)];
+    let base = digest_of(&Outcome::Succeeded, Some(&blob(1)), None, &outputs, 10);
+    let reordered = [file("b", 2), file("a", 1)];
+    assert_eq!(
+        base,
+        digest_of(&Outcome::Succeeded, Some(&blob(1)), None, &reordered, 10)
+    );
+    let variants = [
+        digest_of(
+            &Outcome::ExitCode { code: 0 },
+            Some(&blob(1)),
+            None,
+            &outputs,
+            10,
+        ),
+        digest_of(
+            &Outcome::ExitCode { code: 1 },
+            Some(&blob(1)),
+            None,
+            &outputs,
+            10,
+        ),
+        digest_of(&Outcome::Succeeded, Some(&blob(2)), None, &outputs, 10),
+        digest_of(&Outcome::Succeeded, None, Some(&blob(1)), &outputs, 10),
+        digest_of(&Outcome::Succeeded, Some(&blob(1)), None, &outputs[..1], 10),
+        digest_of(
+            &Outcome::Succeeded,
+            Some(&blob(1)),
+            None,
+            &[file("a", 1), file("c", 2)],
+            10,
+        ),
+        digest_of(
+            &Outcome::Succeeded,
+            Some(&blob(1)),
+            None,
+            &[file("a", 1), file("b", 3)],
+            10,
+        ),
+        digest_of(&Outcome::Succeeded, Some(&blob(1)), None, &outputs, 11),
+    ];
+    for (i, variant) in variants.iter().enumerate() {
+        assert_ne!(*variant, base, "variant {i}");
+    }
+    let trap = |message: &str| {
+        digest_of(
+            &Outcome::Trap {
+                message: message.to_owned(),
+            },
+            None,
+            None,
+            &[],
+            5,
+        )
+    };
+    assert_eq!(trap("unreachable"), trap("wasm `unreachable` executed"));
+    let text = base.to_string();
+    assert_eq!(Digest::try_from(text).unwrap(), base);
+    assert!(Digest::try_from("zz".to_owned()).is_err());
+}
+
+#[test]
+fn only_what_the_task_itself_decides_is_a_result() {
+    assert!(is_claim(&Outcome::Succeeded));
+    assert!(is_claim(&Outcome::ExitCode { code: 3 }));
+    assert!(is_claim(&Outcome::OutOfFuel));
+    assert!(!is_claim(&Outcome::DeadlineExceeded));
+    assert!(!is_claim(&Outcome::NodeError {
+        message: "disk full".to_owned()
+    }));
+    assert!(!is_claim(&Outcome::ModuleRejected {
+        message: "too large".to_owned()
+    }));
+}
+
+#[test]
+fn a_passed_audit_releases_only_what_came_before_it() {
+    let mut window = Window::default();
+    for seq in [3, 5, 8] {
+        window.hold(seq, seq * 10);
+    }
+    assert_eq!(window.newest(), Some((8, &80)));
+    assert_eq!(window.release_before(6), vec![30, 50]);
+    assert_eq!(window.len(), 1);
+    assert_eq!(window.remove(8), Some(80));
+    assert!(window.is_empty());
+    window.hold(9, 90);
+    assert_eq!(window.drain(), vec![90]);
+}
