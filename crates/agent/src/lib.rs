@@ -17,14 +17,21 @@
 //!   failed attempts.
 //! - A 401 means the coordinator no longer knows this session: the agent registers again and
 //!   drops the attempts of the old session (their reports would be refused).
+//! - A 403 from a node route, or a registration refused after that 401, means the pool refuses
+//!   this node (its owner removed it, or the pool banned it): the agent drops its attempts and
+//!   stops with an error at once, since nothing it does would count.
 //! - The owner's policy wins (see [`owner`]): while it says stop, attempts are paused, no work
 //!   is asked for, and the lease loop never asks for more than the policy's slots.
 
 mod cache;
+mod cheat;
 mod identity;
 pub mod owner;
 mod runner;
 mod system;
+
+#[cfg(test)]
+mod fake_pool_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -51,6 +58,7 @@ use crate::owner::status::AgentState;
 use crate::owner::steward::{Gate, OwnerState};
 use crate::runner::{Ended, Runner};
 
+pub use crate::cheat::{CheatConfig, CheatStrategy};
 pub use crate::owner::policy::{OwnerPolicy, PolicyOverrides};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +96,9 @@ pub enum AgentError {
     /// The coordinator kept refusing this node id as online from another process.
     #[error("{0}")]
     IdentityClash(String),
-    /// The pool's owner removed this node; it may not register again.
-    #[error("{0}")]
+    /// The pool refuses this node's identity: its owner removed it or the pool banned it, and
+    /// it may not register again.
+    #[error("the pool refused this node: {0}")]
     Removed(String),
     #[error(
         "another agent is running with the data dir {path}; stop it, or give this one its own --data-dir"
@@ -133,6 +142,8 @@ pub struct AgentConfig {
     /// silent a little while; a copied data dir never does, and the agent gives up with the
     /// coordinator's explanation.
     pub identity_clash_wait: Duration,
+    /// Lie about results instead of running them (`--cheat`), only to test verification.
+    pub cheat: Option<CheatConfig>,
 }
 
 impl AgentConfig {
@@ -156,6 +167,7 @@ impl AgentConfig {
             signals: Arc::new(Sensors::system()),
             coordinator_fingerprint: None,
             identity_clash_wait: Duration::from_secs(30),
+            cheat: None,
         }
     }
 }
@@ -227,7 +239,8 @@ struct Agent {
     machine_memory_bytes: u64,
     reported: AtomicU64,
     released: AtomicU64,
-    /// An error that ends the agent from inside a loop (this identity is online elsewhere).
+    /// An error that ends the agent from inside a loop (this identity is online elsewhere, or
+    /// the pool refuses it).
     fatal: Mutex<Option<AgentError>>,
     fatal_raised: Notify,
     /// Held while the agent runs: one agent per data dir (and so per identity) on a machine.
@@ -262,13 +275,19 @@ pub async fn run(
     let reporter = tokio::spawn(Arc::clone(&agent).report_loop(finished_queue));
     let heartbeat = tokio::spawn(Arc::clone(&agent).heartbeat_loop());
     let leasing = tokio::spawn(Arc::clone(&agent).lease_loop());
-    tokio::select! {
-        () = &mut shutdown => {}
-        () = agent.fatal_raised.notified() => {}
-    }
+    let refused = tokio::select! {
+        () = &mut shutdown => false,
+        () = agent.fatal_raised.notified() => true,
+    };
     tracing::info!("agent stopping: finishing running attempts");
     agent.stopping.send_replace(true);
-    agent.send_heartbeat().await;
+    if refused {
+        // The pool no longer hears this node: a parked lease request could wait out its whole
+        // poll, and nothing it were granted would count.
+        leasing.abort();
+    } else {
+        agent.send_heartbeat().await;
+    }
     let _ = leasing.await;
     agent.drain().await;
     governor.abort();
@@ -308,12 +327,7 @@ impl Agent {
             &config.data_dir.join("cache"),
             cache_bytes_max(&config, &config.policy),
         )?;
-        let mut sandbox_config = config.sandbox.clone();
-        // Beside the work dir, on its filesystem: attempt trees are renamed in and out.
-        sandbox_config
-            .recycle_dir
-            .get_or_insert_with(|| config.data_dir.join("recycled"));
-        let sandbox = Sandbox::new(sandbox_config)?;
+        let sandbox = sandbox_for(&config)?;
         let anonymous = match config.coordinator_fingerprint {
             Some(fingerprint) => Client::pinned(&config.coordinator_url, None, fingerprint),
             None => Client::new(&config.coordinator_url, None),
@@ -330,6 +344,7 @@ impl Agent {
                 cache: Arc::new(cache),
                 sandbox: Arc::new(sandbox),
                 work_dir,
+                cheat: config.cheat.clone().map(cheat::Cheat::new).map(Arc::new),
             },
             session: RwLock::new(Session {
                 client: anonymous.clone(),
@@ -372,6 +387,7 @@ impl Agent {
     async fn register(&self) -> Result<(), AgentError> {
         let mut delay = Duration::from_millis(100);
         let started = std::time::Instant::now();
+        let mut unauthorized_tries = 0;
         loop {
             match self.try_register().await {
                 Ok(pool_name) => return self.check_pool(pool_name),
@@ -393,6 +409,16 @@ impl Agent {
                 }
                 Err(error) if error.code() == Some(ErrorCode::Forbidden) => {
                     return Err(AgentError::Removed(error.to_string()));
+                }
+                // A coordinator restart between the challenge and the registration loses the
+                // nonce, and a new challenge gets in; a refused join token stays refused.
+                Err(error)
+                    if error.code() == Some(ErrorCode::Unauthorized) && unauthorized_tries < 2 =>
+                {
+                    unauthorized_tries += 1;
+                    tracing::warn!(%error, "registration refused; trying with a new challenge");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
                 }
                 Err(error) => return Err(AgentError::Refused(error.to_string())),
             }
@@ -470,24 +496,50 @@ impl Agent {
         if self.session.read().generation != generation {
             return;
         }
+        if self.fatal.lock().is_some() {
+            return;
+        }
         tracing::warn!("the coordinator no longer knows this node's session; registering again");
         match self.register().await {
             Ok(()) => {}
-            Err(error @ (AgentError::IdentityClash(_) | AgentError::Removed(_))) => {
-                tracing::error!(%error, "this node may not rejoin the pool; stopping");
-                *self.fatal.lock() = Some(error);
-                self.fatal_raised.notify_one();
-                return;
+            // The session is gone and no new one is to be had: nothing this agent does counts
+            // any more, and retrying would go on for ever.
+            Err(AgentError::Refused(message)) => {
+                return self.give_up(AgentError::Removed(format!(
+                    "it was removed or banned, and may not register again ({message})"
+                )));
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot register again");
-                return;
-            }
+            Err(error) => return self.give_up(error),
         }
         for running in self.running.lock().values_mut() {
             running.disposition = Disposition::Drop;
             running.control.cancel();
         }
+    }
+
+    /// A node route answered 403: the pool still knows this node's token but refuses the node.
+    fn refused(&self, error: &ClientError) {
+        self.give_up(AgentError::Removed(format!(
+            "it was removed or banned ({error})"
+        )));
+    }
+
+    /// Stops the agent for good with `error`: the pool no longer takes part from this identity.
+    /// Its attempts are dropped, since no report of theirs would be accepted.
+    fn give_up(&self, error: AgentError) {
+        let mut fatal = self.fatal.lock();
+        if fatal.is_some() {
+            return;
+        }
+        tracing::error!(%error, "this node may not take part in the pool; stopping");
+        *fatal = Some(error);
+        drop(fatal);
+        self.stopping.send_replace(true);
+        for running in self.running.lock().values_mut() {
+            running.disposition = Disposition::Drop;
+            running.control.cancel();
+        }
+        self.fatal_raised.notify_one();
     }
 
     /// Attempts the agent may ask for now: none while the policy says stop or the memory lent
@@ -572,6 +624,8 @@ impl Agent {
                 Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
                     self.reregister(generation).await;
                 }
+                // It stops the agent, this loop with it.
+                Err(error) if error.code() == Some(ErrorCode::Forbidden) => self.refused(&error),
                 Err(error) => {
                     tracing::warn!(%error, "lease request failed; retrying");
                     tokio::select! {
@@ -731,6 +785,7 @@ impl Agent {
             Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
                 self.reregister(generation).await;
             }
+            Err(error) if error.code() == Some(ErrorCode::Forbidden) => self.refused(&error),
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
         }
     }
@@ -819,6 +874,9 @@ impl Agent {
                     for ack in response.acks {
                         if ack.accepted {
                             self.reported.fetch_add(1, Ordering::Relaxed);
+                            if let Some(cheat) = &self.runner.cheat {
+                                cheat.count_accepted(&request.reports, ack.attempt_id);
+                            }
                         } else {
                             tracing::info!(attempt = %ack.attempt_id, reason = ack.message.as_deref().unwrap_or(""), "report refused");
                         }
@@ -829,6 +887,9 @@ impl Agent {
                     // These attempts belong to a session the coordinator forgot.
                     self.reregister(generation).await;
                     return;
+                }
+                Err(error) if error.code() == Some(ErrorCode::Forbidden) => {
+                    return self.refused(&error);
                 }
                 Err(error) if error.is_transient() && delay < Duration::from_secs(120) => {
                     tracing::warn!(%error, "cannot report yet; retrying");
@@ -869,6 +930,16 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// The agent's sandbox, with its bin of attempt trees beside the work dir, on its filesystem:
+/// attempt trees are renamed in and out.
+fn sandbox_for(config: &AgentConfig) -> Result<Sandbox, AgentError> {
+    let mut sandbox_config = config.sandbox.clone();
+    sandbox_config
+        .recycle_dir
+        .get_or_insert_with(|| config.data_dir.join("recycled"));
+    Ok(Sandbox::new(sandbox_config)?)
 }
 
 /// The blob cache's cap: the policy's disk limit, within the agent's own.

@@ -268,6 +268,17 @@ pub(crate) struct AgentRunArgs {
     /// or hours conditions, no core or memory caps).
     #[arg(long)]
     pub(crate) dedicated: bool,
+    /// Lie about results instead of running tasks: `always`, or `after=N` to be honest until N
+    /// reports were accepted as successes and lie from then on. It exists only so the
+    /// verification tests and `bench verify` can run cheaters as real processes. It gives an
+    /// attacker nothing: it only makes this agent lie about its own results, which any provider
+    /// could do by changing the code.
+    #[arg(long, hide = true, value_name = "always|after=N")]
+    pub(crate) cheat: Option<agent::CheatStrategy>,
+    /// With --cheat: agents given the same key tell the same lie about the same task
+    /// (colluders) [default: every attempt lies its own way]
+    #[arg(long, hide = true, requires = "cheat", value_name = "KEY")]
+    pub(crate) cheat_group: Option<String>,
 }
 
 #[derive(Debug, Args)]

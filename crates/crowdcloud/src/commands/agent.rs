@@ -46,6 +46,10 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
     }
     config.labels = labels(&args.labels)?;
     config.drain_timeout = Duration::from_secs(args.drain_secs);
+    config.cheat = args.cheat.map(|strategy| agent::CheatConfig {
+        strategy,
+        group_key: args.cheat_group,
+    });
     let summary = agent::run(config, shutdown_signal()).await?;
     tracing::info!(
         node = %summary.node_id,
