@@ -34,6 +34,7 @@ pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
         max_attempts: 3,
         replicas: 1,
         deterministic: None,
+        verify: None,
         tasks: vec![TaskSpec::default(); tasks as usize],
     }
 }

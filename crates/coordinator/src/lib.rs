@@ -78,6 +78,8 @@ pub enum CoordinatorError {
         "an event is of version {found} and this coordinator reads version {reads}; run the same version of crowdcloud where events are written and read"
     )]
     EventVersion { found: u32, reads: u32 },
+    #[error("the verification settings do not fit together: {0}")]
+    Config(String),
 }
 
 /// A token the coordinator accepts from its first start on: the owner's API token and the
@@ -123,6 +125,13 @@ pub struct CoordinatorConfig {
     pub upload_quota_bytes: u64,
     /// How many connections may be open and how long they may take or sit idle.
     pub connections: ConnectionLimits,
+    /// How far the pool believes its nodes: a public pool verifies every result.
+    pub trust: wire::Trust,
+    /// The knobs of verification (probation, audits, quorums, bounds).
+    pub verify_policy: verify::Policy,
+    /// Whether replicas of one task are kept off nodes of one network (IPv4 /24, IPv6 /48) as
+    /// well as of one owner; a pool whose nodes all sit on one network turns it off.
+    pub networks_apart: bool,
 }
 
 /// Results are kept a month unless the owner says otherwise.
@@ -166,6 +175,9 @@ impl CoordinatorConfig {
             unfinished_bytes_per_requester_max: UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT,
             upload_quota_bytes: UPLOAD_QUOTA_BYTES_DEFAULT,
             connections: ConnectionLimits::default(),
+            trust: wire::Trust::Family,
+            verify_policy: verify::Policy::PUBLIC,
+            networks_apart: true,
         }
     }
 

@@ -80,6 +80,11 @@ impl Shared {
         let config_nodes_max = config.nodes_per_join_token_max;
         let mut state = PoolState::new(config.pool_name.clone(), config.lease_ms);
         state.set_nodes_per_join_token_max(config.nodes_per_join_token_max);
+        config
+            .verify_policy
+            .check()
+            .map_err(CoordinatorError::Config)?;
+        state.set_verifying(config.trust, config.verify_policy, config.networks_apart);
         let known_tokens: HashSet<String> = image.tokens.iter().map(|t| t.hash.clone()).collect();
         let mut out = Outbox::new();
         state.restore(image, now_ms, &mut out);

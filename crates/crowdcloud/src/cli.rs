@@ -97,6 +97,23 @@ pub(crate) struct ServiceArgs {
     /// How long a node's lease lasts without a heartbeat, in ms.
     #[arg(long, default_value_t = 15_000)]
     pub(crate) lease_ms: u64,
+    /// Whose machines the pool runs on: `family` (the owner's own; one attempt per task,
+    /// results taken as reported) or `public` (strangers'; every result is verified before it
+    /// is delivered, and jobs must be deterministic).
+    #[arg(long, default_value = "family", value_name = "family|public")]
+    pub(crate) trust: String,
+    /// In a public pool: verified results a new node needs before its results are taken on
+    /// trust (and then audited).
+    #[arg(long, default_value_t = verify::Policy::PUBLIC.probation_results, value_name = "COUNT")]
+    pub(crate) probation_results: u32,
+    /// In a public pool: the share of a trusted node's results that are audited, in percent.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub(crate) audit_percent: f64,
+    /// In a public pool: let replicas of one task run on nodes of one network (an IPv4 /24 or
+    /// IPv6 /48). For a pool whose nodes all sit on one machine or LAN; owners are still kept
+    /// apart.
+    #[arg(long)]
+    pub(crate) one_network: bool,
     /// Commit durability: `full` survives a power cut, `process` survives a crash of the process.
     #[arg(long, default_value = "full")]
     pub(crate) durability: String,

@@ -40,6 +40,8 @@ pub struct JobPlan {
     /// Copies of each task run at once on different nodes; the first success wins.
     pub replicas: u32,
     pub deterministic: Option<Deterministic>,
+    /// How results are checked, beyond the pool's default (`verify = "replicate"`).
+    pub verify: Option<wire::VerifyMode>,
     pub tasks: Vec<TaskPlan>,
 }
 

@@ -25,6 +25,7 @@ struct SpecFile {
     max_attempts: Option<u32>,
     replicas: Option<u32>,
     deterministic: Option<DeterministicFile>,
+    verify: Option<wire::VerifyMode>,
     #[serde(default)]
     mounts: Vec<MountFile>,
     #[serde(default)]
@@ -202,6 +203,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
         max_attempts: file.max_attempts.unwrap_or(default::MAX_ATTEMPTS),
         replicas: file.replicas.unwrap_or(default::REPLICAS),
         deterministic: file.deterministic.map(|d| Deterministic { seed: d.seed }),
+        verify: file.verify,
         tasks,
     };
     check(&plan)?;
@@ -321,6 +323,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         max_attempts: default::MAX_ATTEMPTS,
         replicas: default::REPLICAS,
         deterministic: None,
+        verify: None,
         tasks,
     };
     check(&plan)?;
@@ -351,6 +354,7 @@ fn check(plan: &JobPlan) -> Result<(), SpecError> {
         max_attempts: plan.max_attempts,
         replicas: plan.replicas,
         deterministic: plan.deterministic,
+        verify: plan.verify,
         tasks: plan
             .tasks
             .iter()

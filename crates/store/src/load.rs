@@ -31,6 +31,8 @@ pub struct PoolImage {
     pub node_shares: Vec<(JobId, NodeId, u32)>,
     /// What the nodes of live attempts uploaded for them: attempt, blob, measured size.
     pub attempt_uploads: Vec<(wire::AttemptId, BlobHash, u64)>,
+    /// What a pool that verifies knows of each node identity.
+    pub records: Vec<crate::RecordRow>,
 }
 
 /// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
@@ -162,6 +164,7 @@ impl Store {
             ));
         }
         image.attempt_uploads = self.live_attempt_uploads().await?;
+        image.records = self.records().await?;
         for row in sqlx::query(
             "SELECT job_id, node_id, COUNT(*) AS n FROM attempts WHERE state = 'succeeded' \
              GROUP BY job_id, node_id",
@@ -176,6 +179,28 @@ impl Store {
             ));
         }
         Ok(image)
+    }
+
+    async fn records(&self) -> Result<Vec<crate::RecordRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node_id, owner, join_token_hash, verified, audits_passed, mismatches, banned \
+             FROM node_records ORDER BY node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::RecordRow {
+                    node_id: NodeId::from_db(row.try_get("node_id")?),
+                    owner: u64_at(row, "owner")?,
+                    join_token_hash: row.try_get("join_token_hash")?,
+                    verified: u64_at(row, "verified")?,
+                    audits_passed: u64_at(row, "audits_passed")?,
+                    mismatches: u64_at(row, "mismatches")?,
+                    banned: row.try_get::<i32, _>("banned")? != 0,
+                })
+            })
+            .collect()
     }
 
     async fn live_attempt_uploads(

@@ -22,6 +22,7 @@ impl Store {
     ) -> Result<Vec<TaskStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.idx, t.spec, t.state, t.outcome AS task_outcome, t.result_attempt_id, \
+             t.verification, \
              a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, \
              a.stdout, a.stderr, a.outputs, \
              (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
@@ -29,7 +30,9 @@ impl Store {
              (SELECT r.id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
                AND r.state = 'running' LIMIT 1) AS running_attempt, \
              (SELECT r.node_id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
-               AND r.state = 'running' LIMIT 1) AS running_node \
+               AND r.state = 'running' LIMIT 1) AS running_node, \
+             (SELECT COUNT(*) FROM attempts v WHERE v.job_id = t.job_id AND v.task_idx = t.idx \
+               AND v.state = 'succeeded') AS results \
              FROM tasks t LEFT JOIN attempts a ON a.id = t.result_attempt_id \
              WHERE t.job_id = $1 AND t.idx >= $2 ORDER BY t.idx LIMIT $3",
         )
@@ -43,7 +46,10 @@ impl Store {
                 let spec: TaskSpec = crate::load::json_at(row, "spec")?;
                 let mut state = task_state(&row.try_get::<String, _>("state")?)?;
                 let running_attempt = row.try_get::<Option<i64>, _>("running_attempt")?;
-                if state == wire::TaskState::Pending && running_attempt.is_some() {
+                // A task with results that wait for a check runs on: its results are not
+                // delivered until they are verified.
+                let checking = u64_at(row, "results")? > 0;
+                if state == wire::TaskState::Pending && (running_attempt.is_some() || checking) {
                     state = wire::TaskState::Running;
                 }
                 let (attempt_id, node_id) =
@@ -80,6 +86,7 @@ impl Store {
                     stdout: opt_json_at(row, "stdout")?,
                     stderr: opt_json_at(row, "stderr")?,
                     outputs: opt_json_at(row, "outputs")?.unwrap_or_default(),
+                    verification: opt_json_at(row, "verification")?,
                 })
             })
             .collect()

@@ -132,6 +132,32 @@ pub struct AttemptEnd {
     pub task_end: Option<TaskEnd>,
 }
 
+/// A task that ends by a verdict on its results rather than with an attempt's end: verified,
+/// or inconclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskVerdict {
+    pub job_id: JobId,
+    pub index: u32,
+    pub state: TaskState,
+    pub outcome: Outcome,
+    /// The attempt whose result it ends with; absent when none was accepted.
+    pub result_attempt: Option<AttemptId>,
+    pub verification: Option<wire::Verification>,
+    pub at_ms: u64,
+}
+
+/// What a pool that verifies knows of one node identity's honesty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    pub node_id: wire::NodeId,
+    pub owner: u64,
+    pub join_token_hash: String,
+    pub verified: u64,
+    pub audits_passed: u64,
+    pub mismatches: u64,
+    pub banned: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskEnd {
     pub state: TaskState,

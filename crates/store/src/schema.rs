@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "node network",
         include_str!("../migrations/0006_node_network.sql"),
     ),
+    (
+        7,
+        "verification",
+        include_str!("../migrations/0007_verification.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -66,6 +66,10 @@ pub enum Write {
     },
     GrantAttempts(Vec<AttemptRow>),
     EndAttempts(Vec<AttemptEnd>),
+    /// Tasks that end by a verdict on their results.
+    EndTasks(Vec<crate::TaskVerdict>),
+    /// Node identities' records, as they stand now.
+    SetRecords(Vec<crate::RecordRow>),
     /// Marks the job cancelled with every task that has not ended and every running attempt.
     CancelJob {
         job_id: wire::JobId,
@@ -313,6 +317,8 @@ async fn apply_one(
         Write::InsertJob { job, tasks } => insert_job(tx, backend, job, tasks).await?,
         Write::GrantAttempts(rows) => grant_attempts(tx, backend, rows).await?,
         Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
+        Write::EndTasks(verdicts) => end_tasks(tx, verdicts).await?,
+        Write::SetRecords(rows) => set_records(tx, rows).await?,
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
         Write::FinishJob {
             job_id,
@@ -340,6 +346,53 @@ async fn apply_one(
             hashes,
             used_before_ms,
         } => retention::forget_blobs(tx, backend, hashes, *used_before_ms).await?,
+    }
+    Ok(())
+}
+
+async fn end_tasks(
+    tx: &mut Transaction<'static, Any>,
+    verdicts: &[crate::TaskVerdict],
+) -> Result<(), StoreError> {
+    for verdict in verdicts {
+        sqlx::query(
+            "UPDATE tasks SET state = $3, outcome = $4, result_attempt_id = $5, \
+             finished_at_ms = $6, verification = $7 WHERE job_id = $1 AND idx = $2",
+        )
+        .bind(verdict.job_id.as_db())
+        .bind(i64::from(verdict.index))
+        .bind(verdict.state.as_str())
+        .bind(json(&verdict.outcome))
+        .bind(verdict.result_attempt.map(|attempt| attempt.as_db()))
+        .bind(db(verdict.at_ms))
+        .bind(verdict.verification.as_ref().map(json))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn set_records(
+    tx: &mut Transaction<'static, Any>,
+    rows: &[crate::RecordRow],
+) -> Result<(), StoreError> {
+    for row in rows {
+        sqlx::query(
+            "INSERT INTO node_records (node_id, owner, join_token_hash, verified, \
+             audits_passed, mismatches, banned) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (node_id) DO UPDATE SET verified = excluded.verified, \
+             audits_passed = excluded.audits_passed, mismatches = excluded.mismatches, \
+             banned = excluded.banned",
+        )
+        .bind(row.node_id.as_db())
+        .bind(row.owner as i64)
+        .bind(row.join_token_hash.clone())
+        .bind(db(row.verified))
+        .bind(db(row.audits_passed))
+        .bind(db(row.mismatches))
+        .bind(i32::from(row.banned))
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

@@ -65,6 +65,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         max_attempts: 3,
         replicas: 1,
         deterministic: None,
+        verify: None,
         tasks: vec![],
     };
     let tasks = (0..tasks)

@@ -52,6 +52,10 @@ pub struct JobSubmission {
     /// Run every task deterministically: the same output bytes and fuel on any node.
     #[serde(default)]
     pub deterministic: Option<Deterministic>,
+    /// How results are checked, when the job asks for more than its pool's default (a public
+    /// pool checks every job at least `adaptive`). Checking needs deterministic mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::VerifyMode>,
     #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
@@ -70,6 +74,7 @@ impl JobSubmission {
             max_attempts: default::MAX_ATTEMPTS,
             replicas: default::REPLICAS,
             deterministic: None,
+            verify: None,
             tasks,
         }
     }

@@ -22,6 +22,7 @@ pub mod pairing;
 pub mod status;
 pub mod tokens;
 pub mod validate;
+pub mod verification;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
 pub use fingerprint::Fingerprint;
@@ -39,6 +40,10 @@ pub use node::{
 pub use status::{
     JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState, NodeView,
     TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
+};
+pub use verification::{
+    NodeStanding, OwnerView, PoolTrust, Record, Standing, Trust, Verification, VerifiedBy,
+    VerifyMode,
 };
 
 /// Errors of the wire crate: malformed identifiers, hashes, tokens and signatures.

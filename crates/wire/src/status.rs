@@ -121,6 +121,10 @@ pub struct JobStatus {
     pub version: u64,
     /// Who did the work, most first.
     pub nodes: Vec<NodeShare>,
+    /// Tasks with results that wait for a check before they are delivered (a pool that
+    /// verifies only).
+    #[serde(default)]
+    pub verifying: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -144,6 +148,9 @@ pub struct TaskStatus {
     pub stdout: Option<BlobRef>,
     pub stderr: Option<BlobRef>,
     pub outputs: Vec<OutputFile>,
+    /// How its result was verified (a pool that verifies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::Verification>,
 }
 
 /// `GET /v1/jobs/{id}/tasks?offset=&limit=`.
@@ -190,11 +197,20 @@ pub struct NodeView {
     pub last_seen_ms_ago: u64,
     pub tasks_succeeded: u64,
     pub agent_version: String,
+    /// Its standing (a pool that verifies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<crate::NodeStanding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeView>,
+    /// The owners who brought them (a pool that verifies only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<crate::OwnerView>,
+    /// How the pool checks results.
+    #[serde(default)]
+    pub trust: Option<crate::PoolTrust>,
 }
 
 /// `POST /v1/nodes/{id}/remove`: the node is out of the pool for good.

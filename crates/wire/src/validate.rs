@@ -165,6 +165,20 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
             ),
         ));
     }
+    if job.verify.is_some() && job.deterministic.is_none() {
+        return Err(invalid(
+            "verify",
+            "checking results compares them byte for byte, which needs deterministic mode: \
+             add `deterministic = { seed = 1 }` to the job spec",
+        ));
+    }
+    if job.verify.is_some() && job.replicas > 1 {
+        return Err(invalid(
+            "verify",
+            "a job whose results are checked runs the replicas its checks need: remove \
+             `replicas` from the job spec",
+        ));
+    }
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }
@@ -620,6 +634,7 @@ mod tests {
             max_attempts: 3,
             replicas: 1,
             deterministic: None,
+            verify: None,
             tasks: vec![TaskSpec::default()],
         }
     }
@@ -721,6 +736,13 @@ mod tests {
         let mut attempts = job();
         attempts.max_attempts = 0;
         assert!(problem(&attempts).starts_with("max_attempts"));
+        let mut verified = job();
+        verified.verify = Some(crate::VerifyMode::Replicate);
+        assert!(problem(&verified).contains("deterministic"));
+        verified.deterministic = Some(crate::Deterministic { seed: 1 });
+        assert_eq!(job_submission(&verified), Ok(()));
+        verified.replicas = 2;
+        assert!(problem(&verified).contains("remove `replicas`"));
         let mut replicas = job();
         replicas.replicas = 0;
         assert!(problem(&replicas).starts_with("replicas"));

@@ -134,6 +134,7 @@ impl From<PoolError> for Failure {
             }
             PoolError::Unauthorized(message) => Failure::new(ErrorCode::Unauthorized, message),
             PoolError::Forbidden(message) => Failure::new(ErrorCode::Forbidden, message),
+            PoolError::Invalid(message) => Failure::bad_request(message),
         }
     }
 }

@@ -315,7 +315,9 @@ pub(crate) async fn remove(
     ),
     security(("requester" = [])))]
 pub(crate) async fn list(State(shared): State<AppState>, _requester: Requester) -> Json<NodeList> {
-    Json(NodeList {
-        nodes: shared.read(|state, now_ms| state.list_nodes(now_ms)),
-    })
+    Json(shared.read(|state, now_ms| NodeList {
+        nodes: state.list_nodes(now_ms),
+        owners: state.list_owners(),
+        trust: Some(state.trust()),
+    }))
 }

@@ -194,6 +194,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 max_attempts: 3,
                 replicas: 1,
                 deterministic: None,
+                verify: None,
                 tasks: vec![TaskSpec::default()],
             },
         },

@@ -61,6 +61,12 @@ impl PoolState {
                 runtimes,
             } => self.withdraw(*node, attempts, runtimes),
             Event::AttemptEnded { end } => self.end_attempt(end),
+            Event::ResultClaimed { .. }
+            | Event::ChecksWanted { .. }
+            | Event::ResultHeld { .. }
+            | Event::TaskVerified { .. }
+            | Event::TaskInconclusive { .. }
+            | Event::NodeBanned { .. } => self.apply_verification_event(event),
             _ => self.apply_node_event(event),
         }
     }
@@ -188,6 +194,48 @@ impl PoolState {
                 at_ms,
             }),
             Event::AttemptEnded { end } => self.push_end_writes(end, writes),
+            Event::TaskVerified {
+                job,
+                task,
+                attempt,
+                outcome,
+                by,
+                nodes,
+                at_ms,
+            } => {
+                writes.push(self.record_rows(&nodes));
+                writes.push(Write::EndTasks(vec![store::TaskVerdict {
+                    job_id: job,
+                    index: task,
+                    state: super::verification::task_state_of(&outcome),
+                    outcome,
+                    result_attempt: Some(attempt),
+                    verification: Some(wire::Verification { by, nodes }),
+                    at_ms,
+                }]));
+            }
+            Event::TaskInconclusive {
+                job,
+                task,
+                results,
+                at_ms,
+            } => writes.push(Write::EndTasks(vec![store::TaskVerdict {
+                job_id: job,
+                index: task,
+                state: TaskState::Failed,
+                outcome: wire::Outcome::Inconclusive { results },
+                result_attempt: None,
+                verification: None,
+                at_ms,
+            }])),
+            Event::NodeBanned { node, at_ms } => {
+                writes.push(Write::SetMeta {
+                    key: super::trust::removed_node_key(node),
+                    value: at_ms.to_string(),
+                });
+                writes.push(Write::DeleteNode { node_id: node });
+                writes.push(self.record_rows(&[node]));
+            }
             _ => {}
         }
     }
@@ -265,6 +313,10 @@ impl PoolState {
             .collect();
         for attempt_id in running {
             self.remove_attempt(attempt_id);
+        }
+        let held: Vec<u32> = (0..self.jobs[&job_id].tasks.len() as u32).collect();
+        for index in held {
+            self.unhold(job_id, index);
         }
         let job = self.jobs.get_mut(&job_id).expect("events name known jobs");
         for index in 0..job.tasks.len() as u32 {
@@ -431,7 +483,7 @@ impl PoolState {
 
     /// Takes a node out of memory with its token and its place in the counts; its attempts
     /// ended first.
-    fn forget_node(&mut self, node_id: NodeId) {
+    pub(super) fn forget_node(&mut self, node_id: NodeId) {
         let node = self.nodes.remove(&node_id).expect("events name live nodes");
         debug_assert!(
             node.running.is_empty(),

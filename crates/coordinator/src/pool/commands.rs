@@ -83,6 +83,12 @@ command! {
     } -> Result<JobSubmitted, PoolError>,
     |this, pool, now_ms, entropy, out| {
         pool.admit(this.requester, this.adding, this.unfinished_max)?;
+        let mut submission = this.submission;
+        submission.verify = pool.checked_mode(
+            submission.verify,
+            submission.deterministic.is_some(),
+            submission.replicas,
+        )?;
         let id = loop {
             let id = JobId(entropy.next_u64());
             if !pool.has_job(id) {
@@ -92,7 +98,7 @@ command! {
         let new = NewJob {
             id,
             requester: this.requester,
-            submission: this.submission,
+            submission,
         };
         Ok(pool.add_job(new, now_ms, out))
     }
@@ -140,7 +146,9 @@ command! {
 command! {
     /// A node reports attempts it ended.
     Report { node: NodeId, reports: Vec<AttemptReport> } -> Vec<ReportAck>,
-    |this, pool, now_ms, _, out| { pool.report(this.node, this.reports, now_ms, out) }
+    |this, pool, now_ms, entropy, out| {
+        pool.report(this.node, this.reports, now_ms, entropy, out)
+    }
 }
 
 command! {

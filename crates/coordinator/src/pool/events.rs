@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 #[cfg(any(test, debug_assertions))]
 use crate::CoordinatorError;
 use store::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRow};
-use wire::{AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, TaskSpec};
+use wire::{
+    AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, Outcome, TaskSpec,
+    VerifiedBy,
+};
 
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 2;
+pub(crate) const EVENTS_VERSION: u32 = 3;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,11 +142,53 @@ pub(crate) enum Event {
     AttemptEnded {
         end: AttemptEnd,
     },
+    /// A live attempt of a job that verifies gave a result; its end follows.
+    ResultClaimed {
+        attempt: AttemptId,
+        digest: verify::Digest,
+        outcome: Outcome,
+    },
+    /// A task's results are not enough yet: it wants `wanted` attempts at once on nodes of
+    /// other owners, and passes `by` once a quorum agrees.
+    ChecksWanted {
+        job: JobId,
+        task: u32,
+        wanted: u32,
+        by: VerifiedBy,
+    },
+    /// A task's one result, from a trusted node, waits in that node's audit window.
+    ResultHeld {
+        job: JobId,
+        task: u32,
+    },
+    /// A task's results were verified: it ends with `attempt`'s; `nodes` gave results that
+    /// agree, the first of them `attempt`'s node.
+    TaskVerified {
+        job: JobId,
+        task: u32,
+        attempt: AttemptId,
+        outcome: Outcome,
+        by: VerifiedBy,
+        nodes: Vec<NodeId>,
+        at_ms: u64,
+    },
+    /// A task's results disagreed past the bound: it fails, no result accepted.
+    TaskInconclusive {
+        job: JobId,
+        task: u32,
+        results: u32,
+        at_ms: u64,
+    },
+    /// A node's result disagreed with a quorum (or its owner's did): it is out for good.
+    NodeBanned {
+        node: NodeId,
+        at_ms: u64,
+    },
 }
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 21] = [
+pub(crate) const EVENT_KINDS: [&str; 27] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -165,6 +210,12 @@ pub(crate) const EVENT_KINDS: [&str; 21] = [
     "AttemptDeadlineMoved",
     "UploadRecorded",
     "AttemptEnded",
+    "ResultClaimed",
+    "ChecksWanted",
+    "ResultHeld",
+    "TaskVerified",
+    "TaskInconclusive",
+    "NodeBanned",
 ];
 
 #[cfg(test)]
@@ -193,6 +244,12 @@ impl Event {
             Event::AttemptDeadlineMoved { .. } => "AttemptDeadlineMoved",
             Event::UploadRecorded { .. } => "UploadRecorded",
             Event::AttemptEnded { .. } => "AttemptEnded",
+            Event::ResultClaimed { .. } => "ResultClaimed",
+            Event::ChecksWanted { .. } => "ChecksWanted",
+            Event::ResultHeld { .. } => "ResultHeld",
+            Event::TaskVerified { .. } => "TaskVerified",
+            Event::TaskInconclusive { .. } => "TaskInconclusive",
+            Event::NodeBanned { .. } => "NodeBanned",
         }
     }
 }

@@ -66,6 +66,8 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         labels_sorted: sorted_labels(&spec.requirements.labels),
         max_attempts: spec.max_attempts,
         replicas: spec.replicas,
+        verify: spec.verify,
+        held: 0,
         state: row.state,
         tasks,
         pending: VecDeque::new(),
@@ -97,6 +99,13 @@ impl Job {
         *count_of(&mut self.counts, task.slot.state()) -= 1;
         *count_of(&mut self.counts, slot.state()) += 1;
         task.slot = slot;
+        if slot != Slot::Running {
+            debug_assert!(
+                task.check.as_ref().is_none_or(|check| check.held.is_none()),
+                "a held result leaves its node's window first"
+            );
+            task.check = None;
+        }
         match slot {
             // A task back in the queue already waited its turn (and may hold up the end of
             // the job): it goes first.
@@ -127,18 +136,45 @@ impl Job {
                 debug_assert!(task.live.is_empty(), "a task ends once its replicas have");
                 self.set_slot(index, Slot::Ended(state));
             }
-            None if task.live.is_empty() => self.set_slot(index, Slot::Pending),
+            // Results waiting for a check keep the task running.
+            None if task.live.is_empty() && task.check.is_none() => {
+                self.set_slot(index, Slot::Pending);
+            }
             None => self.sync_short(index),
         }
     }
 
     /// Whether task `index` wants another replica: it runs, on fewer nodes than the job's
-    /// replicas, and may be tried again.
+    /// replicas (or than its check wants results at once), and may be tried again. Attempts
+    /// that gave a result do not count against the job's max attempts: a check's replicas are
+    /// bounded by the verification policy instead.
     pub(crate) fn wants_replica(&self, index: u32) -> bool {
         let task = &self.tasks[index as usize];
-        task.slot == Slot::Running
-            && (task.live.len() as u32) < self.replicas
-            && task.attempts < self.max_attempts
+        let wanted = task
+            .check
+            .as_ref()
+            .map_or(self.replicas, |check| check.wanted);
+        task.slot == Slot::Running && (task.live.len() as u32) < wanted && self.attempts_left(index)
+    }
+
+    /// Tasks with results that wait for a check.
+    pub(crate) fn verifying(&self) -> u32 {
+        if self.verify.is_none() {
+            return 0;
+        }
+        let checking = self.tasks.iter().filter(|task| {
+            task.check
+                .as_deref()
+                .is_some_and(|check| !check.claims.is_empty())
+        });
+        checking.count() as u32
+    }
+
+    /// Whether task `index` may be tried again: attempts that gave a result do not count.
+    pub(crate) fn attempts_left(&self, index: u32) -> bool {
+        let task = &self.tasks[index as usize];
+        let results = task.check.as_ref().map_or(0, |check| check.claims.len());
+        task.attempts < self.max_attempts.saturating_add(results as u32)
     }
 
     /// Whether any task waits for a node: a pending one, or one short of its replicas.
@@ -224,6 +260,7 @@ impl PoolState {
                 slot: Slot::Pending,
                 attempts: 0,
                 live: Vec::new(),
+                check: None,
             })
             .collect();
         let counts = TaskCounts {
@@ -263,6 +300,7 @@ impl PoolState {
                 slot,
                 attempts: task.attempts,
                 live: Vec::new(),
+                check: None,
             });
         }
         for row in rows {
@@ -316,6 +354,7 @@ impl PoolState {
 
     /// Ends the job once every task has ended.
     pub(crate) fn finish_job_if_done(&mut self, job_id: JobId, now_ms: u64, out: &mut Outbox) {
+        self.audit_tail(job_id, out);
         let Some(job) = self.jobs.get(&job_id) else {
             return;
         };
@@ -472,6 +511,7 @@ impl PoolState {
             finished_at_ms: job.finished_at_ms,
             version: job.version,
             nodes,
+            verifying: job.verifying(),
         }
     }
 

@@ -68,6 +68,10 @@ impl PoolState {
         if slots_free == 0 || self.ready.is_empty() || node.activity != NodeActivity::Active {
             return LeaseResponse::default();
         }
+        let slots_free = self.slots_offered(node_id, slots_free);
+        if slots_free == 0 {
+            return LeaseResponse::default();
+        }
         let assignments = self.assign_ready(&[node_offer(node, slots_free)], now_ms);
         let mut response = LeaseResponse::default();
         let mut rows = Vec::new();
@@ -114,17 +118,21 @@ impl PoolState {
             });
             wanted.extend(replicas);
         }
-        let apart: Vec<Vec<u64>> = wanted.iter().map(|w| self.nodes_running(w)).collect();
+        let apart: Vec<Apart> = wanted.iter().map(|w| self.apart(w)).collect();
         let demands: Vec<_> = wanted
             .iter()
             .zip(&apart)
             .enumerate()
-            .map(|(key, (w, nodes))| {
+            .map(|(key, (w, apart))| {
                 let mut demand = job_demand(&self.jobs[&w.job]);
                 demand.job = key as u64;
                 if w.task.is_some() {
                     demand.pending = 1;
-                    demand.requirements.excluded.nodes = nodes;
+                    demand.requirements.excluded = scheduler::Excluded {
+                        nodes: &apart.nodes,
+                        owners: &apart.owners,
+                        networks: &apart.networks,
+                    };
                 }
                 demand
             })
@@ -139,16 +147,36 @@ impl PoolState {
             .collect()
     }
 
-    /// The nodes that run a replica of the task `wanted` names, as scheduler keys.
-    fn nodes_running(&self, wanted: &Wanted) -> Vec<u64> {
+    /// What one more attempt of the task `wanted` names must be kept off, as scheduler keys:
+    /// the nodes that run it or gave a result of it and, where the pool keeps owners apart,
+    /// their owners and (unless the pool's owner relaxed it) their networks.
+    fn apart(&self, wanted: &Wanted) -> Apart {
+        let mut apart = Apart::default();
         let Some(index) = wanted.task else {
-            return Vec::new();
+            return apart;
         };
-        self.jobs[&wanted.job].tasks[index as usize]
-            .live
-            .iter()
-            .map(|attempt| self.attempts[attempt].node.0)
-            .collect()
+        let task = &self.jobs[&wanted.job].tasks[index as usize];
+        let live = task.live.iter().map(|attempt| {
+            let node = self.attempts[attempt].node;
+            let (owner, network) = self
+                .nodes
+                .get(&node)
+                .map_or((None, None), |n| (n.owner, n.network));
+            (node, owner, network)
+        });
+        let claims = task.check.iter().flat_map(|check| {
+            check
+                .claims
+                .iter()
+                .map(|c| (c.node, Some(c.owner), c.network))
+        });
+        let (owners_apart, networks_apart) = self.keeps_apart();
+        for (node, owner, network) in live.chain(claims) {
+            apart.nodes.push(node.0);
+            apart.owners.extend(owner.filter(|_| owners_apart));
+            apart.networks.extend(network.filter(|_| networks_apart));
+        }
+        apart
     }
 
     /// Places pending tasks on nodes that wait for work, each offering up to its `slots_free`;
@@ -170,7 +198,9 @@ impl PoolState {
                 .iter()
                 .filter_map(|&(node_id, slots_free)| {
                     let node = self.nodes.get(&node_id)?;
-                    (node.activity == NodeActivity::Active).then(|| node_offer(node, slots_free))
+                    let slots_free = self.slots_offered(node_id, slots_free);
+                    (node.activity == NodeActivity::Active && slots_free > 0)
+                        .then(|| node_offer(node, slots_free))
                 })
                 .collect();
             self.assign_ready(&offers, now_ms)
@@ -537,7 +567,7 @@ impl PoolState {
         let attempts_made = task.attempts;
         // Another replica running carries the task on.
         let last = task.live.len() == 1;
-        let task_end = (last && attempts_made >= job.max_attempts).then_some(TaskEnd {
+        let task_end = (last && !job.attempts_left(attempt.task)).then_some(TaskEnd {
             state: TaskState::Failed,
             outcome: Outcome::Lost {
                 attempts: attempts_made,
@@ -631,6 +661,14 @@ pub(super) fn unreported_end(
         outputs: Vec::new(),
         task_end,
     }
+}
+
+/// What one more replica of a task is kept off (see `PoolState::apart`).
+#[derive(Debug, Default)]
+struct Apart {
+    nodes: Vec<u64>,
+    owners: Vec<u64>,
+    networks: Vec<u64>,
 }
 
 /// What the scheduler is asked to place: a job's pending tasks, or one more replica of a task.

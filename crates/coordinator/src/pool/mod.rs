@@ -30,6 +30,7 @@ mod nodes;
 mod replica;
 mod reports;
 mod trust;
+mod verification;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of};
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
+pub(crate) use verification::Verifying;
 
 /// What went wrong with a request against the pool; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,8 @@ pub(crate) enum PoolError {
     Forbidden(String),
     /// The caller asks too often; it may retry later.
     TooManyRequests(String),
+    /// The request does not fit this pool; as sent, it never will.
+    Invalid(String),
 }
 
 /// How many tasks may wait or run at once, and how many bytes of specs and runtimes they may
@@ -131,6 +135,8 @@ pub(crate) struct PoolState {
     next_submitted_seq: u64,
     /// What unfinished work holds, per requester and in all.
     held: held::Ledger,
+    /// How results are checked, and what the pool knows of each node's honesty.
+    verifying: Verifying,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +151,10 @@ pub(crate) struct Job {
     pub(crate) max_attempts: u32,
     /// Attempts of one task that run at once (see `wire::JobSubmission::replicas`).
     pub(crate) replicas: u32,
+    /// How its results are checked; `None` takes each as reported.
+    pub(crate) verify: Option<wire::VerifyMode>,
+    /// Its tasks whose one result waits in its node's audit window.
+    pub(crate) held: u32,
     pub(crate) state: JobState,
     pub(crate) tasks: Vec<Task>,
     pub(crate) pending: VecDeque<u32>,
@@ -176,6 +186,8 @@ pub(crate) struct Task {
     pub(crate) attempts: u32,
     /// Its live attempts, oldest first: one per replica running.
     pub(crate) live: Vec<AttemptId>,
+    /// Its results so far and what they wait for, once a job that verifies has one.
+    pub(crate) check: Option<Box<verification::Check>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +330,7 @@ impl PoolState {
             node_counts: admission::NodeCounts::default(),
             next_submitted_seq: 1,
             held: held::Ledger::default(),
+            verifying: Verifying::default(),
         }
     }
 
@@ -336,6 +349,7 @@ impl PoolState {
             }
         }
         self.removed_nodes = trust::removed_nodes_in(&image.meta);
+        self.restore_records(image.records);
         for row in image.nodes {
             self.insert_node_row(row, now_ms);
         }
@@ -510,12 +524,19 @@ impl PoolState {
     }
 }
 
-/// A task runs exactly when it has live attempts, at most one per replica and each on its own
-/// node.
+/// A task runs exactly when it has live attempts or results waiting for a check, at most one
+/// attempt per replica (or per result its check wants) and each on its own node.
 #[cfg(any(test, debug_assertions))]
 fn check_live(task: &Task, job: &Job, attempts: &HashMap<AttemptId, Attempt>) {
-    assert_eq!(task.slot == Slot::Running, !task.live.is_empty());
-    assert!(task.live.len() <= job.replicas as usize);
+    assert_eq!(
+        task.slot == Slot::Running,
+        !task.live.is_empty() || task.check.is_some()
+    );
+    let live_max = match task.check {
+        Some(_) => verify::RESULTS_MAX,
+        None => job.replicas,
+    };
+    assert!(task.live.len() <= live_max as usize);
     let mut nodes: Vec<NodeId> = task.live.iter().map(|id| attempts[id].node).collect();
     nodes.sort_unstable();
     nodes.dedup();

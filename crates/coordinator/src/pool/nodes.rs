@@ -180,6 +180,7 @@ impl PoolState {
                     last_seen_ms_ago: now_ms.saturating_sub(node.last_seen_ms),
                     tasks_succeeded: node.tasks_succeeded,
                     agent_version: node.agent_version.clone(),
+                    standing: self.standing_of(node.id),
                 }
             })
             .collect();

@@ -34,6 +34,7 @@ impl PoolState {
             node_counts: self.node_counts.clone(),
             next_submitted_seq: self.next_submitted_seq,
             held,
+            verifying: self.verifying.clone(),
         }
     }
 
@@ -71,6 +72,7 @@ impl PoolState {
             node_counts,
             next_submitted_seq,
             held,
+            verifying,
         } = self;
         assert_eq!(*pool_name, other.pool_name);
         assert_eq!(*lease_ms_min, other.lease_ms_min);
@@ -94,5 +96,6 @@ impl PoolState {
         assert_eq!(*node_counts, other.node_counts);
         assert_eq!(*next_submitted_seq, other.next_submitted_seq);
         assert!(*held == other.held, "the tallies of unfinished work");
+        assert_eq!(*verifying, other.verifying, "verification and node records");
     }
 }

@@ -13,6 +13,7 @@ use wire::{AttemptId, AttemptReport, BlobHash, Limits, NodeId, Outcome, ReportAc
 
 use super::events::Event;
 use super::{Attempt, Outbox, PoolState};
+use crate::env::Entropy;
 
 impl PoolState {
     /// The largest blob `node_id` may upload for `attempt_id` now: the most the attempt may
@@ -93,6 +94,7 @@ impl PoolState {
         node_id: NodeId,
         reports: Vec<AttemptReport>,
         now_ms: u64,
+        entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> Vec<ReportAck> {
         self.heard(node_id, now_ms, out);
@@ -104,10 +106,7 @@ impl PoolState {
             let (accepted, message) = match self.checked_end(node_id, report, now_ms) {
                 Ok(end) => {
                     finished_jobs.insert(end.job_id);
-                    if end.task_end.is_some() {
-                        self.stop_replicas(&end, now_ms, out);
-                    }
-                    self.record(Event::AttemptEnded { end }, out);
+                    self.end_reported(end, now_ms, entropy, out);
                     (true, None)
                 }
                 Err(message) => (false, Some(message)),
@@ -140,10 +139,18 @@ impl PoolState {
         let report = checked_report(report, &limits, uploads, &attempt, now_ms)?;
         let task = &job.tasks[attempt.task as usize];
         // Another replica running, or an attempt left, may still give the task a result.
-        let may_go_on = task.live.len() > 1 || task.attempts < job.max_attempts;
-        let task_end = if report.outcome.is_success() {
+        let may_go_on = task.live.len() > 1 || job.attempts_left(attempt.task);
+        // In a job that verifies, a result is one voice among several (the checks decide the
+        // task's end), and what is not a result says nothing of the task: another node may
+        // still run it.
+        let verifies = job.verify.is_some();
+        let task_end = if verifies && verify::is_claim(&report.outcome) {
+            None
+        } else if report.outcome.is_success() {
             Some(TaskState::Succeeded)
-        } else if (report.outcome.is_retryable() || report.outcome == Outcome::Cancelled)
+        } else if (report.outcome.is_retryable()
+            || report.outcome == Outcome::Cancelled
+            || verifies)
             && may_go_on
         {
             None
@@ -155,6 +162,34 @@ impl PoolState {
 }
 
 impl PoolState {
+    /// Records a reported end: a result of a job that verifies first, so the task keeps
+    /// running on it, then the end, then what the task's results call for.
+    fn end_reported(
+        &mut self,
+        end: AttemptEnd,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        if end.task_end.is_some() {
+            self.stop_replicas(&end, now_ms, out);
+        }
+        let claim = self.claim_of(&end);
+        if let Some(digest) = claim {
+            let event = Event::ResultClaimed {
+                attempt: end.attempt_id,
+                digest,
+                outcome: end.outcome.clone().expect("results have outcomes"),
+            };
+            self.record(event, out);
+        }
+        let (job_id, index) = (end.job_id, end.task_index);
+        self.record(Event::AttemptEnded { end }, out);
+        if claim.is_some() {
+            self.judge(job_id, index, now_ms, entropy, out);
+        }
+    }
+
     /// The task of `end` ends with it: its other replicas stop first (their nodes hear so at
     /// their next heartbeat), so a task never ends while attempts of it run.
     fn stop_replicas(&mut self, end: &AttemptEnd, now_ms: u64, out: &mut Outbox) {

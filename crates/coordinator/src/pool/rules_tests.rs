@@ -271,6 +271,9 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     tokens_and_nodes(&mut h);
     let job = placing_and_running(&mut h);
     ending_and_forgetting(&mut h, job);
+    super::verification::cheater_caught_by_audit(&mut h);
+    super::verification::split_past_the_bound(&mut h);
+    h.settle();
     let missing: Vec<_> = EVENT_KINDS
         .iter()
         .filter(|kind| !h.kinds.contains(*kind))

@@ -46,6 +46,8 @@ pub(super) fn new_node(
 
 #[path = "rules_tests.rs"]
 mod rules;
+#[path = "verification_tests.rs"]
+mod verification;
 
 struct Harness {
     pool: PoolState,
@@ -176,6 +178,7 @@ impl Harness {
             max_attempts,
             replicas: 1,
             deterministic: None,
+            verify: None,
             tasks: (0..tasks)
                 .map(|i| TaskSpec {
                     args: vec![i.to_string()],
@@ -217,6 +220,7 @@ impl Harness {
                 outputs: vec![],
             }],
             self.now_ms,
+            &self.entropy,
             &mut self.out,
         );
         self.pool.check_invariants();
@@ -239,9 +243,13 @@ impl Harness {
     }
 
     fn send(&mut self, node: NodeId, report: AttemptReport) -> wire::ReportAck {
-        let acks = self
-            .pool
-            .report(node, vec![report], self.now_ms, &mut self.out);
+        let acks = self.pool.report(
+            node,
+            vec![report],
+            self.now_ms,
+            &self.entropy,
+            &mut self.out,
+        );
         self.pool.check_invariants();
         acks.into_iter().next().unwrap()
     }
@@ -874,6 +882,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         max_attempts: 1,
         replicas: 1,
         deterministic: None,
+        verify: None,
         tasks: vec![TaskSpec::default(); 3],
     };
     submission
@@ -1104,6 +1113,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
         max_attempts: 1,
         replicas: 1,
         deterministic: None,
+        verify: None,
         tasks: (0..tasks)
             .map(|_| TaskSpec {
                 args: vec!["a".repeat(arg_bytes)],

@@ -70,6 +70,7 @@ impl World {
             max_attempts,
             replicas,
             deterministic: None,
+            verify: None,
             tasks: (0..tasks)
                 .map(|index| TaskSpec {
                     args: vec![index.to_string()],

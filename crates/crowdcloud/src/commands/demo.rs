@@ -53,6 +53,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         silent_node_purge_ms: coordinator::SILENT_NODE_PURGE_MS_DEFAULT,
         bounds: Default::default(),
         connections: coordinator::ConnectionLimits::default(),
+        verifying: super::service::Verifying::FAMILY,
     })
     .await?;
     if !args.json {

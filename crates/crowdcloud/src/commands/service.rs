@@ -88,6 +88,50 @@ pub(crate) struct ServiceOptions {
     pub(crate) silent_node_purge_ms: u64,
     pub(crate) bounds: ServiceBounds,
     pub(crate) connections: coordinator::ConnectionLimits,
+    pub(crate) verifying: Verifying,
+}
+
+/// How the pool checks results.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verifying {
+    pub(crate) trust: wire::Trust,
+    pub(crate) policy: verify::Policy,
+    pub(crate) networks_apart: bool,
+}
+
+impl Verifying {
+    pub(crate) const FAMILY: Verifying = Verifying {
+        trust: wire::Trust::Family,
+        policy: verify::Policy::PUBLIC,
+        networks_apart: true,
+    };
+
+    fn of(args: &ServiceArgs) -> anyhow::Result<Verifying> {
+        let trust = match args.trust.as_str() {
+            "family" => wire::Trust::Family,
+            "public" => wire::Trust::Public,
+            other => bail!("--trust {other:?}: give `family` or `public`"),
+        };
+        if !(0.0..=100.0).contains(&args.audit_percent) {
+            bail!(
+                "--audit-percent {}: give a share between 0 and 100",
+                args.audit_percent
+            );
+        }
+        let policy = verify::Policy {
+            probation_results: args.probation_results,
+            audit_per_million: (args.audit_percent * 10_000.0).round() as u32,
+            ..verify::Policy::PUBLIC
+        };
+        policy
+            .check()
+            .map_err(|problem| anyhow::anyhow!("{problem}"))?;
+        Ok(Verifying {
+            trust,
+            policy,
+            networks_apart: !args.one_network,
+        })
+    }
 }
 
 fn durability(text: &str) -> anyhow::Result<Durability> {
@@ -129,6 +173,7 @@ fn options(
         silent_node_purge_ms: silent_node_purge_ms(&args.purge_silent_nodes)?,
         bounds: ServiceBounds::of(args)?,
         connections: connection_limits(args),
+        verifying: Verifying::of(args)?,
     })
 }
 
@@ -188,6 +233,9 @@ pub(crate) async fn serve_with(
     config.silent_node_purge_ms = options.silent_node_purge_ms;
     options.bounds.apply_to(&mut config);
     config.connections = options.connections;
+    config.trust = options.verifying.trust;
+    config.verify_policy = options.verifying.policy;
+    config.networks_apart = options.verifying.networks_apart;
     if let Some(url) = &options.database_url {
         config.database_url = url.clone();
     }

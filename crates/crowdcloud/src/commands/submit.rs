@@ -112,6 +112,7 @@ pub(crate) async fn upload(client: &Client, plan: &JobPlan) -> anyhow::Result<Jo
         max_attempts: plan.max_attempts,
         replicas: plan.replicas,
         deterministic: plan.deterministic,
+        verify: plan.verify,
         tasks,
     })
 }

@@ -27,6 +27,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         max_attempts: 1,
         replicas: 1,
         deterministic: None,
+        verify: None,
         tasks: vec![TaskSpec::default()],
     }
 }

@@ -30,6 +30,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         max_attempts: 1,
         replicas: 1,
         deterministic: None,
+        verify: None,
         tasks,
     }
 }

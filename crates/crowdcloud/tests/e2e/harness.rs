@@ -311,6 +311,7 @@ impl Pool {
             max_attempts: 5,
             replicas: 1,
             deterministic: None,
+            verify: None,
             tasks,
         }
     }

@@ -1,0 +1,811 @@
+//! Checking results in a pool that verifies: what a task's results wait for, each node's
+//! record, the audit window, and bans. The rules themselves are the `verify` crate's; this
+//! file applies them to the pool.
+//!
+//! A result of a job that verifies does not end its task. The task keeps running with a
+//! [`Check`] that holds its results (claims) and how many more attempts it wants at once,
+//! until `verify::tally` says a quorum of distinct owners agrees (the task ends with the
+//! agreed result), or the task is inconclusive (it fails, no result accepted). A trusted
+//! node's first result may instead be held in the node's audit window, and ends its task only
+//! when an audit of a later result of the same node passes. A node whose result disagrees with
+//! a quorum is banned, with every node of its owner: their held results run again, and their
+//! join token stops working.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use verify::{Claim, Digest, First, Policy, Tally, Window};
+use wire::{
+    AttemptId, JobId, JobState, NodeId, NodeStanding, Outcome, Standing, Trust, VerifiedBy,
+    VerifyMode,
+};
+
+use super::events::Event;
+use super::{Outbox, PoolError, PoolState};
+use crate::env::Entropy;
+
+/// How the pool checks results, and what it knows of each node identity.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Verifying {
+    pub(crate) trust: Trust,
+    pub(crate) policy: Policy,
+    /// Whether replicas are kept off nodes of one network as well as of one owner.
+    pub(crate) networks_apart: bool,
+    /// Every identity that gave a result of a job that verifies, or was banned.
+    pub(crate) records: HashMap<NodeId, NodeRecord>,
+}
+
+impl Default for Verifying {
+    fn default() -> Self {
+        Self {
+            trust: Trust::Family,
+            policy: Policy::PUBLIC,
+            networks_apart: true,
+            records: HashMap::new(),
+        }
+    }
+}
+
+/// One node identity's record: it outlives the node's sessions, so leaving and coming back
+/// does not wipe it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NodeRecord {
+    /// Who brought it, as results are counted by: one owner is one witness.
+    pub(crate) owner: u64,
+    pub(crate) join_token_hash: String,
+    pub(crate) network: Option<u64>,
+    pub(crate) record: verify::Record,
+    /// Its held results: the tasks they belong to, by the order it gave them.
+    pub(crate) window: Window<(JobId, u32)>,
+    /// Results it gave; the sequence of the next.
+    pub(crate) results: u64,
+}
+
+/// A task's results so far and what they wait for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Check {
+    pub(crate) claims: Vec<Claimed>,
+    /// Attempts it wants running at once for more results.
+    pub(crate) wanted: u32,
+    /// Why its first result was run again: the kind of check it passes when a quorum agrees.
+    pub(crate) by: Option<VerifiedBy>,
+    /// Its one result waits in this node's window, at this sequence.
+    pub(crate) held: Option<(NodeId, u64)>,
+}
+
+/// How a quorum's results split (see `verify::Tally::Agreed`).
+struct Votes<'a> {
+    by: VerifiedBy,
+    agreeing: &'a [usize],
+    dissenting: &'a [usize],
+}
+
+/// One result of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Claimed {
+    pub(crate) attempt: AttemptId,
+    pub(crate) node: NodeId,
+    pub(crate) owner: u64,
+    pub(crate) network: Option<u64>,
+    pub(crate) digest: Digest,
+    pub(crate) outcome: Outcome,
+    /// Its place among its node's results.
+    pub(crate) seq: u64,
+}
+
+impl PoolState {
+    /// Sets how the pool checks results, at start. A public pool checks every job.
+    pub(crate) fn set_verifying(&mut self, trust: Trust, policy: Policy, networks_apart: bool) {
+        assert!(policy.check().is_ok(), "the caller checked the policy");
+        self.verifying.trust = trust;
+        self.verifying.policy = policy;
+        self.verifying.networks_apart = networks_apart;
+    }
+
+    pub(crate) fn trust(&self) -> wire::PoolTrust {
+        wire::PoolTrust {
+            trust: self.verifying.trust,
+            networks_apart: self.verifying.networks_apart,
+            probation_results: self.verifying.policy.probation_results,
+            audit_per_million: self.verifying.policy.audit_per_million,
+        }
+    }
+
+    /// The check a submitted job gets: at least the pool's, never less. Checking compares
+    /// results byte for byte, so it needs deterministic mode.
+    pub(crate) fn checked_mode(
+        &self,
+        asked: Option<VerifyMode>,
+        deterministic: bool,
+        replicas: u32,
+    ) -> Result<Option<VerifyMode>, PoolError> {
+        let floor = match self.verifying.trust {
+            Trust::Family => None,
+            Trust::Public => Some(VerifyMode::Adaptive),
+        };
+        let mode = asked.max(floor);
+        if mode.is_some() && !deterministic {
+            return Err(PoolError::Invalid(
+                "this job's results are verified by running tasks again on other nodes, which \
+                 needs the same bytes on every node: add `deterministic = { seed = 1 }` to the \
+                 job spec (or `--deterministic` to submit)"
+                    .to_owned(),
+            ));
+        }
+        if mode.is_some() && replicas > 1 {
+            return Err(PoolError::Invalid(
+                "this job's results are verified, and verification runs the replicas it \
+                 needs: remove `replicas` from the job spec"
+                    .to_owned(),
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// Where a node stands, in a pool that verifies.
+    pub(crate) fn standing_of(&self, node_id: NodeId) -> Option<NodeStanding> {
+        if self.verifying.trust == Trust::Family {
+            return None;
+        }
+        let record = self.verifying.records.get(&node_id);
+        let verify_record = record.map(|r| r.record).unwrap_or_default();
+        let standing = wire_standing(verify_record.standing(&self.verifying.policy));
+        Some(NodeStanding {
+            standing,
+            record: wire::Record {
+                verified: verify_record.verified,
+                audits_passed: verify_record.audits_passed,
+                mismatches: verify_record.mismatches,
+                held: record.map_or(0, |r| r.window.len() as u32),
+            },
+        })
+    }
+
+    /// Everyone who brought nodes that gave results, with their nodes' records summed; an
+    /// owner is banned once any of its nodes is.
+    pub(crate) fn list_owners(&self) -> Vec<wire::OwnerView> {
+        if self.verifying.trust == Trust::Family {
+            return Vec::new();
+        }
+        let mut owners: BTreeMap<u64, (u32, verify::Record, u32)> = BTreeMap::new();
+        for record in self.verifying.records.values() {
+            let (nodes, sum, held) = owners.entry(record.owner).or_default();
+            *nodes += 1;
+            sum.verified += record.record.verified;
+            sum.audits_passed += record.record.audits_passed;
+            sum.mismatches += record.record.mismatches;
+            sum.banned |= record.record.banned;
+            *held += record.window.len() as u32;
+        }
+        owners
+            .into_iter()
+            .map(|(owner, (nodes, sum, held))| wire::OwnerView {
+                owner: format!("{owner:016x}"),
+                nodes,
+                standing: wire_standing(sum.standing(&self.verifying.policy)),
+                record: wire::Record {
+                    verified: sum.verified,
+                    audits_passed: sum.audits_passed,
+                    mismatches: sum.mismatches,
+                    held,
+                },
+            })
+            .collect()
+    }
+
+    /// How many attempts a node may take at once: a node on probation in a public pool runs
+    /// one, so a flood of new identities under one join token cannot take much of the pool.
+    pub(crate) fn slots_offered(&self, node_id: NodeId, slots_free: u32) -> u32 {
+        let on_probation = self
+            .standing_of(node_id)
+            .is_some_and(|s| s.standing == Standing::Probation);
+        if !on_probation {
+            return slots_free;
+        }
+        let running = self
+            .nodes
+            .get(&node_id)
+            .map_or(0, |node| node.running.len());
+        slots_free.min(1u32.saturating_sub(running as u32))
+    }
+
+    /// Whether replicas are kept off nodes of one owner, and of one network: in a public pool,
+    /// where nodes of one owner or one network may collude.
+    pub(super) fn keeps_apart(&self) -> (bool, bool) {
+        match self.verifying.trust {
+            Trust::Public => (true, self.verifying.networks_apart),
+            Trust::Family => (false, false),
+        }
+    }
+
+    /// Who a node's result counts as a witness for: its owner in a public pool, where owners
+    /// are strangers to each other; the node itself in a family pool, whose nodes share one
+    /// owner.
+    pub(super) fn witness_of(&self, node_id: NodeId) -> u64 {
+        match self.verifying.trust {
+            Trust::Public => self
+                .nodes
+                .get(&node_id)
+                .and_then(|node| node.owner)
+                .unwrap_or(node_id.0),
+            Trust::Family => node_id.0,
+        }
+    }
+
+    /// The digest of a report's result when its job verifies and the outcome is a result.
+    pub(super) fn claim_of(&self, end: &store::AttemptEnd) -> Option<Digest> {
+        self.jobs[&end.job_id].verify?;
+        let outcome = end.outcome.as_ref()?;
+        verify::is_claim(outcome).then(|| {
+            verify::digest_of(
+                outcome,
+                end.stdout.as_ref(),
+                end.stderr.as_ref(),
+                &end.outputs,
+                end.usage.map_or(0, |usage| usage.fuel_used),
+            )
+        })
+    }
+}
+
+impl PoolState {
+    /// Decides what task `index` of `job_id` does with its results: wait for more, end with
+    /// the agreed one, end inconclusive, or hold its one result in its node's window.
+    pub(super) fn judge(
+        &mut self,
+        job_id: JobId,
+        index: u32,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        let job = &self.jobs[&job_id];
+        let Some(check) = job.tasks[index as usize].check.as_deref() else {
+            return;
+        };
+        if check.held.is_some() || job.state != JobState::Running {
+            return;
+        }
+        let policy = self.verifying.policy;
+        if check.claims.len() == 1 && check.by.is_none() && job.verify == Some(VerifyMode::Adaptive)
+        {
+            let node = &self.verifying.records[&check.claims[0].node];
+            let by =
+                match verify::first(&node.record, node.window.len(), entropy.next_u64(), &policy) {
+                    First::Hold => {
+                        self.record(
+                            Event::ResultHeld {
+                                job: job_id,
+                                task: index,
+                            },
+                            out,
+                        );
+                        return;
+                    }
+                    First::Audit => VerifiedBy::Audit,
+                    First::Replicate => VerifiedBy::Probation,
+                };
+            self.want_checks(job_id, index, 1, by, out);
+            return;
+        }
+        let claims: Vec<Claim> = check
+            .claims
+            .iter()
+            .map(|c| Claim {
+                owner: c.owner,
+                digest: c.digest,
+            })
+            .collect();
+        let by = check.by.unwrap_or(VerifiedBy::Replicas);
+        match verify::tally(&claims, &policy) {
+            Tally::Wanting { more } => self.want_checks(job_id, index, more, by, out),
+            Tally::Agreed {
+                agreeing,
+                dissenting,
+                ..
+            } => {
+                let votes = Votes {
+                    by,
+                    agreeing: &agreeing,
+                    dissenting: &dissenting,
+                };
+                self.agree(job_id, index, votes, now_ms, entropy, out);
+            }
+            Tally::Inconclusive => {
+                self.stop_live(job_id, index, now_ms, out);
+                let results = claims.len() as u32;
+                let event = Event::TaskInconclusive {
+                    job: job_id,
+                    task: index,
+                    results,
+                    at_ms: now_ms,
+                };
+                self.record(event, out);
+            }
+        }
+    }
+
+    fn want_checks(
+        &mut self,
+        job: JobId,
+        task: u32,
+        wanted: u32,
+        by: VerifiedBy,
+        out: &mut Outbox,
+    ) {
+        let check = self.jobs[&job].tasks[task as usize].check.as_deref();
+        if check.is_some_and(|c| c.wanted == wanted && c.by == Some(by) && c.held.is_none()) {
+            return;
+        }
+        let event = Event::ChecksWanted {
+            job,
+            task,
+            wanted,
+            by,
+        };
+        self.record(event, out);
+    }
+
+    /// A quorum agrees: the task ends with the first agreeing result, an audit that passed
+    /// releases what its node held before, and the owners of results that disagreed are
+    /// banned.
+    fn agree(
+        &mut self,
+        job_id: JobId,
+        index: u32,
+        votes: Votes<'_>,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        let Votes {
+            by,
+            agreeing,
+            dissenting,
+        } = votes;
+        self.stop_live(job_id, index, now_ms, out);
+        let check = self.jobs[&job_id].tasks[index as usize]
+            .check
+            .as_deref()
+            .expect("judged tasks have results");
+        let first = &check.claims[0];
+        // An audit passes when the audited result is among the agreeing ones; when it is not,
+        // the replicas settled the task.
+        let audit_passed = by == VerifiedBy::Audit && agreeing.contains(&0);
+        let by = match by {
+            VerifiedBy::Audit if !audit_passed => VerifiedBy::Replicas,
+            by => by,
+        };
+        let audited = audit_passed.then_some((first.node, first.seq));
+        let liars: BTreeSet<NodeId> = dissenting.iter().map(|i| check.claims[*i].node).collect();
+        let result = &check.claims[agreeing[0]];
+        let event = Event::TaskVerified {
+            job: job_id,
+            task: index,
+            attempt: result.attempt,
+            outcome: result.outcome.clone(),
+            by,
+            nodes: agreeing.iter().map(|i| check.claims[*i].node).collect(),
+            at_ms: now_ms,
+        };
+        self.record(event, out);
+        if let Some((node, seq)) = audited {
+            self.release_window(node, seq, now_ms, out);
+        }
+        for node in liars {
+            self.ban(node, now_ms, entropy, out);
+        }
+    }
+
+    /// An audit of `node`'s result `seq` passed: its results held before are verified.
+    fn release_window(&mut self, node: NodeId, seq: u64, now_ms: u64, out: &mut Outbox) {
+        let released: Vec<(JobId, u32)> = self.verifying.records[&node]
+            .window
+            .iter()
+            .take_while(|(held_seq, _)| *held_seq < seq)
+            .map(|(_, task)| *task)
+            .collect();
+        let mut jobs = BTreeSet::new();
+        for (job_id, index) in released {
+            let check = self.jobs[&job_id].tasks[index as usize]
+                .check
+                .as_deref()
+                .expect("held tasks have results");
+            let event = Event::TaskVerified {
+                job: job_id,
+                task: index,
+                attempt: check.claims[0].attempt,
+                outcome: check.claims[0].outcome.clone(),
+                by: VerifiedBy::LaterAudit,
+                nodes: vec![node],
+                at_ms: now_ms,
+            };
+            self.record(event, out);
+            jobs.insert(job_id);
+        }
+        for job_id in jobs {
+            self.finish_job_if_done(job_id, now_ms, out);
+        }
+    }
+
+    /// Ends the live attempts of a task whose results are settled; their nodes hear so at
+    /// their next heartbeat.
+    fn stop_live(&mut self, job_id: JobId, index: u32, now_ms: u64, out: &mut Outbox) {
+        let live = self.jobs[&job_id].tasks[index as usize].live.clone();
+        for attempt_id in live {
+            let attempt = self.attempts[&attempt_id];
+            let state = store::AttemptEndState::Cancelled;
+            let end = super::leases::unreported_end(attempt_id, &attempt, state, None, now_ms);
+            self.record(Event::AttemptEnded { end }, out);
+        }
+    }
+}
+
+impl PoolState {
+    /// Bans the owner of `node`: every node it brought leaves the pool for good, their held
+    /// results run again, their results still being checked no longer count, and its join
+    /// token stops working.
+    pub(super) fn ban(
+        &mut self,
+        node: NodeId,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        let Some(record) = self.verifying.records.get(&node) else {
+            return;
+        };
+        let (owner, join_token_hash) = (record.owner, record.join_token_hash.clone());
+        let mut banned: BTreeSet<NodeId> = self
+            .verifying
+            .records
+            .iter()
+            .filter(|(_, r)| r.owner == owner && !r.record.banned)
+            .map(|(id, _)| *id)
+            .collect();
+        banned.extend(
+            self.nodes
+                .values()
+                .filter(|n| self.verifying.trust == Trust::Public && n.owner == Some(owner))
+                .map(|n| n.id),
+        );
+        let touched = self.tasks_with_claims_of(&banned);
+        for node_id in banned {
+            if let Some(node) = self.nodes.get(&node_id) {
+                let held: Vec<AttemptId> = node.running.iter().copied().collect();
+                self.release(node_id, &held, now_ms, out);
+            }
+            self.record(
+                Event::NodeBanned {
+                    node: node_id,
+                    at_ms: now_ms,
+                },
+                out,
+            );
+        }
+        if !join_token_hash.is_empty() {
+            self.revoke_token(&join_token_hash, now_ms, out);
+        }
+        self.rejudge(touched, now_ms, entropy, out);
+    }
+
+    /// Open tasks with results from these nodes, in a fixed order.
+    fn tasks_with_claims_of(&self, nodes: &BTreeSet<NodeId>) -> Vec<(JobId, u32)> {
+        let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
+        jobs.sort_unstable();
+        let mut touched = Vec::new();
+        for job_id in jobs {
+            for (index, task) in self.jobs[&job_id].tasks.iter().enumerate() {
+                let Some(check) = task.check.as_deref() else {
+                    continue;
+                };
+                if check.claims.iter().any(|c| nodes.contains(&c.node)) {
+                    touched.push((job_id, index as u32));
+                }
+            }
+        }
+        touched
+    }
+
+    /// Judges again the tasks a ban took results from, and ends the jobs that ended.
+    fn rejudge(
+        &mut self,
+        touched: Vec<(JobId, u32)>,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        let mut jobs = BTreeSet::new();
+        for (job_id, index) in touched {
+            self.judge(job_id, index, now_ms, entropy, out);
+            jobs.insert(job_id);
+        }
+        for job_id in jobs {
+            self.finish_job_if_done(job_id, now_ms, out);
+        }
+    }
+
+    /// When every task of a job that has not ended waits in an audit window, nothing else of
+    /// the job runs to bring the audits that would release them: the newest held result of
+    /// each such node is audited now, and its passing releases the older ones.
+    pub(super) fn audit_tail(&mut self, job_id: JobId, out: &mut Outbox) {
+        let Some(job) = self.jobs.get(&job_id) else {
+            return;
+        };
+        if job.held == 0 || !job.pending.is_empty() || job.counts.running != job.held {
+            return;
+        }
+        let mut newest: BTreeMap<NodeId, (u64, u32)> = BTreeMap::new();
+        for (index, task) in job.tasks.iter().enumerate() {
+            if let Some((node, seq)) = task.check.as_deref().and_then(|c| c.held) {
+                let entry = newest.entry(node).or_insert((seq, index as u32));
+                *entry = (*entry).max((seq, index as u32));
+            }
+        }
+        for (_, (_, index)) in newest {
+            self.want_checks(job_id, index, 1, VerifiedBy::Audit, out);
+        }
+    }
+}
+
+impl PoolState {
+    /// Applies the events of checking results.
+    pub(super) fn apply_verification_event(&mut self, event: &Event) {
+        match event {
+            Event::ResultClaimed {
+                attempt,
+                digest,
+                outcome,
+            } => self.add_claim(*attempt, *digest, outcome),
+            Event::ChecksWanted {
+                job,
+                task,
+                wanted,
+                by,
+            } => {
+                self.unhold(*job, *task);
+                let job_state = self.jobs.get_mut(job).expect("events name live jobs");
+                let check = job_state.tasks[*task as usize]
+                    .check
+                    .as_deref_mut()
+                    .expect("checked tasks have results");
+                check.wanted = *wanted;
+                check.by.get_or_insert(*by);
+                job_state.sync_short(*task);
+                self.sync_ready(*job);
+            }
+            Event::ResultHeld { job, task } => self.hold(*job, *task),
+            Event::TaskVerified {
+                job,
+                task,
+                outcome,
+                by,
+                nodes,
+                ..
+            } => self.end_verified(*job, *task, outcome, *by, nodes),
+            Event::TaskInconclusive { job, task, .. } => {
+                self.unhold(*job, *task);
+                let job_state = self.jobs.get_mut(job).expect("events name live jobs");
+                job_state.set_slot(*task, super::Slot::Ended(wire::TaskState::Failed));
+                job_state.bump(&mut self.changes);
+                self.sync_ready(*job);
+            }
+            Event::NodeBanned { node, .. } => self.apply_ban(*node),
+            _ => unreachable!("apply_event applies the others"),
+        }
+    }
+
+    fn add_claim(&mut self, attempt_id: AttemptId, digest: Digest, outcome: &Outcome) {
+        let attempt = self.attempts[&attempt_id];
+        let owner = self.witness_of(attempt.node);
+        let node = &self.nodes[&attempt.node];
+        let (network, join_token_hash) = (node.network, node.join_token_hash.clone());
+        let record = self
+            .verifying
+            .records
+            .entry(attempt.node)
+            .or_insert_with(|| NodeRecord {
+                owner,
+                join_token_hash,
+                network,
+                record: verify::Record::default(),
+                window: Window::default(),
+                results: 0,
+            });
+        let seq = record.results;
+        record.results += 1;
+        let task = &mut self
+            .jobs
+            .get_mut(&attempt.job)
+            .expect("attempts belong to jobs")
+            .tasks[attempt.task as usize];
+        let check = task.check.get_or_insert_with(|| {
+            Box::new(Check {
+                claims: Vec::new(),
+                wanted: 0,
+                by: None,
+                held: None,
+            })
+        });
+        check.claims.push(Claimed {
+            attempt: attempt_id,
+            node: attempt.node,
+            owner,
+            network,
+            digest,
+            outcome: outcome.clone(),
+            seq,
+        });
+        // Nothing more runs until the results are judged.
+        check.wanted = 0;
+    }
+
+    fn hold(&mut self, job_id: JobId, index: u32) {
+        let job = self.jobs.get_mut(&job_id).expect("events name live jobs");
+        let check = job.tasks[index as usize]
+            .check
+            .as_deref_mut()
+            .expect("held tasks have results");
+        let claim = &check.claims[0];
+        check.held = Some((claim.node, claim.seq));
+        check.wanted = 0;
+        self.verifying
+            .records
+            .get_mut(&claim.node)
+            .expect("claims have records")
+            .window
+            .hold(claim.seq, (job_id, index));
+        job.held += 1;
+        job.sync_short(index);
+        self.sync_ready(job_id);
+    }
+
+    /// Takes a task's result out of its node's window, if it waits there.
+    pub(super) fn unhold(&mut self, job_id: JobId, index: u32) {
+        let job = self.jobs.get_mut(&job_id).expect("events name live jobs");
+        let held = job.tasks[index as usize]
+            .check
+            .as_deref_mut()
+            .and_then(|check| check.held.take());
+        if let Some((node, seq)) = held {
+            job.held -= 1;
+            if let Some(record) = self.verifying.records.get_mut(&node) {
+                record.window.remove(seq);
+            }
+        }
+    }
+
+    fn end_verified(
+        &mut self,
+        job_id: JobId,
+        index: u32,
+        outcome: &Outcome,
+        by: VerifiedBy,
+        nodes: &[NodeId],
+    ) {
+        self.unhold(job_id, index);
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(record) = self.verifying.records.get_mut(node) {
+                record.record.verified += 1;
+                if i == 0 && by == VerifiedBy::Audit {
+                    record.record.audits_passed += 1;
+                }
+            }
+        }
+        let job = self.jobs.get_mut(&job_id).expect("events name live jobs");
+        let node = nodes[0];
+        let state = task_state_of(outcome);
+        job.set_slot(index, super::Slot::Ended(state));
+        if state == wire::TaskState::Succeeded {
+            *job.node_shares.entry(node).or_default() += 1;
+            if let Some(node) = self.nodes.get_mut(&node) {
+                node.tasks_succeeded += 1;
+            }
+        }
+        job.bump(&mut self.changes);
+        self.sync_ready(job_id);
+    }
+
+    /// A banned node: out of the pool for good, its held results back in the queue, and its
+    /// results still being checked no longer counted.
+    fn apply_ban(&mut self, node_id: NodeId) {
+        if self.nodes.contains_key(&node_id) {
+            self.forget_node(node_id);
+        }
+        self.removed_nodes.insert(node_id);
+        let record = self
+            .verifying
+            .records
+            .entry(node_id)
+            .or_insert_with(|| NodeRecord {
+                owner: node_id.0,
+                join_token_hash: String::new(),
+                network: None,
+                record: verify::Record::default(),
+                window: Window::default(),
+                results: 0,
+            });
+        record.record.banned = true;
+        record.record.mismatches += 1;
+        record.window = Window::default();
+        let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
+        jobs.sort_unstable();
+        for job_id in jobs {
+            let job = self.jobs.get_mut(&job_id).expect("open jobs are live");
+            for index in 0..job.tasks.len() as u32 {
+                let task = &mut job.tasks[index as usize];
+                let Some(check) = task.check.as_deref_mut() else {
+                    continue;
+                };
+                if check.held.is_some_and(|(node, _)| node == node_id) {
+                    check.held = None;
+                    job.held -= 1;
+                }
+                check.claims.retain(|claim| claim.node != node_id);
+                if check.claims.is_empty() && check.held.is_none() {
+                    task.check = None;
+                    job.settle_task(index, None);
+                }
+            }
+            self.sync_ready(job_id);
+        }
+    }
+}
+
+fn wire_standing(standing: verify::Standing) -> Standing {
+    match standing {
+        verify::Standing::Probation => Standing::Probation,
+        verify::Standing::Trusted => Standing::Trusted,
+        verify::Standing::Banned => Standing::Banned,
+    }
+}
+
+/// How a task ends with a verified result: a result is a guest's success or failure.
+pub(super) fn task_state_of(outcome: &Outcome) -> wire::TaskState {
+    if outcome.is_success() {
+        wire::TaskState::Succeeded
+    } else {
+        wire::TaskState::Failed
+    }
+}
+
+impl PoolState {
+    /// The store's rows of these nodes' records, as they stand.
+    pub(super) fn record_rows(&self, nodes: &[NodeId]) -> store::Write {
+        let rows = nodes
+            .iter()
+            .filter_map(|node| {
+                let record = self.verifying.records.get(node)?;
+                Some(store::RecordRow {
+                    node_id: *node,
+                    owner: record.owner,
+                    join_token_hash: record.join_token_hash.clone(),
+                    verified: record.record.verified,
+                    audits_passed: record.record.audits_passed,
+                    mismatches: record.record.mismatches,
+                    banned: record.record.banned,
+                })
+            })
+            .collect();
+        store::Write::SetRecords(rows)
+    }
+
+    /// Records loaded from the store after a start.
+    pub(super) fn restore_records(&mut self, rows: Vec<store::RecordRow>) {
+        for row in rows {
+            let record = NodeRecord {
+                owner: row.owner,
+                join_token_hash: row.join_token_hash,
+                network: None,
+                record: verify::Record {
+                    verified: row.verified,
+                    audits_passed: row.audits_passed,
+                    mismatches: row.mismatches,
+                    banned: row.banned,
+                },
+                window: Window::default(),
+                results: 0,
+            };
+            self.verifying.records.insert(row.node_id, record);
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Verification in a public pool, driven through the pool's rules: probation replicas, the
+//! audit window, disagreements settled by a larger quorum, bans and inconclusive tasks.
+
+use super::*;
+use wire::{Trust, VerifiedBy};
+
+/// A join token hash whose owner key is `owner`.
+fn token_of(owner: u64) -> String {
+    format!("{owner:016x}{}", "0".repeat(48))
+}
+
+/// Switches both the pool and its follower to a public pool with `policy`: a start setting,
+/// not an event.
+fn go_public(h: &mut Harness, policy: verify::Policy) {
+    h.pool.set_verifying(Trust::Public, policy, true);
+    h.follower.set_verifying(Trust::Public, policy, true);
+}
+
+fn public(policy: verify::Policy) -> Harness {
+    let mut h = Harness::new();
+    go_public(&mut h, policy);
+    h
+}
+
+/// A node of `owner`, on a network of its own unless `network` names one.
+fn owned(h: &mut Harness, id: u64, owner: u64, slots: u32, network: Option<&str>) -> NodeId {
+    let mut node = new_node(id, slots, &[], &token_of(owner));
+    node.network = Some(network.map_or_else(|| format!("10.0.{id}.0/24"), str::to_owned));
+    h.pool.register(node, h.now_ms, &mut h.out);
+    NodeId(id)
+}
+
+fn deterministic_job(h: &mut Harness, tasks: usize) -> JobId {
+    h.job_from(tasks, 3, |job| {
+        job.deterministic = Some(wire::Deterministic { seed: 1 });
+        job.verify = Some(wire::VerifyMode::Adaptive);
+    })
+}
+
+/// `node` reports `attempt` succeeded with `fuel`: the fuel stands for the whole result, so
+/// two reports agree exactly when their fuel does.
+fn result(h: &mut Harness, node: NodeId, attempt: AttemptId, fuel: u64) {
+    let report = AttemptReport {
+        attempt_id: attempt,
+        outcome: Outcome::Succeeded,
+        usage: Usage {
+            fuel_used: fuel,
+            ..Usage::default()
+        },
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+    };
+    assert!(h.send(node, report).accepted);
+}
+
+/// Takes one attempt on `node`, or panics.
+fn one(h: &mut Harness, node: NodeId) -> AttemptId {
+    let grants = h.take(node, 1);
+    assert_eq!(grants.len(), 1, "{node} gets one attempt");
+    grants[0].attempt_id
+}
+
+/// The verdicts written so far: (job, task, result attempt, how verified).
+fn verdicts(h: &Harness) -> Vec<(JobId, u32, Option<AttemptId>, Option<wire::Verification>)> {
+    h.out
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::EndTasks(verdicts) => Some(verdicts.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|v| (v.job_id, v.index, v.result_attempt, v.verification))
+        .collect()
+}
+
+fn probation_of(results: u32) -> verify::Policy {
+    verify::Policy {
+        probation_results: results,
+        ..verify::Policy::PUBLIC
+    }
+}
+
+#[test]
+fn a_new_node_s_result_waits_for_another_owner_s_and_is_delivered_once_they_agree() {
+    let mut h = public(probation_of(2));
+    let (alice, alice_too, bob) = (
+        owned(&mut h, 1, 1, 1, None),
+        owned(&mut h, 2, 1, 1, None),
+        owned(&mut h, 3, 2, 1, None),
+    );
+    let job = deterministic_job(&mut h, 1);
+    let first = one(&mut h, alice);
+    result(&mut h, alice, first, 10);
+    let status = h.status(job);
+    assert_eq!((status.tasks.succeeded, status.verifying), (0, 1));
+    assert!(
+        h.take(alice_too, 1).is_empty(),
+        "a node of the same owner is no second witness"
+    );
+    let second = one(&mut h, bob);
+    result(&mut h, bob, second, 10);
+    assert_eq!(h.status(job).state, JobState::Completed);
+    let verification = wire::Verification {
+        by: VerifiedBy::Probation,
+        nodes: vec![alice, bob],
+    };
+    assert_eq!(
+        verdicts(&h),
+        vec![(job, 0, Some(first), Some(verification))]
+    );
+    let standing = h.pool.standing_of(alice).unwrap();
+    assert_eq!(standing.record.verified, 1);
+    assert_eq!(standing.standing, wire::Standing::Probation);
+}
+
+#[test]
+fn replicas_are_kept_off_a_shared_network_unless_the_owner_relaxed_it() {
+    for networks_apart in [true, false] {
+        let mut h = Harness::new();
+        let policy = probation_of(2);
+        h.pool.set_verifying(Trust::Public, policy, networks_apart);
+        h.follower
+            .set_verifying(Trust::Public, policy, networks_apart);
+        let a = owned(&mut h, 1, 1, 1, Some("192.0.2.0/24"));
+        let b = owned(&mut h, 2, 2, 1, Some("192.0.2.0/24"));
+        deterministic_job(&mut h, 1);
+        let first = one(&mut h, a);
+        result(&mut h, a, first, 10);
+        assert_eq!(h.take(b, 1).len(), usize::from(!networks_apart));
+    }
+}
+
+#[test]
+fn a_disagreement_needs_three_agreeing_owners_and_bans_every_node_of_the_liar_s_owner() {
+    let mut h = public(probation_of(5));
+    h.pool
+        .create_join_token(token_of(2), "stranger", h.now_ms, &mut h.out);
+    let honest = owned(&mut h, 1, 1, 1, None);
+    let liar = owned(&mut h, 2, 2, 1, None);
+    let liar_too = owned(&mut h, 3, 2, 1, None);
+    let (carol, dave) = (owned(&mut h, 4, 3, 1, None), owned(&mut h, 5, 4, 1, None));
+    let job = deterministic_job(&mut h, 1);
+    let first = one(&mut h, honest);
+    result(&mut h, honest, first, 10);
+    let lie = one(&mut h, liar);
+    result(&mut h, liar, lie, 99);
+    assert_eq!(h.status(job).state, JobState::Running, "one against one");
+    let (c, d) = (one(&mut h, carol), one(&mut h, dave));
+    result(&mut h, carol, c, 10);
+    assert_eq!(h.status(job).state, JobState::Running, "two against one");
+    result(&mut h, dave, d, 10);
+    assert_eq!(h.status(job).state, JobState::Completed);
+    let (_, _, attempt, verification) = verdicts(&h).remove(0);
+    assert_eq!(attempt, Some(first));
+    assert_eq!(verification.unwrap().nodes, vec![honest, carol, dave]);
+    for node in [liar, liar_too] {
+        assert!(h.pool.is_removed(node), "{node} is banned");
+        assert_eq!(
+            h.pool.standing_of(node).unwrap().standing,
+            wire::Standing::Banned
+        );
+    }
+    assert!(
+        h.out
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::RevokeToken { hash, .. } if *hash == token_of(2))),
+        "the liar's join token stops working"
+    );
+}
+
+/// Two trusted nodes of distinct owners, and the pool's audit rate at zero, so every result of
+/// theirs is held until an audit is forced.
+fn trusted_pair(h: &mut Harness) -> (NodeId, NodeId) {
+    go_public(
+        h,
+        verify::Policy {
+            probation_results: 1,
+            audit_per_million: 0,
+            ..verify::Policy::PUBLIC
+        },
+    );
+    let (a, b) = (owned(h, 11, 11, 3, None), owned(h, 12, 12, 3, None));
+    deterministic_job(h, 1);
+    let first = one(h, a);
+    result(h, a, first, 10);
+    let second = one(h, b);
+    result(h, b, second, 10);
+    (a, b)
+}
+
+/// A trusted node runs all three tasks of a job; once nothing else of the job runs, its newest
+/// result is audited on the other node, which answers `audit_fuel` (7 is the truth).
+fn held_then_audited(h: &mut Harness, audit_fuel: u64) -> (NodeId, NodeId, JobId) {
+    let (a, b) = trusted_pair(h);
+    let job = deterministic_job(h, 3);
+    let grants = h.take(a, 3);
+    for grant in &grants {
+        result(h, a, grant.attempt_id, 7);
+    }
+    assert_eq!(h.status(job).verifying, 3, "all three wait");
+    let audit = one(h, b);
+    result(h, b, audit, audit_fuel);
+    (a, b, job)
+}
+
+#[test]
+fn a_trusted_node_s_results_wait_for_an_audit_and_a_passed_audit_releases_the_older_ones() {
+    let mut h = Harness::new();
+    let (a, b, job) = held_then_audited(&mut h, 7);
+    assert_eq!(h.status(job).state, JobState::Completed);
+    let ways: Vec<_> = verdicts(&h)
+        .into_iter()
+        .filter(|(j, ..)| *j == job)
+        .map(|(_, task, _, v)| (task, v.unwrap()))
+        .collect();
+    assert_eq!(ways.len(), 3);
+    let audited: Vec<_> = ways
+        .iter()
+        .filter(|(_, v)| v.by == VerifiedBy::Audit)
+        .collect();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].1.nodes, vec![a, b]);
+    let standing = h.pool.standing_of(a).unwrap();
+    assert_eq!(standing.record.audits_passed, 1);
+    assert_eq!(standing.record.held, 0);
+}
+
+/// A trusted node that lies fails its audit: the audit's other voices settle it, the node is
+/// banned, and its held results run again elsewhere; none of them is ever delivered.
+pub(super) fn cheater_caught_by_audit(h: &mut Harness) {
+    let (cheater, honest, job) = held_then_audited(h, 8);
+    let (c, d) = (owned(h, 13, 13, 3, None), owned(h, 14, 14, 3, None));
+    let (first, second) = (one(h, c), one(h, d));
+    result(h, c, first, 8);
+    result(h, d, second, 8);
+    assert!(h.pool.is_removed(cheater));
+    let again = h.take(honest, 3);
+    assert_eq!(again.len(), 2, "the two held results run again");
+    for grant in again {
+        result(h, honest, grant.attempt_id, 8);
+    }
+    assert_eq!(
+        h.status(job).state,
+        JobState::Running,
+        "the new results wait for an audit of their own"
+    );
+}
+
+#[test]
+fn a_trusted_node_that_lies_is_caught_by_its_audit_and_none_of_its_held_results_is_delivered() {
+    let mut h = Harness::new();
+    cheater_caught_by_audit(&mut h);
+    let delivered: HashSet<_> = verdicts(&h)
+        .into_iter()
+        .filter_map(|(_, _, attempt, _)| attempt)
+        .collect();
+    let cheater_attempts: Vec<_> = h
+        .out
+        .writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::GrantAttempts(rows) => Some(rows.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|row| row.node_id == NodeId(11))
+        .map(|row| row.id)
+        .collect();
+    assert!(!cheater_attempts.is_empty());
+    for attempt in cheater_attempts.iter().skip(1) {
+        assert!(
+            !delivered.contains(attempt),
+            "a result of the cheater's was delivered"
+        );
+    }
+}
+
+/// Results split past the bound: the task fails as inconclusive and no one is banned.
+pub(super) fn split_past_the_bound(h: &mut Harness) -> JobId {
+    go_public(
+        h,
+        verify::Policy {
+            results_max: 3,
+            ..probation_of(5)
+        },
+    );
+    let (a, b) = (owned(h, 21, 21, 1, None), owned(h, 22, 22, 1, None));
+    let job = deterministic_job(h, 1);
+    let first = one(h, a);
+    result(h, a, first, 1);
+    let second = one(h, b);
+    result(h, b, second, 2);
+    job
+}
+
+#[test]
+fn a_task_split_past_the_bound_fails_as_inconclusive_and_bans_no_one() {
+    let mut h = Harness::new();
+    let job = split_past_the_bound(&mut h);
+    let status = h.status(job);
+    assert_eq!((status.state, status.tasks.failed), (JobState::Failed, 1));
+    let inconclusive = h.out.writes.iter().any(
+        |w| matches!(w, Write::EndTasks(v) if v[0].outcome == Outcome::Inconclusive { results: 2 }),
+    );
+    assert!(inconclusive);
+    assert!(!h.pool.is_removed(NodeId(21)) && !h.pool.is_removed(NodeId(22)));
+}
+
+#[test]
+fn a_public_pool_refuses_a_job_it_cannot_check_and_never_checks_less_than_asked() {
+    let h = public(verify::Policy::PUBLIC);
+    assert!(matches!(
+        h.pool.checked_mode(None, false, 1),
+        Err(PoolError::Invalid(message)) if message.contains("deterministic")
+    ));
+    assert_eq!(
+        h.pool.checked_mode(None, true, 1),
+        Ok(Some(wire::VerifyMode::Adaptive))
+    );
+    assert_eq!(
+        h.pool
+            .checked_mode(Some(wire::VerifyMode::Replicate), true, 1),
+        Ok(Some(wire::VerifyMode::Replicate))
+    );
+    assert!(h.pool.checked_mode(None, true, 2).is_err());
+    let family = Harness::new();
+    assert_eq!(family.pool.checked_mode(None, false, 1), Ok(None));
+}
+
+#[test]
+fn a_node_on_probation_runs_one_attempt_at_a_time() {
+    let mut h = public(probation_of(5));
+    let node = owned(&mut h, 1, 1, 4, None);
+    deterministic_job(&mut h, 4);
+    assert_eq!(h.take(node, 4).len(), 1);
+    assert!(h.take(node, 3).is_empty());
+}
