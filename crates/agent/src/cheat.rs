@@ -137,6 +137,8 @@ impl Cheat {
         control: &AttemptControl,
     ) -> Ended {
         let started = Instant::now();
+        // Tests read this line to tell the cheaters that lied from those that never got to.
+        tracing::info!(attempt = %grant.attempt_id, "lying about this attempt's result");
         let fabricated = self.fabricate(runtime, grant);
         let uploader = ForAttempt {
             client,

@@ -16,8 +16,10 @@
 //!   node passes ([`Window`]). So no result is delivered that no check covers, and a node that
 //!   cheats on every result once trusted never gets one delivered.
 //! - Results of one task agree once a quorum of distinct owners report one digest
-//!   ([`tally`]). After a disagreement the quorum grows by one, so two colluders cannot
-//!   outvote an honest node. A task that stays split past [`Policy::results_max`] is
+//!   ([`tally`]): two, one of them a trusted node other than the one checked; otherwise, after
+//!   a disagreement, and for audits, three. So two colluders cannot outvote an honest node, two
+//!   new identities of one ring cannot vouch for each other, and an audit cannot be passed by
+//!   one trusted accomplice. A task that stays split past [`Policy::results_max`] is
 //!   inconclusive, never accepted. A node whose result disagrees with a quorum is banned.
 
 mod digest;
@@ -155,6 +157,8 @@ pub struct Claim {
     /// Who brought the node that reported it.
     pub owner: u64,
     pub digest: Digest,
+    /// Whether its node was trusted when it reported it.
+    pub trusted: bool,
 }
 
 /// Where a task's results stand.
@@ -173,41 +177,85 @@ pub enum Tally {
     Inconclusive,
 }
 
-/// Counts a task's results. Claims of one owner count once: one owner's nodes are not
-/// independent witnesses.
-pub fn tally(claims: &[Claim], policy: &Policy) -> Tally {
-    let mut groups: Vec<(Digest, Vec<u64>)> = Vec::new();
-    for claim in claims {
-        match groups
-            .iter_mut()
-            .find(|(digest, _)| *digest == claim.digest)
-        {
-            Some((_, owners)) if owners.contains(&claim.owner) => {}
-            Some((_, owners)) => owners.push(claim.owner),
-            None => groups.push((claim.digest, vec![claim.owner])),
-        }
+/// Counts a task's results; the first claim is the one being checked, and `audit` says it is
+/// a trusted node's result under audit. Claims of one owner count once: one owner's nodes are
+/// not independent witnesses.
+///
+/// [`Policy::quorum`] agreeing owners verify a result only when one of them, other than the
+/// node being checked, is trusted: otherwise two new identities of one ring could vouch for
+/// each other's lie. Without such a witness, after a disagreement, and for an audit (whose
+/// subject is itself trusted, so a trusted accomplice could pass it), [`Policy::quorum_disputed`]
+/// owners must agree.
+pub fn tally(claims: &[Claim], audit: bool, policy: &Policy) -> Tally {
+    let mut groups: Vec<Group> = Vec::new();
+    for (index, claim) in claims.iter().enumerate() {
+        let at = match groups.iter().position(|g| g.digest == claim.digest) {
+            Some(at) => at,
+            None => {
+                groups.push(Group::new(claim.digest));
+                groups.len() - 1
+            }
+        };
+        groups[at].add(index, claim);
     }
-    let needed = if groups.len() > 1 {
-        policy.quorum_disputed
-    } else {
-        policy.quorum
-    } as usize;
-    let best = groups.iter().max_by_key(|(_, owners)| owners.len());
-    if let Some((digest, owners)) = best
-        && owners.len() >= needed
+    let strict = groups.len() > 1 || audit;
+    let needed = |group: &Group| {
+        if strict || !group.vouched {
+            policy.quorum_disputed
+        } else {
+            policy.quorum
+        }
+    };
+    let best = groups.iter().max_by_key(|g| g.owners.len());
+    if let Some(group) = best
+        && group.owners.len() >= needed(group) as usize
     {
-        let (agreeing, dissenting) = (0..claims.len()).partition(|i| claims[*i].digest == *digest);
+        let digest = group.digest;
+        let (agreeing, dissenting) = (0..claims.len()).partition(|i| claims[*i].digest == digest);
         return Tally::Agreed {
-            digest: *digest,
+            digest,
             agreeing,
             dissenting,
         };
     }
-    let more = needed - best.map_or(0, |(_, owners)| owners.len());
+    // One step at a time: a witness that turns out trusted may be enough.
+    let step = if strict {
+        policy.quorum_disputed
+    } else {
+        policy.quorum
+    } as usize;
+    let have = best.map_or(0, |g| g.owners.len());
+    let more = step.saturating_sub(have).max(1);
     if claims.len() + more > policy.results_max as usize {
         return Tally::Inconclusive;
     }
     Tally::Wanting { more: more as u32 }
+}
+
+/// Claims that agree on one digest.
+struct Group {
+    digest: Digest,
+    owners: Vec<u64>,
+    /// Whether a trusted node other than the one being checked (the first claim) is among
+    /// them.
+    vouched: bool,
+}
+
+impl Group {
+    fn new(digest: Digest) -> Self {
+        Self {
+            digest,
+            owners: Vec::new(),
+            vouched: false,
+        }
+    }
+
+    fn add(&mut self, index: usize, claim: &Claim) {
+        if !self.owners.contains(&claim.owner) {
+            self.owners.push(claim.owner);
+        }
+        self.vouched |= index > 0 && claim.trusted;
+    }
 }
 
 #[cfg(test)]

@@ -7,29 +7,36 @@ fn digest(byte: u8) -> Digest {
     Digest([byte; 32])
 }
 
+/// Claims of (owner, digest byte), every node trusted.
 fn claims(of: &[(u64, u8)]) -> Vec<Claim> {
     of.iter()
         .map(|&(owner, byte)| Claim {
             owner,
             digest: digest(byte),
+            trusted: true,
         })
         .collect()
+}
+
+fn untrusted(mut claims: Vec<Claim>) -> Vec<Claim> {
+    for claim in &mut claims {
+        claim.trusted = false;
+    }
+    claims
 }
 
 #[test]
 fn two_owners_agreeing_verify_and_one_owner_twice_does_not() {
     let policy = Policy::PUBLIC;
+    let tally = |claims: &[Claim]| tally(claims, false, &policy);
+    assert_eq!(tally(&claims(&[(1, 7)])), Tally::Wanting { more: 1 });
     assert_eq!(
-        tally(&claims(&[(1, 7)]), &policy),
-        Tally::Wanting { more: 1 }
-    );
-    assert_eq!(
-        tally(&claims(&[(1, 7), (1, 7)]), &policy),
+        tally(&claims(&[(1, 7), (1, 7)])),
         Tally::Wanting { more: 1 },
         "one owner's nodes are one witness"
     );
     assert_eq!(
-        tally(&claims(&[(1, 7), (2, 7)]), &policy),
+        tally(&claims(&[(1, 7), (2, 7)])),
         Tally::Agreed {
             digest: digest(7),
             agreeing: vec![0, 1],
@@ -39,20 +46,58 @@ fn two_owners_agreeing_verify_and_one_owner_twice_does_not() {
 }
 
 #[test]
+fn two_new_identities_cannot_vouch_for_each_other_and_a_third_owner_can_settle_it() {
+    let policy = Policy::PUBLIC;
+    let new_pair = untrusted(claims(&[(1, 7), (2, 7)]));
+    assert_eq!(tally(&new_pair, false, &policy), Tally::Wanting { more: 1 });
+    // A trusted subject does not vouch for itself.
+    let mut subject_trusted = new_pair.clone();
+    subject_trusted[0].trusted = true;
+    assert_eq!(
+        tally(&subject_trusted, false, &policy),
+        Tally::Wanting { more: 1 }
+    );
+    let three = untrusted(claims(&[(1, 7), (2, 7), (3, 7)]));
+    assert!(matches!(
+        tally(&three, false, &policy),
+        Tally::Agreed { .. }
+    ));
+}
+
+#[test]
+fn an_audit_needs_two_witnesses_besides_its_subject() {
+    let policy = Policy::PUBLIC;
+    assert_eq!(
+        tally(&claims(&[(1, 7)]), true, &policy),
+        Tally::Wanting { more: 2 }
+    );
+    assert_eq!(
+        tally(&claims(&[(1, 7), (2, 7)]), true, &policy),
+        Tally::Wanting { more: 1 },
+        "one trusted accomplice does not pass an audit"
+    );
+    assert!(matches!(
+        tally(&claims(&[(1, 7), (2, 7), (3, 7)]), true, &policy),
+        Tally::Agreed { .. }
+    ));
+}
+
+#[test]
 fn a_disagreement_raises_the_quorum_so_two_colluders_cannot_outvote_an_honest_node() {
     let policy = Policy::PUBLIC;
+    let tally = |claims: &[Claim]| tally(claims, false, &policy);
     // Honest 7 first, then a colluder's 9: both need a third voice.
     assert_eq!(
-        tally(&claims(&[(1, 7), (2, 9)]), &policy),
+        tally(&claims(&[(1, 7), (2, 9)])),
         Tally::Wanting { more: 2 }
     );
     // A second colluder agrees with the first: still not enough.
     assert_eq!(
-        tally(&claims(&[(1, 7), (2, 9), (3, 9)]), &policy),
+        tally(&claims(&[(1, 7), (2, 9), (3, 9)])),
         Tally::Wanting { more: 1 }
     );
     assert_eq!(
-        tally(&claims(&[(1, 7), (2, 9), (3, 7), (4, 7)]), &policy),
+        tally(&claims(&[(1, 7), (2, 9), (3, 7), (4, 7)])),
         Tally::Agreed {
             digest: digest(7),
             agreeing: vec![0, 2, 3],
@@ -67,17 +112,18 @@ fn a_task_split_past_the_bound_is_inconclusive() {
         results_max: 4,
         ..Policy::PUBLIC
     };
+    let tally = |claims: &[Claim]| tally(claims, false, &policy);
     assert_eq!(
-        tally(&claims(&[(1, 1), (2, 2), (3, 3)]), &policy),
+        tally(&claims(&[(1, 1), (2, 2), (3, 3)])),
         Tally::Inconclusive,
         "two more could at best make a pair, and the bound is 4"
     );
     assert_eq!(
-        tally(&claims(&[(1, 1), (2, 2), (3, 1)]), &policy),
+        tally(&claims(&[(1, 1), (2, 2), (3, 1)])),
         Tally::Wanting { more: 1 }
     );
     assert_eq!(
-        tally(&claims(&[(1, 1), (2, 2), (3, 1), (4, 2)]), &policy),
+        tally(&claims(&[(1, 1), (2, 2), (3, 1), (4, 2)])),
         Tally::Inconclusive
     );
 }

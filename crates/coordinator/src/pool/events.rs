@@ -142,11 +142,14 @@ pub(crate) enum Event {
     AttemptEnded {
         end: AttemptEnd,
     },
-    /// A live attempt of a job that verifies gave a result; its end follows.
+    /// A live attempt of a job that verifies gave a result; its end follows. `owner` is who
+    /// the result counts as a witness for, and `trusted` whether its node was trusted then.
     ResultClaimed {
         attempt: AttemptId,
         digest: verify::Digest,
         outcome: Outcome,
+        owner: u64,
+        trusted: bool,
     },
     /// A task's results are not enough yet: it wants `wanted` attempts at once on nodes of
     /// other owners, and passes `by` once a quorum agrees.

@@ -176,10 +176,13 @@ impl PoolState {
         }
         let claim = self.claim_of(&end);
         if let Some(digest) = claim {
+            let node = self.attempts[&end.attempt_id].node;
             let event = Event::ResultClaimed {
                 attempt: end.attempt_id,
                 digest,
                 outcome: end.outcome.clone().expect("results have outcomes"),
+                owner: self.witness_of(node),
+                trusted: self.is_trusted(node),
             };
             self.record(event, out);
         }

@@ -90,6 +90,8 @@ pub(crate) struct Claimed {
     pub(crate) outcome: Outcome,
     /// Its place among its node's results.
     pub(crate) seq: u64,
+    /// Whether its node was trusted when it gave it.
+    pub(crate) trusted: bool,
 }
 
 impl PoolState {
@@ -208,6 +210,14 @@ impl PoolState {
         slots_free.min(1u32.saturating_sub(running as u32))
     }
 
+    /// Whether a node's results are taken on trust (and audited) rather than replicated.
+    pub(super) fn is_trusted(&self, node_id: NodeId) -> bool {
+        self.verifying
+            .records
+            .get(&node_id)
+            .is_some_and(|r| r.record.standing(&self.verifying.policy) == verify::Standing::Trusted)
+    }
+
     /// Whether replicas are kept off nodes of one owner, and of one network: in a public pool,
     /// where nodes of one owner or one network may collude.
     pub(super) fn keeps_apart(&self) -> (bool, bool) {
@@ -293,10 +303,11 @@ impl PoolState {
             .map(|c| Claim {
                 owner: c.owner,
                 digest: c.digest,
+                trusted: c.trusted,
             })
             .collect();
         let by = check.by.unwrap_or(VerifiedBy::Replicas);
-        match verify::tally(&claims, &policy) {
+        match verify::tally(&claims, by == VerifiedBy::Audit, &policy) {
             Tally::Wanting { more } => self.want_checks(job_id, index, more, by, out),
             Tally::Agreed {
                 agreeing,
@@ -555,7 +566,9 @@ impl PoolState {
                 attempt,
                 digest,
                 outcome,
-            } => self.add_claim(*attempt, *digest, outcome),
+                owner,
+                trusted,
+            } => self.add_claim(*attempt, *digest, outcome, *owner, *trusted),
             Event::ChecksWanted {
                 job,
                 task,
@@ -594,9 +607,15 @@ impl PoolState {
         }
     }
 
-    fn add_claim(&mut self, attempt_id: AttemptId, digest: Digest, outcome: &Outcome) {
+    fn add_claim(
+        &mut self,
+        attempt_id: AttemptId,
+        digest: Digest,
+        outcome: &Outcome,
+        owner: u64,
+        trusted: bool,
+    ) {
         let attempt = self.attempts[&attempt_id];
-        let owner = self.witness_of(attempt.node);
         let node = &self.nodes[&attempt.node];
         let (network, join_token_hash) = (node.network, node.join_token_hash.clone());
         let record = self
@@ -634,6 +653,7 @@ impl PoolState {
             digest,
             outcome: outcome.clone(),
             seq,
+            trusted,
         });
         // Nothing more runs until the results are judged.
         check.wanted = 0;

@@ -83,13 +83,10 @@ fn probation_of(results: u32) -> verify::Policy {
 }
 
 #[test]
-fn a_new_node_s_result_waits_for_another_owner_s_and_is_delivered_once_they_agree() {
-    let mut h = public(probation_of(2));
-    let (alice, alice_too, bob) = (
-        owned(&mut h, 1, 1, 1, None),
-        owned(&mut h, 2, 1, 1, None),
-        owned(&mut h, 3, 2, 1, None),
-    );
+fn a_new_node_s_result_waits_for_other_owners_and_a_trusted_one_vouches_alone() {
+    let mut h = public(probation_of(1));
+    let (alice, alice_too) = (owned(&mut h, 1, 1, 1, None), owned(&mut h, 2, 1, 1, None));
+    let (bob, carol) = (owned(&mut h, 3, 2, 1, None), owned(&mut h, 4, 3, 1, None));
     let job = deterministic_job(&mut h, 1);
     let first = one(&mut h, alice);
     result(&mut h, alice, first, 10);
@@ -101,10 +98,17 @@ fn a_new_node_s_result_waits_for_another_owner_s_and_is_delivered_once_they_agre
     );
     let second = one(&mut h, bob);
     result(&mut h, bob, second, 10);
+    assert_eq!(
+        h.status(job).state,
+        JobState::Running,
+        "two new identities do not vouch for each other"
+    );
+    let third = one(&mut h, carol);
+    result(&mut h, carol, third, 10);
     assert_eq!(h.status(job).state, JobState::Completed);
     let verification = wire::Verification {
         by: VerifiedBy::Probation,
-        nodes: vec![alice, bob],
+        nodes: vec![alice, bob, carol],
     };
     assert_eq!(
         verdicts(&h),
@@ -112,7 +116,16 @@ fn a_new_node_s_result_waits_for_another_owner_s_and_is_delivered_once_they_agre
     );
     let standing = h.pool.standing_of(alice).unwrap();
     assert_eq!(standing.record.verified, 1);
-    assert_eq!(standing.standing, wire::Standing::Probation);
+    assert_eq!(standing.standing, wire::Standing::Trusted);
+
+    // Bob is trusted now: his word alone confirms a new node's result.
+    let dave = owned(&mut h, 5, 4, 1, None);
+    let job = deterministic_job(&mut h, 1);
+    let first = one(&mut h, dave);
+    result(&mut h, dave, first, 10);
+    let second = one(&mut h, bob);
+    result(&mut h, bob, second, 10);
+    assert_eq!(h.status(job).state, JobState::Completed);
 }
 
 #[test]
@@ -171,9 +184,9 @@ fn a_disagreement_needs_three_agreeing_owners_and_bans_every_node_of_the_liar_s_
     );
 }
 
-/// Two trusted nodes of distinct owners, and the pool's audit rate at zero, so every result of
-/// theirs is held until an audit is forced.
-fn trusted_pair(h: &mut Harness) -> (NodeId, NodeId) {
+/// Three trusted nodes of distinct owners, and the pool's audit rate at zero, so every result
+/// of theirs is held until an audit is forced.
+fn trusted_trio(h: &mut Harness) -> [NodeId; 3] {
     go_public(
         h,
         verify::Policy {
@@ -182,34 +195,36 @@ fn trusted_pair(h: &mut Harness) -> (NodeId, NodeId) {
             ..verify::Policy::PUBLIC
         },
     );
-    let (a, b) = (owned(h, 11, 11, 3, None), owned(h, 12, 12, 3, None));
+    let trio = [11, 12, 13].map(|id| owned(h, id, id, 3, None));
     deterministic_job(h, 1);
-    let first = one(h, a);
-    result(h, a, first, 10);
-    let second = one(h, b);
-    result(h, b, second, 10);
-    (a, b)
+    for node in trio {
+        let attempt = one(h, node);
+        result(h, node, attempt, 10);
+    }
+    trio
 }
 
 /// A trusted node runs all three tasks of a job; once nothing else of the job runs, its newest
-/// result is audited on the other node, which answers `audit_fuel` (7 is the truth).
-fn held_then_audited(h: &mut Harness, audit_fuel: u64) -> (NodeId, NodeId, JobId) {
-    let (a, b) = trusted_pair(h);
+/// result is audited on the two others, which answer `audit_fuel` (7 is what it said).
+fn held_then_audited(h: &mut Harness, audit_fuel: u64) -> ([NodeId; 3], JobId) {
+    let trio = trusted_trio(h);
     let job = deterministic_job(h, 3);
-    let grants = h.take(a, 3);
+    let grants = h.take(trio[0], 3);
     for grant in &grants {
-        result(h, a, grant.attempt_id, 7);
+        result(h, trio[0], grant.attempt_id, 7);
     }
     assert_eq!(h.status(job).verifying, 3, "all three wait");
-    let audit = one(h, b);
-    result(h, b, audit, audit_fuel);
-    (a, b, job)
+    for auditor in &trio[1..] {
+        let audit = one(h, *auditor);
+        result(h, *auditor, audit, audit_fuel);
+    }
+    (trio, job)
 }
 
 #[test]
 fn a_trusted_node_s_results_wait_for_an_audit_and_a_passed_audit_releases_the_older_ones() {
     let mut h = Harness::new();
-    let (a, b, job) = held_then_audited(&mut h, 7);
+    let ([a, b, c], job) = held_then_audited(&mut h, 7);
     assert_eq!(h.status(job).state, JobState::Completed);
     let ways: Vec<_> = verdicts(&h)
         .into_iter()
@@ -222,7 +237,7 @@ fn a_trusted_node_s_results_wait_for_an_audit_and_a_passed_audit_releases_the_ol
         .filter(|(_, v)| v.by == VerifiedBy::Audit)
         .collect();
     assert_eq!(audited.len(), 1);
-    assert_eq!(audited[0].1.nodes, vec![a, b]);
+    assert_eq!(audited[0].1.nodes, vec![a, b, c]);
     let standing = h.pool.standing_of(a).unwrap();
     assert_eq!(standing.record.audits_passed, 1);
     assert_eq!(standing.record.held, 0);
@@ -231,11 +246,10 @@ fn a_trusted_node_s_results_wait_for_an_audit_and_a_passed_audit_releases_the_ol
 /// A trusted node that lies fails its audit: the audit's other voices settle it, the node is
 /// banned, and its held results run again elsewhere; none of them is ever delivered.
 pub(super) fn cheater_caught_by_audit(h: &mut Harness) {
-    let (cheater, honest, job) = held_then_audited(h, 8);
-    let (c, d) = (owned(h, 13, 13, 3, None), owned(h, 14, 14, 3, None));
-    let (first, second) = (one(h, c), one(h, d));
-    result(h, c, first, 8);
-    result(h, d, second, 8);
+    let ([cheater, honest, _], job) = held_then_audited(h, 8);
+    let d = owned(h, 14, 14, 3, None);
+    let settling = one(h, d);
+    result(h, d, settling, 8);
     assert!(h.pool.is_removed(cheater));
     let again = h.take(honest, 3);
     assert_eq!(again.len(), 2, "the two held results run again");

@@ -201,6 +201,30 @@ impl Pool {
 
     /// An agent with owner labels such as `region=eu`.
     pub async fn agent_labeled(&self, name: &str, slots: u32, labels: &[&str]) -> Agent {
+        let label_args: Vec<&str> = labels.iter().flat_map(|label| ["--label", label]).collect();
+        self.agent_joined(name, slots, &self.join_token, &label_args)
+    }
+
+    /// A join token of its own: nodes that join with it are one more owner.
+    pub async fn join_token_for(&self, name: &str) -> String {
+        self.owner
+            .create_token(&wire::tokens::TokenCreateRequest {
+                name: name.to_owned(),
+                kind: wire::tokens::ManagedTokenKind::Join,
+            })
+            .await
+            .expect("the owner makes a join token")
+            .token
+    }
+
+    /// An agent that joins with `join_token`, started with `more_args` as well.
+    pub fn agent_joined(
+        &self,
+        name: &str,
+        slots: u32,
+        join_token: &str,
+        more_args: &[&str],
+    ) -> Agent {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("agent.log")).unwrap();
@@ -210,7 +234,7 @@ impl Pool {
                 "--coordinator",
                 &self.url,
                 "--join-token",
-                &self.join_token,
+                join_token,
             ])
             .arg("--data-dir")
             .arg(&dir)
@@ -224,7 +248,7 @@ impl Pool {
                 // Test machines have no owner at the keyboard to wait for.
                 "--dedicated",
             ])
-            .args(labels.iter().flat_map(|label| ["--label", label]))
+            .args(more_args)
             .env("CROWDCLOUD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

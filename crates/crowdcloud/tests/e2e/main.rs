@@ -15,6 +15,7 @@ mod jobs;
 mod lan;
 mod owner;
 mod postgres;
+mod public;
 mod registration;
 mod retention;
 mod takeover;

@@ -1,0 +1,145 @@
+//! A public pool of strangers' machines: cheating agents, as real processes over the real
+//! protocol, never get a wrong result delivered, and every one that lies is banned, again when
+//! it comes back under a new identity.
+
+use std::time::Duration;
+
+use wire::{Deterministic, JobId, JobState, Limits, Standing, TaskSpec};
+
+use crate::harness::{Agent, Pool, eventually, probe};
+
+const LEASE_MS: u64 = 3_000;
+
+/// The cheaters: one that always lies, one that lies once it has two results accepted, and a
+/// ring of two that turn together and tell the same lie.
+const CHEATERS: [(&str, &[&str]); 4] = [
+    ("liar", &["--cheat", "always"]),
+    ("turncoat", &["--cheat", "after=2"]),
+    ("ring-a", &["--cheat", "after=2", "--cheat-group", "ring"]),
+    ("ring-b", &["--cheat", "after=2", "--cheat-group", "ring"]),
+];
+
+async fn stranger(pool: &Pool, name: &str, more_args: &[&str]) -> Agent {
+    let token = pool.join_token_for(name).await;
+    pool.agent_joined(name, 1, &token, more_args)
+}
+
+async fn echo_job(pool: &Pool, tasks: usize) -> JobId {
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let tasks: Vec<TaskSpec> = (0..tasks)
+        .map(|i| probe(&["echo", "task", &i.to_string()]))
+        .collect();
+    let mut submission = pool.submission(module, tasks, Limits::default());
+    submission.deterministic = Some(Deterministic { seed: 1 });
+    pool.owner.submit(&submission).await.unwrap().job_id
+}
+
+/// Every task of `job` ended with its own right answer, and says how it was verified.
+async fn all_right_and_verified(pool: &Pool, job: JobId, tasks: usize) {
+    let page = pool.owner.tasks(job, 0, tasks as u32).await.unwrap();
+    assert_eq!(page.tasks.len(), tasks);
+    for task in &page.tasks {
+        let stdout = pool.stdout(task).await;
+        assert_eq!(
+            String::from_utf8_lossy(&stdout),
+            format!("task {}\n", task.index),
+            "task {} was delivered a wrong result",
+            task.index
+        );
+        assert!(
+            task.verification.is_some(),
+            "task {} unverified",
+            task.index
+        );
+    }
+}
+
+fn lied(agent: &Agent) -> bool {
+    agent.log().contains("lying about this attempt's result")
+}
+
+async fn banned(pool: &Pool, name: &str) -> bool {
+    let nodes = pool.owner.nodes().await.unwrap();
+    let node = nodes.nodes.iter().find(|node| node.name == name);
+    // A banned node is out of the pool's list of nodes.
+    node.is_none_or(|node| {
+        node.standing
+            .is_some_and(|s| s.standing == Standing::Banned)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_again_and_again() {
+    let pool = Pool::start_with(
+        LEASE_MS,
+        None,
+        &[
+            "--trust",
+            "public",
+            // Every node of this test sits on loopback.
+            "--one-network",
+            "--probation-results",
+            "2",
+            "--audit-percent",
+            "25",
+        ],
+    )
+    .await;
+    let mut honest = Vec::new();
+    for i in 0..6 {
+        honest.push(stranger(&pool, &format!("honest-{i}"), &[]).await);
+    }
+    let mut cheaters = Vec::new();
+    for (name, args) in CHEATERS {
+        cheaters.push((name, stranger(&pool, name, args).await));
+    }
+    let names: Vec<String> = (0..6).map(|i| format!("honest-{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    pool.wait_online(&names).await;
+
+    let tasks = 60;
+    let job = echo_job(&pool, tasks).await;
+    let status = pool.finish(job, Duration::from_secs(300)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    all_right_and_verified(&pool, job, tasks).await;
+    assert!(lied(&cheaters[0].1), "the liar got work and lied");
+    for (name, agent) in &cheaters {
+        if lied(agent) {
+            assert!(banned(&pool, name).await, "{name} lied and is not banned");
+        }
+    }
+    for (name, agent) in &mut cheaters {
+        if lied(agent) {
+            assert!(
+                !agent.exited(Duration::from_secs(30)).await.success(),
+                "{name}"
+            );
+        }
+    }
+    for node in honest.iter() {
+        assert!(
+            !node.log().contains("refused this node"),
+            "an honest node was refused"
+        );
+    }
+    comes_back_and_is_banned_again(&pool).await;
+}
+
+/// A banned liar that joins again under a new identity and a new join token is on probation
+/// again, and its first lie bans it again.
+async fn comes_back_and_is_banned_again(pool: &Pool) {
+    let mut again = stranger(pool, "liar-again", &["--cheat", "always"]).await;
+    pool.wait_online(&["liar-again"]).await;
+    let tasks = 30;
+    let job = echo_job(pool, tasks).await;
+    let status = pool.finish(job, Duration::from_secs(300)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    all_right_and_verified(pool, job, tasks).await;
+    eventually("the new identity to lie", Duration::from_secs(30), || {
+        let lied = lied(&again);
+        async move { lied.then_some(()) }
+    })
+    .await;
+    assert!(banned(pool, "liar-again").await);
+    assert!(!again.exited(Duration::from_secs(30)).await.success());
+}
