@@ -394,6 +394,16 @@ impl Client {
         self.get("/v1/nodes").await
     }
 
+    /// The caller's credits: balance and history (and, for the pool's owner, every owner's).
+    pub async fn credits(&self) -> Result<wire::Credits> {
+        self.get("/v1/credits").await
+    }
+
+    /// Gives the requester named `requester` some whole credits (owner only).
+    pub async fn grant_credits(&self, grant: &wire::CreditGrant) -> Result<wire::CreditGranted> {
+        self.post("/v1/credits/grant", grant).await
+    }
+
     /// Takes a node out of the pool for good (owner only).
     pub async fn remove_node(&self, node: wire::NodeId) -> Result<wire::NodeRemoved> {
         self.post(&format!("/v1/nodes/{node}/remove"), &()).await

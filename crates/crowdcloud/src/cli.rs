@@ -43,6 +43,8 @@ pub(crate) enum Command {
     /// Create, list and revoke the pool's API and join tokens (on the owner's machine).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Your credits: balance and history; the owner also sees what each owner of nodes earned.
+    Credits(CreditsArgs),
     /// Say what this machine sees: interfaces, pools, reachability, certificate, clock, node id.
     Doctor(DoctorArgs),
     /// Measure the pool: dispatch, sandbox, scale, recover.
@@ -348,6 +350,26 @@ pub(crate) struct ResultsArgs {
     /// Directory to write into: one directory per task with stdout, stderr and output/.
     #[arg(long)]
     pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreditsArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    #[command(subcommand)]
+    pub(crate) action: Option<CreditsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CreditsAction {
+    /// Give a requester credit (owner only); in a public pool a requester submits only with
+    /// credit.
+    Grant {
+        /// The requester's name, as its token was created with.
+        requester: String,
+        /// Whole credits to give.
+        credits: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@
 //! - `write` returns only after the transaction holding the write committed.
 
 mod epoch;
+mod ledger;
 mod load;
 mod read;
 mod retention;
@@ -21,6 +22,7 @@ mod rows;
 mod schema;
 mod writer;
 
+pub use ledger::LedgerImage;
 pub use load::PoolImage;
 pub use rows::*;
 pub use writer::Write;

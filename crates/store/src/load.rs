@@ -33,6 +33,7 @@ pub struct PoolImage {
     pub attempt_uploads: Vec<(wire::AttemptId, BlobHash, u64)>,
     /// What a pool that verifies knows of each node identity.
     pub records: Vec<crate::RecordRow>,
+    pub ledger: crate::LedgerImage,
 }
 
 /// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
@@ -165,6 +166,7 @@ impl Store {
         }
         image.attempt_uploads = self.live_attempt_uploads().await?;
         image.records = self.records().await?;
+        image.ledger = self.ledger().await?;
         for row in sqlx::query(
             "SELECT job_id, node_id, COUNT(*) AS n FROM attempts WHERE state = 'succeeded' \
              GROUP BY job_id, node_id",

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "verification",
         include_str!("../migrations/0007_verification.sql"),
     ),
+    (8, "ledger", include_str!("../migrations/0008_ledger.sql")),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

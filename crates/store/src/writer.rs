@@ -70,6 +70,8 @@ pub enum Write {
     EndTasks(Vec<crate::TaskVerdict>),
     /// Node identities' records, as they stand now.
     SetRecords(Vec<crate::RecordRow>),
+    /// Transfers of the credit ledger.
+    InsertTransfers(Vec<wire::Transfer>),
     /// Marks the job cancelled with every task that has not ended and every running attempt.
     CancelJob {
         job_id: wire::JobId,
@@ -319,6 +321,7 @@ async fn apply_one(
         Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
         Write::EndTasks(verdicts) => end_tasks(tx, verdicts).await?,
         Write::SetRecords(rows) => set_records(tx, rows).await?,
+        Write::InsertTransfers(transfers) => insert_transfers(tx, backend, transfers).await?,
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
         Write::FinishJob {
             job_id,
@@ -368,6 +371,35 @@ async fn end_tasks(
         .bind(verdict.verification.as_ref().map(json))
         .execute(&mut **tx)
         .await?;
+    }
+    Ok(())
+}
+
+async fn insert_transfers(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    transfers: &[wire::Transfer],
+) -> Result<(), StoreError> {
+    for chunk in transfers.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(
+            backend,
+            "INSERT INTO ledger (seq, at_ms, from_account, to_account, fuel, memo, job_id) \
+             VALUES ",
+            chunk.len(),
+            &[""; 7],
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for transfer in chunk {
+            query = query
+                .bind(db(transfer.seq))
+                .bind(db(transfer.at_ms))
+                .bind(transfer.from.to_string())
+                .bind(transfer.to.to_string())
+                .bind(db(transfer.fuel))
+                .bind(json(&transfer.memo))
+                .bind(transfer.job_id.map(|job| job.as_db()));
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

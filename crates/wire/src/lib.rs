@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod credits;
 pub mod fingerprint;
 pub mod ids;
 pub mod job;
@@ -25,6 +26,7 @@ pub mod validate;
 pub mod verification;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
+pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};
 pub use fingerprint::Fingerprint;
 pub use ids::{AttemptId, BlobHash, JobId, NodeId, RequesterId};
 pub use job::{

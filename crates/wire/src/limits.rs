@@ -95,3 +95,9 @@ pub const OUTCOME_MESSAGE_BYTES_MAX: usize = 4 * KIB as usize;
 pub const DEVICE_NAME_BYTES_MAX: usize = 128;
 /// Tokens one pool keeps (live and revoked together); the owner revokes, nothing deletes.
 pub const TOKENS_MAX: usize = 10_000;
+
+/// Transfers one read of `GET /v1/credits` returns.
+pub const CREDIT_HISTORY_MAX: usize = 100;
+
+/// Credits one grant may give: far more than any real grant, far from overflowing a balance.
+pub const CREDITS_PER_GRANT_MAX: u64 = 1_000_000_000;

@@ -26,6 +26,7 @@ use super::{AppState, Requester};
         super::blobs::put, super::blobs::head, super::blobs::get,
         super::trust::list, super::trust::create, super::trust::revoke,
         super::trust::new_code, super::trust::start, super::trust::finish,
+        super::credits::show, super::credits::grant,
     ),
     modifiers(&Security),
 )]

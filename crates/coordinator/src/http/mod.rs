@@ -5,6 +5,7 @@
 //! what to do.
 
 mod blobs;
+mod credits;
 mod jobs;
 mod meta;
 mod nodes;
@@ -67,6 +68,8 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/join/codes", post(trust::new_code))
         .route("/v1/join/start", post(trust::start))
         .route("/v1/join/finish", post(trust::finish))
+        .route("/v1/credits", get(credits::show))
+        .route("/v1/credits/grant", post(credits::grant))
         .route("/v1/health", get(meta::health))
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))

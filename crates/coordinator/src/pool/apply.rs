@@ -67,6 +67,7 @@ impl PoolState {
             | Event::TaskVerified { .. }
             | Event::TaskInconclusive { .. }
             | Event::NodeBanned { .. } => self.apply_verification_event(event),
+            Event::CreditsMoved { transfers } => self.apply_transfers(transfers),
             _ => self.apply_node_event(event),
         }
     }
@@ -228,6 +229,7 @@ impl PoolState {
                 verification: None,
                 at_ms,
             }])),
+            Event::CreditsMoved { transfers } => writes.push(Write::InsertTransfers(transfers)),
             Event::NodeBanned { node, at_ms } => {
                 writes.push(Write::SetMeta {
                     key: super::trust::removed_node_key(node),

@@ -83,6 +83,7 @@ command! {
     } -> Result<JobSubmitted, PoolError>,
     |this, pool, now_ms, entropy, out| {
         pool.admit(this.requester, this.adding, this.unfinished_max)?;
+        pool.check_credit(this.requester)?;
         let mut submission = this.submission;
         submission.verify = pool.checked_mode(
             submission.verify,
@@ -251,5 +252,13 @@ command! {
         pool.store_heard(this.store_every_ms, this.nodes_max, out);
         let heard_before_ms = now_ms.saturating_sub(this.silent_ms);
         pool.purge_silent_nodes(now_ms, heard_before_ms, this.nodes_max, out)
+    }
+}
+
+command! {
+    /// The pool's owner gives a requester credit.
+    GrantCredits { requester: RequesterId, credits: u64 } -> Result<wire::Balance, PoolError>,
+    |this, pool, now_ms, _, out| {
+        pool.grant_credits(this.requester, this.credits, now_ms, out)
     }
 }

@@ -150,6 +150,9 @@ pub(crate) enum Event {
         outcome: Outcome,
         owner: u64,
         trusted: bool,
+        /// What the execution cost, and whose account it is paid into.
+        fuel: u64,
+        payee: u64,
     },
     /// A task's results are not enough yet: it wants `wanted` attempts at once on nodes of
     /// other owners, and passes `by` once a quorum agrees.
@@ -187,11 +190,15 @@ pub(crate) enum Event {
         node: NodeId,
         at_ms: u64,
     },
+    /// Credit moved between accounts of the ledger.
+    CreditsMoved {
+        transfers: Vec<wire::Transfer>,
+    },
 }
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 27] = [
+pub(crate) const EVENT_KINDS: [&str; 28] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -219,6 +226,7 @@ pub(crate) const EVENT_KINDS: [&str; 27] = [
     "TaskVerified",
     "TaskInconclusive",
     "NodeBanned",
+    "CreditsMoved",
 ];
 
 #[cfg(test)]
@@ -253,6 +261,7 @@ impl Event {
             Event::TaskVerified { .. } => "TaskVerified",
             Event::TaskInconclusive { .. } => "TaskInconclusive",
             Event::NodeBanned { .. } => "NodeBanned",
+            Event::CreditsMoved { .. } => "CreditsMoved",
         }
     }
 }

@@ -465,6 +465,10 @@ impl PoolState {
                 "job {job_id} already ended ({state}); nothing to cancel"
             )));
         }
+        // Results that wait for a check are never verified now: their payment goes back.
+        for index in 0..self.jobs[&job_id].tasks.len() as u32 {
+            self.refund(job_id, index, None, now_ms, out);
+        }
         let event = Event::JobCancelled {
             job: job_id,
             at_ms: now_ms,

@@ -21,6 +21,7 @@
 mod admission;
 mod apply;
 mod commands;
+mod credits;
 pub(crate) mod events;
 mod held;
 mod jobs;
@@ -43,9 +44,9 @@ use wire::{
 
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use commands::{
-    Cancel, Command, CreateToken, Deliver, Expire, Heartbeat, Lease, NewToken, Place, PurgeEnded,
-    PurgeSilentNodes, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken, Submit,
-    Withdraw,
+    Cancel, Command, CreateToken, Deliver, Expire, GrantCredits, Heartbeat, Lease, NewToken, Place,
+    PurgeEnded, PurgeSilentNodes, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken,
+    Submit, Withdraw,
 };
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
@@ -137,6 +138,8 @@ pub(crate) struct PoolState {
     held: held::Ledger,
     /// How results are checked, and what the pool knows of each node's honesty.
     verifying: Verifying,
+    /// The credit ledger's balances.
+    accounts: credits::Accounts,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -331,6 +334,7 @@ impl PoolState {
             next_submitted_seq: 1,
             held: held::Ledger::default(),
             verifying: Verifying::default(),
+            accounts: credits::Accounts::default(),
         }
     }
 
@@ -350,6 +354,7 @@ impl PoolState {
         }
         self.removed_nodes = trust::removed_nodes_in(&image.meta);
         self.restore_records(image.records);
+        self.restore_accounts(&image.ledger);
         for row in image.nodes {
             self.insert_node_row(row, now_ms);
         }
@@ -379,6 +384,7 @@ impl PoolState {
                     .insert(hash, size_bytes);
             }
         }
+        self.refund_stranded(image.ledger.pending, now_ms, out);
         // In id order: the writes (jobs that finished) come out the same in every run.
         let mut job_ids: Vec<JobId> = self.jobs.keys().copied().collect();
         job_ids.sort_unstable();
@@ -521,6 +527,7 @@ impl PoolState {
             );
         }
         self.check_held();
+        self.check_accounts();
     }
 }
 

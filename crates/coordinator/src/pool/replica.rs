@@ -35,6 +35,7 @@ impl PoolState {
             next_submitted_seq: self.next_submitted_seq,
             held,
             verifying: self.verifying.clone(),
+            accounts: self.accounts.clone(),
         }
     }
 
@@ -73,6 +74,7 @@ impl PoolState {
             next_submitted_seq,
             held,
             verifying,
+            accounts,
         } = self;
         assert_eq!(*pool_name, other.pool_name);
         assert_eq!(*lease_ms_min, other.lease_ms_min);
@@ -97,5 +99,6 @@ impl PoolState {
         assert_eq!(*next_submitted_seq, other.next_submitted_seq);
         assert!(*held == other.held, "the tallies of unfinished work");
         assert_eq!(*verifying, other.verifying, "verification and node records");
+        assert_eq!(*accounts, other.accounts, "the credit ledger");
     }
 }

@@ -11,9 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use store::{AttemptEnd, AttemptEndState, TaskEnd};
 use wire::{AttemptId, AttemptReport, BlobHash, Limits, NodeId, Outcome, ReportAck, TaskState};
 
+use super::credits::Move;
 use super::events::Event;
 use super::{Attempt, Outbox, PoolState};
 use crate::env::Entropy;
+use wire::{Account, Memo};
 
 impl PoolState {
     /// The largest blob `node_id` may upload for `attempt_id` now: the most the attempt may
@@ -101,11 +103,14 @@ impl PoolState {
         let mut acks = Vec::with_capacity(reports.len());
         // In id order: jobs that finish are written in the same order in every run.
         let mut finished_jobs = BTreeSet::new();
+        // What a family pool's requesters pay for these executions: one event for the batch.
+        let mut paid = Vec::new();
         for report in reports {
             let attempt_id = report.attempt_id;
             let (accepted, message) = match self.checked_end(node_id, report, now_ms) {
                 Ok(end) => {
                     finished_jobs.insert(end.job_id);
+                    paid.extend(self.family_payment(&end));
                     self.end_reported(end, now_ms, entropy, out);
                     (true, None)
                 }
@@ -117,6 +122,7 @@ impl PoolState {
                 message,
             });
         }
+        self.move_credits(paid, now_ms, out);
         for job_id in finished_jobs {
             self.finish_job_if_done(job_id, now_ms, out);
         }
@@ -175,22 +181,51 @@ impl PoolState {
             self.stop_replicas(&end, now_ms, out);
         }
         let claim = self.claim_of(&end);
+        let node = self.attempts[&end.attempt_id].node;
+        let (fuel, payee) = (end.usage.map_or(0, |u| u.fuel_used), self.payee_of(node));
         if let Some(digest) = claim {
-            let node = self.attempts[&end.attempt_id].node;
             let event = Event::ResultClaimed {
                 attempt: end.attempt_id,
                 digest,
                 outcome: end.outcome.clone().expect("results have outcomes"),
                 owner: self.witness_of(node),
                 trusted: self.is_trusted(node),
+                fuel,
+                payee,
             };
             self.record(event, out);
         }
         let (job_id, index) = (end.job_id, end.task_index);
         self.record(Event::AttemptEnded { end }, out);
         if claim.is_some() {
+            let payment = Move {
+                from: Account::Requester(self.jobs[&job_id].requester),
+                to: Account::Pending(payee),
+                fuel,
+                memo: Memo::Execution,
+                job: Some(job_id),
+            };
+            self.move_credits(vec![payment], now_ms, out);
             self.judge(job_id, index, now_ms, entropy, out);
         }
+    }
+
+    /// What the requester of a job that does not verify pays for an execution that gave a
+    /// result: straight to the node's owner.
+    fn family_payment(&self, end: &AttemptEnd) -> Option<Move> {
+        let job = &self.jobs[&end.job_id];
+        let outcome = end.outcome.as_ref()?;
+        if job.verify.is_some() || !verify::is_claim(outcome) {
+            return None;
+        }
+        let node = self.attempts[&end.attempt_id].node;
+        Some(Move {
+            from: Account::Requester(job.requester),
+            to: Account::Owner(self.payee_of(node)),
+            fuel: end.usage?.fuel_used,
+            memo: Memo::Execution,
+            job: Some(end.job_id),
+        })
     }
 
     /// The task of `end` ends with it: its other replicas stop first (their nodes hear so at

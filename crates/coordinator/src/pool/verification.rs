@@ -15,10 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use verify::{Claim, Digest, First, Policy, Tally, Window};
 use wire::{
-    AttemptId, JobId, JobState, NodeId, NodeStanding, Outcome, Standing, Trust, VerifiedBy,
-    VerifyMode,
+    Account, AttemptId, JobId, JobState, Memo, NodeId, NodeStanding, Outcome, Standing, Trust,
+    VerifiedBy, VerifyMode,
 };
 
+use super::credits::Move;
 use super::events::Event;
 use super::{Outbox, PoolError, PoolState};
 use crate::env::Entropy;
@@ -92,6 +93,9 @@ pub(crate) struct Claimed {
     pub(crate) seq: u64,
     /// Whether its node was trusted when it gave it.
     pub(crate) trusted: bool,
+    /// What the requester paid for it, pending in `payee`'s account until it is verified.
+    pub(crate) fuel: u64,
+    pub(crate) payee: u64,
 }
 
 impl PoolState {
@@ -323,6 +327,7 @@ impl PoolState {
             }
             Tally::Inconclusive => {
                 self.stop_live(job_id, index, now_ms, out);
+                self.refund(job_id, index, None, now_ms, out);
                 let results = claims.len() as u32;
                 let event = Event::TaskInconclusive {
                     job: job_id,
@@ -388,6 +393,20 @@ impl PoolState {
         };
         let audited = audit_passed.then_some((first.node, first.seq));
         let liars: BTreeSet<NodeId> = dissenting.iter().map(|i| check.claims[*i].node).collect();
+        let requester = Account::Requester(self.jobs[&job_id].requester);
+        let moves: Vec<Move> = check
+            .claims
+            .iter()
+            .enumerate()
+            .map(|(i, claim)| {
+                let to = if agreeing.contains(&i) {
+                    Account::Owner(claim.payee)
+                } else {
+                    requester
+                };
+                settle(claim, to, job_id)
+            })
+            .collect();
         let result = &check.claims[agreeing[0]];
         let event = Event::TaskVerified {
             job: job_id,
@@ -399,6 +418,7 @@ impl PoolState {
             at_ms: now_ms,
         };
         self.record(event, out);
+        self.move_credits(moves, now_ms, out);
         if let Some((node, seq)) = audited {
             self.release_window(node, seq, now_ms, out);
         }
@@ -416,11 +436,14 @@ impl PoolState {
             .map(|(_, task)| *task)
             .collect();
         let mut jobs = BTreeSet::new();
+        let mut moves = Vec::new();
         for (job_id, index) in released {
             let check = self.jobs[&job_id].tasks[index as usize]
                 .check
                 .as_deref()
                 .expect("held tasks have results");
+            let claim = &check.claims[0];
+            moves.push(settle(claim, Account::Owner(claim.payee), job_id));
             let event = Event::TaskVerified {
                 job: job_id,
                 task: index,
@@ -433,9 +456,34 @@ impl PoolState {
             self.record(event, out);
             jobs.insert(job_id);
         }
+        self.move_credits(moves, now_ms, out);
         for job_id in jobs {
             self.finish_job_if_done(job_id, now_ms, out);
         }
+    }
+
+    /// What was paid for the results of a task whose results are not accepted goes back to
+    /// its requester; only the results of `nodes`, when given.
+    pub(super) fn refund(
+        &mut self,
+        job_id: JobId,
+        index: u32,
+        nodes: Option<&BTreeSet<NodeId>>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        let job = &self.jobs[&job_id];
+        let Some(check) = job.tasks[index as usize].check.as_deref() else {
+            return;
+        };
+        let requester = Account::Requester(job.requester);
+        let moves = check
+            .claims
+            .iter()
+            .filter(|claim| nodes.is_none_or(|nodes| nodes.contains(&claim.node)))
+            .map(|claim| settle(claim, requester, job_id))
+            .collect();
+        self.move_credits(moves, now_ms, out);
     }
 
     /// Ends the live attempts of a task whose results are settled; their nodes hear so at
@@ -480,6 +528,20 @@ impl PoolState {
                 .map(|n| n.id),
         );
         let touched = self.tasks_with_claims_of(&banned);
+        for (job_id, index) in &touched {
+            self.refund(*job_id, *index, Some(&banned), now_ms, out);
+        }
+        let earned = self.balance(Account::Owner(owner));
+        if earned > 0 {
+            let clawback = Move {
+                from: Account::Owner(owner),
+                to: Account::Pool,
+                fuel: earned as u64,
+                memo: Memo::Clawback,
+                job: None,
+            };
+            self.move_credits(vec![clawback], now_ms, out);
+        }
         for node_id in banned {
             if let Some(node) = self.nodes.get(&node_id) {
                 let held: Vec<AttemptId> = node.running.iter().copied().collect();
@@ -568,7 +630,23 @@ impl PoolState {
                 outcome,
                 owner,
                 trusted,
-            } => self.add_claim(*attempt, *digest, outcome, *owner, *trusted),
+                fuel,
+                payee,
+            } => {
+                let claim = Claimed {
+                    attempt: *attempt,
+                    node: self.attempts[attempt].node,
+                    owner: *owner,
+                    network: None,
+                    digest: *digest,
+                    outcome: outcome.clone(),
+                    seq: 0,
+                    trusted: *trusted,
+                    fuel: *fuel,
+                    payee: *payee,
+                };
+                self.add_claim(claim);
+            }
             Event::ChecksWanted {
                 job,
                 task,
@@ -607,15 +685,9 @@ impl PoolState {
         }
     }
 
-    fn add_claim(
-        &mut self,
-        attempt_id: AttemptId,
-        digest: Digest,
-        outcome: &Outcome,
-        owner: u64,
-        trusted: bool,
-    ) {
-        let attempt = self.attempts[&attempt_id];
+    fn add_claim(&mut self, mut claim: Claimed) {
+        let attempt = self.attempts[&claim.attempt];
+        let owner = claim.owner;
         let node = &self.nodes[&attempt.node];
         let (network, join_token_hash) = (node.network, node.join_token_hash.clone());
         let record = self
@@ -630,7 +702,8 @@ impl PoolState {
                 window: Window::default(),
                 results: 0,
             });
-        let seq = record.results;
+        claim.seq = record.results;
+        claim.network = network;
         record.results += 1;
         let task = &mut self
             .jobs
@@ -645,16 +718,7 @@ impl PoolState {
                 held: None,
             })
         });
-        check.claims.push(Claimed {
-            attempt: attempt_id,
-            node: attempt.node,
-            owner,
-            network,
-            digest,
-            outcome: outcome.clone(),
-            seq,
-            trusted,
-        });
+        check.claims.push(claim);
         // Nothing more runs until the results are judged.
         check.wanted = 0;
     }
@@ -776,6 +840,22 @@ fn wire_standing(standing: verify::Standing) -> Standing {
         verify::Standing::Probation => Standing::Probation,
         verify::Standing::Trusted => Standing::Trusted,
         verify::Standing::Banned => Standing::Banned,
+    }
+}
+
+/// The pending payment for `claim` leaves its payee's pending account for `to`: the payee's
+/// earned account once verified, the requester's when not accepted.
+fn settle(claim: &Claimed, to: Account, job: JobId) -> Move {
+    let memo = match to {
+        Account::Owner(_) => Memo::Verified,
+        _ => Memo::Refund,
+    };
+    Move {
+        from: Account::Pending(claim.payee),
+        to,
+        fuel: claim.fuel,
+        memo,
+        job: Some(job),
     }
 }
 

@@ -352,3 +352,114 @@ fn a_node_on_probation_runs_one_attempt_at_a_time() {
     assert_eq!(h.take(node, 4).len(), 1);
     assert!(h.take(node, 3).is_empty());
 }
+
+fn owner_account(owner: u64) -> wire::Account {
+    wire::Account::Owner(owner)
+}
+
+fn transfers(h: &Harness) -> Vec<wire::Transfer> {
+    h.out
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::InsertTransfers(transfers) => Some(transfers.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn the_requester_pays_every_execution_and_owners_earn_only_once_their_result_is_verified() {
+    let mut h = public(probation_of(1));
+    let nodes = [1, 2, 3].map(|id| owned(&mut h, id, id, 1, None));
+    let requester = wire::Account::Requester(OWNER);
+    deterministic_job(&mut h, 1);
+    let first = one(&mut h, nodes[0]);
+    result(&mut h, nodes[0], first, 10);
+    assert_eq!(h.pool.balance(requester), -10);
+    assert_eq!(h.pool.balance(wire::Account::Pending(1)), 10);
+    assert_eq!(
+        h.pool.balance(owner_account(1)),
+        0,
+        "nothing earned unverified"
+    );
+    for node in &nodes[1..] {
+        let attempt = one(&mut h, *node);
+        result(&mut h, *node, attempt, 10);
+    }
+    assert_eq!(h.pool.balance(requester), -30, "three executions, all paid");
+    for owner in [1, 2, 3] {
+        assert_eq!(h.pool.balance(owner_account(owner)), 10);
+        assert_eq!(h.pool.balance(wire::Account::Pending(owner)), 0);
+    }
+}
+
+#[test]
+fn a_ban_refunds_what_the_cheater_had_pending_and_claws_back_what_it_earned() {
+    let mut h = Harness::new();
+    cheater_caught_by_audit(&mut h);
+    let cheater_owner = 11;
+    assert_eq!(h.pool.balance(owner_account(cheater_owner)), 0);
+    assert_eq!(h.pool.balance(wire::Account::Pending(cheater_owner)), 0);
+    let moved = transfers(&h);
+    let earned_unverified = moved.iter().any(|t| {
+        t.to == owner_account(cheater_owner) && t.memo == wire::Memo::Verified && t.fuel == 7
+    });
+    assert!(!earned_unverified, "no credit for a result never verified");
+    let clawed: u64 = moved
+        .iter()
+        .filter(|t| t.memo == wire::Memo::Clawback)
+        .map(|t| t.fuel)
+        .sum();
+    assert_eq!(
+        clawed, 10,
+        "the honest probation result it earned goes back"
+    );
+    let refunded: u64 = moved
+        .iter()
+        .filter(|t| t.memo == wire::Memo::Refund && t.from == wire::Account::Pending(11))
+        .map(|t| t.fuel)
+        .sum();
+    assert_eq!(refunded, 3 * 7, "its three held results are paid back");
+}
+
+#[test]
+fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
+    let mut h = public(verify::Policy::PUBLIC);
+    let roomy = UnfinishedMax {
+        pool: 100,
+        per_requester: 100,
+        pool_bytes: u64::MAX,
+        per_requester_bytes: u64::MAX,
+    };
+    let submission = |_: &Harness| Submit {
+        requester: OWNER,
+        submission: {
+            let mut job = JobSubmission::new("job", BlobHash::of(b"m"), vec![TaskSpec::default()]);
+            job.deterministic = Some(wire::Deterministic { seed: 1 });
+            job
+        },
+        adding: Held { tasks: 1, bytes: 1 },
+        unfinished_max: roomy,
+    };
+    let refused = h.run(submission(&h)).0;
+    assert!(matches!(refused, Err(PoolError::Forbidden(m)) if m.contains("credits grant")));
+    let granted = h.run(GrantCredits {
+        requester: OWNER,
+        credits: 2,
+    });
+    assert_eq!(
+        granted.0.unwrap().fuel,
+        2 * wire::credits::FUEL_PER_CREDIT as i64
+    );
+    assert!(h.run(submission(&h)).0.is_ok());
+    assert!(
+        h.run(GrantCredits {
+            requester: OWNER,
+            credits: 0
+        })
+        .0
+        .is_err()
+    );
+}

@@ -77,6 +77,12 @@ fn print_status(status: &JobStatus) {
         status.tasks.total,
         output::counts_line(&status.tasks)
     );
+    if status.verifying > 0 {
+        println!(
+            "  checking: {} tasks have results that wait to be verified",
+            status.verifying
+        );
+    }
     println!("  attempts: {}", status.attempts);
     println!("  fuel:     {}", status.fuel_used);
     if let Some(finished) = status.finished_at_ms {
@@ -95,7 +101,16 @@ fn print_status(status: &JobStatus) {
     }
 }
 
+/// How a task's result was verified, and by how many nodes.
+fn verified_text(task: &TaskStatus) -> String {
+    match &task.verification {
+        Some(v) => format!("{} ({} nodes)", v.by.as_str(), v.nodes.len()),
+        None => String::new(),
+    }
+}
+
 fn print_tasks(tasks: &[TaskStatus]) {
+    let checked = tasks.iter().any(|task| task.verification.is_some());
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|task| {
@@ -112,22 +127,29 @@ fn print_tasks(tasks: &[TaskStatus]) {
                 format!("{} ms", usage.wall_ms),
                 human_bytes(usage.memory_peak_bytes),
                 task.node_id.map(|n| n.to_string()).unwrap_or_default(),
+                verified_text(task),
             ]
         })
         .collect();
-    print_table(
-        &[
-            "TASK",
-            "STATE",
-            "OUTCOME",
-            "ATTEMPTS",
-            "FUEL",
-            "WALL",
-            "PEAK MEMORY",
-            "NODE",
-        ],
-        &rows,
-    );
+    let mut header = vec![
+        "TASK",
+        "STATE",
+        "OUTCOME",
+        "ATTEMPTS",
+        "FUEL",
+        "WALL",
+        "PEAK MEMORY",
+        "NODE",
+        "VERIFIED BY",
+    ];
+    let mut rows = rows;
+    if !checked {
+        header.pop();
+        for row in &mut rows {
+            row.pop();
+        }
+    }
+    print_table(&header, &rows);
 }
 
 pub(crate) async fn watch(args: JobArgs) -> anyhow::Result<ExitCode> {
@@ -193,6 +215,7 @@ pub(crate) async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
                 human_bytes(node.capabilities.memory_bytes),
                 format!("{}/{}", node.capabilities.os, node.capabilities.arch),
                 node.tasks_succeeded.to_string(),
+                standing_text(node.standing.as_ref()),
                 node.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
@@ -203,9 +226,80 @@ pub(crate) async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         .collect();
     print_table(
         &[
-            "NODE", "NAME", "STATE", "RUNNING", "CORES", "MEMORY", "PLATFORM", "DONE", "LABELS",
+            "NODE", "NAME", "STATE", "RUNNING", "CORES", "MEMORY", "PLATFORM", "DONE", "STANDING",
+            "LABELS",
         ],
         &rows,
     );
+    print_trust(&nodes);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's standing in a pool that verifies: probation or trusted or banned, with its record.
+fn standing_text(standing: Option<&wire::NodeStanding>) -> String {
+    let Some(standing) = standing else {
+        return "-".to_owned();
+    };
+    let record = &standing.record;
+    format!(
+        "{} ({} verified, {} audits passed, {} mismatches, {} held)",
+        standing.standing.as_str(),
+        record.verified,
+        record.audits_passed,
+        record.mismatches,
+        record.held
+    )
+}
+
+/// How the pool checks results, and each owner's standing.
+fn print_trust(nodes: &wire::NodeList) {
+    let Some(trust) = nodes.trust else {
+        return;
+    };
+    if trust.trust == wire::Trust::Family {
+        println!(
+            "
+family pool: one attempt per task, results taken as reported"
+        );
+        return;
+    }
+    println!(
+        "
+public pool: results verified before delivery; probation {} results, {:.1} % audited; \
+         replicas kept apart by owner{}",
+        trust.probation_results,
+        f64::from(trust.audit_per_million) / 10_000.0,
+        if trust.networks_apart {
+            " and network (/24, /48)"
+        } else {
+            " only (--one-network: nodes may share a network)"
+        }
+    );
+    let rows: Vec<Vec<String>> = nodes
+        .owners
+        .iter()
+        .map(|owner| {
+            vec![
+                owner.owner.clone(),
+                owner.nodes.to_string(),
+                owner.standing.as_str().to_owned(),
+                owner.record.verified.to_string(),
+                owner.record.audits_passed.to_string(),
+                owner.record.mismatches.to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        print_table(
+            &[
+                "OWNER",
+                "NODES",
+                "STANDING",
+                "VERIFIED",
+                "AUDITS",
+                "MISMATCHES",
+            ],
+            &rows,
+        );
+    }
 }

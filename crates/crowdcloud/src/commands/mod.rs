@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod credits;
 mod demo;
 mod doctor;
 mod jobs;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Join(args) => join::join(args).await,
         Command::JoinCode(args) => join::join_code(args).await,
         Command::Tokens(command) => tokens::run(command).await,
+        Command::Credits(args) => credits::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Bench(args) => bench::run(args).await,
     }

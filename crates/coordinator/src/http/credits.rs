@@ -1,0 +1,100 @@
+//! Credit routes: a requester's balance and history, what owners of nodes earned (for the
+//! pool's owner), and the owner's grants.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::request::Parts;
+
+use wire::auth::token_hash;
+use wire::{Account, ApiError, CreditGrant, CreditGranted, Credits};
+
+use super::trust::Owner;
+use super::{ApiResult, AppState, Body, Failure, Requester, bearer};
+use crate::pool::GrantCredits;
+
+/// Whether the caller's token is the pool owner's.
+fn is_owner(parts: &Parts, shared: &AppState) -> bool {
+    bearer(parts).is_some_and(|token| shared.join.is_owner_token(&token_hash(token)))
+}
+
+#[utoipa::path(get, path = "/v1/credits", tag = "credits",
+    responses(
+        (status = 200, body = Credits),
+        (status = 401, body = ApiError, description = "no valid API token"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn show(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    parts: Parts,
+) -> ApiResult<Json<Credits>> {
+    let account = Account::Requester(requester);
+    let owner = is_owner(&parts, &shared);
+    let (fuel, accounts, required) = shared.read(|pool, _| {
+        let accounts = if owner {
+            pool.all_balances()
+        } else {
+            Vec::new()
+        };
+        (pool.balance(account), accounts, pool.credit_required())
+    });
+    // The history is read after what came before this request is in the store.
+    shared.store.flush().await?;
+    let history = shared
+        .store
+        .history(account, wire::limits::CREDIT_HISTORY_MAX)
+        .await?;
+    Ok(Json(Credits {
+        balance: wire::Balance { account, fuel },
+        history,
+        accounts,
+        required,
+        fuel_per_credit: wire::credits::FUEL_PER_CREDIT,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/credits/grant", tag = "credits",
+    request_body = CreditGrant,
+    responses(
+        (status = 200, body = CreditGranted),
+        (status = 400, body = ApiError, description = "no credits, more than a grant may give, or no single requester of that name"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 403, body = ApiError, description = "only the pool owner may do this"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn grant(
+    State(shared): State<AppState>,
+    _owner: Owner,
+    Body(request): Body<CreditGrant>,
+) -> ApiResult<Json<CreditGranted>> {
+    if !(1..=wire::limits::CREDITS_PER_GRANT_MAX).contains(&request.credits) {
+        return Err(Failure::bad_request(format!(
+            "credits: give between 1 and {}",
+            wire::limits::CREDITS_PER_GRANT_MAX
+        )));
+    }
+    shared.store.flush().await?;
+    let named = shared.store.requesters_named(&request.requester).await?;
+    let requester = match named.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Failure::bad_request(format!(
+                "no requester is named {:?}; `crowdcloud tokens list` shows their names",
+                request.requester
+            )));
+        }
+        _ => {
+            return Err(Failure::bad_request(format!(
+                "{} requesters are named {:?}; give each token its own name",
+                named.len(),
+                request.requester
+            )));
+        }
+    };
+    let credits = request.credits;
+    let (granted, commit) = shared.apply(GrantCredits { requester, credits });
+    let balance = granted?;
+    shared.committed(commit).await?;
+    tracing::info!(%requester, credits, "credits granted");
+    Ok(Json(CreditGranted { balance }))
+}
