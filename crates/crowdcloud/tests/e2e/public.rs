@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use wire::{Deterministic, JobId, JobState, Limits, Standing, TaskSpec};
+use wire::{Account, Deterministic, JobId, JobState, Limits, Standing, TaskSpec};
 
 use crate::harness::{Agent, Pool, eventually, probe};
 
@@ -70,7 +70,7 @@ async fn banned(pool: &Pool, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_again_and_again() {
-    let pool = Pool::start_with(
+    let mut pool = Pool::start_with(
         LEASE_MS,
         None,
         &[
@@ -96,6 +96,20 @@ async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_aga
     let names: Vec<String> = (0..6).map(|i| format!("honest-{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     pool.wait_online(&names).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let without_credit = pool.submission(module, vec![probe(&["echo", "hi"])], Limits::default());
+    let refused = pool
+        .owner
+        .submit(&without_credit)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("credits"), "{refused}");
+    let grant = wire::CreditGrant {
+        requester: "owner".to_owned(),
+        credits: 1_000,
+    };
+    pool.owner.grant_credits(&grant).await.unwrap();
 
     let tasks = 60;
     let job = echo_job(&pool, tasks).await;
@@ -123,6 +137,34 @@ async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_aga
         );
     }
     comes_back_and_is_banned_again(&pool).await;
+    ledger_holds_through_a_restart(&mut pool).await;
+}
+
+/// The ledger's balances sum to zero, every honest owner earned, and a hard restart of the
+/// coordinator changes none of it.
+async fn ledger_holds_through_a_restart(pool: &mut Pool) {
+    let before = pool.owner.credits().await.unwrap();
+    let sum: i64 = before.accounts.iter().map(|b| b.fuel).sum();
+    assert_eq!(sum, 0, "{:?}", before.accounts);
+    assert!(before.balance.fuel < 1_000 * wire::credits::FUEL_PER_CREDIT as i64);
+    let earned = |accounts: &[wire::Balance]| {
+        accounts
+            .iter()
+            .filter(|b| matches!(b.account, Account::Owner(_)) && b.fuel > 0)
+            .count()
+    };
+    assert!(earned(&before.accounts) >= 6, "every honest owner earned");
+    assert!(
+        before
+            .history
+            .iter()
+            .any(|t| t.memo == wire::Memo::Execution),
+        "the requester's history shows what it paid"
+    );
+    pool.restart_coordinator_hard().await;
+    let after = pool.owner.credits().await.unwrap();
+    assert_eq!(after.balance, before.balance);
+    assert_eq!(after.accounts, before.accounts);
 }
 
 /// A banned liar that joins again under a new identity and a new join token is on probation
