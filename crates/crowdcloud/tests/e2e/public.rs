@@ -185,3 +185,67 @@ async fn comes_back_and_is_banned_again(pool: &Pool) {
     assert!(banned(pool, "liar-again").await);
     assert!(!again.exited(Duration::from_secs(30)).await.success());
 }
+
+/// A coordinator killed while results wait for their checks forgets those checks: the tasks
+/// run again, what was pending for them goes back to the requester, and the ledger still sums
+/// to zero with nothing left pending once the job is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_results_wait_for_checks_keeps_the_ledger_whole() {
+    let mut pool = Pool::start_with(
+        LEASE_MS,
+        None,
+        // Everyone stays on probation: each task needs three owners' results.
+        &[
+            "--trust",
+            "public",
+            "--one-network",
+            "--probation-results",
+            "1000",
+        ],
+    )
+    .await;
+    let mut strangers = Vec::new();
+    for i in 0..3 {
+        strangers.push(stranger(&pool, &format!("stranger-{i}"), &[]).await);
+    }
+    pool.wait_online(&["stranger-0", "stranger-1", "stranger-2"])
+        .await;
+    let grant = wire::CreditGrant {
+        requester: "owner".to_owned(),
+        credits: 1_000,
+    };
+    pool.owner.grant_credits(&grant).await.unwrap();
+    let tasks = 150;
+    let job = echo_job(&pool, tasks).await;
+    let owner = pool.owner.clone();
+    eventually(
+        "results waiting for checks",
+        Duration::from_secs(60),
+        || {
+            let owner = owner.clone();
+            async move {
+                let status = owner.job(job).await.ok()?;
+                (status.verifying > 0 && status.tasks.succeeded < tasks as u32).then_some(())
+            }
+        },
+    )
+    .await;
+    pool.restart_coordinator_hard().await;
+    let restarted = pool.owner.credits().await.unwrap();
+    assert!(
+        restarted.history.iter().any(|t| t.memo == wire::Memo::Refund),
+        "what was pending at the crash went back to the requester"
+    );
+    let status = pool.finish(job, Duration::from_secs(300)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    all_right_and_verified(&pool, job, tasks).await;
+    let credits = pool.owner.credits().await.unwrap();
+    let sum: i64 = credits.accounts.iter().map(|b| b.fuel).sum();
+    assert_eq!(sum, 0, "{:?}", credits.accounts);
+    let pending: Vec<_> = credits
+        .accounts
+        .iter()
+        .filter(|b| matches!(b.account, Account::Pending(_)))
+        .collect();
+    assert!(pending.is_empty(), "left pending: {pending:?}");
+}
