@@ -555,7 +555,9 @@ impl PoolState {
                 out,
             );
         }
-        if !join_token_hash.is_empty() {
+        // A family pool's nodes share the owner's join token: one faulty machine must not
+        // lock every other out.
+        if self.verifying.trust == Trust::Public && !join_token_hash.is_empty() {
             self.revoke_token(&join_token_hash, now_ms, out);
         }
         self.rejudge(touched, now_ms, entropy, out);

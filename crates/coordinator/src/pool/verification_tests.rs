@@ -463,3 +463,32 @@ fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
         .is_err()
     );
 }
+
+#[test]
+fn a_family_job_that_asks_for_replicas_counts_each_node_as_a_witness_and_a_ban_spares_the_token() {
+    let mut h = Harness::new();
+    h.pool
+        .create_join_token(token_of(1), "family", h.now_ms, &mut h.out);
+    let nodes = [1, 2, 3, 4].map(|id| owned(&mut h, id, 1, 1, Some("192.0.2.0/24")));
+    let job = h.job_from(1, 3, |job| {
+        job.deterministic = Some(wire::Deterministic { seed: 1 });
+        job.verify = Some(wire::VerifyMode::Replicate);
+    });
+    let answers = [10, 99, 10, 10];
+    for (node, fuel) in nodes.iter().zip(answers) {
+        let attempt = one(&mut h, *node);
+        result(&mut h, *node, attempt, fuel);
+    }
+    assert_eq!(h.status(job).state, JobState::Completed);
+    assert!(h.pool.is_removed(nodes[1]), "the faulty machine is out");
+    assert!(
+        !h.pool.is_removed(nodes[0]),
+        "its siblings of one join token stay"
+    );
+    let revoked = h
+        .out
+        .writes
+        .iter()
+        .any(|w| matches!(w, Write::RevokeToken { .. }));
+    assert!(!revoked, "the family's join token keeps working");
+}
