@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use crate::harness::{BINARY, eventually};
 
 /// Namespaces of one test; removed (with every process inside) on drop.
-struct Lan {
+pub(crate) struct Lan {
     prefix: String,
     namespaces: Vec<String>,
     dir: tempfile::TempDir,
@@ -39,8 +39,10 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Lan {
-    /// A LAN of `machines` (each gets 10.77.0.N, N from 1), or why one cannot be made here.
-    fn create(machines: &[&str]) -> Result<Lan, String> {
+    /// A LAN of `machines`, each with its address (such as `10.77.0.1/24`), or why one cannot be
+    /// made here. All of 10.77.0.0/16 is on the bridge: a machine reaches those of other /24s
+    /// directly, with no router, and each sees the others' own addresses.
+    fn create(machines: &[(&str, &str)]) -> Result<Lan, String> {
         let prefix = format!("cc{}x{}", std::process::id(), rand_suffix());
         let mut lan = Lan {
             prefix: prefix.clone(),
@@ -53,7 +55,7 @@ impl Lan {
         lan.namespaces.push(switch.clone());
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
-        for (index, machine) in machines.iter().enumerate() {
+        for (index, (machine, address)) in machines.iter().enumerate() {
             let namespace = lan.namespace(machine);
             ip(&["netns", "add", &namespace])?;
             lan.namespaces.push(namespace.clone());
@@ -65,10 +67,18 @@ impl Lan {
             ])?;
             ip(&["-n", &switch, "link", "set", &port, "master", "br0"])?;
             ip(&["-n", &switch, "link", "set", &port, "up"])?;
-            let address = format!("10.77.0.{}/24", index + 1);
-            ip(&["-n", &namespace, "addr", "add", &address, "dev", "lan0"])?;
+            ip(&["-n", &namespace, "addr", "add", address, "dev", "lan0"])?;
             ip(&["-n", &namespace, "link", "set", "lan0", "up"])?;
             ip(&["-n", &namespace, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                &namespace,
+                "route",
+                "add",
+                "10.77.0.0/16",
+                "dev",
+                "lan0",
+            ])?;
         }
         Ok(lan)
     }
@@ -77,14 +87,14 @@ impl Lan {
         format!("{}-{machine}", self.prefix)
     }
 
-    fn data_dir(&self, machine: &str) -> PathBuf {
+    pub(crate) fn data_dir(&self, machine: &str) -> PathBuf {
         let dir = self.dir.path().join(machine);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     /// `crowdcloud ARGS` on `machine`, with its data dir.
-    fn command(&self, machine: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, machine: &str, args: &[&str]) -> Command {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.namespace(machine), BINARY])
@@ -100,7 +110,7 @@ impl Lan {
     }
 
     /// Runs a command to its end; panics with its output if it fails.
-    async fn run(&self, machine: &str, args: &[&str]) -> String {
+    pub(crate) async fn run(&self, machine: &str, args: &[&str]) -> String {
         let output = self.command(machine, args).output().await.unwrap();
         assert!(
             output.status.success(),
@@ -112,7 +122,7 @@ impl Lan {
     }
 
     /// Starts a long-running command; its stdout and stderr go to files in its data dir.
-    fn spawn(&mut self, machine: &str, args: &[&str], log: &str) -> PathBuf {
+    pub(crate) fn spawn(&mut self, machine: &str, args: &[&str], log: &str) -> PathBuf {
         let dir = self.data_dir(machine);
         let stdout = dir.join(format!("{log}.out"));
         let mut command = self.command(machine, args);
@@ -186,8 +196,22 @@ impl Drop for Lan {
     }
 }
 
-/// The LAN, or `None` after saying why it cannot be made on this machine.
+/// A LAN of `machines` on 10.77.0.0/24 (each gets 10.77.0.N, N from 1), or `None` after saying
+/// why it cannot be made on this machine.
 fn lan_or_skip(machines: &[&str]) -> Option<Lan> {
+    let addresses: Vec<String> = (1..=machines.len())
+        .map(|n| format!("10.77.0.{n}/24"))
+        .collect();
+    let machines: Vec<(&str, &str)> = machines
+        .iter()
+        .copied()
+        .zip(addresses.iter().map(String::as_str))
+        .collect();
+    addressed_lan_or_skip(&machines)
+}
+
+/// A LAN of `(machine, address)` pairs, or `None` after saying why it cannot be made here.
+pub(crate) fn addressed_lan_or_skip(machines: &[(&str, &str)]) -> Option<Lan> {
     match Lan::create(machines) {
         Ok(lan) => Some(lan),
         Err(reason) => {

@@ -16,6 +16,7 @@ mod lan;
 mod owner;
 mod postgres;
 mod public;
+mod public_networks;
 mod registration;
 mod retention;
 mod takeover;
