@@ -167,6 +167,13 @@ impl Store {
         image.attempt_uploads = self.live_attempt_uploads().await?;
         image.records = self.records().await?;
         image.ledger = self.ledger().await?;
+        image.node_shares = self.node_shares().await?;
+        Ok(image)
+    }
+
+    /// Tasks each node finished, per job.
+    async fn node_shares(&self) -> Result<Vec<(JobId, NodeId, u32)>, StoreError> {
+        let mut shares = Vec::new();
         for row in sqlx::query(
             "SELECT job_id, node_id, COUNT(*) AS n FROM attempts WHERE state = 'succeeded' \
              GROUP BY job_id, node_id",
@@ -174,13 +181,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         {
-            image.node_shares.push((
+            shares.push((
                 JobId::from_db(row.try_get("job_id")?),
                 NodeId::from_db(row.try_get("node_id")?),
                 u64_at(&row, "n")? as u32,
             ));
         }
-        Ok(image)
+        Ok(shares)
     }
 
     async fn records(&self) -> Result<Vec<crate::RecordRow>, StoreError> {

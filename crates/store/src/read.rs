@@ -65,15 +65,7 @@ impl Store {
                                 .map(NodeId::from_db),
                         ),
                     };
-                let usage = match opt_u64_at(row, "fuel_used")? {
-                    Some(fuel_used) => Some(Usage {
-                        fuel_used,
-                        wall_ms: opt_u64_at(row, "wall_ms")?.unwrap_or(0),
-                        memory_peak_bytes: opt_u64_at(row, "memory_peak_bytes")?.unwrap_or(0),
-                        output_bytes: opt_u64_at(row, "output_bytes")?.unwrap_or(0),
-                    }),
-                    None => None,
-                };
+                let usage = usage_at(row)?;
                 Ok(TaskStatus {
                     index: u64_at(row, "idx")? as u32,
                     state,
@@ -160,4 +152,17 @@ impl Store {
             .await?;
         row.map(|row| u64_at(&row, "size_bytes")).transpose()
     }
+}
+
+/// The usage of the attempt a task page row joins, if it ended with one.
+fn usage_at(row: &sqlx::any::AnyRow) -> Result<Option<Usage>, StoreError> {
+    let Some(fuel_used) = opt_u64_at(row, "fuel_used")? else {
+        return Ok(None);
+    };
+    Ok(Some(Usage {
+        fuel_used,
+        wall_ms: opt_u64_at(row, "wall_ms")?.unwrap_or(0),
+        memory_peak_bytes: opt_u64_at(row, "memory_peak_bytes")?.unwrap_or(0),
+        output_bytes: opt_u64_at(row, "output_bytes")?.unwrap_or(0),
+    }))
 }

@@ -327,14 +327,7 @@ async fn apply_one(
             job_id,
             state,
             at_ms,
-        } => {
-            sqlx::query("UPDATE jobs SET state = $2, finished_at_ms = $3 WHERE id = $1")
-                .bind(job_id.as_db())
-                .bind(state.as_str())
-                .bind(db(*at_ms))
-                .execute(&mut **tx)
-                .await?;
-        }
+        } => finish_job(tx, *job_id, *state, *at_ms).await?,
         Write::TouchBlobs { hashes, at_ms } => {
             for hash in hashes {
                 sqlx::query("UPDATE blobs SET used_at_ms = $2 WHERE hash = $1")
@@ -350,6 +343,21 @@ async fn apply_one(
             used_before_ms,
         } => retention::forget_blobs(tx, backend, hashes, *used_before_ms).await?,
     }
+    Ok(())
+}
+
+async fn finish_job(
+    tx: &mut Transaction<'static, Any>,
+    job_id: wire::JobId,
+    state: JobState,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE jobs SET state = $2, finished_at_ms = $3 WHERE id = $1")
+        .bind(job_id.as_db())
+        .bind(state.as_str())
+        .bind(db(at_ms))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

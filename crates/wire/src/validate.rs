@@ -126,6 +126,26 @@ fn outcome_text(outcome: &Outcome) -> Option<&str> {
     }
 }
 
+/// A job that asks for its results to be checked must be deterministic, and leaves replicas to
+/// the checks.
+fn verify_mode(job: &JobSubmission) -> Result<(), WireError> {
+    if job.verify.is_some() && job.deterministic.is_none() {
+        return Err(invalid(
+            "verify",
+            "checking results compares them byte for byte, which needs deterministic mode: \
+             add `deterministic = { seed = 1 }` to the job spec",
+        ));
+    }
+    if job.verify.is_some() && job.replicas > 1 {
+        return Err(invalid(
+            "verify",
+            "a job whose results are checked runs the replicas its checks need: remove \
+             `replicas` from the job spec",
+        ));
+    }
+    Ok(())
+}
+
 pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
     if job.name.is_empty() || job.name.len() > limits::JOB_NAME_BYTES_MAX {
         return Err(invalid(
@@ -165,20 +185,7 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
             ),
         ));
     }
-    if job.verify.is_some() && job.deterministic.is_none() {
-        return Err(invalid(
-            "verify",
-            "checking results compares them byte for byte, which needs deterministic mode: \
-             add `deterministic = { seed = 1 }` to the job spec",
-        ));
-    }
-    if job.verify.is_some() && job.replicas > 1 {
-        return Err(invalid(
-            "verify",
-            "a job whose results are checked runs the replicas its checks need: remove \
-             `replicas` from the job spec",
-        ));
-    }
+    verify_mode(job)?;
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }

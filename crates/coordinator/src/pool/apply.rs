@@ -195,49 +195,10 @@ impl PoolState {
                 at_ms,
             }),
             Event::AttemptEnded { end } => self.push_end_writes(end, writes),
-            Event::TaskVerified {
-                job,
-                task,
-                attempt,
-                outcome,
-                by,
-                nodes,
-                at_ms,
-            } => {
-                writes.push(self.record_rows(&nodes));
-                writes.push(Write::EndTasks(vec![store::TaskVerdict {
-                    job_id: job,
-                    index: task,
-                    state: super::verification::task_state_of(&outcome),
-                    outcome,
-                    result_attempt: Some(attempt),
-                    verification: Some(wire::Verification { by, nodes }),
-                    at_ms,
-                }]));
-            }
-            Event::TaskInconclusive {
-                job,
-                task,
-                results,
-                at_ms,
-            } => writes.push(Write::EndTasks(vec![store::TaskVerdict {
-                job_id: job,
-                index: task,
-                state: TaskState::Failed,
-                outcome: wire::Outcome::Inconclusive { results },
-                result_attempt: None,
-                verification: None,
-                at_ms,
-            }])),
-            Event::CreditsMoved { transfers } => writes.push(Write::InsertTransfers(transfers)),
-            Event::NodeBanned { node, at_ms } => {
-                writes.push(Write::SetMeta {
-                    key: super::trust::removed_node_key(node),
-                    value: at_ms.to_string(),
-                });
-                writes.push(Write::DeleteNode { node_id: node });
-                writes.push(self.record_rows(&[node]));
-            }
+            Event::TaskVerified { .. }
+            | Event::TaskInconclusive { .. }
+            | Event::NodeBanned { .. }
+            | Event::CreditsMoved { .. } => self.push_verification_writes(event, writes),
             _ => {}
         }
     }

@@ -282,23 +282,7 @@ impl PoolState {
         let policy = self.verifying.policy;
         if check.claims.len() == 1 && check.by.is_none() && job.verify == Some(VerifyMode::Adaptive)
         {
-            let node = &self.verifying.records[&check.claims[0].node];
-            let by =
-                match verify::first(&node.record, node.window.len(), entropy.next_u64(), &policy) {
-                    First::Hold => {
-                        self.record(
-                            Event::ResultHeld {
-                                job: job_id,
-                                task: index,
-                            },
-                            out,
-                        );
-                        return;
-                    }
-                    First::Audit => VerifiedBy::Audit,
-                    First::Replicate => VerifiedBy::Probation,
-                };
-            self.want_checks(job_id, index, 1, by, out);
+            self.judge_first(job_id, index, entropy, out);
             return;
         }
         let claims: Vec<Claim> = check
@@ -338,6 +322,35 @@ impl PoolState {
                 self.record(event, out);
             }
         }
+    }
+
+    /// A task's first result in an adaptive job: replicated (its node is on probation),
+    /// audited, or held in its node's window.
+    fn judge_first(&mut self, job_id: JobId, index: u32, entropy: &dyn Entropy, out: &mut Outbox) {
+        let check = self.jobs[&job_id].tasks[index as usize]
+            .check
+            .as_deref()
+            .expect("judged tasks have results");
+        let node = &self.verifying.records[&check.claims[0].node];
+        let roll = entropy.next_u64();
+        let by = match verify::first(
+            &node.record,
+            node.window.len(),
+            roll,
+            &self.verifying.policy,
+        ) {
+            First::Hold => {
+                let event = Event::ResultHeld {
+                    job: job_id,
+                    task: index,
+                };
+                self.record(event, out);
+                return;
+            }
+            First::Audit => VerifiedBy::Audit,
+            First::Replicate => VerifiedBy::Probation,
+        };
+        self.want_checks(job_id, index, 1, by, out);
     }
 
     fn want_checks(
@@ -842,6 +855,59 @@ fn wire_standing(standing: verify::Standing) -> Standing {
         verify::Standing::Probation => Standing::Probation,
         verify::Standing::Trusted => Standing::Trusted,
         verify::Standing::Banned => Standing::Banned,
+    }
+}
+
+impl PoolState {
+    /// The rows of the events of checking results and moving credit.
+    pub(super) fn push_verification_writes(&self, event: Event, writes: &mut Vec<store::Write>) {
+        use store::Write;
+        match event {
+            Event::TaskVerified {
+                job,
+                task,
+                attempt,
+                outcome,
+                by,
+                nodes,
+                at_ms,
+            } => {
+                writes.push(self.record_rows(&nodes));
+                writes.push(Write::EndTasks(vec![store::TaskVerdict {
+                    job_id: job,
+                    index: task,
+                    state: super::verification::task_state_of(&outcome),
+                    outcome,
+                    result_attempt: Some(attempt),
+                    verification: Some(wire::Verification { by, nodes }),
+                    at_ms,
+                }]));
+            }
+            Event::TaskInconclusive {
+                job,
+                task,
+                results,
+                at_ms,
+            } => writes.push(Write::EndTasks(vec![store::TaskVerdict {
+                job_id: job,
+                index: task,
+                state: wire::TaskState::Failed,
+                outcome: wire::Outcome::Inconclusive { results },
+                result_attempt: None,
+                verification: None,
+                at_ms,
+            }])),
+            Event::CreditsMoved { transfers } => writes.push(Write::InsertTransfers(transfers)),
+            Event::NodeBanned { node, at_ms } => {
+                writes.push(Write::SetMeta {
+                    key: super::trust::removed_node_key(node),
+                    value: at_ms.to_string(),
+                });
+                writes.push(Write::DeleteNode { node_id: node });
+                writes.push(self.record_rows(&[node]));
+            }
+            _ => unreachable!("push_writes passes only these"),
+        }
     }
 }
 
