@@ -233,7 +233,10 @@ async fn a_crash_while_results_wait_for_checks_keeps_the_ledger_whole() {
     pool.restart_coordinator_hard().await;
     let restarted = pool.owner.credits().await.unwrap();
     assert!(
-        restarted.history.iter().any(|t| t.memo == wire::Memo::Refund),
+        restarted
+            .history
+            .iter()
+            .any(|t| t.memo == wire::Memo::Refund),
         "what was pending at the crash went back to the requester"
     );
     let status = pool.finish(job, Duration::from_secs(300)).await;
