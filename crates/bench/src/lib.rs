@@ -10,6 +10,10 @@
 //!   speaking the real protocol: RSS, heartbeat latency and dispatch as the pool grows.
 //! - [`recover`]: agents killed during a run: how long until their tasks run elsewhere and how
 //!   much work was lost.
+//! - [`verify`]: the verification policy of a public pool against cheating nodes (colluding,
+//!   honest until trusted, rejoining under new identities), in a seeded model of a million
+//!   tasks: wrong results delivered, executions per task and time to ban, against fixed 2×
+//!   replication and BOINC's adaptive replication.
 //!
 //! Benchmarks measure; they never assert speed. Each report carries correctness checks (every
 //! task done, counts right), which the test suite asserts on a short run of each.
@@ -20,6 +24,7 @@ pub mod recover;
 pub mod report;
 pub mod sandbox;
 pub mod scale;
+pub mod verify;
 
 pub use report::{Check, Figure, Report};
 

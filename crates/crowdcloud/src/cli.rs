@@ -495,6 +495,30 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 3000)]
         lease_ms: u64,
     },
+    /// Cheating nodes against result verification: wrong results delivered, executions per
+    /// task and time to ban, in a seeded model of the pool's policy, fixed 2× replication and
+    /// BOINC's adaptive replication.
+    Verify(BenchVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchVerifyArgs {
+    /// Tasks each run of the model streams through (one run per scenario and scheme).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) model_tasks: u64,
+    /// Nodes in the model's pool, each its own owner.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) model_nodes: u32,
+    /// Seeds the model, so a run repeats exactly.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// The share of cheating nodes in every scenario with cheaters [default: 10, 20 and 10, as
+    /// each scenario says]
+    #[arg(long, value_name = "PERCENT")]
+    pub(crate) cheaters: Option<f64>,
+    /// The audit rate of the policy compared with the public one (5 %), per million results.
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) alt_audit_per_million: u32,
 }
 
 #[derive(Debug, Args)]

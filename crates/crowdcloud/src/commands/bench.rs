@@ -9,13 +9,14 @@ use bench::dispatch::DispatchOptions;
 use bench::recover::RecoverOptions;
 use bench::sandbox::SandboxOptions;
 use bench::scale::ScaleOptions;
+use bench::verify::VerifyOptions;
 
-use crate::cli::{BenchArgs, BenchCommand};
+use crate::cli::{BenchArgs, BenchCommand, BenchVerifyArgs};
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let binary = std::env::current_exe().context("cannot find this program's path")?;
-    let report = measure(&binary, args.which).await?;
-    print!("{}", report.to_table());
+    let (report, table) = measure(&binary, args.which).await?;
+    print!("{table}");
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -27,9 +28,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs the benchmark `which` names with this program as its pool's processes.
-async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<bench::Report> {
-    Ok(match which {
+/// A benchmark's report, and the same for people.
+type Measured = (bench::Report, String);
+
+/// Runs the benchmark `which` names with this program as its pool's processes: its report, and
+/// the report for people.
+async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<Measured> {
+    let report = match which {
         BenchCommand::Dispatch {
             tasks,
             agents,
@@ -92,5 +97,24 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::recover::run(binary, &options).await?
         }
-    })
+        BenchCommand::Verify(args) => return verify(args).await,
+    };
+    let table = report.to_table();
+    Ok((report, table))
+}
+
+/// The model of `bench verify`, off the async threads: a table with a row per scenario and
+/// scheme, which the generic report of figures would spread over hundreds of lines.
+async fn verify(args: BenchVerifyArgs) -> anyhow::Result<Measured> {
+    let options = VerifyOptions {
+        model_tasks: args.model_tasks,
+        model_nodes: args.model_nodes,
+        seed: args.seed,
+        cheaters_percent: args.cheaters,
+        alt_audit_per_million: args.alt_audit_per_million,
+    };
+    let model = tokio::task::spawn_blocking(move || bench::verify::model(&options)).await??;
+    let report = model.report();
+    let table = model.to_table(&report);
+    Ok((report, table))
 }
