@@ -49,6 +49,8 @@ pub struct CoordinatorOptions {
     pub nodes_per_join_token: Option<u32>,
     /// `crowdcloud coordinator --connections-max`; derived from the open-files limit if `None`.
     pub connections_max: Option<usize>,
+    /// More arguments, such as `--trust public`.
+    pub more_args: Vec<String>,
 }
 
 impl Default for CoordinatorOptions {
@@ -58,6 +60,7 @@ impl Default for CoordinatorOptions {
             durability: "full".to_owned(),
             nodes_per_join_token: None,
             connections_max: None,
+            more_args: Vec::new(),
         }
     }
 }
@@ -81,6 +84,7 @@ impl LocalPool {
             command.args(["--connections-max", &connections.to_string()]);
         }
         let coordinator = command
+            .args(&options.more_args)
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
@@ -120,6 +124,19 @@ impl LocalPool {
 
     /// Starts an agent process; returns its index.
     pub fn spawn_agent(&mut self, name: &str, slots: u32) -> Result<usize, BenchError> {
+        let join_token = self.join_token.clone();
+        self.spawn_agent_with(name, slots, &join_token, &[])
+    }
+
+    /// Starts an agent process that joins with `join_token`, with `more_args` as well;
+    /// returns its index.
+    pub fn spawn_agent_with(
+        &mut self,
+        name: &str,
+        slots: u32,
+        join_token: &str,
+        more_args: &[&str],
+    ) -> Result<usize, BenchError> {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).map_err(BenchError::io("an agent's data dir"))?;
         let log = std::fs::File::create(dir.join("agent.log"))
@@ -130,7 +147,7 @@ impl LocalPool {
                 "--coordinator",
                 &self.url,
                 "--join-token",
-                &self.join_token,
+                join_token,
             ])
             .arg("--data-dir")
             .arg(&dir)
@@ -144,6 +161,7 @@ impl LocalPool {
             ])
             // A benchmark machine is the pool's: no owner to make way for.
             .arg("--dedicated")
+            .args(more_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -185,7 +203,7 @@ impl LocalPool {
     }
 
     /// The last lines of every process's log, for errors (the data dir goes with the pool).
-    fn log_tails(&self) -> String {
+    pub(crate) fn log_tails(&self) -> String {
         let mut tails = String::new();
         for entry in std::fs::read_dir(self.dir.path())
             .into_iter()
@@ -204,6 +222,18 @@ impl LocalPool {
             }
         }
         tails
+    }
+
+    /// Waits for an agent to exit on its own for at most `limit`; whether it did.
+    pub async fn agent_exited(&mut self, index: usize, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.agents[index].wait())
+            .await
+            .is_ok()
+    }
+
+    /// An agent's log so far.
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name).join("agent.log")).unwrap_or_default()
     }
 
     /// SIGKILL: the agent dies holding what it holds.

@@ -14,11 +14,11 @@
 //! once the stream ends, each node's newest held result is audited, where the pool audits a
 //! job's tail when nothing else of it runs.
 //!
-//! An end-to-end part (real cheating agents through a real coordinator) belongs here too, as
-//! another function taking the same [`VerifyOptions`] (plus its own fields, and `model_only`
-//! to skip it) whose figures and checks are appended to [`Model::report`]'s; the report goes to
-//! [`Model::to_table`], which prints every figure the model did not make.
+//! The end-to-end part ([`end_to_end`]): real honest and cheating agents through a real
+//! coordinator of a public pool; its figures and checks are appended to [`Model::report`]'s,
+//! and [`Model::to_table`] prints every figure the model did not make.
 
+mod live;
 mod run;
 mod table;
 #[cfg(test)]
@@ -33,6 +33,7 @@ use ::verify::{Policy, RESULTS_MAX};
 use crate::report::{Better, Machine};
 use crate::{BenchError, Check, Figure, Report};
 
+pub use live::{LiveOptions, end_to_end};
 pub use run::{BOINC_TRUSTED_AFTER, Cheaters, Outcome, Scheme};
 
 #[derive(Debug, Clone, Serialize)]

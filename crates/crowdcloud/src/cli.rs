@@ -519,6 +519,15 @@ pub(crate) struct BenchVerifyArgs {
     /// The audit rate of the policy compared with the public one (5 %), per million results.
     #[arg(long, default_value_t = 200_000)]
     pub(crate) alt_audit_per_million: u32,
+    /// Run only the model, not the end-to-end part with real agents.
+    #[arg(long)]
+    pub(crate) model_only: bool,
+    /// Agents of the end-to-end part, honest and cheating (20 % cheat, or --cheaters).
+    #[arg(long, default_value_t = 15)]
+    pub(crate) agents: u32,
+    /// Tasks of the end-to-end part's job.
+    #[arg(long, default_value_t = 400)]
+    pub(crate) tasks: u32,
 }
 
 #[derive(Debug, Args)]

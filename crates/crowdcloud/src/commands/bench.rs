@@ -97,7 +97,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::recover::run(binary, &options).await?
         }
-        BenchCommand::Verify(args) => return verify(args).await,
+        BenchCommand::Verify(args) => return verify(binary, args).await,
     };
     let table = report.to_table();
     Ok((report, table))
@@ -105,7 +105,8 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
 
 /// The model of `bench verify`, off the async threads: a table with a row per scenario and
 /// scheme, which the generic report of figures would spread over hundreds of lines.
-async fn verify(args: BenchVerifyArgs) -> anyhow::Result<Measured> {
+async fn verify(binary: &std::path::Path, args: BenchVerifyArgs) -> anyhow::Result<Measured> {
+    let live = live_options(&args)?;
     let options = VerifyOptions {
         model_tasks: args.model_tasks,
         model_nodes: args.model_nodes,
@@ -114,7 +115,35 @@ async fn verify(args: BenchVerifyArgs) -> anyhow::Result<Measured> {
         alt_audit_per_million: args.alt_audit_per_million,
     };
     let model = tokio::task::spawn_blocking(move || bench::verify::model(&options)).await??;
-    let report = model.report();
+    let mut report = model.report();
+    if let Some(live) = live {
+        let (figures, checks) = bench::verify::end_to_end(binary, &live).await?;
+        report.figures.extend(figures);
+        report.checks.extend(checks);
+        report.parameters["end_to_end"] = serde_json::to_value(&live)?;
+    }
     let table = model.to_table(&report);
     Ok((report, table))
+}
+
+/// The end-to-end part's pool: `--agents`, of which `--cheaters` percent (20 % unless given)
+/// cheat; `None` with `--model-only`.
+fn live_options(args: &BenchVerifyArgs) -> anyhow::Result<Option<bench::verify::LiveOptions>> {
+    if args.model_only {
+        return Ok(None);
+    }
+    let percent = args.cheaters.unwrap_or(20.0);
+    if !(0.0..100.0).contains(&percent) || args.agents < 2 || args.tasks == 0 {
+        anyhow::bail!(
+            "bench verify needs at least 2 agents, 1 task, and cheaters under 100 %; \
+             or pass --model-only"
+        );
+    }
+    let cheaters = ((f64::from(args.agents) * percent / 100.0).round() as u32).max(1);
+    Ok(Some(bench::verify::LiveOptions {
+        honest: args.agents - cheaters.min(args.agents - 1),
+        cheaters: cheaters.min(args.agents - 1),
+        tasks: args.tasks,
+        ..bench::verify::LiveOptions::default()
+    }))
 }

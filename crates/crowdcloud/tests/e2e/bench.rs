@@ -106,3 +106,28 @@ async fn a_short_recover_benchmark_reruns_the_killed_agents_tasks() {
     .await;
     assert_checks_pass(&output, &report);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_verify_benchmark_delivers_no_wrong_result_in_the_model_or_end_to_end() {
+    let (output, report) = bench(&[
+        "verify",
+        "--model-tasks",
+        "20000",
+        "--model-nodes",
+        "200",
+        "--agents",
+        "6",
+        "--cheaters",
+        "50",
+        "--tasks",
+        "60",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+    let figures = report["figures"].as_array().unwrap();
+    let wrong = figures
+        .iter()
+        .find(|f| f["name"] == "end to end: wrong results delivered")
+        .expect("the end-to-end part ran");
+    assert_eq!(wrong["value"].as_f64(), Some(0.0));
+}
