@@ -171,12 +171,15 @@ impl Store {
         Ok(image)
     }
 
-    /// Tasks each node finished, per job.
+    /// Tasks each node finished, per job: the node of each succeeded task's result. Not every
+    /// succeeded attempt: in a job that verifies, an attempt whose result a check turned down
+    /// (or whose result only witnessed another's) ended succeeded too.
     async fn node_shares(&self) -> Result<Vec<(JobId, NodeId, u32)>, StoreError> {
         let mut shares = Vec::new();
         for row in sqlx::query(
-            "SELECT job_id, node_id, COUNT(*) AS n FROM attempts WHERE state = 'succeeded' \
-             GROUP BY job_id, node_id",
+            "SELECT t.job_id, a.node_id, COUNT(*) AS n FROM tasks t \
+             JOIN attempts a ON a.id = t.result_attempt_id WHERE t.state = 'succeeded' \
+             GROUP BY t.job_id, a.node_id",
         )
         .fetch_all(&self.pool)
         .await?

@@ -354,7 +354,7 @@ impl PoolState {
 
     /// Ends the job once every task has ended.
     pub(crate) fn finish_job_if_done(&mut self, job_id: JobId, now_ms: u64, out: &mut Outbox) {
-        self.audit_tail(job_id, out);
+        self.audit_tail(job_id, now_ms, out);
         let Some(job) = self.jobs.get(&job_id) else {
             return;
         };

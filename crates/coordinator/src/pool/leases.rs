@@ -582,6 +582,10 @@ impl PoolState {
             requeued = task_end.is_none(),
             "attempt expired"
         );
+        if task_end.is_some() {
+            // Results that waited for a check are never verified now: their payment goes back.
+            self.refund(attempt.job, attempt.task, None, now_ms, out);
+        }
         let end = unreported_end(
             attempt_id,
             &attempt,
@@ -605,9 +609,15 @@ impl PoolState {
             return;
         };
         let on_node = task.live.iter().any(|live| node.running.contains(live));
+        // A task of a job that verifies ran the replicas its check wanted: each may still
+        // bring a result.
+        let live_max = match job.verify {
+            Some(_) => verify::RESULTS_MAX,
+            None => job.replicas,
+        };
         if job.state != JobState::Running
             || matches!(task.slot, Slot::Ended(_))
-            || task.live.len() >= job.replicas as usize
+            || task.live.len() >= live_max as usize
             || on_node
         {
             return;

@@ -532,14 +532,15 @@ impl PoolState {
 }
 
 /// A task runs exactly when it has live attempts or results waiting for a check, at most one
-/// attempt per replica (or per result its check wants) and each on its own node.
+/// attempt per replica (or, in a job that verifies, per result its checks may want) and each
+/// on its own node.
 #[cfg(any(test, debug_assertions))]
 fn check_live(task: &Task, job: &Job, attempts: &HashMap<AttemptId, Attempt>) {
     assert_eq!(
         task.slot == Slot::Running,
         !task.live.is_empty() || task.check.is_some()
     );
-    let live_max = match task.check {
+    let live_max = match job.verify {
         Some(_) => verify::RESULTS_MAX,
         None => job.replicas,
     };

@@ -179,6 +179,8 @@ impl PoolState {
     ) {
         if end.task_end.is_some() {
             self.stop_replicas(&end, now_ms, out);
+            // Results that waited for a check are never verified now: their payment goes back.
+            self.refund(end.job_id, end.task_index, None, now_ms, out);
         }
         let claim = self.claim_of(&end);
         let node = self.attempts[&end.attempt_id].node;

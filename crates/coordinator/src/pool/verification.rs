@@ -282,7 +282,7 @@ impl PoolState {
         let policy = self.verifying.policy;
         if check.claims.len() == 1 && check.by.is_none() && job.verify == Some(VerifyMode::Adaptive)
         {
-            self.judge_first(job_id, index, entropy, out);
+            self.judge_first(job_id, index, now_ms, entropy, out);
             return;
         }
         let claims: Vec<Claim> = check
@@ -296,7 +296,7 @@ impl PoolState {
             .collect();
         let by = check.by.unwrap_or(VerifiedBy::Replicas);
         match verify::tally(&claims, by == VerifiedBy::Audit, &policy) {
-            Tally::Wanting { more } => self.want_checks(job_id, index, more, by, out),
+            Tally::Wanting { more } => self.want_checks(job_id, index, more, by, now_ms, out),
             Tally::Agreed {
                 agreeing,
                 dissenting,
@@ -309,24 +309,36 @@ impl PoolState {
                 };
                 self.agree(job_id, index, votes, now_ms, entropy, out);
             }
-            Tally::Inconclusive => {
-                self.stop_live(job_id, index, now_ms, out);
-                self.refund(job_id, index, None, now_ms, out);
-                let results = claims.len() as u32;
-                let event = Event::TaskInconclusive {
-                    job: job_id,
-                    task: index,
-                    results,
-                    at_ms: now_ms,
-                };
-                self.record(event, out);
-            }
+            Tally::Inconclusive => self.inconclusive(job_id, index, now_ms, out),
         }
+    }
+
+    /// The task's results can never agree: it fails with none accepted, and what was paid
+    /// for them goes back.
+    fn inconclusive(&mut self, job_id: JobId, index: u32, now_ms: u64, out: &mut Outbox) {
+        self.stop_live(job_id, index, now_ms, out);
+        self.refund(job_id, index, None, now_ms, out);
+        let check = self.jobs[&job_id].tasks[index as usize].check.as_deref();
+        let results = check.map_or(0, |check| check.claims.len() as u32);
+        let event = Event::TaskInconclusive {
+            job: job_id,
+            task: index,
+            results,
+            at_ms: now_ms,
+        };
+        self.record(event, out);
     }
 
     /// A task's first result in an adaptive job: replicated (its node is on probation),
     /// audited, or held in its node's window.
-    fn judge_first(&mut self, job_id: JobId, index: u32, entropy: &dyn Entropy, out: &mut Outbox) {
+    fn judge_first(
+        &mut self,
+        job_id: JobId,
+        index: u32,
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) {
         let check = self.jobs[&job_id].tasks[index as usize]
             .check
             .as_deref()
@@ -350,18 +362,27 @@ impl PoolState {
             First::Audit => VerifiedBy::Audit,
             First::Replicate => VerifiedBy::Probation,
         };
-        self.want_checks(job_id, index, 1, by, out);
+        self.want_checks(job_id, index, 1, by, now_ms, out);
     }
 
+    /// The task wants `wanted` more results at once. When none runs and the task has no
+    /// attempt left (results a restart forgot, or a ban took away, still count against its
+    /// attempts), no result can come: it is inconclusive rather than waiting for ever.
     fn want_checks(
         &mut self,
         job: JobId,
         task: u32,
         wanted: u32,
         by: VerifiedBy,
+        now_ms: u64,
         out: &mut Outbox,
     ) {
-        let check = self.jobs[&job].tasks[task as usize].check.as_deref();
+        let job_state = &self.jobs[&job];
+        if !job_state.attempts_left(task) && job_state.tasks[task as usize].live.is_empty() {
+            self.inconclusive(job, task, now_ms, out);
+            return;
+        }
+        let check = job_state.tasks[task as usize].check.as_deref();
         if check.is_some_and(|c| c.wanted == wanted && c.by == Some(by) && c.held.is_none()) {
             return;
         }
@@ -614,13 +635,21 @@ impl PoolState {
 
     /// When every task of a job that has not ended waits in an audit window, nothing else of
     /// the job runs to bring the audits that would release them: the newest held result of
-    /// each such node is audited now, and its passing releases the older ones.
-    pub(super) fn audit_tail(&mut self, job_id: JobId, out: &mut Outbox) {
+    /// each such node is audited now, and its passing releases the older ones. An audit that
+    /// cannot run (its task has no attempt left) ends its task inconclusive instead, and the
+    /// node's next newest result is audited.
+    pub(super) fn audit_tail(&mut self, job_id: JobId, now_ms: u64, out: &mut Outbox) {
+        while self.audit_newest_held(job_id, now_ms, out) {}
+    }
+
+    /// Audits the newest held result of each node, if every unfinished task of the job is
+    /// held; whether one of them ended instead.
+    fn audit_newest_held(&mut self, job_id: JobId, now_ms: u64, out: &mut Outbox) -> bool {
         let Some(job) = self.jobs.get(&job_id) else {
-            return;
+            return false;
         };
         if job.held == 0 || !job.pending.is_empty() || job.counts.running != job.held {
-            return;
+            return false;
         }
         let mut newest: BTreeMap<NodeId, (u64, u32)> = BTreeMap::new();
         for (index, task) in job.tasks.iter().enumerate() {
@@ -629,9 +658,13 @@ impl PoolState {
                 *entry = (*entry).max((seq, index as u32));
             }
         }
+        let mut ended = false;
         for (_, (_, index)) in newest {
-            self.want_checks(job_id, index, 1, VerifiedBy::Audit, out);
+            self.want_checks(job_id, index, 1, VerifiedBy::Audit, now_ms, out);
+            let slot = self.jobs[&job_id].tasks[index as usize].slot;
+            ended |= matches!(slot, super::Slot::Ended(_));
         }
+        ended
     }
 }
 
@@ -839,7 +872,11 @@ impl PoolState {
                     check.held = None;
                     job.held -= 1;
                 }
+                let claimed = check.claims.len();
                 check.claims.retain(|claim| claim.node != node_id);
+                // Results never count against a task's attempts, and those taken away do not
+                // start to: else the task could want results it has no attempt left for.
+                task.attempts -= (claimed - check.claims.len()) as u32;
                 if check.claims.is_empty() && check.held.is_none() {
                     task.check = None;
                     job.settle_task(index, None);
