@@ -8,6 +8,10 @@
 //! goes silent (a partition: nothing it sends arrives, nothing reaches it, its attempts run on),
 //! pauses (its owner's policy stops work; its heartbeats say so), releases an attempt, or sends
 //! a report or upload for an attempt granted to another node, which must be refused.
+//!
+//! In a public pool each agent registers with a join token of its own (so each is an owner of
+//! its own), and some cheat (see `setup::Cheat`); a banned agent's join token is revoked, its
+//! next challenge refused, and it stops for good.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,7 @@ use wire::{
 };
 
 use super::net::{Party, Request};
+use super::setup::Cheat;
 use super::world::{Event, World};
 
 /// How long an agent waits for a reply besides a lease's own wait.
@@ -66,6 +71,7 @@ pub(super) enum AgentTimer {
 /// An attempt the agent runs.
 pub(super) struct Run {
     pub(super) job: JobId,
+    pub(super) task: u32,
     /// When it ends; `None` while the job's runtime is fetched, `u64::MAX` when it hangs.
     pub(super) done_at: Option<u64>,
     /// The sandbox stops it at its deadline.
@@ -80,12 +86,23 @@ pub(super) struct Ending {
     /// Whether a call carrying it (an upload or the report) is unanswered.
     pub(super) in_flight: bool,
     pub(super) since_ms: u64,
+    /// Whether its report carries a lie.
+    pub(super) lie: bool,
 }
 
 pub(super) struct Agent {
     pub(super) node: NodeId,
     pub(super) slots: u32,
     pub(super) labels: BTreeMap<String, String>,
+    /// The hash of the join token it registers with: its owner.
+    pub(super) join_hash: String,
+    /// The network it registers from, in a public pool.
+    pub(super) network: Option<String>,
+    pub(super) cheat: Option<Cheat>,
+    /// Whether it lies now (a cheater `After` some results starts at some point).
+    pub(super) lying: bool,
+    /// Its reports the pool accepted, across its sessions.
+    pub(super) accepted: u32,
     /// Bumped at each crash: timers of an earlier life are ignored.
     pub(super) life: u64,
     pub(super) down: bool,
@@ -105,12 +122,24 @@ pub(super) struct Agent {
     pub(super) ending: BTreeMap<AttemptId, Ending>,
 }
 
+/// Who an agent is, beyond its node id: its owner's join token, its network, how it cheats.
+pub(super) struct Identity {
+    pub(super) join_hash: String,
+    pub(super) network: Option<String>,
+    pub(super) cheat: Option<Cheat>,
+}
+
 impl Agent {
-    pub(super) fn new(node: NodeId, slots: u32, zone: &str) -> Self {
+    pub(super) fn new(node: NodeId, slots: u32, zone: &str, identity: Identity) -> Self {
         Self {
             node,
             slots,
             labels: [("zone".to_owned(), zone.to_owned())].into(),
+            join_hash: identity.join_hash,
+            network: identity.network,
+            lying: matches!(identity.cheat, Some(Cheat::Always | Cheat::Ring)),
+            cheat: identity.cheat,
+            accepted: 0,
             life: 0,
             // Down until its first start.
             down: true,
@@ -267,7 +296,10 @@ impl World {
             return;
         }
         state.registering = true;
-        self.agent_call(agent, Call::Challenge, Request::Challenge, CALL_TIMEOUT_MS);
+        let request = Request::Challenge {
+            join_hash: state.join_hash.clone(),
+        };
+        self.agent_call(agent, Call::Challenge, request, CALL_TIMEOUT_MS);
     }
 
     /// Registers again after a 401: the old session's attempts are dropped.

@@ -1,6 +1,8 @@
 //! How a simulated agent ends an attempt: what the attempt left (an outcome, usage, stdout and
 //! output files, now and then a claim the pool must refuse), its uploads, then its report,
-//! batched with the others ready, and sent again until answered or retried too long.
+//! batched with the others ready, and sent again until answered or retried too long. In a
+//! public pool what a task leaves is its result (`results`): the honest one, or a cheater's
+//! lie.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +10,8 @@ use wire::{AttemptId, AttemptReport, BlobHash, BlobRef, Limits, Outcome, OutputF
 
 use super::agent::{CALL_TIMEOUT_MS, Call, Ending, Run};
 use super::net::Request;
+use super::results;
+use super::setup::Cheat;
 use super::world::World;
 
 /// How long the real agent goes on retrying a report.
@@ -24,7 +28,12 @@ impl World {
             .get(&run.job)
             .copied()
             .unwrap_or_default();
-        let ending = self.ending_of(attempt, &run, &limits);
+        let ending = if self.setup.public.is_some() {
+            self.turn_if_due(agent);
+            self.public_ending(agent, attempt, &run, &limits)
+        } else {
+            self.ending_of(attempt, &run, &limits)
+        };
         self.agents[agent].ending.insert(attempt, ending);
         self.send_ending(agent, attempt);
         self.try_lease(agent);
@@ -97,6 +106,93 @@ impl World {
             uploads,
             in_flight: false,
             since_ms: self.now_ms(),
+            lie: false,
+        }
+    }
+
+    /// A cheater `After` enough accepted reports starts lying, once no report of its is on
+    /// its way: every result it reports from then on is a lie, and reaches the pool after its
+    /// honest ones.
+    fn turn_if_due(&mut self, agent: usize) {
+        let state = &mut self.agents[agent];
+        let Some(Cheat::After(results)) = state.cheat else {
+            return;
+        };
+        let reporting = state
+            .calls
+            .values()
+            .any(|call| matches!(call, Call::Report(_) | Call::Upload(..)));
+        if state.lying || state.accepted < results || reporting || !state.ending.is_empty() {
+            return;
+        }
+        state.lying = true;
+        self.stats.cheaters_turned += 1;
+        self.trace
+            .record(self.now_ms(), || format!("agent {agent} starts lying"));
+    }
+
+    /// What an attempt of a public pool's job ends with: mostly the task's result (the honest
+    /// one, or the agent's lie), else the node's own failure, which is no result; now and then
+    /// a report the pool must refuse.
+    fn public_ending(
+        &mut self,
+        agent: usize,
+        attempt: AttemptId,
+        run: &Run,
+        limits: &Limits,
+    ) -> Ending {
+        let state = &self.agents[agent];
+        let salt = match state.cheat {
+            Some(Cheat::Ring) => 0,
+            _ => 1 + agent as u64,
+        };
+        let lying = state.lying;
+        let result = (!run.past_deadline && self.dice.below(100) < 88).then(|| {
+            if lying {
+                results::lie(run.job, run.task, salt)
+            } else {
+                results::honest(run.job, run.task)
+            }
+        });
+        let mut uploads: BTreeMap<BlobHash, u64> = result.iter().flat_map(|r| r.blobs()).collect();
+        if self.dice.chance(0.02) {
+            // A blob it names but never uploads: the pool must refuse the report.
+            uploads.pop_first();
+        }
+        let outcome = match &result {
+            Some(result) => result.outcome.clone(),
+            None if run.past_deadline => Outcome::DeadlineExceeded,
+            None => Outcome::NodeError {
+                message: "the disk is full".to_owned(),
+            },
+        };
+        let fuel_used = if self.dice.chance(0.02) {
+            limits.fuel_max + 1
+        } else {
+            result.as_ref().map_or(0, |r| r.fuel)
+        };
+        let report = AttemptReport {
+            attempt_id: attempt,
+            outcome,
+            usage: Usage {
+                fuel_used,
+                wall_ms: self.dice.between(0, 10_000),
+                memory_peak_bytes: self.dice.between(0, 1 << 20),
+                output_bytes: 0,
+            },
+            stdout: result.as_ref().and_then(|r| r.stdout),
+            stderr: None,
+            outputs: result
+                .as_ref()
+                .map(|r| r.outputs.clone())
+                .unwrap_or_default(),
+        };
+        Ending {
+            report,
+            uploads,
+            in_flight: false,
+            since_ms: self.now_ms(),
+            lie: lying && result.is_some(),
         }
     }
 

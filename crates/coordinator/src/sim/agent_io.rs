@@ -34,6 +34,8 @@ impl World {
             (Call::Other, _) => {}
             (Call::Challenge, Reply::Challenge { nonce }) => self.register(agent, nonce),
             (Call::Challenge | Call::Register, Reply::Gone) => self.agent_removed(agent),
+            // Its join token was revoked (its owner was banned): it stays refused.
+            (Call::Challenge, Reply::Unauthorized) => self.agent_removed(agent),
             (
                 Call::Register,
                 Reply::Registered {
@@ -55,15 +57,26 @@ impl World {
                 self.uploaded(agent, attempt, hash);
             }
             (Call::Report(attempts), Reply::Reported(acks)) => {
-                let state = &mut self.agents[agent];
-                for attempt in attempts
-                    .iter()
-                    .chain(acks.iter().map(|ack| &ack.attempt_id))
-                {
-                    state.ending.remove(attempt);
-                }
+                self.reported(agent, &attempts, &acks);
             }
             (call, reply) => panic!("agent {agent}: {reply:?} does not answer {call:?}"),
+        }
+    }
+
+    /// The answer to a report: the endings it named are done with, and the accepted ones
+    /// counted (a cheater `After` some results counts them).
+    fn reported(&mut self, agent: usize, attempts: &[AttemptId], acks: &[wire::ReportAck]) {
+        let state = &mut self.agents[agent];
+        for ack in acks.iter().filter(|ack| ack.accepted) {
+            state.accepted += 1;
+            let lie = state.ending.get(&ack.attempt_id).is_some_and(|e| e.lie);
+            self.stats.lies_accepted += u64::from(lie);
+        }
+        for attempt in attempts
+            .iter()
+            .chain(acks.iter().map(|ack| &ack.attempt_id))
+        {
+            state.ending.remove(attempt);
         }
     }
 
@@ -97,6 +110,7 @@ impl World {
     fn register(&mut self, agent: usize, nonce: String) {
         let state = &self.agents[agent];
         let request = Request::Register {
+            join_hash: state.join_hash.clone(),
             nonce,
             slots: state.slots,
             labels: state.labels.clone(),
@@ -186,6 +200,7 @@ impl World {
             }
             let run = Run {
                 job: grant.job_id,
+                task: grant.task_index,
                 done_at: None,
                 past_deadline: false,
             };
@@ -272,6 +287,7 @@ impl World {
                         uploads: Default::default(),
                         in_flight: false,
                         since_ms: self.now_ms(),
+                        lie: false,
                     };
                     self.agents[agent].ending.insert(attempt, ending);
                     self.send_ending(agent, attempt);

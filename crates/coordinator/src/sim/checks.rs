@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use wire::{JobId, JobState, JobStatus, NodeId, TaskCounts};
+use wire::{JobId, JobState, JobStatus, NodeId, Standing, TaskCounts};
 
 use super::world::World;
 
@@ -22,7 +22,9 @@ pub(super) struct Due {
     leases_checked_ms: u64,
 }
 
-/// What a job's status keeps across a restart: all of it but its version.
+/// What a job's status keeps across a restart: all of it but its version, and for a job that
+/// verifies, which of its unfinished tasks run (a restart runs again those whose results
+/// waited for a check).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Replayed {
     state: JobState,
@@ -34,11 +36,15 @@ pub(super) struct Replayed {
     nodes: Vec<(NodeId, String, u32)>,
 }
 
-impl From<JobStatus> for Replayed {
-    fn from(status: JobStatus) -> Self {
+impl Replayed {
+    fn of(status: JobStatus, verifies: bool) -> Self {
+        let mut tasks = status.tasks;
+        if verifies {
+            tasks.pending += std::mem::take(&mut tasks.running);
+        }
         Self {
             state: status.state,
-            tasks: status.tasks,
+            tasks,
             attempts: status.attempts,
             fuel_used: status.fuel_used,
             created_at_ms: status.created_at_ms,
@@ -89,7 +95,13 @@ impl World {
                 .map(|share| (share.node_id, share.tasks_succeeded))
                 .collect();
             assert_eq!(shares, job.shares, "who did the work of {job_id}");
+            let checking = job.claims.len() as u32;
+            assert_eq!(
+                status.verifying, checking,
+                "the tasks of {job_id} being checked"
+            );
         }
+        self.check_bans();
         for job_id in &self.memory.purged {
             assert!(!pool.has_job(*job_id), "{job_id} was purged");
         }
@@ -98,6 +110,25 @@ impl World {
             self.memory.attempts.len(),
             "the live attempts"
         );
+    }
+
+    /// Every node whose result disagreed with one a verdict accepted was banned by the same
+    /// change, and only cheaters are banned.
+    fn check_bans(&self) {
+        for (node, (job_id, index)) in &self.memory.must_ban {
+            assert!(
+                self.memory.banned.contains(node),
+                "{node} gave a result of {job_id}/{index} that a quorum turned down, and is not banned"
+            );
+        }
+        for node in &self.memory.banned {
+            let agent = self.agents.iter().position(|a| a.node == *node);
+            let cheat = agent.and_then(|agent| self.setup.cheat(agent));
+            assert!(
+                cheat.is_some(),
+                "{node} (agent {agent:?}) is honest and was banned"
+            );
+        }
     }
 
     /// No attempt outlives its node's lease by more than the reaper's period. A lease runs a
@@ -114,6 +145,13 @@ impl World {
             if node.running == 0 {
                 continue;
             }
+            let probation = node.standing.as_ref().map(|s| s.standing) == Some(Standing::Probation);
+            assert!(
+                !probation || node.running == 1,
+                "{} runs {} attempts on probation",
+                node.node_id,
+                node.running
+            );
             let heard_ms = now_ms - node.last_seen_ms_ago;
             let granted_ms = self.memory.nodes.get(&node.node_id).copied().unwrap_or(0);
             let lease_until_ms = heard_ms.max(granted_ms) + term_ms;
@@ -132,8 +170,11 @@ impl World {
     pub(super) fn statuses(&self) -> BTreeMap<JobId, Replayed> {
         self.memory
             .jobs
-            .keys()
-            .map(|job_id| (*job_id, self.status(*job_id).into()))
+            .iter()
+            .map(|(job_id, job)| {
+                let status = self.status(*job_id);
+                (*job_id, Replayed::of(status, job.verifies))
+            })
             .collect()
     }
 
@@ -168,6 +209,10 @@ impl World {
     /// Every job ended; those not cancelled with each task succeeded or failed.
     pub(super) fn check_drained(&mut self) {
         let pool = &self.coord.pool;
+        assert!(
+            self.coord.credentials == pool.credentials(),
+            "the credentials index follows the pool"
+        );
         assert_eq!(
             pool.tasks_pending(),
             0,
@@ -195,11 +240,28 @@ impl World {
             totals.cancelled += tasks.cancelled;
         }
         assert_eq!(totals.ended(), totals.total, "the totals");
+        // Every result waiting for a check was settled: paid to its owner, or refunded.
+        for balance in pool.all_balances() {
+            assert!(
+                !matches!(balance.account, wire::Account::Pending(_)),
+                "credit is pending once every job ended: {balance:?}"
+            );
+        }
         let stats = &mut self.stats;
         stats.jobs += self.memory.jobs.len() as u64;
         stats.tasks += u64::from(totals.total);
         stats.tasks_succeeded += u64::from(totals.succeeded);
         stats.tasks_failed += u64::from(totals.failed);
         stats.tasks_cancelled += u64::from(totals.cancelled);
+        if let Some(public) = &self.setup.public {
+            stats.public_seeds += 1;
+            stats.cheaters += public.cheats.iter().flatten().count() as u64;
+            stats.tasks_verified += self.memory.verified;
+            stats.tasks_inconclusive += self.memory.inconclusive;
+            stats.bans += self.memory.banned.len() as u64;
+            let memory = &self.memory;
+            let unbanned = memory.liars_weighed.difference(&memory.banned).count();
+            stats.liars_weighed_unbanned += unbanned as u64;
+        }
     }
 }

@@ -14,12 +14,24 @@
 //! from the writes alone (`shadow`, `checks`); at a crash, that the restore through the real
 //! store gives back what was committed; at the end, that the pool drained.
 //!
+//! About a third of the seeds (the seed's dice decide) run a public pool (`setup::Public`): a
+//! small probation and an audit rate from the dice, every agent an owner of its own (its own
+//! join token) on a network of its own, requesters that get credit from the owner first and
+//! submit deterministic jobs, and up to 30 % of the agents cheating (`setup::Cheat`). An honest
+//! agent reports the task's one honest result, a function of the job and the task (`results`);
+//! a cheater another one. There the shadow also checks every verdict (`shadow_verify`): it
+//! accepts only a result that distinct owners agreed on (or a later audit released) and that is
+//! the honest one, a node whose result disagreed with it is banned by the same change, only
+//! cheaters are banned, a node on probation runs one attempt at a time, and once every job
+//! ended no credit is pending.
+//!
 //! The parts: `world` (the event loop and the run's phases), `setup` (what a seed draws, and
 //! the summary), `net` (messages and the network), `coord` (the coordinator process: the write
 //! queue, commits, crashes and restarts), `routes` and `requester_routes` (each request as its
 //! route makes it), `agent`, `agent_io`, `agent_endings` and `agent_faults` (agents),
-//! `requester`, `shadow`, `checks`, `trace` (the digest and the tail printed on failure) and
-//! `dice` (the seeded choices). A new command is a `Request` (and its `Reply`) in `net`, a
+//! `results` (what a public pool's task leaves), `requester`, `shadow` and `shadow_verify`,
+//! `checks`, `trace` (the digest and the tail printed on failure) and `dice` (the seeded
+//! choices). A new command is a `Request` (and its `Reply`) in `net`, a
 //! route in `routes` or `requester_routes`, and a party that sends it (a timer or a reply of an
 //! agent or a requester); a new write needs its rule in `shadow`.
 
@@ -33,9 +45,11 @@ mod dice;
 mod net;
 mod requester;
 mod requester_routes;
+mod results;
 mod routes;
 mod setup;
 mod shadow;
+mod shadow_verify;
 mod trace;
 mod world;
 
@@ -145,6 +159,15 @@ mod tests {
             assert!(stats.forged > 0 && stats.agent_crashes > 0, "{stats:?}");
             // Replicas ran side by side, and the first to succeed stopped the others.
             assert!(stats.replicas_stopped > 0, "{stats:?}");
+            // Public pools checked results, cheaters lied, and liars were caught.
+            assert!(
+                stats.public_seeds > 0 && stats.tasks_verified > 0 && stats.grants > 0,
+                "{stats:?}"
+            );
+            assert!(
+                stats.lies_accepted > 0 && stats.cheaters_turned > 0 && stats.bans > 0,
+                "{stats:?}"
+            );
         }
     }
 

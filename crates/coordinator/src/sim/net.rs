@@ -23,8 +23,11 @@ pub(super) enum Party {
 /// bearer tokens; the coordinator looks them up in the pool.
 #[derive(Debug, Clone)]
 pub(super) enum Request {
-    Challenge,
+    Challenge {
+        join_hash: String,
+    },
     Register {
+        join_hash: String,
         nonce: String,
         slots: u32,
         labels: BTreeMap<String, String>,
@@ -69,6 +72,12 @@ pub(super) enum Request {
         token: String,
         node: wire::NodeId,
     },
+    /// The owner gives a requester credit.
+    GrantCredits {
+        token: String,
+        requester: wire::RequesterId,
+        credits: u64,
+    },
 }
 
 /// A reply, as the client reads it.
@@ -101,6 +110,8 @@ pub(super) enum Reply {
     Cancelled(JobId),
     /// A node was removed, with how many of its attempts went back to the queue.
     Removed(usize),
+    /// Credit was granted: the requester's balance now.
+    Granted(wire::Balance),
 }
 
 /// How the network treats messages now.

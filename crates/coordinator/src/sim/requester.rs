@@ -2,10 +2,14 @@
 //! route checks it, then admitted by the pool or refused for its bounds) or cancels one it was
 //! told about. A reply lost on the way leaves the job running unknown to its requester, which
 //! is fine: the simulation follows every job through the pool's writes.
+//!
+//! In a public pool a requester needs credit first: it asks the pool's owner, who grants it
+//! (again whenever a submission is refused for want of credit, as when a crash lost the
+//! grant), and its jobs run in deterministic mode, so their results can be checked.
 
 use std::collections::BTreeMap;
 
-use wire::{JobId, JobSubmission, Limits, RequesterId, TaskSpec};
+use wire::{JobId, JobSubmission, Limits, RequesterId, TaskSpec, VerifyMode};
 
 use super::agent::CALL_TIMEOUT_MS;
 use super::net::{Party, Reply, Request};
@@ -16,13 +20,30 @@ pub(super) struct Requester {
     pub(super) token: String,
     /// Jobs it was told it submitted.
     pub(super) jobs: Vec<JobId>,
-    /// Calls it waits on, each a submission (`None`) or the cancellation of a job.
-    pub(super) calls: BTreeMap<u64, Option<JobId>>,
+    /// Calls it waits on.
+    pub(super) calls: BTreeMap<u64, Asked>,
+    /// Whether it believes it has credit (a public pool asks for it).
+    pub(super) credited: bool,
+}
+
+/// What a requester's call asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asked {
+    Submission,
+    Cancel(JobId),
+    Removal,
+    Credit,
 }
 
 impl World {
     pub(super) fn requester_timer(&mut self, requester: usize) {
         if !self.chaos_on {
+            return;
+        }
+        if self.setup.public.is_some() && !self.requesters[requester].credited {
+            self.ask_credit(requester);
+            let delay_ms = self.dice.between(300, 4_000);
+            self.schedule(delay_ms, Event::Requester { requester });
             return;
         }
         match self.dice.below(1_000) {
@@ -35,9 +56,9 @@ impl World {
         self.schedule(delay_ms, Event::Requester { requester });
     }
 
-    fn requester_call(&mut self, requester: usize, job: Option<JobId>, request: Request) {
+    fn requester_call(&mut self, requester: usize, asked: Asked, request: Request) {
         let call = self.next_call();
-        self.requesters[requester].calls.insert(call, job);
+        self.requesters[requester].calls.insert(call, asked);
         let event = Event::RequesterTimeout { requester, call };
         self.schedule(CALL_TIMEOUT_MS, event);
         self.send_request(Party::Requester(requester), call, request);
@@ -46,8 +67,10 @@ impl World {
     fn submit(&mut self, requester: usize) {
         let tasks = self.dice.between(1, 6);
         let max_attempts = self.dice.between(1, 3) as u32;
-        // Some jobs run two replicas of each task at once, where their attempts allow.
-        let replicas = if self.dice.chance(0.3) {
+        let public = self.setup.public.is_some();
+        // Some jobs run two replicas of each task at once, where their attempts allow; a job
+        // that verifies runs the replicas its checks need instead.
+        let replicas = if self.dice.chance(0.3) && !public {
             max_attempts.min(2)
         } else {
             1
@@ -69,8 +92,10 @@ impl World {
             },
             max_attempts,
             replicas,
-            deterministic: None,
-            verify: None,
+            // A public pool checks every job, which takes deterministic mode; some ask for
+            // every result to be replicated.
+            deterministic: public.then_some(wire::Deterministic { seed: 1 }),
+            verify: (public && self.dice.chance(0.2)).then_some(VerifyMode::Replicate),
             tasks: (0..tasks)
                 .map(|index| TaskSpec {
                     args: vec![index.to_string()],
@@ -87,7 +112,11 @@ impl World {
         }
         self.stats.submissions += 1;
         let token = self.requesters[requester].token.clone();
-        self.requester_call(requester, None, Request::Submit { token, submission });
+        self.requester_call(
+            requester,
+            Asked::Submission,
+            Request::Submit { token, submission },
+        );
     }
 
     fn cancel(&mut self, requester: usize) {
@@ -97,36 +126,80 @@ impl World {
         }
         let job = jobs[self.dice.below(jobs.len())];
         let token = self.requesters[requester].token.clone();
-        self.requester_call(requester, Some(job), Request::Cancel { token, job });
+        self.requester_call(
+            requester,
+            Asked::Cancel(job),
+            Request::Cancel { token, job },
+        );
     }
 
-    /// The owner removes a node, while enough others remain for the work to finish.
+    /// Asks the pool's owner for credit (the owner's token is the first requester's), unless
+    /// it asked already.
+    fn ask_credit(&mut self, requester: usize) {
+        let asked = &self.requesters[requester].calls;
+        if asked.values().any(|asked| *asked == Asked::Credit) {
+            return;
+        }
+        let credits = self.setup.public.as_ref().map_or(1, |p| p.grant_credits);
+        let request = Request::GrantCredits {
+            token: self.requesters[0].token.clone(),
+            requester: self.requesters[requester].id,
+            credits,
+        };
+        self.requester_call(requester, Asked::Credit, request);
+    }
+
+    /// The owner removes a node, while enough others remain for the work to finish: in a
+    /// public pool, three honest owners to agree on every result.
     fn remove_node(&mut self, requester: usize) {
         let staying: Vec<usize> = (0..self.agents.len())
             .filter(|agent| !self.agents[*agent].removed)
             .collect();
-        if self.setup.labels_required || staying.len() <= 2 {
+        let honest = staying
+            .iter()
+            .filter(|agent| self.setup.cheat(**agent).is_none())
+            .count();
+        let public = self.setup.public.is_some();
+        if self.setup.labels_required || staying.len() <= 2 || (public && honest <= 3) {
             return;
         }
         let agent = staying[self.dice.below(staying.len())];
         self.agents[agent].removed = true;
         let node = self.agents[agent].node;
         let token = self.requesters[requester].token.clone();
-        self.requester_call(requester, None, Request::RemoveNode { token, node });
+        self.requester_call(
+            requester,
+            Asked::Removal,
+            Request::RemoveNode { token, node },
+        );
     }
 
     pub(super) fn requester_reply(&mut self, requester: usize, call: u64, reply: Reply) {
-        let Some(cancelling) = self.requesters[requester].calls.remove(&call) else {
+        let Some(asked) = self.requesters[requester].calls.remove(&call) else {
             return;
         };
         match reply {
             Reply::Submitted(submitted) => self.requesters[requester].jobs.push(submitted.job_id),
             Reply::Cancelled(job) => {
-                assert_eq!(Some(job), cancelling, "a cancellation answers for its job");
+                assert_eq!(
+                    Asked::Cancel(job),
+                    asked,
+                    "a cancellation answers for its job"
+                );
                 self.stats.cancels += 1;
+            }
+            Reply::Granted(balance) => {
+                assert_eq!(asked, Asked::Credit);
+                self.stats.grants += 1;
+                self.requesters[requester].credited = balance.fuel > 0;
             }
             Reply::Refused(reason) => {
                 self.stats.refusals += 1;
+                if asked == Asked::Submission && reason.contains("credits") {
+                    // A crash lost the grant: it asks again.
+                    assert!(self.setup.public.is_some(), "{reason}");
+                    self.requesters[requester].credited = false;
+                }
                 self.trace.record(self.now_ms(), || {
                     format!("requester {requester} refused: {reason}")
                 });

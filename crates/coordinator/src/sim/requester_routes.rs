@@ -1,13 +1,14 @@
 //! The requester's side of the coordinator, as `http/jobs.rs` and `http/nodes.rs` make it: a
 //! submission checked and admitted under one change, with its id drawn from the entropy; a
-//! cancellation answered with a status that is flushed first; and the owner removing a node.
+//! cancellation answered with a status that is flushed first; the owner removing a node; and
+//! the owner granting credit (`http/credits.rs`), answered once it committed.
 
-use wire::{JobId, JobSubmission, NodeId};
+use wire::{JobId, JobSubmission, NodeId, RequesterId};
 
 use super::net::{Party, Reply};
 use super::routes::refusal;
 use super::world::World;
-use crate::pool::{Cancel, Held, RemoveNode, Submit};
+use crate::pool::{Cancel, GrantCredits, Held, RemoveNode, Submit};
 
 impl World {
     pub(super) fn submit_route(
@@ -73,6 +74,28 @@ impl World {
         match removed {
             Err(error) => self.send_reply(to, call, refusal(error)),
             Ok(requeued) => self.reply_after(after, to, call, Reply::Removed(requeued)),
+        }
+    }
+
+    /// The owner grants a requester credit (the route's owner check is the first requester
+    /// here, and it names the requester by id rather than by name).
+    pub(super) fn grant_route(
+        &mut self,
+        from: usize,
+        call: u64,
+        token: &str,
+        requester: RequesterId,
+        credits: u64,
+    ) {
+        let to = Party::Requester(from);
+        let owner = self.requesters[0].id;
+        if self.coord.credentials.requester(token) != Some(owner) {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        }
+        let (granted, after) = self.apply(GrantCredits { requester, credits });
+        match granted {
+            Err(error) => self.send_reply(to, call, refusal(error)),
+            Ok(balance) => self.reply_after(after, to, call, Reply::Granted(balance)),
         }
     }
 }

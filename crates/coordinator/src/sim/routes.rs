@@ -14,7 +14,7 @@ use super::net::{Party, Reply, Request};
 use super::world::{Event, World};
 use crate::pool::{Heartbeat, NewNode, PoolError, RecordUpload, Register, Release, Report};
 
-/// The join token's hash every simulated agent registers with.
+/// The join token's hash every simulated agent of a family pool registers with.
 pub(super) const JOIN_HASH: &str = "sim-join-token";
 
 /// Whether a report's refusal is for what the report claims (blobs, sizes, fuel), not for
@@ -56,6 +56,14 @@ impl World {
             (Party::Requester(requester), Request::RemoveNode { token, node }) => {
                 self.remove_node_route(requester, call, &token, node);
             }
+            (
+                Party::Requester(from),
+                Request::GrantCredits {
+                    token,
+                    requester,
+                    credits,
+                },
+            ) => self.grant_route(from, call, &token, requester, credits),
             (Party::Requester(_), other) => panic!("requesters do not send {other:?}"),
         }
     }
@@ -63,12 +71,16 @@ impl World {
     fn node_route(&mut self, agent: usize, call: u64, request: Request) {
         let to = Party::Agent(agent);
         let token = match &request {
-            Request::Challenge => return self.challenge_route(to, call),
+            Request::Challenge { join_hash } => return self.challenge_route(to, call, join_hash),
             Request::Register {
+                join_hash,
                 nonce,
                 slots,
                 labels,
-            } => return self.register_route(agent, call, nonce, *slots, labels.clone()),
+            } => {
+                let registration = (join_hash.as_str(), nonce.as_str(), *slots);
+                return self.register_route(agent, call, registration, labels.clone());
+            }
             Request::Lease { token, .. }
             | Request::Heartbeat { token, .. }
             | Request::Runtime { token, .. }
@@ -81,6 +93,10 @@ impl World {
             return self.send_reply(to, call, Reply::Unauthorized);
         };
         assert_eq!(node, self.agents[agent].node, "a token names its own node");
+        assert!(
+            !self.coord.pool.is_removed(node),
+            "the token of {node}, removed or banned, still works"
+        );
         match request {
             Request::Lease {
                 slots_free,
@@ -114,10 +130,13 @@ impl World {
         }
     }
 
-    fn challenge_route(&mut self, to: Party, call: u64) {
+    fn challenge_route(&mut self, to: Party, call: u64, join_hash: &str) {
+        if !self.coord.credentials.is_join(join_hash) {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        }
         let nonce = hex::encode(crate::env::Entropy::secret(&self.entropy));
         let now_ms = self.now_ms();
-        let issued = self.coord.gate.issue(JOIN_HASH, nonce.clone(), now_ms);
+        let issued = self.coord.gate.issue(join_hash, nonce.clone(), now_ms);
         let reply = match issued {
             Ok(_) => Reply::Challenge { nonce },
             Err(error) => refusal(error),
@@ -125,15 +144,18 @@ impl World {
         self.send_reply(to, call, reply);
     }
 
+    /// A registration: the join token's hash, the nonce it signed, and the slots it lends.
     fn register_route(
         &mut self,
         agent: usize,
         call: u64,
-        nonce: &str,
-        slots: u32,
+        (join_hash, nonce, slots): (&str, &str, u32),
         labels: std::collections::BTreeMap<String, String>,
     ) {
         let node_id = self.agents[agent].node;
+        if !self.coord.credentials.is_join(join_hash) {
+            return self.send_reply(Party::Agent(agent), call, Reply::Unauthorized);
+        }
         if self.coord.pool.is_removed(node_id) {
             return self.send_reply(Party::Agent(agent), call, Reply::Gone);
         }
@@ -147,11 +169,11 @@ impl World {
             labels,
             slots,
             agent_version: "sim".to_owned(),
-            join_token_hash: JOIN_HASH.to_owned(),
-            network: None,
+            join_token_hash: join_hash.to_owned(),
+            network: self.agents[agent].network.clone(),
         };
         let now_ms = self.now_ms();
-        let (admitted, after) = match self.coord.gate.spend(JOIN_HASH, nonce, now_ms) {
+        let (admitted, after) = match self.coord.gate.spend(join_hash, nonce, now_ms) {
             Ok(()) => self.apply(Register { node: new }),
             Err(error) => (Err(error), None),
         };

@@ -1,5 +1,6 @@
 //! What one seed's pool looks like (its size, timings and how hard faults hit it, all drawn
-//! from the seed), and what a run reports when it ends.
+//! from the seed, and whether it is a public pool: its verification policy and which agents
+//! cheat, and how), and what a run reports when it ends.
 
 use super::dice::Dice;
 use super::net::Faults;
@@ -25,11 +26,47 @@ pub(super) struct Setup {
     pub(super) agent_fault_per_mille: u64,
     /// Whether jobs may require a zone label (only when every agent can join).
     pub(super) labels_required: bool,
+    /// A public pool's settings, in about a third of the seeds; a family pool otherwise.
+    pub(super) public: Option<Public>,
 }
+
+/// A public pool: every job verifies, every agent has an owner of its own, and some cheat.
+#[derive(Debug, Clone)]
+pub(super) struct Public {
+    pub(super) policy: verify::Policy,
+    pub(super) networks_apart: bool,
+    /// How each agent cheats, by its index; `None` for an honest one.
+    pub(super) cheats: Vec<Option<Cheat>>,
+    /// Whole credits the owner grants a requester at a time.
+    pub(super) grant_credits: u64,
+}
+
+/// How a cheating agent lies: with a result of the task that is not the honest one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cheat {
+    /// Every result it reports.
+    Always,
+    /// Honest until this many of its reports were accepted, then every result (once nothing
+    /// honest of it is still on its way, so its lies all reach the pool after its truths).
+    After(u32),
+    /// Every result, and the same lie as the ring's other member: two identities of two
+    /// owners that vouch for each other (the most the rules guard against).
+    Ring,
+}
+
+/// Members a ring may have: three owners agreeing are a quorum, whatever the truth.
+const RING_MAX: usize = 2;
+
+/// Agents a public pool has at least: three honest owners must be left to agree.
+const PUBLIC_AGENTS_MIN: usize = 5;
 
 impl Setup {
     pub(super) fn draw(dice: &mut Dice) -> Self {
-        let agents = dice.between(2, 20) as usize;
+        let public = dice.chance(1.0 / 3.0);
+        let mut agents = dice.between(2, 20) as usize;
+        if public {
+            agents = agents.max(PUBLIC_AGENTS_MIN);
+        }
         let nodes_per_join_token_max =
             dice.pick(&[1_000, agents as u32 + 1, (agents as u32 / 2).max(1)]);
         Self {
@@ -50,8 +87,15 @@ impl Setup {
             unfinished_tasks_max: dice.between(10, 80),
             unfinished_tasks_per_requester_max: dice.between(5, 40),
             agent_fault_per_mille: dice.between(0, 60),
-            labels_required: nodes_per_join_token_max as usize >= agents,
+            // Zones would halve the honest owners a task may be checked by.
+            labels_required: !public && nodes_per_join_token_max as usize >= agents,
+            public: public.then(|| Public::draw(dice, agents)),
         }
+    }
+
+    /// How agent `agent` cheats, if it does.
+    pub(super) fn cheat(&self, agent: usize) -> Option<Cheat> {
+        self.public.as_ref().and_then(|public| public.cheats[agent])
     }
 
     pub(super) fn unfinished_max(&self) -> UnfinishedMax {
@@ -60,6 +104,41 @@ impl Setup {
             per_requester: self.unfinished_tasks_per_requester_max,
             pool_bytes: crate::UNFINISHED_BYTES_MAX_DEFAULT,
             per_requester_bytes: crate::UNFINISHED_BYTES_PER_REQUESTER_MAX_DEFAULT,
+        }
+    }
+}
+
+impl Public {
+    /// A small probation, so nodes earn trust within a run; an audit rate from none (held
+    /// results wait for a forced audit) to every result; up to 30 % of the agents cheating.
+    fn draw(dice: &mut Dice, agents: usize) -> Self {
+        let policy = verify::Policy {
+            probation_results: dice.between(2, 5) as u32,
+            audit_per_million: dice.pick(&[0, 50_000, 250_000, 1_000_000]),
+            held_max: dice.pick(&[1, 4, 40]),
+            ..verify::Policy::PUBLIC
+        };
+        let mut cheats = vec![None; agents];
+        let cheaters = agents * dice.between(0, 30) as usize / 100;
+        let mut ring = 0;
+        for _ in 0..cheaters {
+            let honest: Vec<usize> = (0..agents).filter(|a| cheats[*a].is_none()).collect();
+            let agent = honest[dice.below(honest.len())];
+            let cheat = match dice.below(3) {
+                0 => Cheat::After(dice.between(1, 8) as u32),
+                1 if ring < RING_MAX => {
+                    ring += 1;
+                    Cheat::Ring
+                }
+                _ => Cheat::Always,
+            };
+            cheats[agent] = Some(cheat);
+        }
+        Self {
+            policy,
+            networks_apart: dice.chance(0.5),
+            cheats,
+            grant_credits: dice.between(1, 3),
         }
     }
 }
@@ -117,6 +196,15 @@ stats!(
     tasks_failed,
     tasks_cancelled,
     replicas_stopped,
+    public_seeds,
+    cheaters,
+    lies_accepted,
+    grants,
+    tasks_verified,
+    tasks_inconclusive,
+    bans,
+    liars_weighed_unbanned,
+    cheaters_turned,
     simulated_ms,
 );
 

@@ -6,12 +6,15 @@
 //! ended (completed exactly when all succeeded), only ended jobs are purged, and a node holds
 //! no attempt when it registers again or is deleted. The checks in `checks` then compare the
 //! live pool with the memory shadow; after a crash, the restored pool with the durable one.
+//! A job that verifies follows the rules of `shadow_verify` as well: its tasks' results, the
+//! verdicts that end them, and bans.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use store::{AttemptEnd, AttemptEndState, AttemptRow, Write};
 use wire::{AttemptId, JobId, JobState, NodeId, Outcome, RequesterId, TaskCounts, TaskState};
 
+use super::shadow_verify::{ShadowClaim, check_verified_end_state};
 use crate::pool::count_of;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,10 @@ pub(super) struct ShadowJob {
     pub(super) state: JobState,
     pub(super) tasks: Vec<Slot>,
     pub(super) replicas: u32,
+    /// Whether its results are checked before its tasks end.
+    pub(super) verifies: bool,
+    /// The results of its running tasks that wait for a check, by task.
+    pub(super) claims: BTreeMap<u32, Vec<ShadowClaim>>,
     /// Attempts counted against the job: grants less releases.
     pub(super) attempts: u64,
     pub(super) fuel: u64,
@@ -71,9 +78,31 @@ pub(super) struct Shadow {
     granted: BTreeSet<AttemptId>,
     /// Jobs that have not ended.
     open: usize,
+    /// Whether replicas of a task must run on nodes of distinct owners (a public pool).
+    pub(super) owners_apart: bool,
+    /// Each node identity's owner, by its join token: identities outlive their nodes' rows.
+    pub(super) owners: BTreeMap<NodeId, u64>,
+    /// Node identities banned.
+    pub(super) banned: BTreeSet<NodeId>,
+    /// Nodes whose result disagreed with one a verdict accepted: they must be banned by the
+    /// same change. With the task, for the message.
+    pub(super) must_ban: BTreeMap<NodeId, (JobId, u32)>,
+    /// Nodes whose lie was among the results a verdict weighed (agreed or inconclusive).
+    pub(super) liars_weighed: BTreeSet<NodeId>,
+    /// Tasks ended with a verified result, and inconclusive, for the summary.
+    pub(super) verified: u64,
+    pub(super) inconclusive: u64,
 }
 
 impl Shadow {
+    /// An empty pool; `owners_apart` in a public one.
+    pub(super) fn new(owners_apart: bool) -> Self {
+        Self {
+            owners_apart,
+            ..Self::default()
+        }
+    }
+
     pub(super) fn open_jobs(&self) -> usize {
         self.open
     }
@@ -104,6 +133,8 @@ impl Shadow {
                     state: job.state,
                     tasks: vec![Slot::Pending; tasks.len()],
                     replicas: job.spec.replicas,
+                    verifies: job.spec.verify.is_some(),
+                    claims: BTreeMap::new(),
                     attempts: 0,
                     fuel: 0,
                     shares: BTreeMap::new(),
@@ -118,6 +149,14 @@ impl Shadow {
             Write::UpsertNode(row) => {
                 self.assert_idle(row.id, "registers again");
                 self.nodes.insert(row.id, 0);
+                let owner = super::shadow_verify::owner_key(row.join_token_hash.as_deref());
+                self.owners.insert(row.id, owner.unwrap_or(row.id.0));
+            }
+            Write::EndTasks(verdicts) => verdicts.iter().for_each(|v| self.verdict(v)),
+            Write::SetRecords(rows) => {
+                for row in rows.iter().filter(|row| row.banned) {
+                    self.ban(row.node_id);
+                }
             }
             Write::DeleteNode { node_id } => {
                 self.assert_idle(*node_id, "is deleted");
@@ -146,10 +185,7 @@ impl Shadow {
             "attempt id {} granted twice",
             row.id
         );
-        let job = self
-            .jobs
-            .get_mut(&row.job_id)
-            .expect("grants name known jobs");
+        let job = self.jobs.get(&row.job_id).expect("grants name known jobs");
         assert_eq!(
             job.state,
             JobState::Running,
@@ -157,15 +193,36 @@ impl Shadow {
             row.id,
             row.job_id
         );
-        let on_node: Vec<NodeId> = match &job.tasks[row.task_index as usize] {
+        let index = row.task_index;
+        // The nodes that run the task or gave a result of it: another replica goes elsewhere.
+        let mut ran: Vec<NodeId> = match &job.tasks[index as usize] {
             Slot::Running(live) => live.iter().map(|id| self.attempts[id].node).collect(),
             _ => Vec::new(),
         };
-        let replicas = job.replicas as usize;
-        let slot = &mut job.tasks[row.task_index as usize];
+        let claims = job.claims.get(&index).map_or(0, Vec::len);
+        ran.extend(job.claims.get(&index).into_iter().flatten().map(|c| c.node));
+        // A job that verifies runs what its checks want, within the bound on results.
+        let replicas = if job.verifies {
+            verify::RESULTS_MAX as usize - claims
+        } else {
+            job.replicas as usize
+        };
+        if job.verifies && self.owners_apart {
+            let owner = self.owner(row.node_id);
+            assert!(
+                ran.iter().all(|node| self.owner(*node) != owner),
+                "attempt {} of {}/{index} went to {}, whose owner ran the task or gave a result \
+                 of it already",
+                row.id,
+                row.job_id,
+                row.node_id
+            );
+        }
+        let job = self.jobs.get_mut(&row.job_id).expect("found above");
+        let slot = &mut job.tasks[index as usize];
         match slot {
             Slot::Pending => *slot = Slot::Running(vec![row.id]),
-            Slot::Running(live) if live.len() < replicas && !on_node.contains(&row.node_id) => {
+            Slot::Running(live) if live.len() < replicas && !ran.contains(&row.node_id) => {
                 live.push(row.id);
             }
             _ => panic!(
@@ -215,10 +272,22 @@ impl Shadow {
         live.retain(|id| *id != end.attempt_id);
         let others_live = !live.is_empty();
         let task_end = end.task_end.as_ref().map(|task_end| task_end.state);
-        check_end_state(end, task_end, others_live);
+        let claim = ShadowClaim::of(job.verifies, end, attempt.node);
+        if let Some(claim) = claim {
+            job.claims.entry(end.task_index).or_default().push(claim);
+        }
+        let checked = job.claims.contains_key(&end.task_index);
+        let rules: fn(&AttemptEnd, Option<TaskState>, bool, bool) = if job.verifies {
+            check_verified_end_state
+        } else {
+            check_end_state
+        };
+        rules(end, task_end, others_live, checked);
         match end.state {
             AttemptEndState::Released => job.attempts -= 1,
-            AttemptEndState::Succeeded => *job.shares.entry(attempt.node).or_default() += 1,
+            AttemptEndState::Succeeded if !job.verifies => {
+                *job.shares.entry(attempt.node).or_default() += 1;
+            }
             _ => {}
         }
         if let Some(usage) = end.usage {
@@ -233,8 +302,10 @@ impl Shadow {
                     end.job_id, end.task_index
                 );
                 *slot = Slot::Ended(state);
+                job.claims.remove(&end.task_index);
             }
-            None if !others_live => *slot = Slot::Pending,
+            // Results waiting for a check keep the task running.
+            None if !others_live && !checked => *slot = Slot::Pending,
             None => {}
         }
     }
@@ -249,6 +320,7 @@ impl Shadow {
             JobState::Running,
             "job {job_id} cancelled after it ended"
         );
+        job.claims.clear();
         for slot in &mut job.tasks {
             if let Slot::Running(live) = slot {
                 for attempt in live.iter() {
@@ -286,8 +358,10 @@ impl Shadow {
     }
 
     /// What a restart makes of the store: a live attempt whose node is gone from the store is
-    /// not restored, and its task waits again.
+    /// not restored, and its task waits again; results that waited for a check are forgotten,
+    /// and their tasks run again.
     pub(super) fn restored(&mut self) {
+        self.drop_checks();
         let orphans: Vec<(AttemptId, ShadowAttempt)> = self
             .attempts
             .iter()
@@ -312,7 +386,7 @@ impl Shadow {
 }
 
 /// An end's state agrees with what it does to its task.
-fn check_end_state(end: &AttemptEnd, task_end: Option<TaskState>, others_live: bool) {
+fn check_end_state(end: &AttemptEnd, task_end: Option<TaskState>, others_live: bool, _: bool) {
     match end.state {
         AttemptEndState::Released => {
             assert_eq!(task_end, None, "a release never ends its task");

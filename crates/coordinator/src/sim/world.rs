@@ -10,7 +10,7 @@ use std::path::Path;
 use store::{RequesterRow, TokenRole, TokenRow, Write};
 use wire::{AttemptId, JobId, NodeId, RequesterId};
 
-use super::agent::{Agent, AgentTimer};
+use super::agent::{Agent, AgentTimer, Identity};
 use super::checks::{Due, Replayed};
 use super::coord::Coord;
 use super::dice::Dice;
@@ -124,7 +124,13 @@ impl World {
         let agents = (0..setup.agents)
             .map(|index| {
                 let zone = if index % 2 == 0 { "a" } else { "b" };
-                Agent::new(NodeId(dice.bits()), dice.between(1, 4) as u32, zone)
+                let identity = identity(&setup, index, &mut dice);
+                Agent::new(
+                    NodeId(dice.bits()),
+                    dice.between(1, 4) as u32,
+                    zone,
+                    identity,
+                )
             })
             .collect();
         let entropy = SeededEntropy::from_seed(seed ^ 0x5eed_0f1d);
@@ -134,8 +140,10 @@ impl World {
                 token: format!("sim-requester-{index}"),
                 jobs: Vec::new(),
                 calls: BTreeMap::new(),
+                credited: false,
             })
             .collect();
+        let public = setup.public.is_some();
         let mut trace = Trace::new(mode);
         trace.record(START_MS, || format!("seed {seed}: {setup:?}"));
         Self {
@@ -150,8 +158,8 @@ impl World {
             next_call: 0,
             chaos_on: true,
             coord,
-            memory: Shadow::default(),
-            durable: Shadow::default(),
+            memory: Shadow::new(public),
+            durable: Shadow::new(public),
             agents,
             requesters,
             grants_seen: VecDeque::new(),
@@ -181,11 +189,12 @@ impl World {
     /// and every party's first step.
     async fn start(&mut self) {
         let now_ms = self.now_ms();
-        let mut writes = vec![Write::InsertToken(token_row(
-            JOIN_HASH,
-            TokenRole::Join,
-            now_ms,
-        ))];
+        let join_hashes: std::collections::BTreeSet<&str> =
+            self.agents.iter().map(|a| a.join_hash.as_str()).collect();
+        let mut writes: Vec<Write> = join_hashes
+            .into_iter()
+            .map(|hash| Write::InsertToken(token_row(hash, TokenRole::Join, now_ms)))
+            .collect();
         for requester in &self.requesters {
             writes.push(Write::InsertRequester(RequesterRow {
                 id: requester.id,
@@ -370,6 +379,31 @@ impl World {
             self.memory.jobs.is_empty(),
             "every ended job is purged once its results' time is up"
         );
+    }
+}
+
+/// Who agent `index` is: in a family pool, one of the owner's machines on the pool's join
+/// token; in a public pool, an owner of its own (the first 16 hex digits of its join token's
+/// hash, distinct for each agent) on a network of its own, but for a ring, whose members share
+/// one.
+fn identity(setup: &Setup, index: usize, dice: &mut Dice) -> Identity {
+    let cheat = setup.cheat(index);
+    if setup.public.is_none() {
+        return Identity {
+            join_hash: JOIN_HASH.to_owned(),
+            network: None,
+            cheat,
+        };
+    }
+    let owner = ((index as u64 + 1) << 40) | (dice.bits() >> 24);
+    let network = match cheat {
+        Some(super::setup::Cheat::Ring) => "192.0.2.0/24".to_owned(),
+        _ => format!("10.0.{index}.0/24"),
+    };
+    Identity {
+        join_hash: format!("{owner:016x}{:048x}", dice.bits()),
+        network: Some(network),
+        cheat,
     }
 }
 
