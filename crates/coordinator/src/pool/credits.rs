@@ -46,11 +46,21 @@ const ISSUED_FUEL_MAX: i64 = i64::MAX / 4;
 
 impl PoolState {
     /// Records `moves` as one event; moves of nothing are left out.
+    /// Moves between the same two accounts for the same reason and job become one transfer,
+    /// so a report of many attempts writes one row per job, not one per attempt.
     pub(super) fn move_credits(&mut self, moves: Vec<Move>, now_ms: u64, out: &mut Outbox) {
+        let mut merged: Vec<Move> = Vec::with_capacity(moves.len().min(16));
+        for m in moves.into_iter().filter(|m| m.fuel > 0 && m.from != m.to) {
+            let same =
+                |o: &&mut Move| (o.from, o.to, o.memo, o.job) == (m.from, m.to, m.memo, m.job);
+            match merged.iter_mut().find(same) {
+                Some(other) => other.fuel = other.fuel.saturating_add(m.fuel),
+                None => merged.push(m),
+            }
+        }
         let mut seq = self.accounts.next_seq;
-        let transfers: Vec<Transfer> = moves
+        let transfers: Vec<Transfer> = merged
             .into_iter()
-            .filter(|m| m.fuel > 0 && m.from != m.to)
             .map(|m| {
                 seq += 1;
                 Transfer {

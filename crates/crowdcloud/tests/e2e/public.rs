@@ -96,20 +96,7 @@ async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_aga
     let names: Vec<String> = (0..6).map(|i| format!("honest-{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     pool.wait_online(&names).await;
-    let module = pool.upload_wasm(guests::PROBE).await;
-    let without_credit = pool.submission(module, vec![probe(&["echo", "hi"])], Limits::default());
-    let refused = pool
-        .owner
-        .submit(&without_credit)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(refused.contains("credits"), "{refused}");
-    let grant = wire::CreditGrant {
-        requester: "owner".to_owned(),
-        credits: 1_000,
-    };
-    pool.owner.grant_credits(&grant).await.unwrap();
+    refuses_without_credit_or_determinism_then_grants(&pool).await;
 
     let tasks = 60;
     let job = echo_job(&pool, tasks).await;
@@ -165,6 +152,35 @@ async fn ledger_holds_through_a_restart(pool: &mut Pool) {
     let after = pool.owner.credits().await.unwrap();
     assert_eq!(after.balance, before.balance);
     assert_eq!(after.accounts, before.accounts);
+}
+
+/// A public pool refuses a job from a requester without credit, then one whose results cannot
+/// be compared; the owner then grants its own requester credit.
+async fn refuses_without_credit_or_determinism_then_grants(pool: &Pool) {
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let without_credit = pool.submission(module, vec![probe(&["echo", "hi"])], Limits::default());
+    let refused = pool
+        .owner
+        .submit(&without_credit)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("credits"), "{refused}");
+    let grant = wire::CreditGrant {
+        requester: "owner".to_owned(),
+        credits: 1_000,
+    };
+    pool.owner.grant_credits(&grant).await.unwrap();
+    let refused = pool
+        .owner
+        .submit(&without_credit)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("deterministic"),
+        "a job whose results cannot be compared is refused: {refused}"
+    );
 }
 
 /// A banned liar that joins again under a new identity and a new join token is on probation
