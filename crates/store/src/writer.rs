@@ -176,11 +176,18 @@ async fn run(
 async fn apply(target: &Target, batch: &[Request]) -> Result<(), StoreError> {
     let mut transaction = target.pool.begin().await?;
     crate::epoch::fence(&mut transaction, target.backend, target.epoch).await?;
+    // Ledger rows touch no other table and commit with the rest, so the whole group's go in
+    // as one multi-row statement at the end rather than one per request.
+    let mut transfers: Vec<&wire::Transfer> = Vec::new();
     for request in batch {
         for write in &request.writes {
-            apply_one(&mut transaction, target.backend, write).await?;
+            match write {
+                Write::InsertTransfers(rows) => transfers.extend(rows),
+                write => apply_one(&mut transaction, target.backend, write).await?,
+            }
         }
     }
+    insert_transfers(&mut transaction, target.backend, &transfers).await?;
     transaction.commit().await?;
     Ok(())
 }
@@ -321,7 +328,10 @@ async fn apply_one(
         Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
         Write::EndTasks(verdicts) => end_tasks(tx, verdicts).await?,
         Write::SetRecords(rows) => set_records(tx, rows).await?,
-        Write::InsertTransfers(transfers) => insert_transfers(tx, backend, transfers).await?,
+        Write::InsertTransfers(transfers) => {
+            let rows: Vec<&wire::Transfer> = transfers.iter().collect();
+            insert_transfers(tx, backend, &rows).await?;
+        }
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
         Write::FinishJob {
             job_id,
@@ -386,7 +396,7 @@ async fn end_tasks(
 async fn insert_transfers(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    transfers: &[wire::Transfer],
+    transfers: &[&wire::Transfer],
 ) -> Result<(), StoreError> {
     for chunk in transfers.chunks(ROWS_PER_INSERT) {
         let sql = values_sql(
