@@ -328,10 +328,7 @@ async fn apply_one(
         Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
         Write::EndTasks(verdicts) => end_tasks(tx, verdicts).await?,
         Write::SetRecords(rows) => set_records(tx, rows).await?,
-        Write::InsertTransfers(transfers) => {
-            let rows: Vec<&wire::Transfer> = transfers.iter().collect();
-            insert_transfers(tx, backend, &rows).await?;
-        }
+        Write::InsertTransfers(_) => unreachable!("`apply` inserts a group's ledger rows at once"),
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
         Write::FinishJob {
             job_id,
