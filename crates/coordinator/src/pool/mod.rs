@@ -32,6 +32,7 @@ mod replica;
 mod reports;
 mod trust;
 mod verification;
+mod verification_apply;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
