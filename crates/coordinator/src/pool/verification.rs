@@ -236,11 +236,7 @@ impl PoolState {
     /// owner.
     pub(super) fn witness_of(&self, node_id: NodeId) -> u64 {
         match self.verifying.trust {
-            Trust::Public => self
-                .nodes
-                .get(&node_id)
-                .and_then(|node| node.owner)
-                .unwrap_or(node_id.0),
+            Trust::Public => self.payee_of(node_id),
             Trust::Family => node_id.0,
         }
     }

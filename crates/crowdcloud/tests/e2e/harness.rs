@@ -458,7 +458,13 @@ fn spawn_coordinator(
 }
 
 async fn read_url(dir: &Path) -> String {
-    let path = dir.join("coordinator").join("coordinator.json");
+    announced(&dir.join("coordinator"), "url").await
+}
+
+/// A field of the `coordinator.json` the coordinator in `data_dir` announces itself in, once
+/// it has.
+pub async fn announced(data_dir: &Path, field: &str) -> String {
+    let path = data_dir.join("coordinator.json");
     let path = &path;
     eventually(
         "the coordinator to announce itself",
@@ -466,7 +472,7 @@ async fn read_url(dir: &Path) -> String {
         || async move {
             let text = std::fs::read_to_string(path).ok()?;
             let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-            Some(value["url"].as_str()?.to_owned())
+            Some(value[field].as_str()?.to_owned())
         },
     )
     .await

@@ -34,6 +34,15 @@ async fn echo_job(pool: &Pool, tasks: usize) -> JobId {
     pool.owner.submit(&submission).await.unwrap().job_id
 }
 
+/// The owner's own requester gets credit to submit with.
+async fn grant_the_owner_credit(pool: &Pool) {
+    let grant = wire::CreditGrant {
+        requester: "owner".to_owned(),
+        credits: 1_000,
+    };
+    pool.owner.grant_credits(&grant).await.unwrap();
+}
+
 /// Every task of `job` ended with its own right answer, and says how it was verified.
 async fn all_right_and_verified(pool: &Pool, job: JobId, tasks: usize) {
     let page = pool.owner.tasks(job, 0, tasks as u32).await.unwrap();
@@ -166,11 +175,7 @@ async fn refuses_without_credit_or_determinism_then_grants(pool: &Pool) {
         .unwrap_err()
         .to_string();
     assert!(refused.contains("credits"), "{refused}");
-    let grant = wire::CreditGrant {
-        requester: "owner".to_owned(),
-        credits: 1_000,
-    };
-    pool.owner.grant_credits(&grant).await.unwrap();
+    grant_the_owner_credit(pool).await;
     let refused = pool
         .owner
         .submit(&without_credit)
@@ -226,11 +231,7 @@ async fn a_crash_while_results_wait_for_checks_keeps_the_ledger_whole() {
     }
     pool.wait_online(&["stranger-0", "stranger-1", "stranger-2"])
         .await;
-    let grant = wire::CreditGrant {
-        requester: "owner".to_owned(),
-        credits: 1_000,
-    };
-    pool.owner.grant_credits(&grant).await.unwrap();
+    grant_the_owner_credit(&pool).await;
     let tasks = 150;
     let job = echo_job(&pool, tasks).await;
     let owner = pool.owner.clone();

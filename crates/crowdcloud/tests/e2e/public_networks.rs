@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wire::{JobState, JobStatus, NodeList, NodeState, TaskStatus};
 
-use crate::harness::eventually;
+use crate::harness::{announced, eventually};
 use crate::lan::{Lan, addressed_lan_or_skip};
 
 /// The coordinator, then the agents: `a1` and `a2` share 10.77.1.0/24, each other machine has
@@ -53,7 +53,7 @@ async fn replicas_of_a_task_never_run_on_two_nodes_of_one_network() {
         ],
         "coordinator",
     );
-    let fingerprint = fingerprint(&lan).await;
+    let fingerprint = announced(&lan.data_dir("coord"), "fingerprint").await;
     for (machine, _) in &MACHINES[1..] {
         start_agent(&mut lan, machine, &fingerprint).await;
     }
@@ -91,22 +91,6 @@ async fn replicas_of_a_task_never_run_on_two_nodes_of_one_network() {
     }
     assert!(took_part > 0, "the shared /24 took part in no verification");
     eprintln!("10.77.1.0/24 (a1 or a2) vouched for {took_part} of {TASKS} tasks");
-}
-
-/// The certificate the coordinator serves, from the file it announces itself in.
-async fn fingerprint(lan: &Lan) -> String {
-    let path = lan.data_dir("coord").join("coordinator.json");
-    let path = &path;
-    eventually(
-        "the coordinator to announce itself",
-        Duration::from_secs(30),
-        || async move {
-            let text = std::fs::read_to_string(path).ok()?;
-            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-            Some(value["fingerprint"].as_str()?.to_owned())
-        },
-    )
-    .await
 }
 
 /// Starts the agent of `machine`, one slot, with a join token of its own: an owner of its own.
