@@ -301,14 +301,21 @@ impl Registry {
         }
     }
 
-    /// Tells the first connections in shedding order to close, as many as the headroom.
+    /// Tells the first connections in shedding order to close: as many as the headroom, less
+    /// those told before that have not closed yet. Counting those keeps an accept loop that
+    /// looks again before they close from reaching past the anonymous ones into idle
+    /// connections of nodes and requesters, which may be sending a request at that moment.
     fn shed(&self) {
         let open = self.open.lock();
-        let mut candidates: Vec<((bool, Instant), &Arc<Conn>)> = open
-            .values()
-            .filter_map(|conn| conn.shed_rank().map(|rank| (rank, conn)))
-            .collect();
-        let count = self.limits.headroom().min(candidates.len());
+        let mut closing = 0;
+        let mut candidates: Vec<((bool, Instant), &Arc<Conn>)> = Vec::new();
+        for conn in open.values() {
+            match conn.shed_rank() {
+                Some(rank) => candidates.push((rank, conn)),
+                None => closing += usize::from(conn.state.lock().shedding),
+            }
+        }
+        let count = (self.limits.headroom().saturating_sub(closing)).min(candidates.len());
         if count == 0 {
             return;
         }
@@ -624,18 +631,32 @@ mod tests {
             conn(index).state.lock().authenticated = true;
             conn(index).end(Instant::now());
         }
+        let shedding = |registrations: &[Registration]| -> Vec<u64> {
+            let mut ids: Vec<u64> = registrations
+                .iter()
+                .filter(|registration| registration.conn.state.lock().shedding)
+                .map(|registration| registration.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
         registry.shed();
         registry.shed();
-        let shed: Vec<usize> = (0..16)
-            .filter(|index| conn(*index).state.lock().shedding)
-            .collect();
         assert_eq!(
-            shed,
-            vec![3, 4, 5, 6],
-            "two rounds of two: the oldest anonymous ones, never the busy or authenticated"
+            shedding(&registrations),
+            vec![3, 4],
+            "the oldest anonymous ones, never the busy or authenticated, and a second look \
+             before they close tells no more"
         );
         assert!(!conn(0).should_close(Instant::now(), &registry.limits));
         assert!(conn(3).should_close(Instant::now(), &registry.limits));
+        registrations.retain(|registration| !registration.conn.state.lock().shedding);
+        registry.shed();
+        assert_eq!(
+            shedding(&registrations),
+            vec![5, 6],
+            "once they closed, two more"
+        );
         drop(registrations);
         assert!(registry.open.lock().is_empty(), "closing frees the slots");
         assert_eq!(registry.slots.available_permits(), 16);
