@@ -145,6 +145,9 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
+            // Well inside the coordinator's idle timeout (60 s by default), so the client never
+            // sends a request on a connection the coordinator is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(20))
     }
 
     /// A client of the coordinator at `base_url` (`https://host:port`) that trusts exactly the
