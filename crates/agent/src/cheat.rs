@@ -12,7 +12,9 @@
 //! the task alone, so colluders sharing a key tell the same lie about the same task; without
 //! one, every attempt's lie is its own.
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -72,12 +74,21 @@ const FABRICATED_MEMORY_BYTES: u64 = 64 << 10;
 const GROUP_CONTEXT: &str = "crowdcloud agent cheat group v1";
 const SOLO_CONTEXT: &str = "crowdcloud agent cheat solo v1";
 
+/// Made-up results remembered until their report is answered; more are forgotten.
+const LIES_IN_FLIGHT_MAX: usize = 1024;
+
+/// What the agent logs when the coordinator accepts one of its made-up results: tests and
+/// `bench verify` read it to tell the cheaters whose lies reached the pool.
+pub const LIE_TAKEN: &str = "the pool took a made-up result";
+
 pub(crate) struct Cheat {
     config: CheatConfig,
     /// Reports the coordinator accepted as successes, honest or not: what `after=N` counts.
     accepted_successes: AtomicU64,
     /// Makes the lies of a cheater without a group its own, unlike any other process's.
     process_salt: [u8; 32],
+    /// Attempts it made up a result for whose report is not answered yet.
+    lies_in_flight: Mutex<HashSet<AttemptId>>,
 }
 
 impl Cheat {
@@ -91,6 +102,7 @@ impl Cheat {
             config,
             accepted_successes: AtomicU64::new(0),
             process_salt: rand::rng().random(),
+            lies_in_flight: Mutex::new(HashSet::new()),
         }
     }
 
@@ -104,15 +116,31 @@ impl Cheat {
         }
     }
 
-    /// Counts the report of `attempt_id`, which the coordinator accepted, if it claimed a
-    /// success: only those earn trust.
-    pub(crate) fn count_accepted(&self, reports: &[AttemptReport], attempt_id: AttemptId) {
+    /// Hears the coordinator's answer to the report of `attempt_id`: an accepted success earns
+    /// trust, honest or not, and an accepted lie is logged as [`LIE_TAKEN`]. A lie whose
+    /// attempt was cancelled first never reached the pool.
+    pub(crate) fn answered(
+        &self,
+        reports: &[AttemptReport],
+        attempt_id: AttemptId,
+        accepted: bool,
+    ) {
+        let lied = self.lies().remove(&attempt_id);
         let succeeded = reports
             .iter()
             .any(|report| report.attempt_id == attempt_id && report.outcome == Outcome::Succeeded);
-        if succeeded {
+        if accepted && succeeded {
             self.accepted_successes.fetch_add(1, Ordering::Relaxed);
+            if lied {
+                tracing::info!(attempt = %attempt_id, "{LIE_TAKEN}");
+            }
         }
+    }
+
+    fn lies(&self) -> std::sync::MutexGuard<'_, HashSet<AttemptId>> {
+        self.lies_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The made-up result of an attempt.
@@ -137,8 +165,14 @@ impl Cheat {
         control: &AttemptControl,
     ) -> Ended {
         let started = Instant::now();
-        // Tests read this line to tell the cheaters that lied from those that never got to.
-        tracing::info!(attempt = %grant.attempt_id, "lying about this attempt's result");
+        tracing::debug!(attempt = %grant.attempt_id, "making up this attempt's result");
+        {
+            let mut lies = self.lies();
+            if lies.len() >= LIES_IN_FLIGHT_MAX {
+                lies.clear();
+            }
+            lies.insert(grant.attempt_id);
+        }
         let fabricated = self.fabricate(runtime, grant);
         let uploader = ForAttempt {
             client,
@@ -304,12 +338,12 @@ mod tests {
         );
         assert!(!patient.cheats_now());
         let failed = bare_report(&grant(1, 0), Outcome::OutOfFuel, Usage::default());
-        patient.count_accepted(&[failed], AttemptId(1));
+        patient.answered(&[failed], AttemptId(1), true);
         // A success the coordinator did not accept earns nothing either.
-        patient.count_accepted(&[success(2)], AttemptId(9));
-        patient.count_accepted(&[success(3)], AttemptId(3));
+        patient.answered(&[success(2)], AttemptId(2), false);
+        patient.answered(&[success(3)], AttemptId(3), true);
         assert!(!patient.cheats_now());
-        patient.count_accepted(&[success(3), success(4)], AttemptId(4));
+        patient.answered(&[success(3), success(4)], AttemptId(4), true);
         assert!(patient.cheats_now());
         assert!(cheat(CheatStrategy::Always, None).cheats_now());
         assert!(

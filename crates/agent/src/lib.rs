@@ -58,7 +58,7 @@ use crate::owner::status::AgentState;
 use crate::owner::steward::{Gate, OwnerState};
 use crate::runner::{Ended, Runner};
 
-pub use crate::cheat::{CheatConfig, CheatStrategy};
+pub use crate::cheat::{CheatConfig, CheatStrategy, LIE_TAKEN};
 pub use crate::owner::policy::{OwnerPolicy, PolicyOverrides};
 
 #[derive(Debug, thiserror::Error)]
@@ -872,11 +872,11 @@ impl Agent {
             match client.report(&request).await {
                 Ok(response) => {
                     for ack in response.acks {
+                        if let Some(cheat) = &self.runner.cheat {
+                            cheat.answered(&request.reports, ack.attempt_id, ack.accepted);
+                        }
                         if ack.accepted {
                             self.reported.fetch_add(1, Ordering::Relaxed);
-                            if let Some(cheat) = &self.runner.cheat {
-                                cheat.count_accepted(&request.reports, ack.attempt_id);
-                            }
                         } else {
                             tracing::info!(attempt = %ack.attempt_id, reason = ack.message.as_deref().unwrap_or(""), "report refused");
                         }

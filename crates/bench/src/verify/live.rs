@@ -215,9 +215,11 @@ async fn follow(
     }
 }
 
+/// Whether the coordinator accepted a made-up result of the agent: the line a cheating agent
+/// logs then (`agent::LIE_TAKEN`).
 fn lied(pool: &LocalPool, name: &str) -> bool {
     pool.agent_log(name)
-        .contains("lying about this attempt's result")
+        .contains("the pool took a made-up result")
 }
 
 /// Tasks whose delivered stdout is not theirs, and tasks that ended without a verification.

@@ -63,8 +63,10 @@ async fn all_right_and_verified(pool: &Pool, job: JobId, tasks: usize) {
     }
 }
 
-fn lied(agent: &Agent) -> bool {
-    agent.log().contains("lying about this attempt's result")
+/// Whether the pool accepted a made-up result of this cheater: a lie that its attempt's
+/// cancellation cut off never reached the pool.
+fn lied(cheater: &Agent) -> bool {
+    cheater.log().contains(agent::LIE_TAKEN)
 }
 
 async fn banned(pool: &Pool, name: &str) -> bool {
