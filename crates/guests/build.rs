@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
-const GUESTS: [&str; 4] = ["render", "wordcount", "probe", "kernels"];
+const GUESTS: [&str; 5] = ["render", "wordcount", "probe", "kernels", "compare"];
 const PREBUILT_ENV: &str = "CROWDCLOUD_GUESTS_PREBUILT";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 

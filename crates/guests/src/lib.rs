@@ -16,13 +16,22 @@ pub const RENDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/render.wasm"
 pub const WORDCOUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount.wasm"));
 
 /// The diagnostic and hostile guest: `probe MODE [ARGS...]`, with modes such as `echo`, `env`,
-/// `read`, `write`, `sleep`, `spin`, `alloc`, `stdout-flood`, `recurse`, `escape` and `floats`.
+/// `read`, `write`, `sleep`, `spin`, `alloc`, `stdout-flood`, `recurse`, `escape`, `floats`, and
+/// `pi SAMPLES`, a Monte Carlo estimate printed as `pi X.XXXXXX` that differs from run to run.
 /// Exit codes: 0 success, 1 unexpected failure, 2 bad arguments, 3 denied, 4 escaped.
 pub const PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.wasm"));
 
 /// The CPU-bound kernels of the `kernels` crate as a guest: `kernels mandelbrot|sha256|nbody
 /// [SIZE]` prints `NAME SIZE CHECKSUM`, the same checksum the native build computes.
 pub const KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.wasm"));
+
+/// The validator guest that says whether two results of a task are equivalent when they are not
+/// bit-identical: `compare [--relative R] [--absolute A] [--ignore-stderr]` reads the results
+/// mounted read-only at `/a` and `/b` (each `outcome`, `stdout`, `stderr` and `output/`) and
+/// compares texts token by token, numbers within `max(A, R * max(|x|, |y|))` (defaults 1e-9 and
+/// 0). Exit codes: 0 equivalent, 1 different (stdout names the first difference), 2 bad usage or
+/// unreadable results.
+pub const COMPARE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/compare.wasm"));
 
 /// True if the modules above were compiled from `guests/` in this build, false if the committed
 /// prebuilt copies were used.
@@ -85,11 +94,12 @@ pub const MIXED_POLL_WAT: &str = include_str!("../wat/mixed_poll.wat");
 mod tests {
     use super::*;
 
-    const MODULES: [(&str, &[u8]); 4] = [
+    const MODULES: [(&str, &[u8]); 5] = [
         ("render", RENDER),
         ("wordcount", WORDCOUNT),
         ("probe", PROBE),
         ("kernels", KERNELS),
+        ("compare", COMPARE),
     ];
 
     const WATS: [(&str, &str); 15] = [

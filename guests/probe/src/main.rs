@@ -8,9 +8,11 @@ mod floats;
 mod sys;
 
 use std::ffi::OsString;
+use std::fmt::Display;
 use std::fs;
 use std::hint::black_box;
 use std::io::{self, BufWriter, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -37,6 +39,7 @@ modes:
   panic               panic (a trap under panic=abort)
   clock               print `wall_ns N` and `monotonic_delta_ns N`
   random N            print N bytes from the WASI random source as hex (N <= 1048576)
+  pi SAMPLES          Monte Carlo estimate of pi: `pi X.XXXXXX` (1 <= SAMPLES <= 100000000)
   escape              try to leave the sandbox: exit 0 if all denied, 4 if anything escaped
   floats              print the bits of NaN-producing float operations";
 
@@ -44,6 +47,9 @@ const DENIED: u8 = 3;
 const ESCAPED: u8 = 4;
 const MIB: usize = 1 << 20;
 const MAX_RANDOM_BYTES: u32 = 1 << 20;
+const MAX_PI_SAMPLES: u64 = 100_000_000;
+/// Points drawn per call for random bytes: few host calls, and a buffer of only 64 KiB.
+const PI_BATCH: usize = 8 * 1024;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -101,15 +107,8 @@ fn run(args: &[OsString]) -> Result<ExitCode, String> {
             panic!("probe: panic requested by the panic mode")
         }
         "clock" => clock(no_args(mode, rest)?),
-        "random" => {
-            let n: u32 = number(mode, "N", single(mode, "N", rest)?)?;
-            if n > MAX_RANDOM_BYTES {
-                return Err(format!(
-                    "random takes at most {MAX_RANDOM_BYTES} bytes, not {n}"
-                ));
-            }
-            random(n)
-        }
+        "random" => random(bounded(mode, "N", rest, 0..=MAX_RANDOM_BYTES)?),
+        "pi" => pi(bounded(mode, "SAMPLES", rest, 1..=MAX_PI_SAMPLES)?),
         "escape" => {
             no_args(mode, rest)?;
             if escape::run() {
@@ -167,6 +166,29 @@ fn number<T: FromStr>(mode: &str, what: &str, arg: &OsString) -> Result<T, Strin
     arg.to_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("{mode} needs a whole number for {what}, not {arg:?}"))
+}
+
+/// The single number argument of `mode`, refused outside `range` so that a slip of the finger
+/// cannot ask for gigabytes of output or hours of work.
+fn bounded<T>(
+    mode: &str,
+    what: &str,
+    rest: &[OsString],
+    range: RangeInclusive<T>,
+) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    let n: T = number(mode, what, single(mode, what, rest)?)?;
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{mode} takes {what} from {} to {}, not {n}",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 /// Prints a line to stdout and ignores a closed stdout: the exit code still tells the story.
@@ -423,6 +445,44 @@ fn random(n: u32) -> ExitCode {
     }
 }
 
+fn pi(samples: u64) -> ExitCode {
+    match estimate_pi(samples, sys::random_fill) {
+        Ok(estimate) => {
+            println!("pi {estimate:.6}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => denied(e),
+    }
+}
+
+/// Four times the share of random points in the unit square that fall in the quarter circle.
+/// The randomness comes from the host, so every run gives a slightly different answer: the
+/// example of results that agree only within a tolerance.
+fn estimate_pi(samples: u64, mut fill: impl FnMut(&mut [u8]) -> io::Result<()>) -> io::Result<f64> {
+    let mut buf = vec![0u8; PI_BATCH * 8];
+    let mut left = samples;
+    let mut inside = 0u64;
+    while left > 0 {
+        let points = usize::try_from(left).map_or(PI_BATCH, |n| n.min(PI_BATCH));
+        let bytes = &mut buf[..points * 8];
+        fill(bytes)?;
+        for &[a, b, c, d, e, f, g, h] in bytes.as_chunks::<8>().0 {
+            let (x, y) = (unit([a, b, c, d]), unit([e, f, g, h]));
+            if x * x + y * y <= 1.0 {
+                inside += 1;
+            }
+        }
+        left -= points as u64;
+    }
+    Ok(4.0 * inside as f64 / samples as f64)
+}
+
+/// Four random bytes as the middle of one of 2^32 equal steps of (0, 1), so neither edge of
+/// the square is counted more than the other.
+fn unit(bytes: [u8; 4]) -> f64 {
+    (f64::from(u32::from_le_bytes(bytes)) + 0.5) / 4_294_967_296.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +503,11 @@ mod tests {
             "sleep soon",
             "env extra",
             "random 2000000",
+            "pi",
+            "pi 0",
+            "pi 100000001",
+            "pi many",
+            "pi 10 20",
         ] {
             let err = run(&args(bad)).expect_err(bad);
             assert!(!err.ends_with('.'), "{err}");
@@ -477,6 +542,35 @@ mod tests {
                 .enumerate()
                 .all(|(i, &b)| b == pattern_byte(i as u64))
         );
+    }
+
+    #[test]
+    fn pi_estimate_counts_points_in_the_quarter_circle() {
+        let zeros = |buf: &mut [u8]| {
+            buf.fill(0);
+            Ok(())
+        };
+        let ones = |buf: &mut [u8]| {
+            buf.fill(0xff);
+            Ok(())
+        };
+        assert_eq!(estimate_pi(3, zeros).expect("zeros"), 4.0);
+        assert_eq!(estimate_pi(PI_BATCH as u64 + 1, ones).expect("ones"), 0.0);
+        // A fixed xorshift stands in for the host's randomness, which native builds lack.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let xorshift = |buf: &mut [u8]| {
+            for byte in buf {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = (state >> 56) as u8;
+            }
+            Ok(())
+        };
+        let estimate = estimate_pi(200_000, xorshift).expect("xorshift");
+        assert!((estimate - std::f64::consts::PI).abs() < 0.02, "{estimate}");
+        let failing = |_: &mut [u8]| Err(io::Error::other("no randomness"));
+        assert!(estimate_pi(1, failing).is_err());
     }
 
     #[test]
