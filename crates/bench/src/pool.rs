@@ -35,6 +35,7 @@ pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
         replicas: 1,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks: vec![TaskSpec::default(); tasks as usize],
     }
 }

@@ -42,6 +42,7 @@ mod service;
 #[cfg(test)]
 mod sim;
 mod tls;
+mod validation;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -49,8 +50,10 @@ use std::sync::Arc;
 
 pub use connections::ConnectionLimits;
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
+pub use pool::Verdict;
 pub use store::Durability;
 pub use tls::TlsIdentity;
+pub use validation::{VALIDATOR_LIMITS, ValidatorLimits, ValidatorRun, ValidatorRunner};
 
 /// The name of the owner's API token among the bootstrap tokens: it may also manage tokens and
 /// make join codes.
@@ -97,6 +100,8 @@ pub struct CoordinatorConfig {
     pub database_url: String,
     pub durability: Durability,
     pub blob_dir: PathBuf,
+    /// Scratch space: the results a validator compares are laid out here for its run.
+    pub work_dir: PathBuf,
     /// A lease lasts this long past a node's last request.
     pub lease_ms: u64,
     /// Largest blob a requester may upload.
@@ -162,6 +167,7 @@ impl CoordinatorConfig {
             database_url: format!("sqlite://{}", data_dir.join("state.db").display()),
             durability: Durability::Full,
             blob_dir: data_dir.join("blobs"),
+            work_dir: data_dir.join("work"),
             lease_ms: 15_000,
             blob_upload_bytes_max: wire::limits::BLOB_BYTES_MAX,
             write_queue_max: 200_000,
@@ -243,6 +249,13 @@ impl Coordinator {
     ) -> Result<(), CoordinatorError> {
         self.shared.join.set_fingerprint(tls.fingerprint());
         service::serve(self.shared, listener, Some(tls), shutdown).await
+    }
+
+    /// Lets jobs name validators, run by `runner`; without one they are refused.
+    pub fn with_validators(self, runner: Arc<dyn ValidatorRunner>) -> Self {
+        let set = self.shared.validators.set(runner);
+        assert!(set.is_ok(), "validators are given once");
+        self
     }
 
     pub fn pool_name(&self) -> &str {

@@ -53,6 +53,10 @@ pub(crate) struct Shared {
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
     storage_failed: Notify,
+    /// What runs jobs' validators, when the coordinator was given one.
+    pub(crate) validators: std::sync::OnceLock<Arc<dyn crate::ValidatorRunner>>,
+    /// Woken when a result waits for its job's validator.
+    pub(crate) comparisons: Notify,
     /// Join codes, code exchanges in flight, the served certificate and the owner's tokens.
     pub(crate) join: crate::join::JoinDesk,
     /// The challenges of registrations under way, and how fast each join token may register.
@@ -117,6 +121,8 @@ impl Shared {
             heartbeat_latency: crate::latency::Histogram::default(),
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
+            validators: std::sync::OnceLock::new(),
+            comparisons: Notify::new(),
             join: crate::join::JoinDesk::default(),
             gate: Mutex::new(crate::gate::Gate::new(config_nodes_max)),
             blob_gate: tokio::sync::RwLock::new(()),
@@ -185,6 +191,9 @@ impl Shared {
     /// order. Also says whether a sweep of the waiting nodes goes on.
     fn settle(&self, core: &mut Core, now_ms: u64, mut out: Outbox) -> (Commit, bool) {
         let entropy = self.entropy.as_ref();
+        if core.pool.comparisons_wanted() {
+            self.comparisons.notify_one();
+        }
         let sweeping = core
             .parked
             .follow(&mut core.pool, now_ms, entropy, &mut out);
@@ -370,6 +379,10 @@ pub(crate) async fn serve(
 ) -> Result<(), CoordinatorError> {
     let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
     let sweeper = tokio::spawn(crate::retention::sweep(Arc::clone(&shared)));
+    let comparer = shared.validators.get().map(|runner| {
+        let compare = crate::validation::compare_results(Arc::clone(&shared), Arc::clone(runner));
+        tokio::spawn(compare)
+    });
     let stopper = {
         let shared = Arc::clone(&shared);
         async move {
@@ -387,6 +400,9 @@ pub(crate) async fn serve(
         crate::connections::serve(listener, tls, app, &shared.config.connections, stopper).await;
     reaper.abort();
     sweeper.abort();
+    if let Some(comparer) = comparer {
+        comparer.abort();
+    }
     // A coordinator that stopped because its store failed ends with that failure.
     let stored = shared.store.flush().await;
     shared.store.close().await;

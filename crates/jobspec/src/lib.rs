@@ -42,7 +42,16 @@ pub struct JobPlan {
     pub deterministic: Option<Deterministic>,
     /// How results are checked, beyond the pool's default (`verify = "replicate"`).
     pub verify: Option<wire::VerifyMode>,
+    /// The local module that compares two results, and its arguments.
+    pub validator: Option<ValidatorPlan>,
     pub tasks: Vec<TaskPlan>,
+}
+
+/// A job's validator: a local module and its arguments (see `wire::Validator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorPlan {
+    pub module: PathBuf,
+    pub args: Vec<String>,
 }
 
 /// A local directory whose files are mounted read-only at `guest_path` for every task.

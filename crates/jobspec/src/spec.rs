@@ -9,7 +9,7 @@ use wire::limits::default;
 use wire::{Deterministic, Limits, Requirements};
 
 use crate::quantity::{parse_bytes, parse_duration_ms};
-use crate::{JobPlan, MountPlan, SpecError, TaskPlan};
+use crate::{JobPlan, MountPlan, SpecError, TaskPlan, ValidatorPlan};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,12 +26,22 @@ struct SpecFile {
     replicas: Option<u32>,
     deterministic: Option<DeterministicFile>,
     verify: Option<wire::VerifyMode>,
+    validator: Option<ValidatorFile>,
     #[serde(default)]
     mounts: Vec<MountFile>,
     #[serde(default)]
     tasks: Vec<TaskFile>,
     sweep: Option<SweepFile>,
     per_input: Option<PerInputFile>,
+}
+
+/// `validator = { module = "compare.wasm", args = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidatorFile {
+    module: String,
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 /// A number, or text with a unit.
@@ -144,6 +154,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
         toml::from_str(text).map_err(|error| SpecError::Syntax(error.to_string()))?;
     let resolve = |path: &str| base_dir.join(path);
     let module = resolve(&file.module);
+    let tasks = tasks_of(&file, base_dir)?;
     let name = match file.name {
         Some(name) => name,
         None => default_name(&module),
@@ -155,36 +166,6 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
         arch: file.requirements.arch,
         os: file.requirements.os,
         labels: file.requirements.labels,
-    };
-    let sources = usize::from(!file.tasks.is_empty())
-        + usize::from(file.sweep.is_some())
-        + usize::from(file.per_input.is_some());
-    if sources != 1 {
-        return Err(invalid(
-            "tasks",
-            "give the tasks in exactly one way: [[tasks]] entries, a [sweep] or a [per_input]",
-        ));
-    }
-    let tasks = if let Some(sweep) = &file.sweep {
-        sweep_tasks(sweep.count, &sweep.args)?
-    } else if let Some(per_input) = &file.per_input {
-        per_input_tasks(&resolve(&per_input.dir), &per_input.args)?
-    } else {
-        file.tasks
-            .iter()
-            .map(|task| TaskPlan {
-                args: task.args.clone(),
-                stdin: task.stdin.as_deref().map(resolve),
-                inputs: task
-                    .inputs
-                    .iter()
-                    .map(|input| match input {
-                        InputFile::Path(path) => (file_name_of(path), resolve(path)),
-                        InputFile::Named { name, path } => (name.clone(), resolve(path)),
-                    })
-                    .collect(),
-            })
-            .collect()
     };
     let plan = JobPlan {
         name,
@@ -204,10 +185,50 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
         replicas: file.replicas.unwrap_or(default::REPLICAS),
         deterministic: file.deterministic.map(|d| Deterministic { seed: d.seed }),
         verify: file.verify,
+        validator: file.validator.map(|validator| ValidatorPlan {
+            module: resolve(&validator.module),
+            args: validator.args,
+        }),
         tasks,
     };
     check(&plan)?;
     Ok(plan)
+}
+
+/// The tasks a spec file gives, in whichever of its three ways.
+fn tasks_of(file: &SpecFile, base_dir: &Path) -> Result<Vec<TaskPlan>, SpecError> {
+    let sources = usize::from(!file.tasks.is_empty())
+        + usize::from(file.sweep.is_some())
+        + usize::from(file.per_input.is_some());
+    if sources != 1 {
+        return Err(invalid(
+            "tasks",
+            "give the tasks in exactly one way: [[tasks]] entries, a [sweep] or a [per_input]",
+        ));
+    }
+    let resolve = |path: &str| base_dir.join(path);
+    if let Some(sweep) = &file.sweep {
+        return sweep_tasks(sweep.count, &sweep.args);
+    }
+    if let Some(per_input) = &file.per_input {
+        return per_input_tasks(&resolve(&per_input.dir), &per_input.args);
+    }
+    Ok(file
+        .tasks
+        .iter()
+        .map(|task| TaskPlan {
+            args: task.args.clone(),
+            stdin: task.stdin.as_deref().map(resolve),
+            inputs: task
+                .inputs
+                .iter()
+                .map(|input| match input {
+                    InputFile::Path(path) => (file_name_of(path), resolve(path)),
+                    InputFile::Named { name, path } => (name.clone(), resolve(path)),
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 /// The limits a spec file sets, with the defaults for those it leaves out.
@@ -324,6 +345,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         replicas: default::REPLICAS,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks,
     };
     check(&plan)?;
@@ -355,6 +377,10 @@ fn check(plan: &JobPlan) -> Result<(), SpecError> {
         replicas: plan.replicas,
         deterministic: plan.deterministic,
         verify: plan.verify,
+        validator: plan.validator.as_ref().map(|validator| wire::Validator {
+            module: stand_in,
+            args: validator.args.clone(),
+        }),
         tasks: plan
             .tasks
             .iter()
@@ -381,6 +407,26 @@ fn check(plan: &JobPlan) -> Result<(), SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validator_lets_a_verified_job_go_without_deterministic_mode() {
+        let spec = r#"
+            module = "pi.wasm"
+            verify = "replicate"
+            validator = { module = "compare.wasm", args = ["--absolute", "0.01"] }
+            [sweep]
+            count = 2
+        "#;
+        let plan = parse(spec, Path::new("/jobs")).unwrap();
+        let validator = plan.validator.unwrap();
+        assert_eq!(validator.module, PathBuf::from("/jobs/compare.wasm"));
+        assert_eq!(validator.args, ["--absolute", "0.01"]);
+        let without = spec.replace("validator = ", "# ");
+        let problem = parse(&without, Path::new("/jobs")).unwrap_err().to_string();
+        assert!(problem.contains("validator"), "{problem}");
+        let bad = spec.replace("args = [", "arguments = [");
+        assert!(parse(&bad, Path::new("/jobs")).is_err());
+    }
 
     #[test]
     fn a_full_spec_parses_with_units_and_relative_paths() {

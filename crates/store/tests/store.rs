@@ -66,6 +66,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         replicas: 1,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks: vec![],
     };
     let tasks = (0..tasks)

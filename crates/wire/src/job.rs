@@ -56,6 +56,11 @@ pub struct JobSubmission {
     /// pool checks every job at least `adaptive`). Checking needs deterministic mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<crate::VerifyMode>,
+    /// How two results of a task are compared when they need not be the same bytes: the
+    /// requester's program that says whether they are equivalent. Only for a job whose results
+    /// are verified; it lets a job without deterministic mode be verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator: Option<Validator>,
     #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
@@ -75,6 +80,7 @@ impl JobSubmission {
             replicas: default::REPLICAS,
             deterministic: None,
             verify: None,
+            validator: None,
             tasks,
         }
     }
@@ -92,6 +98,23 @@ fn default_replicas() -> u32 {
 /// before them takes it.
 fn is_default_replicas(replicas: &u32) -> bool {
     *replicas == default::REPLICAS
+}
+
+/// A WASI preview 1 command module that compares two results of one task. It runs on the
+/// coordinator's machine in the sandbox, with the two results mounted read-only at `/a` and
+/// `/b`: in each, `outcome` (one line: `succeeded`, `exit N`, `trap`, `out_of_fuel`,
+/// `memory_limit`, `output_too_large` or `invalid_output`), `stdout`, `stderr` and the
+/// `output/` tree. It exits 0
+/// when they are equivalent and 1 when they are not; anything else (another code, a trap,
+/// running out of fuel or time) leaves the task inconclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validator {
+    pub module: BlobHash,
+    /// `argv[1..]`; `argv[0]` is `validator`.
+    #[serde(default)]
+    #[schema(max_items = 256)]
+    pub args: Vec<String>,
 }
 
 /// Options of deterministic mode: the same task gives the same output bytes and fuel on any

@@ -31,7 +31,7 @@ pub use fingerprint::Fingerprint;
 pub use ids::{AttemptId, BlobHash, JobId, NodeId, RequesterId};
 pub use job::{
     BlobRef, Deterministic, InputFile, JobSubmission, JobSubmitted, Limits, Mount, MountFile,
-    Requirements, TaskSpec,
+    Requirements, TaskSpec, Validator,
 };
 pub use node::{
     AttemptGrant, AttemptReport, Capabilities, ChallengeRequest, ChallengeResponse,

@@ -34,6 +34,9 @@ pub const PATH_BYTES_MAX: usize = 1024;
 pub const LABELS_MAX: usize = 64;
 /// A label key or value, in bytes.
 pub const LABEL_BYTES_MAX: usize = 128;
+/// Arguments of a job's validator, and their bytes together.
+pub const VALIDATOR_ARGS_MAX: usize = 256;
+pub const VALIDATOR_ARGS_BYTES_MAX: usize = 16 * KIB as usize;
 /// Attempts of one task, including the first.
 pub const ATTEMPTS_MAX: u32 = 100;
 /// Attempts of one task running at once.

@@ -185,8 +185,14 @@ pub enum Outcome {
     /// Set by the coordinator, never reported: every attempt's node vanished before it finished.
     Lost { attempts: u32 },
     /// Set by the coordinator, never reported: the task's results disagreed past the pool's
-    /// bound, so none was accepted.
-    Inconclusive { results: u32 },
+    /// bound, or the job's validator could not compare them, so none was accepted.
+    Inconclusive {
+        results: u32,
+        /// Why the job's validator could not compare two of them, when that is what left the
+        /// task inconclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        validator_failed: Option<String>,
+    },
 }
 
 impl Outcome {
@@ -218,7 +224,15 @@ impl std::fmt::Display for Outcome {
             Outcome::Lost { attempts } => {
                 write!(f, "lost: the nodes of all {attempts} attempts vanished")
             }
-            Outcome::Inconclusive { results } => write!(
+            Outcome::Inconclusive {
+                validator_failed: Some(why),
+                ..
+            } => write!(
+                f,
+                "inconclusive: the job's validator could not compare its results ({why}), so \
+                 none was accepted"
+            ),
+            Outcome::Inconclusive { results, .. } => write!(
                 f,
                 "inconclusive: its {results} results disagreed, so none was accepted"
             ),

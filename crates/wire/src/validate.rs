@@ -126,15 +126,19 @@ fn outcome_text(outcome: &Outcome) -> Option<&str> {
     }
 }
 
-/// A job that asks for its results to be checked must be deterministic, and leaves replicas to
-/// the checks.
+/// A job that asks for its results to be checked must be deterministic or name a validator,
+/// and leaves replicas to the checks.
 fn verify_mode(job: &JobSubmission) -> Result<(), WireError> {
-    if job.verify.is_some() && job.deterministic.is_none() {
+    if job.verify.is_some() && job.deterministic.is_none() && job.validator.is_none() {
         return Err(invalid(
             "verify",
             "checking results compares them byte for byte, which needs deterministic mode: \
-             add `deterministic = { seed = 1 }` to the job spec",
+             add `deterministic = { seed = 1 }` to the job spec, or name a `validator` that \
+             says whether two results are equivalent",
         ));
+    }
+    if let Some(validator) = &job.validator {
+        validator_args(&validator.args)?;
     }
     if job.verify.is_some() && job.replicas > 1 {
         return Err(invalid(
@@ -453,6 +457,24 @@ fn job_limits(limits: &Limits) -> Result<(), WireError> {
     Ok(())
 }
 
+fn validator_args(args: &[String]) -> Result<(), WireError> {
+    let bytes: usize = args.iter().map(String::len).sum();
+    if args.len() > limits::VALIDATOR_ARGS_MAX || bytes > limits::VALIDATOR_ARGS_BYTES_MAX {
+        return Err(invalid(
+            "validator.args",
+            format!(
+                "give at most {} arguments of {} bytes together",
+                limits::VALIDATOR_ARGS_MAX,
+                limits::VALIDATOR_ARGS_BYTES_MAX
+            ),
+        ));
+    }
+    if args.iter().any(|arg| arg.contains('\0')) {
+        return Err(invalid("validator.args", "an argument may not contain NUL"));
+    }
+    Ok(())
+}
+
 fn task_spec(task: &TaskSpec, field: &str) -> Result<(), WireError> {
     if task.args.len() > limits::ARGS_PER_TASK_MAX {
         return Err(invalid(
@@ -642,6 +664,7 @@ mod tests {
             replicas: 1,
             deterministic: None,
             verify: None,
+            validator: None,
             tasks: vec![TaskSpec::default()],
         }
     }

@@ -55,7 +55,16 @@ pub(crate) async fn submit(
             missing.len() - 1
         )));
     }
-    check_module(&shared, submission.module).await?;
+    check_module(&shared, submission.module, "the module").await?;
+    if let Some(validator) = &submission.validator {
+        if shared.validators.get().is_none() {
+            return Err(Failure::bad_request(
+                "this coordinator runs no validators: remove the validator, and make the job \
+                 deterministic if its results are verified",
+            ));
+        }
+        check_module(&shared, validator.module, "the validator's module").await?;
+    }
     let unfinished_max = shared.config.unfinished_max();
     // Counted before the lock is taken: a million tasks' args take a while to add up.
     let adding = Held::of_submission(&submission);
@@ -73,6 +82,7 @@ pub(crate) async fn submit(
 
 fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
     let mut hashes = vec![submission.module];
+    hashes.extend(submission.validator.as_ref().map(|v| v.module));
     for mount in &submission.mounts {
         hashes.extend(mount.files.iter().map(|file| file.blob));
     }
@@ -83,14 +93,15 @@ fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
     hashes
 }
 
-/// Refuses a module that is not a valid WebAssembly core module, before any node sees it.
-async fn check_module(shared: &AppState, module: BlobHash) -> ApiResult<()> {
+/// Refuses a module that is not a valid WebAssembly core module, before any node sees it;
+/// `what` names it in the refusal.
+async fn check_module(shared: &AppState, module: BlobHash, what: &str) -> ApiResult<()> {
     let verdict = shared
         .module_verdicts
         .verdict(&shared.blobs, module)
         .await
         .map_err(Failure::storage)?;
-    verdict.map_err(|problem| Failure::bad_request(format!("the module is {problem}")))
+    verdict.map_err(|problem| Failure::bad_request(format!("{what} is {problem}")))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

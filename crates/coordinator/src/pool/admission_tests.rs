@@ -195,6 +195,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 replicas: 1,
                 deterministic: None,
                 verify: None,
+                validator: None,
                 tasks: vec![TaskSpec::default()],
             },
         },

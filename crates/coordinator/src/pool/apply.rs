@@ -62,6 +62,7 @@ impl PoolState {
             } => self.withdraw(*node, attempts, runtimes),
             Event::AttemptEnded { end } => self.end_attempt(end),
             Event::ResultClaimed { .. }
+            | Event::ResultsCompared { .. }
             | Event::ChecksWanted { .. }
             | Event::ResultHeld { .. }
             | Event::TaskVerified { .. }

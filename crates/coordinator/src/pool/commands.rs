@@ -89,6 +89,7 @@ command! {
             submission.verify,
             submission.deterministic.is_some(),
             submission.replicas,
+            submission.validator.is_some(),
         )?;
         let id = loop {
             let id = JobId(entropy.next_u64());
@@ -102,6 +103,21 @@ command! {
             submission,
         };
         Ok(pool.add_job(new, now_ms, out))
+    }
+}
+
+command! {
+    /// The job's validator compared `attempt`'s result with `with`'s, of task `task`.
+    Compare {
+        job: JobId,
+        task: u32,
+        attempt: AttemptId,
+        with: AttemptId,
+        verdict: super::Verdict,
+    } -> (),
+    |this, pool, now_ms, entropy, out| {
+        let comparison = (this.job, this.task, this.attempt, this.with);
+        pool.compared(comparison, this.verdict, now_ms, entropy, out);
     }
 }
 

@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 3;
+pub(crate) const EVENTS_VERSION: u32 = 4;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +153,17 @@ pub(crate) enum Event {
         /// What the execution cost, and whose account it is paid into.
         fuel: u64,
         payee: u64,
+        /// Its blobs, when its job has a validator to compare them.
+        files: Option<Box<super::ResultFiles>>,
+    },
+    /// The job's validator compared `attempt`'s result with `with`'s: equivalent, it takes the
+    /// same label; different, it is compared with the next label or gets its own.
+    ResultsCompared {
+        job: JobId,
+        task: u32,
+        attempt: AttemptId,
+        with: AttemptId,
+        equivalent: bool,
     },
     /// A task's results are not enough yet: it wants `wanted` attempts at once on nodes of
     /// other owners, and passes `by` once a quorum agrees.
@@ -178,11 +189,13 @@ pub(crate) enum Event {
         nodes: Vec<NodeId>,
         at_ms: u64,
     },
-    /// A task's results disagreed past the bound: it fails, no result accepted.
+    /// A task's results disagreed past the bound, or the job's validator could not compare
+    /// two of them (`validator_failed` says why): it fails, no result accepted.
     TaskInconclusive {
         job: JobId,
         task: u32,
         results: u32,
+        validator_failed: Option<String>,
         at_ms: u64,
     },
     /// A node's result disagreed with a quorum (or its owner's did): it is out for good.
@@ -198,7 +211,7 @@ pub(crate) enum Event {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 28] = [
+pub(crate) const EVENT_KINDS: [&str; 29] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -221,6 +234,7 @@ pub(crate) const EVENT_KINDS: [&str; 28] = [
     "UploadRecorded",
     "AttemptEnded",
     "ResultClaimed",
+    "ResultsCompared",
     "ChecksWanted",
     "ResultHeld",
     "TaskVerified",
@@ -256,6 +270,7 @@ impl Event {
             Event::UploadRecorded { .. } => "UploadRecorded",
             Event::AttemptEnded { .. } => "AttemptEnded",
             Event::ResultClaimed { .. } => "ResultClaimed",
+            Event::ResultsCompared { .. } => "ResultsCompared",
             Event::ChecksWanted { .. } => "ChecksWanted",
             Event::ResultHeld { .. } => "ResultHeld",
             Event::TaskVerified { .. } => "TaskVerified",

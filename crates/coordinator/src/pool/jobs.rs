@@ -67,6 +67,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         max_attempts: spec.max_attempts,
         replicas: spec.replicas,
         verify: spec.verify,
+        validator: spec.validator.clone().map(Arc::new),
         held: 0,
         state: row.state,
         tasks,

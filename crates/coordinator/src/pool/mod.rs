@@ -21,6 +21,7 @@
 mod admission;
 mod apply;
 mod commands;
+mod comparison;
 mod credits;
 pub(crate) mod events;
 mod held;
@@ -45,10 +46,12 @@ use wire::{
 
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use commands::{
-    Cancel, Command, CreateToken, Deliver, Expire, GrantCredits, Heartbeat, Lease, NewToken, Place,
-    PurgeEnded, PurgeSilentNodes, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken,
-    Submit, Withdraw,
+    Cancel, Command, Compare, CreateToken, Deliver, Expire, GrantCredits, Heartbeat, Lease,
+    NewToken, Place, PurgeEnded, PurgeSilentNodes, RecordUpload, Register, Release, RemoveNode,
+    Report, RevokeToken, Submit, Withdraw,
 };
+pub use comparison::Verdict;
+pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of};
@@ -157,6 +160,8 @@ pub(crate) struct Job {
     pub(crate) replicas: u32,
     /// How its results are checked; `None` takes each as reported.
     pub(crate) verify: Option<wire::VerifyMode>,
+    /// What says whether two of its results are equivalent, when not equal bytes.
+    pub(crate) validator: Option<Arc<wire::Validator>>,
     /// Its tasks whose one result waits in its node's audit window.
     pub(crate) held: u32,
     pub(crate) state: JobState,
@@ -312,6 +317,8 @@ pub(crate) struct Changes {
     pub(crate) nodes_gone: Vec<NodeId>,
     /// Jobs whose version was bumped.
     pub(crate) jobs: Vec<JobId>,
+    /// A result waits to be compared by its job's validator.
+    pub(crate) comparisons: bool,
 }
 
 impl PoolState {
@@ -433,6 +440,11 @@ impl PoolState {
                 .values()
                 .map(|node| (node.id, node.token_hash.clone())),
         )
+    }
+
+    /// Whether a result waits for its job's validator since changes were last taken.
+    pub(crate) fn comparisons_wanted(&self) -> bool {
+        self.changes.comparisons
     }
 
     /// What changed since the last call; see [`Changes`].

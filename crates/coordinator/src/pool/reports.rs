@@ -194,6 +194,13 @@ impl PoolState {
                 trusted: self.is_trusted(node),
                 fuel,
                 payee,
+                files: self.jobs[&end.job_id].validator.as_ref().map(|_| {
+                    Box::new(super::ResultFiles {
+                        stdout: end.stdout,
+                        stderr: end.stderr,
+                        outputs: end.outputs.clone(),
+                    })
+                }),
             };
             self.record(event, out);
         }

@@ -273,6 +273,7 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     ending_and_forgetting(&mut h, job);
     super::verification::cheater_caught_by_audit(&mut h);
     super::verification::split_past_the_bound(&mut h);
+    super::verification::equivalent_by_the_validator(&mut h);
     h.settle();
     let missing: Vec<_> = EVENT_KINDS
         .iter()

@@ -179,6 +179,7 @@ impl Harness {
             replicas: 1,
             deterministic: None,
             verify: None,
+            validator: None,
             tasks: (0..tasks)
                 .map(|i| TaskSpec {
                     args: vec![i.to_string()],
@@ -883,6 +884,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         replicas: 1,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks: vec![TaskSpec::default(); 3],
     };
     submission
@@ -1114,6 +1116,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
         replicas: 1,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks: (0..tasks)
             .map(|_| TaskSpec {
                 args: vec!["a".repeat(arg_bytes)],

@@ -88,6 +88,13 @@ pub(crate) struct Claimed {
     pub(crate) owner: u64,
     pub(crate) network: Option<u64>,
     pub(crate) digest: Digest,
+    /// What it votes as in the tally: its digest, or with a validator the label of the results
+    /// it is equivalent to; `None` while it waits to be compared (see `comparison`).
+    pub(crate) label: Option<Digest>,
+    /// Labels the validator found it different from.
+    pub(crate) unlike: Vec<Digest>,
+    /// Its blobs, kept for the validator of a job that has one.
+    pub(crate) files: Option<Box<super::ResultFiles>>,
     pub(crate) outcome: Outcome,
     /// Its place among its node's results.
     pub(crate) seq: u64,
@@ -117,23 +124,34 @@ impl PoolState {
     }
 
     /// The check a submitted job gets: at least the pool's, never less. Checking compares
-    /// results byte for byte, so it needs deterministic mode.
+    /// results byte for byte, so it needs deterministic mode, unless the job names a validator
+    /// that says which results are equivalent.
     pub(crate) fn checked_mode(
         &self,
         asked: Option<VerifyMode>,
         deterministic: bool,
         replicas: u32,
+        validator: bool,
     ) -> Result<Option<VerifyMode>, PoolError> {
         let floor = match self.verifying.trust {
             Trust::Family => None,
             Trust::Public => Some(VerifyMode::Adaptive),
         };
         let mode = asked.max(floor);
-        if mode.is_some() && !deterministic {
+        if mode.is_some() && !deterministic && !validator {
             return Err(PoolError::Invalid(
                 "this job's results are verified by running tasks again on other nodes, which \
                  needs the same bytes on every node: add `deterministic = { seed = 1 }` to the \
-                 job spec (or `--deterministic` to submit)"
+                 job spec (or `--deterministic` to submit), or name a `validator` that says \
+                 whether two results are equivalent"
+                    .to_owned(),
+            ));
+        }
+        if mode.is_none() && validator {
+            return Err(PoolError::Invalid(
+                "a validator compares results only where they are verified, and this pool \
+                 takes them as reported: add `verify = \"replicate\"` to the job spec, or \
+                 remove the validator"
                     .to_owned(),
             ));
         }
@@ -272,7 +290,9 @@ impl PoolState {
         let Some(check) = job.tasks[index as usize].check.as_deref() else {
             return;
         };
-        if check.held.is_some() || job.state != JobState::Running {
+        // A result waiting for the validator has no vote yet.
+        let unlabelled = check.claims.iter().any(|claim| claim.label.is_none());
+        if check.held.is_some() || job.state != JobState::Running || unlabelled {
             return;
         }
         let policy = self.verifying.policy;
@@ -286,7 +306,7 @@ impl PoolState {
             .iter()
             .map(|c| Claim {
                 owner: c.owner,
-                digest: c.digest,
+                digest: c.label.expect("only labelled results are judged"),
                 trusted: c.trusted,
             })
             .collect();
@@ -305,13 +325,21 @@ impl PoolState {
                 };
                 self.agree(job_id, index, votes, now_ms, entropy, out);
             }
-            Tally::Inconclusive => self.inconclusive(job_id, index, now_ms, out),
+            Tally::Inconclusive => self.inconclusive_because(job_id, index, None, now_ms, out),
         }
     }
 
-    /// The task's results can never agree: it fails with none accepted, and what was paid
-    /// for them goes back.
-    fn inconclusive(&mut self, job_id: JobId, index: u32, now_ms: u64, out: &mut Outbox) {
+    /// The task's results can never agree, or the validator could not compare them
+    /// (`validator_failed`): it fails with none accepted, and what was paid for them goes
+    /// back.
+    pub(super) fn inconclusive_because(
+        &mut self,
+        job_id: JobId,
+        index: u32,
+        validator_failed: Option<String>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
         self.stop_live(job_id, index, now_ms, out);
         self.refund(job_id, index, None, now_ms, out);
         let check = self.jobs[&job_id].tasks[index as usize].check.as_deref();
@@ -320,6 +348,7 @@ impl PoolState {
             job: job_id,
             task: index,
             results,
+            validator_failed,
             at_ms: now_ms,
         };
         self.record(event, out);
@@ -375,7 +404,7 @@ impl PoolState {
     ) {
         let job_state = &self.jobs[&job];
         if !job_state.attempts_left(task) && job_state.tasks[task as usize].live.is_empty() {
-            self.inconclusive(job, task, now_ms, out);
+            self.inconclusive_because(job, task, None, now_ms, out);
             return;
         }
         let check = job_state.tasks[task as usize].check.as_deref();

@@ -13,29 +13,14 @@ impl PoolState {
     /// Applies the events of checking results.
     pub(super) fn apply_verification_event(&mut self, event: &Event) {
         match event {
-            Event::ResultClaimed {
+            Event::ResultClaimed { .. } => self.add_claim_of(event),
+            Event::ResultsCompared {
+                job,
+                task,
                 attempt,
-                digest,
-                outcome,
-                owner,
-                trusted,
-                fuel,
-                payee,
-            } => {
-                let claim = Claimed {
-                    attempt: *attempt,
-                    node: self.attempts[attempt].node,
-                    owner: *owner,
-                    network: None,
-                    digest: *digest,
-                    outcome: outcome.clone(),
-                    seq: 0,
-                    trusted: *trusted,
-                    fuel: *fuel,
-                    payee: *payee,
-                };
-                self.add_claim(claim);
-            }
+                with,
+                equivalent,
+            } => self.apply_compared((*job, *task, *attempt, *with), *equivalent),
             Event::ChecksWanted {
                 job,
                 task,
@@ -74,6 +59,39 @@ impl PoolState {
         }
     }
 
+    fn add_claim_of(&mut self, event: &Event) {
+        let Event::ResultClaimed {
+            attempt,
+            digest,
+            outcome,
+            owner,
+            trusted,
+            fuel,
+            payee,
+            files,
+        } = event
+        else {
+            unreachable!("only claims are added");
+        };
+        let claim = Claimed {
+            attempt: *attempt,
+            node: self.attempts[attempt].node,
+            owner: *owner,
+            network: None,
+            digest: *digest,
+            // A result of a job with a validator waits for it to say what it is like.
+            label: files.is_none().then_some(*digest),
+            unlike: Vec::new(),
+            files: files.clone(),
+            outcome: outcome.clone(),
+            seq: 0,
+            trusted: *trusted,
+            fuel: *fuel,
+            payee: *payee,
+        };
+        self.add_claim(claim);
+    }
+
     fn add_claim(&mut self, mut claim: Claimed) {
         let attempt = self.attempts[&claim.attempt];
         let owner = claim.owner;
@@ -110,6 +128,7 @@ impl PoolState {
         check.claims.push(claim);
         // Nothing more runs until the results are judged.
         check.wanted = 0;
+        self.changes.comparisons |= super::comparison::label_results(check);
     }
 
     fn hold(&mut self, job_id: JobId, index: u32) {
@@ -215,6 +234,9 @@ impl PoolState {
                 }
                 let claimed = check.claims.len();
                 check.claims.retain(|claim| claim.node != node_id);
+                // The results it was compared with may have gone: what waited on them takes
+                // the next label, or one of its own.
+                self.changes.comparisons |= super::comparison::label_results(check);
                 // Results never count against a task's attempts, and those taken away do not
                 // start to: else the task could want results it has no attempt left for.
                 task.attempts -= (claimed - check.claims.len()) as u32;
@@ -257,12 +279,16 @@ impl PoolState {
                 job,
                 task,
                 results,
+                validator_failed,
                 at_ms,
             } => writes.push(Write::EndTasks(vec![store::TaskVerdict {
                 job_id: job,
                 index: task,
                 state: wire::TaskState::Failed,
-                outcome: wire::Outcome::Inconclusive { results },
+                outcome: wire::Outcome::Inconclusive {
+                    results,
+                    validator_failed,
+                },
                 result_attempt: None,
                 verification: None,
                 at_ms,

@@ -317,7 +317,7 @@ fn a_task_split_past_the_bound_fails_as_inconclusive_and_bans_no_one() {
     let status = h.status(job);
     assert_eq!((status.state, status.tasks.failed), (JobState::Failed, 1));
     let inconclusive = h.out.writes.iter().any(
-        |w| matches!(w, Write::EndTasks(v) if v[0].outcome == Outcome::Inconclusive { results: 2 }),
+        |w| matches!(w, Write::EndTasks(v) if v[0].outcome == Outcome::Inconclusive { results: 2, validator_failed: None }),
     );
     assert!(inconclusive);
     assert!(!h.pool.is_removed(NodeId(21)) && !h.pool.is_removed(NodeId(22)));
@@ -327,21 +327,30 @@ fn a_task_split_past_the_bound_fails_as_inconclusive_and_bans_no_one() {
 fn a_public_pool_refuses_a_job_it_cannot_check_and_never_checks_less_than_asked() {
     let h = public(verify::Policy::PUBLIC);
     assert!(matches!(
-        h.pool.checked_mode(None, false, 1),
+        h.pool.checked_mode(None, false, 1, false),
         Err(PoolError::Invalid(message)) if message.contains("deterministic")
     ));
     assert_eq!(
-        h.pool.checked_mode(None, true, 1),
+        h.pool.checked_mode(None, true, 1, false),
         Ok(Some(wire::VerifyMode::Adaptive))
     );
     assert_eq!(
+        h.pool.checked_mode(None, false, 1, true),
+        Ok(Some(wire::VerifyMode::Adaptive)),
+        "a validator compares results that are not the same bytes"
+    );
+    assert_eq!(
         h.pool
-            .checked_mode(Some(wire::VerifyMode::Replicate), true, 1),
+            .checked_mode(Some(wire::VerifyMode::Replicate), true, 1, false),
         Ok(Some(wire::VerifyMode::Replicate))
     );
-    assert!(h.pool.checked_mode(None, true, 2).is_err());
+    assert!(h.pool.checked_mode(None, true, 2, false).is_err());
     let family = Harness::new();
-    assert_eq!(family.pool.checked_mode(None, false, 1), Ok(None));
+    assert_eq!(family.pool.checked_mode(None, false, 1, false), Ok(None));
+    assert!(matches!(
+        family.pool.checked_mode(None, false, 1, true),
+        Err(PoolError::Invalid(message)) if message.contains("validator")
+    ));
 }
 
 #[test]
@@ -491,4 +500,140 @@ fn a_family_job_that_asks_for_replicas_counts_each_node_as_a_witness_and_a_ban_s
         .iter()
         .any(|w| matches!(w, Write::RevokeToken { .. }));
     assert!(!revoked, "the family's join token keeps working");
+}
+
+/// A job that is not deterministic, whose results a validator compares.
+fn validated_job(h: &mut Harness, tasks: usize) -> JobId {
+    h.job_from(tasks, 4, |job| {
+        job.verify = Some(wire::VerifyMode::Replicate);
+        job.validator = Some(wire::Validator {
+            module: BlobHash::of(b"validator"),
+            args: vec!["--absolute".to_owned(), "0.01".to_owned()],
+        });
+    })
+}
+
+/// Runs the comparison the pool waits for with `verdict`, after checking it is of `attempt`
+/// with `with`.
+fn compare(h: &mut Harness, attempt: AttemptId, with: AttemptId, verdict: Verdict) {
+    let comparison = h
+        .pool
+        .next_comparison()
+        .expect("a result waits for the validator");
+    assert_eq!((comparison.attempt, comparison.with), (attempt, with));
+    h.run(super::Compare {
+        job: comparison.job,
+        task: comparison.task,
+        attempt,
+        with,
+        verdict,
+    });
+}
+
+/// Two results of one task that are not the same bytes: the validator finds them equivalent,
+/// and the task is verified with the first.
+pub(super) fn equivalent_by_the_validator(h: &mut Harness) -> JobId {
+    go_public(h, probation_of(5));
+    let (a, b) = (owned(h, 31, 31, 1, None), owned(h, 32, 32, 1, None));
+    let c = owned(h, 33, 33, 1, None);
+    let job = validated_job(h, 1);
+    let first = one(h, a);
+    result(h, a, first, 100);
+    assert_eq!(
+        h.pool.next_comparison(),
+        None,
+        "one result has nothing to compare with"
+    );
+    let second = one(h, b);
+    result(h, b, second, 101);
+    let waiting = &h.pool.jobs[&job];
+    assert!(
+        waiting.short.is_empty() && waiting.pending.is_empty(),
+        "nothing more runs while a comparison waits"
+    );
+    compare(h, second, first, Verdict::Equivalent);
+    // Two new identities do not vouch for each other: a third, equivalent too.
+    let third = one(h, c);
+    result(h, c, third, 102);
+    compare(h, third, first, Verdict::Equivalent);
+    assert_eq!(h.pool.next_comparison(), None);
+    job
+}
+
+#[test]
+fn results_a_validator_finds_equivalent_verify_a_task_that_is_not_deterministic() {
+    let mut h = Harness::new();
+    let job = equivalent_by_the_validator(&mut h);
+    assert_eq!(h.status(job).state, JobState::Completed);
+    let (_, _, attempt, verification) = verdicts(&h).pop().unwrap();
+    assert_eq!(verification.unwrap().nodes.len(), 3);
+    assert!(attempt.is_some());
+}
+
+#[test]
+fn a_result_found_different_is_compared_with_the_next_and_outvoted() {
+    let mut h = public(probation_of(5));
+    let nodes: Vec<NodeId> = (41..45).map(|id| owned(&mut h, id, id, 1, None)).collect();
+    let job = validated_job(&mut h, 1);
+    let first = one(&mut h, nodes[0]);
+    result(&mut h, nodes[0], first, 100);
+    let second = one(&mut h, nodes[1]);
+    result(&mut h, nodes[1], second, 500);
+    compare(&mut h, second, first, Verdict::Different);
+    // The split wants more results; the third is compared with each label in turn.
+    let third = one(&mut h, nodes[2]);
+    result(&mut h, nodes[2], third, 501);
+    compare(&mut h, third, first, Verdict::Different);
+    compare(&mut h, third, second, Verdict::Equivalent);
+    let fourth = one(&mut h, nodes[3]);
+    // The same bytes as an earlier result need no validator.
+    result(&mut h, nodes[3], fourth, 500);
+    assert_eq!(h.pool.next_comparison(), None);
+    assert_eq!(h.status(job).state, JobState::Completed);
+    let (_, _, attempt, _) = verdicts(&h).pop().unwrap();
+    assert_eq!(attempt, Some(second));
+    assert!(h.pool.is_removed(nodes[0]), "the outvoted node is banned");
+}
+
+#[test]
+fn a_validator_that_fails_leaves_the_task_inconclusive_and_a_stale_verdict_changes_nothing() {
+    let mut h = public(probation_of(5));
+    let (a, b) = (
+        owned(&mut h, 51, 51, 1, None),
+        owned(&mut h, 52, 52, 1, None),
+    );
+    let job = validated_job(&mut h, 1);
+    let first = one(&mut h, a);
+    result(&mut h, a, first, 100);
+    let second = one(&mut h, b);
+    result(&mut h, b, second, 101);
+    let (_, kinds) = h.run(super::Compare {
+        job,
+        task: 0,
+        attempt: first,
+        with: second,
+        verdict: Verdict::Equivalent,
+    });
+    assert!(
+        kinds.is_empty(),
+        "a verdict on a comparison not asked for: {kinds:?}"
+    );
+    compare(
+        &mut h,
+        second,
+        first,
+        Verdict::Failed("it ran out of fuel".to_owned()),
+    );
+    let status = h.status(job);
+    assert_eq!((status.state, status.tasks.failed), (JobState::Failed, 1));
+    let failed = h.out.writes.iter().any(|w| {
+        matches!(w, Write::EndTasks(v) if matches!(&v[0].outcome,
+            Outcome::Inconclusive { validator_failed: Some(why), .. } if why.contains("fuel")))
+    });
+    assert!(failed, "the outcome says the validator failed");
+    assert_eq!(h.pool.next_comparison(), None);
+    assert!(
+        !h.pool.is_removed(a) && !h.pool.is_removed(b),
+        "no one is banned for it"
+    );
 }

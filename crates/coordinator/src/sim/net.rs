@@ -61,7 +61,7 @@ pub(super) enum Request {
     },
     Submit {
         token: String,
-        submission: JobSubmission,
+        submission: Box<JobSubmission>,
     },
     Cancel {
         token: String,

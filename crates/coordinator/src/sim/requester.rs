@@ -96,6 +96,7 @@ impl World {
             // every result to be replicated.
             deterministic: public.then_some(wire::Deterministic { seed: 1 }),
             verify: (public && self.dice.chance(0.2)).then_some(VerifyMode::Replicate),
+            validator: None,
             tasks: (0..tasks)
                 .map(|index| TaskSpec {
                     args: vec![index.to_string()],
@@ -115,7 +116,10 @@ impl World {
         self.requester_call(
             requester,
             Asked::Submission,
-            Request::Submit { token, submission },
+            Request::Submit {
+                token,
+                submission: Box::new(submission),
+            },
         );
     }
 

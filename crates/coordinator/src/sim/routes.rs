@@ -48,7 +48,7 @@ impl World {
         match (from, request) {
             (Party::Agent(agent), request) => self.node_route(agent, call, request),
             (Party::Requester(requester), Request::Submit { token, submission }) => {
-                self.submit_route(requester, call, &token, submission);
+                self.submit_route(requester, call, &token, *submission);
             }
             (Party::Requester(requester), Request::Cancel { token, job }) => {
                 self.cancel_route(requester, call, &token, job);

@@ -254,7 +254,8 @@ pub(crate) async fn serve_with(
         Arc::new(SystemClock),
         Arc::new(SeededEntropy::from_os()),
     )
-    .await?;
+    .await?
+    .with_validators(Arc::new(crate::validators::SandboxValidators::new()?));
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| {

@@ -69,6 +69,13 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
 pub(crate) async fn upload(client: &Client, plan: &JobPlan) -> anyhow::Result<JobSubmission> {
     let mut uploaded: HashMap<PathBuf, BlobHash> = HashMap::new();
     let module = upload_once(client, &mut uploaded, &plan.module).await?;
+    let validator = match &plan.validator {
+        Some(validator) => Some(wire::Validator {
+            module: upload_once(client, &mut uploaded, &validator.module).await?,
+            args: validator.args.clone(),
+        }),
+        None => None,
+    };
     let mut mounts = Vec::with_capacity(plan.mounts.len());
     for mount in &plan.mounts {
         let mut files = Vec::new();
@@ -113,6 +120,7 @@ pub(crate) async fn upload(client: &Client, plan: &JobPlan) -> anyhow::Result<Jo
         replicas: plan.replicas,
         deterministic: plan.deterministic,
         verify: plan.verify,
+        validator,
         tasks,
     })
 }

@@ -96,6 +96,7 @@ async fn a_deterministic_job_gives_the_same_bytes_and_fuel_on_different_agents()
                 replicas: 1,
                 deterministic: Some(Deterministic { seed: 11 }),
                 verify: None,
+                validator: None,
                 tasks: vec![
                     probe(&["random", "64"]),
                     probe(&["clock"]),

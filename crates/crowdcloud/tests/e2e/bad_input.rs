@@ -28,6 +28,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         replicas: 1,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks: vec![TaskSpec::default()],
     }
 }

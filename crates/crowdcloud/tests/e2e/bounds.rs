@@ -31,6 +31,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         replicas: 1,
         deterministic: None,
         verify: None,
+        validator: None,
         tasks,
     }
 }

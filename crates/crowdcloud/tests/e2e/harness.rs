@@ -336,6 +336,7 @@ impl Pool {
             replicas: 1,
             deterministic: None,
             verify: None,
+            validator: None,
             tasks,
         }
     }

@@ -21,3 +21,4 @@ mod registration;
 mod retention;
 mod takeover;
 mod trust;
+mod validators;
