@@ -69,6 +69,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         verify: spec.verify,
         validator: spec.validator.clone().map(Arc::new),
         held: 0,
+        checking: 0,
         state: row.state,
         tasks,
         pending: VecDeque::new(),
@@ -105,7 +106,13 @@ impl Job {
                 task.check.as_ref().is_none_or(|check| check.held.is_none()),
                 "a held result leaves its node's window first"
             );
-            task.check = None;
+            if task
+                .check
+                .take()
+                .is_some_and(|check| !check.claims.is_empty())
+            {
+                self.checking -= 1;
+            }
         }
         match slot {
             // A task back in the queue already waited its turn (and may hold up the end of
@@ -158,11 +165,9 @@ impl Job {
         task.slot == Slot::Running && (task.live.len() as u32) < wanted && self.attempts_left(index)
     }
 
-    /// Tasks with results that wait for a check.
-    pub(crate) fn verifying(&self) -> u32 {
-        if self.verify.is_none() {
-            return 0;
-        }
+    /// Tasks with results that wait for a check, counted again: what `checking` must equal.
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn recount_checking(&self) -> u32 {
         let checking = self.tasks.iter().filter(|task| {
             task.check
                 .as_deref()
@@ -516,7 +521,7 @@ impl PoolState {
             finished_at_ms: job.finished_at_ms,
             version: job.version,
             nodes,
-            verifying: job.verifying(),
+            verifying: job.checking,
         }
     }
 

@@ -164,6 +164,9 @@ pub(crate) struct Job {
     pub(crate) validator: Option<Arc<wire::Validator>>,
     /// Its tasks whose one result waits in its node's audit window.
     pub(crate) held: u32,
+    /// Its tasks with results that wait for a check: kept as tasks change, so a status read
+    /// costs the same whatever the job's size.
+    pub(crate) checking: u32,
     pub(crate) state: JobState,
     pub(crate) tasks: Vec<Task>,
     pub(crate) pending: VecDeque<u32>,
@@ -528,6 +531,12 @@ impl PoolState {
                 );
             }
             assert_eq!(counts, job.counts, "counts of {}", job.id);
+            assert_eq!(
+                job.checking,
+                job.recount_checking(),
+                "checking of {}",
+                job.id
+            );
             assert_eq!(job.pending.len() as u32, job.counts.pending);
             assert_eq!(
                 self.open_jobs.contains(&job.id),

@@ -112,11 +112,18 @@ impl PoolState {
         claim.seq = record.results;
         claim.network = network;
         record.results += 1;
-        let task = &mut self
+        let job = self
             .jobs
             .get_mut(&attempt.job)
-            .expect("attempts belong to jobs")
-            .tasks[attempt.task as usize];
+            .expect("attempts belong to jobs");
+        let task = &mut job.tasks[attempt.task as usize];
+        if task
+            .check
+            .as_ref()
+            .is_none_or(|check| check.claims.is_empty())
+        {
+            job.checking += 1;
+        }
         let check = task.check.get_or_insert_with(|| {
             Box::new(Check {
                 claims: Vec::new(),
@@ -234,6 +241,9 @@ impl PoolState {
                 }
                 let claimed = check.claims.len();
                 check.claims.retain(|claim| claim.node != node_id);
+                if claimed > 0 && check.claims.is_empty() {
+                    job.checking -= 1;
+                }
                 // The results it was compared with may have gone: what waited on them takes
                 // the next label, or one of its own.
                 self.changes.comparisons |= super::comparison::label_results(check);
