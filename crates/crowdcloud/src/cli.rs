@@ -313,6 +313,10 @@ pub(crate) struct SubmitArgs {
     /// args is its name.
     #[arg(long)]
     pub(crate) inputs: Option<PathBuf>,
+    /// Exit codes besides 0 that mean a task succeeded (`10,20`); with a spec, they replace
+    /// its `success_exit_codes`.
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub(crate) success_exit_codes: Vec<i32>,
     /// Follow the job with a progress bar until it ends.
     #[arg(long)]
     pub(crate) wait: bool,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use quantity::{parse_bytes, parse_duration_ms};
-pub use spec::{parse, per_input, sweep};
+pub use spec::{check, parse, per_input, sweep};
 
 use wire::{Deterministic, Limits, Requirements};
 
@@ -44,6 +44,8 @@ pub struct JobPlan {
     pub verify: Option<wire::VerifyMode>,
     /// The local module that compares two results, and its arguments.
     pub validator: Option<ValidatorPlan>,
+    /// Exit codes besides 0 that mean success.
+    pub success_exit_codes: Vec<i32>,
     pub tasks: Vec<TaskPlan>,
 }
 

@@ -28,6 +28,8 @@ struct SpecFile {
     verify: Option<wire::VerifyMode>,
     validator: Option<ValidatorFile>,
     #[serde(default)]
+    success_exit_codes: Vec<i32>,
+    #[serde(default)]
     mounts: Vec<MountFile>,
     #[serde(default)]
     tasks: Vec<TaskFile>,
@@ -189,6 +191,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
             module: resolve(&validator.module),
             args: validator.args,
         }),
+        success_exit_codes: file.success_exit_codes,
         tasks,
     };
     check(&plan)?;
@@ -346,6 +349,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         deterministic: None,
         verify: None,
         validator: None,
+        success_exit_codes: Vec::new(),
         tasks,
     };
     check(&plan)?;
@@ -354,7 +358,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
 
 /// Runs the coordinator's own checks on the plan (with stand-in hashes for the files), so a
 /// spec that would be refused is refused before anything is uploaded.
-fn check(plan: &JobPlan) -> Result<(), SpecError> {
+pub fn check(plan: &JobPlan) -> Result<(), SpecError> {
     let stand_in = wire::BlobHash([0; 32]);
     let submission = wire::JobSubmission {
         name: plan.name.clone(),
@@ -381,6 +385,7 @@ fn check(plan: &JobPlan) -> Result<(), SpecError> {
             module: stand_in,
             args: validator.args.clone(),
         }),
+        success_exit_codes: plan.success_exit_codes.clone(),
         tasks: plan
             .tasks
             .iter()
@@ -426,6 +431,16 @@ mod tests {
         assert!(problem.contains("validator"), "{problem}");
         let bad = spec.replace("args = [", "arguments = [");
         assert!(parse(&bad, Path::new("/jobs")).is_err());
+    }
+
+    #[test]
+    fn success_exit_codes_are_read_and_checked() {
+        let spec = "module = \"sat.wasm\"\nsuccess_exit_codes = [10, 20]\n[sweep]\ncount = 1";
+        let plan = parse(spec, Path::new("/jobs")).unwrap();
+        assert_eq!(plan.success_exit_codes, [10, 20]);
+        let bad = spec.replace("20]", "300]");
+        let problem = parse(&bad, Path::new("/jobs")).unwrap_err().to_string();
+        assert!(problem.contains("success_exit_codes"), "{problem}");
     }
 
     #[test]

@@ -67,6 +67,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         deterministic: None,
         verify: None,
         validator: None,
+        success_exit_codes: Vec::new(),
         tasks: vec![],
     };
     let tasks = (0..tasks)

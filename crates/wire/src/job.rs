@@ -61,11 +61,25 @@ pub struct JobSubmission {
     /// are verified; it lets a job without deterministic mode be verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validator: Option<Validator>,
+    /// Exit codes besides 0 that mean the task succeeded, as some fields' programs use them
+    /// (a SAT solver exits 10 for satisfiable, 20 for unsatisfiable). The exit code is kept in
+    /// the task's outcome either way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 32)]
+    pub success_exit_codes: Vec<i32>,
     #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
 
 impl JobSubmission {
+    /// Whether an attempt that ended with `outcome` succeeded, by this job's exit codes.
+    pub fn succeeded(outcome: &crate::Outcome, success_exit_codes: &[i32]) -> bool {
+        match outcome {
+            crate::Outcome::ExitCode { code } => success_exit_codes.contains(code),
+            other => other.is_success(),
+        }
+    }
+
     /// A job of `tasks` running `module`, everything else at its default: no env or mounts,
     /// no requirements, the default limits, attempts and replicas, not deterministic.
     pub fn new(name: impl Into<String>, module: BlobHash, tasks: Vec<TaskSpec>) -> Self {
@@ -81,6 +95,7 @@ impl JobSubmission {
             deterministic: None,
             verify: None,
             validator: None,
+            success_exit_codes: Vec::new(),
             tasks,
         }
     }

@@ -37,6 +37,8 @@ pub const LABEL_BYTES_MAX: usize = 128;
 /// Arguments of a job's validator, and their bytes together.
 pub const VALIDATOR_ARGS_MAX: usize = 256;
 pub const VALIDATOR_ARGS_BYTES_MAX: usize = 16 * KIB as usize;
+/// Exit codes a job may name as success besides 0.
+pub const SUCCESS_EXIT_CODES_MAX: usize = 32;
 /// Attempts of one task, including the first.
 pub const ATTEMPTS_MAX: u32 = 100;
 /// Attempts of one task running at once.

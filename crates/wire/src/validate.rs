@@ -190,6 +190,7 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
         ));
     }
     verify_mode(job)?;
+    success_exit_codes(&job.success_exit_codes)?;
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }
@@ -457,6 +458,22 @@ fn job_limits(limits: &Limits) -> Result<(), WireError> {
     Ok(())
 }
 
+fn success_exit_codes(codes: &[i32]) -> Result<(), WireError> {
+    if codes.len() > limits::SUCCESS_EXIT_CODES_MAX {
+        return Err(invalid(
+            "success_exit_codes",
+            format!("name at most {} exit codes", limits::SUCCESS_EXIT_CODES_MAX),
+        ));
+    }
+    if let Some(code) = codes.iter().find(|code| !(1..=255).contains(*code)) {
+        return Err(invalid(
+            "success_exit_codes",
+            format!("{code} is not an exit code a program can give besides 0: give 1 to 255"),
+        ));
+    }
+    Ok(())
+}
+
 fn validator_args(args: &[String]) -> Result<(), WireError> {
     let bytes: usize = args.iter().map(String::len).sum();
     if args.len() > limits::VALIDATOR_ARGS_MAX || bytes > limits::VALIDATOR_ARGS_BYTES_MAX {
@@ -665,6 +682,7 @@ mod tests {
             deterministic: None,
             verify: None,
             validator: None,
+            success_exit_codes: Vec::new(),
             tasks: vec![TaskSpec::default()],
         }
     }
@@ -676,6 +694,26 @@ mod tests {
     #[test]
     fn a_plain_job_is_valid() {
         assert_eq!(job_submission(&job()), Ok(()));
+    }
+
+    #[test]
+    fn success_exit_codes_are_few_and_real_exit_codes() {
+        let mut sat = job();
+        sat.success_exit_codes = vec![10, 20];
+        assert_eq!(job_submission(&sat), Ok(()));
+        for codes in [vec![0], vec![256], vec![-1], (1..=33).collect()] {
+            let mut bad = job();
+            bad.success_exit_codes = codes;
+            assert!(problem(&bad).starts_with("success_exit_codes"));
+        }
+        let exit = |code| crate::Outcome::ExitCode { code };
+        assert!(JobSubmission::succeeded(&exit(10), &sat.success_exit_codes));
+        assert!(!JobSubmission::succeeded(
+            &exit(11),
+            &sat.success_exit_codes
+        ));
+        assert!(JobSubmission::succeeded(&crate::Outcome::Succeeded, &[]));
+        assert!(!JobSubmission::succeeded(&crate::Outcome::OutOfFuel, &[10]));
     }
 
     #[test]

@@ -196,6 +196,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 deterministic: None,
                 verify: None,
                 validator: None,
+                success_exit_codes: Vec::new(),
                 tasks: vec![TaskSpec::default()],
             },
         },

@@ -68,6 +68,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         replicas: spec.replicas,
         verify: spec.verify,
         validator: spec.validator.clone().map(Arc::new),
+        success_exit_codes: spec.success_exit_codes.clone(),
         held: 0,
         checking: 0,
         state: row.state,
@@ -89,6 +90,11 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
 }
 
 impl Job {
+    /// Whether an attempt that ended with `outcome` succeeded, by the job's exit codes.
+    pub(crate) fn succeeded(&self, outcome: &wire::Outcome) -> bool {
+        wire::JobSubmission::succeeded(outcome, &self.success_exit_codes)
+    }
+
     /// Moves task `index` to `slot`, keeping counts and the pending queue true; a task moved
     /// back to pending is queued first. The caller keeps `ready` true (see
     /// [`PoolState::sync_ready`]).

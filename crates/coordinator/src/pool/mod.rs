@@ -162,6 +162,8 @@ pub(crate) struct Job {
     pub(crate) verify: Option<wire::VerifyMode>,
     /// What says whether two of its results are equivalent, when not equal bytes.
     pub(crate) validator: Option<Arc<wire::Validator>>,
+    /// Exit codes besides 0 that mean a task succeeded.
+    pub(crate) success_exit_codes: Vec<i32>,
     /// Its tasks whose one result waits in its node's audit window.
     pub(crate) held: u32,
     /// Its tasks with results that wait for a check: kept as tasks change, so a status read

@@ -152,7 +152,7 @@ impl PoolState {
         let verifies = job.verify.is_some();
         let task_end = if verifies && verify::is_claim(&report.outcome) {
             None
-        } else if report.outcome.is_success() {
+        } else if job.succeeded(&report.outcome) {
             Some(TaskState::Succeeded)
         } else if (report.outcome.is_retryable()
             || report.outcome == Outcome::Cancelled
@@ -163,7 +163,8 @@ impl PoolState {
         } else {
             Some(TaskState::Failed)
         };
-        Ok(attempt_end(report, &attempt, task_end, now_ms))
+        let succeeded = job.succeeded(&report.outcome);
+        Ok(attempt_end(report, &attempt, (succeeded, task_end), now_ms))
     }
 }
 
@@ -343,17 +344,19 @@ fn measure_blobs(report: &mut AttemptReport, uploads: &HashMap<BlobHash, u64>) {
     }
 }
 
+/// The end of `attempt` its report makes: whether the attempt succeeded (by its job's exit
+/// codes), and the end of its task, if it ends the task.
 fn attempt_end(
     report: AttemptReport,
     attempt: &Attempt,
-    task_end: Option<TaskState>,
+    (succeeded, task_end): (bool, Option<TaskState>),
     now_ms: u64,
 ) -> AttemptEnd {
     AttemptEnd {
         attempt_id: report.attempt_id,
         job_id: attempt.job,
         task_index: attempt.task,
-        state: if report.outcome.is_success() {
+        state: if succeeded {
             AttemptEndState::Succeeded
         } else {
             AttemptEndState::Failed

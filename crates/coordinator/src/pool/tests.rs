@@ -180,6 +180,7 @@ impl Harness {
             deterministic: None,
             verify: None,
             validator: None,
+            success_exit_codes: Vec::new(),
             tasks: (0..tasks)
                 .map(|i| TaskSpec {
                     args: vec![i.to_string()],
@@ -370,6 +371,38 @@ fn guest_failures_are_final_and_node_errors_are_retried() {
     let retry = h.take(node, 2);
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].task_index, grants[1].task_index);
+}
+
+#[test]
+fn exit_codes_the_job_names_succeed_and_others_fail() {
+    let mut h = Harness::new();
+    let node = h.node(1, 3);
+    let job = h.job_from(3, 3, |job| job.success_exit_codes = vec![10, 20]);
+    let grants = h.take(node, 3);
+    for (grant, code) in grants.iter().zip([10, 20, 11]) {
+        assert!(h.report(node, grant.attempt_id, Outcome::ExitCode { code }));
+    }
+    let status = h.status(job);
+    assert_eq!((status.tasks.succeeded, status.tasks.failed), (2, 1));
+    assert_eq!(status.state, JobState::Failed);
+    let ends: Vec<store::AttemptEndState> = h
+        .out
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::EndAttempts(ends) => Some(ends.iter().map(|end| end.state).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            store::AttemptEndState::Succeeded,
+            store::AttemptEndState::Succeeded,
+            store::AttemptEndState::Failed
+        ]
+    );
 }
 
 #[test]
@@ -885,6 +918,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         deterministic: None,
         verify: None,
         validator: None,
+        success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default(); 3],
     };
     submission
@@ -1117,6 +1151,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
         deterministic: None,
         verify: None,
         validator: None,
+        success_exit_codes: Vec::new(),
         tasks: (0..tasks)
             .map(|_| TaskSpec {
                 args: vec!["a".repeat(arg_bytes)],

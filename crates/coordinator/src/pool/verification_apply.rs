@@ -192,7 +192,7 @@ impl PoolState {
         }
         let job = self.jobs.get_mut(&job_id).expect("events name live jobs");
         let node = nodes[0];
-        let state = task_state_of(outcome);
+        let state = task_state_of(job, outcome);
         job.set_slot(index, super::Slot::Ended(state));
         if state == wire::TaskState::Succeeded {
             *job.node_shares.entry(node).or_default() += 1;
@@ -278,7 +278,7 @@ impl PoolState {
                 writes.push(Write::EndTasks(vec![store::TaskVerdict {
                     job_id: job,
                     index: task,
-                    state: task_state_of(&outcome),
+                    state: task_state_of(&self.jobs[&job], &outcome),
                     outcome,
                     result_attempt: Some(attempt),
                     verification: Some(wire::Verification { by, nodes }),
@@ -317,9 +317,10 @@ impl PoolState {
     }
 }
 
-/// How a task ends with a verified result: a result is a guest's success or failure.
-pub(super) fn task_state_of(outcome: &Outcome) -> wire::TaskState {
-    if outcome.is_success() {
+/// How a task of `job` ends with a verified result: a result is a guest's success or failure,
+/// by the job's exit codes.
+pub(super) fn task_state_of(job: &super::Job, outcome: &Outcome) -> wire::TaskState {
+    if job.succeeded(outcome) {
         wire::TaskState::Succeeded
     } else {
         wire::TaskState::Failed

@@ -97,6 +97,7 @@ impl World {
             deterministic: public.then_some(wire::Deterministic { seed: 1 }),
             verify: (public && self.dice.chance(0.2)).then_some(VerifyMode::Replicate),
             validator: None,
+            success_exit_codes: Vec::new(),
             tasks: (0..tasks)
                 .map(|index| TaskSpec {
                     args: vec![index.to_string()],

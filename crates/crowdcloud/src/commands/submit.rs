@@ -44,6 +44,16 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn plan(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
+    let mut plan = spec_or_module(args)?;
+    if !args.success_exit_codes.is_empty() {
+        plan.success_exit_codes = args.success_exit_codes.clone();
+        jobspec::check(&plan).context("--success-exit-codes is not valid")?;
+    }
+    Ok(plan)
+}
+
+/// The plan of a spec file, or of a module with the quick forms.
+fn spec_or_module(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
     let path = &args.spec_or_module;
     let is_module = path.extension().is_some_and(|ext| ext == "wasm");
     if !is_module {
@@ -121,6 +131,7 @@ pub(crate) async fn upload(client: &Client, plan: &JobPlan) -> anyhow::Result<Jo
         deterministic: plan.deterministic,
         verify: plan.verify,
         validator,
+        success_exit_codes: plan.success_exit_codes.clone(),
         tasks,
     })
 }

@@ -97,6 +97,7 @@ async fn a_deterministic_job_gives_the_same_bytes_and_fuel_on_different_agents()
                 deterministic: Some(Deterministic { seed: 11 }),
                 verify: None,
                 validator: None,
+                success_exit_codes: Vec::new(),
                 tasks: vec![
                     probe(&["random", "64"]),
                     probe(&["clock"]),

@@ -29,6 +29,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         deterministic: None,
         verify: None,
         validator: None,
+        success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default()],
     }
 }

@@ -32,6 +32,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         deterministic: None,
         verify: None,
         validator: None,
+        success_exit_codes: Vec::new(),
         tasks,
     }
 }

@@ -245,3 +245,67 @@ async fn a_hostile_node_can_neither_break_nor_steer_the_terminal_of_nodes_and_st
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_named_as_success_end_tasks_succeeded_and_still_show_the_code() {
+    let pool = Pool::start(5_000).await;
+    let _agent = pool.agent("worker", 2).await;
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("probe.wasm");
+    std::fs::write(&module, guests::PROBE).unwrap();
+    let module = module.to_str().unwrap();
+    // As a SAT solver says "satisfiable".
+    let solved = cli(
+        &pool,
+        &[
+            "submit",
+            module,
+            "--tasks",
+            "2",
+            "--success-exit-codes",
+            "10,20",
+            "--wait",
+            "--json",
+            "--",
+            "exit",
+            "10",
+        ],
+    )
+    .await;
+    assert!(solved.status.success(), "{}", stdout(&solved));
+    let solved: wire::JobStatus = serde_json::from_slice(&solved.stdout).unwrap();
+    assert_eq!(
+        (solved.state, solved.tasks.succeeded),
+        (wire::JobState::Completed, 2)
+    );
+    let listed = cli(&pool, &["status", &solved.job_id.to_string(), "--tasks"]).await;
+    assert!(
+        stdout(&listed).contains("exited with code 10"),
+        "the code is shown: {}",
+        stdout(&listed)
+    );
+    let failed = cli(
+        &pool,
+        &[
+            "submit",
+            module,
+            "--success-exit-codes",
+            "10",
+            "--wait",
+            "--json",
+            "--",
+            "exit",
+            "11",
+        ],
+    )
+    .await;
+    let failed: wire::JobStatus = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(failed.state, wire::JobState::Failed, "11 was not named");
+    let refused = cli(&pool, &["submit", module, "--success-exit-codes", "300"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("success_exit_codes"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -337,6 +337,7 @@ impl Pool {
             deterministic: None,
             verify: None,
             validator: None,
+            success_exit_codes: Vec::new(),
             tasks,
         }
     }
