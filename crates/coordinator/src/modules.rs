@@ -25,6 +25,17 @@ use wire::BlobHash;
 /// A module's verdict: `Err` says what is wrong with it, for the requester.
 pub(crate) type Verdict = Result<(), String>;
 
+/// The WebAssembly features nodes run, as the sandbox configures its engines: WebAssembly 3.0
+/// (exceptions, tail calls, extended constants, SIMD, bulk memory, multiple memories, 64-bit
+/// memories) without the GC proposal, typed function references or threads. A module that
+/// needs anything else is refused at submit, since no node could run it.
+pub(crate) fn node_features() -> wasmparser::WasmFeatures {
+    use wasmparser::WasmFeatures as F;
+    F::WASM3
+        .union(F::GC_TYPES)
+        .difference(F::GC.union(F::FUNCTION_REFERENCES).union(F::THREADS))
+}
+
 /// Verdicts remembered; past this the oldest is forgotten (and found again if asked for).
 const VERDICTS_MAX: usize = 4096;
 /// Modules validated at once: each takes a core and holds a section in memory.
@@ -153,7 +164,7 @@ impl StreamingModule {
             sections: SectionFilter::new(size_bytes),
             pending: Vec::new(),
             parser: Parser::new(0),
-            validator: Validator::new(),
+            validator: Validator::new_with_features(node_features()),
             allocations: FuncValidatorAllocations::default(),
             ended: false,
         }
@@ -392,7 +403,9 @@ mod tests {
     }
 
     fn whole_verdict(bytes: &[u8]) -> bool {
-        Validator::new().validate_all(bytes).is_ok()
+        Validator::new_with_features(node_features())
+            .validate_all(bytes)
+            .is_ok()
     }
 
     /// A module with a function, a data segment and custom sections around them.
@@ -467,6 +480,20 @@ mod tests {
                 assert!(streamed, "byte {index}: the streamed verdict is stricter");
             }
         }
+    }
+
+    #[test]
+    fn what_nodes_run_passes_and_what_they_refuse_is_refused_at_submit() {
+        let proposals = wat::parse_str(guests::PROPOSALS_WAT).unwrap();
+        assert_eq!(verdict_in_chunks(&proposals, 7), Ok(()));
+        let shared = wat::parse_str("(module (memory 1 1 shared))").unwrap();
+        let refused = verdict_in_chunks(&shared, 7).unwrap_err();
+        assert!(refused.contains("threads"), "{refused}");
+        let gc = wat::parse_str("(module (type (struct (field i32))))").unwrap();
+        assert!(
+            verdict_in_chunks(&gc, 7).is_err(),
+            "the GC proposal is off on nodes"
+        );
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub const MEMORY_GROW_WAT: &str = include_str!("../wat/memory_grow.wat");
 /// A `_start` that grows a funcref table until `table.grow` fails, then traps.
 pub const TABLE_GROW_WAT: &str = include_str!("../wat/table_grow.wat");
 
+/// Throws an exception through 100 000 tail calls and catches it, from a global set by an
+/// extended constant expression, then prints `caught 42`: the proposals current toolchains
+/// emit, which nodes must run.
+pub const PROPOSALS_WAT: &str = include_str!("../wat/proposals.wat");
+
 /// Exports `memory` and an empty `_start`.
 pub const NOOP_WAT: &str = include_str!("../wat/noop.wat");
 

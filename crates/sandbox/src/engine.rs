@@ -217,6 +217,14 @@ fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {
     engine.relaxed_simd_deterministic(deterministic);
     // No `threads` feature is compiled in, so shared memories and atomics.wait never validate.
     engine.max_wasm_stack(config.wasm_stack_bytes_max);
+    // What current toolchains emit (wasi-sdk's C++ throws with exception handling). Exceptions
+    // need wasmtime's `gc` feature and a collector for their exception objects; the GC
+    // proposal itself and typed function references stay off, as no toolchain needs them.
+    engine.wasm_exceptions(true);
+    engine.wasm_tail_call(true);
+    engine.wasm_extended_const(true);
+    engine.wasm_gc(false);
+    engine.wasm_function_references(false);
     engine
 }
 

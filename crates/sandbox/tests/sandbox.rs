@@ -270,3 +270,26 @@ fn recycled_attempt_trees_carry_nothing_from_one_attempt_to_the_next() {
         "the linked input is untouched"
     );
 }
+
+#[test]
+fn exceptions_tail_calls_and_extended_constants_run_in_both_modes() {
+    let bench = Bench::new();
+    let wasm = wat::parse_str(guests::PROPOSALS_WAT).unwrap();
+    for deterministic in [false, true] {
+        let prepared = bench
+            .sandbox
+            .prepare(*blake3::hash(&wasm).as_bytes(), &wasm, deterministic)
+            .unwrap();
+        let mut attempt = bench.attempt(&[]);
+        if deterministic {
+            attempt.determinism = Determinism::Seeded(1);
+        }
+        let report = bench.sandbox.run(&prepared, attempt);
+        assert_eq!(
+            report.outcome,
+            Outcome::Succeeded,
+            "deterministic: {deterministic}"
+        );
+        assert_eq!(text(&report.stdout), "caught 42\n");
+    }
+}

@@ -370,3 +370,19 @@ async fn replicas_finish_a_job_while_a_frozen_node_still_holds_its_copies() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_that_throws_and_catches_through_tail_calls_runs_on_a_node() {
+    let pool = Pool::start(5_000).await;
+    let _agent = pool.agent("worker", 1).await;
+    let module = pool
+        .upload_wasm(&wat::parse_str(guests::PROPOSALS_WAT).unwrap())
+        .await;
+    let job = pool
+        .submit(module, vec![TaskSpec::default()], Limits::default())
+        .await;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    let tasks = pool.owner.all_tasks(job).await.unwrap();
+    assert_eq!(&pool.stdout(&tasks[0]).await[..], b"caught 42\n");
+}
