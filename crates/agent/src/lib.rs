@@ -160,7 +160,14 @@ impl AgentConfig {
             lease_wait_ms: 25_000,
             drain_timeout: Duration::from_secs(10),
             cache_bytes_max: 4 << 30,
-            sandbox: SandboxConfig::default(),
+            sandbox: SandboxConfig {
+                // A node compiles what the coordinator takes: one cap, not two.
+                module_limits: sandbox::ModuleLimits {
+                    module_bytes_max: wire::limits::MODULE_BYTES_MAX as usize,
+                    ..sandbox::ModuleLimits::default()
+                },
+                ..SandboxConfig::default()
+            },
             policy: OwnerPolicy::default(),
             policy_file: None,
             policy_overrides: PolicyOverrides::default(),

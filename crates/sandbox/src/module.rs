@@ -30,7 +30,9 @@ pub struct ModuleLimits {
 impl Default for ModuleLimits {
     fn default() -> Self {
         Self {
-            module_bytes_max: 64 << 20,
+            // The coordinator's bound on modules (`wire::limits::MODULE_BYTES_MAX`): language
+            // runtimes and large C++ programs are tens to hundreds of MB.
+            module_bytes_max: 256 << 20,
             functions_max: 200_000,
             function_bytes_max: 4 << 20,
         }
