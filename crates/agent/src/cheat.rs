@@ -188,6 +188,7 @@ impl Cheat {
             wall_ms: started.elapsed().as_millis() as u64,
             memory_peak_bytes: FABRICATED_MEMORY_BYTES.min(runtime.limits.memory_bytes_max),
             output_bytes: 0,
+            compile_ms: 0,
         };
         Ended::Report(match stdout {
             Ok(stdout) => AttemptReport {

@@ -940,12 +940,19 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// The agent's sandbox, with its bin of attempt trees beside the work dir, on its filesystem:
-/// attempt trees are renamed in and out.
+/// attempt trees are renamed in and out. Compiled modules are kept in the data dir, within a
+/// quarter of the blob cache's cap, so the owner's disk policy bounds both.
 fn sandbox_for(config: &AgentConfig) -> Result<Sandbox, AgentError> {
     let mut sandbox_config = config.sandbox.clone();
     sandbox_config
         .recycle_dir
         .get_or_insert_with(|| config.data_dir.join("recycled"));
+    sandbox_config
+        .compiled_dir
+        .get_or_insert_with(|| config.data_dir.join("compiled"));
+    sandbox_config.compiled_dir_bytes_max = sandbox_config
+        .compiled_dir_bytes_max
+        .min(cache_bytes_max(config, &config.policy) / 4);
     Ok(Sandbox::new(sandbox_config)?)
 }
 

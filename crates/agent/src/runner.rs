@@ -48,18 +48,18 @@ impl Runner {
         if let Some(cheat) = self.cheat.as_deref().filter(|cheat| cheat.cheats_now()) {
             return cheat.lie(client, runtime, grant, &control).await;
         }
-        let report = match self
+        let (report, compile_ms) = match self
             .prepare_and_run(client, runtime, grant, Arc::clone(&control))
             .await
         {
-            Ok(report) => report,
+            Ok(ran) => ran,
             Err(outcome) => return Ended::Report(bare_report(grant, outcome, Usage::default())),
         };
         if report.outcome == sandbox::Outcome::Cancelled {
             return Ended::Stopped;
         }
         Ended::Report(
-            self.upload_and_report(client, grant, report, &control)
+            self.upload_and_report(client, grant, (report, compile_ms), &control)
                 .await,
         )
     }
@@ -70,29 +70,14 @@ impl Runner {
         runtime: &JobRuntime,
         grant: &AttemptGrant,
         control: Arc<AttemptControl>,
-    ) -> Result<RunReport, Outcome> {
+    ) -> Result<(RunReport, u64), Outcome> {
         let node_error = |message: String| Outcome::NodeError { message };
         let held = ForAttempt {
             client,
             attempt: grant.attempt_id,
             control: &control,
         };
-        let deterministic = runtime.deterministic.is_some();
-        let prepared = match self.sandbox.cached(&runtime.module.0, deterministic) {
-            Some(prepared) => prepared,
-            None => {
-                let wasm = held
-                    .fetch(|| self.cache.bytes(client, &runtime.module))
-                    .await
-                    .map_err(node_error)?;
-                let sandbox = Arc::clone(&self.sandbox);
-                let key = runtime.module.0;
-                tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm, deterministic))
-                    .await
-                    .map_err(|error| node_error(error.to_string()))?
-                    .map_err(|message| Outcome::ModuleRejected { message })?
-            }
-        };
+        let (prepared, compile_ms) = self.ready_module(client, runtime, &held).await?;
         let stdin = match &grant.stdin {
             Some(hash) => held
                 .fetch(|| self.cache.bytes(client, hash))
@@ -145,16 +130,48 @@ impl Runner {
             control,
         };
         let sandbox = Arc::clone(&self.sandbox);
-        tokio::task::spawn_blocking(move || sandbox.run(&prepared, attempt))
+        let report = tokio::task::spawn_blocking(move || sandbox.run(&prepared, attempt))
             .await
-            .map_err(|error| node_error(format!("the sandbox thread failed: {error}")))
+            .map_err(|error| node_error(format!("the sandbox thread failed: {error}")))?;
+        Ok((report, compile_ms))
+    }
+
+    /// The job's module compiled and linked, from memory, the disk cache or the compiler; and
+    /// the milliseconds that took when it was not in memory.
+    async fn ready_module(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        held: &ForAttempt<'_>,
+    ) -> Result<(sandbox::Prepared, u64), Outcome> {
+        let node_error = |message: String| Outcome::NodeError { message };
+        let deterministic = runtime.deterministic.is_some();
+        if let Some(prepared) = self.sandbox.cached(&runtime.module.0, deterministic) {
+            return Ok((prepared, 0));
+        }
+        let wasm = held
+            .fetch(|| self.cache.bytes(client, &runtime.module))
+            .await
+            .map_err(node_error)?;
+        let sandbox = Arc::clone(&self.sandbox);
+        let key = runtime.module.0;
+        let started = std::time::Instant::now();
+        let prepared =
+            tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm, deterministic))
+                .await
+                .map_err(|error| node_error(error.to_string()))?
+                .map_err(|message| Outcome::ModuleRejected { message })?;
+        let compile_ms = started.elapsed().as_millis() as u64;
+        // Tests read `from_disk` to see the compiled-module cache work across restarts.
+        tracing::info!(module = %runtime.module, compile_ms, from_disk = prepared.from_disk(), "module ready");
+        Ok((prepared, compile_ms))
     }
 
     async fn upload_and_report(
         &self,
         client: &Client,
         grant: &AttemptGrant,
-        run: RunReport,
+        (run, compile_ms): (RunReport, u64),
         control: &AttemptControl,
     ) -> AttemptReport {
         let usage = Usage {
@@ -162,6 +179,7 @@ impl Runner {
             wall_ms: run.usage.wall.as_millis() as u64,
             memory_peak_bytes: run.usage.memory_peak_bytes,
             output_bytes: run.usage.output_bytes,
+            compile_ms,
         };
         let outcome = outcome_of(run.outcome);
         let uploader = ForAttempt {

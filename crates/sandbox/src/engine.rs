@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 
 use crate::SandboxError;
 use crate::attempt::{self, Attempt, Metering, RunReport};
+use crate::disk_cache::DiskCache;
 use crate::module::{self, ModuleLimits};
 use crate::state::AttemptState;
 use crate::workdir::RecycleBin;
@@ -35,6 +36,10 @@ pub struct SandboxConfig {
     /// Where emptied attempt trees wait for the next attempts; it must be on the filesystem of
     /// the attempts' work dirs. Without one, every attempt makes and removes its own tree.
     pub recycle_dir: Option<PathBuf>,
+    /// Where compiled modules are kept across restarts (see `disk_cache`), and the bytes they
+    /// may take there. Without one, every start compiles again.
+    pub compiled_dir: Option<PathBuf>,
+    pub compiled_dir_bytes_max: u64,
 }
 
 /// Emptied attempt trees kept at most; one per slot is enough.
@@ -49,6 +54,8 @@ impl Default for SandboxConfig {
             wasm_stack_bytes_max: 1 << 20,
             metering: Metering::default(),
             recycle_dir: None,
+            compiled_dir: None,
+            compiled_dir_bytes_max: 4 << 30,
         }
     }
 }
@@ -63,13 +70,28 @@ pub struct Sandbox {
     plain: Arc<Flavor>,
     deterministic: OnceLock<Arc<Flavor>>,
     bin: Option<Arc<RecycleBin>>,
+    disk: Option<DiskCache>,
+    /// One lock per module being compiled (by key and mode): attempts of one module that
+    /// start together wait for one compile instead of each making their own.
+    compiling: Mutex<HashMap<([u8; 32], bool), CompileGate>>,
 }
+
+/// Held while one module is compiled for one mode.
+type CompileGate = Arc<Mutex<()>>;
 
 /// A module compiled by this node and linked against WASI: instantiating it is cheap.
 #[derive(Clone)]
 pub struct Prepared {
     instance_pre: Arc<InstancePre<AttemptState>>,
     flavor: Arc<Flavor>,
+    from_disk: bool,
+}
+
+impl Prepared {
+    /// Whether its code was loaded from the on-disk cache rather than compiled by this process.
+    pub fn from_disk(&self) -> bool {
+        self.from_disk
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -125,12 +147,28 @@ impl Sandbox {
             })?),
             None => None,
         };
+        let disk = match &config.compiled_dir {
+            Some(dir) => Some(DiskCache::open(dir, config.compiled_dir_bytes_max).map_err(
+                |source| SandboxError::WorkDir {
+                    path: dir.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
         Ok(Self {
             plain: Arc::new(Flavor::new(&config, false)?),
             deterministic: OnceLock::new(),
             config,
             bin,
+            disk,
+            compiling: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Modules loaded from the on-disk cache instead of compiled, since the start.
+    pub fn compiled_from_disk(&self) -> u64 {
+        self.disk.as_ref().map_or(0, DiskCache::hits)
     }
 
     fn flavor(&self, deterministic: bool) -> Result<&Arc<Flavor>, String> {
@@ -168,18 +206,54 @@ impl Sandbox {
         }
         module::admit(wasm, &self.config.module_limits)?;
         let flavor = self.flavor(deterministic)?;
+        let gate = Arc::clone(
+            self.compiling
+                .lock()
+                .entry((key, deterministic))
+                .or_default(),
+        );
+        let _compiling = gate.lock();
+        // Another attempt may have compiled it while this one waited.
+        if let Some(prepared) = self.cached(&key, deterministic) {
+            return Ok(prepared);
+        }
+        let prepared = self
+            .compiled(flavor, &key, wasm)
+            .and_then(|(module, from_disk)| {
+                let instance_pre = flavor
+                    .linker
+                    .instantiate_pre(&module)
+                    .map_err(|error| format!("cannot link: {error:#}"))?;
+                let prepared = Prepared {
+                    instance_pre: Arc::new(instance_pre),
+                    flavor: Arc::clone(flavor),
+                    from_disk,
+                };
+                flavor.compiled.lock().insert(key, prepared.clone());
+                Ok(prepared)
+            });
+        // Only once the module is in the memory cache: a later attempt finds it there.
+        self.compiling.lock().remove(&(key, deterministic));
+        prepared
+    }
+
+    /// The module's code: from the disk cache, or compiled now (and kept there); whether it
+    /// came from the disk.
+    fn compiled(
+        &self,
+        flavor: &Flavor,
+        key: &[u8; 32],
+        wasm: &[u8],
+    ) -> Result<(Module, bool), String> {
+        if let Some(module) = self.disk.as_ref().and_then(|d| d.load(&flavor.engine, key)) {
+            return Ok((module, true));
+        }
         let module = Module::new(&flavor.engine, wasm)
             .map_err(|error| format!("does not compile: {error:#}"))?;
-        let instance_pre = flavor
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|error| format!("cannot link: {error:#}"))?;
-        let prepared = Prepared {
-            instance_pre: Arc::new(instance_pre),
-            flavor: Arc::clone(flavor),
-        };
-        flavor.compiled.lock().insert(key, prepared.clone());
-        Ok(prepared)
+        if let Some(disk) = &self.disk {
+            disk.store(&flavor.engine, key, &module);
+        }
+        Ok((module, false))
     }
 
     /// Runs one attempt on the calling thread until it ends. Blocking: call it from a thread

@@ -26,6 +26,7 @@
 mod attempt;
 mod clock;
 mod control;
+mod disk_cache;
 mod engine;
 mod limiter;
 mod module;

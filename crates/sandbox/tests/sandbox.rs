@@ -293,3 +293,83 @@ fn exceptions_tail_calls_and_extended_constants_run_in_both_modes() {
         assert_eq!(text(&report.stdout), "caught 42\n");
     }
 }
+
+/// A sandbox whose compiled modules are kept in `dir`.
+fn with_compiled_dir(dir: &std::path::Path, bytes_max: u64) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        compiled_dir: Some(dir.to_owned()),
+        compiled_dir_bytes_max: bytes_max,
+        ..SandboxConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_restarted_sandbox_loads_what_it_compiled_from_disk_and_recompiles_a_damaged_file() {
+    let bench = Bench::new();
+    let compiled = tempfile::tempdir().unwrap();
+    let key = *blake3::hash(guests::PROBE).as_bytes();
+    let first = with_compiled_dir(compiled.path(), 1 << 30);
+    first.prepare(key, guests::PROBE, false).unwrap();
+    assert_eq!(first.compiled_from_disk(), 0, "the first start compiles");
+    drop(first);
+
+    let restarted = with_compiled_dir(compiled.path(), 1 << 30);
+    let prepared = restarted.prepare(key, guests::PROBE, false).unwrap();
+    assert_eq!(restarted.compiled_from_disk(), 1, "a restart loads it");
+    let report = restarted.run(&prepared, bench.attempt(&["echo", "from", "disk"]));
+    assert_eq!(text(&report.stdout), "from disk\n");
+    // The deterministic engine makes other code: it never loads the plain engine's.
+    restarted.prepare(key, guests::PROBE, true).unwrap();
+    assert_eq!(restarted.compiled_from_disk(), 1);
+
+    for entry in std::fs::read_dir(compiled.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not compiled code").unwrap();
+    }
+    let damaged = with_compiled_dir(compiled.path(), 1 << 30);
+    let prepared = damaged.prepare(key, guests::PROBE, false).unwrap();
+    assert_eq!(
+        damaged.compiled_from_disk(),
+        0,
+        "a damaged file is compiled again"
+    );
+    let report = damaged.run(&prepared, bench.attempt(&["echo", "again"]));
+    assert_eq!(text(&report.stdout), "again\n");
+}
+
+#[test]
+fn the_compiled_dir_keeps_within_its_bound_dropping_the_least_recently_used() {
+    let compiled = tempfile::tempdir().unwrap();
+    let files = || std::fs::read_dir(compiled.path()).unwrap().count();
+    let sandbox = with_compiled_dir(compiled.path(), 1 << 30);
+    let noop = wat::parse_str(guests::NOOP_WAT).unwrap();
+    sandbox
+        .prepare(*blake3::hash(&noop).as_bytes(), &noop, false)
+        .unwrap();
+    let one_file: u64 = std::fs::read_dir(compiled.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    drop(sandbox);
+    // Used long ago, whatever the filesystem's clock granularity.
+    for entry in std::fs::read_dir(compiled.path()).unwrap() {
+        let file = std::fs::File::options()
+            .append(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+    }
+    // Room for one compiled noop module and not two.
+    let sandbox = with_compiled_dir(compiled.path(), one_file + one_file / 2);
+    let spin = wat::parse_str(guests::SPIN_WAT).unwrap();
+    sandbox
+        .prepare(*blake3::hash(&spin).as_bytes(), &spin, false)
+        .unwrap();
+    assert_eq!(files(), 1, "the older file went");
+    let restarted = with_compiled_dir(compiled.path(), one_file + one_file / 2);
+    restarted
+        .prepare(*blake3::hash(&spin).as_bytes(), &spin, false)
+        .unwrap();
+    assert_eq!(restarted.compiled_from_disk(), 1, "the newer one stayed");
+}

@@ -23,7 +23,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.idx, t.spec, t.state, t.outcome AS task_outcome, t.result_attempt_id, \
              t.verification, \
-             a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, \
+             a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.compile_ms, \
              a.stdout, a.stderr, a.outputs, \
              (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
                AND c.state <> 'released') AS attempts, \
@@ -164,5 +164,6 @@ fn usage_at(row: &sqlx::any::AnyRow) -> Result<Option<Usage>, StoreError> {
         wall_ms: opt_u64_at(row, "wall_ms")?.unwrap_or(0),
         memory_peak_bytes: opt_u64_at(row, "memory_peak_bytes")?.unwrap_or(0),
         output_bytes: opt_u64_at(row, "output_bytes")?.unwrap_or(0),
+        compile_ms: opt_u64_at(row, "compile_ms")?.unwrap_or(0),
     }))
 }

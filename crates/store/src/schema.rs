@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0007_verification.sql"),
     ),
     (8, "ledger", include_str!("../migrations/0008_ledger.sql")),
+    (
+        9,
+        "compile time",
+        include_str!("../migrations/0009_compile_time.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -659,9 +659,9 @@ async fn end_attempts(
             "UPDATE attempts SET state = v.column2, finished_at_ms = v.column3, \
              outcome = v.column4, fuel_used = v.column5, wall_ms = v.column6, \
              memory_peak_bytes = v.column7, output_bytes = v.column8, stdout = v.column9, \
-             stderr = v.column10, outputs = v.column11 FROM (VALUES ",
+             stderr = v.column10, outputs = v.column11, compile_ms = v.column12 FROM (VALUES ",
             chunk.len(),
-            &[""; 11],
+            &[""; 12],
         ) + ") AS v WHERE attempts.id = v.column1";
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for end in chunk {
@@ -677,35 +677,46 @@ async fn end_attempts(
                 .bind(end.usage.map(|_| db(usage.output_bytes)))
                 .bind(end.stdout.as_ref().map(json))
                 .bind(end.stderr.as_ref().map(json))
-                .bind((!end.outputs.is_empty()).then(|| json(&end.outputs)));
+                .bind((!end.outputs.is_empty()).then(|| json(&end.outputs)))
+                .bind(end.usage.map(|_| db(usage.compile_ms)));
         }
         query.execute(&mut **tx).await?;
-        let task_ends: Vec<(&AttemptEnd, &crate::rows::TaskEnd)> = chunk
-            .iter()
-            .filter_map(|end| end.task_end.as_ref().map(|task_end| (end, task_end)))
-            .collect();
-        if task_ends.is_empty() {
-            continue;
-        }
-        let sql = values_sql(
-            backend,
-            "UPDATE tasks SET state = v.column3, outcome = v.column4, \
-             result_attempt_id = v.column5, finished_at_ms = v.column6 FROM (VALUES ",
-            task_ends.len(),
-            &[""; 6],
-        ) + ") AS v WHERE tasks.job_id = v.column1 AND tasks.idx = v.column2";
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (end, task_end) in task_ends {
-            query = query
-                .bind(end.job_id.as_db())
-                .bind(i64::from(end.task_index))
-                .bind(task_end.state.as_str())
-                .bind(json(&task_end.outcome))
-                .bind(end.attempt_id.as_db())
-                .bind(db(end.at_ms));
-        }
-        query.execute(&mut **tx).await?;
+        end_tasks_of(tx, backend, chunk).await?;
     }
+    Ok(())
+}
+
+/// Ends the tasks that attempts of `chunk` end, with the attempts' results.
+async fn end_tasks_of(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    chunk: &[AttemptEnd],
+) -> Result<(), StoreError> {
+    let task_ends: Vec<(&AttemptEnd, &crate::rows::TaskEnd)> = chunk
+        .iter()
+        .filter_map(|end| end.task_end.as_ref().map(|task_end| (end, task_end)))
+        .collect();
+    if task_ends.is_empty() {
+        return Ok(());
+    }
+    let sql = values_sql(
+        backend,
+        "UPDATE tasks SET state = v.column3, outcome = v.column4, \
+         result_attempt_id = v.column5, finished_at_ms = v.column6 FROM (VALUES ",
+        task_ends.len(),
+        &[""; 6],
+    ) + ") AS v WHERE tasks.job_id = v.column1 AND tasks.idx = v.column2";
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (end, task_end) in task_ends {
+        query = query
+            .bind(end.job_id.as_db())
+            .bind(i64::from(end.task_index))
+            .bind(task_end.state.as_str())
+            .bind(json(&task_end.outcome))
+            .bind(end.attempt_id.as_db())
+            .bind(db(end.at_ms));
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

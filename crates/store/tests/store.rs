@@ -156,7 +156,7 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
                     fuel_used: 1234,
                     wall_ms: 5,
                     memory_peak_bytes: 65536,
-                    output_bytes: 0,
+                    ..Usage::default()
                 }),
                 stdout: Some(stdout),
                 stderr: None,
@@ -368,6 +368,7 @@ async fn many_attempts_ended_on(url: &str) {
             outcome: (i % 3 != 0).then_some(Outcome::Succeeded),
             usage: (i % 3 != 0).then_some(Usage {
                 fuel_used: i,
+                compile_ms: 2 * i,
                 ..Usage::default()
             }),
             stdout: None,
@@ -395,6 +396,11 @@ async fn many_attempts_ended_on(url: &str) {
     assert_eq!(image.job_usage, vec![(job_id, 150, fuel)]);
     let page = store.task_page(job_id, 140, 10).await.unwrap();
     assert_eq!(page[0].usage.unwrap().fuel_used, 140);
+    assert_eq!(
+        page[0].usage.unwrap().compile_ms,
+        280,
+        "compile time is kept"
+    );
     assert_eq!(page[0].attempt_id, Some(AttemptId(1140)));
 }
 

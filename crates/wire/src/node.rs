@@ -248,6 +248,10 @@ pub struct Usage {
     pub wall_ms: u64,
     pub memory_peak_bytes: u64,
     pub output_bytes: u64,
+    /// Time the node took to make the module ready before the attempt started: compiling it,
+    /// or loading what it compiled before from disk; 0 when it was ready in memory.
+    #[serde(default)]
+    pub compile_ms: u64,
 }
 
 /// A file the attempt left in `/output`, uploaded as a blob before the report.

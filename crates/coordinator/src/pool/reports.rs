@@ -327,10 +327,10 @@ fn checked_report(
     measure_blobs(&mut report, uploads);
     report.usage.output_bytes = output_bytes;
     report.usage.memory_peak_bytes = report.usage.memory_peak_bytes.min(limits.memory_bytes_max);
-    report.usage.wall_ms = report
-        .usage
-        .wall_ms
-        .min(now_ms.saturating_sub(attempt.granted_at_ms));
+    // No node spends longer on an attempt than since its grant, compiling or running.
+    let since_grant_ms = now_ms.saturating_sub(attempt.granted_at_ms);
+    report.usage.wall_ms = report.usage.wall_ms.min(since_grant_ms);
+    report.usage.compile_ms = report.usage.compile_ms.min(since_grant_ms);
     Ok(report)
 }
 

@@ -769,6 +769,7 @@ fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
             wall_ms: u64::MAX,
             memory_peak_bytes: u64::MAX,
             output_bytes: u64::MAX,
+            compile_ms: u64::MAX,
         },
         stdout: None,
         stderr: None,
@@ -789,6 +790,7 @@ fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
         })
         .unwrap();
     assert_eq!(usage.wall_ms, 0, "no longer than since the grant");
+    assert_eq!(usage.compile_ms, 0, "nor compiling");
     assert_eq!(usage.memory_peak_bytes, limits.memory_bytes_max);
     assert_eq!(usage.output_bytes, 0, "output bytes are the measured ones");
     // Honest attempts at the ceiling, many times over, saturate rather than wrap.

@@ -428,3 +428,37 @@ async fn a_module_past_64_mib_is_taken_by_the_coordinator_and_run_by_a_node() {
     let tasks = pool.owner.all_tasks(job).await.unwrap();
     assert_eq!(&pool.stdout(&tasks[0]).await[..], b"large\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_restarted_loads_the_module_it_compiled_from_disk() {
+    let pool = Pool::start(5_000).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let mut agent = pool.agent("worker", 1).await;
+    let run = |words: &'static str| {
+        let pool = &pool;
+        async move {
+            let job = pool
+                .submit(module, vec![probe(&["echo", words])], Limits::default())
+                .await;
+            let status = pool.finish(job, Duration::from_secs(60)).await;
+            assert_eq!(status.state, JobState::Completed, "{status:?}");
+            let tasks = pool.owner.all_tasks(job).await.unwrap();
+            assert_eq!(
+                pool.stdout(&tasks[0]).await,
+                format!("{words}\n").as_bytes()
+            );
+            tasks[0].usage.expect("the attempt reports its usage")
+        }
+    };
+    run("compiled").await;
+    assert!(agent.log().contains("from_disk=false"), "{}", agent.log());
+    agent.terminate().await;
+
+    let agent = pool.agent("worker", 1).await;
+    run("loaded").await;
+    assert!(
+        agent.log().contains("from_disk=true"),
+        "the restarted agent loads what it compiled: {}",
+        agent.log()
+    );
+}
