@@ -23,6 +23,7 @@ pub mod pool;
 pub mod recover;
 pub mod report;
 pub mod sandbox;
+mod sandbox_large;
 pub mod scale;
 pub mod verify;
 

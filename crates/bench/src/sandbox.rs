@@ -22,6 +22,9 @@ pub struct SandboxOptions {
     pub kernel_scale: f64,
     /// Runs of each kernel and mode; the best is kept.
     pub repeats: u32,
+    /// The size of the generated module whose compile and starts are measured, in MiB; 0
+    /// leaves that part out.
+    pub large_module_mib: u32,
 }
 
 fn limits() -> AttemptLimits {
@@ -46,33 +49,9 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
     let mut figures = Vec::new();
     let mut checks = Vec::new();
 
-    let (start, start_checks) = instantiation(work.path(), options.instantiations, true)?;
-    figures.push(
-        Figure::new(
-            "start, cached module, WASI + dirs (recycled, as agents run): p50",
-            start.p50_ms * 1000.0,
-            "µs",
-            Better::Lower,
-        )
-        .target(50.0)
-        .baseline("wasmtime on-demand instantiate", Some(20.0)),
-    );
-    figures.push(Figure::new(
-        "start (recycled) p99",
-        start.p99_ms * 1000.0,
-        "µs",
-        Better::Lower,
-    ));
+    let (start_figures, start_checks) = starts(work.path(), options.instantiations)?;
+    figures.extend(start_figures);
     checks.extend(start_checks);
-    let (fresh, fresh_checks) = instantiation(work.path(), options.instantiations, false)?;
-    figures.push(Figure::new(
-        "start with fresh dirs made and removed each time: p50",
-        fresh.p50_ms * 1000.0,
-        "µs",
-        Better::Lower,
-    ));
-    checks.extend(fresh_checks);
-
     let modes = [
         ("plain", false, false),
         ("fuel", true, false),
@@ -152,6 +131,14 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
             figures.push(figure);
         }
     }
+    if options.large_module_mib > 0 {
+        let attempt =
+            |dir: &std::path::Path, name: &str| plain_attempt(dir.join(name), "large", vec![]);
+        let (large, large_checks) =
+            crate::sandbox_large::measure(work.path(), options.large_module_mib, attempt)?;
+        figures.extend(large);
+        checks.extend(large_checks);
+    }
     Ok(Report {
         benchmark: "sandbox".to_owned(),
         machine: Machine::this(),
@@ -159,6 +146,39 @@ pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
         figures,
         checks,
     })
+}
+
+/// Start-up figures: a cached module started with recycled directories, as agents run, and
+/// with fresh ones.
+fn starts(work: &std::path::Path, count: u32) -> Result<(Vec<Figure>, Vec<Check>), BenchError> {
+    let (mut figures, mut checks) = (Vec::new(), Vec::new());
+    let (start, start_checks) = instantiation(work, count, true)?;
+    figures.push(
+        Figure::new(
+            "start, cached module, WASI + dirs (recycled, as agents run): p50",
+            start.p50_ms * 1000.0,
+            "µs",
+            Better::Lower,
+        )
+        .target(50.0)
+        .baseline("wasmtime on-demand instantiate", Some(20.0)),
+    );
+    figures.push(Figure::new(
+        "start (recycled) p99",
+        start.p99_ms * 1000.0,
+        "µs",
+        Better::Lower,
+    ));
+    checks.extend(start_checks);
+    let (fresh, fresh_checks) = instantiation(work, count, false)?;
+    figures.push(Figure::new(
+        "start with fresh dirs made and removed each time: p50",
+        fresh.p50_ms * 1000.0,
+        "µs",
+        Better::Lower,
+    ));
+    checks.extend(fresh_checks);
+    Ok((figures, checks))
 }
 
 fn instantiation(

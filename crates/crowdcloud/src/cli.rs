@@ -464,6 +464,10 @@ pub(crate) enum BenchCommand {
         /// Runs of each kernel in each mode, taking turns with native; the fastest counts.
         #[arg(long, default_value_t = 5)]
         repeats: u32,
+        /// Size of a generated module, in MiB, whose cold compile and starts from the disk
+        /// cache and from memory are measured; 0 leaves it out.
+        #[arg(long, default_value_t = 60)]
+        large_module_mib: u32,
     },
     /// Many simulated nodes parked on lease requests and heartbeating while tasks are dispatched.
     Scale {

@@ -53,18 +53,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::dispatch::run(binary, &options).await?
         }
-        BenchCommand::Sandbox {
-            instantiations,
-            kernel_scale,
-            repeats,
-        } => {
-            let options = SandboxOptions {
-                instantiations,
-                kernel_scale,
-                repeats,
-            };
-            tokio::task::spawn_blocking(move || bench::sandbox::run(&options)).await??
-        }
+        which @ BenchCommand::Sandbox { .. } => sandbox(which).await?,
         BenchCommand::Scale {
             nodes,
             window_ms,
@@ -101,6 +90,26 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
     };
     let table = report.to_table();
     Ok((report, table))
+}
+
+/// `bench sandbox`, off the async threads: it times code on the calling thread.
+async fn sandbox(which: BenchCommand) -> anyhow::Result<bench::Report> {
+    let BenchCommand::Sandbox {
+        instantiations,
+        kernel_scale,
+        repeats,
+        large_module_mib,
+    } = which
+    else {
+        unreachable!("called for the sandbox benchmark only");
+    };
+    let options = SandboxOptions {
+        instantiations,
+        kernel_scale,
+        repeats,
+        large_module_mib,
+    };
+    Ok(tokio::task::spawn_blocking(move || bench::sandbox::run(&options)).await??)
 }
 
 /// The model of `bench verify`, off the async threads: a table with a row per scenario and

@@ -66,6 +66,8 @@ async fn a_short_sandbox_benchmark_matches_native_checksums() {
         "0.01",
         "--repeats",
         "1",
+        "--large-module-mib",
+        "2",
     ])
     .await;
     assert_checks_pass(&output, &report);
