@@ -39,8 +39,8 @@ impl Default for ModuleLimits {
     }
 }
 
-/// Checks what can be checked cheaply before compiling; returns why a module is refused.
-pub(crate) fn admit(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
+/// Refuses a module larger than this node takes, whether it is compiled or loaded compiled.
+pub(crate) fn admit_size(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
     if wasm.len() > limits.module_bytes_max {
         return Err(format!(
             "module is {} bytes, more than the {} this node compiles",
@@ -48,6 +48,12 @@ pub(crate) fn admit(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
             limits.module_bytes_max
         ));
     }
+    Ok(())
+}
+
+/// Checks what can be checked cheaply before compiling; returns why a module is refused.
+pub(crate) fn admit(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
+    admit_size(wasm, limits)?;
     if !wasm.starts_with(b"\0asm") {
         return Err("not a WebAssembly binary (it does not start with \\0asm)".to_owned());
     }
