@@ -45,6 +45,8 @@ pub(crate) enum Command {
     Tokens(TokensCommand),
     /// Your credits: balance and history; the owner also sees what each owner of nodes earned.
     Credits(CreditsArgs),
+    /// The language runtimes scripts run under (`submit analyze.py`), kept in the data dir.
+    Runtimes(RuntimesArgs),
     /// Say what this machine sees: interfaces, pools, reachability, certificate, clock, node id.
     Doctor(DoctorArgs),
     /// Measure the pool: dispatch, sandbox, scale, recover.
@@ -304,9 +306,9 @@ pub(crate) struct AgentRunArgs {
 pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
-    /// A job spec (.toml) or a WebAssembly module (.wasm).
+    /// A job spec (.toml), a WebAssembly module (.wasm) or a Python script (.py).
     pub(crate) spec_or_module: PathBuf,
-    /// With a module: run this many tasks, `{i}` in the args being the task index.
+    /// With a module or script: run this many tasks, `{i}` in the args being the task index.
     #[arg(long, conflicts_with = "inputs")]
     pub(crate) tasks: Option<u32>,
     /// With a module: one task per file of this directory, the file in /input; `{name}` in the
@@ -354,6 +356,27 @@ pub(crate) struct ResultsArgs {
     /// Directory to write into: one directory per task with stdout, stderr and output/.
     #[arg(long)]
     pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RuntimesArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    #[command(subcommand)]
+    pub(crate) action: RuntimesAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RuntimesAction {
+    /// Install a runtime from its module file, checked against the build crowdcloud pins.
+    Add {
+        /// The runtime: `python`.
+        name: String,
+        /// Its WASI module, e.g. python-3.12.0.wasm.
+        file: PathBuf,
+    },
+    /// The runtimes and whether each is installed.
+    List,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod doctor;
 mod jobs;
 mod join;
 mod results;
+mod runtimes;
 mod service;
 mod submit;
 mod tokens;
@@ -33,6 +34,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::JoinCode(args) => join::join_code(args).await,
         Command::Tokens(command) => tokens::run(command).await,
         Command::Credits(args) => credits::run(args).await,
+        Command::Runtimes(args) => runtimes::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Bench(args) => bench::run(args).await,
     }

@@ -19,9 +19,12 @@ use crate::local;
 use crate::output::{self, print_json};
 
 pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let plan = plan(&args)?;
+    // Holds what a script's job mounts until it is uploaded.
+    let staged = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let plan = plan(&args, staged.path())?;
     let client = local::connect(&args.connection).await?;
     let submission = upload(&client, &plan).await?;
+    drop(staged);
     let submitted = client.submit(&submission).await?;
     if !args.wait {
         if args.connection.json {
@@ -43,12 +46,47 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(status.state))
 }
 
-fn plan(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
-    let mut plan = spec_or_module(args)?;
+fn plan(args: &SubmitArgs, staged: &Path) -> anyhow::Result<JobPlan> {
+    let is_script = args
+        .spec_or_module
+        .extension()
+        .is_some_and(|ext| ext == "py");
+    let mut plan = if is_script {
+        script_plan(args, staged)?
+    } else {
+        spec_or_module(args)?
+    };
     if !args.success_exit_codes.is_empty() {
         plan.success_exit_codes = args.success_exit_codes.clone();
         jobspec::check(&plan).context("--success-exit-codes is not valid")?;
     }
+    Ok(plan)
+}
+
+/// A Python script's job: the installed interpreter as its module, the script alone in a
+/// directory mounted at `/job` (so nothing beside it is uploaded), and `/job/NAME` first in
+/// every task's args, with the quick forms of a module.
+fn script_plan(args: &SubmitArgs, staged: &Path) -> anyhow::Result<JobPlan> {
+    let python = super::runtimes::installed(&args.connection.data_dir, &super::runtimes::PYTHON)?;
+    let script = &args.spec_or_module;
+    let name = script
+        .file_name()
+        .and_then(|name| name.to_str())
+        .context("the script's file name is not UTF-8 text; rename it")?;
+    std::fs::copy(script, staged.join(name))
+        .with_context(|| format!("cannot read the script {}", script.display()))?;
+    let mut task_args = vec![format!("/job/{name}")];
+    task_args.extend(args.args.iter().cloned());
+    let mut plan = match (&args.tasks, &args.inputs) {
+        (_, Some(dir)) => jobspec::per_input(python, dir, &task_args)?,
+        (tasks, None) => jobspec::sweep(python, tasks.unwrap_or(1), &task_args)?,
+    };
+    plan.name = name.to_owned();
+    plan.mounts.push(jobspec::MountPlan {
+        guest_path: "/job".to_owned(),
+        dir: staged.to_owned(),
+    });
+    jobspec::check(&plan).context("the script's job is not valid")?;
     Ok(plan)
 }
 

@@ -309,3 +309,95 @@ async fn exit_codes_named_as_success_end_tasks_succeeded_and_still_show_the_code
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// Counts the words of the input it is given and hashes it, with the standard library:
+/// `json`, `hashlib`, `os`.
+const ANALYZE_PY: &str = r#"import hashlib, json, os, sys
+name = sys.argv[1]
+data = open(os.path.join("/input", name), "rb").read()
+summary = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "words": len(data.split())}
+with open("/output/" + name + ".json", "w") as out:
+    json.dump(summary, out, sort_keys=True)
+print(name, summary["words"])
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_script_runs_over_input_files_and_its_outputs_are_exactly_right() {
+    let python = std::env::var("CROWDCLOUD_TEST_PYTHON_WASM").expect(
+        "CROWDCLOUD_TEST_PYTHON_WASM is not set; run the tests through scripts/test, which \
+         fetches CPython for WASI with scripts/python-runtime",
+    );
+    let pool = Pool::start(5_000).await;
+    let _agent = pool.agent("worker", 2).await;
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("analyze.py");
+    std::fs::write(&script, ANALYZE_PY).unwrap();
+    std::fs::create_dir(work.path().join("texts")).unwrap();
+    let texts = [
+        ("a.txt", "the quick brown fox\n"),
+        ("b.txt", "jumps over\nthe dog\n"),
+    ];
+    for (name, text) in texts {
+        std::fs::write(work.path().join("texts").join(name), text).unwrap();
+    }
+    let script = script.to_str().unwrap();
+    let texts_dir = work.path().join("texts");
+    let submit = [
+        "submit",
+        script,
+        "--inputs",
+        texts_dir.to_str().unwrap(),
+        "--wait",
+        "--json",
+        "--",
+        "{name}",
+    ];
+    let missing = cli(&pool, &submit).await;
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("runtimes add python"),
+        "without the runtime it says how to install it"
+    );
+    installs_only_the_pinned_python(&pool, work.path(), &python).await;
+
+    let submitted = cli(&pool, &submit).await;
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let status: wire::JobStatus = serde_json::from_slice(&submitted.stdout).unwrap();
+    assert_eq!(status.tasks.succeeded, 2, "{status:?}");
+    for task in pool.owner.all_tasks(status.job_id).await.unwrap() {
+        let (name, text) = texts[task.index as usize];
+        let output = pool.owner.download(&task.outputs[0].hash).await.unwrap();
+        let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
+        let words = text.split_whitespace().count();
+        let expected = format!(r#"{{"name": "{name}", "sha256": "{sha256}", "words": {words}}}"#);
+        assert_eq!(String::from_utf8_lossy(&output), expected);
+        assert_eq!(
+            pool.stdout(&task).await,
+            format!("{name} {words}\n").as_bytes()
+        );
+    }
+}
+
+/// `runtimes add python` refuses a module that is not the pinned CPython, then takes it.
+async fn installs_only_the_pinned_python(pool: &Pool, work: &std::path::Path, python: &str) {
+    let probe = work.join("probe.wasm");
+    std::fs::write(&probe, guests::PROBE).unwrap();
+    let wrong = cli(
+        pool,
+        &["runtimes", "add", "python", probe.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        !wrong.status.success(),
+        "a module that is not the pinned CPython is refused"
+    );
+    let added = cli(pool, &["runtimes", "add", "python", python]).await;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+}
