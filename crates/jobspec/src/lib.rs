@@ -46,7 +46,17 @@ pub struct JobPlan {
     pub validator: Option<ValidatorPlan>,
     /// Exit codes besides 0 that mean success.
     pub success_exit_codes: Vec<i32>,
+    /// Set when the job runs a script: `module` is then the script, which the caller replaces
+    /// by its runtime (the CLI's `runtimes`), mounting the script and its packages.
+    pub script: Option<ScriptPlan>,
     pub tasks: Vec<TaskPlan>,
+}
+
+/// What a script's job needs besides the script.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScriptPlan {
+    /// A directory of pure-Python packages, mounted where the script imports from.
+    pub packages: Option<PathBuf>,
 }
 
 /// A job's validator: a local module and its arguments (see `wire::Validator`).

@@ -9,13 +9,17 @@ use wire::limits::default;
 use wire::{Deterministic, Limits, Requirements};
 
 use crate::quantity::{parse_bytes, parse_duration_ms};
-use crate::{JobPlan, MountPlan, SpecError, TaskPlan, ValidatorPlan};
+use crate::{JobPlan, MountPlan, ScriptPlan, SpecError, TaskPlan, ValidatorPlan};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpecFile {
     name: Option<String>,
-    module: String,
+    module: Option<String>,
+    /// A script run under its language's runtime instead of a module: `analyze.py`.
+    program: Option<String>,
+    /// With a program: a directory of pure-Python packages, importable by the script.
+    packages: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -155,7 +159,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
     let file: SpecFile =
         toml::from_str(text).map_err(|error| SpecError::Syntax(error.to_string()))?;
     let resolve = |path: &str| base_dir.join(path);
-    let module = resolve(&file.module);
+    let (module, script) = program_of(&file, base_dir)?;
     let tasks = tasks_of(&file, base_dir)?;
     let name = match file.name {
         Some(name) => name,
@@ -192,10 +196,38 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
             args: validator.args,
         }),
         success_exit_codes: file.success_exit_codes,
+        script,
         tasks,
     };
     check(&plan)?;
     Ok(plan)
+}
+
+/// What the job runs: a module, or a script (its path stands as the module until the caller
+/// puts its runtime there; see [`ScriptPlan`]).
+fn program_of(
+    file: &SpecFile,
+    base_dir: &Path,
+) -> Result<(PathBuf, Option<ScriptPlan>), SpecError> {
+    match (&file.module, &file.program) {
+        (Some(module), None) if file.packages.is_none() => Ok((base_dir.join(module), None)),
+        (Some(_), None) => Err(invalid(
+            "packages",
+            "packages go with a Python `program`, not a module",
+        )),
+        (None, Some(program)) if program.ends_with(".py") => {
+            let packages = file.packages.as_deref().map(|dir| base_dir.join(dir));
+            Ok((base_dir.join(program), Some(ScriptPlan { packages })))
+        }
+        (None, Some(program)) => Err(invalid(
+            "program",
+            format!("{program:?} is not a Python script (.py), the one kind of program there is"),
+        )),
+        _ => Err(invalid(
+            "module",
+            "give the job either a `module` (a .wasm) or a `program` (a .py script)",
+        )),
+    }
 }
 
 /// The tasks a spec file gives, in whichever of its three ways.
@@ -350,6 +382,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         verify: None,
         validator: None,
         success_exit_codes: Vec::new(),
+        script: None,
         tasks,
     };
     check(&plan)?;
@@ -431,6 +464,24 @@ mod tests {
         assert!(problem.contains("validator"), "{problem}");
         let bad = spec.replace("args = [", "arguments = [");
         assert!(parse(&bad, Path::new("/jobs")).is_err());
+    }
+
+    #[test]
+    fn a_program_is_a_python_script_with_its_packages_and_never_beside_a_module() {
+        let spec = "program = \"analyze.py\"\npackages = \"lib\"\n[sweep]\ncount = 1";
+        let plan = parse(spec, Path::new("/jobs")).unwrap();
+        assert_eq!(plan.module, PathBuf::from("/jobs/analyze.py"));
+        let packages = plan.script.unwrap().packages;
+        assert_eq!(packages, Some(PathBuf::from("/jobs/lib")));
+        let problem = |text: &str| parse(text, Path::new("/")).unwrap_err().to_string();
+        assert!(problem("program = \"a.rb\"\n[sweep]\ncount = 1").starts_with("program"));
+        let both = "module = \"m.wasm\"\nprogram = \"a.py\"\n[sweep]\ncount = 1";
+        assert!(problem(both).contains("either"));
+        assert!(problem("[sweep]\ncount = 1").contains("either"));
+        let stray = "module = \"m.wasm\"\npackages = \"lib\"\n[sweep]\ncount = 1";
+        assert!(problem(stray).starts_with("packages"));
+        let plain = parse("module = \"m.wasm\"\n[sweep]\ncount = 1", Path::new("/")).unwrap();
+        assert_eq!(plain.script, None);
     }
 
     #[test]

@@ -47,15 +47,10 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn plan(args: &SubmitArgs, staged: &Path) -> anyhow::Result<JobPlan> {
-    let is_script = args
-        .spec_or_module
-        .extension()
-        .is_some_and(|ext| ext == "py");
-    let mut plan = if is_script {
-        script_plan(args, staged)?
-    } else {
-        spec_or_module(args)?
-    };
+    let mut plan = spec_or_module(args)?;
+    if plan.script.is_some() {
+        with_runtime(&mut plan, &args.connection.data_dir, staged)?;
+    }
     if !args.success_exit_codes.is_empty() {
         plan.success_exit_codes = args.success_exit_codes.clone();
         jobspec::check(&plan).context("--success-exit-codes is not valid")?;
@@ -63,41 +58,53 @@ fn plan(args: &SubmitArgs, staged: &Path) -> anyhow::Result<JobPlan> {
     Ok(plan)
 }
 
-/// A Python script's job: the installed interpreter as its module, the script alone in a
-/// directory mounted at `/job` (so nothing beside it is uploaded), and `/job/NAME` first in
-/// every task's args, with the quick forms of a module.
-fn script_plan(args: &SubmitArgs, staged: &Path) -> anyhow::Result<JobPlan> {
-    let python = super::runtimes::installed(&args.connection.data_dir, &super::runtimes::PYTHON)?;
-    let script = &args.spec_or_module;
+/// Makes a script's plan run under its runtime: the installed interpreter becomes the module,
+/// the script is copied alone into a directory mounted at `/job` (so nothing beside it is
+/// uploaded), its packages are mounted at `/packages` on `PYTHONPATH`, and `/job/NAME` comes
+/// first in every task's args.
+fn with_runtime(
+    plan: &mut JobPlan,
+    data_dir: &Option<PathBuf>,
+    staged: &Path,
+) -> anyhow::Result<()> {
+    let python = super::runtimes::installed(data_dir, &super::runtimes::PYTHON)?;
+    let script = std::mem::replace(&mut plan.module, python);
     let name = script
         .file_name()
         .and_then(|name| name.to_str())
         .context("the script's file name is not UTF-8 text; rename it")?;
-    std::fs::copy(script, staged.join(name))
+    let job_dir = staged.join("job");
+    std::fs::create_dir_all(&job_dir).context("cannot stage the script")?;
+    std::fs::copy(&script, job_dir.join(name))
         .with_context(|| format!("cannot read the script {}", script.display()))?;
-    let mut task_args = vec![format!("/job/{name}")];
-    task_args.extend(args.args.iter().cloned());
-    let mut plan = match (&args.tasks, &args.inputs) {
-        (_, Some(dir)) => jobspec::per_input(python, dir, &task_args)?,
-        (tasks, None) => jobspec::sweep(python, tasks.unwrap_or(1), &task_args)?,
-    };
-    plan.name = name.to_owned();
     plan.mounts.push(jobspec::MountPlan {
         guest_path: "/job".to_owned(),
-        dir: staged.to_owned(),
+        dir: job_dir,
     });
-    jobspec::check(&plan).context("the script's job is not valid")?;
-    Ok(plan)
+    let packages = plan.script.as_ref().and_then(|s| s.packages.clone());
+    if let Some(packages) = packages {
+        plan.mounts.push(jobspec::MountPlan {
+            guest_path: "/packages".to_owned(),
+            dir: packages,
+        });
+        plan.env
+            .insert("PYTHONPATH".to_owned(), "/packages".to_owned());
+    }
+    for task in &mut plan.tasks {
+        task.args.insert(0, format!("/job/{name}"));
+    }
+    jobspec::check(plan).context("the script's job is not valid")
 }
 
 /// The plan of a spec file, or of a module with the quick forms.
 fn spec_or_module(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
     let path = &args.spec_or_module;
-    let is_module = path.extension().is_some_and(|ext| ext == "wasm");
+    let is_script = path.extension().is_some_and(|ext| ext == "py");
+    let is_module = is_script || path.extension().is_some_and(|ext| ext == "wasm");
     if !is_module {
         if args.tasks.is_some() || args.inputs.is_some() || !args.args.is_empty() {
             bail!(
-                "--tasks, --inputs and task arguments go with a .wasm module; a spec names its own tasks"
+                "--tasks, --inputs and task arguments go with a .wasm module or .py script; a spec names its own tasks"
             );
         }
         let text = std::fs::read_to_string(path)
@@ -106,10 +113,13 @@ fn spec_or_module(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
         return jobspec::parse(&text, base)
             .with_context(|| format!("the job spec {} is not valid", path.display()));
     }
-    let plan = match (&args.tasks, &args.inputs) {
+    let mut plan = match (&args.tasks, &args.inputs) {
         (_, Some(dir)) => jobspec::per_input(path.clone(), dir, &args.args)?,
         (tasks, None) => jobspec::sweep(path.clone(), tasks.unwrap_or(1), &args.args)?,
     };
+    if is_script {
+        plan.script = Some(jobspec::ScriptPlan::default());
+    }
     Ok(plan)
 }
 

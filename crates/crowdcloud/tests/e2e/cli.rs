@@ -379,6 +379,41 @@ async fn a_python_script_runs_over_input_files_and_its_outputs_are_exactly_right
             format!("{name} {words}\n").as_bytes()
         );
     }
+    a_spec_runs_a_program_with_its_packages(&pool, work.path()).await;
+}
+
+/// A spec's `program` imports from its `packages`, a directory of pure-Python code.
+async fn a_spec_runs_a_program_with_its_packages(pool: &Pool, work: &std::path::Path) {
+    std::fs::create_dir_all(work.join("lib/wordstats")).unwrap();
+    std::fs::write(
+        work.join("lib/wordstats/__init__.py"),
+        "def longest(words):\n    return max(words, key=len)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("longest.py"),
+        "import sys, wordstats\nprint(wordstats.longest(sys.argv[1:]))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("job.toml"),
+        "program = \"longest.py\"\npackages = \"lib\"\n[[tasks]]\nargs = [\"a\", \"abc\", \"ab\"]\n",
+    )
+    .unwrap();
+    let spec = work.join("job.toml");
+    let ran = cli(
+        pool,
+        &["submit", spec.to_str().unwrap(), "--wait", "--json"],
+    )
+    .await;
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let status: wire::JobStatus = serde_json::from_slice(&ran.stdout).unwrap();
+    let tasks = pool.owner.all_tasks(status.job_id).await.unwrap();
+    assert_eq!(pool.stdout(&tasks[0]).await, &b"abc\n"[..]);
 }
 
 /// `runtimes add python` refuses a module that is not the pinned CPython, then takes it.
