@@ -19,7 +19,8 @@ const CHEATERS: [(&str, &[&str]); 4] = [
     ("ring-b", &["--cheat", "after=2", "--cheat-group", "ring"]),
 ];
 
-async fn stranger(pool: &Pool, name: &str, more_args: &[&str]) -> Agent {
+/// An agent of an owner of its own, as a stranger lends a machine.
+pub(crate) async fn stranger(pool: &Pool, name: &str, more_args: &[&str]) -> Agent {
     let token = pool.join_token_for(name).await;
     pool.agent_joined(name, 1, &token, more_args)
 }
@@ -35,7 +36,7 @@ async fn echo_job(pool: &Pool, tasks: usize) -> JobId {
 }
 
 /// The owner's own requester gets credit to submit with.
-async fn grant_the_owner_credit(pool: &Pool) {
+pub(crate) async fn grant_the_owner_credit(pool: &Pool) {
     let grant = wire::CreditGrant {
         requester: "owner".to_owned(),
         credits: 1_000,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use wire::{BlobHash, JobId, JobState, Limits, Outcome, TaskSpec, Validator};
 
 use crate::harness::{Pool, probe};
+use crate::public::{grant_the_owner_credit, stranger};
 
 const LEASE_MS: u64 = 3_000;
 const TASKS: usize = 10;
@@ -49,19 +50,13 @@ async fn a_validator_verifies_results_that_differ_and_one_that_traps_accepts_non
     let (mut names, mut honest) = (Vec::new(), Vec::new());
     for i in 0..4 {
         let name = format!("honest-{i}");
-        let token = pool.join_token_for(&name).await;
-        honest.push(pool.agent_joined(&name, 1, &token, &[]));
+        honest.push(stranger(&pool, &name, &[]).await);
         names.push(name);
     }
-    let token = pool.join_token_for("liar").await;
-    let liar = pool.agent_joined("liar", 1, &token, &["--cheat", "always"]);
+    let liar = stranger(&pool, "liar", &["--cheat", "always"]).await;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     pool.wait_online(&names).await;
-    let grant = wire::CreditGrant {
-        requester: "owner".to_owned(),
-        credits: 1_000,
-    };
-    pool.owner.grant_credits(&grant).await.unwrap();
+    grant_the_owner_credit(&pool).await;
 
     let refused = pi_job(&pool, None).await.unwrap_err();
     assert!(refused.contains("validator"), "{refused}");
