@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use guests::binary::section;
 use sandbox::{Attempt, Outcome, Sandbox, SandboxConfig};
 
 use crate::report::Better;
@@ -101,18 +102,18 @@ fn generated(bytes: usize) -> Vec<u8> {
     let body = function_body();
     let mut module = b"\0asm\x01\0\0\0".to_vec();
     // Types: 0 = [] -> [], 1 = [i32] -> [i32].
-    section(&mut module, 1, &[2, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f]);
+    section(1, &[2, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f], &mut module);
     let mut declared = leb(functions + 1);
     declared.push(0);
     declared.extend(std::iter::repeat_n(1, functions));
-    section(&mut module, 3, &declared);
-    section(&mut module, 5, &[1, 0, 1]);
+    section(3, &declared, &mut module);
+    section(5, &[1, 0, 1], &mut module);
     let mut exports = vec![2];
     exports.extend(name(b"_start"));
     exports.extend([0, 0]);
     exports.extend(name(b"memory"));
     exports.extend([2, 0]);
-    section(&mut module, 7, &exports);
+    section(7, &exports, &mut module);
     let start: &[u8] = &[0, 0x41, 7, 0x10, 1, 0x1a, 0x0b];
     let mut code = leb(functions + 1);
     code.extend(leb(start.len()));
@@ -121,7 +122,7 @@ fn generated(bytes: usize) -> Vec<u8> {
         code.extend(leb(body.len()));
         code.extend_from_slice(&body);
     }
-    section(&mut module, 10, &code);
+    section(10, &code, &mut module);
     module
 }
 
@@ -140,29 +141,16 @@ fn function_body() -> Vec<u8> {
     body
 }
 
-fn section(module: &mut Vec<u8>, id: u8, content: &[u8]) {
-    module.push(id);
-    module.extend(leb(content.len()));
-    module.extend_from_slice(content);
-}
-
 fn name(text: &[u8]) -> Vec<u8> {
     let mut out = leb(text.len());
     out.extend_from_slice(text);
     out
 }
 
-fn leb(mut value: usize) -> Vec<u8> {
+fn leb(value: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+    guests::binary::leb128(value as u64, &mut out);
+    out
 }
 
 #[cfg(test)]

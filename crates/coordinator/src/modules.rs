@@ -412,12 +412,8 @@ mod tests {
     fn module_with_custom_sections() -> Vec<u8> {
         let mut bytes = b"\0asm\x01\0\0\0".to_vec();
         let custom = |name: &str, payload: &[u8]| {
-            let mut contents = vec![name.len() as u8];
-            contents.extend_from_slice(name.as_bytes());
-            contents.extend_from_slice(payload);
-            let mut section = vec![0u8];
-            leb(&mut section, contents.len() as u64);
-            section.extend(contents);
+            let mut section = Vec::new();
+            guests::binary::custom_section(name, payload, &mut section);
             section
         };
         bytes.extend(custom("first", &[7; 300]));
@@ -431,18 +427,6 @@ mod tests {
         bytes.extend([0x0b, 0x09, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x03, 1, 2, 3]);
         bytes.extend(custom("last", b"debug"));
         bytes
-    }
-
-    fn leb(out: &mut Vec<u8>, mut value: u64) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
     }
 
     #[test]
@@ -515,7 +499,7 @@ mod tests {
     fn a_large_custom_section_streams_by_without_being_held() {
         // A custom section of 64 MiB, fed in 64 KiB chunks.
         let mut header = vec![0u8];
-        leb(&mut header, 64 << 20);
+        guests::binary::leb128(64 << 20, &mut header);
         let mut module = StreamingModule::new(8 + header.len() as u64 + (64 << 20));
         module.push(b"\0asm\x01\0\0\0").unwrap();
         module.push(&header).unwrap();

@@ -3,7 +3,9 @@
 //!
 //! The Rust guests in `guests/` are compiled for `wasm32-wasip1` by this crate's build script, or
 //! taken from the committed copies in `prebuilt/` when that target is not installed (see
-//! [`BUILT_FROM_SOURCE`]). The WAT modules are hostile programs that need no toolchain at all.
+//! [`BUILT_FROM_SOURCE`]). The WAT modules are hostile programs that need no toolchain at all. [`binary`] builds test modules byte by byte.
+
+pub mod binary;
 
 /// The ray tracer guest: `render --width W --height H --x0 X --y0 Y --w TW --h TH [--samples S]
 /// [--out PATH]` writes that tile of the demo image as a binary PPM (default

@@ -161,24 +161,10 @@ mod tests {
         let mut module = b"\0asm\x01\0\0\0".to_vec();
         module.extend_from_slice(&[1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0]);
         let mut code_section = vec![1];
-        leb128(body.len(), &mut code_section);
+        guests::binary::leb128(body.len() as u64, &mut code_section);
         code_section.extend_from_slice(&body);
-        module.push(10);
-        leb128(code_section.len(), &mut module);
-        module.extend_from_slice(&code_section);
+        guests::binary::section(10, &code_section, &mut module);
         module
-    }
-
-    fn leb128(mut value: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
     }
 
     /// `depth` blocks of `opener` (`0x02` block, `0x03` loop) nested and closed again.

@@ -184,17 +184,8 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
 
 /// Binary modules built byte by byte, for bombs too large or too odd to write as text.
 mod binary {
-    pub fn leb128(mut value: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    pub use guests::binary::leb128;
+    use guests::binary::section;
 
     /// Signed LEB128, as `i32.const` takes its operand.
     fn sleb128(mut value: i64, out: &mut Vec<u8>) {
@@ -208,12 +199,6 @@ mod binary {
             }
             out.push(byte | 0x80);
         }
-    }
-
-    fn section(id: u8, payload: &[u8], module: &mut Vec<u8>) {
-        module.push(id);
-        leb128(payload.len() as u64, module);
-        module.extend_from_slice(payload);
     }
 
     fn header() -> Vec<u8> {

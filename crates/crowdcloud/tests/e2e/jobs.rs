@@ -387,37 +387,13 @@ async fn a_module_that_throws_and_catches_through_tail_calls_runs_on_a_node() {
     assert_eq!(&pool.stdout(&tasks[0]).await[..], b"caught 42\n");
 }
 
-/// `wasm` with a custom section that makes it `bytes` long or a little more, as debug info and
-/// embedded data make real programs tens of MB.
-fn padded(mut wasm: Vec<u8>, bytes: usize) -> Vec<u8> {
-    fn leb128(mut value: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"padding";
-    let payload = bytes.saturating_sub(wasm.len());
-    let mut content = Vec::with_capacity(payload + 16);
-    leb128(name.len(), &mut content);
-    content.extend_from_slice(name);
-    content.resize(content.len() + payload, 0xa5);
-    wasm.push(0);
-    leb128(content.len(), &mut wasm);
-    wasm.extend_from_slice(&content);
-    wasm
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_module_past_64_mib_is_taken_by_the_coordinator_and_run_by_a_node() {
     let pool = Pool::start(5_000).await;
     let _agent = pool.agent("worker", 1).await;
-    let large = padded(guests::PROBE.to_vec(), 65 << 20);
+    // A custom section, as debug info and embedded data make real programs tens of MB.
+    let mut large = guests::PROBE.to_vec();
+    guests::binary::custom_section("padding", &vec![0xa5; 65 << 20], &mut large);
     assert!(large.len() > 64 << 20);
     let module = pool.upload_wasm(&large).await;
     let job = pool
