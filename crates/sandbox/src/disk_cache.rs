@@ -15,7 +15,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use wasmtime::{Engine, Module};
@@ -26,8 +25,6 @@ const EXTENSION: &str = "cwasm";
 pub(crate) struct DiskCache {
     dir: PathBuf,
     bytes_max: u64,
-    /// Modules loaded from disk rather than compiled.
-    hits: AtomicU64,
 }
 
 impl DiskCache {
@@ -48,12 +45,7 @@ impl DiskCache {
         Ok(Self {
             dir: dir.to_owned(),
             bytes_max,
-            hits: AtomicU64::new(0),
         })
-    }
-
-    pub(crate) fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
     }
 
     fn path(&self, engine: &Engine, key: &[u8; 32]) -> PathBuf {
@@ -77,7 +69,6 @@ impl DiskCache {
         // code it made for an engine configured as this one.
         match unsafe { Module::deserialize_file(engine, &path) } {
             Ok(module) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
                 // Its time of use, for the bound: a file used is kept longer. The clock is the
                 // filesystem's own, which orders the files; nothing else reads it.
                 if let Ok(file) = std::fs::File::options().append(true).open(&path) {

@@ -166,11 +166,6 @@ impl Sandbox {
         })
     }
 
-    /// Modules loaded from the on-disk cache instead of compiled, since the start.
-    pub fn compiled_from_disk(&self) -> u64 {
-        self.disk.as_ref().map_or(0, DiskCache::hits)
-    }
-
     fn flavor(&self, deterministic: bool) -> Result<&Arc<Flavor>, String> {
         if !deterministic {
             return Ok(&self.plain);

@@ -310,29 +310,25 @@ fn a_restarted_sandbox_loads_what_it_compiled_from_disk_and_recompiles_a_damaged
     let compiled = tempfile::tempdir().unwrap();
     let key = *blake3::hash(guests::PROBE).as_bytes();
     let first = with_compiled_dir(compiled.path(), 1 << 30);
-    first.prepare(key, guests::PROBE, false).unwrap();
-    assert_eq!(first.compiled_from_disk(), 0, "the first start compiles");
+    let compiled_now = first.prepare(key, guests::PROBE, false).unwrap();
+    assert!(!compiled_now.from_disk(), "the first start compiles");
     drop(first);
 
     let restarted = with_compiled_dir(compiled.path(), 1 << 30);
     let prepared = restarted.prepare(key, guests::PROBE, false).unwrap();
-    assert_eq!(restarted.compiled_from_disk(), 1, "a restart loads it");
+    assert!(prepared.from_disk(), "a restart loads it");
     let report = restarted.run(&prepared, bench.attempt(&["echo", "from", "disk"]));
     assert_eq!(text(&report.stdout), "from disk\n");
     // The deterministic engine makes other code: it never loads the plain engine's.
-    restarted.prepare(key, guests::PROBE, true).unwrap();
-    assert_eq!(restarted.compiled_from_disk(), 1);
+    let deterministic = restarted.prepare(key, guests::PROBE, true).unwrap();
+    assert!(!deterministic.from_disk());
 
     for entry in std::fs::read_dir(compiled.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"not compiled code").unwrap();
     }
     let damaged = with_compiled_dir(compiled.path(), 1 << 30);
     let prepared = damaged.prepare(key, guests::PROBE, false).unwrap();
-    assert_eq!(
-        damaged.compiled_from_disk(),
-        0,
-        "a damaged file is compiled again"
-    );
+    assert!(!prepared.from_disk(), "a damaged file is compiled again");
     let report = damaged.run(&prepared, bench.attempt(&["echo", "again"]));
     assert_eq!(text(&report.stdout), "again\n");
 }
@@ -368,8 +364,8 @@ fn the_compiled_dir_keeps_within_its_bound_dropping_the_least_recently_used() {
         .unwrap();
     assert_eq!(files(), 1, "the older file went");
     let restarted = with_compiled_dir(compiled.path(), one_file + one_file / 2);
-    restarted
+    let kept = restarted
         .prepare(*blake3::hash(&spin).as_bytes(), &spin, false)
         .unwrap();
-    assert_eq!(restarted.compiled_from_disk(), 1, "the newer one stayed");
+    assert!(kept.from_disk(), "the newer one stayed");
 }
