@@ -19,9 +19,8 @@ use crate::local;
 use crate::output::{self, print_json};
 
 pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    // Holds what a script's job mounts until it is uploaded.
-    let staged = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let plan = plan(&args, staged.path())?;
+    // A script's job mounts a copy of it, kept until it is uploaded.
+    let (plan, staged) = plan(&args)?;
     let client = local::connect(&args.connection).await?;
     let submission = upload(&client, &plan).await?;
     drop(staged);
@@ -46,34 +45,36 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(status.state))
 }
 
-fn plan(args: &SubmitArgs, staged: &Path) -> anyhow::Result<JobPlan> {
+/// The job to upload, and for a script the directory its copy is staged in.
+fn plan(args: &SubmitArgs) -> anyhow::Result<(JobPlan, Option<tempfile::TempDir>)> {
     let mut plan = spec_or_module(args)?;
-    if plan.script.is_some() {
-        with_runtime(&mut plan, &args.connection.data_dir, staged)?;
-    }
+    let staged = match plan.script {
+        Some(_) => Some(with_runtime(&mut plan, &args.connection.data_dir)?),
+        None => None,
+    };
     if !args.success_exit_codes.is_empty() {
         plan.success_exit_codes = args.success_exit_codes.clone();
         jobspec::check(&plan).context("--success-exit-codes is not valid")?;
     }
-    Ok(plan)
+    Ok((plan, staged))
 }
 
 /// Makes a script's plan run under its runtime: the installed interpreter becomes the module,
 /// the script is copied alone into a directory mounted at `/job` (so nothing beside it is
 /// uploaded), its packages are mounted at `/packages` on `PYTHONPATH`, and `/job/NAME` comes
-/// first in every task's args.
+/// first in every task's args. Returns the directory the script is staged in.
 fn with_runtime(
     plan: &mut JobPlan,
     data_dir: &Option<PathBuf>,
-    staged: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tempfile::TempDir> {
     let python = super::runtimes::installed(data_dir, &super::runtimes::PYTHON)?;
+    let staged = tempfile::tempdir().context("cannot make a temporary directory")?;
     let script = std::mem::replace(&mut plan.module, python);
     let name = script
         .file_name()
         .and_then(|name| name.to_str())
         .context("the script's file name is not UTF-8 text; rename it")?;
-    let job_dir = staged.join("job");
+    let job_dir = staged.path().join("job");
     std::fs::create_dir_all(&job_dir).context("cannot stage the script")?;
     std::fs::copy(&script, job_dir.join(name))
         .with_context(|| format!("cannot read the script {}", script.display()))?;
@@ -93,7 +94,8 @@ fn with_runtime(
     for task in &mut plan.tasks {
         task.args.insert(0, format!("/job/{name}"));
     }
-    jobspec::check(plan).context("the script's job is not valid")
+    jobspec::check(plan).context("the script's job is not valid")?;
+    Ok(staged)
 }
 
 /// The plan of a spec file, or of a module with the quick forms.
