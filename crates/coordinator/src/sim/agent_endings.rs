@@ -39,6 +39,18 @@ impl World {
         self.try_lease(agent);
     }
 
+    /// The usage a simulated agent reports: what it claims of wall time and memory is rolled;
+    /// the pool bounds both.
+    fn usage(&mut self, fuel_used: u64) -> Usage {
+        Usage {
+            fuel_used,
+            wall_ms: self.dice.between(0, 10_000),
+            memory_peak_bytes: self.dice.between(0, 1 << 20),
+            output_bytes: 0,
+            compile_ms: 0,
+        }
+    }
+
     /// What an attempt ends with: mostly success, sometimes a failure of the guest or the node,
     /// and now and then a report the pool must refuse (too much fuel, a blob never uploaded).
     fn ending_of(&mut self, attempt: AttemptId, run: &Run, limits: &Limits) -> Ending {
@@ -91,13 +103,7 @@ impl World {
         let report = AttemptReport {
             attempt_id: attempt,
             outcome,
-            usage: Usage {
-                fuel_used,
-                wall_ms: self.dice.between(0, 10_000),
-                memory_peak_bytes: self.dice.between(0, 1 << 20),
-                output_bytes: 0,
-                compile_ms: 0,
-            },
+            usage: self.usage(fuel_used),
             stdout,
             stderr: None,
             outputs,
@@ -175,13 +181,7 @@ impl World {
         let report = AttemptReport {
             attempt_id: attempt,
             outcome,
-            usage: Usage {
-                fuel_used,
-                wall_ms: self.dice.between(0, 10_000),
-                memory_peak_bytes: self.dice.between(0, 1 << 20),
-                output_bytes: 0,
-                compile_ms: 0,
-            },
+            usage: self.usage(fuel_used),
             stdout: result.as_ref().and_then(|r| r.stdout),
             stderr: None,
             outputs: result
