@@ -19,6 +19,20 @@ const CHEATERS: [(&str, &[&str]); 4] = [
     ("ring-b", &["--cheat", "after=2", "--cheat-group", "ring"]),
 ];
 
+/// A public pool whose nodes are trusted after `probation_results` verified results, started
+/// with `more` arguments as well. Every node of these tests sits on loopback, one network.
+pub(crate) async fn public_pool(probation_results: &str, more: &[&str]) -> Pool {
+    let mut args = vec![
+        "--trust",
+        "public",
+        "--one-network",
+        "--probation-results",
+        probation_results,
+    ];
+    args.extend_from_slice(more);
+    Pool::start_with(LEASE_MS, None, &args).await
+}
+
 /// An agent of an owner of its own, as a stranger lends a machine.
 pub(crate) async fn stranger(pool: &Pool, name: &str, more_args: &[&str]) -> Agent {
     let token = pool.join_token_for(name).await;
@@ -82,21 +96,7 @@ async fn banned(pool: &Pool, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_again_and_again() {
-    let mut pool = Pool::start_with(
-        LEASE_MS,
-        None,
-        &[
-            "--trust",
-            "public",
-            // Every node of this test sits on loopback.
-            "--one-network",
-            "--probation-results",
-            "2",
-            "--audit-percent",
-            "25",
-        ],
-    )
-    .await;
+    let mut pool = public_pool("2", &["--audit-percent", "25"]).await;
     let mut honest = Vec::new();
     for i in 0..6 {
         honest.push(stranger(&pool, &format!("honest-{i}"), &[]).await);
@@ -171,20 +171,17 @@ async fn ledger_holds_through_a_restart(pool: &mut Pool) {
 async fn refuses_without_credit_or_determinism_then_grants(pool: &Pool) {
     let module = pool.upload_wasm(guests::PROBE).await;
     let without_credit = pool.submission(module, vec![probe(&["echo", "hi"])], Limits::default());
-    let refused = pool
-        .owner
-        .submit(&without_credit)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refusal = || async {
+        pool.owner
+            .submit(&without_credit)
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    let refused = refusal().await;
     assert!(refused.contains("credits"), "{refused}");
     grant_the_owner_credit(pool).await;
-    let refused = pool
-        .owner
-        .submit(&without_credit)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = refusal().await;
     assert!(
         refused.contains("deterministic"),
         "a job whose results cannot be compared is refused: {refused}"
@@ -215,19 +212,8 @@ async fn comes_back_and_is_banned_again(pool: &Pool) {
 /// to zero with nothing left pending once the job is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_results_wait_for_checks_keeps_the_ledger_whole() {
-    let mut pool = Pool::start_with(
-        LEASE_MS,
-        None,
-        // Everyone stays on probation: each task needs three owners' results.
-        &[
-            "--trust",
-            "public",
-            "--one-network",
-            "--probation-results",
-            "1000",
-        ],
-    )
-    .await;
+    // Everyone stays on probation: each task needs three owners' results.
+    let mut pool = public_pool("1000", &[]).await;
     let mut strangers = Vec::new();
     for i in 0..3 {
         strangers.push(stranger(&pool, &format!("stranger-{i}"), &[]).await);

@@ -8,9 +8,8 @@ use std::time::Duration;
 use wire::{BlobHash, JobId, JobState, Limits, Outcome, TaskSpec, Validator};
 
 use crate::harness::{Pool, probe};
-use crate::public::{grant_the_owner_credit, stranger};
+use crate::public::{grant_the_owner_credit, public_pool, stranger};
 
-const LEASE_MS: u64 = 3_000;
 const TASKS: usize = 10;
 
 /// A Monte Carlo estimate of π per task: the digits differ from run to run.
@@ -35,18 +34,7 @@ fn validator(module: BlobHash, args: &[&str]) -> Option<Validator> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_verifies_results_that_differ_and_one_that_traps_accepts_none() {
-    let pool = Pool::start_with(
-        LEASE_MS,
-        None,
-        &[
-            "--trust",
-            "public",
-            "--one-network",
-            "--probation-results",
-            "2",
-        ],
-    )
-    .await;
+    let pool = public_pool("2", &[]).await;
     let (mut names, mut honest) = (Vec::new(), Vec::new());
     for i in 0..4 {
         let name = format!("honest-{i}");
