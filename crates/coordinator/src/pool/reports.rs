@@ -150,9 +150,10 @@ impl PoolState {
         // task's end), and what is not a result says nothing of the task: another node may
         // still run it.
         let verifies = job.verify.is_some();
+        let succeeded = job.succeeded(&report.outcome);
         let task_end = if verifies && verify::is_claim(&report.outcome) {
             None
-        } else if job.succeeded(&report.outcome) {
+        } else if succeeded {
             Some(TaskState::Succeeded)
         } else if (report.outcome.is_retryable()
             || report.outcome == Outcome::Cancelled
@@ -163,7 +164,6 @@ impl PoolState {
         } else {
             Some(TaskState::Failed)
         };
-        let succeeded = job.succeeded(&report.outcome);
         Ok(attempt_end(report, &attempt, (succeeded, task_end), now_ms))
     }
 }
