@@ -47,7 +47,7 @@ pub(crate) struct Comparison {
     pub(crate) task: u32,
     pub(crate) attempt: AttemptId,
     pub(crate) with: AttemptId,
-    pub(crate) validator: wire::Validator,
+    pub(crate) validator: std::sync::Arc<wire::Validator>,
     pub(crate) first: ComparedResult,
     pub(crate) second: ComparedResult,
 }
@@ -139,7 +139,7 @@ impl PoolState {
                 task: index as u32,
                 attempt: check.claims[second].attempt,
                 with: check.claims[first].attempt,
-                validator: validator.as_ref().clone(),
+                validator: std::sync::Arc::clone(validator),
                 first: result(first),
                 second: result(second),
             })
