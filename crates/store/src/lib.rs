@@ -17,6 +17,7 @@ mod epoch;
 mod ledger;
 mod load;
 mod read;
+mod recall;
 mod retention;
 mod rows;
 mod schema;

@@ -33,6 +33,8 @@ pub struct PoolImage {
     pub attempt_uploads: Vec<(wire::AttemptId, BlobHash, u64)>,
     /// What a pool that verifies knows of each node identity.
     pub records: Vec<crate::RecordRow>,
+    /// Tasks per job whose result was taken back after a ban, for jobs that have any.
+    pub recalled: Vec<(JobId, u32)>,
     pub ledger: crate::LedgerImage,
 }
 
@@ -69,6 +71,19 @@ pub(crate) fn opt_json_at<T: serde::de::DeserializeOwned>(
             .map_err(|error| corrupt(column, error)),
         None => Ok(None),
     }
+}
+
+pub(crate) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
+    Ok(JobRow {
+        id: JobId::from_db(row.try_get("id")?),
+        requester_id: RequesterId::from_db(row.try_get("requester_id")?),
+        spec: json_at(row, "spec")?,
+        task_count: u64_at(row, "task_count")? as u32,
+        state: job_state(&row.try_get::<String, _>("state")?)?,
+        submitted_seq: u64_at(row, "submitted_seq")?,
+        created_at_ms: u64_at(row, "created_at_ms")?,
+        finished_at_ms: opt_u64_at(row, "finished_at_ms")?,
+    })
 }
 
 pub(crate) fn job_state(text: &str) -> Result<JobState, StoreError> {
@@ -142,6 +157,18 @@ impl Store {
                 granted_at_ms: u64_at(&row, "granted_at_ms")?,
             });
         }
+        image.job_usage = self.job_usage().await?;
+        image.attempt_uploads = self.live_attempt_uploads().await?;
+        image.records = self.records().await?;
+        image.ledger = self.ledger().await?;
+        image.node_shares = self.node_shares().await?;
+        image.recalled = self.recalled_counts().await?;
+        Ok(image)
+    }
+
+    /// Attempts made and fuel used, per job.
+    async fn job_usage(&self) -> Result<Vec<(JobId, u64, u64)>, StoreError> {
+        let mut usage = Vec::new();
         // A plain SUM of fuel overflows a BIGINT long before a job's attempts run out (a million
         // tasks at the fuel ceiling), and an overflow there would keep the pool from starting. So
         // the database sums the high and the low bits apart, neither of which can overflow, and
@@ -158,17 +185,13 @@ impl Store {
             let fuel = u64_at(&row, "fuel_high")?
                 .saturating_mul(FUEL_LOW_BITS_SPAN)
                 .saturating_add(u64_at(&row, "fuel_low")?);
-            image.job_usage.push((
+            usage.push((
                 JobId::from_db(row.try_get("job_id")?),
                 u64_at(&row, "n")?,
                 fuel,
             ));
         }
-        image.attempt_uploads = self.live_attempt_uploads().await?;
-        image.records = self.records().await?;
-        image.ledger = self.ledger().await?;
-        image.node_shares = self.node_shares().await?;
-        Ok(image)
+        Ok(usage)
     }
 
     /// Tasks each node finished, per job: the node of each succeeded task's result. Not every
@@ -299,20 +322,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(JobRow {
-                    id: JobId::from_db(row.try_get("id")?),
-                    requester_id: RequesterId::from_db(row.try_get("requester_id")?),
-                    spec: json_at(row, "spec")?,
-                    task_count: u64_at(row, "task_count")? as u32,
-                    state: job_state(&row.try_get::<String, _>("state")?)?,
-                    submitted_seq: u64_at(row, "submitted_seq")?,
-                    created_at_ms: u64_at(row, "created_at_ms")?,
-                    finished_at_ms: opt_u64_at(row, "finished_at_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(job_row).collect()
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
@@ -320,7 +330,10 @@ impl Store {
         for row in sqlx::query(
             "SELECT a.job_id, a.task_idx, COUNT(*) AS n FROM attempts a \
              JOIN jobs j ON j.id = a.job_id \
-             WHERE j.state = 'running' AND a.state <> 'released' GROUP BY a.job_id, a.task_idx",
+             JOIN tasks t ON t.job_id = a.job_id AND t.idx = a.task_idx \
+             WHERE j.state = 'running' AND a.state <> 'released' \
+             AND a.granted_at_ms >= COALESCE(t.recalled_at_ms, 0) \
+             GROUP BY a.job_id, a.task_idx",
         )
         .fetch_all(&self.pool)
         .await?
@@ -331,7 +344,7 @@ impl Store {
             );
         }
         let rows = sqlx::query(
-            "SELECT t.job_id, t.idx, t.state, \
+            "SELECT t.job_id, t.idx, t.state, t.recalled_from, \
              CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
              FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE j.state = 'running' ORDER BY t.job_id, t.idx",
@@ -348,6 +361,9 @@ impl Store {
                     spec: opt_json_at(row, "spec")?,
                     state: task_state(&row.try_get::<String, _>("state")?)?,
                     attempts: attempts.get(&(job, index)).copied().unwrap_or(0),
+                    recalled_from: row
+                        .try_get::<Option<i64>, _>("recalled_from")?
+                        .map(NodeId::from_db),
                 })
             })
             .collect()

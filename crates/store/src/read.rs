@@ -22,7 +22,7 @@ impl Store {
     ) -> Result<Vec<TaskStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.idx, t.spec, t.state, t.outcome AS task_outcome, t.result_attempt_id, \
-             t.verification, \
+             t.verification, t.recalled_from, \
              a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.compile_ms, \
              a.stdout, a.stderr, a.outputs, \
              (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
@@ -32,7 +32,8 @@ impl Store {
              (SELECT r.node_id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
                AND r.state = 'running' LIMIT 1) AS running_node, \
              (SELECT COUNT(*) FROM attempts v WHERE v.job_id = t.job_id AND v.task_idx = t.idx \
-               AND v.state = 'succeeded') AS results \
+               AND v.state = 'succeeded' \
+               AND v.granted_at_ms >= COALESCE(t.recalled_at_ms, 0)) AS results \
              FROM tasks t LEFT JOIN attempts a ON a.id = t.result_attempt_id \
              WHERE t.job_id = $1 AND t.idx >= $2 ORDER BY t.idx LIMIT $3",
         )
@@ -41,47 +42,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let spec: TaskSpec = crate::load::json_at(row, "spec")?;
-                let mut state = task_state(&row.try_get::<String, _>("state")?)?;
-                let running_attempt = row.try_get::<Option<i64>, _>("running_attempt")?;
-                // A task with results that wait for a check runs on: its results are not
-                // delivered until they are verified.
-                let checking = u64_at(row, "results")? > 0;
-                if state == wire::TaskState::Pending && (running_attempt.is_some() || checking) {
-                    state = wire::TaskState::Running;
-                }
-                let (attempt_id, node_id) =
-                    match row.try_get::<Option<i64>, _>("result_attempt_id")? {
-                        Some(id) => (
-                            Some(AttemptId::from_db(id)),
-                            row.try_get::<Option<i64>, _>("node_id")?
-                                .map(NodeId::from_db),
-                        ),
-                        None => (
-                            running_attempt.map(AttemptId::from_db),
-                            row.try_get::<Option<i64>, _>("running_node")?
-                                .map(NodeId::from_db),
-                        ),
-                    };
-                let usage = usage_at(row)?;
-                Ok(TaskStatus {
-                    index: u64_at(row, "idx")? as u32,
-                    state,
-                    args: spec.args,
-                    attempts: u64_at(row, "attempts")? as u32,
-                    attempt_id,
-                    node_id,
-                    outcome: opt_json_at(row, "task_outcome")?,
-                    usage,
-                    stdout: opt_json_at(row, "stdout")?,
-                    stderr: opt_json_at(row, "stderr")?,
-                    outputs: opt_json_at(row, "outputs")?.unwrap_or_default(),
-                    verification: opt_json_at(row, "verification")?,
-                })
-            })
-            .collect()
+        rows.iter().map(task_status_at).collect()
     }
 
     /// The blob's size if it exists and `reader` may read it.
@@ -166,4 +127,47 @@ fn usage_at(row: &sqlx::any::AnyRow) -> Result<Option<Usage>, StoreError> {
         output_bytes: opt_u64_at(row, "output_bytes")?.unwrap_or(0),
         compile_ms: opt_u64_at(row, "compile_ms")?.unwrap_or(0),
     }))
+}
+
+/// A task of a job page, from its row.
+fn task_status_at(row: &sqlx::any::AnyRow) -> Result<TaskStatus, StoreError> {
+    let spec: TaskSpec = crate::load::json_at(row, "spec")?;
+    let mut state = task_state(&row.try_get::<String, _>("state")?)?;
+    let running_attempt = row.try_get::<Option<i64>, _>("running_attempt")?;
+    // A task with results that wait for a check runs on: its results are not
+    // delivered until they are verified.
+    let checking = u64_at(row, "results")? > 0;
+    if state == wire::TaskState::Pending && (running_attempt.is_some() || checking) {
+        state = wire::TaskState::Running;
+    }
+    let (attempt_id, node_id) = match row.try_get::<Option<i64>, _>("result_attempt_id")? {
+        Some(id) => (
+            Some(AttemptId::from_db(id)),
+            row.try_get::<Option<i64>, _>("node_id")?
+                .map(NodeId::from_db),
+        ),
+        None => (
+            running_attempt.map(AttemptId::from_db),
+            row.try_get::<Option<i64>, _>("running_node")?
+                .map(NodeId::from_db),
+        ),
+    };
+    let usage = usage_at(row)?;
+    Ok(TaskStatus {
+        index: u64_at(row, "idx")? as u32,
+        state,
+        args: spec.args,
+        attempts: u64_at(row, "attempts")? as u32,
+        attempt_id,
+        node_id,
+        outcome: opt_json_at(row, "task_outcome")?,
+        usage,
+        stdout: opt_json_at(row, "stdout")?,
+        stderr: opt_json_at(row, "stderr")?,
+        outputs: opt_json_at(row, "outputs")?.unwrap_or_default(),
+        verification: opt_json_at(row, "verification")?,
+        recalled_from: row
+            .try_get::<Option<i64>, _>("recalled_from")?
+            .map(NodeId::from_db),
+    })
 }

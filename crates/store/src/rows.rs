@@ -78,6 +78,38 @@ pub struct TaskRow {
     pub state: TaskState,
     /// Attempts counted against max attempts (released ones are not).
     pub attempts: u32,
+    /// The banned node whose result of it was taken back, when it was.
+    pub recalled_from: Option<wire::NodeId>,
+}
+
+/// A task whose result rests on the word of a node that was banned since: it runs again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recallable {
+    pub job_id: JobId,
+    pub index: u32,
+    pub spec: TaskSpec,
+    /// The node that alone vouched for the result.
+    pub node: wire::NodeId,
+    /// What the requester paid for the result.
+    pub fuel: u64,
+}
+
+/// Results taken back: `tasks` of `job_id` (index, and the banned node that vouched for each
+/// result) are pending again, with no result, and the job runs again when `reopen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecall {
+    pub job_id: JobId,
+    pub tasks: Vec<(u32, wire::NodeId)>,
+    pub reopen: bool,
+    pub at_ms: u64,
+}
+
+/// An ended job as it is opened again for results taken back: its row and every task's state,
+/// by index.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EndedJob {
+    pub row: JobRow,
+    pub task_states: Vec<TaskState>,
 }
 
 /// A lease granted to a node.

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "compile time",
         include_str!("../migrations/0009_compile_time.sql"),
     ),
+    (10, "recall", include_str!("../migrations/0010_recall.sql")),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -68,6 +68,8 @@ pub enum Write {
     EndAttempts(Vec<AttemptEnd>),
     /// Tasks that end by a verdict on their results.
     EndTasks(Vec<crate::TaskVerdict>),
+    /// Takes back the results of tasks whose one witness was banned.
+    RecallTasks(crate::TaskRecall),
     /// Node identities' records, as they stand now.
     SetRecords(Vec<crate::RecordRow>),
     /// Transfers of the credit ledger.
@@ -327,6 +329,7 @@ async fn apply_one(
         Write::GrantAttempts(rows) => grant_attempts(tx, backend, rows).await?,
         Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
         Write::EndTasks(verdicts) => end_tasks(tx, verdicts).await?,
+        Write::RecallTasks(recall) => crate::recall::recall_tasks(tx, recall).await?,
         Write::SetRecords(rows) => set_records(tx, rows).await?,
         Write::InsertTransfers(_) => unreachable!("`apply` inserts a group's ledger rows at once"),
         Write::CancelJob { job_id, at_ms } => cancel_job(tx, *job_id, *at_ms).await?,
@@ -335,20 +338,27 @@ async fn apply_one(
             state,
             at_ms,
         } => finish_job(tx, *job_id, *state, *at_ms).await?,
-        Write::TouchBlobs { hashes, at_ms } => {
-            for hash in hashes {
-                sqlx::query("UPDATE blobs SET used_at_ms = $2 WHERE hash = $1")
-                    .bind(hash.to_hex())
-                    .bind(db(*at_ms))
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+        Write::TouchBlobs { hashes, at_ms } => touch_blobs(tx, hashes, *at_ms).await?,
         Write::PurgeJobs(job_ids) => retention::purge_jobs(tx, backend, job_ids).await?,
         Write::ForgetBlobs {
             hashes,
             used_before_ms,
         } => retention::forget_blobs(tx, backend, hashes, *used_before_ms).await?,
+    }
+    Ok(())
+}
+
+async fn touch_blobs(
+    tx: &mut Transaction<'static, Any>,
+    hashes: &[BlobHash],
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    for hash in hashes {
+        sqlx::query("UPDATE blobs SET used_at_ms = $2 WHERE hash = $1")
+            .bind(hash.to_hex())
+            .bind(db(at_ms))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -368,6 +378,15 @@ async fn finish_job(
     Ok(())
 }
 
+/// The node whose word alone a verdict's result rests on: the node whose later audit released
+/// it. Every other verdict had more than one witness.
+fn vouched_by(verdict: &crate::TaskVerdict) -> Option<wire::NodeId> {
+    let verification = verdict.verification.as_ref()?;
+    (verification.by == wire::VerifiedBy::LaterAudit)
+        .then(|| verification.nodes.first().copied())
+        .flatten()
+}
+
 async fn end_tasks(
     tx: &mut Transaction<'static, Any>,
     verdicts: &[crate::TaskVerdict],
@@ -375,7 +394,8 @@ async fn end_tasks(
     for verdict in verdicts {
         sqlx::query(
             "UPDATE tasks SET state = $3, outcome = $4, result_attempt_id = $5, \
-             finished_at_ms = $6, verification = $7 WHERE job_id = $1 AND idx = $2",
+             finished_at_ms = $6, verification = $7, vouched_by = $8 \
+             WHERE job_id = $1 AND idx = $2",
         )
         .bind(verdict.job_id.as_db())
         .bind(i64::from(verdict.index))
@@ -384,6 +404,7 @@ async fn end_tasks(
         .bind(verdict.result_attempt.map(|attempt| attempt.as_db()))
         .bind(db(verdict.at_ms))
         .bind(verdict.verification.as_ref().map(json))
+        .bind(vouched_by(verdict).map(|node| node.as_db()))
         .execute(&mut **tx)
         .await?;
     }

@@ -741,3 +741,160 @@ async fn a_store_opened_later_fences_the_earlier_one_out_of_the_database() {
         assert_eq!(reopened.epoch(), later.epoch() + 1);
     }
 }
+
+#[tokio::test]
+async fn results_a_banned_node_alone_vouched_for_are_found_and_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        recall_on(&url).await;
+    }
+}
+
+/// A verdict on task `index` of `job_id`, by attempt `100 + index`, verified `by` `nodes`.
+fn verdict(job_id: JobId, index: u32, by: wire::VerifiedBy, nodes: &[u64]) -> store::TaskVerdict {
+    store::TaskVerdict {
+        job_id,
+        index,
+        state: TaskState::Succeeded,
+        outcome: Outcome::Succeeded,
+        result_attempt: Some(AttemptId(100 + u64::from(index))),
+        verification: Some(wire::Verification {
+            by,
+            nodes: nodes.iter().copied().map(NodeId).collect(),
+        }),
+        at_ms: 40,
+    }
+}
+
+fn record(node: u64, banned: bool) -> store::RecordRow {
+    store::RecordRow {
+        node_id: NodeId(node),
+        owner: node,
+        join_token_hash: String::new(),
+        verified: 3,
+        audits_passed: 1,
+        mismatches: u64::from(banned),
+        banned,
+    }
+}
+
+/// Job 7's five tasks ran on node 42, each paid 7; 0 and 2 ended on its word alone (a later
+/// audit), 1 on an audit with node 43, and the job completed.
+async fn job_vouched_by_42(store: &Store, job_id: JobId) {
+    let (row, tasks) = job(job_id, 5);
+    let grants = (0..5)
+        .map(|i| AttemptRow {
+            id: AttemptId(100 + i),
+            job_id,
+            task_index: i as u32,
+            node_id: NodeId(42),
+            granted_at_ms: 20,
+        })
+        .collect();
+    let ends = (0..5)
+        .map(|i| AttemptEnd {
+            attempt_id: AttemptId(100 + i),
+            job_id,
+            task_index: i as u32,
+            state: AttemptEndState::Succeeded,
+            at_ms: 30,
+            outcome: Some(Outcome::Succeeded),
+            usage: Some(Usage {
+                fuel_used: 7,
+                ..Usage::default()
+            }),
+            stdout: None,
+            stderr: None,
+            outputs: vec![],
+            task_end: None,
+        })
+        .collect();
+    use wire::VerifiedBy::{Audit, LaterAudit, Replicas};
+    let verdicts = vec![
+        verdict(job_id, 0, LaterAudit, &[42]),
+        verdict(job_id, 1, Audit, &[42, 43]),
+        verdict(job_id, 2, LaterAudit, &[42]),
+        verdict(job_id, 3, LaterAudit, &[44]),
+        verdict(job_id, 4, Replicas, &[42, 43]),
+    ];
+    let finish = Write::FinishJob {
+        job_id,
+        state: JobState::Completed,
+        at_ms: 50,
+    };
+    store
+        .write(vec![
+            Write::InsertJob { job: row, tasks },
+            Write::GrantAttempts(grants),
+            Write::EndAttempts(ends),
+            Write::EndTasks(verdicts),
+            finish,
+            Write::SetRecords(vec![record(42, false), record(44, false)]),
+        ])
+        .await
+        .unwrap();
+}
+
+async fn recall_on(url: &str) {
+    let store = open(url).await;
+    let job_id = JobId(7);
+    job_vouched_by_42(&store, job_id).await;
+    assert!(
+        store.recallable(10).await.unwrap().is_empty(),
+        "no one is banned"
+    );
+    let banned = Write::SetRecords(vec![record(42, true)]);
+    store.write(vec![banned]).await.unwrap();
+    let found = store.recallable(10).await.unwrap();
+    let found_tasks: Vec<_> = found.iter().map(|r| (r.index, r.node, r.fuel)).collect();
+    assert_eq!(found_tasks, [(0, NodeId(42), 7), (2, NodeId(42), 7)]);
+    assert_eq!(found[1].spec.args, ["2"]);
+    assert_eq!(
+        store.recallable(1).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
+
+    let ended = store.ended_job(job_id).await.unwrap().unwrap();
+    assert_eq!(ended.row.state, JobState::Completed);
+    assert_eq!(ended.task_states, vec![TaskState::Succeeded; 5]);
+    assert!(store.ended_job(JobId(8)).await.unwrap().is_none());
+
+    let recall = Write::RecallTasks(store::TaskRecall {
+        job_id,
+        tasks: vec![(0, NodeId(42))],
+        reopen: true,
+        at_ms: 60,
+    });
+    store.write(vec![recall]).await.unwrap();
+    let left: Vec<_> = store.recallable(10).await.unwrap();
+    assert_eq!(left.len(), 1, "a result is taken back once");
+    assert_eq!(left[0].index, 2);
+
+    let image = store.load().await.unwrap();
+    assert_eq!(image.jobs[0].state, JobState::Running);
+    assert_eq!(image.jobs[0].finished_at_ms, None);
+    assert_eq!(image.recalled, vec![(job_id, 1)]);
+    let task = image.open_tasks.iter().find(|t| t.index == 0).unwrap();
+    assert_eq!(task.state, TaskState::Pending);
+    assert_eq!(task.recalled_from, Some(NodeId(42)));
+    assert_eq!(task.attempts, 0, "attempts before the recall do not count");
+    assert_eq!(task.spec.as_ref().unwrap().args, ["0"]);
+    let page = store.task_page(job_id, 0, 10).await.unwrap();
+    assert_eq!(page[0].recalled_from, Some(NodeId(42)));
+    assert_eq!(
+        (page[0].verification.as_ref(), page[0].outcome.as_ref()),
+        (None, None)
+    );
+    assert_eq!(page[2].recalled_from, None);
+
+    store
+        .write(vec![Write::CancelJob { job_id, at_ms: 70 }])
+        .await
+        .unwrap();
+    let cancelled = store.recallable(10).await.unwrap();
+    assert!(
+        cancelled.is_empty(),
+        "a cancelled job's results stay as they are"
+    );
+}

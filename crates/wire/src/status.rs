@@ -125,6 +125,10 @@ pub struct JobStatus {
     /// verifies only).
     #[serde(default)]
     pub verifying: u32,
+    /// Tasks whose result was taken back and run again, because the one node that vouched
+    /// for it was banned for lying since.
+    #[serde(default)]
+    pub recalled: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -151,6 +155,9 @@ pub struct TaskStatus {
     /// How its result was verified (a pool that verifies only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<crate::Verification>,
+    /// The banned node whose result of this task was taken back; the task ran again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled_from: Option<NodeId>,
 }
 
 /// `GET /v1/jobs/{id}/tasks?offset=&limit=`.

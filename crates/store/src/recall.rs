@@ -1,0 +1,128 @@
+//! Results taken back after a ban. A result that a later audit of its node released rests on
+//! that node's word alone; the task's row names the node (`vouched_by`). Once the node is
+//! banned, such rows are what the coordinator runs again: the query for them is the durable
+//! queue of recalls, so a restart loses none.
+
+use sqlx::Row;
+
+use wire::{JobId, NodeId, TaskState};
+
+use crate::load::{job_row, json_at, task_state, u64_at};
+use crate::writer::db;
+use crate::{EndedJob, Recallable, Store, StoreError, TaskRecall};
+
+impl Store {
+    /// Up to `limit` tasks whose result was vouched for by a node banned since, in jobs that
+    /// were not cancelled, by job then index.
+    pub async fn recallable(&self, limit: u32) -> Result<Vec<Recallable>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.job_id, t.idx, t.spec, t.vouched_by, a.fuel_used FROM tasks t \
+             JOIN node_records r ON r.node_id = t.vouched_by \
+             JOIN jobs j ON j.id = t.job_id \
+             LEFT JOIN attempts a ON a.id = t.result_attempt_id \
+             WHERE t.vouched_by IS NOT NULL AND r.banned <> 0 AND j.state <> 'cancelled' \
+             ORDER BY t.job_id, t.idx LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Recallable {
+                    job_id: JobId::from_db(row.try_get("job_id")?),
+                    index: u64_at(row, "idx")? as u32,
+                    spec: json_at(row, "spec")?,
+                    node: NodeId::from_db(row.try_get("vouched_by")?),
+                    fuel: row.try_get::<Option<i64>, _>("fuel_used")?.unwrap_or(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// An ended job's row and the state of each of its tasks, to open it again; `None` once
+    /// it is gone.
+    pub async fn ended_job(&self, job_id: JobId) -> Result<Option<EndedJob>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
+             finished_at_ms FROM jobs WHERE id = $1",
+        )
+        .bind(job_id.as_db())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let row = job_row(&row)?;
+        let tasks = sqlx::query("SELECT state FROM tasks WHERE job_id = $1 ORDER BY idx")
+            .bind(job_id.as_db())
+            .fetch_all(&self.pool)
+            .await?;
+        let task_states = tasks
+            .iter()
+            .map(|task| task_state(&task.try_get::<String, _>("state")?))
+            .collect::<Result<Vec<TaskState>, StoreError>>()?;
+        if task_states.len() != row.task_count as usize {
+            return Err(crate::load::corrupt(
+                "tasks",
+                format!(
+                    "job {job_id} has {} of its {} tasks",
+                    task_states.len(),
+                    row.task_count
+                ),
+            ));
+        }
+        Ok(Some(EndedJob { row, task_states }))
+    }
+
+    /// Tasks per job that were run again after a ban, for the jobs that have any.
+    pub(crate) async fn recalled_counts(&self) -> Result<Vec<(JobId, u32)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT job_id, COUNT(*) AS n FROM tasks WHERE recalled_from IS NOT NULL \
+             GROUP BY job_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    JobId::from_db(row.try_get("job_id")?),
+                    u64_at(row, "n")? as u32,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Takes back the results of the recall's tasks: they are pending again, with no result, and
+/// their job runs again when the recall reopens it.
+pub(crate) async fn recall_tasks(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    recall: &TaskRecall,
+) -> Result<(), StoreError> {
+    let TaskRecall {
+        job_id,
+        tasks,
+        reopen,
+        at_ms,
+    } = recall;
+    for (index, node) in tasks {
+        sqlx::query(
+            "UPDATE tasks SET state = 'pending', outcome = NULL, result_attempt_id = NULL, \
+             finished_at_ms = NULL, verification = NULL, vouched_by = NULL, \
+             recalled_from = $3, recalled_at_ms = $4 WHERE job_id = $1 AND idx = $2",
+        )
+        .bind(job_id.as_db())
+        .bind(i64::from(*index))
+        .bind(node.as_db())
+        .bind(db(*at_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if *reopen {
+        sqlx::query("UPDATE jobs SET state = 'running', finished_at_ms = NULL WHERE id = $1")
+            .bind(job_id.as_db())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
