@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) validators: std::sync::OnceLock<Arc<dyn crate::ValidatorRunner>>,
     /// Woken when a result waits for its job's validator.
     pub(crate) comparisons: Notify,
+    /// Woken when a node was banned: results it alone vouched for run again.
+    pub(crate) recalls: Notify,
     /// Join codes, code exchanges in flight, the served certificate and the owner's tokens.
     pub(crate) join: crate::join::JoinDesk,
     /// The challenges of registrations under way, and how fast each join token may register.
@@ -123,6 +125,7 @@ impl Shared {
             storage_failed: Notify::new(),
             validators: std::sync::OnceLock::new(),
             comparisons: Notify::new(),
+            recalls: Notify::new(),
             join: crate::join::JoinDesk::default(),
             gate: Mutex::new(crate::gate::Gate::new(config_nodes_max)),
             blob_gate: tokio::sync::RwLock::new(()),
@@ -193,6 +196,9 @@ impl Shared {
         let entropy = self.entropy.as_ref();
         if core.pool.comparisons_wanted() {
             self.comparisons.notify_one();
+        }
+        if core.pool.recalls_wanted() {
+            self.recalls.notify_one();
         }
         let sweeping = core
             .parked
@@ -379,6 +385,7 @@ pub(crate) async fn serve(
 ) -> Result<(), CoordinatorError> {
     let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
     let sweeper = tokio::spawn(crate::retention::sweep(Arc::clone(&shared)));
+    let recaller = tokio::spawn(crate::recall::recall_results(Arc::clone(&shared)));
     let comparer = shared.validators.get().map(|runner| {
         let compare = crate::validation::compare_results(Arc::clone(&shared), Arc::clone(runner));
         tokio::spawn(compare)
@@ -400,6 +407,7 @@ pub(crate) async fn serve(
         crate::connections::serve(listener, tls, app, &shared.config.connections, stopper).await;
     reaper.abort();
     sweeper.abort();
+    recaller.abort();
     if let Some(comparer) = comparer {
         comparer.abort();
     }

@@ -68,6 +68,12 @@ impl PoolState {
             | Event::TaskVerified { .. }
             | Event::TaskInconclusive { .. }
             | Event::NodeBanned { .. } => self.apply_verification_event(event),
+            Event::ResultsRecalled {
+                job,
+                tasks,
+                reopened,
+                ..
+            } => self.apply_recall(*job, tasks, reopened.as_deref()),
             Event::CreditsMoved { transfers } => self.apply_transfers(transfers),
             _ => self.apply_node_event(event),
         }
@@ -197,6 +203,7 @@ impl PoolState {
             }),
             Event::AttemptEnded { end } => self.push_end_writes(end, writes),
             Event::TaskVerified { .. }
+            | Event::ResultsRecalled { .. }
             | Event::TaskInconclusive { .. }
             | Event::NodeBanned { .. }
             | Event::CreditsMoved { .. } => self.push_verification_writes(event, writes),

@@ -122,6 +122,17 @@ command! {
 }
 
 command! {
+    /// Results whose one witness was banned run again: `tasks` of `job` as the store has them,
+    /// and the job as stored with its version, when it had ended.
+    Recall {
+        job: JobId,
+        tasks: Vec<store::Recallable>,
+        ended: Option<(store::EndedJob, u64)>,
+    } -> super::recall::Recalled,
+    |this, pool, now_ms, _, out| { pool.recall(this.job, this.tasks, this.ended, now_ms, out) }
+}
+
+command! {
     /// A requester cancels a job of theirs that runs.
     Cancel { job: JobId, requester: RequesterId } -> Result<(), PoolError>,
     |this, pool, now_ms, _, out| { pool.cancel_job(this.job, this.requester, now_ms, out) }

@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 4;
+pub(crate) const EVENTS_VERSION: u32 = 5;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,15 +203,33 @@ pub(crate) enum Event {
         node: NodeId,
         at_ms: u64,
     },
+    /// Results whose one witness was banned since were taken back: their tasks are pending
+    /// again. A job that had ended runs again, rebuilt from `reopened` (its row and its tasks'
+    /// states as stored).
+    ResultsRecalled {
+        job: JobId,
+        tasks: Vec<RecalledTask>,
+        reopened: Option<Box<store::EndedJob>>,
+        at_ms: u64,
+    },
     /// Credit moved between accounts of the ledger.
     CreditsMoved {
         transfers: Vec<wire::Transfer>,
     },
 }
 
+/// A task whose result was taken back: it runs again from `spec`; `node` vouched for the
+/// result alone and was banned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecalledTask {
+    pub(crate) index: u32,
+    pub(crate) node: NodeId,
+    pub(crate) spec: TaskSpec,
+}
+
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 29] = [
+pub(crate) const EVENT_KINDS: [&str; 30] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -240,6 +258,7 @@ pub(crate) const EVENT_KINDS: [&str; 29] = [
     "TaskVerified",
     "TaskInconclusive",
     "NodeBanned",
+    "ResultsRecalled",
     "CreditsMoved",
 ];
 
@@ -276,6 +295,7 @@ impl Event {
             Event::TaskVerified { .. } => "TaskVerified",
             Event::TaskInconclusive { .. } => "TaskInconclusive",
             Event::NodeBanned { .. } => "NodeBanned",
+            Event::ResultsRecalled { .. } => "ResultsRecalled",
             Event::CreditsMoved { .. } => "CreditsMoved",
         }
     }

@@ -43,25 +43,11 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
             bytes: task_bytes(spec),
         });
     }
-    let mut shared_blobs: HashSet<_> = spec
-        .mounts
-        .iter()
-        .flat_map(|mount| mount.files.iter().map(|file| file.blob))
-        .collect();
-    shared_blobs.insert(spec.module);
     Job {
         id: row.id,
         requester: row.requester_id,
-        runtime: Arc::new(JobRuntime {
-            job_id: row.id,
-            name: spec.name.clone(),
-            module: spec.module,
-            env: spec.env.clone(),
-            mounts: spec.mounts.clone(),
-            limits: spec.limits,
-            deterministic: spec.deterministic,
-        }),
-        shared_blobs,
+        runtime: runtime_of(row),
+        shared_blobs: shared_blobs_of(spec),
         requirements: spec.requirements.clone(),
         labels_sorted: sorted_labels(&spec.requirements.labels),
         max_attempts: spec.max_attempts,
@@ -86,7 +72,34 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         queued: true,
         charge,
         runtime_bytes,
+        recalled: 0,
+        recalled_unfinished: 0,
     }
+}
+
+/// What nodes running the job's tasks are sent once.
+pub(super) fn runtime_of(row: &JobRow) -> Arc<JobRuntime> {
+    let spec = &row.spec;
+    Arc::new(JobRuntime {
+        job_id: row.id,
+        name: spec.name.clone(),
+        module: spec.module,
+        env: spec.env.clone(),
+        mounts: spec.mounts.clone(),
+        limits: spec.limits,
+        deterministic: spec.deterministic,
+    })
+}
+
+/// The module and every mount file: what any node running the job may read.
+pub(super) fn shared_blobs_of(spec: &JobSubmission) -> HashSet<wire::BlobHash> {
+    let mut shared_blobs: HashSet<_> = spec
+        .mounts
+        .iter()
+        .flat_map(|mount| mount.files.iter().map(|file| file.blob))
+        .collect();
+    shared_blobs.insert(spec.module);
+    shared_blobs
 }
 
 impl Job {
@@ -128,6 +141,9 @@ impl Job {
                 self.queued = true;
             }
             Slot::Ended(_) => {
+                if std::mem::take(&mut task.recalled) {
+                    self.recalled_unfinished -= 1;
+                }
                 if let Some(spec) = task.spec.take() {
                     self.charge.release(Held {
                         tasks: 1,
@@ -273,6 +289,7 @@ impl PoolState {
                 attempts: 0,
                 live: Vec::new(),
                 check: None,
+                recalled: false,
             })
             .collect();
         let counts = TaskCounts {
@@ -313,6 +330,7 @@ impl PoolState {
                 attempts: task.attempts,
                 live: Vec::new(),
                 check: None,
+                recalled: slot == Slot::Pending && task.recalled_from.is_some(),
             });
         }
         for row in rows {
@@ -324,6 +342,7 @@ impl PoolState {
             }
             let charge = self.held.charge_for(row.requester_id);
             let mut job = new_job(&row, tasks, job_counts, charge);
+            job.recalled_unfinished = job.tasks.iter().filter(|task| task.recalled).count() as u32;
             if job.state.is_terminal() {
                 // As when it ended in this process: only its counts and name stay.
                 job.release_ended();
@@ -528,6 +547,7 @@ impl PoolState {
             version: job.version,
             nodes,
             verifying: job.checking,
+            recalled: job.recalled,
         }
     }
 

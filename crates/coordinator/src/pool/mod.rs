@@ -28,6 +28,7 @@ mod held;
 mod jobs;
 mod leases;
 mod nodes;
+mod recall;
 #[cfg(any(test, debug_assertions))]
 mod replica;
 mod reports;
@@ -47,14 +48,15 @@ use wire::{
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use commands::{
     Cancel, Command, Compare, CreateToken, Deliver, Expire, GrantCredits, Heartbeat, Lease,
-    NewToken, Place, PurgeEnded, PurgeSilentNodes, RecordUpload, Register, Release, RemoveNode,
-    Report, RevokeToken, Submit, Withdraw,
+    NewToken, Place, PurgeEnded, PurgeSilentNodes, Recall, RecordUpload, Register, Release,
+    RemoveNode, Report, RevokeToken, Submit, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of};
+pub(crate) use recall::{RECALLED_UNFINISHED_MAX, Recalled};
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 pub(crate) use verification::Verifying;
 
@@ -189,6 +191,9 @@ pub(crate) struct Job {
     pub(crate) charge: held::Charge,
     /// What the runtime holds while the job runs; released when it ends.
     pub(crate) runtime_bytes: u64,
+    /// Its tasks whose result was taken back after a ban, ever; and those of them unfinished.
+    pub(crate) recalled: u32,
+    pub(crate) recalled_unfinished: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +207,8 @@ pub(crate) struct Task {
     pub(crate) live: Vec<AttemptId>,
     /// Its results so far and what they wait for, once a job that verifies has one.
     pub(crate) check: Option<Box<verification::Check>>,
+    /// It runs again, unfinished, because its result was taken back after a ban.
+    pub(crate) recalled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +331,8 @@ pub(crate) struct Changes {
     pub(crate) jobs: Vec<JobId>,
     /// A result waits to be compared by its job's validator.
     pub(crate) comparisons: bool,
+    /// A node was banned: results it alone vouched for are to be taken back.
+    pub(crate) recalls: bool,
 }
 
 impl PoolState {
@@ -376,6 +385,11 @@ impl PoolState {
             if let Some(job) = self.jobs.get_mut(&job_id) {
                 job.attempts_total = attempts;
                 job.fuel_total = fuel;
+            }
+        }
+        for (job_id, recalled) in image.recalled {
+            if let Some(job) = self.jobs.get_mut(&job_id) {
+                job.recalled = recalled;
             }
         }
         for (job_id, node_id, count) in image.node_shares {
@@ -450,6 +464,11 @@ impl PoolState {
     /// Whether a result waits for its job's validator since changes were last taken.
     pub(crate) fn comparisons_wanted(&self) -> bool {
         self.changes.comparisons
+    }
+
+    /// Whether a ban since the last [`Self::take_changes`] may have left results to take back.
+    pub(crate) fn recalls_wanted(&self) -> bool {
+        self.changes.recalls
     }
 
     /// What changed since the last call; see [`Changes`].
@@ -551,6 +570,7 @@ impl PoolState {
             );
         }
         self.check_held();
+        self.check_recalled();
         self.check_accounts();
     }
 }

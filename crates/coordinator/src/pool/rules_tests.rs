@@ -275,6 +275,12 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::verification::split_past_the_bound(&mut h);
     super::verification::equivalent_by_the_validator(&mut h);
     h.settle();
+    // Recalls need a pool of their own: its nodes' ids are those of the audits above.
+    let mut recalling = Harness::new();
+    let recalled = super::recall::taken_back_after_a_ban(&mut recalling);
+    assert_eq!(recalled, Recalled::Tasks(1));
+    recalling.settle();
+    h.kinds.extend(recalling.kinds.iter().copied());
     let missing: Vec<_> = EVENT_KINDS
         .iter()
         .filter(|kind| !h.kinds.contains(*kind))

@@ -44,6 +44,8 @@ pub(super) fn new_node(
     }
 }
 
+#[path = "recall_tests.rs"]
+mod recall;
 #[path = "rules_tests.rs"]
 mod rules;
 #[path = "verification_tests.rs"]

@@ -225,6 +225,7 @@ impl PoolState {
             });
         record.record.banned = true;
         record.record.mismatches += 1;
+        self.changes.recalls = true;
         record.window = Window::default();
         let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
         jobs.sort_unstable();
@@ -304,6 +305,17 @@ impl PoolState {
                 at_ms,
             }])),
             Event::CreditsMoved { transfers } => writes.push(Write::InsertTransfers(transfers)),
+            Event::ResultsRecalled {
+                job,
+                tasks,
+                reopened,
+                at_ms,
+            } => writes.push(Write::RecallTasks(store::TaskRecall {
+                job_id: job,
+                tasks: tasks.iter().map(|task| (task.index, task.node)).collect(),
+                reopen: reopened.is_some(),
+                at_ms,
+            })),
             Event::NodeBanned { node, at_ms } => {
                 writes.push(Write::SetMeta {
                     key: super::trust::removed_node_key(node),

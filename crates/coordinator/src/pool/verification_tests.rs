@@ -23,14 +23,20 @@ fn public(policy: verify::Policy) -> Harness {
 }
 
 /// A node of `owner`, on a network of its own unless `network` names one.
-fn owned(h: &mut Harness, id: u64, owner: u64, slots: u32, network: Option<&str>) -> NodeId {
+pub(super) fn owned(
+    h: &mut Harness,
+    id: u64,
+    owner: u64,
+    slots: u32,
+    network: Option<&str>,
+) -> NodeId {
     let mut node = new_node(id, slots, &[], &token_of(owner));
     node.network = Some(network.map_or_else(|| format!("10.0.{id}.0/24"), str::to_owned));
     h.pool.register(node, h.now_ms, &mut h.out);
     NodeId(id)
 }
 
-fn deterministic_job(h: &mut Harness, tasks: usize) -> JobId {
+pub(super) fn deterministic_job(h: &mut Harness, tasks: usize) -> JobId {
     h.job_from(tasks, 3, |job| {
         job.deterministic = Some(wire::Deterministic { seed: 1 });
         job.verify = Some(wire::VerifyMode::Adaptive);
@@ -39,7 +45,7 @@ fn deterministic_job(h: &mut Harness, tasks: usize) -> JobId {
 
 /// `node` reports `attempt` succeeded with `fuel`: the fuel stands for the whole result, so
 /// two reports agree exactly when their fuel does.
-fn result(h: &mut Harness, node: NodeId, attempt: AttemptId, fuel: u64) {
+pub(super) fn result(h: &mut Harness, node: NodeId, attempt: AttemptId, fuel: u64) {
     let report = AttemptReport {
         attempt_id: attempt,
         outcome: Outcome::Succeeded,
@@ -55,14 +61,16 @@ fn result(h: &mut Harness, node: NodeId, attempt: AttemptId, fuel: u64) {
 }
 
 /// Takes one attempt on `node`, or panics.
-fn one(h: &mut Harness, node: NodeId) -> AttemptId {
+pub(super) fn one(h: &mut Harness, node: NodeId) -> AttemptId {
     let grants = h.take(node, 1);
     assert_eq!(grants.len(), 1, "{node} gets one attempt");
     grants[0].attempt_id
 }
 
 /// The verdicts written so far: (job, task, result attempt, how verified).
-fn verdicts(h: &Harness) -> Vec<(JobId, u32, Option<AttemptId>, Option<wire::Verification>)> {
+pub(super) fn verdicts(
+    h: &Harness,
+) -> Vec<(JobId, u32, Option<AttemptId>, Option<wire::Verification>)> {
     h.out
         .writes
         .iter()
@@ -206,7 +214,7 @@ fn trusted_trio(h: &mut Harness) -> [NodeId; 3] {
 
 /// A trusted node runs all three tasks of a job; once nothing else of the job runs, its newest
 /// result is audited on the two others, which answer `audit_fuel` (7 is what it said).
-fn held_then_audited(h: &mut Harness, audit_fuel: u64) -> ([NodeId; 3], JobId) {
+pub(super) fn held_then_audited(h: &mut Harness, audit_fuel: u64) -> ([NodeId; 3], JobId) {
     let trio = trusted_trio(h);
     let job = deterministic_job(h, 3);
     let grants = h.take(trio[0], 3);
@@ -366,7 +374,7 @@ fn owner_account(owner: u64) -> wire::Account {
     wire::Account::Owner(owner)
 }
 
-fn transfers(h: &Harness) -> Vec<wire::Transfer> {
+pub(super) fn transfers(h: &Harness) -> Vec<wire::Transfer> {
     h.out
         .writes
         .iter()

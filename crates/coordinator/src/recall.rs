@@ -1,0 +1,126 @@
+//! Taking back results after a ban, beside the pool. A result released by a later audit of its
+//! node rests on that node's word alone; once the node is banned, the result is taken back and
+//! its task runs again (see `pool::recall`). The pool keeps no ended tasks, so this loop finds
+//! them in the store, which names each such result's node: the store's rows are the queue, and
+//! a coordinator that stopped halfway goes on at its next start.
+//!
+//! Each pass reads after a flush of the store, so it sees every ban, verdict and recall queued
+//! before it, and waits for its own recall to commit before the next pass reads again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::{Recallable, StoreError};
+use wire::JobId;
+
+use crate::pool::{RECALLED_UNFINISHED_MAX, Recall, Recalled};
+use crate::service::Shared;
+
+/// Tasks read and taken back in one pass.
+const RECALL_BATCH_MAX: u32 = 256;
+
+/// How long the loop waits before it looks again when the pool has as many taken-back tasks
+/// unfinished as it may, or when a pass found only tasks that changed under it.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// What one pass found.
+enum Pass {
+    /// Nothing is left to take back.
+    Done,
+    /// It took some back; more may wait.
+    More,
+    /// The pool holds as many taken-back tasks unfinished as it may, or what it read changed
+    /// under it: look again shortly.
+    Later,
+}
+
+/// Takes back results whose one witness was banned, until the coordinator stops: at start
+/// (what a stopped coordinator left), and after every ban.
+pub(crate) async fn recall_results(shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.subscribe();
+    loop {
+        let pass = match recall_some(&shared).await {
+            Ok(pass) => pass,
+            Err(error) => {
+                tracing::warn!(%error, "could not take back results whose witness was banned; trying again after the next ban");
+                Pass::Done
+            }
+        };
+        let recheck = match pass {
+            Pass::More => continue,
+            Pass::Done => None,
+            Pass::Later => Some(RECHECK_AFTER),
+        };
+        tokio::select! {
+            () = shared.recalls.notified() => {}
+            () = sleep_or_never(recheck) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
+async fn sleep_or_never(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes back one batch.
+async fn recall_some(shared: &Shared) -> Result<Pass, StoreError> {
+    let unfinished = shared.read(|pool, _| pool.recalled_unfinished());
+    let room = RECALLED_UNFINISHED_MAX.saturating_sub(unfinished);
+    if room == 0 {
+        return Ok(Pass::Later);
+    }
+    shared.store.flush().await?;
+    let found = shared.store.recallable(room.min(RECALL_BATCH_MAX)).await?;
+    if found.is_empty() {
+        return Ok(Pass::Done);
+    }
+    let mut by_job: BTreeMap<JobId, Vec<Recallable>> = BTreeMap::new();
+    for task in found {
+        by_job.entry(task.job_id).or_default().push(task);
+    }
+    let mut recalled = 0;
+    for (job, tasks) in by_job {
+        recalled += recall_of_job(shared, job, tasks).await?;
+    }
+    Ok(if recalled > 0 {
+        Pass::More
+    } else {
+        Pass::Later
+    })
+}
+
+/// Takes back `tasks` of `job`, opening the job again if it has ended; how many.
+async fn recall_of_job(
+    shared: &Shared,
+    job: JobId,
+    tasks: Vec<Recallable>,
+) -> Result<u32, StoreError> {
+    let Some(ended_at_version) = shared.read(|pool, _| pool.recall_view(job)) else {
+        return Ok(0);
+    };
+    let ended = match ended_at_version {
+        None => None,
+        Some(version) => {
+            // The job may have ended after the last flush: its last writes come first.
+            shared.store.flush().await?;
+            match shared.store.ended_job(job).await? {
+                Some(ended) => Some((ended, version)),
+                None => return Ok(0),
+            }
+        }
+    };
+    let (recalled, commit) = shared.apply(Recall { job, tasks, ended });
+    shared.committed(commit).await?;
+    match recalled {
+        Recalled::Tasks(count) => {
+            tracing::info!(%job, tasks = count, "results whose only witness was banned are taken back; their tasks run again");
+            Ok(count)
+        }
+        Recalled::Stale | Recalled::Gone => Ok(0),
+    }
+}
