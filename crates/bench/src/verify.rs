@@ -8,11 +8,12 @@
 //! with more audits), under fixed 2× replication and under BOINC's adaptive replication, from
 //! the same seed; see [`Scheme`] for what each does and [`scenarios`] for the cheaters.
 //!
-//! Where the model goes beyond the pool, it says so in its output: a ban here also re-runs
-//! what the banned node's audit window released on its word alone (the pool re-runs only what
-//! it still holds), so "wrong before re-runs" is what a requester of today's pool may get; and
-//! once the stream ends, each node's newest held result is audited, where the pool audits a
-//! job's tail when nothing else of it runs.
+//! A ban re-runs what the banned node's audit window released on its word alone, as the pool
+//! does (it takes those results back and runs their tasks again), so "wrong before re-runs" is
+//! what a requester may have read before the ban and "after re-runs" what stays. Where the
+//! model goes beyond the pool, it says so in its output: once the stream ends, each node's
+//! newest held result is audited, where the pool audits a job's tail when nothing else of it
+//! runs.
 //!
 //! The end-to-end part ([`end_to_end`]): real honest and cheating agents through a real
 //! coordinator of a public pool; its figures and checks are appended to [`Model::report`]'s,

@@ -83,6 +83,13 @@ fn print_status(status: &JobStatus) {
             status.verifying
         );
     }
+    if status.recalled > 0 {
+        println!(
+            "  replaced: {} results were taken back and run again: the one node that vouched \
+             for each was banned for lying since",
+            status.recalled
+        );
+    }
     println!("  attempts: {}", status.attempts);
     println!("  fuel:     {}", status.fuel_used);
     if let Some(finished) = status.finished_at_ms {
@@ -101,16 +108,25 @@ fn print_status(status: &JobStatus) {
     }
 }
 
-/// How a task's result was verified, and by how many nodes.
+/// How a task's result was verified, and by how many nodes; and the banned node whose result
+/// it replaced, if it did.
 fn verified_text(task: &TaskStatus) -> String {
-    match &task.verification {
+    let verified = match &task.verification {
         Some(v) => format!("{} ({} nodes)", v.by.as_str(), v.nodes.len()),
         None => String::new(),
+    };
+    match task.recalled_from {
+        Some(node) => format!("{verified}, replaced a result of banned {node}")
+            .trim_start_matches(", ")
+            .to_owned(),
+        None => verified,
     }
 }
 
 fn print_tasks(tasks: &[TaskStatus]) {
-    let checked = tasks.iter().any(|task| task.verification.is_some());
+    let checked = tasks
+        .iter()
+        .any(|task| task.verification.is_some() || task.recalled_from.is_some());
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|task| {

@@ -17,6 +17,7 @@ mod owner;
 mod postgres;
 mod public;
 mod public_networks;
+mod recall;
 mod registration;
 mod retention;
 mod takeover;

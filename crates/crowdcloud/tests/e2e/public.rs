@@ -39,7 +39,7 @@ pub(crate) async fn stranger(pool: &Pool, name: &str, more_args: &[&str]) -> Age
     pool.agent_joined(name, 1, &token, more_args)
 }
 
-async fn echo_job(pool: &Pool, tasks: usize) -> JobId {
+pub(crate) async fn echo_job(pool: &Pool, tasks: usize) -> JobId {
     let module = pool.upload_wasm(guests::PROBE).await;
     let tasks: Vec<TaskSpec> = (0..tasks)
         .map(|i| probe(&["echo", "task", &i.to_string()]))
@@ -59,7 +59,7 @@ pub(crate) async fn grant_the_owner_credit(pool: &Pool) {
 }
 
 /// Every task of `job` ended with its own right answer, and says how it was verified.
-async fn all_right_and_verified(pool: &Pool, job: JobId, tasks: usize) {
+pub(crate) async fn all_right_and_verified(pool: &Pool, job: JobId, tasks: usize) {
     let page = pool.owner.tasks(job, 0, tasks as u32).await.unwrap();
     assert_eq!(page.tasks.len(), tasks);
     for task in &page.tasks {
@@ -84,7 +84,7 @@ fn lied(cheater: &Agent) -> bool {
     cheater.log().contains(agent::LIE_TAKEN)
 }
 
-async fn banned(pool: &Pool, name: &str) -> bool {
+pub(crate) async fn banned(pool: &Pool, name: &str) -> bool {
     let nodes = pool.owner.nodes().await.unwrap();
     let node = nodes.nodes.iter().find(|node| node.name == name);
     // A banned node is out of the pool's list of nodes.
