@@ -191,7 +191,8 @@ pub(crate) struct Job {
     pub(crate) charge: held::Charge,
     /// What the runtime holds while the job runs; released when it ends.
     pub(crate) runtime_bytes: u64,
-    /// Its tasks whose result was taken back after a ban, ever; and those of them unfinished.
+    /// Results of its tasks taken back after bans, ever; and its tasks run again for them that
+    /// are unfinished.
     pub(crate) recalled: u32,
     pub(crate) recalled_unfinished: u32,
 }
@@ -589,6 +590,14 @@ fn check_live(task: &Task, job: &Job, attempts: &HashMap<AttemptId, Attempt>) {
         None => job.replicas,
     };
     assert!(task.live.len() <= live_max as usize);
+    let held = task
+        .check
+        .as_ref()
+        .is_some_and(|check| check.held.is_some());
+    assert!(
+        !held || task.live.is_empty(),
+        "a task whose result is held runs nothing"
+    );
     let mut nodes: Vec<NodeId> = task.live.iter().map(|id| attempts[id].node).collect();
     nodes.sort_unstable();
     nodes.dedup();

@@ -377,6 +377,9 @@ impl PoolState {
             &self.verifying.policy,
         ) {
             First::Hold => {
+                // A held result waits for an audit of a later one; nothing else of its task
+                // runs meanwhile (an attempt restored after a restart may still).
+                self.stop_live(job_id, index, now_ms, out);
                 let event = Event::ResultHeld {
                     job: job_id,
                     task: index,
