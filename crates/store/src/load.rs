@@ -33,7 +33,7 @@ pub struct PoolImage {
     pub attempt_uploads: Vec<(wire::AttemptId, BlobHash, u64)>,
     /// What a pool that verifies knows of each node identity.
     pub records: Vec<crate::RecordRow>,
-    /// Tasks per job whose result was taken back after a ban, for jobs that have any.
+    /// Results taken back after a ban, per job, for jobs that had any.
     pub recalled: Vec<(JobId, u32)>,
     pub ledger: crate::LedgerImage,
 }

@@ -74,11 +74,10 @@ impl Store {
         Ok(Some(EndedJob { row, task_states }))
     }
 
-    /// Tasks per job that were run again after a ban, for the jobs that have any.
+    /// Results taken back per job, for the jobs that had any.
     pub(crate) async fn recalled_counts(&self) -> Result<Vec<(JobId, u32)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT job_id, COUNT(*) AS n FROM tasks WHERE recalled_from IS NOT NULL \
-             GROUP BY job_id",
+            "SELECT job_id, SUM(recalls) AS n FROM tasks WHERE recalls > 0 GROUP BY job_id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -109,7 +108,8 @@ pub(crate) async fn recall_tasks(
         sqlx::query(
             "UPDATE tasks SET state = 'pending', outcome = NULL, result_attempt_id = NULL, \
              finished_at_ms = NULL, verification = NULL, vouched_by = NULL, \
-             recalled_from = $3, recalled_at_ms = $4 WHERE job_id = $1 AND idx = $2",
+             recalled_from = $3, recalled_at_ms = $4, recalls = recalls + 1 \
+             WHERE job_id = $1 AND idx = $2",
         )
         .bind(job_id.as_db())
         .bind(i64::from(*index))

@@ -125,8 +125,8 @@ pub struct JobStatus {
     /// verifies only).
     #[serde(default)]
     pub verifying: u32,
-    /// Tasks whose result was taken back and run again, because the one node that vouched
-    /// for it was banned for lying since.
+    /// Results taken back, their tasks run again, because the one node that vouched for each
+    /// was banned for lying since.
     #[serde(default)]
     pub recalled: u32,
 }

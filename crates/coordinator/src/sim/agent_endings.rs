@@ -153,7 +153,7 @@ impl World {
             Some(Cheat::Ring) => 0,
             _ => 1 + agent as u64,
         };
-        let lying = state.lying;
+        let lying = state.lying || (state.cheat == Some(Cheat::Sometimes) && self.dice.chance(0.1));
         let result = (!run.past_deadline && self.dice.below(100) < 88).then(|| {
             if lying {
                 results::lie(run.job, run.task, salt)

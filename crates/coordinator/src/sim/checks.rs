@@ -259,6 +259,9 @@ impl World {
             stats.tasks_verified += self.memory.verified;
             stats.tasks_inconclusive += self.memory.inconclusive;
             stats.bans += self.memory.banned.len() as u64;
+            stats.results_vouched_alone += self.memory.vouched_alone;
+            stats.results_recalled += self.memory.recalled;
+            stats.results_vouched_wrong += self.memory.wrong_vouched;
             let memory = &self.memory;
             let unbanned = memory.liars_weighed.difference(&memory.banned).count();
             stats.liars_weighed_unbanned += unbanned as u64;

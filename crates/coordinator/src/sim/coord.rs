@@ -24,6 +24,10 @@ use crate::pool::{Command, Outbox, PoolState};
 /// The pool's name, as the store keeps nothing of it.
 pub(super) const POOL_NAME: &str = "sim";
 
+/// How often the recall loop looks for results to take back; the service's wakes at each ban
+/// and looks again after a second when it could not take everything back.
+const RECALL_PERIOD_MS: u64 = 1_000;
+
 /// A lease request parked in the pool, as its HTTP handler waits on it.
 pub(super) struct ParkedLease {
     pub(super) node: NodeId,
@@ -312,6 +316,46 @@ impl World {
             .record(now_ms, || "the coordinator starts".to_owned());
         self.schedule(0, Event::Sweep { generation });
         self.schedule(self.reaper_period_ms(), Event::Reaper { generation });
+        if self.setup.public.is_some() {
+            self.schedule(RECALL_PERIOD_MS, Event::Recall { generation });
+        }
+    }
+
+    /// A round of the coordinator's `recall` loop: after everything queued committed (its
+    /// flush), it reads results whose one witness was banned from the store and hands them
+    /// to the pool, job by job, reading an ended job from the store first.
+    pub(super) async fn recall_round(&mut self) {
+        self.commit().await;
+        let unfinished = self.coord.pool.recalled_unfinished();
+        let room = crate::pool::RECALLED_UNFINISHED_MAX.saturating_sub(unfinished);
+        let found = self.coord.store().recallable(room.min(256)).await;
+        let found = found.expect("the simulation's store reads");
+        let mut by_job: BTreeMap<wire::JobId, Vec<store::Recallable>> = BTreeMap::new();
+        for task in found {
+            by_job.entry(task.job_id).or_default().push(task);
+        }
+        for (job, tasks) in by_job {
+            let Some(view) = self.coord.pool.recall_view(job) else {
+                continue;
+            };
+            let ended = match view {
+                None => None,
+                Some(version) => {
+                    self.commit().await;
+                    let ended = self.coord.store().ended_job(job).await;
+                    let ended = ended.expect("the simulation's store reads");
+                    ended.map(|ended| (ended, version))
+                }
+            };
+            if view.is_some() && ended.is_none() {
+                continue;
+            }
+            let (recalled, _) = self.apply(crate::pool::Recall { job, tasks, ended });
+            self.trace
+                .record(self.now_ms(), || format!("recall of {job}: {recalled:?}"));
+        }
+        let generation = self.coord.generation;
+        self.schedule(RECALL_PERIOD_MS, Event::Recall { generation });
     }
 
     /// How often the lease reaper runs: `Shared::lease_check_every`.

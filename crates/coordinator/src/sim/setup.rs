@@ -52,6 +52,9 @@ pub(super) enum Cheat {
     /// Every result, and the same lie as the ring's other member: two identities of two
     /// owners that vouch for each other (the most the rules guard against).
     Ring,
+    /// About one result in four, honest otherwise: once trusted, a lie of its may be released
+    /// by a passed audit of a later, honest result, and is taken back when it is caught.
+    Sometimes,
 }
 
 /// Members a ring may have: three owners agreeing are a quorum, whatever the truth.
@@ -124,12 +127,13 @@ impl Public {
         for _ in 0..cheaters {
             let honest: Vec<usize> = (0..agents).filter(|a| cheats[*a].is_none()).collect();
             let agent = honest[dice.below(honest.len())];
-            let cheat = match dice.below(3) {
+            let cheat = match dice.below(4) {
                 0 => Cheat::After(dice.between(1, 8) as u32),
                 1 if ring < RING_MAX => {
                     ring += 1;
                     Cheat::Ring
                 }
+                2 => Cheat::Sometimes,
                 _ => Cheat::Always,
             };
             cheats[agent] = Some(cheat);
@@ -203,6 +207,9 @@ stats!(
     tasks_verified,
     tasks_inconclusive,
     bans,
+    results_vouched_alone,
+    results_vouched_wrong,
+    results_recalled,
     liars_weighed_unbanned,
     cheaters_turned,
     simulated_ms,

@@ -2,7 +2,8 @@
 //! memory shadow) and every write that reached the store (the durable shadow), and checks each
 //! against the rules of the pool: an attempt is granted only for a pending task of a running
 //! job (or one running short of its replicas, on a node that runs none of them) and ends once,
-//! a task ends only once none of its replicas runs, a task that ended never changes, a job finishes only when every task has
+//! a task ends only once none of its replicas runs, a task that ended never changes (but for a
+//! result taken back after a ban, see `shadow_verify`), a job finishes only when every task has
 //! ended (completed exactly when all succeeded), only ended jobs are purged, and a node holds
 //! no attempt when it registers again or is deleted. The checks in `checks` then compare the
 //! live pool with the memory shadow; after a crash, the restored pool with the durable one.
@@ -77,7 +78,7 @@ pub(super) struct Shadow {
     /// Every attempt id ever granted: an id is never granted twice.
     granted: BTreeSet<AttemptId>,
     /// Jobs that have not ended.
-    open: usize,
+    pub(super) open: usize,
     /// Whether replicas of a task must run on nodes of distinct owners (a public pool).
     pub(super) owners_apart: bool,
     /// Each node identity's owner, by its join token: identities outlive their nodes' rows.
@@ -89,6 +90,14 @@ pub(super) struct Shadow {
     pub(super) must_ban: BTreeMap<NodeId, (JobId, u32)>,
     /// Nodes whose lie was among the results a verdict weighed (agreed or inconclusive).
     pub(super) liars_weighed: BTreeSet<NodeId>,
+    /// Tasks whose result rests on one node's word (a later audit's), with the node: a ban of
+    /// the node takes them back.
+    pub(super) vouched: BTreeMap<(JobId, u32), NodeId>,
+    /// Results released on one node's word, and results taken back, for the summary.
+    pub(super) vouched_alone: u64,
+    pub(super) recalled: u64,
+    /// Wrong results released on one node's word (by a node that lies now and then).
+    pub(super) wrong_vouched: u64,
     /// Tasks ended with a verified result, and inconclusive, for the summary.
     pub(super) verified: u64,
     pub(super) inconclusive: u64,
@@ -153,6 +162,7 @@ impl Shadow {
                 self.owners.insert(row.id, owner.unwrap_or(row.id.0));
             }
             Write::EndTasks(verdicts) => verdicts.iter().for_each(|v| self.verdict(v)),
+            Write::RecallTasks(recall) => self.recall(recall),
             Write::SetRecords(rows) => {
                 for row in rows.iter().filter(|row| row.banned) {
                     self.ban(row.node_id);
@@ -354,6 +364,7 @@ impl Shadow {
     fn purge(&mut self, job_id: JobId) {
         let job = self.jobs.remove(&job_id).expect("purged jobs are known");
         assert!(job.state.is_terminal(), "job {job_id} purged while it runs");
+        self.vouched.retain(|(job, _), _| *job != job_id);
         self.purged.insert(job_id);
     }
 

@@ -65,6 +65,10 @@ pub(super) enum Event {
     Sweep {
         generation: u64,
     },
+    /// A round of the recall loop: results whose one witness was banned are taken back.
+    Recall {
+        generation: u64,
+    },
     Commit {
         generation: u64,
     },
@@ -286,6 +290,7 @@ impl World {
             }
             Event::Reaper { generation } if live(generation) => self.reap(),
             Event::Sweep { generation } if live(generation) => self.sweep(),
+            Event::Recall { generation } if live(generation) => self.recall_round().await,
             Event::Commit { generation } if live(generation) => self.commit().await,
             Event::Crash => self.crash().await,
             Event::Restart => self.restart().await,
@@ -357,6 +362,7 @@ impl World {
     fn drained(&self) -> bool {
         self.coord.up
             && self.memory.open_jobs() == 0
+            && self.memory.recalls_left() == 0
             && self.coord.pool.attempts_live() == 0
             && self.requesters.iter().all(|r| r.calls.is_empty())
             && self.agents.iter().all(|a| a.removed || !a.down)
