@@ -383,6 +383,10 @@ pub(crate) enum RuntimesAction {
 pub(crate) struct CreditsArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
+    /// Show what the nodes you lend earned and have pending, by your join token: the one this
+    /// machine joined with, the local `up`'s, or --token ccj_….
+    #[arg(long)]
+    pub(crate) provider: bool,
     #[command(subcommand)]
     pub(crate) action: Option<CreditsAction>,
 }

@@ -136,10 +136,22 @@ pub(crate) fn withdraw(data_dir: &Path) {
 /// A client for requester commands: from `--coordinator`/`--token`, from the local `up`, or
 /// from the pool this machine joined (when its owner granted an API token).
 pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
+    connect_as(connection, TokenKind::Requester).await
+}
+
+/// A client that speaks with a token of `kind`: a requester's API token, or the join token of
+/// an owner of nodes (what the nodes it lends earned). The token is `--token`, or the local
+/// `up`'s, or the one of the pool this machine joined.
+pub(crate) async fn connect_as(connection: &Connection, kind: TokenKind) -> anyhow::Result<Client> {
+    if let Some(token) = &connection.token
+        && TokenKind::of(token) != Some(kind)
+    {
+        bail!("--token takes a {} token here", kind.prefix());
+    }
     let data_dir = data_dir_or_default(&connection.data_dir);
     let local_up = data_dir.join(DISCOVERY_FILE);
     if connection.coordinator.is_none() && !local_up.exists() {
-        return connect_remembered(connection, &data_dir).await;
+        return connect_remembered(connection, &data_dir, kind).await;
     }
     let (url, pinned) = match &connection.coordinator {
         Some(url) => (url.clone(), None),
@@ -163,14 +175,7 @@ pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
     };
     let token = match &connection.token {
         Some(token) => token.clone(),
-        None => fs::read_to_string(data_dir.join(OWNER_TOKEN_FILE))
-            .map(|text| text.trim().to_owned())
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "no API token given; pass --token ccr_… (or set CROWDCLOUD_TOKEN), or run \
-                     this on the machine of `crowdcloud up`"
-                )
-            })?,
+        None => local_token(&data_dir, kind)?,
     };
     let client = match pinned {
         Some(fingerprint) => Client::pinned(&url, Some(token), fingerprint)?,
@@ -183,15 +188,41 @@ pub(crate) async fn connect(connection: &Connection) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// The pool joined with `crowdcloud join`, with the API token it granted (or `--token`).
-async fn connect_remembered(connection: &Connection, data_dir: &Path) -> anyhow::Result<Client> {
+/// The local `up`'s token of `kind`.
+fn local_token(data_dir: &Path, kind: TokenKind) -> anyhow::Result<String> {
+    let file = match kind {
+        TokenKind::Join => JOIN_TOKEN_FILE,
+        _ => OWNER_TOKEN_FILE,
+    };
+    fs::read_to_string(data_dir.join(file))
+        .map(|text| text.trim().to_owned())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no {} token given; pass --token {}… (or set CROWDCLOUD_TOKEN), or run this on \
+                 the machine of `crowdcloud up`",
+                kind.prefix(),
+                kind.prefix()
+            )
+        })
+}
+
+/// The pool joined with `crowdcloud join`, with the token of `kind` it granted (or `--token`).
+async fn connect_remembered(
+    connection: &Connection,
+    data_dir: &Path,
+    kind: TokenKind,
+) -> anyhow::Result<Client> {
     let Some(mut pool) = crate::remembered::load(data_dir)? else {
         bail!(
             "no coordinator given, none running here, and this machine has not joined a pool; \
              run `crowdcloud join`, start one with `crowdcloud up`, or pass --coordinator URL --token ccr_…"
         );
     };
-    let Some(token) = connection.token.clone().or(pool.api_token.clone()) else {
+    let granted = match kind {
+        TokenKind::Join => Some(pool.join_token.clone()),
+        _ => pool.api_token.clone(),
+    };
+    let Some(token) = connection.token.clone().or(granted) else {
         bail!(
             "this machine joined the pool {:?} as a node only; ask its owner for a code that grants requests \
              (`crowdcloud join-code --requests`) and run `crowdcloud join` again, or pass --token ccr_…",

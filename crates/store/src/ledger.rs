@@ -26,6 +26,9 @@ fn account_at(row: &sqlx::any::AnyRow, column: &str) -> Result<Account, StoreErr
     text.parse().map_err(|error| corrupt(column, error))
 }
 
+/// Accounts one history may cover: a holder's few.
+const ACCOUNTS_PER_HISTORY_MAX: usize = 4;
+
 impl Store {
     pub(crate) async fn ledger(&self) -> Result<LedgerImage, StoreError> {
         let mut image = LedgerImage::default();
@@ -65,20 +68,30 @@ impl Store {
         Ok(image)
     }
 
-    /// `account`'s transfers, newest first, at most `limit`.
+    /// The transfers of any of `accounts` (one holder's, such as an owner's earned and
+    /// pending accounts), newest first, at most `limit`.
     pub async fn history(
         &self,
-        account: Account,
+        accounts: &[Account],
         limit: usize,
     ) -> Result<Vec<Transfer>, StoreError> {
-        let rows = sqlx::query(
+        assert!(
+            (1..=ACCOUNTS_PER_HISTORY_MAX).contains(&accounts.len()),
+            "a history is of one holder's few accounts"
+        );
+        // Numbered parameters, each used twice: both engines bind `$n` by its number.
+        let numbers: Vec<String> = (1..=accounts.len()).map(|n| format!("${n}")).collect();
+        let list = format!("({})", numbers.join(", "));
+        let limit_at = format!("${}", accounts.len() + 1);
+        let sql = format!(
             "SELECT seq, at_ms, from_account, to_account, fuel, memo, job_id FROM ledger \
-             WHERE from_account = $1 OR to_account = $1 ORDER BY seq DESC LIMIT $2",
-        )
-        .bind(account.to_string())
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE from_account IN {list} OR to_account IN {list} ORDER BY seq DESC LIMIT {limit_at}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for account in accounts {
+            query = query.bind(account.to_string());
+        }
+        let rows = query.bind(limit as i64).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let memo: String = row.try_get("memo")?;

@@ -117,7 +117,12 @@ pub struct Balance {
 /// account's balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Credits {
+    /// The caller's balance: a requester's, or what an owner of nodes earned.
     pub balance: Balance,
+    /// What an owner of nodes has pending: paid for results that wait to be verified (an
+    /// owner's view only, asked with its join token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Balance>,
     /// Newest first, at most [`crate::limits::CREDIT_HISTORY_MAX`].
     pub history: Vec<Transfer>,
     /// Every account with a balance, the pool's own included (the pool's owner only): what

@@ -5,7 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
 
-use wire::auth::token_hash;
+use axum::extract::FromRequestParts;
+use wire::auth::{TokenKind, token_hash};
 use wire::{Account, ApiError, CreditGrant, CreditGranted, Credits};
 
 use super::trust::Owner;
@@ -18,16 +19,22 @@ fn is_owner(parts: &Parts, shared: &AppState) -> bool {
 }
 
 #[utoipa::path(get, path = "/v1/credits", tag = "credits",
+    description = "With an API token, the requester's balance and history (and, for the pool's \
+        owner, every account). With a join token, what the owner of the nodes that joined with it \
+        earned and has pending, and its history.",
     responses(
         (status = 200, body = Credits),
-        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 401, body = ApiError, description = "no valid API or join token"),
     ),
     security(("requester" = [])))]
 pub(crate) async fn show(
     State(shared): State<AppState>,
-    Requester(requester): Requester,
-    parts: Parts,
+    mut parts: Parts,
 ) -> ApiResult<Json<Credits>> {
+    if bearer(&parts).and_then(TokenKind::of) == Some(TokenKind::Join) {
+        return provider(&shared, &parts).await;
+    }
+    let Requester(requester) = Requester::from_request_parts(&mut parts, &shared).await?;
     let account = Account::Requester(requester);
     let owner = is_owner(&parts, &shared);
     let (fuel, accounts, required) = shared.read(|pool, _| {
@@ -42,12 +49,53 @@ pub(crate) async fn show(
     shared.store.flush().await?;
     let history = shared
         .store
-        .history(account, wire::limits::CREDIT_HISTORY_MAX)
+        .history(&[account], wire::limits::CREDIT_HISTORY_MAX)
         .await?;
     Ok(Json(Credits {
         balance: wire::Balance { account, fuel },
+        pending: None,
         history,
         accounts,
+        required,
+        fuel_per_credit: wire::credits::FUEL_PER_CREDIT,
+    }))
+}
+
+/// What the owner of the nodes that joined with the caller's join token earned, has pending,
+/// and moved.
+async fn provider(shared: &AppState, parts: &Parts) -> ApiResult<Json<Credits>> {
+    let hash = bearer(parts).map(token_hash).unwrap_or_default();
+    let owner = crate::pool::owner_key(&hash).filter(|_| shared.is_join_token(&hash));
+    let Some(owner) = owner else {
+        return Err(Failure::new(
+            wire::ErrorCode::Unauthorized,
+            "the join token is not valid for this pool (unknown or revoked)",
+        ));
+    };
+    let (earned, pending) = (Account::Owner(owner), Account::Pending(owner));
+    let (earned_fuel, pending_fuel, required) = shared.read(|pool, _| {
+        (
+            pool.balance(earned),
+            pool.balance(pending),
+            pool.credit_required(),
+        )
+    });
+    shared.store.flush().await?;
+    let history = shared
+        .store
+        .history(&[earned, pending], wire::limits::CREDIT_HISTORY_MAX)
+        .await?;
+    Ok(Json(Credits {
+        balance: wire::Balance {
+            account: earned,
+            fuel: earned_fuel,
+        },
+        pending: Some(wire::Balance {
+            account: pending,
+            fuel: pending_fuel,
+        }),
+        history,
+        accounts: Vec::new(),
         required,
         fuel_per_credit: wire::credits::FUEL_PER_CREDIT,
     }))

@@ -55,7 +55,7 @@ pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
-pub(crate) use nodes::{NewNode, network_of};
+pub(crate) use nodes::{NewNode, network_of, owner_key};
 pub(crate) use recall::{RECALLED_UNFINISHED_MAX, Recalled};
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 pub(crate) use verification::Verifying;

@@ -300,7 +300,8 @@ fn network_key(network: &str) -> Option<u64> {
 }
 
 /// The scheduler's key for whoever brought a node: the first 64 bits of its join token's hash.
-fn owner_key(join_token_hash: &str) -> Option<u64> {
+/// It names the owner's credit accounts too.
+pub(crate) fn owner_key(join_token_hash: &str) -> Option<u64> {
     u64::from_str_radix(join_token_hash.get(..16)?, 16).ok()
 }
 

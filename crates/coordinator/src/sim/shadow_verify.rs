@@ -146,7 +146,21 @@ impl Shadow {
             TaskState::Failed
         };
         assert_eq!(verdict.state, state, "the state of {job_id}/{index}");
-        self.check_witnesses(verdict, &result, &claims);
+        self.accept(verdict, &result, &claims, state);
+    }
+
+    /// What a verdict that accepts `result` (of `claims`, the task's results) says: who
+    /// witnessed it, whether it rests on one node's word, and who must be banned.
+    fn accept(
+        &mut self,
+        verdict: &TaskVerdict,
+        result: &ShadowClaim,
+        claims: &[ShadowClaim],
+        state: TaskState,
+    ) {
+        let (job_id, index) = (verdict.job_id, verdict.index);
+        let honest = results::honest(job_id, index).digest();
+        self.check_witnesses(verdict, result, claims);
         let verification = verdict.verification.as_ref().expect("checked above");
         if verification.by == VerifiedBy::LaterAudit {
             self.vouched.insert((job_id, index), result.node);

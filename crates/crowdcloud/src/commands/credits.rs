@@ -8,9 +8,15 @@ use wire::{Credits, Memo};
 use crate::cli::{CreditsAction, CreditsArgs};
 use crate::local;
 use crate::output::{print_json, print_table};
+use wire::auth::TokenKind;
 
 pub(crate) async fn run(args: CreditsArgs) -> anyhow::Result<ExitCode> {
-    let client = local::connect(&args.connection).await?;
+    let kind = if args.provider {
+        TokenKind::Join
+    } else {
+        TokenKind::Requester
+    };
+    let client = local::connect_as(&args.connection, kind).await?;
     if let Some(CreditsAction::Grant { requester, credits }) = args.action {
         let grant = wire::CreditGrant { requester, credits };
         let granted = client.grant_credits(&grant).await?;
@@ -35,16 +41,24 @@ pub(crate) async fn run(args: CreditsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn show(credits: &Credits) {
-    println!(
-        "balance: {} credits ({} fuel each){}",
-        credits_text(credits.balance.fuel),
-        credits.fuel_per_credit,
-        if credits.required {
-            "; this pool runs jobs only on credit"
-        } else {
-            "; counted, never required in this pool"
-        }
-    );
+    match &credits.pending {
+        Some(pending) => println!(
+            "earned: {} credits ({} fuel each); pending until their results are verified: {}",
+            credits_text(credits.balance.fuel),
+            credits.fuel_per_credit,
+            credits_text(pending.fuel)
+        ),
+        None => println!(
+            "balance: {} credits ({} fuel each){}",
+            credits_text(credits.balance.fuel),
+            credits.fuel_per_credit,
+            if credits.required {
+                "; this pool runs jobs only on credit"
+            } else {
+                "; counted, never required in this pool"
+            }
+        ),
+    }
     if !credits.accounts.is_empty() {
         println!("\nthe pool's ledger (owner:… earned, pending:… waits for verification):");
         let rows: Vec<Vec<String>> = credits
@@ -58,12 +72,15 @@ fn show(credits: &Credits) {
         return;
     }
     println!("\nhistory, newest first:");
-    let mine = credits.balance.account;
+    let mine = [
+        Some(credits.balance.account),
+        credits.pending.as_ref().map(|p| p.account),
+    ];
     let rows: Vec<Vec<String>> = credits
         .history
         .iter()
         .map(|t| {
-            let (sign, other) = if t.to == mine {
+            let (sign, other) = if mine.contains(&Some(t.to)) {
                 ("+", t.from)
             } else {
                 ("-", t.to)

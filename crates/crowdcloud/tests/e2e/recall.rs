@@ -137,6 +137,57 @@ async fn results_a_banned_node_vouched_for_alone_run_again_and_their_job_ends_ag
     assert!(!vouching.exited(Duration::from_secs(30)).await.success());
 
     replaced_and_paid_back(&pool, vouched, &on_its_word, liar).await;
+    providers_see_what_they_earned(&pool, &tokens).await;
+}
+
+/// An owner of nodes reads what they earned with its join token, through the API and the
+/// CLI; the banned owner's token reads nothing.
+async fn providers_see_what_they_earned(pool: &Pool, tokens: &[(String, String)]) {
+    let token_of = |name: &str| tokens.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let honest = client::Client::new(&pool.url, Some(token_of(HONEST[0]))).unwrap();
+    let credits = honest.credits().await.unwrap();
+    assert!(matches!(credits.balance.account, Account::Owner(_)));
+    assert!(credits.balance.fuel > 0, "{credits:?}");
+    assert_eq!(
+        credits.pending.map(|p| p.fuel),
+        Some(0),
+        "every job ended verified"
+    );
+    assert!(
+        credits.accounts.is_empty(),
+        "a provider sees its own accounts only"
+    );
+    let verified = credits.history.iter().any(|t| t.memo == Memo::Verified);
+    assert!(verified, "{:?}", credits.history);
+    let banned = client::Client::new(&pool.url, Some(token_of("vouching"))).unwrap();
+    let refused = banned.credits().await.unwrap_err().to_string();
+    assert!(refused.contains("revoked"), "{refused}");
+
+    let output = tokio::process::Command::new(crate::harness::BINARY)
+        .args(["credits", "--provider", "--coordinator", &pool.url])
+        .env("CROWDCLOUD_TOKEN", token_of(HONEST[1]))
+        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("earned: ") && stdout.contains("verified"),
+        "{stdout}"
+    );
+    let output = tokio::process::Command::new(crate::harness::BINARY)
+        .args(["credits", "--provider", "--coordinator", &pool.url])
+        .env("CROWDCLOUD_TOKEN", &pool.owner_token)
+        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("ccj_"),
+        "{stderr}"
+    );
 }
 
 /// The job whose results rested on the liar's word ran those tasks again and ended again, with
