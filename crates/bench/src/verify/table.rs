@@ -26,9 +26,9 @@ const HEADER: [&str; 13] = [
 /// What the columns mean, a line each, printed under the rows.
 const LEGEND: [&str; 9] = [
     "wrong/10k: tasks ever delivered wrong, per 10,000 delivered; after re-runs: still wrong once",
-    "  a banned node's held and window-released results ran again (the pool re-runs only held",
-    "  ones today); vouched: of those, ones a node banned later had agreed to (a quorum's",
-    "  verdict is never re-run)",
+    "  a banned node's held and window-released results ran again, as the pool re-runs them;",
+    "  vouched: of those, ones a node banned later had agreed to (a quorum's verdict is never",
+    "  re-run)",
     "exec/task: every result computed (firsts, replicas, audits, disputes, re-runs) per task",
     "to ban: a cheater's results from its first lie to its ban, both included",
     "end audits: once the stream ended, each node's newest held result was audited, once per",
