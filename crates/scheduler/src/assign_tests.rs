@@ -120,6 +120,7 @@ fn never_to_a_node_that_does_not_fit() {
     let mut arm_mac = OwnedNode::idle(2, 4);
     arm_mac.arch = "aarch64";
     arm_mac.os = "macos";
+    small.module_bytes_max = 16 << 20;
     let mut eu_gpu = OwnedNode::idle(3, 4);
     eu_gpu.labels = labels(&[("gpu", "yes"), ("region", "eu")]);
     let nodes = [small, arm_mac, eu_gpu];
@@ -136,6 +137,8 @@ fn never_to_a_node_that_does_not_fit() {
     needs_eu_gpu.labels = labels(&[("gpu", "yes"), ("region", "eu")]);
     let mut needs_us = OwnedJob::new(15, 20, 0, 6);
     needs_us.labels = labels(&[("region", "us")]);
+    let mut large_module = OwnedJob::new(16, 20, 0, 7);
+    large_module.module_bytes = (16 << 20) + 1;
 
     for (job, allowed_nodes) in [
         (needs_memory, vec![2, 3]),
@@ -144,6 +147,7 @@ fn never_to_a_node_that_does_not_fit() {
         (needs_mac, vec![2]),
         (needs_eu_gpu, vec![3]),
         (needs_us, vec![]),
+        (large_module, vec![2, 3]),
     ] {
         let result = run(&nodes, std::slice::from_ref(&job));
         let used: Vec<u64> = result.iter().map(|(node, _, _)| *node).collect();

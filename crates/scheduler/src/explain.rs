@@ -26,6 +26,11 @@ pub enum Reason {
         memory_bytes_min: u64,
         memory_bytes_most: u64,
     },
+    /// No online node compiles a module as large as the job's.
+    ModuleTooLarge {
+        module_bytes: u64,
+        module_bytes_most: u64,
+    },
     /// No online node runs the arch the job needs; `archs_online` is sorted and unique.
     ArchUnavailable {
         arch: String,
@@ -93,6 +98,17 @@ fn unmet_requirements(requirements: &Requirements<'_>, online: &[&NodeOffer<'_>]
         reasons.push(Reason::TooLittleMemory {
             memory_bytes_min: requirements.memory_bytes_min,
             memory_bytes_most,
+        });
+    }
+    let module_bytes_most = online
+        .iter()
+        .map(|node| node.module_bytes_max)
+        .max()
+        .unwrap_or(0);
+    if module_bytes_most < requirements.module_bytes {
+        reasons.push(Reason::ModuleTooLarge {
+            module_bytes: requirements.module_bytes,
+            module_bytes_most,
         });
     }
     if let Some(arch) = requirements.arch
@@ -181,6 +197,14 @@ fn label_unavailable(
     Ok(())
 }
 
+fn module_too_large(out: &mut fmt::Formatter<'_>, module_bytes: u64, most: u64) -> fmt::Result {
+    let (module, most) = format::distinct_sizes(module_bytes, most);
+    write!(
+        out,
+        "the module is {module} and no online node compiles modules that large (the most is {most})"
+    )
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -201,6 +225,10 @@ impl fmt::Display for Reason {
                 let (needed, most) = format::distinct_sizes(*memory_bytes_min, *memory_bytes_most);
                 write!(out, "no node has {needed} of memory (the most is {most})")
             }
+            Self::ModuleTooLarge {
+                module_bytes,
+                module_bytes_most,
+            } => module_too_large(out, *module_bytes, *module_bytes_most),
             Self::ArchUnavailable { arch, archs_online } => {
                 write!(out, "no node runs arch {arch} (nodes run: ")?;
                 format::list(out, archs_online)?;
@@ -260,6 +288,7 @@ mod tests {
             running: 4 - slots_free.min(4),
             cores,
             memory_bytes,
+            module_bytes_max: 64 << 20,
             arch: "x86_64",
             os: "linux",
             labels: &[],
@@ -444,6 +473,7 @@ mod tests {
         let waiting = job(Requirements {
             memory_bytes_min: 64 << 30,
             cores_min: 64,
+            module_bytes: 100 << 20,
             arch: Some("riscv64"),
             os: Some("windows"),
             labels: &wanted,
@@ -460,6 +490,10 @@ mod tests {
             Reason::TooLittleMemory {
                 memory_bytes_min: 0,
                 memory_bytes_most: 0,
+            },
+            Reason::ModuleTooLarge {
+                module_bytes: 0,
+                module_bytes_most: 0,
             },
             Reason::ArchUnavailable {
                 arch: String::new(),
@@ -481,6 +515,32 @@ mod tests {
                 .iter()
                 .map(std::mem::discriminant)
                 .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_module_larger_than_any_online_node_compiles_says_both_sizes() {
+        let waiting = job(Requirements {
+            module_bytes: 100 << 20,
+            ..Requirements::default()
+        });
+        let reasons = explain(&waiting, &[node(1, 1, 4, 1 << 30)], 0);
+        assert_eq!(
+            sentences(&reasons),
+            [
+                "the module is 100.0 MiB and no online node compiles modules that large (the most is 64.0 MiB)"
+            ]
+        );
+        let fits_exactly = job(Requirements {
+            module_bytes: 64 << 20,
+            ..Requirements::default()
+        });
+        let reasons = explain(&fits_exactly, &[node(1, 1, 4, 1 << 30)], 0);
+        assert_eq!(
+            reasons,
+            vec![Reason::FittingNodesFree {
+                nodes_fitting_free: 1
+            }]
         );
     }
 

@@ -1,16 +1,17 @@
-//! Whether a node can run a job at all, judged on its fixed capabilities (memory, cores, arch, os
-//! and owner labels) and on the nodes the demand must keep away from. Availability (lease, free
-//! slots) is not part of fitting.
+//! Whether a node can run a job at all, judged on its fixed capabilities (memory, cores, the
+//! modules it compiles, arch, os and owner labels) and on the nodes the demand must keep away
+//! from. Availability (lease, free slots) is not part of fitting.
 
 use crate::snapshot::{NodeOffer, Requirements};
 
 /// True when `node` meets every requirement in `req`: at least the memory and cores asked for,
-/// the same arch and os when one is named, every required label with the same value, and none
-/// of the exclusions.
+/// a module cap no smaller than the module, the same arch and os when one is named, every
+/// required label with the same value, and none of the exclusions.
 pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
     // Cheapest and most selective checks first: this runs nodes × requirement sets times.
     node.memory_bytes >= req.memory_bytes_min
         && node.cores >= req.cores_min
+        && node.module_bytes_max >= req.module_bytes
         && req.arch.is_none_or(|arch| arch == node.arch)
         && req.os.is_none_or(|os| os == node.os)
         && has_labels(node.labels, req.labels)
@@ -59,6 +60,7 @@ mod tests {
             running: 0,
             cores: 4,
             memory_bytes: 8 << 30,
+            module_bytes_max: 64 << 20,
             arch: "x86_64",
             os: "linux",
             labels,
@@ -82,6 +84,18 @@ mod tests {
         };
         assert!(fits(&node, &req));
         req.memory_bytes_min += 1;
+        assert!(!fits(&node, &req));
+    }
+
+    #[test]
+    fn a_module_as_large_as_the_node_compiles_fits_and_a_byte_more_does_not() {
+        let node = node(&[]);
+        let mut req = Requirements {
+            module_bytes: 64 << 20,
+            ..Requirements::default()
+        };
+        assert!(fits(&node, &req));
+        req.module_bytes += 1;
         assert!(!fits(&node, &req));
     }
 

@@ -17,6 +17,8 @@ pub struct NodeOffer<'a> {
     pub running: u32,
     pub cores: u32,
     pub memory_bytes: u64,
+    /// The largest module it compiles.
+    pub module_bytes_max: u64,
     /// For example "x86_64" or "aarch64"; compared exactly, so the caller normalises spelling.
     pub arch: &'a str,
     /// For example "linux", "macos" or "windows"; compared exactly.
@@ -38,6 +40,8 @@ pub struct NodeOffer<'a> {
 pub struct Requirements<'a> {
     pub memory_bytes_min: u64,
     pub cores_min: u32,
+    /// The size of the job's module: a node must compile modules this large.
+    pub module_bytes: u64,
     pub arch: Option<&'a str>,
     pub os: Option<&'a str>,
     /// Every one must be present with the same value on the node.

@@ -74,6 +74,7 @@ pub(crate) struct OwnedNode {
     pub running: u32,
     pub cores: u32,
     pub memory_bytes: u64,
+    pub module_bytes_max: u64,
     pub arch: &'static str,
     pub os: &'static str,
     pub labels: Vec<(String, String)>,
@@ -92,6 +93,7 @@ impl OwnedNode {
             running: 0,
             cores: 4,
             memory_bytes: 8 << 30,
+            module_bytes_max: 256 << 20,
             arch: "x86_64",
             os: "linux",
             labels: Vec::new(),
@@ -118,6 +120,7 @@ impl OwnedNode {
             running: self.running,
             cores: self.cores,
             memory_bytes: self.memory_bytes,
+            module_bytes_max: self.module_bytes_max,
             arch: self.arch,
             os: self.os,
             labels: &self.labels,
@@ -137,6 +140,7 @@ pub(crate) struct OwnedJob {
     pub submitted_seq: u64,
     pub memory_bytes_min: u64,
     pub cores_min: u32,
+    pub module_bytes: u64,
     pub arch: Option<&'static str>,
     pub os: Option<&'static str>,
     pub labels: Vec<(String, String)>,
@@ -155,6 +159,7 @@ impl OwnedJob {
             submitted_seq,
             memory_bytes_min: 0,
             cores_min: 0,
+            module_bytes: 0,
             arch: None,
             os: None,
             labels: Vec::new(),
@@ -173,6 +178,7 @@ impl OwnedJob {
             requirements: Requirements {
                 memory_bytes_min: self.memory_bytes_min,
                 cores_min: self.cores_min,
+                module_bytes: self.module_bytes,
                 arch: self.arch,
                 os: self.os,
                 labels: &self.labels,
@@ -247,6 +253,7 @@ pub(crate) fn random_nodes(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedNode> 
                 running: rng.below_u32(shape.node_running_max + 1),
                 cores: rng.pick(&[1, 2, 4, 8]),
                 memory_bytes: rng.pick(&[1u64, 4, 8, 16]) << 30,
+                module_bytes_max: rng.pick(&[16u64, 64, 256]) << 20,
                 arch: rng.pick(&["x86_64", "aarch64"]),
                 os: rng.pick(&["linux", "macos"]),
                 labels: labels(&node_labels),
@@ -282,7 +289,8 @@ pub(crate) fn random_jobs(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedJob> {
 }
 
 fn add_random_requirement(rng: &mut XorShift, demand: &mut OwnedJob) {
-    match rng.below(9) {
+    match rng.below(10) {
+        9 => demand.module_bytes = rng.pick(&[8u64, 32, 100]) << 20,
         6 => demand.excluded_nodes = (0..rng.below(4)).map(|_| rng.below(20)).collect(),
         7 => demand.excluded_owners = vec![rng.below(3)],
         8 => demand.excluded_networks = vec![rng.below(3)],
