@@ -340,7 +340,8 @@ impl Agent {
             None => Client::new(&config.coordinator_url, None),
         }
         .map_err(|error| AgentError::Refused(error.to_string()))?;
-        let machine = system::capabilities(&config.data_dir);
+        let module_bytes_max = config.sandbox.module_limits.module_bytes_max as u64;
+        let machine = system::capabilities(&config.data_dir, module_bytes_max);
         let machine_memory_bytes = machine.memory_bytes;
         let capabilities = system::lent(machine.clone(), &config.policy);
         Ok(Self {

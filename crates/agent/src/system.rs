@@ -8,7 +8,8 @@ use wire::Capabilities;
 
 use crate::owner::policy::OwnerPolicy;
 
-pub(crate) fn capabilities(data_dir: &Path) -> Capabilities {
+/// What the machine offers, and `module_bytes_max`, the largest module this agent compiles.
+pub(crate) fn capabilities(data_dir: &Path, module_bytes_max: u64) -> Capabilities {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -24,6 +25,7 @@ pub(crate) fn capabilities(data_dir: &Path) -> Capabilities {
         disk_free_bytes: free_disk(data_dir),
         arch: std::env::consts::ARCH.to_owned(),
         os: std::env::consts::OS.to_owned(),
+        module_bytes_max,
     }
 }
 

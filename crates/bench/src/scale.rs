@@ -408,6 +408,7 @@ async fn register_one(
             disk_free_bytes: 100 << 30,
             arch: "x86_64".to_owned(),
             os: "linux".to_owned(),
+            module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         },
         labels: BTreeMap::from([("sim".to_owned(), "yes".to_owned())]),
         slots: 4,

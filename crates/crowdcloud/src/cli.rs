@@ -243,6 +243,10 @@ pub(crate) struct AgentRunArgs {
     /// Attempts to run at once (the policy's `slots`) [default: one per lent core]
     #[arg(long)]
     pub(crate) slots: Option<u32>,
+    /// The largest module this machine compiles, e.g. 64MiB, for a small device: jobs with
+    /// larger modules go to other nodes [default: 256MiB, the most any pool takes]
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) module_bytes_max: Option<String>,
     /// A name for people [default: the host name]
     #[arg(long)]
     pub(crate) name: Option<String>,

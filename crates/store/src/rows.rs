@@ -66,6 +66,10 @@ pub struct JobRow {
     pub submitted_seq: u64,
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// The size of its module: its tasks go to nodes that compile modules this large. 0 when
+    /// not known (any node).
+    #[serde(default)]
+    pub module_bytes: u64,
 }
 
 /// A task of a running job as recovered after a restart.

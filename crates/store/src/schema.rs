@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0009_compile_time.sql"),
     ),
     (10, "recall", include_str!("../migrations/0010_recall.sql")),
+    (
+        11,
+        "module size",
+        include_str!("../migrations/0011_module_size.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -86,6 +86,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
             submitted_seq: 1,
             created_at_ms: 10,
             finished_at_ms: None,
+            module_bytes: 2 << 20,
         },
         tasks,
     )
@@ -857,6 +858,7 @@ async fn recall_on(url: &str) {
 
     let ended = store.ended_job(job_id).await.unwrap().unwrap();
     assert_eq!(ended.row.state, JobState::Completed);
+    assert_eq!(ended.row.module_bytes, 2 << 20, "the module's size is kept");
     assert_eq!(ended.task_states, vec![TaskState::Succeeded; 5]);
     assert!(store.ended_job(JobId(8)).await.unwrap().is_none());
 

@@ -150,6 +150,7 @@ mod tests {
                 disk_free_bytes: 1 << 30,
                 arch: "x86_64".to_owned(),
                 os: "linux".to_owned(),
+                module_bytes_max: crate::limits::MODULE_BYTES_MAX,
             },
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,

@@ -15,7 +15,7 @@ use crate::ids::{AttemptId, BlobHash, JobId, NodeId};
 use crate::job::{BlobRef, Deterministic, InputFile, Limits, Mount};
 
 /// What a node has to offer, as measured by its agent.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     pub cores: u32,
@@ -26,6 +26,28 @@ pub struct Capabilities {
     pub arch: String,
     /// `std::env::consts::OS` of the agent, e.g. `linux`.
     pub os: String,
+    /// The largest module it compiles, in bytes: at most [`crate::limits::MODULE_BYTES_MAX`]
+    /// (what an agent that does not say compiles), less on a small device.
+    #[serde(default = "module_bytes_max_default")]
+    #[schema(minimum = 1, maximum = 268435456)]
+    pub module_bytes_max: u64,
+}
+
+fn module_bytes_max_default() -> u64 {
+    crate::limits::MODULE_BYTES_MAX
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            cores: 0,
+            memory_bytes: 0,
+            disk_free_bytes: 0,
+            arch: String::new(),
+            os: String::new(),
+            module_bytes_max: module_bytes_max_default(),
+        }
+    }
 }
 
 /// `POST /v1/nodes/challenge`: a node about to register asks for a nonce to sign.

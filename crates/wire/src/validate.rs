@@ -571,8 +571,21 @@ fn capabilities(caps: &Capabilities, field: &str) -> Result<(), WireError> {
         &caps.os,
         &format!("{field}.os"),
         limits::PLATFORM_NAME_BYTES_MAX,
-    )
+    )?;
+    if !(MODULE_BYTES_MIN..=limits::MODULE_BYTES_MAX).contains(&caps.module_bytes_max) {
+        return Err(invalid(
+            format!("{field}.module_bytes_max"),
+            format!(
+                "between {MODULE_BYTES_MIN} and {} bytes",
+                limits::MODULE_BYTES_MAX
+            ),
+        ));
+    }
+    Ok(())
 }
+
+/// The smallest module cap a node may report: less could not compile even a small guest.
+pub const MODULE_BYTES_MIN: u64 = limits::MIB;
 
 pub fn lease_request(request: &LeaseRequest) -> Result<(), WireError> {
     if request.slots_free > limits::SLOTS_PER_NODE_MAX {
@@ -959,6 +972,16 @@ mod tests {
             (request("laptop", "0.1.0", "li\u{7}nux"), "capabilities.os"),
             (request("laptop", &"9".repeat(65), "linux"), "agent_version"),
             (request(&"n".repeat(256), "0.1.0", "linux"), "name"),
+            (
+                RegisterRequest {
+                    capabilities: Capabilities {
+                        module_bytes_max: limits::MODULE_BYTES_MAX + 1,
+                        ..request("laptop", "0.1.0", "linux").capabilities
+                    },
+                    ..request("laptop", "0.1.0", "linux")
+                },
+                "capabilities.module_bytes_max",
+            ),
         ] {
             let refused = registration(&bad).unwrap_err().to_string();
             assert!(refused.starts_with(field), "{refused}");

@@ -56,6 +56,11 @@ pub(crate) async fn submit(
         )));
     }
     check_module(&shared, submission.module, "the module").await?;
+    let module_bytes = shared
+        .store
+        .blob_size(&submission.module)
+        .await?
+        .unwrap_or(0);
     if let Some(validator) = &submission.validator {
         if shared.validators.get().is_none() {
             return Err(Failure::bad_request(
@@ -71,6 +76,7 @@ pub(crate) async fn submit(
     let (submitted, commit) = shared.apply(Submit {
         requester,
         submission,
+        module_bytes,
         adding,
         unfinished_max,
     });

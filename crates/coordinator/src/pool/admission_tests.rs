@@ -199,6 +199,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 success_exit_codes: Vec::new(),
                 tasks: vec![TaskSpec::default()],
             },
+            module_bytes: 1 << 10,
         },
         START_MS,
         &mut out,

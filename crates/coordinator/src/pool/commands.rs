@@ -78,12 +78,14 @@ command! {
     Submit {
         requester: RequesterId,
         submission: JobSubmission,
+        module_bytes: u64,
         adding: Held,
         unfinished_max: UnfinishedMax,
     } -> Result<JobSubmitted, PoolError>,
     |this, pool, now_ms, entropy, out| {
         pool.admit(this.requester, this.adding, this.unfinished_max)?;
         pool.check_credit(this.requester)?;
+        pool.check_module_fits(this.module_bytes)?;
         let mut submission = this.submission;
         submission.verify = pool.checked_mode(
             submission.verify,
@@ -101,6 +103,7 @@ command! {
             id,
             requester: this.requester,
             submission,
+            module_bytes: this.module_bytes,
         };
         Ok(pool.add_job(new, now_ms, out))
     }

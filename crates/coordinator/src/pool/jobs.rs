@@ -18,6 +18,8 @@ pub(crate) struct NewJob {
     pub(crate) id: JobId,
     pub(crate) requester: RequesterId,
     pub(crate) submission: JobSubmission,
+    /// The size of its module, as stored.
+    pub(crate) module_bytes: u64,
 }
 
 fn sorted_labels(labels: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -55,6 +57,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         verify: spec.verify,
         validator: spec.validator.clone().map(Arc::new),
         success_exit_codes: spec.success_exit_codes.clone(),
+        module_bytes: row.module_bytes,
         held: 0,
         checking: 0,
         state: row.state,
@@ -258,6 +261,7 @@ impl PoolState {
             id,
             requester,
             mut submission,
+            module_bytes,
         } = new;
         let tasks = std::mem::take(&mut submission.tasks);
         let task_count = tasks.len() as u32;
@@ -270,6 +274,7 @@ impl PoolState {
             submitted_seq: self.next_submitted_seq,
             created_at_ms: now_ms,
             finished_at_ms: None,
+            module_bytes,
         };
         self.record(Event::JobSubmitted { job, tasks }, out);
         JobSubmitted {
@@ -403,6 +408,28 @@ impl PoolState {
             at_ms: now_ms,
         };
         self.record(event, out);
+    }
+
+    /// Refuses a module of `module_bytes` that no node of the pool compiles, online or not: the
+    /// job would wait for ever. A pool no node has joined yet takes it.
+    pub(crate) fn check_module_fits(&self, module_bytes: u64) -> Result<(), PoolError> {
+        let largest = self
+            .nodes
+            .values()
+            .max_by_key(|node| node.capabilities.module_bytes_max);
+        match largest {
+            Some(node) if node.capabilities.module_bytes_max < module_bytes => {
+                Err(PoolError::Invalid(format!(
+                    "the module is {} and the largest module any node of this pool compiles is {} \
+                     ({}); make the module smaller, or have a node that takes larger modules join \
+                     (`crowdcloud agent --module-bytes-max`)",
+                    human_bytes(module_bytes),
+                    human_bytes(node.capabilities.module_bytes_max),
+                    node.name
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Refuses a job holding `adding` from `requester` when it would take the unfinished
@@ -618,6 +645,7 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
         requirements: scheduler::Requirements {
             memory_bytes_min: job.requirements.memory_bytes_min,
             cores_min: job.requirements.cores_min,
+            module_bytes: job.module_bytes,
             arch: job.requirements.arch.as_deref(),
             os: job.requirements.os.as_deref(),
             labels: &job.labels_sorted,

@@ -259,6 +259,7 @@ pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<
         running: node.running.len() as u32,
         cores: node.capabilities.cores,
         memory_bytes: node.capabilities.memory_bytes,
+        module_bytes_max: node.capabilities.module_bytes_max,
         arch: &node.capabilities.arch,
         os: &node.capabilities.os,
         labels: &node.labels_sorted,

@@ -32,6 +32,7 @@ pub(super) fn new_node(
             disk_free_bytes: 1 << 40,
             arch: "x86_64".to_owned(),
             os: "linux".to_owned(),
+            module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         },
         labels: labels
             .iter()
@@ -196,6 +197,7 @@ impl Harness {
                 id,
                 requester: OWNER,
                 submission,
+                module_bytes: 1 << 10,
             },
             self.now_ms,
             &mut self.out,
@@ -934,6 +936,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
             id,
             requester: OWNER,
             submission,
+            module_bytes: 1 << 10,
         },
         h.now_ms,
         &mut h.out,
@@ -1172,6 +1175,7 @@ fn add(h: &mut Harness, requester: RequesterId, submission: JobSubmission) -> Jo
             id,
             requester,
             submission,
+            module_bytes: 1 << 10,
         },
         h.now_ms,
         &mut h.out,
@@ -1364,4 +1368,67 @@ fn queued_work_reaches_many_waiting_nodes_a_bounded_round_at_a_time() {
     for receiver in &mut receivers {
         assert_eq!(receiver.try_recv().unwrap().attempts.len(), 1);
     }
+}
+
+/// A node of `id` that compiles modules up to `module_bytes_max`.
+fn compiling_node(h: &mut Harness, id: u64, module_bytes_max: u64) -> NodeId {
+    let mut node = new_node(id, 2, &[], "join");
+    node.capabilities.module_bytes_max = module_bytes_max;
+    h.pool.register(node, h.now_ms, &mut h.out);
+    NodeId(id)
+}
+
+/// Submits a one-task job whose module is `module_bytes`: its id, and the kinds of the events
+/// the submission made.
+fn submit_module(
+    h: &mut Harness,
+    module_bytes: u64,
+) -> (Result<JobId, PoolError>, Vec<&'static str>) {
+    let roomy = UnfinishedMax {
+        pool: 100,
+        per_requester: 100,
+        pool_bytes: u64::MAX,
+        per_requester_bytes: u64::MAX,
+    };
+    let submit = Submit {
+        requester: OWNER,
+        submission: JobSubmission::new("job", BlobHash::of(b"m"), vec![TaskSpec::default()]),
+        module_bytes,
+        adding: Held { tasks: 1, bytes: 1 },
+        unfinished_max: roomy,
+    };
+    let (submitted, kinds) = h.run(submit);
+    (submitted.map(|submitted| submitted.job_id), kinds)
+}
+
+#[test]
+fn a_module_no_node_compiles_is_refused_and_one_goes_only_to_nodes_that_compile_it() {
+    let mut h = Harness::new();
+    let small = compiling_node(&mut h, 1, 16 << 20);
+    let (refused, kinds) = submit_module(&mut h, 32 << 20);
+    let refused = format!("{:?}", refused.unwrap_err());
+    assert!(kinds.is_empty(), "the refusal changed nothing");
+    assert!(
+        refused.contains(
+            "the module is 32.0 MiB and the largest module any node of this pool \
+             compiles is 16.0 MiB (node1)"
+        ),
+        "{refused}"
+    );
+
+    let roomy = compiling_node(&mut h, 2, 256 << 20);
+    let job = submit_module(&mut h, 32 << 20).0.unwrap();
+    assert!(h.take(small, 2).is_empty(), "the small node never gets it");
+    // With the node that compiles it offline, the job waits and says why.
+    h.now_ms += 10 * LEASE_MS;
+    h.beat(small, vec![]);
+    let why = h.pool.why(job, OWNER, h.now_ms).unwrap().reasons;
+    assert_eq!(
+        why,
+        [
+            "the module is 32.0 MiB and no online node compiles modules that large (the most is 16.0 MiB)"
+        ]
+    );
+    h.beat(roomy, vec![]);
+    assert_eq!(h.take(roomy, 2).len(), 1);
 }

@@ -457,6 +457,7 @@ fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
             job.deterministic = Some(wire::Deterministic { seed: 1 });
             job
         },
+        module_bytes: 1 << 10,
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
     };

@@ -35,6 +35,7 @@ pub(super) fn capabilities() -> Capabilities {
         disk_free_bytes: 1 << 40,
         arch: "x86_64".to_owned(),
         os: "linux".to_owned(),
+        module_bytes_max: wire::limits::MODULE_BYTES_MAX,
     }
 }
 

@@ -28,6 +28,7 @@ impl World {
         let (submitted, after) = self.apply(Submit {
             requester: requester_id,
             submission,
+            module_bytes: 1 << 10,
             adding,
             unfinished_max,
         });

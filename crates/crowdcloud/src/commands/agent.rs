@@ -44,6 +44,9 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = args.name {
         config.name = name;
     }
+    if let Some(size) = &args.module_bytes_max {
+        config.sandbox.module_limits.module_bytes_max = module_bytes_max(size)?;
+    }
     config.labels = labels(&args.labels)?;
     config.drain_timeout = Duration::from_secs(args.drain_secs);
     config.cheat = args.cheat.map(|strategy| agent::CheatConfig {
@@ -58,6 +61,19 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
         "agent stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--module-bytes-max`: a size within what a node may report.
+fn module_bytes_max(text: &str) -> anyhow::Result<usize> {
+    let (min, max) = (
+        wire::validate::MODULE_BYTES_MIN,
+        wire::limits::MODULE_BYTES_MAX,
+    );
+    let bytes = jobspec::parse_bytes(text, "--module-bytes-max")?;
+    if !(min..=max).contains(&bytes) {
+        bail!("--module-bytes-max {text}: give 1MiB to 256MiB");
+    }
+    Ok(bytes as usize)
 }
 
 /// The policy fields the flags set, written as they would be in the policy file.

@@ -512,6 +512,7 @@ pub fn signed_registration(
             disk_free_bytes: 1 << 30,
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
+            module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         },
         labels,
         slots,

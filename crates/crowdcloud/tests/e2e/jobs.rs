@@ -219,6 +219,7 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
             disk_free_bytes: 1 << 30,
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
+            module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         },
         labels: BTreeMap::new(),
         slots: 1,
@@ -436,5 +437,61 @@ async fn an_agent_restarted_loads_the_module_it_compiled_from_disk() {
         agent.log().contains("from_disk=true"),
         "the restarted agent loads what it compiled: {}",
         agent.log()
+    );
+}
+
+/// A node that compiles only small modules says so, and the pool believes it: a job whose
+/// module no node compiles is refused at submit with the sizes, and once a node that takes it
+/// joins, the job runs there and never on the small one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_larger_than_a_node_compiles_goes_to_a_node_that_does() {
+    let pool = Pool::start(5_000).await;
+    let small = pool.agent_joined(
+        "small",
+        2,
+        &pool.join_token,
+        &["--module-bytes-max", "1MiB"],
+    );
+    pool.wait_online(&["small"]).await;
+    let mut large = guests::PROBE.to_vec();
+    guests::binary::custom_section("padding", &vec![0x5a; 2 << 20], &mut large);
+    let module = pool.upload_wasm(&large).await;
+    let submission = pool.submission(module, vec![probe(&["echo", "big"])], Limits::default());
+    let refused = pool
+        .owner
+        .submit(&submission)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("the largest module any node of this pool compiles is 1.0 MiB (small)"),
+        "{refused}"
+    );
+    let _roomy = pool.agent("roomy", 1).await;
+    pool.wait_online(&["roomy"]).await;
+    let job = pool.owner.submit(&submission).await.unwrap().job_id;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    let names: Vec<&str> = status.nodes.iter().map(|n| n.node_name.as_str()).collect();
+    assert_eq!(names, ["roomy"], "only the node that compiles it ran it");
+    assert!(!small.log().contains("more than"), "{}", small.log());
+
+    let bad = tokio::process::Command::new(crate::harness::BINARY)
+        .args([
+            "agent",
+            "--coordinator",
+            &pool.url,
+            "--join-token",
+            &pool.join_token,
+        ])
+        .args(["--module-bytes-max", "512KiB"])
+        .env("CROWDCLOUD_AGENT_DIR", pool.dir.path().join("bad"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("give 1MiB to 256MiB"),
+        "{stderr}"
     );
 }
