@@ -77,7 +77,7 @@ impl Runner {
             attempt: grant.attempt_id,
             control: &control,
         };
-        let (prepared, compile_ms) = self.ready_module(client, runtime, &held).await?;
+        let (prepared, compile_ms) = self.ready_module(client, runtime, &held, &control).await?;
         let stdin = match &grant.stdin {
             Some(hash) => held
                 .fetch(|| self.cache.bytes(client, hash))
@@ -143,6 +143,7 @@ impl Runner {
         client: &Client,
         runtime: &JobRuntime,
         held: &ForAttempt<'_>,
+        control: &Arc<AttemptControl>,
     ) -> Result<(sandbox::Prepared, u64), Outcome> {
         let node_error = |message: String| Outcome::NodeError { message };
         let deterministic = runtime.deterministic.is_some();
@@ -156,11 +157,17 @@ impl Runner {
         let sandbox = Arc::clone(&self.sandbox);
         let key = runtime.module.0;
         let started = std::time::Instant::now();
-        let prepared =
-            tokio::task::spawn_blocking(move || sandbox.prepare(key, &wasm, deterministic))
-                .await
-                .map_err(|error| node_error(error.to_string()))?
-                .map_err(|message| Outcome::ModuleRejected { message })?;
+        let compiling = Arc::clone(control);
+        let prepared = tokio::task::spawn_blocking(move || {
+            sandbox.prepare_for(key, &wasm, deterministic, &compiling)
+        })
+        .await
+        .map_err(|error| node_error(error.to_string()))?;
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(_) if control.is_cancelled() => return Err(Outcome::Cancelled),
+            Err(message) => return Err(Outcome::ModuleRejected { message }),
+        };
         let compile_ms = started.elapsed().as_millis() as u64;
         // Tests read `from_disk` to see the compiled-module cache work across restarts.
         tracing::info!(module = %runtime.module, compile_ms, from_disk = prepared.from_disk(), "module ready");

@@ -51,6 +51,16 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Measure the pool: dispatch, sandbox, scale, recover.
     Bench(BenchArgs),
+    /// Compile one module for this machine's agent, which runs it as a child it can stop.
+    #[command(hide = true)]
+    CompileModule(CompileModuleArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompileModuleArgs {
+    /// The compile order, as the agent writes it (name=value ...); the module comes on stdin.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) order: Vec<std::ffi::OsString>,
 }
 
 impl Command {
@@ -243,6 +253,10 @@ pub(crate) struct AgentRunArgs {
     /// Attempts to run at once (the policy's `slots`) [default: one per lent core]
     #[arg(long)]
     pub(crate) slots: Option<u32>,
+    /// Seconds one module may take to compile here before it is given up (a compile runs in a
+    /// child process the agent stops when the owner pauses work, and kills at this deadline)
+    #[arg(long, default_value_t = 600)]
+    pub(crate) compile_deadline_secs: u64,
     /// The largest module this machine compiles, e.g. 64MiB, for a small device: jobs with
     /// larger modules go to other nodes [default: 256MiB, the most any pool takes]
     #[arg(long, value_name = "SIZE")]

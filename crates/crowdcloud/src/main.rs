@@ -13,6 +13,15 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if let cli::Command::CompileModule(args) = &cli.command {
+        return match sandbox::serve_compile_order(&args.order) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("{message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     output::init_logging(cli.command.is_daemon(), cli.verbose);
     if cli.command.is_daemon() {
         local::keep_files_private();

@@ -31,6 +31,48 @@ pub fn custom_section(name: &str, payload: &[u8], module: &mut Vec<u8>) {
     section(0, &contents, module);
 }
 
+/// A WASI command that does nothing and costs the compiler much: `functions` functions of
+/// `adds_per_function` additions each, every one called from `_start`, all within what a node
+/// admits (short bodies, no deep nesting). Compile time grows with the product; 10 000 × 1 000
+/// takes Cranelift tens of seconds.
+pub fn costly_to_compile(functions: u32, adds_per_function: u32) -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module);
+    let mut declared = Vec::new();
+    leb128(u64::from(functions) + 1, &mut declared);
+    declared.extend(std::iter::repeat_n(0u8, functions as usize + 1));
+    section(3, &declared, &mut module);
+    let mut exports = vec![1, 6];
+    exports.extend_from_slice(b"_start");
+    exports.extend_from_slice(&[0, 0]);
+    section(7, &exports, &mut module);
+    let mut code = Vec::new();
+    leb128(u64::from(functions) + 1, &mut code);
+    let mut start = vec![0];
+    for index in 1..=functions {
+        start.push(0x10);
+        leb128(u64::from(index), &mut start);
+    }
+    start.push(0x0b);
+    body(&start, &mut code);
+    let mut adds = vec![0, 0x41, 0];
+    for _ in 0..adds_per_function {
+        adds.extend_from_slice(&[0x41, 1, 0x6a]);
+    }
+    adds.extend_from_slice(&[0x1a, 0x0b]);
+    for _ in 0..functions {
+        body(&adds, &mut code);
+    }
+    section(10, &code, &mut module);
+    module
+}
+
+/// Appends one function body (locals and code) with its size first.
+fn body(contents: &[u8], code: &mut Vec<u8>) {
+    leb128(contents.len() as u64, code);
+    code.extend_from_slice(contents);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

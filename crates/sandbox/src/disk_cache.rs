@@ -48,6 +48,16 @@ impl DiskCache {
         })
     }
 
+    /// The cache in `dir` as another process of this node uses it at the same time: a child
+    /// compiling into it leaves the others' temporary files alone and keeps its file whatever
+    /// its size (the parent bounds the directory once it loaded it).
+    pub(crate) fn shared(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            bytes_max: u64::MAX,
+        }
+    }
+
     fn path(&self, engine: &Engine, key: &[u8; 32]) -> PathBuf {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -87,28 +97,36 @@ impl DiskCache {
 
     /// Keeps `module`'s compiled code for the next start; a failure only costs a compile then.
     pub(crate) fn store(&self, engine: &Engine, key: &[u8; 32], module: &Module) {
-        let path = self.path(engine, key);
-        let written = module
-            .serialize()
-            .map_err(|error| std::io::Error::other(format!("{error:#}")))
-            .and_then(|bytes| {
-                if bytes.len() as u64 > self.bytes_max {
-                    return Ok(());
-                }
-                let name = path.file_name().expect("cache paths name a file");
-                let temporary = self.dir.join(format!(".{}", name.to_string_lossy()));
-                std::fs::write(&temporary, &bytes)?;
-                std::fs::rename(&temporary, &path)
-            });
-        if let Err(error) = written {
+        if let Err(error) = self.write(engine, key, module) {
+            let path = self.path(engine, key);
             tracing::warn!(path = %path.display(), %error, "could not keep a compiled module on disk");
             return;
         }
         self.evict();
     }
 
+    /// Writes `module`'s code whole under its name, unless it is larger than the bound.
+    pub(crate) fn write(
+        &self,
+        engine: &Engine,
+        key: &[u8; 32],
+        module: &Module,
+    ) -> std::io::Result<()> {
+        let path = self.path(engine, key);
+        let bytes = module
+            .serialize()
+            .map_err(|error| std::io::Error::other(format!("{error:#}")))?;
+        if bytes.len() as u64 > self.bytes_max {
+            return Ok(());
+        }
+        let name = path.file_name().expect("cache paths name a file");
+        let temporary = self.dir.join(format!(".{}", name.to_string_lossy()));
+        std::fs::write(&temporary, &bytes)?;
+        std::fs::rename(&temporary, &path)
+    }
+
     /// Removes the files used longest ago until the rest fit in `bytes_max`.
-    fn evict(&self) {
+    pub(crate) fn evict(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };

@@ -13,6 +13,8 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 
 use crate::SandboxError;
 use crate::attempt::{self, Attempt, Metering, RunReport};
+use crate::compile_child::{CompileOrder, Compiler, compile_in_child};
+use crate::control::AttemptControl;
 use crate::disk_cache::DiskCache;
 use crate::module::{self, ModuleLimits};
 use crate::state::AttemptState;
@@ -40,6 +42,9 @@ pub struct SandboxConfig {
     /// may take there. Without one, every start compiles again.
     pub compiled_dir: Option<PathBuf>,
     pub compiled_dir_bytes_max: u64,
+    /// Where modules are compiled: a child process can be stopped, and needs `compiled_dir`
+    /// to hand its code back through.
+    pub compiler: Compiler,
 }
 
 /// Emptied attempt trees kept at most; one per slot is enough.
@@ -56,6 +61,7 @@ impl Default for SandboxConfig {
             recycle_dir: None,
             compiled_dir: None,
             compiled_dir_bytes_max: 4 << 30,
+            compiler: Compiler::InProcess,
         }
     }
 }
@@ -196,6 +202,18 @@ impl Sandbox {
         wasm: &[u8],
         deterministic: bool,
     ) -> Result<Prepared, String> {
+        self.prepare_for(key, wasm, deterministic, &AttemptControl::new())
+    }
+
+    /// [`Self::prepare`] for an attempt: with a [`Compiler::Child`], its compile stops when
+    /// `control` cancels it and pauses while `control` is paused.
+    pub fn prepare_for(
+        &self,
+        key: [u8; 32],
+        wasm: &[u8],
+        deterministic: bool,
+        control: &AttemptControl,
+    ) -> Result<Prepared, String> {
         if let Some(prepared) = self.cached(&key, deterministic) {
             return Ok(prepared);
         }
@@ -214,21 +232,21 @@ impl Sandbox {
         if let Some(prepared) = self.cached(&key, deterministic) {
             return Ok(prepared);
         }
-        let prepared = self
-            .compiled(flavor, &key, wasm)
-            .and_then(|(module, from_disk)| {
-                let instance_pre = flavor
-                    .linker
-                    .instantiate_pre(&module)
-                    .map_err(|error| format!("cannot link: {error:#}"))?;
-                let prepared = Prepared {
-                    instance_pre: Arc::new(instance_pre),
-                    flavor: Arc::clone(flavor),
-                    from_disk,
-                };
-                flavor.compiled.lock().insert(key, prepared.clone());
-                Ok(prepared)
-            });
+        let prepared =
+            self.compiled(flavor, &key, wasm, control)
+                .and_then(|(module, from_disk)| {
+                    let instance_pre = flavor
+                        .linker
+                        .instantiate_pre(&module)
+                        .map_err(|error| format!("cannot link: {error:#}"))?;
+                    let prepared = Prepared {
+                        instance_pre: Arc::new(instance_pre),
+                        flavor: Arc::clone(flavor),
+                        from_disk,
+                    };
+                    flavor.compiled.lock().insert(key, prepared.clone());
+                    Ok(prepared)
+                });
         // Only once the module is in the memory cache: a later attempt finds it there.
         self.compiling.lock().remove(&(key, deterministic));
         prepared
@@ -241,9 +259,19 @@ impl Sandbox {
         flavor: &Flavor,
         key: &[u8; 32],
         wasm: &[u8],
+        control: &AttemptControl,
     ) -> Result<(Module, bool), String> {
         if let Some(module) = self.disk.as_ref().and_then(|d| d.load(&flavor.engine, key)) {
             return Ok((module, true));
+        }
+        if let (Compiler::Child { .. }, Some(disk)) = (&self.config.compiler, &self.disk) {
+            self.compile_in_child(flavor, key, wasm, control)?;
+            let module = disk.load(&flavor.engine, key).ok_or_else(|| {
+                "the compiler process left no code this node could load; see the agent's log"
+                    .to_owned()
+            })?;
+            disk.evict();
+            return Ok((module, false));
         }
         // Only what the compiler reads is checked against compile bombs: code this node
         // compiled before passed these checks then.
@@ -254,6 +282,37 @@ impl Sandbox {
             disk.store(&flavor.engine, key, &module);
         }
         Ok((module, false))
+    }
+
+    fn compile_in_child(
+        &self,
+        flavor: &Flavor,
+        key: &[u8; 32],
+        wasm: &[u8],
+        control: &AttemptControl,
+    ) -> Result<(), String> {
+        let Compiler::Child {
+            program,
+            args,
+            deadline,
+        } = &self.config.compiler
+        else {
+            unreachable!("called for a child compiler only");
+        };
+        let order = CompileOrder {
+            key: *key,
+            deterministic: flavor.deterministic,
+            fuel: self.config.metering.fuel,
+            epoch: self.config.metering.epoch,
+            wasm_stack_bytes_max: self.config.wasm_stack_bytes_max,
+            limits: self.config.module_limits,
+            compiled_dir: self
+                .config
+                .compiled_dir
+                .clone()
+                .expect("a child compiles into the compiled-module directory"),
+        };
+        compile_in_child(program, args, *deadline, &order, wasm, control)
     }
 
     /// Runs one attempt on the calling thread until it ends. Blocking: call it from a thread
@@ -278,6 +337,42 @@ impl Sandbox {
             self.bin.as_ref(),
         )
     }
+}
+
+/// The child's side of [`Compiler::Child`]: compiles the module on stdin as the order in
+/// `args` says and writes its code into the order's directory. `Err` says why, for the parent
+/// to pass on; the caller prints it on stderr and exits with a failure.
+pub fn serve_compile_order(args: &[std::ffi::OsString]) -> Result<(), String> {
+    use std::io::Read as _;
+    let order = CompileOrder::parse(args)?;
+    let mut wasm = Vec::new();
+    std::io::stdin()
+        .take(order.limits.module_bytes_max as u64 + 1)
+        .read_to_end(&mut wasm)
+        .map_err(|error| format!("cannot read the module: {error}"))?;
+    compile_into(&order, &wasm)
+}
+
+/// A child's compile: the module admitted and compiled by an engine configured as its
+/// parent's, and its code written into the parent's disk cache.
+fn compile_into(order: &CompileOrder, wasm: &[u8]) -> Result<(), String> {
+    let config = SandboxConfig {
+        metering: Metering {
+            fuel: order.fuel,
+            epoch: order.epoch,
+        },
+        wasm_stack_bytes_max: order.wasm_stack_bytes_max,
+        module_limits: order.limits,
+        ..SandboxConfig::default()
+    };
+    let engine = Engine::new(&engine_config(&config, order.deterministic))
+        .map_err(|error| format!("cannot set up the compiler: {error:#}"))?;
+    module::admit(wasm, &order.limits)?;
+    let module =
+        Module::new(&engine, wasm).map_err(|error| format!("does not compile: {error:#}"))?;
+    DiskCache::shared(&order.compiled_dir)
+        .write(&engine, &order.key, &module)
+        .map_err(|error| format!("cannot write the compiled code: {error}"))
 }
 
 fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {

@@ -17,7 +17,8 @@
 //!
 //! The modules import one another in one order only, so their imports form no circle. First
 //! the leaves, which import none of the others: `clock`, `control`, `limiter`, `pipe`,
-//! `workdir` and `module` (admission before compiling). Then `state`, the data of an attempt's
+//! `workdir` and `module` (admission before compiling); `compile_child` (compiling in a child
+//! process that can be stopped, the parent's side) imports only `control` and `module`. Then `state`, the data of an attempt's
 //! `Store` and the checks its epoch callback makes; `poll` and then `writes`, the WASI calls
 //! the sandbox replaces, which reach the attempt only through `state`; `attempt`, which sets up
 //! and runs one attempt and classifies its end; and last `engine`, which compiles, caches and
@@ -25,6 +26,7 @@
 
 mod attempt;
 mod clock;
+mod compile_child;
 mod control;
 mod disk_cache;
 mod engine;
@@ -37,8 +39,9 @@ mod workdir;
 mod writes;
 
 pub use attempt::{Attempt, AttemptLimits, Determinism, Metering, Outcome, RunReport, Usage};
+pub use compile_child::Compiler;
 pub use control::AttemptControl;
-pub use engine::{Prepared, Sandbox, SandboxConfig};
+pub use engine::{Prepared, Sandbox, SandboxConfig, serve_compile_order};
 pub use module::ModuleLimits;
 pub use workdir::{OutputFile, Outputs, remove_tree};
 

@@ -369,3 +369,13 @@ fn the_compiled_dir_keeps_within_its_bound_dropping_the_least_recently_used() {
         .unwrap();
     assert!(kept.from_disk(), "the newer one stayed");
 }
+
+/// The module the compile deadline tests stand on: valid, admitted, and it runs.
+#[test]
+fn a_module_costly_to_compile_is_admitted_and_runs() {
+    let bench = Bench::new();
+    let prepared = bench.prepare(&guests::binary::costly_to_compile(20, 50));
+    let report = bench.sandbox.run(&prepared, bench.attempt(&[]));
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    assert!(report.usage.fuel_used > 20 * 50);
+}

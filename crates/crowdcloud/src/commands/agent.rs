@@ -44,6 +44,7 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = args.name {
         config.name = name;
     }
+    config.sandbox.compiler = child_compiler(Duration::from_secs(args.compile_deadline_secs));
     if let Some(size) = &args.module_bytes_max {
         config.sandbox.module_limits.module_bytes_max = module_bytes_max(size)?;
     }
@@ -61,6 +62,22 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
         "agent stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compiling in a child of this program, so a compile can be stopped; in this process when the
+/// program cannot name itself.
+pub(crate) fn child_compiler(deadline: Duration) -> sandbox::Compiler {
+    match std::env::current_exe() {
+        Ok(program) => sandbox::Compiler::Child {
+            program,
+            args: vec!["compile-module".into()],
+            deadline,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "cannot find this program to compile in a child; compiling in-process, where a compile cannot be stopped");
+            sandbox::Compiler::InProcess
+        }
+    }
 }
 
 /// `--module-bytes-max`: a size within what a node may report.

@@ -37,6 +37,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runtimes(args) => runtimes::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::CompileModule(_) => unreachable!("main compiles before it starts a runtime"),
     }
 }
 

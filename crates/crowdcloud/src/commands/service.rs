@@ -352,6 +352,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             options.data_dir.join("local-agent"),
         );
         config.slots = slots;
+        config.sandbox.compiler = super::agent::child_compiler(std::time::Duration::from_secs(600));
         config.coordinator_fingerprint = served.fingerprint;
         config.policy = policy;
         config.policy_overrides = overrides;

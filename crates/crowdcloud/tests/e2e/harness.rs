@@ -84,6 +84,11 @@ impl Agent {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the agent runs")
+    }
 }
 
 fn signal(child: &Child, signal: rustix::process::Signal) {

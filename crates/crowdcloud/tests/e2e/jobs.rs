@@ -495,3 +495,67 @@ async fn a_module_larger_than_a_node_compiles_goes_to_a_node_that_does() {
         "{stderr}"
     );
 }
+
+/// A compile runs in a child process the agent kills at the owner's deadline: the task is
+/// told why, the node goes on, and no compiler is left running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_past_its_deadline_is_stopped_and_the_task_told_why() {
+    let pool = Pool::start(5_000).await;
+    let agent = pool.agent_joined(
+        "slow",
+        1,
+        &pool.join_token,
+        &["--compile-deadline-secs", "1"],
+    );
+    pool.wait_online(&["slow"]).await;
+    // Tens of seconds of compiling, far past the deadline.
+    let costly = guests::binary::costly_to_compile(10_000, 1_000);
+    let module = pool.upload_wasm(&costly).await;
+    let job = pool.submit_with_attempts(module, vec![probe(&[])], 1).await;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(status.state, JobState::Failed, "{status:?}");
+    let tasks = pool.owner.all_tasks(job).await.unwrap();
+    let outcome = format!("{:?}", tasks[0].outcome);
+    assert!(
+        outcome.contains("compiling took longer than 1 s"),
+        "{outcome}"
+    );
+    let compilers = children_of(agent.pid());
+    assert!(
+        compilers.is_empty(),
+        "compilers left running: {compilers:?}"
+    );
+
+    let quick = pool.upload_wasm(guests::PROBE).await;
+    let job = pool
+        .submit(quick, vec![probe(&["echo", "on"])], Limits::default())
+        .await;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(
+        status.state,
+        JobState::Completed,
+        "the node goes on: {status:?}"
+    );
+}
+
+/// The processes whose parent is `pid`, by their command lines.
+fn children_of(pid: u32) -> Vec<String> {
+    let parent_of = |stat: &str| -> Option<u32> {
+        // The command sits in parentheses and may hold spaces: the fields after it count.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            (parent_of(&stat)? == pid).then_some(())?;
+            std::fs::read_to_string(entry.path().join("cmdline")).ok()
+        })
+        .collect()
+}
