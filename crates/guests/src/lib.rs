@@ -39,6 +39,12 @@ pub const COMPARE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/compare.was
 /// prebuilt copies were used.
 pub const BUILT_FROM_SOURCE: bool = include!(concat!(env!("OUT_DIR"), "/built_from_source.rs"));
 
+/// The Lua 5.4.8 interpreter (`lua`): a third-party C program, built for wasm32-wasi with
+/// Zig 0.17.1's clang by `scripts/build-lua` from pinned PyPI sources, its `setjmp`/`longjmp`
+/// (Lua's errors and `pcall`) done with the exception handling proposal as current C
+/// toolchains do. Committed built; its license is `prebuilt/lua.LICENSE` (MIT).
+pub const LUA: &[u8] = include_bytes!("../prebuilt/lua.wasm");
+
 /// A `_start` that loops forever without calling the host.
 pub const SPIN_WAT: &str = include_str!("../wat/spin.wat");
 

@@ -559,3 +559,59 @@ fn children_of(pid: u32) -> Vec<String> {
         })
         .collect()
 }
+
+/// What the Lua script of task `i` prints and writes: `pcall` catching an error (a `longjmp`,
+/// which current C toolchains make with WebAssembly exceptions), then sorted numbers.
+fn lua_expected(i: u64) -> (String, String) {
+    let mut numbers: Vec<u64> = (1..=10).map(|k| (k * 7919 + i) % 101).collect();
+    numbers.sort_unstable();
+    let list: Vec<String> = numbers.iter().map(u64::to_string).collect();
+    let sum: u64 = numbers.iter().sum();
+    (
+        format!("false boom {i} {}\n", list.join(",")),
+        sum.to_string(),
+    )
+}
+
+const LUA_SCRIPT: &str = r#"
+local i = tonumber(arg[1])
+local ok, err = pcall(error, "boom " .. i)
+local t = {}
+for k = 1, 10 do t[k] = (k * 7919 + i) % 101 end
+table.sort(t)
+io.write(tostring(ok), " ", err, " ", table.concat(t, ","), "\n")
+local s = 0
+for _, v in ipairs(t) do s = s + v end
+local f = assert(io.open("/output/sum.txt", "w"))
+f:write(string.format("%d", s))
+f:close()
+"#;
+
+/// A third-party C program, built with a current toolchain, runs across the pool: the Lua 5.4
+/// interpreter (see `guests::LUA`), its errors caught by `pcall`, in deterministic mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn lua_a_third_party_c_program_runs_scripts_across_the_pool() {
+    let pool = Pool::start(5_000).await;
+    let _agents = [pool.agent("a", 2).await, pool.agent("b", 2).await];
+    let module = pool.upload_wasm(guests::LUA).await;
+    let tasks: Vec<TaskSpec> = (0..6)
+        .map(|i| probe(&["-e", LUA_SCRIPT, &i.to_string()]))
+        .map(|mut spec| {
+            // `lua -e CODE N`: Lua reads `arg` from what follows a script, so name `-` as one.
+            spec.args.insert(2, "-".to_owned());
+            spec
+        })
+        .collect();
+    let mut submission = pool.submission(module, tasks, Limits::default());
+    submission.deterministic = Some(wire::Deterministic { seed: 1 });
+    let job = pool.owner.submit(&submission).await.unwrap().job_id;
+    let status = pool.finish(job, Duration::from_secs(120)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    for task in pool.owner.all_tasks(job).await.unwrap() {
+        let (stdout, sum) = lua_expected(u64::from(task.index));
+        assert_eq!(String::from_utf8_lossy(&pool.stdout(&task).await), stdout);
+        assert_eq!(task.outputs.len(), 1, "{:?}", task.outputs);
+        assert_eq!(task.outputs[0].path, "sum.txt");
+        assert_eq!(task.outputs[0].size_bytes, sum.len() as u64);
+    }
+}
