@@ -399,6 +399,20 @@ impl PoolState {
             .get_mut(&attempt.job)
             .expect("attempts belong to jobs");
         let task_state = end.task_end.as_ref().map(|task_end| task_end.state);
+        // A stranger's node that says it cannot run a task is not given it again, nor is any
+        // node of its owner: else one node could spend every attempt of every task.
+        let said_cannot = end.state == AttemptEndState::Failed
+            && end.outcome.as_ref().is_some_and(|o| !verify::is_claim(o));
+        if said_cannot && task_state.is_none() && self.verifying.trust == wire::Trust::Public {
+            let owner = self.nodes.get(&attempt.node).and_then(|node| node.owner);
+            let refusals = job.refused_by.entry(attempt.task).or_default();
+            refusals.retain(|refusal| refusal.node != attempt.node);
+            refusals.push(super::Refusal {
+                node: attempt.node,
+                owner,
+                at_ms: end.at_ms,
+            });
+        }
         if end.state == AttemptEndState::Released {
             // Given back unfinished: it does not count against the task's attempts.
             job.tasks[attempt.task as usize].attempts -= 1;

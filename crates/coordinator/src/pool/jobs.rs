@@ -75,6 +75,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         queued: true,
         charge,
         runtime_bytes,
+        refused_by: HashMap::new(),
         recalled: 0,
         recalled_unfinished: 0,
     }
@@ -144,6 +145,7 @@ impl Job {
                 self.queued = true;
             }
             Slot::Ended(_) => {
+                self.refused_by.remove(&index);
                 if std::mem::take(&mut task.recalled) {
                     self.recalled_unfinished -= 1;
                 }
@@ -238,6 +240,7 @@ impl Job {
             "only an ended job lets go of its tasks"
         );
         self.tasks = Vec::new();
+        self.refused_by = HashMap::new();
         self.pending = VecDeque::new();
         self.short = BTreeSet::new();
         self.shared_blobs = HashSet::new();

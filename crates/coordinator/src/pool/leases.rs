@@ -118,7 +118,7 @@ impl PoolState {
             });
             wanted.extend(replicas);
         }
-        let apart: Vec<Apart> = wanted.iter().map(|w| self.apart(w)).collect();
+        let apart: Vec<Apart> = wanted.iter().map(|w| self.apart(w, now_ms)).collect();
         let demands: Vec<_> = wanted
             .iter()
             .zip(&apart)
@@ -149,8 +149,9 @@ impl PoolState {
 
     /// What one more attempt of the task `wanted` names must be kept off, as scheduler keys:
     /// the nodes that run it or gave a result of it and, where the pool keeps owners apart,
-    /// their owners and (unless the pool's owner relaxed it) their networks.
-    fn apart(&self, wanted: &Wanted) -> Apart {
+    /// their owners and (unless the pool's owner relaxed it) their networks; and the nodes of
+    /// owners that said they could not run it.
+    fn apart(&self, wanted: &Wanted, now_ms: u64) -> Apart {
         let mut apart = Apart::default();
         let Some(index) = wanted.task else {
             return apart;
@@ -175,6 +176,16 @@ impl PoolState {
             apart.nodes.push(node.0);
             apart.owners.extend(owner.filter(|_| owners_apart));
             apart.networks.extend(network.filter(|_| networks_apart));
+        }
+        let refusals = self.jobs[&wanted.job]
+            .refused_by
+            .get(&index)
+            .into_iter()
+            .flatten()
+            .filter(|refusal| now_ms < refusal.at_ms.saturating_add(super::REFUSAL_HOLD_MS));
+        for refusal in refusals {
+            apart.nodes.push(refusal.node.0);
+            apart.owners.extend(refusal.owner);
         }
         apart
     }
@@ -237,10 +248,18 @@ impl PoolState {
         let (Some(job), Some(node)) = (self.jobs.get(&job_id), self.nodes.get(&node_id)) else {
             return None;
         };
+        let refused = |index: &u32| {
+            job.refused_by.get(index).is_some_and(|refusals| {
+                refusals
+                    .iter()
+                    .any(|refusal| refusal.holds(node_id, node.owner, now_ms))
+            })
+        };
         let attempts: Vec<(AttemptId, u32)> = match wanted.task {
             None => job
                 .pending
                 .iter()
+                .filter(|index| !refused(index))
                 .take(count as usize)
                 .map(|index| (AttemptId(entropy.next_u64()), *index))
                 .collect(),

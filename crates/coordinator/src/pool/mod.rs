@@ -193,10 +193,35 @@ pub(crate) struct Job {
     pub(crate) charge: held::Charge,
     /// What the runtime holds while the job runs; released when it ends.
     pub(crate) runtime_bytes: u64,
+    /// In a public pool, the nodes (and their owners) that said they could not run a task,
+    /// with when: the task goes to others for [`REFUSAL_HOLD_MS`]. Only tasks with such
+    /// refusals, until they end.
+    pub(crate) refused_by: HashMap<u32, Vec<Refusal>>,
     /// Results of its tasks taken back after bans, ever; and its tasks run again for them that
     /// are unfinished.
     pub(crate) recalled: u32,
     pub(crate) recalled_unfinished: u32,
+}
+
+/// How long a task is kept from a stranger's node, and every node of its owner, after the node
+/// said it could not run it: long enough that one owner spends at most one of the task's
+/// attempts a minute, short enough that a task every other owner refused too runs again.
+pub(crate) const REFUSAL_HOLD_MS: u64 = 60_000;
+
+/// A node that said it could not run a task, its owner, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) node: NodeId,
+    pub(crate) owner: Option<u64>,
+    pub(crate) at_ms: u64,
+}
+
+impl Refusal {
+    /// Whether it keeps the task from `node` of `owner` at `now_ms`.
+    pub(crate) fn holds(&self, node: NodeId, owner: Option<u64>, now_ms: u64) -> bool {
+        let same = self.node == node || (self.owner.is_some() && self.owner == owner);
+        same && now_ms < self.at_ms.saturating_add(REFUSAL_HOLD_MS)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -646,3 +646,65 @@ fn a_validator_that_fails_leaves_the_task_inconclusive_and_a_stale_verdict_chang
         "no one is banned for it"
     );
 }
+
+/// `node` says it cannot run `attempt` (a node error, no result).
+fn cannot(h: &mut Harness, node: NodeId, attempt: AttemptId) {
+    let report = AttemptReport {
+        attempt_id: attempt,
+        outcome: Outcome::NodeError {
+            message: "no".to_owned(),
+        },
+        usage: Usage::default(),
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+    };
+    assert!(h.send(node, report).accepted);
+}
+
+#[test]
+fn a_stranger_that_says_it_cannot_run_a_task_is_kept_from_it_with_its_owner_for_a_while() {
+    let mut h = public(probation_of(1));
+    let (burner, burner_too) = (owned(&mut h, 1, 1, 1, None), owned(&mut h, 2, 1, 1, None));
+    let other = owned(&mut h, 3, 2, 1, None);
+    let job = h.job_from(2, 3, |job| {
+        job.deterministic = Some(wire::Deterministic { seed: 1 });
+    });
+    let first = h.take(burner, 1);
+    assert_eq!(first[0].task_index, 0);
+    cannot(&mut h, burner, first[0].attempt_id);
+    // Task 0 is back first in the queue, but not for this node or its owner's other one.
+    let next = one(&mut h, burner);
+    assert_eq!(
+        h.take(burner_too, 1).len(),
+        0,
+        "task 1 runs; task 0 is refused"
+    );
+    assert_eq!(h.status(job).tasks.pending, 1);
+    let taken = h.take(other, 1);
+    assert_eq!(taken[0].task_index, 0, "another owner's node takes it");
+    cannot(&mut h, burner, next);
+    assert_eq!(
+        h.take(burner_too, 1).len(),
+        0,
+        "the owner refused task 1 too"
+    );
+    assert_eq!(h.status(job).tasks.failed, 0, "refusals spent no task");
+    // A minute on, it may try again: a task every owner refused must not wait for ever.
+    h.now_ms += super::REFUSAL_HOLD_MS;
+    assert_eq!(h.take(burner_too, 1)[0].task_index, 1);
+}
+
+#[test]
+fn a_family_node_that_could_not_run_a_task_may_try_it_again() {
+    let mut h = Harness::new();
+    let node = h.node(1, 1);
+    h.job(1, 3);
+    let attempt = one(&mut h, node);
+    cannot(&mut h, node, attempt);
+    assert_eq!(
+        h.take(node, 1).len(),
+        1,
+        "its own machines are trusted to retry"
+    );
+}
