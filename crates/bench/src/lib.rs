@@ -24,6 +24,7 @@ pub mod recover;
 pub mod report;
 pub mod sandbox;
 mod sandbox_large;
+mod sandbox_restart;
 pub mod scale;
 pub mod verify;
 

@@ -238,6 +238,11 @@ impl LocalPool {
         std::fs::read_to_string(self.dir.path().join(name).join("agent.log")).unwrap_or_default()
     }
 
+    /// SIGTERM: the agent drains and exits, as its owner stops it.
+    pub async fn stop_agent(&mut self, index: usize) {
+        terminate(&mut self.agents[index]).await;
+    }
+
     /// SIGKILL: the agent dies holding what it holds.
     pub async fn kill_agent(&mut self, index: usize) {
         let _ = self.agents[index].kill().await;

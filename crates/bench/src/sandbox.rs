@@ -44,6 +44,15 @@ fn plain_attempt(work_dir: std::path::PathBuf, program_name: &str, args: Vec<Str
     Attempt::plain(work_dir, program_name, args, limits())
 }
 
+/// The end-to-end part for a large module: a restarted agent's first task, through a real
+/// coordinator and agent processes of `binary` (see `sandbox_restart`).
+pub async fn restarted_agent(
+    binary: &std::path::Path,
+    mib: u32,
+) -> Result<(Vec<crate::Figure>, Vec<crate::Check>), BenchError> {
+    crate::sandbox_restart::measure(binary, mib).await
+}
+
 pub fn run(options: &SandboxOptions) -> Result<Report, BenchError> {
     let work = tempfile::tempdir().map_err(BenchError::io("a temporary directory"))?;
     let mut figures = Vec::new();

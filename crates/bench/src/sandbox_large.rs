@@ -97,7 +97,7 @@ fn figures(bytes: usize, compile: Duration, from_disk: Duration, memory: Duratio
 
 /// A valid WASI command of about `bytes` bytes: functions of straight-line arithmetic on a
 /// local, and a `_start` that calls the first.
-fn generated(bytes: usize) -> Vec<u8> {
+pub(crate) fn generated(bytes: usize) -> Vec<u8> {
     let functions = (bytes / FUNCTION_BYTES).max(1);
     let body = function_body();
     let mut module = b"\0asm\x01\0\0\0".to_vec();

@@ -53,7 +53,18 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::dispatch::run(binary, &options).await?
         }
-        which @ BenchCommand::Sandbox { .. } => sandbox(which).await?,
+        which @ BenchCommand::Sandbox {
+            large_module_mib, ..
+        } => {
+            let mut report = sandbox(which).await?;
+            if large_module_mib > 0 {
+                let (figures, checks) =
+                    bench::sandbox::restarted_agent(binary, large_module_mib).await?;
+                report.figures.extend(figures);
+                report.checks.extend(checks);
+            }
+            report
+        }
         BenchCommand::Scale {
             nodes,
             window_ms,
