@@ -627,16 +627,40 @@ impl PoolState {
         let job = self.owned_job(job_id, requester)?;
         let offers = self.all_node_offers();
         let demand = job_demand(job);
-        let reasons = scheduler::explain(&demand, &offers, now_ms)
+        let mut reasons: Vec<String> = scheduler::explain(&demand, &offers, now_ms)
             .into_iter()
             .map(|reason| reason.to_string())
             .collect();
+        reasons.extend(refusals_reason(job, now_ms));
         Ok(WhyResponse {
             job_id,
             pending: job.counts.pending,
             reasons,
         })
     }
+}
+
+/// Why pending tasks may skip nodes that fit: owners that said they could not run them are
+/// held from them for a while (see `super::Refusal`).
+fn refusals_reason(job: &Job, now_ms: u64) -> Option<String> {
+    let held_until_ms = job
+        .pending
+        .iter()
+        .filter_map(|index| job.refused_by.get(index))
+        .flatten()
+        .map(|refusal| refusal.at_ms.saturating_add(super::REFUSAL_HOLD_MS))
+        .filter(|until_ms| *until_ms > now_ms);
+    let (count, last_ms) =
+        held_until_ms.fold((0u32, 0u64), |(n, last), until| (n + 1, last.max(until)));
+    let tasks = match count {
+        0 => return None,
+        1 => "1 waiting task is".to_owned(),
+        _ => format!("{count} waiting tasks are"),
+    };
+    Some(format!(
+        "{tasks} held for up to {} s from the nodes of owners that said they could not run them",
+        (last_ms - now_ms).div_ceil(1000)
+    ))
 }
 
 pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {

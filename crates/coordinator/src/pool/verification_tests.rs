@@ -690,6 +690,12 @@ fn a_stranger_that_says_it_cannot_run_a_task_is_kept_from_it_with_its_owner_for_
         "the owner refused task 1 too"
     );
     assert_eq!(h.status(job).tasks.failed, 0, "refusals spent no task");
+    let why = h.pool.why(job, OWNER, h.now_ms).unwrap().reasons;
+    assert!(
+        why.iter()
+            .any(|r| r.contains("1 waiting task is held for up to 60 s")),
+        "{why:?}"
+    );
     // A minute on, it may try again: a task every owner refused must not wait for ever.
     h.now_ms += super::REFUSAL_HOLD_MS;
     assert_eq!(h.take(burner_too, 1)[0].task_index, 1);
