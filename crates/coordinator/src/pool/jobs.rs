@@ -648,7 +648,7 @@ fn refusals_reason(job: &Job, now_ms: u64) -> Option<String> {
         .iter()
         .filter_map(|index| job.refused_by.get(index))
         .flatten()
-        .map(|refusal| refusal.at_ms.saturating_add(super::REFUSAL_HOLD_MS))
+        .map(super::Refusal::until_ms)
         .filter(|until_ms| *until_ms > now_ms);
     let (count, last_ms) =
         held_until_ms.fold((0u32, 0u64), |(n, last), until| (n + 1, last.max(until)));

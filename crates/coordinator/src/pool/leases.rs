@@ -182,7 +182,7 @@ impl PoolState {
             .get(&index)
             .into_iter()
             .flatten()
-            .filter(|refusal| now_ms < refusal.at_ms.saturating_add(super::REFUSAL_HOLD_MS));
+            .filter(|refusal| now_ms < refusal.until_ms());
         for refusal in refusals {
             apart.nodes.push(refusal.node.0);
             apart.owners.extend(refusal.owner);

@@ -217,10 +217,15 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
+    /// When it stops keeping the task from the node and its owner.
+    pub(crate) fn until_ms(&self) -> u64 {
+        self.at_ms.saturating_add(REFUSAL_HOLD_MS)
+    }
+
     /// Whether it keeps the task from `node` of `owner` at `now_ms`.
     pub(crate) fn holds(&self, node: NodeId, owner: Option<u64>, now_ms: u64) -> bool {
         let same = self.node == node || (self.owner.is_some() && self.owner == owner);
-        same && now_ms < self.at_ms.saturating_add(REFUSAL_HOLD_MS)
+        same && now_ms < self.until_ms()
     }
 }
 
