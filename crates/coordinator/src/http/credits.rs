@@ -32,70 +32,64 @@ pub(crate) async fn show(
     mut parts: Parts,
 ) -> ApiResult<Json<Credits>> {
     if bearer(&parts).and_then(TokenKind::of) == Some(TokenKind::Join) {
-        return provider(&shared, &parts).await;
+        let owner = provider(&shared, &parts)?;
+        let pending = Some(Account::Pending(owner));
+        return credits_of(&shared, Account::Owner(owner), pending, false).await;
     }
     let Requester(requester) = Requester::from_request_parts(&mut parts, &shared).await?;
-    let account = Account::Requester(requester);
-    let owner = is_owner(&parts, &shared);
-    let (fuel, accounts, required) = shared.read(|pool, _| {
-        let accounts = if owner {
-            pool.all_balances()
-        } else {
-            Vec::new()
-        };
-        (pool.balance(account), accounts, pool.credit_required())
-    });
-    // The history is read after what came before this request is in the store.
-    shared.store.flush().await?;
-    let history = shared
-        .store
-        .history(&[account], wire::limits::CREDIT_HISTORY_MAX)
-        .await?;
-    Ok(Json(Credits {
-        balance: wire::Balance { account, fuel },
-        pending: None,
-        history,
-        accounts,
-        required,
-        fuel_per_credit: wire::credits::FUEL_PER_CREDIT,
-    }))
+    let every_account = is_owner(&parts, &shared);
+    credits_of(&shared, Account::Requester(requester), None, every_account).await
 }
 
-/// What the owner of the nodes that joined with the caller's join token earned, has pending,
-/// and moved.
-async fn provider(shared: &AppState, parts: &Parts) -> ApiResult<Json<Credits>> {
+/// The owner key of the nodes that joined with the caller's join token, if it works.
+fn provider(shared: &AppState, parts: &Parts) -> ApiResult<u64> {
     let hash = bearer(parts).map(token_hash).unwrap_or_default();
     let owner = crate::pool::owner_key(&hash).filter(|_| shared.is_join_token(&hash));
-    let Some(owner) = owner else {
-        return Err(Failure::new(
+    owner.ok_or_else(|| {
+        Failure::new(
             wire::ErrorCode::Unauthorized,
             "the join token is not valid for this pool (unknown or revoked)",
-        ));
+        )
+    })
+}
+
+/// `account`'s balance (and `pending`'s, for an owner of nodes), their history, and with
+/// `every_account` (the pool's owner) every balance of the ledger.
+async fn credits_of(
+    shared: &AppState,
+    account: Account,
+    pending: Option<Account>,
+    every_account: bool,
+) -> ApiResult<Json<Credits>> {
+    let balance = |pool: &crate::pool::PoolState, account| wire::Balance {
+        account,
+        fuel: pool.balance(account),
     };
-    let (earned, pending) = (Account::Owner(owner), Account::Pending(owner));
-    let (earned_fuel, pending_fuel, required) = shared.read(|pool, _| {
+    let (balance_now, pending_now, accounts, required) = shared.read(|pool, _| {
+        let accounts = match every_account {
+            true => pool.all_balances(),
+            false => Vec::new(),
+        };
+        let pending_now = pending.map(|pending| balance(pool, pending));
         (
-            pool.balance(earned),
-            pool.balance(pending),
+            balance(pool, account),
+            pending_now,
+            accounts,
             pool.credit_required(),
         )
     });
+    // The history is read after what came before this request is in the store.
     shared.store.flush().await?;
+    let held: Vec<Account> = std::iter::once(account).chain(pending).collect();
     let history = shared
         .store
-        .history(&[earned, pending], wire::limits::CREDIT_HISTORY_MAX)
+        .history(&held, wire::limits::CREDIT_HISTORY_MAX)
         .await?;
     Ok(Json(Credits {
-        balance: wire::Balance {
-            account: earned,
-            fuel: earned_fuel,
-        },
-        pending: Some(wire::Balance {
-            account: pending,
-            fuel: pending_fuel,
-        }),
+        balance: balance_now,
+        pending: pending_now,
         history,
-        accounts: Vec::new(),
+        accounts,
         required,
         fuel_per_credit: wire::credits::FUEL_PER_CREDIT,
     }))
