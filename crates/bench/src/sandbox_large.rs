@@ -2,14 +2,12 @@
 //! of tens of MB ready (a C++ program, a language runtime): compiling it cold, loading what it
 //! compiled before from disk after a restart, and finding it in memory.
 //!
-//! The module is made here: many functions of straight-line integer code, so the compiler has
-//! real work, as in a large program, and a `_start` that calls one of them. Its size is asked
-//! for in MiB.
+//! The module is made of many functions of straight-line integer code, so the compiler has
+//! real work, as in a large program. Its size is asked for in MiB.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use guests::binary::section;
 use sandbox::{Attempt, Outcome, Sandbox, SandboxConfig};
 
 use crate::report::Better;
@@ -40,31 +38,29 @@ pub(crate) fn measure(
     let compile = began.elapsed();
     drop(cold);
 
-    // A restarted agent: a new sandbox, the same compiled dir.
+    // A restarted agent: a new sandbox, the same compiled dir; then the same module again.
     let restarted = Sandbox::new(config())?;
-    let began = Instant::now();
-    let prepared = restarted
-        .prepare(key, &wasm, false)
-        .map_err(BenchError::Setup)?;
-    let report = restarted.run(&prepared, attempt(work, "from-disk"));
-    let from_disk = began.elapsed();
+    let start = |name: &str| -> Result<_, BenchError> {
+        let began = Instant::now();
+        let prepared = restarted
+            .prepare(key, &wasm, false)
+            .map_err(BenchError::Setup)?;
+        let report = restarted.run(&prepared, attempt(work, name));
+        Ok((began.elapsed(), prepared.from_disk(), report.outcome))
+    };
+    let (from_disk, loaded, outcome) = start("from-disk")?;
     checks.push(Check::new(
         "the restarted sandbox loaded the module from disk",
-        prepared.from_disk(),
+        loaded,
     ));
     checks.push(Check::new(
         "the large module ran from the disk cache",
-        report.outcome == Outcome::Succeeded,
+        outcome == Outcome::Succeeded,
     ));
-    let began = Instant::now();
-    let prepared = restarted
-        .prepare(key, &wasm, false)
-        .map_err(BenchError::Setup)?;
-    let report = restarted.run(&prepared, attempt(work, "from-memory"));
-    let from_memory = began.elapsed();
+    let (from_memory, _, outcome) = start("from-memory")?;
     checks.push(Check::new(
         "the large module ran from memory",
-        report.outcome == Outcome::Succeeded,
+        outcome == Outcome::Succeeded,
     ));
     Ok((figures(wasm.len(), compile, from_disk, from_memory), checks))
 }
@@ -95,62 +91,13 @@ fn figures(bytes: usize, compile: Duration, from_disk: Duration, memory: Duratio
     ]
 }
 
-/// A valid WASI command of about `bytes` bytes: functions of straight-line arithmetic on a
-/// local, and a `_start` that calls the first.
+/// A valid WASI command of about `bytes` bytes: functions of straight-line integer code of
+/// about [`FUNCTION_BYTES`] each, all called from `_start` (see
+/// [`guests::binary::costly_to_compile`]).
 pub(crate) fn generated(bytes: usize) -> Vec<u8> {
-    let functions = (bytes / FUNCTION_BYTES).max(1);
-    let body = function_body();
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    // Types: 0 = [] -> [], 1 = [i32] -> [i32].
-    section(1, &[2, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f], &mut module);
-    let mut declared = leb(functions + 1);
-    declared.push(0);
-    declared.extend(std::iter::repeat_n(1, functions));
-    section(3, &declared, &mut module);
-    section(5, &[1, 0, 1], &mut module);
-    let mut exports = vec![2];
-    exports.extend(name(b"_start"));
-    exports.extend([0, 0]);
-    exports.extend(name(b"memory"));
-    exports.extend([2, 0]);
-    section(7, &exports, &mut module);
-    let start: &[u8] = &[0, 0x41, 7, 0x10, 1, 0x1a, 0x0b];
-    let mut code = leb(functions + 1);
-    code.extend(leb(start.len()));
-    code.extend_from_slice(start);
-    for _ in 0..functions {
-        code.extend(leb(body.len()));
-        code.extend_from_slice(&body);
-    }
-    section(10, &code, &mut module);
-    module
-}
-
-/// `(param i32) (result i32)`: the parameter mixed by additions and multiplications, about
-/// [`FUNCTION_BYTES`] long.
-fn function_body() -> Vec<u8> {
-    let mut body = vec![0];
-    body.extend([0x20, 0]);
-    let mut constant = 1u8;
-    while body.len() + 8 < FUNCTION_BYTES {
-        // i32.const k; i32.add; i32.const 3; i32.mul
-        body.extend([0x41, constant & 0x3f, 0x6a, 0x41, 3, 0x6c]);
-        constant = constant.wrapping_add(1);
-    }
-    body.push(0x0b);
-    body
-}
-
-fn name(text: &[u8]) -> Vec<u8> {
-    let mut out = leb(text.len());
-    out.extend_from_slice(text);
-    out
-}
-
-fn leb(value: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    guests::binary::leb128(value as u64, &mut out);
-    out
+    let functions = (bytes / FUNCTION_BYTES).max(1) as u32;
+    // Each addition is three bytes: `i32.const 1; i32.add`.
+    guests::binary::costly_to_compile(functions, (FUNCTION_BYTES / 3) as u32)
 }
 
 #[cfg(test)]
