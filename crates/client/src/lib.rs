@@ -2,13 +2,16 @@
 //!
 //! Typed calls in, typed results out: every non-2xx answer becomes [`ClientError::Api`] with the
 //! coordinator's [`ApiError`], so callers can show its sentence or act on its code. Blob
-//! transfers stream from and to files and are checked against their hash.
+//! transfers stream from and to files and are checked against their hash. A job planned from
+//! local files ([`jobspec::JobPlan`]) is uploaded and turned into its submission here
+//! ([`Client::upload_plan`]).
 //!
 //! Over `https://`, a client made with [`Client::pinned`] trusts exactly one certificate, named
 //! by its SHA-256 fingerprint; a different one fails with [`ClientError::WrongCertificate`],
 //! which says what to do.
 
 mod pinned;
+mod submit;
 mod trust;
 
 use std::net::IpAddr;
@@ -49,6 +52,20 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot upload {path}")]
+    Upload {
+        path: String,
+        #[source]
+        source: Box<ClientError>,
+    },
+    #[error("cannot read the mount directory {path}")]
+    MountDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the file name {0} is not UTF-8; rename it")]
+    NotUtf8Name(String),
     #[error("the downloaded bytes of blob {0} do not match its hash; try again")]
     Corrupt(BlobHash),
     #[error("the coordinator URL {0:?} is not valid; give it as http://HOST:PORT")]
@@ -70,6 +87,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Api { error, .. } => Some(error.code),
+            ClientError::Upload { source, .. } => source.code(),
             _ => None,
         }
     }
@@ -79,6 +97,7 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => true,
             ClientError::Api { status, .. } => *status >= 500,
+            ClientError::Upload { source, .. } => source.is_transient(),
             _ => false,
         }
     }

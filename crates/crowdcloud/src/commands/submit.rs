@@ -1,7 +1,6 @@
-//! `submit`: turn a spec (or a module with --tasks/--inputs) into a job: upload its files, submit
-//! it, and follow it with --wait.
+//! `submit`: turn a spec (or a module with --tasks/--inputs) into a plan, have `client` upload
+//! its files and submit it, and follow it with --wait.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,9 +9,7 @@ use anyhow::{Context, bail};
 
 use client::Client;
 use jobspec::JobPlan;
-use wire::{
-    BlobHash, InputFile, JobId, JobState, JobStatus, JobSubmission, Mount, MountFile, TaskSpec,
-};
+use wire::{JobId, JobState, JobStatus};
 
 use crate::cli::SubmitArgs;
 use crate::local;
@@ -22,7 +19,7 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     // A script's job mounts a copy of it, kept until it is uploaded.
     let (plan, staged) = plan(&args)?;
     let client = local::connect(&args.connection).await?;
-    let submission = upload(&client, &plan).await?;
+    let submission = client.upload_plan(&plan).await?;
     drop(staged);
     let submitted = client.submit(&submission).await?;
     if !args.wait {
@@ -123,112 +120,6 @@ fn spec_or_module(args: &SubmitArgs) -> anyhow::Result<JobPlan> {
         plan.script = Some(jobspec::ScriptPlan::default());
     }
     Ok(plan)
-}
-
-/// Uploads every file the plan names (each once) and returns the submission naming them.
-pub(crate) async fn upload(client: &Client, plan: &JobPlan) -> anyhow::Result<JobSubmission> {
-    let mut uploaded: HashMap<PathBuf, BlobHash> = HashMap::new();
-    let module = upload_once(client, &mut uploaded, &plan.module).await?;
-    let validator = match &plan.validator {
-        Some(validator) => Some(wire::Validator {
-            module: upload_once(client, &mut uploaded, &validator.module).await?,
-            args: validator.args.clone(),
-        }),
-        None => None,
-    };
-    let mut mounts = Vec::with_capacity(plan.mounts.len());
-    for mount in &plan.mounts {
-        let mut files = Vec::new();
-        for (relative, path) in walk(&mount.dir)? {
-            files.push(MountFile {
-                path: relative,
-                blob: upload_once(client, &mut uploaded, &path).await?,
-            });
-        }
-        mounts.push(Mount {
-            guest_path: mount.guest_path.clone(),
-            files,
-        });
-    }
-    let mut tasks = Vec::with_capacity(plan.tasks.len());
-    for task in &plan.tasks {
-        let stdin = match &task.stdin {
-            Some(path) => Some(upload_once(client, &mut uploaded, path).await?),
-            None => None,
-        };
-        let mut inputs = Vec::with_capacity(task.inputs.len());
-        for (name, path) in &task.inputs {
-            inputs.push(InputFile {
-                name: name.clone(),
-                blob: upload_once(client, &mut uploaded, path).await?,
-            });
-        }
-        tasks.push(TaskSpec {
-            args: task.args.clone(),
-            stdin,
-            inputs,
-        });
-    }
-    Ok(JobSubmission {
-        name: plan.name.clone(),
-        module,
-        env: plan.env.clone(),
-        mounts,
-        requirements: plan.requirements.clone(),
-        limits: plan.limits,
-        max_attempts: plan.max_attempts,
-        replicas: plan.replicas,
-        deterministic: plan.deterministic,
-        verify: plan.verify,
-        validator,
-        success_exit_codes: plan.success_exit_codes.clone(),
-        tasks,
-    })
-}
-
-async fn upload_once(
-    client: &Client,
-    uploaded: &mut HashMap<PathBuf, BlobHash>,
-    path: &Path,
-) -> anyhow::Result<BlobHash> {
-    if let Some(hash) = uploaded.get(path) {
-        return Ok(*hash);
-    }
-    let (hash, _) = client
-        .upload_file(path)
-        .await
-        .with_context(|| format!("cannot upload {}", path.display()))?;
-    uploaded.insert(path.to_owned(), hash);
-    Ok(hash)
-}
-
-/// Regular files below `dir` as (`/`-separated relative path, path), sorted.
-fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut files = Vec::new();
-    let mut pending = vec![(dir.to_owned(), String::new())];
-    while let Some((current, prefix)) = pending.pop() {
-        let entries = std::fs::read_dir(&current)
-            .with_context(|| format!("cannot read the mount directory {}", current.display()))?;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().into_string().map_err(|name| {
-                anyhow::anyhow!("the file name {name:?} is not UTF-8; rename it")
-            })?;
-            let relative = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let file_type = entry.file_type()?;
-            if file_type.is_dir() {
-                pending.push((entry.path(), relative));
-            } else if file_type.is_file() {
-                files.push((relative, entry.path()));
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// Follows a job until it ends, with a progress bar when `show` and stderr is a terminal.
