@@ -86,6 +86,21 @@ fn main() {
         }
     };
 
+    copy_modules(&source_dir, &prebuilt_dir, &out_dir, built.is_ok());
+
+    let probe = fs::read(out_dir.join("probe.wasm")).expect("the probe guest was just written");
+    let component = out_dir.join("probe-component.wasm");
+    fs::write(&component, componentize(&probe))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}; check the disk", component.display()));
+
+    let flag = out_dir.join("built_from_source.rs");
+    fs::write(&flag, if built.is_ok() { "true" } else { "false" })
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}; check the disk", flag.display()));
+}
+
+/// Copies every guest from `source_dir` into `out_dir`, warning when modules built from source
+/// differ from the committed ones in `prebuilt_dir`.
+fn copy_modules(source_dir: &Path, prebuilt_dir: &Path, out_dir: &Path, built_from_source: bool) {
     let mut stale = Vec::new();
     for guest in GUESTS {
         let from = source_dir.join(format!("{guest}.wasm"));
@@ -102,7 +117,7 @@ fn main() {
             from.display()
         );
         let prebuilt = fs::read(prebuilt_dir.join(format!("{guest}.wasm"))).ok();
-        if built.is_ok() && prebuilt.as_deref() != Some(&bytes[..]) {
+        if built_from_source && prebuilt.as_deref() != Some(&bytes[..]) {
             stale.push(guest);
         }
         let to = out_dir.join(format!("{guest}.wasm"));
@@ -116,10 +131,24 @@ fn main() {
             stale.join(", ")
         );
     }
+}
 
-    let flag = out_dir.join("built_from_source.rs");
-    fs::write(&flag, if built.is_ok() { "true" } else { "false" })
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}; check the disk", flag.display()));
+/// `module`, a WASI preview 1 command, as a WASI 0.2 `wasi:cli/command` component: its
+/// preview 1 imports are met by wasmtime's adapter, which calls WASI 0.2 interfaces.
+fn componentize(module: &[u8]) -> Vec<u8> {
+    use wasi_preview1_component_adapter_provider::{
+        WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    };
+    wit_component::ComponentEncoder::default()
+        .module(module)
+        .and_then(|encoder| {
+            encoder.adapter(
+                WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+            )
+        })
+        .and_then(|encoder| encoder.validate(true).encode())
+        .unwrap_or_else(|e| panic!("cannot make the probe guest a component: {e:#}"))
 }
 
 fn env_var(name: &str) -> OsString {

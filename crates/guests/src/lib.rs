@@ -23,6 +23,13 @@ pub const WORDCOUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount
 /// Exit codes: 0 success, 1 unexpected failure, 2 bad arguments, 3 denied, 4 escaped.
 pub const PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.wasm"));
 
+/// [`PROBE`] as a WASI 0.2 command component (`wasi:cli/command`), made by this crate's build
+/// script the way `wasm-tools component new --adapt` makes one: wasmtime's preview 1 adapter
+/// turns its preview 1 calls into calls of WASI 0.2 interfaces (`wasi:filesystem/types`,
+/// `wasi:io/streams`, `wasi:clocks/monotonic-clock`...), which the host gives it.
+pub const PROBE_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/probe-component.wasm"));
+
 /// The CPU-bound kernels of the `kernels` crate as a guest: `kernels mandelbrot|sha256|nbody
 /// [SIZE]` prints `NAME SIZE CHECKSUM`, the same checksum the native build computes.
 pub const KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.wasm"));

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{InstancePre, Store, Trap};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, ResourceTableError, WasiCtxBuilder, WasiView};
 
 use crate::clock::{AttemptClock, GuestMonotonicClock, GuestWallClock, SeededRandom};
+use crate::code::Program;
 use crate::control::AttemptControl;
 use crate::pipe::CappedPipe;
 use crate::state::{AttemptState, Bounds, Stop, on_epoch, overflowed};
@@ -153,7 +155,7 @@ fn disk_entries_max(limits: &AttemptLimits) -> u64 {
 /// what `engine` was configured with.
 pub(crate) fn run(
     engine: &wasmtime::Engine,
-    instance_pre: &InstancePre<AttemptState>,
+    program: &Program,
     metering: Metering,
     attempt: Attempt,
     bin: Option<&Arc<RecycleBin>>,
@@ -183,7 +185,10 @@ pub(crate) fn run(
         store.epoch_deadline_callback(on_epoch);
     }
 
-    let result = run_start(&mut store, instance_pre);
+    let result = match program {
+        Program::Module(instance_pre) => run_start(&mut store, instance_pre),
+        Program::Component(command) => run_command(&mut store, command),
+    };
     // Without fuel metering (a benchmark's choice) nothing was counted.
     let fuel_left = match metering.fuel {
         true => store.get_fuel().unwrap_or(0),
@@ -344,7 +349,7 @@ enum RunError {
 
 fn run_start(
     store: &mut Store<AttemptState>,
-    instance_pre: &InstancePre<AttemptState>,
+    instance_pre: &wasmtime::InstancePre<AttemptState>,
 ) -> Result<(), RunError> {
     let instance = instance_pre
         .instantiate(&mut *store)
@@ -353,6 +358,21 @@ fn run_start(
         .get_typed_func::<(), ()>(&mut *store, "_start")
         .map_err(|_| RunError::NoStart)?;
     start.call(&mut *store, ()).map_err(RunError::Call)
+}
+
+/// A component's `wasi:cli/run`: its `Err` is the exit code 1, as `wasi:cli/exit` gives it.
+fn run_command(
+    store: &mut Store<AttemptState>,
+    command: &CommandPre<AttemptState>,
+) -> Result<(), RunError> {
+    let command = command
+        .instantiate(&mut *store)
+        .map_err(RunError::Instantiate)?;
+    match command.wasi_cli_run().call_run(&mut *store) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(())) => Err(RunError::Call(I32Exit(1).into())),
+        Err(error) => Err(RunError::Call(error)),
+    }
 }
 
 fn classify(

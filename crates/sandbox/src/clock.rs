@@ -83,6 +83,18 @@ impl AttemptClock {
             }
         }
     }
+
+    /// For a virtual clock, a wait until `monotonic_ns` ends at once with the clock moved on to
+    /// it (or left where it is, if already past); returns false for a real clock.
+    pub(crate) fn skip_to(&self, monotonic_ns: u64) -> bool {
+        match self {
+            AttemptClock::Real { .. } => false,
+            AttemptClock::Virtual { elapsed_ns } => {
+                elapsed_ns.fetch_max(monotonic_ns, Ordering::Relaxed);
+                true
+            }
+        }
+    }
 }
 
 fn coarse(ns: u64) -> u64 {

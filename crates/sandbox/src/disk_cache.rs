@@ -17,7 +17,10 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use wasmtime::{Engine, Module};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module, Precompiled};
+
+use crate::code::Code;
 
 /// Files of compiled code end so; temporary ones start with a dot and are never loaded.
 const EXTENSION: &str = "cwasm";
@@ -67,17 +70,24 @@ impl DiskCache {
     }
 
     /// The module compiled before by this node for `engine`, if its file is there and loads.
-    /// The workspace's one `unsafe` block: wasmtime has no other way to load compiled code.
+    /// The workspace's only `unsafe` code: wasmtime has no other way to load compiled code.
     #[allow(unsafe_code)]
-    pub(crate) fn load(&self, engine: &Engine, key: &[u8; 32]) -> Option<Module> {
+    pub(crate) fn load(&self, engine: &Engine, key: &[u8; 32]) -> Option<Code> {
         let path = self.path(engine, key);
         if !path.is_file() {
             return None;
         }
         // SAFETY: only this node writes the directory (private to its user) and each file
         // appears whole by a rename (see the module's doc); wasmtime checks that the file is
-        // code it made for an engine configured as this one.
-        match unsafe { Module::deserialize_file(engine, &path) } {
+        // code it made for an engine configured as this one, and of the kind it says.
+        let loaded = match Engine::detect_precompiled_file(&path) {
+            Ok(Some(Precompiled::Component)) => unsafe {
+                Component::deserialize_file(engine, &path).map(Code::Component)
+            },
+            Ok(_) => unsafe { Module::deserialize_file(engine, &path).map(Code::Module) },
+            Err(error) => Err(error),
+        };
+        match loaded {
             Ok(module) => {
                 // Its time of use, for the bound: a file used is kept longer. The clock is the
                 // filesystem's own, which orders the files; nothing else reads it.
@@ -96,7 +106,7 @@ impl DiskCache {
     }
 
     /// Keeps `module`'s compiled code for the next start; a failure only costs a compile then.
-    pub(crate) fn store(&self, engine: &Engine, key: &[u8; 32], module: &Module) {
+    pub(crate) fn store(&self, engine: &Engine, key: &[u8; 32], module: &Code) {
         if let Err(error) = self.write(engine, key, module) {
             let path = self.path(engine, key);
             tracing::warn!(path = %path.display(), %error, "could not keep a compiled module on disk");
@@ -110,7 +120,7 @@ impl DiskCache {
         &self,
         engine: &Engine,
         key: &[u8; 32],
-        module: &Module,
+        module: &Code,
     ) -> std::io::Result<()> {
         let path = self.path(engine, key);
         let bytes = module

@@ -9,17 +9,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module};
+use wasmtime::{Config, Engine, Linker};
 
 use crate::SandboxError;
 use crate::attempt::{self, Attempt, Metering, RunReport};
+use crate::code::{Code, Program};
 use crate::compile_child::{CompileOrder, Compiler, compile_in_child};
 use crate::control::AttemptControl;
 use crate::disk_cache::DiskCache;
 use crate::module::{self, ModuleLimits};
 use crate::state::AttemptState;
 use crate::workdir::RecycleBin;
-use crate::{poll, writes};
+use crate::{component, poll, writes};
 
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -88,7 +89,7 @@ type CompileGate = Arc<Mutex<()>>;
 /// A module compiled by this node and linked against WASI: instantiating it is cheap.
 #[derive(Clone)]
 pub struct Prepared {
-    instance_pre: Arc<InstancePre<AttemptState>>,
+    program: Program,
     flavor: Arc<Flavor>,
     from_disk: bool,
 }
@@ -110,6 +111,7 @@ impl std::fmt::Debug for Prepared {
 struct Flavor {
     engine: Engine,
     linker: Linker<AttemptState>,
+    components: wasmtime::component::Linker<AttemptState>,
     compiled: Mutex<ModuleCache>,
     ticker: EpochTicker,
     deterministic: bool,
@@ -128,12 +130,14 @@ impl Flavor {
     fn new(config: &SandboxConfig, deterministic: bool) -> Result<Self, SandboxError> {
         let engine = Engine::new(&engine_config(config, deterministic))
             .map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
-        let linker =
-            wasi_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let engine_error = |error: wasmtime::Error| SandboxError::Engine(format!("{error:#}"));
+        let linker = wasi_linker(&engine).map_err(engine_error)?;
+        let components = component::linker(&engine).map_err(engine_error)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             engine,
             linker,
+            components,
             compiled: Mutex::new(ModuleCache::new(config.compiled_modules_max)),
             ticker,
             deterministic,
@@ -232,21 +236,17 @@ impl Sandbox {
         if let Some(prepared) = self.cached(&key, deterministic) {
             return Ok(prepared);
         }
-        let prepared =
-            self.compiled(flavor, &key, wasm, control)
-                .and_then(|(module, from_disk)| {
-                    let instance_pre = flavor
-                        .linker
-                        .instantiate_pre(&module)
-                        .map_err(|error| format!("cannot link: {error:#}"))?;
-                    let prepared = Prepared {
-                        instance_pre: Arc::new(instance_pre),
-                        flavor: Arc::clone(flavor),
-                        from_disk,
-                    };
-                    flavor.compiled.lock().insert(key, prepared.clone());
-                    Ok(prepared)
-                });
+        let prepared = self
+            .compiled(flavor, &key, wasm, control)
+            .and_then(|(code, from_disk)| {
+                let prepared = Prepared {
+                    program: code.link(&flavor.linker, &flavor.components)?,
+                    flavor: Arc::clone(flavor),
+                    from_disk,
+                };
+                flavor.compiled.lock().insert(key, prepared.clone());
+                Ok(prepared)
+            });
         // Only once the module is in the memory cache: a later attempt finds it there.
         self.compiling.lock().remove(&(key, deterministic));
         prepared
@@ -260,7 +260,7 @@ impl Sandbox {
         key: &[u8; 32],
         wasm: &[u8],
         control: &AttemptControl,
-    ) -> Result<(Module, bool), String> {
+    ) -> Result<(Code, bool), String> {
         if let Some(module) = self.disk.as_ref().and_then(|d| d.load(&flavor.engine, key)) {
             return Ok((module, true));
         }
@@ -276,8 +276,7 @@ impl Sandbox {
         // Only what the compiler reads is checked against compile bombs: code this node
         // compiled before passed these checks then.
         module::admit(wasm, &self.config.module_limits)?;
-        let module = Module::new(&flavor.engine, wasm)
-            .map_err(|error| format!("does not compile: {error:#}"))?;
+        let module = Code::compile(&flavor.engine, wasm)?;
         if let Some(disk) = &self.disk {
             disk.store(&flavor.engine, key, &module);
         }
@@ -331,7 +330,7 @@ impl Sandbox {
         let _ticking = prepared.flavor.ticker.hold();
         attempt::run(
             &prepared.flavor.engine,
-            &prepared.instance_pre,
+            &prepared.program,
             prepared.flavor.metering,
             attempt,
             self.bin.as_ref(),
@@ -368,8 +367,7 @@ fn compile_into(order: &CompileOrder, wasm: &[u8]) -> Result<(), String> {
     let engine = Engine::new(&engine_config(&config, order.deterministic))
         .map_err(|error| format!("cannot set up the compiler: {error:#}"))?;
     module::admit(wasm, &order.limits)?;
-    let module =
-        Module::new(&engine, wasm).map_err(|error| format!("does not compile: {error:#}"))?;
+    let module = Code::compile(&engine, wasm)?;
     DiskCache::shared(&order.compiled_dir)
         .write(&engine, &order.key, &module)
         .map_err(|error| format!("cannot write the compiled code: {error}"))

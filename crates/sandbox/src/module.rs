@@ -5,7 +5,7 @@
 //! linked against WASI and ready to instantiate ([`crate::Prepared`]); this module decides
 //! what is worth compiling. It imports none of the crate's other modules.
 
-use wasmparser::{Encoding, FunctionBody, Operator, Parser, Payload};
+use wasmparser::{FunctionBody, Operator, Parser, Payload};
 
 /// Control blocks (`block`, `loop`, `if`, `try`) open inside one another in one function.
 /// Compile time grows with the square of the nesting: 40 000 nested blocks in a 120 KB module
@@ -51,21 +51,54 @@ pub(crate) fn admit_size(wasm: &[u8], limits: &ModuleLimits) -> Result<(), Strin
     Ok(())
 }
 
+/// The WASI 0.2 interfaces a component may import, without their versions: the
+/// `wasi:cli/command` world without `wasi:sockets`, as `component` links them. Agents report
+/// them to the coordinator, which refuses at submit a component that imports anything else.
+pub const WASI_INTERFACES: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+];
+
 /// Checks what can be checked cheaply before compiling; returns why a module is refused.
+///
+/// A component is checked like the core modules inside it, whose functions count together,
+/// and its own imports must be interfaces of [`WASI_INTERFACES`] at a 0.2 version.
 pub(crate) fn admit(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
     admit_size(wasm, limits)?;
     if !wasm.starts_with(b"\0asm") {
         return Err("not a WebAssembly binary (it does not start with \\0asm)".to_owned());
     }
     let mut functions = 0u64;
+    // Nested modules and components each open with a version and close with an end.
+    let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|error| format!("malformed module: {error}"))?;
         match payload {
-            Payload::Version {
-                encoding: Encoding::Component,
-                ..
-            } => {
-                return Err("this is a component; nodes run WASI preview 1 core modules".to_owned());
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(imports) if depth == 1 => {
+                for import in imports {
+                    let import = import.map_err(|error| format!("malformed component: {error}"))?;
+                    check_component_import(import.name.name)?;
+                }
             }
             Payload::FunctionSection(section) => functions += u64::from(section.count()),
             Payload::CodeSectionEntry(body) => {
@@ -86,6 +119,23 @@ pub(crate) fn admit(wasm: &[u8], limits: &ModuleLimits) -> Result<(), String> {
                 limits.functions_max
             ));
         }
+    }
+    Ok(())
+}
+
+fn check_component_import(name: &str) -> Result<(), String> {
+    let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+    if !WASI_INTERFACES.contains(&interface) {
+        return Err(format!(
+            "the component imports {name}, which this node does not provide: components get \
+             WASI 0.2 without network access; build it without that import"
+        ));
+    }
+    if !version.starts_with("0.2.") {
+        return Err(format!(
+            "the component imports {name}; this node provides WASI 0.2, so build it for \
+             wasm32-wasip2"
+        ));
     }
     Ok(())
 }

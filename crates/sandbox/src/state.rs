@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use crate::clock::AttemptClock;
 use crate::control::AttemptControl;
@@ -57,11 +58,40 @@ pub(crate) struct AttemptState {
     wasi: WasiP1Ctx,
     pub(crate) limiter: AttemptLimiter,
     pub(crate) clock: AttemptClock,
-    control: Arc<AttemptControl>,
+    watch: Watch,
     fuel_max: u64,
+    disk: DiskWatch,
+}
+
+/// What says whether a guest must stop: its control and its deadline. A copy goes wherever a
+/// guest can wait outside its own code (a component's clock pollables), so a wait, too, ends
+/// at cancellation or the deadline and holds still while paused.
+#[derive(Clone)]
+pub(crate) struct Watch {
+    control: Arc<AttemptControl>,
     started: Instant,
     deadline: Duration,
-    disk: DiskWatch,
+}
+
+impl Watch {
+    /// Err when the guest must stop now; blocks while the attempt is paused.
+    pub(crate) fn check_running(&self) -> Result<(), Stop> {
+        if self.control.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        self.control.wait_while_paused();
+        if self.control.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        let running = self
+            .started
+            .elapsed()
+            .saturating_sub(self.control.paused_total());
+        if running > self.deadline {
+            return Err(Stop::Deadline);
+        }
+        Ok(())
+    }
 }
 
 struct DiskWatch {
@@ -86,10 +116,12 @@ impl AttemptState {
             wasi,
             limiter: AttemptLimiter::new(bounds.memory_bytes_max),
             clock,
-            control,
+            watch: Watch {
+                control,
+                started: bounds.started,
+                deadline: bounds.deadline,
+            },
             fuel_max: bounds.fuel_max,
-            started: bounds.started,
-            deadline: bounds.deadline,
             disk: DiskWatch {
                 roots: bounds.disk_roots,
                 bytes_max: bounds.disk_bytes_max,
@@ -105,23 +137,13 @@ impl AttemptState {
         &mut self.wasi
     }
 
+    pub(crate) fn watch(&self) -> &Watch {
+        &self.watch
+    }
+
     /// Err when the guest must stop now; blocks while the attempt is paused.
     pub(crate) fn check_running(&self) -> Result<(), Stop> {
-        if self.control.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        self.control.wait_while_paused();
-        if self.control.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        let running = self
-            .started
-            .elapsed()
-            .saturating_sub(self.control.paused_total());
-        if running > self.deadline {
-            return Err(Stop::Deadline);
-        }
-        Ok(())
+        self.watch.check_running()
     }
 
     fn check_disk(&mut self) -> Result<(), Stop> {
@@ -174,6 +196,14 @@ impl AttemptState {
     }
 }
 
+// A component reaches the same WASI context as a module: wasmtime-wasi's preview 1 layer is
+// built on its preview 2 one, and keeps both the context and its resource table.
+impl WasiView for AttemptState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi.ctx()
+    }
+}
+
 /// The name an [`crate::Outcome::OutputTooLarge`] gives a disk limit.
 pub(crate) fn overflowed(exceeded: &Exceeded) -> &'static str {
     match exceeded {
@@ -192,6 +222,7 @@ pub(crate) fn on_epoch(
     let fuel_left = context.get_fuel().unwrap_or(0);
     let state = context.data_mut();
     state
+        .watch
         .control
         .record_fuel_used(state.fuel_max.saturating_sub(fuel_left));
     state.check_running()?;

@@ -24,6 +24,7 @@ pub mod status;
 pub mod tokens;
 pub mod validate;
 pub mod verification;
+pub mod wasi;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
 pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};
