@@ -26,6 +26,10 @@ pub(crate) fn capabilities(data_dir: &Path, module_bytes_max: u64) -> Capabiliti
         arch: std::env::consts::ARCH.to_owned(),
         os: std::env::consts::OS.to_owned(),
         module_bytes_max,
+        wasi_interfaces: sandbox::WASI_INTERFACES
+            .iter()
+            .map(|&interface| interface.to_owned())
+            .collect(),
     }
 }
 

@@ -409,6 +409,7 @@ async fn register_one(
             arch: "x86_64".to_owned(),
             os: "linux".to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
+            wasi_interfaces: Vec::new(),
         },
         labels: BTreeMap::from([("sim".to_owned(), "yes".to_owned())]),
         slots: 4,

@@ -1,5 +1,5 @@
-//! Whether a blob is a WebAssembly core module a node can run: decided once per blob, while
-//! streaming it, and remembered.
+//! Whether a blob is a WebAssembly core module or WASI 0.2 component a node can run: decided
+//! once per blob, while streaming it, and remembered.
 //!
 //! A submission names its module by hash. Reading the module whole for every submission let
 //! parallel submissions of one large module hold a copy each; here the first submission to
@@ -22,17 +22,32 @@ use wasmparser::{
 use blobstore::{BlobError, BlobStore};
 use wire::BlobHash;
 
-/// A module's verdict: `Err` says what is wrong with it, for the requester.
-pub(crate) type Verdict = Result<(), String>;
+/// A module's verdict: what it is, or what is wrong with it, for the requester.
+pub(crate) type Verdict = Result<ModuleKind, String>;
+
+/// What a valid module is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ModuleKind {
+    /// A core module (a WASI preview 1 command).
+    Core,
+    /// A WASI 0.2 command component and the interfaces it imports, as it names them
+    /// (`wasi:io/streams@0.2.6`); the pool decides whether its nodes give them.
+    Component { imports: Vec<String> },
+}
+
+/// Imports of one component; more is refused, as no WASI command needs that many.
+const COMPONENT_IMPORTS_MAX: usize = 256;
 
 /// The WebAssembly features nodes run, as the sandbox configures its engines: WebAssembly 3.0
 /// (exceptions, tail calls, extended constants, SIMD, bulk memory, multiple memories, 64-bit
-/// memories) without the GC proposal, typed function references or threads. A module that
-/// needs anything else is refused at submit, since no node could run it.
+/// memories) without the GC proposal, typed function references or threads, and the component
+/// model for WASI 0.2 components. A module that needs anything else is refused at submit,
+/// since no node could run it.
 pub(crate) fn node_features() -> wasmparser::WasmFeatures {
     use wasmparser::WasmFeatures as F;
     F::WASM3
         .union(F::GC_TYPES)
+        .union(F::COMPONENT_MODEL)
         .difference(F::GC.union(F::FUNCTION_REFERENCES).union(F::THREADS))
 }
 
@@ -149,9 +164,20 @@ struct StreamingModule {
     /// Bytes past the filter that the parser has not consumed yet.
     pending: Vec<u8>,
     parser: Parser,
+    /// The parsers of the components around the module or component being parsed.
+    outer: Vec<Parser>,
     validator: Validator,
     allocations: FuncValidatorAllocations,
+    /// Set once the outermost header is read: whether it is a component, and what it imports
+    /// and whether it exports `wasi:cli/run`.
+    component: Option<ComponentSeen>,
     ended: bool,
+}
+
+#[derive(Default)]
+struct ComponentSeen {
+    imports: Vec<String>,
+    runs: bool,
 }
 
 fn not_valid(error: impl std::fmt::Display) -> String {
@@ -164,13 +190,15 @@ impl StreamingModule {
             sections: SectionFilter::new(size_bytes),
             pending: Vec::new(),
             parser: Parser::new(0),
+            outer: Vec::new(),
             validator: Validator::new_with_features(node_features()),
             allocations: FuncValidatorAllocations::default(),
+            component: None,
             ended: false,
         }
     }
 
-    fn push(&mut self, chunk: &[u8]) -> Verdict {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), String> {
         self.sections.pass(chunk, &mut self.pending)?;
         self.parse(false)
     }
@@ -178,15 +206,22 @@ impl StreamingModule {
     fn finish(mut self) -> Verdict {
         self.sections.finish()?;
         self.parse(true)?;
-        if self.ended {
-            Ok(())
-        } else {
-            Err(not_valid("the module ends early"))
+        if !self.ended {
+            return Err(not_valid("the module ends early"));
+        }
+        match self.component {
+            None => Ok(ModuleKind::Core),
+            Some(ComponentSeen { runs: false, .. }) => Err(format!(
+                "a component that exports no {}@0.2; build it for wasm32-wasip2 as a program \
+                 with a main",
+                wire::wasi::COMMAND_EXPORT
+            )),
+            Some(ComponentSeen { imports, .. }) => Ok(ModuleKind::Component { imports }),
         }
     }
 
     /// Parses and validates every whole payload in `pending`, then drops the bytes it used.
-    fn parse(&mut self, eof: bool) -> Verdict {
+    fn parse(&mut self, eof: bool) -> Result<(), String> {
         let mut consumed_total = 0;
         while !self.ended {
             let chunk = self
@@ -197,15 +232,8 @@ impl StreamingModule {
                 Chunk::NeedMoreData(_) => break,
                 Chunk::Parsed { consumed, payload } => (consumed, payload),
             };
-            if let Payload::Version {
-                encoding: Encoding::Component,
-                ..
-            } = payload
-            {
-                return Err(
-                    "a WebAssembly component; submit a WASI preview 1 core module (wasm32-wasip1)"
-                        .to_owned(),
-                );
+            if self.outer.is_empty() {
+                note_outermost(&mut self.component, &payload)?;
             }
             match self.validator.payload(&payload).map_err(not_valid)? {
                 ValidPayload::Func(to_validate, body) => {
@@ -214,14 +242,57 @@ impl StreamingModule {
                     function.validate(&body).map_err(not_valid)?;
                     self.allocations = function.into_allocations();
                 }
-                ValidPayload::End(_) => self.ended = true,
-                ValidPayload::Ok | ValidPayload::Parser(_) => {}
+                // A nested module or component: parsed by its own parser, then the outer one
+                // takes over again at its end.
+                ValidPayload::Parser(nested) => {
+                    self.outer.push(std::mem::replace(&mut self.parser, nested));
+                }
+                ValidPayload::End(_) => match self.outer.pop() {
+                    Some(outer) => self.parser = outer,
+                    None => self.ended = true,
+                },
+                ValidPayload::Ok => {}
             }
             consumed_total += consumed;
         }
         self.pending.drain(..consumed_total);
         Ok(())
     }
+}
+
+/// What the outermost component imports and exports; nested ones are its own business.
+fn note_outermost(
+    component: &mut Option<ComponentSeen>,
+    payload: &Payload<'_>,
+) -> Result<(), String> {
+    match payload {
+        Payload::Version {
+            encoding: Encoding::Component,
+            ..
+        } => *component = Some(ComponentSeen::default()),
+        Payload::ComponentImportSection(imports) => {
+            let seen = component.get_or_insert_default();
+            for import in imports.clone() {
+                let import = import.map_err(not_valid)?;
+                if seen.imports.len() == COMPONENT_IMPORTS_MAX {
+                    return Err(format!(
+                        "a component with more than {COMPONENT_IMPORTS_MAX} imports; a WASI \
+                             command needs a few dozen"
+                    ));
+                }
+                seen.imports.push(import.name.name.to_owned());
+            }
+        }
+        Payload::ComponentExportSection(exports) => {
+            let seen = component.get_or_insert_default();
+            for export in exports.clone() {
+                let export = export.map_err(not_valid)?;
+                seen.runs |= wire::wasi::is_command_export(export.name.name);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Passes a module's bytes on to the parser without its custom sections, so that a large one
@@ -268,7 +339,7 @@ impl SectionFilter {
     }
 
     /// Appends what the parser must see of `chunk` to `out`.
-    fn pass(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Verdict {
+    fn pass(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         self.left_bytes = self.left_bytes.saturating_sub(chunk.len() as u64);
         let mut rest = chunk;
         while !rest.is_empty() {
@@ -321,7 +392,7 @@ impl SectionFilter {
 
     /// Refuses a module that ends where the parser cannot see it: in its preamble, a section
     /// header or a custom section.
-    fn finish(&self) -> Verdict {
+    fn finish(&self) -> Result<(), String> {
         match &self.framing {
             Framing::Preamble(seen) => check_magic(seen, true),
             Framing::Header(header) if !header.is_empty() => {
@@ -345,7 +416,7 @@ fn take_section<'a>(chunk: &mut &'a [u8], left: &mut u64) -> &'a [u8] {
 }
 
 /// Refuses bytes that do not start as WebAssembly; `complete` once no more will come.
-fn check_magic(seen: &[u8], complete: bool) -> Verdict {
+fn check_magic(seen: &[u8], complete: bool) -> Result<(), String> {
     let magic = b"\0asm";
     let common = seen.len().min(magic.len());
     if seen[..common] != magic[..common] || (complete && seen.len() < magic.len()) {
@@ -436,7 +507,7 @@ mod tests {
         for chunk_bytes in [1, 2, 3, 7, 64, 4096, bytes.len()] {
             assert_eq!(
                 verdict_in_chunks(&bytes, chunk_bytes),
-                Ok(()),
+                Ok(ModuleKind::Core),
                 "{chunk_bytes}"
             );
         }
@@ -469,7 +540,7 @@ mod tests {
     #[test]
     fn what_nodes_run_passes_and_what_they_refuse_is_refused_at_submit() {
         let proposals = wat::parse_str(guests::PROPOSALS_WAT).unwrap();
-        assert_eq!(verdict_in_chunks(&proposals, 7), Ok(()));
+        assert_eq!(verdict_in_chunks(&proposals, 7), Ok(ModuleKind::Core));
         let shared = wat::parse_str("(module (memory 1 1 shared))").unwrap();
         let refused = verdict_in_chunks(&shared, 7).unwrap_err();
         assert!(refused.contains("threads"), "{refused}");
@@ -478,6 +549,40 @@ mod tests {
             verdict_in_chunks(&gc, 7).is_err(),
             "the GC proposal is off on nodes"
         );
+    }
+
+    #[test]
+    fn a_command_component_passes_in_chunks_with_what_it_imports() {
+        let component = guests::PROBE_COMPONENT;
+        for chunk_bytes in [7, 4096, component.len()] {
+            let Ok(ModuleKind::Component { imports }) = verdict_in_chunks(component, chunk_bytes)
+            else {
+                panic!("the probe component was refused in chunks of {chunk_bytes}");
+            };
+            assert!(
+                imports
+                    .iter()
+                    .any(|name| name.starts_with("wasi:filesystem/types@0.2.")),
+                "{imports:?}"
+            );
+            assert!(
+                imports.iter().all(|name| name.starts_with("wasi:")),
+                "{imports:?}"
+            );
+        }
+        // Cut anywhere, it is judged as the whole validator judges it.
+        for end in (0..component.len()).step_by(997) {
+            let cut = &component[..end];
+            assert_eq!(
+                verdict_in_chunks(cut, 4096).is_ok(),
+                whole_verdict(cut),
+                "cut at {end}"
+            );
+        }
+        let library =
+            wat::parse_str(r#"(component (import "wasi:cli/stdout@0.2.0" (instance)))"#).unwrap();
+        let refused = verdict_in_chunks(&library, 5).unwrap_err();
+        assert!(refused.contains("wasi:cli/run"), "{refused}");
     }
 
     #[test]
@@ -490,7 +595,7 @@ mod tests {
                 .contains("not WebAssembly")
         );
         let component = verdict_in_chunks(b"\0asm\x0d\0\x01\0", 3).unwrap_err();
-        assert!(component.contains("component"), "{component}");
+        assert!(component.contains("exports no wasi:cli/run"), "{component}");
         let broken = verdict_in_chunks(b"\0asm\x01\0\0\0\x01\x05", 3).unwrap_err();
         assert!(broken.starts_with("not valid WebAssembly"), "{broken}");
     }
@@ -510,6 +615,6 @@ mod tests {
             assert!(module.pending.len() < 16, "{}", module.pending.len());
         }
         module.push(&chunk[..(64 << 10) - 1]).unwrap();
-        assert_eq!(module.finish(), Ok(()));
+        assert_eq!(module.finish(), Ok(ModuleKind::Core));
     }
 }

@@ -31,6 +31,8 @@ pub enum Reason {
         module_bytes: u64,
         module_bytes_most: u64,
     },
+    /// No online node runs WASI 0.2 components, and the job's module is one.
+    ComponentsNotRun,
     /// No online node runs the arch the job needs; `archs_online` is sorted and unique.
     ArchUnavailable {
         arch: String,
@@ -110,6 +112,9 @@ fn unmet_requirements(requirements: &Requirements<'_>, online: &[&NodeOffer<'_>]
             module_bytes: requirements.module_bytes,
             module_bytes_most,
         });
+    }
+    if requirements.component && !online.iter().any(|node| node.takes_components) {
+        reasons.push(Reason::ComponentsNotRun);
     }
     if let Some(arch) = requirements.arch
         && !online.iter().any(|node| node.arch == arch)
@@ -229,6 +234,10 @@ impl fmt::Display for Reason {
                 module_bytes,
                 module_bytes_most,
             } => module_too_large(out, *module_bytes, *module_bytes_most),
+            Self::ComponentsNotRun => out.write_str(
+                "the module is a WASI 0.2 component and no online node runs components (their \
+                 agents are older than components)",
+            ),
             Self::ArchUnavailable { arch, archs_online } => {
                 write!(out, "no node runs arch {arch} (nodes run: ")?;
                 format::list(out, archs_online)?;
@@ -289,6 +298,7 @@ mod tests {
             cores,
             memory_bytes,
             module_bytes_max: 64 << 20,
+            takes_components: false,
             arch: "x86_64",
             os: "linux",
             labels: &[],
@@ -474,6 +484,7 @@ mod tests {
             memory_bytes_min: 64 << 30,
             cores_min: 64,
             module_bytes: 100 << 20,
+            component: true,
             arch: Some("riscv64"),
             os: Some("windows"),
             labels: &wanted,
@@ -495,6 +506,7 @@ mod tests {
                 module_bytes: 0,
                 module_bytes_most: 0,
             },
+            Reason::ComponentsNotRun,
             Reason::ArchUnavailable {
                 arch: String::new(),
                 archs_online: Vec::new(),
@@ -515,6 +527,30 @@ mod tests {
                 .iter()
                 .map(std::mem::discriminant)
                 .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_component_with_no_online_node_that_runs_components_says_so() {
+        let waiting = job(Requirements {
+            component: true,
+            ..Requirements::default()
+        });
+        let older = [node(1, 1, 4, 1 << 30)];
+        assert_eq!(
+            sentences(&explain(&waiting, &older, 0)),
+            [
+                "the module is a WASI 0.2 component and no online node runs components (their \
+              agents are older than components)"
+            ]
+        );
+        let newer = [NodeOffer {
+            takes_components: true,
+            ..node(1, 1, 4, 1 << 30)
+        }];
+        assert!(
+            !explain(&waiting, &newer, 0).contains(&Reason::ComponentsNotRun),
+            "a node that runs components fits"
         );
     }
 

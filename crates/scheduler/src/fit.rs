@@ -1,17 +1,18 @@
 //! Whether a node can run a job at all, judged on its fixed capabilities (memory, cores, the
-//! modules it compiles, arch, os and owner labels) and on the nodes the demand must keep away
+//! modules it compiles and whether it runs components, arch, os and owner labels) and on the nodes the demand must keep away
 //! from. Availability (lease, free slots) is not part of fitting.
 
 use crate::snapshot::{NodeOffer, Requirements};
 
 /// True when `node` meets every requirement in `req`: at least the memory and cores asked for,
-/// a module cap no smaller than the module, the same arch and os when one is named, every
+/// a module cap no smaller than the module, components run if the module is one, the same arch and os when one is named, every
 /// required label with the same value, and none of the exclusions.
 pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
     // Cheapest and most selective checks first: this runs nodes × requirement sets times.
     node.memory_bytes >= req.memory_bytes_min
         && node.cores >= req.cores_min
         && node.module_bytes_max >= req.module_bytes
+        && (node.takes_components || !req.component)
         && req.arch.is_none_or(|arch| arch == node.arch)
         && req.os.is_none_or(|os| os == node.os)
         && has_labels(node.labels, req.labels)
@@ -61,6 +62,7 @@ mod tests {
             cores: 4,
             memory_bytes: 8 << 30,
             module_bytes_max: 64 << 20,
+            takes_components: false,
             arch: "x86_64",
             os: "linux",
             labels,
@@ -85,6 +87,25 @@ mod tests {
         assert!(fits(&node, &req));
         req.memory_bytes_min += 1;
         assert!(!fits(&node, &req));
+    }
+
+    #[test]
+    fn a_component_fits_only_nodes_that_run_components() {
+        let older = node(&[]);
+        let component = Requirements {
+            component: true,
+            ..Requirements::default()
+        };
+        assert!(!fits(&older, &component));
+        assert!(
+            fits(&older, &Requirements::default()),
+            "core modules run anywhere"
+        );
+        let newer = NodeOffer {
+            takes_components: true,
+            ..older
+        };
+        assert!(fits(&newer, &component));
     }
 
     #[test]

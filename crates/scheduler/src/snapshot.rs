@@ -19,6 +19,8 @@ pub struct NodeOffer<'a> {
     pub memory_bytes: u64,
     /// The largest module it compiles.
     pub module_bytes_max: u64,
+    /// Whether it runs WASI 0.2 components.
+    pub takes_components: bool,
     /// For example "x86_64" or "aarch64"; compared exactly, so the caller normalises spelling.
     pub arch: &'a str,
     /// For example "linux", "macos" or "windows"; compared exactly.
@@ -42,6 +44,8 @@ pub struct Requirements<'a> {
     pub cores_min: u32,
     /// The size of the job's module: a node must compile modules this large.
     pub module_bytes: u64,
+    /// The job's module is a WASI 0.2 component: a node must run components.
+    pub component: bool,
     pub arch: Option<&'a str>,
     pub os: Option<&'a str>,
     /// Every one must be present with the same value on the node.

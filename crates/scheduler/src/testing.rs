@@ -75,6 +75,7 @@ pub(crate) struct OwnedNode {
     pub cores: u32,
     pub memory_bytes: u64,
     pub module_bytes_max: u64,
+    pub takes_components: bool,
     pub arch: &'static str,
     pub os: &'static str,
     pub labels: Vec<(String, String)>,
@@ -94,6 +95,7 @@ impl OwnedNode {
             cores: 4,
             memory_bytes: 8 << 30,
             module_bytes_max: 256 << 20,
+            takes_components: true,
             arch: "x86_64",
             os: "linux",
             labels: Vec::new(),
@@ -121,6 +123,7 @@ impl OwnedNode {
             cores: self.cores,
             memory_bytes: self.memory_bytes,
             module_bytes_max: self.module_bytes_max,
+            takes_components: self.takes_components,
             arch: self.arch,
             os: self.os,
             labels: &self.labels,
@@ -141,6 +144,7 @@ pub(crate) struct OwnedJob {
     pub memory_bytes_min: u64,
     pub cores_min: u32,
     pub module_bytes: u64,
+    pub component: bool,
     pub arch: Option<&'static str>,
     pub os: Option<&'static str>,
     pub labels: Vec<(String, String)>,
@@ -160,6 +164,7 @@ impl OwnedJob {
             memory_bytes_min: 0,
             cores_min: 0,
             module_bytes: 0,
+            component: false,
             arch: None,
             os: None,
             labels: Vec::new(),
@@ -179,6 +184,7 @@ impl OwnedJob {
                 memory_bytes_min: self.memory_bytes_min,
                 cores_min: self.cores_min,
                 module_bytes: self.module_bytes,
+                component: self.component,
                 arch: self.arch,
                 os: self.os,
                 labels: &self.labels,
@@ -254,6 +260,7 @@ pub(crate) fn random_nodes(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedNode> 
                 cores: rng.pick(&[1, 2, 4, 8]),
                 memory_bytes: rng.pick(&[1u64, 4, 8, 16]) << 30,
                 module_bytes_max: rng.pick(&[16u64, 64, 256]) << 20,
+                takes_components: !rng.one_in(4),
                 arch: rng.pick(&["x86_64", "aarch64"]),
                 os: rng.pick(&["linux", "macos"]),
                 labels: labels(&node_labels),
@@ -289,7 +296,8 @@ pub(crate) fn random_jobs(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedJob> {
 }
 
 fn add_random_requirement(rng: &mut XorShift, demand: &mut OwnedJob) {
-    match rng.below(10) {
+    match rng.below(11) {
+        10 => demand.component = true,
         9 => demand.module_bytes = rng.pick(&[8u64, 32, 100]) << 20,
         6 => demand.excluded_nodes = (0..rng.below(4)).map(|_| rng.below(20)).collect(),
         7 => demand.excluded_owners = vec![rng.below(3)],

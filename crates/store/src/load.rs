@@ -84,6 +84,7 @@ pub(crate) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         created_at_ms: u64_at(row, "created_at_ms")?,
         finished_at_ms: opt_u64_at(row, "finished_at_ms")?,
         module_bytes: u64_at(row, "module_bytes")?,
+        component: u64_at(row, "component")? != 0,
     })
 }
 
@@ -319,7 +320,7 @@ impl Store {
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
-             finished_at_ms, module_bytes FROM jobs ORDER BY submitted_seq",
+             finished_at_ms, module_bytes, component FROM jobs ORDER BY submitted_seq",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -70,6 +70,9 @@ pub struct JobRow {
     /// not known (any node).
     #[serde(default)]
     pub module_bytes: u64,
+    /// Whether its module is a WASI 0.2 component: its tasks go to nodes that run components.
+    #[serde(default)]
+    pub component: bool,
 }
 
 /// A task of a running job as recovered after a restart.

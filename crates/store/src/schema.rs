@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "module size",
         include_str!("../migrations/0011_module_size.sql"),
     ),
+    (
+        12,
+        "components",
+        include_str!("../migrations/0012_components.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

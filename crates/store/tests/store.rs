@@ -87,6 +87,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
             created_at_ms: 10,
             finished_at_ms: None,
             module_bytes: 2 << 20,
+            component: true,
         },
         tasks,
     )

@@ -151,6 +151,7 @@ mod tests {
                 arch: "x86_64".to_owned(),
                 os: "linux".to_owned(),
                 module_bytes_max: crate::limits::MODULE_BYTES_MAX,
+                wasi_interfaces: Vec::new(),
             },
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,

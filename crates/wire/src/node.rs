@@ -31,6 +31,11 @@ pub struct Capabilities {
     #[serde(default = "module_bytes_max_default")]
     #[schema(minimum = 1, maximum = 268435456)]
     pub module_bytes_max: u64,
+    /// The WASI 0.2 interfaces it gives components, without versions (`wasi:io/streams`...);
+    /// empty for a node that runs no components (an agent that does not say runs none).
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub wasi_interfaces: Vec<String>,
 }
 
 fn module_bytes_max_default() -> u64 {
@@ -46,6 +51,7 @@ impl Default for Capabilities {
             arch: String::new(),
             os: String::new(),
             module_bytes_max: module_bytes_max_default(),
+            wasi_interfaces: Vec::new(),
         }
     }
 }

@@ -581,6 +581,19 @@ fn capabilities(caps: &Capabilities, field: &str) -> Result<(), WireError> {
             ),
         ));
     }
+    if caps.wasi_interfaces.len() > crate::wasi::WASI_INTERFACES_MAX {
+        return Err(invalid(
+            format!("{field}.wasi_interfaces"),
+            format!("at most {} interfaces", crate::wasi::WASI_INTERFACES_MAX),
+        ));
+    }
+    for interface in &caps.wasi_interfaces {
+        line(
+            interface,
+            &format!("{field}.wasi_interfaces"),
+            crate::wasi::WASI_INTERFACE_BYTES_MAX,
+        )?;
+    }
     Ok(())
 }
 
@@ -981,6 +994,26 @@ mod tests {
                     ..request("laptop", "0.1.0", "linux")
                 },
                 "capabilities.module_bytes_max",
+            ),
+            (
+                RegisterRequest {
+                    capabilities: Capabilities {
+                        wasi_interfaces: vec!["wasi:io/streams".to_owned(); 65],
+                        ..Capabilities::default()
+                    },
+                    ..request("laptop", "0.1.0", "linux")
+                },
+                "capabilities.wasi_interfaces",
+            ),
+            (
+                RegisterRequest {
+                    capabilities: Capabilities {
+                        wasi_interfaces: vec!["wasi:io/\u{1b}[2J".to_owned()],
+                        ..Capabilities::default()
+                    },
+                    ..request("laptop", "0.1.0", "linux")
+                },
+                "capabilities.wasi_interfaces",
             ),
         ] {
             let refused = registration(&bad).unwrap_err().to_string();

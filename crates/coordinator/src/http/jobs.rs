@@ -13,6 +13,7 @@ use wire::{
 };
 
 use super::{ApiResult, AppState, Body, Failure, Query, Requester, parse_path};
+use crate::modules::ModuleKind;
 use crate::pool::{Cancel, Held, Submit};
 
 /// Longest a `wait` request holds.
@@ -55,7 +56,10 @@ pub(crate) async fn submit(
             missing.len() - 1
         )));
     }
-    check_module(&shared, submission.module, "the module").await?;
+    let component_imports = match check_module(&shared, submission.module, "the module").await? {
+        ModuleKind::Core => None,
+        ModuleKind::Component { imports } => Some(imports),
+    };
     let module_bytes = shared
         .store
         .blob_size(&submission.module)
@@ -77,6 +81,7 @@ pub(crate) async fn submit(
         requester,
         submission,
         module_bytes,
+        component_imports,
         adding,
         unfinished_max,
     });
@@ -99,9 +104,9 @@ fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
     hashes
 }
 
-/// Refuses a module that is not a valid WebAssembly core module, before any node sees it;
-/// `what` names it in the refusal.
-async fn check_module(shared: &AppState, module: BlobHash, what: &str) -> ApiResult<()> {
+/// Refuses a module that is neither a valid WebAssembly core module nor a WASI 0.2 command
+/// component, before any node sees it; `what` names it in the refusal.
+async fn check_module(shared: &AppState, module: BlobHash, what: &str) -> ApiResult<ModuleKind> {
     let verdict = shared
         .module_verdicts
         .verdict(&shared.blobs, module)

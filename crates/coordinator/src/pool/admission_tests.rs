@@ -200,6 +200,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 tasks: vec![TaskSpec::default()],
             },
             module_bytes: 1 << 10,
+            component: false,
         },
         START_MS,
         &mut out,

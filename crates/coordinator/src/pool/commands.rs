@@ -79,6 +79,7 @@ command! {
         requester: RequesterId,
         submission: JobSubmission,
         module_bytes: u64,
+        component_imports: Option<Vec<String>>,
         adding: Held,
         unfinished_max: UnfinishedMax,
     } -> Result<JobSubmitted, PoolError>,
@@ -86,6 +87,9 @@ command! {
         pool.admit(this.requester, this.adding, this.unfinished_max)?;
         pool.check_credit(this.requester)?;
         pool.check_module_fits(this.module_bytes)?;
+        if let Some(imports) = &this.component_imports {
+            pool.check_component_runs(imports)?;
+        }
         let mut submission = this.submission;
         submission.verify = pool.checked_mode(
             submission.verify,
@@ -104,6 +108,7 @@ command! {
             requester: this.requester,
             submission,
             module_bytes: this.module_bytes,
+            component: this.component_imports.is_some(),
         };
         Ok(pool.add_job(new, now_ms, out))
     }

@@ -20,6 +20,8 @@ pub(crate) struct NewJob {
     pub(crate) submission: JobSubmission,
     /// The size of its module, as stored.
     pub(crate) module_bytes: u64,
+    /// Whether its module is a WASI 0.2 component.
+    pub(crate) component: bool,
 }
 
 fn sorted_labels(labels: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -58,6 +60,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         validator: spec.validator.clone().map(Arc::new),
         success_exit_codes: spec.success_exit_codes.clone(),
         module_bytes: row.module_bytes,
+        component: row.component,
         held: 0,
         checking: 0,
         state: row.state,
@@ -265,6 +268,7 @@ impl PoolState {
             requester,
             mut submission,
             module_bytes,
+            component,
         } = new;
         let tasks = std::mem::take(&mut submission.tasks);
         let task_count = tasks.len() as u32;
@@ -278,6 +282,7 @@ impl PoolState {
             created_at_ms: now_ms,
             finished_at_ms: None,
             module_bytes,
+            component,
         };
         self.record(Event::JobSubmitted { job, tasks }, out);
         JobSubmitted {
@@ -432,6 +437,36 @@ impl PoolState {
                 )))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Refuses a component that imports an interface no node of the pool gives, online or
+    /// not, naming the import: the job would wait for ever. A pool no node has joined yet
+    /// takes it, as it takes any module.
+    pub(crate) fn check_component_runs(&self, imports: &[String]) -> Result<(), PoolError> {
+        if self.nodes.is_empty() {
+            return Ok(());
+        }
+        let mut given: Vec<String> = self
+            .nodes
+            .values()
+            .flat_map(|node| node.capabilities.wasi_interfaces.iter().cloned())
+            .collect();
+        if given.is_empty() {
+            return Err(PoolError::Invalid(
+                "the module is a WASI 0.2 component and no node of this pool runs components; \
+                 update the agents, or build the program for wasm32-wasip1"
+                    .to_owned(),
+            ));
+        }
+        given.sort_unstable();
+        given.dedup();
+        match imports
+            .iter()
+            .find_map(|import| wire::wasi::component_import_refusal(import, &given))
+        {
+            Some(refusal) => Err(PoolError::Invalid(format!("the module is {refusal}"))),
+            None => Ok(()),
         }
     }
 
@@ -673,6 +708,7 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
             memory_bytes_min: job.requirements.memory_bytes_min,
             cores_min: job.requirements.cores_min,
             module_bytes: job.module_bytes,
+            component: job.component,
             arch: job.requirements.arch.as_deref(),
             os: job.requirements.os.as_deref(),
             labels: &job.labels_sorted,

@@ -168,6 +168,8 @@ pub(crate) struct Job {
     pub(crate) success_exit_codes: Vec<i32>,
     /// Its module's size: only nodes that compile modules this large take its tasks.
     pub(crate) module_bytes: u64,
+    /// Its module is a WASI 0.2 component: only nodes that run components take its tasks.
+    pub(crate) component: bool,
     /// Its tasks whose one result waits in its node's audit window.
     pub(crate) held: u32,
     /// Its tasks with results that wait for a check: kept as tasks change, so a status read

@@ -260,6 +260,7 @@ pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<
         cores: node.capabilities.cores,
         memory_bytes: node.capabilities.memory_bytes,
         module_bytes_max: node.capabilities.module_bytes_max,
+        takes_components: !node.capabilities.wasi_interfaces.is_empty(),
         arch: &node.capabilities.arch,
         os: &node.capabilities.os,
         labels: &node.labels_sorted,

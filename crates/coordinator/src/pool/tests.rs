@@ -33,6 +33,7 @@ pub(super) fn new_node(
             arch: "x86_64".to_owned(),
             os: "linux".to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
+            wasi_interfaces: Vec::new(),
         },
         labels: labels
             .iter()
@@ -198,6 +199,7 @@ impl Harness {
                 requester: OWNER,
                 submission,
                 module_bytes: 1 << 10,
+                component: false,
             },
             self.now_ms,
             &mut self.out,
@@ -937,6 +939,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
             requester: OWNER,
             submission,
             module_bytes: 1 << 10,
+            component: false,
         },
         h.now_ms,
         &mut h.out,
@@ -1176,6 +1179,7 @@ fn add(h: &mut Harness, requester: RequesterId, submission: JobSubmission) -> Jo
             requester,
             submission,
             module_bytes: 1 << 10,
+            component: false,
         },
         h.now_ms,
         &mut h.out,
@@ -1384,6 +1388,15 @@ fn submit_module(
     h: &mut Harness,
     module_bytes: u64,
 ) -> (Result<JobId, PoolError>, Vec<&'static str>) {
+    submit_program(h, module_bytes, None)
+}
+
+/// [`submit_module`] for a core module (`component_imports` `None`) or a component.
+fn submit_program(
+    h: &mut Harness,
+    module_bytes: u64,
+    component_imports: Option<Vec<String>>,
+) -> (Result<JobId, PoolError>, Vec<&'static str>) {
     let roomy = UnfinishedMax {
         pool: 100,
         per_requester: 100,
@@ -1394,6 +1407,7 @@ fn submit_module(
         requester: OWNER,
         submission: JobSubmission::new("job", BlobHash::of(b"m"), vec![TaskSpec::default()]),
         module_bytes,
+        component_imports,
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
     };
@@ -1431,4 +1445,53 @@ fn a_module_no_node_compiles_is_refused_and_one_goes_only_to_nodes_that_compile_
     );
     h.beat(roomy, vec![]);
     assert_eq!(h.take(roomy, 2).len(), 1);
+}
+
+#[test]
+fn a_component_goes_only_to_nodes_that_run_components_and_one_importing_more_is_refused() {
+    let mut h = Harness::new();
+    let older = compiling_node(&mut h, 1, 256 << 20);
+    let imports = vec![
+        "wasi:cli/stdout@0.2.6".to_owned(),
+        "wasi:filesystem/types@0.2.6".to_owned(),
+    ];
+    let (refused, kinds) = submit_program(&mut h, 1 << 10, Some(imports.clone()));
+    let refused = format!("{:?}", refused.unwrap_err());
+    assert!(kinds.is_empty(), "the refusal changed nothing");
+    assert!(
+        refused.contains("no node of this pool runs components"),
+        "{refused}"
+    );
+
+    let mut node = new_node(2, 2, &[], "join");
+    node.capabilities.wasi_interfaces = vec![
+        "wasi:cli/stdout".to_owned(),
+        "wasi:filesystem/types".to_owned(),
+    ];
+    h.pool.register(node, h.now_ms, &mut h.out);
+    let newer = NodeId(2);
+    let mut networked = imports.clone();
+    networked.push("wasi:sockets/tcp@0.2.6".to_owned());
+    let (refused, kinds) = submit_program(&mut h, 1 << 10, Some(networked));
+    let refused = format!("{:?}", refused.unwrap_err());
+    assert!(kinds.is_empty(), "the refusal changed nothing");
+    assert!(
+        refused.contains("imports wasi:sockets/tcp@0.2.6") && refused.contains("network"),
+        "{refused}"
+    );
+
+    let job = submit_program(&mut h, 1 << 10, Some(imports)).0.unwrap();
+    assert!(h.take(older, 2).is_empty(), "the older node never gets it");
+    h.now_ms += 10 * LEASE_MS;
+    h.beat(older, vec![]);
+    let why = h.pool.why(job, OWNER, h.now_ms).unwrap().reasons;
+    assert_eq!(
+        why,
+        [
+            "the module is a WASI 0.2 component and no online node runs components (their \
+          agents are older than components)"
+        ]
+    );
+    h.beat(newer, vec![]);
+    assert_eq!(h.take(newer, 2).len(), 1);
 }

@@ -458,6 +458,7 @@ fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
             job
         },
         module_bytes: 1 << 10,
+        component_imports: None,
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
     };

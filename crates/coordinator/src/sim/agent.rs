@@ -36,6 +36,7 @@ pub(super) fn capabilities() -> Capabilities {
         arch: "x86_64".to_owned(),
         os: "linux".to_owned(),
         module_bytes_max: wire::limits::MODULE_BYTES_MAX,
+        wasi_interfaces: Vec::new(),
     }
 }
 

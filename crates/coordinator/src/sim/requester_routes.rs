@@ -29,6 +29,7 @@ impl World {
             requester: requester_id,
             submission,
             module_bytes: 1 << 10,
+            component_imports: None,
             adding,
             unfinished_max,
         });

@@ -518,6 +518,7 @@ pub fn signed_registration(
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
+            wasi_interfaces: Vec::new(),
         },
         labels,
         slots,

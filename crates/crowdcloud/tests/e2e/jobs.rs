@@ -220,6 +220,7 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
+            wasi_interfaces: Vec::new(),
         },
         labels: BTreeMap::new(),
         slots: 1,
@@ -615,4 +616,72 @@ async fn lua_a_third_party_c_program_runs_scripts_across_the_pool() {
         assert_eq!(task.outputs[0].path, "sum.txt");
         assert_eq!(task.outputs[0].size_bytes, sum.len() as u64);
     }
+}
+
+/// A WASI 0.2 component (`wasi:cli/command`) runs across the pool as a module does: its args,
+/// its outputs, the same result in deterministic mode on every node. One that imports sockets
+/// is refused at submit, naming the import, before any node sees it.
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_components_run_across_the_pool_and_networked_ones_are_refused_at_submit() {
+    let pool = Pool::start(5_000).await;
+    let _agents = [pool.agent("a", 2).await, pool.agent("b", 2).await];
+    let component = pool.upload_wasm(guests::PROBE_COMPONENT).await;
+    let tasks: Vec<TaskSpec> = (0..4)
+        .map(|i| {
+            probe(&[
+                "write",
+                &format!("/output/part-{i}"),
+                &(1000 + i).to_string(),
+            ])
+        })
+        .chain((0..4).map(|_| probe(&["random", "16"])))
+        .collect();
+    let mut submission = pool.submission(component, tasks, Limits::default());
+    submission.deterministic = Some(wire::Deterministic { seed: 7 });
+    // Twice, so each task's seeded answer can be compared across whichever nodes ran it.
+    let mut randoms = Vec::new();
+    for _ in 0..2 {
+        let job = pool.owner.submit(&submission).await.unwrap().job_id;
+        let status = pool.finish(job, Duration::from_secs(120)).await;
+        assert_eq!(status.state, JobState::Completed, "{status:?}");
+        let mut answers = Vec::new();
+        for task in pool.owner.all_tasks(job).await.unwrap() {
+            let i = u64::from(task.index);
+            if i < 4 {
+                assert_eq!(task.outputs.len(), 1, "{:?}", task.outputs);
+                assert_eq!(task.outputs[0].path, format!("part-{i}"));
+                assert_eq!(task.outputs[0].size_bytes, 1000 + i);
+            } else {
+                let stdout = pool.stdout(&task).await;
+                assert_eq!(stdout.len(), 33, "16 bytes as hex and a newline");
+                answers.push((i, stdout));
+            }
+        }
+        answers.sort();
+        randoms.push(answers);
+    }
+    assert_eq!(randoms[0], randoms[1], "one seed, one answer per task");
+
+    // A command in every other respect: it exports `wasi:cli/run`.
+    let networked = wat::parse_str(
+        r#"(component
+            (import "wasi:sockets/tcp@0.2.0" (instance))
+            (core module $m (func (export "run") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $runner (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $runner)))"#,
+    )
+    .unwrap();
+    let networked = pool.upload_wasm(&networked).await;
+    let refused = pool
+        .owner
+        .submit(&pool.submission(networked, vec![probe(&[])], Limits::default()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("imports wasi:sockets/tcp@0.2.0") && refused.contains("network access"),
+        "{refused}"
+    );
 }
