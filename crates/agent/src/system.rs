@@ -30,6 +30,10 @@ pub(crate) fn capabilities(data_dir: &Path, module_bytes_max: u64) -> Capabiliti
             .iter()
             .map(|&interface| interface.to_owned())
             .collect(),
+        wasm_features: sandbox::WASM_FEATURES
+            .iter()
+            .map(|&feature| feature.to_owned())
+            .collect(),
     }
 }
 
@@ -65,4 +69,21 @@ fn free_disk(dir: &Path) -> u64 {
 /// The host's name, for people reading the node list.
 pub(crate) fn host_name() -> String {
     System::host_name().unwrap_or_else(|_| "node".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the engine compiles is named as the coordinator names what modules use, so a module
+    /// that uses a proposal finds the nodes that compile it.
+    #[test]
+    fn the_reported_features_are_the_ones_the_coordinator_knows() {
+        let reported = capabilities(Path::new("."), wire::limits::MODULE_BYTES_MAX).wasm_features;
+        assert_eq!(reported, wire::wasm::FEATURES);
+        assert_eq!(
+            wire::wasm::feature_bits(&reported),
+            (1 << wire::wasm::FEATURES.len()) - 1
+        );
+    }
 }

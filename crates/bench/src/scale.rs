@@ -410,6 +410,7 @@ async fn register_one(
             os: "linux".to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
+            wasm_features: Vec::new(),
         },
         labels: BTreeMap::from([("sim".to_owned(), "yes".to_owned())]),
         slots: 4,

@@ -44,6 +44,7 @@ mod service;
 mod sim;
 mod tls;
 mod validation;
+mod wasm_features;
 
 use std::future::Future;
 use std::path::PathBuf;

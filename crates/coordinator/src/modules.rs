@@ -20,10 +20,20 @@ use wasmparser::{
 };
 
 use blobstore::{BlobError, BlobStore};
+
+use crate::wasm_features::FeaturesUsed;
 use wire::BlobHash;
 
-/// A module's verdict: what it is, or what is wrong with it, for the requester.
-pub(crate) type Verdict = Result<ModuleKind, String>;
+/// A module's verdict: what it is and needs, or what is wrong with it, for the requester.
+pub(crate) type Verdict = Result<ModuleFacts, String>;
+
+/// What a valid module is and what nodes need to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModuleFacts {
+    pub(crate) kind: ModuleKind,
+    /// The WebAssembly proposals it uses, by the names of `wire::wasm::FEATURES`.
+    pub(crate) wasm_features: Vec<String>,
+}
 
 /// What a valid module is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +181,7 @@ struct StreamingModule {
     /// Set once the outermost header is read: whether it is a component, and what it imports
     /// and whether it exports `wasi:cli/run`.
     component: Option<ComponentSeen>,
+    features: FeaturesUsed,
     ended: bool,
 }
 
@@ -194,6 +205,7 @@ impl StreamingModule {
             validator: Validator::new_with_features(node_features()),
             allocations: FuncValidatorAllocations::default(),
             component: None,
+            features: FeaturesUsed::default(),
             ended: false,
         }
     }
@@ -209,15 +221,21 @@ impl StreamingModule {
         if !self.ended {
             return Err(not_valid("the module ends early"));
         }
-        match self.component {
-            None => Ok(ModuleKind::Core),
-            Some(ComponentSeen { runs: false, .. }) => Err(format!(
-                "a component that exports no {}@0.2; build it for wasm32-wasip2 as a program \
-                 with a main",
-                wire::wasi::COMMAND_EXPORT
-            )),
-            Some(ComponentSeen { imports, .. }) => Ok(ModuleKind::Component { imports }),
-        }
+        let kind = match self.component {
+            None => ModuleKind::Core,
+            Some(ComponentSeen { runs: false, .. }) => {
+                return Err(format!(
+                    "a component that exports no {}@0.2; build it for wasm32-wasip2 as a \
+                     program with a main",
+                    wire::wasi::COMMAND_EXPORT
+                ));
+            }
+            Some(ComponentSeen { imports, .. }) => ModuleKind::Component { imports },
+        };
+        Ok(ModuleFacts {
+            kind,
+            wasm_features: self.features.names(),
+        })
     }
 
     /// Parses and validates every whole payload in `pending`, then drops the bytes it used.
@@ -235,8 +253,10 @@ impl StreamingModule {
             if self.outer.is_empty() {
                 note_outermost(&mut self.component, &payload)?;
             }
+            self.features.payload(&payload).map_err(not_valid)?;
             match self.validator.payload(&payload).map_err(not_valid)? {
                 ValidPayload::Func(to_validate, body) => {
+                    self.features.function(&body).map_err(not_valid)?;
                     let allocations = std::mem::take(&mut self.allocations);
                     let mut function = to_validate.into_validator(allocations);
                     function.validate(&body).map_err(not_valid)?;
@@ -507,7 +527,10 @@ mod tests {
         for chunk_bytes in [1, 2, 3, 7, 64, 4096, bytes.len()] {
             assert_eq!(
                 verdict_in_chunks(&bytes, chunk_bytes),
-                Ok(ModuleKind::Core),
+                Ok(ModuleFacts {
+                    kind: ModuleKind::Core,
+                    wasm_features: Vec::new(),
+                }),
                 "{chunk_bytes}"
             );
         }
@@ -540,7 +563,16 @@ mod tests {
     #[test]
     fn what_nodes_run_passes_and_what_they_refuse_is_refused_at_submit() {
         let proposals = wat::parse_str(guests::PROPOSALS_WAT).unwrap();
-        assert_eq!(verdict_in_chunks(&proposals, 7), Ok(ModuleKind::Core));
+        assert_eq!(
+            verdict_in_chunks(&proposals, 7),
+            Ok(ModuleFacts {
+                kind: ModuleKind::Core,
+                wasm_features: ["exceptions", "extended-const", "tail-call"]
+                    .map(String::from)
+                    .into(),
+            }),
+            "what it needs is found as it streams by"
+        );
         let shared = wat::parse_str("(module (memory 1 1 shared))").unwrap();
         let refused = verdict_in_chunks(&shared, 7).unwrap_err();
         assert!(refused.contains("threads"), "{refused}");
@@ -555,7 +587,10 @@ mod tests {
     fn a_command_component_passes_in_chunks_with_what_it_imports() {
         let component = guests::PROBE_COMPONENT;
         for chunk_bytes in [7, 4096, component.len()] {
-            let Ok(ModuleKind::Component { imports }) = verdict_in_chunks(component, chunk_bytes)
+            let Ok(ModuleFacts {
+                kind: ModuleKind::Component { imports },
+                ..
+            }) = verdict_in_chunks(component, chunk_bytes)
             else {
                 panic!("the probe component was refused in chunks of {chunk_bytes}");
             };
@@ -615,6 +650,9 @@ mod tests {
             assert!(module.pending.len() < 16, "{}", module.pending.len());
         }
         module.push(&chunk[..(64 << 10) - 1]).unwrap();
-        assert_eq!(module.finish(), Ok(ModuleKind::Core));
+        assert_eq!(
+            module.finish().map(|facts| facts.kind),
+            Ok(ModuleKind::Core)
+        );
     }
 }

@@ -373,6 +373,24 @@ fn compile_into(order: &CompileOrder, wasm: &[u8]) -> Result<(), String> {
         .map_err(|error| format!("cannot write the compiled code: {error}"))
 }
 
+/// The WebAssembly proposals beyond 1.0 that both engines compile, as [`engine_config`] sets
+/// them (wasmtime's defaults and the three it turns on). Agents report them, and modules that
+/// use others go to other nodes. Threads, shared memory, GC and typed function references are
+/// off; the sandbox's tests compile a module of each proposal here and refuse those.
+pub const WASM_FEATURES: &[&str] = &[
+    "bulk-memory",
+    "exceptions",
+    "extended-const",
+    "memory64",
+    "multi-memory",
+    "reference-types",
+    "relaxed-simd",
+    "saturating-float-to-int",
+    "sign-extension",
+    "simd",
+    "tail-call",
+];
+
 fn engine_config(config: &SandboxConfig, deterministic: bool) -> Config {
     let mut engine = Config::new();
     // Both flags change the compiled code, so they hold for every module of this engine and

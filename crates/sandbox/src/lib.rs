@@ -48,7 +48,7 @@ mod writes;
 pub use attempt::{Attempt, AttemptLimits, Determinism, Metering, Outcome, RunReport, Usage};
 pub use compile_child::Compiler;
 pub use control::AttemptControl;
-pub use engine::{Prepared, Sandbox, SandboxConfig, serve_compile_order};
+pub use engine::{Prepared, Sandbox, SandboxConfig, WASM_FEATURES, serve_compile_order};
 pub use module::{ModuleLimits, WASI_INTERFACES};
 pub use workdir::{OutputFile, Outputs, remove_tree};
 

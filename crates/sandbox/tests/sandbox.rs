@@ -294,6 +294,71 @@ fn exceptions_tail_calls_and_extended_constants_run_in_both_modes() {
     }
 }
 
+/// A module that uses `feature` (a name of `sandbox::WASM_FEATURES`), or one the engines must
+/// refuse.
+fn module_using(feature: &str) -> String {
+    let body = match feature {
+        "bulk-memory" => "(memory.fill (i32.const 0) (i32.const 7) (i32.const 8))",
+        "exceptions" => "(try_table (call $nothing))",
+        "extended-const" => "(drop (global.get $sum))",
+        "memory64" => "(drop (i64.load $wide (i64.const 0)))",
+        "multi-memory" => "(drop (i32.load $second (i32.const 0)))",
+        "reference-types" => "(drop (ref.null extern))",
+        "relaxed-simd" => "(drop (i32x4.relaxed_trunc_f32x4_s (v128.const f32x4 1.5 2.5 3.5 4.5)))",
+        "saturating-float-to-int" => "(drop (i32.trunc_sat_f32_s (f32.const 1e30)))",
+        "sign-extension" => "(drop (i32.extend8_s (i32.const 255)))",
+        "simd" => "(drop (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 1 2 3 4)))",
+        "tail-call" => "(return_call $nothing)",
+        "threads" => "(drop (i32.atomic.load (i32.const 0)))",
+        "gc" => "(drop (struct.new_default $pair))",
+        other => panic!("no module uses {other}"),
+    };
+    let types = match feature {
+        "gc" => "(type $pair (struct (field i32)))",
+        _ => "",
+    };
+    format!(
+        r#"(module
+            {types}
+            (memory (export "memory") 1)
+            (memory $second 1)
+            (memory $wide i64 1)
+            (global $sum i32 (i32.add (i32.const 40) (i32.const 2)))
+            (func $nothing)
+            (func (export "_start") {body}))"#
+    )
+}
+
+#[test]
+fn the_engines_compile_every_proposal_agents_report_and_refuse_threads_and_gc() {
+    let bench = Bench::new();
+    for &feature in sandbox::WASM_FEATURES {
+        // Every module has three memories, one of them 64-bit; only the body differs.
+        let wasm = wat::parse_str(module_using(feature)).unwrap();
+        for deterministic in [false, true] {
+            let prepared = bench
+                .sandbox
+                .prepare(*blake3::hash(&wasm).as_bytes(), &wasm, deterministic)
+                .unwrap_or_else(|why| panic!("{feature} (deterministic {deterministic}): {why}"));
+            let mut attempt = bench.attempt(&[]);
+            if deterministic {
+                attempt.determinism = Determinism::Seeded(1);
+            }
+            let ran = bench.sandbox.run(&prepared, attempt);
+            assert_eq!(ran.outcome, Outcome::Succeeded, "{feature}");
+        }
+    }
+    for refused in ["threads", "gc"] {
+        let wasm = wat::parse_str(module_using(refused)).unwrap();
+        let why = bench
+            .sandbox
+            .prepare(*blake3::hash(&wasm).as_bytes(), &wasm, false)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(why.contains("does not compile"), "{refused}: {why}");
+    }
+}
+
 /// A sandbox whose compiled modules are kept in `dir`.
 fn with_compiled_dir(dir: &std::path::Path, bytes_max: u64) -> Sandbox {
     Sandbox::new(SandboxConfig {

@@ -33,6 +33,9 @@ pub enum Reason {
     },
     /// No online node runs WASI 0.2 components, and the job's module is one.
     ComponentsNotRun,
+    /// No online node compiles every WebAssembly proposal the job's module uses; `missing` are
+    /// those the node that compiles most of them lacks.
+    FeaturesNotCompiled { missing: Vec<String> },
     /// No online node runs the arch the job needs; `archs_online` is sorted and unique.
     ArchUnavailable {
         arch: String,
@@ -81,6 +84,37 @@ pub fn explain(job: &JobDemand<'_>, nodes: &[NodeOffer<'_>], now_ms: u64) -> Vec
     vec![standing_of_fitting_nodes(&job.requirements, &online)]
 }
 
+/// The proposals of `features` that the online node compiling most of them lacks, unless one
+/// compiles them all.
+fn features_missing(features: &[String], online: &[&NodeOffer<'_>]) -> Option<Vec<String>> {
+    let missing_on = |node: &NodeOffer<'_>| -> Vec<String> {
+        features
+            .iter()
+            .filter(|feature| !crate::fit::compiles_all(node, std::slice::from_ref(feature)))
+            .cloned()
+            .collect()
+    };
+    let fewest = online
+        .iter()
+        .map(|node| missing_on(node))
+        .min_by_key(Vec::len)?;
+    (!fewest.is_empty()).then_some(fewest)
+}
+
+/// What the job's module needs of the engine that no online node has: components, proposals.
+fn unmet_program_needs(
+    requirements: &Requirements<'_>,
+    online: &[&NodeOffer<'_>],
+    reasons: &mut Vec<Reason>,
+) {
+    if requirements.component && !online.iter().any(|node| node.takes_components) {
+        reasons.push(Reason::ComponentsNotRun);
+    }
+    if let Some(missing) = features_missing(requirements.wasm_features, online) {
+        reasons.push(Reason::FeaturesNotCompiled { missing });
+    }
+}
+
 /// Each requirement that no online node meets, on its own.
 fn unmet_requirements(requirements: &Requirements<'_>, online: &[&NodeOffer<'_>]) -> Vec<Reason> {
     let mut reasons = Vec::new();
@@ -113,9 +147,7 @@ fn unmet_requirements(requirements: &Requirements<'_>, online: &[&NodeOffer<'_>]
             module_bytes_most,
         });
     }
-    if requirements.component && !online.iter().any(|node| node.takes_components) {
-        reasons.push(Reason::ComponentsNotRun);
-    }
+    unmet_program_needs(requirements, online, &mut reasons);
     if let Some(arch) = requirements.arch
         && !online.iter().any(|node| node.arch == arch)
     {
@@ -210,6 +242,17 @@ fn module_too_large(out: &mut fmt::Formatter<'_>, module_bytes: u64, most: u64) 
     )
 }
 
+const COMPONENTS_NOT_RUN: &str = "the module is a WASI 0.2 component and no online node runs \
+     components (their agents are older than components)";
+
+fn features_not_compiled(out: &mut fmt::Formatter<'_>, missing: &[String]) -> fmt::Result {
+    out.write_str(
+        "no online node compiles every WebAssembly proposal the module uses (the closest lacks ",
+    )?;
+    format::list(out, missing)?;
+    out.write_str(")")
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -234,10 +277,8 @@ impl fmt::Display for Reason {
                 module_bytes,
                 module_bytes_most,
             } => module_too_large(out, *module_bytes, *module_bytes_most),
-            Self::ComponentsNotRun => out.write_str(
-                "the module is a WASI 0.2 component and no online node runs components (their \
-                 agents are older than components)",
-            ),
+            Self::FeaturesNotCompiled { missing } => features_not_compiled(out, missing),
+            Self::ComponentsNotRun => out.write_str(COMPONENTS_NOT_RUN),
             Self::ArchUnavailable { arch, archs_online } => {
                 write!(out, "no node runs arch {arch} (nodes run: ")?;
                 format::list(out, archs_online)?;
@@ -299,6 +340,7 @@ mod tests {
             memory_bytes,
             module_bytes_max: 64 << 20,
             takes_components: false,
+            wasm_features: None,
             arch: "x86_64",
             os: "linux",
             labels: &[],
@@ -480,17 +522,23 @@ mod tests {
     #[test]
     fn every_unmet_requirement_is_reported_in_order() {
         let wanted = labels(&[("region", "eu")]);
+        let features = ["simd".to_owned()];
         let waiting = job(Requirements {
             memory_bytes_min: 64 << 30,
             cores_min: 64,
             module_bytes: 100 << 20,
             component: true,
+            wasm_features: &features,
             arch: Some("riscv64"),
             os: Some("windows"),
             labels: &wanted,
             excluded: Default::default(),
         });
-        let reasons = explain(&waiting, &[node(1, 1, 4, 1 << 30)], 0);
+        let plain = NodeOffer {
+            wasm_features: Some(&[]),
+            ..node(1, 1, 4, 1 << 30)
+        };
+        let reasons = explain(&waiting, &[plain], 0);
         let kinds: Vec<std::mem::Discriminant<Reason>> =
             reasons.iter().map(std::mem::discriminant).collect();
         let expected = [
@@ -507,6 +555,9 @@ mod tests {
                 module_bytes_most: 0,
             },
             Reason::ComponentsNotRun,
+            Reason::FeaturesNotCompiled {
+                missing: Vec::new(),
+            },
             Reason::ArchUnavailable {
                 arch: String::new(),
                 archs_online: Vec::new(),
@@ -527,6 +578,45 @@ mod tests {
                 .iter()
                 .map(std::mem::discriminant)
                 .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_module_whose_proposals_no_online_node_compiles_names_what_the_closest_lacks() {
+        let features = [
+            "exceptions".to_owned(),
+            "memory64".to_owned(),
+            "simd".to_owned(),
+        ];
+        let waiting = job(Requirements {
+            wasm_features: &features,
+            ..Requirements::default()
+        });
+        let few = ["simd".to_owned()];
+        let more = ["exceptions".to_owned(), "simd".to_owned()];
+        let nodes = [
+            NodeOffer {
+                wasm_features: Some(&few),
+                ..node(1, 1, 4, 1 << 30)
+            },
+            NodeOffer {
+                wasm_features: Some(&more),
+                ..node(2, 1, 4, 1 << 30)
+            },
+        ];
+        assert_eq!(
+            sentences(&explain(&waiting, &nodes, 0)),
+            [
+                "no online node compiles every WebAssembly proposal the module uses (the closest \
+              lacks memory64)"
+            ]
+        );
+        let unsaid = [node(3, 1, 4, 1 << 30)];
+        assert!(
+            explain(&waiting, &unsaid, 0)
+                .iter()
+                .all(|reason| !matches!(reason, Reason::FeaturesNotCompiled { .. })),
+            "a node that did not say compiles all"
         );
     }
 

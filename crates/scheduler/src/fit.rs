@@ -1,5 +1,6 @@
 //! Whether a node can run a job at all, judged on its fixed capabilities (memory, cores, the
-//! modules it compiles and whether it runs components, arch, os and owner labels) and on the nodes the demand must keep away
+//! modules it compiles, the WebAssembly proposals it compiles and whether it runs components,
+//! arch, os and owner labels) and on the nodes the demand must keep away
 //! from. Availability (lease, free slots) is not part of fitting.
 
 use crate::snapshot::{NodeOffer, Requirements};
@@ -13,10 +14,17 @@ pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
         && node.cores >= req.cores_min
         && node.module_bytes_max >= req.module_bytes
         && (node.takes_components || !req.component)
+        && compiles_all(node, req.wasm_features)
         && req.arch.is_none_or(|arch| arch == node.arch)
         && req.os.is_none_or(|os| os == node.os)
         && has_labels(node.labels, req.labels)
         && !req.excluded.excludes(node)
+}
+
+/// True when `node` compiles every proposal of `features`.
+pub(crate) fn compiles_all(node: &NodeOffer<'_>, features: &[String]) -> bool {
+    node.wasm_features
+        .is_none_or(|compiled| features.iter().all(|feature| compiled.contains(feature)))
 }
 
 /// True when every `(key, value)` of `wanted` is in `labels` with the same value.
@@ -63,6 +71,7 @@ mod tests {
             memory_bytes: 8 << 30,
             module_bytes_max: 64 << 20,
             takes_components: false,
+            wasm_features: None,
             arch: "x86_64",
             os: "linux",
             labels,
@@ -87,6 +96,36 @@ mod tests {
         assert!(fits(&node, &req));
         req.memory_bytes_min += 1;
         assert!(!fits(&node, &req));
+    }
+
+    #[test]
+    fn a_module_fits_only_nodes_that_compile_every_proposal_it_uses() {
+        let features = ["exceptions".to_owned(), "simd".to_owned()];
+        let module = Requirements {
+            wasm_features: &features,
+            ..Requirements::default()
+        };
+        assert!(
+            fits(&node(&[]), &module),
+            "a node that did not say compiles all"
+        );
+        let some = ["simd".to_owned()];
+        let partial = NodeOffer {
+            wasm_features: Some(&some),
+            ..node(&[])
+        };
+        assert!(!fits(&partial, &module));
+        assert!(fits(&partial, &Requirements::default()));
+        let all = [
+            "exceptions".to_owned(),
+            "simd".to_owned(),
+            "tail-call".to_owned(),
+        ];
+        let full = NodeOffer {
+            wasm_features: Some(&all),
+            ..node(&[])
+        };
+        assert!(fits(&full, &module));
     }
 
     #[test]

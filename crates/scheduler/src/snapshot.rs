@@ -21,6 +21,8 @@ pub struct NodeOffer<'a> {
     pub module_bytes_max: u64,
     /// Whether it runs WASI 0.2 components.
     pub takes_components: bool,
+    /// The WebAssembly proposals it compiles; `None` when it did not say, taken as all.
+    pub wasm_features: Option<&'a [String]>,
     /// For example "x86_64" or "aarch64"; compared exactly, so the caller normalises spelling.
     pub arch: &'a str,
     /// For example "linux", "macos" or "windows"; compared exactly.
@@ -46,6 +48,8 @@ pub struct Requirements<'a> {
     pub module_bytes: u64,
     /// The job's module is a WASI 0.2 component: a node must run components.
     pub component: bool,
+    /// The WebAssembly proposals the job's module uses: a node must compile each.
+    pub wasm_features: &'a [String],
     pub arch: Option<&'a str>,
     pub os: Option<&'a str>,
     /// Every one must be present with the same value on the node.

@@ -76,6 +76,7 @@ pub(crate) struct OwnedNode {
     pub memory_bytes: u64,
     pub module_bytes_max: u64,
     pub takes_components: bool,
+    pub wasm_features: Option<Vec<String>>,
     pub arch: &'static str,
     pub os: &'static str,
     pub labels: Vec<(String, String)>,
@@ -96,6 +97,7 @@ impl OwnedNode {
             memory_bytes: 8 << 30,
             module_bytes_max: 256 << 20,
             takes_components: true,
+            wasm_features: None,
             arch: "x86_64",
             os: "linux",
             labels: Vec::new(),
@@ -124,6 +126,7 @@ impl OwnedNode {
             memory_bytes: self.memory_bytes,
             module_bytes_max: self.module_bytes_max,
             takes_components: self.takes_components,
+            wasm_features: self.wasm_features.as_deref(),
             arch: self.arch,
             os: self.os,
             labels: &self.labels,
@@ -145,6 +148,7 @@ pub(crate) struct OwnedJob {
     pub cores_min: u32,
     pub module_bytes: u64,
     pub component: bool,
+    pub wasm_features: Vec<String>,
     pub arch: Option<&'static str>,
     pub os: Option<&'static str>,
     pub labels: Vec<(String, String)>,
@@ -165,6 +169,7 @@ impl OwnedJob {
             cores_min: 0,
             module_bytes: 0,
             component: false,
+            wasm_features: Vec::new(),
             arch: None,
             os: None,
             labels: Vec::new(),
@@ -185,6 +190,7 @@ impl OwnedJob {
                 cores_min: self.cores_min,
                 module_bytes: self.module_bytes,
                 component: self.component,
+                wasm_features: &self.wasm_features,
                 arch: self.arch,
                 os: self.os,
                 labels: &self.labels,
@@ -261,6 +267,7 @@ pub(crate) fn random_nodes(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedNode> 
                 memory_bytes: rng.pick(&[1u64, 4, 8, 16]) << 30,
                 module_bytes_max: rng.pick(&[16u64, 64, 256]) << 20,
                 takes_components: !rng.one_in(4),
+                wasm_features: (!rng.one_in(3)).then(|| random_features(rng)),
                 arch: rng.pick(&["x86_64", "aarch64"]),
                 os: rng.pick(&["linux", "macos"]),
                 labels: labels(&node_labels),
@@ -295,8 +302,18 @@ pub(crate) fn random_jobs(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedJob> {
         .collect()
 }
 
+/// A few proposal names from a small vocabulary, so that nodes and jobs meet and miss.
+fn random_features(rng: &mut XorShift) -> Vec<String> {
+    ["simd", "exceptions", "memory64"]
+        .into_iter()
+        .filter(|_| rng.one_in(2))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn add_random_requirement(rng: &mut XorShift, demand: &mut OwnedJob) {
-    match rng.below(11) {
+    match rng.below(12) {
+        11 => demand.wasm_features = random_features(rng),
         10 => demand.component = true,
         9 => demand.module_bytes = rng.pick(&[8u64, 32, 100]) << 20,
         6 => demand.excluded_nodes = (0..rng.below(4)).map(|_| rng.below(20)).collect(),

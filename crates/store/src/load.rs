@@ -85,6 +85,7 @@ pub(crate) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         finished_at_ms: opt_u64_at(row, "finished_at_ms")?,
         module_bytes: u64_at(row, "module_bytes")?,
         component: u64_at(row, "component")? != 0,
+        wasm_features: json_at(row, "wasm_features")?,
     })
 }
 
@@ -320,7 +321,8 @@ impl Store {
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
-             finished_at_ms, module_bytes, component FROM jobs ORDER BY submitted_seq",
+             finished_at_ms, module_bytes, component, wasm_features FROM jobs \
+             ORDER BY submitted_seq",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -73,6 +73,9 @@ pub struct JobRow {
     /// Whether its module is a WASI 0.2 component: its tasks go to nodes that run components.
     #[serde(default)]
     pub component: bool,
+    /// The WebAssembly proposals its module uses: its tasks go to nodes that compile them.
+    #[serde(default)]
+    pub wasm_features: Vec<String>,
 }
 
 /// A task of a running job as recovered after a restart.

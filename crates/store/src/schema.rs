@@ -53,7 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         12,
-        "components",
+        "what modules need",
         include_str!("../migrations/0012_components.sql"),
     ),
 ];

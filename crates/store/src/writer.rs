@@ -536,8 +536,8 @@ async fn insert_job(
     debug_assert_eq!(job.task_count as usize, tasks.len());
     sqlx::query(
         "INSERT INTO jobs (id, requester_id, name, spec, task_count, state, submitted_seq, \
-         created_at_ms, finished_at_ms, module_bytes, component) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         created_at_ms, finished_at_ms, module_bytes, component, wasm_features) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(job.id.as_db())
     .bind(job.requester_id.as_db())
@@ -550,6 +550,7 @@ async fn insert_job(
     .bind(job.finished_at_ms.map(db))
     .bind(db(job.module_bytes))
     .bind(i64::from(job.component))
+    .bind(json(&job.wasm_features))
     .execute(&mut **tx)
     .await?;
     for (chunk_index, chunk) in tasks.chunks(ROWS_PER_INSERT).enumerate() {

@@ -88,6 +88,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
             finished_at_ms: None,
             module_bytes: 2 << 20,
             component: true,
+            wasm_features: vec!["exceptions".to_owned(), "simd".to_owned()],
         },
         tasks,
     )

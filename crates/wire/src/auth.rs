@@ -152,6 +152,7 @@ mod tests {
                 os: "linux".to_owned(),
                 module_bytes_max: crate::limits::MODULE_BYTES_MAX,
                 wasi_interfaces: Vec::new(),
+                wasm_features: Vec::new(),
             },
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,

@@ -25,6 +25,7 @@ pub mod tokens;
 pub mod validate;
 pub mod verification;
 pub mod wasi;
+pub mod wasm;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
 pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};

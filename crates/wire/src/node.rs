@@ -36,6 +36,11 @@ pub struct Capabilities {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub wasi_interfaces: Vec<String>,
+    /// The WebAssembly proposals it compiles, by the names of [`crate::wasm::FEATURES`]; empty
+    /// from an agent that does not say, which is taken to compile all of them.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub wasm_features: Vec<String>,
 }
 
 fn module_bytes_max_default() -> u64 {
@@ -52,6 +57,7 @@ impl Default for Capabilities {
             os: String::new(),
             module_bytes_max: module_bytes_max_default(),
             wasi_interfaces: Vec::new(),
+            wasm_features: Vec::new(),
         }
     }
 }

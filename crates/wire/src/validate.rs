@@ -594,6 +594,19 @@ fn capabilities(caps: &Capabilities, field: &str) -> Result<(), WireError> {
             crate::wasi::WASI_INTERFACE_BYTES_MAX,
         )?;
     }
+    if caps.wasm_features.len() > crate::wasm::FEATURES_MAX {
+        return Err(invalid(
+            format!("{field}.wasm_features"),
+            format!("at most {} features", crate::wasm::FEATURES_MAX),
+        ));
+    }
+    for feature in &caps.wasm_features {
+        line(
+            feature,
+            &format!("{field}.wasm_features"),
+            crate::wasm::FEATURE_BYTES_MAX,
+        )?;
+    }
     Ok(())
 }
 
@@ -1014,6 +1027,16 @@ mod tests {
                     ..request("laptop", "0.1.0", "linux")
                 },
                 "capabilities.wasi_interfaces",
+            ),
+            (
+                RegisterRequest {
+                    capabilities: Capabilities {
+                        wasm_features: vec!["simd".to_owned(); 33],
+                        ..Capabilities::default()
+                    },
+                    ..request("laptop", "0.1.0", "linux")
+                },
+                "capabilities.wasm_features",
             ),
         ] {
             let refused = registration(&bad).unwrap_err().to_string();

@@ -13,7 +13,7 @@ use wire::{
 };
 
 use super::{ApiResult, AppState, Body, Failure, Query, Requester, parse_path};
-use crate::modules::ModuleKind;
+use crate::modules::{ModuleFacts, ModuleKind};
 use crate::pool::{Cancel, Held, Submit};
 
 /// Longest a `wait` request holds.
@@ -56,7 +56,8 @@ pub(crate) async fn submit(
             missing.len() - 1
         )));
     }
-    let component_imports = match check_module(&shared, submission.module, "the module").await? {
+    let facts = check_module(&shared, submission.module, "the module").await?;
+    let component_imports = match facts.kind {
         ModuleKind::Core => None,
         ModuleKind::Component { imports } => Some(imports),
     };
@@ -82,6 +83,7 @@ pub(crate) async fn submit(
         submission,
         module_bytes,
         component_imports,
+        wasm_features: facts.wasm_features,
         adding,
         unfinished_max,
     });
@@ -106,7 +108,7 @@ fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
 
 /// Refuses a module that is neither a valid WebAssembly core module nor a WASI 0.2 command
 /// component, before any node sees it; `what` names it in the refusal.
-async fn check_module(shared: &AppState, module: BlobHash, what: &str) -> ApiResult<ModuleKind> {
+async fn check_module(shared: &AppState, module: BlobHash, what: &str) -> ApiResult<ModuleFacts> {
     let verdict = shared
         .module_verdicts
         .verdict(&shared.blobs, module)

@@ -201,6 +201,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
             },
             module_bytes: 1 << 10,
             component: false,
+            wasm_features: Vec::new(),
         },
         START_MS,
         &mut out,

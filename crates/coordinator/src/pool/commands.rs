@@ -80,6 +80,7 @@ command! {
         submission: JobSubmission,
         module_bytes: u64,
         component_imports: Option<Vec<String>>,
+        wasm_features: Vec<String>,
         adding: Held,
         unfinished_max: UnfinishedMax,
     } -> Result<JobSubmitted, PoolError>,
@@ -90,6 +91,7 @@ command! {
         if let Some(imports) = &this.component_imports {
             pool.check_component_runs(imports)?;
         }
+        pool.check_features_compiled(&this.wasm_features)?;
         let mut submission = this.submission;
         submission.verify = pool.checked_mode(
             submission.verify,
@@ -109,6 +111,7 @@ command! {
             submission,
             module_bytes: this.module_bytes,
             component: this.component_imports.is_some(),
+            wasm_features: this.wasm_features,
         };
         Ok(pool.add_job(new, now_ms, out))
     }

@@ -11,7 +11,9 @@ use wire::{
 
 use super::events::Event;
 use super::held::{Charge, Held, human_bytes, job_bytes, task_bytes};
-use super::{Changes, Job, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of};
+use super::{
+    Changes, Job, Node, Outbox, PoolError, PoolState, Slot, Task, UnfinishedMax, count_of,
+};
 
 /// A job accepted by the API layer: validated, its blobs checked.
 pub(crate) struct NewJob {
@@ -22,6 +24,8 @@ pub(crate) struct NewJob {
     pub(crate) module_bytes: u64,
     /// Whether its module is a WASI 0.2 component.
     pub(crate) component: bool,
+    /// The WebAssembly proposals its module uses.
+    pub(crate) wasm_features: Vec<String>,
 }
 
 fn sorted_labels(labels: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -61,6 +65,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         success_exit_codes: spec.success_exit_codes.clone(),
         module_bytes: row.module_bytes,
         component: row.component,
+        wasm_features: row.wasm_features.clone(),
         held: 0,
         checking: 0,
         state: row.state,
@@ -269,6 +274,7 @@ impl PoolState {
             mut submission,
             module_bytes,
             component,
+            wasm_features,
         } = new;
         let tasks = std::mem::take(&mut submission.tasks);
         let task_count = tasks.len() as u32;
@@ -283,6 +289,7 @@ impl PoolState {
             finished_at_ms: None,
             module_bytes,
             component,
+            wasm_features,
         };
         self.record(Event::JobSubmitted { job, tasks }, out);
         JobSubmitted {
@@ -436,6 +443,35 @@ impl PoolState {
                     node.name
                 )))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a module that uses WebAssembly proposals no node of the pool compiles all of,
+    /// online or not, naming those the closest node lacks: the job would wait for ever.
+    pub(crate) fn check_features_compiled(&self, features: &[String]) -> Result<(), PoolError> {
+        let lacking = |node: &Node| -> Vec<String> {
+            let compiled = super::nodes::said_features(&node.capabilities);
+            features
+                .iter()
+                .filter(|feature| compiled.is_some_and(|compiled| !compiled.contains(feature)))
+                .cloned()
+                .collect()
+        };
+        match self
+            .nodes
+            .values()
+            .map(|node| (lacking(node), node))
+            .min_by_key(|(l, _)| l.len())
+        {
+            Some((lacking, closest)) if !lacking.is_empty() => Err(PoolError::Invalid(format!(
+                "the module uses the WebAssembly proposals {} and no node of this pool compiles \
+                 {} ({} is the closest); build it without them, or have a node that compiles \
+                 them join",
+                features.join(", "),
+                lacking.join(", "),
+                closest.name
+            ))),
             _ => Ok(()),
         }
     }
@@ -709,6 +745,7 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
             cores_min: job.requirements.cores_min,
             module_bytes: job.module_bytes,
             component: job.component,
+            wasm_features: &job.wasm_features,
             arch: job.requirements.arch.as_deref(),
             os: job.requirements.os.as_deref(),
             labels: &job.labels_sorted,

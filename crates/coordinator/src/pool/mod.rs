@@ -170,6 +170,8 @@ pub(crate) struct Job {
     pub(crate) module_bytes: u64,
     /// Its module is a WASI 0.2 component: only nodes that run components take its tasks.
     pub(crate) component: bool,
+    /// The WebAssembly proposals its module uses: only nodes that compile them take its tasks.
+    pub(crate) wasm_features: Vec<String>,
     /// Its tasks whose one result waits in its node's audit window.
     pub(crate) held: u32,
     /// Its tasks with results that wait for a check: kept as tasks change, so a status read

@@ -261,6 +261,7 @@ pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<
         memory_bytes: node.capabilities.memory_bytes,
         module_bytes_max: node.capabilities.module_bytes_max,
         takes_components: !node.capabilities.wasi_interfaces.is_empty(),
+        wasm_features: said_features(&node.capabilities),
         arch: &node.capabilities.arch,
         os: &node.capabilities.os,
         labels: &node.labels_sorted,
@@ -305,6 +306,11 @@ fn network_key(network: &str) -> Option<u64> {
 /// It names the owner's credit accounts too.
 pub(crate) fn owner_key(join_token_hash: &str) -> Option<u64> {
     u64::from_str_radix(join_token_hash.get(..16)?, 16).ok()
+}
+
+/// The proposals a node compiles, or `None` if its agent did not say (taken as all).
+pub(crate) fn said_features(capabilities: &wire::Capabilities) -> Option<&[String]> {
+    (!capabilities.wasm_features.is_empty()).then_some(&capabilities.wasm_features[..])
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub(super) fn new_node(
             os: "linux".to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
+            wasm_features: Vec::new(),
         },
         labels: labels
             .iter()
@@ -200,6 +201,7 @@ impl Harness {
                 submission,
                 module_bytes: 1 << 10,
                 component: false,
+                wasm_features: Vec::new(),
             },
             self.now_ms,
             &mut self.out,
@@ -940,6 +942,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
             submission,
             module_bytes: 1 << 10,
             component: false,
+            wasm_features: Vec::new(),
         },
         h.now_ms,
         &mut h.out,
@@ -1180,6 +1183,7 @@ fn add(h: &mut Harness, requester: RequesterId, submission: JobSubmission) -> Jo
             submission,
             module_bytes: 1 << 10,
             component: false,
+            wasm_features: Vec::new(),
         },
         h.now_ms,
         &mut h.out,
@@ -1397,6 +1401,16 @@ fn submit_program(
     module_bytes: u64,
     component_imports: Option<Vec<String>>,
 ) -> (Result<JobId, PoolError>, Vec<&'static str>) {
+    submit_needing(h, module_bytes, component_imports, Vec::new())
+}
+
+/// [`submit_program`] for a module that uses the WebAssembly proposals `wasm_features`.
+fn submit_needing(
+    h: &mut Harness,
+    module_bytes: u64,
+    component_imports: Option<Vec<String>>,
+    wasm_features: Vec<String>,
+) -> (Result<JobId, PoolError>, Vec<&'static str>) {
     let roomy = UnfinishedMax {
         pool: 100,
         per_requester: 100,
@@ -1408,6 +1422,7 @@ fn submit_program(
         submission: JobSubmission::new("job", BlobHash::of(b"m"), vec![TaskSpec::default()]),
         module_bytes,
         component_imports,
+        wasm_features,
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
     };
@@ -1494,4 +1509,44 @@ fn a_component_goes_only_to_nodes_that_run_components_and_one_importing_more_is_
     );
     h.beat(newer, vec![]);
     assert_eq!(h.take(newer, 2).len(), 1);
+}
+
+#[test]
+fn a_module_goes_only_to_nodes_that_compile_its_proposals_and_one_none_compiles_is_refused() {
+    let mut h = Harness::new();
+    let node_compiling = |h: &mut Harness, id: u64, features: &[&str]| {
+        let mut node = new_node(id, 2, &[], "join");
+        node.capabilities.wasm_features = features.iter().map(|f| (*f).to_owned()).collect();
+        h.pool.register(node, h.now_ms, &mut h.out);
+        NodeId(id)
+    };
+    let plain = node_compiling(&mut h, 1, &["bulk-memory", "simd"]);
+    let needs = vec!["memory64".to_owned(), "simd".to_owned()];
+    let (refused, kinds) = submit_needing(&mut h, 1 << 10, None, needs.clone());
+    let refused = format!("{:?}", refused.unwrap_err());
+    assert!(kinds.is_empty(), "the refusal changed nothing");
+    assert!(
+        refused.contains("uses the WebAssembly proposals memory64, simd")
+            && refused.contains("compiles memory64 (node1 is the closest)"),
+        "{refused}"
+    );
+
+    let wide = node_compiling(&mut h, 2, &["memory64", "simd"]);
+    let job = submit_needing(&mut h, 1 << 10, None, needs).0.unwrap();
+    assert!(
+        h.take(plain, 2).is_empty(),
+        "the node without memory64 never gets it"
+    );
+    h.now_ms += 10 * LEASE_MS;
+    h.beat(plain, vec![]);
+    let why = h.pool.why(job, OWNER, h.now_ms).unwrap().reasons;
+    assert_eq!(
+        why,
+        [
+            "no online node compiles every WebAssembly proposal the module uses (the closest \
+          lacks memory64)"
+        ]
+    );
+    h.beat(wide, vec![]);
+    assert_eq!(h.take(wide, 2).len(), 1);
 }

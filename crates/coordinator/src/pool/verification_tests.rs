@@ -459,6 +459,7 @@ fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
         },
         module_bytes: 1 << 10,
         component_imports: None,
+        wasm_features: Vec::new(),
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
     };

@@ -37,6 +37,7 @@ pub(super) fn capabilities() -> Capabilities {
         os: "linux".to_owned(),
         module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         wasi_interfaces: Vec::new(),
+        wasm_features: Vec::new(),
     }
 }
 

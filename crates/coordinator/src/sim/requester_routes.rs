@@ -30,6 +30,7 @@ impl World {
             submission,
             module_bytes: 1 << 10,
             component_imports: None,
+            wasm_features: Vec::new(),
             adding,
             unfinished_max,
         });

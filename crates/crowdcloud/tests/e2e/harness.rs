@@ -519,6 +519,7 @@ pub fn signed_registration(
             os: std::env::consts::OS.to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
+            wasm_features: Vec::new(),
         },
         labels,
         slots,

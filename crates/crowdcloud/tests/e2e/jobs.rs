@@ -221,6 +221,7 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
             os: std::env::consts::OS.to_owned(),
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
+            wasm_features: Vec::new(),
         },
         labels: BTreeMap::new(),
         slots: 1,
