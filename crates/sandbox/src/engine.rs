@@ -373,7 +373,7 @@ fn compile_into(order: &CompileOrder, wasm: &[u8]) -> Result<(), String> {
         .map_err(|error| format!("cannot write the compiled code: {error}"))
 }
 
-/// The WebAssembly proposals beyond 1.0 that both engines compile, as [`engine_config`] sets
+/// The WebAssembly proposals beyond 1.0 that both engines compile, as `engine_config` sets
 /// them (wasmtime's defaults and the three it turns on). Agents report them, and modules that
 /// use others go to other nodes. Threads, shared memory, GC and typed function references are
 /// off; the sandbox's tests compile a module of each proposal here and refuse those.
