@@ -31,6 +31,8 @@ pub(crate) type Verdict = Result<ModuleFacts, String>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ModuleFacts {
     pub(crate) kind: ModuleKind,
+    /// Its size, as streamed: a submission need not ask the store again.
+    pub(crate) size_bytes: u64,
     /// The WebAssembly proposals it uses, by the names of `wire::wasm::FEATURES`.
     pub(crate) wasm_features: Vec<String>,
 }
@@ -178,6 +180,7 @@ struct StreamingModule {
     outer: Vec<Parser>,
     validator: Validator,
     allocations: FuncValidatorAllocations,
+    size_bytes: u64,
     /// Set once the outermost header is read: whether it is a component, and what it imports
     /// and whether it exports `wasi:cli/run`.
     component: Option<ComponentSeen>,
@@ -199,6 +202,7 @@ impl StreamingModule {
     fn new(size_bytes: u64) -> Self {
         Self {
             sections: SectionFilter::new(size_bytes),
+            size_bytes,
             pending: Vec::new(),
             parser: Parser::new(0),
             outer: Vec::new(),
@@ -234,6 +238,7 @@ impl StreamingModule {
         };
         Ok(ModuleFacts {
             kind,
+            size_bytes: self.size_bytes,
             wasm_features: self.features.names(),
         })
     }
@@ -529,6 +534,7 @@ mod tests {
                 verdict_in_chunks(&bytes, chunk_bytes),
                 Ok(ModuleFacts {
                     kind: ModuleKind::Core,
+                    size_bytes: bytes.len() as u64,
                     wasm_features: Vec::new(),
                 }),
                 "{chunk_bytes}"
@@ -567,6 +573,7 @@ mod tests {
             verdict_in_chunks(&proposals, 7),
             Ok(ModuleFacts {
                 kind: ModuleKind::Core,
+                size_bytes: proposals.len() as u64,
                 wasm_features: ["exceptions", "extended-const", "tail-call"]
                     .map(String::from)
                     .into(),

@@ -176,6 +176,10 @@ async fn connect(
             Backend::Postgres => 8,
         })
         .acquire_timeout(Duration::from_secs(30))
+        // A SQLite connection is a file this process holds open: it does not go stale, so the
+        // round trip to its worker thread that checks it before each use (on every commit and
+        // read) buys nothing. A PostgreSQL connection can be cut by the server: checked.
+        .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |connection, _meta| {
             Box::pin(async move {
                 if let Some(pragmas) = pragmas {

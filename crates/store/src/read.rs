@@ -104,15 +104,6 @@ impl Store {
         .await?;
         u64_at(&row, "total")
     }
-
-    /// The size of a stored blob, whoever may read it.
-    pub async fn blob_size(&self, hash: &BlobHash) -> Result<Option<u64>, StoreError> {
-        let row = sqlx::query("SELECT size_bytes FROM blobs WHERE hash = $1")
-            .bind(hash.to_hex())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| u64_at(&row, "size_bytes")).transpose()
-    }
 }
 
 /// The usage of the attempt a task page row joins, if it ended with one.

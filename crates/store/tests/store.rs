@@ -255,7 +255,6 @@ async fn blob_readers_on(url: &str) {
         store.readable_blob(&hash, RequesterId(2)).await.unwrap(),
         None
     );
-    assert_eq!(store.blob_size(&hash).await.unwrap(), Some(4));
     assert_eq!(
         store
             .unreadable_blobs(&[hash, BlobHash::of(b"x")], RequesterId(1))

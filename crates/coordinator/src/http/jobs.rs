@@ -61,11 +61,6 @@ pub(crate) async fn submit(
         ModuleKind::Core => None,
         ModuleKind::Component { imports } => Some(imports),
     };
-    let module_bytes = shared
-        .store
-        .blob_size(&submission.module)
-        .await?
-        .unwrap_or(0);
     if let Some(validator) = &submission.validator {
         if shared.validators.get().is_none() {
             return Err(Failure::bad_request(
@@ -81,7 +76,7 @@ pub(crate) async fn submit(
     let (submitted, commit) = shared.apply(Submit {
         requester,
         submission,
-        module_bytes,
+        module_bytes: facts.size_bytes,
         component_imports,
         wasm_features: facts.wasm_features,
         adding,
