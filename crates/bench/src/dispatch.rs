@@ -4,6 +4,11 @@
 //! loopback. Throughput: one job of N no-op tasks, from the submit to the end of the last task.
 //! Latency: R sequential round trips of a one-task job, submit to result. Ray runs the same
 //! two measurements side by side when a Python with Ray is given.
+//!
+//! The floor of a round trip is measured in the same run: a loopback HTTP exchange with the
+//! coordinator (`GET /v1/health`) and an fsync in its data dir. A durable round trip needs at
+//! least four exchanges in series (submit, lease, report, the requester's wait) and two
+//! commits (the job, then its result), so the floor is four of the one and two of the other.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,8 +62,13 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
         pool.spawn_agent(&format!("bench-{index}"), options.slots)?;
     }
     let measured = measure(&pool, options).await;
+    let floor = match &measured {
+        Ok(_) => measure_floor(&pool).await,
+        Err(_) => Ok(Floor::default()),
+    };
     pool.stop().await;
     let (throughput, latency, checks) = measured?;
+    let floor = floor?;
     let ray = match &options.ray_python {
         Some(python) => Some(run_ray(python, options).await?),
         None => None,
@@ -88,15 +98,29 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
                 "tasks/s",
                 Better::Higher,
             )
-            .target(15_000.0)
+            .target((8.0 * ray_tasks).max(15_000.0))
             .baseline(ray_name, Some(ray_tasks)),
             Figure::new("round trip p50", latency.p50_ms, "ms", Better::Lower)
-                .target(1.0)
+                .target(0.6 * ray_p50)
                 .baseline(ray_name, Some(ray_p50)),
             Figure::new("round trip p99", latency.p99_ms, "ms", Better::Lower)
-                .target(5.0)
+                .target(0.6 * ray_p99)
                 .baseline(ray_name, Some(ray_p99)),
             Figure::new("round trip max", latency.max_ms, "ms", Better::Lower),
+            Figure::new(
+                "floor: loopback HTTP exchange p50",
+                floor.exchange_p50_ms,
+                "ms",
+                Better::Lower,
+            ),
+            Figure::new("floor: fsync p50", floor.fsync_p50_ms, "ms", Better::Lower),
+            Figure::new(
+                "round trip p50 against its floor (4 exchanges + 2 fsyncs)",
+                latency.p50_ms,
+                "ms",
+                Better::Lower,
+            )
+            .baseline("floor, same run", Some(floor.round_trip_ms())),
         ],
         checks,
     })
@@ -147,6 +171,57 @@ async fn measure(
         completed == options.round_trips,
     ));
     Ok((throughput, Percentiles::of(&mut samples), checks))
+}
+
+/// The parts a durable round trip cannot do without, measured on this machine.
+#[derive(Debug, Default)]
+struct Floor {
+    exchange_p50_ms: f64,
+    fsync_p50_ms: f64,
+}
+
+impl Floor {
+    fn round_trip_ms(&self) -> f64 {
+        4.0 * self.exchange_p50_ms + 2.0 * self.fsync_p50_ms
+    }
+}
+
+const FLOOR_SAMPLES: usize = 500;
+
+async fn measure_floor(pool: &LocalPool) -> Result<Floor, BenchError> {
+    let mut exchanges = Vec::with_capacity(FLOOR_SAMPLES);
+    for _ in 0..FLOOR_SAMPLES {
+        let began = Instant::now();
+        pool.owner.health().await?;
+        exchanges.push(began.elapsed());
+    }
+    let dir = pool.data_dir().to_owned();
+    let mut fsyncs = tokio::task::spawn_blocking(move || fsync_samples(&dir))
+        .await
+        .map_err(|error| BenchError::Setup(format!("timing fsyncs stopped: {error}")))??;
+    Ok(Floor {
+        exchange_p50_ms: Percentiles::of(&mut exchanges).p50_ms,
+        fsync_p50_ms: Percentiles::of(&mut fsyncs).p50_ms,
+    })
+}
+
+/// Appends a page and syncs it, as a commit of the coordinator's write-ahead log does.
+fn fsync_samples(dir: &Path) -> Result<Vec<Duration>, BenchError> {
+    use std::io::Write as _;
+    let path = dir.join("fsync-probe");
+    let io = |what: &str| BenchError::io(format!("{what} {}", path.display()));
+    let mut file = std::fs::File::create(&path).map_err(io("creating"))?;
+    let page = [0u8; 4096];
+    let mut samples = Vec::with_capacity(FLOOR_SAMPLES);
+    for _ in 0..FLOOR_SAMPLES {
+        file.write_all(&page).map_err(io("writing"))?;
+        let began = Instant::now();
+        file.sync_all().map_err(io("syncing"))?;
+        samples.push(began.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path).map_err(io("removing"))?;
+    Ok(samples)
 }
 
 async fn wait_end(pool: &LocalPool, job: wire::JobId) -> Result<wire::JobStatus, BenchError> {
