@@ -73,55 +73,30 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
         Some(python) => Some(run_ray(python, options).await?),
         None => None,
     };
-    let (ray_name, ray_tasks, ray_p50, ray_p99) = match &ray {
-        Some(ray) => (
-            "ray 2.60, side by side",
-            ray.tasks_per_s,
-            ray.p50_ms,
-            ray.p99_ms,
-        ),
-        None => (
-            "ray 2.60 (reference)",
-            RAY_REFERENCE_TASKS_PER_S,
-            RAY_REFERENCE_P50_MS,
-            RAY_REFERENCE_P99_MS,
-        ),
-    };
+    let (ray_name, ray_tasks, ray_p50, ray_p99) = ray_baseline(ray.as_ref());
+    let mut figures = vec![
+        Figure::new(
+            "throughput, no-op tasks",
+            throughput,
+            "tasks/s",
+            Better::Higher,
+        )
+        .target((8.0 * ray_tasks).max(15_000.0))
+        .baseline(ray_name, Some(ray_tasks)),
+        Figure::new("round trip p50", latency.p50_ms, "ms", Better::Lower)
+            .target(0.6 * ray_p50)
+            .baseline(ray_name, Some(ray_p50)),
+        Figure::new("round trip p99", latency.p99_ms, "ms", Better::Lower)
+            .target(0.6 * ray_p99)
+            .baseline(ray_name, Some(ray_p99)),
+        Figure::new("round trip max", latency.max_ms, "ms", Better::Lower),
+    ];
+    figures.extend(floor_figures(&floor, latency.p50_ms));
     Ok(Report {
         benchmark: "dispatch".to_owned(),
         machine: Machine::this(),
         parameters: serde_json::to_value(options).unwrap_or_default(),
-        figures: vec![
-            Figure::new(
-                "throughput, no-op tasks",
-                throughput,
-                "tasks/s",
-                Better::Higher,
-            )
-            .target((8.0 * ray_tasks).max(15_000.0))
-            .baseline(ray_name, Some(ray_tasks)),
-            Figure::new("round trip p50", latency.p50_ms, "ms", Better::Lower)
-                .target(0.6 * ray_p50)
-                .baseline(ray_name, Some(ray_p50)),
-            Figure::new("round trip p99", latency.p99_ms, "ms", Better::Lower)
-                .target(0.6 * ray_p99)
-                .baseline(ray_name, Some(ray_p99)),
-            Figure::new("round trip max", latency.max_ms, "ms", Better::Lower),
-            Figure::new(
-                "floor: loopback HTTP exchange p50",
-                floor.exchange_p50_ms,
-                "ms",
-                Better::Lower,
-            ),
-            Figure::new("floor: fsync p50", floor.fsync_p50_ms, "ms", Better::Lower),
-            Figure::new(
-                "round trip p50 against its floor (4 exchanges + 2 fsyncs)",
-                latency.p50_ms,
-                "ms",
-                Better::Lower,
-            )
-            .baseline("floor, same run", Some(floor.round_trip_ms())),
-        ],
+        figures,
         checks,
     })
 }
@@ -234,6 +209,44 @@ async fn wait_end(pool: &LocalPool, job: wire::JobId) -> Result<wire::JobStatus,
             return Ok(status);
         }
     }
+}
+
+/// Ray's figures as measured beside ours, or the reference ones when Ray was not run.
+fn ray_baseline(ray: Option<&RayFigures>) -> (&'static str, f64, f64, f64) {
+    match ray {
+        Some(ray) => (
+            "ray 2.60, side by side",
+            ray.tasks_per_s,
+            ray.p50_ms,
+            ray.p99_ms,
+        ),
+        None => (
+            "ray 2.60 (reference)",
+            RAY_REFERENCE_TASKS_PER_S,
+            RAY_REFERENCE_P50_MS,
+            RAY_REFERENCE_P99_MS,
+        ),
+    }
+}
+
+/// The round trip's floor on this machine, and the round trip beside it.
+fn floor_figures(floor: &Floor, round_trip_p50_ms: f64) -> Vec<Figure> {
+    vec![
+        Figure::new(
+            "floor: loopback HTTP exchange p50",
+            floor.exchange_p50_ms,
+            "ms",
+            Better::Lower,
+        ),
+        Figure::new("floor: fsync p50", floor.fsync_p50_ms, "ms", Better::Lower),
+        Figure::new(
+            "round trip p50 against its floor (4 exchanges + 2 fsyncs)",
+            round_trip_p50_ms,
+            "ms",
+            Better::Lower,
+        )
+        .baseline("floor, same run", Some(floor.round_trip_ms())),
+    ]
 }
 
 async fn run_ray(python: &Path, options: &DispatchOptions) -> Result<RayFigures, BenchError> {
