@@ -268,6 +268,7 @@ mod tests {
                 ..Limits::default()
             },
             deterministic: None,
+            checkpoint: None,
         }
     }
 
@@ -282,6 +283,7 @@ mod tests {
                 name: "scene.txt".to_owned(),
                 blob: BlobHash::of(b"scene"),
             }],
+            checkpoint: None,
         }
     }
 

@@ -57,6 +57,7 @@ fn job() -> (JobRuntime, AttemptGrant) {
             ..Limits::default()
         },
         deterministic: None,
+        checkpoint: None,
     };
     let grant = AttemptGrant {
         attempt_id: AttemptId(11),
@@ -65,6 +66,7 @@ fn job() -> (JobRuntime, AttemptGrant) {
         args: vec!["2".to_owned()],
         stdin: None,
         inputs: Vec::new(),
+        checkpoint: None,
     };
     (runtime, grant)
 }

@@ -25,6 +25,7 @@
 
 mod cache;
 mod cheat;
+mod checkpoint;
 mod identity;
 pub mod owner;
 mod runner;

@@ -3,17 +3,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::{Client, ClientError};
-use sandbox::{Attempt, AttemptControl, AttemptLimits, Determinism, RunReport, Sandbox};
+use sandbox::{
+    Attempt, AttemptControl, AttemptLimits, CheckpointDir, Determinism, RunReport, Sandbox,
+};
+use wire::checkpoint::{ENV_EXIT_CODE, ENV_INTERVAL_MS};
 use wire::{
-    AttemptGrant, AttemptId, AttemptReport, BlobHash, BlobRef, JobRuntime, Outcome, OutputFile,
-    Usage,
+    AttemptGrant, AttemptId, AttemptReport, BlobHash, BlobRef, CheckpointSpec, JobRuntime, Outcome,
+    OutputFile, Usage,
 };
 
 use crate::cache::{BlobCache, FetchError};
 use crate::cheat::Cheat;
+use crate::checkpoint::{self, CheckpointError};
 
 /// What became of an attempt.
 pub(crate) enum Ended {
@@ -29,6 +33,61 @@ pub(crate) struct Runner {
     pub(crate) work_dir: PathBuf,
     /// Set by `--cheat`: attempts it says to lie about are not run but made up.
     pub(crate) cheat: Option<Arc<Cheat>>,
+}
+
+/// The shortest time between two checkpoints a node uploads for one attempt: half the shortest
+/// interval a job may ask for.
+const UPLOAD_EVERY_MIN: Duration = Duration::from_millis(500);
+
+/// What every run of an attempt's task gets.
+struct Setup {
+    stdin: Vec<u8>,
+    /// `(file name in /input, host file)`.
+    inputs: Vec<(String, PathBuf)>,
+    /// `(guest path, host directory)`.
+    mounts: Vec<(String, PathBuf)>,
+}
+
+/// An attempt ready to run, as many times as its task checkpoints.
+struct Segments<'a> {
+    runtime: &'a JobRuntime,
+    grant: &'a AttemptGrant,
+    prepared: sandbox::Prepared,
+    setup: Setup,
+    checkpoint: Option<CheckpointFiles>,
+}
+
+/// What one run has left of the attempt's fuel and deadline.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    fuel_max: u64,
+    deadline: Duration,
+}
+
+/// An attempt's `/checkpoint` on the host and the archive it is packed into; both go with the
+/// attempt.
+struct CheckpointFiles {
+    dir: PathBuf,
+    archive: PathBuf,
+    spec: CheckpointSpec,
+}
+
+impl CheckpointFiles {
+    fn bounds(&self) -> checkpoint::Bounds {
+        checkpoint::Bounds {
+            bytes_max: self.spec.bytes_max,
+            entries_max: wire::checkpoint::ENTRIES_MAX,
+        }
+    }
+}
+
+impl Drop for CheckpointFiles {
+    fn drop(&mut self) {
+        if let Err(error) = sandbox::remove_tree(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove /checkpoint");
+        }
+        let _ = std::fs::remove_file(&self.archive);
+    }
 }
 
 /// How long a fetch or an upload is retried while the coordinator cannot answer. It stops
@@ -71,13 +130,34 @@ impl Runner {
         grant: &AttemptGrant,
         control: Arc<AttemptControl>,
     ) -> Result<(RunReport, u64), Outcome> {
-        let node_error = |message: String| Outcome::NodeError { message };
         let held = ForAttempt {
             client,
             attempt: grant.attempt_id,
             control: &control,
         };
         let (prepared, compile_ms) = self.ready_module(client, runtime, &held, &control).await?;
+        let setup = self.fetch_setup(client, runtime, grant, &held).await?;
+        let checkpoint = self.checkpoint_files(client, runtime, grant, &held).await?;
+        let run = Segments {
+            runtime,
+            grant,
+            prepared,
+            setup,
+            checkpoint,
+        };
+        let report = self.run_segments(client, run, control).await?;
+        Ok((report, compile_ms))
+    }
+
+    /// What every run of the attempt gets: stdin, input files and the job's mounts.
+    async fn fetch_setup(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        grant: &AttemptGrant,
+        held: &ForAttempt<'_>,
+    ) -> Result<Setup, Outcome> {
+        let node_error = |message: String| Outcome::NodeError { message };
         let stdin = match &grant.stdin {
             Some(hash) => held
                 .fetch(|| self.cache.bytes(client, hash))
@@ -101,23 +181,142 @@ impl Runner {
                 .map_err(node_error)?;
             mounts.push((mount.guest_path.clone(), dir));
         }
-        let limits = runtime.limits;
-        let attempt = Attempt {
-            work_dir: self.work_dir.join(grant.attempt_id.to_string()),
-            program_name: runtime.name.clone(),
-            args: grant.args.clone(),
-            env: runtime
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+        Ok(Setup {
             stdin,
             inputs,
             mounts,
+        })
+    }
+
+    /// The attempt's `/checkpoint`, in a job that checkpoints: empty, or its task's latest
+    /// checkpoint unpacked.
+    async fn checkpoint_files(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        grant: &AttemptGrant,
+        held: &ForAttempt<'_>,
+    ) -> Result<Option<CheckpointFiles>, Outcome> {
+        let node_error = |message: String| Outcome::NodeError { message };
+        let Some(spec) = runtime.checkpoint else {
+            return Ok(None);
+        };
+        let files = CheckpointFiles {
+            dir: self
+                .work_dir
+                .join(format!("{}.checkpoint", grant.attempt_id)),
+            archive: self
+                .work_dir
+                .join(format!("{}.checkpoint.tar", grant.attempt_id)),
+            spec,
+        };
+        std::fs::create_dir(&files.dir)
+            .map_err(|error| node_error(format!("cannot make /checkpoint: {error}")))?;
+        let Some(latest) = grant.checkpoint else {
+            return Ok(Some(files));
+        };
+        let archive = held
+            .fetch(|| self.cache.file(client, &latest.hash))
+            .await
+            .map_err(node_error)?;
+        let (dir, bounds) = (files.dir.clone(), files.bounds());
+        tokio::task::spawn_blocking(move || checkpoint::unpack(&archive, &dir, bounds))
+            .await
+            .map_err(|error| node_error(error.to_string()))?
+            .map_err(|error| node_error(format!("cannot resume from the checkpoint: {error}")))?;
+        tracing::info!(attempt = %grant.attempt_id, sequence = latest.sequence, fuel = latest.fuel_used, "resuming from a checkpoint");
+        Ok(Some(files))
+    }
+
+    /// Runs the task until it ends: each time it exits to say its checkpoint is whole, the
+    /// checkpoint is saved and the task starts again at once with `/checkpoint` as it left
+    /// it, fresh `/output` and `/scratch`, and what it has left of its fuel and deadline. The
+    /// report is the last run's, with the fuel of the whole task.
+    async fn run_segments(
+        &self,
+        client: &Client,
+        run: Segments<'_>,
+        control: Arc<AttemptControl>,
+    ) -> Result<RunReport, Outcome> {
+        let limits = run.runtime.limits;
+        let started = Instant::now();
+        let mut fuel_before = run.grant.checkpoint.map_or(0, |latest| latest.fuel_used);
+        let mut uploaded_at: Option<Instant> = None;
+        for segment in 0u32.. {
+            let budget = Budget {
+                fuel_max: limits.fuel_max.saturating_sub(fuel_before),
+                deadline: Duration::from_millis(limits.deadline_ms)
+                    .saturating_sub(started.elapsed()),
+            };
+            let attempt = self.attempt(&run, segment, budget, Arc::clone(&control));
+            let (sandbox, prepared) = (Arc::clone(&self.sandbox), run.prepared.clone());
+            let mut report = tokio::task::spawn_blocking(move || sandbox.run(&prepared, attempt))
+                .await
+                .map_err(|error| Outcome::NodeError {
+                    message: format!("the sandbox thread failed: {error}"),
+                })?;
+            let files = match (&run.checkpoint, &report.outcome) {
+                (Some(files), sandbox::Outcome::ExitCode(code))
+                    if *code == files.spec.exit_code =>
+                {
+                    files
+                }
+                _ => {
+                    report.usage.fuel_used = report.usage.fuel_used.saturating_add(fuel_before);
+                    report.usage.wall = started.elapsed();
+                    return Ok(report);
+                }
+            };
+            fuel_before = fuel_before.saturating_add(report.usage.fuel_used);
+            // The run's own directory goes now: only /checkpoint carries on.
+            drop(report);
+            // A task may checkpoint as often as it likes; the pool hears of it at most twice a
+            // second, and the node keeps the latest whole state for its own restarts anyway.
+            if uploaded_at.is_none_or(|at| at.elapsed() >= UPLOAD_EVERY_MIN) {
+                self.save_checkpoint(client, run.grant, files, fuel_before, &control)
+                    .await?;
+                uploaded_at = Some(Instant::now());
+            }
+        }
+        unreachable!("a task runs fewer than 2^32 times")
+    }
+
+    /// One run of the attempt's task.
+    fn attempt(
+        &self,
+        run: &Segments<'_>,
+        segment: u32,
+        budget: Budget,
+        control: Arc<AttemptControl>,
+    ) -> Attempt {
+        let (runtime, grant) = (run.runtime, run.grant);
+        let limits = runtime.limits;
+        let mut env: Vec<(String, String)> = runtime
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(files) = &run.checkpoint {
+            env.push((
+                ENV_INTERVAL_MS.to_owned(),
+                files.spec.interval_ms.to_string(),
+            ));
+            env.push((ENV_EXIT_CODE.to_owned(), files.spec.exit_code.to_string()));
+        }
+        Attempt {
+            work_dir: self
+                .work_dir
+                .join(format!("{}.{segment}", grant.attempt_id)),
+            program_name: runtime.name.clone(),
+            args: grant.args.clone(),
+            env,
+            stdin: run.setup.stdin.clone(),
+            inputs: run.setup.inputs.clone(),
+            mounts: run.setup.mounts.clone(),
             limits: AttemptLimits {
                 memory_bytes_max: limits.memory_bytes_max,
-                fuel_max: limits.fuel_max,
-                deadline: Duration::from_millis(limits.deadline_ms),
+                fuel_max: budget.fuel_max,
+                deadline: budget.deadline,
                 output_bytes_max: limits.output_bytes_max,
                 output_files_max: limits.output_files_max,
                 stdout_bytes_max: limits.stdout_bytes_max,
@@ -128,12 +327,50 @@ impl Runner {
                 None => Determinism::Off,
             },
             control,
-        };
-        let sandbox = Arc::clone(&self.sandbox);
-        let report = tokio::task::spawn_blocking(move || sandbox.run(&prepared, attempt))
+            checkpoint: run.checkpoint.as_ref().map(|files| CheckpointDir {
+                host: files.dir.clone(),
+                bytes_max: files.spec.bytes_max,
+                entries_max: wire::checkpoint::ENTRIES_MAX,
+            }),
+        }
+    }
+
+    /// Packs `/checkpoint` and uploads it as the task's latest, saved at `fuel_used` in all.
+    async fn save_checkpoint(
+        &self,
+        client: &Client,
+        grant: &AttemptGrant,
+        files: &CheckpointFiles,
+        fuel_used: u64,
+        control: &AttemptControl,
+    ) -> Result<(), Outcome> {
+        let node_error = |message: String| Outcome::NodeError { message };
+        let (dir, archive, bounds) = (files.dir.clone(), files.archive.clone(), files.bounds());
+        let packed = tokio::task::spawn_blocking(move || checkpoint::pack(&dir, &archive, bounds))
             .await
-            .map_err(|error| node_error(format!("the sandbox thread failed: {error}")))?;
-        Ok((report, compile_ms))
+            .map_err(|error| node_error(error.to_string()))?;
+        let (hash, size_bytes) = match packed {
+            Ok(packed) => packed,
+            Err(CheckpointError::Refused(message)) => {
+                return Err(Outcome::InvalidOutput {
+                    message: format!("/checkpoint: {message}"),
+                });
+            }
+            Err(error) => return Err(node_error(error.to_string())),
+        };
+        let uploader = ForAttempt {
+            client,
+            attempt: grant.attempt_id,
+            control,
+        };
+        uploader
+            .upload(|| {
+                client.put_checkpoint_file(grant.attempt_id, hash, fuel_used, &files.archive)
+            })
+            .await
+            .map_err(|message| node_error(format!("could not save the checkpoint: {message}")))?;
+        tracing::info!(attempt = %grant.attempt_id, fuel_used, size_bytes, "checkpoint saved");
+        Ok(())
     }
 
     /// The job's module compiled and linked, from memory, the disk cache or the compiler; and

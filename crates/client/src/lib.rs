@@ -477,6 +477,19 @@ impl Client {
             .await
     }
 
+    /// Uploads a checkpoint of an attempt this node holds (a file that hashes to `hash`),
+    /// saved when its task had used `fuel_used` in all, streaming it.
+    pub async fn put_checkpoint_file(
+        &self,
+        attempt: AttemptId,
+        hash: BlobHash,
+        fuel_used: u64,
+        path: &Path,
+    ) -> Result<()> {
+        let url_path = format!("/v1/blobs/{hash}?attempt={attempt}&checkpoint_fuel={fuel_used}");
+        self.put_file_at(&url_path, path).await
+    }
+
     async fn put_bytes_at(&self, url_path: &str, body: impl Into<reqwest::Body>) -> Result<()> {
         let builder = self
             .request(Method::PUT, url_path)

@@ -48,6 +48,7 @@ impl Client {
             verify: plan.verify,
             validator,
             success_exit_codes: plan.success_exit_codes.clone(),
+            checkpoint: plan.checkpoint,
             tasks,
         })
     }

@@ -20,6 +20,7 @@ use crate::env::{Clock, Entropy};
 use crate::parked::Parked;
 use crate::pool::{
     Command, CreateToken, Expire, Lease, NewToken, Outbox, PoolError, PoolState, RecordUpload,
+    SaveCheckpoint,
 };
 use crate::{CoordinatorConfig, CoordinatorError};
 
@@ -344,6 +345,27 @@ pub(crate) fn record_upload(
             });
         }
         recorded
+    }
+}
+
+/// Saves a node's checkpoint; a refused one's blob is still recorded, unread by anyone, so
+/// retention deletes it.
+pub(crate) fn save_checkpoint(
+    checkpoint: SaveCheckpoint,
+) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<wire::CheckpointRef, String>
+{
+    move |pool, now_ms, entropy, out| {
+        let (hash, size_bytes) = (checkpoint.hash, checkpoint.size_bytes);
+        let saved = pool.apply(checkpoint, now_ms, entropy, out);
+        if saved.is_err() {
+            out.writes.push(store::Write::InsertBlob {
+                hash,
+                size_bytes,
+                at_ms: now_ms,
+                reader: None,
+            });
+        }
+        saved
     }
 }
 

@@ -62,6 +62,7 @@ impl ValidatorRunner for SandboxValidators {
             },
             determinism: Determinism::Off,
             control: Arc::new(AttemptControl::new()),
+            checkpoint: None,
         };
         let report = self.sandbox.run(&prepared, attempt);
         verdict_of(&report.outcome, &report.stdout)

@@ -46,6 +46,8 @@ pub struct JobPlan {
     pub validator: Option<ValidatorPlan>,
     /// Exit codes besides 0 that mean success.
     pub success_exit_codes: Vec<i32>,
+    /// How its tasks checkpoint, if they do.
+    pub checkpoint: Option<wire::CheckpointSpec>,
     /// Set when the job runs a script: `module` is then the script, which the caller replaces
     /// by its runtime (the CLI's `runtimes`), mounting the script and its packages.
     pub script: Option<ScriptPlan>,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use wire::limits::default;
-use wire::{Deterministic, Limits, Requirements};
+use wire::{CheckpointSpec, Deterministic, Limits, Requirements};
 
 use crate::quantity::{parse_bytes, parse_duration_ms};
 use crate::{JobPlan, MountPlan, ScriptPlan, SpecError, TaskPlan, ValidatorPlan};
@@ -33,6 +33,7 @@ struct SpecFile {
     validator: Option<ValidatorFile>,
     #[serde(default)]
     success_exit_codes: Vec<i32>,
+    checkpoint: Option<CheckpointFile>,
     #[serde(default)]
     mounts: Vec<MountFile>,
     #[serde(default)]
@@ -48,6 +49,38 @@ struct ValidatorFile {
     module: String,
     #[serde(default)]
     args: Vec<String>,
+}
+
+/// `checkpoint = { interval = "5m", exit_code = 85, size_max = "64MiB" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    interval: Option<Quantity>,
+    exit_code: Option<i32>,
+    size_max: Option<Quantity>,
+}
+
+fn checkpoint_of(file: &Option<CheckpointFile>) -> Result<Option<CheckpointSpec>, SpecError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    if file.interval.is_none() {
+        return Err(invalid(
+            "checkpoint.interval",
+            "say how often tasks checkpoint, e.g. interval = \"5m\"",
+        ));
+    }
+    Ok(Some(CheckpointSpec {
+        interval_ms: ms_of(&file.interval, "checkpoint.interval", 0)?,
+        exit_code: file
+            .exit_code
+            .unwrap_or(wire::checkpoint::DEFAULT_EXIT_CODE),
+        bytes_max: bytes_of(
+            &file.size_max,
+            "checkpoint.size_max",
+            wire::checkpoint::DEFAULT_BYTES_MAX,
+        )?,
+    }))
 }
 
 /// A number, or text with a unit.
@@ -196,6 +229,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
             args: validator.args,
         }),
         success_exit_codes: file.success_exit_codes,
+        checkpoint: checkpoint_of(&file.checkpoint)?,
         script,
         tasks,
     };
@@ -382,6 +416,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         verify: None,
         validator: None,
         success_exit_codes: Vec::new(),
+        checkpoint: None,
         script: None,
         tasks,
     };
@@ -419,6 +454,7 @@ pub fn check(plan: &JobPlan) -> Result<(), SpecError> {
             args: validator.args.clone(),
         }),
         success_exit_codes: plan.success_exit_codes.clone(),
+        checkpoint: plan.checkpoint,
         tasks: plan
             .tasks
             .iter()
@@ -482,6 +518,21 @@ mod tests {
         assert!(problem(stray).starts_with("packages"));
         let plain = parse("module = \"m.wasm\"\n[sweep]\ncount = 1", Path::new("/")).unwrap();
         assert_eq!(plain.script, None);
+    }
+
+    #[test]
+    fn checkpoints_are_read_with_units_and_checked() {
+        let spec = "module = \"long.wasm\"\ncheckpoint = { interval = \"5m\", size_max = \"8MiB\" }\n[sweep]\ncount = 1";
+        let plan = parse(spec, Path::new("/jobs")).unwrap();
+        let checkpoint = plan.checkpoint.unwrap();
+        assert_eq!(checkpoint.interval_ms, 300_000);
+        assert_eq!(checkpoint.bytes_max, 8 << 20);
+        assert_eq!(checkpoint.exit_code, wire::checkpoint::DEFAULT_EXIT_CODE);
+        let too_often = spec.replace("5m", "10ms");
+        let problem = parse(&too_often, Path::new("/jobs"))
+            .unwrap_err()
+            .to_string();
+        assert!(problem.starts_with("checkpoint.interval"), "{problem}");
     }
 
     #[test]

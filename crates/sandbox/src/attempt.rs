@@ -17,6 +17,9 @@ use crate::pipe::CappedPipe;
 use crate::state::{AttemptState, Bounds, Stop, on_epoch, overflowed};
 use crate::workdir::{self, AttemptDir, CollectError, Outputs, RecycleBin};
 
+/// Where a task that checkpoints finds its state.
+const CHECKPOINT_GUEST_DIR: &str = "/checkpoint";
+
 /// A trap message is cut to this many bytes in the report.
 const MESSAGE_BYTES_MAX: usize = 2048;
 
@@ -83,6 +86,19 @@ pub struct Attempt {
     pub limits: AttemptLimits,
     pub determinism: Determinism,
     pub control: Arc<AttemptControl>,
+    /// The task's own state across restarts, seen read-write at `/checkpoint`; `None` for a
+    /// job that does not checkpoint.
+    pub checkpoint: Option<CheckpointDir>,
+}
+
+/// A host directory the caller keeps across an attempt's restarts (it makes and removes it),
+/// and what it may hold: its files count against the disk the attempt may use, on top of
+/// `/output`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointDir {
+    pub host: PathBuf,
+    pub bytes_max: u64,
+    pub entries_max: u64,
 }
 
 impl Attempt {
@@ -105,6 +121,7 @@ impl Attempt {
             limits,
             determinism: Determinism::Off,
             control: Arc::new(AttemptControl::new()),
+            checkpoint: None,
         }
     }
 }
@@ -316,6 +333,22 @@ fn attempt_state(
     for (guest, host) in &attempt.mounts {
         preopen(&mut builder, host, guest, FsPerms::ReadOnly)?;
     }
+    let mut disk_roots = vec![dir.output(), dir.scratch()];
+    let (mut disk_bytes_max, mut disk_entries_max) = (
+        attempt.limits.output_bytes_max,
+        disk_entries_max(&attempt.limits),
+    );
+    if let Some(checkpoint) = &attempt.checkpoint {
+        preopen(
+            &mut builder,
+            &checkpoint.host,
+            CHECKPOINT_GUEST_DIR,
+            FsPerms::ReadWrite,
+        )?;
+        disk_roots.push(checkpoint.host.clone());
+        disk_bytes_max = disk_bytes_max.saturating_add(checkpoint.bytes_max);
+        disk_entries_max = disk_entries_max.saturating_add(checkpoint.entries_max);
+    }
     let mut wasi = builder.build_p1();
     // Without a bound a guest could open descriptors until the agent's process has none left
     // (it got to 19984 in a test), and every other attempt and the agent's own connections
@@ -328,9 +361,9 @@ fn attempt_state(
         fuel_max: attempt.limits.fuel_max,
         started,
         deadline: attempt.limits.deadline,
-        disk_roots: vec![dir.output(), dir.scratch()],
-        disk_bytes_max: attempt.limits.output_bytes_max,
-        disk_entries_max: disk_entries_max(&attempt.limits),
+        disk_roots,
+        disk_bytes_max,
+        disk_entries_max,
     };
     Ok(AttemptState::new(
         wasi,

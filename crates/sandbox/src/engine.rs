@@ -20,7 +20,7 @@ use crate::disk_cache::DiskCache;
 use crate::module::{self, ModuleLimits};
 use crate::state::AttemptState;
 use crate::workdir::RecycleBin;
-use crate::{component, poll, writes};
+use crate::{component, cputime, poll, writes};
 
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -417,6 +417,7 @@ fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<AttemptState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, AttemptState::wasi)?;
     poll::install(&mut linker)?;
+    cputime::install(&mut linker)?;
     writes::install(&mut linker)?;
     Ok(linker)
 }

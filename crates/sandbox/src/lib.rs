@@ -6,7 +6,9 @@
 //! modules keyed by blob hash, and one [`wasmtime::Store`] per attempt ([`Sandbox::run`]).
 //!
 //! What a task can see is exactly: its args, the env vars its job declares, stdin, `/input`
-//! (read-only), `/output` and `/scratch` (writable, size-capped) and the job's read-only mounts,
+//! (read-only), `/output` and `/scratch` (writable, size-capped), `/checkpoint` (writable,
+//! size-capped, kept by the caller across restarts) in a job that checkpoints, and the job's
+//! read-only mounts,
 //! all under a per-attempt directory that is removed when the attempt ends, whatever the outcome.
 //! No network (preview 1 has no socket creation and none are preopened; components get no
 //! `wasi:sockets`), no host env, no host
@@ -21,8 +23,8 @@
 //! the leaves, which import none of the others: `clock`, `control`, `limiter`, `pipe`,
 //! `workdir` and `module` (admission before compiling); `compile_child` (compiling in a child
 //! process that can be stopped, the parent's side) imports only `control` and `module`. Then
-//! `state`, the data of an attempt's `Store` and the checks its epoch callback makes; `poll`
-//! and then `writes`, the preview 1 calls the sandbox replaces, and `component`, the linker of
+//! `state`, the data of an attempt's `Store` and the checks its epoch callback makes; `poll`,
+//! `cputime` (the clock a task reads to know a checkpoint is due) and then `writes`, the preview 1 calls the sandbox replaces, and `component`, the linker of
 //! components with the WASI 0.2 calls it replaces, all of which reach the attempt only through
 //! `state`; `code`, a compiled module or component and the same linked; `disk_cache`, which
 //! keeps `code` across restarts; `attempt`, which sets up and runs one attempt and classifies
@@ -35,6 +37,7 @@ mod code;
 mod compile_child;
 mod component;
 mod control;
+mod cputime;
 mod disk_cache;
 mod engine;
 mod limiter;
@@ -45,7 +48,9 @@ mod state;
 mod workdir;
 mod writes;
 
-pub use attempt::{Attempt, AttemptLimits, Determinism, Metering, Outcome, RunReport, Usage};
+pub use attempt::{
+    Attempt, AttemptLimits, CheckpointDir, Determinism, Metering, Outcome, RunReport, Usage,
+};
 pub use compile_child::Compiler;
 pub use control::AttemptControl;
 pub use engine::{Prepared, Sandbox, SandboxConfig, WASM_FEATURES, serve_compile_order};

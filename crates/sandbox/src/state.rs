@@ -133,6 +133,11 @@ impl AttemptState {
         }
     }
 
+    /// The fuel the attempt started with.
+    pub(crate) fn fuel_max(&self) -> u64 {
+        self.fuel_max
+    }
+
     pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
         &mut self.wasi
     }

@@ -839,12 +839,12 @@ fn clocks_do_not_fingerprint_the_host() {
         assert_eq!(reading % MILLISECOND, 0);
         assert!(reading < limits().deadline.as_nanos() as u64, "{reading}");
     }
-    // There are no CPU-time clocks to measure the host with.
+    // The CPU-time clocks, which tasks read to know a checkpoint is due, are the monotonic
+    // clock again: coarse, and counting from the attempt's start.
     for cpu_clock in [process, thread] {
-        assert_eq!(
-            cpu_clock,
-            [u64::from(ERRNO_BADF), 0, u64::from(ERRNO_BADF), 0]
-        );
+        assert_eq!(cpu_clock[..3], [0, MILLISECOND, 0]);
+        assert_eq!(cpu_clock[3] % MILLISECOND, 0);
+        assert!(cpu_clock[3] < limits().deadline.as_nanos() as u64);
     }
 
     // In deterministic mode both clocks are virtual: in 2001, a microsecond per reading, and
@@ -862,8 +862,15 @@ fn clocks_do_not_fingerprint_the_host() {
     let first = run_virtual();
     assert_eq!(first, run_virtual(), "the same readings on every run");
     let readings = ClockReadings::parse(&first);
-    let [realtime, monotonic, ..] = readings.clocks;
+    let [realtime, monotonic, process, thread] = readings.clocks;
     assert_eq!(realtime[1], 1_000, "a virtual clock steps in microseconds");
+    // In deterministic mode the CPU-time clocks count fuel, ten units a nanosecond: the same
+    // reading at the same point of the work on any node, and it grows with the work.
+    assert_eq!(process[1], 1);
+    assert!(
+        process[3] > 0 && thread[3] > process[3],
+        "{process:?} {thread:?}"
+    );
     let year_2001 = 978_307_200_000_000_000..1_009_843_200_000_000_000;
     assert!(year_2001.contains(&realtime[3]), "{}", realtime[3]);
     assert!(monotonic[3] < MILLISECOND);

@@ -348,8 +348,8 @@ impl Store {
             );
         }
         let rows = sqlx::query(
-            "SELECT t.job_id, t.idx, t.state, t.recalled_from, \
-             CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
+            "SELECT t.job_id, t.idx, t.state, t.recalled_from, t.checkpoint, \
+             t.checkpoints_lost_ms, CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
              FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE j.state = 'running' ORDER BY t.job_id, t.idx",
         )
@@ -368,6 +368,8 @@ impl Store {
                     recalled_from: row
                         .try_get::<Option<i64>, _>("recalled_from")?
                         .map(NodeId::from_db),
+                    checkpoint: opt_json_at(row, "checkpoint")?,
+                    checkpoints_lost_ms: u64_at(row, "checkpoints_lost_ms")?,
                 })
             })
             .collect()

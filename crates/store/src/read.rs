@@ -3,7 +3,10 @@
 
 use sqlx::Row;
 
-use wire::{AttemptId, BlobHash, JobId, NodeId, RequesterId, TaskSpec, TaskStatus, Usage};
+use wire::{
+    AttemptId, BlobHash, CheckpointProgress, JobId, NodeId, RequesterId, TaskSpec, TaskStatus,
+    Usage,
+};
 
 use crate::load::{opt_json_at, opt_u64_at, task_state, u64_at};
 use crate::writer::{placeholder, placeholder_list};
@@ -22,7 +25,7 @@ impl Store {
     ) -> Result<Vec<TaskStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.idx, t.spec, t.state, t.outcome AS task_outcome, t.result_attempt_id, \
-             t.verification, t.recalled_from, \
+             t.verification, t.recalled_from, t.checkpoint, t.checkpoints_lost_ms, \
              a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.compile_ms, \
              a.stdout, a.stderr, a.outputs, \
              (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
@@ -160,5 +163,21 @@ fn task_status_at(row: &sqlx::any::AnyRow) -> Result<TaskStatus, StoreError> {
         recalled_from: row
             .try_get::<Option<i64>, _>("recalled_from")?
             .map(NodeId::from_db),
+        checkpoints: checkpoints_at(row)?,
     })
+}
+
+/// What a task's checkpoints did, if it saved one or lost work.
+fn checkpoints_at(row: &sqlx::any::AnyRow) -> Result<Option<CheckpointProgress>, StoreError> {
+    let latest: Option<wire::CheckpointRef> = opt_json_at(row, "checkpoint")?;
+    let lost_ms = u64_at(row, "checkpoints_lost_ms")?;
+    if latest.is_none() && lost_ms == 0 {
+        return Ok(None);
+    }
+    Ok(Some(CheckpointProgress {
+        saved: latest.map_or(0, |latest| latest.sequence),
+        fuel_covered: latest.map_or(0, |latest| latest.fuel_used),
+        size_bytes: latest.map_or(0, |latest| latest.size_bytes),
+        lost_ms,
+    }))
 }

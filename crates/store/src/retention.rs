@@ -1,9 +1,10 @@
 //! Retention: which blobs each job uses, and deleting the jobs and blobs whose time is up.
 //!
 //! `job_blobs` names every blob a job uses: its module, mount files, task stdin and inputs
-//! (written with the job) and what its attempts left (written with their ends). A blob may go
-//! only when no job names it and it was neither stored nor asked for since the cutoff the
-//! caller gives. The coordinator holds uploads and submissions back while it deletes, which
+//! (written with the job) and what its attempts left (written with their ends). A task's latest
+//! checkpoint is named by its row (`tasks.checkpoint_hash`), and only while it is the latest. A
+//! blob may go only when no job or task names it and it was neither stored nor asked for since
+//! the cutoff the caller gives. The coordinator holds uploads and submissions back while it deletes, which
 //! is what makes looking for unused blobs and then deleting them safe.
 
 use std::collections::BTreeSet;
@@ -114,7 +115,8 @@ pub(crate) async fn forget_blobs(
         let sql = format!(
             "DELETE FROM blobs WHERE COALESCE(used_at_ms, created_at_ms) < {first} \
              AND hash IN {list} \
-             AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = blobs.hash)"
+             AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = blobs.hash) \
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.checkpoint_hash = blobs.hash)"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(used_before_ms as i64);
         for hash in chunk {
@@ -204,7 +206,8 @@ impl Store {
     ) -> Result<Vec<BlobHash>, StoreError> {
         let rows = sqlx::query(
             "SELECT hash FROM blobs b WHERE COALESCE(b.used_at_ms, b.created_at_ms) < $1 \
-             AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = b.hash) LIMIT $2",
+             AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = b.hash) \
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.checkpoint_hash = b.hash) LIMIT $2",
         )
         .bind(used_before_ms as i64)
         .bind(i64::from(limit))

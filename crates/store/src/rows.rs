@@ -90,6 +90,10 @@ pub struct TaskRow {
     pub attempts: u32,
     /// The banned node whose result of it was taken back, when it was.
     pub recalled_from: Option<wire::NodeId>,
+    /// Its latest checkpoint, in a job whose tasks checkpoint.
+    pub checkpoint: Option<wire::CheckpointRef>,
+    /// Wall time its attempts lost since their last checkpoints.
+    pub checkpoints_lost_ms: u64,
 }
 
 /// A task whose result rests on the word of a node that was banned since: it runs again.

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "what modules need",
         include_str!("../migrations/0012_components.sql"),
     ),
+    (
+        13,
+        "checkpoints",
+        include_str!("../migrations/0013_checkpoints.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -66,6 +66,14 @@ pub enum Write {
     },
     GrantAttempts(Vec<AttemptRow>),
     EndAttempts(Vec<AttemptEnd>),
+    /// A task's checkpoints as they stand: its latest (which keeps that blob from retention)
+    /// and the work its attempts lost.
+    SetTaskCheckpoint {
+        job_id: wire::JobId,
+        task_index: u32,
+        latest: Option<wire::CheckpointRef>,
+        lost_ms: u64,
+    },
     /// Tasks that end by a verdict on their results.
     EndTasks(Vec<crate::TaskVerdict>),
     /// Takes back the results of tasks whose one witness was banned.
@@ -328,6 +336,24 @@ async fn apply_one(
         Write::InsertJob { job, tasks } => insert_job(tx, backend, job, tasks).await?,
         Write::GrantAttempts(rows) => grant_attempts(tx, backend, rows).await?,
         Write::EndAttempts(ends) => end_attempts(tx, backend, ends).await?,
+        Write::SetTaskCheckpoint {
+            job_id,
+            task_index,
+            latest,
+            lost_ms,
+        } => {
+            sqlx::query(
+                "UPDATE tasks SET checkpoint = $1, checkpoint_hash = $2, \
+                 checkpoints_lost_ms = $3 WHERE job_id = $4 AND idx = $5",
+            )
+            .bind(latest.map(|latest| json(&latest)))
+            .bind(latest.map(|latest| latest.hash.to_hex()))
+            .bind(db(*lost_ms))
+            .bind(job_id.as_db())
+            .bind(i64::from(*task_index))
+            .execute(&mut **tx)
+            .await?;
+        }
         Write::EndTasks(verdicts) => end_tasks(tx, verdicts).await?,
         Write::RecallTasks(recall) => crate::recall::recall_tasks(tx, recall).await?,
         Write::SetRecords(rows) => set_records(tx, rows).await?,

@@ -69,6 +69,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         validator: None,
         success_exit_codes: Vec::new(),
         tasks: vec![],
+        checkpoint: None,
     };
     let tasks = (0..tasks)
         .map(|i| TaskSpec {

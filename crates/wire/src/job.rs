@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::checkpoint::CheckpointSpec;
 use crate::ids::{BlobHash, JobId};
 use crate::limits::default;
 
@@ -67,6 +68,10 @@ pub struct JobSubmission {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(max_items = 32)]
     pub success_exit_codes: Vec<i32>,
+    /// Its tasks save their state as they go, and an attempt that ends early resumes from the
+    /// latest saved state on another node (see [`crate::checkpoint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointSpec>,
     #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
@@ -96,6 +101,7 @@ impl JobSubmission {
             verify: None,
             validator: None,
             success_exit_codes: Vec::new(),
+            checkpoint: None,
             tasks,
         }
     }

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod checkpoint;
 pub mod credits;
 pub mod fingerprint;
 pub mod ids;
@@ -28,6 +29,7 @@ pub mod wasi;
 pub mod wasm;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
+pub use checkpoint::{CheckpointProgress, CheckpointRef, CheckpointSpec};
 pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};
 pub use fingerprint::Fingerprint;
 pub use ids::{AttemptId, BlobHash, JobId, NodeId, RequesterId};

@@ -139,6 +139,9 @@ pub struct JobRuntime {
     pub mounts: Vec<Mount>,
     pub limits: Limits,
     pub deterministic: Option<Deterministic>,
+    /// How its tasks checkpoint; absent when they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::CheckpointSpec>,
 }
 
 /// One attempt the node now holds a lease on.
@@ -150,6 +153,9 @@ pub struct AttemptGrant {
     pub args: Vec<String>,
     pub stdin: Option<BlobHash>,
     pub inputs: Vec<InputFile>,
+    /// The task's latest checkpoint, which the attempt resumes from; absent on a first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::CheckpointRef>,
 }
 
 /// What the agent is doing as a whole.

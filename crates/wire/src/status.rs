@@ -158,6 +158,9 @@ pub struct TaskStatus {
     /// The banned node whose result of this task was taken back; the task ran again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalled_from: Option<NodeId>,
+    /// What its checkpoints did, in a job whose tasks checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<crate::CheckpointProgress>,
 }
 
 /// `GET /v1/jobs/{id}/tasks?offset=&limit=`.

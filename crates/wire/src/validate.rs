@@ -191,6 +191,9 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
     }
     verify_mode(job)?;
     success_exit_codes(&job.success_exit_codes)?;
+    if let Some(spec) = &job.checkpoint {
+        checkpoint(spec, job)?;
+    }
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }
@@ -474,6 +477,46 @@ fn success_exit_codes(codes: &[i32]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A job's checkpoints: an interval its tasks can keep, an exit code that means nothing else,
+/// a bounded size, and no checks of results, which would trust one node's checkpoint in the
+/// result of the next.
+fn checkpoint(spec: &crate::CheckpointSpec, job: &JobSubmission) -> Result<(), WireError> {
+    use crate::checkpoint::{BYTES_MAX_CEILING, INTERVAL_MS_MAX, INTERVAL_MS_MIN};
+    if !(INTERVAL_MS_MIN..=INTERVAL_MS_MAX).contains(&spec.interval_ms) {
+        return Err(invalid(
+            "checkpoint.interval",
+            format!(
+                "give an interval of {} s to {} h: each checkpoint restarts the task",
+                INTERVAL_MS_MIN / 1000,
+                INTERVAL_MS_MAX / 3_600_000
+            ),
+        ));
+    }
+    if !(1..=255).contains(&spec.exit_code) || job.success_exit_codes.contains(&spec.exit_code) {
+        return Err(invalid(
+            "checkpoint.exit_code",
+            format!(
+                "{} cannot say \"checkpoint saved\": give 1 to 255, not one of success_exit_codes",
+                spec.exit_code
+            ),
+        ));
+    }
+    if !(1..=BYTES_MAX_CEILING).contains(&spec.bytes_max) {
+        return Err(invalid(
+            "checkpoint.size_max",
+            format!("give 1 byte to {} MiB", BYTES_MAX_CEILING / limits::MIB),
+        ));
+    }
+    if job.verify.is_some() || job.validator.is_some() {
+        return Err(invalid(
+            "checkpoint",
+            "a job whose results are checked cannot checkpoint yet: a resumed attempt would \
+             build on another node's unchecked state; remove `verify` or `checkpoint`",
+        ));
+    }
+    Ok(())
+}
+
 fn validator_args(args: &[String]) -> Result<(), WireError> {
     let bytes: usize = args.iter().map(String::len).sum();
     if args.len() > limits::VALIDATOR_ARGS_MAX || bytes > limits::VALIDATOR_ARGS_BYTES_MAX {
@@ -722,8 +765,51 @@ mod tests {
             verify: None,
             validator: None,
             success_exit_codes: Vec::new(),
+            checkpoint: None,
             tasks: vec![TaskSpec::default()],
         }
+    }
+
+    #[test]
+    fn checkpoints_need_a_keepable_interval_a_free_exit_code_and_no_checks() {
+        let spec = crate::CheckpointSpec {
+            interval_ms: 60_000,
+            exit_code: 85,
+            bytes_max: limits::MIB,
+        };
+        let mut ok = job();
+        ok.checkpoint = Some(spec);
+        assert_eq!(job_submission(&ok), Ok(()));
+        let bad = |change: &dyn Fn(&mut JobSubmission)| {
+            let mut bad = ok.clone();
+            change(&mut bad);
+            problem(&bad)
+        };
+        let with = |spec: crate::CheckpointSpec| {
+            move |job: &mut JobSubmission| job.checkpoint = Some(spec)
+        };
+        for interval_ms in [0, 999, 24 * 3_600_000 + 1] {
+            let message = bad(&with(crate::CheckpointSpec {
+                interval_ms,
+                ..spec
+            }));
+            assert!(message.starts_with("checkpoint.interval"), "{message}");
+        }
+        for exit_code in [0, 256, -1] {
+            let message = bad(&with(crate::CheckpointSpec { exit_code, ..spec }));
+            assert!(message.starts_with("checkpoint.exit_code"), "{message}");
+        }
+        let message = bad(&|job: &mut JobSubmission| job.success_exit_codes = vec![85]);
+        assert!(message.starts_with("checkpoint.exit_code"), "{message}");
+        for bytes_max in [0, limits::GIB + 1] {
+            let message = bad(&with(crate::CheckpointSpec { bytes_max, ..spec }));
+            assert!(message.starts_with("checkpoint.size_max"), "{message}");
+        }
+        let message = bad(&|job: &mut JobSubmission| {
+            job.verify = Some(crate::VerifyMode::Adaptive);
+            job.deterministic = Some(crate::Deterministic { seed: 1 });
+        });
+        assert!(message.starts_with("checkpoint:"), "{message}");
     }
 
     fn problem(job: &JobSubmission) -> String {

@@ -10,7 +10,7 @@ use blobstore::BlobError;
 use store::Write;
 use wire::{ApiError, AttemptId, BlobHash, ErrorCode, NodeId};
 
-use crate::pool::RecordUpload;
+use crate::pool::{RecordUpload, SaveCheckpoint};
 use crate::service::Shared;
 
 use super::{ApiResult, AppState, Caller, Failure, Query, Requester, parse_path};
@@ -32,7 +32,7 @@ pub(super) fn blob_failure(error: BlobError) -> Failure {
         (status = 201, description = "stored; the uploader may read it and name it in jobs"),
         (status = 400, body = ApiError, description = "the hash is malformed, or the bytes do not hash to it"),
         (status = 401, body = ApiError, description = "no valid API or node token"),
-        (status = 403, body = ApiError, description = "a node may upload only for an attempt it holds, within that attempt's output caps"),
+        (status = 403, body = ApiError, description = "a node may upload only for an attempt it holds, within that attempt's output caps; a checkpoint only for a job that checkpoints, moving its task forward"),
         (status = 413, body = ApiError, description = "the blob is larger than the caller may upload, or would pass the requester's storage quota"),
     ),
     security(("requester" = []), ("node" = [])))]
@@ -51,7 +51,13 @@ pub(crate) async fn put(
         }
         Caller::Node(node) => {
             let attempt = node_upload_attempt(&upload)?;
-            put_output(&shared, node, attempt, hash, request).await
+            match upload.checkpoint_fuel {
+                Some(fuel_used) => {
+                    let checkpoint = (node, attempt, fuel_used);
+                    put_checkpoint(&shared, checkpoint, hash, request).await
+                }
+                None => put_output(&shared, node, attempt, hash, request).await,
+            }
         }
     }
 }
@@ -93,12 +99,55 @@ async fn put_output(
     Ok(StatusCode::CREATED)
 }
 
+/// A node's upload of a checkpoint of `attempt`, saved when its task had used `fuel_used` in
+/// all: within the job's checkpoint size, and the task's latest once taken.
+async fn put_checkpoint(
+    shared: &Shared,
+    (node, attempt, fuel_used): (NodeId, AttemptId, u64),
+    hash: BlobHash,
+    request: Request,
+) -> ApiResult<StatusCode> {
+    let max_bytes = shared
+        .read(|state, _| state.checkpoint_bytes_max(node, attempt))
+        .map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
+    if let Some(length) = content_length(request.headers())
+        && length > max_bytes
+    {
+        return Err(Failure::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the checkpoint is {length} bytes, more than the job's {max_bytes}"),
+        ));
+    }
+    let body = request.into_body().into_data_stream();
+    let size_bytes = shared
+        .blobs
+        .put_stream(hash, body, max_bytes)
+        .await
+        .map_err(blob_failure)?;
+    let checkpoint = SaveCheckpoint {
+        node,
+        attempt,
+        hash,
+        size_bytes,
+        fuel_used,
+    };
+    let (saved, commit) = shared.mutate(crate::service::save_checkpoint(checkpoint));
+    shared.committed(commit).await?;
+    let saved = saved.map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
+    tracing::info!(%attempt, sequence = saved.sequence, fuel_used, size_bytes, "checkpoint saved");
+    Ok(StatusCode::CREATED)
+}
+
 /// `PUT /v1/blobs/{hash}?attempt=a-…`: a node uploads only for an attempt it holds.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
     /// The attempt a node uploads this output for (`a-…`); nodes must give it, requesters not.
     attempt: Option<String>,
+    /// Set by a node: the blob is a checkpoint of the attempt (a tar archive of its
+    /// `/checkpoint`), saved when its task had used this much fuel in all. It becomes the
+    /// task's latest checkpoint if the job checkpoints and it moves the task forward.
+    checkpoint_fuel: Option<u64>,
 }
 
 fn node_upload_attempt(upload: &UploadQuery) -> ApiResult<AttemptId> {

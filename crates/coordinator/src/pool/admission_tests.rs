@@ -198,6 +198,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 validator: None,
                 success_exit_codes: Vec::new(),
                 tasks: vec![TaskSpec::default()],
+                checkpoint: None,
             },
             module_bytes: 1 << 10,
             component: false,

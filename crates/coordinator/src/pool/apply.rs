@@ -60,7 +60,15 @@ impl PoolState {
                 attempts,
                 runtimes,
             } => self.withdraw(*node, attempts, runtimes),
-            Event::AttemptEnded { end } => self.end_attempt(end),
+            Event::AttemptEnded { end } => {
+                self.lose_work(end);
+                self.end_attempt(end);
+            }
+            Event::CheckpointSaved {
+                attempt,
+                checkpoint,
+                at_ms,
+            } => self.apply_checkpoint(*attempt, *checkpoint, *at_ms),
             Event::ResultClaimed { .. }
             | Event::ResultsCompared { .. }
             | Event::ChecksWanted { .. }
@@ -201,7 +209,29 @@ impl PoolState {
                 size_bytes,
                 at_ms,
             }),
-            Event::AttemptEnded { end } => self.push_end_writes(end, writes),
+            Event::AttemptEnded { end } => {
+                let lost = self
+                    .loses_work(&end)
+                    .then_some((end.job_id, end.task_index));
+                self.push_end_writes(end, writes);
+                if let Some((job_id, index)) = lost {
+                    writes.push(self.checkpoint_write(job_id, index));
+                }
+            }
+            Event::CheckpointSaved {
+                attempt,
+                checkpoint,
+                at_ms,
+            } => {
+                writes.push(Write::InsertBlob {
+                    hash: checkpoint.hash,
+                    size_bytes: checkpoint.size_bytes,
+                    at_ms,
+                    reader: None,
+                });
+                let attempt = self.attempts[&attempt];
+                writes.push(self.checkpoint_write(attempt.job, attempt.task));
+            }
             Event::TaskVerified { .. }
             | Event::ResultsRecalled { .. }
             | Event::TaskInconclusive { .. }
@@ -325,6 +355,12 @@ impl PoolState {
             let task = &mut job.tasks[index as usize];
             task.attempts += 1;
             task.live.push(attempt_id);
+            // What the attempt resumes from: work its report must not be paid for again.
+            let resumed_fuel = task
+                .checkpoints
+                .as_ref()
+                .and_then(|checkpoints| checkpoints.latest)
+                .map_or(0, |latest| latest.fuel_used);
             job.attempts_total += 1;
             job.sync_short(index);
             node.running.insert(attempt_id);
@@ -333,6 +369,8 @@ impl PoolState {
                 job: job_id,
                 task: index,
                 node: node_id,
+                resumed_fuel,
+                checkpointed_at_ms: None,
                 granted_at_ms: at_ms,
                 ends_by_ms,
                 paused_ms_at_grant,

@@ -99,6 +99,14 @@ command! {
             submission.replicas,
             submission.validator.is_some(),
         )?;
+        if submission.verify.is_some() && submission.checkpoint.is_some() {
+            return Err(PoolError::Invalid(
+                "this pool checks every job's results, and a job whose results are checked \
+                 cannot checkpoint yet: a resumed attempt would build on another node's \
+                 unchecked state; remove `checkpoint` from the job spec"
+                    .to_owned(),
+            ));
+        }
         let id = loop {
             let id = JobId(entropy.next_u64());
             if !pool.has_job(id) {
@@ -206,6 +214,22 @@ command! {
     } -> Result<(), String>,
     |this, pool, now_ms, _, out| {
         pool.record_upload(this.node, this.attempt, this.hash, this.size_bytes, now_ms, out)
+    }
+}
+
+command! {
+    /// A node uploaded a checkpoint of an attempt it holds, `size_bytes` as measured, saved
+    /// when its task had used `fuel_used` in all.
+    SaveCheckpoint {
+        node: NodeId,
+        attempt: AttemptId,
+        hash: BlobHash,
+        size_bytes: u64,
+        fuel_used: u64,
+    } -> Result<wire::CheckpointRef, String>,
+    |this, pool, now_ms, _, out| {
+        let blob = (this.hash, this.size_bytes, this.fuel_used);
+        pool.save_checkpoint(this.node, this.attempt, blob, now_ms, out)
     }
 }
 

@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 5;
+pub(crate) const EVENTS_VERSION: u32 = 6;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +137,12 @@ pub(crate) enum Event {
         size_bytes: u64,
         at_ms: u64,
     },
+    /// The node that holds `attempt` saved a checkpoint of its task: the task's latest now.
+    CheckpointSaved {
+        attempt: AttemptId,
+        checkpoint: wire::CheckpointRef,
+        at_ms: u64,
+    },
     /// An attempt ended (reported, released, expired); `end.task_end` says whether its task
     /// ended with it.
     AttemptEnded {
@@ -229,7 +235,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 30] = [
+pub(crate) const EVENT_KINDS: [&str; 31] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -250,6 +256,7 @@ pub(crate) const EVENT_KINDS: [&str; 30] = [
     "AttemptUnlisted",
     "AttemptDeadlineMoved",
     "UploadRecorded",
+    "CheckpointSaved",
     "AttemptEnded",
     "ResultClaimed",
     "ResultsCompared",
@@ -287,6 +294,7 @@ impl Event {
             Event::AttemptUnlisted { .. } => "AttemptUnlisted",
             Event::AttemptDeadlineMoved { .. } => "AttemptDeadlineMoved",
             Event::UploadRecorded { .. } => "UploadRecorded",
+            Event::CheckpointSaved { .. } => "CheckpointSaved",
             Event::AttemptEnded { .. } => "AttemptEnded",
             Event::ResultClaimed { .. } => "ResultClaimed",
             Event::ResultsCompared { .. } => "ResultsCompared",

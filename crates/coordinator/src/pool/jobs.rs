@@ -100,6 +100,7 @@ pub(super) fn runtime_of(row: &JobRow) -> Arc<JobRuntime> {
         mounts: spec.mounts.clone(),
         limits: spec.limits,
         deterministic: spec.deterministic,
+        checkpoint: spec.checkpoint,
     })
 }
 
@@ -310,6 +311,7 @@ impl PoolState {
                 live: Vec::new(),
                 check: None,
                 recalled: false,
+                checkpoints: None,
             })
             .collect();
         let counts = TaskCounts {
@@ -351,6 +353,14 @@ impl PoolState {
                 live: Vec::new(),
                 check: None,
                 recalled: slot == Slot::Pending && task.recalled_from.is_some(),
+                checkpoints: (task.checkpoint.is_some() || task.checkpoints_lost_ms > 0).then(
+                    || {
+                        Box::new(super::Checkpoints {
+                            latest: task.checkpoint,
+                            lost_ms: task.checkpoints_lost_ms,
+                        })
+                    },
+                ),
             });
         }
         for row in rows {

@@ -305,10 +305,8 @@ impl PoolState {
             response.jobs.push((*job.runtime).clone());
         }
         for (attempt_id, index) in grant.attempts {
-            let spec = job.tasks[index as usize]
-                .spec
-                .as_ref()
-                .expect("a running task has its spec");
+            let task = &job.tasks[index as usize];
+            let spec = task.spec.as_ref().expect("a running task has its spec");
             response.attempts.push(AttemptGrant {
                 attempt_id,
                 job_id: grant.job,
@@ -316,6 +314,7 @@ impl PoolState {
                 args: spec.args.clone(),
                 stdin: spec.stdin,
                 inputs: spec.inputs.clone(),
+                checkpoint: task.checkpoints.as_ref().and_then(|c| c.latest),
             });
             rows.push(AttemptRow {
                 id: attempt_id,
@@ -652,12 +651,21 @@ impl PoolState {
         let ends_by_ms = attempt_ends_by_ms(&job.runtime.limits, row.granted_at_ms, lease_ms)
             .max(now_ms.saturating_add(lease_ms));
         self.deadlines.insert((ends_by_ms, row.id));
+        // The store keeps no attempt's starting checkpoint: the task's latest stands in, which
+        // is the one it started from unless it saved others since.
+        let resumed_fuel = job.tasks[row.task_index as usize]
+            .checkpoints
+            .as_ref()
+            .and_then(|checkpoints| checkpoints.latest)
+            .map_or(0, |latest| latest.fuel_used);
         self.attempts.insert(
             row.id,
             Attempt {
                 job: row.job_id,
                 task: row.task_index,
                 node: row.node_id,
+                resumed_fuel,
+                checkpointed_at_ms: None,
                 granted_at_ms: row.granted_at_ms,
                 ends_by_ms,
                 paused_ms_at_grant: 0,

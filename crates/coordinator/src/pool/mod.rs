@@ -20,6 +20,7 @@
 
 mod admission;
 mod apply;
+mod checkpoints;
 mod commands;
 mod comparison;
 mod credits;
@@ -46,10 +47,11 @@ use wire::{
 };
 
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
+pub(crate) use checkpoints::Checkpoints;
 pub(crate) use commands::{
     Cancel, Command, Compare, CreateToken, Deliver, Expire, GrantCredits, Heartbeat, Lease,
     NewToken, Place, PurgeEnded, PurgeSilentNodes, Recall, RecordUpload, Register, Release,
-    RemoveNode, Report, RevokeToken, Submit, Withdraw,
+    RemoveNode, Report, RevokeToken, SaveCheckpoint, Submit, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
@@ -246,6 +248,8 @@ pub(crate) struct Task {
     pub(crate) check: Option<Box<verification::Check>>,
     /// It runs again, unfinished, because its result was taken back after a ban.
     pub(crate) recalled: bool,
+    /// Its latest checkpoint and the work lost, once its job's tasks checkpoint.
+    pub(crate) checkpoints: Option<Box<checkpoints::Checkpoints>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +310,11 @@ pub(crate) struct Attempt {
     pub(crate) job: JobId,
     pub(crate) task: u32,
     pub(crate) node: NodeId,
+    /// The fuel of the checkpoint it was granted with: its report counts the task's fuel in
+    /// all, and only the rest is this attempt's work.
+    pub(crate) resumed_fuel: u64,
+    /// When its node last saved a checkpoint of it.
+    pub(crate) checkpointed_at_ms: Option<u64>,
     pub(crate) granted_at_ms: u64,
     /// When the attempt must have ended, pauses aside: its deadline plus a grace period for
     /// uploading and reporting. Heartbeats do not move it.

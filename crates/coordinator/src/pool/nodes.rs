@@ -207,7 +207,8 @@ impl PoolState {
             .collect()
     }
 
-    /// A node may read the blobs of the attempts it holds, and nothing else.
+    /// A node may read the blobs of the attempts it holds (their tasks' latest checkpoints
+    /// too), and nothing else.
     pub(crate) fn node_may_read(&self, node_id: NodeId, hash: &BlobHash) -> bool {
         let Some(node) = self.nodes.get(&node_id) else {
             return false;
@@ -222,13 +223,15 @@ impl PoolState {
             if job.shared_blobs.contains(hash) {
                 return true;
             }
-            job.tasks[attempt.task as usize]
-                .spec
-                .as_ref()
-                .is_some_and(|spec| {
-                    spec.stdin.as_ref() == Some(hash)
-                        || spec.inputs.iter().any(|input| &input.blob == hash)
-                })
+            let task = &job.tasks[attempt.task as usize];
+            let latest = task.checkpoints.as_ref().and_then(|c| c.latest);
+            if latest.is_some_and(|latest| &latest.hash == hash) {
+                return true;
+            }
+            task.spec.as_ref().is_some_and(|spec| {
+                spec.stdin.as_ref() == Some(hash)
+                    || spec.inputs.iter().any(|input| &input.blob == hash)
+            })
         })
     }
 

@@ -187,6 +187,7 @@ impl PoolState {
                 live: Vec::new(),
                 check: None,
                 recalled: false,
+                checkpoints: None,
             })
             .collect();
         self.open_jobs.insert(ended.row.id);

@@ -228,11 +228,14 @@ impl PoolState {
         if job.verify.is_some() || !verify::is_claim(outcome) {
             return None;
         }
-        let node = self.attempts[&end.attempt_id].node;
+        let attempt = &self.attempts[&end.attempt_id];
+        // A resumed attempt counts the task's fuel in all; what its checkpoint covered was
+        // this attempt's predecessors' work.
+        let fuel = end.usage?.fuel_used.saturating_sub(attempt.resumed_fuel);
         Some(Move {
             from: Account::Requester(job.requester),
-            to: Account::Owner(self.payee_of(node)),
-            fuel: end.usage?.fuel_used,
+            to: Account::Owner(self.payee_of(attempt.node)),
+            fuel,
             memo: Memo::Execution,
             job: Some(end.job_id),
         })

@@ -274,6 +274,7 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::verification::cheater_caught_by_audit(&mut h);
     super::verification::split_past_the_bound(&mut h);
     super::verification::equivalent_by_the_validator(&mut h);
+    super::checkpoints::saved_lost_and_resumed(&mut h);
     h.settle();
     // Recalls need a pool of their own: its nodes' ids are those of the audits above.
     let mut recalling = Harness::new();

@@ -47,6 +47,8 @@ pub(super) fn new_node(
     }
 }
 
+#[path = "checkpoints_tests.rs"]
+mod checkpoints;
 #[path = "recall_tests.rs"]
 mod recall;
 #[path = "rules_tests.rs"]
@@ -192,6 +194,7 @@ impl Harness {
                     ..TaskSpec::default()
                 })
                 .collect(),
+            checkpoint: None,
         };
         edit(&mut submission);
         self.pool.add_job(
@@ -930,6 +933,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         validator: None,
         success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default(); 3],
+        checkpoint: None,
     };
     submission
         .requirements
@@ -1171,6 +1175,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
                 ..TaskSpec::default()
             })
             .collect(),
+        checkpoint: None,
     }
 }
 

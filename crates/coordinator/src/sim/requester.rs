@@ -104,6 +104,7 @@ impl World {
                     ..TaskSpec::default()
                 })
                 .collect(),
+            checkpoint: None,
         };
         if self.setup.labels_required && self.dice.chance(0.2) {
             let zone = if self.dice.chance(0.5) { "a" } else { "b" };

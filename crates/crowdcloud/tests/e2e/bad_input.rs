@@ -31,6 +31,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         validator: None,
         success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default()],
+        checkpoint: None,
     }
 }
 

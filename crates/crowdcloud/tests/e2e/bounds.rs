@@ -34,6 +34,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         validator: None,
         success_exit_codes: Vec::new(),
         tasks,
+        checkpoint: None,
     }
 }
 

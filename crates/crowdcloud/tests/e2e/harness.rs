@@ -344,6 +344,7 @@ impl Pool {
             validator: None,
             success_exit_codes: Vec::new(),
             tasks,
+            checkpoint: None,
         }
     }
 
