@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
-const GUESTS: [&str; 5] = ["render", "wordcount", "probe", "kernels", "compare"];
+const GUESTS: [&str; 6] = [
+    "render",
+    "wordcount",
+    "probe",
+    "kernels",
+    "compare",
+    "collatz",
+];
 const PREBUILT_ENV: &str = "CROWDCLOUD_GUESTS_PREBUILT";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -59,6 +66,11 @@ fn main() {
             guests_dir.join(guest).display()
         );
     }
+    // Libraries the guests share: the helper that checkpoints.
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests_dir.join("checkpoint").display()
+    );
     // The kernels guest compiles the workspace's `kernels` crate.
     println!(
         "cargo:rerun-if-changed={}",

@@ -34,6 +34,11 @@ pub const PROBE_COMPONENT: &[u8] =
 /// [SIZE]` prints `NAME SIZE CHECKSUM`, the same checksum the native build computes.
 pub const KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.wasm"));
 
+/// The example of a long task that checkpoints (`guests/collatz`): `collatz LIMIT` finds the
+/// longest Collatz chain below LIMIT, saving its state through the `checkpoint` helper crate
+/// whenever a checkpoint is due, and writes `/output/result.txt`.
+pub const COLLATZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/collatz.wasm"));
+
 /// The validator guest that says whether two results of a task are equivalent when they are not
 /// bit-identical: `compare [--relative R] [--absolute A] [--ignore-stderr]` reads the results
 /// mounted read-only at `/a` and `/b` (each `outcome`, `stdout`, `stderr` and `output/`) and
@@ -114,12 +119,13 @@ pub const MIXED_POLL_WAT: &str = include_str!("../wat/mixed_poll.wat");
 mod tests {
     use super::*;
 
-    const MODULES: [(&str, &[u8]); 5] = [
+    const MODULES: [(&str, &[u8]); 6] = [
         ("render", RENDER),
         ("wordcount", WORDCOUNT),
         ("probe", PROBE),
         ("kernels", KERNELS),
         ("compare", COMPARE),
+        ("collatz", COLLATZ),
     ];
 
     const WATS: [(&str, &str); 15] = [

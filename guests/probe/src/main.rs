@@ -41,7 +41,9 @@ modes:
   random N            print N bytes from the WASI random source as hex (N <= 1048576)
   pi SAMPLES          Monte Carlo estimate of pi: `pi X.XXXXXX` (1 <= SAMPLES <= 100000000)
   escape              try to leave the sandbox: exit 0 if all denied, 4 if anything escaped
-  floats              print the bits of NaN-producing float operations";
+  floats              print the bits of NaN-producing float operations
+  checkpoint-trap N   count in /checkpoint/count: save and exit with the job's checkpoint code
+                      until the count is N, then write half of the next count there and trap";
 
 const DENIED: u8 = 3;
 const ESCAPED: u8 = 4;
@@ -107,6 +109,7 @@ fn run(args: &[OsString]) -> Result<ExitCode, String> {
             panic!("probe: panic requested by the panic mode")
         }
         "clock" => clock(no_args(mode, rest)?),
+        "checkpoint-trap" => checkpoint_trap(number(mode, "N", single(mode, "N", rest)?)?),
         "random" => random(bounded(mode, "N", rest, 0..=MAX_RANDOM_BYTES)?),
         "pi" => pi(bounded(mode, "SAMPLES", rest, 1..=MAX_PI_SAMPLES)?),
         "escape" => {
@@ -129,6 +132,32 @@ fn run(args: &[OsString]) -> Result<ExitCode, String> {
         }
     };
     Ok(code)
+}
+
+/// Saves a count as its checkpoint up to `n`, then traps in the middle of writing the next.
+fn checkpoint_trap(n: u64) -> ExitCode {
+    let count: u64 = fs::read_to_string("/checkpoint/count")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0);
+    let Some(code) = std::env::var("CROWDCLOUD_CHECKPOINT_EXIT_CODE")
+        .ok()
+        .and_then(|code| code.parse::<i32>().ok())
+    else {
+        eprintln!("probe: this job does not checkpoint");
+        return ExitCode::from(2);
+    };
+    println!("count {count}");
+    if count < n {
+        if let Err(error) = fs::write("/checkpoint/count", format!("{}\n", count + 1)) {
+            eprintln!("probe: cannot write /checkpoint/count: {error}");
+            return ExitCode::from(1);
+        }
+        std::process::exit(code)
+    }
+    // Half of the next count's digits, then a trap: this must never become a checkpoint.
+    let _ = fs::write("/checkpoint/count", b"9");
+    std::process::abort()
 }
 
 fn no_args(mode: &str, rest: &[OsString]) -> Result<(), String> {

@@ -6,6 +6,7 @@ mod at_rest;
 mod bad_input;
 mod bench;
 mod bounds;
+mod checkpoints;
 mod cli;
 mod edge;
 mod harness;

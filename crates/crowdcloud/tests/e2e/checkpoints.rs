@@ -1,0 +1,219 @@
+//! Checkpoints end to end: a task whose node is killed resumes elsewhere from its latest
+//! checkpoint and ends as an uninterrupted run does, byte for byte and fuel for fuel; a task
+//! that stops while writing its checkpoint leaves the previous one the latest; and a node's
+//! checkpoint is taken only for an attempt it holds, of a job that checkpoints, within its size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use wire::{
+    BlobHash, CheckpointProgress, CheckpointSpec, Deterministic, JobId, JobState, LeaseRequest,
+    Limits, TaskSpec, TaskState, TaskStatus,
+};
+
+use crate::harness::{Pool, eventually, probe};
+
+/// One second of work between checkpoints: of wall time, or in deterministic mode of fuel.
+const INTERVAL_MS: u64 = 1_000;
+/// Enough starts for several seconds of work: several checkpoints.
+const COLLATZ_LIMIT: &str = "20000000";
+
+fn every_second() -> CheckpointSpec {
+    CheckpointSpec {
+        interval_ms: INTERVAL_MS,
+        exit_code: wire::checkpoint::DEFAULT_EXIT_CODE,
+        bytes_max: wire::checkpoint::DEFAULT_BYTES_MAX,
+    }
+}
+
+async fn submit_collatz(pool: &Pool, module: BlobHash) -> JobId {
+    let task = TaskSpec {
+        args: vec![COLLATZ_LIMIT.to_owned()],
+        ..TaskSpec::default()
+    };
+    let limits = Limits {
+        fuel_max: 1_000_000_000_000,
+        ..Limits::default()
+    };
+    let mut submission = pool.submission(module, vec![task], limits);
+    submission.deterministic = Some(Deterministic { seed: 1 });
+    submission.checkpoint = Some(every_second());
+    pool.owner.submit(&submission).await.unwrap().job_id
+}
+
+async fn only_task(pool: &Pool, job: JobId) -> TaskStatus {
+    pool.owner.all_tasks(job).await.unwrap().remove(0)
+}
+
+async fn checkpoints_at_least(pool: &Pool, job: JobId, saved: u32) -> CheckpointProgress {
+    let owner = &pool.owner;
+    eventually(
+        "the task to save its checkpoints",
+        Duration::from_secs(120),
+        || async move {
+            let task = owner.all_tasks(job).await.ok()?.remove(0);
+            task.checkpoints.filter(|progress| progress.saved >= saved)
+        },
+    )
+    .await
+}
+
+/// The sequence of the checkpoint an agent's log says it resumed from.
+fn resumed_from(log: &str) -> Option<u32> {
+    let line = log
+        .lines()
+        .find(|line| line.contains("resuming from a checkpoint"))?;
+    let after = line.split("sequence=").nth(1)?;
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_node_is_killed_resumes_elsewhere_and_ends_as_an_uninterrupted_run() {
+    let pool = Pool::start(1_500).await;
+    let mut doomed = pool.agent("doomed", 1).await;
+    pool.wait_online(&["doomed"]).await;
+    let module = pool.upload_wasm(guests::COLLATZ).await;
+    let interrupted = submit_collatz(&pool, module).await;
+    let before_kill = checkpoints_at_least(&pool, interrupted, 2).await;
+    doomed.kill().await;
+    let survivor = pool.agent("survivor", 1).await;
+    let ended = pool.finish(interrupted, Duration::from_secs(240)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let resumed = only_task(&pool, interrupted).await;
+    assert_eq!(resumed.state, TaskState::Succeeded, "{resumed:?}");
+    // The survivor started from the latest checkpoint the killed node saved, not from scratch.
+    let sequence = resumed_from(&survivor.log()).expect("the survivor says what it resumed from");
+    assert!(
+        sequence >= before_kill.saved,
+        "{sequence} < {before_kill:?}"
+    );
+    let progress = resumed
+        .checkpoints
+        .expect("the task's checkpoints are shown");
+    assert!(progress.saved >= before_kill.saved, "{progress:?}");
+    assert!(progress.fuel_covered >= before_kill.fuel_covered);
+    assert!(
+        progress.lost_ms > 0,
+        "the killed attempt's work since its checkpoint is lost"
+    );
+
+    // The same job, never interrupted, on the survivor alone.
+    let whole = submit_collatz(&pool, module).await;
+    let ended = pool.finish(whole, Duration::from_secs(240)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let whole = only_task(&pool, whole).await;
+    assert_eq!(
+        resumed.outputs, whole.outputs,
+        "the same result, byte for byte"
+    );
+    assert_eq!(
+        resumed.usage.unwrap().fuel_used,
+        whole.usage.unwrap().fuel_used,
+        "the same fuel in all: what the checkpoint covered counts once"
+    );
+    let result = pool.stdout(&whole).await;
+    assert!(
+        String::from_utf8_lossy(&result).starts_with("longest chain below 20000000 starts at "),
+        "{result:?}"
+    );
+    assert!(whole.checkpoints.unwrap().lost_ms == 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_traps_while_writing_a_checkpoint_keeps_the_previous_one() {
+    let pool = Pool::start(1_500).await;
+    let _agent = pool.agent("node", 1).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let mut submission = pool.submission(
+        module,
+        vec![probe(&["checkpoint-trap", "1"])],
+        Limits::default(),
+    );
+    submission.checkpoint = Some(every_second());
+    let job = pool.owner.submit(&submission).await.unwrap().job_id;
+    let ended = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(ended.state, JobState::Failed, "{ended:?}");
+    let task = only_task(&pool, job).await;
+    assert!(
+        matches!(task.outcome, Some(wire::Outcome::Trap { .. })),
+        "{task:?}"
+    );
+    // The first run's checkpoint (count 1) is the latest; the trapped run's half-written one
+    // never became a checkpoint. The last run printed the count it found: 1.
+    let progress = task.checkpoints.expect("the task saved a checkpoint");
+    assert_eq!(progress.saved, 1, "{progress:?}");
+    assert_eq!(pool.stdout(&task).await, Bytes::from_static(b"count 1\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_saves_checkpoints_only_for_attempts_it_holds_within_the_jobs_size() {
+    let pool = Pool::start(60_000).await;
+    let node = pool.raw_node(3, "by-hand", 2).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let mut submission = pool.submission(module, vec![probe(&["echo", "x"])], Limits::default());
+    submission.checkpoint = Some(CheckpointSpec {
+        bytes_max: 64,
+        ..every_second()
+    });
+    let checkpointing = pool.owner.submit(&submission).await.unwrap().job_id;
+    submission.checkpoint = None;
+    let plain = pool.owner.submit(&submission).await.unwrap().job_id;
+    let lease = LeaseRequest {
+        slots_free: 2,
+        wait_ms: 5_000,
+    };
+    let granted = node.lease(&lease).await.unwrap().attempts;
+    let attempt_of = |job: JobId| {
+        granted
+            .iter()
+            .find(|grant| grant.job_id == job)
+            .map(|grant| grant.attempt_id)
+            .expect("both jobs' tasks are granted")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let put = |bytes: &[u8], name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        (BlobHash::of(bytes), path)
+    };
+    let (small, small_path) = put(b"whole state", "small");
+    let (large, large_path) = put(&[7; 65], "large");
+    let refused = |result: client::Result<()>| result.unwrap_err().to_string();
+    let attempt = attempt_of(plain);
+    let message = refused(
+        node.put_checkpoint_file(attempt, small, 10, &small_path)
+            .await,
+    );
+    assert!(message.contains("does not checkpoint"), "{message}");
+    let attempt = attempt_of(checkpointing);
+    let message = refused(
+        node.put_checkpoint_file(attempt, large, 10, &large_path)
+            .await,
+    );
+    assert!(message.contains("65 bytes"), "{message}");
+    node.put_checkpoint_file(attempt, small, 10, &small_path)
+        .await
+        .unwrap();
+    let message = refused(
+        node.put_checkpoint_file(attempt, small, 5, &small_path)
+            .await,
+    );
+    assert!(message.contains("set the task back"), "{message}");
+    // Another node's attempt is not this node's to checkpoint.
+    let other = pool.raw_node(4, "other", 1).await;
+    let message = refused(
+        other
+            .put_checkpoint_file(attempt, small, 20, &small_path)
+            .await,
+    );
+    assert!(message.contains("not held by this node"), "{message}");
+    let task = only_task(&pool, checkpointing).await;
+    let progress = task.checkpoints.unwrap();
+    assert_eq!((progress.saved, progress.fuel_covered), (1, 10));
+    assert_eq!(progress.size_bytes, b"whole state".len() as u64);
+    assert_eq!(only_task(&pool, plain).await.checkpoints, None);
+}
