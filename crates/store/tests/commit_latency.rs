@@ -6,9 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use store::{
-    AttemptEnd, AttemptEndState, AttemptRow, Durability, JobRow, Store, TaskEnd, Write,
-};
+use store::{AttemptEnd, AttemptEndState, AttemptRow, Durability, JobRow, Store, TaskEnd, Write};
 use wire::{
     Account, AttemptId, BlobHash, JobId, JobState, JobSubmission, Memo, NodeId, Outcome,
     RequesterId, TaskSpec, TaskState, Transfer, Usage,
