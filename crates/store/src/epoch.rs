@@ -31,28 +31,37 @@ pub(crate) async fn take_over(pool: &AnyPool) -> Result<u64, StoreError> {
     Ok(epoch)
 }
 
-/// Refuses the transaction unless the database's epoch is still `epoch`. It reads, not writes,
-/// so a commit costs no extra page: on PostgreSQL the row is locked `FOR SHARE` until the
-/// transaction ends, so a newer store's take-over waits for it or comes first; on SQLite the
-/// read is the transaction's first statement, and a take-over committed after it makes the
-/// transaction's first write fail (a stale snapshot cannot write in WAL mode).
-pub(crate) async fn fence(
-    transaction: &mut Transaction<'static, Any>,
-    backend: Backend,
-    epoch: u64,
-) -> Result<(), StoreError> {
-    let query = match backend {
+/// The read of the database's epoch that opens every commit. It reads, not writes, so a commit
+/// costs no extra page: on PostgreSQL the row is locked `FOR SHARE` until the transaction
+/// ends, so a newer store's take-over waits for it or comes first; on SQLite the writer's
+/// transaction is IMMEDIATE, so it holds the write lock from its start and no take-over can
+/// commit between this read and the writes.
+pub(crate) fn fence_sql(backend: Backend) -> &'static str {
+    match backend {
         Backend::Sqlite => "SELECT value FROM meta WHERE key = 'epoch'",
         Backend::Postgres => "SELECT value FROM meta WHERE key = 'epoch' FOR SHARE",
-    };
-    let value: Option<String> = sqlx::query(query)
-        .fetch_optional(&mut **transaction)
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()?;
+    }
+}
+
+/// Refuses the commit unless the epoch it read, `value`, is still the store's `epoch`.
+pub(crate) fn check(value: Option<String>, epoch: u64) -> Result<(), StoreError> {
     if value == Some(epoch.to_string()) {
         Ok(())
     } else {
         Err(StoreError::Fenced { epoch })
     }
+}
+
+/// Refuses the transaction unless the database's epoch is still `epoch` (see [`fence_sql`]).
+pub(crate) async fn fence(
+    transaction: &mut Transaction<'static, Any>,
+    backend: Backend,
+    epoch: u64,
+) -> Result<(), StoreError> {
+    let value: Option<String> = sqlx::query(fence_sql(backend))
+        .fetch_optional(&mut **transaction)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    check(value, epoch)
 }

@@ -2,9 +2,11 @@
 //! default, in WAL mode) and PostgreSQL.
 //!
 //! The coordinator keeps the live pool in memory and uses this crate as its log and its memory
-//! across restarts: every change is a [`Write`], applied in order by one writer task that groups
+//! across restarts: every change is a [`Write`], applied in order by one writer that groups
 //! whatever is queued into one transaction (group commit), and [`Store::load`] rebuilds the pool
-//! after a restart.
+//! after a restart. On SQLite the writer is a thread of its own with a rusqlite connection
+//! (`sqlite_writer`), so a commit is one hand-off rather than one per statement; everything
+//! else, and PostgreSQL's writer, goes through sqlx.
 //!
 //! Invariants:
 //! - The store never makes ids or timestamps: every [`Write`] carries them (Nomad's rule), so
@@ -16,11 +18,14 @@
 mod epoch;
 mod ledger;
 mod load;
+mod plan;
 mod read;
 mod recall;
 mod retention;
 mod rows;
 mod schema;
+mod sqlite_writer;
+mod statement;
 mod writer;
 
 pub use ledger::LedgerImage;
@@ -69,6 +74,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
 /// Which database is behind the URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -96,7 +107,7 @@ pub struct Store {
     /// The number of the last request queued, held while it is sent so numbers follow the
     /// queue's order.
     sequence: Arc<std::sync::Mutex<u64>>,
-    writes: mpsc::UnboundedSender<writer::Request>,
+    writes: mpsc::UnboundedSender<writer::Message>,
     progress: watch::Receiver<writer::Progress>,
     queued: Arc<AtomicUsize>,
 }
@@ -144,6 +155,18 @@ fn keep_sqlite_files_private(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How SQLite connections are set up for `durability`: sqlx's, and the writer's own.
+fn sqlite_pragmas(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Full => {
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"
+        }
+        Durability::Process => {
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"
+        }
+    }
+}
+
 /// A pool of connections to the database at `url`, set up for `durability`.
 async fn connect(
     url: &str,
@@ -161,15 +184,7 @@ async fn connect(
     let options = AnyConnectOptions::from_str(&url_with_create)
         .map_err(open_error)?
         .disable_statement_logging();
-    let pragmas = match (backend, durability) {
-        (Backend::Sqlite, Durability::Full) => Some(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
-        ),
-        (Backend::Sqlite, Durability::Process) => Some(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
-        ),
-        (Backend::Postgres, _) => None,
-    };
+    let pragmas = (backend == Backend::Sqlite).then(|| sqlite_pragmas(durability));
     AnyPoolOptions::new()
         .max_connections(match backend {
             Backend::Sqlite => 4,
@@ -215,13 +230,19 @@ impl Store {
         schema::migrate(&pool).await?;
         retention::fill_job_blobs(&pool, backend).await?;
         let epoch = epoch::take_over(&pool).await?;
+        let sqlite_path = match backend {
+            Backend::Sqlite => Some(sqlite_writer::database_file(&pool, url).await?),
+            Backend::Postgres => None,
+        };
         let queued = Arc::new(AtomicUsize::new(0));
         let target = writer::Target {
             pool: pool.clone(),
             backend,
             epoch,
+            sqlite_path,
+            durability,
         };
-        let (writes, progress) = writer::spawn(target, Arc::clone(&queued));
+        let (writes, progress) = writer::spawn(target, Arc::clone(&queued)).await?;
         Ok(Store {
             pool,
             backend,
@@ -251,7 +272,8 @@ impl Store {
             return Commit(None);
         }
         let (done, committed) = oneshot::channel();
-        self.queued.fetch_add(writes.len(), Ordering::Relaxed);
+        let writes_len = writes.len();
+        self.queued.fetch_add(writes_len, Ordering::Relaxed);
         let mut sequence = self
             .sequence
             .lock()
@@ -262,9 +284,11 @@ impl Store {
             writes,
             done,
         };
-        match self.writes.send(request) {
+        match self.writes.send(writer::Message::Writes(request)) {
             Ok(()) => Commit(Some(committed)),
             Err(_) => {
+                // The writer is closed: these writes will never be applied, nor counted down.
+                self.queued.fetch_sub(writes_len, Ordering::Relaxed);
                 let (failed, receiver) = oneshot::channel();
                 let _ = failed.send(Err(StoreError::Closed));
                 Commit(Some(receiver))
@@ -300,9 +324,15 @@ impl Store {
         }
     }
 
-    /// Commits what is queued and closes the database.
+    /// Commits what is queued and closes the database. Writes queued after it fail with
+    /// [`StoreError::Closed`].
     pub async fn close(&self) {
         let _ = self.flush().await;
+        let (close, closed) = oneshot::channel();
+        if self.writes.send(writer::Message::Close(close)).is_ok() {
+            // The writer answers once it let go of the database (on SQLite, its connection).
+            let _ = closed.await;
+        }
         self.pool.close().await;
     }
 }

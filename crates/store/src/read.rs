@@ -9,7 +9,7 @@ use wire::{
 };
 
 use crate::load::{opt_json_at, opt_u64_at, task_state, u64_at};
-use crate::writer::{placeholder, placeholder_list};
+use crate::statement::{placeholder, placeholder_list};
 use crate::{Store, StoreError};
 
 /// Hashes per `IN (…)` query.

@@ -8,7 +8,8 @@ use sqlx::Row;
 use wire::{JobId, NodeId, TaskState};
 
 use crate::load::{job_row, json_at, task_state, u64_at};
-use crate::writer::db;
+use crate::plan::db;
+use crate::statement::Statement;
 use crate::{EndedJob, Recallable, Store, StoreError, TaskRecall};
 
 impl Store {
@@ -94,10 +95,7 @@ impl Store {
 
 /// Takes back the results of the recall's tasks: they are pending again, with no result, and
 /// their job runs again when the recall reopens it.
-pub(crate) async fn recall_tasks(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    recall: &TaskRecall,
-) -> Result<(), StoreError> {
+pub(crate) fn recall_tasks(sql: &mut Vec<Statement>, recall: &TaskRecall) {
     let TaskRecall {
         job_id,
         tasks,
@@ -105,24 +103,25 @@ pub(crate) async fn recall_tasks(
         at_ms,
     } = recall;
     for (index, node) in tasks {
-        sqlx::query(
-            "UPDATE tasks SET state = 'pending', outcome = NULL, result_attempt_id = NULL, \
-             finished_at_ms = NULL, verification = NULL, vouched_by = NULL, \
-             recalled_from = $3, recalled_at_ms = $4, recalls = recalls + 1 \
-             WHERE job_id = $1 AND idx = $2",
-        )
-        .bind(job_id.as_db())
-        .bind(i64::from(*index))
-        .bind(node.as_db())
-        .bind(db(*at_ms))
-        .execute(&mut **tx)
-        .await?;
+        sql.push(
+            Statement::new(
+                "UPDATE tasks SET state = 'pending', outcome = NULL, result_attempt_id = NULL, \
+                 finished_at_ms = NULL, verification = NULL, vouched_by = NULL, \
+                 recalled_from = $3, recalled_at_ms = $4, recalls = recalls + 1 \
+                 WHERE job_id = $1 AND idx = $2",
+            )
+            .bind(job_id.as_db())
+            .bind(i64::from(*index))
+            .bind(node.as_db())
+            .bind(db(*at_ms)),
+        );
     }
     if *reopen {
-        sqlx::query("UPDATE jobs SET state = 'running', finished_at_ms = NULL WHERE id = $1")
-            .bind(job_id.as_db())
-            .execute(&mut **tx)
-            .await?;
+        sql.push(
+            Statement::new(
+                "UPDATE jobs SET state = 'running', finished_at_ms = NULL WHERE id = $1",
+            )
+            .bind(job_id.as_db()),
+        );
     }
-    Ok(())
 }

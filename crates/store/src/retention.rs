@@ -9,13 +9,13 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{AnyPool, Row};
 
 use wire::{BlobHash, JobId, JobSubmission, OutputFile, TaskSpec};
 
 use crate::load::{corrupt, opt_json_at};
 use crate::rows::AttemptEnd;
-use crate::writer::{placeholder, placeholder_list, values_sql};
+use crate::statement::{Statement, placeholder, placeholder_list, values_sql};
 use crate::{Backend, Store, StoreError};
 
 /// Set in `meta` once `job_blobs` names the blobs of every job stored before it existed.
@@ -54,33 +54,29 @@ pub(crate) fn attempt_blobs(end: &AttemptEnd) -> impl Iterator<Item = BlobHash> 
 }
 
 /// Records that `job_id` uses each of `hashes`.
-pub(crate) async fn insert_job_blobs(
-    tx: &mut Transaction<'static, Any>,
+pub(crate) fn insert_job_blobs(
+    sql: &mut Vec<Statement>,
     backend: Backend,
     pairs: &[(JobId, BlobHash)],
-) -> Result<(), StoreError> {
+) {
     for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let sql = values_sql(
-            backend,
-            "INSERT INTO job_blobs (job_id, hash) VALUES ",
-            chunk.len(),
-            &["", ""],
-        ) + " ON CONFLICT (job_id, hash) DO NOTHING";
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut statement = Statement::new(
+            values_sql(
+                backend,
+                "INSERT INTO job_blobs (job_id, hash) VALUES ",
+                chunk.len(),
+                &["", ""],
+            ) + " ON CONFLICT (job_id, hash) DO NOTHING",
+        );
         for (job_id, hash) in chunk {
-            query = query.bind(job_id.as_db()).bind(hash.to_hex());
+            statement = statement.bind(job_id.as_db()).bind(hash.to_hex());
         }
-        query.execute(&mut **tx).await?;
+        sql.push(statement);
     }
-    Ok(())
 }
 
 /// Deletes jobs with their tasks, attempts and blob uses.
-pub(crate) async fn purge_jobs(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    job_ids: &[JobId],
-) -> Result<(), StoreError> {
+pub(crate) fn purge_jobs(sql: &mut Vec<Statement>, backend: Backend, job_ids: &[JobId]) {
     for chunk in job_ids.chunks(ROWS_PER_STATEMENT) {
         let list = placeholder_list(backend, 1, chunk.len());
         for table_and_column in [
@@ -90,51 +86,47 @@ pub(crate) async fn purge_jobs(
             "job_blobs WHERE job_id",
             "jobs WHERE id",
         ] {
-            let sql = format!("DELETE FROM {table_and_column} IN {list}");
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut statement = Statement::new(format!("DELETE FROM {table_and_column} IN {list}"));
             for job_id in chunk {
-                query = query.bind(job_id.as_db());
+                statement = statement.bind(job_id.as_db());
             }
-            query.execute(&mut **tx).await?;
+            sql.push(statement);
         }
     }
-    Ok(())
 }
 
 /// Deletes the records of those `hashes` that are still unused (no job names them, not stored
 /// or asked for since `used_before_ms`), with who may read them.
-pub(crate) async fn forget_blobs(
-    tx: &mut Transaction<'static, Any>,
+pub(crate) fn forget_blobs(
+    sql: &mut Vec<Statement>,
     backend: Backend,
     hashes: &[BlobHash],
     used_before_ms: u64,
-) -> Result<(), StoreError> {
+) {
     for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
         let list = placeholder_list(backend, 2, chunk.len());
         let first = placeholder(backend, 1);
-        let sql = format!(
+        let mut statement = Statement::new(format!(
             "DELETE FROM blobs WHERE COALESCE(used_at_ms, created_at_ms) < {first} \
              AND hash IN {list} \
              AND NOT EXISTS (SELECT 1 FROM job_blobs j WHERE j.hash = blobs.hash) \
              AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.checkpoint_hash = blobs.hash)"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(used_before_ms as i64);
+        ))
+        .bind(used_before_ms as i64);
         for hash in chunk {
-            query = query.bind(hash.to_hex());
+            statement = statement.bind(hash.to_hex());
         }
-        query.execute(&mut **tx).await?;
+        sql.push(statement);
         let list = placeholder_list(backend, 1, chunk.len());
-        let sql = format!(
+        let mut statement = Statement::new(format!(
             "DELETE FROM blob_refs WHERE hash IN {list} \
              AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = blob_refs.hash)"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        ));
         for hash in chunk {
-            query = query.bind(hash.to_hex());
+            statement = statement.bind(hash.to_hex());
         }
-        query.execute(&mut **tx).await?;
+        sql.push(statement);
     }
-    Ok(())
 }
 
 /// Names the blobs of the jobs stored before `job_blobs` existed, once, so that no blob a job
@@ -186,7 +178,11 @@ pub(crate) async fn fill_job_blobs(pool: &AnyPool, backend: Backend) -> Result<(
         pairs.extend(outputs.iter().map(|output| (job_id, output.hash)));
     }
     let pairs: Vec<(JobId, BlobHash)> = pairs.into_iter().collect();
-    insert_job_blobs(&mut tx, backend, &pairs).await?;
+    let mut statements = Vec::new();
+    insert_job_blobs(&mut statements, backend, &pairs);
+    for statement in statements {
+        crate::statement::execute(&mut tx, statement).await?;
+    }
     sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
         .bind(JOB_BLOBS_FILLED)
         .bind(pairs.len().to_string())

@@ -745,6 +745,79 @@ async fn a_store_opened_later_fences_the_earlier_one_out_of_the_database() {
     }
 }
 
+fn requester(id: u64) -> Write {
+    Write::InsertRequester(RequesterRow {
+        id: RequesterId(id),
+        name: format!("requester {id}"),
+        created_at_ms: 1,
+    })
+}
+
+#[tokio::test]
+async fn after_a_failed_commit_nothing_more_is_written_and_every_later_write_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        let store = open(&url).await;
+        store.write(vec![requester(1)]).await.unwrap();
+        // The same id again breaks the primary key: the commit fails.
+        let failed = store.write(vec![requester(1)]).await.unwrap_err();
+        assert!(
+            matches!(failed, store::StoreError::Database(_)),
+            "{url}: {failed:?}"
+        );
+        let later = store.write(vec![join_token("later")]).await.unwrap_err();
+        assert_eq!(
+            later.to_string(),
+            failed.to_string(),
+            "{url}: a later write gets the failure"
+        );
+        let flushed = store.flush().await.unwrap_err();
+        assert_eq!(flushed.to_string(), failed.to_string(), "{url}");
+        store.close().await;
+        let reopened = open(&url).await;
+        let image = reopened.load().await.unwrap();
+        assert!(
+            image.tokens.is_empty(),
+            "{url}: nothing after the failure landed"
+        );
+        assert_eq!(image.requesters.len(), 1, "{url}");
+        reopened.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_close_commits_what_was_queued_and_refuses_what_comes_after() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        let store = open(&url).await;
+        let queued = store.enqueue(vec![join_token("queued")]);
+        store.close().await;
+        queued.wait().await.unwrap();
+        assert_eq!(store.queued(), 0, "{url}");
+        let refused = store.write(vec![join_token("late")]).await;
+        assert!(
+            matches!(refused, Err(store::StoreError::Closed)),
+            "{url}: {refused:?}"
+        );
+        assert_eq!(
+            store.queued(),
+            0,
+            "{url}: a refused write is not counted as queued"
+        );
+        let reopened = open(&url).await;
+        let hashes: Vec<String> = reopened
+            .load()
+            .await
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|token| token.hash)
+            .collect();
+        assert_eq!(hashes, ["queued"], "{url}");
+        reopened.close().await;
+    }
+}
+
 #[tokio::test]
 async fn results_a_banned_node_alone_vouched_for_are_found_and_taken_back() {
     let dir = tempfile::tempdir().unwrap();
