@@ -119,8 +119,11 @@ async fn a_short_verify_benchmark_delivers_no_wrong_result_in_the_model_or_end_t
         "200",
         "--agents",
         "6",
+        // One cheater of six: a liar whose every lie the pool checks. A ring of liars that
+        // outnumber the honest nodes of so small a pool may agree on a lie while on probation,
+        // which the model measures at scale instead.
         "--cheaters",
-        "50",
+        "10",
         "--tasks",
         "60",
     ])
