@@ -321,34 +321,7 @@ fn attempt_state(
             .insecure_random(SeededRandom::new(seed ^ 0x5eed))
             .insecure_random_seed(u128::from(seed));
     }
-    let preopen = |builder: &mut WasiCtxBuilder, host: &PathBuf, guest: &str, perms| {
-        builder
-            .preopened_dir(host, guest, perms)
-            .map(|_| ())
-            .map_err(|error| format!("cannot open {} for {guest}: {error}", host.display()))
-    };
-    preopen(&mut builder, &dir.input(), "/input", FsPerms::ReadOnly)?;
-    preopen(&mut builder, &dir.output(), "/output", FsPerms::ReadWrite)?;
-    preopen(&mut builder, &dir.scratch(), "/scratch", FsPerms::ReadWrite)?;
-    for (guest, host) in &attempt.mounts {
-        preopen(&mut builder, host, guest, FsPerms::ReadOnly)?;
-    }
-    let mut disk_roots = vec![dir.output(), dir.scratch()];
-    let (mut disk_bytes_max, mut disk_entries_max) = (
-        attempt.limits.output_bytes_max,
-        disk_entries_max(&attempt.limits),
-    );
-    if let Some(checkpoint) = &attempt.checkpoint {
-        preopen(
-            &mut builder,
-            &checkpoint.host,
-            CHECKPOINT_GUEST_DIR,
-            FsPerms::ReadWrite,
-        )?;
-        disk_roots.push(checkpoint.host.clone());
-        disk_bytes_max = disk_bytes_max.saturating_add(checkpoint.bytes_max);
-        disk_entries_max = disk_entries_max.saturating_add(checkpoint.entries_max);
-    }
+    let disk = preopen_dirs(&mut builder, attempt, dir)?;
     let mut wasi = builder.build_p1();
     // Without a bound a guest could open descriptors until the agent's process has none left
     // (it got to 19984 in a test), and every other attempt and the agent's own connections
@@ -361,9 +334,9 @@ fn attempt_state(
         fuel_max: attempt.limits.fuel_max,
         started,
         deadline: attempt.limits.deadline,
-        disk_roots,
-        disk_bytes_max,
-        disk_entries_max,
+        disk_roots: disk.roots,
+        disk_bytes_max: disk.bytes_max,
+        disk_entries_max: disk.entries_max,
     };
     Ok(AttemptState::new(
         wasi,
@@ -371,6 +344,55 @@ fn attempt_state(
         Arc::clone(&attempt.control),
         bounds,
     ))
+}
+
+/// The directories whose files count against an attempt's disk, and its bounds.
+struct DiskBounds {
+    roots: Vec<PathBuf>,
+    bytes_max: u64,
+    entries_max: u64,
+}
+
+/// Opens the attempt's directories and the job's mounts to the guest: what counts against its
+/// disk, `/checkpoint` on top of `/output`'s cap.
+fn preopen_dirs(
+    builder: &mut WasiCtxBuilder,
+    attempt: &Attempt,
+    dir: &AttemptDir,
+) -> Result<DiskBounds, String> {
+    let preopen = |builder: &mut WasiCtxBuilder, host: &PathBuf, guest: &str, perms| {
+        builder
+            .preopened_dir(host, guest, perms)
+            .map(|_| ())
+            .map_err(|error| format!("cannot open {} for {guest}: {error}", host.display()))
+    };
+    preopen(builder, &dir.input(), "/input", FsPerms::ReadOnly)?;
+    preopen(builder, &dir.output(), "/output", FsPerms::ReadWrite)?;
+    preopen(builder, &dir.scratch(), "/scratch", FsPerms::ReadWrite)?;
+    for (guest, host) in &attempt.mounts {
+        preopen(builder, host, guest, FsPerms::ReadOnly)?;
+    }
+    let mut disk_roots = vec![dir.output(), dir.scratch()];
+    let (mut disk_bytes_max, mut disk_entries_max) = (
+        attempt.limits.output_bytes_max,
+        disk_entries_max(&attempt.limits),
+    );
+    if let Some(checkpoint) = &attempt.checkpoint {
+        preopen(
+            builder,
+            &checkpoint.host,
+            CHECKPOINT_GUEST_DIR,
+            FsPerms::ReadWrite,
+        )?;
+        disk_roots.push(checkpoint.host.clone());
+        disk_bytes_max = disk_bytes_max.saturating_add(checkpoint.bytes_max);
+        disk_entries_max = disk_entries_max.saturating_add(checkpoint.entries_max);
+    }
+    Ok(DiskBounds {
+        roots: disk_roots,
+        bytes_max: disk_bytes_max,
+        entries_max: disk_entries_max,
+    })
 }
 
 /// Why the guest did not get to run, or how its `_start` returned.

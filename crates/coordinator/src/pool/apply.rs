@@ -209,6 +209,22 @@ impl PoolState {
                 size_bytes,
                 at_ms,
             }),
+            Event::AttemptEnded { .. } | Event::CheckpointSaved { .. } => {
+                self.push_attempt_writes(event, writes);
+            }
+            Event::TaskVerified { .. }
+            | Event::ResultsRecalled { .. }
+            | Event::TaskInconclusive { .. }
+            | Event::NodeBanned { .. }
+            | Event::CreditsMoved { .. } => self.push_verification_writes(event, writes),
+            _ => {}
+        }
+    }
+
+    /// The rows of an attempt's end or checkpoint, with the task's checkpoints where they
+    /// changed.
+    fn push_attempt_writes(&self, event: Event, writes: &mut Vec<Write>) {
+        match event {
             Event::AttemptEnded { end } => {
                 let lost = self
                     .loses_work(&end)
@@ -232,12 +248,7 @@ impl PoolState {
                 let attempt = self.attempts[&attempt];
                 writes.push(self.checkpoint_write(attempt.job, attempt.task));
             }
-            Event::TaskVerified { .. }
-            | Event::ResultsRecalled { .. }
-            | Event::TaskInconclusive { .. }
-            | Event::NodeBanned { .. }
-            | Event::CreditsMoved { .. } => self.push_verification_writes(event, writes),
-            _ => {}
+            _ => unreachable!("push_writes routes only attempts' ends and checkpoints here"),
         }
     }
 
