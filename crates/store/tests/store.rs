@@ -975,3 +975,83 @@ async fn recall_on(url: &str) {
         "a cancelled job's results stay as they are"
     );
 }
+
+#[tokio::test]
+async fn a_tasks_latest_checkpoint_loads_shows_and_alone_is_kept_from_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        checkpoints_on(&url).await;
+    }
+}
+
+async fn checkpoints_on(url: &str) {
+    let store = open(url).await;
+    let job_id = JobId(91);
+    let (mut job_row, tasks) = job(job_id, 1);
+    job_row.task_count = 1;
+    let (first, second) = (BlobHash::of(b"first state"), BlobHash::of(b"second state"));
+    let checkpoint = |hash, fuel_used, sequence| wire::CheckpointRef {
+        hash,
+        size_bytes: 11,
+        fuel_used,
+        sequence,
+    };
+    let saved = |latest, lost_ms| Write::SetTaskCheckpoint {
+        job_id,
+        task_index: 0,
+        latest: Some(latest),
+        lost_ms,
+    };
+    let blob = |hash| Write::InsertBlob {
+        hash,
+        size_bytes: 11,
+        at_ms: 1_000,
+        reader: None,
+    };
+    let writes = vec![
+        Write::InsertJob {
+            job: job_row,
+            tasks,
+        },
+        blob(first),
+        saved(checkpoint(first, 100, 1), 0),
+        blob(second),
+    ];
+    store.write(writes).await.unwrap();
+    let unused = || async { store.unused_blobs(u64::MAX / 2, 100).await.unwrap() };
+    assert_eq!(
+        unused().await,
+        [second],
+        "the latest is kept, a blob no task names is not"
+    );
+
+    let latest = checkpoint(second, 250, 2);
+    store.write(vec![saved(latest, 1_500)]).await.unwrap();
+    assert_eq!(unused().await, [first], "only the latest is kept");
+    let image = store.load().await.unwrap();
+    let task = &image.open_tasks[0];
+    assert_eq!(
+        (task.checkpoint, task.checkpoints_lost_ms),
+        (Some(latest), 1_500)
+    );
+    let page = store.task_page(job_id, 0, 10).await.unwrap();
+    let progress = page[0].checkpoints.expect("the task shows its checkpoints");
+    assert_eq!(
+        (
+            progress.saved,
+            progress.fuel_covered,
+            progress.size_bytes,
+            progress.lost_ms
+        ),
+        (2, 250, 11, 1_500)
+    );
+
+    store
+        .write(vec![Write::PurgeJobs(vec![job_id])])
+        .await
+        .unwrap();
+    let mut gone = unused().await;
+    gone.sort();
+    assert_eq!(gone.len(), 2, "a purged job's checkpoints go");
+    assert!(gone.contains(&first) && gone.contains(&second));
+}

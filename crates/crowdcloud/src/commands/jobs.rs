@@ -123,6 +123,27 @@ fn verified_text(task: &TaskStatus) -> String {
     }
 }
 
+/// What a task's checkpoints did: how many were saved, the fuel the latest covers, and the time
+/// attempts lost since their last checkpoint.
+fn checkpoints_text(task: &TaskStatus) -> String {
+    match task.checkpoints {
+        Some(progress) => format!(
+            "{} saved, {} fuel, {} lost",
+            progress.saved,
+            progress.fuel_covered,
+            human_duration_ms(progress.lost_ms)
+        ),
+        None => String::new(),
+    }
+}
+
+fn human_duration_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        _ => format!("{:.1} s", ms as f64 / 1000.0),
+    }
+}
+
 fn print_tasks(tasks: &[TaskStatus]) {
     let checked = tasks
         .iter()
@@ -165,6 +186,12 @@ fn print_tasks(tasks: &[TaskStatus]) {
         header.pop();
         for row in &mut rows {
             row.pop();
+        }
+    }
+    if tasks.iter().any(|task| task.checkpoints.is_some()) {
+        header.push("CHECKPOINTS");
+        for (row, task) in rows.iter_mut().zip(tasks) {
+            row.push(checkpoints_text(task));
         }
     }
     print_table(&header, &rows);

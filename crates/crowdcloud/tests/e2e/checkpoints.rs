@@ -26,7 +26,8 @@ fn every_second() -> CheckpointSpec {
     }
 }
 
-async fn submit_collatz(pool: &Pool, module: BlobHash) -> JobId {
+/// A deterministic collatz task that checkpoints every second of its fuel.
+pub(crate) async fn submit_collatz(pool: &Pool, module: BlobHash) -> JobId {
     let task = TaskSpec {
         args: vec![COLLATZ_LIMIT.to_owned()],
         ..TaskSpec::default()
@@ -45,7 +46,11 @@ async fn only_task(pool: &Pool, job: JobId) -> TaskStatus {
     pool.owner.all_tasks(job).await.unwrap().remove(0)
 }
 
-async fn checkpoints_at_least(pool: &Pool, job: JobId, saved: u32) -> CheckpointProgress {
+pub(crate) async fn checkpoints_at_least(
+    pool: &Pool,
+    job: JobId,
+    saved: u32,
+) -> CheckpointProgress {
     let owner = &pool.owner;
     eventually(
         "the task to save its checkpoints",
@@ -59,7 +64,7 @@ async fn checkpoints_at_least(pool: &Pool, job: JobId, saved: u32) -> Checkpoint
 }
 
 /// The sequence of the checkpoint an agent's log says it resumed from.
-fn resumed_from(log: &str) -> Option<u32> {
+pub(crate) fn resumed_from(log: &str) -> Option<u32> {
     let line = log
         .lines()
         .find(|line| line.contains("resuming from a checkpoint"))?;

@@ -423,3 +423,52 @@ async fn what_an_owner_lends_reaches_the_coordinator_without_a_restart() {
         .unwrap()
         .unwrap();
 }
+
+/// A task that checkpoints moves when its owner's pause lasts longer than `release_after`:
+/// the paused attempt is given back, and another node resumes it from its latest checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_past_release_after_moves_a_checkpointed_task_which_resumes_elsewhere() {
+    let pool = Pool::start(10_000).await;
+    let dir = pool.dir.path().join("laptop");
+    let policy_file = pool.dir.path().join("policy.toml");
+    let policy = POLICY.replace("release_after = \"1h\"", "release_after = \"1s\"");
+    write_policy(&policy_file, &policy);
+    let owner = Arc::new(ScriptedOwner::away());
+    let mut config = AgentConfig::new(&pool.url, &pool.join_token, dir.clone());
+    config.name = "laptop".to_owned();
+    config.slots = 1;
+    config.policy = OwnerPolicy::load(Some(&policy_file), &PolicyOverrides::default()).unwrap();
+    config.signals = Arc::clone(&owner) as Arc<dyn Signals>;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let laptop = tokio::spawn(agent::run(config, async move {
+        let _ = stopped.await;
+    }));
+    pool.wait_online(&["laptop"]).await;
+    let module = pool.upload_wasm(guests::COLLATZ).await;
+    let job = crate::checkpoints::submit_collatz(&pool, module).await;
+    let saved = crate::checkpoints::checkpoints_at_least(&pool, job, 1).await;
+
+    // The owner comes back and stays: the attempt pauses at once, and a second later it goes
+    // back to the pool with the checkpoint it saved.
+    owner.change(|r| r.idle = IdleReading::IdleFor { idle_ms: 3_000 });
+    status_until(
+        &dir,
+        "the paused attempt given back",
+        Duration::from_secs(30),
+        |s| s.state == AgentState::Paused && s.running.is_empty(),
+    )
+    .await;
+    let elsewhere = pool.agent("elsewhere", 1).await;
+    let ended = pool.finish(job, Duration::from_secs(240)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let sequence = crate::checkpoints::resumed_from(&elsewhere.log())
+        .expect("the other node says what it resumed from");
+    assert!(sequence >= saved.saved, "{sequence} < {saved:?}");
+    let _ = stop.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(60), laptop)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.attempts_released, 1);
+}
