@@ -984,18 +984,22 @@ async fn a_tasks_latest_checkpoint_loads_shows_and_alone_is_kept_from_retention(
     }
 }
 
+/// A checkpoint of 11 bytes.
+fn checkpoint(hash: BlobHash, fuel_used: u64, sequence: u32) -> wire::CheckpointRef {
+    wire::CheckpointRef {
+        hash,
+        size_bytes: 11,
+        fuel_used,
+        sequence,
+    }
+}
+
 async fn checkpoints_on(url: &str) {
     let store = open(url).await;
     let job_id = JobId(91);
     let (mut job_row, tasks) = job(job_id, 1);
     job_row.task_count = 1;
     let (first, second) = (BlobHash::of(b"first state"), BlobHash::of(b"second state"));
-    let checkpoint = |hash, fuel_used, sequence| wire::CheckpointRef {
-        hash,
-        size_bytes: 11,
-        fuel_used,
-        sequence,
-    };
     let saved = |latest, lost_ms| Write::SetTaskCheckpoint {
         job_id,
         task_index: 0,
