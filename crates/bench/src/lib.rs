@@ -9,7 +9,8 @@
 //! - [`scale`]: one coordinator holding many nodes that heartbeat, simulated by one process
 //!   speaking the real protocol: RSS, heartbeat latency and dispatch as the pool grows.
 //! - [`recover`]: agents killed during a run: how long until their tasks run elsewhere and how
-//!   much work was lost.
+//!   much work was lost; [`recover_checkpoints`], the same for long tasks that checkpoint, with
+//!   what checkpointing costs.
 //! - [`verify`]: the verification policy of a public pool against cheating nodes (colluding,
 //!   honest until trusted, rejoining under new identities), in a seeded model of a million
 //!   tasks: wrong results delivered, executions per task and time to ban, against fixed 2×
@@ -21,6 +22,7 @@
 pub mod dispatch;
 pub mod pool;
 pub mod recover;
+pub mod recover_checkpoints;
 pub mod report;
 pub mod sandbox;
 mod sandbox_large;

@@ -547,6 +547,19 @@ pub(crate) enum BenchCommand {
         /// The coordinator's lease: how long a silent node keeps its work.
         #[arg(long, default_value_t = 3000)]
         lease_ms: u64,
+        /// Long tasks that checkpoint instead (the collatz guest, one per slot): work lost,
+        /// time to resume elsewhere, and the cost against a run without checkpoints.
+        #[arg(long)]
+        checkpoints: bool,
+        /// With --checkpoints: how often tasks checkpoint, in ms.
+        #[arg(long, default_value_t = 2000, requires = "checkpoints")]
+        interval_ms: u64,
+        /// With --checkpoints: the state each checkpoint carries, in MiB.
+        #[arg(long, default_value_t = 64, requires = "checkpoints")]
+        state_mib: u32,
+        /// With --checkpoints: each task's work, the bound of its Collatz search.
+        #[arg(long, default_value_t = 40_000_000, requires = "checkpoints")]
+        limit: u64,
     },
     /// Cheating nodes against result verification: wrong results delivered, executions per
     /// task and time to ban, in a seeded model of the pool's policy, fixed 2× replication and

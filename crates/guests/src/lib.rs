@@ -34,9 +34,10 @@ pub const PROBE_COMPONENT: &[u8] =
 /// [SIZE]` prints `NAME SIZE CHECKSUM`, the same checksum the native build computes.
 pub const KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.wasm"));
 
-/// The example of a long task that checkpoints (`guests/collatz`): `collatz LIMIT` finds the
-/// longest Collatz chain below LIMIT, saving its state through the `checkpoint` helper crate
-/// whenever a checkpoint is due, and writes `/output/result.txt`.
+/// The example of a long task that checkpoints (`guests/collatz`): `collatz LIMIT [STATE_MIB]`
+/// finds the longest Collatz chain below LIMIT, saving its state (and STATE_MIB of ballast)
+/// through the `checkpoint` helper crate whenever a checkpoint is due, and writes
+/// `/output/result.txt`.
 pub const COLLATZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/collatz.wasm"));
 
 /// The validator guest that says whether two results of a task are equivalent when they are not

@@ -1,10 +1,12 @@
 //! The example of a long task that checkpoints: finds the number below a bound whose Collatz
 //! chain is the longest, the work of minutes for a large bound.
 //!
-//! `collatz LIMIT` writes `/output/result.txt`: the number, its chain's length, and the sum of
-//! every length as a check. Its state is three numbers (the next start, the best so far and the
-//! sum), saved whenever a checkpoint is due and loaded at start, so the task can stop anywhere
-//! and resume elsewhere with the same result.
+//! `collatz LIMIT [STATE_MIB]` writes `/output/result.txt`: the number, its chain's length, and
+//! the sum of every length as a check. Its state is four numbers (the next start, the best so
+//! far, its length and the sum), saved whenever a checkpoint is due and loaded at start, so the
+//! task can stop anywhere and resume elsewhere with the same result. STATE_MIB adds that many
+//! mebibytes to every checkpoint, carried along unread, as a larger program's state would be
+//! (benchmarks use it to measure checkpoints of a realistic size).
 
 use std::process::ExitCode;
 
@@ -33,13 +35,15 @@ impl Search {
             .collect()
     }
 
+    /// The search from a checkpoint's first 32 bytes; what follows is ballast.
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let bytes = bytes.get(..32)?;
         let words: Vec<u64> = bytes
             .chunks_exact(8)
             .map(|word| u64::from_le_bytes(word.try_into().expect("chunks of 8")))
             .collect();
         match words[..] {
-            [next, best_start, best_steps, steps_sum] if bytes.len() == 32 => Some(Self {
+            [next, best_start, best_steps, steps_sum] => Some(Self {
                 next,
                 best_start,
                 best_steps,
@@ -77,14 +81,18 @@ fn chain_steps(mut n: u64) -> u64 {
     steps
 }
 
+/// The most ballast a checkpoint may carry, in MiB.
+const STATE_MIB_MAX: usize = 1024;
+
 fn main() -> ExitCode {
-    let Some(limit) = std::env::args()
-        .nth(1)
-        .and_then(|arg| arg.parse::<u64>().ok())
-    else {
-        eprintln!("usage: collatz LIMIT");
+    let mut args = std::env::args().skip(1);
+    let limit = args.next().and_then(|arg| arg.parse::<u64>().ok());
+    let state_mib = args.next().map_or(Some(0), |arg| arg.parse::<usize>().ok());
+    let (Some(limit), Some(state_mib @ 0..=STATE_MIB_MAX)) = (limit, state_mib) else {
+        eprintln!("usage: collatz LIMIT [STATE_MIB], STATE_MIB at most {STATE_MIB_MAX}");
         return ExitCode::from(2);
     };
+    let ballast = vec![0xa5u8; state_mib << 20];
     let mut search = match checkpoint::load() {
         Some(bytes) => match Search::from_bytes(&bytes) {
             Some(search) => search,
@@ -99,7 +107,7 @@ fn main() -> ExitCode {
         // Asking costs a host call, so only every few thousand starts.
         if search.next.is_multiple_of(4096)
             && checkpoint::due()
-            && let Err(error) = checkpoint::save(&search.to_bytes())
+            && let Err(error) = checkpoint::save(&[search.to_bytes(), ballast.clone()].concat())
         {
             eprintln!("collatz: cannot checkpoint: {error}");
             return ExitCode::from(4);
@@ -134,5 +142,8 @@ mod tests {
         assert_eq!(resumed, whole);
         assert_eq!((whole.best_start, whole.best_steps), (6171, 261));
         assert_eq!(Search::from_bytes(&[0; 31]), None);
+        let mut with_ballast = first.to_bytes();
+        with_ballast.extend([0xa5; 100]);
+        assert_eq!(Search::from_bytes(&with_ballast), Some(first));
     }
 }

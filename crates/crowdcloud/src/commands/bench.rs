@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use bench::dispatch::DispatchOptions;
 use bench::recover::RecoverOptions;
+use bench::recover_checkpoints::CheckpointOptions;
 use bench::sandbox::SandboxOptions;
 use bench::scale::ScaleOptions;
 use bench::verify::VerifyOptions;
@@ -79,24 +80,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::scale::run(binary, &options).await?
         }
-        BenchCommand::Recover {
-            tasks,
-            agents,
-            slots,
-            kill,
-            task_ms,
-            lease_ms,
-        } => {
-            let options = RecoverOptions {
-                tasks,
-                agents,
-                slots,
-                kill,
-                task_ms,
-                lease_ms,
-            };
-            bench::recover::run(binary, &options).await?
-        }
+        recover @ BenchCommand::Recover { .. } => self::recover(binary, recover).await?,
         BenchCommand::Verify(args) => return verify(binary, args).await,
     };
     let table = report.to_table();
@@ -166,4 +150,52 @@ fn live_options(args: &BenchVerifyArgs) -> anyhow::Result<Option<bench::verify::
         tasks: args.tasks,
         ..bench::verify::LiveOptions::default()
     }))
+}
+
+/// `bench recover`, with long tasks that checkpoint or with short ones that do not.
+async fn recover(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<bench::Report> {
+    Ok(match which {
+        BenchCommand::Recover {
+            agents,
+            slots,
+            kill,
+            lease_ms,
+            checkpoints: true,
+            interval_ms,
+            state_mib,
+            limit,
+            ..
+        } => {
+            let options = CheckpointOptions {
+                agents,
+                slots,
+                kill,
+                lease_ms,
+                interval_ms,
+                state_mib,
+                limit,
+            };
+            bench::recover_checkpoints::run(binary, &options).await?
+        }
+        BenchCommand::Recover {
+            tasks,
+            agents,
+            slots,
+            kill,
+            task_ms,
+            lease_ms,
+            ..
+        } => {
+            let options = RecoverOptions {
+                tasks,
+                agents,
+                slots,
+                kill,
+                task_ms,
+                lease_ms,
+            };
+            bench::recover::run(binary, &options).await?
+        }
+        _ => unreachable!("`measure` hands only `bench recover` here"),
+    })
 }

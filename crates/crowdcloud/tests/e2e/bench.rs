@@ -136,3 +136,27 @@ async fn a_short_verify_benchmark_delivers_no_wrong_result_in_the_model_or_end_t
         .expect("the end-to-end part ran");
     assert_eq!(wrong["value"].as_f64(), Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_checkpointed_recover_benchmark_resumes_killed_tasks_with_the_same_outputs() {
+    let (output, report) = bench(&[
+        "recover",
+        "--checkpoints",
+        "--agents",
+        "2",
+        "--slots",
+        "1",
+        "--kill",
+        "1",
+        "--lease-ms",
+        "2000",
+        "--interval-ms",
+        "1000",
+        "--state-mib",
+        "1",
+        "--limit",
+        "15000000",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
