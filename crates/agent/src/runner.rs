@@ -363,12 +363,25 @@ impl Runner {
             attempt: grant.attempt_id,
             control,
         };
-        uploader
-            .upload(|| {
-                client.put_checkpoint_file(grant.attempt_id, hash, fuel_used, &files.archive)
-            })
+        let put = || async {
+            match client
+                .put_checkpoint_file(grant.attempt_id, hash, fuel_used, &files.archive)
+                .await
+            {
+                // Another replica of the task is further on; this one keeps its own state and
+                // goes on.
+                Err(error) if error.code() == Some(wire::ErrorCode::Conflict) => Ok(false),
+                other => other.map(|()| true),
+            }
+        };
+        let taken = uploader
+            .retry("save a checkpoint", ClientError::is_transient, put)
             .await
             .map_err(|message| node_error(format!("could not save the checkpoint: {message}")))?;
+        if !taken {
+            tracing::info!(attempt = %grant.attempt_id, fuel_used, "another replica's checkpoint is further on; going on");
+            return Ok(());
+        }
         tracing::info!(attempt = %grant.attempt_id, fuel_used, size_bytes, "checkpoint saved");
         Ok(())
     }

@@ -352,7 +352,7 @@ pub(crate) fn record_upload(
 /// retention deletes it.
 pub(crate) fn save_checkpoint(
     checkpoint: SaveCheckpoint,
-) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<wire::CheckpointRef, String>
+) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<wire::CheckpointRef, PoolError>
 {
     move |pool, now_ms, entropy, out| {
         let (hash, size_bytes) = (checkpoint.hash, checkpoint.size_bytes);

@@ -32,7 +32,8 @@ pub(super) fn blob_failure(error: BlobError) -> Failure {
         (status = 201, description = "stored; the uploader may read it and name it in jobs"),
         (status = 400, body = ApiError, description = "the hash is malformed, or the bytes do not hash to it"),
         (status = 401, body = ApiError, description = "no valid API or node token"),
-        (status = 403, body = ApiError, description = "a node may upload only for an attempt it holds, within that attempt's output caps; a checkpoint only for a job that checkpoints, moving its task forward"),
+        (status = 403, body = ApiError, description = "a node may upload only for an attempt it holds, within that attempt's output caps; a checkpoint only for a job that checkpoints"),
+        (status = 409, body = ApiError, description = "the checkpoint covers no more fuel than the task's latest (another replica is ahead); the attempt goes on"),
         (status = 413, body = ApiError, description = "the blob is larger than the caller may upload, or would pass the requester's storage quota"),
     ),
     security(("requester" = []), ("node" = [])))]
@@ -133,7 +134,7 @@ async fn put_checkpoint(
     };
     let (saved, commit) = shared.mutate(crate::service::save_checkpoint(checkpoint));
     shared.committed(commit).await?;
-    let saved = saved.map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
+    let saved = saved?;
     tracing::info!(%attempt, sequence = saved.sequence, fuel_used, size_bytes, "checkpoint saved");
     Ok(StatusCode::CREATED)
 }

@@ -12,7 +12,7 @@ use wire::checkpoint::SAVED_PER_TASK_MAX;
 use wire::{AttemptId, BlobHash, CheckpointRef, JobId, NodeId};
 
 use super::events::Event;
-use super::{Outbox, PoolState};
+use super::{Outbox, PoolError, PoolState};
 
 /// What a task's checkpoints did: its latest and the work lost so far. Boxed in a task, so a
 /// task of a job that does not checkpoint pays one word for it.
@@ -43,7 +43,9 @@ impl PoolState {
     }
 
     /// Takes a checkpoint `node_id` uploaded for `attempt_id`, `size_bytes` as measured, saved
-    /// when the task had used `fuel_used` in all; it becomes the task's latest.
+    /// when the task had used `fuel_used` in all; it becomes the task's latest. One that covers
+    /// no more than the latest (another replica is ahead) is a conflict: the node keeps its
+    /// attempt and goes on.
     pub(crate) fn save_checkpoint(
         &mut self,
         node_id: NodeId,
@@ -51,35 +53,37 @@ impl PoolState {
         (hash, size_bytes, fuel_used): (BlobHash, u64, u64),
         now_ms: u64,
         out: &mut Outbox,
-    ) -> Result<CheckpointRef, String> {
-        let bytes_max = self.checkpoint_bytes_max(node_id, attempt_id)?;
+    ) -> Result<CheckpointRef, PoolError> {
+        let bytes_max = self
+            .checkpoint_bytes_max(node_id, attempt_id)
+            .map_err(PoolError::Forbidden)?;
         let attempt = self.attempts[&attempt_id];
         let job = &self.jobs[&attempt.job];
         if size_bytes > bytes_max {
-            return Err(format!(
+            return Err(PoolError::Forbidden(format!(
                 "the checkpoint is {size_bytes} bytes; the job allows {bytes_max}"
-            ));
+            )));
         }
         if fuel_used > job.runtime.limits.fuel_max {
-            return Err(format!(
+            return Err(PoolError::Forbidden(format!(
                 "the checkpoint claims {fuel_used} fuel; the job allows {}",
                 job.runtime.limits.fuel_max
-            ));
+            )));
         }
         let latest = self.latest_checkpoint(attempt.job, attempt.task);
         let covered = latest.map_or(attempt.resumed_fuel, |latest| latest.fuel_used);
         if fuel_used <= covered {
-            return Err(format!(
+            return Err(PoolError::Conflict(format!(
                 "the checkpoint covers {fuel_used} fuel, no more than the task's latest \
                  ({covered}): it would set the task back"
-            ));
+            )));
         }
         let sequence = latest.map_or(0, |latest| latest.sequence) + 1;
         if sequence > SAVED_PER_TASK_MAX {
-            return Err(format!(
+            return Err(PoolError::Forbidden(format!(
                 "the task saved {SAVED_PER_TASK_MAX} checkpoints, as many as one may; raise \
                  the job's checkpoint interval"
-            ));
+            )));
         }
         let checkpoint = CheckpointRef {
             hash,

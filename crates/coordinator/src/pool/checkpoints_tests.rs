@@ -33,7 +33,11 @@ fn save(
         assert!(kinds.is_empty(), "a refused checkpoint changes nothing");
         assert_eq!(h.pool.latest_checkpoint_of_any(), before);
     }
-    saved
+    saved.map_err(|error| match error {
+        PoolError::Conflict(message) => format!("conflict: {message}"),
+        PoolError::Forbidden(message) => message,
+        other => panic!("a checkpoint is refused as forbidden or a conflict, not {other:?}"),
+    })
 }
 
 /// A task's node saves checkpoints, vanishes, and another node resumes from the latest.
@@ -44,7 +48,8 @@ pub(super) fn saved_lost_and_resumed(h: &mut Harness) {
     let refusal = |result: Result<wire::CheckpointRef, String>| result.unwrap_err();
     assert!(refusal(save(h, second, attempt, b"state", 100)).contains("not held by this node"));
     assert!(refusal(save(h, first, attempt, &[0; 1025], 100)).contains("1025 bytes"));
-    assert!(refusal(save(h, first, attempt, b"state", 0)).contains("set the task back"));
+    let behind = refusal(save(h, first, attempt, b"state", 0));
+    assert!(behind.starts_with("conflict: ") && behind.contains("set the task back"));
     assert_eq!(save(h, first, attempt, b"one", 100).unwrap().sequence, 1);
     let latest = save(h, first, attempt, b"two", 250).unwrap();
     assert_eq!((latest.sequence, latest.fuel_used), (2, 250));

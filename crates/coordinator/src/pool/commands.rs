@@ -226,7 +226,7 @@ command! {
         hash: BlobHash,
         size_bytes: u64,
         fuel_used: u64,
-    } -> Result<wire::CheckpointRef, String>,
+    } -> Result<wire::CheckpointRef, PoolError>,
     |this, pool, now_ms, _, out| {
         let blob = (this.hash, this.size_bytes, this.fuel_used);
         pool.save_checkpoint(this.node, this.attempt, blob, now_ms, out)

@@ -203,11 +203,12 @@ async fn a_node_saves_checkpoints_only_for_attempts_it_holds_within_the_jobs_siz
     node.put_checkpoint_file(attempt, small, 10, &small_path)
         .await
         .unwrap();
-    let message = refused(
-        node.put_checkpoint_file(attempt, small, 5, &small_path)
-            .await,
-    );
-    assert!(message.contains("set the task back"), "{message}");
+    // Behind the task's latest: a conflict, which a replica that is behind carries on from.
+    let behind = node
+        .put_checkpoint_file(attempt, small, 5, &small_path)
+        .await
+        .unwrap_err();
+    assert_eq!(behind.code(), Some(wire::ErrorCode::Conflict), "{behind}");
     // Another node's attempt is not this node's to checkpoint.
     let other = pool.raw_node(4, "other", 1).await;
     let message = refused(
@@ -221,4 +222,34 @@ async fn a_node_saves_checkpoints_only_for_attempts_it_holds_within_the_jobs_siz
     assert_eq!((progress.saved, progress.fuel_covered), (1, 10));
     assert_eq!(progress.size_bytes, b"whole state".len() as u64);
     assert_eq!(only_task(&pool, plain).await.checkpoints, None);
+}
+
+/// Two replicas of a deterministic task checkpoint at the same points: the second to save each
+/// checkpoint is behind the task's latest, hears so, and goes on; the task ends with one result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_whose_checkpoint_is_behind_goes_on_and_the_task_ends_once() {
+    let pool = Pool::start(5_000).await;
+    let agents = [pool.agent("one", 1).await, pool.agent("two", 1).await];
+    pool.wait_online(&["one", "two"]).await;
+    let module = pool.upload_wasm(guests::COLLATZ).await;
+    let task = TaskSpec {
+        args: vec!["6000000".to_owned()],
+        ..TaskSpec::default()
+    };
+    let mut submission = pool.submission(module, vec![task], Limits::default());
+    submission.deterministic = Some(Deterministic { seed: 1 });
+    submission.checkpoint = Some(every_second());
+    submission.replicas = 2;
+    let job = pool.owner.submit(&submission).await.unwrap().job_id;
+    let ended = pool.finish(job, Duration::from_secs(240)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    assert_eq!(ended.tasks.succeeded, 1);
+    let behind = agents.iter().any(|agent| {
+        agent
+            .log()
+            .contains("another replica's checkpoint is further on")
+    });
+    assert!(behind, "one replica's checkpoints came second");
+    let task = only_task(&pool, job).await;
+    assert!(task.checkpoints.unwrap().saved >= 1);
 }
