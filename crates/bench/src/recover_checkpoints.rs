@@ -3,7 +3,8 @@
 //! their checkpoints, and what checkpointing costs against the same run without it.
 //!
 //! Every task is the `collatz` guest, which checkpoints whenever its interval has passed and
-//! carries `--state-mib` of state in each checkpoint. Three runs of the same tasks on the same
+//! carries `--state-mib` of state in each checkpoint, one task per agent, so that the spare
+//! slots of the others take a killed agent's task as soon as the pool gives it back. Three runs of the same tasks on the same
 //! agents: without checkpoints (the baseline), with them, and with them while `--kill` agents
 //! are killed three quarters of an interval after each of their tasks saved a checkpoint. All
 //! three must give the same outputs.
@@ -101,7 +102,8 @@ fn submission(module: BlobHash, options: &CheckpointOptions, checkpoints: bool) 
         args: vec![options.limit.to_string(), options.state_mib.to_string()],
         ..TaskSpec::default()
     };
-    let tasks = (options.agents * options.slots) as usize;
+    // One task per agent: the others' spare slots take a killed agent's task at once.
+    let tasks = options.agents as usize;
     let state_bytes = u64::from(options.state_mib) << 20;
     JobSubmission {
         limits: Limits {
@@ -268,7 +270,7 @@ fn figures(options: &CheckpointOptions, plain: &Run, with: &Run, losses: &Losses
     let interval_s = options.interval_ms as f64 / 1000.0;
     // What each checkpoint cost the run, spread over the tasks that ran side by side.
     let per_checkpoint_s = (with.wall_s - plain.wall_s).max(0.0)
-        / (f64::from(with.checkpoints) / f64::from(options.agents * options.slots)).max(1.0);
+        / (f64::from(with.checkpoints) / f64::from(options.agents)).max(1.0);
     vec![
         Figure::new(
             "the run without checkpoints",

@@ -547,7 +547,8 @@ pub(crate) enum BenchCommand {
         /// The coordinator's lease: how long a silent node keeps its work.
         #[arg(long, default_value_t = 3000)]
         lease_ms: u64,
-        /// Long tasks that checkpoint instead (the collatz guest, one per slot): work lost,
+        /// Long tasks that checkpoint instead (the collatz guest, one per agent; give agents a
+        /// spare slot for a killed agent's task): work lost,
         /// time to resume elsewhere, and the cost against a run without checkpoints.
         #[arg(long)]
         checkpoints: bool,

@@ -145,7 +145,7 @@ async fn a_short_checkpointed_recover_benchmark_resumes_killed_tasks_with_the_sa
         "--agents",
         "2",
         "--slots",
-        "1",
+        "2",
         "--kill",
         "1",
         "--lease-ms",
