@@ -351,6 +351,22 @@ impl Client {
         self.post("/v1/jobs", job).await
     }
 
+    /// Submits a job and waits for it to end, in one exchange: the answer carries the job's
+    /// status once it ended, or as it was after `timeout`.
+    pub async fn submit_and_wait(
+        &self,
+        job: &JobSubmission,
+        timeout: Duration,
+    ) -> Result<JobSubmitted> {
+        let path = format!("/v1/jobs?wait_ms={}", timeout.as_millis());
+        self.json(
+            self.request(Method::POST, &path)
+                .json(job)
+                .timeout(timeout + LONG_POLL_SLACK),
+        )
+        .await
+    }
+
     pub async fn jobs(&self, limit: usize) -> Result<JobList> {
         self.get(&format!("/v1/jobs?limit={limit}")).await
     }

@@ -280,6 +280,10 @@ impl Default for Limits {
 pub struct JobSubmitted {
     pub job_id: JobId,
     pub tasks: u32,
+    /// With `POST /v1/jobs?wait_ms=`: the job once it ended, or as it was when the wait ran
+    /// out; one exchange for a requester who submits and waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::JobStatus>,
 }
 
 /// A blob with its size, as reported for outputs.

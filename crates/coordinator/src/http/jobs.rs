@@ -21,10 +21,21 @@ const WAIT_MS_MAX: u64 = 60_000;
 /// Tasks per page of `tasks`.
 const TASK_PAGE_MAX: u32 = 1000;
 
+/// `POST /v1/jobs?wait_ms=`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SubmitQuery {
+    /// Answer once the job has ended, with its status, or after this many ms (at most 60000)
+    /// with the status then: submit and wait in one exchange.
+    #[param(maximum = 60000)]
+    wait_ms: Option<u64>,
+}
+
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    params(SubmitQuery),
     request_body = JobSubmission,
     responses(
-        (status = 201, body = JobSubmitted, description = "the job is stored and its tasks are queued"),
+        (status = 201, body = JobSubmitted, description = "the job is stored and its tasks are queued; with `wait_ms`, it carries the job's status once it ended or the wait ran out"),
         (status = 400, body = ApiError, description = "the submission breaks a rule, names a blob not uploaded, or its module is not a WASI preview 1 module"),
         (status = 401, body = ApiError, description = "no valid API token"),
         (status = 413, body = ApiError, description = "the body is larger than a submission may be"),
@@ -35,6 +46,7 @@ const TASK_PAGE_MAX: u32 = 1000;
 pub(crate) async fn submit(
     State(shared): State<AppState>,
     Requester(requester): Requester,
+    Query(query): Query<SubmitQuery>,
     Body(submission): Body<JobSubmission>,
 ) -> ApiResult<(StatusCode, Json<JobSubmitted>)> {
     wire::validate::job_submission(&submission)?;
@@ -82,9 +94,14 @@ pub(crate) async fn submit(
         adding,
         unfinished_max,
     });
-    let submitted = submitted?;
+    let mut submitted = submitted?;
     shared.committed(commit).await?;
     tracing::info!(job = %submitted.job_id, tasks = submitted.tasks, "job submitted");
+    if let Some(wait_ms) = query.wait_ms {
+        let timeout = Duration::from_millis(wait_ms.min(WAIT_MS_MAX));
+        let ended = settled(&shared, submitted.job_id, requester, (0, true), timeout).await?;
+        submitted.status = Some(ended);
+    }
     Ok((StatusCode::CREATED, Json(submitted)))
 }
 
@@ -197,7 +214,8 @@ pub(crate) async fn wait(
     Query(query): Query<WaitQuery>,
 ) -> ApiResult<Json<JobStatus>> {
     let job: JobId = parse_path(&job)?;
-    let mut versions = shared.watch_job(job, requester)?;
+    // Refused now if the job is not the requester's, before the query is read.
+    shared.watch_job(job, requester)?;
     let after = query.after.unwrap_or(0);
     let until_ended = match query.until.as_deref() {
         None => false,
@@ -209,6 +227,20 @@ pub(crate) async fn wait(
         }
     };
     let timeout = Duration::from_millis(query.timeout_ms.unwrap_or(WAIT_MS_MAX).min(WAIT_MS_MAX));
+    let status = settled(&shared, job, requester, (after, until_ended), timeout).await?;
+    Ok(Json(status))
+}
+
+/// The job's status, durable, once its version passes `after` (and it ended, if
+/// `until_ended`), or when `timeout` runs out or the coordinator stops.
+async fn settled(
+    shared: &AppState,
+    job: JobId,
+    requester: RequesterId,
+    (after, until_ended): (u64, bool),
+    timeout: Duration,
+) -> ApiResult<JobStatus> {
+    let mut versions = shared.watch_job(job, requester)?;
     let mut stopping = shared.stopping.subscribe();
     let reached = async {
         loop {
@@ -232,7 +264,7 @@ pub(crate) async fn wait(
         () = tokio::time::sleep(timeout) => {}
         _ = stopping.wait_for(|stopping| *stopping) => {}
     }
-    Ok(Json(durable_status(&shared, job, requester).await?))
+    durable_status(shared, job, requester).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -296,6 +296,7 @@ impl PoolState {
         JobSubmitted {
             job_id: id,
             tasks: task_count,
+            status: None,
         }
     }
 

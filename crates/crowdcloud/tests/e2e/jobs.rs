@@ -686,3 +686,36 @@ async fn wasi_components_run_across_the_pool_and_networked_ones_are_refused_at_s
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_submitted_with_a_wait_answers_once_it_ended_in_one_exchange() {
+    let pool = Pool::start(5_000).await;
+    let _agent = pool.agent("node", 2).await;
+    pool.wait_online(&["node"]).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let quick = pool.submission(module, vec![probe(&["echo", "hi"])], Limits::default());
+    let submitted = pool
+        .owner
+        .submit_and_wait(&quick, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let status = submitted
+        .status
+        .expect("a submission that waits carries the status");
+    assert_eq!(status.state, wire::JobState::Completed, "{status:?}");
+    assert_eq!(status.tasks.succeeded, 1);
+    // A wait shorter than the job answers with the job as it is then, still running.
+    let slow = pool.submission(module, vec![probe(&["sleep", "3000"])], Limits::default());
+    let submitted = pool
+        .owner
+        .submit_and_wait(&slow, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let status = submitted
+        .status
+        .expect("a submission that waits carries the status");
+    assert!(!status.state.is_terminal(), "{status:?}");
+    // Without a wait, the answer is the job's id at once, as before.
+    let submitted = pool.owner.submit(&quick).await.unwrap();
+    assert_eq!(submitted.status, None);
+}
