@@ -251,9 +251,9 @@ def hash_file(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def submit(job: Plan) -> Steps:
-    """Uploads every file the plan names (each once, none the coordinator holds for this
-    caller), then submits the job (`client::submit`)."""
+def upload(job: Plan) -> Steps:
+    """Uploads every file the plan names, each once and none the coordinator holds for this
+    caller; returns each file's hash."""
     hashes: Dict[Path, str] = {}
     for path in job.files():
         blob = hash_file(path)
@@ -268,8 +268,36 @@ def submit(job: Plan) -> Steps:
                 context=f"cannot upload {path}",
             )
         hashes[path] = blob
+    return hashes
+
+
+def submit(job: Plan) -> Steps:
+    """Uploads every file the plan names, then submits the job (`client::submit`)."""
+    hashes = yield from upload(job)
     answer = yield Call("POST", "/v1/jobs", body=job.submission(hashes))
     return Submitted.from_json(answer)
+
+
+def run(job: Plan, timeout_secs: Optional[float]) -> Steps:
+    """Uploads and submits the job and returns its status once it has ended. The submission
+    itself waits (`POST /v1/jobs?wait_ms=`), so a short job takes one exchange; a longer one
+    is then followed as `watch` does. Past `timeout_secs` it raises `WaitTimeoutError`."""
+    started = time.monotonic()
+    hashes = yield from upload(job)
+    wait_secs = POLL_SECS if timeout_secs is None else max(0.001, min(POLL_SECS, timeout_secs))
+    answer = yield Call(
+        "POST",
+        "/v1/jobs",
+        params={"wait_ms": max(1, int(wait_secs * 1000))},
+        body=job.submission(hashes),
+        timeout_secs=wait_secs + POLL_SLACK_SECS,
+    )
+    submitted = Submitted.from_json(answer)
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if status is not None and JobStatus.from_json(status).ended:
+        return JobStatus.from_json(status)
+    remaining = None if timeout_secs is None else timeout_secs - (time.monotonic() - started)
+    return (yield from watch(submitted.job_id, remaining))
 
 
 def watch(job_id: str, timeout_secs: Optional[float]) -> Steps:

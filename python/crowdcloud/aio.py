@@ -58,6 +58,18 @@ class AsyncClient(ClientBase):
         it. `program` and `options` are as for `plan`, or `program` is a `Plan`."""
         return await self._run(_protocol.submit(self._plan_of(program, options)))
 
+    async def run(
+        self,
+        program: Union[PathLike, Plan],
+        timeout_secs: Optional[float] = None,
+        **options: Any,
+    ) -> JobStatus:
+        """Submits the job (as `submit`) and returns its status once it has ended; a short job
+        takes one exchange once its files are uploaded. Past `timeout_secs` (None: no limit)
+        `WaitTimeoutError` is raised."""
+        plan = self._plan_of(program, options)
+        return await self._run(_protocol.run(plan, timeout_secs))
+
     async def status(self, job: Job) -> JobStatus:
         answer = await self._perform(Call("GET", f"/v1/jobs/{_protocol.job_id_of(job)}"))
         return JobStatus.from_json(answer)

@@ -59,6 +59,17 @@ class Client(ClientBase):
         it. `program` and `options` are as for `plan`, or `program` is a `Plan`."""
         return self._run(_protocol.submit(self._plan_of(program, options)))
 
+    def run(
+        self,
+        program: Union[PathLike, Plan],
+        timeout_secs: Optional[float] = None,
+        **options: Any,
+    ) -> JobStatus:
+        """Submits the job (as `submit`) and returns its status once it has ended; a short job
+        takes one exchange once its files are uploaded. Past `timeout_secs` (None: no limit)
+        `WaitTimeoutError` is raised."""
+        return self._run(_protocol.run(self._plan_of(program, options), timeout_secs))
+
     def status(self, job: Job) -> JobStatus:
         answer = self._perform(Call("GET", f"/v1/jobs/{_protocol.job_id_of(job)}"))
         return JobStatus.from_json(answer)

@@ -43,6 +43,8 @@ def test_the_async_client_submits_follows_and_fetches_as_the_blocking_one(
                 assert await client.stdout(task) == counts
                 assert await client.output(task, "counts.txt") == counts
             assert [node.name for node in await client.nodes()] == ["worker"]
+            ran = await client.run(guest("wordcount"), inputs=texts, limits=SMALL)
+            assert ran.state == "completed" and ran.tasks.succeeded == 2
 
     asyncio.run(scenario())
 

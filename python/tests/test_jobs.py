@@ -61,6 +61,15 @@ def test_a_module_runs_over_input_files_and_its_results_come_back_byte_for_byte(
     assert leftovers == [], "downloads land whole or not at all"
 
 
+def test_run_submits_and_answers_once_the_job_ended(
+    client: crowdcloud.Client, tmp_path: Path
+) -> None:
+    texts = write_texts(tmp_path)
+    status = client.run(guest("wordcount"), inputs=texts, limits=SMALL, name="count")
+    assert status.ended and status.state == "completed"
+    assert status.tasks.succeeded == 3
+
+
 def test_mounts_listed_tasks_and_exit_codes_reach_the_guest(
     client: crowdcloud.Client, tmp_path: Path
 ) -> None:
