@@ -63,6 +63,17 @@ pub(crate) async fn checkpoints_at_least(
     .await
 }
 
+/// What an agent's work dir still holds of checkpoints: nothing once its attempts ended.
+fn checkpoint_leftovers(agent: &crate::harness::Agent) -> Vec<String> {
+    std::fs::read_dir(agent.dir.join("work"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("checkpoint"))
+        .collect()
+}
+
 /// The sequence of the checkpoint an agent's log says it resumed from.
 pub(crate) fn resumed_from(log: &str) -> Option<u32> {
     let line = log
@@ -105,6 +116,7 @@ async fn a_task_whose_node_is_killed_resumes_elsewhere_and_ends_as_an_uninterrup
         progress.lost_ms > 0,
         "the killed attempt's work since its checkpoint is lost"
     );
+    assert_eq!(checkpoint_leftovers(&survivor), Vec::<String>::new());
 
     // The same job, never interrupted, on the survivor alone.
     let whole = submit_collatz(&pool, module).await;
@@ -131,7 +143,7 @@ async fn a_task_whose_node_is_killed_resumes_elsewhere_and_ends_as_an_uninterrup
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_that_traps_while_writing_a_checkpoint_keeps_the_previous_one() {
     let pool = Pool::start(1_500).await;
-    let _agent = pool.agent("node", 1).await;
+    let agent = pool.agent("node", 1).await;
     let module = pool.upload_wasm(guests::PROBE).await;
     let mut submission = pool.submission(
         module,
@@ -152,6 +164,8 @@ async fn a_task_that_traps_while_writing_a_checkpoint_keeps_the_previous_one() {
     let progress = task.checkpoints.expect("the task saved a checkpoint");
     assert_eq!(progress.saved, 1, "{progress:?}");
     assert_eq!(pool.stdout(&task).await, Bytes::from_static(b"count 1\n"));
+    // The checkpoint goes from the node with the attempt's directory.
+    assert_eq!(checkpoint_leftovers(&agent), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
