@@ -367,11 +367,7 @@ impl PoolState {
             task.attempts += 1;
             task.live.push(attempt_id);
             // What the attempt resumes from: work its report must not be paid for again.
-            let resumed_fuel = task
-                .checkpoints
-                .as_ref()
-                .and_then(|checkpoints| checkpoints.latest)
-                .map_or(0, |latest| latest.fuel_used);
+            let resumed_fuel = task.resumed_fuel();
             job.attempts_total += 1;
             job.sync_short(index);
             node.running.insert(attempt_id);

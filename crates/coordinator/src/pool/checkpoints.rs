@@ -22,6 +22,19 @@ pub(crate) struct Checkpoints {
     pub(crate) lost_ms: u64,
 }
 
+impl super::Task {
+    /// Its latest checkpoint, if it saved one: what its next attempt resumes from.
+    pub(crate) fn latest_checkpoint(&self) -> Option<CheckpointRef> {
+        self.checkpoints.as_ref()?.latest
+    }
+
+    /// The fuel its latest checkpoint covers: work its next attempt is not paid for again.
+    pub(crate) fn resumed_fuel(&self) -> u64 {
+        self.latest_checkpoint()
+            .map_or(0, |latest| latest.fuel_used)
+    }
+}
+
 impl PoolState {
     /// The largest checkpoint `node_id` may upload for `attempt_id`: its job's bound, refused
     /// unless the node holds the attempt and the job checkpoints.
@@ -104,8 +117,7 @@ impl PoolState {
 
     /// The latest checkpoint of a task, if it saved one.
     pub(crate) fn latest_checkpoint(&self, job_id: JobId, index: u32) -> Option<CheckpointRef> {
-        let task = &self.jobs.get(&job_id)?.tasks[index as usize];
-        task.checkpoints.as_ref()?.latest
+        self.jobs.get(&job_id)?.tasks[index as usize].latest_checkpoint()
     }
 
     /// Every task's latest checkpoint, for tests that a refusal changes none.
@@ -116,7 +128,7 @@ impl PoolState {
             .values()
             .flat_map(|job| {
                 job.tasks.iter().enumerate().filter_map(|(index, task)| {
-                    let latest = task.checkpoints.as_ref()?.latest?;
+                    let latest = task.latest_checkpoint()?;
                     Some((job.id, index as u32, latest))
                 })
             })

@@ -314,7 +314,7 @@ impl PoolState {
                 args: spec.args.clone(),
                 stdin: spec.stdin,
                 inputs: spec.inputs.clone(),
-                checkpoint: task.checkpoints.as_ref().and_then(|c| c.latest),
+                checkpoint: task.latest_checkpoint(),
             });
             rows.push(AttemptRow {
                 id: attempt_id,
@@ -653,11 +653,7 @@ impl PoolState {
         self.deadlines.insert((ends_by_ms, row.id));
         // The store keeps no attempt's starting checkpoint: the task's latest stands in, which
         // is the one it started from unless it saved others since.
-        let resumed_fuel = job.tasks[row.task_index as usize]
-            .checkpoints
-            .as_ref()
-            .and_then(|checkpoints| checkpoints.latest)
-            .map_or(0, |latest| latest.fuel_used);
+        let resumed_fuel = job.tasks[row.task_index as usize].resumed_fuel();
         self.attempts.insert(
             row.id,
             Attempt {

@@ -224,8 +224,10 @@ impl PoolState {
                 return true;
             }
             let task = &job.tasks[attempt.task as usize];
-            let latest = task.checkpoints.as_ref().and_then(|c| c.latest);
-            if latest.is_some_and(|latest| &latest.hash == hash) {
+            if task
+                .latest_checkpoint()
+                .is_some_and(|latest| &latest.hash == hash)
+            {
                 return true;
             }
             task.spec.as_ref().is_some_and(|spec| {
