@@ -13,7 +13,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use blobstore::BlobStore;
 use store::{Commit, Store, StoreError};
 use wire::auth::{TokenKind, token_hash};
-use wire::{JobId, LeaseResponse, NodeId, RequesterId};
+use wire::{BlobHash, JobId, LeaseResponse, NodeId, RequesterId};
 
 use crate::credentials::Credentials;
 use crate::env::{Clock, Entropy};
@@ -333,31 +333,32 @@ pub(crate) fn lease_or_park(
 pub(crate) fn record_upload(
     upload: RecordUpload,
 ) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<(), String> {
-    move |pool, now_ms, entropy, out| {
-        let (hash, size_bytes) = (upload.hash, upload.size_bytes);
-        let recorded = pool.apply(upload, now_ms, entropy, out);
-        if recorded.is_err() {
-            out.writes.push(store::Write::InsertBlob {
-                hash,
-                size_bytes,
-                at_ms: now_ms,
-                reader: None,
-            });
-        }
-        recorded
-    }
+    let (hash, size_bytes) = (upload.hash, upload.size_bytes);
+    keeping_refused_blob(upload, hash, size_bytes)
 }
 
-/// Saves a node's checkpoint; a refused one's blob is still recorded, unread by anyone, so
-/// retention deletes it.
+/// Saves a node's checkpoint; a refused one's blob is recorded as an upload's is.
 pub(crate) fn save_checkpoint(
     checkpoint: SaveCheckpoint,
 ) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<wire::CheckpointRef, PoolError>
 {
+    let (hash, size_bytes) = (checkpoint.hash, checkpoint.size_bytes);
+    keeping_refused_blob(checkpoint, hash, size_bytes)
+}
+
+/// Runs `command`, which takes a blob a node streamed in; if it refuses, the blob is still
+/// recorded, read by no one, so that retention finds the bytes.
+fn keeping_refused_blob<C, T, E>(
+    command: C,
+    hash: BlobHash,
+    size_bytes: u64,
+) -> impl FnOnce(&mut PoolState, u64, &dyn Entropy, &mut Outbox) -> Result<T, E>
+where
+    C: Command<Reply = Result<T, E>>,
+{
     move |pool, now_ms, entropy, out| {
-        let (hash, size_bytes) = (checkpoint.hash, checkpoint.size_bytes);
-        let saved = pool.apply(checkpoint, now_ms, entropy, out);
-        if saved.is_err() {
+        let taken = pool.apply(command, now_ms, entropy, out);
+        if taken.is_err() {
             out.writes.push(store::Write::InsertBlob {
                 hash,
                 size_bytes,
@@ -365,7 +366,7 @@ pub(crate) fn save_checkpoint(
                 reader: None,
             });
         }
-        saved
+        taken
     }
 }
 

@@ -71,23 +71,8 @@ async fn put_output(
     hash: BlobHash,
     request: Request,
 ) -> ApiResult<StatusCode> {
-    let max_bytes = shared
-        .read(|state, _| state.upload_bytes_max(node, attempt))
-        .map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
-    if let Some(length) = content_length(request.headers())
-        && length > max_bytes
-    {
-        return Err(Failure::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the blob is {length} bytes, more than the {max_bytes} allowed"),
-        ));
-    }
-    let body = request.into_body().into_data_stream();
-    let size_bytes = shared
-        .blobs
-        .put_stream(hash, body, max_bytes)
-        .await
-        .map_err(blob_failure)?;
+    let max_bytes = shared.read(|state, _| state.upload_bytes_max(node, attempt));
+    let size_bytes = stream_in(shared, hash, request, max_bytes, "the blob").await?;
     let upload = RecordUpload {
         node,
         attempt,
@@ -108,23 +93,8 @@ async fn put_checkpoint(
     hash: BlobHash,
     request: Request,
 ) -> ApiResult<StatusCode> {
-    let max_bytes = shared
-        .read(|state, _| state.checkpoint_bytes_max(node, attempt))
-        .map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
-    if let Some(length) = content_length(request.headers())
-        && length > max_bytes
-    {
-        return Err(Failure::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the checkpoint is {length} bytes, more than the job's {max_bytes}"),
-        ));
-    }
-    let body = request.into_body().into_data_stream();
-    let size_bytes = shared
-        .blobs
-        .put_stream(hash, body, max_bytes)
-        .await
-        .map_err(blob_failure)?;
+    let max_bytes = shared.read(|state, _| state.checkpoint_bytes_max(node, attempt));
+    let size_bytes = stream_in(shared, hash, request, max_bytes, "the checkpoint").await?;
     let checkpoint = SaveCheckpoint {
         node,
         attempt,
@@ -137,6 +107,32 @@ async fn put_checkpoint(
     let saved = saved?;
     tracing::info!(%attempt, sequence = saved.sequence, fuel_used, size_bytes, "checkpoint saved");
     Ok(StatusCode::CREATED)
+}
+
+/// Streams a node's upload into the blob store, verified against `hash`, once the pool allows
+/// it at most `max_bytes` (refused as forbidden otherwise); the size stored.
+async fn stream_in(
+    shared: &Shared,
+    hash: BlobHash,
+    request: Request,
+    max_bytes: Result<u64, String>,
+    what: &str,
+) -> ApiResult<u64> {
+    let max_bytes = max_bytes.map_err(|message| Failure::new(ErrorCode::Forbidden, message))?;
+    if let Some(length) = content_length(request.headers())
+        && length > max_bytes
+    {
+        return Err(Failure::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{what} is {length} bytes, more than the {max_bytes} allowed"),
+        ));
+    }
+    let body = request.into_body().into_data_stream();
+    shared
+        .blobs
+        .put_stream(hash, body, max_bytes)
+        .await
+        .map_err(blob_failure)
 }
 
 /// `PUT /v1/blobs/{hash}?attempt=a-…`: a node uploads only for an attempt it holds.
