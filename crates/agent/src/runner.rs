@@ -327,10 +327,13 @@ impl Runner {
                 None => Determinism::Off,
             },
             control,
-            checkpoint: run.checkpoint.as_ref().map(|files| CheckpointDir {
-                host: files.dir.clone(),
-                bytes_max: files.spec.bytes_max,
-                entries_max: wire::checkpoint::ENTRIES_MAX,
+            checkpoint: run.checkpoint.as_ref().map(|files| {
+                let bounds = files.bounds();
+                CheckpointDir {
+                    host: files.dir.clone(),
+                    bytes_max: bounds.bytes_max,
+                    entries_max: bounds.entries_max,
+                }
             }),
         }
     }
