@@ -120,7 +120,7 @@ async fn measure(
 
     let started = Instant::now();
     let job = owner.submit(&noop_job(module, options.tasks)).await?;
-    let status = wait_end(pool, job.job_id).await?;
+    let status = pool.job_end(job.job_id, None).await?;
     let throughput = f64::from(options.tasks) / started.elapsed().as_secs_f64();
     let mut checks = vec![
         Check::new(
@@ -144,7 +144,7 @@ async fn measure(
             .await?;
         let status = match job.status {
             Some(status) if status.state.is_terminal() => status,
-            _ => wait_end(pool, job.job_id).await?,
+            _ => pool.job_end(job.job_id, None).await?,
         };
         samples.push(began.elapsed());
         completed += u32::from(status.state == JobState::Completed);
@@ -207,18 +207,6 @@ fn fsync_samples(dir: &Path) -> Result<Vec<Duration>, BenchError> {
     drop(file);
     std::fs::remove_file(&path).map_err(io("removing"))?;
     Ok(samples)
-}
-
-async fn wait_end(pool: &LocalPool, job: wire::JobId) -> Result<wire::JobStatus, BenchError> {
-    loop {
-        let status = pool
-            .owner
-            .wait_job_end(job, Duration::from_secs(60))
-            .await?;
-        if status.state.is_terminal() {
-            return Ok(status);
-        }
-    }
 }
 
 /// Ray's figures as measured beside ours, or the reference ones when Ray was not run.

@@ -182,6 +182,23 @@ impl LocalPool {
         Ok(self.owner.upload_bytes(wasm.into()).await?)
     }
 
+    /// The job once it has ended, long-polling; or as it is once `until` has passed.
+    pub async fn job_end(
+        &self,
+        job: wire::JobId,
+        until: Option<Instant>,
+    ) -> Result<wire::JobStatus, BenchError> {
+        loop {
+            let status = self
+                .owner
+                .wait_job_end(job, Duration::from_secs(60))
+                .await?;
+            if status.state.is_terminal() || until.is_some_and(|until| Instant::now() > until) {
+                return Ok(status);
+            }
+        }
+    }
+
     /// Waits until `count` nodes are online.
     pub async fn wait_online(&self, count: usize) -> Result<(), BenchError> {
         let deadline = Instant::now() + Duration::from_secs(120);

@@ -166,12 +166,7 @@ async fn measure(pool: &mut LocalPool, options: &RecoverOptions) -> Result<Measu
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let status = loop {
-        let status = owner.wait_job_end(job, Duration::from_secs(60)).await?;
-        if status.state.is_terminal() {
-            break status;
-        }
-    };
+    let status = pool.job_end(job, None).await?;
     let total_ms = started.elapsed().as_secs_f64() * 1000.0;
     let succeeded_once = status
         .nodes

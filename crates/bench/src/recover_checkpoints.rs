@@ -143,26 +143,20 @@ fn run_of(started: Instant, tasks: &[TaskStatus]) -> Run {
 }
 
 async fn ended(pool: &LocalPool, job: JobId) -> Result<Vec<TaskStatus>, BenchError> {
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    loop {
-        let status = pool
-            .owner
-            .wait_job_end(job, Duration::from_secs(60))
-            .await?;
-        if status.state.is_terminal() {
-            if status.state != JobState::Completed {
-                return Err(BenchError::Setup(format!(
-                    "the job did not complete: {status:?}"
-                )));
-            }
-            return Ok(pool.owner.all_tasks(job).await?);
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Setup(
-                "the job did not end within an hour".to_owned(),
-            ));
-        }
+    let status = pool
+        .job_end(job, Some(Instant::now() + Duration::from_secs(3600)))
+        .await?;
+    if !status.state.is_terminal() {
+        return Err(BenchError::Setup(
+            "the job did not end within an hour".to_owned(),
+        ));
     }
+    if status.state != JobState::Completed {
+        return Err(BenchError::Setup(format!(
+            "the job did not complete: {status:?}"
+        )));
+    }
+    Ok(pool.owner.all_tasks(job).await?)
 }
 
 /// The run with kills: once every task of the doomed agents saved a checkpoint, they die; the

@@ -549,15 +549,7 @@ async fn dispatch_job(
     let job = pool.owner.submit(&job).await?.job_id;
     // A pool that cannot keep up still gives a figure: the job counts as not completed.
     let deadline = started + DISPATCH_WAIT_MAX;
-    let status = loop {
-        let status = pool
-            .owner
-            .wait_job_end(job, Duration::from_secs(60))
-            .await?;
-        if status.state.is_terminal() || Instant::now() > deadline {
-            break status;
-        }
-    };
+    let status = pool.job_end(job, Some(deadline)).await?;
     Ok(Dispatch {
         tasks_per_s: f64::from(tasks) / started.elapsed().as_secs_f64(),
         completed: status.state == JobState::Completed,
