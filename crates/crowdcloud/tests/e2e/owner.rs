@@ -205,6 +205,60 @@ fn write_policy(path: &PathBuf, text: &str) {
     std::fs::rename(&aside, path).unwrap();
 }
 
+/// An agent run in this process, as the owner's machine, and how to stop it.
+struct InProcess {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<agent::AgentSummary, agent::AgentError>>,
+}
+
+impl InProcess {
+    /// Starts the agent `name` (with `slots`, else the agent's default) under the policy file,
+    /// followed live, and `signals`; waits until the pool has it online.
+    async fn start(
+        pool: &Pool,
+        (name, slots): (&str, Option<u32>),
+        policy_file: &Path,
+        signals: Arc<dyn Signals>,
+    ) -> Self {
+        let dir = pool.dir.path().join(name);
+        let mut config = AgentConfig::new(&pool.url, &pool.join_token, dir);
+        config.name = name.to_owned();
+        if let Some(slots) = slots {
+            config.slots = slots;
+        }
+        config.policy = OwnerPolicy::load(Some(policy_file), &PolicyOverrides::default()).unwrap();
+        config.policy_file = Some(policy_file.to_owned());
+        config.signals = signals;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(agent::run(config, async move {
+            let _ = stopped.await;
+        }));
+        pool.wait_online(&[name]).await;
+        Self { stop, run }
+    }
+
+    /// Stops the agent as its owner would, and what it did.
+    async fn stop(self) -> agent::AgentSummary {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(60), self.run)
+            .await
+            .expect("the agent stops")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// Waits until the paused agent in `dir` has given back every attempt it held.
+async fn all_given_back(dir: &Path) {
+    status_until(
+        dir,
+        "the held attempts given back",
+        Duration::from_secs(30),
+        |s| s.state == AgentState::Paused && s.running.is_empty(),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_owner_comes_and_goes_and_work_pauses_resumes_and_moves() {
     let pool = Pool::start(10_000).await;
@@ -212,17 +266,7 @@ async fn the_owner_comes_and_goes_and_work_pauses_resumes_and_moves() {
     let policy_file = pool.dir.path().join("policy.toml");
     write_policy(&policy_file, POLICY);
     let owner = Arc::new(ScriptedOwner::away());
-    let mut config = AgentConfig::new(&pool.url, &pool.join_token, dir.clone());
-    config.name = "laptop".to_owned();
-    config.slots = 2;
-    config.policy = OwnerPolicy::load(Some(&policy_file), &PolicyOverrides::default()).unwrap();
-    config.policy_file = Some(policy_file.clone());
-    config.signals = Arc::clone(&owner) as Arc<dyn Signals>;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let laptop = tokio::spawn(agent::run(config, async move {
-        let _ = stopped.await;
-    }));
-    pool.wait_online(&["laptop"]).await;
+    let laptop = InProcess::start(&pool, ("laptop", Some(2)), &policy_file, owner.clone()).await;
 
     let module = pool
         .upload_wasm(&wat::parse_str(WORK_AND_SLEEP_WAT).unwrap())
@@ -325,13 +369,7 @@ async fn the_owner_comes_and_goes_and_work_pauses_resumes_and_moves() {
         "{}",
         reloaded.policy
     );
-    status_until(
-        &dir,
-        "the held attempts given back",
-        Duration::from_secs(30),
-        |s| s.state == AgentState::Paused && s.running.is_empty(),
-    )
-    .await;
+    all_given_back(&dir).await;
 
     // Another node finishes them.
     let _elsewhere = pool.agent("elsewhere", 2).await;
@@ -348,12 +386,7 @@ async fn the_owner_comes_and_goes_and_work_pauses_resumes_and_moves() {
     assert_eq!(succeeded("elsewhere"), Some(2));
     assert_eq!(succeeded("laptop"), Some(0));
 
-    let _ = stop.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(60), laptop)
-        .await
-        .expect("the agent stops")
-        .unwrap()
-        .unwrap();
+    let summary = laptop.stop().await;
     assert_eq!(summary.attempts_released, 2);
     assert_eq!(summary.attempts_reported, 0);
     assert_eq!(agent_status_cli(&dir).lines().next(), Some("not running"));
@@ -387,19 +420,10 @@ async fn an_agent_refuses_a_pool_its_owner_did_not_allow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_an_owner_lends_reaches_the_coordinator_without_a_restart() {
     let pool = Pool::start(3_000).await;
-    let dir = pool.dir.path().join("desk");
     let policy_file = pool.dir.path().join("policy.toml");
     write_policy(&policy_file, "cores = 1\nmemory = \"1GiB\"\n");
-    let mut config = AgentConfig::new(&pool.url, &pool.join_token, dir);
-    config.name = "desk".to_owned();
-    config.policy = OwnerPolicy::load(Some(&policy_file), &PolicyOverrides::default()).unwrap();
-    config.policy_file = Some(policy_file.clone());
-    config.signals = Arc::new(ScriptedOwner::away()) as Arc<dyn Signals>;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let desk = tokio::spawn(agent::run(config, async move {
-        let _ = stopped.await;
-    }));
-    pool.wait_online(&["desk"]).await;
+    let signals = Arc::new(ScriptedOwner::away());
+    let desk = InProcess::start(&pool, ("desk", None), &policy_file, signals).await;
 
     let lent = || async {
         let nodes = pool.owner.nodes().await.ok()?;
@@ -416,12 +440,7 @@ async fn what_an_owner_lends_reaches_the_coordinator_without_a_restart() {
     )
     .await;
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(60), desk)
-        .await
-        .expect("the agent stops")
-        .unwrap()
-        .unwrap();
+    desk.stop().await;
 }
 
 /// A task that checkpoints moves when its owner's pause lasts longer than `release_after`:
@@ -434,16 +453,7 @@ async fn a_pause_past_release_after_moves_a_checkpointed_task_which_resumes_else
     let policy = POLICY.replace("release_after = \"1h\"", "release_after = \"1s\"");
     write_policy(&policy_file, &policy);
     let owner = Arc::new(ScriptedOwner::away());
-    let mut config = AgentConfig::new(&pool.url, &pool.join_token, dir.clone());
-    config.name = "laptop".to_owned();
-    config.slots = 1;
-    config.policy = OwnerPolicy::load(Some(&policy_file), &PolicyOverrides::default()).unwrap();
-    config.signals = Arc::clone(&owner) as Arc<dyn Signals>;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let laptop = tokio::spawn(agent::run(config, async move {
-        let _ = stopped.await;
-    }));
-    pool.wait_online(&["laptop"]).await;
+    let laptop = InProcess::start(&pool, ("laptop", Some(1)), &policy_file, owner.clone()).await;
     let module = pool.upload_wasm(guests::COLLATZ).await;
     let job = crate::checkpoints::submit_collatz(&pool, module).await;
     let saved = crate::checkpoints::checkpoints_at_least(&pool, job, 1).await;
@@ -451,24 +461,13 @@ async fn a_pause_past_release_after_moves_a_checkpointed_task_which_resumes_else
     // The owner comes back and stays: the attempt pauses at once, and a second later it goes
     // back to the pool with the checkpoint it saved.
     owner.change(|r| r.idle = IdleReading::IdleFor { idle_ms: 3_000 });
-    status_until(
-        &dir,
-        "the paused attempt given back",
-        Duration::from_secs(30),
-        |s| s.state == AgentState::Paused && s.running.is_empty(),
-    )
-    .await;
+    all_given_back(&dir).await;
     let elsewhere = pool.agent("elsewhere", 1).await;
     let ended = pool.finish(job, Duration::from_secs(240)).await;
     assert_eq!(ended.state, JobState::Completed, "{ended:?}");
     let sequence = crate::checkpoints::resumed_from(&elsewhere.log())
         .expect("the other node says what it resumed from");
     assert!(sequence >= saved.saved, "{sequence} < {saved:?}");
-    let _ = stop.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(60), laptop)
-        .await
-        .expect("the agent stops")
-        .unwrap()
-        .unwrap();
+    let summary = laptop.stop().await;
     assert_eq!(summary.attempts_released, 1);
 }
