@@ -349,7 +349,7 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT t.job_id, t.idx, t.state, t.recalled_from, t.checkpoint, \
-             t.checkpoints_lost_ms, CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
+             t.checkpoints_lost_ms, t.checkpoint_makers, CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
              FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE j.state = 'running' ORDER BY t.job_id, t.idx",
         )
@@ -370,6 +370,7 @@ impl Store {
                         .map(NodeId::from_db),
                     checkpoint: opt_json_at(row, "checkpoint")?,
                     checkpoints_lost_ms: u64_at(row, "checkpoints_lost_ms")?,
+                    checkpoint_makers: opt_json_at(row, "checkpoint_makers")?.unwrap_or_default(),
                 })
             })
             .collect()

@@ -65,14 +65,16 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
             task_index,
             latest,
             lost_ms,
+            makers,
         } => sql.push(
             Statement::new(
                 "UPDATE tasks SET checkpoint = $1, checkpoint_hash = $2, \
-                 checkpoints_lost_ms = $3 WHERE job_id = $4 AND idx = $5",
+                 checkpoints_lost_ms = $3, checkpoint_makers = $4 WHERE job_id = $5 AND idx = $6",
             )
             .bind(latest.map(|latest| json(&latest)))
             .bind(latest.map(|latest| latest.hash.to_hex()))
             .bind(db(*lost_ms))
+            .bind((!makers.is_empty()).then(|| json(makers)))
             .bind(job_id.as_db())
             .bind(i64::from(*task_index)),
         ),

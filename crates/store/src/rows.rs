@@ -94,6 +94,8 @@ pub struct TaskRow {
     pub checkpoint: Option<wire::CheckpointRef>,
     /// Wall time its attempts lost since their last checkpoints.
     pub checkpoints_lost_ms: u64,
+    /// In a job that verifies, the witnesses behind its latest checkpoint.
+    pub checkpoint_makers: Vec<u64>,
 }
 
 /// A task whose result rests on the word of a node that was banned since: it runs again.

@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "checkpoints",
         include_str!("../migrations/0013_checkpoints.sql"),
     ),
+    (
+        14,
+        "checkpoint makers",
+        include_str!("../migrations/0014_checkpoint_makers.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -78,6 +78,8 @@ pub enum Write {
         task_index: u32,
         latest: Option<wire::CheckpointRef>,
         lost_ms: u64,
+        /// Who is behind `latest`, in a job that verifies.
+        makers: Vec<u64>,
     },
     /// Tasks that end by a verdict on their results.
     EndTasks(Vec<crate::TaskVerdict>),

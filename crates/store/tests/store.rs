@@ -994,17 +994,33 @@ fn checkpoint(hash: BlobHash, fuel_used: u64, sequence: u32) -> wire::Checkpoint
     }
 }
 
+/// The task page shows the checkpoints `checkpoints_on` saved: two, the latest of 250 fuel.
+async fn shows_progress(store: &Store, job_id: JobId) {
+    let page = store.task_page(job_id, 0, 10).await.unwrap();
+    let progress = page[0].checkpoints.expect("the task shows its checkpoints");
+    assert_eq!(
+        (
+            progress.saved,
+            progress.fuel_covered,
+            progress.size_bytes,
+            progress.lost_ms
+        ),
+        (2, 250, 11, 1_500)
+    );
+}
+
 async fn checkpoints_on(url: &str) {
     let store = open(url).await;
     let job_id = JobId(91);
     let (mut job_row, tasks) = job(job_id, 1);
     job_row.task_count = 1;
     let (first, second) = (BlobHash::of(b"first state"), BlobHash::of(b"second state"));
-    let saved = |latest, lost_ms| Write::SetTaskCheckpoint {
+    let saved = |latest, lost_ms, makers: &[u64]| Write::SetTaskCheckpoint {
         job_id,
         task_index: 0,
         latest: Some(latest),
         lost_ms,
+        makers: makers.to_vec(),
     };
     let blob = |hash| Write::InsertBlob {
         hash,
@@ -1018,7 +1034,7 @@ async fn checkpoints_on(url: &str) {
             tasks,
         },
         blob(first),
-        saved(checkpoint(first, 100, 1), 0),
+        saved(checkpoint(first, 100, 1), 0, &[]),
         blob(second),
     ];
     store.write(writes).await.unwrap();
@@ -1030,25 +1046,24 @@ async fn checkpoints_on(url: &str) {
     );
 
     let latest = checkpoint(second, 250, 2);
-    store.write(vec![saved(latest, 1_500)]).await.unwrap();
+    // Witnesses are whole u64s, past what a JSON double holds exactly.
+    let makers = vec![u64::MAX - 1, 7];
+    store
+        .write(vec![saved(latest, 1_500, &makers)])
+        .await
+        .unwrap();
     assert_eq!(unused().await, [first], "only the latest is kept");
     let image = store.load().await.unwrap();
     let task = &image.open_tasks[0];
     assert_eq!(
-        (task.checkpoint, task.checkpoints_lost_ms),
-        (Some(latest), 1_500)
-    );
-    let page = store.task_page(job_id, 0, 10).await.unwrap();
-    let progress = page[0].checkpoints.expect("the task shows its checkpoints");
-    assert_eq!(
         (
-            progress.saved,
-            progress.fuel_covered,
-            progress.size_bytes,
-            progress.lost_ms
+            task.checkpoint,
+            task.checkpoints_lost_ms,
+            &task.checkpoint_makers
         ),
-        (2, 250, 11, 1_500)
+        (Some(latest), 1_500, &makers)
     );
+    shows_progress(&store, job_id).await;
 
     store
         .write(vec![Write::PurgeJobs(vec![job_id])])

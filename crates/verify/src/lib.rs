@@ -21,6 +21,10 @@
 //!   new identities of one ring cannot vouch for each other, and an audit cannot be passed by
 //!   one trusted accomplice. A task that stays split past [`Policy::results_max`] is
 //!   inconclusive, never accepted. A node whose result disagrees with a quorum is banned.
+//! - A result built on checkpoints other owners' nodes saved ([`Claim::makers`]) is theirs as
+//!   much as its node's: it counts as one witness for all of them, vouches for nothing, and is
+//!   always run again from the start elsewhere. When it disagrees, no one can tell which of
+//!   them lied, so it is refused and none of them is banned for it.
 
 mod digest;
 mod window;
@@ -152,10 +156,13 @@ pub fn first(record: &Record, held: usize, roll: u64, policy: &Policy) -> First 
 }
 
 /// One result of a task, as the tally sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// Who brought the node that reported it.
     pub owner: u64,
+    /// Who else brought nodes whose checkpoints it resumed from, if it resumed: they are
+    /// witnesses of this result as much as its owner is.
+    pub makers: Vec<u64>,
     pub digest: Digest,
     /// Whether its node was trusted when it reported it.
     pub trusted: bool,
@@ -179,7 +186,8 @@ pub enum Tally {
 
 /// Counts a task's results; the first claim is the one being checked, and `audit` says it is
 /// a trusted node's result under audit. Claims of one owner count once: one owner's nodes are
-/// not independent witnesses.
+/// not independent witnesses. A claim built on others' checkpoints counts only when none of its
+/// owners has counted yet, and then as one.
 ///
 /// [`Policy::quorum`] agreeing owners verify a result only when one of them, other than the
 /// node being checked, is trusted: otherwise two new identities of one ring could vouch for
@@ -206,9 +214,9 @@ pub fn tally(claims: &[Claim], audit: bool, policy: &Policy) -> Tally {
             policy.quorum
         }
     };
-    let best = groups.iter().max_by_key(|g| g.owners.len());
+    let best = groups.iter().max_by_key(|g| g.witnesses);
     if let Some(group) = best
-        && group.owners.len() >= needed(group) as usize
+        && group.witnesses >= needed(group) as usize
     {
         let digest = group.digest;
         let (agreeing, dissenting) = (0..claims.len()).partition(|i| claims[*i].digest == digest);
@@ -224,7 +232,7 @@ pub fn tally(claims: &[Claim], audit: bool, policy: &Policy) -> Tally {
     } else {
         policy.quorum
     } as usize;
-    let have = best.map_or(0, |g| g.owners.len());
+    let have = best.map_or(0, |g| g.witnesses);
     let more = step.saturating_sub(have).max(1);
     if claims.len() + more > policy.results_max as usize {
         return Tally::Inconclusive;
@@ -235,7 +243,10 @@ pub fn tally(claims: &[Claim], audit: bool, policy: &Policy) -> Tally {
 /// Claims that agree on one digest.
 struct Group {
     digest: Digest,
+    /// Everyone behind its claims so far.
     owners: Vec<u64>,
+    /// Its claims that share no owner with one counted before: independent witnesses.
+    witnesses: usize,
     /// Whether a trusted node other than the one being checked (the first claim) is among
     /// them.
     vouched: bool,
@@ -246,15 +257,23 @@ impl Group {
         Self {
             digest,
             owners: Vec::new(),
+            witnesses: 0,
             vouched: false,
         }
     }
 
     fn add(&mut self, index: usize, claim: &Claim) {
-        if !self.owners.contains(&claim.owner) {
-            self.owners.push(claim.owner);
+        let behind = || std::iter::once(&claim.owner).chain(&claim.makers);
+        if !behind().any(|owner| self.owners.contains(owner)) {
+            self.witnesses += 1;
         }
-        self.vouched |= index > 0 && claim.trusted;
+        for owner in behind() {
+            if !self.owners.contains(owner) {
+                self.owners.push(*owner);
+            }
+        }
+        // Its node vouches for the work of the nodes it resumed from no more than they do.
+        self.vouched |= index > 0 && claim.trusted && claim.makers.is_empty();
     }
 }
 

@@ -12,6 +12,7 @@ fn claims(of: &[(u64, u8)]) -> Vec<Claim> {
     of.iter()
         .map(|&(owner, byte)| Claim {
             owner,
+            makers: Vec::new(),
             digest: digest(byte),
             trusted: true,
         })
@@ -290,4 +291,30 @@ fn a_passed_audit_releases_only_what_came_before_it() {
     assert!(window.is_empty());
     window.hold(9, 90);
     assert_eq!(window.drain(), vec![90]);
+}
+
+#[test]
+fn a_result_built_on_others_checkpoints_counts_once_for_all_of_them_and_vouches_for_none() {
+    let policy = Policy::PUBLIC;
+    let tally = |claims: &[Claim]| tally(claims, false, &policy);
+    // Owner 3's node resumed from owner 1's checkpoint: owner 1 checking it is no witness.
+    let mut resumed = claims(&[(3, 7), (1, 7)]);
+    resumed[0].makers = vec![1];
+    assert_eq!(tally(&resumed), Tally::Wanting { more: 1 });
+
+    // A result from the start on another owner's trusted node verifies it.
+    let mut checked = claims(&[(3, 7), (2, 7)]);
+    checked[0].makers = vec![1];
+    assert!(matches!(tally(&checked), Tally::Agreed { .. }));
+
+    // A trusted node that resumed from an untrusted one's checkpoint vouches for nothing: two
+    // new identities of one ring cannot launder a lie through it.
+    let mut laundered = untrusted(claims(&[(1, 9), (4, 9), (3, 9)]));
+    laundered[2].trusted = true;
+    laundered[2].makers = vec![1];
+    assert_eq!(
+        tally(&laundered),
+        Tally::Wanting { more: 1 },
+        "owners 1 and 4 agree and owner 3's result is owner 1's too: no trusted witness vouches"
+    );
 }

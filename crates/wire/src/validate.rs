@@ -507,13 +507,6 @@ fn checkpoint(spec: &crate::CheckpointSpec, job: &JobSubmission) -> Result<(), W
             format!("give 1 byte to {} MiB", BYTES_MAX_CEILING / limits::MIB),
         ));
     }
-    if job.verify.is_some() || job.validator.is_some() {
-        return Err(invalid(
-            "checkpoint",
-            "a job whose results are checked cannot checkpoint yet: a resumed attempt would \
-             build on another node's unchecked state; remove `verify` or `checkpoint`",
-        ));
-    }
     Ok(())
 }
 

@@ -283,6 +283,7 @@ impl Run {
                 .iter()
                 .map(|said| Claim {
                     owner: said.node as u64,
+                    makers: Vec::new(),
                     digest: said.digest,
                     trusted: said.trusted,
                 })

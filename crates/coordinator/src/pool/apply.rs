@@ -69,6 +69,7 @@ impl PoolState {
                 checkpoint,
                 at_ms,
             } => self.apply_checkpoint(*attempt, *checkpoint, *at_ms),
+            Event::CheckpointDropped { job, task } => self.apply_checkpoint_dropped(*job, *task),
             Event::ResultClaimed { .. }
             | Event::ResultsCompared { .. }
             | Event::ChecksWanted { .. }
@@ -212,6 +213,7 @@ impl PoolState {
             Event::AttemptEnded { .. } | Event::CheckpointSaved { .. } => {
                 self.push_attempt_writes(event, writes);
             }
+            Event::CheckpointDropped { job, task } => writes.push(self.checkpoint_write(job, task)),
             Event::TaskVerified { .. }
             | Event::ResultsRecalled { .. }
             | Event::TaskInconclusive { .. }

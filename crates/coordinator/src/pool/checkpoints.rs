@@ -6,6 +6,16 @@
 //! forward (it covers more fuel than the latest), so a stale or slower attempt never sets a
 //! task back. It is recorded as the task's latest in the same event that accepts it, and the
 //! next attempt of the task is granted with it (and may read its blob).
+//!
+//! In a job that verifies, a checkpoint is work no one has checked, so it is kept apart from
+//! the checks. Only the task's first line of work saves and resumes checkpoints: the attempts
+//! that run before it gave a result, each resuming from the last one's latest. The task keeps
+//! the witnesses (see `PoolState::witness_of`) of every node whose checkpoint became its latest,
+//! its makers; a result of an attempt that resumed counts as theirs too (`verify::Claim`), so
+//! it is run again from the start on a node of none of them, and one cheater's checkpoint can
+//! spoil one line of work, never the check of it. Attempts that check a result run from the
+//! start and keep their checkpoints to themselves. A ban drops every latest checkpoint its
+//! owner made, and stops the attempts resumed from one.
 
 use store::{AttemptEnd, AttemptEndState, Write};
 use wire::checkpoint::SAVED_PER_TASK_MAX;
@@ -16,10 +26,13 @@ use super::{Outbox, PoolError, PoolState};
 
 /// What a task's checkpoints did: its latest and the work lost so far. Boxed in a task, so a
 /// task of a job that does not checkpoint pays one word for it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoints {
     pub(crate) latest: Option<CheckpointRef>,
     pub(crate) lost_ms: u64,
+    /// In a job that verifies, the witnesses of the nodes that saved its latest and the ones
+    /// that led to it; at most one per attempt of the task.
+    pub(crate) makers: Vec<u64>,
 }
 
 impl super::Task {
@@ -28,10 +41,32 @@ impl super::Task {
         self.checkpoints.as_ref()?.latest
     }
 
-    /// The fuel its latest checkpoint covers: work its next attempt is not paid for again.
-    pub(crate) fn resumed_fuel(&self) -> u64 {
+    /// What its next attempt resumes from: its latest checkpoint, unless the attempt checks a
+    /// result of the task (it has one), which runs from the start.
+    pub(crate) fn resume_point(&self) -> Option<CheckpointRef> {
+        if self.checks_a_result() {
+            return None;
+        }
         self.latest_checkpoint()
-            .map_or(0, |latest| latest.fuel_used)
+    }
+
+    /// The fuel its next attempt's checkpoint covers: work that attempt is not paid for again.
+    pub(crate) fn resumed_fuel(&self) -> u64 {
+        self.resume_point().map_or(0, |latest| latest.fuel_used)
+    }
+
+    /// Whether it has a result waiting for a check: its attempts now are checks.
+    fn checks_a_result(&self) -> bool {
+        self.check
+            .as_deref()
+            .is_some_and(|check| !check.claims.is_empty() || check.held.is_some())
+    }
+
+    /// The witnesses behind the checkpoints its latest descends from.
+    pub(crate) fn checkpoint_makers(&self) -> &[u64] {
+        self.checkpoints
+            .as_deref()
+            .map_or(&[], |checkpoints| &checkpoints.makers)
     }
 }
 
@@ -53,6 +88,17 @@ impl PoolState {
                 job.id
             )),
         }
+    }
+
+    /// Why `attempt` may not move its task's checkpoint, if it may not: it checks a result of
+    /// its task, so it ran from the start, and its state is its own.
+    fn checkpoint_conflict(&self, attempt: &super::Attempt) -> Option<String> {
+        let task = &self.jobs[&attempt.job].tasks[attempt.task as usize];
+        task.checks_a_result().then(|| {
+            "the attempt checks a result of its task, so it keeps its checkpoints to itself: \
+             go on without saving"
+                .to_owned()
+        })
     }
 
     /// Takes a checkpoint `node_id` uploaded for `attempt_id`, `size_bytes` as measured, saved
@@ -82,6 +128,9 @@ impl PoolState {
                 "the checkpoint claims {fuel_used} fuel; the job allows {}",
                 job.runtime.limits.fuel_max
             )));
+        }
+        if let Some(conflict) = self.checkpoint_conflict(&attempt) {
+            return Err(PoolError::Conflict(conflict));
         }
         let latest = self.latest_checkpoint(attempt.job, attempt.task);
         let covered = latest.map_or(attempt.resumed_fuel, |latest| latest.fuel_used);
@@ -149,10 +198,57 @@ impl PoolState {
             .get_mut(&attempt_id)
             .expect("events name live attempts");
         attempt.checkpointed_at_ms = Some(at_ms);
-        let (job_id, index) = (attempt.job, attempt.task);
+        let (job_id, index, node) = (attempt.job, attempt.task, attempt.node);
+        let maker = self.witness_of(node);
         let job = self.jobs.get_mut(&job_id).expect("attempts belong to jobs");
-        let task = &mut job.tasks[index as usize];
-        task.checkpoints.get_or_insert_default().latest = Some(checkpoint);
+        let verifies = job.verify.is_some();
+        let checkpoints = job.tasks[index as usize]
+            .checkpoints
+            .get_or_insert_default();
+        checkpoints.latest = Some(checkpoint);
+        if verifies && !checkpoints.makers.contains(&maker) {
+            checkpoints.makers.push(maker);
+        }
+        job.bump(&mut self.changes);
+    }
+
+    /// The makers of a task's checkpoints (see the module's docs) a result of `attempt` rests
+    /// on besides its own node: none unless it resumed.
+    pub(super) fn makers_behind(&self, attempt: &super::Attempt) -> Vec<u64> {
+        if attempt.resumed_fuel == 0 {
+            return Vec::new();
+        }
+        let own = self.witness_of(attempt.node);
+        self.jobs[&attempt.job].tasks[attempt.task as usize]
+            .checkpoint_makers()
+            .iter()
+            .copied()
+            .filter(|maker| *maker != own)
+            .collect()
+    }
+
+    /// Tasks of open jobs whose latest checkpoint rests on `witness`'s work, in a fixed order.
+    pub(super) fn checkpoints_made_by(&self, witness: u64) -> Vec<(JobId, u32)> {
+        let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
+        jobs.sort_unstable();
+        let mut made = Vec::new();
+        for job_id in jobs {
+            for (index, task) in self.jobs[&job_id].tasks.iter().enumerate() {
+                if task.checkpoint_makers().contains(&witness) {
+                    made.push((job_id, index as u32));
+                }
+            }
+        }
+        made
+    }
+
+    /// Applies a dropped checkpoint: the task's next attempt starts from the beginning.
+    pub(super) fn apply_checkpoint_dropped(&mut self, job_id: JobId, index: u32) {
+        let job = self.jobs.get_mut(&job_id).expect("events name live jobs");
+        if let Some(checkpoints) = job.tasks[index as usize].checkpoints.as_deref_mut() {
+            checkpoints.latest = None;
+            checkpoints.makers.clear();
+        }
         job.bump(&mut self.changes);
     }
 
@@ -192,13 +288,14 @@ impl PoolState {
         let checkpoints = self.jobs[&job_id].tasks[index as usize]
             .checkpoints
             .as_deref()
-            .copied()
+            .cloned()
             .unwrap_or_default();
         Write::SetTaskCheckpoint {
             job_id,
             task_index: index,
             latest: checkpoints.latest,
             lost_ms: checkpoints.lost_ms,
+            makers: checkpoints.makers,
         }
     }
 }

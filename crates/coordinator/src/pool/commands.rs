@@ -99,14 +99,6 @@ command! {
             submission.replicas,
             submission.validator.is_some(),
         )?;
-        if submission.verify.is_some() && submission.checkpoint.is_some() {
-            return Err(PoolError::Invalid(
-                "this pool checks every job's results, and a job whose results are checked \
-                 cannot checkpoint yet: a resumed attempt would build on another node's \
-                 unchecked state; remove `checkpoint` from the job spec"
-                    .to_owned(),
-            ));
-        }
         let id = loop {
             let id = JobId(entropy.next_u64());
             if !pool.has_job(id) {

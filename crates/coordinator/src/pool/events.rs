@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 6;
+pub(crate) const EVENTS_VERSION: u32 = 7;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,18 +143,26 @@ pub(crate) enum Event {
         checkpoint: wire::CheckpointRef,
         at_ms: u64,
     },
+    /// A task of a job that verifies lost its latest checkpoint, which a banned owner's node
+    /// saved or led to: its next attempt starts from the beginning.
+    CheckpointDropped {
+        job: JobId,
+        task: u32,
+    },
     /// An attempt ended (reported, released, expired); `end.task_end` says whether its task
     /// ended with it.
     AttemptEnded {
         end: AttemptEnd,
     },
     /// A live attempt of a job that verifies gave a result; its end follows. `owner` is who
-    /// the result counts as a witness for, and `trusted` whether its node was trusted then.
+    /// the result counts as a witness for, `makers` who else it does (it resumed from their
+    /// nodes' checkpoints), and `trusted` whether its node was trusted then.
     ResultClaimed {
         attempt: AttemptId,
         digest: verify::Digest,
         outcome: Outcome,
         owner: u64,
+        makers: Vec<u64>,
         trusted: bool,
         /// What the execution cost, and whose account it is paid into.
         fuel: u64,
@@ -235,7 +243,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 31] = [
+pub(crate) const EVENT_KINDS: [&str; 32] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -257,6 +265,7 @@ pub(crate) const EVENT_KINDS: [&str; 31] = [
     "AttemptDeadlineMoved",
     "UploadRecorded",
     "CheckpointSaved",
+    "CheckpointDropped",
     "AttemptEnded",
     "ResultClaimed",
     "ResultsCompared",
@@ -295,6 +304,7 @@ impl Event {
             Event::AttemptDeadlineMoved { .. } => "AttemptDeadlineMoved",
             Event::UploadRecorded { .. } => "UploadRecorded",
             Event::CheckpointSaved { .. } => "CheckpointSaved",
+            Event::CheckpointDropped { .. } => "CheckpointDropped",
             Event::AttemptEnded { .. } => "AttemptEnded",
             Event::ResultClaimed { .. } => "ResultClaimed",
             Event::ResultsCompared { .. } => "ResultsCompared",

@@ -359,6 +359,7 @@ impl PoolState {
                         Box::new(super::Checkpoints {
                             latest: task.checkpoint,
                             lost_ms: task.checkpoints_lost_ms,
+                            makers: task.checkpoint_makers,
                         })
                     },
                 ),

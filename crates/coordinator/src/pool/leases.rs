@@ -177,6 +177,21 @@ impl PoolState {
             apart.owners.extend(owner.filter(|_| owners_apart));
             apart.networks.extend(network.filter(|_| networks_apart));
         }
+        // A result that resumed is its checkpoints' makers' too: no check of it runs on theirs.
+        let makers = task.check.iter().flat_map(|check| {
+            check
+                .claims
+                .iter()
+                .flat_map(|claim| claim.makers.iter().copied())
+        });
+        for maker in makers {
+            // A maker is a witness: an owner where owners are kept apart, else a node.
+            if owners_apart {
+                apart.owners.push(maker);
+            } else {
+                apart.nodes.push(maker);
+            }
+        }
         let refusals = self.jobs[&wanted.job]
             .refused_by
             .get(&index)
@@ -314,7 +329,7 @@ impl PoolState {
                 args: spec.args.clone(),
                 stdin: spec.stdin,
                 inputs: spec.inputs.clone(),
-                checkpoint: task.latest_checkpoint(),
+                checkpoint: task.resume_point(),
             });
             rows.push(AttemptRow {
                 id: attempt_id,

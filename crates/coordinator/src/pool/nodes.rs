@@ -207,8 +207,8 @@ impl PoolState {
             .collect()
     }
 
-    /// A node may read the blobs of the attempts it holds (their tasks' latest checkpoints
-    /// too), and nothing else.
+    /// A node may read the blobs of the attempts it holds (the checkpoints their tasks resume
+    /// from too), and nothing else.
     pub(crate) fn node_may_read(&self, node_id: NodeId, hash: &BlobHash) -> bool {
         let Some(node) = self.nodes.get(&node_id) else {
             return false;
@@ -225,7 +225,7 @@ impl PoolState {
             }
             let task = &job.tasks[attempt.task as usize];
             if task
-                .latest_checkpoint()
+                .resume_point()
                 .is_some_and(|latest| &latest.hash == hash)
             {
                 return true;

@@ -184,15 +184,23 @@ impl PoolState {
             self.refund(end.job_id, end.task_index, None, now_ms, out);
         }
         let claim = self.claim_of(&end);
-        let node = self.attempts[&end.attempt_id].node;
-        let (fuel, payee) = (end.usage.map_or(0, |u| u.fuel_used), self.payee_of(node));
+        let attempt = self.attempts[&end.attempt_id];
+        let node = attempt.node;
+        // A resumed attempt counts the task's fuel in all; its checkpoint covered the rest.
+        let fuel = end
+            .usage
+            .map_or(0, |u| u.fuel_used)
+            .saturating_sub(attempt.resumed_fuel);
+        let payee = self.payee_of(node);
         if let Some(digest) = claim {
+            let makers = self.makers_behind(&attempt);
             let event = Event::ResultClaimed {
                 attempt: end.attempt_id,
                 digest,
                 outcome: end.outcome.clone().expect("results have outcomes"),
                 owner: self.witness_of(node),
                 trusted: self.is_trusted(node),
+                makers,
                 fuel,
                 payee,
                 files: self.jobs[&end.job_id].validator.as_ref().map(|_| {

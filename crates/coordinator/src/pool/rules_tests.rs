@@ -282,6 +282,11 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     assert_eq!(recalled, Recalled::Tasks(1));
     recalling.settle();
     h.kinds.extend(recalling.kinds.iter().copied());
+    // So do bans that drop checkpoints: their pool is public.
+    let mut dropping = super::checkpoints::trusting_public();
+    super::checkpoints::dropped_by_a_ban(&mut dropping);
+    dropping.settle();
+    h.kinds.extend(dropping.kinds.iter().copied());
     let missing: Vec<_> = EVENT_KINDS
         .iter()
         .filter(|kind| !h.kinds.contains(*kind))

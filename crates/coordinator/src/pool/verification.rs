@@ -86,6 +86,8 @@ pub(crate) struct Claimed {
     pub(crate) attempt: AttemptId,
     pub(crate) node: NodeId,
     pub(crate) owner: u64,
+    /// Who else it counts as a witness for: the makers of the checkpoints it resumed from.
+    pub(crate) makers: Vec<u64>,
     pub(crate) network: Option<u64>,
     pub(crate) digest: Digest,
     /// What it votes as in the tally: its digest, or with a validator the label of the results
@@ -103,6 +105,14 @@ pub(crate) struct Claimed {
     /// What the requester paid for it, pending in `payee`'s account until it is verified.
     pub(crate) fuel: u64,
     pub(crate) payee: u64,
+}
+
+impl Claimed {
+    /// Whether it is the work of one of `nodes`, or resumed from a checkpoint `witness`'s
+    /// nodes saved.
+    pub(crate) fn rests_on(&self, nodes: &BTreeSet<NodeId>, witness: u64) -> bool {
+        nodes.contains(&self.node) || self.makers.contains(&witness)
+    }
 }
 
 impl PoolState {
@@ -306,6 +316,7 @@ impl PoolState {
             .iter()
             .map(|c| Claim {
                 owner: c.owner,
+                makers: c.makers.clone(),
                 digest: c.label.expect("only labelled results are judged"),
                 trusted: c.trusted,
             })
@@ -368,7 +379,13 @@ impl PoolState {
             .check
             .as_deref()
             .expect("judged tasks have results");
-        let node = &self.verifying.records[&check.claims[0].node];
+        let first = &check.claims[0];
+        if !first.makers.is_empty() {
+            // It rests on checkpoints no one checked: only a run from the start elsewhere can.
+            self.want_checks(job_id, index, 1, VerifiedBy::Replicas, now_ms, out);
+            return;
+        }
+        let node = &self.verifying.records[&first.node];
         let roll = entropy.next_u64();
         let by = match verify::first(
             &node.record,
@@ -454,7 +471,14 @@ impl PoolState {
             by => by,
         };
         let audited = audit_passed.then_some((first.node, first.seq));
-        let liars: BTreeSet<NodeId> = dissenting.iter().map(|i| check.claims[*i].node).collect();
+        // A result built on others' checkpoints may be wrong by their fault or its node's: it
+        // is refused, and no one is banned for it.
+        let liars: BTreeSet<NodeId> = dissenting
+            .iter()
+            .map(|i| &check.claims[*i])
+            .filter(|claim| claim.makers.is_empty())
+            .map(|claim| claim.node)
+            .collect();
         let requester = Account::Requester(self.jobs[&job_id].requester);
         let moves: Vec<Move> = check
             .claims
@@ -525,12 +549,13 @@ impl PoolState {
     }
 
     /// What was paid for the results of a task whose results are not accepted goes back to
-    /// its requester; only the results of `nodes`, when given.
+    /// its requester; only the results that rest on `(nodes, witness)` (see
+    /// [`Claimed::rests_on`]), when given.
     pub(super) fn refund(
         &mut self,
         job_id: JobId,
         index: u32,
-        nodes: Option<&BTreeSet<NodeId>>,
+        banned: Option<(&BTreeSet<NodeId>, u64)>,
         now_ms: u64,
         out: &mut Outbox,
     ) {
@@ -542,7 +567,7 @@ impl PoolState {
         let moves = check
             .claims
             .iter()
-            .filter(|claim| nodes.is_none_or(|nodes| nodes.contains(&claim.node)))
+            .filter(|claim| banned.is_none_or(|(nodes, witness)| claim.rests_on(nodes, witness)))
             .map(|claim| settle(claim, requester, job_id))
             .collect();
         self.move_credits(moves, now_ms, out);
@@ -589,10 +614,11 @@ impl PoolState {
                 .filter(|n| self.verifying.trust == Trust::Public && n.owner == Some(owner))
                 .map(|n| n.id),
         );
-        let touched = self.tasks_with_claims_of(&banned);
+        let touched = self.tasks_with_claims_of(&banned, owner);
         for (job_id, index) in &touched {
-            self.refund(*job_id, *index, Some(&banned), now_ms, out);
+            self.refund(*job_id, *index, Some((&banned, owner)), now_ms, out);
         }
+        self.drop_checkpoints_of(owner, now_ms, out);
         let earned = self.balance(Account::Owner(owner));
         if earned > 0 {
             let clawback = Move {
@@ -625,8 +651,29 @@ impl PoolState {
         self.rejudge(touched, now_ms, entropy, out);
     }
 
-    /// Open tasks with results from these nodes, in a fixed order.
-    fn tasks_with_claims_of(&self, nodes: &BTreeSet<NodeId>) -> Vec<(JobId, u32)> {
+    /// Drops every latest checkpoint `witness`'s nodes saved or led to, and gives back the
+    /// attempts that resumed from one: their tasks start again from the beginning.
+    fn drop_checkpoints_of(&mut self, witness: u64, now_ms: u64, out: &mut Outbox) {
+        for (job, task) in self.checkpoints_made_by(witness) {
+            let resumed: Vec<AttemptId> = self.jobs[&job].tasks[task as usize]
+                .live
+                .iter()
+                .copied()
+                .filter(|attempt| self.attempts[attempt].resumed_fuel > 0)
+                .collect();
+            self.record(Event::CheckpointDropped { job, task }, out);
+            for attempt_id in resumed {
+                let attempt = self.attempts[&attempt_id];
+                let state = store::AttemptEndState::Released;
+                let end = super::leases::unreported_end(attempt_id, &attempt, state, None, now_ms);
+                self.record(Event::AttemptEnded { end }, out);
+            }
+        }
+    }
+
+    /// Open tasks with results from these nodes, or resting on `witness`'s checkpoints, in a
+    /// fixed order.
+    fn tasks_with_claims_of(&self, nodes: &BTreeSet<NodeId>, witness: u64) -> Vec<(JobId, u32)> {
         let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
         jobs.sort_unstable();
         let mut touched = Vec::new();
@@ -635,7 +682,7 @@ impl PoolState {
                 let Some(check) = task.check.as_deref() else {
                     continue;
                 };
-                if check.claims.iter().any(|c| nodes.contains(&c.node)) {
+                if check.claims.iter().any(|c| c.rests_on(nodes, witness)) {
                     touched.push((job_id, index as u32));
                 }
             }

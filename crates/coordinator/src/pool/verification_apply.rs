@@ -65,6 +65,7 @@ impl PoolState {
             digest,
             outcome,
             owner,
+            makers,
             trusted,
             fuel,
             payee,
@@ -77,6 +78,7 @@ impl PoolState {
             attempt: *attempt,
             node: self.attempts[attempt].node,
             owner: *owner,
+            makers: makers.clone(),
             network: None,
             digest: *digest,
             // A result of a job with a validator waits for it to say what it is like.
@@ -225,6 +227,8 @@ impl PoolState {
             });
         record.record.banned = true;
         record.record.mismatches += 1;
+        let witness = record.owner;
+        let banned = std::collections::BTreeSet::from([node_id]);
         self.changes.recalls = true;
         record.window = Window::default();
         let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
@@ -241,7 +245,9 @@ impl PoolState {
                     job.held -= 1;
                 }
                 let claimed = check.claims.len();
-                check.claims.retain(|claim| claim.node != node_id);
+                check
+                    .claims
+                    .retain(|claim| !claim.rests_on(&banned, witness));
                 if claimed > 0 && check.claims.is_empty() {
                     job.checking -= 1;
                 }

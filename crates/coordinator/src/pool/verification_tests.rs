@@ -16,7 +16,7 @@ fn go_public(h: &mut Harness, policy: verify::Policy) {
     h.follower.set_verifying(Trust::Public, policy, true);
 }
 
-fn public(policy: verify::Policy) -> Harness {
+pub(super) fn public(policy: verify::Policy) -> Harness {
     let mut h = Harness::new();
     go_public(&mut h, policy);
     h
