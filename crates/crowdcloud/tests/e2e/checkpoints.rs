@@ -2,6 +2,8 @@
 //! checkpoint and ends as an uninterrupted run does, byte for byte and fuel for fuel; a task
 //! that stops while writing its checkpoint leaves the previous one the latest; and a node's
 //! checkpoint is taken only for an attempt it holds, of a job that checkpoints, within its size.
+//! In a public pool, a task resumed on a stranger's node from another's checkpoint is checked
+//! from the start elsewhere and agrees with it, byte for byte and fuel for fuel.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use wire::{
 };
 
 use crate::harness::{Pool, eventually, probe};
+use crate::public::{grant_the_owner_credit, public_pool, stranger};
 
 /// One second of work between checkpoints: of wall time, or in deterministic mode of fuel.
 const INTERVAL_MS: u64 = 1_000;
@@ -266,4 +269,63 @@ async fn a_replica_whose_checkpoint_is_behind_goes_on_and_the_task_ends_once() {
     assert!(behind, "one replica's checkpoints came second");
     let task = only_task(&pool, job).await;
     assert!(task.checkpoints.unwrap().saved >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_task_resumed_from_a_strangers_checkpoint_agrees_with_checks_from_the_start() {
+    let pool = public_pool("0", &["--audit-percent", "0"]).await;
+    grant_the_owner_credit(&pool).await;
+    let mut doomed = stranger(&pool, "doomed", &[]).await;
+    pool.wait_online(&["doomed"]).await;
+    let module = pool.upload_wasm(guests::COLLATZ).await;
+    let job = submit_collatz(&pool, module).await;
+    let before_kill = checkpoints_at_least(&pool, job, 2).await;
+    doomed.kill().await;
+    // Three strangers: one resumes from the killed node's checkpoint, and since that result
+    // rests on another owner's state and no one is trusted yet, the other two check it from
+    // the start.
+    let names = ["first", "second", "third"];
+    let mut strangers = Vec::new();
+    for name in names {
+        strangers.push(stranger(&pool, name, &[]).await);
+    }
+    let ended = pool.finish(job, Duration::from_secs(300)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let task = only_task(&pool, job).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    let resumed: Vec<u32> = strangers
+        .iter()
+        .filter_map(|agent| resumed_from(&agent.log()))
+        .collect();
+    assert_eq!(
+        resumed.len(),
+        1,
+        "one stranger resumed, the others ran from the start"
+    );
+    assert!(
+        resumed[0] >= before_kill.saved,
+        "{resumed:?} < {before_kill:?}"
+    );
+    let verification = task.verification.clone().expect("the result was verified");
+    assert_eq!(
+        verification.by,
+        wire::VerifiedBy::Replicas,
+        "{verification:?}"
+    );
+    assert_eq!(
+        verification.nodes.len(),
+        3,
+        "the resumed result and two runs from the start agreed on output and fuel: {verification:?}"
+    );
+    let result = pool.stdout(&task).await;
+    assert!(
+        String::from_utf8_lossy(&result).starts_with("longest chain below 20000000 starts at "),
+        "{result:?}"
+    );
+    for name in names {
+        assert!(
+            !crate::public::banned(&pool, name).await,
+            "{name} was banned"
+        );
+    }
 }
