@@ -70,6 +70,14 @@ pub(crate) struct Shared {
     pub(crate) blob_gate: tokio::sync::RwLock<()>,
 }
 
+/// Whether a change's commit waits for the disk before its caller goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    Now,
+    /// A later commit's fsync covers it (see [`Shared::apply_deferred`]).
+    Later,
+}
+
 impl Shared {
     pub(crate) async fn open(
         config: CoordinatorConfig,
@@ -156,6 +164,19 @@ impl Shared {
         self.mutate(|pool, now_ms, entropy, out| pool.apply(command, now_ms, entropy, out))
     }
 
+    /// [`Shared::apply`] for a change its caller acknowledges only after a later commit (see
+    /// `Store::enqueue_deferred`): its own commit does not wait for the disk, and the caller
+    /// must `flush` the store before it answers.
+    pub(crate) fn apply_deferred<C: Command>(&self, command: C) -> (C::Reply, Commit) {
+        let change =
+            |pool: &mut PoolState,
+             _: &mut Parked,
+             now_ms,
+             entropy: &dyn Entropy,
+             out: &mut Outbox| { pool.apply(command, now_ms, entropy, out) };
+        self.mutate_with(change, Synced::Later)
+    }
+
     /// Changes the pool under its lock, hands pending work to waiting nodes, and queues the
     /// writes the change produced (in order, still under the lock). Wait on the returned
     /// [`Commit`] before acknowledging anything a client could lose.
@@ -171,6 +192,14 @@ impl Shared {
         &self,
         change: impl FnOnce(&mut PoolState, &mut Parked, u64, &dyn Entropy, &mut Outbox) -> R,
     ) -> (R, Commit) {
+        self.mutate_with(change, Synced::Now)
+    }
+
+    fn mutate_with<R>(
+        &self,
+        change: impl FnOnce(&mut PoolState, &mut Parked, u64, &dyn Entropy, &mut Outbox) -> R,
+        synced: Synced,
+    ) -> (R, Commit) {
         let mut guard = self.core.lock();
         let core = &mut *guard;
         let now_ms = self.now_ms();
@@ -182,7 +211,7 @@ impl Shared {
             self.entropy.as_ref(),
             &mut out,
         );
-        let (commit, sweeping) = self.settle(core, now_ms, out);
+        let (commit, sweeping) = self.settle(core, now_ms, out, synced);
         if sweeping {
             MutexGuard::unlock_fair(guard);
             self.sweep();
@@ -193,7 +222,13 @@ impl Shared {
     /// What follows every change, still under the lock: a round of handing work to waiting
     /// nodes, the credentials index, the checks of debug builds, and the writes queued in
     /// order. Also says whether a sweep of the waiting nodes goes on.
-    fn settle(&self, core: &mut Core, now_ms: u64, mut out: Outbox) -> (Commit, bool) {
+    fn settle(
+        &self,
+        core: &mut Core,
+        now_ms: u64,
+        mut out: Outbox,
+        synced: Synced,
+    ) -> (Commit, bool) {
         let entropy = self.entropy.as_ref();
         if core.pool.comparisons_wanted() {
             self.comparisons.notify_one();
@@ -215,7 +250,11 @@ impl Shared {
                 "the credentials index follows the pool"
             );
         }
-        (self.store.enqueue(out.writes), sweeping)
+        let commit = match synced {
+            Synced::Now => self.store.enqueue(out.writes),
+            Synced::Later => self.store.enqueue_deferred(out.writes),
+        };
+        (commit, sweeping)
     }
 
     /// Goes on with a sweep of the waiting nodes, one round per hold of the lock, handing the
@@ -223,7 +262,8 @@ impl Shared {
     fn sweep(&self) {
         loop {
             let mut guard = self.core.lock();
-            let (_commit, sweeping) = self.settle(&mut guard, self.now_ms(), Outbox::new());
+            let (_commit, sweeping) =
+                self.settle(&mut guard, self.now_ms(), Outbox::new(), Synced::Now);
             if !sweeping {
                 return;
             }

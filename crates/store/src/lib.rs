@@ -266,8 +266,20 @@ impl Store {
 
     /// Queues `writes` behind everything queued before and returns at once; the order of
     /// `enqueue` calls is the order of application. Call it while holding whatever lock orders
-    /// the changes the writes record.
+    /// the changes the writes record. Their commit is as durable as the store's [`Durability`].
     pub fn enqueue(&self, writes: Vec<Write>) -> Commit {
+        self.enqueue_with(writes, true)
+    }
+
+    /// [`Store::enqueue`] for writes no one is told of before a later commit: theirs need not
+    /// wait for the disk, and the next that does (or [`Store::flush`]) makes them durable with
+    /// it. A crash before then loses them, and nothing acknowledged. So a submission that waits
+    /// for its job's result shares the result's fsync instead of paying one of its own.
+    pub fn enqueue_deferred(&self, writes: Vec<Write>) -> Commit {
+        self.enqueue_with(writes, false)
+    }
+
+    fn enqueue_with(&self, writes: Vec<Write>, synced: bool) -> Commit {
         if writes.is_empty() {
             return Commit(None);
         }
@@ -282,6 +294,7 @@ impl Store {
         let request = writer::Request {
             sequence: *sequence,
             writes,
+            synced,
             done,
         };
         match self.writes.send(writer::Message::Writes(request)) {
@@ -306,22 +319,36 @@ impl Store {
         self.enqueue(writes).wait().await
     }
 
-    /// Waits until everything queued so far is committed: a read after it sees every change
-    /// queued before it. It waits for the commits already under way and adds none.
+    /// Waits until everything queued so far is committed and durable: a read after it sees
+    /// every change queued before it, and a crash loses none of them. It waits for the commits
+    /// already under way, and adds one only when the last of them were deferred (see
+    /// [`Store::enqueue_deferred`]).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let target = *self
             .sequence
             .lock()
             .expect("no panic while holding the sequence");
         let mut progress = self.progress.clone();
-        let reached = progress
-            .wait_for(|progress| progress.sequence >= target || progress.failure.is_some())
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match &reached.failure {
-            Some(failure) => Err(failure.clone()),
-            None => Ok(()),
+        let synced = {
+            let reached = progress
+                .wait_for(|progress| progress.sequence >= target || progress.failure.is_some())
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            if let Some(failure) = &reached.failure {
+                return Err(failure.clone());
+            }
+            reached.synced
+        };
+        if synced >= target {
+            return Ok(());
         }
+        // A commit that waits for the disk makes every one before it durable too. Its value
+        // changes on every call, so the commit is never empty.
+        let sync = Write::SetMeta {
+            key: "synced".to_owned(),
+            value: format!("{}.{target}", self.epoch),
+        };
+        self.enqueue(vec![sync]).wait().await
     }
 
     /// Commits what is queued and closes the database. Writes queued after it fail with

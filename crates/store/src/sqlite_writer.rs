@@ -50,6 +50,11 @@ pub(crate) async fn spawn(target: &Target, queue: Queue) -> Result<(), StoreErro
         .spawn(move || match open(&thread_path, durability) {
             Ok(connection) => {
                 let _ = opened.send(Ok(()));
+                let connection = Writer {
+                    connection,
+                    durability,
+                    syncing: durability == Durability::Full,
+                };
                 run(connection, epoch, queue);
             }
             Err(error) => {
@@ -81,14 +86,39 @@ fn open(path: &Path, durability: Durability) -> Result<Connection, rusqlite::Err
     Ok(connection)
 }
 
-fn run(mut connection: Connection, epoch: u64, mut queue: Queue) {
+/// The writer's connection, and whether its commits wait for the disk now.
+struct Writer {
+    connection: Connection,
+    durability: Durability,
+    /// `synchronous=FULL` is set; a deferred batch sets NORMAL for its commit.
+    syncing: bool,
+}
+
+impl Writer {
+    /// Makes the next commit wait for the disk, or not, as `batch` needs: in WAL mode a commit
+    /// under FULL syncs the log, and with it every commit before it.
+    fn sync_as(&mut self, batch: &Batch) -> Result<(), rusqlite::Error> {
+        let syncing = self.durability == Durability::Full && batch.synced();
+        if syncing != self.syncing {
+            let mode = if syncing { "FULL" } else { "NORMAL" };
+            self.connection.pragma_update(None, "synchronous", mode)?;
+            self.syncing = syncing;
+        }
+        Ok(())
+    }
+}
+
+fn run(mut writer: Writer, epoch: u64, mut queue: Queue) {
     while let Some(batch) = queue.next_blocking() {
         let result = match queue.settled(&batch) {
             Some(result) => result,
-            None => apply(&mut connection, epoch, &batch),
+            None => writer
+                .sync_as(&batch)
+                .map_err(StoreError::from)
+                .and_then(|()| apply(&mut writer.connection, epoch, &batch)),
         };
         if let Some(closed) = queue.settle(batch, result) {
-            if let Err((_, error)) = connection.close() {
+            if let Err((_, error)) = writer.connection.close() {
                 tracing::warn!(%error, "the state store's writer did not close its connection cleanly");
             }
             let _ = closed.send(());

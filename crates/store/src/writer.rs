@@ -118,6 +118,8 @@ pub(crate) struct Request {
     /// Requests are numbered from 1 in the order they are queued.
     pub(crate) sequence: u64,
     pub(crate) writes: Vec<Write>,
+    /// Whether its commit must wait for the disk (see `Store::enqueue_deferred`).
+    pub(crate) synced: bool,
     pub(crate) done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -129,10 +131,12 @@ pub(crate) enum Message {
     Close(oneshot::Sender<()>),
 }
 
-/// How far the writer got: every request up to `sequence` is committed, unless it failed.
+/// How far the writer got: every request up to `sequence` is committed, and up to `synced`
+/// durable as the store's durability says, unless it failed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Progress {
     pub(crate) sequence: u64,
+    pub(crate) synced: u64,
     pub(crate) failure: Option<StoreError>,
 }
 
@@ -151,6 +155,12 @@ impl Batch {
     pub(crate) fn writes(&self) -> impl Iterator<Item = &Write> {
         self.requests.iter().flat_map(|request| &request.writes)
     }
+
+    /// Whether its commit waits for the disk: unless every request in it may wait for a later
+    /// commit's.
+    pub(crate) fn synced(&self) -> bool {
+        self.requests.iter().any(|request| request.synced)
+    }
 }
 
 /// The writer's side of the queue, whichever executor applies the batches: groups what is
@@ -162,6 +172,9 @@ pub(crate) struct Queue {
     /// After one failed commit nothing more is applied: later writes may depend on the lost
     /// ones.
     failure: Option<StoreError>,
+    /// Whether commits wait for the disk at all; when they do not, a deferred one is as
+    /// durable as any.
+    durability: crate::Durability,
 }
 
 impl Queue {
@@ -227,8 +240,12 @@ impl Queue {
         }
         self.queued.fetch_sub(batch.count, Ordering::Relaxed);
         if let Some(last) = batch.requests.last() {
+            // A commit that waited for the disk made every earlier one durable with it.
+            let durable = batch.synced() || self.durability == crate::Durability::Process;
+            let synced = self.progress.borrow().synced;
             self.progress.send_replace(Progress {
                 sequence: last.sequence,
+                synced: if durable { last.sequence } else { synced },
                 failure: self.failure.clone(),
             });
         }
@@ -281,6 +298,7 @@ pub(crate) async fn spawn(
         queued,
         progress,
         failure: None,
+        durability: target.durability,
     };
     match target.backend {
         Backend::Sqlite => crate::sqlite_writer::spawn(&target, queue).await?,
@@ -309,6 +327,12 @@ async fn run(target: Target, mut queue: Queue) {
 async fn apply(target: &Target, batch: &Batch) -> Result<(), StoreError> {
     let statements = crate::plan::plan(target.backend, batch.writes());
     let mut transaction = target.pool.begin().await?;
+    if !batch.synced() {
+        // Its WAL is flushed by the next commit that waits, or the server's WAL writer.
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *transaction)
+            .await?;
+    }
     crate::epoch::fence(&mut transaction, target.backend, target.epoch).await?;
     for statement in statements {
         crate::statement::execute(&mut transaction, statement).await?;

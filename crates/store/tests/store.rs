@@ -1074,3 +1074,45 @@ async fn checkpoints_on(url: &str) {
     assert_eq!(gone.len(), 2, "a purged job's checkpoints go");
     assert!(gone.contains(&first) && gone.contains(&second));
 }
+
+#[tokio::test]
+async fn a_deferred_commit_is_made_durable_by_the_next_flush_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        deferred_on(&url).await;
+    }
+}
+
+async fn deferred_on(url: &str) {
+    let store = open(url).await;
+    let meta = |key: &str, value: &str| Write::SetMeta {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    };
+    store
+        .enqueue_deferred(vec![meta("deferred", "1")])
+        .wait()
+        .await
+        .unwrap();
+    let image = store.load().await.unwrap();
+    assert_eq!(image.meta.get("deferred").map(String::as_str), Some("1"));
+    assert_eq!(
+        image.meta.get("synced"),
+        None,
+        "a deferred commit waits for no sync"
+    );
+    store.flush().await.unwrap();
+    let synced = store.load().await.unwrap().meta.get("synced").cloned();
+    assert!(synced.is_some(), "a flush after a deferred commit syncs it");
+
+    store.write(vec![meta("plain", "1")]).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(
+        store.load().await.unwrap().meta.get("synced"),
+        synced.as_ref(),
+        "a flush after a synced commit adds none"
+    );
+    store.close().await;
+    let reopened = open(url).await.load().await.unwrap();
+    assert_eq!(reopened.meta.get("deferred").map(String::as_str), Some("1"));
+}

@@ -85,7 +85,7 @@ pub(crate) async fn submit(
     let unfinished_max = shared.config.unfinished_max();
     // Counted before the lock is taken: a million tasks' args take a while to add up.
     let adding = Held::of_submission(&submission);
-    let (submitted, commit) = shared.apply(Submit {
+    let submit = Submit {
         requester,
         submission,
         module_bytes: facts.size_bytes,
@@ -93,7 +93,13 @@ pub(crate) async fn submit(
         wasm_features: facts.wasm_features,
         adding,
         unfinished_max,
-    });
+    };
+    // A submission that waits answers only with its job's status, read once the store is
+    // flushed: its job's commit can share the fsync of the result's.
+    let (submitted, commit) = match query.wait_ms {
+        Some(_) => shared.apply_deferred(submit),
+        None => shared.apply(submit),
+    };
     let mut submitted = submitted?;
     shared.committed(commit).await?;
     tracing::info!(job = %submitted.job_id, tasks = submitted.tasks, "job submitted");
