@@ -78,6 +78,7 @@ async fn sweep_once(shared: &Shared) -> Result<(), String> {
     if unused.is_empty() {
         return Ok(());
     }
+    shared.readable_blobs.clear();
     for hash in &unused {
         shared.blobs.delete(hash).await.map_err(|e| e.to_string())?;
         shared.module_verdicts.forget(hash);

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     next_request: AtomicU64,
     /// Verdicts on modules, each reached once; they need not be read and parsed again.
     pub(crate) module_verdicts: crate::modules::ModuleVerdicts,
+    /// Blobs requesters were found able to read (see `readable`).
+    pub(crate) readable_blobs: crate::readable::ReadableBlobs,
     /// Room reserved by requesters' uploads in flight, against their quotas.
     pub(crate) uploads_in_flight: crate::http::quota::UploadsInFlight,
     /// How long heartbeats take to answer, inside the coordinator.
@@ -128,6 +130,7 @@ impl Shared {
             entropy,
             next_request: AtomicU64::new(1),
             module_verdicts: crate::modules::ModuleVerdicts::default(),
+            readable_blobs: crate::readable::ReadableBlobs::default(),
             uploads_in_flight: crate::http::quota::UploadsInFlight::default(),
             heartbeat_latency: crate::latency::Histogram::default(),
             stopping: watch::Sender::new(false),

@@ -58,16 +58,7 @@ pub(crate) async fn submit(
     }
     // No blob the job names is deleted between this check and the job's commit.
     let _gate = shared.blob_gate.read().await;
-    let missing = shared
-        .store
-        .unreadable_blobs(&blobs_of(&submission), requester)
-        .await?;
-    if let Some(hash) = missing.first() {
-        return Err(Failure::bad_request(format!(
-            "blob {hash} (and {} more) is not uploaded; upload it with PUT /v1/blobs/{hash} first",
-            missing.len() - 1
-        )));
-    }
+    check_readable(&shared, &blobs_of(&submission), requester).await?;
     let facts = check_module(&shared, submission.module, "the module").await?;
     let component_imports = match facts.kind {
         ModuleKind::Core => None,
@@ -109,6 +100,27 @@ pub(crate) async fn submit(
         submitted.status = Some(ended);
     }
     Ok((StatusCode::CREATED, Json(submitted)))
+}
+
+/// Refuses a submission that names a blob its requester may not read: not uploaded, or not
+/// theirs. Call it holding the blob gate for reading.
+async fn check_readable(
+    shared: &AppState,
+    hashes: &[BlobHash],
+    requester: RequesterId,
+) -> ApiResult<()> {
+    if shared.readable_blobs.all(requester, hashes) {
+        return Ok(());
+    }
+    let missing = shared.store.unreadable_blobs(hashes, requester).await?;
+    if let Some(hash) = missing.first() {
+        return Err(Failure::bad_request(format!(
+            "blob {hash} (and {} more) is not uploaded; upload it with PUT /v1/blobs/{hash} first",
+            missing.len() - 1
+        )));
+    }
+    shared.readable_blobs.found(requester, hashes);
+    Ok(())
 }
 
 fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
