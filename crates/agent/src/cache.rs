@@ -25,6 +25,10 @@ pub(crate) struct BlobCache {
     index: Mutex<Index>,
     /// One download per blob at a time; others wait for it.
     fetching: Mutex<HashMap<BlobHash, Arc<tokio::sync::Mutex<()>>>>,
+    /// One build per mount at a time; others wait for it and use what it built. Two attempts
+    /// of one job start together, and without it the second would clear the first's tree
+    /// while the first still fills it.
+    building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -105,6 +109,7 @@ impl BlobCache {
             bytes_max: AtomicU64::new(bytes_max),
             index: Mutex::new(index),
             fetching: Mutex::new(HashMap::new()),
+            building: Mutex::new(HashMap::new()),
         })
     }
 
@@ -189,6 +194,25 @@ impl BlobCache {
         if dir.exists() {
             return Ok(dir);
         }
+        let lock = Arc::clone(self.building.lock().entry(key.clone()).or_default());
+        let _building = lock.lock().await;
+        let built = self.build_mount(client, mount, &key, &dir).await;
+        self.building.lock().remove(&key);
+        built
+    }
+
+    /// Builds the tree of `mount` under a temporary name and moves it to `dir`, unless it is
+    /// there already. Called holding the mount's build lock.
+    async fn build_mount(
+        &self,
+        client: &Client,
+        mount: &Mount,
+        key: &str,
+        dir: &Path,
+    ) -> Result<PathBuf, FetchError> {
+        if dir.exists() {
+            return Ok(dir.to_owned());
+        }
         let building = self
             .mounts_dir
             .join(format!("{key}.building-{}", std::process::id()));
@@ -207,12 +231,12 @@ impl BlobCache {
                 std::fs::copy(&source, &target).map_err(disk)?;
             }
         }
-        match std::fs::rename(&building, &dir) {
-            Ok(()) => Ok(dir),
-            // Another attempt built the same mount meanwhile.
+        match std::fs::rename(&building, dir) {
+            Ok(()) => Ok(dir.to_owned()),
+            // Another agent on the same data dir built the same mount meanwhile.
             Err(_) if dir.exists() => {
                 let _ = std::fs::remove_dir_all(&building);
-                Ok(dir)
+                Ok(dir.to_owned())
             }
             Err(error) => Err(disk(error)),
         }
