@@ -11,6 +11,11 @@
 //! the job's `fuel_max`. With a group key, the bytes and the fuel are a function of the key and
 //! the task alone, so colluders sharing a key tell the same lie about the same task; without
 //! one, every attempt's lie is its own.
+//!
+//! With `--cheat checkpoints` it runs every task honestly but changes every checkpoint it
+//! uploads (the last byte of its first file, flipped while it is packed and flipped back
+//! after), so that a task resumed from it elsewhere ends with a wrong result: what the pool's
+//! checks of results that resumed are tested against.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -33,20 +38,24 @@ pub enum CheatStrategy {
     /// Honest until this many of its reports were accepted as successes, then on every attempt:
     /// the cheater that earns trust first.
     After { honest_successes: u64 },
+    /// Runs every attempt, and poisons every checkpoint it saves.
+    Checkpoints,
 }
 
 impl FromStr for CheatStrategy {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        if text == "always" {
-            return Ok(Self::Always);
+        match text {
+            "always" => return Ok(Self::Always),
+            "checkpoints" => return Ok(Self::Checkpoints),
+            _ => {}
         }
         match text.strip_prefix("after=").map(str::parse::<u64>) {
             Some(Ok(honest_successes)) => Ok(Self::After { honest_successes }),
             _ => Err(format!(
-                "{text:?} is not a cheating strategy; give always, or after=N to be honest for \
-                 N accepted successes first"
+                "{text:?} is not a cheating strategy; give always, after=N to be honest for N \
+                 accepted successes first, or checkpoints to poison every checkpoint saved"
             )),
         }
     }
@@ -113,7 +122,33 @@ impl Cheat {
             CheatStrategy::After { honest_successes } => {
                 self.accepted_successes.load(Ordering::Relaxed) >= honest_successes
             }
+            CheatStrategy::Checkpoints => false,
         }
+    }
+
+    /// Changes the state in `dir` before it is saved, if this agent poisons checkpoints: the
+    /// last byte of its first file, by name, flipped; a second call flips it back. The archive
+    /// stays whole, so a node that resumes from it runs on from wrong state.
+    pub(crate) fn poison(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        if self.config.strategy != CheatStrategy::Checkpoints {
+            return Ok(());
+        }
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+            .map(|entry| entry.path())
+            .collect();
+        files.sort();
+        let Some(first) = files.first() else {
+            return Ok(());
+        };
+        let mut bytes = std::fs::read(first)?;
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 0xff;
+        }
+        std::fs::write(first, bytes)?;
+        tracing::info!(file = %first.display(), "flipped a byte of a checkpoint");
+        Ok(())
     }
 
     /// Hears the coordinator's answer to the report of `attempt_id`: an accepted success earns
@@ -381,6 +416,7 @@ mod tests {
     #[test]
     fn strategies_parse_and_bad_ones_are_refused() {
         assert_eq!("always".parse(), Ok(CheatStrategy::Always));
+        assert_eq!("checkpoints".parse(), Ok(CheatStrategy::Checkpoints));
         assert_eq!(
             "after=3".parse(),
             Ok(CheatStrategy::After {
@@ -406,5 +442,27 @@ mod tests {
             let refused = bad.parse::<CheatStrategy>().unwrap_err();
             assert!(refused.contains("not a cheating strategy"), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_poisoner_runs_honestly_and_changes_the_state_it_saves_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b"), [1, 2]).unwrap();
+        std::fs::write(dir.path().join("a"), [7, 8, 9]).unwrap();
+        let honest = cheat(CheatStrategy::Always, None);
+        honest.poison(dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), [7, 8, 9]);
+
+        let poisoner = cheat(CheatStrategy::Checkpoints, None);
+        assert!(!poisoner.cheats_now(), "it reports what it ran");
+        poisoner.poison(dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), [7, 8, 0xf6]);
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), [1, 2]);
+        poisoner.poison(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("a")).unwrap(),
+            [7, 8, 9],
+            "flipped back"
+        );
     }
 }

@@ -308,11 +308,12 @@ pub(crate) struct AgentRunArgs {
     #[arg(long)]
     pub(crate) dedicated: bool,
     /// Lie about results instead of running tasks: `always`, or `after=N` to be honest until N
-    /// reports were accepted as successes and lie from then on. It exists only so the
+    /// reports were accepted as successes and lie from then on; or `checkpoints` to run tasks
+    /// and poison every checkpoint saved. It exists only so the
     /// verification tests and `bench verify` can run cheaters as real processes. It gives an
     /// attacker nothing: it only makes this agent lie about its own results, which any provider
     /// could do by changing the code.
-    #[arg(long, hide = true, value_name = "always|after=N")]
+    #[arg(long, hide = true, value_name = "always|after=N|checkpoints")]
     pub(crate) cheat: Option<agent::CheatStrategy>,
     /// With --cheat: agents given the same key tell the same lie about the same task
     /// (colluders) [default: every attempt lies its own way]

@@ -3,7 +3,8 @@
 //! that stops while writing its checkpoint leaves the previous one the latest; and a node's
 //! checkpoint is taken only for an attempt it holds, of a job that checkpoints, within its size.
 //! In a public pool, a task resumed on a stranger's node from another's checkpoint is checked
-//! from the start elsewhere and agrees with it, byte for byte and fuel for fuel.
+//! from the start elsewhere and agrees with it, byte for byte and fuel for fuel; and a poisoned
+//! checkpoint spoils only the result built on it, which the checks refuse.
 
 use std::time::Duration;
 
@@ -328,4 +329,54 @@ async fn a_verified_task_resumed_from_a_strangers_checkpoint_agrees_with_checks_
             "{name} was banned"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poisoned_checkpoint_spoils_only_the_result_built_on_it_and_the_checks_refuse_it() {
+    let pool = public_pool("0", &["--audit-percent", "0"]).await;
+    grant_the_owner_credit(&pool).await;
+    let mut poisoner = stranger(&pool, "poisoner", &["--cheat", "checkpoints"]).await;
+    pool.wait_online(&["poisoner"]).await;
+    let module = pool.upload_wasm(guests::COLLATZ).await;
+    let job = submit_collatz(&pool, module).await;
+    checkpoints_at_least(&pool, job, 2).await;
+    poisoner.kill().await;
+    assert!(poisoner.log().contains("flipped a byte of a checkpoint"));
+    // One stranger resumes from the poisoned state and ends with a wrong result; the checks
+    // from the start agree with each other against it, so three of them settle the task.
+    let names = ["first", "second", "third", "fourth"];
+    let mut strangers = Vec::new();
+    for name in names {
+        strangers.push(stranger(&pool, name, &[]).await);
+    }
+    let ended = pool.finish(job, Duration::from_secs(300)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let task = only_task(&pool, job).await;
+    let resumer = strangers
+        .iter()
+        .position(|agent| resumed_from(&agent.log()).is_some())
+        .expect("a stranger resumed from the poisoned checkpoint");
+    let verification = task.verification.clone().expect("the result was verified");
+    let resumer_node = node_named(&pool, names[resumer]).await;
+    assert!(
+        !verification.nodes.contains(&resumer_node),
+        "the result built on the poisoned state is not among those that agreed: {verification:?}"
+    );
+    assert_eq!(verification.nodes.len(), 3, "{verification:?}");
+    for name in names {
+        assert!(
+            !crate::public::banned(&pool, name).await,
+            "{name} was banned"
+        );
+    }
+}
+
+async fn node_named(pool: &Pool, name: &str) -> wire::NodeId {
+    let nodes = pool.owner.nodes().await.unwrap();
+    nodes
+        .nodes
+        .iter()
+        .find(|node| node.name == name)
+        .map(|node| node.node_id)
+        .expect("the node is listed")
 }
