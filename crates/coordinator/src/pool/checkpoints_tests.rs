@@ -77,15 +77,20 @@ pub(super) fn saved_lost_and_resumed(h: &mut Harness) {
     let written = h.out.writes.len();
     let ack = h.send(second, succeeded(grant.attempt_id, 400));
     assert!(ack.accepted, "{ack:?}");
-    let paid: Vec<u64> = h.out.writes[written..]
+    let paid = paid_since(h, written);
+    assert_eq!(paid, [150]);
+}
+
+/// The fuel of every transfer written since the `written`th write.
+fn paid_since(h: &Harness, written: usize) -> Vec<u64> {
+    h.out.writes[written..]
         .iter()
         .filter_map(|write| match write {
             Write::InsertTransfers(transfers) => Some(transfers.iter().map(|t| t.fuel)),
             _ => None,
         })
         .flatten()
-        .collect();
-    assert_eq!(paid, [150]);
+        .collect()
 }
 
 fn succeeded(attempt: AttemptId, fuel_used: u64) -> AttemptReport {
@@ -243,14 +248,7 @@ fn a_result_resumed_from_another_owners_checkpoint_is_checked_from_the_start_els
         verdicts.last(),
         Some(&(job, 0, Some(resumed), Some(verification)))
     );
-    let paid: Vec<u64> = h.out.writes[written..]
-        .iter()
-        .filter_map(|write| match write {
-            Write::InsertTransfers(transfers) => Some(transfers.iter().map(|t| t.fuel)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let paid = paid_since(&h, written);
     assert_eq!(
         paid,
         [200, 300, 200, 300],

@@ -272,40 +272,65 @@ async fn a_replica_whose_checkpoint_is_behind_goes_on_and_the_task_ends_once() {
     assert!(task.checkpoints.unwrap().saved >= 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_verified_task_resumed_from_a_strangers_checkpoint_agrees_with_checks_from_the_start() {
+/// A public pool where no one is trusted yet, whose one node (started with `cheat`) takes a
+/// deterministic collatz task and is killed once it saved two checkpoints. Returns the pool,
+/// the job, its checkpoints before the kill, and the killed node's log.
+async fn killed_after_two_checkpoints(cheat: &[&str]) -> (Pool, JobId, CheckpointProgress, String) {
     let pool = public_pool("0", &["--audit-percent", "0"]).await;
     grant_the_owner_credit(&pool).await;
-    let mut doomed = stranger(&pool, "doomed", &[]).await;
+    let mut doomed = stranger(&pool, "doomed", cheat).await;
     pool.wait_online(&["doomed"]).await;
     let module = pool.upload_wasm(guests::COLLATZ).await;
     let job = submit_collatz(&pool, module).await;
     let before_kill = checkpoints_at_least(&pool, job, 2).await;
     doomed.kill().await;
-    // Three strangers: one resumes from the killed node's checkpoint, and since that result
-    // rests on another owner's state and no one is trusted yet, the other two check it from
-    // the start.
-    let names = ["first", "second", "third"];
+    (pool, job, before_kill, doomed.log())
+}
+
+/// Strangers `names` join and the job completes; returns its task, and the stranger that
+/// resumed it with the sequence it resumed from: exactly one did, the others ran from the start.
+async fn finished_by_strangers(
+    pool: &Pool,
+    job: JobId,
+    names: &[&str],
+) -> (TaskStatus, usize, u32) {
     let mut strangers = Vec::new();
     for name in names {
-        strangers.push(stranger(&pool, name, &[]).await);
+        strangers.push(stranger(pool, name, &[]).await);
     }
     let ended = pool.finish(job, Duration::from_secs(300)).await;
     assert_eq!(ended.state, JobState::Completed, "{ended:?}");
-    let task = only_task(&pool, job).await;
-    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
-    let resumed: Vec<u32> = strangers
+    let resumed: Vec<(usize, u32)> = strangers
         .iter()
-        .filter_map(|agent| resumed_from(&agent.log()))
+        .enumerate()
+        .filter_map(|(index, agent)| Some((index, resumed_from(&agent.log())?)))
         .collect();
     assert_eq!(
         resumed.len(),
         1,
         "one stranger resumed, the others ran from the start"
     );
+    for name in names {
+        assert!(
+            !crate::public::banned(pool, name).await,
+            "{name} was banned"
+        );
+    }
+    let (resumer, sequence) = resumed[0];
+    (only_task(pool, job).await, resumer, sequence)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_task_resumed_from_a_strangers_checkpoint_agrees_with_checks_from_the_start() {
+    let (pool, job, before_kill, _) = killed_after_two_checkpoints(&[]).await;
+    // One stranger resumes from the killed node's checkpoint; since that result rests on
+    // another owner's state and no one is trusted yet, the other two check it from the start.
+    let (task, _, sequence) =
+        finished_by_strangers(&pool, job, &["first", "second", "third"]).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
     assert!(
-        resumed[0] >= before_kill.saved,
-        "{resumed:?} < {before_kill:?}"
+        sequence >= before_kill.saved,
+        "{sequence} < {before_kill:?}"
     );
     let verification = task.verification.clone().expect("the result was verified");
     assert_eq!(
@@ -323,39 +348,16 @@ async fn a_verified_task_resumed_from_a_strangers_checkpoint_agrees_with_checks_
         String::from_utf8_lossy(&result).starts_with("longest chain below 20000000 starts at "),
         "{result:?}"
     );
-    for name in names {
-        assert!(
-            !crate::public::banned(&pool, name).await,
-            "{name} was banned"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poisoned_checkpoint_spoils_only_the_result_built_on_it_and_the_checks_refuse_it() {
-    let pool = public_pool("0", &["--audit-percent", "0"]).await;
-    grant_the_owner_credit(&pool).await;
-    let mut poisoner = stranger(&pool, "poisoner", &["--cheat", "checkpoints"]).await;
-    pool.wait_online(&["poisoner"]).await;
-    let module = pool.upload_wasm(guests::COLLATZ).await;
-    let job = submit_collatz(&pool, module).await;
-    checkpoints_at_least(&pool, job, 2).await;
-    poisoner.kill().await;
-    assert!(poisoner.log().contains("flipped a byte of a checkpoint"));
-    // One stranger resumes from the poisoned state and ends with a wrong result; the checks
+    let (pool, job, _, log) = killed_after_two_checkpoints(&["--cheat", "checkpoints"]).await;
+    assert!(log.contains("flipped a byte of a checkpoint"));
+    // The stranger that resumes from the poisoned state ends with a wrong result; the checks
     // from the start agree with each other against it, so three of them settle the task.
     let names = ["first", "second", "third", "fourth"];
-    let mut strangers = Vec::new();
-    for name in names {
-        strangers.push(stranger(&pool, name, &[]).await);
-    }
-    let ended = pool.finish(job, Duration::from_secs(300)).await;
-    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
-    let task = only_task(&pool, job).await;
-    let resumer = strangers
-        .iter()
-        .position(|agent| resumed_from(&agent.log()).is_some())
-        .expect("a stranger resumed from the poisoned checkpoint");
+    let (task, resumer, _) = finished_by_strangers(&pool, job, &names).await;
     let verification = task.verification.clone().expect("the result was verified");
     let resumer_node = node_named(&pool, names[resumer]).await;
     assert!(
@@ -363,12 +365,6 @@ async fn a_poisoned_checkpoint_spoils_only_the_result_built_on_it_and_the_checks
         "the result built on the poisoned state is not among those that agreed: {verification:?}"
     );
     assert_eq!(verification.nodes.len(), 3, "{verification:?}");
-    for name in names {
-        assert!(
-            !crate::public::banned(&pool, name).await,
-            "{name} was banned"
-        );
-    }
 }
 
 async fn node_named(pool: &Pool, name: &str) -> wire::NodeId {
