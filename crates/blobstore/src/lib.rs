@@ -1,5 +1,6 @@
 //! Content-addressed blobs (modules, inputs, outputs) through the `object_store` crate: a local
-//! directory by default, any S3-compatible store for scale-out.
+//! directory by default, any S3-compatible store for scale-out ([`BlobLocation`]). This crate
+//! is the only one that knows either engine.
 //!
 //! Invariants:
 //! - A blob is stored under the BLAKE3 hash of its bytes and nothing else: every upload is
@@ -11,6 +12,10 @@
 //!   `put` returns, so a blob the state store records survives a power cut as the record does.
 //! - A local directory is readable by its owner only (0700, tightened if it was not), and so
 //!   is every blob file (0600) and shard directory (0700): blobs are other people's data.
+//! - In an S3 bucket, a streamed upload is a multipart upload completed only once its hash
+//!   matched, and aborted otherwise; a stored blob is as durable as the store makes a completed
+//!   upload. Who may read the bucket is its owner's to set: the coordinator needs read, write
+//!   and delete on the prefix, and nobody else needs anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +23,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use wire::BlobHash;
@@ -38,6 +45,64 @@ pub enum BlobError {
     Upload(String),
     #[error("blob storage failed: {0}; check the blob directory or object store")]
     Storage(String),
+    #[error(
+        "{0:?} is not a place for blobs: give a directory, or s3://BUCKET/PREFIX with the endpoint \
+         and keys in AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    Location(String),
+}
+
+/// Where a pool keeps its blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// Files under a directory of this machine.
+    Dir(PathBuf),
+    /// Objects under `prefix` in an S3 bucket, on AWS or any S3-compatible store (MinIO,
+    /// SeaweedFS, Garage, Ceph). Its endpoint, region and keys come from the environment, as
+    /// for every S3 tool: `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, and `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint.
+    S3 { bucket: String, prefix: String },
+}
+
+impl std::str::FromStr for BlobLocation {
+    type Err = BlobError;
+
+    /// `s3://BUCKET[/PREFIX]`, or a directory path.
+    fn from_str(text: &str) -> Result<Self, BlobError> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            if text.is_empty() || text.contains("://") {
+                return Err(BlobError::Location(text.to_owned()));
+            }
+            return Ok(Self::Dir(PathBuf::from(text)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        let prefix = prefix.trim_matches('/');
+        let prefix_ok = prefix
+            .split('/')
+            .all(|part| part != "." && part != ".." && !part.contains(['\\', '\0']))
+            && !prefix.contains("//");
+        if !bucket_ok || !prefix_ok {
+            return Err(BlobError::Location(text.to_owned()));
+        }
+        Ok(Self::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for BlobLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 impl From<object_store::Error> for BlobError {
@@ -68,6 +133,28 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 const UPLOAD_CHUNK_BYTES: usize = 8 << 20;
 
 impl BlobStore {
+    /// Blobs where `location` says: a directory is created if needed; a bucket must exist.
+    pub fn open(location: &BlobLocation) -> Result<Self, BlobError> {
+        match location {
+            BlobLocation::Dir(dir) => Self::local(dir),
+            BlobLocation::S3 { bucket, prefix } => {
+                Self::s3(AmazonS3Builder::from_env().with_bucket_name(bucket), prefix)
+            }
+        }
+    }
+
+    /// Blobs under `prefix` of the bucket `builder` names.
+    fn s3(builder: AmazonS3Builder, prefix: &str) -> Result<Self, BlobError> {
+        // reqwest is built without a TLS provider of its own: rustls on ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let s3 = builder.build()?;
+        Ok(if prefix.is_empty() {
+            Self::new(Arc::new(s3))
+        } else {
+            Self::new(Arc::new(PrefixStore::new(s3, prefix)))
+        })
+    }
+
     /// Blobs in files under `dir`, created if needed.
     pub fn local(dir: &Path) -> Result<Self, BlobError> {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -126,6 +213,16 @@ impl BlobStore {
     fn path(hash: &BlobHash) -> ObjectPath {
         let hex = hash.to_hex();
         ObjectPath::from(format!("{}/{}", &hex[..2], hex))
+    }
+
+    /// Fails unless the store answers: a bucket that is missing, or keys it refuses, show
+    /// here rather than at the first upload. Lists at most the top level: 256 shards.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(|_| ())
+            .map_err(|error| BlobError::Storage(format!("the blob store does not answer: {error}")))
     }
 
     pub async fn exists(&self, hash: &BlobHash) -> Result<bool, BlobError> {
@@ -254,24 +351,96 @@ mod tests {
         )
     }
 
+    /// Every backend this machine offers: a directory, and an S3 bucket when
+    /// `CROWDCLOUD_TEST_S3_ENDPOINT` names a server with the bucket `crowdcloud-test` (as
+    /// `scripts/test` starts one); each store under a prefix of its own.
+    fn backends() -> Vec<(String, BlobStore, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let local = BlobStore::local(dir.path()).unwrap();
+        let mut backends = vec![("a directory".to_owned(), local, Some(dir))];
+        match std::env::var("CROWDCLOUD_TEST_S3_ENDPOINT") {
+            Ok(endpoint) => {
+                let builder = AmazonS3Builder::new()
+                    .with_endpoint(endpoint)
+                    .with_allow_http(true)
+                    .with_region("us-east-1")
+                    .with_access_key_id("test")
+                    .with_secret_access_key("test")
+                    .with_bucket_name("crowdcloud-test");
+                let prefix = format!("unit-{}", BlobHash::of(&rand_bytes()).to_hex());
+                let store = BlobStore::s3(builder, &prefix).unwrap();
+                backends.push(("an S3 bucket".to_owned(), store, None));
+            }
+            Err(_) if std::env::var("CROWDCLOUD_REQUIRE_S3").is_ok() => panic!(
+                "CROWDCLOUD_TEST_S3_ENDPOINT is not set: scripts/test starts an S3 server with \
+                 scripts/seaweedfs, and says above if it could not"
+            ),
+            Err(_) => {}
+        }
+        backends
+    }
+
+    /// Bytes unlike any other test run's, to keep runs apart in one bucket.
+    // The clock only makes a prefix no other run uses.
+    #[allow(clippy::disallowed_methods)]
+    fn rand_bytes() -> Vec<u8> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        [
+            now.as_nanos().to_le_bytes(),
+            u128::from(std::process::id()).to_le_bytes(),
+        ]
+        .concat()
+    }
+
     #[tokio::test]
     async fn a_streamed_upload_is_stored_under_its_hash_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::local(dir.path()).unwrap();
-        let hash = BlobHash::of(b"hello world");
-        let size = blobs
-            .put_stream(hash, chunks(&[b"hello ", b"world"]), 100)
-            .await
-            .unwrap();
-        assert_eq!(size, 11);
-        assert_eq!(
-            blobs.get(&hash).await.unwrap(),
-            Bytes::from_static(b"hello world")
-        );
-        let (size, stream) = blobs.get_stream(&hash).await.unwrap();
-        assert_eq!(size, 11);
-        let read: Vec<Bytes> = stream.try_collect().await.unwrap();
-        assert_eq!(read.concat(), b"hello world");
+        for (backend, blobs, _dir) in backends() {
+            let hash = BlobHash::of(b"hello world");
+            assert!(!blobs.exists(&hash).await.unwrap(), "{backend}");
+            let size = blobs
+                .put_stream(hash, chunks(&[b"hello ", b"world"]), 100)
+                .await
+                .unwrap();
+            assert_eq!(size, 11, "{backend}");
+            assert_eq!(
+                blobs.get(&hash).await.unwrap(),
+                Bytes::from_static(b"hello world"),
+                "{backend}"
+            );
+            let (size, stream) = blobs.get_stream(&hash).await.unwrap();
+            assert_eq!(size, 11, "{backend}");
+            let read: Vec<Bytes> = stream.try_collect().await.unwrap();
+            assert_eq!(read.concat(), b"hello world", "{backend}");
+            blobs.delete(&hash).await.unwrap();
+            assert!(!blobs.exists(&hash).await.unwrap(), "{backend}");
+            blobs.delete(&hash).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_of_several_parts_and_an_empty_one_read_back_whole() {
+        for (backend, blobs, _dir) in backends() {
+            // Three parts of the upload's chunk size and a tail: a multipart upload on S3.
+            let big: Vec<u8> = (0..UPLOAD_CHUNK_BYTES * 3 + 1000)
+                .map(|i| (i % 251) as u8)
+                .collect();
+            let hash = BlobHash::of(&big);
+            let parts: Vec<Result<Bytes, String>> = big
+                .chunks(1 << 20)
+                .map(|part| Ok(Bytes::copy_from_slice(part)))
+                .collect();
+            let size = blobs
+                .put_stream(hash, futures::stream::iter(parts), u64::MAX)
+                .await
+                .unwrap();
+            assert_eq!(size, big.len() as u64, "{backend}");
+            assert_eq!(blobs.get(&hash).await.unwrap(), big, "{backend}");
+            let empty = BlobHash::of(b"");
+            blobs.put_stream(empty, chunks(&[]), 10).await.unwrap();
+            assert_eq!(blobs.get(&empty).await.unwrap(), Bytes::new(), "{backend}");
+        }
     }
 
     #[tokio::test]
@@ -304,32 +473,70 @@ mod tests {
 
     #[tokio::test]
     async fn a_mismatched_or_oversize_upload_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::local(dir.path()).unwrap();
-        let claimed = BlobHash::of(b"something else");
-        let error = blobs
-            .put_stream(claimed, chunks(&[b"hello"]), 100)
-            .await
-            .unwrap_err();
-        assert!(matches!(error, BlobError::HashMismatch { .. }), "{error}");
-        assert!(!blobs.exists(&claimed).await.unwrap());
-        let hash = BlobHash::of(b"hello");
-        let error = blobs
-            .put_stream(hash, chunks(&[b"hel", b"lo"]), 4)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, BlobError::TooLarge { max_bytes: 4 }),
-            "{error}"
+        for (backend, blobs, _dir) in backends() {
+            let claimed = BlobHash::of(b"something else");
+            let error = blobs
+                .put_stream(claimed, chunks(&[b"hello"]), 100)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, BlobError::HashMismatch { .. }),
+                "{backend}: {error}"
+            );
+            assert!(!blobs.exists(&claimed).await.unwrap(), "{backend}");
+            let hash = BlobHash::of(b"hello");
+            let error = blobs
+                .put_stream(hash, chunks(&[b"hel", b"lo"]), 4)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, BlobError::TooLarge { max_bytes: 4 }),
+                "{backend}: {error}"
+            );
+            assert!(!blobs.exists(&hash).await.unwrap(), "{backend}");
+            assert!(
+                matches!(blobs.get(&hash).await, Err(BlobError::NotFound(_))),
+                "{backend}"
+            );
+            assert!(
+                matches!(
+                    blobs.put(claimed, Bytes::from_static(b"hello")).await,
+                    Err(BlobError::HashMismatch { .. })
+                ),
+                "{backend}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_location_is_a_directory_or_an_s3_bucket_and_nothing_else() {
+        let parse = |text: &str| text.parse::<BlobLocation>();
+        assert_eq!(
+            parse("/var/lib/crowdcloud/blobs").unwrap(),
+            BlobLocation::Dir(PathBuf::from("/var/lib/crowdcloud/blobs"))
         );
-        assert!(!blobs.exists(&hash).await.unwrap());
-        assert!(matches!(
-            blobs.get(&hash).await,
-            Err(BlobError::NotFound(_))
-        ));
-        assert!(matches!(
-            blobs.put(claimed, Bytes::from_static(b"hello")).await,
-            Err(BlobError::HashMismatch { .. })
-        ));
+        assert_eq!(
+            parse("s3://pool-blobs/acme/main/").unwrap(),
+            BlobLocation::S3 {
+                bucket: "pool-blobs".to_owned(),
+                prefix: "acme/main".to_owned()
+            }
+        );
+        assert_eq!(
+            parse("s3://pool-blobs").unwrap().to_string(),
+            "s3://pool-blobs"
+        );
+        for bad in [
+            "",
+            "gs://bucket",
+            "s3://",
+            "s3://ab",
+            "s3://Upper",
+            "s3://bucket/../escape",
+            "s3://bucket/a//b",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("s3://BUCKET/PREFIX"), "{bad}: {error}");
+        }
     }
 }

@@ -51,6 +51,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use blobstore::BlobLocation;
 pub use connections::ConnectionLimits;
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
 pub use pool::Verdict;
@@ -102,7 +103,8 @@ pub struct CoordinatorConfig {
     /// `sqlite://PATH` or `postgres://…`.
     pub database_url: String,
     pub durability: Durability,
-    pub blob_dir: PathBuf,
+    /// Where blobs live: `blobs/` in the data dir, or an S3 bucket.
+    pub blobs: BlobLocation,
     /// Scratch space: the results a validator compares are laid out here for its run.
     pub work_dir: PathBuf,
     /// A lease lasts this long past a node's last request.
@@ -169,7 +171,7 @@ impl CoordinatorConfig {
             pool_name: pool_name.to_owned(),
             database_url: format!("sqlite://{}", data_dir.join("state.db").display()),
             durability: Durability::Full,
-            blob_dir: data_dir.join("blobs"),
+            blobs: BlobLocation::Dir(data_dir.join("blobs")),
             work_dir: data_dir.join("work"),
             lease_ms: 15_000,
             blob_upload_bytes_max: wire::limits::BLOB_BYTES_MAX,

@@ -91,7 +91,10 @@ impl Shared {
             epoch = store.epoch(),
             "took over the state store; a coordinator opened on it earlier can write no more"
         );
-        let blobs = BlobStore::local(&config.blob_dir)?;
+        let blobs = BlobStore::open(&config.blobs)?;
+        // A bucket that is missing or refuses the keys fails the start, not the first upload.
+        blobs.check().await?;
+        tracing::info!(blobs = %config.blobs, "blob store reachable");
         let image = store.load().await?;
         let now_ms = clock.now_ms();
         let config_nodes_max = config.nodes_per_join_token_max;

@@ -108,6 +108,12 @@ pub(crate) struct ServiceArgs {
     /// The pool's name, shown to those who join it.
     #[arg(long, default_value = "family")]
     pub(crate) pool_name: String,
+    /// Where blobs live: a directory, or s3://BUCKET/PREFIX on any S3-compatible store, its
+    /// endpoint and keys in AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for plain HTTP) [default: blobs/ in the data
+    /// dir]
+    #[arg(long, env = "CROWDCLOUD_BLOBS", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub(crate) blobs: Option<coordinator::BlobLocation>,
     /// How long a node's lease lasts without a heartbeat, in ms.
     #[arg(long, default_value_t = 15_000)]
     pub(crate) lease_ms: u64,

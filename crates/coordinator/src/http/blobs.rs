@@ -21,7 +21,8 @@ pub(super) fn blob_failure(error: BlobError) -> Failure {
         BlobError::TooLarge { .. } => Failure::new(ErrorCode::PayloadTooLarge, error.to_string()),
         BlobError::NotFound(_) => Failure::new(ErrorCode::NotFound, error.to_string()),
         BlobError::Upload(_) => Failure::bad_request(error.to_string()),
-        BlobError::Storage(_) => Failure::storage(error),
+        // A location is checked when the coordinator starts; one here is the store's failure.
+        BlobError::Storage(_) | BlobError::Location(_) => Failure::storage(error),
     }
 }
 

@@ -31,6 +31,25 @@ struct Summary {
     attempts: u64,
 }
 
+/// The demo's coordinator: on loopback, everything in `data_dir`, the defaults of `up`.
+fn demo_service(data_dir: &std::path::Path) -> ServiceOptions {
+    ServiceOptions {
+        data_dir: data_dir.join("coordinator"),
+        listen: "127.0.0.1:0".to_owned(),
+        pool_name: "demo".to_owned(),
+        lease_ms: 5_000,
+        durability: coordinator::Durability::Full,
+        database_url: None,
+        blobs: None,
+        keep_results_ms: coordinator::KEEP_RESULTS_MS_DEFAULT,
+        nodes_per_join_token_max: coordinator::NODES_PER_JOIN_TOKEN_MAX_DEFAULT,
+        silent_node_purge_ms: coordinator::SILENT_NODE_PURGE_MS_DEFAULT,
+        bounds: Default::default(),
+        connections: coordinator::ConnectionLimits::default(),
+        verifying: super::service::Verifying::FAMILY,
+    }
+}
+
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.agents == 0 || args.slots == 0 || args.tile == 0 || args.width == 0 || args.height == 0
     {
@@ -41,21 +60,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .data_dir
         .clone()
         .unwrap_or_else(|| temporary.path().to_owned());
-    let served = serve(&ServiceOptions {
-        data_dir: data_dir.join("coordinator"),
-        listen: "127.0.0.1:0".to_owned(),
-        pool_name: "demo".to_owned(),
-        lease_ms: 5_000,
-        durability: coordinator::Durability::Full,
-        database_url: None,
-        keep_results_ms: coordinator::KEEP_RESULTS_MS_DEFAULT,
-        nodes_per_join_token_max: coordinator::NODES_PER_JOIN_TOKEN_MAX_DEFAULT,
-        silent_node_purge_ms: coordinator::SILENT_NODE_PURGE_MS_DEFAULT,
-        bounds: Default::default(),
-        connections: coordinator::ConnectionLimits::default(),
-        verifying: super::service::Verifying::FAMILY,
-    })
-    .await?;
+    let served = serve(&demo_service(&data_dir)).await?;
     if !args.json {
         eprintln!(
             "coordinator at {}; starting {} agents",

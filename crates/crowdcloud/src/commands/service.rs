@@ -83,6 +83,7 @@ pub(crate) struct ServiceOptions {
     pub(crate) lease_ms: u64,
     pub(crate) durability: Durability,
     pub(crate) database_url: Option<String>,
+    pub(crate) blobs: Option<coordinator::BlobLocation>,
     pub(crate) keep_results_ms: u64,
     pub(crate) nodes_per_join_token_max: u32,
     pub(crate) silent_node_purge_ms: u64,
@@ -168,6 +169,7 @@ fn options(
         lease_ms: args.lease_ms,
         durability: durability(&args.durability)?,
         database_url,
+        blobs: args.blobs.clone(),
         keep_results_ms: keep_results_ms(&args.keep_results)?,
         nodes_per_join_token_max: nodes_per_join_token(args.nodes_per_join_token)?,
         silent_node_purge_ms: silent_node_purge_ms(&args.purge_silent_nodes)?,
@@ -238,6 +240,9 @@ pub(crate) async fn serve_with(
     config.networks_apart = options.verifying.networks_apart;
     if let Some(url) = &options.database_url {
         config.database_url = url.clone();
+    }
+    if let Some(blobs) = &options.blobs {
+        config.blobs = blobs.clone();
     }
     config.bootstrap = vec![
         BootstrapToken {

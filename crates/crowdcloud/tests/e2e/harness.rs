@@ -434,6 +434,21 @@ impl Drop for Pool {
     }
 }
 
+/// The S3 server `scripts/test` started, as every S3 tool finds one: for a coordinator whose
+/// blobs live in a bucket (`--blobs s3://…`). Nothing outside it.
+pub fn s3_env() -> Vec<(&'static str, String)> {
+    let Ok(endpoint) = std::env::var("CROWDCLOUD_TEST_S3_ENDPOINT") else {
+        return Vec::new();
+    };
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+    ]
+}
+
 fn spawn_coordinator(
     dir: &Path,
     port: u16,
@@ -456,6 +471,7 @@ fn spawn_coordinator(
         .args(["--lease-ms", &lease_ms.to_string()])
         .args(database_url.iter().flat_map(|url| ["--database-url", url]))
         .args(extra_args)
+        .envs(s3_env())
         .env("CROWDCLOUD_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

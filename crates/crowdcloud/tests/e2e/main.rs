@@ -21,6 +21,7 @@ mod public_networks;
 mod recall;
 mod registration;
 mod retention;
+mod s3;
 mod takeover;
 mod trust;
 mod validators;
