@@ -1,6 +1,7 @@
-//! Taking back results after a ban, beside the pool. A result released by a later audit of its
-//! node rests on that node's word alone; once the node is banned, the result is taken back and
-//! its task runs again (see `pool::recall`). The pool keeps no ended tasks, so this loop finds
+//! Taking back results after a ban, beside the pool. A verified result rests on the word of
+//! the nodes that agreed on it (one node, for a result a later audit of it released); once
+//! every one of them is banned, the result is taken back and its task runs again (see
+//! `pool::recall`). The pool keeps no ended tasks, so this loop finds
 //! them in the store, which names each such result's node: the store's rows are the queue, and
 //! a coordinator that stopped halfway goes on at its next start.
 //!
@@ -35,7 +36,7 @@ enum Pass {
     Later,
 }
 
-/// Takes back results whose one witness was banned, until the coordinator stops: at start
+/// Takes back results whose witnesses were all banned, until the coordinator stops: at start
 /// (what a stopped coordinator left), and after every ban.
 pub(crate) async fn recall_results(shared: Arc<Shared>) {
     let mut stopping = shared.stopping.subscribe();

@@ -254,6 +254,18 @@ fn end_tasks(sql: &mut Vec<Statement>, verdicts: &[crate::TaskVerdict]) {
             .bind(verdict.verification.as_ref().map(json))
             .bind(vouched_by(verdict).map(|node| node.as_db())),
         );
+        let witnesses = verdict.verification.iter().flat_map(|v| &v.nodes);
+        for node in witnesses {
+            sql.push(
+                Statement::new(
+                    "INSERT INTO task_witnesses (job_id, idx, node_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(verdict.job_id.as_db())
+                .bind(i64::from(verdict.index))
+                .bind(node.as_db()),
+            );
+        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! Results taken back after a ban. A result that a later audit of its node released rests on
-//! that node's word alone; the task's row names the node (`vouched_by`). Once the node is
-//! banned, such rows are what the coordinator runs again: the query for them is the durable
-//! queue of recalls, so a restart loses none.
+//! Results taken back after a ban. A verified result rests on the word of its witnesses (the
+//! nodes whose results agreed with it, `task_witnesses`; one node for a result a later audit of
+//! it released). Once every witness of a result is banned, nothing but liars' word stands
+//! behind it, and its task is what the coordinator runs again: the query for them is the
+//! durable queue of recalls, so a restart loses none.
 
 use sqlx::Row;
 
@@ -13,15 +14,22 @@ use crate::statement::Statement;
 use crate::{EndedJob, Recallable, Store, StoreError, TaskRecall};
 
 impl Store {
-    /// Up to `limit` tasks whose result was vouched for by a node banned since, in jobs that
-    /// were not cancelled, by job then index.
+    /// Up to `limit` tasks whose result's witnesses were all banned since, in jobs that were
+    /// not cancelled, by job then index; each names the node that gave the result.
     pub async fn recallable(&self, limit: u32) -> Result<Vec<Recallable>, StoreError> {
+        // From the bans: only the results a banned node witnessed are looked at.
         let rows = sqlx::query(
-            "SELECT t.job_id, t.idx, t.spec, t.vouched_by, a.fuel_used FROM tasks t \
-             JOIN node_records r ON r.node_id = t.vouched_by \
+            "SELECT t.job_id, t.idx, t.spec, COALESCE(a.node_id, c.node) AS vouched_by, \
+             a.fuel_used FROM \
+             (SELECT w.job_id, w.idx, MIN(w.node_id) AS node FROM task_witnesses w \
+              JOIN node_records r ON r.node_id = w.node_id WHERE r.banned <> 0 \
+              GROUP BY w.job_id, w.idx) c \
+             JOIN tasks t ON t.job_id = c.job_id AND t.idx = c.idx \
              JOIN jobs j ON j.id = t.job_id \
              LEFT JOIN attempts a ON a.id = t.result_attempt_id \
-             WHERE t.vouched_by IS NOT NULL AND r.banned <> 0 AND j.state <> 'cancelled' \
+             WHERE j.state <> 'cancelled' AND NOT EXISTS (SELECT 1 FROM task_witnesses o \
+               LEFT JOIN node_records ro ON ro.node_id = o.node_id \
+               WHERE o.job_id = t.job_id AND o.idx = t.idx AND COALESCE(ro.banned, 0) = 0) \
              ORDER BY t.job_id, t.idx LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -103,6 +111,11 @@ pub(crate) fn recall_tasks(sql: &mut Vec<Statement>, recall: &TaskRecall) {
         at_ms,
     } = recall;
     for (index, node) in tasks {
+        sql.push(
+            Statement::new("DELETE FROM task_witnesses WHERE job_id = $1 AND idx = $2")
+                .bind(job_id.as_db())
+                .bind(i64::from(*index)),
+        );
         sql.push(
             Statement::new(
                 "UPDATE tasks SET state = 'pending', outcome = NULL, result_attempt_id = NULL, \

@@ -83,6 +83,7 @@ pub(crate) fn purge_jobs(sql: &mut Vec<Statement>, backend: Backend, job_ids: &[
             "attempts WHERE job_id",
             "attempt_uploads WHERE job_id",
             "tasks WHERE job_id",
+            "task_witnesses WHERE job_id",
             "job_blobs WHERE job_id",
             "jobs WHERE id",
         ] {

@@ -66,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "checkpoint makers",
         include_str!("../migrations/0014_checkpoint_makers.sql"),
     ),
+    (
+        15,
+        "task witnesses",
+        include_str!("../migrations/0015_task_witnesses.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -819,7 +819,7 @@ async fn a_close_commits_what_was_queued_and_refuses_what_comes_after() {
 }
 
 #[tokio::test]
-async fn results_a_banned_node_alone_vouched_for_are_found_and_taken_back() {
+async fn results_whose_witnesses_were_all_banned_are_found_and_taken_back() {
     let dir = tempfile::tempdir().unwrap();
     for url in databases(&dir).await {
         recall_on(&url).await;
@@ -855,7 +855,7 @@ fn record(node: u64, banned: bool) -> store::RecordRow {
 }
 
 /// Job 7's five tasks ran on node 42, each paid 7; 0 and 2 ended on its word alone (a later
-/// audit), 1 on an audit with node 43, and the job completed.
+/// audit), 1 and 4 with node 43 agreeing, 3 on node 44's word, and the job completed.
 async fn job_vouched_by_42(store: &Store, job_id: JobId) {
     let (row, tasks) = job(job_id, 5);
     let grants = (0..5)
@@ -909,6 +909,23 @@ async fn job_vouched_by_42(store: &Store, job_id: JobId) {
         ])
         .await
         .unwrap();
+}
+
+/// Tasks 1 and 4 of `job_vouched_by_42` rest on 43's word as well: once it is banned too,
+/// nothing but liars' word stands behind them.
+async fn recallable_once_every_witness_is_banned(store: &Store) {
+    store
+        .write(vec![Write::SetRecords(vec![record(43, true)])])
+        .await
+        .unwrap();
+    let found: Vec<_> = store
+        .recallable(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.index, r.node))
+        .collect();
+    assert_eq!(found, [(1, NodeId(42)), (2, NodeId(42)), (4, NodeId(42))]);
 }
 
 async fn recall_on(url: &str) {
@@ -965,6 +982,7 @@ async fn recall_on(url: &str) {
     );
     assert_eq!(page[2].recalled_from, None);
 
+    recallable_once_every_witness_is_banned(&store).await;
     store
         .write(vec![Write::CancelJob { job_id, at_ms: 70 }])
         .await

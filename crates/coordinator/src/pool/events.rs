@@ -217,7 +217,7 @@ pub(crate) enum Event {
         node: NodeId,
         at_ms: u64,
     },
-    /// Results whose one witness was banned since were taken back: their tasks are pending
+    /// Results whose witnesses were all banned since were taken back: their tasks are pending
     /// again. A job that had ended runs again, rebuilt from `reopened` (its row and its tasks'
     /// states as stored).
     ResultsRecalled {

@@ -1,11 +1,11 @@
-//! Results taken back after a ban. A result that a later audit of its node released (see
-//! `verification`) rests on that node's word alone. When the node is banned since, the task
-//! runs again: its result is taken back, the task is pending, and a job that had ended runs
-//! again until the task has a result that does not rest on a liar's word. The requester gets
-//! back what it paid for the taken-back result, from the pool's account, which took what the
-//! liar had earned.
+//! Results taken back after a ban. A verified result rests on the word of the nodes that agreed
+//! on it (see `verification`; one node, for a result a later audit of it released). When all
+//! of them are banned since, the task runs again: its result is taken back, the task is
+//! pending, and a job that had ended runs again until the task has a result that does not rest
+//! on liars' word alone. The requester gets back what it paid for the taken-back result, from
+//! the pool's account, which took what the liars had earned.
 //!
-//! The pool does not keep ended tasks; the store does, and names each such result's node. The
+//! The pool does not keep ended tasks; the store does, and names each such result's witnesses. The
 //! coordinator's recall loop reads them from the store and hands them in with [`Recall`], in
 //! batches, keeping at most [`RECALLED_UNFINISHED_MAX`] of them unfinished at once.
 
@@ -112,7 +112,8 @@ impl PoolState {
         Recalled::Tasks(count)
     }
 
-    /// Whether `task` of `job` ended with a result its banned node alone vouched for: by the
+    /// Whether `task` of `job` ended with a result of a banned witness (the store found all of
+    /// them banned): by the
     /// pool's tasks while the job runs, by the stored `states` when it had ended.
     fn recallable(&self, job: &Job, states: Option<&[TaskState]>, task: &Recallable) -> bool {
         let banned = self

@@ -23,8 +23,8 @@
 //! accepts only a result that distinct owners agreed on (or a later audit released) and that is
 //! the honest one, a node whose result disagreed with it is banned by the same change, only
 //! cheaters are banned, a node on probation runs one attempt at a time, a result is taken back
-//! only from a banned node that alone vouched for it (and every such result is, before the
-//! pool counts as drained), and once every job ended no credit is pending.
+//! only once every node that witnessed it is banned (and every such result is, before the pool
+//! counts as drained), and once every job ended no credit is pending.
 //!
 //! The parts: `world` (the event loop and the run's phases), `setup` (what a seed draws, and
 //! the summary), `net` (messages and the network), `coord` (the coordinator process: the write

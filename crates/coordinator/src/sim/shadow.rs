@@ -90,9 +90,9 @@ pub(super) struct Shadow {
     pub(super) must_ban: BTreeMap<NodeId, (JobId, u32)>,
     /// Nodes whose lie was among the results a verdict weighed (agreed or inconclusive).
     pub(super) liars_weighed: BTreeSet<NodeId>,
-    /// Tasks whose result rests on one node's word (a later audit's), with the node: a ban of
-    /// the node takes them back.
-    pub(super) vouched: BTreeMap<(JobId, u32), NodeId>,
+    /// Tasks ended with a verified result, with its witnesses (the nodes that agreed, or the
+    /// one a later audit released): once all of them are banned, the result is taken back.
+    pub(super) vouched: BTreeMap<(JobId, u32), Vec<NodeId>>,
     /// Results released on one node's word, and results taken back, for the summary.
     pub(super) vouched_alone: u64,
     pub(super) recalled: u64,

@@ -162,8 +162,9 @@ impl Shadow {
         let honest = results::honest(job_id, index).digest();
         self.check_witnesses(verdict, result, claims);
         let verification = verdict.verification.as_ref().expect("checked above");
+        self.vouched
+            .insert((job_id, index), verification.nodes.clone());
         if verification.by == VerifiedBy::LaterAudit {
-            self.vouched.insert((job_id, index), result.node);
             self.vouched_alone += 1;
         }
         // Only one node's word can carry a lie past the rules: a later audit's release of a
@@ -237,8 +238,9 @@ impl Shadow {
         }
     }
 
-    /// Results taken back: each was ended on the word alone of the node the recall names, now
-    /// banned; the task is pending again, and an ended job (not a cancelled one) runs again.
+    /// Results taken back: each was ended on the word of witnesses now all banned, the recall
+    /// naming one; the task is pending again, and an ended job (not a cancelled one) runs
+    /// again.
     pub(super) fn recall(&mut self, recall: &store::TaskRecall) {
         let job_id = recall.job_id;
         let job = self.jobs.get_mut(&job_id).expect("recalls name known jobs");
@@ -258,21 +260,27 @@ impl Shadow {
             );
         }
         for &(index, node) in &recall.tasks {
-            assert_eq!(
-                self.vouched.remove(&(job_id, index)),
-                Some(node),
-                "{job_id}/{index} taken back, but {node} did not vouch for it alone"
+            let witnesses = self.vouched.remove(&(job_id, index)).unwrap_or_default();
+            assert!(
+                witnesses.contains(&node),
+                "{job_id}/{index} taken back from {node}, not a witness of it: {witnesses:?}"
             );
             assert!(
-                self.banned.contains(&node),
-                "{job_id}/{index} taken back from {node}, not banned"
+                witnesses
+                    .iter()
+                    .all(|witness| self.banned.contains(witness)),
+                "{job_id}/{index} taken back while a witness of {witnesses:?} is not banned"
             );
             let slot = &mut job.tasks[index as usize];
             if *slot == Slot::Ended(TaskState::Succeeded) {
-                let share = job.shares.get_mut(&node).expect("its result counted");
+                // The result's node is its first witness.
+                let share = job
+                    .shares
+                    .get_mut(&witnesses[0])
+                    .expect("its result counted");
                 *share -= 1;
                 if *share == 0 {
-                    job.shares.remove(&node);
+                    job.shares.remove(&witnesses[0]);
                 }
             }
             assert!(
@@ -284,11 +292,13 @@ impl Shadow {
         }
     }
 
-    /// Results that rest on the word of a banned node, in jobs not cancelled: what the
-    /// coordinator has yet to take back.
+    /// Results whose witnesses are all banned, in jobs not cancelled: what the coordinator has
+    /// yet to take back.
     pub(super) fn recalls_left(&self) -> usize {
-        let left = self.vouched.iter().filter(|((job, _), node)| {
-            self.banned.contains(node)
+        let left = self.vouched.iter().filter(|((job, _), witnesses)| {
+            witnesses
+                .iter()
+                .all(|witness| self.banned.contains(witness))
                 && self
                     .jobs
                     .get(job)
