@@ -1,6 +1,7 @@
 //! A public pool of strangers' machines: cheating agents, as real processes over the real
-//! protocol, never get a wrong result delivered, and every one that lies is banned, again when
-//! it comes back under a new identity.
+//! protocol, never keep a wrong result delivered (a lie a trusted accomplice vouched for is
+//! taken back once both are caught), and every one that lies is banned, again when it comes
+//! back under a new identity.
 
 use std::time::Duration;
 
@@ -115,7 +116,7 @@ pub(crate) async fn banned(pool: &Pool, name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cheaters_get_no_wrong_result_delivered_and_each_that_lies_is_banned_again_and_again() {
+async fn cheaters_get_no_wrong_result_kept_and_each_that_lies_is_banned_again_and_again() {
     let mut pool = public_pool("2", &["--audit-percent", "25"]).await;
     let mut honest = Vec::new();
     for i in 0..6 {
