@@ -229,17 +229,7 @@ impl PoolState {
 
     /// Tasks of open jobs whose latest checkpoint rests on `witness`'s work, in a fixed order.
     pub(super) fn checkpoints_made_by(&self, witness: u64) -> Vec<(JobId, u32)> {
-        let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
-        jobs.sort_unstable();
-        let mut made = Vec::new();
-        for job_id in jobs {
-            for (index, task) in self.jobs[&job_id].tasks.iter().enumerate() {
-                if task.checkpoint_makers().contains(&witness) {
-                    made.push((job_id, index as u32));
-                }
-            }
-        }
-        made
+        self.open_tasks_where(|task| task.checkpoint_makers().contains(&witness))
     }
 
     /// Applies a dropped checkpoint: the task's next attempt starts from the beginning.

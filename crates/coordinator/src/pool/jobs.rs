@@ -267,6 +267,22 @@ impl Job {
 }
 
 impl PoolState {
+    /// The tasks of open jobs that `keep` picks, by job id then index: a fixed order, so what
+    /// follows from them comes out the same in every run.
+    pub(super) fn open_tasks_where(&self, keep: impl Fn(&Task) -> bool) -> Vec<(JobId, u32)> {
+        let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
+        jobs.sort_unstable();
+        let mut picked = Vec::new();
+        for job_id in jobs {
+            for (index, task) in self.jobs[&job_id].tasks.iter().enumerate() {
+                if keep(task) {
+                    picked.push((job_id, index as u32));
+                }
+            }
+        }
+        picked
+    }
+
     /// Adds a submitted job; its tasks are pending at once.
     pub(crate) fn add_job(&mut self, new: NewJob, now_ms: u64, out: &mut Outbox) -> JobSubmitted {
         let NewJob {

@@ -674,20 +674,11 @@ impl PoolState {
     /// Open tasks with results from these nodes, or resting on `witness`'s checkpoints, in a
     /// fixed order.
     fn tasks_with_claims_of(&self, nodes: &BTreeSet<NodeId>, witness: u64) -> Vec<(JobId, u32)> {
-        let mut jobs: Vec<JobId> = self.open_jobs.iter().copied().collect();
-        jobs.sort_unstable();
-        let mut touched = Vec::new();
-        for job_id in jobs {
-            for (index, task) in self.jobs[&job_id].tasks.iter().enumerate() {
-                let Some(check) = task.check.as_deref() else {
-                    continue;
-                };
-                if check.claims.iter().any(|c| c.rests_on(nodes, witness)) {
-                    touched.push((job_id, index as u32));
-                }
-            }
-        }
-        touched
+        self.open_tasks_where(|task| {
+            task.check
+                .as_deref()
+                .is_some_and(|check| check.claims.iter().any(|c| c.rests_on(nodes, witness)))
+        })
     }
 
     /// Judges again the tasks a ban took results from, and ends the jobs that ended.
