@@ -78,7 +78,7 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
             .bind(job_id.as_db())
             .bind(i64::from(*task_index)),
         ),
-        Write::EndTasks(verdicts) => end_tasks(sql, verdicts),
+        Write::EndTasks(verdicts) => end_tasks(sql, backend, verdicts),
         Write::RecallTasks(recall) => crate::recall::recall_tasks(sql, recall),
         Write::CancelJob { job_id, at_ms } => cancel_job(sql, *job_id, *at_ms),
         Write::FinishJob {
@@ -237,7 +237,7 @@ fn vouched_by(verdict: &crate::TaskVerdict) -> Option<wire::NodeId> {
         .flatten()
 }
 
-fn end_tasks(sql: &mut Vec<Statement>, verdicts: &[crate::TaskVerdict]) {
+fn end_tasks(sql: &mut Vec<Statement>, backend: Backend, verdicts: &[crate::TaskVerdict]) {
     for verdict in verdicts {
         sql.push(
             Statement::new(
@@ -254,18 +254,35 @@ fn end_tasks(sql: &mut Vec<Statement>, verdicts: &[crate::TaskVerdict]) {
             .bind(verdict.verification.as_ref().map(json))
             .bind(vouched_by(verdict).map(|node| node.as_db())),
         );
-        let witnesses = verdict.verification.iter().flat_map(|v| &v.nodes);
-        for node in witnesses {
-            sql.push(
-                Statement::new(
-                    "INSERT INTO task_witnesses (job_id, idx, node_id) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                )
+    }
+    insert_witnesses(sql, backend, verdicts);
+}
+
+/// The nodes each verdict's result rests on, a statement per group of rows.
+fn insert_witnesses(sql: &mut Vec<Statement>, backend: Backend, verdicts: &[crate::TaskVerdict]) {
+    let witnesses: Vec<(&crate::TaskVerdict, &wire::NodeId)> = verdicts
+        .iter()
+        .flat_map(|verdict| {
+            let nodes = verdict.verification.iter().flat_map(|v| &v.nodes);
+            nodes.map(move |node| (verdict, node))
+        })
+        .collect();
+    for chunk in witnesses.chunks(ROWS_PER_INSERT) {
+        let mut values = values_sql(
+            backend,
+            "INSERT INTO task_witnesses (job_id, idx, node_id) VALUES ",
+            chunk.len(),
+            &[""; 3],
+        );
+        values.push_str(" ON CONFLICT DO NOTHING");
+        let mut statement = Statement::new(values);
+        for (verdict, node) in chunk {
+            statement = statement
                 .bind(verdict.job_id.as_db())
                 .bind(i64::from(verdict.index))
-                .bind(node.as_db()),
-            );
+                .bind(node.as_db());
         }
+        sql.push(statement);
     }
 }
 
