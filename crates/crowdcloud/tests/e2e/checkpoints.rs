@@ -359,20 +359,10 @@ async fn a_poisoned_checkpoint_spoils_only_the_result_built_on_it_and_the_checks
     let names = ["first", "second", "third", "fourth"];
     let (task, resumer, _) = finished_by_strangers(&pool, job, &names).await;
     let verification = task.verification.clone().expect("the result was verified");
-    let resumer_node = node_named(&pool, names[resumer]).await;
+    let resumer_node = pool.node_id(names[resumer]).await;
     assert!(
         !verification.nodes.contains(&resumer_node),
         "the result built on the poisoned state is not among those that agreed: {verification:?}"
     );
     assert_eq!(verification.nodes.len(), 3, "{verification:?}");
-}
-
-async fn node_named(pool: &Pool, name: &str) -> wire::NodeId {
-    let nodes = pool.owner.nodes().await.unwrap();
-    nodes
-        .nodes
-        .iter()
-        .find(|node| node.name == name)
-        .map(|node| node.node_id)
-        .expect("the node is listed")
 }

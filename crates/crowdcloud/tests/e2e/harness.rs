@@ -264,6 +264,14 @@ impl Pool {
         Agent { dir, child }
     }
 
+    /// The id of the node listed under `name`, or a panic.
+    pub async fn node_id(&self, name: &str) -> wire::NodeId {
+        let nodes = self.owner.nodes().await.unwrap();
+        let node = nodes.nodes.iter().find(|node| node.name == name);
+        node.unwrap_or_else(|| panic!("no node named {name}"))
+            .node_id
+    }
+
     /// Waits until the named nodes are online.
     pub async fn wait_online(&self, names: &[&str]) {
         let owner = &self.owner;

@@ -14,11 +14,6 @@ use crate::public::{
 
 const HONEST: [&str; 3] = ["honest-1", "honest-2", "honest-3"];
 
-async fn node_id(pool: &Pool, name: &str) -> NodeId {
-    let nodes = pool.owner.nodes().await.unwrap();
-    nodes.nodes.iter().find(|n| n.name == name).unwrap().node_id
-}
-
 async fn all_trusted(pool: &Pool, names: &[&str]) -> bool {
     let nodes = pool.owner.nodes().await.unwrap();
     names.iter().all(|name| {
@@ -103,7 +98,7 @@ async fn results_a_banned_node_vouched_for_alone_run_again_and_their_job_ends_ag
     }
     let status = pool.finish(vouched, Duration::from_secs(120)).await;
     assert_eq!(status.state, JobState::Completed, "{status:?}");
-    let liar = node_id(&pool, "vouching").await;
+    let liar = pool.node_id("vouching").await;
     let page = pool.owner.tasks(vouched, 0, 10).await.unwrap();
     let on_its_word: Vec<u32> = page
         .tasks
