@@ -348,19 +348,19 @@ impl Runner {
         control: &AttemptControl,
     ) -> Result<(), Outcome> {
         let node_error = |message: String| Outcome::NodeError { message };
-        let poison = |cheat: &Option<Arc<Cheat>>| match cheat {
+        let poison = || match &self.cheat {
             Some(cheat) => cheat
                 .poison(&files.dir)
                 .map_err(|error| node_error(error.to_string())),
             None => Ok(()),
         };
-        poison(&self.cheat)?;
+        poison()?;
         let (dir, archive, bounds) = (files.dir.clone(), files.archive.clone(), files.bounds());
         let packed = tokio::task::spawn_blocking(move || checkpoint::pack(&dir, &archive, bounds))
             .await
             .map_err(|error| node_error(error.to_string()))?;
         // The saved copy is poisoned; the node's own run goes on from the honest state.
-        poison(&self.cheat)?;
+        poison()?;
         let (hash, size_bytes) = match packed {
             Ok(packed) => packed,
             Err(CheckpointError::Refused(message)) => {
