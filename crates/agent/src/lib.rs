@@ -941,8 +941,7 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// The agent's sandbox, with its bin of attempt trees beside the work dir, on its filesystem:
-/// attempt trees are renamed in and out. Compiled modules are kept in the data dir, within a
+/// The agent's sandbox, with its bin of attempt trees in the data dir. Compiled modules are kept in the data dir, within a
 /// quarter of the blob cache's cap, so the owner's disk policy bounds both.
 fn sandbox_for(config: &AgentConfig) -> Result<Sandbox, AgentError> {
     let mut sandbox_config = config.sandbox.clone();

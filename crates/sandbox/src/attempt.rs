@@ -72,7 +72,9 @@ pub enum Determinism {
 /// Everything one attempt needs; the paths are on the host.
 #[derive(Debug)]
 pub struct Attempt {
-    /// Created by the attempt, removed when its [`Outputs`] are dropped; must not exist.
+    /// Where the attempt's tree is made, and removed when its [`Outputs`] are dropped; must
+    /// not exist. A sandbox that recycles trees runs the attempt in one of its bin's instead
+    /// and never makes this path.
     pub work_dir: PathBuf,
     /// `argv[0]`.
     pub program_name: String,
@@ -233,21 +235,30 @@ pub(crate) fn run(
 
 /// The outcome once what the guest left on disk is measured and `/output` collected, and the
 /// outputs, which own `dir` from then on.
-fn settle(mut outcome: Outcome, dir: AttemptDir, limits: &AttemptLimits) -> (Outcome, Outputs) {
+fn settle(mut outcome: Outcome, mut dir: AttemptDir, limits: &AttemptLimits) -> (Outcome, Outputs) {
     // Disk use is checked only every few ticks while the guest runs, so a guest that writes
     // fast and ends at once is never checked, and collecting /output below sees neither
     // /scratch nor empty directories: measure both once more, now that nothing writes.
+    let mut outputs = Outputs::none(None);
     if matches!(
         outcome,
         Outcome::Succeeded | Outcome::ExitCode(_) | Outcome::Trap(_)
-    ) && let Err(exceeded) = workdir::measure(
-        &[dir.output(), dir.scratch()],
-        limits.output_bytes_max,
-        disk_entries_max(limits),
     ) {
-        outcome = Outcome::OutputTooLarge(overflowed(&exceeded).to_owned());
+        match workdir::measure(
+            &[dir.output(), dir.scratch()],
+            limits.output_bytes_max,
+            disk_entries_max(limits),
+        ) {
+            Err(exceeded) => outcome = Outcome::OutputTooLarge(overflowed(&exceeded).to_owned()),
+            // The guest is gone, so nothing can appear: there is nothing to collect.
+            Ok(usage) if usage.entries == 0 => {
+                dir.found_empty();
+                outputs._dir = Some(dir);
+                return (outcome, outputs);
+            }
+            Ok(_) => {}
+        }
     }
-    let mut outputs = Outputs::none(None);
     match workdir::collect(
         &dir.output(),
         limits.output_bytes_max,
@@ -280,7 +291,7 @@ fn failed_before_start(outcome: Outcome, started: Instant, dir: Option<AttemptDi
 }
 
 fn prepare_dir(attempt: &Attempt, bin: Option<&Arc<RecycleBin>>) -> Result<AttemptDir, String> {
-    let dir = AttemptDir::create(&attempt.work_dir, bin).map_err(|error| {
+    let mut dir = AttemptDir::create(&attempt.work_dir, bin).map_err(|error| {
         format!(
             "cannot create the attempt directory {}: {error}",
             attempt.work_dir.display()

@@ -22,24 +22,44 @@ const SUBDIRS: [&str; 3] = ["input", "output", "scratch"];
 pub(crate) struct AttemptDir {
     root: PathBuf,
     bin: Option<Arc<RecycleBin>>,
+    /// Set once the guest is gone and `/output` and `/scratch` were found empty, with no
+    /// input placed: the tree is then empty, so recycling it lists nothing.
+    left_empty: bool,
+    inputs_placed: bool,
 }
 
 impl AttemptDir {
-    /// Makes the attempt's directories at `root`, which must not exist yet: an emptied tree
-    /// from `bin` moved into place when there is one, a new tree otherwise.
+    /// Makes the attempt's directories: an emptied tree of `bin`, where it lies, when there is
+    /// one; a new tree in `bin` when it has none free; a new tree at `root`, which must not
+    /// exist yet, without a bin.
     pub(crate) fn create(root: &Path, bin: Option<&Arc<RecycleBin>>) -> io::Result<Self> {
-        let dir = Self {
-            root: root.to_owned(),
-            bin: bin.cloned(),
+        let root = match bin {
+            Some(bin) => match bin.take() {
+                Some(tree) => return Ok(Self::new(tree, Some(bin))),
+                None => bin.new_path(),
+            },
+            None => root.to_owned(),
         };
-        if bin.is_some_and(|bin| bin.take(root)) {
-            return Ok(dir);
-        }
-        fs::create_dir(root)?;
+        fs::create_dir(&root)?;
         for sub in SUBDIRS {
             fs::create_dir(root.join(sub))?;
         }
-        Ok(dir)
+        Ok(Self::new(root, bin))
+    }
+
+    fn new(root: PathBuf, bin: Option<&Arc<RecycleBin>>) -> Self {
+        Self {
+            root,
+            bin: bin.cloned(),
+            left_empty: false,
+            inputs_placed: false,
+        }
+    }
+
+    /// Records that the guest, now gone, left `/output` and `/scratch` empty (as measured
+    /// after its end), so the tree needs no listing to be emptied.
+    pub(crate) fn found_empty(&mut self) {
+        self.left_empty = !self.inputs_placed;
     }
 
     pub(crate) fn input(&self) -> PathBuf {
@@ -61,7 +81,7 @@ impl AttemptDir {
     /// `name` must be a plain file name. It comes from the coordinator, and joining a name
     /// such as `../../x` or `/home/owner/x` would link the file anywhere the agent can write,
     /// outside the attempt directory and beyond its removal.
-    pub(crate) fn place_input(&self, name: &str, source: &Path) -> io::Result<()> {
+    pub(crate) fn place_input(&mut self, name: &str, source: &Path) -> io::Result<()> {
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -69,6 +89,7 @@ impl AttemptDir {
             ));
         }
         let target = self.input().join(name);
+        self.inputs_placed = true;
         match fs::hard_link(source, &target) {
             Ok(()) => Ok(()),
             Err(_) => fs::copy(source, &target).map(|_| ()),
@@ -79,7 +100,7 @@ impl AttemptDir {
 impl Drop for AttemptDir {
     fn drop(&mut self) {
         if let Some(bin) = &self.bin
-            && bin.give(&self.root)
+            && bin.give(&self.root, self.left_empty)
         {
             return;
         }
@@ -94,12 +115,12 @@ impl Drop for AttemptDir {
 /// Emptied attempt trees kept for the next attempts.
 ///
 /// Making and removing four directories costs hundreds of microseconds on a journaling
-/// filesystem, more than everything else an attempt start does. So a finished attempt's tree
-/// is emptied (every byte the task wrote is deleted, as with removal) and moved here, and the
-/// next attempt's tree is moved out of here into its own path: two renames instead of eight
-/// directory operations. A tree that cannot be emptied and checked is removed instead. Trees
-/// are never shared: one attempt at a time holds each, and nothing of one attempt is left when
-/// the next gets it.
+/// filesystem, more than everything else an attempt start does, and even moving a tree in and
+/// out by two renames costs tens. So every tree lives in the bin's directory for good: a
+/// finished attempt's tree is emptied where it lies (every byte the task wrote is deleted, as
+/// with removal) and the next attempt runs in it. A tree that cannot be emptied and checked,
+/// or one beyond the bin's capacity, is removed instead. Trees are never shared: one attempt
+/// at a time holds each, and nothing of one attempt is left when the next gets it.
 #[derive(Debug)]
 pub(crate) struct RecycleBin {
     dir: PathBuf,
@@ -109,8 +130,7 @@ pub(crate) struct RecycleBin {
 }
 
 impl RecycleBin {
-    /// A bin in `dir` (on the same filesystem as the attempts' paths, for renames), emptied of
-    /// anything an earlier process left.
+    /// A bin in `dir`, emptied of anything an earlier process left.
     pub(crate) fn open(dir: &Path, capacity: usize) -> io::Result<Arc<Self>> {
         if dir.exists() {
             remove_tree(dir)?;
@@ -124,32 +144,27 @@ impl RecycleBin {
         }))
     }
 
-    /// Moves an emptied tree to `root`; false when there is none (or it could not be moved).
-    fn take(&self, root: &Path) -> bool {
-        let Some(tree) = self.free.lock().pop() else {
-            return false;
-        };
-        match fs::rename(&tree, root) {
-            Ok(()) => true,
-            Err(_) => {
-                let _ = remove_tree(&tree);
-                false
-            }
-        }
+    /// An emptied tree, for one attempt to hold; `None` when none is free.
+    fn take(&self) -> Option<PathBuf> {
+        self.free.lock().pop()
     }
 
-    /// Empties the tree at `root` and keeps it; false when it must be removed instead.
-    fn give(&self, root: &Path) -> bool {
-        if self.free.lock().len() >= self.capacity || empty_tree(root).is_err() {
+    /// A path in the bin no tree has had, for a new one.
+    fn new_path(&self) -> PathBuf {
+        self.dir
+            .join(self.next.fetch_add(1, Ordering::Relaxed).to_string())
+    }
+
+    /// Empties the tree at `root` (unless `left_empty` says it is) and keeps it; false when it
+    /// must be removed instead.
+    fn give(&self, root: &Path, left_empty: bool) -> bool {
+        if self.free.lock().len() >= self.capacity {
             return false;
         }
-        let tree = self
-            .dir
-            .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
-        if fs::rename(root, &tree).is_err() {
+        if !left_empty && empty_tree(root).is_err() {
             return false;
         }
-        self.free.lock().push(tree);
+        self.free.lock().push(root.to_owned());
         true
     }
 }
@@ -414,7 +429,7 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let source = base.path().join("source");
         fs::write(&source, b"data").unwrap();
-        let dir = AttemptDir::create(&base.path().join("attempt"), None).unwrap();
+        let mut dir = AttemptDir::create(&base.path().join("attempt"), None).unwrap();
         let outside = base.path().join("escaped");
         let absolute = outside.to_str().unwrap();
         for name in [

@@ -247,7 +247,13 @@ fn recycled_attempt_trees_carry_nothing_from_one_attempt_to_the_next() {
         );
         (outcome, stdout)
     };
-    assert_eq!(run(0, &["files", "7"]).0, Outcome::Succeeded);
+    // An attempt that only reads its input leaves its tree as it found it, but for the input.
+    assert_eq!(
+        run(0, &["ls", "/input"]),
+        (Outcome::Succeeded, "given.txt\n".to_owned())
+    );
+    assert_eq!(run(5, &["ls", "/input"]).1, "", "/input starts empty again");
+    assert_eq!(run(6, &["files", "7"]).0, Outcome::Succeeded);
     assert_eq!(
         run(1, &["write", "/scratch/left-behind", "4096"]).0,
         Outcome::Succeeded
