@@ -56,7 +56,7 @@ impl BenchError {
 }
 
 /// Latency percentiles of a set of samples, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Percentiles {
     pub p50_ms: f64,
     pub p99_ms: f64,
