@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
-const GUESTS: [&str; 6] = [
+const GUESTS: [&str; 7] = [
     "render",
     "wordcount",
     "probe",
     "kernels",
     "compare",
     "collatz",
+    "wordfreq",
 ];
 const PREBUILT_ENV: &str = "CROWDCLOUD_GUESTS_PREBUILT";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";

@@ -17,6 +17,15 @@ pub const RENDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/render.wasm"
 /// `/output/counts.txt` when `/output` exists.
 pub const WORDCOUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount.wasm"));
 
+/// The map/shuffle/reduce example (`guests/wordfreq`), word frequencies in two stages:
+/// `wordfreq map PARTS` counts the words of the files in `/input` (or stdin) and writes
+/// `/output/part-0` to `/output/part-{PARTS-1}`, each word in part `fnv1a_64(word) % PARTS`;
+/// `wordfreq reduce` sums such parts from `/input` into `/output/counts.txt` and prints
+/// `words N distinct M`; `wordfreq count` does both in one stage. Every file holds
+/// `word<TAB>count` lines sorted by word; a word is a run of Unicode alphanumerics, lowercased.
+/// Exit codes: 0 success, 1 unreadable or malformed input or unwritable output, 2 bad arguments.
+pub const WORDFREQ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordfreq.wasm"));
+
 /// The diagnostic and hostile guest: `probe MODE [ARGS...]`, with modes such as `echo`, `env`,
 /// `read`, `write`, `sleep`, `spin`, `alloc`, `stdout-flood`, `recurse`, `escape`, `floats`, and
 /// `pi SAMPLES`, a Monte Carlo estimate printed as `pi X.XXXXXX` that differs from run to run.
@@ -120,13 +129,14 @@ pub const MIXED_POLL_WAT: &str = include_str!("../wat/mixed_poll.wat");
 mod tests {
     use super::*;
 
-    const MODULES: [(&str, &[u8]); 6] = [
+    const MODULES: [(&str, &[u8]); 7] = [
         ("render", RENDER),
         ("wordcount", WORDCOUNT),
         ("probe", PROBE),
         ("kernels", KERNELS),
         ("compare", COMPARE),
         ("collatz", COLLATZ),
+        ("wordfreq", WORDFREQ),
     ];
 
     const WATS: [(&str, &str); 15] = [
