@@ -5,13 +5,43 @@
 //! or with a unit (`"256MiB"`, `"1.5GB"`), durations as milliseconds or with a unit (`"90s"`,
 //! `"10m"`). Paths are relative to the spec file. Everything the coordinator would refuse is
 //! refused here first, with the field that is wrong.
+//!
+//! # Pipelines
+//!
+//! A spec with `[[stages]]` is a pipeline ([`is_pipeline`], read by [`parse_pipeline`] into a
+//! [`PipelinePlan`]): jobs run in order, a later one taking its tasks from an earlier one's
+//! outputs. Each stage table takes every field a job spec does, plus a `name`:
+//!
+//! ```toml
+//! name = "word count"            # optional; default from the first stage's module file name
+//!
+//! [[stages]]
+//! name = "map"                   # required: 1 to 64 of a-z, 0-9, '-', '_'; unique
+//! module = "wordfreq.wasm"       # or program = "x.py"; env, limits, requirements, … as a job
+//! per_input = { dir = "books", args = ["map", "8"] }
+//!
+//! [[stages]]
+//! name = "reduce"
+//! module = "wordfreq.wasm"
+//! partition = { stage = "map", parts = 8 }   # or: each = "map"   or: all = "map"
+//! args = ["reduce"]              # the template task's args; optional
+//! ```
+//!
+//! A stage either gives its own tasks (`[[stages.tasks]]`, `sweep` or `per_input`, exactly as a
+//! job does) or reads one stage listed before it with exactly one of `each` (a task per output
+//! file), `all` (one task for all of them) or `partition` (task `i` gets every `part-i`, 1 to
+//! 10000 parts; see [`wire::StageInput`]); such a stage has one template task, whose `args`
+//! are the stage's `args`. A stage's job is named `"{pipeline name}/{stage name}"`. At most 16
+//! stages; the top level holds only `name` and `stages`.
 
+mod pipeline;
 mod quantity;
 mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use pipeline::{check_pipeline, is_pipeline, parse_pipeline};
 pub use quantity::{parse_bytes, parse_duration_ms};
 pub use spec::{check, parse, per_input, sweep};
 
@@ -52,6 +82,24 @@ pub struct JobPlan {
     /// by its runtime (the CLI's `runtimes`), mounting the script and its packages.
     pub script: Option<ScriptPlan>,
     pub tasks: Vec<TaskPlan>,
+}
+
+/// A pipeline ready to be uploaded: its stages in order, every stage after the ones it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelinePlan {
+    pub name: String,
+    pub stages: Vec<StagePlan>,
+}
+
+/// One stage of a [`PipelinePlan`]: a job, and the earlier stage its tasks come from, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    pub name: String,
+    /// Set when the stage reads an earlier one: `job.tasks` is then exactly one task, the
+    /// template of the tasks made from that stage's outputs (its args, no stdin, no inputs).
+    pub input: Option<wire::StageInput>,
+    /// Named `"{pipeline name}/{stage name}"`.
+    pub job: JobPlan,
 }
 
 /// What a script's job needs besides the script.

@@ -11,13 +11,17 @@ use wire::{CheckpointSpec, Deterministic, Limits, Requirements};
 use crate::quantity::{parse_bytes, parse_duration_ms};
 use crate::{JobPlan, MountPlan, ScriptPlan, SpecError, TaskPlan, ValidatorPlan};
 
+/// A job spec file, or one `[[stages]]` table of a pipeline spec: the same fields, read by the
+/// same code, so a stage is written as a job is. The stage-only keys (`each`, `all`,
+/// `partition`, `args`) are refused in a job file by [`parse`] and checked in a stage by
+/// `crate::pipeline`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SpecFile {
-    name: Option<String>,
-    module: Option<String>,
+pub(crate) struct SpecFile {
+    pub(crate) name: Option<String>,
+    pub(crate) module: Option<String>,
     /// A script run under its language's runtime instead of a module: `analyze.py`.
-    program: Option<String>,
+    pub(crate) program: Option<String>,
     /// With a program: a directory of pure-Python packages, importable by the script.
     packages: Option<String>,
     #[serde(default)]
@@ -37,9 +41,25 @@ struct SpecFile {
     #[serde(default)]
     mounts: Vec<MountFile>,
     #[serde(default)]
-    tasks: Vec<TaskFile>,
-    sweep: Option<SweepFile>,
-    per_input: Option<PerInputFile>,
+    pub(crate) tasks: Vec<TaskFile>,
+    pub(crate) sweep: Option<SweepFile>,
+    pub(crate) per_input: Option<PerInputFile>,
+    /// Stage only: one task per output file of the named earlier stage.
+    pub(crate) each: Option<String>,
+    /// Stage only: one task given every output file of the named earlier stage.
+    pub(crate) all: Option<String>,
+    /// Stage only: one task per part of the named earlier stage's outputs.
+    pub(crate) partition: Option<PartitionFile>,
+    /// Stage only, with `each`, `all` or `partition`: the template task's args.
+    pub(crate) args: Option<Vec<String>>,
+}
+
+/// `partition = { stage = "map", parts = 8 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PartitionFile {
+    pub(crate) stage: String,
+    pub(crate) parts: u32,
 }
 
 /// `validator = { module = "compare.wasm", args = [...] }`.
@@ -129,7 +149,7 @@ struct MountFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TaskFile {
+pub(crate) struct TaskFile {
     #[serde(default)]
     args: Vec<String>,
     stdin: Option<String>,
@@ -150,7 +170,7 @@ enum InputFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SweepFile {
+pub(crate) struct SweepFile {
     count: u32,
     #[serde(default)]
     args: Vec<String>,
@@ -158,13 +178,13 @@ struct SweepFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PerInputFile {
+pub(crate) struct PerInputFile {
     dir: String,
     #[serde(default)]
     args: Vec<String>,
 }
 
-fn invalid(field: &str, problem: impl Into<String>) -> SpecError {
+pub(crate) fn invalid(field: &str, problem: impl Into<String>) -> SpecError {
     SpecError::Invalid {
         field: field.to_owned(),
         problem: problem.into(),
@@ -187,17 +207,69 @@ fn ms_of(quantity: &Option<Quantity>, field: &str, default: u64) -> Result<u64, 
     }
 }
 
-/// Reads a TOML job spec; relative paths in it are taken from `base_dir`.
+/// Reads a TOML job spec; relative paths in it are taken from `base_dir`. A pipeline spec (one
+/// with `[[stages]]`, see [`crate::is_pipeline`]) is read by [`crate::parse_pipeline`].
 pub fn parse(text: &str, base_dir: &Path) -> Result<JobPlan, SpecError> {
-    let file: SpecFile =
-        toml::from_str(text).map_err(|error| SpecError::Syntax(error.to_string()))?;
+    if crate::is_pipeline(text) {
+        return Err(invalid(
+            "stages",
+            "this is a pipeline spec ([[stages]]), not a job spec; submit it as a pipeline",
+        ));
+    }
+    let mut file: SpecFile = toml::from_str(text).map_err(syntax)?;
+    stage_keys_refused(&file)?;
+    let name = file.name.take();
+    job_of(file, base_dir, name, false)
+}
+
+pub(crate) fn syntax(error: toml::de::Error) -> SpecError {
+    SpecError::Syntax(error.to_string())
+}
+
+/// A job file has none of the keys that only a pipeline's stage takes.
+fn stage_keys_refused(file: &SpecFile) -> Result<(), SpecError> {
+    let reads = [
+        ("each", file.each.is_some()),
+        ("all", file.all.is_some()),
+        ("partition", file.partition.is_some()),
+    ];
+    if let Some((key, _)) = reads.iter().find(|(_, given)| *given) {
+        return Err(invalid(
+            key,
+            "only a pipeline's stage takes its tasks from another stage; write the job as a \
+             [[stages]] table of a pipeline spec, or give its tasks",
+        ));
+    }
+    if file.args.is_some() {
+        return Err(invalid(
+            "args",
+            "a job gives its tasks' args in [[tasks]], [sweep] or [per_input]; top-level args \
+             are only for a pipeline stage that reads another (each, all or partition)",
+        ));
+    }
+    Ok(())
+}
+
+/// The job a spec file or a stage table describes, named `name` (by default after its module).
+/// With `template`, its one task is the template of a stage that reads another: the `args`
+/// given, no stdin, no inputs; otherwise its tasks are the file's own.
+pub(crate) fn job_of(
+    file: SpecFile,
+    base_dir: &Path,
+    name: Option<String>,
+    template: bool,
+) -> Result<JobPlan, SpecError> {
     let resolve = |path: &str| base_dir.join(path);
     let (module, script) = program_of(&file, base_dir)?;
-    let tasks = tasks_of(&file, base_dir)?;
-    let name = match file.name {
-        Some(name) => name,
-        None => default_name(&module),
+    let tasks = if template {
+        vec![TaskPlan {
+            args: file.args.clone().unwrap_or_default(),
+            ..TaskPlan::default()
+        }]
+    } else {
+        tasks_of(&file, base_dir)?
     };
+    let name = name.unwrap_or_else(|| default_name(&module));
     let limits = limits_of(&file.limits)?;
     let requirements = Requirements {
         memory_bytes_min: bytes_of(&file.requirements.memory, "requirements.memory", 0)?,
@@ -313,7 +385,7 @@ fn limits_of(limits: &LimitsFile) -> Result<Limits, SpecError> {
     })
 }
 
-fn default_name(module: &Path) -> String {
+pub(crate) fn default_name(module: &Path) -> String {
     module
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
@@ -427,8 +499,21 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
 /// Runs the coordinator's own checks on the plan (with stand-in hashes for the files), so a
 /// spec that would be refused is refused before anything is uploaded.
 pub fn check(plan: &JobPlan) -> Result<(), SpecError> {
+    wire::validate::job_submission(&stand_in_submission(plan)).map_err(from_wire)
+}
+
+/// The wire error as a spec error, its field kept.
+pub(crate) fn from_wire(error: wire::WireError) -> SpecError {
+    match error {
+        wire::WireError::Invalid { field, problem } => SpecError::Invalid { field, problem },
+        other => SpecError::Syntax(other.to_string()),
+    }
+}
+
+/// The submission the plan will become, with a stand-in hash for every file.
+pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
     let stand_in = wire::BlobHash([0; 32]);
-    let submission = wire::JobSubmission {
+    wire::JobSubmission {
         name: plan.name.clone(),
         module: stand_in,
         env: plan.env.clone(),
@@ -471,11 +556,7 @@ pub fn check(plan: &JobPlan) -> Result<(), SpecError> {
                     .collect(),
             })
             .collect(),
-    };
-    wire::validate::job_submission(&submission).map_err(|error| match error {
-        wire::WireError::Invalid { field, problem } => SpecError::Invalid { field, problem },
-        other => SpecError::Syntax(other.to_string()),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,10 @@ prefixed_id!(
     /// A requester: the owner of API tokens and of the jobs submitted with them.
     RequesterId, "r-", "requester id"
 );
+prefixed_id!(
+    /// A pipeline: stages, each a job, joined by their outputs.
+    PipelineId, "p-", "pipeline id"
+);
 
 /// A string schema with the pattern its parser enforces, so clients (and contract tests) know
 /// what is accepted before they send it.

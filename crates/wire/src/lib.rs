@@ -21,6 +21,7 @@ pub mod job;
 pub mod limits;
 pub mod node;
 pub mod pairing;
+pub mod pipeline;
 pub mod status;
 pub mod tokens;
 pub mod validate;
@@ -32,7 +33,7 @@ pub use api::{ApiError, ErrorCode, HealthResponse};
 pub use checkpoint::{CheckpointProgress, CheckpointRef, CheckpointSpec};
 pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};
 pub use fingerprint::Fingerprint;
-pub use ids::{AttemptId, BlobHash, JobId, NodeId, RequesterId};
+pub use ids::{AttemptId, BlobHash, JobId, NodeId, PipelineId, RequesterId};
 pub use job::{
     BlobRef, Deterministic, InputFile, JobSubmission, JobSubmitted, Limits, Mount, MountFile,
     Requirements, TaskSpec, Validator,
@@ -42,6 +43,10 @@ pub use node::{
     HeartbeatRequest, HeartbeatResponse, JobRuntime, LeaseRequest, LeaseResponse, NodeActivity,
     Outcome, OutputFile, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse,
     ReportAck, ReportRequest, ReportResponse, Usage,
+};
+pub use pipeline::{
+    PipelineStatus, PipelineSubmission, PipelineSubmitted, StageInput, StageJob, StageState,
+    StageStatus, StageSubmission,
 };
 pub use status::{
     JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState, NodeView,

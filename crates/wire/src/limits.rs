@@ -10,6 +10,14 @@ pub const GIB: u64 = 1024 * MIB;
 
 /// Tasks in one job.
 pub const TASKS_PER_JOB_MAX: usize = 1_000_000;
+/// Stages in one pipeline.
+pub const STAGES_PER_PIPELINE_MAX: usize = 16;
+/// Length of a stage name, in bytes.
+pub const STAGE_NAME_BYTES_MAX: usize = 64;
+/// Partitions of a shuffle: the tasks of the stage that reads them.
+pub const PARTITIONS_MAX: u32 = 10_000;
+/// Pipelines of one requester not yet ended.
+pub const PIPELINES_UNFINISHED_PER_REQUESTER_MAX: usize = 1_000;
 /// Length of a job name, in bytes.
 pub const JOB_NAME_BYTES_MAX: usize = 200;
 /// Arguments of one task.

@@ -18,6 +18,7 @@ use crate::node::{
     Capabilities, HeartbeatRequest, LeaseRequest, NodeActivity, Outcome, RegisterRequest,
     ReleaseRequest, ReportRequest,
 };
+use crate::pipeline::{PipelineSubmission, StageInput};
 
 /// Guest paths the sandbox owns; mounts may not shadow them.
 pub const RESERVED_GUEST_DIRS: [&str; 3] = ["/input", "/output", "/scratch"];
@@ -245,6 +246,108 @@ fn env(vars: &BTreeMap<String, String>) -> Result<(), WireError> {
 }
 
 /// A single file name: what may appear in `/input`.
+/// Checks a pipeline: the bounds, unique stage names, every stage reading only an earlier
+/// stage (so the graph has no cycle), and each stage's job as [`job_submission`] does.
+pub fn pipeline_submission(pipeline: &PipelineSubmission) -> Result<(), WireError> {
+    if pipeline.name.is_empty()
+        || pipeline.name.len() > limits::JOB_NAME_BYTES_MAX
+        || pipeline.name.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "name",
+            format!(
+                "give the pipeline a name of 1 to {} bytes, without control characters",
+                limits::JOB_NAME_BYTES_MAX
+            ),
+        ));
+    }
+    if !(1..=limits::STAGES_PER_PIPELINE_MAX).contains(&pipeline.stages.len()) {
+        return Err(invalid(
+            "stages",
+            format!("give 1 to {} stages", limits::STAGES_PER_PIPELINE_MAX),
+        ));
+    }
+    let mut earlier = BTreeSet::new();
+    for (index, stage) in pipeline.stages.iter().enumerate() {
+        let field = format!("stages[{index}]");
+        stage_name(&stage.name, &field)?;
+        if let Some(input) = &stage.input {
+            stage_input(input, &stage.name, &earlier, &field)?;
+        }
+        let tasks_wanted = stage.input.is_some().then_some(1);
+        if tasks_wanted.is_some_and(|wanted| stage.job.tasks.len() != wanted) {
+            return Err(invalid(
+                format!("{field}.job.tasks"),
+                format!(
+                    "stage {} takes its tasks from another stage: give exactly one task, the \
+                     template of its tasks",
+                    stage.name
+                ),
+            ));
+        }
+        job_submission(&stage.job).map_err(|error| match error {
+            WireError::Invalid {
+                field: inner,
+                problem,
+            } => invalid(format!("{field}.job.{inner}"), problem),
+            other => other,
+        })?;
+        if !earlier.insert(stage.name.as_str()) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!(
+                    "two stages are named {}; give each stage its own name",
+                    stage.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn stage_name(name: &str, field: &str) -> Result<(), WireError> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > limits::STAGE_NAME_BYTES_MAX || !name.chars().all(allowed) {
+        return Err(invalid(
+            format!("{field}.name"),
+            format!(
+                "name the stage with 1 to {} lowercase letters, digits, '-' or '_'",
+                limits::STAGE_NAME_BYTES_MAX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn stage_input(
+    input: &StageInput,
+    stage: &str,
+    earlier: &BTreeSet<&str>,
+    field: &str,
+) -> Result<(), WireError> {
+    let read = input.stage();
+    if !earlier.contains(read) {
+        let problem = if read == stage {
+            format!("stage {stage} reads its own outputs; a stage reads only earlier stages")
+        } else {
+            format!(
+                "stage {stage} reads {read:?}, which is not a stage listed before it; list \
+                 the stages a stage reads before it"
+            )
+        };
+        return Err(invalid(format!("{field}.input"), problem));
+    }
+    if let StageInput::Partition { parts, .. } = input
+        && !(1..=limits::PARTITIONS_MAX).contains(parts)
+    {
+        return Err(invalid(
+            format!("{field}.input.partition.parts"),
+            format!("give 1 to {} parts", limits::PARTITIONS_MAX),
+        ));
+    }
+    Ok(())
+}
+
 pub fn file_name(name: &str, field: &str) -> Result<(), WireError> {
     if name.is_empty()
         || name == "."
