@@ -36,6 +36,7 @@ pub struct PoolImage {
     /// Results taken back after a ban, per job, for jobs that had any.
     pub recalled: Vec<(JobId, u32)>,
     pub ledger: crate::LedgerImage,
+    pub pipelines: Vec<crate::PipelineRow>,
 }
 
 /// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
@@ -134,6 +135,7 @@ impl Store {
         image.tokens = self.tokens().await?;
         image.nodes = self.nodes().await?;
         image.jobs = self.jobs().await?;
+        image.pipelines = self.pipelines().await?;
         for row in
             sqlx::query("SELECT job_id, state, COUNT(*) AS n FROM tasks GROUP BY job_id, state")
                 .fetch_all(&self.pool)
@@ -316,6 +318,13 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    async fn pipelines(&self) -> Result<Vec<crate::PipelineRow>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM pipelines ORDER BY created_at_ms, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| json_at(row, "body")).collect()
     }
 
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {

@@ -92,6 +92,8 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
                 .bind(db(*at_ms)),
         ),
         Write::PurgeJobs(job_ids) => retention::purge_jobs(sql, backend, job_ids),
+        Write::UpsertPipeline(row) => upsert_pipeline(sql, backend, row),
+        Write::PurgePipelines(ids) => retention::purge_pipelines(sql, backend, ids),
         Write::InsertTransfers(_) => unreachable!("`plan` inserts a group's ledger rows at once"),
     }
 }
@@ -424,6 +426,32 @@ fn insert_job(sql: &mut Vec<Statement>, backend: Backend, job: &JobRow, tasks: &
     let uses: Vec<(wire::JobId, BlobHash)> = retention::submission_blobs(&job.spec, tasks)
         .into_iter()
         .map(|hash| (job.id, hash))
+        .collect();
+    retention::insert_job_blobs(sql, backend, &uses);
+}
+
+fn upsert_pipeline(sql: &mut Vec<Statement>, backend: Backend, row: &crate::PipelineRow) {
+    sql.push(
+        Statement::new(
+            "INSERT INTO pipelines (id, requester_id, created_at_ms, ended_at_ms, body) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+             ended_at_ms = excluded.ended_at_ms, body = excluded.body",
+        )
+        .bind(row.id.as_db())
+        .bind(row.requester_id.as_db())
+        .bind(db(row.created_at_ms))
+        .bind(row.ended_at_ms.map(db))
+        .bind(json(row)),
+    );
+    let uses: Vec<(wire::JobId, BlobHash)> = row
+        .stages
+        .iter()
+        .filter_map(|stage| Some((stage.job_id, stage.waiting.as_ref()?)))
+        .flat_map(|(job_id, waiting)| {
+            retention::submission_blobs(&waiting.job, &waiting.job.tasks)
+                .into_iter()
+                .map(move |hash| (job_id, hash))
+        })
         .collect();
     retention::insert_job_blobs(sql, backend, &uses);
 }

@@ -1,5 +1,5 @@
 //! Reads that serve requesters directly from the database: task results page by page, and
-//! whether a requester may read a blob.
+//! whether a requester may read a blob; and the outputs a pipeline's next stage is made from.
 
 use sqlx::Row;
 
@@ -16,6 +16,27 @@ use crate::{Store, StoreError};
 const HASHES_PER_QUERY: usize = 500;
 
 impl Store {
+    /// The output files of each succeeded task of a job, in task order: what a stage that reads
+    /// the job is made from.
+    pub async fn task_outputs(
+        &self,
+        job_id: JobId,
+    ) -> Result<Vec<(u32, Vec<wire::OutputFile>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.idx, a.outputs FROM tasks t JOIN attempts a ON a.id = t.result_attempt_id \
+             WHERE t.job_id = $1 AND t.state = 'succeeded' ORDER BY t.idx",
+        )
+        .bind(job_id.as_db())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let outputs = opt_json_at(row, "outputs")?.unwrap_or_default();
+                Ok((u64_at(row, "idx")? as u32, outputs))
+            })
+            .collect()
+    }
+
     /// Tasks `offset..offset+limit` of a job with the result of the attempt that ended each.
     pub async fn task_page(
         &self,

@@ -96,6 +96,22 @@ pub(crate) fn purge_jobs(sql: &mut Vec<Statement>, backend: Backend, job_ids: &[
     }
 }
 
+/// Deletes pipelines; the blob uses of stages that never ran go with `purge_jobs` of their ids.
+pub(crate) fn purge_pipelines(
+    sql: &mut Vec<Statement>,
+    backend: Backend,
+    ids: &[wire::PipelineId],
+) {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list = placeholder_list(backend, 1, chunk.len());
+        let mut statement = Statement::new(format!("DELETE FROM pipelines WHERE id IN {list}"));
+        for id in chunk {
+            statement = statement.bind(id.as_db());
+        }
+        sql.push(statement);
+    }
+}
+
 /// Deletes the records of those `hashes` that are still unused (no job names them, not stored
 /// or asked for since `used_before_ms`), with who may read them.
 pub(crate) fn forget_blobs(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use wire::{
     AttemptId, BlobHash, BlobRef, Capabilities, JobId, JobState, JobSubmission, NodeId, Outcome,
-    OutputFile, RequesterId, TaskSpec, TaskState, Usage,
+    OutputFile, PipelineId, RequesterId, StageInput, TaskSpec, TaskState, Usage,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -217,4 +217,39 @@ pub struct TaskEnd {
 pub struct BlobRow {
     pub hash: BlobHash,
     pub size_bytes: u64,
+}
+
+/// A pipeline as stored: its stages, each with the job id it was given at submission, the job
+/// of a stage not started yet, and why a stage will not run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PipelineRow {
+    pub id: PipelineId,
+    pub requester_id: RequesterId,
+    pub name: String,
+    pub created_at_ms: u64,
+    /// When its last stage ended.
+    pub ended_at_ms: Option<u64>,
+    pub stages: Vec<StageRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StageRow {
+    pub name: String,
+    pub input: Option<StageInput>,
+    /// The id its job has, or will have once it starts.
+    pub job_id: JobId,
+    /// Its job as submitted, with its one template task, until it starts (then the job holds
+    /// it).
+    pub waiting: Option<WaitingStage>,
+    /// Why it will never run.
+    pub not_run: Option<String>,
+}
+
+/// What starting a stage's job needs that was checked at submission.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WaitingStage {
+    pub job: JobSubmission,
+    pub module_bytes: u64,
+    pub component_imports: Option<Vec<String>>,
+    pub wasm_features: Vec<String>,
 }

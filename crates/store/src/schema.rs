@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task witnesses",
         include_str!("../migrations/0015_task_witnesses.sql"),
     ),
+    (
+        16,
+        "pipelines",
+        include_str!("../migrations/0016_pipelines.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

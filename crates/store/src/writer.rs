@@ -106,6 +106,11 @@ pub enum Write {
     },
     /// Deletes ended jobs with their tasks, attempts and blob uses.
     PurgeJobs(Vec<wire::JobId>),
+    /// Writes a pipeline whole, and names the blobs its waiting stages will use under their
+    /// jobs' ids, so retention keeps them until the stages run or the pipeline is purged.
+    UpsertPipeline(crate::PipelineRow),
+    /// Deletes ended pipelines (their stages' jobs are purged on their own).
+    PurgePipelines(Vec<wire::PipelineId>),
     /// Deletes the records of those blobs that are still unused: named by no job, neither
     /// stored nor asked for since `used_before_ms`.
     ForgetBlobs {

@@ -1134,3 +1134,75 @@ async fn deferred_on(url: &str) {
     let reopened = open(url).await.load().await.unwrap();
     assert_eq!(reopened.meta.get("deferred").map(String::as_str), Some("1"));
 }
+
+#[tokio::test]
+async fn a_pipeline_loads_as_written_and_its_waiting_stages_keep_their_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        pipelines_on(&url).await;
+    }
+}
+
+async fn pipelines_on(url: &str) {
+    let store = open(url).await;
+    let module = BlobHash::of(b"reduce module");
+    let (job_row, tasks) = job(JobId(5), 1);
+    let waiting = store::WaitingStage {
+        job: JobSubmission {
+            module,
+            tasks,
+            ..job_row.spec.clone()
+        },
+        module_bytes: 12,
+        component_imports: None,
+        wasm_features: vec!["simd".to_owned()],
+    };
+    let mut row = store::PipelineRow {
+        id: wire::PipelineId(u64::MAX - 3),
+        requester_id: RequesterId(1),
+        name: "count".to_owned(),
+        created_at_ms: 1_000,
+        ended_at_ms: None,
+        stages: vec![store::StageRow {
+            name: "reduce".to_owned(),
+            input: Some(wire::StageInput::All("map".to_owned())),
+            job_id: JobId(u64::MAX - 9),
+            waiting: Some(waiting),
+            not_run: None,
+        }],
+    };
+    let blob = Write::InsertBlob {
+        hash: module,
+        size_bytes: 12,
+        at_ms: 1_000,
+        reader: None,
+    };
+    store
+        .write(vec![blob, Write::UpsertPipeline(row.clone())])
+        .await
+        .unwrap();
+    let unused = || async { store.unused_blobs(u64::MAX / 2, 100).await.unwrap() };
+    assert!(
+        unused().await.is_empty(),
+        "a waiting stage's module is kept"
+    );
+    assert_eq!(store.load().await.unwrap().pipelines, [row.clone()]);
+
+    row.stages[0].waiting = None;
+    row.stages[0].not_run = Some("not run, because stage map failed".to_owned());
+    row.ended_at_ms = Some(2_000);
+    store
+        .write(vec![Write::UpsertPipeline(row.clone())])
+        .await
+        .unwrap();
+    assert_eq!(store.load().await.unwrap().pipelines, [row.clone()]);
+    store
+        .write(vec![
+            Write::PurgePipelines(vec![row.id]),
+            Write::PurgeJobs(vec![row.stages[0].job_id]),
+        ])
+        .await
+        .unwrap();
+    assert!(store.load().await.unwrap().pipelines.is_empty());
+    assert_eq!(unused().await, [module], "a purged pipeline keeps no blob");
+}
