@@ -43,6 +43,7 @@ mod retention;
 mod service;
 #[cfg(test)]
 mod sim;
+mod stages;
 mod tls;
 mod validation;
 mod wasm_features;

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) comparisons: Notify,
     /// Woken when a node was banned: results it alone vouched for run again.
     pub(crate) recalls: Notify,
+    /// A pipeline's stage may start, be given up or end (see `crate::stages`).
+    pub(crate) stages: Notify,
     /// Join codes, code exchanges in flight, the served certificate and the owner's tokens.
     pub(crate) join: crate::join::JoinDesk,
     /// The challenges of registrations under way, and how fast each join token may register.
@@ -141,6 +143,7 @@ impl Shared {
             validators: std::sync::OnceLock::new(),
             comparisons: Notify::new(),
             recalls: Notify::new(),
+            stages: Notify::new(),
             join: crate::join::JoinDesk::default(),
             gate: Mutex::new(crate::gate::Gate::new(config_nodes_max)),
             blob_gate: tokio::sync::RwLock::new(()),
@@ -241,6 +244,9 @@ impl Shared {
         }
         if core.pool.recalls_wanted() {
             self.recalls.notify_one();
+        }
+        if core.pool.stages_wanted() {
+            self.stages.notify_one();
         }
         let sweeping = core
             .parked
@@ -455,6 +461,7 @@ pub(crate) async fn serve(
     let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
     let sweeper = tokio::spawn(crate::retention::sweep(Arc::clone(&shared)));
     let recaller = tokio::spawn(crate::recall::recall_results(Arc::clone(&shared)));
+    let stager = tokio::spawn(crate::stages::drive_stages(Arc::clone(&shared)));
     let comparer = shared.validators.get().map(|runner| {
         let compare = crate::validation::compare_results(Arc::clone(&shared), Arc::clone(runner));
         tokio::spawn(compare)
@@ -477,6 +484,7 @@ pub(crate) async fn serve(
     reaper.abort();
     sweeper.abort();
     recaller.abort();
+    stager.abort();
     if let Some(comparer) = comparer {
         comparer.abort();
     }

@@ -104,7 +104,7 @@ pub(crate) async fn submit(
 
 /// Refuses a submission that names a blob its requester may not read: not uploaded, or not
 /// theirs. Call it holding the blob gate for reading.
-async fn check_readable(
+pub(super) async fn check_readable(
     shared: &AppState,
     hashes: &[BlobHash],
     requester: RequesterId,
@@ -123,7 +123,7 @@ async fn check_readable(
     Ok(())
 }
 
-fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
+pub(super) fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
     let mut hashes = vec![submission.module];
     hashes.extend(submission.validator.as_ref().map(|v| v.module));
     for mount in &submission.mounts {
@@ -138,7 +138,11 @@ fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
 
 /// Refuses a module that is neither a valid WebAssembly core module nor a WASI 0.2 command
 /// component, before any node sees it; `what` names it in the refusal.
-async fn check_module(shared: &AppState, module: BlobHash, what: &str) -> ApiResult<ModuleFacts> {
+pub(super) async fn check_module(
+    shared: &AppState,
+    module: BlobHash,
+    what: &str,
+) -> ApiResult<ModuleFacts> {
     let verdict = shared
         .module_verdicts
         .verdict(&shared.blobs, module)

@@ -9,6 +9,7 @@ mod credits;
 mod jobs;
 mod meta;
 mod nodes;
+mod pipelines;
 pub(crate) mod quota;
 mod trust;
 
@@ -38,6 +39,7 @@ const SMALL_BODY_BYTES_MAX: usize = 64 << 10;
 pub(crate) fn router(shared: AppState) -> Router {
     let jobs = Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/pipelines", post(pipelines::submit))
         .layer(DefaultBodyLimit::max(wire::limits::JSON_BODY_BYTES_MAX));
     let node_protocol = Router::new()
         .route("/v1/nodes/challenge", post(nodes::challenge))
@@ -60,6 +62,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs/{job}/tasks", get(jobs::tasks))
         .route("/v1/jobs/{job}/why", get(jobs::why))
         .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
+        .route("/v1/pipelines/{pipeline}", get(pipelines::status))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{node}/remove", post(nodes::remove))
         .route("/v1/nodes/jobs/{job}/runtime", get(nodes::job_runtime))

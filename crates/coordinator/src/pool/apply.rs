@@ -39,15 +39,15 @@ impl PoolState {
                 self.requester_tokens.remove(hash);
                 self.join_tokens.remove(hash);
             }
-            Event::JobSubmitted { job, tasks } => self.insert_job(job, tasks),
-            Event::JobFinished { job, state, at_ms } => self.end_job(*job, *state, *at_ms),
-            Event::JobCancelled { job, at_ms } => self.cancel(*job, *at_ms),
-            Event::JobsPurged { jobs } => {
-                for job in jobs {
-                    self.jobs.remove(job);
-                    self.changes.jobs.push(*job);
-                }
-            }
+            Event::JobSubmitted { .. }
+            | Event::JobFinished { .. }
+            | Event::JobCancelled { .. }
+            | Event::JobsPurged { .. } => self.apply_job_event(event),
+            Event::PipelineSubmitted { .. }
+            | Event::StageStarted { .. }
+            | Event::StageNotRun { .. }
+            | Event::PipelineEnded { .. }
+            | Event::PipelinesPurged { .. } => self.apply_pipeline_event(event),
             Event::AttemptsGranted {
                 node,
                 job,
@@ -89,6 +89,27 @@ impl PoolState {
     }
 
     /// The events about nodes and the attempts they hold.
+    fn apply_job_event(&mut self, event: &Event) {
+        match event {
+            Event::JobSubmitted { job, tasks } => self.insert_job(job, tasks),
+            Event::JobFinished { job, state, at_ms } => {
+                self.end_job(*job, *state, *at_ms);
+                self.stage_job_changed(*job);
+            }
+            Event::JobCancelled { job, at_ms } => {
+                self.cancel(*job, *at_ms);
+                self.stage_job_changed(*job);
+            }
+            Event::JobsPurged { jobs } => {
+                for job in jobs {
+                    self.jobs.remove(job);
+                    self.changes.jobs.push(*job);
+                }
+            }
+            _ => unreachable!("apply_job_event applies job events only"),
+        }
+    }
+
     fn apply_node_event(&mut self, event: &Event) {
         match event {
             Event::NodeRegistered { node } => {
@@ -195,6 +216,11 @@ impl PoolState {
                 writes.push(Write::CancelJob { job_id: job, at_ms });
             }
             Event::JobsPurged { jobs } => writes.push(Write::PurgeJobs(jobs)),
+            Event::PipelineSubmitted { .. }
+            | Event::StageStarted { .. }
+            | Event::StageNotRun { .. }
+            | Event::PipelineEnded { .. }
+            | Event::PipelinesPurged { .. } => self.push_pipeline_writes(event, writes),
             Event::GrantsDelivered { attempts, .. } if !attempts.is_empty() => {
                 writes.push(Write::GrantAttempts(attempts));
             }

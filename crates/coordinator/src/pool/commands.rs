@@ -10,10 +10,12 @@
 use store::AttemptRow;
 use wire::{
     AttemptId, AttemptReport, BlobHash, HeartbeatRequest, HeartbeatResponse, JobId, JobSubmission,
-    JobSubmitted, LeaseResponse, NodeId, ReportAck, RequesterId,
+    JobSubmitted, LeaseResponse, NodeId, PipelineId, PipelineSubmission, PipelineSubmitted,
+    ReportAck, RequesterId, TaskSpec,
 };
 
 use super::held::Held;
+use super::pipelines::StageModule;
 use super::{NewJob, NewNode, Outbox, PoolError, PoolState, UnfinishedMax};
 use crate::env::Entropy;
 
@@ -99,12 +101,7 @@ command! {
             submission.replicas,
             submission.validator.is_some(),
         )?;
-        let id = loop {
-            let id = JobId(entropy.next_u64());
-            if !pool.has_job(id) {
-                break id;
-            }
-        };
+        let id = pool.new_job_id(entropy);
         let new = NewJob {
             id,
             requester: this.requester,
@@ -114,6 +111,68 @@ command! {
             wasm_features: this.wasm_features,
         };
         Ok(pool.add_job(new, now_ms, out))
+    }
+}
+
+command! {
+    /// A requester's new pipeline; see `PoolState::submit_pipeline`.
+    SubmitPipeline {
+        requester: RequesterId,
+        submission: PipelineSubmission,
+        modules: Vec<StageModule>,
+        unfinished_max: UnfinishedMax,
+    } -> Result<PipelineSubmitted, PoolError>,
+    |this, pool, now_ms, entropy, out| {
+        pool.submit_pipeline(
+            this.requester,
+            this.submission,
+            this.modules,
+            this.unfinished_max,
+            (now_ms, entropy),
+            out,
+        )
+    }
+}
+
+command! {
+    /// The stage driver made a waiting stage's tasks from the outputs of the stage it reads.
+    StartStage {
+        pipeline: PipelineId,
+        stage: usize,
+        tasks: Vec<TaskSpec>,
+        unfinished_max: UnfinishedMax,
+    } -> Result<JobId, PoolError>,
+    |this, pool, now_ms, _entropy, out| {
+        pool.start_derived_stage(
+            this.pipeline,
+            this.stage,
+            this.tasks,
+            this.unfinished_max,
+            now_ms,
+            out,
+        )
+    }
+}
+
+command! {
+    /// A waiting stage will never run, for `reason`.
+    GiveUpStage {
+        pipeline: PipelineId,
+        stage: usize,
+        reason: String,
+    } -> (),
+    |this, pool, _now_ms, _entropy, out| {
+        pool.give_up_stage(this.pipeline, this.stage, this.reason, out);
+    }
+}
+
+command! {
+    /// Every stage of the pipeline ended.
+    EndPipeline {
+        pipeline: PipelineId,
+    } -> (),
+    |this, pool, now_ms, _entropy, out| {
+        pool.end_pipeline(this.pipeline, now_ms, out);
     }
 }
 
@@ -294,7 +353,10 @@ command! {
     /// Retention forgets up to `jobs_max` jobs that ended more than `keep_ms` ago.
     PurgeEnded { keep_ms: u64, jobs_max: usize } -> usize,
     |this, pool, now_ms, _, out| {
-        pool.purge_ended(now_ms.saturating_sub(this.keep_ms), this.jobs_max, out)
+        let ended_before_ms = now_ms.saturating_sub(this.keep_ms);
+        // Pipelines go first: a pipeline purged with its jobs still here reads as completed.
+        pool.purge_ended_pipelines(ended_before_ms, this.jobs_max, out)
+            + pool.purge_ended(ended_before_ms, this.jobs_max, out)
     }
 }
 

@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::CoordinatorError;
 use store::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRow};
 use wire::{
-    AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, Outcome, TaskSpec,
-    VerifiedBy,
+    AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, Outcome, PipelineId,
+    TaskSpec, VerifiedBy,
 };
 
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 7;
+pub(crate) const EVENTS_VERSION: u32 = 8;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,32 @@ pub(crate) enum Event {
     /// Ended jobs were forgotten, here and in the store.
     JobsPurged {
         jobs: Vec<JobId>,
+    },
+    /// A pipeline was submitted, every stage waiting; the stages with tasks of their own
+    /// start in the same change (each a `JobSubmitted`, then a `StageStarted`).
+    PipelineSubmitted {
+        pipeline: store::PipelineRow,
+    },
+    /// The stage's job was submitted, just before, under the id the stage was given.
+    StageStarted {
+        pipeline: PipelineId,
+        stage: usize,
+    },
+    /// The stage will never run.
+    StageNotRun {
+        pipeline: PipelineId,
+        stage: usize,
+        reason: String,
+    },
+    /// Every stage of the pipeline ended.
+    PipelineEnded {
+        pipeline: PipelineId,
+        at_ms: u64,
+    },
+    /// Ended pipelines were forgotten, with what their stages that never ran had named.
+    PipelinesPurged {
+        pipelines: Vec<PipelineId>,
+        unrun_jobs: Vec<JobId>,
     },
     /// Pending tasks of a job started on a node, each as a new attempt.
     AttemptsGranted {
@@ -243,7 +269,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 32] = [
+pub(crate) const EVENT_KINDS: [&str; 37] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -276,6 +302,11 @@ pub(crate) const EVENT_KINDS: [&str; 32] = [
     "NodeBanned",
     "ResultsRecalled",
     "CreditsMoved",
+    "PipelineSubmitted",
+    "StageStarted",
+    "StageNotRun",
+    "PipelineEnded",
+    "PipelinesPurged",
 ];
 
 #[cfg(test)]
@@ -315,6 +346,11 @@ impl Event {
             Event::NodeBanned { .. } => "NodeBanned",
             Event::ResultsRecalled { .. } => "ResultsRecalled",
             Event::CreditsMoved { .. } => "CreditsMoved",
+            Event::PipelineSubmitted { .. } => "PipelineSubmitted",
+            Event::StageStarted { .. } => "StageStarted",
+            Event::StageNotRun { .. } => "StageNotRun",
+            Event::PipelineEnded { .. } => "PipelineEnded",
+            Event::PipelinesPurged { .. } => "PipelinesPurged",
         }
     }
 }

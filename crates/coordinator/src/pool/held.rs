@@ -36,8 +36,7 @@ impl Held {
         }
     }
 
-    #[cfg(any(test, debug_assertions))]
-    fn plus(self, other: Held) -> Held {
+    pub(crate) fn plus(self, other: Held) -> Held {
         Held {
             tasks: self.tasks + other.tasks,
             bytes: self.bytes + other.bytes,

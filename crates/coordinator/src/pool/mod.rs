@@ -29,6 +29,7 @@ mod held;
 mod jobs;
 mod leases;
 mod nodes;
+mod pipelines;
 mod recall;
 #[cfg(any(test, debug_assertions))]
 mod replica;
@@ -49,15 +50,17 @@ use wire::{
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use checkpoints::Checkpoints;
 pub(crate) use commands::{
-    Cancel, Command, Compare, CreateToken, Deliver, Expire, GrantCredits, Heartbeat, Lease,
-    NewToken, Place, PurgeEnded, PurgeSilentNodes, Recall, RecordUpload, Register, Release,
-    RemoveNode, Report, RevokeToken, SaveCheckpoint, Submit, Withdraw,
+    Cancel, Command, Compare, CreateToken, Deliver, EndPipeline, Expire, GiveUpStage, GrantCredits,
+    Heartbeat, Lease, NewToken, Place, PurgeEnded, PurgeSilentNodes, Recall, RecordUpload,
+    Register, Release, RemoveNode, Report, RevokeToken, SaveCheckpoint, StartStage, Submit,
+    SubmitPipeline, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of, owner_key};
+pub(crate) use pipelines::{StageModule, StageWork};
 pub(crate) use recall::{RECALLED_UNFINISHED_MAX, Recalled};
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 pub(crate) use verification::Verifying;
@@ -77,6 +80,21 @@ pub(crate) enum PoolError {
     TooManyRequests(String),
     /// The request does not fit this pool; as sent, it never will.
     Invalid(String),
+}
+
+impl PoolError {
+    /// What it says, whatever its kind.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            PoolError::NotFound(message)
+            | PoolError::Conflict(message)
+            | PoolError::TooMuchUnfinished(message)
+            | PoolError::Unauthorized(message)
+            | PoolError::Forbidden(message)
+            | PoolError::TooManyRequests(message)
+            | PoolError::Invalid(message) => message,
+        }
+    }
 }
 
 /// How many tasks may wait or run at once, and how many bytes of specs and runtimes they may
@@ -148,6 +166,8 @@ pub(crate) struct PoolState {
     verifying: Verifying,
     /// The credit ledger's balances.
     accounts: credits::Accounts,
+    /// Stages, each a job, joined by their outputs.
+    pipelines: pipelines::Pipelines,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -379,6 +399,8 @@ pub(crate) struct Changes {
     pub(crate) comparisons: bool,
     /// A node was banned: results it alone vouched for are to be taken back.
     pub(crate) recalls: bool,
+    /// A pipeline came, or a stage's job ended: a waiting stage may start or be given up.
+    pub(crate) stages: bool,
 }
 
 impl PoolState {
@@ -403,6 +425,7 @@ impl PoolState {
             held: held::Ledger::default(),
             verifying: Verifying::default(),
             accounts: credits::Accounts::default(),
+            pipelines: pipelines::Pipelines::default(),
         }
     }
 
@@ -427,6 +450,9 @@ impl PoolState {
             self.insert_node_row(row, now_ms);
         }
         self.restore_jobs(image.jobs, image.task_counts, image.open_tasks, now_ms);
+        for pipeline in image.pipelines {
+            self.restore_pipeline(pipeline);
+        }
         for (job_id, attempts, fuel) in image.job_usage {
             if let Some(job) = self.jobs.get_mut(&job_id) {
                 job.attempts_total = attempts;

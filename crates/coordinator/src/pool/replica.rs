@@ -36,6 +36,7 @@ impl PoolState {
             held,
             verifying: self.verifying.clone(),
             accounts: self.accounts.clone(),
+            pipelines: self.pipelines.clone(),
         }
     }
 
@@ -75,6 +76,7 @@ impl PoolState {
             held,
             verifying,
             accounts,
+            pipelines,
         } = self;
         assert_eq!(*pool_name, other.pool_name);
         assert_eq!(*lease_ms_min, other.lease_ms_min);
@@ -100,5 +102,6 @@ impl PoolState {
         assert!(*held == other.held, "the tallies of unfinished work");
         assert_eq!(*verifying, other.verifying, "verification and node records");
         assert_eq!(*accounts, other.accounts, "the credit ledger");
+        assert!(*pipelines == other.pipelines, "the pipelines");
     }
 }

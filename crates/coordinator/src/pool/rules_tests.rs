@@ -287,6 +287,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::checkpoints::dropped_by_a_ban(&mut dropping);
     dropping.settle();
     h.kinds.extend(dropping.kinds.iter().copied());
+    // And pipelines, whose stages start, are given up, end and are purged.
+    let mut piping = Harness::new();
+    super::pipelines::a_whole_life(&mut piping);
+    h.kinds.extend(piping.kinds.iter().copied());
     let missing: Vec<_> = EVENT_KINDS
         .iter()
         .filter(|kind| !h.kinds.contains(*kind))

@@ -49,6 +49,8 @@ pub(super) fn new_node(
 
 #[path = "checkpoints_tests.rs"]
 mod checkpoints;
+#[path = "pipelines_tests.rs"]
+mod pipelines;
 #[path = "recall_tests.rs"]
 mod recall;
 #[path = "rules_tests.rs"]

@@ -1,0 +1,236 @@
+//! Pipelines: a stage with its own tasks starts with the pipeline, a stage that reads another
+//! waits until it completed and starts once under the id it was given, a stage whose source
+//! did not complete is given up and so are its readers, and the pipeline ends with its stages.
+
+use wire::{PipelineId, PipelineSubmission, StageInput, StageState, StageSubmission};
+
+use super::*;
+
+fn submission(tasks: usize) -> JobSubmission {
+    JobSubmission::new(
+        "stage",
+        BlobHash::of(b"module"),
+        (0..tasks)
+            .map(|index| TaskSpec {
+                args: vec![index.to_string()],
+                ..TaskSpec::default()
+            })
+            .collect(),
+    )
+}
+
+fn module() -> StageModule {
+    StageModule {
+        module_bytes: 1 << 10,
+        component_imports: None,
+        wasm_features: Vec::new(),
+    }
+}
+
+/// A pipeline of `map` (2 tasks) and `reduce` (reads all of map's outputs).
+fn map_reduce(h: &mut Harness) -> (PipelineId, JobId, JobId) {
+    let pipeline = PipelineSubmission {
+        name: "count".to_owned(),
+        stages: vec![
+            StageSubmission {
+                name: "map".to_owned(),
+                input: None,
+                job: submission(2),
+            },
+            StageSubmission {
+                name: "reduce".to_owned(),
+                input: Some(StageInput::All("map".to_owned())),
+                job: submission(1),
+            },
+        ],
+    };
+    let (submitted, kinds) = h.run(SubmitPipeline {
+        requester: OWNER,
+        submission: pipeline,
+        modules: vec![module(), module()],
+        unfinished_max: UNBOUNDED,
+    });
+    assert_eq!(kinds, ["PipelineSubmitted", "JobSubmitted", "StageStarted"]);
+    let submitted = submitted.unwrap();
+    let jobs: Vec<JobId> = submitted.stages.iter().map(|stage| stage.job_id).collect();
+    (submitted.pipeline_id, jobs[0], jobs[1])
+}
+
+const UNBOUNDED: UnfinishedMax = UnfinishedMax {
+    pool: u64::MAX / 4,
+    per_requester: u64::MAX / 4,
+    pool_bytes: u64::MAX / 4,
+    per_requester_bytes: u64::MAX / 4,
+};
+
+fn run_all(h: &mut Harness, node: NodeId, outcome: Outcome) {
+    for grant in h.take(node, 8) {
+        h.report(node, grant.attempt_id, outcome.clone());
+    }
+    h.settle();
+}
+
+fn stages(h: &Harness, pipeline: PipelineId) -> Vec<StageState> {
+    let status = h.pool.pipeline_status(pipeline, OWNER).unwrap();
+    status.stages.iter().map(|stage| stage.state).collect()
+}
+
+#[test]
+fn a_reading_stage_waits_for_its_source_then_starts_once_under_its_id() {
+    let mut h = Harness::new();
+    let node = h.node(1, 8);
+    let (pipeline, map, reduce) = map_reduce(&mut h);
+    assert!(h.pool.has_job(map));
+    assert!(!h.pool.has_job(reduce), "the reading stage has no job yet");
+    assert_eq!(
+        stages(&h, pipeline),
+        [StageState::Running, StageState::Waiting]
+    );
+    assert!(
+        h.pool.stage_work().is_empty(),
+        "nothing to start while map runs"
+    );
+
+    run_all(&mut h, node, Outcome::Succeeded);
+    assert!(h.pool.stages_wanted(), "the driver is woken by map's end");
+    let work = h.pool.stage_work();
+    let [StageWork::Start { reads, stage, .. }] = work.as_slice() else {
+        panic!("one stage to start: {work:?}");
+    };
+    assert_eq!((*reads, *stage), (map, 1));
+    let tasks = vec![TaskSpec::default()];
+    let start = |tasks: Vec<TaskSpec>| StartStage {
+        pipeline,
+        stage: 1,
+        tasks,
+        unfinished_max: UNBOUNDED,
+    };
+    let (started, kinds) = h.run(start(tasks.clone()));
+    assert_eq!(started, Ok(reduce));
+    assert_eq!(kinds, ["JobSubmitted", "StageStarted"]);
+    let (again, kinds) = h.run(start(tasks));
+    assert!(matches!(again, Err(PoolError::Conflict(_))), "{again:?}");
+    assert!(kinds.is_empty(), "a stage starts once");
+
+    run_all(&mut h, node, Outcome::Succeeded);
+    let work = h.pool.stage_work();
+    assert_eq!(work, [StageWork::End { pipeline }]);
+    let (_, kinds) = h.run(EndPipeline { pipeline });
+    assert_eq!(kinds, ["PipelineEnded"]);
+    let status = h.pool.pipeline_status(pipeline, OWNER).unwrap();
+    assert_eq!(status.state, JobState::Completed);
+    assert!(h.pool.stage_work().is_empty());
+}
+
+#[test]
+fn a_failed_source_gives_up_its_readers_with_the_reason() {
+    let mut h = Harness::new();
+    let node = h.node(1, 8);
+    let (pipeline, _, reduce) = map_reduce(&mut h);
+    run_all(&mut h, node, Outcome::ExitCode { code: 1 });
+    let work = h.pool.stage_work();
+    let [StageWork::GiveUp { reason, .. }] = work.as_slice() else {
+        panic!("the reader is given up: {work:?}");
+    };
+    assert_eq!(reason, "not run, because stage map failed");
+    let (_, kinds) = h.run(GiveUpStage {
+        pipeline,
+        stage: 1,
+        reason: reason.clone(),
+    });
+    assert_eq!(kinds, ["StageNotRun"]);
+    h.run(EndPipeline { pipeline });
+    let status = h.pool.pipeline_status(pipeline, OWNER).unwrap();
+    assert_eq!(status.state, JobState::Failed);
+    assert_eq!(
+        stages(&h, pipeline),
+        [StageState::Failed, StageState::NotRun]
+    );
+    assert!(!h.pool.has_job(reduce));
+    let (started, kinds) = h.run(StartStage {
+        pipeline,
+        stage: 1,
+        tasks: vec![TaskSpec::default()],
+        unfinished_max: UNBOUNDED,
+    });
+    assert!(
+        started.is_err() && kinds.is_empty(),
+        "a stage given up never starts"
+    );
+}
+
+#[test]
+fn a_pipeline_past_the_unfinished_bounds_is_refused_whole() {
+    let mut h = Harness::new();
+    let tight = UnfinishedMax {
+        per_requester: 1,
+        ..UNBOUNDED
+    };
+    let pipeline = PipelineSubmission {
+        name: "big".to_owned(),
+        stages: vec![StageSubmission {
+            name: "map".to_owned(),
+            input: None,
+            job: submission(2),
+        }],
+    };
+    let (refused, kinds) = h.run(SubmitPipeline {
+        requester: OWNER,
+        submission: pipeline,
+        modules: vec![module()],
+        unfinished_max: tight,
+    });
+    assert!(
+        matches!(refused, Err(PoolError::TooMuchUnfinished(_))),
+        "{refused:?}"
+    );
+    assert!(kinds.is_empty(), "a refused pipeline records nothing");
+}
+
+#[test]
+fn another_requester_cannot_see_a_pipeline() {
+    let mut h = Harness::new();
+    let (pipeline, _, _) = map_reduce(&mut h);
+    let error = h
+        .pool
+        .pipeline_status(pipeline, RequesterId(99))
+        .unwrap_err();
+    assert!(matches!(error, PoolError::NotFound(_)), "{error:?}");
+}
+
+#[test]
+fn an_ended_pipeline_is_purged_with_what_its_unrun_stages_named() {
+    let mut h = Harness::new();
+    a_whole_life(&mut h);
+}
+
+/// A pipeline whose reader is given up, ended and purged: every pipeline event, for the
+/// replay test of every kind.
+pub(super) fn a_whole_life(h: &mut Harness) {
+    let node = h.node(1, 8);
+    let (pipeline, _, reduce) = map_reduce(h);
+    run_all(h, node, Outcome::ExitCode { code: 1 });
+    let reason = "not run, because stage map failed".to_owned();
+    h.run(GiveUpStage {
+        pipeline,
+        stage: 1,
+        reason,
+    });
+    h.run(EndPipeline { pipeline });
+    h.now_ms += 10_000;
+    let (purged, kinds) = h.run(PurgeEnded {
+        keep_ms: 1_000,
+        jobs_max: 10,
+    });
+    assert_eq!(purged, 2, "the pipeline and its one job");
+    assert_eq!(kinds, ["PipelinesPurged", "JobsPurged"]);
+    assert!(!h.pool.has_pipeline(pipeline));
+    h.settle();
+    let writes: Vec<&Write> = h.out.writes.iter().collect();
+    assert!(
+        writes
+            .iter()
+            .any(|write| matches!(write, Write::PurgeJobs(jobs) if jobs == &[reduce])),
+        "the unrun stage's id is purged in the store: {writes:?}"
+    );
+}
