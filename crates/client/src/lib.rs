@@ -367,6 +367,18 @@ impl Client {
         .await
     }
 
+    /// Submits a pipeline: its stages, each a job, started as the stages they read complete.
+    pub async fn submit_pipeline(
+        &self,
+        pipeline: &wire::PipelineSubmission,
+    ) -> Result<wire::PipelineSubmitted> {
+        self.post("/v1/pipelines", pipeline).await
+    }
+
+    pub async fn pipeline(&self, pipeline: wire::PipelineId) -> Result<wire::PipelineStatus> {
+        self.get(&format!("/v1/pipelines/{pipeline}")).await
+    }
+
     pub async fn jobs(&self, limit: usize) -> Result<JobList> {
         self.get(&format!("/v1/jobs?limit={limit}")).await
     }

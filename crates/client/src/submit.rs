@@ -16,6 +16,25 @@ use crate::{Client, ClientError, Result};
 type Uploaded = HashMap<PathBuf, BlobHash>;
 
 impl Client {
+    /// Uploads every file of every stage (each once per stage) and returns the submission.
+    pub async fn upload_pipeline(
+        &self,
+        plan: &jobspec::PipelinePlan,
+    ) -> Result<wire::PipelineSubmission> {
+        let mut stages = Vec::with_capacity(plan.stages.len());
+        for stage in &plan.stages {
+            stages.push(wire::StageSubmission {
+                name: stage.name.clone(),
+                input: stage.input.clone(),
+                job: self.upload_plan(&stage.job).await?,
+            });
+        }
+        Ok(wire::PipelineSubmission {
+            name: plan.name.clone(),
+            stages,
+        })
+    }
+
     /// Uploads every file the plan names (each once) and returns the submission naming them.
     pub async fn upload_plan(&self, plan: &JobPlan) -> Result<JobSubmission> {
         let mut uploaded = Uploaded::new();

@@ -356,7 +356,7 @@ pub(crate) struct SubmitArgs {
 pub(crate) struct StatusArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
-    /// The job; all your jobs when absent.
+    /// The job, or a pipeline (p-…) with each stage; all your jobs when absent.
     pub(crate) job: Option<String>,
     /// Say why pending tasks are not placed.
     #[arg(long)]
@@ -377,7 +377,11 @@ pub(crate) struct JobArgs {
 pub(crate) struct ResultsArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
+    /// The job, or a pipeline (p-…): then its last stage's results, or `--stage`'s.
     pub(crate) job: String,
+    /// With a pipeline: the stage whose results to fetch.
+    #[arg(long)]
+    pub(crate) stage: Option<String>,
     /// Directory to write into: one directory per task with stdout, stderr and output/.
     #[arg(long)]
     pub(crate) out: PathBuf,

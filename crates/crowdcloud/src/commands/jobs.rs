@@ -39,6 +39,10 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
+    if job.starts_with(wire::PipelineId::PREFIX) {
+        super::pipelines::status(&client, job, args.connection.json).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let job = parse_job(job)?;
     let status = client.job(job).await?;
     let why = if args.why {

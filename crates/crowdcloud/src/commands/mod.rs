@@ -7,6 +7,7 @@ mod demo;
 mod doctor;
 mod jobs;
 mod join;
+mod pipelines;
 mod results;
 mod runtimes;
 mod service;

@@ -15,7 +15,13 @@ use crate::output::print_json;
 
 pub(crate) async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
     let client = local::connect(&args.connection).await?;
-    let job = parse_job(&args.job)?;
+    let job = match args.job.starts_with(wire::PipelineId::PREFIX) {
+        true => super::pipelines::stage_job(&client, &args.job, args.stage.as_deref()).await?,
+        false if args.stage.is_some() => {
+            bail!("--stage goes with a pipeline (p-…); {} is a job", args.job)
+        }
+        false => parse_job(&args.job)?,
+    };
     let tasks = client.all_tasks(job).await?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -16,6 +16,9 @@ use crate::local;
 use crate::output::{self, print_json};
 
 pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    if let Some(text) = pipeline_spec(&args.spec_or_module)? {
+        return super::pipelines::submit(&args, &text).await;
+    }
     // A script's job mounts a copy of it, kept until it is uploaded.
     let (plan, staged) = plan(&args)?;
     let client = local::connect(&args.connection).await?;
@@ -42,6 +45,17 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(status.state))
 }
 
+/// The text of the spec at `path` when it describes a pipeline (`[[stages]]`).
+fn pipeline_spec(path: &Path) -> anyhow::Result<Option<String>> {
+    let is_spec = path.extension().is_some_and(|ext| ext == "toml");
+    if !is_spec {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the spec {}", path.display()))?;
+    Ok(jobspec::is_pipeline(&text).then_some(text))
+}
+
 /// The job to upload, and for a script the directory its copy is staged in.
 fn plan(args: &SubmitArgs) -> anyhow::Result<(JobPlan, Option<tempfile::TempDir>)> {
     let mut plan = spec_or_module(args)?;
@@ -60,7 +74,7 @@ fn plan(args: &SubmitArgs) -> anyhow::Result<(JobPlan, Option<tempfile::TempDir>
 /// the script is copied alone into a directory mounted at `/job` (so nothing beside it is
 /// uploaded), its packages are mounted at `/packages` on `PYTHONPATH`, and `/job/NAME` comes
 /// first in every task's args. Returns the directory the script is staged in.
-fn with_runtime(
+pub(crate) fn with_runtime(
     plan: &mut JobPlan,
     data_dir: &Option<PathBuf>,
 ) -> anyhow::Result<tempfile::TempDir> {

@@ -15,6 +15,7 @@ mod hostile_nodes;
 mod jobs;
 mod lan;
 mod owner;
+mod pipelines;
 mod postgres;
 mod public;
 mod public_networks;

@@ -1,0 +1,367 @@
+//! Pipelines on a real pool: a word count with map, shuffle and reduce over real agents, one
+//! of them killed mid-map; stages given up when what they read failed; bad graphs refused.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use wire::{
+    ErrorCode, JobState, JobSubmission, Limits, PipelineStatus, PipelineSubmission, StageInput,
+    StageState, StageSubmission, TaskSpec,
+};
+
+use crate::harness::{BINARY, Pool, eventually, probe};
+
+async fn cli(pool: &Pool, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .env("CROWDCLOUD_COORDINATOR", &pool.url)
+        .env("CROWDCLOUD_TOKEN", &pool.owner_token)
+        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
+        .output()
+        .await
+        .expect("running the CLI")
+}
+
+/// The pipeline once it ended, waiting at most `limit`.
+async fn ended(owner: &client::Client, id: wire::PipelineId, limit: Duration) -> PipelineStatus {
+    eventually("the pipeline to end", limit, || async move {
+        let status = owner.pipeline(id).await.ok()?;
+        status.state.is_terminal().then_some(status)
+    })
+    .await
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `count` books of made-up words from a small vocabulary, so words repeat across books, and
+/// the count of every word as this test makes it.
+fn books(count: usize) -> (Vec<String>, BTreeMap<String, u64>) {
+    let vocabulary: Vec<String> = (0..300).map(|index| format!("w{index:03}x")).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut counts = BTreeMap::new();
+    let books = (0..count)
+        .map(|book| {
+            let mut text = String::new();
+            for word in 0..200 + book * 7 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let chosen = &vocabulary[(state % vocabulary.len() as u64) as usize];
+                // Capitals and punctuation: the guest lowercases and splits on them.
+                let shown = if word % 5 == 0 {
+                    chosen.to_uppercase()
+                } else {
+                    chosen.clone()
+                };
+                text.push_str(&shown);
+                text.push_str(if word % 11 == 0 { ",\n" } else { " " });
+                *counts.entry(chosen.clone()).or_insert(0) += 1;
+            }
+            text
+        })
+        .collect();
+    (books, counts)
+}
+
+/// Writes `count` books, the wordfreq module and `count.toml` (map per book into 4 parts, a
+/// reduce per part, one gather) into `dir`; returns the count the pipeline must come to.
+fn write_word_count(dir: &std::path::Path, count: usize) -> BTreeMap<String, u64> {
+    let (books, expected) = books(count);
+    std::fs::create_dir(dir.join("books")).unwrap();
+    for (index, book) in books.iter().enumerate() {
+        std::fs::write(dir.join(format!("books/book-{index:02}.txt")), book).unwrap();
+    }
+    std::fs::write(dir.join("wordfreq.wasm"), guests::WORDFREQ).unwrap();
+    std::fs::write(
+        dir.join("count.toml"),
+        "name = \"word count\"\n\
+         [[stages]]\nname = \"map\"\nmodule = \"wordfreq.wasm\"\n\
+         per_input = { dir = \"books\", args = [\"map\", \"4\"] }\n\
+         [[stages]]\nname = \"reduce\"\nmodule = \"wordfreq.wasm\"\n\
+         partition = { stage = \"map\", parts = 4 }\nargs = [\"reduce\"]\n\
+         [[stages]]\nname = \"gather\"\nmodule = \"wordfreq.wasm\"\nall = \"reduce\"\n\
+         args = [\"reduce\"]\n",
+    )
+    .unwrap();
+    expected
+}
+
+/// `status` shows each stage and the graph as text.
+async fn shows_the_graph(pool: &Pool, pipeline: &str) {
+    let shown = cli(pool, &["status", pipeline]).await;
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains("reduce <- 4 partitions of map's outputs"),
+        "{shown}"
+    );
+    assert!(shown.contains("gather <- all outputs of reduce"), "{shown}");
+    assert!(shown.contains("completed"), "{shown}");
+}
+
+/// A `word<TAB>count` file as a map.
+fn read_counts(path: &std::path::Path) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|line| {
+            let (word, count) = line.split_once('\t').expect("word<TAB>count");
+            (word.to_owned(), count.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_map() {
+    let pool = Pool::start(3_000).await;
+    let mut doomed = pool.agent("doomed", 2).await;
+    let _steady = pool.agent("steady", 2).await;
+    let _third = pool.agent("third", 2).await;
+    pool.wait_online(&["doomed", "steady", "third"]).await;
+    let work = tempfile::tempdir().unwrap();
+    let expected = write_word_count(work.path(), 60);
+    let spec = work.path().join("count.toml");
+    let submitted = cli(&pool, &["submit", spec.to_str().unwrap()]).await;
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let pipeline = text(&submitted.stdout).trim().to_owned();
+    let id: wire::PipelineId = pipeline.parse().expect("submit prints the pipeline id");
+
+    // One agent dies as soon as the map has begun to finish: its attempts run elsewhere.
+    let owner = &pool.owner;
+    eventually(
+        "the map stage to get going",
+        Duration::from_secs(60),
+        || async move {
+            let status = owner.pipeline(id).await.ok()?;
+            (status.stages[0].counts.succeeded > 0).then_some(())
+        },
+    )
+    .await;
+    doomed.kill().await;
+
+    let ended = ended(owner, id, Duration::from_secs(120)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let tasks: Vec<u32> = ended.stages.iter().map(|s| s.counts.succeeded).collect();
+    assert_eq!(
+        tasks,
+        [60, 4, 1],
+        "a map per book, a reduce per part, one gather"
+    );
+
+    shows_the_graph(&pool, &pipeline).await;
+    let out = work.path().join("results");
+    let fetched = cli(
+        &pool,
+        &["results", &pipeline, "--out", out.to_str().unwrap()],
+    )
+    .await;
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    let counted = read_counts(&out.join("0/output/counts.txt"));
+    assert_eq!(
+        counted, expected,
+        "the pipeline's count is the count made here"
+    );
+
+    let partial = cli(
+        &pool,
+        &[
+            "results",
+            &pipeline,
+            "--stage",
+            "reduce",
+            "--out",
+            out.join("reduce").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(partial.status.success(), "{}", text(&partial.stderr));
+    for part in 0..4 {
+        assert!(
+            out.join(format!("reduce/{part}/output/counts.txt"))
+                .exists()
+        );
+    }
+}
+
+fn stage(name: &str, input: Option<StageInput>, job: JobSubmission) -> StageSubmission {
+    StageSubmission {
+        name: name.to_owned(),
+        input,
+        job,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_whose_source_failed_is_not_run_and_says_why_and_so_are_its_readers() {
+    let pool = Pool::start(3_000).await;
+    let _agent = pool.agent("worker", 2).await;
+    let probe_module = pool.upload_wasm(guests::PROBE).await;
+    let limits = Limits::default();
+    let failing = pool.submission(
+        probe_module,
+        vec![probe(&["echo", "fine"]), probe(&["exit", "3"])],
+        limits,
+    );
+    let template = pool.submission(probe_module, vec![probe(&["ls", "/input"])], limits);
+    let pipeline = PipelineSubmission {
+        name: "doomed".to_owned(),
+        stages: vec![
+            stage("first", None, failing),
+            stage(
+                "second",
+                Some(StageInput::Each("first".into())),
+                template.clone(),
+            ),
+            stage("third", Some(StageInput::All("second".into())), template),
+        ],
+    };
+    let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
+    let owner = &pool.owner;
+    let id = submitted.pipeline_id;
+    let ended = ended(owner, id, Duration::from_secs(60)).await;
+    assert_eq!(ended.state, JobState::Failed);
+    let states: Vec<StageState> = ended.stages.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [StageState::Failed, StageState::NotRun, StageState::NotRun]
+    );
+    assert_eq!(
+        ended.stages[1].reason.as_deref(),
+        Some("not run, because stage first failed")
+    );
+    assert_eq!(
+        ended.stages[2].reason.as_deref(),
+        Some("not run, because stage second was not run")
+    );
+    let missing = owner.job(ended.stages[1].job_id).await.unwrap_err();
+    assert_eq!(
+        missing.code(),
+        Some(ErrorCode::NotFound),
+        "no job ran for it"
+    );
+}
+
+/// Pipelines that must be refused, each with what the refusal says.
+fn bad_graphs(job: &JobSubmission) -> Vec<(Vec<StageSubmission>, &'static str)> {
+    let derived = |input: StageInput| Some(input);
+    vec![
+        (
+            vec![
+                stage("a", derived(StageInput::Each("b".into())), job.clone()),
+                stage("b", derived(StageInput::Each("a".into())), job.clone()),
+            ],
+            "which is not a stage listed before it",
+        ),
+        (
+            vec![
+                stage("a", None, job.clone()),
+                stage("b", derived(StageInput::All("nowhere".into())), job.clone()),
+            ],
+            "reads \"nowhere\"",
+        ),
+        (
+            vec![stage(
+                "a",
+                derived(StageInput::Each("a".into())),
+                job.clone(),
+            )],
+            "reads its own outputs",
+        ),
+        (
+            vec![
+                stage("a", None, job.clone()),
+                stage(
+                    "b",
+                    derived(StageInput::Partition {
+                        stage: "a".into(),
+                        parts: wire::limits::PARTITIONS_MAX + 1,
+                    }),
+                    job.clone(),
+                ),
+            ],
+            "give 1 to 10000 parts",
+        ),
+        (
+            vec![stage("a", None, job.clone()), stage("a", None, job.clone())],
+            "two stages are named a",
+        ),
+        (
+            vec![
+                stage("a", None, job.clone()),
+                stage(
+                    "b",
+                    derived(StageInput::Each("a".into())),
+                    JobSubmission {
+                        tasks: vec![TaskSpec::default(), TaskSpec::default()],
+                        ..job.clone()
+                    },
+                ),
+            ],
+            "give exactly one task",
+        ),
+        (
+            (0..=wire::limits::STAGES_PER_PIPELINE_MAX)
+                .map(|index| stage(&format!("s{index}"), None, job.clone()))
+                .collect(),
+            "give 1 to 16 stages",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_graphs_are_refused_at_submit_and_change_nothing() {
+    let pool = Pool::start(3_000).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let job = pool.submission(module, vec![probe(&["echo", "x"])], Limits::default());
+    let cases = bad_graphs(&job);
+    for (stages, expected) in cases {
+        let pipeline = PipelineSubmission {
+            name: "bad".to_owned(),
+            stages,
+        };
+        let error = pool.owner.submit_pipeline(&pipeline).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::BadRequest), "{error}");
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+    }
+    let jobs = pool.owner.jobs(100).await.unwrap();
+    assert!(jobs.jobs.is_empty(), "no stage of a refused pipeline ran");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_submitted_before_its_coordinator_was_killed_runs_to_its_end_after() {
+    let mut pool = Pool::start(3_000).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let limits = Limits::default();
+    let make = pool.submission(module, vec![probe(&["files", "3"])], limits);
+    let look = pool.submission(module, vec![probe(&["ls", "/input"])], limits);
+    let pipeline = PipelineSubmission {
+        name: "restarted".to_owned(),
+        stages: vec![
+            stage("make", None, make),
+            stage("look", Some(StageInput::Each("make".into())), look),
+        ],
+    };
+    // No agent yet: the pipeline is only stored when the coordinator dies.
+    let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
+    pool.restart_coordinator_hard().await;
+    let _agent = pool.agent("worker", 2).await;
+    let owner = &pool.owner;
+    let id = submitted.pipeline_id;
+    let ended = ended(owner, id, Duration::from_secs(60)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    assert_eq!(ended.stages[1].job_id, submitted.stages[1].job_id);
+    let looked = owner.all_tasks(ended.stages[1].job_id).await.unwrap();
+    let mut listed = Vec::new();
+    for task in &looked {
+        listed.push(text(&pool.stdout(task).await).trim().to_owned());
+    }
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["f0", "f1", "f2"],
+        "one task per file the first stage made"
+    );
+}
