@@ -379,6 +379,12 @@ impl Client {
         self.get(&format!("/v1/pipelines/{pipeline}")).await
     }
 
+    /// Why task `index` of `job` ran, or whose result it took.
+    pub async fn explain(&self, job: JobId, index: u32) -> Result<wire::Explanation> {
+        self.get(&format!("/v1/jobs/{job}/tasks/{index}/explain"))
+            .await
+    }
+
     pub async fn jobs(&self, limit: usize) -> Result<JobList> {
         self.get(&format!("/v1/jobs?limit={limit}")).await
     }

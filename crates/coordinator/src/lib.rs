@@ -40,6 +40,7 @@ mod pool;
 mod readable;
 mod recall;
 mod retention;
+mod reuse;
 mod service;
 #[cfg(test)]
 mod sim;

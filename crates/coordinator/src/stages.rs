@@ -14,7 +14,7 @@ use std::time::Duration;
 use store::Commit;
 use wire::{InputFile, OutputFile, PipelineId, StageInput, TaskSpec};
 
-use crate::pool::{EndPipeline, GiveUpStage, PoolError, StageWork, StartStage};
+use crate::pool::{EndPipeline, Found, GiveUpStage, PoolError, StageWork, StartStage};
 use crate::service::Shared;
 
 /// How long the driver waits before it looks again at a stage the pool's bounds held back.
@@ -62,11 +62,20 @@ async fn drive_once(shared: &Shared) -> Result<bool, store::StoreError> {
                 stage,
                 reads,
                 input,
-                template,
+                requester,
+                mut job,
             } => {
                 let outputs = shared.store.task_outputs(reads).await?;
+                let template = job.tasks.pop().expect("a waiting stage has its template");
                 let tasks = derive(&input, &template, &outputs);
-                let (held, commit) = start(shared, pipeline, stage, tasks);
+                let reusable = match &tasks {
+                    Ok(tasks) => {
+                        job.tasks = tasks.clone();
+                        crate::reuse::reusable(shared, requester, &job).await?
+                    }
+                    Err(_) => Vec::new(),
+                };
+                let (held, commit) = start(shared, (pipeline, stage), tasks, reusable);
                 held_back |= held;
                 commit
             }
@@ -86,9 +95,9 @@ async fn drive_once(shared: &Shared) -> Result<bool, store::StoreError> {
 /// the pool refuses them for good; whether the pool's bounds held it back for now.
 fn start(
     shared: &Shared,
-    pipeline: PipelineId,
-    stage: usize,
+    (pipeline, stage): (PipelineId, usize),
     tasks: Result<Vec<TaskSpec>, String>,
+    reusable: Found,
 ) -> (bool, Commit) {
     let tasks = match tasks {
         Ok(tasks) => tasks,
@@ -104,6 +113,7 @@ fn start(
         pipeline,
         stage,
         tasks,
+        reusable,
         unfinished_max,
     });
     match started {

@@ -364,6 +364,10 @@ pub(crate) struct StatusArgs {
     /// List every task with its result.
     #[arg(long)]
     pub(crate) tasks: bool,
+    /// Say why this task ran, or whose result it took (a pipeline's tasks take the result of
+    /// an earlier task of the same key).
+    #[arg(long, value_name = "TASK")]
+    pub(crate) explain: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ mod plan;
 mod read;
 mod recall;
 mod retention;
+mod reuse;
 mod rows;
 mod schema;
 mod sqlite_writer;
@@ -30,6 +31,7 @@ mod writer;
 
 pub use ledger::LedgerImage;
 pub use load::PoolImage;
+pub use reuse::{Reusable, TaskHistory};
 pub use rows::*;
 pub use writer::Write;
 

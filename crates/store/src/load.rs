@@ -182,7 +182,7 @@ impl Store {
             "SELECT job_id, COUNT(*) AS n, \
              CAST(COALESCE(SUM(fuel_used / 1048576), 0) AS BIGINT) AS fuel_high, \
              CAST(COALESCE(SUM(fuel_used % 1048576), 0) AS BIGINT) AS fuel_low \
-             FROM attempts WHERE state <> 'released' GROUP BY job_id",
+             FROM attempts WHERE state NOT IN ('released', 'reused') GROUP BY job_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -207,7 +207,7 @@ impl Store {
         for row in sqlx::query(
             "SELECT t.job_id, a.node_id, COUNT(*) AS n FROM tasks t \
              JOIN attempts a ON a.id = t.result_attempt_id WHERE t.state = 'succeeded' \
-             GROUP BY t.job_id, a.node_id",
+             AND a.state <> 'reused' GROUP BY t.job_id, a.node_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -344,7 +344,7 @@ impl Store {
             "SELECT a.job_id, a.task_idx, COUNT(*) AS n FROM attempts a \
              JOIN jobs j ON j.id = a.job_id \
              JOIN tasks t ON t.job_id = a.job_id AND t.idx = a.task_idx \
-             WHERE j.state = 'running' AND a.state <> 'released' \
+             WHERE j.state = 'running' AND a.state NOT IN ('released', 'reused') \
              AND a.granted_at_ms >= COALESCE(t.recalled_at_ms, 0) \
              GROUP BY a.job_id, a.task_idx",
         )

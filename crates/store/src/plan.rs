@@ -18,7 +18,7 @@ pub(crate) fn db(value: u64) -> i64 {
     value as i64
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("wire types serialize to JSON")
 }
 
@@ -93,6 +93,11 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
         ),
         Write::PurgeJobs(job_ids) => retention::purge_jobs(sql, backend, job_ids),
         Write::UpsertPipeline(row) => upsert_pipeline(sql, backend, row),
+        Write::ReuseResults {
+            job_id,
+            at_ms,
+            tasks,
+        } => crate::reuse::reuse_results(sql, backend, *job_id, *at_ms, tasks),
         Write::PurgePipelines(ids) => retention::purge_pipelines(sql, backend, ids),
         Write::InsertTransfers(_) => unreachable!("`plan` inserts a group's ledger rows at once"),
     }
@@ -410,16 +415,18 @@ fn insert_job(sql: &mut Vec<Statement>, backend: Backend, job: &JobRow, tasks: &
     for (chunk_index, chunk) in tasks.chunks(ROWS_PER_INSERT).enumerate() {
         let mut statement = Statement::new(values_sql(
             backend,
-            "INSERT INTO tasks (job_id, idx, spec, state) VALUES ",
+            "INSERT INTO tasks (job_id, idx, spec, state, task_key) VALUES ",
             chunk.len(),
-            &["", "", "", "'pending'"],
+            &["", "", "", "'pending'", ""],
         ));
         for (offset, task) in chunk.iter().enumerate() {
             let index = chunk_index * ROWS_PER_INSERT + offset;
+            let key = wire::key::task_key(&job.spec, index as u32, task);
             statement = statement
                 .bind(job.id.as_db())
                 .bind(index as i64)
-                .bind(json(task));
+                .bind(json(task))
+                .bind(key.to_hex());
         }
         sql.push(statement);
     }

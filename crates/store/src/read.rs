@@ -50,7 +50,7 @@ impl Store {
              a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.compile_ms, \
              a.stdout, a.stderr, a.outputs, \
              (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
-               AND c.state <> 'released') AS attempts, \
+               AND c.state NOT IN ('released', 'reused')) AS attempts, t.reused_job_id, t.reused_idx, \
              (SELECT r.id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
                AND r.state = 'running' LIMIT 1) AS running_attempt, \
              (SELECT r.node_id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
@@ -185,6 +185,13 @@ fn task_status_at(row: &sqlx::any::AnyRow) -> Result<TaskStatus, StoreError> {
             .try_get::<Option<i64>, _>("recalled_from")?
             .map(NodeId::from_db),
         checkpoints: checkpoints_at(row)?,
+        reused_from: match row.try_get::<Option<i64>, _>("reused_job_id")? {
+            Some(job) => Some(wire::ReusedFrom {
+                job_id: JobId::from_db(job),
+                index: u64_at(row, "reused_idx")? as u32,
+            }),
+            None => None,
+        },
     })
 }
 

@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pipelines",
         include_str!("../migrations/0016_pipelines.sql"),
     ),
+    (
+        17,
+        "task keys",
+        include_str!("../migrations/0017_task_keys.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -111,6 +111,13 @@ pub enum Write {
     UpsertPipeline(crate::PipelineRow),
     /// Deletes ended pipelines (their stages' jobs are purged on their own).
     PurgePipelines(Vec<wire::PipelineId>),
+    /// Ends tasks of a new job with the results of earlier tasks of the same key (see
+    /// [`crate::Reusable`]), each as an attempt row of its own in state `reused`.
+    ReuseResults {
+        job_id: wire::JobId,
+        at_ms: u64,
+        tasks: Vec<(u32, wire::AttemptId, crate::Reusable)>,
+    },
     /// Deletes the records of those blobs that are still unused: named by no job, neither
     /// stored nor asked for since `used_before_ms`.
     ForgetBlobs {

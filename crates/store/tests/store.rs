@@ -1206,3 +1206,135 @@ async fn pipelines_on(url: &str) {
     assert!(store.load().await.unwrap().pipelines.is_empty());
     assert_eq!(unused().await, [module], "a purged pipeline keeps no blob");
 }
+
+#[tokio::test]
+async fn a_result_found_by_key_is_copied_and_outlives_its_original() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        reuse_on(&url).await;
+    }
+}
+
+/// Job 1 of requester 1, its task 0 succeeded on node 42 with one output: the job, the task's
+/// key and the output.
+async fn a_result_to_take(store: &Store) -> (JobRow, BlobHash, wire::OutputFile) {
+    let (mut first, tasks) = job(JobId(1), 1);
+    first.task_count = 1;
+    let output = wire::OutputFile {
+        path: "part-0".to_owned(),
+        hash: BlobHash::of(b"part"),
+        size_bytes: 4,
+    };
+    let end = AttemptEnd {
+        attempt_id: AttemptId(100),
+        job_id: first.id,
+        task_index: 0,
+        state: AttemptEndState::Succeeded,
+        at_ms: 30,
+        outcome: Some(Outcome::Succeeded),
+        usage: Some(Usage {
+            fuel_used: 9,
+            ..Usage::default()
+        }),
+        stdout: None,
+        stderr: None,
+        outputs: vec![output.clone()],
+        task_end: Some(TaskEnd {
+            state: TaskState::Succeeded,
+            outcome: Outcome::Succeeded,
+        }),
+    };
+    let grant = AttemptRow {
+        id: AttemptId(100),
+        job_id: first.id,
+        task_index: 0,
+        node_id: NodeId(42),
+        granted_at_ms: 20,
+    };
+    let key = wire::key::task_key(&first.spec, 0, &tasks[0]);
+    let blob = Write::InsertBlob {
+        hash: output.hash,
+        size_bytes: 4,
+        at_ms: 30,
+        reader: None,
+    };
+    store
+        .write(vec![
+            Write::InsertJob {
+                job: first.clone(),
+                tasks: tasks.clone(),
+            },
+            Write::GrantAttempts(vec![grant]),
+            blob,
+            Write::EndAttempts(vec![end]),
+        ])
+        .await
+        .unwrap();
+    (first, key, output)
+}
+
+/// Job 1's task 0 succeeds on node 42 with an output; job 2's task 0 of the same key takes it.
+async fn reuse_on(url: &str) {
+    let store = open(url).await;
+    let (first, key, output) = a_result_to_take(&store).await;
+    let other = RequesterId(2);
+    assert!(
+        store.reusable(other, &[(0, key)]).await.unwrap().is_empty(),
+        "only its requester's"
+    );
+    let found = store
+        .reusable(first.requester_id, &[(5, key)])
+        .await
+        .unwrap();
+    let [(5, reused)] = found.as_slice() else {
+        panic!("one result for the key: {found:?}");
+    };
+    assert_eq!((reused.job_id, reused.node_id), (first.id, NodeId(42)));
+
+    let (mut second, tasks) = job(JobId(2), 1);
+    second.task_count = 1;
+    store
+        .write(vec![
+            Write::InsertJob {
+                job: JobRow {
+                    submitted_seq: 2,
+                    ..second.clone()
+                },
+                tasks,
+            },
+            Write::ReuseResults {
+                job_id: second.id,
+                at_ms: 50,
+                tasks: vec![(0, AttemptId(200), reused.clone())],
+            },
+            Write::PurgeJobs(vec![first.id]),
+        ])
+        .await
+        .unwrap();
+    let page = store.task_page(second.id, 0, 10).await.unwrap();
+    let task = &page[0];
+    assert_eq!(task.state, TaskState::Succeeded);
+    assert_eq!(task.attempts, 0, "a copy is no attempt");
+    assert_eq!(
+        task.outputs,
+        std::slice::from_ref(&output),
+        "the result outlives its original's job"
+    );
+    assert_eq!(
+        task.reused_from,
+        Some(wire::ReusedFrom {
+            job_id: first.id,
+            index: 0
+        })
+    );
+    let unused = store.unused_blobs(u64::MAX / 2, 100).await.unwrap();
+    assert!(
+        unused.is_empty(),
+        "the copy's job names its output: {unused:?}"
+    );
+    let image = store.load().await.unwrap();
+    assert!(
+        image.node_shares.is_empty(),
+        "a copy counts toward no node's share"
+    );
+}

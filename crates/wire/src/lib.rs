@@ -18,6 +18,7 @@ pub mod credits;
 pub mod fingerprint;
 pub mod ids;
 pub mod job;
+pub mod key;
 pub mod limits;
 pub mod node;
 pub mod pairing;
@@ -49,8 +50,8 @@ pub use pipeline::{
     StageStatus, StageSubmission,
 };
 pub use status::{
-    JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState, NodeView,
-    TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
+    Explanation, JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState,
+    NodeView, ReusedFrom, TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
 };
 pub use verification::{
     NodeStanding, OwnerView, PoolTrust, Record, Standing, Trust, Verification, VerifiedBy,

@@ -161,6 +161,32 @@ pub struct TaskStatus {
     /// What its checkpoints did, in a job whose tasks checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoints: Option<crate::CheckpointProgress>,
+    /// The earlier task of the same key whose result this task took instead of running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<ReusedFrom>,
+}
+
+/// A task of an earlier job, whose result was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReusedFrom {
+    pub job_id: JobId,
+    pub index: u32,
+}
+
+/// `GET /v1/jobs/{id}/tasks/{index}/explain`: why a task ran, or whose result it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Explanation {
+    pub index: u32,
+    /// Its key (see `wire::key`), hex.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<ReusedFrom>,
+    /// The latest earlier job of this requester with the same name, that this task was set
+    /// against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_with: Option<JobId>,
+    /// One line per reason it ran, e.g. "its inputs changed: part-1-from-3 is new".
+    pub ran_because: Vec<String>,
 }
 
 /// `GET /v1/jobs/{id}/tasks?offset=&limit=`.

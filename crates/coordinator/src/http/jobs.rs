@@ -84,6 +84,8 @@ pub(crate) async fn submit(
         wasm_features: facts.wasm_features,
         adding,
         unfinished_max,
+        // A plain job always runs: reuse is for pipelines, whose stages are keyed work.
+        reusable: Vec::new(),
     };
     // A submission that waits answers only with its job's status, read once the store is
     // flushed: its job's commit can share the fsync of the result's.

@@ -20,7 +20,7 @@ use super::{AppState, Requester};
         health, metrics,
         super::jobs::submit, super::jobs::list, super::jobs::status, super::jobs::wait,
         super::jobs::tasks, super::jobs::why, super::jobs::cancel,
-        super::pipelines::submit, super::pipelines::status,
+        super::pipelines::submit, super::pipelines::status, super::pipelines::explain,
         super::nodes::challenge, super::nodes::register, super::nodes::lease, super::nodes::heartbeat,
         super::nodes::report, super::nodes::release, super::nodes::job_runtime, super::nodes::list,
         super::nodes::remove,

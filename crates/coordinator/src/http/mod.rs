@@ -63,6 +63,10 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs/{job}/why", get(jobs::why))
         .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/v1/pipelines/{pipeline}", get(pipelines::status))
+        .route(
+            "/v1/jobs/{job}/tasks/{index}/explain",
+            get(pipelines::explain),
+        )
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{node}/remove", post(nodes::remove))
         .route("/v1/nodes/jobs/{job}/runtime", get(nodes::job_runtime))

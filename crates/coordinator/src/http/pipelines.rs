@@ -1,17 +1,19 @@
-//! Requester routes for pipelines: submit one, and read its stages.
+//! Requester routes for pipelines: submit one, read its stages, and say why a task ran or
+//! whose result it took.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use wire::{
-    ApiError, ErrorCode, PipelineId, PipelineStatus, PipelineSubmission, PipelineSubmitted,
+    ApiError, ErrorCode, Explanation, JobId, PipelineId, PipelineStatus, PipelineSubmission,
+    PipelineSubmitted,
 };
 
 use super::jobs::{blobs_of, check_module, check_readable};
 use super::{ApiResult, AppState, Body, Failure, Requester, parse_path};
 use crate::modules::ModuleKind;
-use crate::pool::{StageModule, SubmitPipeline};
+use crate::pool::{Found, StageModule, SubmitPipeline};
 
 #[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines",
     request_body = PipelineSubmission,
@@ -61,17 +63,48 @@ pub(crate) async fn submit(
             wasm_features: facts.wasm_features,
         });
     }
+    let mut submission = submission;
+    let reusable = reusable_for(&shared, requester, &mut submission).await?;
     let unfinished_max = shared.config.unfinished_max();
     let (submitted, commit) = shared.apply(SubmitPipeline {
         requester,
         submission,
         modules,
+        reusable,
         unfinished_max,
     });
     let submitted = submitted?;
     shared.committed(commit).await?;
     tracing::info!(pipeline = %submitted.pipeline_id, stages = submitted.stages.len(), "pipeline submitted");
     Ok((StatusCode::CREATED, Json(submitted)))
+}
+
+/// For each stage with its own tasks, the earlier results of `requester` its tasks may take:
+/// found by the key each task has once its job's verification mode is the pool's.
+async fn reusable_for(
+    shared: &AppState,
+    requester: wire::RequesterId,
+    submission: &mut PipelineSubmission,
+) -> ApiResult<Vec<Found>> {
+    let mut reusable = Vec::with_capacity(submission.stages.len());
+    for stage in &mut submission.stages {
+        if stage.input.is_some() {
+            reusable.push(Vec::new());
+            continue;
+        }
+        let job = &mut stage.job;
+        job.verify = shared.read(|pool, _| {
+            let validator = job.validator.is_some();
+            pool.checked_mode(
+                job.verify,
+                job.deterministic.is_some(),
+                job.replicas,
+                validator,
+            )
+        })?;
+        reusable.push(crate::reuse::reusable(shared, requester, job).await?);
+    }
+    Ok(reusable)
 }
 
 #[utoipa::path(get, path = "/v1/pipelines/{pipeline}", tag = "pipelines",
@@ -93,4 +126,39 @@ pub(crate) async fn status(
     // As for a job: what is shown is committed first.
     shared.store.flush().await?;
     Ok(Json(status))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}/tasks/{index}/explain", tag = "jobs",
+    params(
+        ("job" = JobId, Path, description = "job id (j-…)"),
+        ("index" = u32, Path, description = "the task's index"),
+    ),
+    responses(
+        (status = 200, body = Explanation, description = "whose result the task took, or which part of its key was new against the latest earlier job of the same name"),
+        (status = 400, body = ApiError, description = "the job id or index is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id, or it has no such task"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn explain(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path((job, index)): Path<(String, String)>,
+) -> ApiResult<Json<Explanation>> {
+    let job: JobId = parse_path(&job)?;
+    let index: u32 = index.parse().map_err(|_| {
+        Failure::bad_request(format!(
+            "{index:?} is not a task index; give a whole number"
+        ))
+    })?;
+    // What the pool shows of the task is committed first, as for a status.
+    shared.store.flush().await?;
+    let history = shared.store.task_history(requester, job, index).await?;
+    let history = history.ok_or_else(|| {
+        Failure::new(
+            ErrorCode::NotFound,
+            format!("no task {index} of a job {job} of yours; list its tasks with `crowdcloud status {job} --tasks`"),
+        )
+    })?;
+    Ok(Json(crate::reuse::explain(index, &history)))
 }

@@ -43,6 +43,7 @@ impl PoolState {
             | Event::JobFinished { .. }
             | Event::JobCancelled { .. }
             | Event::JobsPurged { .. } => self.apply_job_event(event),
+            Event::TasksReused { job, tasks, .. } => self.apply_reuse(*job, tasks),
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }
@@ -206,16 +207,11 @@ impl PoolState {
                 });
             }
             Event::NodesHeardStored { nodes } => writes.push(Write::SetNodesSeen(nodes)),
-            Event::JobSubmitted { job, tasks } => writes.push(Write::InsertJob { job, tasks }),
-            Event::JobFinished { job, state, at_ms } => writes.push(Write::FinishJob {
-                job_id: job,
-                state,
-                at_ms,
-            }),
-            Event::JobCancelled { job, at_ms } => {
-                writes.push(Write::CancelJob { job_id: job, at_ms });
-            }
-            Event::JobsPurged { jobs } => writes.push(Write::PurgeJobs(jobs)),
+            Event::JobSubmitted { .. }
+            | Event::JobFinished { .. }
+            | Event::JobCancelled { .. }
+            | Event::JobsPurged { .. }
+            | Event::TasksReused { .. } => writes.push(job_write(event)),
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }
@@ -553,5 +549,25 @@ impl PoolState {
         if node.counted_live {
             self.node_counts.live_nodes -= 1;
         }
+    }
+}
+
+/// The row a job event implies.
+fn job_write(event: Event) -> Write {
+    match event {
+        Event::JobSubmitted { job, tasks } => Write::InsertJob { job, tasks },
+        Event::JobFinished { job, state, at_ms } => Write::FinishJob {
+            job_id: job,
+            state,
+            at_ms,
+        },
+        Event::JobCancelled { job, at_ms } => Write::CancelJob { job_id: job, at_ms },
+        Event::JobsPurged { jobs } => Write::PurgeJobs(jobs),
+        Event::TasksReused { job, at_ms, tasks } => Write::ReuseResults {
+            job_id: job,
+            at_ms,
+            tasks,
+        },
+        _ => unreachable!("job_write writes job events only"),
     }
 }

@@ -85,6 +85,7 @@ command! {
         wasm_features: Vec<String>,
         adding: Held,
         unfinished_max: UnfinishedMax,
+        reusable: super::Found,
     } -> Result<JobSubmitted, PoolError>,
     |this, pool, now_ms, entropy, out| {
         pool.admit(this.requester, this.adding, this.unfinished_max)?;
@@ -102,6 +103,7 @@ command! {
             submission.validator.is_some(),
         )?;
         let id = pool.new_job_id(entropy);
+        let reused = super::reuse::matching(&submission, this.reusable);
         let new = NewJob {
             id,
             requester: this.requester,
@@ -110,7 +112,9 @@ command! {
             component: this.component_imports.is_some(),
             wasm_features: this.wasm_features,
         };
-        Ok(pool.add_job(new, now_ms, out))
+        let submitted = pool.add_job(new, now_ms, out);
+        pool.reuse_results(id, reused, (now_ms, entropy), out);
+        Ok(submitted)
     }
 }
 
@@ -120,13 +124,14 @@ command! {
         requester: RequesterId,
         submission: PipelineSubmission,
         modules: Vec<StageModule>,
+        reusable: Vec<super::Found>,
         unfinished_max: UnfinishedMax,
     } -> Result<PipelineSubmitted, PoolError>,
     |this, pool, now_ms, entropy, out| {
         pool.submit_pipeline(
             this.requester,
             this.submission,
-            this.modules,
+            (this.modules, this.reusable),
             this.unfinished_max,
             (now_ms, entropy),
             out,
@@ -140,15 +145,16 @@ command! {
         pipeline: PipelineId,
         stage: usize,
         tasks: Vec<TaskSpec>,
+        reusable: super::Found,
         unfinished_max: UnfinishedMax,
     } -> Result<JobId, PoolError>,
-    |this, pool, now_ms, _entropy, out| {
+    |this, pool, now_ms, entropy, out| {
         pool.start_derived_stage(
             this.pipeline,
             this.stage,
-            this.tasks,
+            (this.tasks, this.reusable),
             this.unfinished_max,
-            now_ms,
+            (now_ms, entropy),
             out,
         )
     }

@@ -100,6 +100,13 @@ pub(crate) enum Event {
     JobsPurged {
         jobs: Vec<JobId>,
     },
+    /// Tasks of a new job took the results of earlier tasks of the same key, each as a copy
+    /// under a new attempt id: they ended succeeded without running.
+    TasksReused {
+        job: JobId,
+        at_ms: u64,
+        tasks: Vec<(u32, AttemptId, store::Reusable)>,
+    },
     /// A pipeline was submitted, every stage waiting; the stages with tasks of their own
     /// start in the same change (each a `JobSubmitted`, then a `StageStarted`).
     PipelineSubmitted {
@@ -269,7 +276,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 37] = [
+pub(crate) const EVENT_KINDS: [&str; 38] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -307,6 +314,7 @@ pub(crate) const EVENT_KINDS: [&str; 37] = [
     "StageNotRun",
     "PipelineEnded",
     "PipelinesPurged",
+    "TasksReused",
 ];
 
 #[cfg(test)]
@@ -351,6 +359,7 @@ impl Event {
             Event::StageNotRun { .. } => "StageNotRun",
             Event::PipelineEnded { .. } => "PipelineEnded",
             Event::PipelinesPurged { .. } => "PipelinesPurged",
+            Event::TasksReused { .. } => "TasksReused",
         }
     }
 }

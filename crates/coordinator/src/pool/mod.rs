@@ -34,6 +34,7 @@ mod recall;
 #[cfg(any(test, debug_assertions))]
 mod replica;
 mod reports;
+mod reuse;
 mod trust;
 mod verification;
 mod verification_apply;
@@ -62,6 +63,7 @@ pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of, owner_key};
 pub(crate) use pipelines::{StageModule, StageWork};
 pub(crate) use recall::{RECALLED_UNFINISHED_MAX, Recalled};
+pub(crate) use reuse::Found;
 pub(crate) use trust::CLONE_SILENCE_HEARTBEATS;
 pub(crate) use verification::Verifying;
 

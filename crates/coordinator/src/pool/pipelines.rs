@@ -26,7 +26,7 @@ use wire::{
 };
 
 use super::events::Event;
-use super::{Held, NewJob, Outbox, PoolError, PoolState, UnfinishedMax};
+use super::{Found, Held, NewJob, Outbox, PoolError, PoolState, UnfinishedMax};
 use crate::env::Entropy;
 
 /// The pool's pipelines.
@@ -45,7 +45,9 @@ pub(crate) enum StageWork {
         stage: usize,
         reads: JobId,
         input: StageInput,
-        template: TaskSpec,
+        requester: RequesterId,
+        /// Its job as the pool will keep it, with the one template task.
+        job: Box<JobSubmission>,
     },
     /// It can never run, for `reason`.
     GiveUp {
@@ -74,7 +76,7 @@ impl PoolState {
         &mut self,
         requester: RequesterId,
         submission: PipelineSubmission,
-        modules: Vec<StageModule>,
+        (modules, mut reusable): (Vec<StageModule>, Vec<Found>),
         max: UnfinishedMax,
         context: (u64, &dyn Entropy),
         out: &mut Outbox,
@@ -85,6 +87,7 @@ impl PoolState {
             submission.stages.len(),
             "one module per stage"
         );
+        reusable.resize_with(submission.stages.len(), Vec::new);
         let unfinished = self.pipelines_unfinished(requester);
         if unfinished >= wire::limits::PIPELINES_UNFINISHED_PER_REQUESTER_MAX {
             return Err(PoolError::TooMuchUnfinished(format!(
@@ -115,7 +118,8 @@ impl PoolState {
         for stage in plain {
             let (_, waiting) = self.waiting_stage(id, stage).expect("a new stage waits");
             let tasks = waiting.job.tasks.clone();
-            self.start_stage(id, stage, tasks, now_ms, out)
+            let found = std::mem::take(&mut reusable[stage]);
+            self.start_stage(id, stage, (tasks, found), (now_ms, entropy), out)
                 .expect("a new stage starts");
         }
         Ok(self.pipeline_submitted(id))
@@ -196,13 +200,14 @@ impl PoolState {
         &mut self,
         pipeline: PipelineId,
         stage: usize,
-        tasks: Vec<TaskSpec>,
-        now_ms: u64,
+        tasks: (Vec<TaskSpec>, Found),
+        context: (u64, &dyn Entropy),
         out: &mut Outbox,
     ) -> Result<JobId, PoolError> {
         let (row, waiting) = self.waiting_stage(pipeline, stage)?;
         let mut submission = waiting.job.clone();
-        submission.tasks = tasks;
+        submission.tasks = tasks.0;
+        let reused = super::reuse::matching(&submission, tasks.1);
         let new = NewJob {
             id: row.stages[stage].job_id,
             requester: row.requester_id,
@@ -212,8 +217,9 @@ impl PoolState {
             wasm_features: waiting.wasm_features.clone(),
         };
         let job_id = new.id;
-        self.add_job(new, now_ms, out);
+        self.add_job(new, context.0, out);
         self.record(Event::StageStarted { pipeline, stage }, out);
+        self.reuse_results(job_id, reused, context, out);
         Ok(job_id)
     }
 
@@ -223,18 +229,18 @@ impl PoolState {
         &mut self,
         pipeline: PipelineId,
         stage: usize,
-        tasks: Vec<TaskSpec>,
+        tasks: (Vec<TaskSpec>, Found),
         max: UnfinishedMax,
-        now_ms: u64,
+        context: (u64, &dyn Entropy),
         out: &mut Outbox,
     ) -> Result<JobId, PoolError> {
         let (row, waiting) = self.waiting_stage(pipeline, stage)?;
         let requester = row.requester_id;
         let mut job = waiting.job.clone();
-        job.tasks = tasks;
+        job.tasks = tasks.0;
         self.admit(requester, Held::of_submission(&job), max)?;
         self.check_credit(requester)?;
-        self.start_stage(pipeline, stage, job.tasks, now_ms, out)
+        self.start_stage(pipeline, stage, (job.tasks, tasks.1), context, out)
     }
 
     pub(crate) fn has_pipeline(&self, id: PipelineId) -> bool {
@@ -417,7 +423,8 @@ impl PoolState {
                 stage: index,
                 reads: source.job_id,
                 input,
-                template: waiting.job.tasks.first()?.clone(),
+                requester: row.requester_id,
+                job: Box::new(waiting.job.clone()),
             }),
             StageState::Waiting | StageState::Running => None,
             StageState::NotRun => Some(give_up(format!(

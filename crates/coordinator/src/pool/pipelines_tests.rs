@@ -48,6 +48,7 @@ fn map_reduce(h: &mut Harness) -> (PipelineId, JobId, JobId) {
         requester: OWNER,
         submission: pipeline,
         modules: vec![module(), module()],
+        reusable: Vec::new(),
         unfinished_max: UNBOUNDED,
     });
     assert_eq!(kinds, ["PipelineSubmitted", "JobSubmitted", "StageStarted"]);
@@ -103,6 +104,7 @@ fn a_reading_stage_waits_for_its_source_then_starts_once_under_its_id() {
         pipeline,
         stage: 1,
         tasks,
+        reusable: Vec::new(),
         unfinished_max: UNBOUNDED,
     };
     let (started, kinds) = h.run(start(tasks.clone()));
@@ -151,6 +153,7 @@ fn a_failed_source_gives_up_its_readers_with_the_reason() {
         pipeline,
         stage: 1,
         tasks: vec![TaskSpec::default()],
+        reusable: Vec::new(),
         unfinished_max: UNBOUNDED,
     });
     assert!(
@@ -178,6 +181,7 @@ fn a_pipeline_past_the_unfinished_bounds_is_refused_whole() {
         requester: OWNER,
         submission: pipeline,
         modules: vec![module()],
+        reusable: Vec::new(),
         unfinished_max: tight,
     });
     assert!(
@@ -233,4 +237,84 @@ pub(super) fn a_whole_life(h: &mut Harness) {
             .any(|write| matches!(write, Write::PurgeJobs(jobs) if jobs == &[reduce])),
         "the unrun stage's id is purged in the store: {writes:?}"
     );
+}
+
+fn reusable_result() -> store::Reusable {
+    store::Reusable {
+        job_id: JobId(77),
+        index: 0,
+        node_id: NodeId(1),
+        outcome: Outcome::Succeeded,
+        usage: Usage::default(),
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+        verification: None,
+    }
+}
+
+/// `map_reduce`'s map stage submitted again with the results found for its two tasks under
+/// `keys`; the events it records.
+fn map_again(h: &mut Harness, keys: [BlobHash; 2]) -> (PipelineId, JobId, Vec<&'static str>) {
+    let map = submission(2);
+    let found = (0..2)
+        .map(|index| (index as u32, keys[index], reusable_result()))
+        .collect();
+    let pipeline = PipelineSubmission {
+        name: "again".to_owned(),
+        stages: vec![StageSubmission {
+            name: "map".to_owned(),
+            input: None,
+            job: map,
+        }],
+    };
+    let (submitted, kinds) = h.run(SubmitPipeline {
+        requester: OWNER,
+        submission: pipeline,
+        modules: vec![module()],
+        reusable: vec![found],
+        unfinished_max: UNBOUNDED,
+    });
+    let submitted = submitted.unwrap();
+    (submitted.pipeline_id, submitted.stages[0].job_id, kinds)
+}
+
+/// Both tasks take a result found under their own key: the stage ends without running.
+pub(super) fn taken_whole(h: &mut Harness) {
+    let map = submission(2);
+    let keys = [0, 1].map(|index| wire::key::task_key(&map, index, &map.tasks[index as usize]));
+    let node = h.node(1, 8);
+    let (pipeline, job, kinds) = map_again(h, keys);
+    assert_eq!(
+        kinds,
+        [
+            "PipelineSubmitted",
+            "JobSubmitted",
+            "StageStarted",
+            "TasksReused",
+            "JobFinished"
+        ]
+    );
+    assert!(h.take(node, 8).is_empty(), "nothing runs");
+    assert_eq!(stages(h, pipeline), [StageState::Completed]);
+    let status = h.pool.job_status(job, OWNER).unwrap();
+    assert_eq!((status.tasks.succeeded, status.attempts), (2, 0));
+}
+
+#[test]
+fn tasks_whose_key_has_a_result_take_it_and_never_run() {
+    let mut h = Harness::new();
+    taken_whole(&mut h);
+}
+
+#[test]
+fn a_result_found_under_another_key_is_not_taken() {
+    let mut h = Harness::new();
+    let node = h.node(1, 8);
+    let stale = [BlobHash::of(b"another key"), BlobHash::of(b"and another")];
+    let (_, job, kinds) = map_again(&mut h, stale);
+    assert!(!kinds.contains(&"TasksReused"), "{kinds:?}");
+    assert_eq!(h.take(node, 8).len(), 2, "both tasks run");
+    let status = h.pool.job_status(job, OWNER).unwrap();
+    assert_eq!(status.tasks.succeeded, 0);
 }

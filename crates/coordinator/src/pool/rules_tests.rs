@@ -291,6 +291,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     let mut piping = Harness::new();
     super::pipelines::a_whole_life(&mut piping);
     h.kinds.extend(piping.kinds.iter().copied());
+    let mut reusing = Harness::new();
+    super::pipelines::taken_whole(&mut reusing);
+    reusing.settle();
+    h.kinds.extend(reusing.kinds.iter().copied());
     let missing: Vec<_> = EVENT_KINDS
         .iter()
         .filter(|kind| !h.kinds.contains(*kind))

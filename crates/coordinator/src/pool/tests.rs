@@ -1432,6 +1432,7 @@ fn submit_needing(
         wasm_features,
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
+        reusable: Vec::new(),
     };
     let (submitted, kinds) = h.run(submit);
     (submitted.map(|submitted| submitted.job_id), kinds)

@@ -462,6 +462,7 @@ fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
         wasm_features: Vec::new(),
         adding: Held { tasks: 1, bytes: 1 },
         unfinished_max: roomy,
+        reusable: Vec::new(),
     };
     let refused = h.run(submission(&h)).0;
     assert!(matches!(refused, Err(PoolError::Forbidden(m)) if m.contains("credits grant")));

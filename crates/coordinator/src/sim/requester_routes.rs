@@ -33,6 +33,7 @@ impl World {
             wasm_features: Vec::new(),
             adding,
             unfinished_max,
+            reusable: Vec::new(),
         });
         match submitted {
             Err(error) => self.send_reply(to, call, refusal(error)),

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use client::Client;
 use wire::{JobId, JobStatus, TaskStatus};
 
 use crate::cli::{JobArgs, NodesAction, NodesArgs, StatusArgs};
@@ -14,6 +15,33 @@ use crate::output::{self, human_bytes, print_json, print_table};
 pub(crate) fn parse_job(text: &str) -> anyhow::Result<JobId> {
     text.parse()
         .with_context(|| format!("{text:?} is not a job id (they look like j-0123456789abcdef)"))
+}
+
+/// `status JOB --explain TASK`.
+async fn explain(client: &Client, job: JobId, index: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let explanation = client.explain(job, index).await?;
+    if json {
+        print_json(&explanation)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match explanation.reused_from {
+        Some(from) => println!(
+            "task {index} did not run: it took the result of task {} of {}, whose key is its own",
+            from.index, from.job_id
+        ),
+        None => {
+            let against = explanation
+                .compared_with
+                .map(|job| format!(" (against {job})"))
+                .unwrap_or_default();
+            println!("task {index} ran{against}:");
+            for reason in &explanation.ran_because {
+                println!("  {}", crate::output::visible(reason));
+            }
+        }
+    }
+    println!("key {}", explanation.key);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -44,6 +72,9 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let job = parse_job(job)?;
+    if let Some(index) = args.explain {
+        return explain(&client, job, index, args.connection.json).await;
+    }
     let status = client.job(job).await?;
     let why = if args.why {
         Some(client.why(job).await?)

@@ -365,3 +365,90 @@ async fn a_pipeline_submitted_before_its_coordinator_was_killed_runs_to_its_end_
         "one task per file the first stage made"
     );
 }
+
+/// Submits the spec with the CLI and waits for the pipeline to end.
+async fn run_spec(pool: &Pool, spec: &std::path::Path) -> PipelineStatus {
+    let submitted = cli(pool, &["submit", spec.to_str().unwrap()]).await;
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let id: wire::PipelineId = text(&submitted.stdout).trim().parse().unwrap();
+    let status = ended(&pool.owner, id, Duration::from_secs(120)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    status
+}
+
+/// Attempts made per task of a stage's job: 0 for a task that took an earlier result.
+async fn attempts_of(pool: &Pool, job: wire::JobId) -> Vec<u32> {
+    let tasks = pool.owner.all_tasks(job).await.unwrap();
+    tasks.iter().map(|task| task.attempts).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_run_again_runs_nothing_and_a_changed_book_reruns_only_what_reads_it() {
+    runs_nothing_again_and_reruns_what_changed(Pool::start(3_000).await).await;
+}
+
+/// A word count run three times on `pool`: as it is, again, and with one book changed.
+pub async fn runs_nothing_again_and_reruns_what_changed(pool: Pool) {
+    let _one = pool.agent("one", 2).await;
+    let _two = pool.agent("two", 2).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut expected = write_word_count(work.path(), 12);
+    let spec = work.path().join("count.toml");
+    let first = run_spec(&pool, &spec).await;
+
+    let again = run_spec(&pool, &spec).await;
+    for stage in &again.stages {
+        let attempts = attempts_of(&pool, stage.job_id).await;
+        assert!(
+            attempts.iter().all(|n| *n == 0),
+            "{}: {attempts:?}",
+            stage.name
+        );
+    }
+    let reused = pool.owner.explain(again.stages[0].job_id, 3).await.unwrap();
+    assert!(reused.reused_from.is_some(), "{reused:?}");
+
+    let book = work.path().join("books/book-07.txt");
+    let mut text_of_book = std::fs::read_to_string(&book).unwrap();
+    text_of_book.push_str(" zzzextra zzzextra zzzextra\n");
+    std::fs::write(&book, text_of_book).unwrap();
+    *expected.entry("zzzextra".to_owned()).or_insert(0) += 3;
+    let third = run_spec(&pool, &spec).await;
+
+    let map = attempts_of(&pool, third.stages[0].job_id).await;
+    let ran: Vec<usize> = (0..map.len()).filter(|index| map[*index] > 0).collect();
+    assert_eq!(ran, [7], "only the changed book's map ran");
+    let why = pool.owner.explain(third.stages[0].job_id, 7).await.unwrap();
+    assert_eq!(why.ran_because, ["its inputs changed: book-07.txt changed"]);
+    assert_eq!(why.compared_with, Some(again.stages[0].job_id));
+
+    // A reduce reruns exactly when a part it reads changed: map 7's part of it.
+    let parts_before = pool.owner.all_tasks(first.stages[0].job_id).await.unwrap()[7]
+        .outputs
+        .clone();
+    let parts_after = pool.owner.all_tasks(third.stages[0].job_id).await.unwrap()[7]
+        .outputs
+        .clone();
+    let changed: Vec<usize> = (0..4)
+        .filter(|part| parts_before[*part].hash != parts_after[*part].hash)
+        .collect();
+    let reduce = attempts_of(&pool, third.stages[1].job_id).await;
+    let reran: Vec<usize> = (0..reduce.len())
+        .filter(|index| reduce[*index] > 0)
+        .collect();
+    assert_eq!(
+        reran, changed,
+        "the reduces of the changed parts, and only they, ran"
+    );
+    assert_eq!(attempts_of(&pool, third.stages[2].job_id).await, [1]);
+
+    let out = work.path().join("third");
+    let pipeline = third.pipeline_id.to_string();
+    let fetched = cli(
+        &pool,
+        &["results", &pipeline, "--out", out.to_str().unwrap()],
+    )
+    .await;
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    assert_eq!(read_counts(&out.join("0/output/counts.txt")), expected);
+}

@@ -80,3 +80,12 @@ async fn a_coordinator_on_postgresql_runs_a_job_and_survives_a_hard_restart() {
         .unwrap();
     assert_eq!(&stdout[..], b"0\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_on_postgresql_takes_earlier_results_by_key_and_explains_what_ran() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let pool = Pool::start_on(3_000, Some(database)).await;
+    crate::pipelines::runs_nothing_again_and_reruns_what_changed(pool).await;
+}
