@@ -11,6 +11,8 @@
 //! - [`recover`]: agents killed during a run: how long until their tasks run elsewhere and how
 //!   much work was lost; [`recover_checkpoints`], the same for long tasks that checkpoint, with
 //!   what checkpointing costs.
+//! - [`stages`]: a map → shuffle → reduce pipeline against the same tasks as independent jobs,
+//!   side by side, and the pipeline run again, which takes every result by key.
 //! - [`verify`]: the verification policy of a public pool against cheating nodes (colluding,
 //!   honest until trusted, rejoining under new identities), in a seeded model of a million
 //!   tasks: wrong results delivered, executions per task and time to ban, against fixed 2×
@@ -28,6 +30,7 @@ pub mod sandbox;
 mod sandbox_large;
 mod sandbox_restart;
 pub mod scale;
+pub mod stages;
 pub mod verify;
 
 pub use report::{Check, Figure, Report};

@@ -49,7 +49,7 @@ pub(crate) enum Command {
     Runtimes(RuntimesArgs),
     /// Say what this machine sees: interfaces, pools, reachability, certificate, clock, node id.
     Doctor(DoctorArgs),
-    /// Measure the pool: dispatch, sandbox, scale, recover.
+    /// Measure the pool: dispatch, stages, sandbox, scale, recover.
     Bench(BenchArgs),
     /// Compile one module for this machine's agent, which runs it as a child it can stop.
     #[command(hide = true)]
@@ -513,6 +513,19 @@ pub(crate) enum BenchCommand {
         /// A Python with ray==2.60.0 installed: measure Ray side by side.
         #[arg(long, value_name = "PYTHON")]
         ray: Option<PathBuf>,
+    },
+    /// A map → shuffle → reduce pipeline against the same tasks as independent jobs, and the
+    /// pipeline run again.
+    Stages {
+        #[arg(long, default_value_t = 200)]
+        maps: u32,
+        /// Partitions: reduce tasks, and files each map writes.
+        #[arg(long, default_value_t = 50)]
+        parts: u32,
+        #[arg(long, default_value_t = 2)]
+        agents: u32,
+        #[arg(long, default_value_t = 8)]
+        slots: u32,
     },
     /// Sandbox start-up, and CPU-bound kernels in the sandbox against native code.
     Sandbox {

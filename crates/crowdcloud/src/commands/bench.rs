@@ -54,6 +54,20 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::dispatch::run(binary, &options).await?
         }
+        BenchCommand::Stages {
+            maps,
+            parts,
+            agents,
+            slots,
+        } => {
+            let options = bench::stages::StagesOptions {
+                maps,
+                parts,
+                agents,
+                slots,
+            };
+            bench::stages::run(binary, &options).await?
+        }
         which @ BenchCommand::Sandbox {
             large_module_mib, ..
         } => {

@@ -57,6 +57,15 @@ async fn a_short_dispatch_benchmark_runs_every_task_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_short_stages_benchmark_runs_the_shuffle_and_nothing_again() {
+    let (output, report) = bench(&[
+        "stages", "--maps", "20", "--parts", "4", "--agents", "2", "--slots", "2",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_short_sandbox_benchmark_matches_native_checksums() {
     let (output, report) = bench(&[
         "sandbox",

@@ -1,0 +1,242 @@
+//! `crowdcloud bench stages`: a map → shuffle → reduce pipeline through a real coordinator and
+//! agents, against the same tasks run as independent jobs side by side, and the same pipeline
+//! run again, which takes every result by key and runs nothing.
+//!
+//! The maps are `wordfreq map PARTS` with no input (each writes PARTS empty part files), the
+//! reduces `wordfreq reduce`, each reading part *i* of every map: MAPS × PARTS edges. The
+//! independent run submits the same maps and as many reduces without inputs as two jobs at
+//! once, so the difference is what the pipeline adds: waiting for the maps, reading their
+//! outputs and making the reduces, and each reduce reading MAPS files.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use wire::{
+    BlobHash, JobState, JobSubmission, PipelineStatus, PipelineSubmission, StageInput,
+    StageSubmission, TaskSpec,
+};
+
+use crate::pool::{CoordinatorOptions, LocalPool, noop_job};
+use crate::report::{Better, Machine};
+use crate::{BenchError, Check, Figure, Report};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StagesOptions {
+    pub maps: u32,
+    pub parts: u32,
+    pub agents: u32,
+    pub slots: u32,
+}
+
+/// What one run of the pipeline took and made.
+struct PipelineRun {
+    status: PipelineStatus,
+    submit: Duration,
+    end: Duration,
+}
+
+pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, BenchError> {
+    let mut pool = LocalPool::start(binary, &CoordinatorOptions::default()).await?;
+    for index in 0..options.agents {
+        pool.spawn_agent(&format!("bench-{index}"), options.slots)?;
+    }
+    let measured = measure(&pool, options).await;
+    let rss = pool.coordinator_pid().and_then(crate::pool::rss_bytes);
+    pool.stop().await;
+    let (independent, first, again, checks) = measured?;
+    let tasks = f64::from(options.maps + options.parts);
+    let per_s = |took: Duration| tasks / took.as_secs_f64();
+    let ms = |took: Duration| took.as_secs_f64() * 1000.0;
+    let mut figures = vec![
+        Figure::new("pipeline submit", ms(first.submit), "ms", Better::Lower),
+        Figure::new(
+            "pipeline, submit to the last reduce",
+            per_s(first.end),
+            "tasks/s",
+            Better::Higher,
+        )
+        .baseline(
+            "the same tasks as independent jobs",
+            Some(per_s(independent)),
+        ),
+        Figure::new(
+            "shuffle edges",
+            (options.maps * options.parts).into(),
+            "edges",
+            Better::Higher,
+        ),
+        Figure::new(
+            "the same pipeline again (every result taken)",
+            ms(again.end),
+            "ms",
+            Better::Lower,
+        )
+        .baseline("its first run", Some(ms(first.end))),
+    ];
+    if let Some(rss) = rss {
+        figures.push(Figure::new(
+            "coordinator RSS at the end",
+            rss as f64 / f64::from(1 << 20),
+            "MiB",
+            Better::Lower,
+        ));
+    }
+    Ok(Report {
+        benchmark: "stages".to_owned(),
+        machine: Machine::this(),
+        parameters: serde_json::to_value(options).unwrap_or_default(),
+        figures,
+        checks,
+    })
+}
+
+type Measured = (Duration, PipelineRun, PipelineRun, Vec<Check>);
+
+async fn measure(pool: &LocalPool, options: &StagesOptions) -> Result<Measured, BenchError> {
+    pool.wait_online(options.agents as usize).await?;
+    let module = pool.owner.upload_bytes(guests::WORDFREQ.into()).await?;
+    // Every agent compiles and caches the module before anything is timed.
+    let warm_up = pool
+        .owner
+        .submit(&job(
+            module,
+            "warm-up",
+            options.agents * options.slots,
+            &["count"],
+        ))
+        .await?;
+    pool.job_end(warm_up.job_id, None).await?;
+
+    let started = Instant::now();
+    let parts = options.parts.to_string();
+    let maps = job(module, "maps", options.maps, &["map", &parts]);
+    let reduces = job(module, "reduces", options.parts, &["reduce"]);
+    let jobs = [
+        pool.owner.submit(&maps).await?,
+        pool.owner.submit(&reduces).await?,
+    ];
+    for submitted in &jobs {
+        pool.job_end(submitted.job_id, None).await?;
+    }
+    let independent = started.elapsed();
+
+    let first = run_pipeline(pool, module, options).await?;
+    let again = run_pipeline(pool, module, options).await?;
+    let checks = checks(pool, options, &first, &again).await?;
+    Ok((independent, first, again, checks))
+}
+
+/// A job of `tasks` runs of `wordfreq args`. Its name is in its env, so the tasks of the
+/// independent run and of the pipeline have different keys and the pipeline takes no result of
+/// the independent run.
+fn job(module: BlobHash, name: &str, tasks: u32, args: &[&str]) -> JobSubmission {
+    let task = TaskSpec {
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        ..TaskSpec::default()
+    };
+    let mut job = JobSubmission {
+        tasks: vec![task; tasks as usize],
+        ..noop_job(name, module, 0)
+    };
+    job.env.insert("BENCH_JOB".to_owned(), name.to_owned());
+    job
+}
+
+async fn run_pipeline(
+    pool: &LocalPool,
+    module: BlobHash,
+    options: &StagesOptions,
+) -> Result<PipelineRun, BenchError> {
+    let parts = options.parts.to_string();
+    let pipeline = PipelineSubmission {
+        name: "shuffle".to_owned(),
+        stages: vec![
+            StageSubmission {
+                name: "map".to_owned(),
+                input: None,
+                job: job(module, "map", options.maps, &["map", &parts]),
+            },
+            StageSubmission {
+                name: "reduce".to_owned(),
+                input: Some(StageInput::Partition {
+                    stage: "map".to_owned(),
+                    parts: options.parts,
+                }),
+                job: job(module, "reduce", 1, &["reduce"]),
+            },
+        ],
+    };
+    let started = Instant::now();
+    let submitted = pool.owner.submit_pipeline(&pipeline).await?;
+    let submit = started.elapsed();
+    let status = pipeline_end(pool, submitted.pipeline_id).await?;
+    Ok(PipelineRun {
+        status,
+        submit,
+        end: started.elapsed(),
+    })
+}
+
+/// The pipeline once it ended: waits on each running stage's job in turn.
+async fn pipeline_end(
+    pool: &LocalPool,
+    pipeline: wire::PipelineId,
+) -> Result<PipelineStatus, BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let status = pool.owner.pipeline(pipeline).await?;
+        if status.state.is_terminal() {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(format!(
+                "pipeline {pipeline} did not end in 10 minutes"
+            )));
+        }
+        let running = status
+            .stages
+            .iter()
+            .find(|stage| stage.state == wire::StageState::Running);
+        match running {
+            Some(stage) => {
+                pool.owner
+                    .wait_job_end(stage.job_id, Duration::from_secs(30))
+                    .await?;
+            }
+            // Between a stage's end and the next one's start, which the coordinator makes at once.
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn checks(
+    pool: &LocalPool,
+    options: &StagesOptions,
+    first: &PipelineRun,
+    again: &PipelineRun,
+) -> Result<Vec<Check>, BenchError> {
+    let reduce = first.status.stages[1].job_id;
+    let inputs_read = pool.owner.all_tasks(reduce).await?.len() as u32;
+    let mut attempts_again = 0;
+    for stage in &again.status.stages {
+        attempts_again += pool.owner.job(stage.job_id).await?.attempts;
+    }
+    Ok(vec![
+        Check::new(
+            "the pipeline completed, every map and every reduce",
+            first.status.state == JobState::Completed
+                && first.status.stages[0].counts.succeeded == options.maps
+                && first.status.stages[1].counts.succeeded == options.parts,
+        ),
+        Check::new(
+            format!("one reduce per part ({})", options.parts),
+            inputs_read == options.parts,
+        ),
+        Check::new(
+            "run again, it completed and no task ran",
+            again.status.state == JobState::Completed && attempts_again == 0,
+        ),
+    ])
+}
