@@ -379,6 +379,15 @@ impl Client {
         self.get(&format!("/v1/pipelines/{pipeline}")).await
     }
 
+    /// Cancels a pipeline: its running stage is cancelled and the waiting ones never run.
+    pub async fn cancel_pipeline(
+        &self,
+        pipeline: wire::PipelineId,
+    ) -> Result<wire::PipelineStatus> {
+        self.post(&format!("/v1/pipelines/{pipeline}/cancel"), &())
+            .await
+    }
+
     /// Why task `index` of `job` ran, or whose result it took.
     pub async fn explain(&self, job: JobId, index: u32) -> Result<wire::Explanation> {
         self.get(&format!("/v1/jobs/{job}/tasks/{index}/explain"))

@@ -229,6 +229,9 @@ pub struct PipelineRow {
     pub created_at_ms: u64,
     /// When its last stage ended.
     pub ended_at_ms: Option<u64>,
+    /// Its requester cancelled it.
+    #[serde(default)]
+    pub cancelled: bool,
     pub stages: Vec<StageRow>,
 }
 

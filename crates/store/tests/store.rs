@@ -1163,6 +1163,7 @@ async fn pipelines_on(url: &str) {
         name: "count".to_owned(),
         created_at_ms: 1_000,
         ended_at_ms: None,
+        cancelled: false,
         stages: vec![store::StageRow {
             name: "reduce".to_owned(),
             input: Some(wire::StageInput::All("map".to_owned())),

@@ -63,6 +63,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs/{job}/why", get(jobs::why))
         .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
         .route("/v1/pipelines/{pipeline}", get(pipelines::status))
+        .route("/v1/pipelines/{pipeline}/cancel", post(pipelines::cancel))
         .route(
             "/v1/jobs/{job}/tasks/{index}/explain",
             get(pipelines::explain),

@@ -1,5 +1,5 @@
-//! Requester routes for pipelines: submit one, read its stages, and say why a task ran or
-//! whose result it took.
+//! Requester routes for pipelines: submit one, read its stages, cancel it, and say why a task
+//! ran or whose result it took.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,7 +13,7 @@ use wire::{
 use super::jobs::{blobs_of, check_module, check_readable};
 use super::{ApiResult, AppState, Body, Failure, Requester, parse_path};
 use crate::modules::ModuleKind;
-use crate::pool::{Found, StageModule, SubmitPipeline};
+use crate::pool::{CancelPipeline, Found, StageModule, SubmitPipeline};
 
 #[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines",
     request_body = PipelineSubmission,
@@ -161,4 +161,35 @@ pub(crate) async fn explain(
         )
     })?;
     Ok(Json(crate::reuse::explain(index, &history)))
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline}/cancel", tag = "pipelines",
+    params(("pipeline" = PipelineId, Path, description = "pipeline id (p-…)")),
+    responses(
+        (status = 200, body = PipelineStatus, description = "the pipeline as cancelled: its running stage cancelled, its waiting stages not run"),
+        (status = 400, body = ApiError, description = "the pipeline id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no pipeline of this requester has this id"),
+        (status = 409, body = ApiError, description = "the pipeline already ended"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn cancel(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(pipeline): Path<String>,
+) -> ApiResult<Json<PipelineStatus>> {
+    let pipeline: PipelineId = parse_path(&pipeline)?;
+    let (result, commit) = shared.apply(CancelPipeline {
+        pipeline,
+        requester,
+    });
+    if let Err(error) = result {
+        // As for a job: "already ended" only once what ended it is durable.
+        shared.store.flush().await?;
+        return Err(error.into());
+    }
+    shared.committed(commit).await?;
+    tracing::info!(%pipeline, "pipeline cancelled");
+    let status = shared.read(|pool, _| pool.pipeline_status(pipeline, requester))?;
+    Ok(Json(status))
 }

@@ -47,6 +47,7 @@ impl PoolState {
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }
+            | Event::PipelineCancelled { .. }
             | Event::PipelineEnded { .. }
             | Event::PipelinesPurged { .. } => self.apply_pipeline_event(event),
             Event::AttemptsGranted {
@@ -215,6 +216,7 @@ impl PoolState {
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }
+            | Event::PipelineCancelled { .. }
             | Event::PipelineEnded { .. }
             | Event::PipelinesPurged { .. } => self.push_pipeline_writes(event, writes),
             Event::GrantsDelivered { attempts, .. } if !attempts.is_empty() => {

@@ -173,6 +173,14 @@ command! {
 }
 
 command! {
+    /// Its requester cancels a pipeline.
+    CancelPipeline { pipeline: PipelineId, requester: RequesterId } -> Result<(), PoolError>,
+    |this, pool, now_ms, _entropy, out| {
+        pool.cancel_pipeline(this.pipeline, this.requester, now_ms, out)
+    }
+}
+
+command! {
     /// Every stage of the pipeline ended.
     EndPipeline {
         pipeline: PipelineId,

@@ -123,6 +123,11 @@ pub(crate) enum Event {
         stage: usize,
         reason: String,
     },
+    /// Its requester cancelled the pipeline; the stage events that follow in the same change
+    /// stop its running stage and give up the waiting ones.
+    PipelineCancelled {
+        pipeline: PipelineId,
+    },
     /// Every stage of the pipeline ended.
     PipelineEnded {
         pipeline: PipelineId,
@@ -276,7 +281,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 38] = [
+pub(crate) const EVENT_KINDS: [&str; 39] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -315,6 +320,7 @@ pub(crate) const EVENT_KINDS: [&str; 38] = [
     "PipelineEnded",
     "PipelinesPurged",
     "TasksReused",
+    "PipelineCancelled",
 ];
 
 #[cfg(test)]
@@ -360,6 +366,7 @@ impl Event {
             Event::PipelineEnded { .. } => "PipelineEnded",
             Event::PipelinesPurged { .. } => "PipelinesPurged",
             Event::TasksReused { .. } => "TasksReused",
+            Event::PipelineCancelled { .. } => "PipelineCancelled",
         }
     }
 }

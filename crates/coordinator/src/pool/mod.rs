@@ -51,10 +51,10 @@ use wire::{
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use checkpoints::Checkpoints;
 pub(crate) use commands::{
-    Cancel, Command, Compare, CreateToken, Deliver, EndPipeline, Expire, GiveUpStage, GrantCredits,
-    Heartbeat, Lease, NewToken, Place, PurgeEnded, PurgeSilentNodes, Recall, RecordUpload,
-    Register, Release, RemoveNode, Report, RevokeToken, SaveCheckpoint, StartStage, Submit,
-    SubmitPipeline, Withdraw,
+    Cancel, CancelPipeline, Command, Compare, CreateToken, Deliver, EndPipeline, Expire,
+    GiveUpStage, GrantCredits, Heartbeat, Lease, NewToken, Place, PurgeEnded, PurgeSilentNodes,
+    Recall, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken, SaveCheckpoint,
+    StartStage, Submit, SubmitPipeline, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};

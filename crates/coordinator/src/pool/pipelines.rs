@@ -109,6 +109,7 @@ impl PoolState {
             name: submission.name,
             created_at_ms: now_ms,
             ended_at_ms: None,
+            cancelled: false,
             stages,
         };
         let plain: Vec<usize> = (0..pipeline.stages.len())
@@ -282,6 +283,10 @@ impl PoolState {
                 row.waiting = None;
                 row.not_run = Some(reason.clone());
             }
+            Event::PipelineCancelled { pipeline } => {
+                let row = self.pipelines.rows.get_mut(pipeline);
+                row.expect("a cancelled pipeline is in the pool").cancelled = true;
+            }
             Event::PipelineEnded { pipeline, at_ms } => {
                 let row = self.pipelines.rows.get_mut(pipeline);
                 row.expect("an ended pipeline is in the pool").ended_at_ms = Some(*at_ms);
@@ -327,6 +332,7 @@ impl PoolState {
             }
             Event::StageStarted { pipeline, .. }
             | Event::StageNotRun { pipeline, .. }
+            | Event::PipelineCancelled { pipeline }
             | Event::PipelineEnded { pipeline, .. } => {
                 let row = self.pipelines.rows[&pipeline].clone();
                 writes.push(store::Write::UpsertPipeline(row));
@@ -490,21 +496,68 @@ impl PoolState {
         Ok((row, waiting))
     }
 
+    fn owned_pipeline(
+        &self,
+        pipeline: PipelineId,
+        requester: RequesterId,
+    ) -> Result<&PipelineRow, PoolError> {
+        match self.pipelines.rows.get(&pipeline) {
+            Some(row) if row.requester_id == requester => Ok(row),
+            // As for jobs: whether another requester's pipeline exists is not for others.
+            _ => Err(PoolError::NotFound(format!(
+                "no pipeline {pipeline}; submit one with `crowdcloud submit SPEC.toml`"
+            ))),
+        }
+    }
+
+    /// Cancels a pipeline: its running stages are cancelled as jobs are, its waiting stages
+    /// will not run, and it ends.
+    pub(crate) fn cancel_pipeline(
+        &mut self,
+        pipeline: PipelineId,
+        requester: RequesterId,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<(), PoolError> {
+        let row = self.owned_pipeline(pipeline, requester)?;
+        if row.ended_at_ms.is_some() {
+            let state = self.pipeline_status(pipeline, requester)?.state;
+            return Err(PoolError::Conflict(format!(
+                "pipeline {pipeline} already ended ({state}); nothing to cancel"
+            )));
+        }
+        let stages: Vec<(usize, JobId, bool)> = row
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, stage)| stage.not_run.is_none())
+            .map(|(index, stage)| (index, stage.job_id, stage.waiting.is_some()))
+            .collect();
+        self.record(Event::PipelineCancelled { pipeline }, out);
+        for (stage, job, waiting) in stages {
+            if waiting {
+                let reason = "not run: the pipeline was cancelled".to_owned();
+                self.give_up_stage(pipeline, stage, reason, out);
+            } else if self
+                .jobs
+                .get(&job)
+                .is_some_and(|job| !job.state.is_terminal())
+            {
+                self.cancel_job(job, requester, now_ms, out)
+                    .expect("a running stage's job can be cancelled by its requester");
+            }
+        }
+        self.end_pipeline(pipeline, now_ms, out);
+        Ok(())
+    }
+
     /// A pipeline's stages as its requester sees them.
     pub(crate) fn pipeline_status(
         &self,
         pipeline: PipelineId,
         requester: RequesterId,
     ) -> Result<PipelineStatus, PoolError> {
-        let row = match self.pipelines.rows.get(&pipeline) {
-            Some(row) if row.requester_id == requester => row,
-            // As for jobs: whether another requester's pipeline exists is not for others.
-            _ => {
-                return Err(PoolError::NotFound(format!(
-                    "no pipeline {pipeline}; submit one with `crowdcloud submit SPEC.toml`"
-                )));
-            }
-        };
+        let row = self.owned_pipeline(pipeline, requester)?;
         let stages: Vec<StageStatus> = row
             .stages
             .iter()
@@ -590,7 +643,9 @@ fn pipeline_state(row: &PipelineRow, stages: &[StageStatus]) -> JobState {
         return JobState::Running;
     }
     let states = || stages.iter().map(|stage| stage.state);
-    if states().all(|state| state == StageState::Completed) {
+    if row.cancelled {
+        JobState::Cancelled
+    } else if states().all(|state| state == StageState::Completed) {
         JobState::Completed
     } else if states().any(|state| state == StageState::Cancelled) {
         JobState::Cancelled

@@ -318,3 +318,52 @@ fn a_result_found_under_another_key_is_not_taken() {
     let status = h.pool.job_status(job, OWNER).unwrap();
     assert_eq!(status.tasks.succeeded, 0);
 }
+
+/// `map_reduce` cancelled while its map runs: the map's job is cancelled, the reduce never
+/// runs, and the pipeline ends cancelled.
+pub(super) fn cancelled_mid_map(h: &mut Harness) {
+    let (pipeline, map, _) = map_reduce(h);
+    let cancel = || CancelPipeline {
+        pipeline,
+        requester: OWNER,
+    };
+    let (cancelled, kinds) = h.run(cancel());
+    assert_eq!(cancelled, Ok(()));
+    assert_eq!(
+        kinds,
+        [
+            "PipelineCancelled",
+            "JobCancelled",
+            "StageNotRun",
+            "PipelineEnded"
+        ]
+    );
+    assert_eq!(
+        stages(h, pipeline),
+        [StageState::Cancelled, StageState::NotRun]
+    );
+    let status = h.pool.pipeline_status(pipeline, OWNER).unwrap();
+    assert_eq!(status.state, JobState::Cancelled);
+    assert_eq!(
+        status.stages[1].reason.as_deref(),
+        Some("not run: the pipeline was cancelled")
+    );
+    assert_eq!(
+        h.pool.job_status(map, OWNER).unwrap().state,
+        JobState::Cancelled
+    );
+    let (again, kinds) = h.run(cancel());
+    assert!(matches!(again, Err(PoolError::Conflict(_))), "{again:?}");
+    assert!(kinds.is_empty());
+    let (others, _) = h.run(CancelPipeline {
+        pipeline,
+        requester: RequesterId(99),
+    });
+    assert!(matches!(others, Err(PoolError::NotFound(_))), "{others:?}");
+}
+
+#[test]
+fn a_cancelled_pipeline_stops_its_running_stage_and_never_runs_the_others() {
+    let mut h = Harness::new();
+    cancelled_mid_map(&mut h);
+}

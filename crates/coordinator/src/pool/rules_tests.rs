@@ -293,6 +293,7 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     h.kinds.extend(piping.kinds.iter().copied());
     let mut reusing = Harness::new();
     super::pipelines::taken_whole(&mut reusing);
+    super::pipelines::cancelled_mid_map(&mut reusing);
     reusing.settle();
     h.kinds.extend(reusing.kinds.iter().copied());
     let missing: Vec<_> = EVENT_KINDS

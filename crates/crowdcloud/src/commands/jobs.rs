@@ -246,6 +246,16 @@ pub(crate) async fn watch(args: JobArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
     let client = local::connect(&args.connection).await?;
+    if args.job.starts_with(wire::PipelineId::PREFIX) {
+        let pipeline = super::pipelines::parse_pipeline(&args.job)?;
+        let status = client.cancel_pipeline(pipeline).await?;
+        if args.connection.json {
+            print_json(&status)?;
+        } else {
+            println!("pipeline {} {}", status.pipeline_id, status.state);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let job = parse_job(&args.job)?;
     let status = client.cancel(job).await?;
     if args.connection.json {

@@ -452,3 +452,49 @@ pub async fn runs_nothing_again_and_reruns_what_changed(pool: Pool) {
     assert!(fetched.status.success(), "{}", text(&fetched.stderr));
     assert_eq!(read_counts(&out.join("0/output/counts.txt")), expected);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_pipeline_stops_its_running_stage_and_never_runs_the_next() {
+    let pool = Pool::start(3_000).await;
+    let _agent = pool.agent("worker", 1).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let limits = Limits::default();
+    let slow = pool.submission(module, vec![probe(&["sleep", "60000"])], limits);
+    let next = pool.submission(module, vec![probe(&["ls", "/input"])], limits);
+    let pipeline = PipelineSubmission {
+        name: "cancelled".to_owned(),
+        stages: vec![
+            stage("slow", None, slow),
+            stage("next", Some(StageInput::All("slow".into())), next),
+        ],
+    };
+    let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
+    let owner = &pool.owner;
+    let slow_job = submitted.stages[0].job_id;
+    eventually(
+        "the slow stage to run",
+        Duration::from_secs(30),
+        || async move {
+            let status = owner.job(slow_job).await.ok()?;
+            (status.tasks.running == 1).then_some(())
+        },
+    )
+    .await;
+    let pipeline = submitted.pipeline_id.to_string();
+    let cancelled = cli(&pool, &["cancel", &pipeline]).await;
+    assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+    assert_eq!(
+        text(&cancelled.stdout).trim(),
+        format!("pipeline {pipeline} cancelled")
+    );
+    let status = owner.pipeline(submitted.pipeline_id).await.unwrap();
+    let states: Vec<StageState> = status.stages.iter().map(|s| s.state).collect();
+    assert_eq!(states, [StageState::Cancelled, StageState::NotRun]);
+    let again = cli(&pool, &["cancel", &pipeline]).await;
+    assert!(!again.status.success(), "a pipeline is cancelled once");
+    assert!(
+        text(&again.stderr).contains("already ended"),
+        "{}",
+        text(&again.stderr)
+    );
+}
