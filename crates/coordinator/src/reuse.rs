@@ -16,11 +16,12 @@ pub(crate) async fn reusable(
     requester: RequesterId,
     job: &JobSubmission,
 ) -> Result<Found, StoreError> {
+    let job_key = wire::key::JobKey::of(job);
     let keys: Vec<(u32, wire::BlobHash)> = job
         .tasks
         .iter()
         .enumerate()
-        .map(|(index, task)| (index as u32, wire::key::task_key(job, index as u32, task)))
+        .map(|(index, task)| (index as u32, job_key.key(index as u32, task)))
         .collect();
     let found = shared.store.reusable(requester, &keys).await?;
     let key_of = |index: u32| keys[index as usize].1;

@@ -412,6 +412,7 @@ fn insert_job(sql: &mut Vec<Statement>, backend: Backend, job: &JobRow, tasks: &
         .bind(i64::from(job.component))
         .bind(json(&job.wasm_features)),
     );
+    let keys = wire::key::JobKey::of(&job.spec);
     for (chunk_index, chunk) in tasks.chunks(ROWS_PER_INSERT).enumerate() {
         let mut statement = Statement::new(values_sql(
             backend,
@@ -421,7 +422,7 @@ fn insert_job(sql: &mut Vec<Statement>, backend: Backend, job: &JobRow, tasks: &
         ));
         for (offset, task) in chunk.iter().enumerate() {
             let index = chunk_index * ROWS_PER_INSERT + offset;
-            let key = wire::key::task_key(&job.spec, index as u32, task);
+            let key = keys.key(index as u32, task);
             statement = statement
                 .bind(job.id.as_db())
                 .bind(index as i64)

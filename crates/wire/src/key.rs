@@ -36,22 +36,7 @@ pub struct KeyParts {
 
 impl KeyParts {
     pub fn of(job: &JobSubmission, index: u32, task: &TaskSpec) -> KeyParts {
-        let deterministic = job.deterministic.map(|d| (d.seed, index));
-        let validator = job.validator.as_ref().map(|v| (v.module, &v.args));
-        KeyParts {
-            module: hash_of(&job.module),
-            env: hash_of(&job.env),
-            mounts: hash_of(&job.mounts),
-            args: hash_of(&task.args),
-            stdin: hash_of(&task.stdin),
-            inputs: hash_of(&task.inputs),
-            rules: hash_of(&(
-                deterministic,
-                &job.success_exit_codes,
-                &job.verify,
-                validator,
-            )),
-        }
+        JobKey::of(job).parts(index, task)
     }
 
     /// The key: every part, under the version.
@@ -84,9 +69,56 @@ impl KeyParts {
     }
 }
 
-/// The key of task `index` of `job`.
+/// The key of task `index` of `job`. For many tasks of one job, make a [`JobKey`] once.
 pub fn task_key(job: &JobSubmission, index: u32, task: &TaskSpec) -> BlobHash {
     KeyParts::of(job, index, task).key()
+}
+
+/// The parts of a key every task of a job shares, hashed once: a job's mounts may name
+/// 100,000 files, and its tasks number up to a million.
+#[derive(Debug, Clone)]
+pub struct JobKey<'a> {
+    job: &'a JobSubmission,
+    module: BlobHash,
+    env: BlobHash,
+    mounts: BlobHash,
+}
+
+impl<'a> JobKey<'a> {
+    pub fn of(job: &'a JobSubmission) -> JobKey<'a> {
+        JobKey {
+            job,
+            module: hash_of(&job.module),
+            env: hash_of(&job.env),
+            mounts: hash_of(&job.mounts),
+        }
+    }
+
+    /// The parts of the key of task `index`.
+    pub fn parts(&self, index: u32, task: &TaskSpec) -> KeyParts {
+        let job = self.job;
+        let deterministic = job.deterministic.map(|d| (d.seed, index));
+        let validator = job.validator.as_ref().map(|v| (v.module, &v.args));
+        KeyParts {
+            module: self.module,
+            env: self.env,
+            mounts: self.mounts,
+            args: hash_of(&task.args),
+            stdin: hash_of(&task.stdin),
+            inputs: hash_of(&task.inputs),
+            rules: hash_of(&(
+                deterministic,
+                &job.success_exit_codes,
+                &job.verify,
+                validator,
+            )),
+        }
+    }
+
+    /// The key of task `index`.
+    pub fn key(&self, index: u32, task: &TaskSpec) -> BlobHash {
+        self.parts(index, task).key()
+    }
 }
 
 fn hash_of(value: &impl Serialize) -> BlobHash {

@@ -27,11 +27,15 @@ pub(crate) type Found = Vec<(u32, wire::BlobHash, Reusable)>;
 /// Of `found`, the results whose key is that of their task in `submission`, as the job will be
 /// kept: the ones the job may take.
 pub(crate) fn matching(submission: &JobSubmission, found: Found) -> Vec<(u32, Reusable)> {
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let job_key = wire::key::JobKey::of(submission);
     found
         .into_iter()
         .filter(|(index, key, _)| {
             let task = submission.tasks.get(*index as usize);
-            task.is_some_and(|task| wire::key::task_key(submission, *index, task) == *key)
+            task.is_some_and(|task| job_key.key(*index, task) == *key)
         })
         .map(|(index, _, reused)| (index, reused))
         .collect()
