@@ -93,15 +93,7 @@ async fn reusable_for(
             continue;
         }
         let job = &mut stage.job;
-        job.verify = shared.read(|pool, _| {
-            let validator = job.validator.is_some();
-            pool.checked_mode(
-                job.verify,
-                job.deterministic.is_some(),
-                job.replicas,
-                validator,
-            )
-        })?;
+        job.verify = shared.read(|pool, _| pool.checked_verify(job))?;
         reusable.push(crate::reuse::reusable(shared, requester, job).await?);
     }
     Ok(reusable)

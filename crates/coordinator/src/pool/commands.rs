@@ -90,18 +90,9 @@ command! {
     |this, pool, now_ms, entropy, out| {
         pool.admit(this.requester, this.adding, this.unfinished_max)?;
         pool.check_credit(this.requester)?;
-        pool.check_module_fits(this.module_bytes)?;
-        if let Some(imports) = &this.component_imports {
-            pool.check_component_runs(imports)?;
-        }
-        pool.check_features_compiled(&this.wasm_features)?;
-        let mut submission = this.submission;
-        submission.verify = pool.checked_mode(
-            submission.verify,
-            submission.deterministic.is_some(),
-            submission.replicas,
-            submission.validator.is_some(),
-        )?;
+        let imports = this.component_imports.as_deref();
+        let submission =
+            pool.checked_job(this.submission, this.module_bytes, imports, &this.wasm_features)?;
         let id = pool.new_job_id(entropy);
         let reused = super::reuse::matching(&submission, this.reusable);
         let new = NewJob {

@@ -453,6 +453,38 @@ impl PoolState {
         self.record(event, out);
     }
 
+    /// A job as the pool takes it: its module fits the pool's nodes (`module_bytes`, the
+    /// component's imports, the proposals it uses), and it asks for the checks the pool holds
+    /// it to.
+    pub(crate) fn checked_job(
+        &self,
+        mut job: JobSubmission,
+        module_bytes: u64,
+        component_imports: Option<&[String]>,
+        wasm_features: &[String],
+    ) -> Result<JobSubmission, PoolError> {
+        self.check_module_fits(module_bytes)?;
+        if let Some(imports) = component_imports {
+            self.check_component_runs(imports)?;
+        }
+        self.check_features_compiled(wasm_features)?;
+        job.verify = self.checked_verify(&job)?;
+        Ok(job)
+    }
+
+    /// The verification mode the pool holds `job` to: what it asks for, or the pool's floor.
+    pub(crate) fn checked_verify(
+        &self,
+        job: &JobSubmission,
+    ) -> Result<Option<wire::VerifyMode>, PoolError> {
+        self.checked_mode(
+            job.verify,
+            job.deterministic.is_some(),
+            job.replicas,
+            job.validator.is_some(),
+        )
+    }
+
     /// Refuses a module of `module_bytes` that no node of the pool compiles, online or not: the
     /// job would wait for ever. A pool no node has joined yet takes it.
     pub(crate) fn check_module_fits(&self, module_bytes: u64) -> Result<(), PoolError> {

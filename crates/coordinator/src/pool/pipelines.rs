@@ -137,7 +137,13 @@ impl PoolState {
         let mut adding = Held::default();
         let mut stages: Vec<StageRow> = Vec::with_capacity(submitted.len());
         for (stage, module) in submitted.into_iter().zip(modules) {
-            let job = self.checked_stage_job(stage.job, &module)?;
+            let imports = module.component_imports.as_deref();
+            let job = self.checked_job(
+                stage.job,
+                module.module_bytes,
+                imports,
+                &module.wasm_features,
+            )?;
             if stage.input.is_none() {
                 adding = adding.plus(Held::of_submission(&job));
             }
@@ -162,27 +168,6 @@ impl PoolState {
             });
         }
         Ok((stages, adding))
-    }
-
-    /// A stage's job as a job submission is checked: it fits the pool's nodes, and asks for
-    /// the checks the pool holds it to.
-    fn checked_stage_job(
-        &self,
-        mut job: JobSubmission,
-        module: &StageModule,
-    ) -> Result<JobSubmission, PoolError> {
-        self.check_module_fits(module.module_bytes)?;
-        if let Some(imports) = &module.component_imports {
-            self.check_component_runs(imports)?;
-        }
-        self.check_features_compiled(&module.wasm_features)?;
-        job.verify = self.checked_mode(
-            job.verify,
-            job.deterministic.is_some(),
-            job.replicas,
-            job.validator.is_some(),
-        )?;
-        Ok(job)
     }
 
     /// An id no job and no stage has.
