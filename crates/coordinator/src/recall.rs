@@ -53,18 +53,9 @@ pub(crate) async fn recall_results(shared: Arc<Shared>) {
             Pass::Done => None,
             Pass::Later => Some(RECHECK_AFTER),
         };
-        tokio::select! {
-            () = shared.recalls.notified() => {}
-            () = sleep_or_never(recheck) => {}
-            _ = stopping.changed() => return,
+        if !crate::service::woken(&shared.recalls, recheck, &mut stopping).await {
+            return;
         }
-    }
-}
-
-async fn sleep_or_never(duration: Option<Duration>) {
-    match duration {
-        Some(duration) => tokio::time::sleep(duration).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -452,6 +452,26 @@ fn bootstrap(
     Ok(())
 }
 
+/// What a loop beside the pool (recall, the stage driver) waits for between passes: `notify`,
+/// or `recheck` once it has passed when there is one. False once the coordinator stops.
+pub(crate) async fn woken(
+    notify: &Notify,
+    recheck: Option<Duration>,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    let sleep_or_never = async {
+        match recheck {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = notify.notified() => true,
+        () = sleep_or_never => true,
+        _ = stopping.changed() => false,
+    }
+}
+
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,

@@ -32,18 +32,9 @@ pub(crate) async fn drive_stages(shared: Arc<Shared>) {
                 Some(RECHECK_AFTER)
             }
         };
-        tokio::select! {
-            () = shared.stages.notified() => {}
-            () = sleep_or_never(recheck) => {}
-            _ = stopping.changed() => return,
+        if !crate::service::woken(&shared.stages, recheck, &mut stopping).await {
+            return;
         }
-    }
-}
-
-async fn sleep_or_never(duration: Option<Duration>) {
-    match duration {
-        Some(duration) => tokio::time::sleep(duration).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,25 +1,13 @@
 //! The requester CLI against a real pool: submit a spec, follow it, read it, fetch its results.
 
 use std::process::Output;
-use tokio::process::Command;
 
 use wire::{
     AttemptReport, ErrorCode, HeartbeatRequest, LeaseRequest, Limits, NodeActivity, Outcome,
     ReportRequest, Usage,
 };
 
-use crate::harness::{BINARY, Pool, probe};
-
-async fn cli(pool: &Pool, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .env("CROWDCLOUD_COORDINATOR", &pool.url)
-        .env("CROWDCLOUD_TOKEN", &pool.owner_token)
-        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
-        .output()
-        .await
-        .expect("running the CLI")
-}
+use crate::harness::{Pool, probe};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -55,16 +43,14 @@ async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
          [[tasks]]\nargs = [\"write\", \"/share/nested/table.csv\", \"3\"]\n",
     )
     .unwrap();
-    let mounted = cli(
-        &pool,
-        &[
+    let mounted = pool
+        .cli(&[
             "submit",
             work.path().join("mounts.toml").to_str().unwrap(),
             "--wait",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let mounted: wire::JobStatus = serde_json::from_slice(&mounted.stdout).unwrap();
     let tasks = pool.owner.all_tasks(mounted.job_id).await.unwrap();
     let read = pool
@@ -83,18 +69,16 @@ async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
         "and read-only"
     );
     let spec = work.path().join("job.toml");
-    let submitted = cli(
-        &pool,
-        &["submit", spec.to_str().unwrap(), "--wait", "--json"],
-    )
-    .await;
+    let submitted = pool
+        .cli(&["submit", spec.to_str().unwrap(), "--wait", "--json"])
+        .await;
     assert!(submitted.status.success(), "{submitted:?}");
     let status: wire::JobStatus = serde_json::from_slice(&submitted.stdout).unwrap();
     assert_eq!(status.state, wire::JobState::Completed);
     assert_eq!(status.tasks.succeeded, 3);
     let job = status.job_id.to_string();
 
-    let shown = cli(&pool, &["status", &job, "--tasks"]).await;
+    let shown = pool.cli(&["status", &job, "--tasks"]).await;
     assert!(shown.status.success());
     assert!(
         stdout(&shown).contains("3 of 3 ended"),
@@ -103,7 +87,9 @@ async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
     );
 
     let out = work.path().join("results");
-    let fetched = cli(&pool, &["results", &job, "--out", out.to_str().unwrap()]).await;
+    let fetched = pool
+        .cli(&["results", &job, "--out", out.to_str().unwrap()])
+        .await;
     assert!(fetched.status.success(), "{fetched:?}");
     // Tasks follow the files in name order: one, three, two.
     let read = |task: &str, file: &str| std::fs::read_to_string(out.join(task).join(file)).unwrap();
@@ -114,7 +100,7 @@ async fn a_spec_submitted_with_the_cli_runs_and_its_results_come_back() {
     );
     assert_eq!(read("1", "stdout"), "0 0 0 three.txt\n0 0 0 total\n");
 
-    let nodes = cli(&pool, &["nodes", "--json"]).await;
+    let nodes = pool.cli(&["nodes", "--json"]).await;
     let nodes: wire::NodeList = serde_json::from_slice(&nodes.stdout).unwrap();
     assert_eq!(nodes.nodes[0].name, "worker");
     assert_eq!(
@@ -129,9 +115,8 @@ async fn a_module_sweep_can_be_cancelled_and_bad_specs_are_refused_before_upload
     let work = tempfile::tempdir().unwrap();
     let module = work.path().join("probe.wasm");
     std::fs::write(&module, guests::PROBE).unwrap();
-    let submitted = cli(
-        &pool,
-        &[
+    let submitted = pool
+        .cli(&[
             "submit",
             module.to_str().unwrap(),
             "--tasks",
@@ -139,27 +124,26 @@ async fn a_module_sweep_can_be_cancelled_and_bad_specs_are_refused_before_upload
             "--",
             "echo",
             "{i}",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(submitted.status.success(), "{submitted:?}");
     let job = stdout(&submitted).trim().to_owned();
     let status = pool.owner.job(job.parse().unwrap()).await.unwrap();
     assert_eq!(status.tasks.pending, 5, "no agent: every task waits");
-    let why = cli(&pool, &["status", &job, "--why"]).await;
+    let why = pool.cli(&["status", &job, "--why"]).await;
     assert!(
         stdout(&why).contains("no nodes are online"),
         "{}",
         stdout(&why)
     );
-    let cancelled = cli(&pool, &["cancel", &job]).await;
+    let cancelled = pool.cli(&["cancel", &job]).await;
     assert!(cancelled.status.success());
     assert!(
         stdout(&cancelled).contains("cancelled"),
         "{}",
         stdout(&cancelled)
     );
-    let again = cli(&pool, &["cancel", &job]).await;
+    let again = pool.cli(&["cancel", &job]).await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already ended"));
 
@@ -168,11 +152,9 @@ async fn a_module_sweep_can_be_cancelled_and_bad_specs_are_refused_before_upload
         "module = \"probe.wasm\"\n[limits]\nmemory = \"lots\"\n[sweep]\ncount = 2\n",
     )
     .unwrap();
-    let refused = cli(
-        &pool,
-        &["submit", work.path().join("bad.toml").to_str().unwrap()],
-    )
-    .await;
+    let refused = pool
+        .cli(&["submit", work.path().join("bad.toml").to_str().unwrap()])
+        .await;
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("limits.memory"), "{message}");
@@ -224,10 +206,10 @@ async fn a_hostile_node_can_neither_break_nor_steer_the_terminal_of_nodes_and_st
     let taken = node.report(&trap(format!("boom {escapes}"))).await.unwrap();
     assert!(taken.acks[0].accepted, "{taken:?}");
 
-    let nodes = cli(&pool, &["nodes"]).await;
+    let nodes = pool.cli(&["nodes"]).await;
     assert!(nodes.status.success(), "{nodes:?}");
     assert!(stdout(&nodes).contains("hostile"), "{}", stdout(&nodes));
-    let status = cli(&pool, &["status", &job.to_string(), "--tasks"]).await;
+    let status = pool.cli(&["status", &job.to_string(), "--tasks"]).await;
     assert!(status.status.success(), "{status:?}");
     assert!(
         stdout(&status).contains("boom \\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{9b}31m"),
@@ -255,9 +237,8 @@ async fn exit_codes_named_as_success_end_tasks_succeeded_and_still_show_the_code
     std::fs::write(&module, guests::PROBE).unwrap();
     let module = module.to_str().unwrap();
     // As a SAT solver says "satisfiable".
-    let solved = cli(
-        &pool,
-        &[
+    let solved = pool
+        .cli(&[
             "submit",
             module,
             "--tasks",
@@ -269,24 +250,24 @@ async fn exit_codes_named_as_success_end_tasks_succeeded_and_still_show_the_code
             "--",
             "exit",
             "10",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(solved.status.success(), "{}", stdout(&solved));
     let solved: wire::JobStatus = serde_json::from_slice(&solved.stdout).unwrap();
     assert_eq!(
         (solved.state, solved.tasks.succeeded),
         (wire::JobState::Completed, 2)
     );
-    let listed = cli(&pool, &["status", &solved.job_id.to_string(), "--tasks"]).await;
+    let listed = pool
+        .cli(&["status", &solved.job_id.to_string(), "--tasks"])
+        .await;
     assert!(
         stdout(&listed).contains("exited with code 10"),
         "the code is shown: {}",
         stdout(&listed)
     );
-    let failed = cli(
-        &pool,
-        &[
+    let failed = pool
+        .cli(&[
             "submit",
             module,
             "--success-exit-codes",
@@ -296,12 +277,13 @@ async fn exit_codes_named_as_success_end_tasks_succeeded_and_still_show_the_code
             "--",
             "exit",
             "11",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let failed: wire::JobStatus = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(failed.state, wire::JobState::Failed, "11 was not named");
-    let refused = cli(&pool, &["submit", module, "--success-exit-codes", "300"]).await;
+    let refused = pool
+        .cli(&["submit", module, "--success-exit-codes", "300"])
+        .await;
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("success_exit_codes"),
@@ -352,14 +334,14 @@ async fn a_python_script_runs_over_input_files_and_its_outputs_are_exactly_right
         "--",
         "{name}",
     ];
-    let missing = cli(&pool, &submit).await;
+    let missing = pool.cli(&submit).await;
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("runtimes add python"),
         "without the runtime it says how to install it"
     );
     installs_only_the_pinned_python(&pool, work.path(), &python).await;
 
-    let submitted = cli(&pool, &submit).await;
+    let submitted = pool.cli(&submit).await;
     assert!(
         submitted.status.success(),
         "{}",
@@ -401,11 +383,9 @@ async fn a_spec_runs_a_program_with_its_packages(pool: &Pool, work: &std::path::
     )
     .unwrap();
     let spec = work.join("job.toml");
-    let ran = cli(
-        pool,
-        &["submit", spec.to_str().unwrap(), "--wait", "--json"],
-    )
-    .await;
+    let ran = pool
+        .cli(&["submit", spec.to_str().unwrap(), "--wait", "--json"])
+        .await;
     assert!(
         ran.status.success(),
         "{}",
@@ -420,16 +400,14 @@ async fn a_spec_runs_a_program_with_its_packages(pool: &Pool, work: &std::path::
 async fn installs_only_the_pinned_python(pool: &Pool, work: &std::path::Path, python: &str) {
     let probe = work.join("probe.wasm");
     std::fs::write(&probe, guests::PROBE).unwrap();
-    let wrong = cli(
-        pool,
-        &["runtimes", "add", "python", probe.to_str().unwrap()],
-    )
-    .await;
+    let wrong = pool
+        .cli(&["runtimes", "add", "python", probe.to_str().unwrap()])
+        .await;
     assert!(
         !wrong.status.success(),
         "a module that is not the pinned CPython is refused"
     );
-    let added = cli(pool, &["runtimes", "add", "python", python]).await;
+    let added = pool.cli(&["runtimes", "add", "python", python]).await;
     assert!(
         added.status.success(),
         "{}",

@@ -410,6 +410,18 @@ impl Pool {
             .expect("downloading stdout")
     }
 
+    /// Runs the requester CLI against this pool as its owner, with a data dir of its own.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BINARY)
+            .args(args)
+            .env("CROWDCLOUD_COORDINATOR", &self.url)
+            .env("CROWDCLOUD_TOKEN", &self.owner_token)
+            .env("CROWDCLOUD_DATA_DIR", self.dir.path().join("nowhere"))
+            .output()
+            .await
+            .expect("running the CLI")
+    }
+
     /// Waits for the job to end, for at most `limit`.
     pub async fn finish(&self, job: JobId, limit: Duration) -> JobStatus {
         let owner = &self.owner;

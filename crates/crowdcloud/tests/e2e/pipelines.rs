@@ -2,28 +2,14 @@
 //! of them killed mid-map; stages given up when what they read failed; bad graphs refused.
 
 use std::collections::BTreeMap;
-use std::process::Output;
 use std::time::Duration;
-
-use tokio::process::Command;
 
 use wire::{
     ErrorCode, JobState, JobSubmission, Limits, PipelineStatus, PipelineSubmission, StageInput,
     StageState, StageSubmission, TaskSpec,
 };
 
-use crate::harness::{BINARY, Pool, eventually, probe};
-
-async fn cli(pool: &Pool, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .env("CROWDCLOUD_COORDINATOR", &pool.url)
-        .env("CROWDCLOUD_TOKEN", &pool.owner_token)
-        .env("CROWDCLOUD_DATA_DIR", pool.dir.path().join("nowhere"))
-        .output()
-        .await
-        .expect("running the CLI")
-}
+use crate::harness::{Pool, eventually, probe};
 
 /// The pipeline once it ended, waiting at most `limit`.
 async fn ended(owner: &client::Client, id: wire::PipelineId, limit: Duration) -> PipelineStatus {
@@ -93,7 +79,7 @@ fn write_word_count(dir: &std::path::Path, count: usize) -> BTreeMap<String, u64
 
 /// `status` shows each stage and the graph as text.
 async fn shows_the_graph(pool: &Pool, pipeline: &str) {
-    let shown = cli(pool, &["status", pipeline]).await;
+    let shown = pool.cli(&["status", pipeline]).await;
     let shown = text(&shown.stdout);
     assert!(
         shown.contains("reduce <- 4 partitions of map's outputs"),
@@ -124,7 +110,7 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
     let work = tempfile::tempdir().unwrap();
     let expected = write_word_count(work.path(), 60);
     let spec = work.path().join("count.toml");
-    let submitted = cli(&pool, &["submit", spec.to_str().unwrap()]).await;
+    let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
     assert!(submitted.status.success(), "{}", text(&submitted.stderr));
     let pipeline = text(&submitted.stdout).trim().to_owned();
     let id: wire::PipelineId = pipeline.parse().expect("submit prints the pipeline id");
@@ -153,11 +139,9 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
 
     shows_the_graph(&pool, &pipeline).await;
     let out = work.path().join("results");
-    let fetched = cli(
-        &pool,
-        &["results", &pipeline, "--out", out.to_str().unwrap()],
-    )
-    .await;
+    let fetched = pool
+        .cli(&["results", &pipeline, "--out", out.to_str().unwrap()])
+        .await;
     assert!(fetched.status.success(), "{}", text(&fetched.stderr));
     let counted = read_counts(&out.join("0/output/counts.txt"));
     assert_eq!(
@@ -165,18 +149,16 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
         "the pipeline's count is the count made here"
     );
 
-    let partial = cli(
-        &pool,
-        &[
+    let partial = pool
+        .cli(&[
             "results",
             &pipeline,
             "--stage",
             "reduce",
             "--out",
             out.join("reduce").to_str().unwrap(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(partial.status.success(), "{}", text(&partial.stderr));
     for part in 0..4 {
         assert!(
@@ -368,7 +350,7 @@ async fn a_pipeline_submitted_before_its_coordinator_was_killed_runs_to_its_end_
 
 /// Submits the spec with the CLI and waits for the pipeline to end.
 async fn run_spec(pool: &Pool, spec: &std::path::Path) -> PipelineStatus {
-    let submitted = cli(pool, &["submit", spec.to_str().unwrap()]).await;
+    let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
     assert!(submitted.status.success(), "{}", text(&submitted.stderr));
     let id: wire::PipelineId = text(&submitted.stdout).trim().parse().unwrap();
     let status = ended(&pool.owner, id, Duration::from_secs(120)).await;
@@ -444,11 +426,9 @@ pub async fn runs_nothing_again_and_reruns_what_changed(pool: Pool) {
 
     let out = work.path().join("third");
     let pipeline = third.pipeline_id.to_string();
-    let fetched = cli(
-        &pool,
-        &["results", &pipeline, "--out", out.to_str().unwrap()],
-    )
-    .await;
+    let fetched = pool
+        .cli(&["results", &pipeline, "--out", out.to_str().unwrap()])
+        .await;
     assert!(fetched.status.success(), "{}", text(&fetched.stderr));
     assert_eq!(read_counts(&out.join("0/output/counts.txt")), expected);
 }
@@ -481,7 +461,7 @@ async fn a_cancelled_pipeline_stops_its_running_stage_and_never_runs_the_next() 
     )
     .await;
     let pipeline = submitted.pipeline_id.to_string();
-    let cancelled = cli(&pool, &["cancel", &pipeline]).await;
+    let cancelled = pool.cli(&["cancel", &pipeline]).await;
     assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
     assert_eq!(
         text(&cancelled.stdout).trim(),
@@ -490,7 +470,7 @@ async fn a_cancelled_pipeline_stops_its_running_stage_and_never_runs_the_next() 
     let status = owner.pipeline(submitted.pipeline_id).await.unwrap();
     let states: Vec<StageState> = status.stages.iter().map(|s| s.state).collect();
     assert_eq!(states, [StageState::Cancelled, StageState::NotRun]);
-    let again = cli(&pool, &["cancel", &pipeline]).await;
+    let again = pool.cli(&["cancel", &pipeline]).await;
     assert!(!again.status.success(), "a pipeline is cancelled once");
     assert!(
         text(&again.stderr).contains("already ended"),
