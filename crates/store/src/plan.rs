@@ -265,15 +265,24 @@ fn end_tasks(sql: &mut Vec<Statement>, backend: Backend, verdicts: &[crate::Task
     insert_witnesses(sql, backend, verdicts);
 }
 
-/// The nodes each verdict's result rests on, a statement per group of rows.
+/// The nodes each verdict's result rests on.
 fn insert_witnesses(sql: &mut Vec<Statement>, backend: Backend, verdicts: &[crate::TaskVerdict]) {
-    let witnesses: Vec<(&crate::TaskVerdict, &wire::NodeId)> = verdicts
+    let witnesses: Vec<(wire::JobId, u32, wire::NodeId)> = verdicts
         .iter()
         .flat_map(|verdict| {
             let nodes = verdict.verification.iter().flat_map(|v| &v.nodes);
-            nodes.map(move |node| (verdict, node))
+            nodes.map(move |node| (verdict.job_id, verdict.index, *node))
         })
         .collect();
+    insert_witness_rows(sql, backend, &witnesses);
+}
+
+/// `(job, task, node)` rows of `task_witnesses`, a statement per group of rows.
+pub(crate) fn insert_witness_rows(
+    sql: &mut Vec<Statement>,
+    backend: Backend,
+    witnesses: &[(wire::JobId, u32, wire::NodeId)],
+) {
     for chunk in witnesses.chunks(ROWS_PER_INSERT) {
         let mut values = values_sql(
             backend,
@@ -283,10 +292,10 @@ fn insert_witnesses(sql: &mut Vec<Statement>, backend: Backend, verdicts: &[crat
         );
         values.push_str(" ON CONFLICT DO NOTHING");
         let mut statement = Statement::new(values);
-        for (verdict, node) in chunk {
+        for (job_id, index, node) in chunk {
             statement = statement
-                .bind(verdict.job_id.as_db())
-                .bind(i64::from(verdict.index))
+                .bind(job_id.as_db())
+                .bind(i64::from(*index))
                 .bind(node.as_db());
         }
         sql.push(statement);

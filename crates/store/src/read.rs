@@ -131,7 +131,7 @@ impl Store {
 }
 
 /// The usage of the attempt a task page row joins, if it ended with one.
-fn usage_at(row: &sqlx::any::AnyRow) -> Result<Option<Usage>, StoreError> {
+pub(crate) fn usage_at(row: &sqlx::any::AnyRow) -> Result<Option<Usage>, StoreError> {
     let Some(fuel_used) = opt_u64_at(row, "fuel_used")? else {
         return Ok(None);
     };

@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use wire::{BlobHash, BlobRef, JobId, NodeId, Outcome, OutputFile, RequesterId, Usage};
 
-use crate::load::{json_at, opt_json_at, opt_u64_at, u64_at};
+use crate::load::{json_at, opt_json_at, u64_at};
 use crate::plan::{db, json};
 use crate::statement::{Statement, placeholder, placeholder_list};
 use crate::{Backend, Store, StoreError};
@@ -49,7 +49,7 @@ impl Store {
         for chunk in unique.chunks(KEYS_PER_QUERY) {
             let sql = format!(
                 "SELECT t.task_key, t.job_id, t.idx, t.outcome, t.verification, a.node_id, \
-                 a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.stdout, \
+                 a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.compile_ms, a.stdout, \
                  a.stderr, a.outputs FROM tasks t JOIN jobs j ON j.id = t.job_id \
                  JOIN attempts a ON a.id = t.result_attempt_id \
                  WHERE j.requester_id = {} AND t.state = 'succeeded' AND t.task_key IN {} \
@@ -78,13 +78,7 @@ fn reusable_at(row: &sqlx::any::AnyRow) -> Result<Reusable, StoreError> {
         index: u64_at(row, "idx")? as u32,
         node_id: NodeId::from_db(row.try_get("node_id")?),
         outcome: json_at(row, "outcome")?,
-        usage: Usage {
-            fuel_used: opt_u64_at(row, "fuel_used")?.unwrap_or(0),
-            wall_ms: opt_u64_at(row, "wall_ms")?.unwrap_or(0),
-            memory_peak_bytes: opt_u64_at(row, "memory_peak_bytes")?.unwrap_or(0),
-            output_bytes: opt_u64_at(row, "output_bytes")?.unwrap_or(0),
-            compile_ms: 0,
-        },
+        usage: crate::read::usage_at(row)?.unwrap_or_default(),
         stdout: opt_json_at(row, "stdout")?,
         stderr: opt_json_at(row, "stderr")?,
         outputs: opt_json_at(row, "outputs")?.unwrap_or_default(),
@@ -101,6 +95,7 @@ pub(crate) fn reuse_results(
     tasks: &[(u32, wire::AttemptId, Reusable)],
 ) {
     let mut uses = Vec::new();
+    let mut witnesses = Vec::new();
     for (index, attempt, reused) in tasks {
         sql.push(copied_attempt(job_id, *index, *attempt, at_ms, reused));
         sql.push(
@@ -118,18 +113,8 @@ pub(crate) fn reuse_results(
             .bind(reused.job_id.as_db())
             .bind(i64::from(reused.index)),
         );
-        let witnesses = reused.verification.iter().flat_map(|v| &v.nodes);
-        for node in witnesses {
-            sql.push(
-                Statement::new(
-                    "INSERT INTO task_witnesses (job_id, idx, node_id) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(job_id.as_db())
-                .bind(i64::from(*index))
-                .bind(node.as_db()),
-            );
-        }
+        let nodes = reused.verification.iter().flat_map(|v| &v.nodes);
+        witnesses.extend(nodes.map(|node| (job_id, *index, *node)));
         let blobs = reused
             .stdout
             .iter()
@@ -138,6 +123,7 @@ pub(crate) fn reuse_results(
         let blobs = blobs.chain(reused.outputs.iter().map(|file| file.hash));
         uses.extend(blobs.map(|hash| (job_id, hash)));
     }
+    crate::plan::insert_witness_rows(sql, backend, &witnesses);
     crate::retention::insert_job_blobs(sql, backend, &uses);
 }
 
