@@ -171,44 +171,21 @@ async fn run_pipeline(
     let started = Instant::now();
     let submitted = pool.owner.submit_pipeline(&pipeline).await?;
     let submit = started.elapsed();
-    let status = pipeline_end(pool, submitted.pipeline_id).await?;
+    let status = pool
+        .owner
+        .wait_pipeline_end(submitted.pipeline_id, Duration::from_secs(600))
+        .await?;
+    if !status.state.is_terminal() {
+        let id = submitted.pipeline_id;
+        return Err(BenchError::Setup(format!(
+            "pipeline {id} did not end in 10 minutes"
+        )));
+    }
     Ok(PipelineRun {
         status,
         submit,
         end: started.elapsed(),
     })
-}
-
-/// The pipeline once it ended: waits on each running stage's job in turn.
-async fn pipeline_end(
-    pool: &LocalPool,
-    pipeline: wire::PipelineId,
-) -> Result<PipelineStatus, BenchError> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let status = pool.owner.pipeline(pipeline).await?;
-        if status.state.is_terminal() {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Setup(format!(
-                "pipeline {pipeline} did not end in 10 minutes"
-            )));
-        }
-        let running = status
-            .stages
-            .iter()
-            .find(|stage| stage.state == wire::StageState::Running);
-        match running {
-            Some(stage) => {
-                pool.owner
-                    .wait_job_end(stage.job_id, Duration::from_secs(30))
-                    .await?;
-            }
-            // Between a stage's end and the next one's start, which the coordinator makes at once.
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 async fn checks(

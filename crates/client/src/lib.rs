@@ -107,6 +107,8 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// Extra time a long-poll request gets beyond its own wait, for the answer to arrive.
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
+/// How often a followed pipeline is read while none of its stages runs.
+const BETWEEN_STAGES: Duration = Duration::from_millis(20);
 /// How long any other request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -377,6 +379,35 @@ impl Client {
 
     pub async fn pipeline(&self, pipeline: wire::PipelineId) -> Result<wire::PipelineStatus> {
         self.get(&format!("/v1/pipelines/{pipeline}")).await
+    }
+
+    /// The pipeline once it has ended, or as it is after `timeout`: waits on its running
+    /// stage's job, and looks again shortly between a stage's end and the next one's start,
+    /// which the coordinator makes at once.
+    pub async fn wait_pipeline_end(
+        &self,
+        pipeline: wire::PipelineId,
+        timeout: Duration,
+    ) -> Result<wire::PipelineStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let status = self.pipeline(pipeline).await?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if status.state.is_terminal() || left.is_zero() {
+                return Ok(status);
+            }
+            let running = status
+                .stages
+                .iter()
+                .find(|stage| stage.state == wire::StageState::Running);
+            match running {
+                Some(stage) => {
+                    self.wait_job_end(stage.job_id, left.min(Duration::from_secs(30)))
+                        .await?;
+                }
+                None => tokio::time::sleep(BETWEEN_STAGES.min(left)).await,
+            }
+        }
     }
 
     /// Cancels a pipeline: its running stage is cancelled and the waiting ones never run.

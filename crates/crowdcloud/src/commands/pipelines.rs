@@ -14,10 +14,6 @@ use crate::cli::SubmitArgs;
 use crate::local;
 use crate::output::{self, print_json, print_table};
 
-/// How often a followed pipeline is read while none of its stages runs: between a stage's end
-/// and the start of the stages that read it, which the coordinator makes at once.
-const BETWEEN_STAGES: Duration = Duration::from_millis(200);
-
 pub(crate) fn parse_pipeline(text: &str) -> anyhow::Result<PipelineId> {
     text.parse().with_context(|| {
         format!("{text:?} is not a pipeline id (they look like p-0123456789abcdef)")
@@ -74,24 +70,14 @@ pub(crate) async fn submit(args: &SubmitArgs, text: &str) -> anyhow::Result<Exit
     Ok(super::submit::exit_code(status.state))
 }
 
-/// Follows a pipeline until it ends: waits on the job of a running stage, if any.
+/// Follows a pipeline until it ends.
 async fn follow(client: &Client, pipeline: PipelineId) -> anyhow::Result<PipelineStatus> {
     loop {
-        let status = client.pipeline(pipeline).await?;
+        let status = client
+            .wait_pipeline_end(pipeline, Duration::from_secs(60))
+            .await?;
         if status.state.is_terminal() {
             return Ok(status);
-        }
-        let running = status
-            .stages
-            .iter()
-            .find(|stage| stage.state == StageState::Running);
-        match running {
-            Some(stage) => {
-                client
-                    .wait_job_end(stage.job_id, Duration::from_secs(30))
-                    .await?;
-            }
-            None => tokio::time::sleep(BETWEEN_STAGES).await,
         }
     }
 }
