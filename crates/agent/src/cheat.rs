@@ -319,6 +319,7 @@ mod tests {
                 blob: BlobHash::of(b"scene"),
             }],
             checkpoint: None,
+            memory_bytes_max: None,
         }
     }
 

@@ -67,6 +67,7 @@ fn job() -> (JobRuntime, AttemptGrant) {
         stdin: None,
         inputs: Vec::new(),
         checkpoint: None,
+        memory_bytes_max: None,
     };
     (runtime, grant)
 }

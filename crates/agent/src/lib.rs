@@ -660,11 +660,12 @@ impl Agent {
 
     fn start(self: &Arc<Self>, client: Client, grant: AttemptGrant, permit: OwnedSemaphorePermit) {
         let control = Arc::new(AttemptControl::new());
-        let memory_bytes = self
-            .runtimes
-            .lock()
-            .get(&grant.job_id)
-            .map_or(0, |runtime| runtime.limits.memory_bytes_max);
+        let memory_bytes = grant.memory_bytes_max.unwrap_or_else(|| {
+            self.runtimes
+                .lock()
+                .get(&grant.job_id)
+                .map_or(0, |runtime| runtime.limits.memory_bytes_max)
+        });
         {
             let mut running = self.running.lock();
             running.insert(

@@ -314,7 +314,7 @@ impl Runner {
             inputs: run.setup.inputs.clone(),
             mounts: run.setup.mounts.clone(),
             limits: AttemptLimits {
-                memory_bytes_max: limits.memory_bytes_max,
+                memory_bytes_max: grant.memory_bytes_max.unwrap_or(limits.memory_bytes_max),
                 fuel_max: budget.fuel_max,
                 deadline: budget.deadline,
                 output_bytes_max: limits.output_bytes_max,

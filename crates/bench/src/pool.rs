@@ -39,6 +39,7 @@ pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
         success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default(); tasks as usize],
         checkpoint: None,
+        on_failure: None,
     }
 }
 

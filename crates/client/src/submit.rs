@@ -68,6 +68,7 @@ impl Client {
             validator,
             success_exit_codes: plan.success_exit_codes.clone(),
             checkpoint: plan.checkpoint,
+            on_failure: plan.on_failure.clone(),
             tasks,
         })
     }

@@ -78,6 +78,9 @@ pub struct JobPlan {
     pub success_exit_codes: Vec<i32>,
     /// How its tasks checkpoint, if they do.
     pub checkpoint: Option<wire::CheckpointSpec>,
+    /// What a task whose program fails does next: `retries`, `unless_exit`, `abort_on` and
+    /// `memory_escalate` in the spec.
+    pub on_failure: Option<Box<wire::OnFailure>>,
     /// Set when the job runs a script: `module` is then the script, which the caller replaces
     /// by its runtime (the CLI's `runtimes`), mounting the script and its packages.
     pub script: Option<ScriptPlan>,

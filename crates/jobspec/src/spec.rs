@@ -38,6 +38,11 @@ pub(crate) struct SpecFile {
     #[serde(default)]
     success_exit_codes: Vec<i32>,
     checkpoint: Option<CheckpointFile>,
+    /// Attempts after the program failed (see `wire::OnFailure`).
+    retries: Option<u32>,
+    unless_exit: Option<Vec<i32>>,
+    abort_on: Option<Vec<i32>>,
+    memory_escalate: Option<u32>,
     #[serde(default)]
     mounts: Vec<MountFile>,
     #[serde(default)]
@@ -271,6 +276,7 @@ pub(crate) fn job_of(
     };
     let name = name.unwrap_or_else(|| default_name(&module));
     let limits = limits_of(&file.limits)?;
+    let on_failure = on_failure_of(&file);
     let requirements = Requirements {
         memory_bytes_min: bytes_of(&file.requirements.memory, "requirements.memory", 0)?,
         cores_min: file.requirements.cores.unwrap_or(0),
@@ -302,11 +308,28 @@ pub(crate) fn job_of(
         }),
         success_exit_codes: file.success_exit_codes,
         checkpoint: checkpoint_of(&file.checkpoint)?,
+        on_failure,
         script,
         tasks,
     };
     check(&plan)?;
     Ok(plan)
+}
+
+/// The failure policy the spec's keys give, or none when it names none of them.
+fn on_failure_of(file: &SpecFile) -> Option<Box<wire::OnFailure>> {
+    let named = file.retries.is_some()
+        || file.unless_exit.is_some()
+        || file.abort_on.is_some()
+        || file.memory_escalate.is_some();
+    named.then(|| {
+        Box::new(wire::OnFailure {
+            retries: file.retries.unwrap_or(0),
+            unless_exit: file.unless_exit.clone().unwrap_or_default(),
+            abort_on: file.abort_on.clone().unwrap_or_default(),
+            memory_escalate: file.memory_escalate.unwrap_or(0),
+        })
+    })
 }
 
 /// What the job runs: a module, or a script (its path stands as the module until the caller
@@ -489,6 +512,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         validator: None,
         success_exit_codes: Vec::new(),
         checkpoint: None,
+        on_failure: None,
         script: None,
         tasks,
     };
@@ -540,6 +564,7 @@ pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
         }),
         success_exit_codes: plan.success_exit_codes.clone(),
         checkpoint: plan.checkpoint,
+        on_failure: plan.on_failure.clone(),
         tasks: plan
             .tasks
             .iter()
@@ -599,6 +624,27 @@ mod tests {
         assert!(problem(stray).starts_with("packages"));
         let plain = parse("module = \"m.wasm\"\n[sweep]\ncount = 1", Path::new("/")).unwrap();
         assert_eq!(plain.script, None);
+    }
+
+    #[test]
+    fn failure_keys_become_the_jobs_policy_and_are_checked() {
+        let spec = "module = \"m.wasm\"\nretries = 3\nunless_exit = [2]\nabort_on = [42]\n\
+                    memory_escalate = 2\n[sweep]\ncount = 1";
+        let plan = parse(spec, Path::new("/jobs")).unwrap();
+        let expected = wire::OnFailure {
+            retries: 3,
+            unless_exit: vec![2],
+            abort_on: vec![42],
+            memory_escalate: 2,
+        };
+        assert_eq!(plan.on_failure, Some(Box::new(expected)));
+        let plain = parse("module = \"m.wasm\"\n[sweep]\ncount = 1", Path::new("/")).unwrap();
+        assert_eq!(plain.on_failure, None);
+        let problem = |text: &str| parse(text, Path::new("/")).unwrap_err().to_string();
+        let alone = "module = \"m.wasm\"\nmemory_escalate = 2\n[sweep]\ncount = 1";
+        assert!(problem(alone).contains("give retries too"));
+        let many = "module = \"m.wasm\"\nretries = 11\n[sweep]\ncount = 1";
+        assert!(problem(many).starts_with("on_failure.retries"));
     }
 
     #[test]

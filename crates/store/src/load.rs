@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use wire::{BlobHash, JobId, JobState, NodeId, RequesterId, TaskState};
+use wire::{BlobHash, JobId, JobState, NodeId, Outcome, RequesterId, TaskState};
 
 use crate::rows::{AttemptRow, JobRow, NodeRow, RequesterRow, TaskRow, TokenRole, TokenRow};
 use crate::{Store, StoreError};
@@ -87,6 +87,7 @@ pub(crate) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         module_bytes: u64_at(row, "module_bytes")?,
         component: u64_at(row, "component")? != 0,
         wasm_features: json_at(row, "wasm_features")?,
+        aborted: opt_json_at(row, "aborted")?,
     })
 }
 
@@ -330,12 +331,37 @@ impl Store {
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
-             finished_at_ms, module_bytes, component, wasm_features FROM jobs \
+             finished_at_ms, module_bytes, component, wasm_features, aborted FROM jobs \
              ORDER BY submitted_seq",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_row).collect()
+    }
+
+    /// The outcomes of the failed attempts of every task of a running job that has not ended,
+    /// since it was last recalled, oldest first: a failure policy counts them.
+    async fn failed_outcomes(&self) -> Result<BTreeMap<(i64, i64), Vec<Outcome>>, StoreError> {
+        let mut failed: BTreeMap<(i64, i64), Vec<Outcome>> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT a.job_id, a.task_idx, a.outcome FROM attempts a \
+             JOIN jobs j ON j.id = a.job_id \
+             JOIN tasks t ON t.job_id = a.job_id AND t.idx = a.task_idx \
+             WHERE j.state = 'running' AND t.state IN ('pending', 'running') \
+             AND a.state = 'failed' AND a.outcome IS NOT NULL \
+             AND a.granted_at_ms >= COALESCE(t.recalled_at_ms, 0) \
+             ORDER BY a.job_id, a.task_idx, a.granted_at_ms, a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let key = (row.try_get("job_id")?, row.try_get("task_idx")?);
+            failed
+                .entry(key)
+                .or_default()
+                .push(json_at(&row, "outcome")?);
+        }
+        Ok(failed)
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
@@ -356,6 +382,7 @@ impl Store {
                 u64_at(&row, "n")? as u32,
             );
         }
+        let mut failed = self.failed_outcomes().await?;
         let rows = sqlx::query(
             "SELECT t.job_id, t.idx, t.state, t.recalled_from, t.checkpoint, \
              t.checkpoints_lost_ms, t.checkpoint_makers, CASE WHEN t.state = 'pending' THEN t.spec ELSE NULL END AS spec \
@@ -374,6 +401,7 @@ impl Store {
                     spec: opt_json_at(row, "spec")?,
                     state: task_state(&row.try_get::<String, _>("state")?)?,
                     attempts: attempts.get(&(job, index)).copied().unwrap_or(0),
+                    failed: failed.remove(&(job, index)).unwrap_or_default(),
                     recalled_from: row
                         .try_get::<Option<i64>, _>("recalled_from")?
                         .map(NodeId::from_db),

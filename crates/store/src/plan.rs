@@ -80,7 +80,11 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
         ),
         Write::EndTasks(verdicts) => end_tasks(sql, backend, verdicts),
         Write::RecallTasks(recall) => crate::recall::recall_tasks(sql, recall),
-        Write::CancelJob { job_id, at_ms } => cancel_job(sql, *job_id, *at_ms),
+        Write::CancelJob {
+            job_id,
+            at_ms,
+            aborted,
+        } => cancel_job(sql, *job_id, *at_ms, *aborted),
         Write::FinishJob {
             job_id,
             state,
@@ -576,15 +580,26 @@ fn end_tasks_of(sql: &mut Vec<Statement>, backend: Backend, chunk: &[AttemptEnd]
     sql.push(statement);
 }
 
-fn cancel_job(sql: &mut Vec<Statement>, job_id: wire::JobId, at_ms: u64) {
+fn cancel_job(
+    sql: &mut Vec<Statement>,
+    job_id: wire::JobId,
+    at_ms: u64,
+    aborted: Option<wire::Aborted>,
+) {
+    let state = match aborted {
+        Some(_) => JobState::Failed,
+        None => JobState::Cancelled,
+    };
     sql.push(
         Statement::new(
-            "UPDATE jobs SET state = $2, finished_at_ms = $3 WHERE id = $1 AND state = $4",
+            "UPDATE jobs SET state = $2, finished_at_ms = $3, aborted = $5 \
+             WHERE id = $1 AND state = $4",
         )
         .bind(job_id.as_db())
-        .bind(JobState::Cancelled.as_str())
+        .bind(state.as_str())
         .bind(db(at_ms))
-        .bind(JobState::Running.as_str()),
+        .bind(JobState::Running.as_str())
+        .bind(aborted.as_ref().map(json)),
     );
     sql.push(
         Statement::new(

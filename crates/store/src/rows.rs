@@ -76,6 +76,9 @@ pub struct JobRow {
     /// The WebAssembly proposals its module uses: its tasks go to nodes that compile them.
     #[serde(default)]
     pub wasm_features: Vec<String>,
+    /// The task whose exit code stopped it, when one did (see `wire::OnFailure::abort_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<wire::Aborted>,
 }
 
 /// A task of a running job as recovered after a restart.
@@ -88,6 +91,9 @@ pub struct TaskRow {
     pub state: TaskState,
     /// Attempts counted against max attempts (released ones are not).
     pub attempts: u32,
+    /// The outcomes of its failed attempts, oldest first, when it has not ended: what its
+    /// job's failure policy counts.
+    pub failed: Vec<wire::Outcome>,
     /// The banned node whose result of it was taken back, when it was.
     pub recalled_from: Option<wire::NodeId>,
     /// Its latest checkpoint, in a job whose tasks checkpoint.

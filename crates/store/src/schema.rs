@@ -81,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task keys",
         include_str!("../migrations/0017_task_keys.sql"),
     ),
+    (
+        18,
+        "failure policy",
+        include_str!("../migrations/0018_failure_policy.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -66,7 +66,7 @@ pub enum Write {
         at_ms: u64,
     },
     InsertJob {
-        job: JobRow,
+        job: Box<JobRow>,
         tasks: Vec<TaskSpec>,
     },
     GrantAttempts(Vec<AttemptRow>),
@@ -89,10 +89,12 @@ pub enum Write {
     SetRecords(Vec<crate::RecordRow>),
     /// Transfers of the credit ledger.
     InsertTransfers(Vec<wire::Transfer>),
-    /// Marks the job cancelled with every task that has not ended and every running attempt.
+    /// Marks every task of the job that has not ended and every running attempt cancelled,
+    /// and the job cancelled, or failed when `aborted` names the task that stopped it.
     CancelJob {
         job_id: wire::JobId,
         at_ms: u64,
+        aborted: Option<wire::Aborted>,
     },
     FinishJob {
         job_id: wire::JobId,

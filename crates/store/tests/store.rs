@@ -70,6 +70,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         success_exit_codes: Vec::new(),
         tasks: vec![],
         checkpoint: None,
+        on_failure: None,
     };
     let tasks = (0..tasks)
         .map(|i| TaskSpec {
@@ -90,6 +91,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
             module_bytes: 2 << 20,
             component: true,
             wasm_features: vec!["exceptions".to_owned(), "simd".to_owned()],
+            aborted: None,
         },
         tasks,
     )
@@ -127,7 +129,7 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
                 ..node_row(node_id.0, Some("jh"))
             }),
             Write::InsertJob {
-                job: job_row,
+                job: Box::new(job_row),
                 tasks,
             },
         ])
@@ -218,10 +220,7 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
     assert_eq!(page[2].attempt_id, Some(AttemptId(102)));
     assert_eq!(page[3].state, TaskState::Pending);
 
-    store
-        .write(vec![Write::CancelJob { job_id, at_ms: 40 }])
-        .await
-        .unwrap();
+    store.write(vec![cancelled(job_id, 40)]).await.unwrap();
     let image = store.load().await.unwrap();
     assert_eq!(image.jobs[0].state, JobState::Cancelled);
     assert!(image.live_attempts.is_empty());
@@ -343,7 +342,7 @@ async fn many_attempts_ended_on(url: &str) {
     job_row.task_count = 150;
     store
         .write(vec![Write::InsertJob {
-            job: job_row,
+            job: Box::new(job_row),
             tasks,
         }])
         .await
@@ -443,7 +442,7 @@ async fn retention_deletes_only_unused_blobs(url: &str) {
             blob(orphan, 1_000, Some(owner)),
             blob(fresh, 9_000, Some(owner)),
             Write::InsertJob {
-                job: job_row,
+                job: Box::new(job_row),
                 tasks,
             },
             Write::GrantAttempts(vec![AttemptRow {
@@ -554,7 +553,7 @@ async fn a_flush_returns_once_everything_queued_before_it_committed() {
         job_row.task_count = 20_000;
         // Not waited for: only the flush says when it is in.
         let _ = store.enqueue(vec![Write::InsertJob {
-            job: job_row,
+            job: Box::new(job_row),
             tasks,
         }]);
         store.flush().await.unwrap();
@@ -620,7 +619,7 @@ async fn fuel_sums_and_uploads_on(url: &str) {
     store
         .write(vec![
             Write::InsertJob {
-                job: job_row,
+                job: Box::new(job_row),
                 tasks,
             },
             Write::GrantAttempts(grants),
@@ -742,6 +741,15 @@ async fn a_store_opened_later_fences_the_earlier_one_out_of_the_database() {
             "{url}: nothing of the stale write landed"
         );
         assert_eq!(reopened.epoch(), later.epoch() + 1);
+    }
+}
+
+/// The requester's cancel of `job_id` at `at_ms`.
+fn cancelled(job_id: JobId, at_ms: u64) -> Write {
+    Write::CancelJob {
+        job_id,
+        at_ms,
+        aborted: None,
     }
 }
 
@@ -900,7 +908,10 @@ async fn job_vouched_by_42(store: &Store, job_id: JobId) {
     };
     store
         .write(vec![
-            Write::InsertJob { job: row, tasks },
+            Write::InsertJob {
+                job: Box::new(row),
+                tasks,
+            },
             Write::GrantAttempts(grants),
             Write::EndAttempts(ends),
             Write::EndTasks(verdicts),
@@ -983,10 +994,7 @@ async fn recall_on(url: &str) {
     assert_eq!(page[2].recalled_from, None);
 
     recallable_once_every_witness_is_banned(&store).await;
-    store
-        .write(vec![Write::CancelJob { job_id, at_ms: 70 }])
-        .await
-        .unwrap();
+    store.write(vec![cancelled(job_id, 70)]).await.unwrap();
     let cancelled = store.recallable(10).await.unwrap();
     assert!(
         cancelled.is_empty(),
@@ -1048,7 +1056,7 @@ async fn checkpoints_on(url: &str) {
     };
     let writes = vec![
         Write::InsertJob {
-            job: job_row,
+            job: Box::new(job_row),
             tasks,
         },
         blob(first),
@@ -1262,7 +1270,7 @@ async fn a_result_to_take(store: &Store) -> (JobRow, BlobHash, wire::OutputFile)
     store
         .write(vec![
             Write::InsertJob {
-                job: first.clone(),
+                job: Box::new(first.clone()),
                 tasks: tasks.clone(),
             },
             Write::GrantAttempts(vec![grant]),
@@ -1297,10 +1305,10 @@ async fn reuse_on(url: &str) {
     store
         .write(vec![
             Write::InsertJob {
-                job: JobRow {
+                job: Box::new(JobRow {
                     submitted_seq: 2,
                     ..second.clone()
-                },
+                }),
                 tasks,
             },
             Write::ReuseResults {
@@ -1338,4 +1346,103 @@ async fn reuse_on(url: &str) {
         image.node_shares.is_empty(),
         "a copy counts toward no node's share"
     );
+}
+
+#[tokio::test]
+async fn a_tasks_retried_failures_and_a_jobs_stop_load_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        failures_on(&url).await;
+    }
+}
+
+/// A failed attempt of task `index` of `job_id`, which ends the task when `ends` says so.
+fn failed(id: u64, job_id: JobId, index: u32, outcome: Outcome, ends: bool) -> AttemptEnd {
+    AttemptEnd {
+        attempt_id: AttemptId(id),
+        job_id,
+        task_index: index,
+        state: AttemptEndState::Failed,
+        at_ms: 30 + id,
+        outcome: Some(outcome.clone()),
+        usage: Some(Usage::default()),
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+        task_end: ends.then_some(TaskEnd {
+            state: TaskState::Failed,
+            outcome,
+        }),
+    }
+}
+
+async fn failures_on(url: &str) {
+    let store = open(url).await;
+    let (retried, stopped) = (JobId(300), JobId(301));
+    let node_id = NodeId(42);
+    let mut writes = vec![requester(1), Write::UpsertNode(node_row(node_id.0, None))];
+    for job_id in [retried, stopped] {
+        let (job, tasks) = job(job_id, 5);
+        writes.push(Write::InsertJob {
+            job: Box::new(job),
+            tasks,
+        });
+    }
+    let attempt = |id: u64, job_id, task_index| AttemptRow {
+        id: AttemptId(id),
+        job_id,
+        task_index,
+        node_id,
+        granted_at_ms: 20 + id,
+    };
+    writes.push(Write::GrantAttempts(vec![
+        attempt(1, retried, 0),
+        attempt(2, retried, 0),
+        attempt(3, retried, 1),
+        attempt(4, stopped, 0),
+    ]));
+    store.write(writes).await.unwrap();
+    let exit = |code| Outcome::ExitCode { code };
+    store
+        .write(vec![
+            Write::EndAttempts(vec![
+                failed(1, retried, 0, Outcome::MemoryLimit, false),
+                failed(2, retried, 0, exit(1), false),
+                failed(3, retried, 1, exit(2), true),
+                failed(4, stopped, 0, exit(42), true),
+            ]),
+            Write::CancelJob {
+                job_id: stopped,
+                at_ms: 50,
+                aborted: Some(wire::Aborted {
+                    task_index: 0,
+                    exit_code: 42,
+                }),
+            },
+        ])
+        .await
+        .unwrap();
+    store.close().await;
+
+    let store = open(url).await;
+    let image = store.load().await.unwrap();
+    let task = |i: u32| {
+        let found = image
+            .open_tasks
+            .iter()
+            .find(|t| t.job_id == retried && t.index == i);
+        found.unwrap()
+    };
+    assert_eq!(
+        task(0).failed,
+        [Outcome::MemoryLimit, exit(1)],
+        "oldest first"
+    );
+    assert!(task(1).failed.is_empty(), "an ended task needs no count");
+    let job = |id| image.jobs.iter().find(|job| job.id == id).unwrap();
+    assert_eq!(job(retried).aborted, None);
+    assert_eq!(job(stopped).state, JobState::Failed);
+    let aborted = job(stopped).aborted.unwrap();
+    assert_eq!((aborted.task_index, aborted.exit_code), (0, 42));
+    store.close().await;
 }

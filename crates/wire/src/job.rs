@@ -72,6 +72,11 @@ pub struct JobSubmission {
     /// latest saved state on another node (see [`crate::checkpoint`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointSpec>,
+    /// What a task whose program fails does next: retry, fail, or stop the job (see
+    /// [`crate::failure`]). Absent: it fails at once. Only for a job whose results are not
+    /// checked: a checked failure is one node's word, and would end the same way again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Box<crate::OnFailure>>,
     #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
@@ -102,6 +107,7 @@ impl JobSubmission {
             validator: None,
             success_exit_codes: Vec::new(),
             checkpoint: None,
+            on_failure: None,
             tasks,
         }
     }

@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod checkpoint;
 pub mod credits;
+pub mod failure;
 pub mod fingerprint;
 pub mod ids;
 pub mod job;
@@ -33,6 +34,7 @@ pub mod wasm;
 pub use api::{ApiError, ErrorCode, HealthResponse};
 pub use checkpoint::{CheckpointProgress, CheckpointRef, CheckpointSpec};
 pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};
+pub use failure::OnFailure;
 pub use fingerprint::Fingerprint;
 pub use ids::{AttemptId, BlobHash, JobId, NodeId, PipelineId, RequesterId};
 pub use job::{
@@ -50,8 +52,8 @@ pub use pipeline::{
     StageStatus, StageSubmission,
 };
 pub use status::{
-    Explanation, JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare, NodeState,
-    NodeView, ReusedFrom, TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
+    Aborted, Explanation, JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare,
+    NodeState, NodeView, ReusedFrom, TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
 };
 pub use verification::{
     NodeStanding, OwnerView, PoolTrust, Record, Standing, Trust, Verification, VerifiedBy,

@@ -156,6 +156,10 @@ pub struct AttemptGrant {
     /// The task's latest checkpoint, which the attempt resumes from; absent on a first start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<crate::CheckpointRef>,
+    /// The memory this attempt gets when it is not the job's `limits.memory_bytes_max`: more,
+    /// after earlier attempts ran out of it (see [`crate::OnFailure::memory_escalate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes_max: Option<u64>,
 }
 
 /// What the agent is doing as a whole.

@@ -129,6 +129,18 @@ pub struct JobStatus {
     /// was banned for lying since.
     #[serde(default)]
     pub recalled: u32,
+    /// Why the job stopped before its tasks ended: a task exited with a code its `abort_on`
+    /// names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Aborted>,
+}
+
+/// A job stopped by one task's exit code: the task failed, and the tasks not yet ended were
+/// cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Aborted {
+    pub task_index: u32,
+    pub exit_code: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -195,6 +195,9 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
     if let Some(spec) = &job.checkpoint {
         checkpoint(spec, job)?;
     }
+    if let Some(policy) = &job.on_failure {
+        on_failure(policy, job)?;
+    }
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }
@@ -580,6 +583,73 @@ fn success_exit_codes(codes: &[i32]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A job's failure policy: bounded retries and escalation, exit codes a program can give that
+/// mean nothing else to the job, and no checks of results, where a failure is one node's word.
+fn on_failure(policy: &crate::OnFailure, job: &JobSubmission) -> Result<(), WireError> {
+    use crate::failure::{MEMORY_ESCALATE_MAX, RETRIES_MAX};
+    if job.verify.is_some() {
+        return Err(invalid(
+            "on_failure",
+            "a job whose results are checked takes no failure policy: one node's failure is \
+             not evidence enough to retry or stop the job on; remove retries, unless_exit, \
+             abort_on and memory_escalate, or `verify`",
+        ));
+    }
+    if policy.retries > RETRIES_MAX {
+        return Err(invalid(
+            "on_failure.retries",
+            format!("give at most {RETRIES_MAX} retries"),
+        ));
+    }
+    if policy.memory_escalate > MEMORY_ESCALATE_MAX {
+        return Err(invalid(
+            "on_failure.memory_escalate",
+            format!("give a factor of at most {MEMORY_ESCALATE_MAX}"),
+        ));
+    }
+    if policy.memory_escalate > 1 && policy.retries == 0 {
+        return Err(invalid(
+            "on_failure.memory_escalate",
+            "more memory is for the next attempt, and there is none: give retries too",
+        ));
+    }
+    for (field, codes) in [
+        ("on_failure.unless_exit", &policy.unless_exit),
+        ("on_failure.abort_on", &policy.abort_on),
+    ] {
+        failure_exit_codes(field, codes, job)?;
+    }
+    Ok(())
+}
+
+fn failure_exit_codes(field: &str, codes: &[i32], job: &JobSubmission) -> Result<(), WireError> {
+    if codes.len() > crate::failure::EXIT_CODES_MAX {
+        return Err(invalid(
+            field,
+            format!("name at most {} exit codes", crate::failure::EXIT_CODES_MAX),
+        ));
+    }
+    let saved = job.checkpoint.as_ref().map(|spec| spec.exit_code);
+    for code in codes {
+        if !(1..=255).contains(code) {
+            return Err(invalid(
+                field,
+                format!("{code} is not an exit code a failing program can give: give 1 to 255"),
+            ));
+        }
+        if job.success_exit_codes.contains(code) || saved == Some(*code) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{code} already means success or \"checkpoint saved\" to this job: name \
+                     another code"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A job's checkpoints: an interval its tasks can keep, an exit code that means nothing else,
 /// a bounded size, and no checks of results, which would trust one node's checkpoint in the
 /// result of the next.
@@ -862,8 +932,49 @@ mod tests {
             validator: None,
             success_exit_codes: Vec::new(),
             checkpoint: None,
+            on_failure: None,
             tasks: vec![TaskSpec::default()],
         }
+    }
+
+    #[test]
+    fn a_failure_policy_is_bounded_unambiguous_and_for_unchecked_jobs_only() {
+        let policy = crate::OnFailure {
+            retries: 3,
+            unless_exit: vec![2],
+            abort_on: vec![42],
+            memory_escalate: 2,
+        };
+        let mut ok = job();
+        ok.on_failure = Some(Box::new(policy.clone()));
+        assert_eq!(job_submission(&ok), Ok(()));
+        let bad = |change: &dyn Fn(&mut crate::OnFailure, &mut JobSubmission)| {
+            let mut bad = ok.clone();
+            let mut policy = policy.clone();
+            change(&mut policy, &mut bad);
+            bad.on_failure = Some(Box::new(policy));
+            problem(&bad)
+        };
+        let message = bad(&|p, _| p.retries = crate::failure::RETRIES_MAX + 1);
+        assert!(message.starts_with("on_failure.retries"), "{message}");
+        let message = bad(&|p, _| p.memory_escalate = 17);
+        assert!(
+            message.starts_with("on_failure.memory_escalate"),
+            "{message}"
+        );
+        let message = bad(&|p, _| p.retries = 0);
+        assert!(message.contains("give retries too"), "{message}");
+        let message = bad(&|p, _| p.abort_on = vec![0]);
+        assert!(message.starts_with("on_failure.abort_on"), "{message}");
+        let message = bad(&|p, _| p.unless_exit = (1..=33).collect());
+        assert!(message.starts_with("on_failure.unless_exit"), "{message}");
+        let message = bad(&|_, job| job.success_exit_codes = vec![42]);
+        assert!(message.contains("already means success"), "{message}");
+        let message = bad(&|_, job| {
+            job.deterministic = Some(crate::Deterministic { seed: 1 });
+            job.verify = Some(crate::VerifyMode::Replicate);
+        });
+        assert!(message.contains("results are checked"), "{message}");
     }
 
     #[test]

@@ -98,8 +98,12 @@ impl PoolState {
                 self.end_job(*job, *state, *at_ms);
                 self.stage_job_changed(*job);
             }
-            Event::JobCancelled { job, at_ms } => {
-                self.cancel(*job, *at_ms);
+            Event::JobCancelled {
+                job,
+                at_ms,
+                aborted,
+            } => {
+                self.cancel(*job, *at_ms, *aborted);
                 self.stage_job_changed(*job);
             }
             Event::JobsPurged { jobs } => {
@@ -343,7 +347,7 @@ impl PoolState {
         self.sync_ready(job_id);
     }
 
-    fn cancel(&mut self, job_id: JobId, at_ms: u64) {
+    fn cancel(&mut self, job_id: JobId, at_ms: u64, aborted: Option<wire::Aborted>) {
         let running: Vec<AttemptId> = self.jobs[&job_id]
             .tasks
             .iter()
@@ -362,7 +366,12 @@ impl PoolState {
                 job.set_slot(index, Slot::Ended(TaskState::Cancelled));
             }
         }
-        self.end_job(job_id, JobState::Cancelled, at_ms);
+        job.aborted = aborted;
+        let state = match aborted {
+            Some(_) => JobState::Failed,
+            None => JobState::Cancelled,
+        };
+        self.end_job(job_id, state, at_ms);
     }
 
     fn start_attempts(
@@ -484,6 +493,9 @@ impl PoolState {
                 at_ms: end.at_ms,
             });
         }
+        if task_state.is_none() {
+            job.count_retried_failure(attempt.task, end.outcome.as_ref());
+        }
         if end.state == AttemptEndState::Released {
             // Given back unfinished: it does not count against the task's attempts.
             job.tasks[attempt.task as usize].attempts -= 1;
@@ -563,7 +575,15 @@ fn job_write(event: Event) -> Write {
             state,
             at_ms,
         },
-        Event::JobCancelled { job, at_ms } => Write::CancelJob { job_id: job, at_ms },
+        Event::JobCancelled {
+            job,
+            at_ms,
+            aborted,
+        } => Write::CancelJob {
+            job_id: job,
+            at_ms,
+            aborted,
+        },
         Event::JobsPurged { jobs } => Write::PurgeJobs(jobs),
         Event::TasksReused { job, at_ms, tasks } => Write::ReuseResults {
             job_id: job,

@@ -82,7 +82,7 @@ pub(crate) enum Event {
         nodes: Vec<(NodeId, u64)>,
     },
     JobSubmitted {
-        job: JobRow,
+        job: Box<JobRow>,
         tasks: Vec<TaskSpec>,
     },
     /// Every task ended; `state` says whether all succeeded.
@@ -91,10 +91,12 @@ pub(crate) enum Event {
         state: JobState,
         at_ms: u64,
     },
-    /// Its requester cancelled it: its live attempts end, and its tasks that had not ended.
+    /// Its requester cancelled it, or one of its tasks stopped it (`aborted`, and the job
+    /// fails): its live attempts end, and its tasks that had not ended.
     JobCancelled {
         job: JobId,
         at_ms: u64,
+        aborted: Option<wire::Aborted>,
     },
     /// Ended jobs were forgotten, here and in the store.
     JobsPurged {

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use store::{JobRow, TaskRow};
+use wire::failure::Step;
 use wire::{
     JobId, JobRuntime, JobState, JobStatus, JobSubmission, JobSubmitted, NodeShare, RequesterId,
     TaskCounts, TaskState, WhyResponse,
@@ -63,6 +64,8 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         verify: spec.verify,
         validator: spec.validator.clone().map(Arc::new),
         success_exit_codes: spec.success_exit_codes.clone(),
+        on_failure: spec.on_failure.clone(),
+        aborted: row.aborted,
         module_bytes: row.module_bytes,
         component: row.component,
         wasm_features: row.wasm_features.clone(),
@@ -212,11 +215,67 @@ impl Job {
         checking.count() as u32
     }
 
-    /// Whether task `index` may be tried again: attempts that gave a result do not count.
+    /// Whether task `index` may be tried again: attempts that gave a result, and those whose
+    /// failure the failure policy retried, do not count.
     pub(crate) fn attempts_left(&self, index: u32) -> bool {
         let task = &self.tasks[index as usize];
-        let results = task.check.as_ref().map_or(0, |check| check.claims.len());
-        task.attempts < self.max_attempts.saturating_add(results as u32)
+        let results = task.check.as_ref().map_or(0, |check| check.claims.len()) as u32;
+        let uncounted = results + u32::from(task.failures);
+        task.attempts < self.max_attempts.saturating_add(uncounted)
+    }
+
+    /// What the job's failure policy makes of an attempt of task `index` that ended with
+    /// `outcome`; `None` when the outcome is no failure of the program, or the job has no
+    /// policy.
+    pub(crate) fn failure_step(&self, index: u32, outcome: &wire::Outcome) -> Option<Step> {
+        let policy = self.on_failure.as_ref()?;
+        if !wire::failure::is_program_failure(outcome, &self.success_exit_codes) {
+            return None;
+        }
+        let failures = u32::from(self.tasks[index as usize].failures);
+        Some(policy.step(outcome, failures))
+    }
+
+    /// The memory the next attempt of task `index` gets on a node that lends `lent_bytes`:
+    /// more than the job's limit after it ran out, within what the node lends.
+    pub(crate) fn attempt_memory_bytes(&self, index: u32, lent_bytes: u64) -> Option<u64> {
+        let policy = self.on_failure.as_ref()?;
+        let memory_failures = u32::from(self.tasks[index as usize].memory_failures);
+        if memory_failures == 0 {
+            return None;
+        }
+        let base = self.runtime.limits.memory_bytes_max;
+        let escalated = policy.memory_bytes(base, memory_failures);
+        Some(escalated.min(lent_bytes).max(base))
+    }
+
+    /// Counts a failure of task `index`'s program that did not end it: the failure policy
+    /// retried it (in a job without one, such an end is no failure of the program).
+    pub(crate) fn count_retried_failure(&mut self, index: u32, outcome: Option<&wire::Outcome>) {
+        let Some(outcome) = outcome else {
+            return;
+        };
+        if self.on_failure.is_none()
+            || !wire::failure::is_program_failure(outcome, &self.success_exit_codes)
+        {
+            return;
+        }
+        let task = &mut self.tasks[index as usize];
+        task.failures = task.failures.saturating_add(1);
+        if *outcome == wire::Outcome::MemoryLimit {
+            task.memory_failures = task.memory_failures.saturating_add(1);
+        }
+    }
+
+    /// The failures of task `index` its failure policy retried, counted again after a restart
+    /// from the outcomes of its failed attempts. Only a task not yet ended needs them.
+    fn restore_failures(&mut self, index: u32, outcomes: &[wire::Outcome]) {
+        if self.tasks[index as usize].slot != Slot::Pending {
+            return;
+        }
+        for outcome in outcomes {
+            self.count_retried_failure(index, Some(outcome));
+        }
     }
 
     /// Whether any task waits for a node: a pending one, or one short of its replicas.
@@ -307,7 +366,9 @@ impl PoolState {
             module_bytes,
             component,
             wasm_features,
+            aborted: None,
         };
+        let job = Box::new(job);
         self.record(Event::JobSubmitted { job, tasks }, out);
         JobSubmitted {
             job_id: id,
@@ -329,6 +390,8 @@ impl PoolState {
                 check: None,
                 recalled: false,
                 checkpoints: None,
+                failures: 0,
+                memory_failures: 0,
             })
             .collect();
         let counts = TaskCounts {
@@ -357,6 +420,7 @@ impl PoolState {
             entry.total += count;
         }
         let mut tasks_of: HashMap<JobId, Vec<Task>> = HashMap::new();
+        let mut failed = Vec::new();
         for task in open_tasks {
             let slot = match task.state {
                 TaskState::Pending | TaskState::Running => Slot::Pending,
@@ -379,7 +443,12 @@ impl PoolState {
                         })
                     },
                 ),
+                failures: 0,
+                memory_failures: 0,
             });
+            if !task.failed.is_empty() {
+                failed.push((task.job_id, task.index, task.failed));
+            }
         }
         for row in rows {
             let tasks = tasks_of.remove(&row.id).unwrap_or_default();
@@ -396,6 +465,11 @@ impl PoolState {
                 job.release_ended();
             }
             self.jobs.insert(row.id, job);
+        }
+        for (job_id, index, outcomes) in failed {
+            if let Some(job) = self.jobs.get_mut(&job_id) {
+                job.restore_failures(index, &outcomes);
+            }
         }
     }
 
@@ -477,12 +551,21 @@ impl PoolState {
         &self,
         job: &JobSubmission,
     ) -> Result<Option<wire::VerifyMode>, PoolError> {
-        self.checked_mode(
+        let mode = self.checked_mode(
             job.verify,
             job.deterministic.is_some(),
             job.replicas,
             job.validator.is_some(),
-        )
+        )?;
+        if mode.is_some() && job.on_failure.is_some() {
+            return Err(PoolError::Invalid(
+                "this pool checks every job's results, and a checked job takes no failure \
+                 policy (one node's failure is no evidence to retry or stop on): remove \
+                 retries, unless_exit, abort_on and memory_escalate"
+                    .to_owned(),
+            ));
+        }
+        Ok(mode)
     }
 
     /// Refuses a module of `module_bytes` that no node of the pool compiles, online or not: the
@@ -657,6 +740,35 @@ impl PoolState {
                 "job {job_id} already ended ({state}); nothing to cancel"
             )));
         }
+        self.stop_job(job_id, None, now_ms, out);
+        Ok(())
+    }
+
+    /// Stops a job one of its tasks asked to stop by an exit code its `abort_on` names: the
+    /// tasks not yet ended are cancelled and the job fails. A stage's stop stops its pipeline.
+    pub(crate) fn abort_job(
+        &mut self,
+        job_id: JobId,
+        aborted: wire::Aborted,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        if self.jobs[&job_id].state.is_terminal() {
+            return;
+        }
+        self.stop_job(job_id, Some(aborted), now_ms, out);
+        self.abort_pipeline_of(job_id, aborted, now_ms, out);
+    }
+
+    /// Cancels what of a running job has not ended; `aborted` says which task stopped it,
+    /// when one did rather than its requester.
+    pub(super) fn stop_job(
+        &mut self,
+        job_id: JobId,
+        aborted: Option<wire::Aborted>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
         // Results that wait for a check are never verified now: their payment goes back.
         for index in 0..self.jobs[&job_id].tasks.len() as u32 {
             self.refund(job_id, index, None, now_ms, out);
@@ -664,9 +776,9 @@ impl PoolState {
         let event = Event::JobCancelled {
             job: job_id,
             at_ms: now_ms,
+            aborted,
         };
         self.record(event, out);
-        Ok(())
     }
 
     pub(crate) fn job_status(
@@ -709,6 +821,7 @@ impl PoolState {
             nodes,
             verifying: job.checking,
             recalled: job.recalled,
+            aborted: job.aborted,
         }
     }
 

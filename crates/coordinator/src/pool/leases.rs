@@ -319,6 +319,10 @@ impl PoolState {
         if grant.send_runtime {
             response.jobs.push((*job.runtime).clone());
         }
+        let lent_bytes = self
+            .nodes
+            .get(&grant.node)
+            .map_or(0, |node| node.capabilities.memory_bytes);
         for (attempt_id, index) in grant.attempts {
             let task = &job.tasks[index as usize];
             let spec = task.spec.as_ref().expect("a running task has its spec");
@@ -330,6 +334,7 @@ impl PoolState {
                 stdin: spec.stdin,
                 inputs: spec.inputs.clone(),
                 checkpoint: task.resume_point(),
+                memory_bytes_max: job.attempt_memory_bytes(index, lent_bytes),
             });
             rows.push(AttemptRow {
                 id: attempt_id,

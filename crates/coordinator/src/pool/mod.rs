@@ -190,6 +190,10 @@ pub(crate) struct Job {
     pub(crate) validator: Option<Arc<wire::Validator>>,
     /// Exit codes besides 0 that mean a task succeeded.
     pub(crate) success_exit_codes: Vec<i32>,
+    /// What a task whose program failed does next; `None` fails it at once.
+    pub(crate) on_failure: Option<Box<wire::OnFailure>>,
+    /// The task whose exit code stopped the job, when one did.
+    pub(crate) aborted: Option<wire::Aborted>,
     /// Its module's size: only nodes that compile modules this large take its tasks.
     pub(crate) module_bytes: u64,
     /// Its module is a WASI 0.2 component: only nodes that run components take its tasks.
@@ -272,6 +276,11 @@ pub(crate) struct Task {
     pub(crate) recalled: bool,
     /// Its latest checkpoint and the work lost, once its job's tasks checkpoint.
     pub(crate) checkpoints: Option<Box<checkpoints::Checkpoints>>,
+    /// Failures of its program its job's failure policy retried: they count against
+    /// `retries`, not max attempts. Bounded by `wire::failure::RETRIES_MAX`.
+    pub(crate) failures: u8,
+    /// Those of `failures` that ran out of memory: each grows the next attempt's memory.
+    pub(crate) memory_failures: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

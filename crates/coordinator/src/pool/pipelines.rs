@@ -536,6 +536,43 @@ impl PoolState {
         Ok(())
     }
 
+    /// One stage's task stopped its job by its exit code: the pipeline stops with it. Its other
+    /// running stages are cancelled and its waiting stages will not run, each saying why.
+    pub(super) fn abort_pipeline_of(
+        &mut self,
+        job_id: JobId,
+        aborted: wire::Aborted,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        let Some(&(pipeline, aborting)) = self.pipelines.stage_of.get(&job_id) else {
+            return;
+        };
+        let row = &self.pipelines.rows[&pipeline];
+        let reason = format!(
+            "not run: task {} of stage {} exited with code {}, which stops the pipeline",
+            aborted.task_index, row.stages[aborting].name, aborted.exit_code
+        );
+        let others: Vec<(usize, JobId, bool)> = row
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(index, stage)| *index != aborting && stage.not_run.is_none())
+            .map(|(index, stage)| (index, stage.job_id, stage.waiting.is_some()))
+            .collect();
+        for (stage, job, waiting) in others {
+            if waiting {
+                self.give_up_stage(pipeline, stage, reason.clone(), out);
+            } else if self
+                .jobs
+                .get(&job)
+                .is_some_and(|job| !job.state.is_terminal())
+            {
+                self.stop_job(job, None, now_ms, out);
+            }
+        }
+    }
+
     /// A pipeline's stages as its requester sees them.
     pub(crate) fn pipeline_status(
         &self,
@@ -628,10 +665,13 @@ fn pipeline_state(row: &PipelineRow, stages: &[StageStatus]) -> JobState {
         return JobState::Running;
     }
     let states = || stages.iter().map(|stage| stage.state);
+    // A stage that failed explains a pipeline better than the stages stopped because of it.
     if row.cancelled {
         JobState::Cancelled
     } else if states().all(|state| state == StageState::Completed) {
         JobState::Completed
+    } else if states().any(|state| state == StageState::Failed) {
+        JobState::Failed
     } else if states().any(|state| state == StageState::Cancelled) {
         JobState::Cancelled
     } else {

@@ -163,6 +163,61 @@ fn a_failed_source_gives_up_its_readers_with_the_reason() {
 }
 
 #[test]
+fn an_abort_on_exit_code_in_one_stage_stops_the_whole_pipeline() {
+    let mut h = Harness::new();
+    let node = h.node(1, 8);
+    let mut map = submission(2);
+    map.on_failure = Some(Box::new(wire::OnFailure {
+        abort_on: vec![42],
+        ..wire::OnFailure::default()
+    }));
+    let stage = |name: &str, input: Option<StageInput>, job: JobSubmission| StageSubmission {
+        name: name.to_owned(),
+        input,
+        job,
+    };
+    let pipeline = PipelineSubmission {
+        name: "stops".to_owned(),
+        stages: vec![
+            stage("map", None, map),
+            stage("side", None, submission(1)),
+            stage("reduce", Some(StageInput::All("map".into())), submission(1)),
+        ],
+    };
+    let (submitted, _) = h.run(SubmitPipeline {
+        requester: OWNER,
+        submission: pipeline,
+        modules: vec![module(), module(), module()],
+        reusable: Vec::new(),
+        unfinished_max: UNBOUNDED,
+    });
+    let pipeline = submitted.unwrap().pipeline_id;
+    let grants = h.take(node, 8);
+    assert_eq!(grants.len(), 3, "map's two tasks and side's one run");
+    let map_task = &grants[0];
+    assert!(h.report(node, map_task.attempt_id, Outcome::ExitCode { code: 42 }));
+    h.settle();
+    assert_eq!(
+        stages(&h, pipeline),
+        [
+            StageState::Failed,
+            StageState::Cancelled,
+            StageState::NotRun
+        ]
+    );
+    let status = h.pool.pipeline_status(pipeline, OWNER).unwrap();
+    let reason = status.stages[2].reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("exited with code 42, which stops the pipeline"),
+        "{reason}"
+    );
+    assert_eq!(h.pool.stage_work(), [StageWork::End { pipeline }]);
+    h.run(EndPipeline { pipeline });
+    let status = h.pool.pipeline_status(pipeline, OWNER).unwrap();
+    assert_eq!(status.state, JobState::Failed);
+}
+
+#[test]
 fn a_pipeline_past_the_unfinished_bounds_is_refused_whole() {
     let mut h = Harness::new();
     let tight = UnfinishedMax {

@@ -189,6 +189,8 @@ impl PoolState {
                 check: None,
                 recalled: false,
                 checkpoints: None,
+                failures: 0,
+                memory_failures: 0,
             })
             .collect();
         self.open_jobs.insert(ended.row.id);

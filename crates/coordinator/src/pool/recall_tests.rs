@@ -15,7 +15,7 @@ fn submitted(h: &Harness, job: JobId) -> (JobRow, Vec<TaskSpec>) {
         .iter()
         .find_map(|write| match write {
             Write::InsertJob { job: row, tasks } if row.id == job => {
-                Some((row.clone(), tasks.clone()))
+                Some(((**row).clone(), tasks.clone()))
             }
             _ => None,
         })

@@ -9,7 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use store::{AttemptEnd, AttemptEndState, TaskEnd};
-use wire::{AttemptId, AttemptReport, BlobHash, Limits, NodeId, Outcome, ReportAck, TaskState};
+use wire::failure::Step;
+use wire::{
+    Aborted, AttemptId, AttemptReport, BlobHash, Limits, NodeId, Outcome, ReportAck, TaskState,
+};
 
 use super::credits::Move;
 use super::events::Event;
@@ -108,10 +111,14 @@ impl PoolState {
         for report in reports {
             let attempt_id = report.attempt_id;
             let (accepted, message) = match self.checked_end(node_id, report, now_ms) {
-                Ok(end) => {
-                    finished_jobs.insert(end.job_id);
+                Ok((end, aborted)) => {
+                    let job_id = end.job_id;
+                    finished_jobs.insert(job_id);
                     paid.extend(self.family_payment(&end));
                     self.end_reported(end, now_ms, entropy, out);
+                    if let Some(aborted) = aborted {
+                        self.abort_job(job_id, aborted, now_ms, out);
+                    }
                     (true, None)
                 }
                 Err(message) => (false, Some(message)),
@@ -129,20 +136,33 @@ impl PoolState {
         acks
     }
 
-    /// The end a report makes of its attempt, once checked: refused unless the node holds the
-    /// attempt and the report stays within what it allowed.
+    /// The end a report makes of its attempt, once checked, and the job's stop when the
+    /// attempt's exit code calls for one: refused unless the node holds the attempt and the
+    /// report stays within what it allowed.
     fn checked_end(
         &self,
         node_id: NodeId,
         report: AttemptReport,
         now_ms: u64,
-    ) -> Result<AttemptEnd, String> {
+    ) -> Result<(AttemptEnd, Option<Aborted>), String> {
         let attempt = self.held_attempt(node_id, report.attempt_id)?;
         let job = &self.jobs[&attempt.job];
         let limits = job.runtime.limits;
         let empty = HashMap::new();
         let uploads = self.uploads.get(&report.attempt_id).unwrap_or(&empty);
-        let report = checked_report(report, &limits, uploads, &attempt, now_ms)?;
+        let memory_bytes_max = job
+            .attempt_memory_bytes(attempt.task, u64::MAX)
+            .unwrap_or(limits.memory_bytes_max);
+        let report = checked_report(
+            report,
+            &Limits {
+                memory_bytes_max,
+                ..limits
+            },
+            uploads,
+            &attempt,
+            now_ms,
+        )?;
         let task = &job.tasks[attempt.task as usize];
         // Another replica running, or an attempt left, may still give the task a result.
         let may_go_on = task.live.len() > 1 || job.attempts_left(attempt.task);
@@ -151,20 +171,29 @@ impl PoolState {
         // still run it.
         let verifies = job.verify.is_some();
         let succeeded = job.succeeded(&report.outcome);
+        let step = job.failure_step(attempt.task, &report.outcome);
+        let aborted = match step {
+            Some(Step::Abort { exit_code }) => Some(Aborted {
+                task_index: attempt.task,
+                exit_code,
+            }),
+            _ => None,
+        };
         let task_end = if verifies && verify::is_claim(&report.outcome) {
             None
         } else if succeeded {
             Some(TaskState::Succeeded)
-        } else if (report.outcome.is_retryable()
-            || report.outcome == Outcome::Cancelled
-            || verifies)
-            && may_go_on
+        } else if step == Some(Step::Retry)
+            || ((report.outcome.is_retryable() || report.outcome == Outcome::Cancelled || verifies)
+                && may_go_on)
         {
+            // Retried by the job's failure policy, or the node's fault with attempts left.
             None
         } else {
             Some(TaskState::Failed)
         };
-        Ok(attempt_end(report, &attempt, (succeeded, task_end), now_ms))
+        let end = attempt_end(report, &attempt, (succeeded, task_end), now_ms);
+        Ok((end, aborted))
     }
 }
 

@@ -49,6 +49,8 @@ pub(super) fn new_node(
 
 #[path = "checkpoints_tests.rs"]
 mod checkpoints;
+#[path = "failure_tests.rs"]
+mod failure;
 #[path = "pipelines_tests.rs"]
 mod pipelines;
 #[path = "recall_tests.rs"]
@@ -197,6 +199,7 @@ impl Harness {
                 })
                 .collect(),
             checkpoint: None,
+            on_failure: None,
         };
         edit(&mut submission);
         self.pool.add_job(
@@ -936,6 +939,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default(); 3],
         checkpoint: None,
+        on_failure: None,
     };
     submission
         .requirements
@@ -1178,6 +1182,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
             })
             .collect(),
         checkpoint: None,
+        on_failure: None,
     }
 }
 

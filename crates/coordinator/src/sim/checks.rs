@@ -206,7 +206,8 @@ impl World {
             .collect()
     }
 
-    /// Every job ended; those not cancelled with each task succeeded or failed.
+    /// Every job ended; those neither cancelled nor stopped by a task with each task succeeded
+    /// or failed.
     pub(super) fn check_drained(&mut self) {
         let pool = &self.coord.pool;
         assert!(
@@ -229,7 +230,8 @@ impl World {
             let tasks = status.tasks;
             assert!(status.state.is_terminal(), "{job_id} ended");
             assert_eq!(tasks.ended(), tasks.total, "every task of {job_id} ended");
-            if status.state != JobState::Cancelled {
+            // A job one of its tasks stopped failed, its other tasks cancelled.
+            if status.state != JobState::Cancelled && status.aborted.is_none() {
                 assert_eq!(tasks.cancelled, 0, "no task of {job_id} was cancelled");
                 let completed = tasks.succeeded == tasks.total;
                 assert_eq!(status.state == JobState::Completed, completed, "{job_id}");

@@ -64,6 +64,24 @@ impl World {
         self.send_request(Party::Requester(requester), call, request);
     }
 
+    /// Some jobs retry their failed programs, and some stop at the first exit code 1: a checked
+    /// job, as every job of a public pool is, takes no failure policy.
+    fn failure_policy(&mut self, public: bool) -> Option<Box<wire::OnFailure>> {
+        if public || !self.dice.chance(0.3) {
+            return None;
+        }
+        let abort_on = if self.dice.chance(0.3) {
+            vec![1]
+        } else {
+            Vec::new()
+        };
+        Some(Box::new(wire::OnFailure {
+            retries: self.dice.between(1, 3) as u32,
+            abort_on,
+            ..wire::OnFailure::default()
+        }))
+    }
+
     fn submit(&mut self, requester: usize) {
         let tasks = self.dice.between(1, 6);
         let max_attempts = self.dice.between(1, 3) as u32;
@@ -105,6 +123,7 @@ impl World {
                 })
                 .collect(),
             checkpoint: None,
+            on_failure: self.failure_policy(public),
         };
         if self.setup.labels_required && self.dice.chance(0.2) {
             let zone = if self.dice.chance(0.5) { "a" } else { "b" };

@@ -152,7 +152,9 @@ impl Shadow {
             }
             Write::GrantAttempts(rows) => rows.iter().for_each(|row| self.grant(row)),
             Write::EndAttempts(ends) => ends.iter().for_each(|end| self.end(end)),
-            Write::CancelJob { job_id, .. } => self.cancel(*job_id),
+            Write::CancelJob {
+                job_id, aborted, ..
+            } => self.cancel(*job_id, *aborted),
             Write::FinishJob { job_id, state, .. } => self.finish(*job_id, *state),
             Write::PurgeJobs(job_ids) => job_ids.iter().for_each(|job| self.purge(*job)),
             Write::UpsertNode(row) => {
@@ -320,7 +322,9 @@ impl Shadow {
         }
     }
 
-    fn cancel(&mut self, job_id: JobId) {
+    /// The job's requester cancelled it, or (`aborted`) one of its tasks stopped it: that
+    /// task failed, and the job fails.
+    fn cancel(&mut self, job_id: JobId, aborted: Option<wire::Aborted>) {
         let job = self
             .jobs
             .get_mut(&job_id)
@@ -330,6 +334,13 @@ impl Shadow {
             JobState::Running,
             "job {job_id} cancelled after it ended"
         );
+        if let Some(aborted) = aborted {
+            assert_eq!(
+                job.tasks[aborted.task_index as usize],
+                Slot::Ended(TaskState::Failed),
+                "job {job_id} stopped by a task that did not fail"
+            );
+        }
         job.claims.clear();
         for slot in &mut job.tasks {
             if let Slot::Running(live) = slot {
@@ -341,7 +352,10 @@ impl Shadow {
                 *slot = Slot::Ended(TaskState::Cancelled);
             }
         }
-        job.state = JobState::Cancelled;
+        job.state = match aborted {
+            Some(_) => JobState::Failed,
+            None => JobState::Cancelled,
+        };
         self.open -= 1;
     }
 

@@ -118,6 +118,13 @@ fn print_status(status: &JobStatus) {
             status.verifying
         );
     }
+    if let Some(aborted) = status.aborted {
+        println!(
+            "  stopped:  task {} exited with code {}, which its abort_on names; the tasks \
+             that had not ended were cancelled",
+            aborted.task_index, aborted.exit_code
+        );
+    }
     if status.recalled > 0 {
         println!(
             "  replaced: {} results were taken back and run again: the one node that vouched \

@@ -32,6 +32,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         success_exit_codes: Vec::new(),
         tasks: vec![TaskSpec::default()],
         checkpoint: None,
+        on_failure: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         success_exit_codes: Vec::new(),
         tasks,
         checkpoint: None,
+        on_failure: None,
     }
 }
 

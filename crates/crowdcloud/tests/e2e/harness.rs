@@ -353,6 +353,7 @@ impl Pool {
             success_exit_codes: Vec::new(),
             tasks,
             checkpoint: None,
+            on_failure: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod bounds;
 mod checkpoints;
 mod cli;
 mod edge;
+mod failures;
 mod harness;
 mod hostile;
 mod hostile_nodes;
