@@ -1,11 +1,13 @@
 //! One attempt on this node: fetch what it needs, run it in the sandbox, upload what it left,
 //! and say how it ended.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientError};
+use futures::{StreamExt as _, TryStreamExt as _};
 use sandbox::{
     Attempt, AttemptControl, AttemptLimits, CheckpointDir, Determinism, RunReport, Sandbox,
 };
@@ -89,6 +91,10 @@ impl Drop for CheckpointFiles {
         let _ = std::fs::remove_file(&self.archive);
     }
 }
+
+/// Output files of one attempt uploaded at once: enough that their records share commits, few
+/// enough that a node with many slots does not flood the coordinator.
+const UPLOADS_AT_ONCE: usize = 8;
 
 /// How long a fetch or an upload is retried while the coordinator cannot answer. It stops
 /// sooner when the coordinator ends the attempt (its lease ran out).
@@ -459,15 +465,7 @@ impl Runner {
         let uploaded: Result<_, String> = async {
             let stdout = uploader.bytes(run.stdout).await?;
             let stderr = uploader.bytes(run.stderr).await?;
-            let mut outputs = Vec::with_capacity(run.outputs.files.len());
-            for file in &run.outputs.files {
-                let hash = uploader.file(&file.host_path).await?;
-                outputs.push(OutputFile {
-                    path: file.path.clone(),
-                    hash,
-                    size_bytes: file.size_bytes,
-                });
-            }
+            let outputs = uploader.files(&run.outputs.files).await?;
             Ok((stdout, stderr, outputs))
         }
         .await;
@@ -535,13 +533,39 @@ impl ForAttempt<'_> {
         Ok(Some(BlobRef { hash, size_bytes }))
     }
 
-    async fn file(&self, path: &Path) -> Result<BlobHash, String> {
-        let (hash, _) = client::hash_file(path)
+    async fn file(&self, hash: BlobHash, path: PathBuf) -> Result<(), String> {
+        self.upload(|| self.client.put_output_file(self.attempt, hash, &path))
             .await
-            .map_err(|error| error.to_string())?;
-        self.upload(|| self.client.put_output_file(self.attempt, hash, path))
+    }
+
+    /// Uploads an attempt's output files: each distinct content once (a map's empty
+    /// partitions are one blob), [`UPLOADS_AT_ONCE`] at a time, so that their records share
+    /// the coordinator's commits instead of waiting for one each.
+    async fn files(&self, files: &[sandbox::OutputFile]) -> Result<Vec<OutputFile>, String> {
+        let mut outputs = Vec::with_capacity(files.len());
+        let mut distinct: HashMap<BlobHash, PathBuf> = HashMap::new();
+        for file in files {
+            let (hash, _) = client::hash_file(&file.host_path)
+                .await
+                .map_err(|error| error.to_string())?;
+            distinct
+                .entry(hash)
+                .or_insert_with(|| file.host_path.clone());
+            outputs.push(OutputFile {
+                path: file.path.clone(),
+                hash,
+                size_bytes: file.size_bytes,
+            });
+        }
+        let uploads: Vec<_> = distinct
+            .into_iter()
+            .map(|(hash, path)| self.file(hash, path))
+            .collect();
+        futures::stream::iter(uploads)
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .try_collect::<Vec<()>>()
             .await?;
-        Ok(hash)
+        Ok(outputs)
     }
 
     async fn upload<F, Fut>(&self, call: F) -> Result<(), String>

@@ -251,8 +251,32 @@ impl BlobStore {
     }
 
     /// Stores a streamed upload as `hash`; refuses it past `max_bytes` or if the bytes do not
-    /// hash to `hash`. Returns the size.
+    /// hash to `hash`. Returns the size. A blob already stored is only checked, not written
+    /// again: the same hash is the same bytes, and many tasks write the same small files
+    /// (an empty partition, a common header), each of which would otherwise cost a write and
+    /// three syncs.
     pub async fn put_stream<S, E>(
+        &self,
+        hash: BlobHash,
+        body: S,
+        max_bytes: u64,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        if self.exists(&hash).await? {
+            let mut sink = Checked::new(hash, max_bytes);
+            let mut body = body;
+            while let Some(chunk) = body.next().await {
+                sink.take(&chunk.map_err(|error| BlobError::Upload(error.to_string()))?)?;
+            }
+            return sink.finish();
+        }
+        self.write_stream(hash, body, max_bytes).await
+    }
+
+    async fn write_stream<S, E>(
         &self,
         hash: BlobHash,
         mut body: S,
@@ -264,18 +288,15 @@ impl BlobStore {
     {
         let upload = self.store.put_multipart(&Self::path(&hash)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK_BYTES);
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
+        let mut checked = Checked::new(hash, max_bytes);
         let failure = loop {
             match body.next().await {
-                None => break None,
+                None => break checked.finish().err(),
                 Some(Err(error)) => break Some(BlobError::Upload(error.to_string())),
                 Some(Ok(chunk)) => {
-                    size += chunk.len() as u64;
-                    if size > max_bytes {
-                        break Some(BlobError::TooLarge { max_bytes });
+                    if let Err(error) = checked.take(&chunk) {
+                        break Some(error);
                     }
-                    hasher.update(&chunk);
                     if let Err(error) = writer.wait_for_capacity(2).await {
                         break Some(error.into());
                     }
@@ -283,13 +304,6 @@ impl BlobStore {
                 }
             }
         };
-        let failure = failure.or_else(|| {
-            let actual = BlobHash::from(hasher.finalize());
-            (actual != hash).then_some(BlobError::HashMismatch {
-                claimed: hash,
-                actual,
-            })
-        });
         match failure {
             Some(error) => {
                 if let Err(abort_error) = writer.abort().await {
@@ -300,7 +314,7 @@ impl BlobStore {
             None => {
                 writer.finish().await?;
                 self.sync_stored(&hash).await?;
-                Ok(size)
+                Ok(checked.size)
             }
         }
     }
@@ -335,6 +349,49 @@ impl BlobStore {
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(*hash)),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// An upload's bytes as they come: counted against its bound and hashed, to be compared with
+/// the hash it claims at the end.
+struct Checked {
+    claimed: BlobHash,
+    max_bytes: u64,
+    size: u64,
+    hasher: blake3::Hasher,
+}
+
+impl Checked {
+    fn new(claimed: BlobHash, max_bytes: u64) -> Self {
+        Self {
+            claimed,
+            max_bytes,
+            size: 0,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    fn take(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.max_bytes {
+            return Err(BlobError::TooLarge {
+                max_bytes: self.max_bytes,
+            });
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    /// The size, once the bytes hash to the claimed hash.
+    fn finish(&self) -> Result<u64, BlobError> {
+        let actual = BlobHash::from(self.hasher.finalize());
+        if actual != self.claimed {
+            return Err(BlobError::HashMismatch {
+                claimed: self.claimed,
+                actual,
+            });
+        }
+        Ok(self.size)
     }
 }
 
@@ -505,6 +562,32 @@ mod tests {
                 ),
                 "{backend}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_of_a_stored_blob_is_checked_as_strictly_and_changes_nothing() {
+        for (backend, blobs, _dir) in backends() {
+            let bytes: &'static [u8] = [b"again ".as_slice(), &rand_bytes()].concat().leak();
+            let hash = BlobHash::of(bytes);
+            blobs.put(hash, Bytes::from_static(bytes)).await.unwrap();
+            let size = blobs
+                .put_stream(hash, chunks(&[&bytes[..3], &bytes[3..]]), 100)
+                .await
+                .unwrap();
+            assert_eq!(size, bytes.len() as u64, "{backend}");
+            let forged = blobs.put_stream(hash, chunks(&[b"forged"]), 100).await;
+            assert!(
+                matches!(forged, Err(BlobError::HashMismatch { .. })),
+                "{backend}: {forged:?}"
+            );
+            let long = blobs.put_stream(hash, chunks(&[bytes]), 4).await;
+            assert!(
+                matches!(long, Err(BlobError::TooLarge { max_bytes: 4 })),
+                "{backend}: {long:?}"
+            );
+            assert_eq!(blobs.get(&hash).await.unwrap(), bytes, "{backend}");
+            blobs.delete(&hash).await.unwrap();
         }
     }
 
