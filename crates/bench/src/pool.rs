@@ -313,10 +313,19 @@ async fn wait_for_url(data_dir: &Path) -> Result<String, BenchError> {
 
 /// Resident memory of a process, from /proc.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// The most memory the process `pid` has held at once since it started.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    proc_status_bytes(pid, "VmHWM:")
+}
+
+fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: u64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -7,6 +7,11 @@
 //! independent run submits the same maps and as many reduces without inputs as two jobs at
 //! once, so the difference is what the pipeline adds: waiting for the maps, reading their
 //! outputs and making the reduces, and each reduce reading MAPS files.
+//!
+//! Then a large graph, for scale: maps → shuffle → reduces that each write FANOUT files → one
+//! task per such file, 100,000 tasks and 1,098,000 edges by default (10^6 of them in the
+//! shuffle). It reports the submit, the time to its end and the coordinator's peak memory, and
+//! checks that every task ran.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,6 +33,26 @@ pub struct StagesOptions {
     pub parts: u32,
     pub agents: u32,
     pub slots: u32,
+    pub scale: ScaleGraph,
+}
+
+/// The large graph: `maps` maps, each writing a part per reduce; `reduces` reduces, each
+/// reading its part of every map and writing `fanout` files; one task per such file.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ScaleGraph {
+    pub maps: u32,
+    pub reduces: u32,
+    pub fanout: u32,
+}
+
+impl ScaleGraph {
+    fn tasks(&self) -> u64 {
+        u64::from(self.maps) + u64::from(self.reduces) * (1 + u64::from(self.fanout))
+    }
+
+    fn edges(&self) -> u64 {
+        u64::from(self.reduces) * (u64::from(self.maps) + u64::from(self.fanout))
+    }
 }
 
 /// What one run of the pipeline took and made.
@@ -44,41 +69,24 @@ pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, Bench
     }
     let measured = measure(&pool, options).await;
     let rss = pool.coordinator_pid().and_then(crate::pool::rss_bytes);
+    let peak_rss = pool.coordinator_pid().and_then(crate::pool::peak_rss_bytes);
     pool.stop().await;
-    let (independent, first, again, checks) = measured?;
-    let tasks = f64::from(options.maps + options.parts);
-    let per_s = |took: Duration| tasks / took.as_secs_f64();
-    let ms = |took: Duration| took.as_secs_f64() * 1000.0;
-    let mut figures = vec![
-        Figure::new("pipeline submit", ms(first.submit), "ms", Better::Lower),
-        Figure::new(
-            "pipeline, submit to the last reduce",
-            per_s(first.end),
-            "tasks/s",
-            Better::Higher,
-        )
-        .baseline(
-            "the same tasks as independent jobs",
-            Some(per_s(independent)),
-        ),
-        Figure::new(
-            "shuffle edges",
-            (options.maps * options.parts).into(),
-            "edges",
-            Better::Higher,
-        ),
-        Figure::new(
-            "the same pipeline again (every result taken)",
-            ms(again.end),
-            "ms",
+    let measured = measured?;
+    let mut figures = shuffle_figures(options, &measured);
+    figures.extend(scale_figures(options.scale, &measured.large));
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    if let Some(peak_rss) = peak_rss {
+        figures.push(Figure::new(
+            "coordinator peak RSS, the whole run",
+            mib(peak_rss),
+            "MiB",
             Better::Lower,
-        )
-        .baseline("its first run", Some(ms(first.end))),
-    ];
+        ));
+    }
     if let Some(rss) = rss {
         figures.push(Figure::new(
             "coordinator RSS at the end",
-            rss as f64 / f64::from(1 << 20),
+            mib(rss),
             "MiB",
             Better::Lower,
         ));
@@ -88,11 +96,84 @@ pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, Bench
         machine: Machine::this(),
         parameters: serde_json::to_value(options).unwrap_or_default(),
         figures,
-        checks,
+        checks: measured.checks,
     })
 }
 
-type Measured = (Duration, PipelineRun, PipelineRun, Vec<Check>);
+fn ms(took: Duration) -> f64 {
+    took.as_secs_f64() * 1000.0
+}
+
+fn shuffle_figures(options: &StagesOptions, measured: &Measured) -> Vec<Figure> {
+    let tasks = f64::from(options.maps + options.parts);
+    let per_s = |took: Duration| tasks / took.as_secs_f64();
+    vec![
+        Figure::new(
+            "pipeline submit",
+            ms(measured.first.submit),
+            "ms",
+            Better::Lower,
+        ),
+        Figure::new(
+            "pipeline, submit to the last reduce",
+            per_s(measured.first.end),
+            "tasks/s",
+            Better::Higher,
+        )
+        .baseline(
+            "the same tasks as independent jobs",
+            Some(per_s(measured.independent)),
+        ),
+        Figure::new(
+            "shuffle edges",
+            (options.maps * options.parts).into(),
+            "edges",
+            Better::Higher,
+        ),
+        Figure::new(
+            "the same pipeline again (every result taken)",
+            ms(measured.again.end),
+            "ms",
+            Better::Lower,
+        )
+        .baseline("its first run", Some(ms(measured.first.end))),
+    ]
+}
+
+fn scale_figures(graph: ScaleGraph, large: &PipelineRun) -> Vec<Figure> {
+    let tasks = graph.tasks() as f64;
+    vec![
+        Figure::new("large graph: tasks", tasks, "tasks", Better::Higher),
+        Figure::new(
+            "large graph: edges",
+            graph.edges() as f64,
+            "edges",
+            Better::Higher,
+        ),
+        Figure::new("large graph: submit", ms(large.submit), "ms", Better::Lower),
+        Figure::new(
+            "large graph: submit to its end",
+            large.end.as_secs_f64(),
+            "s",
+            Better::Lower,
+        ),
+        Figure::new(
+            "large graph: tasks per second",
+            tasks / large.end.as_secs_f64(),
+            "tasks/s",
+            Better::Higher,
+        ),
+    ]
+}
+
+/// What the runs took and made.
+struct Measured {
+    independent: Duration,
+    first: PipelineRun,
+    again: PipelineRun,
+    large: PipelineRun,
+    checks: Vec<Check>,
+}
 
 async fn measure(pool: &LocalPool, options: &StagesOptions) -> Result<Measured, BenchError> {
     pool.wait_online(options.agents as usize).await?;
@@ -124,8 +205,17 @@ async fn measure(pool: &LocalPool, options: &StagesOptions) -> Result<Measured, 
 
     let first = run_pipeline(pool, module, options).await?;
     let again = run_pipeline(pool, module, options).await?;
-    let checks = checks(pool, options, &first, &again).await?;
-    Ok((independent, first, again, checks))
+    let mut checks = checks(pool, options, &first, &again).await?;
+    let probe = pool.owner.upload_bytes(guests::PROBE.into()).await?;
+    let large = run_large(pool, (module, probe), options.scale).await?;
+    checks.push(large_check(options.scale, &large));
+    Ok(Measured {
+        independent,
+        first,
+        again,
+        large,
+        checks,
+    })
 }
 
 /// A job of `tasks` runs of `wordfreq args`. Its name is in its env, so the tasks of the
@@ -168,17 +258,27 @@ async fn run_pipeline(
             },
         ],
     };
+    wait_pipeline(pool, &pipeline, Duration::from_secs(600)).await
+}
+
+/// Submits `pipeline` and waits for its end, for at most `limit`.
+async fn wait_pipeline(
+    pool: &LocalPool,
+    pipeline: &PipelineSubmission,
+    limit: Duration,
+) -> Result<PipelineRun, BenchError> {
     let started = Instant::now();
-    let submitted = pool.owner.submit_pipeline(&pipeline).await?;
+    let submitted = pool.owner.submit_pipeline(pipeline).await?;
     let submit = started.elapsed();
     let status = pool
         .owner
-        .wait_pipeline_end(submitted.pipeline_id, Duration::from_secs(600))
+        .wait_pipeline_end(submitted.pipeline_id, limit)
         .await?;
     if !status.state.is_terminal() {
         let id = submitted.pipeline_id;
         return Err(BenchError::Setup(format!(
-            "pipeline {id} did not end in 10 minutes"
+            "pipeline {id} did not end in {} s",
+            limit.as_secs()
         )));
     }
     Ok(PipelineRun {
@@ -186,6 +286,63 @@ async fn run_pipeline(
         submit,
         end: started.elapsed(),
     })
+}
+
+/// The large graph through the pool: `wordfreq` maps, `probe files` reduces and `probe echo`
+/// leaves.
+async fn run_large(
+    pool: &LocalPool,
+    (wordfreq, probe): (BlobHash, BlobHash),
+    graph: ScaleGraph,
+) -> Result<PipelineRun, BenchError> {
+    let parts = graph.reduces.to_string();
+    let fanout = graph.fanout.to_string();
+    let stage = |name: &str, input, job| StageSubmission {
+        name: name.to_owned(),
+        input,
+        job,
+    };
+    let pipeline = PipelineSubmission {
+        name: "large".to_owned(),
+        stages: vec![
+            stage(
+                "map",
+                None,
+                job(wordfreq, "large-map", graph.maps, &["map", &parts]),
+            ),
+            stage(
+                "reduce",
+                Some(StageInput::Partition {
+                    stage: "map".to_owned(),
+                    parts: graph.reduces,
+                }),
+                job(probe, "large-reduce", 1, &["files", &fanout]),
+            ),
+            stage(
+                "leaf",
+                Some(StageInput::Each("reduce".to_owned())),
+                job(probe, "large-leaf", 1, &["echo", "leaf"]),
+            ),
+        ],
+    };
+    wait_pipeline(pool, &pipeline, Duration::from_secs(3600)).await
+}
+
+fn large_check(graph: ScaleGraph, large: &PipelineRun) -> Check {
+    let succeeded: Vec<u32> = large
+        .status
+        .stages
+        .iter()
+        .map(|stage| stage.counts.succeeded)
+        .collect();
+    let expected = [graph.maps, graph.reduces, graph.reduces * graph.fanout];
+    Check::new(
+        format!(
+            "the large graph completed: {} maps, {} reduces, {} leaves",
+            expected[0], expected[1], expected[2]
+        ),
+        large.status.state == JobState::Completed && succeeded == expected,
+    )
 }
 
 async fn checks(

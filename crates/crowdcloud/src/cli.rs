@@ -526,6 +526,16 @@ pub(crate) enum BenchCommand {
         agents: u32,
         #[arg(long, default_value_t = 8)]
         slots: u32,
+        /// The large graph: maps, each writing as many parts as there are reduces, whose
+        /// shuffle has maps x reduces edges (1,000 x 1,000 = 10^6).
+        #[arg(long, default_value_t = 1000)]
+        scale_maps: u32,
+        #[arg(long, default_value_t = 1000)]
+        scale_reduces: u32,
+        /// Files each reduce of the large graph writes, each the input of one task of its last
+        /// stage: maps + reduces x (1 + this) tasks in all (100,000 by default).
+        #[arg(long, default_value_t = 98)]
+        scale_fanout: u32,
     },
     /// Sandbox start-up, and CPU-bound kernels in the sandbox against native code.
     Sandbox {

@@ -59,12 +59,20 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             parts,
             agents,
             slots,
+            scale_maps,
+            scale_reduces,
+            scale_fanout,
         } => {
             let options = bench::stages::StagesOptions {
                 maps,
                 parts,
                 agents,
                 slots,
+                scale: bench::stages::ScaleGraph {
+                    maps: scale_maps,
+                    reduces: scale_reduces,
+                    fanout: scale_fanout,
+                },
             };
             bench::stages::run(binary, &options).await?
         }

@@ -59,10 +59,31 @@ async fn a_short_dispatch_benchmark_runs_every_task_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_stages_benchmark_runs_the_shuffle_and_nothing_again() {
     let (output, report) = bench(&[
-        "stages", "--maps", "20", "--parts", "4", "--agents", "2", "--slots", "2",
+        "stages",
+        "--maps",
+        "20",
+        "--parts",
+        "4",
+        "--agents",
+        "2",
+        "--slots",
+        "2",
+        "--scale-maps",
+        "10",
+        "--scale-reduces",
+        "6",
+        "--scale-fanout",
+        "3",
     ])
     .await;
     assert_checks_pass(&output, &report);
+    let large = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|figure| figure["name"] == "large graph: tasks")
+        .expect("the large graph's size is reported");
+    assert_eq!(large["value"].as_f64(), Some(10.0 + 6.0 * 4.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
