@@ -12,7 +12,9 @@
 //!   much work was lost; [`recover_checkpoints`], the same for long tasks that checkpoint, with
 //!   what checkpointing costs.
 //! - [`stages`]: a map → shuffle → reduce pipeline against the same tasks as independent jobs,
-//!   side by side, and the pipeline run again, which takes every result by key.
+//!   side by side, and the pipeline run again, which takes every result by key; a graph of
+//!   100,000 tasks; and, with [`churn`], a shuffle on a pool whose agents keep dying against
+//!   the same on a calm pool.
 //! - [`verify`]: the verification policy of a public pool against cheating nodes (colluding,
 //!   honest until trusted, rejoining under new identities), in a seeded model of a million
 //!   tasks: wrong results delivered, executions per task and time to ban, against fixed 2×
@@ -21,6 +23,7 @@
 //! Benchmarks measure; they never assert speed. Each report carries correctness checks (every
 //! task done, counts right), which the test suite asserts on a short run of each.
 
+pub mod churn;
 pub mod dispatch;
 pub mod pool;
 pub mod recover;

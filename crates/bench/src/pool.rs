@@ -141,11 +141,40 @@ impl LocalPool {
         join_token: &str,
         more_args: &[&str],
     ) -> Result<usize, BenchError> {
+        let child = self.agent_process(name, slots, join_token, more_args)?;
+        self.agents.push(child);
+        Ok(self.agents.len() - 1)
+    }
+
+    /// Starts the agent at `index` again, under the same name and data dir (so the same
+    /// identity), with the pool's join token: a machine back after its agent died.
+    pub fn respawn_agent(
+        &mut self,
+        index: usize,
+        name: &str,
+        slots: u32,
+    ) -> Result<(), BenchError> {
+        let join_token = self.join_token.clone();
+        self.agents[index] = self.agent_process(name, slots, &join_token, &[])?;
+        Ok(())
+    }
+
+    fn agent_process(
+        &self,
+        name: &str,
+        slots: u32,
+        join_token: &str,
+        more_args: &[&str],
+    ) -> Result<Child, BenchError> {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).map_err(BenchError::io("an agent's data dir"))?;
-        let log = std::fs::File::create(dir.join("agent.log"))
+        // Appended to, so that an agent started again keeps its earlier runs' lines.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
             .map_err(BenchError::io("an agent's log"))?;
-        let child = Command::new(&self.binary)
+        Command::new(&self.binary)
             .args([
                 "agent",
                 "--coordinator",
@@ -171,9 +200,7 @@ impl LocalPool {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .map_err(BenchError::io("starting an agent"))?;
-        self.agents.push(child);
-        Ok(self.agents.len() - 1)
+            .map_err(BenchError::io("starting an agent"))
     }
 
     /// Uploads the no-op module as the owner.

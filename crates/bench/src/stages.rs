@@ -34,6 +34,7 @@ pub struct StagesOptions {
     pub agents: u32,
     pub slots: u32,
     pub scale: ScaleGraph,
+    pub churn: crate::churn::ChurnOptions,
 }
 
 /// The large graph: `maps` maps, each writing a part per reduce; `reduces` reduces, each
@@ -71,9 +72,12 @@ pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, Bench
     let rss = pool.coordinator_pid().and_then(crate::pool::rss_bytes);
     let peak_rss = pool.coordinator_pid().and_then(crate::pool::peak_rss_bytes);
     pool.stop().await;
-    let measured = measured?;
+    let mut measured = measured?;
+    let churned = crate::churn::run(binary, &options.churn).await?;
     let mut figures = shuffle_figures(options, &measured);
     figures.extend(scale_figures(options.scale, &measured.large));
+    figures.extend(churn_figures(&options.churn, &churned));
+    measured.checks.extend(churned.checks);
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     if let Some(peak_rss) = peak_rss {
         figures.push(Figure::new(
@@ -166,6 +170,38 @@ fn scale_figures(graph: ScaleGraph, large: &PipelineRun) -> Vec<Figure> {
     ]
 }
 
+fn churn_figures(
+    options: &crate::churn::ChurnOptions,
+    runs: &crate::churn::ChurnRuns,
+) -> Vec<Figure> {
+    let secs = |took: Duration| took.as_secs_f64();
+    let name = format!(
+        "{} x {} shuffle, {:.0} % of {} agents killed and back in {} ms at any time",
+        options.maps,
+        options.parts,
+        options.down_fraction * 100.0,
+        options.agents,
+        options.down_ms
+    );
+    vec![
+        Figure::new(&name, secs(runs.churned), "s", Better::Lower)
+            .baseline("the same shuffle, no churn", Some(secs(runs.calm))),
+        Figure::new(
+            "the shuffle's time under churn against none",
+            secs(runs.churned) / secs(runs.calm),
+            "x",
+            Better::Lower,
+        )
+        .target(1.2),
+        Figure::new(
+            "agents killed during the churned shuffle",
+            f64::from(runs.kills),
+            "agents",
+            Better::Lower,
+        ),
+    ]
+}
+
 /// What the runs took and made.
 struct Measured {
     independent: Duration,
@@ -181,7 +217,7 @@ async fn measure(pool: &LocalPool, options: &StagesOptions) -> Result<Measured, 
     // Every agent compiles and caches the module before anything is timed.
     let warm_up = pool
         .owner
-        .submit(&job(
+        .submit(&stage_job(
             module,
             "warm-up",
             options.agents * options.slots,
@@ -192,8 +228,8 @@ async fn measure(pool: &LocalPool, options: &StagesOptions) -> Result<Measured, 
 
     let started = Instant::now();
     let parts = options.parts.to_string();
-    let maps = job(module, "maps", options.maps, &["map", &parts]);
-    let reduces = job(module, "reduces", options.parts, &["reduce"]);
+    let maps = stage_job(module, "maps", options.maps, &["map", &parts]);
+    let reduces = stage_job(module, "reduces", options.parts, &["reduce"]);
     let jobs = [
         pool.owner.submit(&maps).await?,
         pool.owner.submit(&reduces).await?,
@@ -221,7 +257,7 @@ async fn measure(pool: &LocalPool, options: &StagesOptions) -> Result<Measured, 
 /// A job of `tasks` runs of `wordfreq args`. Its name is in its env, so the tasks of the
 /// independent run and of the pipeline have different keys and the pipeline takes no result of
 /// the independent run.
-fn job(module: BlobHash, name: &str, tasks: u32, args: &[&str]) -> JobSubmission {
+pub(crate) fn stage_job(module: BlobHash, name: &str, tasks: u32, args: &[&str]) -> JobSubmission {
     let task = TaskSpec {
         args: args.iter().map(|arg| (*arg).to_owned()).collect(),
         ..TaskSpec::default()
@@ -246,7 +282,7 @@ async fn run_pipeline(
             StageSubmission {
                 name: "map".to_owned(),
                 input: None,
-                job: job(module, "map", options.maps, &["map", &parts]),
+                job: stage_job(module, "map", options.maps, &["map", &parts]),
             },
             StageSubmission {
                 name: "reduce".to_owned(),
@@ -254,7 +290,7 @@ async fn run_pipeline(
                     stage: "map".to_owned(),
                     parts: options.parts,
                 }),
-                job: job(module, "reduce", 1, &["reduce"]),
+                job: stage_job(module, "reduce", 1, &["reduce"]),
             },
         ],
     };
@@ -308,7 +344,7 @@ async fn run_large(
             stage(
                 "map",
                 None,
-                job(wordfreq, "large-map", graph.maps, &["map", &parts]),
+                stage_job(wordfreq, "large-map", graph.maps, &["map", &parts]),
             ),
             stage(
                 "reduce",
@@ -316,12 +352,12 @@ async fn run_large(
                     stage: "map".to_owned(),
                     parts: graph.reduces,
                 }),
-                job(probe, "large-reduce", 1, &["files", &fanout]),
+                stage_job(probe, "large-reduce", 1, &["files", &fanout]),
             ),
             stage(
                 "leaf",
                 Some(StageInput::Each("reduce".to_owned())),
-                job(probe, "large-leaf", 1, &["echo", "leaf"]),
+                stage_job(probe, "large-leaf", 1, &["echo", "leaf"]),
             ),
         ],
     };

@@ -516,27 +516,7 @@ pub(crate) enum BenchCommand {
     },
     /// A map → shuffle → reduce pipeline against the same tasks as independent jobs, and the
     /// pipeline run again.
-    Stages {
-        #[arg(long, default_value_t = 200)]
-        maps: u32,
-        /// Partitions: reduce tasks, and files each map writes.
-        #[arg(long, default_value_t = 50)]
-        parts: u32,
-        #[arg(long, default_value_t = 2)]
-        agents: u32,
-        #[arg(long, default_value_t = 8)]
-        slots: u32,
-        /// The large graph: maps, each writing as many parts as there are reduces, whose
-        /// shuffle has maps x reduces edges (1,000 x 1,000 = 10^6).
-        #[arg(long, default_value_t = 1000)]
-        scale_maps: u32,
-        #[arg(long, default_value_t = 1000)]
-        scale_reduces: u32,
-        /// Files each reduce of the large graph writes, each the input of one task of its last
-        /// stage: maps + reduces x (1 + this) tasks in all (100,000 by default).
-        #[arg(long, default_value_t = 98)]
-        scale_fanout: u32,
-    },
+    Stages(BenchStagesArgs),
     /// Sandbox start-up, and CPU-bound kernels in the sandbox against native code.
     Sandbox {
         #[arg(long, default_value_t = 2000)]
@@ -604,6 +584,45 @@ pub(crate) enum BenchCommand {
     /// task and time to ban, in a seeded model of the pool's policy, fixed 2× replication and
     /// BOINC's adaptive replication.
     Verify(BenchVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchStagesArgs {
+    #[arg(long, default_value_t = 200)]
+    pub(crate) maps: u32,
+    /// Partitions: reduce tasks, and files each map writes.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) parts: u32,
+    #[arg(long, default_value_t = 2)]
+    pub(crate) agents: u32,
+    #[arg(long, default_value_t = 8)]
+    pub(crate) slots: u32,
+    /// The large graph: maps, each writing as many parts as there are reduces, whose
+    /// shuffle has maps x reduces edges (1,000 x 1,000 = 10^6).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) scale_maps: u32,
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) scale_reduces: u32,
+    /// Files each reduce of the large graph writes, each the input of one task of its last
+    /// stage: maps + reduces x (1 + this) tasks in all (100,000 by default).
+    #[arg(long, default_value_t = 98)]
+    pub(crate) scale_fanout: u32,
+    /// The shuffle run with and without churn: maps, and parts (reduces).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) churn_maps: u32,
+    #[arg(long, default_value_t = 100)]
+    pub(crate) churn_parts: u32,
+    /// Agents of the churned pool, each with `--churn-slots` slots.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) churn_agents: u32,
+    #[arg(long, default_value_t = 2)]
+    pub(crate) churn_slots: u32,
+    /// Share of those agents away at any time: killed (SIGKILL), and back after
+    /// `--churn-down-ms`.
+    #[arg(long, default_value_t = 0.3)]
+    pub(crate) churn: f64,
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) churn_down_ms: u64,
 }
 
 #[derive(Debug, Args)]

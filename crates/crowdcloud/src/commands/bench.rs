@@ -12,7 +12,7 @@ use bench::sandbox::SandboxOptions;
 use bench::scale::ScaleOptions;
 use bench::verify::VerifyOptions;
 
-use crate::cli::{BenchArgs, BenchCommand, BenchVerifyArgs};
+use crate::cli::{BenchArgs, BenchCommand, BenchStagesArgs, BenchVerifyArgs};
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let binary = std::env::current_exe().context("cannot find this program's path")?;
@@ -54,28 +54,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::dispatch::run(binary, &options).await?
         }
-        BenchCommand::Stages {
-            maps,
-            parts,
-            agents,
-            slots,
-            scale_maps,
-            scale_reduces,
-            scale_fanout,
-        } => {
-            let options = bench::stages::StagesOptions {
-                maps,
-                parts,
-                agents,
-                slots,
-                scale: bench::stages::ScaleGraph {
-                    maps: scale_maps,
-                    reduces: scale_reduces,
-                    fanout: scale_fanout,
-                },
-            };
-            bench::stages::run(binary, &options).await?
-        }
+        BenchCommand::Stages(args) => bench::stages::run(binary, &stages_options(args)?).await?,
         which @ BenchCommand::Sandbox {
             large_module_mib, ..
         } => {
@@ -219,5 +198,34 @@ async fn recover(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             bench::recover::run(binary, &options).await?
         }
         _ => unreachable!("`measure` hands only `bench recover` here"),
+    })
+}
+
+/// What `bench stages` runs, from its arguments.
+fn stages_options(args: BenchStagesArgs) -> anyhow::Result<bench::stages::StagesOptions> {
+    if !(0.0..1.0).contains(&args.churn) || args.churn_agents < 2 {
+        anyhow::bail!(
+            "--churn is the share of agents away at once, from 0 to below 1, and \
+             --churn-agents at least 2, so that one is always working"
+        );
+    }
+    Ok(bench::stages::StagesOptions {
+        maps: args.maps,
+        parts: args.parts,
+        agents: args.agents,
+        slots: args.slots,
+        scale: bench::stages::ScaleGraph {
+            maps: args.scale_maps,
+            reduces: args.scale_reduces,
+            fanout: args.scale_fanout,
+        },
+        churn: bench::churn::ChurnOptions {
+            maps: args.churn_maps,
+            parts: args.churn_parts,
+            agents: args.churn_agents,
+            slots: args.churn_slots,
+            down_fraction: args.churn,
+            down_ms: args.churn_down_ms,
+        },
     })
 }

@@ -74,6 +74,14 @@ async fn a_short_stages_benchmark_runs_the_shuffle_and_nothing_again() {
         "6",
         "--scale-fanout",
         "3",
+        "--churn-maps",
+        "40",
+        "--churn-parts",
+        "4",
+        "--churn-agents",
+        "3",
+        "--churn-down-ms",
+        "500",
     ])
     .await;
     assert_checks_pass(&output, &report);

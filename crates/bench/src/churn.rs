@@ -1,0 +1,228 @@
+//! A shuffle on a pool whose machines come and go, against the same shuffle on a calm pool,
+//! side by side on one coordinator: what churn costs a pipeline.
+//!
+//! Churn here is the volunteer case at its harshest: an agent is killed outright (SIGKILL,
+//! holding its attempts and whatever they wrote) and its machine comes back `down_ms` later
+//! under the same identity. Kills come at an even pace so that `down_fraction` of the agents
+//! are away at any time, in a fixed round-robin order, so two runs churn alike. A killed
+//! agent's attempts run elsewhere once its lease runs out, or once it is back and registered
+//! again, which the coordinator allows only after the old process has been silent for a few
+//! heartbeats (it cannot tell a restart from a copied data dir sooner).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use wire::{BlobHash, JobState, PipelineId, PipelineSubmission, StageInput, StageSubmission};
+
+use crate::pool::{CoordinatorOptions, LocalPool};
+use crate::stages::stage_job;
+use crate::{BenchError, Check};
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ChurnOptions {
+    pub maps: u32,
+    pub parts: u32,
+    pub agents: u32,
+    pub slots: u32,
+    /// Share of the agents away at any time during the churned run.
+    pub down_fraction: f64,
+    /// How long a killed agent's machine stays away.
+    pub down_ms: u64,
+}
+
+/// The two runs of the shuffle, and what the churned one went through.
+pub struct ChurnRuns {
+    pub calm: Duration,
+    pub churned: Duration,
+    pub kills: u32,
+    pub checks: Vec<Check>,
+}
+
+pub async fn run(binary: &Path, options: &ChurnOptions) -> Result<ChurnRuns, BenchError> {
+    // Every comeback registers again, and a join token's registrations refill at a hundredth
+    // of its bound on nodes a second: a pool that expects its machines to come and go this
+    // often sets a bound that allows it.
+    let coordinator = CoordinatorOptions {
+        nodes_per_join_token: Some(10_000),
+        ..CoordinatorOptions::default()
+    };
+    let mut pool = LocalPool::start(binary, &coordinator).await?;
+    for index in 0..options.agents {
+        pool.spawn_agent(&agent_name(index), options.slots)?;
+    }
+    let runs = runs(&mut pool, options).await;
+    pool.stop().await;
+    runs
+}
+
+fn agent_name(index: u32) -> String {
+    format!("churn-{index}")
+}
+
+async fn runs(pool: &mut LocalPool, options: &ChurnOptions) -> Result<ChurnRuns, BenchError> {
+    pool.wait_online(options.agents as usize).await?;
+    let module = pool.owner.upload_bytes(guests::WORDFREQ.into()).await?;
+    // Every agent compiles the module, and keeps it on disk across its restarts.
+    let warm_up = stage_job(
+        module,
+        "churn-warm-up",
+        options.agents * options.slots,
+        &["count"],
+    );
+    let warm_up = pool.owner.submit(&warm_up).await?;
+    pool.job_end(warm_up.job_id, None).await?;
+
+    let started = Instant::now();
+    let calm = pool
+        .owner
+        .submit_pipeline(&shuffle(module, "calm", options))
+        .await?;
+    let calm_status = wait_end(pool, calm.pipeline_id).await?;
+    let calm_took = started.elapsed();
+
+    let started = Instant::now();
+    let churned = pool
+        .owner
+        .submit_pipeline(&shuffle(module, "churned", options))
+        .await?;
+    let mut churn = Churn::new(options);
+    // The first kill comes before the first look, so even a short run has one.
+    let churned_status = loop {
+        churn.step(pool).await?;
+        let status = pool.owner.pipeline(churned.pipeline_id).await?;
+        if status.state.is_terminal() {
+            break status;
+        }
+        if started.elapsed() > RUN_MAX {
+            return Err(BenchError::Setup(
+                "the churned shuffle did not end in 30 minutes".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let churned_took = started.elapsed();
+    churn.bring_back_all(pool)?;
+    let complete = |status: &wire::PipelineStatus| {
+        status.state == JobState::Completed
+            && status.stages[0].counts.succeeded == options.maps
+            && status.stages[1].counts.succeeded == options.parts
+    };
+    Ok(ChurnRuns {
+        calm: calm_took,
+        churned: churned_took,
+        kills: churn.kills,
+        checks: vec![
+            Check::new("the calm shuffle completed whole", complete(&calm_status)),
+            Check::new(
+                format!(
+                    "the churned shuffle completed whole, {} agents killed",
+                    churn.kills
+                ),
+                complete(&churned_status) && churn.kills > 0,
+            ),
+        ],
+    })
+}
+
+const RUN_MAX: Duration = Duration::from_secs(1800);
+
+async fn wait_end(pool: &LocalPool, id: PipelineId) -> Result<wire::PipelineStatus, BenchError> {
+    let status = pool.owner.wait_pipeline_end(id, RUN_MAX).await?;
+    if !status.state.is_terminal() {
+        return Err(BenchError::Setup(format!(
+            "pipeline {id} did not end in 30 minutes"
+        )));
+    }
+    Ok(status)
+}
+
+/// `maps` maps writing `parts` parts each, and a reduce per part. `name` keeps the two runs'
+/// task keys apart, so the second takes no result of the first.
+fn shuffle(module: BlobHash, name: &str, options: &ChurnOptions) -> PipelineSubmission {
+    let parts = options.parts.to_string();
+    PipelineSubmission {
+        name: format!("{name} shuffle"),
+        stages: vec![
+            StageSubmission {
+                name: "map".to_owned(),
+                input: None,
+                job: stage_job(
+                    module,
+                    &format!("{name}-map"),
+                    options.maps,
+                    &["map", &parts],
+                ),
+            },
+            StageSubmission {
+                name: "reduce".to_owned(),
+                input: Some(StageInput::Partition {
+                    stage: "map".to_owned(),
+                    parts: options.parts,
+                }),
+                job: stage_job(module, &format!("{name}-reduce"), 1, &["reduce"]),
+            },
+        ],
+    }
+}
+
+/// Kills agents at an even pace and brings each back `down_ms` later.
+struct Churn {
+    options: ChurnOptions,
+    /// Agents away, and since when, oldest first.
+    down: VecDeque<(u32, Instant)>,
+    away_max: usize,
+    next_kill_at: Instant,
+    next_victim: u32,
+    kills: u32,
+}
+
+impl Churn {
+    fn new(options: &ChurnOptions) -> Self {
+        let away_max = ((f64::from(options.agents) * options.down_fraction).round() as usize)
+            .clamp(1, options.agents.saturating_sub(1).max(1) as usize);
+        Self {
+            options: *options,
+            down: VecDeque::new(),
+            away_max,
+            next_kill_at: Instant::now(),
+            next_victim: 0,
+            kills: 0,
+        }
+    }
+
+    fn kill_every(&self) -> Duration {
+        Duration::from_millis(self.options.down_ms / self.away_max as u64)
+    }
+
+    async fn step(&mut self, pool: &mut LocalPool) -> Result<(), BenchError> {
+        let now = Instant::now();
+        let down_for = Duration::from_millis(self.options.down_ms);
+        while let Some(&(index, since)) = self.down.front() {
+            if now.duration_since(since) < down_for {
+                break;
+            }
+            self.down.pop_front();
+            pool.respawn_agent(index as usize, &agent_name(index), self.options.slots)?;
+        }
+        let victim = self.next_victim;
+        let away = |agent: u32| self.down.iter().any(|(index, _)| *index == agent);
+        if now >= self.next_kill_at && self.down.len() < self.away_max && !away(victim) {
+            self.next_victim = (victim + 1) % self.options.agents;
+            pool.kill_agent(victim as usize).await;
+            self.down.push_back((victim, now));
+            self.kills += 1;
+            self.next_kill_at = now + self.kill_every();
+        }
+        Ok(())
+    }
+
+    fn bring_back_all(&mut self, pool: &mut LocalPool) -> Result<(), BenchError> {
+        while let Some((index, _)) = self.down.pop_front() {
+            pool.respawn_agent(index as usize, &agent_name(index), self.options.slots)?;
+        }
+        Ok(())
+    }
+}
