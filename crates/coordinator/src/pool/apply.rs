@@ -129,6 +129,7 @@ impl PoolState {
                 }
             }
             Event::NodeHeard { node, at_ms } => self.touch(*node, *at_ms),
+            Event::NodeSilent { node, .. } => self.set_silent(*node, true),
             Event::NodeActivitySet {
                 node,
                 activity,
@@ -401,6 +402,10 @@ impl PoolState {
             let task = &mut job.tasks[index as usize];
             task.attempts += 1;
             task.live.push(attempt_id);
+            // A request parked before its node went silent may still be answered.
+            if node.silent {
+                task.silent_live += 1;
+            }
             // What the attempt resumes from: work its report must not be paid for again.
             let resumed_fuel = task.resumed_fuel();
             job.attempts_total += 1;
@@ -531,12 +536,49 @@ impl PoolState {
         if let Some(node) = self.nodes.get_mut(&attempt.node) {
             node.running.remove(&attempt_id);
             self.changes.nodes_freed.push(attempt.node);
+            if node.silent
+                && let Some(task) = self
+                    .jobs
+                    .get_mut(&attempt.job)
+                    .and_then(|job| job.tasks.get_mut(attempt.task as usize))
+            {
+                task.silent_live -= 1;
+            }
         }
         Some(attempt)
     }
 
+    /// Marks a node silent or heard again: its attempts' tasks stop or start counting them as
+    /// replicas, and want a stand-in accordingly.
+    fn set_silent(&mut self, node_id: NodeId, silent: bool) {
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return;
+        };
+        if node.silent == silent {
+            return;
+        }
+        node.silent = silent;
+        let held: Vec<AttemptId> = node.running.iter().copied().collect();
+        for attempt_id in held {
+            let attempt = self.attempts[&attempt_id];
+            let job = self
+                .jobs
+                .get_mut(&attempt.job)
+                .expect("attempts belong to jobs");
+            let task = &mut job.tasks[attempt.task as usize];
+            if silent {
+                task.silent_live += 1;
+            } else {
+                task.silent_live -= 1;
+            }
+            job.sync_short(attempt.task);
+            self.sync_ready(attempt.job);
+        }
+    }
+
     /// Any authenticated request of a node shows it is alive and extends its leases.
     fn touch(&mut self, node_id: NodeId, now_ms: u64) {
+        self.set_silent(node_id, false);
         let lease_ms = self.lease_term_ms();
         if let Some(node) = self.nodes.get_mut(&node_id) {
             node.last_seen_ms = now_ms;

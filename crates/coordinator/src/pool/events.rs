@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 8;
+pub(crate) const EVENTS_VERSION: u32 = 9;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,12 @@ pub(crate) enum Event {
     /// A node's request reached the coordinator: it is alive, and its lease runs a term from
     /// now.
     NodeHeard {
+        node: NodeId,
+        at_ms: u64,
+    },
+    /// A node that holds attempts has been silent for half its lease: it may be gone (killed,
+    /// asleep, cut off), so its attempts' tasks run elsewhere too until it is heard again.
+    NodeSilent {
         node: NodeId,
         at_ms: u64,
     },
@@ -283,12 +289,13 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 39] = [
+pub(crate) const EVENT_KINDS: [&str; 40] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
     "NodeGone",
     "NodeHeard",
+    "NodeSilent",
     "NodeActivitySet",
     "NodeCapabilitiesSet",
     "NodeRuntimesUnsent",
@@ -335,6 +342,7 @@ impl Event {
             Event::NodeRegistered { .. } => "NodeRegistered",
             Event::NodeGone { .. } => "NodeGone",
             Event::NodeHeard { .. } => "NodeHeard",
+            Event::NodeSilent { .. } => "NodeSilent",
             Event::NodeActivitySet { .. } => "NodeActivitySet",
             Event::NodeCapabilitiesSet { .. } => "NodeCapabilitiesSet",
             Event::NodeRuntimesUnsent { .. } => "NodeRuntimesUnsent",

@@ -201,7 +201,9 @@ impl Job {
             .check
             .as_ref()
             .map_or(self.replicas, |check| check.wanted);
-        task.slot == Slot::Running && (task.live.len() as u32) < wanted && self.attempts_left(index)
+        // Replicas on silent nodes may be gone: each gets a stand-in while attempts allow.
+        let counted = task.live.len() as u32 - u32::from(task.silent_live);
+        task.slot == Slot::Running && counted < wanted && self.attempts_left(index)
     }
 
     /// Tasks with results that wait for a check, counted again: what `checking` must equal.
@@ -392,6 +394,7 @@ impl PoolState {
                 checkpoints: None,
                 failures: 0,
                 memory_failures: 0,
+                silent_live: 0,
             })
             .collect();
         let counts = TaskCounts {
@@ -445,6 +448,7 @@ impl PoolState {
                 ),
                 failures: 0,
                 memory_failures: 0,
+                silent_live: 0,
             });
             if !task.failed.is_empty() {
                 failed.push((task.job_id, task.index, task.failed));

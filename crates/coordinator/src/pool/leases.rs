@@ -524,6 +524,7 @@ impl PoolState {
 
     /// Ends the attempts of every node whose lease ran out; returns how many.
     pub(crate) fn expire(&mut self, now_ms: u64, out: &mut Outbox) -> usize {
+        self.silence_quiet_nodes(now_ms, out);
         let mut lapsed: Vec<NodeId> = self
             .nodes
             .values()
@@ -538,6 +539,33 @@ impl PoolState {
             expired += self.expire_node(node_id, now_ms, Expiry::LeaseRanOut, out);
         }
         expired + self.expire_overdue(now_ms, out)
+    }
+
+    /// Marks silent the nodes that hold attempts and have not been heard from for half a lease
+    /// (a heartbeat and a half missed): their tasks run elsewhere too, and the first result
+    /// wins, rather than every one of them waiting for the lease to run out.
+    fn silence_quiet_nodes(&mut self, now_ms: u64, out: &mut Outbox) {
+        let quiet_ms = self.lease_term_ms() / 2;
+        let mut quiet: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| !node.silent && !node.running.is_empty())
+            // A node whose lease ran out is expired at once instead.
+            .filter(|node| node.lease_until_ms > now_ms)
+            .filter(|node| node.last_seen_ms.saturating_add(quiet_ms) <= now_ms)
+            .map(|node| node.id)
+            .collect();
+        // In id order: the events come out the same in every run.
+        quiet.sort_unstable();
+        for node in quiet {
+            self.record(
+                Event::NodeSilent {
+                    node,
+                    at_ms: now_ms,
+                },
+                out,
+            );
+        }
     }
 
     /// Ends the attempts that are past their deadline and grace, whatever their nodes'
@@ -647,11 +675,13 @@ impl PoolState {
             return;
         };
         let on_node = task.live.iter().any(|live| node.running.contains(live));
-        // A task of a job that verifies ran the replicas its check wanted: each may still
-        // bring a result.
+        // A task of a job that verifies ran the replicas its check wanted, and one whose
+        // replica's node went silent a stand-in besides: each may still bring a result.
         let live_max = match job.verify {
             Some(_) => verify::RESULTS_MAX,
-            None => job.replicas,
+            None => job
+                .replicas
+                .max(job.max_attempts + u32::from(task.failures)),
         };
         if job.state != JobState::Running
             || matches!(task.slot, Slot::Ended(_))

@@ -281,6 +281,8 @@ pub(crate) struct Task {
     pub(crate) failures: u8,
     /// Those of `failures` that ran out of memory: each grows the next attempt's memory.
     pub(crate) memory_failures: u8,
+    /// Its live attempts on silent nodes: they do not count as replicas. At most `live`.
+    pub(crate) silent_live: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +328,10 @@ pub(crate) struct Node {
     pub(crate) network: Option<u64>,
     /// Whether the node is in the live count behind the heartbeat interval.
     pub(crate) counted_live: bool,
+    /// It holds attempts and has been silent for half its lease (`NodeSilent`): its attempts
+    /// do not count as their tasks' replicas, so each runs elsewhere too while the lease
+    /// lasts, and the first result wins. Heard from again, it is not.
+    pub(crate) silent: bool,
     /// Ordered, so that what is done to each (expiry, release) happens in the same order in
     /// every run.
     pub(crate) running: BTreeSet<AttemptId>,
@@ -604,16 +610,13 @@ impl PoolState {
                 node.id
             );
         }
-        for attempt_id in self.uploads.keys() {
-            assert!(
-                self.attempts.contains_key(attempt_id),
-                "uploads of a live attempt"
-            );
-        }
-        assert_eq!(self.deadlines.len(), self.attempts.len());
-        for (check_at_ms, attempt_id) in &self.deadlines {
-            assert_eq!(self.attempts[attempt_id].check_at_ms, *check_at_ms);
-        }
+        self.check_attempt_indexes();
+        let nodes_silent: HashSet<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| node.silent)
+            .map(|node| node.id)
+            .collect();
         for job in self.jobs.values() {
             if job.state.is_terminal() {
                 assert!(job.tasks.is_empty() && job.pending.is_empty());
@@ -626,7 +629,7 @@ impl PoolState {
             };
             for (index, task) in job.tasks.iter().enumerate() {
                 *count_of(&mut counts, task.slot.state()) += 1;
-                check_live(task, job, &self.attempts);
+                check_live(task, job, &self.attempts, &nodes_silent);
                 assert_eq!(
                     job.short.contains(&(index as u32)),
                     job.wants_replica(index as u32),
@@ -658,11 +661,33 @@ impl PoolState {
     }
 }
 
+impl PoolState {
+    /// What is kept per live attempt beside it: its uploads and its deadline.
+    #[cfg(any(test, debug_assertions))]
+    fn check_attempt_indexes(&self) {
+        for attempt_id in self.uploads.keys() {
+            assert!(
+                self.attempts.contains_key(attempt_id),
+                "uploads of a live attempt"
+            );
+        }
+        assert_eq!(self.deadlines.len(), self.attempts.len());
+        for (check_at_ms, attempt_id) in &self.deadlines {
+            assert_eq!(self.attempts[attempt_id].check_at_ms, *check_at_ms);
+        }
+    }
+}
+
 /// A task runs exactly when it has live attempts or results waiting for a check, at most one
 /// attempt per replica (or, in a job that verifies, per result its checks may want) and each
 /// on its own node.
 #[cfg(any(test, debug_assertions))]
-fn check_live(task: &Task, job: &Job, attempts: &HashMap<AttemptId, Attempt>) {
+fn check_live(
+    task: &Task,
+    job: &Job,
+    attempts: &HashMap<AttemptId, Attempt>,
+    nodes_silent: &HashSet<NodeId>,
+) {
     assert_eq!(
         task.slot == Slot::Running,
         !task.live.is_empty() || task.check.is_some()
@@ -671,7 +696,18 @@ fn check_live(task: &Task, job: &Job, attempts: &HashMap<AttemptId, Attempt>) {
         Some(_) => verify::RESULTS_MAX,
         None => job.replicas,
     };
-    assert!(task.live.len() <= live_max as usize);
+    let silent = task
+        .live
+        .iter()
+        .filter(|id| nodes_silent.contains(&attempts[*id].node))
+        .count();
+    assert_eq!(
+        task.silent_live as usize, silent,
+        "live attempts on silent nodes"
+    );
+    // Beyond its replicas, a task runs only stand-ins for replicas whose nodes went silent,
+    // each an attempt of its own.
+    assert!(task.live.len() <= (live_max as usize).max(task.attempts as usize));
     let held = task
         .check
         .as_ref()

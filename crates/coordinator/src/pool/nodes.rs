@@ -89,6 +89,7 @@ impl PoolState {
                 network: row.network.as_deref().and_then(network_key),
                 join_token_hash,
                 counted_live: true,
+                silent: false,
                 running: BTreeSet::new(),
                 pauses: super::PauseClock::default(),
                 tasks_succeeded: 0,

@@ -191,6 +191,7 @@ impl PoolState {
                 checkpoints: None,
                 failures: 0,
                 memory_failures: 0,
+                silent_live: 0,
             })
             .collect();
         self.open_jobs.insert(ended.row.id);

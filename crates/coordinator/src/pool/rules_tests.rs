@@ -291,6 +291,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     let mut piping = Harness::new();
     super::pipelines::a_whole_life(&mut piping);
     h.kinds.extend(piping.kinds.iter().copied());
+    let mut silent = Harness::new();
+    let quiet = silent.node(1, 1);
+    super::silence::silent_with_a_task(&mut silent, quiet);
+    h.kinds.extend(silent.kinds.iter().copied());
     let mut reusing = Harness::new();
     super::pipelines::taken_whole(&mut reusing);
     super::pipelines::cancelled_mid_map(&mut reusing);

@@ -57,6 +57,8 @@ mod pipelines;
 mod recall;
 #[path = "rules_tests.rs"]
 mod rules;
+#[path = "silence_tests.rs"]
+mod silence;
 #[path = "verification_tests.rs"]
 mod verification;
 

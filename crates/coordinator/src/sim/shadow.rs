@@ -31,7 +31,10 @@ pub(super) struct ShadowJob {
     pub(super) requester: RequesterId,
     pub(super) state: JobState,
     pub(super) tasks: Vec<Slot>,
-    pub(super) replicas: u32,
+    /// Live attempts one task may have: as many as it may make, since each replica on a node
+    /// gone silent may have a stand-in, and the silent node may be heard from again (silence
+    /// is not written, so the shadow cannot tell those from replicas).
+    pub(super) live_max: u32,
     /// Whether its results are checked before its tasks end.
     pub(super) verifies: bool,
     /// The results of its running tasks that wait for a check, by task.
@@ -141,7 +144,12 @@ impl Shadow {
                     requester: job.requester_id,
                     state: job.state,
                     tasks: vec![Slot::Pending; tasks.len()],
-                    replicas: job.spec.replicas,
+                    live_max: job.spec.max_attempts
+                        + job
+                            .spec
+                            .on_failure
+                            .as_ref()
+                            .map_or(0, |policy| policy.retries),
                     verifies: job.spec.verify.is_some(),
                     claims: BTreeMap::new(),
                     attempts: 0,
@@ -217,7 +225,7 @@ impl Shadow {
         let replicas = if job.verifies {
             verify::RESULTS_MAX as usize - claims
         } else {
-            job.replicas as usize
+            job.live_max as usize
         };
         if job.verifies && self.owners_apart {
             let owner = self.owner(row.node_id);
