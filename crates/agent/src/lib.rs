@@ -282,6 +282,7 @@ pub async fn run(
     let governor = tokio::spawn(Arc::clone(&agent).govern_loop());
     let reporter = tokio::spawn(Arc::clone(&agent).report_loop(finished_queue));
     let heartbeat = tokio::spawn(Arc::clone(&agent).heartbeat_loop());
+    let presence = tokio::spawn(Arc::clone(&agent).presence_loop());
     let leasing = tokio::spawn(Arc::clone(&agent).lease_loop());
     let refused = tokio::select! {
         () = &mut shutdown => false,
@@ -300,6 +301,8 @@ pub async fn run(
     agent.drain().await;
     governor.abort();
     heartbeat.abort();
+    // Closed only once nothing runs here: the coordinator then has no task to run elsewhere.
+    presence.abort();
     agent.finished.lock().take();
     let _ = tokio::time::timeout(Duration::from_secs(30), reporter).await;
     agent.write_status_file_as(Some(AgentState::Stopped));
@@ -735,6 +738,18 @@ impl Agent {
         self.capacity.notify_one();
         if self.running.lock().is_empty() {
             self.idle.notify_waiters();
+        }
+    }
+
+    /// Keeps one presence request open, so that the coordinator learns within a second that
+    /// this process died (its kernel closes the connection) and runs its tasks elsewhere too.
+    async fn presence_loop(self: Arc<Self>) {
+        loop {
+            let (client, _) = self.client();
+            if let Err(error) = client.presence().await {
+                tracing::debug!(%error, "presence request failed; sending another");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 

@@ -705,6 +705,16 @@ impl Client {
         .await
     }
 
+    /// Holds the node's presence request open until the coordinator answers it: while one is
+    /// open, the coordinator knows the node's process is alive.
+    pub async fn presence(&self) -> Result<()> {
+        let hold = Duration::from_millis(wire::limits::PRESENCE_HOLD_MS);
+        let builder = self
+            .request(Method::POST, "/v1/nodes/presence")
+            .timeout(hold + LONG_POLL_SLACK);
+        self.send(builder).await.map(|_| ())
+    }
+
     pub async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<HeartbeatResponse> {
         self.post("/v1/nodes/heartbeat", request).await
     }

@@ -37,6 +37,7 @@ mod latency;
 mod modules;
 mod parked;
 mod pool;
+mod presence;
 mod readable;
 mod recall;
 mod retention;

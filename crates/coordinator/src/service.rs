@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     /// upload checks, submissions) and exclusively while retention deletes blobs, so a blob
     /// is never deleted between being found present and being recorded as used.
     pub(crate) blob_gate: tokio::sync::RwLock<()>,
+    /// Nodes' open presence requests: one closing unanswered marks its node silent.
+    pub(crate) presence: crate::presence::Presence,
 }
 
 /// Whether a change's commit waits for the disk before its caller goes on.
@@ -147,6 +149,7 @@ impl Shared {
             join: crate::join::JoinDesk::default(),
             gate: Mutex::new(crate::gate::Gate::new(config_nodes_max)),
             blob_gate: tokio::sync::RwLock::new(()),
+            presence: crate::presence::Presence::default(),
         }))
     }
 

@@ -59,6 +59,9 @@ pub const OUTPUT_FILES_MAX: u32 = 100_000;
 pub const REPORTS_PER_REQUEST_MAX: usize = 4096;
 /// Attempt ids in one heartbeat or release.
 pub const ATTEMPTS_PER_HEARTBEAT_MAX: usize = 4096;
+/// How long the coordinator holds a node's presence request open before answering it, in
+/// milliseconds; the node sends the next at once.
+pub const PRESENCE_HOLD_MS: u64 = 25_000;
 /// How long a lease request may wait for work, in milliseconds.
 pub const LEASE_WAIT_MS_MAX: u32 = 60_000;
 /// Size of one blob: a module, an input, an output.

@@ -22,7 +22,7 @@ use super::{AppState, Requester};
         super::jobs::tasks, super::jobs::why, super::jobs::cancel,
         super::pipelines::submit, super::pipelines::status, super::pipelines::cancel,
         super::pipelines::explain,
-        super::nodes::challenge, super::nodes::register, super::nodes::lease, super::nodes::heartbeat,
+        super::nodes::challenge, super::nodes::register, super::nodes::lease, super::nodes::heartbeat, super::nodes::presence,
         super::nodes::report, super::nodes::release, super::nodes::job_runtime, super::nodes::list,
         super::nodes::remove,
         super::blobs::put, super::blobs::head, super::blobs::get,

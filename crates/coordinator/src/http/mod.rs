@@ -46,6 +46,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/nodes/register", post(nodes::register))
         .route("/v1/nodes/lease", post(nodes::lease))
         .route("/v1/nodes/heartbeat", post(nodes::heartbeat))
+        .route("/v1/nodes/presence", post(nodes::presence))
         .route("/v1/nodes/report", post(nodes::report))
         .route("/v1/nodes/release", post(nodes::release))
         .layer(DefaultBodyLimit::max(NODE_BODY_BYTES_MAX));

@@ -193,6 +193,32 @@ pub(crate) async fn lease(
     Ok(Json(receiver.try_recv().unwrap_or_default()))
 }
 
+#[utoipa::path(post, path = "/v1/nodes/presence", tag = "nodes",
+    responses(
+        (status = 204, description = "held open for 25 s, or until the coordinator stops; send the next at once. While none is open, the node's tasks may run elsewhere too"),
+        (status = 401, body = ApiError, description = "no valid node token"),
+        (status = 429, body = ApiError, description = "the node holds two presence requests open already"),
+    ),
+    security(("node" = [])))]
+pub(crate) async fn presence(
+    State(shared): State<AppState>,
+    Node(node): Node,
+) -> ApiResult<axum::http::StatusCode> {
+    let held = crate::presence::Held::enter(&shared, node).ok_or_else(|| {
+        Failure::new(
+            ErrorCode::TooManyRequests,
+            "this node holds two presence requests open already; send the next once one is answered",
+        )
+    })?;
+    let mut stopping = shared.stopping.subscribe();
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(crate::presence::PRESENCE_HOLD_MS)) => {}
+        _ = stopping.wait_for(|stopping| *stopping) => {}
+    }
+    held.answered();
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/v1/nodes/heartbeat", tag = "nodes",
     request_body = HeartbeatRequest,
     responses((status = 200, body = HeartbeatResponse), (status = 400, body = ApiError, description = "the body is not a valid request"), (status = 401, body = ApiError, description = "no valid node token"), (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts")),

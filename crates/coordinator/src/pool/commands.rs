@@ -355,6 +355,14 @@ command! {
 }
 
 command! {
+    /// A node's presence request closed unanswered and none is open: its process died or its
+    /// network went, so it is silent now rather than after half a lease. The reply says
+    /// whether it was marked (a node holding no attempts, or silent already, is not).
+    Silence { node: NodeId } -> bool,
+    |this, pool, now_ms, _, out| { pool.silence(this.node, now_ms, out) }
+}
+
+command! {
     /// Retention forgets up to `jobs_max` jobs that ended more than `keep_ms` ago.
     PurgeEnded { keep_ms: u64, jobs_max: usize } -> usize,
     |this, pool, now_ms, _, out| {

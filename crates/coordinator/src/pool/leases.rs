@@ -541,6 +541,22 @@ impl PoolState {
         expired + self.expire_overdue(now_ms, out)
     }
 
+    /// Marks `node` silent now, if it holds attempts and is not already.
+    pub(crate) fn silence(&mut self, node_id: NodeId, now_ms: u64, out: &mut Outbox) -> bool {
+        let Some(node) = self.nodes.get(&node_id) else {
+            return false;
+        };
+        if node.silent || node.running.is_empty() {
+            return false;
+        }
+        let event = Event::NodeSilent {
+            node: node_id,
+            at_ms: now_ms,
+        };
+        self.record(event, out);
+        true
+    }
+
     /// Marks silent the nodes that hold attempts and have not been heard from for half a lease
     /// (a heartbeat and a half missed): their tasks run elsewhere too, and the first result
     /// wins, rather than every one of them waiting for the lease to run out.

@@ -54,7 +54,7 @@ pub(crate) use commands::{
     Cancel, CancelPipeline, Command, Compare, CreateToken, Deliver, EndPipeline, Expire,
     GiveUpStage, GrantCredits, Heartbeat, Lease, NewToken, Place, PurgeEnded, PurgeSilentNodes,
     Recall, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken, SaveCheckpoint,
-    StartStage, Submit, SubmitPipeline, Withdraw,
+    Silence, StartStage, Submit, SubmitPipeline, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};

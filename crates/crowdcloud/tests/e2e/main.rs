@@ -18,6 +18,7 @@ mod lan;
 mod owner;
 mod pipelines;
 mod postgres;
+mod presence;
 mod public;
 mod public_networks;
 mod recall;

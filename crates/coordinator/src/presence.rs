@@ -1,0 +1,111 @@
+//! Nodes' presence: every agent keeps one request open (`POST /v1/nodes/presence`), answered
+//! after [`PRESENCE_HOLD_MS`] and sent again at once. A presence request whose connection closes
+//! unanswered, with no other open, means the agent's process died (its kernel closed the socket)
+//! or its network went: after [`PRESENCE_GRACE_MS`] without a new one, the pool marks the node
+//! silent (`Silence`), so its tasks get stand-ins elsewhere in about a second rather than after
+//! half a lease. A machine that loses power or sleeps sends nothing, and the lease's silence
+//! still covers it.
+//!
+//! Nothing is expired here: a node wrongly thought gone (a network blip) keeps its attempts,
+//! and the cost is the stand-ins' work. Presence lives beside the pool, like parked requests:
+//! it is the traffic in front of it, lost at a restart and never replayed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use wire::NodeId;
+
+use crate::pool::Silence;
+use crate::service::Shared;
+
+pub(crate) use wire::limits::PRESENCE_HOLD_MS;
+/// Presence requests one node may hold open at once: its current one and the next, which may
+/// arrive before the first has closed.
+pub(crate) const PRESENCE_PER_NODE_MAX: u32 = 2;
+/// How long a node without an open presence request may take to send a new one before it is
+/// thought gone.
+pub(crate) const PRESENCE_GRACE_MS: u64 = 500;
+
+/// Open presence requests per node.
+#[derive(Default)]
+pub(crate) struct Presence {
+    open: Mutex<HashMap<NodeId, u32>>,
+}
+
+impl Presence {
+    /// Counts a new presence request of `node`; `false` when it already holds the most.
+    fn enter(&self, node: NodeId) -> bool {
+        let mut open = self.open.lock();
+        let count = open.entry(node).or_default();
+        if *count >= PRESENCE_PER_NODE_MAX {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Counts a presence request of `node` closed; how many it still holds open.
+    fn leave(&self, node: NodeId) -> u32 {
+        let mut open = self.open.lock();
+        let Some(count) = open.get_mut(&node) else {
+            return 0;
+        };
+        *count -= 1;
+        let left = *count;
+        if left == 0 {
+            open.remove(&node);
+        }
+        left
+    }
+
+    fn is_present(&self, node: NodeId) -> bool {
+        self.open.lock().contains_key(&node)
+    }
+}
+
+/// An open presence request. Dropped before it was answered (its connection closed), it is the
+/// sign that its node may be gone.
+pub(crate) struct Held {
+    node: NodeId,
+    shared: Arc<Shared>,
+    answered: bool,
+}
+
+impl Held {
+    /// Holds a presence request of `node`; `None` when it holds as many as it may.
+    pub(crate) fn enter(shared: &Arc<Shared>, node: NodeId) -> Option<Self> {
+        shared.presence.enter(node).then(|| Self {
+            node,
+            shared: Arc::clone(shared),
+            answered: false,
+        })
+    }
+
+    /// The request is answered: its closing says nothing of the node.
+    pub(crate) fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let left = self.shared.presence.leave(self.node);
+        if self.answered || left > 0 {
+            return;
+        }
+        let (shared, node) = (Arc::clone(&self.shared), self.node);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(PRESENCE_GRACE_MS)).await;
+            if shared.presence.is_present(node) {
+                return;
+            }
+            let (silenced, commit) = shared.apply(Silence { node });
+            if silenced {
+                tracing::info!(%node, "node's presence closed; its tasks run elsewhere too");
+            }
+            let _ = shared.committed(commit).await;
+        });
+    }
+}
