@@ -6,11 +6,14 @@
 //! half a lease. A machine that loses power or sleeps sends nothing, and the lease's silence
 //! still covers it.
 //!
+//! A node that held presence requests and holds none may also register again at once: its old
+//! process is gone, so the new one is a restart, not a copy of its data dir running beside it.
+//!
 //! Nothing is expired here: a node wrongly thought gone (a network blip) keeps its attempts,
 //! and the cost is the stand-ins' work. Presence lives beside the pool, like parked requests:
 //! it is the traffic in front of it, lost at a restart and never replayed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,17 +31,31 @@ pub(crate) const PRESENCE_PER_NODE_MAX: u32 = 2;
 /// thought gone.
 pub(crate) const PRESENCE_GRACE_MS: u64 = 500;
 
-/// Open presence requests per node.
+/// Nodes remembered as speaking presence; past this the memory starts again (a node then
+/// waits out the heartbeat rule once more when it restarts).
+const SPOKE_MAX: usize = 1_000_000;
+
+/// Open presence requests per node, and the nodes that ever held one.
 #[derive(Default)]
 pub(crate) struct Presence {
-    open: Mutex<HashMap<NodeId, u32>>,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    counts: HashMap<NodeId, u32>,
+    spoke: HashSet<NodeId>,
 }
 
 impl Presence {
     /// Counts a new presence request of `node`; `false` when it already holds the most.
     fn enter(&self, node: NodeId) -> bool {
         let mut open = self.open.lock();
-        let count = open.entry(node).or_default();
+        if open.spoke.len() >= SPOKE_MAX {
+            open.spoke.clear();
+        }
+        open.spoke.insert(node);
+        let count = open.counts.entry(node).or_default();
         if *count >= PRESENCE_PER_NODE_MAX {
             return false;
         }
@@ -49,19 +66,27 @@ impl Presence {
     /// Counts a presence request of `node` closed; how many it still holds open.
     fn leave(&self, node: NodeId) -> u32 {
         let mut open = self.open.lock();
-        let Some(count) = open.get_mut(&node) else {
+        let Some(count) = open.counts.get_mut(&node) else {
             return 0;
         };
         *count -= 1;
         let left = *count;
         if left == 0 {
-            open.remove(&node);
+            open.counts.remove(&node);
         }
         left
     }
 
     fn is_present(&self, node: NodeId) -> bool {
-        self.open.lock().contains_key(&node)
+        self.open.lock().counts.contains_key(&node)
+    }
+
+    /// Whether `node`'s process is known to be gone: it held presence requests, and holds none
+    /// now. Its restart may register at once rather than wait out the heartbeat rule that
+    /// tells a restart from a copied data dir.
+    pub(crate) fn process_gone(&self, node: NodeId) -> bool {
+        let open = self.open.lock();
+        open.spoke.contains(&node) && !open.counts.contains_key(&node)
     }
 }
 

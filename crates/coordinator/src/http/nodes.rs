@@ -106,7 +106,11 @@ pub(crate) async fn register(
         .gate
         .lock()
         .spend(&join_hash, &request.nonce, shared.now_ms())?;
-    let (admitted, commit) = shared.apply(Register { node: new });
+    let old_process_gone = shared.presence.process_gone(node_id);
+    let (admitted, commit) = shared.apply(Register {
+        node: new,
+        old_process_gone,
+    });
     if let Some(silent_ms) = admitted? {
         tracing::warn!(node = %node_id, %name, "refused a second process with an identity that is online");
         return Err(Failure::new(

@@ -293,10 +293,14 @@ command! {
     /// A node that proved its key and spent a challenge registers. Refused when its join token
     /// may bring no more nodes; when its identity is online from another process, nothing
     /// happens and the reply says how long ago that process was heard from.
-    Register { node: NewNode } -> Result<Option<u64>, PoolError>,
+    Register { node: NewNode, old_process_gone: bool } -> Result<Option<u64>, PoolError>,
     |this, pool, now_ms, _, out| {
         pool.may_bring(&this.node.join_token_hash, this.node.id)?;
-        let clash = pool.node_online_elsewhere(this.node.id, now_ms);
+        // A node whose presence closed is no clone of a live process: it restarted.
+        let clash = match this.old_process_gone {
+            true => None,
+            false => pool.node_online_elsewhere(this.node.id, now_ms),
+        };
         if clash.is_none() {
             pool.register(this.node, now_ms, out);
         }

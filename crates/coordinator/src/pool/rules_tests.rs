@@ -146,15 +146,19 @@ fn release_and_cancel_rules() {
 #[test]
 fn register_and_lease_rules() {
     table::<Register>(&[
-        ("a new node registers", |_| Register { node: new_node(1, 1, &[], "join") }, &["NodeRegistered"]),
+        ("a new node registers", |_| Register { node: new_node(1, 1, &[], "join"), old_process_gone: false }, &["NodeRegistered"]),
         ("a node online from another process is not let in", |h| {
             h.node(1, 1);
-            Register { node: new_node(1, 1, &[], "join") }
+            Register { node: new_node(1, 1, &[], "join"), old_process_gone: false }
         }, &[]),
         ("a restarted node loses what its old process held", |h| {
             holding(h, 1, 3);
             h.now_ms += LEASE_MS;
-            Register { node: new_node(1, 1, &[], "join") }
+            Register { node: new_node(1, 1, &[], "join"), old_process_gone: false }
+        }, &["NodeRuntimesUnsent", "AttemptEnded", "NodeGone", "NodeRegistered"]),
+        ("a node whose old process's presence closed is let in at once", |h| {
+            holding(h, 1, 3);
+            Register { node: new_node(1, 1, &[], "join"), old_process_gone: true }
         }, &["NodeRuntimesUnsent", "AttemptEnded", "NodeGone", "NodeRegistered"]),
     ]);
     table::<Lease>(&[
@@ -328,6 +332,7 @@ fn tokens_and_nodes(h: &mut Harness) {
     for id in 1..=3 {
         let registered = h.run(Register {
             node: new_node(id, 2, &[], "join"),
+            old_process_gone: false,
         });
         assert_eq!(registered.0, Ok(None));
     }
@@ -403,6 +408,7 @@ fn ending_and_forgetting(h: &mut Harness, running: JobId) {
     for _ in 0..2 {
         let registered = h.run(Register {
             node: new_node(4, 1, &[], "join"),
+            old_process_gone: false,
         });
         assert_eq!(registered.0, Ok(None), "a silent identity registers again");
         h.now_ms += LEASE_MS * 10;

@@ -174,7 +174,11 @@ impl World {
         };
         let now_ms = self.now_ms();
         let (admitted, after) = match self.coord.gate.spend(join_hash, nonce, now_ms) {
-            Ok(()) => self.apply(Register { node: new }),
+            // Simulated agents hold no presence request.
+            Ok(()) => self.apply(Register {
+                node: new,
+                old_process_gone: false,
+            }),
             Err(error) => (Err(error), None),
         };
         let to = Party::Agent(agent);

@@ -1,5 +1,6 @@
-//! A killed agent's task runs elsewhere within seconds, long before its lease would run out:
-//! the agent's presence request closed with its process.
+//! A killed agent's task runs elsewhere within seconds, long before its lease would run out,
+//! and the agent started again is let in at once: the agent's presence request closed with its
+//! process, so the coordinator knows the old process is gone.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use wire::{JobState, Limits};
 use crate::harness::{Pool, eventually, probe};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_agents_task_runs_elsewhere_long_before_its_lease_runs_out() {
+async fn a_killed_agents_task_runs_elsewhere_at_once_and_its_restart_is_let_in_at_once() {
     // A lease of a minute: silence alone would wait 30 s, and the lease 60 s.
     let pool = Pool::start(60_000).await;
     let mut doomed = pool.agent("doomed", 1).await;
