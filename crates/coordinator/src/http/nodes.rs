@@ -113,15 +113,7 @@ pub(crate) async fn register(
     });
     if let Some(silent_ms) = admitted? {
         tracing::warn!(node = %node_id, %name, "refused a second process with an identity that is online");
-        return Err(Failure::new(
-            ErrorCode::Conflict,
-            format!(
-                "node id {node_id} is already online from another process (it was heard from {silent_ms} ms ago); \
-                 if this data dir was copied from another machine, delete identity.key here to give this machine its own identity; \
-                 if the agent just restarted, it is let in once the old process has been silent for {} heartbeats",
-                crate::pool::CLONE_SILENCE_HEARTBEATS
-            ),
-        ));
+        return Err(online_elsewhere(node_id, silent_ms));
     }
     shared.committed(commit).await?;
     tracing::info!(node = %node_id, %name, "node registered");
@@ -139,6 +131,19 @@ pub(crate) async fn register(
         heartbeat_ms,
         pool_name,
     }))
+}
+
+/// The refusal of a registration whose identity another live process holds.
+fn online_elsewhere(node_id: NodeId, silent_ms: u64) -> Failure {
+    Failure::new(
+        ErrorCode::Conflict,
+        format!(
+            "node id {node_id} is already online from another process (it was heard from {silent_ms} ms ago); \
+             if this data dir was copied from another machine, delete identity.key here to give this machine its own identity; \
+             if the agent just restarted, it is let in once the old process has been silent for {} heartbeats",
+            crate::pool::CLONE_SILENCE_HEARTBEATS
+        ),
+    )
 }
 
 /// Removes a parked lease request when its HTTP request goes away unanswered (the node
