@@ -134,3 +134,32 @@ impl Drop for Held {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_holds_at_most_two_requests_and_is_gone_once_it_held_some_and_holds_none() {
+        let presence = Presence::default();
+        let node = NodeId(7);
+        assert!(
+            !presence.process_gone(node),
+            "a node never heard of is not known gone"
+        );
+        assert!(presence.enter(node));
+        assert!(presence.enter(node));
+        assert!(!presence.enter(node), "a third open request is refused");
+        assert!(!presence.process_gone(node));
+        assert_eq!(presence.leave(node), 1);
+        assert!(presence.is_present(node));
+        assert_eq!(presence.leave(node), 0);
+        assert!(!presence.is_present(node));
+        assert!(
+            presence.process_gone(node),
+            "it spoke presence and holds none now"
+        );
+        assert!(presence.enter(node), "its restart opens one again");
+        assert!(!presence.process_gone(node));
+    }
+}
