@@ -511,27 +511,9 @@ impl PoolState {
                 "pipeline {pipeline} already ended ({state}); nothing to cancel"
             )));
         }
-        let stages: Vec<(usize, JobId, bool)> = row
-            .stages
-            .iter()
-            .enumerate()
-            .filter(|(_, stage)| stage.not_run.is_none())
-            .map(|(index, stage)| (index, stage.job_id, stage.waiting.is_some()))
-            .collect();
         self.record(Event::PipelineCancelled { pipeline }, out);
-        for (stage, job, waiting) in stages {
-            if waiting {
-                let reason = "not run: the pipeline was cancelled".to_owned();
-                self.give_up_stage(pipeline, stage, reason, out);
-            } else if self
-                .jobs
-                .get(&job)
-                .is_some_and(|job| !job.state.is_terminal())
-            {
-                self.cancel_job(job, requester, now_ms, out)
-                    .expect("a running stage's job can be cancelled by its requester");
-            }
-        }
+        let reason = "not run: the pipeline was cancelled";
+        self.stop_stages(pipeline, None, reason, now_ms, out);
         self.end_pipeline(pipeline, now_ms, out);
         Ok(())
     }
@@ -553,16 +535,29 @@ impl PoolState {
             "not run: task {} of stage {} exited with code {}, which stops the pipeline",
             aborted.task_index, row.stages[aborting].name, aborted.exit_code
         );
-        let others: Vec<(usize, JobId, bool)> = row
+        self.stop_stages(pipeline, Some(aborting), &reason, now_ms, out);
+    }
+
+    /// Stops every stage of `pipeline` but `except`: a running one's job is cancelled, a
+    /// waiting one will not run, for `reason`.
+    fn stop_stages(
+        &mut self,
+        pipeline: PipelineId,
+        except: Option<usize>,
+        reason: &str,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        let stages: Vec<(usize, JobId, bool)> = self.pipelines.rows[&pipeline]
             .stages
             .iter()
             .enumerate()
-            .filter(|(index, stage)| *index != aborting && stage.not_run.is_none())
+            .filter(|(index, stage)| Some(*index) != except && stage.not_run.is_none())
             .map(|(index, stage)| (index, stage.job_id, stage.waiting.is_some()))
             .collect();
-        for (stage, job, waiting) in others {
+        for (stage, job, waiting) in stages {
             if waiting {
-                self.give_up_stage(pipeline, stage, reason.clone(), out);
+                self.give_up_stage(pipeline, stage, reason.to_owned(), out);
             } else if self
                 .jobs
                 .get(&job)
