@@ -568,15 +568,17 @@ fn job_limits(limits: &Limits) -> Result<(), WireError> {
 }
 
 fn success_exit_codes(codes: &[i32]) -> Result<(), WireError> {
-    if codes.len() > limits::SUCCESS_EXIT_CODES_MAX {
-        return Err(invalid(
-            "success_exit_codes",
-            format!("name at most {} exit codes", limits::SUCCESS_EXIT_CODES_MAX),
-        ));
+    exit_codes("success_exit_codes", codes, limits::SUCCESS_EXIT_CODES_MAX)
+}
+
+/// A list of at most `max` exit codes a program can give besides 0.
+fn exit_codes(field: &str, codes: &[i32], max: usize) -> Result<(), WireError> {
+    if codes.len() > max {
+        return Err(invalid(field, format!("name at most {max} exit codes")));
     }
     if let Some(code) = codes.iter().find(|code| !(1..=255).contains(*code)) {
         return Err(invalid(
-            "success_exit_codes",
+            field,
             format!("{code} is not an exit code a program can give besides 0: give 1 to 255"),
         ));
     }
@@ -623,29 +625,19 @@ fn on_failure(policy: &crate::OnFailure, job: &JobSubmission) -> Result<(), Wire
 }
 
 fn failure_exit_codes(field: &str, codes: &[i32], job: &JobSubmission) -> Result<(), WireError> {
-    if codes.len() > crate::failure::EXIT_CODES_MAX {
+    exit_codes(field, codes, crate::failure::EXIT_CODES_MAX)?;
+    let saved = job.checkpoint.as_ref().map(|spec| spec.exit_code);
+    if let Some(code) = codes
+        .iter()
+        .find(|code| job.success_exit_codes.contains(code) || saved == Some(**code))
+    {
         return Err(invalid(
             field,
-            format!("name at most {} exit codes", crate::failure::EXIT_CODES_MAX),
+            format!(
+                "{code} already means success or \"checkpoint saved\" to this job: name \
+                 another code"
+            ),
         ));
-    }
-    let saved = job.checkpoint.as_ref().map(|spec| spec.exit_code);
-    for code in codes {
-        if !(1..=255).contains(code) {
-            return Err(invalid(
-                field,
-                format!("{code} is not an exit code a failing program can give: give 1 to 255"),
-            ));
-        }
-        if job.success_exit_codes.contains(code) || saved == Some(*code) {
-            return Err(invalid(
-                field,
-                format!(
-                    "{code} already means success or \"checkpoint saved\" to this job: name \
-                     another code"
-                ),
-            ));
-        }
     }
     Ok(())
 }
