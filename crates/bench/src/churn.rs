@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use wire::{BlobHash, JobState, PipelineId, PipelineSubmission, StageInput, StageSubmission};
+use wire::{BlobHash, JobState, PipelineSubmission, StageInput, StageSubmission};
 
 use crate::pool::{CoordinatorOptions, LocalPool};
 use crate::stages::stage_job;
@@ -75,13 +75,9 @@ async fn runs(pool: &mut LocalPool, options: &ChurnOptions) -> Result<ChurnRuns,
     let warm_up = pool.owner.submit(&warm_up).await?;
     pool.job_end(warm_up.job_id, None).await?;
 
-    let started = Instant::now();
-    let calm = pool
-        .owner
-        .submit_pipeline(&shuffle(module, "calm", options))
-        .await?;
-    let calm_status = wait_end(pool, calm.pipeline_id).await?;
-    let calm_took = started.elapsed();
+    let calm =
+        crate::stages::wait_pipeline(pool, &shuffle(module, "calm", options), RUN_MAX).await?;
+    let (calm_status, calm_took) = (calm.status, calm.end);
 
     let started = Instant::now();
     let churned = pool
@@ -128,16 +124,6 @@ async fn runs(pool: &mut LocalPool, options: &ChurnOptions) -> Result<ChurnRuns,
 }
 
 const RUN_MAX: Duration = Duration::from_secs(1800);
-
-async fn wait_end(pool: &LocalPool, id: PipelineId) -> Result<wire::PipelineStatus, BenchError> {
-    let status = pool.owner.wait_pipeline_end(id, RUN_MAX).await?;
-    if !status.state.is_terminal() {
-        return Err(BenchError::Setup(format!(
-            "pipeline {id} did not end in 30 minutes"
-        )));
-    }
-    Ok(status)
-}
 
 /// `maps` maps writing `parts` parts each, and a reduce per part. `name` keeps the two runs'
 /// task keys apart, so the second takes no result of the first.

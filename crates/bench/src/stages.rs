@@ -57,10 +57,10 @@ impl ScaleGraph {
 }
 
 /// What one run of the pipeline took and made.
-struct PipelineRun {
-    status: PipelineStatus,
-    submit: Duration,
-    end: Duration,
+pub(crate) struct PipelineRun {
+    pub(crate) status: PipelineStatus,
+    pub(crate) submit: Duration,
+    pub(crate) end: Duration,
 }
 
 pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, BenchError> {
@@ -301,7 +301,7 @@ async fn run_pipeline(
 }
 
 /// Submits `pipeline` and waits for its end, for at most `limit`.
-async fn wait_pipeline(
+pub(crate) async fn wait_pipeline(
     pool: &LocalPool,
     pipeline: &PipelineSubmission,
     limit: Duration,
