@@ -574,13 +574,7 @@ impl PoolState {
         // In id order: the events come out the same in every run.
         quiet.sort_unstable();
         for node in quiet {
-            self.record(
-                Event::NodeSilent {
-                    node,
-                    at_ms: now_ms,
-                },
-                out,
-            );
+            self.silence(node, now_ms, out);
         }
     }
 
