@@ -482,6 +482,22 @@ impl Client {
         self.get(&format!("/v1/jobs/{job}/why")).await
     }
 
+    /// Attempts of a job from `offset` on, in the order they were granted.
+    pub async fn attempts(&self, job: JobId, offset: u32) -> Result<wire::AttemptPage> {
+        self.get(&format!("/v1/jobs/{job}/attempts?offset={offset}"))
+            .await
+    }
+
+    /// The programs the pool offers every requester.
+    pub async fn presets(&self) -> Result<wire::PresetList> {
+        self.get("/v1/presets").await
+    }
+
+    /// The last hour of the pool's figures.
+    pub async fn metrics_history(&self) -> Result<wire::MetricsHistory> {
+        self.get("/v1/metrics/history").await
+    }
+
     pub async fn cancel(&self, job: JobId) -> Result<JobStatus> {
         self.post(&format!("/v1/jobs/{job}/cancel"), &()).await
     }

@@ -25,7 +25,7 @@
 //! - A failed commit stops the coordinator: memory would be ahead of disk. A restart loads the
 //!   last committed state.
 //! - The coordinator never trusts its caller: every route authenticates (requester token, node
-//!   token or join token) except health, the OpenAPI document and the dashboard page.
+//!   token or join token) except health, the OpenAPI document and the web app's files.
 
 mod connections;
 mod credentials;
@@ -33,7 +33,7 @@ mod env;
 mod gate;
 mod http;
 mod join;
-mod latency;
+mod metrics;
 mod modules;
 mod parked;
 mod pool;
@@ -205,6 +205,19 @@ impl CoordinatorConfig {
     }
 }
 
+/// A program the pool offers every requester, ready to run without an upload (see
+/// [`Coordinator::with_presets`]).
+#[derive(Debug, Clone)]
+pub struct PresetModule {
+    /// What clients know it by, e.g. `render`.
+    pub name: String,
+    pub title: String,
+    /// What it does and what its tasks take.
+    pub description: String,
+    /// The WebAssembly module.
+    pub module: bytes::Bytes,
+}
+
 /// An opened coordinator: state loaded, ready to serve.
 pub struct Coordinator {
     shared: Arc<service::Shared>,
@@ -264,6 +277,34 @@ impl Coordinator {
         let set = self.shared.validators.set(runner);
         assert!(set.is_ok(), "validators are given once");
         self
+    }
+
+    /// Stores the modules of `presets` and offers them to every requester of the pool
+    /// (`GET /v1/presets`): a job may name a preset's module without uploading it, and
+    /// retention keeps them.
+    pub async fn with_presets(self, presets: Vec<PresetModule>) -> Result<Self, CoordinatorError> {
+        let mut offered = Vec::with_capacity(presets.len());
+        for preset in presets {
+            let hash = wire::BlobHash::of(&preset.module);
+            let size_bytes = self.shared.blobs.put(hash, preset.module).await?;
+            let at_ms = self.shared.now_ms();
+            let insert = store::Write::InsertBlob {
+                hash,
+                size_bytes,
+                at_ms,
+                reader: None,
+            };
+            self.shared.store.write(vec![insert]).await?;
+            offered.push(wire::Preset {
+                name: preset.name,
+                title: preset.title,
+                description: preset.description,
+                module: hash,
+            });
+        }
+        let set = self.shared.presets.set(offered);
+        assert!(set.is_ok(), "presets are given once");
+        Ok(self)
     }
 
     pub fn pool_name(&self) -> &str {

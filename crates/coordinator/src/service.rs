@@ -51,8 +51,10 @@ pub(crate) struct Shared {
     pub(crate) readable_blobs: crate::readable::ReadableBlobs,
     /// Room reserved by requesters' uploads in flight, against their quotas.
     pub(crate) uploads_in_flight: crate::http::quota::UploadsInFlight,
-    /// How long heartbeats take to answer, inside the coordinator.
-    pub(crate) heartbeat_latency: crate::latency::Histogram,
+    /// Counters, histograms and the last hour's history (see `crate::metrics`).
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Programs the pool offers every requester; set once, at start.
+    pub(crate) presets: std::sync::OnceLock<Vec<wire::Preset>>,
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
     storage_failed: Notify,
@@ -139,7 +141,8 @@ impl Shared {
             module_verdicts: crate::modules::ModuleVerdicts::default(),
             readable_blobs: crate::readable::ReadableBlobs::default(),
             uploads_in_flight: crate::http::quota::UploadsInFlight::default(),
-            heartbeat_latency: crate::latency::Histogram::default(),
+            metrics: crate::metrics::Metrics::default(),
+            presets: std::sync::OnceLock::new(),
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
             validators: std::sync::OnceLock::new(),
@@ -255,6 +258,7 @@ impl Shared {
             .parked
             .follow(&mut core.pool, now_ms, entropy, &mut out);
         self.credentials.write().follow(&out.writes);
+        self.metrics.follow(&out.writes);
         #[cfg(debug_assertions)]
         {
             core.pool.check_invariants();
@@ -338,6 +342,29 @@ impl Shared {
         self.credentials.read().is_join(token_hash)
     }
 
+    /// Sets the metrics' gauges from the pool as it stands.
+    pub(crate) fn refresh_gauges(&self) {
+        let (nodes_online, tasks_pending, attempts_live) = self.read(|state, now_ms| {
+            (
+                state.nodes_online(now_ms),
+                state.tasks_pending(),
+                state.attempts_live(),
+            )
+        });
+        let gauges = &self.metrics.gauges;
+        let level = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+        gauges.nodes_online.set(level(nodes_online));
+        gauges.tasks_pending.set(level(tasks_pending));
+        gauges.attempts_running.set(level(attempts_live));
+        gauges.lease_requests_parked.set(level(self.waiting()));
+        gauges.store_writes_queued.set(level(self.store.queued()));
+    }
+
+    /// The presets the pool offers (none until they were stored at start).
+    pub(crate) fn presets(&self) -> &[wire::Preset] {
+        self.presets.get().map_or(&[], Vec::as_slice)
+    }
+
     /// Whether the store is too far behind to take more work now.
     pub(crate) fn overloaded(&self) -> bool {
         self.store.queued() > self.config.write_queue_max
@@ -345,7 +372,9 @@ impl Shared {
 
     /// Waits for a commit; on failure, stops the coordinator (its memory is ahead of its disk).
     pub(crate) async fn committed(&self, commit: Commit) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let result = commit.wait().await;
+        crate::metrics::Metrics::observe(&self.metrics.commit_seconds, started.elapsed());
         if let Err(error) = &result {
             tracing::error!(%error, "a commit failed; the coordinator stops");
             self.storage_failed.notify_one();
@@ -485,6 +514,7 @@ pub(crate) async fn serve(
     let sweeper = tokio::spawn(crate::retention::sweep(Arc::clone(&shared)));
     let recaller = tokio::spawn(crate::recall::recall_results(Arc::clone(&shared)));
     let stager = tokio::spawn(crate::stages::drive_stages(Arc::clone(&shared)));
+    let sampler = tokio::spawn(sample_metrics(Arc::clone(&shared)));
     let comparer = shared.validators.get().map(|runner| {
         let compare = crate::validation::compare_results(Arc::clone(&shared), Arc::clone(runner));
         tokio::spawn(compare)
@@ -508,6 +538,7 @@ pub(crate) async fn serve(
     sweeper.abort();
     recaller.abort();
     stager.abort();
+    sampler.abort();
     if let Some(comparer) = comparer {
         comparer.abort();
     }
@@ -516,6 +547,20 @@ pub(crate) async fn serve(
     shared.store.close().await;
     served.map_err(CoordinatorError::Serve)?;
     Ok(stored?)
+}
+
+/// Samples the pool's figures into the metrics history every `SAMPLE_EVERY_MS`.
+async fn sample_metrics(shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.subscribe();
+    let every = Duration::from_millis(crate::metrics::SAMPLE_EVERY_MS);
+    loop {
+        shared.refresh_gauges();
+        shared.metrics.sample(shared.now_ms());
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
 }
 
 /// Ends the attempts of nodes that stopped heartbeating, so their tasks run elsewhere.

@@ -101,7 +101,7 @@ pub(crate) struct ServiceArgs {
     /// Where state, blobs and tokens live [default: the XDG data dir, e.g. ~/.local/share/crowdcloud]
     #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Address to serve the API and dashboard on [default: `up` serves the LAN, see --lan;
+    /// Address to serve the API and web app on [default: `up` serves the LAN, see --lan;
     /// `coordinator` serves 127.0.0.1:7878]
     #[arg(long)]
     pub(crate) listen: Option<String>,
@@ -695,6 +695,10 @@ pub(crate) struct JoinCodeArgs {
     /// Also let the device submit jobs: it gets an API token of its own.
     #[arg(long)]
     pub(crate) requests: bool,
+    /// Instead of a code, a link (and its QR code) that opens the web app on a phone or
+    /// tablet, signed in with an API token made for it.
+    #[arg(long, conflicts_with = "requests")]
+    pub(crate) web: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,8 +4,8 @@
 use sqlx::Row;
 
 use wire::{
-    AttemptId, BlobHash, CheckpointProgress, JobId, NodeId, RequesterId, TaskSpec, TaskStatus,
-    Usage,
+    AttemptId, AttemptView, BlobHash, CheckpointProgress, JobId, NodeId, RequesterId, TaskSpec,
+    TaskStatus, Usage,
 };
 
 use crate::load::{opt_json_at, opt_u64_at, task_state, u64_at};
@@ -67,6 +67,38 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(task_status_at).collect()
+    }
+
+    /// Attempts `offset..offset+limit` of a job, in the order they were granted: what a
+    /// timeline of the job's nodes is drawn from.
+    pub async fn attempt_page(
+        &self,
+        job_id: JobId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<AttemptView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, task_idx, node_id, state, granted_at_ms, finished_at_ms, outcome \
+             FROM attempts WHERE job_id = $1 AND state <> 'reused' ORDER BY id LIMIT $3 OFFSET $2",
+        )
+        .bind(job_id.as_db())
+        .bind(i64::from(offset))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptView {
+                    attempt_id: AttemptId::from_db(row.try_get("id")?),
+                    task_index: u64_at(row, "task_idx")? as u32,
+                    node_id: NodeId::from_db(row.try_get("node_id")?),
+                    granted_at_ms: u64_at(row, "granted_at_ms")?,
+                    finished_at_ms: opt_u64_at(row, "finished_at_ms")?,
+                    state: row.try_get("state")?,
+                    outcome: opt_json_at(row, "outcome")?,
+                })
+            })
+            .collect()
     }
 
     /// The blob's size if it exists and `reader` may read it.

@@ -7,7 +7,7 @@
 //!
 //! Invariants:
 //! - Identifiers travel as prefixed strings (`j-…`, `n-…`, `a-…`), never as JSON numbers, so that
-//!   JavaScript clients (the dashboard) do not lose precision.
+//!   JavaScript clients (the web app) do not lose precision.
 //! - Everything a requester submits is checked by [`validate`] before it touches any state; the
 //!   limits it enforces are the constants in [`limits`].
 
@@ -30,6 +30,7 @@ pub mod validate;
 pub mod verification;
 pub mod wasi;
 pub mod wasm;
+pub mod web;
 
 pub use api::{ApiError, ErrorCode, HealthResponse};
 pub use checkpoint::{CheckpointProgress, CheckpointRef, CheckpointSpec};
@@ -59,6 +60,7 @@ pub use verification::{
     NodeStanding, OwnerView, PoolTrust, Record, Standing, Trust, Verification, VerifiedBy,
     VerifyMode,
 };
+pub use web::{AttemptPage, AttemptView, MetricsHistory, MetricsSample, Preset, PresetList};
 
 /// Errors of the wire crate: malformed identifiers, hashes, tokens and signatures.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

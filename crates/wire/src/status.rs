@@ -1,4 +1,4 @@
-//! What requesters and the dashboard read back: jobs, tasks, nodes.
+//! What requesters and the web app read back: jobs, tasks, nodes.
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! (`tasks[3].inputs[0].name`) and what to do, so a bad spec is fixed in one look.
 //!
 //! Every string a client sends has a byte bound, since the coordinator keeps it and shows it to
-//! everyone (`crowdcloud nodes`, the dashboard). Names and one-line reasons may not hold
+//! everyone (`crowdcloud nodes`, the web app). Names and one-line reasons may not hold
 //! control characters, which a terminal would obey; free-text messages (a trap's backtrace) may,
 //! and the CLI shows them escaped. The `fit_*` functions are the sender's side of the same rules:
 //! the agent cuts what it says to fit, so an honest node is never refused.

@@ -122,7 +122,7 @@ pub struct OwnerView {
     pub record: Record,
 }
 
-/// What a pool does to check results, for `status` and the dashboard.
+/// What a pool does to check results, for `status` and the web app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolTrust {
     pub trust: Trust,

@@ -5,6 +5,8 @@ use axum::body::Body as HttpBody;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
 
 use blobstore::BlobError;
 use store::Write;
@@ -129,11 +131,13 @@ async fn stream_in(
         ));
     }
     let body = request.into_body().into_data_stream();
-    shared
+    let size_bytes = shared
         .blobs
         .put_stream(hash, body, max_bytes)
         .await
-        .map_err(blob_failure)
+        .map_err(blob_failure)?;
+    shared.metrics.blob_bytes_in.inc_by(size_bytes);
+    Ok(size_bytes)
 }
 
 /// `PUT /v1/blobs/{hash}?attempt=a-…`: a node uploads only for an attempt it holds.
@@ -198,7 +202,8 @@ pub(crate) async fn head(
 #[utoipa::path(get, path = "/v1/blobs/{hash}", tag = "blobs",
     params(("hash" = BlobHash, Path, description = "BLAKE3 hash of the bytes, 64 lowercase hex digits")),
     responses(
-        (status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>,
+            description = "the bytes; served as image/png, image/jpeg, image/gif, image/webp or image/svg+xml when they are one, with nosniff"),
         (status = 400, body = ApiError, description = "the hash is malformed"),
         (status = 401, body = ApiError, description = "no valid API or node token"),
         (status = 404, body = ApiError, description = "no blob with this hash that the caller may read"),
@@ -226,13 +231,25 @@ pub(crate) async fn get(
             format!("no blob {hash} that you may read"),
         ));
     }
-    let (size, stream) = shared.blobs.get_stream(&hash).await.map_err(blob_failure)?;
+    let (size, mut stream) = shared.blobs.get_stream(&hash).await.map_err(blob_failure)?;
+    // The first chunk says what the blob is; it goes out first, the rest as it comes.
+    let first = match stream.next().await {
+        Some(chunk) => chunk.map_err(blob_failure)?,
+        None => Bytes::new(),
+    };
+    shared.metrics.blob_bytes_out.inc_by(size);
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, size.to_string()),
+            (header::CONTENT_TYPE, super::web::blob_content_type(&first)),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // An SVG result opened on its own runs no script and reaches nothing.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'; style-src 'unsafe-inline'",
+            ),
         ],
-        HttpBody::from_stream(stream),
+        [(header::CONTENT_LENGTH, size.to_string())],
+        HttpBody::from_stream(futures::stream::once(async { Ok(first) }).chain(stream)),
     )
         .into_response())
 }

@@ -114,7 +114,10 @@ pub(super) async fn check_readable(
     if shared.readable_blobs.all(requester, hashes) {
         return Ok(());
     }
-    let missing = shared.store.unreadable_blobs(hashes, requester).await?;
+    let mut missing = shared.store.unreadable_blobs(hashes, requester).await?;
+    // Every requester may run the pool's presets.
+    let presets = shared.presets();
+    missing.retain(|hash| !presets.iter().any(|preset| preset.module == *hash));
     if let Some(hash) = missing.first() {
         return Err(Failure::bad_request(format!(
             "blob {hash} (and {} more) is not uploaded; upload it with PUT /v1/blobs/{hash} first",

@@ -1,12 +1,9 @@
-//! Routes about the service itself: health, the OpenAPI document, Prometheus metrics and the
-//! dashboard page.
-
-use std::fmt::Write as _;
+//! Routes about the service itself: health, the OpenAPI document and Prometheus metrics.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
 use wire::{ApiError, HealthResponse};
@@ -29,6 +26,7 @@ use super::{AppState, Requester};
         super::trust::list, super::trust::create, super::trust::revoke,
         super::trust::new_code, super::trust::start, super::trust::finish,
         super::credits::show, super::credits::grant,
+        super::web::history, super::web::presets, super::web::attempts, super::web::results_zip,
     ),
     modifiers(&Security),
 )]
@@ -78,8 +76,8 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 /// (`crowdcloud tokens create`) and sends it as a bearer token.
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     responses(
-        (status = 200, content_type = "text/plain; version=0.0.4", body = String,
-            description = "gauges in the Prometheus text exposition format"),
+        (status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String,
+            description = "counters, gauges and histograms in the OpenMetrics text format"),
         (status = 401, body = ApiError, description = "no valid API token"),
     ),
     security(("requester" = [])))]
@@ -87,57 +85,14 @@ pub(crate) async fn metrics(
     State(shared): State<AppState>,
     _requester: Requester,
 ) -> impl IntoResponse {
-    let (nodes_online, tasks_pending, attempts_live) = shared.read(|state, now_ms| {
-        (
-            state.nodes_online(now_ms),
-            state.tasks_pending(),
-            state.attempts_live(),
-        )
-    });
-    let gauges = [
-        (
-            "crowdcloud_nodes_online",
-            "Nodes whose lease is current.",
-            nodes_online,
-        ),
-        (
-            "crowdcloud_tasks_pending",
-            "Tasks waiting for a node.",
-            tasks_pending,
-        ),
-        (
-            "crowdcloud_attempts_running",
-            "Attempts held by nodes.",
-            attempts_live,
-        ),
-        (
-            "crowdcloud_lease_requests_parked",
-            "Lease requests of nodes waiting for work.",
-            shared.waiting(),
-        ),
-        (
-            "crowdcloud_store_writes_queued",
-            "Writes queued to the state store, not yet committed.",
-            shared.store.queued(),
-        ),
-    ];
-    let mut text = String::new();
-    for (name, help, value) in gauges {
-        let _ = writeln!(
-            text,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-    }
-    shared.heartbeat_latency.render(
-        "crowdcloud_heartbeat_seconds",
-        "How long heartbeats took to answer, inside the coordinator.",
-        &mut text,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-}
-
-pub(crate) async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+    shared.refresh_gauges();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
 }
 
 #[cfg(test)]

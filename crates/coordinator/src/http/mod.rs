@@ -12,6 +12,7 @@ mod nodes;
 mod pipelines;
 pub(crate) mod quota;
 mod trust;
+mod web;
 
 use std::sync::Arc;
 
@@ -82,7 +83,12 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/health", get(meta::health))
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))
-        .route("/", get(meta::dashboard))
+        .route("/v1/metrics/history", get(web::history))
+        .route("/v1/presets", get(web::presets))
+        .route("/v1/jobs/{job}/attempts", get(web::attempts))
+        .route("/v1/jobs/{job}/results.zip", get(web::results_zip))
+        .route("/", get(web::index))
+        .route("/app/{*path}", get(web::asset))
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES_MAX));
     Router::new()
         .merge(jobs)

@@ -1,6 +1,7 @@
 //! The node protocol (challenge and register, lease, heartbeat, report, release, job runtime)
 //! and the node list requesters read.
 
+use crate::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,10 +177,13 @@ pub(crate) async fn lease(
     Node(node): Node,
     Body(request): Body<LeaseRequest>,
 ) -> ApiResult<Json<LeaseResponse>> {
+    let started = std::time::Instant::now();
     wire::validate::lease_request(&request)?;
     let request_id = shared.next_request();
     let (sender, mut receiver) = oneshot::channel::<LeaseResponse>();
     if let Some(granted) = shared.lease_or_park(node, &request, request_id, sender) {
+        // Only a lease that found work at once: a parked one measures the wait for work.
+        Metrics::observe(&shared.metrics.lease_seconds, started.elapsed());
         return Ok(Json(granted));
     }
     let mut parked = ParkedRequest {
@@ -245,7 +249,8 @@ pub(crate) async fn heartbeat(
     }
     let (response, commit) = shared.apply(Heartbeat { node, request });
     shared.committed(commit).await?;
-    shared.heartbeat_latency.observe(started.elapsed());
+    shared.metrics.heartbeats.inc();
+    Metrics::observe(&shared.metrics.heartbeat_seconds, started.elapsed());
     Ok(Json(response))
 }
 
@@ -261,12 +266,14 @@ pub(crate) async fn report(
     Node(node): Node,
     Body(request): Body<ReportRequest>,
 ) -> ApiResult<Json<ReportResponse>> {
+    let started = std::time::Instant::now();
     wire::validate::report_request(&request)?;
     let (acks, commit) = shared.apply(Report {
         node,
         reports: request.reports,
     });
     shared.committed(commit).await?;
+    Metrics::observe(&shared.metrics.report_seconds, started.elapsed());
     Ok(Json(ReportResponse { acks }))
 }
 

@@ -105,6 +105,7 @@ pub(crate) async fn put_upload(
             }
             other => blob_failure(other),
         })?;
+    shared.metrics.blob_bytes_in.inc_by(size_bytes);
     let commit = shared.store.enqueue(vec![Write::InsertBlob {
         hash,
         size_bytes,

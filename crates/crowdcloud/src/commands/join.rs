@@ -313,6 +313,16 @@ fn host_name() -> String {
 
 pub(crate) async fn join_code(args: JoinCodeArgs) -> anyhow::Result<ExitCode> {
     let client = local::connect(&args.connection).await?;
+    if args.web {
+        let name = super::web::device_token_name();
+        let link = super::web::sign_in_link(&client, client.base_url(), &name).await?;
+        if args.connection.json {
+            print_json(&serde_json::json!({ "link": link, "token_name": name }))?;
+        } else {
+            super::web::print_sign_in(&link, &name, client.pinned_fingerprint());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let issued = client.new_join_code(args.requests).await?;
     if args.connection.json {
         print_json(&issued)?;

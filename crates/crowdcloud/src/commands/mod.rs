@@ -14,6 +14,7 @@ mod service;
 mod submit;
 mod tokens;
 mod trust;
+mod web;
 
 use std::process::ExitCode;
 

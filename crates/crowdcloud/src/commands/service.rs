@@ -254,13 +254,7 @@ pub(crate) async fn serve_with(
             name: "join".to_owned(),
         },
     ];
-    let coordinator = Coordinator::open(
-        config,
-        Arc::new(SystemClock),
-        Arc::new(SeededEntropy::from_os()),
-    )
-    .await?
-    .with_validators(Arc::new(crate::validators::SandboxValidators::new()?));
+    let coordinator = open_coordinator(config).await?;
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| {
@@ -292,10 +286,37 @@ pub(crate) async fn serve_with(
     })
 }
 
+/// Opens the coordinator with what the binary gives it: validators run in the sandbox, and
+/// the presets.
+async fn open_coordinator(config: CoordinatorConfig) -> anyhow::Result<Coordinator> {
+    Ok(Coordinator::open(
+        config,
+        Arc::new(SystemClock),
+        Arc::new(SeededEntropy::from_os()),
+    )
+    .await?
+    .with_validators(Arc::new(crate::validators::SandboxValidators::new()?))
+    .with_presets(presets())
+    .await?)
+}
+
+/// What every requester may run without a module of its own: the demo's renderer, which the
+/// web app submits tile by tile and stitches.
+fn presets() -> Vec<coordinator::PresetModule> {
+    vec![coordinator::PresetModule {
+        name: "render".to_owned(),
+        title: "Ray-traced scene".to_owned(),
+        description: "Renders the demo scene, one tile per task: args --width W --height H \
+            --x0 X --y0 Y --w TW --h TH --samples S; each task writes /output/tile.ppm"
+            .to_owned(),
+        module: bytes::Bytes::from_static(guests::RENDER),
+    }]
+}
+
 fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
     println!("crowdcloud pool {pool_name:?} is up at {}", served.url);
     println!(
-        "  dashboard:   {}/#token={}",
+        "  web app:     {}/#token={}",
         served.url, served.owner_token
     );
     match served.fingerprint {
@@ -309,6 +330,22 @@ fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
         ),
     }
     println!("  state:       {}", data_dir.display());
+}
+
+/// Prints a sign-in link and QR code for a phone on the LAN; a failure is a warning, as the
+/// pool serves on without it.
+async fn show_phone_link(served: &Served) {
+    let name = super::web::device_token_name();
+    let made = match served.owner_client() {
+        Ok(owner) => super::web::sign_in_link(&owner, &served.url, &name).await,
+        Err(error) => Err(error),
+    };
+    match made {
+        Ok(link) => super::web::print_sign_in(&link, &name, served.fingerprint),
+        Err(error) => eprintln!(
+            "warning: no sign-in link for a phone ({error:#}); `crowdcloud join-code --web` makes one"
+        ),
+    }
 }
 
 /// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,
@@ -328,6 +365,9 @@ async fn start(
         served.fingerprint,
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
+    if !served.address.ip().is_loopback() {
+        show_phone_link(&served).await;
+    }
     let advert = trust::advertise_and_show_code(&served, args, &options.pool_name).await;
     println!("Stop with Ctrl-C.");
     Ok((options, served, advert))

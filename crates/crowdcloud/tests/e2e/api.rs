@@ -7,7 +7,7 @@ use wire::{Deterministic, JobState, JobSubmission, Limits, Requirements};
 use crate::harness::{Pool, probe};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_openapi_document_metrics_and_dashboard_are_served() {
+async fn the_openapi_document_metrics_and_web_app_are_served() {
     let pool = Pool::start(5_000).await;
     let http = reqwest::Client::new();
     let openapi: serde_json::Value = http

@@ -28,3 +28,4 @@ mod s3;
 mod takeover;
 mod trust;
 mod validators;
+mod web;

@@ -1,0 +1,87 @@
+//! The web app's sign-in link for a phone or tablet: a requester token made for the device on
+//! the spot, its secret in the URL's fragment (which browsers never send to a server), shown as
+//! a link and as a QR code drawn in the terminal for the device's camera.
+
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+use wire::Fingerprint;
+use wire::tokens::{ManagedTokenKind, TokenCreateRequest};
+
+/// Makes a requester token named for `device` and returns the link that opens the web app at
+/// `url` signed in with it.
+pub(crate) async fn sign_in_link(
+    owner: &client::Client,
+    url: &str,
+    device: &str,
+) -> anyhow::Result<String> {
+    let created = owner
+        .create_token(&TokenCreateRequest {
+            name: device.to_owned(),
+            kind: ManagedTokenKind::Requester,
+        })
+        .await?;
+    Ok(format!(
+        "{}/#token={}",
+        url.trim_end_matches('/'),
+        created.token
+    ))
+}
+
+/// A name for a device's token that no other token is likely to have, so it can be revoked by
+/// name.
+pub(crate) fn device_token_name() -> String {
+    format!("web app {:04x}", rand::random::<u16>())
+}
+
+/// Prints the link, its QR code, and what the device's browser will say of the certificate.
+pub(crate) fn print_sign_in(link: &str, token_name: &str, fingerprint: Option<Fingerprint>) {
+    match QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            let drawn = code
+                .render::<Dense1x2>()
+                .dark_color(Dense1x2::Light)
+                .light_color(Dense1x2::Dark)
+                .quiet_zone(true)
+                .build();
+            println!("{drawn}");
+        }
+        Err(error) => eprintln!("warning: the link does not fit a QR code ({error})"),
+    }
+    println!("  phone:       scan the code above, or open {link}");
+    println!(
+        "               it signs in as the token {token_name:?}; `crowdcloud tokens revoke {token_name:?}` ends it"
+    );
+    if let Some(fingerprint) = fingerprint {
+        println!(
+            "               the browser will warn that the certificate is not trusted: the pool made it itself, as"
+        );
+        println!(
+            "               no authority certifies a LAN address. Go on if its SHA-256 fingerprint starts {}",
+            browser_fingerprint(fingerprint)
+        );
+    }
+}
+
+/// The first bytes of a fingerprint as browsers show it: colon-separated uppercase pairs.
+fn browser_fingerprint(fingerprint: Fingerprint) -> String {
+    let text = fingerprint.to_string();
+    let digits = text.trim_start_matches("sha256:").to_uppercase();
+    digits
+        .as_bytes()
+        .chunks(2)
+        .take(8)
+        .map(|pair| String::from_utf8_lossy(pair).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_read_as_browsers_show_them() {
+        let fingerprint: Fingerprint = format!("sha256:{}", "ab01".repeat(16)).parse().unwrap();
+        assert_eq!(browser_fingerprint(fingerprint), "AB:01:AB:01:AB:01:AB:01");
+    }
+}
