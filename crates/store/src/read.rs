@@ -79,7 +79,8 @@ impl Store {
     ) -> Result<Vec<AttemptView>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, task_idx, node_id, state, granted_at_ms, finished_at_ms, outcome \
-             FROM attempts WHERE job_id = $1 AND state <> 'reused' ORDER BY id LIMIT $3 OFFSET $2",
+             FROM attempts WHERE job_id = $1 AND state <> 'reused' \
+             ORDER BY granted_at_ms, id LIMIT $3 OFFSET $2",
         )
         .bind(job_id.as_db())
         .bind(i64::from(offset))
