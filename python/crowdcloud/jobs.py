@@ -56,15 +56,21 @@ class Requirements:
     arch: Optional[str] = None
     os: Optional[str] = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # "browser" (tabs lending their device from the web app) or "native" (agents); either
+    # when None, but a job whose fuel must be metered always runs on agents.
+    runtime: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        body: Dict[str, Any] = {
             "memory_bytes_min": self.memory_bytes_min,
             "cores_min": self.cores_min,
             "arch": self.arch,
             "os": self.os,
             "labels": dict(self.labels),
         }
+        if self.runtime is not None:
+            body["runtime"] = self.runtime
+        return body
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ pub(crate) fn capabilities(data_dir: &Path, module_bytes_max: u64) -> Capabiliti
             .iter()
             .map(|&feature| feature.to_owned())
             .collect(),
+        runtime: wire::NodeRuntime::Native,
     }
 }
 

@@ -411,6 +411,7 @@ async fn register_one(
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
+            runtime: wire::NodeRuntime::Native,
         },
         labels: BTreeMap::from([("sim".to_owned(), "yes".to_owned())]),
         slots: 4,

@@ -125,6 +125,8 @@ struct RequirementsFile {
     os: Option<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// `browser` or `native`: only nodes of that runtime.
+    runtime: Option<wire::NodeRuntime>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +285,7 @@ pub(crate) fn job_of(
         arch: file.requirements.arch,
         os: file.requirements.os,
         labels: file.requirements.labels,
+        runtime: file.requirements.runtime,
     };
     let plan = JobPlan {
         name,

@@ -33,6 +33,9 @@ pub enum Reason {
     },
     /// No online node runs WASI 0.2 components, and the job's module is one.
     ComponentsNotRun,
+    /// No online node is of the kind the job needs: a browser tab, or (for a job whose fuel
+    /// must be metered, or that asks for one) a native agent.
+    RuntimeUnavailable { browser: bool },
     /// No online node compiles every WebAssembly proposal the job's module uses; `missing` are
     /// those the node that compiles most of them lacks.
     FeaturesNotCompiled { missing: Vec<String> },
@@ -109,6 +112,11 @@ fn unmet_program_needs(
 ) {
     if requirements.component && !online.iter().any(|node| node.takes_components) {
         reasons.push(Reason::ComponentsNotRun);
+    }
+    if let Some(browser) = requirements.browser
+        && !online.iter().any(|node| node.browser == browser)
+    {
+        reasons.push(Reason::RuntimeUnavailable { browser });
     }
     if let Some(missing) = features_missing(requirements.wasm_features, online) {
         reasons.push(Reason::FeaturesNotCompiled { missing });
@@ -245,6 +253,15 @@ fn module_too_large(out: &mut fmt::Formatter<'_>, module_bytes: u64, most: u64) 
 const COMPONENTS_NOT_RUN: &str = "the module is a WASI 0.2 component and no online node runs \
      components (their agents are older than components)";
 
+fn runtime_unavailable(browser: bool) -> &'static str {
+    if browser {
+        "the job runs only in browsers and no browser tab lends its device now"
+    } else {
+        "the job needs a native agent (its fuel must be metered, or it asks for one) and only \
+         browser tabs are online"
+    }
+}
+
 fn features_not_compiled(out: &mut fmt::Formatter<'_>, missing: &[String]) -> fmt::Result {
     out.write_str(
         "no online node compiles every WebAssembly proposal the module uses (the closest lacks ",
@@ -279,6 +296,7 @@ impl fmt::Display for Reason {
             } => module_too_large(out, *module_bytes, *module_bytes_most),
             Self::FeaturesNotCompiled { missing } => features_not_compiled(out, missing),
             Self::ComponentsNotRun => out.write_str(COMPONENTS_NOT_RUN),
+            Self::RuntimeUnavailable { browser } => out.write_str(runtime_unavailable(*browser)),
             Self::ArchUnavailable { arch, archs_online } => {
                 write!(out, "no node runs arch {arch} (nodes run: ")?;
                 format::list(out, archs_online)?;
@@ -340,6 +358,7 @@ mod tests {
             memory_bytes,
             module_bytes_max: 64 << 20,
             takes_components: false,
+            browser: false,
             wasm_features: None,
             arch: "x86_64",
             os: "linux",
@@ -528,6 +547,7 @@ mod tests {
             cores_min: 64,
             module_bytes: 100 << 20,
             component: true,
+            browser: Some(true),
             wasm_features: &features,
             arch: Some("riscv64"),
             os: Some("windows"),
@@ -555,6 +575,7 @@ mod tests {
                 module_bytes_most: 0,
             },
             Reason::ComponentsNotRun,
+            Reason::RuntimeUnavailable { browser: true },
             Reason::FeaturesNotCompiled {
                 missing: Vec::new(),
             },

@@ -14,6 +14,7 @@ pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
         && node.cores >= req.cores_min
         && node.module_bytes_max >= req.module_bytes
         && (node.takes_components || !req.component)
+        && req.browser.is_none_or(|browser| browser == node.browser)
         && compiles_all(node, req.wasm_features)
         && req.arch.is_none_or(|arch| arch == node.arch)
         && req.os.is_none_or(|os| os == node.os)
@@ -71,6 +72,7 @@ mod tests {
             memory_bytes: 8 << 30,
             module_bytes_max: 64 << 20,
             takes_components: false,
+            browser: false,
             wasm_features: None,
             arch: "x86_64",
             os: "linux",
@@ -126,6 +128,26 @@ mod tests {
             ..node(&[])
         };
         assert!(fits(&full, &module));
+    }
+
+    #[test]
+    fn a_job_that_needs_fuel_metered_never_fits_a_browser_and_one_can_ask_for_them() {
+        let tab = NodeOffer {
+            browser: true,
+            ..node(&[])
+        };
+        let agent = node(&[]);
+        let metered = Requirements {
+            browser: Some(false),
+            ..Requirements::default()
+        };
+        let browsers_only = Requirements {
+            browser: Some(true),
+            ..Requirements::default()
+        };
+        assert!(!fits(&tab, &metered) && fits(&agent, &metered));
+        assert!(fits(&tab, &browsers_only) && !fits(&agent, &browsers_only));
+        assert!(fits(&tab, &Requirements::default()) && fits(&agent, &Requirements::default()));
     }
 
     #[test]

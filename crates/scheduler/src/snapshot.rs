@@ -21,6 +21,8 @@ pub struct NodeOffer<'a> {
     pub module_bytes_max: u64,
     /// Whether it runs WASI 0.2 components.
     pub takes_components: bool,
+    /// Whether it is a browser tab, which cannot meter fuel, rather than a native agent.
+    pub browser: bool,
     /// The WebAssembly proposals it compiles; `None` when it did not say, taken as all.
     pub wasm_features: Option<&'a [String]>,
     /// For example "x86_64" or "aarch64"; compared exactly, so the caller normalises spelling.
@@ -48,6 +50,9 @@ pub struct Requirements<'a> {
     pub module_bytes: u64,
     /// The job's module is a WASI 0.2 component: a node must run components.
     pub component: bool,
+    /// `Some(true)`: only browser nodes; `Some(false)`: only native agents (a job whose fuel
+    /// must be metered, or that asks for them); `None`: either.
+    pub browser: Option<bool>,
     /// The WebAssembly proposals the job's module uses: a node must compile each.
     pub wasm_features: &'a [String],
     pub arch: Option<&'a str>,

@@ -76,6 +76,7 @@ pub(crate) struct OwnedNode {
     pub memory_bytes: u64,
     pub module_bytes_max: u64,
     pub takes_components: bool,
+    pub browser: bool,
     pub wasm_features: Option<Vec<String>>,
     pub arch: &'static str,
     pub os: &'static str,
@@ -97,6 +98,7 @@ impl OwnedNode {
             memory_bytes: 8 << 30,
             module_bytes_max: 256 << 20,
             takes_components: true,
+            browser: false,
             wasm_features: None,
             arch: "x86_64",
             os: "linux",
@@ -126,6 +128,7 @@ impl OwnedNode {
             memory_bytes: self.memory_bytes,
             module_bytes_max: self.module_bytes_max,
             takes_components: self.takes_components,
+            browser: self.browser,
             wasm_features: self.wasm_features.as_deref(),
             arch: self.arch,
             os: self.os,
@@ -148,6 +151,7 @@ pub(crate) struct OwnedJob {
     pub cores_min: u32,
     pub module_bytes: u64,
     pub component: bool,
+    pub browser: Option<bool>,
     pub wasm_features: Vec<String>,
     pub arch: Option<&'static str>,
     pub os: Option<&'static str>,
@@ -169,6 +173,7 @@ impl OwnedJob {
             cores_min: 0,
             module_bytes: 0,
             component: false,
+            browser: None,
             wasm_features: Vec::new(),
             arch: None,
             os: None,
@@ -190,6 +195,7 @@ impl OwnedJob {
                 cores_min: self.cores_min,
                 module_bytes: self.module_bytes,
                 component: self.component,
+                browser: self.browser,
                 wasm_features: &self.wasm_features,
                 arch: self.arch,
                 os: self.os,
@@ -267,6 +273,7 @@ pub(crate) fn random_nodes(rng: &mut XorShift, shape: &Shape) -> Vec<OwnedNode> 
                 memory_bytes: rng.pick(&[1u64, 4, 8, 16]) << 30,
                 module_bytes_max: rng.pick(&[16u64, 64, 256]) << 20,
                 takes_components: !rng.one_in(4),
+                browser: rng.one_in(5),
                 wasm_features: (!rng.one_in(3)).then(|| random_features(rng)),
                 arch: rng.pick(&["x86_64", "aarch64"]),
                 os: rng.pick(&["linux", "macos"]),
@@ -312,7 +319,8 @@ fn random_features(rng: &mut XorShift) -> Vec<String> {
 }
 
 fn add_random_requirement(rng: &mut XorShift, demand: &mut OwnedJob) {
-    match rng.below(12) {
+    match rng.below(13) {
+        12 => demand.browser = Some(rng.one_in(2)),
         11 => demand.wasm_features = random_features(rng),
         10 => demand.component = true,
         9 => demand.module_bytes = rng.pick(&[8u64, 32, 100]) << 20,

@@ -153,6 +153,7 @@ mod tests {
                 module_bytes_max: crate::limits::MODULE_BYTES_MAX,
                 wasi_interfaces: Vec::new(),
                 wasm_features: Vec::new(),
+                runtime: crate::NodeRuntime::Native,
             },
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,

@@ -212,6 +212,11 @@ pub struct Requirements {
     /// Owner labels the node must carry with these values, e.g. `region = "eu"`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Only nodes of this runtime: `browser` (tabs lending their device) or `native`
+    /// (agents). Any when absent, except that a job whose fuel must be metered (deterministic,
+    /// verified or checkpointing) runs on native agents only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::NodeRuntime>,
 }
 
 /// The sandbox limits every attempt of the job runs under.

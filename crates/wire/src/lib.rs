@@ -45,8 +45,8 @@ pub use job::{
 pub use node::{
     AttemptGrant, AttemptReport, Capabilities, ChallengeRequest, ChallengeResponse,
     HeartbeatRequest, HeartbeatResponse, JobRuntime, LeaseRequest, LeaseResponse, NodeActivity,
-    Outcome, OutputFile, RegisterRequest, RegisterResponse, ReleaseRequest, ReleaseResponse,
-    ReportAck, ReportRequest, ReportResponse, Usage,
+    NodeRuntime, Outcome, OutputFile, RegisterRequest, RegisterResponse, ReleaseRequest,
+    ReleaseResponse, ReportAck, ReportRequest, ReportResponse, Usage,
 };
 pub use pipeline::{
     PipelineStatus, PipelineSubmission, PipelineSubmitted, StageInput, StageJob, StageState,

@@ -41,6 +41,29 @@ pub struct Capabilities {
     #[serde(default)]
     #[schema(max_items = 32)]
     pub wasm_features: Vec<String>,
+    /// What runs its tasks: a native agent, whose fuel is metered, or a browser tab, whose is
+    /// not. Left out by native agents, so their signed registrations read as before.
+    #[serde(default, skip_serializing_if = "NodeRuntime::is_native")]
+    pub runtime: NodeRuntime,
+}
+
+/// What runs a node's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRuntime {
+    /// The crowdcloud agent: wasmtime, fuel metered exactly.
+    #[default]
+    Native,
+    /// A browser tab lending its device from the web app: the browser's own WebAssembly
+    /// engine, no fuel metering (a task there counts no fuel and earns no credits), deadlines
+    /// kept by stopping its worker.
+    Browser,
+}
+
+impl NodeRuntime {
+    pub fn is_native(&self) -> bool {
+        *self == NodeRuntime::Native
+    }
 }
 
 fn module_bytes_max_default() -> u64 {
@@ -58,6 +81,7 @@ impl Default for Capabilities {
             module_bytes_max: module_bytes_max_default(),
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
+            runtime: NodeRuntime::Native,
         }
     }
 }

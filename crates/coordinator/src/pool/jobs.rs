@@ -561,6 +561,14 @@ impl PoolState {
             job.replicas,
             job.validator.is_some(),
         )?;
+        let metered = mode.is_some() || job.deterministic.is_some() || job.checkpoint.is_some();
+        if metered && job.requirements.runtime == Some(wire::NodeRuntime::Browser) {
+            return Err(PoolError::Invalid(
+                "a job that is deterministic, checked or checkpointing needs its fuel metered, \
+                 which a browser cannot do: remove `runtime = \"browser\"` from its requirements"
+                    .to_owned(),
+            ));
+        }
         if mode.is_some() && job.on_failure.is_some() {
             return Err(PoolError::Invalid(
                 "this pool checks every job's results, and a checked job takes no failure \
@@ -911,6 +919,18 @@ fn refusals_reason(job: &Job, now_ms: u64) -> Option<String> {
     ))
 }
 
+/// Whether the job's tasks must run in browsers, must not, or may run in either: one whose
+/// fuel must be metered (deterministic, verified, checkpointing) needs a native agent.
+fn runtime_needed(job: &Job) -> Option<bool> {
+    let metered = job.runtime.deterministic.is_some()
+        || job.verify.is_some()
+        || job.runtime.checkpoint.is_some();
+    match job.requirements.runtime {
+        Some(runtime) => Some(runtime == wire::NodeRuntime::Browser),
+        None => metered.then_some(false),
+    }
+}
+
 pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
     scheduler::JobDemand {
         job: job.id.0,
@@ -922,6 +942,7 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
             cores_min: job.requirements.cores_min,
             module_bytes: job.module_bytes,
             component: job.component,
+            browser: runtime_needed(job),
             wasm_features: &job.wasm_features,
             arch: job.requirements.arch.as_deref(),
             os: job.requirements.os.as_deref(),

@@ -267,6 +267,7 @@ pub(crate) fn node_offer(node: &Node, slots_asked: u32) -> scheduler::NodeOffer<
         memory_bytes: node.capabilities.memory_bytes,
         module_bytes_max: node.capabilities.module_bytes_max,
         takes_components: !node.capabilities.wasi_interfaces.is_empty(),
+        browser: node.capabilities.runtime == wire::NodeRuntime::Browser,
         wasm_features: said_features(&node.capabilities),
         arch: &node.capabilities.arch,
         os: &node.capabilities.os,

@@ -35,6 +35,7 @@ pub(super) fn new_node(
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
+            runtime: wire::NodeRuntime::Native,
         },
         labels: labels
             .iter()
@@ -1564,4 +1565,51 @@ fn a_module_goes_only_to_nodes_that_compile_its_proposals_and_one_none_compiles_
     );
     h.beat(wide, vec![]);
     assert_eq!(h.take(wide, 2).len(), 1);
+}
+
+#[test]
+fn a_browser_tab_takes_only_jobs_whose_fuel_need_not_be_metered_and_those_that_ask_for_it() {
+    let mut h = Harness::new();
+    let mut tab = new_node(1, 4, &[], "join");
+    tab.capabilities.runtime = wire::NodeRuntime::Browser;
+    h.pool.register(tab, h.now_ms, &mut h.out);
+    let tab = NodeId(1);
+    let deterministic = h.job_from(2, 3, |submission| {
+        submission.deterministic = Some(wire::Deterministic { seed: 7 });
+    });
+    assert_eq!(h.take(tab, 4).len(), 0, "fuel a browser cannot meter");
+    let native_only = h.job_from(1, 3, |submission| {
+        submission.requirements.runtime = Some(wire::NodeRuntime::Native);
+    });
+    assert_eq!(h.take(tab, 4).len(), 0, "a job that asks for agents");
+    let anywhere = h.job(1, 3);
+    let taken = h.take(tab, 4);
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].job_id, anywhere);
+    let agent = h.node(2, 4);
+    let to_agent: Vec<JobId> = h.take(agent, 4).iter().map(|g| g.job_id).collect();
+    assert_eq!(
+        to_agent.iter().filter(|job| **job == deterministic).count(),
+        2
+    );
+    assert!(to_agent.contains(&native_only));
+    let browsers_only = h.job_from(1, 3, |submission| {
+        submission.requirements.runtime = Some(wire::NodeRuntime::Browser);
+    });
+    assert_eq!(h.take(agent, 4).len(), 0, "a job for browsers only");
+    assert_eq!(h.take(tab, 4)[0].job_id, browsers_only);
+}
+
+#[test]
+fn a_job_for_browsers_cannot_need_its_fuel_metered() {
+    let h = Harness::new();
+    let mut job = JobSubmission::new("tab", BlobHash::of(b"m"), vec![TaskSpec::default()]);
+    job.requirements.runtime = Some(wire::NodeRuntime::Browser);
+    assert!(h.pool.checked_verify(&job).is_ok());
+    job.deterministic = Some(wire::Deterministic { seed: 1 });
+    let refused = h.pool.checked_verify(&job);
+    assert!(
+        matches!(&refused, Err(PoolError::Invalid(why)) if why.contains("a browser cannot")),
+        "{refused:?}"
+    );
 }

@@ -38,6 +38,7 @@ pub(super) fn capabilities() -> Capabilities {
         module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         wasi_interfaces: Vec::new(),
         wasm_features: Vec::new(),
+        runtime: wire::NodeRuntime::Native,
     }
 }
 

@@ -328,6 +328,17 @@ pub(crate) async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         ],
         &rows,
     );
+    if nodes
+        .nodes
+        .iter()
+        .any(|node| node.capabilities.runtime == wire::NodeRuntime::Browser)
+    {
+        println!(
+            "browser/wasm32 nodes are browser tabs lending their device: they cannot meter fuel, so \
+             their tasks count no fuel and earn no credits, and they take no job that is \
+             deterministic, checked or checkpointing"
+        );
+    }
     print_trust(&nodes);
     Ok(ExitCode::SUCCESS)
 }

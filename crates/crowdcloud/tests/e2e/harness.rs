@@ -558,6 +558,7 @@ pub fn signed_registration(
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
+            runtime: wire::NodeRuntime::Native,
         },
         labels,
         slots,

@@ -222,6 +222,7 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
             module_bytes_max: wire::limits::MODULE_BYTES_MAX,
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
+            runtime: wire::NodeRuntime::Native,
         },
         labels: BTreeMap::new(),
         slots: 1,
