@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
@@ -45,9 +45,16 @@ def artifacts() -> Path:
     return path
 
 
+def python_runtime() -> Optional[Path]:
+    """CPython for WASI (`CROWDCLOUD_TEST_PYTHON_WASM`, which scripts/web-test sets from
+    scripts/python-runtime); the pool offers it as a preset when it is there."""
+    path = os.environ.get("CROWDCLOUD_TEST_PYTHON_WASM")
+    return Path(path) if path else None
+
+
 @pytest.fixture(scope="session")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    started = Pool(tmp_path_factory.mktemp("pool"), slots=2, tls=True)
+    started = Pool(tmp_path_factory.mktemp("pool"), slots=2, tls=True, python=python_runtime())
     _POOLS.append(started)
     yield started
     started.stop()

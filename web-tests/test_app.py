@@ -12,10 +12,12 @@ import zlib
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import pytest
+
 import crowdcloud
 from crowdcloud import Limits, MiB
 
-from conftest import PHONE, Device, artifacts, sign_in_link
+from conftest import PHONE, Device, artifacts, python_runtime, sign_in_link
 from pool import Pool, eventually, guest
 
 SMALL = Limits(memory_bytes_max=64 * MiB, deadline_ms=120_000)
@@ -60,13 +62,17 @@ def test_the_sign_in_link_signs_a_new_device_in_and_takes_the_secret_out_of_the_
     try:
         page = device.sign_in(link)
         assert "token" not in page.url, page.url
-        token = token_of(device)
-        assert token == link.split("#token=")[1]
+        fragment = dict(part.split("=", 1) for part in link.split("#", 1)[1].split("&"))
+        assert token_of(device) == fragment["token"]
+        assert fragment["join"].startswith("ccj_")
+        assert page.evaluate("sessionStorage.getItem('crowdcloud-join')") == fragment["join"]
         # The token is a requester of its own, listed and revocable like any other.
         with pool.client() as owner:
             listed = owner._perform(crowdcloud._protocol.Call("GET", "/v1/tokens"))
-        names = [entry["name"] for entry in listed["tokens"]]
-        assert any(name.startswith("web app ") for name in names), names
+        kinds = {entry["name"]: entry["kind"] for entry in listed["tokens"]}
+        device_name = next(name for name in kinds if name.startswith("web app ") and
+                           kinds[name] == "requester")
+        assert kinds[f"{device_name} lending"] == "join", kinds
         # A reload keeps the session; the token lives in sessionStorage, not in the URL.
         page.reload()
         page.wait_for_selector('a[data-nav="jobs"]')
@@ -203,6 +209,35 @@ def test_results_show_images_inline_and_scripts_never_run(
     assert text.inner_text().strip() == "<b>not bold</b>"
     assert page.locator("b", has_text="not bold").count() == 0
     assert device.dialogs == []
+
+
+def test_a_python_script_picked_on_the_device_runs_under_the_pools_python(
+    device: Device, pool: Pool, tmp_path: Path
+) -> None:
+    if python_runtime() is None:
+        pytest.fail(
+            "CROWDCLOUD_TEST_PYTHON_WASM is not set; run the tests through scripts/web-test, "
+            "which fetches CPython for WASI with scripts/python-runtime",
+            pytrace=False,
+        )
+    script = tmp_path / "greet.py"
+    script.write_text("import sys\nprint('hello from python', sys.argv[1])\n")
+    page = device.page
+    page.click('a[data-nav="submit"]')
+    form = page.locator("form#module-form")
+    form.locator('[name="module"]').set_input_files(str(script))
+    form.locator('[name="args"]').fill("{i}")
+    form.locator('[name="count"]').fill("2")
+    form.locator('[type="submit"]').click()
+    page.wait_for_selector("[data-job-page]", timeout=JOB_SECS * 1000)
+    job_id = page.url.split("#/jobs/")[1]
+    wait_for_state(device, "completed")
+    with client_of(pool, device) as requester:
+        tasks = requester.tasks(job_id)
+        assert [task.args for task in tasks] == [["/job/greet.py", "0"], ["/job/greet.py", "1"]]
+        assert [requester.stdout(task) for task in tasks] == [
+            b"hello from python 0\n", b"hello from python 1\n"
+        ]
 
 
 def test_the_whole_job_downloads_as_one_zip(device: Device, pool: Pool) -> None:

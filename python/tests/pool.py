@@ -91,9 +91,17 @@ class Process:
 class Coordinator:
     """`crowdcloud coordinator` on 127.0.0.1, port 0, plain or TLS."""
 
-    def __init__(self, work: Path, tls: bool = False) -> None:
+    def __init__(self, work: Path, tls: bool = False, python: Optional[Path] = None) -> None:
         self.data_dir = work / "coordinator"
         self.data_dir.mkdir(parents=True)
+        if python is not None:
+            # Installed where the coordinator keeps its state, it offers it as a preset.
+            done = subprocess.run(
+                [str(binary()), "runtimes", "add", "python", str(python),
+                 "--data-dir", str(self.data_dir)],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+            )
+            assert done.returncode == 0, done.stderr.decode()
         args = ["coordinator", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"]
         # `process` durability: nothing here must survive a power cut, and fsyncs are slow.
         args += ["--durability", "process", "--no-advertise", "--lease-ms", "5000"]
@@ -138,8 +146,10 @@ class Coordinator:
 class Pool:
     """A coordinator and one dedicated agent with `slots` slots, online."""
 
-    def __init__(self, work: Path, slots: int = 2, tls: bool = False) -> None:
-        self.coordinator = Coordinator(work, tls=tls)
+    def __init__(
+        self, work: Path, slots: int = 2, tls: bool = False, python: Optional[Path] = None
+    ) -> None:
+        self.coordinator = Coordinator(work, tls=tls, python=python)
         agent_dir = work / "worker"
         agent_dir.mkdir()
         self.agent = Process(

@@ -38,13 +38,29 @@ function clearError(source) {
 
 // ---- the token: taken once from #token=…, then kept in sessionStorage ----
 
-// Takes a token out of the fragment, if there is one, and the fragment out of the address bar.
+// The sign-in link may carry a join token too (#token=ccr_…&join=ccj_…), which the Lend page
+// registers this tab with; it is kept in the same way, in this tab only.
+const JOIN_KEY = 'crowdcloud-join';
+
+// Takes the token and the join token out of the fragment, if there are any, and the fragment
+// out of the address bar. True when a token was taken.
 function takeTokenFromFragment() {
   const fragment = location.hash.replace(/^#/, '');
-  if (!/(^|[&?/])token=/.test(fragment)) return false;
-  const params = new URLSearchParams(fragment.slice(fragment.indexOf('token=')));
+  const at = fragment.search(/(^|[&?/])(token|join)=/);
+  if (at < 0) return false;
+  const params = new URLSearchParams(fragment.slice(at).replace(/^[&?/]/, ''));
   const value = (params.get('token') || '').trim();
-  history.replaceState(null, '', location.pathname + location.search + '#/jobs');
+  const join = (params.get('join') || '').trim();
+  // A link that only lends opens the Lend page.
+  const next = join && !value ? '#/lend' : '#/jobs';
+  history.replaceState(null, '', location.pathname + location.search + next);
+  if (join) {
+    try {
+      sessionStorage.setItem(JOIN_KEY, join);
+    } catch {
+      // storage refused: the Lend page asks for the join token instead
+    }
+  }
   if (value) setToken(value);
   return Boolean(value);
 }
@@ -178,13 +194,13 @@ function route() {
 function mountLend(container, ctx) {
   ctx.title('Lend this device');
   const host = h('div', { class: 'lend' });
-  const note = h('p', { class: 'muted small' }, 'Loading this page from /app/js/lend.js…');
+  const note = h('p', { class: 'muted small' }, 'Loading…');
   fill(container, host, note);
   let stop = null;
   let stopped = false;
   import('./lend.js').then((lend) => {
     if (stopped || ctx.signal.aborted) return;
-    note.textContent = 'This page is loaded from /app/js/lend.js.';
+    note.remove();
     const result = lend.render(host, api, { signal: ctx.signal });
     if (typeof result === 'function') stop = result;
   }).catch((error) => {

@@ -254,7 +254,7 @@ pub(crate) async fn serve_with(
             name: "join".to_owned(),
         },
     ];
-    let coordinator = open_coordinator(config).await?;
+    let coordinator = open_coordinator(config, &options.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| {
@@ -288,7 +288,10 @@ pub(crate) async fn serve_with(
 
 /// Opens the coordinator with what the binary gives it: validators run in the sandbox, and
 /// the presets.
-async fn open_coordinator(config: CoordinatorConfig) -> anyhow::Result<Coordinator> {
+async fn open_coordinator(
+    config: CoordinatorConfig,
+    data_dir: &Path,
+) -> anyhow::Result<Coordinator> {
     Ok(Coordinator::open(
         config,
         Arc::new(SystemClock),
@@ -296,21 +299,36 @@ async fn open_coordinator(config: CoordinatorConfig) -> anyhow::Result<Coordinat
     )
     .await?
     .with_validators(Arc::new(crate::validators::SandboxValidators::new()?))
-    .with_presets(presets())
+    .with_presets(presets(data_dir))
     .await?)
 }
 
 /// What every requester may run without a module of its own: the demo's renderer, which the
-/// web app submits tile by tile and stitches.
-fn presets() -> Vec<coordinator::PresetModule> {
-    vec![coordinator::PresetModule {
+/// web app submits tile by tile and stitches, and the Python runtime when this machine has it
+/// installed, under which the web app runs a script picked on a phone.
+fn presets(data_dir: &Path) -> Vec<coordinator::PresetModule> {
+    let mut presets = vec![coordinator::PresetModule {
         name: "render".to_owned(),
         title: "Ray-traced scene".to_owned(),
         description: "Renders the demo scene, one tile per task: args --width W --height H \
             --x0 X --y0 Y --w TW --h TH --samples S; each task writes /output/tile.ppm"
             .to_owned(),
         module: bytes::Bytes::from_static(guests::RENDER),
-    }]
+    }];
+    let runtime = &super::runtimes::PYTHON;
+    let installed = super::runtimes::installed(&Some(data_dir.to_path_buf()), runtime);
+    match installed.and_then(|path| Ok(std::fs::read(path)?)) {
+        Ok(module) => presets.push(coordinator::PresetModule {
+            name: "python".to_owned(),
+            title: "Python 3.12".to_owned(),
+            description: "CPython for WASI: a job names it as its module, mounts the script at \
+                /job and gives /job/NAME as every task's first argument"
+                .to_owned(),
+            module: module.into(),
+        }),
+        Err(error) => tracing::info!(%error, "no Python preset"),
+    }
+    presets
 }
 
 fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {

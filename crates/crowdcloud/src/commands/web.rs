@@ -1,30 +1,41 @@
-//! The web app's sign-in link for a phone or tablet: a requester token made for the device on
-//! the spot, its secret in the URL's fragment (which browsers never send to a server), shown as
-//! a link and as a QR code drawn in the terminal for the device's camera.
+//! The web app's sign-in link for a phone or tablet: an API token and a join token made for
+//! the device on the spot (one to submit and follow jobs, one to lend the device from the
+//! "Lend" page), their secrets in the URL's fragment (which browsers never send to a server),
+//! shown as a link and as a QR code drawn in the terminal for the device's camera.
 
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use wire::Fingerprint;
 use wire::tokens::{ManagedTokenKind, TokenCreateRequest};
 
-/// Makes a requester token named for `device` and returns the link that opens the web app at
-/// `url` signed in with it.
+/// Makes an API token named `device` and a join token named `device lending`, and returns
+/// the link that opens the web app at `url` signed in with both.
 pub(crate) async fn sign_in_link(
     owner: &client::Client,
     url: &str,
     device: &str,
 ) -> anyhow::Result<String> {
-    let created = owner
-        .create_token(&TokenCreateRequest {
-            name: device.to_owned(),
-            kind: ManagedTokenKind::Requester,
-        })
-        .await?;
+    let mut secrets = Vec::new();
+    for (name, kind) in [
+        (device.to_owned(), ManagedTokenKind::Requester),
+        (lending_name(device), ManagedTokenKind::Join),
+    ] {
+        let created = owner
+            .create_token(&TokenCreateRequest { name, kind })
+            .await?;
+        secrets.push(created.token);
+    }
     Ok(format!(
-        "{}/#token={}",
+        "{}/#token={}&join={}",
         url.trim_end_matches('/'),
-        created.token
+        secrets[0],
+        secrets[1]
     ))
+}
+
+/// The name of the join token a device lends itself with.
+fn lending_name(device: &str) -> String {
+    format!("{device} lending")
 }
 
 /// A name for a device's token that no other token is likely to have, so it can be revoked by
@@ -49,7 +60,8 @@ pub(crate) fn print_sign_in(link: &str, token_name: &str, fingerprint: Option<Fi
     }
     println!("  phone:       scan the code above, or open {link}");
     println!(
-        "               it signs in as the token {token_name:?}; `crowdcloud tokens revoke {token_name:?}` ends it"
+        "               it signs in as the token {token_name:?} and lends the device as {:?}; `crowdcloud tokens revoke` ends each",
+        lending_name(token_name)
     );
     if let Some(fingerprint) = fingerprint {
         println!(

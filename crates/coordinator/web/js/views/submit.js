@@ -1,5 +1,6 @@
 // #/submit: a job from one of the pool's presets (the ray-traced picture: one task per tile),
-// or from a module of your own, run N times (`{i}` in an argument is the task number) or once
+// or from a module or Python script of your own (a script runs under the pool's `python`
+// preset, mounted at /job as the CLI mounts it), run N times (`{i}` in an argument is the task number) or once
 // per input file (`{name}` is the file's name). Files are hashed with BLAKE3, asked for with
 // HEAD and uploaded only when the coordinator lacks them.
 
@@ -21,17 +22,19 @@ const utf8Length = (s) => new TextEncoder().encode(s).length;
 
 export function mount(container, ctx) {
   ctx.title('Submit');
+  // The pool's Python runtime, once the presets are in: what a .py file runs under.
+  const runtimes = { python: null };
   const presetsBox = h('div', { class: 'presets' }, h('p', { class: 'muted' }, 'Loading presets…'));
   fill(container,
     h('h1', null, 'Submit a job'),
     h('section', { class: 'panel' },
       h('h2', null, 'Ready to run'),
       presetsBox),
-    moduleSection(ctx));
-  loadPresets(ctx, presetsBox);
+    moduleSection(ctx, runtimes));
+  loadPresets(ctx, presetsBox, runtimes);
 }
 
-async function loadPresets(ctx, box) {
+async function loadPresets(ctx, box, runtimes) {
   let presets;
   try {
     presets = (await ctx.api.get('/v1/presets', { signal: ctx.signal })).presets || [];
@@ -40,6 +43,8 @@ async function loadPresets(ctx, box) {
     fill(box, h('p', { class: 'muted' }, `No presets: ${error.message}`));
     return;
   }
+  runtimes.python = presets.find((p) => p.name === 'python') || null;
+  presets = presets.filter((p) => p.name !== 'python');
   if (!presets.length) {
     fill(box, h('p', { class: 'muted' }, 'This pool offers no presets; submit a module of your own below.'));
     return;
@@ -198,8 +203,8 @@ function uploadRow(file) {
   };
 }
 
-function moduleSection(ctx) {
-  const moduleInput = h('input', { type: 'file', name: 'module', accept: '.wasm,application/wasm' });
+function moduleSection(ctx, runtimes) {
+  const moduleInput = h('input', { type: 'file', name: 'module', accept: '.wasm,.py,application/wasm,text/x-python' });
   const nameInput = h('input', { type: 'text', name: 'name', maxlength: NAME_BYTES_MAX, placeholder: 'named after the module' });
   const argsInput = h('input', { type: 'text', name: 'args', autocapitalize: 'off', spellcheck: 'false', placeholder: '--seed {i}' });
   const sweep = h('input', { type: 'radio', name: 'mode', value: 'sweep', checked: true });
@@ -213,7 +218,7 @@ function moduleSection(ctx) {
   const button = h('button', { type: 'submit' }, 'Upload and submit');
 
   const form = h('form', { id: 'module-form', novalidate: true, autocomplete: 'off' },
-    h('label', { class: 'field' }, h('span', null, 'Module (.wasm, WASI preview 1)'), moduleInput),
+    h('label', { class: 'field' }, h('span', null, 'Module (.wasm, WASI preview 1) or Python script (.py)'), moduleInput),
     h('label', { class: 'field' }, h('span', null, 'Job name'), nameInput),
     h('label', { class: 'field' }, h('span', null, 'Arguments'), argsInput),
     h('p', { class: 'hint small' },
@@ -246,7 +251,7 @@ function moduleSection(ctx) {
   });
   moduleInput.addEventListener('change', () => {
     const file = moduleInput.files[0];
-    nameInput.placeholder = file ? file.name.replace(/\.wasm$/i, '') || 'job' : 'named after the module';
+    nameInput.placeholder = file ? file.name.replace(/\.(wasm|py)$/i, '') || 'job' : 'named after the module';
   });
 
   form.addEventListener('submit', (event) => {
@@ -258,7 +263,14 @@ function moduleSection(ctx) {
         throw new Error('Choose a .wasm module first.');
       }
       if (module.size > MODULE_BYTES_MAX) throw new Error(`The module is ${fmt.bytes(module.size)}; a module may be at most 256 MiB.`);
-      const name = nameInput.value.trim() || module.name.replace(/\.wasm$/i, '') || 'job';
+      const script = /\.py$/i.test(module.name);
+      if (script && !runtimes.python) {
+        throw new Error('This pool has no Python runtime: on the machine that serves it, run `crowdcloud runtimes add python` and start it again.');
+      }
+      if (script && (module.name.includes('/') || utf8Length(module.name) > FILE_NAME_BYTES_MAX)) {
+        throw new Error(`The script's name ${JSON.stringify(module.name)} cannot be a file name in the job.`);
+      }
+      const name = nameInput.value.trim() || module.name.replace(/\.(wasm|py)$/i, '') || 'job';
       if (utf8Length(name) > NAME_BYTES_MAX) throw new Error('The job name may be at most 200 bytes.');
       if (CONTROL.test(name)) throw new Error('The job name may not hold control characters.');
       const template = splitArgs(argsInput.value);
@@ -291,10 +303,15 @@ function moduleSection(ctx) {
         }
       }
       const [moduleHash, ...inputHashes] = hashes;
+      // A script is the first argument of the interpreter, mounted read-only at /job.
+      const first = script ? [`/job/${module.name}`] : [];
       const tasks = perFile.checked
-        ? files.map((f, i) => ({ args: expandArgs(template, i, f.name), inputs: [{ name: f.name, blob: inputHashes[i] }] }))
-        : Array.from({ length: n }, (_, i) => ({ args: expandArgs(template, i) }));
-      await submitJob(ctx, { name, module: moduleHash, tasks });
+        ? files.map((f, i) => ({ args: [...first, ...expandArgs(template, i, f.name)], inputs: [{ name: f.name, blob: inputHashes[i] }] }))
+        : Array.from({ length: n }, (_, i) => ({ args: [...first, ...expandArgs(template, i)] }));
+      const submission = script
+        ? { name, module: runtimes.python.module, mounts: [{ guest_path: '/job', files: [{ path: module.name, blob: moduleHash }] }], tasks }
+        : { name, module: moduleHash, tasks };
+      await submitJob(ctx, submission);
     });
   });
 

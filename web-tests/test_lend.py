@@ -1,0 +1,154 @@
+"""Browsers lending their device: two "Lend this device" tabs register as nodes, run the tasks
+of a real job in the browser's WebAssembly engine and give the same bytes an agent gives; a
+hidden tab stops and gives its work back, and a closed tab's task runs again elsewhere."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, List
+
+import pytest
+
+import crowdcloud
+from crowdcloud import Limits, MiB, Requirements
+
+from conftest import DESKTOP, Device, sign_in_link
+from pool import Pool, eventually, guest
+
+SMALL = Limits(memory_bytes_max=64 * MiB, deadline_ms=120_000)
+JOB_SECS = 120.0
+BROWSER = Requirements(runtime="browser")
+NATIVE = Requirements(runtime="native")
+
+
+def lend(device: Device, cores: int = 1) -> str:
+    """Opens the Lend page, starts lending, and returns the node id once registered."""
+    page = device.page
+    page.click('a[data-nav="lend"]')
+    page.locator("#lend-cores").fill(str(cores))
+    page.locator("#lend-start").click()
+    page.wait_for_selector('[data-lend][data-node-id]:not([data-node-id=""])', timeout=30_000)
+    page.wait_for_selector('[data-lend][data-state="waiting"]', timeout=30_000)
+    return page.locator("[data-lend]").get_attribute("data-node-id")
+
+
+def client_of(pool: Pool, device: Device) -> crowdcloud.Client:
+    coordinator = pool.coordinator
+    token = device.page.evaluate("sessionStorage.getItem('crowdcloud-token')")
+    return crowdcloud.Client(coordinator.url, token=token, fingerprint=coordinator.fingerprint)
+
+
+@pytest.fixture
+def tabs(browser, pool: Pool) -> Iterator[List[Device]]:
+    opened = [Device(browser, DESKTOP) for _ in range(2)]
+    for device in opened:
+        device.sign_in(sign_in_link(pool))
+    yield opened
+    for device in opened:
+        assert device.policy_violations == [], "the page broke its own Content-Security-Policy"
+        device.close()
+
+
+def render_tasks() -> List[crowdcloud.Task]:
+    return [
+        crowdcloud.Task(args=["--width", "64", "--height", "32", "--x0", str(x0), "--y0", "0",
+                              "--w", "16", "--h", "32", "--samples", "1"])
+        for x0 in range(0, 64, 16)
+    ]
+
+
+def outputs_by_task(requester: crowdcloud.Client, job_id: str) -> Dict[int, bytes]:
+    return {
+        task.index: requester.output(task, "tile.ppm") for task in requester.tasks(job_id)
+    }
+
+
+def attempts_of(requester: crowdcloud.Client, job_id: str) -> List[dict]:
+    answer = requester._perform(crowdcloud._protocol.Call("GET", f"/v1/jobs/{job_id}/attempts"))
+    return answer["attempts"]
+
+
+def test_two_tabs_run_a_jobs_tasks_and_give_the_bytes_an_agent_gives(
+    tabs: List[Device], pool: Pool
+) -> None:
+    nodes = {lend(device) for device in tabs}
+    assert len(nodes) == 2, "each tab is a node of its own"
+    with client_of(pool, tabs[0]) as requester:
+        listed = {node.node_id: node for node in requester.nodes()}
+        for node_id in nodes:
+            assert listed[node_id].state == "online"
+            assert listed[node_id].capabilities["runtime"] == "browser"
+        in_browsers = requester.submit(
+            guest("render"), tasks=render_tasks(), limits=SMALL, requirements=BROWSER,
+            name="render in browsers",
+        )
+        on_agent = requester.submit(
+            guest("render"), tasks=render_tasks(), limits=SMALL, requirements=NATIVE,
+            name="render on the agent",
+        )
+        for job in (in_browsers, on_agent):
+            eventually(
+                f"{job.job_id} to complete", JOB_SECS,
+                lambda job=job: requester.status(job.job_id).state == "completed",
+            )
+        ran_on = {attempt["node_id"] for attempt in attempts_of(requester, in_browsers.job_id)}
+        assert ran_on <= nodes, ran_on
+        browsers = outputs_by_task(requester, in_browsers.job_id)
+        agent = outputs_by_task(requester, on_agent.job_id)
+        assert browsers == agent and len(browsers) == 4
+        # A browser cannot meter fuel: its tasks count none.
+        assert all(task.usage and task.usage.fuel_used == 0
+                   for task in requester.tasks(in_browsers.job_id))
+    done = sum(int(device.page.locator("[data-lend]").get_attribute("data-done")) for device in tabs)
+    assert done >= 4
+
+
+def test_a_hidden_tab_gives_its_work_back_and_a_closed_tabs_task_runs_again_elsewhere(
+    tabs: List[Device], pool: Pool
+) -> None:
+    first, second = tabs
+    first_node = lend(first)
+    with client_of(pool, first) as requester:
+        sleeper = requester.submit(
+            guest("probe"), args=["sleep", "600000"], limits=SMALL, requirements=BROWSER,
+            name="sleeps in a tab",
+        )
+        first.page.wait_for_selector('[data-lend][data-state="running"]', timeout=30_000)
+        # The tab is hidden, as when its owner switches app: the page stops and gives it back.
+        first.page.evaluate(
+            """() => {
+                Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+                Object.defineProperty(document, 'hidden', { value: true, configurable: true });
+                document.dispatchEvent(new Event('visibilitychange'));
+            }"""
+        )
+        first.page.wait_for_selector('[data-lend][data-state="paused"]', timeout=30_000)
+        eventually(
+            "the hidden tab's attempt to be given back", 30.0,
+            lambda: [a["state"] for a in attempts_of(requester, sleeper.job_id)] == ["released"],
+        )
+        requester.cancel(sleeper.job_id)
+
+        # A tab that closes mid-task: its task runs again in the other tab.
+        second_node = lend(second)
+        short = requester.submit(
+            guest("probe"), args=["sleep", "8000"], limits=SMALL, requirements=BROWSER,
+            name="sleeps, then its tab closes",
+        )
+        second.page.wait_for_selector('[data-lend][data-state="running"]', timeout=30_000)
+        first.page.evaluate(
+            """() => {
+                Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+                Object.defineProperty(document, 'hidden', { value: false, configurable: true });
+                document.dispatchEvent(new Event('visibilitychange'));
+            }"""
+        )
+        first.page.wait_for_selector('[data-lend][data-state="waiting"]', timeout=30_000)
+        second.context.close()
+        eventually(
+            "the closed tab's task to complete in the other", JOB_SECS,
+            lambda: requester.status(short.job_id).state == "completed",
+        )
+        attempts = attempts_of(requester, short.job_id)
+        assert [(a["node_id"], a["state"]) for a in attempts] == [
+            (second_node, "expired"), (first_node, "succeeded")
+        ], attempts
