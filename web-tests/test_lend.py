@@ -11,7 +11,7 @@ import pytest
 import crowdcloud
 from crowdcloud import Limits, MiB, Requirements
 
-from conftest import DESKTOP, Device, sign_in_link
+from conftest import DESKTOP, PHONE, Device, artifacts, sign_in_link
 from pool import Pool, eventually, guest
 
 SMALL = Limits(memory_bytes_max=64 * MiB, deadline_ms=120_000)
@@ -100,6 +100,9 @@ def test_two_tabs_run_a_jobs_tasks_and_give_the_bytes_an_agent_gives(
                    for task in requester.tasks(in_browsers.job_id))
     done = sum(int(device.page.locator("[data-lend]").get_attribute("data-done")) for device in tabs)
     assert done >= 4
+    # The Lend page as a phone shows it: the README's picture.
+    tabs[0].page.set_viewport_size(PHONE)
+    tabs[0].page.screenshot(path=str(artifacts() / "phone-lend.png"))
 
 
 def test_a_hidden_tab_gives_its_work_back_and_a_closed_tabs_task_runs_again_elsewhere(

@@ -225,8 +225,9 @@ function build(node) {
   };
   const view = h('div', { class: 'lend-page', data: { lend: '', state: node.state, done: '0' } },
     h('h1', null, 'Lend this device'),
-    h('p', null, 'While this page is open, this device runs tasks of the pool in the browser, in ' +
-      'the same WebAssembly sandbox as a node, and stops the moment you leave the page.'),
+    h('p', null, 'While this page is open, this device runs tasks of the pool in the browser\u2019s ' +
+      'own WebAssembly engine, each in a worker that sees only its task\u2019s files, and stops the ' +
+      'moment you leave or hide the page. A browser cannot count fuel, so this work earns no credits.'),
     ui.problem,
     ui.controls.form,
     ui.status.panel,
