@@ -612,6 +612,26 @@ mod tests {
     }
 
     #[test]
+    fn a_job_may_ask_for_browser_tabs_or_agents_and_nothing_else() {
+        let spec = |runtime: &str| {
+            format!(
+                "module = \"m.wasm\"\n[sweep]\ncount = 1\n[requirements]\nruntime = \"{runtime}\""
+            )
+        };
+        let plan = parse(&spec("browser"), Path::new("/")).unwrap();
+        assert_eq!(plan.requirements.runtime, Some(wire::NodeRuntime::Browser));
+        let plan = parse(&spec("native"), Path::new("/")).unwrap();
+        assert_eq!(plan.requirements.runtime, Some(wire::NodeRuntime::Native));
+        let problem = parse(&spec("phone"), Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            problem.contains("browser") && problem.contains("native"),
+            "{problem}"
+        );
+    }
+
+    #[test]
     fn a_program_is_a_python_script_with_its_packages_and_never_beside_a_module() {
         let spec = "program = \"analyze.py\"\npackages = \"lib\"\n[sweep]\ncount = 1";
         let plan = parse(spec, Path::new("/jobs")).unwrap();

@@ -919,6 +919,12 @@ fn refusals_reason(job: &Job, now_ms: u64) -> Option<String> {
     ))
 }
 
+/// Whether `node` is of a runtime `job` may use.
+pub(crate) fn runs_on(job: &Job, node: &Node) -> bool {
+    let browser = node.capabilities.runtime == wire::NodeRuntime::Browser;
+    runtime_needed(job).is_none_or(|needed| needed == browser)
+}
+
 /// Whether the job's tasks must run in browsers, must not, or may run in either: one whose
 /// fuel must be metered (deterministic, verified, checkpointing) needs a native agent.
 fn runtime_needed(job: &Job) -> Option<bool> {
@@ -953,6 +959,20 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
 }
 
 impl PoolState {
+    /// The job of a live attempt.
+    #[cfg(test)]
+    pub(crate) fn job_of_attempt(&self, attempt: wire::AttemptId) -> Option<JobId> {
+        self.attempts.get(&attempt).map(|attempt| attempt.job)
+    }
+
+    /// Whether an `abort_on` exit code stopped the job.
+    #[cfg(test)]
+    pub(crate) fn job_aborted(&self, job_id: JobId) -> bool {
+        self.jobs
+            .get(&job_id)
+            .is_some_and(|job| job.aborted.is_some())
+    }
+
     pub(crate) fn has_job(&self, job_id: JobId) -> bool {
         self.jobs.contains_key(&job_id)
     }

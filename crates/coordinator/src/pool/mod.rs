@@ -599,6 +599,10 @@ impl PoolState {
             assert_eq!(task.slot, Slot::Running);
             assert!(task.live.contains(attempt_id));
             assert!(self.nodes[&attempt.node].running.contains(attempt_id));
+            assert!(
+                jobs::runs_on(&self.jobs[&attempt.job], &self.nodes[&attempt.node]),
+                "{attempt_id} runs on a node of a runtime its job may not use"
+            );
         }
         for node in self.nodes.values() {
             for attempt in &node.running {

@@ -27,8 +27,13 @@ use super::world::{Event, World};
 /// How long an agent waits for a reply besides a lease's own wait.
 pub(super) const CALL_TIMEOUT_MS: u64 = 3_000;
 
-/// What every simulated node lends.
-pub(super) fn capabilities() -> Capabilities {
+/// What a simulated node lends. In a family pool every fourth is a browser tab, which takes no
+/// job whose fuel must be metered; a public pool's jobs all are, so its nodes are all agents.
+pub(super) fn capabilities(agent: usize, public: bool) -> Capabilities {
+    let runtime = match agent % 4 {
+        3 if !public => wire::NodeRuntime::Browser,
+        _ => wire::NodeRuntime::Native,
+    };
     Capabilities {
         cores: 4,
         memory_bytes: 8 << 30,
@@ -38,7 +43,7 @@ pub(super) fn capabilities() -> Capabilities {
         module_bytes_max: wire::limits::MODULE_BYTES_MAX,
         wasi_interfaces: Vec::new(),
         wasm_features: Vec::new(),
-        runtime: wire::NodeRuntime::Native,
+        runtime,
     }
 }
 

@@ -111,8 +111,10 @@ impl World {
             max_attempts,
             replicas,
             // A public pool checks every job, which takes deterministic mode; some ask for
-            // every result to be replicated.
-            deterministic: public.then_some(wire::Deterministic { seed: 1 }),
+            // every result to be replicated. In a family pool some are deterministic too, which
+            // keeps them off the browser tabs among its nodes.
+            deterministic: (public || self.dice.chance(0.25))
+                .then_some(wire::Deterministic { seed: 1 }),
             verify: (public && self.dice.chance(0.2)).then_some(VerifyMode::Replicate),
             validator: None,
             success_exit_codes: Vec::new(),

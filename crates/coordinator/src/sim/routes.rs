@@ -165,7 +165,7 @@ impl World {
             public_key: format!("key-{node_id}"),
             token_hash: token.clone(),
             name: format!("agent-{agent}"),
-            capabilities: super::agent::capabilities(),
+            capabilities: super::agent::capabilities(agent, self.setup.public.is_some()),
             labels,
             slots,
             agent_version: "sim".to_owned(),
@@ -309,11 +309,22 @@ impl World {
                 self.memory.holder(report.attempt_id).filter(|_| first)
             })
             .collect();
+        let jobs: Vec<_> = request
+            .reports
+            .iter()
+            .map(|report| self.coord.pool.job_of_attempt(report.attempt_id))
+            .collect();
         let (acks, after) = self.apply(Report {
             node,
             reports: request.reports,
         });
-        for (ack, holder) in acks.iter().zip(holders) {
+        // An earlier report of the same request may have stopped the job (an abort_on exit
+        // code), which ends its other attempts: their reports are refused for that.
+        let stopped: Vec<bool> = jobs
+            .iter()
+            .map(|job| job.is_some_and(|job| self.coord.pool.job_aborted(job)))
+            .collect();
+        for ((ack, holder), stopped) in acks.iter().zip(holders).zip(stopped) {
             let message = ack.message.as_deref().unwrap_or_default();
             if ack.accepted {
                 assert_eq!(
@@ -330,7 +341,7 @@ impl World {
                 // A node's report of an attempt it holds (restored ones included) is refused
                 // only for what the report says.
                 assert!(
-                    holder != Some(node) || is_about_the_report(message),
+                    holder != Some(node) || is_about_the_report(message) || stopped,
                     "the report of {}, held by its node, was refused: {message}",
                     ack.attempt_id
                 );
