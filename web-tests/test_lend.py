@@ -95,6 +95,9 @@ def test_two_tabs_run_a_jobs_tasks_and_give_the_bytes_an_agent_gives(
         browsers = outputs_by_task(requester, in_browsers.job_id)
         agent = outputs_by_task(requester, on_agent.job_id)
         assert browsers == agent and len(browsers) == 4
+        shares = requester._perform(
+            crowdcloud._protocol.Call("GET", f"/v1/jobs/{in_browsers.job_id}"))["nodes"]
+        assert shares and all(share["browser"] for share in shares), shares
         # A browser cannot meter fuel: its tasks count none.
         assert all(task.usage and task.usage.fuel_used == 0
                    for task in requester.tasks(in_browsers.job_id))

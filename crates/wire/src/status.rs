@@ -101,6 +101,9 @@ pub struct NodeShare {
     pub node_id: NodeId,
     pub node_name: String,
     pub tasks_succeeded: u32,
+    /// A browser tab lending its device: its tasks counted no fuel and earned no credits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub browser: bool,
 }
 
 /// `GET /v1/jobs/{id}`.

@@ -8,11 +8,12 @@
 //! styles from this origin only, and WebAssembly compiled by the app's own workers.
 
 use std::io::Write as _;
+use std::sync::OnceLock;
 
 use axum::Json;
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -125,24 +126,49 @@ fn page_headers(content_type: &'static str) -> [(HeaderName, HeaderValue); 6] {
 }
 
 /// `GET /`: the app's one page.
-pub(crate) async fn index() -> Response {
-    asset_response("index.html")
+pub(crate) async fn index(headers: HeaderMap) -> Response {
+    asset_response("index.html", &headers)
 }
 
 /// `GET /app/{*path}`: a file of the app.
-pub(crate) async fn asset(Path(path): Path<String>) -> Response {
-    asset_response(&path)
+pub(crate) async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    asset_response(&path, &headers)
 }
 
-fn asset_response(path: &str) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == path) {
-        Some((_, kind, bytes)) => (page_headers(kind), *bytes).into_response(),
-        None => Failure::new(
+/// A file of the app, or 304 when the browser's copy is current: every file is asked for
+/// again on each use (`no-cache`), and a phone's workers would otherwise fetch the same
+/// modules for every task.
+fn asset_response(path: &str, request: &HeaderMap) -> Response {
+    let Some(index) = ASSETS.iter().position(|(name, _, _)| *name == path) else {
+        return Failure::new(
             ErrorCode::NotFound,
             format!("no file {path:?} in the web app; open / for the app"),
         )
-        .into_response(),
+        .into_response();
+    };
+    let (_, kind, bytes) = ASSETS[index];
+    let tag = etag(index);
+    let current = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|wanted| wanted.split(',').any(|one| one.trim() == tag));
+    let etag = [(header::ETAG, HeaderValue::from_static(tag))];
+    if current {
+        return (StatusCode::NOT_MODIFIED, page_headers(kind), etag).into_response();
     }
+    (page_headers(kind), etag, bytes).into_response()
+}
+
+/// The ETag of `ASSETS[index]`: the start of its BLAKE3 hash, worked out once.
+fn etag(index: usize) -> &'static str {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(_, _, bytes)| format!("\"{}\"", &BlobHash::of(bytes).to_hex()[..32]))
+            .collect()
+    });
+    &tags[index]
 }
 
 #[utoipa::path(get, path = "/v1/metrics/history", tag = "meta",
@@ -454,8 +480,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_the_browser_holds_is_answered_not_modified() {
+        let first = asset_response("js/main.js", &HeaderMap::new());
+        assert_eq!(first.status(), 200);
+        let tag = first.headers()[header::ETAG].clone();
+        let mut asked = HeaderMap::new();
+        asked.insert(header::IF_NONE_MATCH, tag.clone());
+        let again = asset_response("js/main.js", &asked);
+        assert_eq!(again.status(), 304);
+        assert_eq!(again.headers()[header::ETAG], tag);
+        let other = asset_response("js/api.js", &asked);
+        assert_eq!(other.status(), 200, "another file's tag does not match");
+    }
+
+    #[test]
     fn pages_forbid_inline_script_and_framing() {
-        let response = asset_response("index.html");
+        let response = asset_response("index.html", &HeaderMap::new());
         let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()
             .unwrap();
@@ -467,6 +507,9 @@ mod tests {
             !html.contains("<script>") && !html.contains(" style="),
             "{html}"
         );
-        assert_eq!(asset_response("../Cargo.toml").status(), 404);
+        assert_eq!(
+            asset_response("../Cargo.toml", &HeaderMap::new()).status(),
+            404
+        );
     }
 }

@@ -805,14 +805,16 @@ impl PoolState {
         let mut nodes: Vec<NodeShare> = job
             .node_shares
             .iter()
-            .map(|(node_id, count)| NodeShare {
-                node_id: *node_id,
-                node_name: self
-                    .nodes
-                    .get(node_id)
-                    .map(|node| node.name.clone())
-                    .unwrap_or_default(),
-                tasks_succeeded: *count,
+            .map(|(node_id, count)| {
+                let node = self.nodes.get(node_id);
+                NodeShare {
+                    node_id: *node_id,
+                    node_name: node.map(|node| node.name.clone()).unwrap_or_default(),
+                    tasks_succeeded: *count,
+                    browser: node.is_some_and(|node| {
+                        node.capabilities.runtime == wire::NodeRuntime::Browser
+                    }),
+                }
             })
             .collect();
         nodes.sort_by(|a, b| {

@@ -142,10 +142,15 @@ fn print_status(status: &JobStatus) {
     }
     for share in &status.nodes {
         println!(
-            "  node {} ({}): {} tasks",
+            "  node {} ({}): {} tasks{}",
             output::visible(&share.node_name),
             share.node_id,
-            share.tasks_succeeded
+            share.tasks_succeeded,
+            if share.browser {
+                ", in a browser tab: no fuel counted, no credits earned"
+            } else {
+                ""
+            }
         );
     }
 }

@@ -143,7 +143,8 @@ export function mount(container, parent, jobId) {
     fill(sharesPanel, h('h2', null, 'Who did the work'),
       h('ul', { class: 'shares' }, shares.map((s) => h('li', null,
         h('span', { class: 'share-name' }, s.node_name || s.node_id),
-        h('span', { class: 'muted' }, ` · ${fmt.int(s.tasks_succeeded)} task${s.tasks_succeeded === 1 ? '' : 's'}`)))));
+        h('span', { class: 'muted' }, ` · ${fmt.int(s.tasks_succeeded)} task${s.tasks_succeeded === 1 ? '' : 's'}` +
+          (s.browser ? ' · in a browser tab: no fuel counted, no credits earned' : ''))))));
   }
 
   // ---- cancel and download ----
