@@ -62,6 +62,9 @@ def test_the_sign_in_link_signs_a_new_device_in_and_takes_the_secret_out_of_the_
     try:
         page = device.sign_in(link)
         assert "token" not in page.url, page.url
+        # HTTP/2 over TLS, so the browser's few connections per host do not run out.
+        protocol = page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        assert protocol == "h2", protocol
         fragment = dict(part.split("=", 1) for part in link.split("#", 1)[1].split("&"))
         assert token_of(device) == fragment["token"]
         assert fragment["join"].startswith("ccj_")

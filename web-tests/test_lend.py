@@ -4,6 +4,7 @@ hidden tab stops and gives its work back, and a closed tab's task runs again els
 
 from __future__ import annotations
 
+import time
 from typing import Dict, Iterator, List
 
 import pytest
@@ -158,3 +159,47 @@ def test_a_hidden_tab_gives_its_work_back_and_a_closed_tabs_task_runs_again_else
         assert [(a["node_id"], a["state"]) for a in attempts] == [
             (second_node, "expired"), (first_node, "succeeded")
         ], attempts
+
+
+def test_three_tabs_of_one_browser_each_lend_as_a_node_of_their_own(browser, pool: Pool) -> None:
+    # One browser profile: its tabs share its connections to the pool (HTTP/2 keeps three
+    # tabs' long-polls and the app within them) and its IndexedDB (a Web Lock gives each tab
+    # an identity of its own).
+    device = Device(browser, DESKTOP)
+    try:
+        link = sign_in_link(pool)
+        device.sign_in(link)
+        # Each tab has its own sessionStorage: each opens the link, as tapping it again would.
+        pages = [device.page] + [device.context.new_page() for _ in range(2)]
+        for page in pages[1:]:
+            page.goto(link)
+            page.wait_for_selector('a[data-nav="jobs"]')
+        nodes = set()
+        for page in pages:
+            tab = Device.__new__(Device)
+            tab.page = page
+            nodes.add(lend(tab))
+        assert len(nodes) == 3
+        with client_of(pool, device) as requester:
+            # Idle, each tab holds a lease long-poll and a presence request open: six requests,
+            # as many as a browser opens HTTP/1.1 connections to a host. Their heartbeats must
+            # still get through for longer than a lease (5 s here), or the nodes go offline.
+            until = time.monotonic() + 8.0
+            while time.monotonic() < until:
+                states = {n.node_id: n.state for n in requester.nodes() if n.node_id in nodes}
+                assert set(states.values()) == {"online"}, states
+                time.sleep(0.25)
+            job = requester.submit(
+                guest("render"), tasks=render_tasks(), limits=SMALL, requirements=BROWSER,
+                name="render in three tabs",
+            )
+            eventually(
+                "the job to complete in the tabs", JOB_SECS,
+                lambda: requester.status(job.job_id).state == "completed",
+            )
+            attempts = attempts_of(requester, job.job_id)
+            assert {a["node_id"] for a in attempts} <= nodes, attempts
+            # No tab starved for a connection: no heartbeat came late, no lease ran out.
+            assert [a["state"] for a in attempts] == ["succeeded"] * 4, attempts
+    finally:
+        device.close()

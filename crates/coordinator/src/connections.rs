@@ -1,5 +1,7 @@
-//! Accepting connections, plain or TLS, and serving them with hyper's HTTP/1 connection and the
-//! axum router, within bounds that a stranger on the network cannot push past.
+//! Accepting connections, plain or TLS, and serving them with hyper's HTTP/1 connection (or
+//! HTTP/2, where TLS negotiates it) and the axum router, within bounds that a stranger on the
+//! network cannot push past. An HTTP/2 connection carries at most `H2_STREAMS_MAX` requests at
+//! once; the bounds below count its requests in flight as they do HTTP/1's.
 //!
 //! Authentication is per request, so a connection is anonymous until it sends one. The bounds:
 //! - At most `connections_max` connections are open, well under the process's open-files limit
@@ -30,7 +32,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -49,6 +51,9 @@ const CONNECTIONS_FLOOR: usize = 16;
 const CONNECTIONS_CEILING: usize = 16_384;
 /// How often the accept loop looks again for connections to shed while every slot is taken.
 const SHED_RETRY: Duration = Duration::from_millis(500);
+/// Requests one HTTP/2 connection may have in flight at once: a browser's app and its lending
+/// tabs' long-polls with room to spare, not a way around the connection cap.
+const H2_STREAMS_MAX: u32 = 32;
 
 /// How many connections the coordinator keeps open and for how long they may sit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,7 +400,7 @@ impl Connection {
         watcher: Watcher,
     ) {
         let Some(acceptor) = acceptor else {
-            return self.serve(tcp, watcher).await;
+            return self.serve(tcp, watcher, false).await;
         };
         let conn = Arc::clone(&self.registration.conn);
         let deadline = Instant::now() + self.limits.header_timeout;
@@ -406,13 +411,16 @@ impl Connection {
             () = conn.shed.notified() => return,
         };
         match handshake {
-            Ok(Ok(stream)) => self.serve(stream, watcher).await,
+            Ok(Ok(stream)) => {
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.serve(stream, watcher, h2).await
+            }
             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
         }
     }
 
-    async fn serve<S>(self, stream: S, watcher: Watcher)
+    async fn serve<S>(self, stream: S, watcher: Watcher, h2: bool)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -426,8 +434,26 @@ impl Connection {
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             handle(app.clone(), peer, Arc::clone(&service_conn), request)
         });
-        let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-        let mut connection = std::pin::pin!(watcher.watch(connection));
+        if h2 {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_concurrent_streams(H2_STREAMS_MAX)
+                .serve_connection(io, service);
+            self.drive(watcher.watch(connection), &conn).await;
+        } else {
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            self.drive(watcher.watch(connection), &conn).await;
+        }
+    }
+
+    /// Runs a connection to its end, closing it when it has sat without a request past its
+    /// deadline or is shed.
+    async fn drive<E: std::fmt::Display>(
+        &self,
+        connection: impl Future<Output = Result<(), E>>,
+        conn: &Conn,
+    ) {
+        let mut connection = std::pin::pin!(connection);
         loop {
             // While busy there is no deadline: look again later.
             let wake_at = conn

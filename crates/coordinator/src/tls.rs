@@ -93,7 +93,8 @@ impl TlsIdentity {
                 format!("the certificate and key do not make a usable pair: {error}"),
             )
         })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 for clients that offer it (browsers); agents and the CLI ask for HTTP/1.1.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
             fingerprint,
