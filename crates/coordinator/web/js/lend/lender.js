@@ -20,7 +20,7 @@ import { identityOf, renewIdentity, takeSlot } from './identity.js';
 import { register } from './register.js';
 import { BlobCache, ModuleCache } from './cache.js';
 import { WorkerPool, bareReport, retrying, runAttempt } from './attempt.js';
-import { cutMessage } from './sandbox.js';
+import { blake3Hex, cutMessage } from './sandbox.js';
 
 const LEASE_WAIT_MS = 20_000;
 const PRESENCE_HOLD_MS = 25_000;
@@ -434,8 +434,15 @@ export class Lender extends EventTarget {
   async blob(session, hash, signal, keep) {
     const kept = this.blobs.get(hash);
     if (kept) return kept;
+    // Checked against its name, as an agent checks what it fetches: a task never runs on bytes
+    // other than the ones its job named (other bytes end the attempt as this node's error, and
+    // the task runs elsewhere). Once per blob: the caches keep what passed.
     const data = await this.transfers.run(() => retrying(`fetch blob ${hash.slice(0, 12)}…`,
-      () => getBytes(`/v1/blobs/${hash}`, { token: session.token, signal, timeoutMs: 600_000 }), signal));
+      async () => {
+        const bytes = await getBytes(`/v1/blobs/${hash}`, { token: session.token, signal, timeoutMs: 600_000 });
+        if (blake3Hex(new Uint8Array(bytes)) !== hash) throw new Error(`blob ${hash.slice(0, 12)}… arrived with other bytes`);
+        return bytes;
+      }, signal));
     if (keep) this.blobs.put(hash, data);
     return data;
   }
