@@ -203,3 +203,23 @@ def test_three_tabs_of_one_browser_each_lend_as_a_node_of_their_own(browser, poo
             assert [a["state"] for a in attempts] == ["succeeded"] * 4, attempts
     finally:
         device.close()
+
+
+def test_a_tab_keeps_a_task_to_its_memory_limit(tabs: List[Device], pool: Pool) -> None:
+    lend(tabs[0])
+    limits = Limits(memory_bytes_max=64 * MiB, deadline_ms=120_000)
+    with client_of(pool, tabs[0]) as requester:
+        job = requester.submit(
+            guest("probe"), args=["alloc", "300"], limits=limits, requirements=BROWSER,
+            max_attempts=1, name="asks for too much",
+        )
+        eventually(
+            "the task to end", JOB_SECS,
+            lambda: requester.status(job.job_id).state in ("failed", "completed"),
+        )
+        task = requester._perform(
+            crowdcloud._protocol.Call("GET", f"/v1/jobs/{job.job_id}/tasks"))["tasks"][0]
+    # It grew past its limit (the module's memory was capped at twice the limit before it
+    # compiled, so the device never gave it the 300 MiB it asked for): the same outcome an
+    # agent reports, which memory_escalate and retries act on.
+    assert task["outcome"] == {"kind": "memory_limit"}, task

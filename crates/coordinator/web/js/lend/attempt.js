@@ -51,9 +51,14 @@ export async function retrying(what, call, signal) {
 
 // ---- what the attempt needs ----
 
-// {module} ready from memory, or {wasm} to compile.
-async function moduleOf(node, runtime, signal) {
-  const ready = node.modules.get(runtime.module);
+function moduleKey(hash, memoryBytesMax) {
+  return `${hash}/${memoryBytesMax}`;
+}
+
+// {module} ready from memory, or {wasm} to compile. A module is compiled with its memory
+// capped for the attempt's limit (see sandbox.js's capMemory), so the cache keeps it per cap.
+async function moduleOf(node, runtime, memoryBytesMax, signal) {
+  const ready = node.modules.get(moduleKey(runtime.module, memoryBytesMax));
   if (ready) return { module: ready };
   // Its bytes are not kept: the compiled module is.
   const wasm = await node.blob(runtime.module, signal, false);
@@ -70,7 +75,8 @@ async function moduleOf(node, runtime, signal) {
 // inputs, mounts and limits.
 async function orderOf(node, runtime, grant, signal) {
   const fetchOne = (hash) => node.blob(hash, signal);
-  const { module, wasm } = await moduleOf(node, runtime, signal);
+  const memoryBytesMax = grant.memory_bytes_max || runtime.limits.memory_bytes_max;
+  const { module, wasm } = await moduleOf(node, runtime, memoryBytesMax, signal);
   const stdin = grant.stdin ? await fetchOne(grant.stdin) : new ArrayBuffer(0);
   const inputs = [];
   for (const input of grant.inputs) inputs.push({ name: input.name, data: await fetchOne(input.blob) });
@@ -157,7 +163,7 @@ function runInWorker(node, runtime, order, signal) {
     const onMessage = ({ data }) => {
       if (data.type === 'compiled') {
         compileMs = data.compile_ms;
-        if (data.module) node.modules.put(runtime.module, data.module);
+        if (data.module) node.modules.put(moduleKey(runtime.module, order.limits.memory_bytes_max), data.module);
       } else if (data.type === 'started') {
         startedAt = performance.now();
         arm();

@@ -5,8 +5,9 @@
 // global, so Node can run it too (the tests do).
 //
 // What a browser cannot do as wasmtime does: meter fuel (none is counted), refuse a memory
-// grow (memory is checked at every WASI call and after the run instead; WebAssembly memory
-// never shrinks, so its size is the peak), or stop a guest that makes no WASI call (the
+// grow at the limit (memory is checked at every WASI call and after the run instead, since
+// WebAssembly memory never shrinks, so its size is the peak; and the module's memory is
+// capped at twice the limit before it compiles), or stop a guest that makes no WASI call (the
 // page terminates the whole worker at the deadline).
 
 import {
@@ -531,15 +532,111 @@ function ended(outcome, usage = {}) {
 async function ready(order, hooks) {
   if (order.module) return { module: order.module, compileMs: 0 };
   const started = performance.now();
+  let capped;
+  try {
+    capped = capMemory(new Uint8Array(order.wasm), capPages(order.limits.memory_bytes_max));
+  } catch {
+    capped = order.wasm; // not a module that parses: compile() says why
+  }
+  if (capped === null) return { outcome: { kind: 'memory_limit' } };
   let module;
   try {
-    module = await WebAssembly.compile(order.wasm);
+    module = await WebAssembly.compile(capped);
   } catch (error) {
     return { outcome: { kind: 'module_rejected', message: cutMessage(`cannot compile: ${error.message}`) } };
   }
   const compileMs = Math.round(performance.now() - started);
   if (hooks.compiled) hooks.compiled(module, compileMs);
   return { module, compileMs };
+}
+
+// ---- the memory cap ----
+//
+// A browser cannot refuse a guest's memory.grow as wasmtime's limiter does, and it sees no
+// WASI call in a loop that only allocates. So the module's own memory is given a maximum
+// before it compiles: twice the attempt's limit. Past the limit, the next WASI call or the
+// end of the run reports memory_limit, as an agent does; the cap only keeps a guest that
+// asks for far more at once from taking the device's memory (its grow fails, as on an agent,
+// and the guest usually traps).
+
+const PAGE_BYTES = 65536;
+const PAGES_MAX = 65536; // 4 GiB, all a 32-bit memory has
+
+export function capPages(memoryBytesMax) {
+  return Math.min(PAGES_MAX, Math.ceil((2 * memoryBytesMax) / PAGE_BYTES));
+}
+
+// `bytes` with every memory the module defines given a maximum of at most `pages`; the same
+// bytes when there is nothing to cap (no memory section, or a 64-bit or shared memory, which
+// compile() refuses or the checks cover); null when a memory's minimum is already past it.
+export function capMemory(bytes, pages) {
+  const sections = sectionsOf(bytes);
+  const memory = sections && sections.find((s) => s.id === 5);
+  if (!memory) return bytes;
+  const body = bytes.subarray(memory.start, memory.end);
+  let at = 0;
+  const [count, afterCount] = leb(body, at);
+  at = afterCount;
+  const out = [...uleb(count)];
+  for (let i = 0; i < count; i += 1) {
+    const flags = body[at];
+    if (flags & 0x06) return bytes; // shared or 64-bit: left to compile() and the checks
+    const [min, afterMin] = leb(body, at + 1);
+    at = afterMin;
+    let max = PAGES_MAX;
+    if (flags & 0x01) [max, at] = leb(body, at);
+    if (min > pages) return null;
+    out.push(0x01, ...uleb(min), ...uleb(Math.min(max, pages)));
+  }
+  const section = [5, ...uleb(out.length), ...out];
+  const result = new Uint8Array(memory.headerStart + section.length + (bytes.length - memory.end));
+  result.set(bytes.subarray(0, memory.headerStart), 0);
+  result.set(section, memory.headerStart);
+  result.set(bytes.subarray(memory.end), memory.headerStart + section.length);
+  return result;
+}
+
+// The sections of a module: {id, headerStart, start, end}; null when it is not one.
+function sectionsOf(bytes) {
+  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
+    return null;
+  }
+  const sections = [];
+  let at = 8;
+  while (at < bytes.length) {
+    const headerStart = at;
+    const id = bytes[at];
+    const [size, start] = leb(bytes, at + 1);
+    if (start + size > bytes.length) return null;
+    sections.push({ id, headerStart, start, end: start + size });
+    at = start + size;
+  }
+  return sections;
+}
+
+// An unsigned LEB128 of at most 32 bits at `at`: [value, where it ends].
+function leb(bytes, at) {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const byte = bytes[at];
+    if (byte === undefined || shift > 28) throw new Error('the module is cut short');
+    value += (byte & 0x7f) * 2 ** shift;
+    at += 1;
+    if (!(byte & 0x80)) return [value, at];
+    shift += 7;
+  }
+}
+
+function uleb(value) {
+  const out = [];
+  do {
+    let byte = value % 128;
+    value = Math.floor(value / 128);
+    if (value) byte |= 0x80;
+    out.push(byte);
+  } while (value);
+  return out;
 }
 
 function hasStart(module) {
