@@ -352,10 +352,18 @@ fn print_banner(served: &Served, pool_name: &str, data_dir: &Path) {
 
 /// Prints a sign-in link and QR code for a phone on the LAN; a failure is a warning, as the
 /// pool serves on without it.
-async fn show_phone_link(served: &Served) {
+async fn show_phone_link(served: &Served, interfaces: &[String]) {
+    let Some(url) = phone_url(served, interfaces) else {
+        eprintln!(
+            "warning: no LAN address to give a phone; open the web app at https://THIS-MACHINE:{}/ \
+             with a link from `crowdcloud join-code --web`",
+            served.address.port()
+        );
+        return;
+    };
     let name = super::web::device_token_name();
     let made = match served.owner_client() {
-        Ok(owner) => super::web::sign_in_link(&owner, &served.url, &name).await,
+        Ok(owner) => super::web::sign_in_link(&owner, &url, &name).await,
         Err(error) => Err(error),
     };
     match made {
@@ -364,6 +372,26 @@ async fn show_phone_link(served: &Served) {
             "warning: no sign-in link for a phone ({error:#}); `crowdcloud join-code --web` makes one"
         ),
     }
+}
+
+/// The address a phone on the LAN reaches the pool at: the one it serves on, or, when it
+/// serves on every address, the first IPv4 address of an interface discovery would advertise on.
+fn phone_url(served: &Served, interfaces: &[String]) -> Option<String> {
+    if !served.address.ip().is_unspecified() {
+        return Some(served.url.clone());
+    }
+    let choices = discovery::interfaces(interfaces).ok()?;
+    let ip = choices
+        .iter()
+        .filter(|choice| choice.used)
+        .flat_map(|choice| &choice.addresses)
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())?;
+    let scheme = if served.fingerprint.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{ip}:{}", served.address.port()))
 }
 
 /// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,
@@ -384,7 +412,7 @@ async fn start(
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
     if !served.address.ip().is_loopback() {
-        show_phone_link(&served).await;
+        show_phone_link(&served, &args.interfaces).await;
     }
     let advert = trust::advertise_and_show_code(&served, args, &options.pool_name).await;
     println!("Stop with Ctrl-C.");

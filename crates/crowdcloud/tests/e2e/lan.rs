@@ -240,6 +240,37 @@ async fn banner_line(stdout: &Path, label: &str) -> String {
     .await
 }
 
+/// The phone's sign-in link `up` prints under its QR code names the pool's LAN address and
+/// carries an API token of its own, which works from another machine, and a join token.
+async fn phone_link_signs_in(lan: &Lan, up_out: &Path, fingerprint: &str) {
+    let phone = banner_line(up_out, "phone:").await;
+    let link = phone
+        .split_whitespace()
+        .find(|word| word.starts_with("https://"))
+        .expect("the phone's line gives a link");
+    let token = link
+        .strip_prefix("https://10.77.0.1:7878/#token=")
+        .and_then(|rest| rest.split_once("&join=ccj_"))
+        .map(|(token, _)| token.to_owned())
+        .expect("the link signs in with an API token and lends with a join token");
+    let listed = lan
+        .run(
+            "laptop",
+            &[
+                "status",
+                "--json",
+                "--coordinator",
+                "https://10.77.0.1:7878",
+                "--token",
+                &token,
+                "--fingerprint",
+                fingerprint,
+            ],
+        )
+        .await;
+    assert!(listed.contains("\"jobs\""), "{listed}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn devices_on_a_lan_find_the_pool_join_with_a_code_and_run_a_job_across_it() {
     let Some(mut lan) = lan_or_skip(&["home", "laptop", "desktop"]) else {
@@ -250,7 +281,7 @@ async fn devices_on_a_lan_find_the_pool_join_with_a_code_and_run_a_job_across_it
     let code = banner_line(&up_out, "join code:").await;
     let code = code.split_whitespace().next().unwrap().to_owned();
     let fingerprint = banner_line(&up_out, "certificate:").await;
-
+    phone_link_signs_in(&lan, &up_out, &fingerprint).await;
     // The laptop joins as a node, with no address given: discovery finds the pool.
     let started = Instant::now();
     let joined = lan
