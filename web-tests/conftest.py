@@ -121,22 +121,23 @@ class Device:
         self.context.close()
 
 
-@pytest.fixture
-def device(browser: Browser, pool: Pool) -> Iterator[Device]:
-    opened = Device(browser, DESKTOP)
+def opened_device(browser: Browser, pool: Pool, viewport: dict) -> Iterator[Device]:
+    """A device signed in through a link of its own, checked for policy violations at the end."""
+    opened = Device(browser, viewport)
     opened.sign_in(sign_in_link(pool))
     yield opened
     assert opened.policy_violations == [], "the page broke its own Content-Security-Policy"
     opened.close()
+
+
+@pytest.fixture
+def device(browser: Browser, pool: Pool) -> Iterator[Device]:
+    yield from opened_device(browser, pool, DESKTOP)
 
 
 @pytest.fixture
 def phone(browser: Browser, pool: Pool) -> Iterator[Device]:
-    opened = Device(browser, PHONE)
-    opened.sign_in(sign_in_link(pool))
-    yield opened
-    assert opened.policy_violations == [], "the page broke its own Content-Security-Policy"
-    opened.close()
+    yield from opened_device(browser, pool, PHONE)
 
 
 @pytest.hookimpl(hookwrapper=True)

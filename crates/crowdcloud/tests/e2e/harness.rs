@@ -359,6 +359,11 @@ impl Pool {
 
     /// A requester of its own, with an API token the owner made for it.
     pub async fn requester(&self, name: &str) -> Client {
+        self.requester_with_token(name).await.0
+    }
+
+    /// [`Pool::requester`], and its token for requests made by hand.
+    pub async fn requester_with_token(&self, name: &str) -> (Client, String) {
         let created = self
             .owner
             .create_token(&wire::tokens::TokenCreateRequest {
@@ -367,7 +372,7 @@ impl Pool {
             })
             .await
             .expect("the owner makes a requester token");
-        self.owner.with_token(created.token)
+        (self.owner.with_token(created.token.clone()), created.token)
     }
 
     /// Submits a job of `tasks` as `requester`, with default limits.

@@ -39,7 +39,7 @@ async fn a_requester_runs_the_render_preset_without_uploading_and_gets_its_attem
     let _agent = pool.agent("worker", 2).await;
     pool.wait_online(&["worker"]).await;
     // A requester that has uploaded nothing.
-    let (phone, phone_token) = requester(&pool, "phone").await;
+    let (phone, phone_token) = pool.requester_with_token("phone").await;
     let presets = phone.presets().await.unwrap().presets;
     let render = presets
         .iter()
@@ -78,7 +78,7 @@ async fn a_requester_runs_the_render_preset_without_uploading_and_gets_its_attem
     let stranger = pool.requester("stranger").await;
     assert!(stranger.attempts(job, 0).await.is_err());
 
-    let (_, stranger_token) = requester(&pool, "zipper").await;
+    let (_, stranger_token) = pool.requester_with_token("zipper").await;
     let zip = results_zip(&pool, &stranger_token, job).await;
     assert_eq!(zip.status(), 404, "a job is zipped only for its requester");
     let tasks = phone.all_tasks(job).await.unwrap();
@@ -97,19 +97,6 @@ async fn a_requester_runs_the_render_preset_without_uploading_and_gets_its_attem
         assert_eq!(zipped, phone.download(&tile.hash).await.unwrap());
         assert!(archive.by_name(&format!("{}/stdout", task.index)).is_ok());
     }
-}
-
-/// A requester of its own, and its token for requests made by hand.
-async fn requester(pool: &Pool, name: &str) -> (client::Client, String) {
-    let created = pool
-        .owner
-        .create_token(&wire::tokens::TokenCreateRequest {
-            name: name.to_owned(),
-            kind: wire::tokens::ManagedTokenKind::Requester,
-        })
-        .await
-        .unwrap();
-    (pool.owner.with_token(created.token.clone()), created.token)
 }
 
 async fn results_zip(pool: &Pool, token: &str, job: wire::JobId) -> reqwest::Response {
