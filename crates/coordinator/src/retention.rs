@@ -75,10 +75,9 @@ async fn sweep_once(shared: &Shared) -> Result<(), String> {
         .unused_blobs(used_before_ms, BLOBS_PER_ROUND_MAX)
         .await
         .map_err(|e| e.to_string())?;
-    let presets = shared.presets();
     let unused: Vec<_> = unused
         .into_iter()
-        .filter(|hash| !presets.iter().any(|preset| preset.module == *hash))
+        .filter(|hash| !shared.is_preset(hash))
         .collect();
     if unused.is_empty() {
         return Ok(());

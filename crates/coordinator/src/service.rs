@@ -365,6 +365,11 @@ impl Shared {
         self.presets.get().map_or(&[], Vec::as_slice)
     }
 
+    /// Whether `hash` is a preset's module: every requester may run it, and retention keeps it.
+    pub(crate) fn is_preset(&self, hash: &wire::BlobHash) -> bool {
+        self.presets().iter().any(|preset| preset.module == *hash)
+    }
+
     /// Whether the store is too far behind to take more work now.
     pub(crate) fn overloaded(&self) -> bool {
         self.store.queued() > self.config.write_queue_max

@@ -18,8 +18,8 @@ use crate::pool::{Cancel, Held, Submit};
 
 /// Longest a `wait` request holds.
 const WAIT_MS_MAX: u64 = 60_000;
-/// Tasks per page of `tasks`.
-const TASK_PAGE_MAX: u32 = 1000;
+/// Rows per page of a job's tasks or attempts.
+pub(super) const PAGE_MAX: u32 = 1000;
 
 /// `POST /v1/jobs?wait_ms=`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -115,9 +115,7 @@ pub(super) async fn check_readable(
         return Ok(());
     }
     let mut missing = shared.store.unreadable_blobs(hashes, requester).await?;
-    // Every requester may run the pool's presets.
-    let presets = shared.presets();
-    missing.retain(|hash| !presets.iter().any(|preset| preset.module == *hash));
+    missing.retain(|hash| !shared.is_preset(hash));
     if let Some(hash) = missing.first() {
         return Err(Failure::bad_request(format!(
             "blob {hash} (and {} more) is not uploaded; upload it with PUT /v1/blobs/{hash} first",
@@ -297,10 +295,25 @@ async fn settled(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// The first task index (default 0).
+    /// Where the page starts: how many rows come before it, which for tasks is the first
+    /// task's index (default 0).
     offset: Option<u32>,
-    /// Tasks per page (default and most 1000).
+    /// Rows per page (default and most 1000).
     limit: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page asked for, as (offset, limit) within the bound.
+    pub(super) fn window(&self) -> (u32, u32) {
+        let limit = self.limit.unwrap_or(PAGE_MAX).clamp(1, PAGE_MAX);
+        (self.offset.unwrap_or(0), limit)
+    }
+}
+
+/// Where the next page starts after one of `rows` rows; none when it was the last (a full
+/// page may be followed by an empty one).
+pub(super) fn next_offset((offset, limit): (u32, u32), rows: usize) -> Option<u32> {
+    (rows as u32 == limit).then(|| offset + limit)
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{job}/tasks", tag = "jobs",
@@ -322,10 +335,9 @@ pub(crate) async fn tasks(
     shared.read(|state, _| state.check_owner(job, requester))?;
     // Everything the pool did before this request is in the store after the flush.
     shared.store.flush().await?;
-    let offset = query.offset.unwrap_or(0);
-    let limit = query.limit.unwrap_or(TASK_PAGE_MAX).clamp(1, TASK_PAGE_MAX);
+    let (offset, limit) = query.window();
     let tasks = shared.store.task_page(job, offset, limit).await?;
-    let next_offset = (tasks.len() as u32 == limit).then(|| offset + limit);
+    let next_offset = next_offset((offset, limit), tasks.len());
     Ok(Json(TaskPage { tasks, next_offset }))
 }
 

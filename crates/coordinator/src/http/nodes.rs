@@ -1,7 +1,6 @@
 //! The node protocol (challenge and register, lease, heartbeat, report, release, job runtime)
 //! and the node list requesters read.
 
-use crate::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use wire::{
 };
 
 use super::{ApiResult, AppState, Body, Failure, Node, Requester, parse_path};
+use crate::metrics::Metrics;
 use crate::pool::{Heartbeat, NewNode, Register, Release, RemoveNode, Report};
 use crate::service::Shared;
 

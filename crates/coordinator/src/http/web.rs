@@ -17,11 +17,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use wire::{ApiError, AttemptPage, BlobHash, ErrorCode, JobId, MetricsHistory, PresetList};
 
+use super::jobs::{PAGE_MAX, PageQuery, next_offset};
 use super::{ApiResult, AppState, Failure, Query, Requester, parse_path};
 
 /// The policy of every page and file of the app: nothing inline, nothing from elsewhere.
@@ -201,20 +201,8 @@ pub(crate) async fn presets(
     })
 }
 
-/// Attempts per page of `GET /v1/jobs/{job}/attempts`.
-const ATTEMPT_PAGE_MAX: u32 = 1000;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct AttemptQuery {
-    /// How many attempts to skip (default 0).
-    offset: Option<u32>,
-    /// Attempts per page (default and most 1000).
-    limit: Option<u32>,
-}
-
 #[utoipa::path(get, path = "/v1/jobs/{job}/attempts", tag = "jobs",
-    params(("job" = JobId, Path, description = "job id (j-…)"), AttemptQuery),
+    params(("job" = JobId, Path, description = "job id (j-…)"), PageQuery),
     responses(
         (status = 200, body = AttemptPage),
         (status = 400, body = ApiError, description = "the job id or a query parameter is not valid"),
@@ -226,18 +214,14 @@ pub(crate) async fn attempts(
     State(shared): State<AppState>,
     Requester(requester): Requester,
     Path(job): Path<String>,
-    Query(query): Query<AttemptQuery>,
+    Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<AttemptPage>> {
     let job: JobId = parse_path(&job)?;
     shared.read(|state, _| state.check_owner(job, requester))?;
     shared.store.flush().await?;
-    let offset = query.offset.unwrap_or(0);
-    let limit = query
-        .limit
-        .unwrap_or(ATTEMPT_PAGE_MAX)
-        .clamp(1, ATTEMPT_PAGE_MAX);
+    let (offset, limit) = query.window();
     let attempts = shared.store.attempt_page(job, offset, limit).await?;
-    let next_offset = (attempts.len() as u32 == limit).then(|| offset + limit);
+    let next_offset = next_offset((offset, limit), attempts.len());
     Ok(Json(AttemptPage {
         attempts,
         next_offset,
@@ -299,20 +283,10 @@ async fn result_files(shared: &AppState, job: JobId) -> ApiResult<Vec<(String, B
     let mut files = Vec::new();
     let mut offset = 0;
     loop {
-        let page = shared.store.task_page(job, offset, 1000).await?;
+        let page = shared.store.task_page(job, offset, PAGE_MAX).await?;
         for task in &page {
-            let index = task.index;
-            files.extend(
-                task.stdout
-                    .map(|blob| (format!("{index}/stdout"), blob.hash)),
-            );
-            files.extend(
-                task.stderr
-                    .map(|blob| (format!("{index}/stderr"), blob.hash)),
-            );
-            for output in &task.outputs {
-                files.push((format!("{index}/output/{}", output.path), output.hash));
-            }
+            let named = task.result_files().into_iter();
+            files.extend(named.map(|(name, hash)| (format!("{}/{name}", task.index), hash)));
         }
         if files.len() > ZIP_FILES_MAX {
             return Err(Failure::bad_request(format!(
@@ -320,10 +294,10 @@ async fn result_files(shared: &AppState, job: JobId) -> ApiResult<Vec<(String, B
                  fetch them with `crowdcloud results`"
             )));
         }
-        if page.len() < 1000 {
+        if page.len() < PAGE_MAX as usize {
             return Ok(files);
         }
-        offset += 1000;
+        offset += PAGE_MAX;
     }
 }
 

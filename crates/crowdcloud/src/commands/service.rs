@@ -386,12 +386,8 @@ fn phone_url(served: &Served, interfaces: &[String]) -> Option<String> {
         .filter(|choice| choice.used)
         .flat_map(|choice| &choice.addresses)
         .find(|ip| ip.is_ipv4() && !ip.is_loopback())?;
-    let scheme = if served.fingerprint.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!("{scheme}://{ip}:{}", served.address.port()))
+    let address = std::net::SocketAddr::new(*ip, served.address.port());
+    Some(trust::local_url(&address, served.fingerprint.is_some()))
 }
 
 /// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,
