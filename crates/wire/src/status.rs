@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ids::{AttemptId, JobId, NodeId};
+use crate::ids::{AttemptId, BlobHash, JobId, NodeId};
 use crate::job::BlobRef;
 use crate::node::{Capabilities, Outcome, OutputFile, Usage};
 
@@ -179,6 +179,22 @@ pub struct TaskStatus {
     /// The earlier task of the same key whose result this task took instead of running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<ReusedFrom>,
+}
+
+impl TaskStatus {
+    /// The task's result files, named as they lie in its folder when `crowdcloud results`
+    /// fetches them and in a job's results zip: `stdout`, `stderr` and `output/PATH`.
+    pub fn result_files(&self) -> Vec<(String, BlobHash)> {
+        let streams = [("stdout", self.stdout), ("stderr", self.stderr)];
+        let streams = streams
+            .into_iter()
+            .filter_map(|(name, blob)| blob.map(|blob| (name.to_owned(), blob.hash)));
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|file| (format!("output/{}", file.path), file.hash));
+        streams.chain(outputs).collect()
+    }
 }
 
 /// A task of an earlier job, whose result was taken.

@@ -561,7 +561,11 @@ impl PoolState {
             job.replicas,
             job.validator.is_some(),
         )?;
-        let metered = mode.is_some() || job.deterministic.is_some() || job.checkpoint.is_some();
+        let metered = needs_metering(
+            job.deterministic.is_some(),
+            mode.is_some(),
+            job.checkpoint.is_some(),
+        );
         if metered && job.requirements.runtime == Some(wire::NodeRuntime::Browser) {
             return Err(PoolError::Invalid(
                 "a job that is deterministic, checked or checkpointing needs its fuel metered, \
@@ -927,12 +931,21 @@ pub(crate) fn runs_on(job: &Job, node: &Node) -> bool {
     runtime_needed(job).is_none_or(|needed| needed == browser)
 }
 
+/// Whether a job's fuel must be metered, which only a native agent does: a deterministic job's
+/// fuel is part of its result, a checked job's results are compared by it, and a checkpoint
+/// is saved at a count of it.
+fn needs_metering(deterministic: bool, checked: bool, checkpointing: bool) -> bool {
+    deterministic || checked || checkpointing
+}
+
 /// Whether the job's tasks must run in browsers, must not, or may run in either: one whose
-/// fuel must be metered (deterministic, verified, checkpointing) needs a native agent.
+/// fuel must be metered needs a native agent.
 fn runtime_needed(job: &Job) -> Option<bool> {
-    let metered = job.runtime.deterministic.is_some()
-        || job.verify.is_some()
-        || job.runtime.checkpoint.is_some();
+    let metered = needs_metering(
+        job.runtime.deterministic.is_some(),
+        job.verify.is_some(),
+        job.runtime.checkpoint.is_some(),
+    );
     match job.requirements.runtime {
         Some(runtime) => Some(runtime == wire::NodeRuntime::Browser),
         None => metered.then_some(false),

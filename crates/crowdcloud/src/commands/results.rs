@@ -50,15 +50,9 @@ pub(crate) async fn download_task(
 ) -> anyhow::Result<usize> {
     let dir = out.join(task.index.to_string());
     let mut wanted: Vec<(std::path::PathBuf, BlobHash)> = Vec::new();
-    if let Some(stdout) = &task.stdout {
-        wanted.push((dir.join("stdout"), stdout.hash));
-    }
-    if let Some(stderr) = &task.stderr {
-        wanted.push((dir.join("stderr"), stderr.hash));
-    }
-    for file in &task.outputs {
+    for (name, hash) in task.result_files() {
         // Output paths come from a node; refuse anything that could leave the directory.
-        let relative = Path::new(&file.path);
+        let relative = Path::new(&name);
         if relative
             .components()
             .any(|component| !matches!(component, Component::Normal(_)))
@@ -66,10 +60,10 @@ pub(crate) async fn download_task(
             bail!(
                 "task {} reports an output path {:?} outside its directory",
                 task.index,
-                file.path
+                name.trim_start_matches("output/")
             );
         }
-        wanted.push((dir.join("output").join(relative), file.hash));
+        wanted.push((dir.join(relative), hash));
     }
     for (path, hash) in &wanted {
         if let Some(parent) = path.parent() {
