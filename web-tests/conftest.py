@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python" / "tests"))
 
-from pool import Pool, binary  # noqa: E402
+from pool import Pool, binary, report_pool_logs  # noqa: E402
 
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
@@ -140,14 +140,8 @@ def phone(browser: Browser, pool: Pool) -> Iterator[Device]:
     yield from opened_device(browser, pool, PHONE)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
-    """A failed test shows the pool's logs."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        for started in _POOLS:
-            report.sections.append(("crowdcloud pool logs", started.logs()))
+# A failed test shows the pools' logs.
+pytest_runtest_makereport = report_pool_logs(_POOLS)
 
 
 __all__ = ["binary"]

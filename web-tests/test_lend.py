@@ -32,6 +32,20 @@ def lend(device: Device, cores: int = 1) -> str:
     return page.locator("[data-lend]").get_attribute("data-node-id")
 
 
+def set_hidden(device: Device, hidden: bool) -> None:
+    """The tab hidden or shown, as when its owner switches app and back: headless Chromium has
+    no background state of its own, so the page is told as the browser would tell it."""
+    device.page.evaluate(
+        """(hidden) => {
+            Object.defineProperty(document, 'visibilityState',
+                { value: hidden ? 'hidden' : 'visible', configurable: true });
+            Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
+            document.dispatchEvent(new Event('visibilitychange'));
+        }""",
+        hidden,
+    )
+
+
 def client_of(pool: Pool, device: Device) -> crowdcloud.Client:
     coordinator = pool.coordinator
     token = device.page.evaluate("sessionStorage.getItem('crowdcloud-token')")
@@ -121,13 +135,7 @@ def test_a_hidden_tab_gives_its_work_back_and_a_closed_tabs_task_runs_again_else
         )
         first.page.wait_for_selector('[data-lend][data-state="running"]', timeout=30_000)
         # The tab is hidden, as when its owner switches app: the page stops and gives it back.
-        first.page.evaluate(
-            """() => {
-                Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
-                Object.defineProperty(document, 'hidden', { value: true, configurable: true });
-                document.dispatchEvent(new Event('visibilitychange'));
-            }"""
-        )
+        set_hidden(first, True)
         first.page.wait_for_selector('[data-lend][data-state="paused"]', timeout=30_000)
         eventually(
             "the hidden tab's attempt to be given back", 30.0,
@@ -142,13 +150,7 @@ def test_a_hidden_tab_gives_its_work_back_and_a_closed_tabs_task_runs_again_else
             name="sleeps, then its tab closes",
         )
         second.page.wait_for_selector('[data-lend][data-state="running"]', timeout=30_000)
-        first.page.evaluate(
-            """() => {
-                Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
-                Object.defineProperty(document, 'hidden', { value: false, configurable: true });
-                document.dispatchEvent(new Event('visibilitychange'));
-            }"""
-        )
+        set_hidden(first, False)
         first.page.wait_for_selector('[data-lend][data-state="waiting"]', timeout=30_000)
         second.context.close()
         eventually(

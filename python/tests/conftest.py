@@ -9,6 +9,7 @@ from typing import Any, List
 import pytest
 
 from pool import Coordinator, Pool, eventually, guest  # noqa: F401 (tests import them from here)
+from pool import report_pool_logs
 
 _POOLS: List[Pool] = []
 
@@ -43,11 +44,5 @@ def tls_coordinator(tmp_path_factory: pytest.TempPathFactory) -> Any:
     started.process.stop()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
-    """A failed test shows the pool's logs, as the Rust harness does."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        for started in _POOLS:
-            report.sections.append(("crowdcloud pool logs", started.logs()))
+# A failed test shows the pools' logs.
+pytest_runtest_makereport = report_pool_logs(_POOLS)

@@ -196,3 +196,18 @@ class Pool:
             f"--- coordinator ---\n{self.coordinator.process.log_tail()}\n"
             f"--- agent ---\n{self.agent.log_tail()}"
         )
+
+
+def report_pool_logs(pools: List["Pool"]) -> Any:
+    """A `pytest_runtest_makereport` hook that adds the logs of `pools` to a failed test's
+    report, as the Rust harness prints its pool's logs; a conftest assigns it by that name."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" and report.failed:
+            for started in pools:
+                report.sections.append(("crowdcloud pool logs", started.logs()))
+
+    return pytest_runtest_makereport

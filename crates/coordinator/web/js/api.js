@@ -51,8 +51,9 @@ function headers(extra) {
   return h;
 }
 
-// The error of a response that is not ok: the server's `{"message": …}` when there is one.
-async function errorOf(response) {
+// What the coordinator said of a refusal: the `message` and `code` of its `ApiError` body,
+// empty when the body is not one.
+export async function refusalOf(response) {
   let message = '';
   let code = null;
   try {
@@ -62,6 +63,12 @@ async function errorOf(response) {
   } catch {
     // not JSON
   }
+  return { message, code };
+}
+
+// The error of a response that is not ok: the server's `{"message": …}` when there is one.
+async function errorOf(response) {
+  let { message, code } = await refusalOf(response);
   if (!message) {
     message = response.status === 404
       ? `not found (${response.url.replace(location.origin, '')})`

@@ -1,6 +1,9 @@
 // The node side of `/v1/`, as the agent's client speaks it: JSON bodies, the node token as
-// `Authorization: Bearer ccn_…`. Apart from api.js on purpose: a 401 here means this node's
-// session is gone (it registers again), not that the person must sign in again.
+// `Authorization: Bearer ccn_…`. Apart from api.js on purpose, but for how a refusal's body
+// reads: a 401 here means this node's session is gone (it registers again), not that the
+// person must sign in again.
+
+import { refusalOf } from '../api.js';
 
 export class NodeApiError extends Error {
   constructor(status, message, code) {
@@ -40,15 +43,7 @@ function bounded(signal, ms) {
 }
 
 async function errorOf(response) {
-  let message = '';
-  let code = null;
-  try {
-    const body = await response.json();
-    if (body && typeof body.message === 'string') message = body.message;
-    if (body && typeof body.code === 'string') code = body.code;
-  } catch {
-    // not JSON
-  }
+  const { message, code } = await refusalOf(response);
   return new NodeApiError(response.status,
     message || `the coordinator answered ${response.status} ${response.statusText}`.trim(), code);
 }
