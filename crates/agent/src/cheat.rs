@@ -225,7 +225,7 @@ impl Cheat {
             output_bytes: 0,
             compile_ms: 0,
         };
-        Ended::Report(match stdout {
+        Ended::Report(Box::new(match stdout {
             Ok(stdout) => AttemptReport {
                 stdout,
                 ..bare_report(grant, Outcome::Succeeded, usage)
@@ -237,7 +237,7 @@ impl Cheat {
                 },
                 usage,
             ),
-        })
+        }))
     }
 }
 
@@ -304,6 +304,7 @@ mod tests {
             },
             deterministic: None,
             checkpoint: None,
+            private: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The agent against a fake coordinator that speaks just enough of the node protocol over plain
 //! HTTP: a node the pool refuses (removed or banned) stops promptly and says so instead of
 //! retrying for ever, and a cheater's made-up result reaches the coordinator as an ordinary
-//! attempt's would, its stdout uploaded before the report names it.
+//! attempt's would, its stdout uploaded before the report names it. A node sent a private
+//! job's attempt without a key wrapped to it ends it as `no_key` having fetched nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +32,9 @@ enum Mode {
     ForgottenThenUnauthorized,
     /// It gets one attempt of `job()`, and its uploads and report are kept.
     OneAttempt,
+    /// As `OneAttempt`, the job private and its key wrapped to no one (`None`) or to another
+    /// node (`Some`).
+    PrivateAttempt { wrapped_elsewhere: bool },
 }
 
 struct FakePool {
@@ -58,6 +62,7 @@ fn job() -> (JobRuntime, AttemptGrant) {
         },
         deterministic: None,
         checkpoint: None,
+        private: None,
     };
     let grant = AttemptGrant {
         attempt_id: AttemptId(11),
@@ -91,7 +96,9 @@ impl FakePool {
             (_, Mode::ForgottenThenForbidden | Mode::ForgottenThenUnauthorized) => {
                 refused(ErrorCode::Unauthorized, "the node token is not valid")
             }
-            (_, Mode::OneAttempt) => self.serve_attempt(path, body).await,
+            (_, Mode::OneAttempt | Mode::PrivateAttempt { .. }) => {
+                self.serve_attempt(path, body).await
+            }
         }
     }
 
@@ -112,7 +119,10 @@ impl FakePool {
     async fn serve_attempt(&self, path: &str, body: &[u8]) -> (u16, String) {
         match path {
             "/v1/nodes/lease" if self.leases.fetch_add(1, Ordering::SeqCst) == 0 => {
-                let (runtime, grant) = job();
+                let (mut runtime, grant) = job();
+                if let Mode::PrivateAttempt { wrapped_elsewhere } = self.mode {
+                    runtime.private = Some(private_runtime(wrapped_elsewhere));
+                }
                 ok(&LeaseResponse {
                     jobs: vec![runtime],
                     attempts: vec![grant],
@@ -148,6 +158,24 @@ impl FakePool {
             }
             _ => refused(ErrorCode::NotFound, "not in the fake pool"),
         }
+    }
+}
+
+/// A private job's runtime whose key, if any, is wrapped to some other node's key.
+fn private_runtime(wrapped_elsewhere: bool) -> wire::PrivateRuntime {
+    let key = wrapped_elsewhere.then(|| {
+        let elsewhere = seal::EncryptionSecret::generate().public();
+        let wrapped = seal::wrap(
+            &seal::DataKey::generate(),
+            &elsewhere,
+            seal::WrapContext::JobKey,
+        )
+        .unwrap();
+        wire::WrappedKey(wrapped.to_hex())
+    });
+    wire::PrivateRuntime {
+        manifest: BlobHash::of(b"a manifest the node never fetches"),
+        key,
     }
 }
 
@@ -300,4 +328,28 @@ async fn a_cheater_uploads_and_reports_its_lie_as_an_ordinary_attempt() {
     let uploads = pool.uploads.lock().clone();
     let expected_path = format!("/v1/blobs/{}?attempt={}", stdout.hash, grant.attempt_id);
     assert_eq!(uploads, vec![(expected_path, lie.stdout)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_key_of_a_private_job_fetches_nothing_and_says_no_key() {
+    for wrapped_elsewhere in [false, true] {
+        let (pool, mut config, _data_dir) =
+            fake_pool(Mode::PrivateAttempt { wrapped_elsewhere }).await;
+        let mut overrides = PolicyOverrides::default();
+        overrides.dedicated();
+        config.policy = crate::OwnerPolicy::load(None, &overrides).unwrap();
+        let reported = pool.reported.notified();
+        let summary = tokio::time::timeout(Duration::from_secs(30), crate::run(config, reported))
+            .await
+            .expect("the node reports")
+            .unwrap();
+        assert_eq!(summary.attempts_reported, 1);
+        let report = pool.reports.lock()[0].reports[0].clone();
+        assert_eq!(report.outcome, Outcome::NoKey);
+        assert!(report.stdout.is_none() && report.outputs.is_empty());
+        assert!(
+            pool.uploads.lock().is_empty(),
+            "a node without the key asks for no blob, module or manifest"
+        );
+    }
 }

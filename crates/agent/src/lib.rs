@@ -28,6 +28,7 @@ mod cheat;
 mod checkpoint;
 mod identity;
 pub mod owner;
+mod private;
 mod runner;
 mod system;
 
@@ -36,7 +37,7 @@ mod fake_pool_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -319,19 +320,7 @@ pub async fn run(
 
 impl Agent {
     fn open(config: AgentConfig) -> Result<Self, AgentError> {
-        let io = |path: &std::path::Path| {
-            let path = path.display().to_string();
-            move |source| AgentError::Io { path, source }
-        };
-        private_dir(&config.data_dir).map_err(io(&config.data_dir))?;
-        let data_dir_lock = lock_data_dir(&config.data_dir)?;
-        let work_dir = config.data_dir.join("work");
-        // Attempt directories of a previous run that did not end cleanly; a hostile task may
-        // have nested them deeper than std's remove_dir_all can follow.
-        if work_dir.exists() {
-            sandbox::remove_tree(&work_dir).map_err(io(&work_dir))?;
-        }
-        std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
+        let (data_dir_lock, work_dir) = prepare_data_dir(&config.data_dir)?;
         raise_open_files_limit();
         let identity = Identity::load_or_create(&config.data_dir)?;
         let cache = BlobCache::open(
@@ -347,7 +336,11 @@ impl Agent {
         let module_bytes_max = config.sandbox.module_limits.module_bytes_max as u64;
         let machine = system::capabilities(&config.data_dir, module_bytes_max);
         let machine_memory_bytes = machine.memory_bytes;
-        let capabilities = system::lent(machine.clone(), &config.policy);
+        let capabilities = Capabilities {
+            encryption_key: Some(identity.encryption_key()),
+            ..system::lent(machine.clone(), &config.policy)
+        };
+        let secret = identity.encryption_secret().clone();
         Ok(Self {
             identity,
             machine,
@@ -357,6 +350,7 @@ impl Agent {
                 sandbox: Arc::new(sandbox),
                 work_dir,
                 cheat: config.cheat.clone().map(cheat::Cheat::new).map(Arc::new),
+                secret,
             },
             session: RwLock::new(Session {
                 client: anonymous.clone(),
@@ -453,7 +447,10 @@ impl Agent {
 
     /// What the node lends under the policy in force now.
     fn lent_now(&self) -> Capabilities {
-        system::lent(self.machine.clone(), &self.owner.lock().policy)
+        Capabilities {
+            encryption_key: Some(self.identity.encryption_key()),
+            ..system::lent(self.machine.clone(), &self.owner.lock().policy)
+        }
     }
 
     /// Slots announced at registration: the policy's, within the configured most.
@@ -691,7 +688,7 @@ impl Agent {
         tokio::spawn(async move {
             let ended = match agent.runtime(&client, grant.job_id).await {
                 Ok(runtime) => agent.runner.run(&client, &runtime, &grant, control).await,
-                Err(error) => Ended::Report(AttemptReport {
+                Err(error) => Ended::Report(Box::new(AttemptReport {
                     attempt_id: grant.attempt_id,
                     outcome: Outcome::NodeError {
                         message: format!("cannot get the job's runtime: {error}"),
@@ -700,7 +697,8 @@ impl Agent {
                     stdout: None,
                     stderr: None,
                     outputs: Vec::new(),
-                }),
+                    sealed_digest: None,
+                })),
             };
             agent.finish(grant.attempt_id, ended);
             drop(permit);
@@ -727,7 +725,7 @@ impl Agent {
         let message = match (disposition, ended) {
             (Disposition::Drop, _) => None,
             // A result that arrived is worth more than giving the task back.
-            (_, Ended::Report(report)) => Some(Finished::Report(report)),
+            (_, Ended::Report(report)) => Some(Finished::Report(*report)),
             (_, Ended::Stopped) => Some(Finished::Release(attempt_id, release_reason)),
         };
         if let Some(message) = message
@@ -980,6 +978,25 @@ fn cache_bytes_max(config: &AgentConfig, policy: &OwnerPolicy) -> u64 {
         .map_or(config.cache_bytes_max, |disk| {
             disk.min(config.cache_bytes_max)
         })
+}
+
+/// Makes the data dir private and locks it, and empties its work dir; gives the lock and the
+/// work dir.
+fn prepare_data_dir(data_dir: &Path) -> Result<(std::fs::File, PathBuf), AgentError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| AgentError::Io { path, source }
+    };
+    private_dir(data_dir).map_err(io(data_dir))?;
+    let data_dir_lock = lock_data_dir(data_dir)?;
+    let work_dir = data_dir.join("work");
+    // Attempt directories of a previous run that did not end cleanly; a hostile task may
+    // have nested them deeper than std's remove_dir_all can follow.
+    if work_dir.exists() {
+        sandbox::remove_tree(&work_dir).map_err(io(&work_dir))?;
+    }
+    std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
+    Ok((data_dir_lock, work_dir))
 }
 
 /// Takes the data dir's lock file, so that a second agent on the same data dir (and identity)

@@ -20,11 +20,12 @@ use wire::{
 use crate::cache::{BlobCache, FetchError};
 use crate::cheat::Cheat;
 use crate::checkpoint::{self, CheckpointError};
+use crate::private::Unsealed;
 
 /// What became of an attempt.
 pub(crate) enum Ended {
     /// It ran to an outcome; report it.
-    Report(AttemptReport),
+    Report(Box<AttemptReport>),
     /// It was stopped before its end (cancelled); the agent decides what to tell.
     Stopped,
 }
@@ -35,6 +36,8 @@ pub(crate) struct Runner {
     pub(crate) work_dir: PathBuf,
     /// Set by `--cheat`: attempts it says to lie about are not run but made up.
     pub(crate) cheat: Option<Arc<Cheat>>,
+    /// What private jobs' keys are wrapped to for this node.
+    pub(crate) secret: seal::EncryptionSecret,
 }
 
 /// The shortest time between two checkpoints a node uploads for one attempt: half the shortest
@@ -113,20 +116,23 @@ impl Runner {
         if let Some(cheat) = self.cheat.as_deref().filter(|cheat| cheat.cheats_now()) {
             return cheat.lie(client, runtime, grant, &control).await;
         }
-        let (report, compile_ms) = match self
+        let (report, compile_ms, mut unsealed) = match self
             .prepare_and_run(client, runtime, grant, Arc::clone(&control))
             .await
         {
             Ok(ran) => ran,
-            Err(outcome) => return Ended::Report(bare_report(grant, outcome, Usage::default())),
+            Err(outcome) => {
+                return Ended::Report(Box::new(bare_report(grant, outcome, Usage::default())));
+            }
         };
         if report.outcome == sandbox::Outcome::Cancelled {
             return Ended::Stopped;
         }
-        Ended::Report(
-            self.upload_and_report(client, grant, (report, compile_ms), &control)
+        let ran = (report, compile_ms);
+        Ended::Report(Box::new(
+            self.upload_and_report(client, grant, ran, unsealed.as_mut(), &control)
                 .await,
-        )
+        ))
     }
 
     async fn prepare_and_run(
@@ -135,14 +141,22 @@ impl Runner {
         runtime: &JobRuntime,
         grant: &AttemptGrant,
         control: Arc<AttemptControl>,
-    ) -> Result<(RunReport, u64), Outcome> {
+    ) -> Result<(RunReport, u64, Option<Unsealed>), Outcome> {
         let held = ForAttempt {
             client,
             attempt: grant.attempt_id,
             control: &control,
         };
+        // Before anything is fetched: a node without the key learns nothing of the job.
+        let mut unsealed = self.unseal(client, runtime, grant, &held).await?;
         let (prepared, compile_ms) = self.ready_module(client, runtime, &held, &control).await?;
-        let setup = self.fetch_setup(client, runtime, grant, &held).await?;
+        let setup = match unsealed.as_mut() {
+            Some(unsealed) => {
+                self.open_setup(client, runtime, grant, unsealed, &held)
+                    .await?
+            }
+            None => self.fetch_setup(client, runtime, grant, &held).await?,
+        };
         let checkpoint = self.checkpoint_files(client, runtime, grant, &held).await?;
         let run = Segments {
             runtime,
@@ -152,7 +166,46 @@ impl Runner {
             checkpoint,
         };
         let report = self.run_segments(client, run, control).await?;
-        Ok((report, compile_ms))
+        Ok((report, compile_ms, unsealed))
+    }
+
+    /// What every run of a private attempt gets, each sealed blob opened and checked.
+    async fn open_setup(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        grant: &AttemptGrant,
+        unsealed: &mut Unsealed,
+        held: &ForAttempt<'_>,
+    ) -> Result<Setup, Outcome> {
+        let stdin = match &grant.stdin {
+            Some(hash) => {
+                let path = self.open_sealed(client, unsealed, hash, held).await?;
+                let bytes = std::fs::read(&path).map_err(|error| Outcome::NodeError {
+                    message: format!("{}: {error}", path.display()),
+                })?;
+                let _ = std::fs::remove_file(&path);
+                bytes
+            }
+            None => Vec::new(),
+        };
+        let mut inputs = Vec::with_capacity(grant.inputs.len());
+        for input in &grant.inputs {
+            let path = self
+                .open_sealed(client, unsealed, &input.blob, held)
+                .await?;
+            inputs.push((input.name.clone(), path));
+        }
+        let mut mounts = Vec::with_capacity(runtime.mounts.len());
+        for mount in &runtime.mounts {
+            let dir = self.open_mount(client, unsealed, mount, held).await?;
+            mounts.push((mount.guest_path.clone(), dir));
+        }
+        Ok(Setup {
+            stdin,
+            inputs,
+            mounts,
+        })
     }
 
     /// What every run of the attempt gets: stdin, input files and the job's mounts.
@@ -447,6 +500,7 @@ impl Runner {
         client: &Client,
         grant: &AttemptGrant,
         (run, compile_ms): (RunReport, u64),
+        unsealed: Option<&mut Unsealed>,
         control: &AttemptControl,
     ) -> AttemptReport {
         let usage = Usage {
@@ -456,29 +510,35 @@ impl Runner {
             output_bytes: run.usage.output_bytes,
             compile_ms,
         };
-        let outcome = outcome_of(run.outcome);
+        let outcome = outcome_of(run.outcome.clone());
         let uploader = ForAttempt {
             client,
             attempt: grant.attempt_id,
             control,
         };
-        let uploaded: Result<_, String> = async {
-            let stdout = uploader.bytes(run.stdout).await?;
-            let stderr = uploader.bytes(run.stderr).await?;
-            let outputs = uploader.files(&run.outputs.files).await?;
-            Ok((stdout, stderr, outputs))
-        }
-        .await;
+        let uploaded = match unsealed {
+            Some(unsealed) => uploader.sealed(unsealed, &run).await,
+            None => {
+                async {
+                    let stdout = uploader.bytes(run.stdout.clone()).await?;
+                    let stderr = uploader.bytes(run.stderr.clone()).await?;
+                    let outputs = uploader.files(&run.outputs.files).await?;
+                    Ok((stdout, stderr, outputs, None))
+                }
+                .await
+            }
+        };
         // The attempt directory goes as soon as its outputs are uploaded.
         drop(run.outputs);
         match uploaded {
-            Ok((stdout, stderr, outputs)) => AttemptReport {
+            Ok((stdout, stderr, outputs, sealed_digest)) => AttemptReport {
                 attempt_id: grant.attempt_id,
                 outcome,
                 usage,
                 stdout,
                 stderr,
                 outputs,
+                sealed_digest,
             },
             Err(message) => bare_report(
                 grant,
@@ -499,6 +559,7 @@ pub(crate) fn bare_report(grant: &AttemptGrant, outcome: Outcome, usage: Usage) 
         stdout: None,
         stderr: None,
         outputs: Vec::new(),
+        sealed_digest: None,
     }
 }
 
@@ -511,8 +572,47 @@ pub(crate) struct ForAttempt<'a> {
     pub(crate) control: &'a AttemptControl,
 }
 
+/// What an attempt uploads: stdout, stderr, the outputs, and a private job's sealed digest.
+type Uploaded = (
+    Option<BlobRef>,
+    Option<BlobRef>,
+    Vec<OutputFile>,
+    Option<String>,
+);
+
 impl ForAttempt<'_> {
-    async fn fetch<T, F, Fut>(&self, call: F) -> Result<T, String>
+    /// Seals a private attempt's stdout, stderr and outputs to the requester and uploads them,
+    /// with the digest replicas are compared by.
+    async fn sealed(&self, unsealed: &mut Unsealed, run: &RunReport) -> Result<Uploaded, String> {
+        let sealed_digest = unsealed.result_digest(&run.stdout, &run.stderr, &run.outputs.files)?;
+        let stdout = self.sealed_bytes(unsealed, &run.stdout).await?;
+        let stderr = self.sealed_bytes(unsealed, &run.stderr).await?;
+        let mut sealed_files = Vec::with_capacity(run.outputs.files.len());
+        for file in &run.outputs.files {
+            let sealed = unsealed.seal_file(self.attempt, &file.host_path)?;
+            let size_bytes = std::fs::metadata(&sealed).map_err(|e| e.to_string())?.len();
+            sealed_files.push(sandbox::OutputFile {
+                path: file.path.clone(),
+                size_bytes,
+                host_path: sealed,
+            });
+        }
+        let outputs = self.files(&sealed_files).await?;
+        Ok((stdout, stderr, outputs, Some(sealed_digest)))
+    }
+
+    async fn sealed_bytes(
+        &self,
+        unsealed: &Unsealed,
+        bytes: &[u8],
+    ) -> Result<Option<BlobRef>, String> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        self.bytes(unsealed.seal_bytes(self.attempt, bytes)?).await
+    }
+
+    pub(crate) async fn fetch<T, F, Fut>(&self, call: F) -> Result<T, String>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, FetchError>>,

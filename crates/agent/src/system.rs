@@ -35,6 +35,7 @@ pub(crate) fn capabilities(data_dir: &Path, module_bytes_max: u64) -> Capabiliti
             .map(|&feature| feature.to_owned())
             .collect(),
         runtime: wire::NodeRuntime::Native,
+        encryption_key: None,
     }
 }
 

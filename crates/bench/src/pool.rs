@@ -40,6 +40,7 @@ pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
         tasks: vec![TaskSpec::default(); tasks as usize],
         checkpoint: None,
         on_failure: None,
+        private: None,
     }
 }
 

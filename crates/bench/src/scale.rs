@@ -412,6 +412,7 @@ async fn register_one(
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
+            encryption_key: None,
         },
         labels: BTreeMap::from([("sim".to_owned(), "yes".to_owned())]),
         slots: 4,
@@ -486,6 +487,7 @@ async fn lease_loop(client: Client, counters: Arc<Counters>) {
                 stdout: None,
                 stderr: None,
                 outputs: Vec::new(),
+                sealed_digest: None,
             })
             .collect();
         match client.report(&ReportRequest { reports }).await {

@@ -11,6 +11,7 @@
 //! which says what to do.
 
 mod pinned;
+pub mod private;
 mod submit;
 mod trust;
 
@@ -68,6 +69,8 @@ pub enum ClientError {
     NotUtf8Name(String),
     #[error("the downloaded bytes of blob {0} do not match its hash; try again")]
     Corrupt(BlobHash),
+    #[error("{0}")]
+    Seal(String),
     #[error("the coordinator URL {0:?} is not valid; give it as http://HOST:PORT")]
     BadUrl(String),
     #[error(

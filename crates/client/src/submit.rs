@@ -69,6 +69,7 @@ impl Client {
             success_exit_codes: plan.success_exit_codes.clone(),
             checkpoint: plan.checkpoint,
             on_failure: plan.on_failure.clone(),
+            private: None,
             tasks,
         })
     }
@@ -123,7 +124,7 @@ impl Client {
 }
 
 /// Regular files below `dir` as (`/`-separated relative path, path), sorted.
-fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut files = Vec::new();
     let mut pending = vec![(dir.to_owned(), String::new())];
     while let Some((current, prefix)) = pending.pop() {

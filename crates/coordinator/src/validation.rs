@@ -215,6 +215,8 @@ fn outcome_line(outcome: &wire::Outcome) -> String {
         Outcome::DeadlineExceeded
         | Outcome::ModuleRejected { .. }
         | Outcome::NodeError { .. }
+        | Outcome::NoKey
+        | Outcome::SealBroken { .. }
         | Outcome::Cancelled
         | Outcome::Lost { .. }
         | Outcome::Inconclusive { .. } => "not_a_result".to_owned(),

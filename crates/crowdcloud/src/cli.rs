@@ -43,6 +43,10 @@ pub(crate) enum Command {
     /// Create, list and revoke the pool's API and join tokens (on the owner's machine).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Your key for private jobs: show, export and import it, and grant a job's key to more
+    /// nodes.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Your credits: balance and history; the owner also sees what each owner of nodes earned.
     Credits(CreditsArgs),
     /// The language runtimes scripts run under (`submit analyze.py`), kept in the data dir.
@@ -347,6 +351,10 @@ pub(crate) struct SubmitArgs {
     /// Follow the job with a progress bar until it ends.
     #[arg(long)]
     pub(crate) wait: bool,
+    /// Seal the job's inputs, stdin and mounts here, and its outputs on the nodes, so that
+    /// only you and the nodes trusted with its key can read them (a spec's `private`).
+    #[arg(long)]
+    pub(crate) private: bool,
     /// With a module: the task arguments (after `--`).
     #[arg(last = true)]
     pub(crate) args: Vec<String>,
@@ -699,6 +707,50 @@ pub(crate) struct JoinCodeArgs {
     /// tablet, signed in with an API token made for it.
     #[arg(long, conflicts_with = "requests")]
     pub(crate) web: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Print your public key and where your key is kept (made on first use).
+    Show {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Write your key to FILE, to import on another device you submit private jobs from.
+    Export {
+        #[command(flatten)]
+        connection: Connection,
+        file: PathBuf,
+    },
+    /// Take the key in FILE (from `keys export`) as yours on this device.
+    Import {
+        #[command(flatten)]
+        connection: Connection,
+        file: PathBuf,
+        /// Replace a different key this device already has; its private jobs' results can no
+        /// longer be opened here.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Wrap a private job's key to more nodes, which may run its tasks from then on.
+    Grant {
+        #[command(flatten)]
+        connection: Connection,
+        job: String,
+        /// A node to trust (n-…); repeat for more.
+        #[arg(long = "node", value_name = "NODE")]
+        nodes: Vec<wire::NodeId>,
+        /// Trust every node with this label (key=value); repeat for more.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("a label is key=value, not {text:?}"))?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,10 +81,22 @@ pub struct JobPlan {
     /// What a task whose program fails does next: `retries`, `unless_exit`, `abort_on` and
     /// `memory_escalate` in the spec.
     pub on_failure: Option<Box<wire::OnFailure>>,
+    /// Set for a private job: its files are sealed before upload, and its key wrapped to the
+    /// nodes this trusts.
+    pub private: Option<PrivatePlan>,
     /// Set when the job runs a script: `module` is then the script, which the caller replaces
     /// by its runtime (the CLI's `runtimes`), mounting the script and its packages.
     pub script: Option<ScriptPlan>,
     pub tasks: Vec<TaskPlan>,
+}
+
+/// Which nodes a private job's requester trusts with its data: the nodes named, and every
+/// node with all the labels named (and the job's own label requirements). Empty: every node
+/// of the pool that fits the job and holds an encryption key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivatePlan {
+    pub nodes: Vec<wire::NodeId>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A pipeline ready to be uploaded: its stages in order, every stage after the ones it reads.

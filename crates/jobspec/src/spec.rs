@@ -38,6 +38,8 @@ pub(crate) struct SpecFile {
     #[serde(default)]
     success_exit_codes: Vec<i32>,
     checkpoint: Option<CheckpointFile>,
+    /// `private = true`, or `[private]` naming the nodes trusted with the data.
+    private: Option<PrivateFile>,
     /// Attempts after the program failed (see `wire::OnFailure`).
     retries: Option<u32>,
     unless_exit: Option<Vec<i32>>,
@@ -57,6 +59,34 @@ pub(crate) struct SpecFile {
     pub(crate) partition: Option<PartitionFile>,
     /// Stage only, with `each`, `all` or `partition`: the template task's args.
     pub(crate) args: Option<Vec<String>>,
+}
+
+/// `private = true`, or `private = { nodes = ["n-…"], labels = { jurisdiction = "de" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PrivateFile {
+    Flag(bool),
+    Trust(PrivateTrustFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivateTrustFile {
+    #[serde(default)]
+    nodes: Vec<wire::NodeId>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+fn private_of(file: Option<PrivateFile>) -> Option<crate::PrivatePlan> {
+    match file? {
+        PrivateFile::Flag(false) => None,
+        PrivateFile::Flag(true) => Some(crate::PrivatePlan::default()),
+        PrivateFile::Trust(trust) => Some(crate::PrivatePlan {
+            nodes: trust.nodes,
+            labels: trust.labels,
+        }),
+    }
 }
 
 /// `partition = { stage = "map", parts = 8 }`.
@@ -312,6 +342,7 @@ pub(crate) fn job_of(
         success_exit_codes: file.success_exit_codes,
         checkpoint: checkpoint_of(&file.checkpoint)?,
         on_failure,
+        private: private_of(file.private),
         script,
         tasks,
     };
@@ -516,6 +547,7 @@ fn plain(module: PathBuf, tasks: Vec<TaskPlan>) -> Result<JobPlan, SpecError> {
         success_exit_codes: Vec::new(),
         checkpoint: None,
         on_failure: None,
+        private: None,
         script: None,
         tasks,
     };
@@ -568,6 +600,17 @@ pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
         success_exit_codes: plan.success_exit_codes.clone(),
         checkpoint: plan.checkpoint,
         on_failure: plan.on_failure.clone(),
+        private: plan.private.as_ref().map(|_| {
+            Box::new(wire::PrivateJob {
+                requester_key: "0".repeat(64),
+                requester_wrap: wire::WrappedKey("0".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS)),
+                manifest: stand_in,
+                keys: BTreeMap::from([(
+                    wire::NodeId(1),
+                    wire::WrappedKey("0".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS)),
+                )]),
+            })
+        }),
         tasks: plan
             .tasks
             .iter()

@@ -36,6 +36,8 @@ pub enum Reason {
     /// No online node is of the kind the job needs: a browser tab, or (for a job whose fuel
     /// must be metered, or that asks for one) a native agent.
     RuntimeUnavailable { browser: bool },
+    /// The job is private and none of the nodes its key is wrapped to is online.
+    NoKeyHolderOnline { holders: usize },
     /// No online node compiles every WebAssembly proposal the job's module uses; `missing` are
     /// those the node that compiles most of them lacks.
     FeaturesNotCompiled { missing: Vec<String> },
@@ -120,6 +122,15 @@ fn unmet_program_needs(
     }
     if let Some(missing) = features_missing(requirements.wasm_features, online) {
         reasons.push(Reason::FeaturesNotCompiled { missing });
+    }
+    if let Some(holders) = requirements.key_holders
+        && !online
+            .iter()
+            .any(|node| crate::fit::holds_key(node, Some(holders)))
+    {
+        reasons.push(Reason::NoKeyHolderOnline {
+            holders: holders.len(),
+        });
     }
 }
 
@@ -262,6 +273,15 @@ fn runtime_unavailable(browser: bool) -> &'static str {
     }
 }
 
+fn no_key_holder_online(out: &mut fmt::Formatter<'_>, holders: usize) -> fmt::Result {
+    write!(
+        out,
+        "the job is private and none of the {} its key is wrapped to is online; grant the key \
+         to more nodes with `crowdcloud keys grant`",
+        format::count_of(holders as u64, "node", "nodes")
+    )
+}
+
 fn features_not_compiled(out: &mut fmt::Formatter<'_>, missing: &[String]) -> fmt::Result {
     out.write_str(
         "no online node compiles every WebAssembly proposal the module uses (the closest lacks ",
@@ -297,6 +317,7 @@ impl fmt::Display for Reason {
             Self::FeaturesNotCompiled { missing } => features_not_compiled(out, missing),
             Self::ComponentsNotRun => out.write_str(COMPONENTS_NOT_RUN),
             Self::RuntimeUnavailable { browser } => out.write_str(runtime_unavailable(*browser)),
+            Self::NoKeyHolderOnline { holders } => no_key_holder_online(out, *holders),
             Self::ArchUnavailable { arch, archs_online } => {
                 write!(out, "no node runs arch {arch} (nodes run: ")?;
                 format::list(out, archs_online)?;
@@ -553,6 +574,7 @@ mod tests {
             os: Some("windows"),
             labels: &wanted,
             excluded: Default::default(),
+            key_holders: None,
         });
         let plain = NodeOffer {
             wasm_features: Some(&[]),

@@ -19,7 +19,19 @@ pub fn fits(node: &NodeOffer<'_>, req: &Requirements<'_>) -> bool {
         && req.arch.is_none_or(|arch| arch == node.arch)
         && req.os.is_none_or(|os| os == node.os)
         && has_labels(node.labels, req.labels)
+        && holds_key(node, req.key_holders)
         && !req.excluded.excludes(node)
+}
+
+/// True when the demand is not private, or `node` is one its key was wrapped to.
+pub(crate) fn holds_key(node: &NodeOffer<'_>, key_holders: Option<&[u64]>) -> bool {
+    key_holders.is_none_or(|holders| {
+        debug_assert!(
+            holders.windows(2).all(|pair| pair[0] < pair[1]),
+            "key holders must be sorted and unique"
+        );
+        holders.binary_search(&node.node).is_ok()
+    })
 }
 
 /// True when `node` compiles every proposal of `features`.

@@ -59,6 +59,8 @@ pub struct Requirements<'a> {
     pub os: Option<&'a str>,
     /// Every one must be present with the same value on the node.
     pub labels: &'a [(String, String)],
+    /// Only these nodes, sorted: those a private job's key is wrapped to. `None`: any node.
+    pub key_holders: Option<&'a [u64]>,
     /// Nodes the demand must not go to.
     pub excluded: Excluded<'a>,
 }

@@ -205,6 +205,7 @@ impl OwnedJob {
                     owners: &self.excluded_owners,
                     networks: &self.excluded_networks,
                 },
+                key_holders: None,
             },
         }
     }

@@ -88,6 +88,7 @@ pub(crate) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         component: u64_at(row, "component")? != 0,
         wasm_features: json_at(row, "wasm_features")?,
         aborted: opt_json_at(row, "aborted")?,
+        keys_granted: opt_json_at(row, "keys_granted")?,
     })
 }
 
@@ -331,7 +332,7 @@ impl Store {
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
-             finished_at_ms, module_bytes, component, wasm_features, aborted FROM jobs \
+             finished_at_ms, module_bytes, component, wasm_features, aborted, keys_granted FROM jobs \
              ORDER BY submitted_seq",
         )
         .fetch_all(&self.pool)

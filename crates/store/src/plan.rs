@@ -95,6 +95,11 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
                 .bind(state.as_str())
                 .bind(db(*at_ms)),
         ),
+        Write::SetJobKeys { job_id, keys } => sql.push(
+            Statement::new("UPDATE jobs SET keys_granted = $2 WHERE id = $1")
+                .bind(job_id.as_db())
+                .bind(json(keys)),
+        ),
         Write::PurgeJobs(job_ids) => retention::purge_jobs(sql, backend, job_ids),
         Write::UpsertPipeline(row) => upsert_pipeline(sql, backend, row),
         Write::ReuseResults {

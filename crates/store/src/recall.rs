@@ -53,7 +53,7 @@ impl Store {
     pub async fn ended_job(&self, job_id: JobId) -> Result<Option<EndedJob>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, requester_id, spec, task_count, state, submitted_seq, created_at_ms, \
-             finished_at_ms, module_bytes, component, wasm_features, aborted FROM jobs WHERE id = $1",
+             finished_at_ms, module_bytes, component, wasm_features, aborted, keys_granted FROM jobs WHERE id = $1",
         )
         .bind(job_id.as_db())
         .fetch_optional(&self.pool)

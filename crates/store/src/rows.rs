@@ -79,6 +79,10 @@ pub struct JobRow {
     /// The task whose exit code stopped it, when one did (see `wire::OnFailure::abort_on`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<wire::Aborted>,
+    /// A private job's key wrapped to every node that may run it, once its requester granted
+    /// it to more nodes than the submission named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_granted: Option<std::collections::BTreeMap<wire::NodeId, wire::WrappedKey>>,
 }
 
 /// A task of a running job as recovered after a restart.

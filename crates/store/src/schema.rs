@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "failure policy",
         include_str!("../migrations/0018_failure_policy.sql"),
     ),
+    (
+        19,
+        "job keys",
+        include_str!("../migrations/0019_job_keys.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

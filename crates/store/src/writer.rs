@@ -101,6 +101,11 @@ pub enum Write {
         state: JobState,
         at_ms: u64,
     },
+    /// Every node a private job's key is wrapped to now, after its requester granted more.
+    SetJobKeys {
+        job_id: wire::JobId,
+        keys: std::collections::BTreeMap<wire::NodeId, wire::WrappedKey>,
+    },
     /// Marks blobs as asked for at `at_ms`, which keeps retention off them for a while.
     TouchBlobs {
         hashes: Vec<BlobHash>,

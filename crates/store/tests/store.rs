@@ -71,6 +71,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
         tasks: vec![],
         checkpoint: None,
         on_failure: None,
+        private: None,
     };
     let tasks = (0..tasks)
         .map(|i| TaskSpec {
@@ -92,6 +93,7 @@ fn job(id: JobId, tasks: u32) -> (JobRow, Vec<TaskSpec>) {
             component: true,
             wasm_features: vec!["exceptions".to_owned(), "simd".to_owned()],
             aborted: None,
+            keys_granted: None,
         },
         tasks,
     )

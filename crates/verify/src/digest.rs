@@ -51,6 +51,8 @@ pub fn is_claim(outcome: &Outcome) -> bool {
         Outcome::DeadlineExceeded
         | Outcome::ModuleRejected { .. }
         | Outcome::NodeError { .. }
+        | Outcome::NoKey
+        | Outcome::SealBroken { .. }
         | Outcome::Cancelled
         | Outcome::Lost { .. }
         | Outcome::Inconclusive { .. } => false,
@@ -70,18 +72,7 @@ pub fn digest_of(
     fuel_used: u64,
 ) -> Digest {
     let mut hasher = blake3::Hasher::new_derive_key("crowdcloud 2026-12 result digest v1");
-    let (kind, code): (u8, i32) = match outcome {
-        Outcome::Succeeded => (0, 0),
-        Outcome::ExitCode { code } => (1, *code),
-        Outcome::Trap { .. } => (2, 0),
-        Outcome::OutOfFuel => (3, 0),
-        Outcome::MemoryLimit => (4, 0),
-        Outcome::OutputTooLarge { .. } => (5, 0),
-        Outcome::InvalidOutput { .. } => (6, 0),
-        _ => (255, 0),
-    };
-    hasher.update(&[kind]);
-    hasher.update(&code.to_le_bytes());
+    hash_outcome(&mut hasher, outcome);
     for stream in [stdout, stderr] {
         match stream {
             Some(blob) => hasher.update(&[1]).update(&blob.hash.0),
@@ -98,4 +89,32 @@ pub fn digest_of(
     }
     hasher.update(&fuel_used.to_le_bytes());
     Digest(*hasher.finalize().as_bytes())
+}
+
+/// The digest of one result of a private job, whose blobs are sealed with keys of the node's
+/// own: the outcome and exit code as in [`digest_of`], the node's digest of the plaintext of
+/// stdout, stderr and every output, keyed by the job's key (so only holders of the key could
+/// compute or test it), and the fuel used. Replicas that agree give equal digests.
+pub fn sealed_digest_of(outcome: &Outcome, plain_digest: &[u8; 32], fuel_used: u64) -> Digest {
+    let mut hasher = blake3::Hasher::new_derive_key("crowdcloud 2026-12 sealed result digest v1");
+    hash_outcome(&mut hasher, outcome);
+    hasher.update(plain_digest);
+    hasher.update(&fuel_used.to_le_bytes());
+    Digest(*hasher.finalize().as_bytes())
+}
+
+/// The outcome's kind and exit code, which every digest starts with.
+fn hash_outcome(hasher: &mut blake3::Hasher, outcome: &Outcome) {
+    let (kind, code): (u8, i32) = match outcome {
+        Outcome::Succeeded => (0, 0),
+        Outcome::ExitCode { code } => (1, *code),
+        Outcome::Trap { .. } => (2, 0),
+        Outcome::OutOfFuel => (3, 0),
+        Outcome::MemoryLimit => (4, 0),
+        Outcome::OutputTooLarge { .. } => (5, 0),
+        Outcome::InvalidOutput { .. } => (6, 0),
+        _ => (255, 0),
+    };
+    hasher.update(&[kind]);
+    hasher.update(&code.to_le_bytes());
 }

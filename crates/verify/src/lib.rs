@@ -29,7 +29,7 @@
 mod digest;
 mod window;
 
-pub use digest::{Digest, digest_of, is_claim};
+pub use digest::{Digest, digest_of, is_claim, sealed_digest_of};
 pub use window::Window;
 
 use serde::{Deserialize, Serialize};

@@ -318,3 +318,19 @@ fn a_result_built_on_others_checkpoints_counts_once_for_all_of_them_and_vouches_
         "owners 1 and 4 agree and owner 3's result is owner 1's too: no trusted witness vouches"
     );
 }
+
+#[test]
+fn a_sealed_result_digest_covers_its_outcome_its_plaintext_digest_and_its_fuel() {
+    let base = sealed_digest_of(&Outcome::Succeeded, &[7; 32], 10);
+    assert_eq!(base, sealed_digest_of(&Outcome::Succeeded, &[7; 32], 10));
+    let variants = [
+        sealed_digest_of(&Outcome::ExitCode { code: 3 }, &[7; 32], 10),
+        sealed_digest_of(&Outcome::Succeeded, &[8; 32], 10),
+        sealed_digest_of(&Outcome::Succeeded, &[7; 32], 11),
+    ];
+    for variant in variants {
+        assert_ne!(base, variant);
+    }
+    // Never equal to a clear result's digest, whatever its blobs.
+    assert_ne!(base, digest_of(&Outcome::Succeeded, None, None, &[], 10));
+}

@@ -154,6 +154,7 @@ mod tests {
                 wasi_interfaces: Vec::new(),
                 wasm_features: Vec::new(),
                 runtime: crate::NodeRuntime::Native,
+                encryption_key: None,
             },
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,

@@ -109,6 +109,8 @@ pub fn is_program_failure(outcome: &Outcome, success_exit_codes: &[i32]) -> bool
         Outcome::Succeeded
         | Outcome::ModuleRejected { .. }
         | Outcome::NodeError { .. }
+        | Outcome::NoKey
+        | Outcome::SealBroken { .. }
         | Outcome::Cancelled
         | Outcome::Lost { .. }
         | Outcome::Inconclusive { .. } => false,

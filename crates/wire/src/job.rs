@@ -77,6 +77,10 @@ pub struct JobSubmission {
     /// checked: a checked failure is one node's word, and would end the same way again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Box<crate::OnFailure>>,
+    /// Its inputs, stdin and mount files are sealed on the requester's machine, its outputs by
+    /// the node that runs each task, and only the nodes named here may run them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<Box<crate::PrivateJob>>,
     #[schema(min_items = 1, max_items = 1_000_000)]
     pub tasks: Vec<TaskSpec>,
 }
@@ -108,6 +112,7 @@ impl JobSubmission {
             success_exit_codes: Vec::new(),
             checkpoint: None,
             on_failure: None,
+            private: None,
             tasks,
         }
     }

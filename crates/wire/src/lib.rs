@@ -24,6 +24,7 @@ pub mod limits;
 pub mod node;
 pub mod pairing;
 pub mod pipeline;
+pub mod private;
 pub mod status;
 pub mod tokens;
 pub mod validate;
@@ -51,6 +52,9 @@ pub use node::{
 pub use pipeline::{
     PipelineStatus, PipelineSubmission, PipelineSubmitted, StageInput, StageJob, StageState,
     StageStatus, StageSubmission,
+};
+pub use private::{
+    KeyGrant, KeysGranted, NodeEncryptionKey, PrivateJob, PrivateRuntime, WrappedKey,
 };
 pub use status::{
     Aborted, Explanation, JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare,

@@ -45,6 +45,10 @@ pub struct Capabilities {
     /// not. Left out by native agents, so their signed registrations read as before.
     #[serde(default, skip_serializing_if = "NodeRuntime::is_native")]
     pub runtime: NodeRuntime,
+    /// The key private jobs' keys are wrapped to, signed by the node's identity; absent from a
+    /// node that runs no private jobs (a browser tab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<crate::NodeEncryptionKey>,
 }
 
 /// What runs a node's tasks.
@@ -82,6 +86,7 @@ impl Default for Capabilities {
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
             runtime: NodeRuntime::Native,
+            encryption_key: None,
         }
     }
 }
@@ -166,6 +171,9 @@ pub struct JobRuntime {
     /// How its tasks checkpoint; absent when they do not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<crate::CheckpointSpec>,
+    /// Set for a private job: where its manifest is and the job's key wrapped to this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<crate::PrivateRuntime>,
 }
 
 /// One attempt the node now holds a lease on.
@@ -250,6 +258,11 @@ pub enum Outcome {
     NodeError { message: String },
     /// The job was cancelled while the attempt ran.
     Cancelled,
+    /// The job is private and its key was not wrapped to this node: it read nothing.
+    NoKey,
+    /// A sealed blob of a private job did not open with the job's key, or its plaintext is not
+    /// the one the job's manifest names: it was changed, or belongs to another job.
+    SealBroken { message: String },
     /// Set by the coordinator, never reported: every attempt's node vanished before it finished.
     Lost { attempts: u32 },
     /// Set by the coordinator, never reported: the task's results disagreed past the pool's
@@ -271,7 +284,7 @@ impl Outcome {
     /// Whether another attempt elsewhere could end differently. Failures of the guest itself
     /// are final: the same module and inputs fail the same way on any node.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Outcome::NodeError { .. })
+        matches!(self, Outcome::NodeError { .. } | Outcome::NoKey)
     }
 }
 
@@ -289,6 +302,10 @@ impl std::fmt::Display for Outcome {
             Outcome::ModuleRejected { message } => write!(f, "module rejected: {message}"),
             Outcome::NodeError { message } => write!(f, "node error: {message}"),
             Outcome::Cancelled => f.write_str("cancelled"),
+            Outcome::NoKey => {
+                f.write_str("no key: the job is private and its key was not granted to this node")
+            }
+            Outcome::SealBroken { message } => write!(f, "sealed data did not open: {message}"),
             Outcome::Lost { attempts } => {
                 write!(f, "lost: the nodes of all {attempts} attempts vanished")
             }
@@ -343,6 +360,11 @@ pub struct AttemptReport {
     pub stderr: Option<BlobRef>,
     #[serde(default)]
     pub outputs: Vec<OutputFile>,
+    /// In a private job, where the blobs above are sealed: 64 hex digits, a digest of the
+    /// plaintext of stdout, stderr and every output keyed by the job's key, so that replicas'
+    /// results compare without anyone reading them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_digest: Option<String>,
 }
 
 /// `POST /v1/nodes/report`: reports of attempts that ended, batched.

@@ -136,6 +136,10 @@ pub struct JobStatus {
     /// names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<Aborted>,
+    /// Its data is sealed: from the coordinator and the network, not from the owner of a
+    /// machine that runs one of its tasks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// A job stopped by one task's exit code: the task failed, and the tasks not yet ended were
@@ -253,6 +257,10 @@ impl NodeState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeView {
     pub node_id: NodeId,
+    /// Its ed25519 identity key, 64 hex digits: the node id is derived from it, and it signs
+    /// the node's encryption key, so a requester can check both.
+    #[serde(default)]
+    pub public_key: String,
     pub name: String,
     pub state: NodeState,
     /// Why it is paused, when it is.

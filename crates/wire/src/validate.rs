@@ -101,6 +101,7 @@ pub fn fit_outcome(outcome: &mut Outcome) {
         | Outcome::InvalidOutput { message }
         | Outcome::ModuleRejected { message }
         | Outcome::NodeError { message }
+        | Outcome::SealBroken { message }
         | Outcome::OutputTooLarge { what: message } => {
             cut_to_bytes(message, limits::OUTCOME_MESSAGE_BYTES_MAX);
         }
@@ -115,6 +116,7 @@ fn outcome_text(outcome: &Outcome) -> Option<&str> {
         | Outcome::InvalidOutput { message }
         | Outcome::ModuleRejected { message }
         | Outcome::NodeError { message }
+        | Outcome::SealBroken { message }
         | Outcome::OutputTooLarge { what: message } => Some(message),
         Outcome::Succeeded
         | Outcome::ExitCode { .. }
@@ -122,6 +124,7 @@ fn outcome_text(outcome: &Outcome) -> Option<&str> {
         | Outcome::DeadlineExceeded
         | Outcome::MemoryLimit
         | Outcome::Cancelled
+        | Outcome::NoKey
         | Outcome::Lost { .. }
         | Outcome::Inconclusive { .. } => None,
     }
@@ -198,6 +201,9 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
     if let Some(policy) = &job.on_failure {
         on_failure(policy, job)?;
     }
+    if let Some(private) = &job.private {
+        private_job(private, job)?;
+    }
     if job.tasks.is_empty() {
         return Err(invalid("tasks", "a job needs at least one task"));
     }
@@ -215,6 +221,81 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
         task_spec(task, &format!("tasks[{index}]"))?;
     }
     Ok(())
+}
+
+/// A private job names the requester's key, its manifest and at least one node that may run
+/// it, and asks for nothing the coordinator would have to read its data for.
+fn private_job(private: &crate::PrivateJob, job: &JobSubmission) -> Result<(), WireError> {
+    hex_digits(&private.requester_key, "private.requester_key", 64)?;
+    private.requester_wrap.check("private.requester_wrap")?;
+    if private.keys.is_empty() {
+        return Err(invalid(
+            "private.keys",
+            "the job's key is wrapped to no node, so no node could run it: let nodes with an \
+             encryption key join, or name ones that have joined (`crowdcloud nodes`)",
+        ));
+    }
+    if private.keys.len() > crate::private::KEY_HOLDERS_MAX {
+        return Err(invalid(
+            "private.keys",
+            format!(
+                "wrap the job's key to at most {} nodes",
+                crate::private::KEY_HOLDERS_MAX
+            ),
+        ));
+    }
+    for (node, wrap) in &private.keys {
+        wrap.check(&format!("private.keys.{node}"))?;
+    }
+    if job.checkpoint.is_some() {
+        return Err(invalid(
+            "checkpoint",
+            "a checkpoint is a task's state saved through the coordinator, which would hold a \
+             private job's data in the clear: submit a checkpointing job without `private`",
+        ));
+    }
+    if job.validator.is_some() {
+        return Err(invalid(
+            "validator",
+            "a validator runs on the coordinator's machine, which cannot read a private job's \
+             results: make the job deterministic and let replicas be compared by digest, or \
+             submit it without `private`",
+        ));
+    }
+    Ok(())
+}
+
+/// A grant names 1 to [`crate::private::KEY_HOLDERS_MAX`] nodes, each with a well-formed wrap.
+pub fn key_grant(grant: &crate::KeyGrant) -> Result<(), WireError> {
+    if grant.keys.is_empty() || grant.keys.len() > crate::private::KEY_HOLDERS_MAX {
+        return Err(invalid(
+            "keys",
+            format!(
+                "grant the key to 1 to {} nodes at once",
+                crate::private::KEY_HOLDERS_MAX
+            ),
+        ));
+    }
+    for (node, wrap) in &grant.keys {
+        wrap.check(&format!("keys.{node}"))?;
+    }
+    Ok(())
+}
+
+/// `text` is exactly `digits` lowercase hex digits.
+pub fn hex_digits(text: &str, field: &str, digits: usize) -> Result<(), WireError> {
+    let good = text.len() == digits
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+    if good {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("expected {digits} lowercase hex digits"),
+        ))
+    }
 }
 
 fn env(vars: &BTreeMap<String, String>) -> Result<(), WireError> {
@@ -286,6 +367,13 @@ pub fn pipeline_submission(pipeline: &PipelineSubmission) -> Result<(), WireErro
                      template of its tasks",
                     stage.name
                 ),
+            ));
+        }
+        if stage.job.private.is_some() {
+            return Err(invalid(
+                format!("{field}.job.private"),
+                "a stage reads an earlier stage's outputs on the nodes, and a private job's \
+                 outputs are sealed to its requester: submit private work as single jobs",
             ));
         }
         job_submission(&stage.job).map_err(|error| match error {
@@ -759,7 +847,21 @@ pub fn registration(request: &RegisterRequest) -> Result<(), WireError> {
         "agent_version",
         limits::AGENT_VERSION_BYTES_MAX,
     )?;
-    capabilities(&request.capabilities, "capabilities")
+    capabilities(&request.capabilities, "capabilities")?;
+    if let Some(key) = &request.capabilities.encryption_key {
+        let public_key = hex::decode(&request.public_key)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| invalid("public_key", "expected 64 hex digits"))?;
+        key.verify(&public_key).map_err(|_| {
+            invalid(
+                "capabilities.encryption_key",
+                "the encryption key is not signed by the node's identity key: start the agent \
+                 again so it signs the key it holds",
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn capabilities(caps: &Capabilities, field: &str) -> Result<(), WireError> {
@@ -899,6 +1001,9 @@ pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
             }
         }
         no_file_is_a_directory(&paths, &format!("{field}.outputs"))?;
+        if let Some(digest) = &report.sealed_digest {
+            hex_digits(digest, &format!("{field}.sealed_digest"), 64)?;
+        }
     }
     Ok(())
 }
@@ -926,6 +1031,7 @@ mod tests {
             checkpoint: None,
             on_failure: None,
             tasks: vec![TaskSpec::default()],
+            private: None,
         }
     }
 
@@ -1182,6 +1288,7 @@ mod tests {
                     hash: BlobHash::of(b""),
                     size_bytes: 0,
                 }],
+                sealed_digest: None,
             }],
         }
     }

@@ -14,7 +14,7 @@ use wire::{
 
 use super::{ApiResult, AppState, Body, Failure, Query, Requester, parse_path};
 use crate::modules::{ModuleFacts, ModuleKind};
-use crate::pool::{Cancel, Held, Submit};
+use crate::pool::{Cancel, GrantKeys, Held, Submit};
 
 /// Longest a `wait` request holds.
 const WAIT_MS_MAX: u64 = 60_000;
@@ -129,6 +129,7 @@ pub(super) async fn check_readable(
 pub(super) fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
     let mut hashes = vec![submission.module];
     hashes.extend(submission.validator.as_ref().map(|v| v.module));
+    hashes.extend(submission.private.as_ref().map(|private| private.manifest));
     for mount in &submission.mounts {
         hashes.extend(mount.files.iter().map(|file| file.blob));
     }
@@ -359,6 +360,55 @@ pub(crate) async fn why(
     Ok(Json(
         shared.read(|state, now_ms| state.why(job, requester, now_ms))?,
     ))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}/keys", tag = "jobs",
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = wire::PrivateJob, description = "the job's key wrapped to its requester and to every node that may run it"),
+        (status = 400, body = ApiError, description = "the job id is malformed, or the job is not private"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn keys(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+) -> ApiResult<Json<wire::PrivateJob>> {
+    let job: JobId = parse_path(&job)?;
+    Ok(Json(
+        shared.read(|state, _| state.job_keys(job, requester))?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{job}/keys", tag = "jobs",
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    request_body = wire::KeyGrant,
+    responses(
+        (status = 200, body = wire::KeysGranted, description = "every node that may run the job's tasks now"),
+        (status = 400, body = ApiError, description = "the grant is malformed, or the job is not private"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn grant_keys(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+    Body(grant): Body<wire::KeyGrant>,
+) -> ApiResult<Json<wire::KeysGranted>> {
+    let job: JobId = parse_path(&job)?;
+    wire::validate::key_grant(&grant)?;
+    let (result, commit) = shared.apply(GrantKeys {
+        job,
+        requester,
+        grant,
+    });
+    let holders = result?;
+    shared.committed(commit).await?;
+    tracing::info!(%job, holders = holders.len(), "job key granted");
+    Ok(Json(wire::KeysGranted { holders }))
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{job}/cancel", tag = "jobs",

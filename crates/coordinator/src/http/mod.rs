@@ -64,6 +64,10 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/jobs/{job}/tasks", get(jobs::tasks))
         .route("/v1/jobs/{job}/why", get(jobs::why))
         .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
+        .route(
+            "/v1/jobs/{job}/keys",
+            get(jobs::keys).post(jobs::grant_keys),
+        )
         .route("/v1/pipelines/{pipeline}", get(pipelines::status))
         .route("/v1/pipelines/{pipeline}/cancel", post(pipelines::cancel))
         .route(

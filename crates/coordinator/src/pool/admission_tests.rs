@@ -200,6 +200,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
                 tasks: vec![TaskSpec::default()],
                 checkpoint: None,
                 on_failure: None,
+                private: None,
             },
             module_bytes: 1 << 10,
             component: false,

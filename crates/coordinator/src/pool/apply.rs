@@ -44,6 +44,7 @@ impl PoolState {
             | Event::JobCancelled { .. }
             | Event::JobsPurged { .. } => self.apply_job_event(event),
             Event::TasksReused { job, tasks, .. } => self.apply_reuse(*job, tasks),
+            Event::KeysGranted { job, keys } => self.apply_keys_granted(*job, keys),
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }
@@ -218,6 +219,7 @@ impl PoolState {
             | Event::JobCancelled { .. }
             | Event::JobsPurged { .. }
             | Event::TasksReused { .. } => writes.push(job_write(event)),
+            Event::KeysGranted { job, .. } => writes.extend(self.keys_write(job)),
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }

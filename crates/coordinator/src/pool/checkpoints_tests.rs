@@ -104,6 +104,7 @@ fn succeeded(attempt: AttemptId, fuel_used: u64) -> AttemptReport {
         stdout: None,
         stderr: None,
         outputs: vec![],
+        sealed_digest: None,
     }
 }
 

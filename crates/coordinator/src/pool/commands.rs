@@ -214,6 +214,13 @@ command! {
 }
 
 command! {
+    /// A requester wraps a private job's key to more nodes.
+    GrantKeys { job: JobId, requester: RequesterId, grant: wire::KeyGrant }
+        -> Result<Vec<NodeId>, PoolError>,
+    |this, pool, _, _, out| { pool.grant_keys(this.requester, this.job, this.grant, out) }
+}
+
+command! {
     /// A node asks for up to `slots_free` attempts now.
     Lease { node: NodeId, slots_free: u32 } -> LeaseResponse,
     |this, pool, now_ms, entropy, out| {

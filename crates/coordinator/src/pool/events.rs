@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 9;
+pub(crate) const EVENTS_VERSION: u32 = 10;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,11 @@ pub(crate) enum Event {
     },
     /// Its requester cancelled it, or one of its tasks stopped it (`aborted`, and the job
     /// fails): its live attempts end, and its tasks that had not ended.
+    /// A private job's key was wrapped to more nodes, which may run its tasks from now on.
+    KeysGranted {
+        job: JobId,
+        keys: std::collections::BTreeMap<NodeId, wire::WrappedKey>,
+    },
     JobCancelled {
         job: JobId,
         at_ms: u64,
@@ -289,7 +294,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 40] = [
+pub(crate) const EVENT_KINDS: [&str; 41] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -330,6 +335,7 @@ pub(crate) const EVENT_KINDS: [&str; 40] = [
     "PipelinesPurged",
     "TasksReused",
     "PipelineCancelled",
+    "KeysGranted",
 ];
 
 #[cfg(test)]
@@ -351,6 +357,7 @@ impl Event {
             Event::JobSubmitted { .. } => "JobSubmitted",
             Event::JobFinished { .. } => "JobFinished",
             Event::JobCancelled { .. } => "JobCancelled",
+            Event::KeysGranted { .. } => "KeysGranted",
             Event::JobsPurged { .. } => "JobsPurged",
             Event::AttemptsGranted { .. } => "AttemptsGranted",
             Event::GrantsDelivered { .. } => "GrantsDelivered",

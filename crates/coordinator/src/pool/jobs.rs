@@ -66,6 +66,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
         success_exit_codes: spec.success_exit_codes.clone(),
         on_failure: spec.on_failure.clone(),
         aborted: row.aborted,
+        keys: super::private::JobKeys::of(row),
         module_bytes: row.module_bytes,
         component: row.component,
         wasm_features: row.wasm_features.clone(),
@@ -104,6 +105,7 @@ pub(super) fn runtime_of(row: &JobRow) -> Arc<JobRuntime> {
         limits: spec.limits,
         deterministic: spec.deterministic,
         checkpoint: spec.checkpoint,
+        private: None,
     })
 }
 
@@ -115,6 +117,9 @@ pub(super) fn shared_blobs_of(spec: &JobSubmission) -> HashSet<wire::BlobHash> {
         .flat_map(|mount| mount.files.iter().map(|file| file.blob))
         .collect();
     shared_blobs.insert(spec.module);
+    if let Some(private) = &spec.private {
+        shared_blobs.insert(private.manifest);
+    }
     shared_blobs
 }
 
@@ -369,6 +374,7 @@ impl PoolState {
             component,
             wasm_features,
             aborted: None,
+            keys_granted: None,
         };
         let job = Box::new(job);
         self.record(Event::JobSubmitted { job, tasks }, out);
@@ -546,6 +552,7 @@ impl PoolState {
             self.check_component_runs(imports)?;
         }
         self.check_features_compiled(wasm_features)?;
+        self.check_private(&job)?;
         job.verify = self.checked_verify(&job)?;
         Ok(job)
     }
@@ -732,7 +739,11 @@ impl PoolState {
         purged
     }
 
-    fn owned_job(&self, job_id: JobId, requester: RequesterId) -> Result<&Job, PoolError> {
+    pub(super) fn owned_job(
+        &self,
+        job_id: JobId,
+        requester: RequesterId,
+    ) -> Result<&Job, PoolError> {
         match self.jobs.get(&job_id) {
             Some(job) if job.requester == requester => Ok(job),
             // Another requester's job is reported as missing: ids are not secrets, but
@@ -840,6 +851,7 @@ impl PoolState {
             verifying: job.checking,
             recalled: job.recalled,
             aborted: job.aborted,
+            private: job.keys.is_some(),
         }
     }
 
@@ -968,6 +980,7 @@ pub(crate) fn job_demand(job: &Job) -> scheduler::JobDemand<'_> {
             arch: job.requirements.arch.as_deref(),
             os: job.requirements.os.as_deref(),
             labels: &job.labels_sorted,
+            key_holders: job.keys.as_ref().map(|keys| keys.holders_sorted.as_slice()),
             excluded: scheduler::Excluded::default(),
         },
     }

@@ -317,7 +317,7 @@ impl PoolState {
         };
         let job = &self.jobs[&grant.job];
         if grant.send_runtime {
-            response.jobs.push((*job.runtime).clone());
+            response.jobs.push(job.runtime_for(grant.node));
         }
         let lent_bytes = self
             .nodes
@@ -424,9 +424,14 @@ impl PoolState {
                 && *capabilities != self.nodes[&node_id].capabilities
             {
                 // The owner changed what the node lends; work is matched to it from now on.
+                // Its encryption key stays the one its registration signed.
+                let capabilities = wire::Capabilities {
+                    encryption_key: self.nodes[&node_id].capabilities.encryption_key.clone(),
+                    ..capabilities.clone()
+                };
                 let event = Event::NodeCapabilitiesSet {
                     node: node_id,
-                    capabilities: capabilities.clone(),
+                    capabilities,
                 };
                 self.record(event, out);
             }

@@ -30,6 +30,7 @@ mod jobs;
 mod leases;
 mod nodes;
 mod pipelines;
+mod private;
 mod recall;
 #[cfg(any(test, debug_assertions))]
 mod replica;
@@ -52,9 +53,9 @@ pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_M
 pub(crate) use checkpoints::Checkpoints;
 pub(crate) use commands::{
     Cancel, CancelPipeline, Command, Compare, CreateToken, Deliver, EndPipeline, Expire,
-    GiveUpStage, GrantCredits, Heartbeat, Lease, NewToken, Place, PurgeEnded, PurgeSilentNodes,
-    Recall, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken, SaveCheckpoint,
-    Silence, StartStage, Submit, SubmitPipeline, Withdraw,
+    GiveUpStage, GrantCredits, GrantKeys, Heartbeat, Lease, NewToken, Place, PurgeEnded,
+    PurgeSilentNodes, Recall, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken,
+    SaveCheckpoint, Silence, StartStage, Submit, SubmitPipeline, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
@@ -194,6 +195,8 @@ pub(crate) struct Job {
     pub(crate) on_failure: Option<Box<wire::OnFailure>>,
     /// The task whose exit code stopped the job, when one did.
     pub(crate) aborted: Option<wire::Aborted>,
+    /// For a private job, who holds its key: only they are offered its tasks.
+    pub(crate) keys: Option<Arc<private::JobKeys>>,
     /// Its module's size: only nodes that compile modules this large take its tasks.
     pub(crate) module_bytes: u64,
     /// Its module is a WASI 0.2 component: only nodes that run components take its tasks.
@@ -305,6 +308,8 @@ impl Slot {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
     pub(crate) id: NodeId,
+    /// Its ed25519 identity key, hex: requesters check its encryption key against it.
+    pub(crate) public_key: String,
     pub(crate) name: String,
     pub(crate) token_hash: String,
     pub(crate) capabilities: Capabilities,
@@ -594,16 +599,7 @@ impl PoolState {
     /// Asserts every invariant above; the service runs it after each change in debug builds.
     #[cfg(any(test, debug_assertions))]
     pub(crate) fn check_invariants(&self) {
-        for (attempt_id, attempt) in &self.attempts {
-            let task = &self.jobs[&attempt.job].tasks[attempt.task as usize];
-            assert_eq!(task.slot, Slot::Running);
-            assert!(task.live.contains(attempt_id));
-            assert!(self.nodes[&attempt.node].running.contains(attempt_id));
-            assert!(
-                jobs::runs_on(&self.jobs[&attempt.job], &self.nodes[&attempt.node]),
-                "{attempt_id} runs on a node of a runtime its job may not use"
-            );
-        }
+        self.check_attempts();
         for node in self.nodes.values() {
             for attempt in &node.running {
                 assert_eq!(self.attempts[attempt].node, node.id);
@@ -662,6 +658,28 @@ impl PoolState {
         self.check_held();
         self.check_recalled();
         self.check_accounts();
+    }
+}
+
+impl PoolState {
+    /// Every live attempt is its task's, on a node that holds it and may run its job.
+    #[cfg(any(test, debug_assertions))]
+    fn check_attempts(&self) {
+        for (attempt_id, attempt) in &self.attempts {
+            let job = &self.jobs[&attempt.job];
+            let task = &job.tasks[attempt.task as usize];
+            assert_eq!(task.slot, Slot::Running);
+            assert!(task.live.contains(attempt_id));
+            assert!(self.nodes[&attempt.node].running.contains(attempt_id));
+            assert!(
+                jobs::runs_on(job, &self.nodes[&attempt.node]),
+                "{attempt_id} runs on a node of a runtime its job may not use"
+            );
+            assert!(
+                job.holds_key(attempt.node),
+                "{attempt_id} of a private job runs on a node its key is not wrapped to"
+            );
+        }
     }
 }
 

@@ -72,6 +72,7 @@ impl PoolState {
             row.id,
             Node {
                 id: row.id,
+                public_key: row.public_key,
                 name: row.name,
                 token_hash: row.token_hash,
                 capabilities: row.capabilities,
@@ -171,6 +172,7 @@ impl PoolState {
                 };
                 NodeView {
                     node_id: node.id,
+                    public_key: node.public_key.clone(),
                     name: node.name.clone(),
                     state,
                     state_reason,
@@ -250,7 +252,7 @@ impl PoolState {
                 .get(attempt_id)
                 .is_some_and(|a| a.job == job_id)
         });
-        holds.then(|| self.jobs.get(&job_id).map(|job| (*job.runtime).clone()))?
+        holds.then(|| self.jobs.get(&job_id).map(|job| job.runtime_for(node_id)))?
     }
 }
 

@@ -35,7 +35,8 @@ impl PoolState {
     /// What `attempt_id` may still upload in one blob; refused once it uploaded as many blobs
     /// as its job allows outputs.
     fn upload_room(&self, attempt_id: AttemptId, attempt: &Attempt) -> Result<u64, String> {
-        let limits = self.jobs[&attempt.job].runtime.limits;
+        let job = &self.jobs[&attempt.job];
+        let limits = job.blob_limits(job.runtime.limits);
         let uploads = self.uploads.get(&attempt_id);
         if uploads.map_or(0, HashMap::len) >= uploads_per_attempt_max(&limits) {
             return Err(format!(
@@ -110,12 +111,16 @@ impl PoolState {
         let mut paid = Vec::new();
         for report in reports {
             let attempt_id = report.attempt_id;
+            let sealed_digest = report
+                .sealed_digest
+                .as_deref()
+                .and_then(sealed_digest_bytes);
             let (accepted, message) = match self.checked_end(node_id, report, now_ms) {
                 Ok((end, aborted)) => {
                     let job_id = end.job_id;
                     finished_jobs.insert(job_id);
                     paid.extend(self.family_payment(&end));
-                    self.end_reported(end, now_ms, entropy, out);
+                    self.end_reported(end, sealed_digest, now_ms, entropy, out);
                     if let Some(aborted) = aborted {
                         self.abort_job(job_id, aborted, now_ms, out);
                     }
@@ -147,7 +152,7 @@ impl PoolState {
     ) -> Result<(AttemptEnd, Option<Aborted>), String> {
         let attempt = self.held_attempt(node_id, report.attempt_id)?;
         let job = &self.jobs[&attempt.job];
-        let limits = job.runtime.limits;
+        let limits = job.blob_limits(job.runtime.limits);
         let empty = HashMap::new();
         let uploads = self.uploads.get(&report.attempt_id).unwrap_or(&empty);
         let memory_bytes_max = job
@@ -163,6 +168,17 @@ impl PoolState {
             &attempt,
             now_ms,
         )?;
+        if job.keys.is_some()
+            && job.verify.is_some()
+            && verify::is_claim(&report.outcome)
+            && report.sealed_digest.is_none()
+        {
+            return Err(
+                "a result of a private job that is checked needs its sealed_digest: replicas \
+                 are compared by it"
+                    .to_owned(),
+            );
+        }
         let task = &job.tasks[attempt.task as usize];
         // Another replica running, or an attempt left, may still give the task a result.
         let may_go_on = task.live.len() > 1 || job.attempts_left(attempt.task);
@@ -203,6 +219,7 @@ impl PoolState {
     fn end_reported(
         &mut self,
         end: AttemptEnd,
+        sealed_digest: Option<[u8; 32]>,
         now_ms: u64,
         entropy: &dyn Entropy,
         out: &mut Outbox,
@@ -212,7 +229,7 @@ impl PoolState {
             // Results that waited for a check are never verified now: their payment goes back.
             self.refund(end.job_id, end.task_index, None, now_ms, out);
         }
-        let claim = self.claim_of(&end);
+        let claim = self.claim_of(&end, sealed_digest);
         let attempt = self.attempts[&end.attempt_id];
         let node = attempt.node;
         // A resumed attempt counts the task's fuel in all; its checkpoint covered the rest.
@@ -412,4 +429,11 @@ fn attempt_end(
         stderr: report.stderr,
         outputs: report.outputs,
     }
+}
+
+/// The 32 bytes of a report's sealed digest; its shape was checked with the request.
+fn sealed_digest_bytes(hex_digits: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_digits, &mut bytes).ok()?;
+    Some(bytes)
 }

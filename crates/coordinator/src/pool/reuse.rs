@@ -9,7 +9,9 @@
 //!
 //! Reuse stays within one requester: whether two requesters' data may be shared is not known
 //! here, so one requester's results never end another's tasks. And it stays within one pool,
-//! under one verification mode, which is part of the key.
+//! under one verification mode, which is part of the key. A private job takes no results: its
+//! outputs are sealed to the attempt that made them, and its inputs' hashes name ciphertext
+//! that is new with every submission anyway.
 
 use std::collections::HashSet;
 
@@ -27,7 +29,7 @@ pub(crate) type Found = Vec<(u32, wire::BlobHash, Reusable)>;
 /// Of `found`, the results whose key is that of their task in `submission`, as the job will be
 /// kept: the ones the job may take.
 pub(crate) fn matching(submission: &JobSubmission, found: Found) -> Vec<(u32, Reusable)> {
-    if found.is_empty() {
+    if found.is_empty() || submission.private.is_some() {
         return Vec::new();
     }
     let job_key = wire::key::JobKey::of(submission);

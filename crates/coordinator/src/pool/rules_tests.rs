@@ -2,12 +2,9 @@
 //! record), and the replay of every kind of event: each command's events, serialized and read
 //! back, applied to the pool as it was before the command, give the pool after it.
 
-use wire::{
-    AttemptId, AttemptReport, Capabilities, HeartbeatRequest, JobId, NodeActivity, NodeId, Outcome,
-    Usage,
-};
+use wire::{AttemptId, Capabilities, HeartbeatRequest, JobId, NodeActivity, NodeId, Outcome};
 
-use super::{Harness, LEASE_MS, OWNER, new_node};
+use super::{Harness, LEASE_MS, OWNER, new_node, report};
 use crate::pool::events::EVENT_KINDS;
 use crate::pool::*;
 
@@ -27,17 +24,6 @@ fn beat(node: NodeId, running: Vec<AttemptId>, activity: NodeActivity) -> Heartb
 fn paused() -> NodeActivity {
     NodeActivity::Paused {
         reason: "on battery".to_owned(),
-    }
-}
-
-fn report(attempt: AttemptId, outcome: Outcome) -> AttemptReport {
-    AttemptReport {
-        attempt_id: attempt,
-        outcome,
-        usage: Usage::default(),
-        stdout: None,
-        stderr: None,
-        outputs: vec![],
     }
 }
 
@@ -304,6 +290,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::pipelines::cancelled_mid_map(&mut reusing);
     reusing.settle();
     h.kinds.extend(reusing.kinds.iter().copied());
+    let mut granting = Harness::new();
+    super::private::granted_to_another_node(&mut granting);
+    granting.settle();
+    h.kinds.extend(granting.kinds.iter().copied());
     let missing: Vec<_> = EVENT_KINDS
         .iter()
         .filter(|kind| !h.kinds.contains(*kind))

@@ -36,6 +36,7 @@ pub(super) fn new_node(
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
+            encryption_key: None,
         },
         labels: labels
             .iter()
@@ -54,6 +55,8 @@ mod checkpoints;
 mod failure;
 #[path = "pipelines_tests.rs"]
 mod pipelines;
+#[path = "private_tests.rs"]
+mod private;
 #[path = "recall_tests.rs"]
 mod recall;
 #[path = "rules_tests.rs"]
@@ -203,6 +206,7 @@ impl Harness {
                 .collect(),
             checkpoint: None,
             on_failure: None,
+            private: None,
         };
         edit(&mut submission);
         self.pool.add_job(
@@ -239,6 +243,7 @@ impl Harness {
                 stdout: None,
                 stderr: None,
                 outputs: vec![],
+                sealed_digest: None,
             }],
             self.now_ms,
             &self.entropy,
@@ -648,6 +653,7 @@ fn a_report_may_name_only_blobs_this_node_uploaded_for_this_attempt() {
         stdout: Some(blob),
         stderr: None,
         outputs: vec![],
+        sealed_digest: None,
     };
     // Uploaded by this node for its other attempt, by another node, or by no one: all refused.
     h.upload(node, sibling, b"sibling's").unwrap();
@@ -699,6 +705,19 @@ fn a_report_may_name_only_blobs_this_node_uploaded_for_this_attempt() {
     );
 }
 
+/// A report of `attempt` that ended with `outcome` and left nothing.
+pub(super) fn report(attempt: AttemptId, outcome: Outcome) -> AttemptReport {
+    AttemptReport {
+        attempt_id: attempt,
+        outcome,
+        usage: Usage::default(),
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+        sealed_digest: None,
+    }
+}
+
 #[test]
 fn reports_keep_the_jobs_output_limits_with_sizes_as_uploaded() {
     let mut h = Harness::new();
@@ -720,14 +739,7 @@ fn reports_keep_the_jobs_output_limits_with_sizes_as_uploaded() {
         size_bytes: 1,
     };
     let outputs = |count: usize| (0..count).map(|i| output(format!("f{i}"))).collect();
-    let base = AttemptReport {
-        attempt_id: attempt,
-        outcome: Outcome::Succeeded,
-        usage: Usage::default(),
-        stdout: None,
-        stderr: None,
-        outputs: vec![],
-    };
+    let base = report(attempt, Outcome::Succeeded);
     let too_many = AttemptReport {
         outputs: outputs(2_000),
         ..base.clone()
@@ -793,6 +805,7 @@ fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
         stdout: None,
         stderr: None,
         outputs: vec![],
+        sealed_digest: None,
     };
     let attempt = h.take(node, 1).remove(0).attempt_id;
     let ack = h.send(node, claim(attempt, i64::MAX as u64));
@@ -943,6 +956,7 @@ fn waiting_nodes_get_only_the_jobs_whose_requirements_they_meet() {
         tasks: vec![TaskSpec::default(); 3],
         checkpoint: None,
         on_failure: None,
+        private: None,
     };
     submission
         .requirements
@@ -1186,6 +1200,7 @@ fn args_heavy(tasks: usize, arg_bytes: usize) -> JobSubmission {
             .collect(),
         checkpoint: None,
         on_failure: None,
+        private: None,
     }
 }
 

@@ -270,16 +270,25 @@ impl PoolState {
     }
 
     /// The digest of a report's result when its job verifies and the outcome is a result.
-    pub(super) fn claim_of(&self, end: &store::AttemptEnd) -> Option<Digest> {
+    pub(super) fn claim_of(
+        &self,
+        end: &store::AttemptEnd,
+        sealed_digest: Option<[u8; 32]>,
+    ) -> Option<Digest> {
         self.jobs[&end.job_id].verify?;
         let outcome = end.outcome.as_ref()?;
+        let fuel_used = end.usage.map_or(0, |usage| usage.fuel_used);
+        if let Some(plain) = sealed_digest.filter(|_| self.jobs[&end.job_id].keys.is_some()) {
+            return verify::is_claim(outcome)
+                .then(|| verify::sealed_digest_of(outcome, &plain, fuel_used));
+        }
         verify::is_claim(outcome).then(|| {
             verify::digest_of(
                 outcome,
                 end.stdout.as_ref(),
                 end.stderr.as_ref(),
                 &end.outputs,
-                end.usage.map_or(0, |usage| usage.fuel_used),
+                fuel_used,
             )
         })
     }

@@ -56,6 +56,7 @@ pub(super) fn result(h: &mut Harness, node: NodeId, attempt: AttemptId, fuel: u6
         stdout: None,
         stderr: None,
         outputs: vec![],
+        sealed_digest: None,
     };
     assert!(h.send(node, report).accepted);
 }
@@ -661,6 +662,7 @@ fn cannot(h: &mut Harness, node: NodeId, attempt: AttemptId) {
         stdout: None,
         stderr: None,
         outputs: vec![],
+        sealed_digest: None,
     };
     assert!(h.send(node, report).accepted);
 }

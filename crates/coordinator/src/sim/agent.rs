@@ -44,6 +44,7 @@ pub(super) fn capabilities(agent: usize, public: bool) -> Capabilities {
         wasi_interfaces: Vec::new(),
         wasm_features: Vec::new(),
         runtime,
+        encryption_key: None,
     }
 }
 

@@ -107,6 +107,7 @@ impl World {
             stdout,
             stderr: None,
             outputs,
+            sealed_digest: None,
         };
         Ending {
             report,
@@ -188,6 +189,7 @@ impl World {
                 .as_ref()
                 .map(|r| r.outputs.clone())
                 .unwrap_or_default(),
+            sealed_digest: None,
         };
         Ending {
             report,

@@ -143,6 +143,7 @@ impl World {
                     stdout: None,
                     stderr: None,
                     outputs: Vec::new(),
+                    sealed_digest: None,
                 }],
             },
             1 => Request::Upload {

@@ -281,6 +281,7 @@ impl World {
                         stdout: None,
                         stderr: None,
                         outputs: Vec::new(),
+                        sealed_digest: None,
                     };
                     let ending = Ending {
                         report,

@@ -126,6 +126,7 @@ impl World {
                 .collect(),
             checkpoint: None,
             on_failure: self.failure_policy(public),
+            private: None,
         };
         if self.setup.labels_required && self.dice.chance(0.2) {
             let zone = if self.dice.chance(0.5) { "a" } else { "b" };

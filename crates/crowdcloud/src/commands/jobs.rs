@@ -112,6 +112,9 @@ fn print_status(status: &JobStatus) {
         status.tasks.total,
         output::counts_line(&status.tasks)
     );
+    if status.private {
+        println!("  private:  {}", wire::private::PRIVATE_JOB_TRUTH);
+    }
     if status.verifying > 0 {
         println!(
             "  checking: {} tasks have results that wait to be verified",

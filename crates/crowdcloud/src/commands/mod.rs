@@ -7,6 +7,7 @@ mod demo;
 mod doctor;
 mod jobs;
 mod join;
+mod keys;
 mod pipelines;
 mod results;
 mod runtimes;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Join(args) => join::join(args).await,
         Command::JoinCode(args) => join::join_code(args).await,
         Command::Tokens(command) => tokens::run(command).await,
+        Command::Keys(command) => keys::run(command).await,
         Command::Credits(args) => credits::run(args).await,
         Command::Runtimes(args) => runtimes::run(args),
         Command::Doctor(args) => doctor::run(args).await,

@@ -23,11 +23,16 @@ pub(crate) async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         false => parse_job(&args.job)?,
     };
     let tasks = client.all_tasks(job).await?;
+    // A private job's results are sealed to the requester's key, which opens them here.
+    let secret = match client.job(job).await?.private {
+        true => Some(super::keys::requester_key(&args.connection)?.1),
+        false => None,
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut files = 0usize;
     for task in &tasks {
-        files += download_task(&client, task, &args.out).await?;
+        files += download_task(&client, task, &args.out, secret.as_ref()).await?;
     }
     if args.connection.json {
         print_json(&tasks)?;
@@ -47,6 +52,7 @@ pub(crate) async fn download_task(
     client: &Client,
     task: &TaskStatus,
     out: &Path,
+    secret: Option<&seal::EncryptionSecret>,
 ) -> anyhow::Result<usize> {
     let dir = out.join(task.index.to_string());
     let mut wanted: Vec<(std::path::PathBuf, BlobHash)> = Vec::new();
@@ -70,10 +76,29 @@ pub(crate) async fn download_task(
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
+        let Some(secret) = secret else {
+            client
+                .download_to(hash, path)
+                .await
+                .with_context(|| format!("cannot download {}", path.display()))?;
+            continue;
+        };
+        let sealed = path.with_extension("sealed");
         client
-            .download_to(hash, path)
+            .download_to(hash, &sealed)
             .await
             .with_context(|| format!("cannot download {}", path.display()))?;
+        let attempt = task
+            .attempt_id
+            .context("a task with results names the attempt that made them")?;
+        let opened = client::private::open_result(secret, attempt, &sealed, path);
+        let _ = std::fs::remove_file(&sealed);
+        opened.with_context(|| {
+            format!(
+                "cannot open {}: results of a private job open only with the key of the device                  that submitted it (`crowdcloud keys import`)",
+                path.display()
+            )
+        })?;
     }
     Ok(wanted.len())
 }

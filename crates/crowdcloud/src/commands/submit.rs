@@ -20,9 +20,12 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         return super::pipelines::submit(&args, &text).await;
     }
     // A script's job mounts a copy of it, kept until it is uploaded.
-    let (plan, staged) = plan(&args)?;
+    let (mut plan, staged) = plan(&args)?;
+    if args.private && plan.private.is_none() {
+        plan.private = Some(jobspec::PrivatePlan::default());
+    }
     let client = local::connect(&args.connection).await?;
-    let submission = client.upload_plan(&plan).await?;
+    let submission = upload(&client, &plan, &args).await?;
     drop(staged);
     let submitted = client.submit(&submission).await?;
     if !args.wait {
@@ -43,6 +46,27 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         print_summary(&status);
     }
     Ok(exit_code(status.state))
+}
+
+/// Uploads the plan's files, sealed first for a private job, and gives the submission.
+async fn upload(
+    client: &Client,
+    plan: &JobPlan,
+    args: &SubmitArgs,
+) -> anyhow::Result<wire::JobSubmission> {
+    let Some(trust) = &plan.private else {
+        return Ok(client.upload_plan(plan).await?);
+    };
+    let (_, secret) = super::keys::requester_key(&args.connection)?;
+    let pool = client.nodes().await?;
+    let holders = client::private::pick_key_holders(&pool.nodes, trust, &plan.requirements.labels)?;
+    if !args.connection.json {
+        eprintln!(
+            "sealing the job's files; its key is wrapped to {} nodes",
+            holders.len()
+        );
+    }
+    Ok(client.upload_private_plan(plan, &secret, &holders).await?)
 }
 
 /// The text of the spec at `path` when it describes a pipeline (`[[stages]]`).

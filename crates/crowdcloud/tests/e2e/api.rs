@@ -105,6 +105,7 @@ async fn a_deterministic_job_gives_the_same_bytes_and_fuel_on_different_agents()
                 ],
                 checkpoint: None,
                 on_failure: None,
+                private: None,
             };
             let job = pool.owner.submit(&submission).await.unwrap().job_id;
             let status = pool.finish(job, Duration::from_secs(60)).await;

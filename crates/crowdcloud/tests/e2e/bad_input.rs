@@ -33,6 +33,7 @@ fn submission(module: BlobHash) -> JobSubmission {
         tasks: vec![TaskSpec::default()],
         checkpoint: None,
         on_failure: None,
+        private: None,
     }
 }
 

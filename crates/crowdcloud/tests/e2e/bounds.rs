@@ -36,6 +36,7 @@ fn submission(module: BlobHash, tasks: Vec<TaskSpec>) -> JobSubmission {
         tasks,
         checkpoint: None,
         on_failure: None,
+        private: None,
     }
 }
 

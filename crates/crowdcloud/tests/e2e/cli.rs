@@ -198,6 +198,7 @@ async fn a_hostile_node_can_neither_break_nor_steer_the_terminal_of_nodes_and_st
             stdout: None,
             stderr: None,
             outputs: vec![],
+            sealed_digest: None,
         }],
     };
     let refused = node.report(&trap(huge)).await.unwrap_err();

@@ -354,6 +354,7 @@ impl Pool {
             tasks,
             checkpoint: None,
             on_failure: None,
+            private: None,
         }
     }
 
@@ -564,6 +565,7 @@ pub fn signed_registration(
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
+            encryption_key: None,
         },
         labels,
         slots,

@@ -25,6 +25,7 @@ fn report(attempt: &AttemptGrant, outcome: Outcome) -> AttemptReport {
         stdout: None,
         stderr: None,
         outputs: vec![],
+        sealed_digest: None,
     }
 }
 

@@ -223,6 +223,7 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
             wasi_interfaces: Vec::new(),
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
+            encryption_key: None,
         },
         labels: BTreeMap::new(),
         slots: 1,
@@ -269,6 +270,7 @@ async fn a_late_report_of_an_expired_attempt_is_refused_and_changes_nothing() {
             stdout: None,
             stderr: None,
             outputs: vec![],
+            sealed_digest: None,
         }],
     };
     let response = stale.report(&late).await.unwrap();

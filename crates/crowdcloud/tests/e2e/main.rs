@@ -19,6 +19,7 @@ mod owner;
 mod pipelines;
 mod postgres;
 mod presence;
+mod private;
 mod public;
 mod public_networks;
 mod recall;

@@ -44,6 +44,21 @@ fn api_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, 
     }
 }
 
+/// A report that `attempt` exited with `code`, leaving nothing.
+fn exited(attempt: wire::AttemptId, code: i32) -> ReportRequest {
+    ReportRequest {
+        reports: vec![AttemptReport {
+            attempt_id: attempt,
+            outcome: Outcome::ExitCode { code },
+            usage: Usage::default(),
+            stdout: None,
+            stderr: None,
+            outputs: vec![],
+            sealed_digest: None,
+        }],
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_for_another_nodes_id_or_signed_with_the_wrong_key_is_refused() {
     let pool = Pool::start(5_000).await;
@@ -107,16 +122,7 @@ async fn one_node_cannot_report_release_or_read_for_another() {
     let attempt = lease.attempts[0].attempt_id;
     let before = pool.owner.all_tasks(job).await.unwrap();
 
-    let report = ReportRequest {
-        reports: vec![AttemptReport {
-            attempt_id: attempt,
-            outcome: Outcome::ExitCode { code: 3 },
-            usage: Usage::default(),
-            stdout: None,
-            stderr: None,
-            outputs: vec![],
-        }],
-    };
+    let report = exited(attempt, 3);
     let refused = other.report(&report).await.unwrap();
     assert!(
         !refused.acks[0].accepted,

@@ -1,0 +1,260 @@
+//! Attempts of private jobs on this node: the job's key unwrapped with the node's encryption
+//! key, each sealed input opened into a directory of the attempt's own and checked against the
+//! plaintext hash the job's manifest names, and stdout, stderr and outputs sealed to the
+//! requester before they leave.
+//!
+//! The cache keeps only ciphertext. Plaintext lives in the attempt's directories, which go
+//! when the attempt ends whatever the outcome, as every attempt's tree does.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use client::Client;
+use seal::{DataKey, EncryptionKey, Manifest, WrapContext};
+use wire::{AttemptGrant, BlobHash, JobRuntime, Outcome};
+
+use crate::runner::{ForAttempt, Runner};
+
+/// What a private attempt holds: the job's key, its manifest, and the directory its opened
+/// inputs and sealed outputs lie in, removed when this is dropped.
+pub(crate) struct Unsealed {
+    job_key: DataKey,
+    requester: EncryptionKey,
+    manifest: Manifest,
+    pub(crate) dir: PathBuf,
+    files: u32,
+}
+
+impl Drop for Unsealed {
+    fn drop(&mut self) {
+        if let Err(error) = sandbox::remove_tree(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove a private attempt's files");
+        }
+    }
+}
+
+fn broken(error: impl std::fmt::Display) -> Outcome {
+    Outcome::SealBroken {
+        message: error.to_string(),
+    }
+}
+
+fn node_error(error: impl std::fmt::Display) -> Outcome {
+    Outcome::NodeError {
+        message: error.to_string(),
+    }
+}
+
+impl Runner {
+    /// The job's key and manifest for a private attempt; `None` for a job in the clear. An
+    /// attempt whose key was not wrapped to this node ends as `no_key` before it reads
+    /// anything.
+    pub(crate) async fn unseal(
+        &self,
+        client: &Client,
+        runtime: &JobRuntime,
+        grant: &AttemptGrant,
+        held: &ForAttempt<'_>,
+    ) -> Result<Option<Unsealed>, Outcome> {
+        let Some(private) = &runtime.private else {
+            return Ok(None);
+        };
+        let wrapped = private
+            .key
+            .as_ref()
+            .and_then(|key| key.0.parse::<seal::WrappedKey>().ok())
+            .ok_or(Outcome::NoKey)?;
+        let job_key = seal::unwrap(&wrapped, &self.secret, WrapContext::JobKey)
+            .map_err(|_| Outcome::NoKey)?;
+        let sealed = held
+            .fetch(|| self.cache.bytes(client, &private.manifest))
+            .await
+            .map_err(node_error)?;
+        let manifest = Manifest::open(&sealed, &job_key).map_err(broken)?;
+        let dir = self.work_dir.join(format!("private-{}", grant.attempt_id));
+        make_private_dir(&dir).map_err(node_error)?;
+        Ok(Some(Unsealed {
+            job_key,
+            requester: manifest.requester,
+            manifest,
+            dir,
+            files: 0,
+        }))
+    }
+
+    /// Opens the sealed blob `hash` into the attempt's directory and checks its plaintext
+    /// against the manifest; gives the opened file.
+    pub(crate) async fn open_sealed(
+        &self,
+        client: &Client,
+        unsealed: &mut Unsealed,
+        hash: &BlobHash,
+        held: &ForAttempt<'_>,
+    ) -> Result<PathBuf, Outcome> {
+        let expected = *unsealed.manifest.plain.get(hash).ok_or_else(|| {
+            broken(format!(
+                "blob {hash} is not in the job's manifest: it belongs to another job"
+            ))
+        })?;
+        let sealed = held
+            .fetch(|| self.cache.file(client, hash))
+            .await
+            .map_err(node_error)?;
+        unsealed.files += 1;
+        let target = unsealed.dir.join(format!("in-{}", unsealed.files));
+        let key = unsealed.job_key.clone();
+        let opened = target.clone();
+        let plain = tokio::task::spawn_blocking(move || open_file(&key, &sealed, &opened))
+            .await
+            .map_err(node_error)??;
+        if plain != expected {
+            return Err(broken(format!(
+                "blob {hash} opened to other bytes than the job's manifest names"
+            )));
+        }
+        Ok(target)
+    }
+
+    /// The job's mount as a tree of opened files in the attempt's directory.
+    pub(crate) async fn open_mount(
+        &self,
+        client: &Client,
+        unsealed: &mut Unsealed,
+        mount: &wire::Mount,
+        held: &ForAttempt<'_>,
+    ) -> Result<PathBuf, Outcome> {
+        unsealed.files += 1;
+        let root = unsealed.dir.join(format!("mount-{}", unsealed.files));
+        for file in &mount.files {
+            let opened = self.open_sealed(client, unsealed, &file.blob, held).await?;
+            // The paths were validated by the coordinator: relative, no `..`.
+            let target = root.join(&file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(node_error)?;
+            }
+            std::fs::rename(&opened, &target).map_err(node_error)?;
+        }
+        std::fs::create_dir_all(&root).map_err(node_error)?;
+        Ok(root)
+    }
+}
+
+impl Unsealed {
+    /// `bytes` sealed to the requester for `attempt`.
+    pub(crate) fn seal_bytes(
+        &self,
+        attempt: wire::AttemptId,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let mut sealed = Vec::with_capacity(seal::sealed_to_len(bytes.len() as u64) as usize);
+        seal::seal_to(&self.requester, output_context(attempt), bytes, &mut sealed)
+            .map_err(|error| error.to_string())?;
+        Ok(sealed)
+    }
+
+    /// The output file at `plain` sealed to the requester for `attempt`, as a file beside the
+    /// attempt's other private files.
+    pub(crate) fn seal_file(
+        &mut self,
+        attempt: wire::AttemptId,
+        plain: &Path,
+    ) -> Result<PathBuf, String> {
+        self.files += 1;
+        let target = self.dir.join(format!("out-{}", self.files));
+        let failed = |error: std::io::Error| format!("{}: {error}", target.display());
+        let reader = BufReader::new(std::fs::File::open(plain).map_err(failed)?);
+        let mut writer = BufWriter::new(std::fs::File::create(&target).map_err(failed)?);
+        seal::seal_to(
+            &self.requester,
+            output_context(attempt),
+            reader,
+            &mut writer,
+        )
+        .map_err(|error| error.to_string())?;
+        writer.flush().map_err(failed)?;
+        Ok(target)
+    }
+
+    /// The digest replicas compare: stdout, stderr and each output by path, in plaintext,
+    /// keyed by the job's key. Every part is length-prefixed, so two results never run
+    /// together into the same bytes.
+    pub(crate) fn result_digest(
+        &self,
+        stdout: &[u8],
+        stderr: &[u8],
+        outputs: &[sandbox::OutputFile],
+    ) -> Result<String, String> {
+        let mut digester = seal::ResultDigester::new(&self.job_key);
+        for stream in [stdout, stderr] {
+            digester.update(&(stream.len() as u64).to_le_bytes());
+            digester.update(stream);
+        }
+        let mut sorted: Vec<&sandbox::OutputFile> = outputs.iter().collect();
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        digester.update(&(sorted.len() as u64).to_le_bytes());
+        for file in sorted {
+            digester.update(&(file.path.len() as u64).to_le_bytes());
+            digester.update(file.path.as_bytes());
+            let bytes = std::fs::read(&file.host_path)
+                .map_err(|error| format!("{}: {error}", file.host_path.display()))?;
+            digester.update(&(bytes.len() as u64).to_le_bytes());
+            digester.update(&bytes);
+        }
+        Ok(hex::encode(digester.finalize()))
+    }
+}
+
+fn output_context(attempt: wire::AttemptId) -> WrapContext {
+    WrapContext::OutputKey { attempt: attempt.0 }
+}
+
+/// Opens the sealed file `sealed` into `target`, giving the plaintext's hash; a file that does
+/// not open is removed.
+fn open_file(key: &DataKey, sealed: &Path, target: &Path) -> Result<BlobHash, Outcome> {
+    let reader = BufReader::new(std::fs::File::open(sealed).map_err(node_error)?);
+    let file = std::fs::File::create(target).map_err(node_error)?;
+    let mut writer = HashingWriter {
+        inner: BufWriter::new(file),
+        hasher: blake3::Hasher::new(),
+    };
+    let opened = seal::open(key, reader, &mut writer).and_then(|_| {
+        writer.inner.flush().map_err(|source| seal::SealError::Io {
+            doing: "writing the opened plaintext",
+            source,
+        })
+    });
+    if let Err(error) = opened {
+        let _ = std::fs::remove_file(target);
+        return Err(match error {
+            seal::SealError::Io { .. } => node_error(error),
+            error => broken(error),
+        });
+    }
+    Ok(BlobHash(*writer.hasher.finalize().as_bytes()))
+}
+
+/// Writes through, hashing what passes.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
