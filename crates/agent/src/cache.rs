@@ -248,6 +248,58 @@ impl BlobCache {
         self.evict(None);
     }
 
+    /// Drops the cached `blobs` (every blob, with `everything`) and the mount trees built from
+    /// any of them: a deleted job's copies. An attempt that holds links to them keeps those
+    /// until it ends.
+    pub(crate) fn forget(&self, blobs: &[BlobHash], everything: bool) {
+        let doomed: Vec<BlobHash> = {
+            let index = self.index.lock();
+            match everything {
+                true => index.entries.keys().copied().collect(),
+                false => blobs
+                    .iter()
+                    .filter(|hash| index.entries.contains_key(*hash))
+                    .copied()
+                    .collect(),
+            }
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        self.forget_mounts_of(&doomed, everything);
+        let mut index = self.index.lock();
+        for hash in doomed {
+            if let Some(entry) = index.entries.remove(&hash) {
+                index.bytes -= entry.size_bytes;
+            }
+            let _ = std::fs::remove_file(self.path(&hash));
+        }
+    }
+
+    /// Removes the mount trees that hold a link to one of `blobs` (all of them with
+    /// `everything`); they are built again when needed.
+    fn forget_mounts_of(&self, blobs: &[BlobHash], everything: bool) {
+        use std::os::unix::fs::MetadataExt as _;
+        let inodes: std::collections::HashSet<(u64, u64)> = blobs
+            .iter()
+            .filter_map(|hash| std::fs::metadata(self.path(hash)).ok())
+            .map(|metadata| (metadata.dev(), metadata.ino()))
+            .collect();
+        let trees = std::fs::read_dir(&self.mounts_dir)
+            .into_iter()
+            .flatten()
+            .flatten();
+        for tree in trees {
+            let holds = |path: &Path| {
+                std::fs::metadata(path)
+                    .is_ok_and(|metadata| inodes.contains(&(metadata.dev(), metadata.ino())))
+            };
+            if everything || walk_files(&tree.path()).iter().any(|path| holds(path)) {
+                let _ = sandbox::remove_tree(&tree.path());
+            }
+        }
+    }
+
     /// Forgets least recently used blobs until the cache fits its cap, keeping `keep`.
     fn evict(&self, keep: Option<&BlobHash>) {
         let bytes_max = self.bytes_max.load(Ordering::Relaxed);
@@ -269,6 +321,22 @@ impl BlobCache {
     }
 }
 
+/// The regular files under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +356,39 @@ mod tests {
         cache.set_bytes_max(1_500);
         assert_eq!(on_disk(), 1);
         assert_eq!(cache.index.lock().bytes, 1000);
+    }
+
+    #[test]
+    fn a_deleted_jobs_blobs_and_the_mounts_built_from_them_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs_dir = dir.path().join("blobs");
+        std::fs::create_dir_all(&blobs_dir).unwrap();
+        let hashes: Vec<BlobHash> = (0..3u8)
+            .map(|index| {
+                let bytes = vec![index; 100];
+                let hash = BlobHash::of(&bytes);
+                std::fs::write(blobs_dir.join(hash.to_hex()), &bytes).unwrap();
+                hash
+            })
+            .collect();
+        let cache = BlobCache::open(dir.path(), 10_000).unwrap();
+        // Two mount trees: one links blob 0, the other blob 2.
+        for (tree, hash) in [("a", hashes[0]), ("b", hashes[2])] {
+            let tree = dir.path().join("mounts").join(tree);
+            std::fs::create_dir_all(tree.join("deep")).unwrap();
+            std::fs::hard_link(blobs_dir.join(hash.to_hex()), tree.join("deep/file")).unwrap();
+        }
+        cache.forget(&hashes[..2], false);
+        let left: Vec<String> = std::fs::read_dir(&blobs_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [hashes[2].to_hex()]);
+        assert!(!dir.path().join("mounts/a").exists());
+        assert!(dir.path().join("mounts/b/deep/file").exists());
+        assert_eq!(cache.index.lock().bytes, 100);
+        cache.forget(&[], true);
+        assert_eq!(std::fs::read_dir(&blobs_dir).unwrap().count(), 0);
+        assert!(!dir.path().join("mounts/b").exists());
     }
 }

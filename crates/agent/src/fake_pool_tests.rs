@@ -137,6 +137,7 @@ impl FakePool {
                 cancel: Vec::new(),
                 lease_ms: 1_000,
                 heartbeat_ms: 100,
+                forget: Vec::new(),
             }),
             "/v1/nodes/report" => {
                 let request: ReportRequest = serde_json::from_slice(body).unwrap();

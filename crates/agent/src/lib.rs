@@ -248,6 +248,8 @@ struct Agent {
     machine_memory_bytes: u64,
     reported: AtomicU64,
     released: AtomicU64,
+    /// Deleted jobs whose copies this node dropped, to confirm in the next heartbeat.
+    forgotten: Mutex<Vec<JobId>>,
     /// An error that ends the agent from inside a loop (this identity is online elsewhere, or
     /// the pool refuses it).
     fatal: Mutex<Option<AgentError>>,
@@ -373,6 +375,7 @@ impl Agent {
             machine_memory_bytes,
             reported: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            forgotten: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
             fatal_raised: Notify::new(),
             _data_dir_lock: data_dir_lock,
@@ -783,9 +786,14 @@ impl Agent {
                 }
             },
             capabilities,
+            forgotten: self.forgotten.lock().clone(),
         };
         match client.heartbeat(&request).await {
             Ok(response) => {
+                self.forgotten
+                    .lock()
+                    .retain(|job| !request.forgotten.contains(job));
+                self.forget(&response.forget);
                 if let Some(lent) = request.capabilities {
                     tracing::info!(
                         cores = lent.cores,
@@ -810,6 +818,24 @@ impl Agent {
             }
             Err(error) if error.code() == Some(ErrorCode::Forbidden) => self.refused(&error),
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+    }
+
+    /// Drops what deleted jobs left in the cache and the compiled modules, and notes the jobs
+    /// to confirm in the next heartbeat.
+    fn forget(&self, forgets: &[wire::Forget]) {
+        for forget in forgets {
+            self.runner.cache.forget(&forget.blobs, forget.everything);
+            for hash in &forget.blobs {
+                self.runner.sandbox.forget(&hash.0);
+            }
+            tracing::info!(job = %forget.job_id, blobs = forget.blobs.len(), everything = forget.everything, "a deleted job's copies dropped");
+            let mut forgotten = self.forgotten.lock();
+            if !forgotten.contains(&forget.job_id)
+                && forgotten.len() < wire::deletion::FORGETS_PER_HEARTBEAT_MAX
+            {
+                forgotten.push(forget.job_id);
+            }
         }
     }
 

@@ -522,6 +522,7 @@ async fn heartbeat_window(
         slots_free: 4,
         activity: NodeActivity::Active,
         capabilities: None,
+        forgotten: Vec::new(),
     };
     let interval_ms = nodes[0]
         .client

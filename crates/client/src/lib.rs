@@ -505,6 +505,18 @@ impl Client {
         self.post(&format!("/v1/jobs/{job}/cancel"), &()).await
     }
 
+    /// Deletes an ended job for good: its blobs on the coordinator now, and on the nodes that
+    /// ran it as each confirms.
+    pub async fn delete_job(&self, job: JobId) -> Result<wire::JobDeletion> {
+        self.json(self.request(Method::DELETE, &format!("/v1/jobs/{job}")))
+            .await
+    }
+
+    /// Where the deletion of a job stands: which nodes have confirmed.
+    pub async fn deletion(&self, job: JobId) -> Result<wire::JobDeletion> {
+        self.get(&format!("/v1/jobs/{job}/deletion")).await
+    }
+
     pub async fn nodes(&self) -> Result<NodeList> {
         self.get("/v1/nodes").await
     }

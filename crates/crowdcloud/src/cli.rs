@@ -32,6 +32,9 @@ pub(crate) enum Command {
     Results(ResultsArgs),
     /// Cancel a job.
     Cancel(JobArgs),
+    /// Delete a job for good: its data from the coordinator, and from the nodes that ran it as
+    /// each confirms (a running job is cancelled first).
+    Delete(DeleteArgs),
     /// List the nodes of the pool.
     Nodes(NodesArgs),
     /// Render a picture across several local agents: the pool end to end on one machine.
@@ -358,6 +361,16 @@ pub(crate) struct SubmitArgs {
     /// With a module: the task arguments (after `--`).
     #[arg(last = true)]
     pub(crate) args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    pub(crate) job: String,
+    /// How long to wait for the nodes that ran the job to confirm, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) wait: u64,
 }
 
 #[derive(Debug, Args)]

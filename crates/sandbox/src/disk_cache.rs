@@ -135,6 +135,20 @@ impl DiskCache {
         std::fs::rename(&temporary, &path)
     }
 
+    /// Removes the code compiled from blob `key`, for every engine configuration.
+    pub(crate) fn forget(&self, key: &[u8; 32]) {
+        let key: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+        let prefix = format!("{key}-");
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Removes the files used longest ago until the rest fit in `bytes_max`.
     pub(crate) fn evict(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {

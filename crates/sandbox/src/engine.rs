@@ -187,6 +187,19 @@ impl Sandbox {
         Ok(self.deterministic.get_or_init(|| Arc::new(flavor)))
     }
 
+    /// Drops the module of blob `key` compiled for either mode, from memory and from disk: its
+    /// job was deleted, and nothing of it should stay. Attempts that hold it keep it until
+    /// they end.
+    pub fn forget(&self, key: &[u8; 32]) {
+        self.plain.compiled.lock().entries.remove(key);
+        if let Some(flavor) = self.deterministic.get() {
+            flavor.compiled.lock().entries.remove(key);
+        }
+        if let Some(disk) = &self.disk {
+            disk.forget(key);
+        }
+    }
+
     /// The module compiled and linked before for this mode, if it is still cached.
     pub fn cached(&self, key: &[u8; 32], deterministic: bool) -> Option<Prepared> {
         let flavor = if deterministic {

@@ -37,6 +37,7 @@ pub struct PoolImage {
     pub recalled: Vec<(JobId, u32)>,
     pub ledger: crate::LedgerImage,
     pub pipelines: Vec<crate::PipelineRow>,
+    pub deletions: Vec<crate::DeletionRow>,
 }
 
 /// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
@@ -138,6 +139,7 @@ impl Store {
         image.nodes = self.nodes().await?;
         image.jobs = self.jobs().await?;
         image.pipelines = self.pipelines().await?;
+        image.deletions = self.deletions().await?;
         for row in
             sqlx::query("SELECT job_id, state, COUNT(*) AS n FROM tasks GROUP BY job_id, state")
                 .fetch_all(&self.pool)
@@ -320,6 +322,13 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    async fn deletions(&self) -> Result<Vec<crate::DeletionRow>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM deletions ORDER BY deleted_at_ms, job_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| json_at(row, "body")).collect()
     }
 
     async fn pipelines(&self) -> Result<Vec<crate::PipelineRow>, StoreError> {

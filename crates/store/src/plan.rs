@@ -95,11 +95,9 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
                 .bind(state.as_str())
                 .bind(db(*at_ms)),
         ),
-        Write::SetJobKeys { job_id, keys } => sql.push(
-            Statement::new("UPDATE jobs SET keys_granted = $2 WHERE id = $1")
-                .bind(job_id.as_db())
-                .bind(json(keys)),
-        ),
+        Write::SetJobKeys { .. } | Write::UpsertDeletion(_) | Write::DropDeletions(_) => {
+            private_data(sql, backend, write)
+        }
         Write::PurgeJobs(job_ids) => retention::purge_jobs(sql, backend, job_ids),
         Write::UpsertPipeline(row) => upsert_pipeline(sql, backend, row),
         Write::ReuseResults {
@@ -109,6 +107,29 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
         } => crate::reuse::reuse_results(sql, backend, *job_id, *at_ms, tasks),
         Write::PurgePipelines(ids) => retention::purge_pipelines(sql, backend, ids),
         Write::InsertTransfers(_) => unreachable!("`plan` inserts a group's ledger rows at once"),
+    }
+}
+
+/// Private jobs' keys and deleted jobs' records.
+fn private_data(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
+    match write {
+        Write::SetJobKeys { job_id, keys } => sql.push(
+            Statement::new("UPDATE jobs SET keys_granted = $2 WHERE id = $1")
+                .bind(job_id.as_db())
+                .bind(json(keys)),
+        ),
+        Write::UpsertDeletion(row) => sql.push(
+            Statement::new(
+                "INSERT INTO deletions (job_id, requester_id, deleted_at_ms, body) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (job_id) DO UPDATE SET body = excluded.body",
+            )
+            .bind(row.job_id.as_db())
+            .bind(row.requester_id.as_db())
+            .bind(db(row.deleted_at_ms))
+            .bind(json(row)),
+        ),
+        Write::DropDeletions(ids) => retention::drop_deletions(sql, backend, ids),
+        _ => unreachable!("private_data plans keys and deletions only"),
     }
 }
 

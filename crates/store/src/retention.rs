@@ -113,6 +113,17 @@ pub(crate) fn purge_pipelines(
     }
 }
 
+pub(crate) fn drop_deletions(sql: &mut Vec<Statement>, backend: Backend, ids: &[wire::JobId]) {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list = placeholder_list(backend, 1, chunk.len());
+        let mut statement = Statement::new(format!("DELETE FROM deletions WHERE job_id IN {list}"));
+        for id in chunk {
+            statement = statement.bind(id.as_db());
+        }
+        sql.push(statement);
+    }
+}
+
 /// Deletes the records of those `hashes` that are still unused (no job names them, not stored
 /// or asked for since `used_before_ms`), with who may read them.
 pub(crate) fn forget_blobs(
@@ -211,6 +222,43 @@ pub(crate) async fn fill_job_blobs(pool: &AnyPool, backend: Backend) -> Result<(
 }
 
 impl Store {
+    /// What deleting `job_id` touches: every blob it names, those of them no other job names
+    /// (nor a task's checkpoint), and the nodes that ran its attempts.
+    pub async fn deletion_scope(
+        &self,
+        job_id: wire::JobId,
+    ) -> Result<(Vec<BlobHash>, Vec<BlobHash>, Vec<wire::NodeId>), StoreError> {
+        let all = sqlx::query("SELECT hash FROM job_blobs WHERE job_id = $1 ORDER BY hash")
+            .bind(job_id.as_db())
+            .fetch_all(&self.pool)
+            .await?;
+        let only = sqlx::query(
+            "SELECT hash FROM job_blobs j WHERE j.job_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM job_blobs o WHERE o.hash = j.hash AND o.job_id <> $1) \
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.checkpoint_hash = j.hash) ORDER BY hash",
+        )
+        .bind(job_id.as_db())
+        .fetch_all(&self.pool)
+        .await?;
+        let nodes = sqlx::query("SELECT DISTINCT node_id FROM attempts WHERE job_id = $1")
+            .bind(job_id.as_db())
+            .fetch_all(&self.pool)
+            .await?;
+        let hashes = |rows: &[sqlx::any::AnyRow]| -> Result<Vec<BlobHash>, StoreError> {
+            rows.iter()
+                .map(|row| {
+                    let hex: String = row.try_get("hash")?;
+                    hex.parse().map_err(|error| corrupt("blob hash", error))
+                })
+                .collect()
+        };
+        let nodes = nodes
+            .iter()
+            .map(|row| Ok(wire::NodeId::from_db(row.try_get("node_id")?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((hashes(&all)?, hashes(&only)?, nodes))
+    }
+
     /// Up to `limit` blobs no job names that were neither stored nor asked for since
     /// `used_before_ms`: what retention may delete.
     pub async fn unused_blobs(

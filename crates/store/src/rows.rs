@@ -229,6 +229,24 @@ pub struct BlobRow {
     pub size_bytes: u64,
 }
 
+/// A job deleted for good, and where its cached copies stand.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeletionRow {
+    pub job_id: JobId,
+    pub requester_id: RequesterId,
+    pub deleted_at_ms: u64,
+    /// The job's blobs, for nodes to drop; empty with `everything`.
+    pub blobs: Vec<BlobHash>,
+    /// The job used more blobs than one request names: nodes drop their whole cache.
+    #[serde(default)]
+    pub everything: bool,
+    /// Blobs deleted from the coordinator's store: those no other job used.
+    pub blobs_deleted: u64,
+    /// Nodes that ran an attempt of the job and have not confirmed yet.
+    pub pending: std::collections::BTreeSet<NodeId>,
+    pub confirmed: std::collections::BTreeSet<NodeId>,
+}
+
 /// A pipeline as stored: its stages, each with the job id it was given at submission, the job
 /// of a stage not started yet, and why a stage will not run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

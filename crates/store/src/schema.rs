@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job keys",
         include_str!("../migrations/0019_job_keys.sql"),
     ),
+    (
+        20,
+        "deletions",
+        include_str!("../migrations/0020_deletions.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

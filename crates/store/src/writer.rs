@@ -116,6 +116,10 @@ pub enum Write {
     /// Writes a pipeline whole, and names the blobs its waiting stages will use under their
     /// jobs' ids, so retention keeps them until the stages run or the pipeline is purged.
     UpsertPipeline(crate::PipelineRow),
+    /// A deleted job's record, as it stands.
+    UpsertDeletion(crate::DeletionRow),
+    /// Forgets the records of deletions.
+    DropDeletions(Vec<wire::JobId>),
     /// Deletes ended pipelines (their stages' jobs are purged on their own).
     PurgePipelines(Vec<wire::PipelineId>),
     /// Ends tasks of a new job with the results of earlier tasks of the same key (see

@@ -208,7 +208,7 @@ pub enum NodeActivity {
 }
 
 /// `POST /v1/nodes/heartbeat`: extends the leases of every attempt the node still runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub running: Vec<AttemptId>,
@@ -219,6 +219,10 @@ pub struct HeartbeatRequest {
     /// said; the coordinator schedules by it from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    /// Deleted jobs whose blobs the node has dropped since it was asked (see
+    /// [`HeartbeatResponse::forget`]); at most [`crate::deletion::FORGETS_PER_HEARTBEAT_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<JobId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -228,6 +232,9 @@ pub struct HeartbeatResponse {
     pub cancel: Vec<AttemptId>,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
+    /// Deleted jobs whose cached blobs the node should drop, and then name in `forgotten`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forget: Vec<crate::Forget>,
 }
 
 /// How an attempt ended.

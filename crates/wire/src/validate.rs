@@ -942,6 +942,15 @@ pub fn heartbeat(request: &HeartbeatRequest) -> Result<(), WireError> {
     if let NodeActivity::Paused { reason } = &request.activity {
         line(reason, "activity.reason", limits::REASON_BYTES_MAX)?;
     }
+    if request.forgotten.len() > crate::deletion::FORGETS_PER_HEARTBEAT_MAX {
+        return Err(invalid(
+            "forgotten",
+            format!(
+                "at most {} deleted jobs per heartbeat",
+                crate::deletion::FORGETS_PER_HEARTBEAT_MAX
+            ),
+        ));
+    }
     match &request.capabilities {
         Some(caps) => capabilities(caps, "capabilities"),
         None => Ok(()),
@@ -1272,6 +1281,7 @@ mod tests {
                 reason: reason.to_owned(),
             },
             capabilities: None,
+            forgotten: Vec::new(),
         }
     }
 

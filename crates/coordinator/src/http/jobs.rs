@@ -14,7 +14,7 @@ use wire::{
 
 use super::{ApiResult, AppState, Body, Failure, Query, Requester, parse_path};
 use crate::modules::{ModuleFacts, ModuleKind};
-use crate::pool::{Cancel, GrantKeys, Held, Submit};
+use crate::pool::{Cancel, DeleteJob, DeletionScope, GrantKeys, Held, Submit};
 
 /// Longest a `wait` request holds.
 const WAIT_MS_MAX: u64 = 60_000;
@@ -359,6 +359,82 @@ pub(crate) async fn why(
     let job: JobId = parse_path(&job)?;
     Ok(Json(
         shared.read(|state, now_ms| state.why(job, requester, now_ms))?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/jobs/{job}", tag = "jobs",
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = wire::JobDeletion, description = "the job and the blobs only it used are gone from the coordinator; the nodes that ran it are asked to drop their copies"),
+        (status = 400, body = ApiError, description = "the job id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no job of this requester has this id"),
+        (status = 409, body = ApiError, description = "the job still runs, or is a stage of a pipeline"),
+        (status = 429, body = ApiError, description = "too many deletions wait for nodes to confirm"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn delete(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+) -> ApiResult<Json<wire::JobDeletion>> {
+    let job: JobId = parse_path(&job)?;
+    shared.read(|state, _| state.job_status(job, requester))?;
+    // No job that names one of these blobs is taken while they are deleted.
+    let _gate = shared.blob_gate.write().await;
+    shared.store.flush().await?;
+    let (blobs, only_its, nodes) = shared
+        .store
+        .deletion_scope(job)
+        .await
+        .map_err(Failure::storage)?;
+    let only_its: Vec<BlobHash> = only_its
+        .into_iter()
+        .filter(|hash| !shared.is_preset(hash))
+        .collect();
+    let scope = DeletionScope {
+        blobs,
+        blobs_only_its: only_its.len() as u64,
+        nodes,
+    };
+    let (result, commit) = shared.apply(DeleteJob {
+        job,
+        requester,
+        scope,
+    });
+    let deletion = result?;
+    shared.committed(commit).await?;
+    shared.readable_blobs.clear();
+    for hash in &only_its {
+        shared.blobs.delete(hash).await.map_err(Failure::storage)?;
+        shared.module_verdicts.forget(hash);
+    }
+    let forget = store::Write::ForgetBlobs {
+        hashes: only_its,
+        used_before_ms: u64::MAX,
+    };
+    shared.committed(shared.store.enqueue(vec![forget])).await?;
+    tracing::info!(%job, blobs = deletion.blobs_deleted, nodes = deletion.pending.len(), "job deleted");
+    Ok(Json(deletion))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{job}/deletion", tag = "jobs",
+    params(("job" = JobId, Path, description = "job id (j-…)")),
+    responses(
+        (status = 200, body = wire::JobDeletion, description = "which nodes have confirmed they dropped the deleted job's blobs"),
+        (status = 400, body = ApiError, description = "the job id is malformed"),
+        (status = 401, body = ApiError, description = "no valid API token"),
+        (status = 404, body = ApiError, description = "no deleted job of this requester has this id"),
+    ),
+    security(("requester" = [])))]
+pub(crate) async fn deletion(
+    State(shared): State<AppState>,
+    Requester(requester): Requester,
+    Path(job): Path<String>,
+) -> ApiResult<Json<wire::JobDeletion>> {
+    let job: JobId = parse_path(&job)?;
+    Ok(Json(
+        shared.read(|state, _| state.deletion(requester, job))?,
     ))
 }
 

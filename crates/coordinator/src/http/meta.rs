@@ -16,7 +16,8 @@ use super::{AppState, Requester};
     paths(
         health, metrics,
         super::jobs::submit, super::jobs::list, super::jobs::status, super::jobs::wait,
-        super::jobs::tasks, super::jobs::why, super::jobs::cancel, super::jobs::keys, super::jobs::grant_keys,
+        super::jobs::tasks, super::jobs::why, super::jobs::cancel, super::jobs::keys, super::jobs::grant_keys, super::jobs::delete,
+        super::jobs::deletion,
         super::pipelines::submit, super::pipelines::status, super::pipelines::cancel,
         super::pipelines::explain,
         super::nodes::challenge, super::nodes::register, super::nodes::lease, super::nodes::heartbeat, super::nodes::presence,

@@ -41,6 +41,11 @@ pub(crate) fn router(shared: AppState) -> Router {
     let jobs = Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/pipelines", post(pipelines::submit))
+        // A grant may wrap the key to thousands of nodes.
+        .route(
+            "/v1/jobs/{job}/keys",
+            get(jobs::keys).post(jobs::grant_keys),
+        )
         .layer(DefaultBodyLimit::max(wire::limits::JSON_BODY_BYTES_MAX));
     let node_protocol = Router::new()
         .route("/v1/nodes/challenge", post(nodes::challenge))
@@ -58,16 +63,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         )
         // Uploads stream into the blob store under their own limit.
         .layer(DefaultBodyLimit::disable());
-    let rest = Router::new()
-        .route("/v1/jobs/{job}", get(jobs::status))
-        .route("/v1/jobs/{job}/wait", get(jobs::wait))
-        .route("/v1/jobs/{job}/tasks", get(jobs::tasks))
-        .route("/v1/jobs/{job}/why", get(jobs::why))
-        .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
-        .route(
-            "/v1/jobs/{job}/keys",
-            get(jobs::keys).post(jobs::grant_keys),
-        )
+    let rest = job_routes()
         .route("/v1/pipelines/{pipeline}", get(pipelines::status))
         .route("/v1/pipelines/{pipeline}/cancel", post(pipelines::cancel))
         .route(
@@ -89,8 +85,6 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/metrics", get(meta::metrics))
         .route("/v1/metrics/history", get(web::history))
         .route("/v1/presets", get(web::presets))
-        .route("/v1/jobs/{job}/attempts", get(web::attempts))
-        .route("/v1/jobs/{job}/results.zip", get(web::results_zip))
         .route("/", get(web::index))
         .route("/app/{*path}", get(web::asset))
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES_MAX));
@@ -106,6 +100,19 @@ pub(crate) fn router(shared: AppState) -> Router {
             )
         })
         .with_state(shared)
+}
+
+/// What a requester asks of one job, with small bodies or none.
+fn job_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs/{job}", get(jobs::status).delete(jobs::delete))
+        .route("/v1/jobs/{job}/deletion", get(jobs::deletion))
+        .route("/v1/jobs/{job}/wait", get(jobs::wait))
+        .route("/v1/jobs/{job}/tasks", get(jobs::tasks))
+        .route("/v1/jobs/{job}/why", get(jobs::why))
+        .route("/v1/jobs/{job}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{job}/attempts", get(web::attempts))
+        .route("/v1/jobs/{job}/results.zip", get(web::results_zip))
 }
 
 /// An error response.

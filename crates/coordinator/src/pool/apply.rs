@@ -45,6 +45,8 @@ impl PoolState {
             | Event::JobsPurged { .. } => self.apply_job_event(event),
             Event::TasksReused { job, tasks, .. } => self.apply_reuse(*job, tasks),
             Event::KeysGranted { job, keys } => self.apply_keys_granted(*job, keys),
+            Event::JobDeleted { row, dropping } => self.apply_job_deleted(row, dropping),
+            Event::NodeForgot { node, jobs } => self.apply_node_forgot(*node, jobs),
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }
@@ -220,6 +222,9 @@ impl PoolState {
             | Event::JobsPurged { .. }
             | Event::TasksReused { .. } => writes.push(job_write(event)),
             Event::KeysGranted { job, .. } => writes.extend(self.keys_write(job)),
+            Event::JobDeleted { .. } | Event::NodeForgot { .. } => {
+                writes.extend(self.deletion_writes(event));
+            }
             Event::PipelineSubmitted { .. }
             | Event::StageStarted { .. }
             | Event::StageNotRun { .. }

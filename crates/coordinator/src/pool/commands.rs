@@ -214,6 +214,15 @@ command! {
 }
 
 command! {
+    /// A requester deletes an ended job for good; `scope` is what the store holds of it.
+    DeleteJob { job: JobId, requester: RequesterId, scope: super::DeletionScope }
+        -> Result<wire::JobDeletion, PoolError>,
+    |this, pool, now_ms, _, out| {
+        pool.delete_job(this.requester, this.job, this.scope, now_ms, out)
+    }
+}
+
+command! {
     /// A requester wraps a private job's key to more nodes.
     GrantKeys { job: JobId, requester: RequesterId, grant: wire::KeyGrant }
         -> Result<Vec<NodeId>, PoolError>,

@@ -99,6 +99,18 @@ pub(crate) enum Event {
     },
     /// Its requester cancelled it, or one of its tasks stopped it (`aborted`, and the job
     /// fails): its live attempts end, and its tasks that had not ended.
+    /// A job was deleted for good: it leaves the pool and the store, and the nodes that ran
+    /// its attempts are asked to drop their copies. `dropping` are the oldest closed deletion
+    /// records, forgotten to keep their number bounded.
+    JobDeleted {
+        row: Box<store::DeletionRow>,
+        dropping: Vec<JobId>,
+    },
+    /// A node confirmed it dropped the cached blobs of deleted jobs.
+    NodeForgot {
+        node: NodeId,
+        jobs: Vec<JobId>,
+    },
     /// A private job's key was wrapped to more nodes, which may run its tasks from now on.
     KeysGranted {
         job: JobId,
@@ -294,7 +306,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 41] = [
+pub(crate) const EVENT_KINDS: [&str; 43] = [
     "TokenCreated",
     "TokenRevoked",
     "NodeRegistered",
@@ -336,6 +348,8 @@ pub(crate) const EVENT_KINDS: [&str; 41] = [
     "TasksReused",
     "PipelineCancelled",
     "KeysGranted",
+    "JobDeleted",
+    "NodeForgot",
 ];
 
 #[cfg(test)]
@@ -358,6 +372,8 @@ impl Event {
             Event::JobFinished { .. } => "JobFinished",
             Event::JobCancelled { .. } => "JobCancelled",
             Event::KeysGranted { .. } => "KeysGranted",
+            Event::JobDeleted { .. } => "JobDeleted",
+            Event::NodeForgot { .. } => "NodeForgot",
             Event::JobsPurged { .. } => "JobsPurged",
             Event::AttemptsGranted { .. } => "AttemptsGranted",
             Event::GrantsDelivered { .. } => "GrantsDelivered",

@@ -436,13 +436,15 @@ impl PoolState {
                 self.record(event, out);
             }
         }
-        for attempt_id in self.forgotten(node_id, &listed, now_ms, lease_ms, out) {
+        for attempt_id in self.forgotten_attempts(node_id, &listed, now_ms, lease_ms, out) {
             self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
         }
+        self.forgotten(node_id, &request.forgotten, out);
         HeartbeatResponse {
             cancel,
             lease_ms: self.lease_term_ms(),
             heartbeat_ms: self.heartbeat_interval_ms(),
+            forget: self.forgets_for(node_id),
         }
     }
 
@@ -451,7 +453,7 @@ impl PoolState {
     /// report is on its way (or retried through an outage) is unlisted for a while and must not
     /// be taken for lost at once; nor is one granted less than a lease ago, whose grant may not
     /// have arrived yet.
-    fn forgotten(
+    fn forgotten_attempts(
         &mut self,
         node_id: NodeId,
         listed: &HashSet<AttemptId>,

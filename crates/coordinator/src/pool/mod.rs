@@ -24,6 +24,7 @@ mod checkpoints;
 mod commands;
 mod comparison;
 mod credits;
+mod deletions;
 pub(crate) mod events;
 mod held;
 mod jobs;
@@ -52,13 +53,14 @@ use wire::{
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use checkpoints::Checkpoints;
 pub(crate) use commands::{
-    Cancel, CancelPipeline, Command, Compare, CreateToken, Deliver, EndPipeline, Expire,
+    Cancel, CancelPipeline, Command, Compare, CreateToken, DeleteJob, Deliver, EndPipeline, Expire,
     GiveUpStage, GrantCredits, GrantKeys, Heartbeat, Lease, NewToken, Place, PurgeEnded,
     PurgeSilentNodes, Recall, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken,
     SaveCheckpoint, Silence, StartStage, Submit, SubmitPipeline, Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
+pub(crate) use deletions::DeletionScope;
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of, owner_key};
@@ -171,6 +173,8 @@ pub(crate) struct PoolState {
     accounts: credits::Accounts,
     /// Stages, each a job, joined by their outputs.
     pipelines: pipelines::Pipelines,
+    /// Jobs deleted for good, until their nodes confirm (and a while after).
+    deletions: deletions::Deletions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -448,6 +452,7 @@ impl PoolState {
             verifying: Verifying::default(),
             accounts: credits::Accounts::default(),
             pipelines: pipelines::Pipelines::default(),
+            deletions: deletions::Deletions::default(),
         }
     }
 
@@ -475,6 +480,7 @@ impl PoolState {
         for pipeline in image.pipelines {
             self.restore_pipeline(pipeline);
         }
+        self.restore_deletions(image.deletions);
         for (job_id, attempts, fuel) in image.job_usage {
             if let Some(job) = self.jobs.get_mut(&job_id) {
                 job.attempts_total = attempts;

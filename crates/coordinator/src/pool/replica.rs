@@ -37,6 +37,7 @@ impl PoolState {
             verifying: self.verifying.clone(),
             accounts: self.accounts.clone(),
             pipelines: self.pipelines.clone(),
+            deletions: self.deletions.clone(),
         }
     }
 
@@ -77,6 +78,7 @@ impl PoolState {
             verifying,
             accounts,
             pipelines,
+            deletions,
         } = self;
         assert_eq!(*pool_name, other.pool_name);
         assert_eq!(*lease_ms_min, other.lease_ms_min);
@@ -103,5 +105,6 @@ impl PoolState {
         assert_eq!(*verifying, other.verifying, "verification and node records");
         assert_eq!(*accounts, other.accounts, "the credit ledger");
         assert!(*pipelines == other.pipelines, "the pipelines");
+        assert_eq!(*deletions, other.deletions, "the deletions");
     }
 }

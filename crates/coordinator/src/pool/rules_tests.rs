@@ -17,6 +17,7 @@ fn beat(node: NodeId, running: Vec<AttemptId>, activity: NodeActivity) -> Heartb
             slots_free: 0,
             activity,
             capabilities: None,
+            forgotten: Vec::new(),
         },
     }
 }
@@ -290,6 +291,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::pipelines::cancelled_mid_map(&mut reusing);
     reusing.settle();
     h.kinds.extend(reusing.kinds.iter().copied());
+    let mut deleting = Harness::new();
+    super::deletions::deleted_and_half_confirmed(&mut deleting);
+    deleting.settle();
+    h.kinds.extend(deleting.kinds.iter().copied());
     let mut granting = Harness::new();
     super::private::granted_to_another_node(&mut granting);
     granting.settle();

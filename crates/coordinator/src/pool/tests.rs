@@ -51,6 +51,8 @@ pub(super) fn new_node(
 
 #[path = "checkpoints_tests.rs"]
 mod checkpoints;
+#[path = "deletions_tests.rs"]
+mod deletions;
 #[path = "failure_tests.rs"]
 mod failure;
 #[path = "pipelines_tests.rs"]
@@ -131,6 +133,7 @@ impl Harness {
             slots_free: 0,
             activity: NodeActivity::Active,
             capabilities: None,
+            forgotten: Vec::new(),
         };
         self.pool
             .heartbeat(node, &request, self.now_ms, &mut self.out)
@@ -626,6 +629,7 @@ fn a_paused_node_gets_no_work() {
                 reason: "owner is typing".into(),
             },
             capabilities: None,
+            forgotten: Vec::new(),
         },
         h.now_ms,
         &mut h.out,
@@ -869,9 +873,8 @@ fn an_attempt_past_its_deadline_and_grace_ends_whatever_the_heartbeats_say() {
     let heartbeat = |h: &mut Harness, activity: NodeActivity| {
         let request = HeartbeatRequest {
             running: vec![attempt],
-            slots_free: 0,
             activity,
-            capabilities: None,
+            ..HeartbeatRequest::default()
         };
         h.pool.heartbeat(node, &request, h.now_ms, &mut h.out);
         h.pool.expire(h.now_ms, &mut h.out);
@@ -1081,6 +1084,7 @@ fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
         slots_free: 2,
         activity: NodeActivity::Active,
         capabilities: Some(lent.clone()),
+        forgotten: Vec::new(),
     };
     h.out.writes.clear();
     h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.out);

@@ -332,8 +332,12 @@ impl World {
             slots_free: state.slots_free(),
             activity: state.activity(now_ms),
             capabilities: None,
+            forgotten: Vec::new(),
         };
-        let request = Request::Heartbeat { token, request };
+        let request = Request::Heartbeat {
+            token,
+            request: Box::new(request),
+        };
         self.agent_call(agent, Call::Heartbeat, request, CALL_TIMEOUT_MS);
     }
 

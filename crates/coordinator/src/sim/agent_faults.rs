@@ -166,8 +166,12 @@ impl World {
                     slots_free: state.slots_free(),
                     activity: NodeActivity::Active,
                     capabilities: None,
+                    forgotten: Vec::new(),
                 };
-                Request::Heartbeat { token, request }
+                Request::Heartbeat {
+                    token,
+                    request: Box::new(request),
+                }
             }
         };
         self.agent_call(agent, Call::Other, request, CALL_TIMEOUT_MS);

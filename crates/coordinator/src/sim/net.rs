@@ -39,7 +39,7 @@ pub(super) enum Request {
     },
     Heartbeat {
         token: String,
-        request: HeartbeatRequest,
+        request: Box<HeartbeatRequest>,
     },
     Runtime {
         token: String,

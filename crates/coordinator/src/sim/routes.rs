@@ -111,7 +111,7 @@ impl World {
                     wait_ms,
                 },
             ),
-            Request::Heartbeat { request, .. } => self.heartbeat_route(to, call, node, request),
+            Request::Heartbeat { request, .. } => self.heartbeat_route(to, call, node, *request),
             Request::Runtime { job, .. } => {
                 let runtime = self.coord.pool.job_runtime_for_node(node, job);
                 self.send_reply(to, call, Reply::Runtime(runtime));

@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod credits;
+mod delete;
 mod demo;
 mod doctor;
 mod jobs;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => jobs::watch(args).await,
         Command::Results(args) => results::run(args).await,
         Command::Cancel(args) => jobs::cancel(args).await,
+        Command::Delete(args) => delete::run(args).await,
         Command::Nodes(args) => jobs::nodes(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Join(args) => join::join(args).await,

@@ -264,6 +264,7 @@ async fn a_node_holds_no_more_than_its_slots_and_nothing_past_the_deadline() {
         slots_free: 1024,
         activity: NodeActivity::Active,
         capabilities: None,
+        forgotten: Vec::new(),
     };
     eventually(
         "the coordinator to end the overdue attempt",

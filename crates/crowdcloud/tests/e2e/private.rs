@@ -298,3 +298,68 @@ async fn a_changed_or_foreign_ciphertext_ends_its_attempt_before_the_task_runs()
     };
     assert!(seal::open_from(&requester, elsewhere, &sealed[..], Vec::new()).is_err());
 }
+
+/// The regular files under `dir`, as paths relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_job_leaves_nothing_on_the_coordinator_or_the_node_that_confirmed() {
+    let pool = Pool::start(5_000).await;
+    let agent = pool.agent("holder", 2).await;
+    pool.wait_online(&["holder"]).await;
+    let blob_dir = pool.coordinator_dir().join("blobs");
+    let blobs_before = files_under(&blob_dir);
+    let dir = job_dir("private = true");
+    let job = submit(&pool, &dir.path().join("job.toml"), &[]).await;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    assert_ne!(files_under(&blob_dir), blobs_before);
+    assert!(!files_under(&agent.dir.join("cache/blobs")).is_empty());
+    assert!(!files_under(&agent.dir.join("compiled")).is_empty());
+
+    let deleted = pool.cli(&["delete", &job.to_string()]).await;
+    let said = String::from_utf8_lossy(&deleted.stdout).into_owned();
+    assert!(
+        deleted.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(
+        said.contains("1 of 1 nodes that ran it confirmed they dropped their copies"),
+        "{said}"
+    );
+    assert_eq!(
+        files_under(&blob_dir),
+        blobs_before,
+        "the coordinator keeps none of its blobs"
+    );
+    assert_eq!(
+        files_under(&agent.dir.join("cache/blobs")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_under(&agent.dir.join("compiled")),
+        Vec::<String>::new()
+    );
+    let gone = pool.owner.job(job).await.unwrap_err();
+    assert_eq!(gone.code(), Some(wire::ErrorCode::NotFound), "{gone}");
+    // Asked again, it says where the nodes stand rather than that the job is unknown.
+    let again = pool.cli(&["delete", &job.to_string(), "--json"]).await;
+    let again: wire::JobDeletion = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again.confirmed, [pool.node_id("holder").await]);
+}
