@@ -431,6 +431,16 @@ mod tests {
     }
 
     #[test]
+    fn the_job_page_says_what_a_private_job_is_sealed_from_in_the_clis_words() {
+        let (_, _, page) = ASSETS
+            .iter()
+            .find(|(path, _, _)| *path == "js/views/job.js")
+            .expect("the job page is served");
+        let page = std::str::from_utf8(page).unwrap();
+        assert!(page.contains(&format!("'{}'", wire::private::PRIVATE_JOB_TRUTH)));
+    }
+
+    #[test]
     fn every_file_of_the_web_app_is_served_and_every_served_file_exists() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
         let mut on_disk = Vec::new();

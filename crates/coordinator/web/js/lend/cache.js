@@ -1,5 +1,6 @@
 // What the page keeps between attempts: compiled modules by hash (compiling is most of a short
 // task's cost) and small blobs such as a job's mounts, which every attempt of the job reads.
+// Both drop a deleted job's entries when the pool asks.
 
 // Least recently used first out, by count.
 export class ModuleCache {
@@ -21,6 +22,13 @@ export class ModuleCache {
     this.items.delete(hash);
     this.items.set(hash, module);
     while (this.items.size > this.count) this.items.delete(this.items.keys().next().value);
+  }
+
+  // A deleted job's modules, kept under keys that start with their hash.
+  forget(hashes, everything) {
+    for (const key of [...this.items.keys()]) {
+      if (everything || hashes.some((hash) => key.startsWith(hash))) this.items.delete(key);
+    }
   }
 }
 
@@ -49,6 +57,16 @@ export class BlobCache {
       if (this.bytes <= this.bytesMax) break;
       this.items.delete(oldest);
       this.bytes -= old.byteLength;
+    }
+  }
+
+  // A deleted job's blobs, or every blob.
+  forget(hashes, everything) {
+    for (const hash of everything ? [...this.items.keys()] : hashes) {
+      const data = this.items.get(hash);
+      if (!data) continue;
+      this.items.delete(hash);
+      this.bytes -= data.byteLength;
     }
   }
 }

@@ -30,6 +30,8 @@ const IDENTITY_WAIT_MS = 60_000;
 const HISTORY_MAX = 20;
 // A report is retried this long while the coordinator cannot take it.
 const REPORT_RETRY_MS = 120_000;
+// The deleted jobs one heartbeat confirms at most (wire::deletion::FORGETS_PER_HEARTBEAT_MAX).
+const FORGOTTEN_PER_HEARTBEAT_MAX = 16;
 
 export const RELEASE_STOPPED = 'the owner stopped lending from this page';
 export const RELEASE_UNWANTED = 'the node is not taking work now';
@@ -57,6 +59,8 @@ export class Lender extends EventTarget {
     this.runtimes = new Map(); // job id -> JobRuntime
     this.modules = new ModuleCache(8);
     this.blobs = new BlobCache(64 * 1024 * 1024, 16 * 1024 * 1024);
+    // Deleted jobs whose copies this tab dropped, to confirm in the next heartbeat.
+    this.forgotten = [];
     this.transfers = new Gate(2);
     this.workers = new WorkerPool(4);
     this.pauses = new Map(); // source -> reason
@@ -314,7 +318,18 @@ export class Lender extends EventTarget {
       running: this.held(),
       slots_free: state === 'draining' ? 0 : this.allowance(),
       activity: state === 'draining' ? { state: 'draining' } : this.activity(),
+      forgotten: this.forgotten.slice(0, FORGOTTEN_PER_HEARTBEAT_MAX),
     };
+  }
+
+  // Drops what the pool asks of deleted jobs, and notes them to confirm.
+  forget(forgets, confirmed) {
+    this.forgotten = this.forgotten.filter((job) => !confirmed.includes(job));
+    for (const forget of forgets || []) {
+      this.blobs.forget(forget.blobs, forget.everything);
+      this.modules.forget(forget.blobs, forget.everything);
+      if (!this.forgotten.includes(forget.job_id)) this.forgotten.push(forget.job_id);
+    }
   }
 
   async leaseLoop(run) {
@@ -377,11 +392,13 @@ export class Lender extends EventTarget {
   async heartbeat(run) {
     const { token, generation } = this.session;
     try {
-      const answer = await postJson('/v1/nodes/heartbeat', this.heartbeatBody(),
+      const body = this.heartbeatBody();
+      const answer = await postJson('/v1/nodes/heartbeat', body,
         { token, signal: run.controller.signal, timeoutMs: 30_000 });
       if (this.session && this.session.generation === generation && answer.heartbeat_ms) {
         this.session.heartbeatMs = answer.heartbeat_ms;
       }
+      this.forget(answer.forget, body.forgotten);
       for (const id of answer.cancel || []) this.cancel(id);
       if (this.message.startsWith('heartbeat')) {
         this.message = '';

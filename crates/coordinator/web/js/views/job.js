@@ -10,6 +10,9 @@ import { drawTimeline } from './timeline.js';
 import { createPicture, pictureLayout } from './picture.js';
 import { drawResults } from './results.js';
 
+// The same words as wire::private::PRIVATE_JOB_TRUTH, which the CLI prints.
+const PRIVATE_JOB_TRUTH = 'sealed from the coordinator and the network; readable by the owner of the machine that runs it';
+
 const PAGE = 100;
 const ATTEMPT_PAGE = 1000;
 const ATTEMPTS_MAX = 20_000;
@@ -35,6 +38,7 @@ export function mount(container, parent, jobId) {
   const counts = h('p', { class: 'counts' });
   const factsBox = h('div');
   const aborted = h('p', { class: 'notice', hidden: true });
+  const sealed = h('p', { class: 'notice', id: 'private-job', hidden: true });
 
   const cancelButton = h('button', { type: 'button', id: 'cancel-job', class: 'danger', hidden: true }, 'Cancel job');
   const confirmYes = h('button', { type: 'button', id: 'cancel-confirm', class: 'danger' }, 'Yes, cancel it');
@@ -61,7 +65,7 @@ export function mount(container, parent, jobId) {
     h('p', { class: 'back' }, h('a', { href: '#/jobs' }, '← Jobs')),
     h('div', { class: 'job-head' }, name, badge),
     h('p', { class: 'mono muted small' }, jobId),
-    bar.el, counts, aborted, factsBox,
+    bar.el, counts, aborted, sealed, factsBox,
     h('div', { class: 'actions' }, cancelButton, zipButton),
     confirmRow,
     whyPanel,
@@ -128,6 +132,13 @@ export function mount(container, parent, jobId) {
         'a code the job stops on; the tasks not yet done were cancelled.');
     } else {
       aborted.hidden = true;
+    }
+    // Its results are ciphertext here: they open only on the requester's device.
+    sealed.hidden = !j.private;
+    zipButton.hidden = Boolean(j.private);
+    if (j.private) {
+      setText(sealed, `Private job: ${PRIVATE_JOB_TRUTH}. Its results open only with the key of the ` +
+        `device that submitted it: crowdcloud results ${jobId}`);
     }
     const running = j.state === 'running';
     cancelButton.hidden = !running;
@@ -278,7 +289,7 @@ export function mount(container, parent, jobId) {
     selectedKey = key;
     if (stopResults) stopResults();
     resultsPanel.hidden = false;
-    stopResults = drawResults(resultsPanel, ctx, jobId, task, nodeName);
+    stopResults = drawResults(resultsPanel, ctx, jobId, task, nodeName, Boolean(job && job.private));
   }
 
   // ---- attempts ----

@@ -19,7 +19,9 @@ function baseName(path) {
   return parts[parts.length - 1] || 'output';
 }
 
-export function drawResults(container, ctx, jobId, task, nodeName) {
+// `sealed`: the job is private, so its results are ciphertext that opens only on the
+// requester's device; they are listed and may be downloaded, never shown.
+export function drawResults(container, ctx, jobId, task, nodeName, sealed) {
   const controller = new AbortController();
   const abort = () => controller.abort();
   ctx.signal.addEventListener('abort', abort, { once: true });
@@ -29,12 +31,12 @@ export function drawResults(container, ctx, jobId, task, nodeName) {
   const usage = task.usage || {};
   const argsText = (task.args || []).map((a) => (/^[^\s'"\\]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
   const files = [];
-  if (task.stdout) files.push({ label: 'stdout', filename: `task-${task.index}-stdout.txt`, ...task.stdout, text: true });
-  if (task.stderr) files.push({ label: 'stderr', filename: `task-${task.index}-stderr.txt`, ...task.stderr, text: true });
+  if (task.stdout) files.push({ label: 'stdout', filename: `task-${task.index}-stdout.txt`, ...task.stdout, text: !sealed });
+  if (task.stderr) files.push({ label: 'stderr', filename: `task-${task.index}-stderr.txt`, ...task.stderr, text: !sealed });
   let previews = 0;
   for (const output of task.outputs || []) {
-    const text = TEXT_NAME.test(output.path);
-    const preview = !text && output.size_bytes > 0 && output.size_bytes <= IMAGE_MAX && previews < IMAGE_PREVIEWS_MAX;
+    const text = !sealed && TEXT_NAME.test(output.path);
+    const preview = !sealed && !text && output.size_bytes > 0 && output.size_bytes <= IMAGE_MAX && previews < IMAGE_PREVIEWS_MAX;
     if (preview) previews += 1;
     files.push({
       label: `output/${output.path}`, filename: baseName(output.path), hash: output.hash,
