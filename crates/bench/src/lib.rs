@@ -15,6 +15,9 @@
 //!   side by side, and the pipeline run again, which takes every result by key; a graph of
 //!   100,000 tasks; and, with [`churn`], a shuffle on a pool whose agents keep dying against
 //!   the same on a calm pool.
+//! - [`private`]: private jobs against the same jobs in the clear, side by side: the round
+//!   trip, and a run over a large input, sealed on the requester's machine and opened on the
+//!   node.
 //! - [`verify`]: the verification policy of a public pool against cheating nodes (colluding,
 //!   honest until trusted, rejoining under new identities), in a seeded model of a million
 //!   tasks: wrong results delivered, executions per task and time to ban, against fixed 2×
@@ -26,6 +29,7 @@
 pub mod churn;
 pub mod dispatch;
 pub mod pool;
+pub mod private;
 pub mod recover;
 pub mod recover_checkpoints;
 pub mod report;

@@ -538,6 +538,21 @@ pub(crate) enum BenchCommand {
     /// A map → shuffle → reduce pipeline against the same tasks as independent jobs, and the
     /// pipeline run again.
     Stages(BenchStagesArgs),
+    /// Private jobs against the same jobs in the clear, side by side: the round trip, and a
+    /// run over a large input.
+    Private {
+        /// One-task round trips of each kind, taking turns.
+        #[arg(long, default_value_t = 300)]
+        round_trips: u32,
+        /// Input bytes of each input run, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        input_mib: u32,
+        /// Files (and tasks) the input is split into.
+        #[arg(long, default_value_t = 64)]
+        input_files: u32,
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+    },
     /// Sandbox start-up, and CPU-bound kernels in the sandbox against native code.
     Sandbox {
         #[arg(long, default_value_t = 2000)]

@@ -55,6 +55,20 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             bench::dispatch::run(binary, &options).await?
         }
         BenchCommand::Stages(args) => bench::stages::run(binary, &stages_options(args)?).await?,
+        BenchCommand::Private {
+            round_trips,
+            input_mib,
+            input_files,
+            slots,
+        } => {
+            let options = bench::private::PrivateOptions {
+                round_trips,
+                input_mib,
+                input_files,
+                slots,
+            };
+            bench::private::run(binary, &options).await?
+        }
         which @ BenchCommand::Sandbox {
             large_module_mib, ..
         } => {

@@ -198,3 +198,18 @@ async fn a_short_checkpointed_recover_benchmark_resumes_killed_tasks_with_the_sa
     .await;
     assert_checks_pass(&output, &report);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_private_benchmark_runs_sealed_and_clear_jobs_to_the_end() {
+    let (output, report) = bench(&[
+        "private",
+        "--round-trips",
+        "5",
+        "--input-mib",
+        "4",
+        "--input-files",
+        "4",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
