@@ -175,7 +175,9 @@ fn private_runtime(wrapped_elsewhere: bool) -> wire::PrivateRuntime {
         wire::WrappedKey(wrapped.to_hex())
     });
     wire::PrivateRuntime {
-        manifest: BlobHash::of(b"a manifest the node never fetches"),
+        manifest: wire::private::ManifestRef::Blob(BlobHash::of(
+            b"a manifest the node never fetches",
+        )),
         key,
     }
 }

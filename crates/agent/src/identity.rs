@@ -20,6 +20,8 @@ const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 pub(crate) struct Identity {
     key: SigningKey,
     encryption: seal::EncryptionSecret,
+    /// The public half, signed: made once, since every heartbeat's capabilities carry it.
+    published: wire::NodeEncryptionKey,
 }
 
 impl std::fmt::Debug for Identity {
@@ -33,17 +35,23 @@ impl Identity {
     pub(crate) fn load_or_create(data_dir: &Path) -> Result<Self, AgentError> {
         let seed = load_or_create_secret(&data_dir.join(KEY_FILE))?;
         let encryption = load_or_create_secret(&data_dir.join(ENCRYPTION_KEY_FILE))?;
+        let key = SigningKey::from_bytes(&seed);
+        let encryption = seal::EncryptionSecret::from_bytes(encryption);
+        let public = encryption.public().to_hex();
+        let signature = key.sign(&wire::private::encryption_key_message(&public));
         Ok(Self {
-            key: SigningKey::from_bytes(&seed),
-            encryption: seal::EncryptionSecret::from_bytes(encryption),
+            key,
+            encryption,
+            published: wire::NodeEncryptionKey {
+                key: public,
+                signature: hex::encode(signature.to_bytes()),
+            },
         })
     }
 
     /// The encryption key as the node publishes it: signed by its identity.
     pub(crate) fn encryption_key(&self) -> wire::NodeEncryptionKey {
-        let key = self.encryption.public().to_hex();
-        let signature = self.sign_hex(&wire::private::encryption_key_message(&key));
-        wire::NodeEncryptionKey { key, signature }
+        self.published.clone()
     }
 
     pub(crate) fn encryption_secret(&self) -> &seal::EncryptionSecret {

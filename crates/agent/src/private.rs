@@ -27,6 +27,9 @@ pub(crate) struct Unsealed {
 
 impl Drop for Unsealed {
     fn drop(&mut self) {
+        if self.files == 0 {
+            return;
+        }
         if let Err(error) = sandbox::remove_tree(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), %error, "cannot remove a private attempt's files");
         }
@@ -66,13 +69,19 @@ impl Runner {
             .ok_or(Outcome::NoKey)?;
         let job_key = seal::unwrap(&wrapped, &self.secret, WrapContext::JobKey)
             .map_err(|_| Outcome::NoKey)?;
-        let sealed = held
-            .fetch(|| self.cache.bytes(client, &private.manifest))
-            .await
-            .map_err(node_error)?;
+        let sealed = match (&private.manifest, private.manifest.inline_bytes()) {
+            (_, Some(inline)) => inline.map_err(broken)?,
+            (wire::private::ManifestRef::Blob(hash), None) => held
+                .fetch(|| self.cache.bytes(client, hash))
+                .await
+                .map_err(node_error)?,
+            (wire::private::ManifestRef::Inline(_), None) => {
+                unreachable!("an inline manifest has inline bytes")
+            }
+        };
         let manifest = Manifest::open(&sealed, &job_key).map_err(broken)?;
+        // Made with the first file that needs it: a task with no inputs and no outputs has none.
         let dir = self.work_dir.join(format!("private-{}", grant.attempt_id));
-        make_private_dir(&dir).map_err(node_error)?;
         Ok(Some(Unsealed {
             job_key,
             requester: manifest.requester,
@@ -100,8 +109,7 @@ impl Runner {
             .fetch(|| self.cache.file(client, hash))
             .await
             .map_err(node_error)?;
-        unsealed.files += 1;
-        let target = unsealed.dir.join(format!("in-{}", unsealed.files));
+        let target = unsealed.next_file("in")?;
         let key = unsealed.job_key.clone();
         let opened = target.clone();
         let plain = tokio::task::spawn_blocking(move || open_file(&key, &sealed, &opened))
@@ -123,8 +131,7 @@ impl Runner {
         mount: &wire::Mount,
         held: &ForAttempt<'_>,
     ) -> Result<PathBuf, Outcome> {
-        unsealed.files += 1;
-        let root = unsealed.dir.join(format!("mount-{}", unsealed.files));
+        let root = unsealed.next_file("mount")?;
         for file in &mount.files {
             let opened = self.open_sealed(client, unsealed, &file.blob, held).await?;
             // The paths were validated by the coordinator: relative, no `..`.
@@ -140,6 +147,15 @@ impl Runner {
 }
 
 impl Unsealed {
+    /// A new name in the attempt's private directory, made with the first.
+    fn next_file(&mut self, kind: &str) -> Result<PathBuf, Outcome> {
+        if self.files == 0 {
+            make_private_dir(&self.dir).map_err(node_error)?;
+        }
+        self.files += 1;
+        Ok(self.dir.join(format!("{kind}-{}", self.files)))
+    }
+
     /// `bytes` sealed to the requester for `attempt`.
     pub(crate) fn seal_bytes(
         &self,
@@ -159,8 +175,9 @@ impl Unsealed {
         attempt: wire::AttemptId,
         plain: &Path,
     ) -> Result<PathBuf, String> {
-        self.files += 1;
-        let target = self.dir.join(format!("out-{}", self.files));
+        let target = self
+            .next_file("out")
+            .map_err(|outcome| outcome.to_string())?;
         let failed = |error: std::io::Error| format!("{}: {error}", target.display());
         let reader = BufReader::new(std::fs::File::open(plain).map_err(failed)?);
         let mut writer = BufWriter::new(std::fs::File::create(&target).map_err(failed)?);

@@ -83,11 +83,21 @@ pub async fn run(binary: &Path, options: &PrivateOptions) -> Result<Report, Benc
     let [clear, private] = round_trips;
     let input_ms = |seconds: f64| seconds * 1000.0;
     let figures = vec![
-        Figure::new("round trip p50, private", private.p50_ms, "ms", Better::Lower)
-            .target(clear.p50_ms + 0.2)
-            .baseline("the same in the clear", Some(clear.p50_ms)),
-        Figure::new("round trip p99, private", private.p99_ms, "ms", Better::Lower)
-            .baseline("the same in the clear", Some(clear.p99_ms)),
+        Figure::new(
+            "round trip p50, private",
+            private.p50_ms,
+            "ms",
+            Better::Lower,
+        )
+        .target(clear.p50_ms + 0.2)
+        .baseline("the same in the clear", Some(clear.p50_ms)),
+        Figure::new(
+            "round trip p99, private",
+            private.p99_ms,
+            "ms",
+            Better::Lower,
+        )
+        .baseline("the same in the clear", Some(clear.p99_ms)),
         Figure::new(
             "round trip p50, added by sealing",
             private.p50_ms - clear.p50_ms,
@@ -143,7 +153,10 @@ async fn measure(pool: &LocalPool, options: &PrivateOptions) -> Result<Measured,
         }
     }
     checks.push(Check::new(
-        format!("all {} round trips of each kind succeeded", options.round_trips),
+        format!(
+            "all {} round trips of each kind succeeded",
+            options.round_trips
+        ),
         completed == [options.round_trips; 2],
     ));
     let mut inputs = [0.0; 2];
@@ -154,7 +167,10 @@ async fn measure(pool: &LocalPool, options: &PrivateOptions) -> Result<Measured,
         let status = requester.run(&plan, kind).await?;
         inputs[slot] = started.elapsed().as_secs_f64();
         checks.push(Check::new(
-            format!("every task of the {} input run read its whole file", name(kind)),
+            format!(
+                "every task of the {} input run read its whole file",
+                name(kind)
+            ),
             status.state == JobState::Completed && status.tasks.succeeded == options.input_files,
         ));
         let _ = std::fs::remove_dir_all(&run_dir);

@@ -8,6 +8,8 @@
 //! plaintext hash, which nodes check after opening.
 
 use std::collections::{BTreeMap, HashMap};
+
+use futures::{StreamExt as _, TryStreamExt as _};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -90,59 +92,71 @@ impl Client {
         holders: &KeyHolders,
     ) -> Result<JobSubmission> {
         let job_key = DataKey::generate();
-        let mut sealer = Sealer {
-            client: self,
-            job_key: &job_key,
-            sealed: HashMap::new(),
-            manifest: Manifest {
-                requester: requester.public(),
-                plain: BTreeMap::new(),
-            },
-        };
-        let mut mounts = Vec::with_capacity(plan.mounts.len());
+        let requester_public = requester.public();
+        let mut walked = Vec::with_capacity(plan.mounts.len());
         for mount in &plan.mounts {
-            let mut files = Vec::new();
-            for (relative, path) in crate::submit::walk(&mount.dir)? {
-                let blob = sealer.upload(&path).await?;
-                files.push(MountFile {
-                    path: relative,
-                    blob,
-                });
-            }
-            mounts.push(Mount {
-                guest_path: mount.guest_path.clone(),
-                files,
-            });
+            walked.push((&mount.guest_path, crate::submit::walk(&mount.dir)?));
         }
-        let mut tasks = Vec::with_capacity(plan.tasks.len());
+        let mut paths: Vec<&Path> = walked
+            .iter()
+            .flat_map(|(_, files)| files.iter().map(|(_, path)| path.as_path()))
+            .collect();
         for task in &plan.tasks {
-            let stdin = match &task.stdin {
-                Some(path) => Some(sealer.upload(path).await?),
-                None => None,
-            };
-            let mut inputs = Vec::with_capacity(task.inputs.len());
-            for (name, path) in &task.inputs {
-                let blob = sealer.upload(path).await?;
-                inputs.push(InputFile {
-                    name: name.clone(),
-                    blob,
-                });
-            }
-            tasks.push(TaskSpec {
-                args: task.args.clone(),
-                stdin,
-                inputs,
-            });
+            paths.extend(task.stdin.as_deref());
+            paths.extend(task.inputs.iter().map(|(_, path)| path.as_path()));
         }
-        let manifest = self
-            .upload_bytes(sealer.manifest.seal(&job_key).into())
-            .await?;
-        let private = private_job(&job_key, requester, manifest, holders)?;
+        let sealed = self.seal_and_upload(&job_key, paths).await?;
+        let blob = |path: &Path| sealed[path].0;
+        let mounts = walked
+            .iter()
+            .map(|(guest_path, files)| Mount {
+                guest_path: (*guest_path).clone(),
+                files: files
+                    .iter()
+                    .map(|(relative, path)| MountFile {
+                        path: relative.clone(),
+                        blob: blob(path),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let tasks = plan
+            .tasks
+            .iter()
+            .map(|task| TaskSpec {
+                args: task.args.clone(),
+                stdin: task.stdin.as_deref().map(blob),
+                inputs: task
+                    .inputs
+                    .iter()
+                    .map(|(name, path)| InputFile {
+                        name: name.clone(),
+                        blob: blob(path),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let manifest = Manifest {
+            requester: requester_public,
+            plain: sealed.values().copied().collect(),
+        };
+        let manifest = self.manifest_ref(manifest.seal(&job_key)).await?;
+        let private = private_job(&job_key, &requester_public, manifest, holders)?;
         let mut submission = self.upload_plan(&clear_part(plan)).await?;
         submission.mounts = mounts;
         submission.tasks = tasks;
         submission.private = Some(Box::new(private));
         Ok(submission)
+    }
+
+    /// A small sealed manifest travels in the job; a large one is uploaded.
+    async fn manifest_ref(&self, sealed: Vec<u8>) -> Result<wire::private::ManifestRef> {
+        if sealed.len() <= wire::private::MANIFEST_INLINE_BYTES_MAX {
+            return Ok(wire::private::ManifestRef::inline(&sealed));
+        }
+        Ok(wire::private::ManifestRef::Blob(
+            self.upload_bytes(sealed.into()).await?,
+        ))
     }
 
     /// The job's key wrapped to its requester and every node that may run it.
@@ -192,14 +206,13 @@ fn clear_part(plan: &JobPlan) -> JobPlan {
 
 fn private_job(
     job_key: &DataKey,
-    requester: &EncryptionSecret,
-    manifest: BlobHash,
+    requester: &EncryptionKey,
+    manifest: wire::private::ManifestRef,
     holders: &KeyHolders,
 ) -> Result<wire::PrivateJob> {
-    let requester_wrap =
-        seal::wrap(job_key, &requester.public(), WrapContext::JobKey).map_err(sealing)?;
+    let requester_wrap = seal::wrap(job_key, requester, WrapContext::JobKey).map_err(sealing)?;
     Ok(wire::PrivateJob {
-        requester_key: requester.public().to_hex(),
+        requester_key: requester.to_hex(),
         requester_wrap: wire::WrappedKey(requester_wrap.to_hex()),
         manifest,
         keys: wrap_to(job_key, holders)?,
@@ -216,38 +229,82 @@ fn wrap_to(job_key: &DataKey, holders: &KeyHolders) -> Result<BTreeMap<NodeId, w
         .collect()
 }
 
-/// Seals each local file once per job and uploads it, noting its plaintext hash.
-struct Sealer<'a> {
-    client: &'a Client,
-    job_key: &'a DataKey,
-    sealed: HashMap<PathBuf, BlobHash>,
-    manifest: Manifest,
-}
-
-impl Sealer<'_> {
-    async fn upload(&mut self, path: &Path) -> Result<BlobHash> {
-        if let Some(hash) = self.sealed.get(path) {
-            return Ok(*hash);
+impl Client {
+    /// Seals each distinct file of `paths` under `job_key` and uploads it, a few at a time so
+    /// that sealing one overlaps uploading another; gives each file's ciphertext and
+    /// plaintext hashes.
+    async fn seal_and_upload(
+        &self,
+        job_key: &DataKey,
+        paths: Vec<&Path>,
+    ) -> Result<HashMap<PathBuf, (BlobHash, BlobHash)>> {
+        let mut distinct: Vec<PathBuf> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for path in paths {
+            if seen.insert(path) {
+                distinct.push(path.to_owned());
+            }
         }
-        let key = self.job_key.clone();
+        let uploads = distinct.into_iter().map(|path| async move {
+            let hashes =
+                self.seal_one(job_key, &path)
+                    .await
+                    .map_err(|source| ClientError::Upload {
+                        path: path.display().to_string(),
+                        source: Box::new(source),
+                    })?;
+            Ok::<_, ClientError>((path, hashes))
+        });
+        futures::stream::iter(uploads)
+            .buffer_unordered(SEALS_AT_ONCE)
+            .try_collect()
+            .await
+    }
+
+    /// Seals one file and uploads the ciphertext: from memory when it is small, else through a
+    /// temporary file. Gives the ciphertext's and the plaintext's hashes.
+    async fn seal_one(&self, job_key: &DataKey, path: &Path) -> Result<(BlobHash, BlobHash)> {
+        let size = std::fs::metadata(path)
+            .map_err(|error| io(path, error))?
+            .len();
+        let key = job_key.clone();
         let source = path.to_owned();
+        if size <= SEAL_IN_MEMORY_BYTES_MAX {
+            let (plain, sealed) =
+                tokio::task::spawn_blocking(move || seal_to_memory(&key, &source))
+                    .await
+                    .map_err(|error| ClientError::Seal(error.to_string()))??;
+            let ciphertext = BlobHash::of(&sealed);
+            self.put_blob(ciphertext, bytes::Bytes::from(sealed))
+                .await?;
+            return Ok((ciphertext, plain));
+        }
         let sealed_file = tempfile::NamedTempFile::new().map_err(|error| io(path, error))?;
         let target = sealed_file.path().to_owned();
         let (plain, ciphertext) =
             tokio::task::spawn_blocking(move || seal_file(&key, &source, &target))
                 .await
                 .map_err(|error| ClientError::Seal(error.to_string()))??;
-        self.client
-            .put_file(ciphertext, sealed_file.path())
-            .await
-            .map_err(|source| ClientError::Upload {
-                path: path.display().to_string(),
-                source: Box::new(source),
-            })?;
-        self.manifest.plain.insert(ciphertext, plain);
-        self.sealed.insert(path.to_owned(), ciphertext);
-        Ok(ciphertext)
+        self.put_file(ciphertext, sealed_file.path()).await?;
+        Ok((ciphertext, plain))
     }
+}
+
+/// Files sealed and uploaded at once: one seals while another uploads.
+const SEALS_AT_ONCE: usize = 2;
+/// A file up to this size is sealed in memory; a larger one through a temporary file.
+const SEAL_IN_MEMORY_BYTES_MAX: u64 = 64 << 20;
+
+/// Seals the file at `source` into memory; gives the plaintext's hash and the ciphertext.
+fn seal_to_memory(key: &DataKey, source: &Path) -> Result<(BlobHash, Vec<u8>)> {
+    let file = std::fs::File::open(source).map_err(|error| io(source, error))?;
+    let mut reader = Hashing {
+        inner: BufReader::new(file),
+        hasher: blake3::Hasher::new(),
+    };
+    let mut sealed = Vec::new();
+    seal::seal(key, &mut reader, &mut sealed).map_err(sealing)?;
+    Ok((BlobHash::from(reader.hasher.finalize()), sealed))
 }
 
 fn io(path: &Path, source: std::io::Error) -> ClientError {

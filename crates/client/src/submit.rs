@@ -4,6 +4,8 @@
 //! every client built on this crate share; the Python package in `python/` follows it.
 
 use std::collections::HashMap;
+
+use futures::{StreamExt as _, TryStreamExt as _};
 use std::path::{Path, PathBuf};
 
 use jobspec::{JobPlan, MountPlan, TaskPlan};
@@ -11,7 +13,7 @@ use wire::{BlobHash, InputFile, JobSubmission, Mount, MountFile, TaskSpec};
 
 use crate::{Client, ClientError, Result};
 
-/// Hashes of the files uploaded so far, so a file named twice (a module also mounted, one input
+/// The hash of each file uploaded, so a file named twice (a module also mounted, one input
 /// shared by many tasks) is read and hashed once.
 type Uploaded = HashMap<PathBuf, BlobHash>;
 
@@ -35,91 +37,111 @@ impl Client {
         })
     }
 
-    /// Uploads every file the plan names (each once) and returns the submission naming them.
+    /// Uploads every file the plan names (each once, a few at a time) and returns the
+    /// submission naming them.
     pub async fn upload_plan(&self, plan: &JobPlan) -> Result<JobSubmission> {
-        let mut uploaded = Uploaded::new();
-        let module = self.upload_once(&mut uploaded, &plan.module).await?;
-        let validator = match &plan.validator {
-            Some(validator) => Some(wire::Validator {
-                module: self.upload_once(&mut uploaded, &validator.module).await?,
-                args: validator.args.clone(),
-            }),
-            None => None,
-        };
-        let mut mounts = Vec::with_capacity(plan.mounts.len());
+        let mut walked = Vec::with_capacity(plan.mounts.len());
         for mount in &plan.mounts {
-            mounts.push(self.upload_mount(&mut uploaded, mount).await?);
+            walked.push((mount, walk(&mount.dir)?));
         }
-        let mut tasks = Vec::with_capacity(plan.tasks.len());
+        let mut paths: Vec<&Path> = vec![plan.module.as_path()];
+        paths.extend(plan.validator.as_ref().map(|v| v.module.as_path()));
+        paths.extend(
+            walked
+                .iter()
+                .flat_map(|(_, files)| files.iter().map(|(_, p)| p.as_path())),
+        );
         for task in &plan.tasks {
-            tasks.push(self.upload_task(&mut uploaded, task).await?);
+            paths.extend(task.stdin.as_deref());
+            paths.extend(task.inputs.iter().map(|(_, path)| path.as_path()));
         }
+        let uploaded = self.upload_all(paths).await?;
+        let blob = |path: &Path| uploaded[path];
         Ok(JobSubmission {
             name: plan.name.clone(),
-            module,
+            module: blob(&plan.module),
             env: plan.env.clone(),
-            mounts,
+            mounts: walked
+                .iter()
+                .map(|(mount, files)| mount_of(mount, files, &blob))
+                .collect(),
             requirements: plan.requirements.clone(),
             limits: plan.limits,
             max_attempts: plan.max_attempts,
             replicas: plan.replicas,
             deterministic: plan.deterministic,
             verify: plan.verify,
-            validator,
+            validator: plan.validator.as_ref().map(|validator| wire::Validator {
+                module: blob(&validator.module),
+                args: validator.args.clone(),
+            }),
             success_exit_codes: plan.success_exit_codes.clone(),
             checkpoint: plan.checkpoint,
             on_failure: plan.on_failure.clone(),
             private: None,
-            tasks,
+            tasks: plan.tasks.iter().map(|task| task_of(task, &blob)).collect(),
         })
     }
 
-    async fn upload_mount(&self, uploaded: &mut Uploaded, mount: &MountPlan) -> Result<Mount> {
-        let mut files = Vec::new();
-        for (relative, path) in walk(&mount.dir)? {
-            files.push(MountFile {
-                path: relative,
-                blob: self.upload_once(uploaded, &path).await?,
-            });
+    /// Uploads each distinct file of `paths` once, [`UPLOADS_AT_ONCE`] at a time, so that
+    /// hashing one overlaps sending another; gives each file's hash.
+    async fn upload_all(&self, paths: Vec<&Path>) -> Result<Uploaded> {
+        let mut distinct: Vec<PathBuf> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for path in paths {
+            if seen.insert(path) {
+                distinct.push(path.to_owned());
+            }
         }
-        Ok(Mount {
-            guest_path: mount.guest_path.clone(),
-            files,
-        })
-    }
-
-    async fn upload_task(&self, uploaded: &mut Uploaded, task: &TaskPlan) -> Result<TaskSpec> {
-        let stdin = match &task.stdin {
-            Some(path) => Some(self.upload_once(uploaded, path).await?),
-            None => None,
-        };
-        let mut inputs = Vec::with_capacity(task.inputs.len());
-        for (name, path) in &task.inputs {
-            inputs.push(InputFile {
-                name: name.clone(),
-                blob: self.upload_once(uploaded, path).await?,
-            });
-        }
-        Ok(TaskSpec {
-            args: task.args.clone(),
-            stdin,
-            inputs,
-        })
-    }
-
-    async fn upload_once(&self, uploaded: &mut Uploaded, path: &Path) -> Result<BlobHash> {
-        if let Some(hash) = uploaded.get(path) {
-            return Ok(*hash);
-        }
-        let (hash, _) = self
-            .upload_file(path)
+        let uploads = distinct.into_iter().map(|path| async move {
+            let (hash, _) =
+                self.upload_file(&path)
+                    .await
+                    .map_err(|source| ClientError::Upload {
+                        path: path.display().to_string(),
+                        source: Box::new(source),
+                    })?;
+            Ok::<_, ClientError>((path, hash))
+        });
+        futures::stream::iter(uploads)
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .try_collect()
             .await
-            .map_err(|source| ClientError::Upload {
-                path: path.display().to_string(),
-                source: Box::new(source),
-            })?;
-        uploaded.insert(path.to_owned(), hash);
-        Ok(hash)
+    }
+}
+
+/// Files uploaded at once by one submission.
+const UPLOADS_AT_ONCE: usize = 2;
+
+fn mount_of(
+    mount: &MountPlan,
+    files: &[(String, PathBuf)],
+    blob: &impl Fn(&Path) -> BlobHash,
+) -> Mount {
+    Mount {
+        guest_path: mount.guest_path.clone(),
+        files: files
+            .iter()
+            .map(|(relative, path)| MountFile {
+                path: relative.clone(),
+                blob: blob(path),
+            })
+            .collect(),
+    }
+}
+
+fn task_of(task: &TaskPlan, blob: &impl Fn(&Path) -> BlobHash) -> TaskSpec {
+    TaskSpec {
+        args: task.args.clone(),
+        stdin: task.stdin.as_deref().map(blob),
+        inputs: task
+            .inputs
+            .iter()
+            .map(|(name, path)| InputFile {
+                name: name.clone(),
+                blob: blob(path),
+            })
+            .collect(),
     }
 }
 

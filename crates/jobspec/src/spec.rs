@@ -604,7 +604,7 @@ pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
             Box::new(wire::PrivateJob {
                 requester_key: "0".repeat(64),
                 requester_wrap: wire::WrappedKey("0".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS)),
-                manifest: stand_in,
+                manifest: wire::private::ManifestRef::Blob(stand_in),
                 keys: BTreeMap::from([(
                     wire::NodeId(1),
                     wire::WrappedKey("0".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS)),

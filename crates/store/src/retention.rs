@@ -29,7 +29,11 @@ const ROWS_PER_STATEMENT: usize = 200;
 pub(crate) fn submission_blobs(spec: &JobSubmission, tasks: &[TaskSpec]) -> BTreeSet<BlobHash> {
     let mut hashes = BTreeSet::from([spec.module]);
     hashes.extend(spec.validator.as_ref().map(|validator| validator.module));
-    hashes.extend(spec.private.as_ref().map(|private| private.manifest));
+    hashes.extend(
+        spec.private
+            .as_ref()
+            .and_then(|private| private.manifest.blob()),
+    );
     for mount in &spec.mounts {
         hashes.extend(mount.files.iter().map(|file| file.blob));
     }

@@ -106,10 +106,61 @@ pub struct PrivateJob {
     pub requester_wrap: WrappedKey,
     /// The sealed manifest: the requester's key and, for every sealed blob, the hash of its
     /// plaintext. Only holders of the job's key could have written it.
-    pub manifest: BlobHash,
+    pub manifest: ManifestRef,
     /// The job's key wrapped to each node that may run its tasks; no other node is offered
     /// them. At most [`KEY_HOLDERS_MAX`].
     pub keys: BTreeMap<NodeId, WrappedKey>,
+}
+
+/// A sealed manifest of at most this many bytes travels in the job itself (base64), saving a
+/// blob's upload and fetch on every small job; a larger one is a blob.
+pub const MANIFEST_INLINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Where a private job's sealed manifest is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestRef {
+    /// A blob the requester uploaded.
+    Blob(BlobHash),
+    /// The sealed bytes themselves, base64 (standard alphabet, padded), at most
+    /// [`MANIFEST_INLINE_BYTES_MAX`] bytes once decoded.
+    Inline(String),
+}
+
+impl ManifestRef {
+    /// The sealed bytes as an inline manifest; the caller keeps them within
+    /// [`MANIFEST_INLINE_BYTES_MAX`].
+    pub fn inline(sealed: &[u8]) -> ManifestRef {
+        use base64::Engine as _;
+        ManifestRef::Inline(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    /// The blob it names, if it is one.
+    pub fn blob(&self) -> Option<BlobHash> {
+        match self {
+            ManifestRef::Blob(hash) => Some(*hash),
+            ManifestRef::Inline(_) => None,
+        }
+    }
+
+    /// The sealed bytes of an inline manifest, once their shape is checked.
+    pub fn inline_bytes(&self) -> Option<Result<Vec<u8>, WireError>> {
+        use base64::Engine as _;
+        let ManifestRef::Inline(text) = self else {
+            return None;
+        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .filter(|bytes| bytes.len() <= MANIFEST_INLINE_BYTES_MAX);
+        Some(decoded.ok_or_else(|| WireError::Invalid {
+            field: "private.manifest.inline".to_owned(),
+            problem: format!(
+                "an inline manifest is base64 of at most {MANIFEST_INLINE_BYTES_MAX} bytes; \
+                 upload a larger one as a blob"
+            ),
+        }))
+    }
 }
 
 /// `POST /v1/jobs/{job}/keys`: the job's key wrapped to more nodes.
@@ -129,8 +180,8 @@ pub struct KeysGranted {
 /// What a node running an attempt of a private job is sent with the job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrivateRuntime {
-    /// The sealed manifest, which the node fetches and opens with the job's key.
-    pub manifest: BlobHash,
+    /// The sealed manifest, which the node opens with the job's key.
+    pub manifest: ManifestRef,
     /// The job's key wrapped to this node; absent when it was never granted one, and then the
     /// attempt ends as `no_key` without reading anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -228,6 +228,9 @@ pub fn job_submission(job: &JobSubmission) -> Result<(), WireError> {
 fn private_job(private: &crate::PrivateJob, job: &JobSubmission) -> Result<(), WireError> {
     hex_digits(&private.requester_key, "private.requester_key", 64)?;
     private.requester_wrap.check("private.requester_wrap")?;
+    if let Some(inline) = private.manifest.inline_bytes() {
+        inline?;
+    }
     if private.keys.is_empty() {
         return Err(invalid(
             "private.keys",

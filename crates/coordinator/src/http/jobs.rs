@@ -129,7 +129,12 @@ pub(super) async fn check_readable(
 pub(super) fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
     let mut hashes = vec![submission.module];
     hashes.extend(submission.validator.as_ref().map(|v| v.module));
-    hashes.extend(submission.private.as_ref().map(|private| private.manifest));
+    hashes.extend(
+        submission
+            .private
+            .as_ref()
+            .and_then(|private| private.manifest.blob()),
+    );
     for mount in &submission.mounts {
         hashes.extend(mount.files.iter().map(|file| file.blob));
     }

@@ -117,8 +117,8 @@ pub(super) fn shared_blobs_of(spec: &JobSubmission) -> HashSet<wire::BlobHash> {
         .flat_map(|mount| mount.files.iter().map(|file| file.blob))
         .collect();
     shared_blobs.insert(spec.module);
-    if let Some(private) = &spec.private {
-        shared_blobs.insert(private.manifest);
+    if let Some(manifest) = spec.private.as_ref().and_then(|p| p.manifest.blob()) {
+        shared_blobs.insert(manifest);
     }
     shared_blobs
 }
@@ -938,6 +938,7 @@ fn refusals_reason(job: &Job, now_ms: u64) -> Option<String> {
 }
 
 /// Whether `node` is of a runtime `job` may use.
+#[cfg(any(test, debug_assertions))]
 pub(crate) fn runs_on(job: &Job, node: &Node) -> bool {
     let browser = node.capabilities.runtime == wire::NodeRuntime::Browser;
     runtime_needed(job).is_none_or(|needed| needed == browser)

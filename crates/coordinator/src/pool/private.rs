@@ -18,7 +18,7 @@ use super::{Job, Outbox, PoolError, PoolState};
 pub(crate) struct JobKeys {
     pub(crate) requester_key: String,
     pub(crate) requester_wrap: wire::WrappedKey,
-    pub(crate) manifest: wire::BlobHash,
+    pub(crate) manifest: wire::private::ManifestRef,
     pub(crate) keys: BTreeMap<NodeId, wire::WrappedKey>,
     /// The keys' node ids, sorted: what the scheduler offers the job's tasks to.
     pub(crate) holders_sorted: Vec<u64>,
@@ -39,7 +39,7 @@ impl JobKeys {
         JobKeys {
             requester_key: private.requester_key.clone(),
             requester_wrap: private.requester_wrap.clone(),
-            manifest: private.manifest,
+            manifest: private.manifest.clone(),
             keys,
             holders_sorted,
         }
@@ -50,7 +50,7 @@ impl JobKeys {
         wire::PrivateJob {
             requester_key: self.requester_key.clone(),
             requester_wrap: self.requester_wrap.clone(),
-            manifest: self.manifest,
+            manifest: self.manifest.clone(),
             keys: self.keys.clone(),
         }
     }
@@ -63,7 +63,7 @@ impl Job {
         let mut runtime = (*self.runtime).clone();
         if let Some(keys) = &self.keys {
             runtime.private = Some(PrivateRuntime {
-                manifest: keys.manifest,
+                manifest: keys.manifest.clone(),
                 key: keys.keys.get(&node).cloned(),
             });
         }
@@ -72,6 +72,7 @@ impl Job {
 
     /// Whether `node` may run the job's tasks: the job is in the clear, or its key is wrapped
     /// to the node.
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn holds_key(&self, node: NodeId) -> bool {
         self.keys
             .as_ref()

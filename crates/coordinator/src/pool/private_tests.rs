@@ -17,7 +17,7 @@ pub(super) fn private_job(h: &mut Harness, tasks: usize, holders: &[u64]) -> Job
         job.private = Some(Box::new(wire::PrivateJob {
             requester_key: "a".repeat(64),
             requester_wrap: wrap('b'),
-            manifest: BlobHash::of(b"manifest"),
+            manifest: wire::private::ManifestRef::Blob(BlobHash::of(b"manifest")),
             keys: holders
                 .iter()
                 .map(|node| (NodeId(*node), wrap('c')))
@@ -39,7 +39,10 @@ pub(super) fn granted_to_another_node(h: &mut Harness) -> JobId {
     let runtime = h.pool.jobs[&job].runtime_for(holder);
     let private = runtime.private.expect("a private job's runtime says so");
     assert_eq!(private.key, Some(wrap('c')));
-    assert_eq!(private.manifest, BlobHash::of(b"manifest"));
+    assert_eq!(
+        private.manifest,
+        wire::private::ManifestRef::Blob(BlobHash::of(b"manifest"))
+    );
     assert_eq!(
         h.pool.jobs[&job].runtime_for(stranger).private.unwrap().key,
         None
@@ -116,7 +119,7 @@ fn a_checked_result_of_a_private_job_needs_its_sealed_digest() {
         job.private = Some(Box::new(wire::PrivateJob {
             requester_key: "a".repeat(64),
             requester_wrap: wrap('b'),
-            manifest: BlobHash::of(b"manifest"),
+            manifest: wire::private::ManifestRef::Blob(BlobHash::of(b"manifest")),
             keys: [(NodeId(1), wrap('c'))].into(),
         }));
     });
@@ -154,7 +157,7 @@ fn a_private_job_wrapped_to_no_node_that_can_open_it_is_refused() {
         private: Some(Box::new(wire::PrivateJob {
             requester_key: "a".repeat(64),
             requester_wrap: wrap('b'),
-            manifest: BlobHash::of(b"manifest"),
+            manifest: wire::private::ManifestRef::Blob(BlobHash::of(b"manifest")),
             keys: [(NodeId(holder), wrap('c'))].into(),
         })),
         ..JobSubmission::new("p", BlobHash::of(b"m"), vec![TaskSpec::default()])

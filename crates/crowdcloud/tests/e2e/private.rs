@@ -233,7 +233,9 @@ async fn sealed_by_hand(
         stdins.push(hash);
     }
     let manifest = manifest.seal(&job_key);
+    // Uploaded as a blob, as a large job's manifest is.
     let manifest = pool.owner.upload_bytes(manifest.into()).await.unwrap();
+    let manifest = wire::private::ManifestRef::Blob(manifest);
     let wrap = |key: &seal::EncryptionKey| {
         let wrapped = seal::wrap(&job_key, key, seal::WrapContext::JobKey).unwrap();
         wire::WrappedKey(wrapped.to_hex())
@@ -362,4 +364,38 @@ async fn a_deleted_job_leaves_nothing_on_the_coordinator_or_the_node_that_confir
     let again = pool.cli(&["delete", &job.to_string(), "--json"]).await;
     let again: wire::JobDeletion = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again.confirmed, [pool.node_id("holder").await]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_job_no_node_could_open_is_refused_before_anything_is_uploaded() {
+    let pool = Pool::start(5_000).await;
+    let _agent = pool.agent_labeled("holder", 1, &["jurisdiction=fr"]).await;
+    pool.wait_online(&["holder"]).await;
+    for (private, says) in [
+        (
+            "private = { nodes = [\"n-00000000000000ab\"] }",
+            "is not in the pool with an encryption key",
+        ),
+        (
+            "private = { labels = { jurisdiction = \"de\" } }",
+            "no node of the pool can be trusted with this private job",
+        ),
+    ] {
+        let dir = job_dir(private);
+        let refused = pool
+            .cli(&["submit", &dir.path().join("job.toml").display().to_string()])
+            .await;
+        let error = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(!refused.status.success(), "{private}");
+        assert!(error.contains(says), "{private}: {error}");
+    }
+    let jobs = pool.owner.jobs(10).await.unwrap();
+    assert!(jobs.jobs.is_empty(), "nothing was submitted");
+    let blobs = files_under(&pool.coordinator_dir().join("blobs"));
+    assert!(
+        !blobs
+            .iter()
+            .any(|path| path.ends_with(&wire::BlobHash::of(guests::PROBE).to_hex())),
+        "nothing was uploaded: {blobs:?}"
+    );
 }
