@@ -1,10 +1,13 @@
 //! `crowdcloud bench private`: what sealing costs, against the same jobs in the clear, side by
 //! side in one run on one pool (a real coordinator and agent, processes, on loopback).
 //!
-//! - Round trip: one-task no-op jobs, submit to result, as a requester's client does it end to
-//!   end (its plan uploaded, the job submitted with a wait). Clear and private take turns, so
-//!   drift on the machine touches both alike. Private adds the sealed manifest's upload, two
-//!   key wraps, and on the node the manifest's fetch and the key's unwrap.
+//! - Round trip: one-task jobs that print their one argument, a number of their own, submit to
+//!   result, as a requester's client does it end to end (its plan uploaded, the job submitted
+//!   with a wait). Clear and private take turns, so drift on the machine touches both alike.
+//!   Each prints something new, as real tasks do: a clear job printing what another already
+//!   printed would find its stdout stored, while a private one's is new ciphertext each time.
+//!   Private adds two key wraps on the requester's side, and on the node the key's unwrap and
+//!   the sealing of stdout to the requester.
 //! - Inputs: one task per input file, together `input_mib`, each task reading its file whole;
 //!   from the first upload to the last result. Private adds sealing every file before upload,
 //!   and opening and checking it on the node. Each run has files of its own random bytes, so
@@ -144,8 +147,10 @@ async fn measure(pool: &LocalPool, options: &PrivateOptions) -> Result<Measured,
     }
     let mut samples = [Vec::new(), Vec::new()];
     let mut completed = [0u32; 2];
-    for _ in 0..options.round_trips {
+    let mut noop = noop;
+    for round in 0..options.round_trips {
         for (slot, kind) in [Kind::Clear, Kind::Private].into_iter().enumerate() {
+            noop.tasks[0].args = vec!["echo".to_owned(), format!("{round}-{slot}")];
             let started = Instant::now();
             let status = requester.run(&noop, kind).await?;
             samples[slot].push(started.elapsed());
@@ -190,10 +195,10 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
     std::fs::write(path, bytes).map_err(BenchError::io(format!("writing {}", path.display())))
 }
 
-/// A one-task job of the probe guest that exits at once.
+/// A one-task job of the probe guest that prints its argument and exits.
 fn noop_plan(dir: &Path) -> Result<JobPlan, BenchError> {
     write(&dir.join("probe.wasm"), guests::PROBE)?;
-    let spec = "module = \"probe.wasm\"\n[[tasks]]\nargs = [\"exit\", \"0\"]\n";
+    let spec = "module = \"probe.wasm\"\n[[tasks]]\nargs = [\"echo\", \"0\"]\n";
     jobspec::parse(spec, dir).map_err(|error| BenchError::Setup(error.to_string()))
 }
 
