@@ -179,6 +179,7 @@ fn private_runtime(wrapped_elsewhere: bool) -> wire::PrivateRuntime {
             b"a manifest the node never fetches",
         )),
         key,
+        module_sealed: false,
     }
 }
 

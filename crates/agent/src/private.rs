@@ -123,6 +123,33 @@ impl Runner {
         Ok(target)
     }
 
+    /// The sealed blob `hash` opened into memory and checked against the manifest: a sealed
+    /// module, which never lies opened on disk.
+    pub(crate) async fn open_sealed_bytes(
+        &self,
+        client: &Client,
+        unsealed: &Unsealed,
+        hash: &BlobHash,
+        held: &ForAttempt<'_>,
+    ) -> Result<Vec<u8>, Outcome> {
+        let expected = *unsealed.manifest.plain.get(hash).ok_or_else(|| {
+            broken(format!(
+                "blob {hash} is not in the job's manifest: it belongs to another job"
+            ))
+        })?;
+        let sealed = held
+            .fetch(|| self.cache.bytes(client, hash))
+            .await
+            .map_err(node_error)?;
+        let plain = seal::open_bytes(&unsealed.job_key, &sealed).map_err(broken)?;
+        if BlobHash::of(&plain) != expected {
+            return Err(broken(format!(
+                "blob {hash} opened to other bytes than the job's manifest names"
+            )));
+        }
+        Ok(plain)
+    }
+
     /// The job's mount as a tree of opened files in the attempt's directory.
     pub(crate) async fn open_mount(
         &self,

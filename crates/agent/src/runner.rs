@@ -149,7 +149,9 @@ impl Runner {
         };
         // Before anything is fetched: a node without the key learns nothing of the job.
         let mut unsealed = self.unseal(client, runtime, grant, &held).await?;
-        let (prepared, compile_ms) = self.ready_module(client, runtime, &held, &control).await?;
+        let (prepared, compile_ms) = self
+            .ready_module(client, runtime, &held, &control, unsealed.as_mut())
+            .await?;
         let setup = match unsealed.as_mut() {
             Some(unsealed) => {
                 self.open_setup(client, runtime, grant, unsealed, &held)
@@ -465,16 +467,30 @@ impl Runner {
         runtime: &JobRuntime,
         held: &ForAttempt<'_>,
         control: &Arc<AttemptControl>,
+        unsealed: Option<&mut Unsealed>,
     ) -> Result<(sandbox::Prepared, u64), Outcome> {
         let node_error = |message: String| Outcome::NodeError { message };
         let deterministic = runtime.deterministic.is_some();
         if let Some(prepared) = self.sandbox.cached(&runtime.module.0, deterministic) {
             return Ok((prepared, 0));
         }
-        let wasm = held
-            .fetch(|| self.cache.bytes(client, &runtime.module))
-            .await
-            .map_err(node_error)?;
+        let sealed_module = unsealed.filter(|_| {
+            runtime
+                .private
+                .as_ref()
+                .is_some_and(|private| private.module_sealed)
+        });
+        let is_sealed = sealed_module.is_some();
+        let wasm = match sealed_module {
+            Some(unsealed) => {
+                self.open_sealed_bytes(client, unsealed, &runtime.module, held)
+                    .await?
+            }
+            None => held
+                .fetch(|| self.cache.bytes(client, &runtime.module))
+                .await
+                .map_err(node_error)?,
+        };
         let sandbox = Arc::clone(&self.sandbox);
         let key = runtime.module.0;
         let started = std::time::Instant::now();
@@ -490,6 +506,9 @@ impl Runner {
             Err(message) => return Err(Outcome::ModuleRejected { message }),
         };
         let compile_ms = started.elapsed().as_millis() as u64;
+        if is_sealed {
+            self.sandbox.forget_on_disk(&key);
+        }
         // Tests read `from_disk` to see the compiled-module cache work across restarts.
         tracing::info!(module = %runtime.module, compile_ms, from_disk = prepared.from_disk(), "module ready");
         Ok((prepared, compile_ms))

@@ -233,6 +233,15 @@ impl BlobStore {
         }
     }
 
+    /// The size of the stored blob `hash`; `None` when it is not stored.
+    pub async fn size(&self, hash: &BlobHash) -> Result<Option<u64>, BlobError> {
+        match self.store.head(&Self::path(hash)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Stores `bytes` as `hash`, after checking that they hash to it.
     pub async fn put(&self, hash: BlobHash, bytes: Bytes) -> Result<u64, BlobError> {
         let actual = BlobHash::of(&bytes);

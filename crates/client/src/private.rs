@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 
 use jobspec::{JobPlan, PrivatePlan};
 use seal::{DataKey, EncryptionKey, EncryptionSecret, Manifest, WrapContext};
-use wire::{
-    BlobHash, InputFile, JobId, JobSubmission, Mount, MountFile, NodeId, NodeView, TaskSpec,
-};
+use wire::{BlobHash, JobId, JobSubmission, NodeId, NodeView};
 
 use crate::{Client, ClientError, Result};
 
@@ -93,9 +91,10 @@ impl Client {
     ) -> Result<JobSubmission> {
         let job_key = DataKey::generate();
         let requester_public = requester.public();
+        let module_sealed = plan.private.as_ref().is_some_and(|private| private.module);
         let mut walked = Vec::with_capacity(plan.mounts.len());
         for mount in &plan.mounts {
-            walked.push((&mount.guest_path, crate::submit::walk(&mount.dir)?));
+            walked.push((mount, crate::submit::walk(&mount.dir)?));
         }
         let mut paths: Vec<&Path> = walked
             .iter()
@@ -105,48 +104,35 @@ impl Client {
             paths.extend(task.stdin.as_deref());
             paths.extend(task.inputs.iter().map(|(_, path)| path.as_path()));
         }
+        if module_sealed {
+            paths.push(&plan.module);
+        }
         let sealed = self.seal_and_upload(&job_key, paths).await?;
-        let blob = |path: &Path| sealed[path].0;
-        let mounts = walked
-            .iter()
-            .map(|(guest_path, files)| Mount {
-                guest_path: (*guest_path).clone(),
-                files: files
-                    .iter()
-                    .map(|(relative, path)| MountFile {
-                        path: relative.clone(),
-                        blob: blob(path),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let tasks = plan
-            .tasks
-            .iter()
-            .map(|task| TaskSpec {
-                args: task.args.clone(),
-                stdin: task.stdin.as_deref().map(blob),
-                inputs: task
-                    .inputs
-                    .iter()
-                    .map(|(name, path)| InputFile {
-                        name: name.clone(),
-                        blob: blob(path),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let module = match module_sealed {
+            true => sealed[&plan.module].0,
+            false => self.upload_file(&plan.module).await?.0,
+        };
         let manifest = Manifest {
             requester: requester_public,
             plain: sealed.values().copied().collect(),
         };
         let manifest = self.manifest_ref(manifest.seal(&job_key)).await?;
-        let private = private_job(&job_key, &requester_public, manifest, holders)?;
-        let mut submission = self.upload_plan(&clear_part(plan)).await?;
-        submission.mounts = mounts;
-        submission.tasks = tasks;
-        submission.private = Some(Box::new(private));
-        Ok(submission)
+        let mut private = private_job(&job_key, &requester_public, manifest, holders)?;
+        private.module_sealed = module_sealed;
+        let blob = |path: &Path| sealed[path].0;
+        Ok(JobSubmission {
+            mounts: walked
+                .iter()
+                .map(|(mount, files)| crate::submit::mount_of(mount, files, &blob))
+                .collect(),
+            tasks: plan
+                .tasks
+                .iter()
+                .map(|task| crate::submit::task_of(task, &blob))
+                .collect(),
+            private: Some(Box::new(private)),
+            ..clear_submission(plan, module)
+        })
     }
 
     /// A small sealed manifest travels in the job; a large one is uploaded.
@@ -188,19 +174,26 @@ impl Client {
     }
 }
 
-/// The plan without the files that are sealed: what `upload_plan` uploads in the clear.
-fn clear_part(plan: &JobPlan) -> JobPlan {
-    JobPlan {
+/// The submission of `plan` running `module`, with none of its files: a private job has no
+/// validator, and its mounts and tasks name sealed blobs.
+fn clear_submission(plan: &JobPlan, module: BlobHash) -> JobSubmission {
+    JobSubmission {
+        name: plan.name.clone(),
+        module,
+        env: plan.env.clone(),
         mounts: Vec::new(),
-        tasks: plan
-            .tasks
-            .iter()
-            .map(|task| jobspec::TaskPlan {
-                args: task.args.clone(),
-                ..jobspec::TaskPlan::default()
-            })
-            .collect(),
-        ..plan.clone()
+        requirements: plan.requirements.clone(),
+        limits: plan.limits,
+        max_attempts: plan.max_attempts,
+        replicas: plan.replicas,
+        deterministic: plan.deterministic,
+        verify: plan.verify,
+        validator: None,
+        success_exit_codes: plan.success_exit_codes.clone(),
+        checkpoint: plan.checkpoint,
+        on_failure: plan.on_failure.clone(),
+        private: None,
+        tasks: Vec::new(),
     }
 }
 
@@ -216,6 +209,7 @@ fn private_job(
         requester_wrap: wire::WrappedKey(requester_wrap.to_hex()),
         manifest,
         keys: wrap_to(job_key, holders)?,
+        module_sealed: false,
     })
 }
 

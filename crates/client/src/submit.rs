@@ -113,7 +113,7 @@ impl Client {
 /// Files uploaded at once by one submission.
 const UPLOADS_AT_ONCE: usize = 2;
 
-fn mount_of(
+pub(crate) fn mount_of(
     mount: &MountPlan,
     files: &[(String, PathBuf)],
     blob: &impl Fn(&Path) -> BlobHash,
@@ -130,7 +130,7 @@ fn mount_of(
     }
 }
 
-fn task_of(task: &TaskPlan, blob: &impl Fn(&Path) -> BlobHash) -> TaskSpec {
+pub(crate) fn task_of(task: &TaskPlan, blob: &impl Fn(&Path) -> BlobHash) -> TaskSpec {
     TaskSpec {
         args: task.args.clone(),
         stdin: task.stdin.as_deref().map(blob),

@@ -97,6 +97,8 @@ pub struct JobPlan {
 pub struct PrivatePlan {
     pub nodes: Vec<wire::NodeId>,
     pub labels: BTreeMap<String, String>,
+    /// Seal the module too, which the coordinator then cannot check.
+    pub module: bool,
 }
 
 /// A pipeline ready to be uploaded: its stages in order, every stage after the ones it reads.

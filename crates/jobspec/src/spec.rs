@@ -76,6 +76,9 @@ struct PrivateTrustFile {
     nodes: Vec<wire::NodeId>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// Seal the module too.
+    #[serde(default)]
+    module: bool,
 }
 
 fn private_of(file: Option<PrivateFile>) -> Option<crate::PrivatePlan> {
@@ -85,6 +88,7 @@ fn private_of(file: Option<PrivateFile>) -> Option<crate::PrivatePlan> {
         PrivateFile::Trust(trust) => Some(crate::PrivatePlan {
             nodes: trust.nodes,
             labels: trust.labels,
+            module: trust.module,
         }),
     }
 }
@@ -600,8 +604,9 @@ pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
         success_exit_codes: plan.success_exit_codes.clone(),
         checkpoint: plan.checkpoint,
         on_failure: plan.on_failure.clone(),
-        private: plan.private.as_ref().map(|_| {
+        private: plan.private.as_ref().map(|private| {
             Box::new(wire::PrivateJob {
+                module_sealed: private.module,
                 requester_key: "0".repeat(64),
                 requester_wrap: wire::WrappedKey("0".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS)),
                 manifest: wire::private::ManifestRef::Blob(stand_in),

@@ -200,6 +200,14 @@ impl Sandbox {
         }
     }
 
+    /// Drops the compiled code of blob `key` from disk only: a sealed module's code is kept in
+    /// memory while the agent runs, never where it would outlive the attempts.
+    pub fn forget_on_disk(&self, key: &[u8; 32]) {
+        if let Some(disk) = &self.disk {
+            disk.forget(key);
+        }
+    }
+
     /// The module compiled and linked before for this mode, if it is still cached.
     pub fn cached(&self, key: &[u8; 32], deterministic: bool) -> Option<Prepared> {
         let flavor = if deterministic {

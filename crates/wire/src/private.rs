@@ -110,6 +110,11 @@ pub struct PrivateJob {
     /// The job's key wrapped to each node that may run its tasks; no other node is offered
     /// them. At most [`KEY_HOLDERS_MAX`].
     pub keys: BTreeMap<NodeId, WrappedKey>,
+    /// The module is sealed too. The coordinator cannot check it then: a node that cannot
+    /// compile it ends the attempt as `module_rejected`, and a node keeps its compiled code in
+    /// memory only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub module_sealed: bool,
 }
 
 /// A sealed manifest of at most this many bytes travels in the job itself (base64), saving a
@@ -186,6 +191,9 @@ pub struct PrivateRuntime {
     /// attempt ends as `no_key` without reading anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<WrappedKey>,
+    /// The job's module is sealed like its inputs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub module_sealed: bool,
 }
 
 fn hex_array<const N: usize>(

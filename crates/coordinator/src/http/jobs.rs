@@ -59,7 +59,10 @@ pub(crate) async fn submit(
     // No blob the job names is deleted between this check and the job's commit.
     let _gate = shared.blob_gate.read().await;
     check_readable(&shared, &blobs_of(&submission), requester).await?;
-    let facts = check_module(&shared, submission.module, "the module").await?;
+    let facts = match submission.private.as_deref() {
+        Some(private) if private.module_sealed => sealed_module(&shared, submission.module).await?,
+        _ => check_module(&shared, submission.module, "the module").await?,
+    };
     let component_imports = match facts.kind {
         ModuleKind::Core => None,
         ModuleKind::Component { imports } => Some(imports),
@@ -143,6 +146,24 @@ pub(super) fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
         hashes.extend(task.inputs.iter().map(|input| input.blob));
     }
     hashes
+}
+
+/// What can be known of a sealed module without reading it: its size. It is taken for a core
+/// module that needs no proposal; the nodes find out the rest when they open it.
+async fn sealed_module(shared: &AppState, module: BlobHash) -> ApiResult<ModuleFacts> {
+    let size_bytes = shared
+        .blobs
+        .size(&module)
+        .await
+        .map_err(Failure::storage)?
+        .ok_or_else(|| {
+            Failure::bad_request(format!("the sealed module {module} is not uploaded"))
+        })?;
+    Ok(ModuleFacts {
+        kind: ModuleKind::Core,
+        size_bytes,
+        wasm_features: Vec::new(),
+    })
 }
 
 /// Refuses a module that is neither a valid WebAssembly core module nor a WASI 0.2 command

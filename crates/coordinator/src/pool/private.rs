@@ -19,6 +19,7 @@ pub(crate) struct JobKeys {
     pub(crate) requester_key: String,
     pub(crate) requester_wrap: wire::WrappedKey,
     pub(crate) manifest: wire::private::ManifestRef,
+    pub(crate) module_sealed: bool,
     pub(crate) keys: BTreeMap<NodeId, wire::WrappedKey>,
     /// The keys' node ids, sorted: what the scheduler offers the job's tasks to.
     pub(crate) holders_sorted: Vec<u64>,
@@ -40,6 +41,7 @@ impl JobKeys {
             requester_key: private.requester_key.clone(),
             requester_wrap: private.requester_wrap.clone(),
             manifest: private.manifest.clone(),
+            module_sealed: private.module_sealed,
             keys,
             holders_sorted,
         }
@@ -52,6 +54,7 @@ impl JobKeys {
             requester_wrap: self.requester_wrap.clone(),
             manifest: self.manifest.clone(),
             keys: self.keys.clone(),
+            module_sealed: self.module_sealed,
         }
     }
 }
@@ -65,6 +68,7 @@ impl Job {
             runtime.private = Some(PrivateRuntime {
                 manifest: keys.manifest.clone(),
                 key: keys.keys.get(&node).cloned(),
+                module_sealed: keys.module_sealed,
             });
         }
         runtime

@@ -22,6 +22,7 @@ pub(super) fn private_job(h: &mut Harness, tasks: usize, holders: &[u64]) -> Job
                 .iter()
                 .map(|node| (NodeId(*node), wrap('c')))
                 .collect(),
+            module_sealed: false,
         }));
     })
 }
@@ -121,6 +122,7 @@ fn a_checked_result_of_a_private_job_needs_its_sealed_digest() {
             requester_wrap: wrap('b'),
             manifest: wire::private::ManifestRef::Blob(BlobHash::of(b"manifest")),
             keys: [(NodeId(1), wrap('c'))].into(),
+            module_sealed: false,
         }));
     });
     h.settle();
@@ -159,6 +161,7 @@ fn a_private_job_wrapped_to_no_node_that_can_open_it_is_refused() {
             requester_wrap: wrap('b'),
             manifest: wire::private::ManifestRef::Blob(BlobHash::of(b"manifest")),
             keys: [(NodeId(holder), wrap('c'))].into(),
+            module_sealed: false,
         })),
         ..JobSubmission::new("p", BlobHash::of(b"m"), vec![TaskSpec::default()])
     };

@@ -50,7 +50,7 @@ impl World {
                 self.heartbeat_answered(agent, response);
             }
             (Call::Runtime(job), Reply::Runtime(runtime)) => {
-                self.runtime_arrived(agent, job, runtime)
+                self.runtime_arrived(agent, job, runtime.map(|runtime| *runtime))
             }
             (Call::Upload(attempt, hash), Reply::Uploaded(result)) => {
                 self.stats.uploads_refused += u64::from(result.is_err());

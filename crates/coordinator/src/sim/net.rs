@@ -102,7 +102,7 @@ pub(super) enum Reply {
     },
     Lease(LeaseResponse),
     Heartbeat(HeartbeatResponse),
-    Runtime(Option<JobRuntime>),
+    Runtime(Option<Box<JobRuntime>>),
     Uploaded(Result<(), String>),
     Reported(Vec<ReportAck>),
     Released(Vec<AttemptId>),

@@ -114,7 +114,7 @@ impl World {
             Request::Heartbeat { request, .. } => self.heartbeat_route(to, call, node, *request),
             Request::Runtime { job, .. } => {
                 let runtime = self.coord.pool.job_runtime_for_node(node, job);
-                self.send_reply(to, call, Reply::Runtime(runtime));
+                self.send_reply(to, call, Reply::Runtime(runtime.map(Box::new)));
             }
             Request::Upload {
                 attempt,

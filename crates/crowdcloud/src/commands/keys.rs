@@ -130,6 +130,7 @@ async fn grant(
     let trust = jobspec::PrivatePlan {
         nodes,
         labels: labels.into_iter().collect(),
+        module: false,
     };
     let pool = client.nodes().await?;
     let holders = client::private::pick_key_holders(&pool.nodes, &trust, &Default::default())?;

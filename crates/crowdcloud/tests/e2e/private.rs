@@ -258,6 +258,7 @@ async fn sealed_by_hand(
             .iter()
             .map(|(node, key)| (*node, wrap(key)))
             .collect(),
+        module_sealed: false,
     }));
     submission
 }
@@ -397,5 +398,52 @@ async fn a_private_job_no_node_could_open_is_refused_before_anything_is_uploaded
             .iter()
             .any(|path| path.ends_with(&wire::BlobHash::of(guests::PROBE).to_hex())),
         "nothing was uploaded: {blobs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_module_is_never_in_the_clear_on_the_coordinator_or_on_the_nodes_disk() {
+    let pool = Pool::start(5_000).await;
+    let agent = pool.agent("holder", 2).await;
+    pool.wait_online(&["holder"]).await;
+    let dir = job_dir("private = { module = true }");
+    let job = submit(&pool, &dir.path().join("job.toml"), &[]).await;
+    let status = pool.finish(job, Duration::from_secs(60)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    let out = tempfile::tempdir().unwrap();
+    let results = pool
+        .cli(&[
+            "results",
+            &job.to_string(),
+            "--out",
+            &out.path().display().to_string(),
+        ])
+        .await;
+    assert!(
+        results.status.success(),
+        "{}",
+        String::from_utf8_lossy(&results.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("1/stdout")).unwrap(),
+        STDIN_CANARY.as_bytes()
+    );
+    // A stretch of the module's code, from its middle, appears nowhere the pool keeps files;
+    // nor does any compiled code of it stay on the node's disk.
+    let middle = guests::PROBE.len() / 2;
+    let code = &guests::PROBE[middle..middle + 256];
+    let found = files_containing(&pool.coordinator_dir(), code);
+    assert!(
+        found.is_empty(),
+        "the module in the clear on the coordinator: {found:?}"
+    );
+    let found = files_containing(&agent.dir, code);
+    assert!(
+        found.is_empty(),
+        "the module in the clear on the node: {found:?}"
+    );
+    assert_eq!(
+        files_under(&agent.dir.join("compiled")),
+        Vec::<String>::new()
     );
 }
