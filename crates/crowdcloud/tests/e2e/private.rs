@@ -447,3 +447,48 @@ async fn a_sealed_module_is_never_in_the_clear_on_the_coordinator_or_on_the_node
         Vec::<String>::new()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_of_a_private_job_in_a_public_pool_agree_by_digest_without_being_read() {
+    let pool = crate::public::public_pool("3", &[]).await;
+    let _strangers = [
+        crate::public::stranger(&pool, "alice", &[]).await,
+        crate::public::stranger(&pool, "bob", &[]).await,
+        crate::public::stranger(&pool, "carol", &[]).await,
+    ];
+    pool.wait_online(&["alice", "bob", "carol"]).await;
+    crate::public::grant_the_owner_credit(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("probe.wasm"), guests::PROBE).unwrap();
+    let spec = "module = \"probe.wasm\"\ndeterministic = { seed = 1 }\nprivate = true\n\
+                [sweep]\ncount = 3\nargs = [\"echo\", \"task\", \"{i}\"]\n";
+    let plan = jobspec::parse(spec, dir.path()).unwrap();
+    let nodes = pool.owner.nodes().await.unwrap();
+    let holders =
+        client::private::pick_key_holders(&nodes.nodes, &Default::default(), &Default::default())
+            .unwrap();
+    assert_eq!(holders.len(), 3);
+    let requester = seal::EncryptionSecret::generate();
+    let submission = pool
+        .owner
+        .upload_private_plan(&plan, &requester, &holders)
+        .await
+        .unwrap();
+    let job = pool.owner.submit(&submission).await.unwrap().job_id;
+    let status = pool.finish(job, Duration::from_secs(90)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    for task in pool.owner.all_tasks(job).await.unwrap() {
+        let verification = task
+            .verification
+            .as_ref()
+            .expect("every result is verified");
+        assert!(verification.nodes.len() >= 2, "{task:?}");
+        let sealed = pool.stdout(&task).await;
+        let context = seal::WrapContext::OutputKey {
+            attempt: task.attempt_id.unwrap().0,
+        };
+        let mut opened = Vec::new();
+        seal::open_from(&requester, context, &sealed[..], &mut opened).unwrap();
+        assert_eq!(opened, format!("task {}\n", task.index).as_bytes());
+    }
+}
