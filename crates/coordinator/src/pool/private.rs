@@ -158,6 +158,20 @@ impl PoolState {
         Ok(holders)
     }
 
+    /// The private jobs that run, with their requesters, in id order.
+    #[cfg(test)]
+    pub(crate) fn open_private_jobs(&self) -> Vec<(JobId, RequesterId)> {
+        let mut jobs: Vec<(JobId, RequesterId)> = self
+            .open_jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .filter(|job| job.keys.is_some())
+            .map(|job| (job.id, job.requester))
+            .collect();
+        jobs.sort_unstable();
+        jobs
+    }
+
     /// A private job of `requester`'s as it stands: who may decrypt it.
     pub(crate) fn job_keys(
         &self,

@@ -29,11 +29,17 @@ pub(super) const CALL_TIMEOUT_MS: u64 = 3_000;
 
 /// What a simulated node lends. In a family pool every fourth is a browser tab, which takes no
 /// job whose fuel must be metered; a public pool's jobs all are, so its nodes are all agents.
+/// Agents have encryption keys (private jobs' keys are wrapped to them); tabs have none.
 pub(super) fn capabilities(agent: usize, public: bool) -> Capabilities {
     let runtime = match agent % 4 {
         3 if !public => wire::NodeRuntime::Browser,
         _ => wire::NodeRuntime::Native,
     };
+    // The simulation routes registrations without their signatures, so none is made here.
+    let encryption_key = runtime.is_native().then(|| wire::NodeEncryptionKey {
+        key: format!("{agent:064x}"),
+        signature: "0".repeat(128),
+    });
     Capabilities {
         cores: 4,
         memory_bytes: 8 << 30,
@@ -44,7 +50,7 @@ pub(super) fn capabilities(agent: usize, public: bool) -> Capabilities {
         wasi_interfaces: Vec::new(),
         wasm_features: Vec::new(),
         runtime,
-        encryption_key: None,
+        encryption_key,
     }
 }
 

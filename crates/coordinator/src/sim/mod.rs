@@ -160,6 +160,8 @@ mod tests {
             assert!(stats.forged > 0 && stats.agent_crashes > 0, "{stats:?}");
             // Replicas ran side by side, and the first to succeed stopped the others.
             assert!(stats.replicas_stopped > 0, "{stats:?}");
+            // Requesters wrapped private jobs' keys to more agents while faults went on.
+            assert!(stats.keys_granted > 0, "{stats:?}");
             // Public pools checked results, cheaters lied, and liars were caught.
             assert!(
                 stats.public_seeds > 0 && stats.tasks_verified > 0 && stats.grants > 0,

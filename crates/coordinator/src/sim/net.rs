@@ -67,6 +67,12 @@ pub(super) enum Request {
         token: String,
         job: JobId,
     },
+    /// A requester wraps a private job's key to one more node.
+    GrantKeys {
+        token: String,
+        job: JobId,
+        node: wire::NodeId,
+    },
     /// The owner removes a node from the pool.
     RemoveNode {
         token: String,
@@ -108,6 +114,8 @@ pub(super) enum Reply {
     Released(Vec<AttemptId>),
     Submitted(JobSubmitted),
     Cancelled(JobId),
+    /// A private job's key is wrapped to this many nodes now.
+    KeysGranted(usize),
     /// A node was removed, with how many of its attempts went back to the queue.
     Removed(usize),
     /// Credit was granted: the requester's balance now.

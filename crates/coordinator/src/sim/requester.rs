@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use wire::{JobId, JobSubmission, Limits, RequesterId, TaskSpec, VerifyMode};
+use wire::{JobId, JobSubmission, Limits, NodeId, RequesterId, TaskSpec, VerifyMode};
 
 use super::agent::CALL_TIMEOUT_MS;
 use super::net::{Party, Reply, Request};
@@ -31,6 +31,7 @@ pub(super) struct Requester {
 pub(super) enum Asked {
     Submission,
     Cancel(JobId),
+    Grant(JobId),
     Removal,
     Credit,
 }
@@ -50,6 +51,7 @@ impl World {
             0..600 => self.submit(requester),
             600..750 => self.cancel(requester),
             750..765 if requester == 0 => self.remove_node(requester),
+            765..800 => self.grant(requester),
             _ => {}
         }
         let delay_ms = self.dice.between(300, 4_000);
@@ -135,6 +137,12 @@ impl World {
                 .labels
                 .insert("zone".to_owned(), zone.to_owned());
         }
+        // Some family jobs are private: only the agents their key is wrapped to run them, and
+        // some of those come and go. (A public pool's checked results would need digests of
+        // their plaintext, which simulated nodes have none of.)
+        if !public && self.dice.chance(0.15) {
+            submission.private = Some(Box::new(self.private_part(&submission.requirements)));
+        }
         self.stats.submissions += 1;
         let token = self.requesters[requester].token.clone();
         self.requester_call(
@@ -144,6 +152,78 @@ impl World {
                 token,
                 submission: Box::new(submission),
             },
+        );
+    }
+
+    /// A private job's part with the key wrapped to one or two of the agents (never a tab) in
+    /// the job's `zone`, if it asks for one; any agent when none is left there.
+    fn private_part(&mut self, requirements: &wire::Requirements) -> wire::PrivateJob {
+        let zone = requirements.labels.get("zone");
+        let wrap = |byte: char| wire::WrappedKey(byte.to_string().repeat(160));
+        let native = |agent: &usize| agent % 4 != 3 && !self.agents[*agent].removed;
+        let in_zone =
+            |agent: &usize| zone.is_none_or(|zone| agent.is_multiple_of(2) == (zone == "a"));
+        let mut agents: Vec<usize> = (0..self.agents.len())
+            .filter(native)
+            .filter(in_zone)
+            .collect();
+        if agents.is_empty() {
+            agents = (0..self.agents.len()).collect();
+        }
+        let mut keys = BTreeMap::new();
+        for _ in 0..self.dice.between(1, 2) {
+            let agent = agents[self.dice.below(agents.len())];
+            keys.insert(self.agents[agent].node, wrap('c'));
+        }
+        wire::PrivateJob {
+            requester_key: "a".repeat(64),
+            requester_wrap: wrap('b'),
+            manifest: wire::private::ManifestRef::Blob(wire::BlobHash::of(b"the manifest")),
+            keys,
+            module_sealed: false,
+        }
+    }
+
+    /// Once the faults stop, the requesters of private jobs that wait wrap their keys to every
+    /// agent, as requesters whose trusted nodes are gone would (`status --why` says so): so the
+    /// pool drains even when the owner removed those nodes. Whether every such job was granted
+    /// (not while the coordinator is down).
+    pub(super) fn grant_to_all(&mut self) -> bool {
+        if !self.coord.up {
+            return false;
+        }
+        let agents: Vec<NodeId> = (0..self.agents.len())
+            .filter(|agent| agent % 4 != 3)
+            .map(|agent| self.agents[agent].node)
+            .collect();
+        let wrap = wire::WrappedKey("c".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS));
+        for (job, requester) in self.coord.pool.open_private_jobs() {
+            let grant = wire::KeyGrant {
+                keys: agents.iter().map(|node| (*node, wrap.clone())).collect(),
+            };
+            let (granted, _) = self.apply(crate::pool::GrantKeys {
+                job,
+                requester,
+                grant,
+            });
+            granted.expect("an open private job takes its requester's grant");
+        }
+        true
+    }
+
+    /// Wraps a job's key to one more agent; a job in the clear is refused, as it should be.
+    fn grant(&mut self, requester: usize) {
+        let jobs = &self.requesters[requester].jobs;
+        if jobs.is_empty() {
+            return;
+        }
+        let job = jobs[self.dice.below(jobs.len())];
+        let node = self.agents[self.dice.below(self.agents.len())].node;
+        let token = self.requesters[requester].token.clone();
+        self.requester_call(
+            requester,
+            Asked::Grant(job),
+            Request::GrantKeys { token, job, node },
         );
     }
 
@@ -215,6 +295,11 @@ impl World {
                     "a cancellation answers for its job"
                 );
                 self.stats.cancels += 1;
+            }
+            Reply::KeysGranted(holders) => {
+                assert!(matches!(asked, Asked::Grant(_)), "a grant answers a grant");
+                assert!(holders >= 1);
+                self.stats.keys_granted += 1;
             }
             Reply::Granted(balance) => {
                 assert_eq!(asked, Asked::Credit);

@@ -8,7 +8,7 @@ use wire::{JobId, JobSubmission, NodeId, RequesterId};
 use super::net::{Party, Reply};
 use super::routes::refusal;
 use super::world::World;
-use crate::pool::{Cancel, GrantCredits, Held, RemoveNode, Submit};
+use crate::pool::{Cancel, GrantCredits, GrantKeys, Held, RemoveNode, Submit};
 
 impl World {
     pub(super) fn submit_route(
@@ -57,6 +57,37 @@ impl World {
             Ok(()) => {
                 let flushed = Some(self.coord.queued_seq).filter(|seq| *seq > 0);
                 self.reply_after(flushed, to, call, Reply::Cancelled(job));
+            }
+        }
+    }
+
+    /// A requester wraps a private job's key to one more node, as `POST /v1/jobs/{job}/keys`.
+    pub(super) fn grant_keys_route(
+        &mut self,
+        requester: usize,
+        call: u64,
+        token: &str,
+        (job, node): (JobId, NodeId),
+    ) {
+        let to = Party::Requester(requester);
+        let Some(requester_id) = self.coord.credentials.requester(token) else {
+            return self.send_reply(to, call, Reply::Unauthorized);
+        };
+        let wrap = wire::WrappedKey("c".repeat(wire::private::WRAPPED_KEY_HEX_DIGITS));
+        let grant = wire::KeyGrant {
+            keys: [(node, wrap)].into(),
+        };
+        wire::validate::key_grant(&grant).expect("the simulation grants well-formed keys");
+        let (result, _) = self.apply(GrantKeys {
+            job,
+            requester: requester_id,
+            grant,
+        });
+        match result {
+            Err(error) => self.send_reply(to, call, refusal(error)),
+            Ok(holders) => {
+                let flushed = Some(self.coord.queued_seq).filter(|seq| *seq > 0);
+                self.reply_after(flushed, to, call, Reply::KeysGranted(holders.len()));
             }
         }
     }

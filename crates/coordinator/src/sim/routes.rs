@@ -53,6 +53,9 @@ impl World {
             (Party::Requester(requester), Request::Cancel { token, job }) => {
                 self.cancel_route(requester, call, &token, job);
             }
+            (Party::Requester(requester), Request::GrantKeys { token, job, node }) => {
+                self.grant_keys_route(requester, call, &token, (job, node));
+            }
             (Party::Requester(requester), Request::RemoveNode { token, node }) => {
                 self.remove_node_route(requester, call, &token, node);
             }

@@ -193,6 +193,7 @@ stats!(
     requeued_by_removal,
     submissions,
     cancels,
+    keys_granted,
     expired,
     jobs,
     tasks,

@@ -75,6 +75,8 @@ pub(super) enum Event {
     Crash,
     Restart,
     EndChaos,
+    /// Requesters whose private jobs wait wrap their keys to every agent.
+    GrantPrivate,
 }
 
 pub(super) struct World {
@@ -294,12 +296,16 @@ impl World {
             Event::Commit { generation } if live(generation) => self.commit().await,
             Event::Crash => self.crash().await,
             Event::Restart => self.restart().await,
+            Event::GrantPrivate if !self.grant_to_all() => {
+                self.schedule(30_000, Event::GrantPrivate);
+            }
             Event::EndChaos => {
                 self.trace
                     .record(self.now_ms(), || "the faults stop".to_owned());
                 self.chaos_on = false;
                 self.crash_armed = false;
                 self.faults = Faults::none();
+                self.schedule(1_000, Event::GrantPrivate);
             }
             _ => {}
         }
