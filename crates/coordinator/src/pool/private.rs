@@ -211,5 +211,8 @@ impl PoolState {
         job.keys = Some(Arc::new(JobKeys::new(&keys.as_private_job(), all)));
         job.version += 1;
         job.queued = true;
+        // Nodes that wait for work may take its tasks now.
+        self.changes.tasks_queued = true;
+        self.changes.jobs.push(job_id);
     }
 }

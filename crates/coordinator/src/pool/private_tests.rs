@@ -178,3 +178,32 @@ fn a_private_job_wrapped_to_no_node_that_can_open_it_is_refused() {
     h.pool.register(with_key, h.now_ms, &mut h.out);
     assert_eq!(h.pool.check_private(&submission(3)), Ok(()));
 }
+
+#[test]
+fn a_grant_hands_the_jobs_tasks_to_a_node_that_waits_for_work_at_once() {
+    let mut h = Harness::new();
+    h.node(1, 1);
+    let stranger = h.node(2, 2);
+    let job = private_job(&mut h, 2, &[1]);
+    h.settle();
+    let mut waiting = h.park(stranger, 7, 2);
+    h.follow();
+    assert!(
+        waiting.try_recv().is_err(),
+        "nothing for a node without the key"
+    );
+    let grant = wire::KeyGrant {
+        keys: [(stranger, wrap('d'))].into(),
+    };
+    let (granted, _) = h.run(GrantKeys {
+        job,
+        requester: OWNER,
+        grant,
+    });
+    assert!(granted.is_ok());
+    h.follow();
+    let lease = waiting
+        .try_recv()
+        .expect("the waiting node is handed the tasks");
+    assert_eq!(lease.attempts.len(), 2);
+}
