@@ -23,6 +23,9 @@ pub(crate) struct Unsealed {
     manifest: Manifest,
     pub(crate) dir: PathBuf,
     files: u32,
+    /// The key the first output is sealed with, wrapped to the requester while the task runs:
+    /// the wrap's public-key work stays off the path from the task's end to its report.
+    prepared: Option<tokio::task::JoinHandle<Result<seal::PreparedKey, seal::SealError>>>,
 }
 
 impl Drop for Unsealed {
@@ -82,12 +85,15 @@ impl Runner {
         let manifest = Manifest::open(&sealed, &job_key).map_err(broken)?;
         // Made with the first file that needs it: a task with no inputs and no outputs has none.
         let dir = self.work_dir.join(format!("private-{}", grant.attempt_id));
+        let (requester, context) = (manifest.requester, output_context(grant.attempt_id));
+        let prepared = tokio::task::spawn_blocking(move || seal::prepare_to(&requester, context));
         Ok(Some(Unsealed {
             job_key,
-            requester: manifest.requester,
+            requester,
             manifest,
             dir,
             files: 0,
+            prepared: Some(prepared),
         }))
     }
 
@@ -183,23 +189,31 @@ impl Unsealed {
         Ok(self.dir.join(format!("{kind}-{}", self.files)))
     }
 
-    /// `bytes` sealed to the requester for `attempt`.
-    pub(crate) fn seal_bytes(
-        &self,
+    /// A fresh key wrapped to the requester for `attempt`, to seal one output with: the one
+    /// made while the task ran, then new ones.
+    pub(crate) async fn output_key(
+        &mut self,
         attempt: wire::AttemptId,
-        bytes: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<seal::PreparedKey, String> {
+        let prepared = match self.prepared.take() {
+            Some(handle) => handle.await.map_err(|error| error.to_string())?,
+            None => seal::prepare_to(&self.requester, output_context(attempt)),
+        };
+        prepared.map_err(|error| error.to_string())
+    }
+
+    /// `bytes` sealed to the requester under `key`.
+    pub(crate) fn seal_bytes(key: seal::PreparedKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let mut sealed = Vec::with_capacity(seal::sealed_to_len(bytes.len() as u64) as usize);
-        seal::seal_to(&self.requester, output_context(attempt), bytes, &mut sealed)
-            .map_err(|error| error.to_string())?;
+        seal::seal_to_prepared(key, bytes, &mut sealed).map_err(|error| error.to_string())?;
         Ok(sealed)
     }
 
-    /// The output file at `plain` sealed to the requester for `attempt`, as a file beside the
+    /// The output file at `plain` sealed to the requester under `key`, as a file beside the
     /// attempt's other private files.
     pub(crate) fn seal_file(
         &mut self,
-        attempt: wire::AttemptId,
+        key: seal::PreparedKey,
         plain: &Path,
     ) -> Result<PathBuf, String> {
         let target = self
@@ -208,13 +222,7 @@ impl Unsealed {
         let failed = |error: std::io::Error| format!("{}: {error}", target.display());
         let reader = BufReader::new(std::fs::File::open(plain).map_err(failed)?);
         let mut writer = BufWriter::new(std::fs::File::create(&target).map_err(failed)?);
-        seal::seal_to(
-            &self.requester,
-            output_context(attempt),
-            reader,
-            &mut writer,
-        )
-        .map_err(|error| error.to_string())?;
+        seal::seal_to_prepared(key, reader, &mut writer).map_err(|error| error.to_string())?;
         writer.flush().map_err(failed)?;
         Ok(target)
     }

@@ -608,7 +608,8 @@ impl ForAttempt<'_> {
         let stderr = self.sealed_bytes(unsealed, &run.stderr).await?;
         let mut sealed_files = Vec::with_capacity(run.outputs.files.len());
         for file in &run.outputs.files {
-            let sealed = unsealed.seal_file(self.attempt, &file.host_path)?;
+            let key = unsealed.output_key(self.attempt).await?;
+            let sealed = unsealed.seal_file(key, &file.host_path)?;
             let size_bytes = std::fs::metadata(&sealed).map_err(|e| e.to_string())?.len();
             sealed_files.push(sandbox::OutputFile {
                 path: file.path.clone(),
@@ -622,13 +623,14 @@ impl ForAttempt<'_> {
 
     async fn sealed_bytes(
         &self,
-        unsealed: &Unsealed,
+        unsealed: &mut Unsealed,
         bytes: &[u8],
     ) -> Result<Option<BlobRef>, String> {
         if bytes.is_empty() {
             return Ok(None);
         }
-        self.bytes(unsealed.seal_bytes(self.attempt, bytes)?).await
+        let key = unsealed.output_key(self.attempt).await?;
+        self.bytes(Unsealed::seal_bytes(key, bytes)?).await
     }
 
     pub(crate) async fn fetch<T, F, Fut>(&self, call: F) -> Result<T, String>

@@ -108,16 +108,25 @@ impl Client {
             paths.push(&plan.module);
         }
         let sealed = self.seal_and_upload(&job_key, paths).await?;
-        let module = match module_sealed {
-            true => sealed[&plan.module].0,
-            false => self.upload_file(&plan.module).await?.0,
-        };
         let manifest = Manifest {
             requester: requester_public,
             plain: sealed.values().copied().collect(),
         };
         let manifest = self.manifest_ref(manifest.seal(&job_key)).await?;
-        let mut private = private_job(&job_key, &requester_public, manifest, holders)?;
+        // The wraps' public-key work runs while the module's upload waits on the network.
+        let wrapping = {
+            let (job_key, holders) = (job_key.clone(), holders.clone());
+            tokio::task::spawn_blocking(move || {
+                private_job(&job_key, &requester_public, manifest, &holders)
+            })
+        };
+        let module = match module_sealed {
+            true => sealed[&plan.module].0,
+            false => self.upload_file(&plan.module).await?.0,
+        };
+        let mut private = wrapping
+            .await
+            .map_err(|error| ClientError::Seal(error.to_string()))??;
         private.module_sealed = module_sealed;
         let blob = |path: &Path| sealed[path].0;
         Ok(JobSubmission {

@@ -29,7 +29,7 @@ pub use digest::ResultDigester;
 pub use error::SealError;
 pub use keys::{DataKey, EncryptionKey, EncryptionSecret};
 pub use manifest::{MANIFEST_BYTES_MAX, Manifest};
-pub use sealed_to::{open_from, seal_to, sealed_to_len};
+pub use sealed_to::{PreparedKey, open_from, prepare_to, seal_to, seal_to_prepared, sealed_to_len};
 pub use stream::{
     CHUNK_BYTES, HEADER_BYTES, MAGIC, TAG_BYTES, open, open_bytes, seal, seal_bytes, sealed_len,
 };

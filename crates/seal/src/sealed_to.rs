@@ -15,16 +15,41 @@ pub fn sealed_to_len(plain_len: u64) -> u64 {
     WRAPPED_KEY_BYTES as u64 + sealed_len(plain_len)
 }
 
+/// A fresh key and its wrap to one holder: what [`seal_to_prepared`] seals one blob with.
+/// Made ahead (while a task runs, say), it takes the wrap's public-key work off the path.
+pub struct PreparedKey {
+    key: DataKey,
+    wrapped: WrappedKey,
+}
+
+/// A fresh key wrapped to `recipient` for `context`, to seal one blob with.
+pub fn prepare_to(
+    recipient: &EncryptionKey,
+    context: WrapContext,
+) -> Result<PreparedKey, SealError> {
+    let key = DataKey::generate();
+    let wrapped = wrap(&key, recipient, context)?;
+    Ok(PreparedKey { key, wrapped })
+}
+
 /// Seals `plain` under a fresh key wrapped to `recipient` for `context`; returns the bytes
 /// written.
 pub fn seal_to<R: Read, W: Write>(
     recipient: &EncryptionKey,
     context: WrapContext,
     plain: R,
+    sealed: W,
+) -> Result<u64, SealError> {
+    seal_to_prepared(prepare_to(recipient, context)?, plain, sealed)
+}
+
+/// [`seal_to`] with a key made ahead; each prepared key seals one blob only.
+pub fn seal_to_prepared<R: Read, W: Write>(
+    prepared: PreparedKey,
+    plain: R,
     mut sealed: W,
 ) -> Result<u64, SealError> {
-    let key = DataKey::generate();
-    let wrapped = wrap(&key, recipient, context)?;
+    let PreparedKey { key, wrapped } = prepared;
     sealed
         .write_all(wrapped.as_bytes())
         .map_err(|source| SealError::Io {
