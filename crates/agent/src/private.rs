@@ -265,12 +265,9 @@ fn output_context(attempt: wire::AttemptId) -> WrapContext {
 fn open_file(key: &DataKey, sealed: &Path, target: &Path) -> Result<BlobHash, Outcome> {
     let reader = BufReader::new(std::fs::File::open(sealed).map_err(node_error)?);
     let file = std::fs::File::create(target).map_err(node_error)?;
-    let mut writer = HashingWriter {
-        inner: BufWriter::new(file),
-        hasher: blake3::Hasher::new(),
-    };
+    let mut writer = seal::Hashing::new(BufWriter::new(file));
     let opened = seal::open(key, reader, &mut writer).and_then(|_| {
-        writer.inner.flush().map_err(|source| seal::SealError::Io {
+        writer.flush().map_err(|source| seal::SealError::Io {
             doing: "writing the opened plaintext",
             source,
         })
@@ -282,25 +279,7 @@ fn open_file(key: &DataKey, sealed: &Path, target: &Path) -> Result<BlobHash, Ou
             error => broken(error),
         });
     }
-    Ok(BlobHash(*writer.hasher.finalize().as_bytes()))
-}
-
-/// Writes through, hashing what passes.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: blake3::Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(bytes)?;
-        self.hasher.update(&bytes[..written]);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    Ok(writer.finish().1)
 }
 
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::{StreamExt as _, TryStreamExt as _};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -241,27 +240,10 @@ impl Client {
         job_key: &DataKey,
         paths: Vec<&Path>,
     ) -> Result<HashMap<PathBuf, (BlobHash, BlobHash)>> {
-        let mut distinct: Vec<PathBuf> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for path in paths {
-            if seen.insert(path) {
-                distinct.push(path.to_owned());
-            }
-        }
-        let uploads = distinct.into_iter().map(|path| async move {
-            let hashes =
-                self.seal_one(job_key, &path)
-                    .await
-                    .map_err(|source| ClientError::Upload {
-                        path: path.display().to_string(),
-                        source: Box::new(source),
-                    })?;
-            Ok::<_, ClientError>((path, hashes))
-        });
-        futures::stream::iter(uploads)
-            .buffer_unordered(SEALS_AT_ONCE)
-            .try_collect()
-            .await
+        crate::submit::each_file_once(paths, SEALS_AT_ONCE, |path| async move {
+            self.seal_one(job_key, &path).await
+        })
+        .await
     }
 
     /// Seals one file and uploads the ciphertext: from memory when it is small, else through a
@@ -301,13 +283,10 @@ const SEAL_IN_MEMORY_BYTES_MAX: u64 = 64 << 20;
 /// Seals the file at `source` into memory; gives the plaintext's hash and the ciphertext.
 fn seal_to_memory(key: &DataKey, source: &Path) -> Result<(BlobHash, Vec<u8>)> {
     let file = std::fs::File::open(source).map_err(|error| io(source, error))?;
-    let mut reader = Hashing {
-        inner: BufReader::new(file),
-        hasher: blake3::Hasher::new(),
-    };
+    let mut reader = seal::Hashing::new(BufReader::new(file));
     let mut sealed = Vec::new();
     seal::seal(key, &mut reader, &mut sealed).map_err(sealing)?;
-    Ok((BlobHash::from(reader.hasher.finalize()), sealed))
+    Ok((reader.finish().1, sealed))
 }
 
 fn io(path: &Path, source: std::io::Error) -> ClientError {
@@ -321,47 +300,12 @@ fn io(path: &Path, source: std::io::Error) -> ClientError {
 /// ciphertext.
 fn seal_file(key: &DataKey, source: &Path, target: &Path) -> Result<(BlobHash, BlobHash)> {
     let file = std::fs::File::open(source).map_err(|error| io(source, error))?;
-    let mut reader = Hashing {
-        inner: BufReader::new(file),
-        hasher: blake3::Hasher::new(),
-    };
+    let mut reader = seal::Hashing::new(BufReader::new(file));
     let file = std::fs::File::create(target).map_err(|error| io(target, error))?;
-    let mut writer = Hashing {
-        inner: BufWriter::new(file),
-        hasher: blake3::Hasher::new(),
-    };
+    let mut writer = seal::Hashing::new(BufWriter::new(file));
     seal::seal(key, &mut reader, &mut writer).map_err(sealing)?;
-    writer.inner.flush().map_err(|error| io(target, error))?;
-    Ok((
-        BlobHash::from(reader.hasher.finalize()),
-        BlobHash::from(writer.hasher.finalize()),
-    ))
-}
-
-/// Reads or writes through, hashing what passes.
-struct Hashing<T> {
-    inner: T,
-    hasher: blake3::Hasher,
-}
-
-impl<R: std::io::Read> std::io::Read for Hashing<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        self.hasher.update(&buffer[..read]);
-        Ok(read)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(bytes)?;
-        self.hasher.update(&bytes[..written]);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    writer.flush().map_err(|error| io(target, error))?;
+    Ok((reader.finish().1, writer.finish().1))
 }
 
 /// Opens a result blob of a private job, sealed to the requester for `attempt`, from `sealed`

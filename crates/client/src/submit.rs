@@ -86,28 +86,45 @@ impl Client {
     /// Uploads each distinct file of `paths` once, [`UPLOADS_AT_ONCE`] at a time, so that
     /// hashing one overlaps sending another; gives each file's hash.
     async fn upload_all(&self, paths: Vec<&Path>) -> Result<Uploaded> {
-        let mut distinct: Vec<PathBuf> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for path in paths {
-            if seen.insert(path) {
-                distinct.push(path.to_owned());
-            }
-        }
-        let uploads = distinct.into_iter().map(|path| async move {
-            let (hash, _) =
-                self.upload_file(&path)
-                    .await
-                    .map_err(|source| ClientError::Upload {
-                        path: path.display().to_string(),
-                        source: Box::new(source),
-                    })?;
-            Ok::<_, ClientError>((path, hash))
-        });
-        futures::stream::iter(uploads)
-            .buffer_unordered(UPLOADS_AT_ONCE)
-            .try_collect()
-            .await
+        each_file_once(paths, UPLOADS_AT_ONCE, |path| async move {
+            Ok(self.upload_file(&path).await?.0)
+        })
+        .await
     }
+}
+
+/// `work` done on each distinct file of `paths` once, `at_once` at a time; each result by its
+/// path. A failure names the file it was for.
+pub(crate) async fn each_file_once<T, F, Fut>(
+    paths: Vec<&Path>,
+    at_once: usize,
+    work: F,
+) -> Result<HashMap<PathBuf, T>>
+where
+    F: Fn(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut distinct: Vec<PathBuf> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        if seen.insert(path) {
+            distinct.push(path.to_owned());
+        }
+    }
+    let each = distinct.into_iter().map(|path| {
+        let done = work(path.clone());
+        async move {
+            let value = done.await.map_err(|source| ClientError::Upload {
+                path: path.display().to_string(),
+                source: Box::new(source),
+            })?;
+            Ok::<_, ClientError>((path, value))
+        }
+    });
+    futures::stream::iter(each)
+        .buffer_unordered(at_once)
+        .try_collect()
+        .await
 }
 
 /// Files uploaded at once by one submission.

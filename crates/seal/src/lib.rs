@@ -19,6 +19,7 @@
 
 mod digest;
 mod error;
+mod hashing;
 mod keys;
 mod manifest;
 mod sealed_to;
@@ -27,6 +28,7 @@ mod wrap;
 
 pub use digest::ResultDigester;
 pub use error::SealError;
+pub use hashing::Hashing;
 pub use keys::{DataKey, EncryptionKey, EncryptionSecret};
 pub use manifest::{MANIFEST_BYTES_MAX, Manifest};
 pub use sealed_to::{PreparedKey, open_from, prepare_to, seal_to, seal_to_prepared, sealed_to_len};

@@ -117,7 +117,7 @@ pub fn verify_registration(request: &RegisterRequest) -> Result<NodeId, WireErro
     Ok(node_id_of(&public_key))
 }
 
-fn parse_hex_array<const N: usize>(
+pub(crate) fn parse_hex_array<const N: usize>(
     text: &str,
     what: &'static str,
     expected: &'static str,

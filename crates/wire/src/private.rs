@@ -42,13 +42,14 @@ pub fn encryption_key_message(key_hex: &str) -> Vec<u8> {
 impl NodeEncryptionKey {
     /// The key as bytes, once its shape is right.
     pub fn key_bytes(&self) -> Result<[u8; 32], WireError> {
-        hex_array::<32>(&self.key, "encryption key", "64 hex digits")
+        crate::auth::parse_hex_array::<32>(&self.key, "encryption key", "64 hex digits")
     }
 
     /// Checks that the node whose ed25519 public key is `public_key` signed this key.
     pub fn verify(&self, public_key: &[u8; 32]) -> Result<(), WireError> {
         self.key_bytes()?;
-        let signature = hex_array::<64>(&self.signature, "signature", "128 hex digits")?;
+        let signature =
+            crate::auth::parse_hex_array::<64>(&self.signature, "signature", "128 hex digits")?;
         let verifying_key =
             VerifyingKey::from_bytes(public_key).map_err(|_| WireError::BadSignature)?;
         verifying_key
@@ -194,20 +195,6 @@ pub struct PrivateRuntime {
     /// The job's module is sealed like its inputs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub module_sealed: bool,
-}
-
-fn hex_array<const N: usize>(
-    text: &str,
-    what: &'static str,
-    expected: &'static str,
-) -> Result<[u8; N], WireError> {
-    let mut bytes = [0u8; N];
-    hex::decode_to_slice(text, &mut bytes).map_err(|_| WireError::Malformed {
-        what,
-        value: text.chars().take(80).collect(),
-        expected,
-    })?;
-    Ok(bytes)
 }
 
 /// What sealing adds to one blob at most, besides its chunks' tags: the wrapped key of an
