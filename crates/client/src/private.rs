@@ -139,7 +139,7 @@ impl Client {
                 .map(|task| crate::submit::task_of(task, &blob))
                 .collect(),
             private: Some(Box::new(private)),
-            ..clear_submission(plan, module)
+            ..crate::submit::bare_submission(plan, module)
         })
     }
 
@@ -179,29 +179,6 @@ impl Client {
             keys: wrap_to(&job_key, holders)?,
         };
         self.post(&format!("/v1/jobs/{job}/keys"), &grant).await
-    }
-}
-
-/// The submission of `plan` running `module`, with none of its files: a private job has no
-/// validator, and its mounts and tasks name sealed blobs.
-fn clear_submission(plan: &JobPlan, module: BlobHash) -> JobSubmission {
-    JobSubmission {
-        name: plan.name.clone(),
-        module,
-        env: plan.env.clone(),
-        mounts: Vec::new(),
-        requirements: plan.requirements.clone(),
-        limits: plan.limits,
-        max_attempts: plan.max_attempts,
-        replicas: plan.replicas,
-        deterministic: plan.deterministic,
-        verify: plan.verify,
-        validator: None,
-        success_exit_codes: plan.success_exit_codes.clone(),
-        checkpoint: plan.checkpoint,
-        on_failure: plan.on_failure.clone(),
-        private: None,
-        tasks: Vec::new(),
     }
 }
 

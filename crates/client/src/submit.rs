@@ -58,28 +58,16 @@ impl Client {
         let uploaded = self.upload_all(paths).await?;
         let blob = |path: &Path| uploaded[path];
         Ok(JobSubmission {
-            name: plan.name.clone(),
-            module: blob(&plan.module),
-            env: plan.env.clone(),
             mounts: walked
                 .iter()
                 .map(|(mount, files)| mount_of(mount, files, &blob))
                 .collect(),
-            requirements: plan.requirements.clone(),
-            limits: plan.limits,
-            max_attempts: plan.max_attempts,
-            replicas: plan.replicas,
-            deterministic: plan.deterministic,
-            verify: plan.verify,
             validator: plan.validator.as_ref().map(|validator| wire::Validator {
                 module: blob(&validator.module),
                 args: validator.args.clone(),
             }),
-            success_exit_codes: plan.success_exit_codes.clone(),
-            checkpoint: plan.checkpoint,
-            on_failure: plan.on_failure.clone(),
-            private: None,
             tasks: plan.tasks.iter().map(|task| task_of(task, &blob)).collect(),
+            ..bare_submission(plan, blob(&plan.module))
         })
     }
 
@@ -125,6 +113,29 @@ where
         .buffer_unordered(at_once)
         .try_collect()
         .await
+}
+
+/// The submission of `plan` running `module`, without its files: no mounts, tasks or
+/// validator, which the caller names as it uploaded them.
+pub(crate) fn bare_submission(plan: &JobPlan, module: BlobHash) -> JobSubmission {
+    JobSubmission {
+        name: plan.name.clone(),
+        module,
+        env: plan.env.clone(),
+        mounts: Vec::new(),
+        requirements: plan.requirements.clone(),
+        limits: plan.limits,
+        max_attempts: plan.max_attempts,
+        replicas: plan.replicas,
+        deterministic: plan.deterministic,
+        verify: plan.verify,
+        validator: None,
+        success_exit_codes: plan.success_exit_codes.clone(),
+        checkpoint: plan.checkpoint,
+        on_failure: plan.on_failure.clone(),
+        private: None,
+        tasks: Vec::new(),
+    }
 }
 
 /// Files uploaded at once by one submission.
