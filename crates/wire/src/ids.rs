@@ -109,7 +109,7 @@ prefixed_id!(
 
 /// A string schema with the pattern its parser enforces, so clients (and contract tests) know
 /// what is accepted before they send it.
-fn string_schema(
+pub(crate) fn string_schema(
     description: &str,
     pattern: &str,
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

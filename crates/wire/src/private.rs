@@ -27,8 +27,10 @@ pub const KEY_HOLDERS_MAX: usize = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct NodeEncryptionKey {
     /// 64 hex digits.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub key: String,
     /// 128 hex digits: the node's ed25519 signature of [`encryption_key_message`].
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub signature: String,
 }
 
@@ -62,9 +64,21 @@ impl NodeEncryptionKey {
 }
 
 /// A 32-byte key wrapped to one holder's encryption key with HPKE, as hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WrappedKey(pub String);
+
+impl utoipa::PartialSchema for WrappedKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::ids::string_schema(
+            "a 32-byte key wrapped with HPKE (X25519, HKDF-SHA256, ChaCha20-Poly1305): 160 \
+             lowercase hex digits",
+            "^[0-9a-f]{160}$",
+        )
+    }
+}
+
+impl utoipa::ToSchema for WrappedKey {}
 
 impl WrappedKey {
     pub fn check(&self, field: &str) -> Result<(), WireError> {
@@ -101,6 +115,7 @@ impl WrappedKey {
 #[serde(deny_unknown_fields)]
 pub struct PrivateJob {
     /// The requester's X25519 public key, 64 hex digits: outputs are sealed to it.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub requester_key: String,
     /// The job's key wrapped to the requester's own key, so that `keys grant` can wrap it to
     /// more nodes later, from any device that holds the requester's key.
