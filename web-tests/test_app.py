@@ -347,3 +347,38 @@ def test_the_cli_link_and_qr_are_printed(pool: Pool) -> None:
     text = done.stdout.decode()
     assert "#token=ccr_" in text and "▀" in text and "certificate" in text, text
 
+
+
+def test_a_private_job_says_what_it_is_sealed_from_and_shows_no_ciphertext(
+    device: Device, pool: Pool, tmp_path: Path
+) -> None:
+    # Submitted as the device's requester with the CLI, which seals it on this machine.
+    # The secret travels on stdin, which is sealed; args never are.
+    (tmp_path / "probe.wasm").write_bytes(guest("probe").read_bytes())
+    (tmp_path / "secret.txt").write_text("a family secret\n")
+    (tmp_path / "job.toml").write_text(
+        'name = "sealed"\nmodule = "probe.wasm"\nprivate = true\n'
+        '[[tasks]]\nargs = ["cat"]\nstdin = "secret.txt"\n'
+    )
+    coordinator = pool.coordinator
+    submitted = coordinator.cli(
+        ["submit", str(tmp_path / "job.toml"), "--coordinator", coordinator.url,
+         "--token", token_of(device), "--fingerprint", coordinator.fingerprint or ""],
+        tmp_path / "requester",
+    )
+    assert submitted.returncode == 0, submitted.stderr.decode()
+    job_id = submitted.stdout.decode().strip()
+    open_job(device, job_id)
+    wait_for_state(device, "completed")
+    page = device.page
+    notice = page.locator("#private-job")
+    notice.wait_for()
+    assert "sealed from the coordinator and the network" in notice.inner_text()
+    assert "readable by the owner of the machine that runs it" in notice.inner_text()
+    assert not page.locator("#download-zip").is_visible()
+    page.locator('[data-task-index="0"]').first.click()
+    stdout = page.locator('[data-file="stdout"]')
+    stdout.wait_for(timeout=JOB_SECS * 1000)
+    # Listed for download, never shown: the page holds ciphertext only.
+    assert stdout.locator("pre").count() == 0
+    assert "a family secret" not in page.locator("[data-job-page]").inner_text()
