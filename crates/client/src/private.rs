@@ -91,18 +91,8 @@ impl Client {
         let job_key = DataKey::generate();
         let requester_public = requester.public();
         let module_sealed = plan.private.as_ref().is_some_and(|private| private.module);
-        let mut walked = Vec::with_capacity(plan.mounts.len());
-        for mount in &plan.mounts {
-            walked.push((mount, crate::submit::walk(&mount.dir)?));
-        }
-        let mut paths: Vec<&Path> = walked
-            .iter()
-            .flat_map(|(_, files)| files.iter().map(|(_, path)| path.as_path()))
-            .collect();
-        for task in &plan.tasks {
-            paths.extend(task.stdin.as_deref());
-            paths.extend(task.inputs.iter().map(|(_, path)| path.as_path()));
-        }
+        let walked = crate::submit::walk_mounts(plan)?;
+        let mut paths = crate::submit::data_files(plan, &walked);
         if module_sealed {
             paths.push(&plan.module);
         }

@@ -40,21 +40,10 @@ impl Client {
     /// Uploads every file the plan names (each once, a few at a time) and returns the
     /// submission naming them.
     pub async fn upload_plan(&self, plan: &JobPlan) -> Result<JobSubmission> {
-        let mut walked = Vec::with_capacity(plan.mounts.len());
-        for mount in &plan.mounts {
-            walked.push((mount, walk(&mount.dir)?));
-        }
+        let walked = walk_mounts(plan)?;
         let mut paths: Vec<&Path> = vec![plan.module.as_path()];
         paths.extend(plan.validator.as_ref().map(|v| v.module.as_path()));
-        paths.extend(
-            walked
-                .iter()
-                .flat_map(|(_, files)| files.iter().map(|(_, p)| p.as_path())),
-        );
-        for task in &plan.tasks {
-            paths.extend(task.stdin.as_deref());
-            paths.extend(task.inputs.iter().map(|(_, path)| path.as_path()));
-        }
+        paths.extend(data_files(plan, &walked));
         let uploaded = self.upload_all(paths).await?;
         let blob = |path: &Path| uploaded[path];
         Ok(JobSubmission {
@@ -79,6 +68,29 @@ impl Client {
         })
         .await
     }
+}
+
+/// Each mount of `plan` with its files, walked.
+pub(crate) type Walked<'a> = Vec<(&'a MountPlan, Vec<(String, PathBuf)>)>;
+
+pub(crate) fn walk_mounts(plan: &JobPlan) -> Result<Walked<'_>> {
+    plan.mounts
+        .iter()
+        .map(|mount| Ok((mount, walk(&mount.dir)?)))
+        .collect()
+}
+
+/// The files a plan's tasks read, beside its module: mount files, stdin, inputs.
+pub(crate) fn data_files<'a>(plan: &'a JobPlan, walked: &'a Walked<'_>) -> Vec<&'a Path> {
+    let mut paths: Vec<&Path> = walked
+        .iter()
+        .flat_map(|(_, files)| files.iter().map(|(_, path)| path.as_path()))
+        .collect();
+    for task in &plan.tasks {
+        paths.extend(task.stdin.as_deref());
+        paths.extend(task.inputs.iter().map(|(_, path)| path.as_path()));
+    }
+    paths
 }
 
 /// `work` done on each distinct file of `paths` once, `at_once` at a time; each result by its
