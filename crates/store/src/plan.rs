@@ -470,7 +470,9 @@ fn insert_job(sql: &mut Vec<Statement>, backend: Backend, job: &JobRow, tasks: &
         }
         sql.push(statement);
     }
-    let uses: Vec<(wire::JobId, BlobHash)> = retention::submission_blobs(&job.spec, tasks)
+    let uses: Vec<(wire::JobId, BlobHash)> = job
+        .spec
+        .blobs_named(tasks)
         .into_iter()
         .map(|hash| (job.id, hash))
         .collect();
@@ -495,7 +497,9 @@ fn upsert_pipeline(sql: &mut Vec<Statement>, backend: Backend, row: &crate::Pipe
         .iter()
         .filter_map(|stage| Some((stage.job_id, stage.waiting.as_ref()?)))
         .flat_map(|(job_id, waiting)| {
-            retention::submission_blobs(&waiting.job, &waiting.job.tasks)
+            waiting
+                .job
+                .blobs_named(&waiting.job.tasks)
                 .into_iter()
                 .map(move |hash| (job_id, hash))
         })

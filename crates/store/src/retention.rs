@@ -24,31 +24,6 @@ const JOB_BLOBS_FILLED: &str = "job_blobs_filled";
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// The blobs a job names in its submission: module, mount files, and its tasks' stdin and
-/// input files.
-pub(crate) fn submission_blobs(spec: &JobSubmission, tasks: &[TaskSpec]) -> BTreeSet<BlobHash> {
-    let mut hashes = BTreeSet::from([spec.module]);
-    hashes.extend(spec.validator.as_ref().map(|validator| validator.module));
-    hashes.extend(
-        spec.private
-            .as_ref()
-            .and_then(|private| private.manifest.blob()),
-    );
-    for mount in &spec.mounts {
-        hashes.extend(mount.files.iter().map(|file| file.blob));
-    }
-    for task in tasks {
-        hashes.extend(task_blobs(task));
-    }
-    hashes
-}
-
-fn task_blobs(task: &TaskSpec) -> impl Iterator<Item = BlobHash> + '_ {
-    task.stdin
-        .into_iter()
-        .chain(task.inputs.iter().map(|input| input.blob))
-}
-
 /// The blobs an ended attempt left: stdout, stderr and output files.
 pub(crate) fn attempt_blobs(end: &AttemptEnd) -> impl Iterator<Item = BlobHash> + '_ {
     end.stdout
@@ -180,11 +155,7 @@ pub(crate) async fn fill_job_blobs(pool: &AnyPool, backend: Backend) -> Result<(
     {
         let job_id = JobId::from_db(row.try_get("id")?);
         let spec: JobSubmission = crate::load::json_at(&row, "spec")?;
-        pairs.extend(
-            submission_blobs(&spec, &[])
-                .into_iter()
-                .map(|hash| (job_id, hash)),
-        );
+        pairs.extend(spec.blobs_named(&[]).into_iter().map(|hash| (job_id, hash)));
     }
     for row in sqlx::query("SELECT job_id, spec FROM tasks")
         .fetch_all(&mut *tx)
@@ -192,7 +163,7 @@ pub(crate) async fn fill_job_blobs(pool: &AnyPool, backend: Backend) -> Result<(
     {
         let job_id = JobId::from_db(row.try_get("job_id")?);
         let task: TaskSpec = crate::load::json_at(&row, "spec")?;
-        pairs.extend(task_blobs(&task).map(|hash| (job_id, hash)));
+        pairs.extend(task.blobs().map(|hash| (job_id, hash)));
     }
     for row in sqlx::query(
         "SELECT job_id, stdout, stderr, outputs FROM attempts \

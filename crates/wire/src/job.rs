@@ -94,6 +94,22 @@ impl JobSubmission {
         }
     }
 
+    /// Every blob the job names, with `tasks` as its tasks (the store keeps them apart from
+    /// the rest): module, validator, a private job's manifest blob, mount files, and the
+    /// tasks' stdin and input files.
+    pub fn blobs_named(&self, tasks: &[TaskSpec]) -> std::collections::BTreeSet<BlobHash> {
+        let mut hashes = std::collections::BTreeSet::from([self.module]);
+        hashes.extend(self.validator.as_ref().map(|validator| validator.module));
+        hashes.extend(self.private.as_ref().and_then(|p| p.manifest.blob()));
+        for mount in &self.mounts {
+            hashes.extend(mount.files.iter().map(|file| file.blob));
+        }
+        for task in tasks {
+            hashes.extend(task.blobs());
+        }
+        hashes
+    }
+
     /// A job of `tasks` running `module`, everything else at its default: no env or mounts,
     /// no requirements, the default limits, attempts and replicas, not deterministic.
     pub fn new(name: impl Into<String>, module: BlobHash, tasks: Vec<TaskSpec>) -> Self {
@@ -171,6 +187,15 @@ pub struct TaskSpec {
     /// Files placed in the read-only `/input` directory.
     #[serde(default)]
     pub inputs: Vec<InputFile>,
+}
+
+impl TaskSpec {
+    /// The blobs the task reads: its stdin and input files.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobHash> + '_ {
+        self.stdin
+            .into_iter()
+            .chain(self.inputs.iter().map(|input| input.blob))
+    }
 }
 
 /// A file in a task's `/input` directory.

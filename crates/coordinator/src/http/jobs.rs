@@ -130,22 +130,10 @@ pub(super) async fn check_readable(
 }
 
 pub(super) fn blobs_of(submission: &JobSubmission) -> Vec<BlobHash> {
-    let mut hashes = vec![submission.module];
-    hashes.extend(submission.validator.as_ref().map(|v| v.module));
-    hashes.extend(
-        submission
-            .private
-            .as_ref()
-            .and_then(|private| private.manifest.blob()),
-    );
-    for mount in &submission.mounts {
-        hashes.extend(mount.files.iter().map(|file| file.blob));
-    }
-    for task in &submission.tasks {
-        hashes.extend(task.stdin);
-        hashes.extend(task.inputs.iter().map(|input| input.blob));
-    }
-    hashes
+    submission
+        .blobs_named(&submission.tasks)
+        .into_iter()
+        .collect()
 }
 
 /// What can be known of a sealed module without reading it: its size. It is taken for a core
