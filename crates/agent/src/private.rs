@@ -106,11 +106,7 @@ impl Runner {
         hash: &BlobHash,
         held: &ForAttempt<'_>,
     ) -> Result<PathBuf, Outcome> {
-        let expected = *unsealed.manifest.plain.get(hash).ok_or_else(|| {
-            broken(format!(
-                "blob {hash} is not in the job's manifest: it belongs to another job"
-            ))
-        })?;
+        let expected = unsealed.expected_plain(hash)?;
         let sealed = held
             .fetch(|| self.cache.file(client, hash))
             .await
@@ -121,11 +117,7 @@ impl Runner {
         let plain = tokio::task::spawn_blocking(move || open_file(&key, &sealed, &opened))
             .await
             .map_err(node_error)??;
-        if plain != expected {
-            return Err(broken(format!(
-                "blob {hash} opened to other bytes than the job's manifest names"
-            )));
-        }
+        same_plain(hash, plain, expected)?;
         Ok(target)
     }
 
@@ -138,21 +130,13 @@ impl Runner {
         hash: &BlobHash,
         held: &ForAttempt<'_>,
     ) -> Result<Vec<u8>, Outcome> {
-        let expected = *unsealed.manifest.plain.get(hash).ok_or_else(|| {
-            broken(format!(
-                "blob {hash} is not in the job's manifest: it belongs to another job"
-            ))
-        })?;
+        let expected = unsealed.expected_plain(hash)?;
         let sealed = held
             .fetch(|| self.cache.bytes(client, hash))
             .await
             .map_err(node_error)?;
         let plain = seal::open_bytes(&unsealed.job_key, &sealed).map_err(broken)?;
-        if BlobHash::of(&plain) != expected {
-            return Err(broken(format!(
-                "blob {hash} opened to other bytes than the job's manifest names"
-            )));
-        }
+        same_plain(hash, BlobHash::of(&plain), expected)?;
         Ok(plain)
     }
 
@@ -180,6 +164,16 @@ impl Runner {
 }
 
 impl Unsealed {
+    /// The plaintext hash the manifest gives the sealed blob `hash`; a blob it does not name
+    /// belongs to another job.
+    fn expected_plain(&self, hash: &BlobHash) -> Result<BlobHash, Outcome> {
+        self.manifest.plain.get(hash).copied().ok_or_else(|| {
+            broken(format!(
+                "blob {hash} is not in the job's manifest: it belongs to another job"
+            ))
+        })
+    }
+
     /// A new name in the attempt's private directory, made with the first.
     fn next_file(&mut self, kind: &str) -> Result<PathBuf, Outcome> {
         if self.files == 0 {
@@ -254,6 +248,16 @@ impl Unsealed {
         }
         Ok(hex::encode(digester.finalize()))
     }
+}
+
+/// Refuses a blob that opened to other bytes than the manifest names.
+fn same_plain(hash: &BlobHash, plain: BlobHash, expected: BlobHash) -> Result<(), Outcome> {
+    if plain == expected {
+        return Ok(());
+    }
+    Err(broken(format!(
+        "blob {hash} opened to other bytes than the job's manifest names"
+    )))
 }
 
 fn output_context(attempt: wire::AttemptId) -> WrapContext {

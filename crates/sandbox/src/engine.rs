@@ -195,9 +195,7 @@ impl Sandbox {
         if let Some(flavor) = self.deterministic.get() {
             flavor.compiled.lock().entries.remove(key);
         }
-        if let Some(disk) = &self.disk {
-            disk.forget(key);
-        }
+        self.forget_on_disk(key);
     }
 
     /// Drops the compiled code of blob `key` from disk only: a sealed module's code is kept in

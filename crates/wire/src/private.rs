@@ -82,29 +82,14 @@ impl utoipa::ToSchema for WrappedKey {}
 
 impl WrappedKey {
     pub fn check(&self, field: &str) -> Result<(), WireError> {
-        let good = self.0.len() == WRAPPED_KEY_HEX_DIGITS
-            && self
-                .0
-                .bytes()
-                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
-        if good {
-            Ok(())
-        } else {
-            Err(WireError::Invalid {
+        crate::validate::hex_digits(&self.0, field, WRAPPED_KEY_HEX_DIGITS).map_err(|_| {
+            WireError::Invalid {
                 field: field.to_owned(),
                 problem: format!(
                     "a wrapped key is {WRAPPED_KEY_HEX_DIGITS} lowercase hex digits; wrap it \
                      again with `crowdcloud keys grant`"
                 ),
-            })
-        }
-    }
-
-    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
-        hex::decode(&self.0).map_err(|_| WireError::Malformed {
-            what: "wrapped key",
-            value: self.0.chars().take(80).collect(),
-            expected: "160 hex digits",
+            }
         })
     }
 }

@@ -35,8 +35,7 @@ impl JobKeys {
     }
 
     fn new(private: &wire::PrivateJob, keys: BTreeMap<NodeId, wire::WrappedKey>) -> JobKeys {
-        // Node ids order as their numbers, so the map's keys come sorted and unique.
-        let holders_sorted = keys.keys().map(|node| node.0).collect();
+        let holders_sorted = holders_of(&keys);
         JobKeys {
             requester_key: private.requester_key.clone(),
             requester_wrap: private.requester_wrap.clone(),
@@ -57,6 +56,12 @@ impl JobKeys {
             module_sealed: self.module_sealed,
         }
     }
+}
+
+/// The nodes of `keys`, as the scheduler takes them: node ids order as their numbers, so the
+/// map's keys come sorted and unique.
+fn holders_of(keys: &BTreeMap<NodeId, wire::WrappedKey>) -> Vec<u64> {
+    keys.keys().map(|node| node.0).collect()
 }
 
 impl Job {
@@ -206,9 +211,11 @@ impl PoolState {
         let Some(keys) = &job.keys else {
             return;
         };
-        let mut all = keys.keys.clone();
-        all.extend(granted.iter().map(|(node, key)| (*node, key.clone())));
-        job.keys = Some(Arc::new(JobKeys::new(&keys.as_private_job(), all)));
+        let mut next = JobKeys::clone(keys);
+        next.keys
+            .extend(granted.iter().map(|(node, key)| (*node, key.clone())));
+        next.holders_sorted = holders_of(&next.keys);
+        job.keys = Some(Arc::new(next));
         job.version += 1;
         job.queued = true;
         // Nodes that wait for work may take its tasks now.
