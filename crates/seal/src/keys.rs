@@ -7,7 +7,6 @@ use std::str::FromStr;
 use hpke::{Deserializable, Kem as _, Serializable};
 use rand::TryRng as _;
 use rand::rngs::SysRng;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use crate::SealError;
@@ -26,6 +25,13 @@ pub(crate) fn fill_random(bytes: &mut [u8]) {
         .expect("the operating system's random source failed; no key can be made without it");
 }
 
+/// 32 random bytes, wiped when dropped: every secret and key here starts as one.
+fn random_32() -> Zeroizing<[u8; 32]> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    fill_random(bytes.as_mut_slice());
+    bytes
+}
+
 /// A node's or requester's X25519 secret, for receiving wrapped keys. Wiped on drop; its
 /// `Debug` does not print it.
 #[derive(Clone)]
@@ -34,9 +40,7 @@ pub struct EncryptionSecret(Zeroizing<[u8; 32]>);
 impl EncryptionSecret {
     /// A new secret from the operating system's random source.
     pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        fill_random(bytes.as_mut_slice());
-        Self(bytes)
+        Self(random_32())
     }
 
     /// The secret saved by [`EncryptionSecret::to_bytes`]. Any 32 bytes are a secret (X25519
@@ -112,18 +116,26 @@ impl FromStr for EncryptionKey {
     }
 }
 
-impl Serialize for EncryptionKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
+/// Serde as its text: `Display` out, `FromStr` in, so JSON holds the same hex people see.
+macro_rules! serde_as_text {
+    ($name:ty) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
 
-impl<'de> Deserialize<'de> for EncryptionKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
+pub(crate) use serde_as_text;
+
+serde_as_text!(EncryptionKey);
 
 /// A symmetric key of 32 random bytes: a job's data key, or one attempt's output key. Wiped on
 /// drop; its `Debug` does not print it.
@@ -133,9 +145,7 @@ pub struct DataKey(Zeroizing<[u8; 32]>);
 impl DataKey {
     /// A new key from the operating system's random source.
     pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        fill_random(bytes.as_mut_slice());
-        Self(bytes)
+        Self(random_32())
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Self {

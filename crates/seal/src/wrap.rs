@@ -13,7 +13,6 @@ use hpke::{
 };
 use rand::rand_core::UnwrapErr;
 use rand::rngs::SysRng;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::keys::Kem;
@@ -107,18 +106,7 @@ impl FromStr for WrappedKey {
     }
 }
 
-impl Serialize for WrappedKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for WrappedKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::keys::serde_as_text!(WrappedKey);
 
 /// Where the parts of a wrap lie: the encapsulated key, the sealed key, the tag.
 fn split_wrap(wrapped: &mut [u8; WRAPPED_KEY_BYTES]) -> (&mut [u8], &mut [u8], &mut [u8]) {
