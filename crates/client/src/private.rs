@@ -129,7 +129,7 @@ impl Client {
                 .map(|task| crate::submit::task_of(task, &blob))
                 .collect(),
             private: Some(Box::new(private)),
-            ..crate::submit::bare_submission(plan, module)
+            ..plan.bare_submission(module)
         })
     }
 

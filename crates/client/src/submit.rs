@@ -56,7 +56,7 @@ impl Client {
                 args: validator.args.clone(),
             }),
             tasks: plan.tasks.iter().map(|task| task_of(task, &blob)).collect(),
-            ..bare_submission(plan, blob(&plan.module))
+            ..plan.bare_submission(blob(&plan.module))
         })
     }
 
@@ -125,29 +125,6 @@ where
         .buffer_unordered(at_once)
         .try_collect()
         .await
-}
-
-/// The submission of `plan` running `module`, without its files: no mounts, tasks or
-/// validator, which the caller names as it uploaded them.
-pub(crate) fn bare_submission(plan: &JobPlan, module: BlobHash) -> JobSubmission {
-    JobSubmission {
-        name: plan.name.clone(),
-        module,
-        env: plan.env.clone(),
-        mounts: Vec::new(),
-        requirements: plan.requirements.clone(),
-        limits: plan.limits,
-        max_attempts: plan.max_attempts,
-        replicas: plan.replicas,
-        deterministic: plan.deterministic,
-        verify: plan.verify,
-        validator: None,
-        success_exit_codes: plan.success_exit_codes.clone(),
-        checkpoint: plan.checkpoint,
-        on_failure: plan.on_failure.clone(),
-        private: None,
-        tasks: Vec::new(),
-    }
 }
 
 /// Files uploaded at once by one submission.

@@ -90,6 +90,31 @@ pub struct JobPlan {
     pub tasks: Vec<TaskPlan>,
 }
 
+impl JobPlan {
+    /// The submission of the plan running `module`, without its files: no mounts, tasks,
+    /// validator or private part, which the caller fills in as it uploads them.
+    pub fn bare_submission(&self, module: wire::BlobHash) -> wire::JobSubmission {
+        wire::JobSubmission {
+            name: self.name.clone(),
+            module,
+            env: self.env.clone(),
+            mounts: Vec::new(),
+            requirements: self.requirements.clone(),
+            limits: self.limits,
+            max_attempts: self.max_attempts,
+            replicas: self.replicas,
+            deterministic: self.deterministic,
+            verify: self.verify,
+            validator: None,
+            success_exit_codes: self.success_exit_codes.clone(),
+            checkpoint: self.checkpoint,
+            on_failure: self.on_failure.clone(),
+            private: None,
+            tasks: Vec::new(),
+        }
+    }
+}
+
 /// Which nodes a private job's requester trusts with its data: the nodes named, and every
 /// node with all the labels named (and the job's own label requirements). Empty: every node
 /// of the pool that fits the job and holds an encryption key.

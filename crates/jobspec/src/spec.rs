@@ -577,9 +577,6 @@ pub(crate) fn from_wire(error: wire::WireError) -> SpecError {
 pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
     let stand_in = wire::BlobHash([0; 32]);
     wire::JobSubmission {
-        name: plan.name.clone(),
-        module: stand_in,
-        env: plan.env.clone(),
         mounts: plan
             .mounts
             .iter()
@@ -591,19 +588,10 @@ pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
                 }],
             })
             .collect(),
-        requirements: plan.requirements.clone(),
-        limits: plan.limits,
-        max_attempts: plan.max_attempts,
-        replicas: plan.replicas,
-        deterministic: plan.deterministic,
-        verify: plan.verify,
         validator: plan.validator.as_ref().map(|validator| wire::Validator {
             module: stand_in,
             args: validator.args.clone(),
         }),
-        success_exit_codes: plan.success_exit_codes.clone(),
-        checkpoint: plan.checkpoint,
-        on_failure: plan.on_failure.clone(),
         private: plan.private.as_ref().map(|private| {
             Box::new(wire::PrivateJob {
                 module_sealed: private.module,
@@ -632,6 +620,7 @@ pub(crate) fn stand_in_submission(plan: &JobPlan) -> wire::JobSubmission {
                     .collect(),
             })
             .collect(),
+        ..plan.bare_submission(stand_in)
     }
 }
 
