@@ -106,6 +106,8 @@ _BY_CODE = {
     "payload_too_large": TooLargeError,
     "too_many_requests": TooManyRequestsError,
     "unavailable": UnavailableError,
+    # A standby coordinator: another one leads; try it, or again once this one leads.
+    "standby": UnavailableError,
 }
 
 

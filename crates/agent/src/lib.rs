@@ -414,7 +414,7 @@ impl Agent {
                 {
                     tracing::warn!(%error, "cannot register yet; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = (delay * 2).min(retry_ceiling(&error));
                 }
                 Err(error) if error.code() == Some(ErrorCode::Forbidden) => {
                     return Err(AgentError::Removed(error.to_string()));
@@ -644,7 +644,7 @@ impl Agent {
                         () = tokio::time::sleep(delay) => {}
                         _ = stopping.changed() => break,
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = (delay * 2).min(retry_ceiling(&error));
                 }
             }
         }
@@ -943,7 +943,7 @@ impl Agent {
                 Err(error) if error.is_transient() && delay < Duration::from_secs(120) => {
                     tracing::warn!(%error, "cannot report yet; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5)) + Duration::from_millis(1);
+                    delay = (delay * 2).min(retry_ceiling(&error)) + Duration::from_millis(1);
                 }
                 Err(error) => {
                     tracing::error!(%error, "reports dropped");
@@ -1082,5 +1082,18 @@ fn raise_open_files_limit() {
         if let Err(error) = setrlimit(Resource::Nofile, raised) {
             tracing::warn!(%error, "cannot raise the open files limit; many slots may run out of descriptors");
         }
+    }
+}
+
+/// The longest wait between retries of a failed request: short while the coordinator is down
+/// or a standby is taking over, so the node is back at work within a second of a new leader;
+/// longer while a coordinator that answers is overloaded.
+fn retry_ceiling(error: &client::ClientError) -> Duration {
+    let elsewhere = matches!(error, client::ClientError::Unreachable { .. })
+        || error.code() == Some(ErrorCode::Standby);
+    if elsewhere {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
     }
 }

@@ -10,6 +10,7 @@
 //! by its SHA-256 fingerprint; a different one fails with [`ClientError::WrongCertificate`],
 //! which says what to do.
 
+mod coordinators;
 mod pinned;
 pub mod private;
 mod submit;
@@ -35,6 +36,8 @@ use wire::{
     WhyResponse,
 };
 
+pub use crate::coordinators::COORDINATOR_URLS_MAX;
+use crate::coordinators::Coordinators;
 use crate::pinned::Pin;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,13 +115,26 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
 /// How often a followed pipeline is read while none of its stages runs.
 const BETWEEN_STAGES: Duration = Duration::from_millis(20);
+/// How long a heartbeat may take.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long any other request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether a coordinator that failed a request took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotTaken {
+    /// It refused the connection, or stands by: the next coordinator may take the request.
+    Surely,
+    /// It did not answer in time: the next coordinator is tried by the next request.
+    Unanswered,
+    /// It answered, or broke off: the request is not sent elsewhere.
+    Maybe,
+}
 
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    coordinators: std::sync::Arc<Coordinators>,
     token: Option<String>,
     pin: Option<Pin>,
 }
@@ -149,16 +165,13 @@ impl Client {
     ) -> Result<Client> {
         // The ring provider is installed once per process; later calls find it in place.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let base = base_url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::BadUrl(base_url.to_owned()));
-        }
+        let coordinators = Coordinators::parse(base_url, false)?;
         let http = builder
             .build()
             .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
         Ok(Client {
             http,
-            base,
+            coordinators: std::sync::Arc::new(coordinators),
             token,
             pin: None,
         })
@@ -189,12 +202,7 @@ impl Client {
         token: Option<String>,
         fingerprint: Option<Fingerprint>,
     ) -> Result<Client> {
-        let base = base_url.trim_end_matches('/').to_owned();
-        if !base.starts_with("https://") {
-            return Err(ClientError::BadUrl(format!(
-                "{base_url} (a pinned certificate needs an https:// URL)"
-            )));
-        }
+        let coordinators = Coordinators::parse(base_url, true)?;
         let pin = Pin {
             pinned: fingerprint,
             presented: Default::default(),
@@ -207,7 +215,7 @@ impl Client {
             .map_err(|error| ClientError::BadUrl(format!("{base_url}: {error}")))?;
         Ok(Client {
             http,
-            base,
+            coordinators: std::sync::Arc::new(coordinators),
             token: None,
             pin: Some(pin),
         }
@@ -230,7 +238,7 @@ impl Client {
             .as_ref()
             .and_then(Pin::presented)
             .ok_or_else(|| ClientError::Unreachable {
-                url: client.base.clone(),
+                url: client.base().to_owned(),
                 message: "no certificate was presented".to_owned(),
             })?;
         Ok((health, presented))
@@ -248,19 +256,34 @@ impl Client {
             && pinned != presented
         {
             return ClientError::WrongCertificate {
-                url: self.base.clone(),
+                url: self.base().to_owned(),
                 pinned,
                 presented,
             };
         }
         ClientError::Unreachable {
-            url: self.base.clone(),
+            url: self.base().to_owned(),
             message: error_chain(error),
         }
     }
 
+    /// The URL of the coordinator this client uses now.
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.base()
+    }
+
+    /// Every coordinator this client was given, comma-separated, as it was given them.
+    pub fn urls(&self) -> String {
+        self.coordinators.list()
+    }
+
+    fn base(&self) -> &str {
+        self.coordinators.url(self.coordinators.current())
+    }
+
+    /// Returns once this client (or a clone) moves on to another coordinator.
+    async fn moved(&self) {
+        self.coordinators.moved().await;
     }
 
     /// The same connection pool with another token.
@@ -274,7 +297,7 @@ impl Client {
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let builder = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base()))
             .timeout(REQUEST_TIMEOUT);
         match &self.token {
             Some(token) => builder.bearer_auth(token),
@@ -282,11 +305,52 @@ impl Client {
         }
     }
 
+    /// Sends `builder`'s request to the coordinator in use, and, while coordinators refuse it
+    /// without taking it, to the next ones (see `coordinators`).
     async fn send(&self, builder: RequestBuilder) -> Result<reqwest::Response> {
-        let response = builder
-            .send()
-            .await
-            .map_err(|error| self.connection_error(&error))?;
+        let (_, request) = builder.build_split();
+        let mut request = request.map_err(|error| ClientError::BadUrl(error_chain(&error)))?;
+        let mut tries_left = self.coordinators.count();
+        loop {
+            tries_left -= 1;
+            let used = self.coordinators.current();
+            let spare = (tries_left > 0).then(|| request.try_clone()).flatten();
+            let (error, not_taken) = match self.send_once(request).await {
+                Ok(response) => return Ok(response),
+                Err(failed) => failed,
+            };
+            if self.coordinators.count() == 1 || not_taken == NotTaken::Maybe {
+                return Err(error);
+            }
+            let next = self.coordinators.move_on(used);
+            match (not_taken, spare) {
+                (NotTaken::Surely, Some(mut spare)) => {
+                    self.coordinators.retarget(&mut spare, used, next);
+                    request = spare;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// One request to one coordinator, and on failure whether it surely did not take it.
+    async fn send_once(
+        &self,
+        request: reqwest::Request,
+    ) -> std::result::Result<reqwest::Response, (ClientError, NotTaken)> {
+        let response = match self.http.execute(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                let not_taken = if error.is_connect() {
+                    NotTaken::Surely
+                } else if error.is_timeout() {
+                    NotTaken::Unanswered
+                } else {
+                    NotTaken::Maybe
+                };
+                return Err((self.connection_error(&error), not_taken));
+            }
+        };
         if response.status().is_success() {
             return Ok(response);
         }
@@ -304,10 +368,16 @@ impl Client {
                 ),
             )
         });
-        Err(ClientError::Api {
+        let not_taken = if error.code == ErrorCode::Standby {
+            NotTaken::Surely
+        } else {
+            NotTaken::Maybe
+        };
+        let error = ClientError::Api {
             status: status.as_u16(),
             error,
-        })
+        };
+        Err((error, not_taken))
     }
 
     async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T> {
@@ -316,7 +386,7 @@ impl Client {
             .bytes()
             .await
             .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
+                url: self.base().to_owned(),
                 message: error_chain(&error),
             })?;
         serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode(error.to_string()))
@@ -345,7 +415,7 @@ impl Client {
             .text()
             .await
             .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
+                url: self.base().to_owned(),
                 message: error_chain(&error),
             })
     }
@@ -646,7 +716,7 @@ impl Client {
             .bytes()
             .await
             .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
+                url: self.base().to_owned(),
                 message: error_chain(&error),
             })?;
         if BlobHash::of(&bytes) != *hash {
@@ -677,7 +747,7 @@ impl Client {
                     .try_next()
                     .await
                     .map_err(|error| ClientError::Unreachable {
-                        url: self.base.clone(),
+                        url: self.base().to_owned(),
                         message: error_chain(&error),
                     })?
             {
@@ -728,12 +798,19 @@ impl Client {
     /// Asks for work, waiting up to `request.wait_ms` for some.
     pub async fn lease(&self, request: &LeaseRequest) -> Result<LeaseResponse> {
         let timeout = Duration::from_millis(request.wait_ms.into()) + LONG_POLL_SLACK;
-        self.json(
-            self.request(Method::POST, "/v1/nodes/lease")
-                .json(request)
-                .timeout(timeout),
-        )
-        .await
+        loop {
+            let leased = self.json(
+                self.request(Method::POST, "/v1/nodes/lease")
+                    .json(request)
+                    .timeout(timeout),
+            );
+            tokio::select! {
+                leased = leased => return leased,
+                // A long-poll held open at a coordinator this client left (one that froze)
+                // may never be answered; the one it moved to is asked at once.
+                () = self.moved() => {}
+            }
+        }
     }
 
     /// Holds the node's presence request open until the coordinator answers it: while one is
@@ -747,7 +824,14 @@ impl Client {
     }
 
     pub async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<HeartbeatResponse> {
-        self.post("/v1/nodes/heartbeat", request).await
+        // Well inside a lease: a coordinator that froze must not hold the node's heartbeats
+        // until its leases run out elsewhere.
+        self.json(
+            self.request(Method::POST, "/v1/nodes/heartbeat")
+                .json(request)
+                .timeout(HEARTBEAT_TIMEOUT),
+        )
+        .await
     }
 
     pub async fn report(&self, request: &ReportRequest) -> Result<ReportResponse> {

@@ -16,6 +16,9 @@
 //! - `http`: the axum routes, authentication, request limits and the OpenAPI document.
 //! - `connections`: accepting and serving connections (plain or TLS), their cap, timeouts and
 //!   shedding.
+//! - `lead`: renewing the lead of the database, and stepping down before it can run out.
+//! - `standby`: a coordinator that stands by while another leads, answering only its health,
+//!   and serves the pool once it leads.
 //!
 //! Invariants:
 //! - Every change is made to the pool under its lock and its writes are queued to the store
@@ -24,6 +27,9 @@
 //!   cancellation, a registration, an upload) is committed before the response is sent.
 //! - A failed commit stops the coordinator: memory would be ahead of disk. A restart loads the
 //!   last committed state.
+//! - Only the coordinator that holds the lead of the database serves the pool; one that cannot
+//!   renew its lead stops serving before the lead can run out, and one whose lead was taken
+//!   can commit nothing (the store's epoch).
 //! - The coordinator never trusts its caller: every route authenticates (requester token, node
 //!   token or join token) except health, the OpenAPI document and the web app's files.
 
@@ -33,6 +39,7 @@ mod env;
 mod gate;
 mod http;
 mod join;
+mod lead;
 mod metrics;
 mod modules;
 mod parked;
@@ -46,6 +53,7 @@ mod service;
 #[cfg(test)]
 mod sim;
 mod stages;
+mod standby;
 mod tls;
 mod validation;
 mod wasm_features;
@@ -58,7 +66,8 @@ pub use blobstore::BlobLocation;
 pub use connections::ConnectionLimits;
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
 pub use pool::Verdict;
-pub use store::Durability;
+pub use standby::Candidate;
+pub use store::{Durability, LEAD_TERM_MS_DEFAULT, LEAD_TERM_MS_MIN, LeadTerms};
 pub use tls::TlsIdentity;
 pub use validation::{VALIDATOR_LIMITS, ValidatorLimits, ValidatorRun, ValidatorRunner};
 
@@ -90,6 +99,8 @@ pub enum CoordinatorError {
     EventVersion { found: u32, reads: u32 },
     #[error("the verification settings do not fit together: {0}")]
     Config(String),
+    #[error("this coordinator stepped down: {0}")]
+    SteppedDown(String),
 }
 
 /// A token the coordinator accepts from its first start on: the owner's API token and the
@@ -145,6 +156,9 @@ pub struct CoordinatorConfig {
     /// Whether replicas of one task are kept off nodes of one network (IPv4 /24, IPv6 /48) as
     /// well as of one owner; a pool whose nodes all sit on one network turns it off.
     pub networks_apart: bool,
+    /// How this coordinator takes and keeps the lead of its database: at once, or as a
+    /// standby once the leader's term ran out.
+    pub lead: LeadTerms,
 }
 
 /// Results are kept a month unless the owner says otherwise.
@@ -192,6 +206,7 @@ impl CoordinatorConfig {
             trust: wire::Trust::Family,
             verify_policy: verify::Policy::PUBLIC,
             networks_apart: true,
+            lead: LeadTerms::at_once(""),
         }
     }
 
@@ -236,7 +251,8 @@ impl Coordinator {
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
     ) -> Result<Self, CoordinatorError> {
-        let shared = service::Shared::open(config, clock, entropy).await?;
+        let (leader, _) = tokio::sync::watch::channel(None);
+        let shared = service::Shared::open(config, clock, entropy, &leader).await?;
         for bootstrap in &shared.config.bootstrap {
             if bootstrap.name == OWNER_TOKEN_NAME
                 && wire::auth::TokenKind::of(&bootstrap.token)
@@ -305,6 +321,14 @@ impl Coordinator {
         let set = self.shared.presets.set(offered);
         assert!(set.is_ok(), "presets are given once");
         Ok(self)
+    }
+
+    pub(crate) fn from_shared(shared: Arc<service::Shared>) -> Self {
+        Self { shared }
+    }
+
+    pub(crate) fn into_shared(self) -> Arc<service::Shared> {
+        self.shared
     }
 
     pub fn pool_name(&self) -> &str {

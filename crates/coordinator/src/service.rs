@@ -58,6 +58,9 @@ pub(crate) struct Shared {
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
     storage_failed: Notify,
+    /// Why this coordinator stopped serving although nothing failed: it could not renew its
+    /// lead in time, or another coordinator took it.
+    stepped_down: Mutex<Option<String>>,
     /// What runs jobs' validators, when the coordinator was given one.
     pub(crate) validators: std::sync::OnceLock<Arc<dyn crate::ValidatorRunner>>,
     /// Woken when a result waits for its job's validator.
@@ -78,6 +81,18 @@ pub(crate) struct Shared {
     pub(crate) presence: crate::presence::Presence,
 }
 
+/// A pool with nothing in it yet, under the owner's settings.
+fn empty_pool(config: &CoordinatorConfig) -> Result<PoolState, CoordinatorError> {
+    config
+        .verify_policy
+        .check()
+        .map_err(CoordinatorError::Config)?;
+    let mut state = PoolState::new(config.pool_name.clone(), config.lease_ms);
+    state.set_nodes_per_join_token_max(config.nodes_per_join_token_max);
+    state.set_verifying(config.trust, config.verify_policy, config.networks_apart);
+    Ok(state)
+}
+
 /// Whether a change's commit waits for the disk before its caller goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Synced {
@@ -87,15 +102,25 @@ enum Synced {
 }
 
 impl Shared {
+    /// Takes the lead of the database on `config.lead` (a standby waits for it, telling
+    /// `leader` who holds it meanwhile), then loads the pool.
     pub(crate) async fn open(
         config: CoordinatorConfig,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
+        leader: &watch::Sender<Option<String>>,
     ) -> Result<Arc<Self>, CoordinatorError> {
-        let store = Store::open(&config.database_url, config.durability).await?;
+        let mut state = empty_pool(&config)?;
+        let store = Store::open_leading(
+            &config.database_url,
+            config.durability,
+            &config.lead,
+            leader,
+        )
+        .await?;
         tracing::info!(
             epoch = store.epoch(),
-            "took over the state store; a coordinator opened on it earlier can write no more"
+            "leads the state store; a coordinator that led it earlier can write no more"
         );
         let blobs = BlobStore::open(&config.blobs)?;
         // A bucket that is missing or refuses the keys fails the start, not the first upload.
@@ -104,13 +129,6 @@ impl Shared {
         let image = store.load().await?;
         let now_ms = clock.now_ms();
         let config_nodes_max = config.nodes_per_join_token_max;
-        let mut state = PoolState::new(config.pool_name.clone(), config.lease_ms);
-        state.set_nodes_per_join_token_max(config.nodes_per_join_token_max);
-        config
-            .verify_policy
-            .check()
-            .map_err(CoordinatorError::Config)?;
-        state.set_verifying(config.trust, config.verify_policy, config.networks_apart);
         let known_tokens: HashSet<String> = image.tokens.iter().map(|t| t.hash.clone()).collect();
         let mut out = Outbox::new();
         state.restore(image, now_ms, &mut out);
@@ -145,6 +163,7 @@ impl Shared {
             presets: std::sync::OnceLock::new(),
             stopping: watch::Sender::new(false),
             storage_failed: Notify::new(),
+            stepped_down: Mutex::new(None),
             validators: std::sync::OnceLock::new(),
             comparisons: Notify::new(),
             recalls: Notify::new(),
@@ -387,6 +406,13 @@ impl Shared {
         result
     }
 
+    /// Stops serving the pool: its lead is gone or about to run out (see `crate::lead`).
+    pub(crate) fn step_down(&self, why: String) {
+        tracing::error!("{why}; this coordinator steps down and serves the pool no more");
+        *self.stepped_down.lock() = Some(why);
+        self.storage_failed.notify_one();
+    }
+
     fn lease_check_every(&self) -> Duration {
         Duration::from_millis((self.config.lease_ms / 4).clamp(20, 1000))
     }
@@ -515,21 +541,13 @@ pub(crate) async fn serve(
     tls: Option<crate::tls::TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    let reaper = tokio::spawn(expire_leases(Arc::clone(&shared)));
-    let sweeper = tokio::spawn(crate::retention::sweep(Arc::clone(&shared)));
-    let recaller = tokio::spawn(crate::recall::recall_results(Arc::clone(&shared)));
-    let stager = tokio::spawn(crate::stages::drive_stages(Arc::clone(&shared)));
-    let sampler = tokio::spawn(sample_metrics(Arc::clone(&shared)));
-    let comparer = shared.validators.get().map(|runner| {
-        let compare = crate::validation::compare_results(Arc::clone(&shared), Arc::clone(runner));
-        tokio::spawn(compare)
-    });
+    let background = Background::start(&shared);
     let stopper = {
         let shared = Arc::clone(&shared);
         async move {
             tokio::select! {
                 () = shutdown => tracing::info!("coordinator stopping"),
-                () = shared.storage_failed.notified() => {}
+                () = shared.stopped_on_its_own() => {}
             }
             // Long-polls answer now instead of holding the graceful shutdown for a minute.
             shared.stopping.send_replace(true);
@@ -539,19 +557,56 @@ pub(crate) async fn serve(
     let tls = tls.as_ref().map(crate::tls::TlsIdentity::server_config);
     let served =
         crate::connections::serve(listener, tls, app, &shared.config.connections, stopper).await;
-    reaper.abort();
-    sweeper.abort();
-    recaller.abort();
-    stager.abort();
-    sampler.abort();
-    if let Some(comparer) = comparer {
-        comparer.abort();
-    }
-    // A coordinator that stopped because its store failed ends with that failure.
-    let stored = shared.store.flush().await;
-    shared.store.close().await;
+    let ended = background.stop(&shared).await;
     served.map_err(CoordinatorError::Serve)?;
-    Ok(stored?)
+    ended
+}
+
+/// The tasks that keep a leading coordinator's pool moving, beside serving its requests.
+pub(crate) struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    pub(crate) fn start(shared: &Arc<Shared>) -> Background {
+        let mut tasks = vec![
+            tokio::spawn(expire_leases(Arc::clone(shared))),
+            tokio::spawn(crate::retention::sweep(Arc::clone(shared))),
+            tokio::spawn(crate::recall::recall_results(Arc::clone(shared))),
+            tokio::spawn(crate::stages::drive_stages(Arc::clone(shared))),
+            tokio::spawn(sample_metrics(Arc::clone(shared))),
+            tokio::spawn(crate::lead::keep_lead(Arc::clone(shared))),
+        ];
+        if let Some(runner) = shared.validators.get() {
+            let compare =
+                crate::validation::compare_results(Arc::clone(shared), Arc::clone(runner));
+            tasks.push(tokio::spawn(compare));
+        }
+        Background { tasks }
+    }
+
+    /// Stops the tasks and commits what is queued. A coordinator that stopped because its
+    /// store failed, or because it stepped down, ends with why.
+    pub(crate) async fn stop(self, shared: &Shared) -> Result<(), CoordinatorError> {
+        shared.stopping.send_replace(true);
+        for task in self.tasks {
+            task.abort();
+        }
+        let stored = shared.store.flush().await;
+        shared.store.close().await;
+        if let Some(why) = shared.stepped_down.lock().take() {
+            return Err(CoordinatorError::SteppedDown(why));
+        }
+        Ok(stored?)
+    }
+}
+
+impl Shared {
+    /// Returns once the coordinator must stop although no one asked: its store failed, or it
+    /// stepped down.
+    pub(crate) async fn stopped_on_its_own(&self) {
+        self.storage_failed.notified().await;
+    }
 }
 
 /// Samples the pool's figures into the metrics history every `SAMPLE_EVERY_MS`.

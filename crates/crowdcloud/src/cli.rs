@@ -216,6 +216,20 @@ pub(crate) struct CoordinatorArgs {
     /// Database URL (sqlite://PATH or postgres://…) [default: sqlite in the data dir]
     #[arg(long, env = "CROWDCLOUD_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
+    /// Stand by while another coordinator leads the same database, and lead once its lead
+    /// runs out (it died, froze or lost the database); step down and stand by again when the
+    /// lead is lost. Start every coordinator of the pool so, with the same --database-url,
+    /// --blobs, tls/ and token files.
+    #[arg(long)]
+    pub(crate) standby: bool,
+    /// How long the leader's hold on the database lasts unless renewed (four times a term); a
+    /// standby takes over within about this long of the leader's end.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub(crate) lead_term: String,
+    /// The URL other coordinators and `doctor` name this one by while it leads [default: the
+    /// URL it serves at]
+    #[arg(long, value_name = "URL")]
+    pub(crate) advertise_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

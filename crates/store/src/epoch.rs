@@ -1,34 +1,32 @@
 //! The epoch that fences a coordinator that has been replaced.
 //!
-//! Opening a store takes the database over: it raises the `epoch` row of `meta` by one in a
-//! single atomic statement, so two stores opened at once get different epochs. Every commit
+//! Taking the lead of the database (see `lead`) raises the `epoch` row of `meta` by one in a
+//! single atomic statement, so two stores that take it get different epochs. Every commit
 //! then first reads, in its own transaction, that the row still holds its epoch; a store that
 //! finds a newer one writes nothing more (`StoreError::Fenced`). A coordinator that froze, or
 //! one started by mistake on the same database, can so never interleave its writes with the
 //! newer one's, whatever the timing: the check and the writes commit or fail together.
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::{Backend, StoreError};
 
-/// Raises the database's epoch and returns it.
-pub(crate) async fn take_over(pool: &AnyPool) -> Result<u64, StoreError> {
-    let mut transaction = pool.begin().await?;
+/// Raises the database's epoch inside `transaction` and returns it: the lead is taken in the
+/// same transaction (see `lead`).
+pub(crate) async fn raise(transaction: &mut Transaction<'static, Any>) -> Result<u64, StoreError> {
     sqlx::query("INSERT INTO meta (key, value) VALUES ('epoch', '0') ON CONFLICT (key) DO NOTHING")
-        .execute(&mut *transaction)
+        .execute(&mut **transaction)
         .await?;
     let row = sqlx::query(
         "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) \
          WHERE key = 'epoch' RETURNING value",
     )
-    .fetch_one(&mut *transaction)
+    .fetch_one(&mut **transaction)
     .await?;
     let value: String = row.try_get(0)?;
-    let epoch = value
+    value
         .parse()
-        .map_err(|_| StoreError::Corrupt(format!("the epoch {value:?} is not a number")))?;
-    transaction.commit().await?;
-    Ok(epoch)
+        .map_err(|_| StoreError::Corrupt(format!("the epoch {value:?} is not a number")))
 }
 
 /// The read of the database's epoch that opens every commit. It reads, not writes, so a commit

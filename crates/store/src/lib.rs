@@ -14,8 +14,11 @@
 //! - Writes are applied in the order they were queued, across batches: a report written after
 //!   the lease it ends always finds the lease's row.
 //! - `write` returns only after the transaction holding the write committed.
+//! - Only the store that holds the lead writes: taking it raises the epoch every commit checks
+//!   (`lead`, `epoch`), and the lead's term is kept by the database's clock.
 
 mod epoch;
+mod lead;
 mod ledger;
 mod load;
 mod plan;
@@ -29,6 +32,7 @@ mod sqlite_writer;
 mod statement;
 mod writer;
 
+pub use lead::{LEAD_TERM_MS_DEFAULT, LEAD_TERM_MS_MIN, LeadTerms, Renewal};
 pub use ledger::LedgerImage;
 pub use load::PoolImage;
 pub use reuse::{Reusable, TaskHistory};
@@ -106,6 +110,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     epoch: u64,
+    /// When the taking of the lead was asked for: its first term counts from no earlier.
+    lead_asked_at: std::time::Instant,
     /// The number of the last request queued, held while it is sent so numbers follow the
     /// queue's order.
     sequence: Arc<std::sync::Mutex<u64>>,
@@ -212,8 +218,20 @@ async fn connect(
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH` or
-    /// `postgres://…`.
+    /// `postgres://…`, and takes its lead at once.
     pub async fn open(url: &str, durability: Durability) -> Result<Store, StoreError> {
+        let (leader, _) = watch::channel(None);
+        Store::open_leading(url, durability, &LeadTerms::at_once(""), &leader).await
+    }
+
+    /// [`Store::open`] that takes the lead on `terms`: a standby waits until the lead is free,
+    /// telling `leader` who holds it meanwhile.
+    pub async fn open_leading(
+        url: &str,
+        durability: Durability,
+        terms: &LeadTerms,
+        leader: &watch::Sender<Option<String>>,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -231,7 +249,7 @@ impl Store {
         }
         schema::migrate(&pool).await?;
         retention::fill_job_blobs(&pool, backend).await?;
-        let epoch = epoch::take_over(&pool).await?;
+        let (epoch, lead_asked_at) = lead::take(&pool, backend, terms, leader).await?;
         let sqlite_path = match backend {
             Backend::Sqlite => Some(sqlite_writer::database_file(&pool, url).await?),
             Backend::Postgres => None,
@@ -249,6 +267,7 @@ impl Store {
             pool,
             backend,
             epoch,
+            lead_asked_at,
             sequence: Arc::new(std::sync::Mutex::new(0)),
             writes,
             progress,
@@ -260,10 +279,21 @@ impl Store {
         self.backend
     }
 
-    /// The epoch this store took the database over at: one more than any store opened on it
-    /// before. Writes are refused once a newer store has opened it.
+    /// The epoch this store took the lead at: one more than any store that led the database
+    /// before. Writes are refused once another store has taken the lead.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// When the lead was asked for: the first term runs from no earlier than this.
+    pub fn lead_asked_at(&self) -> std::time::Instant {
+        self.lead_asked_at
+    }
+
+    /// Extends this store's lead by `term_ms` from now, by the database's clock, unless
+    /// another coordinator has taken it.
+    pub async fn renew_lead(&self, term_ms: u64) -> Result<Renewal, StoreError> {
+        lead::renew(&self.pool, self.backend, self.epoch, term_ms).await
     }
 
     /// Queues `writes` behind everything queued before and returns at once; the order of

@@ -96,6 +96,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deletions",
         include_str!("../migrations/0020_deletions.sql"),
     ),
+    (
+        21,
+        "leadership",
+        include_str!("../migrations/0021_leadership.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

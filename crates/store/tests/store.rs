@@ -1448,3 +1448,78 @@ async fn failures_on(url: &str) {
     assert_eq!((aborted.task_index, aborted.exit_code), (0, 42));
     store.close().await;
 }
+
+fn standby(holder: &str, term_ms: u64) -> store::LeadTerms {
+    store::LeadTerms {
+        holder: holder.to_owned(),
+        term_ms,
+        standby: true,
+    }
+}
+
+/// Opens `url` as a standby of `holder`, reporting who leads meanwhile on `leader`.
+fn open_standby(
+    url: &str,
+    terms: store::LeadTerms,
+    leader: tokio::sync::watch::Sender<Option<String>>,
+) -> tokio::task::JoinHandle<Store> {
+    let url = url.to_owned();
+    tokio::spawn(async move {
+        Store::open_leading(&url, Durability::Full, &terms, &leader)
+            .await
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn a_standby_leads_only_once_the_leaders_term_ran_out_and_then_fences_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        let (leader_tx, _) = tokio::sync::watch::channel(None);
+        let leader = Store::open_leading(&url, Durability::Full, &standby("a", 1_500), &leader_tx)
+            .await
+            .expect("a free lead is taken at once");
+        let (told, mut seen) = tokio::sync::watch::channel(None);
+        let waiting = open_standby(&url, standby("b", 1_500), told);
+        seen.wait_for(|holder| holder.as_deref() == Some("a"))
+            .await
+            .expect("the standby says who leads");
+        // Renewed well inside its term, the lead stays with its holder.
+        for _ in 0..6 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(
+                leader.renew_lead(1_500).await.unwrap(),
+                store::Renewal::Held,
+                "{url}"
+            );
+            assert!(
+                !waiting.is_finished(),
+                "{url}: the standby waits for a live leader"
+            );
+        }
+        // The leader stops renewing, as one that died or froze: its term runs out.
+        let taken_over = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the standby leads once the term ran out")
+            .unwrap();
+        assert!(
+            taken_over.epoch() > leader.epoch(),
+            "{url}: taking the lead raises the epoch"
+        );
+        assert_eq!(
+            leader.renew_lead(1_500).await.unwrap(),
+            store::Renewal::Lost {
+                holder: "b".to_owned()
+            },
+            "{url}: the old leader learns who leads now"
+        );
+        let refused = leader.write(vec![join_token("stale")]).await;
+        assert!(
+            matches!(refused, Err(store::StoreError::Fenced { .. })),
+            "{url}: the old leader may not write: {refused:?}"
+        );
+        taken_over.write(vec![join_token("after")]).await.unwrap();
+        leader.close().await;
+        taken_over.close().await;
+    }
+}

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// The coordinator cannot serve now (shutting down, storage failure); retry later.
     Unavailable,
     Internal,
+    /// This coordinator is a standby: another one leads the pool. Nothing was changed; send the
+    /// request to the leader (a client given every coordinator's URL moves on by itself).
+    Standby,
 }
 
 impl ErrorCode {
@@ -38,7 +41,7 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManyRequests => 429,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::Standby => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -79,6 +82,23 @@ pub struct HealthResponse {
     /// compares it with the local one (registration refuses nodes whose clock is far off).
     #[serde(default)]
     pub time_ms: u64,
+    /// Whether this coordinator leads the pool or stands by for the one that does (absent from
+    /// coordinators older than standbys, which always lead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<CoordinatorRole>,
+    /// Who leads the pool, as it names itself (its URL), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
+
+/// A coordinator's part in its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinatorRole {
+    /// It holds the lead of the pool's database and serves the pool.
+    Leader,
+    /// It waits to lead, answering only its health, once the leader's lead runs out.
+    Standby,
 }
 
 pub const SERVICE_NAME: &str = "crowdcloud";

@@ -34,7 +34,7 @@ pub mod wasi;
 pub mod wasm;
 pub mod web;
 
-pub use api::{ApiError, ErrorCode, HealthResponse};
+pub use api::{ApiError, CoordinatorRole, ErrorCode, HealthResponse};
 pub use checkpoint::{CheckpointProgress, CheckpointRef, CheckpointSpec};
 pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, Transfer};
 pub use deletion::{Forget, JobDeletion};

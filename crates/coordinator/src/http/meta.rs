@@ -65,6 +65,8 @@ pub(crate) async fn health(State(shared): State<AppState>) -> Json<HealthRespons
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pool_name: shared.config.pool_name.clone(),
         time_ms: shared.now_ms(),
+        role: Some(wire::CoordinatorRole::Leader),
+        leader: Some(shared.config.lead.holder.clone()).filter(|holder| !holder.is_empty()),
     })
 }
 

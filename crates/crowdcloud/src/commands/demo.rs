@@ -47,6 +47,7 @@ fn demo_service(data_dir: &std::path::Path) -> ServiceOptions {
         bounds: Default::default(),
         connections: coordinator::ConnectionLimits::default(),
         verifying: super::service::Verifying::FAMILY,
+        lead: super::service::Lead::ALONE,
     }
 }
 

@@ -122,7 +122,7 @@ pub(crate) async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         if let Some(client) = client {
-            clock_check(&client, &mut checks).await;
+            health_checks(&client, &mut checks).await;
         }
         pools.push(PoolCheck {
             pool_name: pool.pool_name.clone(),
@@ -232,6 +232,34 @@ async fn reachable(
     None
 }
 
+/// What the coordinator's health tells: its clock, and whether it leads.
+async fn health_checks(client: &Client, checks: &mut Vec<Check>) {
+    clock_check(client, checks).await;
+    lead_check(client, checks).await;
+}
+
+/// Which coordinator leads the pool, where it has a standby.
+async fn lead_check(client: &Client, checks: &mut Vec<Check>) {
+    let Ok(health) = client.health().await else {
+        return;
+    };
+    let leader = health.leader.as_deref().unwrap_or("another coordinator");
+    match health.role {
+        Some(wire::CoordinatorRole::Leader) => {
+            checks.push(check("lead", true, format!("{} leads the pool", client.base_url())));
+        }
+        Some(wire::CoordinatorRole::Standby) => checks.push(check(
+            "lead",
+            false,
+            format!(
+                "{} stands by while {leader} leads the pool; give every coordinator's URL, comma-separated (--coordinator A,B)",
+                client.base_url()
+            ),
+        )),
+        None => {}
+    }
+}
+
 async fn clock_check(client: &Client, checks: &mut Vec<Check>) {
     let before_ms = now_ms();
     let Ok(health) = client.health().await else {
@@ -281,7 +309,7 @@ async fn joined_pool_check(mine: &RememberedPool, found: &[discovery::FoundPool]
         ));
     }
     if let Some(client) = client {
-        clock_check(&client, &mut checks).await;
+        health_checks(&client, &mut checks).await;
     }
     PoolCheck {
         pool_name: mine.pool_name.clone(),

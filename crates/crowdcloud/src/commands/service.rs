@@ -90,6 +90,55 @@ pub(crate) struct ServiceOptions {
     pub(crate) bounds: ServiceBounds,
     pub(crate) connections: coordinator::ConnectionLimits,
     pub(crate) verifying: Verifying,
+    pub(crate) lead: Lead,
+}
+
+/// How this coordinator leads its database: alone (taking the lead at once) or as one of
+/// several that stand by for each other.
+#[derive(Debug, Clone)]
+pub(crate) struct Lead {
+    pub(crate) standby: bool,
+    pub(crate) term_ms: u64,
+    /// What it is named by while it leads, when not the URL it serves at.
+    pub(crate) advertise_url: Option<String>,
+}
+
+impl Lead {
+    pub(crate) const ALONE: Lead = Lead {
+        standby: false,
+        term_ms: coordinator::LEAD_TERM_MS_DEFAULT,
+        advertise_url: None,
+    };
+
+    fn of(args: &CoordinatorArgs) -> anyhow::Result<Lead> {
+        let term_ms = jobspec::parse_duration_ms(&args.lead_term, "--lead-term")
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        if term_ms < coordinator::LEAD_TERM_MS_MIN {
+            bail!(
+                "--lead-term {:?} is under {} ms; give a duration such as 3s",
+                args.lead_term,
+                coordinator::LEAD_TERM_MS_MIN
+            );
+        }
+        if args.standby && args.database_url.is_none() {
+            bail!(
+                "--standby needs the database the coordinators share: give --database-url postgres://…"
+            );
+        }
+        Ok(Lead {
+            standby: args.standby,
+            term_ms,
+            advertise_url: args.advertise_url.clone(),
+        })
+    }
+
+    fn terms(&self, url: &str) -> coordinator::LeadTerms {
+        coordinator::LeadTerms {
+            holder: self.advertise_url.clone().unwrap_or_else(|| url.to_owned()),
+            term_ms: self.term_ms,
+            standby: self.standby,
+        }
+    }
 }
 
 /// How the pool checks results.
@@ -154,6 +203,7 @@ enum DefaultListen {
 fn options(
     args: &ServiceArgs,
     database_url: Option<String>,
+    lead: Lead,
     default_listen: DefaultListen,
 ) -> anyhow::Result<ServiceOptions> {
     let listen = match (&args.listen, args.lan, default_listen) {
@@ -176,6 +226,7 @@ fn options(
         bounds: ServiceBounds::of(args)?,
         connections: connection_limits(args),
         verifying: Verifying::of(args)?,
+        lead,
     })
 }
 
@@ -254,7 +305,6 @@ pub(crate) async fn serve_with(
             name: "join".to_owned(),
         },
     ];
-    let coordinator = open_coordinator(config, &options.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| {
@@ -265,17 +315,25 @@ pub(crate) async fn serve_with(
         })?;
     let address = listener.local_addr()?;
     let identity = tls.identity_for(&address, &options.data_dir)?;
+    let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
+    let url = trust::local_url(&address, fingerprint.is_some());
+    config.lead = options.lead.terms(&url);
     let (stop, stopped) = oneshot::channel::<()>();
     let stopped = async move {
         let _ = stopped.await;
     };
-    let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
-    let task = match identity {
-        Some(identity) => tokio::spawn(coordinator.serve_tls(listener, identity, stopped)),
-        None => tokio::spawn(coordinator.serve(listener, stopped)),
+    let task = if options.lead.standby {
+        // It loads the pool only once it leads; until then it answers as a standby.
+        tokio::spawn(candidate(config, &options.data_dir)?.serve(listener, identity, stopped))
+    } else {
+        let coordinator = open_coordinator(config, &options.data_dir).await?;
+        match identity {
+            Some(identity) => tokio::spawn(coordinator.serve_tls(listener, identity, stopped)),
+            None => tokio::spawn(coordinator.serve(listener, stopped)),
+        }
     };
     Ok(Served {
-        url: trust::local_url(&address, fingerprint.is_some()),
+        url,
         owner_token,
         join_token,
         fingerprint,
@@ -301,6 +359,17 @@ async fn open_coordinator(
     .with_validators(Arc::new(crate::validators::SandboxValidators::new()?))
     .with_presets(presets(data_dir))
     .await?)
+}
+
+/// A coordinator that stands by until it leads, with what the binary gives it.
+fn candidate(config: CoordinatorConfig, data_dir: &Path) -> anyhow::Result<coordinator::Candidate> {
+    Ok(coordinator::Candidate::new(
+        config,
+        Arc::new(SystemClock),
+        Arc::new(SeededEntropy::from_os()),
+    )
+    .with_validators(Arc::new(crate::validators::SandboxValidators::new()?))
+    .with_presets(presets(data_dir)))
 }
 
 /// What every requester may run without a module of its own: the demo's renderer, which the
@@ -395,9 +464,10 @@ fn phone_url(served: &Served, interfaces: &[String]) -> Option<String> {
 async fn start(
     args: &ServiceArgs,
     database_url: Option<String>,
+    lead: Lead,
     default_listen: DefaultListen,
 ) -> anyhow::Result<(ServiceOptions, Served, Option<discovery::Advertiser>)> {
-    let options = options(args, database_url, default_listen)?;
+    let options = options(args, database_url, lead, default_listen)?;
     let tls = trust::TlsOptions::from_args(args);
     let served = serve_with(&options, &tls).await?;
     local::announce_pinned(
@@ -407,6 +477,14 @@ async fn start(
         served.fingerprint,
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
+    if options.lead.standby {
+        // Join codes and sign-in links are made by the leader, whichever that is.
+        println!(
+            "  standby:     serves the pool whenever it leads the database; `crowdcloud doctor` says who leads"
+        );
+        println!("Stop with Ctrl-C.");
+        return Ok((options, served, None));
+    }
     if !served.address.ip().is_loopback() {
         show_phone_link(&served, &args.interfaces).await;
     }
@@ -421,7 +499,8 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         DefaultListen::Lan
     };
-    let (options, mut served, _advert) = start(&args.service, None, default_listen).await?;
+    let (options, mut served, _advert) =
+        start(&args.service, None, Lead::ALONE, default_listen).await?;
     let default_slots = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -469,6 +548,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCod
     let (options, mut served, _advert) = start(
         &args.service,
         args.database_url.clone(),
+        Lead::of(&args)?,
         DefaultListen::Loopback,
     )
     .await?;

@@ -48,6 +48,36 @@ pub struct Agent {
     child: Child,
 }
 
+/// A second coordinator of a pool, standing by while the first leads (see [`Pool::add_standby`]).
+pub struct Standby {
+    pub dir: PathBuf,
+    pub url: String,
+    /// Killed when the test ends.
+    _child: Child,
+}
+
+impl Standby {
+    /// Whether this coordinator leads the pool now, by its own health.
+    pub async fn leads(&self) -> bool {
+        coordinator_leads(&self.url).await
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()
+    }
+}
+
+/// Whether the coordinator at `url` says it leads its pool; `false` when it does not answer.
+pub async fn coordinator_leads(url: &str) -> bool {
+    let Ok(client) = Client::new(url, None) else {
+        return false;
+    };
+    matches!(
+        client.health().await,
+        Ok(health) if health.role == Some(wire::CoordinatorRole::Leader)
+    )
+}
+
 impl Agent {
     /// SIGKILL: the process dies at once, holding whatever it held.
     pub async fn kill(&mut self) {
@@ -194,6 +224,49 @@ impl Pool {
         ));
         let url = read_url(self.dir.path()).await;
         assert_eq!(url, self.url, "the coordinator came back on its port");
+    }
+
+    /// SIGSTOP the coordinator: it stands still, as a machine that hangs, holding its lead.
+    pub fn freeze_coordinator(&self) {
+        signal(
+            self.coordinator.as_ref().expect("a running coordinator"),
+            rustix::process::Signal::STOP,
+        );
+    }
+
+    /// SIGCONT: a frozen coordinator goes on.
+    pub fn thaw_coordinator(&self) {
+        signal(
+            self.coordinator.as_ref().expect("a running coordinator"),
+            rustix::process::Signal::CONT,
+        );
+    }
+
+    /// Starts a second coordinator of this pool, on the same database and with the same tokens,
+    /// that stands by (the pool's coordinator must have been started with `--standby`), and
+    /// gives both URLs to the owner's client and to agents started from now on.
+    pub async fn add_standby(&mut self) -> Standby {
+        let dir = self.dir.path().join("standby");
+        let data_dir = dir.join("coordinator");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        for file in ["owner.token", "join.token"] {
+            std::fs::copy(self.coordinator_dir().join(file), data_dir.join(file)).unwrap();
+        }
+        let child = spawn_coordinator(
+            &dir,
+            0,
+            self.lease_ms,
+            self.database_url.as_deref(),
+            &self.coordinator_args,
+        );
+        let url = read_url(&dir).await;
+        self.url = format!("{},{url}", self.url);
+        self.owner = Client::new(&self.url, Some(self.owner_token.clone())).unwrap();
+        Standby {
+            dir: data_dir,
+            url,
+            _child: child,
+        }
     }
 
     pub fn coordinator_log(&self) -> String {
@@ -447,6 +520,10 @@ impl Drop for Pool {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- coordinator log ---\n{}", self.coordinator_log());
+            let standby = self.dir.path().join("standby/coordinator/coordinator.log");
+            if let Ok(text) = std::fs::read_to_string(standby) {
+                eprintln!("--- standby coordinator log ---\n{text}");
+            }
             for entry in std::fs::read_dir(self.dir.path())
                 .into_iter()
                 .flatten()

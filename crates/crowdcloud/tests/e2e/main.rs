@@ -26,6 +26,7 @@ mod recall;
 mod registration;
 mod retention;
 mod s3;
+mod standby;
 mod takeover;
 mod trust;
 mod validators;

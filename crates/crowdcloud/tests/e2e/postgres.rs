@@ -10,7 +10,7 @@ use crate::harness::{Pool, eventually, probe};
 /// A database of its own on the server the test script started, or `None` outside it.
 // The clock only makes a database name no other run uses.
 #[allow(clippy::disallowed_methods)]
-async fn fresh_database() -> Option<String> {
+pub(crate) async fn fresh_database() -> Option<String> {
     let Ok(admin) = std::env::var("CROWDCLOUD_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var_os("CROWDCLOUD_REQUIRE_POSTGRES").is_none(),
