@@ -18,6 +18,9 @@
 //! - [`private`]: private jobs against the same jobs in the clear, side by side: the round
 //!   trip, and a run over a large input, sealed on the requester's machine and opened on the
 //!   node.
+//! - [`failover`]: the leading coordinator killed or frozen during a sweep, with a standby on
+//!   the same database: time until the new leader's first grant, attempts run again, and
+//!   whether any acknowledged submission was lost.
 //! - [`verify`]: the verification policy of a public pool against cheating nodes (colluding,
 //!   honest until trusted, rejoining under new identities), in a seeded model of a million
 //!   tasks: wrong results delivered, executions per task and time to ban, against fixed 2×
@@ -28,6 +31,7 @@
 
 pub mod churn;
 pub mod dispatch;
+pub mod failover;
 pub mod pool;
 pub mod private;
 pub mod recover;

@@ -17,8 +17,12 @@ pub struct LocalPool {
     dir: tempfile::TempDir,
     pub url: String,
     pub owner: Client,
+    pub owner_token: String,
     pub join_token: String,
     coordinator: Child,
+    /// A second coordinator on the same database, standing by (see [`LocalPool::add_standby`]).
+    standby: Option<Child>,
+    options: CoordinatorOptions,
     agents: Vec<Child>,
 }
 
@@ -56,6 +60,8 @@ pub struct CoordinatorOptions {
     pub connections_max: Option<usize>,
     /// More arguments, such as `--trust public`.
     pub more_args: Vec<String>,
+    /// `crowdcloud coordinator --database-url`; SQLite in the data dir if `None`.
+    pub database_url: Option<String>,
 }
 
 impl Default for CoordinatorOptions {
@@ -66,6 +72,7 @@ impl Default for CoordinatorOptions {
             nodes_per_join_token: None,
             connections_max: None,
             more_args: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -78,45 +85,71 @@ impl LocalPool {
         let dir = tempfile::tempdir().map_err(BenchError::io("a temporary directory"))?;
         let data_dir = dir.path().join("coordinator");
         std::fs::create_dir_all(&data_dir).map_err(BenchError::io("the coordinator's data dir"))?;
-        let log = std::fs::File::create(data_dir.join("coordinator.log"))
-            .map_err(BenchError::io("the coordinator's log"))?;
-        let mut command = Command::new(binary);
-        command.arg("coordinator");
-        if let Some(nodes) = options.nodes_per_join_token {
-            command.args(["--nodes-per-join-token", &nodes.to_string()]);
-        }
-        if let Some(connections) = options.connections_max {
-            command.args(["--connections-max", &connections.to_string()]);
-        }
-        let coordinator = command
-            .args(&options.more_args)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--lease-ms", &options.lease_ms.to_string()])
-            .args(["--durability", &options.durability])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(BenchError::io("starting the coordinator"))?;
+        let coordinator = coordinator_process(binary, &data_dir, options)?;
         let url = wait_for_url(&data_dir).await?;
-        let read = |file: &str| {
-            std::fs::read_to_string(data_dir.join(file))
-                .map(|text| text.trim().to_owned())
-                .map_err(BenchError::io(format!("reading {file}")))
-        };
-        let owner = Client::new(&url, Some(read("owner.token")?))?;
+        let owner_token = read_token(&data_dir, "owner.token")?;
+        let owner = Client::new(&url, Some(owner_token.clone()))?;
         Ok(LocalPool {
+            owner_token,
             binary: binary.to_owned(),
-            join_token: read("join.token")?,
+            join_token: read_token(&data_dir, "join.token")?,
             dir,
             url,
             owner,
             coordinator,
+            standby: None,
+            options: options.clone(),
             agents: Vec::new(),
         })
+    }
+
+    /// Starts a second coordinator on the same database and tokens, standing by (the first
+    /// must run with `--standby`), and gives both URLs to the owner and to agents started from
+    /// now on; returns the standby's URL.
+    pub async fn add_standby(&mut self) -> Result<String, BenchError> {
+        self.wait_leading().await?;
+        let data_dir = self.dir.path().join("standby");
+        std::fs::create_dir_all(&data_dir).map_err(BenchError::io("the standby's data dir"))?;
+        for file in ["owner.token", "join.token"] {
+            std::fs::copy(
+                self.dir.path().join("coordinator").join(file),
+                data_dir.join(file),
+            )
+            .map_err(BenchError::io("copying the pool's tokens"))?;
+        }
+        self.standby = Some(coordinator_process(&self.binary, &data_dir, &self.options)?);
+        let url = wait_for_url(&data_dir).await?;
+        self.url = format!("{},{url}", self.url);
+        self.owner = Client::new(&self.url, Some(self.owner_token.clone()))?;
+        Ok(url)
+    }
+
+    /// Waits until the first coordinator leads its database (one started with `--standby`
+    /// answers as a standby until then).
+    async fn wait_leading(&self) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(health) = self.owner.health().await
+                && health.role == Some(wire::CoordinatorRole::Leader)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(BenchError::Setup(
+            "the coordinator did not lead its database within a minute".to_owned(),
+        ))
+    }
+
+    /// Sends `signal` to the first coordinator: KILL, STOP (it freezes) or CONT.
+    pub fn signal_coordinator(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = self
+            .coordinator
+            .id()
+            .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+        {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
     }
 
     pub fn coordinator_pid(&self) -> Option<u32> {
@@ -295,13 +328,58 @@ impl LocalPool {
         let _ = self.agents[index].kill().await;
     }
 
-    /// Stops every process gracefully (SIGTERM), then the coordinator.
+    /// Stops every process gracefully (SIGTERM), then the coordinators.
     pub async fn stop(mut self) {
         for agent in &mut self.agents {
             terminate(agent).await;
         }
+        // A frozen coordinator could not hear the signal to stop.
+        self.signal_coordinator(rustix::process::Signal::CONT);
         terminate(&mut self.coordinator).await;
+        if let Some(standby) = &mut self.standby {
+            terminate(standby).await;
+        }
     }
+}
+
+/// A coordinator process serving from `data_dir` on a port of its own.
+fn coordinator_process(
+    binary: &Path,
+    data_dir: &Path,
+    options: &CoordinatorOptions,
+) -> Result<Child, BenchError> {
+    let log = std::fs::File::create(data_dir.join("coordinator.log"))
+        .map_err(BenchError::io("the coordinator's log"))?;
+    let mut command = Command::new(binary);
+    command.arg("coordinator");
+    if let Some(nodes) = options.nodes_per_join_token {
+        command.args(["--nodes-per-join-token", &nodes.to_string()]);
+    }
+    if let Some(connections) = options.connections_max {
+        command.args(["--connections-max", &connections.to_string()]);
+    }
+    if let Some(url) = &options.database_url {
+        command.args(["--database-url", url]);
+    }
+    command
+        .args(&options.more_args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--lease-ms", &options.lease_ms.to_string()])
+        .args(["--durability", &options.durability])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(BenchError::io("starting the coordinator"))
+}
+
+fn read_token(data_dir: &Path, file: &str) -> Result<String, BenchError> {
+    std::fs::read_to_string(data_dir.join(file))
+        .map(|text| text.trim().to_owned())
+        .map_err(BenchError::io(format!("reading {file}")))
 }
 
 async fn terminate(child: &mut Child) {

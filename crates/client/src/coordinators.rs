@@ -6,7 +6,8 @@
 //! (another one leads), or does not answer in time (frozen). A request that surely did not
 //! reach a leader (the first two) is sent again at once to the next coordinator; one that
 //! timed out is not, as the leader may have taken it, and its caller retries as it would.
-//! All clones of a client share where it is, so an agent's every loop follows at once.
+//! All clones of a client share where it is, and a request still waiting on a coordinator the
+//! client has left is given up as unanswered, so an agent's every loop follows at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,7 +20,7 @@ use crate::ClientError;
 pub(crate) struct Coordinators {
     urls: Vec<String>,
     current: AtomicUsize,
-    /// Told each move, so a long-poll held open at a coordinator that froze can stop waiting.
+    /// Told each move, so requests held open at a coordinator that froze stop waiting.
     moved: watch::Sender<usize>,
 }
 
@@ -96,10 +97,10 @@ impl Coordinators {
         }
     }
 
-    /// Returns once the client moves on to another coordinator.
-    pub(crate) async fn moved(&self) {
+    /// Returns once the client has left coordinator `used` (at once if it already has).
+    pub(crate) async fn left(&self, used: usize) {
         let mut moved = self.moved.subscribe();
-        let _ = moved.changed().await;
+        let _ = moved.wait_for(|now| *now != used).await;
     }
 
     /// `request`, made for coordinator `from`, aimed at coordinator `to` instead.

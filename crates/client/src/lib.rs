@@ -117,6 +117,8 @@ const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
 const BETWEEN_STAGES: Duration = Duration::from_millis(20);
 /// How long a heartbeat may take.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a heartbeat may take when another coordinator stands by.
+const HEARTBEAT_TIMEOUT_WITH_STANDBY: Duration = Duration::from_secs(2);
 /// How long any other request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -281,11 +283,6 @@ impl Client {
         self.coordinators.url(self.coordinators.current())
     }
 
-    /// Returns once this client (or a clone) moves on to another coordinator.
-    async fn moved(&self) {
-        self.coordinators.moved().await;
-    }
-
     /// The same connection pool with another token.
     pub fn with_token(&self, token: String) -> Client {
         Client {
@@ -338,7 +335,24 @@ impl Client {
         &self,
         request: reqwest::Request,
     ) -> std::result::Result<reqwest::Response, (ClientError, NotTaken)> {
-        let response = match self.http.execute(request).await {
+        let used = self.coordinators.current();
+        let executed = if self.coordinators.count() == 1 {
+            self.http.execute(request).await
+        } else {
+            tokio::select! {
+                executed = self.http.execute(request) => executed,
+                // Another request found this coordinator gone or frozen.
+                () = self.coordinators.left(used) => {
+                    let error = ClientError::Unreachable {
+                        url: self.coordinators.url(used).to_owned(),
+                        message: "no answer before the client moved on to another coordinator"
+                            .to_owned(),
+                    };
+                    return Err((error, NotTaken::Unanswered));
+                }
+            }
+        };
+        let response = match executed {
             Ok(response) => response,
             Err(error) => {
                 let not_taken = if error.is_connect() {
@@ -798,19 +812,12 @@ impl Client {
     /// Asks for work, waiting up to `request.wait_ms` for some.
     pub async fn lease(&self, request: &LeaseRequest) -> Result<LeaseResponse> {
         let timeout = Duration::from_millis(request.wait_ms.into()) + LONG_POLL_SLACK;
-        loop {
-            let leased = self.json(
-                self.request(Method::POST, "/v1/nodes/lease")
-                    .json(request)
-                    .timeout(timeout),
-            );
-            tokio::select! {
-                leased = leased => return leased,
-                // A long-poll held open at a coordinator this client left (one that froze)
-                // may never be answered; the one it moved to is asked at once.
-                () = self.moved() => {}
-            }
-        }
+        self.json(
+            self.request(Method::POST, "/v1/nodes/lease")
+                .json(request)
+                .timeout(timeout),
+        )
+        .await
     }
 
     /// Holds the node's presence request open until the coordinator answers it: while one is
@@ -825,11 +832,17 @@ impl Client {
 
     pub async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<HeartbeatResponse> {
         // Well inside a lease: a coordinator that froze must not hold the node's heartbeats
-        // until its leases run out elsewhere.
+        // until its leases run out elsewhere. With a standby to move to, a silent coordinator
+        // is given up sooner: a heartbeat is answered in milliseconds.
+        let timeout = if self.coordinators.count() > 1 {
+            HEARTBEAT_TIMEOUT_WITH_STANDBY
+        } else {
+            HEARTBEAT_TIMEOUT
+        };
         self.json(
             self.request(Method::POST, "/v1/nodes/heartbeat")
                 .json(request)
-                .timeout(HEARTBEAT_TIMEOUT),
+                .timeout(timeout),
         )
         .await
     }

@@ -116,6 +116,13 @@ async fn try_take(
     terms: &LeadTerms,
 ) -> Result<Result<u64, (String, u64)>, StoreError> {
     let mut transaction = pool.begin().await?;
+    if backend == Backend::Postgres {
+        // A leader that froze mid-transaction holds its row locks until the server ends its
+        // session: a standby looks again rather than queueing behind it.
+        sqlx::query("SET LOCAL lock_timeout = 500")
+            .execute(&mut *transaction)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO leadership (id, epoch, holder, expires_ms) VALUES (1, 0, '', 0) \
          ON CONFLICT (id) DO NOTHING",

@@ -192,7 +192,13 @@ async fn connect(
     let options = AnyConnectOptions::from_str(&url_with_create)
         .map_err(open_error)?
         .disable_statement_logging();
-    let pragmas = (backend == Backend::Sqlite).then(|| sqlite_pragmas(durability));
+    let pragmas = match backend {
+        Backend::Sqlite => sqlite_pragmas(durability),
+        // A coordinator that froze inside a transaction would hold its locks, and so the lead
+        // and the epoch, for as long as it is frozen: the server ends its session instead.
+        // Healthy transactions never wait on the coordinator for anywhere near this long.
+        Backend::Postgres => "SET idle_in_transaction_session_timeout = 1000",
+    };
     AnyPoolOptions::new()
         .max_connections(match backend {
             Backend::Sqlite => 4,
@@ -205,9 +211,7 @@ async fn connect(
         .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |connection, _meta| {
             Box::pin(async move {
-                if let Some(pragmas) = pragmas {
-                    connection.execute(pragmas).await?;
-                }
+                connection.execute(pragmas).await?;
                 Ok(())
             })
         })

@@ -69,6 +69,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::private::run(binary, &options).await?
         }
+        which @ BenchCommand::Failover { .. } => failover(binary, which).await?,
         which @ BenchCommand::Sandbox {
             large_module_mib, ..
         } => {
@@ -100,6 +101,40 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
     };
     let table = report.to_table();
     Ok((report, table))
+}
+
+/// `bench failover`, its faults named as on the command line.
+async fn failover(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<bench::Report> {
+    let BenchCommand::Failover {
+        database_url,
+        faults,
+        runs,
+        tasks,
+        task_ms,
+        agents,
+        slots,
+    } = which
+    else {
+        unreachable!("called for the failover benchmark only");
+    };
+    let faults = faults
+        .iter()
+        .map(|fault| match fault.as_str() {
+            "kill" => Ok(bench::failover::Fault::Kill),
+            "freeze" => Ok(bench::failover::Fault::Freeze),
+            other => anyhow::bail!("--faults {other:?}: give kill, freeze or both"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = bench::failover::FailoverOptions {
+        database_url,
+        faults,
+        runs,
+        tasks,
+        task_ms,
+        agents,
+        slots,
+    };
+    Ok(bench::failover::run(binary, &options).await?)
 }
 
 /// `bench sandbox`, off the async threads: it times code on the calling thread.

@@ -148,6 +148,30 @@ async fn a_short_recover_benchmark_reruns_the_killed_agents_tasks() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_short_failover_benchmark_loses_nothing_acknowledged_when_the_leader_dies_or_freezes() {
+    let Ok(admin) = std::env::var("CROWDCLOUD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CROWDCLOUD_REQUIRE_POSTGRES").is_none(),
+            "run the tests through scripts/test, which starts PostgreSQL"
+        );
+        return;
+    };
+    let (output, report) = bench(&[
+        "failover",
+        "--database-url",
+        &admin,
+        "--runs",
+        "1",
+        "--tasks",
+        "400",
+        "--faults",
+        "kill,freeze",
+    ])
+    .await;
+    assert_checks_pass(&output, &report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_short_verify_benchmark_delivers_no_wrong_result_in_the_model_or_end_to_end() {
     let (output, report) = bench(&[
         "verify",
