@@ -86,7 +86,8 @@ impl Command {
 /// takes them after its name too.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct Connection {
-    /// The coordinator, e.g. http://192.168.1.10:7878; found from a local `up` when absent.
+    /// The coordinator, e.g. http://192.168.1.10:7878, or every coordinator of a pool with a
+    /// standby, comma-separated; found from a local `up` when absent.
     #[arg(long, global = true, env = "CROWDCLOUD_COORDINATOR")]
     pub(crate) coordinator: Option<String>,
     /// Your API token (ccr_…); read from the local `up` when absent.
@@ -260,8 +261,8 @@ pub(crate) struct AgentStatusArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentRunArgs {
-    /// The coordinator to join, e.g. https://192.168.1.10:7878 [default: the pool joined with
-    /// `crowdcloud join`]
+    /// The coordinator to join, e.g. https://192.168.1.10:7878, or every coordinator of a pool
+    /// with a standby, comma-separated [default: the pool joined with `crowdcloud join`]
     #[arg(long, env = "CROWDCLOUD_COORDINATOR")]
     pub(crate) coordinator: Option<String>,
     /// The pool's join token (ccj_…) [default: the one `crowdcloud join` got]
