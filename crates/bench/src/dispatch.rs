@@ -33,6 +33,9 @@ pub struct DispatchOptions {
     pub durability: String,
     /// A Python interpreter with Ray 2.60 installed, to measure Ray side by side.
     pub ray_python: Option<PathBuf>,
+    /// An S3 bucket (`s3://BUCKET/PREFIX`, its endpoint and keys in the environment): the same
+    /// work with blobs there and on the disk, side by side.
+    pub s3: Option<String>,
 }
 
 /// What Ray 2.60 measured on a 2-core machine of this kind (see ARCHITECTURE.md, "Outside
@@ -47,6 +50,11 @@ struct RayFigures {
     p50_ms: f64,
     p99_ms: f64,
 }
+
+/// The blob stores are compared on at most this many tasks and round trips: each leaves a blob
+/// in the bucket until retention deletes it.
+const BLOB_STORE_TASKS_MAX: u32 = 5_000;
+const BLOB_STORE_ROUND_TRIPS_MAX: u32 = 500;
 
 fn noop_job(module: wire::BlobHash, tasks: u32) -> wire::JobSubmission {
     crate::pool::noop_job("bench-noop", module, tasks)
@@ -70,7 +78,7 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
         Err(_) => Ok(Floor::default()),
     };
     pool.stop().await;
-    let (throughput, latency, checks) = measured?;
+    let (throughput, latency, mut checks) = measured?;
     let floor = floor?;
     let ray = match &options.ray_python {
         Some(python) => Some(run_ray(python, options).await?),
@@ -95,6 +103,17 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
         Figure::new("round trip max", latency.max_ms, "ms", Better::Lower),
     ];
     figures.extend(floor_figures(&floor, &latency));
+    if let Some(s3) = &options.s3 {
+        let (more_figures, more_checks) = crate::blob_stores::compare(
+            binary,
+            s3,
+            options.tasks.min(BLOB_STORE_TASKS_MAX),
+            options.round_trips.clamp(1, BLOB_STORE_ROUND_TRIPS_MAX),
+        )
+        .await?;
+        figures.extend(more_figures);
+        checks.extend(more_checks);
+    }
     Ok(Report {
         benchmark: "dispatch".to_owned(),
         machine: Machine::this(),

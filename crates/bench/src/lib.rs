@@ -2,7 +2,8 @@
 //! Ray, HTCondor or BOINC ask, printed as a table and written as JSON so anyone can rerun them.
 //!
 //! - [`dispatch`]: a real coordinator and agents (processes, durable SQLite) on loopback run
-//!   no-op tasks: throughput and the latency of one round trip, against Ray side by side.
+//!   no-op tasks: throughput and the latency of one round trip, against Ray side by side; with
+//!   `--s3`, tasks that leave a blob each with blobs in a bucket against blobs on the disk.
 //! - [`sandbox`]: instantiation of a cached module with WASI and per-attempt dirs; CPU-bound
 //!   kernels in the sandbox against the same code compiled natively, with the cost of fuel and
 //!   of epoch interruption shown apart.
@@ -29,6 +30,7 @@
 //! Benchmarks measure; they never assert speed. Each report carries correctness checks (every
 //! task done, counts right), which the test suite asserts on a short run of each.
 
+mod blob_stores;
 pub mod churn;
 pub mod dispatch;
 pub mod failover;

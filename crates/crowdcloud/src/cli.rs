@@ -549,6 +549,10 @@ pub(crate) enum BenchCommand {
         /// A Python with ray==2.60.0 installed: measure Ray side by side.
         #[arg(long, value_name = "PYTHON")]
         ray: Option<PathBuf>,
+        /// Also run tasks that each leave a blob with blobs in this bucket and on the disk, side
+        /// by side (the endpoint and keys as for `coordinator --blobs`).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        s3: Option<String>,
     },
     /// A map → shuffle → reduce pipeline against the same tasks as independent jobs, and the
     /// pipeline run again.

@@ -43,6 +43,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             round_trips,
             durability,
             ray,
+            s3,
         } => {
             let options = DispatchOptions {
                 tasks,
@@ -51,6 +52,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
                 round_trips,
                 durability,
                 ray_python: ray,
+                s3,
             };
             bench::dispatch::run(binary, &options).await?
         }

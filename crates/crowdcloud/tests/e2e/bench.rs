@@ -8,11 +8,16 @@ use tokio::process::Command;
 use crate::harness::BINARY;
 
 async fn bench(args: &[&str]) -> (Output, serde_json::Value) {
+    bench_with(args, Vec::new()).await
+}
+
+async fn bench_with(args: &[&str], env: Vec<(&str, String)>) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let output = Command::new(BINARY)
         .arg("bench")
         .args(args)
+        .envs(env)
         .arg("--json")
         .arg(&json)
         .output()
@@ -54,6 +59,44 @@ async fn a_short_dispatch_benchmark_runs_every_task_once() {
     .await;
     assert_checks_pass(&output, &report);
     assert!(report["figures"][0]["value"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_dispatch_benchmark_runs_the_same_tasks_with_blobs_in_s3_and_on_disk() {
+    let env = crate::harness::s3_env();
+    if env.is_empty() {
+        assert!(
+            std::env::var_os("CROWDCLOUD_REQUIRE_S3").is_none(),
+            "run the tests through scripts/test, which starts an S3 server"
+        );
+        return;
+    }
+    let prefix = format!("s3://crowdcloud-test/bench-{}", std::process::id());
+    let (output, report) = bench_with(
+        &[
+            "dispatch",
+            "--tasks",
+            "200",
+            "--agents",
+            "1",
+            "--slots",
+            "2",
+            "--round-trips",
+            "10",
+            "--s3",
+            &prefix,
+        ],
+        env,
+    )
+    .await;
+    assert_checks_pass(&output, &report);
+    let figures = report["figures"].as_array().unwrap();
+    assert!(
+        figures
+            .iter()
+            .any(|figure| figure["name"].as_str().unwrap().starts_with("blobs in S3")),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
