@@ -253,17 +253,7 @@ impl Coordinator {
     ) -> Result<Self, CoordinatorError> {
         let (leader, _) = tokio::sync::watch::channel(None);
         let shared = service::Shared::open(config, clock, entropy, &leader).await?;
-        for bootstrap in &shared.config.bootstrap {
-            if bootstrap.name == OWNER_TOKEN_NAME
-                && wire::auth::TokenKind::of(&bootstrap.token)
-                    == Some(wire::auth::TokenKind::Requester)
-            {
-                shared
-                    .join
-                    .add_owner_token(wire::auth::token_hash(&bootstrap.token));
-            }
-        }
-        Ok(Self { shared })
+        Ok(Self::from_shared(shared))
     }
 
     /// Serves the API on `listener` until `shutdown` resolves (or storage fails), then stops
@@ -323,7 +313,19 @@ impl Coordinator {
         Ok(self)
     }
 
+    /// The coordinator of a pool just loaded: the owner's bootstrap token may manage tokens
+    /// and make join codes.
     pub(crate) fn from_shared(shared: Arc<service::Shared>) -> Self {
+        for bootstrap in &shared.config.bootstrap {
+            if bootstrap.name == OWNER_TOKEN_NAME
+                && wire::auth::TokenKind::of(&bootstrap.token)
+                    == Some(wire::auth::TokenKind::Requester)
+            {
+                shared
+                    .join
+                    .add_owner_token(wire::auth::token_hash(&bootstrap.token));
+            }
+        }
         Self { shared }
     }
 

@@ -119,6 +119,8 @@ async fn the_standby_leads_when_the_leader_is_killed_and_the_job_completes_once(
         "{}",
         standby.log()
     );
+    // The owner's token keeps its rights at the new leader.
+    pool.join_token_for("after the failover").await;
     completed_exactly_once(&pool, job, 24).await;
 }
 
