@@ -7,13 +7,14 @@
 //!   hashed as it streams in and is made visible only if the hash matches the name it was sent
 //!   under. A mismatch leaves nothing behind.
 //! - Blobs are immutable; storing one that exists is a no-op.
-//! - No blob is held in memory whole on the way in; reads stream too.
+//! - No blob is held in memory whole on the way in, except one of at most `SMALL_BLOB_BYTES`
+//!   (1 MiB), which is checked whole and stored in one request; reads stream.
 //! - In a local directory, a stored blob is on disk (file and directory entry synced) before
 //!   `put` returns, so a blob the state store records survives a power cut as the record does.
 //! - A local directory is readable by its owner only (0700, tightened if it was not), and so
 //!   is every blob file (0600) and shard directory (0700): blobs are other people's data.
-//! - In an S3 bucket, a streamed upload is a multipart upload completed only once its hash
-//!   matched, and aborted otherwise; a stored blob is as durable as the store makes a completed
+//! - In an S3 bucket, a small upload is one PUT made only once its hash matched, and a larger
+//!   one a multipart upload completed only once its hash matched, and aborted otherwise; a stored blob is as durable as the store makes a completed
 //!   upload. Who may read the bucket is its owner's to set: the coordinator needs read, write
 //!   and delete on the prefix, and nobody else needs anything.
 
@@ -131,6 +132,10 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 
 /// Parts of a streamed upload are gathered to this size before they are written.
 const UPLOAD_CHUNK_BYTES: usize = 8 << 20;
+
+/// Uploads that end within this many bytes are held whole, checked, and stored in one request
+/// instead of a multipart upload's three.
+const SMALL_BLOB_BYTES: u64 = 1 << 20;
 
 impl BlobStore {
     /// Blobs where `location` says: a directory is created if needed; a bucket must exist.
@@ -285,7 +290,58 @@ impl BlobStore {
         self.write_stream(hash, body, max_bytes).await
     }
 
+    /// Writes an upload not yet stored: one request once it ended within [`SMALL_BLOB_BYTES`]
+    /// (most outputs, stdout and stderr are small), a multipart upload past that.
     async fn write_stream<S, E>(
+        &self,
+        hash: BlobHash,
+        mut body: S,
+        max_bytes: u64,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let mut head = Vec::new();
+        let mut head_bytes = 0u64;
+        while head_bytes <= SMALL_BLOB_BYTES.min(max_bytes) {
+            match body.next().await {
+                None => return self.write_small(hash, head, max_bytes).await,
+                Some(Err(error)) => return Err(BlobError::Upload(error.to_string())),
+                Some(Ok(chunk)) => {
+                    head_bytes += chunk.len() as u64;
+                    head.push(chunk);
+                }
+            }
+        }
+        if head_bytes > max_bytes {
+            return Err(BlobError::TooLarge { max_bytes });
+        }
+        let whole = futures::stream::iter(head.into_iter().map(Ok::<Bytes, E>)).chain(body);
+        self.write_multipart(hash, whole, max_bytes).await
+    }
+
+    /// Stores the whole of a small upload in one request, once it hashed to its name.
+    async fn write_small(
+        &self,
+        hash: BlobHash,
+        chunks: Vec<Bytes>,
+        max_bytes: u64,
+    ) -> Result<u64, BlobError> {
+        let mut checked = Checked::new(hash, max_bytes);
+        for chunk in &chunks {
+            checked.take(chunk)?;
+        }
+        let size = checked.finish()?;
+        let payload: object_store::PutPayload = chunks.into_iter().collect();
+        self.store.put(&Self::path(&hash), payload).await?;
+        self.sync_stored(&hash).await?;
+        Ok(size)
+    }
+
+    /// Streams `body` into a multipart upload, completed only once it hashed to its name and
+    /// aborted otherwise.
+    async fn write_multipart<S, E>(
         &self,
         hash: BlobHash,
         mut body: S,
@@ -482,6 +538,47 @@ mod tests {
             blobs.delete(&hash).await.unwrap();
             assert!(!blobs.exists(&hash).await.unwrap(), "{backend}");
             blobs.delete(&hash).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn uploads_at_and_just_past_the_small_bound_read_back_whole() {
+        for (backend, blobs, _dir) in backends() {
+            let small = SMALL_BLOB_BYTES as usize;
+            for length in [small, small + 1, small + 64 * 1024 + 1] {
+                let bytes: Vec<u8> = (0..length).map(|i| (i % 253) as u8).collect();
+                let hash = BlobHash::of(&bytes);
+                let parts: Vec<Result<Bytes, String>> = bytes
+                    .chunks(64 * 1024)
+                    .map(|part| Ok(Bytes::copy_from_slice(part)))
+                    .collect();
+                let size = blobs
+                    .put_stream(hash, futures::stream::iter(parts), u64::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(size, length as u64, "{backend}, {length} bytes");
+                assert_eq!(
+                    blobs.get(&hash).await.unwrap(),
+                    bytes,
+                    "{backend}, {length} bytes"
+                );
+                let wrong = BlobHash::of(b"another blob");
+                let refused = blobs
+                    .put_stream(
+                        wrong,
+                        futures::stream::iter(vec![Ok::<_, String>(Bytes::from(bytes))]),
+                        u64::MAX,
+                    )
+                    .await;
+                assert!(
+                    matches!(refused, Err(BlobError::HashMismatch { .. })),
+                    "{backend}"
+                );
+                assert!(
+                    !blobs.exists(&wrong).await.unwrap(),
+                    "{backend}: nothing left behind"
+                );
+            }
         }
     }
 
