@@ -173,7 +173,7 @@ fn fault_checks(fault: Fault, runs: &[Run]) -> Vec<Check> {
 }
 
 /// A database of its own for each run: a fresh one on the PostgreSQL server given, or a
-/// SQLite file in a directory the run's coordinators share.
+/// SQLite file in a directory the run's coordinators share (as they share their blobs).
 async fn database_for(options: &FailoverOptions, run: u32) -> Result<Option<String>, BenchError> {
     let Some(admin) = &options.database_url else {
         return Ok(None);
@@ -215,7 +215,11 @@ async fn one_run(
         &CoordinatorOptions {
             lease_ms: 5_000,
             database_url: Some(database),
-            more_args: vec!["--standby".to_owned()],
+            more_args: vec![
+                "--standby".to_owned(),
+                "--blobs".to_owned(),
+                shared_dir.path().join("blobs").display().to_string(),
+            ],
             ..CoordinatorOptions::default()
         },
     )

@@ -125,6 +125,11 @@ impl Lead {
                 "--standby needs the database the coordinators share: give --database-url postgres://…"
             );
         }
+        if args.standby && args.service.blobs.is_none() {
+            bail!(
+                "--standby needs the blobs the coordinators share: give --blobs s3://BUCKET/PREFIX (or a directory every coordinator mounts)"
+            );
+        }
         Ok(Lead {
             standby: args.standby,
             term_ms,

@@ -10,10 +10,11 @@ use wire::{JobId, JobState, Limits, TaskSpec};
 use crate::harness::{Pool, Standby, coordinator_leads, eventually, probe};
 use crate::postgres::fresh_database;
 
-/// A pool whose coordinator leads `database` and a second one standing by, with two agents
-/// given both coordinators' URLs.
-async fn pair(database: String) -> (Pool, Standby, [crate::harness::Agent; 2]) {
-    let mut pool = Pool::start_with(4_000, Some(database), &["--standby"]).await;
+/// A pool whose coordinator leads `database` and a second one standing by, both keeping blobs
+/// in the directory `blobs`, with two agents given both coordinators' URLs.
+async fn pair(database: String, blobs: &Path) -> (Pool, Standby, [crate::harness::Agent; 2]) {
+    let blobs = blobs.to_str().unwrap();
+    let mut pool = Pool::start_with(4_000, Some(database), &["--standby", "--blobs", blobs]).await;
     let leader_url = pool.url.clone();
     eventually(
         "the first coordinator to lead",
@@ -47,22 +48,18 @@ async fn pair(database: String) -> (Pool, Standby, [crate::harness::Agent; 2]) {
     (pool, standby, agents)
 }
 
-/// Tasks that keep a job in flight for a while (two thirds of `count` sleep half a second),
-/// then print their index.
+/// Tasks that keep a job in flight for a while (every odd one sleeps half a second) and
+/// print their index (every even one), so results are stored before and after a fault.
 fn tasks(count: u32) -> Vec<TaskSpec> {
     (0..count)
         .map(|i| {
-            if i < sleepers_of(count) {
+            if i % 2 == 1 {
                 probe(&["sleep", "500"])
             } else {
                 probe(&["echo", &i.to_string()])
             }
         })
         .collect()
-}
-
-fn sleepers_of(count: u32) -> u32 {
-    count * 2 / 3
 }
 
 async fn job(pool: &Pool, count: u32) -> JobId {
@@ -93,7 +90,7 @@ async fn completed_exactly_once(pool: &Pool, job: JobId, count: u32) {
     );
     let tasks = pool.owner.all_tasks(job).await.unwrap();
     assert_eq!(tasks.len(), count as usize);
-    for (index, task) in tasks.iter().enumerate().skip(sleepers_of(count) as usize) {
+    for (index, task) in tasks.iter().enumerate().step_by(2) {
         let stdout = pool.stdout(task).await;
         assert_eq!(&stdout[..], format!("{index}\n").as_bytes(), "task {index}");
     }
@@ -104,7 +101,8 @@ async fn the_standby_leads_when_the_leader_is_killed_and_the_job_completes_once(
     let Some(database) = fresh_database().await else {
         return;
     };
-    let (mut pool, standby, _agents) = pair(database).await;
+    let blobs = tempfile::tempdir().unwrap();
+    let (mut pool, standby, _agents) = pair(database, blobs.path()).await;
     let job = job(&pool, 24).await;
     until_done(&pool, job, 4).await;
     pool.kill_coordinator().await;
@@ -129,7 +127,8 @@ async fn a_frozen_leader_that_wakes_cannot_write_and_stands_by() {
     let Some(database) = fresh_database().await else {
         return;
     };
-    let (pool, standby, _agents) = pair(database).await;
+    let blobs = tempfile::tempdir().unwrap();
+    let (pool, standby, _agents) = pair(database, blobs.path()).await;
     let first_url = pool.url.split(',').next().unwrap().to_owned();
     let job = job(&pool, 24).await;
     until_done(&pool, job, 4).await;
@@ -218,7 +217,8 @@ async fn both_coordinators_recover_when_the_database_restarts() {
         );
         return;
     };
-    let (pool, standby, _agents) = pair(server.url.clone()).await;
+    let blobs = tempfile::tempdir().unwrap();
+    let (pool, standby, _agents) = pair(server.url.clone(), blobs.path()).await;
     let first_url = pool.url.split(',').next().unwrap().to_owned();
     let before = job(&pool, 8).await;
     completed_exactly_once(&pool, before, 8).await;
@@ -263,4 +263,39 @@ async fn job_or_none(pool: &Pool, count: u32) -> Option<JobId> {
     let module = pool.owner.upload_bytes(guests::PROBE.into()).await.ok()?;
     let submission = pool.submission(module, tasks(count), Limits::default());
     Some(pool.owner.submit(&submission).await.ok()?.job_id)
+}
+
+#[tokio::test]
+async fn a_standby_without_a_shared_database_or_blob_store_is_refused_with_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--standby"], "--database-url"),
+        (
+            &["--standby", "--database-url", "postgres://nowhere/db"],
+            "--blobs s3://",
+        ),
+        (&["--lead-term", "10ms"], "--lead-term"),
+    ];
+    for (args, says) in cases {
+        let output = tokio::process::Command::new(crate::harness::BINARY)
+            .args([
+                "coordinator",
+                "--data-dir",
+                data_dir,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} is refused");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("state.db").exists(),
+        "a refused start makes no database"
+    );
 }
