@@ -8,9 +8,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import httpx
 
-from . import jobs
+from . import _protocol, jobs
+from ._protocol import Call, Download
 from .connection import Connection, PathLike, resolve
-from .errors import BlobTooLargeError, UsageError
+from .errors import ApiError, BlobTooLargeError, CrowdcloudError, UsageError
 from .pinning import PinnedContext
 from .types import BlobRef, OutputFile, TaskStatus
 
@@ -36,11 +37,38 @@ class ClientBase:
         data_dir: Optional[PathLike] = None,
     ) -> None:
         self.connection = resolve(url, token, fingerprint, data_dir)
+        self._urls = self.connection.url.split(",")
+        self._current = 0
+
+    def _url(self, path: str) -> str:
+        """`path` at the coordinator this client uses now."""
+        return self._urls[self._current] + path
+
+    def _moved_on(self, error: BaseException, tries_left: int) -> bool:
+        """Whether to send a request again to the next coordinator, having moved on to it:
+        when the one used refused the connection or stands by, it surely did not take the
+        request. A pool with a standby is given as every coordinator's URL, comma-separated."""
+        not_taken = isinstance(error, httpx.ConnectError) or (
+            isinstance(error, ApiError) and error.code == "standby"
+        )
+        if not_taken and tries_left > 0:
+            self._current = (self._current + 1) % len(self._urls)
+            return True
+        return False
+
+    def _failure(self, step: Union[Call, Download], error: Exception) -> Exception:
+        """What a failed step raises: a network failure as the package's error, within the
+        step's context."""
+        if isinstance(error, httpx.RequestError):
+            error = _protocol.network_error(error, self.url, self.connection.fingerprint)
+        context = step.context if isinstance(step, Call) else None
+        if context and isinstance(error, CrowdcloudError):
+            return error._within(context)
+        return error
 
     def _http_options(self) -> Dict[str, Any]:
         pinned = self.connection.fingerprint
         return {
-            "base_url": self.connection.url,
             # A pinned context when the URL is https://; plain http:// has no TLS to verify.
             "verify": PinnedContext(pinned) if pinned is not None else True,
             # No proxies, .netrc or certificate bundles from the environment: the token goes to

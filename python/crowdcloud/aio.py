@@ -158,24 +158,22 @@ class AsyncClient(ClientBase):
                 answer = await self._perform(step)
 
     async def _perform(self, step: Union[Call, Download]) -> Any:
-        context = step.context if isinstance(step, Call) else None
-        try:
-            if isinstance(step, Download):
-                return await self._download(step)
-            return await self._call(step)
-        except httpx.RequestError as error:
-            failure = _protocol.network_error(error, self.url, self.connection.fingerprint)
-            raise (failure._within(context) if context else failure) from None
-        except CrowdcloudError as error:
-            if context:
-                raise error._within(context) from None
-            raise
+        tries_left = len(self._urls)
+        while True:
+            tries_left -= 1
+            try:
+                if isinstance(step, Download):
+                    return await self._download(step)
+                return await self._call(step)
+            except (httpx.RequestError, CrowdcloudError) as error:
+                if not self._moved_on(error, tries_left):
+                    raise self._failure(step, error) from None
 
     async def _call(self, call: Call) -> Any:
         size = call.upload.stat().st_size if call.upload is not None else None
         request = self._http.build_request(
             call.method,
-            call.path,
+            self._url(call.path),
             params=call.params,
             json=call.body,
             content=_chunks(call.upload) if call.upload is not None else None,
@@ -194,7 +192,7 @@ class AsyncClient(ClientBase):
     async def _download(self, download: Download) -> Optional[bytes]:
         request = self._http.build_request(
             "GET",
-            f"/v1/blobs/{download.hash}",
+            self._url(f"/v1/blobs/{download.hash}"),
             headers=_protocol.request_headers(self.connection.token, None, None),
             timeout=timeout_of(_protocol.TRANSFER_TIMEOUT_SECS),
         )

@@ -96,12 +96,24 @@ def resolve(
     return checked(url, token, pinned, directory)
 
 
+#: How many coordinators one client may be given, as the Rust client allows.
+COORDINATOR_URLS_MAX = 8
+
+
 def checked(url: str, token: str, fingerprint: Optional[str], data_dir: Path) -> Connection:
-    """A connection whose URL and pin fit together."""
-    url = url.rstrip("/")
-    if not (url.startswith("http://") or url.startswith("https://")):
-        raise UsageError(f"the coordinator URL {url!r} is not valid; give it as http://HOST:PORT")
-    if url.startswith("https://") and fingerprint is None:
+    """A connection whose URL (or URLs, comma-separated, of a pool with a standby
+    coordinator) and pin fit together."""
+    urls = [one.strip().rstrip("/") for one in url.split(",") if one.strip()]
+    if not urls or len(urls) > COORDINATOR_URLS_MAX:
+        raise UsageError(
+            f"the coordinator URL {url!r} is not valid; give it as http://HOST:PORT, or up to "
+            f"{COORDINATOR_URLS_MAX} such URLs separated by commas"
+        )
+    for one in urls:
+        if not (one.startswith("http://") or one.startswith("https://")):
+            raise UsageError(f"the coordinator URL {one!r} is not valid; give it as http://HOST:PORT")
+    url = ",".join(urls)
+    if any(one.startswith("https://") for one in urls) and fingerprint is None:
         raise ConnectionSettingsError(
             "give fingerprint='sha256:…' with an https:// coordinator (`crowdcloud up` prints "
             "it), or run `crowdcloud join`"

@@ -91,9 +91,21 @@ class Process:
 class Coordinator:
     """`crowdcloud coordinator` on 127.0.0.1, port 0, plain or TLS."""
 
-    def __init__(self, work: Path, tls: bool = False, python: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        tls: bool = False,
+        python: Optional[Path] = None,
+        more_args: Optional[List[str]] = None,
+        tokens_from: Optional[Path] = None,
+    ) -> None:
         self.data_dir = work / "coordinator"
         self.data_dir.mkdir(parents=True)
+        # A second coordinator of one pool serves it with the same tokens.
+        for name in ("owner.token", "join.token"):
+            if tokens_from is not None:
+                (self.data_dir / name).write_bytes((tokens_from / name).read_bytes())
+                (self.data_dir / name).chmod(0o600)
         if python is not None:
             # Installed where the coordinator keeps its state, it offers it as a preset.
             done = subprocess.run(
@@ -105,6 +117,7 @@ class Coordinator:
         args = ["coordinator", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"]
         # `process` durability: nothing here must survive a power cut, and fsyncs are slow.
         args += ["--durability", "process", "--no-advertise", "--lease-ms", "5000"]
+        args += more_args or []
         self.process = Process(args + (["--tls"] if tls else []), work / "coordinator.log")
         announced = eventually("the coordinator to announce itself", START_SECS, self._announced)
         self.url: str = announced["url"]
