@@ -102,10 +102,12 @@ impl Candidate {
         });
         let answering = Arc::new(RwLock::new(standing.clone()));
         let (stop, mut stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let asked = Arc::clone(&stop);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("coordinator stopping");
-            stop.send_replace(true);
+            asked.send_replace(true);
         });
         let server = {
             let mut stopped = stopped.clone();
@@ -130,6 +132,9 @@ impl Candidate {
             // Long-polls answer now instead of holding the drain for a minute.
             leading.shared.stopping.send_replace(true);
         }
+        // Asked to stop, or a coordinator started alone that stopped on its own: either way
+        // the listener closes.
+        stop.send_replace(true);
         let served = server.await.expect("the server task does not panic");
         // The requests in flight have finished; what they queued commits now.
         let ended = match leading? {

@@ -606,27 +606,7 @@ pub(crate) enum BenchCommand {
     /// The leading coordinator killed or frozen mid-sweep, with a standby on the same
     /// database: time until the new leader's first grant, attempts run again, and whether any
     /// acknowledged submission was lost.
-    Failover {
-        /// A PostgreSQL server's admin URL (postgres://…/postgres): each run gets a database of
-        /// its own there [default: SQLite in a directory both coordinators share]
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
-        /// What happens to the leader: kill, freeze, or both (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "kill,freeze")]
-        faults: Vec<String>,
-        /// Runs of each fault.
-        #[arg(long, default_value_t = 5)]
-        runs: u32,
-        #[arg(long, default_value_t = 3000)]
-        tasks: u32,
-        /// How long each task of the sweep runs, in ms.
-        #[arg(long, default_value_t = 20)]
-        task_ms: u32,
-        #[arg(long, default_value_t = 2)]
-        agents: u32,
-        #[arg(long, default_value_t = 4)]
-        slots: u32,
-    },
+    Failover(BenchFailoverArgs),
     /// Agents killed mid-run: time until their tasks run elsewhere, and work lost.
     Recover {
         #[arg(long, default_value_t = 200)]
@@ -663,6 +643,29 @@ pub(crate) enum BenchCommand {
     /// task and time to ban, in a seeded model of the pool's policy, fixed 2× replication and
     /// BOINC's adaptive replication.
     Verify(BenchVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchFailoverArgs {
+    /// A PostgreSQL server's admin URL (postgres://…/postgres): each run gets a database of
+    /// its own there [default: SQLite in a directory both coordinators share]
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// What happens to the leader: kill, freeze, or both (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "kill,freeze")]
+    pub(crate) faults: Vec<String>,
+    /// Runs of each fault.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) runs: u32,
+    #[arg(long, default_value_t = 3000)]
+    pub(crate) tasks: u32,
+    /// How long each task of the sweep runs, in ms.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) task_ms: u32,
+    #[arg(long, default_value_t = 2)]
+    pub(crate) agents: u32,
+    #[arg(long, default_value_t = 4)]
+    pub(crate) slots: u32,
 }
 
 #[derive(Debug, Args)]

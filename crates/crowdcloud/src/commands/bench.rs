@@ -12,7 +12,7 @@ use bench::sandbox::SandboxOptions;
 use bench::scale::ScaleOptions;
 use bench::verify::VerifyOptions;
 
-use crate::cli::{BenchArgs, BenchCommand, BenchStagesArgs, BenchVerifyArgs};
+use crate::cli::{BenchArgs, BenchCommand, BenchFailoverArgs, BenchStagesArgs, BenchVerifyArgs};
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let binary = std::env::current_exe().context("cannot find this program's path")?;
@@ -71,7 +71,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::private::run(binary, &options).await?
         }
-        which @ BenchCommand::Failover { .. } => failover(binary, which).await?,
+        BenchCommand::Failover(args) => failover(binary, args).await?,
         which @ BenchCommand::Sandbox {
             large_module_mib, ..
         } => {
@@ -106,20 +106,12 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
 }
 
 /// `bench failover`, its faults named as on the command line.
-async fn failover(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<bench::Report> {
-    let BenchCommand::Failover {
-        database_url,
-        faults,
-        runs,
-        tasks,
-        task_ms,
-        agents,
-        slots,
-    } = which
-    else {
-        unreachable!("called for the failover benchmark only");
-    };
-    let faults = faults
+async fn failover(
+    binary: &std::path::Path,
+    args: BenchFailoverArgs,
+) -> anyhow::Result<bench::Report> {
+    let faults = args
+        .faults
         .iter()
         .map(|fault| match fault.as_str() {
             "kill" => Ok(bench::failover::Fault::Kill),
@@ -128,13 +120,13 @@ async fn failover(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resu
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let options = bench::failover::FailoverOptions {
-        database_url,
+        database_url: args.database_url,
         faults,
-        runs,
-        tasks,
-        task_ms,
-        agents,
-        slots,
+        runs: args.runs,
+        tasks: args.tasks,
+        task_ms: args.task_ms,
+        agents: args.agents,
+        slots: args.slots,
     };
     Ok(bench::failover::run(binary, &options).await?)
 }
