@@ -268,7 +268,9 @@ impl BlobStore {
     /// hash to `hash`. Returns the size. A blob already stored is only checked, not written
     /// again: the same hash is the same bytes, and many tasks write the same small files
     /// (an empty partition, a common header), each of which would otherwise cost a write and
-    /// three syncs.
+    /// three syncs on a disk. In a bucket a small upload is stored without asking first: the
+    /// question costs a request as the write does, and writing the same bytes again changes
+    /// nothing.
     pub async fn put_stream<S, E>(
         &self,
         hash: BlobHash,
@@ -279,13 +281,8 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        if self.exists(&hash).await? {
-            let mut sink = Checked::new(hash, max_bytes);
-            let mut body = body;
-            while let Some(chunk) = body.next().await {
-                sink.take(&chunk.map_err(|error| BlobError::Upload(error.to_string()))?)?;
-            }
-            return sink.finish();
+        if self.local_dir.is_some() && self.exists(&hash).await? {
+            return check_only(hash, body, max_bytes).await;
         }
         self.write_stream(hash, body, max_bytes).await
     }
@@ -318,6 +315,10 @@ impl BlobStore {
             return Err(BlobError::TooLarge { max_bytes });
         }
         let whole = futures::stream::iter(head.into_iter().map(Ok::<Bytes, E>)).chain(body);
+        // A large upload is worth the question a small one skips (see `put_stream`).
+        if self.local_dir.is_none() && self.exists(&hash).await? {
+            return check_only(hash, whole, max_bytes).await;
+        }
         self.write_multipart(hash, whole, max_bytes).await
     }
 
@@ -419,6 +420,20 @@ impl BlobStore {
 
 /// An upload's bytes as they come: counted against its bound and hashed, to be compared with
 /// the hash it claims at the end.
+/// Reads an upload of a blob already stored to its end, only checking it: its size within
+/// `max_bytes`, and its bytes hashing to `hash`.
+async fn check_only<S, E>(hash: BlobHash, mut body: S, max_bytes: u64) -> Result<u64, BlobError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+    E: std::fmt::Display,
+{
+    let mut checked = Checked::new(hash, max_bytes);
+    while let Some(chunk) = body.next().await {
+        checked.take(&chunk.map_err(|error| BlobError::Upload(error.to_string()))?)?;
+    }
+    checked.finish()
+}
+
 struct Checked {
     claimed: BlobHash,
     max_bytes: u64,
