@@ -195,8 +195,9 @@ async fn connect(
     let pragmas = match backend {
         Backend::Sqlite => sqlite_pragmas(durability),
         // A coordinator that froze inside a transaction would hold its locks, and so the lead
-        // and the epoch, for as long as it is frozen: the server ends its session instead.
-        // Healthy transactions never wait on the coordinator for anywhere near this long.
+        // and the epoch, for as long as it is frozen: the server ends its session instead,
+        // within a lead's shortest term. Healthy transactions never wait on the coordinator
+        // for anywhere near this long.
         Backend::Postgres => "SET idle_in_transaction_session_timeout = 1000",
     };
     AnyPoolOptions::new()

@@ -148,6 +148,13 @@ pub(crate) async fn fill_job_blobs(pool: &AnyPool, backend: Backend) -> Result<(
         return Ok(());
     }
     let mut tx = pool.begin().await?;
+    if backend == Backend::Postgres {
+        // Run once, before the lead is taken, over every job: reading the specs between its
+        // queries may take longer than a frozen coordinator is allowed to sit in a transaction.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut pairs: BTreeSet<(JobId, BlobHash)> = BTreeSet::new();
     for row in sqlx::query("SELECT id, spec FROM jobs")
         .fetch_all(&mut *tx)
