@@ -3,7 +3,8 @@
 //! One listener serves throughout; what answers on it switches. While another coordinator
 //! leads the database, the standby answers `/v1/health` (role `standby`, and who leads) and
 //! refuses everything else with `standby`, changing nothing, so clients given every
-//! coordinator's URL move on to the leader. Once its lead is taken, the pool is loaded from
+//! coordinator's URL move on to the leader. It serves the web app's files too, so a phone sent
+//! to it is told who leads. Once its lead is taken, the pool is loaded from
 //! the store and the full API answers. A standby that steps down (its lead lost or about to
 //! run out, or its database gone) drops the pool it loaded and stands by again.
 //!
@@ -249,6 +250,10 @@ fn switching(answering: Arc<RwLock<Router>>) -> Router {
 fn standing_router(standing: Standing) -> Router {
     Router::new()
         .route("/v1/health", get(standing_health))
+        // A phone whose link names this coordinator gets the web app, which shows the
+        // `standby` answer of its first call: who leads, and where to go.
+        .route("/", get(crate::http::web::index))
+        .route("/app/{*path}", get(crate::http::web::asset))
         .fallback(not_leading)
         .with_state(standing)
 }

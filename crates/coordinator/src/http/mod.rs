@@ -12,7 +12,7 @@ mod nodes;
 mod pipelines;
 pub(crate) mod quota;
 mod trust;
-mod web;
+pub(crate) mod web;
 
 use std::sync::Arc;
 

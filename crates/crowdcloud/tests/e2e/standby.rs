@@ -43,6 +43,11 @@ async fn pair(database: String, blobs: &Path) -> (Pool, Standby, [crate::harness
         .await
         .expect_err("a standby serves nothing but its health");
     assert_eq!(refused.code(), Some(wire::ErrorCode::Standby), "{refused}");
+    let page = reqwest::get(format!("{}/", standby.url)).await.unwrap();
+    assert!(
+        page.status().is_success(),
+        "a phone sent to the standby gets the web app, which shows who leads"
+    );
     let agents = [pool.agent("a", 2).await, pool.agent("b", 2).await];
     pool.wait_online(&["a", "b"]).await;
     (pool, standby, agents)
