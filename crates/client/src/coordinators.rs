@@ -103,15 +103,22 @@ impl Coordinators {
         let _ = moved.wait_for(|now| *now != used).await;
     }
 
-    /// `request`, made for coordinator `from`, aimed at coordinator `to` instead.
-    pub(crate) fn retarget(&self, request: &mut reqwest::Request, from: usize, to: usize) {
-        let old = reqwest::Url::parse(&self.urls[from]).expect("checked when parsed");
-        let old = old.as_str().trim_end_matches('/');
-        let Some(tail) = request.url().as_str().strip_prefix(old).map(str::to_owned) else {
+    /// Aims `request`, made for any of these coordinators, at coordinator `to`: another
+    /// request may have moved the client on since it was made.
+    pub(crate) fn aim(&self, request: &mut reqwest::Request, to: usize) {
+        if self.urls.len() == 1 {
             return;
-        };
-        if let Ok(url) = reqwest::Url::parse(&format!("{}{tail}", self.urls[to])) {
-            *request.url_mut() = url;
+        }
+        let url = request.url().as_str();
+        let tail = self.urls.iter().find_map(|base| {
+            let base = reqwest::Url::parse(base).expect("checked when parsed");
+            let base = format!("{}/", base.as_str().trim_end_matches('/'));
+            url.strip_prefix(&base).map(str::to_owned)
+        });
+        if let Some(tail) = tail
+            && let Ok(aimed) = reqwest::Url::parse(&format!("{}/{tail}", self.urls[to]))
+        {
+            *request.url_mut() = aimed;
         }
     }
 }
@@ -135,10 +142,27 @@ mod tests {
             1,
             "a second move from 0 finds it moved"
         );
-        coordinators.retarget(&mut request, 0, 1);
+        coordinators.aim(&mut request, 1);
         assert_eq!(
             request.url().as_str(),
             "http://127.0.0.2:2/v1/jobs?state=running"
+        );
+        coordinators.aim(&mut request, 1);
+        assert_eq!(
+            request.url().as_str(),
+            "http://127.0.0.2:2/v1/jobs?state=running",
+            "a request aimed where it goes stays"
+        );
+        let ports = Coordinators::parse("http://a:1,http://a:10", false).unwrap();
+        let mut request = reqwest::Request::new(
+            reqwest::Method::GET,
+            reqwest::Url::parse("http://a:10/v1/health").unwrap(),
+        );
+        ports.aim(&mut request, 0);
+        assert_eq!(
+            request.url().as_str(),
+            "http://a:1/v1/health",
+            "one port is not a prefix of another"
         );
         assert_eq!(coordinators.move_on(1), 0, "the list wraps around");
         for bad in ["", ",", "ftp://x", "http://a,https://b,not a url"] {

@@ -311,31 +311,29 @@ impl Client {
         loop {
             tries_left -= 1;
             let used = self.coordinators.current();
+            self.coordinators.aim(&mut request, used);
             let spare = (tries_left > 0).then(|| request.try_clone()).flatten();
-            let (error, not_taken) = match self.send_once(request).await {
+            let (error, not_taken) = match self.send_once(request, used).await {
                 Ok(response) => return Ok(response),
                 Err(failed) => failed,
             };
             if self.coordinators.count() == 1 || not_taken == NotTaken::Maybe {
                 return Err(error);
             }
-            let next = self.coordinators.move_on(used);
+            self.coordinators.move_on(used);
             match (not_taken, spare) {
-                (NotTaken::Surely, Some(mut spare)) => {
-                    self.coordinators.retarget(&mut spare, used, next);
-                    request = spare;
-                }
+                (NotTaken::Surely, Some(spare)) => request = spare,
                 _ => return Err(error),
             }
         }
     }
 
-    /// One request to one coordinator, and on failure whether it surely did not take it.
+    /// One request to coordinator `used`, and on failure whether it surely did not take it.
     async fn send_once(
         &self,
         request: reqwest::Request,
+        used: usize,
     ) -> std::result::Result<reqwest::Response, (ClientError, NotTaken)> {
-        let used = self.coordinators.current();
         let executed = if self.coordinators.count() == 1 {
             self.http.execute(request).await
         } else {
