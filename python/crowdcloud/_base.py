@@ -44,15 +44,17 @@ class ClientBase:
         """`path` at the coordinator this client uses now."""
         return self._urls[self._current] + path
 
-    def _moved_on(self, error: BaseException, tries_left: int) -> bool:
-        """Whether to send a request again to the next coordinator, having moved on to it:
-        when the one used refused the connection or stands by, it surely did not take the
-        request. A pool with a standby is given as every coordinator's URL, comma-separated."""
+    def _moved_on(self, error: BaseException, tries_left: int, used: int) -> bool:
+        """Whether to send a request again to the next coordinator, having moved on from
+        coordinator `used` (unless another request already did): when it refused the
+        connection or stands by, it surely did not take the request. A pool with a standby is
+        given as every coordinator's URL, comma-separated."""
         not_taken = isinstance(error, httpx.ConnectError) or (
             isinstance(error, ApiError) and error.code == "standby"
         )
         if not_taken and tries_left > 0:
-            self._current = (self._current + 1) % len(self._urls)
+            if self._current == used:
+                self._current = (used + 1) % len(self._urls)
             return True
         return False
 

@@ -161,12 +161,13 @@ class AsyncClient(ClientBase):
         tries_left = len(self._urls)
         while True:
             tries_left -= 1
+            used = self._current
             try:
                 if isinstance(step, Download):
                     return await self._download(step)
                 return await self._call(step)
             except (httpx.RequestError, CrowdcloudError) as error:
-                if not self._moved_on(error, tries_left):
+                if not self._moved_on(error, tries_left, used):
                     raise self._failure(step, error) from None
 
     async def _call(self, call: Call) -> Any:

@@ -164,12 +164,13 @@ class Client(ClientBase):
         tries_left = len(self._urls)
         while True:
             tries_left -= 1
+            used = self._current
             try:
                 if isinstance(step, Download):
                     return self._download(step)
                 return self._call(step)
             except (httpx.RequestError, CrowdcloudError) as error:
-                if not self._moved_on(error, tries_left):
+                if not self._moved_on(error, tries_left, used):
                     raise self._failure(step, error) from None
 
     def _call(self, call: Call) -> Any:
