@@ -25,7 +25,7 @@ pub(crate) struct Coordinators {
 }
 
 /// How many coordinators one client may be given: a pool has a leader and a standby or two.
-pub const COORDINATOR_URLS_MAX: usize = 8;
+pub(crate) const COORDINATOR_URLS_MAX: usize = 8;
 
 impl Coordinators {
     /// `list` as given by the user: one URL, or several separated by commas.
@@ -73,11 +73,6 @@ impl Coordinators {
 
     pub(crate) fn url(&self, index: usize) -> &str {
         &self.urls[index]
-    }
-
-    /// Every URL, comma-separated, as the user gives them.
-    pub(crate) fn list(&self) -> String {
-        self.urls.join(",")
     }
 
     /// Moves on from coordinator `from` to the next, unless another request already moved
@@ -131,7 +126,10 @@ mod tests {
     fn a_list_of_urls_is_checked_and_a_request_follows_a_move() {
         let coordinators =
             Coordinators::parse("http://127.0.0.1:1/, http://127.0.0.2:2", false).unwrap();
-        assert_eq!(coordinators.list(), "http://127.0.0.1:1,http://127.0.0.2:2");
+        assert_eq!(
+            [coordinators.url(0), coordinators.url(1)],
+            ["http://127.0.0.1:1", "http://127.0.0.2:2"]
+        );
         let mut request = reqwest::Request::new(
             reqwest::Method::GET,
             reqwest::Url::parse("http://127.0.0.1:1/v1/jobs?state=running").unwrap(),

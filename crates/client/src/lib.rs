@@ -36,7 +36,6 @@ use wire::{
     WhyResponse,
 };
 
-pub use crate::coordinators::COORDINATOR_URLS_MAX;
 use crate::coordinators::Coordinators;
 use crate::pinned::Pin;
 
@@ -272,11 +271,6 @@ impl Client {
     /// The URL of the coordinator this client uses now.
     pub fn base_url(&self) -> &str {
         self.base()
-    }
-
-    /// Every coordinator this client was given, comma-separated, as it was given them.
-    pub fn urls(&self) -> String {
-        self.coordinators.list()
     }
 
     fn base(&self) -> &str {
