@@ -30,6 +30,16 @@ pub enum Fault {
     Freeze,
 }
 
+impl Fault {
+    /// What became of the leader, as the figures name it.
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "killed",
+            Fault::Freeze => "frozen",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FailoverOptions {
     /// `postgres://…` (a database of its own for each run is made on the server), or none
@@ -90,10 +100,7 @@ struct Run {
 }
 
 fn fault_figures(fault: Fault, runs: &[Run]) -> Vec<Figure> {
-    let name = match fault {
-        Fault::Kill => "killed",
-        Fault::Freeze => "frozen",
-    };
+    let name = fault.name();
     let mut times: Vec<f64> = runs
         .iter()
         .map(|run| run.fault_to_grant.as_secs_f64() * 1000.0)
@@ -148,10 +155,7 @@ fn fault_figures(fault: Fault, runs: &[Run]) -> Vec<Figure> {
 }
 
 fn fault_checks(fault: Fault, runs: &[Run]) -> Vec<Check> {
-    let name = match fault {
-        Fault::Kill => "killed",
-        Fault::Freeze => "frozen",
-    };
+    let name = fault.name();
     let mut checks = vec![
         Check::new(
             format!("leader {name}: every sweep completed, each task once"),
@@ -338,16 +342,7 @@ async fn stands_by(url: &str) -> bool {
     let Ok(client) = Client::new(url, None) else {
         return false;
     };
-    let started = Instant::now();
-    while started.elapsed() < RUN_DEADLINE {
-        if let Ok(health) = client.health().await
-            && health.role == Some(wire::CoordinatorRole::Standby)
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    crate::pool::reaches_role(&client, wire::CoordinatorRole::Standby, RUN_DEADLINE).await
 }
 
 /// How many of `acknowledged` the pool no longer has, or never ended.

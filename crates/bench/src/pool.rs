@@ -127,14 +127,9 @@ impl LocalPool {
     /// Waits until the first coordinator leads its database (one started with `--standby`
     /// answers as a standby until then).
     async fn wait_leading(&self) -> Result<(), BenchError> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(health) = self.owner.health().await
-                && health.role == Some(wire::CoordinatorRole::Leader)
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let leader = wire::CoordinatorRole::Leader;
+        if reaches_role(&self.owner, leader, Duration::from_secs(60)).await {
+            return Ok(());
         }
         Err(BenchError::Setup(
             "the coordinator did not lead its database within a minute".to_owned(),
@@ -340,6 +335,20 @@ impl LocalPool {
             terminate(standby).await;
         }
     }
+}
+
+/// Whether the coordinator `client` reaches says, within `limit`, that it has `role`.
+pub async fn reaches_role(client: &Client, role: wire::CoordinatorRole, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(health) = client.health().await
+            && health.role == Some(role)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// A coordinator process serving from `data_dir` on a port of its own.

@@ -57,7 +57,9 @@ pub(crate) struct Shared {
     pub(crate) presets: std::sync::OnceLock<Vec<wire::Preset>>,
     /// Set when the coordinator stops; long-polls return at once.
     pub(crate) stopping: watch::Sender<bool>,
-    storage_failed: Notify,
+    /// Told when the coordinator must stop though no one asked: a commit failed, or it
+    /// stepped down.
+    must_stop: Notify,
     /// Why this coordinator stopped serving although nothing failed: it could not renew its
     /// lead in time, or another coordinator took it.
     stepped_down: Mutex<Option<String>>,
@@ -162,7 +164,7 @@ impl Shared {
             metrics: crate::metrics::Metrics::default(),
             presets: std::sync::OnceLock::new(),
             stopping: watch::Sender::new(false),
-            storage_failed: Notify::new(),
+            must_stop: Notify::new(),
             stepped_down: Mutex::new(None),
             validators: std::sync::OnceLock::new(),
             comparisons: Notify::new(),
@@ -401,7 +403,7 @@ impl Shared {
         crate::metrics::Metrics::observe(&self.metrics.commit_seconds, started.elapsed());
         if let Err(error) = &result {
             tracing::error!(%error, "a commit failed; the coordinator stops");
-            self.storage_failed.notify_one();
+            self.must_stop.notify_one();
         }
         result
     }
@@ -410,7 +412,7 @@ impl Shared {
     pub(crate) fn step_down(&self, why: String) {
         tracing::error!("{why}; this coordinator steps down and serves the pool no more");
         *self.stepped_down.lock() = Some(why);
-        self.storage_failed.notify_one();
+        self.must_stop.notify_one();
     }
 
     fn lease_check_every(&self) -> Duration {
@@ -605,7 +607,7 @@ impl Shared {
     /// Returns once the coordinator must stop although no one asked: its store failed, or it
     /// stepped down.
     pub(crate) async fn stopped_on_its_own(&self) {
-        self.storage_failed.notified().await;
+        self.must_stop.notified().await;
     }
 }
 

@@ -259,14 +259,12 @@ fn standing_router(standing: Standing) -> Router {
 }
 
 async fn standing_health(State(standing): State<Standing>) -> axum::Json<HealthResponse> {
-    axum::Json(HealthResponse {
-        service: wire::api::SERVICE_NAME.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        pool_name: standing.pool_name,
-        time_ms: standing.clock.now_ms(),
-        role: Some(wire::CoordinatorRole::Standby),
-        leader: standing.leader.borrow().clone(),
-    })
+    axum::Json(crate::http::meta::health_of(
+        &standing.pool_name,
+        standing.clock.now_ms(),
+        wire::CoordinatorRole::Standby,
+        standing.leader.borrow().clone(),
+    ))
 }
 
 async fn not_leading(State(standing): State<Standing>) -> Failure {

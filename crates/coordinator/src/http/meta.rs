@@ -60,14 +60,30 @@ pub(crate) fn openapi_document() -> utoipa::openapi::OpenApi {
 #[utoipa::path(get, path = "/v1/health", tag = "meta",
     responses((status = 200, body = HealthResponse)))]
 pub(crate) async fn health(State(shared): State<AppState>) -> Json<HealthResponse> {
-    Json(HealthResponse {
+    let leader = Some(shared.config.lead.holder.clone()).filter(|holder| !holder.is_empty());
+    Json(health_of(
+        &shared.config.pool_name,
+        shared.now_ms(),
+        wire::CoordinatorRole::Leader,
+        leader,
+    ))
+}
+
+/// What `/v1/health` says of this coordinator, leading or standing by.
+pub(crate) fn health_of(
+    pool_name: &str,
+    time_ms: u64,
+    role: wire::CoordinatorRole,
+    leader: Option<String>,
+) -> HealthResponse {
+    HealthResponse {
         service: wire::api::SERVICE_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        pool_name: shared.config.pool_name.clone(),
-        time_ms: shared.now_ms(),
-        role: Some(wire::CoordinatorRole::Leader),
-        leader: Some(shared.config.lead.holder.clone()).filter(|holder| !holder.is_empty()),
-    })
+        pool_name: pool_name.to_owned(),
+        time_ms,
+        role: Some(role),
+        leader,
+    }
 }
 
 pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -7,7 +7,7 @@
 mod blobs;
 mod credits;
 mod jobs;
-mod meta;
+pub(crate) mod meta;
 mod nodes;
 mod pipelines;
 pub(crate) mod quota;
