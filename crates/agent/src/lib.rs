@@ -212,7 +212,7 @@ struct Running {
 }
 
 enum Finished {
-    Report(AttemptReport),
+    Report(Box<AttemptReport>),
     Release(AttemptId, &'static str),
 }
 
@@ -692,6 +692,7 @@ impl Agent {
             let ended = match agent.runtime(&client, grant.job_id).await {
                 Ok(runtime) => agent.runner.run(&client, &runtime, &grant, control).await,
                 Err(error) => Ended::Report(Box::new(AttemptReport {
+                    ran_on: None,
                     attempt_id: grant.attempt_id,
                     outcome: Outcome::NodeError {
                         message: format!("cannot get the job's runtime: {error}"),
@@ -728,7 +729,7 @@ impl Agent {
         let message = match (disposition, ended) {
             (Disposition::Drop, _) => None,
             // A result that arrived is worth more than giving the task back.
-            (_, Ended::Report(report)) => Some(Finished::Report(*report)),
+            (_, Ended::Report(report)) => Some(Finished::Report(report)),
             (_, Ended::Stopped) => Some(Finished::Release(attempt_id, release_reason)),
         };
         if let Some(message) = message
@@ -889,7 +890,7 @@ impl Agent {
             let mut next = Some(first);
             while let Some(finished) = next {
                 match finished {
-                    Finished::Report(report) => reports.push(report),
+                    Finished::Report(report) => reports.push(*report),
                     Finished::Release(attempt_id, reason) => {
                         releases.entry(reason).or_default().push(attempt_id);
                     }

@@ -551,6 +551,7 @@ impl Runner {
         drop(run.outputs);
         match uploaded {
             Ok((stdout, stderr, outputs, sealed_digest)) => AttemptReport {
+                ran_on: None,
                 attempt_id: grant.attempt_id,
                 outcome,
                 usage,
@@ -572,6 +573,7 @@ impl Runner {
 
 pub(crate) fn bare_report(grant: &AttemptGrant, outcome: Outcome, usage: Usage) -> AttemptReport {
     AttemptReport {
+        ran_on: None,
         attempt_id: grant.attempt_id,
         outcome,
         usage,

@@ -481,6 +481,7 @@ async fn lease_loop(client: Client, counters: Arc<Counters>) {
         let reports = granted
             .iter()
             .map(|grant| AttemptReport {
+                ran_on: None,
                 attempt_id: grant.attempt_id,
                 outcome: Outcome::Succeeded,
                 usage: Usage::default(),

@@ -56,7 +56,7 @@ impl Credentials {
                     TokenRole::Requester(requester) => {
                         self.requesters.insert(row.hash.clone(), requester);
                     }
-                    TokenRole::Join => {
+                    TokenRole::Join | TokenRole::Federation => {
                         self.joins.insert(row.hash.clone());
                     }
                 },

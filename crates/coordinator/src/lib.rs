@@ -36,6 +36,7 @@
 mod connections;
 mod credentials;
 mod env;
+mod federation;
 mod gate;
 mod http;
 mod join;
@@ -65,6 +66,8 @@ use std::sync::Arc;
 pub use blobstore::BlobLocation;
 pub use connections::ConnectionLimits;
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
+pub use federation::{Bridge, FederationRunner, peer_name};
+pub use pool::Lendable;
 pub use pool::Verdict;
 pub use standby::Candidate;
 pub use store::{Durability, LEAD_TERM_MS_DEFAULT, LEAD_TERM_MS_MIN, LeadTerms};
@@ -282,6 +285,14 @@ impl Coordinator {
     pub fn with_validators(self, runner: Arc<dyn ValidatorRunner>) -> Self {
         let set = self.shared.validators.set(runner);
         assert!(set.is_ok(), "validators are given once");
+        self
+    }
+
+    /// Lends this pool's idle slots to the peers its owner adds, through bridges `runner` runs;
+    /// without one, peers are kept but nothing is lent.
+    pub fn with_federation(self, runner: Arc<dyn FederationRunner>) -> Self {
+        let set = self.shared.federation.set(runner);
+        assert!(set.is_ok(), "the federation runner is given once");
         self
     }
 

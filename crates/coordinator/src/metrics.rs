@@ -355,6 +355,7 @@ mod tests {
 
     fn end(state: AttemptEndState, task: Option<TaskState>, fuel: u64) -> EndRow {
         EndRow {
+            ran_on: None,
             attempt_id: AttemptId(1),
             job_id: JobId(1),
             task_index: 0,

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     stepped_down: Mutex<Option<String>>,
     /// What runs jobs' validators, when the coordinator was given one.
     pub(crate) validators: std::sync::OnceLock<Arc<dyn crate::ValidatorRunner>>,
+    /// What runs the bridges to the pools this one lends to, when the coordinator was given one.
+    pub(crate) federation: std::sync::OnceLock<Arc<dyn crate::FederationRunner>>,
     /// Woken when a result waits for its job's validator.
     pub(crate) comparisons: Notify,
     /// Woken when a node was banned: results it alone vouched for run again.
@@ -113,21 +115,7 @@ impl Shared {
         leader: &watch::Sender<Option<String>>,
     ) -> Result<Arc<Self>, CoordinatorError> {
         let mut state = empty_pool(&config)?;
-        let store = Store::open_leading(
-            &config.database_url,
-            config.durability,
-            &config.lead,
-            leader,
-        )
-        .await?;
-        tracing::info!(
-            epoch = store.epoch(),
-            "leads the state store; a coordinator that led it earlier can write no more"
-        );
-        let blobs = BlobStore::open(&config.blobs)?;
-        // A bucket that is missing or refuses the keys fails the start, not the first upload.
-        blobs.check().await?;
-        tracing::info!(blobs = %config.blobs, "blob store reachable");
+        let (store, blobs) = open_stores(&config, leader).await?;
         let image = store.load().await?;
         let now_ms = clock.now_ms();
         let config_nodes_max = config.nodes_per_join_token_max;
@@ -167,6 +155,7 @@ impl Shared {
             must_stop: Notify::new(),
             stepped_down: Mutex::new(None),
             validators: std::sync::OnceLock::new(),
+            federation: std::sync::OnceLock::new(),
             comparisons: Notify::new(),
             recalls: Notify::new(),
             stages: Notify::new(),
@@ -537,6 +526,30 @@ pub(crate) async fn woken(
     }
 }
 
+/// Takes the lead of the state store and opens the blob store, checked reachable.
+async fn open_stores(
+    config: &CoordinatorConfig,
+    leader: &watch::Sender<Option<String>>,
+) -> Result<(Store, BlobStore), CoordinatorError> {
+    let store = Store::open_leading(
+        &config.database_url,
+        config.durability,
+        &config.lead,
+        leader,
+    )
+    .await?;
+    let epoch = store.epoch();
+    tracing::info!(
+        epoch,
+        "leads the state store; an earlier leader can write no more"
+    );
+    let blobs = BlobStore::open(&config.blobs)?;
+    // A bucket that is missing or refuses the keys fails the start, not the first upload.
+    blobs.check().await?;
+    tracing::info!(blobs = %config.blobs, "blob store reachable");
+    Ok((store, blobs))
+}
+
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
@@ -583,6 +596,10 @@ impl Background {
             let compare =
                 crate::validation::compare_results(Arc::clone(shared), Arc::clone(runner));
             tasks.push(tokio::spawn(compare));
+        }
+        if let Some(runner) = shared.federation.get() {
+            let lend = crate::federation::lend(Arc::clone(shared), Arc::clone(runner));
+            tasks.push(tokio::spawn(lend));
         }
         Background { tasks }
     }

@@ -28,7 +28,8 @@ use crate::env::{Clock, Entropy};
 use crate::http::Failure;
 use crate::service::{Background, Shared};
 use crate::{
-    Coordinator, CoordinatorConfig, CoordinatorError, PresetModule, TlsIdentity, ValidatorRunner,
+    Coordinator, CoordinatorConfig, CoordinatorError, FederationRunner, PresetModule, TlsIdentity,
+    ValidatorRunner,
 };
 
 /// How long a standby whose database refused to load the pool waits before it tries again.
@@ -41,6 +42,7 @@ pub struct Candidate {
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     validators: Option<Arc<dyn ValidatorRunner>>,
+    federation: Option<Arc<dyn FederationRunner>>,
     presets: Vec<PresetModule>,
 }
 
@@ -69,6 +71,7 @@ impl Candidate {
             clock,
             entropy,
             validators: None,
+            federation: None,
             presets: Vec::new(),
         }
     }
@@ -77,6 +80,14 @@ impl Candidate {
     pub fn with_validators(self, runner: Arc<dyn ValidatorRunner>) -> Self {
         Self {
             validators: Some(runner),
+            ..self
+        }
+    }
+
+    /// See [`Coordinator::with_federation`].
+    pub fn with_federation(self, runner: Arc<dyn FederationRunner>) -> Self {
+        Self {
+            federation: Some(runner),
             ..self
         }
     }
@@ -202,6 +213,9 @@ impl Candidate {
         let mut coordinator = Coordinator::from_shared(shared);
         if let Some(runner) = &self.validators {
             coordinator = coordinator.with_validators(Arc::clone(runner));
+        }
+        if let Some(runner) = &self.federation {
+            coordinator = coordinator.with_federation(Arc::clone(runner));
         }
         Ok(coordinator
             .with_presets(self.presets.clone())

@@ -32,6 +32,8 @@ pub(crate) struct SpecFile {
     limits: LimitsFile,
     max_attempts: Option<u32>,
     replicas: Option<u32>,
+    /// `federate = false`: no task leaves this pool for one it federates with.
+    federate: Option<bool>,
     deterministic: Option<DeterministicFile>,
     verify: Option<wire::VerifyMode>,
     validator: Option<ValidatorFile>,
@@ -320,6 +322,7 @@ pub(crate) fn job_of(
         os: file.requirements.os,
         labels: file.requirements.labels,
         runtime: file.requirements.runtime,
+        home_pool: file.federate == Some(false),
     };
     let plan = JobPlan {
         name,
@@ -739,6 +742,7 @@ mod tests {
             module = "wc.wasm"
             max_attempts = 5
             replicas = 2
+            federate = false
             deterministic = { seed = 7 }
             [env]
             LANG = "C"
@@ -767,6 +771,10 @@ mod tests {
         assert_eq!(plan.limits.stdout_bytes_max, default::STDOUT_BYTES_MAX);
         assert_eq!(plan.requirements.memory_bytes_min, 1 << 30);
         assert_eq!(plan.requirements.labels["region"], "eu");
+        assert!(
+            plan.requirements.home_pool,
+            "federate = false keeps it home"
+        );
         assert_eq!(plan.deterministic, Some(Deterministic { seed: 7 }));
         assert_eq!((plan.max_attempts, plan.replicas), (5, 2));
         assert_eq!(plan.mounts[0].dir, PathBuf::from("/jobs/data"));

@@ -38,6 +38,7 @@ pub struct PoolImage {
     pub ledger: crate::LedgerImage,
     pub pipelines: Vec<crate::PipelineRow>,
     pub deletions: Vec<crate::DeletionRow>,
+    pub peers: Vec<crate::PeerRow>,
 }
 
 /// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
@@ -136,6 +137,7 @@ impl Store {
             });
         }
         image.tokens = self.tokens().await?;
+        image.peers = self.peers().await?;
         image.nodes = self.nodes().await?;
         image.jobs = self.jobs().await?;
         image.pipelines = self.pipelines().await?;
@@ -279,6 +281,7 @@ impl Store {
             .map(|row| {
                 let role = match row.try_get::<String, _>("kind")?.as_str() {
                     "join" => TokenRole::Join,
+                    "federation" => TokenRole::Federation,
                     "requester" => TokenRole::Requester(RequesterId::from_db(
                         row.try_get::<Option<i64>, _>("requester_id")?
                             .ok_or_else(|| corrupt("token", "requester token without requester"))?,
@@ -291,6 +294,29 @@ impl Store {
                     name: row.try_get("name")?,
                     created_at_ms: u64_at(row, "created_at_ms")?,
                     revoked_at_ms: opt_u64_at(row, "revoked_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn peers(&self) -> Result<Vec<crate::PeerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, url, fingerprint, token, requester_id, added_at_ms FROM federation_peers",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let fingerprint: String = row.try_get("fingerprint")?;
+                Ok(crate::PeerRow {
+                    id: u64_at(row, "id")?,
+                    url: row.try_get("url")?,
+                    fingerprint: fingerprint
+                        .parse()
+                        .map_err(|error| corrupt("peer fingerprint", error))?,
+                    token: row.try_get("token")?,
+                    requester_id: RequesterId::from_db(row.try_get("requester_id")?),
+                    added_at_ms: u64_at(row, "added_at_ms")?,
                 })
             })
             .collect()

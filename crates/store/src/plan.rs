@@ -45,6 +45,8 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
     match write {
         Write::SetMeta { .. }
         | Write::InsertRequester(_)
+        | Write::InsertPeer(_)
+        | Write::DeletePeer { .. }
         | Write::InsertToken(_)
         | Write::RevokeToken { .. } => accounts(sql, write),
         Write::UpsertNode(_)
@@ -142,6 +144,20 @@ fn accounts(sql: &mut Vec<Statement>, write: &Write) {
         )
         .bind(key.clone())
         .bind(value.clone()),
+        Write::InsertPeer(row) => Statement::new(
+            "INSERT INTO federation_peers \
+             (id, url, fingerprint, token, requester_id, added_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(db(row.id))
+        .bind(row.url.clone())
+        .bind(row.fingerprint.to_string())
+        .bind(row.token.clone())
+        .bind(row.requester_id.as_db())
+        .bind(db(row.added_at_ms)),
+        Write::DeletePeer { id } => {
+            Statement::new("DELETE FROM federation_peers WHERE id = $1").bind(db(*id))
+        }
         Write::InsertRequester(row) => {
             Statement::new("INSERT INTO requesters (id, name, created_at_ms) VALUES ($1, $2, $3)")
                 .bind(row.id.as_db())
@@ -152,6 +168,7 @@ fn accounts(sql: &mut Vec<Statement>, write: &Write) {
             let (kind, requester) = match row.role {
                 TokenRole::Requester(id) => ("requester", Some(id.as_db())),
                 TokenRole::Join => ("join", None),
+                TokenRole::Federation => ("federation", None),
             };
             Statement::new(
                 "INSERT INTO tokens (hash, kind, requester_id, name, created_at_ms, revoked_at_ms) \
@@ -553,9 +570,10 @@ fn end_attempts(sql: &mut Vec<Statement>, backend: Backend, ends: &[AttemptEnd])
                 "UPDATE attempts SET state = v.column2, finished_at_ms = v.column3, \
                  outcome = v.column4, fuel_used = v.column5, wall_ms = v.column6, \
                  memory_peak_bytes = v.column7, output_bytes = v.column8, stdout = v.column9, \
-                 stderr = v.column10, outputs = v.column11, compile_ms = v.column12 FROM (VALUES ",
+                 stderr = v.column10, outputs = v.column11, compile_ms = v.column12, \
+                 ran_on = v.column13 FROM (VALUES ",
                 chunk.len(),
-                &[""; 12],
+                &[""; 13],
             ) + ") AS v WHERE attempts.id = v.column1",
         );
         for end in chunk {
@@ -573,7 +591,8 @@ fn end_attempts(sql: &mut Vec<Statement>, backend: Backend, ends: &[AttemptEnd])
                 .bind(end.stdout.as_ref().map(json))
                 .bind(end.stderr.as_ref().map(json))
                 .bind((!end.outputs.is_empty()).then(|| json(&end.outputs)))
-                .bind(measured(usage.compile_ms));
+                .bind(measured(usage.compile_ms))
+                .bind(end.ran_on.clone());
         }
         sql.push(statement);
         end_tasks_of(sql, backend, chunk);

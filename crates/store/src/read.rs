@@ -48,7 +48,7 @@ impl Store {
             "SELECT t.idx, t.spec, t.state, t.outcome AS task_outcome, t.result_attempt_id, \
              t.verification, t.recalled_from, t.checkpoint, t.checkpoints_lost_ms, \
              a.node_id, a.fuel_used, a.wall_ms, a.memory_peak_bytes, a.output_bytes, a.compile_ms, \
-             a.stdout, a.stderr, a.outputs, \
+             a.stdout, a.stderr, a.outputs, a.ran_on, \
              (SELECT COUNT(*) FROM attempts c WHERE c.job_id = t.job_id AND c.task_idx = t.idx \
                AND c.state NOT IN ('released', 'reused')) AS attempts, t.reused_job_id, t.reused_idx, \
              (SELECT r.id FROM attempts r WHERE r.job_id = t.job_id AND r.task_idx = t.idx \
@@ -208,6 +208,7 @@ fn task_status_at(row: &sqlx::any::AnyRow) -> Result<TaskStatus, StoreError> {
         attempts: u64_at(row, "attempts")? as u32,
         attempt_id,
         node_id,
+        ran_on: row.try_get("ran_on")?,
         outcome: opt_json_at(row, "task_outcome")?,
         usage,
         stdout: opt_json_at(row, "stdout")?,

@@ -21,6 +21,8 @@ pub enum TokenRole {
     Requester(RequesterId),
     /// Lets a node join the pool.
     Join,
+    /// Lets another pool join this one as a node that lends it capacity.
+    Federation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,6 +33,19 @@ pub struct TokenRow {
     pub name: String,
     pub created_at_ms: u64,
     pub revoked_at_ms: Option<u64>,
+}
+
+/// A pool this one lends its idle slots to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerRow {
+    pub id: u64,
+    pub url: String,
+    pub fingerprint: wire::Fingerprint,
+    /// The `ccf_…` token that pool's owner made for this one.
+    pub token: String,
+    /// The account its tasks are paid from here.
+    pub requester_id: RequesterId,
+    pub added_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -186,6 +201,8 @@ pub struct AttemptEnd {
     pub stdout: Option<BlobRef>,
     pub stderr: Option<BlobRef>,
     pub outputs: Vec<OutputFile>,
+    /// For an attempt another pool ran: that pool and its node, `pool/node`.
+    pub ran_on: Option<String>,
     /// Set when this attempt ends its task; absent when the task goes back to the queue.
     pub task_end: Option<TaskEnd>,
 }

@@ -101,6 +101,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leadership",
         include_str!("../migrations/0021_leadership.sql"),
     ),
+    (
+        22,
+        "federation",
+        include_str!("../migrations/0022_federation.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

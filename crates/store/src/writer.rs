@@ -25,6 +25,10 @@ pub enum Write {
         value: String,
     },
     InsertRequester(RequesterRow),
+    InsertPeer(crate::PeerRow),
+    DeletePeer {
+        id: u64,
+    },
     InsertToken(TokenRow),
     RevokeToken {
         hash: String,

@@ -154,11 +154,8 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
     store
         .write(vec![Write::EndAttempts(vec![
             AttemptEnd {
-                attempt_id: AttemptId(100),
-                job_id,
-                task_index: 0,
+                ran_on: Some("pool b/laptop".to_owned()),
                 state: AttemptEndState::Succeeded,
-                at_ms: 30,
                 outcome: Some(Outcome::Succeeded),
                 usage: Some(Usage {
                     fuel_used: 1234,
@@ -167,26 +164,13 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
                     ..Usage::default()
                 }),
                 stdout: Some(stdout),
-                stderr: None,
-                outputs: vec![],
                 task_end: Some(TaskEnd {
                     state: TaskState::Succeeded,
                     outcome: Outcome::Succeeded,
                 }),
+                ..unreported(AttemptId(100), job_id, 0, 30)
             },
-            AttemptEnd {
-                attempt_id: AttemptId(101),
-                job_id,
-                task_index: 1,
-                state: AttemptEndState::Expired,
-                at_ms: 30,
-                outcome: None,
-                usage: None,
-                stdout: None,
-                stderr: None,
-                outputs: vec![],
-                task_end: None,
-            },
+            unreported(AttemptId(101), job_id, 1, 30),
         ])])
         .await
         .unwrap();
@@ -218,6 +202,8 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
     assert_eq!(page[0].stdout, Some(stdout));
     assert_eq!(page[0].usage.unwrap().fuel_used, 1234);
     assert_eq!(page[0].node_id, Some(node_id));
+    assert_eq!(page[0].ran_on.as_deref(), Some("pool b/laptop"));
+    assert_eq!(page[1].ran_on, None);
     assert_eq!(page[2].state, TaskState::Running);
     assert_eq!(page[2].attempt_id, Some(AttemptId(102)));
     assert_eq!(page[3].state, TaskState::Pending);
@@ -227,6 +213,24 @@ async fn reopened_store_loads_what_was_committed(url: &str) {
     assert_eq!(image.jobs[0].state, JobState::Cancelled);
     assert!(image.live_attempts.is_empty());
     assert!(image.open_tasks.is_empty(), "a cancelled job is not open");
+}
+
+/// The end of an attempt that reported nothing (an expiry), for tests to build on.
+fn unreported(attempt_id: AttemptId, job_id: JobId, task_index: u32, at_ms: u64) -> AttemptEnd {
+    AttemptEnd {
+        attempt_id,
+        job_id,
+        task_index,
+        state: AttemptEndState::Expired,
+        at_ms,
+        outcome: None,
+        usage: None,
+        stdout: None,
+        stderr: None,
+        outputs: vec![],
+        ran_on: None,
+        task_end: None,
+    }
 }
 
 #[tokio::test]
@@ -360,28 +364,22 @@ async fn many_attempts_ended_on(url: &str) {
         .collect();
     let ends: Vec<AttemptEnd> = (0..150u64)
         .map(|i| AttemptEnd {
-            attempt_id: AttemptId(1000 + i),
-            job_id,
-            task_index: i as u32,
             state: if i % 3 == 0 {
                 AttemptEndState::Expired
             } else {
                 AttemptEndState::Succeeded
             },
-            at_ms: 10 + i,
             outcome: (i % 3 != 0).then_some(Outcome::Succeeded),
             usage: (i % 3 != 0).then_some(Usage {
                 fuel_used: i,
                 compile_ms: 2 * i,
                 ..Usage::default()
             }),
-            stdout: None,
-            stderr: None,
-            outputs: vec![],
             task_end: (i % 3 != 0).then_some(TaskEnd {
                 state: TaskState::Succeeded,
                 outcome: Outcome::Succeeded,
             }),
+            ..unreported(AttemptId(1000 + i), job_id, i as u32, 10 + i)
         })
         .collect();
     store
@@ -456,15 +454,9 @@ async fn retention_deletes_only_unused_blobs(url: &str) {
             }]),
             blob(output, 1_200, None),
             Write::EndAttempts(vec![AttemptEnd {
-                attempt_id: AttemptId(5),
-                job_id,
-                task_index: 0,
                 state: AttemptEndState::Succeeded,
-                at_ms: 1_300,
                 outcome: Some(Outcome::Succeeded),
                 usage: Some(Usage::default()),
-                stdout: None,
-                stderr: None,
                 outputs: vec![wire::OutputFile {
                     path: "out.txt".to_owned(),
                     hash: output,
@@ -474,6 +466,7 @@ async fn retention_deletes_only_unused_blobs(url: &str) {
                     state: TaskState::Succeeded,
                     outcome: Outcome::Succeeded,
                 }),
+                ..unreported(AttemptId(5), job_id, 0, 1_300)
             }]),
         ])
         .await
@@ -595,6 +588,7 @@ async fn fuel_sums_and_uploads_on(url: &str) {
     let huge = i64::MAX as u64;
     let ends: Vec<AttemptEnd> = (0..2u64)
         .map(|i| AttemptEnd {
+            ran_on: None,
             attempt_id: AttemptId(500 + i),
             job_id,
             task_index: i as u32,
@@ -879,6 +873,7 @@ async fn job_vouched_by_42(store: &Store, job_id: JobId) {
         .collect();
     let ends = (0..5)
         .map(|i| AttemptEnd {
+            ran_on: None,
             attempt_id: AttemptId(100 + i),
             job_id,
             task_index: i as u32,
@@ -1237,6 +1232,7 @@ async fn a_result_to_take(store: &Store) -> (JobRow, BlobHash, wire::OutputFile)
         size_bytes: 4,
     };
     let end = AttemptEnd {
+        ran_on: None,
         attempt_id: AttemptId(100),
         job_id: first.id,
         task_index: 0,
@@ -1361,6 +1357,7 @@ async fn a_tasks_retried_failures_and_a_jobs_stop_load_after_a_restart() {
 /// A failed attempt of task `index` of `job_id`, which ends the task when `ends` says so.
 fn failed(id: u64, job_id: JobId, index: u32, outcome: Outcome, ends: bool) -> AttemptEnd {
     AttemptEnd {
+        ran_on: None,
         attempt_id: AttemptId(id),
         job_id,
         task_index: index,

@@ -25,6 +25,9 @@ pub enum TokenKind {
     Join,
     /// Bound to one registered node.
     Node,
+    /// Lets another pool join this one as a node that lends its own nodes' idle slots
+    /// (federation); only the owner makes and revokes them.
+    Federation,
 }
 
 impl TokenKind {
@@ -33,13 +36,19 @@ impl TokenKind {
             TokenKind::Requester => "ccr_",
             TokenKind::Join => "ccj_",
             TokenKind::Node => "ccn_",
+            TokenKind::Federation => "ccf_",
         }
     }
 
     pub fn of(token: &str) -> Option<TokenKind> {
-        [TokenKind::Requester, TokenKind::Join, TokenKind::Node]
-            .into_iter()
-            .find(|kind| token.starts_with(kind.prefix()))
+        [
+            TokenKind::Requester,
+            TokenKind::Join,
+            TokenKind::Node,
+            TokenKind::Federation,
+        ]
+        .into_iter()
+        .find(|kind| token.starts_with(kind.prefix()))
     }
 
     /// A new token of this kind from 32 random bytes.

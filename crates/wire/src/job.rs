@@ -247,6 +247,10 @@ pub struct Requirements {
     /// verified or checkpointing) runs on native agents only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<crate::NodeRuntime>,
+    /// Only the pool it was submitted to: none of its tasks goes to a pool this one federates
+    /// with (`federate = false` in a job spec).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub home_pool: bool,
 }
 
 /// The sandbox limits every attempt of the job runs under.

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod credits;
 pub mod deletion;
 pub mod failure;
+pub mod federation;
 pub mod fingerprint;
 pub mod ids;
 pub mod job;

@@ -372,6 +372,11 @@ pub struct AttemptReport {
     /// results compare without anyone reading them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_digest: Option<String>,
+    /// From a pool that lends this one its nodes (federation): the pool and the node of its
+    /// own that ran the attempt, `pool/node`, for the requester to see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 257)]
+    pub ran_on: Option<String>,
 }
 
 /// `POST /v1/nodes/report`: reports of attempts that ended, batched.

@@ -166,6 +166,10 @@ pub struct TaskStatus {
     /// The attempt that holds it now or that ended it.
     pub attempt_id: Option<AttemptId>,
     pub node_id: Option<NodeId>,
+    /// When its result came from a pool this one federates with: that pool and its node that
+    /// ran it, `pool/node`; `node_id` is then the other pool as a node of this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
     pub outcome: Option<Outcome>,
     pub usage: Option<Usage>,
     pub stdout: Option<BlobRef>,

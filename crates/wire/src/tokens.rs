@@ -12,6 +12,8 @@ pub enum ManagedTokenKind {
     Requester,
     /// `ccj_…`: lets a node join.
     Join,
+    /// `ccf_…`: lets another pool lend this one its idle slots, as one node of this pool.
+    Federation,
 }
 
 impl ManagedTokenKind {
@@ -19,6 +21,7 @@ impl ManagedTokenKind {
         match self {
             ManagedTokenKind::Requester => "requester",
             ManagedTokenKind::Join => "join",
+            ManagedTokenKind::Federation => "federation",
         }
     }
 }

@@ -32,6 +32,9 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> WireError {
 
 /// A line of text for people (a name, a reason): at most `bytes_max` bytes, no control
 /// characters.
+/// A pool's name, a slash and a node's name.
+pub const RAN_ON_BYTES_MAX: usize = 2 * limits::DEVICE_NAME_BYTES_MAX + 1;
+
 fn line(text: &str, field: &str, bytes_max: usize) -> Result<(), WireError> {
     if text.len() > bytes_max {
         return Err(invalid(
@@ -1016,6 +1019,9 @@ pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
         if let Some(digest) = &report.sealed_digest {
             hex_digits(digest, &format!("{field}.sealed_digest"), 64)?;
         }
+        if let Some(ran_on) = &report.ran_on {
+            line(ran_on, &format!("{field}.ran_on"), RAN_ON_BYTES_MAX)?;
+        }
     }
     Ok(())
 }
@@ -1296,6 +1302,7 @@ mod tests {
                 usage: crate::node::Usage::default(),
                 stdout: None,
                 stderr: None,
+                ran_on: None,
                 outputs: vec![crate::node::OutputFile {
                     path: output_path.to_owned(),
                     hash: BlobHash::of(b""),

@@ -27,6 +27,7 @@ use super::{AppState, Requester};
         super::trust::list, super::trust::create, super::trust::revoke,
         super::trust::new_code, super::trust::start, super::trust::finish,
         super::credits::show, super::credits::grant,
+        super::federation::add, super::federation::list, super::federation::remove,
         super::web::history, super::web::presets, super::web::attempts, super::web::results_zip,
     ),
     modifiers(&Security),

@@ -6,6 +6,7 @@
 
 mod blobs;
 mod credits;
+mod federation;
 mod jobs;
 pub(crate) mod meta;
 mod nodes;
@@ -80,6 +81,11 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/v1/join/finish", post(trust::finish))
         .route("/v1/credits", get(credits::show))
         .route("/v1/credits/grant", post(credits::grant))
+        .route(
+            "/v1/federation/peers",
+            post(federation::add).get(federation::list),
+        )
+        .route("/v1/federation/peers/{id}/remove", post(federation::remove))
         .route("/v1/health", get(meta::health))
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))

@@ -24,7 +24,9 @@ use crate::service::Shared;
 /// The hash of a join token this pool accepts, or the refusal to send.
 fn accepted_join_token(shared: &Shared, join_token: &str) -> ApiResult<String> {
     let join_hash = token_hash(join_token);
-    if TokenKind::of(join_token) != Some(TokenKind::Join) || !shared.is_join_token(&join_hash) {
+    let kind = TokenKind::of(join_token);
+    let joins = matches!(kind, Some(TokenKind::Join | TokenKind::Federation));
+    if !joins || !shared.is_join_token(&join_hash) {
         return Err(Failure::new(
             ErrorCode::Unauthorized,
             "the join token is not valid for this pool; ask the pool owner for one (`crowdcloud up` prints it)",

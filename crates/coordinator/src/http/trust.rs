@@ -86,6 +86,7 @@ fn token_info(shared: &AppState, row: &store::TokenRow) -> TokenInfo {
         kind: match row.role {
             store::TokenRole::Requester(_) => ManagedTokenKind::Requester,
             store::TokenRole::Join => ManagedTokenKind::Join,
+            store::TokenRole::Federation => ManagedTokenKind::Federation,
         },
         owner: shared.join.is_owner_token(&row.hash),
         created_at_ms: row.created_at_ms,
@@ -162,6 +163,7 @@ async fn mint(
     let token_kind = match kind {
         ManagedTokenKind::Requester => TokenKind::Requester,
         ManagedTokenKind::Join => TokenKind::Join,
+        ManagedTokenKind::Federation => TokenKind::Federation,
     };
     let token = token_kind.token_from_secret(shared.entropy().secret());
     let hash = token_hash(&token);
@@ -171,6 +173,7 @@ async fn mint(
         kind: match kind {
             ManagedTokenKind::Requester => NewToken::Requester,
             ManagedTokenKind::Join => NewToken::Join,
+            ManagedTokenKind::Federation => NewToken::Federation,
         },
         live_max: wire::limits::TOKENS_MAX,
     });

@@ -6,7 +6,7 @@
 //! applied to). An apply reads no clock and draws no entropy: everything it needs is in the
 //! event or follows from the pool, so the same events on the same pool give the same pool.
 
-use store::{AttemptEndState, TokenRole, Write};
+use store::{AttemptEndState, Write};
 use wire::{AttemptId, JobId, JobState, NodeActivity, NodeId, TaskState};
 
 use super::events::{Event, NodeGone};
@@ -27,18 +27,10 @@ impl PoolState {
     /// Changes the pool as `event` says happened.
     pub(crate) fn apply_event(&mut self, event: &Event) {
         match event {
-            Event::TokenCreated { token, .. } => match token.role {
-                TokenRole::Requester(requester) => {
-                    self.requester_tokens.insert(token.hash.clone(), requester);
-                }
-                TokenRole::Join => {
-                    self.join_tokens.insert(token.hash.clone());
-                }
-            },
-            Event::TokenRevoked { hash, .. } => {
-                self.requester_tokens.remove(hash);
-                self.join_tokens.remove(hash);
-            }
+            Event::TokenCreated { .. }
+            | Event::TokenRevoked { .. }
+            | Event::PeerAdded { .. }
+            | Event::PeerRemoved { .. } => self.apply_trust_event(event),
             Event::JobSubmitted { .. }
             | Event::JobFinished { .. }
             | Event::JobCancelled { .. }
@@ -190,13 +182,10 @@ impl PoolState {
     /// The rows `event` implies in the store, made from it once it is applied.
     fn push_writes(&self, event: Event, writes: &mut Vec<Write>) {
         match event {
-            Event::TokenCreated { token, requester } => {
-                if let Some(requester) = requester {
-                    writes.push(Write::InsertRequester(requester));
-                }
-                writes.push(Write::InsertToken(token));
-            }
-            Event::TokenRevoked { hash, at_ms } => writes.push(Write::RevokeToken { hash, at_ms }),
+            Event::TokenCreated { .. }
+            | Event::TokenRevoked { .. }
+            | Event::PeerAdded { .. }
+            | Event::PeerRemoved { .. } => super::trust::push_trust_writes(event, writes),
             Event::NodeRegistered { node } => writes.push(Write::UpsertNode(node)),
             Event::NodeGone { node, why, at_ms } => {
                 if why == NodeGone::Removed {

@@ -95,6 +95,7 @@ fn paid_since(h: &Harness, written: usize) -> Vec<u64> {
 
 fn succeeded(attempt: AttemptId, fuel_used: u64) -> AttemptReport {
     AttemptReport {
+        ran_on: None,
         attempt_id: attempt,
         outcome: Outcome::Succeeded,
         usage: Usage {

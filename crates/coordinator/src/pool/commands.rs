@@ -336,6 +336,8 @@ pub(crate) enum NewToken {
     /// An API token of a new requester.
     Requester,
     Join,
+    /// Lets another pool join as a node that lends this one capacity.
+    Federation,
 }
 
 command! {
@@ -350,7 +352,16 @@ command! {
                 let requester = RequesterId(entropy.next_u64());
                 pool.create_requester_token(this.hash, &this.name, requester, now_ms, out);
             }
-            NewToken::Join => pool.create_join_token(this.hash, &this.name, now_ms, out),
+            NewToken::Join => {
+                pool.create_join_token(this.hash, &this.name, store::TokenRole::Join, now_ms, out)
+            }
+            NewToken::Federation => pool.create_join_token(
+                this.hash,
+                &this.name,
+                store::TokenRole::Federation,
+                now_ms,
+                out,
+            ),
         }
         true
     }
@@ -410,4 +421,35 @@ command! {
     |this, pool, now_ms, _, out| {
         pool.grant_credits(this.requester, this.credits, now_ms, out)
     }
+}
+
+command! {
+    /// The owner adds a pool to lend this one's idle slots to (see [`super::federation`]); its
+    /// id and account are made here.
+    AddPeer { url: String, fingerprint: wire::Fingerprint, token: String } -> Result<store::PeerRow, PoolError>,
+    |this, pool, now_ms, entropy, out| {
+        let id = pool.peers().map(|peer| peer.id).max().unwrap_or(0) + 1;
+        let peer = store::PeerRow {
+            id,
+            url: this.url,
+            fingerprint: this.fingerprint,
+            token: this.token,
+            requester_id: RequesterId(entropy.next_u64()),
+            added_at_ms: now_ms,
+        };
+        pool.add_peer(peer, out)
+    }
+}
+
+command! {
+    /// The owner stops lending to a peer.
+    RemovePeer { id: u64 } -> Result<store::PeerRow, PoolError>,
+    |this, pool, now_ms, _, out| { pool.remove_peer(this.id, now_ms, out) }
+}
+
+command! {
+    /// A fresh API token for the bridge to a peer, in place of the one before; whether the peer
+    /// is still there.
+    BridgeToken { peer: u64, hash: String } -> bool,
+    |this, pool, now_ms, _, out| { pool.bridge_token(this.peer, this.hash, now_ms, out) }
 }

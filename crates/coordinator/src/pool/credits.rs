@@ -117,7 +117,8 @@ impl PoolState {
     /// Refuses a submission of a requester without credit in a public pool.
     pub(super) fn check_credit(&self, requester: RequesterId) -> Result<(), PoolError> {
         let balance = self.balance(Account::Requester(requester));
-        if self.credit_required() && balance <= 0 {
+        // A peer's account runs into debt: what the other pool owes this one.
+        if self.credit_required() && balance <= 0 && !self.is_peer_account(requester) {
             return Err(PoolError::Forbidden(format!(
                 "you have {} credits, and this pool runs jobs only on credit: ask its owner \
                  for some (`crowdcloud credits grant`), or earn it by lending a machine",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(any(test, debug_assertions))]
 use crate::CoordinatorError;
-use store::{AttemptEnd, AttemptRow, JobRow, NodeRow, RequesterRow, TokenRow};
+use store::{AttemptEnd, AttemptRow, JobRow, NodeRow, PeerRow, RequesterRow, TokenRow};
 use wire::{
     AttemptId, BlobHash, Capabilities, JobId, JobState, NodeActivity, NodeId, Outcome, PipelineId,
     TaskSpec, VerifiedBy,
@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 10;
+pub(crate) const EVENTS_VERSION: u32 = 11;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,16 @@ pub(crate) enum Event {
     },
     TokenRevoked {
         hash: String,
+        at_ms: u64,
+    },
+    /// The owner added a pool to lend this one's idle slots to, with its account here.
+    PeerAdded {
+        peer: PeerRow,
+        requester: RequesterRow,
+    },
+    /// The owner stopped lending to a pool.
+    PeerRemoved {
+        id: u64,
         at_ms: u64,
     },
     /// A node registered, at `node.registered_at_ms`.
@@ -306,9 +316,11 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 43] = [
+pub(crate) const EVENT_KINDS: [&str; 45] = [
     "TokenCreated",
     "TokenRevoked",
+    "PeerAdded",
+    "PeerRemoved",
     "NodeRegistered",
     "NodeGone",
     "NodeHeard",
@@ -359,6 +371,8 @@ impl Event {
         match self {
             Event::TokenCreated { .. } => "TokenCreated",
             Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::PeerAdded { .. } => "PeerAdded",
+            Event::PeerRemoved { .. } => "PeerRemoved",
             Event::NodeRegistered { .. } => "NodeRegistered",
             Event::NodeGone { .. } => "NodeGone",
             Event::NodeHeard { .. } => "NodeHeard",

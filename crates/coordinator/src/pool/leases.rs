@@ -15,6 +15,7 @@ use wire::{
 };
 
 use super::events::Event;
+use super::federation::Pass;
 use super::jobs::job_demand;
 use super::nodes::node_offer;
 use super::{Attempt, Outbox, PoolState, Slot};
@@ -68,17 +69,12 @@ impl PoolState {
         if slots_free == 0 || self.ready.is_empty() || node.activity != NodeActivity::Active {
             return LeaseResponse::default();
         }
-        let slots_free = self.slots_offered(node_id, slots_free);
-        if slots_free == 0 {
+        let Some((_, (response, rows))) = self
+            .grant_in_passes(&[(node_id, slots_free)], now_ms, entropy, out)
+            .pop_first()
+        else {
             return LeaseResponse::default();
-        }
-        let assignments = self.assign_ready(&[node_offer(node, slots_free)], now_ms);
-        let mut response = LeaseResponse::default();
-        let mut rows = Vec::new();
-        for (_, wanted, count) in assignments {
-            let grant = self.grant(node_id, wanted, count, now_ms, entropy, out);
-            self.respond(grant, now_ms, &mut response, &mut rows);
-        }
+        };
         if !rows.is_empty() {
             self.record(
                 Event::GrantsDelivered {
@@ -98,6 +94,7 @@ impl PoolState {
     fn assign_ready(
         &self,
         offers: &[scheduler::NodeOffer<'_>],
+        pass: Pass,
         now_ms: u64,
     ) -> Vec<(NodeId, Wanted, u32)> {
         let mut wanted = Vec::new();
@@ -105,6 +102,7 @@ impl PoolState {
             .ready
             .values()
             .filter_map(|job_id| self.jobs.get(job_id))
+            .filter(|job| self.pass_admits(pass, job))
         {
             if !job.pending.is_empty() {
                 wanted.push(Wanted {
@@ -219,31 +217,51 @@ impl PoolState {
         if waiting.is_empty() || self.ready.is_empty() {
             return Vec::new();
         }
-        let assignments = {
-            let offers: Vec<_> = waiting
-                .iter()
-                .filter_map(|&(node_id, slots_free)| {
-                    let node = self.nodes.get(&node_id)?;
-                    let slots_free = self.slots_offered(node_id, slots_free);
-                    (node.activity == NodeActivity::Active && slots_free > 0)
-                        .then(|| node_offer(node, slots_free))
-                })
-                .collect();
-            self.assign_ready(&offers, now_ms)
-        };
-        let mut by_node: BTreeMap<NodeId, Vec<(Wanted, u32)>> = BTreeMap::new();
-        for (node, wanted, count) in assignments {
-            by_node.entry(node).or_default().push((wanted, count));
-        }
-        let mut placed = Vec::with_capacity(by_node.len());
-        for (node_id, work) in by_node {
-            let mut response = LeaseResponse::default();
-            let mut rows = Vec::new();
-            for (wanted, count) in work {
+        self.grant_in_passes(waiting, now_ms, entropy, out)
+            .into_iter()
+            .map(|(node_id, (response, rows))| (node_id, response, rows))
+            .collect()
+    }
+
+    /// Grants ready work to `waiting` nodes, each asking for up to its slots, pass by pass
+    /// (see [`Pass`]): this pool's nodes before other pools', its requesters' jobs before
+    /// borrowed tasks. Returns the grants per node that got any, with their rows.
+    fn grant_in_passes(
+        &mut self,
+        waiting: &[(NodeId, u32)],
+        now_ms: u64,
+        entropy: &dyn Entropy,
+        out: &mut Outbox,
+    ) -> BTreeMap<NodeId, (LeaseResponse, Vec<AttemptRow>)> {
+        let mut left: BTreeMap<NodeId, u32> = waiting.iter().copied().collect();
+        let mut placed: BTreeMap<NodeId, (LeaseResponse, Vec<AttemptRow>)> = BTreeMap::new();
+        for pass in self.passes() {
+            let assignments = {
+                let offers: Vec<_> = left
+                    .iter()
+                    .filter_map(|(&node_id, &slots_free)| {
+                        let node = self.nodes.get(&node_id)?;
+                        let slots_free = self.slots_offered(node_id, slots_free);
+                        (node.activity == NodeActivity::Active
+                            && slots_free > 0
+                            && self.is_federated(node) == pass.federated_nodes)
+                            .then(|| node_offer(node, slots_free))
+                    })
+                    .collect();
+                if offers.is_empty() {
+                    continue;
+                }
+                self.assign_ready(&offers, pass, now_ms)
+            };
+            for (node_id, wanted, count) in assignments {
                 let grant = self.grant(node_id, wanted, count, now_ms, entropy, out);
-                self.respond(grant, now_ms, &mut response, &mut rows);
+                let granted = grant.as_ref().map_or(0, |g| g.attempts.len() as u32);
+                if let Some(slots) = left.get_mut(&node_id) {
+                    *slots = slots.saturating_sub(granted);
+                }
+                let (response, rows) = placed.entry(node_id).or_default();
+                self.respond(grant, now_ms, response, rows);
             }
-            placed.push((node_id, response, rows));
         }
         placed
     }
@@ -749,6 +767,7 @@ pub(super) fn unreported_end(
     now_ms: u64,
 ) -> AttemptEnd {
     AttemptEnd {
+        ran_on: None,
         attempt_id,
         job_id: attempt.job,
         task_index: attempt.task,

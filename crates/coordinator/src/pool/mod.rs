@@ -26,6 +26,7 @@ mod comparison;
 mod credits;
 mod deletions;
 pub(crate) mod events;
+pub(crate) mod federation;
 mod held;
 mod jobs;
 mod leases;
@@ -53,14 +54,16 @@ use wire::{
 pub(crate) use admission::{NODES_PER_JOIN_TOKEN_MAX_DEFAULT, SILENT_NODE_PURGE_MS_DEFAULT};
 pub(crate) use checkpoints::Checkpoints;
 pub(crate) use commands::{
-    Cancel, CancelPipeline, Command, Compare, CreateToken, DeleteJob, Deliver, EndPipeline, Expire,
-    GiveUpStage, GrantCredits, GrantKeys, Heartbeat, Lease, NewToken, Place, PurgeEnded,
-    PurgeSilentNodes, Recall, RecordUpload, Register, Release, RemoveNode, Report, RevokeToken,
-    SaveCheckpoint, Silence, StartStage, Submit, SubmitPipeline, Withdraw,
+    AddPeer, BridgeToken, Cancel, CancelPipeline, Command, Compare, CreateToken, DeleteJob,
+    Deliver, EndPipeline, Expire, GiveUpStage, GrantCredits, GrantKeys, Heartbeat, Lease, NewToken,
+    Place, PurgeEnded, PurgeSilentNodes, Recall, RecordUpload, Register, Release, RemoveNode,
+    RemovePeer, Report, RevokeToken, SaveCheckpoint, Silence, StartStage, Submit, SubmitPipeline,
+    Withdraw,
 };
 pub use comparison::Verdict;
 pub(crate) use comparison::{ComparedResult, Comparison, ResultFiles};
 pub(crate) use deletions::DeletionScope;
+pub use federation::Lendable;
 pub(crate) use held::{Held, human_bytes};
 pub(crate) use jobs::NewJob;
 pub(crate) use nodes::{NewNode, network_of, owner_key};
@@ -175,6 +178,8 @@ pub(crate) struct PoolState {
     pipelines: pipelines::Pipelines,
     /// Jobs deleted for good, until their nodes confirm (and a while after).
     deletions: deletions::Deletions,
+    /// Other pools as nodes of this one, and the pools this one lends to.
+    federation: federation::Federation,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -453,6 +458,7 @@ impl PoolState {
             accounts: credits::Accounts::default(),
             pipelines: pipelines::Pipelines::default(),
             deletions: deletions::Deletions::default(),
+            federation: federation::Federation::default(),
         }
     }
 
@@ -468,7 +474,14 @@ impl PoolState {
                 TokenRole::Join => {
                     self.join_tokens.insert(token.hash.clone());
                 }
+                TokenRole::Federation => {
+                    self.join_tokens.insert(token.hash.clone());
+                    self.federation.tokens.insert(token.hash.clone());
+                }
             }
+        }
+        for peer in &image.peers {
+            self.apply_peer_added(peer);
         }
         self.removed_nodes = trust::removed_nodes_in(&image.meta);
         self.restore_records(image.records);

@@ -38,6 +38,7 @@ impl PoolState {
             accounts: self.accounts.clone(),
             pipelines: self.pipelines.clone(),
             deletions: self.deletions.clone(),
+            federation: self.federation.clone(),
         }
     }
 
@@ -79,6 +80,7 @@ impl PoolState {
             accounts,
             pipelines,
             deletions,
+            federation,
         } = self;
         assert_eq!(*pool_name, other.pool_name);
         assert_eq!(*lease_ms_min, other.lease_ms_min);
@@ -106,5 +108,6 @@ impl PoolState {
         assert_eq!(*accounts, other.accounts, "the credit ledger");
         assert!(*pipelines == other.pipelines, "the pipelines");
         assert_eq!(*deletions, other.deletions, "the deletions");
+        assert_eq!(*federation, other.federation, "federation");
     }
 }

@@ -109,7 +109,15 @@ impl PoolState {
         let mut finished_jobs = BTreeSet::new();
         // What a family pool's requesters pay for these executions: one event for the batch.
         let mut paid = Vec::new();
-        for report in reports {
+        // Only another pool may say which of its nodes ran an attempt.
+        let federated = self
+            .nodes
+            .get(&node_id)
+            .is_some_and(|node| self.is_federated(node));
+        for mut report in reports {
+            if !federated {
+                report.ran_on = None;
+            }
             let attempt_id = report.attempt_id;
             let sealed_digest = report
                 .sealed_digest
@@ -410,6 +418,7 @@ fn attempt_end(
     now_ms: u64,
 ) -> AttemptEnd {
     AttemptEnd {
+        ran_on: report.ran_on,
         attempt_id: report.attempt_id,
         job_id: attempt.job,
         task_index: attempt.task,

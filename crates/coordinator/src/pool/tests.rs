@@ -55,6 +55,8 @@ mod checkpoints;
 mod deletions;
 #[path = "failure_tests.rs"]
 mod failure;
+#[path = "federation_tests.rs"]
+mod federation;
 #[path = "pipelines_tests.rs"]
 mod pipelines;
 #[path = "private_tests.rs"]
@@ -237,6 +239,7 @@ impl Harness {
         let acks = self.pool.report(
             node,
             vec![AttemptReport {
+                ran_on: None,
                 attempt_id: attempt,
                 outcome,
                 usage: Usage {
@@ -651,13 +654,8 @@ fn a_report_may_name_only_blobs_this_node_uploaded_for_this_attempt() {
         size_bytes: bytes.len() as u64,
     };
     let report = |attempt, blob: BlobRef| AttemptReport {
-        attempt_id: attempt,
-        outcome: Outcome::Succeeded,
-        usage: Usage::default(),
         stdout: Some(blob),
-        stderr: None,
-        outputs: vec![],
-        sealed_digest: None,
+        ..report(attempt, Outcome::Succeeded)
     };
     // Uploaded by this node for its other attempt, by another node, or by no one: all refused.
     h.upload(node, sibling, b"sibling's").unwrap();
@@ -712,6 +710,7 @@ fn a_report_may_name_only_blobs_this_node_uploaded_for_this_attempt() {
 /// A report of `attempt` that ended with `outcome` and left nothing.
 pub(super) fn report(attempt: AttemptId, outcome: Outcome) -> AttemptReport {
     AttemptReport {
+        ran_on: None,
         attempt_id: attempt,
         outcome,
         usage: Usage::default(),
@@ -797,6 +796,7 @@ fn fuel_past_the_jobs_allowance_is_refused_and_fuel_totals_saturate() {
     };
     let job = h.job_limited(40, limits);
     let claim = |attempt, fuel_used| AttemptReport {
+        ran_on: None,
         attempt_id: attempt,
         outcome: Outcome::ExitCode { code: 1 },
         usage: Usage {

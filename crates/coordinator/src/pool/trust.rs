@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use store::{RequesterRow, TokenRole, TokenRow};
+use store::{RequesterRow, TokenRole, TokenRow, Write};
 use wire::{AttemptId, NodeActivity, NodeId, RequesterId};
 
 use super::events::{Event, NodeGone};
@@ -13,7 +13,53 @@ use super::{Outbox, PoolError, PoolState};
 /// identity may register from another process (an agent restarted after a crash).
 pub(crate) const CLONE_SILENCE_HEARTBEATS: u64 = 2;
 
+/// The rows a token's or a peer's event implies.
+pub(super) fn push_trust_writes(event: Event, writes: &mut Vec<Write>) {
+    match event {
+        Event::TokenCreated { token, requester } => {
+            writes.extend(requester.map(Write::InsertRequester));
+            writes.push(Write::InsertToken(token));
+        }
+        Event::TokenRevoked { hash, at_ms } => writes.push(Write::RevokeToken { hash, at_ms }),
+        Event::PeerAdded { peer, requester } => {
+            writes.push(Write::InsertRequester(requester));
+            writes.push(Write::InsertPeer(peer));
+        }
+        Event::PeerRemoved { id, .. } => writes.push(Write::DeletePeer { id }),
+        _ => unreachable!("only tokens' and peers' events reach here"),
+    }
+}
+
 impl PoolState {
+    /// Applies a token's or a peer's event.
+    pub(super) fn apply_trust_event(&mut self, event: &Event) {
+        match event {
+            Event::TokenCreated { token, .. } => {
+                let hash = token.hash.clone();
+                match token.role {
+                    TokenRole::Requester(requester) => {
+                        self.requester_tokens.insert(hash, requester);
+                    }
+                    TokenRole::Join => {
+                        self.join_tokens.insert(hash);
+                    }
+                    TokenRole::Federation => {
+                        self.join_tokens.insert(hash.clone());
+                        self.federation.tokens.insert(hash);
+                    }
+                }
+            }
+            Event::TokenRevoked { hash, .. } => {
+                self.requester_tokens.remove(hash);
+                self.join_tokens.remove(hash);
+                self.federation.tokens.remove(hash);
+            }
+            Event::PeerAdded { peer, .. } => self.apply_peer_added(peer),
+            Event::PeerRemoved { id, .. } => self.apply_peer_removed(*id),
+            _ => unreachable!("only tokens' and peers' events reach here"),
+        }
+    }
+
     /// Tokens that work now: API tokens and join tokens.
     pub(crate) fn live_token_count(&self) -> usize {
         self.requester_tokens.len() + self.join_tokens.len()
@@ -45,18 +91,20 @@ impl PoolState {
         self.record(event, out);
     }
 
-    /// A new join token.
+    /// A new join token, or federation token (`role`).
     pub(crate) fn create_join_token(
         &mut self,
         token_hash: String,
         name: &str,
+        role: TokenRole,
         now_ms: u64,
         out: &mut Outbox,
     ) {
+        debug_assert!(matches!(role, TokenRole::Join | TokenRole::Federation));
         let event = Event::TokenCreated {
             token: TokenRow {
                 hash: token_hash,
-                role: TokenRole::Join,
+                role,
                 name: name.to_owned(),
                 created_at_ms: now_ms,
                 revoked_at_ms: None,
@@ -71,6 +119,7 @@ impl PoolState {
         let live =
             self.requester_tokens.contains_key(token_hash) || self.join_tokens.contains(token_hash);
         if live {
+            self.remove_federated_nodes(token_hash, now_ms, out);
             let event = Event::TokenRevoked {
                 hash: token_hash.to_owned(),
                 at_ms: now_ms,
@@ -196,7 +245,7 @@ mod tests {
         let (mut pool, _) = pool_with_node(0);
         let mut out = Outbox::new();
         pool.create_requester_token("api".to_owned(), "alice", RequesterId(9), 1, &mut out);
-        pool.create_join_token("join".to_owned(), "laptop", 1, &mut out);
+        pool.create_join_token("join".to_owned(), "laptop", TokenRole::Join, 1, &mut out);
         assert_eq!(pool.live_token_count(), 2);
         assert_eq!(pool.requester_by_token("api"), Some(RequesterId(9)));
         out = Outbox::new();

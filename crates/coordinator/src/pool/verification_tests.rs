@@ -47,6 +47,7 @@ pub(super) fn deterministic_job(h: &mut Harness, tasks: usize) -> JobId {
 /// two reports agree exactly when their fuel does.
 pub(super) fn result(h: &mut Harness, node: NodeId, attempt: AttemptId, fuel: u64) {
     let report = AttemptReport {
+        ran_on: None,
         attempt_id: attempt,
         outcome: Outcome::Succeeded,
         usage: Usage {
@@ -157,8 +158,13 @@ fn replicas_are_kept_off_a_shared_network_unless_the_owner_relaxed_it() {
 #[test]
 fn a_disagreement_needs_three_agreeing_owners_and_bans_every_node_of_the_liar_s_owner() {
     let mut h = public(probation_of(5));
-    h.pool
-        .create_join_token(token_of(2), "stranger", h.now_ms, &mut h.out);
+    h.pool.create_join_token(
+        token_of(2),
+        "stranger",
+        TokenRole::Join,
+        h.now_ms,
+        &mut h.out,
+    );
     let honest = owned(&mut h, 1, 1, 1, None);
     let liar = owned(&mut h, 2, 2, 1, None);
     let liar_too = owned(&mut h, 3, 2, 1, None);
@@ -490,7 +496,7 @@ fn a_public_pool_takes_a_job_only_from_a_requester_with_credit() {
 fn a_family_job_that_asks_for_replicas_counts_each_node_as_a_witness_and_a_ban_spares_the_token() {
     let mut h = Harness::new();
     h.pool
-        .create_join_token(token_of(1), "family", h.now_ms, &mut h.out);
+        .create_join_token(token_of(1), "family", TokenRole::Join, h.now_ms, &mut h.out);
     let nodes = [1, 2, 3, 4].map(|id| owned(&mut h, id, 1, 1, Some("192.0.2.0/24")));
     let job = h.job_from(1, 3, |job| {
         job.deterministic = Some(wire::Deterministic { seed: 1 });
@@ -654,6 +660,7 @@ fn a_validator_that_fails_leaves_the_task_inconclusive_and_a_stale_verdict_chang
 /// `node` says it cannot run `attempt` (a node error, no result).
 fn cannot(h: &mut Harness, node: NodeId, attempt: AttemptId) {
     let report = AttemptReport {
+        ran_on: None,
         attempt_id: attempt,
         outcome: Outcome::NodeError {
             message: "no".to_owned(),

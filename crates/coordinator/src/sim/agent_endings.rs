@@ -101,6 +101,7 @@ impl World {
             uploads.pop_first();
         }
         let report = AttemptReport {
+            ran_on: None,
             attempt_id: attempt,
             outcome,
             usage: self.usage(fuel_used),
@@ -180,6 +181,7 @@ impl World {
             result.as_ref().map_or(0, |r| r.fuel)
         };
         let report = AttemptReport {
+            ran_on: None,
             attempt_id: attempt,
             outcome,
             usage: self.usage(fuel_used),

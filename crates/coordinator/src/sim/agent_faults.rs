@@ -137,6 +137,7 @@ impl World {
             0 => Request::Report {
                 token,
                 reports: vec![AttemptReport {
+                    ran_on: None,
                     attempt_id: attempt,
                     outcome: Outcome::Succeeded,
                     usage: Usage::default(),

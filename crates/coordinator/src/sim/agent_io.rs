@@ -273,6 +273,7 @@ impl World {
                 for attempt in waiting {
                     self.agents[agent].running.remove(&attempt);
                     let report = AttemptReport {
+                        ran_on: None,
                         attempt_id: attempt,
                         outcome: Outcome::NodeError {
                             message: "cannot get the job's runtime".to_owned(),

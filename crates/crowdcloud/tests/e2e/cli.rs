@@ -193,6 +193,7 @@ async fn a_hostile_node_can_neither_break_nor_steer_the_terminal_of_nodes_and_st
         .unwrap();
     let trap = |message: String| ReportRequest {
         reports: vec![AttemptReport {
+            ran_on: None,
             attempt_id: lease.attempts[0].attempt_id,
             outcome: Outcome::Trap { message },
             usage: Usage::default(),

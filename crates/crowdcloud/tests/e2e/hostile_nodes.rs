@@ -19,6 +19,7 @@ use crate::harness::{Pool, eventually, probe};
 
 fn report(attempt: &AttemptGrant, outcome: Outcome) -> AttemptReport {
     AttemptReport {
+        ran_on: None,
         attempt_id: attempt.attempt_id,
         outcome,
         usage: Usage::default(),

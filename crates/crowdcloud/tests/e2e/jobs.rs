@@ -261,6 +261,7 @@ async fn a_late_report_of_an_expired_attempt_is_refused_and_changes_nothing() {
 
     let late = ReportRequest {
         reports: vec![AttemptReport {
+            ran_on: None,
             attempt_id: attempt,
             outcome: Outcome::ExitCode { code: 1 },
             usage: Usage {

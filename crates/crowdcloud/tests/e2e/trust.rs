@@ -48,6 +48,7 @@ fn api_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, 
 fn exited(attempt: wire::AttemptId, code: i32) -> ReportRequest {
     ReportRequest {
         reports: vec![AttemptReport {
+            ran_on: None,
             attempt_id: attempt,
             outcome: Outcome::ExitCode { code },
             usage: Usage::default(),

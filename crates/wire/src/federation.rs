@@ -1,0 +1,83 @@
+//! Federation: pools that lend each other capacity. The owner of the lending pool adds the other
+//! pool as a peer, with a `ccf_…` token that the other pool's owner made; the lending pool then
+//! joins the other one as a node, takes tasks there when its own nodes are idle, and runs them
+//! as its own jobs, behind its own requesters' work.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::TokenKind;
+use crate::{Fingerprint, WireError};
+
+/// The most pools one pool lends its nodes to.
+pub const PEERS_MAX: usize = 16;
+
+/// The most tasks of another pool this pool holds at once, per peer: what it registers there as
+/// its slots.
+pub const HELD_MAX: u32 = 64;
+
+/// The longest URL of a peer, in bytes.
+pub const PEER_URL_BYTES_MAX: usize = 512;
+
+/// `POST /v1/federation/peers`: lend this pool's idle slots to the pool at `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRequest {
+    /// The other pool's coordinator, `https://host:port`.
+    #[schema(max_length = 512)]
+    pub url: String,
+    /// The SHA-256 fingerprint of its certificate, `sha256:…`.
+    #[schema(value_type = String)]
+    pub fingerprint: Fingerprint,
+    /// The `ccf_…` token its owner made for this pool (`crowdcloud federation token`).
+    #[schema(max_length = 68)]
+    pub token: String,
+}
+
+impl PeerRequest {
+    /// Refuses a URL that is not http(s), too long or with control characters, and a token that
+    /// is not a federation token.
+    pub fn check(&self) -> Result<(), WireError> {
+        let url = self.url.as_str();
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !scheme_ok || url.len() > PEER_URL_BYTES_MAX || url.chars().any(char::is_control) {
+            return Err(WireError::Invalid {
+                field: "url".to_owned(),
+                problem: format!(
+                    "give the other pool's coordinator as https://HOST:PORT, at most \
+                     {PEER_URL_BYTES_MAX} bytes"
+                ),
+            });
+        }
+        let token_ok = TokenKind::of(&self.token) == Some(TokenKind::Federation)
+            && self.token.len() == 4 + 64
+            && self.token[4..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !token_ok {
+            return Err(WireError::Invalid {
+                field: "token".to_owned(),
+                problem: "give the ccf_… token the other pool's owner made with \
+                          `crowdcloud tokens create NAME --kind federation`"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A pool this one lends its idle slots to; never its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Peer {
+    /// Names it in `remove`: `p-` and 16 hex digits.
+    pub id: String,
+    pub url: String,
+    #[schema(value_type = String)]
+    pub fingerprint: Fingerprint,
+    pub added_at_ms: u64,
+    /// The account its tasks are paid from here: what the other pool owes this one.
+    pub account: crate::RequesterId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct PeerList {
+    pub peers: Vec<Peer>,
+}
