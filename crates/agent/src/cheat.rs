@@ -293,6 +293,7 @@ mod tests {
 
     fn runtime(fuel_max: u64) -> JobRuntime {
         JobRuntime {
+            requirements: None,
             job_id: JobId(7),
             name: "guest".to_owned(),
             module: BlobHash::of(b"module"),

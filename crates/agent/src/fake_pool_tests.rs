@@ -51,6 +51,7 @@ const FUEL_MAX: u64 = 5_000;
 
 fn job() -> (JobRuntime, AttemptGrant) {
     let runtime = JobRuntime {
+        requirements: None,
         job_id: JobId(3),
         name: "guest".to_owned(),
         module: BlobHash::of(b"a module the cheater never fetches"),

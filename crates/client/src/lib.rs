@@ -607,6 +607,25 @@ impl Client {
         self.post("/v1/credits/grant", grant).await
     }
 
+    /// Lends this pool's idle slots to another pool (owner only).
+    pub async fn add_peer(
+        &self,
+        request: &wire::federation::PeerRequest,
+    ) -> Result<wire::federation::Peer> {
+        self.post("/v1/federation/peers", request).await
+    }
+
+    /// The pools this one lends to (owner only).
+    pub async fn peers(&self) -> Result<wire::federation::PeerList> {
+        self.get("/v1/federation/peers").await
+    }
+
+    /// Stops lending to a pool (owner only).
+    pub async fn remove_peer(&self, peer: &str) -> Result<wire::federation::Peer> {
+        self.post(&format!("/v1/federation/peers/{peer}/remove"), &())
+            .await
+    }
+
     /// Takes a node out of the pool for good (owner only).
     pub async fn remove_node(&self, node: wire::NodeId) -> Result<wire::NodeRemoved> {
         self.post(&format!("/v1/nodes/{node}/remove"), &()).await

@@ -46,6 +46,10 @@ pub(crate) enum Command {
     /// Create, list and revoke the pool's API and join tokens (on the owner's machine).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Lend this pool's idle slots to other pools: add, list and remove them (on the owner's
+    /// machine).
+    #[command(subcommand)]
+    Federation(FederationCommand),
     /// Your key for private jobs: show, export and import it, and grant a job's key to more
     /// nodes.
     #[command(subcommand)]
@@ -828,6 +832,38 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum FederationCommand {
+    /// Lend this pool's idle slots to the pool at URL, with the ccf_… token its owner made
+    /// (`crowdcloud tokens create NAME --kind federation` there). Its tasks run here only on
+    /// slots no job of this pool wants.
+    Add {
+        #[command(flatten)]
+        connection: Connection,
+        /// The other pool's coordinator, https://HOST:PORT.
+        url: String,
+        /// Its certificate's fingerprint, sha256:… (its owner's `crowdcloud up` prints it);
+        /// not --fingerprint, which pins this pool's own coordinator.
+        #[arg(long)]
+        peer_fingerprint: String,
+        /// The ccf_… token its owner made for this pool; not --token, which is this pool's
+        /// owner's API token.
+        #[arg(long)]
+        peer_token: String,
+    },
+    /// The pools this one lends to.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Stop lending to a pool, by its id (p-…, from `federation list`).
+    Remove {
+        #[command(flatten)]
+        connection: Connection,
+        peer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum TokensCommand {
     /// Make a token; its secret is shown this once.
     Create {
@@ -835,7 +871,9 @@ pub(crate) enum TokensCommand {
         connection: Connection,
         /// A name for people, e.g. the person or script that will use it.
         name: String,
-        /// `requester` (an API token, ccr_…) or `join` (a join token, ccj_…).
+        /// `requester` (an API token, ccr_…), `join` (a join token, ccj_…) or `federation`
+        /// (ccf_…: another pool may lend this one its idle slots; give it to that pool's owner
+        /// for `crowdcloud federation add`).
         #[arg(long, default_value = "requester")]
         kind: String,
     },
@@ -848,8 +886,10 @@ pub(crate) enum TokensCommand {
     Revoke {
         #[command(flatten)]
         connection: Connection,
-        /// The token's id (from `tokens list`) or its name.
-        token: String,
+        /// The token's id (from `tokens list`) or its name. Named apart from the global
+        /// --token (the API token the request is sent with), which clap keeps by field name.
+        #[arg(value_name = "TOKEN")]
+        which: String,
     },
 }
 

@@ -174,6 +174,10 @@ pub struct JobRuntime {
     /// Set for a private job: where its manifest is and the job's key wrapped to this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private: Option<crate::PrivateRuntime>,
+    /// Sent to another pool that takes the job's tasks (federation), so that it places them
+    /// on nodes of its own that meet them; absent for this pool's own nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<crate::Requirements>,
 }
 
 /// One attempt the node now holds a lease on.

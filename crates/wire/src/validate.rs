@@ -82,18 +82,24 @@ pub fn cut_to_bytes(text: &mut String, bytes_max: usize) {
 /// A reason as [`heartbeat`] and [`release_request`] take it: control characters written out
 /// as escapes, cut to [`limits::REASON_BYTES_MAX`].
 pub fn fit_reason(reason: &str) -> String {
-    let mut fitted = String::with_capacity(reason.len().min(limits::REASON_BYTES_MAX));
-    for character in reason.chars() {
+    fit_line(reason, limits::REASON_BYTES_MAX)
+}
+
+/// `text` as one line of at most `bytes_max` bytes: control characters written out as escapes,
+/// cut at a character boundary.
+pub fn fit_line(text: &str, bytes_max: usize) -> String {
+    let mut fitted = String::with_capacity(text.len().min(bytes_max));
+    for character in text.chars() {
         if character.is_control() {
             fitted.extend(character.escape_default());
         } else {
             fitted.push(character);
         }
-        if fitted.len() > limits::REASON_BYTES_MAX {
+        if fitted.len() > bytes_max {
             break;
         }
     }
-    cut_to_bytes(&mut fitted, limits::REASON_BYTES_MAX);
+    cut_to_bytes(&mut fitted, bytes_max);
     fitted
 }
 

@@ -85,6 +85,15 @@ impl PoolState {
         !self.federation.tokens.is_empty() && self.federation.tokens.contains(&node.join_token_hash)
     }
 
+    /// What `node` is sent of `job`: another pool gets the job's requirements too.
+    pub(super) fn runtime_sent(&self, job: &Job, node: NodeId) -> wire::JobRuntime {
+        let mut runtime = job.runtime_for(node);
+        if self.nodes.get(&node).is_some_and(|n| self.is_federated(n)) {
+            runtime.requirements = Some(job.requirements.clone());
+        }
+        runtime
+    }
+
     /// Whether `requester` is the account of a pool this one lends to.
     pub(crate) fn is_peer_account(&self, requester: RequesterId) -> bool {
         !self.federation.accounts.is_empty() && self.federation.accounts.contains(&requester)

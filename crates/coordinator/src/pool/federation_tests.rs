@@ -33,20 +33,27 @@ fn tasks_on(grants: &[wire::AttemptGrant]) -> usize {
 
 #[test]
 fn another_pool_takes_only_what_this_pools_nodes_leave() {
-    let mut h = home(1, 4);
-    let mut own = h.park(NodeId(1), 1, 1);
+    let mut h = home(2, 4);
+    let mut own = h.park(NodeId(1), 1, 2);
     let mut lent = h.park(NodeId(2), 2, 4);
-    h.job(3, 1);
+    h.job(2, 1);
     h.follow();
     assert_eq!(
         own.try_recv().unwrap().attempts.len(),
-        1,
+        2,
         "its own node first"
     );
+    assert!(
+        lent.try_recv().is_err(),
+        "nothing was left for the other pool"
+    );
+    let mut lent = h.park(NodeId(2), 3, 4);
+    h.job(3, 1);
+    h.follow();
     assert_eq!(
         lent.try_recv().unwrap().attempts.len(),
-        2,
-        "the other pool takes the rest"
+        3,
+        "with its own node full, the other pool takes them"
     );
     assert!(h.pool.is_federated(&h.pool.nodes[&NodeId(2)]));
     assert!(!h.pool.is_federated(&h.pool.nodes[&NodeId(1)]));
@@ -224,5 +231,43 @@ fn peers_are_bounded_unique_and_removed_with_their_bridges_tokens() {
             hash: "bridge-3".to_owned()
         })
         .0
+    );
+}
+
+#[test]
+fn another_pool_gets_only_tasks_it_can_place_and_learns_their_requirements() {
+    let mut h = home(0, 4);
+    let create = CreateToken {
+        hash: "Federation eu".to_owned(),
+        name: "pool c".to_owned(),
+        kind: NewToken::Federation,
+        live_max: 10,
+    };
+    assert!(h.run(create).0);
+    let eu = [("region", "eu")];
+    h.pool
+        .register(new_node(3, 4, &eu, "Federation eu"), h.now_ms, &mut h.out);
+    h.settle();
+    let job = h.job_from(1, 1, |s| {
+        s.requirements
+            .labels
+            .insert("region".to_owned(), "eu".to_owned());
+    });
+    assert!(
+        h.take(NodeId(2), 4).is_empty(),
+        "pool b has no node in the eu"
+    );
+    let lease = h
+        .pool
+        .take_work(NodeId(3), 4, h.now_ms, &h.entropy, &mut h.out);
+    assert_eq!(lease.attempts.len(), 1);
+    let sent = lease.jobs[0]
+        .requirements
+        .as_ref()
+        .expect("sent to another pool");
+    assert_eq!(sent.labels["region"], "eu");
+    assert_eq!(
+        h.pool.jobs[&job].runtime.requirements, None,
+        "own nodes are not told"
     );
 }

@@ -97,6 +97,7 @@ fn new_job(row: &JobRow, tasks: Vec<Task>, counts: TaskCounts, charge: Charge) -
 pub(super) fn runtime_of(row: &JobRow) -> Arc<JobRuntime> {
     let spec = &row.spec;
     Arc::new(JobRuntime {
+        requirements: None,
         job_id: row.id,
         name: spec.name.clone(),
         module: spec.module,

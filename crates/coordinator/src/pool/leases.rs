@@ -335,7 +335,7 @@ impl PoolState {
         };
         let job = &self.jobs[&grant.job];
         if grant.send_runtime {
-            response.jobs.push(job.runtime_for(grant.node));
+            response.jobs.push(self.runtime_sent(job, grant.node));
         }
         let lent_bytes = self
             .nodes

@@ -252,7 +252,11 @@ impl PoolState {
                 .get(attempt_id)
                 .is_some_and(|a| a.job == job_id)
         });
-        holds.then(|| self.jobs.get(&job_id).map(|job| job.runtime_for(node_id)))?
+        holds.then(|| {
+            self.jobs
+                .get(&job_id)
+                .map(|job| self.runtime_sent(job, node_id))
+        })?
     }
 }
 

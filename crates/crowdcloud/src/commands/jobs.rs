@@ -194,6 +194,15 @@ fn human_duration_ms(ms: u64) -> String {
     }
 }
 
+/// The node that ran the task; for a task another pool ran, that pool and its node.
+fn node_text(task: &TaskStatus) -> String {
+    match (&task.ran_on, task.node_id) {
+        (Some(ran_on), _) => output::visible(ran_on).into_owned(),
+        (None, Some(node)) => node.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
 fn print_tasks(tasks: &[TaskStatus]) {
     let checked = tasks
         .iter()
@@ -214,7 +223,7 @@ fn print_tasks(tasks: &[TaskStatus]) {
                 format!("{} ms", usage.wall_ms),
                 format!("{} ms", usage.compile_ms),
                 human_bytes(usage.memory_peak_bytes),
-                task.node_id.map(|n| n.to_string()).unwrap_or_default(),
+                node_text(task),
                 verified_text(task),
             ]
         })

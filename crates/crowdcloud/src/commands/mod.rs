@@ -6,6 +6,7 @@ mod credits;
 mod delete;
 mod demo;
 mod doctor;
+mod federation;
 mod jobs;
 mod join;
 mod keys;
@@ -38,6 +39,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Join(args) => join::join(args).await,
         Command::JoinCode(args) => join::join_code(args).await,
         Command::Tokens(command) => tokens::run(command).await,
+        Command::Federation(command) => federation::run(command).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Credits(args) => credits::run(args).await,
         Command::Runtimes(args) => runtimes::run(args),

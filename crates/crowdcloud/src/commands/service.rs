@@ -283,6 +283,57 @@ pub(crate) async fn serve_with(
     tls: &trust::TlsOptions,
 ) -> anyhow::Result<Served> {
     let (owner_token, join_token) = local::tokens(&options.data_dir)?;
+    let mut config = coordinator_config(options, &owner_token, &join_token);
+    let listener = tokio::net::TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another coordinator running? choose another with --listen",
+                options.listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let identity = tls.identity_for(&address, &options.data_dir)?;
+    let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
+    let url = trust::local_url(&address, fingerprint.is_some());
+    config.lead = options.lead.terms(&url);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    // Borrowed tasks are submitted to this coordinator through its own listener.
+    let bridges = Arc::new(federation::Bridges::new(url.clone(), fingerprint));
+    let task = if options.lead.standby {
+        // It loads the pool only once it leads; until then it answers as a standby.
+        let candidate = candidate(config, &options.data_dir)?.with_federation(bridges);
+        tokio::spawn(candidate.serve(listener, identity, stopped))
+    } else {
+        let coordinator = open_coordinator(config, &options.data_dir)
+            .await?
+            .with_federation(bridges);
+        match identity {
+            Some(identity) => tokio::spawn(coordinator.serve_tls(listener, identity, stopped)),
+            None => tokio::spawn(coordinator.serve(listener, stopped)),
+        }
+    };
+    Ok(Served {
+        url,
+        owner_token,
+        join_token,
+        fingerprint,
+        address,
+        stop: Some(stop),
+        task,
+        ended: None,
+    })
+}
+
+/// The coordinator `options` describe, accepting the data dir's owner and join tokens.
+fn coordinator_config(
+    options: &ServiceOptions,
+    owner_token: &str,
+    join_token: &str,
+) -> CoordinatorConfig {
     let mut config = CoordinatorConfig::in_dir(&options.data_dir, &options.pool_name);
     config.lease_ms = options.lease_ms;
     config.durability = options.durability;
@@ -302,51 +353,15 @@ pub(crate) async fn serve_with(
     }
     config.bootstrap = vec![
         BootstrapToken {
-            token: owner_token.clone(),
+            token: owner_token.to_owned(),
             name: "owner".to_owned(),
         },
         BootstrapToken {
-            token: join_token.clone(),
+            token: join_token.to_owned(),
             name: "join".to_owned(),
         },
     ];
-    let listener = tokio::net::TcpListener::bind(&options.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another coordinator running? choose another with --listen",
-                options.listen
-            )
-        })?;
-    let address = listener.local_addr()?;
-    let identity = tls.identity_for(&address, &options.data_dir)?;
-    let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
-    let url = trust::local_url(&address, fingerprint.is_some());
-    config.lead = options.lead.terms(&url);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let stopped = async move {
-        let _ = stopped.await;
-    };
-    let task = if options.lead.standby {
-        // It loads the pool only once it leads; until then it answers as a standby.
-        tokio::spawn(candidate(config, &options.data_dir)?.serve(listener, identity, stopped))
-    } else {
-        let coordinator = open_coordinator(config, &options.data_dir).await?;
-        match identity {
-            Some(identity) => tokio::spawn(coordinator.serve_tls(listener, identity, stopped)),
-            None => tokio::spawn(coordinator.serve(listener, stopped)),
-        }
-    };
-    Ok(Served {
-        url,
-        owner_token,
-        join_token,
-        fingerprint,
-        address,
-        stop: Some(stop),
-        task,
-        ended: None,
-    })
+    config
 }
 
 /// Opens the coordinator with what the binary gives it: validators run in the sandbox, and

@@ -1,4 +1,4 @@
-//! `tokens create|list|revoke`: the owner manages the pool's API and join tokens.
+//! `tokens create|list|revoke`: the owner manages the pool's API, join and federation tokens.
 
 use std::process::ExitCode;
 
@@ -20,7 +20,8 @@ pub(crate) async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
             let kind = match kind.as_str() {
                 "requester" | "api" => ManagedTokenKind::Requester,
                 "join" => ManagedTokenKind::Join,
-                other => bail!("--kind {other:?}: give `requester` or `join`"),
+                "federation" => ManagedTokenKind::Federation,
+                other => bail!("--kind {other:?}: give `requester`, `join` or `federation`"),
             };
             let client = local::connect(&connection).await?;
             let created = client
@@ -47,9 +48,9 @@ pub(crate) async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
                 print_tokens(&list.tokens);
             }
         }
-        TokensCommand::Revoke { connection, token } => {
+        TokensCommand::Revoke { connection, which } => {
             let client = local::connect(&connection).await?;
-            let info = client.revoke_token(&token).await?;
+            let info = client.revoke_token(&which).await?;
             if connection.json {
                 print_json(&info)?;
             } else {

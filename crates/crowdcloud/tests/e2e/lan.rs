@@ -133,6 +133,11 @@ impl Lan {
         stdout
     }
 
+    /// SIGKILL every process on `machine`: it vanishes from the network at once.
+    pub(crate) fn kill_machine(&self, machine: &str) {
+        kill_all_in(&self.namespace(machine));
+    }
+
     fn logs(&self) -> String {
         let mut text = String::new();
         for entry in walk(self.dir.path()) {
@@ -181,24 +186,29 @@ impl Drop for Lan {
         }
         for namespace in &self.namespaces {
             // Anything still running inside goes with its namespace.
-            if let Ok(output) = std::process::Command::new("ip")
-                .args(["netns", "pids", namespace])
-                .output()
-            {
-                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                    if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
-                }
-            }
+            kill_all_in(namespace);
             let _ = ip(&["netns", "del", namespace]);
+        }
+    }
+}
+
+/// SIGKILL every process in `namespace`.
+fn kill_all_in(namespace: &str) {
+    if let Ok(output) = std::process::Command::new("ip")
+        .args(["netns", "pids", namespace])
+        .output()
+    {
+        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+            if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
         }
     }
 }
 
 /// A LAN of `machines` on 10.77.0.0/24 (each gets 10.77.0.N, N from 1), or `None` after saying
 /// why it cannot be made on this machine.
-fn lan_or_skip(machines: &[&str]) -> Option<Lan> {
+pub(crate) fn lan_or_skip(machines: &[&str]) -> Option<Lan> {
     let addresses: Vec<String> = (1..=machines.len())
         .map(|n| format!("10.77.0.{n}/24"))
         .collect();
@@ -230,7 +240,7 @@ pub(crate) fn addressed_lan_or_skip(machines: &[(&str, &str)]) -> Option<Lan> {
 }
 
 /// Waits for `up`'s banner line that starts with `label` and returns the rest of it.
-async fn banner_line(stdout: &Path, label: &str) -> String {
+pub(crate) async fn banner_line(stdout: &Path, label: &str) -> String {
     eventually(label, Duration::from_secs(60), || async move {
         let text = std::fs::read_to_string(stdout).ok()?;
         text.lines()

@@ -10,6 +10,7 @@ mod checkpoints;
 mod cli;
 mod edge;
 mod failures;
+mod federation;
 mod harness;
 mod hostile;
 mod hostile_nodes;

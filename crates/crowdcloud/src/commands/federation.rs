@@ -1,0 +1,81 @@
+//! `federation add|list|remove`: the owner lends the pool's idle slots to other pools.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use wire::federation::{Peer, PeerRequest};
+
+use crate::cli::FederationCommand;
+use crate::local;
+use crate::output::{print_json, print_table};
+
+pub(crate) async fn run(command: FederationCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        FederationCommand::Add {
+            connection,
+            url,
+            peer_fingerprint,
+            peer_token,
+        } => {
+            let request = PeerRequest {
+                url,
+                fingerprint: peer_fingerprint.parse().context(
+                    "--peer-fingerprint: give the other pool's certificate fingerprint, sha256:…",
+                )?,
+                token: peer_token,
+            };
+            request.check()?;
+            let client = local::connect(&connection).await?;
+            let peer = client.add_peer(&request).await?;
+            if connection.json {
+                print_json(&peer)?;
+            } else {
+                println!(
+                    "lending this pool's idle slots to {} as {}; its tasks run here after every job of this pool",
+                    peer.url, peer.id
+                );
+            }
+        }
+        FederationCommand::List { connection } => {
+            let client = local::connect(&connection).await?;
+            let list = client.peers().await?;
+            if connection.json {
+                print_json(&list)?;
+            } else {
+                print_peers(&list.peers);
+            }
+        }
+        FederationCommand::Remove { connection, peer } => {
+            let hex = peer.strip_prefix("p-").unwrap_or_default();
+            if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "{peer:?} is not a peer id: give p- and 16 hex digits, as `crowdcloud federation list` shows"
+                );
+            }
+            let client = local::connect(&connection).await?;
+            let removed = client.remove_peer(&peer).await?;
+            if connection.json {
+                print_json(&removed)?;
+            } else {
+                println!("no longer lending to {} ({})", removed.url, removed.id);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_peers(peers: &[Peer]) {
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|peer| {
+            vec![
+                peer.id.clone(),
+                peer.url.clone(),
+                peer.fingerprint.short(),
+                peer.account.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "URL", "CERTIFICATE", "ACCOUNT"], &rows);
+}

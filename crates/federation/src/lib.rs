@@ -1,0 +1,254 @@
+//! The bridge: this pool lends its idle slots to another pool, as one node of that pool.
+//!
+//! The other pool (the *home* pool of the tasks) sees an ordinary node: registered with the
+//! `ccf_…` token its owner made, pinned by its certificate, leasing, heartbeating and
+//! reporting through the node protocol, so a lost report, an expired lease or a vanished pool
+//! is handled by the rules that already hold for nodes. This pool sees a requester: the peer's
+//! account, whose jobs it places after every job of its own. Each borrowed attempt becomes one
+//! job here: its blobs are copied in, the job runs on this pool's nodes under this pool's rules,
+//! and its result is copied back and reported as the attempt's, naming the node that ran it.
+//!
+//! Bounds: at most [`wire::federation::HELD_MAX`] borrowed attempts at once, and never more
+//! than this pool's idle slots (its own nodes' free slots less its own waiting tasks); a
+//! borrowed task not started here within [`UNPLACED_MS`] goes back home. Only the coordinator
+//! the binary runs uses this crate; it is the one place that speaks to another pool.
+
+mod carry;
+mod home;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::{Client, ClientError};
+use coordinator::{Bridge, FederationRunner, Lendable};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use wire::{AttemptId, ErrorCode, Fingerprint, JobId, JobRuntime, LeaseRequest};
+
+use crate::home::Home;
+
+/// A borrowed task not started on this pool's nodes within this long goes back to its home
+/// pool: this pool's nodes cannot take it after all (they left, or another job took them).
+pub const UNPLACED_MS: u64 = 15_000;
+
+/// How long a lease request waits at the home pool: short, so a change in what this pool can
+/// lend is followed soon.
+const LEASE_WAIT_MS: u32 = 2_000;
+
+/// The longest wait between tries while the home pool cannot be reached.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error(
+        "the other pool refused this pool's federation token: its owner revoked it, or it was never valid; ask them for a new one and add the peer again"
+    )]
+    Revoked,
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("cannot keep a borrowed task's files: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the other pool sent an attempt of job {0} without the job; it is given back")]
+    NoRuntime(JobId),
+}
+
+impl FederationError {
+    /// An answer of the home pool that means this pool is no longer admitted there.
+    fn from_home(error: ClientError) -> Self {
+        match error.code() {
+            Some(ErrorCode::Unauthorized | ErrorCode::Forbidden) => FederationError::Revoked,
+            _ => FederationError::Client(error),
+        }
+    }
+}
+
+/// Runs bridges for the coordinator, reaching this pool at `local_url`.
+#[derive(Debug, Clone)]
+pub struct Bridges {
+    local_url: String,
+    local_fingerprint: Option<Fingerprint>,
+}
+
+impl Bridges {
+    /// Bridges that submit borrowed tasks to this pool's coordinator at `local_url`, pinned to
+    /// `local_fingerprint` when it serves TLS.
+    pub fn new(local_url: String, local_fingerprint: Option<Fingerprint>) -> Self {
+        Self {
+            local_url,
+            local_fingerprint,
+        }
+    }
+
+    fn local(&self, token: String) -> Result<Client, ClientError> {
+        match self.local_fingerprint {
+            Some(fingerprint) => Client::pinned(&self.local_url, Some(token), fingerprint),
+            None => Client::new(&self.local_url, Some(token)),
+        }
+    }
+}
+
+impl FederationRunner for Bridges {
+    fn run(&self, bridge: Bridge) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let local = self.local(bridge.local_token.clone());
+        Box::pin(async move {
+            let peer = bridge.peer.clone();
+            let ended = match local {
+                Ok(local) => lend(bridge, local).await,
+                Err(error) => Err(error.into()),
+            };
+            match ended {
+                Ok(()) => tracing::info!(%peer, "stopped lending to the peer"),
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "stopped lending to the peer");
+                }
+            }
+        })
+    }
+}
+
+/// What the bridge's tasks share.
+struct Bridged {
+    peer: String,
+    /// This pool's name, as `ran_on` names it.
+    pool_name: String,
+    home: Home,
+    local: Client,
+    /// The attempts borrowed now, with what each one is doing here.
+    held: Mutex<HashMap<AttemptId, Borrowed>>,
+    /// Job runtimes the home pool sent, by job.
+    runtimes: Mutex<HashMap<JobId, Arc<JobRuntime>>>,
+}
+
+/// One borrowed attempt.
+struct Borrowed {
+    /// Its job here, once submitted.
+    job: Option<JobId>,
+    /// Told when the home pool no longer wants it.
+    cancel: watch::Sender<bool>,
+}
+
+/// Lends idle slots to the bridge's peer until the peer revokes this pool's token.
+async fn lend(bridge: Bridge, local: Client) -> Result<(), FederationError> {
+    let mut lendable = bridge.lendable.clone();
+    let largest = loop {
+        if let Some(largest) = lendable.borrow_and_update().largest.clone() {
+            break largest;
+        }
+        if lendable.changed().await.is_err() {
+            return Ok(());
+        }
+    };
+    let pool_name = local.health().await?.pool_name;
+    let home = Home::register(&bridge, &pool_name, largest).await?;
+
+    let bridged = Arc::new(Bridged {
+        peer: bridge.peer.clone(),
+        pool_name,
+        home,
+        local,
+        held: Mutex::new(HashMap::new()),
+        runtimes: Mutex::new(HashMap::new()),
+    });
+    let ended = tokio::select! {
+        ended = heartbeat(Arc::clone(&bridged)) => ended,
+        ended = lease(Arc::clone(&bridged), lendable) => ended,
+    };
+    give_back_all(&bridged).await;
+    ended
+}
+
+/// Asks the home pool for as many attempts as this pool can take, and carries each.
+async fn lease(
+    bridged: Arc<Bridged>,
+    mut lendable: watch::Receiver<Lendable>,
+) -> Result<(), FederationError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let held = bridged.held.lock().len() as u32;
+        let idle = lendable.borrow_and_update().idle_slots;
+        let slots_free = idle.min(wire::federation::HELD_MAX.saturating_sub(held));
+        if slots_free == 0 {
+            // Until this pool has room again, or a borrowed task ends.
+            let _ = tokio::time::timeout(Duration::from_millis(250), lendable.changed()).await;
+            continue;
+        }
+        let request = LeaseRequest {
+            slots_free,
+            wait_ms: LEASE_WAIT_MS,
+        };
+        let granted = match bridged.home.node.lease(&request).await {
+            Ok(granted) => granted,
+            Err(error) => match FederationError::from_home(error) {
+                FederationError::Revoked => return Err(FederationError::Revoked),
+                error => {
+                    tracing::warn!(peer = %bridged.peer, %error, "cannot lease from the peer; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                    continue;
+                }
+            },
+        };
+        delay = Duration::from_millis(100);
+        {
+            let mut runtimes = bridged.runtimes.lock();
+            for runtime in granted.jobs {
+                runtimes.insert(runtime.job_id, Arc::new(runtime));
+            }
+        }
+        for grant in granted.attempts {
+            let (cancel, cancelled) = watch::channel(false);
+            let borrowed = Borrowed { job: None, cancel };
+            bridged.held.lock().insert(grant.attempt_id, borrowed);
+            tokio::spawn(carry::carry(Arc::clone(&bridged), grant, cancelled));
+        }
+    }
+}
+
+/// Keeps the borrowed attempts' leases at the home pool, and passes on its cancellations.
+async fn heartbeat(bridged: Arc<Bridged>) -> Result<(), FederationError> {
+    let mut every = Duration::from_millis(bridged.home.heartbeat_ms);
+    loop {
+        tokio::time::sleep(every).await;
+        let running: Vec<AttemptId> = bridged.held.lock().keys().copied().collect();
+        let request = wire::HeartbeatRequest {
+            running,
+            ..wire::HeartbeatRequest::default()
+        };
+        match bridged.home.node.heartbeat(&request).await {
+            Ok(answer) => {
+                every = Duration::from_millis(answer.heartbeat_ms.max(100));
+                let held = bridged.held.lock();
+                for attempt in answer.cancel {
+                    if let Some(borrowed) = held.get(&attempt) {
+                        borrowed.cancel.send_replace(true);
+                    }
+                }
+            }
+            Err(error) => match FederationError::from_home(error) {
+                FederationError::Revoked => return Err(FederationError::Revoked),
+                error => {
+                    tracing::warn!(peer = %bridged.peer, %error, "a heartbeat to the peer failed")
+                }
+            },
+        }
+    }
+}
+
+/// The bridge stops: the jobs of what it borrowed are cancelled here (the home pool runs those
+/// tasks again, as for any node that left).
+async fn give_back_all(bridged: &Bridged) {
+    let jobs: Vec<JobId> = bridged
+        .held
+        .lock()
+        .drain()
+        .filter_map(|(_, borrowed)| borrowed.job)
+        .collect();
+    for job in jobs {
+        if let Err(error) = bridged.local.cancel(job).await {
+            tracing::warn!(%job, %error, "cannot cancel a borrowed task's job");
+        }
+    }
+}
