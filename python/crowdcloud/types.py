@@ -185,6 +185,8 @@ class TaskStatus:
     stdout: Optional[BlobRef]
     stderr: Optional[BlobRef]
     outputs: List[OutputFile]
+    # For a task another pool ran (federation): that pool and its node, "pool/node".
+    ran_on: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -214,6 +216,7 @@ def _task_status(data: Dict[str, Any]) -> TaskStatus:
         attempts=data["attempts"],
         attempt_id=data.get("attempt_id"),
         node_id=data.get("node_id"),
+        ran_on=data.get("ran_on"),
         outcome=(
             None
             if outcome is None

@@ -53,6 +53,8 @@ def test_a_module_runs_over_input_files_and_its_results_come_back_byte_for_byte(
     for task, expected in zip(tasks, COUNTS):
         assert task.state == "succeeded" and task.outcome is not None
         assert task.outcome.kind == "succeeded"
+        assert task.ran_on is None, "run by this pool's own node"
+        assert task.node_id is not None
         assert (out / str(task.index) / "stdout").read_bytes() == expected
         assert (out / str(task.index) / "output" / "counts.txt").read_bytes() == expected
         assert client.stdout(task) == expected
