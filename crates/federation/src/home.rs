@@ -18,6 +18,16 @@ pub(crate) struct Home {
     pub(crate) heartbeat_ms: u64,
 }
 
+/// What the home pool is told this pool can run: its largest node, as a native node with no
+/// key for private jobs (they never leave their pool).
+pub(crate) fn described(largest: &Capabilities) -> Capabilities {
+    Capabilities {
+        runtime: NodeRuntime::Native,
+        encryption_key: None,
+        ..largest.clone()
+    }
+}
+
 impl Home {
     /// Registers with the home pool: as a node called after this pool, that compiles and
     /// holds what this pool's largest node does, with up to [`wire::federation::HELD_MAX`]
@@ -26,7 +36,7 @@ impl Home {
     pub(crate) async fn register(
         bridge: &Bridge,
         pool_name: &str,
-        (capabilities, labels): (Capabilities, BTreeMap<String, String>),
+        (largest, labels): (Capabilities, BTreeMap<String, String>),
     ) -> Result<Home, FederationError> {
         let anonymous = Client::pinned(&bridge.url, None, bridge.fingerprint)?;
         let seed: [u8; 32] = rand::rng().random();
@@ -35,12 +45,7 @@ impl Home {
             .challenge(&bridge.token)
             .await
             .map_err(FederationError::from_home)?;
-        let capabilities = Capabilities {
-            runtime: NodeRuntime::Native,
-            // Private jobs never leave their pool, so no key of this pool is offered there.
-            encryption_key: None,
-            ..capabilities
-        };
+        let capabilities = described(&largest);
         let mut request = RegisterRequest {
             join_token: bridge.token.clone(),
             public_key: hex::encode(key.verifying_key().to_bytes()),

@@ -142,7 +142,7 @@ async fn lend(bridge: Bridge, local: Client) -> Result<(), FederationError> {
         }
     };
     let pool_name = local.health().await?.pool_name;
-    let home = Home::register(&bridge, &pool_name, largest).await?;
+    let home = Home::register(&bridge, &pool_name, largest.clone()).await?;
 
     let bridged = Arc::new(Bridged {
         peer: bridge.peer.clone(),
@@ -152,8 +152,9 @@ async fn lend(bridge: Bridge, local: Client) -> Result<(), FederationError> {
         held: Mutex::new(HashMap::new()),
         runtimes: Mutex::new(HashMap::new()),
     });
+    let told = home::described(&largest.0);
     let ended = tokio::select! {
-        ended = heartbeat(Arc::clone(&bridged)) => ended,
+        ended = heartbeat(Arc::clone(&bridged), lendable.clone(), told) => ended,
         ended = lease(Arc::clone(&bridged), lendable) => ended,
     };
     give_back_all(&bridged).await;
@@ -207,18 +208,31 @@ async fn lease(
     }
 }
 
-/// Keeps the borrowed attempts' leases at the home pool, and passes on its cancellations.
-async fn heartbeat(bridged: Arc<Bridged>) -> Result<(), FederationError> {
+/// Keeps the borrowed attempts' leases at the home pool, passes on its cancellations, and tells
+/// it when this pool's largest node changed (`told` is what it was told last).
+async fn heartbeat(
+    bridged: Arc<Bridged>,
+    lendable: watch::Receiver<Lendable>,
+    mut told: wire::Capabilities,
+) -> Result<(), FederationError> {
     let mut every = Duration::from_millis(bridged.home.heartbeat_ms);
     loop {
         tokio::time::sleep(every).await;
         let running: Vec<AttemptId> = bridged.held.lock().keys().copied().collect();
+        let largest = lendable
+            .borrow()
+            .largest
+            .as_ref()
+            .map(|(c, _)| home::described(c));
+        let changed = largest.filter(|largest| *largest != told);
         let request = wire::HeartbeatRequest {
             running,
+            capabilities: changed.clone(),
             ..wire::HeartbeatRequest::default()
         };
         match bridged.home.node.heartbeat(&request).await {
             Ok(answer) => {
+                told = changed.unwrap_or(told);
                 every = Duration::from_millis(answer.heartbeat_ms.max(100));
                 let held = bridged.held.lock();
                 for attempt in answer.cancel {
