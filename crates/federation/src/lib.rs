@@ -38,6 +38,10 @@ pub const UNPLACED_MS: u64 = 15_000;
 /// lend is followed soon.
 const LEASE_WAIT_MS: u32 = 2_000;
 
+/// Job runtimes kept at once; past it they are dropped, and a carry that misses one asks the
+/// home pool for it again.
+const RUNTIMES_MAX: usize = 256;
+
 /// The longest wait between tries while the home pool cannot be reached.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -195,6 +199,9 @@ async fn lease(
         delay = Duration::from_millis(100);
         {
             let mut runtimes = bridged.runtimes.lock();
+            if runtimes.len() + granted.jobs.len() > RUNTIMES_MAX {
+                runtimes.clear();
+            }
             for runtime in granted.jobs {
                 runtimes.insert(runtime.job_id, Arc::new(runtime));
             }
