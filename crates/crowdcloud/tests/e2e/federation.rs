@@ -130,6 +130,22 @@ async fn finished(lan: &Lan, machine: &str, job: &str) -> (Value, Vec<Value>) {
     (status["job"].clone(), tasks)
 }
 
+/// Waits until pool B runs `count` tasks of A's `job`.
+async fn running_in_b(lan: &Lan, job: &str, count: usize) {
+    let b = nodes_of(lan, "a").await;
+    let b = b.iter().find(|node| node["name"] == "pool b").unwrap();
+    let b = &b["node_id"];
+    let running = || async move {
+        let status = json(lan, "a", &["status", job, "--tasks", "--json"]).await;
+        let tasks = status["tasks"].as_array()?;
+        let in_b = tasks
+            .iter()
+            .filter(|task| task["state"] == "running" && task["node_id"] == *b);
+        (in_b.count() >= count).then_some(())
+    };
+    eventually("pool b to run a's tasks", Duration::from_secs(60), running).await;
+}
+
 fn ran_in_b(task: &Value) -> bool {
     task["ran_on"]
         .as_str()
@@ -211,18 +227,7 @@ async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
 ) {
     // B lends while A's long sweep runs; B's own job, submitted meanwhile, goes first on B.
     let long = submit(lan, "a", module, 16, &["sleep", "1000"]).await;
-    let lan_ref = lan;
-    let long_ref = long.as_str();
-    eventually(
-        "pool b to run a's tasks",
-        Duration::from_secs(60),
-        || async move {
-            let status = json(lan_ref, "a", &["status", long_ref, "--json"]).await;
-            let on_b = status["job"]["tasks"]["running"].as_u64()? >= 2;
-            on_b.then_some(())
-        },
-    )
-    .await;
+    running_in_b(lan, &long, 2).await;
     let b_module = lan.data_dir("b").join("probe.wasm");
     std::fs::write(&b_module, guests::PROBE).unwrap();
     let own = submit(lan, "b", &b_module, 4, &["sleep", "200"]).await;
@@ -254,17 +259,7 @@ async fn a_lending_pool_that_vanishes_mid_task_gives_its_tasks_back_to_their_hom
         return;
     };
     let job = submit(&lan, "a", &module, 5, &["sleep", "2500"]).await;
-    let lan_ref = &lan;
-    let job_ref = job.as_str();
-    eventually(
-        "pool b to run a's tasks",
-        Duration::from_secs(60),
-        || async move {
-            let status = json(lan_ref, "a", &["status", job_ref, "--json"]).await;
-            (status["job"]["tasks"]["running"].as_u64()? >= 3).then_some(())
-        },
-    )
-    .await;
+    running_in_b(&lan, &job, 2).await;
     let killed = Instant::now();
     lan.kill_machine("b");
     let (status, tasks) = finished(&lan, "a", &job).await;
