@@ -201,7 +201,7 @@ export function mount(container, parent, jobId) {
 
   // ---- tasks ----
   function taskKey(t) {
-    return JSON.stringify([t.state, t.attempt_id, t.outcome, t.stdout, t.stderr, t.outputs, t.node_id, t.attempts, t.usage]);
+    return JSON.stringify([t.state, t.attempt_id, t.outcome, t.stdout, t.stderr, t.outputs, t.node_id, t.ran_on, t.attempts, t.usage]);
   }
 
   async function loadTasks() {
@@ -221,7 +221,9 @@ export function mount(container, parent, jobId) {
       },
       numCell('Task', h('span', { class: 'task-index' }, `#${t.index}`)),
       cell('State', h('span', { class: `st ${stateClass(t)}` }, fmt.taskState(t))),
-      cell('Node', t.node_id ? h('span', { class: 'node-name' }, nodeName(t.node_id)) : h('span', { class: 'muted' }, '—')),
+      cell('Node', t.ran_on || t.node_id
+        ? h('span', { class: 'node-name' }, t.ran_on || nodeName(t.node_id))
+        : h('span', { class: 'muted' }, '—')),
       numCell('Fuel', t.usage ? fmt.int(t.usage.fuel_used) : ''),
       numCell('Wall time', t.usage ? fmt.duration(t.usage.wall_ms) : ''),
       numCell('Attempts', fmt.int(t.attempts)),

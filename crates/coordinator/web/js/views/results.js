@@ -50,7 +50,8 @@ export function drawResults(container, ctx, jobId, task, nodeName, sealed) {
       h('span', { class: `badge state-${task.state}` }, fmt.taskState(task))),
     facts([
       ['Arguments', argsText ? h('code', { class: 'args' }, argsText) : 'none', true],
-      ['Node', task.node_id ? nodeName(task.node_id) : ''],
+      // A task another pool ran names that pool and its node.
+      ['Node', task.ran_on || (task.node_id ? nodeName(task.node_id) : '')],
       ['Attempts', fmt.int(task.attempts)],
       ['Fuel', task.usage ? fmt.int(usage.fuel_used) : ''],
       ['Wall time', task.usage ? fmt.duration(usage.wall_ms) : ''],
