@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use wire::Fingerprint;
 use wire::auth::{TokenKind, token_hash};
+use wire::federation::BridgeState;
 
 use crate::pool::{BridgeToken, Lendable};
 use crate::service::Shared;
@@ -43,6 +45,11 @@ pub struct Bridge {
     pub local_token: String,
     /// What this pool can lend now.
     pub lendable: watch::Receiver<Lendable>,
+    /// What every bridge of this pool holds now, together: each adds the attempts it is granted
+    /// and takes off those it ends, so none leases past `lendable` while jobs are in flight.
+    pub borrowed: Arc<AtomicU32>,
+    /// Where the bridge says what it does, for the owner's `federation list`.
+    pub state: watch::Sender<BridgeState>,
 }
 
 /// The peer's id as people see it.
@@ -54,6 +61,7 @@ pub fn peer_name(id: u64) -> String {
 pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>) {
     let mut stopping = shared.stopping.subscribe();
     let (publish, lendable) = watch::channel(Lendable::default());
+    let borrowed = Arc::new(AtomicU32::new(0));
     let mut bridges: BTreeMap<u64, tokio::task::JoinHandle<()>> = BTreeMap::new();
     loop {
         let (now, peers) = shared.read(|pool, now_ms| {
@@ -69,6 +77,7 @@ pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>)
             let kept = peers.iter().any(|peer| peer.id == *id);
             if !kept {
                 bridge.abort();
+                shared.bridges.lock().remove(id);
             }
             kept
         });
@@ -80,6 +89,8 @@ pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>)
             let Some(local_token) = bridge_token(&shared, peer.id).await else {
                 continue;
             };
+            let (state, watched) = watch::channel(BridgeState::Starting);
+            shared.bridges.lock().insert(peer.id, watched);
             let bridge = Bridge {
                 peer: peer_name(peer.id),
                 url: peer.url.clone(),
@@ -87,6 +98,8 @@ pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>)
                 token: peer.token.clone(),
                 local_token,
                 lendable: lendable.clone(),
+                borrowed: Arc::clone(&borrowed),
+                state,
             };
             tracing::info!(peer = %bridge.peer, url = %bridge.url, "lending idle slots to a peer");
             bridges.insert(peer.id, tokio::spawn(runner.run(bridge)));
@@ -99,6 +112,7 @@ pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>)
     for bridge in bridges.into_values() {
         bridge.abort();
     }
+    shared.bridges.lock().clear();
 }
 
 /// Makes the bridge's API token, committed; `None` when the peer is gone or the store failed.

@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) blob_gate: tokio::sync::RwLock<()>,
     /// Nodes' open presence requests: one closing unanswered marks its node silent.
     pub(crate) presence: crate::presence::Presence,
+    /// What each peer's bridge says it does, while one runs.
+    pub(crate) bridges:
+        Mutex<std::collections::BTreeMap<u64, watch::Receiver<wire::federation::BridgeState>>>,
 }
 
 /// A pool with nothing in it yet, under the owner's settings.
@@ -163,6 +166,7 @@ impl Shared {
             gate: Mutex::new(crate::gate::Gate::new(config_nodes_max)),
             blob_gate: tokio::sync::RwLock::new(()),
             presence: crate::presence::Presence::default(),
+            bridges: Mutex::new(std::collections::BTreeMap::new()),
         }))
     }
 

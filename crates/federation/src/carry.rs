@@ -35,11 +35,7 @@ pub(crate) async fn carry(
 ) {
     let attempt = grant.attempt_id;
     let carried = carry_through(&bridged, grant, cancelled).await;
-    let job = bridged
-        .held
-        .lock()
-        .remove(&attempt)
-        .and_then(|borrowed| borrowed.job);
+    let job = bridged.let_go(attempt);
     let Err(error) = carried else {
         return;
     };

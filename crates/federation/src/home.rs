@@ -15,6 +15,7 @@ use crate::FederationError;
 pub(crate) struct Home {
     /// Speaks for the node registered there.
     pub(crate) node: Client,
+    pub(crate) node_id: wire::NodeId,
     pub(crate) heartbeat_ms: u64,
 }
 
@@ -74,6 +75,7 @@ impl Home {
         );
         Ok(Home {
             node: anonymous.with_token(registered.node_token),
+            node_id: registered.node_id,
             heartbeat_ms: registered.heartbeat_ms,
         })
     }

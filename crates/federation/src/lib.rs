@@ -20,12 +20,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use client::{Client, ClientError};
 use coordinator::{Bridge, FederationRunner, Lendable};
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use wire::federation::BridgeState;
 use wire::{AttemptId, ErrorCode, Fingerprint, JobId, JobRuntime, LeaseRequest};
 
 use crate::home::Home;
@@ -99,16 +101,17 @@ impl FederationRunner for Bridges {
         let local = self.local(bridge.local_token.clone());
         Box::pin(async move {
             let peer = bridge.peer.clone();
+            let state = bridge.state.clone();
             let ended = match local {
                 Ok(local) => lend(bridge, local).await,
                 Err(error) => Err(error.into()),
             };
-            match ended {
-                Ok(()) => tracing::info!(%peer, "stopped lending to the peer"),
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "stopped lending to the peer");
-                }
-            }
+            let reason = match ended {
+                Ok(()) => "this coordinator stops".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            tracing::warn!(%peer, %reason, "stopped lending to the peer");
+            state.send_replace(BridgeState::Stopped { reason });
         })
     }
 }
@@ -124,6 +127,40 @@ struct Bridged {
     held: Mutex<HashMap<AttemptId, Borrowed>>,
     /// Job runtimes the home pool sent, by job.
     runtimes: Mutex<HashMap<JobId, Arc<JobRuntime>>>,
+    /// Where the owner reads what the bridge does.
+    state: watch::Sender<BridgeState>,
+    /// What all bridges of this pool hold together.
+    borrowed: Arc<AtomicU32>,
+}
+
+impl Bridged {
+    /// Holds a granted attempt.
+    fn hold(&self, attempt: AttemptId, borrowed: Borrowed) {
+        if self.held.lock().insert(attempt, borrowed).is_none() {
+            self.borrowed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Lets go of an attempt that ended; its job here, if it had one.
+    fn let_go(&self, attempt: AttemptId) -> Option<JobId> {
+        let borrowed = self.held.lock().remove(&attempt)?;
+        self.borrowed.fetch_sub(1, Ordering::SeqCst);
+        self.tell_borrowed();
+        borrowed.job
+    }
+
+    /// Says how many attempts the bridge holds now, while it lends (a carry that ends after
+    /// the bridge stopped leaves `Stopped` as it is).
+    fn tell_borrowed(&self) {
+        let held = self.held.lock().len() as u32;
+        self.state.send_if_modified(|state| match state {
+            BridgeState::Lending { borrowed, .. } if *borrowed != held => {
+                *borrowed = held;
+                true
+            }
+            _ => false,
+        });
+    }
 }
 
 /// One borrowed attempt.
@@ -155,7 +192,15 @@ async fn lend(bridge: Bridge, local: Client) -> Result<(), FederationError> {
         local,
         held: Mutex::new(HashMap::new()),
         runtimes: Mutex::new(HashMap::new()),
+        state: bridge.state.clone(),
+        borrowed: Arc::clone(&bridge.borrowed),
     });
+    let node_id = bridged.home.node_id;
+    let lending = BridgeState::Lending {
+        node_id,
+        borrowed: 0,
+    };
+    bridge.state.send_replace(lending);
     let told = home::described(&largest.0);
     let ended = tokio::select! {
         ended = heartbeat(Arc::clone(&bridged), lendable.clone(), told) => ended,
@@ -173,7 +218,10 @@ async fn lease(
     let mut delay = Duration::from_millis(100);
     loop {
         let held = bridged.held.lock().len() as u32;
-        let idle = lendable.borrow_and_update().idle_slots;
+        let room = lendable.borrow_and_update().idle_slots;
+        // What every bridge holds is taken off at once: the jobs it submits here count in
+        // `lendable` only once measured again.
+        let idle = room.saturating_sub(bridged.borrowed.load(Ordering::SeqCst));
         let slots_free = idle.min(wire::federation::HELD_MAX.saturating_sub(held));
         if slots_free == 0 {
             // Until this pool has room again, or a borrowed task ends.
@@ -209,9 +257,10 @@ async fn lease(
         for grant in granted.attempts {
             let (cancel, cancelled) = watch::channel(false);
             let borrowed = Borrowed { job: None, cancel };
-            bridged.held.lock().insert(grant.attempt_id, borrowed);
+            bridged.hold(grant.attempt_id, borrowed);
             tokio::spawn(carry::carry(Arc::clone(&bridged), grant, cancelled));
         }
+        bridged.tell_borrowed();
     }
 }
 
@@ -261,11 +310,10 @@ async fn heartbeat(
 /// The bridge stops: the jobs of what it borrowed are cancelled here (the home pool runs those
 /// tasks again, as for any node that left).
 async fn give_back_all(bridged: &Bridged) {
-    let jobs: Vec<JobId> = bridged
-        .held
-        .lock()
-        .drain()
-        .filter_map(|(_, borrowed)| borrowed.job)
+    let attempts: Vec<AttemptId> = bridged.held.lock().keys().copied().collect();
+    let jobs: Vec<JobId> = attempts
+        .into_iter()
+        .filter_map(|attempt| bridged.let_go(attempt))
         .collect();
     for job in jobs {
         if let Err(error) = bridged.local.cancel(job).await {

@@ -64,6 +64,22 @@ impl PeerRequest {
     }
 }
 
+/// What the bridge to a peer is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BridgeState {
+    /// Waiting for a node of this pool to be online, or joining the peer's pool.
+    Starting,
+    /// A node of the peer's pool, holding `borrowed` of its tasks now.
+    Lending {
+        node_id: crate::NodeId,
+        borrowed: u32,
+    },
+    /// Stopped, and why; it starts again when the peer is added again or the coordinator
+    /// restarts.
+    Stopped { reason: String },
+}
+
 /// A pool this one lends its idle slots to; never its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Peer {
@@ -75,6 +91,9 @@ pub struct Peer {
     pub added_at_ms: u64,
     /// The account its tasks are paid from here: what the other pool owes this one.
     pub account: crate::RequesterId,
+    /// What its bridge does now; absent where this coordinator runs no bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use wire::federation::{Peer, PeerList, PeerRequest};
+use wire::federation::{BridgeState, Peer, PeerList, PeerRequest};
 use wire::{ApiError, ErrorCode};
 
 use super::trust::Owner;
@@ -13,13 +13,14 @@ use super::{ApiResult, AppState, Body, Failure};
 use crate::federation::peer_name;
 use crate::pool::{AddPeer, RemovePeer};
 
-fn peer_of(row: &store::PeerRow) -> Peer {
+fn peer_of(row: &store::PeerRow, bridge: Option<BridgeState>) -> Peer {
     Peer {
         id: peer_name(row.id),
         url: row.url.clone(),
         fingerprint: row.fingerprint,
         added_at_ms: row.added_at_ms,
         account: row.requester_id,
+        bridge,
     }
 }
 
@@ -50,7 +51,7 @@ pub(crate) async fn add(
     let row = added?;
     shared.committed(commit).await?;
     tracing::info!(peer = %peer_name(row.id), url = %row.url, "federation peer added");
-    Ok(Json(peer_of(&row)))
+    Ok(Json(peer_of(&row, None)))
 }
 
 #[utoipa::path(get, path = "/v1/federation/peers", tag = "federation",
@@ -60,9 +61,15 @@ pub(crate) async fn add(
     ),
     security(("requester" = [])))]
 pub(crate) async fn list(State(shared): State<AppState>, _owner: Owner) -> Json<PeerList> {
-    Json(shared.read(|pool, _| PeerList {
-        peers: pool.peers().map(peer_of).collect(),
-    }))
+    let rows: Vec<store::PeerRow> = shared.read(|pool, _| pool.peers().cloned().collect());
+    let bridges = shared.bridges.lock();
+    let bridge = |id| bridges.get(&id).map(|state| state.borrow().clone());
+    Json(PeerList {
+        peers: rows
+            .iter()
+            .map(|row| peer_of(row, bridge(row.id)))
+            .collect(),
+    })
 }
 
 #[utoipa::path(post, path = "/v1/federation/peers/{id}/remove", tag = "federation",
@@ -95,5 +102,5 @@ pub(crate) async fn remove(
     let row = removed?;
     shared.committed(commit).await?;
     tracing::info!(peer = %peer_name(row.id), url = %row.url, "federation peer removed");
-    Ok(Json(peer_of(&row)))
+    Ok(Json(peer_of(&row, None)))
 }

@@ -61,10 +61,13 @@ const PASSES: [Pass; 4] = [
     },
 ];
 
-/// What this pool can lend now: its own idle slots, and the node they are measured against.
+/// What this pool can lend now: the slots its own work leaves, and the node they are measured
+/// against.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lendable {
-    /// Free slots of its own online nodes, less the tasks already waiting for them.
+    /// Slots of its own online nodes that its own requesters' work (running or waiting) leaves:
+    /// what borrowed tasks may hold in all, those held now included. Borrowed tasks are not
+    /// taken off, so what the bridges hold but have not submitted yet is counted once, by them.
     pub idle_slots: u32,
     /// The largest of its own online nodes: a task that fits it can be placed here. `None` when
     /// no node of its own is online.
@@ -125,7 +128,14 @@ impl PoolState {
         let mut free = 0u64;
         let mut largest: Option<&Node> = None;
         for node in own {
-            free += u64::from(node.slots).saturating_sub(node.running.len() as u64);
+            let running_own = node
+                .running
+                .iter()
+                .filter_map(|attempt| self.attempts.get(attempt))
+                .filter_map(|attempt| self.jobs.get(&attempt.job))
+                .filter(|job| !self.is_peer_account(job.requester))
+                .count();
+            free += u64::from(node.slots).saturating_sub(running_own as u64);
             let bigger = largest.is_none_or(|l| {
                 (
                     node.capabilities.memory_bytes,
@@ -141,6 +151,7 @@ impl PoolState {
             .ready
             .values()
             .filter_map(|job_id| self.jobs.get(job_id))
+            .filter(|job| !self.is_peer_account(job.requester))
             .map(|job| job.pending.len() as u64)
             .sum();
         Lendable {

@@ -151,6 +151,11 @@ fn borrowed_tasks_go_after_this_pools_own_jobs() {
     h.node(1, 2);
     let account = peer(&mut h, "https://b.example:7878");
     let borrowed = borrowed_job(&mut h, account, 2);
+    assert_eq!(
+        h.pool.lendable(h.now_ms).idle_slots,
+        2,
+        "borrowed tasks hold what the bridge counts, not what this pool keeps"
+    );
     let own = h.job(2, 1);
     let grants = h.take(NodeId(1), 2);
     assert!(

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use wire::federation::{Peer, PeerRequest};
+use wire::federation::{BridgeState, Peer, PeerRequest};
 
 use crate::cli::FederationCommand;
 use crate::local;
-use crate::output::{print_json, print_table};
+use crate::output::{print_json, print_table, visible};
 
 pub(crate) async fn run(command: FederationCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -74,8 +74,19 @@ fn print_peers(peers: &[Peer]) {
                 peer.url.clone(),
                 peer.fingerprint.short(),
                 peer.account.to_string(),
+                peer.bridge.as_ref().map(bridge_text).unwrap_or_default(),
             ]
         })
         .collect();
-    print_table(&["ID", "URL", "CERTIFICATE", "ACCOUNT"], &rows);
+    print_table(&["ID", "URL", "CERTIFICATE", "ACCOUNT", "BRIDGE"], &rows);
+}
+
+fn bridge_text(state: &BridgeState) -> String {
+    match state {
+        BridgeState::Starting => "starting".to_owned(),
+        BridgeState::Lending { node_id, borrowed } => {
+            format!("lending as {node_id}, {borrowed} of its tasks here")
+        }
+        BridgeState::Stopped { reason } => format!("stopped: {}", visible(reason)),
+    }
 }

@@ -61,6 +61,14 @@ async fn federated() -> Option<Federated> {
         (b["state"] == "online").then_some(())
     };
     eventually("pool b online in pool a", Duration::from_secs(60), online).await;
+    let b_node = nodes_of(&lan, "a").await;
+    let b_node = &b_node.iter().find(|node| node["name"] == "pool b").unwrap()["node_id"];
+    let bridge = bridge_of(&lan).await;
+    assert_eq!(bridge["state"], "lending", "{bridge}");
+    assert_eq!(
+        bridge["node_id"], *b_node,
+        "b's owner sees the node it is in a"
+    );
     Some(Federated {
         lan,
         module,
@@ -71,6 +79,12 @@ async fn federated() -> Option<Federated> {
 
 fn words(text: &str) -> Vec<&str> {
     text.split(' ').collect()
+}
+
+/// What B's owner sees of its bridge to A.
+async fn bridge_of(lan: &Lan) -> Value {
+    let peers = json(lan, "b", &["federation", "list", "--json"]).await;
+    peers["peers"][0]["bridge"].clone()
 }
 
 /// The balance of `account` as `machine`'s owner sees it, in fuel.
@@ -247,6 +261,16 @@ async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
             .iter()
             .any(|node| node["name"] == "pool b"),
         "pool b left pool a the moment its token was revoked"
+    );
+    let stopped = || async move {
+        let bridge = bridge_of(lan).await;
+        (bridge["state"] == "stopped").then_some(bridge)
+    };
+    let bridge = eventually("b's bridge to stop", Duration::from_secs(30), stopped).await;
+    let reason = bridge["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("revoked"),
+        "b's owner is told why: {reason}"
     );
     let (status, _) = finished(lan, "a", &long).await;
     assert_eq!(status["state"], "completed", "{status}");
