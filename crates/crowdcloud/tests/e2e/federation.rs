@@ -242,6 +242,11 @@ async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
     // B lends while A's long sweep runs; B's own job, submitted meanwhile, goes first on B.
     let long = submit(lan, "a", module, 16, &["sleep", "1000"]).await;
     running_in_b(lan, &long, 2).await;
+    let bridge = bridge_of(lan).await;
+    assert!(
+        bridge["borrowed"].as_u64().unwrap() <= 2,
+        "b holds no more of a's tasks than its two slots: {bridge}"
+    );
     let b_module = lan.data_dir("b").join("probe.wasm");
     std::fs::write(&b_module, guests::PROBE).unwrap();
     let own = submit(lan, "b", &b_module, 4, &["sleep", "200"]).await;
