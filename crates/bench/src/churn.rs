@@ -1,6 +1,12 @@
 //! A shuffle on a pool whose machines come and go, against the same shuffle on a calm pool,
 //! side by side on one coordinator: what churn costs a pipeline.
 //!
+//! With `down_fraction` of the agents away at any time, the churned pool has that much less
+//! capacity throughout, so against the calm pool it cannot take less than `1 / (1 - f)` of the
+//! calm time (1.43× at 30 %) even if churn cost nothing else. What churn itself costs (work
+//! lost with killed agents, and the time to notice them) is measured against a third run: the
+//! same shuffle on a steady pool of the agents churn leaves up.
+//!
 //! Churn here is the volunteer case at its harshest: an agent is killed outright (SIGKILL,
 //! holding its attempts and whatever they wrote) and its machine comes back `down_ms` later
 //! under the same identity. Kills come at an even pace so that `down_fraction` of the agents
@@ -36,7 +42,11 @@ pub struct ChurnOptions {
 /// The two runs of the shuffle, and what the churned one went through.
 pub struct ChurnRuns {
     pub calm: Duration,
-    pub churned: Duration,
+    /// Each steady run (on the agents churn leaves up, none coming or going: the churned
+    /// pool's capacity) with the churned run after it.
+    pub pairs: Vec<(Duration, Duration)>,
+    /// Agents of the steady runs.
+    pub steady_agents: u32,
     pub kills: u32,
     pub checks: Vec<Check>,
 }
@@ -77,16 +87,56 @@ async fn runs(pool: &mut LocalPool, options: &ChurnOptions) -> Result<ChurnRuns,
 
     let calm =
         crate::stages::wait_pipeline(pool, &shuffle(module, "calm", options), RUN_MAX).await?;
-    let (calm_status, calm_took) = (calm.status, calm.end);
+    let complete = |status: &wire::PipelineStatus| {
+        status.state == JobState::Completed
+            && status.stages[0].counts.succeeded == options.maps
+            && status.stages[1].counts.succeeded == options.parts
+    };
+    let mut runs = ChurnRuns {
+        calm: calm.end,
+        pairs: Vec::new(),
+        steady_agents: options.agents - away_of(options) as u32,
+        kills: 0,
+        checks: vec![Check::new(
+            "the calm shuffle completed whole",
+            complete(&calm.status),
+        )],
+    };
+    // The machine's speed drifts (a file system busy with deletions, other machines' load), so
+    // the steady and churned runs take turns and each churned run is set against its own pair.
+    for pair in 1..=PAIRS {
+        let (steady_status, steady) = steady_run(pool, module, options, pair).await?;
+        let (churned_status, churned, kills) = churned_run(pool, module, options, pair).await?;
+        runs.checks.push(Check::new(
+            format!("steady shuffle {pair} completed whole"),
+            complete(&steady_status),
+        ));
+        runs.checks.push(Check::new(
+            format!("churned shuffle {pair} completed whole, {kills} agents killed"),
+            complete(&churned_status) && kills > 0,
+        ));
+        runs.kills += kills;
+        runs.pairs.push((steady, churned));
+    }
+    Ok(runs)
+}
 
+/// Steady and churned runs, taking turns.
+const PAIRS: u32 = 2;
+
+/// The shuffle while agents are killed and come back; with the agents killed.
+async fn churned_run(
+    pool: &mut LocalPool,
+    module: BlobHash,
+    options: &ChurnOptions,
+    pair: u32,
+) -> Result<(wire::PipelineStatus, Duration, u32), BenchError> {
     let started = Instant::now();
-    let churned = pool
-        .owner
-        .submit_pipeline(&shuffle(module, "churned", options))
-        .await?;
+    let shuffle = shuffle(module, &format!("churned-{pair}"), options);
+    let churned = pool.owner.submit_pipeline(&shuffle).await?;
     let mut churn = Churn::new(options);
     // The first kill comes before the first look, so even a short run has one.
-    let churned_status = loop {
+    let status = loop {
         churn.step(pool).await?;
         let status = pool.owner.pipeline(churned.pipeline_id).await?;
         if status.state.is_terminal() {
@@ -99,31 +149,40 @@ async fn runs(pool: &mut LocalPool, options: &ChurnOptions) -> Result<ChurnRuns,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let churned_took = started.elapsed();
+    let took = started.elapsed();
     churn.bring_back_all(pool)?;
-    let complete = |status: &wire::PipelineStatus| {
-        status.state == JobState::Completed
-            && status.stages[0].counts.succeeded == options.maps
-            && status.stages[1].counts.succeeded == options.parts
-    };
-    Ok(ChurnRuns {
-        calm: calm_took,
-        churned: churned_took,
-        kills: churn.kills,
-        checks: vec![
-            Check::new("the calm shuffle completed whole", complete(&calm_status)),
-            Check::new(
-                format!(
-                    "the churned shuffle completed whole, {} agents killed",
-                    churn.kills
-                ),
-                complete(&churned_status) && churn.kills > 0,
-            ),
-        ],
-    })
+    pool.wait_online(options.agents as usize).await?;
+    Ok((status, took, churn.kills))
 }
 
 const RUN_MAX: Duration = Duration::from_secs(1800);
+
+/// How many agents churn keeps away at once.
+fn away_of(options: &ChurnOptions) -> usize {
+    ((f64::from(options.agents) * options.down_fraction).round() as usize)
+        .clamp(1, options.agents.saturating_sub(1).max(1) as usize)
+}
+
+/// The shuffle on the agents churn leaves up: the others are stopped (SIGTERM, so they leave
+/// at once) for the run and started again after it.
+async fn steady_run(
+    pool: &mut LocalPool,
+    module: BlobHash,
+    options: &ChurnOptions,
+    pair: u32,
+) -> Result<(wire::PipelineStatus, Duration), BenchError> {
+    let away: Vec<u32> = (options.agents - away_of(options) as u32..options.agents).collect();
+    for &index in &away {
+        pool.stop_agent(index as usize).await;
+    }
+    let shuffle = shuffle(module, &format!("steady-{pair}"), options);
+    let steady = crate::stages::wait_pipeline(pool, &shuffle, RUN_MAX).await?;
+    for &index in &away {
+        pool.respawn_agent(index as usize, &agent_name(index), options.slots)?;
+    }
+    pool.wait_online(options.agents as usize).await?;
+    Ok((steady.status, steady.end))
+}
 
 /// `maps` maps writing `parts` parts each, and a reduce per part. `name` keeps the two runs'
 /// task keys apart, so the second takes no result of the first.
@@ -167,8 +226,7 @@ struct Churn {
 
 impl Churn {
     fn new(options: &ChurnOptions) -> Self {
-        let away_max = ((f64::from(options.agents) * options.down_fraction).round() as usize)
-            .clamp(1, options.agents.saturating_sub(1).max(1) as usize);
+        let away_max = away_of(options);
         Self {
             options: *options,
             down: VecDeque::new(),

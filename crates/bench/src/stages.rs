@@ -179,25 +179,57 @@ fn churn_figures(
 ) -> Vec<Figure> {
     let secs = |took: Duration| took.as_secs_f64();
     let name = format!(
-        "{} x {} shuffle, {:.0} % of {} agents killed and back in {} ms at any time",
+        "{} x {} shuffle, {:.0} % of {} agents killed and back in {} ms at any time, median of {}",
         options.maps,
         options.parts,
         options.down_fraction * 100.0,
         options.agents,
-        options.down_ms
+        options.down_ms,
+        runs.pairs.len()
     );
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let middle = values.len() / 2;
+        match values.len() % 2 {
+            0 => (values[middle - 1] + values[middle]) / 2.0,
+            _ => values[middle],
+        }
+    };
+    let churned = median(runs.pairs.iter().map(|(_, c)| secs(*c)).collect());
+    let steady = median(runs.pairs.iter().map(|(s, _)| secs(*s)).collect());
+    let cost = median(
+        runs.pairs
+            .iter()
+            .map(|(s, c)| secs(*c) / secs(*s))
+            .collect(),
+    );
+    let steady_name = format!(
+        "the same shuffle on the {} agents churn leaves up, none coming or going, median",
+        runs.steady_agents
+    );
+    let floor = 1.0 / (1.0 - options.down_fraction);
     vec![
-        Figure::new(&name, secs(runs.churned), "s", Better::Lower)
-            .baseline("the same shuffle, no churn", Some(secs(runs.calm))),
+        Figure::new(&name, churned, "s", Better::Lower)
+            .baseline("the same shuffle on all agents, no churn", Some(secs(runs.calm))),
         Figure::new(
-            "the shuffle's time under churn against none",
-            secs(runs.churned) / secs(runs.calm),
+            &format!(
+                "the shuffle's time under churn against none on all {} agents (the capacity away sets a floor of {floor:.2}x where agents bound it)",
+                options.agents
+            ),
+            churned / secs(runs.calm),
+            "x",
+            Better::Lower,
+        ),
+        Figure::new(
+            "what churn itself costs: each churned shuffle against the steady one of the same capacity before it, median",
+            cost,
             "x",
             Better::Lower,
         )
         .target(1.2),
+        Figure::new(&steady_name, steady, "s", Better::Lower),
         Figure::new(
-            "agents killed during the churned shuffle",
+            "agents killed during the churned shuffles",
             f64::from(runs.kills),
             "agents",
             Better::Lower,
