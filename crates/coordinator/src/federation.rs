@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wire::Fingerprint;
 use wire::auth::{TokenKind, token_hash};
-use wire::federation::BridgeState;
+use wire::federation::{BridgeState, peer_name};
 
 use crate::pool::{BridgeToken, Lendable};
 use crate::service::Shared;
@@ -50,11 +50,6 @@ pub struct Bridge {
     pub borrowed: Arc<AtomicU32>,
     /// Where the bridge says what it does, for the owner's `federation list`.
     pub state: watch::Sender<BridgeState>,
-}
-
-/// The peer's id as people see it.
-pub fn peer_name(id: u64) -> String {
-    format!("p-{id:016x}")
 }
 
 /// Keeps one bridge running per peer while this coordinator leads.

@@ -66,7 +66,7 @@ use std::sync::Arc;
 pub use blobstore::BlobLocation;
 pub use connections::ConnectionLimits;
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
-pub use federation::{Bridge, FederationRunner, peer_name};
+pub use federation::{Bridge, FederationRunner};
 pub use pool::Lendable;
 pub use pool::Verdict;
 pub use standby::Candidate;

@@ -19,6 +19,23 @@ pub const HELD_MAX: u32 = 64;
 /// The longest URL of a peer, in bytes.
 pub const PEER_URL_BYTES_MAX: usize = 512;
 
+/// A peer's id as people and routes name it: `p-` and 16 hex digits.
+pub fn peer_name(id: u64) -> String {
+    format!("p-{id:016x}")
+}
+
+/// The peer `name` (as [`peer_name`] writes it) names, or why it names none.
+pub fn peer_id(name: &str) -> Result<u64, WireError> {
+    name.strip_prefix("p-")
+        .filter(|hex| hex.len() == 16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| WireError::Malformed {
+            what: "peer id",
+            value: name.to_owned(),
+            expected: "p- and 16 hex digits, as `crowdcloud federation list` shows",
+        })
+}
+
 /// `POST /v1/federation/peers`: lend this pool's idle slots to the pool at `url`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -99,4 +116,63 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct PeerList {
     pub peers: Vec<Peer>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str, token: &str) -> PeerRequest {
+        PeerRequest {
+            url: url.to_owned(),
+            fingerprint: Fingerprint::of_der(b"certificate"),
+            token: token.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_peer_id_reads_back_and_nothing_else_reads_as_one() {
+        for id in [0, 1, u64::MAX] {
+            assert_eq!(peer_id(&peer_name(id)).unwrap(), id);
+        }
+        for bad in [
+            "",
+            "p-",
+            "p-1",
+            "p-000000000000000g",
+            "x-0000000000000001",
+            "p-0000000000000001/x",
+        ] {
+            assert!(peer_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_peer_request_needs_an_http_url_and_a_federation_token() {
+        let token = format!("ccf_{}", "ab".repeat(32));
+        assert!(request("https://a.example:7878", &token).check().is_ok());
+        let long = format!("https://{}", "a".repeat(PEER_URL_BYTES_MAX));
+        for url in [
+            "ftp://a.example",
+            "a.example:7878",
+            "https://a\n.example",
+            long.as_str(),
+        ] {
+            let refused = request(url, &token).check().unwrap_err();
+            assert!(
+                refused.to_string().starts_with("url:"),
+                "{url:?}: {refused}"
+            );
+        }
+        let join = format!("ccj_{}", "ab".repeat(32));
+        let short = "ccf_abc".to_owned();
+        let not_hex = format!("ccf_{}", "zz".repeat(32));
+        for token in [join, short, not_hex] {
+            let refused = request("https://a.example", &token).check().unwrap_err();
+            assert!(
+                refused.to_string().starts_with("token:"),
+                "{token:?}: {refused}"
+            );
+        }
+    }
 }

@@ -5,12 +5,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use wire::federation::{BridgeState, Peer, PeerList, PeerRequest};
-use wire::{ApiError, ErrorCode};
+use wire::ApiError;
+use wire::federation::{BridgeState, Peer, PeerList, PeerRequest, peer_id, peer_name};
 
 use super::trust::Owner;
 use super::{ApiResult, AppState, Body, Failure};
-use crate::federation::peer_name;
 use crate::pool::{AddPeer, RemovePeer};
 
 fn peer_of(row: &store::PeerRow, bridge: Option<BridgeState>) -> Peer {
@@ -86,18 +85,7 @@ pub(crate) async fn remove(
     _owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Peer>> {
-    let parsed = id
-        .strip_prefix("p-")
-        .filter(|hex| hex.len() == 16)
-        .and_then(|hex| u64::from_str_radix(hex, 16).ok());
-    let Some(peer) = parsed else {
-        return Err(Failure::new(
-            ErrorCode::BadRequest,
-            format!(
-                "{id:?} is not a peer id: give p- and 16 hex digits, as `crowdcloud federation list` shows"
-            ),
-        ));
-    };
+    let peer = peer_id(&id).map_err(|error| Failure::bad_request(error.to_string()))?;
     let (removed, commit) = shared.apply(RemovePeer { id: peer });
     let row = removed?;
     shared.committed(commit).await?;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use wire::federation::{BridgeState, Peer, PeerRequest};
 
@@ -47,12 +47,7 @@ pub(crate) async fn run(command: FederationCommand) -> anyhow::Result<ExitCode> 
             }
         }
         FederationCommand::Remove { connection, peer } => {
-            let hex = peer.strip_prefix("p-").unwrap_or_default();
-            if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!(
-                    "{peer:?} is not a peer id: give p- and 16 hex digits, as `crowdcloud federation list` shows"
-                );
-            }
+            wire::federation::peer_id(&peer)?;
             let client = local::connect(&connection).await?;
             let removed = client.remove_peer(&peer).await?;
             if connection.json {
