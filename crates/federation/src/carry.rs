@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -225,6 +226,7 @@ async fn report(
         .report(&request)
         .await
         .map_err(FederationError::from_home)?;
+    bridged.given_back_in_a_row.store(0, Ordering::SeqCst);
     if let Some(refused) = acks.acks.into_iter().find(|ack| !ack.accepted) {
         let why = refused.message.unwrap_or_default();
         tracing::info!(peer = %bridged.peer, %attempt, %why, "the peer refused a borrowed task's report");
@@ -265,6 +267,7 @@ fn ran_on(bridged: &Bridged, task: &TaskStatus, status: &JobStatus) -> String {
 
 /// Ends the attempt at home unfinished: it runs again there without counting against its task.
 pub(crate) async fn give_back(bridged: &Bridged, attempt: AttemptId, why: &str) {
+    bridged.given_back_in_a_row.fetch_add(1, Ordering::SeqCst);
     let request = ReleaseRequest {
         attempts: vec![attempt],
         reason: wire::validate::fit_reason(why),

@@ -47,6 +47,11 @@ const RUNTIMES_MAX: usize = 256;
 /// The longest wait between tries while the home pool cannot be reached.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// The longest pause before a lease while borrowed tasks keep going back unrun (this pool
+/// refuses their jobs, or cannot place them): without it, a task this pool always refuses
+/// would go back and forth as fast as the two pools answer.
+const GIVEN_BACK_PAUSE_MAX: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
     #[error(
@@ -131,6 +136,8 @@ struct Bridged {
     state: watch::Sender<BridgeState>,
     /// What all bridges of this pool hold together.
     borrowed: Arc<AtomicU32>,
+    /// Attempts given back unrun since the last one reported.
+    given_back_in_a_row: AtomicU32,
 }
 
 impl Bridged {
@@ -194,6 +201,7 @@ async fn lend(bridge: Bridge, local: Client) -> Result<(), FederationError> {
         runtimes: Mutex::new(HashMap::new()),
         state: bridge.state.clone(),
         borrowed: Arc::clone(&bridge.borrowed),
+        given_back_in_a_row: AtomicU32::new(0),
     });
     let node_id = bridged.home.node_id;
     let lending = BridgeState::Lending {
@@ -217,6 +225,11 @@ async fn lease(
 ) -> Result<(), FederationError> {
     let mut delay = Duration::from_millis(100);
     loop {
+        let given_back = bridged.given_back_in_a_row.load(Ordering::SeqCst);
+        if given_back > 0 {
+            let pause = Duration::from_millis(100) * 2u32.saturating_pow(given_back.min(16));
+            tokio::time::sleep(pause.min(GIVEN_BACK_PAUSE_MAX)).await;
+        }
         let held = bridged.held.lock().len() as u32;
         let room = lendable.borrow_and_update().idle_slots;
         // What every bridge holds is taken off at once: the jobs it submits here count in

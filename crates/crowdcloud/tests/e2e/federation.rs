@@ -26,14 +26,15 @@ struct Federated {
     a_in_b: String,
 }
 
-/// Pools A (one slot of its own) and B (two), B lending to A; `None` where namespaces cannot
-/// be made here.
-async fn federated() -> Option<Federated> {
+/// Pools A (one slot of its own) and B (two, started with `b_args` as well), B lending to A;
+/// `None` where namespaces cannot be made here.
+async fn federated(b_args: &[&str]) -> Option<Federated> {
     let mut lan = lan_or_skip(&["a", "b"])?;
     let a_up = "up --lan --no-advertise --slots 1 --pool-name a --lease-ms 3000";
     let a_out = lan.spawn("a", &words(a_up), "up");
-    let b_up = "up --lan --no-advertise --slots 2 --pool-name b";
-    lan.spawn("b", &words(b_up), "up");
+    let mut b_up = words("up --lan --no-advertise --slots 2 --pool-name b");
+    b_up.extend_from_slice(b_args);
+    lan.spawn("b", &b_up, "up");
     let module = lan.data_dir("a").join("probe.wasm");
     std::fs::write(&module, guests::PROBE).unwrap();
     let fingerprint = banner_line(&a_out, "certificate:").await;
@@ -168,7 +169,7 @@ fn ran_in_b(task: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_pool_borrows_an_idle_pools_nodes_and_the_lender_keeps_its_own_first() {
-    let Some(federated) = federated().await else {
+    let Some(federated) = federated(&[]).await else {
         return;
     };
     borrowed_tasks_come_home_with_their_nodes_and_are_paid_for(&federated).await;
@@ -284,7 +285,7 @@ async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lending_pool_that_vanishes_mid_task_gives_its_tasks_back_to_their_home() {
-    let Some(Federated { lan, module, .. }) = federated().await else {
+    let Some(Federated { lan, module, .. }) = federated(&[]).await else {
         return;
     };
     let job = submit(&lan, "a", &module, 5, &["sleep", "2500"]).await;
@@ -306,4 +307,26 @@ async fn a_lending_pool_that_vanishes_mid_task_gives_its_tasks_back_to_their_hom
         tasks.iter().any(|task| task["attempts"].as_u64() > Some(1)),
         "the tasks b held ran again at home: {tasks:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_the_lender_refuses_goes_home_and_is_asked_for_ever_more_slowly() {
+    // B keeps at most 1 KiB of uploads per requester: A's module never fits, so B's account
+    // cannot submit a single borrowed task.
+    let Some(Federated { lan, module, .. }) = federated(&["--upload-quota", "1KiB"]).await else {
+        return;
+    };
+    let job = submit(&lan, "a", &module, 8, &["sleep", "500"]).await;
+    let (status, tasks) = finished(&lan, "a", &job).await;
+    assert_eq!(status["state"], "completed", "{status}");
+    assert!(
+        tasks.iter().all(|task| task["ran_on"].is_null()),
+        "{tasks:?}"
+    );
+    let log = std::fs::read_to_string(lan.data_dir("b").join("up.err")).unwrap();
+    let given_back = log.matches("a borrowed task goes back to its pool").count();
+    assert!(given_back >= 1, "b tried: {log}");
+    // About 4 s of A's sweep: pauses of 0.1, 0.2, 0.4, 0.8, 1.6 s... allow a handful, where
+    // asking at the pace the pools answer would give back hundreds.
+    assert!(given_back <= 12, "b gave back {given_back} tasks in a row");
 }
