@@ -475,6 +475,13 @@ impl PoolState {
         let attempt = self
             .remove_attempt(end.attempt_id)
             .expect("events end live attempts");
+        // Another pool that gave a task back could not run it now: it is not offered that task
+        // again for a while, so the two pools do not pass it back and forth.
+        let given_back = end.state == AttemptEndState::Released
+            && self
+                .nodes
+                .get(&attempt.node)
+                .is_some_and(|node| self.is_federated(node));
         let job = self
             .jobs
             .get_mut(&attempt.job)
@@ -484,7 +491,8 @@ impl PoolState {
         // node of its owner: else one node could spend every attempt of every task.
         let said_cannot = end.state == AttemptEndState::Failed
             && end.outcome.as_ref().is_some_and(|o| !verify::is_claim(o));
-        if said_cannot && task_state.is_none() && self.verifying.trust == wire::Trust::Public {
+        let refused = said_cannot && self.verifying.trust == wire::Trust::Public;
+        if (refused || given_back) && task_state.is_none() {
             let owner = self.nodes.get(&attempt.node).and_then(|node| node.owner);
             let refusals = job.refused_by.entry(attempt.task).or_default();
             refusals.retain(|refusal| refusal.node != attempt.node);

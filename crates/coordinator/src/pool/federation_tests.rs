@@ -276,3 +276,38 @@ fn another_pool_gets_only_tasks_it_can_place_and_learns_their_requirements() {
         "own nodes are not told"
     );
 }
+
+#[test]
+fn a_task_another_pool_gave_back_is_not_offered_to_it_again_for_a_while() {
+    let mut h = home(1, 4);
+    h.job(1, 1);
+    let granted = h.take(NodeId(2), 4);
+    assert_eq!(granted.len(), 1);
+    let release = Release {
+        node: NodeId(2),
+        attempts: vec![granted[0].attempt_id],
+    };
+    assert_eq!(h.run(release).0.len(), 1);
+    assert!(h.take(NodeId(2), 4).is_empty(), "not passed straight back");
+    h.now_ms += REFUSAL_HOLD_MS;
+    assert_eq!(h.take(NodeId(2), 4).len(), 1, "offered again once the hold ended");
+}
+
+#[test]
+fn a_task_another_pool_gave_back_goes_to_this_pools_own_nodes() {
+    let mut h = home(1, 4);
+    let job = h.job(1, 1);
+    let granted = h.take(NodeId(2), 4);
+    h.run(Release {
+        node: NodeId(2),
+        attempts: vec![granted[0].attempt_id],
+    });
+    let own = h.take(NodeId(1), 1);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].job_id, job);
+    assert_eq!(
+        h.pool.jobs[&job].tasks[0].attempts,
+        1,
+        "only its own node's attempt counts, not the give-back"
+    );
+}
