@@ -60,11 +60,20 @@ pub(crate) enum Command {
     Runtimes(RuntimesArgs),
     /// Say what this machine sees: interfaces, pools, reachability, certificate, clock, node id.
     Doctor(DoctorArgs),
+    /// Run a relay for pools' remote paths, for devices that find no direct path to their pool.
+    Relay(RelayArgs),
     /// Measure the pool: dispatch, stages, sandbox, scale, recover.
     Bench(BenchArgs),
     /// Compile one module for this machine's agent, which runs it as a child it can stop.
     #[command(hide = true)]
     CompileModule(CompileModuleArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    /// Where it listens (HTTP; put a TLS terminating proxy in front on the internet).
+    #[arg(long, default_value = "0.0.0.0:3340")]
+    pub(crate) listen: String,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +197,18 @@ pub(crate) struct ServiceArgs {
     /// Do not advertise the pool on the LAN by mDNS.
     #[arg(long)]
     pub(crate) no_advertise: bool,
+    /// Make the pool reachable away from home by its key (iroh): prints its remote address,
+    /// which devices give as --coordinator, with --fingerprint.
+    #[arg(long)]
+    pub(crate) remote: bool,
+    /// The UDP port of the remote path.
+    #[arg(long, default_value_t = 7879, requires = "remote")]
+    pub(crate) remote_port: u16,
+    /// A relay that devices which find no direct path reach the pool through (`crowdcloud
+    /// relay` runs one), http(s)://HOST:PORT. Without one, devices behind strict NATs cannot
+    /// connect.
+    #[arg(long, value_name = "URL", requires = "remote")]
+    pub(crate) relay: Option<String>,
     /// Advertise on this interface only (repeatable) [default: every LAN interface]
     #[arg(long = "interface", value_name = "NAME")]
     pub(crate) interfaces: Vec<String>,

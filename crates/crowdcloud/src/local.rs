@@ -154,7 +154,7 @@ pub(crate) async fn connect_as(connection: &Connection, kind: TokenKind) -> anyh
         return connect_remembered(connection, &data_dir, kind).await;
     }
     let (url, pinned) = match &connection.coordinator {
-        Some(url) => (url.clone(), None),
+        Some(url) => (crate::tunnels::reachable(url).await?, None),
         None => {
             let path = local_up;
             let text = fs::read_to_string(&path).map_err(|_| {

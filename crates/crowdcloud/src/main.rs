@@ -7,6 +7,7 @@ mod local;
 mod output;
 mod picture;
 mod remembered;
+mod tunnels;
 mod validators;
 
 use clap::Parser;

@@ -290,7 +290,11 @@ fn a_task_another_pool_gave_back_is_not_offered_to_it_again_for_a_while() {
     assert_eq!(h.run(release).0.len(), 1);
     assert!(h.take(NodeId(2), 4).is_empty(), "not passed straight back");
     h.now_ms += REFUSAL_HOLD_MS;
-    assert_eq!(h.take(NodeId(2), 4).len(), 1, "offered again once the hold ended");
+    assert_eq!(
+        h.take(NodeId(2), 4).len(),
+        1,
+        "offered again once the hold ended"
+    );
 }
 
 #[test]
@@ -306,8 +310,7 @@ fn a_task_another_pool_gave_back_goes_to_this_pools_own_nodes() {
     assert_eq!(own.len(), 1);
     assert_eq!(own[0].job_id, job);
     assert_eq!(
-        h.pool.jobs[&job].tasks[0].attempts,
-        1,
+        h.pool.jobs[&job].tasks[0].attempts, 1,
         "only its own node's attempt counts, not the give-back"
     );
 }

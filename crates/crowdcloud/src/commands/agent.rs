@@ -32,7 +32,8 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
         &data_dir,
     )
     .await?;
-    let mut config = agent::AgentConfig::new(&target.url, &target.join_token, data_dir);
+    let url = crate::tunnels::reachable(&target.url).await?;
+    let mut config = agent::AgentConfig::new(&url, &target.join_token, data_dir);
     config.coordinator_fingerprint = target.fingerprint;
     config.identity_clash_wait = Duration::from_secs(args.identity_wait_secs);
     let overrides = overrides(&args)?;

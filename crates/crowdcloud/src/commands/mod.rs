@@ -11,6 +11,7 @@ mod jobs;
 mod join;
 mod keys;
 mod pipelines;
+mod relay;
 mod results;
 mod runtimes;
 mod service;
@@ -44,6 +45,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Credits(args) => credits::run(args).await,
         Command::Runtimes(args) => runtimes::run(args),
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Relay(args) => relay::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::CompileModule(_) => unreachable!("main compiles before it starts a runtime"),
     }

@@ -30,6 +30,8 @@ pub(crate) struct Served {
     pub(crate) address: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
+    /// The remote path, when it was asked for (`--remote`).
+    gateway: Option<remote::Gateway>,
     /// How the coordinator ended, once it ended on its own.
     ended: Option<Result<Result<(), coordinator::CoordinatorError>, tokio::task::JoinError>>,
 }
@@ -324,6 +326,7 @@ pub(crate) async fn serve_with(
         address,
         stop: Some(stop),
         task,
+        gateway: None,
         ended: None,
     })
 }
@@ -479,6 +482,39 @@ fn phone_url(served: &Served, interfaces: &[String]) -> Option<String> {
     Some(trust::local_url(&address, served.fingerprint.is_some()))
 }
 
+/// Opens the remote path to `served` (`--remote`); returns the pool's remote address.
+async fn open_remote(
+    args: &ServiceArgs,
+    served: &mut Served,
+    data_dir: &Path,
+) -> anyhow::Result<remote::PoolAddress> {
+    let relay = match &args.relay {
+        Some(url) => Some(url.parse().map_err(|_| {
+            anyhow::anyhow!("--relay {url:?}: give the relay as http(s)://HOST:PORT")
+        })?),
+        None => None,
+    };
+    let forward_to = match served.address.ip() {
+        ip if ip.is_unspecified() => {
+            std::net::SocketAddr::new(loopback_of(ip), served.address.port())
+        }
+        _ => served.address,
+    };
+    let bind = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), args.remote_port);
+    let gateway =
+        remote::Gateway::start(&data_dir.join("remote.key"), bind, relay, forward_to).await?;
+    let address = gateway.address().await;
+    served.gateway = Some(gateway);
+    Ok(address)
+}
+
+fn loopback_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    }
+}
+
 /// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,
 /// prints the banner, and advertises it on the LAN when it serves there.
 async fn start(
@@ -489,7 +525,11 @@ async fn start(
 ) -> anyhow::Result<(ServiceOptions, Served, Option<discovery::Advertiser>)> {
     let options = options(args, database_url, lead, default_listen)?;
     let tls = trust::TlsOptions::from_args(args);
-    let served = serve_with(&options, &tls).await?;
+    let mut served = serve_with(&options, &tls).await?;
+    let remote_address = match args.remote {
+        true => Some(open_remote(args, &mut served, &options.data_dir).await?),
+        false => None,
+    };
     local::announce_pinned(
         &options.data_dir,
         &served.url,
@@ -497,6 +537,10 @@ async fn start(
         served.fingerprint,
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
+    if let Some(address) = remote_address {
+        println!("  remote:      {address}");
+        println!("               away from home: --coordinator {address} --fingerprint, as above");
+    }
     if options.lead.standby {
         // Join codes and sign-in links are made by the leader, whichever that is.
         println!(

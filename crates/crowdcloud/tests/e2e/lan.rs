@@ -133,6 +133,19 @@ impl Lan {
         stdout
     }
 
+    /// Makes `to` unreachable from `machine` (a blackhole route): no packet of one reaches the
+    /// other, in either direction, as between two devices behind strict NATs.
+    pub(crate) fn cut(&self, machine: &str, to: &str) -> Result<(), String> {
+        ip(&[
+            "-n",
+            &self.namespace(machine),
+            "route",
+            "add",
+            "blackhole",
+            to,
+        ])
+    }
+
     /// SIGKILL every process on `machine`: it vanishes from the network at once.
     pub(crate) fn kill_machine(&self, machine: &str) {
         kill_all_in(&self.namespace(machine));

@@ -25,6 +25,7 @@ mod public;
 mod public_networks;
 mod recall;
 mod registration;
+mod remote;
 mod retention;
 mod s3;
 mod standby;

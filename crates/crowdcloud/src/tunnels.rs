@@ -1,0 +1,29 @@
+//! Coordinators named by a pool address (`iroh:KEY?relay=…`): the tunnel that reaches each,
+//! opened once and kept for the life of the process, and the loopback URL clients use instead.
+
+use std::sync::Mutex;
+
+use anyhow::Context;
+
+static OPEN: Mutex<Vec<remote::Tunnel>> = Mutex::new(Vec::new());
+
+/// `url` as clients give it to reqwest: a URL as it was, or, for a pool address, the loopback
+/// URL of a tunnel to that pool (each of a comma-separated list alike).
+pub(crate) async fn reachable(url: &str) -> anyhow::Result<String> {
+    let mut urls = Vec::new();
+    for part in url.split(',') {
+        if !remote::PoolAddress::is_one(part) {
+            urls.push(part.to_owned());
+            continue;
+        }
+        let address: remote::PoolAddress = part.parse()?;
+        let tunnel = remote::Tunnel::open(address)
+            .await
+            .with_context(|| format!("reaching {part}"))?;
+        urls.push(tunnel.url());
+        OPEN.lock()
+            .expect("no thread panics holding it")
+            .push(tunnel);
+    }
+    Ok(urls.join(","))
+}

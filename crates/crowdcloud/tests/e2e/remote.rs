@@ -1,0 +1,131 @@
+//! The remote path between machines of their own (network namespaces): a pool on `home`
+//! (10.77.0.1) with `up --remote`, a relay on `relay` (10.77.0.3), and a device in a `cafe`
+//! (10.77.0.2) that cannot reach home at all (a blackhole route), only the relay. The device
+//! lends itself to the pool by the pool's address and runs its tasks; the relay carries only
+//! QUIC, with the pool's TLS inside it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::eventually;
+use crate::lan::{Lan, banner_line, lan_or_skip};
+
+/// What a device away from home is given: the pool's address, certificate and join token.
+struct Pool {
+    address: String,
+    fingerprint: String,
+    join_token: String,
+}
+
+/// The relay, then the pool at home reachable through it.
+async fn relay_and_home(lan: &mut Lan) -> Pool {
+    let relay_out = lan.spawn("relay", &["relay", "--listen", "10.77.0.3:3340"], "relay");
+    banner_line(&relay_out, "crowdcloud relay listening on").await;
+    let up = "up --lan --no-advertise --slots 0 --remote --relay http://10.77.0.3:3340";
+    let up: Vec<&str> = up.split(' ').collect();
+    let home_out = lan.spawn("home", &up, "up");
+    let fingerprint = banner_line(&home_out, "certificate:").await;
+    let address = banner_line(&home_out, "remote:").await;
+    assert!(
+        address.starts_with("iroh:") && address.contains("relay="),
+        "{address}"
+    );
+    let join_token = std::fs::read_to_string(lan.data_dir("home").join("join.token")).unwrap();
+    Pool {
+        address,
+        fingerprint,
+        join_token: join_token.trim().to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_address() {
+    let Some(mut lan) = lan_or_skip(&["home", "cafe", "relay"]) else {
+        return;
+    };
+    let pool = relay_and_home(&mut lan).await;
+    // The café reaches the relay, never home.
+    lan.cut("cafe", "10.77.0.1/32").unwrap();
+    let without_relay =
+        pool.address.split('?').next().unwrap().to_owned() + "?direct=10.77.0.1:7879";
+    let nodes = [
+        "nodes",
+        "--coordinator",
+        &without_relay,
+        "--fingerprint",
+        &pool.fingerprint,
+    ];
+    let tried = lan.command("cafe", &nodes).output().await.unwrap();
+    let said = String::from_utf8_lossy(&tried.stderr);
+    assert!(!tried.status.success());
+    assert!(
+        said.contains("names no relay"),
+        "the café is told why: {said}"
+    );
+
+    let agent = [
+        "agent",
+        "--coordinator",
+        &pool.address,
+        "--fingerprint",
+        &pool.fingerprint,
+        "--join-token",
+        &pool.join_token,
+        "--slots",
+        "1",
+        "--name",
+        "cafe",
+        "--dedicated",
+    ];
+    lan.spawn("cafe", &agent, "agent");
+    let lan = &lan;
+    let online = || async move {
+        let output = lan
+            .command("home", &["nodes", "--json"])
+            .output()
+            .await
+            .ok()?;
+        let nodes: Value = serde_json::from_slice(&output.stdout).ok()?;
+        let cafe = nodes["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == "cafe")?;
+        (cafe["state"] == "online").then_some(())
+    };
+    eventually(
+        "the café's node online at home",
+        Duration::from_secs(90),
+        online,
+    )
+    .await;
+    runs_far_away(lan).await;
+}
+
+/// A job submitted at home runs on the café's node, and what it printed comes back whole.
+async fn runs_far_away(lan: &Lan) {
+    let module = lan.data_dir("home").join("probe.wasm");
+    std::fs::write(&module, guests::PROBE).unwrap();
+    let submit = [
+        "submit",
+        module.to_str().unwrap(),
+        "--tasks",
+        "4",
+        "--wait",
+        "--json",
+        "--",
+        "echo",
+        "far-{i}",
+    ];
+    let status: Value = serde_json::from_str(&lan.run("home", &submit).await).unwrap();
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(status["nodes"][0]["node_name"], "cafe", "{status}");
+    let job = status["job_id"].as_str().unwrap();
+    let out = lan.data_dir("home").join("results");
+    lan.run("home", &["results", job, "--out", out.to_str().unwrap()])
+        .await;
+    for index in 0..4 {
+        let stdout = std::fs::read_to_string(out.join(index.to_string()).join("stdout")).unwrap();
+        assert_eq!(stdout.trim(), format!("far-{index}"));
+    }
+}

@@ -1,0 +1,108 @@
+//! A gateway and a tunnel on loopback, directly and through a relay of this crate's own: what
+//! a device writes to its tunnel's port reaches the pool's listener and comes back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::{Gateway, PoolAddress, Relay, Tunnel};
+
+/// A listener that echoes what each connection sends; where the coordinator would be.
+async fn echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = tcp.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    address
+}
+
+async fn round_trip(tunnel: &Tunnel, message: &[u8]) -> Vec<u8> {
+    let port: SocketAddr = tunnel.url().trim_start_matches("https://").parse().unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(port).await.unwrap();
+    tcp.write_all(message).await.unwrap();
+    let mut back = vec![0; message.len()];
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_exact(&mut back))
+        .await
+        .expect("the echo came back in time")
+        .unwrap();
+    back
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_reaches_the_pool_directly_by_its_key_and_keeps_its_key_across_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("remote.key");
+    let listener = echo().await;
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let gateway = Gateway::start(&key, bind, None, listener).await.unwrap();
+    let mut address = gateway.address().await;
+    address.direct = gateway.bound().into_iter().collect();
+    let tunnel = Tunnel::open(address.clone()).await.unwrap();
+    for message in [&b"hello"[..], &[7u8; 100_000][..]] {
+        assert_eq!(round_trip(&tunnel, message).await, message);
+    }
+    drop((tunnel, gateway));
+    let again = Gateway::start(&key, bind, None, listener).await.unwrap();
+    assert_eq!(
+        again.address().await.id,
+        address.id,
+        "the pool's key is kept"
+    );
+    let text = address.to_string();
+    assert_eq!(text.parse::<PoolAddress>().unwrap(), address);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_reaches_the_pool_through_a_relay_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url: iroh::RelayUrl = format!("http://{}", relay.address().unwrap())
+        .parse()
+        .unwrap();
+    let listener = echo().await;
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let gateway = Gateway::start(&dir.path().join("key"), bind, Some(url.clone()), listener)
+        .await
+        .unwrap();
+    // No direct address: the relay is the only way to the pool.
+    let address = PoolAddress {
+        id: gateway.address().await.id,
+        relay: Some(url),
+        direct: Vec::new(),
+    };
+    let tunnel = Tunnel::open(address).await.unwrap();
+    assert_eq!(
+        round_trip(&tunnel, b"through the relay").await,
+        b"through the relay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_pool_is_said_at_once() {
+    let key = iroh::SecretKey::from_bytes(&[9; 32]).public();
+    let nowhere = PoolAddress {
+        id: key,
+        relay: None,
+        direct: vec!["127.0.0.1:9".parse().unwrap()],
+    };
+    let opened = tokio::time::timeout(Duration::from_secs(30), Tunnel::open(nowhere))
+        .await
+        .expect("it gives up within its connect timeout");
+    let error = opened
+        .err()
+        .expect("nothing answers for that key")
+        .to_string();
+    assert!(error.contains("cannot reach the pool"), "{error}");
+    assert!(
+        error.contains("names no relay"),
+        "it says what would help: {error}"
+    );
+}

@@ -1,0 +1,118 @@
+//! A device's side: a loopback port whose every connection is carried, as one QUIC stream, to
+//! the pool named by its address. Clients talk HTTPS to the port as to the coordinator itself,
+//! pinned to its certificate.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use iroh::Endpoint;
+use iroh::endpoint::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::gateway::relay_mode;
+use crate::{ALPN, PoolAddress, RemoteError};
+
+/// How long a connection to the pool may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The tunnel to one pool; dropping it closes the port.
+pub struct Tunnel {
+    local: SocketAddr,
+    carrying: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.carrying.abort();
+    }
+}
+
+/// The connection to the pool, made again when it was lost.
+struct Link {
+    endpoint: Endpoint,
+    pool: PoolAddress,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl Link {
+    async fn connection(&self) -> Result<Connection, RemoteError> {
+        let mut held = self.connection.lock().await;
+        if let Some(connection) = held.as_ref()
+            && connection.close_reason().is_none()
+        {
+            return Ok(connection.clone());
+        }
+        let connect = self.endpoint.connect(self.pool.endpoint_addr(), ALPN);
+        let failed = |message: String| RemoteError::Connect {
+            pool: self.pool.id.to_string(),
+            message,
+        };
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(connected) => connected.map_err(|error| failed(error.to_string()))?,
+            Err(_) if self.pool.relay.is_none() => {
+                return Err(failed(format!(
+                    "no direct path in {} s, and the address names no relay: a device behind a \
+                     strict NAT reaches the pool only through one (its owner adds --relay)",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+            Err(_) => {
+                return Err(failed(format!(
+                    "no answer in {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        *held = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+impl Tunnel {
+    /// Opens the port and connects to `pool` (at once, so an unreachable pool is said now).
+    pub async fn open(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
+        let endpoint = Endpoint::builder(iroh::endpoint::presets::Minimal)
+            .relay_mode(relay_mode(pool.relay.as_ref()))
+            .bind()
+            .await
+            .map_err(|error| RemoteError::Bind(error.to_string()))?;
+        let link = Arc::new(Link {
+            endpoint,
+            pool,
+            connection: Mutex::new(None),
+        });
+        link.connection().await?;
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(RemoteError::Listen)?;
+        let local = listener.local_addr().map_err(RemoteError::Listen)?;
+        let carrying = tokio::spawn(carry(listener, link));
+        Ok(Tunnel { local, carrying })
+    }
+
+    /// The URL that reaches the pool's coordinator through the tunnel.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.local)
+    }
+}
+
+async fn carry(listener: TcpListener, link: Arc<Link>) {
+    while let Ok((mut tcp, _)) = listener.accept().await {
+        let link = Arc::clone(&link);
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let streams = match link.connection().await {
+                Ok(connection) => connection.open_bi().await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match streams {
+                Ok((send, recv)) => {
+                    let mut stream = tokio::io::join(recv, send);
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+                }
+                Err(error) => tracing::warn!(%error, "cannot reach the pool remotely"),
+            }
+        });
+    }
+}
