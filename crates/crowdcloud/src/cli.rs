@@ -772,7 +772,8 @@ pub(crate) struct JoinArgs {
     /// Skip the code and remember this join token (ccj_…) instead.
     #[arg(long, hide_env_values = true, env = "CROWDCLOUD_JOIN_TOKEN")]
     pub(crate) join_token: Option<String>,
-    /// The coordinator's URL, when discovery cannot reach it (another subnet, the internet).
+    /// The coordinator's URL, when discovery cannot reach it (another subnet, the internet), or
+    /// the pool's remote address (`iroh:…`, which `up --remote` prints) away from home.
     #[arg(long)]
     pub(crate) coordinator: Option<String>,
     /// The certificate to expect (sha256:…); with a code it is checked by the exchange anyway.

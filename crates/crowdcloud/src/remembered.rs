@@ -82,6 +82,11 @@ pub(crate) async fn reach(
     pool: &mut RememberedPool,
     token: Option<String>,
 ) -> anyhow::Result<Client> {
+    if remote::PoolAddress::is_one(&pool.url) {
+        // Remembered by its key: the remote path finds it wherever it is.
+        let url = crate::tunnels::reachable(&pool.url).await?;
+        return Ok(Client::pinned(&url, token, pool.fingerprint)?);
+    }
     let client = Client::pinned(&pool.url, token.clone(), pool.fingerprint)?;
     match client.health().await {
         Ok(_) => return Ok(client),
@@ -146,7 +151,8 @@ pub(crate) async fn agent_target(
                 .filter(|(_, pool)| pool.url == *url)
                 .map(|(_, pool)| pool.fingerprint)
         });
-        if url.starts_with("https://") && fingerprint.is_none() {
+        let pinned = url.starts_with("https://") || remote::PoolAddress::is_one(url);
+        if pinned && fingerprint.is_none() {
             bail!(
                 "give --fingerprint sha256:… with an https:// coordinator (`crowdcloud up` prints it), or run `crowdcloud join` to learn it"
             );

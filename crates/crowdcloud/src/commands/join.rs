@@ -53,16 +53,22 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         .map(str::parse::<Fingerprint>)
         .transpose()
         .context("--fingerprint")?;
+    // A pool named by its address is reached through a tunnel, and remembered by its address.
+    let address = args
+        .coordinator
+        .clone()
+        .filter(|url| remote::PoolAddress::is_one(url));
     let candidate = match &args.coordinator {
         Some(url) => Candidate {
             pool_name: None,
-            urls: vec![url.clone()],
+            urls: vec![crate::tunnels::reachable(url).await?],
             advertised: expected,
             discovery_ms: None,
         },
         None => discover(&args, expected).await?,
     };
-    let (url, fingerprint, pool_name) = connect(&candidate).await?;
+    let (reached, fingerprint, pool_name) = connect(&candidate).await?;
+    let url = address.unwrap_or_else(|| reached.clone());
     if let Some(expected) = expected
         && expected != fingerprint
     {
@@ -94,7 +100,7 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
                 None => ask_code()?,
             };
             (
-                exchange(&url, fingerprint, &code, &device_name).await?,
+                exchange(&reached, fingerprint, &code, &device_name).await?,
                 true,
             )
         }

@@ -488,6 +488,11 @@ async fn open_remote(
     served: &mut Served,
     data_dir: &Path,
 ) -> anyhow::Result<remote::PoolAddress> {
+    if served.fingerprint.is_none() {
+        bail!(
+            "--remote needs TLS: devices away from home pin the pool's certificate; serve the LAN (the default of `up`) or add --tls"
+        );
+    }
     let relay = match &args.relay {
         Some(url) => Some(url.parse().map_err(|_| {
             anyhow::anyhow!("--relay {url:?}: give the relay as http(s)://HOST:PORT")
@@ -527,7 +532,13 @@ async fn start(
     let tls = trust::TlsOptions::from_args(args);
     let mut served = serve_with(&options, &tls).await?;
     let remote_address = match args.remote {
-        true => Some(open_remote(args, &mut served, &options.data_dir).await?),
+        true => match open_remote(args, &mut served, &options.data_dir).await {
+            Ok(address) => Some(address),
+            Err(error) => {
+                served.stop().await?;
+                return Err(error);
+            }
+        },
         false => None,
     };
     local::announce_pinned(

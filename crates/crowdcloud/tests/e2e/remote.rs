@@ -11,11 +11,11 @@ use serde_json::Value;
 use crate::harness::eventually;
 use crate::lan::{Lan, banner_line, lan_or_skip};
 
-/// What a device away from home is given: the pool's address, certificate and join token.
+/// What a device away from home is given: the pool's address, certificate and a join code.
 struct Pool {
     address: String,
     fingerprint: String,
-    join_token: String,
+    code: String,
 }
 
 /// The relay, then the pool at home reachable through it.
@@ -31,11 +31,11 @@ async fn relay_and_home(lan: &mut Lan) -> Pool {
         address.starts_with("iroh:") && address.contains("relay="),
         "{address}"
     );
-    let join_token = std::fs::read_to_string(lan.data_dir("home").join("join.token")).unwrap();
+    let code = banner_line(&home_out, "join code:").await;
     Pool {
         address,
         fingerprint,
-        join_token: join_token.trim().to_owned(),
+        code: code.split_whitespace().next().unwrap().to_owned(),
     }
 }
 
@@ -64,20 +64,24 @@ async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_
         "the café is told why: {said}"
     );
 
-    let agent = [
-        "agent",
+    // The café joins with the owner's code and the pool's address, and remembers the pool by
+    // its key: the agent needs no flags.
+    let join = [
+        "join",
+        "--code",
+        &pool.code,
         "--coordinator",
         &pool.address,
-        "--fingerprint",
-        &pool.fingerprint,
-        "--join-token",
-        &pool.join_token,
-        "--slots",
-        "1",
-        "--name",
-        "cafe",
-        "--dedicated",
+        "--json",
     ];
+    let joined: Value = serde_json::from_str(&lan.run("cafe", &join).await).unwrap();
+    assert_eq!(joined["fingerprint"].as_str().unwrap(), pool.fingerprint);
+    assert_eq!(
+        joined["url"].as_str().unwrap(),
+        pool.address,
+        "remembered by its address"
+    );
+    let agent = ["agent", "--slots", "1", "--name", "cafe", "--dedicated"];
     lan.spawn("cafe", &agent, "agent");
     let lan = &lan;
     let online = || async move {
@@ -128,4 +132,19 @@ async fn runs_far_away(lan: &Lan) {
         let stdout = std::fs::read_to_string(out.join(index.to_string()).join("stdout")).unwrap();
         assert_eq!(stdout.trim(), format!("far-{index}"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_path_without_tls_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(crate::harness::BINARY)
+        .args(["up", "--listen", "127.0.0.1:0", "--slots", "0", "--remote"])
+        .env("CROWDCLOUD_DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(said.contains("--remote needs TLS"), "{said}");
+    assert!(!dir.path().join("remote.key").exists(), "no key was made");
 }
