@@ -44,6 +44,20 @@ struct Candidate {
     discovery_ms: Option<u64>,
 }
 
+/// The pool to join: the one given (through a tunnel when given by its address), or the one
+/// discovery finds on the LAN.
+async fn candidate_of(args: &JoinArgs, expected: Option<Fingerprint>) -> anyhow::Result<Candidate> {
+    Ok(match &args.coordinator {
+        Some(url) => Candidate {
+            pool_name: None,
+            urls: vec![crate::tunnels::reachable(url).await?],
+            advertised: expected,
+            discovery_ms: None,
+        },
+        None => discover(args, expected).await?,
+    })
+}
+
 pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     let base = remembered::base_dir(&args.data_dir);
     let device_name = args.name.clone().unwrap_or_else(host_name);
@@ -53,22 +67,14 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         .map(str::parse::<Fingerprint>)
         .transpose()
         .context("--fingerprint")?;
+    let candidate = candidate_of(&args, expected).await?;
+    let (reached, fingerprint, pool_name) = connect(&candidate).await?;
     // A pool named by its address is reached through a tunnel, and remembered by its address.
-    let address = args
+    let url = args
         .coordinator
         .clone()
-        .filter(|url| remote::PoolAddress::is_one(url));
-    let candidate = match &args.coordinator {
-        Some(url) => Candidate {
-            pool_name: None,
-            urls: vec![crate::tunnels::reachable(url).await?],
-            advertised: expected,
-            discovery_ms: None,
-        },
-        None => discover(&args, expected).await?,
-    };
-    let (reached, fingerprint, pool_name) = connect(&candidate).await?;
-    let url = address.unwrap_or_else(|| reached.clone());
+        .filter(|url| remote::PoolAddress::is_one(url))
+        .unwrap_or_else(|| reached.clone());
     if let Some(expected) = expected
         && expected != fingerprint
     {
