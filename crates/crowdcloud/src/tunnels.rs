@@ -7,6 +7,15 @@ use anyhow::Context;
 
 static OPEN: Mutex<Vec<remote::Tunnel>> = Mutex::new(Vec::new());
 
+/// Keeps `tunnel` open for the life of the process; the URL that reaches its pool.
+pub(crate) fn keep(tunnel: remote::Tunnel) -> String {
+    let url = tunnel.url();
+    OPEN.lock()
+        .expect("no thread panics holding it")
+        .push(tunnel);
+    url
+}
+
 /// `url` as clients give it to reqwest: a URL as it was, or, for a pool address, the loopback
 /// URL of a tunnel to that pool (each of a comma-separated list alike).
 pub(crate) async fn reachable(url: &str) -> anyhow::Result<String> {
@@ -20,10 +29,7 @@ pub(crate) async fn reachable(url: &str) -> anyhow::Result<String> {
         let tunnel = remote::Tunnel::open(address)
             .await
             .with_context(|| format!("reaching {part}"))?;
-        urls.push(tunnel.url());
-        OPEN.lock()
-            .expect("no thread panics holding it")
-            .push(tunnel);
+        urls.push(keep(tunnel));
     }
     Ok(urls.join(","))
 }

@@ -16,7 +16,7 @@ mod tunnel;
 pub use address::PoolAddress;
 pub use gateway::Gateway;
 pub use relay::Relay;
-pub use tunnel::Tunnel;
+pub use tunnel::{PathReport, Tunnel};
 
 /// The protocol a pool's gateway answers; a connection that asks for another is refused.
 pub const ALPN: &[u8] = b"crowdcloud/1";

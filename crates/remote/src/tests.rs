@@ -49,6 +49,8 @@ async fn a_tunnel_reaches_the_pool_directly_by_its_key_and_keeps_its_key_across_
     for message in [&b"hello"[..], &[7u8; 100_000][..]] {
         assert_eq!(round_trip(&tunnel, message).await, message);
     }
+    let path = tunnel.path().await.unwrap();
+    assert!(path.direct, "{path}");
     drop((tunnel, gateway));
     let again = Gateway::start(&key, bind, None, listener).await.unwrap();
     assert_eq!(

@@ -19,7 +19,33 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The tunnel to one pool; dropping it closes the port.
 pub struct Tunnel {
     local: SocketAddr,
+    link: Arc<Link>,
     carrying: tokio::task::JoinHandle<()>,
+}
+
+/// How a tunnel reaches its pool now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathReport {
+    /// Straight to the pool, rather than through a relay.
+    pub direct: bool,
+    /// The pool's address or the relay's URL.
+    pub through: String,
+    pub rtt_ms: f64,
+}
+
+impl std::fmt::Display for PathReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.direct {
+            "direct to"
+        } else {
+            "through the relay"
+        };
+        write!(
+            f,
+            "{how} {}, round trip {:.1} ms",
+            self.through, self.rtt_ms
+        )
+    }
 }
 
 impl Drop for Tunnel {
@@ -87,8 +113,35 @@ impl Tunnel {
             .await
             .map_err(RemoteError::Listen)?;
         let local = listener.local_addr().map_err(RemoteError::Listen)?;
-        let carrying = tokio::spawn(carry(listener, link));
-        Ok(Tunnel { local, carrying })
+        let carrying = tokio::spawn(carry(listener, Arc::clone(&link)));
+        Ok(Tunnel {
+            local,
+            link,
+            carrying,
+        })
+    }
+
+    /// The path the connection to the pool takes now (connecting again if it was lost).
+    pub async fn path(&self) -> Result<PathReport, RemoteError> {
+        let connection = self.link.connection().await?;
+        let paths = connection.paths();
+        let selected = paths.iter().find(|path| path.is_selected());
+        let Some(path) = selected.or_else(|| paths.iter().next()) else {
+            return Err(RemoteError::Connect {
+                pool: self.link.pool.id.to_string(),
+                message: "the connection has no path yet".to_owned(),
+            });
+        };
+        let through = match path.remote_addr() {
+            iroh::TransportAddr::Ip(addr) => addr.to_string(),
+            iroh::TransportAddr::Relay(url) => url.to_string(),
+            other => format!("{other:?}"),
+        };
+        Ok(PathReport {
+            direct: path.is_ip(),
+            through,
+            rtt_ms: path.rtt().as_secs_f64() * 1000.0,
+        })
     }
 
     /// The URL that reaches the pool's coordinator through the tunnel.

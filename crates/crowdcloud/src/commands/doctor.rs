@@ -286,8 +286,49 @@ async fn clock_check(client: &Client, checks: &mut Vec<Check>) {
     ));
 }
 
+/// The remote path to a pool remembered by its address: whether it connects, and how (direct,
+/// or through the relay, with the round trip); the URL that reaches the pool through it.
+async fn remote_path_check(address: &str, checks: &mut Vec<Check>) -> Option<String> {
+    let opened = match address.parse::<remote::PoolAddress>() {
+        Ok(address) => remote::Tunnel::open(address).await,
+        Err(error) => Err(error),
+    };
+    let tunnel = match opened {
+        Ok(tunnel) => tunnel,
+        Err(error) => {
+            checks.push(check("remote path", false, error.to_string()));
+            return None;
+        }
+    };
+    match tunnel.path().await {
+        Ok(path) => checks.push(check("remote path", true, path.to_string())),
+        Err(error) => checks.push(check("remote path", false, error.to_string())),
+    }
+    // Kept for the checks that follow, which reach the pool through it.
+    Some(crate::tunnels::keep(tunnel))
+}
+
 async fn joined_pool_check(mine: &RememberedPool, found: &[discovery::FoundPool]) -> PoolCheck {
     let mut checks = Vec::new();
+    if remote::PoolAddress::is_one(&mine.url) {
+        let url = remote_path_check(&mine.url, &mut checks).await;
+        if let Some(client) = reachable(
+            url.into_iter().collect(),
+            Some(mine.fingerprint),
+            &mut checks,
+        )
+        .await
+        {
+            health_checks(&client, &mut checks).await;
+        }
+        return PoolCheck {
+            pool_name: mine.pool_name.clone(),
+            urls: vec![mine.url.clone()],
+            fingerprint: Some(mine.fingerprint),
+            found_after_ms: None,
+            checks,
+        };
+    }
     let mut urls = vec![mine.url.clone()];
     for pool in found
         .iter()

@@ -41,7 +41,7 @@ async fn relay_and_home(lan: &mut Lan) -> Pool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_address() {
-    let Some(mut lan) = lan_or_skip(&["home", "cafe", "relay"]) else {
+    let Some(mut lan) = lan_or_skip(&["home", "cafe", "relay", "laptop"]) else {
         return;
     };
     let pool = relay_and_home(&mut lan).await;
@@ -104,6 +104,44 @@ async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_
     )
     .await;
     runs_far_away(lan).await;
+    assert_eq!(
+        remote_path(lan, "cafe").await,
+        (true, "through the relay".to_owned())
+    );
+    // A laptop that can reach home finds the direct path, by the same address.
+    let code: Value =
+        serde_json::from_str(&lan.run("home", &["join-code", "--json"]).await).unwrap();
+    let code = code["code"].as_str().unwrap();
+    let join = [
+        "join",
+        "--code",
+        code,
+        "--coordinator",
+        &pool.address,
+        "--json",
+    ];
+    lan.run("laptop", &join).await;
+    assert_eq!(
+        remote_path(lan, "laptop").await,
+        (true, "direct to".to_owned())
+    );
+}
+
+/// What `doctor` on `machine` says of its remote path to the pool it joined: whether it
+/// connects, and how (the first words of its detail).
+async fn remote_path(lan: &Lan, machine: &str) -> (bool, String) {
+    // Doctor exits with failure when anything is amiss (the café finds no pool on its LAN).
+    let report = ["doctor", "--json", "--discovery-ms", "200"];
+    let output = lan.command(machine, &report).output().await.unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let checks = report["joined"]["checks"].as_array().unwrap();
+    let path = checks.iter().find(|c| c["what"] == "remote path").unwrap();
+    let detail = path["detail"].as_str().unwrap();
+    let how = ["direct to", "through the relay"]
+        .into_iter()
+        .find(|how| detail.starts_with(how))
+        .unwrap_or(detail);
+    (path["ok"].as_bool().unwrap(), how.to_owned())
 }
 
 /// A job submitted at home runs on the café's node, and what it printed comes back whole.
