@@ -108,7 +108,11 @@ async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_
         remote_path(lan, "cafe").await,
         (true, "through the relay".to_owned())
     );
-    // A laptop that can reach home finds the direct path, by the same address.
+    a_laptop_at_home_finds_the_direct_path(lan, &pool).await;
+}
+
+/// A laptop that can reach home joins by the same address and finds the direct path.
+async fn a_laptop_at_home_finds_the_direct_path(lan: &Lan, pool: &Pool) {
     let code: Value =
         serde_json::from_str(&lan.run("home", &["join-code", "--json"]).await).unwrap();
     let code = code["code"].as_str().unwrap();
