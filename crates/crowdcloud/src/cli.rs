@@ -74,6 +74,9 @@ pub(crate) struct RelayArgs {
     /// Where it listens (HTTP; put a TLS terminating proxy in front on the internet).
     #[arg(long, default_value = "0.0.0.0:3340")]
     pub(crate) listen: String,
+    /// The most it reads from each client (a pool, or a device) a second, in bytes.
+    #[arg(long, default_value_t = remote::RELAY_CLIENT_BYTES_PER_S_DEFAULT)]
+    pub(crate) client_bytes_per_second: u32,
 }
 
 #[derive(Debug, Args)]

@@ -15,11 +15,15 @@ mod tunnel;
 
 pub use address::PoolAddress;
 pub use gateway::Gateway;
-pub use relay::Relay;
+pub use relay::{RELAY_CLIENT_BYTES_PER_S_MIN, Relay};
 pub use tunnel::{PathReport, Tunnel};
 
 /// The protocol a pool's gateway answers; a connection that asks for another is refused.
 pub const ALPN: &[u8] = b"crowdcloud/1";
+
+/// What a relay reads from each client a second unless told otherwise: room for a family's
+/// tasks and results, not for one pool to take a shared relay's whole uplink.
+pub const RELAY_CLIENT_BYTES_PER_S_DEFAULT: u32 = 4 << 20;
 
 /// Connections a gateway serves at once, in all and per device.
 pub const CONNECTIONS_MAX: usize = 256;

@@ -3,9 +3,15 @@
 
 use std::net::SocketAddr;
 
-use iroh_relay::server::{RelayConfig, Server, ServerConfig};
+use std::num::NonZeroU32;
+
+use iroh_relay::server::{ClientRateLimit, RelayConfig, Server, ServerConfig};
 
 use crate::RemoteError;
+
+/// The least a relay may read from a client a second: a burst of a second's worth must hold
+/// the largest relay frame.
+pub const RELAY_CLIENT_BYTES_PER_S_MIN: u32 = 64 << 10;
 
 /// A running relay; dropping it stops it.
 pub struct Relay {
@@ -13,11 +19,25 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Serves the relay protocol over plain HTTP on `listen`. A relay on the internet belongs
-    /// behind a TLS terminating proxy; the traffic it carries is encrypted either way.
-    pub async fn start(listen: SocketAddr) -> Result<Relay, RemoteError> {
+    /// Serves the relay protocol over plain HTTP on `listen`, reading at most
+    /// `client_bytes_per_s` from each client (a pool's gateway, or a device). A relay on the
+    /// internet belongs behind a TLS terminating proxy; what it carries is encrypted either way.
+    pub async fn start(listen: SocketAddr, client_bytes_per_s: u32) -> Result<Relay, RemoteError> {
+        let bytes_per_second = NonZeroU32::new(client_bytes_per_s)
+            .filter(|rate| rate.get() >= RELAY_CLIENT_BYTES_PER_S_MIN)
+            .ok_or_else(|| {
+                RemoteError::Relay(format!(
+                    "give each client at least {RELAY_CLIENT_BYTES_PER_S_MIN} bytes a second: \
+                     less cannot carry one full packet's worth of bursts"
+                ))
+            })?;
+        let mut rate = ClientRateLimit::new(bytes_per_second);
+        // A second's worth at once: bursts as large as a full frame pass, no more than the rate.
+        rate.max_burst_bytes = Some(bytes_per_second);
+        let mut relay = RelayConfig::new(listen);
+        relay.limits.client_rx = Some(rate);
         let mut config = ServerConfig::default();
-        config.relay = Some(RelayConfig::new(listen));
+        config.relay = Some(relay);
         let server = Server::spawn(config)
             .await
             .map_err(|error| RemoteError::Relay(error.to_string()))?;

@@ -65,7 +65,12 @@ async fn a_tunnel_reaches_the_pool_directly_by_its_key_and_keeps_its_key_across_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tunnel_reaches_the_pool_through_a_relay_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let relay = Relay::start(
+        "127.0.0.1:0".parse().unwrap(),
+        crate::RELAY_CLIENT_BYTES_PER_S_DEFAULT,
+    )
+    .await
+    .unwrap();
     let url: iroh::RelayUrl = format!("http://{}", relay.address().unwrap())
         .parse()
         .unwrap();
@@ -106,5 +111,18 @@ async fn an_unreachable_pool_is_said_at_once() {
     assert!(
         error.contains("names no relay"),
         "it says what would help: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_refuses_a_rate_too_low_to_carry_a_frame() {
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let refused = Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_MIN - 1).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(error.contains("at least 65536 bytes a second"), "{error}");
+    assert!(
+        Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_MIN)
+            .await
+            .is_ok()
     );
 }

@@ -11,7 +11,7 @@ pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         .listen
         .parse()
         .with_context(|| format!("--listen {:?}: give HOST:PORT", args.listen))?;
-    let relay = remote::Relay::start(listen).await?;
+    let relay = remote::Relay::start(listen, args.client_bytes_per_second).await?;
     let address = relay
         .address()
         .map_or(args.listen.clone(), |a| a.to_string());
