@@ -30,6 +30,17 @@ impl Drop for Gateway {
     }
 }
 
+/// How QUIC notices a path that died (a relay down, a network gone): a keep-alive every
+/// 2 s, and the connection closed after 10 s without an answer, so a device says it lost the
+/// pool and connects again rather than waiting on a dead connection.
+pub(crate) fn transport() -> iroh::endpoint::QuicTransportConfig {
+    let idle: iroh::endpoint::IdleTimeout = iroh::endpoint::VarInt::from_u32(10_000).into();
+    iroh::endpoint::QuicTransportConfig::builder()
+        .max_idle_timeout(Some(idle))
+        .keep_alive_interval(Duration::from_secs(2))
+        .build()
+}
+
 /// The relay map of one relay, or none: no relay at all.
 pub(crate) fn relay_mode(relay: Option<&RelayUrl>) -> RelayMode {
     match relay {
@@ -52,6 +63,7 @@ impl Gateway {
             .secret_key(key)
             .alpns(vec![ALPN.to_vec()])
             .relay_mode(relay_mode(relay.as_ref()))
+            .transport_config(transport())
             .bind_addr(bind)
             .map_err(|error| RemoteError::Bind(error.to_string()))?
             .bind()

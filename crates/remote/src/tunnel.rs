@@ -100,6 +100,7 @@ impl Tunnel {
     pub async fn open(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
         let endpoint = Endpoint::builder(iroh::endpoint::presets::Minimal)
             .relay_mode(relay_mode(pool.relay.as_ref()))
+            .transport_config(crate::gateway::transport())
             .bind()
             .await
             .map_err(|error| RemoteError::Bind(error.to_string()))?;

@@ -190,3 +190,103 @@ async fn a_remote_path_without_tls_is_refused_with_what_to_do() {
     assert!(said.contains("--remote needs TLS"), "{said}");
     assert!(!dir.path().join("remote.key").exists(), "no key was made");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_waits_while_the_relay_is_down_and_runs_when_it_is_back() {
+    let Some(mut lan) = lan_or_skip(&["home", "cafe", "relay"]) else {
+        return;
+    };
+    let pool = relay_and_home(&mut lan).await;
+    lan.cut("cafe", "10.77.0.1/32").unwrap();
+    let join = ["join", "--code", &pool.code, "--coordinator", &pool.address];
+    lan.run("cafe", &join).await;
+    lan.spawn(
+        "cafe",
+        &["agent", "--slots", "1", "--name", "cafe", "--dedicated"],
+        "agent",
+    );
+    cafe_online(&lan).await;
+
+    let started = std::time::Instant::now();
+    lan.kill_machine("relay");
+    let job = submit_one(&lan).await;
+    // The café says it cannot reach the pool, rather than waiting in silence.
+    let log = lan.data_dir("cafe").join("agent.err");
+    let told = || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("cannot reach the pool").then_some(())
+    };
+    eventually(
+        "the café to say the pool is out of reach",
+        Duration::from_secs(60),
+        told,
+    )
+    .await;
+    eprintln!(
+        "relay down: the café said so {} ms after",
+        started.elapsed().as_millis()
+    );
+
+    lan.spawn(
+        "relay",
+        &["relay", "--listen", "10.77.0.3:3340"],
+        "relay-again",
+    );
+    let lan = &lan;
+    let job = job.as_str();
+    let ended = || async move {
+        let status: Value =
+            serde_json::from_str(&lan.run("home", &["status", job, "--json"]).await).ok()?;
+        (status["job"]["state"] != "running").then_some(status)
+    };
+    let status = eventually(
+        "the job to end once the relay is back",
+        Duration::from_secs(120),
+        ended,
+    )
+    .await;
+    eprintln!(
+        "relay back: the job ended {} ms after the relay went down",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(status["job"]["state"], "completed", "{status}");
+    assert_eq!(status["job"]["nodes"][0]["node_name"], "cafe", "{status}");
+}
+
+/// Submits one task at home; its job's id.
+async fn submit_one(lan: &Lan) -> String {
+    let module = lan.data_dir("home").join("probe.wasm");
+    std::fs::write(&module, guests::PROBE).unwrap();
+    let submit = [
+        "submit",
+        module.to_str().unwrap(),
+        "--json",
+        "--",
+        "echo",
+        "back",
+    ];
+    let submitted: Value = serde_json::from_str(&lan.run("home", &submit).await).unwrap();
+    submitted["job_id"].as_str().unwrap().to_owned()
+}
+
+async fn cafe_online(lan: &Lan) {
+    let online = || async move {
+        let output = lan
+            .command("home", &["nodes", "--json"])
+            .output()
+            .await
+            .ok()?;
+        let nodes: Value = serde_json::from_slice(&output.stdout).ok()?;
+        let cafe = nodes["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == "cafe")?;
+        (cafe["state"] == "online").then_some(())
+    };
+    eventually(
+        "the café's node online at home",
+        Duration::from_secs(90),
+        online,
+    )
+    .await;
+}
