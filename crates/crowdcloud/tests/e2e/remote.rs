@@ -84,25 +84,7 @@ async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_
     let agent = ["agent", "--slots", "1", "--name", "cafe", "--dedicated"];
     lan.spawn("cafe", &agent, "agent");
     let lan = &lan;
-    let online = || async move {
-        let output = lan
-            .command("home", &["nodes", "--json"])
-            .output()
-            .await
-            .ok()?;
-        let nodes: Value = serde_json::from_slice(&output.stdout).ok()?;
-        let cafe = nodes["nodes"]
-            .as_array()?
-            .iter()
-            .find(|n| n["name"] == "cafe")?;
-        (cafe["state"] == "online").then_some(())
-    };
-    eventually(
-        "the café's node online at home",
-        Duration::from_secs(90),
-        online,
-    )
-    .await;
+    cafe_online(lan).await;
     runs_far_away(lan).await;
     assert_eq!(
         remote_path(lan, "cafe").await,
