@@ -17,8 +17,19 @@ pub(crate) fn keep(tunnel: remote::Tunnel) -> String {
 }
 
 /// `url` as clients give it to reqwest: a URL as it was, or, for a pool address, the loopback
-/// URL of a tunnel to that pool (each of a comma-separated list alike).
+/// URL of a tunnel to that pool (each of a comma-separated list alike), which has reached the
+/// pool once: a command says at once that the pool is out of reach.
 pub(crate) async fn reachable(url: &str) -> anyhow::Result<String> {
+    through_tunnels(url, true).await
+}
+
+/// [`reachable`] for an agent, whose tunnel connects when first used: an agent started while
+/// its pool is out of reach waits for it, as on the LAN.
+pub(crate) async fn reachable_later(url: &str) -> anyhow::Result<String> {
+    through_tunnels(url, false).await
+}
+
+async fn through_tunnels(url: &str, connect_now: bool) -> anyhow::Result<String> {
     let mut urls = Vec::new();
     for part in url.split(',') {
         if !remote::PoolAddress::is_one(part) {
@@ -26,9 +37,11 @@ pub(crate) async fn reachable(url: &str) -> anyhow::Result<String> {
             continue;
         }
         let address: remote::PoolAddress = part.parse()?;
-        let tunnel = remote::Tunnel::open(address)
-            .await
-            .with_context(|| format!("reaching {part}"))?;
+        let tunnel = match connect_now {
+            true => remote::Tunnel::open(address).await,
+            false => remote::Tunnel::open_lazily(address).await,
+        };
+        let tunnel = tunnel.with_context(|| format!("reaching {part}"))?;
         urls.push(keep(tunnel));
     }
     Ok(urls.join(","))

@@ -126,3 +126,29 @@ async fn a_relay_refuses_a_rate_too_low_to_carry_a_frame() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lazy_tunnel_opened_while_the_pool_is_away_reaches_it_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("remote.key");
+    std::fs::write(&key_file, [5u8; 32]).unwrap();
+    // A port nothing listens on yet, where the pool will be.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let pool = PoolAddress {
+        id: iroh::SecretKey::from_bytes(&[5; 32]).public(),
+        relay: None,
+        direct: vec![port],
+    };
+    let tunnel = Tunnel::open_lazily(pool).await.unwrap();
+    let gateway = Gateway::start(&key_file, port, None, echo().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        gateway.address().await.id,
+        iroh::SecretKey::from_bytes(&[5; 32]).public()
+    );
+    assert_eq!(round_trip(&tunnel, b"you are up").await, b"you are up");
+}

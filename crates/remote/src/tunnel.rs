@@ -74,30 +74,36 @@ impl Link {
             pool: self.pool.id.to_string(),
             message,
         };
-        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(connected) => connected.map_err(|error| failed(error.to_string()))?,
-            Err(_) if self.pool.relay.is_none() => {
-                return Err(failed(format!(
-                    "no direct path in {} s, and the address names no relay: a device behind a \
-                     strict NAT reaches the pool only through one (its owner adds --relay)",
-                    CONNECT_TIMEOUT.as_secs()
-                )));
+        let why = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(connection)) => {
+                *held = Some(connection.clone());
+                return Ok(connection);
             }
-            Err(_) => {
-                return Err(failed(format!(
-                    "no answer in {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                )));
-            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer in {} s", CONNECT_TIMEOUT.as_secs()),
         };
-        *held = Some(connection.clone());
-        Ok(connection)
+        Err(failed(match self.pool.relay {
+            Some(_) => why,
+            None => format!(
+                "{why}, and the address names no relay: a device behind a strict NAT reaches \
+                 the pool only through one (its owner adds --relay)"
+            ),
+        }))
     }
 }
 
 impl Tunnel {
     /// Opens the port and connects to `pool` (at once, so an unreachable pool is said now).
     pub async fn open(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
+        let tunnel = Self::open_lazily(pool).await?;
+        tunnel.link.connection().await?;
+        Ok(tunnel)
+    }
+
+    /// Opens the port without connecting: the first connection to it connects, and one that
+    /// finds the pool out of reach is closed, so an agent started while its pool is offline
+    /// waits for it as it would on the LAN.
+    pub async fn open_lazily(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
         let endpoint = Endpoint::builder(iroh::endpoint::presets::Minimal)
             .relay_mode(relay_mode(pool.relay.as_ref()))
             .transport_config(crate::gateway::transport())
@@ -109,7 +115,6 @@ impl Tunnel {
             pool,
             connection: Mutex::new(None),
         });
-        link.connection().await?;
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(RemoteError::Listen)?;

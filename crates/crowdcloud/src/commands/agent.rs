@@ -32,7 +32,7 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
         &data_dir,
     )
     .await?;
-    let url = crate::tunnels::reachable(&target.url).await?;
+    let url = crate::tunnels::reachable_later(&target.url).await?;
     let mut config = agent::AgentConfig::new(&url, &target.join_token, data_dir);
     config.coordinator_fingerprint = target.fingerprint;
     config.identity_clash_wait = Duration::from_secs(args.identity_wait_secs);
