@@ -621,7 +621,7 @@ impl Client {
     }
 
     /// Stops lending to a pool (owner only).
-    pub async fn remove_peer(&self, peer: &str) -> Result<wire::federation::Peer> {
+    pub async fn remove_peer(&self, peer: wire::PeerId) -> Result<wire::federation::Peer> {
         self.post(&format!("/v1/federation/peers/{peer}/remove"), &())
             .await
     }

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use wire::Fingerprint;
+use wire::PeerId;
 use wire::auth::{TokenKind, token_hash};
-use wire::federation::{BridgeState, peer_name};
+use wire::federation::BridgeState;
 
 use crate::pool::{BridgeToken, Lendable};
 use crate::service::Shared;
@@ -87,7 +88,7 @@ pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>)
             let (state, watched) = watch::channel(BridgeState::Starting);
             shared.bridges.lock().insert(peer.id, watched);
             let bridge = Bridge {
-                peer: peer_name(peer.id),
+                peer: PeerId(peer.id).to_string(),
                 url: peer.url.clone(),
                 fingerprint: peer.fingerprint,
                 token: peer.token.clone(),

@@ -880,7 +880,7 @@ pub(crate) enum FederationCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Stop lending to a pool, by its id (p-…, from `federation list`).
+    /// Stop lending to a pool, by its id (f-…, from `federation list`).
     Remove {
         #[command(flatten)]
         connection: Connection,

@@ -19,23 +19,6 @@ pub const HELD_MAX: u32 = 64;
 /// The longest URL of a peer, in bytes.
 pub const PEER_URL_BYTES_MAX: usize = 512;
 
-/// A peer's id as people and routes name it: `p-` and 16 hex digits.
-pub fn peer_name(id: u64) -> String {
-    format!("p-{id:016x}")
-}
-
-/// The peer `name` (as [`peer_name`] writes it) names, or why it names none.
-pub fn peer_id(name: &str) -> Result<u64, WireError> {
-    name.strip_prefix("p-")
-        .filter(|hex| hex.len() == 16)
-        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-        .ok_or_else(|| WireError::Malformed {
-            what: "peer id",
-            value: name.to_owned(),
-            expected: "p- and 16 hex digits, as `crowdcloud federation list` shows",
-        })
-}
-
 /// `POST /v1/federation/peers`: lend this pool's idle slots to the pool at `url`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,8 +83,8 @@ pub enum BridgeState {
 /// A pool this one lends its idle slots to; never its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Peer {
-    /// Names it in `remove`: `p-` and 16 hex digits.
-    pub id: String,
+    /// Names it in `remove`.
+    pub id: crate::PeerId,
     pub url: String,
     #[schema(value_type = String)]
     pub fingerprint: Fingerprint,
@@ -131,20 +114,11 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_id_reads_back_and_nothing_else_reads_as_one() {
-        for id in [0, 1, u64::MAX] {
-            assert_eq!(peer_id(&peer_name(id)).unwrap(), id);
-        }
-        for bad in [
-            "",
-            "p-",
-            "p-1",
-            "p-000000000000000g",
-            "x-0000000000000001",
-            "p-0000000000000001/x",
-        ] {
-            assert!(peer_id(bad).is_err(), "{bad:?}");
-        }
+    fn a_peer_id_is_not_a_pipeline_id() {
+        let peer = crate::PeerId(1).to_string();
+        assert!(peer.parse::<crate::PipelineId>().is_err(), "{peer}");
+        let pipeline = crate::PipelineId(1).to_string();
+        assert!(pipeline.parse::<crate::PeerId>().is_err(), "{pipeline}");
     }
 
     #[test]

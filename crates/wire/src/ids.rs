@@ -106,6 +106,10 @@ prefixed_id!(
     /// A pipeline: stages, each a job, joined by their outputs.
     PipelineId, "p-", "pipeline id"
 );
+prefixed_id!(
+    /// A pool this one lends its idle slots to (federation).
+    PeerId, "f-", "peer id"
+);
 
 /// A string schema with the pattern its parser enforces, so clients (and contract tests) know
 /// what is accepted before they send it.

@@ -41,7 +41,7 @@ pub use credits::{Account, Balance, CreditGrant, CreditGranted, Credits, Memo, T
 pub use deletion::{Forget, JobDeletion};
 pub use failure::OnFailure;
 pub use fingerprint::Fingerprint;
-pub use ids::{AttemptId, BlobHash, JobId, NodeId, PipelineId, RequesterId};
+pub use ids::{AttemptId, BlobHash, JobId, NodeId, PeerId, PipelineId, RequesterId};
 pub use job::{
     BlobRef, Deterministic, InputFile, JobSubmission, JobSubmitted, Limits, Mount, MountFile,
     Requirements, TaskSpec, Validator,

@@ -6,7 +6,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use wire::ApiError;
-use wire::federation::{BridgeState, Peer, PeerList, PeerRequest, peer_id, peer_name};
+use wire::PeerId;
+use wire::federation::{BridgeState, Peer, PeerList, PeerRequest};
 
 use super::trust::Owner;
 use super::{ApiResult, AppState, Body, Failure};
@@ -14,7 +15,7 @@ use crate::pool::{AddPeer, RemovePeer};
 
 fn peer_of(row: &store::PeerRow, bridge: Option<BridgeState>) -> Peer {
     Peer {
-        id: peer_name(row.id),
+        id: PeerId(row.id),
         url: row.url.clone(),
         fingerprint: row.fingerprint,
         added_at_ms: row.added_at_ms,
@@ -49,7 +50,7 @@ pub(crate) async fn add(
     });
     let row = added?;
     shared.committed(commit).await?;
-    tracing::info!(peer = %peer_name(row.id), url = %row.url, "federation peer added");
+    tracing::info!(peer = %PeerId(row.id), url = %row.url, "federation peer added");
     Ok(Json(peer_of(&row, None)))
 }
 
@@ -72,7 +73,7 @@ pub(crate) async fn list(State(shared): State<AppState>, _owner: Owner) -> Json<
 }
 
 #[utoipa::path(post, path = "/v1/federation/peers/{id}/remove", tag = "federation",
-    params(("id" = String, Path, description = "the peer's id, p-…")),
+    params(("id" = PeerId, Path, description = "the peer's id (f-…)")),
     responses(
         (status = 200, body = Peer, description = "this pool lends to the peer no more; its account stays"),
         (status = 400, body = ApiError, description = "the id is malformed"),
@@ -85,10 +86,10 @@ pub(crate) async fn remove(
     _owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Peer>> {
-    let peer = peer_id(&id).map_err(|error| Failure::bad_request(error.to_string()))?;
-    let (removed, commit) = shared.apply(RemovePeer { id: peer });
+    let peer: PeerId = super::parse_path(&id)?;
+    let (removed, commit) = shared.apply(RemovePeer { id: peer.0 });
     let row = removed?;
     shared.committed(commit).await?;
-    tracing::info!(peer = %peer_name(row.id), url = %row.url, "federation peer removed");
+    tracing::info!(peer = %PeerId(row.id), url = %row.url, "federation peer removed");
     Ok(Json(peer_of(&row, None)))
 }

@@ -180,8 +180,9 @@ impl PoolState {
         }
         if let Some(same) = self.peers().find(|p| p.url == peer.url) {
             return Err(PoolError::Conflict(format!(
-                "this pool lends to {} already, as p-{:016x}; remove it first to change its token",
-                same.url, same.id
+                "this pool lends to {} already, as {}; remove it first to change its token",
+                same.url,
+                wire::PeerId(same.id)
             )));
         }
         let requester = RequesterRow {
@@ -209,7 +210,8 @@ impl PoolState {
     ) -> Result<PeerRow, PoolError> {
         let Some(peer) = self.federation.peers.get(&id).cloned() else {
             return Err(PoolError::NotFound(format!(
-                "this pool lends to no peer p-{id:016x}; `crowdcloud federation list` shows them"
+                "this pool lends to no peer {}; `crowdcloud federation list` shows them",
+                wire::PeerId(id)
             )));
         };
         self.revoke_tokens_of(peer.requester_id, now_ms, out);
@@ -234,7 +236,7 @@ impl PoolState {
             token: TokenRow {
                 hash: token_hash,
                 role: TokenRole::Requester(requester),
-                name: format!("federation bridge p-{id:016x}"),
+                name: format!("federation bridge {}", wire::PeerId(id)),
                 created_at_ms: now_ms,
                 revoked_at_ms: None,
             },

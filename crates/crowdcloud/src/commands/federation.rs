@@ -47,9 +47,9 @@ pub(crate) async fn run(command: FederationCommand) -> anyhow::Result<ExitCode> 
             }
         }
         FederationCommand::Remove { connection, peer } => {
-            wire::federation::peer_id(&peer)?;
+            let peer: wire::PeerId = peer.parse()?;
             let client = local::connect(&connection).await?;
-            let removed = client.remove_peer(&peer).await?;
+            let removed = client.remove_peer(peer).await?;
             if connection.json {
                 print_json(&removed)?;
             } else {
@@ -65,7 +65,7 @@ fn print_peers(peers: &[Peer]) {
         .iter()
         .map(|peer| {
             vec![
-                peer.id.clone(),
+                peer.id.to_string(),
                 peer.url.clone(),
                 peer.fingerprint.short(),
                 peer.account.to_string(),
