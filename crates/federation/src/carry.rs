@@ -55,14 +55,11 @@ async fn carry_through(
     let attempt = grant.attempt_id;
     let runtime = runtime_of(bridged, &grant).await?;
     let dir = tempfile::tempdir()?;
-    for hash in blobs_of(&grant, &runtime) {
+    let submission = submission(bridged, &grant, &runtime);
+    for hash in submission.blobs_named(&submission.tasks) {
         copy_in(bridged, hash, dir.path()).await?;
     }
-    let job = bridged
-        .local
-        .submit(&submission(bridged, &grant, &runtime))
-        .await?
-        .job_id;
+    let job = bridged.local.submit(&submission).await?.job_id;
     if let Some(borrowed) = bridged.held.lock().get_mut(&attempt) {
         borrowed.job = Some(job);
     }
@@ -105,18 +102,6 @@ async fn runtime_of(
         .lock()
         .insert(grant.job_id, Arc::clone(&runtime));
     Ok(runtime)
-}
-
-/// Every blob the attempt reads: module, mount files, stdin, inputs.
-fn blobs_of(grant: &AttemptGrant, runtime: &JobRuntime) -> Vec<BlobHash> {
-    let mut hashes = vec![runtime.module];
-    let mounts = runtime.mounts.iter().flat_map(|mount| &mount.files);
-    hashes.extend(mounts.map(|file| file.blob));
-    hashes.extend(grant.stdin);
-    hashes.extend(grant.inputs.iter().map(|input| input.blob));
-    hashes.sort();
-    hashes.dedup();
-    hashes
 }
 
 /// Copies a blob from the home pool to this one, unless this pool has it for the peer already.
