@@ -62,13 +62,17 @@ pub(crate) async fn lend(shared: Arc<Shared>, runner: Arc<dyn FederationRunner>)
     loop {
         let (now, peers) = shared.read(|pool, now_ms| {
             let peers: Vec<_> = pool.peers().cloned().collect();
-            (pool.lendable(now_ms), peers)
+            // A pool that lends to no one (most pools) measures nothing under the pool's lock.
+            let now = (!peers.is_empty()).then(|| pool.lendable(now_ms));
+            (now, peers)
         });
-        publish.send_if_modified(|old| {
-            let changed = *old != now;
-            *old = now;
-            changed
-        });
+        if let Some(now) = now {
+            publish.send_if_modified(|old| {
+                let changed = *old != now;
+                *old = now;
+                changed
+            });
+        }
         bridges.retain(|id, bridge| {
             let kept = peers.iter().any(|peer| peer.id == *id);
             if !kept {
