@@ -499,25 +499,13 @@ async fn open_remote(
         })?),
         None => None,
     };
-    let forward_to = match served.address.ip() {
-        ip if ip.is_unspecified() => {
-            std::net::SocketAddr::new(loopback_of(ip), served.address.port())
-        }
-        _ => served.address,
-    };
+    let forward_to = trust::local_address(&served.address);
     let bind = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), args.remote_port);
     let gateway =
         remote::Gateway::start(&data_dir.join("remote.key"), bind, relay, forward_to).await?;
     let address = gateway.address().await;
     served.gateway = Some(gateway);
     Ok(address)
-}
-
-fn loopback_of(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-    }
 }
 
 /// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,

@@ -52,13 +52,18 @@ impl TlsOptions {
 /// The URL clients on this machine use: loopback when the listener takes every address.
 pub(crate) fn local_url(address: &SocketAddr, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", local_address(address))
+}
+
+/// Where clients on this machine reach a listener on `address`: loopback when it takes every
+/// address.
+pub(crate) fn local_address(address: &SocketAddr) -> SocketAddr {
     let ip = match address.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
-        ip if ip.is_unspecified() => "[::1]".to_owned(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        ip => ip.to_string(),
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
     };
-    format!("{scheme}://{ip}:{}", address.port())
+    SocketAddr::new(ip, address.port())
 }
 
 /// Shows a join code and advertises the pool on the LAN, when it serves TLS. Failures are
@@ -115,5 +120,30 @@ pub(crate) async fn advertise_and_show_code(
             eprintln!("warning: the pool is not advertised on the LAN: {error}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod local_address_tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_every_address_is_reached_at_loopback_and_any_other_as_it_is() {
+        let cases = [
+            ("0.0.0.0:7878", "127.0.0.1:7878", "https://127.0.0.1:7878"),
+            ("[::]:7878", "[::1]:7878", "https://[::1]:7878"),
+            ("10.77.0.1:7878", "10.77.0.1:7878", "https://10.77.0.1:7878"),
+            ("[fd00::1]:7878", "[fd00::1]:7878", "https://[fd00::1]:7878"),
+        ];
+        for (listen, reached, url) in cases {
+            let listen: SocketAddr = listen.parse().unwrap();
+            assert_eq!(
+                local_address(&listen),
+                reached.parse::<SocketAddr>().unwrap()
+            );
+            assert_eq!(local_url(&listen, true), url);
+        }
+        let plain: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(local_url(&plain, false), "http://127.0.0.1:1");
     }
 }
