@@ -24,6 +24,8 @@ struct Federated {
     b_in_a: String,
     /// A's account in B: what A's tasks spent of B's nodes' work (`requester:…`).
     a_in_b: String,
+    /// A as B's peer (`f-…`).
+    peer: String,
 }
 
 /// Pools A (one slot of its own) and B (two, started with `b_args` as well), B lending to A;
@@ -55,6 +57,7 @@ async fn federated(b_args: &[&str]) -> Option<Federated> {
     assert_eq!(added["url"], A_URL);
     let b_in_a = format!("owner:{}", created["info"]["id"].as_str().unwrap());
     let a_in_b = format!("requester:{}", added["account"].as_str().unwrap());
+    let peer = added["id"].as_str().unwrap().to_owned();
     let lan_ref = &lan;
     let online = || async move {
         let nodes = nodes_of(lan_ref, "a").await;
@@ -75,6 +78,7 @@ async fn federated(b_args: &[&str]) -> Option<Federated> {
         module,
         b_in_a,
         a_in_b,
+        peer,
     })
 }
 
@@ -183,6 +187,7 @@ async fn borrowed_tasks_come_home_with_their_nodes_and_are_paid_for(federated: &
         module,
         b_in_a,
         a_in_b,
+        ..
     } = federated;
     // A has one slot of its own: the rest of a sweep runs on B's two.
     let job = submit(lan, "a", module, 12, &["echo", "out-{i}"]).await;
@@ -238,7 +243,9 @@ async fn a_job_that_stays_home_never_leaves(Federated { lan, module, .. }: &Fede
 }
 
 async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
-    Federated { lan, module, .. }: &Federated,
+    Federated {
+        lan, module, peer, ..
+    }: &Federated,
 ) {
     // B lends while A's long sweep runs; B's own job, submitted meanwhile, goes first on B.
     let long = submit(lan, "a", module, 16, &["sleep", "1000"]).await;
@@ -281,6 +288,12 @@ async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
     let (status, _) = finished(lan, "a", &long).await;
     assert_eq!(status["state"], "completed", "{status}");
     assert_eq!(status["tasks"]["succeeded"], 16);
+    // B's owner stops lending to A, by the id the list shows; a pipeline's id names no peer.
+    let mut wrong = lan.command("b", &["federation", "remove", "p-0000000000000001"]);
+    assert!(!wrong.output().await.unwrap().status.success());
+    lan.run("b", &["federation", "remove", peer]).await;
+    let peers = json(lan, "b", &["federation", "list", "--json"]).await;
+    assert_eq!(peers["peers"], serde_json::json!([]), "{peers}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
