@@ -11,7 +11,7 @@
 //! which says what to do.
 
 mod coordinators;
-mod pinned;
+pub mod pinned;
 pub mod private;
 mod submit;
 mod trust;

@@ -82,6 +82,22 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
+/// A verifier that trusts exactly the certificate with `fingerprint`, for TLS this crate does
+/// not make itself (the remote path's relay).
+pub fn verifier(
+    fingerprint: Fingerprint,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Arc<dyn ServerCertVerifier> {
+    let pin = Pin {
+        pinned: Some(fingerprint),
+        presented: Arc::default(),
+    };
+    Arc::new(PinnedVerifier {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    })
+}
+
 /// A rustls client configuration that trusts exactly the pinned certificate.
 pub(crate) fn client_config(pin: Pin) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

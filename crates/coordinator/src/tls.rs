@@ -110,6 +110,12 @@ impl TlsIdentity {
     pub(crate) fn server_config(&self) -> Arc<rustls::ServerConfig> {
         Arc::clone(&self.config)
     }
+
+    /// The configuration to serve this certificate elsewhere (the relay's address discovery,
+    /// which sets its own protocols).
+    pub fn rustls_config(&self) -> rustls::ServerConfig {
+        rustls::ServerConfig::clone(&self.config)
+    }
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CoordinatorError> {

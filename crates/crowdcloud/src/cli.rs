@@ -71,9 +71,21 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct RelayArgs {
-    /// Where it listens (HTTP; put a TLS terminating proxy in front on the internet).
+    /// Where it listens: the relay protocol over HTTP on TCP, and address discovery over QUIC
+    /// on UDP port 7842 of the same host.
     #[arg(long, default_value = "0.0.0.0:3340")]
     pub(crate) listen: String,
+    /// Where it keeps its certificate for address discovery, made on first start
+    /// [default: the XDG data dir]/relay
+    #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// A certificate chain (PEM) from an authority, instead of the self-signed one; pools
+    /// then need no --relay-fingerprint.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
     /// The most it reads from each client (a pool, or a device) a second, in bytes.
     #[arg(long, default_value_t = remote::RELAY_CLIENT_BYTES_PER_S_DEFAULT)]
     pub(crate) client_bytes_per_second: u32,
@@ -212,6 +224,10 @@ pub(crate) struct ServiceArgs {
     /// connect.
     #[arg(long, value_name = "URL", requires = "remote")]
     pub(crate) relay: Option<String>,
+    /// The certificate of a relay of one's own (sha256:…, printed by `crowdcloud relay`), by
+    /// which devices check the relay that tells them their public address.
+    #[arg(long, value_name = "FINGERPRINT", requires = "relay")]
+    pub(crate) relay_fingerprint: Option<String>,
     /// Advertise on this interface only (repeatable) [default: every LAN interface]
     #[arg(long = "interface", value_name = "NAME")]
     pub(crate) interfaces: Vec<String>,

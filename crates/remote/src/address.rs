@@ -1,14 +1,23 @@
 //! A pool's remote address as people paste it: `iroh:KEY`, then the relay it is reached
 //! through and the direct addresses it was last seen at, if any
-//! (`iroh:KEY?relay=https://relay.example&direct=203.0.113.7:7879`).
+//! (`iroh:KEY?relay=http://relay.example:3340&relay_fingerprint=…&direct=203.0.113.7:7879`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use iroh::{EndpointAddr, EndpointId, RelayUrl};
+use wire::Fingerprint;
 
 use crate::RemoteError;
+
+/// A relay as a pool names it: its URL, and the fingerprint of the certificate it answers
+/// address discovery with where that certificate is its own rather than a public authority's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLink {
+    pub url: RelayUrl,
+    pub fingerprint: Option<Fingerprint>,
+}
 
 /// The most direct addresses an address carries.
 const DIRECT_MAX: usize = 8;
@@ -17,7 +26,7 @@ const DIRECT_MAX: usize = 8;
 pub struct PoolAddress {
     /// The pool's key: only the pool can answer for it.
     pub id: EndpointId,
-    pub relay: Option<RelayUrl>,
+    pub relay: Option<RelayLink>,
     pub direct: Vec<SocketAddr>,
 }
 
@@ -25,7 +34,7 @@ impl PoolAddress {
     pub(crate) fn endpoint_addr(&self) -> EndpointAddr {
         let mut addr = EndpointAddr::new(self.id);
         if let Some(relay) = &self.relay {
-            addr = addr.with_relay_url(relay.clone());
+            addr = addr.with_relay_url(relay.url.clone());
         }
         for direct in &self.direct {
             addr = addr.with_ip_addr(*direct);
@@ -52,16 +61,29 @@ impl FromStr for PoolAddress {
             relay: None,
             direct: Vec::new(),
         };
+        let mut relay_fingerprint = None;
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             match pair.split_once('=').ok_or_else(bad)? {
                 ("relay", url) if address.relay.is_none() => {
-                    address.relay = Some(RelayUrl::from_str(url).map_err(|_| bad())?);
+                    let url = RelayUrl::from_str(url).map_err(|_| bad())?;
+                    address.relay = Some(RelayLink {
+                        url,
+                        fingerprint: None,
+                    });
+                }
+                ("relay_fingerprint", hex) if relay_fingerprint.is_none() => {
+                    relay_fingerprint = Some(Fingerprint::from_str(hex).map_err(|_| bad())?);
                 }
                 ("direct", socket) if address.direct.len() < DIRECT_MAX => {
                     address.direct.push(socket.parse().map_err(|_| bad())?);
                 }
                 _ => return Err(bad()),
             }
+        }
+        match (&mut address.relay, relay_fingerprint) {
+            (Some(relay), fingerprint) => relay.fingerprint = fingerprint,
+            (None, Some(_)) => return Err(bad()),
+            (None, None) => {}
         }
         Ok(address)
     }
@@ -72,8 +94,11 @@ impl fmt::Display for PoolAddress {
         write!(f, "iroh:{}", self.id)?;
         let mut separator = '?';
         if let Some(relay) = &self.relay {
-            write!(f, "{separator}relay={relay}")?;
+            write!(f, "{separator}relay={}", relay.url)?;
             separator = '&';
+            if let Some(fingerprint) = &relay.fingerprint {
+                write!(f, "&relay_fingerprint={fingerprint}")?;
+            }
         }
         for direct in &self.direct {
             write!(f, "{separator}direct={direct}")?;
@@ -92,7 +117,10 @@ mod tests {
         let key = iroh::SecretKey::from_bytes(&[7; 32]).public();
         let address = PoolAddress {
             id: key,
-            relay: Some(RelayUrl::from_str("http://10.77.0.3:3340").unwrap()),
+            relay: Some(RelayLink {
+                url: RelayUrl::from_str("http://10.77.0.3:3340").unwrap(),
+                fingerprint: Some(Fingerprint::of_der(b"a relay's certificate")),
+            }),
             direct: vec!["10.77.0.1:7879".parse().unwrap()],
         };
         assert_eq!(address.to_string().parse::<PoolAddress>().unwrap(), address);
@@ -106,6 +134,8 @@ mod tests {
             format!("iroh:{key}?direct=nowhere"),
             format!("iroh:{key}?other=1"),
             format!("iroh:{key}?relay"),
+            format!("iroh:{key}?relay_fingerprint={}", "ab".repeat(32)),
+            format!("iroh:{key}?relay=http://r.example&relay_fingerprint=abc"),
         ] {
             assert!(bad.parse::<PoolAddress>().is_err(), "{bad:?}");
         }

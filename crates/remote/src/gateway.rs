@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iroh::endpoint::Connection;
-use iroh::{Endpoint, EndpointId, RelayMap, RelayMode, RelayUrl, SecretKey, Watcher};
+use iroh::{Endpoint, EndpointId, RelayMap, RelayMode, SecretKey, Watcher};
 use rand::RngExt;
 use tokio::sync::Mutex;
 
-use crate::{ALPN, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, PoolAddress, RemoteError};
+use crate::{ALPN, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, PoolAddress, RelayLink, RemoteError};
 
 /// How long a gateway waits for its endpoint to know an address of its own at start.
 const ADDRESS_WAIT: Duration = Duration::from_secs(5);
@@ -20,7 +20,7 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(5);
 /// The pool's remote endpoint; dropping it stops it.
 pub struct Gateway {
     endpoint: Endpoint,
-    relay: Option<RelayUrl>,
+    relay: Option<RelayLink>,
     accepting: tokio::task::JoinHandle<()>,
 }
 
@@ -41,12 +41,26 @@ pub(crate) fn transport() -> iroh::endpoint::QuicTransportConfig {
         .build()
 }
 
-/// The relay map of one relay, or none: no relay at all.
-pub(crate) fn relay_mode(relay: Option<&RelayUrl>) -> RelayMode {
-    match relay {
-        Some(url) => RelayMode::Custom(RelayMap::from(url.clone())),
-        None => RelayMode::Disabled,
+/// An endpoint's builder for the pool's remote path: through `relay` where there is one,
+/// which tells it the address the internet sees it at (QUIC address discovery, on the relay's
+/// host at iroh's port 7842) so holes can be punched, its certificate checked by the pinned
+/// fingerprint where the relay has one, else by the public authorities.
+pub(crate) fn endpoint_builder(relay: Option<&RelayLink>) -> iroh::endpoint::Builder {
+    let mut builder = Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .transport_config(transport())
+        .relay_mode(match relay {
+            Some(relay) => RelayMode::Custom(RelayMap::from(relay.url.clone())),
+            None => RelayMode::Disabled,
+        });
+    if let Some(fingerprint) = relay.and_then(|relay| relay.fingerprint) {
+        let pinned = move |provider: Arc<rustls::crypto::CryptoProvider>| {
+            Ok(client::pinned::verifier(fingerprint, &provider))
+        };
+        builder = builder.ca_tls_config(iroh::tls::CaTlsConfig::custom_server_cert_verifier(
+            Arc::new(pinned),
+        ));
     }
+    builder
 }
 
 impl Gateway {
@@ -55,15 +69,13 @@ impl Gateway {
     pub async fn start(
         key_file: &Path,
         bind: SocketAddr,
-        relay: Option<RelayUrl>,
+        relay: Option<RelayLink>,
         forward_to: SocketAddr,
     ) -> Result<Gateway, RemoteError> {
         let key = load_or_create_key(key_file)?;
-        let endpoint = Endpoint::builder(iroh::endpoint::presets::Minimal)
+        let endpoint = endpoint_builder(relay.as_ref())
             .secret_key(key)
             .alpns(vec![ALPN.to_vec()])
-            .relay_mode(relay_mode(relay.as_ref()))
-            .transport_config(transport())
             .bind_addr(bind)
             .map_err(|error| RemoteError::Bind(error.to_string()))?
             .bind()

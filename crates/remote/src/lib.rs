@@ -13,9 +13,9 @@ mod gateway;
 mod relay;
 mod tunnel;
 
-pub use address::PoolAddress;
+pub use address::{PoolAddress, RelayLink};
 pub use gateway::Gateway;
-pub use relay::{RELAY_CLIENT_BYTES_PER_S_MIN, Relay};
+pub use relay::{ADDRESS_DISCOVERY_PORT, AddressDiscovery, RELAY_CLIENT_BYTES_PER_S_MIN, Relay};
 pub use tunnel::{PathReport, Tunnel};
 
 /// The protocol a pool's gateway answers; a connection that asks for another is refused.

@@ -68,12 +68,17 @@ async fn a_tunnel_reaches_the_pool_through_a_relay_alone() {
     let relay = Relay::start(
         "127.0.0.1:0".parse().unwrap(),
         crate::RELAY_CLIENT_BYTES_PER_S_DEFAULT,
+        None,
     )
     .await
     .unwrap();
     let url: iroh::RelayUrl = format!("http://{}", relay.address().unwrap())
         .parse()
         .unwrap();
+    let url = crate::RelayLink {
+        url,
+        fingerprint: None,
+    };
     let listener = echo().await;
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let gateway = Gateway::start(&dir.path().join("key"), bind, Some(url.clone()), listener)
@@ -117,11 +122,11 @@ async fn an_unreachable_pool_is_said_at_once() {
 #[tokio::test]
 async fn a_relay_refuses_a_rate_too_low_to_carry_a_frame() {
     let listen = "127.0.0.1:0".parse().unwrap();
-    let refused = Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_MIN - 1).await;
+    let refused = Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_MIN - 1, None).await;
     let error = refused.err().expect("refused").to_string();
     assert!(error.contains("at least 65536 bytes a second"), "{error}");
     assert!(
-        Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_MIN)
+        Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_MIN, None)
             .await
             .is_ok()
     );

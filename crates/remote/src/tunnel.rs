@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use iroh::Endpoint;
 use iroh::endpoint::Connection;
+use iroh::{Endpoint, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-use crate::gateway::relay_mode;
+use crate::gateway::endpoint_builder;
 use crate::{ALPN, PoolAddress, RemoteError};
 
 /// How long a connection to the pool may take to open.
@@ -23,6 +23,9 @@ pub struct Tunnel {
     carrying: tokio::task::JoinHandle<()>,
 }
 
+/// How long [`Tunnel::path`] waits for a hole to be punched before it reports the relay.
+const DIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How a tunnel reaches its pool now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathReport {
@@ -31,6 +34,9 @@ pub struct PathReport {
     /// The pool's address or the relay's URL.
     pub through: String,
     pub rtt_ms: f64,
+    /// The address the relay sees this device at, and the port it uses here: a router that
+    /// keeps the port maps every destination alike, so holes can be punched through it.
+    pub seen_at: Option<(SocketAddr, u16)>,
 }
 
 impl std::fmt::Display for PathReport {
@@ -44,7 +50,24 @@ impl std::fmt::Display for PathReport {
             f,
             "{how} {}, round trip {:.1} ms",
             self.through, self.rtt_ms
-        )
+        )?;
+        match self.seen_at {
+            Some((seen, local_port)) if seen.port() == local_port => write!(
+                f,
+                "; the relay sees this device at {seen}, its router keeping the port"
+            ),
+            Some((seen, _)) => write!(
+                f,
+                "; the relay sees this device at {seen}, its router changing the port (a \
+                 router that gives each destination a port of its own lets no hole through)"
+            ),
+            None if self.direct => Ok(()),
+            None => write!(
+                f,
+                "; no relay told this device its public address, so no hole could be punched \
+                 (the pool's relay needs its --relay-fingerprint, or answers no address discovery)"
+            ),
+        }
     }
 }
 
@@ -104,9 +127,7 @@ impl Tunnel {
     /// finds the pool out of reach is closed, so an agent started while its pool is offline
     /// waits for it as it would on the LAN.
     pub async fn open_lazily(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
-        let endpoint = Endpoint::builder(iroh::endpoint::presets::Minimal)
-            .relay_mode(relay_mode(pool.relay.as_ref()))
-            .transport_config(crate::gateway::transport())
+        let endpoint = endpoint_builder(pool.relay.as_ref())
             .bind()
             .await
             .map_err(|error| RemoteError::Bind(error.to_string()))?;
@@ -127,9 +148,21 @@ impl Tunnel {
         })
     }
 
-    /// The path the connection to the pool takes now (connecting again if it was lost).
+    /// The path the connection to the pool takes (connecting again if it was lost): a direct
+    /// one if a hole is punched within a few seconds, else the relay.
     pub async fn path(&self) -> Result<PathReport, RemoteError> {
         let connection = self.link.connection().await?;
+        let deadline = tokio::time::Instant::now() + DIRECT_WAIT;
+        loop {
+            let report = self.selected_path(&connection)?;
+            if report.direct || tokio::time::Instant::now() >= deadline {
+                return Ok(report);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn selected_path(&self, connection: &Connection) -> Result<PathReport, RemoteError> {
         let paths = connection.paths();
         let selected = paths.iter().find(|path| path.is_selected());
         let Some(path) = selected.or_else(|| paths.iter().next()) else {
@@ -143,10 +176,17 @@ impl Tunnel {
             iroh::TransportAddr::Relay(url) => url.to_string(),
             other => format!("{other:?}"),
         };
+        let endpoint = &self.link.endpoint;
+        let seen = endpoint
+            .net_report()
+            .get()
+            .and_then(|report| report.global_v4);
+        let local_port = endpoint.bound_sockets().first().map(SocketAddr::port);
         Ok(PathReport {
             direct: path.is_ip(),
             through,
             rtt_ms: path.rtt().as_secs_f64() * 1000.0,
+            seen_at: seen.zip(local_port).map(|(seen, port)| (seen.into(), port)),
         })
     }
 

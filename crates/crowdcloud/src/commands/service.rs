@@ -494,9 +494,19 @@ async fn open_remote(
         );
     }
     let relay = match &args.relay {
-        Some(url) => Some(url.parse().map_err(|_| {
-            anyhow::anyhow!("--relay {url:?}: give the relay as http(s)://HOST:PORT")
-        })?),
+        Some(url) => Some(remote::RelayLink {
+            url: url.parse().map_err(|_| {
+                anyhow::anyhow!("--relay {url:?}: give the relay as http(s)://HOST:PORT")
+            })?,
+            fingerprint: match &args.relay_fingerprint {
+                Some(text) => Some(text.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "--relay-fingerprint {text:?}: give it as `crowdcloud relay` prints it, sha256:…"
+                    )
+                })?),
+                None => None,
+            },
+        }),
         None => None,
     };
     let forward_to = trust::local_address(&served.address);

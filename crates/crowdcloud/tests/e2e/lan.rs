@@ -22,7 +22,7 @@ pub(crate) struct Lan {
     children: Vec<Child>,
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
     let output = std::process::Command::new("ip")
         .args(args)
         .output()
@@ -43,22 +43,12 @@ impl Lan {
     /// made here. All of 10.77.0.0/16 is on the bridge: a machine reaches those of other /24s
     /// directly, with no router, and each sees the others' own addresses.
     fn create(machines: &[(&str, &str)]) -> Result<Lan, String> {
-        let prefix = format!("cc{}x{}", std::process::id(), rand_suffix());
-        let mut lan = Lan {
-            prefix: prefix.clone(),
-            namespaces: Vec::new(),
-            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
-            children: Vec::new(),
-        };
-        let switch = format!("{prefix}-sw");
-        ip(&["netns", "add", &switch])?;
-        lan.namespaces.push(switch.clone());
+        let mut lan = Lan::empty()?;
+        let switch = lan.add_namespace("sw")?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
         for (index, (machine, address)) in machines.iter().enumerate() {
-            let namespace = lan.namespace(machine);
-            ip(&["netns", "add", &namespace])?;
-            lan.namespaces.push(namespace.clone());
+            let namespace = lan.add_namespace(machine)?;
             let port = format!("p{index}");
             // The machine's end is called lan0: a veth* name would be skipped by discovery.
             ip(&[
@@ -83,7 +73,25 @@ impl Lan {
         Ok(lan)
     }
 
-    fn namespace(&self, machine: &str) -> String {
+    /// No namespaces yet; those added are removed on drop.
+    pub(crate) fn empty() -> Result<Lan, String> {
+        Ok(Lan {
+            prefix: format!("cc{}x{}", std::process::id(), rand_suffix()),
+            namespaces: Vec::new(),
+            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            children: Vec::new(),
+        })
+    }
+
+    /// Makes the namespace of `machine` (a machine, a switch or a router); its full name.
+    pub(crate) fn add_namespace(&mut self, machine: &str) -> Result<String, String> {
+        let namespace = self.namespace(machine);
+        ip(&["netns", "add", &namespace])?;
+        self.namespaces.push(namespace.clone());
+        Ok(namespace)
+    }
+
+    pub(crate) fn namespace(&self, machine: &str) -> String {
         format!("{}-{machine}", self.prefix)
     }
 
@@ -100,7 +108,11 @@ impl Lan {
             .args(["netns", "exec", &self.namespace(machine), BINARY])
             .args(args)
             .env("CROWDCLOUD_DATA_DIR", self.data_dir(machine))
-            .env("CROWDCLOUD_LOG", "info")
+            // CROWDCLOUD_TEST_LOG raises it to see inside, e.g. `info,iroh=debug`.
+            .env(
+                "CROWDCLOUD_LOG",
+                std::env::var("CROWDCLOUD_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .env_remove("CROWDCLOUD_COORDINATOR")
             .env_remove("CROWDCLOUD_TOKEN")
             .env_remove("CROWDCLOUD_AGENT_DIR")
@@ -235,7 +247,13 @@ pub(crate) fn lan_or_skip(machines: &[&str]) -> Option<Lan> {
 
 /// A LAN of `(machine, address)` pairs, or `None` after saying why it cannot be made here.
 pub(crate) fn addressed_lan_or_skip(machines: &[(&str, &str)]) -> Option<Lan> {
-    match Lan::create(machines) {
+    made_or_skip(Lan::create(machines))
+}
+
+/// The network `made`, or `None` after saying why it cannot be made here; a failure where
+/// `scripts/test` found that namespaces can be made.
+pub(crate) fn made_or_skip(made: Result<Lan, String>) -> Option<Lan> {
+    match made {
         Ok(lan) => Some(lan),
         Err(reason) => {
             // scripts/test sets this once it has made a namespace itself: from then on a LAN

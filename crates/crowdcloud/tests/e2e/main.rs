@@ -14,6 +14,7 @@ mod federation;
 mod harness;
 mod hostile;
 mod hostile_nodes;
+mod internet;
 mod jobs;
 mod lan;
 mod owner;

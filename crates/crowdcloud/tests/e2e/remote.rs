@@ -1,14 +1,16 @@
-//! The remote path between machines of their own (network namespaces): a pool on `home`
-//! (10.77.0.1) with `up --remote`, a relay on `relay` (10.77.0.3), and a device in a `cafe`
-//! (10.77.0.2) that cannot reach home at all (a blackhole route), only the relay. The device
-//! lends itself to the pool by the pool's address and runs its tasks; the relay carries only
-//! QUIC, with the pool's TLS inside it.
+//! The remote path between machines of their own (network namespaces): a pool on `home` with
+//! `up --remote`, a relay of our own on a public address, and a device in a `cafe` that cannot
+//! reach home's private address. Home and café sit behind routers whose NATs let a hole be
+//! punched (the path goes direct) or do not (it goes through the relay); the device lends
+//! itself to the pool by the pool's address and runs its tasks either way. The relay carries
+//! only QUIC, with the pool's TLS inside it.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::eventually;
+use crate::internet::{Home, Nat, internet_or_skip, public_address};
 use crate::lan::{Lan, banner_line, lan_or_skip};
 
 /// What a device away from home is given: the pool's address, certificate and a join code.
@@ -18,17 +20,32 @@ struct Pool {
     code: String,
 }
 
-/// The relay, then the pool at home reachable through it.
-async fn relay_and_home(lan: &mut Lan) -> Pool {
-    let relay_out = lan.spawn("relay", &["relay", "--listen", "10.77.0.3:3340"], "relay");
+/// The relay at `relay_ip`, then the pool at home reachable through it.
+async fn relay_and_home(lan: &mut Lan, relay_ip: &str) -> Pool {
+    let listen = format!("{relay_ip}:3340");
+    let relay_out = lan.spawn("relay", &["relay", "--listen", &listen], "relay");
     banner_line(&relay_out, "crowdcloud relay listening on").await;
-    let up = "up --lan --no-advertise --slots 0 --remote --relay http://10.77.0.3:3340";
-    let up: Vec<&str> = up.split(' ').collect();
+    let relay_fingerprint = banner_line(&relay_out, "certificate:").await;
+    let relay = format!("http://{listen}");
+    let up = [
+        "up",
+        "--lan",
+        "--no-advertise",
+        "--slots",
+        "0",
+        "--remote",
+        "--relay",
+        &relay,
+        "--relay-fingerprint",
+        &relay_fingerprint,
+    ];
     let home_out = lan.spawn("home", &up, "up");
     let fingerprint = banner_line(&home_out, "certificate:").await;
     let address = banner_line(&home_out, "remote:").await;
     assert!(
-        address.starts_with("iroh:") && address.contains("relay="),
+        address.starts_with("iroh:")
+            && address.contains("relay=")
+            && address.contains(&format!("relay_fingerprint={relay_fingerprint}")),
         "{address}"
     );
     let code = banner_line(&home_out, "join code:").await;
@@ -39,16 +56,38 @@ async fn relay_and_home(lan: &mut Lan) -> Pool {
     }
 }
 
+/// Home (with a laptop beside it) and a café, each behind a router with `nat`, and the relay
+/// on a public address.
+fn home_and_cafe(nat: Nat) -> Option<Lan> {
+    let homes = [
+        Home {
+            router: "homegw",
+            nat,
+            machines: &["home", "laptop"],
+        },
+        Home {
+            router: "cafegw",
+            nat,
+            machines: &["cafe"],
+        },
+    ];
+    internet_or_skip(&homes, &["relay"])
+}
+
+/// The relay's address in [`home_and_cafe`]: after the two routers.
+fn relay_ip() -> String {
+    public_address(2)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_address() {
-    let Some(mut lan) = lan_or_skip(&["home", "cafe", "relay", "laptop"]) else {
+async fn devices_behind_routers_that_let_no_hole_through_lend_themselves_through_the_relay() {
+    let Some(mut lan) = home_and_cafe(Nat::Hard) else {
         return;
     };
-    let pool = relay_and_home(&mut lan).await;
-    // The café reaches the relay, never home.
-    lan.cut("cafe", "10.77.0.1/32").unwrap();
+    let pool = relay_and_home(&mut lan, &relay_ip()).await;
+    // Without the relay, the café has only home's private address, which it cannot reach.
     let without_relay =
-        pool.address.split('?').next().unwrap().to_owned() + "?direct=10.77.0.1:7879";
+        pool.address.split('?').next().unwrap().to_owned() + "?direct=10.79.1.2:7879";
     let nodes = [
         "nodes",
         "--coordinator",
@@ -63,9 +102,40 @@ async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_
         said.contains("names no relay"),
         "the café is told why: {said}"
     );
+    cafe_lends_itself(&mut lan, &pool).await;
+    let lan = &lan;
+    runs_far_away(lan).await;
+    let (ok, how, detail) = remote_path(lan, "cafe").await;
+    assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
+    assert!(
+        detail.contains("its router changing the port"),
+        "the café is told why no hole was punched: {detail}"
+    );
+    a_laptop_at_home_finds_the_direct_path(lan, &pool).await;
+}
 
-    // The café joins with the owner's code and the pool's address, and remembers the pool by
-    // its key: the agent needs no flags.
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_behind_home_routers_punch_a_hole_and_lend_themselves_over_it() {
+    let Some(mut lan) = home_and_cafe(Nat::Easy) else {
+        return;
+    };
+    let pool = relay_and_home(&mut lan, &relay_ip()).await;
+    cafe_lends_itself(&mut lan, &pool).await;
+    let lan = &lan;
+    runs_far_away(lan).await;
+    let (ok, how, detail) = remote_path(lan, "cafe").await;
+    // Home's router's public address: the hole, not the relay and not home's private address.
+    assert_eq!((ok, how.as_str()), (true, "direct to"), "{detail}");
+    assert!(
+        detail.starts_with(&format!("direct to {}:", public_address(0))),
+        "{detail}"
+    );
+    assert!(detail.contains("its router keeping the port"), "{detail}");
+}
+
+/// The café joins with the owner's code and the pool's address, and remembers the pool by its
+/// key: the agent needs no flags.
+async fn cafe_lends_itself(lan: &mut Lan, pool: &Pool) {
     let join = [
         "join",
         "--code",
@@ -83,14 +153,7 @@ async fn a_device_that_can_reach_only_the_relay_lends_itself_to_the_pool_by_its_
     );
     let agent = ["agent", "--slots", "1", "--name", "cafe", "--dedicated"];
     lan.spawn("cafe", &agent, "agent");
-    let lan = &lan;
     cafe_online(lan).await;
-    runs_far_away(lan).await;
-    assert_eq!(
-        remote_path(lan, "cafe").await,
-        (true, "through the relay".to_owned())
-    );
-    a_laptop_at_home_finds_the_direct_path(lan, &pool).await;
 }
 
 /// A laptop that can reach home joins by the same address and finds the direct path.
@@ -107,15 +170,14 @@ async fn a_laptop_at_home_finds_the_direct_path(lan: &Lan, pool: &Pool) {
         "--json",
     ];
     lan.run("laptop", &join).await;
-    assert_eq!(
-        remote_path(lan, "laptop").await,
-        (true, "direct to".to_owned())
-    );
+    let (ok, how, detail) = remote_path(lan, "laptop").await;
+    assert_eq!((ok, how.as_str()), (true, "direct to"), "{detail}");
+    assert!(detail.starts_with("direct to 10.79.1.2:"), "{detail}");
 }
 
 /// What `doctor` on `machine` says of its remote path to the pool it joined: whether it
-/// connects, and how (the first words of its detail).
-async fn remote_path(lan: &Lan, machine: &str) -> (bool, String) {
+/// connects, how (the first words of its detail), and all it says.
+async fn remote_path(lan: &Lan, machine: &str) -> (bool, String, String) {
     // Doctor exits with failure when anything is amiss (the café finds no pool on its LAN).
     let report = ["doctor", "--json", "--discovery-ms", "200"];
     let output = lan.command(machine, &report).output().await.unwrap();
@@ -127,7 +189,11 @@ async fn remote_path(lan: &Lan, machine: &str) -> (bool, String) {
         .into_iter()
         .find(|how| detail.starts_with(how))
         .unwrap_or(detail);
-    (path["ok"].as_bool().unwrap(), how.to_owned())
+    (
+        path["ok"].as_bool().unwrap(),
+        how.to_owned(),
+        detail.to_owned(),
+    )
 }
 
 /// A job submitted at home runs on the café's node, and what it printed comes back whole.
@@ -178,7 +244,7 @@ async fn a_job_waits_while_the_relay_is_down_and_runs_when_it_is_back() {
     let Some(mut lan) = lan_or_skip(&["home", "cafe", "relay"]) else {
         return;
     };
-    let pool = relay_and_home(&mut lan).await;
+    let pool = relay_and_home(&mut lan, "10.77.0.3").await;
     lan.cut("cafe", "10.77.0.1/32").unwrap();
     let join = ["join", "--code", &pool.code, "--coordinator", &pool.address];
     lan.run("cafe", &join).await;
@@ -209,11 +275,12 @@ async fn a_job_waits_while_the_relay_is_down_and_runs_when_it_is_back() {
         started.elapsed().as_millis()
     );
 
-    lan.spawn(
+    let again = lan.spawn(
         "relay",
         &["relay", "--listen", "10.77.0.3:3340"],
         "relay-again",
     );
+    banner_line(&again, "crowdcloud relay listening on").await;
     let lan = &lan;
     let job = job.as_str();
     let ended = || async move {
