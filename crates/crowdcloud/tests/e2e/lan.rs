@@ -12,87 +12,35 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use bench::netlab::Netlab;
+
 use crate::harness::{BINARY, eventually};
 
-/// Namespaces of one test; removed (with every process inside) on drop.
+/// Machines of one test: their network, data dirs and processes; all removed on drop.
 pub(crate) struct Lan {
-    prefix: String,
-    namespaces: Vec<String>,
+    net: Netlab,
     dir: tempfile::TempDir,
     children: Vec<Child>,
 }
 
-pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
-    let output = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|error| format!("cannot run `ip`: {error}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
 impl Lan {
     /// A LAN of `machines`, each with its address (such as `10.77.0.1/24`), or why one cannot be
-    /// made here. All of 10.77.0.0/16 is on the bridge: a machine reaches those of other /24s
-    /// directly, with no router, and each sees the others' own addresses.
+    /// made here.
     fn create(machines: &[(&str, &str)]) -> Result<Lan, String> {
-        let mut lan = Lan::empty()?;
-        let switch = lan.add_namespace("sw")?;
-        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
-        for (index, (machine, address)) in machines.iter().enumerate() {
-            let namespace = lan.add_namespace(machine)?;
-            let port = format!("p{index}");
-            // The machine's end is called lan0: a veth* name would be skipped by discovery.
-            ip(&[
-                "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "lan0",
-                "netns", &namespace,
-            ])?;
-            ip(&["-n", &switch, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &switch, "link", "set", &port, "up"])?;
-            ip(&["-n", &namespace, "addr", "add", address, "dev", "lan0"])?;
-            ip(&["-n", &namespace, "link", "set", "lan0", "up"])?;
-            ip(&["-n", &namespace, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                &namespace,
-                "route",
-                "add",
-                "10.77.0.0/16",
-                "dev",
-                "lan0",
-            ])?;
-        }
-        Ok(lan)
+        Lan::on(Netlab::lan(machines).map_err(|error| error.to_string())?)
     }
 
-    /// No namespaces yet; those added are removed on drop.
-    pub(crate) fn empty() -> Result<Lan, String> {
+    /// The machines of `net`.
+    pub(crate) fn on(net: Netlab) -> Result<Lan, String> {
         Ok(Lan {
-            prefix: format!("cc{}x{}", std::process::id(), rand_suffix()),
-            namespaces: Vec::new(),
+            net,
             dir: tempfile::tempdir().map_err(|e| e.to_string())?,
             children: Vec::new(),
         })
     }
 
-    /// Makes the namespace of `machine` (a machine, a switch or a router); its full name.
-    pub(crate) fn add_namespace(&mut self, machine: &str) -> Result<String, String> {
-        let namespace = self.namespace(machine);
-        ip(&["netns", "add", &namespace])?;
-        self.namespaces.push(namespace.clone());
-        Ok(namespace)
-    }
-
-    pub(crate) fn namespace(&self, machine: &str) -> String {
-        format!("{}-{machine}", self.prefix)
+    fn namespace(&self, machine: &str) -> String {
+        self.net.namespace(machine)
     }
 
     pub(crate) fn data_dir(&self, machine: &str) -> PathBuf {
@@ -148,19 +96,14 @@ impl Lan {
     /// Makes `to` unreachable from `machine` (a blackhole route): no packet of one reaches the
     /// other, in either direction, as between two devices behind strict NATs.
     pub(crate) fn cut(&self, machine: &str, to: &str) -> Result<(), String> {
-        ip(&[
-            "-n",
-            &self.namespace(machine),
-            "route",
-            "add",
-            "blackhole",
-            to,
-        ])
+        let namespace = self.namespace(machine);
+        bench::netlab::ip(&["-n", &namespace, "route", "add", "blackhole", to])
+            .map_err(|error| error.to_string())
     }
 
     /// SIGKILL every process on `machine`: it vanishes from the network at once.
     pub(crate) fn kill_machine(&self, machine: &str) {
-        kill_all_in(&self.namespace(machine));
+        self.net.kill_machine(machine);
     }
 
     fn logs(&self) -> String {
@@ -191,16 +134,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-// The clock is only a source of a suffix no other run uses at once.
-#[allow(clippy::disallowed_methods)]
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        % 100_000
-}
-
 impl Drop for Lan {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -209,25 +142,7 @@ impl Drop for Lan {
         for child in &mut self.children {
             let _ = child.start_kill();
         }
-        for namespace in &self.namespaces {
-            // Anything still running inside goes with its namespace.
-            kill_all_in(namespace);
-            let _ = ip(&["netns", "del", namespace]);
-        }
-    }
-}
-
-/// SIGKILL every process in `namespace`.
-fn kill_all_in(namespace: &str) {
-    if let Ok(output) = std::process::Command::new("ip")
-        .args(["netns", "pids", namespace])
-        .output()
-    {
-        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-            if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
+        // The network goes after, with anything still running in it.
     }
 }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::eventually;
-use crate::internet::{Home, Nat, internet_or_skip, public_address};
+use bench::netlab::{Home, Nat, public_address};
+
+use crate::internet::internet_or_skip;
 use crate::lan::{Lan, banner_line, lan_or_skip};
 
 /// What a device away from home is given: the pool's address, certificate and a join code.
