@@ -39,6 +39,7 @@ pub mod pool;
 pub mod private;
 pub mod recover;
 pub mod recover_checkpoints;
+pub mod remote;
 pub mod report;
 pub mod sandbox;
 mod sandbox_large;

@@ -48,6 +48,12 @@ pub fn noop_job(name: &str, module: BlobHash, tasks: u32) -> JobSubmission {
     }
 }
 
+/// Uploads the no-op module as `owner`.
+pub async fn upload_noop(owner: &Client) -> Result<BlobHash, BenchError> {
+    let wasm = wat::parse_str(guests::NOOP_WAT).map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(owner.upload_bytes(wasm.into()).await?)
+}
+
 /// How the coordinator of a benchmark pool runs.
 #[derive(Debug, Clone)]
 pub struct CoordinatorOptions {
@@ -234,9 +240,7 @@ impl LocalPool {
 
     /// Uploads the no-op module as the owner.
     pub async fn upload_noop(&self) -> Result<BlobHash, BenchError> {
-        let wasm =
-            wat::parse_str(guests::NOOP_WAT).map_err(|e| BenchError::Setup(e.to_string()))?;
-        Ok(self.owner.upload_bytes(wasm.into()).await?)
+        upload_noop(&self.owner).await
     }
 
     /// The job once it has ended, long-polling; or as it is once `until` has passed.

@@ -597,6 +597,10 @@ pub(crate) enum BenchCommand {
         /// by side (the endpoint and keys as for `coordinator --blobs`).
         #[arg(long, value_name = "s3://BUCKET/PREFIX")]
         s3: Option<String>,
+        /// Instead: one agent away from home (network namespaces, root), over the LAN, a hole
+        /// punched through two home routers, and a relay, side by side.
+        #[arg(long, conflicts_with_all = ["ray", "s3"])]
+        remote: bool,
     },
     /// A map → shuffle → reduce pipeline against the same tasks as independent jobs, and the
     /// pipeline run again.

@@ -29,13 +29,25 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A benchmark's report, and the same for people.
-type Measured = (bench::Report, String);
-
-/// Runs the benchmark `which` names with this program as its pool's processes: its report, and
-/// the report for people.
-async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<Measured> {
-    let report = match which {
+/// `bench dispatch`: on loopback, or with `--remote` over each path away from home.
+async fn dispatch(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<bench::Report> {
+    Ok(match which {
+        BenchCommand::Dispatch {
+            tasks,
+            slots,
+            round_trips,
+            durability,
+            remote: true,
+            ..
+        } => {
+            let options = bench::remote::RemoteOptions {
+                tasks,
+                slots,
+                round_trips,
+                durability,
+            };
+            bench::remote::run(binary, &options).await?
+        }
         BenchCommand::Dispatch {
             tasks,
             agents,
@@ -44,6 +56,7 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             durability,
             ray,
             s3,
+            remote: false,
         } => {
             let options = DispatchOptions {
                 tasks,
@@ -56,6 +69,18 @@ async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Resul
             };
             bench::dispatch::run(binary, &options).await?
         }
+        _ => unreachable!("called for dispatch only"),
+    })
+}
+
+/// A benchmark's report, and the same for people.
+type Measured = (bench::Report, String);
+
+/// Runs the benchmark `which` names with this program as its pool's processes: its report, and
+/// the report for people.
+async fn measure(binary: &std::path::Path, which: BenchCommand) -> anyhow::Result<Measured> {
+    let report = match which {
+        which @ BenchCommand::Dispatch { .. } => dispatch(binary, which).await?,
         BenchCommand::Stages(args) => bench::stages::run(binary, &stages_options(args)?).await?,
         BenchCommand::Private {
             round_trips,

@@ -62,6 +62,32 @@ async fn a_short_dispatch_benchmark_runs_every_task_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_short_remote_dispatch_benchmark_runs_every_path_it_names() {
+    // The same namespaces as the remote tests: where they cannot be made, this says so.
+    if crate::internet::internet_or_skip(&[], &[]).is_none() {
+        return;
+    }
+    let (output, report) = bench(&[
+        "dispatch",
+        "--remote",
+        "--tasks",
+        "200",
+        "--slots",
+        "4",
+        "--round-trips",
+        "10",
+    ])
+    .await;
+    // Among the checks: the café's doctor names the path each run is labelled with.
+    assert_checks_pass(&output, &report);
+    let figures = report["figures"].as_array().unwrap();
+    for path in ["LAN", "direct", "relay"] {
+        let name = format!("round trip p50, {path}");
+        assert!(figures.iter().any(|f| f["name"] == name), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_short_dispatch_benchmark_runs_the_same_tasks_with_blobs_in_s3_and_on_disk() {
     let env = crate::harness::s3_env();
     if env.is_empty() {
