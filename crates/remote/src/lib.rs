@@ -54,4 +54,6 @@ pub enum RemoteError {
 }
 
 #[cfg(test)]
+mod hostile_relay_tests;
+#[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::{Gateway, PoolAddress, Relay, Tunnel};
 
 /// A listener that echoes what each connection sends; where the coordinator would be.
-async fn echo() -> SocketAddr {
+pub(crate) async fn echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
