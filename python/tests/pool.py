@@ -160,9 +160,14 @@ class Pool:
     """A coordinator and one dedicated agent with `slots` slots, online."""
 
     def __init__(
-        self, work: Path, slots: int = 2, tls: bool = False, python: Optional[Path] = None
+        self,
+        work: Path,
+        slots: int = 2,
+        tls: bool = False,
+        python: Optional[Path] = None,
+        coordinator_args: Optional[List[str]] = None,
     ) -> None:
-        self.coordinator = Coordinator(work, tls=tls, python=python)
+        self.coordinator = Coordinator(work, tls=tls, python=python, more_args=coordinator_args)
         agent_dir = work / "worker"
         agent_dir.mkdir()
         self.agent = Process(

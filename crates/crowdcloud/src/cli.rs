@@ -43,6 +43,9 @@ pub(crate) enum Command {
     Join(JoinArgs),
     /// Make a fresh join code for a new device (on the owner's machine).
     JoinCode(JoinCodeArgs),
+    /// Open the web app on this device, signed in as it, at home or away: for a pool joined by
+    /// its remote address, through a loopback port that carries the browser's HTTPS to it.
+    Web(WebArgs),
     /// Create, list and revoke the pool's API and join tokens (on the owner's machine).
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -572,6 +575,20 @@ pub(crate) struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WebArgs {
+    /// The loopback port the browser opens, for a pool joined by its remote address (0: any
+    /// free one). A browser keeps what it stores per port: the same port finds it again.
+    #[arg(long, default_value_t = 7880)]
+    pub(crate) port: u16,
+    /// Where this device keeps the pool it joined [default: the XDG data dir]
+    #[arg(long, env = "CROWDCLOUD_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print the link as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

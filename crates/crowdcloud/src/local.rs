@@ -108,20 +108,26 @@ pub(crate) struct Discovery {
     /// The certificate to pin when `url` is `https://`.
     #[serde(default)]
     pub(crate) fingerprint: Option<wire::Fingerprint>,
+    /// The pool's remote address (`iroh:…`) while `--remote` serves it, for devices away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<String>,
 }
 
-/// Writes where the local coordinator serves and, for TLS, the certificate to pin.
+/// Writes where the local coordinator serves and, for TLS, the certificate to pin and the
+/// remote address, if it has one.
 pub(crate) fn announce_pinned(
     data_dir: &Path,
     url: &str,
     pool_name: &str,
     fingerprint: Option<wire::Fingerprint>,
+    remote: Option<String>,
 ) -> anyhow::Result<()> {
     let discovery = Discovery {
         url: url.to_owned(),
         pool_name: pool_name.to_owned(),
         pid: std::process::id(),
         fingerprint,
+        remote,
     };
     write_private(
         &data_dir.join(DISCOVERY_FILE),

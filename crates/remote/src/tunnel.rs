@@ -127,6 +127,18 @@ impl Tunnel {
     /// finds the pool out of reach is closed, so an agent started while its pool is offline
     /// waits for it as it would on the LAN.
     pub async fn open_lazily(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
+        Self::open_lazily_at(pool, 0).await
+    }
+
+    /// [`Tunnel::open`] on loopback `port` (0: any free one), for a browser, which keeps what
+    /// it stores per port.
+    pub async fn open_at(pool: PoolAddress, port: u16) -> Result<Tunnel, RemoteError> {
+        let tunnel = Self::open_lazily_at(pool, port).await?;
+        tunnel.link.connection().await?;
+        Ok(tunnel)
+    }
+
+    async fn open_lazily_at(pool: PoolAddress, port: u16) -> Result<Tunnel, RemoteError> {
         let endpoint = endpoint_builder(pool.relay.as_ref())
             .bind()
             .await
@@ -136,7 +148,7 @@ impl Tunnel {
             pool,
             connection: Mutex::new(None),
         });
-        let listener = TcpListener::bind(("127.0.0.1", 0))
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .map_err(RemoteError::Listen)?;
         let local = listener.local_addr().map_err(RemoteError::Listen)?;

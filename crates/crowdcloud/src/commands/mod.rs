@@ -46,6 +46,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runtimes(args) => runtimes::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Relay(args) => relay::run(args).await,
+        Command::Web(args) => web::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::CompileModule(_) => unreachable!("main compiles before it starts a runtime"),
     }

@@ -544,6 +544,7 @@ async fn start(
         &served.url,
         &options.pool_name,
         served.fingerprint,
+        remote_address.as_ref().map(ToString::to_string),
     )?;
     print_banner(&served, &options.pool_name, &options.data_dir);
     if let Some(address) = remote_address {

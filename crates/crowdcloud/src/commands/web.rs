@@ -2,11 +2,19 @@
 //! the device on the spot (one to submit and follow jobs, one to lend the device from the
 //! "Lend" page), their secrets in the URL's fragment (which browsers never send to a server),
 //! shown as a link and as a QR code drawn in the terminal for the device's camera.
+//!
+//! And `crowdcloud web`: the link for this device's own browser, signed in with the tokens it
+//! joined with, through a tunnel it keeps open when the pool is known by its remote address.
 
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use wire::Fingerprint;
 use wire::tokens::{ManagedTokenKind, TokenCreateRequest};
+
+use crate::cli::WebArgs;
 
 /// Makes an API token named `device` and a join token named `device lending`, and returns
 /// the link that opens the web app at `url` signed in with both.
@@ -31,6 +39,52 @@ pub(crate) async fn sign_in_link(
         secrets[0],
         secrets[1]
     ))
+}
+
+pub(crate) async fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
+    let base = crate::remembered::base_dir(&args.data_dir);
+    let Some(pool) = crate::remembered::load(&base)? else {
+        bail!(
+            "this device has joined no pool: join first with `crowdcloud join`, with a code the \
+             owner made by `crowdcloud join-code --requests`"
+        );
+    };
+    let Some(token) = &pool.api_token else {
+        bail!(
+            "this device joined to lend only, so the web app has nothing to sign in with: ask \
+             the owner for `crowdcloud join-code --requests` and join again"
+        );
+    };
+    let tunnel = match remote::PoolAddress::is_one(&pool.url) {
+        true => {
+            let address = pool.url.parse()?;
+            let opened = remote::Tunnel::open_at(address, args.port).await;
+            Some(opened.with_context(|| {
+                format!(
+                    "opening the web app's port {}; give another with --port",
+                    args.port
+                )
+            })?)
+        }
+        false => None,
+    };
+    let url = tunnel
+        .as_ref()
+        .map_or(pool.url.clone(), remote::Tunnel::url);
+    let link = format!("{url}/#token={token}&join={}", pool.join_token);
+    if args.json {
+        crate::output::print_json(&serde_json::json!({ "link": link }))?;
+    } else {
+        println!("web app: open {link}");
+        print_certificate_warning(pool.fingerprint);
+    }
+    if tunnel.is_some() {
+        if !args.json {
+            println!("  keep this running while the browser uses the pool; Ctrl-C ends it");
+        }
+        super::shutdown_signal().await;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The name of the join token a device lends itself with.
@@ -64,14 +118,18 @@ pub(crate) fn print_sign_in(link: &str, token_name: &str, fingerprint: Option<Fi
         lending_name(token_name)
     );
     if let Some(fingerprint) = fingerprint {
-        println!(
-            "               the browser will warn that the certificate is not trusted: the pool made it itself, as"
-        );
-        println!(
-            "               no authority certifies a LAN address. Go on if its SHA-256 fingerprint starts {}",
-            browser_fingerprint(fingerprint)
-        );
+        print_certificate_warning(fingerprint);
     }
+}
+
+fn print_certificate_warning(fingerprint: Fingerprint) {
+    println!(
+        "               the browser will warn that the certificate is not trusted: the pool made it itself, as"
+    );
+    println!(
+        "               no authority certifies a LAN address. Go on if its SHA-256 fingerprint starts {}",
+        browser_fingerprint(fingerprint)
+    );
 }
 
 /// The first bytes of a fingerprint as browsers show it: colon-separated uppercase pairs.

@@ -341,3 +341,18 @@ async fn cafe_online(lan: &Lan) {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_app_of_a_device_that_joined_no_pool_says_how_to_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(crate::harness::BINARY)
+        .args(["web", "--port", "0"])
+        .env("CROWDCLOUD_DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(said.contains("has joined no pool"), "{said}");
+    assert!(said.contains("join-code --requests"), "{said}");
+}
