@@ -17,6 +17,10 @@
 //!   handshaking, anonymous or idle), and the longest idle first among them. So connections of
 //!   nodes and requesters, which authenticate on their first request, are the last to go: that
 //!   is the reserve for node and owner traffic. A request in flight is never cut off.
+//!
+//! Connections come from the TCP listener and from the rest of the process ([`Listener`]:
+//! the remote path hands in each stream a device opens, with the address it stands for). Both
+//! kinds take the same slots, deadlines and TLS.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -333,10 +337,67 @@ impl Registry {
     }
 }
 
+/// A connection the rest of the process hands the coordinator, and the address it stands for,
+/// which handlers see as the peer's (limits per source, the network a node is seen from).
+pub struct Handed {
+    pub io: Box<dyn HandedIo>,
+    pub peer: SocketAddr,
+}
+
+/// What a handed connection is: bytes both ways.
+pub trait HandedIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> HandedIo for T {}
+
+/// Where a coordinator's connections come from: its TCP listener, and those handed in.
+pub struct Listener {
+    tcp: tokio::net::TcpListener,
+    handed: Option<tokio::sync::mpsc::Receiver<Handed>>,
+}
+
+impl From<tokio::net::TcpListener> for Listener {
+    fn from(tcp: tokio::net::TcpListener) -> Self {
+        Listener { tcp, handed: None }
+    }
+}
+
+impl Listener {
+    /// `tcp`, and the connections sent on `handed`'s channel.
+    pub fn with_handed(
+        tcp: tokio::net::TcpListener,
+        handed: tokio::sync::mpsc::Receiver<Handed>,
+    ) -> Self {
+        Listener {
+            tcp,
+            handed: Some(handed),
+        }
+    }
+
+    async fn accept(&mut self) -> std::io::Result<(Stream, SocketAddr)> {
+        let Listener { tcp, handed } = self;
+        let next_handed = async {
+            match handed {
+                Some(handed) => handed.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            accepted = tcp.accept() => accepted.map(|(tcp, peer)| (Stream::Tcp(tcp), peer)),
+            Some(handed) = next_handed => Ok((Stream::Handed(handed.io), handed.peer)),
+        }
+    }
+}
+
+/// An accepted connection's bytes.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Handed(Box<dyn HandedIo>),
+}
+
 /// Serves `app` on `listener` (over TLS with `tls`) until `stop` resolves, then lets open
 /// connections finish their requests (for at most [`DRAIN_TIMEOUT`]).
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    mut listener: Listener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: axum::Router,
     limits: &ConnectionLimits,
@@ -356,7 +417,7 @@ pub(crate) async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let (tcp, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             // Out of file descriptors and the like: the listener itself is fine; breathe.
             Err(error) => {
@@ -365,14 +426,22 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let connection = Connection {
             app: app.clone(),
             peer,
             limits,
             registration: registry.register(slot),
         };
-        tokio::spawn(connection.run(tcp, acceptor.clone(), graceful.watcher()));
+        let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+        match stream {
+            Stream::Tcp(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(connection.run(tcp, acceptor, watcher));
+            }
+            Stream::Handed(io) => {
+                tokio::spawn(connection.run(io, acceptor, watcher));
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
@@ -393,12 +462,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(
-        self,
-        tcp: tokio::net::TcpStream,
-        acceptor: Option<TlsAcceptor>,
-        watcher: Watcher,
-    ) {
+    async fn run<S>(self, tcp: S, acceptor: Option<TlsAcceptor>, watcher: Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Some(acceptor) = acceptor else {
             return self.serve(tcp, watcher, false).await;
         };

@@ -64,7 +64,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use blobstore::BlobLocation;
-pub use connections::ConnectionLimits;
+pub use connections::{ConnectionLimits, Handed, HandedIo, Listener};
 pub use env::{Clock, Entropy, ManualClock, SeededEntropy, SystemClock};
 pub use federation::{Bridge, FederationRunner};
 pub use pool::Lendable;
@@ -263,22 +263,22 @@ impl Coordinator {
     /// taking requests, lets in-flight ones finish and commits what is queued.
     pub async fn serve(
         self,
-        listener: tokio::net::TcpListener,
+        listener: impl Into<Listener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
-        service::serve(self.shared, listener, None, shutdown).await
+        service::serve(self.shared, listener.into(), None, shutdown).await
     }
 
     /// Like [`Coordinator::serve`], over TLS with `tls`; the only way to serve a listener that
     /// is not loopback. Join codes can be exchanged only over TLS, bound to this certificate.
     pub async fn serve_tls(
         self,
-        listener: tokio::net::TcpListener,
+        listener: impl Into<Listener>,
         tls: TlsIdentity,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
         self.shared.join.set_fingerprint(tls.fingerprint());
-        service::serve(self.shared, listener, Some(tls), shutdown).await
+        service::serve(self.shared, listener.into(), Some(tls), shutdown).await
     }
 
     /// Lets jobs name validators, run by `runner`; without one they are refused.

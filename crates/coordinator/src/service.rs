@@ -556,7 +556,7 @@ async fn open_stores(
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    listener: crate::connections::Listener,
     tls: Option<crate::tls::TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {

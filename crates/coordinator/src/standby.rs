@@ -102,7 +102,7 @@ impl Candidate {
     /// that steps down stands by again; a coordinator started alone ends with why it stopped.
     pub async fn serve(
         self,
-        listener: tokio::net::TcpListener,
+        listener: impl Into<crate::connections::Listener>,
         tls: Option<TlsIdentity>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
@@ -126,6 +126,7 @@ impl Candidate {
             let config = tls.as_ref().map(TlsIdentity::server_config);
             let app = switching(Arc::clone(&answering));
             let limits = self.config.connections;
+            let listener = listener.into();
             tokio::spawn(async move {
                 let stop = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;

@@ -1,21 +1,45 @@
-//! The pool's side: an iroh endpoint under the pool's own key, carrying each stream a device
-//! opens to the coordinator's listener, within bounds on connections.
+//! The pool's side: an iroh endpoint under the pool's own key, handing each stream a device
+//! opens to the coordinator in this process, with the address it stands for, within bounds on
+//! connections and streams.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iroh::endpoint::Connection;
+use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointId, RelayMap, RelayMode, SecretKey, Watcher};
 use rand::RngExt;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 
-use crate::{ALPN, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, PoolAddress, RelayLink, RemoteError};
+use crate::{
+    ALPN, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, PoolAddress, RelayLink, RemoteError,
+    STREAMS_PER_CONNECTION_MAX,
+};
 
 /// How long a gateway waits for its endpoint to know an address of its own at start.
 const ADDRESS_WAIT: Duration = Duration::from_secs(5);
+
+/// A stream a device opened: bytes both ways, HTTPS to the coordinator inside.
+pub type Carried = tokio::io::Join<RecvStream, SendStream>;
+
+/// A stream as the gateway hands it on, and the address it stands for: the device's own
+/// where the connection goes straight to it, else one only its key gives ([`key_address`]).
+pub struct Arrival {
+    pub stream: Carried,
+    pub origin: SocketAddr,
+}
+
+/// The address a device reached only through a relay stands for: in fd00::/8 (unique local,
+/// never routed), its first 56 bits the device's key's, so each device counts as a source and
+/// a network of its own, as far as the coordinator's limits and replicas go.
+pub fn key_address(device: EndpointId) -> SocketAddr {
+    let mut octets = [0u8; 16];
+    octets[0] = 0xfd;
+    octets[1..8].copy_from_slice(&device.as_bytes()[..7]);
+    SocketAddr::new(Ipv6Addr::from(octets).into(), 0)
+}
 
 /// The pool's remote endpoint; dropping it stops it.
 pub struct Gateway {
@@ -33,11 +57,21 @@ impl Drop for Gateway {
 /// How QUIC notices a path that died (a relay down, a network gone): a keep-alive every
 /// 2 s, and the connection closed after 10 s without an answer, so a device says it lost the
 /// pool and connects again rather than waiting on a dead connection.
-pub(crate) fn transport() -> iroh::endpoint::QuicTransportConfig {
-    let idle: iroh::endpoint::IdleTimeout = iroh::endpoint::VarInt::from_u32(10_000).into();
+/// A side that `accepts_streams` (the pool's) takes at most [`STREAMS_PER_CONNECTION_MAX`] at
+/// once on each connection; a device's side takes none, and neither takes one-way streams.
+pub(crate) fn transport(accepts_streams: bool) -> iroh::endpoint::QuicTransportConfig {
+    use iroh::endpoint::VarInt;
+    let idle: iroh::endpoint::IdleTimeout = VarInt::from_u32(10_000).into();
+    let streams = if accepts_streams {
+        STREAMS_PER_CONNECTION_MAX
+    } else {
+        0
+    };
     iroh::endpoint::QuicTransportConfig::builder()
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(Duration::from_secs(2))
+        .max_concurrent_bidi_streams(VarInt::from_u32(streams))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
         .build()
 }
 
@@ -45,9 +79,12 @@ pub(crate) fn transport() -> iroh::endpoint::QuicTransportConfig {
 /// which tells it the address the internet sees it at (QUIC address discovery, on the relay's
 /// host at iroh's port 7842) so holes can be punched, its certificate checked by the pinned
 /// fingerprint where the relay has one, else by the public authorities.
-pub(crate) fn endpoint_builder(relay: Option<&RelayLink>) -> iroh::endpoint::Builder {
+pub(crate) fn endpoint_builder(
+    relay: Option<&RelayLink>,
+    accepts_streams: bool,
+) -> iroh::endpoint::Builder {
     let mut builder = Endpoint::builder(iroh::endpoint::presets::Minimal)
-        .transport_config(transport())
+        .transport_config(transport(accepts_streams))
         .relay_mode(match relay {
             Some(relay) => RelayMode::Custom(RelayMap::from(relay.url.clone())),
             None => RelayMode::Disabled,
@@ -65,15 +102,16 @@ pub(crate) fn endpoint_builder(relay: Option<&RelayLink>) -> iroh::endpoint::Bui
 
 impl Gateway {
     /// Serves the pool under the key kept in `key_file` (made on first start), on UDP `bind`,
-    /// reachable through `relay` where given, carrying every stream to `forward_to`.
+    /// reachable through `relay` where given, handing every stream to `deliver` (waiting while
+    /// it is full: the coordinator takes no more connections than it has room for).
     pub async fn start(
         key_file: &Path,
         bind: SocketAddr,
         relay: Option<RelayLink>,
-        forward_to: SocketAddr,
+        deliver: mpsc::Sender<Arrival>,
     ) -> Result<Gateway, RemoteError> {
         let key = load_or_create_key(key_file)?;
-        let endpoint = endpoint_builder(relay.as_ref())
+        let endpoint = endpoint_builder(relay.as_ref(), true)
             .secret_key(key)
             .alpns(vec![ALPN.to_vec()])
             .bind_addr(bind)
@@ -81,7 +119,7 @@ impl Gateway {
             .bind()
             .await
             .map_err(|error| RemoteError::Bind(error.to_string()))?;
-        let accepting = tokio::spawn(accept(endpoint.clone(), forward_to));
+        let accepting = tokio::spawn(accept(endpoint.clone(), deliver));
         Ok(Gateway {
             endpoint,
             relay,
@@ -155,10 +193,10 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Connections open now, per device.
 type Open = Arc<Mutex<HashMap<EndpointId, usize>>>;
 
-async fn accept(endpoint: Endpoint, forward_to: SocketAddr) {
+async fn accept(endpoint: Endpoint, deliver: mpsc::Sender<Arrival>) {
     let open: Open = Arc::default();
     while let Some(incoming) = endpoint.accept().await {
-        let open = Arc::clone(&open);
+        let (open, deliver) = (Arc::clone(&open), deliver.clone());
         tokio::spawn(async move {
             let connection = match incoming.await {
                 Ok(connection) => connection,
@@ -169,7 +207,7 @@ async fn accept(endpoint: Endpoint, forward_to: SocketAddr) {
                 tracing::warn!(%peer, "a remote device has too many connections open; refused");
                 return connection.close(1u32.into(), b"too many connections");
             }
-            carry_streams(connection, forward_to).await;
+            hand_on_streams(connection, deliver).await;
             let mut open = open.lock().await;
             if let Some(count) = open.get_mut(&peer) {
                 *count -= 1;
@@ -192,20 +230,29 @@ async fn admit(open: &Open, peer: EndpointId) -> bool {
     true
 }
 
-/// Each stream of `connection` becomes one TCP connection to the coordinator.
-async fn carry_streams(connection: Connection, forward_to: SocketAddr) {
+/// Each stream of `connection` is handed on as one connection to the coordinator.
+async fn hand_on_streams(connection: Connection, deliver: mpsc::Sender<Arrival>) {
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(async move {
-            let mut stream = tokio::io::join(recv, send);
-            match tokio::net::TcpStream::connect(forward_to).await {
-                Ok(mut tcp) => {
-                    let _ = tcp.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot reach the coordinator for a remote device")
-                }
-            }
-        });
+        let arrival = Arrival {
+            stream: tokio::io::join(recv, send),
+            origin: origin(&connection),
+        };
+        if deliver.send(arrival).await.is_err() {
+            return; // The coordinator stopped.
+        }
     }
+}
+
+/// The address `connection`'s device stands for now: where its direct path comes from, if
+/// that is the path in use, else its [`key_address`].
+fn origin(connection: &Connection) -> SocketAddr {
+    let paths = connection.paths();
+    let direct = paths
+        .iter()
+        .filter(|path| path.is_selected())
+        .find_map(|path| match path.remote_addr() {
+            iroh::TransportAddr::Ip(addr) => Some(*addr),
+            _ => None,
+        });
+    direct.unwrap_or_else(|| key_address(connection.remote_id()))
 }

@@ -131,7 +131,7 @@ async fn read_frame(from: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Fram
 /// A pool's gateway reachable only through `relay`, forwarding to an echo; its address.
 async fn pool_behind(relay: &RelayLink, dir: &std::path::Path) -> (Gateway, PoolAddress) {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gateway = Gateway::start(&dir.join("key"), bind, Some(relay.clone()), echo().await)
+    let gateway = Gateway::start(&dir.join("key"), bind, Some(relay.clone()), echo())
         .await
         .unwrap();
     let address = PoolAddress {

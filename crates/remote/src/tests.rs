@@ -5,23 +5,31 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
-use crate::{Gateway, PoolAddress, Relay, Tunnel};
+use crate::{Arrival, Gateway, PoolAddress, Relay, Tunnel, key_address};
 
-/// A listener that echoes what each connection sends; where the coordinator would be.
-pub(crate) async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+/// Where the coordinator would be: it echoes what each stream handed to it sends, and says
+/// on `origins` whom each stands for.
+pub(crate) fn echo() -> mpsc::Sender<Arrival> {
+    echo_noting_origins().0
+}
+
+pub(crate) fn echo_noting_origins() -> (mpsc::Sender<Arrival>, mpsc::UnboundedReceiver<SocketAddr>)
+{
+    let (deliver, mut arrivals) = mpsc::channel::<Arrival>(8);
+    let (noted, origins) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
+        while let Some(arrival) = arrivals.recv().await {
+            let _ = noted.send(arrival.origin);
             tokio::spawn(async move {
-                let (mut read, mut write) = tcp.split();
+                let (mut read, mut write) = tokio::io::split(arrival.stream);
                 let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
             });
         }
     });
-    address
+    (deliver, origins)
 }
 
 async fn round_trip(tunnel: &Tunnel, message: &[u8]) -> Vec<u8> {
@@ -40,14 +48,19 @@ async fn round_trip(tunnel: &Tunnel, message: &[u8]) -> Vec<u8> {
 async fn a_tunnel_reaches_the_pool_directly_by_its_key_and_keeps_its_key_across_starts() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("remote.key");
-    let listener = echo().await;
+    let (listener, mut origins) = echo_noting_origins();
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gateway = Gateway::start(&key, bind, None, listener).await.unwrap();
+    let gateway = Gateway::start(&key, bind, None, listener.clone())
+        .await
+        .unwrap();
     let mut address = gateway.address().await;
     address.direct = gateway.bound().into_iter().collect();
     let tunnel = Tunnel::open(address.clone()).await.unwrap();
     for message in [&b"hello"[..], &[7u8; 100_000][..]] {
         assert_eq!(round_trip(&tunnel, message).await, message);
+        // Straight from the device: it stands for the address its packets come from.
+        let origin = origins.recv().await.unwrap();
+        assert!(origin.ip().is_loopback() && origin.port() != 0, "{origin}");
     }
     let path = tunnel.path().await.unwrap();
     assert!(path.direct, "{path}");
@@ -79,7 +92,7 @@ async fn a_tunnel_reaches_the_pool_through_a_relay_alone() {
         url,
         fingerprint: None,
     };
-    let listener = echo().await;
+    let listener = echo();
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let gateway = Gateway::start(&dir.path().join("key"), bind, Some(url.clone()), listener)
         .await
@@ -148,12 +161,32 @@ async fn a_lazy_tunnel_opened_while_the_pool_is_away_reaches_it_once_it_is_up() 
         direct: vec![port],
     };
     let tunnel = Tunnel::open_lazily(pool).await.unwrap();
-    let gateway = Gateway::start(&key_file, port, None, echo().await)
-        .await
-        .unwrap();
+    let gateway = Gateway::start(&key_file, port, None, echo()).await.unwrap();
     assert_eq!(
         gateway.address().await.id,
         iroh::SecretKey::from_bytes(&[5; 32]).public()
     );
     assert_eq!(round_trip(&tunnel, b"you are up").await, b"you are up");
+}
+
+#[test]
+fn a_device_through_a_relay_stands_for_an_address_of_its_own_key() {
+    let device = |seed: u8| iroh::SecretKey::from_bytes(&[seed; 32]).public();
+    let (one, other) = (key_address(device(1)), key_address(device(2)));
+    assert_eq!(
+        one,
+        key_address(device(1)),
+        "the same device, the same address"
+    );
+    for address in [one, other] {
+        let std::net::IpAddr::V6(v6) = address.ip() else {
+            panic!("{address} is not IPv6");
+        };
+        assert_eq!(v6.octets()[0], 0xfd, "unique local: {address}");
+    }
+    let network = |address: SocketAddr| match address.ip() {
+        std::net::IpAddr::V6(v6) => v6.segments()[..3].to_vec(),
+        std::net::IpAddr::V4(_) => unreachable!(),
+    };
+    assert_ne!(network(one), network(other), "each its own /48 network");
 }

@@ -139,7 +139,7 @@ impl Tunnel {
     }
 
     async fn open_lazily_at(pool: PoolAddress, port: u16) -> Result<Tunnel, RemoteError> {
-        let endpoint = endpoint_builder(pool.relay.as_ref())
+        let endpoint = endpoint_builder(pool.relay.as_ref(), false)
             .bind()
             .await
             .map_err(|error| RemoteError::Bind(error.to_string()))?;

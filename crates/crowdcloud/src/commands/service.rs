@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use coordinator::{
@@ -32,6 +32,8 @@ pub(crate) struct Served {
     task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
     /// The remote path, when it was asked for (`--remote`).
     gateway: Option<remote::Gateway>,
+    /// Where connections are handed to the coordinator from the rest of this process.
+    handed: mpsc::Sender<coordinator::Handed>,
     /// How the coordinator ended, once it ended on its own.
     ended: Option<Result<Result<(), coordinator::CoordinatorError>, tokio::task::JoinError>>,
 }
@@ -295,6 +297,8 @@ pub(crate) async fn serve_with(
             )
         })?;
     let address = listener.local_addr()?;
+    let (handed, handed_in) = mpsc::channel(HANDED_WAITING_MAX);
+    let listener = coordinator::Listener::with_handed(listener, handed_in);
     let identity = tls.identity_for(&address, &options.data_dir)?;
     let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
     let url = trust::local_url(&address, fingerprint.is_some());
@@ -327,6 +331,7 @@ pub(crate) async fn serve_with(
         stop: Some(stop),
         task,
         gateway: None,
+        handed,
         ended: None,
     })
 }
@@ -482,6 +487,25 @@ fn phone_url(served: &Served, interfaces: &[String]) -> Option<String> {
     Some(trust::local_url(&address, served.fingerprint.is_some()))
 }
 
+/// Connections handed in and not yet taken by the coordinator, which takes them as it has room.
+const HANDED_WAITING_MAX: usize = 64;
+
+/// Hands each stream of the remote path to the coordinator, as the address it stands for.
+async fn hand_to_coordinator(
+    mut arrivals: mpsc::Receiver<remote::Arrival>,
+    coordinator: mpsc::Sender<coordinator::Handed>,
+) {
+    while let Some(arrival) = arrivals.recv().await {
+        let handed = coordinator::Handed {
+            io: Box::new(arrival.stream),
+            peer: arrival.origin,
+        };
+        if coordinator.send(handed).await.is_err() {
+            return; // The coordinator stopped.
+        }
+    }
+}
+
 /// Opens the remote path to `served` (`--remote`); returns the pool's remote address.
 async fn open_remote(
     args: &ServiceArgs,
@@ -509,10 +533,11 @@ async fn open_remote(
         }),
         None => None,
     };
-    let forward_to = trust::local_address(&served.address);
     let bind = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), args.remote_port);
+    let (deliver, arrivals) = mpsc::channel(HANDED_WAITING_MAX);
+    tokio::spawn(hand_to_coordinator(arrivals, served.handed.clone()));
     let gateway =
-        remote::Gateway::start(&data_dir.join("remote.key"), bind, relay, forward_to).await?;
+        remote::Gateway::start(&data_dir.join("remote.key"), bind, relay, deliver).await?;
     let address = gateway.address().await;
     served.gateway = Some(gateway);
     Ok(address)
@@ -549,6 +574,11 @@ async fn start(
     print_banner(&served, &options.pool_name, &options.data_dir);
     if let Some(address) = remote_address {
         println!("  remote:      {address}");
+        if address.relay.is_none() {
+            println!(
+                "               no relay: devices behind strict NATs cannot connect; add --relay (`crowdcloud relay` runs one)"
+            );
+        }
         println!("               away from home: --coordinator {address} --fingerprint, as above");
     }
     if options.lead.standby {

@@ -106,6 +106,14 @@ async fn devices_behind_routers_that_let_no_hole_through_lend_themselves_through
     );
     cafe_lends_itself(&mut lan, &pool).await;
     let lan = &lan;
+    // Through the relay the pool knows the café by its key alone, and counts it as a source of
+    // its own (an address in fd00::/8 from the key), not as loopback with every other device.
+    let log = std::fs::read_to_string(lan.data_dir("home").join("up.err")).unwrap();
+    let joined = log
+        .lines()
+        .find(|line| line.contains("join exchange started"))
+        .unwrap();
+    assert!(joined.contains("peer=[fd"), "{joined}");
     runs_far_away(lan).await;
     let (ok, how, detail) = remote_path(lan, "cafe").await;
     assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
