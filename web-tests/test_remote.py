@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 
 import pytest
 
-from conftest import DESKTOP, Device, _POOLS, artifacts
+from conftest import DESKTOP, PHONE, Device, _POOLS, artifacts
 from pool import Pool, binary, eventually, guest
 
 from playwright.sync_api import Browser
@@ -33,16 +33,28 @@ def remote_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     started.stop()
 
 
+def remote_address(pool: Pool) -> str:
+    """The pool's remote address, as `up --remote` prints it and announces it."""
+    announced = json.loads((pool.coordinator.data_dir / "coordinator.json").read_text())
+    address = announced["remote"]
+    assert address.startswith("iroh:"), address
+    return address
+
+
+def owner_args(pool: Pool) -> list:
+    coordinator = pool.coordinator
+    return ["--coordinator", coordinator.url, "--token", coordinator.owner_token,
+            "--fingerprint", coordinator.fingerprint or ""]
+
+
 def laptop_joins(pool: Pool, laptop: Path) -> None:
     """The owner makes a code that lets the laptop submit; the laptop joins by the pool's
     remote address, as `up --remote` prints it (and announces it to local commands)."""
     coordinator = pool.coordinator
-    announced = json.loads((coordinator.data_dir / "coordinator.json").read_text())
-    address = announced["remote"]
-    assert address.startswith("iroh:"), address
-    owner = ["--coordinator", coordinator.url, "--token", coordinator.owner_token,
-             "--fingerprint", coordinator.fingerprint or ""]
-    made = coordinator.cli(["join-code", "--requests", "--json", *owner], laptop.parent / "owner")
+    address = remote_address(pool)
+    made = coordinator.cli(
+        ["join-code", "--requests", "--json", *owner_args(pool)], laptop.parent / "owner"
+    )
     assert made.returncode == 0, made.stderr.decode()
     code = json.loads(made.stdout)["code"]
     joined = coordinator.cli(["join", "--code", code, "--coordinator", address], laptop)
@@ -95,3 +107,40 @@ def test_a_laptop_away_follows_its_job_in_the_web_app_over_the_remote_path(
         device.close()
         web.terminate()
         web.wait(timeout=15)
+
+
+def forward_url(out: Path, forward: subprocess.Popen) -> Optional[str]:
+    if forward.poll() is not None:
+        raise AssertionError(f"crowdcloud forward stopped: {out.with_suffix('.err').read_text()}")
+    for line in out.read_text().splitlines() if out.exists() else []:
+        if line.startswith("crowdcloud forward listening on "):
+            return line.split()[-1]
+    return None
+
+
+def test_a_phone_away_signs_in_at_a_public_forward_of_the_pool(
+    browser: Browser, remote_pool: Pool, tmp_path: Path
+) -> None:
+    out = tmp_path / "forward.out"
+    with open(out, "wb") as stdout, open(out.with_suffix(".err"), "wb") as stderr:
+        forward = subprocess.Popen(
+            [str(binary()), "forward", "127.0.0.1:0", remote_address(remote_pool)],
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        )
+    phone = Device(browser, PHONE)
+    try:
+        url = eventually("crowdcloud forward to listen", 30, lambda: forward_url(out, forward))
+        made = remote_pool.coordinator.cli(
+            ["join-code", "--web", "--url", url, "--json", *owner_args(remote_pool)],
+            tmp_path / "owner",
+        )
+        assert made.returncode == 0, made.stderr.decode()
+        link = json.loads(made.stdout)["link"]
+        assert link.startswith(url + "/#token="), link
+        page = phone.sign_in(link)
+        page.screenshot(path=str(artifacts() / "remote-phone.png"))
+        assert phone.policy_violations == []
+    finally:
+        phone.close()
+        forward.terminate()
+        forward.wait(timeout=15)

@@ -65,11 +65,22 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Run a relay for pools' remote paths, for devices that find no direct path to their pool.
     Relay(RelayArgs),
+    /// Carry a public port to a pool's remote address, so phones away from home open its web
+    /// app there (run it on a public server, e.g. beside the relay; TLS stays the pool's).
+    Forward(ForwardArgs),
     /// Measure the pool: dispatch, stages, sandbox, scale, recover.
     Bench(BenchArgs),
     /// Compile one module for this machine's agent, which runs it as a child it can stop.
     #[command(hide = true)]
     CompileModule(CompileModuleArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForwardArgs {
+    /// Where phones connect, HOST:PORT (e.g. 0.0.0.0:8443).
+    pub(crate) listen: String,
+    /// The pool's remote address, as `up --remote` prints it (iroh:…).
+    pub(crate) pool: String,
 }
 
 #[derive(Debug, Args)]
@@ -847,6 +858,10 @@ pub(crate) struct JoinCodeArgs {
     /// tablet, signed in with an API token made for it.
     #[arg(long, conflicts_with = "requests")]
     pub(crate) web: bool,
+    /// With --web: the address the phone opens the web app at instead of this pool's own, such
+    /// as `crowdcloud forward`'s public port for a phone away from home (https://HOST:PORT).
+    #[arg(long, value_name = "URL", requires = "web")]
+    pub(crate) url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

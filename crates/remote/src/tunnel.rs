@@ -127,18 +127,26 @@ impl Tunnel {
     /// finds the pool out of reach is closed, so an agent started while its pool is offline
     /// waits for it as it would on the LAN.
     pub async fn open_lazily(pool: PoolAddress) -> Result<Tunnel, RemoteError> {
-        Self::open_lazily_at(pool, 0).await
+        Self::open_lazily_on(pool, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
     /// [`Tunnel::open`] on loopback `port` (0: any free one), for a browser, which keeps what
     /// it stores per port.
     pub async fn open_at(pool: PoolAddress, port: u16) -> Result<Tunnel, RemoteError> {
-        let tunnel = Self::open_lazily_at(pool, port).await?;
+        let loopback = SocketAddr::from(([127, 0, 0, 1], port));
+        let tunnel = Self::open_lazily_on(pool, loopback).await?;
         tunnel.link.connection().await?;
         Ok(tunnel)
     }
 
-    async fn open_lazily_at(pool: PoolAddress, port: u16) -> Result<Tunnel, RemoteError> {
+    /// A tunnel that listens on `listen`, any address, connecting when first used: a public
+    /// port that carries browsers' HTTPS (TLS with the pool's own certificate, end to end) to
+    /// a pool that has no public address of its own.
+    pub async fn forward(pool: PoolAddress, listen: SocketAddr) -> Result<Tunnel, RemoteError> {
+        Self::open_lazily_on(pool, listen).await
+    }
+
+    async fn open_lazily_on(pool: PoolAddress, listen: SocketAddr) -> Result<Tunnel, RemoteError> {
         let endpoint = endpoint_builder(pool.relay.as_ref(), false)
             .bind()
             .await
@@ -148,7 +156,7 @@ impl Tunnel {
             pool,
             connection: Mutex::new(None),
         });
-        let listener = TcpListener::bind(("127.0.0.1", port))
+        let listener = TcpListener::bind(listen)
             .await
             .map_err(RemoteError::Listen)?;
         let local = listener.local_addr().map_err(RemoteError::Listen)?;
@@ -208,10 +216,22 @@ impl Tunnel {
     }
 }
 
+/// Connections a tunnel carries at once; more wait in the listener's backlog. The pool's side
+/// holds each connection to fewer streams still (`STREAMS_PER_CONNECTION_MAX`).
+const CARRIED_MAX: usize = 64;
+
 async fn carry(listener: TcpListener, link: Arc<Link>) {
-    while let Ok((mut tcp, _)) = listener.accept().await {
+    let room = Arc::new(tokio::sync::Semaphore::new(CARRIED_MAX));
+    loop {
+        let Ok(permit) = Arc::clone(&room).acquire_owned().await else {
+            return;
+        };
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
         let link = Arc::clone(&link);
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let streams = match link.connection().await {
                 Ok(connection) => connection.open_bi().await.map_err(|e| e.to_string()),

@@ -327,7 +327,14 @@ pub(crate) async fn join_code(args: JoinCodeArgs) -> anyhow::Result<ExitCode> {
     let client = local::connect(&args.connection).await?;
     if args.web {
         let name = super::web::device_token_name();
-        let link = super::web::sign_in_link(&client, client.base_url(), &name).await?;
+        let url = match &args.url {
+            Some(url) if url.starts_with("https://") => url.trim_end_matches('/'),
+            Some(url) => {
+                bail!("--url {url:?}: give the address the phone opens, https://HOST:PORT")
+            }
+            None => client.base_url(),
+        };
+        let link = super::web::sign_in_link(&client, url, &name).await?;
         if args.connection.json {
             print_json(&serde_json::json!({ "link": link, "token_name": name }))?;
         } else {

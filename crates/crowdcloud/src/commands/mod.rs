@@ -7,6 +7,7 @@ mod delete;
 mod demo;
 mod doctor;
 mod federation;
+mod forward;
 mod jobs;
 mod join;
 mod keys;
@@ -46,6 +47,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runtimes(args) => runtimes::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Relay(args) => relay::run(args).await,
+        Command::Forward(args) => forward::run(args).await,
         Command::Web(args) => web::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::CompileModule(_) => unreachable!("main compiles before it starts a runtime"),

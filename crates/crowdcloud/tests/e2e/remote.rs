@@ -143,6 +143,49 @@ async fn devices_behind_home_routers_punch_a_hole_and_lend_themselves_over_it() 
     assert!(detail.contains("its router keeping the port"), "{detail}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_away_opens_the_web_app_at_a_public_forward_under_the_pools_own_certificate() {
+    let home = Home {
+        router: "homegw",
+        nat: Nat::Hard,
+        machines: &["home"],
+    };
+    let Some(mut lan) = internet_or_skip(&[home], &["relay", "phone"]) else {
+        return;
+    };
+    let pool = relay_and_home(&mut lan, &public_address(1)).await;
+    let listen = format!("{}:8443", public_address(1));
+    let forward = ["forward", &listen, &pool.address];
+    let out = lan.spawn("relay", &forward, "forward");
+    banner_line(&out, "crowdcloud forward listening on").await;
+    let url = format!("https://{listen}");
+    let made = ["join-code", "--web", "--url", &url, "--json"];
+    let made: Value = serde_json::from_str(&lan.run("home", &made).await).unwrap();
+    let link = made["link"].as_str().unwrap();
+    let token = link
+        .strip_prefix(&format!("{url}/#token="))
+        .and_then(|rest| rest.split('&').next())
+        .unwrap_or_else(|| panic!("the link opens the forward: {link}"));
+    // The phone pins the pool's certificate through the forward and is answered: the TLS is
+    // the pool's, end to end, which the forwarding machine could not present.
+    let status = [
+        "status",
+        "--coordinator",
+        &url,
+        "--fingerprint",
+        &pool.fingerprint,
+        "--token",
+        token,
+        "--json",
+    ];
+    let listed = lan.run("phone", &status).await;
+    assert!(listed.contains("\"jobs\""), "{listed}");
+    let wrong = format!("sha256:{}", "00".repeat(32));
+    let impostor = ["status", "--coordinator", &url, "--fingerprint", &wrong];
+    let refused = lan.command("phone", &impostor).output().await.unwrap();
+    assert!(!refused.status.success(), "another pin is refused");
+}
+
 /// The café joins with the owner's code and the pool's address, and remembers the pool by its
 /// key: the agent needs no flags.
 async fn cafe_lends_itself(lan: &mut Lan, pool: &Pool) {
