@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::tests::echo;
+use crate::tests::{echo, round_trip};
 use crate::{Gateway, PoolAddress, Relay, RelayLink, Tunnel};
 
 /// What the proxy does to each datagram frame the relay sends a client.
@@ -142,21 +142,6 @@ async fn pool_behind(relay: &RelayLink, dir: &std::path::Path) -> (Gateway, Pool
     (gateway, address)
 }
 
-/// What comes back through `tunnel` for `message`, to the end of the echo's stream: nothing
-/// missing, nothing twice.
-async fn echoed_whole(tunnel: &Tunnel, message: &[u8]) -> Vec<u8> {
-    let port: SocketAddr = tunnel.url().trim_start_matches("https://").parse().unwrap();
-    let mut tcp = TcpStream::connect(port).await.unwrap();
-    tcp.write_all(message).await.unwrap();
-    tcp.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut back))
-        .await
-        .expect("the echo ended in time")
-        .unwrap();
-    back
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_that_alters_what_it_carries_gets_no_connection_through() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +168,7 @@ async fn a_relay_that_replays_what_it_carries_delivers_each_byte_once() {
     let (_gateway, address) = pool_behind(&link, dir.path()).await;
     let tunnel = Tunnel::open(address).await.unwrap();
     let message = b"once, however often the relay says it".repeat(100);
-    assert_eq!(echoed_whole(&tunnel, &message).await, message);
+    assert_eq!(round_trip(&tunnel, &message).await, message);
     assert!(
         replayed.load(Ordering::Relaxed) > 0,
         "the relay did replay packets of this connection"

@@ -32,14 +32,17 @@ pub(crate) fn echo_noting_origins() -> (mpsc::Sender<Arrival>, mpsc::UnboundedRe
     (deliver, origins)
 }
 
-async fn round_trip(tunnel: &Tunnel, message: &[u8]) -> Vec<u8> {
+/// What comes back through `tunnel` for `message`, to the end of the echo's stream: nothing
+/// missing, nothing twice.
+pub(crate) async fn round_trip(tunnel: &Tunnel, message: &[u8]) -> Vec<u8> {
     let port: SocketAddr = tunnel.url().trim_start_matches("https://").parse().unwrap();
     let mut tcp = tokio::net::TcpStream::connect(port).await.unwrap();
     tcp.write_all(message).await.unwrap();
-    let mut back = vec![0; message.len()];
-    tokio::time::timeout(Duration::from_secs(20), tcp.read_exact(&mut back))
+    tcp.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut back))
         .await
-        .expect("the echo came back in time")
+        .expect("the echo ended in time")
         .unwrap();
     back
 }

@@ -280,14 +280,8 @@ async fn runs_far_away(lan: &Lan) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_remote_path_without_tls_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(crate::harness::BINARY)
-        .args(["up", "--listen", "127.0.0.1:0", "--slots", "0", "--remote"])
-        .env("CROWDCLOUD_DATA_DIR", dir.path())
-        .output()
-        .await
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let up = ["up", "--listen", "127.0.0.1:0", "--slots", "0", "--remote"];
+    let said = refused(&up, dir.path()).await;
     assert!(said.contains("--remote needs TLS"), "{said}");
     assert!(!dir.path().join("remote.key").exists(), "no key was made");
 }
@@ -396,14 +390,19 @@ async fn cafe_online(lan: &Lan) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_app_of_a_device_that_joined_no_pool_says_how_to_join() {
     let dir = tempfile::tempdir().unwrap();
+    let said = refused(&["web", "--port", "0"], dir.path()).await;
+    assert!(said.contains("has joined no pool"), "{said}");
+    assert!(said.contains("join-code --requests"), "{said}");
+}
+
+/// Runs `crowdcloud ARGS` with `data_dir`, which must fail; what it said.
+async fn refused(args: &[&str], data_dir: &std::path::Path) -> String {
     let output = tokio::process::Command::new(crate::harness::BINARY)
-        .args(["web", "--port", "0"])
-        .env("CROWDCLOUD_DATA_DIR", dir.path())
+        .args(args)
+        .env("CROWDCLOUD_DATA_DIR", data_dir)
         .output()
         .await
         .unwrap();
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(said.contains("has joined no pool"), "{said}");
-    assert!(said.contains("join-code --requests"), "{said}");
+    assert!(!output.status.success(), "crowdcloud {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
