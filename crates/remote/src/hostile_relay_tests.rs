@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::tests::{echo, round_trip};
-use crate::{Gateway, PoolAddress, Relay, RelayLink, Tunnel};
+use crate::tests::{loopback_relay, pool_behind, round_trip};
+use crate::{Relay, RelayLink, Tunnel};
 
 /// What the proxy does to each datagram frame the relay sends a client.
 #[derive(Clone, Copy)]
@@ -32,13 +32,7 @@ const RELAY_TO_CLIENT_DATAGRAMS: [u8; 2] = [6, 7];
 /// A relay behind a proxy doing `harm`; the URL clients are given, and how many frames it
 /// harmed so far.
 async fn hostile_relay(harm: Harm) -> (Relay, RelayLink, Arc<AtomicU32>) {
-    let relay = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        crate::RELAY_CLIENT_BYTES_PER_S_DEFAULT,
-        None,
-    )
-    .await
-    .unwrap();
+    let relay = loopback_relay().await;
     let upstream = relay.address().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -126,20 +120,6 @@ async fn read_frame(from: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Fram
     bytes.resize(payload_at + length as usize, 0);
     from.read_exact(&mut bytes[payload_at..]).await?;
     Ok(Frame { bytes, payload_at })
-}
-
-/// A pool's gateway reachable only through `relay`, forwarding to an echo; its address.
-async fn pool_behind(relay: &RelayLink, dir: &std::path::Path) -> (Gateway, PoolAddress) {
-    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gateway = Gateway::start(&dir.join("key"), bind, Some(relay.clone()), echo())
-        .await
-        .unwrap();
-    let address = PoolAddress {
-        id: gateway.address().await.id,
-        relay: Some(relay.clone()),
-        direct: Vec::new(),
-    };
-    (gateway, address)
 }
 
 #[tokio::test(flavor = "multi_thread")]

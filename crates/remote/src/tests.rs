@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::{Arrival, Gateway, PoolAddress, Relay, Tunnel, key_address};
+use crate::{Arrival, Gateway, PoolAddress, Relay, RelayLink, Tunnel, key_address};
 
 /// Where the coordinator would be: it echoes what each stream handed to it sends, and says
 /// on `origins` whom each stands for.
@@ -78,34 +78,43 @@ async fn a_tunnel_reaches_the_pool_directly_by_its_key_and_keeps_its_key_across_
     assert_eq!(text.parse::<PoolAddress>().unwrap(), address);
 }
 
+/// A relay of this crate's own on loopback, plain HTTP, with no address discovery.
+pub(crate) async fn loopback_relay() -> Relay {
+    let listen = "127.0.0.1:0".parse().unwrap();
+    Relay::start(listen, crate::RELAY_CLIENT_BYTES_PER_S_DEFAULT, None)
+        .await
+        .unwrap()
+}
+
+/// A pool's gateway, echoing, whose address names only `relay`: no direct address, so the
+/// relay is the only way to it.
+pub(crate) async fn pool_behind(
+    relay: &RelayLink,
+    dir: &std::path::Path,
+) -> (Gateway, PoolAddress) {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let gateway = Gateway::start(&dir.join("key"), bind, Some(relay.clone()), echo())
+        .await
+        .unwrap();
+    let address = PoolAddress {
+        id: gateway.address().await.id,
+        relay: Some(relay.clone()),
+        direct: Vec::new(),
+    };
+    (gateway, address)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tunnel_reaches_the_pool_through_a_relay_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        crate::RELAY_CLIENT_BYTES_PER_S_DEFAULT,
-        None,
-    )
-    .await
-    .unwrap();
-    let url: iroh::RelayUrl = format!("http://{}", relay.address().unwrap())
-        .parse()
-        .unwrap();
-    let url = crate::RelayLink {
-        url,
+    let relay = loopback_relay().await;
+    let link = RelayLink {
+        url: format!("http://{}", relay.address().unwrap())
+            .parse()
+            .unwrap(),
         fingerprint: None,
     };
-    let listener = echo();
-    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gateway = Gateway::start(&dir.path().join("key"), bind, Some(url.clone()), listener)
-        .await
-        .unwrap();
-    // No direct address: the relay is the only way to the pool.
-    let address = PoolAddress {
-        id: gateway.address().await.id,
-        relay: Some(url),
-        direct: Vec::new(),
-    };
+    let (_gateway, address) = pool_behind(&link, dir.path()).await;
     let tunnel = Tunnel::open(address).await.unwrap();
     assert_eq!(
         round_trip(&tunnel, b"through the relay").await,
