@@ -186,6 +186,35 @@ async fn a_phone_away_opens_the_web_app_at_a_public_forward_under_the_pools_own_
     assert!(!refused.status.success(), "another pin is refused");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_whose_router_maps_each_destination_apart_reaches_a_home_router_through_the_relay()
+{
+    // One side's router keeps its port, the other's does not: the port the home learns of is
+    // not the one that reaches the café, so no hole opens, and the relay carries the work.
+    let homes = [
+        Home {
+            router: "homegw",
+            nat: Nat::Easy,
+            machines: &["home"],
+        },
+        Home {
+            router: "cafegw",
+            nat: Nat::Hard,
+            machines: &["cafe"],
+        },
+    ];
+    let Some(mut lan) = internet_or_skip(&homes, &["relay"]) else {
+        return;
+    };
+    let pool = relay_and_home(&mut lan, &relay_ip()).await;
+    cafe_lends_itself(&mut lan, &pool).await;
+    let lan = &lan;
+    runs_far_away(lan).await;
+    let (ok, how, detail) = remote_path(lan, "cafe").await;
+    assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
+    assert!(detail.contains("its router changing the port"), "{detail}");
+}
+
 /// The café joins with the owner's code and the pool's address, and remembers the pool by its
 /// key: the agent needs no flags.
 async fn cafe_lends_itself(lan: &mut Lan, pool: &Pool) {
