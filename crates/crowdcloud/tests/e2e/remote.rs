@@ -24,11 +24,21 @@ struct Pool {
 
 /// The relay at `relay_ip`, then the pool at home reachable through it.
 async fn relay_and_home(lan: &mut Lan, relay_ip: &str) -> Pool {
+    let (relay, relay_fingerprint) = start_relay(lan, relay_ip).await;
+    home_through(lan, &relay, &relay_fingerprint).await
+}
+
+/// The relay at `relay_ip`: its URL and the fingerprint it prints.
+async fn start_relay(lan: &mut Lan, relay_ip: &str) -> (String, String) {
     let listen = format!("{relay_ip}:3340");
     let relay_out = lan.spawn("relay", &["relay", "--listen", &listen], "relay");
     banner_line(&relay_out, "crowdcloud relay listening on").await;
     let relay_fingerprint = banner_line(&relay_out, "certificate:").await;
-    let relay = format!("http://{listen}");
+    (format!("http://{listen}"), relay_fingerprint)
+}
+
+/// The pool at home, reachable through `relay`, whose certificate it pins as `relay_fingerprint`.
+async fn home_through(lan: &mut Lan, relay: &str, relay_fingerprint: &str) -> Pool {
     let up = [
         "up",
         "--lan",
@@ -37,9 +47,9 @@ async fn relay_and_home(lan: &mut Lan, relay_ip: &str) -> Pool {
         "0",
         "--remote",
         "--relay",
-        &relay,
+        relay,
         "--relay-fingerprint",
-        &relay_fingerprint,
+        relay_fingerprint,
     ];
     let home_out = lan.spawn("home", &up, "up");
     let fingerprint = banner_line(&home_out, "certificate:").await;
@@ -213,6 +223,25 @@ async fn a_device_whose_router_maps_each_destination_apart_reaches_a_home_router
     let (ok, how, detail) = remote_path(lan, "cafe").await;
     assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
     assert!(detail.contains("its router changing the port"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_whose_certificate_is_not_the_pinned_one_tells_no_device_its_address() {
+    let Some(mut lan) = home_and_cafe(Nat::Easy) else {
+        return;
+    };
+    let (relay, _) = start_relay(&mut lan, &relay_ip()).await;
+    // Pinned to another certificate, the relay still carries what it is given, but neither
+    // side believes what it says of their addresses: no hole is punched.
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let pool = home_through(&mut lan, &relay, &wrong).await;
+    cafe_lends_itself(&mut lan, &pool).await;
+    let (ok, how, detail) = remote_path(&lan, "cafe").await;
+    assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
+    assert!(
+        detail.contains("no relay told this device its public address"),
+        "{detail}"
+    );
 }
 
 /// The café joins with the owner's code and the pool's address, and remembers the pool by its
