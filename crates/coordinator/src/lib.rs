@@ -162,6 +162,9 @@ pub struct CoordinatorConfig {
     /// How this coordinator takes and keeps the lead of its database: at once, or as a
     /// standby once the leader's term ran out.
     pub lead: LeadTerms,
+    /// The pool's remote address while the binary serves the remote path beside it, told to
+    /// devices in `/v1/health` so those that joined on the LAN reach it away from home too.
+    pub remote_address: Option<String>,
 }
 
 /// Results are kept a month unless the owner says otherwise.
@@ -210,6 +213,7 @@ impl CoordinatorConfig {
             verify_policy: verify::Policy::PUBLIC,
             networks_apart: true,
             lead: LeadTerms::at_once(""),
+            remote_address: None,
         }
     }
 

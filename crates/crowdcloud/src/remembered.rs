@@ -29,6 +29,10 @@ pub(crate) struct RememberedPool {
     pub(crate) api_token: Option<String>,
     pub(crate) device_name: String,
     pub(crate) joined_at_ms: u64,
+    /// The pool's remote address, as it last told it (`/v1/health`): where a device that
+    /// joined on the LAN finds it away from home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<String>,
 }
 
 pub(crate) fn pool_file(base_dir: &Path) -> PathBuf {
@@ -89,11 +93,17 @@ pub(crate) async fn reach(
     }
     let client = Client::pinned(&pool.url, token.clone(), pool.fingerprint)?;
     match client.health().await {
-        Ok(_) => return Ok(client),
+        Ok(health) => {
+            remember_remote(base_dir, pool, health.remote)?;
+            return Ok(client);
+        }
         Err(error @ ClientError::WrongCertificate { .. }) => return Err(error.into()),
         Err(error) => {
             tracing::info!(%error, "the pool's last address does not answer; looking for it")
         }
+    }
+    if let Some(client) = through_remote_path(pool, &token).await {
+        return Ok(client);
     }
     let browsed = browse(discovery::BrowseOptions {
         deadline: REDISCOVERY_DEADLINE,
@@ -112,10 +122,45 @@ pub(crate) async fn reach(
         }
     }
     bail!(
-        "the pool {:?} does not answer at {} and was not found on the LAN; is `crowdcloud up` running there? `crowdcloud doctor` shows what this machine sees",
+        "the pool {:?} does not answer at {}{} and was not found on the LAN; is `crowdcloud up` running there? `crowdcloud doctor` shows what this machine sees",
         pool.pool_name,
-        pool.url
+        pool.url,
+        if pool.remote.is_some() {
+            " nor by its remote address"
+        } else {
+            ""
+        }
     )
+}
+
+/// Keeps the pool's remote address as it last told it, when that changed.
+fn remember_remote(
+    base_dir: &Path,
+    pool: &mut RememberedPool,
+    told: Option<String>,
+) -> anyhow::Result<()> {
+    let told = told.filter(|address| remote::PoolAddress::is_one(address));
+    if told.is_some() && told != pool.remote {
+        pool.remote = told;
+        save(base_dir, pool)?;
+    }
+    Ok(())
+}
+
+/// A client of the pool over its remote address, for a device away from the LAN it joined
+/// on; `None` if it has none, or the pool does not answer there either.
+async fn through_remote_path(pool: &RememberedPool, token: &Option<String>) -> Option<Client> {
+    let address = pool.remote.as_ref()?;
+    let url = match crate::tunnels::reachable(address).await {
+        Ok(url) => url,
+        Err(error) => {
+            tracing::info!(error = %format!("{error:#}"), "the pool does not answer by its remote address either");
+            return None;
+        }
+    };
+    let client = Client::pinned(&url, token.clone(), pool.fingerprint).ok()?;
+    client.health().await.ok()?;
+    Some(client)
 }
 
 /// Where the agent goes: flags first, then the pool joined with `crowdcloud join`.
@@ -178,8 +223,15 @@ pub(crate) async fn agent_target(
         // The pool may simply be down for now: the agent keeps trying its last address.
         tracing::warn!("{error:#}; trying its last address until it answers");
     }
+    // Away from the LAN it joined on, the agent moves on to the pool's remote address.
+    let url = match &pool.remote {
+        Some(address) if !remote::PoolAddress::is_one(&pool.url) => {
+            format!("{},{address}", pool.url)
+        }
+        _ => pool.url.clone(),
+    };
     Ok(AgentTarget {
-        url: pool.url.clone(),
+        url,
         join_token: join_token.cloned().unwrap_or(pool.join_token),
         fingerprint: Some(fingerprint.unwrap_or(pool.fingerprint)),
     })

@@ -89,6 +89,10 @@ pub struct HealthResponse {
     /// Who leads the pool, as it names itself (its URL), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// The pool's remote address (`iroh:…`) while it serves the remote path: where a device
+    /// that joined on the LAN reaches it away from home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// A coordinator's part in its pool.

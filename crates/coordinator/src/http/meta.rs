@@ -62,12 +62,14 @@ pub(crate) fn openapi_document() -> utoipa::openapi::OpenApi {
     responses((status = 200, body = HealthResponse)))]
 pub(crate) async fn health(State(shared): State<AppState>) -> Json<HealthResponse> {
     let leader = Some(shared.config.lead.holder.clone()).filter(|holder| !holder.is_empty());
-    Json(health_of(
+    let mut health = health_of(
         &shared.config.pool_name,
         shared.now_ms(),
         wire::CoordinatorRole::Leader,
         leader,
-    ))
+    );
+    health.remote = shared.config.remote_address.clone();
+    Json(health)
 }
 
 /// What `/v1/health` says of this coordinator, leading or standing by.
@@ -84,6 +86,7 @@ pub(crate) fn health_of(
         time_ms,
         role: Some(role),
         leader,
+        remote: None,
     }
 }
 

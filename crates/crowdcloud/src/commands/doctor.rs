@@ -337,7 +337,15 @@ async fn joined_pool_check(mine: &RememberedPool, found: &[discovery::FoundPool]
         urls.extend(pool.urls());
     }
     urls.dedup();
-    let client = reachable(urls.clone(), Some(mine.fingerprint), &mut checks).await;
+    let mut client = reachable(urls.clone(), Some(mine.fingerprint), &mut checks).await;
+    // A pool with a remote address is checked there too: the path this device takes away.
+    if let Some(address) = &mine.remote {
+        let tunnel = remote_path_check(address, &mut checks).await;
+        if client.is_none() {
+            let urls = tunnel.into_iter().collect();
+            client = reachable(urls, Some(mine.fingerprint), &mut checks).await;
+        }
+    }
     if client.is_none()
         && !found
             .iter()

@@ -68,20 +68,14 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         .transpose()
         .context("--fingerprint")?;
     let candidate = candidate_of(&args, expected).await?;
-    let (reached, fingerprint, pool_name) = connect(&candidate).await?;
+    let (reached, fingerprint, pool_name, remote) = connect(&candidate).await?;
     // A pool named by its address is reached through a tunnel, and remembered by its address.
     let url = args
         .coordinator
         .clone()
         .filter(|url| remote::PoolAddress::is_one(url))
         .unwrap_or_else(|| reached.clone());
-    if let Some(expected) = expected
-        && expected != fingerprint
-    {
-        bail!(
-            "the pool at {url} presents certificate {fingerprint}, not the {expected} you gave; check the fingerprint `crowdcloud up` prints on the owner's machine"
-        );
-    }
+    check_expected(expected, fingerprint, &url)?;
     if !args.json {
         println!("found pool {pool_name:?} at {url}");
         println!("  certificate {fingerprint}");
@@ -119,6 +113,7 @@ pub(crate) async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         api_token: grant.api_token,
         device_name,
         joined_at_ms: now_ms(),
+        remote: remote.filter(|address| address.parse::<remote::PoolAddress>().is_ok()),
     };
     remembered::save(&base, &pool)?;
     let requests = pool.api_token.is_some();
@@ -238,7 +233,25 @@ fn choose<'a>(pools: &[&'a discovery::FoundPool]) -> anyhow::Result<&'a discover
 
 /// The first URL that answers, with the certificate it presents. An advertised certificate must
 /// be the one presented: anything else is not the advertised pool.
-async fn connect(candidate: &Candidate) -> anyhow::Result<(String, Fingerprint, String)> {
+/// Refuses a pool whose certificate is not the one the user gave.
+fn check_expected(
+    expected: Option<Fingerprint>,
+    presented: Fingerprint,
+    url: &str,
+) -> anyhow::Result<()> {
+    match expected {
+        Some(expected) if expected != presented => bail!(
+            "the pool at {url} presents certificate {presented}, not the {expected} you gave; check the fingerprint `crowdcloud up` prints on the owner's machine"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The pool a candidate names, as its first URL that answers: that URL, the certificate it
+/// presented, the pool's name, and its remote address if it serves the remote path.
+async fn connect(
+    candidate: &Candidate,
+) -> anyhow::Result<(String, Fingerprint, String, Option<String>)> {
     let mut failures = Vec::new();
     for url in &candidate.urls {
         if !url.starts_with("https://") {
@@ -258,7 +271,7 @@ async fn connect(candidate: &Candidate) -> anyhow::Result<(String, Fingerprint, 
                     continue;
                 }
                 let name = candidate.pool_name.clone().unwrap_or(health.pool_name);
-                return Ok((url.clone(), presented, name));
+                return Ok((url.clone(), presented, name, health.remote));
             }
             Err(error) => failures.push(format!("{url}: {error}")),
         }

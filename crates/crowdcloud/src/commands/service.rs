@@ -30,10 +30,11 @@ pub(crate) struct Served {
     pub(crate) address: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
-    /// The remote path, when it was asked for (`--remote`).
-    gateway: Option<remote::Gateway>,
-    /// Where connections are handed to the coordinator from the rest of this process.
-    handed: mpsc::Sender<coordinator::Handed>,
+    /// The remote path, when it was asked for (`--remote`): held so it lives as long as the
+    /// coordinator it hands streams to.
+    _gateway: Option<remote::Gateway>,
+    /// The pool's remote address, with the gateway.
+    pub(crate) remote_address: Option<remote::PoolAddress>,
     /// How the coordinator ended, once it ended on its own.
     ended: Option<Result<Result<(), coordinator::CoordinatorError>, tokio::task::JoinError>>,
 }
@@ -278,13 +279,14 @@ fn keep_results_ms(text: &str) -> anyhow::Result<u64> {
 /// Opens the coordinator on `options.data_dir` and serves it in the background: plain HTTP on
 /// loopback, TLS with the data dir's self-signed certificate anywhere else.
 pub(crate) async fn serve(options: &ServiceOptions) -> anyhow::Result<Served> {
-    serve_with(options, &trust::TlsOptions::default()).await
+    serve_with(options, &trust::TlsOptions::default(), None).await
 }
 
 /// Like [`serve`], with the owner's TLS choices.
 pub(crate) async fn serve_with(
     options: &ServiceOptions,
     tls: &trust::TlsOptions,
+    remote: Option<&RemoteStart>,
 ) -> anyhow::Result<Served> {
     let (owner_token, join_token) = local::tokens(&options.data_dir)?;
     let mut config = coordinator_config(options, &owner_token, &join_token);
@@ -303,6 +305,15 @@ pub(crate) async fn serve_with(
     let fingerprint = identity.as_ref().map(coordinator::TlsIdentity::fingerprint);
     let url = trust::local_url(&address, fingerprint.is_some());
     config.lead = options.lead.terms(&url);
+    let (gateway, remote_address) = match remote {
+        Some(remote) => {
+            let (gateway, address) =
+                open_remote(remote, fingerprint, &handed, &options.data_dir).await?;
+            config.remote_address = Some(address.to_string());
+            (Some(gateway), Some(address))
+        }
+        None => (None, None),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let stopped = async move {
         let _ = stopped.await;
@@ -330,8 +341,8 @@ pub(crate) async fn serve_with(
         address,
         stop: Some(stop),
         task,
-        gateway: None,
-        handed,
+        _gateway: gateway,
+        remote_address,
         ended: None,
     })
 }
@@ -506,41 +517,61 @@ async fn hand_to_coordinator(
     }
 }
 
-/// Opens the remote path to `served` (`--remote`); returns the pool's remote address.
+/// The remote path to serve beside the coordinator (`--remote`).
+pub(crate) struct RemoteStart {
+    port: u16,
+    relay: Option<remote::RelayLink>,
+}
+
+impl RemoteStart {
+    /// What `args` ask for, if they ask for the remote path.
+    fn of(args: &ServiceArgs) -> anyhow::Result<Option<RemoteStart>> {
+        if !args.remote {
+            return Ok(None);
+        }
+        let relay = match &args.relay {
+            Some(url) => Some(remote::RelayLink {
+                url: url.parse().map_err(|_| {
+                    anyhow::anyhow!("--relay {url:?}: give the relay as http(s)://HOST:PORT")
+                })?,
+                fingerprint: match &args.relay_fingerprint {
+                    Some(text) => Some(text.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--relay-fingerprint {text:?}: give it as `crowdcloud relay` prints it, sha256:…"
+                        )
+                    })?),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
+        Ok(Some(RemoteStart {
+            port: args.remote_port,
+            relay,
+        }))
+    }
+}
+
+/// Opens the remote path (`--remote`), handing its streams to the coordinator by `handed`:
+/// the gateway and the pool's remote address.
 async fn open_remote(
-    args: &ServiceArgs,
-    served: &mut Served,
+    remote: &RemoteStart,
+    fingerprint: Option<wire::Fingerprint>,
+    handed: &mpsc::Sender<coordinator::Handed>,
     data_dir: &Path,
-) -> anyhow::Result<remote::PoolAddress> {
-    if served.fingerprint.is_none() {
+) -> anyhow::Result<(remote::Gateway, remote::PoolAddress)> {
+    if fingerprint.is_none() {
         bail!(
             "--remote needs TLS: devices away from home pin the pool's certificate; serve the LAN (the default of `up`) or add --tls"
         );
     }
-    let relay = match &args.relay {
-        Some(url) => Some(remote::RelayLink {
-            url: url.parse().map_err(|_| {
-                anyhow::anyhow!("--relay {url:?}: give the relay as http(s)://HOST:PORT")
-            })?,
-            fingerprint: match &args.relay_fingerprint {
-                Some(text) => Some(text.parse().map_err(|_| {
-                    anyhow::anyhow!(
-                        "--relay-fingerprint {text:?}: give it as `crowdcloud relay` prints it, sha256:…"
-                    )
-                })?),
-                None => None,
-            },
-        }),
-        None => None,
-    };
-    let bind = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), args.remote_port);
+    let bind = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), remote.port);
     let (deliver, arrivals) = mpsc::channel(HANDED_WAITING_MAX);
-    tokio::spawn(hand_to_coordinator(arrivals, served.handed.clone()));
-    let gateway =
-        remote::Gateway::start(&data_dir.join("remote.key"), bind, relay, deliver).await?;
+    tokio::spawn(hand_to_coordinator(arrivals, handed.clone()));
+    let key_file = data_dir.join("remote.key");
+    let gateway = remote::Gateway::start(&key_file, bind, remote.relay.clone(), deliver).await?;
     let address = gateway.address().await;
-    served.gateway = Some(gateway);
-    Ok(address)
+    Ok((gateway, address))
 }
 
 /// Serves a coordinator as `up` and `coordinator` do: tells local commands where it is,
@@ -553,17 +584,9 @@ async fn start(
 ) -> anyhow::Result<(ServiceOptions, Served, Option<discovery::Advertiser>)> {
     let options = options(args, database_url, lead, default_listen)?;
     let tls = trust::TlsOptions::from_args(args);
-    let mut served = serve_with(&options, &tls).await?;
-    let remote_address = match args.remote {
-        true => match open_remote(args, &mut served, &options.data_dir).await {
-            Ok(address) => Some(address),
-            Err(error) => {
-                served.stop().await?;
-                return Err(error);
-            }
-        },
-        false => None,
-    };
+    let remote = RemoteStart::of(args)?;
+    let served = serve_with(&options, &tls, remote.as_ref()).await?;
+    let remote_address = served.remote_address.clone();
     local::announce_pinned(
         &options.data_dir,
         &served.url,

@@ -124,7 +124,7 @@ async fn devices_behind_routers_that_let_no_hole_through_lend_themselves_through
         .find(|line| line.contains("join exchange started"))
         .unwrap();
     assert!(joined.contains("peer=[fd"), "{joined}");
-    runs_far_away(lan).await;
+    runs_far_away(lan, "cafe").await;
     let (ok, how, detail) = remote_path(lan, "cafe").await;
     assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
     assert!(
@@ -142,7 +142,7 @@ async fn devices_behind_home_routers_punch_a_hole_and_lend_themselves_over_it() 
     let pool = relay_and_home(&mut lan, &relay_ip()).await;
     cafe_lends_itself(&mut lan, &pool).await;
     let lan = &lan;
-    runs_far_away(lan).await;
+    runs_far_away(lan, "cafe").await;
     let (ok, how, detail) = remote_path(lan, "cafe").await;
     // Home's router's public address: the hole, not the relay and not home's private address.
     assert_eq!((ok, how.as_str()), (true, "direct to"), "{detail}");
@@ -219,7 +219,7 @@ async fn a_device_whose_router_maps_each_destination_apart_reaches_a_home_router
     let pool = relay_and_home(&mut lan, &relay_ip()).await;
     cafe_lends_itself(&mut lan, &pool).await;
     let lan = &lan;
-    runs_far_away(lan).await;
+    runs_far_away(lan, "cafe").await;
     let (ok, how, detail) = remote_path(lan, "cafe").await;
     assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
     assert!(detail.contains("its router changing the port"), "{detail}");
@@ -244,6 +244,47 @@ async fn a_relay_whose_certificate_is_not_the_pinned_one_tells_no_device_its_add
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_laptop_that_joined_at_home_reaches_the_pool_away_by_its_remote_address() {
+    let home = Home {
+        router: "homegw",
+        nat: Nat::Hard,
+        machines: &["home", "laptop"],
+    };
+    let Some(mut lan) = internet_or_skip(&[home], &["relay"]) else {
+        return;
+    };
+    relay_and_home(&mut lan, &public_address(1)).await;
+    // At home, the laptop joins on the LAN by the pool's own address, as discovery finds it,
+    // with a code that lets it submit.
+    let code = ["join-code", "--requests", "--json"];
+    let code: Value = serde_json::from_str(&lan.run("home", &code).await).unwrap();
+    let join = [
+        "join",
+        "--code",
+        code["code"].as_str().unwrap(),
+        "--coordinator",
+        "https://10.79.1.2:7878",
+    ];
+    lan.run("laptop", &join).await;
+    assert!(
+        lan.run("laptop", &["status", "--json"])
+            .await
+            .contains("\"jobs\"")
+    );
+    // Away: home's LAN address is out of reach, the relay is not. The laptop was told the
+    // pool's remote address at its join, and goes there by itself.
+    lan.cut("laptop", "10.79.1.2/32").unwrap();
+    let listed = lan.run("laptop", &["status", "--json"]).await;
+    assert!(listed.contains("\"jobs\""), "{listed}");
+    let (ok, how, detail) = remote_path(&lan, "laptop").await;
+    assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
+    let agent = ["agent", "--slots", "1", "--name", "laptop", "--dedicated"];
+    lan.spawn("laptop", &agent, "agent");
+    online(&lan, "laptop").await;
+    runs_far_away(&lan, "laptop").await;
+}
+
 /// The café joins with the owner's code and the pool's address, and remembers the pool by its
 /// key: the agent needs no flags.
 async fn cafe_lends_itself(lan: &mut Lan, pool: &Pool) {
@@ -264,7 +305,7 @@ async fn cafe_lends_itself(lan: &mut Lan, pool: &Pool) {
     );
     let agent = ["agent", "--slots", "1", "--name", "cafe", "--dedicated"];
     lan.spawn("cafe", &agent, "agent");
-    cafe_online(lan).await;
+    online(lan, "cafe").await;
 }
 
 /// A laptop that can reach home joins by the same address and finds the direct path.
@@ -307,8 +348,8 @@ async fn remote_path(lan: &Lan, machine: &str) -> (bool, String, String) {
     )
 }
 
-/// A job submitted at home runs on the café's node, and what it printed comes back whole.
-async fn runs_far_away(lan: &Lan) {
+/// A job submitted at home runs on the node `name`, and what it printed comes back whole.
+async fn runs_far_away(lan: &Lan, name: &str) {
     let module = lan.data_dir("home").join("probe.wasm");
     std::fs::write(&module, guests::PROBE).unwrap();
     let submit = [
@@ -324,7 +365,7 @@ async fn runs_far_away(lan: &Lan) {
     ];
     let status: Value = serde_json::from_str(&lan.run("home", &submit).await).unwrap();
     assert_eq!(status["state"], "completed", "{status}");
-    assert_eq!(status["nodes"][0]["node_name"], "cafe", "{status}");
+    assert_eq!(status["nodes"][0]["node_name"], name, "{status}");
     let job = status["job_id"].as_str().unwrap();
     let out = lan.data_dir("home").join("results");
     lan.run("home", &["results", job, "--out", out.to_str().unwrap()])
@@ -358,7 +399,7 @@ async fn a_job_waits_while_the_relay_is_down_and_runs_when_it_is_back() {
         &["agent", "--slots", "1", "--name", "cafe", "--dedicated"],
         "agent",
     );
-    cafe_online(&lan).await;
+    online(&lan, "cafe").await;
 
     let started = std::time::Instant::now();
     lan.kill_machine("relay");
@@ -423,7 +464,8 @@ async fn submit_one(lan: &Lan) -> String {
     submitted["job_id"].as_str().unwrap().to_owned()
 }
 
-async fn cafe_online(lan: &Lan) {
+/// Waits for the node `name` to be online at home.
+async fn online(lan: &Lan, name: &str) {
     let online = || async move {
         let output = lan
             .command("home", &["nodes", "--json"])
@@ -431,14 +473,14 @@ async fn cafe_online(lan: &Lan) {
             .await
             .ok()?;
         let nodes: Value = serde_json::from_slice(&output.stdout).ok()?;
-        let cafe = nodes["nodes"]
+        let node = nodes["nodes"]
             .as_array()?
             .iter()
-            .find(|n| n["name"] == "cafe")?;
-        (cafe["state"] == "online").then_some(())
+            .find(|n| n["name"] == name)?;
+        (node["state"] == "online").then_some(())
     };
     eventually(
-        "the café's node online at home",
+        &format!("{name}'s node online at home"),
         Duration::from_secs(90),
         online,
     )
