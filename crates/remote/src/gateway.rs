@@ -57,6 +57,7 @@ impl Drop for Gateway {
 /// How QUIC notices a path that died (a relay down, a network gone): a keep-alive every
 /// 2 s, and the connection closed after 10 s without an answer, so a device says it lost the
 /// pool and connects again rather than waiting on a dead connection.
+///
 /// A side that `accepts_streams` (the pool's) takes at most [`STREAMS_PER_CONNECTION_MAX`] at
 /// once on each connection; a device's side takes none, and neither takes one-way streams.
 pub(crate) fn transport(accepts_streams: bool) -> iroh::endpoint::QuicTransportConfig {

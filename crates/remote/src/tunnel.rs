@@ -1,6 +1,7 @@
 //! A device's side: a loopback port whose every connection is carried, as one QUIC stream, to
 //! the pool named by its address. Clients talk HTTPS to the port as to the coordinator itself,
-//! pinned to its certificate.
+//! pinned to its certificate. The same, on a public port, carries phones' browsers to a pool
+//! that has no public address (`Tunnel::forward`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -27,6 +27,9 @@ pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         .address()
         .map_or(args.listen.clone(), |a| a.to_string());
     println!("crowdcloud relay listening on http://{address}");
+    if let Some(discovery) = relay.discovery_address() {
+        println!("  address discovery on udp {discovery}");
+    }
     println!("  certificate: {}", tls.fingerprint());
     let pin = match args.cert {
         Some(_) => String::new(),
