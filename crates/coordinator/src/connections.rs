@@ -754,4 +754,37 @@ mod tests {
         assert!(registry.open.lock().is_empty(), "closing frees the slots");
         assert_eq!(registry.slots.available_permits(), 16);
     }
+
+    #[tokio::test]
+    async fn a_handed_connection_is_served_as_the_address_it_stands_for() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let peer_of = |ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() };
+        let app = axum::Router::new().route("/", axum::routing::get(peer_of));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (hand, handed) = tokio::sync::mpsc::channel(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = ConnectionLimits::default();
+        let listener = Listener::with_handed(tcp, handed);
+        let serving = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            serve(listener, None, app, &limits, stopped).await
+        });
+        let (mut device, coordinator_side) = tokio::io::duplex(4096);
+        let stands_for: SocketAddr = "[fd12:3456:789a::]:0".parse().unwrap();
+        let handed = Handed {
+            io: Box::new(coordinator_side),
+            peer: stands_for,
+        };
+        assert!(hand.send(handed).await.is_ok());
+        let request = b"GET / HTTP/1.1\r\nhost: pool\r\nconnection: close\r\n\r\n";
+        device.write_all(request).await.unwrap();
+        let mut answer = String::new();
+        device.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(&stands_for.to_string()), "{answer}");
+        let _ = stop.send(());
+        serving.await.unwrap().unwrap();
+    }
 }
