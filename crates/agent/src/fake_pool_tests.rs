@@ -149,6 +149,7 @@ impl FakePool {
                 });
                 let response = ReportResponse {
                     acks: acks.collect(),
+                    lease: None,
                 };
                 self.reports.lock().push(request);
                 self.reported.notify_one();

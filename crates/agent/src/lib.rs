@@ -49,8 +49,8 @@ use client::{Client, ClientError};
 use sandbox::{AttemptControl, Sandbox, SandboxConfig};
 use wire::{
     AttemptGrant, AttemptId, AttemptReport, Capabilities, ErrorCode, HeartbeatRequest, JobId,
-    JobRuntime, LeaseRequest, NodeActivity, NodeId, Outcome, RegisterRequest, ReleaseRequest,
-    ReportRequest, Usage,
+    JobRuntime, LeaseRequest, LeaseResponse, NodeActivity, NodeId, Outcome, RegisterRequest,
+    ReleaseRequest, ReportRequest, Usage,
 };
 
 use crate::cache::BlobCache;
@@ -595,12 +595,7 @@ impl Agent {
                 }
                 continue;
             }
-            let mut permits = Vec::with_capacity(wanted);
-            while permits.len() < wanted
-                && let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned()
-            {
-                permits.push(permit);
-            }
+            let permits = self.free_permits(wanted);
             let (client, generation) = self.client();
             let request = LeaseRequest {
                 slots_free: permits.len() as u32,
@@ -609,29 +604,7 @@ impl Agent {
             match client.lease(&request).await {
                 Ok(response) => {
                     delay = Duration::from_millis(100);
-                    for runtime in response.jobs {
-                        self.runtimes
-                            .lock()
-                            .insert(runtime.job_id, Arc::new(runtime));
-                    }
-                    // The policy may have stopped work or cut slots while the request was parked.
-                    let mut accepted = if self.gate.borrow().run {
-                        (self.gate.borrow().slots as usize)
-                            .saturating_sub(self.running.lock().len())
-                    } else {
-                        0
-                    };
-                    for grant in response.attempts {
-                        match permits.pop() {
-                            Some(permit) if !self.is_stopping() && accepted > 0 => {
-                                accepted -= 1;
-                                self.start(client.clone(), grant, permit);
-                            }
-                            // Granted while stopping or paused (or beyond what was asked):
-                            // give it back.
-                            _ => self.give_back(grant.attempt_id),
-                        }
-                    }
+                    self.take_grants(&client, response, permits);
                 }
                 Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
                     self.reregister(generation).await;
@@ -647,6 +620,52 @@ impl Agent {
                     delay = (delay * 2).min(retry_ceiling(&error));
                 }
             }
+        }
+    }
+
+    /// Up to `wanted` of the free slots' permits, as many as are free now.
+    fn free_permits(&self, wanted: usize) -> Vec<OwnedSemaphorePermit> {
+        let mut permits = Vec::with_capacity(wanted);
+        while permits.len() < wanted
+            && let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned()
+        {
+            permits.push(permit);
+        }
+        permits
+    }
+
+    /// Starts the attempts `response` grants, each on one of `permits`, and gives back those
+    /// it cannot start; the permits left over free their slots again.
+    fn take_grants(
+        self: &Arc<Self>,
+        client: &Client,
+        response: LeaseResponse,
+        mut permits: Vec<OwnedSemaphorePermit>,
+    ) {
+        for runtime in response.jobs {
+            self.runtimes
+                .lock()
+                .insert(runtime.job_id, Arc::new(runtime));
+        }
+        // The policy may have stopped work or cut slots while the request was parked.
+        let mut accepted = if self.gate.borrow().run {
+            (self.gate.borrow().slots as usize).saturating_sub(self.running.lock().len())
+        } else {
+            0
+        };
+        for grant in response.attempts {
+            match permits.pop() {
+                Some(permit) if !self.is_stopping() && accepted > 0 => {
+                    accepted -= 1;
+                    self.start(client.clone(), grant, permit);
+                }
+                // Granted while stopping or paused (or beyond what was asked): give it back.
+                _ => self.give_back(grant.attempt_id),
+            }
+        }
+        if !permits.is_empty() {
+            drop(permits);
+            self.capacity.notify_one();
         }
     }
 
@@ -910,7 +929,7 @@ impl Agent {
         }
     }
 
-    async fn send_reports(&self, mut reports: Vec<AttemptReport>) {
+    async fn send_reports(self: &Arc<Self>, mut reports: Vec<AttemptReport>) {
         // One report the coordinator refuses would drop the whole batch.
         for report in &mut reports {
             wire::validate::fit_outcome(&mut report.outcome);
@@ -919,7 +938,18 @@ impl Agent {
         let mut delay = Duration::from_millis(100);
         loop {
             let (client, generation) = self.client();
-            match client.report(&request).await {
+            // The slots free now are asked for with the reports: one exchange, not two.
+            let permits = self.free_permits(self.lease_allowance());
+            let mut sent = match permits.len() {
+                0 => client.report(&request).await,
+                free => client.report_and_lease(&request, free as u32).await,
+            };
+            let lease = match &mut sent {
+                Ok(response) => response.lease.take().unwrap_or_default(),
+                Err(_) => LeaseResponse::default(),
+            };
+            self.take_grants(&client, lease, permits);
+            match sent {
                 Ok(response) => {
                     for ack in response.acks {
                         if let Some(cheat) = &self.runner.cheat {

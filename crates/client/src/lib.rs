@@ -862,6 +862,20 @@ impl Client {
         self.post("/v1/nodes/report", request).await
     }
 
+    /// [`Client::report`], asking at once for attempts for `slots_free` slots, which the
+    /// answer's `lease` carries (a coordinator that predates this leaves it out).
+    pub async fn report_and_lease(
+        &self,
+        request: &ReportRequest,
+        slots_free: u32,
+    ) -> Result<ReportResponse> {
+        self.post(
+            &format!("/v1/nodes/report?slots_free={slots_free}"),
+            request,
+        )
+        .await
+    }
+
     pub async fn release(&self, request: &ReleaseRequest) -> Result<ReleaseResponse> {
         self.post("/v1/nodes/release", request).await
     }

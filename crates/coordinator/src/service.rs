@@ -318,6 +318,19 @@ impl Shared {
         self.mutate_parked(change).0
     }
 
+    /// Attempts for `slots_free` slots of `node` from the work waiting now, never parking.
+    pub(crate) fn lease_at_once(&self, node: NodeId, slots_free: u32) -> LeaseResponse {
+        let lease = Lease { node, slots_free };
+        let change =
+            move |pool: &mut PoolState,
+                  _: &mut Parked,
+                  now_ms,
+                  entropy: &dyn Entropy,
+                  out: &mut Outbox| pool.apply(lease, now_ms, entropy, out);
+        // Grants are written behind, as a lease request's are.
+        self.mutate_parked(change).0
+    }
+
     /// Takes back a parked lease request that went unanswered; false if it was answered.
     pub(crate) fn unpark(&self, node: NodeId, request_id: u64) -> bool {
         self.core.lock().parked.unpark(node, request_id)

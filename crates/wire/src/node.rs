@@ -402,6 +402,10 @@ pub struct ReportAck {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct ReportResponse {
     pub acks: Vec<ReportAck>,
+    /// The attempts granted for the slots the report said were free (`?slots_free=`), with
+    /// their jobs' runtimes: a busy node reports and takes more work in one exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseResponse>,
 }
 
 /// `POST /v1/nodes/release`: give attempts back unfinished (the node is shutting down or its

@@ -16,7 +16,7 @@ use wire::{
     RegisterResponse, ReleaseRequest, ReleaseResponse, ReportRequest, ReportResponse,
 };
 
-use super::{ApiResult, AppState, Body, Failure, Node, Requester, parse_path};
+use super::{ApiResult, AppState, Body, Failure, Node, Query, Requester, parse_path};
 use crate::metrics::Metrics;
 use crate::pool::{Heartbeat, NewNode, Register, Release, RemoveNode, Report};
 use crate::service::Shared;
@@ -256,27 +256,46 @@ pub(crate) async fn heartbeat(
     Ok(Json(response))
 }
 
+/// `POST /v1/nodes/report?slots_free=`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReportQuery {
+    /// Slots the node has free besides: attempts for them come with the answer, granted at
+    /// once from the work waiting now (this never waits for work; a lease request does).
+    #[param(maximum = 1024)]
+    slots_free: Option<u32>,
+}
+
 #[utoipa::path(post, path = "/v1/nodes/report", tag = "nodes",
+    params(ReportQuery),
     request_body = ReportRequest,
     responses(
-        (status = 200, body = ReportResponse, description = "per report: taken, or refused and why"),
+        (status = 200, body = ReportResponse, description = "per report: taken, or refused and why; with `slots_free`, the attempts granted for them"),
         (status = 400, body = ApiError, description = "the body is not a valid request"), (status = 401, body = ApiError, description = "no valid node token"), (status = 413, body = ApiError, description = "the body is larger than the node protocol accepts"),
     ),
     security(("node" = [])))]
 pub(crate) async fn report(
     State(shared): State<AppState>,
     Node(node): Node,
+    Query(query): Query<ReportQuery>,
     Body(request): Body<ReportRequest>,
 ) -> ApiResult<Json<ReportResponse>> {
     let started = std::time::Instant::now();
     wire::validate::report_request(&request)?;
+    let slots_free = query.slots_free.unwrap_or(0);
+    wire::validate::lease_request(&LeaseRequest {
+        slots_free,
+        wait_ms: 0,
+    })?;
     let (acks, commit) = shared.apply(Report {
         node,
         reports: request.reports,
     });
     shared.committed(commit).await?;
     Metrics::observe(&shared.metrics.report_seconds, started.elapsed());
-    Ok(Json(ReportResponse { acks }))
+    // Granted once the reports are durable, from the slots they freed among others.
+    let lease = (slots_free > 0).then(|| shared.lease_at_once(node, slots_free));
+    Ok(Json(ReportResponse { acks, lease }))
 }
 
 #[utoipa::path(post, path = "/v1/nodes/release", tag = "nodes",

@@ -350,3 +350,39 @@ async fn work_in_flight_survives_a_short_coordinator_outage() {
         assert_eq!(&pool.stdout(&task).await[..], b"slept 2000\n");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_brings_back_the_next_attempts_and_one_asking_past_the_bound_changes_nothing() {
+    let pool = Pool::start(5_000).await;
+    let node = pool.raw_node(12, "busy", 2).await;
+    let module = pool.upload_wasm(guests::PROBE).await;
+    let tasks = (0..4).map(|_| probe(&["echo", "x"])).collect();
+    let job = pool.submit(module, tasks, Limits::default()).await;
+    let first = lease(&node, 1).await;
+    assert_eq!(first.len(), 1);
+    let done = |attempt: &AttemptGrant| ReportRequest {
+        reports: vec![report(attempt, Outcome::ExitCode { code: 0 })],
+    };
+    // One exchange: the report, and the two slots it leaves free filled.
+    let answer = node.report_and_lease(&done(&first[0]), 2).await.unwrap();
+    assert!(answer.acks[0].accepted, "{answer:?}");
+    let next = answer.lease.expect("the attempts come with the answer");
+    assert_eq!(next.attempts.len(), 2);
+    assert!(next.attempts.iter().all(|grant| grant.job_id == job));
+    // Past the node protocol's bound on slots: refused whole, the report with it.
+    let (status, code) = api_status(node.report_and_lease(&done(&next.attempts[0]), 5_000).await);
+    assert_eq!((status, code), (400, ErrorCode::BadRequest));
+    assert_eq!(
+        pool.owner.job(job).await.unwrap().tasks.running,
+        2,
+        "nothing taken"
+    );
+    assert!(
+        send(
+            &node,
+            report(&next.attempts[0], Outcome::ExitCode { code: 0 })
+        )
+        .await
+        .accepted
+    );
+}
