@@ -140,7 +140,8 @@ impl FakePool {
                 heartbeat_ms: 100,
                 forget: Vec::new(),
             }),
-            "/v1/nodes/report" => {
+            // A report may ask for the next attempts (`?slots_free=`): this pool has none.
+            path if path.split('?').next() == Some("/v1/nodes/report") => {
                 let request: ReportRequest = serde_json::from_slice(body).unwrap();
                 let acks = request.reports.iter().map(|report| ReportAck {
                     attempt_id: report.attempt_id,

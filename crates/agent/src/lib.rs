@@ -212,7 +212,8 @@ struct Running {
 }
 
 enum Finished {
-    Report(Box<AttemptReport>),
+    /// A report, and the slot its attempt held, which the report asks to fill again.
+    Report(Box<AttemptReport>, OwnedSemaphorePermit),
     Release(AttemptId, &'static str),
 }
 
@@ -554,14 +555,19 @@ impl Agent {
         self.fatal_raised.notify_one();
     }
 
-    /// Attempts the agent may ask for now: none while the policy says stop or the memory lent
-    /// is taken, else the policy's slots less what runs.
+    /// Attempts the agent may ask for now: [`Self::slots_wanted`], as far as slots are free.
     fn lease_allowance(&self) -> usize {
+        self.slots_wanted().min(self.slots.available_permits())
+    }
+
+    /// Slots the policy lets this node fill now besides those running: none while it says
+    /// stop, the agent stops, or the memory lent is taken.
+    fn slots_wanted(&self) -> usize {
         let (run, slots) = {
             let gate = self.gate.borrow();
             (gate.run, gate.slots as usize)
         };
-        if !run {
+        if !run || self.is_stopping() {
             return 0;
         }
         let memory_max_bytes = self
@@ -575,9 +581,7 @@ impl Agent {
         if !running.is_empty() && memory_held_bytes >= memory_max_bytes {
             return 0;
         }
-        slots
-            .saturating_sub(running.len())
-            .min(self.slots.available_permits())
+        slots.saturating_sub(running.len())
     }
 
     async fn lease_loop(self: Arc<Self>) {
@@ -723,8 +727,7 @@ impl Agent {
                     sealed_digest: None,
                 })),
             };
-            agent.finish(grant.attempt_id, ended);
-            drop(permit);
+            agent.finish(grant.attempt_id, ended, permit);
         });
     }
 
@@ -737,7 +740,9 @@ impl Agent {
         Ok(runtime)
     }
 
-    fn finish(&self, attempt_id: AttemptId, ended: Ended) {
+    /// Sends what became of an attempt to the report loop. A report takes its slot's `permit`
+    /// along, to ask for the next attempt with it; otherwise the slot is free at once.
+    fn finish(&self, attempt_id: AttemptId, ended: Ended, permit: OwnedSemaphorePermit) {
         let running = self.running.lock().remove(&attempt_id);
         let disposition = running.map(|r| r.disposition).unwrap_or(Disposition::Drop);
         let release_reason = if self.is_stopping() {
@@ -746,17 +751,27 @@ impl Agent {
             RELEASE_PAUSED
         };
         let message = match (disposition, ended) {
-            (Disposition::Drop, _) => None,
+            (Disposition::Drop, _) => {
+                drop(permit);
+                None
+            }
             // A result that arrived is worth more than giving the task back.
-            (_, Ended::Report(report)) => Some(Finished::Report(report)),
-            (_, Ended::Stopped) => Some(Finished::Release(attempt_id, release_reason)),
+            (_, Ended::Report(report)) => Some(Finished::Report(report, permit)),
+            (_, Ended::Stopped) => {
+                drop(permit);
+                Some(Finished::Release(attempt_id, release_reason))
+            }
         };
+        let carried = matches!(message, Some(Finished::Report(..)));
         if let Some(message) = message
             && let Some(finished) = self.finished.lock().as_ref()
+            && finished.send(message).is_ok()
+            && carried
         {
-            let _ = finished.send(message);
+            // The report loop frees the slot, or fills it, and says so.
+        } else {
+            self.capacity.notify_one();
         }
-        self.capacity.notify_one();
         if self.running.lock().is_empty() {
             self.idle.notify_waiters();
         }
@@ -905,11 +920,15 @@ impl Agent {
     async fn report_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finished>) {
         while let Some(first) = queue.recv().await {
             let mut reports = Vec::new();
+            let mut slots = Vec::new();
             let mut releases: BTreeMap<&'static str, Vec<AttemptId>> = BTreeMap::new();
             let mut next = Some(first);
             while let Some(finished) = next {
                 match finished {
-                    Finished::Report(report) => reports.push(*report),
+                    Finished::Report(report, slot) => {
+                        reports.push(*report);
+                        slots.push(slot);
+                    }
                     Finished::Release(attempt_id, reason) => {
                         releases.entry(reason).or_default().push(attempt_id);
                     }
@@ -924,12 +943,18 @@ impl Agent {
                 self.send_release(attempts, reason).await;
             }
             if !reports.is_empty() {
-                self.send_reports(reports).await;
+                self.send_reports(reports, slots).await;
             }
         }
     }
 
-    async fn send_reports(self: &Arc<Self>, mut reports: Vec<AttemptReport>) {
+    /// Sends `reports`, asking with them for attempts for the `slots` their attempts held and
+    /// any other slot free now.
+    async fn send_reports(
+        self: &Arc<Self>,
+        mut reports: Vec<AttemptReport>,
+        mut slots: Vec<OwnedSemaphorePermit>,
+    ) {
         // One report the coordinator refuses would drop the whole batch.
         for report in &mut reports {
             wire::validate::fit_outcome(&mut report.outcome);
@@ -939,7 +964,13 @@ impl Agent {
         loop {
             let (client, generation) = self.client();
             // The slots free now are asked for with the reports: one exchange, not two.
-            let permits = self.free_permits(self.lease_allowance());
+            let mut permits = std::mem::take(&mut slots);
+            permits.extend(self.free_permits(self.lease_allowance()));
+            let wanted = self.slots_wanted();
+            if permits.len() > wanted {
+                permits.truncate(wanted);
+                self.capacity.notify_one();
+            }
             let mut sent = match permits.len() {
                 0 => client.report(&request).await,
                 free => client.report_and_lease(&request, free as u32).await,
