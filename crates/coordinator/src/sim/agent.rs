@@ -63,7 +63,8 @@ pub(super) enum Call {
     Heartbeat,
     Runtime(JobId),
     Upload(AttemptId, BlobHash),
-    Report(Vec<AttemptId>),
+    /// Reports of these attempts, and whether they asked for attempts too (as a lease does).
+    Report(Vec<AttemptId>, bool),
     /// Releases and reports for others' attempts: nothing waits on their answer.
     Other,
 }

@@ -130,7 +130,7 @@ impl World {
         let reporting = state
             .calls
             .values()
-            .any(|call| matches!(call, Call::Report(_) | Call::Upload(..)));
+            .any(|call| matches!(call, Call::Report(..) | Call::Upload(..)));
         if state.lying || state.accepted < results || reporting || !state.ending.is_empty() {
             return;
         }
@@ -244,8 +244,23 @@ impl World {
             // A careless agent names an attempt twice in one request: it ends once.
             reports.push(reports[0].clone());
         }
-        let request = Request::Report { token, reports };
-        self.agent_call(agent, Call::Report(ready), request, CALL_TIMEOUT_MS);
+        // As the agent does, a report asks for the node's free slots when no lease request
+        // does already; now and then it does not, as an agent of an older version.
+        let now_ms = self.now_ms();
+        let state = &self.agents[agent];
+        let stopped = now_ms < state.paused_until || state.draining_until.is_some();
+        let slots_free = match state.leasing || stopped || self.dice.chance(0.2) {
+            true => 0,
+            false => state.slots_free(),
+        };
+        let asked = slots_free > 0;
+        self.agents[agent].leasing |= asked;
+        let request = Request::Report {
+            token,
+            reports,
+            slots_free,
+        };
+        self.agent_call(agent, Call::Report(ready, asked), request, CALL_TIMEOUT_MS);
     }
 
     /// Sends again the uploads and reports that went unanswered; drops those retried too long.

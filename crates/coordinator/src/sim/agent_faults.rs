@@ -146,6 +146,7 @@ impl World {
                     outputs: Vec::new(),
                     sealed_digest: None,
                 }],
+                slots_free: 0,
             },
             1 => Request::Upload {
                 token,

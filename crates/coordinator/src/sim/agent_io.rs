@@ -56,8 +56,13 @@ impl World {
                 self.stats.uploads_refused += u64::from(result.is_err());
                 self.uploaded(agent, attempt, hash);
             }
-            (Call::Report(attempts), Reply::Reported(acks)) => {
+            (Call::Report(attempts, asked), Reply::Reported(acks, lease)) => {
                 self.reported(agent, &attempts, &acks);
+                if asked {
+                    let lease = lease.unwrap_or_default();
+                    self.stats.grants_with_reports += lease.attempts.len() as u64;
+                    self.granted(agent, lease);
+                }
             }
             (call, reply) => panic!("agent {agent}: {reply:?} does not answer {call:?}"),
         }
@@ -139,7 +144,12 @@ impl World {
             Call::Heartbeat | Call::Other => {}
             Call::Runtime(job) => self.runtime_arrived(agent, job, None),
             Call::Upload(attempt, _) => self.retry_endings(agent, &[attempt]),
-            Call::Report(attempts) => self.retry_endings(agent, &attempts),
+            Call::Report(attempts, asked) => {
+                self.retry_endings(agent, &attempts);
+                if asked {
+                    self.call_failed(agent, Call::Lease);
+                }
+            }
         }
     }
 

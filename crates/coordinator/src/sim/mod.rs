@@ -158,6 +158,8 @@ mod tests {
                 "{stats:?}"
             );
             assert!(stats.forged > 0 && stats.agent_crashes > 0, "{stats:?}");
+            // Reports asked for the next attempts, and were granted some.
+            assert!(stats.grants_with_reports > 0, "{stats:?}");
             // Replicas ran side by side, and the first to succeed stopped the others.
             assert!(stats.replicas_stopped > 0, "{stats:?}");
             // Requesters wrapped private jobs' keys to more agents while faults went on.

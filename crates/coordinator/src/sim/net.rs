@@ -54,6 +54,8 @@ pub(super) enum Request {
     Report {
         token: String,
         reports: Vec<AttemptReport>,
+        /// Slots asked for with the reports (`?slots_free=`), granted with the answer.
+        slots_free: u32,
     },
     Release {
         token: String,
@@ -110,7 +112,8 @@ pub(super) enum Reply {
     Heartbeat(HeartbeatResponse),
     Runtime(Option<Box<JobRuntime>>),
     Uploaded(Result<(), String>),
-    Reported(Vec<ReportAck>),
+    /// The acks, and the attempts granted for the slots the report asked for.
+    Reported(Vec<ReportAck>, Option<LeaseResponse>),
     Released(Vec<AttemptId>),
     Submitted(JobSubmitted),
     Cancelled(JobId),

@@ -125,8 +125,12 @@ impl World {
                 size_bytes,
                 ..
             } => self.upload_route(to, call, node, attempt, hash, size_bytes),
-            Request::Report { reports, .. } => {
-                self.report_route(to, call, node, ReportRequest { reports });
+            Request::Report {
+                reports,
+                slots_free,
+                ..
+            } => {
+                self.report_route(to, call, node, ReportRequest { reports }, slots_free);
             }
             Request::Release { attempts, .. } => self.release_route(to, call, node, attempts),
             _ => unreachable!("matched above"),
@@ -299,7 +303,14 @@ impl World {
         self.reply_after(after, to, call, Reply::Uploaded(recorded));
     }
 
-    fn report_route(&mut self, to: Party, call: u64, node: NodeId, request: ReportRequest) {
+    fn report_route(
+        &mut self,
+        to: Party,
+        call: u64,
+        node: NodeId,
+        request: ReportRequest,
+        slots_free: u32,
+    ) {
         wire::validate::report_request(&request).expect("agents send valid reports");
         // Who held each attempt as the request came; an attempt named again in the same
         // request counts as held by no one, since its first report may have ended it.
@@ -351,7 +362,9 @@ impl World {
                 self.count_refusal(message);
             }
         }
-        self.reply_after(after, to, call, Reply::Reported(acks));
+        // Granted as the coordinator does, from the work waiting once the reports are applied.
+        let lease = (slots_free > 0).then(|| self.apply(crate::pool::Lease { node, slots_free }).0);
+        self.reply_after(after, to, call, Reply::Reported(acks, lease));
     }
 
     fn release_route(&mut self, to: Party, call: u64, node: NodeId, attempts: Vec<AttemptId>) {

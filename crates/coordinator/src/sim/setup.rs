@@ -177,6 +177,7 @@ stats!(
     agent_crashes,
     sessions_forgotten,
     grants_delivered,
+    grants_with_reports,
     reports_accepted,
     reports_refused,
     refused_not_current,
