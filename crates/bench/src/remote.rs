@@ -257,6 +257,16 @@ struct Pool {
     code: String,
 }
 
+/// The arguments of `crowdcloud up` for a family server on its LAN with no slots of its own,
+/// reachable away from home through `relay`, whose certificate it pins as `relay_fingerprint`:
+/// the pool of the remote benchmark and of the remote tests alike.
+pub fn up_through(relay: &str, relay_fingerprint: &str) -> Vec<String> {
+    let up = ["up", "--lan", "--no-advertise", "--slots", "0", "--remote"];
+    let mut args: Vec<String> = up.iter().map(|arg| (*arg).to_owned()).collect();
+    args.extend(["--relay", relay, "--relay-fingerprint", relay_fingerprint].map(str::to_owned));
+    args
+}
+
 /// The relay, then the pool at home reachable through it.
 async fn relay_and_home(
     machines: &mut Processes<'_>,
@@ -268,20 +278,9 @@ async fn relay_and_home(
     let relay_out = machines.spawn("relay", &["relay", "--listen", &listen])?;
     let relay_fingerprint = banner(&relay_out, "certificate:").await?;
     let relay = format!("http://{listen}");
-    let up = [
-        "up",
-        "--lan",
-        "--no-advertise",
-        "--slots",
-        "0",
-        "--durability",
-        &options.durability,
-        "--remote",
-        "--relay",
-        &relay,
-        "--relay-fingerprint",
-        &relay_fingerprint,
-    ];
+    let mut up = up_through(&relay, &relay_fingerprint);
+    up.extend(["--durability".to_owned(), options.durability.clone()]);
+    let up: Vec<&str> = up.iter().map(String::as_str).collect();
     let home_out = machines.spawn("home", &up)?;
     let fingerprint = banner(&home_out, "certificate:").await?;
     let address = banner(&home_out, "remote:").await?;

@@ -39,18 +39,8 @@ async fn start_relay(lan: &mut Lan, relay_ip: &str) -> (String, String) {
 
 /// The pool at home, reachable through `relay`, whose certificate it pins as `relay_fingerprint`.
 async fn home_through(lan: &mut Lan, relay: &str, relay_fingerprint: &str) -> Pool {
-    let up = [
-        "up",
-        "--lan",
-        "--no-advertise",
-        "--slots",
-        "0",
-        "--remote",
-        "--relay",
-        relay,
-        "--relay-fingerprint",
-        relay_fingerprint,
-    ];
+    let up = bench::remote::up_through(relay, relay_fingerprint);
+    let up: Vec<&str> = up.iter().map(String::as_str).collect();
     let home_out = lan.spawn("home", &up, "up");
     let fingerprint = banner_line(&home_out, "certificate:").await;
     let address = banner_line(&home_out, "remote:").await;
