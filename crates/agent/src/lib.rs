@@ -563,11 +563,7 @@ impl Agent {
     /// Slots the policy lets this node fill now besides those running: none while it says
     /// stop, the agent stops, or the memory lent is taken.
     fn slots_wanted(&self) -> usize {
-        let (run, slots) = {
-            let gate = self.gate.borrow();
-            (gate.run, gate.slots as usize)
-        };
-        if !run || self.is_stopping() {
+        if self.is_stopping() {
             return 0;
         }
         let memory_max_bytes = self
@@ -576,12 +572,26 @@ impl Agent {
             .policy
             .memory_max
             .of(self.machine_memory_bytes);
-        let running = self.running.lock();
-        let memory_held_bytes: u64 = running.values().map(|r| r.memory_bytes).sum();
-        if !running.is_empty() && memory_held_bytes >= memory_max_bytes {
-            return 0;
+        {
+            let running = self.running.lock();
+            let memory_held_bytes: u64 = running.values().map(|r| r.memory_bytes).sum();
+            if !running.is_empty() && memory_held_bytes >= memory_max_bytes {
+                return 0;
+            }
         }
-        slots.saturating_sub(running.len())
+        self.policy_room()
+    }
+
+    /// The policy's slots less those running: none while the policy says stop.
+    fn policy_room(&self) -> usize {
+        let (run, slots) = {
+            let gate = self.gate.borrow();
+            (gate.run, gate.slots as usize)
+        };
+        match run {
+            true => slots.saturating_sub(self.running.lock().len()),
+            false => 0,
+        }
     }
 
     async fn lease_loop(self: Arc<Self>) {
@@ -652,11 +662,7 @@ impl Agent {
                 .insert(runtime.job_id, Arc::new(runtime));
         }
         // The policy may have stopped work or cut slots while the request was parked.
-        let mut accepted = if self.gate.borrow().run {
-            (self.gate.borrow().slots as usize).saturating_sub(self.running.lock().len())
-        } else {
-            0
-        };
+        let mut accepted = self.policy_room();
         for grant in response.attempts {
             match permits.pop() {
                 Some(permit) if !self.is_stopping() && accepted > 0 => {
@@ -965,8 +971,8 @@ impl Agent {
             let (client, generation) = self.client();
             // The slots free now are asked for with the reports: one exchange, not two.
             let mut permits = std::mem::take(&mut slots);
-            permits.extend(self.free_permits(self.lease_allowance()));
             let wanted = self.slots_wanted();
+            permits.extend(self.free_permits(wanted.saturating_sub(permits.len())));
             if permits.len() > wanted {
                 permits.truncate(wanted);
                 self.capacity.notify_one();
