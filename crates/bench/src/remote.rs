@@ -229,8 +229,9 @@ impl Processes<'_> {
     }
 }
 
-/// The rest of the banner line of `out` that starts with `label`, once it is written.
-async fn banner(out: &Path, label: &str) -> Result<String, BenchError> {
+/// The rest of the line of `out` (a process's stdout, as a file) that starts with `label`,
+/// once it is written, looking for at most a minute: a banner line of `up` or `relay`.
+pub async fn banner_line(out: &Path, label: &str) -> Result<String, BenchError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(out).unwrap_or_default();
@@ -276,15 +277,15 @@ async fn relay_and_home(
 ) -> Result<Pool, BenchError> {
     let listen = format!("{relay_ip}:3340");
     let relay_out = machines.spawn("relay", &["relay", "--listen", &listen])?;
-    let relay_fingerprint = banner(&relay_out, "certificate:").await?;
+    let relay_fingerprint = banner_line(&relay_out, "certificate:").await?;
     let relay = format!("http://{listen}");
     let mut up = up_through(&relay, &relay_fingerprint);
     up.extend(["--durability".to_owned(), options.durability.clone()]);
     let up: Vec<&str> = up.iter().map(String::as_str).collect();
     let home_out = machines.spawn("home", &up)?;
-    let fingerprint = banner(&home_out, "certificate:").await?;
-    let address = banner(&home_out, "remote:").await?;
-    let code = banner(&home_out, "join code:").await?;
+    let fingerprint = banner_line(&home_out, "certificate:").await?;
+    let address = banner_line(&home_out, "remote:").await?;
+    let code = banner_line(&home_out, "join code:").await?;
     let token_file = machines.data_dir("home").join("owner.token");
     let token = std::fs::read_to_string(&token_file).map_err(BenchError::io("owner.token"))?;
     let url = format!("https://{}:7878", home_address(0, 0));

@@ -187,13 +187,9 @@ pub(crate) fn made_or_skip(made: Result<Lan, String>) -> Option<Lan> {
 
 /// Waits for `up`'s banner line that starts with `label` and returns the rest of it.
 pub(crate) async fn banner_line(stdout: &Path, label: &str) -> String {
-    eventually(label, Duration::from_secs(60), || async move {
-        let text = std::fs::read_to_string(stdout).ok()?;
-        text.lines()
-            .find_map(|line| line.trim_start().strip_prefix(label))
-            .map(|rest| rest.trim().to_owned())
-    })
-    .await
+    bench::remote::banner_line(stdout, label)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The phone's sign-in link `up` prints under its QR code names the pool's LAN address and
