@@ -51,7 +51,7 @@ pub enum RemoteError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on loopback for the tunnel: {0}")]
+    #[error("cannot listen for the tunnel's connections: {0}")]
     Listen(#[source] std::io::Error),
     #[error("cannot start the relay: {0}")]
     Relay(String),
