@@ -60,12 +60,12 @@ async fn federated(b_args: &[&str]) -> Option<Federated> {
     let peer = added["id"].as_str().unwrap().to_owned();
     let lan_ref = &lan;
     let online = || async move {
-        let nodes = nodes_of(lan_ref, "a").await;
+        let nodes = lan_ref.nodes("a").await;
         let b = nodes.iter().find(|node| node["name"] == "pool b")?;
         (b["state"] == "online").then_some(())
     };
     eventually("pool b online in pool a", Duration::from_secs(60), online).await;
-    let b_node = nodes_of(&lan, "a").await;
+    let b_node = lan.nodes("a").await;
     let b_node = &b_node.iter().find(|node| node["name"] == "pool b").unwrap()["node_id"];
     let bridge = bridge_of(&lan).await;
     assert_eq!(bridge["state"], "lending", "{bridge}");
@@ -106,16 +106,6 @@ async fn json(lan: &Lan, machine: &str, args: &[&str]) -> Value {
     serde_json::from_str(&lan.run(machine, args).await).unwrap()
 }
 
-async fn nodes_of(lan: &Lan, machine: &str) -> Vec<Value> {
-    let output = lan
-        .command(machine, &["nodes", "--json"])
-        .output()
-        .await
-        .unwrap();
-    let nodes: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    nodes["nodes"].as_array().cloned().unwrap_or_default()
-}
-
 /// Submits on `machine`: `tasks` tasks of the probe with `args` (`{i}` is the task's index).
 async fn submit(
     lan: &Lan,
@@ -151,7 +141,7 @@ async fn finished(lan: &Lan, machine: &str, job: &str) -> (Value, Vec<Value>) {
 
 /// Waits until pool B runs `count` tasks of A's `job`.
 async fn running_in_b(lan: &Lan, job: &str, count: usize) {
-    let b = nodes_of(lan, "a").await;
+    let b = lan.nodes("a").await;
     let b = b.iter().find(|node| node["name"] == "pool b").unwrap();
     let b = &b["node_id"];
     let running = || async move {
@@ -269,7 +259,7 @@ async fn the_lender_keeps_its_own_first_and_a_revoked_token_stops_it(
     // A revoked token stops B at once: its node leaves A, and A's tasks finish at home.
     lan.run("a", &["tokens", "revoke", "pool b"]).await;
     assert!(
-        !nodes_of(lan, "a")
+        !lan.nodes("a")
             .await
             .iter()
             .any(|node| node["name"] == "pool b"),

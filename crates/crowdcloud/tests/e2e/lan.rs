@@ -101,6 +101,17 @@ impl Lan {
             .map_err(|error| error.to_string())
     }
 
+    /// The nodes `machine` lists (`crowdcloud nodes --json`), none if it could list none.
+    pub(crate) async fn nodes(&self, machine: &str) -> Vec<serde_json::Value> {
+        let output = self
+            .command(machine, &["nodes", "--json"])
+            .output()
+            .await
+            .unwrap();
+        let nodes: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        nodes["nodes"].as_array().cloned().unwrap_or_default()
+    }
+
     /// SIGKILL every process on `machine`: it vanishes from the network at once.
     pub(crate) fn kill_machine(&self, machine: &str) {
         self.net.kill_machine(machine);
@@ -294,17 +305,8 @@ async fn devices_on_a_lan_find_the_pool_join_with_a_code_and_run_a_job_across_it
         "both nodes online",
         Duration::from_secs(60),
         || async move {
-            let nodes = lan
-                .command("desktop", &["nodes", "--json"])
-                .output()
-                .await
-                .ok()?;
-            let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).ok()?;
-            let online = nodes["nodes"]
-                .as_array()?
-                .iter()
-                .filter(|n| n["state"] == "online")
-                .count();
+            let nodes = lan.nodes("desktop").await;
+            let online = nodes.iter().filter(|n| n["state"] == "online").count();
             (online == 2).then_some(())
         },
     )

@@ -457,16 +457,8 @@ async fn submit_one(lan: &Lan) -> String {
 /// Waits for the node `name` to be online at home.
 async fn online(lan: &Lan, name: &str) {
     let online = || async move {
-        let output = lan
-            .command("home", &["nodes", "--json"])
-            .output()
-            .await
-            .ok()?;
-        let nodes: Value = serde_json::from_slice(&output.stdout).ok()?;
-        let node = nodes["nodes"]
-            .as_array()?
-            .iter()
-            .find(|n| n["name"] == name)?;
+        let nodes = lan.nodes("home").await;
+        let node = nodes.iter().find(|n| n["name"] == name)?;
         (node["state"] == "online").then_some(())
     };
     eventually(
