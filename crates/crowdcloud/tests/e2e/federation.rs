@@ -36,7 +36,7 @@ async fn federated(b_args: &[&str]) -> Option<Federated> {
     let a_out = lan.spawn("a", &words(a_up), "up");
     let mut b_up = words("up --lan --no-advertise --slots 2 --pool-name b");
     b_up.extend_from_slice(b_args);
-    lan.spawn("b", &b_up, "up");
+    let b_out = lan.spawn("b", &b_up, "up");
     let module = lan.data_dir("a").join("probe.wasm");
     std::fs::write(&module, guests::PROBE).unwrap();
     let fingerprint = banner_line(&a_out, "certificate:").await;
@@ -51,6 +51,8 @@ async fn federated(b_args: &[&str]) -> Option<Federated> {
     let created = json(&lan, "a", &create).await;
     let token = created["token"].as_str().unwrap();
     assert!(token.starts_with("ccf_"), "{created}");
+    // B's commands find B once its `up` has announced itself, which its banner follows.
+    banner_line(&b_out, "certificate:").await;
     let mut add = words("federation add --json --peer-fingerprint");
     add.extend([fingerprint.as_str(), "--peer-token", token, A_URL]);
     let added = json(&lan, "b", &add).await;
