@@ -619,6 +619,8 @@ impl Agent {
                 Ok(response) => {
                     delay = Duration::from_millis(100);
                     self.take_grants(&client, response, permits);
+                    // The attempts just granted start before this loop asks again.
+                    tokio::task::yield_now().await;
                 }
                 Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
                     self.reregister(generation).await;
