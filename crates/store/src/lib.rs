@@ -164,13 +164,25 @@ fn keep_sqlite_files_private(url: &str) -> Result<(), StoreError> {
 }
 
 /// How SQLite connections are set up for `durability`: sqlx's, and the writer's own.
+///
+/// The log is copied into the database file (a checkpoint) by the commit that takes it past
+/// `wal_autocheckpoint` frames. That commit, and every request queued behind it, waits about a
+/// millisecond for it: two fsyncs and the pages. At SQLite's default of 1,000 frames, a busy
+/// pool did so every fifty commits or so, about 4 % of round trips, which made the round trip's
+/// p99. At 10,000 frames, ten times fewer, the round trip p99 went from 2.77 to 1.86 ms
+/// (`bench dispatch`, four alternating runs), for a log of up to 40 MiB. `journal_size_limit`
+/// cuts the log back to 64 MiB after a checkpoint, should one huge commit have grown it past.
 fn sqlite_pragmas(durability: Durability) -> &'static str {
     match durability {
         Durability::Full => {
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000; \
+             PRAGMA journal_size_limit=67108864;"
         }
         Durability::Process => {
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; \
+             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000; \
+             PRAGMA journal_size_limit=67108864;"
         }
     }
 }

@@ -220,6 +220,39 @@ mod tests {
             .unwrap()
     }
 
+    /// Commits `pages` pages of a table `t` in one transaction.
+    fn commit_pages(connection: &Connection, pages: u32) {
+        connection
+            .execute_batch(&format!(
+                "BEGIN;
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {pages})
+                 INSERT INTO t (a, b) SELECT i, zeroblob(4000) FROM n;
+                 COMMIT;"
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_writers_commits_checkpoint_the_log_past_ten_thousand_frames_not_sooner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        // The store's connections open an existing file; sqlx creates it.
+        drop(Connection::open(&path).unwrap());
+        let connection = open(&path, Durability::Full).unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (a BIGINT, b BLOB)")
+            .unwrap();
+        let file_bytes = || std::fs::metadata(&path).unwrap().len();
+        let before = file_bytes();
+        commit_pages(&connection, 5_000);
+        assert_eq!(file_bytes(), before, "5,000 frames stay in the log");
+        commit_pages(&connection, 6_000);
+        assert!(
+            file_bytes() > before,
+            "past 10,000 frames the commit copied the log into the database file"
+        );
+    }
+
     #[test]
     fn dollar_parameters_take_their_numbered_argument_whatever_their_order() {
         let connection = connection();
