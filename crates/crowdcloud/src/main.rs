@@ -54,8 +54,9 @@ fn main() -> std::process::ExitCode {
 /// store's writer thread, and an agent's attempts on threads of their own (the worker that starts
 /// one hands its other tasks on). Fewer workers than cores leave the writer, the attempts and the
 /// other processes of the machine their CPUs, and spare the idle workers' hunting for work on
-/// each other's. On 2 cores (`bench dispatch`, four alternating runs) one worker each made the
-/// round trip p50 11 % shorter and throughput 7 % higher than a worker per core.
+/// each other's. On 2 cores (`bench dispatch`, five alternating runs) this took the round trip
+/// p50 from 1.064 to 0.915 ms and throughput from 15,182 to 17,446 tasks/s, against a worker per
+/// core.
 /// `TOKIO_WORKER_THREADS` overrides it, as it overrides tokio's own default.
 fn worker_threads(command: &cli::Command) -> Option<usize> {
     if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {

@@ -169,7 +169,7 @@ fn keep_sqlite_files_private(url: &str) -> Result<(), StoreError> {
 /// `wal_autocheckpoint` frames. That commit, and every request queued behind it, waits about a
 /// millisecond for it: two fsyncs and the pages. At SQLite's default of 1,000 frames, a busy
 /// pool did so every fifty commits or so, about 4 % of round trips, which made the round trip's
-/// p99. At 10,000 frames, ten times fewer, the round trip p99 went from 2.77 to 1.86 ms
+/// p99. At 10,000 frames, ten times fewer, the round trip p99 went from 2.61 to 1.88 ms
 /// (`bench dispatch`, four alternating runs), for a log of up to 40 MiB. `journal_size_limit`
 /// cuts the log back to 64 MiB after a checkpoint, should one huge commit have grown it past.
 fn sqlite_pragmas(durability: Durability) -> &'static str {
