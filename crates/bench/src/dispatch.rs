@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use wire::JobState;
+use wire::{BlobHash, JobState};
 
 use crate::pool::{CoordinatorOptions, LocalPool};
 use crate::report::{Better, Machine};
@@ -78,7 +78,8 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
         Err(_) => Ok(Floor::default()),
     };
     pool.stop().await;
-    let (throughput, latency, mut checks) = measured?;
+    let (throughput, round_trips, mut checks) = measured?;
+    let latency = &round_trips.latency;
     let floor = floor?;
     let ray = match &options.ray_python {
         Some(python) => Some(run_ray(python, options).await?),
@@ -102,7 +103,8 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
             .baseline(ray_name, Some(ray_p99)),
         Figure::new("round trip max", latency.max_ms, "ms", Better::Lower),
     ];
-    figures.extend(floor_figures(&floor, &latency));
+    figures.extend(floor_figures(&floor, latency));
+    figures.extend(coordinator_share(&round_trips));
     if let Some(s3) = &options.s3 {
         let (more_figures, more_checks) = crate::blob_stores::compare(
             binary,
@@ -126,7 +128,7 @@ pub async fn run(binary: &Path, options: &DispatchOptions) -> Result<Report, Ben
 async fn measure(
     pool: &LocalPool,
     options: &DispatchOptions,
-) -> Result<(f64, Percentiles, Vec<Check>), BenchError> {
+) -> Result<(f64, RoundTrips, Vec<Check>), BenchError> {
     pool.wait_online(options.agents as usize).await?;
     let module = pool.upload_noop().await?;
     let owner = &pool.owner;
@@ -154,12 +156,37 @@ async fn measure(
         ),
     ];
 
+    let round_trips = round_trips(pool, module, options).await?;
+    checks.push(Check::new(
+        format!("all {} round trips completed", options.round_trips),
+        round_trips.completed == options.round_trips,
+    ));
+    Ok((throughput, round_trips, checks))
+}
+
+/// Sequential one-task round trips, and the coordinator's share of them.
+struct RoundTrips {
+    latency: Percentiles,
+    mean_ms: f64,
+    /// Reports received to answered inside the coordinator, their commit included, on average
+    /// over the round trips; `None` when `/metrics` did not count them.
+    report_mean_ms: Option<f64>,
+    completed: u32,
+}
+
+async fn round_trips(
+    pool: &LocalPool,
+    module: BlobHash,
+    options: &DispatchOptions,
+) -> Result<RoundTrips, BenchError> {
+    let reports_before = reports_answered(pool).await;
     let mut samples = Vec::with_capacity(options.round_trips as usize);
     let mut completed = 0;
     for _ in 0..options.round_trips {
         let began = Instant::now();
         // As a requester who wants the result runs a task: submit and wait, one exchange.
-        let job = owner
+        let job = pool
+            .owner
             .submit_and_wait(&noop_job(module, 1), Duration::from_secs(60))
             .await?;
         let status = match job.status {
@@ -169,11 +196,51 @@ async fn measure(
         samples.push(began.elapsed());
         completed += u32::from(status.state == JobState::Completed);
     }
-    checks.push(Check::new(
-        format!("all {} round trips completed", options.round_trips),
-        completed == options.round_trips,
-    ));
-    Ok((throughput, Percentiles::of(&mut samples), checks))
+    let report_mean_ms = match (reports_before, reports_answered(pool).await) {
+        (Some((seconds_before, before)), Some((seconds, count))) if count > before => {
+            Some((seconds - seconds_before) * 1000.0 / (count - before) as f64)
+        }
+        _ => None,
+    };
+    let mean_ms = samples.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0
+        / samples.len().max(1) as f64;
+    Ok(RoundTrips {
+        latency: Percentiles::of(&mut samples),
+        mean_ms,
+        report_mean_ms,
+        completed,
+    })
+}
+
+/// The part of a round trip the report spends in the coordinator, against the whole.
+fn coordinator_share(round_trips: &RoundTrips) -> Option<Figure> {
+    let report_ms = round_trips.report_mean_ms?;
+    Some(
+        Figure::new(
+            "round trip: the report in the coordinator, its commit included (mean)",
+            report_ms,
+            "ms",
+            Better::Lower,
+        )
+        .baseline("round trip mean, same run", Some(round_trips.mean_ms)),
+    )
+}
+
+/// The seconds the coordinator took to answer reports so far, in all, and how many it answered,
+/// as its `/metrics` counts them.
+async fn reports_answered(pool: &LocalPool) -> Option<(f64, u64)> {
+    let text = pool.owner.metrics().await.ok()?;
+    let value = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let count = value("crowdcloud_report_seconds_count")?;
+    Some((value("crowdcloud_report_seconds_sum")?, count as u64))
 }
 
 /// The parts a durable round trip cannot do without, measured on this machine.

@@ -59,6 +59,21 @@ async fn a_short_dispatch_benchmark_runs_every_task_once() {
     .await;
     assert_checks_pass(&output, &report);
     assert!(report["figures"][0]["value"].as_f64().unwrap() > 0.0);
+    // The coordinator's part of a round trip, from its own count of reports, is a part of it.
+    let share = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|figure| {
+            figure["name"]
+                == "round trip: the report in the coordinator, its commit included (mean)"
+        })
+        .unwrap_or_else(|| panic!("no coordinator's share in {report}"));
+    let (part, whole) = (
+        share["value"].as_f64().unwrap(),
+        share["baseline"]["value"].as_f64().unwrap(),
+    );
+    assert!(part > 0.0 && part < whole, "{share}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
