@@ -168,8 +168,9 @@ async fn measure(
 struct RoundTrips {
     latency: Percentiles,
     mean_ms: f64,
-    /// Reports received to answered inside the coordinator, their commit included, on average
-    /// over the round trips; `None` when `/metrics` did not count them.
+    /// A report's handler in the coordinator, from its start (the token checked and the body
+    /// read) to its commit's end, on average over the round trips; `None` when `/metrics` did
+    /// not count them.
     report_mean_ms: Option<f64>,
     completed: u32,
 }
@@ -217,7 +218,7 @@ fn coordinator_share(round_trips: &RoundTrips) -> Option<Figure> {
     let report_ms = round_trips.report_mean_ms?;
     Some(
         Figure::new(
-            "round trip: the report in the coordinator, its commit included (mean)",
+            "round trip: the report's handler in the coordinator, to its commit's end (mean)",
             report_ms,
             "ms",
             Better::Lower,
@@ -226,8 +227,8 @@ fn coordinator_share(round_trips: &RoundTrips) -> Option<Figure> {
     )
 }
 
-/// The seconds the coordinator took to answer reports so far, in all, and how many it answered,
-/// as its `/metrics` counts them.
+/// The seconds the coordinator's report handlers took so far, to their commits' end, in all,
+/// and how many there were, as its `/metrics` counts them (`crowdcloud_report_seconds`).
 async fn reports_answered(pool: &LocalPool) -> Option<(f64, u64)> {
     let text = pool.owner.metrics().await.ok()?;
     let value = |name: &str| {

@@ -66,7 +66,7 @@ async fn a_short_dispatch_benchmark_runs_every_task_once() {
         .iter()
         .find(|figure| {
             figure["name"]
-                == "round trip: the report in the coordinator, its commit included (mean)"
+                == "round trip: the report's handler in the coordinator, to its commit's end (mean)"
         })
         .unwrap_or_else(|| panic!("no coordinator's share in {report}"));
     let (part, whole) = (
