@@ -129,11 +129,7 @@ async fn devices_behind_home_routers_punch_a_hole_and_lend_themselves_over_it() 
     let Some(mut lan) = home_and_cafe(Nat::Easy) else {
         return;
     };
-    let pool = relay_and_home(&mut lan, &relay_ip()).await;
-    cafe_lends_itself(&mut lan, &pool).await;
-    let lan = &lan;
-    runs_far_away(lan, "cafe").await;
-    let (ok, how, detail) = remote_path(lan, "cafe").await;
+    let (ok, how, detail) = cafe_runs_a_job_from_home(&mut lan).await;
     // Home's router's public address: the hole, not the relay and not home's private address.
     assert_eq!((ok, how.as_str()), (true, "direct to"), "{detail}");
     assert!(
@@ -206,11 +202,7 @@ async fn a_device_whose_router_maps_each_destination_apart_reaches_a_home_router
     let Some(mut lan) = internet_or_skip(&homes, &["relay"]) else {
         return;
     };
-    let pool = relay_and_home(&mut lan, &relay_ip()).await;
-    cafe_lends_itself(&mut lan, &pool).await;
-    let lan = &lan;
-    runs_far_away(lan, "cafe").await;
-    let (ok, how, detail) = remote_path(lan, "cafe").await;
+    let (ok, how, detail) = cafe_runs_a_job_from_home(&mut lan).await;
     assert_eq!((ok, how.as_str()), (true, "through the relay"), "{detail}");
     assert!(detail.contains("its router changing the port"), "{detail}");
 }
@@ -296,6 +288,15 @@ async fn cafe_lends_itself(lan: &mut Lan, pool: &Pool) {
     let agent = ["agent", "--slots", "1", "--name", "cafe", "--dedicated"];
     lan.spawn("cafe", &agent, "agent");
     online(lan, "cafe").await;
+}
+
+/// Home's pool behind the relay, the café lending itself to it and running a job from home;
+/// what the café's doctor then says of its remote path (see [`remote_path`]).
+async fn cafe_runs_a_job_from_home(lan: &mut Lan) -> (bool, String, String) {
+    let pool = relay_and_home(lan, &relay_ip()).await;
+    cafe_lends_itself(lan, &pool).await;
+    runs_far_away(lan, "cafe").await;
+    remote_path(lan, "cafe").await
 }
 
 /// A laptop that can reach home joins by the same address and finds the direct path.
