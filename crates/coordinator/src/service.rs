@@ -320,15 +320,8 @@ impl Shared {
 
     /// Attempts for `slots_free` slots of `node` from the work waiting now, never parking.
     pub(crate) fn lease_at_once(&self, node: NodeId, slots_free: u32) -> LeaseResponse {
-        let lease = Lease { node, slots_free };
-        let change =
-            move |pool: &mut PoolState,
-                  _: &mut Parked,
-                  now_ms,
-                  entropy: &dyn Entropy,
-                  out: &mut Outbox| pool.apply(lease, now_ms, entropy, out);
         // Grants are written behind, as a lease request's are.
-        self.mutate_parked(change).0
+        self.apply(Lease { node, slots_free }).0
     }
 
     /// Takes back a parked lease request that went unanswered; false if it was answered.
