@@ -2,6 +2,7 @@
 //! a handful of queries.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -39,6 +40,27 @@ pub struct PoolImage {
     pub pipelines: Vec<crate::PipelineRow>,
     pub deletions: Vec<crate::DeletionRow>,
     pub peers: Vec<crate::PeerRow>,
+    /// The attempt ids this lead may issue, in order: its epoch's span, past any stored there.
+    pub attempt_ids: Range<u64>,
+}
+
+/// The low bits of an attempt id, which count the attempts one lead granted; the bits above
+/// them are its epoch's.
+const ATTEMPT_COUNT_BITS: u32 = 40;
+
+/// Epochs past this wrap around, so that every attempt id is a positive BIGINT.
+const ATTEMPT_EPOCHS: u64 = 1 << 23;
+
+/// The span of attempt ids that the lead of `epoch` issues from: 2^40 of them.
+///
+/// Ids are issued in order, not drawn at random, because the store indexes them: an id drawn at
+/// random lands on a page of the index of its own, so a commit of a few grants wrote as many
+/// pages again (7 to 35 in all for commits of 16 grants or fewer), where ids in order share
+/// the index's last page. Each lead's span is its own, so two leads never issue the same id,
+/// whatever their clocks say.
+fn attempt_ids_of_epoch(epoch: u64) -> Range<u64> {
+    let first = (epoch % ATTEMPT_EPOCHS) << ATTEMPT_COUNT_BITS;
+    first..first + (1 << ATTEMPT_COUNT_BITS)
 }
 
 /// The span of the low bits a fuel sum is split at (2^20); see [`Store::load`].
@@ -174,7 +196,22 @@ impl Store {
         image.ledger = self.ledger().await?;
         image.node_shares = self.node_shares().await?;
         image.recalled = self.recalled_counts().await?;
+        image.attempt_ids = self.attempt_ids().await?;
         Ok(image)
+    }
+
+    /// The ids this lead may issue: its epoch's span, past any stored there already. A span is
+    /// stored in only after its epoch comes round again, or by ids drawn at random before ids
+    /// were issued in order.
+    async fn attempt_ids(&self) -> Result<Range<u64>, StoreError> {
+        let span = attempt_ids_of_epoch(self.epoch());
+        let row = sqlx::query("SELECT MAX(id) AS last FROM attempts WHERE id >= $1 AND id < $2")
+            .bind(crate::plan::db(span.start))
+            .bind(crate::plan::db(span.end))
+            .fetch_one(&self.pool)
+            .await?;
+        let last: Option<i64> = row.try_get("last")?;
+        Ok(last.map_or(span.start, |last| last as u64 + 1)..span.end)
     }
 
     /// Attempts made and fuel used, per job.

@@ -740,6 +740,59 @@ async fn a_store_opened_later_fences_the_earlier_one_out_of_the_database() {
     }
 }
 
+#[tokio::test]
+async fn each_lead_issues_attempt_ids_from_a_span_of_its_own_past_any_stored_there() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir).await {
+        attempt_id_spans_on(&url).await;
+    }
+}
+
+async fn attempt_id_spans_on(url: &str) {
+    let first = open(url).await;
+    let span = first.load().await.unwrap().attempt_ids;
+    assert_eq!(
+        span.end - span.start,
+        1 << 40,
+        "{url}: a fresh lead has its whole span"
+    );
+    assert!(
+        i64::try_from(span.end).is_ok(),
+        "{url}: every id of the span is a positive BIGINT"
+    );
+    // A commit of two grants of this lead, and one from a span of no lead's (an id drawn at
+    // random before ids were issued in order).
+    let grant = |id: u64| AttemptRow {
+        id: AttemptId(id),
+        job_id: JobId(1),
+        task_index: 0,
+        node_id: NodeId(1),
+        granted_at_ms: 1,
+    };
+    let grants = vec![
+        grant(span.start),
+        grant(span.start + 6),
+        grant(u64::MAX - 3),
+    ];
+    first
+        .write(vec![Write::GrantAttempts(grants)])
+        .await
+        .unwrap();
+    assert_eq!(
+        first.load().await.unwrap().attempt_ids,
+        span.start + 7..span.end,
+        "{url}: a load in the same lead goes on past the ids stored"
+    );
+    first.close().await;
+    let second = open(url).await;
+    let next = second.load().await.unwrap().attempt_ids;
+    assert!(
+        next.start >= span.end || next.end <= span.start,
+        "{url}: the next lead's span {next:?} and the last one's {span:?} are apart"
+    );
+    second.close().await;
+}
+
 /// The requester's cancel of `job_id` at `at_ms`.
 fn cancelled(job_id: JobId, at_ms: u64) -> Write {
     Write::CancelJob {

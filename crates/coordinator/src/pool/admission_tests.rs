@@ -8,7 +8,6 @@ use store::Write;
 use wire::{JobId, JobSubmission, NodeId, RequesterId, TaskSpec};
 
 use super::*;
-use crate::env::SeededEntropy;
 use crate::gate::{CHALLENGE_TTL_MS, CHALLENGES_MAX, Gate};
 use crate::pool::events::{Event, NodeGone};
 use crate::pool::{HEARTBEATS_PER_S_MAX, NewJob, NewNode, Outbox};
@@ -174,7 +173,6 @@ fn outstanding_challenges_are_bounded_and_expired_ones_make_room() {
 fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
     let mut pool = pool();
     let mut gate = Gate::new(NODES_PER_JOIN_TOKEN_MAX_DEFAULT);
-    let entropy = SeededEntropy::from_seed(3);
     for id in 1..=3 {
         join(&mut gate, &mut pool, id, "join", START_MS).unwrap();
     }
@@ -209,7 +207,7 @@ fn nodes_silent_past_the_purge_time_are_forgotten_unless_they_hold_attempts() {
         START_MS,
         &mut out,
     );
-    let granted = pool.take_work(NodeId(2), 1, START_MS, &entropy, &mut out);
+    let granted = pool.take_work(NodeId(2), 1, START_MS, &mut out);
     assert_eq!(granted.attempts.len(), 1, "node 2 holds an attempt");
     let day_ms = 24 * 3_600_000;
     let later_ms = START_MS + 8 * day_ms;

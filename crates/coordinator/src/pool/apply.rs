@@ -35,7 +35,12 @@ impl PoolState {
             | Event::JobFinished { .. }
             | Event::JobCancelled { .. }
             | Event::JobsPurged { .. } => self.apply_job_event(event),
-            Event::TasksReused { job, tasks, .. } => self.apply_reuse(*job, tasks),
+            Event::TasksReused { job, tasks, .. } => {
+                for (_, attempt, _) in tasks {
+                    self.attempt_ids.taken(*attempt);
+                }
+                self.apply_reuse(*job, tasks);
+            }
             Event::KeysGranted { job, keys } => self.apply_keys_granted(*job, keys),
             Event::JobDeleted { row, dropping } => self.apply_job_deleted(row, dropping),
             Event::NodeForgot { node, jobs } => self.apply_node_forgot(*node, jobs),
@@ -51,7 +56,12 @@ impl PoolState {
                 at_ms,
                 attempts,
                 ..
-            } => self.start_attempts(*node, *job, *at_ms, attempts),
+            } => {
+                for (attempt, _) in attempts {
+                    self.attempt_ids.taken(*attempt);
+                }
+                self.start_attempts(*node, *job, *at_ms, attempts);
+            }
             Event::GrantsWithdrawn {
                 node,
                 attempts,

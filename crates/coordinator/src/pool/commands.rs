@@ -104,7 +104,7 @@ command! {
             wasm_features: this.wasm_features,
         };
         let submitted = pool.add_job(new, now_ms, out);
-        pool.reuse_results(id, reused, (now_ms, entropy), out);
+        pool.reuse_results(id, reused, now_ms, out);
         Ok(submitted)
     }
 }
@@ -232,8 +232,8 @@ command! {
 command! {
     /// A node asks for up to `slots_free` attempts now.
     Lease { node: NodeId, slots_free: u32 } -> LeaseResponse,
-    |this, pool, now_ms, entropy, out| {
-        pool.take_work(this.node, this.slots_free, now_ms, entropy, out)
+    |this, pool, now_ms, _, out| {
+        pool.take_work(this.node, this.slots_free, now_ms, out)
     }
 }
 
@@ -241,7 +241,7 @@ command! {
     /// Pending work for the nodes that wait for some, each offering so many slots; the grants
     /// are the caller's to deliver ([`Deliver`]) or take back ([`Withdraw`]).
     Place { waiting: Vec<(NodeId, u32)> } -> Vec<(NodeId, LeaseResponse, Vec<AttemptRow>)>,
-    |this, pool, now_ms, entropy, out| { pool.place(&this.waiting, now_ms, entropy, out) }
+    |this, pool, now_ms, _, out| { pool.place(&this.waiting, now_ms, out) }
 }
 
 command! {

@@ -262,9 +262,7 @@ fn another_pool_gets_only_tasks_it_can_place_and_learns_their_requirements() {
         h.take(NodeId(2), 4).is_empty(),
         "pool b has no node in the eu"
     );
-    let lease = h
-        .pool
-        .take_work(NodeId(3), 4, h.now_ms, &h.entropy, &mut h.out);
+    let lease = h.pool.take_work(NodeId(3), 4, h.now_ms, &mut h.out);
     assert_eq!(lease.attempts.len(), 1);
     let sent = lease.jobs[0]
         .requirements

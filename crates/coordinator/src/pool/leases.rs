@@ -19,7 +19,6 @@ use super::federation::Pass;
 use super::jobs::job_demand;
 use super::nodes::node_offer;
 use super::{Attempt, Outbox, PoolState, Slot};
-use crate::env::Entropy;
 
 /// Why a node's attempts end without a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +58,6 @@ impl PoolState {
         node_id: NodeId,
         slots_free: u32,
         now_ms: u64,
-        entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> LeaseResponse {
         self.heard(node_id, now_ms, out);
@@ -70,7 +68,7 @@ impl PoolState {
             return LeaseResponse::default();
         }
         let Some((_, (response, rows))) = self
-            .grant_in_passes(&[(node_id, slots_free)], now_ms, entropy, out)
+            .grant_in_passes(&[(node_id, slots_free)], now_ms, out)
             .pop_first()
         else {
             return LeaseResponse::default();
@@ -211,13 +209,12 @@ impl PoolState {
         &mut self,
         waiting: &[(NodeId, u32)],
         now_ms: u64,
-        entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> Vec<(NodeId, LeaseResponse, Vec<AttemptRow>)> {
         if waiting.is_empty() || self.ready.is_empty() {
             return Vec::new();
         }
-        self.grant_in_passes(waiting, now_ms, entropy, out)
+        self.grant_in_passes(waiting, now_ms, out)
             .into_iter()
             .map(|(node_id, (response, rows))| (node_id, response, rows))
             .collect()
@@ -230,7 +227,6 @@ impl PoolState {
         &mut self,
         waiting: &[(NodeId, u32)],
         now_ms: u64,
-        entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> BTreeMap<NodeId, (LeaseResponse, Vec<AttemptRow>)> {
         let mut left: BTreeMap<NodeId, u32> = waiting.iter().copied().collect();
@@ -254,7 +250,7 @@ impl PoolState {
                 self.assign_ready(&offers, pass, now_ms)
             };
             for (node_id, wanted, count) in assignments {
-                let grant = self.grant(node_id, wanted, count, now_ms, entropy, out);
+                let grant = self.grant(node_id, wanted, count, now_ms, out);
                 let granted = grant.as_ref().map_or(0, |g| g.attempts.len() as u32);
                 if let Some(slots) = left.get_mut(&node_id) {
                     *slots = slots.saturating_sub(granted);
@@ -274,7 +270,6 @@ impl PoolState {
         wanted: Wanted,
         count: u32,
         now_ms: u64,
-        entropy: &dyn Entropy,
         out: &mut Outbox,
     ) -> Option<Grant> {
         let job_id = wanted.job;
@@ -288,16 +283,18 @@ impl PoolState {
                     .any(|refusal| refusal.holds(node_id, node.owner, now_ms))
             })
         };
-        let attempts: Vec<(AttemptId, u32)> = match wanted.task {
+        let indexes: Vec<u32> = match wanted.task {
             None => job
                 .pending
                 .iter()
                 .filter(|index| !refused(index))
                 .take(count as usize)
-                .map(|index| (AttemptId(entropy.next_u64()), *index))
+                .copied()
                 .collect(),
-            Some(index) => vec![(AttemptId(entropy.next_u64()), index)],
+            Some(index) => vec![index],
         };
+        let attempts: Vec<(AttemptId, u32)> =
+            self.attempt_ids.next(indexes.len()).zip(indexes).collect();
         if attempts.is_empty() {
             return None;
         }

@@ -20,6 +20,7 @@
 
 mod admission;
 mod apply;
+mod attempt_ids;
 mod checkpoints;
 mod commands;
 mod comparison;
@@ -152,6 +153,8 @@ pub(crate) struct PoolState {
     open_jobs: HashSet<JobId>,
     nodes: HashMap<NodeId, Node>,
     attempts: HashMap<AttemptId, Attempt>,
+    /// The ids the next grants take.
+    attempt_ids: attempt_ids::AttemptIds,
     /// What each live attempt's node uploaded for it, with the sizes measured on upload: the
     /// only blobs its report may name.
     uploads: HashMap<AttemptId, HashMap<BlobHash, u64>>,
@@ -444,6 +447,7 @@ impl PoolState {
             open_jobs: HashSet::new(),
             nodes: HashMap::new(),
             attempts: HashMap::new(),
+            attempt_ids: attempt_ids::AttemptIds::default(),
             uploads: HashMap::new(),
             deadlines: BTreeSet::new(),
             changes: Changes::default(),
@@ -466,6 +470,7 @@ impl PoolState {
     /// leases get a fresh term, so agents that kept running through a coordinator restart carry
     /// on and their attempts still count; jobs whose tasks had all ended are finished.
     pub(crate) fn restore(&mut self, image: PoolImage, now_ms: u64, out: &mut Outbox) {
+        self.attempt_ids = attempt_ids::AttemptIds::new(image.attempt_ids.clone());
         for token in image.tokens.iter().filter(|t| t.revoked_at_ms.is_none()) {
             match token.role {
                 TokenRole::Requester(id) => {

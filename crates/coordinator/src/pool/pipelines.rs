@@ -205,7 +205,7 @@ impl PoolState {
         let job_id = new.id;
         self.add_job(new, context.0, out);
         self.record(Event::StageStarted { pipeline, stage }, out);
-        self.reuse_results(job_id, reused, context, out);
+        self.reuse_results(job_id, reused, context.0, out);
         Ok(job_id)
     }
 

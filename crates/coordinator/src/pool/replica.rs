@@ -24,6 +24,7 @@ impl PoolState {
             open_jobs: self.open_jobs.clone(),
             nodes: self.nodes.clone(),
             attempts: self.attempts.clone(),
+            attempt_ids: self.attempt_ids.clone(),
             uploads: self.uploads.clone(),
             deadlines: self.deadlines.clone(),
             changes: Changes::default(),
@@ -66,6 +67,7 @@ impl PoolState {
             open_jobs,
             nodes,
             attempts,
+            attempt_ids,
             uploads,
             deadlines,
             changes: _,
@@ -95,6 +97,7 @@ impl PoolState {
         assert_eq!(*ready, other.ready, "ready jobs");
         assert_eq!(*open_jobs, other.open_jobs, "open jobs");
         assert_eq!(*attempts, other.attempts, "attempts");
+        assert_eq!(*attempt_ids, other.attempt_ids, "the attempt ids left");
         assert_eq!(*uploads, other.uploads, "uploads");
         assert_eq!(*deadlines, other.deadlines, "deadlines");
         assert_eq!(*requester_tokens, other.requester_tokens);

@@ -20,7 +20,6 @@ use wire::{AttemptId, JobId, JobSubmission, TaskState};
 
 use super::events::Event;
 use super::{Outbox, PoolState, Slot};
-use crate::env::Entropy;
 
 /// Results found for tasks of a submission: the task's index, the key it was found under, and
 /// the result.
@@ -50,24 +49,17 @@ impl PoolState {
         &mut self,
         job_id: JobId,
         found: Vec<(u32, Reusable)>,
-        context: (u64, &dyn Entropy),
+        now_ms: u64,
         out: &mut Outbox,
     ) {
-        let (now_ms, entropy) = context;
         if found.is_empty() {
             return;
         }
+        let ids = self.attempt_ids.next(found.len());
         let tasks = found
             .into_iter()
-            .map(|(index, reused)| {
-                let attempt = loop {
-                    let id = AttemptId(entropy.next_u64());
-                    if !self.attempts.contains_key(&id) {
-                        break id;
-                    }
-                };
-                (index, attempt, reused)
-            })
+            .zip(ids)
+            .map(|((index, reused), attempt)| (index, attempt, reused))
             .collect();
         let event = Event::TasksReused {
             job: job_id,

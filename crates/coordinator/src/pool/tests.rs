@@ -231,7 +231,7 @@ impl Harness {
 
     fn take(&mut self, node: NodeId, slots: u32) -> Vec<wire::AttemptGrant> {
         self.pool
-            .take_work(node, slots, self.now_ms, &self.entropy, &mut self.out)
+            .take_work(node, slots, self.now_ms, &mut self.out)
             .attempts
     }
 
@@ -323,6 +323,25 @@ fn tasks_are_granted_up_to_free_slots_and_each_succeeds_once() {
             ..
         }
     )));
+}
+
+#[test]
+fn attempts_take_their_ids_in_order_and_never_one_twice() {
+    let mut h = Harness::new();
+    let (one, two) = (h.node(1, 3), h.node(2, 3));
+    h.job(5, 3);
+    let mut ids: Vec<u64> = h.take(one, 3).iter().map(|g| g.attempt_id.0).collect();
+    ids.extend(h.take(two, 1).iter().map(|g| g.attempt_id.0));
+    let first = ids[0];
+    assert_eq!(ids, (first..first + 4).collect::<Vec<_>>());
+    // Run as a command, the lease's events are replayed on a follower, which must have taken
+    // the same ids (the harness compares the two).
+    let (again, _) = h.run(Lease {
+        node: two,
+        slots_free: 2,
+    });
+    let again: Vec<u64> = again.attempts.iter().map(|g| g.attempt_id.0).collect();
+    assert_eq!(again, [first + 4]);
 }
 
 #[test]
@@ -1009,7 +1028,7 @@ fn ended_jobs_keep_their_counts_but_not_their_task_tables() {
     let jobs_run = JOBS_SENT_MAX * 2 + 10;
     for _ in 0..jobs_run {
         let job = h.job(1, 1);
-        let response = h.pool.take_work(node, 1, h.now_ms, &h.entropy, &mut h.out);
+        let response = h.pool.take_work(node, 1, h.now_ms, &mut h.out);
         assert_eq!(
             response.jobs.len(),
             1,
