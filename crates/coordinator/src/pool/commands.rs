@@ -93,7 +93,7 @@ command! {
         let imports = this.component_imports.as_deref();
         let submission =
             pool.checked_job(this.submission, this.module_bytes, imports, &this.wasm_features)?;
-        let id = pool.new_job_id(entropy);
+        let id = pool.new_job_id((now_ms, entropy));
         let reused = super::reuse::matching(&submission, this.reusable);
         let new = NewJob {
             id,

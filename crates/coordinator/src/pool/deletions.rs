@@ -138,6 +138,11 @@ impl PoolState {
         Ok(answer)
     }
 
+    /// Whether `job_id` names a job deleted for good whose record is still kept.
+    pub(super) fn is_deleted_job(&self, job_id: JobId) -> bool {
+        self.deletions.rows.contains_key(&job_id)
+    }
+
     /// Where the deletion of `requester`'s job stands.
     pub(crate) fn deletion(
         &self,

@@ -1485,6 +1485,30 @@ fn submit_needing(
 }
 
 #[test]
+fn job_ids_grow_with_their_submission_time_and_differ_within_a_millisecond() {
+    let mut h = Harness::new();
+    compiling_node(&mut h, 1, 16 << 20);
+    let submitted_ms = h.now_ms;
+    let first = submit_module(&mut h, 1 << 10).0.unwrap();
+    let second = submit_module(&mut h, 1 << 10).0.unwrap();
+    h.now_ms += 1;
+    let later = submit_module(&mut h, 1 << 10).0.unwrap();
+    assert_ne!(first, second, "two jobs of one millisecond");
+    for (id, at_ms) in [
+        (first, submitted_ms),
+        (second, submitted_ms),
+        (later, h.now_ms),
+    ] {
+        assert_eq!(
+            id.0 >> 22,
+            at_ms,
+            "{id} carries its submission's millisecond"
+        );
+    }
+    assert!(later > first && later > second);
+}
+
+#[test]
 fn a_module_no_node_compiles_is_refused_and_one_goes_only_to_nodes_that_compile_it() {
     let mut h = Harness::new();
     let small = compiling_node(&mut h, 1, 16 << 20);
