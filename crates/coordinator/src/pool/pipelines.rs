@@ -173,8 +173,8 @@ impl PoolState {
         Ok((stages, adding))
     }
 
-    /// An id no job, no stage and no deletion has: the millisecond of `context`'s time above
-    /// [`JOB_ID_RANDOM_BITS`] drawn from its entropy.
+    /// An id no job, no stage and no deletion has: the millisecond of `context`'s time, above
+    /// [`JOB_ID_RANDOM_BITS`] bits drawn from its entropy.
     ///
     /// The store indexes jobs, their tasks and the blobs they use by job id, so a random id put
     /// each submission on pages of those indexes of its own; ids that grow with time share
