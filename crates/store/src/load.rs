@@ -54,10 +54,10 @@ const ATTEMPT_EPOCHS: u64 = 1 << 23;
 /// The span of attempt ids that the lead of `epoch` issues from: 2^40 of them.
 ///
 /// Ids are issued in order, not drawn at random, because the store indexes them: an id drawn at
-/// random lands on a page of the index of its own, so a commit of a few grants wrote as many
-/// pages again (7 to 35 in all for commits of 16 grants or fewer), where ids in order share
-/// the index's last page. Each lead's span is its own, so two leads never issue the same id,
-/// whatever their clocks say.
+/// random lands on a page of the index of its own, so a commit of grants alone wrote 8 pages
+/// (the median in `bench dispatch`) where ids in order, sharing the index's last page, write 4.
+/// Each lead's span is its own, so two leads never issue the same id, whatever their clocks
+/// say.
 fn attempt_ids_of_epoch(epoch: u64) -> Range<u64> {
     let first = (epoch % ATTEMPT_EPOCHS) << ATTEMPT_COUNT_BITS;
     first..first + (1 << ATTEMPT_COUNT_BITS)
@@ -200,9 +200,10 @@ impl Store {
         Ok(image)
     }
 
-    /// The ids this lead may issue: its epoch's span, past any stored there already. A span is
-    /// stored in only after its epoch comes round again, or by ids drawn at random before ids
-    /// were issued in order.
+    /// The ids this lead may issue: its epoch's span, past any stored there already. A span
+    /// holds ids before its lead issues any only when the lead loads again, when its epoch
+    /// comes round again (after 2^23 leads), or by ids drawn at random before ids were issued
+    /// in order.
     async fn attempt_ids(&self) -> Result<Range<u64>, StoreError> {
         let span = attempt_ids_of_epoch(self.epoch());
         let row = sqlx::query("SELECT MAX(id) AS last FROM attempts WHERE id >= $1 AND id < $2")
