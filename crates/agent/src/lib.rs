@@ -721,7 +721,11 @@ impl Agent {
         let agent = Arc::clone(self);
         tokio::spawn(async move {
             let ended = match agent.runtime(&client, grant.job_id).await {
-                Ok(runtime) => agent.runner.run(&client, &runtime, &grant, control).await,
+                // Boxed, so the spawned task stays small: the attempt's own future (about 8 KB)
+                // is made once, in its box, instead of being copied into the task's cell and
+                // moved with it. Two sets of eight alternating `bench dispatch` runs: 13,918 →
+                // 14,970 and 13,737 → 14,684 tasks/s, the round trip unchanged.
+                Ok(runtime) => Box::pin(agent.runner.run(&client, &runtime, &grant, control)).await,
                 Err(error) => Ended::Report(Box::new(AttemptReport {
                     ran_on: None,
                     attempt_id: grant.attempt_id,
