@@ -173,17 +173,20 @@ fn keep_sqlite_files_private(url: &str) -> Result<(), StoreError> {
 /// (`bench dispatch`, four alternating runs), for a log of up to 40 MiB. `journal_size_limit`
 /// cuts the log back to 64 MiB after a checkpoint, should one huge commit have grown it past.
 fn sqlite_pragmas(durability: Durability) -> &'static str {
+    // The two settings differ only in how a commit waits for the disk.
+    macro_rules! pragmas {
+        ($synchronous:literal) => {
+            concat!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=",
+                $synchronous,
+                "; PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY; \
+                 PRAGMA wal_autocheckpoint=10000; PRAGMA journal_size_limit=67108864;"
+            )
+        };
+    }
     match durability {
-        Durability::Full => {
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
-             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000; \
-             PRAGMA journal_size_limit=67108864;"
-        }
-        Durability::Process => {
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; \
-             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000; \
-             PRAGMA journal_size_limit=67108864;"
-        }
+        Durability::Full => pragmas!("FULL"),
+        Durability::Process => pragmas!("NORMAL"),
     }
 }
 
