@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use client::Client;
-use wire::{BlobHash, Mount};
+use client::peer::PeerClient;
+use wire::{BlobHash, Mount, PeerBlob};
 
 use crate::AgentError;
 
@@ -136,6 +137,17 @@ impl BlobCache {
         client: &Client,
         hash: &BlobHash,
     ) -> Result<PathBuf, FetchError> {
+        self.file_near(client, hash, None).await
+    }
+
+    /// The blob as a file in the cache, fetched first if needed: from the nodes `near` names
+    /// where one serves it, else from the coordinator.
+    pub(crate) async fn file_near(
+        &self,
+        client: &Client,
+        hash: &BlobHash,
+        near: Option<(&PeerClient, &PeerBlob)>,
+    ) -> Result<PathBuf, FetchError> {
         let path = self.path(hash);
         if self.touch(hash) {
             return Ok(path);
@@ -145,25 +157,70 @@ impl BlobCache {
         if self.touch(hash) {
             return Ok(path);
         }
-        let size_bytes =
-            client
-                .download_to(hash, &path)
-                .await
-                .map_err(|error| FetchError::Download {
-                    hash: *hash,
-                    message: error.to_string(),
-                    transient: error.is_transient(),
-                })?;
+        let from_peer = match near {
+            Some((peers, blob)) => match peers.fetch(blob, &path).await {
+                Ok(size_bytes) => Some(size_bytes),
+                Err(errors) => {
+                    tracing::info!(%hash, %errors, "no holder served the blob; fetching it from the coordinator");
+                    None
+                }
+            },
+            None => None,
+        };
+        let size_bytes = match from_peer {
+            Some(size_bytes) => size_bytes,
+            None => {
+                client
+                    .download_to(hash, &path)
+                    .await
+                    .map_err(|error| FetchError::Download {
+                        hash: *hash,
+                        message: error.to_string(),
+                        transient: error.is_transient(),
+                    })?
+            }
+        };
+        self.indexed(hash, size_bytes);
+        self.fetching.lock().remove(hash);
+        Ok(path)
+    }
+
+    /// Keeps the file at `source`, whose content is `hash`, in the cache as that blob: an
+    /// output that later stages fetch from this node. A link when the file system allows.
+    pub(crate) fn adopt(&self, hash: &BlobHash, source: &Path) -> Result<(), FetchError> {
+        if self.touch(hash) {
+            return Ok(());
+        }
+        let path = self.path(hash);
+        let disk = |error: std::io::Error| FetchError::Disk(format!("{}: {error}", path.display()));
+        let size_bytes = match std::fs::hard_link(source, &path) {
+            Ok(()) => std::fs::metadata(&path).map_err(disk)?.len(),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::metadata(&path).map_err(disk)?.len()
+            }
+            Err(_) => std::fs::copy(source, &path).map_err(disk)?,
+        };
+        self.indexed(hash, size_bytes);
+        Ok(())
+    }
+
+    /// The cached file of `hash`, marked used, to serve to a peer; `None` when not cached.
+    pub(crate) fn cached(&self, hash: &BlobHash) -> Option<PathBuf> {
+        self.touch(hash).then(|| self.path(hash))
+    }
+
+    /// Counts a blob that just arrived in the cache, then evicts past the cap.
+    fn indexed(&self, hash: &BlobHash, size_bytes: u64) {
         {
             let mut index = self.index.lock();
             index.clock += 1;
             let used = index.clock;
             index.bytes += size_bytes;
-            index.entries.insert(*hash, Entry { size_bytes, used });
+            if let Some(old) = index.entries.insert(*hash, Entry { size_bytes, used }) {
+                index.bytes -= old.size_bytes;
+            }
         }
-        self.fetching.lock().remove(hash);
         self.evict(Some(hash));
-        Ok(path)
     }
 
     pub(crate) async fn bytes(

@@ -306,6 +306,7 @@ mod tests {
             deterministic: None,
             checkpoint: None,
             private: None,
+            hold_outputs: false,
         }
     }
 
@@ -322,6 +323,7 @@ mod tests {
             }],
             checkpoint: None,
             memory_bytes_max: None,
+            peers: Vec::new(),
         }
     }
 

@@ -64,6 +64,7 @@ fn job() -> (JobRuntime, AttemptGrant) {
         deterministic: None,
         checkpoint: None,
         private: None,
+        hold_outputs: false,
     };
     let grant = AttemptGrant {
         attempt_id: AttemptId(11),
@@ -74,6 +75,7 @@ fn job() -> (JobRuntime, AttemptGrant) {
         inputs: Vec::new(),
         checkpoint: None,
         memory_bytes_max: None,
+        peers: Vec::new(),
     };
     (runtime, grant)
 }

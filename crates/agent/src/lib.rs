@@ -28,6 +28,7 @@ mod cheat;
 mod checkpoint;
 mod identity;
 pub mod owner;
+mod peer;
 mod private;
 mod runner;
 mod system;
@@ -146,6 +147,13 @@ pub struct AgentConfig {
     pub identity_clash_wait: Duration,
     /// Lie about results instead of running them (`--cheat`), only to test verification.
     pub cheat: Option<CheatConfig>,
+    /// Where to listen for other nodes fetching the intermediates this node holds
+    /// (`--peer-listen`); `None` serves none, and this node's outputs are fetched from the
+    /// coordinator.
+    pub peer_listen: Option<std::net::SocketAddr>,
+    /// The `ip:port` other nodes reach the peer listener at, when not the address it listens
+    /// on (behind a port forward, or listening on every address).
+    pub peer_address: Option<String>,
 }
 
 impl AgentConfig {
@@ -177,6 +185,8 @@ impl AgentConfig {
             coordinator_fingerprint: None,
             identity_clash_wait: Duration::from_secs(30),
             cheat: None,
+            peer_listen: None,
+            peer_address: None,
         }
     }
 }
@@ -255,6 +265,10 @@ struct Agent {
     /// the pool refuses it).
     fatal: Mutex<Option<AgentError>>,
     fatal_raised: Notify,
+    /// The key of the tickets the peer listener takes: the current session's.
+    peer_key: Arc<RwLock<Option<[u8; 32]>>>,
+    /// Where other nodes reach the peer listener, once it listens.
+    peer_address: Mutex<Option<String>>,
     /// Held while the agent runs: one agent per data dir (and so per identity) on a machine.
     _data_dir_lock: std::fs::File,
 }
@@ -275,6 +289,7 @@ pub async fn run(
     *agent.finished.lock() = Some(finished);
     agent.write_status_file_as(Some(AgentState::Starting));
     let mut shutdown = std::pin::pin!(shutdown);
+    let peer_listener = agent.listen_for_peers().await?;
     tokio::select! {
         registered = agent.register() => registered?,
         () = &mut shutdown => {
@@ -288,6 +303,8 @@ pub async fn run(
     let heartbeat = tokio::spawn(Arc::clone(&agent).heartbeat_loop());
     let presence = tokio::spawn(Arc::clone(&agent).presence_loop());
     let leasing = tokio::spawn(Arc::clone(&agent).lease_loop());
+    let peers =
+        peer_listener.map(|listener| tokio::spawn(Arc::clone(&agent).serve_peers(listener)));
     let refused = tokio::select! {
         () = &mut shutdown => false,
         () = agent.fatal_raised.notified() => true,
@@ -305,6 +322,9 @@ pub async fn run(
     agent.drain().await;
     governor.abort();
     heartbeat.abort();
+    if let Some(peers) = peers {
+        peers.abort();
+    }
     // Closed only once nothing runs here: the coordinator then has no task to run elsewhere.
     presence.abort();
     agent.finished.lock().take();
@@ -354,6 +374,8 @@ impl Agent {
                 work_dir,
                 cheat: config.cheat.clone().map(cheat::Cheat::new).map(Arc::new),
                 secret,
+                peers: client::peer::PeerClient::new()
+                    .map_err(|error| AgentError::Refused(error.to_string()))?,
             },
             session: RwLock::new(Session {
                 client: anonymous.clone(),
@@ -379,6 +401,8 @@ impl Agent {
             forgotten: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
             fatal_raised: Notify::new(),
+            peer_key: Arc::new(RwLock::new(None)),
+            peer_address: Mutex::new(None),
             _data_dir_lock: data_dir_lock,
             config,
         })
@@ -449,9 +473,50 @@ impl Agent {
         })
     }
 
+    /// Binds the peer listener, when the agent is to have one, and notes the address other
+    /// nodes reach it at.
+    async fn listen_for_peers(&self) -> Result<Option<tokio::net::TcpListener>, AgentError> {
+        let Some(listen) = self.config.peer_listen else {
+            return Ok(None);
+        };
+        let io = |source| AgentError::Io {
+            path: format!("peer listener {listen}"),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(io)?;
+        let bound = listener.local_addr().map_err(io)?;
+        let address = match &self.config.peer_address {
+            Some(address) => address.clone(),
+            None if bound.ip().is_unspecified() => {
+                return Err(AgentError::Refused(format!(
+                    "the peer listener listens on every address ({bound}); say which one other \
+                     nodes reach it at with --peer-address IP:PORT"
+                )));
+            }
+            None => bound.to_string(),
+        };
+        tracing::info!(%bound, %address, "serving held intermediates to other nodes");
+        *self.peer_address.lock() = Some(address);
+        Ok(Some(listener))
+    }
+
+    async fn serve_peers(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let server = peer::PeerServer {
+            cache: Arc::clone(&self.runner.cache),
+            key: Arc::clone(&self.peer_key),
+            serving: Arc::new(tokio::sync::Semaphore::new(peer::SERVING_AT_ONCE)),
+        };
+        let mut stopping = self.stopping.subscribe();
+        let stopped = async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        };
+        peer::serve(listener, server, stopped).await;
+    }
+
     /// What the node lends under the policy in force now.
     fn lent_now(&self) -> Capabilities {
         Capabilities {
+            peer_address: self.peer_address.lock().clone(),
             encryption_key: Some(self.identity.encryption_key()),
             ..system::lent(self.machine.clone(), &self.owner.lock().policy)
         }
@@ -493,6 +558,8 @@ impl Agent {
             .sign_hex(&wire::auth::registration_message(&request));
         let response = self.anonymous.register(&request).await?;
         debug_assert_eq!(response.node_id, self.identity.node_id());
+        let token_hash = wire::auth::token_hash(&response.node_token);
+        *self.peer_key.write() = Some(wire::peer::ticket_key(&token_hash));
         let mut session = self.session.write();
         session.client = self.anonymous.with_token(response.node_token);
         session.node_id = response.node_id;

@@ -38,6 +38,8 @@ pub(crate) struct Runner {
     pub(crate) cheat: Option<Arc<Cheat>>,
     /// What private jobs' keys are wrapped to for this node.
     pub(crate) secret: seal::EncryptionSecret,
+    /// Fetches inputs that other nodes hold.
+    pub(crate) peers: client::peer::PeerClient,
 }
 
 /// The shortest time between two checkpoints a node uploads for one attempt: half the shortest
@@ -128,7 +130,7 @@ impl Runner {
         if report.outcome == sandbox::Outcome::Cancelled {
             return Ended::Stopped;
         }
-        let ran = (report, compile_ms);
+        let ran = (report, compile_ms, runtime.hold_outputs);
         Ended::Report(Box::new(
             self.upload_and_report(client, grant, ran, unsealed.as_mut(), &control)
                 .await,
@@ -228,8 +230,10 @@ impl Runner {
         };
         let mut inputs = Vec::with_capacity(grant.inputs.len());
         for input in &grant.inputs {
+            let near = grant.peers.iter().find(|peer| peer.hash == input.blob);
+            let near = near.map(|blob| (&self.peers, blob));
             let path = held
-                .fetch(|| self.cache.file(client, &input.blob))
+                .fetch(|| self.cache.file_near(client, &input.blob, near))
                 .await
                 .map_err(node_error)?;
             inputs.push((input.name.clone(), path));
@@ -518,7 +522,7 @@ impl Runner {
         &self,
         client: &Client,
         grant: &AttemptGrant,
-        (run, compile_ms): (RunReport, u64),
+        (run, compile_ms, hold_outputs): (RunReport, u64, bool),
         unsealed: Option<&mut Unsealed>,
         control: &AttemptControl,
     ) -> AttemptReport {
@@ -547,6 +551,9 @@ impl Runner {
                 .await
             }
         };
+        if hold_outputs && let Ok((_, _, outputs, _)) = &uploaded {
+            self.hold(&run.outputs.files, outputs);
+        }
         // The attempt directory goes as soon as its outputs are uploaded.
         drop(run.outputs);
         match uploaded {
@@ -567,6 +574,19 @@ impl Runner {
                 },
                 usage,
             ),
+        }
+    }
+}
+
+impl Runner {
+    /// Keeps the outputs of an attempt whose job a later stage reads node to node in the
+    /// cache, for the peer listener; `reported` are the same files with their hashes.
+    fn hold(&self, files: &[sandbox::OutputFile], reported: &[OutputFile]) {
+        for (file, output) in files.iter().zip(reported) {
+            if let Err(error) = self.cache.adopt(&output.hash, &file.host_path) {
+                // Later stages fetch it from the coordinator instead.
+                tracing::warn!(%error, hash = %output.hash, "could not keep an output for peers");
+            }
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) fn capabilities(data_dir: &Path, module_bytes_max: u64) -> Capabiliti
             .collect(),
         runtime: wire::NodeRuntime::Native,
         encryption_key: None,
+        peer_address: None,
     }
 }
 

@@ -210,6 +210,7 @@ fn shuffle(module: BlobHash, name: &str, options: &ChurnOptions) -> PipelineSubm
                 job: stage_job(module, &format!("{name}-reduce"), 1, &["reduce"]),
             },
         ],
+        locality: wire::Locality::Coordinator,
     }
 }
 

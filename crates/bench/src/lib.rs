@@ -34,6 +34,7 @@ mod blob_stores;
 pub mod churn;
 pub mod dispatch;
 pub mod failover;
+pub mod locality;
 pub mod netlab;
 pub mod pool;
 pub mod private;

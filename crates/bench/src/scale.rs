@@ -413,6 +413,7 @@ async fn register_one(
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
             encryption_key: None,
+            peer_address: None,
         },
         labels: BTreeMap::from([("sim".to_owned(), "yes".to_owned())]),
         slots: 4,

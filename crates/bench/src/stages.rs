@@ -35,6 +35,7 @@ pub struct StagesOptions {
     pub slots: u32,
     pub scale: ScaleGraph,
     pub churn: crate::churn::ChurnOptions,
+    pub locality: crate::locality::LocalityOptions,
 }
 
 /// The large graph: `maps` maps, each writing a part per reduce; `reduces` reduces, each
@@ -68,6 +69,8 @@ pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, Bench
     // files for a while on some file systems (ext4 without a journal), and the calm run would
     // pay for it more than the churned one after it.
     let churned = crate::churn::run(binary, &options.churn).await?;
+    let (locality_figures, locality_checks) =
+        crate::locality::run(binary, &options.locality).await?;
     let mut pool = LocalPool::start(binary, &CoordinatorOptions::default()).await?;
     for index in 0..options.agents {
         pool.spawn_agent(&format!("bench-{index}"), options.slots)?;
@@ -80,7 +83,9 @@ pub async fn run(binary: &Path, options: &StagesOptions) -> Result<Report, Bench
     let mut figures = shuffle_figures(options, &measured);
     figures.extend(scale_figures(options.scale, &measured.large));
     figures.extend(churn_figures(&options.churn, &churned));
+    figures.extend(locality_figures);
     measured.checks.extend(churned.checks);
+    measured.checks.extend(locality_checks);
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     if let Some(peak_rss) = peak_rss {
         figures.push(Figure::new(
@@ -328,6 +333,7 @@ async fn run_pipeline(
                 job: stage_job(module, "reduce", 1, &["reduce"]),
             },
         ],
+        locality: wire::Locality::Coordinator,
     };
     wait_pipeline(pool, &pipeline, Duration::from_secs(600)).await
 }
@@ -395,6 +401,7 @@ async fn run_large(
                 stage_job(probe, "large-leaf", 1, &["echo", "leaf"]),
             ),
         ],
+        locality: wire::Locality::Coordinator,
     };
     wait_pipeline(pool, &pipeline, Duration::from_secs(3600)).await
 }

@@ -11,6 +11,7 @@
 //! which says what to do.
 
 mod coordinators;
+pub mod peer;
 pub mod pinned;
 pub mod private;
 mod submit;
@@ -759,50 +760,7 @@ impl Client {
                     .timeout(REQUEST_TIMEOUT * 10),
             )
             .await?;
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|source| io_error(&partial, source))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
-        let mut stream = response.bytes_stream();
-        let written: Result<()> = async {
-            while let Some(chunk) =
-                stream
-                    .try_next()
-                    .await
-                    .map_err(|error| ClientError::Unreachable {
-                        url: self.base().to_owned(),
-                        message: error_chain(&error),
-                    })?
-            {
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|source| io_error(&partial, source))?;
-            }
-            file.flush()
-                .await
-                .map_err(|source| io_error(&partial, source))
-        }
-        .await;
-        drop(file);
-        let verified = written.and_then(|()| {
-            if BlobHash::from(hasher.finalize()) == *hash {
-                Ok(())
-            } else {
-                Err(ClientError::Corrupt(*hash))
-            }
-        });
-        if let Err(error) = verified {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(error);
-        }
-        tokio::fs::rename(&partial, path)
-            .await
-            .map_err(|source| io_error(path, source))?;
-        Ok(size)
+        write_verified(response, hash, path, u64::MAX, self.base()).await
     }
 
     // Node calls.
@@ -931,4 +889,62 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Streams `response`'s body to `path` through a partial file, and keeps it only when it is at
+/// most `size_max` bytes and its hash is `hash`; `from` names the server in errors.
+pub(crate) async fn write_verified(
+    response: reqwest::Response,
+    hash: &BlobHash,
+    path: &Path,
+    size_max: u64,
+    from: &str,
+) -> Result<u64> {
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(|source| io_error(&partial, source))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut stream = response.bytes_stream();
+    let written: Result<()> = async {
+        while let Some(chunk) =
+            stream
+                .try_next()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: from.to_owned(),
+                    message: error_chain(&error),
+                })?
+        {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            if size > size_max {
+                return Err(ClientError::Corrupt(*hash));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|source| io_error(&partial, source))?;
+        }
+        file.flush()
+            .await
+            .map_err(|source| io_error(&partial, source))
+    }
+    .await;
+    drop(file);
+    let verified = written.and_then(|()| {
+        if BlobHash::from(hasher.finalize()) == *hash {
+            Ok(())
+        } else {
+            Err(ClientError::Corrupt(*hash))
+        }
+    });
+    if let Err(error) = verified {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(error);
+    }
+    tokio::fs::rename(&partial, path)
+        .await
+        .map_err(|source| io_error(path, source))?;
+    Ok(size)
 }

@@ -34,6 +34,7 @@ impl Client {
         Ok(wire::PipelineSubmission {
             name: plan.name.clone(),
             stages,
+            locality: plan.locality,
         })
     }
 

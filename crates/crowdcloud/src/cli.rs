@@ -405,6 +405,13 @@ pub(crate) struct AgentRunArgs {
     /// (colluders) [default: every attempt lies its own way]
     #[arg(long, hide = true, requires = "cheat", value_name = "KEY")]
     pub(crate) cheat_group: Option<String>,
+    /// Serve the intermediates this node holds to other nodes on IP:PORT, for pipelines with
+    /// `locality = "nodes"` (port 0 picks a free one) [default: serve none]
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) peer_listen: Option<std::net::SocketAddr>,
+    /// The IP:PORT other nodes reach the peer listener at, when not the one it listens on
+    #[arg(long, value_name = "IP:PORT", requires = "peer_listen")]
+    pub(crate) peer_address: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -781,6 +788,12 @@ pub(crate) struct BenchStagesArgs {
     pub(crate) churn: f64,
     #[arg(long, default_value_t = 10_000)]
     pub(crate) churn_down_ms: u64,
+    /// The word count run with `locality = "coordinator"` and `"nodes"` side by side: books
+    /// (maps), and words in each; its reduces are `--parts`, its agents `--agents`.
+    #[arg(long, default_value_t = 48)]
+    pub(crate) locality_books: u32,
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) locality_words: u32,
 }
 
 #[derive(Debug, Args)]

@@ -131,6 +131,8 @@ pub struct PrivatePlan {
 pub struct PipelinePlan {
     pub name: String,
     pub stages: Vec<StagePlan>,
+    /// Where intermediates are kept: `locality = "nodes"` (with `copies`) keeps them on nodes.
+    pub locality: wire::Locality,
 }
 
 /// One stage of a [`PipelinePlan`]: a job, and the earlier stage its tasks come from, if any.

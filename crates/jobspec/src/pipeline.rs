@@ -24,6 +24,7 @@ use crate::{PipelinePlan, SpecError, StagePlan};
 struct PipelineFile {
     name: Option<String>,
     stages: Vec<SpecFile>,
+    locality: Option<String>,
 }
 
 /// Whether `text` is a pipeline spec rather than a job spec: TOML with a top-level `stages`
@@ -49,12 +50,17 @@ pub fn parse_pipeline(text: &str, base_dir: &Path) -> Result<PipelinePlan, SpecE
         ));
     }
     let name = pipeline_name(&file)?;
+    let locality = locality_of(&file)?;
     let names: Vec<Option<String>> = file.stages.iter().map(|s| s.name.clone()).collect();
     let mut stages = Vec::with_capacity(count);
     for (index, stage) in file.stages.into_iter().enumerate() {
         stages.push(stage_of(stage, index, &name, &names, base_dir)?);
     }
-    let plan = PipelinePlan { name, stages };
+    let plan = PipelinePlan {
+        name,
+        stages,
+        locality,
+    };
     check_pipeline(&plan)?;
     Ok(plan)
 }
@@ -73,6 +79,7 @@ pub fn check_pipeline(plan: &PipelinePlan) -> Result<(), SpecError> {
                 job: stand_in_submission(&stage.job),
             })
             .collect(),
+        locality: plan.locality,
     };
     wire::validate::pipeline_submission(&submission).map_err(from_wire)
 }
@@ -83,7 +90,7 @@ pub fn check_pipeline(plan: &PipelinePlan) -> Result<(), SpecError> {
 fn top_level_keys(table: &toml::Table) -> Result<(), SpecError> {
     let Some((key, value)) = table
         .iter()
-        .find(|(key, _)| !matches!(key.as_str(), "name" | "stages"))
+        .find(|(key, _)| !matches!(key.as_str(), "name" | "stages" | "locality"))
     else {
         return Ok(());
     };
@@ -97,10 +104,26 @@ fn top_level_keys(table: &toml::Table) -> Result<(), SpecError> {
     Err(invalid(
         key,
         format!(
-            "a pipeline spec takes only `name` and [[stages]] at the top level; move `{key}` \
-             into the [[stages]] tables that need it{header}"
+            "a pipeline spec takes only `name`, `locality` and [[stages]] at the top level; move \
+             `{key}` into the [[stages]] tables that need it{header}"
         ),
     ))
+}
+
+/// `locality = "coordinator" | "nodes"`.
+fn locality_of(file: &PipelineFile) -> Result<wire::Locality, SpecError> {
+    match file.locality.as_deref() {
+        None | Some("coordinator") => Ok(wire::Locality::Coordinator),
+        Some("nodes") => Ok(wire::Locality::Nodes),
+        Some(other) => Err(invalid(
+            "locality",
+            format!(
+                "unknown locality {other:?}; write \"coordinator\" (the default: later stages \
+                 fetch intermediates from the coordinator) or \"nodes\" (from the nodes that \
+                 hold them)"
+            ),
+        )),
+    }
 }
 
 /// The pipeline's name: the one given, or the first stage's module (or program) file name.

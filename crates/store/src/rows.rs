@@ -278,6 +278,9 @@ pub struct PipelineRow {
     #[serde(default)]
     pub cancelled: bool,
     pub stages: Vec<StageRow>,
+    /// Where later stages fetch what earlier ones made.
+    #[serde(default, skip_serializing_if = "wire::Locality::is_coordinator")]
+    pub locality: wire::Locality,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

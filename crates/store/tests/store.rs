@@ -1229,6 +1229,7 @@ async fn pipelines_on(url: &str) {
             waiting: Some(waiting),
             not_run: None,
         }],
+        locality: wire::Locality::Nodes,
     };
     let blob = Write::InsertBlob {
         hash: module,

@@ -164,6 +164,7 @@ mod tests {
                 wasm_features: Vec::new(),
                 runtime: crate::NodeRuntime::Native,
                 encryption_key: None,
+                peer_address: None,
             },
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
             slots: 4,

@@ -25,6 +25,7 @@ pub mod key;
 pub mod limits;
 pub mod node;
 pub mod pairing;
+pub mod peer;
 pub mod pipeline;
 pub mod private;
 pub mod status;
@@ -52,6 +53,7 @@ pub use node::{
     NodeRuntime, Outcome, OutputFile, RegisterRequest, RegisterResponse, ReleaseRequest,
     ReleaseResponse, ReportAck, ReportRequest, ReportResponse, Usage,
 };
+pub use peer::{Locality, PeerBlob, PeerHolder};
 pub use pipeline::{
     PipelineStatus, PipelineSubmission, PipelineSubmitted, StageInput, StageJob, StageState,
     StageStatus, StageSubmission,

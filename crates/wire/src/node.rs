@@ -49,6 +49,11 @@ pub struct Capabilities {
     /// node that runs no private jobs (a browser tab).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_key: Option<crate::NodeEncryptionKey>,
+    /// `host:port` where the node serves the intermediates it holds to other nodes (see
+    /// [`crate::peer`]); absent from a node that serves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
+    pub peer_address: Option<String>,
 }
 
 /// What runs a node's tasks.
@@ -87,6 +92,7 @@ impl Default for Capabilities {
             wasm_features: Vec::new(),
             runtime: NodeRuntime::Native,
             encryption_key: None,
+            peer_address: None,
         }
     }
 }
@@ -178,6 +184,10 @@ pub struct JobRuntime {
     /// on nodes of its own that meet them; absent for this pool's own nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requirements: Option<crate::Requirements>,
+    /// The job is a pipeline stage whose outputs a later stage fetches node to node: after
+    /// uploading them, the node keeps them in its cache and serves them to peers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold_outputs: bool,
 }
 
 /// One attempt the node now holds a lease on.
@@ -196,6 +206,10 @@ pub struct AttemptGrant {
     /// after earlier attempts ran out of it (see [`crate::OnFailure::memory_escalate`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes_max: Option<u64>,
+    /// Nodes that hold some of the inputs, to fetch them from before the coordinator (see
+    /// [`crate::peer`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<crate::PeerBlob>,
 }
 
 /// What the agent is doing as a whole.

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::ids::{JobId, PipelineId};
 use crate::job::JobSubmission;
+use crate::peer::Locality;
 use crate::status::{JobState, TaskCounts};
 
 /// `POST /v1/pipelines`: stages, each a job, run in dependency order.
@@ -25,6 +26,10 @@ pub struct PipelineSubmission {
     /// has no cycle.
     #[schema(min_items = 1, max_items = 16)]
     pub stages: Vec<StageSubmission>,
+    /// Where the outputs a later stage reads are kept: in the coordinator (the default), or on
+    /// the nodes that made them.
+    #[serde(default, skip_serializing_if = "Locality::is_coordinator")]
+    pub locality: Locality,
 }
 
 /// One stage: a job, and where its tasks come from.

@@ -877,6 +877,9 @@ pub fn registration(request: &RegisterRequest) -> Result<(), WireError> {
 }
 
 fn capabilities(caps: &Capabilities, field: &str) -> Result<(), WireError> {
+    if let Some(address) = &caps.peer_address {
+        peer_address(address, &format!("{field}.peer_address"))?;
+    }
     line(
         &caps.arch,
         &format!("{field}.arch"),
@@ -1030,6 +1033,21 @@ pub fn report_request(request: &ReportRequest) -> Result<(), WireError> {
         }
     }
     Ok(())
+}
+
+/// A peer listener's address: an IP address and a port, as peers dial it without a lookup.
+fn peer_address(address: &str, field: &str) -> Result<(), WireError> {
+    let parsed = (address.len() <= crate::peer::PEER_ADDRESS_BYTES_MAX)
+        .then(|| address.parse::<std::net::SocketAddr>().ok())
+        .flatten();
+    match parsed {
+        Some(socket) if !socket.ip().is_unspecified() && socket.port() != 0 => Ok(()),
+        _ => Err(invalid(
+            field,
+            "give the address peers reach the node's listener at as ip:port, e.g. \
+             192.168.1.20:7412 (not 0.0.0.0, not port 0)",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,8 @@ impl PoolState {
             | Event::StageNotRun { .. }
             | Event::PipelineCancelled { .. }
             | Event::PipelineEnded { .. }
-            | Event::PipelinesPurged { .. } => self.apply_pipeline_event(event),
+            | Event::PipelinesPurged { .. }
+            | Event::BlobsHeld { .. } => self.apply_pipeline_event(event),
             Event::AttemptsGranted {
                 node,
                 job,
@@ -129,6 +130,7 @@ impl PoolState {
             }
             Event::NodeGone { node, why, .. } => {
                 self.forget_node(*node);
+                self.forget_holder(*node);
                 if *why == NodeGone::Removed {
                     self.removed_nodes.insert(*node);
                 }

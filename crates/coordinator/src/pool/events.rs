@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 11;
+pub(crate) const EVENTS_VERSION: u32 = 12;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +204,13 @@ pub(crate) enum Event {
         attempt: AttemptId,
         check_at_ms: u64,
     },
+    /// A node that serves peers holds these blobs of a pipeline with `locality = "nodes"`, and
+    /// their sizes: what an attempt of it made or fetched.
+    BlobsHeld {
+        node: NodeId,
+        pipeline: PipelineId,
+        blobs: Vec<(BlobHash, u64)>,
+    },
     UploadRecorded {
         attempt: AttemptId,
         hash: BlobHash,
@@ -316,7 +323,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 45] = [
+pub(crate) const EVENT_KINDS: [&str; 46] = [
     "TokenCreated",
     "TokenRevoked",
     "PeerAdded",
@@ -340,6 +347,7 @@ pub(crate) const EVENT_KINDS: [&str; 45] = [
     "AttemptUnlisted",
     "AttemptDeadlineMoved",
     "UploadRecorded",
+    "BlobsHeld",
     "CheckpointSaved",
     "CheckpointDropped",
     "AttemptEnded",
@@ -395,6 +403,7 @@ impl Event {
             Event::AttemptUnlisted { .. } => "AttemptUnlisted",
             Event::AttemptDeadlineMoved { .. } => "AttemptDeadlineMoved",
             Event::UploadRecorded { .. } => "UploadRecorded",
+            Event::BlobsHeld { .. } => "BlobsHeld",
             Event::CheckpointSaved { .. } => "CheckpointSaved",
             Event::CheckpointDropped { .. } => "CheckpointDropped",
             Event::AttemptEnded { .. } => "AttemptEnded",

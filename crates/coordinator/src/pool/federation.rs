@@ -94,6 +94,7 @@ impl PoolState {
         if self.nodes.get(&node).is_some_and(|n| self.is_federated(n)) {
             runtime.requirements = Some(job.requirements.clone());
         }
+        runtime.hold_outputs = self.stage_peers(job.id).is_some_and(|stage| stage.holds);
         runtime
     }
 

@@ -107,6 +107,7 @@ pub(super) fn runtime_of(row: &JobRow) -> Arc<JobRuntime> {
         deterministic: spec.deterministic,
         checkpoint: spec.checkpoint,
         private: None,
+        hold_outputs: false,
     })
 }
 

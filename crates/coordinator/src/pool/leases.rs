@@ -284,13 +284,10 @@ impl PoolState {
             })
         };
         let indexes: Vec<u32> = match wanted.task {
-            None => job
-                .pending
-                .iter()
-                .filter(|index| !refused(index))
-                .take(count as usize)
-                .copied()
-                .collect(),
+            None => {
+                let candidates = job.pending.iter().filter(|index| !refused(index)).copied();
+                self.placed_by_bytes(node_id, job_id, candidates, count as usize)
+            }
             Some(index) => vec![index],
         };
         let attempts: Vec<(AttemptId, u32)> =
@@ -350,6 +347,7 @@ impl PoolState {
                 inputs: spec.inputs.clone(),
                 checkpoint: task.resume_point(),
                 memory_bytes_max: job.attempt_memory_bytes(index, lent_bytes),
+                peers: self.peers_for(grant.node, spec, now_ms),
             });
             rows.push(AttemptRow {
                 id: attempt_id,

@@ -32,6 +32,7 @@ mod held;
 mod jobs;
 mod leases;
 mod nodes;
+mod peers;
 mod pipelines;
 mod private;
 mod recall;
@@ -183,6 +184,8 @@ pub(crate) struct PoolState {
     deletions: deletions::Deletions,
     /// Other pools as nodes of this one, and the pools this one lends to.
     federation: federation::Federation,
+    /// Which nodes hold which intermediates of pipelines that fetch node to node.
+    peers: peers::PeerHolders,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -463,6 +466,7 @@ impl PoolState {
             pipelines: pipelines::Pipelines::default(),
             deletions: deletions::Deletions::default(),
             federation: federation::Federation::default(),
+            peers: peers::PeerHolders::default(),
         }
     }
 
@@ -682,6 +686,7 @@ impl PoolState {
         self.check_held();
         self.check_recalled();
         self.check_accounts();
+        self.check_peers();
     }
 }
 

@@ -39,6 +39,14 @@ pub(crate) struct Pipelines {
     stage_of: HashMap<JobId, (PipelineId, usize)>,
 }
 
+impl Pipelines {
+    /// The pipeline `job` is a stage of, and the stage's index.
+    pub(super) fn stage_of_job(&self, job: JobId) -> Option<(&PipelineRow, usize)> {
+        let (pipeline, index) = self.stage_of.get(&job)?;
+        Some((self.rows.get(pipeline)?, *index))
+    }
+}
+
 /// What a waiting stage needs, as [`PoolState::stage_work`] finds it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StageWork {
@@ -97,6 +105,7 @@ impl PoolState {
                 "you have {unfinished} pipelines running, the most a requester may; submit this one once some have ended"
             )));
         }
+        let locality = submission.locality;
         let (stages, adding) = self.waiting_stages(submission.stages, modules, context)?;
         self.admit(requester, adding, max)?;
         self.check_credit(requester)?;
@@ -114,6 +123,7 @@ impl PoolState {
             ended_at_ms: None,
             cancelled: false,
             stages,
+            locality,
         };
         let plain: Vec<usize> = (0..pipeline.stages.len())
             .filter(|index| pipeline.stages[*index].input.is_none())
@@ -285,9 +295,15 @@ impl PoolState {
                 let row = self.pipelines.rows.get_mut(pipeline);
                 row.expect("a cancelled pipeline is in the pool").cancelled = true;
             }
+            Event::BlobsHeld {
+                node,
+                pipeline,
+                blobs,
+            } => self.apply_blobs_held(*node, *pipeline, blobs),
             Event::PipelineEnded { pipeline, at_ms } => {
                 let row = self.pipelines.rows.get_mut(pipeline);
                 row.expect("an ended pipeline is in the pool").ended_at_ms = Some(*at_ms);
+                self.forget_pipeline_blobs(*pipeline);
             }
             Event::PipelinesPurged { pipelines, .. } => {
                 for id in pipelines {

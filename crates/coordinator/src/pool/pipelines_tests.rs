@@ -43,6 +43,7 @@ fn map_reduce(h: &mut Harness) -> (PipelineId, JobId, JobId) {
                 job: submission(1),
             },
         ],
+        locality: wire::Locality::Coordinator,
     };
     let (submitted, kinds) = h.run(SubmitPipeline {
         requester: OWNER,
@@ -183,6 +184,7 @@ fn an_abort_on_exit_code_in_one_stage_stops_the_whole_pipeline() {
             stage("side", None, submission(1)),
             stage("reduce", Some(StageInput::All("map".into())), submission(1)),
         ],
+        locality: wire::Locality::Coordinator,
     };
     let (submitted, _) = h.run(SubmitPipeline {
         requester: OWNER,
@@ -231,6 +233,7 @@ fn a_pipeline_past_the_unfinished_bounds_is_refused_whole() {
             input: None,
             job: submission(2),
         }],
+        locality: wire::Locality::Coordinator,
     };
     let (refused, kinds) = h.run(SubmitPipeline {
         requester: OWNER,
@@ -322,6 +325,7 @@ fn map_again(h: &mut Harness, keys: [BlobHash; 2]) -> (PipelineId, JobId, Vec<&'
             input: None,
             job: map,
         }],
+        locality: wire::Locality::Coordinator,
     };
     let (submitted, kinds) = h.run(SubmitPipeline {
         requester: OWNER,

@@ -40,6 +40,7 @@ impl PoolState {
             pipelines: self.pipelines.clone(),
             deletions: self.deletions.clone(),
             federation: self.federation.clone(),
+            peers: self.peers.clone(),
         }
     }
 
@@ -83,6 +84,7 @@ impl PoolState {
             pipelines,
             deletions,
             federation,
+            peers,
         } = self;
         assert_eq!(*pool_name, other.pool_name);
         assert_eq!(*lease_ms_min, other.lease_ms_min);
@@ -112,5 +114,6 @@ impl PoolState {
         assert!(*pipelines == other.pipelines, "the pipelines");
         assert_eq!(*deletions, other.deletions, "the deletions");
         assert_eq!(*federation, other.federation, "federation");
+        assert_eq!(*peers, other.peers, "the holders of intermediates");
     }
 }

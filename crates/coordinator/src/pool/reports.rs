@@ -127,6 +127,7 @@ impl PoolState {
                 Ok((end, aborted)) => {
                     let job_id = end.job_id;
                     finished_jobs.insert(job_id);
+                    self.hold_after_success(node_id, &end, out);
                     paid.extend(self.family_payment(&end));
                     self.end_reported(end, sealed_digest, now_ms, entropy, out);
                     if let Some(aborted) = aborted {

@@ -37,6 +37,7 @@ pub(super) fn new_node(
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
             encryption_key: None,
+            peer_address: None,
         },
         labels: labels
             .iter()

@@ -51,6 +51,7 @@ pub(super) fn capabilities(agent: usize, public: bool) -> Capabilities {
         wasm_features: Vec::new(),
         runtime,
         encryption_key,
+        peer_address: None,
     }
 }
 

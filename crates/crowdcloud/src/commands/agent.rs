@@ -55,6 +55,8 @@ async fn serve(args: AgentRunArgs) -> anyhow::Result<ExitCode> {
         strategy,
         group_key: args.cheat_group,
     });
+    config.peer_listen = args.peer_listen;
+    config.peer_address = args.peer_address;
     let summary = agent::run(config, shutdown_signal()).await?;
     tracing::info!(
         node = %summary.node_id,

@@ -295,5 +295,12 @@ fn stages_options(args: BenchStagesArgs) -> anyhow::Result<bench::stages::Stages
             down_fraction: args.churn,
             down_ms: args.churn_down_ms,
         },
+        locality: bench::locality::LocalityOptions {
+            books: args.locality_books,
+            words: args.locality_words,
+            parts: args.parts,
+            agents: args.agents,
+            slots: args.slots,
+        },
     })
 }

@@ -166,9 +166,29 @@ async fn a_short_stages_benchmark_runs_the_shuffle_and_nothing_again() {
         "3",
         "--churn-down-ms",
         "500",
+        "--locality-books",
+        "8",
+        "--locality-words",
+        "2000",
     ])
     .await;
     assert_checks_pass(&output, &report);
+    let egress = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|figure| figure["name"] == "coordinator egress, word count with locality = nodes")
+        .expect("the egress of either locality is reported");
+    let (nodes, coordinator) = (
+        egress["value"].as_f64(),
+        egress["baseline"]["value"].as_f64(),
+    );
+    assert!(
+        nodes
+            .zip(coordinator)
+            .is_some_and(|(nodes, coordinator)| nodes < coordinator),
+        "{egress}"
+    );
     let large = report["figures"]
         .as_array()
         .unwrap()

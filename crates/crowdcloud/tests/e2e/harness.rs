@@ -643,6 +643,7 @@ pub fn signed_registration(
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
             encryption_key: None,
+            peer_address: None,
         },
         labels,
         slots,

@@ -224,6 +224,7 @@ async fn register_by_hand(pool: &Pool, seed: u8) -> Client {
             wasm_features: Vec::new(),
             runtime: wire::NodeRuntime::Native,
             encryption_key: None,
+            peer_address: None,
         },
         labels: BTreeMap::new(),
         slots: 1,

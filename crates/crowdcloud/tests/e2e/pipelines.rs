@@ -26,9 +26,10 @@ fn text(bytes: &[u8]) -> String {
 
 /// `count` books of made-up words from a small vocabulary, so words repeat across books, and
 /// the count of every word as this test makes it.
-fn books(count: usize) -> (Vec<String>, BTreeMap<String, u64>) {
+/// Drawn from `seed`: another seed, other books of about the same sizes.
+fn books_seeded(count: usize, seed: u64) -> (Vec<String>, BTreeMap<String, u64>) {
     let vocabulary: Vec<String> = (0..300).map(|index| format!("w{index:03}x")).collect();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut state = seed;
     let mut counts = BTreeMap::new();
     let books = (0..count)
         .map(|book| {
@@ -57,7 +58,16 @@ fn books(count: usize) -> (Vec<String>, BTreeMap<String, u64>) {
 /// Writes `count` books, the wordfreq module and `count.toml` (map per book into 4 parts, a
 /// reduce per part, one gather) into `dir`; returns the count the pipeline must come to.
 fn write_word_count(dir: &std::path::Path, count: usize) -> BTreeMap<String, u64> {
-    let (books, expected) = books(count);
+    write_word_count_as(dir, (count, 0x9e37_79b9_7f4a_7c15), "")
+}
+
+/// [`write_word_count`] with books drawn from `seed`, and `head` at the top of the spec.
+fn write_word_count_as(
+    dir: &std::path::Path,
+    (count, seed): (usize, u64),
+    head: &str,
+) -> BTreeMap<String, u64> {
+    let (books, expected) = books_seeded(count, seed);
     std::fs::create_dir(dir.join("books")).unwrap();
     for (index, book) in books.iter().enumerate() {
         std::fs::write(dir.join(format!("books/book-{index:02}.txt")), book).unwrap();
@@ -65,7 +75,8 @@ fn write_word_count(dir: &std::path::Path, count: usize) -> BTreeMap<String, u64
     std::fs::write(dir.join("wordfreq.wasm"), guests::WORDFREQ).unwrap();
     std::fs::write(
         dir.join("count.toml"),
-        "name = \"word count\"\n\
+        head.to_owned()
+            + "name = \"word count\"\n\
          [[stages]]\nname = \"map\"\nmodule = \"wordfreq.wasm\"\n\
          per_input = { dir = \"books\", args = [\"map\", \"4\"] }\n\
          [[stages]]\nname = \"reduce\"\nmodule = \"wordfreq.wasm\"\n\
@@ -168,6 +179,90 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
     }
 }
 
+/// Bytes of blobs the coordinator has sent, from its metrics.
+async fn coordinator_egress_bytes(pool: &Pool) -> u64 {
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", pool.url))
+        .bearer_auth(&pool.owner_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|line| line.starts_with("crowdcloud_blob_bytes_out_total "))
+        .unwrap_or_else(|| panic!("no blob_bytes_out in {metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Submits a word count over 24 books drawn from `seed`, with `head` atop its spec, calling
+/// `meanwhile` once its map stage has begun to finish; checks its count once it completed
+/// and gives the bytes of blobs the coordinator sent meanwhile.
+async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFnOnce()) -> u64 {
+    let work = tempfile::tempdir().unwrap();
+    let expected = write_word_count_as(work.path(), (24, seed), head);
+    let spec = work.path().join("count.toml");
+    let sent_before = coordinator_egress_bytes(pool).await;
+    let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let pipeline = text(&submitted.stdout).trim().to_owned();
+    let id: wire::PipelineId = pipeline.parse().expect("submit prints the pipeline id");
+    let owner = &pool.owner;
+    eventually(
+        "the map stage to get going",
+        Duration::from_secs(60),
+        || async move {
+            let status = owner.pipeline(id).await.ok()?;
+            (status.stages[0].counts.succeeded > 0).then_some(())
+        },
+    )
+    .await;
+    meanwhile().await;
+    let ended = ended(owner, id, Duration::from_secs(120)).await;
+    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
+    let sent = coordinator_egress_bytes(pool).await - sent_before;
+    let out = work.path().join("results");
+    let fetched = pool
+        .cli(&["results", &pipeline, "--out", out.to_str().unwrap()])
+        .await;
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    let counted = read_counts(&out.join("0/output/counts.txt"));
+    assert_eq!(
+        counted, expected,
+        "the count is the count made here ({head:?})"
+    );
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_locality_nodes_stages_fetch_intermediates_from_each_other_and_survive_a_holder_killed()
+ {
+    let pool = Pool::start(3_000).await;
+    let serve = ["--peer-listen", "127.0.0.1:0"];
+    let mut doomed = pool.agent_joined("doomed", 2, &pool.join_token, &serve);
+    let _steady = pool.agent_joined("steady", 2, &pool.join_token, &serve);
+    let _third = pool.agent_joined("third", 2, &pool.join_token, &serve);
+    pool.wait_online(&["doomed", "steady", "third"]).await;
+    // The first run puts the module in every agent's cache, so the two measured runs fetch
+    // the same things but for the intermediates.
+    count_words(&pool, 1, "", async || {}).await;
+
+    // A holder dies mid-map: what it made is fetched from the others, or from the coordinator
+    // where it alone held it, and the count is still right.
+    let nodes = count_words(&pool, 2, "locality = \"nodes\"\n", async || {
+        doomed.kill().await;
+    })
+    .await;
+    let coordinator = count_words(&pool, 3, "", async || {}).await;
+    assert!(
+        nodes * 4 < coordinator * 3,
+        "the coordinator sent {nodes} bytes for the pipeline that fetches node to node, \
+         {coordinator} for the same work fetched from it"
+    );
+}
+
 fn stage(name: &str, input: Option<StageInput>, job: JobSubmission) -> StageSubmission {
     StageSubmission {
         name: name.to_owned(),
@@ -199,6 +294,7 @@ async fn a_stage_whose_source_failed_is_not_run_and_says_why_and_so_are_its_read
             ),
             stage("third", Some(StageInput::All("second".into())), template),
         ],
+        locality: wire::Locality::Coordinator,
     };
     let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
     let owner = &pool.owner;
@@ -303,6 +399,7 @@ async fn bad_graphs_are_refused_at_submit_and_change_nothing() {
         let pipeline = PipelineSubmission {
             name: "bad".to_owned(),
             stages,
+            locality: wire::Locality::Coordinator,
         };
         let error = pool.owner.submit_pipeline(&pipeline).await.unwrap_err();
         assert_eq!(error.code(), Some(ErrorCode::BadRequest), "{error}");
@@ -325,6 +422,7 @@ async fn a_pipeline_submitted_before_its_coordinator_was_killed_runs_to_its_end_
             stage("make", None, make),
             stage("look", Some(StageInput::Each("make".into())), look),
         ],
+        locality: wire::Locality::Coordinator,
     };
     // No agent yet: the pipeline is only stored when the coordinator dies.
     let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
@@ -447,6 +545,7 @@ async fn a_cancelled_pipeline_stops_its_running_stage_and_never_runs_the_next() 
             stage("slow", None, slow),
             stage("next", Some(StageInput::All("slow".into())), next),
         ],
+        locality: wire::Locality::Coordinator,
     };
     let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
     let owner = &pool.owner;

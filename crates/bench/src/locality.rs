@@ -1,0 +1,190 @@
+//! `crowdcloud bench stages`, its locality part: the same word count (a map per book into
+//! PARTS parts, a reduce per part) with `locality = "coordinator"` and with `"nodes"`, side by
+//! side on one pool whose agents serve peers, and the bytes of blobs the coordinator sent for
+//! each, from its `/metrics`. The books are the maps' inputs and come from the coordinator in
+//! both; what differs is where the reduces fetch the maps' parts.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use wire::{
+    BlobHash, InputFile, JobState, Locality, PipelineSubmission, StageInput, StageSubmission,
+    TaskSpec,
+};
+
+use crate::pool::{CoordinatorOptions, LocalPool};
+use crate::report::Better;
+use crate::stages::{stage_job, wait_pipeline};
+use crate::{BenchError, Check, Figure};
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LocalityOptions {
+    pub books: u32,
+    /// Words in each book.
+    pub words: u32,
+    pub parts: u32,
+    pub agents: u32,
+    pub slots: u32,
+}
+
+/// One run of the word count.
+struct Run {
+    egress_bytes: u64,
+    /// The part of it that was not the books: the intermediates, and the reduces' module.
+    beyond_books_bytes: u64,
+    took_ms: f64,
+    completed: bool,
+}
+
+pub async fn run(
+    binary: &Path,
+    options: &LocalityOptions,
+) -> Result<(Vec<Figure>, Vec<Check>), BenchError> {
+    let mut pool = LocalPool::start(binary, &CoordinatorOptions::default()).await?;
+    let serve = ["--peer-listen", "127.0.0.1:0"];
+    for index in 0..options.agents {
+        let join_token = pool.join_token.clone();
+        pool.spawn_agent_with(&format!("peer-{index}"), options.slots, &join_token, &serve)?;
+    }
+    let measured = measure(&pool, options).await;
+    pool.stop().await;
+    let (coordinator, nodes) = measured?;
+    let kib = |bytes: u64| bytes as f64 / 1024.0;
+    let figures = vec![
+        Figure::new(
+            "coordinator egress beyond the books, locality = nodes",
+            kib(nodes.beyond_books_bytes),
+            "KiB",
+            Better::Lower,
+        )
+        .baseline(
+            "locality = coordinator",
+            Some(kib(coordinator.beyond_books_bytes)),
+        ),
+        Figure::new(
+            "coordinator egress, word count with locality = nodes",
+            kib(nodes.egress_bytes),
+            "KiB",
+            Better::Lower,
+        )
+        .baseline(
+            "locality = coordinator",
+            Some(kib(coordinator.egress_bytes)),
+        ),
+        Figure::new(
+            "word count with locality = nodes, submit to end",
+            nodes.took_ms,
+            "ms",
+            Better::Lower,
+        )
+        .baseline("locality = coordinator", Some(coordinator.took_ms)),
+    ];
+    let checks = vec![Check::new(
+        "the word count completed with either locality",
+        coordinator.completed && nodes.completed,
+    )];
+    Ok((figures, checks))
+}
+
+async fn measure(pool: &LocalPool, options: &LocalityOptions) -> Result<(Run, Run), BenchError> {
+    pool.wait_online(options.agents as usize).await?;
+    let module = pool.owner.upload_bytes(guests::WORDFREQ.into()).await?;
+    let warm_up = stage_job(
+        module,
+        "warm-up",
+        options.agents * options.slots,
+        &["count"],
+    );
+    let warm_up = pool.owner.submit(&warm_up).await?;
+    pool.job_end(warm_up.job_id, None).await?;
+    let mut books = Vec::with_capacity(options.books as usize);
+    let mut books_bytes = 0u64;
+    for index in 0..options.books {
+        let text = book(index, options.words);
+        books_bytes += text.len() as u64;
+        books.push(pool.owner.upload_bytes(text.into_bytes().into()).await?);
+    }
+    let books = (&books[..], books_bytes);
+    let coordinator = word_count(pool, module, books, options, Locality::Coordinator).await?;
+    let nodes = word_count(pool, module, books, options, Locality::Nodes).await?;
+    Ok((coordinator, nodes))
+}
+
+async fn word_count(
+    pool: &LocalPool,
+    module: BlobHash,
+    (books, books_bytes): (&[BlobHash], u64),
+    options: &LocalityOptions,
+    locality: Locality,
+) -> Result<Run, BenchError> {
+    // The locality in the job names, so the two runs' tasks have different keys and the
+    // second takes no result of the first.
+    let name = format!("{locality:?}").to_lowercase();
+    let parts = options.parts.to_string();
+    let mut map = stage_job(module, &format!("map-{name}"), 0, &["map", &parts]);
+    map.tasks = books
+        .iter()
+        .map(|book| TaskSpec {
+            args: vec!["map".to_owned(), parts.clone()],
+            inputs: vec![InputFile {
+                name: "book.txt".to_owned(),
+                blob: *book,
+            }],
+            ..TaskSpec::default()
+        })
+        .collect();
+    let pipeline = PipelineSubmission {
+        name: format!("word count, locality = {name}"),
+        stages: vec![
+            StageSubmission {
+                name: "map".to_owned(),
+                input: None,
+                job: map,
+            },
+            StageSubmission {
+                name: "reduce".to_owned(),
+                input: Some(StageInput::Partition {
+                    stage: "map".to_owned(),
+                    parts: options.parts,
+                }),
+                job: stage_job(module, &format!("reduce-{name}"), 1, &["reduce"]),
+            },
+        ],
+        locality,
+    };
+    let before = egress_bytes(pool).await?;
+    let started = Instant::now();
+    let ran = wait_pipeline(pool, &pipeline, std::time::Duration::from_secs(600)).await?;
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let egress_bytes = egress_bytes(pool).await?.saturating_sub(before);
+    Ok(Run {
+        egress_bytes,
+        beyond_books_bytes: egress_bytes.saturating_sub(books_bytes),
+        took_ms,
+        completed: ran.status.state == JobState::Completed,
+    })
+}
+
+/// Bytes of blobs the coordinator has sent (`crowdcloud_blob_bytes_out_total`).
+async fn egress_bytes(pool: &LocalPool) -> Result<u64, BenchError> {
+    let text = pool.owner.metrics().await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("crowdcloud_blob_bytes_out_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| BenchError::Setup("the coordinator's /metrics has no blob_bytes_out".into()))
+}
+
+/// Book `index`: `words` words of a 5,000-word vocabulary, drawn from the index.
+fn book(index: u32, words: u32) -> String {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (u64::from(index) << 32 | 1);
+    let mut text = String::with_capacity(words as usize * 8);
+    for _ in 0..words {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        text.push_str(&format!("w{:04}x ", state % 5_000));
+    }
+    text
+}
