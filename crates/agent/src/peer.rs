@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use futures::StreamExt as _;
 use parking_lot::RwLock;
 use serde::Deserialize;
@@ -46,6 +47,10 @@ pub(crate) async fn serve(
     let app = axum::Router::new()
         .route("/v1/peer/blobs/{hash}", axum::routing::get(blob))
         .with_state(server);
+    // Without it, a small blob's last segment waits on the fetching node's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(error) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -110,3 +115,7 @@ fn unix_now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)
 }
+
+#[cfg(test)]
+#[path = "peer_tests.rs"]
+mod tests;

@@ -101,6 +101,9 @@ impl Drop for CheckpointFiles {
 /// enough that a node with many slots does not flood the coordinator.
 const UPLOADS_AT_ONCE: usize = 8;
 
+/// Inputs of one attempt fetched at once.
+const INPUTS_AT_ONCE: usize = 8;
+
 /// How long a fetch or an upload is retried while the coordinator cannot answer. It stops
 /// sooner when the coordinator ends the attempt (its lease ran out).
 const RETRY_FOR: Duration = Duration::from_secs(3600);
@@ -228,16 +231,18 @@ impl Runner {
                 .map_err(node_error)?,
             None => Vec::new(),
         };
-        let mut inputs = Vec::with_capacity(grant.inputs.len());
-        for input in &grant.inputs {
-            let near = grant.peers.iter().find(|peer| peer.hash == input.blob);
-            let near = near.map(|blob| (&self.peers, blob));
-            let path = held
-                .fetch(|| self.cache.file_near(client, &input.blob, near))
-                .await
-                .map_err(node_error)?;
-            inputs.push((input.name.clone(), path));
-        }
+        // A reduce reads a part of every map: its inputs come a few at a time, not one
+        // round trip after another.
+        let fetches: Vec<_> = grant
+            .inputs
+            .iter()
+            .map(|input| self.fetch_input(client, grant, input, held))
+            .collect();
+        let inputs: Vec<(String, PathBuf)> = futures::stream::iter(fetches)
+            .buffered(INPUTS_AT_ONCE)
+            .try_collect()
+            .await
+            .map_err(node_error)?;
         let mut mounts = Vec::with_capacity(runtime.mounts.len());
         for mount in &runtime.mounts {
             let dir = held
@@ -579,6 +584,23 @@ impl Runner {
 }
 
 impl Runner {
+    /// One input of `grant` as a file in the cache: from the nodes that hold it, if any, else
+    /// from the coordinator.
+    async fn fetch_input(
+        &self,
+        client: &Client,
+        grant: &AttemptGrant,
+        input: &wire::InputFile,
+        held: &ForAttempt<'_>,
+    ) -> Result<(String, PathBuf), String> {
+        let near = grant.peers.iter().find(|peer| peer.hash == input.blob);
+        let near = near.map(|blob| (&self.peers, blob));
+        let path = held
+            .fetch(|| self.cache.file_near(client, &input.blob, near))
+            .await?;
+        Ok((input.name.clone(), path))
+    }
+
     /// Keeps the outputs of an attempt whose job a later stage reads node to node in the
     /// cache, for the peer listener; `reported` are the same files with their hashes.
     fn hold(&self, files: &[sandbox::OutputFile], reported: &[OutputFile]) {

@@ -22,6 +22,9 @@ pub struct PeerClient {
 
 impl PeerClient {
     pub fn new() -> Result<Self> {
+        // reqwest needs a TLS provider to build even a plain-HTTP client, and a node that
+        // pins its coordinator's certificate has installed none; the ring one, once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(FETCH_TIMEOUT)

@@ -427,6 +427,23 @@ mod tests {
     }
 
     #[test]
+    fn locality_is_the_coordinator_unless_nodes_is_asked_for_by_name() {
+        let stages = pipeline(&[
+            "name = \"a\"\nsweep = { count = 2 }",
+            "name = \"b\"\neach = \"a\"",
+        ]);
+        let parsed = |head: &str| parse_pipeline(&format!("{head}{stages}"), Path::new("/jobs"));
+        assert_eq!(parsed("").unwrap().locality, wire::Locality::Coordinator);
+        let coordinator = parsed("locality = \"coordinator\"\n").unwrap();
+        assert_eq!(coordinator.locality, wire::Locality::Coordinator);
+        let nodes = parsed("locality = \"nodes\"\n").unwrap();
+        assert_eq!(nodes.locality, wire::Locality::Nodes);
+        let unknown = parsed("locality = \"peers\"\n").unwrap_err().to_string();
+        assert!(unknown.contains("unknown locality \"peers\""), "{unknown}");
+        assert!(unknown.contains("\"nodes\""), "{unknown}");
+    }
+
+    #[test]
     fn a_job_spec_is_no_pipeline_and_each_is_refused_by_the_other_reader() {
         let job = "module = \"m.wasm\"\nsweep = { count = 1 }";
         assert!(!is_pipeline(job));
@@ -464,7 +481,9 @@ mod tests {
         );
         let refused = problem(&text);
         assert!(
-            refused.starts_with("module: a pipeline spec takes only `name` and [[stages]]"),
+            refused.starts_with(
+                "module: a pipeline spec takes only `name`, `locality` and [[stages]]"
+            ),
             "{refused}"
         );
         assert!(

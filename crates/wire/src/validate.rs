@@ -1164,6 +1164,32 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_address_is_an_ip_and_a_port_peers_can_dial() {
+        let heartbeat_with = |address: &str| HeartbeatRequest {
+            capabilities: Some(Capabilities {
+                peer_address: Some(address.to_owned()),
+                ..Capabilities::default()
+            }),
+            ..HeartbeatRequest::default()
+        };
+        for good in ["192.168.1.20:7412", "127.0.0.1:1", "[::1]:7412"] {
+            assert!(heartbeat(&heartbeat_with(good)).is_ok(), "{good}");
+        }
+        let long = format!("{}:1", "1".repeat(300));
+        for bad in [
+            "0.0.0.0:7412",
+            "[::]:7412",
+            "127.0.0.1:0",
+            "example.com:7412",
+            "7412",
+            &long,
+        ] {
+            let refused = heartbeat(&heartbeat_with(bad)).unwrap_err().to_string();
+            assert!(refused.contains("ip:port"), "{bad}: {refused}");
+        }
+    }
+
+    #[test]
     fn a_plain_job_is_valid() {
         assert_eq!(job_submission(&job()), Ok(()));
     }

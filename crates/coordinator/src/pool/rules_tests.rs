@@ -299,6 +299,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::private::granted_to_another_node(&mut granting);
     granting.settle();
     h.kinds.extend(granting.kinds.iter().copied());
+    let mut holding = Harness::new();
+    super::peers::held_and_forgotten(&mut holding);
+    holding.settle();
+    h.kinds.extend(holding.kinds.iter().copied());
     let mut federating = Harness::new();
     super::federation::a_peer_comes_and_goes(&mut federating);
     h.kinds.extend(federating.kinds.iter().copied());

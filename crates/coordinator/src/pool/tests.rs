@@ -58,6 +58,8 @@ mod deletions;
 mod failure;
 #[path = "federation_tests.rs"]
 mod federation;
+#[path = "peers_tests.rs"]
+mod peers;
 #[path = "pipelines_tests.rs"]
 mod pipelines;
 #[path = "private_tests.rs"]
