@@ -37,6 +37,10 @@ struct Index {
     entries: HashMap<BlobHash, Entry>,
     bytes: u64,
     clock: u64,
+    /// Blobs only this node and its peers have, kept for them until the coordinator lets them
+    /// go: never evicted. At most half the cache.
+    pinned: std::collections::HashSet<BlobHash>,
+    pinned_bytes: u64,
 }
 
 struct Entry {
@@ -204,6 +208,52 @@ impl BlobCache {
         Ok(())
     }
 
+    /// Pins `blobs`, which are cached (adopted or fetched), so that no eviction drops them;
+    /// `false`, pinning none, when they would take more than half the cache.
+    pub(crate) fn pin(&self, blobs: &[BlobHash]) -> bool {
+        let mut blobs = blobs.to_vec();
+        blobs.sort_unstable();
+        blobs.dedup();
+        let mut index = self.index.lock();
+        let index = &mut *index;
+        let adding: Vec<(BlobHash, u64)> = blobs
+            .iter()
+            .filter(|hash| !index.pinned.contains(*hash))
+            .filter_map(|hash| Some((*hash, index.entries.get(hash)?.size_bytes)))
+            .collect();
+        let bytes = adding.iter().map(|(_, size)| size).sum::<u64>();
+        let room = self.bytes_max.load(Ordering::Relaxed) / 2;
+        if adding.len() < blobs.iter().filter(|h| !index.pinned.contains(*h)).count()
+            || index.pinned_bytes.saturating_add(bytes) > room
+        {
+            return false;
+        }
+        for (hash, _) in adding {
+            index.pinned.insert(hash);
+        }
+        index.pinned_bytes += bytes;
+        true
+    }
+
+    /// Unpins `blobs`: eviction may drop them again.
+    pub(crate) fn unpin(&self, blobs: &[BlobHash]) {
+        let mut index = self.index.lock();
+        for hash in blobs {
+            if index.pinned.remove(hash)
+                && let Some(size) = index.entries.get(hash).map(|entry| entry.size_bytes)
+            {
+                index.pinned_bytes -= size;
+            }
+        }
+    }
+
+    /// Unpins everything: a new session with the coordinator counts on none of it.
+    pub(crate) fn unpin_all(&self) {
+        let mut index = self.index.lock();
+        index.pinned.clear();
+        index.pinned_bytes = 0;
+    }
+
     /// The cached file of `hash`, marked used, to serve to a peer; `None` when not cached.
     pub(crate) fn cached(&self, hash: &BlobHash) -> Option<PathBuf> {
         self.touch(hash).then(|| self.path(hash))
@@ -328,6 +378,9 @@ impl BlobCache {
         for hash in doomed {
             if let Some(entry) = index.entries.remove(&hash) {
                 index.bytes -= entry.size_bytes;
+                if index.pinned.remove(&hash) {
+                    index.pinned_bytes -= entry.size_bytes;
+                }
             }
             let _ = std::fs::remove_file(self.path(&hash));
         }
@@ -365,7 +418,7 @@ impl BlobCache {
             let victim = index
                 .entries
                 .iter()
-                .filter(|(hash, _)| Some(*hash) != keep)
+                .filter(|(hash, _)| Some(*hash) != keep && !index.pinned.contains(*hash))
                 .min_by_key(|(_, entry)| entry.used)
                 .map(|(hash, entry)| (*hash, entry.size_bytes));
             let Some((hash, size_bytes)) = victim else {

@@ -140,7 +140,7 @@ impl FakePool {
                 cancel: Vec::new(),
                 lease_ms: 1_000,
                 heartbeat_ms: 100,
-                forget: Vec::new(),
+                ..HeartbeatResponse::default()
             }),
             // A report may ask for the next attempts (`?slots_free=`): this pool has none.
             path if path.split('?').next() == Some("/v1/nodes/report") => {

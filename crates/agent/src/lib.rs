@@ -231,6 +231,8 @@ const RELEASE_SHUTDOWN: &str = "the node is shutting down";
 const RELEASE_PAUSED: &str =
     "the node's owner paused it for longer than its policy's release_after";
 const RELEASE_UNWANTED: &str = "the node is not taking work now";
+const RELEASE_INPUT_GONE: &str =
+    "an input kept on other nodes could not be fetched from any of them";
 
 struct Agent {
     config: AgentConfig,
@@ -261,6 +263,8 @@ struct Agent {
     released: AtomicU64,
     /// Deleted jobs whose copies this node dropped, to confirm in the next heartbeat.
     forgotten: Mutex<Vec<JobId>>,
+    /// Copies of kept intermediates this node made as asked, to name in the next heartbeat.
+    copied: Arc<Mutex<Vec<wire::BlobHash>>>,
     /// An error that ends the agent from inside a loop (this identity is online elsewhere, or
     /// the pool refuses it).
     fatal: Mutex<Option<AgentError>>,
@@ -376,6 +380,7 @@ impl Agent {
                 secret,
                 peers: client::peer::PeerClient::new()
                     .map_err(|error| AgentError::Refused(error.to_string()))?,
+                serves_peers: config.peer_listen.is_some(),
             },
             session: RwLock::new(Session {
                 client: anonymous.clone(),
@@ -399,6 +404,7 @@ impl Agent {
             reported: AtomicU64::new(0),
             released: AtomicU64::new(0),
             forgotten: Mutex::new(Vec::new()),
+            copied: Arc::new(Mutex::new(Vec::new())),
             fatal: Mutex::new(None),
             fatal_raised: Notify::new(),
             peer_key: Arc::new(RwLock::new(None)),
@@ -560,6 +566,9 @@ impl Agent {
         debug_assert_eq!(response.node_id, self.identity.node_id());
         let token_hash = wire::auth::token_hash(&response.node_token);
         *self.peer_key.write() = Some(wire::peer::ticket_key(&token_hash));
+        // A new session: the coordinator counts on nothing this node kept before.
+        self.runner.cache.unpin_all();
+        self.copied.lock().clear();
         let mut session = self.session.write();
         session.client = self.anonymous.with_token(response.node_token);
         session.node_id = response.node_id;
@@ -840,6 +849,11 @@ impl Agent {
                 drop(permit);
                 Some(Finished::Release(attempt_id, release_reason))
             }
+            (_, Ended::InputGone(why)) => {
+                tracing::info!(attempt = %attempt_id, %why, "an input kept on other nodes is gone; giving the attempt back");
+                drop(permit);
+                Some(Finished::Release(attempt_id, RELEASE_INPUT_GONE))
+            }
         };
         let carried = matches!(message, Some(Finished::Report(..)));
         if let Some(message) = message
@@ -901,6 +915,11 @@ impl Agent {
             },
             capabilities,
             forgotten: self.forgotten.lock().clone(),
+            copied: {
+                let copied = self.copied.lock();
+                let told = copied.len().min(wire::peer::COPIES_PER_HEARTBEAT_MAX);
+                copied[..told].to_vec()
+            },
         };
         match client.heartbeat(&request).await {
             Ok(response) => {
@@ -908,6 +927,7 @@ impl Agent {
                     .lock()
                     .retain(|job| !request.forgotten.contains(job));
                 self.forget(&response.forget);
+                self.follow_peers(&client, &request.copied, &response);
                 if let Some(lent) = request.capabilities {
                     tracing::info!(
                         cores = lent.cores,
@@ -932,6 +952,26 @@ impl Agent {
             }
             Err(error) if error.code() == Some(ErrorCode::Forbidden) => self.refused(&error),
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+    }
+
+    /// What a heartbeat's answer says of the intermediates kept for peers: the copies it
+    /// named were taken, and which to let go and which to make now.
+    fn follow_peers(
+        &self,
+        client: &Client,
+        told: &[wire::BlobHash],
+        response: &wire::HeartbeatResponse,
+    ) {
+        self.copied.lock().retain(|hash| !told.contains(hash));
+        self.runner.cache.unpin(&response.release);
+        if !response.copy.is_empty() {
+            tokio::spawn(peer::copy_for_peers(
+                Arc::clone(&self.runner.cache),
+                (client.clone(), self.runner.peers.clone()),
+                response.copy.clone(),
+                Arc::clone(&self.copied),
+            ));
         }
     }
 

@@ -107,6 +107,26 @@ async fn blob(
     }
 }
 
+/// Fetches kept intermediates from their holders as the coordinator asked, and keeps them
+/// pinned for peers; each one made is named in the next heartbeat (`copied`).
+pub(crate) async fn copy_for_peers(
+    cache: Arc<BlobCache>,
+    (client, peers): (client::Client, client::peer::PeerClient),
+    blobs: Vec<wire::PeerBlob>,
+    copied: Arc<parking_lot::Mutex<Vec<BlobHash>>>,
+) {
+    for blob in blobs {
+        match cache
+            .file_near(&client, &blob.hash, Some((&peers, &blob)))
+            .await
+        {
+            Ok(_) if cache.pin(&[blob.hash]) => copied.lock().push(blob.hash),
+            Ok(_) => tracing::info!(hash = %blob.hash, "no room left to keep a copy for peers"),
+            Err(error) => tracing::info!(%error, "could not copy a kept intermediate"),
+        }
+    }
+}
+
 /// The wall clock, in Unix milliseconds: tickets' expiries are the coordinator's wall clock,
 /// so this listener owns the time it checks them against.
 #[allow(clippy::disallowed_methods)]

@@ -28,7 +28,28 @@ pub(crate) enum Ended {
     Report(Box<AttemptReport>),
     /// It was stopped before its end (cancelled); the agent decides what to tell.
     Stopped,
+    /// An input only other nodes had could be fetched from none of them (they left): the
+    /// attempt goes back, not counted, and runs once the task that made the input made it
+    /// again.
+    InputGone(String),
 }
+
+/// Why an attempt did not run to its end.
+pub(crate) enum Stop {
+    Outcome(Outcome),
+    /// See [`Ended::InputGone`].
+    InputGone(String),
+}
+
+impl From<Outcome> for Stop {
+    fn from(outcome: Outcome) -> Self {
+        Stop::Outcome(outcome)
+    }
+}
+
+/// How long an attempt whose kept input is gone waits before it goes back, so that a node
+/// that is given it again at once asks at most this often while the input is made again.
+const INPUT_GONE_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Runner {
     pub(crate) cache: Arc<BlobCache>,
@@ -40,6 +61,8 @@ pub(crate) struct Runner {
     pub(crate) secret: seal::EncryptionSecret,
     /// Fetches inputs that other nodes hold.
     pub(crate) peers: client::peer::PeerClient,
+    /// The agent has a peer listener: outputs a later stage reads stay here, not uploaded.
+    pub(crate) serves_peers: bool,
 }
 
 /// The shortest time between two checkpoints a node uploads for one attempt: half the shortest
@@ -126,8 +149,12 @@ impl Runner {
             .await
         {
             Ok(ran) => ran,
-            Err(outcome) => {
+            Err(Stop::Outcome(outcome)) => {
                 return Ended::Report(Box::new(bare_report(grant, outcome, Usage::default())));
+            }
+            Err(Stop::InputGone(why)) => {
+                tokio::time::sleep(INPUT_GONE_WAIT).await;
+                return Ended::InputGone(why);
             }
         };
         if report.outcome == sandbox::Outcome::Cancelled {
@@ -146,7 +173,7 @@ impl Runner {
         runtime: &JobRuntime,
         grant: &AttemptGrant,
         control: Arc<AttemptControl>,
-    ) -> Result<(RunReport, u64, Option<Unsealed>), Outcome> {
+    ) -> Result<(RunReport, u64, Option<Unsealed>), Stop> {
         let held = ForAttempt {
             client,
             attempt: grant.attempt_id,
@@ -222,7 +249,7 @@ impl Runner {
         runtime: &JobRuntime,
         grant: &AttemptGrant,
         held: &ForAttempt<'_>,
-    ) -> Result<Setup, Outcome> {
+    ) -> Result<Setup, Stop> {
         let node_error = |message: String| Outcome::NodeError { message };
         let stdin = match &grant.stdin {
             Some(hash) => held
@@ -241,8 +268,7 @@ impl Runner {
         let inputs: Vec<(String, PathBuf)> = futures::stream::iter(fetches)
             .buffered(INPUTS_AT_ONCE)
             .try_collect()
-            .await
-            .map_err(node_error)?;
+            .await?;
         let mut mounts = Vec::with_capacity(runtime.mounts.len());
         for mount in &runtime.mounts {
             let dir = held
@@ -550,7 +576,11 @@ impl Runner {
                 async {
                     let stdout = uploader.bytes(run.stdout.clone()).await?;
                     let stderr = uploader.bytes(run.stderr.clone()).await?;
-                    let outputs = uploader.files(&run.outputs.files).await?;
+                    let keeps = hold_outputs && outcome.is_success();
+                    let outputs = match self.keep(&run.outputs.files, keeps).await {
+                        Some(kept) => kept,
+                        None => uploader.files(&run.outputs.files).await?,
+                    };
                     Ok((stdout, stderr, outputs, None))
                 }
                 .await
@@ -584,6 +614,27 @@ impl Runner {
 }
 
 impl Runner {
+    /// Keeps the outputs `files` in the cache, pinned for peers, instead of uploading them,
+    /// when `keeps` and this node serves peers; `None` (upload them) otherwise, or when the
+    /// cache has no room to pin them.
+    async fn keep(&self, files: &[sandbox::OutputFile], keeps: bool) -> Option<Vec<OutputFile>> {
+        if !keeps || !self.serves_peers {
+            return None;
+        }
+        let mut outputs = Vec::with_capacity(files.len());
+        for file in files {
+            let (hash, _) = client::hash_file(&file.host_path).await.ok()?;
+            self.cache.adopt(&hash, &file.host_path).ok()?;
+            outputs.push(OutputFile {
+                path: file.path.clone(),
+                hash,
+                size_bytes: file.size_bytes,
+            });
+        }
+        let hashes: Vec<BlobHash> = outputs.iter().map(|output| output.hash).collect();
+        self.cache.pin(&hashes).then_some(outputs)
+    }
+
     /// One input of `grant` as a file in the cache: from the nodes that hold it, if any, else
     /// from the coordinator.
     async fn fetch_input(
@@ -592,13 +643,19 @@ impl Runner {
         grant: &AttemptGrant,
         input: &wire::InputFile,
         held: &ForAttempt<'_>,
-    ) -> Result<(String, PathBuf), String> {
+    ) -> Result<(String, PathBuf), Stop> {
         let near = grant.peers.iter().find(|peer| peer.hash == input.blob);
-        let near = near.map(|blob| (&self.peers, blob));
-        let path = held
-            .fetch(|| self.cache.file_near(client, &input.blob, near))
-            .await?;
-        Ok((input.name.clone(), path))
+        let fetched = held
+            .fetch(|| {
+                let near = near.map(|blob| (&self.peers, blob));
+                self.cache.file_near(client, &input.blob, near)
+            })
+            .await;
+        match (fetched, near) {
+            (Ok(path), _) => Ok((input.name.clone(), path)),
+            (Err(why), Some(_)) => Err(Stop::InputGone(why)),
+            (Err(message), None) => Err(Outcome::NodeError { message }.into()),
+        }
     }
 
     /// Keeps the outputs of an attempt whose job a later stage reads node to node in the

@@ -211,6 +211,7 @@ fn shuffle(module: BlobHash, name: &str, options: &ChurnOptions) -> PipelineSubm
             },
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     }
 }
 

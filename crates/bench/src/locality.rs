@@ -153,6 +153,7 @@ async fn word_count(
             },
         ],
         locality,
+        copies: u32::from(locality == Locality::Nodes),
     };
     let before = egress_bytes(pool).await?;
     let started = Instant::now();

@@ -525,6 +525,7 @@ async fn heartbeat_window(
         activity: NodeActivity::Active,
         capabilities: None,
         forgotten: Vec::new(),
+        copied: Vec::new(),
     };
     let interval_ms = nodes[0]
         .client

@@ -334,6 +334,7 @@ async fn run_pipeline(
             },
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     wait_pipeline(pool, &pipeline, Duration::from_secs(600)).await
 }
@@ -402,6 +403,7 @@ async fn run_large(
             ),
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     wait_pipeline(pool, &pipeline, Duration::from_secs(3600)).await
 }

@@ -35,6 +35,7 @@ impl Client {
             name: plan.name.clone(),
             stages,
             locality: plan.locality,
+            copies: plan.copies,
         })
     }
 

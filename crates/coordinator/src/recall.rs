@@ -67,7 +67,11 @@ async fn recall_some(shared: &Shared) -> Result<Pass, StoreError> {
         return Ok(Pass::Later);
     }
     shared.store.flush().await?;
-    let found = shared.store.recallable(room.min(RECALL_BATCH_MAX)).await?;
+    let mut found = remakeable(shared, room.min(RECALL_BATCH_MAX)).await?;
+    let left = room
+        .min(RECALL_BATCH_MAX)
+        .saturating_sub(found.len() as u32);
+    found.extend(shared.store.recallable(left).await?);
     if found.is_empty() {
         return Ok(Pass::Done);
     }
@@ -84,6 +88,25 @@ async fn recall_some(shared: &Shared) -> Result<Pass, StoreError> {
     } else {
         Pass::Later
     })
+}
+
+/// Up to `count` tasks whose outputs only nodes had and every copy of which is gone, as the
+/// store has them: taken back, they make their outputs again. Nothing is refunded for them.
+async fn remakeable(shared: &Shared, count: u32) -> Result<Vec<Recallable>, StoreError> {
+    let lost = shared.read(|pool, _| pool.lost_to_remake(count as usize));
+    let mut found = Vec::with_capacity(lost.len());
+    for (job_id, index) in lost {
+        if let Some(task) = shared.store.remakeable(job_id, index).await? {
+            found.push(Recallable {
+                job_id,
+                index,
+                spec: task.spec,
+                node: task.node,
+                fuel: 0,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// Takes back `tasks` of `job`, opening the job again if it has ended; how many.
@@ -110,7 +133,7 @@ async fn recall_of_job(
     shared.committed(commit).await?;
     match recalled {
         Recalled::Tasks(count) => {
-            tracing::info!(%job, tasks = count, "results whose only witness was banned are taken back; their tasks run again");
+            tracing::info!(%job, tasks = count, "results taken back (their only witness was banned, or every copy of what they made is gone); their tasks run again");
             Ok(count)
         }
         Recalled::Stale | Recalled::Gone => Ok(0),

@@ -133,6 +133,8 @@ pub struct PipelinePlan {
     pub stages: Vec<StagePlan>,
     /// Where intermediates are kept: `locality = "nodes"` (with `copies`) keeps them on nodes.
     pub locality: wire::Locality,
+    /// `copies`: of each kept intermediate besides its maker's (1 with `"nodes"` unless given).
+    pub copies: u32,
 }
 
 /// One stage of a [`PipelinePlan`]: a job, and the earlier stage its tasks come from, if any.

@@ -25,6 +25,7 @@ struct PipelineFile {
     name: Option<String>,
     stages: Vec<SpecFile>,
     locality: Option<String>,
+    copies: Option<u32>,
 }
 
 /// Whether `text` is a pipeline spec rather than a job spec: TOML with a top-level `stages`
@@ -50,7 +51,7 @@ pub fn parse_pipeline(text: &str, base_dir: &Path) -> Result<PipelinePlan, SpecE
         ));
     }
     let name = pipeline_name(&file)?;
-    let locality = locality_of(&file)?;
+    let (locality, copies) = locality_of(&file)?;
     let names: Vec<Option<String>> = file.stages.iter().map(|s| s.name.clone()).collect();
     let mut stages = Vec::with_capacity(count);
     for (index, stage) in file.stages.into_iter().enumerate() {
@@ -60,6 +61,7 @@ pub fn parse_pipeline(text: &str, base_dir: &Path) -> Result<PipelinePlan, SpecE
         name,
         stages,
         locality,
+        copies,
     };
     check_pipeline(&plan)?;
     Ok(plan)
@@ -80,6 +82,7 @@ pub fn check_pipeline(plan: &PipelinePlan) -> Result<(), SpecError> {
             })
             .collect(),
         locality: plan.locality,
+        copies: plan.copies,
     };
     wire::validate::pipeline_submission(&submission).map_err(from_wire)
 }
@@ -90,7 +93,7 @@ pub fn check_pipeline(plan: &PipelinePlan) -> Result<(), SpecError> {
 fn top_level_keys(table: &toml::Table) -> Result<(), SpecError> {
     let Some((key, value)) = table
         .iter()
-        .find(|(key, _)| !matches!(key.as_str(), "name" | "stages" | "locality"))
+        .find(|(key, _)| !matches!(key.as_str(), "name" | "stages" | "locality" | "copies"))
     else {
         return Ok(());
     };
@@ -104,18 +107,24 @@ fn top_level_keys(table: &toml::Table) -> Result<(), SpecError> {
     Err(invalid(
         key,
         format!(
-            "a pipeline spec takes only `name`, `locality` and [[stages]] at the top level; move \
-             `{key}` into the [[stages]] tables that need it{header}"
+            "a pipeline spec takes only `name`, `locality`, `copies` and [[stages]] at the top \
+             level; move `{key}` into the [[stages]] tables that need it{header}"
         ),
     ))
 }
 
-/// `locality = "coordinator" | "nodes"`.
-fn locality_of(file: &PipelineFile) -> Result<wire::Locality, SpecError> {
-    match file.locality.as_deref() {
-        None | Some("coordinator") => Ok(wire::Locality::Coordinator),
-        Some("nodes") => Ok(wire::Locality::Nodes),
-        Some(other) => Err(invalid(
+/// `locality = "coordinator" | "nodes"`, and with `"nodes"` the `copies` of each kept
+/// intermediate (1 unless given).
+fn locality_of(file: &PipelineFile) -> Result<(wire::Locality, u32), SpecError> {
+    match (file.locality.as_deref(), file.copies) {
+        (None | Some("coordinator"), None) => Ok((wire::Locality::Coordinator, 0)),
+        (Some("nodes"), copies) => Ok((wire::Locality::Nodes, copies.unwrap_or(1))),
+        (None | Some("coordinator"), Some(_)) => Err(invalid(
+            "copies",
+            "copies are of intermediates kept on nodes: add `locality = \"nodes\"` or drop \
+             `copies`",
+        )),
+        (Some(other), _) => Err(invalid(
             "locality",
             format!(
                 "unknown locality {other:?}; write \"coordinator\" (the default: later stages \
@@ -482,7 +491,7 @@ mod tests {
         let refused = problem(&text);
         assert!(
             refused.starts_with(
-                "module: a pipeline spec takes only `name`, `locality` and [[stages]]"
+                "module: a pipeline spec takes only `name`, `locality`, `copies` and [[stages]]"
             ),
             "{refused}"
         );

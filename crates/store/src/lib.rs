@@ -18,6 +18,7 @@
 //!   (`lead`, `epoch`), and the lead's term is kept by the database's clock.
 
 mod epoch;
+mod kept;
 mod lead;
 mod ledger;
 mod load;

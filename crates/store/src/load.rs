@@ -42,6 +42,8 @@ pub struct PoolImage {
     pub peers: Vec<crate::PeerRow>,
     /// The attempt ids this lead may issue, in order: its epoch's span, past any stored there.
     pub attempt_ids: Range<u64>,
+    /// Intermediates only nodes have, by job, task and hash.
+    pub kept: Vec<crate::KeptRow>,
 }
 
 /// The low bits of an attempt id, which count the attempts one lead granted; the bits above
@@ -197,6 +199,7 @@ impl Store {
         image.node_shares = self.node_shares().await?;
         image.recalled = self.recalled_counts().await?;
         image.attempt_ids = self.attempt_ids().await?;
+        image.kept = self.kept_blobs().await?;
         Ok(image)
     }
 

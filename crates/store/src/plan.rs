@@ -102,12 +102,9 @@ fn statements(sql: &mut Vec<Statement>, backend: Backend, write: &Write) {
         }
         Write::PurgeJobs(job_ids) => retention::purge_jobs(sql, backend, job_ids),
         Write::UpsertPipeline(row) => upsert_pipeline(sql, backend, row),
-        Write::ReuseResults {
-            job_id,
-            at_ms,
-            tasks,
-        } => crate::reuse::reuse_results(sql, backend, *job_id, *at_ms, tasks),
+        Write::ReuseResults { .. } => crate::reuse::plan(sql, backend, write),
         Write::PurgePipelines(ids) => retention::purge_pipelines(sql, backend, ids),
+        Write::KeepBlobs { .. } | Write::ForgetKeptOfPipeline(_) => crate::kept::plan(sql, write),
         Write::InsertTransfers(_) => unreachable!("`plan` inserts a group's ledger rows at once"),
     }
 }

@@ -86,8 +86,21 @@ fn reusable_at(row: &sqlx::any::AnyRow) -> Result<Reusable, StoreError> {
     })
 }
 
+/// The statements of a [`Write::ReuseResults`].
+pub(crate) fn plan(sql: &mut Vec<Statement>, backend: Backend, write: &crate::Write) {
+    let crate::Write::ReuseResults {
+        job_id,
+        at_ms,
+        tasks,
+    } = write
+    else {
+        unreachable!("reuse::plan plans reused results only");
+    };
+    reuse_results(sql, backend, *job_id, *at_ms, tasks);
+}
+
 /// Ends tasks of `job_id` with copies of the results they take.
-pub(crate) fn reuse_results(
+fn reuse_results(
     sql: &mut Vec<Statement>,
     backend: Backend,
     job_id: JobId,

@@ -281,6 +281,9 @@ pub struct PipelineRow {
     /// Where later stages fetch what earlier ones made.
     #[serde(default, skip_serializing_if = "wire::Locality::is_coordinator")]
     pub locality: wire::Locality,
+    /// Copies of each kept intermediate besides its maker's.
+    #[serde(default)]
+    pub copies: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -303,4 +306,24 @@ pub struct WaitingStage {
     pub module_bytes: u64,
     pub component_imports: Option<Vec<String>>,
     pub wasm_features: Vec<String>,
+}
+
+/// An output of a task's result that only nodes have (a pipeline with `locality = "nodes"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptRow {
+    pub hash: BlobHash,
+    pub pipeline_id: wire::PipelineId,
+    pub job_id: JobId,
+    pub task_index: u32,
+    pub size_bytes: u64,
+    /// Copies of it its pipeline wants besides its maker's.
+    pub copies: u32,
+}
+
+/// A task whose result is to be taken back and made again, as the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remakeable {
+    pub spec: TaskSpec,
+    /// The node of the result's attempt.
+    pub node: wire::NodeId,
 }

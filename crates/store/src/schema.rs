@@ -106,6 +106,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "federation",
         include_str!("../migrations/0022_federation.sql"),
     ),
+    (
+        23,
+        "kept intermediates",
+        include_str!("../migrations/0023_kept_blobs.sql"),
+    ),
 ];
 
 pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -89,6 +89,14 @@ pub enum Write {
     EndTasks(Vec<crate::TaskVerdict>),
     /// Takes back the results of tasks whose one witness was banned.
     RecallTasks(crate::TaskRecall),
+    /// The outputs of a task's result that only nodes have, in place of any it had before.
+    KeepBlobs {
+        job_id: wire::JobId,
+        task_index: u32,
+        rows: Vec<crate::KeptRow>,
+    },
+    /// An ended pipeline's kept intermediates, which nothing reads now.
+    ForgetKeptOfPipeline(wire::PipelineId),
     /// Node identities' records, as they stand now.
     SetRecords(Vec<crate::RecordRow>),
     /// Transfers of the credit ledger.

@@ -1230,6 +1230,7 @@ async fn pipelines_on(url: &str) {
             not_run: None,
         }],
         locality: wire::Locality::Nodes,
+        copies: 1,
     };
     let blob = Write::InsertBlob {
         hash: module,

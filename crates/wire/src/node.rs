@@ -184,8 +184,9 @@ pub struct JobRuntime {
     /// on nodes of its own that meet them; absent for this pool's own nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requirements: Option<crate::Requirements>,
-    /// The job is a pipeline stage whose outputs a later stage fetches node to node: after
-    /// uploading them, the node keeps them in its cache and serves them to peers.
+    /// The job is a pipeline stage whose outputs a later stage fetches node to node: a node
+    /// with a peer listener keeps them in its cache for peers and does not upload them (a
+    /// report names them with their hashes and sizes); a node without uploads them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold_outputs: bool,
 }
@@ -241,6 +242,10 @@ pub struct HeartbeatRequest {
     /// [`HeartbeatResponse::forget`]); at most [`crate::deletion::FORGETS_PER_HEARTBEAT_MAX`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forgotten: Vec<JobId>,
+    /// Blobs the node copied as [`HeartbeatResponse::copy`] asked, and now keeps for peers; at
+    /// most [`crate::peer::COPIES_PER_HEARTBEAT_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied: Vec<BlobHash>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -253,6 +258,14 @@ pub struct HeartbeatResponse {
     /// Deleted jobs whose cached blobs the node should drop, and then name in `forgotten`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forget: Vec<crate::Forget>,
+    /// Kept intermediates to fetch from their holders and keep for peers, then name in
+    /// [`HeartbeatRequest::copied`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<crate::PeerBlob>,
+    /// Kept intermediates no stage reads any more (their pipeline ended): the node may drop
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<BlobHash>,
 }
 
 /// How an attempt ended.

@@ -15,6 +15,12 @@ use crate::ids::BlobHash;
 
 /// Holders named for one blob in a grant, at most.
 pub const HOLDERS_PER_BLOB_MAX: usize = 4;
+/// Copies of a kept intermediate beyond its maker's, at most.
+pub const COPIES_MAX: u32 = 3;
+/// Copy orders in one heartbeat's answer, and copies one heartbeat reports, at most.
+pub const COPIES_PER_HEARTBEAT_MAX: usize = 16;
+/// Blobs one heartbeat's answer lets go, at most.
+pub const RELEASES_PER_HEARTBEAT_MAX: usize = 256;
 /// A node's address for peers (`host:port`), in bytes.
 pub const PEER_ADDRESS_BYTES_MAX: usize = 255;
 /// How long a ticket is good for after the coordinator makes it.
@@ -27,9 +33,11 @@ pub enum Locality {
     /// From the coordinator's blob store.
     #[default]
     Coordinator,
-    /// From the nodes that made them or fetched them before, where they can; a task is placed
-    /// on a node that holds its inputs where one is free. The coordinator keeps its copy of
-    /// each, which a node fetches when no holder answers, so churn loses nothing.
+    /// From the nodes that hold them: a node with a peer listener keeps what it made for a
+    /// later stage instead of uploading it, and others copy it (the pipeline's `copies`); a
+    /// task is placed on a node that holds its inputs where one is free, and when every copy of
+    /// an intermediate is gone, the task that made it runs again. A node without a peer
+    /// listener uploads its outputs, which are then fetched from the coordinator too.
     Nodes,
 }
 

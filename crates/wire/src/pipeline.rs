@@ -30,6 +30,15 @@ pub struct PipelineSubmission {
     /// the nodes that made them.
     #[serde(default, skip_serializing_if = "Locality::is_coordinator")]
     pub locality: Locality,
+    /// With `locality` nodes: copies of each kept intermediate on other nodes, besides its
+    /// maker's, 0 to [`crate::peer::COPIES_MAX`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schema(minimum = 0, maximum = 3)]
+    pub copies: u32,
+}
+
+fn is_zero(copies: &u32) -> bool {
+    *copies == 0
 }
 
 /// One stage: a job, and where its tasks come from.

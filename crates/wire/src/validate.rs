@@ -363,6 +363,7 @@ pub fn pipeline_submission(pipeline: &PipelineSubmission) -> Result<(), WireErro
             format!("give 1 to {} stages", limits::STAGES_PER_PIPELINE_MAX),
         ));
     }
+    copies(pipeline)?;
     let mut earlier = BTreeSet::new();
     for (index, stage) in pipeline.stages.iter().enumerate() {
         let field = format!("stages[{index}]");
@@ -404,6 +405,28 @@ pub fn pipeline_submission(pipeline: &PipelineSubmission) -> Result<(), WireErro
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Copies are of intermediates kept on nodes, and a few at most.
+fn copies(pipeline: &PipelineSubmission) -> Result<(), WireError> {
+    let copies = pipeline.copies;
+    if copies > 0 && pipeline.locality != crate::Locality::Nodes {
+        return Err(invalid(
+            "copies",
+            "copies are of intermediates kept on nodes: set locality to nodes, or give 0 copies",
+        ));
+    }
+    if copies > crate::peer::COPIES_MAX {
+        return Err(invalid(
+            "copies",
+            format!(
+                "{copies} copies asked; give 0 to {} copies of each intermediate besides its \
+                 maker's",
+                crate::peer::COPIES_MAX
+            ),
+        ));
     }
     Ok(())
 }
@@ -957,6 +980,15 @@ pub fn heartbeat(request: &HeartbeatRequest) -> Result<(), WireError> {
     if let NodeActivity::Paused { reason } = &request.activity {
         line(reason, "activity.reason", limits::REASON_BYTES_MAX)?;
     }
+    if request.copied.len() > crate::peer::COPIES_PER_HEARTBEAT_MAX {
+        return Err(invalid(
+            "copied",
+            format!(
+                "at most {} copies per heartbeat; name the rest in the next",
+                crate::peer::COPIES_PER_HEARTBEAT_MAX
+            ),
+        ));
+    }
     if request.forgotten.len() > crate::deletion::FORGETS_PER_HEARTBEAT_MAX {
         return Err(invalid(
             "forgotten",
@@ -1341,6 +1373,7 @@ mod tests {
             },
             capabilities: None,
             forgotten: Vec::new(),
+            copied: Vec::new(),
         }
     }
 

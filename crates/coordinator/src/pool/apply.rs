@@ -49,8 +49,8 @@ impl PoolState {
             | Event::StageNotRun { .. }
             | Event::PipelineCancelled { .. }
             | Event::PipelineEnded { .. }
-            | Event::PipelinesPurged { .. }
-            | Event::BlobsHeld { .. } => self.apply_pipeline_event(event),
+            | Event::PipelinesPurged { .. } => self.apply_pipeline_event(event),
+            event if event.is_peer_event() => self.apply_peer_event(event),
             Event::AttemptsGranted {
                 node,
                 job,
@@ -256,7 +256,7 @@ impl PoolState {
             | Event::TaskInconclusive { .. }
             | Event::NodeBanned { .. }
             | Event::CreditsMoved { .. } => self.push_verification_writes(event, writes),
-            _ => {}
+            event => writes.extend(self.peer_writes(event)),
         }
     }
 

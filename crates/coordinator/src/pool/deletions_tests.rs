@@ -23,6 +23,7 @@ fn beat_forgetting(
         activity: NodeActivity::Active,
         capabilities: None,
         forgotten,
+        copied: Vec::new(),
     };
     h.run(Heartbeat { node, request }).0
 }

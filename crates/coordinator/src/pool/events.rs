@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 12;
+pub(crate) const EVENTS_VERSION: u32 = 13;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +211,31 @@ pub(crate) enum Event {
         pipeline: PipelineId,
         blobs: Vec<(BlobHash, u64)>,
     },
+    /// A node with a peer listener kept these outputs of `task` of `job` and did not upload
+    /// them: only nodes have them, and the pipeline wants `copies` more of each.
+    OutputsKept {
+        node: NodeId,
+        pipeline: PipelineId,
+        job: JobId,
+        task: u32,
+        blobs: Vec<(BlobHash, u64)>,
+        copies: u32,
+    },
+    /// The node's lease ran out: what it held is counted on no more.
+    HoldersLost {
+        node: NodeId,
+    },
+    /// The node was asked to copy these kept blobs, until `until_ms`.
+    CopiesOrdered {
+        node: NodeId,
+        blobs: Vec<BlobHash>,
+        until_ms: u64,
+    },
+    /// The node was told it may drop the first `count` kept blobs it was to be told of.
+    ReleasesSent {
+        node: NodeId,
+        count: u32,
+    },
     UploadRecorded {
         attempt: AttemptId,
         hash: BlobHash,
@@ -323,7 +348,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 46] = [
+pub(crate) const EVENT_KINDS: [&str; 50] = [
     "TokenCreated",
     "TokenRevoked",
     "PeerAdded",
@@ -348,6 +373,10 @@ pub(crate) const EVENT_KINDS: [&str; 46] = [
     "AttemptDeadlineMoved",
     "UploadRecorded",
     "BlobsHeld",
+    "OutputsKept",
+    "HoldersLost",
+    "CopiesOrdered",
+    "ReleasesSent",
     "CheckpointSaved",
     "CheckpointDropped",
     "AttemptEnded",
@@ -404,6 +433,10 @@ impl Event {
             Event::AttemptDeadlineMoved { .. } => "AttemptDeadlineMoved",
             Event::UploadRecorded { .. } => "UploadRecorded",
             Event::BlobsHeld { .. } => "BlobsHeld",
+            Event::OutputsKept { .. } => "OutputsKept",
+            Event::HoldersLost { .. } => "HoldersLost",
+            Event::CopiesOrdered { .. } => "CopiesOrdered",
+            Event::ReleasesSent { .. } => "ReleasesSent",
             Event::CheckpointSaved { .. } => "CheckpointSaved",
             Event::CheckpointDropped { .. } => "CheckpointDropped",
             Event::AttemptEnded { .. } => "AttemptEnded",
@@ -465,6 +498,20 @@ impl Envelope {
             });
         }
         Ok(envelope)
+    }
+}
+
+impl Event {
+    /// Whether it is about the intermediates nodes hold (see `super::peers`).
+    pub(crate) fn is_peer_event(&self) -> bool {
+        matches!(
+            self,
+            Event::BlobsHeld { .. }
+                | Event::OutputsKept { .. }
+                | Event::HoldersLost { .. }
+                | Event::CopiesOrdered { .. }
+                | Event::ReleasesSent { .. }
+        )
     }
 }
 

@@ -286,7 +286,7 @@ impl PoolState {
         let indexes: Vec<u32> = match wanted.task {
             None => {
                 let candidates = job.pending.iter().filter(|index| !refused(index)).copied();
-                self.placed_by_bytes(node_id, job_id, candidates, count as usize)
+                self.placed_by_bytes((node_id, now_ms), job_id, candidates, count as usize)
             }
             Some(index) => vec![index],
         };
@@ -453,11 +453,14 @@ impl PoolState {
             self.expire_attempt(attempt_id, now_ms, Expiry::Forgotten, out);
         }
         self.forgotten(node_id, &request.forgotten, out);
+        self.copies_made(node_id, &request.copied, out);
         HeartbeatResponse {
             cancel,
             lease_ms: self.lease_term_ms(),
             heartbeat_ms: self.heartbeat_interval_ms(),
             forget: self.forgets_for(node_id),
+            copy: self.copies_for(node_id, now_ms, out),
+            release: self.releases_for(node_id, out),
         }
     }
 
@@ -558,7 +561,25 @@ impl PoolState {
         for node_id in lapsed {
             expired += self.expire_node(node_id, now_ms, Expiry::LeaseRanOut, out);
         }
+        self.lose_lapsed_holders(now_ms, out);
         expired + self.expire_overdue(now_ms, out)
+    }
+
+    /// Counts on nodes whose lease ran out for none of the blobs they held: a kept blob no
+    /// other node holds is lost, and the task that made it runs again.
+    fn lose_lapsed_holders(&mut self, now_ms: u64, out: &mut Outbox) {
+        let mut lapsed: Vec<NodeId> = self
+            .holding_nodes()
+            .filter(|node| {
+                self.nodes
+                    .get(node)
+                    .is_none_or(|n| n.lease_until_ms <= now_ms)
+            })
+            .collect();
+        lapsed.sort_unstable();
+        for node in lapsed {
+            self.record(Event::HoldersLost { node }, out);
+        }
     }
 
     /// Marks `node` silent now, if it holds attempts and is not already.

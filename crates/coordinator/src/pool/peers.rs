@@ -1,21 +1,30 @@
-//! Intermediates fetched node to node: in a pipeline with `locality = "nodes"`, which nodes
-//! hold which outputs of its stages, the tickets a grant carries to fetch them there, and the
-//! choice of tasks for a node by the bytes of their inputs it holds.
+//! Intermediates on nodes: in a pipeline with `locality = "nodes"`, which nodes hold which
+//! outputs of its stages, the tickets a grant carries to fetch them there, the copies the pool
+//! asks nodes to make, the choice of tasks for a node by the bytes of their inputs it holds,
+//! and the tasks that run again when every copy of what they made is gone.
 //!
-//! Holders are a hint, not a copy of record: every output is in the coordinator's blob store
-//! before its report is taken, as in any job, and a node that finds no holder answering
-//! fetches from there. So the holders live only in memory (events make them, a restart starts
-//! without), a node's entries go with the node, and a pipeline's with its end.
+//! Two kinds of blob are tracked. A *kept* blob exists only on nodes: a node with a peer
+//! listener made it and did not upload it. Its task and the copies its pipeline wants are
+//! written to the store (`kept_blobs`), its holders are not: a coordinator that starts again
+//! knows no holder, so it counts every kept blob lost and runs its task again, which is slow
+//! but loses nothing. A *hint* is a blob the coordinator's store has too, which some nodes
+//! hold (a node without a peer listener uploaded it, or a node fetched it): a node that finds
+//! no holder answering fetches it from the coordinator, so hints live only in memory.
 //!
 //! Invariants:
-//! - A blob has 1 to [`HOLDERS_PER_BLOB_MAX`] holders, newest last, each named once.
-//! - At most [`PEER_BLOBS_MAX`] blobs are tracked; past that, new ones are fetched from the
-//!   coordinator.
+//! - A blob has at most [`HOLDERS_PER_BLOB_MAX`] holders, each named once; a hint has at least
+//!   one, a kept blob may have none (it is lost).
+//! - A kept blob without holders names a task in `lost`, or one running again since.
+//! - At most [`PEER_BLOBS_MAX`] blobs are tracked; past that, outputs go to the coordinator as
+//!   in any job (see [`PoolState::keeps_outputs`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use store::AttemptEnd;
-use wire::peer::{HOLDERS_PER_BLOB_MAX, TICKET_TTL_MS, ticket, ticket_key};
+use store::{AttemptEnd, KeptRow};
+use wire::peer::{
+    COPIES_PER_HEARTBEAT_MAX, HOLDERS_PER_BLOB_MAX, RELEASES_PER_HEARTBEAT_MAX, TICKET_TTL_MS,
+    ticket, ticket_key,
+};
 use wire::{BlobHash, JobId, Locality, NodeId, PeerBlob, PeerHolder, PipelineId, TaskSpec};
 
 use super::events::Event;
@@ -32,12 +41,33 @@ const PLACEMENT_WINDOW: usize = 64;
 pub(crate) struct PeerHolders {
     blobs: HashMap<BlobHash, Holders>,
     by_pipeline: HashMap<PipelineId, Vec<BlobHash>>,
+    /// Each task's kept blobs, in order: copies are chosen from it the same way in every run.
+    by_task: BTreeMap<(JobId, u32), Vec<BlobHash>>,
+    /// Tasks whose kept blobs lost every holder: they run again.
+    lost: BTreeSet<(JobId, u32)>,
+    /// Copies asked for and not yet made: the node asked, and until when the order stands.
+    ordered: HashMap<BlobHash, (NodeId, u64)>,
+    /// Kept blobs each node may drop, told at its next heartbeats.
+    releases: HashMap<NodeId, Vec<BlobHash>>,
+    /// How many blobs each node holds, of those above.
+    holding: HashMap<NodeId, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Holders {
     size_bytes: u64,
+    pipeline: PipelineId,
     nodes: Vec<NodeId>,
+    /// Set when only nodes have the blob.
+    kept: Option<Kept>,
+}
+
+/// A blob only nodes have: the task that made it, and the copies its pipeline wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kept {
+    job: JobId,
+    task: u32,
+    copies: u32,
 }
 
 /// What a job's stage does with nodes' copies.
@@ -48,6 +78,41 @@ pub(crate) struct StagePeers {
     pub(crate) holds: bool,
     /// It reads an earlier stage's outputs.
     pub(crate) reads: bool,
+    /// Copies of each kept output besides its maker's.
+    pub(crate) copies: u32,
+}
+
+impl PeerHolders {
+    /// The kept blobs as stored: with no holder known, every one is lost.
+    pub(crate) fn load(rows: &[KeptRow]) -> PeerHolders {
+        let mut peers = PeerHolders::default();
+        for row in rows {
+            let kept = Kept {
+                job: row.job_id,
+                task: row.task_index,
+                copies: row.copies,
+            };
+            let holders = Holders {
+                size_bytes: row.size_bytes,
+                pipeline: row.pipeline_id,
+                nodes: Vec::new(),
+                kept: Some(kept),
+            };
+            peers.blobs.insert(row.hash, holders);
+            peers
+                .by_pipeline
+                .entry(row.pipeline_id)
+                .or_default()
+                .push(row.hash);
+            peers
+                .by_task
+                .entry((row.job_id, row.task_index))
+                .or_default()
+                .push(row.hash);
+            peers.lost.insert((row.job_id, row.task_index));
+        }
+        peers
+    }
 }
 
 impl PoolState {
@@ -67,31 +132,58 @@ impl PoolState {
             pipeline: row.id,
             holds,
             reads,
+            copies: row.copies,
         })
     }
 
-    /// Records that `node_id` now holds the blobs the succeeded attempt `end` left in its
-    /// cache: the outputs it made, when a later stage reads them, and the inputs it fetched
-    /// that peers hold, so that copies spread as consumers fetch them.
+    /// Whether `node`'s outputs of `job` may stay on it, not uploaded: a later stage reads
+    /// them, the node serves peers, and the pool has room to track them.
+    pub(crate) fn keeps_outputs(&self, job: JobId, node: NodeId) -> bool {
+        self.peers.blobs.len() < PEER_BLOBS_MAX
+            && self.serves_peers(node)
+            && self.stage_peers(job).is_some_and(|stage| stage.holds)
+    }
+
+    fn serves_peers(&self, node: NodeId) -> bool {
+        self.nodes
+            .get(&node)
+            .is_some_and(|node| node.capabilities.peer_address.is_some())
+    }
+
+    /// Records what the succeeded attempt `end` left on `node_id`: the outputs it kept (the
+    /// ones it did not upload, in `kept`), and the blobs that peers hold which it now holds
+    /// too: uploaded outputs a later stage reads, and inputs it fetched.
     pub(crate) fn hold_after_success(
         &mut self,
         node_id: NodeId,
         end: &AttemptEnd,
+        kept: Vec<(BlobHash, u64)>,
         out: &mut Outbox,
     ) {
         let Some(stage) = self.stage_peers(end.job_id) else {
             return;
         };
-        let serves = self
-            .nodes
-            .get(&node_id)
-            .is_some_and(|node| node.capabilities.peer_address.is_some());
-        if !serves || !end.outcome.as_ref().is_some_and(wire::Outcome::is_success) {
+        if !kept.is_empty() {
+            let event = Event::OutputsKept {
+                node: node_id,
+                pipeline: stage.pipeline,
+                job: end.job_id,
+                task: end.task_index,
+                blobs: kept.clone(),
+                copies: stage.copies,
+            };
+            self.record(event, out);
+        }
+        if !self.serves_peers(node_id) {
             return;
         }
         let mut blobs: Vec<(BlobHash, u64)> = Vec::new();
         if stage.holds {
-            blobs.extend(end.outputs.iter().map(|file| (file.hash, file.size_bytes)));
+            let uploaded = end
+                .outputs
+                .iter()
+                .filter(|file| !kept.iter().any(|k| k.0 == file.hash));
+            blobs.extend(uploaded.map(|file| (file.hash, file.size_bytes)));
         }
         let task = &self.jobs[&end.job_id].tasks[end.task_index as usize];
         if stage.reads
@@ -103,68 +195,169 @@ impl PoolState {
             });
             blobs.extend(held);
         }
+        self.record_held(node_id, stage.pipeline, blobs, out);
+    }
+
+    /// Records that `node_id` holds `blobs` of `pipeline`, if any.
+    fn record_held(
+        &mut self,
+        node_id: NodeId,
+        pipeline: PipelineId,
+        mut blobs: Vec<(BlobHash, u64)>,
+        out: &mut Outbox,
+    ) {
         blobs.sort_unstable();
         blobs.dedup_by_key(|(hash, _)| *hash);
         if !blobs.is_empty() {
             let event = Event::BlobsHeld {
                 node: node_id,
-                pipeline: stage.pipeline,
+                pipeline,
                 blobs,
             };
             self.record(event, out);
         }
     }
 
-    /// Where `node_id` can fetch the inputs of `spec` that other live nodes hold, with
-    /// tickets good for [`TICKET_TTL_MS`] from `now_ms`.
+    /// A heartbeat's word of the copies `node_id` made: those it was asked for count.
+    pub(crate) fn copies_made(&mut self, node_id: NodeId, copied: &[BlobHash], out: &mut Outbox) {
+        let mut by_pipeline: BTreeMap<PipelineId, Vec<(BlobHash, u64)>> = BTreeMap::new();
+        for hash in copied {
+            let asked = self
+                .peers
+                .ordered
+                .get(hash)
+                .is_some_and(|(node, _)| *node == node_id);
+            if let Some(holders) = self.peers.blobs.get(hash).filter(|_| asked) {
+                let blob = (*hash, holders.size_bytes);
+                by_pipeline.entry(holders.pipeline).or_default().push(blob);
+            }
+        }
+        for (pipeline, blobs) in by_pipeline {
+            self.record_held(node_id, pipeline, blobs, out);
+        }
+    }
+
+    /// Copies for `node_id` to make now, at most [`COPIES_PER_HEARTBEAT_MAX`]: kept blobs
+    /// short of their copies that it does not hold and nobody is making, fetched from their
+    /// holders with tickets; recorded as ordered until the tickets expire.
+    pub(crate) fn copies_for(
+        &mut self,
+        node_id: NodeId,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Vec<PeerBlob> {
+        if self.peers.by_task.is_empty() || !self.serves_peers(node_id) {
+            return Vec::new();
+        }
+        let ordered = |hash: &BlobHash| {
+            self.peers
+                .ordered
+                .get(hash)
+                .is_some_and(|(_, until_ms)| *until_ms > now_ms)
+        };
+        let wanted: Vec<BlobHash> = self
+            .peers
+            .by_task
+            .values()
+            .flatten()
+            .filter(|hash| {
+                let holders = &self.peers.blobs[*hash];
+                let copies = holders.kept.map_or(0, |kept| kept.copies) as usize;
+                !holders.nodes.is_empty()
+                    && holders.nodes.len() < (1 + copies).min(HOLDERS_PER_BLOB_MAX)
+                    && !holders.nodes.contains(&node_id)
+                    && !ordered(hash)
+            })
+            .take(COPIES_PER_HEARTBEAT_MAX)
+            .copied()
+            .collect();
+        let orders: Vec<PeerBlob> = wanted
+            .iter()
+            .filter_map(|hash| self.peer_blob(node_id, hash, now_ms))
+            .collect();
+        if !orders.is_empty() {
+            let event = Event::CopiesOrdered {
+                node: node_id,
+                blobs: orders.iter().map(|order| order.hash).collect(),
+                until_ms: now_ms.saturating_add(TICKET_TTL_MS),
+            };
+            self.record(event, out);
+        }
+        orders
+    }
+
+    /// Kept blobs `node_id` may drop now, at most [`RELEASES_PER_HEARTBEAT_MAX`].
+    pub(crate) fn releases_for(&mut self, node_id: NodeId, out: &mut Outbox) -> Vec<BlobHash> {
+        let Some(releases) = self.peers.releases.get(&node_id) else {
+            return Vec::new();
+        };
+        let count = releases.len().min(RELEASES_PER_HEARTBEAT_MAX);
+        let sent = releases[..count].to_vec();
+        let event = Event::ReleasesSent {
+            node: node_id,
+            count: count as u32,
+        };
+        self.record(event, out);
+        sent
+    }
+
+    /// Where `node_id` can fetch the inputs of `spec` that other live nodes hold and it does
+    /// not, with tickets good for [`TICKET_TTL_MS`] from `now_ms`.
     pub(crate) fn peers_for(&self, node_id: NodeId, spec: &TaskSpec, now_ms: u64) -> Vec<PeerBlob> {
         if self.peers.blobs.is_empty() {
             return Vec::new();
         }
-        let expires_at_ms = now_ms.saturating_add(TICKET_TTL_MS);
         let mut peers: Vec<PeerBlob> = Vec::new();
         for input in &spec.inputs {
-            let Some(holders) = self.peers.blobs.get(&input.blob) else {
-                continue;
-            };
-            if peers.iter().any(|peer| peer.hash == input.blob) {
+            let held_here = self
+                .peers
+                .blobs
+                .get(&input.blob)
+                .is_some_and(|h| h.nodes.contains(&node_id));
+            if held_here || peers.iter().any(|peer| peer.hash == input.blob) {
                 continue;
             }
-            let live = holders
-                .nodes
-                .iter()
-                .rev()
-                .filter(|holder| **holder != node_id);
-            let holders: Vec<PeerHolder> = live
-                .filter_map(|holder| self.nodes.get(holder))
-                .filter(|holder| !holder.silent && holder.lease_until_ms > now_ms)
-                .filter_map(|holder| {
-                    let address = holder.capabilities.peer_address.clone()?;
-                    let key = ticket_key(&holder.token_hash);
-                    Some(PeerHolder {
-                        address,
-                        expires_at_ms,
-                        ticket: ticket(&key, &input.blob, expires_at_ms),
-                    })
-                })
-                .collect();
-            if !holders.is_empty() {
-                peers.push(PeerBlob {
-                    hash: input.blob,
-                    size_bytes: self.peers.blobs[&input.blob].size_bytes,
-                    holders,
-                });
-            }
+            peers.extend(self.peer_blob(node_id, &input.blob, now_ms));
         }
         peers
     }
 
+    /// The live holders of `hash` other than `node_id`, newest first, each with a ticket.
+    fn peer_blob(&self, node_id: NodeId, hash: &BlobHash, now_ms: u64) -> Option<PeerBlob> {
+        let holders = self.peers.blobs.get(hash)?;
+        let expires_at_ms = now_ms.saturating_add(TICKET_TTL_MS);
+        let live = holders
+            .nodes
+            .iter()
+            .rev()
+            .filter(|holder| **holder != node_id);
+        let named: Vec<PeerHolder> = live
+            .filter_map(|holder| self.nodes.get(holder))
+            .filter(|holder| !holder.silent && holder.lease_until_ms > now_ms)
+            .filter_map(|holder| {
+                let address = holder.capabilities.peer_address.clone()?;
+                let key = ticket_key(&holder.token_hash);
+                Some(PeerHolder {
+                    address,
+                    expires_at_ms,
+                    ticket: ticket(&key, hash, expires_at_ms),
+                })
+            })
+            .collect();
+        (!named.is_empty()).then_some(PeerBlob {
+            hash: *hash,
+            size_bytes: holders.size_bytes,
+            holders: named,
+        })
+    }
+
     /// Up to `count` of `candidates` (pending tasks of `job`, in queue order) for `node_id`:
-    /// those whose inputs it holds the most bytes of first, among the front of the queue; in
-    /// queue order for a job that fetches nothing node to node.
+    /// those whose inputs it holds the most bytes of first, among the front of the queue, and
+    /// none that reads a kept blob every copy of which is gone (its maker runs again first);
+    /// in queue order for a job that fetches nothing node to node.
     pub(crate) fn placed_by_bytes(
         &self,
-        node_id: NodeId,
+        (node_id, now_ms): (NodeId, u64),
         job: JobId,
         candidates: impl Iterator<Item = u32>,
         count: usize,
@@ -178,9 +371,10 @@ impl PoolState {
         let mut scored: Vec<(u64, usize, u32)> = candidates
             .take(PLACEMENT_WINDOW.max(count))
             .enumerate()
-            .map(|(order, index)| {
+            .filter_map(|(order, index)| {
                 let spec = tasks[index as usize].spec.as_ref();
-                (self.bytes_held(node_id, spec), order, index)
+                let bytes = self.bytes_held((node_id, now_ms), spec)?;
+                Some((bytes, order, index))
             })
             .collect();
         // Most bytes first; the queue's order among equals.
@@ -192,18 +386,129 @@ impl PoolState {
             .collect()
     }
 
-    /// Bytes of `spec`'s inputs that `node_id` holds.
-    fn bytes_held(&self, node_id: NodeId, spec: Option<&TaskSpec>) -> u64 {
+    /// Bytes of `spec`'s inputs that `node_id` holds; `None` when one of them is a kept blob
+    /// no live node holds.
+    fn bytes_held(&self, (node_id, now_ms): (NodeId, u64), spec: Option<&TaskSpec>) -> Option<u64> {
         let Some(spec) = spec else {
-            return 0;
+            return Some(0);
         };
-        spec.inputs
+        let live = |holder: &NodeId| {
+            self.nodes
+                .get(holder)
+                .is_some_and(|node| !node.silent && node.lease_until_ms > now_ms)
+        };
+        let mut bytes = 0u64;
+        for holders in spec
+            .inputs
             .iter()
             .filter_map(|input| self.peers.blobs.get(&input.blob))
-            .filter(|holders| holders.nodes.contains(&node_id))
-            .fold(0u64, |bytes, holders| {
-                bytes.saturating_add(holders.size_bytes)
+        {
+            if holders.kept.is_some() && !holders.nodes.iter().any(live) {
+                return None;
+            }
+            if holders.nodes.contains(&node_id) {
+                bytes = bytes.saturating_add(holders.size_bytes);
+            }
+        }
+        Some(bytes)
+    }
+
+    /// Tasks that made kept blobs every copy of which is gone and that ended with that
+    /// result, to run again; at most `count`, by job then index.
+    pub(crate) fn lost_to_remake(&self, count: usize) -> Vec<(JobId, u32)> {
+        self.peers
+            .lost
+            .iter()
+            .filter(|(job, task)| {
+                self.jobs.get(job).is_some_and(|job| {
+                    job.state.is_terminal()
+                        || matches!(
+                            job.tasks.get(*task as usize).map(|task| task.slot),
+                            Some(super::Slot::Ended(wire::TaskState::Succeeded))
+                        )
+                })
             })
+            .take(count)
+            .copied()
+            .collect()
+    }
+
+    /// Whether `task` of `job` is one whose kept outputs are all gone.
+    pub(crate) fn lost_maker(&self, job: JobId, task: u32) -> bool {
+        self.peers.lost.contains(&(job, task))
+    }
+
+    /// Whether the node has anything the pool counts on it for.
+    pub(crate) fn holding_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.holding.keys().copied()
+    }
+}
+
+/// Applying the events.
+impl PoolState {
+    pub(super) fn apply_peer_event(&mut self, event: &Event) {
+        match event {
+            Event::BlobsHeld {
+                node,
+                pipeline,
+                blobs,
+            } => self.apply_blobs_held(*node, *pipeline, blobs),
+            Event::OutputsKept {
+                node,
+                pipeline,
+                job,
+                task,
+                blobs,
+                copies,
+            } => self.apply_outputs_kept(KeptBy {
+                node: *node,
+                pipeline: *pipeline,
+                job: *job,
+                task: *task,
+                blobs,
+                copies: *copies,
+            }),
+            Event::HoldersLost { node } => self.forget_holder(*node),
+            Event::CopiesOrdered {
+                node,
+                blobs,
+                until_ms,
+            } => self.apply_copies_ordered(*node, blobs, *until_ms),
+            Event::ReleasesSent { node, count } => self.apply_releases_sent(*node, *count),
+            _ => unreachable!("apply_peer_event applies peer events only"),
+        }
+    }
+
+    /// The rows a peer event implies: a kept blob's row, so that a coordinator that starts
+    /// again knows what only nodes had. Holders and orders are not written.
+    pub(super) fn peer_writes(&self, event: Event) -> Option<store::Write> {
+        let Event::OutputsKept {
+            pipeline,
+            job,
+            task,
+            blobs,
+            copies,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        let rows = blobs
+            .into_iter()
+            .map(|(hash, size_bytes)| KeptRow {
+                hash,
+                pipeline_id: pipeline,
+                job_id: job,
+                task_index: task,
+                size_bytes,
+                copies,
+            })
+            .collect();
+        Some(store::Write::KeepBlobs {
+            job_id: job,
+            task_index: task,
+            rows,
+        })
     }
 
     pub(super) fn apply_blobs_held(
@@ -214,35 +519,168 @@ impl PoolState {
     ) {
         let peers = &mut self.peers;
         for (hash, size_bytes) in blobs {
+            if peers
+                .ordered
+                .get(hash)
+                .is_some_and(|(ordered, _)| *ordered == node)
+            {
+                peers.ordered.remove(hash);
+            }
             if let Some(holders) = peers.blobs.get_mut(hash) {
-                holders.nodes.retain(|holder| *holder != node);
+                if holders.nodes.contains(&node) {
+                    continue;
+                }
                 if holders.nodes.len() == HOLDERS_PER_BLOB_MAX {
-                    holders.nodes.remove(0);
+                    let oldest = holders.nodes.remove(0);
+                    uncount(&mut peers.holding, oldest);
                 }
                 holders.nodes.push(node);
+                *peers.holding.entry(node).or_default() += 1;
+                if let Some(kept) = holders.kept {
+                    peers.lost.remove(&(kept.job, kept.task));
+                }
             } else if peers.blobs.len() < PEER_BLOBS_MAX {
                 let holders = Holders {
                     size_bytes: *size_bytes,
+                    pipeline,
                     nodes: vec![node],
+                    kept: None,
                 };
                 peers.blobs.insert(*hash, holders);
                 peers.by_pipeline.entry(pipeline).or_default().push(*hash);
+                *peers.holding.entry(node).or_default() += 1;
+            }
+        }
+        self.settle_lost();
+    }
+
+    /// `node` kept the outputs `blobs` of `task` of `job`; the task's kept blobs that this
+    /// run did not make again (it made other bytes) are dropped, and their readers fetch
+    /// them in vain and fail.
+    pub(super) fn apply_outputs_kept(&mut self, made: KeptBy<'_>) {
+        let KeptBy {
+            node,
+            pipeline,
+            job,
+            task,
+            blobs,
+            copies,
+        } = made;
+        let earlier = self.peers.by_task.remove(&(job, task)).unwrap_or_default();
+        for hash in earlier
+            .iter()
+            .filter(|hash| !blobs.iter().any(|(b, _)| b == *hash))
+        {
+            if let Some(holders) = self.peers.blobs.remove(hash) {
+                for holder in holders.nodes {
+                    uncount(&mut self.peers.holding, holder);
+                }
+            }
+        }
+        let mine = self.peers.by_task.entry((job, task)).or_default();
+        for (hash, size_bytes) in blobs {
+            let holders = self.peers.blobs.entry(*hash).or_insert_with(|| Holders {
+                size_bytes: *size_bytes,
+                pipeline,
+                nodes: Vec::new(),
+                kept: Some(Kept { job, task, copies }),
+            });
+            if holders.kept.is_some() && !mine.contains(hash) {
+                mine.push(*hash);
+            }
+            if !holders.nodes.contains(&node) && holders.nodes.len() < HOLDERS_PER_BLOB_MAX {
+                holders.nodes.push(node);
+                *self.peers.holding.entry(node).or_default() += 1;
+            }
+            if !earlier.contains(hash) {
+                self.peers
+                    .by_pipeline
+                    .entry(pipeline)
+                    .or_default()
+                    .push(*hash);
+            }
+        }
+        if self
+            .peers
+            .by_task
+            .get(&(job, task))
+            .is_some_and(Vec::is_empty)
+        {
+            self.peers.by_task.remove(&(job, task));
+        }
+        self.peers.lost.remove(&(job, task));
+    }
+
+    /// A node that left, or that went silent past its lease, holds nothing any more: a kept
+    /// blob it alone held is lost, and its task runs again.
+    pub(super) fn forget_holder(&mut self, node: NodeId) {
+        let peers = &mut self.peers;
+        peers.blobs.retain(|_, holders| {
+            holders.nodes.retain(|holder| *holder != node);
+            if let (true, Some(kept)) = (holders.nodes.is_empty(), holders.kept)
+                && peers.lost.insert((kept.job, kept.task))
+            {
+                self.changes.recalls = true;
+            }
+            !holders.nodes.is_empty() || holders.kept.is_some()
+        });
+        peers.ordered.retain(|_, (ordered, _)| *ordered != node);
+        peers.releases.remove(&node);
+        peers.holding.remove(&node);
+    }
+
+    /// A task whose kept blobs are all held again is lost no more.
+    fn settle_lost(&mut self) {
+        let peers = &mut self.peers;
+        let blobs = &peers.blobs;
+        let by_task = &peers.by_task;
+        peers.lost.retain(|key| {
+            by_task.get(key).is_some_and(|hashes| {
+                hashes
+                    .iter()
+                    .any(|hash| blobs.get(hash).is_some_and(|h| h.nodes.is_empty()))
+            })
+        });
+    }
+
+    /// A task run again after its kept blobs were lost is not lost while it runs.
+    pub(super) fn remaking(&mut self, job: JobId, task: u32) {
+        self.peers.lost.remove(&(job, task));
+    }
+
+    pub(super) fn apply_copies_ordered(&mut self, node: NodeId, blobs: &[BlobHash], until_ms: u64) {
+        for hash in blobs {
+            self.peers.ordered.insert(*hash, (node, until_ms));
+        }
+    }
+
+    pub(super) fn apply_releases_sent(&mut self, node: NodeId, count: u32) {
+        if let Some(releases) = self.peers.releases.get_mut(&node) {
+            releases.drain(..count as usize);
+            if releases.is_empty() {
+                self.peers.releases.remove(&node);
             }
         }
     }
 
-    /// A node that left holds nothing any more.
-    pub(super) fn forget_holder(&mut self, node: NodeId) {
-        self.peers.blobs.retain(|_, holders| {
-            holders.nodes.retain(|holder| *holder != node);
-            !holders.nodes.is_empty()
-        });
-    }
-
-    /// An ended pipeline's intermediates are read no more.
+    /// An ended pipeline's intermediates are read no more: nodes may drop the kept ones.
     pub(super) fn forget_pipeline_blobs(&mut self, pipeline: PipelineId) {
-        for hash in self.peers.by_pipeline.remove(&pipeline).unwrap_or_default() {
-            self.peers.blobs.remove(&hash);
+        let peers = &mut self.peers;
+        for hash in peers.by_pipeline.remove(&pipeline).unwrap_or_default() {
+            let Some(holders) = peers.blobs.remove(&hash) else {
+                continue;
+            };
+            peers.ordered.remove(&hash);
+            for holder in &holders.nodes {
+                uncount(&mut peers.holding, *holder);
+            }
+            if let Some(kept) = holders.kept {
+                peers.by_task.remove(&(kept.job, kept.task));
+                peers.lost.remove(&(kept.job, kept.task));
+                for node in holders.nodes {
+                    peers.releases.entry(node).or_default().push(hash);
+                }
+            }
         }
     }
 
@@ -250,11 +688,46 @@ impl PoolState {
     pub(super) fn check_peers(&self) {
         for (hash, holders) in &self.peers.blobs {
             let count = holders.nodes.len();
+            assert!(count <= HOLDERS_PER_BLOB_MAX, "holders of {hash}");
             assert!(
-                (1..=HOLDERS_PER_BLOB_MAX).contains(&count),
-                "holders of {hash}"
+                count > 0 || holders.kept.is_some(),
+                "a hint without holders: {hash}"
             );
+            if let Some(kept) = holders.kept {
+                let listed = self.peers.by_task.get(&(kept.job, kept.task));
+                assert!(
+                    listed.is_some_and(|hashes| hashes.contains(hash)),
+                    "{hash} by task"
+                );
+            }
         }
         assert!(self.peers.blobs.len() <= PEER_BLOBS_MAX);
+        let mut holding: HashMap<NodeId, u32> = HashMap::new();
+        for holders in self.peers.blobs.values() {
+            for node in &holders.nodes {
+                *holding.entry(*node).or_default() += 1;
+            }
+        }
+        assert_eq!(holding, self.peers.holding, "blobs held per node");
     }
+}
+
+/// One blob fewer held by `node`.
+fn uncount(holding: &mut HashMap<NodeId, u32>, node: NodeId) {
+    if let Some(count) = holding.get_mut(&node) {
+        *count -= 1;
+        if *count == 0 {
+            holding.remove(&node);
+        }
+    }
+}
+
+/// What [`Event::OutputsKept`] says, to apply.
+pub(super) struct KeptBy<'a> {
+    pub(super) node: NodeId,
+    pub(super) pipeline: PipelineId,
+    pub(super) job: JobId,
+    pub(super) task: u32,
+    pub(super) blobs: &'a [(BlobHash, u64)],
+    pub(super) copies: u32,
 }

@@ -37,6 +37,11 @@ fn stage_job(tasks: usize) -> JobSubmission {
 
 /// A pipeline of `map` (2 tasks) and `reduce`, which reads map's outputs node to node.
 fn map_reduce(h: &mut Harness) -> (PipelineId, JobId) {
+    map_reduce_with(h, 0)
+}
+
+/// [`map_reduce`], with `copies` of each kept output wanted.
+fn map_reduce_with(h: &mut Harness, copies: u32) -> (PipelineId, JobId) {
     let stage = |name: &str, input, tasks| StageSubmission {
         name: name.to_owned(),
         input,
@@ -49,6 +54,7 @@ fn map_reduce(h: &mut Harness) -> (PipelineId, JobId) {
             stage("reduce", Some(StageInput::All("map".to_owned())), 1),
         ],
         locality: wire::Locality::Nodes,
+        copies,
     };
     let module = StageModule {
         module_bytes: 1 << 10,
@@ -93,6 +99,42 @@ fn map_on(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
     report.usage.fuel_used = 10;
     assert!(h.send(node, report).accepted);
     hash
+}
+
+/// `node` runs one map task, which writes `bytes` as `part-0` and keeps it: no upload.
+fn map_kept(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
+    let grant = h.take(node, 1).remove(0);
+    let hash = BlobHash::of(bytes);
+    let report = wire::AttemptReport {
+        ran_on: None,
+        attempt_id: grant.attempt_id,
+        outcome: Outcome::Succeeded,
+        usage: Usage {
+            fuel_used: 10,
+            ..Usage::default()
+        },
+        stdout: None,
+        stderr: None,
+        outputs: vec![OutputFile {
+            path: "part-0".to_owned(),
+            hash,
+            size_bytes: bytes.len() as u64,
+        }],
+        sealed_digest: None,
+    };
+    assert!(
+        h.send(node, report).accepted,
+        "a kept output needs no upload"
+    );
+    hash
+}
+
+fn copied(h: &mut Harness, node: NodeId, copied: Vec<BlobHash>) -> wire::HeartbeatResponse {
+    let request = HeartbeatRequest {
+        copied,
+        ..HeartbeatRequest::default()
+    };
+    h.pool.heartbeat(node, &request, h.now_ms, &mut h.out)
 }
 
 fn reading(blobs: &[BlobHash]) -> TaskSpec {
@@ -208,4 +250,120 @@ pub(super) fn held_and_forgotten(h: &mut Harness) {
     let (_, kinds) = h.run(EndPipeline { pipeline });
     assert_eq!(kinds, ["PipelineEnded"]);
     assert!(held_by(h, NodeId(9)).is_empty());
+}
+
+#[test]
+fn kept_outputs_are_copied_and_made_again_when_every_copy_is_gone() {
+    let mut h = Harness::new();
+    kept_lost_and_made_again(&mut h);
+}
+
+/// Maps keep their outputs; one is copied; the node that alone held the other goes silent past
+/// its lease, and its map runs again before the reduce may start.
+pub(super) fn kept_lost_and_made_again(h: &mut Harness) {
+    let (one, two, three) = (serving_node(h, 1), serving_node(h, 2), serving_node(h, 3));
+    let (pipeline, map) = map_reduce_with(h, 1);
+    let first = map_kept(h, one, b"first part");
+    assert!(h.settle().contains(&"OutputsKept"));
+
+    // One copy is wanted: node three is asked to make it from node one, and no other node
+    // while that order stands.
+    let answer = copied(h, three, Vec::new());
+    let [order] = answer.copy.as_slice() else {
+        panic!("one copy to make: {:?}", answer.copy);
+    };
+    assert_eq!(
+        (order.hash, order.holders[0].address.as_str()),
+        (first, "127.0.0.1:7001")
+    );
+    assert!(copied(h, two, Vec::new()).copy.is_empty());
+    copied(h, three, vec![first]);
+    assert!(
+        copied(h, two, Vec::new()).copy.is_empty(),
+        "it has its copy"
+    );
+    let second = map_kept(h, two, b"second part");
+    let (reduce, _) = h.run(StartStage {
+        pipeline,
+        stage: 1,
+        tasks: vec![reading(&[first, second])],
+        reusable: Vec::new(),
+        unfinished_max: UNBOUNDED,
+    });
+    let reduce = reduce.unwrap();
+
+    lost_and_made_again(h, map, (one, two, three), second);
+
+    // Now the reduce runs, told where both parts are.
+    let grant = h.take(three, 1).remove(0);
+    assert_eq!(grant.job_id, reduce);
+    let held: Vec<BlobHash> = grant.peers.iter().map(|peer| peer.hash).collect();
+    assert_eq!(held, [second], "node three has its copy of the first part");
+    h.report(three, grant.attempt_id, Outcome::Succeeded);
+    released_at_the_end(h, pipeline, (one, three), [first, second]);
+}
+
+/// Node two goes quiet past its lease, before its part `second` was copied: that part is
+/// lost, the reduce that reads it waits for it, and the map that made it runs again on node
+/// one and makes it again.
+fn lost_and_made_again(
+    h: &mut Harness,
+    map: JobId,
+    nodes: (NodeId, NodeId, NodeId),
+    second: BlobHash,
+) {
+    let (one, two, three) = nodes;
+    h.now_ms += LEASE_MS * 2;
+    copied(h, one, Vec::new());
+    copied(h, three, Vec::new());
+    let (_, kinds) = h.run(Expire {});
+    assert!(kinds.contains(&"HoldersLost"), "{kinds:?}");
+    assert_eq!(h.pool.lost_to_remake(8), [(map, 1)]);
+    assert!(
+        h.take(one, 1).is_empty(),
+        "the reduce waits for its lost input"
+    );
+
+    // The map that made it runs again, and makes it again.
+    let again = store::Recallable {
+        job_id: map,
+        index: 1,
+        spec: TaskSpec {
+            args: vec!["1".to_owned()],
+            ..TaskSpec::default()
+        },
+        node: two,
+        fuel: 0,
+    };
+    let ended = Some(super::recall::stored_end(h, map));
+    let (recalled, _) = h.run(Recall {
+        job: map,
+        tasks: vec![again],
+        ended,
+    });
+    assert_eq!(recalled, Recalled::Tasks(1));
+    assert!(h.pool.lost_to_remake(8).is_empty());
+    assert_eq!(map_kept(h, one, b"second part"), second);
+}
+
+/// Once the pipeline ends, its holders may drop what they kept: node three as well the part
+/// it fetched for the reduce.
+fn released_at_the_end(
+    h: &mut Harness,
+    pipeline: PipelineId,
+    nodes: (NodeId, NodeId),
+    parts: [BlobHash; 2],
+) {
+    let (one, three) = nodes;
+    let (_, kinds) = h.run(EndPipeline { pipeline });
+    assert_eq!(kinds, ["PipelineEnded"]);
+    let mut both = parts.to_vec();
+    both.sort_unstable();
+    for node in [one, three] {
+        let mut released = copied(h, node, Vec::new()).release;
+        released.sort_unstable();
+        assert_eq!(released, both, "{node}");
+    }
+    assert!(copied(h, one, Vec::new()).release.is_empty(), "told once");
+    h.settle();
 }

@@ -105,7 +105,7 @@ impl PoolState {
                 "you have {unfinished} pipelines running, the most a requester may; submit this one once some have ended"
             )));
         }
-        let locality = submission.locality;
+        let (locality, copies) = (submission.locality, submission.copies);
         let (stages, adding) = self.waiting_stages(submission.stages, modules, context)?;
         self.admit(requester, adding, max)?;
         self.check_credit(requester)?;
@@ -124,6 +124,7 @@ impl PoolState {
             cancelled: false,
             stages,
             locality,
+            copies,
         };
         let plain: Vec<usize> = (0..pipeline.stages.len())
             .filter(|index| pipeline.stages[*index].input.is_none())
@@ -295,11 +296,6 @@ impl PoolState {
                 let row = self.pipelines.rows.get_mut(pipeline);
                 row.expect("a cancelled pipeline is in the pool").cancelled = true;
             }
-            Event::BlobsHeld {
-                node,
-                pipeline,
-                blobs,
-            } => self.apply_blobs_held(*node, *pipeline, blobs),
             Event::PipelineEnded { pipeline, at_ms } => {
                 let row = self.pipelines.rows.get_mut(pipeline);
                 row.expect("an ended pipeline is in the pool").ended_at_ms = Some(*at_ms);
@@ -346,10 +342,17 @@ impl PoolState {
             }
             Event::StageStarted { pipeline, .. }
             | Event::StageNotRun { pipeline, .. }
-            | Event::PipelineCancelled { pipeline }
-            | Event::PipelineEnded { pipeline, .. } => {
+            | Event::PipelineCancelled { pipeline } => {
                 let row = self.pipelines.rows[&pipeline].clone();
                 writes.push(store::Write::UpsertPipeline(row));
+            }
+            Event::PipelineEnded { pipeline, .. } => {
+                let row = self.pipelines.rows[&pipeline].clone();
+                let kept = row.locality == wire::Locality::Nodes;
+                writes.push(store::Write::UpsertPipeline(row));
+                if kept {
+                    writes.push(store::Write::ForgetKeptOfPipeline(pipeline));
+                }
             }
             Event::PipelinesPurged {
                 pipelines,

@@ -44,6 +44,7 @@ fn map_reduce(h: &mut Harness) -> (PipelineId, JobId, JobId) {
             },
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     let (submitted, kinds) = h.run(SubmitPipeline {
         requester: OWNER,
@@ -185,6 +186,7 @@ fn an_abort_on_exit_code_in_one_stage_stops_the_whole_pipeline() {
             stage("reduce", Some(StageInput::All("map".into())), submission(1)),
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     let (submitted, _) = h.run(SubmitPipeline {
         requester: OWNER,
@@ -234,6 +236,7 @@ fn a_pipeline_past_the_unfinished_bounds_is_refused_whole() {
             job: submission(2),
         }],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     let (refused, kinds) = h.run(SubmitPipeline {
         requester: OWNER,
@@ -326,6 +329,7 @@ fn map_again(h: &mut Harness, keys: [BlobHash; 2]) -> (PipelineId, JobId, Vec<&'
             job: map,
         }],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     let (submitted, kinds) = h.run(SubmitPipeline {
         requester: OWNER,

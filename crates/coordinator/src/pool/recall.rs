@@ -5,6 +5,10 @@
 //! on liars' word alone. The requester gets back what it paid for the taken-back result, from
 //! the pool's account, which took what the liars had earned.
 //!
+//! A task whose outputs only nodes had (`locality = "nodes"`, see `peers`) is taken back the
+//! same way when every copy of them is gone, so that it makes them again; nothing is refunded
+//! then, as nobody lied.
+//!
 //! The pool does not keep ended tasks; the store does, and names each such result's witnesses. The
 //! coordinator's recall loop reads them from the store and hands them in with [`Recall`], in
 //! batches, keeping at most [`RECALLED_UNFINISHED_MAX`] of them unfinished at once.
@@ -113,7 +117,7 @@ impl PoolState {
     }
 
     /// Whether `task` of `job` ended with a result of a banned witness (the store found all of
-    /// them banned): by the
+    /// them banned), or with outputs only nodes had and every copy of which is gone: by the
     /// pool's tasks while the job runs, by the stored `states` when it had ended.
     fn recallable(&self, job: &Job, states: Option<&[TaskState]>, task: &Recallable) -> bool {
         let banned = self
@@ -121,6 +125,7 @@ impl PoolState {
             .records
             .get(&task.node)
             .is_some_and(|record| record.record.banned);
+        let lost = self.lost_maker(job.id, task.index);
         let state = match states {
             Some(states) => states.get(task.index as usize).copied(),
             None => match job.tasks.get(task.index as usize).map(|t| t.slot) {
@@ -128,7 +133,8 @@ impl PoolState {
                 _ => None,
             },
         };
-        banned && matches!(state, Some(TaskState::Succeeded | TaskState::Failed))
+        (banned && matches!(state, Some(TaskState::Succeeded | TaskState::Failed)))
+            || (lost && state == Some(TaskState::Succeeded))
     }
 
     /// Asserts that each job counts its taken-back tasks that are unfinished.
@@ -157,6 +163,10 @@ impl PoolState {
         for task in tasks {
             job.recall_task(task);
         }
+        for task in tasks {
+            self.remaking(job_id, task.index);
+        }
+        let job = self.jobs.get_mut(&job_id).expect("events name live jobs");
         job.queued = true;
         job.bump(&mut self.changes);
         self.sync_ready(job_id);

@@ -44,7 +44,7 @@ fn vouched(h: &Harness, job: JobId, node: NodeId) -> Vec<Recallable> {
 }
 
 /// The ended job as the store has it, every task succeeded, with the version it ended at.
-fn stored_end(h: &Harness, job: JobId) -> (EndedJob, u64) {
+pub(super) fn stored_end(h: &Harness, job: JobId) -> (EndedJob, u64) {
     let (mut row, tasks) = submitted(h, job);
     let status = h.status(job);
     row.state = status.state;

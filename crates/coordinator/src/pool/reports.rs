@@ -6,6 +6,7 @@
 //! No number in it is taken beyond what the attempt allowed: fuel past the job's fuel refuses
 //! the report, and wall time and memory are cut to what the attempt could have used.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use store::{AttemptEnd, AttemptEndState, TaskEnd};
@@ -127,7 +128,8 @@ impl PoolState {
                 Ok((end, aborted)) => {
                     let job_id = end.job_id;
                     finished_jobs.insert(job_id);
-                    self.hold_after_success(node_id, &end, out);
+                    let kept = self.kept_outputs(&end);
+                    self.hold_after_success(node_id, &end, kept, out);
                     paid.extend(self.family_payment(&end));
                     self.end_reported(end, sealed_digest, now_ms, entropy, out);
                     if let Some(aborted) = aborted {
@@ -162,8 +164,7 @@ impl PoolState {
         let attempt = self.held_attempt(node_id, report.attempt_id)?;
         let job = &self.jobs[&attempt.job];
         let limits = job.blob_limits(job.runtime.limits);
-        let empty = HashMap::new();
-        let uploads = self.uploads.get(&report.attempt_id).unwrap_or(&empty);
+        let uploads = self.nameable(node_id, &attempt, &report);
         let memory_bytes_max = job
             .attempt_memory_bytes(attempt.task, u64::MAX)
             .unwrap_or(limits.memory_bytes_max);
@@ -173,7 +174,7 @@ impl PoolState {
                 memory_bytes_max,
                 ..limits
             },
-            uploads,
+            &uploads,
             &attempt,
             now_ms,
         )?;
@@ -319,6 +320,48 @@ impl PoolState {
             let end = super::leases::unreported_end(attempt_id, &attempt, state, None, now_ms);
             self.record(Event::AttemptEnded { end }, out);
         }
+    }
+}
+
+impl PoolState {
+    /// The blobs `report` may name, with their sizes: what its node uploaded for the attempt,
+    /// and, when the outputs may stay on a node that serves them (a later stage reads them),
+    /// the outputs it did not upload, at the sizes it gives, within the same caps.
+    fn nameable(
+        &self,
+        node_id: NodeId,
+        attempt: &Attempt,
+        report: &AttemptReport,
+    ) -> Cow<'_, HashMap<BlobHash, u64>> {
+        let uploads = match self.uploads.get(&report.attempt_id) {
+            Some(uploads) => Cow::Borrowed(uploads),
+            None => Cow::Owned(HashMap::new()),
+        };
+        let job = &self.jobs[&attempt.job];
+        if !job.succeeded(&report.outcome) || !self.keeps_outputs(attempt.job, node_id) {
+            return uploads;
+        }
+        let mut sizes = uploads.into_owned();
+        for file in &report.outputs {
+            sizes.entry(file.hash).or_insert(file.size_bytes);
+        }
+        Cow::Owned(sizes)
+    }
+
+    /// The outputs of a reported end that its node did not upload, with their sizes: the
+    /// ones it keeps for peers.
+    fn kept_outputs(&self, end: &AttemptEnd) -> Vec<(BlobHash, u64)> {
+        let uploads = self.uploads.get(&end.attempt_id);
+        let uploaded = |hash: &BlobHash| uploads.is_some_and(|uploads| uploads.contains_key(hash));
+        let mut kept: Vec<(BlobHash, u64)> = end
+            .outputs
+            .iter()
+            .filter(|file| !uploaded(&file.hash))
+            .map(|file| (file.hash, file.size_bytes))
+            .collect();
+        kept.sort_unstable();
+        kept.dedup();
+        kept
     }
 }
 

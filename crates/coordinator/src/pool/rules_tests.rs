@@ -18,6 +18,7 @@ fn beat(node: NodeId, running: Vec<AttemptId>, activity: NodeActivity) -> Heartb
             activity,
             capabilities: None,
             forgotten: Vec::new(),
+            copied: Vec::new(),
         },
     }
 }
@@ -301,6 +302,9 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     h.kinds.extend(granting.kinds.iter().copied());
     let mut holding = Harness::new();
     super::peers::held_and_forgotten(&mut holding);
+    let mut keeping = Harness::new();
+    super::peers::kept_lost_and_made_again(&mut keeping);
+    holding.kinds.extend(keeping.kinds.iter().copied());
     holding.settle();
     h.kinds.extend(holding.kinds.iter().copied());
     let mut federating = Harness::new();

@@ -139,6 +139,7 @@ impl Harness {
             activity: NodeActivity::Active,
             capabilities: None,
             forgotten: Vec::new(),
+            copied: Vec::new(),
         };
         self.pool
             .heartbeat(node, &request, self.now_ms, &mut self.out)
@@ -655,6 +656,7 @@ fn a_paused_node_gets_no_work() {
             },
             capabilities: None,
             forgotten: Vec::new(),
+            copied: Vec::new(),
         },
         h.now_ms,
         &mut h.out,
@@ -1107,6 +1109,7 @@ fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
         activity: NodeActivity::Active,
         capabilities: Some(lent.clone()),
         forgotten: Vec::new(),
+        copied: Vec::new(),
     };
     h.out.writes.clear();
     h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.out);

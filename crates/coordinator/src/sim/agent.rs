@@ -341,6 +341,7 @@ impl World {
             activity: state.activity(now_ms),
             capabilities: None,
             forgotten: Vec::new(),
+            copied: Vec::new(),
         };
         let request = Request::Heartbeat {
             token,

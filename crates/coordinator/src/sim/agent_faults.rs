@@ -169,6 +169,7 @@ impl World {
                     activity: NodeActivity::Active,
                     capabilities: None,
                     forgotten: Vec::new(),
+                    copied: Vec::new(),
                 };
                 Request::Heartbeat {
                     token,

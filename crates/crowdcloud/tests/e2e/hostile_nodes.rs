@@ -266,6 +266,7 @@ async fn a_node_holds_no_more_than_its_slots_and_nothing_past_the_deadline() {
         activity: NodeActivity::Active,
         capabilities: None,
         forgotten: Vec::new(),
+        copied: Vec::new(),
     };
     eventually(
         "the coordinator to end the overdue attempt",

@@ -179,8 +179,8 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
     }
 }
 
-/// Bytes of blobs the coordinator has sent, from its metrics.
-async fn coordinator_egress_bytes(pool: &Pool) -> u64 {
+/// Bytes of blobs the coordinator has received and sent, from its metrics.
+async fn coordinator_blob_bytes(pool: &Pool) -> (u64, u64) {
     let metrics = reqwest::Client::new()
         .get(format!("{}/metrics", pool.url))
         .bearer_auth(&pool.owner_token)
@@ -190,21 +190,35 @@ async fn coordinator_egress_bytes(pool: &Pool) -> u64 {
         .text()
         .await
         .unwrap();
-    let line = metrics
-        .lines()
-        .find(|line| line.starts_with("crowdcloud_blob_bytes_out_total "))
-        .unwrap_or_else(|| panic!("no blob_bytes_out in {metrics}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    let counter = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|line| line.starts_with(&format!("crowdcloud_{name}_total ")))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    (counter("blob_bytes_in"), counter("blob_bytes_out"))
+}
+
+/// A word count that ran: what the coordinator received and sent for it besides the books
+/// (which the requester uploads and the maps fetch from it either way), and its stages.
+struct Counted {
+    bytes_in: u64,
+    bytes_out: u64,
+    status: PipelineStatus,
 }
 
 /// Submits a word count over 24 books drawn from `seed`, with `head` atop its spec, calling
-/// `meanwhile` once its map stage has begun to finish; checks its count once it completed
-/// and gives the bytes of blobs the coordinator sent meanwhile.
-async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFnOnce()) -> u64 {
+/// `meanwhile` once its map stage has begun to finish; checks its count once it completed.
+async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFnOnce()) -> Counted {
     let work = tempfile::tempdir().unwrap();
     let expected = write_word_count_as(work.path(), (24, seed), head);
     let spec = work.path().join("count.toml");
-    let sent_before = coordinator_egress_bytes(pool).await;
+    let books: u64 = std::fs::read_dir(work.path().join("books"))
+        .unwrap()
+        .map(|book| book.unwrap().metadata().unwrap().len())
+        .sum();
+    let (in_before, out_before) = coordinator_blob_bytes(pool).await;
     let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
     assert!(submitted.status.success(), "{}", text(&submitted.stderr));
     let pipeline = text(&submitted.stdout).trim().to_owned();
@@ -215,14 +229,21 @@ async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFn
         Duration::from_secs(60),
         || async move {
             let status = owner.pipeline(id).await.ok()?;
-            (status.stages[0].counts.succeeded > 0).then_some(())
+            (status.stages[0].counts.succeeded > 1).then_some(())
         },
     )
     .await;
     meanwhile().await;
-    let ended = ended(owner, id, Duration::from_secs(120)).await;
-    assert_eq!(ended.state, JobState::Completed, "{ended:?}");
-    let sent = coordinator_egress_bytes(pool).await - sent_before;
+    let status = ended(owner, id, Duration::from_secs(120)).await;
+    if status.state != JobState::Completed {
+        // What failed, as the requester and the owner would look into it.
+        let job = status.stages[1].job_id.to_string();
+        let shown = pool.cli(&["status", &job]).await;
+        let log = pool.coordinator_log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!("{status:?}\n{}\n{}", text(&shown.stdout), tail.join("\n"));
+    }
+    let (bytes_in, bytes_out) = coordinator_blob_bytes(pool).await;
     let out = work.path().join("results");
     let fetched = pool
         .cli(&["results", &pipeline, "--out", out.to_str().unwrap()])
@@ -233,33 +254,59 @@ async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFn
         counted, expected,
         "the count is the count made here ({head:?})"
     );
-    sent
+    Counted {
+        bytes_in: bytes_in - in_before - books,
+        bytes_out: bytes_out - out_before - books,
+        status,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_locality_nodes_stages_fetch_intermediates_from_each_other_and_survive_a_holder_killed()
- {
+async fn with_locality_nodes_intermediates_stay_on_nodes_and_a_lost_ones_maker_runs_again() {
     let pool = Pool::start(3_000).await;
     let serve = ["--peer-listen", "127.0.0.1:0"];
+    // The first agent starts alone, so the maps it keeps are surely its own alone.
     let mut doomed = pool.agent_joined("doomed", 2, &pool.join_token, &serve);
-    let _steady = pool.agent_joined("steady", 2, &pool.join_token, &serve);
-    let _third = pool.agent_joined("third", 2, &pool.join_token, &serve);
-    pool.wait_online(&["doomed", "steady", "third"]).await;
-    // The first run puts the module in every agent's cache, so the two measured runs fetch
-    // the same things but for the intermediates.
+    pool.wait_online(&["doomed"]).await;
+    // The first run puts the module in the agent's cache, so the measured runs fetch the same
+    // things but for the intermediates.
     count_words(&pool, 1, "", async || {}).await;
 
-    // A holder dies mid-map: what it made is fetched from the others, or from the coordinator
-    // where it alone held it, and the count is still right.
-    let nodes = count_words(&pool, 2, "locality = \"nodes\"\n", async || {
+    // Only the maker of each intermediate keeps it (no copies), and the maker dies once it
+    // made some: what it alone had is made again by the tasks that made it.
+    let others = std::sync::Mutex::new(Vec::new());
+    let join_others = async || {
+        for name in ["steady", "third"] {
+            let agent = pool.agent_joined(name, 2, &pool.join_token, &serve);
+            others.lock().unwrap().push(agent);
+        }
+        pool.wait_online(&["steady", "third"]).await;
         doomed.kill().await;
-    })
-    .await;
-    let coordinator = count_words(&pool, 3, "", async || {}).await;
+    };
+    let nodes = count_words(&pool, 2, "locality = \"nodes\"\ncopies = 0\n", join_others).await;
+    let map = pool.owner.job(nodes.status.stages[0].job_id).await.unwrap();
     assert!(
-        nodes * 4 < coordinator * 3,
-        "the coordinator sent {nodes} bytes for the pipeline that fetches node to node, \
-         {coordinator} for the same work fetched from it"
+        map.recalled > 0,
+        "the maps whose parts were lost ran again: {map:?}"
+    );
+
+    // Side by side on the same warm agents, nobody killed: intermediates through the
+    // coordinator, and kept on the nodes with one copy each.
+    let coordinator = count_words(&pool, 3, "", async || {}).await;
+    let nodes = count_words(&pool, 4, "locality = \"nodes\"\n", async || {}).await;
+    assert!(
+        nodes.bytes_out * 4 < coordinator.bytes_out,
+        "the coordinator sent {} bytes for the pipeline that fetches node to node, {} for the \
+         same work fetched from it",
+        nodes.bytes_out,
+        coordinator.bytes_out
+    );
+    assert!(
+        nodes.bytes_in * 4 < coordinator.bytes_in,
+        "the coordinator received {} bytes for the pipeline that keeps intermediates on nodes, \
+         {} for the same work kept in it",
+        nodes.bytes_in,
+        coordinator.bytes_in
     );
 }
 
@@ -295,6 +342,7 @@ async fn a_stage_whose_source_failed_is_not_run_and_says_why_and_so_are_its_read
             stage("third", Some(StageInput::All("second".into())), template),
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
     let owner = &pool.owner;
@@ -400,6 +448,7 @@ async fn bad_graphs_are_refused_at_submit_and_change_nothing() {
             name: "bad".to_owned(),
             stages,
             locality: wire::Locality::Coordinator,
+            copies: 0,
         };
         let error = pool.owner.submit_pipeline(&pipeline).await.unwrap_err();
         assert_eq!(error.code(), Some(ErrorCode::BadRequest), "{error}");
@@ -423,6 +472,7 @@ async fn a_pipeline_submitted_before_its_coordinator_was_killed_runs_to_its_end_
             stage("look", Some(StageInput::Each("make".into())), look),
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     // No agent yet: the pipeline is only stored when the coordinator dies.
     let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
@@ -546,6 +596,7 @@ async fn a_cancelled_pipeline_stops_its_running_stage_and_never_runs_the_next() 
             stage("next", Some(StageInput::All("slow".into())), next),
         ],
         locality: wire::Locality::Coordinator,
+        copies: 0,
     };
     let submitted = pool.owner.submit_pipeline(&pipeline).await.unwrap();
     let owner = &pool.owner;

@@ -76,6 +76,7 @@ async fn a_captured_registration_replayed_is_refused_even_after_the_node_went_si
             activity: NodeActivity::Active,
             capabilities: None,
             forgotten: Vec::new(),
+            copied: Vec::new(),
         })
         .await
         .expect("the node's own token still works");
