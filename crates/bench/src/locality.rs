@@ -1,8 +1,9 @@
 //! `crowdcloud bench stages`, its locality part: the same word count (a map per book into
-//! PARTS parts, a reduce per part) with `locality = "coordinator"` and with `"nodes"`, side by
-//! side on one pool whose agents serve peers, and the bytes of blobs the coordinator sent for
-//! each, from its `/metrics`. The books are the maps' inputs and come from the coordinator in
-//! both; what differs is where the reduces fetch the maps' parts.
+//! PARTS parts, a reduce per part) with `locality = "coordinator"` and with `"nodes"` (one
+//! copy of each part), side by side on one pool whose agents serve peers, and the bytes of
+//! blobs the coordinator received and sent for each, from its `/metrics`. The books are the
+//! maps' inputs, uploaded before and fetched from the coordinator in both; what differs is
+//! where the maps' parts go and where the reduces fetch them.
 
 use std::path::Path;
 use std::time::Instant;
@@ -31,6 +32,7 @@ pub struct LocalityOptions {
 
 /// One run of the word count.
 struct Run {
+    ingress_bytes: u64,
     egress_bytes: u64,
     /// The part of it that was not the books: the intermediates, and the reduces' module.
     beyond_books_bytes: u64,
@@ -53,6 +55,16 @@ pub async fn run(
     let (coordinator, nodes) = measured?;
     let kib = |bytes: u64| bytes as f64 / 1024.0;
     let figures = vec![
+        Figure::new(
+            "coordinator ingress, word count with locality = nodes",
+            kib(nodes.ingress_bytes),
+            "KiB",
+            Better::Lower,
+        )
+        .baseline(
+            "locality = coordinator",
+            Some(kib(coordinator.ingress_bytes)),
+        ),
         Figure::new(
             "coordinator egress beyond the books, locality = nodes",
             kib(nodes.beyond_books_bytes),
@@ -155,12 +167,14 @@ async fn word_count(
         locality,
         copies: u32::from(locality == Locality::Nodes),
     };
-    let before = egress_bytes(pool).await?;
+    let (in_before, out_before) = blob_bytes(pool).await?;
     let started = Instant::now();
     let ran = wait_pipeline(pool, &pipeline, std::time::Duration::from_secs(600)).await?;
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let egress_bytes = egress_bytes(pool).await?.saturating_sub(before);
+    let (bytes_in, bytes_out) = blob_bytes(pool).await?;
+    let egress_bytes = bytes_out.saturating_sub(out_before);
     Ok(Run {
+        ingress_bytes: bytes_in.saturating_sub(in_before),
         egress_bytes,
         beyond_books_bytes: egress_bytes.saturating_sub(books_bytes),
         took_ms,
@@ -168,13 +182,18 @@ async fn word_count(
     })
 }
 
-/// Bytes of blobs the coordinator has sent (`crowdcloud_blob_bytes_out_total`).
-async fn egress_bytes(pool: &LocalPool) -> Result<u64, BenchError> {
+/// Bytes of blobs the coordinator has received and sent (`crowdcloud_blob_bytes_in_total`,
+/// `crowdcloud_blob_bytes_out_total`).
+async fn blob_bytes(pool: &LocalPool) -> Result<(u64, u64), BenchError> {
     let text = pool.owner.metrics().await?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("crowdcloud_blob_bytes_out_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| BenchError::Setup("the coordinator's /metrics has no blob_bytes_out".into()))
+    let counter = |name: &str| {
+        let prefix = format!("crowdcloud_{name}_total ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .ok_or_else(|| BenchError::Setup(format!("the coordinator's /metrics has no {name}")))
+    };
+    Ok((counter("blob_bytes_in")?, counter("blob_bytes_out")?))
 }
 
 /// Book `index`: `words` words of a 5,000-word vocabulary, drawn from the index.

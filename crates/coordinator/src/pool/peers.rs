@@ -137,11 +137,23 @@ impl PoolState {
     }
 
     /// Whether `node`'s outputs of `job` may stay on it, not uploaded: a later stage reads
-    /// them, the node serves peers, and the pool has room to track them.
+    /// them, the node serves peers, the pool has room to track them, and its nodes are its
+    /// owner's own. A stranger's node could say it keeps a blob it does not serve, and stall
+    /// the tasks that read it for as long as it keeps its lease: in a public pool, outputs
+    /// go to the coordinator, and nodes serve copies of them besides.
     pub(crate) fn keeps_outputs(&self, job: JobId, node: NodeId) -> bool {
-        self.peers.blobs.len() < PEER_BLOBS_MAX
+        self.verifying.trust == wire::Trust::Family
+            && self.peers.blobs.len() < PEER_BLOBS_MAX
             && self.serves_peers(node)
             && self.stage_peers(job).is_some_and(|stage| stage.holds)
+    }
+
+    /// Whether `node` fetches from other nodes: a native agent of this pool (a browser tab
+    /// or another pool cannot reach this pool's nodes).
+    fn fetches_from_peers(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| {
+            n.capabilities.runtime == wire::NodeRuntime::Native && !self.is_federated(n)
+        })
     }
 
     fn serves_peers(&self, node: NodeId) -> bool {
@@ -387,7 +399,7 @@ impl PoolState {
     }
 
     /// Bytes of `spec`'s inputs that `node_id` holds; `None` when one of them is a kept blob
-    /// no live node holds.
+    /// no live node holds, or that the node cannot fetch from its holders.
     fn bytes_held(&self, (node_id, now_ms): (NodeId, u64), spec: Option<&TaskSpec>) -> Option<u64> {
         let Some(spec) = spec else {
             return Some(0);
@@ -403,7 +415,9 @@ impl PoolState {
             .iter()
             .filter_map(|input| self.peers.blobs.get(&input.blob))
         {
-            if holders.kept.is_some() && !holders.nodes.iter().any(live) {
+            let reachable = holders.nodes.contains(&node_id)
+                || (holders.nodes.iter().any(live) && self.fetches_from_peers(node_id));
+            if holders.kept.is_some() && !reachable {
                 return None;
             }
             if holders.nodes.contains(&node_id) {

@@ -22,8 +22,9 @@ fn serving_node(h: &mut Harness, id: u64) -> NodeId {
     NodeId(id)
 }
 
+/// A stage's job of `tasks` tasks; deterministic, as a public pool verifies by running again.
 fn stage_job(tasks: usize) -> JobSubmission {
-    JobSubmission::new(
+    let mut job = JobSubmission::new(
         "stage",
         BlobHash::of(b"module"),
         (0..tasks)
@@ -32,7 +33,9 @@ fn stage_job(tasks: usize) -> JobSubmission {
                 ..TaskSpec::default()
             })
             .collect(),
-    )
+    );
+    job.deterministic = Some(wire::Deterministic { seed: 1 });
+    job
 }
 
 /// A pipeline of `map` (2 tasks) and `reduce`, which reads map's outputs node to node.
@@ -365,5 +368,59 @@ fn released_at_the_end(
         assert_eq!(released, both, "{node}");
     }
     assert!(copied(h, one, Vec::new()).release.is_empty(), "told once");
+    h.settle();
+}
+
+#[test]
+fn in_a_public_pool_outputs_go_to_the_coordinator_and_a_browser_is_not_given_a_kept_input() {
+    // A stranger's node could say it keeps what it does not serve.
+    let mut public = super::checkpoints::trusting_public();
+    let node = serving_node(&mut public, 1);
+    let (granted, _) = public.run(GrantCredits {
+        requester: OWNER,
+        credits: 1_000,
+    });
+    granted.unwrap();
+    map_reduce(&mut public);
+    let grant = public.take(node, 1).remove(0);
+    let report = wire::AttemptReport {
+        ran_on: None,
+        attempt_id: grant.attempt_id,
+        outcome: Outcome::Succeeded,
+        usage: Usage::default(),
+        stdout: None,
+        stderr: None,
+        outputs: vec![OutputFile {
+            path: "part-0".to_owned(),
+            hash: BlobHash::of(b"never uploaded"),
+            size_bytes: 14,
+        }],
+        sealed_digest: None,
+    };
+    let ack = public.send(node, report);
+    assert!(!ack.accepted);
+    assert!(ack.message.unwrap().contains("was not uploaded"));
+
+    // A browser tab cannot reach other nodes: it is not given a task whose input only they
+    // have, and a node that can is.
+    let mut h = Harness::new();
+    let (one, two) = (serving_node(&mut h, 1), serving_node(&mut h, 2));
+    let mut tab = new_node(3, 4, &[], "join");
+    tab.capabilities.runtime = wire::NodeRuntime::Browser;
+    h.pool.register(tab, h.now_ms, &mut h.out);
+    let (pipeline, _) = map_reduce(&mut h);
+    let first = map_kept(&mut h, one, b"first part");
+    let second = map_kept(&mut h, one, b"second part");
+    let (reduce, _) = h.run(StartStage {
+        pipeline,
+        stage: 1,
+        tasks: vec![reading(&[first, second])],
+        reusable: Vec::new(),
+        unfinished_max: UNBOUNDED,
+    });
+    assert!(h.take(NodeId(3), 1).is_empty(), "the tab waits");
+    let grant = h.take(two, 1).remove(0);
+    assert_eq!(grant.job_id, reduce.unwrap());
+    assert_eq!(grant.peers.len(), 2);
     h.settle();
 }
