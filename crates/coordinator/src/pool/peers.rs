@@ -467,21 +467,7 @@ impl PoolState {
                 pipeline,
                 blobs,
             } => self.apply_blobs_held(*node, *pipeline, blobs),
-            Event::OutputsKept {
-                node,
-                pipeline,
-                job,
-                task,
-                blobs,
-                copies,
-            } => self.apply_outputs_kept(KeptBy {
-                node: *node,
-                pipeline: *pipeline,
-                job: *job,
-                task: *task,
-                blobs,
-                copies: *copies,
-            }),
+            Event::OutputsKept { .. } => self.apply_outputs_kept(event),
             Event::HoldersLost { node } => self.forget_holder(*node),
             Event::CopiesOrdered {
                 node,
@@ -571,15 +557,18 @@ impl PoolState {
     /// `node` kept the outputs `blobs` of `task` of `job`; the task's kept blobs that this
     /// run did not make again (it made other bytes) are dropped, and their readers fetch
     /// them in vain and fail.
-    pub(super) fn apply_outputs_kept(&mut self, made: KeptBy<'_>) {
-        let KeptBy {
+    fn apply_outputs_kept(&mut self, event: &Event) {
+        let &Event::OutputsKept {
             node,
             pipeline,
             job,
             task,
-            blobs,
+            ref blobs,
             copies,
-        } = made;
+        } = event
+        else {
+            unreachable!("apply_outputs_kept applies OutputsKept only");
+        };
         let earlier = self.peers.by_task.remove(&(job, task)).unwrap_or_default();
         for hash in earlier
             .iter()
@@ -734,14 +723,4 @@ fn uncount(holding: &mut HashMap<NodeId, u32>, node: NodeId) {
             holding.remove(&node);
         }
     }
-}
-
-/// What [`Event::OutputsKept`] says, to apply.
-pub(super) struct KeptBy<'a> {
-    pub(super) node: NodeId,
-    pub(super) pipeline: PipelineId,
-    pub(super) job: JobId,
-    pub(super) task: u32,
-    pub(super) blobs: &'a [(BlobHash, u64)],
-    pub(super) copies: u32,
 }

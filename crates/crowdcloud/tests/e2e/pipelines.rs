@@ -88,6 +88,30 @@ fn write_word_count_as(
     expected
 }
 
+/// Submits the pipeline spec at `spec` with the CLI and waits until its map stage finished
+/// more than `maps_done` tasks: the pipeline's id as printed, and parsed.
+async fn submitted_and_mapping(
+    pool: &Pool,
+    spec: &std::path::Path,
+    maps_done: u32,
+) -> (String, wire::PipelineId) {
+    let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let pipeline = text(&submitted.stdout).trim().to_owned();
+    let id: wire::PipelineId = pipeline.parse().expect("submit prints the pipeline id");
+    let owner = &pool.owner;
+    eventually(
+        "the map stage to get going",
+        Duration::from_secs(60),
+        || async move {
+            let status = owner.pipeline(id).await.ok()?;
+            (status.stages[0].counts.succeeded > maps_done).then_some(())
+        },
+    )
+    .await;
+    (pipeline, id)
+}
+
 /// `status` shows each stage and the graph as text.
 async fn shows_the_graph(pool: &Pool, pipeline: &str) {
     let shown = pool.cli(&["status", pipeline]).await;
@@ -121,23 +145,10 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
     let work = tempfile::tempdir().unwrap();
     let expected = write_word_count(work.path(), 60);
     let spec = work.path().join("count.toml");
-    let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let pipeline = text(&submitted.stdout).trim().to_owned();
-    let id: wire::PipelineId = pipeline.parse().expect("submit prints the pipeline id");
-
     // One agent dies as soon as the map has begun to finish: its attempts run elsewhere.
-    let owner = &pool.owner;
-    eventually(
-        "the map stage to get going",
-        Duration::from_secs(60),
-        || async move {
-            let status = owner.pipeline(id).await.ok()?;
-            (status.stages[0].counts.succeeded > 0).then_some(())
-        },
-    )
-    .await;
+    let (pipeline, id) = submitted_and_mapping(&pool, &spec, 0).await;
     doomed.kill().await;
+    let owner = &pool.owner;
 
     let ended = ended(owner, id, Duration::from_secs(120)).await;
     assert_eq!(ended.state, JobState::Completed, "{ended:?}");
@@ -219,22 +230,9 @@ async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFn
         .map(|book| book.unwrap().metadata().unwrap().len())
         .sum();
     let (in_before, out_before) = coordinator_blob_bytes(pool).await;
-    let submitted = pool.cli(&["submit", spec.to_str().unwrap()]).await;
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let pipeline = text(&submitted.stdout).trim().to_owned();
-    let id: wire::PipelineId = pipeline.parse().expect("submit prints the pipeline id");
-    let owner = &pool.owner;
-    eventually(
-        "the map stage to get going",
-        Duration::from_secs(60),
-        || async move {
-            let status = owner.pipeline(id).await.ok()?;
-            (status.stages[0].counts.succeeded > 1).then_some(())
-        },
-    )
-    .await;
+    let (pipeline, id) = submitted_and_mapping(pool, &spec, 1).await;
     meanwhile().await;
-    let status = ended(owner, id, Duration::from_secs(120)).await;
+    let status = ended(&pool.owner, id, Duration::from_secs(120)).await;
     if status.state != JobState::Completed {
         // What failed, as the requester and the owner would look into it.
         let job = status.stages[1].job_id.to_string();
