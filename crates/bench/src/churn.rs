@@ -37,6 +37,9 @@ pub struct ChurnOptions {
     pub down_fraction: f64,
     /// How long a killed agent's machine stays away.
     pub down_ms: u64,
+    /// Where the shuffle keeps the maps' parts; with `nodes`, the agents serve peers and keep
+    /// one copy of each part besides its maker's.
+    pub locality: wire::Locality,
 }
 
 /// The two runs of the shuffle, and what the churned one went through.
@@ -60,8 +63,13 @@ pub async fn run(binary: &Path, options: &ChurnOptions) -> Result<ChurnRuns, Ben
         ..CoordinatorOptions::default()
     };
     let mut pool = LocalPool::start(binary, &coordinator).await?;
+    let serve: &[&str] = match options.locality {
+        wire::Locality::Nodes => &["--peer-listen", "127.0.0.1:0"],
+        wire::Locality::Coordinator => &[],
+    };
     for index in 0..options.agents {
-        pool.spawn_agent(&agent_name(index), options.slots)?;
+        let join_token = pool.join_token.clone();
+        pool.spawn_agent_with(&agent_name(index), options.slots, &join_token, serve)?;
     }
     let runs = runs(&mut pool, options).await;
     pool.stop().await;
@@ -210,8 +218,8 @@ fn shuffle(module: BlobHash, name: &str, options: &ChurnOptions) -> PipelineSubm
                 job: stage_job(module, &format!("{name}-reduce"), 1, &["reduce"]),
             },
         ],
-        locality: wire::Locality::Coordinator,
-        copies: 0,
+        locality: options.locality,
+        copies: u32::from(options.locality == wire::Locality::Nodes),
     }
 }
 

@@ -111,17 +111,45 @@ async fn measure(pool: &LocalPool, options: &LocalityOptions) -> Result<(Run, Ru
     );
     let warm_up = pool.owner.submit(&warm_up).await?;
     pool.job_end(warm_up.job_id, None).await?;
-    let mut books = Vec::with_capacity(options.books as usize);
-    let mut books_bytes = 0u64;
-    for index in 0..options.books {
-        let text = book(index, options.words);
-        books_bytes += text.len() as u64;
-        books.push(pool.owner.upload_bytes(text.into_bytes().into()).await?);
-    }
-    let books = (&books[..], books_bytes);
-    let coordinator = word_count(pool, module, books, options, Locality::Coordinator).await?;
-    let nodes = word_count(pool, module, books, options, Locality::Nodes).await?;
+    // Books of their own for each run, of the same sizes: no run finds the other's in the
+    // agents' caches.
+    let books = upload_books(pool, options, 0).await?;
+    let coordinator =
+        word_count(pool, module, books.as_ref(), options, Locality::Coordinator).await?;
+    let books = upload_books(pool, options, options.books).await?;
+    let nodes = word_count(pool, module, books.as_ref(), options, Locality::Nodes).await?;
     Ok((coordinator, nodes))
+}
+
+/// Books `first..first + options.books`, uploaded, and their bytes in all.
+struct Books {
+    hashes: Vec<BlobHash>,
+    bytes: u64,
+}
+
+impl Books {
+    fn as_ref(&self) -> (&[BlobHash], u64) {
+        (&self.hashes, self.bytes)
+    }
+}
+
+async fn upload_books(
+    pool: &LocalPool,
+    options: &LocalityOptions,
+    first: u32,
+) -> Result<Books, BenchError> {
+    let mut books = Books {
+        hashes: Vec::with_capacity(options.books as usize),
+        bytes: 0,
+    };
+    for index in first..first + options.books {
+        let text = book(index, options.words);
+        books.bytes += text.len() as u64;
+        books
+            .hashes
+            .push(pool.owner.upload_bytes(text.into_bytes().into()).await?);
+    }
+    Ok(books)
 }
 
 async fn word_count(

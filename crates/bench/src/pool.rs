@@ -24,6 +24,8 @@ pub struct LocalPool {
     standby: Option<Child>,
     options: CoordinatorOptions,
     agents: Vec<Child>,
+    /// Each agent's arguments beyond the pool's, which it is started again with.
+    agent_args: Vec<Vec<String>>,
 }
 
 /// A job of `tasks` runs of the no-op module, which ends at once.
@@ -106,6 +108,7 @@ impl LocalPool {
             standby: None,
             options: options.clone(),
             agents: Vec::new(),
+            agent_args: Vec::new(),
         })
     }
 
@@ -178,6 +181,8 @@ impl LocalPool {
     ) -> Result<usize, BenchError> {
         let child = self.agent_process(name, slots, join_token, more_args)?;
         self.agents.push(child);
+        self.agent_args
+            .push(more_args.iter().map(|arg| (*arg).to_owned()).collect());
         Ok(self.agents.len() - 1)
     }
 
@@ -190,7 +195,9 @@ impl LocalPool {
         slots: u32,
     ) -> Result<(), BenchError> {
         let join_token = self.join_token.clone();
-        self.agents[index] = self.agent_process(name, slots, &join_token, &[])?;
+        let args = self.agent_args[index].clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.agents[index] = self.agent_process(name, slots, &join_token, &args)?;
         Ok(())
     }
 

@@ -183,8 +183,13 @@ fn churn_figures(
     runs: &crate::churn::ChurnRuns,
 ) -> Vec<Figure> {
     let secs = |took: Duration| took.as_secs_f64();
+    let kept = match options.locality {
+        wire::Locality::Nodes => ", parts kept on the nodes",
+        wire::Locality::Coordinator => "",
+    };
     let name = format!(
-        "{} x {} shuffle, {:.0} % of {} agents killed and back in {} ms at any time, median of {}",
+        "{} x {} shuffle{kept}, {:.0} % of {} agents killed and back in {} ms at any time, \
+         median of {}",
         options.maps,
         options.parts,
         options.down_fraction * 100.0,

@@ -788,6 +788,10 @@ pub(crate) struct BenchStagesArgs {
     pub(crate) churn: f64,
     #[arg(long, default_value_t = 10_000)]
     pub(crate) churn_down_ms: u64,
+    /// Where the churned shuffle keeps the maps' parts: `coordinator`, or `nodes` (agents
+    /// serving peers, one copy of each part)
+    #[arg(long, default_value = "coordinator", value_parser = ["coordinator", "nodes"])]
+    pub(crate) churn_locality: String,
     /// The word count run with `locality = "coordinator"` and `"nodes"` side by side: books
     /// (maps), and words in each; its reduces are `--parts`, its agents `--agents`.
     #[arg(long, default_value_t = 48)]

@@ -294,6 +294,10 @@ fn stages_options(args: BenchStagesArgs) -> anyhow::Result<bench::stages::Stages
             slots: args.churn_slots,
             down_fraction: args.churn,
             down_ms: args.churn_down_ms,
+            locality: match args.churn_locality.as_str() {
+                "nodes" => wire::Locality::Nodes,
+                _ => wire::Locality::Coordinator,
+            },
         },
         locality: bench::locality::LocalityOptions {
             books: args.locality_books,
