@@ -172,7 +172,10 @@ impl PoolState {
         kept: Vec<(BlobHash, u64)>,
         out: &mut Outbox,
     ) {
-        let Some(stage) = self.stage_peers(end.job_id) else {
+        let Some(stage) = self
+            .stage_peers(end.job_id)
+            .filter(|_| end.state == store::AttemptEndState::Succeeded)
+        else {
             return;
         };
         if !kept.is_empty() {
@@ -570,11 +573,17 @@ impl PoolState {
             unreachable!("apply_outputs_kept applies OutputsKept only");
         };
         let earlier = self.peers.by_task.remove(&(job, task)).unwrap_or_default();
+        // Only the blobs this task is the maker of go: another task may have made the same
+        // bytes (two empty parts are one blob), and it still vouches for them.
+        let made_here =
+            |holders: &Holders| holders.kept.is_some_and(|k| (k.job, k.task) == (job, task));
         for hash in earlier
             .iter()
             .filter(|hash| !blobs.iter().any(|(b, _)| b == *hash))
         {
-            if let Some(holders) = self.peers.blobs.remove(hash) {
+            if self.peers.blobs.get(hash).is_some_and(made_here)
+                && let Some(holders) = self.peers.blobs.remove(hash)
+            {
                 for holder in holders.nodes {
                     uncount(&mut self.peers.holding, holder);
                 }
