@@ -112,6 +112,19 @@ async fn submitted_and_mapping(
     (pipeline, id)
 }
 
+/// The word count's result, fetched with the CLI into `out`.
+async fn fetched_count(
+    pool: &Pool,
+    pipeline: &str,
+    out: &std::path::Path,
+) -> BTreeMap<String, u64> {
+    let fetched = pool
+        .cli(&["results", pipeline, "--out", out.to_str().unwrap()])
+        .await;
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    read_counts(&out.join("0/output/counts.txt"))
+}
+
 /// `status` shows each stage and the graph as text.
 async fn shows_the_graph(pool: &Pool, pipeline: &str) {
     let shown = pool.cli(&["status", pipeline]).await;
@@ -161,13 +174,9 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
 
     shows_the_graph(&pool, &pipeline).await;
     let out = work.path().join("results");
-    let fetched = pool
-        .cli(&["results", &pipeline, "--out", out.to_str().unwrap()])
-        .await;
-    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
-    let counted = read_counts(&out.join("0/output/counts.txt"));
     assert_eq!(
-        counted, expected,
+        fetched_count(&pool, &pipeline, &out).await,
+        expected,
         "the pipeline's count is the count made here"
     );
 
@@ -243,13 +252,9 @@ async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFn
     }
     let (bytes_in, bytes_out) = coordinator_blob_bytes(pool).await;
     let out = work.path().join("results");
-    let fetched = pool
-        .cli(&["results", &pipeline, "--out", out.to_str().unwrap()])
-        .await;
-    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
-    let counted = read_counts(&out.join("0/output/counts.txt"));
     assert_eq!(
-        counted, expected,
+        fetched_count(pool, &pipeline, &out).await,
+        expected,
         "the count is the count made here ({head:?})"
     );
     Counted {
