@@ -71,7 +71,7 @@ async fn blob(
         )
             .into_response();
     };
-    let now_ms = unix_now_ms();
+    let now_ms = crate::owner::status::now_ms();
     let key = *server.key.read();
     let holds = key.is_some_and(|key| {
         wire::peer::ticket_holds(&key, &hash, ticket.expires_at_ms, &ticket.ticket, now_ms)
@@ -125,15 +125,6 @@ pub(crate) async fn copy_for_peers(
             Err(error) => tracing::info!(%error, "could not copy a kept intermediate"),
         }
     }
-}
-
-/// The wall clock, in Unix milliseconds: tickets' expiries are the coordinator's wall clock,
-/// so this listener owns the time it checks them against.
-#[allow(clippy::disallowed_methods)]
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use client::peer::PeerClient;
 use wire::peer::{ticket, ticket_key};
 use wire::{BlobHash, PeerBlob, PeerHolder};
 
-use super::{PeerServer, serve, unix_now_ms};
+use super::{PeerServer, serve};
 use crate::cache::BlobCache;
+use crate::owner::status::now_ms;
 
 struct Listening {
     address: String,
@@ -75,7 +76,7 @@ async fn a_ticket_of_this_node_opens_the_blob_it_names_and_nothing_else() {
     let other = b"another part";
     let listening = listening(&[part, other], "holder").await;
     let hash = BlobHash::of(part);
-    let later = unix_now_ms() + 60_000;
+    let later = now_ms() + 60_000;
     let blob = |holders| PeerBlob {
         hash,
         size_bytes: part.len() as u64,
@@ -95,7 +96,7 @@ async fn a_ticket_of_this_node_opens_the_blob_it_names_and_nothing_else() {
     let stranger = ticket_key("another node");
     let refused = [
         holder(&listening, &hash, &stranger, later),
-        holder(&listening, &hash, &listening.key, unix_now_ms() - 1),
+        holder(&listening, &hash, &listening.key, now_ms() - 1),
         holder(&listening, &BlobHash::of(other), &listening.key, later),
     ];
     for holder in refused {
@@ -134,7 +135,7 @@ async fn bytes_that_are_not_the_blob_asked_for_are_not_kept() {
     std::fs::write(&forged, b"a forged part").unwrap();
     let hash = BlobHash::of(real);
     listening.cache.adopt(&hash, &forged).unwrap();
-    let later = unix_now_ms() + 60_000;
+    let later = now_ms() + 60_000;
     let blob = PeerBlob {
         hash,
         size_bytes: real.len() as u64,

@@ -579,16 +579,19 @@ impl Runner {
                     let keeps = hold_outputs && outcome.is_success();
                     let outputs = match self.keep(&run.outputs.files, keeps).await {
                         Some(kept) => kept,
-                        None => uploader.files(&run.outputs.files).await?,
+                        None => {
+                            let outputs = uploader.files(&run.outputs.files).await?;
+                            if hold_outputs {
+                                self.hold(&run.outputs.files, &outputs);
+                            }
+                            outputs
+                        }
                     };
                     Ok((stdout, stderr, outputs, None))
                 }
                 .await
             }
         };
-        if hold_outputs && let Ok((_, _, outputs, _)) = &uploaded {
-            self.hold(&run.outputs.files, outputs);
-        }
         // The attempt directory goes as soon as its outputs are uploaded.
         drop(run.outputs);
         match uploaded {
@@ -658,8 +661,8 @@ impl Runner {
         }
     }
 
-    /// Keeps the outputs of an attempt whose job a later stage reads node to node in the
-    /// cache, for the peer listener; `reported` are the same files with their hashes.
+    /// Keeps the uploaded outputs of an attempt whose job a later stage reads node to node in
+    /// the cache too, for the peer listener; `reported` are the same files with their hashes.
     fn hold(&self, files: &[sandbox::OutputFile], reported: &[OutputFile]) {
         for (file, output) in files.iter().zip(reported) {
             if let Err(error) = self.cache.adopt(&output.hash, &file.host_path) {

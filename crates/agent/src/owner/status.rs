@@ -93,7 +93,9 @@ pub fn read_status(data_dir: &Path) -> Result<Option<AgentStatus>, AgentError> {
         })
 }
 
-// `status.json` is stamped with the machine's time, for the owner to read.
+/// The machine's wall clock, in Unix milliseconds.
+// `status.json` is stamped with the machine's time, for the owner to read, and the peer
+// listener checks tickets' expiries, which are the coordinator's wall clock, against it.
 #[allow(clippy::disallowed_methods)]
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
