@@ -30,6 +30,9 @@ use wire::{BlobHash, JobId, Locality, NodeId, PeerBlob, PeerHolder, PipelineId, 
 use super::events::Event;
 use super::{Outbox, PoolState};
 
+/// A blob and its size in bytes.
+type SizedBlob = (BlobHash, u64);
+
 /// Blobs whose holders the pool tracks, at most.
 pub(crate) const PEER_BLOBS_MAX: usize = 1 << 20;
 
@@ -162,14 +165,14 @@ impl PoolState {
             .is_some_and(|node| node.capabilities.peer_address.is_some())
     }
 
-    /// Records what the succeeded attempt `end` left on `node_id`: the outputs it kept (the
-    /// ones it did not upload, in `kept`), and the blobs that peers hold which it now holds
-    /// too: uploaded outputs a later stage reads, and inputs it fetched.
+    /// Records what the succeeded attempt `end` left on `node_id`, before its end is applied
+    /// (which drops the attempt's uploads): the outputs it kept (the ones it did not upload),
+    /// and the blobs that peers hold which it now holds too: uploaded outputs a later stage
+    /// reads, and inputs it fetched.
     pub(crate) fn hold_after_success(
         &mut self,
         node_id: NodeId,
         end: &AttemptEnd,
-        kept: Vec<(BlobHash, u64)>,
         out: &mut Outbox,
     ) {
         let Some(stage) = self
@@ -178,13 +181,21 @@ impl PoolState {
         else {
             return;
         };
+        let uploads = self.uploads.get(&end.attempt_id);
+        let (uploaded, mut kept): (Vec<SizedBlob>, Vec<SizedBlob>) = end
+            .outputs
+            .iter()
+            .map(|file| (file.hash, file.size_bytes))
+            .partition(|(hash, _)| uploads.is_some_and(|uploads| uploads.contains_key(hash)));
+        kept.sort_unstable();
+        kept.dedup();
         if !kept.is_empty() {
             let event = Event::OutputsKept {
                 node: node_id,
                 pipeline: stage.pipeline,
                 job: end.job_id,
                 task: end.task_index,
-                blobs: kept.clone(),
+                blobs: kept,
                 copies: stage.copies,
             };
             self.record(event, out);
@@ -194,11 +205,7 @@ impl PoolState {
         }
         let mut blobs: Vec<(BlobHash, u64)> = Vec::new();
         if stage.holds {
-            let uploaded = end
-                .outputs
-                .iter()
-                .filter(|file| !kept.iter().any(|k| k.0 == file.hash));
-            blobs.extend(uploaded.map(|file| (file.hash, file.size_bytes)));
+            blobs.extend(uploaded);
         }
         let task = &self.jobs[&end.job_id].tasks[end.task_index as usize];
         if stage.reads
@@ -341,22 +348,19 @@ impl PoolState {
     fn peer_blob(&self, node_id: NodeId, hash: &BlobHash, now_ms: u64) -> Option<PeerBlob> {
         let holders = self.peers.blobs.get(hash)?;
         let expires_at_ms = now_ms.saturating_add(TICKET_TTL_MS);
-        let live = holders
+        let named: Vec<PeerHolder> = holders
             .nodes
             .iter()
             .rev()
-            .filter(|holder| **holder != node_id);
-        let named: Vec<PeerHolder> = live
-            .filter_map(|holder| self.nodes.get(holder))
-            .filter(|holder| !holder.silent && holder.lease_until_ms > now_ms)
-            .filter_map(|holder| {
-                let address = holder.capabilities.peer_address.clone()?;
+            .filter(|holder| **holder != node_id)
+            .filter_map(|holder| self.answering(*holder, now_ms))
+            .map(|(holder, address)| {
                 let key = ticket_key(&holder.token_hash);
-                Some(PeerHolder {
-                    address,
+                PeerHolder {
+                    address: address.to_owned(),
                     expires_at_ms,
                     ticket: ticket(&key, hash, expires_at_ms),
-                })
+                }
             })
             .collect();
         (!named.is_empty()).then_some(PeerBlob {
@@ -364,6 +368,15 @@ impl PoolState {
             size_bytes: holders.size_bytes,
             holders: named,
         })
+    }
+
+    /// `holder` and its peer address, if it may answer a fetch at `now_ms`: heard from within
+    /// its lease and not silent. Grants name only such holders, and placement counts only
+    /// them, so a task is placed only where its grant can name where its inputs are.
+    fn answering(&self, holder: NodeId, now_ms: u64) -> Option<(&super::Node, &str)> {
+        let node = self.nodes.get(&holder)?;
+        let address = node.capabilities.peer_address.as_deref()?;
+        (!node.silent && node.lease_until_ms > now_ms).then_some((node, address))
     }
 
     /// Up to `count` of `candidates` (pending tasks of `job`, in queue order) for `node_id`:
@@ -407,11 +420,7 @@ impl PoolState {
         let Some(spec) = spec else {
             return Some(0);
         };
-        let live = |holder: &NodeId| {
-            self.nodes
-                .get(holder)
-                .is_some_and(|node| !node.silent && node.lease_until_ms > now_ms)
-        };
+        let live = |holder: &NodeId| self.answering(*holder, now_ms).is_some();
         let mut bytes = 0u64;
         for holders in spec
             .inputs

@@ -128,8 +128,7 @@ impl PoolState {
                 Ok((end, aborted)) => {
                     let job_id = end.job_id;
                     finished_jobs.insert(job_id);
-                    let kept = self.kept_outputs(&end);
-                    self.hold_after_success(node_id, &end, kept, out);
+                    self.hold_after_success(node_id, &end, out);
                     paid.extend(self.family_payment(&end));
                     self.end_reported(end, sealed_digest, now_ms, entropy, out);
                     if let Some(aborted) = aborted {
@@ -346,22 +345,6 @@ impl PoolState {
             sizes.entry(file.hash).or_insert(file.size_bytes);
         }
         Cow::Owned(sizes)
-    }
-
-    /// The outputs of a reported end that its node did not upload, with their sizes: the
-    /// ones it keeps for peers.
-    fn kept_outputs(&self, end: &AttemptEnd) -> Vec<(BlobHash, u64)> {
-        let uploads = self.uploads.get(&end.attempt_id);
-        let uploaded = |hash: &BlobHash| uploads.is_some_and(|uploads| uploads.contains_key(hash));
-        let mut kept: Vec<(BlobHash, u64)> = end
-            .outputs
-            .iter()
-            .filter(|file| !uploaded(&file.hash))
-            .map(|file| (file.hash, file.size_bytes))
-            .collect();
-        kept.sort_unstable();
-        kept.dedup();
-        kept
     }
 }
 
