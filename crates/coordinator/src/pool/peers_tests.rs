@@ -24,16 +24,7 @@ fn serving_node(h: &mut Harness, id: u64) -> NodeId {
 
 /// A stage's job of `tasks` tasks; deterministic, as a public pool verifies by running again.
 fn stage_job(tasks: usize) -> JobSubmission {
-    let mut job = JobSubmission::new(
-        "stage",
-        BlobHash::of(b"module"),
-        (0..tasks)
-            .map(|index| TaskSpec {
-                args: vec![index.to_string()],
-                ..TaskSpec::default()
-            })
-            .collect(),
-    );
+    let mut job = super::pipelines::submission(tasks);
     job.deterministic = Some(wire::Deterministic { seed: 1 });
     job
 }
@@ -84,33 +75,15 @@ fn map_on(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
     );
     let attempt = lease.attempts[0].attempt_id;
     h.upload(node, attempt, bytes).unwrap();
-    let hash = BlobHash::of(bytes);
-    let mut report = wire::AttemptReport {
-        ran_on: None,
-        attempt_id: attempt,
-        outcome: Outcome::Succeeded,
-        usage: Usage::default(),
-        stdout: None,
-        stderr: None,
-        outputs: vec![OutputFile {
-            path: "part-0".to_owned(),
-            hash,
-            size_bytes: bytes.len() as u64,
-        }],
-        sealed_digest: None,
-    };
-    report.usage.fuel_used = 10;
-    assert!(h.send(node, report).accepted);
-    hash
+    assert!(h.send(node, part_report(attempt, bytes)).accepted);
+    BlobHash::of(bytes)
 }
 
-/// `node` runs one map task, which writes `bytes` as `part-0` and keeps it: no upload.
-fn map_kept(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
-    let grant = h.take(node, 1).remove(0);
-    let hash = BlobHash::of(bytes);
-    let report = wire::AttemptReport {
+/// The report of a succeeded `attempt` that wrote `bytes` as `part-0`.
+fn part_report(attempt: AttemptId, bytes: &[u8]) -> wire::AttemptReport {
+    wire::AttemptReport {
         ran_on: None,
-        attempt_id: grant.attempt_id,
+        attempt_id: attempt,
         outcome: Outcome::Succeeded,
         usage: Usage {
             fuel_used: 10,
@@ -120,16 +93,22 @@ fn map_kept(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
         stderr: None,
         outputs: vec![OutputFile {
             path: "part-0".to_owned(),
-            hash,
+            hash: BlobHash::of(bytes),
             size_bytes: bytes.len() as u64,
         }],
         sealed_digest: None,
-    };
+    }
+}
+
+/// `node` runs one map task, which writes `bytes` as `part-0` and keeps it: no upload.
+fn map_kept(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
+    let grant = h.take(node, 1).remove(0);
+    let report = part_report(grant.attempt_id, bytes);
     assert!(
         h.send(node, report).accepted,
         "a kept output needs no upload"
     );
-    hash
+    BlobHash::of(bytes)
 }
 
 fn copied(h: &mut Harness, node: NodeId, copied: Vec<BlobHash>) -> wire::HeartbeatResponse {
@@ -383,20 +362,7 @@ fn in_a_public_pool_outputs_go_to_the_coordinator_and_a_browser_is_not_given_a_k
     granted.unwrap();
     map_reduce(&mut public);
     let grant = public.take(node, 1).remove(0);
-    let report = wire::AttemptReport {
-        ran_on: None,
-        attempt_id: grant.attempt_id,
-        outcome: Outcome::Succeeded,
-        usage: Usage::default(),
-        stdout: None,
-        stderr: None,
-        outputs: vec![OutputFile {
-            path: "part-0".to_owned(),
-            hash: BlobHash::of(b"never uploaded"),
-            size_bytes: 14,
-        }],
-        sealed_digest: None,
-    };
+    let report = part_report(grant.attempt_id, b"never uploaded");
     let ack = public.send(node, report);
     assert!(!ack.accepted);
     assert!(ack.message.unwrap().contains("was not uploaded"));

@@ -6,7 +6,7 @@ use wire::{PipelineId, PipelineSubmission, StageInput, StageState, StageSubmissi
 
 use super::*;
 
-fn submission(tasks: usize) -> JobSubmission {
+pub(super) fn submission(tasks: usize) -> JobSubmission {
     JobSubmission::new(
         "stage",
         BlobHash::of(b"module"),

@@ -201,15 +201,7 @@ async fn a_word_count_maps_shuffles_and_reduces_on_real_agents_one_killed_mid_ma
 
 /// Bytes of blobs the coordinator has received and sent, from its metrics.
 async fn coordinator_blob_bytes(pool: &Pool) -> (u64, u64) {
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", pool.url))
-        .bearer_auth(&pool.owner_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = pool.owner.metrics().await.unwrap();
     let counter = |name: &str| -> u64 {
         let line = metrics
             .lines()
