@@ -548,8 +548,12 @@ impl PoolState {
                 }
                 holders.nodes.push(node);
                 *peers.holding.entry(node).or_default() += 1;
-                if let Some(kept) = holders.kept {
+                if let Some(kept) = holders.kept
+                    && holders.nodes.len() == 1
+                {
                     peers.lost.remove(&(kept.job, kept.task));
+                    // The tasks that read it, held back while it had no holder, may go now.
+                    self.changes.tasks_queued = true;
                 }
             } else if peers.blobs.len() < PEER_BLOBS_MAX {
                 let holders = Holders {
@@ -610,6 +614,8 @@ impl PoolState {
                 mine.push(*hash);
             }
             if !holders.nodes.contains(&node) && holders.nodes.len() < HOLDERS_PER_BLOB_MAX {
+                // Tasks that read it were held back while it had no holder: they may go now.
+                self.changes.tasks_queued |= holders.nodes.is_empty();
                 holders.nodes.push(node);
                 *self.peers.holding.entry(node).or_default() += 1;
             }
