@@ -38,8 +38,9 @@ struct Index {
     bytes: u64,
     clock: u64,
     /// Blobs only this node and its peers have, kept for them until the coordinator lets them
-    /// go: never evicted. At most half the cache.
-    pinned: std::collections::HashSet<BlobHash>,
+    /// go: never evicted. At most half the cache. In order, so that they are named and
+    /// checked a window at a time.
+    pinned: std::collections::BTreeSet<BlobHash>,
     pinned_bytes: u64,
 }
 
@@ -252,6 +253,56 @@ impl BlobCache {
         let mut index = self.index.lock();
         index.pinned.clear();
         index.pinned_bytes = 0;
+    }
+
+    /// Up to `count` pinned blobs after `after` (from the first without it), in order.
+    pub(crate) fn pinned_after(&self, after: Option<BlobHash>, count: usize) -> Vec<BlobHash> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let index = self.index.lock();
+        let start = after.map_or(Unbounded, Excluded);
+        index
+            .pinned
+            .range((start, Unbounded))
+            .take(count)
+            .copied()
+            .collect()
+    }
+
+    /// Checks that the files of up to `count` pinned blobs after `after` are still on disk,
+    /// and forgets those that are not (the owner cleared the disk under the agent): the
+    /// missing ones, and where the next check goes on from (`None`: from the first).
+    pub(crate) fn check_pinned(
+        &self,
+        after: Option<BlobHash>,
+        count: usize,
+    ) -> (Vec<BlobHash>, Option<BlobHash>) {
+        let window = self.pinned_after(after, count);
+        let next = (window.len() == count)
+            .then(|| window.last().copied())
+            .flatten();
+        let missing: Vec<BlobHash> = window
+            .into_iter()
+            .filter(|hash| !self.path(hash).exists())
+            .collect();
+        for hash in &missing {
+            self.forget_missing(hash);
+        }
+        (missing, next)
+    }
+
+    /// Forgets `hash` if its file is gone from the disk, pinned or not; whether it was gone.
+    pub(crate) fn forget_missing(&self, hash: &BlobHash) -> bool {
+        if self.path(hash).exists() {
+            return false;
+        }
+        let mut index = self.index.lock();
+        if let Some(entry) = index.entries.remove(hash) {
+            index.bytes -= entry.size_bytes;
+            if index.pinned.remove(hash) {
+                index.pinned_bytes -= entry.size_bytes;
+            }
+        }
+        true
     }
 
     /// The cached file of `hash`, marked used, to serve to a peer; `None` when not cached.

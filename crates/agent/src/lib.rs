@@ -263,8 +263,8 @@ struct Agent {
     released: AtomicU64,
     /// Deleted jobs whose copies this node dropped, to confirm in the next heartbeat.
     forgotten: Mutex<Vec<JobId>>,
-    /// Copies of kept intermediates this node made as asked, to name in the next heartbeat.
-    copied: Arc<Mutex<Vec<wire::BlobHash>>>,
+    /// What the next heartbeats tell of the intermediates this node keeps for peers.
+    peer_news: Arc<peer::PeerNews>,
     /// An error that ends the agent from inside a loop (this identity is online elsewhere, or
     /// the pool refuses it).
     fatal: Mutex<Option<AgentError>>,
@@ -404,7 +404,7 @@ impl Agent {
             reported: AtomicU64::new(0),
             released: AtomicU64::new(0),
             forgotten: Mutex::new(Vec::new()),
-            copied: Arc::new(Mutex::new(Vec::new())),
+            peer_news: Arc::new(peer::PeerNews::default()),
             fatal: Mutex::new(None),
             fatal_raised: Notify::new(),
             peer_key: Arc::new(RwLock::new(None)),
@@ -511,6 +511,7 @@ impl Agent {
             cache: Arc::clone(&self.runner.cache),
             key: Arc::clone(&self.peer_key),
             serving: Arc::new(tokio::sync::Semaphore::new(peer::SERVING_AT_ONCE)),
+            news: Arc::clone(&self.peer_news),
         };
         let mut stopping = self.stopping.subscribe();
         let stopped = async move {
@@ -568,7 +569,7 @@ impl Agent {
         *self.peer_key.write() = Some(wire::peer::ticket_key(&token_hash));
         // A new session: the coordinator counts on nothing this node kept before.
         self.runner.cache.unpin_all();
-        self.copied.lock().clear();
+        self.peer_news.clear();
         let mut session = self.session.write();
         session.client = self.anonymous.with_token(response.node_token);
         session.node_id = response.node_id;
@@ -897,6 +898,11 @@ impl Agent {
         let slots_free = self.lease_allowance() as u32;
         let lent = self.lent_now();
         let capabilities = (lent != *self.capabilities_told.lock()).then_some(lent);
+        let peer::PeerReport {
+            copied,
+            kept,
+            dropped,
+        } = self.peer_news.report(&self.runner.cache);
         let request = HeartbeatRequest {
             running: self.running.lock().keys().copied().collect(),
             slots_free,
@@ -915,11 +921,9 @@ impl Agent {
             },
             capabilities,
             forgotten: self.forgotten.lock().clone(),
-            copied: {
-                let copied = self.copied.lock();
-                let told = copied.len().min(wire::peer::COPIES_PER_HEARTBEAT_MAX);
-                copied[..told].to_vec()
-            },
+            copied,
+            kept,
+            dropped,
         };
         match client.heartbeat(&request).await {
             Ok(response) => {
@@ -927,7 +931,7 @@ impl Agent {
                     .lock()
                     .retain(|job| !request.forgotten.contains(job));
                 self.forget(&response.forget);
-                self.follow_peers(&client, &request.copied, &response);
+                self.follow_peers(&client, &request, &response);
                 if let Some(lent) = request.capabilities {
                     tracing::info!(
                         cores = lent.cores,
@@ -960,17 +964,17 @@ impl Agent {
     fn follow_peers(
         &self,
         client: &Client,
-        told: &[wire::BlobHash],
+        told: &HeartbeatRequest,
         response: &wire::HeartbeatResponse,
     ) {
-        self.copied.lock().retain(|hash| !told.contains(hash));
+        self.peer_news.heard(told, response.name_kept);
         self.runner.cache.unpin(&response.release);
         if !response.copy.is_empty() {
             tokio::spawn(peer::copy_for_peers(
                 Arc::clone(&self.runner.cache),
                 (client.clone(), self.runner.peers.clone()),
                 response.copy.clone(),
-                Arc::clone(&self.copied),
+                Arc::clone(&self.peer_news),
             ));
         }
     }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures::StreamExt as _;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 
 use wire::BlobHash;
@@ -30,6 +30,91 @@ pub(crate) struct PeerServer {
     pub(crate) key: Arc<RwLock<Option<[u8; 32]>>>,
     /// One permit per blob being served.
     pub(crate) serving: Arc<tokio::sync::Semaphore>,
+    /// Where a blob the coordinator counts on this node for, and which is gone, is noted.
+    pub(crate) news: Arc<PeerNews>,
+}
+
+/// Pinned blobs whose files one heartbeat checks are still on disk.
+const PINNED_CHECKED_PER_HEARTBEAT: usize = 64;
+
+/// What the node tells the coordinator of the blobs it holds for peers, at its heartbeats.
+#[derive(Default)]
+pub(crate) struct PeerNews {
+    /// Copies made as the coordinator asked, to name (`copied`).
+    copied: Mutex<Vec<BlobHash>>,
+    /// Blobs the coordinator counts on this node for that are gone from its disk (`dropped`).
+    dropped: Mutex<Vec<BlobHash>>,
+    /// Set while the coordinator asks for the kept blobs to be named (`kept`): the last one
+    /// named, or `None` to start from the first.
+    naming: Mutex<Option<Option<BlobHash>>>,
+    /// The last pinned blob checked, or `None` to start from the first.
+    checked: Mutex<Option<BlobHash>>,
+}
+
+/// What one heartbeat says of the blobs held for peers.
+pub(crate) struct PeerReport {
+    pub(crate) copied: Vec<BlobHash>,
+    pub(crate) kept: Vec<BlobHash>,
+    pub(crate) dropped: Vec<BlobHash>,
+}
+
+impl PeerNews {
+    pub(crate) fn copy_made(&self, hash: BlobHash) {
+        self.copied.lock().push(hash);
+    }
+
+    /// `hash` is gone from this node: the coordinator hears it at the next heartbeat.
+    pub(crate) fn gone(&self, hash: BlobHash) {
+        let mut dropped = self.dropped.lock();
+        if !dropped.contains(&hash) {
+            dropped.push(hash);
+        }
+    }
+
+    /// The next heartbeat's part, after checking a window of the pinned files.
+    pub(crate) fn report(&self, cache: &BlobCache) -> PeerReport {
+        let after = *self.checked.lock();
+        let (missing, next) = cache.check_pinned(after, PINNED_CHECKED_PER_HEARTBEAT);
+        *self.checked.lock() = next;
+        if let Some(first) = missing.first() {
+            tracing::warn!(blobs = missing.len(), %first, "blobs kept for peers are gone from the disk");
+        }
+        for hash in missing {
+            self.gone(hash);
+        }
+        let first = |list: &Mutex<Vec<BlobHash>>, max: usize| {
+            let list = list.lock();
+            list[..list.len().min(max)].to_vec()
+        };
+        let kept = match *self.naming.lock() {
+            Some(after) => cache.pinned_after(after, wire::peer::KEPT_NAMED_PER_HEARTBEAT_MAX),
+            None => Vec::new(),
+        };
+        PeerReport {
+            copied: first(&self.copied, wire::peer::COPIES_PER_HEARTBEAT_MAX),
+            kept,
+            dropped: first(&self.dropped, wire::peer::DROPPED_PER_HEARTBEAT_MAX),
+        }
+    }
+
+    /// The coordinator heard `told`; `name_kept` says whether it asks for more names.
+    pub(crate) fn heard(&self, told: &wire::HeartbeatRequest, name_kept: bool) {
+        self.copied
+            .lock()
+            .retain(|hash| !told.copied.contains(hash));
+        self.dropped
+            .lock()
+            .retain(|hash| !told.dropped.contains(hash));
+        let full = told.kept.len() == wire::peer::KEPT_NAMED_PER_HEARTBEAT_MAX;
+        *self.naming.lock() = name_kept.then(|| told.kept.last().copied().filter(|_| full));
+    }
+
+    /// A new session: the coordinator counts on nothing this node said before.
+    pub(crate) fn clear(&self) {
+        self.copied.lock().clear();
+        self.dropped.lock().clear();
+        *self.naming.lock() = None;
+    }
 }
 
 #[derive(Deserialize)]
@@ -91,6 +176,8 @@ async fn blob(
             .into_response();
     };
     let Some(path) = server.cache.cached(&hash) else {
+        // The coordinator named this node as a holder: it should know it is one no more.
+        server.news.gone(hash);
         return (StatusCode::NOT_FOUND, "this node no longer holds the blob").into_response();
     };
     match tokio::fs::File::open(&path).await {
@@ -102,8 +189,12 @@ async fn blob(
             });
             Body::from_stream(stream).into_response()
         }
-        // Evicted between the look-up and the open.
-        Err(_) => (StatusCode::NOT_FOUND, "this node no longer holds the blob").into_response(),
+        // Evicted between the look-up and the open, or gone from the disk.
+        Err(_) => {
+            server.cache.forget_missing(&hash);
+            server.news.gone(hash);
+            (StatusCode::NOT_FOUND, "this node no longer holds the blob").into_response()
+        }
     }
 }
 
@@ -113,14 +204,14 @@ pub(crate) async fn copy_for_peers(
     cache: Arc<BlobCache>,
     (client, peers): (client::Client, client::peer::PeerClient),
     blobs: Vec<wire::PeerBlob>,
-    copied: Arc<parking_lot::Mutex<Vec<BlobHash>>>,
+    news: Arc<PeerNews>,
 ) {
     for blob in blobs {
         match cache
             .file_near(&client, &blob.hash, Some((&peers, &blob)))
             .await
         {
-            Ok(_) if cache.pin(&[blob.hash]) => copied.lock().push(blob.hash),
+            Ok(_) if cache.pin(&[blob.hash]) => news.copy_made(blob.hash),
             Ok(_) => tracing::info!(hash = %blob.hash, "no room left to keep a copy for peers"),
             Err(error) => tracing::info!(%error, "could not copy a kept intermediate"),
         }

@@ -10,7 +10,7 @@ use client::peer::PeerClient;
 use wire::peer::{ticket, ticket_key};
 use wire::{BlobHash, PeerBlob, PeerHolder};
 
-use super::{PeerServer, serve};
+use super::{PeerNews, PeerServer, serve};
 use crate::cache::BlobCache;
 use crate::owner::status::now_ms;
 
@@ -18,6 +18,7 @@ struct Listening {
     address: String,
     key: [u8; 32],
     cache: Arc<BlobCache>,
+    news: Arc<PeerNews>,
     dir: tempfile::TempDir,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -35,10 +36,12 @@ async fn listening(blobs: &[&[u8]], token_hash: &str) -> Listening {
     let key = ticket_key(token_hash);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
+    let news = Arc::new(PeerNews::default());
     let server = PeerServer {
         cache: Arc::clone(&cache),
         key: Arc::new(RwLock::new(Some(key))),
         serving: Arc::new(tokio::sync::Semaphore::new(super::SERVING_AT_ONCE)),
+        news: Arc::clone(&news),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel();
     tokio::spawn(serve(listener, server, async move {
@@ -48,6 +51,7 @@ async fn listening(blobs: &[&[u8]], token_hash: &str) -> Listening {
         address,
         key,
         cache,
+        news,
         dir,
         stop,
     }
@@ -67,6 +71,8 @@ fn holder(
 }
 
 async fn status_of(url: &str) -> u16 {
+    // Made first, it installs the TLS provider reqwest needs even for plain HTTP.
+    PeerClient::new().unwrap();
     reqwest::get(url).await.unwrap().status().as_u16()
 }
 
@@ -165,5 +171,69 @@ async fn bytes_that_are_not_the_blob_asked_for_are_not_kept() {
             .is_err()
     );
     assert!(!path.exists());
+    let _ = listening.stop.send(());
+}
+
+/// The owner deletes the files of a kept part and of a fetched input under the running agent.
+/// The kept one is found gone by the heartbeats' check of pinned files, the other when a peer
+/// asks for it with a good ticket; the coordinator is told of each once, and they are served
+/// no more.
+#[tokio::test]
+async fn blobs_gone_from_the_disk_are_told_to_the_coordinator_once() {
+    let (kept, fetched) = (b"kept part".as_slice(), b"fetched input".as_slice());
+    let listening = listening(&[kept, fetched], "holder").await;
+    let (kept, fetched) = (BlobHash::of(kept), BlobHash::of(fetched));
+    let (cache, news) = (&listening.cache, &listening.news);
+    assert!(cache.pin(&[kept]));
+    assert!(news.report(cache).dropped.is_empty());
+    for hash in [kept, fetched] {
+        let file = listening.dir.path().join("blobs").join(hash.to_hex());
+        std::fs::remove_file(file).unwrap();
+    }
+
+    assert_eq!(news.report(cache).dropped, [kept]);
+    let later = now_ms() + 60_000;
+    let ticket = holder(&listening, &fetched, &listening.key, later).ticket;
+    let url = format!(
+        "http://{}/v1/peer/blobs/{fetched}?expires_at_ms={later}&ticket={ticket}",
+        listening.address
+    );
+    assert_eq!(status_of(&url).await, 404);
+    let told = wire::HeartbeatRequest {
+        dropped: news.report(cache).dropped,
+        ..wire::HeartbeatRequest::default()
+    };
+    assert_eq!(told.dropped, [kept, fetched]);
+    news.heard(&told, false);
+    assert!(news.report(cache).dropped.is_empty(), "told once");
+    assert!(cache.pinned_after(None, 8).is_empty());
+    let _ = listening.stop.send(());
+}
+
+/// Asked after the coordinator started again, the node names what it keeps, a heartbeat's
+/// worth at a time, and stops once the coordinator no longer asks.
+#[tokio::test]
+async fn asked_the_node_names_what_it_keeps_until_it_is_asked_no_more() {
+    let parts: Vec<Vec<u8>> = (0..3)
+        .map(|index| format!("part {index}").into_bytes())
+        .collect();
+    let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let listening = listening(&borrowed, "holder").await;
+    let (cache, news) = (&listening.cache, &listening.news);
+    let mut pinned: Vec<BlobHash> = parts.iter().map(|part| BlobHash::of(part)).collect();
+    pinned.sort_unstable();
+    assert!(cache.pin(&pinned[..2]));
+    assert!(news.report(cache).kept.is_empty(), "not asked");
+
+    let asked = wire::HeartbeatRequest::default();
+    news.heard(&asked, true);
+    let named = news.report(cache).kept;
+    assert_eq!(named, pinned[..2], "what it keeps, not all it caches");
+    let told = wire::HeartbeatRequest {
+        kept: named,
+        ..wire::HeartbeatRequest::default()
+    };
+    news.heard(&told, false);
+    assert!(news.report(cache).kept.is_empty(), "asked no more");
     let _ = listening.stop.send(());
 }

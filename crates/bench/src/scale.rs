@@ -526,6 +526,8 @@ async fn heartbeat_window(
         capabilities: None,
         forgotten: Vec::new(),
         copied: Vec::new(),
+        kept: Vec::new(),
+        dropped: Vec::new(),
     };
     let interval_ms = nodes[0]
         .client

@@ -73,7 +73,10 @@ async fn recall_some(shared: &Shared) -> Result<Pass, StoreError> {
         .saturating_sub(found.len() as u32);
     found.extend(shared.store.recallable(left).await?);
     if found.is_empty() {
-        return Ok(Pass::Done);
+        // After a start, nodes name what they keep for a lease term; what none named is
+        // remade once it ends.
+        let census = shared.read(|pool, now_ms| pool.census_open(now_ms));
+        return Ok(if census { Pass::Later } else { Pass::Done });
     }
     let mut by_job: BTreeMap<JobId, Vec<Recallable>> = BTreeMap::new();
     for task in found {
@@ -93,7 +96,7 @@ async fn recall_some(shared: &Shared) -> Result<Pass, StoreError> {
 /// Up to `count` tasks whose outputs only nodes had and every copy of which is gone, as the
 /// store has them: taken back, they make their outputs again. Nothing is refunded for them.
 async fn remakeable(shared: &Shared, count: u32) -> Result<Vec<Recallable>, StoreError> {
-    let lost = shared.read(|pool, _| pool.lost_to_remake(count as usize));
+    let lost = shared.read(|pool, now_ms| pool.lost_to_remake(count as usize, now_ms));
     let mut found = Vec::with_capacity(lost.len());
     for (job_id, index) in lost {
         if let Some(task) = shared.store.remakeable(job_id, index).await? {

@@ -246,6 +246,14 @@ pub struct HeartbeatRequest {
     /// most [`crate::peer::COPIES_PER_HEARTBEAT_MAX`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copied: Vec<BlobHash>,
+    /// Kept intermediates the node holds for peers, named while [`HeartbeatResponse::name_kept`]
+    /// asks; at most [`crate::peer::KEPT_NAMED_PER_HEARTBEAT_MAX`], the rest in later heartbeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<BlobHash>,
+    /// Blobs the coordinator counts on this node for that it no longer has (its disk lost
+    /// them); at most [`crate::peer::DROPPED_PER_HEARTBEAT_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<BlobHash>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -266,6 +274,10 @@ pub struct HeartbeatResponse {
     /// them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release: Vec<BlobHash>,
+    /// The coordinator started again and knows no holder of what nodes kept: the node names
+    /// the intermediates it keeps in [`HeartbeatRequest::kept`] at its next heartbeats.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_kept: bool,
 }
 
 /// How an attempt ended.

@@ -21,6 +21,11 @@ pub const COPIES_MAX: u32 = 3;
 pub const COPIES_PER_HEARTBEAT_MAX: usize = 16;
 /// Blobs one heartbeat's answer lets go, at most.
 pub const RELEASES_PER_HEARTBEAT_MAX: usize = 256;
+/// Kept blobs one heartbeat names as held when the coordinator asks (after it started again),
+/// at most; a node that keeps more names the rest in the heartbeats that follow.
+pub const KEPT_NAMED_PER_HEARTBEAT_MAX: usize = 1024;
+/// Blobs one heartbeat says the node no longer has, at most.
+pub const DROPPED_PER_HEARTBEAT_MAX: usize = 256;
 /// A node's address for peers (`host:port`), in bytes.
 pub const PEER_ADDRESS_BYTES_MAX: usize = 255;
 /// How long a ticket is good for after the coordinator makes it.

@@ -989,6 +989,24 @@ pub fn heartbeat(request: &HeartbeatRequest) -> Result<(), WireError> {
             ),
         ));
     }
+    if request.kept.len() > crate::peer::KEPT_NAMED_PER_HEARTBEAT_MAX {
+        return Err(invalid(
+            "kept",
+            format!(
+                "at most {} kept blobs per heartbeat; name the rest in the next",
+                crate::peer::KEPT_NAMED_PER_HEARTBEAT_MAX
+            ),
+        ));
+    }
+    if request.dropped.len() > crate::peer::DROPPED_PER_HEARTBEAT_MAX {
+        return Err(invalid(
+            "dropped",
+            format!(
+                "at most {} dropped blobs per heartbeat; name the rest in the next",
+                crate::peer::DROPPED_PER_HEARTBEAT_MAX
+            ),
+        ));
+    }
     if request.forgotten.len() > crate::deletion::FORGETS_PER_HEARTBEAT_MAX {
         return Err(invalid(
             "forgotten",
@@ -1374,6 +1392,8 @@ mod tests {
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         }
     }
 

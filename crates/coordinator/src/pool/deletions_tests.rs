@@ -24,6 +24,8 @@ fn beat_forgetting(
         capabilities: None,
         forgotten,
         copied: Vec::new(),
+        kept: Vec::new(),
+        dropped: Vec::new(),
     };
     h.run(Heartbeat { node, request }).0
 }

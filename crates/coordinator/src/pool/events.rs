@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 13;
+pub(crate) const EVENTS_VERSION: u32 = 14;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +225,11 @@ pub(crate) enum Event {
     HoldersLost {
         node: NodeId,
     },
+    /// The node said it no longer has these blobs it held: it is counted on for them no more.
+    BlobsDropped {
+        node: NodeId,
+        blobs: Vec<BlobHash>,
+    },
     /// The node was asked to copy these kept blobs, until `until_ms`.
     CopiesOrdered {
         node: NodeId,
@@ -348,7 +353,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 50] = [
+pub(crate) const EVENT_KINDS: [&str; 51] = [
     "TokenCreated",
     "TokenRevoked",
     "PeerAdded",
@@ -375,6 +380,7 @@ pub(crate) const EVENT_KINDS: [&str; 50] = [
     "BlobsHeld",
     "OutputsKept",
     "HoldersLost",
+    "BlobsDropped",
     "CopiesOrdered",
     "ReleasesSent",
     "CheckpointSaved",
@@ -435,6 +441,7 @@ impl Event {
             Event::BlobsHeld { .. } => "BlobsHeld",
             Event::OutputsKept { .. } => "OutputsKept",
             Event::HoldersLost { .. } => "HoldersLost",
+            Event::BlobsDropped { .. } => "BlobsDropped",
             Event::CopiesOrdered { .. } => "CopiesOrdered",
             Event::ReleasesSent { .. } => "ReleasesSent",
             Event::CheckpointSaved { .. } => "CheckpointSaved",
@@ -509,6 +516,7 @@ impl Event {
             Event::BlobsHeld { .. }
                 | Event::OutputsKept { .. }
                 | Event::HoldersLost { .. }
+                | Event::BlobsDropped { .. }
                 | Event::CopiesOrdered { .. }
                 | Event::ReleasesSent { .. }
         )

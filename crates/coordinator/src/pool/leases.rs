@@ -454,6 +454,8 @@ impl PoolState {
         }
         self.forgotten(node_id, &request.forgotten, out);
         self.copies_made(node_id, &request.copied, out);
+        self.kept_named(node_id, &request.kept, now_ms, out);
+        self.blobs_dropped(node_id, &request.dropped, out);
         HeartbeatResponse {
             cancel,
             lease_ms: self.lease_term_ms(),
@@ -461,6 +463,7 @@ impl PoolState {
             forget: self.forgets_for(node_id),
             copy: self.copies_for(node_id, now_ms, out),
             release: self.releases_for(node_id, out),
+            name_kept: self.asks_to_name_kept(node_id, now_ms),
         }
     }
 

@@ -503,7 +503,7 @@ impl PoolState {
             self.restore_pipeline(pipeline);
         }
         self.restore_deletions(image.deletions);
-        self.peers = peers::PeerHolders::load(&image.kept);
+        self.peers = peers::PeerHolders::load(&image.kept, now_ms, self.lease_term_ms());
         for (job_id, attempts, fuel) in image.job_usage {
             if let Some(job) = self.jobs.get_mut(&job_id) {
                 job.attempts_total = attempts;

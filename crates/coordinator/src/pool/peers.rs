@@ -6,8 +6,10 @@
 //! Two kinds of blob are tracked. A *kept* blob exists only on nodes: a node with a peer
 //! listener made it and did not upload it. Its task and the copies its pipeline wants are
 //! written to the store (`kept_blobs`), its holders are not: a coordinator that starts again
-//! knows no holder, so it counts every kept blob lost and runs its task again, which is slow
-//! but loses nothing. A *hint* is a blob the coordinator's store has too, which some nodes
+//! knows no holder. For two lease terms it asks every node that serves peers to name the kept
+//! blobs it holds (the *census*), and runs no task again; what nobody named by then is lost,
+//! and its task runs again. A node that finds it no longer has a blob it held (its disk lost
+//! it) says so at its next heartbeat, and holds it no more. A *hint* is a blob the coordinator's store has too, which some nodes
 //! hold (a node without a peer listener uploaded it, or a node fetched it): a node that finds
 //! no holder answering fetches it from the coordinator, so hints live only in memory.
 //!
@@ -54,6 +56,10 @@ pub(crate) struct PeerHolders {
     releases: HashMap<NodeId, Vec<BlobHash>>,
     /// How many blobs each node holds, of those above.
     holding: HashMap<NodeId, u32>,
+    /// Until when nodes are asked to name the kept blobs they hold, after a start, and no lost
+    /// task runs again: nodes keep their leases through a restart, so each live one is asked
+    /// and answers before then.
+    census_until_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,9 +92,19 @@ pub(crate) struct StagePeers {
 }
 
 impl PeerHolders {
-    /// The kept blobs as stored: with no holder known, every one is lost.
-    pub(crate) fn load(rows: &[KeptRow]) -> PeerHolders {
-        let mut peers = PeerHolders::default();
+    /// The kept blobs as stored at a start at `now_ms`, with no holder known: every one is
+    /// lost unless a node names it within two lease terms (one heartbeat is asked, a later
+    /// one answers).
+    pub(crate) fn load(rows: &[KeptRow], now_ms: u64, lease_term_ms: u64) -> PeerHolders {
+        let census_ms = if rows.is_empty() {
+            0
+        } else {
+            2 * lease_term_ms
+        };
+        let mut peers = PeerHolders {
+            census_until_ms: now_ms.saturating_add(census_ms),
+            ..PeerHolders::default()
+        };
         for row in rows {
             let kept = Kept {
                 job: row.job_id,
@@ -256,6 +272,76 @@ impl PoolState {
         }
         for (pipeline, blobs) in by_pipeline {
             self.record_held(node_id, pipeline, blobs, out);
+        }
+    }
+
+    /// Whether nodes are to name the kept blobs they hold: the coordinator started again less
+    /// than a lease term ago, and some kept blob has no holder known.
+    pub(crate) fn census_open(&self, now_ms: u64) -> bool {
+        now_ms < self.peers.census_until_ms && !self.peers.lost.is_empty()
+    }
+
+    /// Whether `node_id`'s heartbeat answer asks it to name the kept blobs it holds.
+    pub(crate) fn asks_to_name_kept(&self, node_id: NodeId, now_ms: u64) -> bool {
+        self.census_open(now_ms) && self.serves_peers(node_id)
+    }
+
+    /// A heartbeat's census answer: the kept blobs among `named` count as held by `node_id`.
+    /// Heard only while the census is open, from a node that serves peers; a hash the pool
+    /// does not track as kept is ignored.
+    pub(crate) fn kept_named(
+        &mut self,
+        node_id: NodeId,
+        named: &[BlobHash],
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        if named.is_empty() || !self.asks_to_name_kept(node_id, now_ms) {
+            return;
+        }
+        let mut by_pipeline: BTreeMap<PipelineId, Vec<(BlobHash, u64)>> = BTreeMap::new();
+        for hash in named {
+            if let Some(holders) = self.peers.blobs.get(hash).filter(|h| h.kept.is_some()) {
+                let blob = (*hash, holders.size_bytes);
+                by_pipeline.entry(holders.pipeline).or_default().push(blob);
+            }
+        }
+        let count: usize = by_pipeline.values().map(Vec::len).sum();
+        tracing::info!(node = %node_id, blobs = count, "kept blobs named after a start");
+        for (pipeline, blobs) in by_pipeline {
+            self.record_held(node_id, pipeline, blobs, out);
+        }
+    }
+
+    /// A heartbeat's word of blobs `node_id` no longer has: of those it holds, it holds them
+    /// no more.
+    pub(crate) fn blobs_dropped(
+        &mut self,
+        node_id: NodeId,
+        dropped: &[BlobHash],
+        out: &mut Outbox,
+    ) {
+        let mut blobs: Vec<BlobHash> = dropped
+            .iter()
+            .filter(|hash| {
+                self.peers
+                    .blobs
+                    .get(*hash)
+                    .is_some_and(|holders| holders.nodes.contains(&node_id))
+            })
+            .copied()
+            .collect();
+        blobs.sort_unstable();
+        blobs.dedup();
+        if !blobs.is_empty() {
+            tracing::warn!(node = %node_id, blobs = blobs.len(), "a node lost blobs it kept for peers");
+            self.record(
+                Event::BlobsDropped {
+                    node: node_id,
+                    blobs,
+                },
+                out,
+            );
         }
     }
 
@@ -440,8 +526,12 @@ impl PoolState {
     }
 
     /// Tasks that made kept blobs every copy of which is gone and that ended with that
-    /// result, to run again; at most `count`, by job then index.
-    pub(crate) fn lost_to_remake(&self, count: usize) -> Vec<(JobId, u32)> {
+    /// result, to run again; at most `count`, by job then index. None while the census is
+    /// open: a node may yet name what they made.
+    pub(crate) fn lost_to_remake(&self, count: usize, now_ms: u64) -> Vec<(JobId, u32)> {
+        if self.census_open(now_ms) {
+            return Vec::new();
+        }
         self.peers
             .lost
             .iter()
@@ -481,6 +571,7 @@ impl PoolState {
             } => self.apply_blobs_held(*node, *pipeline, blobs),
             Event::OutputsKept { .. } => self.apply_outputs_kept(event),
             Event::HoldersLost { node } => self.forget_holder(*node),
+            Event::BlobsDropped { node, blobs } => self.apply_blobs_dropped(*node, blobs),
             Event::CopiesOrdered {
                 node,
                 blobs,
@@ -654,6 +745,35 @@ impl PoolState {
         peers.ordered.retain(|_, (ordered, _)| *ordered != node);
         peers.releases.remove(&node);
         peers.holding.remove(&node);
+    }
+
+    /// `node` no longer has `blobs`: a kept one it alone held is lost, and its task runs again;
+    /// a hint nobody holds any more is forgotten.
+    fn apply_blobs_dropped(&mut self, node: NodeId, blobs: &[BlobHash]) {
+        let peers = &mut self.peers;
+        for hash in blobs {
+            let Some(holders) = peers.blobs.get_mut(hash) else {
+                continue;
+            };
+            let before = holders.nodes.len();
+            holders.nodes.retain(|holder| *holder != node);
+            if holders.nodes.len() < before {
+                uncount(&mut peers.holding, node);
+            }
+            if !holders.nodes.is_empty() {
+                continue;
+            }
+            match holders.kept {
+                Some(kept) => {
+                    if peers.lost.insert((kept.job, kept.task)) {
+                        self.changes.recalls = true;
+                    }
+                }
+                None => {
+                    peers.blobs.remove(hash);
+                }
+            }
+        }
     }
 
     /// A task whose kept blobs are all held again is lost no more.

@@ -300,7 +300,7 @@ fn lost_and_made_again(
     copied(h, three, Vec::new());
     let (_, kinds) = h.run(Expire {});
     assert!(kinds.contains(&"HoldersLost"), "{kinds:?}");
-    assert_eq!(h.pool.lost_to_remake(8), [(map, 1)]);
+    assert_eq!(h.pool.lost_to_remake(8, h.now_ms), [(map, 1)]);
     assert!(
         h.take(one, 1).is_empty(),
         "the reduce waits for its lost input"
@@ -324,7 +324,7 @@ fn lost_and_made_again(
         ended,
     });
     assert_eq!(recalled, Recalled::Tasks(1));
-    assert!(h.pool.lost_to_remake(8).is_empty());
+    assert!(h.pool.lost_to_remake(8, h.now_ms).is_empty());
     assert_eq!(map_kept(h, one, b"second part"), second);
 }
 
@@ -348,6 +348,114 @@ fn released_at_the_end(
     }
     assert!(copied(h, one, Vec::new()).release.is_empty(), "told once");
     h.settle();
+}
+
+#[test]
+fn a_node_that_lost_what_it_kept_says_so_and_the_maker_runs_again() {
+    let mut h = Harness::new();
+    dropped_and_made_again(&mut h);
+}
+
+/// Node two's disk lost the part it kept, and it says so at its heartbeat: the part is lost,
+/// and the map that made it runs again. Node one cannot drop what it does not hold.
+pub(super) fn dropped_and_made_again(h: &mut Harness) {
+    let (one, two) = (serving_node(h, 1), serving_node(h, 2));
+    let (_, map) = map_reduce(h);
+    let first = map_kept(h, one, b"first part");
+    let second = map_kept(h, two, b"second part");
+    h.settle();
+    let dropping = |h: &mut Harness, node, dropped: Vec<BlobHash>| {
+        let request = HeartbeatRequest {
+            dropped,
+            ..HeartbeatRequest::default()
+        };
+        h.pool.heartbeat(node, &request, h.now_ms, &mut h.out);
+        h.settle()
+    };
+    let kinds = dropping(h, one, vec![second, BlobHash::of(b"never made")]);
+    assert!(!kinds.contains(&"BlobsDropped"), "{kinds:?}");
+    assert!(h.pool.lost_to_remake(8, h.now_ms).is_empty());
+
+    let kinds = dropping(h, two, vec![second]);
+    assert!(kinds.contains(&"BlobsDropped"), "{kinds:?}");
+    assert_eq!(h.pool.lost_to_remake(8, h.now_ms), [(map, 1)]);
+    let spec = reading(&[first, second]);
+    let named: Vec<BlobHash> = h
+        .pool
+        .peers_for(NodeId(9), &spec, h.now_ms)
+        .iter()
+        .map(|peer| peer.hash)
+        .collect();
+    assert_eq!(named, [first], "node two is named for its part no more");
+}
+
+/// A coordinator that starts again knows what only nodes had, not who has it. For a while it
+/// asks the nodes that serve peers to name what they keep: what they name is held again, and
+/// only what none named is made again, once the asking is over.
+#[test]
+fn after_a_start_nodes_name_what_they_keep_and_only_the_unnamed_is_made_again() {
+    let mut h = Harness::new();
+    let (one, two) = (serving_node(&mut h, 1), serving_node(&mut h, 2));
+    let (pipeline, map) = map_reduce(&mut h);
+    let first = map_kept(&mut h, one, b"first part");
+    let second = map_kept(&mut h, two, b"second part");
+    let spec = reading(&[first, second]);
+    let (reduce, _) = h.run(StartStage {
+        pipeline,
+        stage: 1,
+        tasks: vec![spec.clone()],
+        reusable: Vec::new(),
+        unfinished_max: UNBOUNDED,
+    });
+    reduce.unwrap();
+    let row = |hash: BlobHash, task_index: u32, size_bytes: usize| store::KeptRow {
+        hash,
+        pipeline_id: pipeline,
+        job_id: map,
+        task_index,
+        size_bytes: size_bytes as u64,
+        copies: 0,
+    };
+    let rows = [row(first, 0, 10), row(second, 1, 11)];
+    let lease_term_ms = h.pool.lease_term_ms();
+    let census_until_ms = h.now_ms + 2 * lease_term_ms;
+    h.pool.peers = crate::pool::peers::PeerHolders::load(&rows, h.now_ms, lease_term_ms);
+    h.follower.peers = h.pool.peers.clone();
+    assert!(h.pool.lost_to_remake(8, h.now_ms).is_empty(), "not yet");
+    assert!(
+        h.take(one, 1).is_empty(),
+        "nothing is placed that reads a part with no holder known"
+    );
+
+    let named = |h: &mut Harness, node, kept: Vec<BlobHash>| {
+        let request = HeartbeatRequest {
+            kept,
+            ..HeartbeatRequest::default()
+        };
+        h.pool.heartbeat(node, &request, h.now_ms, &mut h.out)
+    };
+    assert!(named(&mut h, one, Vec::new()).name_kept);
+    h.pool.take_changes();
+    let answer = named(&mut h, one, vec![first, BlobHash::of(b"never made")]);
+    assert!(answer.name_kept, "asked while a part has no holder known");
+    assert!(
+        h.pool.take_changes().tasks_queued,
+        "waiting nodes are offered what reads it again"
+    );
+    h.settle();
+    let held: Vec<BlobHash> = h
+        .pool
+        .peers_for(NodeId(9), &spec, h.now_ms)
+        .iter()
+        .map(|peer| peer.hash)
+        .collect();
+    assert_eq!(held, [first]);
+
+    // Node two says nothing before the asking is over: its part is made again.
+    h.now_ms = census_until_ms;
+    assert!(!named(&mut h, two, vec![second]).name_kept);
+    h.settle();
+    assert_eq!(h.pool.lost_to_remake(8, h.now_ms), [(map, 1)]);
 }
 
 #[test]

@@ -19,6 +19,8 @@ fn beat(node: NodeId, running: Vec<AttemptId>, activity: NodeActivity) -> Heartb
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         },
     }
 }
@@ -304,6 +306,9 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     super::peers::held_and_forgotten(&mut holding);
     let mut keeping = Harness::new();
     super::peers::kept_lost_and_made_again(&mut keeping);
+    let mut dropping = Harness::new();
+    super::peers::dropped_and_made_again(&mut dropping);
+    keeping.kinds.extend(dropping.kinds.iter().copied());
     holding.kinds.extend(keeping.kinds.iter().copied());
     holding.settle();
     h.kinds.extend(holding.kinds.iter().copied());

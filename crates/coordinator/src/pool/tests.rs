@@ -140,6 +140,8 @@ impl Harness {
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         };
         self.pool
             .heartbeat(node, &request, self.now_ms, &mut self.out)
@@ -657,6 +659,8 @@ fn a_paused_node_gets_no_work() {
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         },
         h.now_ms,
         &mut h.out,
@@ -1110,6 +1114,8 @@ fn a_node_that_lends_less_gets_only_the_work_that_fits_what_it_lends_now() {
         capabilities: Some(lent.clone()),
         forgotten: Vec::new(),
         copied: Vec::new(),
+        kept: Vec::new(),
+        dropped: Vec::new(),
     };
     h.out.writes.clear();
     h.pool.heartbeat(node, &heartbeat, h.now_ms, &mut h.out);

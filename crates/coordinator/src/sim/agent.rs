@@ -342,6 +342,8 @@ impl World {
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         };
         let request = Request::Heartbeat {
             token,

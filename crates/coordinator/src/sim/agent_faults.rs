@@ -170,6 +170,8 @@ impl World {
                     capabilities: None,
                     forgotten: Vec::new(),
                     copied: Vec::new(),
+                    kept: Vec::new(),
+                    dropped: Vec::new(),
                 };
                 Request::Heartbeat {
                     token,

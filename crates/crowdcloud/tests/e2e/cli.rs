@@ -177,6 +177,8 @@ async fn a_hostile_node_can_neither_break_nor_steer_the_terminal_of_nodes_and_st
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         };
         let refused = node.heartbeat(&paused).await.unwrap_err();
         assert_eq!(refused.code(), Some(ErrorCode::BadRequest), "{refused}");

@@ -267,6 +267,8 @@ async fn a_node_holds_no_more_than_its_slots_and_nothing_past_the_deadline() {
         capabilities: None,
         forgotten: Vec::new(),
         copied: Vec::new(),
+        kept: Vec::new(),
+        dropped: Vec::new(),
     };
     eventually(
         "the coordinator to end the overdue attempt",

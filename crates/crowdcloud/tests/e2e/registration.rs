@@ -77,6 +77,8 @@ async fn a_captured_registration_replayed_is_refused_even_after_the_node_went_si
             capabilities: None,
             forgotten: Vec::new(),
             copied: Vec::new(),
+            kept: Vec::new(),
+            dropped: Vec::new(),
         })
         .await
         .expect("the node's own token still works");
