@@ -9,7 +9,7 @@ use wire::{
     StageState, StageSubmission, TaskSpec,
 };
 
-use crate::harness::{Pool, eventually, probe};
+use crate::harness::{Agent, Pool, eventually, probe};
 
 /// The pipeline once it ended, waiting at most `limit`.
 async fn ended(owner: &client::Client, id: wire::PipelineId, limit: Duration) -> PipelineStatus {
@@ -58,14 +58,14 @@ fn books_seeded(count: usize, seed: u64) -> (Vec<String>, BTreeMap<String, u64>)
 /// Writes `count` books, the wordfreq module and `count.toml` (map per book into 4 parts, a
 /// reduce per part, one gather) into `dir`; returns the count the pipeline must come to.
 fn write_word_count(dir: &std::path::Path, count: usize) -> BTreeMap<String, u64> {
-    write_word_count_as(dir, (count, 0x9e37_79b9_7f4a_7c15), "")
+    write_word_count_as(dir, (count, 0x9e37_79b9_7f4a_7c15), ("", ""))
 }
 
 /// [`write_word_count`] with books drawn from `seed`, and `head` at the top of the spec.
 fn write_word_count_as(
     dir: &std::path::Path,
     (count, seed): (usize, u64),
-    head: &str,
+    (head, reduce): (&str, &str),
 ) -> BTreeMap<String, u64> {
     let (books, expected) = books_seeded(count, seed);
     std::fs::create_dir(dir.join("books")).unwrap();
@@ -80,8 +80,9 @@ fn write_word_count_as(
          [[stages]]\nname = \"map\"\nmodule = \"wordfreq.wasm\"\n\
          per_input = { dir = \"books\", args = [\"map\", \"4\"] }\n\
          [[stages]]\nname = \"reduce\"\nmodule = \"wordfreq.wasm\"\n\
-         partition = { stage = \"map\", parts = 4 }\nargs = [\"reduce\"]\n\
-         [[stages]]\nname = \"gather\"\nmodule = \"wordfreq.wasm\"\nall = \"reduce\"\n\
+         partition = { stage = \"map\", parts = 4 }\nargs = [\"reduce\"]\n"
+            + reduce
+            + "[[stages]]\nname = \"gather\"\nmodule = \"wordfreq.wasm\"\nall = \"reduce\"\n\
          args = [\"reduce\"]\n",
     )
     .unwrap();
@@ -224,7 +225,7 @@ struct Counted {
 /// `meanwhile` once its map stage has begun to finish; checks its count once it completed.
 async fn count_words(pool: &Pool, seed: u64, head: &str, meanwhile: impl AsyncFnOnce()) -> Counted {
     let work = tempfile::tempdir().unwrap();
-    let expected = write_word_count_as(work.path(), (24, seed), head);
+    let expected = write_word_count_as(work.path(), (24, seed), (head, ""));
     let spec = work.path().join("count.toml");
     let books: u64 = std::fs::read_dir(work.path().join("books"))
         .unwrap()
@@ -302,6 +303,94 @@ async fn with_locality_nodes_intermediates_stay_on_nodes_and_a_lost_ones_maker_r
          {} for the same work kept in it",
         nodes.bytes_in,
         coordinator.bytes_in
+    );
+}
+
+/// A word count whose maps all ran on two agents that keep their parts (`copies = 0`), and
+/// whose reduces wait for a node labelled `role=reduce`, which [`reduced`] starts.
+struct KeptParts {
+    work: tempfile::TempDir,
+    expected: BTreeMap<String, u64>,
+    pipeline: String,
+    id: wire::PipelineId,
+    mappers: [Agent; 2],
+}
+
+async fn kept_parts(pool: &Pool) -> KeptParts {
+    let serve = ["--peer-listen", "127.0.0.1:0"];
+    let mappers = ["one", "two"].map(|name| pool.agent_joined(name, 2, &pool.join_token, &serve));
+    pool.wait_online(&["one", "two"]).await;
+    let work = tempfile::tempdir().unwrap();
+    let reducers_only = "requirements = { labels = { role = \"reduce\" } }\n";
+    let head = "locality = \"nodes\"\ncopies = 0\n";
+    let expected = write_word_count_as(work.path(), (24, 5), (head, reducers_only));
+    let spec = work.path().join("count.toml");
+    let (pipeline, id) = submitted_and_mapping(pool, &spec, 23).await;
+    KeptParts {
+        work,
+        expected,
+        pipeline,
+        id,
+        mappers,
+    }
+}
+
+/// Starts the reducer, waits for the count to be made right, and gives the map stage's job.
+async fn reduced(pool: &Pool, kept: KeptParts) -> wire::JobStatus {
+    let args = ["--peer-listen", "127.0.0.1:0", "--label", "role=reduce"];
+    let _reducer = pool.agent_joined("reducer", 2, &pool.join_token, &args);
+    let status = ended(&pool.owner, kept.id, Duration::from_secs(120)).await;
+    assert_eq!(status.state, JobState::Completed, "{status:?}");
+    let out = kept.work.path().join("results");
+    assert_eq!(
+        fetched_count(pool, &kept.pipeline, &out).await,
+        kept.expected
+    );
+    pool.owner.job(status.stages[0].job_id).await.unwrap()
+}
+
+/// A coordinator killed mid-pipeline starts again knowing what only the nodes had, not who
+/// has it: the nodes name what they keep when asked, and no map runs again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_that_starts_again_hears_what_nodes_keep_and_runs_no_map_again() {
+    let mut pool = Pool::start(3_000).await;
+    let kept = kept_parts(&pool).await;
+    pool.restart_coordinator_hard().await;
+    let map = reduced(&pool, kept).await;
+    assert_eq!(map.recalled, 0, "no map ran again: {map:?}");
+    assert!(
+        pool.coordinator_log().contains("kept blobs named"),
+        "{}",
+        pool.coordinator_log()
+    );
+}
+
+/// The owner of a node deletes the parts it kept from its disk while its agent runs: the
+/// agent finds them gone and says so, and the maps that made them run again, instead of the
+/// reduces waiting for them for as long as the node stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_deleted_under_a_running_agent_are_made_again() {
+    let pool = Pool::start(3_000).await;
+    let kept = kept_parts(&pool).await;
+    let mut keep: Vec<String> = std::fs::read_dir(kept.work.path().join("books"))
+        .unwrap()
+        .map(|book| wire::BlobHash::of(&std::fs::read(book.unwrap().path()).unwrap()).to_hex())
+        .collect();
+    keep.push(wire::BlobHash::of(guests::WORDFREQ).to_hex());
+    let blobs = kept.mappers[0].dir.join("cache/blobs");
+    let mut deleted = 0;
+    for file in std::fs::read_dir(&blobs).unwrap() {
+        let file = file.unwrap();
+        if !keep.contains(&file.file_name().to_string_lossy().into_owned()) {
+            std::fs::remove_file(file.path()).unwrap();
+            deleted += 1;
+        }
+    }
+    assert!(deleted > 0, "agent one kept parts in {}", blobs.display());
+    let map = reduced(&pool, kept).await;
+    assert!(
+        map.recalled > 0,
+        "the maps whose parts were deleted ran again: {map:?}"
     );
 }
 
