@@ -832,6 +832,10 @@ impl Agent {
     /// Sends what became of an attempt to the report loop. A report takes its slot's `permit`
     /// along, to ask for the next attempt with it; otherwise the slot is free at once.
     fn finish(&self, attempt_id: AttemptId, ended: Ended, permit: OwnedSemaphorePermit) {
+        // Held from the attempt's leaving `running` to its message's sending: a drain that
+        // sees nothing running and then closes the queue cannot close it in between, which
+        // would drop the release of the last attempt to stop.
+        let queue = self.finished.lock();
         let running = self.running.lock().remove(&attempt_id);
         let disposition = running.map(|r| r.disposition).unwrap_or(Disposition::Drop);
         let release_reason = if self.is_stopping() {
@@ -858,7 +862,7 @@ impl Agent {
         };
         let carried = matches!(message, Some(Finished::Report(..)));
         if let Some(message) = message
-            && let Some(finished) = self.finished.lock().as_ref()
+            && let Some(finished) = queue.as_ref()
             && finished.send(message).is_ok()
             && carried
         {
@@ -866,6 +870,7 @@ impl Agent {
         } else {
             self.capacity.notify_one();
         }
+        drop(queue);
         if self.running.lock().is_empty() {
             self.idle.notify_waiters();
         }

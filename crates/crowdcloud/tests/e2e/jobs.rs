@@ -312,8 +312,10 @@ async fn an_agent_stopped_gracefully_gives_its_unfinished_attempts_back() {
     assert!(exit.success(), "a drained agent exits cleanly");
     let status = pool.owner.job(job).await.unwrap();
     assert_eq!(
-        status.tasks.pending, 2,
-        "released at once, not after a lease timeout: {status:?}"
+        status.tasks.pending,
+        2,
+        "released at once, not after a lease timeout: {status:?}\n{}",
+        leaving.log()
     );
     assert_eq!(status.attempts, 0, "released attempts do not count");
     assert!(leaving.log().contains("released=2"), "{}", leaving.log());
