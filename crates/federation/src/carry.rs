@@ -20,7 +20,7 @@ const WAIT_STEP: Duration = Duration::from_secs(1);
 /// How a borrowed task's job here ended.
 enum Ended {
     /// It ran to an end: its result goes home.
-    Ran(JobStatus),
+    Ran(Box<JobStatus>),
     /// This pool's nodes did not start it in time: it goes home unfinished.
     Unplaced,
     /// The home pool no longer wants it.
@@ -159,7 +159,7 @@ async fn ended(
             _ = cancelled.changed() => continue,
         };
         if status.state.is_terminal() {
-            return Ok(Ended::Ran(status));
+            return Ok(Ended::Ran(Box::new(status)));
         }
         let waiting = status.tasks.running == 0 && status.tasks.pending > 0;
         if waiting && submitted.elapsed() > Duration::from_millis(UNPLACED_MS) {

@@ -63,7 +63,8 @@ pub use private::{
 };
 pub use status::{
     Aborted, Explanation, JobList, JobState, JobStatus, NodeList, NodeRemoved, NodeShare,
-    NodeState, NodeView, ReusedFrom, TaskCounts, TaskPage, TaskState, TaskStatus, WhyResponse,
+    NodeState, NodeView, ReusedFrom, StageOf, TaskCounts, TaskPage, TaskState, TaskStatus,
+    WhyResponse,
 };
 pub use verification::{
     NodeStanding, OwnerView, PoolTrust, Record, Standing, Trust, Verification, VerifiedBy,

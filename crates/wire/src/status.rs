@@ -140,6 +140,19 @@ pub struct JobStatus {
     /// machine that runs one of its tasks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
+    /// The pipeline whose stage this job is, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_of: Option<StageOf>,
+}
+
+/// The pipeline a stage's job belongs to, and which of its stages it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StageOf {
+    pub pipeline_id: crate::ids::PipelineId,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The stage's name.
+    pub stage: String,
 }
 
 /// A job stopped by one task's exit code: the task failed, and the tasks not yet ended were

@@ -854,6 +854,14 @@ impl PoolState {
             recalled: job.recalled,
             aborted: job.aborted,
             private: job.keys.is_some(),
+            stage_of: self
+                .pipelines
+                .stage_of_job(job.id)
+                .map(|(row, index)| wire::StageOf {
+                    pipeline_id: row.id,
+                    pipeline: row.name.clone(),
+                    stage: row.stages[index].name.clone(),
+                }),
         }
     }
 
