@@ -382,3 +382,70 @@ def test_a_private_job_says_what_it_is_sealed_from_and_shows_no_ciphertext(
     # Listed for download, never shown: the page holds ciphertext only.
     assert stdout.locator("pre").count() == 0
     assert "a family secret" not in page.locator("[data-job-page]").inner_text()
+
+
+def test_a_pipeline_shows_as_a_picture_of_its_stages_and_each_stage_opens_its_job(
+    device: Device, pool: Pool, tmp_path: Path
+) -> None:
+    # A word count: a map per book, a shuffle into two parts, and a gather of the two; its
+    # name is hostile, and must show as text.
+    name = "count <img src=x onerror=alert(1)>"
+    (tmp_path / "wordfreq.wasm").write_bytes(guest("wordfreq").read_bytes())
+    (tmp_path / "books").mkdir()
+    for index, text in enumerate(["the cat sat", "the dog ran", "a cat ran"]):
+        (tmp_path / "books" / f"book-{index}.txt").write_text(text)
+    (tmp_path / "count.toml").write_text(
+        f'name = "{name}"\n'
+        '[[stages]]\nname = "map"\nmodule = "wordfreq.wasm"\n'
+        'per_input = { dir = "books", args = ["map", "2"] }\n'
+        '[[stages]]\nname = "reduce"\nmodule = "wordfreq.wasm"\n'
+        'partition = { stage = "map", parts = 2 }\nargs = ["reduce"]\n'
+        '[[stages]]\nname = "gather"\nmodule = "wordfreq.wasm"\nall = "reduce"\n'
+        'args = ["reduce"]\n'
+    )
+    coordinator = pool.coordinator
+    submitted = coordinator.cli(
+        ["submit", str(tmp_path / "count.toml"), "--coordinator", coordinator.url,
+         "--token", token_of(device), "--fingerprint", coordinator.fingerprint or ""],
+        tmp_path / "requester",
+    )
+    assert submitted.returncode == 0, submitted.stderr.decode()
+    pipeline_id = submitted.stdout.decode().strip()
+    assert pipeline_id.startswith("p-"), pipeline_id
+
+    page = device.page
+    page.goto(page.url.split("#")[0] + f"#/pipelines/{pipeline_id}")
+    page.wait_for_selector(
+        '[data-pipeline-page][data-state="completed"]', timeout=JOB_SECS * 1000
+    )
+    graph = page.locator("svg.pipeline-graph")
+    stages = graph.locator("g.stage")
+    assert stages.count() == 3
+    for stage in ["map", "reduce", "gather"]:
+        box = graph.locator(f'g.stage[data-stage="{stage}"]')
+        assert box.get_attribute("data-state") == "completed", stage
+    assert "3 / 3 done" in graph.locator('g.stage[data-stage="map"]').text_content()
+    arrows = {
+        (arrow.get_attribute("data-from"), arrow.get_attribute("data-to")): arrow.text_content()
+        for arrow in graph.locator("g.reads").all()
+    }
+    assert arrows == {("map", "reduce"): "partition ×2", ("reduce", "gather"): "all"}, arrows
+    # Later stages sit right of what they read.
+    boxes = [graph.locator(f'g.stage[data-stage="{s}"] rect.stage-box') for s in
+             ["map", "reduce", "gather"]]
+    lefts = [float(box.get_attribute("x")) for box in boxes]
+    assert lefts == sorted(lefts) and len(set(lefts)) == 3, lefts
+    assert name in page.locator("[data-pipeline-page] h1").inner_text()
+    assert page.locator('img[src="x"]').count() == 0
+    assert no_horizontal_overflow(device)
+    page.screenshot(path=str(artifacts() / "pipeline.png"), full_page=True)
+
+    # A stage's box opens its job, whose page leads back to the pipeline.
+    graph.locator('g.stage[data-stage="reduce"]').click()
+    page.wait_for_selector('[data-job-page][data-state="completed"]')
+    link = page.locator("#pipeline-link")
+    assert link.inner_text() == name
+    assert "Stage reduce of pipeline" in page.locator(".stage-of").inner_text()
+    link.click()
+    page.wait_for_selector(f'[data-pipeline-page="{pipeline_id}"][data-state="completed"]')
+    assert device.dialogs == []

@@ -77,6 +77,7 @@ assets! {
     "js/views/nodes.js" => JS,
     "js/views/parts.js" => JS,
     "js/views/picture.js" => JS,
+    "js/views/pipeline.js" => JS,
     "js/views/pool.js" => JS,
     "js/views/results.js" => JS,
     "js/views/submit.js" => JS,

@@ -1,12 +1,13 @@
 // The app's entry: the token, the sign-in form, the error line and routing by the URL's
-// fragment (#/jobs, #/jobs/<id>, #/submit, #/pool, #/nodes, #/lend). Each view is a module
-// with `mount(container, ctx)`, which returns a function that stops it (its polling, its
-// requests) when another view takes the page.
+// fragment (#/jobs, #/jobs/<id>, #/pipelines/<id>, #/submit, #/pool, #/nodes, #/lend). Each
+// view is a module with `mount(container, ctx)`, which returns a function that stops it (its
+// polling, its requests) when another view takes the page.
 
 import { api, onUnauthorized, setToken, token } from './api.js';
 import { h, fill } from './dom.js';
 import * as jobsView from './views/jobs.js';
 import * as jobView from './views/job.js';
+import * as pipelineView from './views/pipeline.js';
 import * as submitView from './views/submit.js';
 import * as poolView from './views/pool.js';
 import * as nodesView from './views/nodes.js';
@@ -106,6 +107,7 @@ const ROUTES = [
   { pattern: /^\/?$/, nav: 'jobs', mount: (c, ctx) => jobsView.mount(c, ctx) },
   { pattern: /^\/jobs\/?$/, nav: 'jobs', mount: (c, ctx) => jobsView.mount(c, ctx) },
   { pattern: /^\/jobs\/([^/]+)\/?$/, nav: 'jobs', mount: (c, ctx, m) => jobView.mount(c, ctx, decodeURIComponent(m[1])) },
+  { pattern: /^\/pipelines\/([^/]+)\/?$/, nav: 'jobs', mount: (c, ctx, m) => pipelineView.mount(c, ctx, decodeURIComponent(m[1])) },
   { pattern: /^\/submit\/?$/, nav: 'submit', mount: (c, ctx) => submitView.mount(c, ctx) },
   { pattern: /^\/pool\/?$/, nav: 'pool', mount: (c, ctx) => poolView.mount(c, ctx) },
   { pattern: /^\/nodes\/?$/, nav: 'nodes', mount: (c, ctx) => nodesView.mount(c, ctx) },

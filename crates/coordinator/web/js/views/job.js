@@ -39,6 +39,7 @@ export function mount(container, parent, jobId) {
   const factsBox = h('div');
   const aborted = h('p', { class: 'notice', hidden: true });
   const sealed = h('p', { class: 'notice', id: 'private-job', hidden: true });
+  const stageOf = h('p', { class: 'stage-of', hidden: true });
 
   const cancelButton = h('button', { type: 'button', id: 'cancel-job', class: 'danger', hidden: true }, 'Cancel job');
   const confirmYes = h('button', { type: 'button', id: 'cancel-confirm', class: 'danger' }, 'Yes, cancel it');
@@ -65,6 +66,7 @@ export function mount(container, parent, jobId) {
     h('p', { class: 'back' }, h('a', { href: '#/jobs' }, '← Jobs')),
     h('div', { class: 'job-head' }, name, badge),
     h('p', { class: 'mono muted small' }, jobId),
+    stageOf,
     bar.el, counts, aborted, sealed, factsBox,
     h('div', { class: 'actions' }, cancelButton, zipButton),
     confirmRow,
@@ -133,6 +135,7 @@ export function mount(container, parent, jobId) {
     } else {
       aborted.hidden = true;
     }
+    showStageOf(j.stage_of);
     // Its results are ciphertext here: they open only on the requester's device.
     sealed.hidden = !j.private;
     zipButton.hidden = Boolean(j.private);
@@ -145,6 +148,14 @@ export function mount(container, parent, jobId) {
     if (!running) confirmRow.hidden = true;
     for (const share of j.nodes || []) nodeNames.set(share.node_id, share.node_name);
     showShares(j);
+  }
+
+  // A stage's job links to its pipeline's picture.
+  function showStageOf(of) {
+    stageOf.hidden = !of;
+    if (!of) return;
+    fill(stageOf, 'Stage ', h('strong', null, of.stage), ' of pipeline ',
+      h('a', { href: `#/pipelines/${of.pipeline_id}`, id: 'pipeline-link' }, of.pipeline));
   }
 
   function showShares(j) {
