@@ -129,7 +129,8 @@ pub struct JobStatus {
     #[serde(default)]
     pub verifying: u32,
     /// Results taken back, their tasks run again, because the one node that vouched for each
-    /// was banned for lying since.
+    /// was banned for lying since, or because every copy of the outputs they kept on nodes
+    /// (`locality = "nodes"`) was lost.
     #[serde(default)]
     pub recalled: u32,
     /// Why the job stopped before its tasks ended: a task exited with a code its `abort_on`

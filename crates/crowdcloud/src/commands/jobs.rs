@@ -115,6 +115,14 @@ fn print_status(status: &JobStatus) {
     if status.private {
         println!("  private:  {}", wire::private::PRIVATE_JOB_TRUTH);
     }
+    if let Some(of) = &status.stage_of {
+        println!(
+            "  stage:    {} of pipeline {}  {}",
+            output::visible(&of.stage),
+            of.pipeline_id,
+            output::visible(&of.pipeline)
+        );
+    }
     if status.verifying > 0 {
         println!(
             "  checking: {} tasks have results that wait to be verified",
@@ -131,7 +139,8 @@ fn print_status(status: &JobStatus) {
     if status.recalled > 0 {
         println!(
             "  replaced: {} results were taken back and run again: the one node that vouched \
-             for each was banned for lying since",
+             for each was banned for lying since, or every copy of what it made (kept on \
+             nodes) was lost",
             status.recalled
         );
     }

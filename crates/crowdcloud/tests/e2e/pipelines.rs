@@ -387,11 +387,19 @@ async fn parts_deleted_under_a_running_agent_are_made_again() {
         }
     }
     assert!(deleted > 0, "agent one kept parts in {}", blobs.display());
+    let pipeline = kept.pipeline.clone();
     let map = reduced(&pool, kept).await;
     assert!(
         map.recalled > 0,
         "the maps whose parts were deleted ran again: {map:?}"
     );
+    // The owner looking into the map stage's job learns both.
+    let shown = text(&pool.cli(&["status", &map.job_id.to_string()]).await.stdout);
+    assert!(
+        shown.contains(&format!("stage:    map of pipeline {pipeline}")),
+        "{shown}"
+    );
+    assert!(shown.contains("every copy of what it made"), "{shown}");
 }
 
 fn stage(name: &str, input: Option<StageInput>, job: JobSubmission) -> StageSubmission {
