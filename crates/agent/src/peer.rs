@@ -37,6 +37,9 @@ pub(crate) struct PeerServer {
 /// Pinned blobs whose files one heartbeat checks are still on disk.
 const PINNED_CHECKED_PER_HEARTBEAT: usize = 64;
 
+/// Blobs found gone and not yet told to the coordinator, at most: four heartbeats' worth.
+const DROPPED_HELD_MAX: usize = 4 * wire::peer::DROPPED_PER_HEARTBEAT_MAX;
+
 /// What the node tells the coordinator of the blobs it holds for peers, at its heartbeats.
 #[derive(Default)]
 pub(crate) struct PeerNews {
@@ -63,10 +66,12 @@ impl PeerNews {
         self.copied.lock().push(hash);
     }
 
-    /// `hash` is gone from this node: the coordinator hears it at the next heartbeat.
+    /// `hash` is gone from this node: the coordinator hears it at the next heartbeats. Past
+    /// [`DROPPED_HELD_MAX`] waiting to be told, more are not noted: the pinned files' check
+    /// and the peers that ask find them again later.
     pub(crate) fn gone(&self, hash: BlobHash) {
         let mut dropped = self.dropped.lock();
-        if !dropped.contains(&hash) {
+        if !dropped.contains(&hash) && dropped.len() < DROPPED_HELD_MAX {
             dropped.push(hash);
         }
     }
@@ -191,8 +196,9 @@ async fn blob(
         }
         // Evicted between the look-up and the open, or gone from the disk.
         Err(_) => {
-            server.cache.forget_missing(&hash);
-            server.news.gone(hash);
+            if server.cache.forget_missing(&hash) {
+                server.news.gone(hash);
+            }
             (StatusCode::NOT_FOUND, "this node no longer holds the blob").into_response()
         }
     }
