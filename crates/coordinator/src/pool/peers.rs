@@ -9,14 +9,17 @@
 //! knows no holder. For two lease terms it asks every node that serves peers to name the kept
 //! blobs it holds (the *census*), and runs no task again; what nobody named by then is lost,
 //! and its task runs again. A node that finds it no longer has a blob it held (its disk lost
-//! it) says so at its next heartbeat, and holds it no more. A *hint* is a blob the coordinator's store has too, which some nodes
-//! hold (a node without a peer listener uploaded it, or a node fetched it): a node that finds
-//! no holder answering fetches it from the coordinator, so hints live only in memory.
+//! it) says so at its next heartbeat, and holds it no more. A *hint* is a blob the
+//! coordinator's store has too, which some nodes hold (a node without a peer listener uploaded
+//! it, or a node fetched it): a node that finds no holder answering fetches it from the
+//! coordinator, so hints live only in memory.
 //!
 //! Invariants:
 //! - A blob has at most [`HOLDERS_PER_BLOB_MAX`] holders, each named once; a hint has at least
 //!   one, a kept blob may have none (it is lost).
 //! - A kept blob without holders names a task in `lost`, or one running again since.
+//! - `short` holds exactly the kept blobs that have a holder and fewer than their pipeline
+//!   wants: copy orders are chosen from it, so a heartbeat reads none of the others.
 //! - At most [`PEER_BLOBS_MAX`] blobs are tracked; past that, outputs go to the coordinator as
 //!   in any job (see [`PoolState::keeps_outputs`]).
 
@@ -56,6 +59,8 @@ pub(crate) struct PeerHolders {
     releases: HashMap<NodeId, Vec<BlobHash>>,
     /// How many blobs each node holds, of those above.
     holding: HashMap<NodeId, u32>,
+    /// Kept blobs with a holder and fewer than their pipeline wants, by their task.
+    short: BTreeSet<(JobId, u32, BlobHash)>,
     /// Until when nodes are asked to name the kept blobs they hold, after a start, and no lost
     /// task runs again: nodes keep their leases through a restart, so each live one is asked
     /// and answers before then.
@@ -276,7 +281,7 @@ impl PoolState {
     }
 
     /// Whether nodes are to name the kept blobs they hold: the coordinator started again less
-    /// than a lease term ago, and some kept blob has no holder known.
+    /// than two lease terms ago with kept blobs, and some kept blob has no holder known.
     pub(crate) fn census_open(&self, now_ms: u64) -> bool {
         now_ms < self.peers.census_until_ms && !self.peers.lost.is_empty()
     }
@@ -354,7 +359,7 @@ impl PoolState {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Vec<PeerBlob> {
-        if self.peers.by_task.is_empty() || !self.serves_peers(node_id) {
+        if self.peers.short.is_empty() || !self.serves_peers(node_id) {
             return Vec::new();
         }
         let ordered = |hash: &BlobHash| {
@@ -365,17 +370,10 @@ impl PoolState {
         };
         let wanted: Vec<BlobHash> = self
             .peers
-            .by_task
-            .values()
-            .flatten()
-            .filter(|hash| {
-                let holders = &self.peers.blobs[*hash];
-                let copies = holders.kept.map_or(0, |kept| kept.copies) as usize;
-                !holders.nodes.is_empty()
-                    && holders.nodes.len() < (1 + copies).min(HOLDERS_PER_BLOB_MAX)
-                    && !holders.nodes.contains(&node_id)
-                    && !ordered(hash)
-            })
+            .short
+            .iter()
+            .map(|(_, _, hash)| hash)
+            .filter(|hash| !self.peers.blobs[*hash].nodes.contains(&node_id) && !ordered(hash))
             .take(COPIES_PER_HEARTBEAT_MAX)
             .copied()
             .collect();
@@ -639,6 +637,7 @@ impl PoolState {
                 }
                 holders.nodes.push(node);
                 *peers.holding.entry(node).or_default() += 1;
+                settle_short(&mut peers.short, hash, holders);
                 if let Some(kept) = holders.kept
                     && holders.nodes.len() == 1
                 {
@@ -688,6 +687,7 @@ impl PoolState {
             if self.peers.blobs.get(hash).is_some_and(made_here)
                 && let Some(holders) = self.peers.blobs.remove(hash)
             {
+                self.peers.short.remove(&(job, task, *hash));
                 for holder in holders.nodes {
                     uncount(&mut self.peers.holding, holder);
                 }
@@ -710,6 +710,7 @@ impl PoolState {
                 holders.nodes.push(node);
                 *self.peers.holding.entry(node).or_default() += 1;
             }
+            settle_short(&mut self.peers.short, hash, holders);
             if !earlier.contains(hash) {
                 self.peers
                     .by_pipeline
@@ -733,8 +734,9 @@ impl PoolState {
     /// blob it alone held is lost, and its task runs again.
     pub(super) fn forget_holder(&mut self, node: NodeId) {
         let peers = &mut self.peers;
-        peers.blobs.retain(|_, holders| {
+        peers.blobs.retain(|hash, holders| {
             holders.nodes.retain(|holder| *holder != node);
+            settle_short(&mut peers.short, hash, holders);
             if let (true, Some(kept)) = (holders.nodes.is_empty(), holders.kept)
                 && peers.lost.insert((kept.job, kept.task))
             {
@@ -760,6 +762,7 @@ impl PoolState {
             if holders.nodes.len() < before {
                 uncount(&mut peers.holding, node);
             }
+            settle_short(&mut peers.short, hash, holders);
             if !holders.nodes.is_empty() {
                 continue;
             }
@@ -822,6 +825,7 @@ impl PoolState {
                 uncount(&mut peers.holding, *holder);
             }
             if let Some(kept) = holders.kept {
+                peers.short.remove(&(kept.job, kept.task, hash));
                 peers.by_task.remove(&(kept.job, kept.task));
                 peers.lost.remove(&(kept.job, kept.task));
                 for node in holders.nodes {
@@ -856,6 +860,26 @@ impl PoolState {
             }
         }
         assert_eq!(holding, self.peers.holding, "blobs held per node");
+        let mut short = BTreeSet::new();
+        for (hash, holders) in &self.peers.blobs {
+            settle_short(&mut short, hash, holders);
+        }
+        assert_eq!(short, self.peers.short, "kept blobs short of copies");
+    }
+}
+
+/// Puts the kept blob `hash` in `short` or takes it out, as `holders` now stand: in when it has
+/// a holder and fewer than its pipeline wants.
+fn settle_short(short: &mut BTreeSet<(JobId, u32, BlobHash)>, hash: &BlobHash, holders: &Holders) {
+    let Some(kept) = holders.kept else {
+        return;
+    };
+    let wanted = (1 + kept.copies as usize).min(HOLDERS_PER_BLOB_MAX);
+    let key = (kept.job, kept.task, *hash);
+    if !holders.nodes.is_empty() && holders.nodes.len() < wanted {
+        short.insert(key);
+    } else {
+        short.remove(&key);
     }
 }
 
