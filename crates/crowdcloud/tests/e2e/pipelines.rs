@@ -306,9 +306,10 @@ async fn with_locality_nodes_intermediates_stay_on_nodes_and_a_lost_ones_maker_r
     );
 }
 
-/// A word count whose maps all ran on two agents that keep their parts (`copies = 0`), and
-/// whose reduces wait for a node labelled `role=reduce`, which [`reduced`] starts.
-struct KeptParts {
+/// A word count whose maps all ran on two agents (`one`, `two`: they serve peers), and whose
+/// reduces wait for a node labelled `role=reduce`, which [`reduced`] starts. `head` goes at
+/// the top of its spec.
+struct Mapped {
     work: tempfile::TempDir,
     expected: BTreeMap<String, u64>,
     pipeline: String,
@@ -316,17 +317,16 @@ struct KeptParts {
     mappers: [Agent; 2],
 }
 
-async fn kept_parts(pool: &Pool) -> KeptParts {
+async fn mapped(pool: &Pool, head: &str) -> Mapped {
     let serve = ["--peer-listen", "127.0.0.1:0"];
     let mappers = ["one", "two"].map(|name| pool.agent_joined(name, 2, &pool.join_token, &serve));
     pool.wait_online(&["one", "two"]).await;
     let work = tempfile::tempdir().unwrap();
     let reducers_only = "requirements = { labels = { role = \"reduce\" } }\n";
-    let head = "locality = \"nodes\"\ncopies = 0\n";
     let expected = write_word_count_as(work.path(), (24, 5), (head, reducers_only));
     let spec = work.path().join("count.toml");
     let (pipeline, id) = submitted_and_mapping(pool, &spec, 23).await;
-    KeptParts {
+    Mapped {
         work,
         expected,
         pipeline,
@@ -335,8 +335,13 @@ async fn kept_parts(pool: &Pool) -> KeptParts {
     }
 }
 
+/// [`mapped`], its parts kept on the two agents that made them, and no copies.
+async fn kept_parts(pool: &Pool) -> Mapped {
+    mapped(pool, "locality = \"nodes\"\ncopies = 0\n").await
+}
+
 /// Starts the reducer, waits for the count to be made right, and gives the map stage's job.
-async fn reduced(pool: &Pool, kept: KeptParts) -> wire::JobStatus {
+async fn reduced(pool: &Pool, kept: Mapped) -> wire::JobStatus {
     let args = ["--peer-listen", "127.0.0.1:0", "--label", "role=reduce"];
     let _reducer = pool.agent_joined("reducer", 2, &pool.join_token, &args);
     let status = ended(&pool.owner, kept.id, Duration::from_secs(120)).await;
@@ -347,6 +352,37 @@ async fn reduced(pool: &Pool, kept: KeptParts) -> wire::JobStatus {
         kept.expected
     );
     pool.owner.job(status.stages[0].job_id).await.unwrap()
+}
+
+/// An agent killed (SIGKILL) while it runs reduces: they run again on another, and no
+/// intermediate is lost, so no map runs again. It joins once every map is done and is the only
+/// node the reduces may run on, so the reduces it was given were not done when it died.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_reduce_loses_no_intermediate() {
+    let pool = Pool::start(3_000).await;
+    let mapped = mapped(&pool, "").await;
+    let owner = &pool.owner;
+    let id = mapped.id;
+    let reduce = owner.pipeline(id).await.unwrap().stages[1].job_id;
+    let mut doomed = pool.agent_joined("doomed", 2, &pool.join_token, &["--label", "role=reduce"]);
+    eventually(
+        "a reduce to run on the doomed agent",
+        Duration::from_secs(60),
+        || async move { (owner.job(reduce).await.ok()?.tasks.running > 0).then_some(()) },
+    )
+    .await;
+    doomed.kill().await;
+    let map = reduced(&pool, mapped).await;
+    assert_eq!(
+        (map.recalled, map.attempts),
+        (0, 24),
+        "no map ran again: {map:?}"
+    );
+    let reduce = owner.job(reduce).await.unwrap();
+    assert!(
+        reduce.attempts > u64::from(reduce.tasks.total),
+        "the killed agent's reduces ran again: {reduce:?}"
+    );
 }
 
 /// A coordinator killed mid-pipeline starts again knowing what only the nodes had, not who
