@@ -21,7 +21,7 @@ use wire::{
 /// The version of the events' serialized form; raised whenever an event changes shape, so a
 /// reader never applies an event it would misread.
 #[cfg(any(test, debug_assertions))]
-pub(crate) const EVENTS_VERSION: u32 = 14;
+pub(crate) const EVENTS_VERSION: u32 = 15;
 
 /// Why a node left the pool's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +230,13 @@ pub(crate) enum Event {
         node: NodeId,
         blobs: Vec<BlobHash>,
     },
+    /// These kept blobs of `task` of `job` are in the coordinator's store now (a node that
+    /// keeps nothing made them again and uploaded them): they are kept no more.
+    KeptUploaded {
+        job: JobId,
+        task: u32,
+        blobs: Vec<BlobHash>,
+    },
     /// The node was asked to copy these kept blobs, until `until_ms`.
     CopiesOrdered {
         node: NodeId,
@@ -353,7 +360,7 @@ pub(crate) struct RecalledTask {
 
 /// Every kind of event, for tests that must cover each.
 #[cfg(test)]
-pub(crate) const EVENT_KINDS: [&str; 51] = [
+pub(crate) const EVENT_KINDS: [&str; 52] = [
     "TokenCreated",
     "TokenRevoked",
     "PeerAdded",
@@ -381,6 +388,7 @@ pub(crate) const EVENT_KINDS: [&str; 51] = [
     "OutputsKept",
     "HoldersLost",
     "BlobsDropped",
+    "KeptUploaded",
     "CopiesOrdered",
     "ReleasesSent",
     "CheckpointSaved",
@@ -442,6 +450,7 @@ impl Event {
             Event::OutputsKept { .. } => "OutputsKept",
             Event::HoldersLost { .. } => "HoldersLost",
             Event::BlobsDropped { .. } => "BlobsDropped",
+            Event::KeptUploaded { .. } => "KeptUploaded",
             Event::CopiesOrdered { .. } => "CopiesOrdered",
             Event::ReleasesSent { .. } => "ReleasesSent",
             Event::CheckpointSaved { .. } => "CheckpointSaved",
@@ -517,6 +526,7 @@ impl Event {
                 | Event::OutputsKept { .. }
                 | Event::HoldersLost { .. }
                 | Event::BlobsDropped { .. }
+                | Event::KeptUploaded { .. }
                 | Event::CopiesOrdered { .. }
                 | Event::ReleasesSent { .. }
         )

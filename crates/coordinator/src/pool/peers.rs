@@ -210,6 +210,11 @@ impl PoolState {
             .partition(|(hash, _)| uploads.is_some_and(|uploads| uploads.contains_key(hash)));
         kept.sort_unstable();
         kept.dedup();
+        let made_before = self.peers.by_task.get(&(end.job_id, end.task_index));
+        let made_now = |hash: &BlobHash| end.outputs.iter().any(|output| output.hash == *hash);
+        if made_before.is_some_and(|before| before.iter().any(|hash| !made_now(hash))) {
+            tracing::warn!(job = %end.job_id, task = end.task_index, "a task made again made other bytes than before; the tasks that read its earlier outputs will fail: make it deterministic, or run the pipeline with locality = \"coordinator\"");
+        }
         if !kept.is_empty() {
             let event = Event::OutputsKept {
                 node: node_id,
@@ -221,6 +226,7 @@ impl PoolState {
             };
             self.record(event, out);
         }
+        self.unkeep_uploaded(&uploaded, out);
         if !self.serves_peers(node_id) {
             return;
         }
@@ -239,6 +245,23 @@ impl PoolState {
             blobs.extend(held);
         }
         self.record_held(node_id, stage.pipeline, blobs, out);
+    }
+
+    /// Kept blobs among `uploaded` (a node that keeps nothing made them again) are in the
+    /// coordinator's store now: kept no more, told per task that made them.
+    fn unkeep_uploaded(&mut self, uploaded: &[SizedBlob], out: &mut Outbox) {
+        let mut by_maker: BTreeMap<(JobId, u32), Vec<BlobHash>> = BTreeMap::new();
+        for (hash, _) in uploaded {
+            if let Some(kept) = self.peers.blobs.get(hash).and_then(|holders| holders.kept) {
+                by_maker
+                    .entry((kept.job, kept.task))
+                    .or_default()
+                    .push(*hash);
+            }
+        }
+        for ((job, task), blobs) in by_maker {
+            self.record(Event::KeptUploaded { job, task, blobs }, out);
+        }
     }
 
     /// Records that `node_id` holds `blobs` of `pipeline`, if any.
@@ -570,6 +593,9 @@ impl PoolState {
             Event::OutputsKept { .. } => self.apply_outputs_kept(event),
             Event::HoldersLost { node } => self.forget_holder(*node),
             Event::BlobsDropped { node, blobs } => self.apply_blobs_dropped(*node, blobs),
+            Event::KeptUploaded { job, task, blobs } => {
+                self.apply_kept_uploaded(*job, *task, blobs)
+            }
             Event::CopiesOrdered {
                 node,
                 blobs,
@@ -583,16 +609,18 @@ impl PoolState {
     /// The rows a peer event implies: a kept blob's row, so that a coordinator that starts
     /// again knows what only nodes had. Holders and orders are not written.
     pub(super) fn peer_writes(&self, event: Event) -> Option<store::Write> {
-        let Event::OutputsKept {
-            pipeline,
-            job,
-            task,
-            blobs,
-            copies,
-            ..
-        } = event
-        else {
-            return None;
+        let (pipeline, job, task, blobs, copies) = match event {
+            Event::OutputsKept {
+                pipeline,
+                job,
+                task,
+                blobs,
+                copies,
+                ..
+            } => (pipeline, job, task, blobs, copies),
+            // What is left kept of the task, after the uploaded ones.
+            Event::KeptUploaded { job, task, .. } => return Some(self.kept_rows_of(job, task)),
+            _ => return None,
         };
         let rows = blobs
             .into_iter()
@@ -610,6 +638,31 @@ impl PoolState {
             task_index: task,
             rows,
         })
+    }
+
+    /// The store's rows of the blobs `task` of `job` keeps now.
+    fn kept_rows_of(&self, job: JobId, task: u32) -> store::Write {
+        let listed = self.peers.by_task.get(&(job, task));
+        let rows = listed
+            .into_iter()
+            .flatten()
+            .filter_map(|hash| {
+                let holders = self.peers.blobs.get(hash)?;
+                Some(KeptRow {
+                    hash: *hash,
+                    pipeline_id: holders.pipeline,
+                    job_id: job,
+                    task_index: task,
+                    size_bytes: holders.size_bytes,
+                    copies: holders.kept?.copies,
+                })
+            })
+            .collect();
+        store::Write::KeepBlobs {
+            job_id: job,
+            task_index: task,
+            rows,
+        }
     }
 
     pub(super) fn apply_blobs_held(
@@ -777,6 +830,31 @@ impl PoolState {
                 }
             }
         }
+    }
+
+    /// `blobs`, kept by `task` of `job`, are in the coordinator's store now: kept no more, and
+    /// forgotten where no node holds them. The tasks that read them, held back while they had
+    /// no holder, fetch them from the coordinator.
+    fn apply_kept_uploaded(&mut self, job: JobId, task: u32, blobs: &[BlobHash]) {
+        let peers = &mut self.peers;
+        for hash in blobs {
+            let Some(holders) = peers.blobs.get_mut(hash) else {
+                continue;
+            };
+            holders.kept = None;
+            peers.short.remove(&(job, task, *hash));
+            if holders.nodes.is_empty() {
+                peers.blobs.remove(hash);
+            }
+        }
+        if let Some(listed) = peers.by_task.get_mut(&(job, task)) {
+            listed.retain(|hash| !blobs.contains(hash));
+            if listed.is_empty() {
+                peers.by_task.remove(&(job, task));
+            }
+        }
+        self.settle_lost();
+        self.changes.tasks_queued = true;
     }
 
     /// A task whose kept blobs are all held again is lost no more.

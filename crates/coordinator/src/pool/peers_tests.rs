@@ -389,6 +389,72 @@ pub(super) fn dropped_and_made_again(h: &mut Harness) {
     assert_eq!(named, [first], "node two is named for its part no more");
 }
 
+#[test]
+fn a_lost_part_made_again_by_a_node_that_keeps_nothing_is_read_from_the_coordinator() {
+    let mut h = Harness::new();
+    made_again_and_uploaded(&mut h);
+}
+
+/// Node two, which alone kept the second part, goes quiet past its lease; its map is taken
+/// back and node three, which serves no peers, runs it and uploads the part. The part is kept
+/// no more: the reduce goes, told to fetch only the first part from a peer.
+pub(super) fn made_again_and_uploaded(h: &mut Harness) {
+    let (one, two) = (serving_node(h, 1), serving_node(h, 2));
+    let three = NodeId(3);
+    h.pool
+        .register(new_node(3, 4, &[], "join"), h.now_ms, &mut h.out);
+    let (pipeline, map) = map_reduce(h);
+    let first = map_kept(h, one, b"first part");
+    let second = map_kept(h, two, b"second part");
+    let (reduce, _) = h.run(StartStage {
+        pipeline,
+        stage: 1,
+        tasks: vec![reading(&[first, second])],
+        reusable: Vec::new(),
+        unfinished_max: UNBOUNDED,
+    });
+    let reduce = reduce.unwrap();
+    h.now_ms += LEASE_MS * 2;
+    for node in [one, three] {
+        copied(h, node, Vec::new());
+    }
+    h.run(Expire {});
+    assert_eq!(h.pool.lost_to_remake(8, h.now_ms), [(map, 1)]);
+    let again = store::Recallable {
+        job_id: map,
+        index: 1,
+        spec: TaskSpec {
+            args: vec!["1".to_owned()],
+            ..TaskSpec::default()
+        },
+        node: two,
+        fuel: 0,
+    };
+    let ended = Some(super::recall::stored_end(h, map));
+    let (recalled, _) = h.run(Recall {
+        job: map,
+        tasks: vec![again],
+        ended,
+    });
+    assert_eq!(recalled, Recalled::Tasks(1));
+
+    let grant = h.take(three, 1).remove(0);
+    assert_eq!(grant.job_id, map, "the map made again");
+    h.upload(three, grant.attempt_id, b"second part").unwrap();
+    h.pool.take_changes();
+    assert!(
+        h.send(three, part_report(grant.attempt_id, b"second part"))
+            .accepted
+    );
+    let kinds = h.settle();
+    assert!(kinds.contains(&"KeptUploaded"), "{kinds:?}");
+    assert!(h.pool.take_changes().tasks_queued, "the reduce may go now");
+    let grant = h.take(three, 1).remove(0);
+    assert_eq!(grant.job_id, reduce);
+    let named: Vec<BlobHash> = grant.peers.iter().map(|peer| peer.hash).collect();
+    assert_eq!(named, [first], "the second part comes from the coordinator");
+}
+
 /// A coordinator that starts again knows what only nodes had, not who has it. For a while it
 /// asks the nodes that serve peers to name what they keep: what they name is held again, and
 /// only what none named is made again, once the asking is over.

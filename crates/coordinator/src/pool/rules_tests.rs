@@ -309,6 +309,10 @@ fn every_kind_of_event_replays_to_the_same_pool() {
     let mut dropping = Harness::new();
     super::peers::dropped_and_made_again(&mut dropping);
     keeping.kinds.extend(dropping.kinds.iter().copied());
+    let mut uploading = Harness::new();
+    super::peers::made_again_and_uploaded(&mut uploading);
+    uploading.settle();
+    keeping.kinds.extend(uploading.kinds.iter().copied());
     holding.kinds.extend(keeping.kinds.iter().copied());
     holding.settle();
     h.kinds.extend(holding.kinds.iter().copied());
