@@ -440,6 +440,14 @@ def test_a_pipeline_shows_as_a_picture_of_its_stages_and_each_stage_opens_its_jo
     assert no_horizontal_overflow(device)
     page.screenshot(path=str(artifacts() / "pipeline.png"), full_page=True)
 
+    # The jobs list links each of its three stages' jobs to it.
+    page.click('a[data-nav="jobs"]')
+    to_pipeline = page.locator(f'.job-card a[href="#/pipelines/{pipeline_id}"]')
+    to_pipeline.first.wait_for()
+    assert to_pipeline.count() == 3
+    to_pipeline.first.click()
+    page.wait_for_selector(f'[data-pipeline-page="{pipeline_id}"][data-state="completed"]')
+
     # A stage's box opens its job, whose page leads back to the pipeline.
     graph.locator('g.stage[data-stage="reduce"]').click()
     page.wait_for_selector('[data-job-page][data-state="completed"]')

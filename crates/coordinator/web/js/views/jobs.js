@@ -1,4 +1,5 @@
-// #/jobs: the requester's recent jobs with live progress, polled every second while shown.
+// #/jobs: the requester's recent jobs with live progress, polled every second while shown; a
+// stage's job links to its pipeline too.
 
 import { h, fill, setText } from '../dom.js';
 import { poll } from '../poll.js';
@@ -56,11 +57,14 @@ function jobCard(job) {
   const bar = progressBar();
   const counts = h('span', { class: 'counts' });
   const extra = h('span', { class: 'muted' });
+  // A stage's job: its own link to the pipeline, beside the card's (links do not nest).
+  const stageOf = h('p', { class: 'card-stage muted small', hidden: true });
   const el = h('li', { class: 'card job-card', data: { jobId: job.job_id } },
     h('a', { class: 'card-link', href: `#/jobs/${encodeURIComponent(job.job_id)}` },
       h('div', { class: 'card-title' }, name, state),
       bar.el,
-      h('div', { class: 'card-meta' }, counts, extra)));
+      h('div', { class: 'card-meta' }, counts, extra)),
+    stageOf);
   let last = '';
   return {
     el,
@@ -76,6 +80,12 @@ function jobCard(job) {
       state.className = `badge state-${j.state}`;
       bar.update(j.tasks);
       setText(counts, fmt.countsLine(j.tasks));
+      const of = j.stage_of;
+      stageOf.hidden = !of;
+      if (of) {
+        fill(stageOf, `stage ${of.stage} of `,
+          h('a', { href: `#/pipelines/${encodeURIComponent(of.pipeline_id)}` }, of.pipeline));
+      }
     },
   };
 }
