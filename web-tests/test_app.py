@@ -47,6 +47,18 @@ def wait_for_state(device: Device, state: str) -> None:
     )
 
 
+def submitted_with_the_cli(pool: Pool, device: Device, spec: Path) -> str:
+    """Submits `spec` with the CLI as the device's requester: the id it prints."""
+    coordinator = pool.coordinator
+    submitted = coordinator.cli(
+        ["submit", str(spec), "--coordinator", coordinator.url,
+         "--token", token_of(device), "--fingerprint", coordinator.fingerprint or ""],
+        spec.parent / "requester",
+    )
+    assert submitted.returncode == 0, submitted.stderr.decode()
+    return submitted.stdout.decode().strip()
+
+
 def no_horizontal_overflow(device: Device) -> bool:
     return device.page.evaluate(
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
@@ -360,14 +372,7 @@ def test_a_private_job_says_what_it_is_sealed_from_and_shows_no_ciphertext(
         'name = "sealed"\nmodule = "probe.wasm"\nprivate = true\n'
         '[[tasks]]\nargs = ["cat"]\nstdin = "secret.txt"\n'
     )
-    coordinator = pool.coordinator
-    submitted = coordinator.cli(
-        ["submit", str(tmp_path / "job.toml"), "--coordinator", coordinator.url,
-         "--token", token_of(device), "--fingerprint", coordinator.fingerprint or ""],
-        tmp_path / "requester",
-    )
-    assert submitted.returncode == 0, submitted.stderr.decode()
-    job_id = submitted.stdout.decode().strip()
+    job_id = submitted_with_the_cli(pool, device, tmp_path / "job.toml")
     open_job(device, job_id)
     wait_for_state(device, "completed")
     page = device.page
@@ -403,14 +408,7 @@ def test_a_pipeline_shows_as_a_picture_of_its_stages_and_each_stage_opens_its_jo
         '[[stages]]\nname = "gather"\nmodule = "wordfreq.wasm"\nall = "reduce"\n'
         'args = ["reduce"]\n'
     )
-    coordinator = pool.coordinator
-    submitted = coordinator.cli(
-        ["submit", str(tmp_path / "count.toml"), "--coordinator", coordinator.url,
-         "--token", token_of(device), "--fingerprint", coordinator.fingerprint or ""],
-        tmp_path / "requester",
-    )
-    assert submitted.returncode == 0, submitted.stderr.decode()
-    pipeline_id = submitted.stdout.decode().strip()
+    pipeline_id = submitted_with_the_cli(pool, device, tmp_path / "count.toml")
     assert pipeline_id.startswith("p-"), pipeline_id
 
     page = device.page

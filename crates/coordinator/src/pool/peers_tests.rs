@@ -307,6 +307,13 @@ fn lost_and_made_again(
     );
 
     // The map that made it runs again, and makes it again.
+    take_back_second_map(h, map, two);
+    assert!(h.pool.lost_to_remake(8, h.now_ms).is_empty());
+    assert_eq!(map_kept(h, one, b"second part"), second);
+}
+
+/// Takes back task 1 of `map`, whose part was lost with `node`, as the recall loop does.
+fn take_back_second_map(h: &mut Harness, map: JobId, node: NodeId) {
     let again = store::Recallable {
         job_id: map,
         index: 1,
@@ -314,7 +321,7 @@ fn lost_and_made_again(
             args: vec!["1".to_owned()],
             ..TaskSpec::default()
         },
-        node: two,
+        node,
         fuel: 0,
     };
     let ended = Some(super::recall::stored_end(h, map));
@@ -324,8 +331,6 @@ fn lost_and_made_again(
         ended,
     });
     assert_eq!(recalled, Recalled::Tasks(1));
-    assert!(h.pool.lost_to_remake(8, h.now_ms).is_empty());
-    assert_eq!(map_kept(h, one, b"second part"), second);
 }
 
 /// Once the pipeline ends, its holders may drop what they kept: node three as well the part
@@ -420,23 +425,7 @@ pub(super) fn made_again_and_uploaded(h: &mut Harness) {
     }
     h.run(Expire {});
     assert_eq!(h.pool.lost_to_remake(8, h.now_ms), [(map, 1)]);
-    let again = store::Recallable {
-        job_id: map,
-        index: 1,
-        spec: TaskSpec {
-            args: vec!["1".to_owned()],
-            ..TaskSpec::default()
-        },
-        node: two,
-        fuel: 0,
-    };
-    let ended = Some(super::recall::stored_end(h, map));
-    let (recalled, _) = h.run(Recall {
-        job: map,
-        tasks: vec![again],
-        ended,
-    });
-    assert_eq!(recalled, Recalled::Tasks(1));
+    take_back_second_map(h, map, two);
 
     let grant = h.take(three, 1).remove(0);
     assert_eq!(grant.job_id, map, "the map made again");
