@@ -1,9 +1,10 @@
-//! `crowdcloud bench stages`, its locality part: the same word count (a map per book into
-//! PARTS parts, a reduce per part) with `locality = "coordinator"` and with `"nodes"` (one
-//! copy of each part), side by side on one pool whose agents serve peers, and the bytes of
-//! blobs the coordinator received and sent for each, from its `/metrics`. The books are the
-//! maps' inputs, uploaded before and fetched from the coordinator in both; what differs is
-//! where the maps' parts go and where the reduces fetch them.
+//! `crowdcloud bench stages`, its locality part: the same pipelines with `locality =
+//! "coordinator"` and with `"nodes"` (one copy of each intermediate), side by side on one pool
+//! whose agents serve peers, and the bytes of blobs the coordinator received and sent for
+//! each, from its `/metrics`. A word count (a map per book into PARTS parts, a reduce per
+//! part), whose books are the maps' inputs, uploaded before and fetched from the coordinator
+//! in both; and a render whose tiles one task gathers, whose first stage makes its data. What
+//! differs is where the intermediates go and where their readers fetch them.
 
 use std::path::Path;
 use std::time::Instant;
@@ -40,6 +41,12 @@ struct Run {
     completed: bool,
 }
 
+/// Both pairs of runs: the word count's, and the tiles'.
+struct Measured {
+    words: (Run, Run),
+    tiles: (Run, Run),
+}
+
 pub async fn run(
     binary: &Path,
     options: &LocalityOptions,
@@ -52,65 +59,93 @@ pub async fn run(
     }
     let measured = measure(&pool, options).await;
     pool.stop().await;
-    let (coordinator, nodes) = measured?;
-    let kib = |bytes: u64| bytes as f64 / 1024.0;
-    let figures = vec![
+    let Measured { words, tiles } = measured?;
+    let mut figures = word_count_figures(&words);
+    figures.extend(tile_figures(&tiles));
+    let checks = vec![
+        Check::new(
+            "the word count completed with either locality",
+            words.0.completed && words.1.completed,
+        ),
+        Check::new(
+            "the tiles and their gather completed with either locality",
+            tiles.0.completed && tiles.1.completed,
+        ),
+    ];
+    Ok((figures, checks))
+}
+
+fn kib(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0
+}
+
+fn word_count_figures((coordinator, nodes): &(Run, Run)) -> Vec<Figure> {
+    let against = "locality = coordinator";
+    vec![
         Figure::new(
             "coordinator ingress, word count with locality = nodes",
             kib(nodes.ingress_bytes),
             "KiB",
             Better::Lower,
         )
-        .baseline(
-            "locality = coordinator",
-            Some(kib(coordinator.ingress_bytes)),
-        ),
+        .baseline(against, Some(kib(coordinator.ingress_bytes))),
         Figure::new(
             "coordinator egress beyond the books, locality = nodes",
             kib(nodes.beyond_books_bytes),
             "KiB",
             Better::Lower,
         )
-        .baseline(
-            "locality = coordinator",
-            Some(kib(coordinator.beyond_books_bytes)),
-        ),
+        .baseline(against, Some(kib(coordinator.beyond_books_bytes))),
         Figure::new(
             "coordinator egress, word count with locality = nodes",
             kib(nodes.egress_bytes),
             "KiB",
             Better::Lower,
         )
-        .baseline(
-            "locality = coordinator",
-            Some(kib(coordinator.egress_bytes)),
-        ),
+        .baseline(against, Some(kib(coordinator.egress_bytes))),
         Figure::new(
             "word count with locality = nodes, submit to end",
             nodes.took_ms,
             "ms",
             Better::Lower,
         )
-        .baseline("locality = coordinator", Some(coordinator.took_ms)),
-    ];
-    let checks = vec![Check::new(
-        "the word count completed with either locality",
-        coordinator.completed && nodes.completed,
-    )];
-    Ok((figures, checks))
+        .baseline(against, Some(coordinator.took_ms)),
+    ]
 }
 
-async fn measure(pool: &LocalPool, options: &LocalityOptions) -> Result<(Run, Run), BenchError> {
+fn tile_figures((coordinator, nodes): &(Run, Run)) -> Vec<Figure> {
+    let against = "locality = coordinator";
+    let name = format!("{TILES} tiles of {TILE_PX}x{TILE_PX} rendered, then gathered by one task");
+    vec![
+        Figure::new(
+            &format!("coordinator egress, {name}, locality = nodes"),
+            kib(nodes.egress_bytes),
+            "KiB",
+            Better::Lower,
+        )
+        .baseline(against, Some(kib(coordinator.egress_bytes))),
+        Figure::new(
+            &format!("coordinator ingress, {name}, locality = nodes"),
+            kib(nodes.ingress_bytes),
+            "KiB",
+            Better::Lower,
+        )
+        .baseline(against, Some(kib(coordinator.ingress_bytes))),
+        Figure::new(
+            &format!("{name}, locality = nodes, submit to end"),
+            nodes.took_ms,
+            "ms",
+            Better::Lower,
+        )
+        .baseline(against, Some(coordinator.took_ms)),
+    ]
+}
+
+async fn measure(pool: &LocalPool, options: &LocalityOptions) -> Result<Measured, BenchError> {
     pool.wait_online(options.agents as usize).await?;
+    let slots = options.agents * options.slots;
     let module = pool.owner.upload_bytes(guests::WORDFREQ.into()).await?;
-    let warm_up = stage_job(
-        module,
-        "warm-up",
-        options.agents * options.slots,
-        &["count"],
-    );
-    let warm_up = pool.owner.submit(&warm_up).await?;
-    pool.job_end(warm_up.job_id, None).await?;
+    warm_up(pool, module, slots, &["count"]).await?;
     // Books of their own for each run, of the same sizes: no run finds the other's in the
     // agents' caches.
     let books = upload_books(pool, options, 0).await?;
@@ -118,7 +153,35 @@ async fn measure(pool: &LocalPool, options: &LocalityOptions) -> Result<(Run, Ru
         word_count(pool, module, books.as_ref(), options, Locality::Coordinator).await?;
     let books = upload_books(pool, options, options.books).await?;
     let nodes = word_count(pool, module, books.as_ref(), options, Locality::Nodes).await?;
-    Ok((coordinator, nodes))
+    let modules = (
+        pool.owner.upload_bytes(guests::RENDER.into()).await?,
+        pool.owner.upload_bytes(guests::PROBE.into()).await?,
+    );
+    warm_up(pool, modules.0, slots, &["--width", "1", "--height", "1"]).await?;
+    warm_up(pool, modules.1, slots, &["echo", "ready"]).await?;
+    // The second run's tiles are a pixel to the right: no run finds the other's in a cache.
+    let tiles = (
+        render_and_gather(pool, modules, Locality::Coordinator, 0).await?,
+        render_and_gather(pool, modules, Locality::Nodes, 1).await?,
+    );
+    Ok(Measured {
+        words: (coordinator, nodes),
+        tiles,
+    })
+}
+
+/// Runs `module` on every slot, so that the measured runs find it in the agents' caches and
+/// fetch the same things but for their data.
+async fn warm_up(
+    pool: &LocalPool,
+    module: BlobHash,
+    slots: u32,
+    args: &[&str],
+) -> Result<(), BenchError> {
+    let job = stage_job(module, "warm-up", slots, args);
+    let submitted = pool.owner.submit(&job).await?;
+    pool.job_end(submitted.job_id, None).await?;
+    Ok(())
 }
 
 /// Books `first..first + options.books`, uploaded, and their bytes in all.
@@ -195,16 +258,89 @@ async fn word_count(
         locality,
         copies: u32::from(locality == Locality::Nodes),
     };
+    measured_run(pool, &pipeline, books_bytes).await
+}
+
+/// Tiles each render run makes, and their side in pixels: 48 distinct tiles of 48 KiB.
+const TILES: u32 = 48;
+const TILE_PX: u32 = 128;
+
+/// A pipeline whose first stage makes its data: [`TILES`] tiles of a ray-traced picture,
+/// `shift` pixels to the right (so two runs make other bytes at the same cost), then one task
+/// given all of them (`probe ls /input`, a stand-in for
+/// stitching them: what it computes does not change what moves). Beyond the intermediates,
+/// only the two modules come from the coordinator, and they are in the agents' caches after
+/// the first run.
+async fn render_and_gather(
+    pool: &LocalPool,
+    (render, probe): (BlobHash, BlobHash),
+    locality: Locality,
+    shift: u32,
+) -> Result<Run, BenchError> {
+    let name = format!("{locality:?}").to_lowercase();
+    let columns = 8;
+    let (width, height) = (columns * TILE_PX + 1, (TILES / columns) * TILE_PX);
+    let mut tiles = stage_job(render, &format!("render-{name}"), 0, &[]);
+    tiles.tasks = (0..TILES)
+        .map(|index| {
+            let x0 = (index % columns) * TILE_PX + shift;
+            let y0 = (index / columns) * TILE_PX;
+            let args = [
+                ("--width", width),
+                ("--height", height),
+                ("--x0", x0),
+                ("--y0", y0),
+                ("--w", TILE_PX),
+                ("--h", TILE_PX),
+                ("--samples", 1),
+            ];
+            TaskSpec {
+                args: args
+                    .iter()
+                    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+                    .collect(),
+                ..TaskSpec::default()
+            }
+        })
+        .collect();
+    let gather = stage_job(probe, &format!("gather-{name}"), 1, &["ls", "/input"]);
+    let pipeline = PipelineSubmission {
+        name: format!("tiles, locality = {name}"),
+        stages: vec![
+            StageSubmission {
+                name: "render".to_owned(),
+                input: None,
+                job: tiles,
+            },
+            StageSubmission {
+                name: "gather".to_owned(),
+                input: Some(StageInput::All("render".to_owned())),
+                job: gather,
+            },
+        ],
+        locality,
+        copies: u32::from(locality == Locality::Nodes),
+    };
+    measured_run(pool, &pipeline, 0).await
+}
+
+/// Runs `pipeline` to its end: the coordinator's blob bytes in and out meanwhile, and the
+/// part of what went out beyond `inputs_bytes`.
+async fn measured_run(
+    pool: &LocalPool,
+    pipeline: &PipelineSubmission,
+    inputs_bytes: u64,
+) -> Result<Run, BenchError> {
     let (in_before, out_before) = blob_bytes(pool).await?;
     let started = Instant::now();
-    let ran = wait_pipeline(pool, &pipeline, std::time::Duration::from_secs(600)).await?;
+    let ran = wait_pipeline(pool, pipeline, std::time::Duration::from_secs(600)).await?;
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (bytes_in, bytes_out) = blob_bytes(pool).await?;
     let egress_bytes = bytes_out.saturating_sub(out_before);
     Ok(Run {
         ingress_bytes: bytes_in.saturating_sub(in_before),
         egress_bytes,
-        beyond_books_bytes: egress_bytes.saturating_sub(books_bytes),
+        beyond_books_bytes: egress_bytes.saturating_sub(inputs_bytes),
         took_ms,
         completed: ran.status.state == JobState::Completed,
     })
