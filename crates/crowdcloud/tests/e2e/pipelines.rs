@@ -389,7 +389,9 @@ async fn an_agent_killed_mid_reduce_loses_no_intermediate() {
 /// has it: the nodes name what they keep when asked, and no map runs again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_that_starts_again_hears_what_nodes_keep_and_runs_no_map_again() {
-    let mut pool = Pool::start(3_000).await;
+    // The nodes have two lease terms to be asked and to answer, six heartbeats: 12 s here,
+    // which leaves a slow machine seconds to spare.
+    let mut pool = Pool::start(6_000).await;
     let kept = kept_parts(&pool).await;
     pool.restart_coordinator_hard().await;
     let map = reduced(&pool, kept).await;
