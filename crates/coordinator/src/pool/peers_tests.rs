@@ -119,6 +119,12 @@ fn copied(h: &mut Harness, node: NodeId, copied: Vec<BlobHash>) -> wire::Heartbe
     h.pool.heartbeat(node, &request, h.now_ms, &mut h.out)
 }
 
+/// The inputs of `spec` that a grant to `node` names holders of, now.
+fn named_for(h: &Harness, node: NodeId, spec: &TaskSpec) -> Vec<BlobHash> {
+    let peers = h.pool.peers_for(node, spec, h.now_ms);
+    peers.iter().map(|peer| peer.hash).collect()
+}
+
 fn reading(blobs: &[BlobHash]) -> TaskSpec {
     TaskSpec {
         inputs: blobs
@@ -206,10 +212,7 @@ pub(super) fn held_and_forgotten(h: &mut Harness) {
     let first = map_on(h, one, b"first part");
     let second = map_on(h, two, b"second part");
     let spec = reading(&[first, second]);
-    let held_by = |h: &Harness, node| -> Vec<BlobHash> {
-        let peers = h.pool.peers_for(node, &spec, h.now_ms);
-        peers.iter().map(|peer| peer.hash).collect()
-    };
+    let held_by = |h: &Harness, node| named_for(h, node, &spec);
     assert_eq!(held_by(h, NodeId(9)), [first, second]);
 
     // Node one registers again: what it held may be gone with its old session.
@@ -384,13 +387,7 @@ pub(super) fn dropped_and_made_again(h: &mut Harness) {
     let kinds = dropping(h, two, vec![second]);
     assert!(kinds.contains(&"BlobsDropped"), "{kinds:?}");
     assert_eq!(h.pool.lost_to_remake(8, h.now_ms), [(map, 1)]);
-    let spec = reading(&[first, second]);
-    let named: Vec<BlobHash> = h
-        .pool
-        .peers_for(NodeId(9), &spec, h.now_ms)
-        .iter()
-        .map(|peer| peer.hash)
-        .collect();
+    let named = named_for(h, NodeId(9), &reading(&[first, second]));
     assert_eq!(named, [first], "node two is named for its part no more");
 }
 
@@ -498,13 +495,7 @@ fn after_a_start_nodes_name_what_they_keep_and_only_the_unnamed_is_made_again() 
         "waiting nodes are offered what reads it again"
     );
     h.settle();
-    let held: Vec<BlobHash> = h
-        .pool
-        .peers_for(NodeId(9), &spec, h.now_ms)
-        .iter()
-        .map(|peer| peer.hash)
-        .collect();
-    assert_eq!(held, [first]);
+    assert_eq!(named_for(&h, NodeId(9), &spec), [first]);
 
     // Node two says nothing before the asking is over: its part is made again.
     h.now_ms = census_until_ms;
