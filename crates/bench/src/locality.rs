@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use wire::{
-    BlobHash, InputFile, JobState, Locality, PipelineSubmission, StageInput, StageSubmission,
-    TaskSpec,
+    BlobHash, InputFile, JobState, JobSubmission, Locality, PipelineSubmission, StageInput,
+    StageSubmission, TaskSpec,
 };
 
 use crate::pool::{CoordinatorOptions, LocalPool};
@@ -238,26 +238,17 @@ async fn word_count(
             ..TaskSpec::default()
         })
         .collect();
-    let pipeline = PipelineSubmission {
-        name: format!("word count, locality = {name}"),
-        stages: vec![
-            StageSubmission {
-                name: "map".to_owned(),
-                input: None,
-                job: map,
-            },
-            StageSubmission {
-                name: "reduce".to_owned(),
-                input: Some(StageInput::Partition {
-                    stage: "map".to_owned(),
-                    parts: options.parts,
-                }),
-                job: stage_job(module, &format!("reduce-{name}"), 1, &["reduce"]),
-            },
-        ],
-        locality,
-        copies: u32::from(locality == Locality::Nodes),
+    let reads = StageInput::Partition {
+        stage: "map".to_owned(),
+        parts: options.parts,
     };
+    let reduce = stage_job(module, &format!("reduce-{name}"), 1, &["reduce"]);
+    let pipeline = two_stages(
+        format!("word count, locality = {name}"),
+        ("map", map),
+        ("reduce", reads, reduce),
+        locality,
+    );
     measured_run(pool, &pipeline, books_bytes).await
 }
 
@@ -304,24 +295,38 @@ async fn render_and_gather(
         })
         .collect();
     let gather = stage_job(probe, &format!("gather-{name}"), 1, &["ls", "/input"]);
-    let pipeline = PipelineSubmission {
-        name: format!("tiles, locality = {name}"),
+    let reads = StageInput::All("render".to_owned());
+    let pipeline = two_stages(
+        format!("tiles, locality = {name}"),
+        ("render", tiles),
+        ("gather", reads, gather),
+        locality,
+    );
+    measured_run(pool, &pipeline, 0).await
+}
+
+/// A pipeline of `first` and `second`, which reads it as `reads` says; one copy of each
+/// intermediate with `locality = "nodes"`.
+fn two_stages(
+    name: String,
+    (first, first_job): (&str, JobSubmission),
+    (second, reads, second_job): (&str, StageInput, JobSubmission),
+    locality: Locality,
+) -> PipelineSubmission {
+    let stage = |name: &str, input, job| StageSubmission {
+        name: name.to_owned(),
+        input,
+        job,
+    };
+    PipelineSubmission {
+        name,
         stages: vec![
-            StageSubmission {
-                name: "render".to_owned(),
-                input: None,
-                job: tiles,
-            },
-            StageSubmission {
-                name: "gather".to_owned(),
-                input: Some(StageInput::All("render".to_owned())),
-                job: gather,
-            },
+            stage(first, None, first_job),
+            stage(second, Some(reads), second_job),
         ],
         locality,
         copies: u32::from(locality == Locality::Nodes),
-    };
-    measured_run(pool, &pipeline, 0).await
+    }
 }
 
 /// Runs `pipeline` to its end: the coordinator's blob bytes in and out meanwhile, and the
