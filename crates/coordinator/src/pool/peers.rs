@@ -286,21 +286,37 @@ impl PoolState {
 
     /// A heartbeat's word of the copies `node_id` made: those it was asked for count.
     pub(crate) fn copies_made(&mut self, node_id: NodeId, copied: &[BlobHash], out: &mut Outbox) {
-        let mut by_pipeline: BTreeMap<PipelineId, Vec<(BlobHash, u64)>> = BTreeMap::new();
-        for hash in copied {
-            let asked = self
-                .peers
+        let asked = |hash: &&BlobHash| {
+            self.peers
                 .ordered
-                .get(hash)
-                .is_some_and(|(node, _)| *node == node_id);
-            if let Some(holders) = self.peers.blobs.get(hash).filter(|_| asked) {
+                .get(*hash)
+                .is_some_and(|(node, _)| *node == node_id)
+        };
+        let copied: Vec<BlobHash> = copied.iter().filter(asked).copied().collect();
+        self.record_held_of(node_id, &copied, |_| true, out);
+    }
+
+    /// Records that `node_id` holds the tracked blobs among `hashes` that `counts` takes,
+    /// pipeline by pipeline; how many.
+    fn record_held_of(
+        &mut self,
+        node_id: NodeId,
+        hashes: &[BlobHash],
+        counts: impl Fn(&Holders) -> bool,
+        out: &mut Outbox,
+    ) -> usize {
+        let mut by_pipeline: BTreeMap<PipelineId, Vec<(BlobHash, u64)>> = BTreeMap::new();
+        for hash in hashes {
+            if let Some(holders) = self.peers.blobs.get(hash).filter(|h| counts(h)) {
                 let blob = (*hash, holders.size_bytes);
                 by_pipeline.entry(holders.pipeline).or_default().push(blob);
             }
         }
+        let count = by_pipeline.values().map(Vec::len).sum();
         for (pipeline, blobs) in by_pipeline {
             self.record_held(node_id, pipeline, blobs, out);
         }
+        count
     }
 
     /// Whether nodes are to name the kept blobs they hold: the coordinator started again less
@@ -327,18 +343,8 @@ impl PoolState {
         if named.is_empty() || !self.asks_to_name_kept(node_id, now_ms) {
             return;
         }
-        let mut by_pipeline: BTreeMap<PipelineId, Vec<(BlobHash, u64)>> = BTreeMap::new();
-        for hash in named {
-            if let Some(holders) = self.peers.blobs.get(hash).filter(|h| h.kept.is_some()) {
-                let blob = (*hash, holders.size_bytes);
-                by_pipeline.entry(holders.pipeline).or_default().push(blob);
-            }
-        }
-        let count: usize = by_pipeline.values().map(Vec::len).sum();
+        let count = self.record_held_of(node_id, named, |h| h.kept.is_some(), out);
         tracing::info!(node = %node_id, blobs = count, "kept blobs named after a start");
-        for (pipeline, blobs) in by_pipeline {
-            self.record_held(node_id, pipeline, blobs, out);
-        }
     }
 
     /// A heartbeat's word of blobs `node_id` no longer has: of those it holds, it holds them
@@ -788,14 +794,9 @@ impl PoolState {
     pub(super) fn forget_holder(&mut self, node: NodeId) {
         let peers = &mut self.peers;
         peers.blobs.retain(|hash, holders| {
-            holders.nodes.retain(|holder| *holder != node);
-            settle_short(&mut peers.short, hash, holders);
-            if let (true, Some(kept)) = (holders.nodes.is_empty(), holders.kept)
-                && peers.lost.insert((kept.job, kept.task))
-            {
-                self.changes.recalls = true;
-            }
-            !holders.nodes.is_empty() || holders.kept.is_some()
+            let (tracked, lost) = let_go(holders, (hash, node), &mut peers.short, &mut peers.lost);
+            self.changes.recalls |= lost;
+            tracked
         });
         peers.ordered.retain(|_, (ordered, _)| *ordered != node);
         peers.releases.remove(&node);
@@ -810,24 +811,13 @@ impl PoolState {
             let Some(holders) = peers.blobs.get_mut(hash) else {
                 continue;
             };
-            let before = holders.nodes.len();
-            holders.nodes.retain(|holder| *holder != node);
-            if holders.nodes.len() < before {
+            if holders.nodes.contains(&node) {
                 uncount(&mut peers.holding, node);
             }
-            settle_short(&mut peers.short, hash, holders);
-            if !holders.nodes.is_empty() {
-                continue;
-            }
-            match holders.kept {
-                Some(kept) => {
-                    if peers.lost.insert((kept.job, kept.task)) {
-                        self.changes.recalls = true;
-                    }
-                }
-                None => {
-                    peers.blobs.remove(hash);
-                }
+            let (tracked, lost) = let_go(holders, (hash, node), &mut peers.short, &mut peers.lost);
+            self.changes.recalls |= lost;
+            if !tracked {
+                peers.blobs.remove(hash);
             }
         }
     }
@@ -944,6 +934,25 @@ impl PoolState {
         }
         assert_eq!(short, self.peers.short, "kept blobs short of copies");
     }
+}
+
+/// `node` holds `hash` no more, whether it left or lost the blob: `short` follows, a kept blob
+/// nobody holds now is lost. Whether the blob is still tracked (a hint nobody holds is not),
+/// and whether it was lost just now.
+fn let_go(
+    holders: &mut Holders,
+    (hash, node): (&BlobHash, NodeId),
+    short: &mut BTreeSet<(JobId, u32, BlobHash)>,
+    lost: &mut BTreeSet<(JobId, u32)>,
+) -> (bool, bool) {
+    holders.nodes.retain(|holder| *holder != node);
+    settle_short(short, hash, holders);
+    let nobody = holders.nodes.is_empty();
+    let lost_now = match holders.kept {
+        Some(kept) if nobody => lost.insert((kept.job, kept.task)),
+        _ => false,
+    };
+    (!nobody || holders.kept.is_some(), lost_now)
 }
 
 /// Puts the kept blob `hash` in `short` or takes it out, as `holders` now stand: in when it has
