@@ -282,11 +282,8 @@ impl BlobCache {
             .flatten();
         let missing: Vec<BlobHash> = window
             .into_iter()
-            .filter(|hash| !self.path(hash).exists())
+            .filter(|hash| self.forget_missing(hash))
             .collect();
-        for hash in &missing {
-            self.forget_missing(hash);
-        }
         (missing, next)
     }
 
