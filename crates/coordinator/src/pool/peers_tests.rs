@@ -111,6 +111,31 @@ fn map_kept(h: &mut Harness, node: NodeId, bytes: &[u8]) -> BlobHash {
     BlobHash::of(bytes)
 }
 
+/// Nodes one and two serve peers, and each runs one map of [`map_reduce`] and keeps its part.
+struct KeptOnTwo {
+    one: NodeId,
+    two: NodeId,
+    pipeline: PipelineId,
+    map: JobId,
+    first: BlobHash,
+    second: BlobHash,
+}
+
+fn kept_on_two(h: &mut Harness) -> KeptOnTwo {
+    let (one, two) = (serving_node(h, 1), serving_node(h, 2));
+    let (pipeline, map) = map_reduce(h);
+    let first = map_kept(h, one, b"first part");
+    let second = map_kept(h, two, b"second part");
+    KeptOnTwo {
+        one,
+        two,
+        pipeline,
+        map,
+        first,
+        second,
+    }
+}
+
 fn copied(h: &mut Harness, node: NodeId, copied: Vec<BlobHash>) -> wire::HeartbeatResponse {
     let request = HeartbeatRequest {
         copied,
@@ -367,10 +392,14 @@ fn a_node_that_lost_what_it_kept_says_so_and_the_maker_runs_again() {
 /// Node two's disk lost the part it kept, and it says so at its heartbeat: the part is lost,
 /// and the map that made it runs again. Node one cannot drop what it does not hold.
 pub(super) fn dropped_and_made_again(h: &mut Harness) {
-    let (one, two) = (serving_node(h, 1), serving_node(h, 2));
-    let (_, map) = map_reduce(h);
-    let first = map_kept(h, one, b"first part");
-    let second = map_kept(h, two, b"second part");
+    let KeptOnTwo {
+        one,
+        two,
+        map,
+        first,
+        second,
+        ..
+    } = kept_on_two(h);
     h.settle();
     let dropping = |h: &mut Harness, node, dropped: Vec<BlobHash>| {
         let request = HeartbeatRequest {
@@ -401,13 +430,17 @@ fn a_lost_part_made_again_by_a_node_that_keeps_nothing_is_read_from_the_coordina
 /// back and node three, which serves no peers, runs it and uploads the part. The part is kept
 /// no more: the reduce goes, told to fetch only the first part from a peer.
 pub(super) fn made_again_and_uploaded(h: &mut Harness) {
-    let (one, two) = (serving_node(h, 1), serving_node(h, 2));
+    let KeptOnTwo {
+        one,
+        two,
+        pipeline,
+        map,
+        first,
+        second,
+    } = kept_on_two(h);
     let three = NodeId(3);
     h.pool
         .register(new_node(3, 4, &[], "join"), h.now_ms, &mut h.out);
-    let (pipeline, map) = map_reduce(h);
-    let first = map_kept(h, one, b"first part");
-    let second = map_kept(h, two, b"second part");
     let (reduce, _) = h.run(StartStage {
         pipeline,
         stage: 1,
@@ -447,10 +480,14 @@ pub(super) fn made_again_and_uploaded(h: &mut Harness) {
 #[test]
 fn after_a_start_nodes_name_what_they_keep_and_only_the_unnamed_is_made_again() {
     let mut h = Harness::new();
-    let (one, two) = (serving_node(&mut h, 1), serving_node(&mut h, 2));
-    let (pipeline, map) = map_reduce(&mut h);
-    let first = map_kept(&mut h, one, b"first part");
-    let second = map_kept(&mut h, two, b"second part");
+    let KeptOnTwo {
+        one,
+        two,
+        pipeline,
+        map,
+        first,
+        second,
+    } = kept_on_two(&mut h);
     let spec = reading(&[first, second]);
     let (reduce, _) = h.run(StartStage {
         pipeline,
